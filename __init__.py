@@ -1,0 +1,64 @@
+"""ember: a PyTorch-style deep-learning framework on numpy (CPU) and cupy (CUDA).
+
+The package is lazy (PEP 562): `import ember.runtime` stays small, and each public name
+loads its module on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    # tensors
+    "Tensor": "tensor",
+    "Size": "tensor",
+    "dispatch": "tensor",
+    "is_tensor": "tensor",
+    # dtypes
+    **{name: "ir.dtypes" for name in (
+        "dtype", "float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
+        "get_default_dtype", "set_default_dtype", "promote_types")},
+    # devices
+    "device": "runtime.device",
+    # factories
+    **{name: "factories" for name in (
+        "tensor", "as_tensor", "from_numpy", "zeros", "ones", "empty", "full", "zeros_like",
+        "ones_like", "empty_like", "full_like", "arange", "linspace", "logspace", "eye",
+        "manual_seed", "seed", "initial_seed", "rand", "randn", "randint", "randperm",
+        "rand_like", "randn_like", "randint_like")},
+    # autograd
+    **{name: "autograd.grad_mode" for name in (
+        "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "inference_mode")},
+    # errors
+    **{name: "errors" for name in (
+        "EmberError", "EmberRuntimeError", "EmberValueError", "EmberTypeError",
+        "EmberIndexError")},
+}
+_ALIASES = {"bool": ("ir.dtypes", "bool_"), "half": ("ir.dtypes", "float16"),
+            "float": ("ir.dtypes", "float32"), "double": ("ir.dtypes", "float64"),
+            "long": ("ir.dtypes", "int64"), "int": ("ir.dtypes", "int32"),
+            "short": ("ir.dtypes", "int16")}
+_SUBMODULES = {"autograd", "cuda", "ir", "runtime", "ops", "errors"}
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    elif name in _ALIASES:
+        module, attr = _ALIASES[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attr)
+    else:
+        ops = importlib.import_module(".ops", __name__)
+        if name.startswith("_") or not hasattr(ops, name):
+            raise AttributeError(f"module 'ember' has no attribute {name!r}")
+        value = getattr(ops, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS) | set(_ALIASES) | _SUBMODULES)

@@ -1,0 +1,32 @@
+"""The one autograd engine: graph, backward, grad, grad modes, Function, gradcheck.
+
+Loaded lazily (PEP 562) so that importing grad modes does not pull in the engine.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "backward": "engine",
+    "grad": "engine",
+    "Function": "function",
+    "FunctionCtx": "function",
+    "enable_grad": "grad_mode",
+    "inference_mode": "grad_mode",
+    "is_grad_enabled": "grad_mode",
+    "no_grad": "grad_mode",
+    "set_grad_enabled": "grad_mode",
+    "GradcheckError": "gradcheck",
+    "gradcheck": "gradcheck",
+    "gradgradcheck": "gradcheck",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ember.autograd' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,215 @@
+"""Derivatives of the elementwise primitives."""
+
+from __future__ import annotations
+
+import math
+
+from ... import ops as E
+from .registry import derivative
+
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+
+def _is_tensor(x) -> bool:
+    return hasattr(x, "_data")
+
+
+@derivative("neg", save_inputs=False)
+def _neg(node, g):
+    return (E.neg(g),)
+
+
+@derivative("add", save_inputs=False)
+def _add(node, g):
+    return g, g
+
+
+@derivative("sub", save_inputs=False)
+def _sub(node, g):
+    return g, E.neg(g)
+
+
+@derivative("clone", "cast", save_inputs=False)
+def _identity(node, g):
+    return (g,)
+
+
+@derivative("sign", "floor", "ceil", "round", "trunc", "floor_divide", "trunc_divide",
+            save_inputs=False)
+def _zero(node, g):
+    zero = E.mul(g, 0)
+    return tuple(zero for _ in node.next_functions)
+
+
+@derivative("abs")
+def _abs(node, g):
+    (x,) = node.inputs
+    return (E.mul(g, E.sign(x)),)
+
+
+@derivative("exp", save_inputs=False, save_outputs=True)
+def _exp(node, g):
+    return (E.mul(g, node.outputs[0]),)
+
+
+@derivative("expm1", save_inputs=False, save_outputs=True)
+def _expm1(node, g):
+    return (E.mul(g, E.add(node.outputs[0], 1)),)
+
+
+@derivative("log")
+def _log(node, g):
+    return (E.div(g, node.inputs[0]),)
+
+
+@derivative("log1p")
+def _log1p(node, g):
+    return (E.div(g, E.add(node.inputs[0], 1)),)
+
+
+@derivative("sqrt", save_inputs=False, save_outputs=True)
+def _sqrt(node, g):
+    return (E.div(g, E.mul(node.outputs[0], 2)),)
+
+
+@derivative("rsqrt", save_inputs=False, save_outputs=True)
+def _rsqrt(node, g):
+    out = node.outputs[0]
+    return (E.mul(E.mul(g, -0.5), E.mul(E.mul(out, out), out)),)
+
+
+@derivative("reciprocal", save_inputs=False, save_outputs=True)
+def _reciprocal(node, g):
+    out = node.outputs[0]
+    return (E.neg(E.mul(g, E.mul(out, out))),)
+
+
+@derivative("sin")
+def _sin(node, g):
+    return (E.mul(g, E.cos(node.inputs[0])),)
+
+
+@derivative("cos")
+def _cos(node, g):
+    return (E.neg(E.mul(g, E.sin(node.inputs[0]))),)
+
+
+@derivative("tanh", save_inputs=False, save_outputs=True)
+def _tanh(node, g):
+    out = node.outputs[0]
+    return (E.mul(g, E.sub(1, E.mul(out, out))),)
+
+
+@derivative("sigmoid", save_inputs=False, save_outputs=True)
+def _sigmoid(node, g):
+    out = node.outputs[0]
+    return (E.mul(g, E.mul(out, E.sub(1, out))),)
+
+
+@derivative("relu", save_inputs=False, save_outputs=True)
+def _relu(node, g):
+    return (E.mul(g, E.gt(node.outputs[0], 0)),)
+
+
+@derivative("erf")
+def _erf(node, g):
+    x = node.inputs[0]
+    return (E.mul(g, E.mul(E.exp(E.neg(E.mul(x, x))), _TWO_OVER_SQRT_PI)),)
+
+
+@derivative("mul")
+def _mul(node, g):
+    a, b = node.inputs
+    need_a, need_b = node.needs_input_grad
+    return (E.mul(g, b) if need_a else None, E.mul(g, a) if need_b else None)
+
+
+@derivative("div")
+def _div(node, g):
+    a, b = node.inputs
+    need_a, need_b = node.needs_input_grad
+    ga = E.div(g, b) if need_a else None
+    gb = E.neg(E.div(E.mul(g, a), E.mul(b, b))) if need_b else None
+    return ga, gb
+
+
+@derivative("remainder")
+def _remainder(node, g):
+    a, b = node.inputs
+    need_a, need_b = node.needs_input_grad
+    gb = E.neg(E.mul(g, E.div(a, b, rounding_mode="floor"))) if need_b else None
+    return (g if need_a else None), gb
+
+
+@derivative("pow", save_outputs=True)
+def _pow(node, g):
+    a, b = node.inputs
+    need_a, need_b = node.needs_input_grad
+    ga = gb = None
+    if need_a:
+        if _is_tensor(b):
+            da = E.mul(b, E.pow(a, E.sub(b, 1)))
+            da = E.where(E.eq(b, 0), E.mul(da, 0), da)
+        elif b == 0:
+            da = E.mul(a, 0)
+        else:
+            da = E.mul(E.pow(a, b - 1), b)
+        ga = E.mul(g, da)
+    if need_b:
+        out = node.outputs[0]
+        if _is_tensor(a):
+            db = E.mul(out, E.log(a))
+            db = E.where(E.logical_and(E.eq(a, 0), E.ge(b, 0)), E.mul(db, 0), db)
+        else:
+            db = E.mul(out, math.log(a) if a > 0 else (0.0 if a == 0 else math.nan))
+        gb = E.mul(g, db)
+    return ga, gb
+
+
+def _split_ties(node, g, wins):
+    a, b = node.inputs
+    need_a, need_b = node.needs_input_grad
+    half = E.mul(g, 0.5)
+    zero = E.mul(g, 0)
+    tie = E.eq(a, b)
+    ga = E.where(wins(a, b), g, E.where(tie, half, zero)) if need_a else None
+    gb = E.where(wins(b, a), g, E.where(tie, half, zero)) if need_b else None
+    return ga, gb
+
+
+@derivative("maximum")
+def _maximum(node, g):
+    return _split_ties(node, g, E.gt)
+
+
+@derivative("minimum")
+def _minimum(node, g):
+    return _split_ties(node, g, E.lt)
+
+
+@derivative("where")
+def _where(node, g):
+    cond = node.inputs[0]
+    zero = E.mul(g, 0)
+    _, need_a, need_b = node.needs_input_grad
+    return (None, E.where(cond, g, zero) if need_a else None,
+            E.where(cond, zero, g) if need_b else None)
+
+
+@derivative("clamp")
+def _clamp(node, g):
+    (x,) = node.inputs
+    lo, hi = node.attrs.get("min"), node.attrs.get("max")
+    keep = None
+    if lo is not None:
+        keep = E.ge(x, lo)
+    if hi is not None:
+        upper = E.le(x, hi)
+        keep = upper if keep is None else E.logical_and(keep, upper)
+    return (E.mul(g, keep),)
+
+
+@derivative("masked_fill")
+def _masked_fill(node, g):
+    mask = node.inputs[1]
+    return E.where(mask, E.mul(g, 0), g), None

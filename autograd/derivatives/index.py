@@ -1,0 +1,91 @@
+"""Derivatives of indexing: gathers scatter-add back, scatters gather back."""
+
+from __future__ import annotations
+
+from ... import ops as E
+from ...tensor import dispatch
+from .registry import derivative
+
+
+def _zeros_of_input(node, i=0):
+    from ...factories import zeros
+
+    shape, dtype, dev = node.input_meta[i]
+    return zeros(shape, dtype=dtype, device=dev)
+
+
+@derivative("index")
+def _index(node, g):
+    indices = node.inputs[1:]
+    attrs = {"dims": node.attrs["dims"], "accumulate": True}
+    gx = dispatch("index_put", (_zeros_of_input(node), g, *indices), attrs)
+    return (gx,) + (None,) * len(indices)
+
+
+@derivative("index_put")
+def _index_put(node, g):
+    x, values, *indices = node.inputs
+    need_x, need_v = node.needs_input_grad[:2]
+    dims = node.attrs["dims"]
+    gx = gv = None
+    if need_x:
+        gx = g if node.attrs["accumulate"] else dispatch(
+            "index_put", (g, E.mul(values, 0) if hasattr(values, "_data") else g[...] * 0, *indices),
+            {"dims": dims, "accumulate": False},
+        )
+    if need_v:
+        gv = dispatch("index", (g, *indices), {"dims": dims})
+    return (gx, gv) + (None,) * len(indices)
+
+
+def _fit_to(node, i, g):
+    """Pad g (shaped like the index) with zeros up to input i's shape."""
+    shape = node.input_meta[i][0]
+    if tuple(g.shape) == tuple(shape):
+        return g
+    pads = []
+    for have, want in reversed(list(zip(g.shape, shape))):
+        pads += [0, want - have]
+    return E.pad(g, tuple(pads))
+
+
+@derivative("gather")
+def _gather(node, g):
+    _, index = node.inputs
+    dim = node.attrs["dim"]
+    return E.scatter_add(_zeros_of_input(node), dim, index, g), None
+
+
+@derivative("scatter")
+def _scatter(node, g):
+    _, index, _ = node.inputs
+    dim = node.attrs["dim"]
+    need_x, _, need_src = node.needs_input_grad
+    gx = E.scatter(g, dim, index, E.mul(E.gather(g, dim, index), 0)) if need_x else None
+    gsrc = _fit_to(node, 2, E.gather(g, dim, index)) if need_src else None
+    return gx, None, gsrc
+
+
+@derivative("scatter_add")
+def _scatter_add(node, g):
+    _, index, _ = node.inputs
+    dim = node.attrs["dim"]
+    need_src = node.needs_input_grad[2]
+    return g, None, (_fit_to(node, 2, E.gather(g, dim, index)) if need_src else None)
+
+
+@derivative("index_select")
+def _index_select(node, g):
+    _, index = node.inputs
+    dim = node.attrs["dim"]
+    if len(node.input_meta[0][0]) == 0:
+        return E.sum(g).reshape(()), None
+    return E.index_add(_zeros_of_input(node), dim, index, g), None
+
+
+@derivative("index_add")
+def _index_add(node, g):
+    _, index, _ = node.inputs
+    dim = node.attrs["dim"]
+    need_src = node.needs_input_grad[2]
+    return g, None, (E.index_select(g, dim, index) if need_src else None)

@@ -1,0 +1,89 @@
+"""Derivatives of matmul, conv2d and pooling (the backward ops are primitives too)."""
+
+from __future__ import annotations
+
+from ... import ops as E
+from ...tensor import dispatch
+from .registry import derivative
+
+
+@derivative("matmul")
+def _matmul(node, g):
+    a, b = node.inputs
+    need_a, need_b = node.needs_input_grad
+    a2 = E.unsqueeze(a, 0) if a.ndim == 1 else a
+    b2 = E.unsqueeze(b, -1) if b.ndim == 1 else b
+    g2 = g
+    if a.ndim == 1:
+        g2 = E.unsqueeze(g2, -2 if b.ndim > 1 else 0)
+    if b.ndim == 1:
+        g2 = E.unsqueeze(g2, -1)
+    ga = gb = None
+    if need_a:
+        ga = E.matmul(g2, E.mT(b2))
+        if a.ndim == 1:
+            ga = E.squeeze(ga, -2)
+    if need_b:
+        gb = E.matmul(E.mT(a2), g2)
+        if b.ndim == 1:
+            gb = E.squeeze(gb, -1)
+    return ga, gb
+
+
+def _conv_attrs(node):
+    return {k: node.attrs[k] for k in ("stride", "padding", "dilation", "groups")}
+
+
+@derivative("conv2d")
+def _conv2d(node, g):
+    x, w = node.inputs
+    need_x, need_w = node.needs_input_grad
+    attrs = _conv_attrs(node)
+    gx = gw = None
+    if need_x:
+        gx = dispatch("conv2d_backward_input", (g, w), dict(attrs, input_shape=tuple(x.shape)))
+    if need_w:
+        gw = dispatch("conv2d_backward_weight", (x, g), dict(attrs, weight_shape=tuple(w.shape)))
+    return gx, gw
+
+
+@derivative("conv2d_backward_input")
+def _conv2d_backward_input(node, h):
+    g, w = node.inputs
+    need_g, need_w = node.needs_input_grad
+    attrs = _conv_attrs(node)
+    gg = dispatch("conv2d", (h, w), attrs) if need_g else None
+    gw = dispatch("conv2d_backward_weight", (h, g), dict(attrs, weight_shape=tuple(w.shape))) if need_w else None
+    return gg, gw
+
+
+@derivative("conv2d_backward_weight")
+def _conv2d_backward_weight(node, h):
+    x, g = node.inputs
+    need_x, need_g = node.needs_input_grad
+    attrs = _conv_attrs(node)
+    gx = dispatch("conv2d_backward_input", (g, h), dict(attrs, input_shape=tuple(x.shape))) if need_x else None
+    gg = dispatch("conv2d", (x, h), attrs) if need_g else None
+    return gx, gg
+
+
+_POOL_KEYS = ("kernel_size", "stride", "padding", "ceil_mode")
+
+
+@derivative("max_pool2d")
+def _max_pool2d(node, g):
+    (x,) = node.inputs
+    attrs = {k: node.attrs[k] for k in (*_POOL_KEYS, "dilation")}
+    return (dispatch("max_pool2d_backward", (g, x), attrs),)
+
+
+@derivative("avg_pool2d", save_inputs=False)
+def _avg_pool2d(node, g):
+    attrs = dict(node.attrs, input_shape=node.input_meta[0][0])
+    return (dispatch("avg_pool2d_backward", (g,), attrs),)
+
+
+@derivative("avg_pool2d_backward", save_inputs=False)
+def _avg_pool2d_backward(node, h):
+    attrs = {k: v for k, v in node.attrs.items() if k != "input_shape"}
+    return (dispatch("avg_pool2d", (h,), attrs),)

@@ -1,0 +1,225 @@
+"""The backward engine: one iterative pass over the graph in dependency order.
+
+No recursion anywhere, so a 10,000-op chain is as easy as a 10-op one. Nodes run once all the
+gradients flowing into them have arrived; saved tensors are freed after use unless
+retain_graph. backward() accumulates into leaves' .grad; grad() returns the gradients of
+chosen inputs and touches no .grad.
+"""
+
+from __future__ import annotations
+
+from ..errors import runtime_error
+from . import grad_mode
+from .graph import AccumulateGrad, edge_of
+
+
+def _as_list(x):
+    if x is None:
+        return []
+    if isinstance(x, (list, tuple)):
+        return list(x)
+    return [x]
+
+
+def _root_grads(outputs, grad_outputs):
+    from ..factories import ones_like
+    from ..tensor import Tensor
+
+    grads = []
+    for i, out in enumerate(outputs):
+        if not isinstance(out, Tensor):
+            raise runtime_error(f"backward/grad: element {i} of outputs is not a Tensor")
+        g = grad_outputs[i] if i < len(grad_outputs) else None
+        if g is None:
+            if out._data.size != 1:
+                raise runtime_error(
+                    f"grad can be implicitly created only for scalar outputs (output {i} has "
+                    f"shape {list(out.shape)}); pass a gradient of that shape"
+                )
+            g = ones_like(out)
+        elif isinstance(g, Tensor):
+            if tuple(g.shape) != tuple(out.shape):
+                raise runtime_error(
+                    f"Mismatch in shape: grad_output[{i}] has a shape of {g.shape} and "
+                    f"output[{i}] has a shape of {out.shape}."
+                )
+        else:
+            from ..factories import full_like
+
+            g = full_like(out, g)
+        if not out._requires_grad:
+            raise runtime_error(
+                f"element {i} of tensors does not require grad and does not have a grad_fn"
+            )
+        grads.append(g)
+    return grads
+
+
+def _collect(roots):
+    """Every node reachable from the roots, with how many edges lead into it."""
+    dependencies: dict = {}
+    seen = set()
+    stack = []
+    for node, _ in roots:
+        if node not in seen:
+            seen.add(node)
+            stack.append(node)
+    while stack:
+        node = stack.pop()
+        for edge in node.next_functions:
+            if edge is None:
+                continue
+            child = edge[0]
+            dependencies[child] = dependencies.get(child, 0) + 1
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return dependencies, seen
+
+
+def _needed(nodes, targets):
+    """The nodes from which a target can be reached: only these need to run."""
+    parents: dict = {}
+    for node in nodes:
+        for edge in node.next_functions:
+            if edge is not None:
+                parents.setdefault(edge[0], []).append(node)
+    needed = set(targets)
+    stack = list(targets)
+    while stack:
+        node = stack.pop()
+        for parent in parents.get(node, ()):
+            if parent not in needed:
+                needed.add(parent)
+                stack.append(parent)
+    return needed
+
+
+def _zeros_for(node, i):
+    from ..factories import zeros
+
+    shape, dtype, dev = node.output_meta(i)
+    return zeros(shape, dtype=dtype, device=dev)
+
+
+def _execute(roots, root_grads, retain_graph, create_graph, capture=None, accumulate=True):
+    """Run backward from the root edges. capture maps (node, output_nr) -> slot index."""
+    dependencies, nodes = _collect(roots)
+    needed = None
+    if capture is not None:
+        needed = _needed(nodes, {node for node, _ in capture})
+    captured = {}
+    buffers: dict = {}
+    for (node, nr), g in zip(roots, root_grads):
+        slots = buffers.setdefault(node, {})
+        slots[nr] = g if nr not in slots else slots[nr] + g
+    ready = [node for node, _ in roots if dependencies.get(node, 0) == 0]
+    ready = list(dict.fromkeys(ready))
+    prev = grad_mode.state.enabled
+    grad_mode.state.enabled = create_graph
+    try:
+        while ready:
+            node = ready.pop()
+            slots = buffers.pop(node, {})
+            n_out = node.num_outputs()
+            if slots and len(slots) < n_out:
+                for i in range(n_out):
+                    if i not in slots:
+                        slots[i] = _zeros_for(node, i)
+            grads = [slots.get(i) for i in range(n_out)]
+            if node.pre_hooks:
+                for i, hooks in node.pre_hooks.items():
+                    for hook in hooks:
+                        if grads[i] is not None:
+                            new = hook(grads[i])
+                            if new is not None:
+                                grads[i] = new
+            if capture is not None:
+                for i in range(n_out):
+                    key = (node, i)
+                    if key in capture and grads[i] is not None:
+                        captured[key] = grads[i]
+            run = needed is None or node in needed
+            if isinstance(node, AccumulateGrad) and not accumulate:
+                run = False
+            if not run or not any(g is not None for g in grads):
+                results = [None] * len(node.next_functions)
+            else:
+                results = node.apply(grads)
+                if not retain_graph:
+                    node.release()
+            for edge, g in zip(node.next_functions, results):
+                if edge is None:
+                    continue
+                child, nr = edge
+                if g is not None:
+                    slots = buffers.setdefault(child, {})
+                    slots[nr] = g if nr not in slots else slots[nr] + g
+                left = dependencies[child] - 1
+                dependencies[child] = left
+                if left == 0:
+                    ready.append(child)
+    finally:
+        grad_mode.state.enabled = prev
+    return captured
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
+    """Compute the gradient of tensors w.r.t. the graph leaves, accumulating into .grad."""
+    tensors = _as_list(tensors)
+    grads = _root_grads(tensors, _as_list(grad_tensors))
+    if retain_graph is None:
+        retain_graph = create_graph
+    roots = [edge_of(t) for t in tensors]
+    if inputs is None:
+        _execute(roots, grads, retain_graph, create_graph)
+        return
+    inputs = _as_list(inputs)
+    edges = [edge_of(x) for x in inputs]
+    for i, e in enumerate(edges):
+        if e is None:
+            raise runtime_error(f"backward(inputs=...): input {i} does not require grad")
+    capture = {e: i for i, e in enumerate(edges)}
+    captured = _execute(roots, grads, retain_graph, create_graph, capture, accumulate=False)
+    for x, e in zip(inputs, edges):
+        g = captured.get(e)
+        if g is None:
+            continue
+        g = g if create_graph else g.detach()
+        x.grad = g.clone() if x.grad is None else x.grad + g
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=None, materialize_grads=False):
+    """The gradients of outputs w.r.t. inputs, as a tuple; .grad is left untouched."""
+    single = not isinstance(inputs, (list, tuple))
+    outputs, inputs = _as_list(outputs), _as_list(inputs)
+    grads = _root_grads(outputs, _as_list(grad_outputs))
+    if retain_graph is None:
+        retain_graph = create_graph
+    edges = []
+    for i, x in enumerate(inputs):
+        e = edge_of(x)
+        if e is None:
+            raise runtime_error(f"One of the differentiated Tensors (input {i}) does not require grad")
+        edges.append(e)
+    capture = {e: i for i, e in enumerate(edges)}
+    captured = _execute([edge_of(t) for t in outputs], grads, retain_graph, create_graph, capture,
+                        accumulate=False)
+    result = []
+    for i, (x, e) in enumerate(zip(inputs, edges)):
+        g = captured.get(e)
+        if g is None:
+            if materialize_grads:
+                from ..factories import zeros_like
+
+                g = zeros_like(x)
+            elif not allow_unused:
+                raise runtime_error(
+                    f"One of the differentiated Tensors (input {i}) appears to not have been "
+                    "used in the graph. Set allow_unused=True if this is the desired behavior."
+                )
+        elif not create_graph:
+            g = g.detach()
+        result.append(g)
+    return tuple(result)

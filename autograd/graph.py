@@ -1,0 +1,241 @@
+"""The autograd graph: nodes (grad_fn), edges to the nodes of the inputs, saved tensors."""
+
+from __future__ import annotations
+
+import weakref
+
+from ..errors import runtime_error
+
+_FREED_MESSAGE = (
+    "Trying to backward through the graph a second time (or directly access saved tensors "
+    "after they have already been freed). Saved intermediate values of the graph are freed when "
+    "you call .backward() or autograd.grad(). Specify retain_graph=True if you need to backward "
+    "through the graph a second time or if you need to access saved tensors after calling "
+    "backward."
+)
+
+
+class Node:
+    """A backward function: turns the gradients of its outputs into those of its inputs.
+
+    next_functions[i] is the edge (node, output_nr) the i-th input's gradient flows to, or
+    None when that input needs no gradient.
+    """
+
+    __slots__ = ("next_functions", "pre_hooks", "__weakref__", "__dict__")
+
+    def __init__(self):
+        self.next_functions: tuple = ()
+        self.pre_hooks: dict | None = None
+
+    def name(self) -> str:
+        return type(self).__name__
+
+    def apply(self, grads: list) -> list:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Free saved tensors (after a backward without retain_graph)."""
+
+    def add_pre_hook(self, output_nr: int, hook) -> None:
+        if self.pre_hooks is None:
+            self.pre_hooks = {}
+        self.pre_hooks.setdefault(output_nr, []).append(hook)
+
+    def num_outputs(self) -> int:
+        return 1
+
+    def output_meta(self, i):
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{self.name()} object at {hex(id(self))}>"
+
+
+class AccumulateGrad(Node):
+    """The sink of a leaf tensor: adds the incoming gradient to leaf.grad."""
+
+    __slots__ = ("variable",)
+
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable
+
+    def apply(self, grads: list) -> list:
+        (g,) = grads
+        var = self.variable
+        if g is None:
+            return []
+        if var._hooks:
+            for hook in var._hooks:
+                new = hook(g)
+                if new is not None:
+                    g = new
+        if var.grad is None:
+            # a copy: the same gradient tensor may flow to several leaves (a + b)
+            var.grad = g.clone() if g._grad_fn is not None else g.detach().clone()
+        else:
+            var.grad = var.grad + g
+        return []
+
+    def output_meta(self, i):
+        v = self.variable
+        return tuple(v.shape), v._dtype, v._device
+
+
+class OpNode(Node):
+    """The backward of one primitive op; its derivative rule is written in Tensor ops."""
+
+    __slots__ = (
+        "op",
+        "attrs",
+        "rule",
+        "inputs",
+        "outputs",
+        "input_meta",
+        "out_meta",
+        "saved_versions",
+        "needs_input_grad",
+        "freed",
+    )
+
+    def name(self) -> str:
+        return "".join(p.capitalize() for p in self.op.split("_")) + "Backward0"
+
+    def apply(self, grads: list) -> list:
+        if self.freed:
+            raise runtime_error(_FREED_MESSAGE)
+        self._check_versions()
+        result = self.rule.fn(self, *grads)
+        if not isinstance(result, (tuple, list)):
+            result = (result,)
+        out = []
+        for i, edge in enumerate(self.next_functions):
+            g = result[i] if i < len(result) else None
+            if edge is None or g is None:
+                out.append(None)
+                continue
+            shape, dtype, _ = self.input_meta[i]
+            if tuple(g.shape) != shape:
+                g = sum_to(g, shape)
+            if g._dtype is not dtype:
+                g = g.to(dtype)
+            out.append(g)
+        return out
+
+    def _check_versions(self) -> None:
+        for tensors, versions in self.saved_versions:
+            for t, v in zip(tensors, versions):
+                if t is not None and v is not None and t._version[0] != v:
+                    kind = "output" if tensors is self.outputs else "input"
+                    raise runtime_error(
+                        "one of the variables needed for gradient computation has been modified "
+                        f"by an inplace operation: [ember.{t._dtype.name} {list(t.shape)}], which "
+                        f"is {kind} of {self.name()}, is at version {t._version[0]}; expected "
+                        f"version {v} instead. Hint: the backtrace further above shows the "
+                        "operation that failed to compute its gradient."
+                    )
+
+    def release(self) -> None:
+        if self.rule.save_inputs or self.rule.save_outputs:
+            self.freed = True
+        self.inputs = None
+        self.outputs = None
+
+    def num_outputs(self) -> int:
+        return len(self.out_meta)
+
+    def output_meta(self, i):
+        return self.out_meta[i]
+
+
+def edge_of(tensor):
+    """The edge a gradient for `tensor` flows into: its grad_fn, or its leaf accumulator."""
+    if tensor._grad_fn is not None:
+        return (tensor._grad_fn, tensor._output_nr)
+    if not tensor._requires_grad:
+        return None
+    acc = tensor._grad_accumulator
+    acc = acc() if acc is not None else None
+    if acc is None:
+        acc = AccumulateGrad(tensor)
+        tensor._grad_accumulator = weakref.ref(acc)
+    return (acc, 0)
+
+
+def _meta(t):
+    return tuple(t._data.shape), t._dtype, t._device
+
+
+def link_op(op: str, inputs: tuple, attrs: dict, outputs: tuple) -> None:
+    """Record op in the autograd graph: a node from the outputs back to the inputs."""
+    from ..tensor import Tensor
+    from .derivatives import DERIVATIVES
+
+    rule = DERIVATIVES[op]
+    node = OpNode()
+    node.pre_hooks = None
+    node.op, node.attrs, node.rule, node.freed = op, attrs, rule, False
+    is_tensor = [isinstance(x, Tensor) for x in inputs]
+    node.next_functions = tuple(edge_of(x) if t else None for x, t in zip(inputs, is_tensor))
+    node.needs_input_grad = tuple(e is not None for e in node.next_functions)
+    node.input_meta = tuple(_meta(x) if t else None for x, t in zip(inputs, is_tensor))
+    node.out_meta = tuple(_meta(o) for o in outputs)
+    versions = []
+    if rule.save_inputs:
+        node.inputs = inputs
+        versions.append((inputs, tuple(x._version[0] if t else None for x, t in zip(inputs, is_tensor))))
+    else:
+        node.inputs = tuple(None if t else x for x, t in zip(inputs, is_tensor))
+    if rule.save_outputs:
+        node.outputs = outputs
+        versions.append((outputs, tuple(o._version[0] for o in outputs)))
+    else:
+        node.outputs = None
+    node.saved_versions = versions
+    for i, o in enumerate(outputs):
+        if o._dtype.is_floating_point:
+            o._requires_grad = True
+            o._grad_fn = node
+            o._output_nr = i
+
+
+def sum_to(g, shape: tuple):
+    """Sum a broadcast gradient back down to `shape`."""
+    lead = g.ndim - len(shape)
+    dims = list(range(lead))
+    dims += [lead + i for i, d in enumerate(shape) if d == 1 and g.shape[lead + i] != 1]
+    if dims:
+        g = g.sum(dim=tuple(dims), keepdim=True)
+    if lead or tuple(g.shape) != shape:
+        g = g.reshape(shape)
+    return g
+
+
+class _ToDevice(Node):
+    __slots__ = ("source_device", "meta")
+
+    def apply(self, grads):
+        (g,) = grads
+        return [g.to(self.source_device)]
+
+    def output_meta(self, i):
+        return self.meta
+
+
+def to_device(tensor, dev):
+    """A copy of tensor on dev; differentiable (the gradient goes back to the source device)."""
+    from ..runtime.device import to_device as move
+    from ..tensor import Tensor
+    from . import grad_mode
+
+    out = Tensor._make(move(tensor._data, dev), tensor._dtype, dev)
+    if grad_mode.state.enabled and tensor._requires_grad:
+        node = _ToDevice()
+        node.pre_hooks = None
+        node.source_device = tensor._device
+        node.next_functions = (edge_of(tensor),)
+        node.meta = _meta(out)
+        out._requires_grad = True
+        out._grad_fn = node
+    return out

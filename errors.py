@@ -1,0 +1,75 @@
+"""The errors ember raises: each is an EmberError and also the builtin PyTorch raises there."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+class EmberError(Exception):
+    """Base class of every error ember raises for a user's mistake."""
+
+
+class EmberRuntimeError(EmberError, RuntimeError):
+    """Shapes that do not fit, devices that do not match, autograd misuse."""
+
+
+class EmberValueError(EmberError, ValueError):
+    """An argument with a valid type but an invalid value."""
+
+
+class EmberTypeError(EmberError, TypeError):
+    """An argument of the wrong type or dtype."""
+
+
+class EmberIndexError(EmberError, IndexError):
+    """A dimension or an index out of range."""
+
+
+class EmberNotImplementedError(EmberError, NotImplementedError):
+    """A valid request ember does not support yet on this device or dtype."""
+
+
+_USER_FOLDERS = ("tests", "examples", "benchmarks")
+
+
+def _is_internal(filename: str) -> bool:
+    path = os.path.abspath(filename)
+    if not path.startswith(_PACKAGE_DIR + os.sep):
+        return False
+    top = path[len(_PACKAGE_DIR) + 1 :].split(os.sep, 1)[0]
+    return top not in _USER_FOLDERS
+
+
+def user_frame() -> str | None:
+    """file:line of the innermost caller outside the ember package, or None."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not _is_internal(filename):
+            return f"{filename}:{frame.f_lineno}"
+        frame = frame.f_back
+    return None
+
+
+def _with_location(message: str) -> str:
+    where = user_frame()
+    return f"{message} (at {where})" if where else message
+
+
+def runtime_error(message: str) -> EmberRuntimeError:
+    return EmberRuntimeError(_with_location(message))
+
+
+def value_error(message: str) -> EmberValueError:
+    return EmberValueError(_with_location(message))
+
+
+def type_error(message: str) -> EmberTypeError:
+    return EmberTypeError(_with_location(message))
+
+
+def index_error(message: str) -> EmberIndexError:
+    return EmberIndexError(_with_location(message))

@@ -1,0 +1,272 @@
+"""Tensor factories: tensor, as_tensor, from_numpy, zeros, ones, full, arange, rand, ..."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from .errors import runtime_error, type_error, value_error
+from .ir.dtypes import as_dtype, from_numpy as dtype_from_numpy, get_default_dtype, int64
+from .runtime import random
+from .runtime.device import CPU, array_module, as_device, device, device_of_array, to_device
+from .tensor import Tensor
+
+
+def _device(dev) -> device:
+    dev = as_device(dev)
+    if dev.type == "cuda" and dev.index is None:
+        dev = device("cuda", 0)
+    return dev
+
+
+def _finish(array, dtype, dev, requires_grad) -> Tensor:
+    array = to_device(array, dev)
+    t = Tensor._make(array, dtype, dev)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def _size(size) -> tuple:
+    if len(size) == 1 and isinstance(size[0], (Sequence, np.ndarray)) and not isinstance(size[0], str):
+        size = tuple(size[0])
+    out = []
+    for d in size:
+        if isinstance(d, Tensor):
+            d = int(d)
+        if not isinstance(d, (int, np.integer)) or isinstance(d, bool):
+            raise type_error(f"size must be a sequence of ints, got {type(d).__name__} in {size}")
+        if d < 0:
+            raise runtime_error(f"Trying to create tensor with negative dimension {d}: {list(size)}")
+        out.append(int(d))
+    return tuple(out)
+
+
+def _infer_dtype(data):
+    """PyTorch's dtype for nested Python data: bool < int64 < default float."""
+    flat = np.asarray(data, dtype=object).reshape(-1) if not isinstance(data, (int, float, bool)) else [data]
+    kind = "b"
+    for v in flat:
+        if isinstance(v, (bool, np.bool_)):
+            continue
+        if isinstance(v, (int, np.integer)):
+            kind = "i" if kind == "b" else kind
+        elif isinstance(v, (float, np.floating)):
+            kind = "f"
+        else:
+            raise type_error(f"tensor(): could not infer dtype of {type(v).__name__}")
+    if len(flat) == 0:
+        return get_default_dtype()
+    return {"b": as_dtype("bool"), "i": int64, "f": get_default_dtype()}[kind]
+
+
+def tensor(data, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """A new tensor holding a copy of data (nested lists, numbers, arrays or tensors)."""
+    dev = _device(device) if device is not None else None
+    if isinstance(data, Tensor):
+        src = data.detach()
+        out = src.to(dtype=dtype) if dtype is not None else src
+        out = out.clone() if out is src else out
+        out = out.to(dev) if dev is not None else out
+        if requires_grad:
+            out.requires_grad_(True)
+        return out
+    if isinstance(data, np.ndarray) or hasattr(data, "__cuda_array_interface__"):
+        d = as_dtype(dtype) if dtype is not None else dtype_from_numpy(data.dtype)
+        array = data.astype(d.np, copy=True)
+        return _finish(array, d, dev or device_of_array(array), requires_grad)
+    d = as_dtype(dtype) if dtype is not None else _infer_dtype(data)
+    try:
+        array = np.array(data, dtype=d.np)
+    except (ValueError, TypeError) as exc:
+        raise value_error(f"tensor(): could not build a tensor from {type(data).__name__}: {exc}") from None
+    if array.dtype == object:
+        raise type_error("tensor(): nested sequences must be rectangular and hold numbers")
+    return _finish(array, d, dev or CPU, requires_grad)
+
+
+def as_tensor(data, dtype=None, device=None) -> Tensor:
+    """Like tensor(), but shares memory with a tensor or array when dtype and device allow."""
+    if isinstance(data, Tensor):
+        out = data if dtype is None else data.to(dtype=dtype)
+        return out if device is None else out.to(_device(device))
+    if isinstance(data, np.ndarray) and (device is None or _device(device).type == "cpu"):
+        d = as_dtype(dtype) if dtype is not None else dtype_from_numpy(data.dtype)
+        if data.dtype == d.np:
+            return Tensor._make(data, d, CPU)
+    return tensor(data, dtype=dtype, device=device)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A CPU tensor sharing array's memory (writes through either are seen by both)."""
+    if not isinstance(array, np.ndarray):
+        raise type_error(f"from_numpy() expected an np.ndarray, got {type(array).__name__}")
+    return Tensor._make(array, dtype_from_numpy(array.dtype), CPU)
+
+
+def _filled(fill, size, dtype, dev, requires_grad, default=None):
+    dev = _device(dev)
+    d = as_dtype(dtype) if dtype is not None else (default or get_default_dtype())
+    xp = array_module(dev)
+    if dev.type == "cuda":
+        with xp.cuda.Device(dev.index):
+            array = fill(xp, _size(size), d.np)
+    else:
+        array = fill(xp, _size(size), d.np)
+    t = Tensor._make(array, d, dev)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def zeros(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _filled(lambda xp, s, d: xp.zeros(s, d), size, dtype, device, requires_grad)
+
+
+def ones(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _filled(lambda xp, s, d: xp.ones(s, d), size, dtype, device, requires_grad)
+
+
+def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _filled(lambda xp, s, d: xp.empty(s, d), size, dtype, device, requires_grad)
+
+
+def full(size, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    if dtype is None:
+        dtype = (as_dtype("bool") if isinstance(fill_value, bool) else
+                 int64 if isinstance(fill_value, int) else get_default_dtype())
+    return _filled(lambda xp, s, d: xp.full(s, fill_value, d), (size,), dtype, device,
+                   requires_grad)
+
+
+def _like(fn, input, dtype, device, requires_grad, *args):
+    return fn(*args, tuple(input.shape), dtype=dtype or input.dtype,
+              device=device if device is not None else input.device, requires_grad=requires_grad)
+
+
+def zeros_like(input, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _like(zeros, input, dtype, device, requires_grad)
+
+
+def ones_like(input, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _like(ones, input, dtype, device, requires_grad)
+
+
+def empty_like(input, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _like(empty, input, dtype, device, requires_grad)
+
+
+def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return full(tuple(input.shape), fill_value, dtype=dtype or input.dtype,
+                device=device if device is not None else input.device,
+                requires_grad=requires_grad)
+
+
+def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    if end is None:
+        start, end = 0, start
+    if step == 0:
+        raise runtime_error("arange: step must be nonzero")
+    if (end - start) * step < 0:
+        raise runtime_error(
+            f"upper bound and larger bound inconsistent with step sign: start={start}, "
+            f"end={end}, step={step}"
+        )
+    if dtype is None:
+        is_int = all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end, step))
+        dtype = int64 if is_int else get_default_dtype()
+    d = as_dtype(dtype)
+    n = max(0, math.ceil((end - start) / step))
+    return _filled(lambda xp, s, npd: (start + step * xp.arange(n, dtype=np.float64)).astype(npd)
+                   if d.is_floating_point else xp.arange(start, start + n * step, step, dtype=npd)[:n],
+                   (n,), d, device, requires_grad)
+
+
+def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    if steps < 0:
+        raise runtime_error("linspace: number of steps must be non-negative")
+    return _filled(lambda xp, s, npd: xp.linspace(start, end, steps).astype(npd), (steps,),
+                   dtype, device, requires_grad)
+
+
+def logspace(start, end, steps: int, base: float = 10.0, *, dtype=None, device=None,
+             requires_grad=False) -> Tensor:
+    return _filled(lambda xp, s, npd: xp.logspace(start, end, steps, base=base).astype(npd),
+                   (steps,), dtype, device, requires_grad)
+
+
+def eye(n: int, m: int | None = None, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _filled(lambda xp, s, npd: xp.eye(n, m, dtype=npd), (n, n if m is None else m),
+                   dtype, device, requires_grad)
+
+
+def manual_seed(seed: int):
+    """Seed every device's generator; the same seed gives the same numbers."""
+    random.manual_seed(seed)
+    return seed
+
+
+def seed() -> int:
+    s = int(np.random.SeedSequence().entropy % (2**63))
+    random.manual_seed(s)
+    return s
+
+
+def initial_seed() -> int:
+    return random.initial_seed()
+
+
+def rand(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
+    _float_only("rand", dtype)
+    return _filled(lambda xp, s, d: random.uniform(xp, s, d), size, dtype, device, requires_grad)
+
+
+def randn(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
+    _float_only("randn", dtype)
+    return _filled(lambda xp, s, d: random.normal(xp, s, d), size, dtype, device, requires_grad)
+
+
+def _float_only(op, dtype):
+    if dtype is not None and not as_dtype(dtype).is_floating_point:
+        raise type_error(f"{op}: expected a floating-point dtype, got {as_dtype(dtype).name}")
+
+
+def randint(low, high=None, size=None, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    if size is None:
+        # randint(high, size)
+        low, high, size = 0, low, high
+    if high is None:
+        low, high = 0, low
+    if low >= high:
+        raise runtime_error(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
+    return _filled(lambda xp, s, d: random.integers(xp, low, high, s, d), (tuple(size),),
+                   dtype or int64, device, requires_grad, default=int64)
+
+
+def randperm(n: int, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _filled(lambda xp, s, d: random.permutation(xp, n).astype(d), (n,), dtype or int64,
+                   device, requires_grad, default=int64)
+
+
+def rand_like(input, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _like(rand, input, dtype, device, requires_grad)
+
+
+def randn_like(input, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _like(randn, input, dtype, device, requires_grad)
+
+
+def randint_like(input, low=0, high=None, *, dtype=None, device=None) -> Tensor:
+    if high is None:
+        low, high = 0, low
+    return randint(low, high, tuple(input.shape), dtype=dtype or input.dtype,
+                   device=device if device is not None else input.device)
+
+
+def _rebuild(array, requires_grad, dev):
+    t = tensor(array, device=dev)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t

@@ -1,0 +1,179 @@
+"""Tensor indexing: x[key] and x[key] = value with numpy's (and PyTorch's) rules.
+
+A key is lowered to primitives: one `slice` view for the basic part (ints, slices), squeeze
+and unsqueeze views for ints and None, then one `index` op for integer and boolean tensors.
+Assignment writes through the same view, so autograd and version counting stay exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import ops as E
+from .errors import index_error, type_error
+from .ir.dtypes import bool_, int64
+from .tensor import Tensor, dispatch
+
+
+def _as_index_tensor(entry, dev):
+    from .factories import tensor
+
+    if isinstance(entry, Tensor):
+        return entry
+    array = np.asarray(entry)
+    if array.dtype == object or (array.size and array.dtype.kind not in "biu"):
+        raise index_error(
+            "tensors used as indices must be long, int, byte or bool tensors; got "
+            f"{type(entry).__name__}"
+        )
+    if array.size == 0:
+        array = array.astype(np.int64)
+    return tensor(array, device=dev)
+
+
+def _expand_key(x: Tensor, key) -> list:
+    """The key as a list: Ellipsis expanded, sequences and bool masks turned into tensors."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    entries = []
+    for k in key:
+        if isinstance(k, (list, np.ndarray)) or (isinstance(k, Tensor)):
+            k = _as_index_tensor(k, x.device)
+            if k._dtype is bool_:
+                entries.append(("mask", k))
+                continue
+            if k._dtype.is_floating_point:
+                raise index_error(
+                    "tensors used as indices must be long, int, byte or bool tensors; got "
+                    f"{k.dtype.name}"
+                )
+            entries.append(("tensor", k))
+        elif isinstance(k, bool):
+            raise index_error("a boolean index can only be used on its own: x[True]")
+        elif isinstance(k, (int, np.integer)):
+            entries.append(("int", int(k)))
+        elif isinstance(k, slice):
+            entries.append(("slice", k))
+        elif k is None:
+            entries.append(("new", None))
+        elif k is Ellipsis:
+            entries.append(("ellipsis", None))
+        else:
+            raise type_error(
+                f"only integers, slices (`:`), ellipsis (`...`), None and long or boolean "
+                f"tensors are valid indices (got {type(k).__name__})"
+            )
+    consumed = sum(k.ndim if kind == "mask" else 1 for kind, k in entries
+                   if kind in ("int", "slice", "tensor", "mask"))
+    if sum(kind == "ellipsis" for kind, _ in entries) > 1:
+        raise index_error("an index can only have a single ellipsis ('...')")
+    if consumed > x.ndim:
+        raise index_error(
+            f"too many indices for tensor of dimension {x.ndim} (got {consumed})"
+        )
+    out = []
+    for kind, k in entries:
+        if kind == "ellipsis":
+            out += [("slice", slice(None))] * (x.ndim - consumed)
+        else:
+            out.append((kind, k))
+    return out
+
+
+def _lower(x: Tensor, key):
+    """(view of x for the basic part, advanced index tensors, their dims in the view)."""
+    entries = _expand_key(x, key)
+    if any(kind in ("tensor", "mask") for kind, _ in entries):
+        # with any advanced index present, ints and masks become advanced indices too
+        lowered = []
+        for kind, k in entries:
+            if kind == "mask":
+                if k.ndim == 0:
+                    raise index_error("a 0-d boolean index can only be used on its own: x[True]")
+                for column in E.nonzero(k, as_tuple=True):
+                    lowered.append(("tensor", column))
+            elif kind == "int":
+                lowered.append(("tensor", _scalar_index(k, x)))
+            else:
+                lowered.append((kind, k))
+        entries = lowered
+    shape = tuple(x.shape)
+    starts, stops, steps = [0] * len(shape), list(shape), [1] * len(shape)
+    squeeze, layout, advanced = [], [], []
+    d = 0
+    for kind, k in entries:
+        if kind == "new":
+            layout.append("new")
+            continue
+        size = shape[d]
+        if kind == "int":
+            if not -size <= k < size:
+                raise index_error(f"index {k} is out of bounds for dimension {d} with size {size}")
+            k %= size
+            starts[d], stops[d] = k, k + 1
+            squeeze.append(d)
+        elif kind == "slice":
+            if k.step is not None and k.step <= 0:
+                raise type_error("slice step must be positive" if k.step == 0 else
+                                 "step must be greater than zero")
+            starts[d], stops[d], steps[d] = k.indices(size)
+            stops[d] = max(stops[d], starts[d])
+            layout.append("dim")
+        else:
+            layout.append("adv")
+            advanced.append(k)
+        d += 1
+    layout += ["dim"] * (len(shape) - d)
+    view = x
+    if starts != [0] * len(shape) or stops != list(shape) or steps != [1] * len(shape):
+        view = dispatch("slice", (view,), {"starts": tuple(starts), "stops": tuple(stops),
+                                           "steps": tuple(steps)})
+    if squeeze:
+        view = dispatch("squeeze", (view,), {"dims": tuple(squeeze)})
+    for p, token in enumerate(layout):
+        if token == "new":
+            view = dispatch("unsqueeze", (view,), {"dim": p})
+    if view is x and not advanced:
+        view = dispatch("view", (x,), {"shape": shape})
+    dims = tuple(p for p, token in enumerate(layout) if token == "adv")
+    return view, advanced, dims
+
+
+def _scalar_index(k: int, x: Tensor) -> Tensor:
+    from .factories import tensor
+
+    return tensor(k, dtype=int64, device=x.device)
+
+
+def _bool_key(key):
+    if isinstance(key, bool):
+        return key
+    if isinstance(key, Tensor) and key._dtype is bool_ and key.ndim == 0:
+        return bool(key)
+    return None
+
+
+def getitem(x: Tensor, key) -> Tensor:
+    flag = _bool_key(key)
+    if flag is not None:
+        # x[True] adds a leading dim of size 1; x[False] one of size 0
+        return E.unsqueeze(x, 0)[0 : int(flag)]
+    view, advanced, dims = _lower(x, key)
+    if not advanced:
+        return view
+    return dispatch("index", (view, *advanced), {"dims": dims})
+
+
+def setitem(x: Tensor, key, value) -> None:
+    from .factories import tensor
+    from .inplace import apply_inplace
+
+    view, advanced, dims = _lower(x, key)
+    if not isinstance(value, Tensor):
+        value = tensor(value, dtype=x.dtype, device=x.device)
+    if not advanced:
+        apply_inplace(view, lambda src: E.expand(E.cast(value, x.dtype), tuple(src.shape)))
+        return
+    value = E.cast(value, x.dtype)
+    apply_inplace(view, lambda src: dispatch("index_put", (src, value, *advanced),
+                                             {"dims": dims, "accumulate": False}))

@@ -1,0 +1,108 @@
+"""In-place ops: compute out of place through dispatch, write back, keep autograd right.
+
+An in-place op bumps the tensor's version counter (shared with its views), so a backward
+that saved the old value fails loudly. Writing through a view rebases the view's base onto a
+CopySlices node, as PyTorch does, so gradients flow to both the base and the written value.
+"""
+
+from __future__ import annotations
+
+from .autograd import grad_mode
+from .autograd.graph import Node, edge_of
+from .errors import runtime_error
+from .ir.schema import fmt_shape
+from .tensor import Tensor, dispatch
+
+
+def _replay(base: Tensor, chain) -> Tensor:
+    t = base
+    for op, attrs in chain:
+        t = dispatch(op, (t,), attrs)
+    return t
+
+
+class CopySlices(Node):
+    """Backward of writing `src` into a view of `base`: the base's old value gets the
+    gradient outside the view, src gets the gradient inside it."""
+
+    __slots__ = ("chain", "meta")
+
+    def apply(self, grads):
+        (g,) = grads
+        region = _replay(g, self.chain)
+        grad_src = region.clone()
+        grad_base = g.clone()
+        with grad_mode.no_grad():
+            _replay(grad_base, self.chain)._data[...] = 0
+        return [grad_base, grad_src]
+
+    def output_meta(self, i):
+        return self.meta
+
+
+def _check_leaf(self: Tensor) -> None:
+    if self._grad_fn is None and self._requires_grad:
+        raise runtime_error(
+            "a leaf Variable that requires grad is being used in an in-place operation. "
+            f"(tensor of shape {fmt_shape(self.shape)}; wrap the update in `with ember.no_grad():`)"
+        )
+    base = self._base
+    if base is not None and base._grad_fn is None and base._requires_grad:
+        raise runtime_error(
+            "a view of a leaf Variable that requires grad is being used in an in-place operation."
+        )
+
+
+def _write(self: Tensor, result: Tensor) -> None:
+    if tuple(result.shape) != tuple(self.shape):
+        raise runtime_error(
+            f"output with shape {fmt_shape(self.shape)} doesn't match the broadcast shape "
+            f"{fmt_shape(result.shape)}"
+        )
+    if result._dtype.category > self._dtype.category:
+        raise runtime_error(
+            f"result type {result._dtype.name} can't be cast to the desired output type "
+            f"{self._dtype.name}"
+        )
+    try:
+        self._data[...] = result._data
+    except ValueError as exc:
+        raise runtime_error(
+            "unsupported operation: more than one element of the written-to tensor refers to a "
+            f"single memory location (an expanded or read-only tensor): {exc}"
+        ) from None
+    self._version[0] += 1
+
+
+def apply_inplace(self: Tensor, compute) -> Tensor:
+    """Run compute(source) out of place and write its result into self."""
+    recording = grad_mode.state.enabled
+    if recording:
+        _check_leaf(self)
+        # backward may need self's old value, which the write destroys: compute on a copy
+        source = dispatch("clone", (self,)) if self._requires_grad else self
+    else:
+        source = self
+    result = compute(source)
+    if not isinstance(result, Tensor):
+        raise runtime_error("in-place op produced no tensor")
+    _write(self, result)
+    if recording and result._requires_grad:
+        _rebase_history(self, result)
+    return self
+
+
+def _rebase_history(self: Tensor, result: Tensor) -> None:
+    base = self._base
+    if base is None:
+        self._grad_fn, self._output_nr = result._grad_fn, result._output_nr
+        self._requires_grad = True
+        return
+    node = CopySlices()
+    node.pre_hooks = None
+    node.chain = self._view_chain
+    node.meta = (tuple(base.shape), base._dtype, base._device)
+    node.next_functions = (edge_of(base), edge_of(result))
+    base._grad_fn, base._output_nr, base._requires_grad = node, 0, True
+    view = _replay(base, self._view_chain)
+    self._grad_fn, self._output_nr, self._requires_grad = view._grad_fn, view._output_nr, True

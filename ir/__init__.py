@@ -1,0 +1,1 @@
+"""The intermediate representation: dtypes, tensor types, op schemas and type rules."""

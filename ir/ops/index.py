@@ -1,0 +1,142 @@
+"""Type rules of indexing: advanced (tensor) indices, gather/scatter, masked_fill, one_hot."""
+
+from __future__ import annotations
+
+from ..dtypes import INT, bool_, int64
+from ..schema import NUMBER, broadcast_shapes, fmt_shape, normalize_dim, register
+from ..types import TensorType
+from ...errors import index_error, runtime_error, type_error
+
+
+def _check_index_dtype(op, index):
+    if index.dtype.category != INT:
+        raise type_error(f"{op}(): Expected dtype int64 for index, got {index.dtype.name}")
+
+
+def index_shape(x_shape, index_shapes, dims) -> tuple:
+    """numpy's (and PyTorch's) result shape of x[...] with integer arrays at `dims`."""
+    broadcast = broadcast_shapes(*index_shapes)
+    dims = list(dims)
+    adjacent = dims == list(range(dims[0], dims[0] + len(dims)))
+    rest = [d for i, d in enumerate(x_shape) if i not in dims]
+    if adjacent:
+        before = [d for i, d in enumerate(x_shape) if i < dims[0]]
+        after = [d for i, d in enumerate(x_shape) if i > dims[-1]]
+        return tuple(before) + broadcast + tuple(after)
+    return broadcast + tuple(rest)
+
+
+@register("index", kind="index")
+def _index(inputs, attrs):
+    x, *indices = inputs
+    dims = attrs["dims"]
+    for i in indices:
+        _check_index_dtype("index", i)
+    for d in dims:
+        if d >= len(x.shape):
+            raise index_error(f"too many indices for tensor of dimension {len(x.shape)}")
+    return TensorType(index_shape(x.shape, [i.shape for i in indices], dims), x.dtype)
+
+
+@register("index_put", kind="index")
+def _index_put(inputs, attrs):
+    x, values, *indices = inputs
+    shape = index_shape(x.shape, [i.shape for i in indices], attrs["dims"])
+    try:
+        broadcast_shapes(shape, values.shape)
+    except Exception:
+        raise runtime_error(
+            f"shape mismatch: value tensor of shape {fmt_shape(values.shape)} cannot be "
+            f"broadcast to indexing result of shape {fmt_shape(shape)}"
+        ) from None
+    return TensorType(tuple(x.shape), x.dtype)
+
+
+@register("gather", kind="index")
+def _gather(inputs, attrs):
+    x, index = inputs
+    _check_index_dtype("gather", index)
+    dim = normalize_dim(attrs["dim"], len(x.shape))
+    if len(index.shape) != len(x.shape):
+        raise runtime_error("Index tensor must have the same number of dimensions as input tensor")
+    for d, (a, b) in enumerate(zip(x.shape, index.shape)):
+        if d != dim and b > a:
+            raise runtime_error(
+                f"Size does not match at dimension {d} expected index {fmt_shape(index.shape)} "
+                f"to be smaller than self {fmt_shape(x.shape)} apart from dimension {dim}"
+            )
+    return TensorType(tuple(index.shape), x.dtype)
+
+
+def _scatter(op):
+    def rule(inputs, attrs):
+        x, index, src = inputs
+        _check_index_dtype(op, index)
+        dim = normalize_dim(attrs["dim"], len(x.shape))
+        if len(index.shape) != len(x.shape):
+            raise runtime_error("Index tensor must have the same number of dimensions as self tensor")
+        for d, (a, b) in enumerate(zip(x.shape, index.shape)):
+            if (d != dim and b > a) or b > src.shape[d]:
+                raise runtime_error(
+                    f"Expected index {fmt_shape(index.shape)} to be smaller than self "
+                    f"{fmt_shape(x.shape)} apart from dimension {dim} and to be smaller size "
+                    f"than src {fmt_shape(src.shape)}"
+                )
+        if src.dtype is not x.dtype:
+            raise runtime_error(
+                f"{op}(): Expected self.dtype to be equal to src.dtype ({x.dtype.name} vs "
+                f"{src.dtype.name})"
+            )
+        return TensorType(tuple(x.shape), x.dtype)
+
+    return rule
+
+
+register("scatter", kind="index")(_scatter("scatter"))
+register("scatter_add", kind="index")(_scatter("scatter_add"))
+
+
+@register("index_select", kind="index")
+def _index_select(inputs, attrs):
+    x, index = inputs
+    _check_index_dtype("index_select", index)
+    if len(index.shape) > 1:
+        raise index_error("index_select(): Index is supposed to be a vector")
+    dim = normalize_dim(attrs["dim"], len(x.shape))
+    shape = list(x.shape)
+    if shape:
+        shape[dim] = index.shape[0] if index.shape else 1
+    return TensorType(tuple(shape), x.dtype)
+
+
+@register("index_add", kind="index")
+def _index_add(inputs, attrs):
+    x, index, src = inputs
+    _check_index_dtype("index_add", index)
+    return TensorType(tuple(x.shape), x.dtype)
+
+
+@register("masked_fill", kind="elementwise")
+def _masked_fill(inputs, attrs):
+    x, mask = inputs
+    if mask.dtype is not bool_:
+        raise type_error(f"masked_fill_ only supports boolean masks, but got mask with dtype {mask.dtype.name}")
+    shape = broadcast_shapes(x.shape, mask.shape)
+    if not isinstance(attrs["value"], NUMBER):
+        raise type_error("masked_fill: value must be a Python number")
+    return TensorType(shape, x.dtype)
+
+
+@register("one_hot", kind="index", differentiable=False)
+def _one_hot(inputs, attrs):
+    (x,) = inputs
+    if x.dtype is not int64:
+        raise runtime_error("one_hot is only applicable to index tensor of type LongTensor.")
+    return TensorType(tuple(x.shape) + (attrs["num_classes"],), int64)
+
+
+@register("nonzero", kind="index", differentiable=False)
+def _nonzero(inputs, attrs):
+    (x,) = inputs
+    # data-dependent: the count is only known to the kernel; -1 marks it here
+    return TensorType((-1, len(x.shape)), int64)

@@ -1,0 +1,155 @@
+"""Type rules of the extern ops: matmul, conv2d and pooling (with their backward ops), random."""
+
+from __future__ import annotations
+
+from ..dtypes import FLOAT
+from ..schema import broadcast_shapes, fmt_shape, register
+from ..types import TensorType
+from ...errors import runtime_error, type_error
+
+
+def _same_dtype(op, a, b):
+    if a.dtype is not b.dtype:
+        raise runtime_error(
+            f"{op}: expected both inputs to have the same dtype, but got: {a.dtype.name} != "
+            f"{b.dtype.name}"
+        )
+
+
+@register("matmul", kind="extern")
+def _matmul(inputs, attrs):
+    a, b = inputs
+    _same_dtype("matmul", a, b)
+    sa, sb = tuple(a.shape), tuple(b.shape)
+    if not sa or not sb:
+        raise runtime_error(
+            f"both arguments to matmul need to be at least 1D, but they are {len(sa)}D and {len(sb)}D"
+        )
+    k_a = sa[-1]
+    k_b = sb[0] if len(sb) == 1 else sb[-2]
+    if k_a != k_b:
+        if len(sa) == 1 and len(sb) == 1:
+            raise runtime_error(
+                f"inconsistent tensor size, expected tensor [{k_a}] and src [{k_b}] to have the "
+                "same number of elements, but got {k_a} and {k_b} elements respectively"
+            )
+        rows = sa[-2] if len(sa) > 1 else 1
+        cols = sb[-1] if len(sb) > 1 else 1
+        raise runtime_error(
+            f"mat1 and mat2 shapes cannot be multiplied ({rows}x{k_a} and {k_b}x{cols}); "
+            f"matmul of shapes {fmt_shape(sa)} and {fmt_shape(sb)}"
+        )
+    batch = broadcast_shapes(sa[:-2], sb[:-2]) if len(sa) > 2 or len(sb) > 2 else ()
+    shape = batch + (sa[-2:-1] if len(sa) > 1 else ()) + (sb[-1:] if len(sb) > 1 else ())
+    return TensorType(shape, a.dtype)
+
+
+def conv_out_size(size, kernel, stride, padding, dilation, ceil_mode=False) -> int:
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    if ceil_mode:
+        out = -(-span // stride) + 1
+        # the last window must start inside the input or the left padding
+        if (out - 1) * stride >= size + padding:
+            out -= 1
+        return out
+    return span // stride + 1
+
+
+def _pairs(attrs, *names):
+    return [tuple(attrs[n]) for n in names]
+
+
+@register("conv2d", kind="extern")
+def _conv2d(inputs, attrs):
+    x, w = inputs
+    _same_dtype("conv2d", x, w)
+    if x.dtype.category != FLOAT:
+        raise type_error(f"conv2d: expected a floating-point input, got {x.dtype.name}")
+    if len(x.shape) != 4 or len(w.shape) != 4:
+        raise runtime_error(
+            f"conv2d: expected 4-D input and weight, got input {fmt_shape(x.shape)} and weight "
+            f"{fmt_shape(w.shape)}"
+        )
+    stride, padding, dilation = _pairs(attrs, "stride", "padding", "dilation")
+    groups = attrs["groups"]
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    if c != cg * groups or o % groups:
+        raise runtime_error(
+            f"Given groups={groups}, weight of size {fmt_shape(w.shape)}, expected input"
+            f"{fmt_shape(x.shape)} to have {cg * groups} channels, but got {c} channels instead"
+        )
+    oh = conv_out_size(h, kh, stride[0], padding[0], dilation[0])
+    ow = conv_out_size(wd, kw, stride[1], padding[1], dilation[1])
+    if oh <= 0 or ow <= 0:
+        raise runtime_error(
+            f"conv2d: calculated output size ({o}x{oh}x{ow}) is too small for input "
+            f"{fmt_shape(x.shape)} and kernel {kh}x{kw}"
+        )
+    return TensorType((n, o, oh, ow), x.dtype)
+
+
+@register("conv2d_backward_input", kind="extern")
+def _conv2d_backward_input(inputs, attrs):
+    g, w = inputs
+    return TensorType(tuple(attrs["input_shape"]), g.dtype)
+
+
+@register("conv2d_backward_weight", kind="extern")
+def _conv2d_backward_weight(inputs, attrs):
+    x, g = inputs
+    return TensorType(tuple(attrs["weight_shape"]), g.dtype)
+
+
+def _pool_shape(op, x, attrs):
+    if len(x.shape) not in (3, 4):
+        raise runtime_error(f"{op}: expected a 3-D or 4-D input, got {fmt_shape(x.shape)}")
+    kernel, stride, padding = _pairs(attrs, "kernel_size", "stride", "padding")
+    dilation = tuple(attrs.get("dilation", (1, 1)))
+    for k, p in zip(kernel, padding):
+        if p * 2 > k:
+            raise runtime_error(
+                f"{op}: pad should be at most half of effective kernel size, but got pad={p}, "
+                f"kernel_size={k}"
+            )
+    h, w = x.shape[-2:]
+    oh = conv_out_size(h, kernel[0], stride[0], padding[0], dilation[0], attrs["ceil_mode"])
+    ow = conv_out_size(w, kernel[1], stride[1], padding[1], dilation[1], attrs["ceil_mode"])
+    if oh <= 0 or ow <= 0:
+        raise runtime_error(
+            f"{op}: output size is too small ({oh}x{ow}) for input {fmt_shape(x.shape)} and "
+            f"kernel {kernel}"
+        )
+    return TensorType(tuple(x.shape[:-2]) + (oh, ow), x.dtype)
+
+
+@register("max_pool2d", kind="extern")
+def _max_pool2d(inputs, attrs):
+    return _pool_shape("max_pool2d", inputs[0], attrs)
+
+
+@register("avg_pool2d", kind="extern")
+def _avg_pool2d(inputs, attrs):
+    if inputs[0].dtype.category != FLOAT:
+        raise type_error(f"avg_pool2d: expected a floating-point input, got {inputs[0].dtype.name}")
+    return _pool_shape("avg_pool2d", inputs[0], attrs)
+
+
+@register("max_pool2d_backward", kind="extern", differentiable=False)
+def _max_pool2d_backward(inputs, attrs):
+    g, x = inputs
+    return TensorType(tuple(x.shape), x.dtype)
+
+
+@register("avg_pool2d_backward", kind="extern")
+def _avg_pool2d_backward(inputs, attrs):
+    (g,) = inputs
+    return TensorType(tuple(attrs["input_shape"]), g.dtype)
+
+
+@register("bernoulli", kind="random", differentiable=False)
+def _bernoulli(inputs, attrs):
+    (p,) = inputs
+    if p.dtype.category != FLOAT:
+        raise type_error(f"bernoulli: expected floating-point probabilities, got {p.dtype.name}")
+    return TensorType(tuple(p.shape), p.dtype)

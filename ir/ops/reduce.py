@@ -1,0 +1,121 @@
+"""Type rules of the reductions: dims (normalized by the caller), keepdim, result dtypes."""
+
+from __future__ import annotations
+
+from ..dtypes import FLOAT, INT, bool_, int64
+from ..schema import normalize_dim, normalize_dims, register
+from ..types import TensorType
+from ...errors import index_error, runtime_error
+
+
+def reduced_shape(shape, dims, keepdim: bool) -> tuple:
+    dims = normalize_dims(dims, len(shape))
+    if keepdim:
+        return tuple(1 if i in dims else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in dims)
+
+
+def _accumulating_dtype(x):
+    # integer and bool sums accumulate in int64, as PyTorch's
+    return int64 if x.dtype.category in (INT, bool_.category) else x.dtype
+
+
+@register("sum", kind="reduction")
+def _sum(inputs, attrs):
+    (x,) = inputs
+    return TensorType(reduced_shape(x.shape, attrs["dims"], attrs["keepdim"]), _accumulating_dtype(x))
+
+
+@register("prod", kind="reduction")
+def _prod(inputs, attrs):
+    return _sum(inputs, attrs)
+
+
+def _float_reduction(op):
+    def rule(inputs, attrs):
+        (x,) = inputs
+        if x.dtype.category != FLOAT:
+            raise runtime_error(
+                f"{op}(): could not infer output dtype. Input dtype must be either a floating "
+                f"point or complex dtype. Got: {x.dtype.name}"
+            )
+        return TensorType(reduced_shape(x.shape, attrs["dims"], attrs["keepdim"]), x.dtype)
+
+    return rule
+
+
+register("mean", kind="reduction")(_float_reduction("mean"))
+register("var", kind="reduction")(_float_reduction("var"))
+register("logsumexp", kind="reduction")(_float_reduction("logsumexp"))
+
+
+def _nonempty(op, x, dims):
+    for d in normalize_dims(dims, len(x.shape)):
+        if len(x.shape) and x.shape[d] == 0:
+            raise index_error(
+                f"{op}(): Expected reduction dim {d} to have non-zero size, got shape "
+                f"{list(x.shape)}"
+            )
+
+
+@register("amax", kind="reduction")
+def _amax(inputs, attrs):
+    (x,) = inputs
+    _nonempty("amax", x, attrs["dims"])
+    return TensorType(reduced_shape(x.shape, attrs["dims"], attrs["keepdim"]), x.dtype)
+
+
+@register("amin", kind="reduction")
+def _amin(inputs, attrs):
+    (x,) = inputs
+    _nonempty("amin", x, attrs["dims"])
+    return TensorType(reduced_shape(x.shape, attrs["dims"], attrs["keepdim"]), x.dtype)
+
+
+def _with_indices(op):
+    def rule(inputs, attrs):
+        (x,) = inputs
+        dim = normalize_dim(attrs["dim"], len(x.shape))
+        _nonempty(op, x, dim)
+        shape = reduced_shape(x.shape, dim, attrs["keepdim"])
+        return TensorType(shape, x.dtype), TensorType(shape, int64)
+
+    return rule
+
+
+register("max_dim", kind="reduction", num_outputs=2)(_with_indices("max"))
+register("min_dim", kind="reduction", num_outputs=2)(_with_indices("min"))
+
+
+def _arg(op):
+    def rule(inputs, attrs):
+        (x,) = inputs
+        dim = attrs["dim"]
+        if dim is None:
+            if 0 in x.shape:
+                raise index_error(f"{op}(): Expected reduction dim to be specified for input.numel() == 0.")
+            return TensorType((1,) * len(x.shape) if attrs["keepdim"] else (), int64)
+        _nonempty(op, x, dim)
+        return TensorType(reduced_shape(x.shape, dim, attrs["keepdim"]), int64)
+
+    return rule
+
+
+register("argmax", kind="reduction", differentiable=False)(_arg("argmax"))
+register("argmin", kind="reduction", differentiable=False)(_arg("argmin"))
+
+
+def _logical(inputs, attrs):
+    (x,) = inputs
+    return TensorType(reduced_shape(x.shape, attrs["dims"], attrs["keepdim"]), bool_)
+
+
+register("all", kind="reduction", differentiable=False)(_logical)
+register("any", kind="reduction", differentiable=False)(_logical)
+
+
+@register("cumsum", kind="reduction")
+def _cumsum(inputs, attrs):
+    (x,) = inputs
+    normalize_dim(attrs["dim"], len(x.shape))
+    return TensorType(tuple(x.shape), _accumulating_dtype(x))

@@ -1,0 +1,200 @@
+"""Type rules of the shape ops: views (reshape, permute, slice, expand, ...) and copies."""
+
+from __future__ import annotations
+
+import math
+
+from ..dtypes import promote_types
+from ..schema import fmt_shape, normalize_dim, register
+from ..types import TensorType
+from ...errors import index_error, runtime_error, value_error
+
+
+def _numel(shape) -> int:
+    return math.prod(shape)
+
+
+def check_reshape(shape, new_shape) -> tuple:
+    new_shape = tuple(new_shape)
+    if _numel(shape) != _numel(new_shape) or any(d < 0 for d in new_shape):
+        raise runtime_error(
+            f"shape '{fmt_shape(new_shape)}' is invalid for input of size {_numel(shape)}"
+        )
+    return new_shape
+
+
+@register("reshape", kind="view", view=True)
+def _reshape(inputs, attrs):
+    (x,) = inputs
+    return TensorType(check_reshape(x.shape, attrs["shape"]), x.dtype)
+
+
+@register("view", kind="view", view=True)
+def _view(inputs, attrs):
+    return _reshape(inputs, attrs)
+
+
+@register("permute", kind="view", view=True)
+def _permute(inputs, attrs):
+    (x,) = inputs
+    dims = attrs["dims"]
+    if sorted(dims) != list(range(len(x.shape))):
+        raise runtime_error(
+            f"permute(sparse_coo): number of dimensions in the tensor input does not match the "
+            f"length of the desired ordering of dimensions i.e. input.dim() = {len(x.shape)} is "
+            f"not equal to len(dims) = {len(dims)}"
+            if len(dims) != len(x.shape)
+            else f"permute: dims {list(dims)} are not a permutation of 0..{len(x.shape) - 1}"
+        )
+    return TensorType(tuple(x.shape[d] for d in dims), x.dtype)
+
+
+@register("squeeze", kind="view", view=True)
+def _squeeze(inputs, attrs):
+    (x,) = inputs
+    dims = attrs["dims"]
+    return TensorType(tuple(d for i, d in enumerate(x.shape) if not (i in dims and d == 1)), x.dtype)
+
+
+@register("unsqueeze", kind="view", view=True)
+def _unsqueeze(inputs, attrs):
+    (x,) = inputs
+    dim = attrs["dim"]
+    shape = list(x.shape)
+    if not 0 <= dim <= len(shape):
+        raise index_error(f"unsqueeze: dim {dim} out of range for a {len(shape)}-d tensor")
+    shape.insert(dim, 1)
+    return TensorType(tuple(shape), x.dtype)
+
+
+@register("expand", kind="view", view=True)
+def _expand(inputs, attrs):
+    (x,) = inputs
+    target = tuple(attrs["shape"])
+    if len(target) < len(x.shape):
+        raise runtime_error(
+            f"expand: the number of sizes provided ({len(target)}) must be greater or equal to "
+            f"the number of dimensions in the tensor ({len(x.shape)})"
+        )
+    offset = len(target) - len(x.shape)
+    out = list(target)
+    for i, d in enumerate(x.shape):
+        t = target[offset + i]
+        if t == -1:
+            out[offset + i] = d
+        elif d != 1 and d != t:
+            raise runtime_error(
+                f"The expanded size of the tensor ({t}) must match the existing size ({d}) at "
+                f"non-singleton dimension {offset + i}.  Target sizes: {fmt_shape(target)}.  "
+                f"Tensor sizes: {fmt_shape(x.shape)}"
+            )
+    if any(d < 0 for d in out):
+        raise runtime_error(f"expand: -1 is not allowed in a leading, new dimension: {fmt_shape(target)}")
+    return TensorType(tuple(out), x.dtype)
+
+
+def slice_shape(shape, starts, stops, steps) -> tuple:
+    return tuple(len(range(a, b, c)) for a, b, c in zip(starts, stops, steps))
+
+
+@register("slice", kind="view", view=True)
+def _slice(inputs, attrs):
+    (x,) = inputs
+    return TensorType(slice_shape(x.shape, attrs["starts"], attrs["stops"], attrs["steps"]), x.dtype)
+
+
+@register("slice_backward", kind="shape")
+def _slice_backward(inputs, attrs):
+    (g,) = inputs
+    return TensorType(tuple(attrs["shape"]), g.dtype)
+
+
+@register("clone", kind="elementwise")
+def _clone(inputs, attrs):
+    (x,) = inputs
+    return TensorType(tuple(x.shape), x.dtype)
+
+
+@register("repeat", kind="shape")
+def _repeat(inputs, attrs):
+    (x,) = inputs
+    repeats = tuple(attrs["repeats"])
+    if len(repeats) < len(x.shape):
+        raise runtime_error(
+            "Number of dimensions of repeat dims can not be smaller than number of dimensions "
+            f"of tensor: repeat {list(repeats)} for shape {fmt_shape(x.shape)}"
+        )
+    shape = (1,) * (len(repeats) - len(x.shape)) + tuple(x.shape)
+    return TensorType(tuple(a * b for a, b in zip(shape, repeats)), x.dtype)
+
+
+@register("cat", kind="shape")
+def _cat(inputs, attrs):
+    if not inputs:
+        raise value_error("torch.cat(): expected a non-empty list of Tensors")
+    first = inputs[0]
+    dim = normalize_dim(attrs["dim"], len(first.shape))
+    dtype = first.dtype
+    size = 0
+    for i, x in enumerate(inputs):
+        if len(x.shape) != len(first.shape):
+            raise runtime_error(
+                f"Tensors must have same number of dimensions: got {len(first.shape)} and "
+                f"{len(x.shape)}"
+            )
+        for d, (a, b) in enumerate(zip(first.shape, x.shape)):
+            if d != dim and a != b:
+                raise runtime_error(
+                    f"Sizes of tensors must match except in dimension {dim}. Expected size {a} "
+                    f"but got size {b} for tensor number {i} in the list."
+                )
+        dtype = promote_types(dtype, x.dtype)
+        size += x.shape[dim]
+    shape = list(first.shape)
+    shape[dim] = size
+    return TensorType(tuple(shape), dtype)
+
+
+@register("flip", kind="shape")
+def _flip(inputs, attrs):
+    (x,) = inputs
+    return TensorType(tuple(x.shape), x.dtype)
+
+
+@register("pad", kind="shape")
+def _pad(inputs, attrs):
+    (x,) = inputs
+    pads = attrs["pads"]
+    if len(pads) % 2 or len(pads) // 2 > len(x.shape):
+        raise value_error(
+            f"Padding length must be divisible by 2 and at most twice the input's dims; got "
+            f"{len(pads)} for a {len(x.shape)}-d tensor"
+        )
+    shape = list(x.shape)
+    for i in range(len(pads) // 2):
+        d = len(shape) - 1 - i
+        shape[d] += pads[2 * i] + pads[2 * i + 1]
+        if shape[d] < 0:
+            raise runtime_error(f"pad: resulting size of dim {d} would be negative ({shape[d]})")
+    mode = attrs.get("mode", "constant")
+    if mode != "constant":
+        for i in range(len(pads) // 2):
+            d = len(shape) - 1 - i
+            limit = x.shape[d] - (1 if mode == "reflect" else 0)
+            if max(pads[2 * i], pads[2 * i + 1]) > limit or min(pads[2 * i], pads[2 * i + 1]) < 0:
+                raise runtime_error(
+                    f"pad: {mode} padding {pads[2 * i]}, {pads[2 * i + 1]} is too large for "
+                    f"dim {d} of size {x.shape[d]}"
+                )
+    return TensorType(tuple(shape), x.dtype)
+
+
+def _triangle(inputs, attrs):
+    (x,) = inputs
+    if len(x.shape) < 2:
+        raise runtime_error(f"tril/triu: input tensor must have at least 2 dimensions, got {len(x.shape)}")
+    return TensorType(tuple(x.shape), x.dtype)
+
+
+register("tril", kind="shape")(_triangle)
+register("triu", kind="shape")(_triangle)

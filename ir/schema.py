@@ -1,0 +1,163 @@
+"""The op table: every primitive's schema and type rule, keyed by the op's name.
+
+A type rule takes the op's inputs as type-like objects (anything with .shape and .dtype; a
+Python number for a scalar operand) and its attrs, and returns the output TensorType, or a
+tuple of them for ops with several outputs. It raises an EmberError naming shapes and dtypes
+when the inputs do not fit. Eager dispatch, the tracer and the IR verifier all call it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..errors import index_error, runtime_error, type_error
+from .dtypes import FLOAT, bool_, get_default_dtype, result_type
+from .types import TensorType
+
+NUMBER = (int, float, bool)
+
+
+@dataclass(frozen=True)
+class OpSchema:
+    """What the compiler and the runtime know of one primitive op."""
+
+    name: str
+    infer: Callable
+    kind: str = "other"  # elementwise | reduction | view | shape | index | extern | random
+    differentiable: bool = True
+    # Elementwise ops compute in one dtype: dispatch casts tensor inputs and scalars to it.
+    compute_dtype: Callable | None = None
+    cast_start: int = 0  # inputs before this index keep their dtype (where's condition)
+    # A view's output aliases its first input's storage.
+    view: bool = False
+    num_outputs: int = 1
+    attrs: dict = field(default_factory=dict)
+
+
+SCHEMAS: dict[str, OpSchema] = {}
+
+
+def register(name: str, **kwargs) -> Callable:
+    """Decorator: register the decorated type rule as the schema of op `name`."""
+
+    def wrap(infer: Callable) -> Callable:
+        if name in SCHEMAS:
+            raise ValueError(f"op {name!r} is already registered")
+        SCHEMAS[name] = OpSchema(name=name, infer=infer, **kwargs)
+        return infer
+
+    return wrap
+
+
+def schema(name: str) -> OpSchema:
+    try:
+        return SCHEMAS[name]
+    except KeyError:
+        raise type_error(f"unknown op {name!r}") from None
+
+
+# -- helpers shared by the type rules ------------------------------------------------------
+
+
+def fmt_shape(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def broadcast_shapes(*shapes) -> tuple:
+    """numpy/PyTorch broadcasting of shapes, with PyTorch's error message."""
+    first = shapes[0]
+    if all(s == first for s in shapes):
+        return tuple(first)
+    ndim = max(len(s) for s in shapes)
+    result = [1] * ndim
+    for s in shapes:
+        offset = ndim - len(s)
+        for i, d in enumerate(s):
+            r = result[offset + i]
+            if r == 1:
+                result[offset + i] = d
+            elif d != 1 and d != r:
+                a, b = shapes[0], s
+                raise runtime_error(
+                    f"The size of tensor a ({r}) must match the size of tensor b ({d}) at "
+                    f"non-singleton dimension {offset + i}: shapes {fmt_shape(a)} and "
+                    f"{fmt_shape(b)} do not broadcast"
+                )
+    return tuple(result)
+
+
+def normalize_dim(dim: int, ndim: int) -> int:
+    """A dim in [-ndim, ndim) made non-negative; IndexError as PyTorch words it otherwise."""
+    bound = max(ndim, 1)
+    if not isinstance(dim, int) or isinstance(dim, bool):
+        raise type_error(f"dim must be an int, got {type(dim).__name__}")
+    if dim < -bound or dim >= bound:
+        raise index_error(
+            f"Dimension out of range (expected to be in range of [{-bound}, {bound - 1}], "
+            f"but got {dim})"
+        )
+    return dim + bound if dim < 0 else dim
+
+
+def normalize_dims(dims, ndim: int) -> tuple:
+    """None -> every dim; int or sequence -> sorted non-negative tuple without repeats."""
+    if dims is None:
+        return tuple(range(ndim))
+    if isinstance(dims, int):
+        dims = (dims,)
+    out = tuple(sorted(normalize_dim(d, ndim) if ndim else _scalar_dim(d) for d in dims))
+    if len(set(out)) != len(out):
+        raise runtime_error(f"dim {tuple(dims)} appears multiple times in the list of dims")
+    return out
+
+
+def _scalar_dim(d: int) -> int:
+    normalize_dim(d, 0)
+    return 0
+
+
+def shapes_and_dtypes(inputs):
+    tensors, scalars = [], []
+    for x in inputs:
+        if isinstance(x, NUMBER):
+            scalars.append(x)
+        elif x is not None:
+            tensors.append((x.shape, x.dtype))
+    return tensors, scalars
+
+
+def promoted(inputs):
+    """The dtype elementwise ops compute in: PyTorch's result_type over the inputs."""
+    tensors, scalars = shapes_and_dtypes(inputs)
+    return result_type(tensors, scalars)
+
+
+def promoted_float(inputs):
+    """As promoted(), but integers and bool go to the default float dtype (exp, sqrt, /)."""
+    d = promoted(inputs)
+    return d if d.category == FLOAT else get_default_dtype()
+
+
+def tensor_shapes(inputs):
+    return [x.shape for x in inputs if x is not None and not isinstance(x, NUMBER)]
+
+
+def expect_float(op: str, x) -> None:
+    if not x.dtype.is_floating_point:
+        raise type_error(f"{op}: expected a floating-point tensor, got {x.dtype.name}")
+
+
+__all__ = [
+    "OpSchema",
+    "SCHEMAS",
+    "TensorType",
+    "bool_",
+    "broadcast_shapes",
+    "normalize_dim",
+    "normalize_dims",
+    "promoted",
+    "promoted_float",
+    "register",
+    "schema",
+]

@@ -1,0 +1,21 @@
+"""TensorType: the static type of a value (shape and dtype; device-agnostic)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .dtypes import dtype
+
+
+class TensorType(NamedTuple):
+    """A tensor's shape (a tuple of ints) and dtype, as type rules see it."""
+
+    shape: tuple
+    dtype: dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        return f"{self.dtype.name}[{', '.join(str(d) for d in self.shape)}]"

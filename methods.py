@@ -1,0 +1,230 @@
+"""Tensor methods and Python operators, bound from the op functions in ops.py."""
+
+from __future__ import annotations
+
+from . import ops as E
+from .indexing import getitem, setitem
+from .inplace import apply_inplace
+from .tensor import Tensor
+
+# methods that are the op function with self first
+_SAME_NAME = (
+    "neg negative abs absolute sign exp log log1p expm1 sqrt rsqrt reciprocal sin cos tanh "
+    "sigmoid relu erf floor ceil trunc round logical_not add sub subtract mul multiply div "
+    "divide true_divide floor_divide remainder pow maximum minimum eq ne lt le gt ge less "
+    "less_equal greater greater_equal logical_and logical_or logical_xor clamp clip clamp_min "
+    "clamp_max square isnan isinf isfinite lerp allclose equal sum prod mean var std logsumexp "
+    "amax amin max min argmax argmin all any cumsum norm count_nonzero reshape view view_as "
+    "reshape_as permute transpose swapaxes swapdims t squeeze unsqueeze flatten unflatten expand "
+    "expand_as broadcast_to repeat narrow split chunk unbind select flip tril triu clone "
+    "contiguous movedim gather scatter scatter_add index_select index_add masked_fill "
+    "masked_select nonzero argwhere take_along_dim matmul mm bmm mv dot outer where var_mean "
+    "std_mean"
+).split()
+
+for _name in _SAME_NAME:
+    if _name == "where":
+        setattr(Tensor, "where", lambda self, condition, other: E.where(condition, self, other))
+    elif _name == "contiguous":
+        setattr(Tensor, "contiguous", lambda self, memory_format=None: E.contiguous(self))
+    else:
+        setattr(Tensor, _name, getattr(E, _name))
+
+Tensor.mT = property(E.mT)
+Tensor.T = property(lambda self: E.permute(self, *reversed(range(self.ndim))))
+Tensor.__getitem__ = getitem
+Tensor.__setitem__ = setitem
+
+
+def _reflected(fn):
+    return lambda self, other: fn(other, self)
+
+
+Tensor.__add__ = E.add
+Tensor.__radd__ = _reflected(E.add)
+Tensor.__sub__ = E.sub
+Tensor.__rsub__ = _reflected(E.sub)
+Tensor.__mul__ = E.mul
+Tensor.__rmul__ = _reflected(E.mul)
+Tensor.__truediv__ = E.div
+Tensor.__rtruediv__ = _reflected(E.div)
+Tensor.__floordiv__ = E.floor_divide
+Tensor.__rfloordiv__ = _reflected(E.floor_divide)
+Tensor.__mod__ = E.remainder
+Tensor.__rmod__ = _reflected(E.remainder)
+Tensor.__pow__ = E.pow
+Tensor.__rpow__ = _reflected(E.pow)
+Tensor.__matmul__ = E.matmul
+Tensor.__rmatmul__ = _reflected(E.matmul)
+Tensor.__neg__ = E.neg
+Tensor.__abs__ = E.abs
+Tensor.__pos__ = lambda self: self
+Tensor.__eq__ = E.eq
+Tensor.__ne__ = E.ne
+Tensor.__lt__ = E.lt
+Tensor.__le__ = E.le
+Tensor.__gt__ = E.gt
+Tensor.__ge__ = E.ge
+
+
+def _logical(op):
+    def fn(self, other):
+        if self._dtype.name != "bool":
+            raise TypeError_(op, self)
+        return getattr(E, op)(self, other)
+
+    return fn
+
+
+def TypeError_(op, t):
+    from .errors import type_error
+
+    return type_error(f"{op} is only supported on bool tensors in ember, got {t.dtype.name}")
+
+
+Tensor.__and__ = _logical("logical_and")
+Tensor.__or__ = _logical("logical_or")
+Tensor.__xor__ = _logical("logical_xor")
+Tensor.__rand__ = _logical("logical_and")
+Tensor.__ror__ = _logical("logical_or")
+Tensor.__invert__ = lambda self: E.logical_not(self) if self._dtype.name == "bool" else _raise(
+    TypeError_("~", self))
+
+
+def _raise(exc):
+    raise exc
+
+
+# -- in-place forms ----------------------------------------------------------------------------
+
+_INPLACE = (
+    "add sub mul div pow clamp clamp_min clamp_max masked_fill neg abs exp log sqrt relu sigmoid "
+    "tanh floor ceil round trunc sign reciprocal rsqrt sin cos remainder floor_divide "
+    "maximum minimum scatter scatter_add index_add lerp tril triu log1p expm1 erf logical_not"
+).split()
+
+
+def _inplace_method(name):
+    fn = getattr(E, name)
+
+    def method(self, *args, **kwargs):
+        return apply_inplace(self, lambda src: fn(src, *args, **kwargs))
+
+    method.__name__ = name + "_"
+    return method
+
+
+for _name in _INPLACE:
+    setattr(Tensor, _name + "_", _inplace_method(_name))
+
+Tensor.__iadd__ = Tensor.add_
+Tensor.__isub__ = Tensor.sub_
+Tensor.__imul__ = Tensor.mul_
+Tensor.__itruediv__ = Tensor.div_
+Tensor.__ipow__ = Tensor.pow_
+Tensor.__imod__ = Tensor.remainder_
+Tensor.__ifloordiv__ = Tensor.floor_divide_
+Tensor.clip_ = Tensor.clamp_
+Tensor.subtract_ = Tensor.sub_
+Tensor.multiply_ = Tensor.mul_
+Tensor.divide_ = Tensor.div_
+
+
+def _fill(self, value):
+    from .factories import full_like, ones_like
+
+    if isinstance(value, Tensor):
+        value = value.item()
+    if not self._requires_grad:
+        return apply_inplace(self, lambda src: full_like(src, value))
+    # keeps the tensor in the graph with a zero gradient, as PyTorch's fill_
+    return apply_inplace(self, lambda src: E.masked_fill(src, ones_like(src, dtype="bool"), value))
+
+
+def _zero(self):
+    return _fill(self, 0)
+
+
+def _copy(self, src, non_blocking=False):
+    src = src.to(self.device) if src.device != self.device else src
+    return apply_inplace(self, lambda dst: E.expand(E.cast(src, self.dtype), tuple(dst.shape)))
+
+
+def _uniform(self, a=0.0, b=1.0):
+    from .factories import rand
+
+    r = rand(tuple(self.shape), dtype=self.dtype, device=self.device)
+    return _copy_nograd(self, r * (b - a) + a)
+
+
+def _normal(self, mean=0.0, std=1.0):
+    from .factories import randn
+
+    r = randn(tuple(self.shape), dtype=self.dtype, device=self.device)
+    return _copy_nograd(self, r * std + mean)
+
+
+def _bernoulli_(self, p=0.5):
+    from .factories import full_like
+
+    return _copy_nograd(self, E.bernoulli(full_like(self, p, dtype="float32")))
+
+
+def _copy_nograd(self, value):
+    from .autograd.grad_mode import no_grad
+
+    with no_grad():
+        return _copy(self, value)
+
+
+Tensor.fill_ = _fill
+Tensor.zero_ = _zero
+Tensor.copy_ = _copy
+Tensor.uniform_ = _uniform
+Tensor.normal_ = _normal
+Tensor.bernoulli_ = _bernoulli_
+Tensor.bernoulli = lambda self, p=None: E.bernoulli(self, p)
+Tensor.new_zeros = lambda self, *size, dtype=None, device=None, requires_grad=False: _new(
+    "zeros", self, size, dtype, device, requires_grad)
+Tensor.new_ones = lambda self, *size, dtype=None, device=None, requires_grad=False: _new(
+    "ones", self, size, dtype, device, requires_grad)
+Tensor.new_empty = lambda self, *size, dtype=None, device=None, requires_grad=False: _new(
+    "empty", self, size, dtype, device, requires_grad)
+
+
+def _new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=False):
+    from .factories import full
+
+    return full(tuple(size), fill_value, dtype=dtype or self.dtype, device=device or self.device,
+                requires_grad=requires_grad)
+
+
+def _new_tensor(self, data, *, dtype=None, device=None, requires_grad=False):
+    from .factories import tensor
+
+    return tensor(data, dtype=dtype or self.dtype, device=device or self.device,
+                  requires_grad=requires_grad)
+
+
+def _new(kind, self, size, dtype, device, requires_grad):
+    from . import factories
+
+    return getattr(factories, kind)(*size, dtype=dtype or self.dtype, device=device or self.device,
+                                    requires_grad=requires_grad)
+
+
+Tensor.new_full = _new_full
+Tensor.new_tensor = _new_tensor
+Tensor.masked_fill_ = _inplace_method("masked_fill")
+Tensor.index_put_ = lambda self, indices, values, accumulate=False: apply_inplace(
+    self, lambda src: _index_put(src, indices, values, accumulate))
+Tensor.index_put = lambda self, indices, values, accumulate=False: _index_put(
+    self, indices, values, accumulate)
+
+
+def _index_put(x, indices, values, accumulate):
+    from .tensor import dispatch
+
+    indices = tuple(indices)
+    return dispatch("index_put", (x, E.cast(values, x.dtype), *indices),
+                    {"dims": tuple(range(len(indices))), "accumulate": bool(accumulate)})

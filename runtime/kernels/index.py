@@ -1,0 +1,124 @@
+"""Indexing kernels: advanced indices, gather/scatter, index_select, one_hot, nonzero."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .registry import kernel
+
+
+def _index_tuple(ndim, indices, dims):
+    key = [slice(None)] * (max(dims) + 1)
+    for d, i in zip(dims, indices):
+        key[d] = i
+    return tuple(key)
+
+
+def _check_bounds(xp, x_shape, indices, dims):
+    from ...errors import index_error
+
+    for d, i in zip(dims, indices):
+        size = x_shape[d]
+        if i.size and (int(i.max()) >= size or int(i.min()) < -size):
+            bad = int(i.max()) if int(i.max()) >= size else int(i.min())
+            raise index_error(f"index {bad} is out of bounds for dimension {d} with size {size}")
+
+
+@kernel("index")
+def _index(xp, x, *indices, dims):
+    _check_bounds(xp, x.shape, indices, dims)
+    return x[_index_tuple(x.ndim, indices, dims)]
+
+
+def add_at(xp, target, key, values):
+    """target[key] += values with repeated indices accumulating (numpy's add.at)."""
+    if xp is np:
+        np.add.at(target, key, values)
+    else:
+        import cupyx
+
+        cupyx.scatter_add(target, key, values)
+
+
+@kernel("index_put")
+def _index_put(xp, x, values, *indices, dims, accumulate):
+    _check_bounds(xp, x.shape, indices, dims)
+    out = x.copy()
+    key = _index_tuple(x.ndim, indices, dims)
+    values = values.astype(x.dtype, copy=False)
+    if accumulate:
+        shape = out[key].shape
+        add_at(xp, out, key, xp.broadcast_to(values, shape))
+    else:
+        out[key] = values
+    return out
+
+
+def _along_axis_key(xp, index, dim):
+    # an open grid over every dim but `dim`, which takes the index tensor
+    grids = xp.meshgrid(*[xp.arange(s) for s in index.shape], indexing="ij", sparse=True)
+    grids[dim] = index
+    return tuple(grids)
+
+
+def _check_range(index, size, op, dim):
+    from ...errors import index_error
+
+    if index.size and (int(index.max()) >= size or int(index.min()) < -size):
+        raise index_error(f"{op}(): index out of bounds for dimension {dim} with size {size}")
+
+
+@kernel("gather")
+def _gather(xp, x, index, dim):
+    _check_range(index, x.shape[dim], "gather", dim)
+    return x[_along_axis_key(xp, index, dim)]
+
+
+@kernel("scatter")
+def _scatter(xp, x, index, src, dim):
+    _check_range(index, x.shape[dim], "scatter", dim)
+    out = x.copy()
+    src = src[tuple(slice(0, s) for s in index.shape)]
+    out[_along_axis_key(xp, index, dim)] = src
+    return out
+
+
+@kernel("scatter_add")
+def _scatter_add(xp, x, index, src, dim):
+    _check_range(index, x.shape[dim], "scatter_add", dim)
+    out = x.copy()
+    src = src[tuple(slice(0, s) for s in index.shape)]
+    add_at(xp, out, _along_axis_key(xp, index, dim), src)
+    return out
+
+
+@kernel("index_select")
+def _index_select(xp, x, index, dim):
+    if x.ndim == 0:
+        _check_range(index, 1, "index_select", 0)
+        return x.reshape(1)[index.reshape(-1) * 0]
+    _check_range(index, x.shape[dim], "index_select", dim)
+    return xp.take(x, index.reshape(-1), axis=dim)
+
+
+@kernel("index_add")
+def _index_add(xp, x, index, src, dim):
+    _check_range(index, x.shape[dim], "index_add", dim)
+    out = x.copy()
+    key = (slice(None),) * dim + (index.reshape(-1),)
+    add_at(xp, out, key, src.astype(x.dtype, copy=False))
+    return out
+
+
+@kernel("one_hot")
+def _one_hot(xp, x, num_classes):
+    from ...errors import runtime_error
+
+    if x.size and (int(x.min()) < 0 or int(x.max()) >= num_classes):
+        raise runtime_error(f"one_hot: class values must be in [0, {num_classes}), got {int(x.min())}..{int(x.max())}")
+    return (x[..., None] == xp.arange(num_classes)).astype(np.int64)
+
+
+@kernel("nonzero")
+def _nonzero(xp, x):
+    return xp.stack(xp.nonzero(x), axis=-1).astype(np.int64) if x.ndim else xp.zeros((int(bool(x)), 0), np.int64)

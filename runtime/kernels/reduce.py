@@ -1,0 +1,128 @@
+"""Reduction kernels. dims arrive normalized (a tuple of non-negative ints)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .registry import kernel
+
+
+def _acc_dtype(x):
+    return np.int64 if x.dtype.kind in "biu" else None
+
+
+@kernel("sum")
+def _sum(xp, x, dims, keepdim):
+    return xp.sum(x, axis=tuple(dims), keepdims=keepdim, dtype=_acc_dtype(x))
+
+
+@kernel("prod")
+def _prod(xp, x, dims, keepdim):
+    return xp.prod(x, axis=tuple(dims), keepdims=keepdim, dtype=_acc_dtype(x))
+
+
+@kernel("mean")
+def _mean(xp, x, dims, keepdim):
+    with np.errstate(all="ignore"):
+        return xp.mean(x, axis=tuple(dims), keepdims=keepdim)
+
+
+@kernel("var")
+def _var(xp, x, dims, keepdim, correction):
+    with np.errstate(all="ignore"):
+        n = 1
+        for d in dims:
+            n *= x.shape[d]
+        mean = xp.mean(x, axis=tuple(dims), keepdims=True)
+        dev = x - mean
+        total = xp.sum(dev * dev, axis=tuple(dims), keepdims=keepdim)
+        denom = max(n - correction, 0)
+        return total / x.dtype.type(denom) if denom else total * x.dtype.type(np.nan)
+
+
+@kernel("logsumexp")
+def _logsumexp(xp, x, dims, keepdim):
+    with np.errstate(all="ignore"):
+        axis = tuple(dims)
+        m = xp.max(x, axis=axis, keepdims=True) if x.size else xp.zeros_like(x)
+        m = xp.where(xp.isfinite(m), m, x.dtype.type(0))
+        out = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
+        return out if keepdim else xp.squeeze(out, axis=axis)
+
+
+@kernel("amax")
+def _amax(xp, x, dims, keepdim):
+    return xp.max(x, axis=tuple(dims), keepdims=keepdim)
+
+
+@kernel("amin")
+def _amin(xp, x, dims, keepdim):
+    return xp.min(x, axis=tuple(dims), keepdims=keepdim)
+
+
+def _nan_first_arg(xp, x, dim, pick):
+    # PyTorch propagates NaN: a NaN is the max (and the min), at its first position
+    if x.dtype.kind == "f":
+        nan = xp.isnan(x)
+        idx = pick(x, axis=dim, keepdims=True)
+        has_nan = nan.any(axis=dim, keepdims=True)
+        return xp.where(has_nan, xp.argmax(nan, axis=dim, keepdims=True), idx)
+    return pick(x, axis=dim, keepdims=True)
+
+
+def _values_indices(xp, x, dim, keepdim, pick):
+    if x.ndim == 0:
+        return x.copy(), xp.zeros((), dtype=np.int64)
+    idx = _nan_first_arg(xp, x, dim, pick)
+    values = xp.take_along_axis(x, idx, axis=dim)
+    if not keepdim:
+        values, idx = xp.squeeze(values, axis=dim), xp.squeeze(idx, axis=dim)
+    return values, idx.astype(np.int64)
+
+
+@kernel("max_dim")
+def _max_dim(xp, x, dim, keepdim):
+    return _values_indices(xp, x, dim, keepdim, xp.argmax)
+
+
+@kernel("min_dim")
+def _min_dim(xp, x, dim, keepdim):
+    return _values_indices(xp, x, dim, keepdim, xp.argmin)
+
+
+def _arg(xp, x, dim, keepdim, pick):
+    if dim is None:
+        flat = x.reshape(-1)
+        idx = _nan_first_arg(xp, flat, 0, pick).reshape(())
+        return idx.reshape((1,) * x.ndim) if keepdim else idx
+    if x.ndim == 0:
+        return xp.zeros((), dtype=np.int64)
+    idx = _nan_first_arg(xp, x, dim, pick)
+    return idx if keepdim else xp.squeeze(idx, axis=dim)
+
+
+@kernel("argmax")
+def _argmax(xp, x, dim, keepdim):
+    return _arg(xp, x, dim, keepdim, xp.argmax)
+
+
+@kernel("argmin")
+def _argmin(xp, x, dim, keepdim):
+    return _arg(xp, x, dim, keepdim, xp.argmin)
+
+
+@kernel("all")
+def _all(xp, x, dims, keepdim):
+    return xp.all(x, axis=tuple(dims), keepdims=keepdim)
+
+
+@kernel("any")
+def _any(xp, x, dims, keepdim):
+    return xp.any(x, axis=tuple(dims), keepdims=keepdim)
+
+
+@kernel("cumsum")
+def _cumsum(xp, x, dim):
+    if x.ndim == 0:
+        return x.astype(_acc_dtype(x) or x.dtype)
+    return xp.cumsum(x, axis=dim, dtype=_acc_dtype(x))

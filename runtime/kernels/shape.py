@@ -1,0 +1,106 @@
+"""Shape kernels: views return numpy views of their input; the rest copy."""
+
+from __future__ import annotations
+
+from .registry import kernel
+
+
+@kernel("reshape")
+def _reshape(xp, x, shape):
+    return x.reshape(shape)
+
+
+@kernel("view")
+def _view(xp, x, shape):
+    out = x.view()
+    try:
+        out.shape = tuple(shape)
+    except AttributeError:
+        from ...errors import runtime_error
+
+        raise runtime_error(
+            f"view size is not compatible with input tensor's size and stride (at least one "
+            f"dimension spans across two contiguous subspaces): shape {list(x.shape)} with "
+            f"strides {list(s // x.itemsize for s in x.strides)} to {list(shape)}. Use "
+            ".reshape(...) instead."
+        ) from None
+    return out
+
+
+@kernel("permute")
+def _permute(xp, x, dims):
+    return x.transpose(dims)
+
+
+@kernel("squeeze")
+def _squeeze(xp, x, dims):
+    axes = tuple(d for d in dims if x.shape[d] == 1)
+    return xp.squeeze(x, axis=axes) if axes else x.view()
+
+
+@kernel("unsqueeze")
+def _unsqueeze(xp, x, dim):
+    return xp.expand_dims(x, dim)
+
+
+@kernel("expand")
+def _expand(xp, x, shape):
+    offset = len(shape) - x.ndim
+    target = tuple(x.shape[i - offset] if s == -1 else s for i, s in enumerate(shape))
+    return xp.broadcast_to(x, target)
+
+
+@kernel("slice")
+def _slice(xp, x, starts, stops, steps):
+    return x[tuple(slice(a, b, c) for a, b, c in zip(starts, stops, steps))]
+
+
+@kernel("slice_backward")
+def _slice_backward(xp, g, shape, starts, stops, steps):
+    out = xp.zeros(shape, dtype=g.dtype)
+    out[tuple(slice(a, b, c) for a, b, c in zip(starts, stops, steps))] = g
+    return out
+
+
+@kernel("repeat")
+def _repeat(xp, x, repeats):
+    x = x.reshape((1,) * (len(repeats) - x.ndim) + x.shape)
+    return xp.tile(x, repeats)
+
+
+@kernel("cat")
+def _cat(xp, *xs, dim):
+    dtype = xs[0].dtype
+    for x in xs[1:]:
+        dtype = xp.promote_types(dtype, x.dtype)
+    return xp.concatenate([x.astype(dtype, copy=False) for x in xs], axis=dim)
+
+
+@kernel("flip")
+def _flip(xp, x, dims):
+    return xp.flip(x, axis=tuple(dims)).copy() if dims else x.copy()
+
+
+@kernel("pad")
+def _pad(xp, x, pads, mode="constant", value=0.0):
+    width = [(0, 0)] * x.ndim
+    for i in range(len(pads) // 2):
+        width[x.ndim - 1 - i] = (pads[2 * i], pads[2 * i + 1])
+    # negative padding crops
+    crop = tuple(slice(-lo if lo < 0 else None, hi if hi < 0 else None) for lo, hi in width)
+    width = [(max(lo, 0), max(hi, 0)) for lo, hi in width]
+    x = x[crop]
+    if mode == "constant":
+        return xp.pad(x, width, mode="constant", constant_values=x.dtype.type(value))
+    numpy_mode = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode]
+    return xp.pad(x, width, mode=numpy_mode)
+
+
+@kernel("tril")
+def _tril(xp, x, diagonal=0):
+    return xp.tril(x, diagonal)
+
+
+@kernel("triu")
+def _triu(xp, x, diagonal=0):
+    return xp.triu(x, diagonal)

@@ -1,0 +1,489 @@
+"""Tensor and dispatch(): the single door every op goes through.
+
+dispatch(op, inputs, attrs) checks the inputs against the op's schema (the type rule raises a
+clear error), runs the eager kernel on the device's array module, and, when grad mode is on
+and an input requires grad, links an autograd node holding the op's derivative rule. Tracing
+hooks in here too, so eager calls, traced calls and backward can never drift apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .autograd import grad_mode
+from .errors import runtime_error, type_error
+from .ir import ops as _ir_ops  # noqa: F401  (registers the schemas)
+from .ir.dtypes import as_dtype, dtype as DType, from_numpy
+from .ir.schema import NUMBER, SCHEMAS, fmt_shape
+from .runtime.device import CPU, array_module, as_device, device, device_of_array, to_device
+from .runtime.kernels import KERNELS
+
+_EMPTY: dict = {}
+_ndarray = np.ndarray
+_grad_state = grad_mode.state
+
+# The active tracer, if any (set by ember.tracer); it sees every dispatched op.
+tracer_hook = None
+
+
+class Size(tuple):
+    """A tensor's shape: a tuple of ints, printed as PyTorch prints it."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"ember.Size([{', '.join(str(d) for d in self)}])"
+
+    def numel(self) -> int:
+        n = 1
+        for d in self:
+            n *= d
+        return n
+
+
+class Tensor:
+    """An n-dimensional array on a device, with autograd. Backed by a numpy or cupy array."""
+
+    __slots__ = (
+        "_data",
+        "_dtype",
+        "_device",
+        "_requires_grad",
+        "grad",
+        "_grad_fn",
+        "_output_nr",
+        "_version",
+        "_base",
+        "_view_chain",
+        "_grad_accumulator",
+        "_retains_grad",
+        "_hooks",
+        "__weakref__",
+        "__dict__",
+    )
+
+    # Tensors win over numpy arrays in mixed binary operators.
+    __array_priority__ = 1000
+
+    def __init__(self, *args, **kwargs):
+        raise type_error("create tensors with ember.tensor(...), ember.zeros(...) and friends")
+
+    # -- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def _make(cls, data, dtype: DType | None = None, dev: device | None = None, version=None):
+        t = object.__new__(cls)
+        t._data = data
+        t._dtype = dtype if dtype is not None else from_numpy(data.dtype)
+        t._device = dev if dev is not None else device_of_array(data)
+        t._requires_grad = False
+        t.grad = None
+        t._grad_fn = None
+        t._output_nr = 0
+        t._version = version if version is not None else [0]
+        t._base = None
+        t._view_chain = ()
+        t._grad_accumulator = None
+        t._retains_grad = False
+        t._hooks = None
+        return t
+
+    # -- attributes --------------------------------------------------------------------------
+
+    @property
+    def shape(self) -> Size:
+        return Size(self._data.shape)
+
+    @property
+    def dtype(self) -> DType:
+        return self._dtype
+
+    @property
+    def device(self) -> device:
+        return self._device
+
+    @property
+    def is_cuda(self) -> bool:
+        return self._device.type == "cuda"
+
+    @property
+    def ndim(self) -> int:
+        return self._data.ndim
+
+    def dim(self) -> int:
+        return self._data.ndim
+
+    def size(self, dim: int | None = None):
+        if dim is None:
+            return Size(self._data.shape)
+        from .ir.schema import normalize_dim
+
+        return self._data.shape[normalize_dim(dim, self._data.ndim)]
+
+    def numel(self) -> int:
+        return int(self._data.size)
+
+    nelement = numel
+
+    def element_size(self) -> int:
+        return self._dtype.itemsize
+
+    def stride(self, dim: int | None = None):
+        strides = tuple(s // self._dtype.itemsize for s in self._data.strides)
+        return strides if dim is None else strides[dim]
+
+    def is_contiguous(self) -> bool:
+        return bool(self._data.flags.c_contiguous)
+
+    def is_floating_point(self) -> bool:
+        return self._dtype.is_floating_point
+
+    @property
+    def data(self) -> "Tensor":
+        """The same storage, detached from autograd."""
+        return self.detach()
+
+    @data.setter
+    def data(self, value: "Tensor") -> None:
+        self._data = value._data
+        self._dtype = value._dtype
+        self._device = value._device
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        self.requires_grad_(value)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        if not self.is_leaf:
+            if not requires_grad:
+                raise runtime_error(
+                    "you can only change requires_grad flags of leaf variables. If you want to "
+                    "use a computed variable in a subgraph that doesn't require differentiation "
+                    "use var_no_grad = var.detach()."
+                )
+            return self
+        if requires_grad and not self._dtype.is_floating_point:
+            raise runtime_error(
+                f"only Tensors of floating point dtype can require gradients, got "
+                f"{self._dtype.name}"
+            )
+        self._requires_grad = bool(requires_grad)
+        return self
+
+    @property
+    def grad_fn(self):
+        return self._grad_fn
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._grad_fn is None
+
+    @property
+    def _version_counter(self) -> int:
+        return self._version[0]
+
+    @property
+    def _version_value(self) -> int:
+        return self._version[0]
+
+    # -- conversion ------------------------------------------------------------------------
+
+    def numpy(self, *, force: bool = False) -> np.ndarray:
+        if self._requires_grad and not force:
+            raise runtime_error(
+                "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
+                "instead."
+            )
+        if self._device.type != "cpu":
+            if not force:
+                raise type_error(
+                    f"can't convert {self._device} device type tensor to numpy. Use "
+                    "Tensor.cpu() to copy the tensor to host memory first."
+                )
+            return to_device(self._data, CPU)
+        return self._data
+
+    def item(self):
+        if self._data.size != 1:
+            raise runtime_error(
+                f"a Tensor with {self._data.size} elements cannot be converted to Scalar"
+            )
+        return to_device(self._data, CPU).reshape(()).item()
+
+    def tolist(self):
+        return to_device(self._data, CPU).tolist()
+
+    def __array__(self, dtype=None, copy=None):
+        array = self.detach().numpy(force=True)
+        return array if dtype is None else array.astype(dtype)
+
+    def __dlpack__(self, *args, **kwargs):
+        return self._data.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self):
+        return self._data.__dlpack_device__()
+
+    def __bool__(self) -> bool:
+        if self._data.size != 1:
+            raise runtime_error(
+                f"Boolean value of Tensor with more than one value is ambiguous (shape "
+                f"{fmt_shape(self._data.shape)})"
+            )
+        return bool(self.item())
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self._dtype.is_floating_point or self._data.size != 1:
+            raise type_error("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __len__(self) -> int:
+        if self._data.ndim == 0:
+            raise type_error("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __iter__(self):
+        if self._data.ndim == 0:
+            raise type_error("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._data.shape[0]))
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        from .printing import tensor_repr
+
+        return tensor_repr(self)
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        if self._data.ndim == 0 and spec:
+            return format(self.item(), spec)
+        return repr(self)
+
+    def __reduce_ex__(self, protocol):
+        from .factories import _rebuild
+
+        return (_rebuild, (self.detach().numpy(force=True), self._requires_grad, str(self._device)))
+
+    # -- devices and dtypes ------------------------------------------------------------------
+
+    def to(self, *args, **kwargs) -> "Tensor":
+        """to(device), to(dtype), to(device, dtype), to(other): a copy only when needed."""
+        dev, dt = kwargs.pop("device", None), kwargs.pop("dtype", None)
+        copy = kwargs.pop("copy", False)
+        kwargs.pop("non_blocking", None)
+        if kwargs:
+            raise type_error(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+        for arg in args:
+            if isinstance(arg, Tensor):
+                dev, dt = arg._device, arg._dtype
+            elif isinstance(arg, (DType, type)) or (isinstance(arg, str) and arg in _DTYPE_NAMES):
+                dt = arg
+            elif arg is not None:
+                dev = arg
+        out = self
+        if dt is not None and as_dtype(dt) is not self._dtype:
+            out = out.type(dt)
+        if dev is not None:
+            dev = as_device(dev)
+            if dev.type == "cuda" and dev.index is None:
+                dev = device("cuda", 0)
+            if dev != out._device:
+                from .ops import to_device_op
+
+                out = to_device_op(out, dev)
+        if copy and out is self:
+            out = self.clone()
+        return out
+
+    def cpu(self) -> "Tensor":
+        return self.to("cpu")
+
+    def cuda(self, device_index: int | None = None) -> "Tensor":
+        return self.to(device("cuda", device_index or 0))
+
+    def type(self, dt=None):
+        if dt is None:
+            return f"ember.{self._dtype.name}"
+        from .ops import cast
+
+        return cast(self, as_dtype(dt))
+
+    def float(self):
+        return self.type("float32")
+
+    def double(self):
+        return self.type("float64")
+
+    def half(self):
+        return self.type("float16")
+
+    def int(self):
+        return self.type("int32")
+
+    def long(self):
+        return self.type("int64")
+
+    def bool(self):
+        return self.type("bool")
+
+    def byte(self):
+        return self.type("uint8")
+
+    def char(self):
+        return self.type("int8")
+
+    def short(self):
+        return self.type("int16")
+
+    # -- autograd ----------------------------------------------------------------------------
+
+    def detach(self) -> "Tensor":
+        t = Tensor._make(self._data, self._dtype, self._device, self._version)
+        return t
+
+    def detach_(self) -> "Tensor":
+        self._grad_fn = None
+        self._requires_grad = False
+        return self
+
+    def retain_grad(self) -> None:
+        if not self._requires_grad:
+            raise runtime_error("can't retain_grad on Tensor that has requires_grad=False")
+        if self.is_leaf:
+            return
+        self._retains_grad = True
+
+    @property
+    def retains_grad(self) -> bool:
+        return self._retains_grad
+
+    def register_hook(self, hook):
+        """hook(grad) -> Tensor or None, called with this tensor's gradient in backward."""
+        if not self._requires_grad:
+            raise runtime_error("cannot register a hook on a tensor that doesn't require gradient")
+        if self._hooks is None:
+            self._hooks = []
+        self._hooks.append(hook)
+        hooks = self._hooks
+
+        class _Handle:
+            def remove(self_inner):
+                if hook in hooks:
+                    hooks.remove(hook)
+
+        return _Handle()
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        from .autograd.engine import backward
+
+        backward([self], [gradient], retain_graph=retain_graph, create_graph=create_graph,
+                 inputs=inputs)
+
+
+_DTYPE_NAMES = {"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
+                "bool", "half", "float", "double", "long", "int", "short"}
+
+
+def _device_error(op: str, a: device, b: device):
+    return runtime_error(
+        f"Expected all tensors to be on the same device, but found at least two devices, {a} "
+        f"and {b}! (when checking arguments for {op})"
+    )
+
+
+def _wrap(array, out_type, dev, version=None) -> Tensor:
+    if type(array) is not _ndarray and dev.type == "cpu":
+        array = np.asarray(array)
+    expected = out_type.dtype.np
+    if array.dtype != expected:
+        array = array.astype(expected)
+    return Tensor._make(array, out_type.dtype, dev, version)
+
+
+def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY):
+    """Run primitive `op` on `inputs` (tensors and Python numbers) with `attrs`.
+
+    Returns a Tensor, or a tuple of Tensors for ops with several outputs.
+    """
+    try:
+        schema = SCHEMAS[op]
+    except KeyError:
+        raise type_error(f"unknown op {op!r}") from None
+    dev = None
+    for x in inputs:
+        if type(x) is Tensor or isinstance(x, Tensor):
+            if dev is None:
+                dev = x._device
+            elif x._device != dev:
+                raise _device_error(op, dev, x._device)
+        elif not isinstance(x, NUMBER) and x is not None:
+            raise type_error(
+                f"{op}(): expected Tensor or number arguments, got {type(x).__name__}"
+            )
+    if dev is None:
+        dev = CPU
+    out_types = schema.infer(inputs, attrs)
+
+    xp = np if dev.type == "cpu" else array_module(dev)
+    if schema.compute_dtype is not None:
+        compute = schema.compute_dtype(inputs).np
+        start = schema.cast_start
+        args = list(inputs[:start])
+        for x in inputs[start:]:
+            if isinstance(x, Tensor):
+                data = x._data
+                args.append(data if data.dtype == compute else data.astype(compute))
+            else:
+                args.append(compute.type(x))
+    else:
+        args = [x._data if isinstance(x, Tensor) else x for x in inputs]
+    out = _run(op, schema, xp, args, attrs, out_types, dev, inputs)
+    if tracer_hook is not None:
+        tracer_hook(op, inputs, attrs, out)
+    return out
+
+
+def _run(op, schema, xp, args, attrs, out_types, dev, inputs):
+    result = KERNELS[op](xp, *args, **attrs)
+    if schema.num_outputs == 1:
+        version = inputs[0]._version if schema.view else None
+        out = _wrap(result, out_types, dev, version)
+        outputs = (out,)
+        if schema.view:
+            base = inputs[0]
+            out._base = base._base if base._base is not None else base
+            out._view_chain = base._view_chain + ((op, attrs),)
+    else:
+        outputs = tuple(_wrap(r, t, dev) for r, t in zip(result, out_types))
+        out = outputs
+    if _grad_state.enabled and schema.differentiable:
+        for x in inputs:
+            if isinstance(x, Tensor) and x._requires_grad:
+                _link(op, inputs, attrs, outputs)
+                break
+    return out
+
+
+def _link(op, inputs, attrs, outputs):
+    from .autograd.graph import link_op
+
+    link_op(op, inputs, attrs, outputs)
+
+
+def is_tensor(obj) -> bool:
+    return isinstance(obj, Tensor)
+
+
+from . import methods  # noqa: E402,F401  (binds the op methods and operators onto Tensor)
