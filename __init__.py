@@ -12,10 +12,10 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     # tensors
-    "Tensor": "tensor",
-    "Size": "tensor",
-    "dispatch": "tensor",
-    "is_tensor": "tensor",
+    "Tensor": "_tensor",
+    "Size": "_tensor",
+    "dispatch": "_tensor",
+    "is_tensor": "_tensor",
     # dtypes
     **{name: "ir.dtypes" for name in (
         "dtype", "float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",

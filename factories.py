@@ -11,7 +11,7 @@ from .errors import runtime_error, type_error, value_error
 from .ir.dtypes import as_dtype, from_numpy as dtype_from_numpy, get_default_dtype, int64
 from .runtime import random
 from .runtime.device import CPU, array_module, as_device, device, device_of_array, to_device
-from .tensor import Tensor
+from ._tensor import Tensor
 
 
 def _device(dev) -> device:

@@ -12,7 +12,7 @@ import numpy as np
 from . import ops as E
 from .errors import index_error, type_error
 from .ir.dtypes import bool_, int64
-from .tensor import Tensor, dispatch
+from ._tensor import Tensor, dispatch
 
 
 def _as_index_tensor(entry, dev):

@@ -11,7 +11,7 @@ from .autograd import grad_mode
 from .autograd.graph import Node, edge_of
 from .errors import runtime_error
 from .ir.schema import fmt_shape
-from .tensor import Tensor, dispatch
+from ._tensor import Tensor, dispatch
 
 
 def _replay(base: Tensor, chain) -> Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import ops as E
 from .indexing import getitem, setitem
 from .inplace import apply_inplace
-from .tensor import Tensor
+from ._tensor import Tensor
 
 # methods that are the op function with self first
 _SAME_NAME = (
@@ -223,7 +223,7 @@ Tensor.index_put = lambda self, indices, values, accumulate=False: _index_put(
 
 
 def _index_put(x, indices, values, accumulate):
-    from .tensor import dispatch
+    from ._tensor import dispatch
 
     indices = tuple(indices)
     return dispatch("index_put", (x, E.cast(values, x.dtype), *indices),

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from .errors import runtime_error, type_error, value_error
 from .ir.dtypes import as_dtype, int64, promote_types
 from .ir.schema import NUMBER, normalize_dim, normalize_dims
-from .tensor import Tensor, dispatch
+from ._tensor import Tensor, dispatch
 
 # -- elementwise -----------------------------------------------------------------------------
 

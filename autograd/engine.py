@@ -23,7 +23,7 @@ def _as_list(x):
 
 def _root_grads(outputs, grad_outputs):
     from ..factories import ones_like
-    from ..tensor import Tensor
+    from .._tensor import Tensor
 
     grads = []
     for i, out in enumerate(outputs):

@@ -81,7 +81,7 @@ class Function:
 
     @classmethod
     def apply(cls, *args):
-        from ..tensor import Tensor
+        from .._tensor import Tensor
 
         ctx = FunctionCtx()
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._requires_grad for a in args)

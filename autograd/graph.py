@@ -169,7 +169,7 @@ def _meta(t):
 
 def link_op(op: str, inputs: tuple, attrs: dict, outputs: tuple) -> None:
     """Record op in the autograd graph: a node from the outputs back to the inputs."""
-    from ..tensor import Tensor
+    from .._tensor import Tensor
     from .derivatives import DERIVATIVES
 
     rule = DERIVATIVES[op]
@@ -226,7 +226,7 @@ class _ToDevice(Node):
 def to_device(tensor, dev):
     """A copy of tensor on dev; differentiable (the gradient goes back to the source device)."""
     from ..runtime.device import to_device as move
-    from ..tensor import Tensor
+    from .._tensor import Tensor
     from . import grad_mode
 
     out = Tensor._make(move(tensor._data, dev), tensor._dtype, dev)

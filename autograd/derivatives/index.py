@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ... import ops as E
-from ...tensor import dispatch
+from ..._tensor import dispatch
 from .registry import derivative
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import ops as E
-from ...tensor import dispatch
+from ..._tensor import dispatch
 from .registry import derivative
 
 

@@ -56,7 +56,7 @@ def _index_put(xp, x, values, *indices, dims, accumulate):
 
 def _along_axis_key(xp, index, dim):
     # an open grid over every dim but `dim`, which takes the index tensor
-    grids = xp.meshgrid(*[xp.arange(s) for s in index.shape], indexing="ij", sparse=True)
+    grids = list(xp.meshgrid(*[xp.arange(s) for s in index.shape], indexing="ij", sparse=True))
     grids[dim] = index
     return tuple(grids)
 

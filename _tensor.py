@@ -1,4 +1,6 @@
-"""Tensor and dispatch(): the single door every op goes through.
+"""Tensor and dispatch(): the single door every op goes through (named _tensor so that
+ember.tensor stays the factory function, as torch._tensor does).
+
 
 dispatch(op, inputs, attrs) checks the inputs against the op's schema (the type rule raises a
 clear error), runs the eager kernel on the device's array module, and, when grad mode is on
