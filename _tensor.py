@@ -51,18 +51,21 @@ class Tensor:
         "_dtype",
         "_device",
         "_requires_grad",
-        "grad",
         "_grad_fn",
-        "_output_nr",
         "_version",
-        "_base",
-        "_view_chain",
-        "_grad_accumulator",
-        "_retains_grad",
-        "_hooks",
         "__weakref__",
         "__dict__",
     )
+
+    # Rarely-set state lives in the instance dict with these class defaults, so making a
+    # tensor (on every op) sets only the slots above.
+    grad = None
+    _output_nr = 0
+    _base = None
+    _view_chain = ()
+    _grad_accumulator = None
+    _retains_grad = False
+    _hooks = None
 
     # Tensors win over numpy arrays in mixed binary operators.
     __array_priority__ = 1000
@@ -79,15 +82,8 @@ class Tensor:
         t._dtype = dtype if dtype is not None else from_numpy(data.dtype)
         t._device = dev if dev is not None else device_of_array(data)
         t._requires_grad = False
-        t.grad = None
         t._grad_fn = None
-        t._output_nr = 0
         t._version = version if version is not None else [0]
-        t._base = None
-        t._view_chain = ()
-        t._grad_accumulator = None
-        t._retains_grad = False
-        t._hooks = None
         return t
 
     # -- attributes --------------------------------------------------------------------------
@@ -419,28 +415,29 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY):
 
     Returns a Tensor, or a tuple of Tensors for ops with several outputs.
     """
-    try:
-        schema = SCHEMAS[op]
-    except KeyError:
-        raise type_error(f"unknown op {op!r}") from None
+    schema = SCHEMAS.get(op)
+    if schema is None:
+        raise type_error(f"unknown op {op!r}")
     dev = None
+    needs_grad = False
     for x in inputs:
-        if type(x) is Tensor or isinstance(x, Tensor):
+        if isinstance(x, Tensor):
+            d = x._device
             if dev is None:
-                dev = x._device
-            elif x._device != dev:
-                raise _device_error(op, dev, x._device)
+                dev = d
+            elif d is not dev and d != dev:
+                raise _device_error(op, dev, d)
+            if x._requires_grad:
+                needs_grad = True
         elif not isinstance(x, NUMBER) and x is not None:
-            raise type_error(
-                f"{op}(): expected Tensor or number arguments, got {type(x).__name__}"
-            )
+            raise type_error(f"{op}(): expected Tensor or number arguments, got {type(x).__name__}")
     if dev is None:
         dev = CPU
     out_types = schema.infer(inputs, attrs)
 
-    xp = np if dev.type == "cpu" else array_module(dev)
-    if schema.compute_dtype is not None:
-        compute = schema.compute_dtype(inputs).np
+    compute = schema.compute_dtype
+    if compute is not None:
+        compute = out_types.dtype.np if compute == "output" else compute(inputs).np
         start = schema.cast_start
         args = list(inputs[:start])
         for x in inputs[start:]:
@@ -449,32 +446,27 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY):
                 args.append(data if data.dtype == compute else data.astype(compute))
             else:
                 args.append(compute.type(x))
+        for i in range(start):
+            args[i] = inputs[i]._data
     else:
         args = [x._data if isinstance(x, Tensor) else x for x in inputs]
-    out = _run(op, schema, xp, args, attrs, out_types, dev, inputs)
-    if tracer_hook is not None:
-        tracer_hook(op, inputs, attrs, out)
-    return out
+    result = KERNELS[op](np if dev is CPU else array_module(dev), *args, **attrs)
 
-
-def _run(op, schema, xp, args, attrs, out_types, dev, inputs):
-    result = KERNELS[op](xp, *args, **attrs)
     if schema.num_outputs == 1:
-        version = inputs[0]._version if schema.view else None
-        out = _wrap(result, out_types, dev, version)
-        outputs = (out,)
         if schema.view:
             base = inputs[0]
+            out = _wrap(result, out_types, dev, base._version)
             out._base = base._base if base._base is not None else base
             out._view_chain = base._view_chain + ((op, attrs),)
+        else:
+            out = _wrap(result, out_types, dev)
+        outputs = (out,)
     else:
-        outputs = tuple(_wrap(r, t, dev) for r, t in zip(result, out_types))
-        out = outputs
-    if _grad_state.enabled and schema.differentiable:
-        for x in inputs:
-            if isinstance(x, Tensor) and x._requires_grad:
-                _link(op, inputs, attrs, outputs)
-                break
+        outputs = out = tuple(_wrap(r, t, dev) for r, t in zip(result, out_types))
+    if needs_grad and _grad_state.enabled and schema.differentiable:
+        _link(op, inputs, attrs, outputs)
+    if tracer_hook is not None:
+        tracer_hook(op, inputs, attrs, out)
     return out
 
 

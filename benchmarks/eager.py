@@ -171,7 +171,7 @@ def format_ratio(ratio: float | None, target: float | None) -> str:
 def run_section(title: str, cases: list[Case], unit: str, repeats: int, warmup: int) -> None:
     print(f"\n{title}")
     header = ("op", "ember", "numpy", "torch", "ember/numpy", "ember/torch")
-    widths = (36, 11, 11, 11, 22, 22)
+    widths = (40, 11, 11, 11, 22, 22)
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
     for case in cases:
         ember_s = median_seconds(case.ember_fn, case.number, repeats, warmup)

@@ -27,7 +27,8 @@ class OpSchema:
     kind: str = "other"  # elementwise | reduction | view | shape | index | extern | random
     differentiable: bool = True
     # Elementwise ops compute in one dtype: dispatch casts tensor inputs and scalars to it.
-    compute_dtype: Callable | None = None
+    # A callable of the inputs, or "output" when it is the output's dtype.
+    compute_dtype: Callable | str | None = None
     cast_start: int = 0  # inputs before this index keep their dtype (where's condition)
     # A view's output aliases its first input's storage.
     view: bool = False
@@ -127,8 +128,29 @@ def shapes_and_dtypes(inputs):
     return tensors, scalars
 
 
+def _scalar_category(value) -> int:
+    return 0 if isinstance(value, bool) else 1 if isinstance(value, int) else 2
+
+
 def promoted(inputs):
     """The dtype elementwise ops compute in: PyTorch's result_type over the inputs."""
+    # fast path: tensors of one dtype, and scalars that cannot upcast it
+    common = None
+    for x in inputs:
+        if x is None or isinstance(x, NUMBER):
+            continue
+        if common is None:
+            common = x.dtype
+        elif x.dtype is not common:
+            common = None
+            break
+    if common is not None:
+        category = common.category
+        for x in inputs:
+            if isinstance(x, NUMBER) and _scalar_category(x) > category:
+                break
+        else:
+            return common
     tensors, scalars = shapes_and_dtypes(inputs)
     return result_type(tensors, scalars)
 
@@ -141,6 +163,14 @@ def promoted_float(inputs):
 
 def tensor_shapes(inputs):
     return [x.shape for x in inputs if x is not None and not isinstance(x, NUMBER)]
+
+
+def broadcast_inputs(inputs) -> tuple:
+    """The broadcast shape of the tensor inputs (scalars do not take part)."""
+    shapes = [x.shape for x in inputs if x is not None and not isinstance(x, NUMBER)]
+    if len(shapes) == 1:
+        return tuple(shapes[0])
+    return broadcast_shapes(*shapes) if shapes else ()
 
 
 def expect_float(op: str, x) -> None:

@@ -90,8 +90,8 @@ def cupy_module():
 
 def as_device(value) -> device:
     if isinstance(value, device):
-        return value
-    if value is None:
+        return CPU if value.type == "cpu" else value
+    if value is None or value == "cpu":
         return CPU
     if isinstance(value, int):
         return device("cuda", value)

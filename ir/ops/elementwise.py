@@ -3,33 +3,21 @@
 from __future__ import annotations
 
 from ..dtypes import FLOAT, as_dtype, bool_
-from ..schema import (
-    NUMBER,
-    broadcast_shapes,
-    promoted,
-    promoted_float,
-    register,
-    tensor_shapes,
-)
+from ..schema import NUMBER, broadcast_inputs, promoted, promoted_float, register
 from ..types import TensorType
 from ...errors import runtime_error, type_error
 
 
-def _broadcast(inputs) -> tuple:
-    shapes = tensor_shapes(inputs)
-    return broadcast_shapes(*shapes) if shapes else ()
-
-
 def _same(inputs, attrs):
-    return TensorType(_broadcast(inputs), promoted(inputs))
+    return TensorType(broadcast_inputs(inputs), promoted(inputs))
 
 
 def _float(inputs, attrs):
-    return TensorType(_broadcast(inputs), promoted_float(inputs))
+    return TensorType(broadcast_inputs(inputs), promoted_float(inputs))
 
 
 def _to_bool(inputs, attrs):
-    return TensorType(_broadcast(inputs), bool_)
+    return TensorType(broadcast_inputs(inputs), bool_)
 
 
 def _no_bool(op):
@@ -45,26 +33,26 @@ def _no_bool(op):
 _FLOAT_UNARY = ("exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "reciprocal", "sin", "cos",
                 "tanh", "sigmoid", "erf")
 for _name in _FLOAT_UNARY:
-    register(_name, kind="elementwise", compute_dtype=promoted_float)(_float)
+    register(_name, kind="elementwise", compute_dtype="output")(_float)
 
 for _name in ("abs", "relu", "floor", "ceil", "round", "trunc", "sign"):
-    register(_name, kind="elementwise", compute_dtype=promoted)(_same)
+    register(_name, kind="elementwise", compute_dtype="output")(_same)
 
-register("neg", kind="elementwise", compute_dtype=promoted)(_no_bool("neg"))
+register("neg", kind="elementwise", compute_dtype="output")(_no_bool("neg"))
 
 for _name in ("add", "mul", "maximum", "minimum"):
-    register(_name, kind="elementwise", compute_dtype=promoted)(_same)
+    register(_name, kind="elementwise", compute_dtype="output")(_same)
 
-register("sub", kind="elementwise", compute_dtype=promoted)(_no_bool("sub"))
-register("remainder", kind="elementwise", compute_dtype=promoted)(_no_bool("remainder"))
-register("div", kind="elementwise", compute_dtype=promoted_float)(_float)
+register("sub", kind="elementwise", compute_dtype="output")(_no_bool("sub"))
+register("remainder", kind="elementwise", compute_dtype="output")(_no_bool("remainder"))
+register("div", kind="elementwise", compute_dtype="output")(_float)
 
 
 for _name in ("floor_divide", "trunc_divide"):
-    register(_name, kind="elementwise", compute_dtype=promoted)(_no_bool(_name))
+    register(_name, kind="elementwise", compute_dtype="output")(_no_bool(_name))
 
 
-@register("pow", kind="elementwise", compute_dtype=promoted)
+@register("pow", kind="elementwise", compute_dtype="output")
 def _pow(inputs, attrs):
     out = _same(inputs, attrs)
     exponent = inputs[1]
@@ -86,7 +74,7 @@ def _where(inputs, attrs):
     if isinstance(cond, NUMBER) or cond.dtype is not bool_:
         got = type(cond).__name__ if isinstance(cond, NUMBER) else cond.dtype.name
         raise type_error(f"where expected condition to be a boolean tensor, but got {got}")
-    return TensorType(_broadcast(inputs), promoted(inputs[1:]))
+    return TensorType(broadcast_inputs(inputs), promoted(inputs[1:]))
 
 
 @register("clamp", kind="elementwise")

@@ -1,0 +1,536 @@
+"""The Tensor API as a PyTorch user expects it: factories, attributes, conversion, repr,
+devices, Python operators, in-place forms and views that share storage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import ember
+
+
+def as_np(t) -> np.ndarray:
+    if isinstance(t, torch.Tensor):
+        return t.detach().numpy()
+    return t.detach().numpy()
+
+
+def assert_same(e, t, rtol=1e-6, atol=1e-6):
+    """An ember tensor equals a torch tensor: shape, dtype name and values."""
+    assert tuple(e.shape) == tuple(t.shape)
+    assert e.dtype.name == str(t.dtype).removeprefix("torch.")
+    np.testing.assert_allclose(as_np(e), as_np(t), rtol=rtol, atol=atol)
+
+
+@pytest.fixture
+def default_float32():
+    yield
+    ember.set_default_dtype(ember.float32)
+
+
+# -- factories -----------------------------------------------------------------------------
+
+
+class TestFactories:
+    def test_tensor_copies_nested_lists(self):
+        data = [[1.5, 2.0], [3.0, 4.25]]
+        t = ember.tensor(data)
+        assert t.shape == (2, 2)
+        assert t.tolist() == data
+        data[0][0] = 100.0
+        assert t[0, 0].item() == 1.5
+
+    def test_tensor_copies_a_numpy_array(self):
+        a = np.arange(4.0)
+        t = ember.tensor(a)
+        a[0] = 42.0
+        assert t[0].item() == 0.0
+        assert t.dtype == ember.float64
+
+    def test_tensor_of_a_scalar_is_zero_dim(self):
+        t = ember.tensor(3.5)
+        assert t.shape == ()
+        assert t.dim() == 0
+        assert t.item() == 3.5
+
+    def test_tensor_with_dtype_and_requires_grad(self):
+        t = ember.tensor([1, 2], dtype=ember.float64, requires_grad=True)
+        assert t.dtype == ember.float64
+        assert t.requires_grad and t.is_leaf
+
+    def test_from_numpy_shares_memory_both_ways(self):
+        a = np.zeros(3, dtype=np.float32)
+        t = ember.from_numpy(a)
+        a[1] = 5.0
+        assert t.tolist() == [0.0, 5.0, 0.0]
+        t[2] = 7.0
+        assert a[2] == 7.0
+        t.add_(1)
+        np.testing.assert_array_equal(a, [1.0, 6.0, 8.0])
+
+    def test_from_numpy_keeps_the_dtype(self):
+        for np_dtype, name in [(np.float64, "float64"), (np.int32, "int32"), (np.bool_, "bool")]:
+            assert ember.from_numpy(np.zeros(2, dtype=np_dtype)).dtype.name == name
+
+    def test_from_numpy_rejects_non_arrays(self):
+        with pytest.raises(ember.EmberError):
+            ember.from_numpy([1, 2, 3])
+
+    def test_as_tensor_shares_numpy_memory_when_dtype_matches(self):
+        a = np.ones(3, dtype=np.float32)
+        t = ember.as_tensor(a)
+        a[0] = 9.0
+        assert t[0].item() == 9.0
+        converted = ember.as_tensor(a, dtype=ember.float64)
+        a[1] = 8.0
+        assert converted[1].item() == 1.0
+
+    def test_as_tensor_returns_a_tensor_itself(self):
+        t = ember.ones(2)
+        assert ember.as_tensor(t) is t
+
+    @pytest.mark.parametrize("name", ["zeros", "ones", "empty"])
+    def test_filled_factories_take_sizes_as_varargs_or_a_tuple(self, name):
+        a = getattr(ember, name)(2, 3)
+        b = getattr(ember, name)((2, 3))
+        assert a.shape == b.shape == (2, 3)
+        assert a.dtype == ember.float32
+        if name != "empty":
+            assert_same(a, getattr(torch, name)(2, 3))
+
+    def test_full_infers_its_dtype_from_the_fill_value(self):
+        assert_same(ember.full((2, 2), 1.5), torch.full((2, 2), 1.5))
+        assert_same(ember.full((2,), 3), torch.full((2,), 3))
+        assert_same(ember.full((2,), True), torch.full((2,), True))
+
+    @pytest.mark.parametrize(
+        "args",
+        [(5,), (2, 7), (0, 10, 3), (10, 0, -2), (0.0, 1.0, 0.25), (1, 2.5, 0.5), (3.0, -1.0, -0.5)],
+    )
+    def test_arange_matches_torch(self, args):
+        assert_same(ember.arange(*args), torch.arange(*args))
+
+    def test_arange_with_dtype(self):
+        assert_same(ember.arange(4, dtype=ember.float64), torch.arange(4, dtype=torch.float64))
+
+    def test_arange_with_inconsistent_step_raises(self):
+        with pytest.raises(ember.EmberError):
+            ember.arange(0, 10, -1)
+
+    def test_linspace_and_eye_match_torch(self):
+        assert_same(ember.linspace(-1, 1, 5), torch.linspace(-1, 1, 5))
+        assert_same(ember.linspace(0, 1, 1), torch.linspace(0, 1, 1))
+        assert_same(ember.eye(3), torch.eye(3))
+        assert_same(ember.eye(2, 4), torch.eye(2, 4))
+
+    def test_like_factories_keep_shape_dtype_and_device(self):
+        x = ember.ones(2, 3, dtype=ember.float64)
+        for name in ["zeros_like", "ones_like", "empty_like", "rand_like", "randn_like"]:
+            y = getattr(ember, name)(x)
+            assert y.shape == (2, 3) and y.dtype == ember.float64 and y.device == x.device
+        assert ember.zeros_like(x).tolist() == [[0.0] * 3] * 2
+        assert ember.ones_like(x).tolist() == [[1.0] * 3] * 2
+        assert ember.full_like(x, 7).tolist() == [[7.0] * 3] * 2
+        assert ember.zeros_like(x, dtype=ember.int32).dtype == ember.int32
+        r = ember.randint_like(ember.zeros(50, dtype=ember.int64), 3, 6)
+        assert r.dtype == ember.int64 and r.shape == (50,)
+        assert 3 <= r.min().item() and r.max().item() < 6
+
+    def test_rand_is_in_the_unit_interval(self):
+        r = ember.rand(10_000).numpy()
+        assert r.min() >= 0.0 and r.max() < 1.0
+        assert abs(r.mean() - 0.5) < 0.02
+
+    def test_randn_moments_are_roughly_standard_normal(self):
+        r = ember.randn(20_000).numpy().astype(np.float64)
+        assert abs(r.mean()) < 0.03
+        assert abs(r.std() - 1.0) < 0.03
+        assert ember.randn(3, 4).dtype == ember.float32
+
+    def test_randint_bounds_and_dtype(self):
+        r = ember.randint(2, 5, (1000,))
+        assert r.dtype == ember.int64
+        assert set(r.tolist()) == {2, 3, 4}
+        r = ember.randint(3, (10,))
+        assert 0 <= r.min().item() and r.max().item() < 3
+
+    def test_manual_seed_makes_random_numbers_reproducible(self):
+        ember.manual_seed(123)
+        a = (ember.rand(5), ember.randn(5), ember.randint(0, 100, (5,)))
+        ember.manual_seed(123)
+        b = (ember.rand(5), ember.randn(5), ember.randint(0, 100, (5,)))
+        for x, y in zip(a, b):
+            assert x.tolist() == y.tolist()
+        ember.manual_seed(124)
+        assert ember.rand(5).tolist() != a[0].tolist()
+
+    def test_consecutive_random_draws_differ(self):
+        ember.manual_seed(0)
+        assert ember.rand(5).tolist() != ember.rand(5).tolist()
+
+
+class TestDtypeInference:
+    def test_python_ints_floats_and_bools(self):
+        assert ember.tensor([1, 2]).dtype == ember.int64
+        assert ember.tensor([1.0, 2]).dtype == ember.float32
+        assert ember.tensor([True, False]).dtype == ember.bool
+        assert ember.tensor([True, 2]).dtype == ember.int64
+        assert ember.tensor(3).dtype == ember.int64
+        assert ember.tensor(3.0).dtype == ember.float32
+
+    def test_set_default_dtype_changes_float_factories(self, default_float32):
+        ember.set_default_dtype(ember.float64)
+        assert ember.get_default_dtype() == ember.float64
+        assert ember.tensor([1.0]).dtype == ember.float64
+        assert ember.zeros(2).dtype == ember.float64
+        assert ember.arange(0.0, 1.0, 0.5).dtype == ember.float64
+        assert ember.tensor([1]).dtype == ember.int64
+        ember.set_default_dtype(ember.float32)
+        assert ember.tensor([1.0]).dtype == ember.float32
+
+    def test_dtype_aliases(self):
+        assert ember.float is ember.float32
+        assert ember.double is ember.float64
+        assert ember.long is ember.int64
+
+
+# -- attributes and conversion ---------------------------------------------------------------
+
+
+class TestAttributes:
+    def test_shape_is_a_size_and_a_tuple(self):
+        t = ember.zeros(2, 3, 4)
+        assert isinstance(t.shape, ember.Size)
+        assert isinstance(t.shape, tuple)
+        assert t.shape == (2, 3, 4)
+        assert repr(t.shape) == "ember.Size([2, 3, 4])"
+        assert t.shape.numel() == 24
+
+    def test_size_dim_ndim_numel(self):
+        t = ember.zeros(2, 3, 4)
+        assert t.size() == (2, 3, 4)
+        assert t.size(1) == 3
+        assert t.size(-1) == 4
+        assert t.dim() == t.ndim == 3
+        assert t.numel() == 24
+        assert len(t) == 2
+
+    def test_dtype_and_device(self):
+        t = ember.zeros(2, dtype=ember.int32)
+        assert t.dtype == ember.int32
+        assert t.device == ember.device("cpu")
+        assert t.device.type == "cpu"
+        assert not t.is_cuda
+
+    def test_numpy_shares_memory(self):
+        t = ember.zeros(3)
+        a = t.numpy()
+        a[0] = 4.0
+        assert t[0].item() == 4.0
+
+    def test_numpy_refuses_tensors_that_require_grad(self):
+        t = ember.ones(2, requires_grad=True)
+        with pytest.raises(ember.EmberError, match="detach"):
+            t.numpy()
+        assert t.detach().numpy().tolist() == [1.0, 1.0]
+
+    def test_item_and_tolist(self):
+        assert ember.tensor([2.5]).item() == 2.5
+        assert isinstance(ember.tensor(3).item(), int)
+        assert ember.tensor([[1, 2], [3, 4]]).tolist() == [[1, 2], [3, 4]]
+        with pytest.raises(ember.EmberError):
+            ember.ones(2).item()
+
+    def test_clone_is_independent(self):
+        x = ember.tensor([1.0, 2.0])
+        y = x.clone()
+        y[0] = 10.0
+        assert x.tolist() == [1.0, 2.0]
+        x.fill_(3.0)
+        assert y.tolist() == [10.0, 2.0]
+
+    def test_detach_shares_storage_and_stops_grad(self):
+        x = ember.tensor([1.0, 2.0], requires_grad=True)
+        y = x * 2
+        d = y.detach()
+        assert not d.requires_grad and d.grad_fn is None and d.is_leaf
+        d[0] = 100.0
+        assert y[0].item() == 100.0
+
+    def test_contiguous(self):
+        x = ember.arange(6).reshape(2, 3)
+        t = x.t()
+        assert not t.is_contiguous()
+        c = t.contiguous()
+        assert c.is_contiguous()
+        assert c.tolist() == [[0, 3], [1, 4], [2, 5]]
+        assert x.contiguous().is_contiguous()
+
+    def test_array_protocol(self):
+        t = ember.tensor([[1.0, 2.0]])
+        a = np.asarray(t)
+        assert a.shape == (1, 2) and a.dtype == np.float32
+        np.testing.assert_array_equal(a, [[1.0, 2.0]])
+        assert np.asarray(t, dtype=np.float64).dtype == np.float64
+        assert np.asarray(ember.ones(1, requires_grad=True)).tolist() == [1.0]
+
+    def test_dlpack_shares_memory(self):
+        t = ember.arange(4.0)
+        a = np.from_dlpack(t)
+        np.testing.assert_array_equal(a, [0.0, 1.0, 2.0, 3.0])
+        t[1] = 9.0
+        assert a[1] == 9.0
+        u = torch.from_dlpack(t)
+        t[2] = -1.0
+        assert u[2].item() == -1.0
+
+
+class TestRepr:
+    def test_float_tensor(self):
+        assert repr(ember.tensor([1.0, 2.0])) == "tensor([1., 2.])"
+        assert repr(ember.tensor([1.5, 2.25])) == repr(torch.tensor([1.5, 2.25]))
+
+    def test_int_and_bool_tensors(self):
+        assert repr(ember.tensor([1, 2])) == "tensor([1, 2])"
+        assert repr(ember.tensor([True, False])) == "tensor([ True, False])"
+
+    def test_non_default_dtype_is_shown(self):
+        assert repr(ember.tensor([1, 2], dtype=ember.int32)) == "tensor([1, 2], dtype=ember.int32)"
+        assert repr(ember.tensor([1.0], dtype=ember.float64)) == "tensor([1.], dtype=ember.float64)"
+
+    def test_scalar_and_matrix(self):
+        assert repr(ember.tensor(3.0)) == "tensor(3.)"
+        assert repr(ember.eye(2)) == repr(torch.eye(2))
+
+    def test_requires_grad_and_grad_fn(self):
+        x = ember.tensor([1.0, 2.0], requires_grad=True)
+        assert repr(x) == "tensor([1., 2.], requires_grad=True)"
+        assert repr(x * 2) == "tensor([2., 4.], grad_fn=<MulBackward0>)"
+        assert (x * 2).grad_fn.name() == "MulBackward0"
+
+
+# -- devices --------------------------------------------------------------------------------
+
+
+class TestDevices:
+    def test_device_parsing(self):
+        d = ember.device("cuda:1")
+        assert d.type == "cuda" and d.index == 1
+        assert str(d) == "cuda:1"
+        assert d == ember.device("cuda", 1)
+        assert d == "cuda:1"
+        assert d != ember.device("cuda:0")
+        assert ember.device("cpu").index is None
+        assert str(ember.device("cpu")) == "cpu"
+        assert repr(d) == "device(type='cuda', index=1)"
+        assert hash(d) == hash(ember.device("cuda", 1))
+
+    def test_bad_device_strings_raise(self):
+        with pytest.raises(ember.EmberError):
+            ember.device("tpu")
+        with pytest.raises(ember.EmberError):
+            ember.device("cuda:x")
+
+    def test_to_dtype_and_to_other(self):
+        x = ember.tensor([1.7, -2.2])
+        y = x.to(ember.int32)
+        assert y.dtype == ember.int32 and y.tolist() == [1, -2]
+        assert x.to(ember.float32) is x
+        other = ember.zeros(1, dtype=ember.float64)
+        z = x.to(other)
+        assert z.dtype == ember.float64 and z.device == other.device
+        assert x.to(dtype=ember.float64).dtype == ember.float64
+        assert x.double().dtype == ember.float64 and x.long().dtype == ember.int64
+
+    def test_cpu_is_a_no_op_on_cpu(self):
+        x = ember.ones(2)
+        assert x.cpu() is x
+        assert x.to("cpu") is x
+
+    def test_cuda_is_not_available_here(self):
+        assert ember.cuda.is_available() is False
+        assert ember.cuda.device_count() == 0
+
+    def test_cuda_raises_a_clear_ember_error(self):
+        with pytest.raises(ember.EmberError, match="CUDA"):
+            ember.ones(2).cuda()
+        with pytest.raises(ember.EmberError, match="CUDA"):
+            ember.ones(2, device="cuda")
+
+
+# -- operators -------------------------------------------------------------------------------
+
+
+BINARY = [
+    ("add", lambda a, b: a + b),
+    ("sub", lambda a, b: a - b),
+    ("mul", lambda a, b: a * b),
+    ("truediv", lambda a, b: a / b),
+    ("pow", lambda a, b: a**b),
+    ("floordiv", lambda a, b: a // b),
+    ("mod", lambda a, b: a % b),
+]
+
+
+class TestOperators:
+    @pytest.fixture
+    def pair(self):
+        rng = np.random.default_rng(0)
+        a = rng.uniform(0.5, 2.0, (3, 4)).astype(np.float32)
+        b = rng.uniform(0.5, 2.0, (4,)).astype(np.float32)
+        return a, b
+
+    @pytest.mark.parametrize("name,fn", BINARY)
+    def test_binary_operators_match_torch(self, name, fn, pair):
+        a, b = pair
+        assert_same(fn(ember.tensor(a), ember.tensor(b)), fn(torch.tensor(a), torch.tensor(b)),
+                    rtol=1e-5)
+
+    @pytest.mark.parametrize("name,fn", BINARY)
+    def test_reflected_operators_match_torch(self, name, fn, pair):
+        a, _ = pair
+        assert_same(fn(2, ember.tensor(a)), fn(2, torch.tensor(a)), rtol=1e-5)
+        assert_same(fn(1.5, ember.tensor(a)), fn(1.5, torch.tensor(a)), rtol=1e-5)
+        assert_same(fn(ember.tensor(a), 3), fn(torch.tensor(a), 3), rtol=1e-5)
+
+    def test_reflected_subtraction_division_and_power(self):
+        x = ember.tensor([1.0, 2.0, 4.0])
+        assert (2 - x).tolist() == [1.0, 0.0, -2.0]
+        assert (2 / x).tolist() == [2.0, 1.0, 0.5]
+        assert (2**x).tolist() == [2.0, 4.0, 16.0]
+
+    def test_integer_scalar_promotion_matches_torch(self):
+        i = ember.tensor([1, 2, 3])
+        assert_same(i * 2, torch.tensor([1, 2, 3]) * 2)
+        assert_same(i * 2.5, torch.tensor([1, 2, 3]) * 2.5)
+        assert_same(i / 2, torch.tensor([1, 2, 3]) / 2)
+
+    def test_unary_matmul_and_comparisons(self, pair):
+        a, b = pair
+        e, t = ember.tensor(a), torch.tensor(a)
+        assert_same(-e, -t)
+        assert_same(abs(-e), abs(-t))
+        assert_same(e @ ember.tensor(b), t @ torch.tensor(b), rtol=1e-5)
+        assert_same(e > 1.0, t > 1.0)
+        assert_same(e == e, t == t)
+        assert_same(1.0 < e, 1.0 < t)
+
+    def test_numpy_scalars_on_either_side(self):
+        x = ember.tensor([1.0, 2.0])
+        assert (x * np.float32(2)).tolist() == [2.0, 4.0]
+        assert isinstance(np.float64(2) * x, ember.Tensor)
+
+
+INPLACE = [
+    ("iadd", lambda x: x.__iadd__(2)),
+    ("isub", lambda x: x.__isub__(0.5)),
+    ("imul", lambda x: x.__imul__(3)),
+    ("idiv", lambda x: x.__itruediv__(4)),
+    ("add_", lambda x: x.add_(2, alpha=3)),
+    ("sub_", lambda x: x.sub_(1.5)),
+    ("mul_", lambda x: x.mul_(-2)),
+    ("div_", lambda x: x.div_(3)),
+    ("zero_", lambda x: x.zero_()),
+    ("fill_", lambda x: x.fill_(7.5)),
+    ("clamp_", lambda x: x.clamp_(-0.5, 0.5)),
+    ("clamp_min", lambda x: x.clamp_(min=0.0)),
+]
+
+
+class TestInplace:
+    @pytest.mark.parametrize("name,fn", INPLACE)
+    def test_inplace_ops_match_torch_and_return_self(self, name, fn):
+        a = np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4)
+        e, t = ember.tensor(a), torch.tensor(a)
+        out = fn(e)
+        fn(t)
+        assert out is e
+        assert_same(e, t)
+
+    def test_inplace_with_a_broadcast_tensor(self):
+        a = np.arange(6, dtype=np.float32).reshape(2, 3)
+        e, t = ember.tensor(a), torch.tensor(a)
+        e += ember.tensor([1.0, 2.0, 3.0])
+        t += torch.tensor([1.0, 2.0, 3.0])
+        e.mul_(ember.tensor([[2.0], [3.0]]))
+        t.mul_(torch.tensor([[2.0], [3.0]]))
+        assert_same(e, t)
+
+    def test_iadd_keeps_identity(self):
+        x = ember.zeros(2)
+        alias = x
+        x += 1
+        assert alias is x and alias.tolist() == [1.0, 1.0]
+
+    def test_copy_(self):
+        x = ember.zeros(2, 3)
+        x.copy_(ember.tensor([1, 2, 3]))
+        assert x.dtype == ember.float32
+        assert x.tolist() == [[1.0, 2.0, 3.0]] * 2
+
+    def test_masked_fill_(self):
+        a = np.arange(6, dtype=np.float32).reshape(2, 3)
+        mask = a % 2 == 0
+        e, t = ember.tensor(a), torch.tensor(a)
+        e.masked_fill_(ember.tensor(mask), -1.0)
+        t.masked_fill_(torch.tensor(mask), -1.0)
+        assert_same(e, t)
+
+    def test_inplace_cannot_widen_the_dtype(self):
+        x = ember.tensor([1, 2])
+        with pytest.raises(ember.EmberError):
+            x.add_(0.5)
+
+    def test_inplace_bumps_the_version_counter(self):
+        x = ember.zeros(3)
+        v = x._version_counter
+        x.add_(1)
+        x[0] = 2.0
+        assert x._version_counter == v + 2
+
+
+class TestViewsShareStorage:
+    def test_write_through_an_index(self):
+        x = ember.zeros(2, 3)
+        row = x[0]
+        row[1] = 5.0
+        row.add_(1)
+        assert x.tolist() == [[1.0, 6.0, 1.0], [0.0, 0.0, 0.0]]
+
+    def test_write_through_view(self):
+        x = ember.zeros(2, 3)
+        v = x.view(6)
+        v[4] = 3.0
+        assert x[1, 1].item() == 3.0
+        v.mul_(2)
+        assert x[1, 1].item() == 6.0
+
+    def test_write_through_transpose(self):
+        x = ember.zeros(2, 3)
+        t = x.t()
+        t[2, 0] = 1.0
+        assert x[0, 2].item() == 1.0
+
+    def test_write_through_narrow(self):
+        x = ember.arange(10.0)
+        n = x.narrow(0, 2, 3)
+        n.fill_(-1.0)
+        assert x.tolist() == [0.0, 1.0, -1.0, -1.0, -1.0, 5.0, 6.0, 7.0, 8.0, 9.0]
+
+    def test_base_writes_are_seen_by_views(self):
+        x = ember.zeros(4)
+        v = x[1:3]
+        x.fill_(2.0)
+        assert v.tolist() == [2.0, 2.0]
+
+    def test_slice_assignment_matches_torch(self):
+        a = np.arange(12, dtype=np.float32).reshape(3, 4)
+        e, t = ember.tensor(a), torch.tensor(a)
+        e[1:, ::2] = 0.5
+        t[1:, ::2] = 0.5
+        e[:, 1] *= 10
+        t[:, 1] *= 10
+        e[e > 20] = -1.0
+        t[t > 20] = -1.0
+        assert_same(e, t)
