@@ -60,24 +60,15 @@ def _amin(xp, x, dims, keepdim):
     return xp.min(x, axis=tuple(dims), keepdims=keepdim)
 
 
-def _nan_first_arg(xp, x, dim, pick):
-    # PyTorch propagates NaN: a NaN is the max (and the min), at its first position
-    if x.dtype.kind == "f":
-        nan = xp.isnan(x)
-        idx = pick(x, axis=dim, keepdims=True)
-        has_nan = nan.any(axis=dim, keepdims=True)
-        return xp.where(has_nan, xp.argmax(nan, axis=dim, keepdims=True), idx)
-    return pick(x, axis=dim, keepdims=True)
-
-
 def _values_indices(xp, x, dim, keepdim, pick):
+    # numpy's argmax/argmin already return the first NaN, as PyTorch's max/min do
     if x.ndim == 0:
         return x.copy(), xp.zeros((), dtype=np.int64)
-    idx = _nan_first_arg(xp, x, dim, pick)
+    idx = pick(x, axis=dim, keepdims=True)
     values = xp.take_along_axis(x, idx, axis=dim)
     if not keepdim:
         values, idx = xp.squeeze(values, axis=dim), xp.squeeze(idx, axis=dim)
-    return values, idx.astype(np.int64)
+    return values, idx.astype(np.int64, copy=False)
 
 
 @kernel("max_dim")
@@ -92,13 +83,12 @@ def _min_dim(xp, x, dim, keepdim):
 
 def _arg(xp, x, dim, keepdim, pick):
     if dim is None:
-        flat = x.reshape(-1)
-        idx = _nan_first_arg(xp, flat, 0, pick).reshape(())
+        idx = pick(x.reshape(-1))
+        idx = xp.asarray(idx, dtype=np.int64)
         return idx.reshape((1,) * x.ndim) if keepdim else idx
     if x.ndim == 0:
         return xp.zeros((), dtype=np.int64)
-    idx = _nan_first_arg(xp, x, dim, pick)
-    return idx if keepdim else xp.squeeze(idx, axis=dim)
+    return pick(x, axis=dim, keepdims=keepdim).astype(np.int64, copy=False)
 
 
 @kernel("argmax")
