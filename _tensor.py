@@ -480,4 +480,4 @@ def is_tensor(obj) -> bool:
     return isinstance(obj, Tensor)
 
 
-from . import methods  # noqa: E402,F401  (binds the op methods and operators onto Tensor)
+from . import ops  # noqa: E402,F401  (ops binds the Tensor methods and operators at its end)

@@ -856,3 +856,6 @@ def can_cast(from_, to):
 def promote_types_(a, b):
     return promote_types(as_dtype(a), as_dtype(b))
 
+
+
+from . import methods  # noqa: E402,F401  (binds these functions as Tensor methods and operators)
