@@ -6,50 +6,69 @@ import numpy as np
 
 from .runtime.device import CPU, to_device
 
+_SUMMARIZE = 1000
+_EDGE = 3
 
-def _format_array(array: np.ndarray, floating: bool) -> str:
-    if floating:
-        finite = array[np.isfinite(array)]
-        integral = finite.size == 0 or bool(np.all(finite == np.round(finite)))
-        large = finite.size and (np.abs(finite).max() >= 1e8 or
-                                 (np.abs(finite[finite != 0]).min() < 1e-4 if np.any(finite) else False))
 
-        def fmt(v):
-            if np.isnan(v):
-                return "nan"
-            if np.isinf(v):
-                return "inf" if v > 0 else "-inf"
-            if large:
-                return f"{v:.4e}"
-            return f"{v:.0f}." if integral else f"{v:.4f}"
+def _visible(array: np.ndarray) -> np.ndarray:
+    """The elements the printout shows (the corners of a large tensor)."""
+    if array.size <= _SUMMARIZE:
+        return array.reshape(-1)
+    parts = array
+    for d in range(array.ndim):
+        if array.shape[d] > 2 * _EDGE:
+            head = np.take(parts, range(_EDGE), axis=d)
+            tail = np.take(parts, range(array.shape[d] - _EDGE, array.shape[d]), axis=d)
+            parts = np.concatenate([head, tail], axis=d)
+    return parts.reshape(-1)
 
-        formatter = {"float_kind": fmt}
-    else:
-        formatter = None
-    body = np.array2string(array, separator=", ", formatter=formatter, threshold=1000,
-                           edgeitems=3, max_line_width=80, prefix="tensor(")
-    return body
+
+def _float_formatter(array: np.ndarray):
+    shown = _visible(array).astype(np.float64)
+    finite = np.abs(shown[np.isfinite(shown)])
+    nonzero = finite[finite != 0]
+    integral = bool(np.all(finite == np.round(finite)))
+    sci = bool(nonzero.size) and (
+        nonzero.max() / nonzero.min() > 1000.0 or nonzero.max() > 1e8 or nonzero.min() < 1e-4
+    )
+
+    def raw(v: float) -> str:
+        if np.isnan(v):
+            return "nan"
+        if np.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        if sci:
+            return f"{v:.4e}"
+        if integral:
+            return f"{v:.0f}."
+        return f"{v:.4f}"
+
+    width = max((len(raw(v)) for v in shown), default=0)
+    return lambda v: raw(float(v)).rjust(width)
 
 
 def tensor_repr(t) -> str:
     array = to_device(t._data, CPU)
-    floating = t._dtype.is_floating_point
     if array.dtype == np.float16:
         array = array.astype(np.float32)
     if array.dtype == np.bool_:
-        body = np.array2string(array, separator=", ", prefix="tensor(",
-                               formatter={"bool": lambda v: "True" if v else "False"})
+        formatter = {"bool": lambda v: ("True" if v else "False").rjust(
+            5 if not np.all(array) else 4)}
+    elif t._dtype.is_floating_point:
+        formatter = {"float_kind": _float_formatter(array)}
     else:
-        body = _format_array(array, floating)
+        formatter = None
+    body = np.array2string(array, separator=", ", formatter=formatter, threshold=_SUMMARIZE,
+                           edgeitems=_EDGE, max_line_width=80, prefix="tensor(")
     suffix = []
     if t._device != CPU:
         suffix.append(f"device='{t._device}'")
-    default_shown = {"float32", "int64", "bool"}
-    if t._dtype.name not in default_shown or array.size == 0:
-        suffix.append(f"dtype=ember.{t._dtype.name}")
     if array.size == 0:
-        suffix.insert(0, f"size={tuple(array.shape)}")
         body = "[]"
+        if array.shape != (0,):
+            suffix.insert(0, f"size={tuple(array.shape)}")
+    if t._dtype.name not in ("float32", "int64", "bool") or (array.size == 0 and t._dtype.name != "float32"):
+        suffix.append(f"dtype=ember.{t._dtype.name}")
     if t._grad_fn is not None:
         suffix.append(f"grad_fn=<{t._grad_fn.name()}>")
     elif t._requires_grad:
