@@ -410,6 +410,10 @@ def _wrap(array, out_type, dev, version=None) -> Tensor:
     return Tensor._make(array, out_type.dtype, dev, version)
 
 
+def _py_number(x):
+    return x.item() if isinstance(x, np.generic) else x
+
+
 def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY):
     """Run primitive `op` on `inputs` (tensors and Python numbers) with `attrs`.
 
@@ -430,6 +434,9 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY):
             if x._requires_grad:
                 needs_grad = True
         elif not isinstance(x, NUMBER) and x is not None:
+            if isinstance(x, np.generic) and x.dtype.kind in "biuf":
+                # numpy scalars (np.float32(2)) act as the Python numbers they hold
+                return dispatch(op, tuple(_py_number(v) for v in inputs), attrs)
             raise type_error(f"{op}(): expected Tensor or number arguments, got {type(x).__name__}")
     if dev is None:
         dev = CPU
@@ -464,20 +471,15 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY):
     else:
         outputs = out = tuple(_wrap(r, t, dev) for r, t in zip(result, out_types))
     if needs_grad and _grad_state.enabled and schema.differentiable:
-        _link(op, inputs, attrs, outputs)
+        link_op(op, inputs, attrs, outputs)
     if tracer_hook is not None:
         tracer_hook(op, inputs, attrs, out)
     return out
-
-
-def _link(op, inputs, attrs, outputs):
-    from .autograd.graph import link_op
-
-    link_op(op, inputs, attrs, outputs)
 
 
 def is_tensor(obj) -> bool:
     return isinstance(obj, Tensor)
 
 
+from .autograd.graph import link_op  # noqa: E402
 from . import ops  # noqa: E402,F401  (ops binds the Tensor methods and operators at its end)

@@ -167,26 +167,41 @@ def _meta(t):
     return tuple(t._data.shape), t._dtype, t._device
 
 
+_derivatives = None
+
+
 def link_op(op: str, inputs: tuple, attrs: dict, outputs: tuple) -> None:
     """Record op in the autograd graph: a node from the outputs back to the inputs."""
-    from .._tensor import Tensor
-    from .derivatives import DERIVATIVES
+    global _derivatives
+    if _derivatives is None:
+        from .derivatives import DERIVATIVES
 
-    rule = DERIVATIVES[op]
+        _derivatives = DERIVATIVES
+    rule = _derivatives[op]
     node = OpNode()
     node.pre_hooks = None
     node.op, node.attrs, node.rule, node.freed = op, attrs, rule, False
-    is_tensor = [isinstance(x, Tensor) for x in inputs]
-    node.next_functions = tuple(edge_of(x) if t else None for x, t in zip(inputs, is_tensor))
-    node.needs_input_grad = tuple(e is not None for e in node.next_functions)
-    node.input_meta = tuple(_meta(x) if t else None for x, t in zip(inputs, is_tensor))
-    node.out_meta = tuple(_meta(o) for o in outputs)
+    edges, metas, needs = [], [], []
+    for x in inputs:
+        if hasattr(x, "_data"):
+            e = edge_of(x)
+            metas.append((x._data.shape, x._dtype, x._device))
+        else:
+            e = None
+            metas.append(None)
+        edges.append(e)
+        needs.append(e is not None)
+    node.next_functions = tuple(edges)
+    node.needs_input_grad = tuple(needs)
+    node.input_meta = tuple(metas)
+    node.out_meta = tuple((o._data.shape, o._dtype, o._device) for o in outputs)
     versions = []
     if rule.save_inputs:
         node.inputs = inputs
-        versions.append((inputs, tuple(x._version[0] if t else None for x, t in zip(inputs, is_tensor))))
+        versions.append((inputs, tuple(x._version[0] if hasattr(x, "_data") else None
+                                       for x in inputs)))
     else:
-        node.inputs = tuple(None if t else x for x, t in zip(inputs, is_tensor))
+        node.inputs = tuple(None if hasattr(x, "_data") else x for x in inputs)
     if rule.save_outputs:
         node.outputs = outputs
         versions.append((outputs, tuple(o._version[0] for o in outputs)))
@@ -197,7 +212,8 @@ def link_op(op: str, inputs: tuple, attrs: dict, outputs: tuple) -> None:
         if o._dtype.is_floating_point:
             o._requires_grad = True
             o._grad_fn = node
-            o._output_nr = i
+            if i:
+                o._output_nr = i
 
 
 def sum_to(g, shape: tuple):
