@@ -40,7 +40,7 @@ _ALIASES = {"bool": ("ir.dtypes", "bool_"), "half": ("ir.dtypes", "float16"),
             "float": ("ir.dtypes", "float32"), "double": ("ir.dtypes", "float64"),
             "long": ("ir.dtypes", "int64"), "int": ("ir.dtypes", "int32"),
             "short": ("ir.dtypes", "int16")}
-_SUBMODULES = {"autograd", "cuda", "ir", "runtime", "ops", "errors"}
+_SUBMODULES = {"autograd", "cuda", "ir", "runtime", "ops", "errors", "library"}
 
 
 def __getattr__(name: str):
