@@ -73,3 +73,30 @@ def type_error(message: str) -> EmberTypeError:
 
 def index_error(message: str) -> EmberIndexError:
     return EmberIndexError(_with_location(message))
+
+
+def _without_internal_frames(tb):
+    """The traceback with ember's own frames left out (the user's frames stay)."""
+    kept = []
+    while tb is not None:
+        if not _is_internal(tb.tb_frame.f_code.co_filename):
+            kept.append(tb)
+        tb = tb.tb_next
+    for a, b in zip(kept, kept[1:]):
+        a.tb_next = b
+    if kept:
+        kept[-1].tb_next = None
+        return kept[0]
+    return None
+
+
+def _excepthook(exc_type, exc, tb):
+    if issubclass(exc_type, EmberError) and os.environ.get("EMBER_TRACEBACK") != "full":
+        tb = _without_internal_frames(tb) or tb
+    _previous_excepthook(exc_type, exc, tb)
+
+
+# An uncaught EmberError prints the user's frames only, unless EMBER_TRACEBACK=full.
+_previous_excepthook = sys.excepthook
+if sys.excepthook is sys.__excepthook__:
+    sys.excepthook = _excepthook
