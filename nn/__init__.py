@@ -1,0 +1,7 @@
+"""ember.nn: modules, layers, functional, init and utils, as torch.nn spells them."""
+
+from . import functional, init, utils  # noqa: F401
+from .containers import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential  # noqa: F401
+from .layers import *  # noqa: F401,F403
+from .module import Module  # noqa: F401
+from .parameter import Buffer, Parameter  # noqa: F401
