@@ -67,19 +67,25 @@ Tensor.__gt__ = E.gt
 Tensor.__ge__ = E.ge
 
 
+def _bool_only(op: str, t: Tensor):
+    from .errors import type_error
+
+    return type_error(f"{op} is only supported on bool tensors in ember, got {t.dtype.name}")
+
+
 def _logical(op):
     def fn(self, other):
         if self._dtype.name != "bool":
-            raise TypeError_(op, self)
+            raise _bool_only(op, self)
         return getattr(E, op)(self, other)
 
     return fn
 
 
-def TypeError_(op, t):
-    from .errors import type_error
-
-    return type_error(f"{op} is only supported on bool tensors in ember, got {t.dtype.name}")
+def _invert(self):
+    if self._dtype.name != "bool":
+        raise _bool_only("~", self)
+    return E.logical_not(self)
 
 
 Tensor.__and__ = _logical("logical_and")
@@ -87,12 +93,7 @@ Tensor.__or__ = _logical("logical_or")
 Tensor.__xor__ = _logical("logical_xor")
 Tensor.__rand__ = _logical("logical_and")
 Tensor.__ror__ = _logical("logical_or")
-Tensor.__invert__ = lambda self: E.logical_not(self) if self._dtype.name == "bool" else _raise(
-    TypeError_("~", self))
-
-
-def _raise(exc):
-    raise exc
+Tensor.__invert__ = _invert
 
 
 # -- in-place forms ----------------------------------------------------------------------------
