@@ -10,6 +10,8 @@ hooks in here too, so eager calls, traced calls and backward can never drift apa
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from .autograd import grad_mode
@@ -63,6 +65,7 @@ class Tensor:
     _output_nr = 0
     _base = None
     _view_chain = ()
+    _view_version = 0  # the base's version when this view's grad_fn was made
     _grad_accumulator = None
     _retains_grad = False
     _hooks = None
@@ -174,6 +177,10 @@ class Tensor:
 
     @property
     def grad_fn(self):
+        if self._base is not None and self._grad_fn is not None:
+            from .autograd.graph import edge_of
+
+            edge_of(self)  # brings a view's grad_fn up to date with its base's in-place ops
         return self._grad_fn
 
     @property
@@ -359,9 +366,18 @@ class Tensor:
     def retain_grad(self) -> None:
         if not self._requires_grad:
             raise runtime_error("can't retain_grad on Tensor that has requires_grad=False")
-        if self.is_leaf:
+        if self.is_leaf or self._retains_grad:
             return
         self._retains_grad = True
+        ref = weakref.ref(self)
+
+        def retain(grad):
+            t = ref()
+            if t is not None:
+                t.grad = grad.clone() if t.grad is None else t.grad + grad
+
+        retain.retains_grad = True  # Node.add_pre_hook keeps it after the user's hooks
+        self.grad_fn.add_pre_hook(self._output_nr, retain)
 
     @property
     def retains_grad(self) -> bool:
@@ -371,10 +387,16 @@ class Tensor:
         """hook(grad) -> Tensor or None, called with this tensor's gradient in backward."""
         if not self._requires_grad:
             raise runtime_error("cannot register a hook on a tensor that doesn't require gradient")
-        if self._hooks is None:
-            self._hooks = []
-        self._hooks.append(hook)
-        hooks = self._hooks
+        if self._grad_fn is not None:
+            # a non-leaf's gradient is the input of its grad_fn's output: hook it there
+            node = self.grad_fn
+            node.add_pre_hook(self._output_nr, hook)
+            hooks = node.pre_hooks[self._output_nr]
+        else:
+            if self._hooks is None:
+                self._hooks = []
+            self._hooks.append(hook)
+            hooks = self._hooks
 
         class _Handle:
             def remove(self_inner):
@@ -465,6 +487,7 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY):
             out = _wrap(result, out_types, dev, base._version)
             out._base = base._base if base._base is not None else base
             out._view_chain = base._view_chain + ((op, attrs),)
+            out._view_version = base._version[0]
         else:
             out = _wrap(result, out_types, dev)
         outputs = (out,)

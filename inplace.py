@@ -106,3 +106,4 @@ def _rebase_history(self: Tensor, result: Tensor) -> None:
     base._grad_fn, base._output_nr, base._requires_grad = node, 0, True
     view = _replay(base, self._view_chain)
     self._grad_fn, self._output_nr, self._requires_grad = view._grad_fn, view._output_nr, True
+    self._view_version = self._version[0]

@@ -360,7 +360,8 @@ def _infer_shape(input, shape) -> tuple:
         n = input.numel()
         if known == 0 or n % known:
             raise runtime_error(
-                f"shape '{list(shape)}' is invalid for input of size {n}"
+                f"shape '{list(shape)}' is invalid for input of size {n} (input shape "
+                f"{list(input.shape)})"
             )
         shape = tuple(n // known if d == -1 else d for d in shape)
     return shape

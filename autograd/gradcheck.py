@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import EmberRuntimeError
-from . import grad_mode
 from .engine import grad
 
 
@@ -27,25 +26,25 @@ def _differentiable(inputs):
 
 def _numerical(fn, inputs, wrt, eps):
     """d(outputs)/d(inputs[wrt]) by central differences: one (out.numel, in.numel) per pair."""
-    with grad_mode.no_grad():
-        outs = _outputs(fn, inputs)
-        jac = [[np.zeros((o.numel(), inputs[i].numel())) for i in wrt] for o in outs]
-        for col, i in enumerate(wrt):
-            x = inputs[i]
-            flat = x._data.reshape(-1) if x._data.flags.c_contiguous else None
-            if flat is None:
-                raise GradcheckError("gradcheck needs contiguous inputs")
-            for k in range(flat.size):
-                orig = flat[k].item()
-                flat[k] = orig + eps
-                plus = [o.detach().numpy(force=True).astype(np.float64).reshape(-1).copy()
-                        for o in _outputs(fn, inputs)]
-                flat[k] = orig - eps
-                minus = [o.detach().numpy(force=True).astype(np.float64).reshape(-1).copy()
-                         for o in _outputs(fn, inputs)]
-                flat[k] = orig
-                for r, (p, m) in enumerate(zip(plus, minus)):
-                    jac[r][col][:, k] = (p - m) / (2 * eps)
+    # grad mode stays as the caller set it: fn may itself call grad() (gradgradcheck does)
+    outs = _outputs(fn, inputs)
+    jac = [[np.zeros((o.numel(), inputs[i].numel())) for i in wrt] for o in outs]
+    for col, i in enumerate(wrt):
+        x = inputs[i]
+        flat = x._data.reshape(-1) if x._data.flags.c_contiguous else None
+        if flat is None:
+            raise GradcheckError("gradcheck needs contiguous inputs")
+        for k in range(flat.size):
+            orig = flat[k].item()
+            flat[k] = orig + eps
+            plus = [o.detach().numpy(force=True).astype(np.float64).reshape(-1).copy()
+                    for o in _outputs(fn, inputs)]
+            flat[k] = orig - eps
+            minus = [o.detach().numpy(force=True).astype(np.float64).reshape(-1).copy()
+                     for o in _outputs(fn, inputs)]
+            flat[k] = orig
+            for r, (p, m) in enumerate(zip(plus, minus)):
+                jac[r][col][:, k] = (p - m) / (2 * eps)
     return outs, jac
 
 

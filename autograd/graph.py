@@ -40,7 +40,12 @@ class Node:
     def add_pre_hook(self, output_nr: int, hook) -> None:
         if self.pre_hooks is None:
             self.pre_hooks = {}
-        self.pre_hooks.setdefault(output_nr, []).append(hook)
+        hooks = self.pre_hooks.setdefault(output_nr, [])
+        # retain_grad's hook stays last, so .grad holds what the other hooks made of it
+        if hooks and getattr(hooks[-1], "retains_grad", False):
+            hooks.insert(len(hooks) - 1, hook)
+        else:
+            hooks.append(hook)
 
     def num_outputs(self) -> int:
         return 1
@@ -152,6 +157,8 @@ class OpNode(Node):
 def edge_of(tensor):
     """The edge a gradient for `tensor` flows into: its grad_fn, or its leaf accumulator."""
     if tensor._grad_fn is not None:
+        if tensor._base is not None and tensor._view_version != tensor._version[0]:
+            _refresh_view(tensor)
         return (tensor._grad_fn, tensor._output_nr)
     if not tensor._requires_grad:
         return None
@@ -161,6 +168,25 @@ def edge_of(tensor):
         acc = AccumulateGrad(tensor)
         tensor._grad_accumulator = weakref.ref(acc)
     return (acc, 0)
+
+
+def _refresh_view(view) -> None:
+    """Replay a view from its base after the base changed in place (the version moved), so
+    the view's grad_fn includes that change, as PyTorch regenerates a view's grad_fn."""
+    from .._tensor import dispatch
+    from . import grad_mode
+
+    view._view_version = view._version[0]
+    t = view._base
+    prev = grad_mode.state.enabled
+    grad_mode.state.enabled = True
+    try:
+        for op, attrs in view._view_chain:
+            t = dispatch(op, (t,), attrs)
+    finally:
+        grad_mode.state.enabled = prev
+    if t._grad_fn is not None:
+        view._grad_fn, view._output_nr = t._grad_fn, t._output_nr
 
 
 def _meta(t):

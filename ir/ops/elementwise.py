@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..dtypes import FLOAT, as_dtype, bool_
 from ..schema import NUMBER, broadcast_inputs, promoted, promoted_float, register
 from ..types import TensorType
-from ...errors import runtime_error, type_error
+from ...errors import runtime_error
 
 
 def _same(inputs, attrs):
@@ -72,8 +72,9 @@ for _name in ("logical_and", "logical_or", "logical_xor", "logical_not"):
 def _where(inputs, attrs):
     cond = inputs[0]
     if isinstance(cond, NUMBER) or cond.dtype is not bool_:
-        got = type(cond).__name__ if isinstance(cond, NUMBER) else cond.dtype.name
-        raise type_error(f"where expected condition to be a boolean tensor, but got {got}")
+        got = (type(cond).__name__ if isinstance(cond, NUMBER)
+               else f"a tensor with dtype {cond.dtype.name}")
+        raise runtime_error(f"where expected condition to be a boolean tensor, but got {got}")
     return TensorType(broadcast_inputs(inputs), promoted(inputs[1:]))
 
 

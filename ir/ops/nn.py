@@ -31,7 +31,7 @@ def _matmul(inputs, attrs):
         if len(sa) == 1 and len(sb) == 1:
             raise runtime_error(
                 f"inconsistent tensor size, expected tensor [{k_a}] and src [{k_b}] to have the "
-                "same number of elements, but got {k_a} and {k_b} elements respectively"
+                f"same number of elements, but got {k_a} and {k_b} elements respectively"
             )
         rows = sa[-2] if len(sa) > 1 else 1
         cols = sb[-1] if len(sb) > 1 else 1

@@ -18,7 +18,8 @@ def check_reshape(shape, new_shape) -> tuple:
     new_shape = tuple(new_shape)
     if _numel(shape) != _numel(new_shape) or any(d < 0 for d in new_shape):
         raise runtime_error(
-            f"shape '{fmt_shape(new_shape)}' is invalid for input of size {_numel(shape)}"
+            f"shape '{fmt_shape(new_shape)}' is invalid for input of size {_numel(shape)} "
+            f"(input shape {fmt_shape(shape)})"
         )
     return new_shape
 
@@ -140,13 +141,14 @@ def _cat(inputs, attrs):
         if len(x.shape) != len(first.shape):
             raise runtime_error(
                 f"Tensors must have same number of dimensions: got {len(first.shape)} and "
-                f"{len(x.shape)}"
+                f"{len(x.shape)} (shapes {fmt_shape(first.shape)} and {fmt_shape(x.shape)})"
             )
         for d, (a, b) in enumerate(zip(first.shape, x.shape)):
             if d != dim and a != b:
                 raise runtime_error(
                     f"Sizes of tensors must match except in dimension {dim}. Expected size {a} "
-                    f"but got size {b} for tensor number {i} in the list."
+                    f"but got size {b} for tensor number {i} in the list (shapes "
+                    f"{fmt_shape(first.shape)} and {fmt_shape(x.shape)})."
                 )
         dtype = promote_types(dtype, x.dtype)
         size += x.shape[dim]

@@ -52,9 +52,13 @@ def _reciprocal(xp, x):
 
 @kernel("sigmoid")
 def _sigmoid(xp, x):
-    # tanh form: no overflow for large |x|, one transcendental
-    half = x.dtype.type(0.5)
-    return half * xp.tanh(half * x) + half
+    # PyTorch's 1 / (1 + exp(-x)): exp(-x) overflowing to inf gives exactly 0, and the left
+    # tail keeps its relative precision (0.5 * tanh(x / 2) + 0.5 rounds sigmoid(-20) to 0).
+    # float16 computes in float32, whose exp does not overflow where float16's would.
+    wide = x.astype(np.float32) if x.dtype == np.float16 else x
+    with np.errstate(over="ignore"):
+        out = 1 / (1 + xp.exp(-wide))
+    return out.astype(x.dtype, copy=False)
 
 
 @kernel("relu")
@@ -75,7 +79,8 @@ _erf_scalar = np.frompyfunc(math.erf, 1, 1)
 @kernel("erf")
 def _erf(xp, x):
     if xp is np:
-        return _erf_scalar(x).astype(x.dtype)
+        # asarray: on a 0-d input the ufunc returns a bare Python float
+        return np.asarray(_erf_scalar(x), dtype=x.dtype)
     from cupyx.scipy.special import erf
 
     return erf(x)

@@ -44,8 +44,11 @@ def _var(xp, x, dims, keepdim, correction):
 def _logsumexp(xp, x, dims, keepdim):
     with np.errstate(all="ignore"):
         axis = tuple(dims)
-        m = xp.max(x, axis=axis, keepdims=True) if x.size else xp.zeros_like(x)
-        m = xp.where(xp.isfinite(m), m, x.dtype.type(0))
+        if x.size:
+            m = xp.max(x, axis=axis, keepdims=True)
+            m = xp.where(xp.isfinite(m), m, x.dtype.type(0))
+        else:  # an empty input has no max to subtract: the result is log(0) = -inf
+            m = xp.zeros_like(xp.sum(x, axis=axis, keepdims=True))
         out = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
         return out if keepdim else xp.squeeze(out, axis=axis)
 

@@ -1,0 +1,705 @@
+"""The autograd engine as a PyTorch user drives it: backward(), grad(), higher-order gradients,
+grad modes, leaves and hooks, autograd.Function, gradcheck, deep graphs, freed graphs, in-place
+ops and writes through views, version counters."""
+
+from __future__ import annotations
+
+import sys
+
+import ember
+import numpy as np
+import pytest
+import torch
+from ember import autograd
+
+
+def leaf(values, dtype=ember.float64):
+    return ember.tensor(values, dtype=dtype, requires_grad=True)
+
+
+def torch_leaf(values):
+    return torch.tensor(values, dtype=torch.float64, requires_grad=True)
+
+
+def close(e, t, rtol=1e-10, atol=1e-12):
+    """An ember tensor (or None) equals a torch tensor (or None)."""
+    if t is None:
+        assert e is None
+        return
+    assert e is not None
+    assert tuple(e.shape) == tuple(t.shape)
+    np.testing.assert_allclose(e.detach().numpy(), t.detach().numpy(), rtol=rtol, atol=atol)
+
+
+@pytest.fixture
+def values():
+    return np.random.default_rng(0).uniform(0.5, 1.5, (3, 4)).tolist()
+
+
+# -- backward() ---------------------------------------------------------------------------------
+
+
+class TestBackward:
+    def test_scalar_backward_matches_torch(self, values):
+        x, tx = leaf(values), torch_leaf(values)
+        ((x * x).sin().sum() / x.mean()).backward()
+        ((tx * tx).sin().sum() / tx.mean()).backward()
+        close(x.grad, tx.grad)
+
+    def test_non_scalar_backward_needs_a_gradient(self, values):
+        x = leaf(values)
+        y = x * 3
+        with pytest.raises(ember.EmberError, match="scalar"):
+            y.backward()
+        g = ember.tensor(np.arange(12.0).reshape(3, 4))
+        y.backward(g)
+        close(x.grad, torch.tensor(np.arange(12.0).reshape(3, 4) * 3))
+
+    def test_gradient_of_the_wrong_shape_raises(self):
+        x = leaf([1.0, 2.0])
+        with pytest.raises(ember.EmberError, match="shape"):
+            (x * 2).backward(ember.ones(3, dtype=ember.float64))
+
+    def test_backward_on_a_tensor_without_grad_raises(self):
+        with pytest.raises(ember.EmberError, match="does not require grad"):
+            ember.ones(1).sum().backward()
+
+    def test_inputs_limits_which_leaves_accumulate(self):
+        x, w = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+        (x * w).sum().backward(inputs=[x])
+        close(x.grad, torch.tensor([3.0, 4.0], dtype=torch.float64))
+        assert w.grad is None
+
+    def test_inputs_can_be_a_non_leaf(self):
+        x = leaf([1.0, 2.0])
+        h = x * x
+        (h * 3).sum().backward(inputs=[h])
+        close(h.grad, torch.tensor([3.0, 3.0], dtype=torch.float64))
+        assert x.grad is None
+
+    def test_create_graph_makes_grad_differentiable(self):
+        x = leaf([1.5, -0.5])
+        (x**3).sum().backward(create_graph=True)
+        assert x.grad.requires_grad
+        first = x.grad
+        x.grad = None
+        first.sum().backward()
+        close(x.grad, torch.tensor([6 * 1.5, 6 * -0.5], dtype=torch.float64))
+
+    def test_backward_of_several_tensors(self):
+        x = leaf([1.0, 2.0])
+        a, b = x * 2, x**2
+        autograd.backward([a.sum(), b.sum()])
+        close(x.grad, torch.tensor([2 + 2.0, 2 + 4.0], dtype=torch.float64))
+
+
+# -- autograd.grad() ----------------------------------------------------------------------------
+
+
+class TestGrad:
+    def test_grad_returns_a_tuple_and_leaves_dot_grad_alone(self, values):
+        x, tx = leaf(values), torch_leaf(values)
+        (gx,) = autograd.grad((x.exp() * x).sum(), x)
+        (tgx,) = torch.autograd.grad((tx.exp() * tx).sum(), tx)
+        close(gx, tgx)
+        assert x.grad is None
+        assert not gx.requires_grad
+
+    def test_grad_outputs(self, values):
+        x, tx = leaf(values), torch_leaf(values)
+        go = np.random.default_rng(1).normal(size=(3, 4))
+        (gx,) = autograd.grad(x.tanh(), [x], grad_outputs=[ember.tensor(go)])
+        (tgx,) = torch.autograd.grad(tx.tanh(), [tx], grad_outputs=[torch.tensor(go)])
+        close(gx, tgx)
+
+    def test_grad_of_several_inputs(self):
+        x, w = leaf([1.0, 2.0]), leaf([3.0, 5.0])
+        gx, gw = autograd.grad((x * w * w).sum(), [x, w])
+        close(gx, torch.tensor([9.0, 25.0], dtype=torch.float64))
+        close(gw, torch.tensor([6.0, 20.0], dtype=torch.float64))
+
+    def test_unused_input_raises_unless_allow_unused(self):
+        x, unused = leaf([1.0]), leaf([2.0])
+        with pytest.raises(ember.EmberError, match="allow_unused"):
+            autograd.grad((x * 2).sum(), [x, unused])
+        y = (x * 2).sum()
+        gx, gu = autograd.grad(y, [x, unused], allow_unused=True)
+        close(gx, torch.tensor([2.0], dtype=torch.float64))
+        assert gu is None
+
+    def test_input_that_does_not_require_grad_raises(self):
+        x = leaf([1.0])
+        with pytest.raises(ember.EmberError, match="does not require grad"):
+            autograd.grad((x * 2).sum(), [ember.ones(1)])
+
+    def test_grad_frees_the_graph_unless_retained(self):
+        x = leaf([1.0, 2.0])
+        y = (x * x).sum()
+        autograd.grad(y, x, retain_graph=True)
+        autograd.grad(y, x)
+        with pytest.raises(ember.EmberError, match="second time"):
+            autograd.grad(y, x)
+
+    def test_grad_with_respect_to_an_intermediate(self):
+        x = leaf([1.0, 2.0])
+        h = x * 3
+        (gh,) = autograd.grad((h * h).sum(), h)
+        close(gh, torch.tensor([6.0, 12.0], dtype=torch.float64))
+
+
+# -- higher-order gradients ------------------------------------------------------------------
+
+
+class TestHigherOrder:
+    def test_second_and_third_derivative_of_cube(self):
+        x = leaf([0.5, -2.0, 3.0])
+        (d1,) = autograd.grad((x**3).sum(), x, create_graph=True)
+        (d2,) = autograd.grad(d1.sum(), x, create_graph=True)
+        (d3,) = autograd.grad(d2.sum(), x)
+        xs = np.array([0.5, -2.0, 3.0])
+        np.testing.assert_allclose(d1.detach().numpy(), 3 * xs**2)
+        np.testing.assert_allclose(d2.detach().numpy(), 6 * xs)
+        np.testing.assert_allclose(d3.numpy(), [6.0, 6.0, 6.0])
+
+    def test_second_derivative_of_sin(self):
+        xs = np.linspace(-3, 3, 7)
+        x = leaf(xs.tolist())
+        (d1,) = autograd.grad(x.sin().sum(), x, create_graph=True)
+        (d2,) = autograd.grad(d1.sum(), x)
+        np.testing.assert_allclose(d1.detach().numpy(), np.cos(xs), atol=1e-12)
+        np.testing.assert_allclose(d2.numpy(), -np.sin(xs), atol=1e-12)
+
+    def test_hessian_vector_product(self):
+        rng = np.random.default_rng(2)
+        a = rng.normal(size=(4, 4))
+        a = a + a.T
+        xs, vs = rng.normal(size=4), rng.normal(size=4)
+        x, v, A = leaf(xs.tolist()), ember.tensor(vs), ember.tensor(a)
+        # f(x) = 0.5 x^T A x + sum(x^3): H = A + diag(6x)
+        f = 0.5 * (x @ (A @ x)) + (x**3).sum()
+        (g,) = autograd.grad(f, x, create_graph=True)
+        (hv,) = autograd.grad(g, x, grad_outputs=v)
+        np.testing.assert_allclose(hv.numpy(), (a + np.diag(6 * xs)) @ vs, rtol=1e-10)
+
+    def test_double_backward_through_backward_with_create_graph(self):
+        x, tx = leaf([0.3, 0.7]), torch_leaf([0.3, 0.7])
+        for t, grad_fn in ((x, autograd.grad), (tx, torch.autograd.grad)):
+            (g,) = grad_fn((t.exp() * t.sin()).sum(), t, create_graph=True)
+            (g * g).sum().backward()
+        close(x.grad, tx.grad)
+
+
+# -- grad modes -----------------------------------------------------------------------------
+
+
+class TestGradMode:
+    def test_no_grad_context(self):
+        x = leaf([1.0])
+        with ember.no_grad():
+            y = x * 2
+            assert not ember.is_grad_enabled()
+        assert ember.is_grad_enabled()
+        assert not y.requires_grad and y.grad_fn is None
+
+    def test_no_grad_and_enable_grad_as_decorators(self):
+        x = leaf([1.0])
+
+        @ember.no_grad()
+        def frozen(t):
+            return t * 2
+
+        @ember.enable_grad()
+        def tracked(t):
+            return t * 2
+
+        assert not frozen(x).requires_grad
+        with ember.no_grad():
+            assert tracked(x).requires_grad
+            assert not ember.is_grad_enabled()
+        assert ember.is_grad_enabled()
+
+    def test_enable_grad_inside_no_grad(self):
+        x = leaf([1.0])
+        with ember.no_grad():
+            with ember.enable_grad():
+                y = x * 2
+            z = x * 2
+        assert y.requires_grad and not z.requires_grad
+
+    def test_set_grad_enabled_as_context_manager(self):
+        x = leaf([1.0])
+        with ember.set_grad_enabled(False):
+            assert not (x * 2).requires_grad
+            with ember.set_grad_enabled(True):
+                assert (x * 2).requires_grad
+            assert not ember.is_grad_enabled()
+        assert ember.is_grad_enabled()
+
+    def test_set_grad_enabled_as_a_plain_call(self):
+        x = leaf([1.0])
+        try:
+            ember.set_grad_enabled(False)
+            assert not ember.is_grad_enabled()
+            assert not (x * 2).requires_grad
+            ember.set_grad_enabled(True)
+            assert (x * 2).requires_grad
+        finally:
+            ember.set_grad_enabled(True)
+
+    def test_set_grad_enabled_as_decorator_does_not_change_the_mode_when_applied(self):
+        @ember.set_grad_enabled(False)
+        def frozen(t):
+            assert not ember.is_grad_enabled()
+            return t * 2
+
+        assert ember.is_grad_enabled()
+        assert not frozen(leaf([1.0])).requires_grad
+        assert ember.is_grad_enabled()
+
+    def test_mode_is_restored_when_the_block_raises(self):
+        with pytest.raises(ValueError), ember.no_grad():
+            raise ValueError
+        assert ember.is_grad_enabled()
+
+    def test_no_grad_is_thread_local(self):
+        import threading
+
+        seen = []
+        with ember.no_grad():
+            thread = threading.Thread(target=lambda: seen.append(ember.is_grad_enabled()))
+            thread.start()
+            thread.join()
+        assert seen == [True]
+
+
+# -- leaves, .grad, hooks ---------------------------------------------------------------------
+
+
+class TestLeavesAndHooks:
+    def test_requires_grad_(self):
+        x = ember.ones(2, dtype=ember.float64)
+        assert not x.requires_grad and x.is_leaf
+        assert x.requires_grad_() is x
+        assert x.requires_grad
+        (x * 3).sum().backward()
+        close(x.grad, torch.tensor([3.0, 3.0], dtype=torch.float64))
+        x.requires_grad_(False)
+        assert not (x * 2).requires_grad
+
+    def test_integer_tensors_cannot_require_grad(self):
+        with pytest.raises(ember.EmberError, match="floating point"):
+            ember.tensor([1, 2]).requires_grad_()
+
+    def test_grad_accumulates_over_two_backwards(self):
+        x = leaf([1.0, 2.0])
+        (x * x).sum().backward()
+        (x * 3).sum().backward()
+        close(x.grad, torch.tensor([2 + 3.0, 4 + 3.0], dtype=torch.float64))
+        x.grad = None
+        (x * 3).sum().backward()
+        close(x.grad, torch.tensor([3.0, 3.0], dtype=torch.float64))
+
+    def test_leaf_and_non_leaf(self):
+        x = leaf([1.0, 2.0])
+        y = x * 2
+        z = y.sum()
+        assert x.is_leaf and not y.is_leaf
+        assert y.grad_fn is not None and x.grad_fn is None
+        z.backward()
+        assert y.grad is None
+        assert x.grad is not None
+
+    def test_retain_grad_keeps_a_non_leaf_gradient(self):
+        x = leaf([1.0, 2.0])
+        y = x * 2
+        y.retain_grad()
+        assert y.retains_grad
+        (y * y).sum().backward()
+        close(y.grad, torch.tensor([4.0, 8.0], dtype=torch.float64))
+        close(x.grad, torch.tensor([8.0, 16.0], dtype=torch.float64))
+
+    def test_retained_grad_sees_the_hooks_result_and_accumulates(self):
+        def run(t):
+            y = t * 2
+            y.retain_grad()
+            y.register_hook(lambda g: g * 2)
+            (y * 3).sum().backward(retain_graph=True)
+            (y * y).sum().backward()
+            return y.grad, t.grad
+
+        for e, t in zip(run(leaf([1.0, 2.0])), run(torch_leaf([1.0, 2.0]))):
+            close(e, t)
+
+    def test_hook_on_a_leaf_sees_and_replaces_the_gradient(self):
+        x = leaf([1.0, 2.0])
+        seen = []
+        x.register_hook(lambda g: seen.append(g.tolist()))
+        x.register_hook(lambda g: g * 10)
+        (x * 3).sum().backward()
+        assert seen == [[3.0, 3.0]]
+        close(x.grad, torch.tensor([30.0, 30.0], dtype=torch.float64))
+
+    def test_hook_on_a_non_leaf_replaces_the_gradient_flowing_on(self):
+        x = leaf([1.0, 2.0])
+        y = x * 2
+        seen = []
+        y.register_hook(lambda g: seen.append(g.tolist()))
+        y.register_hook(lambda g: g + 1)
+        (y * 3).sum().backward()
+        assert seen == [[3.0, 3.0]]
+        close(x.grad, torch.tensor([8.0, 8.0], dtype=torch.float64))
+
+    def test_hook_on_a_non_leaf_matches_torch(self, values):
+        x, tx = leaf(values), torch_leaf(values)
+        for t in (x, tx):
+            h = t.exp()
+            h.register_hook(lambda g: g * g)
+            (h * t).sum().backward()
+        close(x.grad, tx.grad)
+
+    def test_removed_hook_is_not_called(self):
+        x = leaf([1.0])
+        calls = []
+        handle = x.register_hook(lambda g: calls.append(1))
+        y = x * 2
+        h2 = y.register_hook(lambda g: calls.append(2))
+        handle.remove()
+        h2.remove()
+        (y * 1).sum().backward()
+        assert calls == []
+        close(x.grad, torch.tensor([2.0], dtype=torch.float64))
+
+    def test_hook_on_a_tensor_without_grad_raises(self):
+        with pytest.raises(ember.EmberError):
+            ember.ones(1).register_hook(lambda g: g)
+
+    def test_detach_stops_gradients(self):
+        x = leaf([1.0, 2.0])
+        y = x * x
+        z = (y.detach() * x).sum()
+        z.backward()
+        close(x.grad, torch.tensor([1.0, 4.0], dtype=torch.float64))
+
+    def test_tensor_used_twice_accumulates(self, values):
+        x, tx = leaf(values), torch_leaf(values)
+        for t in (x, tx):
+            a = t * 2
+            (a * a + a.sin() + t).sum().backward()
+        close(x.grad, tx.grad)
+
+    def test_same_leaf_twice_in_one_op(self):
+        x = leaf([3.0])
+        (x * x).backward()
+        close(x.grad, torch.tensor([6.0], dtype=torch.float64))
+        x.grad = None
+        (x + x).backward()
+        close(x.grad, torch.tensor([2.0], dtype=torch.float64))
+
+    def test_broadcast_gradients_sum_back(self):
+        rng = np.random.default_rng(3)
+        a, b = rng.normal(size=(3, 1, 4)).tolist(), rng.normal(size=(5, 1)).tolist()
+        x, w, tx, tw = leaf(a), leaf(b), torch_leaf(a), torch_leaf(b)
+        (x * w).sum().backward()
+        (tx * tw).sum().backward()
+        close(x.grad, tx.grad)
+        close(w.grad, tw.grad)
+
+
+# -- autograd.Function ----------------------------------------------------------------------
+
+
+class Cube(autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * 3 * x * x
+
+
+class WrongCube(autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * 2 * x * x  # deliberately wrong: should be 3 x^2
+
+
+class TestFunction:
+    def test_custom_function_forward_and_backward(self):
+        x = leaf([1.0, 2.0])
+        y = Cube.apply(x)
+        assert y.requires_grad and y.grad_fn is not None
+        assert "Cube" in y.grad_fn.name()
+        y.sum().backward()
+        close(x.grad, torch.tensor([3.0, 12.0], dtype=torch.float64))
+
+    def test_needs_input_grad(self):
+        seen = []
+
+        class Mul(autograd.Function):
+            @staticmethod
+            def forward(ctx, a, b):
+                seen.append(ctx.needs_input_grad)
+                ctx.save_for_backward(a, b)
+                return a * b
+
+            @staticmethod
+            def backward(ctx, g):
+                a, b = ctx.saved_tensors
+                return (
+                    g * b if ctx.needs_input_grad[0] else None,
+                    g * a if ctx.needs_input_grad[1] else None,
+                )
+
+        a, b = leaf([2.0]), ember.tensor([5.0], dtype=ember.float64)
+        Mul.apply(a, b).sum().backward()
+        assert seen == [(True, False)]
+        close(a.grad, torch.tensor([5.0], dtype=torch.float64))
+        assert b.grad is None
+
+    def test_multiple_outputs_and_mark_non_differentiable(self):
+        class SortWithIndex(autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                order = np.argsort(x.detach().numpy())
+                idx = ember.tensor(order)
+                ctx.mark_non_differentiable(idx)
+                ctx.save_for_backward(idx)
+                return x[idx], idx
+
+            @staticmethod
+            def backward(ctx, g, g_idx):
+                (idx,) = ctx.saved_tensors
+                out = ember.zeros_like(g)
+                out[idx] = g
+                return out
+
+        x = leaf([3.0, 1.0, 2.0])
+        values, idx = SortWithIndex.apply(x)
+        assert values.tolist() == [1.0, 2.0, 3.0]
+        assert idx.tolist() == [1, 2, 0]
+        assert values.requires_grad and not idx.requires_grad
+        (values * ember.tensor([1.0, 10.0, 100.0], dtype=ember.float64)).sum().backward()
+        close(x.grad, torch.tensor([100.0, 1.0, 10.0], dtype=torch.float64))
+
+    def test_two_differentiable_outputs(self):
+        class SinCos(autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x.sin(), x.cos()
+
+            @staticmethod
+            def backward(ctx, gs, gc):
+                (x,) = ctx.saved_tensors
+                return gs * x.cos() - gc * x.sin()
+
+        x = leaf([0.2, 1.1])
+        s, c = SinCos.apply(x)
+        (s * 2 + c * 3).sum().backward()
+        xs = np.array([0.2, 1.1])
+        np.testing.assert_allclose(x.grad.numpy(), 2 * np.cos(xs) - 3 * np.sin(xs))
+
+    def test_gradcheck_passes_a_right_backward(self):
+        x = leaf(np.random.default_rng(4).normal(size=(2, 3)).tolist())
+        assert autograd.gradcheck(Cube.apply, (x,))
+        assert autograd.gradcheck(lambda t: (t.sin() * t).sum(dim=1), (x,))
+
+    def test_gradcheck_detects_a_wrong_backward(self):
+        x = leaf([0.5, -1.0, 2.0])
+        with pytest.raises(autograd.GradcheckError, match="mismatch"):
+            autograd.gradcheck(WrongCube.apply, (x,))
+        assert autograd.gradcheck(WrongCube.apply, (x,), raise_exception=False) is False
+
+    def test_gradgradcheck_passes_ops_and_detects_a_wrong_double_backward(self):
+        x = leaf([0.5, -1.0, 2.0])
+        assert autograd.gradgradcheck(lambda t: t.sin() * t, (x,))
+
+        class WrongSecond(autograd.Function):
+            """Right first derivative (3x^2), written with x*x detached: second is wrong."""
+
+            @staticmethod
+            def forward(ctx, t):
+                ctx.save_for_backward(t)
+                return t * t * t
+
+            @staticmethod
+            def backward(ctx, g):
+                (t,) = ctx.saved_tensors
+                return g * 3 * (t * t).detach()
+
+        assert autograd.gradcheck(WrongSecond.apply, (x,))
+        with pytest.raises(autograd.GradcheckError, match="mismatch"):
+            autograd.gradgradcheck(WrongSecond.apply, (x,))
+
+    def test_modifying_a_saved_tensor_fails_backward(self):
+        x = leaf([1.0, 2.0])
+        h = x * 1
+        y = Cube.apply(h)
+        h.add_(1)
+        with pytest.raises(ember.EmberError, match="modified by an inplace operation"):
+            y.sum().backward()
+
+
+# -- deep graphs and freed graphs ------------------------------------------------------------
+
+
+class TestGraphLifetime:
+    def test_ten_thousand_op_chain_needs_no_recursion(self):
+        x = leaf([1.0])
+        y = x
+        for i in range(5000):
+            y = y * 1.0001
+            y = y + 0.0
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(200)
+        try:
+            y.backward()
+        finally:
+            sys.setrecursionlimit(limit)
+        np.testing.assert_allclose(x.grad.numpy(), [1.0001**5000], rtol=1e-9)
+
+    def test_graph_is_freed_after_backward(self):
+        x = leaf([1.0, 2.0])
+        y = (x * x).sum()
+        y.backward()
+        with pytest.raises(ember.EmberError, match="second time"):
+            y.backward()
+
+    def test_retain_graph_allows_a_second_backward_and_grads_add(self):
+        x = leaf([1.0, 2.0])
+        y = (x * x).sum()
+        y.backward(retain_graph=True)
+        close(x.grad, torch.tensor([2.0, 4.0], dtype=torch.float64))
+        y.backward()
+        close(x.grad, torch.tensor([4.0, 8.0], dtype=torch.float64))
+
+    def test_freeing_a_shared_subgraph_breaks_a_later_backward(self):
+        x = leaf([1.0])
+        h = x.exp()
+        (h * 2).sum().backward()
+        with pytest.raises(ember.EmberError, match="second time"):
+            (h * 3).sum().backward()
+
+
+# -- in-place ops, views, version counters -----------------------------------------------------
+
+
+class TestInplaceAutograd:
+    def test_inplace_on_a_non_leaf(self, values):
+        x, tx = leaf(values), torch_leaf(values)
+        for t in (x, tx):
+            y = t * 2
+            y.add_(1)
+            y.mul_(t)
+            y.sin_()
+            y.sum().backward()
+        close(x.grad, tx.grad)
+
+    def test_inplace_ops_update_grad_fn(self):
+        x = leaf([1.0])
+        y = x * 2
+        y.mul_(3)
+        assert y.grad_fn.name() == "MulBackward0"
+        assert not y.is_leaf
+
+    def test_inplace_on_a_leaf_that_requires_grad_raises(self):
+        x = leaf([1.0])
+        with pytest.raises(ember.EmberError, match="leaf"):
+            x.add_(1)
+        with pytest.raises(ember.EmberError, match="leaf"):
+            x[0] = 2.0
+        with ember.no_grad():
+            x.add_(1)
+        assert x.tolist() == [2.0]
+
+    def test_writes_through_views_flow_to_base_and_value(self, values):
+        w_values = [7.0, 8.0, 9.0, 10.0]
+        x, w = leaf(values), leaf(w_values)
+        tx, tw = torch_leaf(values), torch_leaf(w_values)
+        for t, v in ((x, w), (tx, tw)):
+            z = t * 1
+            z[0] = v * v
+            z[1:, 1] *= 2
+            (z * z).sum().backward()
+        close(x.grad, tx.grad)
+        close(w.grad, tw.grad)
+
+    def test_inplace_through_a_view_of_a_non_leaf(self, values):
+        x, tx = leaf(values), torch_leaf(values)
+        for t in (x, tx):
+            z = t.sin()
+            row = z[1]
+            row.mul_(t[0])
+            z.t()[2].add_(5)
+            (z * t).sum().backward()
+        close(x.grad, tx.grad)
+
+    def test_view_sees_the_gradient_history_of_its_base(self, values):
+        x, tx = leaf(values), torch_leaf(values)
+        for t in (x, tx):
+            z = t * 1
+            view = z[:, 0]
+            z.mul_(3)
+            (view * view).sum().backward()
+        close(x.grad, tx.grad)
+
+    def test_view_sees_a_write_through_a_sibling_view(self, values):
+        w_values = [2.0, 3.0, 4.0, 5.0]
+        x, w, tx, tw = leaf(values), leaf(w_values), torch_leaf(values), torch_leaf(w_values)
+        for t, v in ((x, w), (tx, tw)):
+            z = t * 1
+            row, column = z[0], z[:, 1]
+            row.mul_(v)
+            (column * column).sum().backward()
+        close(x.grad, tx.grad)
+        close(w.grad, tw.grad)
+
+    def test_masked_fill_and_index_assignment_with_grad(self, values):
+        x, tx = leaf(values), torch_leaf(values)
+        mask = np.array(values) > 1.0
+        for t, m in ((x, ember.tensor(mask)), (tx, torch.tensor(mask))):
+            z = t * t
+            z.masked_fill_(m, 0.0)
+            z[z > 0.8] = 1.0
+            z.sum().backward()
+        close(x.grad, tx.grad)
+
+    def test_modified_saved_tensor_raises_a_version_error(self):
+        x = leaf([1.0, 2.0])
+        h = x * 1
+        y = h * h
+        h.add_(1)
+        with pytest.raises(ember.EmberError, match="modified by an inplace operation"):
+            y.sum().backward()
+
+    def test_modified_saved_output_raises_a_version_error(self):
+        x = leaf([1.0, 2.0])
+        y = x.exp()
+        y.add_(1)
+        with pytest.raises(ember.EmberError, match="modified by an inplace operation"):
+            y.sum().backward()
+
+    def test_modifying_an_unsaved_input_is_fine(self):
+        x = leaf([1.0, 2.0])
+        h = x * 1
+        y = h + 1
+        h.add_(1)
+        y.sum().backward()
+        close(x.grad, torch.tensor([1.0, 1.0], dtype=torch.float64))
+
+    def test_modifying_through_a_view_bumps_the_shared_version(self):
+        x = leaf([1.0, 2.0, 3.0])
+        h = x * 1
+        y = h * h
+        h[1:].mul_(2)
+        with pytest.raises(ember.EmberError, match="modified by an inplace operation"):
+            y.sum().backward()

@@ -1,0 +1,581 @@
+"""The eager kernels are the reference every backend must match, so each elementwise and
+reduction kernel is checked here against the direct numpy (or math) computation: on random
+float and integer inputs, and on the edge cases PyTorch defines (nan/inf propagation, silent
+inf/nan, Python's remainder, truncating division, stable logsumexp and sigmoid)."""
+
+import math
+import operator
+import warnings
+
+import numpy as np
+import pytest
+
+from ember.ir import ops as _ir_ops  # noqa: F401  (registers the schemas)
+from ember.ir.schema import SCHEMAS
+from ember.runtime.kernels import KERNELS
+
+# A kernel must never warn: PyTorch gives inf/nan silently where numpy would complain.
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
+
+FLOATS = (np.float16, np.float32, np.float64)
+INTS = (np.uint8, np.int8, np.int16, np.int32, np.int64)
+SEEDS = range(3)
+SHAPES = ((), (7,), (3, 4), (2, 3, 5))
+
+_TOL = {np.float16: (2e-3, 1e-4), np.float32: (2e-6, 1e-7), np.float64: (1e-13, 1e-300)}
+
+
+def close(actual, expected, dtype=None):
+    """Same shape, same nan/inf positions, values within the dtype's rounding."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape
+    dtype = np.dtype(dtype or expected.dtype).type
+    if np.issubdtype(dtype, np.floating):
+        rtol, atol = _TOL[dtype]
+        np.testing.assert_allclose(
+            actual.astype(np.float64), expected.astype(np.float64), rtol=rtol, atol=atol
+        )
+    else:
+        np.testing.assert_array_equal(actual, expected)
+
+
+def random_array(rng, shape, dtype, low=-5.0, high=5.0):
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return rng.random(shape) < 0.5
+    if dtype.kind in "iu":
+        lo = max(int(low), int(np.iinfo(dtype).min))
+        return rng.integers(lo, int(high) + 1, size=shape).astype(dtype)
+    return rng.uniform(low, high, size=shape).astype(dtype)
+
+
+def _erf64(x):
+    return np.vectorize(math.erf, otypes=[np.float64])(np.asarray(x, np.float64))
+
+
+def _sigmoid64(x):
+    x = np.asarray(x, np.float64)
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-x))
+
+
+def _in64(fn):
+    """A reference computed in float64 and rounded to the input's dtype once."""
+
+    def reference(x):
+        return np.asarray(fn(np.asarray(x, np.float64))).astype(np.asarray(x).dtype)
+
+    return reference
+
+
+def _quiet(fn):
+    def reference(*args):
+        with np.errstate(all="ignore"):
+            return fn(*args)
+
+    return reference
+
+
+# -- elementwise: op -> (reference, dtypes it is called with, input range) -------------------
+
+_FLOAT_UNARY = {
+    "exp": (_quiet(np.exp), (-8, 8)),
+    "log": (_quiet(np.log), (-1, 10)),
+    "log1p": (_quiet(np.log1p), (-2, 10)),
+    "expm1": (_quiet(np.expm1), (-8, 8)),
+    "sqrt": (_quiet(np.sqrt), (-1, 10)),
+    "rsqrt": (_in64(_quiet(lambda x: 1 / np.sqrt(x))), (-1, 10)),
+    "reciprocal": (_in64(_quiet(lambda x: 1 / x)), (-10, 10)),
+    "sin": (np.sin, (-10, 10)),
+    "cos": (np.cos, (-10, 10)),
+    "tanh": (np.tanh, (-10, 10)),
+    "sigmoid": (_in64(_sigmoid64), (-30, 30)),
+    "erf": (_in64(_erf64), (-4, 4)),
+}
+_ANY_UNARY = {
+    "abs": np.abs,
+    "floor": np.floor,
+    "ceil": np.ceil,
+    "round": np.round,
+    "trunc": np.trunc,
+    "sign": np.sign,
+    "relu": lambda x: np.where(x < 0, np.zeros_like(x), x),
+    "clone": np.copy,
+}
+_SIGNED_UNARY = {"neg": np.negative}
+_BOOL_UNARY = {"logical_not": np.logical_not}
+
+
+def _trunc_divide(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype.kind == "f":
+        with np.errstate(all="ignore"):
+            return np.trunc(a / b)
+    # exact integer truncation toward zero, as C and PyTorch divide
+    q = np.abs(a.astype(np.int64)) // np.abs(b.astype(np.int64))
+    return np.where((a < 0) != (b < 0), -q, q).astype(np.result_type(a, b))
+
+
+def _python_mod(a, b):
+    out = np.frompyfunc(operator.mod, 2, 1)(
+        *(np.asarray(v).astype(object if np.asarray(v).dtype.kind in "iu" else float)
+          for v in (a, b))
+    )
+    return np.asarray(out, dtype=np.result_type(a, b))
+
+
+_ARITHMETIC = {
+    "add": np.add,
+    "sub": np.subtract,
+    "mul": np.multiply,
+    "maximum": np.maximum,
+    "minimum": np.minimum,
+    "div": _quiet(np.true_divide),
+    "floor_divide": _quiet(np.floor_divide),
+    "trunc_divide": _trunc_divide,
+    "remainder": _python_mod,
+    "pow": _quiet(np.power),
+}
+_COMPARE = {
+    "eq": np.equal,
+    "ne": np.not_equal,
+    "lt": np.less,
+    "le": np.less_equal,
+    "gt": np.greater,
+    "ge": np.greater_equal,
+    "logical_and": np.logical_and,
+    "logical_or": np.logical_or,
+    "logical_xor": np.logical_xor,
+}
+_SPECIAL = {"where", "clamp", "cast", "masked_fill"}
+_REDUCTIONS = {"sum", "prod", "mean", "var", "logsumexp", "amax", "amin", "all", "any",
+               "max_dim", "min_dim", "argmax", "argmin", "cumsum"}
+
+COVERED = (set(_FLOAT_UNARY) | set(_ANY_UNARY) | set(_SIGNED_UNARY) | set(_BOOL_UNARY)
+           | set(_ARITHMETIC) | set(_COMPARE) | _SPECIAL | _REDUCTIONS)
+
+
+def test_every_elementwise_and_reduction_kernel_is_checked_here():
+    kinds = {op: SCHEMAS[op].kind for op in KERNELS if op in SCHEMAS}
+    wanted = {op for op, kind in kinds.items() if kind in ("elementwise", "reduction")}
+    assert not wanted - COVERED, f"kernels with no numpy check here: {sorted(wanted - COVERED)}"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("op", sorted(_FLOAT_UNARY))
+def test_float_unary_kernel_matches_numpy(op, dtype, seed):
+    reference, (low, high) = _FLOAT_UNARY[op]
+    rng = np.random.default_rng(seed)
+    for shape in SHAPES:
+        x = random_array(rng, shape, dtype, low, high)
+        out = KERNELS[op](np, x)
+        assert np.asarray(out).dtype == dtype, f"{op} changed {dtype.__name__} to {out.dtype}"
+        close(out, reference(x), dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOATS + INTS)
+@pytest.mark.parametrize("op", sorted(_ANY_UNARY) + sorted(_SIGNED_UNARY))
+def test_unary_kernel_matches_numpy_on_floats_and_ints(op, dtype):
+    if op in _SIGNED_UNARY and dtype is np.uint8:
+        pytest.skip("neg of uint8 wraps in both; PyTorch's rule is the same modular one")
+    reference = {**_ANY_UNARY, **_SIGNED_UNARY}[op]
+    rng = np.random.default_rng(0)
+    for shape in SHAPES:
+        x = random_array(rng, shape, dtype, -50, 50)
+        if np.dtype(dtype).kind == "f":
+            x = (x * 4).round() / 4  # exact halves, so round() meets ties (to even)
+        out = KERNELS[op](np, x)
+        close(out, reference(x), dtype)
+
+
+@pytest.mark.parametrize("dtype", (np.bool_, np.float32, np.int32))
+def test_logical_not_kernel_matches_numpy(dtype):
+    x = random_array(np.random.default_rng(1), (4, 5), dtype, -2, 2)
+    np.testing.assert_array_equal(KERNELS["logical_not"](np, x), np.logical_not(x))
+
+
+def _binary_inputs(op, dtype, rng, shape_a, shape_b):
+    kind = np.dtype(dtype).kind
+    if op == "pow":
+        if kind == "f":
+            return random_array(rng, shape_a, dtype, 0.1, 4), random_array(rng, shape_b, dtype,
+                                                                              -3, 3)
+        return random_array(rng, shape_a, dtype, -3, 3), random_array(rng, shape_b, dtype, 0, 4)
+    a = random_array(rng, shape_a, dtype, -50, 50)
+    b = random_array(rng, shape_b, dtype, -50, 50)
+    if op in ("div", "floor_divide", "trunc_divide", "remainder") and kind in "iu":
+        b = np.where(b == 0, np.ones_like(b), b)  # integer division by zero is an error
+    return a, b
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("dtype", FLOATS + INTS)
+@pytest.mark.parametrize("op", sorted(_ARITHMETIC) + sorted(_COMPARE))
+def test_binary_kernel_matches_numpy_with_broadcasting(op, dtype, seed):
+    if op == "div" and np.dtype(dtype).kind in "iu":
+        pytest.skip("div computes in float: dispatch never hands it integers")
+    reference = {**_ARITHMETIC, **_COMPARE}[op]
+    rng = np.random.default_rng(seed)
+    for shape_a, shape_b in (((3, 4), (3, 4)), ((3, 4), (4,)), ((2, 1, 5), (3, 1)), ((), (6,))):
+        a, b = _binary_inputs(op, dtype, rng, shape_a, shape_b)
+        close(KERNELS[op](np, a, b), reference(a, b), dtype if op in _ARITHMETIC else None)
+        # a Python number arrives as a numpy scalar of the compute dtype
+        scalar = b.reshape(-1)[0] if b.size else b.dtype.type(1)
+        close(KERNELS[op](np, a, scalar), reference(a, scalar), dtype if op in _ARITHMETIC
+              else None)
+
+
+@pytest.mark.parametrize("dtype", (np.bool_,))
+@pytest.mark.parametrize("op", ("logical_and", "logical_or", "logical_xor", "eq", "ne"))
+def test_binary_kernel_on_bools(op, dtype):
+    rng = np.random.default_rng(3)
+    a, b = random_array(rng, (4, 5), dtype), random_array(rng, (5,), dtype)
+    np.testing.assert_array_equal(KERNELS[op](np, a, b), _COMPARE[op](a, b))
+
+
+@pytest.mark.parametrize("dtype", FLOATS + (np.int64,))
+def test_where_kernel_matches_numpy(dtype):
+    rng = np.random.default_rng(4)
+    cond = rng.random((3, 4)) < 0.5
+    a, b = random_array(rng, (4,), dtype), random_array(rng, (3, 1), dtype)
+    np.testing.assert_array_equal(KERNELS["where"](np, cond, a, b), np.where(cond, a, b))
+
+
+@pytest.mark.parametrize("dtype", FLOATS + INTS)
+def test_clamp_kernel_matches_numpy(dtype):
+    x = random_array(np.random.default_rng(5), (5, 6), dtype, 0, 50)
+    lo, hi = 10, 30
+    close(KERNELS["clamp"](np, x, min=lo, max=hi), np.clip(x, lo, hi), dtype)
+    close(KERNELS["clamp"](np, x, min=lo), np.maximum(x, x.dtype.type(lo)), dtype)
+    close(KERNELS["clamp"](np, x, max=hi), np.minimum(x, x.dtype.type(hi)), dtype)
+    # min > max: PyTorch gives max everywhere
+    close(KERNELS["clamp"](np, x, min=hi, max=lo), np.full_like(x, lo), dtype)
+
+
+@pytest.mark.parametrize("target", ("float16", "float32", "float64", "int8", "int32", "int64",
+                                    "uint8", "bool"))
+@pytest.mark.parametrize("source", (np.float32, np.int64, np.bool_))
+def test_cast_kernel_matches_numpy_astype(source, target):
+    x = random_array(np.random.default_rng(6), (4, 5), source, 0, 100)
+    out = KERNELS["cast"](np, x, dtype=target)
+    assert out.dtype == np.dtype(target)
+    np.testing.assert_array_equal(out, x.astype(target))
+
+
+@pytest.mark.parametrize("dtype", (np.float32, np.int64, np.bool_))
+def test_masked_fill_kernel_matches_numpy(dtype):
+    rng = np.random.default_rng(7)
+    x = random_array(rng, (3, 4), dtype)
+    mask = rng.random((4,)) < 0.5
+    out = KERNELS["masked_fill"](np, x, mask, value=1)
+    np.testing.assert_array_equal(out, np.where(mask, x.dtype.type(1), x))
+    assert out.dtype == x.dtype
+
+
+# -- reductions --------------------------------------------------------------------------------
+
+
+def _all_dims(ndim):
+    dims = [()] if ndim == 0 else [tuple(range(ndim))] + [(d,) for d in range(ndim)]
+    if ndim >= 3:
+        dims.append((0, 2))
+    return dims
+
+
+def _acc(x):
+    return np.int64 if x.dtype.kind in "biu" else None
+
+
+_DIM_REDUCTIONS = {
+    "sum": lambda x, axis, keep: np.sum(x, axis=axis, keepdims=keep, dtype=_acc(x)),
+    "prod": lambda x, axis, keep: np.prod(x, axis=axis, keepdims=keep, dtype=_acc(x)),
+    "amax": lambda x, axis, keep: np.max(x, axis=axis, keepdims=keep),
+    "amin": lambda x, axis, keep: np.min(x, axis=axis, keepdims=keep),
+    "all": lambda x, axis, keep: np.all(x, axis=axis, keepdims=keep),
+    "any": lambda x, axis, keep: np.any(x, axis=axis, keepdims=keep),
+}
+_FLOAT_REDUCTIONS = {
+    "mean": lambda x, axis, keep: np.mean(x.astype(np.float64), axis=axis, keepdims=keep),
+    "logsumexp": lambda x, axis, keep: np.logaddexp.reduce(
+        x.astype(np.float64), axis=axis, keepdims=keep
+    ),
+}
+
+
+@pytest.mark.parametrize("keepdim", (False, True))
+@pytest.mark.parametrize("dtype", FLOATS + INTS + (np.bool_,))
+@pytest.mark.parametrize("op", sorted(_DIM_REDUCTIONS))
+def test_reduction_kernel_matches_numpy(op, dtype, keepdim):
+    rng = np.random.default_rng(8)
+    for shape in SHAPES:
+        # values near 1 keep prod from overflowing; ints stay small for the same reason
+        x = random_array(rng, shape, dtype, 0.5, 1.5) if op == "prod" else random_array(
+            rng, shape, dtype, -9, 9)
+        if op == "prod" and np.dtype(dtype).kind in "iu":
+            x = random_array(rng, shape, dtype, 0, 2)
+        for dims in _all_dims(len(shape)):
+            out = KERNELS[op](np, x, dims=dims, keepdim=keepdim)
+            expected = _DIM_REDUCTIONS[op](x, dims, keepdim)
+            if op in ("sum", "prod") and np.dtype(dtype).kind == "f":
+                expected = _DIM_REDUCTIONS[op](x.astype(np.float64), dims, keepdim)
+                expected = expected.astype(dtype)
+            close(out, expected, dtype if op not in ("all", "any") else None)
+
+
+@pytest.mark.parametrize("keepdim", (False, True))
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("op", sorted(_FLOAT_REDUCTIONS))
+def test_float_reduction_kernel_matches_numpy(op, dtype, keepdim):
+    rng = np.random.default_rng(9)
+    for shape in SHAPES:
+        x = random_array(rng, shape, dtype, -9, 9)
+        for dims in _all_dims(len(shape)):
+            out = KERNELS[op](np, x, dims=dims, keepdim=keepdim)
+            expected = _FLOAT_REDUCTIONS[op](x, dims, keepdim).astype(dtype)
+            close(out, expected, dtype)
+
+
+@pytest.mark.parametrize("correction", (0, 1, 2))
+@pytest.mark.parametrize("dtype", (np.float32, np.float64))
+def test_var_kernel_matches_numpy(dtype, correction):
+    rng = np.random.default_rng(10)
+    for shape in SHAPES[1:]:
+        x = random_array(rng, shape, dtype)
+        for dims in _all_dims(len(shape)):
+            for keepdim in (False, True):
+                out = KERNELS["var"](np, x, dims=dims, keepdim=keepdim, correction=correction)
+                n = math.prod(x.shape[d] for d in dims)
+                with np.errstate(all="ignore"):
+                    expected = np.var(x.astype(np.float64), axis=dims, keepdims=keepdim)
+                    expected = expected * n / (n - correction) if n > correction else (
+                        np.full_like(expected, np.nan) if n == correction else expected * n
+                        / (n - correction))
+                close(out, expected.astype(dtype), dtype)
+
+
+def test_var_with_too_few_elements_is_nan_silently():
+    x = np.array([[1.0, 2.0]], np.float32)
+    out = KERNELS["var"](np, x, dims=(0,), keepdim=False, correction=1)
+    assert np.isnan(out).all() and out.shape == (2,)
+
+
+@pytest.mark.parametrize("keepdim", (False, True))
+@pytest.mark.parametrize("dtype", FLOATS + (np.int32, np.int64, np.uint8))
+@pytest.mark.parametrize("op", ("max_dim", "min_dim"))
+def test_max_min_dim_kernel_returns_values_and_first_indices(op, dtype, keepdim):
+    rng = np.random.default_rng(11)
+    for shape in SHAPES[1:]:
+        # few distinct values, so ties occur and the first index must win
+        x = random_array(rng, shape, dtype, 0, 3)
+        for dim in range(len(shape)):
+            values, indices = KERNELS[op](np, x, dim=dim, keepdim=keepdim)
+            pick = np.argmax if op == "max_dim" else np.argmin
+            expected_idx = pick(x, axis=dim, keepdims=keepdim)
+            reduce = np.max if op == "max_dim" else np.min
+            close(values, reduce(x, axis=dim, keepdims=keepdim), dtype)
+            np.testing.assert_array_equal(indices, expected_idx)
+            assert np.asarray(indices).dtype == np.int64
+
+
+@pytest.mark.parametrize("keepdim", (False, True))
+@pytest.mark.parametrize("dtype", (np.float32, np.int64))
+@pytest.mark.parametrize("op", ("argmax", "argmin"))
+def test_argmax_argmin_kernel_matches_numpy(op, dtype, keepdim):
+    rng = np.random.default_rng(12)
+    pick = np.argmax if op == "argmax" else np.argmin
+    for shape in SHAPES[1:]:
+        x = random_array(rng, shape, dtype, 0, 3)
+        for dim in range(len(shape)):
+            out = KERNELS[op](np, x, dim=dim, keepdim=keepdim)
+            np.testing.assert_array_equal(out, pick(x, axis=dim, keepdims=keepdim))
+        flat = KERNELS[op](np, x, dim=None, keepdim=keepdim)
+        expected = pick(x)
+        if keepdim:
+            expected = np.reshape(expected, (1,) * x.ndim)
+        np.testing.assert_array_equal(flat, expected)
+
+
+@pytest.mark.parametrize("dtype", FLOATS + INTS + (np.bool_,))
+def test_cumsum_kernel_matches_numpy(dtype):
+    rng = np.random.default_rng(13)
+    for shape in SHAPES[1:]:
+        x = random_array(rng, shape, dtype, -9, 9)
+        for dim in range(len(shape)):
+            out = KERNELS["cumsum"](np, x, dim=dim)
+            if dtype is np.float16:  # sequential float16 rounding: numpy's own result
+                expected = np.cumsum(x, axis=dim)
+            elif np.dtype(dtype).kind == "f":
+                expected = np.cumsum(x.astype(np.float64), axis=dim).astype(dtype)
+            else:
+                expected = np.cumsum(x, axis=dim, dtype=np.int64)
+            close(out, expected, None if np.dtype(dtype).kind == "f" else np.int64)
+
+
+# -- edge cases --------------------------------------------------------------------------------
+
+NAN, INF = np.nan, np.inf
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_nan_propagates_through_max_min_reductions(dtype):
+    x = np.array([[1.0, NAN, 3.0, NAN], [1.0, 2.0, -INF, INF], [-1.0, -2.0, 5.0, 0.0]], dtype)
+    for op, fill in (("amax", [NAN, INF, 5.0]), ("amin", [NAN, -INF, -2.0])):
+        close(KERNELS[op](np, x, dims=(1,), keepdim=False), np.array(fill, dtype))
+        assert np.isnan(KERNELS[op](np, x, dims=(0, 1), keepdim=False))
+    for op, idx, val in (("max_dim", [1, 3, 2], [NAN, INF, 5.0]),
+                         ("min_dim", [1, 2, 1], [NAN, -INF, -2.0])):
+        values, indices = KERNELS[op](np, x, dim=1, keepdim=False)
+        close(values, np.array(val, dtype))
+        np.testing.assert_array_equal(indices, idx)  # the first NaN is the max and the min
+    for op, idx in (("argmax", [1, 3, 2]), ("argmin", [1, 2, 1])):
+        np.testing.assert_array_equal(KERNELS[op](np, x, dim=1, keepdim=False), idx)
+    assert KERNELS["argmax"](np, x, dim=None, keepdim=False) == 1
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_nan_and_inf_propagate_through_elementwise_max_min_relu_clamp(dtype):
+    x = np.array([NAN, INF, -INF, 2.0, -2.0, NAN], dtype)
+    y = np.array([1.0, 1.0, 1.0, NAN, NAN, NAN], dtype)
+    both_nan = [True, False, False, True, True, True]
+    for op in ("maximum", "minimum"):
+        for a, b in ((x, y), (y, x)):
+            out = KERNELS[op](np, a, b)
+            np.testing.assert_array_equal(np.isnan(out), both_nan)
+    close(KERNELS["maximum"](np, x[1:3], y[1:3]), np.array([INF, 1.0], dtype))
+    close(KERNELS["minimum"](np, x[1:3], y[1:3]), np.array([1.0, -INF], dtype))
+    close(KERNELS["relu"](np, x), np.array([NAN, INF, 0.0, 2.0, 0.0, NAN], dtype))
+    close(KERNELS["clamp"](np, x, min=-1.0, max=1.0),
+          np.array([NAN, 1.0, -1.0, 1.0, -1.0, NAN], dtype))
+    close(KERNELS["clamp"](np, x, min=0.0), np.array([NAN, INF, 0.0, 2.0, 0.0, NAN], dtype))
+    close(KERNELS["clamp"](np, x, max=0.0), np.array([NAN, 0.0, -INF, 0.0, -2.0, NAN], dtype))
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_sigmoid_saturates_without_overflow_and_keeps_its_tails(dtype):
+    x = np.array([-1000.0, 1000.0, -INF, INF, NAN, 0.0], dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = KERNELS["sigmoid"](np, x)
+    assert out.dtype == dtype
+    close(out, np.array([0.0, 1.0, 0.0, 1.0, NAN, 0.5], dtype))
+    # the left tail is tiny, not zero: relative accuracy, as 1 / (1 + exp(-x)) gives
+    limit = {np.float16: 9.0, np.float32: 80.0, np.float64: 700.0}[dtype]
+    tail = np.linspace(-limit, limit, 2001).astype(dtype)
+    expected = _sigmoid64(tail).astype(dtype)
+    rtol = {np.float16: 4e-3, np.float32: 4e-6, np.float64: 1e-13}[dtype]
+    np.testing.assert_allclose(KERNELS["sigmoid"](np, tail).astype(np.float64),
+                               expected.astype(np.float64), rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_division_by_zero_gives_inf_and_nan_silently(dtype):
+    a = np.array([1.0, -1.0, 0.0, INF, NAN], dtype)
+    zero = np.zeros(5, dtype)
+    close(KERNELS["div"](np, a, zero), np.array([INF, -INF, NAN, INF, NAN], dtype))
+    close(KERNELS["div"](np, a, dtype(0)), np.array([INF, -INF, NAN, INF, NAN], dtype))
+    close(KERNELS["floor_divide"](np, a, zero), np.array([INF, -INF, NAN, INF, NAN], dtype))
+    close(KERNELS["trunc_divide"](np, a, zero), np.array([INF, -INF, NAN, INF, NAN], dtype))
+    assert np.isnan(KERNELS["remainder"](np, a, zero)).all()
+    close(KERNELS["reciprocal"](np, np.array([0.0, -0.0], dtype)), np.array([INF, -INF], dtype))
+    close(KERNELS["rsqrt"](np, np.array([0.0, -1.0], dtype)), np.array([INF, NAN], dtype))
+    close(KERNELS["log"](np, np.array([0.0, -1.0], dtype)), np.array([-INF, NAN], dtype))
+    close(KERNELS["pow"](np, np.array([0.0, -8.0], dtype), dtype(-1.5)),
+          np.array([INF, NAN], dtype))
+    close(KERNELS["exp"](np, np.array([np.finfo(dtype).max], dtype)), np.array([INF], dtype))
+
+
+def test_erf_matches_math_erf_over_its_range():
+    x = np.linspace(-6.0, 6.0, 120_001)
+    np.testing.assert_allclose(KERNELS["erf"](np, x), _erf64(x), rtol=1e-14, atol=1e-16)
+    x32 = x.astype(np.float32)
+    np.testing.assert_array_max_ulp(KERNELS["erf"](np, x32), _erf64(x32).astype(np.float32),
+                                    maxulp=1)
+    x16 = np.linspace(-4, 4, 801).astype(np.float16)
+    np.testing.assert_array_max_ulp(KERNELS["erf"](np, x16), _erf64(x16).astype(np.float16),
+                                    maxulp=1)
+
+
+def test_erf_at_infinities_nan_zero_and_tiny_values():
+    x = np.array([-INF, INF, NAN, 0.0, -0.0, 1e-300, -1e-30, 1e-10, 5e-324, 7.0, -30.0])
+    out = KERNELS["erf"](np, x)
+    np.testing.assert_array_equal(out[:2], [-1.0, 1.0])
+    assert np.isnan(out[2])
+    assert out[3] == 0 and out[4] == 0 and np.signbit(out[4])
+    # near zero erf(x) ~ 2x/sqrt(pi): relative accuracy, not just absolute
+    np.testing.assert_allclose(out[5:], _erf64(x[5:]), rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("dtype", (np.int8, np.int16, np.int32, np.int64))
+def test_trunc_divide_rounds_negative_integers_toward_zero(dtype):
+    values = np.arange(-20, 21)
+    a, b = np.meshgrid(values, values[values != 0], indexing="ij")
+    a, b = a.astype(dtype), b.astype(dtype)
+    expected = np.vectorize(lambda p, q: int(p / q))(a.astype(int), b.astype(int))
+    out = KERNELS["trunc_divide"](np, a, b)
+    np.testing.assert_array_equal(out, expected)
+    assert out.dtype == dtype
+    assert KERNELS["trunc_divide"](np, np.array([-7], dtype), dtype(2))[0] == -3
+    assert KERNELS["trunc_divide"](np, np.array([7], dtype), dtype(-2))[0] == -3
+
+
+def test_trunc_divide_of_floats_rounds_toward_zero():
+    a = np.array([-7.0, 7.0, -7.5, 7.5, -0.5], np.float32)
+    out = KERNELS["trunc_divide"](np, a, np.float32(2.0))
+    np.testing.assert_array_equal(out, [-3.0, 3.0, -3.0, 3.0, -0.0])
+
+
+@pytest.mark.parametrize("dtype", (np.int8, np.int16, np.int32, np.int64))
+def test_integer_remainder_takes_the_divisors_sign_like_python(dtype):
+    values = np.arange(-20, 21)
+    a, b = np.meshgrid(values, values[values != 0], indexing="ij")
+    expected = np.vectorize(lambda p, q: p % q)(a, b)
+    out = KERNELS["remainder"](np, a.astype(dtype), b.astype(dtype))
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("dtype", (np.float32, np.float64))
+def test_float_remainder_takes_the_divisors_sign_like_python(dtype):
+    rng = np.random.default_rng(14)
+    a = random_array(rng, (200,), dtype, -100, 100)
+    b = random_array(rng, (200,), dtype, -10, 10)
+    b[b == 0] = 1
+    out = KERNELS["remainder"](np, a, b)
+    close(out, _python_mod(a, b), dtype)
+    nonzero = out != 0
+    assert (np.sign(out[nonzero]) == np.sign(b[nonzero])).all()
+    assert (np.abs(out) < np.abs(b)).all()
+    special = KERNELS["remainder"](np, np.array([5.0, -5.0, INF], dtype),
+                                   np.array([INF, INF, 2.0], dtype))
+    close(special, np.array([5.0 % INF, -5.0 % INF, NAN], dtype))
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_logsumexp_handles_infinite_rows_and_huge_values(dtype):
+    big = {np.float16: 6e4, np.float32: 1e30, np.float64: 1e300}[dtype]
+    x = np.array([
+        [-INF, -INF, -INF],
+        [-INF, 0.0, -INF],
+        [INF, 1.0, -INF],
+        [1000.0, 1000.0, 1000.0] if dtype is not np.float16 else [10.0, 10.0, 10.0],
+        [-1000.0, -1000.0, -1000.0] if dtype is not np.float16 else [-10.0, -10.0, -10.0],
+        [big, big, 0.0],
+        [NAN, 0.0, 1.0],
+    ], dtype)
+    out = KERNELS["logsumexp"](np, x, dims=(1,), keepdim=False)
+    lse3 = float(np.log(np.float64(3)))
+    mid = 10.0 if dtype is np.float16 else 1000.0
+    expected = np.array([-INF, 0.0, INF, mid + lse3, -mid + lse3,
+                         float(big) + math.log(2), NAN], dtype)
+    close(out, expected, dtype)
+    keep = KERNELS["logsumexp"](np, x, dims=(1,), keepdim=True)
+    assert keep.shape == (7, 1)
+    assert KERNELS["logsumexp"](np, x[:2], dims=(0, 1), keepdim=False) == 0.0
+
+
+def test_logsumexp_over_an_empty_dim_is_minus_inf():
+    x = np.zeros((2, 0), np.float32)
+    out = KERNELS["logsumexp"](np, x, dims=(1,), keepdim=False)
+    np.testing.assert_array_equal(out, [-INF, -INF])
+    assert KERNELS["logsumexp"](np, x, dims=(0,), keepdim=False).shape == (0,)
+    assert KERNELS["logsumexp"](np, x, dims=(1,), keepdim=True).shape == (2, 1)

@@ -1,0 +1,714 @@
+"""ember against PyTorch: values, dtypes and gradients of every op, on seeded random inputs.
+
+Each case is one function `fn(m, *inputs)` written once and run twice, with `m` the ember
+module and with the torch module (`F(m)` is the functional namespace: ember.ops or
+torch.nn.functional). Inputs are numpy arrays turned into tensors of either library; float
+inputs require grad, and the gradients of a random-weighted sum of the outputs are compared
+too. A coverage test runs every case under a profiler and fails when a public function of
+ember.ops or a Tensor method that mirrors PyTorch is called by no case.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import zlib
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pytest
+
+import ember
+from ember import ops as E
+
+torch = pytest.importorskip("torch")
+
+pytestmark = pytest.mark.oracle
+
+FLOATS = ("float32", "float64")
+INTS = (None,)  # the case's inputs carry their own (integer, bool or mixed) dtypes
+
+
+def F(m):
+    """The functional namespace: torch.nn.functional, or ember.ops."""
+    return torch.nn.functional if m is torch else E
+
+
+# -- inputs ----------------------------------------------------------------------------------
+
+
+class NoGrad:
+    """A float input that must not require grad (a bound, a weight, a mask-like tensor)."""
+
+    def __init__(self, array):
+        self.array = array
+
+
+def rn(r, d, *shape):
+    return r.standard_normal(shape).astype(d)
+
+
+def rp(r, d, *shape, low=0.5, high=2.0):
+    return r.uniform(low, high, shape).astype(d)
+
+
+def rd(r, d, *shape, offset=0.037):
+    """Distinct values 0.1 apart: no ties for max/argmax/pooling, never 0 or an integer."""
+    n = int(np.prod(shape))
+    return ((r.permutation(n) - n // 2) * 0.1 + offset).reshape(shape).astype(d)
+
+
+def rnz(r, d, *shape):
+    return (r.uniform(0.3, 2.0, shape) * r.choice([-1.0, 1.0], shape)).astype(d)
+
+
+def ri(r, *shape, low=-4, high=5, dtype="int64"):
+    return r.integers(low, high, shape).astype(dtype)
+
+
+def rb(r, *shape):
+    return r.random(shape) < 0.5
+
+
+def ix(values):
+    return np.asarray(values, dtype=np.int64)
+
+
+def bm(values):
+    return np.asarray(values, dtype=bool)
+
+
+# -- cases -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    name: str
+    fn: Callable
+    make: Callable  # (rng, dtype name or None) -> tuple of numpy arrays, numbers, NoGrad
+    dtypes: tuple = FLOATS
+    grad: bool = True
+
+
+CASES: list[Case] = []
+
+
+def case(name, fn, make, dtypes=FLOATS, grad=True):
+    CASES.append(Case(name, fn, make, dtypes, grad))
+
+
+def ints(name, fn, make):
+    case(name, fn, make, dtypes=INTS, grad=False)
+
+
+# elementwise, unary: as functions, as methods, in place
+_UNARY = {
+    "neg": rn, "negative": rn, "abs": rd, "absolute": rd, "sign": rd, "exp": rn, "log": rp,
+    "log1p": rp, "expm1": rn, "sqrt": rp, "rsqrt": rp, "reciprocal": rnz, "sin": rn, "cos": rn,
+    "tanh": rn, "sigmoid": rn, "relu": rd, "erf": rn, "floor": rd, "ceil": rd, "trunc": rd,
+    "round": rd, "square": rn,
+}
+for _op, _gen in _UNARY.items():
+    case(f"{_op}", lambda m, x, op=_op: getattr(m, op)(x), lambda r, d, g=_gen: (g(r, d, 3, 4),))
+    case(f"{_op}_method", lambda m, x, op=_op: getattr(x, op)(), lambda r, d, g=_gen: (g(r, d, 5),))
+_INPLACE_UNARY = ("neg abs exp log sqrt relu sigmoid tanh floor ceil round trunc sign "
+                  "reciprocal rsqrt sin cos log1p expm1 erf").split()
+for _op in _INPLACE_UNARY:
+    case(f"{_op}_", lambda m, x, op=_op: getattr(x * 1, op + "_")(),
+         lambda r, d, g=_UNARY[_op]: (g(r, d, 2, 3),))
+case("round_decimals", lambda m, x: m.round(x * 10, decimals=1), lambda r, d: (rd(r, d, 4),))
+case("sigmoid_tails", lambda m, x: m.sigmoid(x),
+     lambda r, d: (np.array([-30.0, -12.0, 0.0, 12.0, 30.0], d),))
+case("exp_log_at_edges", lambda m, x: (m.log(x), m.exp(-1 / x), m.sqrt(x - 1)),
+     lambda r, d: (NoGrad(np.array([0.0, 0.5, 1.0, 2.0], d)),), grad=False)
+case("operators_unary", lambda m, x: (-x, abs(x), +x), lambda r, d: (rd(r, d, 2, 3),))
+ints("unary_int", lambda m, x: (-x, x.abs(), x.sign(), x.square(), m.relu(x), x.floor(),
+                                 x.ceil(), x.round(), x.trunc(), abs(x)),
+     lambda r, d: (ri(r, 2, 5, dtype="int32"),))
+ints("unary_int_to_float", lambda m, x: (x.exp(), m.sqrt(x.abs()), x.sigmoid(), m.sin(x),
+                                          x.reciprocal(), m.erf(x), m.log1p(x.abs())),
+     lambda r, d: (ri(r, 2, 3, low=1, high=5),))
+ints("logical_not", lambda m, x, b: (m.logical_not(x), b.logical_not(), ~b, x.logical_not_()),
+     lambda r, d: (ri(r, 5, low=-1, high=2), rb(r, 5)))
+ints("logical_not_", lambda m, b: b.clone().logical_not_(), lambda r, d: (rb(r, 6),))
+
+# elementwise, binary: broadcasting, scalars on either side, operators, in place
+_BC = ((3, 1, 4), (2, 4))
+_BINARY = {
+    "add": (rn, rn), "sub": (rn, rn), "subtract": (rn, rn), "mul": (rn, rn),
+    "multiply": (rn, rn), "div": (rn, rnz), "divide": (rn, rnz), "true_divide": (rn, rnz),
+    "maximum": (rd, lambda r, d, *s: rd(r, d, *s, offset=0.061)),
+    "minimum": (rd, lambda r, d, *s: rd(r, d, *s, offset=0.061)),
+    "pow": (rp, rn), "remainder": (rn, rnz), "floor_divide": (rn, rnz),
+}
+for _op, (_ga, _gb) in _BINARY.items():
+    case(f"{_op}_broadcast", lambda m, a, b, op=_op: getattr(m, op)(a, b),
+         lambda r, d, ga=_ga, gb=_gb: (ga(r, d, *_BC[0]), gb(r, d, *_BC[1])))
+    case(f"{_op}_method_scalar", lambda m, a, op=_op: getattr(a, op)(1.5),
+         lambda r, d, ga=_ga: (ga(r, d, 2, 3),))
+case("add_sub_alpha", lambda m, a, b: (m.add(a, b, alpha=2), a.sub(b, alpha=0.5)),
+     lambda r, d: (rn(r, d, 2, 3), rn(r, d, 3)))
+case("div_rounding_modes",
+     lambda m, a, b: (m.div(a, b, rounding_mode="floor"), a.div(b, rounding_mode="trunc"),
+                      m.divide(a, 2.5, rounding_mode="trunc")),
+     lambda r, d: (rn(r, d, 2, 4) * 4, rnz(r, d, 4)))
+case("operators_binary",
+     lambda m, a, b: (a + b, a - b, a * b, a / b, a // b, a % b, abs(a) ** b),
+     lambda r, d: (rn(r, d, 3, 1, 4) * 3, rnz(r, d, 2, 4)))
+case("operators_reflected",
+     lambda m, a: (2 + a, 2.5 - a, 3 * a, 1.5 / a, 7.0 // a, 5.5 % a, 2**a, 1.5**a),
+     lambda r, d: (rnz(r, d, 2, 3),))
+case("operators_scalar_right", lambda m, a: (a + 1, a - 2.5, a * 3, a / 4, a // 0.7, a % 0.7,
+                                               abs(a) ** 0.5, a**2, a**0),
+     lambda r, d: (rnz(r, d, 2, 3),))
+case("operators_inplace", lambda m, a, b: _iops(a * 1, b), lambda r, d: (rp(r, d, 2, 3),
+                                                                         rp(r, d, 3)))
+_INPLACE_BINARY = ("add sub mul div pow remainder floor_divide maximum minimum subtract "
+                   "multiply divide").split()
+for _op in _INPLACE_BINARY:
+    case(f"{_op}_", lambda m, a, b, op=_op: getattr(a * 1, op + "_")(b),
+         lambda r, d: (rp(r, d, 2, 3), rp(r, d, 3)))
+case("add_inplace_alpha", lambda m, a, b: (a * 1).add_(b, alpha=3).sub_(b, alpha=0.5),
+     lambda r, d: (rn(r, d, 2, 3), rn(r, d, 3)))
+case("remainder_signs", lambda m, a, b: (a % b, m.remainder(a, -1.5), m.floor_divide(a, b)),
+     lambda r, d: (np.array([5.5, -5.5, 3.25, -3.25], d), np.array([2.0, 2.0, -1.5, -1.5], d)))
+case("pow_forms", lambda m, a, b: (m.pow(a, b), m.pow(a, 3), m.pow(2.0, b), a.pow(0.5)),
+     lambda r, d: (rp(r, d, 2, 3), rn(r, d, 3)))
+
+
+def _iops(a, b):
+    a += b
+    a -= 0.5
+    a *= b
+    a /= 2
+    a **= 1.5
+    c = a * 1
+    c %= 0.9
+    e = a * 1
+    e //= 0.3
+    return a, c, e
+
+
+# comparison and logical ops
+case("comparisons",
+     lambda m, a, b: (m.eq(a, b), m.ne(a, b), m.lt(a, b), m.le(a, 0.1), m.gt(a, b), m.ge(a, b),
+                      m.less(a, b), m.less_equal(a, b), m.greater(a, b), m.greater_equal(a, b),
+                      a == b, a != b, a < b, a <= b, a > b, a >= 0.0, 0.5 < a, a.eq(b),
+                      a.ne(b), a.lt(b), a.le(b), a.gt(b), a.ge(b), a.less(b),
+                      a.less_equal(b), a.greater(b), a.greater_equal(b)),
+     lambda r, d: (np.round(rn(r, d, 3, 1, 4)), np.round(rn(r, d, 2, 4))), grad=False)
+ints("comparisons_mixed_dtypes", lambda m, a, b: (a == b, a < 2.5, a > b, m.eq(a, 3)),
+     lambda r, d: (ri(r, 3, 4, dtype="int32"), rn(r, "float32", 4)))
+ints("logical_binary",
+     lambda m, a, b, x: (m.logical_and(a, b), m.logical_or(a, b), m.logical_xor(a, b),
+                         m.logical_and(x, b), a.logical_or(x), a.logical_xor(b),
+                         a.logical_and(b), a & b, a | b, a ^ b, True & a, False | a),
+     lambda r, d: (rb(r, 3, 4), rb(r, 4), ri(r, 3, 4, low=-1, high=2)))
+ints("bool_methods_rand_ror", lambda m, a, b: (a.__rand__(b), a.__ror__(b)),
+     lambda r, d: (rb(r, 5), rb(r, 5)))
+
+# type promotion
+ints("promote_int32_plus_float", lambda m, a: (a + 2.5, 2.5 * a, a - 1, a * True),
+     lambda r, d: (ri(r, 2, 3, dtype="int32"),))
+ints("promote_uint8_int8", lambda m, a, b: (a + b, a * b, m.maximum(a, b), a - b),
+     lambda r, d: (ri(r, 4, low=0, high=100, dtype="uint8"), ri(r, 4, low=-50, high=50,
+                                                              dtype="int8")))
+ints("promote_bool_plus_int", lambda m, b: (b + 1, b * 2.5, b + b, b * b, b.sum(), b.mean(
+    dtype=m.float32)), lambda r, d: (rb(r, 2, 3),))
+ints("promote_int_div_int", lambda m, a, b: (a / b, a // b, a % b, m.div(a, b),
+                                             m.div(a, b, rounding_mode="trunc"),
+                                             m.div(a, b, rounding_mode="floor"), a / 2, 7 / b),
+     lambda r, d: (ri(r, 3, 4, low=-9, high=10), ri(r, 4, low=1, high=4) * np.array([1, -1, 1, -1])))
+ints("promote_int_pow", lambda m, a: (a**2, 2**a, a ** 1.5, a.pow(3)),
+     lambda r, d: (ri(r, 5, low=0, high=6),))
+ints("promote_tensor_categories",
+     lambda m, i32, i64, f32, f64_0d, i_0d: (i32 + i64, i64 * f32, f32 + f64_0d, i32 + f64_0d,
+                                             f32 * i_0d, i32 * i_0d, m.where(i32 > 0, i32, f32)),
+     lambda r, d: (ri(r, 4, dtype="int32"), ri(r, 4), rn(r, "float32", 4),
+                   np.array(2.5, "float64"), np.array(3, "int64")))
+ints("promote_int_mean_sum_prod",
+     lambda m, a: (a.sum(), a.sum(1), a.prod(0), a.cumsum(1), a.sum(dtype=m.float64),
+                   a.float().mean(), a.max(), a.argmax(), m.amin(a, 0)),
+     lambda r, d: (ri(r, 3, 4, dtype="int32"),))
+ints("result_type_can_cast",
+     lambda m, a, b: (m.result_type(a, b), m.result_type(a, 2.5), m.result_type(b, 1),
+                      m.can_cast(m.float32, m.int32), m.can_cast(m.int32, m.float32),
+                      m.can_cast(m.int64, m.int8)),
+     lambda r, d: (ri(r, 3, dtype="uint8"), ri(r, 3, dtype="int16")))
+
+# where, clamp, lerp and friends
+case("where", lambda m, c, a, b: (m.where(c, a, b), m.where(c, a, 0.5), a.where(c, b)),
+     lambda r, d: (rb(r, 3, 1, 1), rn(r, d, 2, 4), rn(r, d, 3, 1, 4)))
+ints("where_scalars_and_promotion",
+     lambda m, c, a: (m.where(c, a, 2.5), m.where(c, 1, 0), m.where(c, a, a.float())),
+     lambda r, d: (rb(r, 2, 3), ri(r, 2, 3)))
+ints("where_single_argument", lambda m, c: m.where(c), lambda r, d: (rb(r, 3, 4),))
+case("clamp", lambda m, x: (m.clamp(x, -0.5, 0.5), x.clamp(min=0.2), x.clamp(max=-0.1),
+                            m.clip(x, -0.3, 0.3), m.clamp_min(x, 0.1), x.clamp_max(0.4),
+                            x.clip(max=0.25)),
+     lambda r, d: (rd(r, d, 3, 4),))
+case("clamp_tensor_bounds", lambda m, x, lo, hi: (m.clamp(x, lo, hi), x.clamp(min=lo)),
+     lambda r, d: (rd(r, d, 3, 4), rd(r, d, 4, offset=-0.6), rd(r, d, 3, 1, offset=0.61)))
+case("clamp_inplace", lambda m, x: ((x * 1).clamp_(-0.5, 0.5), (x * 1).clamp_min_(0.0),
+                                    (x * 1).clamp_max_(0.2), (x * 1).clip_(-0.1, 0.1)),
+     lambda r, d: (rd(r, d, 3, 4),))
+ints("clamp_int", lambda m, x: (x.clamp(-2, 2), x.clamp(min=0.5)),
+     lambda r, d: (ri(r, 3, 4),))
+case("lerp", lambda m, a, b, w: (m.lerp(a, b, 0.3), a.lerp(b, w), (a * 1).lerp_(b, 0.7)),
+     lambda r, d: (rn(r, d, 2, 3), rn(r, d, 3), rp(r, d, 2, 3, low=0.0, high=1.0)))
+ints("isnan_isinf_isfinite",
+     lambda m, x, i: (m.isnan(x), x.isinf(), m.isfinite(x), m.isinf(i), i.isfinite(),
+                      m.isnan(i)),
+     lambda r, d: (np.array([1.0, np.nan, np.inf, -np.inf, 0.0], "float32"), ri(r, 3)))
+ints("allclose_equal",
+     lambda m, a, b: (m.allclose(a, a + 1e-9), a.allclose(b), m.equal(a, a * 1), a.equal(b),
+                      m.allclose(a, b, atol=10.0)),
+     lambda r, d: (rn(r, "float64", 3), rn(r, "float64", 3)))
+
+# reductions
+_X3 = (2, 3, 4)
+for _dim, _keep in [(None, False), (1, False), (-1, True), ((0, 2), False), ((0, 2), True),
+                    ((), False)]:
+    _id = f"dim={_dim}-keepdim={_keep}"
+    case(f"sum[{_id}]", lambda m, x, d=_dim, k=_keep: (m.sum(x, d, k) if d is not None
+                                                      else x.sum()),
+         lambda r, d: (rn(r, d, *_X3),))
+    if _dim != ():
+        case(f"reductions[{_id}]",
+             lambda m, x, d=_dim, k=_keep: (
+                 x.sum(dim=d, keepdim=k), m.mean(x, dim=d, keepdim=k), x.var(dim=d, keepdim=k),
+                 m.std(x, dim=d, keepdim=k), x.amax(() if d is None else d, k),
+                 m.amin(x, () if d is None else d, k), m.prod(x, d, k) if isinstance(d, int)
+                 else x.prod()),
+             lambda r, d: (rd(r, d, *_X3),))
+case("logsumexp", lambda m, x: (m.logsumexp(x, 1), x.logsumexp((0, 2), keepdim=True),
+                                m.logsumexp(x * 50, -1)),
+     lambda r, d: (rn(r, d, *_X3),))
+case("var_std_correction",
+     lambda m, x: (x.var(1, correction=0), m.var(x, (0, 2), correction=2),
+                   x.std(unbiased=False), m.std(x, 1, keepdim=True, correction=0),
+                   x.var(0, unbiased=True), m.var(x)),
+     lambda r, d: (rn(r, d, *_X3),))
+case("var_mean_std_mean", lambda m, x: (*m.var_mean(x, 1), *x.std_mean((0, 2), keepdim=True),
+                                        *m.var_mean(x, correction=0)),
+     lambda r, d: (rn(r, d, *_X3),))
+case("prod", lambda m, x: (x.prod(), m.prod(x, 1), x.prod(-1, keepdim=True)),
+     lambda r, d: (rnz(r, d, 3, 4),))
+case("prod_with_zeros", lambda m, x: (m.prod(x, 1), x.prod()),
+     lambda r, d: (np.array([[0.0, 1.5, -2.0], [0.0, 0.0, 1.3], [1.1, -0.8, 1.2]], d),))
+case("max_min", lambda m, x: (x.max(), m.min(x), *m.max(x, 1), *x.min(dim=-1, keepdim=True),
+                              m.max(x, 0, True).values, x.min(0).indices),
+     lambda r, d: (rd(r, d, 3, 4),))
+case("max_min_other", lambda m, a, b: (m.max(a, b), a.min(b)),
+     lambda r, d: (rd(r, d, 3, 4), rd(r, d, 4, offset=0.061)))
+case("argmax_argmin", lambda m, x: (x.argmax(), m.argmin(x), m.argmax(x, 1), x.argmin(0, True),
+                                    x.argmax(dim=-1, keepdim=True), m.argmax(x, keepdim=True)),
+     lambda r, d: (rd(r, d, 3, 4),), grad=False)
+ints("argmax_ties_and_nan", lambda m, x, y: (x.argmax(1), x.argmin(1), y.argmax(), y.max(0)),
+     lambda r, d: (np.array([[1, 3, 3], [2, 2, 0]], "int64"),
+                   np.array([1.0, np.nan, 3.0, np.nan], "float32")))
+ints("all_any", lambda m, b, x, i: (b.all(), m.any(b), m.all(b, 1), b.any(0, keepdim=True),
+                                    m.all(x), x.any(1), i.all(), m.any(i, (0, 1))),
+     lambda r, d: (rb(r, 3, 4), np.array([[0.0, 1.0], [2.0, 3.0]], "float32"),
+                   ri(r, 2, 3, low=0, high=2)))
+case("cumsum", lambda m, x: (x.cumsum(1), m.cumsum(x, -1), m.cumsum(x, 0, dtype=m.float64)),
+     lambda r, d: (rn(r, d, *_X3),))
+ints("cumsum_int", lambda m, x, b: (x.cumsum(0), m.cumsum(b, 1), x.cumsum(1, dtype=m.float32)),
+     lambda r, d: (ri(r, 3, 4, dtype="int8"), rb(r, 3, 4)))
+case("norm", lambda m, x: (m.norm(x), x.norm(1), m.norm(x, float("inf")), x.norm(3, dim=1),
+                           m.norm(x, dim=(0, 1), keepdim=True), x.norm("fro")),
+     lambda r, d: (rd(r, d, 3, 4),))
+ints("count_nonzero", lambda m, x: (m.count_nonzero(x), x.count_nonzero(1),
+                                    m.count_nonzero(x, (0, 1))),
+     lambda r, d: (ri(r, 3, 4, low=-1, high=2),))
+case("mean_dtype", lambda m, x: (x.mean(dtype=m.float64), m.sum(x, 1, dtype=m.float64)),
+     lambda r, d: (rn(r, d, 3, 4),))
+
+# shapes and views
+case("reshape_view", lambda m, x: (x.reshape(4, 6), m.reshape(x, (-1, 3)), x.view(6, 4),
+                                   x.view(-1), x.reshape(2, -1), x.view(2, 3, 4),
+                                   x.permute(2, 0, 1).reshape(-1)),
+     lambda r, d: (rn(r, d, *_X3),))
+case("view_as_reshape_as", lambda m, x, y: (x.view_as(y), x.reshape_as(y.t())),
+     lambda r, d: (rn(r, d, 3, 4), NoGrad(rn(r, d, 2, 6))))
+case("permute_transpose",
+     lambda m, x: (x.permute(2, 0, 1), m.permute(x, (1, 2, 0)), x.transpose(0, 2),
+                   m.transpose(x, -1, 1), x.swapaxes(0, 1), m.swapdims(x, 1, 2), x.mT, x.T,
+                   x.permute(-1, 0, 1)),
+     lambda r, d: (rn(r, d, *_X3),))
+case("t", lambda m, x, v: (x.t(), m.t(x), v.t(), x.T), lambda r, d: (rn(r, d, 2, 3),
+                                                                   rn(r, d, 3)))
+case("squeeze_unsqueeze",
+     lambda m, x: (x.squeeze(), m.squeeze(x, 1), x.squeeze(0), x.squeeze((1, 3)), x.squeeze(-1),
+                   x.unsqueeze(0), m.unsqueeze(x, -1), x.unsqueeze(2)),
+     lambda r, d: (rn(r, d, 2, 1, 3, 1),))
+case("flatten_unflatten", lambda m, x: (x.flatten(), m.flatten(x, 1), x.flatten(0, 1),
+                                        m.flatten(x, -2, -1), x.unflatten(2, (2, 2)),
+                                        m.unflatten(x, 1, (3, 1))),
+     lambda r, d: (rn(r, d, *_X3),))
+case("expand_broadcast", lambda m, x, y: (x.expand(2, 3, 4), x.expand(-1, 4), x.expand_as(y),
+                                          m.broadcast_to(x, (2, 3, 4)),
+                                          *m.broadcast_tensors(x, y)),
+     lambda r, d: (rn(r, d, 3, 1), rn(r, d, 2, 1, 4)))
+case("repeat", lambda m, x: (x.repeat(2, 1), x.repeat(2, 1, 3), x.repeat((1, 2))),
+     lambda r, d: (rn(r, d, 2, 3),))
+case("cat_stack", lambda m, a, b, c: (m.cat([a, b], 1), m.concat((a, c), dim=-1),
+                                      m.concatenate([b, b], 0), m.stack([a, c], 0),
+                                      m.stack([a, c], -1), m.hstack([a, b]), m.vstack([a, c]),
+                                      m.cat([a])),
+     lambda r, d: (rn(r, d, 2, 3), rn(r, d, 2, 2), rn(r, d, 2, 3)))
+ints("cat_promotes", lambda m, a, b: (m.cat([a, b]), m.stack([b, a])),
+     lambda r, d: (ri(r, 3, dtype="int32"), rn(r, "float32", 3)))
+case("hstack_vstack_1d", lambda m, a, b: (m.hstack([a, b]), m.vstack([a, b])),
+     lambda r, d: (rn(r, d, 3), rn(r, d, 3)))
+case("split_chunk", lambda m, x: (*x.split(2, 1), *m.split(x, [1, 3], -1), *x.chunk(2, 0),
+                                  *m.chunk(x, 3, 2), *x.split([2, 1], dim=1)),
+     lambda r, d: (rn(r, d, 2, 3, 4),))
+case("narrow_select_unbind", lambda m, x: (x.narrow(1, 1, 2), m.narrow(x, 2, -2, 2),
+                                           x.select(0, 1), m.select(x, 2, -1), *x.unbind(1),
+                                           *m.unbind(x, -1)),
+     lambda r, d: (rn(r, d, 2, 3, 4),))
+case("flip", lambda m, x: (x.flip(0), m.flip(x, (0, 2)), x.flip(-1), m.flip(x, [1, 2])),
+     lambda r, d: (rn(r, d, *_X3),))
+case("tril_triu", lambda m, x, y: (x.tril(), m.tril(x, 1), x.triu(-1), m.triu(y, 1),
+                                   y.tril(-1), (x * 1).tril_(1), (y * 1).triu_()),
+     lambda r, d: (rn(r, d, 3, 4), rn(r, d, 2, 4, 3)))
+case("clone_contiguous", lambda m, x: (x.clone(), m.clone(x.t()), x.t().contiguous(),
+                                       x.contiguous()),
+     lambda r, d: (rn(r, d, 3, 4),))
+case("movedim", lambda m, x: (x.movedim(0, 2), m.movedim(x, (0, 1), (2, 0)), m.movedim(x, -1, 0)),
+     lambda r, d: (rn(r, d, *_X3),))
+for _mode, _pads in [("constant", (1, 2)), ("constant", (1, 0, 2, 1)), ("constant", (-1, 1)),
+                     ("reflect", (2, 1, 1, 2)), ("replicate", (2, 3, 1, 0)),
+                     ("circular", (1, 2, 2, 1))]:
+    case(f"pad[{_mode}-{_pads}]", lambda m, x, p=_pads, mo=_mode: F(m).pad(x, p, mode=mo),
+         lambda r, d: (rn(r, d, 1, 2, 3, 4),))
+case("pad_value", lambda m, x: F(m).pad(x, (1, 1, 0, 2), value=-2.5),
+     lambda r, d: (rn(r, d, 2, 3),))
+
+# indexing
+_GETITEM_KEYS = {
+    "slices_steps": (slice(1, None), slice(None, None, 2)),
+    "negative_slices": (slice(-2, None), slice(None, -1)),
+    "int": 1,
+    "int_negative": (-1, slice(None), 2),
+    "none_ellipsis": (None, Ellipsis, 1),
+    "ellipsis_none_middle": (Ellipsis, None, slice(1, 3)),
+    "step_past_end": (slice(None, None, 3), slice(1, 100)),
+    "list": [0, 1, 1],
+}
+for _key_name, _key in _GETITEM_KEYS.items():
+    case(f"getitem[{_key_name}]", lambda m, x, k=_key: x[k], lambda r, d: (rn(r, d, *_X3),))
+case("getitem_int_tensors", lambda m, x, i, j: (x[i], x[:, j], x[i[:2], j[:2]], x[i, :, j[:2]],
+                                                x[1, j], x[..., j], x[i.reshape(2, 1), j[:2]]),
+     lambda r, d: (rn(r, d, *_X3), ix([1, 0, 1]), ix([2, 0, 3])))
+case("getitem_bool_masks", lambda m, x, b, b0: (x[b], x[:, b0], x[x > 0], x[1][b0]),
+     lambda r, d: (rn(r, d, 3, 4), bm([[1, 0, 1, 1], [0, 0, 1, 0], [1, 1, 1, 0]]),
+                   bm([True, False, True, True])))
+case("getitem_bool_scalar", lambda m, x: (x[True], x[False]), lambda r, d: (rn(r, d, 2, 3),))
+case("setitem_basic", lambda m, x, v: _setitems(x * 1, v), lambda r, d: (rn(r, d, 3, 4),
+                                                                         rn(r, d, 4)))
+case("setitem_advanced", lambda m, x, v, i: _setitems_advanced(x * 1, v, i),
+     lambda r, d: (rn(r, d, 3, 4), rn(r, d, 2), ix([2, 0])))
+ints("setitem_int_tensor", lambda m, x: _setitems_int(x.clone()), lambda r, d: (ri(r, 3, 4),))
+case("gather", lambda m, x, i: (m.gather(x, 1, i), x.gather(0, i[:2]), m.take_along_dim(x, i, 1),
+                                x.take_along_dim(i, dim=1)),
+     lambda r, d: (rn(r, d, 3, 4), ix([[0, 3], [1, 1], [2, 0]])))
+case("scatter", lambda m, x, s, i: (m.scatter(x, 1, i, s), x.scatter(0, i.t()[:1], s.t()[:1]),
+                                    x.scatter(1, i, 2.5), (x * 1).scatter_(1, i, s)),
+     lambda r, d: (rn(r, d, 3, 4), rn(r, d, 3, 3), ix([[0, 2], [3, 1], [1, 0]])))
+case("scatter_add", lambda m, x, s, i: (m.scatter_add(x, 0, i, s), (x * 1).scatter_add_(0, i, s),
+                                        x.scatter_add(1, i.t(), s.t())),
+     lambda r, d: (rn(r, d, 3, 3), rn(r, d, 3, 3), ix([[0, 1, 0], [0, 0, 2], [2, 2, 1]])))
+case("index_select", lambda m, x, i: (m.index_select(x, 1, i), x.index_select(0, i[:2]),
+                                      x.index_select(-1, i)),
+     lambda r, d: (rn(r, d, 3, 4), ix([2, 0, 2])))
+case("index_add", lambda m, x, s, i: (m.index_add(x, 0, i, s), x.index_add(0, i, s, alpha=2.0),
+                                      (x * 1).index_add_(0, i, s)),
+     lambda r, d: (rn(r, d, 3, 4), rn(r, d, 4, 4), ix([2, 0, 2, 1])))
+case("index_put", lambda m, x, v, i: (x.index_put((i,), v), x.index_put((i, i), v[:, 0],
+                                                                        accumulate=True),
+                                      (x * 1).index_put_((i,), v, accumulate=True)),
+     lambda r, d: (rn(r, d, 3, 3), rn(r, d, 2, 3), ix([2, 0])))
+case("masked_fill", lambda m, x, b, v: (m.masked_fill(x, b, 2.5), x.masked_fill(b[0], -1.0),
+                                        x.masked_fill(b, v), (x * 1).masked_fill_(b, 0.5)),
+     lambda r, d: (rn(r, d, 3, 4), rb(r, 3, 4), NoGrad(np.array(1.5, d))))
+case("masked_select", lambda m, x, b: (m.masked_select(x, b), x.masked_select(b[0])),
+     lambda r, d: (rn(r, d, 3, 4), rb(r, 3, 4)))
+ints("one_hot", lambda m, i: (F(m).one_hot(i, 5), F(m).one_hot(i), F(m).one_hot(i[0], 4)),
+     lambda r, d: (ri(r, 2, 3, low=0, high=4),))
+ints("nonzero_argwhere", lambda m, x, b: (m.nonzero(x), x.nonzero(as_tuple=True), b.nonzero(),
+                                          m.argwhere(x), x.argwhere()),
+     lambda r, d: (ri(r, 3, 4, low=-1, high=2), rb(r, 5)))
+case("embedding", lambda m, w, i: F(m).embedding(i, w),
+     lambda r, d: (rn(r, d, 5, 3), ix([[1, 4], [1, 0]])))
+
+# linear algebra
+for _a, _b in [((2, 3), (3, 4)), ((2, 1, 2, 3), (3, 3, 2)), ((3,), (3, 2)), ((2, 3), (3,)),
+               ((3,), (3,)), ((2, 2, 3), (3,)), ((3,), (2, 3, 2)), ((4, 2, 3), (3, 2))]:
+    case(f"matmul[{_a}@{_b}]", lambda m, a, b: (m.matmul(a, b), a @ b, a.matmul(b),
+                                                b.__rmatmul__(a)),
+         lambda r, d, sa=_a, sb=_b: (rn(r, d, *sa), rn(r, d, *sb)))
+case("mm_bmm_mv_dot_outer", lambda m, a, b, v, w: (m.mm(a, b), a.mm(b), m.bmm(a[None], b[None]),
+                                                   a[None].bmm(b[None]), m.mv(a, v), a.mv(v),
+                                                   m.dot(v, v), v.dot(v), m.outer(v, w),
+                                                   v.outer(w)),
+     lambda r, d: (rn(r, d, 2, 3), rn(r, d, 3, 4), rn(r, d, 3), rn(r, d, 2)))
+
+# convolution and pooling
+for _kw in [{}, {"stride": 2, "padding": 1}, {"stride": (2, 1), "padding": (0, 2)},
+            {"dilation": 2, "padding": 2}, {"dilation": (2, 1)}, {"groups": 2},
+            {"padding": "same"}, {"padding": "same", "dilation": 2}, {"padding": "valid"}]:
+    case(f"conv2d[{_kw}]", lambda m, x, w, b, kw=_kw: F(m).conv2d(x, w, b, **kw),
+         lambda r, d, g=_kw.get("groups", 1): (rn(r, d, 2, 4, 6, 5), rn(r, d, 4, 4 // g, 3, 3),
+                                               rn(r, d, 4)))
+case("conv2d_even_kernel_same", lambda m, x, w: F(m).conv2d(x, w, padding="same"),
+     lambda r, d: (rn(r, d, 1, 2, 5, 4), rn(r, d, 3, 2, 2, 4)))
+case("conv2d_unbatched_no_bias", lambda m, x, w: m.conv2d(x, w, stride=2),
+     lambda r, d: (rn(r, d, 2, 5, 5), rn(r, d, 3, 2, 3, 3)))
+for _kw in [{"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1},
+            {"kernel_size": 2, "stride": 2, "ceil_mode": True},
+            {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True},
+            {"kernel_size": (2, 3), "stride": (1, 2)},
+            {"kernel_size": 2, "dilation": 2}]:
+    case(f"max_pool2d[{_kw}]", lambda m, x, kw=_kw: F(m).max_pool2d(x, **kw),
+         lambda r, d: (rd(r, d, 2, 2, 5, 6),))
+case("max_pool2d_unbatched", lambda m, x: F(m).max_pool2d(x, 2), lambda r, d: (rd(r, d, 2, 4, 4),))
+for _kw in [{"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1},
+            {"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False},
+            {"kernel_size": 2, "stride": 2, "ceil_mode": True},
+            {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True},
+            {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True,
+             "count_include_pad": False},
+            {"kernel_size": (2, 3), "stride": (1, 2), "divisor_override": 5}]:
+    case(f"avg_pool2d[{_kw}]", lambda m, x, kw=_kw: F(m).avg_pool2d(x, **kw),
+         lambda r, d: (rn(r, d, 2, 2, 5, 6),))
+case("avg_pool2d_unbatched", lambda m, x: F(m).avg_pool2d(x, 2, 1),
+     lambda r, d: (rn(r, d, 2, 4, 4),))
+
+# random ops where the outcome is certain
+case("dropout_deterministic", lambda m, x: (F(m).dropout(x, 0.5, training=False),
+                                            F(m).dropout(x, 0.0), F(m).dropout(x, 1.0)),
+     lambda r, d: (rn(r, d, 3, 4),))
+case("bernoulli_certain", lambda m, p: (m.bernoulli(p), p.bernoulli(), p.bernoulli(1.0),
+                                        (p * 1).bernoulli_(0.0)),
+     lambda r, d: (NoGrad(np.array([[0.0, 1.0], [1.0, 0.0]], d)),), grad=False)
+
+# dtype conversions, fills, copies, new tensors
+ints("conversions", lambda m, x: (x.float(), x.double(), x.half(), x.int(), x.long(), x.bool(),
+                                  x.short(), x.char(), x.abs().byte(), x.to(m.int32),
+                                  x.to(dtype=m.float64), x.type(m.int16), x.to(x.int()),
+                                  x.float().to("cpu"), x.cpu()),
+     lambda r, d: (rn(r, "float32", 3, 4) * 5,))
+case("conversions_grad", lambda m, x: (x.float() * 2, x.double(), x.to(m.float32)),
+     lambda r, d: (rn(r, d, 3),))
+case("fill_zero_copy", lambda m, x, y: _fills(x * 1, y), lambda r, d: (rn(r, d, 3, 4),
+                                                                       rn(r, d, 4)))
+ints("copy_casts", lambda m, x, i: (x.clone().copy_(i), i.clone().copy_(x)),
+     lambda r, d: (rn(r, "float32", 2, 3) * 4, ri(r, 3, dtype="int32")))
+ints("new_tensors", lambda m, x: (x.new_zeros(2, 3), x.new_ones((2,)), x.new_full((2, 2), 7),
+                                  x.new_tensor([1, 2]), x.new_zeros(3, dtype=m.float64),
+                                  x.new_empty(2, 3).shape, x.new_ones(2, dtype=m.bool)),
+     lambda r, d: (ri(r, 3, dtype="int32"),))
+ints("uniform_normal_degenerate", lambda m, x: (x.clone().uniform_(2.0, 2.0),
+                                                x.clone().normal_(1.5, 0.0)),
+     lambda r, d: (rn(r, "float32", 3),))
+
+
+def _setitems(x, v):
+    x[0] = v
+    x[1:, ::2] = 0.5
+    x[..., -1] = v[:3]
+    x[None, 2, 1] = -1.0
+    return x
+
+
+def _setitems_advanced(x, v, i):
+    x[i, 1] = v
+    x[x > 0.5] = 0.25
+    x[:, i] = v[:1]
+    x[[1]] = 3.0
+    return x
+
+
+def _setitems_int(x):
+    x[0] = 7
+    x[:, 1] = 2.9  # a float written into an int tensor truncates
+    x[x < 0] = 0
+    x[..., [0, 2]] = -3
+    return x
+
+
+def _fills(x, y):
+    a = (x * 1).fill_(2.5)
+    b = (x * 1).zero_()
+    c = (x * 1).copy_(y)
+    d = (x * 1)
+    d[1].fill_(-1.0)
+    return a, b, c, d
+
+
+# -- running a case in both libraries --------------------------------------------------------
+
+
+def _inputs(c: Case, dtype):
+    rng = np.random.default_rng(zlib.crc32(f"{c.name}-{dtype}".encode()))
+    return c.make(rng, dtype)
+
+
+def _to_lib(m, value, grad: bool):
+    if isinstance(value, NoGrad):
+        return _to_lib(m, value.array, False)
+    if not isinstance(value, np.ndarray):
+        return value
+    wants_grad = grad and value.dtype.kind == "f"
+    if m is torch:
+        return torch.tensor(value.copy(), requires_grad=wants_grad)
+    return ember.tensor(value.copy(), requires_grad=wants_grad)
+
+
+def _leaves(values):
+    return [v for v in values if isinstance(v, (ember.Tensor, torch.Tensor)) and v.requires_grad]
+
+
+def _flatten(out) -> list:
+    if isinstance(out, (tuple, list)) and not isinstance(out, torch.Size):
+        return [y for x in out for y in _flatten(x)]
+    return [out]
+
+
+def _tolerance(dtype_name):
+    return {"float16": (1e-3, 1e-3), "float32": (2e-5, 2e-5)}.get(dtype_name, (1e-10, 1e-12))
+
+
+def _assert_same(e, t, where: str):
+    if isinstance(t, torch.Tensor):
+        assert isinstance(e, ember.Tensor), f"{where}: expected a Tensor, got {type(e).__name__}"
+        assert tuple(e.shape) == tuple(t.shape), f"{where}: shape {e.shape} vs {t.shape}"
+        t_dtype = str(t.dtype).removeprefix("torch.")
+        assert e.dtype.name == t_dtype, f"{where}: dtype {e.dtype.name} vs {t_dtype}"
+        ev, tv = e.detach().numpy(), t.detach().numpy()
+        if e.dtype.is_floating_point:
+            rtol, atol = _tolerance(t_dtype)
+            np.testing.assert_allclose(ev, tv, rtol=rtol, atol=atol, equal_nan=True, err_msg=where)
+        else:
+            np.testing.assert_array_equal(ev, tv, err_msg=where)
+    elif isinstance(t, torch.dtype):
+        assert e.name == str(t).removeprefix("torch."), f"{where}: {e} vs {t}"
+    elif isinstance(t, torch.Size):
+        assert tuple(e) == tuple(t), f"{where}: {e} vs {t}"
+    else:
+        assert type(e) is type(t) and e == t, f"{where}: {e!r} vs {t!r}"
+
+
+def _run(c: Case, m, dtype):
+    inputs = tuple(_to_lib(m, v, c.grad) for v in _inputs(c, dtype))
+    return inputs, c.fn(m, *inputs)
+
+
+def _check(c: Case, dtype):
+    e_in, e_out = _run(c, ember, dtype)
+    t_in, t_out = _run(c, torch, dtype)
+    e_flat, t_flat = _flatten(e_out), _flatten(t_out)
+    assert len(e_flat) == len(t_flat), f"{len(e_flat)} outputs vs torch's {len(t_flat)}"
+    for k, (e, t) in enumerate(zip(e_flat, t_flat)):
+        _assert_same(e, t, f"output {k}")
+    if not c.grad:
+        return
+    rng = np.random.default_rng(1234)
+    e_loss = t_loss = 0
+    for k, (e, t) in enumerate(zip(e_flat, t_flat)):
+        if not isinstance(t, torch.Tensor):
+            continue
+        assert e.requires_grad == t.requires_grad, f"output {k}: requires_grad differs"
+        if t.requires_grad:
+            weight = rng.standard_normal(tuple(t.shape)).astype(t.detach().numpy().dtype)
+            e_loss = e_loss + (e * ember.tensor(weight)).sum()
+            t_loss = t_loss + (t * torch.tensor(weight)).sum()
+    e_leaves, t_leaves = _leaves(e_in), _leaves(t_in)
+    if isinstance(t_loss, int):
+        return
+    e_loss.backward()
+    t_loss.backward()
+    for k, (e, t) in enumerate(zip(e_leaves, t_leaves)):
+        if t.grad is None:
+            assert e.grad is None or not e.grad.numpy().any(), f"input {k}: unexpected grad"
+            continue
+        assert e.grad is not None, f"input {k}: no gradient where torch has one"
+        _assert_same(e.grad, t.grad, f"gradient of input {k}")
+
+
+_PARAMS = [pytest.param(c, d, id=f"{c.name}-{d}" if d else c.name) for c in CASES for d in c.dtypes]
+
+
+@pytest.mark.parametrize("c, dtype", _PARAMS)
+def test_matches_torch(c: Case, dtype):
+    _check(c, dtype)
+
+
+# -- coverage: every mirrored function and method is called by some case -------------------
+
+# Tensor attributes that are infrastructure, not ops (covered by the tensor and autograd tests)
+_INFRASTRUCTURE = {
+    "__init__", "__repr__", "__str__", "__format__", "__hash__", "__reduce_ex__", "__array__",
+    "__dlpack__", "__dlpack_device__", "__bool__", "__float__", "__int__", "__index__",
+    "__len__", "__iter__", "backward", "register_hook", "retain_grad", "requires_grad_",
+    "detach", "detach_", "numpy", "item", "tolist", "size", "dim", "numel", "nelement",
+    "stride", "is_contiguous", "is_floating_point", "element_size", "cuda", "data", "shape",
+    "dtype", "device", "grad_fn", "is_leaf", "requires_grad", "retains_grad", "ndim", "is_cuda",
+    "type",
+}
+
+
+def _key(fn):
+    closure = tuple(cell.cell_contents for cell in fn.__closure__ or ())
+    return fn.__code__, tuple(id(v) for v in closure)
+
+
+def _frame_key(frame):
+    code = frame.f_code
+    values = frame.f_locals
+    return code, tuple(id(values[name]) for name in code.co_freevars)
+
+
+def _mirrored_functions() -> dict:
+    """name -> key of every ember.ops function (and Tensor method) that torch also has."""
+    wanted = {}
+    for name, fn in vars(E).items():
+        if name.startswith("_") or not inspect.isfunction(fn) or fn.__module__ != E.__name__:
+            continue
+        if any(hasattr(ns, name) for ns in (torch, torch.nn.functional, torch.Tensor)):
+            wanted[f"ember.ops.{name}"] = _key(fn)
+    for name, attr in vars(ember.Tensor).items():
+        if name in _INFRASTRUCTURE or not hasattr(torch.Tensor, name):
+            continue
+        fn = attr.fget if isinstance(attr, property) else attr
+        if inspect.isfunction(fn):
+            wanted[f"Tensor.{name}"] = _key(fn)
+    return wanted
+
+
+def test_every_mirrored_op_and_method_is_exercised():
+    here = __file__
+    called = set()
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_back is not None and frame.f_back.f_code.co_filename == here:
+            try:
+                called.add(_frame_key(frame))
+            except KeyError:
+                pass
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        for c in CASES:
+            for d in c.dtypes:
+                _run(c, ember, d)
+    finally:
+        sys.setprofile(previous)
+    wanted = _mirrored_functions()
+    assert len(wanted) > 200
+    missing = sorted(name for name, key in wanted.items() if key not in called)
+    assert not missing, f"ember ops and methods that no oracle case calls: {missing}"
