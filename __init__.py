@@ -31,6 +31,12 @@ _EXPORTS = {
     # autograd
     **{name: "autograd.grad_mode" for name in (
         "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "inference_mode")},
+    # random streams
+    "Generator": "factories",
+    # checkpoints
+    "save": "serialization",
+    "load": "serialization",
+    "CheckpointError": "serialization",
     # errors
     **{name: "errors" for name in (
         "EmberError", "EmberRuntimeError", "EmberValueError", "EmberTypeError",
@@ -40,7 +46,8 @@ _ALIASES = {"bool": ("ir.dtypes", "bool_"), "half": ("ir.dtypes", "float16"),
             "float": ("ir.dtypes", "float32"), "double": ("ir.dtypes", "float64"),
             "long": ("ir.dtypes", "int64"), "int": ("ir.dtypes", "int32"),
             "short": ("ir.dtypes", "int16")}
-_SUBMODULES = {"autograd", "cuda", "ir", "runtime", "ops", "errors", "library"}
+_SUBMODULES = {"autograd", "cuda", "ir", "runtime", "ops", "errors", "library", "nn", "optim",
+               "utils", "serialization"}
 
 
 def __getattr__(name: str):

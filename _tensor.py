@@ -455,7 +455,7 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY):
                 raise _device_error(op, dev, d)
             if x._requires_grad:
                 needs_grad = True
-        elif not isinstance(x, NUMBER) and x is not None:
+        elif not isinstance(x, NUMBER):
             if isinstance(x, np.generic) and x.dtype.kind in "biuf":
                 # numpy scalars (np.float32(2)) act as the Python numbers they hold
                 return dispatch(op, tuple(_py_number(v) for v in inputs), attrs)
@@ -474,7 +474,10 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY):
                 data = x._data
                 args.append(data if data.dtype == compute else data.astype(compute))
             else:
-                args.append(compute.type(x))
+                try:
+                    args.append(compute.type(x))
+                except OverflowError:  # integers wrap around, as PyTorch's do: uint8 - 2 == 254
+                    args.append(np.array(x).astype(compute)[()])
         for i in range(start):
             args[i] = inputs[i]._data
     else:

@@ -36,6 +36,8 @@ _USER_FOLDERS = ("tests", "examples", "benchmarks")
 
 
 def _is_internal(filename: str) -> bool:
+    if filename.startswith("<"):  # <string>, <stdin>: the user's code; <frozen ...>: Python's
+        return filename.startswith("<frozen")
     path = os.path.abspath(filename)
     if not path.startswith(_PACKAGE_DIR + os.sep):
         return False

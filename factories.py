@@ -79,7 +79,8 @@ def tensor(data, *, dtype=None, device=None, requires_grad: bool = False) -> Ten
         return _finish(array, d, dev or device_of_array(array), requires_grad)
     d = as_dtype(dtype) if dtype is not None else _infer_dtype(data)
     try:
-        array = np.array(data, dtype=d.np)
+        with np.errstate(over="ignore"):  # 1e5 as float16 is inf, silently, as in PyTorch
+            array = np.array(data, dtype=d.np)
     except (ValueError, TypeError) as exc:
         raise value_error(f"tensor(): could not build a tensor from {type(data).__name__}: {exc}") from None
     if array.dtype == object:
@@ -218,14 +219,24 @@ def initial_seed() -> int:
     return random.initial_seed()
 
 
+class Generator(random.Generator):
+    """A seeded CPU random stream of its own, as torch.Generator: passed as `generator=`."""
+
+    def get_state(self) -> Tensor:
+        """The stream's position as a uint8 tensor: set_state() of it resumes from here."""
+        return from_numpy(super().get_state())
+
+
 def rand(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
     _float_only("rand", dtype)
-    return _filled(lambda xp, s, d: random.uniform(xp, s, d), size, dtype, device, requires_grad)
+    return _filled(lambda xp, s, d: random.uniform(xp, s, d, generator), size, dtype, device,
+                   requires_grad)
 
 
 def randn(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
     _float_only("randn", dtype)
-    return _filled(lambda xp, s, d: random.normal(xp, s, d), size, dtype, device, requires_grad)
+    return _filled(lambda xp, s, d: random.normal(xp, s, d, generator), size, dtype, device,
+                   requires_grad)
 
 
 def _float_only(op, dtype):
@@ -233,7 +244,8 @@ def _float_only(op, dtype):
         raise type_error(f"{op}: expected a floating-point dtype, got {as_dtype(dtype).name}")
 
 
-def randint(low, high=None, size=None, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+def randint(low, high=None, size=None, *, dtype=None, device=None, requires_grad=False,
+            generator=None) -> Tensor:
     if size is None:
         # randint(high, size)
         low, high, size = 0, low, high
@@ -241,13 +253,13 @@ def randint(low, high=None, size=None, *, dtype=None, device=None, requires_grad
         low, high = 0, low
     if low >= high:
         raise runtime_error(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
-    return _filled(lambda xp, s, d: random.integers(xp, low, high, s, d), (tuple(size),),
+    return _filled(lambda xp, s, d: random.integers(xp, low, high, s, d, generator),
+                   (tuple(size),), dtype or int64, device, requires_grad, default=int64)
+
+
+def randperm(n: int, *, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
+    return _filled(lambda xp, s, d: random.permutation(xp, n, generator).astype(d), (n,),
                    dtype or int64, device, requires_grad, default=int64)
-
-
-def randperm(n: int, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _filled(lambda xp, s, d: random.permutation(xp, n).astype(d), (n,), dtype or int64,
-                   device, requires_grad, default=int64)
 
 
 def rand_like(input, *, dtype=None, device=None, requires_grad=False) -> Tensor:

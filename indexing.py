@@ -11,7 +11,7 @@ import numpy as np
 
 from . import ops as E
 from .errors import index_error, type_error
-from .ir.dtypes import bool_, int64
+from .ir.dtypes import bool_
 from ._tensor import Tensor, dispatch
 
 
@@ -84,7 +84,8 @@ def _lower(x: Tensor, key):
     """(view of x for the basic part, advanced index tensors, their dims in the view)."""
     entries = _expand_key(x, key)
     if any(kind in ("tensor", "mask") for kind, _ in entries):
-        # with any advanced index present, ints and masks become advanced indices too
+        # masks become advanced indices; ints stay basic (a select), as in PyTorch, so
+        # x[0, :, idx] is x[0][:, idx] (numpy would move idx's dim to the front)
         lowered = []
         for kind, k in entries:
             if kind == "mask":
@@ -92,8 +93,6 @@ def _lower(x: Tensor, key):
                     raise index_error("a 0-d boolean index can only be used on its own: x[True]")
                 for column in E.nonzero(k, as_tuple=True):
                     lowered.append(("tensor", column))
-            elif kind == "int":
-                lowered.append(("tensor", _scalar_index(k, x)))
             else:
                 lowered.append((kind, k))
         entries = lowered
@@ -137,12 +136,6 @@ def _lower(x: Tensor, key):
         view = dispatch("view", (x,), {"shape": shape})
     dims = tuple(p for p, token in enumerate(layout) if token == "adv")
     return view, advanced, dims
-
-
-def _scalar_index(k: int, x: Tensor) -> Tensor:
-    from .factories import tensor
-
-    return tensor(k, dtype=int64, device=x.device)
 
 
 def _bool_key(key):

@@ -87,9 +87,20 @@ def apply_inplace(self: Tensor, compute) -> Tensor:
     if not isinstance(result, Tensor):
         raise runtime_error("in-place op produced no tensor")
     _write(self, result)
-    if recording and result._requires_grad:
+    if recording and (result._requires_grad or self._requires_grad):
+        if not result._requires_grad and self._base is None:
+            result = _constant_write(source, result)
         _rebase_history(self, result)
     return self
+
+
+def _constant_write(source: Tensor, result: Tensor) -> Tensor:
+    """result, linked to source with a zero gradient: the old value was overwritten by a
+    constant, so self stays in the graph but nothing flows back to its history."""
+    from .factories import ones
+
+    keep = ones(tuple(result.shape), dtype="bool", device=result.device)
+    return dispatch("where", (keep, result, source))
 
 
 def _rebase_history(self: Tensor, result: Tensor) -> None:

@@ -136,11 +136,12 @@ def where(condition: Tensor, input=None, other=None) -> Tensor:
 
 def clamp(input: Tensor, min=None, max=None) -> Tensor:
     if isinstance(min, Tensor) or isinstance(max, Tensor):
+        # where, not maximum/minimum: at a tie the gradient goes to input, as PyTorch's
         out = input
         if min is not None:
-            out = maximum(out, min)
+            out = where(lt(out, min), min, out)
         if max is not None:
-            out = minimum(out, max)
+            out = where(gt(out, max), max, out)
         return out
     return dispatch("clamp", (input,), {"min": min, "max": max})
 
@@ -208,22 +209,28 @@ def _dims(input, dim):
     return normalize_dims(dim, input.ndim)
 
 
+def _sum_dims(input, dim):
+    # sum, prod, mean and var read an empty dim list as every dim (all and any do not), as
+    # PyTorch's sum, mean and var do
+    return normalize_dims(None if isinstance(dim, (tuple, list)) and not dim else dim, input.ndim)
+
+
 def sum(input, dim=None, keepdim=False, *, dtype=None) -> Tensor:
     if dtype is not None:
         input = cast(input, dtype)
-    return dispatch("sum", (input,), {"dims": _dims(input, dim), "keepdim": keepdim})
+    return dispatch("sum", (input,), {"dims": _sum_dims(input, dim), "keepdim": keepdim})
 
 
 def prod(input, dim=None, keepdim=False, *, dtype=None) -> Tensor:
     if dtype is not None:
         input = cast(input, dtype)
-    return dispatch("prod", (input,), {"dims": _dims(input, dim), "keepdim": keepdim})
+    return dispatch("prod", (input,), {"dims": _sum_dims(input, dim), "keepdim": keepdim})
 
 
 def mean(input, dim=None, keepdim=False, *, dtype=None) -> Tensor:
     if dtype is not None:
         input = cast(input, dtype)
-    return dispatch("mean", (input,), {"dims": _dims(input, dim), "keepdim": keepdim})
+    return dispatch("mean", (input,), {"dims": _sum_dims(input, dim), "keepdim": keepdim})
 
 
 def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None) -> Tensor:
@@ -232,23 +239,33 @@ def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None) -> Te
     if correction is None:
         correction = 0 if unbiased is False else 1
     return dispatch(
-        "var", (input,), {"dims": _dims(input, dim), "keepdim": keepdim, "correction": correction}
+        "var",
+        (input,),
+        {"dims": _sum_dims(input, dim), "keepdim": keepdim, "correction": correction},
     )
 
 
 def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None) -> Tensor:
-    return sqrt(var(input, dim, unbiased, keepdim, correction=correction))
+    return _root(var(input, dim, unbiased, keepdim, correction=correction), 2)
 
 
 def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    if isinstance(dim, bool):  # var_mean(x, False): the positional 'unbiased' form
+        unbiased, dim = dim, None
     return var(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
 
 
 def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    if isinstance(dim, bool):
+        unbiased, dim = dim, None
     return std(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
 
 
 def logsumexp(input, dim, keepdim=False) -> Tensor:
+    if not input.dtype.is_floating_point:  # integers and bool reduce in the default float
+        from .ir.dtypes import get_default_dtype
+
+        input = cast(input, get_default_dtype())
     return dispatch("logsumexp", (input,), {"dims": _dims(input, dim), "keepdim": keepdim})
 
 
@@ -283,7 +300,10 @@ def _max_or_min(op, full_op, input, dim, keepdim, other):
         return dispatch(full_op, (input,), {"dims": _dims(input, None), "keepdim": False})
     dim = normalize_dim(dim, input.ndim) if input.ndim else normalize_dim(dim, 0)
     if input.ndim == 0:
-        return _ValuesIndices((input, zeros((), dtype=int64, device=input.device)))
+        from .factories import zeros
+
+        index = zeros((), dtype=int64, device=input.device)
+        return _ValuesIndices((dispatch("clone", (input,)), index))
     return _ValuesIndices(dispatch(op, (input,), {"dim": dim, "keepdim": keepdim}))
 
 
@@ -323,12 +343,21 @@ def cumsum(input, dim, *, dtype=None) -> Tensor:
 
 def norm(input, p=2, dim=None, keepdim=False):
     if p == 2 or p == "fro":
-        return sqrt(sum(input * input, dim, keepdim))
+        return _root(sum(input * input, dim, keepdim), 2)
     if p == 1:
         return sum(abs(input), dim, keepdim)
     if p == math.inf:
         return amax(abs(input), () if dim is None else dim, keepdim)
-    return pow(sum(pow(abs(input), p), dim, keepdim), 1.0 / p)
+    if p == 0:  # the count of non-zero entries, with a zero gradient
+        return sum(where(ne(input, 0), 1.0, input * 0), dim, keepdim)
+    return _root(sum(pow(abs(input), p), dim, keepdim), p)
+
+
+def _root(total, p):
+    """total ** (1 / p), with PyTorch's zero gradient (not inf * 0 = nan) where total is 0."""
+    zero = eq(total, 0)
+    safe = where(zero, 1.0, total)
+    return where(zero, 0.0, sqrt(safe) if p == 2 else pow(safe, 1.0 / p))
 
 
 def count_nonzero(input, dim=None):
@@ -371,17 +400,32 @@ def reshape(input, *shape) -> Tensor:
     shape = _infer_shape(input, shape)
     if tuple(input.shape) == shape:
         return dispatch("view", (input,), {"shape": shape})
+    if not _viewable(input, shape):
+        # PyTorch's reshape copies here, and the copy is no view of input: writing to it must
+        # neither change input nor bump input's version
+        input = clone(input)
     return dispatch("reshape", (input,), {"shape": shape})
+
+
+def _viewable(input, shape) -> bool:
+    """Whether input's storage can be read in `shape` without a copy."""
+    if input._data.flags.c_contiguous:
+        return True
+    probe = input._data.view()
+    try:
+        probe.shape = shape
+    except AttributeError:
+        return False
+    return True
 
 
 def view(input, *shape) -> Tensor:
     if len(shape) == 1 and not isinstance(shape[0], (int, Sequence)):
-        return cast(input, shape[0]) if input.dtype.itemsize == as_dtype(shape[0]).itemsize else _bad_view(input, shape[0])
+        dtype = as_dtype(shape[0])
+        if dtype is input.dtype:
+            return dispatch("view", (input,), {"shape": tuple(input.shape)})
+        return dispatch("view_dtype", (input,), {"dtype": dtype.name})
     return dispatch("view", (input,), {"shape": _infer_shape(input, shape)})
-
-
-def _bad_view(input, dtype):
-    raise runtime_error(f"view as {dtype} of a {input.dtype.name} tensor is not supported")
 
 
 def view_as(input, other):
@@ -516,11 +560,12 @@ def stack(tensors, dim: int = 0) -> Tensor:
 
 
 def hstack(tensors):
+    tensors = [x.reshape(1) if x.ndim == 0 else x for x in tensors]
     return cat(tensors, 0 if tensors[0].ndim == 1 else 1)
 
 
 def vstack(tensors):
-    return cat([x.reshape(1, -1) if x.ndim == 1 else x for x in tensors], 0)
+    return cat([x.reshape(1, -1) if x.ndim < 2 else x for x in tensors], 0)
 
 
 def narrow(input, dim: int, start: int, length: int) -> Tensor:
@@ -529,7 +574,7 @@ def narrow(input, dim: int, start: int, length: int) -> Tensor:
     if start < 0:
         start += size
     if not (0 <= start and length >= 0 and start + length <= size):
-        raise index_error_(
+        raise runtime_error(
             f"start ({start}) + length ({length}) exceeds dimension size ({size})."
         )
     return _slice_dim(input, dim, start, start + length, 1)
@@ -647,6 +692,9 @@ def movedim(input, source, destination):
 
 
 def gather(input, dim: int, index) -> Tensor:
+    if input.ndim == 0:  # a 0-d input gathers as a 1-element vector
+        normalize_dim(dim, 0)
+        return gather(input.reshape(1), 0, index.reshape(1)).reshape(())
     return dispatch("gather", (input, index), {"dim": normalize_dim(dim, input.ndim)})
 
 
@@ -703,7 +751,9 @@ def one_hot(tensor, num_classes: int = -1) -> Tensor:
 def nonzero(input, *, as_tuple: bool = False):
     out = dispatch("nonzero", (input,))
     if as_tuple:
-        return tuple(select(out, 1, i) for i in range(out.shape[1])) if input.ndim else (out.reshape(-1),)
+        if input.ndim == 0:  # PyTorch reads a 0-d input as 1-d here
+            return nonzero(input.reshape(1), as_tuple=True)
+        return tuple(select(out, 1, i) for i in range(out.shape[1]))
     return out
 
 
@@ -711,7 +761,9 @@ def argwhere(input):
     return nonzero(input)
 
 
-def take_along_dim(input, indices, dim):
+def take_along_dim(input, indices, dim=None):
+    if dim is None:  # indices into the flattened input
+        return gather(input.reshape(-1), 0, indices.reshape(-1))
     return gather(input, dim, indices)
 
 

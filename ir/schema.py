@@ -107,15 +107,11 @@ def normalize_dims(dims, ndim: int) -> tuple:
         return tuple(range(ndim))
     if isinstance(dims, int):
         dims = (dims,)
-    out = tuple(sorted(normalize_dim(d, ndim) if ndim else _scalar_dim(d) for d in dims))
+    out = tuple(sorted(normalize_dim(d, ndim) for d in dims))
     if len(set(out)) != len(out):
         raise runtime_error(f"dim {tuple(dims)} appears multiple times in the list of dims")
-    return out
-
-
-def _scalar_dim(d: int) -> int:
-    normalize_dim(d, 0)
-    return 0
+    # a 0-d tensor accepts dim 0 or -1, which names no axis of its empty shape
+    return out if ndim else ()
 
 
 def shapes_and_dtypes(inputs):

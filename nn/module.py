@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from collections import OrderedDict
-from typing import Any, Callable, Iterator, NamedTuple
+from collections import OrderedDict, namedtuple
+from typing import Any, Callable, Iterator
 
 from .._tensor import Tensor
 from ..autograd.grad_mode import no_grad
@@ -12,10 +12,7 @@ from ..errors import runtime_error, type_error
 from .parameter import Buffer, Parameter
 
 
-class _IncompatibleKeys(NamedTuple):
-    missing_keys: list
-    unexpected_keys: list
-
+class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
     def __repr__(self) -> str:
         if not self.missing_keys and not self.unexpected_keys:
             return "<All keys matched successfully>"

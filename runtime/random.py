@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import EmberNotImplementedError, runtime_error, type_error
+from .device import as_device
+
 _seed = 0
 _generators: dict = {}
 
@@ -31,30 +34,123 @@ def generator(xp):
     return gen
 
 
-def uniform(xp, shape, dtype):
-    gen = generator(xp)
-    if xp is np:
+# torch.Generator's seed when none is given.
+DEFAULT_SEED = 67280421310721
+
+
+class Generator:
+    """A seeded CPU random stream of its own, as torch.Generator: passed as `generator=`.
+
+    Numbers drawn from it never disturb the global generators, and the same seed gives the
+    same numbers. Draws for a CUDA tensor are made on the host and copied.
+    """
+
+    def __init__(self, device="cpu"):
+        dev = as_device(device)
+        if dev.type != "cpu":
+            raise EmberNotImplementedError(
+                f"Generator(device={str(dev)!r}): ember's generators live on the CPU; use "
+                "Generator('cpu') (its numbers can fill tensors on any device)"
+            )
+        self.device = dev
+        self.manual_seed(DEFAULT_SEED)
+
+    def manual_seed(self, seed: int) -> Generator:
+        seed = int(seed)
+        self._seed = seed
+        # PCG64 takes non-negative seeds; torch accepts negatives by wrapping them.
+        self._np = np.random.Generator(np.random.PCG64(seed % 2**64))
+        return self
+
+    def seed(self) -> int:
+        """Reseed from the operating system's entropy; returns the new seed."""
+        seed = int(np.random.SeedSequence().entropy % 2**63)
+        self.manual_seed(seed)
+        return seed
+
+    def initial_seed(self) -> int:
+        return self._seed
+
+    def get_state(self) -> np.ndarray:
+        """The stream's position as bytes (uint8): set_state() of it resumes from here."""
+        state = self._np.bit_generator.state
+        words = (state["state"]["state"], state["state"]["inc"])
+        raw = b"".join(w.to_bytes(16, "little") for w in words)
+        raw += bytes([state["has_uint32"]]) + int(state["uinteger"]).to_bytes(4, "little")
+        return np.frombuffer(raw, dtype=np.uint8).copy()
+
+    def set_state(self, new_state) -> Generator:
+        raw = np.asarray(new_state)
+        if raw.dtype != np.uint8 or raw.shape != (_STATE_BYTES,):
+            raise runtime_error(
+                f"Generator.set_state expects the {_STATE_BYTES} uint8 values get_state() "
+                f"returns, got dtype {raw.dtype} and shape {tuple(raw.shape)}"
+            )
+        raw = raw.tobytes()
+        self._np.bit_generator.state = {
+            "bit_generator": "PCG64",
+            "state": {
+                "state": int.from_bytes(raw[:16], "little"),
+                "inc": int.from_bytes(raw[16:32], "little"),
+            },
+            "has_uint32": raw[32],
+            "uinteger": int.from_bytes(raw[33:37], "little"),
+        }
+        return self
+
+    def __repr__(self) -> str:
+        return f"<ember.Generator(device='cpu', initial_seed={self._seed})>"
+
+
+_STATE_BYTES = 37
+
+
+def _source(xp, gen):
+    """The generator to draw from, and whether it is a numpy one."""
+    if gen is None:
+        return generator(xp), xp is np
+    if not isinstance(gen, Generator):
+        raise type_error(f"generator must be an ember.Generator, got {type(gen).__name__}")
+    return gen._np, True
+
+
+def numpy_generator(gen=None) -> np.random.Generator:
+    """The numpy generator behind an ember Generator, or the global CPU one for None."""
+    return _source(np, gen)[0]
+
+
+def _on(xp, array):
+    return array if xp is np else xp.asarray(array)
+
+
+def uniform(xp, shape, dtype, gen=None):
+    g, is_numpy = _source(xp, gen)
+    if is_numpy:
         if np.dtype(dtype) in (np.float32, np.float64):
-            return gen.random(shape, dtype=dtype)
-        return gen.random(shape).astype(dtype)
-    return gen.random_sample(shape).astype(dtype)
+            return _on(xp, g.random(shape, dtype=dtype))
+        return _on(xp, g.random(shape).astype(dtype))
+    return g.random_sample(shape).astype(dtype)
 
 
-def normal(xp, shape, dtype):
-    gen = generator(xp)
-    if xp is np:
-        if np.dtype(dtype) in (np.float32, np.float64):
-            return gen.standard_normal(shape, dtype=dtype)
-        return gen.standard_normal(shape).astype(dtype)
-    return gen.standard_normal(shape).astype(dtype)
+def normal(xp, shape, dtype, gen=None):
+    g, is_numpy = _source(xp, gen)
+    if is_numpy and np.dtype(dtype) in (np.float32, np.float64):
+        return _on(xp, g.standard_normal(shape, dtype=dtype))
+    return _on(xp, g.standard_normal(shape).astype(dtype))
 
 
-def integers(xp, low, high, shape, dtype):
-    gen = generator(xp)
-    if xp is np:
-        return gen.integers(low, high, size=shape, dtype=dtype)
-    return gen.randint(low, high, size=shape).astype(dtype)
+def integers(xp, low, high, shape, dtype, gen=None):
+    g, is_numpy = _source(xp, gen)
+    if is_numpy:
+        return _on(xp, g.integers(low, high, size=shape, dtype=dtype))
+    return g.randint(low, high, size=shape).astype(dtype)
 
 
-def permutation(xp, n):
-    return generator(xp).permutation(n)
+def permutation(xp, n, gen=None):
+    g, _ = _source(xp, gen)
+    return _on(xp, g.permutation(n))
+
+
+def fresh_seed() -> int:
+    """A seed drawn from the global CPU generator (as torch draws one for a RandomSampler)."""
+    return int(generator(np).integers(0, 2**63 - 1, dtype=np.int64))

@@ -4,12 +4,12 @@ the shapes, dtypes and devices involved, and points at the user's line (in this 
 import contextlib
 import os
 import re
+import subprocess
 import sys
 
+import ember
 import numpy as np
 import pytest
-
-import ember
 from ember.runtime.kernels import KERNELS
 
 THIS_FILE = os.path.abspath(__file__)
@@ -18,8 +18,8 @@ THIS_FILE = os.path.abspath(__file__)
 @contextlib.contextmanager
 def user_error(builtin, match, *names):
     """Expect an EmberError that is `builtin`, matches `match`, mentions every one of `names`,
-    and reports a line of this file just below the `with` statement."""
-    with_line = sys._getframe(2).f_lineno
+    and reports the line of this file that made the call."""
+    test_frame = sys._getframe(2)
     with pytest.raises(builtin, match=match) as info:
         yield info
     error = info.value
@@ -31,13 +31,21 @@ def user_error(builtin, match, *names):
     assert where, f"no user location in: {message}"
     assert os.path.basename(__file__) in message
     assert os.path.abspath(where.group(1)) == THIS_FILE
-    assert with_line < int(where.group(2)) <= with_line + 3, "not the line that made the mistake"
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame is not test_frame:
+        tb = tb.tb_next
+    assert tb is not None
+    assert int(where.group(2)) == tb.tb_lineno, "not the line that made the mistake"
 
 
 def test_broadcast_mismatch_names_both_shapes():
     a, b = ember.ones(2, 3), ember.ones(4, 3)
-    with user_error(RuntimeError, r"size of tensor a \(2\) must match the size of tensor b \(4\)",
-                    "[2, 3]", "[4, 3]"):
+    with user_error(
+        RuntimeError,
+        r"size of tensor a \(2\) must match the size of tensor b \(4\)",
+        "[2, 3]",
+        "[4, 3]",
+    ):
         a + b
     with user_error(RuntimeError, "must match", "[5]", "[2, 3]"):
         ember.mul(a, ember.ones(5))
@@ -87,7 +95,9 @@ def test_reshape_numel_mismatch_names_the_shapes():
 )
 def test_dim_out_of_range_is_an_index_error(method, args, low, high, got):
     x = ember.ones(2, 3)
-    expected = rf"Dimension out of range \(expected to be in range of \[{low}, {high}\], but got {got}\)"
+    expected = (
+        rf"Dimension out of range \(expected to be in range of \[{low}, {high}\], but got {got}\)"
+    )
     with user_error(IndexError, expected):
         getattr(x, method)(*args)
 
@@ -120,18 +130,19 @@ def test_mixed_devices_are_refused_before_any_kernel_runs(monkeypatch):
     ran = []
     for op in ("add", "mul", "matmul", "where"):
         kernel = KERNELS[op]
-        monkeypatch.setitem(KERNELS, op, lambda *a, op=op, kernel=kernel, **kw: ran.append(op)
-                            or kernel(*a, **kw))
-    cpu = ember.zeros(3)
-    gpu = ember.zeros(3)
-    gpu._device = ember.device("cuda", 0)
+        monkeypatch.setitem(
+            KERNELS, op, lambda *a, op=op, kernel=kernel, **kw: ran.append(op) or kernel(*a, **kw)
+        )
+    cpu, row = ember.zeros(3), ember.zeros(1, 3)
+    gpu, column = ember.zeros(3), ember.zeros(3, 1)
+    gpu._device = column._device = ember.device("cuda", 0)
     same_device = "Expected all tensors to be on the same device"
     with user_error(RuntimeError, same_device, "cpu", "cuda:0", "add"):
         cpu + gpu
     with user_error(RuntimeError, same_device, "cpu", "cuda:0", "mul"):
         ember.mul(gpu, cpu)
     with user_error(RuntimeError, same_device, "cpu", "cuda:0", "matmul"):
-        ember.matmul(cpu.reshape(1, 3), gpu.reshape(3, 1))
+        ember.matmul(row, column)
     with user_error(RuntimeError, same_device, "cpu", "cuda:0", "where"):
         ember.where(cpu > 0, gpu, gpu)
     assert not ran, f"kernels ran before the device check: {ran}"
@@ -186,8 +197,14 @@ def test_in_place_change_of_a_saved_input_fails_in_backward():
     y = x * 2
     z = y * y  # saves y
     y.add_(1)
-    with user_error(RuntimeError, "modified by an inplace operation", "[3]", "float32",
-                    "version 1", "expected version 0"):
+    with user_error(
+        RuntimeError,
+        "modified by an inplace operation",
+        "[3]",
+        "float32",
+        "version 1",
+        "expected version 0",
+    ):
         z.sum().backward()
 
 
@@ -196,15 +213,15 @@ def test_in_place_change_of_a_saved_output_fails_in_backward():
     z = (x * 2).exp()  # saves its output
     z.mul_(3)
     z.add_(1)
-    with user_error(RuntimeError, "modified by an inplace operation", "version 2",
-                    "expected version 0"):
+    with user_error(
+        RuntimeError, "modified by an inplace operation", "version 2", "expected version 0"
+    ):
         z.sum().backward()
 
 
 def test_numpy_of_a_tensor_that_requires_grad():
     x = ember.ones(3, requires_grad=True)
-    with user_error(RuntimeError, r"Can't call numpy\(\) on Tensor that requires grad",
-                    "detach"):
+    with user_error(RuntimeError, r"Can't call numpy\(\) on Tensor that requires grad", "detach"):
         x.numpy()
     assert isinstance(x.detach().numpy(), np.ndarray)
 
@@ -234,19 +251,33 @@ def test_where_with_a_non_bool_condition():
 
 
 def test_cat_with_mismatched_shapes():
-    with user_error(RuntimeError, "Sizes of tensors must match except in dimension 0",
-                    "[2, 3]", "[2, 4]"):
+    with user_error(
+        RuntimeError, "Sizes of tensors must match except in dimension 0", "[2, 3]", "[2, 4]"
+    ):
         ember.cat([ember.ones(2, 3), ember.ones(2, 4)])
     with user_error(RuntimeError, "same number of dimensions", "[2, 3]", "[5]"):
         ember.cat([ember.ones(2, 3), ember.ones(5)], dim=0)
 
 
 def test_conv2d_channel_mismatch_names_input_and_weight():
-    with user_error(RuntimeError, "to have 2 channels, but got 3 channels", "[1, 3, 5, 5]",
-                    "[4, 2, 3, 3]"):
+    with user_error(
+        RuntimeError, "to have 2 channels, but got 3 channels", "[1, 3, 5, 5]", "[4, 2, 3, 3]"
+    ):
         ember.conv2d(ember.ones(1, 3, 5, 5), ember.ones(4, 2, 3, 3))
 
 
 def test_unknown_op_through_dispatch():
     with user_error(TypeError, "unknown op 'frobnicate'"):
         ember.dispatch("frobnicate", (ember.ones(3),))
+
+
+def test_code_run_with_python_c_reports_its_own_line():
+    # `python -c` code is the user's even when run from inside the repository
+    repository = os.path.dirname(os.path.dirname(THIS_FILE))
+    code = "import ember\nember.ones(2) + ember.ones(3)\n"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=repository, check=False
+    )
+    assert result.returncode != 0
+    assert "must match the size of tensor b" in result.stderr
+    assert "(at <string>:2)" in result.stderr

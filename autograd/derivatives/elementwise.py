@@ -108,7 +108,7 @@ def _sigmoid(node, g):
 
 @derivative("relu", save_inputs=False, save_outputs=True)
 def _relu(node, g):
-    return (E.mul(g, E.gt(node.outputs[0], 0)),)
+    return (E.where(E.gt(node.outputs[0], 0), g, 0.0),)
 
 
 @derivative("erf")
@@ -149,7 +149,8 @@ def _pow(node, g):
     if need_a:
         if _is_tensor(b):
             da = E.mul(b, E.pow(a, E.sub(b, 1)))
-            da = E.where(E.eq(b, 0), E.mul(da, 0), da)
+            # a 0 (not 0 * inf = nan) where the exponent is 0, as PyTorch
+            da = E.where(E.eq(b, 0), 0.0, da)
         elif b == 0:
             da = E.mul(a, 0)
         else:
@@ -159,9 +160,11 @@ def _pow(node, g):
         out = node.outputs[0]
         if _is_tensor(a):
             db = E.mul(out, E.log(a))
-            db = E.where(E.logical_and(E.eq(a, 0), E.ge(b, 0)), E.mul(db, 0), db)
+            db = E.where(E.logical_and(E.eq(a, 0), E.ge(b, 0)), 0.0, db)
         else:
-            db = E.mul(out, math.log(a) if a > 0 else (0.0 if a == 0 else math.nan))
+            db = E.mul(out, math.log(a) if a > 0 else (-math.inf if a == 0 else math.nan))
+            if a == 0:
+                db = E.where(E.ge(b, 0), 0.0, db)
         gb = E.mul(g, db)
     return ga, gb
 
@@ -170,10 +173,9 @@ def _split_ties(node, g, wins):
     a, b = node.inputs
     need_a, need_b = node.needs_input_grad
     half = E.mul(g, 0.5)
-    zero = E.mul(g, 0)
     tie = E.eq(a, b)
-    ga = E.where(wins(a, b), g, E.where(tie, half, zero)) if need_a else None
-    gb = E.where(wins(b, a), g, E.where(tie, half, zero)) if need_b else None
+    ga = E.where(wins(a, b), g, E.where(tie, half, 0.0)) if need_a else None
+    gb = E.where(wins(b, a), g, E.where(tie, half, 0.0)) if need_b else None
     return ga, gb
 
 
@@ -190,10 +192,10 @@ def _minimum(node, g):
 @derivative("where")
 def _where(node, g):
     cond = node.inputs[0]
-    zero = E.mul(g, 0)
     _, need_a, need_b = node.needs_input_grad
-    return (None, E.where(cond, g, zero) if need_a else None,
-            E.where(cond, zero, g) if need_b else None)
+    # exact zeros on the unselected side: g * 0 would be NaN where g is inf, unlike PyTorch
+    return (None, E.where(cond, g, 0.0) if need_a else None,
+            E.where(cond, 0.0, g) if need_b else None)
 
 
 @derivative("clamp")
@@ -206,10 +208,10 @@ def _clamp(node, g):
     if hi is not None:
         upper = E.le(x, hi)
         keep = upper if keep is None else E.logical_and(keep, upper)
-    return (E.mul(g, keep),)
+    return (E.where(keep, g, 0.0),)
 
 
 @derivative("masked_fill")
 def _masked_fill(node, g):
     mask = node.inputs[1]
-    return E.where(mask, E.mul(g, 0), g), None
+    return E.masked_fill(g, mask, 0.0), None

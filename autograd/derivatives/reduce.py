@@ -57,7 +57,7 @@ def _var(node, g):
     dims = node.attrs["dims"]
     denom = max(_reduced_count(node) - node.attrs["correction"], 0)
     centered = E.sub(x, E.mean(x, dims, keepdim=True))
-    return (E.mul(_expand_back(node, g), E.mul(centered, 2.0 / denom if denom else math.nan)),)
+    return (E.mul(_expand_back(node, g), E.mul(centered, 2.0 / denom if denom else math.inf)),)
 
 
 @derivative("logsumexp", save_outputs=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ..dtypes import INT, bool_, int64
 from ..schema import NUMBER, broadcast_shapes, fmt_shape, normalize_dim, register
 from ..types import TensorType
@@ -106,6 +108,11 @@ def _index_select(inputs, attrs):
     shape = list(x.shape)
     if shape:
         shape[dim] = index.shape[0] if index.shape else 1
+    elif math.prod(index.shape) != 1:
+        raise runtime_error(
+            f"index_select(): Index to scalar can have only 1 value, got "
+            f"{math.prod(index.shape)} value(s)"
+        )
     return TensorType(tuple(shape), x.dtype)
 
 
@@ -120,7 +127,7 @@ def _index_add(inputs, attrs):
 def _masked_fill(inputs, attrs):
     x, mask = inputs
     if mask.dtype is not bool_:
-        raise type_error(f"masked_fill_ only supports boolean masks, but got mask with dtype {mask.dtype.name}")
+        raise runtime_error(f"masked_fill_ only supports boolean masks, but got mask with dtype {mask.dtype.name}")
     shape = broadcast_shapes(x.shape, mask.shape)
     if not isinstance(attrs["value"], NUMBER):
         raise type_error("masked_fill: value must be a Python number")

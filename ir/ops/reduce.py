@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..dtypes import FLOAT, INT, bool_, int64
+from ..dtypes import FLOAT, INT, bool_, int64, uint8
 from ..schema import normalize_dim, normalize_dims, register
 from ..types import TensorType
 from ...errors import index_error, runtime_error
@@ -107,7 +107,9 @@ register("argmin", kind="reduction", differentiable=False)(_arg("argmin"))
 
 def _logical(inputs, attrs):
     (x,) = inputs
-    return TensorType(reduced_shape(x.shape, attrs["dims"], attrs["keepdim"]), bool_)
+    # uint8 in, uint8 out: PyTorch keeps the old byte-mask convention here
+    dtype = uint8 if x.dtype is uint8 else bool_
+    return TensorType(reduced_shape(x.shape, attrs["dims"], attrs["keepdim"]), dtype)
 
 
 register("all", kind="reduction", differentiable=False)(_logical)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..dtypes import promote_types
+from ..dtypes import as_dtype, promote_types
 from ..schema import fmt_shape, normalize_dim, register
 from ..types import TensorType
 from ...errors import index_error, runtime_error, value_error
@@ -33,6 +33,18 @@ def _reshape(inputs, attrs):
 @register("view", kind="view", view=True)
 def _view(inputs, attrs):
     return _reshape(inputs, attrs)
+
+
+@register("view_dtype", kind="view", view=True, differentiable=False)
+def _view_dtype(inputs, attrs):
+    (x,) = inputs
+    dtype = as_dtype(attrs["dtype"])
+    if dtype.itemsize != x.dtype.itemsize:
+        raise runtime_error(
+            f"view({dtype.name}): reinterpreting {x.dtype.name} as a dtype of another element "
+            "size is not supported by ember"
+        )
+    return TensorType(tuple(x.shape), dtype)
 
 
 @register("permute", kind="view", view=True)

@@ -5,5 +5,14 @@ are arrays (already cast to the op's compute dtype by dispatch) or scalars, attr
 op's attributes. Kernels are written once against the numpy API so numpy and cupy share them.
 """
 
+import warnings
+
 from .registry import KERNELS, kernel  # noqa: F401
 from . import elementwise, index, nn, reduce, shape  # noqa: F401,E402
+
+# inf - inf, 0 * inf, x / 0 give nan and inf silently, as in PyTorch: numpy's floating-point
+# warnings are ignored where a kernel raises them (and only there, so a user's own numpy
+# code keeps its warnings). Cheaper than an errstate context around every op.
+# dispatch casts Python scalars to the compute dtype (1e5 as float16 is inf): the same there.
+warnings.filterwarnings("ignore", category=RuntimeWarning,
+                        module=r"ember\.(runtime\.kernels(\.|$)|_tensor$)")

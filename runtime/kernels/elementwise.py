@@ -12,14 +12,14 @@ _UFUNCS = {
     "neg": "negative", "abs": "absolute", "exp": "exp", "log": "log", "log1p": "log1p",
     "expm1": "expm1", "sqrt": "sqrt", "sin": "sin", "cos": "cos", "tanh": "tanh",
     "floor": "floor", "ceil": "ceil", "round": "round", "trunc": "trunc", "add": "add",
-    "sub": "subtract", "mul": "multiply", "div": "true_divide", "floor_divide": "floor_divide",
-    "remainder": "remainder", "pow": "power", "maximum": "maximum", "minimum": "minimum",
+    "sub": "subtract", "mul": "multiply", "div": "true_divide", "pow": "power",
+    "maximum": "maximum", "minimum": "minimum",
     "eq": "equal", "ne": "not_equal", "lt": "less", "le": "less_equal", "gt": "greater",
     "ge": "greater_equal", "logical_and": "logical_and", "logical_or": "logical_or",
     "logical_xor": "logical_xor", "logical_not": "logical_not",
 }
 # ops whose edge cases (x/0, log(0), 0**-1) are meant to give inf/nan silently, as in PyTorch
-_QUIET = {"log", "log1p", "sqrt", "div", "floor_divide", "remainder", "pow", "exp", "expm1"}
+_QUIET = {"log", "log1p", "sqrt", "div", "pow", "exp", "expm1"}
 
 
 def _ufunc_kernel(name: str, quiet: bool):
@@ -70,6 +70,9 @@ def _relu(xp, x):
 def _sign(xp, x):
     if x.dtype == np.bool_:
         return x.copy()
+    if x.dtype.kind == "f":
+        # PyTorch's (0 < x) - (x < 0): NaN has sign 0, where numpy's sign gives NaN
+        return (x > 0).astype(x.dtype) - (x < 0).astype(x.dtype)
     return xp.sign(x)
 
 
@@ -86,8 +89,32 @@ def _erf(xp, x):
     return erf(x)
 
 
+def _check_integer_divisor(xp, b) -> None:
+    # PyTorch raises on an integer division by zero, where numpy gives 0 with a warning
+    kind = b.dtype.kind if hasattr(b, "dtype") else np.asarray(b).dtype.kind
+    if kind in "iu" and not bool(xp.all(b)):
+        from ...errors import runtime_error
+
+        raise runtime_error("ZeroDivisionError: integer division by zero")
+
+
+@kernel("floor_divide")
+def _floor_divide(xp, a, b):
+    _check_integer_divisor(xp, b)
+    with np.errstate(all="ignore"):
+        return xp.floor_divide(a, b)
+
+
+@kernel("remainder")
+def _remainder(xp, a, b):
+    _check_integer_divisor(xp, b)
+    with np.errstate(all="ignore"):
+        return xp.remainder(a, b)
+
+
 @kernel("trunc_divide")
 def _trunc_divide(xp, a, b):
+    _check_integer_divisor(xp, b)
     with np.errstate(all="ignore"):
         if np.dtype(getattr(a, "dtype", None) or np.asarray(a).dtype).kind == "f":
             return xp.trunc(xp.true_divide(a, b))

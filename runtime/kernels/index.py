@@ -62,10 +62,16 @@ def _along_axis_key(xp, index, dim):
 
 
 def _check_range(index, size, op, dim):
-    from ...errors import index_error
+    # PyTorch takes no negative indices here, and raises a RuntimeError, not an IndexError
+    from ...errors import runtime_error
 
-    if index.size and (int(index.max()) >= size or int(index.min()) < -size):
-        raise index_error(f"{op}(): index out of bounds for dimension {dim} with size {size}")
+    if index.size:
+        low, high = int(index.min()), int(index.max())
+        if low < 0 or high >= size:
+            raise runtime_error(
+                f"{op}(): index {high if high >= size else low} is out of bounds for dimension "
+                f"{dim} with size {size}"
+            )
 
 
 @kernel("gather")
@@ -96,7 +102,7 @@ def _scatter_add(xp, x, index, src, dim):
 def _index_select(xp, x, index, dim):
     if x.ndim == 0:
         _check_range(index, 1, "index_select", 0)
-        return x.reshape(1)[index.reshape(-1) * 0]
+        return x.copy()
     _check_range(index, x.shape[dim], "index_select", dim)
     return xp.take(x, index.reshape(-1), axis=dim)
 

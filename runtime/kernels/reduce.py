@@ -13,12 +13,15 @@ def _acc_dtype(x):
 
 @kernel("sum")
 def _sum(xp, x, dims, keepdim):
-    return xp.sum(x, axis=tuple(dims), keepdims=keepdim, dtype=_acc_dtype(x))
+    # numpy's sum warns from its own module, out of reach of the kernels' warning filter
+    with np.errstate(all="ignore"):
+        return xp.sum(x, axis=tuple(dims), keepdims=keepdim, dtype=_acc_dtype(x))
 
 
 @kernel("prod")
 def _prod(xp, x, dims, keepdim):
-    return xp.prod(x, axis=tuple(dims), keepdims=keepdim, dtype=_acc_dtype(x))
+    with np.errstate(all="ignore"):
+        return xp.prod(x, axis=tuple(dims), keepdims=keepdim, dtype=_acc_dtype(x))
 
 
 @kernel("mean")
@@ -36,8 +39,8 @@ def _var(xp, x, dims, keepdim, correction):
         mean = xp.mean(x, axis=tuple(dims), keepdims=True)
         dev = x - mean
         total = xp.sum(dev * dev, axis=tuple(dims), keepdims=keepdim)
-        denom = max(n - correction, 0)
-        return total / x.dtype.type(denom) if denom else total * x.dtype.type(np.nan)
+        # a correction leaving no degrees of freedom divides by 0: inf, or nan for 0 / 0
+        return total / x.dtype.type(max(n - correction, 0))
 
 
 @kernel("logsumexp")

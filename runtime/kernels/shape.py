@@ -27,6 +27,13 @@ def _view(xp, x, shape):
     return out
 
 
+@kernel("view_dtype")
+def _view_dtype(xp, x, dtype):
+    from ...ir.dtypes import as_dtype
+
+    return x.view(as_dtype(dtype).np)  # the same bytes, read as another dtype
+
+
 @kernel("permute")
 def _permute(xp, x, dims):
     return x.transpose(dims)
@@ -47,6 +54,9 @@ def _unsqueeze(xp, x, dim):
 def _expand(xp, x, shape):
     offset = len(shape) - x.ndim
     target = tuple(x.shape[i - offset] if s == -1 else s for i, s in enumerate(shape))
+    if target[offset:] == x.shape and all(s == 1 for s in target[:offset]):
+        # nothing repeats, so the view stays writable, as PyTorch's is
+        return x.reshape(target)
     return xp.broadcast_to(x, target)
 
 

@@ -10,14 +10,13 @@ exercised by no case, so a new primitive cannot slip in without a gradient check
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
-
-import numpy as np
-import pytest
 
 import ember
 import ember._tensor as tensor_module
+import numpy as np
+import pytest
 from ember import ops as E
 from ember.autograd import gradcheck, gradgradcheck
 from ember.ir.schema import SCHEMAS
@@ -109,11 +108,25 @@ def case(name, fn, make, gradgrad=False, **check):
 
 # elementwise, unary
 for _name, _make in [
-    ("exp", normal), ("expm1", normal), ("sin", normal), ("cos", normal), ("tanh", normal),
-    ("sigmoid", normal), ("erf", normal), ("log", positive), ("log1p", positive),
-    ("sqrt", positive), ("rsqrt", positive), ("reciprocal", positive), ("abs", nonzero),
-    ("relu", nonzero), ("sign", nonzero), ("floor", off_grid), ("ceil", off_grid),
-    ("round", off_grid), ("trunc", off_grid),
+    ("exp", normal),
+    ("expm1", normal),
+    ("sin", normal),
+    ("cos", normal),
+    ("tanh", normal),
+    ("sigmoid", normal),
+    ("erf", normal),
+    ("log", positive),
+    ("log1p", positive),
+    ("sqrt", positive),
+    ("rsqrt", positive),
+    ("reciprocal", positive),
+    ("abs", nonzero),
+    ("relu", nonzero),
+    ("sign", nonzero),
+    ("floor", off_grid),
+    ("ceil", off_grid),
+    ("round", off_grid),
+    ("trunc", off_grid),
 ]:
     case(_name, getattr(ember, _name), lambda r, m=_make: m(r, 2, 3), gradgrad=True)
 
@@ -123,88 +136,176 @@ case("exp_method_3d", lambda x: x.exp(), lambda r: normal(r, 2, 1, 3), gradgrad=
 case("clamp_both", lambda x: x.clamp(-0.5, 0.5), lambda r: distinct(r, 3, 4), gradgrad=True)
 case("clamp_min", lambda x: ember.clamp(x, min=0.2), lambda r: distinct(r, 3, 4))
 case("clamp_max", lambda x: x.clamp_max(-0.3), lambda r: distinct(r, 3, 4))
-case("clamp_tensor_bounds", lambda x, lo: x.clamp(min=lo),
-     lambda r: (distinct(r, 3, 4), distinct(r, 4, offset=0.061)))
+case(
+    "clamp_tensor_bounds",
+    lambda x, lo: x.clamp(min=lo),
+    lambda r: (distinct(r, 3, 4), distinct(r, 4, offset=0.061)),
+)
 case("clone", lambda x: x.clone(), lambda r: normal(r, 2, 3), gradgrad=True)
 # a float32 round trip: finite differences need a larger step than float32's resolution
-case("cast_float32_roundtrip", lambda x: x.float().double() * 2, lambda r: normal(r, 2, 3),
-     eps=1e-3)
-case("cast_in_promotion", lambda x, y: x.float() * y, lambda r: (normal(r, 3), normal(r, 2, 3)),
-     eps=1e-3, atol=1e-4)
+case(
+    "cast_float32_roundtrip", lambda x: x.float().double() * 2, lambda r: normal(r, 2, 3), eps=1e-3
+)
+case(
+    "cast_in_promotion",
+    lambda x, y: x.float() * y,
+    lambda r: (normal(r, 3), normal(r, 2, 3)),
+    eps=1e-3,
+    atol=1e-4,
+)
 
 # elementwise, binary, with broadcasting and scalars
 _BROADCAST = (3, 1, 4), (2, 4)
-case("add_broadcast", lambda a, b: a + b,
-     lambda r: (normal(r, *_BROADCAST[0]), normal(r, *_BROADCAST[1])), gradgrad=True)
-case("add_alpha", lambda a, b: ember.add(a, b, alpha=2.5),
-     lambda r: (normal(r, 2, 3), normal(r, 3)), gradgrad=True)
+case(
+    "add_broadcast",
+    lambda a, b: a + b,
+    lambda r: (normal(r, *_BROADCAST[0]), normal(r, *_BROADCAST[1])),
+    gradgrad=True,
+)
+case(
+    "add_alpha",
+    lambda a, b: ember.add(a, b, alpha=2.5),
+    lambda r: (normal(r, 2, 3), normal(r, 3)),
+    gradgrad=True,
+)
 case("add_scalar_reflected", lambda x: 2 + x, lambda r: normal(r, 2, 3))
-case("sub_broadcast", lambda a, b: a - b,
-     lambda r: (normal(r, *_BROADCAST[0]), normal(r, *_BROADCAST[1])), gradgrad=True)
+case(
+    "sub_broadcast",
+    lambda a, b: a - b,
+    lambda r: (normal(r, *_BROADCAST[0]), normal(r, *_BROADCAST[1])),
+    gradgrad=True,
+)
 case("sub_scalar_reflected", lambda x: 1.5 - x, lambda r: normal(r, 2, 3))
-case("mul_broadcast", lambda a, b: a * b,
-     lambda r: (normal(r, *_BROADCAST[0]), normal(r, *_BROADCAST[1])), gradgrad=True)
+case(
+    "mul_broadcast",
+    lambda a, b: a * b,
+    lambda r: (normal(r, *_BROADCAST[0]), normal(r, *_BROADCAST[1])),
+    gradgrad=True,
+)
 case("mul_same_tensor", lambda x: x * x, lambda r: normal(r, 2, 3), gradgrad=True)
 case("mul_scalar_reflected", lambda x: 3 * x, lambda r: normal(r, 2, 3))
-case("div_broadcast", lambda a, b: a / b,
-     lambda r: (normal(r, *_BROADCAST[0]), nonzero(r, *_BROADCAST[1])), gradgrad=True)
+case(
+    "div_broadcast",
+    lambda a, b: a / b,
+    lambda r: (normal(r, *_BROADCAST[0]), nonzero(r, *_BROADCAST[1])),
+    gradgrad=True,
+)
 case("div_scalar_reflected", lambda x: 2 / x, lambda r: nonzero(r, 2, 3), gradgrad=True)
 case("div_by_scalar", lambda x: x / 3, lambda r: normal(r, 2, 3))
 case("pow_scalar_exponent", lambda x: x**3, lambda r: normal(r, 2, 3), gradgrad=True)
-case("pow_fractional_exponent", lambda x: ember.pow(x, 2.5), lambda r: positive(r, 2, 3),
-     gradgrad=True)
+case(
+    "pow_fractional_exponent",
+    lambda x: ember.pow(x, 2.5),
+    lambda r: positive(r, 2, 3),
+    gradgrad=True,
+)
 case("pow_zero_exponent", lambda x: x**0, lambda r: normal(r, 2, 3))
-case("pow_tensor_broadcast", lambda a, b: a**b,
-     lambda r: (positive(r, *_BROADCAST[0]), normal(r, *_BROADCAST[1])), gradgrad=True)
+case(
+    "pow_tensor_broadcast",
+    lambda a, b: a**b,
+    lambda r: (positive(r, *_BROADCAST[0]), normal(r, *_BROADCAST[1])),
+    gradgrad=True,
+)
 case("pow_scalar_base", lambda x: 2.0**x, lambda r: normal(r, 2, 3), gradgrad=True)
-case("maximum_broadcast", ember.maximum,
-     lambda r: (distinct(r, *_BROADCAST[0]), distinct(r, *_BROADCAST[1], offset=0.061)),
-     gradgrad=True)
-case("minimum_broadcast", ember.minimum,
-     lambda r: (distinct(r, *_BROADCAST[0]), distinct(r, *_BROADCAST[1], offset=0.061)),
-     gradgrad=True)
+case(
+    "maximum_broadcast",
+    ember.maximum,
+    lambda r: (distinct(r, *_BROADCAST[0]), distinct(r, *_BROADCAST[1], offset=0.061)),
+    gradgrad=True,
+)
+case(
+    "minimum_broadcast",
+    ember.minimum,
+    lambda r: (distinct(r, *_BROADCAST[0]), distinct(r, *_BROADCAST[1], offset=0.061)),
+    gradgrad=True,
+)
 case("remainder_tensors", lambda a, b: a % b, lambda r: quotient_pair(r, 2, 3), gradgrad=True)
-case("remainder_scalar", lambda x: ember.remainder(x, 1.7),
-     lambda r: _leaf(np.array([[0.5, 2.1, -0.6], [3.0, -2.2, 4.6]])), gradgrad=True)
-case("remainder_scalar_reflected", lambda x: 5.0 % x,
-     lambda r: _leaf(np.array([[1.5, 2.2, -1.6], [3.0, -2.3, 0.7]])))
+case(
+    "remainder_scalar",
+    lambda x: ember.remainder(x, 1.7),
+    lambda r: _leaf(np.array([[0.5, 2.1, -0.6], [3.0, -2.2, 4.6]])),
+    gradgrad=True,
+)
+case(
+    "remainder_scalar_reflected",
+    lambda x: 5.0 % x,
+    lambda r: _leaf(np.array([[1.5, 2.2, -1.6], [3.0, -2.3, 0.7]])),
+)
 case("floor_divide", lambda a, b: a // b, lambda r: quotient_pair(r, 2, 3), gradgrad=True)
-case("trunc_divide", lambda a, b: ember.div(a, b, rounding_mode="trunc"),
-     lambda r: quotient_pair(r, 2, 3), gradgrad=True)
-case("where_broadcast", lambda a, b, c: ember.where(c, a, b),
-     lambda r: (normal(r, 2, 4), normal(r, 3, 1, 4), mask(r.random((3, 1, 1)) < 0.5)),
-     gradgrad=True)
-case("where_scalar_other", lambda a, c: ember.where(c, a, 0.5),
-     lambda r: (normal(r, 3, 4), mask(r.random((3, 4)) < 0.5)), gradgrad=True)
-case("masked_fill_broadcast", lambda x, m: x.masked_fill(m, 2.0),
-     lambda r: (normal(r, 3, 4), mask([[True, False, False, True]])), gradgrad=True)
+case(
+    "trunc_divide",
+    lambda a, b: ember.div(a, b, rounding_mode="trunc"),
+    lambda r: quotient_pair(r, 2, 3),
+    gradgrad=True,
+)
+case(
+    "where_broadcast",
+    lambda a, b, c: ember.where(c, a, b),
+    lambda r: (normal(r, 2, 4), normal(r, 3, 1, 4), mask(r.random((3, 1, 1)) < 0.5)),
+    gradgrad=True,
+)
+case(
+    "where_scalar_other",
+    lambda a, c: ember.where(c, a, 0.5),
+    lambda r: (normal(r, 3, 4), mask(r.random((3, 4)) < 0.5)),
+    gradgrad=True,
+)
+case(
+    "masked_fill_broadcast",
+    lambda x, m: x.masked_fill(m, 2.0),
+    lambda r: (normal(r, 3, 4), mask([[True, False, False, True]])),
+    gradgrad=True,
+)
 
 # reductions
 _X3 = (2, 3, 4)
 for _dim, _keepdim in [(None, False), ((0, 2), False), ((0, 2), True), (-1, False), (1, True)]:
     _id = f"dim={_dim}-keepdim={_keepdim}"
-    case(f"sum[{_id}]", lambda x, d=_dim, k=_keepdim: x.sum(dim=d, keepdim=k),
-         lambda r: normal(r, *_X3))
+    case(
+        f"sum[{_id}]",
+        lambda x, d=_dim, k=_keepdim: x.sum(dim=d, keepdim=k),
+        lambda r: normal(r, *_X3),
+    )
     case(f"mean[{_id}]", lambda x, d=_dim, k=_keepdim: E.mean(x, d, k), lambda r: normal(r, *_X3))
-    case(f"var[{_id}]", lambda x, d=_dim, k=_keepdim: x.var(dim=d, keepdim=k),
-         lambda r: normal(r, *_X3))
+    case(
+        f"var[{_id}]",
+        lambda x, d=_dim, k=_keepdim: x.var(dim=d, keepdim=k),
+        lambda r: normal(r, *_X3),
+    )
     if _dim is not None:
-        case(f"logsumexp[{_id}]", lambda x, d=_dim, k=_keepdim: E.logsumexp(x, d, k),
-             lambda r: normal(r, *_X3))
-        case(f"amax[{_id}]", lambda x, d=_dim, k=_keepdim: x.amax(d, k),
-             lambda r: distinct(r, *_X3))
-        case(f"amin[{_id}]", lambda x, d=_dim, k=_keepdim: E.amin(x, d, k),
-             lambda r: distinct(r, *_X3))
-case("sum_scalar_result_squared", lambda x: x.sum() * x.sum(), lambda r: normal(r, 2, 3),
-     gradgrad=True)
+        case(
+            f"logsumexp[{_id}]",
+            lambda x, d=_dim, k=_keepdim: E.logsumexp(x, d, k),
+            lambda r: normal(r, *_X3),
+        )
+        case(
+            f"amax[{_id}]", lambda x, d=_dim, k=_keepdim: x.amax(d, k), lambda r: distinct(r, *_X3)
+        )
+        case(
+            f"amin[{_id}]",
+            lambda x, d=_dim, k=_keepdim: E.amin(x, d, k),
+            lambda r: distinct(r, *_X3),
+        )
+case(
+    "sum_scalar_result_squared",
+    lambda x: x.sum() * x.sum(),
+    lambda r: normal(r, 2, 3),
+    gradgrad=True,
+)
 case("var_correction_0", lambda x: x.var(1, correction=0), lambda r: normal(r, 3, 4))
-case("std_correction_2", lambda x: x.std(dim=(0, 1), correction=2, keepdim=True),
-     lambda r: normal(r, 2, 3, 2))
+case(
+    "std_correction_2",
+    lambda x: x.std(dim=(0, 1), correction=2, keepdim=True),
+    lambda r: normal(r, 2, 3, 2),
+)
 case("prod_all", lambda x: x.prod(), lambda r: nonzero(r, 2, 3))
 case("prod_dims_keepdim", lambda x: E.prod(x, (0, 2), keepdim=True), lambda r: nonzero(r, *_X3))
 # a product is a polynomial: exact gradients even with one or two zeros in a group
-case("prod_with_zeros", lambda x: x.prod(1),
-     lambda r: _leaf([[0.0, 1.5, -2.0, 0.7], [0.0, 0.0, 1.3, 0.9], [1.1, -0.8, 1.2, 2.0]]))
+case(
+    "prod_with_zeros",
+    lambda x: x.prod(1),
+    lambda r: _leaf([[0.0, 1.5, -2.0, 0.7], [0.0, 0.0, 1.3, 0.9], [1.1, -0.8, 1.2, 2.0]]),
+)
 case("max_all", lambda x: x.max(), lambda r: distinct(r, 3, 4))
 case("min_all", lambda x: x.min(), lambda r: distinct(r, 3, 4))
 case("max_dim", lambda x: x.max(dim=1).values, lambda r: distinct(r, *_X3))
@@ -216,8 +317,7 @@ case("cumsum_last", lambda x: ember.cumsum(x, dim=-1), lambda r: normal(r, 2, 3)
 
 # shapes and views
 case("reshape", lambda x: x.reshape(4, 6), lambda r: normal(r, *_X3))
-case("reshape_noncontiguous", lambda x: x.permute(2, 0, 1).reshape(-1),
-     lambda r: normal(r, *_X3))
+case("reshape_noncontiguous", lambda x: x.permute(2, 0, 1).reshape(-1), lambda r: normal(r, *_X3))
 case("view", lambda x: x.view(6, 4) * 2, lambda r: normal(r, *_X3))
 case("view_flat", lambda x: x.view(-1), lambda r: normal(r, 2, 3))
 case("flatten", lambda x: x.flatten(1), lambda r: normal(r, *_X3))
@@ -235,15 +335,23 @@ case("slice_int_none_ellipsis", lambda x: x[..., 1][:, None, 1:3], lambda r: nor
 case("slice_negative", lambda x: x[-2:, 1:-1], lambda r: normal(r, 3, 4))
 case("narrow", lambda x: x.narrow(1, 1, 2), lambda r: normal(r, *_X3))
 case("split_chunk", lambda x: (*x.split([1, 3], 2), *x.chunk(2, 0)), lambda r: normal(r, *_X3))
-case("unbind_select", lambda x: x.unbind(1)[2] * x.select(0, -1)[1],
-     lambda r: normal(r, 2, 3, 4))
-case("slice_backward", first_grads(lambda x: x[1:, ::2]),
-     lambda r: (normal(r, 3, 5), normal(r, 2, 3)))
+case("unbind_select", lambda x: x.unbind(1)[2] * x.select(0, -1)[1], lambda r: normal(r, 2, 3, 4))
+case(
+    "slice_backward",
+    first_grads(lambda x: x[1:, ::2]),
+    lambda r: (normal(r, 3, 5), normal(r, 2, 3)),
+)
 case("repeat", lambda x: x.repeat(2, 1, 2), lambda r: normal(r, 2, 3))
-case("cat", lambda a, b, c: ember.cat([a, b, c], dim=1),
-     lambda r: (normal(r, 2, 1, 3), normal(r, 2, 2, 3), normal(r, 2, 1, 3)))
-case("cat_single_and_stack", lambda a, b: ember.cat([a]) * ember.stack([a, b], dim=1).sum(1),
-     lambda r: (normal(r, 2, 3), normal(r, 2, 3)))
+case(
+    "cat",
+    lambda a, b, c: ember.cat([a, b, c], dim=1),
+    lambda r: (normal(r, 2, 1, 3), normal(r, 2, 2, 3), normal(r, 2, 1, 3)),
+)
+case(
+    "cat_single_and_stack",
+    lambda a, b: ember.cat([a]) * ember.stack([a, b], dim=1).sum(1),
+    lambda r: (normal(r, 2, 3), normal(r, 2, 3)),
+)
 case("flip", lambda x: x.flip((0, 2)), lambda r: normal(r, *_X3))
 case("flip_int_dim", lambda x: ember.flip(x, -1), lambda r: normal(r, 2, 3))
 case("tril", lambda x: x.tril(), lambda r: normal(r, 3, 4))
@@ -251,12 +359,20 @@ case("tril_diagonal_batched", lambda x: ember.tril(x, -1), lambda r: normal(r, 2
 case("triu", lambda x: x.triu(1), lambda r: normal(r, 4, 3))
 case("triu_batched", lambda x: ember.triu(x, -1), lambda r: normal(r, 2, 3, 3))
 for _mode, _pads in [
-    ("constant", (1, 2)), ("constant", (1, 0, 2, 1)), ("constant", (-1, 1, 0, -1)),
-    ("reflect", (2, 1)), ("reflect", (1, 2, 2, 1)), ("replicate", (2, 3, 1, 0)),
-    ("circular", (1, 2)), ("circular", (2, 1, 1, 2)),
+    ("constant", (1, 2)),
+    ("constant", (1, 0, 2, 1)),
+    ("constant", (-1, 1, 0, -1)),
+    ("reflect", (2, 1)),
+    ("reflect", (1, 2, 2, 1)),
+    ("replicate", (2, 3, 1, 0)),
+    ("circular", (1, 2)),
+    ("circular", (2, 1, 1, 2)),
 ]:
-    case(f"pad[{_mode}-{_pads}]", lambda x, p=_pads, m=_mode: E.pad(x, p, mode=m),
-         lambda r: normal(r, 1, 2, 3, 4))
+    case(
+        f"pad[{_mode}-{_pads}]",
+        lambda x, p=_pads, m=_mode: E.pad(x, p, mode=m),
+        lambda r: normal(r, 1, 2, 3, 4),
+    )
 case("pad_constant_value", lambda x: E.pad(x, (1, 1), value=2.5), lambda r: normal(r, 2, 3))
 
 # indexing
@@ -264,73 +380,153 @@ case("index_tensor", lambda x: x[index([[0, 2], [2, 2]])], lambda r: normal(r, 3
 case("index_tensor_second_dim", lambda x: x[:, index([3, 0, 3])], lambda r: normal(r, 3, 4))
 case("index_nonadjacent", lambda x: x[index([1, 0]), :, index([2, 2])], lambda r: normal(r, *_X3))
 case("index_int_and_tensor", lambda x: x[1, index([0, 2, 0])], lambda r: normal(r, 3, 4))
-case("index_bool_mask", lambda x: x[mask([[True, False, True], [False, True, True]])],
-     lambda r: normal(r, 2, 3))
+case(
+    "index_bool_mask",
+    lambda x: x[mask([[True, False, True], [False, True, True]])],
+    lambda r: normal(r, 2, 3),
+)
 case("index_list", lambda x: x[[0, 0, 1]], lambda r: normal(r, 2, 3))
-case("index_put_accumulate",
-     lambda x, v: x.index_put((index([0, 2, 0]),), v, accumulate=True),
-     lambda r: (normal(r, 3, 4), normal(r, 3, 4)))
-case("index_put_broadcast_values",
-     lambda x, v: x.index_put((index([2, 0]), index([1, 3])), v),
-     lambda r: (normal(r, 3, 4), normal(r, 1)))
-case("setitem_tensor_index", lambda x, v: _setitem(x * 1, (slice(None), index([3, 1])), v),
-     lambda r: (normal(r, 3, 4), normal(r, 3, 2)))
+case(
+    "index_put_accumulate",
+    lambda x, v: x.index_put((index([0, 2, 0]),), v, accumulate=True),
+    lambda r: (normal(r, 3, 4), normal(r, 3, 4)),
+)
+case(
+    "index_put_broadcast_values",
+    lambda x, v: x.index_put((index([2, 0]), index([1, 3])), v),
+    lambda r: (normal(r, 3, 4), normal(r, 1)),
+)
+case(
+    "setitem_tensor_index",
+    lambda x, v: _setitem(x * 1, (slice(None), index([3, 1])), v),
+    lambda r: (normal(r, 3, 4), normal(r, 3, 2)),
+)
 case("setitem_mask", lambda x: _setitem(x * 1, x > 0.5, 0.0), lambda r: distinct(r, 3, 4))
-case("setitem_slice", lambda x, v: _setitem(x * 1, (slice(1, None), 0), v),
-     lambda r: (normal(r, 3, 4), normal(r, 2)))
-case("gather", lambda x: ember.gather(x, 1, index([[0, 2], [1, 1], [3, 0]])),
-     lambda r: normal(r, 3, 4))
+case(
+    "setitem_slice",
+    lambda x, v: _setitem(x * 1, (slice(1, None), 0), v),
+    lambda r: (normal(r, 3, 4), normal(r, 2)),
+)
+case(
+    "gather",
+    lambda x: ember.gather(x, 1, index([[0, 2], [1, 1], [3, 0]])),
+    lambda r: normal(r, 3, 4),
+)
 case("gather_dim0", lambda x: x.gather(0, index([[2, 0, 1]])), lambda r: normal(r, 3, 4))
-case("scatter", lambda x, s: ember.scatter(x, 1, index([[0, 2], [3, 1]]), s),
-     lambda r: (normal(r, 2, 4), normal(r, 2, 3)))
-case("scatter_value", lambda x: x.scatter(0, index([[1, 0, 1]]), value=1.5),
-     lambda r: normal(r, 2, 3))
-case("scatter_add", lambda x, s: ember.scatter_add(x, 0, index([[0, 1, 0], [0, 0, 1]]), s),
-     lambda r: (normal(r, 2, 3), normal(r, 3, 3)))
+case(
+    "scatter",
+    lambda x, s: ember.scatter(x, 1, index([[0, 2], [3, 1]]), s),
+    lambda r: (normal(r, 2, 4), normal(r, 2, 3)),
+)
+case(
+    "scatter_value",
+    lambda x: x.scatter(0, index([[1, 0, 1]]), value=1.5),
+    lambda r: normal(r, 2, 3),
+)
+case(
+    "scatter_add",
+    lambda x, s: ember.scatter_add(x, 0, index([[0, 1, 0], [0, 0, 1]]), s),
+    lambda r: (normal(r, 2, 3), normal(r, 3, 3)),
+)
 case("index_select", lambda x: x.index_select(1, index([2, 0, 2])), lambda r: normal(r, 2, 3))
-case("index_select_embedding", lambda w: E.embedding(index([[1, 0], [1, 1]]), w),
-     lambda r: normal(r, 3, 2))
-case("index_add", lambda x, s: x.index_add(0, index([1, 0, 1]), s, alpha=2.0),
-     lambda r: (normal(r, 2, 3), normal(r, 3, 3)))
+case(
+    "index_select_embedding",
+    lambda w: E.embedding(index([[1, 0], [1, 1]]), w),
+    lambda r: normal(r, 3, 2),
+)
+case(
+    "index_add",
+    lambda x, s: x.index_add(0, index([1, 0, 1]), s, alpha=2.0),
+    lambda r: (normal(r, 2, 3), normal(r, 3, 3)),
+)
 
 # linear algebra, convolution and pooling
-for _a, _b in [((2, 3), (3, 4)), ((2, 1, 2, 3), (3, 3, 2)), ((3,), (3, 2)), ((2, 3), (3,)),
-               ((3,), (3,)), ((2, 2, 3), (3,)), ((3,), (2, 3, 2))]:
-    case(f"matmul[{_a}@{_b}]", lambda a, b: a @ b,
-         lambda r, sa=_a, sb=_b: (normal(r, *sa), normal(r, *sb)), gradgrad=True)
-case("mm_bmm_mv_dot",
-     lambda a, b, v, w: ember.mm(a, b).sum(0) + ember.bmm(a[None], b[None])[0, 1]
-     + ember.mv(b.t(), w) + v.dot(v),
-     lambda r: (normal(r, 3, 2), normal(r, 2, 3), normal(r, 3), normal(r, 2)))
-for _kw in [{}, {"stride": 2, "padding": 1}, {"dilation": 2, "padding": (2, 1)},
-            {"groups": 2, "stride": (1, 2)}, {"padding": "same", "dilation": (1, 2)}]:
-    case(f"conv2d[{_kw}]", lambda x, w, kw=_kw: E.conv2d(x, w, **kw),
-         lambda r, g=_kw.get("groups", 1): (normal(r, 1, 2, 5, 5), normal(r, 4, 2 // g, 3, 3)))
-case("conv2d_bias_unbatched", lambda x, w, b: E.conv2d(x, w, b, padding=1),
-     lambda r: (normal(r, 2, 4, 4), normal(r, 2, 2, 2, 2), normal(r, 2)))
-case("conv2d_backward", first_grads(lambda x, w: E.conv2d(x, w, stride=2, padding=1, groups=2)),
-     lambda r: (normal(r, 1, 2, 4, 4), normal(r, 2, 1, 3, 3), normal(r, 1, 2, 2, 2)))
-case("conv2d_backward_dilated", first_grads(lambda x, w: E.conv2d(x, w, dilation=2)),
-     lambda r: (normal(r, 1, 1, 5, 5), normal(r, 2, 1, 2, 2), normal(r, 1, 2, 3, 3)))
-for _kw in [{"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1},
-            {"kernel_size": 2, "stride": 2, "ceil_mode": True},
-            {"kernel_size": 2, "stride": 1, "dilation": 2}]:
-    case(f"max_pool2d[{_kw}]", lambda x, kw=_kw: E.max_pool2d(x, **kw),
-         lambda r: distinct(r, 1, 2, 5, 5))
-for _kw in [{"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1},
-            {"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False},
-            {"kernel_size": 2, "stride": 2, "ceil_mode": True},
-            {"kernel_size": (2, 3), "stride": (1, 2), "divisor_override": 4}]:
-    case(f"avg_pool2d[{_kw}]", lambda x, kw=_kw: E.avg_pool2d(x, **kw),
-         lambda r: normal(r, 1, 2, 5, 5))
+for _a, _b in [
+    ((2, 3), (3, 4)),
+    ((2, 1, 2, 3), (3, 3, 2)),
+    ((3,), (3, 2)),
+    ((2, 3), (3,)),
+    ((3,), (3,)),
+    ((2, 2, 3), (3,)),
+    ((3,), (2, 3, 2)),
+]:
+    case(
+        f"matmul[{_a}@{_b}]",
+        lambda a, b: a @ b,
+        lambda r, sa=_a, sb=_b: (normal(r, *sa), normal(r, *sb)),
+        gradgrad=True,
+    )
+case(
+    "mm_bmm_mv_dot",
+    lambda a, b, v, w: (
+        ember.mm(a, b).sum(0) + ember.bmm(a[None], b[None])[0, 1] + ember.mv(b.t(), w) + v.dot(v)
+    ),
+    lambda r: (normal(r, 3, 2), normal(r, 2, 3), normal(r, 3), normal(r, 2)),
+)
+for _kw in [
+    {},
+    {"stride": 2, "padding": 1},
+    {"dilation": 2, "padding": (2, 1)},
+    {"groups": 2, "stride": (1, 2)},
+    {"padding": "same", "dilation": (1, 2)},
+]:
+    _groups = _kw.get("groups", 1)
+    case(
+        f"conv2d[{_kw}]",
+        lambda x, w, kw=_kw: E.conv2d(x, w, **kw),
+        lambda r, g=_groups: (normal(r, 1, 2, 5, 5), normal(r, 4, 2 // g, 3, 3)),
+    )
+case(
+    "conv2d_bias_unbatched",
+    lambda x, w, b: E.conv2d(x, w, b, padding=1),
+    lambda r: (normal(r, 2, 4, 4), normal(r, 2, 2, 2, 2), normal(r, 2)),
+)
+case(
+    "conv2d_backward",
+    first_grads(lambda x, w: E.conv2d(x, w, stride=2, padding=1, groups=2)),
+    lambda r: (normal(r, 1, 2, 4, 4), normal(r, 2, 1, 3, 3), normal(r, 1, 2, 2, 2)),
+)
+case(
+    "conv2d_backward_dilated",
+    first_grads(lambda x, w: E.conv2d(x, w, dilation=2)),
+    lambda r: (normal(r, 1, 1, 5, 5), normal(r, 2, 1, 2, 2), normal(r, 1, 2, 3, 3)),
+)
+for _kw in [
+    {"kernel_size": 2},
+    {"kernel_size": 3, "stride": 2, "padding": 1},
+    {"kernel_size": 2, "stride": 2, "ceil_mode": True},
+    {"kernel_size": 2, "stride": 1, "dilation": 2},
+]:
+    case(
+        f"max_pool2d[{_kw}]",
+        lambda x, kw=_kw: E.max_pool2d(x, **kw),
+        lambda r: distinct(r, 1, 2, 5, 5),
+    )
+for _kw in [
+    {"kernel_size": 2},
+    {"kernel_size": 3, "stride": 2, "padding": 1},
+    {"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False},
+    {"kernel_size": 2, "stride": 2, "ceil_mode": True},
+    {"kernel_size": (2, 3), "stride": (1, 2), "divisor_override": 4},
+]:
+    case(
+        f"avg_pool2d[{_kw}]",
+        lambda x, kw=_kw: E.avg_pool2d(x, **kw),
+        lambda r: normal(r, 1, 2, 5, 5),
+    )
 case("avg_pool2d_unbatched", lambda x: E.avg_pool2d(x, 2, 1), lambda r: normal(r, 2, 3, 3))
-case("avg_pool2d_backward",
-     first_grads(lambda x: E.avg_pool2d(x, 3, stride=2, padding=1, ceil_mode=True)),
-     lambda r: (normal(r, 1, 1, 4, 4), normal(r, 1, 1, 3, 3)))
+case(
+    "avg_pool2d_backward",
+    first_grads(lambda x: E.avg_pool2d(x, 3, stride=2, padding=1, ceil_mode=True)),
+    lambda r: (normal(r, 1, 1, 4, 4), normal(r, 1, 1, 3, 3)),
+)
 
 # composites spanning several primitives
-case("softmax_like", lambda x: (x - x.amax(1, keepdim=True)).exp() / x.exp().sum(1, True),
-     lambda r: distinct(r, 2, 3))
+case(
+    "softmax_like",
+    lambda x: (x - x.amax(1, keepdim=True)).exp() / x.exp().sum(1, True),
+    lambda r: distinct(r, 2, 3),
+)
 
 
 def _setitem(x, key, value):

@@ -1,8 +1,7 @@
 """Every primitive has one entry in each layer that needs it: schema, kernel, derivative."""
 
-import pytest
-
 import ember._tensor  # noqa: F401  (loads the schema, kernel and derivative tables)
+import pytest
 from ember.autograd.derivatives import DERIVATIVES
 from ember.ir.schema import SCHEMAS
 from ember.runtime.kernels import KERNELS

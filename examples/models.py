@@ -1,0 +1,67 @@
+"""Model definitions shared by the examples and benchmarks/train.py.
+
+Each builder takes the framework (`ember` or `torch`) as an argument: ember's API is
+PyTorch's, so the same code builds either, which is how the benchmarks compare like with like.
+"""
+
+from __future__ import annotations
+
+
+def mlp(fw, sizes=(784, 256, 256, 10)):
+    """A ReLU multilayer perceptron."""
+    nn = fw.nn
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def digits_cnn(fw, num_classes: int = 10):
+    """A small CNN for 8x8 single-channel digit images."""
+    nn = fw.nn
+    return nn.Sequential(
+        nn.Conv2d(1, 32, kernel_size=3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, kernel_size=3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Dropout(0.25),
+        nn.Linear(64 * 4 * 4, 128),
+        nn.ReLU(),
+        nn.Linear(128, num_classes),
+    )
+
+
+def char_transformer(fw, vocab_size: int, context: int = 64, d_model: int = 64, heads: int = 4,
+                     layers: int = 2):
+    """A tiny GPT-style model: token + position embeddings, causal encoder layers, a head."""
+    nn = fw.nn
+
+    class CharTransformer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.context = context
+            self.token = nn.Embedding(vocab_size, d_model)
+            self.position = nn.Embedding(context, d_model)
+            self.blocks = nn.ModuleList([
+                nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=4 * d_model,
+                                           dropout=0.0, batch_first=True, norm_first=True)
+                for _ in range(layers)
+            ])
+            self.norm = nn.LayerNorm(d_model)
+            self.head = nn.Linear(d_model, vocab_size)
+
+        def forward(self, idx):
+            t = idx.shape[1]
+            positions = fw.arange(t, device=idx.device)
+            h = self.token(idx) + self.position(positions)
+            mask = fw.triu(fw.full((t, t), float("-inf"), device=idx.device), diagonal=1)
+            for block in self.blocks:
+                h = block(h, src_mask=mask, is_causal=True)
+            return self.head(self.norm(h))
+
+    return CharTransformer()

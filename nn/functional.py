@@ -1,0 +1,570 @@
+"""ember.nn.functional: the functional forms of the layers, composed from primitives.
+
+Nothing here calls numpy or adds an op: every function is written in ember ops, so it is
+differentiable, traceable and fusable for free, and runs on every device the primitives run
+on. The activations and the softmax family live in nn/_activations.py, the losses in
+nn/_losses.py; both are re-exported here, as torch.nn.functional spells them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+
+from .. import ops as E
+from .._tensor import Tensor
+from ..autograd.grad_mode import no_grad
+from ..errors import EmberNotImplementedError, runtime_error, value_error
+from ..factories import ones, tensor, zeros
+from ..ir.dtypes import bool_
+from ._activations import (  # noqa: F401  (re-exported)
+    _maybe_inplace,
+    elu,
+    gelu,
+    glu,
+    hardsigmoid,
+    hardswish,
+    hardtanh,
+    leaky_relu,
+    log_softmax,
+    logsigmoid,
+    mish,
+    prelu,
+    relu,
+    relu6,
+    selu,
+    sigmoid,
+    silu,
+    softmax,
+    softmin,
+    softplus,
+    tanh,
+)
+from ._losses import (  # noqa: F401  (re-exported)
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    huber_loss,
+    kl_div,
+    l1_loss,
+    mse_loss,
+    nll_loss,
+    smooth_l1_loss,
+)
+
+_IntOrInts = int | Sequence[int]
+_OutputSize = int | None | Sequence[int | None]
+
+# -- linear and convolution ------------------------------------------------------------------
+
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """input @ weight.T + bias."""
+    out = E.matmul(input, E.mT(weight) if weight.ndim == 2 else weight)
+    return out if bias is None else E.add(out, bias)
+
+
+def _single(value: _IntOrInts, name: str) -> int:
+    if isinstance(value, Sequence):
+        if len(value) != 1:
+            raise value_error(f"{name} must be an int or a 1-tuple, got {tuple(value)}")
+        return int(value[0])
+    return int(value)
+
+
+def conv1d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: _IntOrInts = 1,
+    padding: _IntOrInts | str = 0,
+    dilation: _IntOrInts = 1,
+    groups: int = 1,
+) -> Tensor:
+    """1-d convolution of (N, C, L) or (C, L) input: conv2d over a height of 1."""
+    if input.ndim not in (2, 3):
+        raise runtime_error(
+            f"Expected 2D (unbatched) or 3D (batched) input to conv1d, but got input of size: "
+            f"{list(input.shape)}"
+        )
+    batched = input.ndim == 3
+    x = E.unsqueeze(input if batched else E.unsqueeze(input, 0), 2)
+    if not isinstance(padding, str):
+        padding = (0, _single(padding, "padding"))
+    out = E.conv2d(
+        x,
+        E.unsqueeze(weight, 2),
+        bias,
+        (1, _single(stride, "stride")),
+        padding,
+        (1, _single(dilation, "dilation")),
+        groups,
+    )
+    out = E.squeeze(out, 2)
+    return out if batched else E.squeeze(out, 0)
+
+
+def conv2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: _IntOrInts = 1,
+    padding: _IntOrInts | str = 0,
+    dilation: _IntOrInts = 1,
+    groups: int = 1,
+) -> Tensor:
+    """2-d convolution of (N, C, H, W) or (C, H, W) input; padding may be 'same' or 'valid'."""
+    if input.ndim not in (3, 4):
+        raise runtime_error(
+            f"Expected 3D (unbatched) or 4D (batched) input to conv2d, but got input of size: "
+            f"{list(input.shape)}"
+        )
+    return E.conv2d(input, weight, bias, stride, padding, dilation, groups)
+
+
+# -- pooling ---------------------------------------------------------------------------------
+
+
+def max_pool2d(
+    input: Tensor,
+    kernel_size: _IntOrInts,
+    stride: _IntOrInts | None = None,
+    padding: _IntOrInts = 0,
+    dilation: _IntOrInts = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Tensor:
+    """The max of each window of (N, C, H, W) or (C, H, W) input."""
+    return E.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def avg_pool2d(
+    input: Tensor,
+    kernel_size: _IntOrInts,
+    stride: _IntOrInts | None = None,
+    padding: _IntOrInts = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> Tensor:
+    """The mean of each window of (N, C, H, W) or (C, H, W) input."""
+    return E.avg_pool2d(
+        input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+    )
+
+
+def _check_1d_pool_input(name: str, input: Tensor) -> None:
+    if input.ndim not in (2, 3):
+        raise runtime_error(
+            f"{name}: Expected 2D or 3D (batch mode) tensor for input, but got {list(input.shape)}"
+        )
+
+
+def max_pool1d(
+    input: Tensor,
+    kernel_size: _IntOrInts,
+    stride: _IntOrInts | None = None,
+    padding: _IntOrInts = 0,
+    dilation: _IntOrInts = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Tensor:
+    """The max of each window of (N, C, L) or (C, L) input."""
+    _check_1d_pool_input("max_pool1d", input)
+    kernel = _single(kernel_size, "kernel_size")
+    step = kernel if stride is None or stride == () else _single(stride, "stride")
+    out = E.max_pool2d(
+        E.unsqueeze(input, -2),
+        (1, kernel),
+        (1, step),
+        (0, _single(padding, "padding")),
+        (1, _single(dilation, "dilation")),
+        ceil_mode,
+        return_indices,
+    )
+    return E.squeeze(out, -2)
+
+
+def avg_pool1d(
+    input: Tensor,
+    kernel_size: _IntOrInts,
+    stride: _IntOrInts | None = None,
+    padding: _IntOrInts = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+) -> Tensor:
+    """The mean of each window of (N, C, L) or (C, L) input."""
+    _check_1d_pool_input("avg_pool1d", input)
+    kernel = _single(kernel_size, "kernel_size")
+    step = kernel if stride is None or stride == () else _single(stride, "stride")
+    out = E.avg_pool2d(
+        E.unsqueeze(input, -2),
+        (1, kernel),
+        (1, step),
+        (0, _single(padding, "padding")),
+        ceil_mode,
+        count_include_pad,
+    )
+    return E.squeeze(out, -2)
+
+
+@lru_cache(maxsize=256)
+def _adaptive_weights(size: int, out_size: int) -> tuple:
+    """The (out_size, size) averaging matrix of PyTorch's adaptive bins, as nested tuples."""
+    rows = []
+    for i in range(out_size):
+        start = (i * size) // out_size
+        end = -((-(i + 1) * size) // out_size)
+        rows.append(tuple(1.0 / (end - start) if start <= j < end else 0.0 for j in range(size)))
+    return tuple(rows)
+
+
+def _adaptive_avg(x: Tensor, dim: int, out_size: int) -> Tensor:
+    """Adaptive average pooling of x along one (negative) dim."""
+    size = x.shape[dim]
+    if out_size <= 0:
+        raise runtime_error(f"adaptive pooling: output size must be positive, got {out_size}")
+    if size % out_size == 0:
+        # equal, disjoint bins: a reshape and a mean
+        shape = tuple(x.shape)
+        d = x.ndim + dim
+        split = shape[:d] + (out_size, size // out_size) + shape[d + 1 :]
+        return E.mean(E.reshape(x, split), d + 1)
+    # bins of unequal or overlapping extent: one matmul with the constant averaging matrix
+    weights = tensor(_adaptive_weights(size, out_size), dtype=x.dtype, device=x.device)
+    if dim == -1:
+        return E.matmul(x, E.mT(weights))
+    return E.matmul(weights, x)
+
+
+def _output_sizes(output_size: _OutputSize, input: Tensor, n: int) -> tuple:
+    sizes = (
+        (output_size,) * n
+        if output_size is None or isinstance(output_size, int)
+        else tuple(output_size)
+    )
+    if len(sizes) != n:
+        raise value_error(f"output_size must be an int or a {n}-tuple, got {output_size}")
+    spatial = tuple(input.shape[-n:])
+    return tuple(s if o is None else int(o) for o, s in zip(sizes, spatial))
+
+
+def adaptive_avg_pool1d(input: Tensor, output_size: int | Sequence[int]) -> Tensor:
+    """Average pooling of (N, C, L) or (C, L) input to output_size bins."""
+    _check_1d_pool_input("adaptive_avg_pool1d", input)
+    (size,) = _output_sizes(output_size, input, 1)
+    return _adaptive_avg(input, -1, size)
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size: _OutputSize) -> Tensor:
+    """Average pooling of (N, C, H, W) or (C, H, W) input to output_size bins (None keeps a
+    dimension); bin i spans [floor(i * in / out), ceil((i + 1) * in / out))."""
+    if input.ndim not in (3, 4):
+        raise runtime_error(
+            f"adaptive_avg_pool2d(): Expected 3D or 4D tensor, but got {list(input.shape)}"
+        )
+    height, width = _output_sizes(output_size, input, 2)
+    return _adaptive_avg(_adaptive_avg(input, -2, height), -1, width)
+
+
+# -- dropout ---------------------------------------------------------------------------------
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1 / (1 - p) (training)."""
+    if not 0.0 <= p <= 1.0:
+        raise value_error(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0:
+        return input
+    return _maybe_inplace(input, lambda x: E.dropout(x, p, True), inplace)
+
+
+# -- normalization ---------------------------------------------------------------------------
+
+
+def _standardize(x: Tensor, dims, eps: float) -> Tensor:
+    """(x - mean) / sqrt(biased var + eps) over dims."""
+    centered = E.sub(x, E.mean(x, dims, keepdim=True))
+    var = E.mean(E.mul(centered, centered), dims, keepdim=True)
+    return E.mul(centered, E.rsqrt(E.add(var, eps)))
+
+
+def _affine(out: Tensor, weight: Tensor | None, bias: Tensor | None, shape=None) -> Tensor:
+    if weight is not None:
+        out = E.mul(out, weight if shape is None else E.reshape(weight, shape))
+    if bias is not None:
+        out = E.add(out, bias if shape is None else E.reshape(bias, shape))
+    return out
+
+
+def layer_norm(
+    input: Tensor,
+    normalized_shape,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Standardize over the trailing normalized_shape dims, then scale and shift."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(shape)
+    if k == 0 or input.ndim < k or tuple(input.shape[input.ndim - k :]) != shape:
+        raise runtime_error(
+            f"Given normalized_shape={list(shape)}, expected input with shape "
+            f"[*, {', '.join(str(d) for d in shape)}], but got input of size"
+            f"{list(input.shape)}"
+        )
+    return _affine(_standardize(input, tuple(range(-k, 0)), eps), weight, bias)
+
+
+def group_norm(
+    input: Tensor,
+    num_groups: int,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Standardize each group of channels of (N, C, *) input, then scale and shift per channel."""
+    if input.ndim < 2:
+        raise runtime_error(
+            f"Expected at least 2 dimensions for input tensor but received {input.ndim}"
+        )
+    n, c = input.shape[:2]
+    if num_groups <= 0 or c % num_groups:
+        raise runtime_error(
+            f"Expected number of channels in input to be divisible by num_groups, but got input "
+            f"of shape {list(input.shape)} and num_groups={num_groups}"
+        )
+    per_group = (c // num_groups) * math.prod(input.shape[2:])
+    grouped = E.reshape(input, (n, num_groups, per_group))
+    out = E.reshape(_standardize(grouped, -1, eps), tuple(input.shape))
+    return _affine(out, weight, bias, (1, c) + (1,) * (input.ndim - 2))
+
+
+def batch_norm(
+    input: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Standardize each channel (dim 1) of (N, C, *) input.
+
+    In training, with the batch's mean and biased variance; running_mean and running_var,
+    when given, are updated in place (without grad) with the momentum and the batch's
+    unbiased variance, as PyTorch does. Otherwise with the running statistics.
+    """
+    if input.ndim < 2:
+        raise runtime_error(
+            f"batch_norm: expected an input of at least 2 dims (N, C, ...), got {list(input.shape)}"
+        )
+    c = input.shape[1]
+    shape = (1, c) + (1,) * (input.ndim - 2)
+    if not training:
+        if running_mean is None or running_var is None:
+            raise runtime_error("running_mean and running_var must be defined in evaluation mode")
+        if eps < 0:
+            raise value_error(f"batch_norm eps must be non-negative, but got {eps}")
+        centered = E.sub(input, E.reshape(running_mean, shape))
+        out = E.mul(centered, E.rsqrt(E.add(E.reshape(running_var, shape), eps)))
+        return _affine(out, weight, bias, shape)
+    count = input.numel() // c if c else 0
+    if count <= 1:
+        raise value_error(
+            f"Expected more than 1 value per channel when training, got input size "
+            f"{list(input.shape)}"
+        )
+    if eps <= 0:
+        raise value_error(f"batch_norm eps must be positive during training, but got {eps}")
+    dims = (0,) + tuple(range(2, input.ndim))
+    mean = E.mean(input, dims, keepdim=True)
+    centered = E.sub(input, mean)
+    squares = E.sum(E.mul(centered, centered), dims, keepdim=True)
+    out = E.mul(centered, E.rsqrt(E.add(E.div(squares, count), eps)))
+    with no_grad():
+        if running_mean is not None:
+            running_mean.copy_(
+                E.add(E.mul(E.reshape(mean, (c,)), momentum), E.mul(running_mean, 1 - momentum))
+            )
+        if running_var is not None:
+            unbiased = E.div(E.reshape(squares, (c,)), count - 1)
+            running_var.copy_(E.add(E.mul(unbiased, momentum), E.mul(running_var, 1 - momentum)))
+    return _affine(out, weight, bias, shape)
+
+
+def _vector_norm(input: Tensor, p: float, dim, keepdim: bool) -> Tensor:
+    """The p-norm along dim, with a zero (not NaN) gradient where the norm is 0."""
+    if p == math.inf:
+        return E.amax(E.abs(input), dim, keepdim)
+    if p == -math.inf:
+        return E.amin(E.abs(input), dim, keepdim)
+    if p == 0:
+        return E.cast(E.sum(E.ne(input, 0), dim, keepdim), input.dtype)
+    if p == 1:
+        return E.sum(E.abs(input), dim, keepdim)
+    total = E.sum(E.mul(input, input) if p == 2 else E.pow(E.abs(input), p), dim, keepdim)
+    # the root's derivative is infinite at 0: route zero totals around it
+    positive = E.gt(total, 0)
+    safe = E.where(positive, total, 1.0)
+    root = E.sqrt(safe) if p == 2 else E.pow(safe, 1.0 / p)
+    return E.where(positive, root, 0.0)
+
+
+def normalize(
+    input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out: Tensor | None = None
+) -> Tensor:
+    """input / max(||input||_p, eps) along dim."""
+    result = E.div(input, E.clamp(_vector_norm(input, p, dim, True), min=eps))
+    if out is None:
+        return result
+    return out.copy_(result)
+
+
+# -- embedding, one_hot and pad --------------------------------------------------------------
+
+
+def _row_counts(index: Tensor, rows: int, dtype) -> Tensor:
+    """How many times each of `rows` rows appears in the flat index."""
+    flat = E.reshape(index, (-1,))
+    return E.index_add(
+        zeros(rows, dtype=dtype, device=index.device),
+        0,
+        flat,
+        ones(flat.shape[0], dtype=dtype, device=index.device),
+    )
+
+
+def _embedding_renorm_(weight: Tensor, input: Tensor, max_norm: float, norm_type: float) -> None:
+    with no_grad():
+        used = E.gt(_row_counts(input, weight.shape[0], weight.dtype), 0)
+        norms = _vector_norm(weight, norm_type, 1, False)
+        scale = E.where(
+            E.logical_and(used, E.gt(norms, max_norm)), E.div(max_norm, E.add(norms, 1e-7)), 1.0
+        )
+        weight.mul_(E.unsqueeze(scale, 1))
+
+
+def embedding(
+    input: Tensor,
+    weight: Tensor,
+    padding_idx: int | None = None,
+    max_norm: float | None = None,
+    norm_type: float = 2.0,
+    scale_grad_by_freq: bool = False,
+    sparse: bool = False,
+) -> Tensor:
+    """Rows of weight picked by the integer input: output shape input.shape + (dim,).
+
+    Lookups of padding_idx give no gradient to that row; max_norm renormalizes (in place,
+    without grad) the looked-up rows whose norm exceeds it; scale_grad_by_freq divides each
+    row's gradient by how often the row appears in input.
+    """
+    if sparse:
+        raise EmberNotImplementedError(
+            "embedding(sparse=True): ember has no sparse gradients; use sparse=False"
+        )
+    if weight.ndim != 2:
+        raise runtime_error(f"'weight' must be 2-D, got {list(weight.shape)}")
+    rows = weight.shape[0]
+    if padding_idx is not None:
+        if not -rows <= padding_idx < rows:
+            raise value_error("Padding_idx must be within num_embeddings")
+        padding_idx %= rows
+    if max_norm is not None:
+        _embedding_renorm_(weight, input, max_norm, norm_type)
+    out = E.embedding(input, weight)
+    if padding_idx is None and not scale_grad_by_freq:
+        return out
+    frozen = out.detach()
+    if not scale_grad_by_freq:
+        return E.where(E.unsqueeze(E.ne(input, padding_idx), -1), out, frozen)
+    counts = E.index_select(_row_counts(input, rows, weight.dtype), 0, E.reshape(input, (-1,)))
+    scale = E.reshape(E.reciprocal(counts), tuple(input.shape) + (1,))
+    if padding_idx is not None:
+        scale = E.where(E.unsqueeze(E.ne(input, padding_idx), -1), scale, 0.0)
+    # the value is exactly `out` (out - frozen is 0); the gradient is scaled
+    return E.add(frozen, E.mul(E.sub(out, frozen), scale))
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """int64 tensor of shape tensor.shape + (num_classes,) with a 1 at each value."""
+    return E.one_hot(tensor, num_classes)
+
+
+def pad(
+    input: Tensor, pad: Sequence[int], mode: str = "constant", value: float | None = None
+) -> Tensor:
+    """Pad the last len(pad) // 2 dims, last dim first: (left, right, top, bottom, ...).
+
+    mode is 'constant' (with value, default 0), 'reflect', 'replicate' or 'circular';
+    negative padding crops.
+    """
+    if mode != "constant" and value is not None and value != 0:
+        raise value_error(f'Padding mode "{mode}" doesn\'t take in value argument.')
+    return E.pad(input, pad, mode, value)
+
+
+# -- attention -------------------------------------------------------------------------------
+
+
+def _repeat_heads(x: Tensor, heads: int) -> Tensor:
+    """(..., H, S, E) -> (..., heads, S, E), each head repeated heads // H times in place."""
+    h = x.shape[-3]
+    if heads % h:
+        raise runtime_error(
+            f"enable_gqa: the number of query heads ({heads}) must be a multiple of the number "
+            f"of key/value heads ({h})"
+        )
+    shape = tuple(x.shape)
+    expanded = E.expand(E.unsqueeze(x, -3), shape[:-2] + (heads // h,) + shape[-2:])
+    return E.reshape(expanded, shape[:-3] + (heads,) + shape[-2:])
+
+
+def scaled_dot_product_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> Tensor:
+    """softmax(query @ key^T * scale + mask) @ value over (..., L, E) and (..., S, E) inputs.
+
+    A boolean attn_mask marks with True the keys each query may attend to; a float one is
+    added to the scores. is_causal lets query i attend to keys 0..i. A query that may attend
+    to no key gets zeros, as in PyTorch. dropout_p applies to the attention weights.
+    """
+    if query.ndim < 2 or key.ndim < 2 or value.ndim < 2:
+        raise runtime_error("scaled_dot_product_attention: query, key and value must be >= 2-D")
+    length, source = query.shape[-2], key.shape[-2]
+    if scale is None:
+        scale = 1.0 / math.sqrt(query.shape[-1])
+    if enable_gqa and query.ndim >= 3:
+        key = _repeat_heads(key, query.shape[-3])
+        value = _repeat_heads(value, query.shape[-3])
+    scores = E.mul(E.matmul(query, E.transpose(key, -2, -1)), scale)
+    if is_causal:
+        if attn_mask is not None:
+            raise runtime_error(
+                "_scaled_dot_product_attention: Explicit attn_mask should not be set when "
+                "is_causal=True"
+            )
+        attn_mask = E.tril(ones(length, source, dtype=bool_, device=query.device))
+    if attn_mask is None:
+        weights = softmax(scores, -1)
+    else:
+        if attn_mask.dtype is bool_:
+            scores = E.masked_fill(scores, E.logical_not(attn_mask), -math.inf)
+        else:
+            scores = E.add(scores, attn_mask)
+        # rows with every key masked: zeros, and no NaN from softmax's discarded value
+        dead = E.all(E.eq(scores, -math.inf), -1, keepdim=True)
+        weights = E.masked_fill(softmax(E.masked_fill(scores, dead, 0.0), -1), dead, 0.0)
+    if dropout_p > 0.0:
+        weights = dropout(weights, dropout_p, True)
+    return E.matmul(weights, value)

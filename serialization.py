@@ -1,0 +1,575 @@
+"""Checkpoints: ember.save and ember.load of nested containers of tensors, as one safetensors file.
+
+The file's tensors are the tensor leaves; its `__metadata__` holds the format name, a version
+and, as JSON, the nested structure: every container, every plain value and, per tensor leaf,
+the tensor's key, dtype, shape, device and flags. Loading never unpickles and never evals:
+the file is read as data, and every field is checked, so a broken or hostile file fails with a
+CheckpointError saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from ._tensor import Size, Tensor
+from .errors import EmberError, type_error
+from .ir.dtypes import ALL as _ALL_DTYPES
+from .ir.dtypes import dtype as DType
+from .ir.dtypes import from_name
+from .runtime.device import CPU, as_device, device, is_cuda_available, to_device
+
+FORMAT = "ember.checkpoint"
+VERSION = 1
+# safetensors refuses headers over 100 MB; ember refuses them before reading them.
+MAX_HEADER_BYTES = 100 * 2**20
+MAX_DEPTH = 64
+
+
+class CheckpointError(EmberError, RuntimeError):
+    """A file that ember.load cannot accept: not a checkpoint, truncated, or tampered with."""
+
+
+_SAFETENSORS_DTYPE = {
+    "float16": "F16",
+    "float32": "F32",
+    "float64": "F64",
+    "int8": "I8",
+    "int16": "I16",
+    "int32": "I32",
+    "int64": "I64",
+    "uint8": "U8",
+    "bool": "BOOL",
+}
+_DTYPE_BY_NAME = {d.name: d for d in _ALL_DTYPES}
+_DTYPE_BY_NP = {d.np: d for d in _ALL_DTYPES}
+
+# The fields each kind of node carries (besides "kind"); a node with others is refused.
+_FIELDS = {
+    "none": set(),
+    "bool": {"value"},
+    "int": {"value"},
+    "float": {"value"},
+    "str": {"value"},
+    "bytes": {"value"},
+    "dtype": {"value"},
+    "device": {"value"},
+    "size": {"value"},
+    "list": {"items"},
+    "tuple": {"items"},
+    "dict": {"items"},
+    "ordered_dict": {"items"},
+    "tensor": {"key", "dtype", "shape", "device", "requires_grad", "parameter"},
+    "ndarray": {"key", "dtype", "shape"},
+}
+_KEY_KINDS = {"none", "bool", "int", "float", "str", "bytes", "dtype", "device", "size", "tuple"}
+
+
+# -- saving ----------------------------------------------------------------------------------
+
+
+def _parameter_type():
+    # Only a loaded ember.nn can have made Parameters, so saving never imports it.
+    module = sys.modules.get(f"{__package__}.nn.parameter")
+    return getattr(module, "Parameter", None)
+
+
+class _Encoder:
+    """Walks the object, giving each tensor leaf a unique name and each value a JSON node."""
+
+    def __init__(self):
+        self.arrays: dict[str, np.ndarray] = {}
+        self.parameter = _parameter_type()
+        self._on_path: set[int] = set()
+
+    def _name(self, path: list) -> str:
+        base = ".".join(map(str, path)) or "tensor"
+        name, n = base, 1
+        while name in self.arrays or name == "__metadata__":
+            name, n = f"{base}#{n}", n + 1
+        return name
+
+    def _array_leaf(self, array: np.ndarray, path: list, where: str) -> dict:
+        if not array.dtype.isnative:
+            array = array.astype(array.dtype.newbyteorder("="))
+        if array.dtype not in _DTYPE_BY_NP:
+            raise type_error(
+                f"ember.save: {where} has numpy dtype {array.dtype}; checkpoints "
+                f"hold {', '.join(_DTYPE_BY_NAME)}"
+            )
+        if not array.flags.c_contiguous:
+            array = array.copy(order="C")
+        name = self._name(path)
+        self.arrays[name] = array
+        return {"key": name, "dtype": _DTYPE_BY_NP[array.dtype].name, "shape": list(array.shape)}
+
+    def encode(self, obj, path: list, depth: int, as_key: bool = False) -> dict:
+        """The JSON node of obj, found at path (the keys and indices leading to it)."""
+        where = "obj" + "".join(f"[{p!r}]" for p in path)
+        if depth > MAX_DEPTH:
+            raise type_error(f"ember.save: {where} is nested deeper than {MAX_DEPTH} levels")
+        kind = type(obj)
+        if obj is None:
+            return {"kind": "none"}
+        if kind in (bool, int, str):
+            return {"kind": kind.__name__, "value": obj}
+        if kind is float:
+            return {"kind": "float", "value": obj.hex()}
+        if kind is bytes:
+            return {"kind": "bytes", "value": obj.hex()}
+        if kind is DType:
+            return {"kind": "dtype", "value": obj.name}
+        if kind is device:
+            return {"kind": "device", "value": str(obj)}
+        if kind is Size:
+            return {"kind": "size", "value": [int(d) for d in obj]}
+        if kind is tuple or (not as_key and kind in (list, dict, OrderedDict)):
+            if id(obj) in self._on_path:
+                raise type_error(f"ember.save: {where} contains itself (a reference cycle)")
+            self._on_path.add(id(obj))
+            try:
+                if kind in (list, tuple):
+                    items = [
+                        self.encode(v, path + [i], depth + 1, as_key) for i, v in enumerate(obj)
+                    ]
+                else:
+                    items = [
+                        [
+                            self.encode(k, path + [k], depth + 1, as_key=True),
+                            self.encode(v, path + [k], depth + 1),
+                        ]
+                        for k, v in obj.items()
+                    ]
+            finally:
+                self._on_path.discard(id(obj))
+            name = "ordered_dict" if kind is OrderedDict else kind.__name__
+            return {"kind": name, "items": items}
+        if not as_key and isinstance(obj, Tensor):
+            array = to_device(obj.detach()._data, CPU)
+            leaf = self._array_leaf(array, path, where)
+            is_parameter = self.parameter is not None and isinstance(obj, self.parameter)
+            return {
+                "kind": "tensor",
+                **leaf,
+                "device": str(obj.device),
+                "requires_grad": obj.requires_grad,
+                "parameter": is_parameter,
+            }
+        if not as_key and kind is np.ndarray:
+            return {"kind": "ndarray", **self._array_leaf(obj, path, where)}
+        what = "a dict key" if as_key else "a checkpoint value"
+        hint = " (use .item() for numpy scalars)" if isinstance(obj, np.generic) else ""
+        if hasattr(obj, "state_dict") and callable(obj.state_dict):
+            hint = " (save its .state_dict() instead)"
+        raise type_error(
+            f"ember.save: {where} is a {kind.__module__}.{kind.__qualname__}, which cannot be "
+            f"{what}{hint}. Checkpoints hold tensors, numpy arrays, None, bool, int, float, "
+            f"str, bytes, dtypes, devices, Size, and lists, tuples, dicts and OrderedDicts of "
+            f"them (dict keys: plain values and tuples)."
+        )
+
+
+def save(obj: Any, f: str | os.PathLike | BinaryIO) -> None:
+    """Save obj (tensors, numbers, strings and nested lists/tuples/dicts of them) to the path
+    or binary file f, as one safetensors file. Nothing is pickled."""
+    from safetensors.numpy import save as save_bytes
+    from safetensors.numpy import save_file
+
+    encoder = _Encoder()
+    root = encoder.encode(obj, [], 0)
+    try:
+        structure = json.dumps({"root": root}, separators=(",", ":"), allow_nan=False)
+    except ValueError as exc:  # an int too long for JSON
+        raise type_error(f"ember.save: {exc}") from None
+    metadata = {"format": FORMAT, "version": str(VERSION), "structure": structure}
+    # the header's size as safetensors writes it (metadata, then one entry per tensor)
+    header_size = len(json.dumps(metadata)) + sum(
+        len(json.dumps(name)) + 100 + 21 * array.ndim for name, array in encoder.arrays.items()
+    )
+    if header_size > MAX_HEADER_BYTES:
+        raise type_error(
+            f"ember.save: the checkpoint's header would be about {header_size} bytes, over "
+            f"the {MAX_HEADER_BYTES} that ember.load accepts"
+        )
+    if isinstance(f, (str, os.PathLike)):
+        save_file(encoder.arrays, f, metadata=metadata)
+    elif callable(getattr(f, "write", None)):
+        if isinstance(f, io.TextIOBase):
+            raise type_error("ember.save: the file is open in text mode; open it with 'wb'")
+        f.write(save_bytes(encoder.arrays, metadata=metadata))
+    else:
+        raise type_error(f"ember.save: expected a path or a binary file, got {type(f).__name__}")
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+def _what_it_looks_like(head: bytes) -> str:
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return " (it looks like a pickle; ember never unpickles)"
+    if head[:4] == b"PK\x03\x04":
+        return " (it looks like a zip archive, as torch.save writes; ember never unpickles)"
+    return ""
+
+
+class _Reader:
+    """The file's header and tensors; `fail` makes the errors, naming the file."""
+
+    def __init__(self, f):
+        if isinstance(f, (str, os.PathLike)):
+            self.name = os.fspath(f)
+            self.path, self.data = self.name, None
+            with open(self.path, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                head = fh.read(8)
+                self.header = self._header(head, size, lambda n: fh.read(n))
+        elif callable(getattr(f, "read", None)):
+            self.name = getattr(f, "name", None) or type(f).__name__
+            data = None if isinstance(f, io.TextIOBase) else f.read()
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise type_error("ember.load: the file is open in text mode; open it with 'rb'")
+            self.path, self.data = None, bytes(data)
+            self.header = self._header(
+                self.data[:8], len(self.data), lambda n: self.data[8 : 8 + n]
+            )
+        else:
+            raise type_error(
+                f"ember.load: expected a path or a binary file, got {type(f).__name__}"
+            )
+
+    def fail(self, problem: str) -> CheckpointError:
+        return CheckpointError(f"ember.load({self.name!r}): {problem}")
+
+    def _header(self, head: bytes, size: int, read: Callable[[int], bytes]) -> dict:
+        looks = _what_it_looks_like(head)
+        if size < 8:
+            raise self.fail(
+                f"not a safetensors file: only {size} bytes, fewer than the 8 of "
+                f"the header length{looks}"
+            )
+        n = int.from_bytes(head, "little")
+        if n > MAX_HEADER_BYTES:
+            raise self.fail(
+                f"not a safetensors file: its header length field says {n} bytes, "
+                f"over the {MAX_HEADER_BYTES} limit{looks}"
+            )
+        if 8 + n > size:
+            raise self.fail(
+                f"truncated or not a safetensors file: the header needs {n} "
+                f"bytes but only {size - 8} follow{looks}"
+            )
+        try:
+            header = json.loads(read(n).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise self.fail(
+                f"not a safetensors file: its header is not valid JSON "
+                f"({type(exc).__name__}: {exc}){looks}"
+            ) from None
+        if not isinstance(header, dict):
+            raise self.fail("not a safetensors file: its header is not a JSON object")
+        self.data_size = size - 8 - n
+        return header
+
+    def metadata(self) -> dict:
+        metadata = self.header.get("__metadata__")
+        if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+            found = metadata.get("format") if isinstance(metadata, dict) else None
+            raise self.fail(
+                f"a safetensors file but not an ember checkpoint: its metadata "
+                f"format is {found!r}, expected {FORMAT!r}"
+            )
+        version = metadata.get("version")
+        if version != str(VERSION):
+            raise self.fail(
+                f"checkpoint version {version!r} is not one this ember reads ({VERSION!r})"
+            )
+        structure = metadata.get("structure")
+        if not isinstance(structure, str):
+            raise self.fail("the metadata has no 'structure' string")
+        try:
+            parsed = json.loads(structure)
+        except (ValueError, RecursionError) as exc:
+            raise self.fail(
+                f"the structure metadata is not valid JSON ({type(exc).__name__}: {exc})"
+            ) from None
+        if not isinstance(parsed, dict) or set(parsed) != {"root"}:
+            raise self.fail("the structure metadata must be an object with one field, 'root'")
+        return parsed
+
+    def entries(self) -> dict:
+        """The header's tensor entries, checked to lie inside the file."""
+        entries = {k: v for k, v in self.header.items() if k != "__metadata__"}
+        for key, entry in entries.items():
+            offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+            if (
+                not isinstance(offsets, list)
+                or len(offsets) != 2
+                or not all(type(o) is int for o in offsets)
+            ):
+                raise self.fail(f"tensor {key!r} has no valid data_offsets in the header")
+            if offsets[1] > self.data_size:
+                raise self.fail(
+                    f"truncated: tensor {key!r} needs bytes up to {offsets[1]} of "
+                    f"the data, but the file holds {self.data_size}"
+                )
+        return entries
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        from safetensors import safe_open
+        from safetensors.numpy import load as load_bytes
+
+        try:
+            if self.data is not None:
+                return load_bytes(self.data)
+            with safe_open(self.path, framework="np") as fh:
+                return {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118  (not a dict)
+        except Exception as exc:  # noqa: BLE001  (the safetensors reader's own checks)
+            raise self.fail(f"safetensors could not read the file: {exc}") from None
+
+
+class _Decoder:
+    """Rebuilds the object from the structure, checking every node against the file."""
+
+    def __init__(self, reader: _Reader, entries: dict, map_location):
+        self.reader = reader
+        self.entries = entries
+        self.map_location = map_location
+        self.used: set[str] = set()
+        self.leaves: list[tuple[dict, Callable]] = []
+
+    def fail(self, where: str, problem: str) -> CheckpointError:
+        return self.reader.fail(f"{where}: {problem}")
+
+    def decode(self, node, where: str, depth: int, as_key: bool = False):
+        if depth > MAX_DEPTH:
+            raise self.fail(where, f"nested deeper than {MAX_DEPTH} levels")
+        if not isinstance(node, dict) or not isinstance(node.get("kind"), str):
+            raise self.fail(where, "a structure node must be an object with a 'kind'")
+        kind = node["kind"]
+        if kind not in _FIELDS:
+            raise self.fail(where, f"unknown kind {kind!r}")
+        if as_key and kind not in _KEY_KINDS:
+            raise self.fail(where, f"a {kind} cannot be a dict key")
+        fields = set(node) - {"kind"}
+        if fields != _FIELDS[kind]:
+            raise self.fail(
+                where,
+                f"a {kind} node has fields {sorted(fields)}, expected {sorted(_FIELDS[kind])}",
+            )
+        value = node.get("value")
+        try:
+            return getattr(self, f"_{kind}")(node, value, where, depth, as_key)
+        except (TypeError, ValueError, OverflowError, AttributeError, EmberError) as exc:
+            if isinstance(exc, CheckpointError):
+                raise
+            raise self.fail(where, f"invalid {kind} value {value!r} ({exc})") from None
+
+    @staticmethod
+    def _expect(value, types, what: str):
+        if type(value) not in types:
+            raise TypeError(f"expected {what}")
+        return value
+
+    def _none(self, node, value, where, depth, as_key):
+        return None
+
+    def _bool(self, node, value, where, depth, as_key):
+        return self._expect(value, (bool,), "true or false")
+
+    def _int(self, node, value, where, depth, as_key):
+        return self._expect(value, (int,), "a JSON integer")
+
+    def _float(self, node, value, where, depth, as_key):
+        return float.fromhex(self._expect(value, (str,), "a float in hex form"))
+
+    def _str(self, node, value, where, depth, as_key):
+        return self._expect(value, (str,), "a string")
+
+    def _bytes(self, node, value, where, depth, as_key):
+        return bytes.fromhex(self._expect(value, (str,), "a hex string"))
+
+    def _dtype(self, node, value, where, depth, as_key):
+        if value not in _DTYPE_BY_NAME:
+            raise ValueError(f"expected one of {', '.join(_DTYPE_BY_NAME)}")
+        return from_name(value)
+
+    def _device(self, node, value, where, depth, as_key):
+        return device(self._expect(value, (str,), "a device string"))
+
+    def _size(self, node, value, where, depth, as_key):
+        return Size(self._shape(value))
+
+    @staticmethod
+    def _shape(value) -> list[int]:
+        if type(value) is not list or not all(type(d) is int and d >= 0 for d in value):
+            raise TypeError("expected a list of non-negative ints")
+        return value
+
+    def _items(self, node, where, depth, as_key):
+        items = node["items"]
+        if type(items) is not list:
+            raise self.fail(where, "'items' must be a list")
+        return [
+            self.decode(item, f"{where}[{i}]", depth + 1, as_key) for i, item in enumerate(items)
+        ]
+
+    def _list(self, node, value, where, depth, as_key):
+        return self._items(node, where, depth, as_key)
+
+    def _tuple(self, node, value, where, depth, as_key):
+        return tuple(self._items(node, where, depth, as_key))
+
+    def _dict(self, node, value, where, depth, as_key, factory=dict):
+        items = node["items"]
+        if type(items) is not list:
+            raise self.fail(where, "'items' must be a list of [key, value] pairs")
+        out = factory()
+        for pair in items:
+            if type(pair) is not list or len(pair) != 2:
+                raise self.fail(where, "'items' must be a list of [key, value] pairs")
+            key = self.decode(pair[0], f"{where}.<key>", depth + 1, as_key=True)
+            if key in out:
+                raise self.fail(where, f"the key {key!r} appears twice")
+            out[key] = self.decode(pair[1], f"{where}[{key!r}]", depth + 1)
+        return out
+
+    def _ordered_dict(self, node, value, where, depth, as_key):
+        return self._dict(node, value, where, depth, as_key, factory=OrderedDict)
+
+    def _leaf(self, node, where) -> tuple[str, DType, list[int]]:
+        key, dtype_name = node["key"], node["dtype"]
+        if type(key) is not str or key not in self.entries:
+            raise self.fail(where, f"names tensor {key!r}, which the file does not hold")
+        if key in self.used:
+            raise self.fail(where, f"tensor {key!r} is named by two leaves")
+        self.used.add(key)
+        if dtype_name not in _DTYPE_BY_NAME:
+            raise self.fail(where, f"unknown dtype {dtype_name!r}")
+        shape = self._shape(node["shape"])
+        entry = self.entries[key]
+        if entry.get("dtype") != _SAFETENSORS_DTYPE[dtype_name]:
+            raise self.fail(
+                where,
+                f"the structure says dtype {dtype_name} but the file stores "
+                f"tensor {key!r} as {entry.get('dtype')!r}",
+            )
+        if entry.get("shape") != shape:
+            raise self.fail(
+                where,
+                f"the structure says shape {shape} but the file stores "
+                f"tensor {key!r} with shape {entry.get('shape')!r}",
+            )
+        return key, _DTYPE_BY_NAME[dtype_name], shape
+
+    def _ndarray(self, node, value, where, depth, as_key):
+        key, dtype, shape = self._leaf(node, where)
+        return _Pending(key, dtype, shape, where, lambda array: array)
+
+    def _tensor(self, node, value, where, depth, as_key):
+        key, dtype, shape = self._leaf(node, where)
+        requires_grad = self._expect(node["requires_grad"], (bool,), "a bool requires_grad")
+        parameter = self._expect(node["parameter"], (bool,), "a bool parameter flag")
+        if requires_grad and not dtype.is_floating_point:
+            raise self.fail(where, f"a {dtype.name} tensor cannot require grad")
+        saved_on = str(device(self._expect(node["device"], (str,), "a device string")))
+
+        def build(array: np.ndarray):
+            t = self._place(Tensor._make(array, dtype, CPU), saved_on, where)
+            if parameter:
+                from .nn.parameter import Parameter
+
+                return Parameter(t, requires_grad)
+            return t.requires_grad_(True) if requires_grad else t
+
+        return _Pending(key, dtype, shape, where, build)
+
+    def _place(self, t: Tensor, saved_on: str, where: str) -> Tensor:
+        """The tensor on the device map_location chooses (by default, the one it was saved
+        from)."""
+        target = self.map_location
+        if target is None:
+            target = saved_on
+        elif callable(target):
+            moved = target(t, saved_on)
+            if moved is not None:
+                if not isinstance(moved, Tensor):
+                    raise type_error(
+                        f"map_location returned a {type(moved).__name__}, expected a Tensor or None"
+                    )
+                return moved
+            target = saved_on
+        elif isinstance(target, dict):
+            target = target.get(saved_on, saved_on)
+        dev = as_device(target)
+        if dev.type == "cuda" and not is_cuda_available():
+            chosen = f"saved on {saved_on}" if self.map_location is None else f"mapped to {dev}"
+            raise self.fail(
+                where,
+                f"the tensor was {chosen}, but no CUDA device is available; pass "
+                f"map_location='cpu' to load it on the CPU",
+            )
+        return t.to(dev)
+
+    def finish(self, obj):
+        """Replace the pending leaves with tensors read from the file."""
+        unused = sorted(set(self.entries) - self.used)
+        if unused:
+            raise self.reader.fail(
+                f"the file holds tensors the structure does not name: {unused[:5]}"
+            )
+        arrays = self.reader.arrays() if self.entries else {}
+        return _fill(obj, arrays, self.reader)
+
+
+class _Pending:
+    """A leaf decoded from the structure whose data is read after the structure is checked."""
+
+    __slots__ = ("build", "dtype", "key", "shape", "where")
+
+    def __init__(self, key, dtype, shape, where, build):
+        self.key, self.dtype, self.shape, self.where, self.build = key, dtype, shape, where, build
+
+
+def _fill(obj, arrays: dict, reader: _Reader):
+    # Only containers this module built (never user types) are walked here.
+    if type(obj) is _Pending:
+        array = arrays.get(obj.key)
+        if array is None or array.dtype != obj.dtype.np or list(array.shape) != obj.shape:
+            raise reader.fail(f"{obj.where}: tensor {obj.key!r} as read does not match the header")
+        # copied: the reader's buffers are read-only views of the file
+        return obj.build(np.array(array, copy=True, order="C"))
+    if type(obj) is list:
+        return [_fill(v, arrays, reader) for v in obj]
+    if type(obj) is tuple:
+        return tuple(_fill(v, arrays, reader) for v in obj)
+    if type(obj) in (dict, OrderedDict):
+        out = type(obj)()
+        for k, v in obj.items():
+            out[k] = _fill(v, arrays, reader)
+        return out
+    return obj
+
+
+def load(f: str | os.PathLike | BinaryIO, map_location=None, weights_only: bool = True) -> Any:
+    """Load what ember.save wrote to the path or binary file f.
+
+    map_location places the tensors: None (where they were saved), a device or its name, a
+    dict from saved device names to devices, or a callable(tensor_on_cpu, saved_device_name)
+    returning a Tensor (or None for the default). An ember checkpoint holds data only, so
+    weights_only=True and False load it alike; nothing in the file is ever executed.
+
+    Raises CheckpointError for a file that is not an ember checkpoint, is truncated, or whose
+    metadata is inconsistent.
+    """
+    reader = _Reader(f)
+    structure = reader.metadata()
+    decoder = _Decoder(reader, reader.entries(), map_location)
+    obj = decoder.decode(structure["root"], "root", 0)
+    return decoder.finish(obj)
