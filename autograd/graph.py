@@ -142,7 +142,7 @@ class OpNode(Node):
                     )
 
     def release(self) -> None:
-        if self.rule.save_inputs or self.rule.save_outputs:
+        if self.saved_versions:
             self.freed = True
         self.inputs = None
         self.outputs = None
@@ -222,7 +222,13 @@ def link_op(op: str, inputs: tuple, attrs: dict, outputs: tuple) -> None:
     node.input_meta = tuple(metas)
     node.out_meta = tuple((o._data.shape, o._dtype, o._device) for o in outputs)
     versions = []
-    if rule.save_inputs:
+    save = rule.save_inputs
+    if save is not True and save is not False:
+        # the rule saves only the inputs its gradients will read (mul: a only if b needs grad)
+        mask = save(node.needs_input_grad)
+        inputs = tuple(x if m or not hasattr(x, "_data") else None for x, m in zip(inputs, mask))
+        save = any(mask)
+    if save:
         node.inputs = inputs
         versions.append((inputs, tuple(x._version[0] if hasattr(x, "_data") else None
                                        for x in inputs)))

@@ -1357,26 +1357,11 @@ case(
     "modify_input_whose_value_backward_does_not_need",
     lambda m, x: _modify_after_scalar_mul(x * 1),
     lambda r, d: (rn(r, d, 3),),
-    marks=pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "autograd saves and version-checks every input of a rule with save_inputs=True, "
-            "even one whose value the gradient does not need (y * 2 needs no y), so an in-place "
-            "write to y before backward raises where PyTorch succeeds"
-        ),
-    ),
 )
 case(
     "augmented_setitem",
     lambda m, x, v, i: _augmented_setitem(x * 1, v, i),
     lambda r, d: (rn(r, d, 4, 3), rn(r, d, 3), ix([3, 0])),
-    marks=pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "x[i] += v: the index node saves x (its rule needs only the indices and x's shape), "
-            "and the write-back bumps x's version, so backward raises where PyTorch succeeds"
-        ),
-    ),
 )
 ints(
     "matmul_int",
@@ -1542,9 +1527,9 @@ def _augmented_setitem(x, v, i):
 
 def _modify_after_scalar_mul(y):
     z = y * 2  # needs no saved value of y: torch's MulBackward0 keeps none
-    w = y * y.detach()
+    w = y * y.detach().clone()  # saves the clone (its own version), not y
     y.add_(1)
-    return z, w
+    return z, w, y
 
 
 def _setitems(x, v):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ... import ops as E
-from .registry import derivative
+from .registry import derivative, save_first, save_other, save_second
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
@@ -117,14 +117,14 @@ def _erf(node, g):
     return (E.mul(g, E.mul(E.exp(E.neg(E.mul(x, x))), _TWO_OVER_SQRT_PI)),)
 
 
-@derivative("mul")
+@derivative("mul", save_inputs=save_other)
 def _mul(node, g):
     a, b = node.inputs
     need_a, need_b = node.needs_input_grad
     return (E.mul(g, b) if need_a else None, E.mul(g, a) if need_b else None)
 
 
-@derivative("div")
+@derivative("div", save_inputs=lambda needs: (needs[1], needs[0] or needs[1]))
 def _div(node, g):
     a, b = node.inputs
     need_a, need_b = node.needs_input_grad
@@ -189,7 +189,7 @@ def _minimum(node, g):
     return _split_ties(node, g, E.lt)
 
 
-@derivative("where")
+@derivative("where", save_inputs=save_first)
 def _where(node, g):
     cond = node.inputs[0]
     _, need_a, need_b = node.needs_input_grad
@@ -211,7 +211,7 @@ def _clamp(node, g):
     return (E.where(keep, g, 0.0),)
 
 
-@derivative("masked_fill")
+@derivative("masked_fill", save_inputs=save_second)
 def _masked_fill(node, g):
     mask = node.inputs[1]
     return E.masked_fill(g, mask, 0.0), None

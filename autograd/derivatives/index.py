@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ... import ops as E
 from ..._tensor import dispatch
-from .registry import derivative
+from .registry import derivative, save_all_but_first, save_second
 
 
 def _zeros_of_input(node, i=0):
@@ -14,7 +14,7 @@ def _zeros_of_input(node, i=0):
     return zeros(shape, dtype=dtype, device=dev)
 
 
-@derivative("index")
+@derivative("index", save_inputs=save_all_but_first)
 def _index(node, g):
     indices = node.inputs[1:]
     attrs = {"dims": node.attrs["dims"], "accumulate": True}
@@ -22,15 +22,15 @@ def _index(node, g):
     return (gx,) + (None,) * len(indices)
 
 
-@derivative("index_put")
+@derivative("index_put", save_inputs=lambda needs: (False, False) + (True,) * (len(needs) - 2))
 def _index_put(node, g):
-    x, values, *indices = node.inputs
+    indices = node.inputs[2:]
     need_x, need_v = node.needs_input_grad[:2]
     dims = node.attrs["dims"]
     gx = gv = None
     if need_x:
         gx = g if node.attrs["accumulate"] else dispatch(
-            "index_put", (g, E.mul(values, 0) if hasattr(values, "_data") else g[...] * 0, *indices),
+            "index_put", (g, _zeros_of_input(node, 1), *indices),
             {"dims": dims, "accumulate": False},
         )
     if need_v:
@@ -49,14 +49,14 @@ def _fit_to(node, i, g):
     return E.pad(g, tuple(pads))
 
 
-@derivative("gather")
+@derivative("gather", save_inputs=save_second)
 def _gather(node, g):
     _, index = node.inputs
     dim = node.attrs["dim"]
     return E.scatter_add(_zeros_of_input(node), dim, index, g), None
 
 
-@derivative("scatter")
+@derivative("scatter", save_inputs=save_second)
 def _scatter(node, g):
     _, index, _ = node.inputs
     dim = node.attrs["dim"]
@@ -66,7 +66,7 @@ def _scatter(node, g):
     return gx, None, gsrc
 
 
-@derivative("scatter_add")
+@derivative("scatter_add", save_inputs=save_second)
 def _scatter_add(node, g):
     _, index, _ = node.inputs
     dim = node.attrs["dim"]
@@ -74,7 +74,7 @@ def _scatter_add(node, g):
     return g, None, (_fit_to(node, 2, E.gather(g, dim, index)) if need_src else None)
 
 
-@derivative("index_select")
+@derivative("index_select", save_inputs=save_second)
 def _index_select(node, g):
     _, index = node.inputs
     dim = node.attrs["dim"]
@@ -83,7 +83,7 @@ def _index_select(node, g):
     return E.index_add(_zeros_of_input(node), dim, index, g), None
 
 
-@derivative("index_add")
+@derivative("index_add", save_inputs=save_second)
 def _index_add(node, g):
     _, index, _ = node.inputs
     dim = node.attrs["dim"]

@@ -4,28 +4,29 @@ from __future__ import annotations
 
 from ... import ops as E
 from ..._tensor import dispatch
-from .registry import derivative
+from .registry import derivative, save_other
 
 
-@derivative("matmul")
+@derivative("matmul", save_inputs=save_other)
 def _matmul(node, g):
-    a, b = node.inputs
+    a, b = node.inputs  # a is kept only when b needs a gradient, and b only for a
     need_a, need_b = node.needs_input_grad
-    a2 = E.unsqueeze(a, 0) if a.ndim == 1 else a
-    b2 = E.unsqueeze(b, -1) if b.ndim == 1 else b
+    a_1d, b_1d = len(node.input_meta[0][0]) == 1, len(node.input_meta[1][0]) == 1
     g2 = g
-    if a.ndim == 1:
-        g2 = E.unsqueeze(g2, -2 if b.ndim > 1 else 0)
-    if b.ndim == 1:
+    if a_1d:
+        g2 = E.unsqueeze(g2, 0 if b_1d else -2)
+    if b_1d:
         g2 = E.unsqueeze(g2, -1)
     ga = gb = None
     if need_a:
+        b2 = E.unsqueeze(b, -1) if b_1d else b
         ga = E.matmul(g2, E.mT(b2))
-        if a.ndim == 1:
+        if a_1d:
             ga = E.squeeze(ga, -2)
     if need_b:
+        a2 = E.unsqueeze(a, 0) if a_1d else a
         gb = E.matmul(E.mT(a2), g2)
-        if b.ndim == 1:
+        if b_1d:
             gb = E.squeeze(gb, -1)
     return ga, gb
 
@@ -34,16 +35,18 @@ def _conv_attrs(node):
     return {k: node.attrs[k] for k in ("stride", "padding", "dilation", "groups")}
 
 
-@derivative("conv2d")
+@derivative("conv2d", save_inputs=save_other)
 def _conv2d(node, g):
-    x, w = node.inputs
+    x, w = node.inputs  # x is kept only when w needs a gradient, and w only for x
     need_x, need_w = node.needs_input_grad
     attrs = _conv_attrs(node)
     gx = gw = None
     if need_x:
-        gx = dispatch("conv2d_backward_input", (g, w), dict(attrs, input_shape=tuple(x.shape)))
+        gx = dispatch("conv2d_backward_input", (g, w),
+                      dict(attrs, input_shape=tuple(node.input_meta[0][0])))
     if need_w:
-        gw = dispatch("conv2d_backward_weight", (x, g), dict(attrs, weight_shape=tuple(w.shape)))
+        gw = dispatch("conv2d_backward_weight", (x, g),
+                      dict(attrs, weight_shape=tuple(node.input_meta[1][0])))
     return gx, gw
 
 

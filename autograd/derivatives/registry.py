@@ -2,19 +2,44 @@
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Union
+
+# Which inputs a rule keeps for backward: all (True), none (False), or a function of
+# needs_input_grad giving one bool per input, so an input is saved (and version-checked)
+# only when a gradient that will be computed reads it.
+SaveInputs = Union[bool, Callable[[tuple], tuple]]
 
 
 class Rule(NamedTuple):
     fn: Callable
-    save_inputs: bool
+    save_inputs: SaveInputs
     save_outputs: bool
+
+
+def save_other(needs: tuple) -> tuple:
+    """Binary ops like mul and matmul: a's gradient reads b and b's reads a."""
+    return (needs[1], needs[0])
+
+
+def save_all_but_first(needs: tuple) -> tuple:
+    """Indexing ops: only the index tensors, never the indexed tensor's value."""
+    return (False,) + (True,) * (len(needs) - 1)
+
+
+def save_second(needs: tuple) -> tuple:
+    """gather, index_select, masked_fill, scatter: only the index or mask (input 1)."""
+    return tuple(i == 1 for i in range(len(needs)))
+
+
+def save_first(needs: tuple) -> tuple:
+    """where: only the condition."""
+    return tuple(i == 0 for i in range(len(needs)))
 
 
 DERIVATIVES: dict[str, Rule] = {}
 
 
-def derivative(*names: str, save_inputs: bool = True, save_outputs: bool = False) -> Callable:
+def derivative(*names: str, save_inputs: SaveInputs = True, save_outputs: bool = False) -> Callable:
     """Decorator: register fn as the derivative rule of each op in names.
 
     save_inputs / save_outputs say what backward needs kept alive (and version-checked).
