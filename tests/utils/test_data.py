@@ -11,8 +11,6 @@ from collections import OrderedDict, namedtuple
 import ember
 import numpy as np
 import pytest
-import torch
-import torch.utils.data as tdata
 from ember.utils.data import (
     BatchSampler,
     ChainDataset,
@@ -154,7 +152,10 @@ def test_random_split_fractions_give_torchs_lengths(n, fractions):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         parts = random_split(Squares(n), fractions)
-        expected = [len(p) for p in tdata.random_split(range(n), fractions)]
+        # torch's rule: floor of each fraction, the remainder handed out round-robin
+        expected = [int(n * f) for f in fractions]
+        for i in range(n - sum(expected)):
+            expected[i % len(expected)] += 1
     # an empty split is warned about, as torch does
     assert any("is 0" in str(w.message) for w in caught) == (0 in expected)
     assert [len(p) for p in parts] == expected
@@ -287,8 +288,10 @@ def test_weighted_random_sampler_follows_the_weights():
 @pytest.mark.parametrize("drop_last", [False, True])
 def test_batch_sampler_matches_torch(n, batch_size, drop_last):
     ours = BatchSampler(SequentialSampler(range(n)), batch_size, drop_last)
-    theirs = tdata.BatchSampler(tdata.SequentialSampler(range(n)), batch_size, drop_last)
-    assert list(ours) == list(theirs)
+    theirs = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+    if drop_last and theirs and len(theirs[-1]) < batch_size:
+        theirs.pop()
+    assert list(ours) == theirs
     assert len(ours) == len(theirs)
 
 
@@ -360,7 +363,7 @@ def test_collate_refuses_ragged_sequences_and_unknown_types():
 
 def _plain(value):
     """A comparable form of an ember or torch batch."""
-    if isinstance(value, (ember.Tensor, torch.Tensor)):
+    if hasattr(value, "numpy") and hasattr(value, "dtype"):
         array = value.numpy()
         return ("tensor", str(value.dtype).split(".")[-1], array.shape, array.tolist())
     if isinstance(value, dict):
@@ -370,7 +373,11 @@ def _plain(value):
     return value
 
 
+@pytest.mark.oracle
 def test_collate_matches_torch_on_a_nested_random_batch():
+    torch = pytest.importorskip("torch")
+    import torch.utils.data as tdata
+
     rng = np.random.default_rng(0)
 
     def sample(framework):

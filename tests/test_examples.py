@@ -1,0 +1,44 @@
+"""Short runs of the examples: each must learn (reach its loss or accuracy threshold)."""
+
+import os
+import runpy
+import sys
+
+import pytest
+
+import ember
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+
+
+@pytest.fixture
+def examples_path(monkeypatch):
+    monkeypatch.syspath_prepend(EXAMPLES)
+    yield
+    for name in ("quickstart", "char_transformer", "models"):
+        sys.modules.pop(name, None)
+
+
+def test_quickstart_cnn_learns_the_digits(examples_path):
+    import quickstart
+    from ember.utils.data import DataLoader, TensorDataset
+    from models import digits_cnn
+
+    ember.manual_seed(0)
+    x_train, y_train, x_test, y_test = quickstart.load_data()
+    loader = DataLoader(TensorDataset(x_train, y_train), batch_size=64, shuffle=True)
+    model = digits_cnn(ember)
+    quickstart.train(model, loader, epochs=3)
+    assert quickstart.accuracy(model, x_test, y_test) > 0.93
+
+
+def test_char_transformer_learns_the_sonnets(examples_path):
+    import char_transformer
+
+    loss, text = char_transformer.train(steps=250, verbose=False)
+    assert loss < 2.5  # a uniform guess over the characters costs ln(61) = 4.1 nats
+    assert text.startswith("Shall I ") and len(text) == len("Shall I ") + 200
+
+
+def test_raw_autograd_spirals_example_runs():
+    runpy.run_path(os.path.join(EXAMPLES, "spirals_autograd.py"), run_name="__main__")
