@@ -436,10 +436,13 @@ def _py_number(x):
     return x.item() if isinstance(x, np.generic) else x
 
 
-def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY):
+def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: "Tensor | None" = None):
     """Run primitive `op` on `inputs` (tensors and Python numbers) with `attrs`.
 
-    Returns a Tensor, or a tuple of Tensors for ops with several outputs.
+    Returns a Tensor, or a tuple of Tensors for ops with several outputs. With `out` (used by
+    in-place ops when no gradient is recorded), an elementwise kernel writes into out's array
+    and out is returned; None means out cannot take the result (the caller goes the general
+    way, which reports any error).
     """
     schema = SCHEMAS.get(op)
     if schema is None:
@@ -482,7 +485,11 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY):
             args[i] = inputs[i]._data
     else:
         args = [x._data if isinstance(x, Tensor) else x for x in inputs]
-    result = KERNELS[op](np if dev is CPU else array_module(dev), *args, **attrs)
+    kernel = KERNELS[op]
+    xp = np if dev is CPU else array_module(dev)
+    if out is not None:
+        return _into(out, op, kernel, xp, args, attrs, out_types, inputs, needs_grad)
+    result = kernel(xp, *args, **attrs)
 
     if schema.num_outputs == 1:
         if schema.view:
@@ -498,6 +505,24 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY):
         outputs = out = tuple(_wrap(r, t, dev) for r, t in zip(result, out_types))
     if needs_grad and _grad_state.enabled and schema.differentiable:
         link_op(op, inputs, attrs, outputs)
+    if tracer_hook is not None:
+        tracer_hook(op, inputs, attrs, out)
+    return out
+
+
+def _into(out, op, kernel, xp, args, attrs, out_types, inputs, needs_grad):
+    if (
+        (needs_grad and _grad_state.enabled)
+        or not getattr(kernel, "writes_out", False)
+        or out_types.dtype is not out._dtype
+        or tuple(out_types.shape) != out._data.shape
+    ):
+        return None
+    try:
+        kernel(xp, *args, out=out._data, **attrs)
+    except ValueError:  # a read-only (expanded) array: the general path explains it
+        return None
+    out._version[0] += 1
     if tracer_hook is not None:
         tracer_hook(op, inputs, attrs, out)
     return out

@@ -5,7 +5,8 @@ from __future__ import annotations
 from . import ops as E
 from .indexing import getitem, setitem
 from .inplace import apply_inplace
-from ._tensor import Tensor
+from ._tensor import Tensor, dispatch
+from .autograd import grad_mode
 
 # methods that are the op function with self first
 _SAME_NAME = (
@@ -105,10 +106,32 @@ _INPLACE = (
 ).split()
 
 
+# In-place forms of these primitives write straight into the tensor's array when no gradient
+# is recorded (optimizer steps, no_grad updates): no temporary, no copy.
+_WRITES_INTO = {
+    "add", "sub", "mul", "div", "pow", "neg", "abs", "exp", "log", "sqrt", "tanh", "floor",
+    "ceil", "round", "trunc", "sin", "cos", "remainder", "floor_divide", "maximum", "minimum",
+    "log1p", "expm1", "logical_not",
+}
+
+
+def _records_grad(self, args) -> bool:
+    if not grad_mode.state.enabled:
+        return False
+    return self._requires_grad or any(isinstance(a, Tensor) and a._requires_grad for a in args)
+
+
 def _inplace_method(name):
     fn = getattr(E, name)
+    direct = name in _WRITES_INTO
 
     def method(self, *args, **kwargs):
+        if direct and len(args) <= 1 and not _records_grad(self, args):
+            alpha = kwargs.get("alpha", 1) if set(kwargs) <= {"alpha"} else None
+            if alpha is not None:
+                operands = args if alpha == 1 else (E.mul(args[0], alpha),)
+                if dispatch(name, (self, *operands), out=self) is not None:
+                    return self
         return apply_inplace(self, lambda src: fn(src, *args, **kwargs))
 
     method.__name__ = name + "_"

@@ -43,6 +43,7 @@ def _root_grads(outputs, grad_outputs):
                     f"Mismatch in shape: grad_output[{i}] has a shape of {g.shape} and "
                     f"output[{i}] has a shape of {out.shape}."
                 )
+            g = g.clone()  # the caller keeps its tensor; a leaf root must not alias it
         else:
             from ..factories import full_like
 
@@ -148,11 +149,16 @@ def _execute(roots, root_grads, retain_graph, create_graph, capture=None, accumu
                 results = node.apply(grads)
                 if not retain_graph:
                     node.release()
+            handed_out = set()
             for edge, g in zip(node.next_functions, results):
                 if edge is None:
                     continue
                 child, nr = edge
                 if g is not None:
+                    # one tensor object per edge: a leaf may keep what it receives as .grad
+                    if id(g) in handed_out:
+                        g = g.clone()
+                    handed_out.add(id(g))
                     slots = buffers.setdefault(child, {})
                     slots[nr] = g if nr not in slots else slots[nr] + g
                 left = dependencies[child] - 1

@@ -77,8 +77,14 @@ class AccumulateGrad(Node):
                 if new is not None:
                     g = new
         if var.grad is None:
-            # a copy: the same gradient tensor may flow to several leaves (a + b)
-            var.grad = g.clone() if g._grad_fn is not None else g.detach().clone()
+            if g._grad_fn is not None:
+                var.grad = g.clone()  # create_graph: keep the gradient's own history
+            elif g._base is None and g._data.base is None:
+                # a fresh array that only this edge received (the engine hands each edge its
+                # own tensor object): keep it, as PyTorch steals an unshared gradient
+                var.grad = g.detach()
+            else:
+                var.grad = g.detach().clone()
         else:
             var.grad = var.grad + g
         return []

@@ -23,14 +23,16 @@ _QUIET = {"log", "log1p", "sqrt", "div", "pow", "exp", "expm1"}
 
 
 def _ufunc_kernel(name: str, quiet: bool):
+    # out= lets in-place ops write straight into the tensor's array (see dispatch's out)
     if quiet:
-        def run(xp, *args):
+        def run(xp, *args, out=None):
             with np.errstate(all="ignore"):
-                return getattr(xp, name)(*args)
+                return getattr(xp, name)(*args, out=out)
     else:
-        def run(xp, *args):
-            return getattr(xp, name)(*args)
+        def run(xp, *args, out=None):
+            return getattr(xp, name)(*args, out=out)
     run.__name__ = f"kernel_{name}"
+    run.writes_out = True
     return run
 
 
