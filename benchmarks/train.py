@@ -6,13 +6,19 @@ Three models, built by the same code for both frameworks (examples/models.py): t
 784-256-256-10 at batch 128 with SGD, the digits CNN at batch 64 with Adam, and the char
 transformer at batch 16 x 64 tokens with AdamW. A step is forward, cross-entropy loss,
 zero_grad, backward and the optimizer step. Target: ember at most 1.5x PyTorch's step time.
+
+Each framework is timed in a process of its own, started by this one: loaded together, torch's
+OpenMP threads and numpy's OpenBLAS threads slow each other down (ember's steps ran twice as
+slow with torch merely imported).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -20,13 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
 
-import ember  # noqa: E402
 from models import char_transformer, digits_cnn, mlp  # noqa: E402
-
-try:
-    import torch
-except ImportError:
-    torch = None
 
 TARGET = 1.5
 
@@ -73,25 +73,55 @@ def _step_time(fw, build, make_opt, x_np, y_np, steps: int) -> float:
     return statistics.median(times)
 
 
+def _measure(framework: str, steps: int) -> None:
+    """In a child process: time every case with one framework, print JSON."""
+    if framework == "torch":
+        import torch as fw
+
+        fw.set_num_threads(os.cpu_count() or 1)
+    else:
+        import ember as fw
+    result = {"version": fw.__version__, "times": []}
+    for _, build, make_opt, x, y in _cases():
+        result["times"].append(_step_time(fw, build, make_opt, x, y, steps))
+    print(json.dumps(result))
+
+
+def _run_child(framework: str, steps: int):
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", framework,
+                           "--steps", str(steps)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        if framework == "torch" and "No module named 'torch'" in proc.stderr:
+            return None
+        raise SystemExit(f"{framework} run failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer timed steps")
+    parser.add_argument("--child", choices=["ember", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    steps = 5 if args.quick else 20
+    steps = args.steps or (5 if args.quick else 20)
+    if args.child:
+        _measure(args.child, steps)
+        return
     if os.environ.get("OPENBLAS_CORETYPE") or os.environ.get("OPENBLAS_L2_SIZE"):
         print("warning: OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE are set; numpy's BLAS runs slower")
+    ours_all = _run_child("ember", steps)
+    theirs_all = _run_child("torch", steps)
     threads = os.cpu_count() or 1
-    if torch is not None:
-        torch.set_num_threads(threads)
-    print(f"ember {ember.__version__}, numpy {np.__version__}, "
-          f"torch {torch.__version__ if torch else 'not installed'}; {threads} CPU threads\n")
+    print(f"ember {ours_all['version']}, numpy {np.__version__}, "
+          f"torch {theirs_all['version'] if theirs_all else 'not installed'}; "
+          f"{threads} CPU threads, median of {steps} steps\n")
     print(f"{'model':42s} {'ember':>12s} {'torch':>12s} {'ember/torch':>22s}")
-    for name, build, make_opt, x, y in _cases():
-        ours = _step_time(ember, build, make_opt, x, y, steps)
-        if torch is None:
+    for k, (name, *_) in enumerate(_cases()):
+        ours = ours_all["times"][k]
+        if theirs_all is None:
             print(f"{name:42s} {ours * 1e3:9.2f} ms {'-':>12s} {'torch not installed':>22s}")
             continue
-        theirs = _step_time(torch, build, make_opt, x, y, steps)
+        theirs = theirs_all["times"][k]
         ratio = ours / theirs
         verdict = "ok" if ratio <= TARGET else "MISSES"
         print(f"{name:42s} {ours * 1e3:9.2f} ms {theirs * 1e3:9.2f} ms "
