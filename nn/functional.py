@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from .. import ops as E
-from .._tensor import Tensor
+from .._tensor import Tensor, dispatch
 from ..autograd.grad_mode import no_grad
 from ..errors import EmberNotImplementedError, runtime_error, value_error
 from ..factories import ones, tensor, zeros
@@ -61,7 +61,10 @@ _OutputSize = int | None | Sequence[int | None]
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """input @ weight.T + bias."""
-    out = E.matmul(input, E.mT(weight) if weight.ndim == 2 else weight)
+    if weight.ndim == 2:
+        out = dispatch("linear", (input, weight))
+    else:
+        out = E.matmul(input, weight)
     return out if bias is None else E.add(out, bias)
 
 

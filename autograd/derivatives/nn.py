@@ -90,3 +90,16 @@ def _avg_pool2d(node, g):
 def _avg_pool2d_backward(node, h):
     attrs = {k: v for k, v in node.attrs.items() if k != "input_shape"}
     return (dispatch("avg_pool2d", (h,), attrs),)
+
+
+@derivative("linear", save_inputs=save_other)
+def _linear(node, g):
+    x, w = node.inputs  # x is kept only when w needs a gradient, and w only for x
+    need_x, need_w = node.needs_input_grad
+    gx = E.matmul(g, w) if need_x else None
+    gw = None
+    if need_w:
+        out_features, in_features = node.input_meta[1][0]
+        # the weight's gradient comes out in the weight's own (out, in) layout, contiguous
+        gw = E.matmul(E.mT(E.reshape(g, -1, out_features)), E.reshape(x, -1, in_features))
+    return gx, gw

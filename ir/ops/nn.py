@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from ..dtypes import FLOAT
 from ..schema import broadcast_shapes, fmt_shape, register
+from ..symbolic import definitely_less
 from ..types import TensorType
-from ...errors import runtime_error, type_error
+from ...errors import IRError, runtime_error, type_error
 
 
 def _same_dtype(op, a, b):
@@ -44,13 +45,24 @@ def _matmul(inputs, attrs):
     return TensorType(shape, a.dtype)
 
 
-def conv_out_size(size, kernel, stride, padding, dilation, ceil_mode=False) -> int:
+def conv_out_size(size, kernel, stride, padding, dilation, ceil_mode=False):
+    """The output size of a convolution or pooling window sliding over `size` (an int, or a
+    SymInt, which gives an expression such as (H - 1)//2 + 1)."""
     span = size + 2 * padding - dilation * (kernel - 1) - 1
     if ceil_mode:
-        out = -(-span // stride) + 1
+        out = (span + stride - 1) // stride + 1
         # the last window must start inside the input or the left padding
-        if (out - 1) * stride >= size + padding:
-            out -= 1
+        last_start, bound = (out - 1) * stride, size + padding
+        if last_start.__class__ is int and bound.__class__ is int:
+            if last_start >= bound:
+                out -= 1
+        elif padding + stride >= dilation * (kernel - 1) + 2:
+            # only then can the last window start past the input (ceil(span/s)*s is at most
+            # span + s - 1), and whether it does depends on the size modulo the stride
+            raise IRError(
+                f"ceil_mode: the output size for the symbolic input size {size} depends on "
+                f"{size} modulo the stride {stride} (kernel {kernel}, padding {padding})"
+            )
         return out
     return span // stride + 1
 
@@ -81,7 +93,7 @@ def _conv2d(inputs, attrs):
         )
     oh = conv_out_size(h, kh, stride[0], padding[0], dilation[0])
     ow = conv_out_size(wd, kw, stride[1], padding[1], dilation[1])
-    if oh <= 0 or ow <= 0:
+    if definitely_less(oh, 1) or definitely_less(ow, 1):
         raise runtime_error(
             f"conv2d: calculated output size ({o}x{oh}x{ow}) is too small for input "
             f"{fmt_shape(x.shape)} and kernel {kh}x{kw}"
@@ -115,7 +127,7 @@ def _pool_shape(op, x, attrs):
     h, w = x.shape[-2:]
     oh = conv_out_size(h, kernel[0], stride[0], padding[0], dilation[0], attrs["ceil_mode"])
     ow = conv_out_size(w, kernel[1], stride[1], padding[1], dilation[1], attrs["ceil_mode"])
-    if oh <= 0 or ow <= 0:
+    if definitely_less(oh, 1) or definitely_less(ow, 1):
         raise runtime_error(
             f"{op}: output size is too small ({oh}x{ow}) for input {fmt_shape(x.shape)} and "
             f"kernel {kernel}"
@@ -153,3 +165,16 @@ def _bernoulli(inputs, attrs):
     if p.dtype.category != FLOAT:
         raise type_error(f"bernoulli: expected floating-point probabilities, got {p.dtype.name}")
     return TensorType(tuple(p.shape), p.dtype)
+
+
+@register("linear", kind="extern")
+def _linear(inputs, attrs):
+    """x @ w.T for a weight w of shape (out_features, in_features), as nn.Linear stores it."""
+    x, w = inputs
+    _same_dtype("linear", x, w)
+    if len(w.shape) != 2 or not len(x.shape) or x.shape[-1] != w.shape[1]:
+        raise runtime_error(
+            f"linear: input {fmt_shape(x.shape)} and weight {fmt_shape(w.shape)} do not fit "
+            f"(the input's last dim must equal the weight's second)"
+        )
+    return TensorType(tuple(x.shape[:-1]) + (w.shape[0],), x.dtype)

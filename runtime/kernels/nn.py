@@ -189,3 +189,9 @@ def _avg_pool2d_backward(xp, g, input_shape, kernel_size, stride, padding, ceil_
             grad[:, :, i : i + stride[0] * out_hw[0] : stride[0], j : j + stride[1] * out_hw[1] : stride[1]] += scaled
     grad = grad[:, :, padding[0] : padding[0] + h, padding[1] : padding[1] + w]
     return grad if len(input_shape) == 4 else grad[0]
+
+
+@kernel("linear")
+def _linear(xp, x, w):
+    # BLAS takes the transposed weight as a flag: no copy of w.T is made
+    return xp.matmul(x, w.T)

@@ -457,6 +457,12 @@ for _a, _b in [
         gradgrad=True,
     )
 case(
+    "linear_batched_and_vector",
+    lambda x, v, w: (ember.nn.functional.linear(x, w), ember.nn.functional.linear(v, w)),
+    lambda r: (normal(r, 2, 3, 4), normal(r, 4), normal(r, 5, 4)),
+    gradgrad=True,
+)
+case(
     "mm_bmm_mv_dot",
     lambda a, b, v, w: (
         ember.mm(a, b).sum(0) + ember.bmm(a[None], b[None])[0, 1] + ember.mv(b.t(), w) + v.dot(v)
