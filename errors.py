@@ -32,6 +32,10 @@ class EmberNotImplementedError(EmberError, NotImplementedError):
     """A valid request ember does not support yet on this device or dtype."""
 
 
+class IRError(EmberError, ValueError):
+    """A graph that breaks the IR's rules: bad IR text or graph data, a failed invariant."""
+
+
 _USER_FOLDERS = ("tests", "examples", "benchmarks")
 
 

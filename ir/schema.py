@@ -34,6 +34,15 @@ class OpSchema:
     view: bool = False
     num_outputs: int = 1
     attrs: dict = field(default_factory=dict)
+    # An op that acts on the world (a collective, a print) runs even when its outputs are
+    # unused, and never merges with an equal call.
+    side_effects: bool = False
+
+    @property
+    def pure(self) -> bool:
+        """Whether the op's outputs depend on its inputs and attrs alone and it does nothing
+        else: what dead-code elimination and common-subexpression elimination assume."""
+        return self.kind != "random" and not self.side_effects
 
 
 SCHEMAS: dict[str, OpSchema] = {}
@@ -66,7 +75,11 @@ def fmt_shape(shape) -> str:
 
 
 def broadcast_shapes(*shapes) -> tuple:
-    """numpy/PyTorch broadcasting of shapes, with PyTorch's error message."""
+    """numpy/PyTorch broadcasting of shapes, with PyTorch's error message.
+
+    Symbolic sizes (ir.symbolic) broadcast as sizes other than 1: B against 1 gives B, B
+    against B gives B, and B against 4 or against C is an error.
+    """
     first = shapes[0]
     if all(s == first for s in shapes):
         return tuple(first)

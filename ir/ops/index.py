@@ -6,6 +6,7 @@ import math
 
 from ..dtypes import INT, bool_, int64
 from ..schema import NUMBER, broadcast_shapes, fmt_shape, normalize_dim, register
+from ..symbolic import definitely_less
 from ..types import TensorType
 from ...errors import index_error, runtime_error, type_error
 
@@ -62,7 +63,7 @@ def _gather(inputs, attrs):
     if len(index.shape) != len(x.shape):
         raise runtime_error("Index tensor must have the same number of dimensions as input tensor")
     for d, (a, b) in enumerate(zip(x.shape, index.shape)):
-        if d != dim and b > a:
+        if d != dim and definitely_less(a, b):
             raise runtime_error(
                 f"Size does not match at dimension {d} expected index {fmt_shape(index.shape)} "
                 f"to be smaller than self {fmt_shape(x.shape)} apart from dimension {dim}"
@@ -78,7 +79,7 @@ def _scatter(op):
         if len(index.shape) != len(x.shape):
             raise runtime_error("Index tensor must have the same number of dimensions as self tensor")
         for d, (a, b) in enumerate(zip(x.shape, index.shape)):
-            if (d != dim and b > a) or b > src.shape[d]:
+            if (d != dim and definitely_less(a, b)) or definitely_less(src.shape[d], b):
                 raise runtime_error(
                     f"Expected index {fmt_shape(index.shape)} to be smaller than self "
                     f"{fmt_shape(x.shape)} apart from dimension {dim} and to be smaller size "

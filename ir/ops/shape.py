@@ -1,4 +1,8 @@
-"""Type rules of the shape ops: views (reshape, permute, slice, expand, ...) and copies."""
+"""Type rules of the shape ops: views (reshape, permute, slice, expand, ...) and copies.
+
+Sizes may be symbolic (ir.symbolic.SymInt), in the input shapes and in shape attrs alike; a
+symbolic size in an attr is taken to be a valid size, so only ints are checked for sign.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,43 @@ import math
 
 from ..dtypes import as_dtype, promote_types
 from ..schema import fmt_shape, normalize_dim, register
+from ..symbolic import definitely_less
 from ..types import TensorType
-from ...errors import index_error, runtime_error, value_error
+from ...errors import IRError, index_error, runtime_error, value_error
 
 
 def _numel(shape) -> int:
     return math.prod(shape)
 
 
+def _reshape_error(shape, new_shape, numel):
+    return runtime_error(
+        f"shape '{fmt_shape(new_shape)}' is invalid for input of size {numel} "
+        f"(input shape {fmt_shape(shape)})"
+    )
+
+
+def _infer_size(shape, new_shape, numel) -> tuple:
+    """new_shape with its one -1 replaced by the size that keeps the number of elements."""
+    if new_shape.count(-1) > 1:
+        raise runtime_error(f"only one dimension can be inferred: {fmt_shape(new_shape)}")
+    known = _numel(d for d in new_shape if d != -1)
+    if known == 0:
+        raise _reshape_error(shape, new_shape, numel)
+    inferred = numel // known
+    if inferred * known != numel:  # structural for symbolic sizes: B*16 // 3 does not divide
+        raise _reshape_error(shape, new_shape, numel)
+    return tuple(inferred if d == -1 else d for d in new_shape)
+
+
 def check_reshape(shape, new_shape) -> tuple:
+    """The shape a reshape of `shape` to `new_shape` gives (one -1 is inferred)."""
     new_shape = tuple(new_shape)
-    if _numel(shape) != _numel(new_shape) or any(d < 0 for d in new_shape):
-        raise runtime_error(
-            f"shape '{fmt_shape(new_shape)}' is invalid for input of size {_numel(shape)} "
-            f"(input shape {fmt_shape(shape)})"
-        )
+    numel = _numel(shape)
+    if -1 in new_shape:
+        new_shape = _infer_size(shape, new_shape, numel)
+    if numel != _numel(new_shape) or any(d < 0 for d in new_shape if d.__class__ is int):
+        raise _reshape_error(shape, new_shape, numel)
     return new_shape
 
 
@@ -101,13 +127,23 @@ def _expand(inputs, attrs):
                 f"non-singleton dimension {offset + i}.  Target sizes: {fmt_shape(target)}.  "
                 f"Tensor sizes: {fmt_shape(x.shape)}"
             )
-    if any(d < 0 for d in out):
+    if any(d < 0 for d in out if d.__class__ is int):
         raise runtime_error(f"expand: -1 is not allowed in a leading, new dimension: {fmt_shape(target)}")
     return TensorType(tuple(out), x.dtype)
 
 
+def _slice_length(start, stop, step):
+    # starts and stops are normalized (0 <= start <= stop) and steps positive
+    if definitely_less(stop, start):
+        return 0
+    return (stop - start + step - 1) // step
+
+
 def slice_shape(shape, starts, stops, steps) -> tuple:
-    return tuple(len(range(a, b, c)) for a, b, c in zip(starts, stops, steps))
+    try:
+        return tuple(len(range(a, b, c)) for a, b, c in zip(starts, stops, steps))
+    except IRError:  # a symbolic start or stop: range() cannot take it
+        return tuple(_slice_length(a, b, c) for a, b, c in zip(starts, stops, steps))
 
 
 @register("slice", kind="view", view=True)
@@ -188,14 +224,15 @@ def _pad(inputs, attrs):
     for i in range(len(pads) // 2):
         d = len(shape) - 1 - i
         shape[d] += pads[2 * i] + pads[2 * i + 1]
-        if shape[d] < 0:
+        if definitely_less(shape[d], 0):
             raise runtime_error(f"pad: resulting size of dim {d} would be negative ({shape[d]})")
     mode = attrs.get("mode", "constant")
     if mode != "constant":
         for i in range(len(pads) // 2):
             d = len(shape) - 1 - i
             limit = x.shape[d] - (1 if mode == "reflect" else 0)
-            if max(pads[2 * i], pads[2 * i + 1]) > limit or min(pads[2 * i], pads[2 * i + 1]) < 0:
+            widest = max(pads[2 * i], pads[2 * i + 1])
+            if definitely_less(limit, widest) or min(pads[2 * i], pads[2 * i + 1]) < 0:
                 raise runtime_error(
                     f"pad: {mode} padding {pads[2 * i]}, {pads[2 * i + 1]} is too large for "
                     f"dim {d} of size {x.shape[d]}"
