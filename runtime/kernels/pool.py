@@ -1,0 +1,132 @@
+"""2-d max and average pooling and their backward ops, one strided slice per kernel tap.
+
+Each tap (i, j) of the kernel is a strided view of the padded input with the output's shape;
+pooling is an elementwise max or sum over the taps (KH*KW passes at output size), far faster
+than reducing a 6-d window view over its two small trailing axes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .registry import kernel
+
+
+def _geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
+    """The output's (OH, OW) and the extra bottom/right padding ceil_mode needs."""
+    out, extra = [], []
+    for size, k, s, p, d in zip(x_shape[-2:], kernel_size, stride, padding, dilation):
+        span = size + 2 * p - d * (k - 1) - 1
+        o = (-(-span // s) if ceil_mode else span // s) + 1
+        # the last window must start inside the input or the left padding
+        if ceil_mode and (o - 1) * s >= size + p:
+            o -= 1
+        out.append(o)
+        extra.append(max(0, (o - 1) * s + d * (k - 1) + 1 - (size + 2 * p)))
+    return tuple(out), tuple(extra)
+
+
+def _pad(xp, x, padding, extra, value):
+    (ph, pw), (eh, ew) = padding, extra
+    if not (ph or pw or eh or ew):
+        return x
+    width = ((0, 0),) * (x.ndim - 2) + ((ph, ph + eh), (pw, pw + ew))
+    return xp.pad(x, width, constant_values=value)
+
+
+def _tap_slices(kernel_size, stride, dilation, out_hw):
+    """(tap number, the (rows, cols) slices of that tap) for every kernel position."""
+    for i in range(kernel_size[0]):
+        r0 = i * dilation[0]
+        rows = slice(r0, r0 + stride[0] * (out_hw[0] - 1) + 1, stride[0])
+        for j in range(kernel_size[1]):
+            c0 = j * dilation[1]
+            yield i * kernel_size[1] + j, rows, slice(c0, c0 + stride[1] * (out_hw[1] - 1) + 1,
+                                                      stride[1])
+
+
+def _lowest(dtype):
+    return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
+
+
+@kernel("max_pool2d")
+def _max_pool2d(xp, x, kernel_size, stride, padding, ceil_mode, dilation=(1, 1)):
+    out_hw, extra = _geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    padded = _pad(xp, x, padding, extra, _lowest(x.dtype))
+    out = None
+    for _, rows, cols in _tap_slices(kernel_size, stride, dilation, out_hw):
+        tap = padded[..., rows, cols]
+        # np.maximum propagates NaN, as PyTorch's max pooling does
+        out = tap.copy() if out is None else xp.maximum(out, tap, out=out)
+    return out
+
+
+@kernel("max_pool2d_backward")
+def _max_pool2d_backward(xp, g, x, kernel_size, stride, padding, ceil_mode, dilation=(1, 1)):
+    out_hw, extra = _geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    padded = _pad(xp, x, padding, extra, _lowest(x.dtype))
+    taps = list(_tap_slices(kernel_size, stride, dilation, out_hw))
+    # the winning tap of each window: the first maximum, or a NaN (PyTorch's rule)
+    best, winner = None, None
+    for t, rows, cols in taps:
+        tap = padded[..., rows, cols]
+        if best is None:
+            best, winner = tap.copy(), xp.zeros(tap.shape, dtype=np.int32)
+            continue
+        better = tap > best
+        if x.dtype.kind == "f":
+            better |= xp.isnan(tap)
+        best = xp.where(better, tap, best)
+        winner = xp.where(better, np.int32(t), winner)
+    grad = xp.zeros(padded.shape, dtype=g.dtype)
+    zero = g.dtype.type(0)
+    for t, rows, cols in taps:
+        grad[..., rows, cols] += xp.where(winner == t, g, zero)
+    h, w = x.shape[-2:]
+    return grad[..., padding[0] : padding[0] + h, padding[1] : padding[1] + w]
+
+
+def _divisor(xp, hw, kernel_size, stride, padding, extra, out_hw, count_include_pad, dtype):
+    # windows count the padded border (count_include_pad) but never the ceil_mode overhang
+    h, w = hw
+    inside = xp.zeros((h + 2 * padding[0] + extra[0], w + 2 * padding[1] + extra[1]), dtype)
+    if count_include_pad:
+        inside[: h + 2 * padding[0], : w + 2 * padding[1]] = 1
+    else:
+        inside[padding[0] : padding[0] + h, padding[1] : padding[1] + w] = 1
+    total = xp.zeros(out_hw, dtype)
+    for _, rows, cols in _tap_slices(kernel_size, stride, (1, 1), out_hw):
+        total += inside[rows, cols]
+    return total
+
+
+@kernel("avg_pool2d")
+def _avg_pool2d(xp, x, kernel_size, stride, padding, ceil_mode, count_include_pad=True,
+                divisor_override=None):
+    out_hw, extra = _geometry(x.shape, kernel_size, stride, padding, (1, 1), ceil_mode)
+    padded = _pad(xp, x, padding, extra, 0)
+    total = None
+    for _, rows, cols in _tap_slices(kernel_size, stride, (1, 1), out_hw):
+        tap = padded[..., rows, cols]
+        total = tap.copy() if total is None else xp.add(total, tap, out=total)
+    if divisor_override:
+        return total / x.dtype.type(divisor_override)
+    return total / _divisor(xp, x.shape[-2:], kernel_size, stride, padding, extra, out_hw,
+                            count_include_pad, x.dtype)
+
+
+@kernel("avg_pool2d_backward")
+def _avg_pool2d_backward(xp, g, input_shape, kernel_size, stride, padding, ceil_mode,
+                         count_include_pad=True, divisor_override=None):
+    out_hw, extra = _geometry(input_shape, kernel_size, stride, padding, (1, 1), ceil_mode)
+    if divisor_override:
+        scaled = g / g.dtype.type(divisor_override)
+    else:
+        scaled = g / _divisor(xp, input_shape[-2:], kernel_size, stride, padding, extra, out_hw,
+                              count_include_pad, g.dtype)
+    h, w = input_shape[-2:]
+    grad = xp.zeros((*input_shape[:-2], h + 2 * padding[0] + extra[0],
+                     w + 2 * padding[1] + extra[1]), dtype=g.dtype)
+    for _, rows, cols in _tap_slices(kernel_size, stride, (1, 1), out_hw):
+        grad[..., rows, cols] += scaled
+    return grad[..., padding[0] : padding[0] + h, padding[1] : padding[1] + w]
