@@ -198,7 +198,7 @@ def constant_array(value, dtype=None) -> np.ndarray:
             raise ValueError(f"its values are not {dtype.name} values")
         array = np.array(value, dtype=dtype.np)
     except (OverflowError, ValueError, TypeError) as exc:
-        raise IRError(f"constant: {value!r} is not a {dtype.name} array: {exc}") from None
+        raise IRError(f"constant: {value!r} does not fit {dtype.name}: {exc}") from None
     array.setflags(write=False)
     return array
 
