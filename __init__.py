@@ -37,6 +37,10 @@ _EXPORTS = {
     "save": "serialization",
     "load": "serialization",
     "CheckpointError": "serialization",
+    # capture
+    "script": "tracer",
+    "trace": "tracer",
+    "explain": "tracer",
     # errors
     **{name: "errors" for name in (
         "EmberError", "EmberRuntimeError", "EmberValueError", "EmberTypeError",
@@ -46,7 +50,7 @@ _ALIASES = {"bool": ("ir.dtypes", "bool_"), "half": ("ir.dtypes", "float16"),
             "float": ("ir.dtypes", "float32"), "double": ("ir.dtypes", "float64"),
             "long": ("ir.dtypes", "int64"), "int": ("ir.dtypes", "int32"),
             "short": ("ir.dtypes", "int16")}
-_SUBMODULES = {"autograd", "cuda", "ir", "runtime", "ops", "errors", "library", "nn", "optim",
+_SUBMODULES = {"tracer", "autograd", "cuda", "ir", "runtime", "ops", "errors", "library", "nn", "optim",
                "utils", "serialization"}
 
 

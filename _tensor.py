@@ -26,8 +26,15 @@ _EMPTY: dict = {}
 _ndarray = np.ndarray
 _grad_state = grad_mode.state
 
-# The active tracer, if any (set by ember.tracer); it sees every dispatched op.
+# The active tracer, if any (set by ember.tracer): tracer_hook sees every dispatched op, and
+# active_trace hears what dispatch cannot see (values read into Python, aliases, escapes).
 tracer_hook = None
+active_trace = None
+
+
+def _stop_trace(reason: str) -> None:
+    if active_trace is not None:
+        active_trace.stop(reason)
 
 
 class Size(tuple):
@@ -146,6 +153,8 @@ class Tensor:
 
     @data.setter
     def data(self, value: "Tensor") -> None:
+        _stop_trace("assigning tensor.data")
+        self._version[0] += 1
         self._data = value._data
         self._dtype = value._dtype
         self._device = value._device
@@ -210,46 +219,60 @@ class Tensor:
                     "Tensor.cpu() to copy the tensor to host memory first."
                 )
             return to_device(self._data, CPU)
+        _stop_trace("a tensor's memory handed to numpy (numpy())")
         return self._data
 
-    def item(self):
+    def _read(self, kind: str):
+        """The Python value of this one-element tensor (item, bool, int or float)."""
         if self._data.size != 1:
+            if kind == "bool":
+                raise runtime_error(
+                    f"Boolean value of Tensor with more than one value is ambiguous (shape "
+                    f"{fmt_shape(self._data.shape)})"
+                )
             raise runtime_error(
                 f"a Tensor with {self._data.size} elements cannot be converted to Scalar"
             )
-        return to_device(self._data, CPU).reshape(()).item()
+        value = to_device(self._data, CPU).reshape(()).item()
+        value = value if kind == "item" else {"bool": bool, "int": int, "float": float}[kind](value)
+        if active_trace is not None:
+            active_trace.read(self, kind, value)
+        return value
+
+    def item(self):
+        return self._read("item")
 
     def tolist(self):
-        return to_device(self._data, CPU).tolist()
+        value = to_device(self._data, CPU).tolist()
+        if active_trace is not None:
+            active_trace.read(self, "tolist", value)
+        return value
 
     def __array__(self, dtype=None, copy=None):
-        array = self.detach().numpy(force=True)
+        _stop_trace("a tensor converted to a numpy array")
+        array = to_device(self._data, CPU)
         return array if dtype is None else array.astype(dtype)
 
     def __dlpack__(self, *args, **kwargs):
+        _stop_trace("a tensor exported through DLPack")
         return self._data.__dlpack__(*args, **kwargs)
 
     def __dlpack_device__(self):
         return self._data.__dlpack_device__()
 
     def __bool__(self) -> bool:
-        if self._data.size != 1:
-            raise runtime_error(
-                f"Boolean value of Tensor with more than one value is ambiguous (shape "
-                f"{fmt_shape(self._data.shape)})"
-            )
-        return bool(self.item())
+        return self._read("bool")
 
     def __float__(self) -> float:
-        return float(self.item())
+        return self._read("float")
 
     def __int__(self) -> int:
-        return int(self.item())
+        return self._read("int")
 
     def __index__(self) -> int:
         if self._dtype.is_floating_point or self._data.size != 1:
             raise type_error("only integer tensors of a single element can be converted to an index")
-        return int(self.item())
+        return self._read("int")
 
     def __len__(self) -> int:
         if self._data.ndim == 0:
@@ -267,6 +290,7 @@ class Tensor:
     def __repr__(self) -> str:
         from .printing import tensor_repr
 
+        _stop_trace("printing a tensor")
         return tensor_repr(self)
 
     __str__ = __repr__
@@ -356,6 +380,8 @@ class Tensor:
 
     def detach(self) -> "Tensor":
         t = Tensor._make(self._data, self._dtype, self._device, self._version)
+        if active_trace is not None:
+            active_trace.alias(self, t)
         return t
 
     def detach_(self) -> "Tensor":
@@ -408,6 +434,7 @@ class Tensor:
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         from .autograd.engine import backward
 
+        _stop_trace("backward() inside the function (its .grad writes are not captured yet)")
         backward([self], [gradient], retain_graph=retain_graph, create_graph=create_graph,
                  inputs=inputs)
 

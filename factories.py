@@ -11,6 +11,7 @@ from .errors import runtime_error, type_error, value_error
 from .ir.dtypes import as_dtype, from_numpy as dtype_from_numpy, get_default_dtype, int64
 from .runtime import random
 from .runtime.device import CPU, array_module, as_device, device, device_of_array, to_device
+from . import _tensor
 from ._tensor import Tensor
 
 
@@ -21,9 +22,16 @@ def _device(dev) -> device:
     return dev
 
 
+def _made(t: Tensor) -> Tensor:
+    """Tell an active trace that a factory made t (a constant of the graph)."""
+    if _tensor.active_trace is not None:
+        _tensor.active_trace.factory(t, False, "")
+    return t
+
+
 def _finish(array, dtype, dev, requires_grad) -> Tensor:
     array = to_device(array, dev)
-    t = Tensor._make(array, dtype, dev)
+    t = _made(Tensor._make(array, dtype, dev))
     if requires_grad:
         t.requires_grad_(True)
     return t
@@ -96,6 +104,7 @@ def as_tensor(data, dtype=None, device=None) -> Tensor:
     if isinstance(data, np.ndarray) and (device is None or _device(device).type == "cpu"):
         d = as_dtype(dtype) if dtype is not None else dtype_from_numpy(data.dtype)
         if data.dtype == d.np:
+            _tensor._stop_trace("a tensor sharing a numpy array's memory (as_tensor)")
             return Tensor._make(data, d, CPU)
     return tensor(data, dtype=dtype, device=device)
 
@@ -104,6 +113,7 @@ def from_numpy(array: np.ndarray) -> Tensor:
     """A CPU tensor sharing array's memory (writes through either are seen by both)."""
     if not isinstance(array, np.ndarray):
         raise type_error(f"from_numpy() expected an np.ndarray, got {type(array).__name__}")
+    _tensor._stop_trace("a tensor sharing a numpy array's memory (from_numpy)")
     return Tensor._make(array, dtype_from_numpy(array.dtype), CPU)
 
 
@@ -116,7 +126,7 @@ def _filled(fill, size, dtype, dev, requires_grad, default=None):
             array = fill(xp, _size(size), d.np)
     else:
         array = fill(xp, _size(size), d.np)
-    t = Tensor._make(array, d, dev)
+    t = _made(Tensor._make(array, d, dev))
     if requires_grad:
         t.requires_grad_(True)
     return t
@@ -228,12 +238,14 @@ class Generator(random.Generator):
 
 
 def rand(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
+    _tensor._stop_trace("the random factory ember.rand (its numbers would be frozen)")
     _float_only("rand", dtype)
     return _filled(lambda xp, s, d: random.uniform(xp, s, d, generator), size, dtype, device,
                    requires_grad)
 
 
 def randn(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
+    _tensor._stop_trace("the random factory ember.randn (its numbers would be frozen)")
     _float_only("randn", dtype)
     return _filled(lambda xp, s, d: random.normal(xp, s, d, generator), size, dtype, device,
                    requires_grad)
@@ -246,6 +258,7 @@ def _float_only(op, dtype):
 
 def randint(low, high=None, size=None, *, dtype=None, device=None, requires_grad=False,
             generator=None) -> Tensor:
+    _tensor._stop_trace("the random factory ember.randint (its numbers would be frozen)")
     if size is None:
         # randint(high, size)
         low, high, size = 0, low, high
@@ -258,6 +271,7 @@ def randint(low, high=None, size=None, *, dtype=None, device=None, requires_grad
 
 
 def randperm(n: int, *, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
+    _tensor._stop_trace("the random factory ember.randperm (its numbers would be frozen)")
     return _filled(lambda xp, s, d: random.permutation(xp, n, generator).astype(d), (n,),
                    dtype or int64, device, requires_grad, default=int64)
 

@@ -81,8 +81,10 @@ class Function:
 
     @classmethod
     def apply(cls, *args):
+        from .. import _tensor
         from .._tensor import Tensor
 
+        _tensor._stop_trace(f"the custom autograd.Function {cls.__name__}")
         ctx = FunctionCtx()
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._requires_grad for a in args)
         with grad_mode.no_grad():

@@ -42,6 +42,13 @@ class Module:
     """Base class of all neural-network modules, with PyTorch's bookkeeping."""
 
     training: bool
+    # Bumped by every change of any module's structure or mode (registration, train/eval,
+    # conversion), so scripted modules notice cheaply when to re-check their guards.
+    _epoch = 0
+
+    @staticmethod
+    def _changed() -> None:
+        Module._epoch += 1
 
     def __init__(self, *args, **kwargs) -> None:
         if args or kwargs:
@@ -69,6 +76,7 @@ class Module:
                 "(ember.nn.Parameter or None required)"
             )
         self._parameters[name] = param
+        Module._changed()
 
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
         self._check_name(name, "buffer")
@@ -82,12 +90,14 @@ class Module:
             self._non_persistent_buffers_set.discard(name)
         else:
             self._non_persistent_buffers_set.add(name)
+        Module._changed()
 
     def add_module(self, name: str, module: "Module | None") -> None:
         if module is not None and not isinstance(module, Module):
             raise type_error(f"{type(module).__name__} is not a Module subclass")
         self._check_name(name, "module")
         self._modules[name] = module
+        Module._changed()
 
     register_module = add_module
 
@@ -119,15 +129,18 @@ class Module:
                     "(ember.nn.Parameter or None expected)"
                 )
             params[name] = None
+            Module._changed()
         elif isinstance(value, Module):
             if params is None:
                 raise AttributeError("cannot assign module before Module.__init__() call")
             self._forget(name)
             self._modules[name] = value
+            Module._changed()
         elif d.get("_modules") is not None and name in d["_modules"]:
             if value is not None:
                 raise type_error(f"cannot assign '{type(value).__name__}' as child module '{name}'")
             d["_modules"][name] = None
+            Module._changed()
         elif isinstance(value, Buffer):
             self._forget(name)
             self.register_buffer(name, Tensor._make(value._data, value._dtype, value._device,
@@ -136,6 +149,7 @@ class Module:
             if value is not None and not isinstance(value, Tensor):
                 raise type_error(f"cannot assign '{type(value).__name__}' as buffer '{name}'")
             d["_buffers"][name] = value
+            Module._changed()
         else:
             object.__setattr__(self, name, value)
 
@@ -158,6 +172,7 @@ class Module:
             if name in self.__dict__.get(table, {}):
                 del self.__dict__[table][name]
                 self._non_persistent_buffers_set.discard(name)
+                Module._changed()
                 return
         object.__delattr__(self, name)
 
@@ -249,6 +264,7 @@ class Module:
             raise ValueError("training mode is expected to be boolean")
         for module in self.modules():
             object.__setattr__(module, "training", mode)
+        Module._changed()
         return self
 
     def eval(self) -> "Module":
@@ -288,6 +304,7 @@ class Module:
                 for name, b in module._buffers.items():
                     if b is not None:
                         module._buffers[name] = fn(b)
+        Module._changed()
         return self
 
     def to(self, *args, **kwargs) -> "Module":
@@ -390,6 +407,7 @@ class Module:
                                                  module._parameters[name].requires_grad)
         else:
             module._buffers[name] = value.detach()
+        Module._changed()
 
     # -- calling and hooks ---------------------------------------------------------------
 

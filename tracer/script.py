@@ -1,0 +1,348 @@
+"""ember.script: capture a function or module into graphs guarded by everything they assumed.
+
+The first call with a new combination of argument structure, shapes, dtypes, devices,
+requires_grad, grad mode, module modes and non-tensor argument values runs eagerly while the
+tracer records it; later calls with the same combination run the recorded graph, then check
+the values the Python code had read (bool(), item(), ...) before anything is written back or
+returned. A failed guard retraces, and says which fact changed. Past max_specializations, or
+when recording had to stop, the function runs eagerly with one warning giving the reason and
+line; strict=True raises instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import warnings
+
+import numpy as np
+
+from .. import _tensor
+from ..autograd import grad_mode
+from ..errors import EmberRuntimeError, user_frame
+from ..runtime.device import CPU, array_module
+from ..runtime.program import Program
+from .log import log
+from .pytree import flatten, unflatten
+from .tracer import Trace, read_value, tracing
+
+
+class GuardFailed(Exception):
+    """A value guard did not hold on this call (internal: the call retraces)."""
+
+
+class ScriptFallback(EmberRuntimeError):
+    """strict=True and the function could not run as a captured graph."""
+
+
+def _leaf_key(x):
+    if isinstance(x, _tensor.Tensor):
+        return ("T", x._data.shape, x._dtype, x._device, x._requires_grad)
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return ("V", type(x), x)
+    if isinstance(x, (tuple, frozenset)) and all(
+        v is None or isinstance(v, (bool, int, float, str)) for v in x
+    ):
+        return ("V", type(x), x)
+    return ("O", id(x))
+
+
+def _describe_leaf(key) -> dict:
+    if key[0] == "T":
+        return {"shape": tuple(key[1]), "dtype": key[2], "device": key[3], "requires_grad": key[4]}
+    return {"value": key[2] if key[0] == "V" else f"<object at {hex(key[1])}>"}
+
+
+class Specialization:
+    """One recorded graph and the facts it holds under."""
+
+    def __init__(self, key, names):
+        self.key = key
+        self.names = names
+        self.eager_reason: str | None = None
+        self.graph = None
+        self.program = None
+        self.input_leaves: list[int] = []  # which argument leaves are graph inputs, in order
+        self.captured: list = []  # tensors from outside, fed after the arguments
+        self.captured_keys: tuple = ()
+        self.mutated: list = []  # ("leaf", i) or ("captured", tensor), in graph-output order
+        self.value_guards: list = []
+        self.out_spec = None
+        self.out_template: list = []  # per result leaf: None (a tensor output) or the value
+        self.n_results = 0
+        self.calls = 0
+        self._constants = None
+
+    # -- checking ----------------------------------------------------------------------------
+
+    def captured_hold(self) -> bool:
+        return tuple(_leaf_key(t) for t in self.captured) == self.captured_keys
+
+    # -- running ------------------------------------------------------------------------------
+
+    def run(self, leaves):
+        inputs = [leaves[i] for i in self.input_leaves] + self.captured
+        records = grad_mode.state.enabled and any(t._requires_grad for t in inputs)
+        outs = self._replay(inputs) if records else self._execute(inputs)
+        results = outs[: self.n_results]
+        states = outs[self.n_results : self.n_results + len(self.mutated)]
+        guards = outs[self.n_results + len(self.mutated) :]
+        for guard, value in zip(self.value_guards, guards):
+            got = read_value(guard.kind, _host(value))
+            if got != guard.expected:
+                raise GuardFailed(guard.describe(got))
+        for (kind, target), value in zip(self.mutated, states):
+            tensor = leaves[target] if kind == "leaf" else target
+            tensor._data[...] = value if not isinstance(value, _tensor.Tensor) else value._data
+            tensor._version[0] += 1
+        self.calls += 1
+        it = iter(results)
+        filled = []
+        for template in self.out_template:
+            if template is None:
+                value = next(it)
+                filled.append(value if isinstance(value, _tensor.Tensor) else _wrap(value))
+            else:
+                filled.append(template[0])
+        return unflatten(filled, self.out_spec)
+
+    def _execute(self, inputs):
+        dev = inputs[0]._device if inputs else CPU
+        xp = np if dev is CPU else array_module(dev)
+        return self.program(xp, [t._data for t in inputs])
+
+    def _replay(self, inputs):
+        """Run the graph op by op through dispatch, so autograd records it as eager would."""
+        from ..factories import tensor as make_tensor
+
+        env = dict(zip(self.graph.inputs, inputs))
+        if self._constants is None:
+            self._constants = {c: make_tensor(c.constant) for c in self.graph.constants}
+        env.update(self._constants)
+        for node in self.graph.nodes:
+            args = tuple(env[x] if not isinstance(x, (bool, int, float)) else x
+                         for x in node.inputs)
+            out = _tensor.dispatch(node.op, args, node.attrs)
+            outs = out if isinstance(out, tuple) else (out,)
+            env.update(zip(node.outputs, outs))
+        return [env[v] for v in self.graph.outputs]
+
+
+def _host(value):
+    data = value._data if isinstance(value, _tensor.Tensor) else value
+    return data if isinstance(data, np.ndarray) else data.get()
+
+
+def _wrap(array):
+    from ..ir.dtypes import from_numpy
+    from ..runtime.device import device_of_array
+
+    return _tensor.Tensor._make(array, from_numpy(array.dtype), device_of_array(array))
+
+
+class ScriptFunction:
+    """The callable ember.script returns for a function."""
+
+    def __init__(self, fn, *, strict: bool = False, max_specializations: int = 8,
+                 state_key=None, name: str | None = None, signature_of=None):
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.name = name or getattr(fn, "__qualname__", "fn")
+        self.strict = strict
+        self.max_specializations = max_specializations
+        self.specializations: list[Specialization] = []
+        self.recompiles: list[str] = []
+        self.fallbacks: list[str] = []
+        self.gave_up: str | None = None
+        self._state_key = state_key or (lambda: ())
+        try:
+            self._params = list(inspect.signature(signature_of or fn).parameters)
+        except (TypeError, ValueError):
+            self._params = []
+
+    # -- the call ------------------------------------------------------------------------------
+
+    def __call__(self, *args, **kwargs):
+        if _tensor.active_trace is not None:
+            return self.fn(*args, **kwargs)  # called while tracing another function: inline it
+        leaves, spec = flatten((args, kwargs))
+        key = (spec, tuple(_leaf_key(x) for x in leaves), grad_mode.state.enabled,
+               self._state_key())
+        if self.gave_up is not None:
+            return self.fn(*args, **kwargs)
+        failure = None
+        for sp in self.specializations:
+            if sp.key != key or not sp.captured_hold():
+                continue
+            if sp.eager_reason is not None:
+                return self.fn(*args, **kwargs)
+            try:
+                return sp.run(leaves)
+            except GuardFailed as exc:
+                failure = str(exc)
+        if failure is None:
+            failure = self._why_new(key)
+        return self._retrace(args, kwargs, leaves, spec, key, failure)
+
+    def _why_new(self, key) -> str | None:
+        if not self.specializations:
+            return None
+        last = self.specializations[-1]
+        return "; ".join(self._differences(last.key, key)) or "a captured tensor changed"
+
+    def _differences(self, old, new) -> list[str]:
+        if old[0] != new[0]:
+            return [f"argument structure: {old[0].describe()} -> {new[0].describe()}"]
+        out = []
+        names = self._leaf_names(new[0])
+        for name, a, b in zip(names, old[1], new[1]):
+            if a == b:
+                continue
+            da, db = _describe_leaf(a), _describe_leaf(b)
+            if "shape" in da and "shape" in db:
+                for field in ("dtype", "device", "requires_grad"):
+                    if da[field] != db[field]:
+                        out.append(f"{name}.{field}: {da[field]} -> {db[field]}")
+                sa, sb = da["shape"], db["shape"]
+                if len(sa) != len(sb):
+                    out.append(f"{name}.dim(): {len(sa)} -> {len(sb)}")
+                else:
+                    out += [f"{name}.shape[{i}]: {x} -> {y}"
+                            for i, (x, y) in enumerate(zip(sa, sb)) if x != y]
+            else:
+                out.append(f"{name}: {da.get('value', 'a tensor')} -> {db.get('value', 'a tensor')}")
+        if old[2] != new[2]:
+            out.append(f"grad mode: {old[2]} -> {new[2]}")
+        if old[3] != new[3]:
+            out.append("module state (training mode or parameters): changed")
+        return out
+
+    def _leaf_names(self, spec) -> list[str]:
+        names: list[str] = []
+
+        def walk(s, prefix):
+            if s.kind == "leaf":
+                names.append(prefix)
+            elif s.kind == "dict":
+                for k, c in zip(s.meta, s.children):
+                    walk(c, f"{prefix}[{k!r}]")
+            else:
+                for i, c in enumerate(s.children):
+                    walk(c, f"{prefix}[{i}]")
+
+        args_spec, kwargs_spec = spec.children
+        for i, child in enumerate(args_spec.children):
+            walk(child, self._params[i] if i < len(self._params) else f"args[{i}]")
+        for k, child in zip(kwargs_spec.meta, kwargs_spec.children):
+            walk(child, k)
+        return names
+
+    # -- tracing ---------------------------------------------------------------------------------
+
+    def _retrace(self, args, kwargs, leaves, spec, key, failure):
+        name = self.name
+        if failure is not None:
+            self.recompiles.append(failure)
+            log("guards", f"{name}: guard failed: {failure}")
+        if len(self.specializations) >= self.max_specializations:
+            reason = (f"{len(self.specializations)} specializations (max_specializations) "
+                      f"reached; last change: {failure}")
+            return self._fall_back(reason, args, kwargs, give_up=True)
+        if failure is not None:
+            log("recompiles", f"{name}: retracing because {failure}")
+        sp = Specialization(key, self._leaf_names(spec))
+        recording = Trace(name)
+        for i, x in enumerate(leaves):
+            if isinstance(x, _tensor.Tensor):
+                recording.add_input(x, f"arg{i}")
+                sp.input_leaves.append(i)
+        with tracing(recording):
+            result = self.fn(*args, **kwargs)
+        if recording.broken is None:
+            out_leaves, sp.out_spec = flatten(result)
+            try:
+                recording.outputs(out_leaves)
+            except Exception as exc:  # an output the graph cannot return
+                recording.stop(f"an output the graph cannot return ({exc})")
+        if recording.broken is not None:
+            sp.eager_reason = recording.broken
+            self.specializations.append(sp)
+            self.fallbacks.append(recording.broken)
+            log("breaks", f"{name}: runs eagerly: {recording.broken}")
+            if self.strict:
+                raise ScriptFallback(f"ember.script(strict=True): {name} cannot be captured: "
+                                     f"{recording.broken}")
+            warnings.warn(f"ember.script: {name} runs eagerly: {recording.broken}", stacklevel=3)
+            return result
+        self._finish(sp, recording, out_leaves)
+        self.specializations.append(sp)
+        log("graph", f"{name}: captured graph\n{sp.graph}")
+        return result
+
+    def _finish(self, sp, recording, out_leaves) -> None:
+        sp.graph = recording.graph
+        sp.program = Program(recording.graph)
+        sp.captured = [t for t, _ in recording.captured]
+        sp.captured_keys = tuple(_leaf_key(t) for t in sp.captured)
+        leaf_of = {id(t): i for i, t in enumerate(recording_inputs(recording))}
+        for tensor in recording.mutated.values():
+            if id(tensor) in leaf_of:
+                sp.mutated.append(("leaf", sp.input_leaves[leaf_of[id(tensor)]]))
+            else:
+                sp.mutated.append(("captured", tensor))
+        sp.value_guards = list(recording.value_guards)
+        sp.out_template = [None if isinstance(x, _tensor.Tensor) else (x,) for x in out_leaves]
+        sp.n_results = sum(t is None for t in sp.out_template)
+
+    def _fall_back(self, reason, args, kwargs, give_up=False):
+        name = self.name
+        where = user_frame()
+        text = f"{reason} (called at {where})" if where else reason
+        self.fallbacks.append(text)
+        if self.strict:
+            raise ScriptFallback(f"ember.script(strict=True): {name}: {text}")
+        if give_up:
+            self.gave_up = text
+            warnings.warn(f"ember.script: {name} runs eagerly from now on: {text}",
+                          stacklevel=3)
+        log("breaks", f"{name}: runs eagerly: {text}")
+        return self.fn(*args, **kwargs)
+
+    # -- seeing what happened ----------------------------------------------------------------
+
+    @property
+    def graph(self):
+        """The graph of the most recent captured specialization."""
+        for sp in reversed(self.specializations):
+            if sp.graph is not None:
+                return sp.graph
+        return None
+
+    @property
+    def graphs(self) -> list:
+        return [sp.graph for sp in self.specializations if sp.graph is not None]
+
+    def explain(self) -> str:
+        name = self.name
+        lines = [f"ember.script({name}): {len(self.graphs)} graph(s), "
+                 f"{len(self.recompiles)} recompile(s), {len(self.fallbacks)} fallback(s)"]
+        for k, sp in enumerate(self.specializations):
+            if sp.eager_reason is not None:
+                lines.append(f"  specialization {k}: eager: {sp.eager_reason}")
+                continue
+            lines.append(f"  specialization {k}: {len(sp.graph.nodes)} ops, "
+                         f"{len(sp.captured)} captured tensor(s), {sp.calls} cached call(s)")
+            for name_, leaf in zip(sp.names, sp.key[1]):
+                lines.append(f"    guard {name_}: {_describe_leaf(leaf)}")
+            lines.append(f"    guard grad mode: {sp.key[2]}")
+            for guard in sp.value_guards:
+                lines.append(f"    guard {guard.describe()}")
+        for r in self.recompiles:
+            lines.append(f"  recompiled: {r}")
+        for f in self.fallbacks:
+            lines.append(f"  fell back: {f}")
+        return "\n".join(lines)
+
+
+def recording_inputs(recording: Trace) -> list:
+    return [t for t, _ in recording.inputs]

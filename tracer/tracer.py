@@ -1,0 +1,221 @@
+"""Tracing with values: run a function eagerly and record every dispatched op into a Graph.
+
+The traced call is a real eager call on real tensors, so its result is the eager result; what
+the tracer adds is the record. Every fact the Python code reads from a tensor becomes a guard
+(values read through item(), bool(), int(), float(), tolist()); in-place writes rebind the
+written tensor to its new Value, and writes to tensors from outside the function are returned
+by the graph as mutated state. What cannot be captured correctly (a random factory, printing
+or exporting a tensor's memory, a write through a view, a custom autograd.Function) stops
+the recording: the call finishes eagerly and the reason is kept, never a wrong graph.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from .. import _tensor
+from ..errors import user_frame
+from ..ir.graph import Graph
+from ..ir.types import TensorType
+
+_local = threading.local()
+
+
+def active() -> "Trace | None":
+    """The trace recording on this thread, if any."""
+    return getattr(_local, "trace", None)
+
+
+class ValueGuard:
+    """A tensor value the Python code read (bool(), item(), ...), checked on every call."""
+
+    __slots__ = ("value", "kind", "expected", "where")
+
+    def __init__(self, value, kind: str, expected, where: str | None):
+        self.value, self.kind, self.expected, self.where = value, kind, expected, where
+
+    def describe(self, got=None) -> str:
+        text = f"{self.kind}(tensor) at {self.where or '?'}"
+        if got is None:
+            return f"{text} == {self.expected!r}"
+        return f"{text}: {self.expected!r} -> {got!r}"
+
+
+def read_value(kind: str, array):
+    """The Python value a read of `kind` gives for an array (as Tensor's methods give it)."""
+    if kind == "tolist":
+        return array.tolist()
+    scalar = array.reshape(()).item()
+    if kind == "bool":
+        return bool(scalar)
+    if kind == "int":
+        return int(scalar)
+    if kind == "float":
+        return float(scalar)
+    return scalar
+
+
+class Trace:
+    """The recording of one traced call."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.graph = Graph()
+        self.env: dict[int, tuple] = {}  # id(tensor) -> (tensor, Value)
+        self.inputs: list = []  # (tensor, Value) of the function's tensor arguments
+        self.captured: list = []  # (tensor, Value): tensors from outside, read live each call
+        self.states: dict[int, object] = {}  # id -> input or captured tensor
+        self.mutated: dict[int, object] = {}  # id -> state tensor written in place
+        self.views: dict[int, object] = {}  # id -> a tensor that is a view or has views
+        self.factory_made: dict[int, object] = {}  # id -> tensor a factory made while tracing
+        self.value_guards: list[ValueGuard] = []
+        self.broken: str | None = None  # why recording stopped, with the user's line
+
+    # -- binding tensors to values -----------------------------------------------------------
+
+    def add_input(self, tensor, name: str):
+        value = self.graph.add_input(TensorType(tuple(tensor.shape), tensor.dtype), name=name)
+        self._bind(tensor, value)
+        self.inputs.append((tensor, value))
+        self.states[id(tensor)] = tensor
+        return value
+
+    def _bind(self, tensor, value) -> None:
+        self.env[id(tensor)] = (tensor, value)
+
+    def value_of(self, tensor):
+        entry = self.env.get(id(tensor))
+        if entry is not None and entry[0] is tensor:
+            return entry[1]
+        made = self.factory_made.get(id(tensor))
+        if made is tensor:
+            value = self.graph.add_constant(tensor._data.copy() if hasattr(tensor._data, "copy")
+                                            else tensor._data, dtype=tensor.dtype.name)
+        else:
+            # a tensor from outside the function (a global, a closure, a module's parameter):
+            # a live input of every call, so its current value and gradient are used
+            value = self.graph.add_input(TensorType(tuple(tensor.shape), tensor.dtype),
+                                         name=f"captured_{len(self.captured)}")
+            self.captured.append((tensor, value))
+            self.states[id(tensor)] = tensor
+        self._bind(tensor, value)
+        return value
+
+    # -- events from the tensor layer ------------------------------------------------------------
+
+    def record(self, op: str, inputs: tuple, attrs: dict, out) -> None:
+        if self.broken:
+            return
+        from .._tensor import Tensor
+
+        args = [self.value_of(x) if isinstance(x, Tensor) else x for x in inputs]
+        node = self.graph.add_node(op, args, attrs, source=user_frame())
+        outs = out if isinstance(out, tuple) else (out,)
+        schema = node.schema
+        for tensor, value in zip(outs, node.outputs):
+            if id(tensor) in self.env and self.env[id(tensor)][0] is tensor:
+                self._written(tensor, value)  # dispatch wrote into this tensor (out=)
+            else:
+                self._bind(tensor, value)
+        if schema.view:
+            base = inputs[0]
+            self.views[id(base)] = base
+            self.views[id(outs[0])] = outs[0]
+
+    def written(self, tensor, result) -> None:
+        """An in-place op wrote result's value into tensor."""
+        if self.broken:
+            return
+        self._written(tensor, self.value_of(result))
+
+    def _written(self, tensor, value) -> None:
+        if id(tensor) in self.views or tensor._base is not None:
+            self.stop("an in-place write to a tensor that is a view or has views")
+            return
+        self._bind(tensor, value)
+        if id(tensor) in self.states:
+            self.mutated[id(tensor)] = tensor
+
+    def read(self, tensor, kind: str, result) -> None:
+        """The Python code read a tensor's value: guard it."""
+        if self.broken:
+            return
+        value = self.value_of(tensor)
+        self.value_guards.append(ValueGuard(value, kind, result, user_frame()))
+
+    def factory(self, tensor, random: bool, what: str) -> None:
+        if self.broken:
+            return
+        if random:
+            self.stop(f"the random factory ember.{what} (its numbers would be frozen)")
+        else:
+            self.factory_made[id(tensor)] = tensor
+
+    def alias(self, source, alias) -> None:
+        """alias shares source's storage (detach): it stands for the same value."""
+        if self.broken:
+            return
+        self._bind(alias, self.value_of(source))
+        self.views[id(source)] = source
+        self.views[id(alias)] = alias
+
+    def stop(self, reason: str) -> None:
+        if not self.broken:
+            where = user_frame()
+            self.broken = f"{reason} at {where}" if where else reason
+
+    def outputs(self, leaves) -> None:
+        from .._tensor import Tensor
+
+        values = [self.value_of(x) for x in leaves if isinstance(x, Tensor)]
+        values += [self.env[id(t)][1] for t in self.mutated.values()]
+        values += [g.value for g in self.value_guards]
+        self.graph.set_outputs(values)
+
+
+class tracing:
+    """Context manager: record dispatched ops into `trace` on this thread."""
+
+    def __init__(self, trace: Trace):
+        self.trace = trace
+
+    def __enter__(self):
+        if active() is not None:
+            raise RuntimeError("ember: nested tracing is not supported")
+        _local.trace = self.trace
+        _tensor.tracer_hook = self.trace.record
+        _tensor.active_trace = self.trace
+        return self.trace
+
+    def __exit__(self, *exc):
+        _local.trace = None
+        _tensor.tracer_hook = None
+        _tensor.active_trace = None
+        return False
+
+
+def trace(fn, example_inputs, name: str | None = None) -> Graph:
+    """Run fn(*example_inputs) once, recording its ops: the Graph of that call.
+
+    Tensor arguments become graph inputs (in order, nested structures flattened), tensors from
+    outside the function become further inputs named captured_N, and the graph returns fn's
+    tensor outputs. Raises an EmberError if the call cannot be captured, with the reason.
+    """
+    from ..errors import runtime_error
+    from .._tensor import Tensor
+    from .pytree import flatten
+
+    if not isinstance(example_inputs, tuple):
+        example_inputs = (example_inputs,)
+    leaves, _ = flatten(example_inputs)
+    recording = Trace(name or getattr(fn, "__name__", "fn"))
+    for i, x in enumerate(leaves):
+        if isinstance(x, Tensor):
+            recording.add_input(x, f"arg{i}")
+    with tracing(recording):
+        result = fn(*example_inputs)
+    if recording.broken:
+        raise runtime_error(f"ember.trace: cannot capture {recording.name}: {recording.broken}")
+    out_leaves, _ = flatten(result)
+    recording.outputs(out_leaves)
+    return recording.graph
