@@ -165,9 +165,7 @@ class ScriptFunction:
     def __call__(self, *args, **kwargs):
         if _tensor.active_trace is not None:
             return self.fn(*args, **kwargs)  # called while tracing another function: inline it
-        leaves, spec = flatten((args, kwargs))
-        key = (spec, tuple(_leaf_key(x) for x in leaves), grad_mode.state.enabled,
-               self._state_key())
+        leaves, spec, key = self.guard_key(args, kwargs)
         if self.gave_up is not None:
             return self.fn(*args, **kwargs)
         failure = None
@@ -183,6 +181,13 @@ class ScriptFunction:
         if failure is None:
             failure = self._why_new(key)
         return self._retrace(args, kwargs, leaves, spec, key, failure)
+
+    def guard_key(self, args, kwargs):
+        """(argument leaves, their structure, the key every guard but value reads checks)."""
+        leaves, spec = flatten((args, kwargs))
+        key = (spec, tuple(_leaf_key(x) for x in leaves), grad_mode.state.enabled,
+               self._state_key())
+        return leaves, spec, key
 
     def _why_new(self, key) -> str | None:
         if not self.specializations:
