@@ -152,6 +152,7 @@ class Module:
             Module._changed()
         else:
             object.__setattr__(self, name, value)
+            Module._changed()  # a plain attribute: scripted modules guard these by value
 
     def _forget(self, name: str) -> None:
         self.__dict__.pop(name, None)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from .script import ScriptFallback, ScriptFunction
+from .script import ScriptFallback, ScriptFunction, simple_value
 from .tracer import trace
 
 __all__ = ["ScriptFallback", "ScriptFunction", "ScriptModule", "explain", "script", "trace"]
+
+
+def plain_attributes(module) -> tuple:
+    """A module's plain attributes of simple value (numbers, strings, tuples of them): what
+    forward may read and bake into a graph, so it is guarded by value."""
+    return tuple(
+        (name, value) for name, value in vars(module).items()
+        if not name.startswith("_") and name != "training" and simple_value(value)
+    )
 
 
 class ScriptModule:
@@ -25,7 +34,8 @@ class ScriptModule:
                 modules = list(module.modules())
                 state = (tuple(m.training for m in modules),
                          tuple(id(t) for m in modules for t in m._parameters.values()),
-                         tuple(id(t) for m in modules for t in m._buffers.values()))
+                         tuple(id(t) for m in modules for t in m._buffers.values()),
+                         tuple(plain_attributes(m) for m in modules))
                 object.__setattr__(self, "_state", state)
                 object.__setattr__(self, "_state_epoch", Module._epoch)
             return self._state

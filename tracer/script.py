@@ -47,6 +47,30 @@ def _leaf_key(x):
     return ("O", id(x))
 
 
+def simple_value(value) -> bool:
+    """A value guards compare by ==: None, bools, numbers, strings and tuples of them."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    return isinstance(value, tuple) and all(simple_value(v) for v in value)
+
+
+def free_values(fn) -> tuple:
+    """The simple-valued globals and closure variables fn's own code reads: a traced graph
+    bakes them in, so they are guarded by value (functions fn calls are not looked into)."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return ()
+    scope = getattr(fn, "__globals__", {})
+    values = [(n, scope[n]) for n in code.co_names if n in scope and simple_value(scope[n])]
+    for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or ()):
+        try:
+            if simple_value(cell.cell_contents):
+                values.append((name, cell.cell_contents))
+        except ValueError:  # an empty cell
+            pass
+    return tuple(values)
+
+
 def _describe_leaf(key) -> dict:
     if key[0] == "T":
         return {"shape": tuple(key[1]), "dtype": key[2], "device": key[3], "requires_grad": key[4]}
@@ -72,6 +96,7 @@ class Specialization:
         self.n_results = 0
         self.calls = 0
         self._constants = None
+        self.no_grad_nodes: set = set()  # nodes replay runs under no_grad, as the trace did
 
     # -- checking ----------------------------------------------------------------------------
 
@@ -95,6 +120,10 @@ class Specialization:
             tensor = leaves[target] if kind == "leaf" else target
             tensor._data[...] = value if not isinstance(value, _tensor.Tensor) else value._data
             tensor._version[0] += 1
+            if isinstance(value, _tensor.Tensor) and value._requires_grad:
+                # as eager's in-place write: the state now carries the written value's history
+                tensor._grad_fn, tensor._output_nr = value._grad_fn, value._output_nr
+                tensor._requires_grad = True
         self.calls += 1
         it = iter(results)
         filled = []
@@ -122,7 +151,11 @@ class Specialization:
         for node in self.graph.nodes:
             args = tuple(env[x] if not isinstance(x, (bool, int, float)) else x
                          for x in node.inputs)
-            out = _tensor.dispatch(node.op, args, node.attrs)
+            if node in self.no_grad_nodes:
+                with grad_mode.no_grad():
+                    out = _tensor.dispatch(node.op, args, node.attrs)
+            else:
+                out = _tensor.dispatch(node.op, args, node.attrs)
             outs = out if isinstance(out, tuple) else (out,)
             env.update(zip(node.outputs, outs))
         return [env[v] for v in self.graph.outputs]
@@ -154,7 +187,7 @@ class ScriptFunction:
         self.recompiles: list[str] = []
         self.fallbacks: list[str] = []
         self.gave_up: str | None = None
-        self._state_key = state_key or (lambda: ())
+        self._state_key = state_key or (lambda: free_values(fn))
         try:
             self._params = list(inspect.signature(signature_of or fn).parameters)
         except (TypeError, ValueError):
@@ -219,8 +252,15 @@ class ScriptFunction:
         if old[2] != new[2]:
             out.append(f"grad mode: {old[2]} -> {new[2]}")
         if old[3] != new[3]:
-            out.append("module state (training mode or parameters): changed")
+            out.append(self._describe_state(old[3], new[3]))
         return out
+
+    @staticmethod
+    def _describe_state(old, new) -> str:
+        if old and isinstance(old[0], tuple) and len(old[0]) == 2 and isinstance(old[0][0], str):
+            changed = [f"{a[0]}: {a[1]!r} -> {b[1]!r}" for a, b in zip(old, new) if a != b]
+            return "; ".join(changed) or "the globals and closure variables it reads changed"
+        return "module state (training mode, parameters or attributes): changed"
 
     def _leaf_names(self, spec) -> list[str]:
         names: list[str] = []
@@ -296,6 +336,7 @@ class ScriptFunction:
             else:
                 sp.mutated.append(("captured", tensor))
         sp.value_guards = list(recording.value_guards)
+        sp.no_grad_nodes = recording.no_grad_nodes
         sp.out_template = [None if isinstance(x, _tensor.Tensor) else (x,) for x in out_leaves]
         sp.n_results = sum(t is None for t in sp.out_template)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 
 from .. import _tensor
+from ..autograd import grad_mode
 from ..errors import user_frame
 from ..ir.graph import Graph
 from ..ir.types import TensorType
@@ -69,6 +70,8 @@ class Trace:
         self.views: dict[int, object] = {}  # id -> a tensor that is a view or has views
         self.factory_made: dict[int, object] = {}  # id -> tensor a factory made while tracing
         self.value_guards: list[ValueGuard] = []
+        # nodes that record no gradient (run under no_grad, or detach): replay runs them so too
+        self.no_grad_nodes: set = set()
         self.broken: str | None = None  # why recording stopped, with the user's line
 
     # -- binding tensors to values -----------------------------------------------------------
@@ -110,6 +113,8 @@ class Trace:
 
         args = [self.value_of(x) if isinstance(x, Tensor) else x for x in inputs]
         node = self.graph.add_node(op, args, attrs, source=user_frame())
+        if not grad_mode.state.enabled:
+            self.no_grad_nodes.add(node)
         outs = out if isinstance(out, tuple) else (out,)
         schema = node.schema
         for tensor, value in zip(outs, node.outputs):
@@ -155,7 +160,14 @@ class Trace:
         """alias shares source's storage (detach): it stands for the same value."""
         if self.broken:
             return
-        self._bind(alias, self.value_of(source))
+        value = self.value_of(source)
+        if source._requires_grad:
+            # the same numbers, but no gradient may flow through them when the graph is
+            # replayed under autograd: a copy recorded as a no-grad node stands for them
+            node = self.graph.add_node("clone", [value], {}, source=user_frame())
+            self.no_grad_nodes.add(node)
+            value = node.outputs[0]
+        self._bind(alias, value)
         self.views[id(source)] = source
         self.views[id(alias)] = alias
 
