@@ -255,14 +255,13 @@ def link_op(op: str, inputs: tuple, attrs: dict, outputs: tuple) -> None:
 
 
 def sum_to(g, shape: tuple):
-    """Sum a broadcast gradient back down to `shape`."""
+    """Sum a broadcast gradient back down to `shape` (a fresh tensor, never a view)."""
     lead = g.ndim - len(shape)
-    dims = list(range(lead))
-    dims += [lead + i for i, d in enumerate(shape) if d == 1 and g.shape[lead + i] != 1]
+    if lead:
+        g = g.sum(dim=tuple(range(lead)))
+    dims = tuple(i for i, d in enumerate(shape) if d == 1 and g.shape[i] != 1)
     if dims:
-        g = g.sum(dim=tuple(dims), keepdim=True)
-    if lead or tuple(g.shape) != shape:
-        g = g.reshape(shape)
+        g = g.sum(dim=dims, keepdim=True)
     return g
 
 

@@ -100,6 +100,8 @@ def _linear(node, g):
     gw = None
     if need_w:
         out_features, in_features = node.input_meta[1][0]
+        g2 = g if g.ndim == 2 else E.reshape(g, -1, out_features)
+        x2 = x if x.ndim == 2 else E.reshape(x, -1, in_features)
         # the weight's gradient comes out in the weight's own (out, in) layout, contiguous
-        gw = E.matmul(E.mT(E.reshape(g, -1, out_features)), E.reshape(x, -1, in_features))
+        gw = E.matmul(E.mT(g2), x2)
     return gx, gw
