@@ -68,7 +68,7 @@ class Tensor:
 
     # Rarely-set state lives in the instance dict with these class defaults, so making a
     # tensor (on every op) sets only the slots above.
-    grad = None
+    _grad = None
     _output_nr = 0
     _base = None
     _view_chain = ()
@@ -158,6 +158,21 @@ class Tensor:
         self._data = value._data
         self._dtype = value._dtype
         self._device = value._device
+
+    @property
+    def grad(self) -> "Tensor | None":
+        """The gradient accumulated by backward(), or None."""
+        if active_trace is not None:
+            # which tensor .grad holds changes between calls (zero_grad, backward): a graph
+            # must not freeze it
+            active_trace.stop("reading .grad (gradients are not captured yet)")
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: "Tensor | None") -> None:
+        if active_trace is not None:
+            active_trace.stop("assigning .grad (gradients are not captured yet)")
+        self._grad = value
 
     @property
     def requires_grad(self) -> bool:

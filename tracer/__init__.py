@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from .script import ScriptFallback, ScriptFunction, simple_value
+import functools
+import inspect
+
+from .script import SameTensor, ScriptFallback, ScriptFunction, simple_value
 from .tracer import trace
 
 __all__ = ["ScriptFallback", "ScriptFunction", "ScriptModule", "explain", "script", "trace"]
@@ -15,6 +18,21 @@ def plain_attributes(module) -> tuple:
         (name, value) for name, value in vars(module).items()
         if not name.startswith("_") and name != "training" and simple_value(value)
     )
+
+
+def module_state(module) -> tuple:
+    """(name, value) pairs of every fact of a module tree that forward may bake into a graph:
+    training flags, which parameter and buffer objects it holds, plain attributes (so a
+    changed one is named in the recompile message: "self.training: True -> False")."""
+    state = []
+    for prefix, m in module.named_modules():
+        path = f"self.{prefix}" if prefix else "self"
+        state.append((f"{path}.training", m.training))
+        for tensors in (m._parameters, m._buffers):
+            state += [(f"{path}.{name}", None if t is None else SameTensor(t))
+                      for name, t in tensors.items()]
+        state += [(f"{path}.{name}", value) for name, value in plain_attributes(m)]
+    return tuple(state)
 
 
 class ScriptModule:
@@ -31,12 +49,7 @@ class ScriptModule:
         def state_key():
             # recomputed only when some module changed (train/eval, registration, to())
             if self._state_epoch != Module._epoch:
-                modules = list(module.modules())
-                state = (tuple(m.training for m in modules),
-                         tuple(id(t) for m in modules for t in m._parameters.values()),
-                         tuple(id(t) for m in modules for t in m._buffers.values()),
-                         tuple(plain_attributes(m) for m in modules))
-                object.__setattr__(self, "_state", state)
+                object.__setattr__(self, "_state", module_state(module))
                 object.__setattr__(self, "_state_epoch", Module._epoch)
             return self._state
 
@@ -54,7 +67,27 @@ class ScriptModule:
     def __getattr__(self, name):
         if name in ("graph", "graphs", "explain", "specializations", "recompiles", "fallbacks"):
             return getattr(self._function, name)
-        return getattr(self._module, name)
+        attr = getattr(self._module, name)
+        if not inspect.ismethod(attr) or attr.__self__ is not self._module:
+            return attr
+
+        @functools.wraps(attr)
+        def method(*args, **kwargs):
+            # methods that return the module (train, eval, to, ...) return the scripted one,
+            # so `ember.script(net).eval()` stays scripted
+            out = attr(*args, **kwargs)
+            return self if out is self._module else out
+
+        return method
+
+    def __getitem__(self, index):
+        return self._module[index]
+
+    def __len__(self) -> int:
+        return len(self._module)
+
+    def __iter__(self):
+        return iter(self._module)
 
     def __setattr__(self, name, value):
         setattr(self._module, name, value)

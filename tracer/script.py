@@ -54,27 +54,85 @@ def simple_value(value) -> bool:
     return isinstance(value, tuple) and all(simple_value(v) for v in value)
 
 
+class SameTensor:
+    """A tensor held by a global or closure variable, compared by identity: the graph reads
+    that very tensor live, so a name rebound to another tensor must retrace."""
+
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, SameTensor) and other.tensor is self.tensor
+
+    def __hash__(self) -> int:
+        return id(self.tensor)
+
+    def __repr__(self) -> str:
+        return f"<tensor of shape {list(self.tensor.shape)} at {hex(id(self.tensor))}>"
+
+
+_UNGUARDED = object()
+
+
+def _guarded(value):
+    if simple_value(value):
+        return value
+    return SameTensor(value) if isinstance(value, _tensor.Tensor) else _UNGUARDED
+
+
 def free_values(fn) -> tuple:
     """The simple-valued globals and closure variables fn's own code reads: a traced graph
-    bakes them in, so they are guarded by value (functions fn calls are not looked into)."""
+    bakes them in, so they are guarded by value; tensors they hold are guarded by identity
+    (functions fn calls are not looked into)."""
     code = getattr(fn, "__code__", None)
     if code is None:
         return ()
     scope = getattr(fn, "__globals__", {})
-    values = [(n, scope[n]) for n in code.co_names if n in scope and simple_value(scope[n])]
+    named = [(n, scope[n]) for n in code.co_names if n in scope]
     for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or ()):
         try:
-            if simple_value(cell.cell_contents):
-                values.append((name, cell.cell_contents))
+            named.append((name, cell.cell_contents))
         except ValueError:  # an empty cell
             pass
-    return tuple(values)
+    values = [(n, _guarded(v)) for n, v in named]
+    return tuple((n, v) for n, v in values if v is not _UNGUARDED)
+
+
+def _outside_names(fn) -> dict:
+    """id(tensor) -> a name for the tensors fn reaches from outside: its globals and closure
+    variables, or, for a module's forward, the module's parameters and buffers."""
+    owner = getattr(fn, "__self__", None)
+    if hasattr(owner, "named_parameters") and hasattr(owner, "named_buffers"):
+        named = [*owner.named_parameters(), *owner.named_buffers()]
+        return {id(t): f"self.{n}" for n, t in named if t is not None}
+    return {id(v.tensor): n for n, v in free_values(fn) if isinstance(v, SameTensor)}
+
+
+def _tensor_differences(name: str, old: dict, new: dict) -> list[str]:
+    """What changed between two described tensors, in words: "x.shape[0]: 32 -> 8"."""
+    out = [f"{name}.{field}: {old[field]} -> {new[field]}"
+           for field in ("dtype", "device", "requires_grad") if old[field] != new[field]]
+    sa, sb = old["shape"], new["shape"]
+    if len(sa) != len(sb):
+        return out + [f"{name}.dim(): {len(sa)} -> {len(sb)}"]
+    return out + [f"{name}.shape[{i}]: {x} -> {y}" for i, (x, y) in enumerate(zip(sa, sb))
+                  if x != y]
 
 
 def _describe_leaf(key) -> dict:
     if key[0] == "T":
         return {"shape": tuple(key[1]), "dtype": key[2], "device": key[3], "requires_grad": key[4]}
     return {"value": key[2] if key[0] == "V" else f"<object at {hex(key[1])}>"}
+
+
+def _leaf_text(key) -> str:
+    """An argument leaf in a recompile message: a value as Python writes it (so 3 and '3'
+    differ), or what kind of thing it is."""
+    if key[0] == "V":
+        return repr(key[2])
+    return "a tensor" if key[0] == "T" else _describe_leaf(key)["value"]
 
 
 class Specialization:
@@ -92,7 +150,9 @@ class Specialization:
         self.mutated: list = []  # ("leaf", i) or ("captured", tensor), in graph-output order
         self.value_guards: list = []
         self.out_spec = None
-        self.out_template: list = []  # per result leaf: None (a tensor output) or the value
+        # per result leaf: ("tensor",) a graph output, ("value", v) a Python value, or
+        # ("leaf", i) / ("captured", t): a tensor from outside, returned as the same object
+        self.out_template: list = []
         self.n_results = 0
         self.calls = 0
         self._constants = None
@@ -127,12 +187,17 @@ class Specialization:
         self.calls += 1
         it = iter(results)
         filled = []
-        for template in self.out_template:
-            if template is None:
-                value = next(it)
-                filled.append(value if isinstance(value, _tensor.Tensor) else _wrap(value))
+        for kind, *target in self.out_template:
+            if kind == "value":
+                filled.append(target[0])
+                continue
+            value = next(it)
+            if kind == "leaf":
+                filled.append(leaves[target[0]])
+            elif kind == "captured":
+                filled.append(target[0])
             else:
-                filled.append(template[0])
+                filled.append(value if isinstance(value, _tensor.Tensor) else _wrap(value))
         return unflatten(filled, self.out_spec)
 
     def _execute(self, inputs):
@@ -225,8 +290,29 @@ class ScriptFunction:
     def _why_new(self, key) -> str | None:
         if not self.specializations:
             return None
-        last = self.specializations[-1]
-        return "; ".join(self._differences(last.key, key)) or "a captured tensor changed"
+        # the nearest specialization (same structure, fewest changes, the latest on a tie)
+        # says best what changed
+        nearest = min(reversed(self.specializations),
+                      key=lambda sp: (sp.key[0] != key[0], len(self._differences(sp.key, key))))
+        differences = self._differences(nearest.key, key)
+        if not differences:
+            differences = self._captured_differences(key)
+        return "; ".join(differences) or "a captured tensor changed"
+
+    def _captured_differences(self, key) -> list[str]:
+        """How the tensors from outside changed since the specialization with this key."""
+        for sp in self.specializations:
+            if sp.key != key or sp.captured_hold():
+                continue
+            names = _outside_names(self.fn)
+            out = []
+            for i, (tensor, old) in enumerate(zip(sp.captured, sp.captured_keys)):
+                new = _leaf_key(tensor)
+                if new != old:
+                    name = names.get(id(tensor), f"captured tensor {i}")
+                    out += _tensor_differences(name, _describe_leaf(old), _describe_leaf(new))
+            return out
+        return []
 
     def _differences(self, old, new) -> list[str]:
         if old[0] != new[0]:
@@ -238,17 +324,9 @@ class ScriptFunction:
                 continue
             da, db = _describe_leaf(a), _describe_leaf(b)
             if "shape" in da and "shape" in db:
-                for field in ("dtype", "device", "requires_grad"):
-                    if da[field] != db[field]:
-                        out.append(f"{name}.{field}: {da[field]} -> {db[field]}")
-                sa, sb = da["shape"], db["shape"]
-                if len(sa) != len(sb):
-                    out.append(f"{name}.dim(): {len(sa)} -> {len(sb)}")
-                else:
-                    out += [f"{name}.shape[{i}]: {x} -> {y}"
-                            for i, (x, y) in enumerate(zip(sa, sb)) if x != y]
+                out += _tensor_differences(name, da, db)
             else:
-                out.append(f"{name}: {da.get('value', 'a tensor')} -> {db.get('value', 'a tensor')}")
+                out.append(f"{name}: {_leaf_text(a)} -> {_leaf_text(b)}")
         if old[2] != new[2]:
             out.append(f"grad mode: {old[2]} -> {new[2]}")
         if old[3] != new[3]:
@@ -257,8 +335,20 @@ class ScriptFunction:
 
     @staticmethod
     def _describe_state(old, new) -> str:
-        if old and isinstance(old[0], tuple) and len(old[0]) == 2 and isinstance(old[0][0], str):
-            changed = [f"{a[0]}: {a[1]!r} -> {b[1]!r}" for a, b in zip(old, new) if a != b]
+        pairs = old or new
+        if pairs and isinstance(pairs[0], tuple) and len(pairs[0]) == 2:
+            before, after = dict(old), dict(new)
+            changed = []
+            for name in [*before, *(n for n in after if n not in before)]:
+                a, b = before.get(name, _UNGUARDED), after.get(name, _UNGUARDED)
+                if a == b:
+                    continue
+                if a is _UNGUARDED or b is _UNGUARDED:
+                    changed.append(f"{name}: {'added' if a is _UNGUARDED else 'removed'}")
+                elif isinstance(a, SameTensor) and isinstance(b, SameTensor):
+                    changed.append(f"{name}: replaced by another tensor")
+                else:
+                    changed.append(f"{name}: {a!r} -> {b!r}")
             return "; ".join(changed) or "the globals and closure variables it reads changed"
         return "module state (training mode, parameters or attributes): changed"
 
@@ -337,8 +427,18 @@ class ScriptFunction:
                 sp.mutated.append(("captured", tensor))
         sp.value_guards = list(recording.value_guards)
         sp.no_grad_nodes = recording.no_grad_nodes
-        sp.out_template = [None if isinstance(x, _tensor.Tensor) else (x,) for x in out_leaves]
-        sp.n_results = sum(t is None for t in sp.out_template)
+        captured = {id(t) for t in sp.captured}
+
+        def template(x):
+            # eager returns an argument (or outside tensor) as itself, written in place or not
+            if not isinstance(x, _tensor.Tensor):
+                return ("value", x)
+            if id(x) in leaf_of:
+                return ("leaf", sp.input_leaves[leaf_of[id(x)]])
+            return ("captured", x) if id(x) in captured else ("tensor",)
+
+        sp.out_template = [template(x) for x in out_leaves]
+        sp.n_results = sum(t[0] != "value" for t in sp.out_template)
 
     def _fall_back(self, reason, args, kwargs, give_up=False):
         name = self.name

@@ -116,6 +116,12 @@ class Trace:
         if not grad_mode.state.enabled:
             self.no_grad_nodes.add(node)
         outs = out if isinstance(out, tuple) else (out,)
+        if any(isinstance(d, int) and d != n
+               for t, v in zip(outs, node.outputs) for d, n in zip(v.type.shape, t.shape)):
+            # the type rule cannot know this size (nonzero, x[mask] say -1): a graph would keep
+            # the traced one for every call (a symbolic size is the type rule's to check)
+            self.stop(f"{op}, whose output shape depends on the values (as x[mask])")
+            return
         schema = node.schema
         for tensor, value in zip(outs, node.outputs):
             if id(tensor) in self.env and self.env[id(tensor)][0] is tensor:
