@@ -35,8 +35,8 @@ def test_quickstart_cnn_learns_the_digits(examples_path):
 def test_char_transformer_learns_the_sonnets(examples_path):
     import char_transformer
 
-    loss, text = char_transformer.train(steps=250, verbose=False)
-    assert loss < 2.5  # a uniform guess over the characters costs ln(61) = 4.1 nats
+    loss, text = char_transformer.train(steps=150, verbose=False)
+    assert loss < 2.9  # a uniform guess over the characters costs ln(61) = 4.1 nats
     assert text.startswith("Shall I ") and len(text) == len("Shall I ") + 200
 
 

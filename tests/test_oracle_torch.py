@@ -1769,6 +1769,7 @@ _INFRASTRUCTURE = {
     "__len__",
     "__iter__",
     "backward",
+    "grad",
     "register_hook",
     "retain_grad",
     "requires_grad_",
