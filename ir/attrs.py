@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import math
 
+from ..errors import IRError
 from .dtypes import dtype as DType
 from .symbolic import SymInt
-from ..errors import IRError
 
 _SCALARS = (bool, int, float, str)
+
+
+def _is_numpy_number(value) -> bool:
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    return kind is not None and kind in "biuf" and getattr(value, "shape", None) == ()
 
 
 def normalize_attr(value, where: str):
@@ -35,10 +40,8 @@ def normalize_attr(value, where: str):
         return value.name
     if isinstance(value, _SCALARS):  # subclasses: IntEnum, numpy's float64
         return _SCALARS[[isinstance(value, t) for t in _SCALARS].index(True)](value)
-    item = getattr(value, "item", None)
-    if item is not None and getattr(value, "shape", None) == () and hasattr(value, "dtype"):
-        if value.dtype.kind in "biuf":
-            return item()
+    if _is_numpy_number(value):
+        return value.item()
     raise IRError(
         f"attr {where}: {type(value).__name__} is not plain data (None, bool, int, float, str, "
         f"a symbolic size, or a list, tuple or dict of these)"

@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from ..errors import EmberError, IRError
 from . import ops  # noqa: F401  (registers every primitive's schema)
 from .attrs import normalize_attrs
-from .dtypes import ALL as ALL_DTYPES, as_dtype, bool_, get_default_dtype, int64
+from .dtypes import ALL as ALL_DTYPES
+from .dtypes import as_dtype, bool_, get_default_dtype, int64
 from .schema import NUMBER, SCHEMAS, OpSchema
 from .symbolic import SymInt
 from .types import TensorType
-from ..errors import EmberError, IRError
 
 VALUE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.]*\Z")
 
@@ -46,7 +47,7 @@ def check_type(value_type, where: str) -> TensorType:
 class Value:
     """A typed SSA value: a graph input, a constant, or an output of one node."""
 
-    __slots__ = ("name", "type", "node", "index", "constant", "graph", "_uses")
+    __slots__ = ("_uses", "constant", "graph", "index", "name", "node", "type")
 
     def __init__(self, name: str, value_type: TensorType, graph: Graph, node=None, index=0):
         self.name = name
@@ -97,7 +98,7 @@ class Value:
 class Node:
     """One application of an op: outputs = op(inputs, **attrs), with an optional source line."""
 
-    __slots__ = ("op", "_inputs", "attrs", "outputs", "source", "graph")
+    __slots__ = ("_inputs", "attrs", "graph", "op", "outputs", "source")
 
     def __init__(self, op: str, attrs: dict, source: str | None, graph: Graph):
         self.op = op
@@ -186,8 +187,10 @@ def constant_array(value, dtype=None) -> np.ndarray:
     """value (a number, nested lists or an array) as the read-only array a constant holds."""
     if dtype is None:
         if isinstance(value, NUMBER):
-            dtype = bool_ if isinstance(value, bool) else (
-                int64 if isinstance(value, int) else get_default_dtype()
+            dtype = (
+                bool_
+                if isinstance(value, bool)
+                else (int64 if isinstance(value, int) else get_default_dtype())
             )
         else:
             dtype = as_dtype(np.asarray(value).dtype)
@@ -211,7 +214,8 @@ class Graph:
         self.constants: list[Value] = []
         self.nodes: list[Node] = []
         self.outputs: list[Value] = []
-        self._names: dict[str, Value] = {}
+        self._names: dict[str, Value] = {}  # the defined values by name
+        self._used_names: set[str] = set()  # every name ever given: fresh names skip them
         self._counters: dict[str, int] = {}
         self._insert_before: Node | None = None
 
@@ -219,10 +223,12 @@ class Graph:
 
     def _fresh_name(self, prefix: str) -> str:
         n = self._counters.get(prefix, 0)
-        while f"{prefix}{n}" in self._names:
+        while f"{prefix}{n}" in self._used_names:
             n += 1
         self._counters[prefix] = n + 1
-        return f"{prefix}{n}"
+        name = f"{prefix}{n}"
+        self._used_names.add(name)
+        return name
 
     def _claim_name(self, name: str | None, prefix: str) -> str:
         if name is None:
@@ -231,6 +237,7 @@ class Graph:
             raise IRError(f"a value name is letters, digits, '_' and '.', got {name!r}")
         if name in self._names:
             raise IRError(f"the name %{name} is already defined in this graph")
+        self._used_names.add(name)
         return name
 
     def value(self, name: str) -> Value:
@@ -282,8 +289,10 @@ class Graph:
                 pass
             elif isinstance(x, NUMBER):
                 x = bool(x) if isinstance(x, bool) else int(x) if isinstance(x, int) else float(x)
-            elif getattr(x, "shape", None) == () and getattr(x, "dtype", None) is not None and (
-                getattr(x.dtype, "kind", "") in "biuf"
+            elif (
+                getattr(x, "shape", None) == ()
+                and getattr(x, "dtype", None) is not None
+                and (getattr(x.dtype, "kind", "") in "biuf")
             ):
                 x = x.item()  # a numpy scalar acts as the Python number it holds
             else:
@@ -314,8 +323,9 @@ class Graph:
         attrs = normalize_attrs(attrs, where)
         if source is not None and (not isinstance(source, str) or "\n" in source):
             raise IRError(f"{where}source must be one line of text, like 'model.py:12'")
-        types = infer_types(schema, tuple(x.type if isinstance(x, Value) else x for x in inputs),
-                            attrs)
+        types = infer_types(
+            schema, tuple(x.type if isinstance(x, Value) else x for x in inputs), attrs
+        )
         names = [None] * len(types) if names is None else list(names)
         if len(names) != len(types):
             raise IRError(f"{where}{len(names)} names given for {len(types)} outputs")
@@ -326,8 +336,9 @@ class Graph:
                 raise IRError(f"{where}the name %{n} is given twice")
         node = Node(op, attrs, source, self)
         node.inputs = inputs
-        node.outputs = tuple(Value(n, t, self, node, i) for i, (n, t) in
-                             enumerate(zip(claimed, types)))
+        node.outputs = tuple(
+            Value(n, t, self, node, i) for i, (n, t) in enumerate(zip(claimed, types))
+        )
         for value in node.outputs:
             self._names[value.name] = value
         if self._insert_before is None:
@@ -361,11 +372,15 @@ class Graph:
         """Make every user of `old` (and the outputs) use `new`, of the same type; the number
         of uses replaced."""
         if not isinstance(new, Value) or new.graph is not self:
-            raise IRError(f"replace_all_uses: the replacement for %{old.name} must be a Value of "
-                          f"this graph, got {new!r}")
+            raise IRError(
+                f"replace_all_uses: the replacement for %{old.name} must be a Value of "
+                f"this graph, got {new!r}"
+            )
         if new.type != old.type:
-            raise IRError(f"replace_all_uses: %{new.name} ({new!r}) cannot stand for "
-                          f"%{old.name} ({old!r}): their types differ")
+            raise IRError(
+                f"replace_all_uses: %{new.name} ({new!r}) cannot stand for "
+                f"%{old.name} ({old!r}): their types differ"
+            )
         if new is old:
             return 0
         count = 0
@@ -422,8 +437,11 @@ class Graph:
                     later = x.graph is self and x.node is not None and x.node in self.nodes
                     raise IRError(
                         f"node {position} ({node.op}) uses %{x.name} "
-                        + ("before the node that defines it" if later else
-                           "which this graph does not define")
+                        + (
+                            "before the node that defines it"
+                            if later
+                            else "which this graph does not define"
+                        )
                     )
             defined.update(id(v) for v in node.outputs)
         for v in self.outputs:
@@ -440,6 +458,7 @@ class Graph:
             mapping[v] = new.add_input(v.type, v.name)
         for v in self.constants:
             c = Value(v.name, v.type, new)
+            new._used_names.add(v.name)
             c.constant = v.constant
             if copy_constants:
                 c.constant = v.constant.copy()
@@ -450,14 +469,17 @@ class Graph:
         for node in self.nodes:
             copied = Node(node.op, _copy_attr(node.attrs), node.source, new)
             copied.inputs = [mapping[x] if isinstance(x, Value) else x for x in node.inputs]
-            copied.outputs = tuple(Value(v.name, v.type, new, copied, v.index)
-                                   for v in node.outputs)
+            copied.outputs = tuple(
+                Value(v.name, v.type, new, copied, v.index) for v in node.outputs
+            )
             for old_value, new_value in zip(node.outputs, copied.outputs):
                 mapping[old_value] = new_value
                 new._names[new_value.name] = new_value
+                new._used_names.add(new_value.name)
             new.nodes.append(copied)
         new.outputs = [mapping[v] for v in self.outputs]
         new._counters = dict(self._counters)
+        new._used_names = set(self._used_names)
         return new
 
     def __copy__(self) -> Graph:
@@ -472,8 +494,10 @@ class Graph:
         return format_graph(self)
 
     def __repr__(self) -> str:
-        return (f"<Graph: {len(self.inputs)} inputs, {len(self.constants)} constants, "
-                f"{len(self.nodes)} nodes, {len(self.outputs)} outputs>")
+        return (
+            f"<Graph: {len(self.inputs)} inputs, {len(self.constants)} constants, "
+            f"{len(self.nodes)} nodes, {len(self.outputs)} outputs>"
+        )
 
 
 def _copy_attr(value):

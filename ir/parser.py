@@ -12,12 +12,12 @@ import json
 import math
 import re
 
+from ..errors import EmberError, IRError
 from .dtypes import ALL as ALL_DTYPES
 from .graph import Graph, constant_array
 from .printer import SHORT_DTYPE_NAMES
 from .symbolic import RESERVED, SymInt
 from .types import TensorType
-from ..errors import EmberError, IRError
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)*")
@@ -121,8 +121,9 @@ class _Parser:
         if not m or m.group() not in _DTYPES:
             found = repr(m.group()) if m else self.found()
             shorts = ", ".join(SHORT_DTYPE_NAMES.values())
-            raise self.error(f"expected a type like f32[B, 16] (dtypes: {shorts}), found {found}",
-                             start)
+            raise self.error(
+                f"expected a type like f32[B, 16] (dtypes: {shorts}), found {found}", start
+            )
         self.expect("[", "after the dtype")
         sizes = []
         while not self.take("]"):
@@ -170,7 +171,9 @@ class _Parser:
         if not (_is_size(left) and _is_size(right)):
             raise self.error(
                 f"arithmetic ({op}) is only for sizes (ints and symbols), not "
-                f"{type(left).__name__} and {type(right).__name__}", pos)
+                f"{type(left).__name__} and {type(right).__name__}",
+                pos,
+            )
         try:
             if op == "+":
                 return left + right
@@ -223,8 +226,10 @@ class _Parser:
         if m:
             word = m.group()
             return _KEYWORDS[word] if word in _KEYWORDS else SymInt(word)
-        raise self.error(f"expected a value (a number, string, size, tuple, list, dict, None, "
-                         f"True or False), found {self.found()}")
+        raise self.error(
+            f"expected a value (a number, string, size, tuple, list, dict, None, "
+            f"True or False), found {self.found()}"
+        )
 
     def items(self, close: str, what: str) -> list:
         out = []
@@ -274,8 +279,9 @@ class _Parser:
             if self.at_word("return"):
                 break
             if not self.at("%"):
-                raise self.error(f"expected a line '%name = op(...)' or 'return (...)', found "
-                                 f"{self.found()}")
+                raise self.error(
+                    f"expected a line '%name = op(...)' or 'return (...)', found {self.found()}"
+                )
             self.statement()
         self.pos += len("return")
         self.expect("(", "after 'return'")
@@ -355,9 +361,12 @@ class _Parser:
 
     def constant(self, defs: list, op_pos: int) -> None:
         if len(defs) != 1 or defs[0][2] is None:
-            raise self.error("a constant defines one value and gives its type: "
-                             "%c0: f32[2] = constant([1.0, 2.0])", defs[0][1])
-        name, pos, declared, type_pos = defs[0]
+            raise self.error(
+                "a constant defines one value and gives its type: "
+                "%c0: f32[2] = constant([1.0, 2.0])",
+                defs[0][1],
+            )
+        name, _, declared, type_pos = defs[0]
         if not all(isinstance(d, int) for d in declared.shape):
             raise self.error(f"a constant's shape is concrete, got {declared.shape}", type_pos)
         self.skip()
@@ -374,8 +383,11 @@ class _Parser:
                 array = array.reshape(declared.shape)
                 array.setflags(write=False)
             else:
-                raise self.error(f"the value has shape {list(array.shape)}, the type says "
-                                 f"{list(declared.shape)}", value_pos)
+                raise self.error(
+                    f"the value has shape {list(array.shape)}, the type says "
+                    f"{list(declared.shape)}",
+                    value_pos,
+                )
         self.built.add_constant(array, declared.dtype, name)
 
     def node(self, op: str, defs: list, op_pos: int) -> None:
@@ -387,8 +399,10 @@ class _Parser:
             after = keyword.end() if keyword else pos
             while after < len(self.text) and self.text[after] in " \t":
                 after += 1
-            if keyword and self.text.startswith("=", after) and not (
-                self.text.startswith("==", after)
+            if (
+                keyword
+                and self.text.startswith("=", after)
+                and not (self.text.startswith("==", after))
             ):
                 name = keyword.group()
                 if name in attrs:
@@ -416,8 +430,11 @@ class _Parser:
             if declared is not None and declared != value.type:
                 from .printer import format_type
 
-                raise self.error(f"%{name} is declared {format_type(declared)} but {op} gives "
-                                 f"{format_type(value.type)}", type_pos)
+                raise self.error(
+                    f"%{name} is declared {format_type(declared)} but {op} gives "
+                    f"{format_type(value.type)}",
+                    type_pos,
+                )
 
 
 def _parse_whole(text: str, rule: str):

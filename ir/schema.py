@@ -8,8 +8,8 @@ when the inputs do not fit. Eager dispatch, the tracer and the IR verifier all c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..errors import index_error, runtime_error, type_error
 from .dtypes import FLOAT, bool_, get_default_dtype, result_type
@@ -188,8 +188,8 @@ def expect_float(op: str, x) -> None:
 
 
 __all__ = [
-    "OpSchema",
     "SCHEMAS",
+    "OpSchema",
     "TensorType",
     "bool_",
     "broadcast_shapes",

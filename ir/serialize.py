@@ -26,11 +26,11 @@ import math
 
 import numpy as np
 
+from ..errors import EmberError, IRError
 from .dtypes import ALL as ALL_DTYPES
 from .graph import Graph, constant_array
 from .symbolic import SymInt
 from .types import TensorType
-from ..errors import EmberError, IRError
 
 FORMAT = "ember.graph"
 VERSION = 1
@@ -178,8 +178,10 @@ def decode_attr(value, path: str):
             raise _fail(path, "a tagged value has exactly one of 'tuple', 'dict', 'size', 'float'")
         ((tag, payload),) = value.items()
         if tag == "tuple":
-            return tuple(decode_attr(v, f"{path}[{i}]") for i, v in
-                         enumerate(_list(payload, f"{path}.tuple")))
+            return tuple(
+                decode_attr(v, f"{path}[{i}]")
+                for i, v in enumerate(_list(payload, f"{path}.tuple"))
+            )
         if tag == "dict":
             if not isinstance(payload, dict):
                 raise _fail(f"{path}.dict", f"expected an object, got {_kind(payload)}")
@@ -197,11 +199,14 @@ def _decode_type(value, path: str) -> TensorType:
     _fields(value, path, ("dtype", "shape"))
     dtype = _DTYPES.get(value["dtype"]) if isinstance(value["dtype"], str) else None
     if dtype is None:
-        raise _fail(f"{path}.dtype", f"unknown dtype {value['dtype']!r}; expected one of "
-                    f"{', '.join(_DTYPES)}")
+        raise _fail(
+            f"{path}.dtype",
+            f"unknown dtype {value['dtype']!r}; expected one of {', '.join(_DTYPES)}",
+        )
     shape = _list(value["shape"], f"{path}.shape")
-    return TensorType(tuple(_decode_size(d, f"{path}.shape[{i}]") for i, d in enumerate(shape)),
-                      dtype)
+    return TensorType(
+        tuple(_decode_size(d, f"{path}.shape[{i}]") for i, d in enumerate(shape)), dtype
+    )
 
 
 def _name(value, path: str, graph: Graph, defined: bool):
@@ -227,14 +232,20 @@ def from_data(data, arrays: dict | None = None) -> Graph:
         for i, entry in enumerate(_list(data["inputs"], "inputs")):
             path = f"inputs[{i}]"
             _fields(entry, path, ("name", "type"))
-            graph.add_input(_decode_type(entry["type"], f"{path}.type"),
-                            _name(entry["name"], f"{path}.name", graph, False))
+            graph.add_input(
+                _decode_type(entry["type"], f"{path}.type"),
+                _name(entry["name"], f"{path}.name", graph, False),
+            )
         for i, entry in enumerate(_list(data["constants"], "constants")):
             _load_constant(graph, entry, f"constants[{i}]", arrays)
         for i, entry in enumerate(_list(data["nodes"], "nodes")):
             _load_node(graph, entry, f"nodes[{i}]")
-        graph.set_outputs([_name(v, f"outputs[{i}]", graph, True)
-                           for i, v in enumerate(_list(data["outputs"], "outputs"))])
+        graph.set_outputs(
+            [
+                _name(v, f"outputs[{i}]", graph, True)
+                for i, v in enumerate(_list(data["outputs"], "outputs"))
+            ]
+        )
     except IRError as exc:
         if str(exc).startswith("graph data: "):
             raise
@@ -249,8 +260,10 @@ def _load_constant(graph: Graph, entry, path: str, arrays: dict | None) -> None:
     if not all(isinstance(d, int) for d in value_type.shape):
         raise _fail(f"{path}.type", "a constant's shape is concrete")
     if "data" in entry:
-        flat = [_decode_number(v, f"{path}.data[{i}]")
-                for i, v in enumerate(_list(entry["data"], f"{path}.data"))]
+        flat = [
+            _decode_number(v, f"{path}.data[{i}]")
+            for i, v in enumerate(_list(entry["data"], f"{path}.data"))
+        ]
         if len(flat) != math.prod(value_type.shape):
             raise _fail(f"{path}.data", f"{len(flat)} values for shape {list(value_type.shape)}")
         try:
@@ -262,8 +275,11 @@ def _load_constant(graph: Graph, entry, path: str, arrays: dict | None) -> None:
         if not isinstance(array, np.ndarray):
             raise _fail(path, f"no data for constant %{name}, in the data or in arrays")
         if array.dtype != value_type.dtype.np or array.shape != value_type.shape:
-            raise _fail(path, f"the array for %{name} is {array.dtype}{list(array.shape)}, the "
-                        f"type says {value_type.dtype.name}{list(value_type.shape)}")
+            raise _fail(
+                path,
+                f"the array for %{name} is {array.dtype}{list(array.shape)}, the "
+                f"type says {value_type.dtype.name}{list(value_type.shape)}",
+            )
     graph.add_constant(array, value_type.dtype, name)
 
 
@@ -273,8 +289,9 @@ def _load_node(graph: Graph, entry, path: str) -> None:
     inputs = []
     for i, x in enumerate(_list(entry["inputs"], f"{path}.inputs")):
         where = f"{path}.inputs[{i}]"
-        inputs.append(_name(x, where, graph, True) if isinstance(x, str)
-                      else _decode_number(x, where))
+        inputs.append(
+            _name(x, where, graph, True) if isinstance(x, str) else _decode_number(x, where)
+        )
     attrs = entry["attrs"]
     if not isinstance(attrs, dict):
         raise _fail(f"{path}.attrs", f"expected an object, got {_kind(attrs)}")
@@ -297,6 +314,7 @@ def _load_node(graph: Graph, entry, path: str) -> None:
         if value.type != recorded:
             from .printer import format_type
 
-            raise _fail(f"{path}.outputs[{i}].type",
-                        f"recorded as {format_type(recorded)}, but {op} gives "
-                        f"{format_type(value.type)}")
+            raise _fail(
+                f"{path}.outputs[{i}].type",
+                f"recorded as {format_type(recorded)}, but {op} gives {format_type(value.type)}",
+            )

@@ -39,7 +39,7 @@ def _operand_text(value) -> str:
 class _Atom:
     """A factor of a monomial: a symbol, or an opaque floor division or remainder."""
 
-    __slots__ = ("kind", "name", "num", "den", "key", "_hash")
+    __slots__ = ("_hash", "den", "key", "kind", "name", "num")
 
     def __init__(self, kind: str, name: str | None = None, num=None, den=None):
         self.kind = kind  # "sym" | "//" | "%"
@@ -151,7 +151,7 @@ class SymInt:
     (H - 1)//2 + 1.
     """
 
-    __slots__ = ("_terms", "_hash")
+    __slots__ = ("_hash", "_terms")
 
     def __init__(self, name: str):
         if not isinstance(name, str) or not SYMBOL_NAME.match(name) or name in RESERVED:
@@ -171,7 +171,9 @@ class SymInt:
             return False
         monomial, coeff = self._terms[0]
         return (
-            coeff == 1 and len(monomial) == 1 and monomial[0][1] == 1
+            coeff == 1
+            and len(monomial) == 1
+            and monomial[0][1] == 1
             and monomial[0][0].kind == "sym"
         )
 

@@ -8,7 +8,8 @@ from .dtypes import dtype
 
 
 class TensorType(NamedTuple):
-    """A tensor's shape (a tuple of ints) and dtype, as type rules see it."""
+    """A tensor's shape (a tuple of sizes: ints, or SymInts for symbolic sizes) and dtype, as
+    type rules see it."""
 
     shape: tuple
     dtype: dtype

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import EmberError, IRError
 from .attrs import freeze, normalize_attrs
 from .graph import VALUE_NAME, Graph, Node, Value, check_type, infer_types
 from .printer import format_node, format_type
 from .schema import SCHEMAS
-from ..errors import EmberError, IRError
 
 
 def _where(node: Node, position: int) -> str:
     try:
         text = format_node(node)
-    except Exception:  # a node too broken to print: name it by its place
+    except (AttributeError, KeyError, TypeError, ValueError):  # too broken to print
         text = f"{node.op}(...)"
     return f"node {position} ({text})"
 
@@ -81,7 +81,8 @@ def verify(graph: Graph) -> None:
             if isinstance(x, Value):
                 if id(x) not in defined:
                     state = (
-                        "used before it is defined" if x.graph is graph and x.node in graph.nodes
+                        "used before it is defined"
+                        if x.graph is graph and x.node in graph.nodes
                         else "not defined in this graph"
                     )
                     raise IRError(f"{where}: input {i} %{x.name} is {state}")
@@ -120,8 +121,10 @@ def verify(graph: Graph) -> None:
     for value in graph.values():
         actual = uses.get(id(value), {})
         if value._uses != actual or any(n not in nodes for n in value._uses):
-            recorded = {format_node(n) if n in nodes else f"erased {n.op}": c
-                        for n, c in value._uses.items()}
+            recorded = {
+                format_node(n) if n in nodes else f"erased {n.op}": c
+                for n, c in value._uses.items()
+            }
             found = {format_node(n): c for n, c in actual.items()}
             raise IRError(
                 f"%{value.name}: users are out of date: recorded {recorded}, used by {found}"

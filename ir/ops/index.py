@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 
+from ...errors import EmberError, index_error, runtime_error, type_error
 from ..dtypes import INT, bool_, int64
 from ..schema import NUMBER, broadcast_shapes, fmt_shape, normalize_dim, register
 from ..symbolic import definitely_less
 from ..types import TensorType
-from ...errors import index_error, runtime_error, type_error
 
 
 def _check_index_dtype(op, index):
@@ -47,7 +47,7 @@ def _index_put(inputs, attrs):
     shape = index_shape(x.shape, [i.shape for i in indices], attrs["dims"])
     try:
         broadcast_shapes(shape, values.shape)
-    except Exception:
+    except EmberError:
         raise runtime_error(
             f"shape mismatch: value tensor of shape {fmt_shape(values.shape)} cannot be "
             f"broadcast to indexing result of shape {fmt_shape(shape)}"
@@ -77,7 +77,9 @@ def _scatter(op):
         _check_index_dtype(op, index)
         dim = normalize_dim(attrs["dim"], len(x.shape))
         if len(index.shape) != len(x.shape):
-            raise runtime_error("Index tensor must have the same number of dimensions as self tensor")
+            raise runtime_error(
+                "Index tensor must have the same number of dimensions as self tensor"
+            )
         for d, (a, b) in enumerate(zip(x.shape, index.shape)):
             if (d != dim and definitely_less(a, b)) or definitely_less(src.shape[d], b):
                 raise runtime_error(
@@ -119,7 +121,7 @@ def _index_select(inputs, attrs):
 
 @register("index_add", kind="index")
 def _index_add(inputs, attrs):
-    x, index, src = inputs
+    x, index, _src = inputs
     _check_index_dtype("index_add", index)
     return TensorType(tuple(x.shape), x.dtype)
 
@@ -128,7 +130,9 @@ def _index_add(inputs, attrs):
 def _masked_fill(inputs, attrs):
     x, mask = inputs
     if mask.dtype is not bool_:
-        raise runtime_error(f"masked_fill_ only supports boolean masks, but got mask with dtype {mask.dtype.name}")
+        raise runtime_error(
+            f"masked_fill_ only supports boolean masks, but got mask with dtype {mask.dtype.name}"
+        )
     shape = broadcast_shapes(x.shape, mask.shape)
     if not isinstance(attrs["value"], NUMBER):
         raise type_error("masked_fill: value must be a Python number")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from ...errors import IRError, runtime_error, type_error
 from ..dtypes import FLOAT
 from ..schema import broadcast_shapes, fmt_shape, register
 from ..symbolic import definitely_less
 from ..types import TensorType
-from ...errors import IRError, runtime_error, type_error
 
 
 def _same_dtype(op, a, b):
@@ -103,13 +103,13 @@ def _conv2d(inputs, attrs):
 
 @register("conv2d_backward_input", kind="extern")
 def _conv2d_backward_input(inputs, attrs):
-    g, w = inputs
+    g, _w = inputs
     return TensorType(tuple(attrs["input_shape"]), g.dtype)
 
 
 @register("conv2d_backward_weight", kind="extern")
 def _conv2d_backward_weight(inputs, attrs):
-    x, g = inputs
+    _x, g = inputs
     return TensorType(tuple(attrs["weight_shape"]), g.dtype)
 
 
@@ -149,7 +149,7 @@ def _avg_pool2d(inputs, attrs):
 
 @register("max_pool2d_backward", kind="extern", differentiable=False)
 def _max_pool2d_backward(inputs, attrs):
-    g, x = inputs
+    _g, x = inputs
     return TensorType(tuple(x.shape), x.dtype)
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 
+from ...errors import IRError, index_error, runtime_error, value_error
 from ..dtypes import as_dtype, promote_types
 from ..schema import fmt_shape, normalize_dim, register
-from ..symbolic import definitely_less
+from ..symbolic import definitely_less, definitely_less_equal
 from ..types import TensorType
-from ...errors import IRError, index_error, runtime_error, value_error
 
 
 def _numel(shape) -> int:
@@ -92,7 +92,9 @@ def _permute(inputs, attrs):
 def _squeeze(inputs, attrs):
     (x,) = inputs
     dims = attrs["dims"]
-    return TensorType(tuple(d for i, d in enumerate(x.shape) if not (i in dims and d == 1)), x.dtype)
+    return TensorType(
+        tuple(d for i, d in enumerate(x.shape) if not (i in dims and d == 1)), x.dtype
+    )
 
 
 @register("unsqueeze", kind="view", view=True)
@@ -128,15 +130,22 @@ def _expand(inputs, attrs):
                 f"Tensor sizes: {fmt_shape(x.shape)}"
             )
     if any(d < 0 for d in out if d.__class__ is int):
-        raise runtime_error(f"expand: -1 is not allowed in a leading, new dimension: {fmt_shape(target)}")
+        raise runtime_error(
+            f"expand: -1 is not allowed in a leading, new dimension: {fmt_shape(target)}"
+        )
     return TensorType(tuple(out), x.dtype)
 
 
 def _slice_length(start, stop, step):
-    # starts and stops are normalized (0 <= start <= stop) and steps positive
+    # the length is max(0, ceil((stop - start) / step)) for a positive step
+    if definitely_less_equal(start, stop):
+        return (stop - start + step - 1) // step
     if definitely_less(stop, start):
         return 0
-    return (stop - start + step - 1) // step
+    raise IRError(
+        f"slice {start}:{stop}:{step}: whether it is empty depends on the sizes' values, so no "
+        "one expression gives its length"
+    )
 
 
 def slice_shape(shape, starts, stops, steps) -> tuple:
@@ -149,7 +158,9 @@ def slice_shape(shape, starts, stops, steps) -> tuple:
 @register("slice", kind="view", view=True)
 def _slice(inputs, attrs):
     (x,) = inputs
-    return TensorType(slice_shape(x.shape, attrs["starts"], attrs["stops"], attrs["steps"]), x.dtype)
+    return TensorType(
+        slice_shape(x.shape, attrs["starts"], attrs["stops"], attrs["steps"]), x.dtype
+    )
 
 
 @register("slice_backward", kind="shape")
@@ -243,7 +254,9 @@ def _pad(inputs, attrs):
 def _triangle(inputs, attrs):
     (x,) = inputs
     if len(x.shape) < 2:
-        raise runtime_error(f"tril/triu: input tensor must have at least 2 dimensions, got {len(x.shape)}")
+        raise runtime_error(
+            f"tril/triu: input tensor must have at least 2 dimensions, got {len(x.shape)}"
+        )
     return TensorType(tuple(x.shape), x.dtype)
 
 

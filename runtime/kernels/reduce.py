@@ -1,10 +1,15 @@
-"""Reduction kernels. dims arrive normalized (a tuple of non-negative ints)."""
+"""Reduction kernels. dims arrive normalized (a tuple of non-negative ints), or None for all."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .registry import kernel
+
+
+def _axis(dims):
+    """dims as numpy's axis: None (every dim, as a graph may say) or a tuple."""
+    return None if dims is None else tuple(dims)
 
 
 def _acc_dtype(x):
@@ -15,30 +20,30 @@ def _acc_dtype(x):
 def _sum(xp, x, dims, keepdim):
     # numpy's sum warns from its own module, out of reach of the kernels' warning filter
     with np.errstate(all="ignore"):
-        return xp.sum(x, axis=tuple(dims), keepdims=keepdim, dtype=_acc_dtype(x))
+        return xp.sum(x, axis=_axis(dims), keepdims=keepdim, dtype=_acc_dtype(x))
 
 
 @kernel("prod")
 def _prod(xp, x, dims, keepdim):
     with np.errstate(all="ignore"):
-        return xp.prod(x, axis=tuple(dims), keepdims=keepdim, dtype=_acc_dtype(x))
+        return xp.prod(x, axis=_axis(dims), keepdims=keepdim, dtype=_acc_dtype(x))
 
 
 @kernel("mean")
 def _mean(xp, x, dims, keepdim):
     with np.errstate(all="ignore"):
-        return xp.mean(x, axis=tuple(dims), keepdims=keepdim)
+        return xp.mean(x, axis=_axis(dims), keepdims=keepdim)
 
 
 @kernel("var")
 def _var(xp, x, dims, keepdim, correction):
     with np.errstate(all="ignore"):
         n = 1
-        for d in dims:
+        for d in range(x.ndim) if dims is None else dims:
             n *= x.shape[d]
-        mean = xp.mean(x, axis=tuple(dims), keepdims=True)
+        mean = xp.mean(x, axis=_axis(dims), keepdims=True)
         dev = x - mean
-        total = xp.sum(dev * dev, axis=tuple(dims), keepdims=keepdim)
+        total = xp.sum(dev * dev, axis=_axis(dims), keepdims=keepdim)
         # a correction leaving no degrees of freedom divides by 0: inf, or nan for 0 / 0
         return total / x.dtype.type(max(n - correction, 0))
 
@@ -46,7 +51,7 @@ def _var(xp, x, dims, keepdim, correction):
 @kernel("logsumexp")
 def _logsumexp(xp, x, dims, keepdim):
     with np.errstate(all="ignore"):
-        axis = tuple(dims)
+        axis = _axis(dims) if dims is not None else tuple(range(x.ndim))
         if x.size:
             m = xp.max(x, axis=axis, keepdims=True)
             m = xp.where(xp.isfinite(m), m, x.dtype.type(0))
@@ -58,12 +63,12 @@ def _logsumexp(xp, x, dims, keepdim):
 
 @kernel("amax")
 def _amax(xp, x, dims, keepdim):
-    return xp.max(x, axis=tuple(dims), keepdims=keepdim)
+    return xp.max(x, axis=_axis(dims), keepdims=keepdim)
 
 
 @kernel("amin")
 def _amin(xp, x, dims, keepdim):
-    return xp.min(x, axis=tuple(dims), keepdims=keepdim)
+    return xp.min(x, axis=_axis(dims), keepdims=keepdim)
 
 
 def _values_indices(xp, x, dim, keepdim, pick):
@@ -109,12 +114,12 @@ def _argmin(xp, x, dim, keepdim):
 
 @kernel("all")
 def _all(xp, x, dims, keepdim):
-    return xp.all(x, axis=tuple(dims), keepdims=keepdim)
+    return xp.all(x, axis=_axis(dims), keepdims=keepdim)
 
 
 @kernel("any")
 def _any(xp, x, dims, keepdim):
-    return xp.any(x, axis=tuple(dims), keepdims=keepdim)
+    return xp.any(x, axis=_axis(dims), keepdims=keepdim)
 
 
 @kernel("cumsum")
