@@ -1,8 +1,10 @@
 """Program: runs a Graph on arrays through the eager kernels, with no tensors or autograd.
 
 This is what a scripted function's cached graph runs on when no gradient is recorded, and
-what a loaded graph file runs on: one kernel call per node over planned values, the graph's
-constants bound once. (The compile issue puts fused native kernels behind the same Program.)
+what a loaded graph file runs on: one kernel call per node over numbered slots, with every
+decision that depends only on types (which inputs to cast to the compute dtype, which scalars
+to convert) taken once, when the Program is built. A Program keeps no per-call state, so one
+Program may be called from many threads at once.
 """
 
 from __future__ import annotations
@@ -11,6 +13,17 @@ import numpy as np
 
 from ..ir.graph import Graph, Value
 from .kernels import KERNELS
+
+
+def _compute_dtype(node):
+    """The dtype an elementwise node computes in (dispatch's rule), or None."""
+    schema = node.schema
+    if schema.compute_dtype is None:
+        return None
+    if schema.compute_dtype == "output":
+        return node.outputs[0].type.dtype.np
+    types = [x.type if isinstance(x, Value) else x for x in node.inputs]
+    return schema.compute_dtype(types).np
 
 
 class Program:
@@ -27,14 +40,21 @@ class Program:
             self.constants.append(c.constant)
         steps = []
         for node in graph.nodes:
-            args = tuple((True, slot[x]) if isinstance(x, Value) else (False, x)
-                         for x in node.inputs)
+            compute = _compute_dtype(node)
+            start = node.schema.cast_start
+            args = []
+            for i, x in enumerate(node.inputs):
+                cast = compute if compute is not None and i >= start else None
+                if isinstance(x, Value):
+                    needs = cast is not None and x.type.dtype.np != cast
+                    args.append((slot[x], cast if needs else None))
+                else:
+                    args.append((None, cast.type(x) if cast is not None else x))
             outs = []
             for v in node.outputs:
                 slot[v] = len(slot)
-                outs.append(slot[v])
-            steps.append((KERNELS[node.op], args, dict(node.attrs), tuple(outs),
-                          node.schema.compute_dtype is not None, node))
+                outs.append((slot[v], v.type.dtype.np))
+            steps.append((KERNELS[node.op], tuple(args), dict(node.attrs), tuple(outs)))
         self.steps = steps
         self.outputs = tuple(slot[v] for v in graph.outputs)
         self.size = len(slot)
@@ -47,34 +67,21 @@ class Program:
         values[self.n_inputs : self.n_inputs + len(self.constants)] = [
             c if xp is np else xp.asarray(c) for c in self.constants
         ]
-        for kernel, args, attrs, outs, casts, node in self.steps:
-            call = [values[i] if is_value else i for is_value, i in args]
-            if casts:
-                call = _cast_inputs(node, call)
+        ndarray = np.ndarray if xp is np else xp.ndarray
+        for kernel, args, attrs, outs in self.steps:
+            call = []
+            for index, extra in args:
+                if index is None:
+                    call.append(extra)  # a scalar, already in the compute dtype
+                elif extra is None:
+                    call.append(values[index])
+                else:
+                    call.append(values[index].astype(extra))
             result = kernel(xp, *call, **attrs)
             if len(outs) == 1:
                 result = (result,)
-            for i, r, v in zip(outs, result, node.outputs):
-                r = xp.asarray(r)
-                expected = v.type.dtype.np
-                values[i] = r if r.dtype == expected else r.astype(expected)
+            for (index, dtype), r in zip(outs, result):
+                if type(r) is not ndarray:
+                    r = xp.asarray(r)
+                values[index] = r if r.dtype == dtype else r.astype(dtype)
         return [values[i] for i in self.outputs]
-
-
-def _cast_inputs(node, call):
-    """Elementwise kernels get their inputs in the compute dtype, as eager dispatch does."""
-    schema = node.schema
-    types = [x.type if isinstance(x, Value) else x for x in node.inputs]
-    if schema.compute_dtype == "output":
-        compute = node.outputs[0].type.dtype.np
-    else:
-        compute = schema.compute_dtype(types).np
-    out = list(call)
-    for i in range(schema.cast_start, len(out)):
-        a = out[i]
-        if hasattr(a, "dtype") and getattr(a, "ndim", None) is not None:
-            if a.dtype != compute:
-                out[i] = a.astype(compute)
-        else:
-            out[i] = compute.type(a)
-    return out

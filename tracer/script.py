@@ -21,6 +21,7 @@ from .. import _tensor
 from ..autograd import grad_mode
 from ..errors import EmberRuntimeError, user_frame
 from ..runtime.device import CPU, array_module
+from ..ir.passes import run_pipeline
 from ..runtime.program import Program
 from .log import log
 from .pytree import flatten, unflatten
@@ -142,7 +143,8 @@ class Specialization:
         self.key = key
         self.names = names
         self.eager_reason: str | None = None
-        self.graph = None
+        self.graph = None  # the optimized graph Program runs (what fn.graph shows)
+        self.recorded = None  # the graph as recorded, which replay under autograd runs
         self.program = None
         self.input_leaves: list[int] = []  # which argument leaves are graph inputs, in order
         self.captured: list = []  # tensors from outside, fed after the arguments
@@ -209,11 +211,12 @@ class Specialization:
         """Run the graph op by op through dispatch, so autograd records it as eager would."""
         from ..factories import tensor as make_tensor
 
-        env = dict(zip(self.graph.inputs, inputs))
+        graph = self.recorded
+        env = dict(zip(graph.inputs, inputs))
         if self._constants is None:
-            self._constants = {c: make_tensor(c.constant) for c in self.graph.constants}
+            self._constants = {c: make_tensor(c.constant) for c in graph.constants}
         env.update(self._constants)
-        for node in self.graph.nodes:
+        for node in graph.nodes:
             args = tuple(env[x] if not isinstance(x, (bool, int, float)) else x
                          for x in node.inputs)
             if node in self.no_grad_nodes:
@@ -223,7 +226,7 @@ class Specialization:
                 out = _tensor.dispatch(node.op, args, node.attrs)
             outs = out if isinstance(out, tuple) else (out,)
             env.update(zip(node.outputs, outs))
-        return [env[v] for v in self.graph.outputs]
+        return [env[v] for v in graph.outputs]
 
 
 def _host(value):
@@ -415,8 +418,12 @@ class ScriptFunction:
         return result
 
     def _finish(self, sp, recording, out_leaves) -> None:
-        sp.graph = recording.graph
-        sp.program = Program(recording.graph)
+        # the recorded graph is what replay (under autograd) runs, node for node, with its
+        # no_grad marks; calls that record no gradient run an optimized copy of it
+        sp.recorded = recording.graph
+        sp.graph = recording.graph.copy()
+        run_pipeline(sp.graph)
+        sp.program = Program(sp.graph)
         sp.captured = [t for t, _ in recording.captured]
         sp.captured_keys = tuple(_leaf_key(t) for t in sp.captured)
         leaf_of = {id(t): i for i, t in enumerate(recording_inputs(recording))}
