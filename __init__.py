@@ -17,20 +17,67 @@ _EXPORTS = {
     "dispatch": "_tensor",
     "is_tensor": "_tensor",
     # dtypes
-    **{name: "ir.dtypes" for name in (
-        "dtype", "float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
-        "get_default_dtype", "set_default_dtype", "promote_types")},
+    **{
+        name: "ir.dtypes"
+        for name in (
+            "dtype",
+            "float16",
+            "float32",
+            "float64",
+            "int8",
+            "int16",
+            "int32",
+            "int64",
+            "uint8",
+            "get_default_dtype",
+            "set_default_dtype",
+            "promote_types",
+        )
+    },
     # devices
     "device": "runtime.device",
     # factories
-    **{name: "factories" for name in (
-        "tensor", "as_tensor", "from_numpy", "zeros", "ones", "empty", "full", "zeros_like",
-        "ones_like", "empty_like", "full_like", "arange", "linspace", "logspace", "eye",
-        "manual_seed", "seed", "initial_seed", "rand", "randn", "randint", "randperm",
-        "rand_like", "randn_like", "randint_like")},
+    **{
+        name: "factories"
+        for name in (
+            "tensor",
+            "as_tensor",
+            "from_numpy",
+            "zeros",
+            "ones",
+            "empty",
+            "full",
+            "zeros_like",
+            "ones_like",
+            "empty_like",
+            "full_like",
+            "arange",
+            "linspace",
+            "logspace",
+            "eye",
+            "manual_seed",
+            "seed",
+            "initial_seed",
+            "rand",
+            "randn",
+            "randint",
+            "randperm",
+            "rand_like",
+            "randn_like",
+            "randint_like",
+        )
+    },
     # autograd
-    **{name: "autograd.grad_mode" for name in (
-        "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "inference_mode")},
+    **{
+        name: "autograd.grad_mode"
+        for name in (
+            "no_grad",
+            "enable_grad",
+            "set_grad_enabled",
+            "is_grad_enabled",
+            "inference_mode",
+        )
+    },
     # random streams
     "Generator": "factories",
     # checkpoints
@@ -41,17 +88,42 @@ _EXPORTS = {
     "script": "tracer",
     "trace": "tracer",
     "explain": "tracer",
+    "export": "exporter",
     # errors
-    **{name: "errors" for name in (
-        "EmberError", "EmberRuntimeError", "EmberValueError", "EmberTypeError",
-        "EmberIndexError")},
+    **{
+        name: "errors"
+        for name in (
+            "EmberError",
+            "EmberRuntimeError",
+            "EmberValueError",
+            "EmberTypeError",
+            "EmberIndexError",
+        )
+    },
 }
-_ALIASES = {"bool": ("ir.dtypes", "bool_"), "half": ("ir.dtypes", "float16"),
-            "float": ("ir.dtypes", "float32"), "double": ("ir.dtypes", "float64"),
-            "long": ("ir.dtypes", "int64"), "int": ("ir.dtypes", "int32"),
-            "short": ("ir.dtypes", "int16")}
-_SUBMODULES = {"tracer", "autograd", "cuda", "ir", "runtime", "ops", "errors", "library", "nn", "optim",
-               "utils", "serialization"}
+_ALIASES = {
+    "bool": ("ir.dtypes", "bool_"),
+    "half": ("ir.dtypes", "float16"),
+    "float": ("ir.dtypes", "float32"),
+    "double": ("ir.dtypes", "float64"),
+    "long": ("ir.dtypes", "int64"),
+    "int": ("ir.dtypes", "int32"),
+    "short": ("ir.dtypes", "int16"),
+}
+_SUBMODULES = {
+    "tracer",
+    "autograd",
+    "cuda",
+    "ir",
+    "runtime",
+    "ops",
+    "errors",
+    "library",
+    "nn",
+    "optim",
+    "utils",
+    "serialization",
+}
 
 
 def __getattr__(name: str):

@@ -17,7 +17,8 @@ import numpy as np
 from .autograd import grad_mode
 from .errors import runtime_error, type_error
 from .ir import ops as _ir_ops  # noqa: F401  (registers the schemas)
-from .ir.dtypes import as_dtype, dtype as DType, from_numpy
+from .ir.dtypes import as_dtype, from_numpy
+from .ir.dtypes import dtype as DType
 from .ir.schema import NUMBER, SCHEMAS, fmt_shape
 from .runtime.device import CPU, array_module, as_device, device, device_of_array, to_device
 from .runtime.kernels import KERNELS
@@ -56,14 +57,14 @@ class Tensor:
     """An n-dimensional array on a device, with autograd. Backed by a numpy or cupy array."""
 
     __slots__ = (
-        "_data",
-        "_dtype",
-        "_device",
-        "_requires_grad",
-        "_grad_fn",
-        "_version",
-        "__weakref__",
         "__dict__",
+        "__weakref__",
+        "_data",
+        "_device",
+        "_dtype",
+        "_grad_fn",
+        "_requires_grad",
+        "_version",
     )
 
     # Rarely-set state lives in the instance dict with these class defaults, so making a
@@ -147,12 +148,12 @@ class Tensor:
         return self._dtype.is_floating_point
 
     @property
-    def data(self) -> "Tensor":
+    def data(self) -> Tensor:
         """The same storage, detached from autograd."""
         return self.detach()
 
     @data.setter
-    def data(self, value: "Tensor") -> None:
+    def data(self, value: Tensor) -> None:
         _stop_trace("assigning tensor.data")
         self._version[0] += 1
         self._data = value._data
@@ -160,7 +161,7 @@ class Tensor:
         self._device = value._device
 
     @property
-    def grad(self) -> "Tensor | None":
+    def grad(self) -> Tensor | None:
         """The gradient accumulated by backward(), or None."""
         if active_trace is not None:
             # which tensor .grad holds changes between calls (zero_grad, backward): a graph
@@ -169,7 +170,7 @@ class Tensor:
         return self._grad
 
     @grad.setter
-    def grad(self, value: "Tensor | None") -> None:
+    def grad(self, value: Tensor | None) -> None:
         if active_trace is not None:
             active_trace.stop("assigning .grad (gradients are not captured yet)")
         self._grad = value
@@ -182,7 +183,7 @@ class Tensor:
     def requires_grad(self, value: bool) -> None:
         self.requires_grad_(value)
 
-    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         if not self.is_leaf:
             if not requires_grad:
                 raise runtime_error(
@@ -286,7 +287,9 @@ class Tensor:
 
     def __index__(self) -> int:
         if self._dtype.is_floating_point or self._data.size != 1:
-            raise type_error("only integer tensors of a single element can be converted to an index")
+            raise type_error(
+                "only integer tensors of a single element can be converted to an index"
+            )
         return self._read("int")
 
     def __len__(self) -> int:
@@ -322,7 +325,7 @@ class Tensor:
 
     # -- devices and dtypes ------------------------------------------------------------------
 
-    def to(self, *args, **kwargs) -> "Tensor":
+    def to(self, *args, **kwargs) -> Tensor:
         """to(device), to(dtype), to(device, dtype), to(other): a copy only when needed."""
         dev, dt = kwargs.pop("device", None), kwargs.pop("dtype", None)
         copy = kwargs.pop("copy", False)
@@ -351,10 +354,10 @@ class Tensor:
             out = self.clone()
         return out
 
-    def cpu(self) -> "Tensor":
+    def cpu(self) -> Tensor:
         return self.to("cpu")
 
-    def cuda(self, device_index: int | None = None) -> "Tensor":
+    def cuda(self, device_index: int | None = None) -> Tensor:
         return self.to(device("cuda", device_index or 0))
 
     def type(self, dt=None):
@@ -393,13 +396,13 @@ class Tensor:
 
     # -- autograd ----------------------------------------------------------------------------
 
-    def detach(self) -> "Tensor":
+    def detach(self) -> Tensor:
         t = Tensor._make(self._data, self._dtype, self._device, self._version)
         if active_trace is not None:
             active_trace.alias(self, t)
         return t
 
-    def detach_(self) -> "Tensor":
+    def detach_(self) -> Tensor:
         self._grad_fn = None
         self._requires_grad = False
         return self
@@ -450,12 +453,28 @@ class Tensor:
         from .autograd.engine import backward
 
         _stop_trace("backward() inside the function (its .grad writes are not captured yet)")
-        backward([self], [gradient], retain_graph=retain_graph, create_graph=create_graph,
-                 inputs=inputs)
+        backward(
+            [self], [gradient], retain_graph=retain_graph, create_graph=create_graph, inputs=inputs
+        )
 
 
-_DTYPE_NAMES = {"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
-                "bool", "half", "float", "double", "long", "int", "short"}
+_DTYPE_NAMES = {
+    "float16",
+    "float32",
+    "float64",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "bool",
+    "half",
+    "float",
+    "double",
+    "long",
+    "int",
+    "short",
+}
 
 
 def _device_error(op: str, a: device, b: device):
@@ -478,7 +497,7 @@ def _py_number(x):
     return x.item() if isinstance(x, np.generic) else x
 
 
-def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: "Tensor | None" = None):
+def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = None):
     """Run primitive `op` on `inputs` (tensors and Python numbers) with `attrs`.
 
     Returns a Tensor, or a tuple of Tensors for ops with several outputs. With `out` (used by
@@ -574,5 +593,5 @@ def is_tensor(obj) -> bool:
     return isinstance(obj, Tensor)
 
 
-from .autograd.graph import link_op  # noqa: E402
-from . import ops  # noqa: E402,F401  (ops binds the Tensor methods and operators at its end)
+from . import ops  # noqa: F401  (ops binds the Tensor methods and operators at its end)
+from .autograd.graph import link_op

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .runtime.device import device_count as _device_count, is_cuda_available
+from .runtime.device import device_count as _device_count
+from .runtime.device import is_cuda_available
 
 
 def is_available() -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 
@@ -88,7 +89,7 @@ def _without_internal_frames(tb):
         if not _is_internal(tb.tb_frame.f_code.co_filename):
             kept.append(tb)
         tb = tb.tb_next
-    for a, b in zip(kept, kept[1:]):
+    for a, b in itertools.pairwise(kept):
         a.tb_next = b
     if kept:
         kept[-1].tb_next = None

@@ -7,12 +7,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import runtime_error, type_error, value_error
-from .ir.dtypes import as_dtype, from_numpy as dtype_from_numpy, get_default_dtype, int64
-from .runtime import random
-from .runtime.device import CPU, array_module, as_device, device, device_of_array, to_device
 from . import _tensor
 from ._tensor import Tensor
+from .errors import runtime_error, type_error, value_error
+from .ir.dtypes import as_dtype, get_default_dtype, int64
+from .ir.dtypes import from_numpy as dtype_from_numpy
+from .runtime import random
+from .runtime.device import CPU, array_module, as_device, device, device_of_array, to_device
 
 
 def _device(dev) -> device:
@@ -38,7 +39,11 @@ def _finish(array, dtype, dev, requires_grad) -> Tensor:
 
 
 def _size(size) -> tuple:
-    if len(size) == 1 and isinstance(size[0], (Sequence, np.ndarray)) and not isinstance(size[0], str):
+    if (
+        len(size) == 1
+        and isinstance(size[0], (Sequence, np.ndarray))
+        and not isinstance(size[0], str)
+    ):
         size = tuple(size[0])
     out = []
     for d in size:
@@ -47,14 +52,20 @@ def _size(size) -> tuple:
         if not isinstance(d, (int, np.integer)) or isinstance(d, bool):
             raise type_error(f"size must be a sequence of ints, got {type(d).__name__} in {size}")
         if d < 0:
-            raise runtime_error(f"Trying to create tensor with negative dimension {d}: {list(size)}")
+            raise runtime_error(
+                f"Trying to create tensor with negative dimension {d}: {list(size)}"
+            )
         out.append(int(d))
     return tuple(out)
 
 
 def _infer_dtype(data):
     """PyTorch's dtype for nested Python data: bool < int64 < default float."""
-    flat = np.asarray(data, dtype=object).reshape(-1) if not isinstance(data, (int, float, bool)) else [data]
+    flat = (
+        np.asarray(data, dtype=object).reshape(-1)
+        if not isinstance(data, (int, float, bool))
+        else [data]
+    )
     kind = "b"
     for v in flat:
         if isinstance(v, (bool, np.bool_)):
@@ -90,7 +101,9 @@ def tensor(data, *, dtype=None, device=None, requires_grad: bool = False) -> Ten
         with np.errstate(over="ignore"):  # 1e5 as float16 is inf, silently, as in PyTorch
             array = np.array(data, dtype=d.np)
     except (ValueError, TypeError) as exc:
-        raise value_error(f"tensor(): could not build a tensor from {type(data).__name__}: {exc}") from None
+        raise value_error(
+            f"tensor(): could not build a tensor from {type(data).__name__}: {exc}"
+        ) from None
     if array.dtype == object:
         raise type_error("tensor(): nested sequences must be rectangular and hold numbers")
     return _finish(array, d, dev or CPU, requires_grad)
@@ -146,15 +159,26 @@ def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
 
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     if dtype is None:
-        dtype = (as_dtype("bool") if isinstance(fill_value, bool) else
-                 int64 if isinstance(fill_value, int) else get_default_dtype())
-    return _filled(lambda xp, s, d: xp.full(s, fill_value, d), (size,), dtype, device,
-                   requires_grad)
+        dtype = (
+            as_dtype("bool")
+            if isinstance(fill_value, bool)
+            else int64
+            if isinstance(fill_value, int)
+            else get_default_dtype()
+        )
+    return _filled(
+        lambda xp, s, d: xp.full(s, fill_value, d), (size,), dtype, device, requires_grad
+    )
 
 
 def _like(fn, input, dtype, device, requires_grad, *args):
-    return fn(*args, tuple(input.shape), dtype=dtype or input.dtype,
-              device=device if device is not None else input.device, requires_grad=requires_grad)
+    return fn(
+        *args,
+        tuple(input.shape),
+        dtype=dtype or input.dtype,
+        device=device if device is not None else input.device,
+        requires_grad=requires_grad,
+    )
 
 
 def zeros_like(input, *, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -170,9 +194,13 @@ def empty_like(input, *, dtype=None, device=None, requires_grad=False) -> Tensor
 
 
 def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return full(tuple(input.shape), fill_value, dtype=dtype or input.dtype,
-                device=device if device is not None else input.device,
-                requires_grad=requires_grad)
+    return full(
+        tuple(input.shape),
+        fill_value,
+        dtype=dtype or input.dtype,
+        device=device if device is not None else input.device,
+        requires_grad=requires_grad,
+    )
 
 
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -190,27 +218,51 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
         dtype = int64 if is_int else get_default_dtype()
     d = as_dtype(dtype)
     n = max(0, math.ceil((end - start) / step))
-    return _filled(lambda xp, s, npd: (start + step * xp.arange(n, dtype=np.float64)).astype(npd)
-                   if d.is_floating_point else xp.arange(start, start + n * step, step, dtype=npd)[:n],
-                   (n,), d, device, requires_grad)
+    return _filled(
+        lambda xp, s, npd: (
+            (start + step * xp.arange(n, dtype=np.float64)).astype(npd)
+            if d.is_floating_point
+            else xp.arange(start, start + n * step, step, dtype=npd)[:n]
+        ),
+        (n,),
+        d,
+        device,
+        requires_grad,
+    )
 
 
 def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     if steps < 0:
         raise runtime_error("linspace: number of steps must be non-negative")
-    return _filled(lambda xp, s, npd: xp.linspace(start, end, steps).astype(npd), (steps,),
-                   dtype, device, requires_grad)
+    return _filled(
+        lambda xp, s, npd: xp.linspace(start, end, steps).astype(npd),
+        (steps,),
+        dtype,
+        device,
+        requires_grad,
+    )
 
 
-def logspace(start, end, steps: int, base: float = 10.0, *, dtype=None, device=None,
-             requires_grad=False) -> Tensor:
-    return _filled(lambda xp, s, npd: xp.logspace(start, end, steps, base=base).astype(npd),
-                   (steps,), dtype, device, requires_grad)
+def logspace(
+    start, end, steps: int, base: float = 10.0, *, dtype=None, device=None, requires_grad=False
+) -> Tensor:
+    return _filled(
+        lambda xp, s, npd: xp.logspace(start, end, steps, base=base).astype(npd),
+        (steps,),
+        dtype,
+        device,
+        requires_grad,
+    )
 
 
 def eye(n: int, m: int | None = None, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _filled(lambda xp, s, npd: xp.eye(n, m, dtype=npd), (n, n if m is None else m),
-                   dtype, device, requires_grad)
+    return _filled(
+        lambda xp, s, npd: xp.eye(n, m, dtype=npd),
+        (n, n if m is None else m),
+        dtype,
+        device,
+        requires_grad,
+    )
 
 
 def manual_seed(seed: int):
@@ -240,15 +292,17 @@ class Generator(random.Generator):
 def rand(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
     _tensor._stop_trace("the random factory ember.rand (its numbers would be frozen)")
     _float_only("rand", dtype)
-    return _filled(lambda xp, s, d: random.uniform(xp, s, d, generator), size, dtype, device,
-                   requires_grad)
+    return _filled(
+        lambda xp, s, d: random.uniform(xp, s, d, generator), size, dtype, device, requires_grad
+    )
 
 
 def randn(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
     _tensor._stop_trace("the random factory ember.randn (its numbers would be frozen)")
     _float_only("randn", dtype)
-    return _filled(lambda xp, s, d: random.normal(xp, s, d, generator), size, dtype, device,
-                   requires_grad)
+    return _filled(
+        lambda xp, s, d: random.normal(xp, s, d, generator), size, dtype, device, requires_grad
+    )
 
 
 def _float_only(op, dtype):
@@ -256,8 +310,9 @@ def _float_only(op, dtype):
         raise type_error(f"{op}: expected a floating-point dtype, got {as_dtype(dtype).name}")
 
 
-def randint(low, high=None, size=None, *, dtype=None, device=None, requires_grad=False,
-            generator=None) -> Tensor:
+def randint(
+    low, high=None, size=None, *, dtype=None, device=None, requires_grad=False, generator=None
+) -> Tensor:
     _tensor._stop_trace("the random factory ember.randint (its numbers would be frozen)")
     if size is None:
         # randint(high, size)
@@ -265,15 +320,29 @@ def randint(low, high=None, size=None, *, dtype=None, device=None, requires_grad
     if high is None:
         low, high = 0, low
     if low >= high:
-        raise runtime_error(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
-    return _filled(lambda xp, s, d: random.integers(xp, low, high, s, d, generator),
-                   (tuple(size),), dtype or int64, device, requires_grad, default=int64)
+        raise runtime_error(
+            f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}"
+        )
+    return _filled(
+        lambda xp, s, d: random.integers(xp, low, high, s, d, generator),
+        (tuple(size),),
+        dtype or int64,
+        device,
+        requires_grad,
+        default=int64,
+    )
 
 
 def randperm(n: int, *, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
     _tensor._stop_trace("the random factory ember.randperm (its numbers would be frozen)")
-    return _filled(lambda xp, s, d: random.permutation(xp, n, generator).astype(d), (n,),
-                   dtype or int64, device, requires_grad, default=int64)
+    return _filled(
+        lambda xp, s, d: random.permutation(xp, n, generator).astype(d),
+        (n,),
+        dtype or int64,
+        device,
+        requires_grad,
+        default=int64,
+    )
 
 
 def rand_like(input, *, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -287,8 +356,13 @@ def randn_like(input, *, dtype=None, device=None, requires_grad=False) -> Tensor
 def randint_like(input, low=0, high=None, *, dtype=None, device=None) -> Tensor:
     if high is None:
         low, high = 0, low
-    return randint(low, high, tuple(input.shape), dtype=dtype or input.dtype,
-                   device=device if device is not None else input.device)
+    return randint(
+        low,
+        high,
+        tuple(input.shape),
+        dtype=dtype or input.dtype,
+        device=device if device is not None else input.device,
+    )
 
 
 def _rebuild(array, requires_grad, dev):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import ops as E
+from ._tensor import Tensor, dispatch
 from .errors import index_error, type_error
 from .ir.dtypes import bool_
-from ._tensor import Tensor, dispatch
 
 
 def _as_index_tensor(entry, dev):
@@ -37,7 +37,7 @@ def _expand_key(x: Tensor, key) -> list:
         key = (key,)
     entries = []
     for k in key:
-        if isinstance(k, (list, np.ndarray)) or (isinstance(k, Tensor)):
+        if isinstance(k, (list, np.ndarray, Tensor)):
             k = _as_index_tensor(k, x.device)
             if k._dtype is bool_:
                 entries.append(("mask", k))
@@ -63,14 +63,15 @@ def _expand_key(x: Tensor, key) -> list:
                 f"only integers, slices (`:`), ellipsis (`...`), None and long or boolean "
                 f"tensors are valid indices (got {type(k).__name__})"
             )
-    consumed = sum(k.ndim if kind == "mask" else 1 for kind, k in entries
-                   if kind in ("int", "slice", "tensor", "mask"))
+    consumed = sum(
+        k.ndim if kind == "mask" else 1
+        for kind, k in entries
+        if kind in ("int", "slice", "tensor", "mask")
+    )
     if sum(kind == "ellipsis" for kind, _ in entries) > 1:
         raise index_error("an index can only have a single ellipsis ('...')")
     if consumed > x.ndim:
-        raise index_error(
-            f"too many indices for tensor of dimension {x.ndim} (got {consumed})"
-        )
+        raise index_error(f"too many indices for tensor of dimension {x.ndim} (got {consumed})")
     out = []
     for kind, k in entries:
         if kind == "ellipsis":
@@ -113,8 +114,11 @@ def _lower(x: Tensor, key):
             squeeze.append(d)
         elif kind == "slice":
             if k.step is not None and k.step <= 0:
-                raise type_error("slice step must be positive" if k.step == 0 else
-                                 "step must be greater than zero")
+                raise type_error(
+                    "slice step must be positive"
+                    if k.step == 0
+                    else "step must be greater than zero"
+                )
             starts[d], stops[d], steps[d] = k.indices(size)
             stops[d] = max(stops[d], starts[d])
             layout.append("dim")
@@ -125,8 +129,11 @@ def _lower(x: Tensor, key):
     layout += ["dim"] * (len(shape) - d)
     view = x
     if starts != [0] * len(shape) or stops != list(shape) or steps != [1] * len(shape):
-        view = dispatch("slice", (view,), {"starts": tuple(starts), "stops": tuple(stops),
-                                           "steps": tuple(steps)})
+        view = dispatch(
+            "slice",
+            (view,),
+            {"starts": tuple(starts), "stops": tuple(stops), "steps": tuple(steps)},
+        )
     if squeeze:
         view = dispatch("squeeze", (view,), {"dims": tuple(squeeze)})
     for p, token in enumerate(layout):
@@ -168,5 +175,9 @@ def setitem(x: Tensor, key, value) -> None:
         apply_inplace(view, lambda src: E.expand(E.cast(value, x.dtype), tuple(src.shape)))
         return
     value = E.cast(value, x.dtype)
-    apply_inplace(view, lambda src: dispatch("index_put", (src, value, *advanced),
-                                             {"dims": dims, "accumulate": False}))
+    apply_inplace(
+        view,
+        lambda src: dispatch(
+            "index_put", (src, value, *advanced), {"dims": dims, "accumulate": False}
+        ),
+    )

@@ -7,11 +7,11 @@ CopySlices node, as PyTorch does, so gradients flow to both the base and the wri
 
 from __future__ import annotations
 
+from ._tensor import Tensor, dispatch
 from .autograd import grad_mode
 from .autograd.graph import Node, edge_of
 from .errors import runtime_error
 from .ir.schema import fmt_shape
-from ._tensor import Tensor, dispatch
 
 
 def _replay(base: Tensor, chain) -> Tensor:

@@ -17,14 +17,17 @@ its name, and runs through dispatch: checked, differentiable, and seen by the tr
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from .autograd.derivatives import DERIVATIVES, derivative as _register_derivative
-from .errors import value_error
-from .ir.schema import SCHEMAS, register as _register_schema
-from .ir.types import TensorType
-from .runtime.kernels import KERNELS, kernel as _register_kernel
 from ._tensor import dispatch
+from .autograd.derivatives import DERIVATIVES
+from .autograd.derivatives import derivative as _register_derivative
+from .errors import value_error
+from .ir.schema import SCHEMAS
+from .ir.schema import register as _register_schema
+from .ir.types import TensorType
+from .runtime.kernels import KERNELS
+from .runtime.kernels import kernel as _register_kernel
 
 
 class CustomOp:
@@ -36,15 +39,17 @@ class CustomOp:
     def __call__(self, *inputs, **attrs):
         return dispatch(self.name, inputs, attrs)
 
-    def derivative(self, fn: Callable | None = None, *, save_inputs: bool = True,
-                   save_outputs: bool = False):
+    def derivative(
+        self, fn: Callable | None = None, *, save_inputs: bool = True, save_outputs: bool = False
+    ):
         """Register fn(node, *grad_outputs) -> input gradients as this op's derivative."""
 
         def wrap(rule: Callable) -> Callable:
             if not SCHEMAS[self.name].differentiable:
                 raise value_error(f"custom op {self.name!r} was defined non-differentiable")
-            _register_derivative(self.name, save_inputs=save_inputs,
-                                 save_outputs=save_outputs)(rule)
+            _register_derivative(self.name, save_inputs=save_inputs, save_outputs=save_outputs)(
+                rule
+            )
             return rule
 
         return wrap(fn) if fn is not None else wrap
@@ -63,8 +68,9 @@ def _as_type_rule(infer: Callable) -> Callable:
     return rule
 
 
-def custom_op(name: str, *, infer: Callable, differentiable: bool = True,
-              num_outputs: int = 1) -> Callable[[Callable], CustomOp]:
+def custom_op(
+    name: str, *, infer: Callable, differentiable: bool = True, num_outputs: int = 1
+) -> Callable[[Callable], CustomOp]:
     """Decorator: register the decorated eager kernel as op `name`.
 
     infer(inputs, attrs) returns something with .shape and .dtype (a TensorType, or one of
@@ -76,8 +82,9 @@ def custom_op(name: str, *, infer: Callable, differentiable: bool = True,
         raise value_error(f"op {name!r} is already registered")
 
     def wrap(kernel_fn: Callable) -> CustomOp:
-        _register_schema(name, kind="custom", differentiable=differentiable,
-                         num_outputs=num_outputs)(_as_type_rule(infer))
+        _register_schema(
+            name, kind="custom", differentiable=differentiable, num_outputs=num_outputs
+        )(_as_type_rule(infer))
         _register_kernel(name)(kernel_fn)
         return CustomOp(name)
 

@@ -3,31 +3,144 @@
 from __future__ import annotations
 
 from . import ops as E
-from .indexing import getitem, setitem
-from .inplace import apply_inplace
 from ._tensor import Tensor, dispatch
 from .autograd import grad_mode
+from .indexing import getitem, setitem
+from .inplace import apply_inplace
 
 # methods that are the op function with self first
-_SAME_NAME = (
-    "neg negative abs absolute sign exp log log1p expm1 sqrt rsqrt reciprocal sin cos tanh "
-    "sigmoid relu erf floor ceil trunc round logical_not add sub subtract mul multiply div "
-    "divide true_divide floor_divide remainder pow maximum minimum eq ne lt le gt ge less "
-    "less_equal greater greater_equal logical_and logical_or logical_xor clamp clip clamp_min "
-    "clamp_max square isnan isinf isfinite lerp allclose equal sum prod mean var std logsumexp "
-    "amax amin max min argmax argmin all any cumsum norm count_nonzero reshape view view_as "
-    "reshape_as permute transpose swapaxes swapdims t squeeze unsqueeze flatten unflatten expand "
-    "expand_as broadcast_to repeat narrow split chunk unbind select flip tril triu clone "
-    "contiguous movedim gather scatter scatter_add index_select index_add masked_fill "
-    "masked_select nonzero argwhere take_along_dim matmul mm bmm mv dot outer where var_mean "
-    "std_mean"
-).split()
+_SAME_NAME = [
+    "neg",
+    "negative",
+    "abs",
+    "absolute",
+    "sign",
+    "exp",
+    "log",
+    "log1p",
+    "expm1",
+    "sqrt",
+    "rsqrt",
+    "reciprocal",
+    "sin",
+    "cos",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "erf",
+    "floor",
+    "ceil",
+    "trunc",
+    "round",
+    "logical_not",
+    "add",
+    "sub",
+    "subtract",
+    "mul",
+    "multiply",
+    "div",
+    "divide",
+    "true_divide",
+    "floor_divide",
+    "remainder",
+    "pow",
+    "maximum",
+    "minimum",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "less",
+    "less_equal",
+    "greater",
+    "greater_equal",
+    "logical_and",
+    "logical_or",
+    "logical_xor",
+    "clamp",
+    "clip",
+    "clamp_min",
+    "clamp_max",
+    "square",
+    "isnan",
+    "isinf",
+    "isfinite",
+    "lerp",
+    "allclose",
+    "equal",
+    "sum",
+    "prod",
+    "mean",
+    "var",
+    "std",
+    "logsumexp",
+    "amax",
+    "amin",
+    "max",
+    "min",
+    "argmax",
+    "argmin",
+    "all",
+    "any",
+    "cumsum",
+    "norm",
+    "count_nonzero",
+    "reshape",
+    "view",
+    "view_as",
+    "reshape_as",
+    "permute",
+    "transpose",
+    "swapaxes",
+    "swapdims",
+    "t",
+    "squeeze",
+    "unsqueeze",
+    "flatten",
+    "unflatten",
+    "expand",
+    "expand_as",
+    "broadcast_to",
+    "repeat",
+    "narrow",
+    "split",
+    "chunk",
+    "unbind",
+    "select",
+    "flip",
+    "tril",
+    "triu",
+    "clone",
+    "contiguous",
+    "movedim",
+    "gather",
+    "scatter",
+    "scatter_add",
+    "index_select",
+    "index_add",
+    "masked_fill",
+    "masked_select",
+    "nonzero",
+    "argwhere",
+    "take_along_dim",
+    "matmul",
+    "mm",
+    "bmm",
+    "mv",
+    "dot",
+    "outer",
+    "where",
+    "var_mean",
+    "std_mean",
+]
 
 for _name in _SAME_NAME:
     if _name == "where":
-        setattr(Tensor, "where", lambda self, condition, other: E.where(condition, self, other))
+        Tensor.where = lambda self, condition, other: E.where(condition, self, other)
     elif _name == "contiguous":
-        setattr(Tensor, "contiguous", lambda self, memory_format=None: E.contiguous(self))
+        Tensor.contiguous = lambda self, memory_format=None: E.contiguous(self)
     else:
         setattr(Tensor, _name, getattr(E, _name))
 
@@ -99,19 +212,77 @@ Tensor.__invert__ = _invert
 
 # -- in-place forms ----------------------------------------------------------------------------
 
-_INPLACE = (
-    "add sub mul div pow clamp clamp_min clamp_max masked_fill neg abs exp log sqrt relu sigmoid "
-    "tanh floor ceil round trunc sign reciprocal rsqrt sin cos remainder floor_divide "
-    "maximum minimum scatter scatter_add index_add lerp tril triu log1p expm1 erf logical_not"
-).split()
+_INPLACE = [
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "pow",
+    "clamp",
+    "clamp_min",
+    "clamp_max",
+    "masked_fill",
+    "neg",
+    "abs",
+    "exp",
+    "log",
+    "sqrt",
+    "relu",
+    "sigmoid",
+    "tanh",
+    "floor",
+    "ceil",
+    "round",
+    "trunc",
+    "sign",
+    "reciprocal",
+    "rsqrt",
+    "sin",
+    "cos",
+    "remainder",
+    "floor_divide",
+    "maximum",
+    "minimum",
+    "scatter",
+    "scatter_add",
+    "index_add",
+    "lerp",
+    "tril",
+    "triu",
+    "log1p",
+    "expm1",
+    "erf",
+    "logical_not",
+]
 
 
 # In-place forms of these primitives write straight into the tensor's array when no gradient
 # is recorded (optimizer steps, no_grad updates): no temporary, no copy.
 _WRITES_INTO = {
-    "add", "sub", "mul", "div", "pow", "neg", "abs", "exp", "log", "sqrt", "tanh", "floor",
-    "ceil", "round", "trunc", "sin", "cos", "remainder", "floor_divide", "maximum", "minimum",
-    "log1p", "expm1", "logical_not",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "pow",
+    "neg",
+    "abs",
+    "exp",
+    "log",
+    "sqrt",
+    "tanh",
+    "floor",
+    "ceil",
+    "round",
+    "trunc",
+    "sin",
+    "cos",
+    "remainder",
+    "floor_divide",
+    "maximum",
+    "minimum",
+    "log1p",
+    "expm1",
+    "logical_not",
 }
 
 
@@ -209,46 +380,61 @@ Tensor.normal_ = _normal
 Tensor.bernoulli_ = _bernoulli_
 Tensor.bernoulli = lambda self, p=None: E.bernoulli(self, p)
 Tensor.new_zeros = lambda self, *size, dtype=None, device=None, requires_grad=False: _new(
-    "zeros", self, size, dtype, device, requires_grad)
+    "zeros", self, size, dtype, device, requires_grad
+)
 Tensor.new_ones = lambda self, *size, dtype=None, device=None, requires_grad=False: _new(
-    "ones", self, size, dtype, device, requires_grad)
+    "ones", self, size, dtype, device, requires_grad
+)
 Tensor.new_empty = lambda self, *size, dtype=None, device=None, requires_grad=False: _new(
-    "empty", self, size, dtype, device, requires_grad)
+    "empty", self, size, dtype, device, requires_grad
+)
 
 
 def _new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=False):
     from .factories import full
 
-    return full(tuple(size), fill_value, dtype=dtype or self.dtype, device=device or self.device,
-                requires_grad=requires_grad)
+    return full(
+        tuple(size),
+        fill_value,
+        dtype=dtype or self.dtype,
+        device=device or self.device,
+        requires_grad=requires_grad,
+    )
 
 
 def _new_tensor(self, data, *, dtype=None, device=None, requires_grad=False):
     from .factories import tensor
 
-    return tensor(data, dtype=dtype or self.dtype, device=device or self.device,
-                  requires_grad=requires_grad)
+    return tensor(
+        data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad
+    )
 
 
 def _new(kind, self, size, dtype, device, requires_grad):
     from . import factories
 
-    return getattr(factories, kind)(*size, dtype=dtype or self.dtype, device=device or self.device,
-                                    requires_grad=requires_grad)
+    return getattr(factories, kind)(
+        *size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad
+    )
 
 
 Tensor.new_full = _new_full
 Tensor.new_tensor = _new_tensor
 Tensor.masked_fill_ = _inplace_method("masked_fill")
 Tensor.index_put_ = lambda self, indices, values, accumulate=False: apply_inplace(
-    self, lambda src: _index_put(src, indices, values, accumulate))
+    self, lambda src: _index_put(src, indices, values, accumulate)
+)
 Tensor.index_put = lambda self, indices, values, accumulate=False: _index_put(
-    self, indices, values, accumulate)
+    self, indices, values, accumulate
+)
 
 
 def _index_put(x, indices, values, accumulate):
     from ._tensor import dispatch
 
     indices = tuple(indices)
-    return dispatch("index_put", (x, E.cast(values, x.dtype), *indices),
-                    {"dims": tuple(range(len(indices))), "accumulate": bool(accumulate)})
+    return dispatch(
+        "index_put",
+        (x, E.cast(values, x.dtype), *indices),
+        {"dims": tuple(range(len(indices))), "accumulate": bool(accumulate)},
+    )

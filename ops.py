@@ -10,10 +10,10 @@ import builtins
 import math
 from collections.abc import Sequence
 
+from ._tensor import Tensor, dispatch
 from .errors import runtime_error, type_error, value_error
 from .ir.dtypes import as_dtype, int64, promote_types
 from .ir.schema import NUMBER, normalize_dim, normalize_dims
-from ._tensor import Tensor, dispatch
 
 # -- elementwise -----------------------------------------------------------------------------
 
@@ -471,7 +471,9 @@ def t(input) -> Tensor:
 
 def mT(input) -> Tensor:
     if input.ndim < 2:
-        raise runtime_error(f"tensor.mT is only supported on matrices or batches of matrices. Got {input.ndim}-D tensor.")
+        raise runtime_error(
+            f"tensor.mT is only supported on matrices or batches of matrices. Got {input.ndim}-D tensor."
+        )
     return transpose(input, -2, -1)
 
 
@@ -574,9 +576,7 @@ def narrow(input, dim: int, start: int, length: int) -> Tensor:
     if start < 0:
         start += size
     if not (0 <= start and length >= 0 and start + length <= size):
-        raise runtime_error(
-            f"start ({start}) + length ({length}) exceeds dimension size ({size})."
-        )
+        raise runtime_error(f"start ({start}) + length ({length}) exceeds dimension size ({size}).")
     return _slice_dim(input, dim, start, start + length, 1)
 
 
@@ -772,9 +772,7 @@ def take_along_dim(input, indices, dim=None):
 
 def matmul(input, other) -> Tensor:
     if not isinstance(other, Tensor) or not isinstance(input, Tensor):
-        raise type_error(
-            f"matmul(): argument 'other' must be Tensor, not {type(other).__name__}"
-        )
+        raise type_error(f"matmul(): argument 'other' must be Tensor, not {type(other).__name__}")
     return dispatch("matmul", (input, other))
 
 
@@ -833,32 +831,55 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) 
                 lo = [0, 0]
             padding = tuple(lo)
         else:
-            raise value_error(f"Invalid padding string '{padding}', should be one of ['valid', 'same']")
-    attrs = {"stride": stride, "padding": _pair(padding, "padding"), "dilation": dilation,
-             "groups": groups}
+            raise value_error(
+                f"Invalid padding string '{padding}', should be one of ['valid', 'same']"
+            )
+    attrs = {
+        "stride": stride,
+        "padding": _pair(padding, "padding"),
+        "dilation": dilation,
+        "groups": groups,
+    }
     out = dispatch("conv2d", (input, weight), attrs)
     if bias is not None:
         out = out + bias.reshape(1, -1, 1, 1)
     return out if batched else squeeze(out, 0)
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False):
+def max_pool2d(
+    input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
+):
     if return_indices:
         raise value_error("max_pool2d(return_indices=True) is not supported by ember yet")
     kernel = _pair(kernel_size, "kernel_size")
-    attrs = {"kernel_size": kernel, "stride": _pair(stride if stride else kernel, "stride"),
-             "padding": _pair(padding, "padding"), "dilation": _pair(dilation, "dilation"),
-             "ceil_mode": bool(ceil_mode)}
+    attrs = {
+        "kernel_size": kernel,
+        "stride": _pair(stride if stride else kernel, "stride"),
+        "padding": _pair(padding, "padding"),
+        "dilation": _pair(dilation, "dilation"),
+        "ceil_mode": bool(ceil_mode),
+    }
     return dispatch("max_pool2d", (input,), attrs)
 
 
-def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
-               count_include_pad=True, divisor_override=None):
+def avg_pool2d(
+    input,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+):
     kernel = _pair(kernel_size, "kernel_size")
-    attrs = {"kernel_size": kernel, "stride": _pair(stride if stride else kernel, "stride"),
-             "padding": _pair(padding, "padding"), "ceil_mode": bool(ceil_mode),
-             "count_include_pad": bool(count_include_pad), "divisor_override": divisor_override}
+    attrs = {
+        "kernel_size": kernel,
+        "stride": _pair(stride if stride else kernel, "stride"),
+        "padding": _pair(padding, "padding"),
+        "ceil_mode": bool(ceil_mode),
+        "count_include_pad": bool(count_include_pad),
+        "divisor_override": divisor_override,
+    }
     return dispatch("avg_pool2d", (input,), attrs)
 
 
@@ -910,5 +931,4 @@ def promote_types_(a, b):
     return promote_types(as_dtype(a), as_dtype(b))
 
 
-
-from . import methods  # noqa: E402,F401  (binds these functions as Tensor methods and operators)
+from . import methods  # noqa: F401  (binds these functions as Tensor methods and operators)

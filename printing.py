@@ -52,14 +52,22 @@ def tensor_repr(t) -> str:
     if array.dtype == np.float16:
         array = array.astype(np.float32)
     if array.dtype == np.bool_:
-        formatter = {"bool": lambda v: ("True" if v else "False").rjust(
-            5 if not np.all(array) else 4)}
+        formatter = {
+            "bool": lambda v: ("True" if v else "False").rjust(5 if not np.all(array) else 4)
+        }
     elif t._dtype.is_floating_point:
         formatter = {"float_kind": _float_formatter(array)}
     else:
         formatter = None
-    body = np.array2string(array, separator=", ", formatter=formatter, threshold=_SUMMARIZE,
-                           edgeitems=_EDGE, max_line_width=80, prefix="tensor(")
+    body = np.array2string(
+        array,
+        separator=", ",
+        formatter=formatter,
+        threshold=_SUMMARIZE,
+        edgeitems=_EDGE,
+        max_line_width=80,
+        prefix="tensor(",
+    )
     suffix = []
     if t._device != CPU:
         suffix.append(f"device='{t._device}'")
@@ -67,7 +75,9 @@ def tensor_repr(t) -> str:
         body = "[]"
         if array.shape != (0,):
             suffix.insert(0, f"size={tuple(array.shape)}")
-    if t._dtype.name not in ("float32", "int64", "bool") or (array.size == 0 and t._dtype.name != "float32"):
+    if t._dtype.name not in ("float32", "int64", "bool") or (
+        array.size == 0 and t._dtype.name != "float32"
+    ):
         suffix.append(f"dtype=ember.{t._dtype.name}")
     if t._grad_fn is not None:
         suffix.append(f"grad_fn=<{t._grad_fn.name()}>")

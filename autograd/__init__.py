@@ -20,7 +20,7 @@ _EXPORTS = {
     "gradgradcheck": "gradcheck",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name):

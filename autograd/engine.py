@@ -22,8 +22,8 @@ def _as_list(x):
 
 
 def _root_grads(outputs, grad_outputs):
-    from ..factories import ones_like
     from .._tensor import Tensor
+    from ..factories import ones_like
 
     grads = []
     for i, out in enumerate(outputs):
@@ -195,10 +195,16 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         x.grad = g.clone() if x.grad is None else x.grad + g
 
 
-def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
-         allow_unused=None, materialize_grads=False):
+def grad(
+    outputs,
+    inputs,
+    grad_outputs=None,
+    retain_graph=None,
+    create_graph=False,
+    allow_unused=None,
+    materialize_grads=False,
+):
     """The gradients of outputs w.r.t. inputs, as a tuple; .grad is left untouched."""
-    single = not isinstance(inputs, (list, tuple))
     outputs, inputs = _as_list(outputs), _as_list(inputs)
     grads = _root_grads(outputs, _as_list(grad_outputs))
     if retain_graph is None:
@@ -207,11 +213,14 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     for i, x in enumerate(inputs):
         e = edge_of(x)
         if e is None:
-            raise runtime_error(f"One of the differentiated Tensors (input {i}) does not require grad")
+            raise runtime_error(
+                f"One of the differentiated Tensors (input {i}) does not require grad"
+            )
         edges.append(e)
     capture = {e: i for i, e in enumerate(edges)}
-    captured = _execute([edge_of(t) for t in outputs], grads, retain_graph, create_graph, capture,
-                        accumulate=False)
+    captured = _execute(
+        [edge_of(t) for t in outputs], grads, retain_graph, create_graph, capture, accumulate=False
+    )
     result = []
     for i, (x, e) in enumerate(zip(inputs, edges)):
         g = captured.get(e)

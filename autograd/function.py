@@ -29,7 +29,7 @@ class FunctionCtx:
 
 
 class _FunctionNode(Node):
-    __slots__ = ("fn_class", "ctx", "meta", "n_inputs", "freed")
+    __slots__ = ("ctx", "fn_class", "freed", "meta", "n_inputs")
 
     def name(self) -> str:
         return f"{self.fn_class.__name__}Backward"

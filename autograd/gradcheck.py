@@ -37,11 +37,15 @@ def _numerical(fn, inputs, wrt, eps):
         for k in range(flat.size):
             orig = flat[k].item()
             flat[k] = orig + eps
-            plus = [o.detach().numpy(force=True).astype(np.float64).reshape(-1).copy()
-                    for o in _outputs(fn, inputs)]
+            plus = [
+                o.detach().numpy(force=True).astype(np.float64).reshape(-1).copy()
+                for o in _outputs(fn, inputs)
+            ]
             flat[k] = orig - eps
-            minus = [o.detach().numpy(force=True).astype(np.float64).reshape(-1).copy()
-                     for o in _outputs(fn, inputs)]
+            minus = [
+                o.detach().numpy(force=True).astype(np.float64).reshape(-1).copy()
+                for o in _outputs(fn, inputs)
+            ]
             flat[k] = orig
             for r, (p, m) in enumerate(zip(plus, minus)):
                 jac[r][col][:, k] = (p - m) / (2 * eps)
@@ -67,8 +71,16 @@ def _analytical(fn, inputs, wrt):
     return jac
 
 
-def gradcheck(fn, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
-              raise_exception: bool = True, **_ignored) -> bool:
+def gradcheck(
+    fn,
+    inputs,
+    *,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    raise_exception: bool = True,
+    **_ignored,
+) -> bool:
     """True when fn's autograd gradients match finite differences (use float64 inputs)."""
     inputs = _as_tuple(inputs)
     wrt = _differentiable(inputs)
@@ -78,8 +90,11 @@ def gradcheck(fn, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: float 
         if inputs[i].dtype.name != "float64":
             import warnings
 
-            warnings.warn(f"gradcheck: input {i} is {inputs[i].dtype.name}, not float64; "
-                          "finite differences will be inaccurate", stacklevel=2)
+            warnings.warn(
+                f"gradcheck: input {i} is {inputs[i].dtype.name}, not float64; "
+                "finite differences will be inaccurate",
+                stacklevel=2,
+            )
     _, numerical = _numerical(fn, inputs, wrt, eps)
     analytical = _analytical(fn, inputs, wrt)
     for r, (num_row, ana_row) in enumerate(zip(numerical, analytical)):
@@ -96,8 +111,17 @@ def gradcheck(fn, inputs, *, eps: float = 1e-6, atol: float = 1e-5, rtol: float 
     return True
 
 
-def gradgradcheck(fn, inputs, grad_outputs=None, *, eps: float = 1e-6, atol: float = 1e-5,
-                  rtol: float = 1e-3, raise_exception: bool = True, **_ignored) -> bool:
+def gradgradcheck(
+    fn,
+    inputs,
+    grad_outputs=None,
+    *,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    raise_exception: bool = True,
+    **_ignored,
+) -> bool:
     """gradcheck of the first derivative: checks second-order gradients."""
     from ..factories import randn
 
@@ -107,7 +131,8 @@ def gradgradcheck(fn, inputs, grad_outputs=None, *, eps: float = 1e-6, atol: flo
     if grad_outputs is None:
         grad_outputs = tuple(
             randn(tuple(o.shape), dtype=o.dtype, device=o.device).requires_grad_(True)
-            for o in outs if o.requires_grad
+            for o in outs
+            if o.requires_grad
         )
     grad_outputs = _as_tuple(grad_outputs)
     n = len(inputs)
@@ -120,5 +145,11 @@ def gradgradcheck(fn, inputs, grad_outputs=None, *, eps: float = 1e-6, atol: flo
 
         return tuple(g if g is not None else zeros_like(xs[i]) for g, i in zip(gs, wrt))
 
-    return gradcheck(first_derivative, inputs + grad_outputs, eps=eps, atol=atol, rtol=rtol,
-                     raise_exception=raise_exception)
+    return gradcheck(
+        first_derivative,
+        inputs + grad_outputs,
+        eps=eps,
+        atol=atol,
+        rtol=rtol,
+        raise_exception=raise_exception,
+    )

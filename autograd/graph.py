@@ -22,7 +22,7 @@ class Node:
     None when that input needs no gradient.
     """
 
-    __slots__ = ("next_functions", "pre_hooks", "__weakref__", "__dict__")
+    __slots__ = ("__dict__", "__weakref__", "next_functions", "pre_hooks")
 
     def __init__(self):
         self.next_functions: tuple = ()
@@ -98,16 +98,16 @@ class OpNode(Node):
     """The backward of one primitive op; its derivative rule is written in Tensor ops."""
 
     __slots__ = (
-        "op",
         "attrs",
-        "rule",
-        "inputs",
-        "outputs",
-        "input_meta",
-        "out_meta",
-        "saved_versions",
-        "needs_input_grad",
         "freed",
+        "input_meta",
+        "inputs",
+        "needs_input_grad",
+        "op",
+        "out_meta",
+        "outputs",
+        "rule",
+        "saved_versions",
     )
 
     def name(self) -> str:
@@ -236,8 +236,9 @@ def link_op(op: str, inputs: tuple, attrs: dict, outputs: tuple) -> None:
         save = any(mask)
     if save:
         node.inputs = inputs
-        versions.append((inputs, tuple(x._version[0] if hasattr(x, "_data") else None
-                                       for x in inputs)))
+        versions.append(
+            (inputs, tuple(x._version[0] if hasattr(x, "_data") else None for x in inputs))
+        )
     else:
         node.inputs = tuple(None if hasattr(x, "_data") else x for x in inputs)
     if rule.save_outputs:
@@ -266,7 +267,7 @@ def sum_to(g, shape: tuple):
 
 
 class _ToDevice(Node):
-    __slots__ = ("source_device", "meta")
+    __slots__ = ("meta", "source_device")
 
     def apply(self, grads):
         (g,) = grads
@@ -278,8 +279,8 @@ class _ToDevice(Node):
 
 def to_device(tensor, dev):
     """A copy of tensor on dev; differentiable (the gradient goes back to the source device)."""
-    from ..runtime.device import to_device as move
     from .._tensor import Tensor
+    from ..runtime.device import to_device as move
     from . import grad_mode
 
     out = Tensor._make(move(tensor._data, dev), tensor._dtype, dev)

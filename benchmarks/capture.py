@@ -17,8 +17,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
 
-import ember  # noqa: E402
-from models import mlp  # noqa: E402
+import ember
+from models import mlp
 
 
 def _median_us(fn, repeats: int = 2000) -> float:
@@ -60,8 +60,10 @@ def main() -> None:
     print(f"guard check, 4 tensor arguments          {guard:8.2f} us   (<= 10 us {verdict})")
     verdict = "ok" if cached < eager else "MISSES"
     print(f"cached {ops}-op graph, scripted call        {cached:8.2f} us")
-    print(f"same function, eager                     {eager:8.2f} us   "
-          f"scripted/eager {cached / eager:.2f}x (< 1 {verdict})")
+    print(
+        f"same function, eager                     {eager:8.2f} us   "
+        f"scripted/eager {cached / eager:.2f}x (< 1 {verdict})"
+    )
 
     model = mlp(ember)
     x, y = ember.randn(128, 784), ember.randint(0, 10, (128,))
@@ -75,11 +77,13 @@ def main() -> None:
     trace_ms = (time.perf_counter() - start) * 1e3
     eager_ms = _median_us(lambda: forward_loss(x, y), repeats=50) / 1e3
     cached_ms = _median_us(lambda: step(x, y), repeats=50) / 1e3
-    print(f"\nMLP 784-256-256-10 forward + loss, batch 128:")
+    print("\nMLP 784-256-256-10 forward + loss, batch 128:")
     print(f"  trace (first call)   {trace_ms:8.2f} ms")
     print(f"  eager                {eager_ms:8.2f} ms")
-    print(f"  cached graph         {cached_ms:8.2f} ms  (replayed through autograd: the "
-          f"parameters require grad)")
+    print(
+        f"  cached graph         {cached_ms:8.2f} ms  (replayed through autograd: the "
+        f"parameters require grad)"
+    )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
 
-from models import char_transformer, digits_cnn, mlp  # noqa: E402
+from models import char_transformer, digits_cnn, mlp
 
 TARGET = 1.5
 
@@ -35,15 +35,27 @@ def _cases():
     rng = np.random.default_rng(0)
     vocab = 48
     return [
-        ("MLP 784-256-256-10, batch 128, SGD",
-         lambda fw: mlp(fw), lambda fw, p: fw.optim.SGD(p, lr=0.01, momentum=0.9),
-         rng.standard_normal((128, 784)).astype(np.float32), rng.integers(0, 10, 128)),
-        ("digits CNN, batch 64, Adam",
-         lambda fw: digits_cnn(fw), lambda fw, p: fw.optim.Adam(p, lr=1e-3),
-         rng.standard_normal((64, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, 64)),
-        ("char transformer, batch 16x64, AdamW",
-         lambda fw: char_transformer(fw, vocab), lambda fw, p: fw.optim.AdamW(p, lr=3e-4),
-         rng.integers(0, vocab, (16, 64)), rng.integers(0, vocab, (16, 64))),
+        (
+            "MLP 784-256-256-10, batch 128, SGD",
+            lambda fw: mlp(fw),
+            lambda fw, p: fw.optim.SGD(p, lr=0.01, momentum=0.9),
+            rng.standard_normal((128, 784)).astype(np.float32),
+            rng.integers(0, 10, 128),
+        ),
+        (
+            "digits CNN, batch 64, Adam",
+            lambda fw: digits_cnn(fw),
+            lambda fw, p: fw.optim.Adam(p, lr=1e-3),
+            rng.standard_normal((64, 1, 8, 8)).astype(np.float32),
+            rng.integers(0, 10, 64),
+        ),
+        (
+            "char transformer, batch 16x64, AdamW",
+            lambda fw: char_transformer(fw, vocab),
+            lambda fw, p: fw.optim.AdamW(p, lr=3e-4),
+            rng.integers(0, vocab, (16, 64)),
+            rng.integers(0, vocab, (16, 64)),
+        ),
     ]
 
 
@@ -88,8 +100,12 @@ def _measure(framework: str, steps: int) -> None:
 
 
 def _run_child(framework: str, steps: int):
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", framework,
-                           "--steps", str(steps)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--child", framework, "--steps", str(steps)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         if framework == "torch" and "No module named 'torch'" in proc.stderr:
             return None
@@ -112,9 +128,11 @@ def main() -> None:
     ours_all = _run_child("ember", steps)
     theirs_all = _run_child("torch", steps)
     threads = os.cpu_count() or 1
-    print(f"ember {ours_all['version']}, numpy {np.__version__}, "
-          f"torch {theirs_all['version'] if theirs_all else 'not installed'}; "
-          f"{threads} CPU threads, median of {steps} steps\n")
+    print(
+        f"ember {ours_all['version']}, numpy {np.__version__}, "
+        f"torch {theirs_all['version'] if theirs_all else 'not installed'}; "
+        f"{threads} CPU threads, median of {steps} steps\n"
+    )
     print(f"{'model':42s} {'ember':>12s} {'torch':>12s} {'ember/torch':>22s}")
     for k, (name, *_) in enumerate(_cases()):
         ours = ours_all["times"][k]
@@ -124,8 +142,10 @@ def main() -> None:
         theirs = theirs_all["times"][k]
         ratio = ours / theirs
         verdict = "ok" if ratio <= TARGET else "MISSES"
-        print(f"{name:42s} {ours * 1e3:9.2f} ms {theirs * 1e3:9.2f} ms "
-              f"{ratio:8.2f}x (<= {TARGET} {verdict})")
+        print(
+            f"{name:42s} {ours * 1e3:9.2f} ms {theirs * 1e3:9.2f} ms "
+            f"{ratio:8.2f}x (<= {TARGET} {verdict})"
+        )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from ember.nn import functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from models import char_transformer  # noqa: E402
+from models import char_transformer
 
 CONTEXT = 64
 BATCH = 16
@@ -79,8 +79,10 @@ def train(steps: int, seed: int = 0, verbose: bool = True) -> tuple[float, str]:
         schedule.step()
         recent = (recent + [loss.item()])[-50:]
         if verbose and (step % 100 == 0 or step == steps):
-            print(f"step {step:4d}  loss {sum(recent) / len(recent):.3f}  "
-                  f"({time.perf_counter() - start:.0f} s)")
+            print(
+                f"step {step:4d}  loss {sum(recent) / len(recent):.3f}  "
+                f"({time.perf_counter() - start:.0f} s)"
+            )
     ember.manual_seed(seed + 2)
     return sum(recent) / len(recent), sample(model, "Shall I ", stoi, itos, 200)
 

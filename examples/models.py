@@ -6,12 +6,14 @@ PyTorch's, so the same code builds either, which is how the benchmarks compare l
 
 from __future__ import annotations
 
+import itertools
+
 
 def mlp(fw, sizes=(784, 256, 256, 10)):
     """A ReLU multilayer perceptron."""
     nn = fw.nn
     layers = []
-    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
@@ -36,8 +38,9 @@ def digits_cnn(fw, num_classes: int = 10):
     )
 
 
-def char_transformer(fw, vocab_size: int, context: int = 64, d_model: int = 64, heads: int = 4,
-                     layers: int = 2):
+def char_transformer(
+    fw, vocab_size: int, context: int = 64, d_model: int = 64, heads: int = 4, layers: int = 2
+):
     """A tiny GPT-style model: token + position embeddings, causal encoder layers, a head."""
     nn = fw.nn
 
@@ -47,11 +50,19 @@ def char_transformer(fw, vocab_size: int, context: int = 64, d_model: int = 64, 
             self.context = context
             self.token = nn.Embedding(vocab_size, d_model)
             self.position = nn.Embedding(context, d_model)
-            self.blocks = nn.ModuleList([
-                nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=4 * d_model,
-                                           dropout=0.0, batch_first=True, norm_first=True)
-                for _ in range(layers)
-            ])
+            self.blocks = nn.ModuleList(
+                [
+                    nn.TransformerEncoderLayer(
+                        d_model,
+                        heads,
+                        dim_feedforward=4 * d_model,
+                        dropout=0.0,
+                        batch_first=True,
+                        norm_first=True,
+                    )
+                    for _ in range(layers)
+                ]
+            )
             self.norm = nn.LayerNorm(d_model)
             self.head = nn.Linear(d_model, vocab_size)
 

@@ -14,17 +14,16 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-from sklearn.datasets import load_digits
-from tqdm import tqdm
-
 import ember
+import numpy as np
 from ember import nn
 from ember.nn import functional as F
 from ember.utils.data import DataLoader, TensorDataset
+from sklearn.datasets import load_digits
+from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from models import digits_cnn  # noqa: E402
+from models import digits_cnn
 
 EPOCHS = 12
 BATCH_SIZE = 64
@@ -39,8 +38,12 @@ def load_data(seed: int = 0):
     order = np.random.default_rng(seed).permutation(len(labels))
     split = int(0.8 * len(labels))
     train, test = order[:split], order[split:]
-    return (ember.tensor(images[train]), ember.tensor(labels[train]),
-            ember.tensor(images[test]), ember.tensor(labels[test]))
+    return (
+        ember.tensor(images[train]),
+        ember.tensor(labels[train]),
+        ember.tensor(images[test]),
+        ember.tensor(labels[test]),
+    )
 
 
 @ember.no_grad()
@@ -88,7 +91,9 @@ def main() -> None:
         restored = digits_cnn(ember)
         restored.load_state_dict(ember.load(path))
         again = accuracy(restored, x_test, y_test)
-        print(f"checkpoint {os.path.getsize(path) / 1024:.0f} KiB reloaded: test accuracy {again:.4f}")
+        print(
+            f"checkpoint {os.path.getsize(path) / 1024:.0f} KiB reloaded: test accuracy {again:.4f}"
+        )
         assert again == acc, "the reloaded model must predict exactly as the trained one"
 
 

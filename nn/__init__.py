@@ -2,6 +2,6 @@
 
 from . import functional, init, utils  # noqa: F401
 from .containers import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential  # noqa: F401
-from .layers import *  # noqa: F401,F403
+from .layers import *
 from .module import Module  # noqa: F401
 from .parameter import Buffer, Parameter  # noqa: F401

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict, namedtuple
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from .._tensor import Tensor
 from ..autograd.grad_mode import no_grad
@@ -92,7 +93,7 @@ class Module:
             self._non_persistent_buffers_set.add(name)
         Module._changed()
 
-    def add_module(self, name: str, module: "Module | None") -> None:
+    def add_module(self, name: str, module: Module | None) -> None:
         if module is not None and not isinstance(module, Module):
             raise type_error(f"{type(module).__name__} is not a Module subclass")
         self._check_name(name, "module")
@@ -143,8 +144,11 @@ class Module:
             Module._changed()
         elif isinstance(value, Buffer):
             self._forget(name)
-            self.register_buffer(name, Tensor._make(value._data, value._dtype, value._device,
-                                                    value._version), value.persistent)
+            self.register_buffer(
+                name,
+                Tensor._make(value._data, value._dtype, value._device, value._version),
+                value.persistent,
+            )
         elif d.get("_buffers") is not None and name in d["_buffers"]:
             if value is not None and not isinstance(value, Tensor):
                 raise type_error(f"cannot assign '{type(value).__name__}' as buffer '{name}'")
@@ -178,13 +182,15 @@ class Module:
         object.__delattr__(self, name)
 
     def __dir__(self):
-        return sorted(set(super().__dir__()) | set(self._parameters) | set(self._buffers)
-                      | set(self._modules))
+        return sorted(
+            set(super().__dir__()) | set(self._parameters) | set(self._buffers) | set(self._modules)
+        )
 
     # -- traversal -----------------------------------------------------------------------
 
-    def named_modules(self, memo: set | None = None, prefix: str = "",
-                      remove_duplicate: bool = True) -> Iterator[tuple[str, "Module"]]:
+    def named_modules(
+        self, memo: set | None = None, prefix: str = "", remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Module]]:
         if memo is None:
             memo = set()
         stack = [(prefix, self)]
@@ -195,29 +201,35 @@ class Module:
                     continue
                 memo.add(id(module))
             yield name, module
-            children = [(name + ("." if name else "") + child_name, child)
-                        for child_name, child in module._modules.items() if child is not None]
+            children = [
+                (name + ("." if name else "") + child_name, child)
+                for child_name, child in module._modules.items()
+                if child is not None
+            ]
             stack.extend(reversed(children))
 
-    def modules(self) -> Iterator["Module"]:
+    def modules(self) -> Iterator[Module]:
         for _, module in self.named_modules():
             yield module
 
-    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+    def named_children(self) -> Iterator[tuple[str, Module]]:
         seen = set()
         for name, module in self._modules.items():
             if module is not None and id(module) not in seen:
                 seen.add(id(module))
                 yield name, module
 
-    def children(self) -> Iterator["Module"]:
+    def children(self) -> Iterator[Module]:
         for _, module in self.named_children():
             yield module
 
     def _named_members(self, table: str, prefix: str, recurse: bool, remove_duplicate: bool):
         seen = set()
-        modules = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) \
-            if recurse else [(prefix, self)]
+        modules = (
+            self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
+            if recurse
+            else [(prefix, self)]
+        )
         for module_prefix, module in modules:
             for name, value in module.__dict__[table].items():
                 if value is None or (remove_duplicate and id(value) in seen):
@@ -225,23 +237,25 @@ class Module:
                 seen.add(id(value))
                 yield (module_prefix + ("." if module_prefix else "") + name), value
 
-    def named_parameters(self, prefix: str = "", recurse: bool = True,
-                         remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
         return self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
-    def named_buffers(self, prefix: str = "", recurse: bool = True,
-                      remove_duplicate: bool = True) -> Iterator[tuple[str, Tensor]]:
+    def named_buffers(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Tensor]]:
         return self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
         for _, b in self.named_buffers(recurse=recurse):
             yield b
 
-    def get_submodule(self, target: str) -> "Module":
+    def get_submodule(self, target: str) -> Module:
         module = self
         if target == "":
             return module
@@ -260,18 +274,18 @@ class Module:
 
     # -- modes and conversion ------------------------------------------------------------
 
-    def train(self, mode: bool = True) -> "Module":
+    def train(self, mode: bool = True) -> Module:
         if not isinstance(mode, bool):
-            raise ValueError("training mode is expected to be boolean")
+            raise ValueError("training mode is expected to be boolean")  # noqa: TRY004 (as PyTorch)
         for module in self.modules():
             object.__setattr__(module, "training", mode)
         Module._changed()
         return self
 
-    def eval(self) -> "Module":
+    def eval(self) -> Module:
         return self.train(False)
 
-    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
         for p in self.parameters():
             p.requires_grad_(requires_grad)
         return self
@@ -286,13 +300,13 @@ class Module:
                 p.grad = p.grad.detach()
                 p.grad.zero_()
 
-    def apply(self, fn: Callable[["Module"], None]) -> "Module":
+    def apply(self, fn: Callable[[Module], None]) -> Module:
         for module in self.children():
             module.apply(fn)
         fn(self)
         return self
 
-    def _apply(self, fn: Callable[[Tensor], Tensor]) -> "Module":
+    def _apply(self, fn: Callable[[Tensor], Tensor]) -> Module:
         """Convert every parameter and buffer with fn, keeping Parameter objects in place."""
         with no_grad():
             for module in self.modules():
@@ -308,7 +322,7 @@ class Module:
         Module._changed()
         return self
 
-    def to(self, *args, **kwargs) -> "Module":
+    def to(self, *args, **kwargs) -> Module:
         def convert(t: Tensor) -> Tensor:
             out = t.to(*args, **kwargs)
             # a module's dtype change only touches floating-point tensors, as in PyTorch
@@ -318,32 +332,34 @@ class Module:
 
         return self._apply(convert)
 
-    def cpu(self) -> "Module":
+    def cpu(self) -> Module:
         return self._apply(lambda t: t.cpu())
 
-    def cuda(self, device: int | None = None) -> "Module":
+    def cuda(self, device: int | None = None) -> Module:
         return self._apply(lambda t: t.cuda(device))
 
-    def _cast_floats(self, dtype: str) -> "Module":
+    def _cast_floats(self, dtype: str) -> Module:
         return self._apply(lambda t: t.to(dtype) if t.is_floating_point() else t)
 
-    def float(self) -> "Module":
+    def float(self) -> Module:
         return self._cast_floats("float32")
 
-    def double(self) -> "Module":
+    def double(self) -> Module:
         return self._cast_floats("float64")
 
-    def half(self) -> "Module":
+    def half(self) -> Module:
         return self._cast_floats("float16")
 
     # -- state ---------------------------------------------------------------------------
 
-    def state_dict(self, *, destination: dict | None = None, prefix: str = "",
-                   keep_vars: bool = False) -> "OrderedDict[str, Tensor]":
+    def state_dict(
+        self, *, destination: dict | None = None, prefix: str = "", keep_vars: bool = False
+    ) -> OrderedDict[str, Tensor]:
         if destination is None:
             destination = OrderedDict()
-        for module_prefix, module in self.named_modules(prefix=prefix.rstrip("."),
-                                                        remove_duplicate=False):
+        for module_prefix, module in self.named_modules(
+            prefix=prefix.rstrip("."), remove_duplicate=False
+        ):
             dot = module_prefix + "." if module_prefix else ""
             for name, p in module._parameters.items():
                 if p is not None:
@@ -367,8 +383,10 @@ class Module:
                 continue
             value = state_dict[key]
             if not isinstance(value, Tensor):
-                mismatched.append(f'While copying the parameter named "{key}", expected an '
-                                  f"ember Tensor, got {type(value).__name__}.")
+                mismatched.append(
+                    f'While copying the parameter named "{key}", expected an '
+                    f"ember Tensor, got {type(value).__name__}."
+                )
                 continue
             if tuple(value.shape) != tuple(target.shape):
                 mismatched.append(
@@ -378,11 +396,15 @@ class Module:
         errors = []
         if strict:
             if unexpected:
-                errors.append("Unexpected key(s) in state_dict: "
-                              + ", ".join(f'"{k}"' for k in unexpected) + ". ")
+                errors.append(
+                    "Unexpected key(s) in state_dict: "
+                    + ", ".join(f'"{k}"' for k in unexpected)
+                    + ". "
+                )
             if missing:
-                errors.append("Missing key(s) in state_dict: "
-                              + ", ".join(f'"{k}"' for k in missing) + ". ")
+                errors.append(
+                    "Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing) + ". "
+                )
         errors += mismatched
         if errors:
             raise runtime_error(
@@ -404,8 +426,9 @@ class Module:
         path, _, name = key.rpartition(".")
         module = self.get_submodule(path)
         if name in module._parameters:
-            module._parameters[name] = Parameter(value.detach(),
-                                                 module._parameters[name].requires_grad)
+            module._parameters[name] = Parameter(
+                value.detach(), module._parameters[name].requires_grad
+            )
         else:
             module._buffers[name] = value.detach()
         Module._changed()

@@ -1,9 +1,8 @@
 """A user-defined op joins the op vocabulary: typed, dispatched, differentiable."""
 
+import ember
 import numpy as np
 import pytest
-
-import ember
 from ember.autograd import gradcheck
 
 
@@ -49,9 +48,11 @@ def test_custom_op_name_needs_a_namespace_and_is_unique(scaled_tanh):
 
 
 def test_non_differentiable_custom_op_gives_no_grad():
-    @ember.library.custom_op("tests::argsort", differentiable=False,
-                             infer=lambda inputs, attrs: ember.ir.types.TensorType(
-                                 tuple(inputs[0].shape), ember.int64))
+    @ember.library.custom_op(
+        "tests::argsort",
+        differentiable=False,
+        infer=lambda inputs, attrs: ember.ir.types.TensorType(tuple(inputs[0].shape), ember.int64),
+    )
     def argsort(xp, x):
         return xp.argsort(x, axis=-1)
 

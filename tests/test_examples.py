@@ -4,9 +4,8 @@ import os
 import runpy
 import sys
 
-import pytest
-
 import ember
+import pytest
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 

@@ -5,7 +5,6 @@ import subprocess
 import sys
 import textwrap
 
-
 SCRIPT = textwrap.dedent(
     """
     import ember
@@ -19,19 +18,24 @@ SCRIPT = textwrap.dedent(
 def _run(tmp_path, **env):
     script = tmp_path / "user_script.py"
     script.write_text(SCRIPT)
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                            env={**os.environ, **env})
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        check=False,
+    )
     assert result.returncode != 0
     return result.stderr
 
 
 def test_internal_frames_are_filtered(tmp_path):
     err = _run(tmp_path, EMBER_TRACEBACK="")
-    assert "user_script.py\", line 5" in err
+    assert 'user_script.py", line 5' in err
     assert "ops.py" not in err and "_tensor.py" not in err
     assert "must match the size" in err and "user_script.py:5" in err
 
 
 def test_full_traceback_on_request(tmp_path):
     err = _run(tmp_path, EMBER_TRACEBACK="full")
-    assert "_tensor.py" in err and "user_script.py\", line 5" in err
+    assert "_tensor.py" in err and 'user_script.py", line 5' in err

@@ -34,8 +34,9 @@ def _identity(node, g):
     return (g,)
 
 
-@derivative("sign", "floor", "ceil", "round", "trunc", "floor_divide", "trunc_divide",
-            save_inputs=False)
+@derivative(
+    "sign", "floor", "ceil", "round", "trunc", "floor_divide", "trunc_divide", save_inputs=False
+)
 def _zero(node, g):
     zero = E.mul(g, 0)
     return tuple(zero for _ in node.next_functions)
@@ -194,8 +195,11 @@ def _where(node, g):
     cond = node.inputs[0]
     _, need_a, need_b = node.needs_input_grad
     # exact zeros on the unselected side: g * 0 would be NaN where g is inf, unlike PyTorch
-    return (None, E.where(cond, g, 0.0) if need_a else None,
-            E.where(cond, 0.0, g) if need_b else None)
+    return (
+        None,
+        E.where(cond, g, 0.0) if need_a else None,
+        E.where(cond, 0.0, g) if need_b else None,
+    )
 
 
 @derivative("clamp")

@@ -29,9 +29,14 @@ def _index_put(node, g):
     dims = node.attrs["dims"]
     gx = gv = None
     if need_x:
-        gx = g if node.attrs["accumulate"] else dispatch(
-            "index_put", (g, _zeros_of_input(node, 1), *indices),
-            {"dims": dims, "accumulate": False},
+        gx = (
+            g
+            if node.attrs["accumulate"]
+            else dispatch(
+                "index_put",
+                (g, _zeros_of_input(node, 1), *indices),
+                {"dims": dims, "accumulate": False},
+            )
         )
     if need_v:
         gv = dispatch("index", (g, *indices), {"dims": dims})

@@ -42,11 +42,13 @@ def _conv2d(node, g):
     attrs = _conv_attrs(node)
     gx = gw = None
     if need_x:
-        gx = dispatch("conv2d_backward_input", (g, w),
-                      dict(attrs, input_shape=tuple(node.input_meta[0][0])))
+        gx = dispatch(
+            "conv2d_backward_input", (g, w), dict(attrs, input_shape=tuple(node.input_meta[0][0]))
+        )
     if need_w:
-        gw = dispatch("conv2d_backward_weight", (x, g),
-                      dict(attrs, weight_shape=tuple(node.input_meta[1][0])))
+        gw = dispatch(
+            "conv2d_backward_weight", (x, g), dict(attrs, weight_shape=tuple(node.input_meta[1][0]))
+        )
     return gx, gw
 
 
@@ -56,7 +58,11 @@ def _conv2d_backward_input(node, h):
     need_g, need_w = node.needs_input_grad
     attrs = _conv_attrs(node)
     gg = dispatch("conv2d", (h, w), attrs) if need_g else None
-    gw = dispatch("conv2d_backward_weight", (h, g), dict(attrs, weight_shape=tuple(w.shape))) if need_w else None
+    gw = (
+        dispatch("conv2d_backward_weight", (h, g), dict(attrs, weight_shape=tuple(w.shape)))
+        if need_w
+        else None
+    )
     return gg, gw
 
 
@@ -65,7 +71,11 @@ def _conv2d_backward_weight(node, h):
     x, g = node.inputs
     need_x, need_g = node.needs_input_grad
     attrs = _conv_attrs(node)
-    gx = dispatch("conv2d_backward_input", (g, h), dict(attrs, input_shape=tuple(x.shape))) if need_x else None
+    gx = (
+        dispatch("conv2d_backward_input", (g, h), dict(attrs, input_shape=tuple(x.shape)))
+        if need_x
+        else None
+    )
     gg = dispatch("conv2d", (x, h), attrs) if need_g else None
     return gx, gg
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Union
+from collections.abc import Callable
+from typing import NamedTuple
 
 # Which inputs a rule keeps for backward: all (True), none (False), or a function of
 # needs_input_grad giving one bool per input, so an input is saved (and version-checked)
 # only when a gradient that will be computed reads it.
-SaveInputs = Union[bool, Callable[[tuple], tuple]]
+SaveInputs = bool | Callable[[tuple], tuple]
 
 
 class Rule(NamedTuple):

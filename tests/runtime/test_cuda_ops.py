@@ -1,15 +1,29 @@
 """The eager ops on a CUDA device (cupy) match the CPU (numpy) results, values and grads."""
 
+import ember
 import numpy as np
 import pytest
-
-import ember
 from ember import ops as E
 
 pytestmark = pytest.mark.cuda
 
-UNARY = ["neg", "abs", "sign", "exp", "log1p", "expm1", "sin", "cos", "tanh", "sigmoid", "relu",
-         "erf", "floor", "ceil", "round"]
+UNARY = [
+    "neg",
+    "abs",
+    "sign",
+    "exp",
+    "log1p",
+    "expm1",
+    "sin",
+    "cos",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "erf",
+    "floor",
+    "ceil",
+    "round",
+]
 BINARY = ["add", "sub", "mul", "div", "maximum", "minimum", "remainder", "pow"]
 
 
@@ -21,8 +35,7 @@ def _pair(*shape, positive=False):
 
 
 def _close(cpu, gpu, tol=1e-6):
-    np.testing.assert_allclose(cpu.detach().numpy(), gpu.detach().cpu().numpy(), rtol=tol,
-                               atol=tol)
+    np.testing.assert_allclose(cpu.detach().numpy(), gpu.detach().cpu().numpy(), rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("op", UNARY)
@@ -65,8 +78,10 @@ def test_matmul_conv_pool_indexing_match_cpu():
     _close(a @ b, ag @ bg)
     x, xg = _pair(2, 4, 9, 9)
     w, wg = _pair(6, 2, 3, 3)
-    _close(E.conv2d(x, w, stride=2, padding=1, groups=2), E.conv2d(xg, wg, stride=2, padding=1,
-                                                                     groups=2))
+    _close(
+        E.conv2d(x, w, stride=2, padding=1, groups=2),
+        E.conv2d(xg, wg, stride=2, padding=1, groups=2),
+    )
     _close(E.max_pool2d(x, 3, 2, 1), E.max_pool2d(xg, 3, 2, 1))
     _close(E.avg_pool2d(x, 2), E.avg_pool2d(xg, 2))
     idx = ember.tensor([0, 2, 2])
