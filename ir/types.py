@@ -19,4 +19,6 @@ class TensorType(NamedTuple):
         return len(self.shape)
 
     def __repr__(self) -> str:
-        return f"{self.dtype.name}[{', '.join(str(d) for d in self.shape)}]"
+        # getattr: a malformed type (a rule's bad result) must still print in its error
+        dtype = getattr(self.dtype, "name", self.dtype)
+        return f"{dtype}[{', '.join(str(d) for d in self.shape)}]"

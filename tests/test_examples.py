@@ -14,7 +14,7 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 def examples_path(monkeypatch):
     monkeypatch.syspath_prepend(EXAMPLES)
     yield
-    for name in ("quickstart", "char_transformer", "models"):
+    for name in ("quickstart", "char_transformer", "models", "export_and_run"):
         sys.modules.pop(name, None)
 
 
@@ -41,3 +41,9 @@ def test_char_transformer_learns_the_sonnets(examples_path):
 
 def test_raw_autograd_spirals_example_runs():
     runpy.run_path(os.path.join(EXAMPLES, "spirals_autograd.py"), run_name="__main__")
+
+
+def test_export_and_run_example_matches_eager_through_the_cli(examples_path):
+    import export_and_run
+
+    assert export_and_run.main(epochs=0) <= 1e-5

@@ -1,0 +1,435 @@
+"""ember.export: capture a function or module into one graph file that ember.runtime runs.
+
+The call is traced once on the example inputs (as ember.trace does), except that tensors from
+outside the function (a module's parameters and buffers, globals) become constants stored in
+the file, named after the parameter when there is one. The graph is re-typed with symbols for
+the dynamic dimensions, optimized by the IR pipeline and written with its signature; with
+`check`, the file is loaded back and run against eager on the examples (and, with dynamic
+dimensions, on a second size) and the largest difference is reported.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import __version__
+from ._tensor import Tensor
+from .autograd import grad_mode
+from .errors import EmberError
+from .ir.graph import VALUE_NAME
+from .ir.passes import run_pipeline
+from .ir.serialize import to_data
+from .ir.symbolic import SymInt
+from .ir.types import TensorType
+from .runtime.device import CPU, to_device
+from .runtime.graph_file import FORMAT_NAME, SCHEMA_VERSION, write_container
+from .tracer.pytree import flatten, unflatten
+from .tracer.tracer import Trace, tracing
+
+_SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+# |runtime - eager| <= atol + rtol * |eager|, per float dtype; other dtypes must be equal
+TOLERANCES = {"float16": (1e-2, 1e-2), "float32": (1e-4, 1e-5), "float64": (1e-10, 1e-12)}
+
+
+@dataclass
+class ExportResult:
+    """What export wrote: the file, its signature and ops, and the check's largest
+    |runtime - eager| difference (None without check)."""
+
+    path: str
+    signature: dict
+    ops: list
+    max_difference: float | None
+    size: int
+
+
+class _ExportTrace(Trace):
+    """A trace whose tensors from outside the function become constants (weights)."""
+
+    def __init__(self, name: str, weight_names: dict):
+        super().__init__(name)
+        self.weight_names = weight_names  # id(tensor) -> "layer.weight"
+
+    def value_of(self, tensor):
+        entry = self.env.get(id(tensor))
+        if (entry is not None and entry[0] is tensor) or self.factory_made.get(
+            id(tensor)
+        ) is tensor:
+            return super().value_of(tensor)
+        name = self.weight_names.get(id(tensor))
+        if name is None or not VALUE_NAME.match(name) or name in self.graph._names:
+            name = None
+        array = np.array(to_device(tensor._data, CPU))
+        value = self.graph.add_constant(array, dtype=tensor.dtype.name, name=name)
+        self._bind(tensor, value)
+        return value
+
+
+# -- nesting and names -------------------------------------------------------------------------
+
+
+def _structure(spec, where: str):
+    """The JSON form of a pytree Spec (see runtime/loaded.py)."""
+    if spec.kind == "leaf":
+        return "*"
+    if spec.kind == "dict":
+        bad = [k for k in spec.meta if not isinstance(k, str)]
+        if bad:
+            raise EmberError(f"export: {where} has the dict key {bad[0]!r}; keys must be str")
+        return {
+            "dict": [
+                [k, _structure(c, f"{where}[{k!r}]")] for k, c in zip(spec.meta, spec.children)
+            ]
+        }
+    return {spec.kind: [_structure(c, f"{where}[{i}]") for i, c in enumerate(spec.children)]}
+
+
+def _leaf_names(spec, prefix: str) -> list:
+    if spec.kind == "leaf":
+        return [prefix]
+    keys = spec.meta if spec.kind == "dict" else range(len(spec.children))
+    names = []
+    for key, child in zip(keys, spec.children):
+        part = str(key) if re.fullmatch(r"[A-Za-z0-9_]+", str(key)) else f"k{len(names)}"
+        names += _leaf_names(child, f"{prefix}.{part}")
+    return names
+
+
+def _parameter_names(target, count: int) -> list:
+    try:
+        params = list(inspect.signature(target).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return [names[i] if i < len(names) else f"arg{i}" for i in range(count)]
+
+
+def _as_tensor(x, where: str):
+    from .factories import tensor as make_tensor
+
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        return make_tensor(x)
+    raise EmberError(
+        f"export: {where} is a {type(x).__name__}; exported inputs are tensors or numpy arrays "
+        f"(a constant is baked in: close over it instead of passing it)"
+    )
+
+
+# -- dynamic dimensions ------------------------------------------------------------------------
+
+
+def _dynamic_symbols(dynamic_dims, arg_names: list, graph, leaves_of_arg: dict) -> dict:
+    """{input name: {dim: symbol}} from dynamic_dims keyed by argument name or position."""
+    out: dict = {}
+    for key, dims in (dynamic_dims or {}).items():
+        if isinstance(key, int) and 0 <= key < len(arg_names):
+            key = arg_names[key]
+        if leaves_of_arg.get(key) != [key]:
+            raise EmberError(
+                f"export: dynamic_dims names {key!r}, which is not a tensor "
+                f"argument (the arguments are {arg_names})"
+            )
+        if not isinstance(dims, dict):
+            raise EmberError(f"export: dynamic_dims[{key!r}] is {{dim: symbol}}, got {dims!r}")
+        value = graph.value(key)
+        ndim = len(value.type.shape)
+        for dim, symbol in dims.items():
+            if not isinstance(dim, int) or not -ndim <= dim < ndim:
+                raise EmberError(f"export: input {key!r} has {ndim} dims, no dim {dim!r}")
+            if not isinstance(symbol, str) or not _SYMBOL.match(symbol):
+                raise EmberError(f"export: a dynamic dim is named by an identifier, got {symbol!r}")
+            out.setdefault(key, {})[dim % ndim] = symbol
+    return out
+
+
+def _symbolic_attr(value, other, symbol: SymInt, size: int):
+    """An attr value traced at `size` with the value traced at size + 1: each int entry that
+    differs becomes the linear function of the symbol through both (None if one is not)."""
+    if isinstance(value, (list, tuple)) and type(value) is type(other):
+        if len(value) != len(other):
+            return None
+        items = [_symbolic_attr(a, b, symbol, size) for a, b in zip(value, other)]
+        if any(item is None for item in items):
+            return None
+        return items if isinstance(value, list) else tuple(items)
+    if value == other and type(value) is type(other):
+        return value
+    if value.__class__ is int and other.__class__ is int:
+        slope = other - value
+        return symbol * slope + (value - slope * size)
+    return None
+
+
+def _symbolic_attrs(graph, twin, sizes: dict) -> None:
+    """Make symbolic the attr sizes Python computed from the dynamic dim (a reshape to
+    x.shape[0] * 4, a slice to x.shape[0]): `twin` is the graph traced with the dynamic dim
+    one larger, and an int that differs between the two is the linear function of the symbol
+    through both points. Only with one dynamic symbol, and only where the traces have the
+    same ops; the types are then re-derived and the check runs at yet another size."""
+    if len(sizes) != 1 or [n.op for n in graph.nodes] != [n.op for n in twin.nodes]:
+        return  # _retype names a node that cannot take the symbols
+    ((name, size),) = sizes.items()
+    symbol = SymInt(name)
+    for node, other in zip(graph.nodes, twin.nodes):
+        if node.attrs == other.attrs or set(node.attrs) != set(other.attrs):
+            continue
+        attrs = {k: _symbolic_attr(v, other.attrs[k], symbol, size) for k, v in node.attrs.items()}
+        if all(v is not None for v in attrs.values()):
+            node.attrs = attrs
+
+
+def _retype(graph, symbols: dict) -> None:
+    """Give the inputs their symbolic dims and re-derive every type; an EmberError names the
+    node (and its source line) whose type rule cannot take the symbols."""
+    for name, dims in symbols.items():
+        value = graph.value(name)
+        shape = list(value.type.shape)
+        for dim, symbol in dims.items():
+            shape[dim] = SymInt(symbol)
+        value.type = TensorType(tuple(shape), value.type.dtype)
+    for node in graph.nodes:
+        try:
+            types = node.infer()
+        except EmberError as exc:
+            shapes = ", ".join(str(getattr(x, "type", x)) for x in node.inputs)
+            raise EmberError(
+                f"export: with dynamic dims, {node.op}({shapes}) at {node.source or '?'} "
+                f"cannot take the symbolic sizes: {exc}. A size computed in Python from a "
+                f"dynamic dim (x.shape[0]) is baked into the graph; use -1 or flatten() there."
+            ) from None
+        for value, new_type in zip(node.outputs, types):
+            value.type = new_type
+
+
+# -- export ------------------------------------------------------------------------------------
+
+
+def _capture(fn, name: str, args: tuple, weight_names: dict, arg_names: list):
+    recording = _ExportTrace(name, weight_names)
+    leaves_of_arg = {}
+    structures = []
+    for arg_name, arg in zip(arg_names, args):
+        leaves, spec = flatten(arg)
+        structures.append(_structure(spec, arg_name))
+        names = _leaf_names(spec, arg_name)
+        leaves_of_arg[arg_name] = names
+        for leaf_name, leaf in zip(names, leaves):
+            if not isinstance(leaf, Tensor):
+                raise EmberError(
+                    f"export: input {leaf_name} is a {type(leaf).__name__}; "
+                    f"exported inputs are tensors"
+                )
+            if recording.env.get(id(leaf), (None,))[0] is leaf:
+                raise EmberError(
+                    f"export: input {leaf_name} is the same tensor as an earlier "
+                    f"input; pass it once"
+                )
+            recording.add_input(leaf, leaf_name)
+    with grad_mode.no_grad(), tracing(recording):
+        result = fn(*args)
+    if recording.broken:
+        raise EmberError(f"export: cannot export {name}: {recording.broken}")
+    if recording.value_guards:
+        reads = "; ".join(g.describe() for g in recording.value_guards)
+        raise EmberError(
+            f"export: {name} reads tensor values into Python, so its graph would "
+            f"hold only for these values: {reads}"
+        )
+    if recording.mutated:
+        raise EmberError(
+            f"export: {name} writes in place into {len(recording.mutated)} "
+            f"input or outside tensor(s); an exported graph has no state"
+        )
+    out_leaves, out_spec = flatten(result)
+    for i, leaf in enumerate(out_leaves):
+        if not isinstance(leaf, Tensor):
+            raise EmberError(
+                f"export: output leaf {i} of {name} is a {type(leaf).__name__}; "
+                f"exported outputs are tensors"
+            )
+    recording.outputs(out_leaves)
+    input_structure = {"tuple": structures}
+    return recording.graph, result, input_structure, out_spec, leaves_of_arg
+
+
+def _difference(got, expected, where: str) -> float:
+    expected = np.asarray(expected)
+    if got.shape != expected.shape or got.dtype != expected.dtype:
+        raise EmberError(
+            f"export check: {where}: the runtime gives {got.dtype}"
+            f"{list(got.shape)}, eager {expected.dtype}{list(expected.shape)}"
+        )
+    if expected.size == 0:
+        return 0.0
+    if expected.dtype.name not in TOLERANCES:
+        if not np.array_equal(got, expected):
+            raise EmberError(
+                f"export check: {where}: the runtime's {expected.dtype} values differ from eager's"
+            )
+        return 0.0
+    rtol, atol = TOLERANCES[expected.dtype.name]
+    if not np.allclose(got, expected, rtol=rtol, atol=atol, equal_nan=True):
+        diff = float(np.nanmax(np.abs(got.astype(np.float64) - expected)))
+        raise EmberError(
+            f"export check: {where}: the runtime differs from eager by up to {diff:g} "
+            f"(tolerance {atol:g} + {rtol:g}*|eager|)"
+        )
+    both = np.isfinite(got) & np.isfinite(expected)
+    if not both.any():
+        return 0.0
+    return float(np.max(np.abs(got[both].astype(np.float64) - expected[both])))
+
+
+def _compare(program, args: tuple, eager_result) -> float:
+    leaves, _ = flatten(args)
+    arrays = [np.array(to_device(x._data, CPU)) for x in leaves]
+    out = program(*unflatten(arrays, flatten(args)[1]))
+    got, _ = flatten(out)
+    expected, _ = flatten(eager_result)
+    worst = 0.0
+    for i, (g, e) in enumerate(zip(got, expected)):
+        worst = max(worst, _difference(g, to_device(e._data, CPU), f"output {i}"))
+    return worst
+
+
+def _grown(args: tuple, symbols: dict, arg_names: list, more: int = 1) -> tuple:
+    """The example arguments with every dynamic dim `more` larger (its items repeated)."""
+    from .factories import tensor as make_tensor
+
+    grown = list(args)
+    for i, name in enumerate(arg_names):
+        if name in symbols:
+            array = np.array(to_device(args[i]._data, CPU))
+            for dim in symbols[name]:
+                n = array.shape[dim]
+                array = np.take(array, np.arange(n + more) % max(n, 1), axis=dim)
+            grown[i] = make_tensor(array, device=args[i].device)
+    return tuple(grown)
+
+
+def export(
+    fn_or_module,
+    example_inputs,
+    path,
+    *,
+    dynamic_dims: dict | None = None,
+    check: bool = True,
+    include_examples: bool = False,
+    training: bool = False,
+) -> ExportResult:
+    """Export fn_or_module, as called on example_inputs (a tensor or a tuple of arguments), to
+    the graph file `path`. A module runs in eval mode unless training=True (its mode is
+    restored after). dynamic_dims makes sizes symbolic: {"x": {0: "batch"}} or {0: {0:
+    "batch"}}. With check, the file is run by ember.runtime and compared with eager."""
+    from .nn.module import Module
+
+    args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    args = tuple(
+        _as_tensor(a, f"example input {i}") if not isinstance(a, (tuple, list, dict)) else a
+        for i, a in enumerate(args)
+    )
+    module = fn_or_module if isinstance(fn_or_module, Module) else None
+    target = module.forward if module is not None else fn_or_module
+    name = type(module).__name__ if module is not None else getattr(target, "__name__", "fn")
+    arg_names = _parameter_names(target, len(args))
+    weight_names = {}
+    if module is not None:
+        for pname, tensor in [*module.named_parameters(), *module.named_buffers()]:
+            weight_names.setdefault(id(tensor), pname)
+    was_training = module.training if module is not None else None
+    if module is not None and was_training and not training:
+        warnings.warn(
+            f"export: {name} was in training mode; it is exported in eval mode "
+            f"(pass training=True to keep training mode)",
+            stacklevel=2,
+        )
+    try:
+        if module is not None:
+            module.train(training)
+        graph, eager_result, input_structure, out_spec, leaves_of_arg = _capture(
+            fn_or_module, name, args, weight_names, arg_names
+        )
+        symbols = _dynamic_symbols(dynamic_dims, arg_names, graph, leaves_of_arg)
+        sizes: dict = {}
+        for input_name, dims in symbols.items():
+            for dim, symbol in dims.items():
+                size = graph.value(input_name).type.shape[dim]
+                if sizes.setdefault(symbol, size) != size:
+                    raise EmberError(
+                        f"export: the dynamic dim {symbol} is {sizes[symbol]} in "
+                        f"one example input and {size} in {input_name!r}"
+                    )
+        if symbols:
+            try:
+                twin = _capture(
+                    fn_or_module, name, _grown(args, symbols, arg_names), weight_names, arg_names
+                )[0]
+            except EmberError:
+                twin = None  # the function does not take another size: _retype says where
+            if twin is not None:
+                _symbolic_attrs(graph, twin, sizes)
+            _retype(graph, symbols)
+        run_pipeline(graph, verify=True)
+        signature = _signature(graph, input_structure, out_spec)
+        ops = sorted({node.op for node in graph.nodes})
+        tensors = {c.name: c.constant for c in graph.constants}
+        metadata = {
+            "format": FORMAT_NAME,
+            "schema_version": f"{SCHEMA_VERSION[0]}.{SCHEMA_VERSION[1]}",
+            "ember_version": __version__,
+            "graph": json.dumps(to_data(graph, constant_data=False), separators=(",", ":")),
+            "ops": json.dumps(ops),
+            "signature": json.dumps(signature, separators=(",", ":")),
+        }
+        if include_examples:
+            names = [v.name for v in graph.inputs]
+            metadata["examples"] = json.dumps(names)
+            for value, leaf in zip(graph.inputs, flatten(args)[0]):
+                tensors[f"example:{value.name}"] = np.array(to_device(leaf._data, CPU))
+        path = str(path)
+        write_container(path, tensors, metadata)
+        difference = None
+        if check:
+            from .runtime.loaded import load
+
+            program = load(path)
+            difference = _compare(program, args, eager_result)
+            if symbols:
+                grown = _grown(args, symbols, arg_names, more=2)
+                try:
+                    with grad_mode.no_grad():
+                        expected = fn_or_module(*grown)
+                except EmberError:
+                    expected = None  # the function itself does not take the other size
+                if expected is not None:
+                    difference = max(difference, _compare(program, grown, expected))
+    finally:
+        if module is not None:
+            module.train(was_training)
+    return ExportResult(path, signature, ops, difference, os.path.getsize(path))
+
+
+def _signature(graph, input_structure, out_spec) -> dict:
+    output_structure = _structure(out_spec, "the output")
+    out_names = _leaf_names(out_spec, "output")
+
+    def describe(value, name):
+        shape = [d if isinstance(d, int) else str(d) for d in value.type.shape]
+        return {"name": name, "dtype": value.type.dtype.name, "shape": shape}
+
+    return {
+        "inputs": [describe(v, v.name) for v in graph.inputs],
+        "outputs": [describe(v, n) for v, n in zip(graph.outputs, out_names)],
+        "input_structure": input_structure,
+        "output_structure": output_structure,
+    }

@@ -1,0 +1,110 @@
+"""The command line of the runtime: `python -m ember.runtime info|run FILE ...` (and ember-run).
+
+info prints a graph file's signature, ops, sizes and versions; run loads the inputs from .npy
+files, runs the file and saves the outputs to an .npz file (or prints their shapes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+from ..errors import EmberError
+from .loaded import load
+
+
+def _shape(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def info(path: str) -> str:
+    """A graph file described in text."""
+    start = time.perf_counter()
+    program = load(path)
+    took = time.perf_counter() - start
+    graph = program.graph
+    weights = sum(c.constant.nbytes for c in graph.constants)
+    lines = [
+        f"file:     {path} ({os.path.getsize(path)} bytes, loaded in {took * 1e3:.1f} ms)",
+        (
+            f"format:   {program.metadata['format']} {program.schema_version}, written by "
+            f"ember {program.ember_version}"
+        ),
+        f"graph:    {len(graph.nodes)} nodes, {len(graph.constants)} constants ({weights} bytes)",
+        f"ops:      {', '.join(program.ops)}",
+        "inputs:",
+    ]
+    lines += [
+        f"  {name}: {dtype}{_shape(shape)}" for name, dtype, shape in program.signature.inputs
+    ]
+    lines.append("outputs:")
+    lines += [
+        f"  {name}: {dtype}{_shape(shape)}" for name, dtype, shape in program.signature.outputs
+    ]
+    if program.examples:
+        lines.append(f"examples: {', '.join(program.examples)}")
+    return "\n".join(lines)
+
+
+def _read_inputs(program, given: list) -> list:
+    named = {}
+    for item in given:
+        name, sep, file = item.partition("=")
+        if not sep:
+            raise EmberError(f"--input takes name=path.npy, got {item!r}")
+        named[name] = np.load(file, allow_pickle=False)
+    names = [name for name, _, _ in program.signature.inputs]
+    unknown = sorted(set(named) - set(names))
+    if unknown:
+        raise EmberError(f"no input named {unknown[0]!r}; the inputs are {names}")
+    missing = [n for n in names if n not in named and n not in program.examples]
+    if missing:
+        raise EmberError(f"missing --input for {', '.join(missing)}")
+    return [named[n] if n in named else program.examples[n] for n in names]
+
+
+def run(path: str, inputs: list, output: str | None) -> str:
+    """Run a graph file on .npy inputs; the outputs go to an .npz file."""
+    from .loaded import flatten_as, unflatten_as
+
+    program = load(path)
+    leaves = _read_inputs(program, inputs)
+    args = unflatten_as(iter(leaves), program.signature.input_structure)
+    start = time.perf_counter()
+    result = program(*args)
+    took = time.perf_counter() - start
+    flat: list = []
+    flatten_as(result, program.signature.output_structure, "outputs", flat)
+    names = [name for name, _, _ in program.signature.outputs]
+    arrays = {name: value for name, (_, value) in zip(names, flat)}
+    lines = [f"ran {path} in {took * 1e3:.1f} ms"]
+    lines += [f"  {name}: {a.dtype}{_shape(a.shape)}" for name, a in arrays.items()]
+    if output:
+        np.savez(output, **arrays)
+        lines.append(f"wrote {output}")
+    return "\n".join(lines)
+
+
+def main(argv: list | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ember-run", description="Run ember graph files.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    info_parser = commands.add_parser("info", help="print a graph file's signature and ops")
+    info_parser.add_argument("file")
+    run_parser = commands.add_parser("run", help="run a graph file on .npy inputs")
+    run_parser.add_argument("file")
+    run_parser.add_argument("--input", action="append", default=[], metavar="NAME=PATH.npy")
+    run_parser.add_argument("--output", metavar="OUT.npz")
+    options = parser.parse_args(argv)
+    try:
+        if options.command == "info":
+            print(info(options.file))
+        else:
+            print(run(options.file, options.input, options.output))
+    except (EmberError, OSError, ValueError) as exc:
+        print(f"ember-run: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
