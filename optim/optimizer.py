@@ -21,6 +21,7 @@ from ..autograd.grad_mode import enable_grad
 from ..errors import runtime_error, type_error, value_error
 from ..factories import tensor
 from ..ir.dtypes import float32, float64, get_default_dtype
+from ..utils.hooks import RemovableHandle
 
 
 class _RequiredParameter:
@@ -31,25 +32,6 @@ class _RequiredParameter:
 
 
 required = _RequiredParameter()
-
-
-class RemovableHandle:
-    """Returned by register_*_hook; remove() unregisters the hook."""
-
-    _ids = itertools.count()
-
-    def __init__(self, hooks: dict):
-        self.hooks = hooks
-        self.id = next(RemovableHandle._ids)
-
-    def remove(self) -> None:
-        self.hooks.pop(self.id, None)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
 
 
 def _with_step_hooks(step):
