@@ -124,11 +124,16 @@ _SUBMODULES = {
     "utils",
     "serialization",
 }
+# public submodules whose file has another name: ember.onnx is onnx_export.py, so that inside
+# ember an absolute `import onnx` always finds the real onnx package
+_RENAMED_SUBMODULES = {"onnx": "onnx_export"}
 
 
 def __getattr__(name: str):
     if name in _SUBMODULES:
         value = importlib.import_module(f".{name}", __name__)
+    elif name in _RENAMED_SUBMODULES:
+        value = importlib.import_module(f".{_RENAMED_SUBMODULES[name]}", __name__)
     elif name in _EXPORTS:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     elif name in _ALIASES:
@@ -144,4 +149,6 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS) | set(_ALIASES) | _SUBMODULES)
+    return sorted(
+        set(globals()) | set(_EXPORTS) | set(_ALIASES) | _SUBMODULES | set(_RENAMED_SUBMODULES)
+    )

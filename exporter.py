@@ -10,6 +10,7 @@ dimensions, on a second size) and the largest difference is reported.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -317,20 +318,42 @@ def _grown(args: tuple, symbols: dict, arg_names: list, more: int = 1) -> tuple:
     return tuple(grown)
 
 
-def export(
-    fn_or_module,
-    example_inputs,
-    path,
-    *,
-    dynamic_dims: dict | None = None,
-    check: bool = True,
-    include_examples: bool = False,
-    training: bool = False,
-) -> ExportResult:
-    """Export fn_or_module, as called on example_inputs (a tensor or a tuple of arguments), to
-    the graph file `path`. A module runs in eval mode unless training=True (its mode is
-    restored after). dynamic_dims makes sizes symbolic: {"x": {0: "batch"}} or {0: {0:
-    "batch"}}. With check, the file is run by ember.runtime and compared with eager."""
+@dataclass
+class Captured:
+    """A function's optimized graph as export captures it, with what it was captured from:
+    the example arguments, eager's result on them, the input and output structures and the
+    dynamic symbols ({input name: {dim: symbol}})."""
+
+    graph: object
+    args: tuple
+    eager_result: object
+    input_structure: dict
+    out_spec: object
+    symbols: dict
+    arg_names: list
+    module: object
+
+
+@contextlib.contextmanager
+def module_mode(module, training: bool):
+    """Run a module (None: a plain function) in training or eval mode, restoring its mode."""
+    if module is None:
+        yield
+        return
+    was_training = module.training
+    module.train(training)
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+def capture(
+    fn_or_module, example_inputs, *, dynamic_dims: dict | None = None, training: bool = False
+) -> Captured:
+    """Trace fn_or_module on example_inputs into one graph, outside tensors as constants,
+    with symbolic dynamic dims, optimized by the IR pipeline: what ember.export writes and
+    ember.onnx.export translates. A module is traced in eval mode unless training=True."""
     from .nn.module import Module
 
     args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
@@ -346,16 +369,13 @@ def export(
     if module is not None:
         for pname, tensor in [*module.named_parameters(), *module.named_buffers()]:
             weight_names.setdefault(id(tensor), pname)
-    was_training = module.training if module is not None else None
-    if module is not None and was_training and not training:
-        warnings.warn(
-            f"export: {name} was in training mode; it is exported in eval mode "
-            f"(pass training=True to keep training mode)",
-            stacklevel=2,
-        )
-    try:
-        if module is not None:
-            module.train(training)
+        if module.training and not training:
+            warnings.warn(
+                f"export: {name} was in training mode; it is exported in eval mode "
+                f"(pass training=True to keep training mode)",
+                stacklevel=3,
+            )
+    with module_mode(module, training):
         graph, eager_result, input_structure, out_spec, leaves_of_arg = _capture(
             fn_or_module, name, args, weight_names, arg_names
         )
@@ -379,43 +399,61 @@ def export(
             if twin is not None:
                 _symbolic_attrs(graph, twin, sizes)
             _retype(graph, symbols)
-        run_pipeline(graph, verify=True)
-        signature = _signature(graph, input_structure, out_spec)
-        ops = sorted({node.op for node in graph.nodes})
-        tensors = {c.name: c.constant for c in graph.constants}
-        metadata = {
-            "format": FORMAT_NAME,
-            "schema_version": f"{SCHEMA_VERSION[0]}.{SCHEMA_VERSION[1]}",
-            "ember_version": __version__,
-            "graph": json.dumps(to_data(graph, constant_data=False), separators=(",", ":")),
-            "ops": json.dumps(ops),
-            "signature": json.dumps(signature, separators=(",", ":")),
-        }
-        if include_examples:
-            names = [v.name for v in graph.inputs]
-            metadata["examples"] = json.dumps(names)
-            for value, leaf in zip(graph.inputs, flatten(args)[0]):
-                tensors[f"example:{value.name}"] = np.array(to_device(leaf._data, CPU))
-        path = str(path)
-        write_container(path, tensors, metadata)
-        difference = None
-        if check:
-            from .runtime.loaded import load
+    run_pipeline(graph, verify=True)
+    return Captured(
+        graph, args, eager_result, input_structure, out_spec, symbols, arg_names, module
+    )
 
-            program = load(path)
-            difference = _compare(program, args, eager_result)
-            if symbols:
-                grown = _grown(args, symbols, arg_names, more=2)
-                try:
-                    with grad_mode.no_grad():
-                        expected = fn_or_module(*grown)
-                except EmberError:
-                    expected = None  # the function itself does not take the other size
-                if expected is not None:
-                    difference = max(difference, _compare(program, grown, expected))
-    finally:
-        if module is not None:
-            module.train(was_training)
+
+def export(
+    fn_or_module,
+    example_inputs,
+    path,
+    *,
+    dynamic_dims: dict | None = None,
+    check: bool = True,
+    include_examples: bool = False,
+    training: bool = False,
+) -> ExportResult:
+    """Export fn_or_module, as called on example_inputs (a tensor or a tuple of arguments), to
+    the graph file `path`. A module runs in eval mode unless training=True (its mode is
+    restored after). dynamic_dims makes sizes symbolic: {"x": {0: "batch"}} or {0: {0:
+    "batch"}}. With check, the file is run by ember.runtime and compared with eager."""
+    captured = capture(fn_or_module, example_inputs, dynamic_dims=dynamic_dims, training=training)
+    graph, args, symbols = captured.graph, captured.args, captured.symbols
+    signature = _signature(graph, captured.input_structure, captured.out_spec)
+    ops = sorted({node.op for node in graph.nodes})
+    tensors = {c.name: c.constant for c in graph.constants}
+    metadata = {
+        "format": FORMAT_NAME,
+        "schema_version": f"{SCHEMA_VERSION[0]}.{SCHEMA_VERSION[1]}",
+        "ember_version": __version__,
+        "graph": json.dumps(to_data(graph, constant_data=False), separators=(",", ":")),
+        "ops": json.dumps(ops),
+        "signature": json.dumps(signature, separators=(",", ":")),
+    }
+    if include_examples:
+        names = [v.name for v in graph.inputs]
+        metadata["examples"] = json.dumps(names)
+        for value, leaf in zip(graph.inputs, flatten(args)[0]):
+            tensors[f"example:{value.name}"] = np.array(to_device(leaf._data, CPU))
+    path = str(path)
+    write_container(path, tensors, metadata)
+    difference = None
+    if check:
+        from .runtime.loaded import load
+
+        program = load(path)
+        difference = _compare(program, args, captured.eager_result)
+        if symbols:
+            grown = _grown(args, symbols, captured.arg_names, more=2)
+            try:
+                with grad_mode.no_grad(), module_mode(captured.module, training):
+                    expected = fn_or_module(*grown)
+            except EmberError:
+                expected = None  # the function itself does not take the other size
+            if expected is not None:
+                difference = max(difference, _compare(program, grown, expected))
     return ExportResult(path, signature, ops, difference, os.path.getsize(path))
 
 

@@ -1,8 +1,10 @@
-"""Quickstart: train a small CNN on scikit-learn's handwritten digits, save and reload it.
+"""Quickstart: train a small CNN on scikit-learn's handwritten digits, save, reload and export it.
 
 Everything is spelled as in PyTorch: nn.Module layers, a DataLoader over a TensorDataset,
 Adam, cross-entropy, model.train()/model.eval(), state_dict checkpoints (a safetensors file;
-never a pickle). The digits ship with scikit-learn, so nothing is downloaded.
+never a pickle). The trained model is then exported with a dynamic batch dimension and run
+by the `python -m ember.runtime` command line. The digits ship with scikit-learn, so nothing
+is downloaded.
 
     pip install -e ".[examples]" && python examples/quickstart.py
 """
@@ -10,6 +12,7 @@ never a pickle). The digits ship with scikit-learn, so nothing is downloaded.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -95,6 +98,28 @@ def main() -> None:
             f"checkpoint {os.path.getsize(path) / 1024:.0f} KiB reloaded: test accuracy {again:.4f}"
         )
         assert again == acc, "the reloaded model must predict exactly as the trained one"
+
+        # the trained model as one graph file, run by the standalone runtime's command line
+        graph_path = os.path.join(folder, "digits_cnn.ember")
+        result = ember.export(model, x_test[:8], graph_path, dynamic_dims={0: {0: "batch"}})
+        images = os.path.join(folder, "images.npy")
+        np.save(images, x_test.numpy())
+        logits_path = os.path.join(folder, "logits.npz")
+        subprocess.run(
+            [sys.executable, "-m", "ember.runtime", "run", graph_path]
+            + ["--input", f"input={images}", "--output", logits_path],
+            check=True,
+            capture_output=True,
+        )
+        cli_predictions = np.load(logits_path)["output"].argmax(axis=1)
+        with ember.no_grad():
+            eager_predictions = model(x_test).argmax(dim=1).numpy()
+        agree = float((cli_predictions == eager_predictions).mean())
+        print(
+            f"exported {result.size / 1024:.0f} KiB graph; `python -m ember.runtime run` on "
+            f"{len(cli_predictions)} test images agrees with eager on {agree:.1%} of predictions"
+        )
+        assert agree == 1.0, "the exported model must predict as the trained one"
 
 
 if __name__ == "__main__":

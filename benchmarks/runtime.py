@@ -1,0 +1,227 @@
+"""Inference with an exported model, from one run: ember.runtime against PyTorch eager and
+onnxruntime on the digits CNN (examples/models.py).
+
+    python benchmarks/runtime.py [--quick]
+
+(1) Start-up: in a fresh process, the time to import ember.runtime, load the .ember file and
+make the first call at batch 1 (target: load + first call under 0.5 s). (2) The median latency
+of one call at batch 1 and the throughput at batch 256 of the loaded Program, of PyTorch eager
+(same weights, copied through numpy; torch.no_grad, eval mode) and of onnxruntime on the same
+model exported by ember.onnx (when onnx and onnxruntime are installed). Target: ember's batch-1
+latency below PyTorch eager's.
+
+Each framework is timed in a process of its own, started by this one: loaded together, torch's
+OpenMP threads and numpy's OpenBLAS threads slow each other down (see benchmarks/train.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "examples"))
+
+STARTUP_TARGET_S = 0.5
+BATCHES = (1, 256)
+
+# the fresh process that times start-up: nothing is imported before the clock starts
+_STARTUP = """
+import sys, time
+import numpy as np
+start = time.perf_counter()
+import ember.runtime
+imported = time.perf_counter()
+program = ember.runtime.load(sys.argv[1])
+loaded = time.perf_counter()
+program(np.zeros((1, 1, 8, 8), np.float32))
+called = time.perf_counter()
+print(imported - start, loaded - imported, called - loaded)
+"""
+
+
+def _inputs(batch: int) -> np.ndarray:
+    return np.random.default_rng(batch).standard_normal((batch, 1, 8, 8)).astype(np.float32)
+
+
+def _timings(call, repeats: int) -> dict:
+    """{batch: median seconds per call} and the outputs at each batch size."""
+    result, outputs = {}, {}
+    for batch in BATCHES:
+        x = _inputs(batch)
+        outputs[batch] = np.asarray(call(x))
+        count = repeats if batch == 1 else max(repeats // 20, 5)
+        for _ in range(min(count, 20)):
+            call(x)
+        times = []
+        for _ in range(count):
+            start = time.perf_counter()
+            call(x)
+            times.append(time.perf_counter() - start)
+        result[batch] = statistics.median(times)
+    return result, outputs
+
+
+def _ember_call(folder: str):
+    import ember.runtime
+
+    program = ember.runtime.load(os.path.join(folder, "digits.ember"))
+    return program, ember.__version__
+
+
+def _torch_call(folder: str):
+    import torch
+    from models import digits_cnn
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = digits_cnn(torch).eval()
+    weights = np.load(os.path.join(folder, "weights.npz"))
+    state = model.state_dict()
+    for name in state:
+        if name in weights.files:
+            state[name] = torch.from_numpy(weights[name]).to(state[name].dtype)
+    model.load_state_dict(state)
+
+    def call(x):
+        with torch.no_grad():
+            return model(torch.from_numpy(x)).numpy()
+
+    return call, torch.__version__
+
+
+def _onnxruntime_call(folder: str):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(
+        os.path.join(folder, "digits.onnx"), providers=["CPUExecutionProvider"]
+    )
+    name = session.get_inputs()[0].name
+    return (lambda x: session.run(None, {name: x})[0]), onnxruntime.__version__
+
+
+_CHILDREN = {"ember": _ember_call, "torch": _torch_call, "onnxruntime": _onnxruntime_call}
+
+
+def _measure(framework: str, folder: str, repeats: int) -> None:
+    """In a child process: time one framework, save its outputs, print JSON."""
+    call, version = _CHILDREN[framework](folder)
+    times, outputs = _timings(call, repeats)
+    np.savez(
+        os.path.join(folder, f"out-{framework}.npz"), **{str(b): o for b, o in outputs.items()}
+    )
+    print(json.dumps({"version": version, "times": {str(b): t for b, t in times.items()}}))
+
+
+def _child(framework: str, folder: str, repeats: int):
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--child", framework, folder, str(repeats)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        if "No module named" in proc.stderr and framework != "ember":
+            return None
+        raise SystemExit(f"{framework} run failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _export(folder: str) -> bool:
+    """The trained-size digits CNN (random weights) as .ember, .onnx and weights.npz; whether
+    the .onnx was written."""
+    import ember
+    from models import digits_cnn
+
+    ember.manual_seed(0)
+    model = digits_cnn(ember).eval()
+    example = ember.tensor(_inputs(8))
+    batch = {"input": {0: "batch"}}
+    ember.export(model, example, os.path.join(folder, "digits.ember"), dynamic_dims=batch)
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    np.savez(os.path.join(folder, "weights.npz"), **state)
+    try:
+        ember.onnx.export(model, example, os.path.join(folder, "digits.onnx"), dynamic_dims=batch)
+    except ember.EmberError as exc:
+        if "needs the onnx package" not in str(exc):
+            raise
+        return False
+    return True
+
+
+def _startup(folder: str, runs: int) -> tuple:
+    """The median (import, load, first call) seconds over fresh processes."""
+    path = os.path.join(folder, "digits.ember")
+    samples = []
+    for _ in range(runs):
+        proc = subprocess.run(
+            [sys.executable, "-c", _STARTUP, path], capture_output=True, text=True, check=True
+        )
+        samples.append([float(v) for v in proc.stdout.split()])
+    return tuple(statistics.median(s[i] for s in samples) for i in range(3))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer timed calls")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        framework, folder, repeats = args.child
+        _measure(framework, folder, int(repeats))
+        return
+    repeats = 100 if args.quick else 500
+    with tempfile.TemporaryDirectory() as folder:
+        has_onnx = _export(folder)
+        imported, loaded, first = _startup(folder, 3 if args.quick else 7)
+        results = {"ember": _child("ember", folder, repeats)}
+        results["torch"] = _child("torch", folder, repeats)
+        results["onnxruntime"] = _child("onnxruntime", folder, repeats) if has_onnx else None
+        reference = np.load(os.path.join(folder, "out-ember.npz"))
+        differences = {}
+        for name, result in results.items():
+            if result is not None:
+                other = np.load(os.path.join(folder, f"out-{name}.npz"))
+                differences[name] = max(
+                    float(np.abs(other[k] - reference[k]).max()) for k in reference.files
+                )
+
+    versions = ", ".join(f"{k} {v['version']}" for k, v in results.items() if v is not None)
+    print(f"digits CNN inference; {versions}; numpy {np.__version__}; {os.cpu_count()} CPUs\n")
+    startup = loaded + first
+    verdict = "ok" if startup < STARTUP_TARGET_S else "MISSES"
+    print(
+        f"fresh process: import ember.runtime {imported * 1e3:.1f} ms, load {loaded * 1e3:.1f} ms,"
+    )
+    print(
+        f"  first call (batch 1) {first * 1e3:.1f} ms: load + first call {startup * 1e3:.1f} ms "
+        f"(target < {STARTUP_TARGET_S * 1e3:.0f} ms: {verdict}); "
+        f"with the import {(startup + imported) * 1e3:.1f} ms\n"
+    )
+    print(f"{'':14s} {'batch 1 latency':>16s} {'batch 256 throughput':>22s} {'max |diff|':>12s}")
+    for name, result in results.items():
+        if result is None:
+            print(f"{name:14s} {'not installed':>16s}")
+            continue
+        latency, big = result["times"]["1"], result["times"]["256"]
+        print(
+            f"{name:14s} {latency * 1e6:13.1f} us {256 / big:15.0f} img/s {differences[name]:12.2e}"
+        )
+    if results["torch"] is not None:
+        ours, theirs = results["ember"]["times"]["1"], results["torch"]["times"]["1"]
+        verdict = "ok" if ours < theirs else "MISSES"
+        print(
+            f"\nbatch-1 latency: ember {ours * 1e6:.1f} us vs PyTorch eager {theirs * 1e6:.1f} us "
+            f"(target: below PyTorch's: {verdict})"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""ember.onnx: the graph ember.export captures, written as an ONNX model that onnx's checker
+accepts and onnxruntime runs equal to ember eager, with dynamic axes kept dynamic."""
+
+import os
+import sys
+
+import ember
+import numpy as np
+import pytest
+from ember.errors import EmberError
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from examples.models import char_transformer, digits_cnn, mlp
+
+F = ember.nn.functional
+
+
+def _session(path):
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _run(session, *arrays):
+    feeds = {i.name: a for i, a in zip(session.get_inputs(), arrays)}
+    return session.run(None, feeds)
+
+
+def _eager(fn, *arrays):
+    with ember.no_grad():
+        out = fn(*(ember.tensor(a) for a in arrays))
+    return [o.numpy() for o in (out if isinstance(out, tuple) else (out,))]
+
+
+def _assert_matches_eager(fn, path, *arrays):
+    session = _session(path)
+    got = _run(session, *arrays)
+    expected = _eager(fn, *arrays)
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        assert g.shape == e.shape and g.dtype == e.dtype
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+
+
+MODELS = {
+    "mlp": (lambda: mlp(ember, (20, 32, 32, 10)), lambda rng, n: rng.standard_normal((n, 20))),
+    "digits_cnn": (lambda: digits_cnn(ember), lambda rng, n: rng.standard_normal((n, 1, 8, 8))),
+    "char_transformer": (
+        lambda: char_transformer(ember, 24, context=12),
+        lambda rng, n: rng.integers(0, 24, (n, 12)),
+    ),
+}
+
+
+def _example(make, rng, n):
+    array = make(rng, n)
+    return array.astype(np.float32) if array.dtype.kind == "f" else array.astype(np.int64)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_example_models_pass_the_checker_and_match_eager_at_two_batch_sizes(tmp_path, name):
+    build, make = MODELS[name]
+    ember.manual_seed(0)
+    model = build().eval()
+    rng = np.random.default_rng(0)
+    path = tmp_path / f"{name}.onnx"
+    model_proto = ember.onnx.export(
+        model, ember.tensor(_example(make, rng, 4)), path, dynamic_dims={0: {0: "batch"}}
+    )
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    assert model_proto.opset_import[0].version == 17
+    batch_dim = model_proto.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param == "batch"
+    for n in (1, 7):
+        _assert_matches_eager(model, path, _example(make, rng, n))
+
+
+def test_a_module_in_training_mode_is_exported_in_eval_mode_and_restored(tmp_path):
+    ember.manual_seed(0)
+    model = digits_cnn(ember)
+    x = np.random.default_rng(1).standard_normal((3, 1, 8, 8)).astype(np.float32)
+    with pytest.warns(UserWarning, match="training mode"):
+        ember.onnx.export(model, ember.tensor(x), tmp_path / "cnn.onnx")
+    assert model.training
+    _assert_matches_eager(model.eval(), tmp_path / "cnn.onnx", x)
+
+
+def _elementwise(x, y):
+    a = (x * y + 2.0 - y / (ember.abs(x) + 1.0)).clamp(-3.0, 3.0)
+    b = ember.where(x > y, ember.exp(a), ember.sigmoid(a)) + ember.tanh(y) * ember.erf(x)
+    c = ember.maximum(a, b) - ember.minimum(x, y) + ember.sqrt(x * x + 1).rsqrt()
+    d = ember.pow(ember.abs(b) + 1.0, 1.5) + ember.log(ember.abs(c) + 1.0) + F.relu(-a)
+    mask = (x >= 0) & ~(y < 0.5) | (x == y) ^ (x != 1.0)
+    return d + mask.float() + ember.remainder(x, 0.7) + (x < y).to(ember.int64).float()
+
+
+def _reductions(x, y):
+    values, indices = x.max(dim=1)
+    return (
+        x.sum(dim=(1, 2)),
+        x.mean(dim=2, keepdim=True),
+        x.var(dim=1),
+        ember.logsumexp(x, dim=2),
+        x.amax(dim=0) - y.amin(dim=(0, 2)).unsqueeze(-1),
+        values,
+        indices,
+        x.argmin(dim=2),
+        (x > 0).all(dim=2),
+        (y > 0).any(dim=1),
+        ember.cumsum(x, dim=1),
+    )
+
+
+def _shapes(x, y):
+    a = ember.cat([x, y.flip(1)], dim=2).permute(2, 0, 1)
+    b = F.pad(x, (1, 2, 0, 1), value=0.5).reshape(x.shape[0], -1)
+    c = x[:, 1:3, ::2].unsqueeze(1).squeeze(1).expand(2, -1, -1, -1)
+    d = ember.tril(x[:, :3, :3], diagonal=-1) + ember.triu(y[:, :3, :3])
+    return a, b, c, d
+
+
+def _indexing(x, y):
+    index = (ember.abs(y) * 3).to(ember.int64).clamp(0, 2)
+    picked = ember.gather(x, 2, index)
+    rows = ember.index_select(x, 1, ember.tensor([0, 2, 2]))
+    hot = F.one_hot(index[:, 0, 0], num_classes=4)
+    return picked, rows, hot
+
+
+def _pooling(x, y):
+    images = x.unsqueeze(1)
+    weight = y[:2, :2, :3].unsqueeze(1)
+    conv = F.conv2d(images, weight, stride=1, padding=1)
+    return (
+        F.avg_pool2d(conv, 2, stride=2, ceil_mode=True, count_include_pad=False),
+        F.avg_pool2d(conv, 3, stride=1, padding=1),
+        F.max_pool2d(conv, 2, stride=1),
+    )
+
+
+@pytest.mark.parametrize("fn", [_elementwise, _reductions, _shapes, _indexing, _pooling])
+def test_translated_ops_match_eager_on_random_inputs(tmp_path, fn):
+    rng = np.random.default_rng(abs(hash(fn.__name__)) % 2**32)
+    x = rng.standard_normal((5, 4, 6)).astype(np.float32)
+    y = rng.standard_normal((5, 4, 6)).astype(np.float32)
+    path = tmp_path / "fn.onnx"
+    ember.onnx.export(fn, (ember.tensor(x), ember.tensor(y)), path)
+    _assert_matches_eager(fn, path, x, y)
+
+
+def test_symbolic_sizes_in_attrs_are_computed_from_the_input_shape(tmp_path):
+    def fn(x):
+        return x.reshape(x.shape[0] * 2, -1)[: x.shape[0]] * 2.0
+
+    path = tmp_path / "fn.onnx"
+    ember.onnx.export(fn, ember.randn(4, 6), path, dynamic_dims={"x": {0: "n"}})
+    for n in (3, 8):
+        x = np.random.default_rng(n).standard_normal((n, 6)).astype(np.float32)
+        _assert_matches_eager(fn, path, x)
+
+
+def test_every_op_without_a_translation_is_named_in_one_error(tmp_path):
+    def fn(x):
+        return ember.trunc(x.repeat(1, 2)) + ember.floor_divide(x, 2.0).repeat(1, 2)
+
+    with pytest.raises(EmberError) as info:
+        ember.onnx.export(fn, ember.randn(3, 4), tmp_path / "fn.onnx")
+    message = str(info.value)
+    assert "floor_divide" in message and "repeat" in message and "trunc" in message
+    assert not (tmp_path / "fn.onnx").exists()
+
+
+def test_opset_outside_the_supported_range_is_refused(tmp_path):
+    with pytest.raises(EmberError, match="opset must be in 13"):
+        ember.onnx.export(lambda x: x + 1, ember.randn(2), tmp_path / "f.onnx", opset=9)
+
+
+def test_reductions_take_axes_as_inputs_from_opset_18(tmp_path):
+    path = tmp_path / "fn.onnx"
+    model = ember.onnx.export(
+        _reductions, (ember.randn(5, 4, 6), ember.randn(5, 4, 6)), path, opset=18
+    )
+    reduce_max = [n for n in model.graph.node if n.op_type == "ReduceMax"]
+    assert reduce_max and all(len(n.input) == 2 and not n.attribute[1:] for n in reduce_max)
+    rng = np.random.default_rng(3)
+    x, y = (rng.standard_normal((5, 4, 6)).astype(np.float32) for _ in range(2))
+    _assert_matches_eager(_reductions, path, x, y)
