@@ -37,7 +37,10 @@ class Program:
         self.constants = []
         for c in graph.constants:
             slot[c] = len(slot)
-            self.constants.append(c.constant)
+            # a memory-mapped constant (a loaded file's weight) as a plain array: every
+            # view of a memmap is a memmap, with a Python hook per view
+            array = c.constant
+            self.constants.append(array.view(np.ndarray) if isinstance(array, np.memmap) else array)
         steps = []
         for node in graph.nodes:
             compute = _compute_dtype(node)

@@ -30,8 +30,10 @@ def _pad(xp, x, padding, extra, value):
     (ph, pw), (eh, ew) = padding, extra
     if not (ph or pw or eh or ew):
         return x
-    width = ((0, 0),) * (x.ndim - 2) + ((ph, ph + eh), (pw, pw + ew))
-    return xp.pad(x, width, constant_values=value)
+    h, w = x.shape[-2:]
+    padded = xp.full((*x.shape[:-2], h + 2 * ph + eh, w + 2 * pw + ew), value, dtype=x.dtype)
+    padded[..., ph : ph + h, pw : pw + w] = x
+    return padded
 
 
 def _tap_slices(kernel_size, stride, dilation, out_hw):
