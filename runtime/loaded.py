@@ -291,6 +291,7 @@ class LoadedProgram:
         self._program = Program(graph)
         # steps whose attrs hold symbolic sizes (a reshape to batch*4): each call resolves them
         self._symbolic = {i for i, step in enumerate(self._program.steps) if _has_symbol(step[2])}
+        self._by_sizes: dict = {}  # sizes -> the program with them in its attrs
         self._xp = np if device == "cpu" else _cupy(device)
 
     @property
@@ -310,15 +311,26 @@ class LoadedProgram:
             arrays = [xp.asarray(a) for a in arrays]
         program = self._program
         if self._symbolic:
-            # a copy of the steps with this call's sizes in the attrs: nothing on self changes
-            program = copy.copy(program)
+            program = self._sized(sizes)
+        outputs = program(xp, arrays)
+        outputs = [np.asarray(o) if xp is np else xp.asnumpy(o) for o in outputs]
+        return unflatten_as(iter(outputs), self.signature.output_structure)
+
+    def _sized(self, sizes: dict):
+        """The program with these symbol sizes in its attrs: a copy of the steps, built once per
+        set of sizes and kept (a few), so nothing shared is ever changed under a caller."""
+        key = tuple(sorted(sizes.items()))
+        program = self._by_sizes.get(key)
+        if program is None:
+            program = copy.copy(self._program)
             program.steps = [
                 (*step[:2], _resolve(step[2], sizes), *step[3:]) if i in self._symbolic else step
                 for i, step in enumerate(self._program.steps)
             ]
-        outputs = program(xp, arrays)
-        outputs = [np.asarray(o) if xp is np else xp.asnumpy(o) for o in outputs]
-        return unflatten_as(iter(outputs), self.signature.output_structure)
+            if len(self._by_sizes) >= 16:
+                self._by_sizes.clear()
+            self._by_sizes[key] = program
+        return program
 
     def __repr__(self) -> str:
         return f"LoadedProgram({self.path!r}, {len(self.graph.nodes)} nodes)"
