@@ -31,6 +31,7 @@ from .ir.symbolic import SymInt
 from .ir.types import TensorType
 from .runtime.device import CPU, to_device
 from .runtime.graph_file import FORMAT_NAME, SCHEMA_VERSION, write_container
+from .runtime.program import evaluate_with_kernels
 from .tracer.pytree import flatten, unflatten
 from .tracer.tracer import Trace, tracing
 
@@ -399,7 +400,7 @@ def capture(
             if twin is not None:
                 _symbolic_attrs(graph, twin, sizes)
             _retype(graph, symbols)
-    run_pipeline(graph, verify=True)
+    run_pipeline(graph, verify=True, evaluate=evaluate_with_kernels)
     return Captured(
         graph, args, eager_result, input_structure, out_spec, symbols, arg_names, module
     )

@@ -88,3 +88,28 @@ class Program:
                     r = xp.asarray(r)
                 values[index] = r if r.dtype == dtype else r.astype(dtype)
         return [values[i] for i in self.outputs]
+
+
+def evaluate_with_kernels(op: str, inputs: tuple, attrs: dict):
+    """Constant folding's evaluator (ir.passes.fold): the op's eager kernel on numpy constants,
+    with dispatch's casts, so a folded constant equals what running the node would give."""
+    from ..ir.dtypes import from_numpy
+    from ..ir.schema import SCHEMAS
+    from ..ir.types import TensorType
+
+    schema = SCHEMAS[op]
+    types = tuple(
+        TensorType(x.shape, from_numpy(x.dtype)) if isinstance(x, np.ndarray) else x
+        for x in inputs
+    )
+    out = schema.infer(types, attrs)
+    args = list(inputs)
+    if schema.compute_dtype is not None:
+        if schema.compute_dtype == "output":
+            compute = out.dtype.np
+        else:
+            compute = schema.compute_dtype(types).np
+        for i in range(schema.cast_start, len(args)):
+            a = args[i]
+            args[i] = a.astype(compute) if isinstance(a, np.ndarray) else compute.type(a)
+    return KERNELS[op](np, *args, **attrs)

@@ -22,7 +22,7 @@ from ..autograd import grad_mode
 from ..errors import EmberRuntimeError, user_frame
 from ..runtime.device import CPU, array_module
 from ..ir.passes import run_pipeline
-from ..runtime.program import Program
+from ..runtime.program import Program, evaluate_with_kernels
 from .log import log
 from .pytree import flatten, unflatten
 from .tracer import Trace, read_value, tracing
@@ -422,7 +422,7 @@ class ScriptFunction:
         # no_grad marks; calls that record no gradient run an optimized copy of it
         sp.recorded = recording.graph
         sp.graph = recording.graph.copy()
-        run_pipeline(sp.graph)
+        run_pipeline(sp.graph, evaluate=evaluate_with_kernels)
         sp.program = Program(sp.graph)
         sp.captured = [t for t, _ in recording.captured]
         sp.captured_keys = tuple(_leaf_key(t) for t in sp.captured)
