@@ -221,12 +221,16 @@ def _masked_fill(b, node, out):
 
 
 def _linear(b, node, out):
-    x, w = node.inputs
+    x, w, *bias = node.inputs
     if w.is_constant:  # transposed once, here, rather than at every call
         weight = b.constant(np.ascontiguousarray(w.constant.T), f"{w.name}.T")
     else:
         weight = b.node("Transpose", [w.name], perm=[1, 0])
-    b.node("MatMul", [x.name, weight], [out])
+    if not bias:
+        b.node("MatMul", [x.name, weight], [out])
+        return
+    product = b.node("MatMul", [x.name, weight])
+    b.node("Add", [product, bias[0].name], [out])
 
 
 def _conv2d(b, node, out):

@@ -61,10 +61,9 @@ _OutputSize = int | None | Sequence[int | None]
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """input @ weight.T + bias."""
-    if weight.ndim == 2:
-        out = dispatch("linear", (input, weight))
-    else:
-        out = E.matmul(input, weight)
+    if weight.ndim == 2 and (bias is None or bias.shape == weight.shape[:1]):
+        return dispatch("linear", (input, weight) if bias is None else (input, weight, bias))
+    out = E.matmul(input, weight)
     return out if bias is None else E.add(out, bias)
 
 

@@ -102,10 +102,11 @@ def _avg_pool2d_backward(node, h):
     return (dispatch("avg_pool2d", (h,), attrs),)
 
 
-@derivative("linear", save_inputs=save_other)
+@derivative("linear", save_inputs=lambda needs: (needs[1], needs[0], False)[: len(needs)])
 def _linear(node, g):
-    x, w = node.inputs  # x is kept only when w needs a gradient, and w only for x
-    need_x, need_w = node.needs_input_grad
+    x, w = node.inputs[:2]  # x is kept only when w needs a gradient, and w only for x
+    need_x, need_w = node.needs_input_grad[:2]
+    need_b = len(node.needs_input_grad) > 2 and node.needs_input_grad[2]
     gx = E.matmul(g, w) if need_x else None
     gw = None
     if need_w:
@@ -114,4 +115,7 @@ def _linear(node, g):
         x2 = x if x.ndim == 2 else E.reshape(x, -1, in_features)
         # the weight's gradient comes out in the weight's own (out, in) layout, contiguous
         gw = E.matmul(E.mT(g2), x2)
-    return gx, gw
+    if len(node.input_meta) == 2:
+        return gx, gw
+    # the bias's gradient: summed over every leading dim (the engine's sum_to does it)
+    return gx, gw, (g if need_b else None)

@@ -169,12 +169,21 @@ def _bernoulli(inputs, attrs):
 
 @register("linear", kind="extern")
 def _linear(inputs, attrs):
-    """x @ w.T for a weight w of shape (out_features, in_features), as nn.Linear stores it."""
-    x, w = inputs
+    """x @ w.T (+ b) for a weight w of shape (out_features, in_features) and an optional bias
+    of shape (out_features,), as nn.Linear stores them."""
+    x, w, *bias = inputs
     _same_dtype("linear", x, w)
     if len(w.shape) != 2 or not len(x.shape) or x.shape[-1] != w.shape[1]:
         raise runtime_error(
             f"linear: input {fmt_shape(x.shape)} and weight {fmt_shape(w.shape)} do not fit "
             f"(the input's last dim must equal the weight's second)"
         )
+    if bias:
+        (b,) = bias
+        _same_dtype("linear", x, b)
+        if tuple(b.shape) != (w.shape[0],):
+            raise runtime_error(
+                f"linear: bias {fmt_shape(b.shape)} does not fit weight {fmt_shape(w.shape)} "
+                f"(expected [{w.shape[0]}])"
+            )
     return TensorType(tuple(x.shape[:-1]) + (w.shape[0],), x.dtype)

@@ -12,6 +12,12 @@ def _matmul(xp, a, b):
 
 
 @kernel("linear")
-def _linear(xp, x, w):
+def _linear(xp, x, w, b=None):
     # BLAS takes the transposed weight as a flag: no copy of w.T is made
-    return xp.matmul(x, w.T)
+    out = xp.matmul(x, w.T)
+    if b is not None:
+        if out.ndim:
+            out += b  # in place: the product is a fresh array
+        else:
+            out = out + b
+    return out
