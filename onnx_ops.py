@@ -1,0 +1,464 @@
+"""The ONNX translation of each ember op, in TRANSLATIONS keyed by op name.
+
+translate(builder, node, out) emits the ONNX nodes for one graph node, the last one
+writing `out`; Unsupported says an op's attrs have no ONNX form (the exporter lists it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import EmberError
+from .ir.dtypes import as_dtype
+from .ir.schema import promoted
+from .ir.symbolic import SymInt
+
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise EmberError("ember.onnx needs the onnx package: pip install 'ember[onnx]'") from None
+    return onnx
+
+
+class Unsupported(Exception):
+    """A node that has a translation, but not for these attrs or dtypes."""
+
+
+def _onnx_type(dtype) -> int:
+    return _onnx().helper.np_dtype_to_tensor_dtype(as_dtype(dtype).np)
+
+
+def _value_info(name: str, value_type):
+    dims = [
+        d if isinstance(d, int) else (str(d) if d.is_symbol else None) for d in value_type.shape
+    ]
+    return _onnx().helper.make_tensor_value_info(name, _onnx_type(value_type.dtype), dims)
+
+
+def _operand(b, x, dtype) -> str:
+    """A node input as an ONNX name in `dtype`: Python numbers become scalar constants."""
+    if not hasattr(x, "type"):
+        return b.scalar(x, dtype)
+    if x.type.dtype is as_dtype(dtype):
+        return x.name
+    return b.node("Cast", [x.name], to=_onnx_type(dtype))
+
+
+def _operands(b, node, dtype) -> list:
+    return [_operand(b, x, dtype) for x in node.inputs]
+
+
+# -- translations: translate(builder, node, out) emits nodes whose last output is `out` ----
+
+
+def _elementwise(onnx_op: str):
+    def translate(b, node, out):
+        b.node(onnx_op, _operands(b, node, node.output.type.dtype), [out])
+
+    return translate
+
+
+def _compare(onnx_op: str, negate: bool = False):
+    def translate(b, node, out):
+        args = _operands(b, node, promoted(node.input_types()))
+        if negate:
+            b.node("Not", [b.node(onnx_op, args)], [out])
+        else:
+            b.node(onnx_op, args, [out])
+
+    return translate
+
+
+def _logical(onnx_op: str):
+    def translate(b, node, out):
+        b.node(onnx_op, _operands(b, node, "bool"), [out])
+
+    return translate
+
+
+def _composite(build):
+    """A translation from a function of (builder, input names in the output dtype) that
+    returns the name of its result."""
+
+    def translate(b, node, out):
+        result = build(b, _operands(b, node, node.output.type.dtype), node)
+        b.node("Identity", [result], [out])
+
+    return translate
+
+
+def _remainder(b, node, out):
+    dtype = node.output.type.dtype
+    a, d = _operands(b, node, dtype)
+    if dtype.np.kind in "iu":
+        b.node("Mod", [a, d], [out], fmod=0)
+    else:  # Python's sign convention: a - floor(a / d) * d
+        b.node("Sub", [a, b.node("Mul", [b.node("Floor", [b.node("Div", [a, d])]), d])], [out])
+
+
+def _where(b, node, out):
+    cond, *rest = node.inputs
+    dtype = node.output.type.dtype
+    b.node("Where", [_operand(b, cond, "bool"), *(_operand(b, x, dtype) for x in rest)], [out])
+
+
+def _clamp(b, node, out):
+    dtype = node.output.type.dtype
+    result = _operand(b, node.inputs[0], dtype)
+    for onnx_op, key in (("Max", "min"), ("Min", "max")):
+        if node.attrs.get(key) is not None:
+            result = b.node(onnx_op, [result, b.scalar(node.attrs[key], dtype)])
+    b.node("Identity", [result], [out])
+
+
+def _masked_fill(b, node, out):
+    x, mask = node.inputs
+    fill = b.scalar(node.attrs["value"], x.type.dtype)
+    b.node("Where", [mask.name, fill, x.name], [out])
+
+
+def _linear(b, node, out):
+    x, w, *bias = node.inputs
+    if w.is_constant:  # transposed once, here, rather than at every call
+        weight = b.constant(np.ascontiguousarray(w.constant.T), f"{w.name}.T")
+    else:
+        weight = b.node("Transpose", [w.name], perm=[1, 0])
+    if not bias:
+        b.node("MatMul", [x.name, weight], [out])
+        return
+    product = b.node("MatMul", [x.name, weight])
+    b.node("Add", [product, bias[0].name], [out])
+
+
+def _conv2d(b, node, out):
+    x, w = node.inputs
+    padding = list(node.attrs["padding"])
+    b.node(
+        "Conv",
+        [x.name, w.name],
+        [out],
+        strides=list(node.attrs["stride"]),
+        pads=padding + padding,
+        dilations=list(node.attrs["dilation"]),
+        group=node.attrs["groups"],
+    )
+
+
+def _pool(onnx_op: str):
+    def translate(b, node, out):
+        (x,) = node.inputs
+        attrs = node.attrs
+        padding = list(attrs["padding"])
+        extra = {}
+        if onnx_op == "MaxPool":
+            extra["dilations"] = list(attrs.get("dilation", (1, 1)))
+        else:
+            if attrs.get("divisor_override"):
+                raise Unsupported("divisor_override")
+            extra["count_include_pad"] = int(attrs.get("count_include_pad", True))
+        batched = len(x.type.shape) == 4
+        source = x.name if batched else b.node("Unsqueeze", [x.name, b.ints([0])])
+        pooled = b.node(
+            onnx_op,
+            [source],
+            [out] if batched else None,
+            kernel_shape=list(attrs["kernel_size"]),
+            strides=list(attrs["stride"]),
+            pads=padding + padding,
+            ceil_mode=int(attrs["ceil_mode"]),
+            **extra,
+        )
+        if not batched:
+            b.node("Squeeze", [pooled, b.ints([0])], [out])
+
+    return translate
+
+
+def _axes(node) -> list:
+    dims = node.attrs["dims"]
+    return list(range(len(node.inputs[0].type.shape))) if dims is None else list(dims)
+
+
+def _reduce_node(b, onnx_op: str, x: str, axes: list, keepdim: bool, out=None) -> str:
+    outputs = [out] if out else None
+    if onnx_op == "ReduceSum" or b.opset >= 18:
+        return b.node(onnx_op, [x, b.ints(axes)], outputs, keepdims=int(keepdim))
+    return b.node(onnx_op, [x], outputs, axes=axes, keepdims=int(keepdim))
+
+
+def _reduction(onnx_op: str):
+    def translate(b, node, out):
+        x = _operand(b, node.inputs[0], node.output.type.dtype)
+        if not _axes(node):
+            b.node("Identity", [x], [out])
+            return
+        _reduce_node(b, onnx_op, x, _axes(node), node.attrs["keepdim"], out)
+
+    return translate
+
+
+def _logical_reduction(onnx_op: str):
+    def translate(b, node, out):
+        x = b.node("Cast", [_operand(b, node.inputs[0], "bool")], to=_onnx_type("int32"))
+        reduced = _reduce_node(b, onnx_op, x, _axes(node), node.attrs["keepdim"])
+        b.node("Cast", [reduced], [out], to=_onnx_type(node.output.type.dtype))
+
+    return translate
+
+
+def _var(b, node, out):
+    (x,) = node.inputs
+    axes, keepdim = _axes(node), node.attrs["keepdim"]
+    dtype = x.type.dtype
+    mean = _reduce_node(b, "ReduceMean", x.name, axes, True)
+    deviation = b.node("Sub", [x.name, mean])
+    total = _reduce_node(b, "ReduceSum", b.node("Mul", [deviation, deviation]), axes, keepdim)
+    count = 1
+    for axis in axes:
+        count = count * x.type.shape[axis]
+    if isinstance(count, SymInt):
+        dof = b.node("Sub", [b.ints([count]), b.ints([node.attrs["correction"]])])
+        dof = b.node("Cast", [b.node("Max", [dof, b.ints([0])])], to=_onnx_type(dtype))
+        b.node("Div", [total, b.node("Reshape", [dof, b.ints([])])], [out])
+    else:
+        b.node("Div", [total, b.scalar(max(count - node.attrs["correction"], 0), dtype)], [out])
+
+
+def _with_indices(reduce_op: str, arg_op: str):
+    def translate(b, node, out):
+        (x,) = node.inputs
+        dim, keepdim = node.attrs["dim"] % max(len(x.type.shape), 1), node.attrs["keepdim"]
+        values, indices = (v.name for v in node.outputs)
+        _reduce_node(b, reduce_op, x.name, [dim], keepdim, values)
+        b.node(arg_op, [x.name], [indices], axis=dim, keepdims=int(keepdim))
+
+    return translate
+
+
+def _arg(onnx_op: str):
+    def translate(b, node, out):
+        (x,) = node.inputs
+        dim, keepdim = node.attrs["dim"], node.attrs["keepdim"]
+        if dim is not None:
+            b.node(onnx_op, [x.name], [out], axis=dim, keepdims=int(keepdim))
+            return
+        flat = b.node("Reshape", [x.name, b.ints([-1])])
+        index = b.node(onnx_op, [flat], axis=0, keepdims=0)
+        b.node("Reshape", [index, b.ints([1] * len(x.type.shape) if keepdim else [])], [out])
+
+    return translate
+
+
+def _cumsum(b, node, out):
+    x = _operand(b, node.inputs[0], node.output.type.dtype)
+    b.node("CumSum", [x, b.constant(np.array(node.attrs["dim"], np.int64), "axis")], [out])
+
+
+def _to_output_shape(onnx_op: str):
+    """reshape, view and expand: the output type's shape (symbolic sizes computed)."""
+
+    def translate(b, node, out):
+        b.node(onnx_op, [node.inputs[0].name, b.ints(node.output.type.shape)], [out])
+
+    return translate
+
+
+def _permute(b, node, out):
+    b.node("Transpose", [node.inputs[0].name], [out], perm=list(node.attrs["dims"]))
+
+
+def _squeeze(b, node, out):
+    (x,) = node.inputs
+    axes = [d for d in node.attrs["dims"] if x.type.shape[d] == 1]
+    if axes:
+        b.node("Squeeze", [x.name, b.ints(axes)], [out])
+    else:
+        b.node("Identity", [x.name], [out])
+
+
+def _unsqueeze(b, node, out):
+    b.node("Unsqueeze", [node.inputs[0].name, b.ints([node.attrs["dim"]])], [out])
+
+
+def _slice(b, node, out):
+    (x,) = node.inputs
+    starts, stops, steps = (list(node.attrs[k]) for k in ("starts", "stops", "steps"))
+    # a stop at the input's own size (often symbolic) is "to the end"
+    stops = [_INT64_MAX if stop == size else stop for stop, size in zip(stops, x.type.shape)]
+    axes = [
+        i
+        for i, (a, z, s) in enumerate(zip(starts, stops, steps))
+        if (a, z, s) != (0, _INT64_MAX, 1)
+    ]
+    if not axes:
+        b.node("Identity", [x.name], [out])
+        return
+    pick = [b.ints([values[i] for i in axes]) for values in (starts, stops)]
+    b.node("Slice", [x.name, *pick, b.ints(axes), b.ints([steps[i] for i in axes])], [out])
+
+
+def _cat(b, node, out):
+    dim = node.attrs["dim"] % len(node.output.type.shape)
+    b.node("Concat", _operands(b, node, node.output.type.dtype), [out], axis=dim)
+
+
+def _flip(b, node, out):
+    (x,) = node.inputs
+    dims = list(node.attrs["dims"])
+    if not dims:
+        b.node("Identity", [x.name], [out])
+        return
+    starts = b.ints([-1] * len(dims))
+    stops = b.ints([np.iinfo(np.int64).min] * len(dims))
+    b.node("Slice", [x.name, starts, stops, b.ints(dims), b.ints([-1] * len(dims))], [out])
+
+
+_PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _pad(b, node, out):
+    (x,) = node.inputs
+    pads, mode = list(node.attrs["pads"]), node.attrs.get("mode", "constant")
+    if mode == "circular" and b.opset < 19:
+        raise Unsupported("circular padding before opset 19")
+    ndim = len(x.type.shape)
+    begins, ends = [0] * ndim, [0] * ndim
+    for i in range(len(pads) // 2):  # PyTorch's order: the last dim first
+        begins[ndim - 1 - i], ends[ndim - 1 - i] = pads[2 * i], pads[2 * i + 1]
+    inputs = [x.name, b.ints(begins + ends)]
+    if mode == "constant":
+        inputs.append(b.scalar(node.attrs.get("value", 0.0), x.type.dtype))
+    b.node("Pad", inputs, [out], mode=_PAD_MODES[mode])
+
+
+def _triangle(upper: int):
+    def translate(b, node, out):
+        (x,) = node.inputs
+        k = b.constant(np.array(node.attrs.get("diagonal", 0), np.int64), "diagonal")
+        b.node("Trilu", [x.name, k], [out], upper=upper)
+
+    return translate
+
+
+def _index_select(b, node, out):
+    x, index = node.inputs
+    if not x.type.shape:
+        raise Unsupported("a 0-d input")
+    index_name = index.name if index.type.shape else b.node("Reshape", [index.name, b.ints([1])])
+    b.node("Gather", [x.name, index_name], [out], axis=node.attrs["dim"] % len(x.type.shape))
+
+
+def _gather(b, node, out):
+    x, index = node.inputs
+    dim = node.attrs["dim"] % max(len(x.type.shape), 1)
+    b.node("GatherElements", [x.name, index.name], [out], axis=dim)
+
+
+def _one_hot(b, node, out):
+    depth = b.constant(np.array(node.attrs["num_classes"], np.int64), "depth")
+    values = b.constant(np.array([0, 1], np.int64), "one_hot_values")
+    b.node("OneHot", [node.inputs[0].name, depth, values], [out], axis=-1)
+
+
+def _identity(b, node, out):
+    b.node("Identity", [node.inputs[0].name], [out])
+
+
+TRANSLATIONS = {
+    **{
+        op: _elementwise(onnx_op)
+        for op, onnx_op in {
+            "add": "Add",
+            "sub": "Sub",
+            "mul": "Mul",
+            "div": "Div",
+            "pow": "Pow",
+            "maximum": "Max",
+            "minimum": "Min",
+            "neg": "Neg",
+            "abs": "Abs",
+            "exp": "Exp",
+            "log": "Log",
+            "sqrt": "Sqrt",
+            "reciprocal": "Reciprocal",
+            "sin": "Sin",
+            "cos": "Cos",
+            "tanh": "Tanh",
+            "sigmoid": "Sigmoid",
+            "erf": "Erf",
+            "relu": "Relu",
+            "floor": "Floor",
+            "ceil": "Ceil",
+            "round": "Round",
+            "sign": "Sign",
+        }.items()
+    },
+    "rsqrt": _composite(lambda b, xs, node: b.node("Reciprocal", [b.node("Sqrt", xs)])),
+    "log1p": _composite(
+        lambda b, xs, node: b.node("Log", [b.node("Add", [xs[0], b.scalar(1, node.output.dtype)])])
+    ),
+    "expm1": _composite(
+        lambda b, xs, node: b.node("Sub", [b.node("Exp", xs), b.scalar(1, node.output.dtype)])
+    ),
+    "remainder": _remainder,
+    **{
+        op: _compare(onnx_op)
+        for op, onnx_op in {
+            "eq": "Equal",
+            "lt": "Less",
+            "le": "LessOrEqual",
+            "gt": "Greater",
+            "ge": "GreaterOrEqual",
+        }.items()
+    },
+    "ne": _compare("Equal", negate=True),
+    "logical_and": _logical("And"),
+    "logical_or": _logical("Or"),
+    "logical_xor": _logical("Xor"),
+    "logical_not": _logical("Not"),
+    "where": _where,
+    "clamp": _clamp,
+    "cast": lambda b, node, out: b.node(
+        "Cast", [node.inputs[0].name], [out], to=_onnx_type(node.attrs["dtype"])
+    ),
+    "clone": _identity,
+    "masked_fill": _masked_fill,
+    "matmul": _elementwise("MatMul"),
+    "linear": _linear,
+    "conv2d": _conv2d,
+    "max_pool2d": _pool("MaxPool"),
+    "avg_pool2d": _pool("AveragePool"),
+    "sum": _reduction("ReduceSum"),
+    "mean": _reduction("ReduceMean"),
+    "prod": _reduction("ReduceProd"),
+    "amax": _reduction("ReduceMax"),
+    "amin": _reduction("ReduceMin"),
+    "logsumexp": _reduction("ReduceLogSumExp"),
+    "all": _logical_reduction("ReduceMin"),
+    "any": _logical_reduction("ReduceMax"),
+    "var": _var,
+    "max_dim": _with_indices("ReduceMax", "ArgMax"),
+    "min_dim": _with_indices("ReduceMin", "ArgMin"),
+    "argmax": _arg("ArgMax"),
+    "argmin": _arg("ArgMin"),
+    "cumsum": _cumsum,
+    "reshape": _to_output_shape("Reshape"),
+    "view": _to_output_shape("Reshape"),
+    "expand": _to_output_shape("Expand"),
+    "permute": _permute,
+    "squeeze": _squeeze,
+    "unsqueeze": _unsqueeze,
+    "slice": _slice,
+    "cat": _cat,
+    "flip": _flip,
+    "pad": _pad,
+    "tril": _triangle(0),
+    "triu": _triangle(1),
+    "index_select": _index_select,
+    "gather": _gather,
+    "one_hot": _one_hot,
+}
