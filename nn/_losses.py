@@ -52,8 +52,12 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
     return loss
 
 
-def _weighted_reduce(loss: Tensor, weight: Tensor, reduction: str) -> Tensor:
-    """sum(loss * weight) / sum(weight) for 'mean', as mse_loss and l1_loss weight."""
+def _weighted_reduce(loss: Tensor, weight: Tensor | None, input: Tensor, reduction: str) -> Tensor:
+    """The plain reduction without a weight; with one (input's shape), sum(loss * weight) /
+    sum(weight) for 'mean', as mse_loss and l1_loss weight."""
+    if weight is None:
+        return _reduce(loss, reduction)
+    _check_weight_shape(weight, input)
     _check_reduction(reduction)
     loss = E.mul(loss, weight)
     if reduction == "mean":
@@ -345,10 +349,7 @@ def mse_loss(
     expanded_input, expanded_target = _broadcast_pair(input, target)
     diff = E.sub(expanded_input, expanded_target)
     loss = E.mul(diff, diff)
-    if weight is None:
-        return _reduce(loss, reduction)
-    _check_weight_shape(weight, input)
-    return _weighted_reduce(loss, weight, reduction)
+    return _weighted_reduce(loss, weight, input, reduction)
 
 
 def l1_loss(
@@ -363,10 +364,7 @@ def l1_loss(
     reduction = _legacy_reduction(size_average, reduce, reduction)
     expanded_input, expanded_target = _broadcast_pair(input, target)
     loss = E.abs(E.sub(expanded_input, expanded_target))
-    if weight is None:
-        return _reduce(loss, reduction)
-    _check_weight_shape(weight, input)
-    return _weighted_reduce(loss, weight, reduction)
+    return _weighted_reduce(loss, weight, input, reduction)
 
 
 def smooth_l1_loss(
