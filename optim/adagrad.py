@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..autograd.grad_mode import no_grad
 from ..errors import value_error
 from ..factories import full_like
 from .optimizer import Optimizer, addcdiv_, addcmul_, new_step_counter
@@ -56,13 +55,6 @@ class Adagrad(Optimizer):
         state["step"] = new_step_counter()
         state["sum"] = full_like(p, group["initial_accumulator_value"])
         return state
-
-    def step(self, closure=None):
-        loss = self._run_closure(closure)
-        with no_grad():
-            for group in self.param_groups:
-                self._update_group(group)
-        return loss
 
     def _update_group(self, group: dict) -> None:
         lr, lr_decay, eps = group["lr"], group["lr_decay"], group["eps"]

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._tensor import Tensor
-from ..autograd.grad_mode import enable_grad
+from ..autograd.grad_mode import enable_grad, no_grad
 from ..errors import runtime_error, type_error, value_error
 from ..factories import tensor
 from ..ir.dtypes import float32, float64, get_default_dtype
@@ -220,8 +220,19 @@ class Optimizer:
                     grad.requires_grad_(False)
                 grad.zero_()
 
+    @_with_step_hooks
     def step(self, closure: Callable[[], Any] | None = None):
-        """Update the parameters once; closure, if given, recomputes and returns the loss."""
+        """Update the parameters once; closure, if given, recomputes and returns the loss.
+
+        Each optimizer supplies _update_group(group), run for every param group under no_grad.
+        """
+        loss = self._run_closure(closure)
+        with no_grad():
+            for group in self.param_groups:
+                self._update_group(group)
+        return loss
+
+    def _update_group(self, group: dict) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not implement step()")
 
     @staticmethod

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..autograd.grad_mode import no_grad
 from ..errors import value_error
 from ..factories import zeros_like
 from .optimizer import Optimizer, addcdiv_, addcmul_, new_step_counter
@@ -48,13 +47,6 @@ class RMSprop(Optimizer):
             "maximize": maximize,
         }
         super().__init__(params, defaults)
-
-    def step(self, closure=None):
-        loss = self._run_closure(closure)
-        with no_grad():
-            for group in self.param_groups:
-                self._update_group(group)
-        return loss
 
     def _update_group(self, group: dict) -> None:
         lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
