@@ -59,16 +59,11 @@ class Adagrad(Optimizer):
     def _update_group(self, group: dict) -> None:
         lr, lr_decay, eps = group["lr"], group["lr_decay"], group["eps"]
         weight_decay = group["weight_decay"]
-        for p in group["params"]:
-            grad = p.grad
-            if grad is None:
-                continue
+        for p, grad in self._gradients(group):
             state = self.state[p]
             if not state:  # a group added after construction
                 state = self._init_state(p, group)
             step = state["step"].add_(1).item()
-            if group["maximize"]:
-                grad = -grad
             if weight_decay != 0:
                 grad = grad.add(p, alpha=weight_decay)
             clr = lr / (1 + (step - 1) * lr_decay)

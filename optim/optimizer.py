@@ -236,6 +236,14 @@ class Optimizer:
         raise NotImplementedError(f"{type(self).__name__} does not implement step()")
 
     @staticmethod
+    def _gradients(group: dict):
+        """(param, gradient) for each param of the group that has one; negated to maximize."""
+        for p in group["params"]:
+            grad = p.grad
+            if grad is not None:
+                yield p, (-grad if group["maximize"] else grad)
+
+    @staticmethod
     def _run_closure(closure: Callable[[], Any] | None):
         if closure is None:
             return None

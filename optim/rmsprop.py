@@ -55,12 +55,7 @@ class RMSprop(Optimizer):
             group["momentum"],
             group["centered"],
         )
-        for p in group["params"]:
-            grad = p.grad
-            if grad is None:
-                continue
-            if group["maximize"]:
-                grad = -grad
+        for p, grad in self._gradients(group):
             state = self.state[p]
             if not state:
                 state["step"] = new_step_counter()
