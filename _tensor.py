@@ -17,7 +17,7 @@ import numpy as np
 from .autograd import grad_mode
 from .errors import runtime_error, type_error
 from .ir import ops as _ir_ops  # noqa: F401  (registers the schemas)
-from .ir.dtypes import as_dtype, from_numpy
+from .ir.dtypes import as_dtype, from_numpy, is_dtype_name
 from .ir.dtypes import dtype as DType
 from .ir.schema import NUMBER, SCHEMAS, fmt_shape
 from .runtime.device import CPU, array_module, as_device, device, device_of_array, to_device
@@ -335,7 +335,7 @@ class Tensor:
         for arg in args:
             if isinstance(arg, Tensor):
                 dev, dt = arg._device, arg._dtype
-            elif isinstance(arg, (DType, type)) or (isinstance(arg, str) and arg in _DTYPE_NAMES):
+            elif isinstance(arg, (DType, type)) or (isinstance(arg, str) and is_dtype_name(arg)):
                 dt = arg
             elif arg is not None:
                 dev = arg
@@ -456,25 +456,6 @@ class Tensor:
         backward(
             [self], [gradient], retain_graph=retain_graph, create_graph=create_graph, inputs=inputs
         )
-
-
-_DTYPE_NAMES = {
-    "float16",
-    "float32",
-    "float64",
-    "int8",
-    "int16",
-    "int32",
-    "int64",
-    "uint8",
-    "bool",
-    "half",
-    "float",
-    "double",
-    "long",
-    "int",
-    "short",
-}
 
 
 def _device_error(op: str, a: device, b: device):

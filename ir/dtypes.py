@@ -12,7 +12,7 @@ BOOL, INT, FLOAT = 0, 1, 2
 class dtype:
     """A tensor element type, named and printed as PyTorch does (ember.float32)."""
 
-    __slots__ = ("name", "np", "category", "itemsize", "is_floating_point", "is_signed")
+    __slots__ = ("category", "is_floating_point", "is_signed", "itemsize", "name", "np")
 
     def __init__(self, name: str, np_name: str, category: int):
         self.name = name
@@ -51,6 +51,11 @@ _BY_NAME.update({"half": float16, "float": float32, "double": float64, "short": 
                  "int": int32, "long": int64})
 
 _default_float = float32
+
+
+def is_dtype_name(name: str) -> bool:
+    """Whether name spells a dtype ("float32", or an alias such as "half" or "long")."""
+    return name in _BY_NAME
 
 
 def from_name(name: str) -> dtype:
