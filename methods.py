@@ -7,6 +7,7 @@ from ._tensor import Tensor, dispatch
 from .autograd import grad_mode
 from .indexing import getitem, setitem
 from .inplace import apply_inplace
+from .runtime.kernels import KERNELS
 
 # methods that are the op function with self first
 _SAME_NAME = [
@@ -256,36 +257,6 @@ _INPLACE = [
 ]
 
 
-# In-place forms of these primitives write straight into the tensor's array when no gradient
-# is recorded (optimizer steps, no_grad updates): no temporary, no copy.
-_WRITES_INTO = {
-    "add",
-    "sub",
-    "mul",
-    "div",
-    "pow",
-    "neg",
-    "abs",
-    "exp",
-    "log",
-    "sqrt",
-    "tanh",
-    "floor",
-    "ceil",
-    "round",
-    "trunc",
-    "sin",
-    "cos",
-    "remainder",
-    "floor_divide",
-    "maximum",
-    "minimum",
-    "log1p",
-    "expm1",
-    "logical_not",
-}
-
-
 def _records_grad(self, args) -> bool:
     if not grad_mode.state.enabled:
         return False
@@ -294,7 +265,10 @@ def _records_grad(self, args) -> bool:
 
 def _inplace_method(name):
     fn = getattr(E, name)
-    direct = name in _WRITES_INTO
+    # a primitive of the same name whose kernel can write into its output (the ufuncs) lets
+    # the in-place form write straight into the tensor's array when no gradient is recorded:
+    # no temporary, no copy (optimizer steps, no_grad updates)
+    direct = getattr(KERNELS.get(name), "writes_out", False)
 
     def method(self, *args, **kwargs):
         if direct and len(args) <= 1 and not _records_grad(self, args):
