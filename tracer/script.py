@@ -23,7 +23,7 @@ from ..errors import EmberRuntimeError, user_frame
 from ..runtime.device import CPU, array_module
 from ..ir.passes import run_pipeline
 from ..runtime.program import Program, evaluate_with_kernels
-from .log import log
+from ..log import log
 from .pytree import flatten, unflatten
 from .tracer import Trace, read_value, tracing
 

@@ -1,11 +1,12 @@
-"""EMBER_LOG channels: EMBER_LOG=graph,guards,recompiles,breaks prints what capture did."""
+"""EMBER_LOG channels: EMBER_LOG=graph,guards,recompiles,breaks,fusion,kernels prints what
+capture and compilation did. A root module, like errors.py, so that every layer may log."""
 
 from __future__ import annotations
 
 import os
 import sys
 
-CHANNELS = ("graph", "guards", "recompiles", "breaks")
+CHANNELS = ("graph", "guards", "recompiles", "breaks", "fusion", "kernels")
 
 
 def enabled() -> set:

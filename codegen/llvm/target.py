@@ -1,0 +1,115 @@
+"""The host CPU as LLVM sees it: one target machine, the optimization pipeline, and the JIT
+that loads object code.
+
+Everything here is built once per process, lazily, so `import ember` does not start LLVM.
+The target machine names the host CPU and its features, or the vectorizers stay on SSE2
+(../shared/NOTES-backends.md); a cache entry built for another CPU is never loaded
+(cache.py keys by `target_key()`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import threading
+
+_lock = threading.Lock()
+
+
+@functools.cache
+def llvm():
+    """llvmlite.binding, with the native target initialized."""
+    import llvmlite.binding as binding
+
+    binding.initialize_native_target()
+    binding.initialize_native_asmprinter()
+    binding.initialize_native_asmparser()
+    return binding
+
+
+@functools.cache
+def target_machine():
+    binding = llvm()
+    target = binding.Target.from_triple(binding.get_process_triple())
+    return target.create_target_machine(
+        cpu=binding.get_host_cpu_name(),
+        features=binding.get_host_cpu_features().flatten(),
+        opt=3,
+        reloc="static",
+        codemodel="jitdefault",
+        jit=True,
+    )
+
+
+@functools.cache
+def target_key() -> tuple:
+    """What object code depends on besides its IR: triple, CPU, features, llvmlite version."""
+    import llvmlite
+
+    binding = llvm()
+    return (
+        binding.get_process_triple(),
+        binding.get_host_cpu_name(),
+        binding.get_host_cpu_features().flatten(),
+        llvmlite.__version__,
+    )
+
+
+def data_layout() -> str:
+    return str(target_machine().target_data)
+
+
+def optimize(module_ir: str):
+    """Parse LLVM IR text and run the O3 pipeline with loop and SLP vectorization; returns the
+    optimized llvmlite ModuleRef."""
+    binding = llvm()
+    module = binding.parse_assembly(module_ir)
+    module.triple = binding.get_process_triple()
+    module.data_layout = data_layout()
+    module.verify()
+    options = binding.create_pipeline_tuning_options(speed_level=3)
+    options.loop_vectorization = True
+    options.slp_vectorization = True
+    options.loop_unrolling = True
+    builder = binding.create_pass_builder(target_machine(), options)
+    builder.getModulePassManager().run(module, builder)
+    return module
+
+
+def emit_object(module_ir: str) -> bytes:
+    """Optimized object code for the host CPU."""
+    with _lock:  # LLVM's pass pipeline and emitter share per-context state
+        return target_machine().emit_object(optimize(module_ir))
+
+
+def assembly(module_ir: str) -> str:
+    """The host assembly of the optimized module (for reading, and for tests that check
+    vectorization)."""
+    with _lock:
+        return target_machine().emit_assembly(optimize(module_ir))
+
+
+class ObjectLibrary:
+    """Object code loaded into a JIT engine: function addresses by name. The engine lives as
+    long as the library (MCJIT cannot unload code; numba keeps engines alive the same way)."""
+
+    def __init__(self, objects: bytes):
+        binding = llvm()
+        with _lock:
+            self._engine = binding.create_mcjit_compiler(
+                binding.parse_assembly(""), target_machine()
+            )
+            self._engine.add_object_file(binding.ObjectFileRef.from_data(objects))
+            self._engine.finalize_object()
+        self._functions = {}
+
+    def function(self, name: str, signature: ctypes._CFuncPtr):
+        """The function `name` as a ctypes callable of type `signature` (a CFUNCTYPE)."""
+        key = (name, signature)
+        fn = self._functions.get(key)
+        if fn is None:
+            address = self._engine.get_function_address(name)
+            if not address:
+                raise KeyError(f"no function {name!r} in this object code")
+            fn = self._functions[key] = signature(address)
+        return fn
