@@ -29,6 +29,11 @@ def llvm():
 
 @functools.cache
 def target_machine():
+    """The process-wide target machine that optimizes and emits code."""
+    return _create_target_machine()
+
+
+def _create_target_machine():
     binding = llvm()
     target = binding.Target.from_triple(binding.get_process_triple())
     return target.create_target_machine(
@@ -96,8 +101,10 @@ class ObjectLibrary:
     def __init__(self, objects: bytes):
         binding = llvm()
         with _lock:
+            # the engine takes ownership of its target machine and frees it with itself, so
+            # each engine gets its own (the shared one must outlive every library)
             self._engine = binding.create_mcjit_compiler(
-                binding.parse_assembly(""), target_machine()
+                binding.parse_assembly(""), _create_target_machine()
             )
             self._engine.add_object_file(binding.ObjectFileRef.from_data(objects))
             self._engine.finalize_object()
