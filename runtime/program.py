@@ -26,6 +26,47 @@ def _compute_dtype(node):
     return schema.compute_dtype(types).np
 
 
+def eager_step(node, slot: dict) -> tuple:
+    """One node as (kernel, args, attrs, outs) over slots; gives its outputs new slots. An
+    arg is (slot, cast dtype or None), or (None, scalar already in the compute dtype)."""
+    compute = _compute_dtype(node)
+    start = node.schema.cast_start
+    args = []
+    for i, x in enumerate(node.inputs):
+        cast = compute if compute is not None and i >= start else None
+        if isinstance(x, Value):
+            needs = cast is not None and x.type.dtype.np != cast
+            args.append((slot[x], cast if needs else None))
+        else:
+            args.append((None, cast.type(x) if cast is not None else x))
+    outs = []
+    for v in node.outputs:
+        slot[v] = len(slot)
+        outs.append((slot[v], v.type.dtype.np))
+    return (KERNELS[node.op], tuple(args), dict(node.attrs), tuple(outs))
+
+
+def run_eager_step(xp, values, step) -> None:
+    """Run one eager step, storing its outputs into values."""
+    kernel, args, attrs, outs = step
+    call = []
+    for index, extra in args:
+        if index is None:
+            call.append(extra)  # a scalar, already in the compute dtype
+        elif extra is None:
+            call.append(values[index])
+        else:
+            call.append(values[index].astype(extra))
+    result = kernel(xp, *call, **attrs)
+    if len(outs) == 1:
+        result = (result,)
+    ndarray = np.ndarray if xp is np else xp.ndarray
+    for (index, dtype), r in zip(outs, result):
+        if type(r) is not ndarray:
+            r = xp.asarray(r)
+        values[index] = r if r.dtype == dtype else r.astype(dtype)
+
+
 class Program:
     """A graph turned into a list of steps over numbered slots."""
 
@@ -43,21 +84,7 @@ class Program:
             self.constants.append(array.view(np.ndarray) if isinstance(array, np.memmap) else array)
         steps = []
         for node in graph.nodes:
-            compute = _compute_dtype(node)
-            start = node.schema.cast_start
-            args = []
-            for i, x in enumerate(node.inputs):
-                cast = compute if compute is not None and i >= start else None
-                if isinstance(x, Value):
-                    needs = cast is not None and x.type.dtype.np != cast
-                    args.append((slot[x], cast if needs else None))
-                else:
-                    args.append((None, cast.type(x) if cast is not None else x))
-            outs = []
-            for v in node.outputs:
-                slot[v] = len(slot)
-                outs.append((slot[v], v.type.dtype.np))
-            steps.append((KERNELS[node.op], tuple(args), dict(node.attrs), tuple(outs)))
+            steps.append(eager_step(node, slot))
         self.steps = steps
         self.outputs = tuple(slot[v] for v in graph.outputs)
         self.size = len(slot)
@@ -70,23 +97,8 @@ class Program:
         values[self.n_inputs : self.n_inputs + len(self.constants)] = [
             c if xp is np else xp.asarray(c) for c in self.constants
         ]
-        ndarray = np.ndarray if xp is np else xp.ndarray
-        for kernel, args, attrs, outs in self.steps:
-            call = []
-            for index, extra in args:
-                if index is None:
-                    call.append(extra)  # a scalar, already in the compute dtype
-                elif extra is None:
-                    call.append(values[index])
-                else:
-                    call.append(values[index].astype(extra))
-            result = kernel(xp, *call, **attrs)
-            if len(outs) == 1:
-                result = (result,)
-            for (index, dtype), r in zip(outs, result):
-                if type(r) is not ndarray:
-                    r = xp.asarray(r)
-                values[index] = r if r.dtype == dtype else r.astype(dtype)
+        for step in self.steps:
+            run_eager_step(xp, values, step)
         return [values[i] for i in self.outputs]
 
 

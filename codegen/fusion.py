@@ -1,0 +1,276 @@
+"""The fusion pass: which nodes of a graph run together in one kernel.
+
+Greedy, in topological order: each fusable node joins the group of one of its producers when
+their loop spaces agree, or starts a group of its own. A group is pointwise (every member has
+the group's shape) or a reduction group: a loop space whose trailing dims are reduced, with
+pointwise prologues and epilogues at full or row level (softmax: max, then sum of exp, then a
+divide, in one kernel). Views are never members: a member reading a view reads through it
+(codegen/indexing.py), and a view that something outside needs runs as itself.
+
+Legality is reachability on the node graph (networkx): a node may not join a group if one of
+its other inputs depends on the group through a node outside it, which would make a cycle.
+Matmul, conv and the other extern ops, indexing, and reductions over leading dims stay single
+nodes that run their eager kernels (BLAS through numpy); the pointwise epilogues after them
+fuse among themselves.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from ..ir.graph import Graph, Node, Value
+from ..ir.symbolic import SymInt
+from .indexing import view_map
+from .scalar import POW_EXPONENTS, supports
+
+# reductions a kernel can fuse, over trailing dims
+REDUCTIONS = frozenset({"sum", "mean", "amax", "amin", "prod", "logsumexp", "var"})
+
+
+@dataclass
+class Group:
+    """A set of nodes that become one kernel."""
+
+    nodes: list[Node] = field(default_factory=list)
+    shape: tuple = ()
+    outer: int = 0  # leading dims of shape that are rows; the rest are reduced (if reducing)
+    reduces: bool = False
+
+    def __repr__(self) -> str:
+        ops = ", ".join(n.op for n in self.nodes)
+        return f"<Group {'reduce' if self.reduces else 'pointwise'} {list(self.shape)}: {ops}>"
+
+
+def _static(shape) -> bool:
+    return not any(isinstance(d, SymInt) for d in shape)
+
+
+def _kind(dtype) -> str:
+    return {"f": "f", "i": "i", "u": "u", "b": "b"}[dtype.np.kind]
+
+
+def compute_dtype(node: Node):
+    """The dtype an elementwise node computes in: dispatch's rule, or its output dtype."""
+    schema = node.schema
+    if schema.compute_dtype is None or schema.compute_dtype == "output":
+        return node.outputs[0].type.dtype
+    return schema.compute_dtype(node.input_types())
+
+
+def pointwise(node: Node) -> bool:
+    """Whether every backend can emit `node` inside a fused kernel."""
+    if node.schema.kind != "elementwise" or len(node.outputs) != 1:
+        return False
+    if not _static(node.outputs[0].shape):
+        return False
+    if node.op == "pow":
+        e = node.inputs[1]
+        if not isinstance(e, (int, float)) or isinstance(e, bool) or float(e) not in POW_EXPONENTS:
+            return False
+    if node.op == "cast":
+        return True
+    return supports(node.op, _kind(compute_dtype(node)))
+
+
+def reduction(node: Node) -> int | None:
+    """For a fusable reduction, the number of leading (kept) dims of its input; else None."""
+    if node.op not in REDUCTIONS or len(node.outputs) != 1:
+        return None
+    x = node.inputs[0]
+    if not isinstance(x, Value) or not _static(x.shape) or math.prod(x.shape) == 0:
+        return None
+    ndim = len(x.shape)
+    dims = node.attrs.get("dims")
+    dims = tuple(range(ndim)) if dims is None else tuple(dims)
+    if dims != tuple(range(ndim - len(dims), ndim)):
+        return None
+    kind = x.type.dtype.np.kind
+    if node.op in ("sum", "prod"):
+        return ndim - len(dims) if kind in "fiu" else None
+    if node.op in ("amax", "amin"):
+        return ndim - len(dims) if kind in "fiu" else None
+    return ndim - len(dims) if kind == "f" else None
+
+
+def through_views(value) -> tuple:
+    """(base, affine): the value a chain of views starts from, and whether every view in the
+    chain has an index map (so a computed base can be read through it)."""
+    affine = True
+    while isinstance(value, Value) and value.node is not None and value.node.schema.view:
+        node = value.node
+        source = node.inputs[0]
+        if view_map(node.op, source.shape, value.shape, node.attrs) is None:
+            affine = False
+        value = source
+    return value, affine
+
+
+class _Fusion:
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.dag = nx.DiGraph()
+        for node in graph.nodes:
+            self.dag.add_node(node)
+            for x in node.inputs:
+                if isinstance(x, Value) and x.node is not None:
+                    self.dag.add_edge(x.node, node)
+        self.group_of: dict[Node, Group] = {}
+        self._ancestors: dict[Node, set] = {}
+
+    def ancestors(self, node: Node) -> set:
+        found = self._ancestors.get(node)
+        if found is None:
+            found = self._ancestors[node] = nx.ancestors(self.dag, node)
+        return found
+
+    def producers(self, node: Node) -> list[tuple[Node, bool]]:
+        """(producing node, readable through affine views) of each tensor input."""
+        out = []
+        for x in node.inputs:
+            if isinstance(x, Value):
+                base, affine = through_views(x)
+                if base.node is not None:
+                    out.append((base.node, affine))
+        return out
+
+    def legal(self, node: Node, group: Group) -> bool:
+        members = set(group.nodes)
+        for x in node.inputs:
+            if not isinstance(x, Value) or x.node is None:
+                continue
+            base, affine = through_views(x)
+            if not affine and base.node in members:
+                return False  # a member read through a reshape that has no index map
+            producer = x.node
+            while producer.schema.view and producer not in members:
+                # a view of a member is read through, not run: follow it to its source
+                source = producer.inputs[0]
+                if source.node is None:
+                    break
+                producer = source.node
+            if producer in members:
+                continue
+            if members & self.ancestors(producer):
+                return False
+        return True
+
+    def fits(self, node: Node, group: Group) -> tuple | None:
+        """The group's (shape, outer, reduces) once `node` joins it, or None."""
+        keep = reduction(node)
+        if keep is not None:
+            x_shape = tuple(node.inputs[0].shape)
+            if group.reduces:
+                if x_shape == group.shape and keep == group.outer:
+                    return group.shape, group.outer, True
+                return None
+            if x_shape == group.shape:
+                return x_shape, keep, True
+            return None
+        shape = tuple(node.outputs[0].shape)
+        if shape == group.shape:
+            return group.shape, group.outer, group.reduces
+        if group.reduces:
+            rows = group.shape[: group.outer]
+            pad = (1,) * (len(group.shape) - group.outer)
+            if shape in (rows, rows + pad):
+                return group.shape, group.outer, True
+        return None
+
+    def merged_space(self, a: Group, b: Group) -> tuple | None:
+        """The loop space of a and b as one group, or None when they do not share one."""
+        if a.shape != b.shape:
+            return None
+        if a.reduces and b.reduces:
+            return (a.shape, a.outer, True) if a.outer == b.outer else None
+        if a.reduces or b.reduces:
+            return (a.shape, a.outer if a.reduces else b.outer, True)
+        return a.shape, a.outer, False
+
+    def legal_union(self, members: set) -> bool:
+        """Whether `members` can run as one kernel: no member reads, through a node outside
+        the set, a value that depends on the set."""
+        for m in members:
+            for x in m.inputs:
+                if not isinstance(x, Value) or x.node is None:
+                    continue
+                base, affine = through_views(x)
+                if base.node in members:
+                    if not affine:
+                        return False
+                    continue
+                producer = x.node
+                if members & ({producer} | self.ancestors(producer)):
+                    return False
+        return True
+
+    def run(self) -> list:
+        """Groups and single nodes, in an order that respects every dependency."""
+        groups: list[Group] = []
+        for node in self.graph.nodes:
+            keep = reduction(node)
+            if keep is None and not pointwise(node):
+                continue
+            candidates = []
+            for producer, affine in self.producers(node):
+                group = self.group_of.get(producer)
+                if group is not None and affine and all(group is not c for c in candidates):
+                    candidates.append(group)
+            joined = None
+            for group in candidates:
+                fit = self.fits(node, group)
+                if fit is not None and self.legal(node, group):
+                    group.shape, group.outer, group.reduces = fit
+                    joined = group
+                    break
+            if joined is None:
+                if keep is not None:
+                    joined = Group(shape=tuple(node.inputs[0].shape), outer=keep, reduces=True)
+                else:
+                    shape = tuple(node.outputs[0].shape)
+                    joined = Group(shape=shape, outer=len(shape))
+                groups.append(joined)
+            joined.nodes.append(node)
+            self.group_of[node] = joined
+            # the node's other producer groups join too, when they share the loop space:
+            # where(c, a * 1.5, a * 0.1) is one kernel, not three
+            for other in candidates:
+                if other is joined:
+                    continue
+                space = self.merged_space(joined, other)
+                if space is None or not self.legal_union(set(joined.nodes) | set(other.nodes)):
+                    continue
+                joined.shape, joined.outer, joined.reduces = space
+                joined.nodes += other.nodes
+                for n in other.nodes:
+                    self.group_of[n] = joined
+                groups.remove(other)
+        position = {node: i for i, node in enumerate(self.graph.nodes)}
+        for group in groups:
+            group.nodes.sort(key=position.__getitem__)
+        return self.schedule(groups)
+
+    def schedule(self, groups: list[Group]) -> list:
+        """Every group and ungrouped node, topologically ordered as units."""
+        unit_of = {}
+        for node in self.graph.nodes:
+            unit_of[node] = self.group_of.get(node, node)
+        order = nx.DiGraph()
+        position = {}
+        for i, node in enumerate(self.graph.nodes):
+            unit = unit_of[node]
+            order.add_node(id(unit))
+            position.setdefault(id(unit), (i, unit))
+        for a, b in self.dag.edges:
+            ua, ub = unit_of[a], unit_of[b]
+            if ua is not ub:
+                order.add_edge(id(ua), id(ub))
+        ids = nx.lexicographical_topological_sort(order, key=lambda u: position[u][0])
+        return [position[u][1] for u in ids]
+
+
+def fusion_groups(graph: Graph) -> list:
+    """The graph's nodes as a schedule of Groups (fused kernels) and single Nodes."""
+    return _Fusion(graph).run()

@@ -1,0 +1,373 @@
+"""Emit a kernel spec (codegen/spec.py) as an LLVM module for the host CPU.
+
+The function is `void name(ptr a0, ..., ptr aN, i64 start, i64 end)`: rows [start, end) of the
+spec's flattened outer dims. Pointers are `noalias` unless the spec says they may share memory,
+so the loop vectorizer needs no runtime alias checks. Addresses are computed with GEPs only
+(NOTES-backends.md: integer address arithmetic can be miscompiled after unrolling).
+
+Per row: the row-level expressions are computed once, each reduction is a loop nest over the
+inner dims accumulating into a phi (sums carry `reassoc` so the vectorizer may keep several
+accumulators), then one loop nest stores the inner-level outputs. Fast-math flags are
+`contract` only (fused multiply-add), which keeps NaN, Inf and signed zeros as eager has them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from llvmlite import ir
+
+from ..spec import KernelSpec
+from .scalar import TEMPLATES
+
+I1, I8, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(64)
+POINTER = ir.PointerType()
+
+# storage type of each dtype in memory, and its register type
+STORAGE = {
+    "float16": ir.HalfType(), "float32": ir.FloatType(), "float64": ir.DoubleType(),
+    "int8": ir.IntType(8), "int16": ir.IntType(16), "int32": ir.IntType(32),
+    "int64": ir.IntType(64), "uint8": ir.IntType(8), "bool": I8,
+}
+KIND = {"float16": "f", "float32": "f", "float64": "f", "int8": "i", "int16": "i",
+        "int32": "i", "int64": "i", "uint8": "u", "bool": "b"}
+
+
+def register_type(dtype: str) -> ir.Type:
+    """The type a value of `dtype` has in registers (float16 computes as float32)."""
+    if dtype == "bool":
+        return I1
+    if dtype == "float16":
+        return ir.FloatType()
+    return STORAGE[dtype]
+
+
+def symbol(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+class _Context:
+    """What templates see: the builder, flags, intrinsics, and dtype facts."""
+
+    fmf = ("contract",)
+
+    def __init__(self, module: ir.Module, spec: KernelSpec):
+        self.module = module
+        self.spec = spec
+        self.b: ir.IRBuilder | None = None
+
+    def call(self, name: str, *args: ir.Value) -> ir.Value:
+        return self.b.call(intrinsic(self.module, name, args[0].type, len(args)), args)
+
+    def signed(self, expr) -> bool:
+        return KIND[expr.dtype] == "i"
+
+    def signed_args(self, expr) -> bool:
+        return KIND[self.spec.exprs[expr.args[0]].dtype] == "i"
+
+
+def intrinsic(module: ir.Module, name: str, t: ir.Type, arity: int) -> ir.Function:
+    """The overloaded LLVM intrinsic `name` on type t with `arity` operands of that type."""
+    fnty = ir.FunctionType(t, [t] * arity)
+    return module.declare_intrinsic(name, [t], fnty)
+
+
+def cast(b: ir.IRBuilder, v: ir.Value, source: str, target: str) -> ir.Value:
+    """numpy's astype between register values (float to int truncates toward zero)."""
+    src_t, dst_t = register_type(source), register_type(target)
+    if source == target or src_t == dst_t and KIND[source] == KIND[target]:
+        return v
+    sk, dk = KIND[source], KIND[target]
+    if dk == "b":
+        if sk == "f":
+            return b.fcmp_unordered("!=", v, ir.Constant(src_t, 0.0))
+        return b.icmp_unsigned("!=", v, ir.Constant(src_t, 0))
+    if sk == "b":
+        return b.uitofp(v, dst_t) if dk == "f" else b.zext(v, dst_t)
+    if sk == "f" and dk == "f":
+        if src_t == dst_t:
+            return v
+        wider = isinstance(dst_t, ir.DoubleType)
+        return b.fpext(v, dst_t) if wider else b.fptrunc(v, dst_t)
+    if sk == "f":
+        return b.fptosi(v, dst_t) if dk == "i" else b.fptoui(v, dst_t)
+    if dk == "f":
+        return b.sitofp(v, dst_t) if sk == "i" else b.uitofp(v, dst_t)
+    if src_t.width == dst_t.width:
+        return v
+    if src_t.width > dst_t.width:
+        return b.trunc(v, dst_t)
+    return b.sext(v, dst_t) if sk == "i" else b.zext(v, dst_t)
+
+
+_REDUCE_INIT = {"sum": 0, "prod": 1, "max": -math.inf, "min": math.inf}
+
+
+def _reduce_init(kind: str, dtype: str) -> ir.Constant:
+    t = register_type(dtype)
+    init = _REDUCE_INIT[kind]
+    if KIND[dtype] == "f":
+        return ir.Constant(t, float(init))
+    if math.isinf(init):
+        bits = t.width
+        signed = KIND[dtype] == "i"
+        if init < 0:
+            return ir.Constant(t, -(1 << (bits - 1)) if signed else 0)
+        return ir.Constant(t, (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1)
+    return ir.Constant(t, init)
+
+
+class _Emitter:
+    def __init__(self, spec: KernelSpec, module: ir.Module):
+        self.spec = spec
+        self.module = module
+        self.ctx = _Context(self.module, spec)
+        self.level = spec.inner_level()
+
+    def emit(self) -> str:
+        spec = self.spec
+        fnty = ir.FunctionType(ir.VoidType(), [POINTER] * len(spec.args) + [I64, I64])
+        fn = ir.Function(self.module, fnty, name=symbol(spec.name))
+        for i, arg in enumerate(fn.args[: len(spec.args)]):
+            if i not in spec.aliased:
+                arg.add_attribute("noalias")
+        fn.attributes.add("nounwind")
+        self.pointers = fn.args[: len(spec.args)]
+        start, end = fn.args[len(spec.args) :]
+        entry = fn.append_basic_block("entry")
+        b = ir.IRBuilder(entry)
+        self.ctx.b = b
+        self._loop(b, start, end, self._row)
+        b.ret_void()
+
+    # -- loops -------------------------------------------------------------------------------
+
+    def _loop(self, b: ir.IRBuilder, lo, hi, body, carried=()):
+        """for i in [lo, hi): carried = body(i, carried); returns the final carried values."""
+        pre = b.block
+        header = b.append_basic_block("loop")
+        inner = b.append_basic_block("body")
+        done = b.append_basic_block("done")
+        b.branch(header)
+        b.position_at_end(header)
+        i = b.phi(I64, "i")
+        i.add_incoming(lo, pre)
+        phis = []
+        for value in carried:
+            phi = b.phi(value.type)
+            phi.add_incoming(value, pre)
+            phis.append(phi)
+        b.cbranch(b.icmp_signed("<", i, hi), inner, done)
+        b.position_at_end(inner)
+        new = body(i, phis)
+        latch = b.block
+        nxt = b.add(i, ir.Constant(I64, 1), flags=("nsw",))
+        b.branch(header)
+        i.add_incoming(nxt, latch)
+        for phi, value in zip(phis, new or ()):
+            phi.add_incoming(value, latch)
+        b.position_at_end(done)
+        return phis
+
+    def _nest(self, b, dims, bases, body, carried=()):
+        """Loops over the inner dims `dims`, each access's offset advanced by its stride;
+        body(offsets, carried) at the innermost level."""
+        if not dims:
+            return body(bases, carried)
+        dim, rest = dims[0], dims[1:]
+        size = self.spec.shape[dim]
+
+        def step(i, values):
+            offsets = {key: self._advance(b, base, i, key[0][dim]) for key, base in bases.items()}
+            return self._nest(b, rest, offsets, body, values)
+
+        return self._loop(b, ir.Constant(I64, 0), ir.Constant(I64, size), step, carried)
+
+    @staticmethod
+    def _advance(b, base, i, stride):
+        if stride == 0:
+            return base
+        term = i if stride == 1 else b.mul(i, ir.Constant(I64, stride), flags=("nsw",))
+        return b.add(base, term, flags=("nsw",))
+
+    # -- one row -----------------------------------------------------------------------------
+
+    def _row(self, r, _carried):
+        spec, b = self.spec, self.ctx.b
+        # the index of each outer dim, from the flattened row number
+        index, rest = [None] * spec.outer, r
+        for dim in range(spec.outer - 1, -1, -1):
+            size = ir.Constant(I64, spec.shape[dim])
+            if dim == 0:
+                index[dim] = rest
+            else:
+                index[dim] = b.urem(rest, size)
+                rest = b.udiv(rest, size)
+        bases = {}
+        for access in self._accesses():
+            key = (access.strides, access.offset)
+            if key in bases:
+                continue
+            offset = ir.Constant(I64, access.offset)
+            for dim in range(spec.outer):
+                offset = self._advance(b, offset, index[dim], access.strides[dim])
+            bases[key] = offset
+        self.row_values: dict[int, ir.Value] = {}
+        inner_dims = list(range(spec.outer, len(spec.shape)))
+        for k, e in enumerate(spec.exprs):
+            if e.op == "reduce":
+                self._prepare(e.args[0], bases)
+                self.row_values[k] = self._reduce(k, inner_dims, bases)
+        inner_stores = [s for s in spec.stores if self.level[s.expr]]
+        for s in spec.stores:
+            if not self.level[s.expr]:
+                self._prepare(s.expr, bases)
+                self._store(s, self._value(s.expr, {}, bases), bases)
+        if inner_stores:
+            for s in inner_stores:
+                self._prepare(s.expr, bases)
+
+            def body(offsets, carried):
+                scope = {}
+                for s in inner_stores:
+                    self._store(s, self._value(s.expr, scope, offsets), offsets)
+                return carried
+
+            self._nest(b, inner_dims, bases, body)
+        return ()
+
+    def _accesses(self):
+        for e in self.spec.exprs:
+            if e.op == "load":
+                yield e.attr
+        for s in self.spec.stores:
+            yield s.access
+
+    def _prepare(self, root: int, bases) -> None:
+        """Compute, at row scope, every row-level value that `root` needs (so loops reuse
+        them instead of recomputing them per element)."""
+        seen = set()
+
+        def walk(k):
+            if k in seen or k in self.row_values:
+                return
+            seen.add(k)
+            if not self.level[k]:
+                self.row_values[k] = self._value(k, {}, bases)
+                return
+            for a in self.spec.exprs[k].args:
+                walk(a)
+
+        walk(root)
+
+    def _reduce(self, k, inner_dims, bases):
+        spec, b = self.spec, self.ctx.b
+        e = spec.exprs[k]
+        body_expr = spec.exprs[e.args[0]]
+        init = _reduce_init(e.attr, e.dtype)
+
+        def body(offsets, carried):
+            value = self._value(e.args[0], {}, offsets)
+            value = cast(b, value, body_expr.dtype, e.dtype)
+            return [self._accumulate(e, carried[0], value)]
+
+        (acc,) = self._nest(b, inner_dims, bases, body, [init])
+        return acc
+
+    def _accumulate(self, e, acc, value):
+        b = self.ctx.b
+        floating = KIND[e.dtype] == "f"
+        if e.attr == "sum":
+            if floating:
+                return b.fadd(acc, value, flags=("reassoc", "contract"))
+            return b.add(acc, value)
+        if e.attr == "prod":
+            if floating:
+                return b.fmul(acc, value, flags=("reassoc", "contract"))
+            return b.mul(acc, value)
+        # max/min propagate NaN, as numpy's
+        if floating:
+            name = "llvm.maximum" if e.attr == "max" else "llvm.minimum"
+            return b.call(intrinsic(self.module, name, acc.type, 2), [acc, value])
+        signed = KIND[e.dtype] == "i"
+        cmp = b.icmp_signed if signed else b.icmp_unsigned
+        keep = cmp(">" if e.attr == "max" else "<", acc, value)
+        return b.select(keep, acc, value)
+
+    # -- expressions -------------------------------------------------------------------------
+
+    def _value(self, k: int, scope: dict, offsets) -> ir.Value:
+        if k in self.row_values:
+            return self.row_values[k]
+        if k in scope:
+            return scope[k]
+        spec, b = self.spec, self.ctx.b
+        e = spec.exprs[k]
+        if e.op == "load":
+            a = e.attr
+            ptr = b.gep(self.pointers[a.arg], [offsets[(a.strides, a.offset)]], inbounds=True,
+                        source_etype=STORAGE[spec.args[a.arg]])
+            value = b.load(ptr, typ=STORAGE[spec.args[a.arg]])
+            stored = spec.args[a.arg]
+            if stored == "bool":
+                value = b.icmp_unsigned("!=", value, ir.Constant(I8, 0))
+            elif stored == "float16":
+                value = b.fpext(value, ir.FloatType())
+            value = cast(b, value, "float32" if stored == "float16" else stored,
+                         "float32" if e.dtype == "float16" else e.dtype)
+        elif e.op == "const":
+            t = register_type(e.dtype)
+            if e.dtype == "bool":
+                value = ir.Constant(I1, int(bool(e.attr)))
+            elif KIND[e.dtype] == "f":
+                value = ir.Constant(t, float(e.attr))
+            else:
+                value = ir.Constant(t, int(e.attr))
+        elif e.op == "cast":
+            (a,) = e.args
+            source = spec.exprs[a].dtype
+            value = self._value(a, scope, offsets)
+            value = cast(b, value, "float32" if source == "float16" else source,
+                         "float32" if e.dtype == "float16" else e.dtype)
+            if e.dtype == "float16" and source != "float16":
+                value = self._round_half(value)
+        else:
+            args = [self._value(a, scope, offsets) for a in e.args]
+            value = TEMPLATES[e.op](self.ctx, *args, e)
+            if e.dtype == "float16":
+                value = self._round_half(value)
+        scope[k] = value
+        return value
+
+    def _round_half(self, value):
+        # numpy rounds every float16 op's result to float16; keep that rounding
+        b = self.ctx.b
+        return b.fpext(b.fptrunc(value, ir.HalfType()), ir.FloatType())
+
+    def _store(self, s, value, offsets):
+        spec, b = self.spec, self.ctx.b
+        a = s.access
+        stored = spec.args[a.arg]
+        source = spec.exprs[s.expr].dtype
+        if stored == "bool":
+            value = b.zext(cast(b, value, source, "bool"), I8)
+        elif stored == "float16":
+            value = cast(b, value, "float32" if source == "float16" else source, "float32")
+            value = b.fptrunc(value, ir.HalfType())
+        else:
+            value = cast(b, value, "float32" if source == "float16" else source, stored)
+        ptr = b.gep(self.pointers[a.arg], [offsets[(a.strides, a.offset)]], inbounds=True,
+                    source_etype=STORAGE[stored])
+        b.store(value, ptr)
+
+
+def emit_module(specs, name: str = "ember_kernels") -> str:
+    """The LLVM IR text of one module holding a function per spec, named after it (one
+    module per program: one optimization run, one object file, one cache entry)."""
+    if isinstance(specs, KernelSpec):
+        specs = [specs]
+    module = ir.Module(name=symbol(name))
+    for spec in specs:
+        _Emitter(spec, module).emit()
+    return str(module)

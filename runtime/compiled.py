@@ -1,0 +1,306 @@
+"""CompiledProgram: a graph run as fused native kernels (LLVM, through llvmlite) and eager steps.
+
+Built once per graph: the fusion pass groups the nodes (codegen/fusion.py), each group is
+lowered to a kernel spec (codegen/lower.py), and all the kernels of the program are emitted
+into one LLVM module, compiled once and cached on disk (codegen/llvm/cache.py). Nodes that no
+kernel can hold (matmul, conv, indexing, ...) run their eager kernel, as Program does; a view
+runs only where something outside the kernels needs it.
+
+Memory planning: every intermediate a kernel writes gets a planned buffer. Buffers are shared
+by values whose lifetimes do not overlap and are kept per thread across calls, so a call
+neither page-faults fresh memory nor holds more than the peak of live intermediates. Outputs
+the caller receives are always fresh arrays.
+
+Kernels take a (start, end) range of rows; a large one is split across a thread pool (ctypes
+drops the GIL for the call), a small one runs inline. A CompiledProgram keeps no per-call state
+outside thread-local buffers, so threads may call one at once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ..codegen.fusion import Group, fusion_groups
+from ..codegen.llvm.cache import default_cache
+from ..codegen.llvm.emit import emit_module, symbol
+from ..codegen.lower import lower
+from ..ir.graph import Graph, Value
+from ..log import log
+from .program import Program, eager_step, run_eager_step
+
+# a kernel with fewer elements than this runs inline: a pool hand-off costs ~20 us
+PARALLEL_MIN_ELEMENTS = 1 << 16
+
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def thread_count() -> int:
+    return int(os.environ.get("EMBER_NUM_THREADS", 0)) or os.cpu_count() or 1
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = ThreadPoolExecutor(max_workers=thread_count(),
+                                           thread_name_prefix="ember-kernel")
+    return _pool
+
+
+class NativeKernel:
+    """One compiled kernel: its spec, the slots it reads and writes, and the function."""
+
+    def __init__(self, spec, inputs, outputs):
+        self.spec = spec
+        self.inputs = inputs  # slots
+        self.outputs = outputs  # (slot, shape, numpy dtype, buffer id or None for fresh)
+        self.function = None
+        self.rows = spec.rows
+        self.work = math.prod(spec.shape)
+
+    def bind(self, library) -> None:
+        n = len(self.spec.args)
+        signature = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * n), ctypes.c_int64,
+                                     ctypes.c_int64)
+        self.function = library.function(symbol(self.spec.name), signature)
+
+    def __call__(self, pointers) -> None:
+        rows = self.rows
+        threads = thread_count()
+        if self.work < PARALLEL_MIN_ELEMENTS or rows < 2 or threads < 2:
+            self.function(*pointers, 0, rows)
+            return
+        parts = min(threads, rows)
+        bounds = [rows * i // parts for i in range(parts + 1)]
+        pool = _executor()
+        futures = [pool.submit(self.function, *pointers, bounds[i], bounds[i + 1])
+                   for i in range(1, parts)]
+        self.function(*pointers, bounds[0], bounds[1])
+        for f in futures:
+            f.result()
+
+
+class CompiledProgram:
+    """A graph compiled for the CPU: native kernels over planned buffers, eager steps between."""
+
+    def __init__(self, graph: Graph, name: str = "graph"):
+        self.graph = graph
+        self.name = name
+        self.fallback = Program(graph)  # for arrays that are not on the CPU
+        schedule = fusion_groups(graph)
+        groups = [u for u in schedule if isinstance(u, Group)]
+        member_of = {node: g for g in groups for node in g.nodes}
+        outputs_of = {id(g): _group_outputs(g, member_of, graph) for g in groups}
+
+        slot: dict[Value, int] = {}
+        for v in graph.inputs:
+            slot[v] = len(slot)
+        self.constants = []
+        for c in graph.constants:
+            slot[c] = len(slot)
+            array = c.constant
+            self.constants.append(array.view(np.ndarray) if isinstance(array, np.memmap) else array)
+
+        # lower every group, then keep only the eager steps whose outputs someone reads
+        lowered = []
+        for i, unit in enumerate(schedule):
+            if isinstance(unit, Group):
+                spec, ins, outs = lower(unit, outputs_of[id(unit)], f"{_safe(name)}_k{i}")
+                lowered.append((unit, spec, ins, outs))
+            else:
+                lowered.append((unit, None, None, None))
+        needed = set(graph.outputs)
+        keep = []
+        for unit, spec, ins, outs in reversed(lowered):
+            if spec is not None:
+                needed.update(ins)
+                keep.append((unit, spec, ins, outs))
+            elif any(v in needed for v in unit.outputs) or unit.schema.side_effects:
+                needed.update(x for x in unit.inputs if isinstance(x, Value))
+                keep.append((unit, spec, ins, outs))
+        keep.reverse()
+
+        self.steps = []
+        specs = []
+        for unit, spec, ins, outs in keep:
+            if spec is None:
+                self.steps.append(("eager", eager_step(unit, slot), unit))
+                continue
+            in_slots = [slot[v] for v in ins]
+            out_info = []
+            for v in outs:
+                slot[v] = len(slot)
+                out_info.append([slot[v], tuple(v.shape), v.dtype.np, None, v])
+            kernel = NativeKernel(spec, in_slots, out_info)
+            self.steps.append(("native", kernel, None))
+            specs.append(spec)
+        self.outputs = tuple(slot[v] for v in graph.outputs)
+        self.size = len(slot)
+        self.n_inputs = len(graph.inputs)
+        self.specs = specs
+        self.n_buffers = self._plan(slot)
+        self.llvm_ir = emit_module(specs, f"{_safe(name)}_kernels") if specs else ""
+        self._local = threading.local()
+        if specs:
+            started = time.perf_counter()
+            library = default_cache().load(self.llvm_ir)
+            for kind, kernel, _ in self.steps:
+                if kind == "native":
+                    kernel.bind(library)
+            log("kernels", f"{name}: {len(specs)} kernel(s) ready in "
+                           f"{(time.perf_counter() - started) * 1e3:.1f} ms")
+        log("fusion", self.describe())
+
+    # -- memory planning ---------------------------------------------------------------------
+
+    def _plan(self, slot) -> int:
+        """Give kernel outputs that are intermediates a buffer id, sharing ids between values
+        whose lifetimes do not overlap; returns the number of buffers."""
+        graph = self.graph
+        escaping = set(graph.outputs)
+        # a view's result aliases its source: the source lives as long as the view, and
+        # escapes with it
+        alias_of: dict[int, int] = {}
+        for kind, step, node in self.steps:
+            if kind == "eager" and node.schema.view:
+                kernel, args, attrs, outs = step
+                for index, _ in outs:
+                    if args and args[0][0] is not None:
+                        alias_of[index] = args[0][0]
+        outputs_slots = {slot[v] for v in escaping}
+
+        def root(index):
+            while index in alias_of:
+                index = alias_of[index]
+            return index
+
+        escaping_roots = {root(i) for i in outputs_slots}
+        last_use: dict[int, int] = {}
+        for position, (kind, step, _) in enumerate(self.steps):
+            reads = ([i for i, _ in step[1] if i is not None] if kind == "eager"
+                     else step.inputs)
+            for index in reads:
+                last_use[root(index)] = position
+            if kind == "eager":
+                for index, _ in step[3]:
+                    r = root(index)
+                    last_use[r] = max(last_use.get(r, position), position)
+        free: dict[tuple, list[int]] = {}
+        n_buffers = 0
+        releases: dict[int, list] = {}
+        for position, (kind, step, _) in enumerate(self.steps):
+            if kind == "native":
+                for out in step.outputs:
+                    index, shape, dtype = out[0], out[1], out[2]
+                    if index in escaping_roots:
+                        continue
+                    key = (shape, np.dtype(dtype).str)
+                    ids = free.get(key)
+                    out[3] = ids.pop() if ids else n_buffers
+                    if out[3] == n_buffers:
+                        n_buffers += 1
+                    end = last_use.get(index, position)
+                    releases.setdefault(end, []).append((key, out[3]))
+            for key, buffer in releases.pop(position, []):
+                free.setdefault(key, []).append(buffer)
+        return n_buffers
+
+    def _buffers(self) -> list:
+        buffers = getattr(self._local, "buffers", None)
+        if buffers is None:
+            buffers = self._local.buffers = [None] * self.n_buffers
+        return buffers
+
+    # -- running -----------------------------------------------------------------------------
+
+    def __call__(self, xp, arrays):
+        if xp is not np:
+            return self.fallback(xp, arrays)
+        values = [None] * self.size
+        values[: self.n_inputs] = arrays
+        values[self.n_inputs : self.n_inputs + len(self.constants)] = self.constants
+        buffers = self._buffers()
+        for kind, step, _ in self.steps:
+            if kind == "eager":
+                run_eager_step(np, values, step)
+                continue
+            pointers = []
+            for index in step.inputs:
+                a = values[index]
+                if not a.flags.c_contiguous:
+                    a = values[index] = np.ascontiguousarray(a)
+                pointers.append(a.ctypes.data)
+            for index, shape, dtype, buffer, _ in step.outputs:
+                if buffer is None:
+                    out = np.empty(shape, dtype)
+                else:
+                    out = buffers[buffer]
+                    if out is None or out.shape != shape or out.dtype != dtype:
+                        out = buffers[buffer] = np.empty(shape, dtype)
+                values[index] = out
+                pointers.append(out.ctypes.data)
+            step(pointers)
+        return [values[i] for i in self.outputs]
+
+    # -- seeing what happened ----------------------------------------------------------------
+
+    @property
+    def kernel_count(self) -> int:
+        return len(self.specs)
+
+    def describe(self) -> str:
+        lines = [f"{self.name}: {len(self.specs)} native kernel(s), "
+                 f"{sum(s[0] == 'eager' for s in self.steps)} eager step(s), "
+                 f"{self.n_buffers} planned buffer(s)"]
+        for kind, step, node in self.steps:
+            if kind == "native":
+                lines.append("  " + step.spec.dump().replace("\n", "\n  "))
+            else:
+                lines.append(f"  eager {node.op}")
+        return "\n".join(lines)
+
+
+def _safe(name: str) -> str:
+    return symbol(name)[:40] or "graph"
+
+
+def _group_outputs(group: Group, member_of: dict, graph: Graph) -> list[Value]:
+    """The member values something outside the group reads (directly, or through views that
+    lead outside), and the graph's outputs."""
+    members = set(group.nodes)
+    graph_outputs = set(graph.outputs)
+
+    def read_outside(value: Value) -> bool:
+        if value in graph_outputs:
+            return True
+        for user in value.users:
+            if user in members:
+                continue
+            if user.schema.view and member_of.get(user) is None:
+                if any(read_outside(v) for v in user.outputs):
+                    return True
+                if _read_by_other_group(user.outputs[0], group, member_of):
+                    return True
+                continue
+            return True
+        return False
+
+    outs = []
+    for node in group.nodes:
+        for v in node.outputs:
+            if read_outside(v):
+                outs.append(v)
+    return outs
+
+
+def _read_by_other_group(value: Value, group: Group, member_of: dict) -> bool:
+    return any(member_of.get(u) not in (None, group) for u in value.users)
