@@ -23,7 +23,7 @@ import networkx as nx
 
 from ..ir.graph import Graph, Node, Value
 from ..ir.symbolic import SymInt
-from .indexing import view_map
+from .indexing import AffineMap, broadcast_map, view_map
 from .scalar import POW_EXPONENTS, supports
 
 # reductions a kernel can fuse, over trailing dims
@@ -206,6 +206,33 @@ class _Fusion:
                     return False
         return True
 
+    def rows_consistent(self, members: set, shape: tuple, outer: int) -> bool:
+        """Whether every member reads the values that depend on a reduction of the set at
+        their own row: a row's reductions are computed in that row only, so reading another
+        row's result (through a transpose, say) needs a kernel boundary."""
+        after_reduce: set = set()
+        for node in self.graph.nodes:
+            if node not in members:
+                continue
+            depends = reduction(node) is not None
+            for x in node.inputs:
+                if not isinstance(x, Value):
+                    continue
+                source, index = _resolve(x, tuple(node.inputs[0].shape) if reduction(node)
+                                         is not None else tuple(node.outputs[0].shape))
+                if source is None or source.node not in members:
+                    continue
+                if source.node in after_reduce:
+                    depends = True
+                    loop = _native(tuple(node.outputs[0].shape) if reduction(node) is None
+                                   else shape, shape, outer)
+                    if loop is None or loop.then(index) != _native(tuple(source.shape),
+                                                                    shape, outer):
+                        return False
+            if depends:
+                after_reduce.add(node)
+        return True
+
     def run(self) -> list:
         """Groups and single nodes, in an order that respects every dependency."""
         groups: list[Group] = []
@@ -221,7 +248,8 @@ class _Fusion:
             joined = None
             for group in candidates:
                 fit = self.fits(node, group)
-                if fit is not None and self.legal(node, group):
+                if (fit is not None and self.legal(node, group)
+                        and self.rows_consistent(set(group.nodes) | {node}, fit[0], fit[1])):
                     group.shape, group.outer, group.reduces = fit
                     joined = group
                     break
@@ -240,7 +268,9 @@ class _Fusion:
                 if other is joined:
                     continue
                 space = self.merged_space(joined, other)
-                if space is None or not self.legal_union(set(joined.nodes) | set(other.nodes)):
+                union = set(joined.nodes) | set(other.nodes)
+                if (space is None or not self.legal_union(union)
+                        or not self.rows_consistent(union, space[0], space[1])):
                     continue
                 joined.shape, joined.outer, joined.reduces = space
                 joined.nodes += other.nodes
@@ -253,10 +283,9 @@ class _Fusion:
         return self.schedule(groups)
 
     def schedule(self, groups: list[Group]) -> list:
-        """Every group and ungrouped node, topologically ordered as units."""
-        unit_of = {}
-        for node in self.graph.nodes:
-            unit_of[node] = self.group_of.get(node, node)
+        """Every group and ungrouped node, topologically ordered as units. A member reads a
+        view through to its source, so the edge into a group comes from the source's unit."""
+        unit_of = {node: self.group_of.get(node, node) for node in self.graph.nodes}
         order = nx.DiGraph()
         position = {}
         for i, node in enumerate(self.graph.nodes):
@@ -264,11 +293,50 @@ class _Fusion:
             order.add_node(id(unit))
             position.setdefault(id(unit), (i, unit))
         for a, b in self.dag.edges:
+            if a.schema.view and b in self.group_of:
+                source = a.inputs[0]
+                while source.node is not None and source.node.schema.view:
+                    source = source.node.inputs[0]
+                if source.node is None:
+                    continue
+                a = source.node
             ua, ub = unit_of[a], unit_of[b]
             if ua is not ub:
                 order.add_edge(id(ua), id(ub))
         ids = nx.lexicographical_topological_sort(order, key=lambda u: position[u][0])
         return [position[u][1] for u in ids]
+
+
+def _resolve(x: Value, shape: tuple):
+    """(source, map): the value a chain of views starts from, and the map from an index of a
+    node of output `shape` reading x (broadcast) to the source's index; (None, None) when a
+    view in the chain has no map."""
+    index = broadcast_map(tuple(x.shape), shape)
+    while x.node is not None and x.node.schema.view:
+        node = x.node
+        source = node.inputs[0]
+        inner = view_map(node.op, tuple(source.shape), tuple(x.shape), node.attrs)
+        if inner is None:
+            return None, None
+        index = index.then(inner)
+        x = source
+    return x, index
+
+
+def _native(shape: tuple, loop: tuple, outer: int):
+    """The map from the loop space to the index of a member of `shape`: the identity for the
+    full shape, the row dims for a row-shaped one; None for any other shape."""
+    n = len(loop)
+    if shape == loop:
+        return AffineMap.identity(n)
+    rows = loop[:outer]
+    if shape not in (rows, rows + (1,) * (n - outer)):
+        return None
+    out = []
+    for d in range(len(shape)):
+        unit = tuple(1 if (j == d and d < outer) else 0 for j in range(n))
+        out.append((unit, 0))
+    return AffineMap(n, tuple(out))
 
 
 def fusion_groups(graph: Graph) -> list:

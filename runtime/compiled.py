@@ -127,7 +127,7 @@ class CompiledProgram:
             elif any(v in needed for v in unit.outputs) or unit.schema.side_effects:
                 needed.update(x for x in unit.inputs if isinstance(x, Value))
                 keep.append((unit, spec, ins, outs))
-        keep.reverse()
+        keep = _ordered(keep)
 
         self.steps = []
         specs = []
@@ -269,6 +269,25 @@ class CompiledProgram:
         return "\n".join(lines)
 
 
+def _ordered(units: list) -> list:
+    """The kept units in an order where each runs after the units that write what it reads
+    (the values a kernel loads, the inputs an eager node takes); ties keep fusion's order."""
+    import networkx as nx
+
+    writer = {}
+    for i, (unit, spec, ins, outs) in enumerate(units):
+        for v in (outs if spec is not None else unit.outputs):
+            writer[v] = i
+    order = nx.DiGraph()
+    order.add_nodes_from(range(len(units)))
+    for i, (unit, spec, ins, outs) in enumerate(units):
+        reads = ins if spec is not None else [x for x in unit.inputs if isinstance(x, Value)]
+        for v in reads:
+            if v in writer and writer[v] != i:
+                order.add_edge(writer[v], i)
+    return [units[i] for i in nx.lexicographical_topological_sort(order, key=lambda i: -i)]
+
+
 def _safe(name: str) -> str:
     return symbol(name)[:40] or "graph"
 
@@ -304,3 +323,27 @@ def _group_outputs(group: Group, member_of: dict, graph: Graph) -> list[Value]:
 
 def _read_by_other_group(value: Value, group: Group, member_of: dict) -> bool:
     return any(member_of.get(u) not in (None, group) for u in value.users)
+
+
+def native_enabled() -> bool:
+    """EMBER_COMPILE=0 (or off, eager) runs graphs on the eager kernels only."""
+    return os.environ.get("EMBER_COMPILE", "1").strip().lower() not in ("0", "off", "eager",
+                                                                         "false", "no")
+
+
+def build_program(graph: Graph, name: str = "graph", device=None):
+    """The executor for a graph: native kernels on the CPU, the eager kernels elsewhere or when
+    compilation is switched off or fails (logged on the "kernels" channel, never silent)."""
+    cpu = device is None or getattr(device, "type", "cpu") == "cpu"
+    if not cpu or not native_enabled():
+        return Program(graph)
+    try:
+        return CompiledProgram(graph, name)
+    except Exception as exc:  # a compiler failure must not take the user's program down
+        log("kernels", f"{name}: native compilation failed, running eager kernels: "
+                       f"{type(exc).__name__}: {exc}")
+        import warnings
+
+        warnings.warn(f"ember: compiling {name} failed ({type(exc).__name__}: {exc}); it runs "
+                      "on the eager kernels", RuntimeWarning, stacklevel=2)
+        return Program(graph)

@@ -293,6 +293,10 @@ class LoadedProgram:
         self._symbolic = {i for i, step in enumerate(self._program.steps) if _has_symbol(step[2])}
         self._by_sizes: dict = {}  # sizes -> the program with them in its attrs
         self._xp = np if device == "cpu" else _cupy(device)
+        if device == "cpu" and not self._symbolic and not _has_symbolic_shapes(graph):
+            from .compiled import build_program
+
+            self._program = build_program(graph, metadata.get("name") or "graph")
 
     @property
     def schema_version(self) -> str:
@@ -334,6 +338,10 @@ class LoadedProgram:
 
     def __repr__(self) -> str:
         return f"LoadedProgram({self.path!r}, {len(self.graph.nodes)} nodes)"
+
+
+def _has_symbolic_shapes(graph) -> bool:
+    return any(_has_symbol(tuple(v.shape)) for v in graph.values())
 
 
 def _has_symbol(value) -> bool:

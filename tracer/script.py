@@ -22,7 +22,8 @@ from ..autograd import grad_mode
 from ..errors import EmberRuntimeError, user_frame
 from ..runtime.device import CPU, array_module
 from ..ir.passes import run_pipeline
-from ..runtime.program import Program, evaluate_with_kernels
+from ..runtime.compiled import build_program
+from ..runtime.program import evaluate_with_kernels
 from ..log import log
 from .pytree import flatten, unflatten
 from .tracer import Trace, read_value, tracing
@@ -423,7 +424,8 @@ class ScriptFunction:
         sp.recorded = recording.graph
         sp.graph = recording.graph.copy()
         run_pipeline(sp.graph, evaluate=evaluate_with_kernels)
-        sp.program = Program(sp.graph)
+        device = next((t._device for t in recording_inputs(recording)), None)
+        sp.program = build_program(sp.graph, self.name, device)
         sp.captured = [t for t, _ in recording.captured]
         sp.captured_keys = tuple(_leaf_key(t) for t in sp.captured)
         leaf_of = {id(t): i for i, t in enumerate(recording_inputs(recording))}

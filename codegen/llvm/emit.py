@@ -50,7 +50,7 @@ def symbol(name: str) -> str:
 class _Context:
     """What templates see: the builder, flags, intrinsics, and dtype facts."""
 
-    fmf = ("contract",)
+    fmf = ()  # no contraction: a*b+c rounds twice, as numpy computes it
 
     def __init__(self, module: ir.Module, spec: KernelSpec):
         self.module = module
@@ -219,9 +219,9 @@ class _Emitter:
             if e.op == "reduce":
                 self._prepare(e.args[0], bases)
                 self.row_values[k] = self._reduce(k, inner_dims, bases)
-        inner_stores = [s for s in spec.stores if self.level[s.expr]]
+        inner_stores = [s for s in spec.stores if self._inner_store(s)]
         for s in spec.stores:
-            if not self.level[s.expr]:
+            if not self._inner_store(s):
                 self._prepare(s.expr, bases)
                 self._store(s, self._value(s.expr, {}, bases), bases)
         if inner_stores:
@@ -236,6 +236,12 @@ class _Emitter:
 
             self._nest(b, inner_dims, bases, body)
         return ()
+
+    def _inner_store(self, s) -> bool:
+        # a row-level value stored across the inner dims (a broadcast output) is written by
+        # the inner loop too
+        inner = range(self.spec.outer, len(self.spec.shape))
+        return self.level[s.expr] or any(s.access.strides[j] for j in inner)
 
     def _accesses(self):
         for e in self.spec.exprs:
@@ -280,11 +286,11 @@ class _Emitter:
         floating = KIND[e.dtype] == "f"
         if e.attr == "sum":
             if floating:
-                return b.fadd(acc, value, flags=("reassoc", "contract"))
+                return b.fadd(acc, value, flags=("reassoc",))
             return b.add(acc, value)
         if e.attr == "prod":
             if floating:
-                return b.fmul(acc, value, flags=("reassoc", "contract"))
+                return b.fmul(acc, value, flags=("reassoc",))
             return b.mul(acc, value)
         # max/min propagate NaN, as numpy's
         if floating:

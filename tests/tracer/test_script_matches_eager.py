@@ -142,7 +142,10 @@ def test_scripted_values_match_eager_and_later_calls_run_the_graph(steps, n, m, 
     scripted = ember.script(program)
     rng = np.random.default_rng(seed)
     for call in range(3):
-        inputs = make_inputs(rng, n, m, np.float32, requires_grad=False)
+        # float64: the compiled kernels sum and fuse in another order than numpy, and chains
+        # like unsqueeze_mul + center_1 cancel values of 1e4 down to 0, where float32's
+        # rounding differences alone would exceed any fixed absolute tolerance
+        inputs = make_inputs(rng, n, m, np.float64, requires_grad=False)
         eager_inputs = clone_buf(inputs)
         got = scripted(*inputs)
         want = program(*eager_inputs)
