@@ -339,6 +339,30 @@ def _native(shape: tuple, loop: tuple, outer: int):
     return AffineMap(n, tuple(out))
 
 
+def split_linear_bias(graph: Graph) -> int:
+    """Rewrite linear(x, w, b) whose result feeds a fusable op as linear(x, w) + b, so the bias
+    joins the epilogue kernel (bias + activation in one pass); the number rewritten."""
+    count = 0
+    for node in list(graph.nodes):
+        if node.op != "linear" or len(node.inputs) != 3 or not isinstance(node.inputs[2], Value):
+            continue
+        out = node.outputs[0]
+        if not any(pointwise(u) for u in out.users) or len(out.shape) < 1:
+            continue
+        x, w, b = node.inputs
+        with graph.inserting_before(node):
+            product = graph.add_node("linear", [x, w], {}, node.source).outputs[0]
+            biased = graph.add_node("add", [product, b], {}, node.source).outputs[0]
+        if biased.type != out.type:
+            graph.erase_node(biased.node)
+            graph.erase_node(product.node)
+            continue
+        graph.replace_all_uses(out, biased)
+        graph.erase_node(node)
+        count += 1
+    return count
+
+
 def fusion_groups(graph: Graph) -> list:
     """The graph's nodes as a schedule of Groups (fused kernels) and single Nodes."""
     return _Fusion(graph).run()

@@ -27,12 +27,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..codegen.fusion import Group, fusion_groups
+from ..codegen.fusion import Group, fusion_groups, split_linear_bias
 from ..codegen.llvm.cache import default_cache
 from ..codegen.llvm.emit import emit_module, symbol
 from ..codegen.lower import lower
 from ..ir.graph import Graph, Value
-from ..log import log
+from .._log import log
 from .program import Program, eager_step, run_eager_step
 
 # a kernel with fewer elements than this runs inline: a pool hand-off costs ~20 us
@@ -42,8 +42,16 @@ _pool = None
 _pool_lock = threading.Lock()
 
 
+_threads = None
+
+
 def thread_count() -> int:
-    return int(os.environ.get("EMBER_NUM_THREADS", 0)) or os.cpu_count() or 1
+    """Threads a large kernel is split over: EMBER_NUM_THREADS, else every core (read once;
+    os.cpu_count() costs microseconds per call)."""
+    global _threads
+    if _threads is None:
+        _threads = int(os.environ.get("EMBER_NUM_THREADS", 0)) or os.cpu_count() or 1
+    return _threads
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -75,8 +83,11 @@ class NativeKernel:
 
     def __call__(self, pointers) -> None:
         rows = self.rows
+        if self.work < PARALLEL_MIN_ELEMENTS or rows < 2:
+            self.function(*pointers, 0, rows)
+            return
         threads = thread_count()
-        if self.work < PARALLEL_MIN_ELEMENTS or rows < 2 or threads < 2:
+        if threads < 2:
             self.function(*pointers, 0, rows)
             return
         parts = min(threads, rows)
@@ -96,8 +107,19 @@ class CompiledProgram:
         self.graph = graph
         self.name = name
         self.fallback = Program(graph)  # for arrays that are not on the CPU
+        shown = graph
+        graph = self.graph = graph.copy()  # rewritten for the CPU; fn.graph stays as captured
+        split_linear_bias(graph)
         schedule = fusion_groups(graph)
         groups = [u for u in schedule if isinstance(u, Group)]
+        # what graph.render() draws: the groups, on the shown graph's nodes where they exist
+        by_position = {id(n): k for k, n in enumerate(graph.nodes)}
+        shown_nodes = {n.outputs[0].name: n for n in shown.nodes if n.outputs}
+        shown.fusion_groups = [
+            [shown_nodes[n.outputs[0].name] for n in g.nodes
+             if n.outputs and n.outputs[0].name in shown_nodes and id(n) in by_position]
+            for g in groups
+        ]
         member_of = {node: g for g in groups for node in g.nodes}
         outputs_of = {id(g): _group_outputs(g, member_of, graph) for g in groups}
 
