@@ -19,6 +19,7 @@ outside thread-local buffers, so threads may call one at once.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import math
 import os
 import threading
@@ -170,6 +171,7 @@ class CompiledProgram:
         self.n_inputs = len(graph.inputs)
         self.specs = specs
         self.n_buffers = self._plan(slot)
+        self.specs = specs = [step.spec for kind, step, _ in self.steps if kind == "native"]
         self.llvm_ir = emit_module(specs, f"{_safe(name)}_kernels") if specs else ""
         self._local = threading.local()
         if specs:
@@ -219,22 +221,51 @@ class CompiledProgram:
         free: dict[tuple, list[int]] = {}
         n_buffers = 0
         releases: dict[int, list] = {}
+        buffer_of: dict[int, int] = {}  # slot -> planned buffer
         for position, (kind, step, _) in enumerate(self.steps):
             if kind == "native":
-                for out in step.outputs:
+                reusable = {buffer_of[i]: k for k, i in enumerate(step.inputs)
+                            if i in buffer_of and last_use.get(i) == position}
+                aliased = []
+                for j, out in enumerate(step.outputs):
                     index, shape, dtype = out[0], out[1], out[2]
                     if index in escaping_roots:
                         continue
                     key = (shape, np.dtype(dtype).str)
-                    ids = free.get(key)
-                    out[3] = ids.pop() if ids else n_buffers
-                    if out[3] == n_buffers:
-                        n_buffers += 1
+                    arg = self._in_place(step, j, key, reusable, releases.get(position, []))
+                    if arg is not None:
+                        # written over a dead input that it reads only where it writes
+                        out[3] = buffer_of[step.inputs[arg]]
+                        del reusable[out[3]]
+                        releases[position].remove((key, out[3]))
+                        aliased += [arg, len(step.inputs) + j]
+                    else:
+                        ids = free.get(key)
+                        out[3] = ids.pop() if ids else n_buffers
+                        if out[3] == n_buffers:
+                            n_buffers += 1
+                    buffer_of[index] = out[3]
                     end = last_use.get(index, position)
                     releases.setdefault(end, []).append((key, out[3]))
+                if aliased:
+                    step.spec = dataclasses.replace(step.spec, aliased=tuple(sorted(aliased)))
             for key, buffer in releases.pop(position, []):
                 free.setdefault(key, []).append(buffer)
         return n_buffers
+
+    @staticmethod
+    def _in_place(step, j, key, reusable, releasing):
+        """The input argument output j may overwrite, or None: a planned buffer of the same
+        shape and dtype, dead after this kernel, read only at the element being written."""
+        spec = step.spec
+        store = next(s.access for s in spec.stores if s.access.arg == spec.n_inputs + j)
+        for buffer, arg in reusable.items():
+            if (key, buffer) not in releasing:
+                continue
+            loads = [e.attr for e in spec.exprs if e.op == "load" and e.attr.arg == arg]
+            if all(a.strides == store.strides and a.offset == store.offset for a in loads):
+                return arg
+        return None
 
     def _buffers(self) -> list:
         buffers = getattr(self._local, "buffers", None)
