@@ -482,6 +482,13 @@ class Graph:
         new._used_names = set(self._used_names)
         return new
 
+    def render(self, path: str) -> str:
+        """Draw the graph to path (.dot text, or .svg/.png through Graphviz), with its fusion
+        groups as clusters once a compiled program has grouped it."""
+        from .render import render
+
+        return render(self, path)
+
     def __copy__(self) -> Graph:
         return self.copy()
 

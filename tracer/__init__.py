@@ -65,7 +65,8 @@ class ScriptModule:
         return self._function(*args, **kwargs)
 
     def __getattr__(self, name):
-        if name in ("graph", "graphs", "explain", "specializations", "recompiles", "fallbacks"):
+        if name in ("graph", "graphs", "explain", "specializations", "recompiles", "fallbacks",
+                    "code", "source"):
             return getattr(self._function, name)
         attr = getattr(self._module, name)
         if not inspect.ismethod(attr) or attr.__self__ is not self._module:

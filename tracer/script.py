@@ -24,7 +24,7 @@ from ..runtime.device import CPU, array_module
 from ..ir.passes import run_pipeline
 from ..runtime.compiled import build_program
 from ..runtime.program import evaluate_with_kernels
-from ..log import log
+from .._log import log
 from .pytree import flatten, unflatten
 from .tracer import Trace, read_value, tracing
 
@@ -477,6 +477,28 @@ class ScriptFunction:
     def graphs(self) -> list:
         return [sp.graph for sp in self.specializations if sp.graph is not None]
 
+    @property
+    def code(self) -> str:
+        """The LLVM IR of the kernels of the most recent captured specialization ("" when it
+        runs no native kernel)."""
+        for sp in reversed(self.specializations):
+            if sp.program is not None:
+                return getattr(sp.program, "llvm_ir", "")
+        return ""
+
+    def source(self, *args, backend: str = "llvm", **kwargs) -> str:
+        """What would be compiled for these example inputs: the kernel specs and, for
+        backend="llvm", the LLVM IR of their module. Runs the function once to capture it."""
+        if backend != "llvm":
+            raise EmberRuntimeError(f"source(): unknown backend {backend!r}; expected 'llvm'")
+        from ..runtime.compiled import CompiledProgram
+        from .tracer import trace
+
+        graph = trace(lambda *a: self.fn(*a, **kwargs), tuple(args))
+        run_pipeline(graph, evaluate=evaluate_with_kernels)
+        program = CompiledProgram(graph, self.name)
+        return program.describe() + "\n\n" + program.llvm_ir
+
     def explain(self) -> str:
         name = self.name
         lines = [f"ember.script({name}): {len(self.graphs)} graph(s), "
@@ -485,8 +507,12 @@ class ScriptFunction:
             if sp.eager_reason is not None:
                 lines.append(f"  specialization {k}: eager: {sp.eager_reason}")
                 continue
+            kernels = getattr(sp.program, "kernel_count", 0)
+            eager = sum(1 for step in getattr(sp.program, "steps", ()) if step[0] == "eager")
             lines.append(f"  specialization {k}: {len(sp.graph.nodes)} ops, "
                          f"{len(sp.captured)} captured tensor(s), {sp.calls} cached call(s)")
+            lines.append(f"    compiled: {kernels} native kernel(s), {eager} eager step(s)"
+                         if kernels else "    compiled: eager kernels only")
             for name_, leaf in zip(sp.names, sp.key[1]):
                 lines.append(f"    guard {name_}: {_describe_leaf(leaf)}")
             lines.append(f"    guard grad mode: {sp.key[2]}")

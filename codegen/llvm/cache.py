@@ -29,7 +29,7 @@ import struct
 import threading
 import time
 
-from ...log import log
+from ..._log import log
 from . import target
 
 # Bump when the code that emits kernels changes what a given IR text means at run time (calling
