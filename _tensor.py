@@ -164,15 +164,15 @@ class Tensor:
     def grad(self) -> Tensor | None:
         """The gradient accumulated by backward(), or None."""
         if active_trace is not None:
-            # which tensor .grad holds changes between calls (zero_grad, backward): a graph
-            # must not freeze it
-            active_trace.stop("reading .grad (gradients are not captured yet)")
+            # .grad is state, like a tensor's value: the trace reads it as an input of the
+            # call (or as what this call wrote into it)
+            return active_trace.read_grad(self)
         return self._grad
 
     @grad.setter
     def grad(self, value: Tensor | None) -> None:
         if active_trace is not None:
-            active_trace.stop("assigning .grad (gradients are not captured yet)")
+            active_trace.write_grad(self, value)
         self._grad = value
 
     @property
@@ -452,7 +452,6 @@ class Tensor:
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         from .autograd.engine import backward
 
-        _stop_trace("backward() inside the function (its .grad writes are not captured yet)")
         backward(
             [self], [gradient], retain_graph=retain_graph, create_graph=create_graph, inputs=inputs
         )

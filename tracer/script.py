@@ -81,7 +81,51 @@ _UNGUARDED = object()
 def _guarded(value):
     if simple_value(value):
         return value
-    return SameTensor(value) if isinstance(value, _tensor.Tensor) else _UNGUARDED
+    if isinstance(value, _tensor.Tensor):
+        return SameTensor(value)
+    from ..nn.module import Module
+    from ..optim.optimizer import Optimizer
+
+    if isinstance(value, Optimizer):
+        return ("optimizer", optimizer_state(value))
+    if isinstance(value, Module):
+        return ("module", cached_module_state(value))
+    return _UNGUARDED
+
+
+def optimizer_state(optimizer) -> tuple:
+    """What a traced optimizer step bakes in: each group's options (lr, momentum, ...) by
+    value, and which state each parameter has (its tensors by identity and shape)."""
+    groups = []
+    for group in optimizer.param_groups:
+        options = tuple(sorted((k, v) for k, v in group.items()
+                               if k != "params" and simple_value(v)))
+        params = []
+        for p in group["params"]:
+            entries = []
+            for key, v in optimizer.state.get(p, {}).items():
+                if isinstance(v, _tensor.Tensor):
+                    entries.append((key, id(v), tuple(v.shape), v.dtype))
+                elif simple_value(v):
+                    entries.append((key, v))
+            params.append((id(p), tuple(entries)))
+        groups.append((options, tuple(params)))
+    return tuple(groups)
+
+
+_module_states: dict = {}
+
+
+def cached_module_state(module) -> tuple:
+    """module_state() of a module a function reads as a global, recomputed only when some
+    module changed (Module._epoch)."""
+    from ..nn.module import Module
+    from . import module_state
+
+    cached = _module_states.get(id(module))
+    if cached is None or cached[0] != Module._epoch or cached[1] is not module:
+        cached = _module_states[id(module)] = (Module._epoch, module, module_state(module))
+    return cached[2]
 
 
 def free_values(fn) -> tuple:
@@ -98,6 +142,9 @@ def free_values(fn) -> tuple:
             named.append((name, cell.cell_contents))
         except ValueError:  # an empty cell
             pass
+    owner = getattr(fn, "__self__", None)
+    if owner is not None:  # a bound method bakes in its object's state (an optimizer's step)
+        named.append(("self", owner))
     values = [(n, _guarded(v)) for n, v in named]
     return tuple((n, v) for n, v in values if v is not _UNGUARDED)
 
@@ -160,6 +207,12 @@ class Specialization:
         self.calls = 0
         self._constants = None
         self.no_grad_nodes: set = set()  # nodes replay runs under no_grad, as the trace did
+        # graph inputs after the arguments: ("captured", tensor) or ("grad", tensor) (the
+        # tensor's .grad at the call's start)
+        self.sources: list = []
+        self.grad_guards: list = []  # (tensor, None or (shape, dtype) of its .grad at start)
+        self.grad_writes: list = []  # (tensor, wrote a tensor?) in graph-output order
+        self.self_contained = False  # ran backward() inside: runs without autograd recording
 
     # -- checking ----------------------------------------------------------------------------
 
@@ -169,12 +222,23 @@ class Specialization:
     # -- running ------------------------------------------------------------------------------
 
     def run(self, leaves):
-        inputs = [leaves[i] for i in self.input_leaves] + self.captured
-        records = grad_mode.state.enabled and any(t._requires_grad for t in inputs)
+        for tensor, meta in self.grad_guards:
+            grad = tensor._grad
+            found = None if grad is None else (tuple(grad.shape), grad._dtype)
+            if found != meta:
+                raise GuardFailed(f".grad of a tensor of shape {list(tensor.shape)}: "
+                                  f"{_grad_text(meta)} -> {_grad_text(found)}")
+        inputs = [leaves[i] for i in self.input_leaves]
+        inputs += [t if kind == "captured" else t._grad for kind, t in self.sources]
+        records = (grad_mode.state.enabled and not self.self_contained
+                   and any(t._requires_grad for t in inputs))
         outs = self._replay(inputs) if records else self._execute(inputs)
         results = outs[: self.n_results]
         states = outs[self.n_results : self.n_results + len(self.mutated)]
-        guards = outs[self.n_results + len(self.mutated) :]
+        n_grads = sum(wrote for _, wrote in self.grad_writes)
+        start = self.n_results + len(self.mutated)
+        grads = iter(outs[start : start + n_grads])
+        guards = outs[start + n_grads :]
         for guard, value in zip(self.value_guards, guards):
             got = read_value(guard.kind, _host(value))
             if got != guard.expected:
@@ -187,6 +251,13 @@ class Specialization:
                 # as eager's in-place write: the state now carries the written value's history
                 tensor._grad_fn, tensor._output_nr = value._grad_fn, value._output_nr
                 tensor._requires_grad = True
+        for tensor, wrote in self.grad_writes:
+            if not wrote:
+                tensor._grad = None
+                continue
+            value = next(grads)
+            tensor._grad = (value.detach() if isinstance(value, _tensor.Tensor)
+                            else _wrap(value))
         self.calls += 1
         it = iter(results)
         filled = []
@@ -228,6 +299,28 @@ class Specialization:
             outs = out if isinstance(out, tuple) else (out,)
             env.update(zip(node.outputs, outs))
         return [env[v] for v in graph.outputs]
+
+
+def _tagged(value, tag: str) -> bool:
+    return isinstance(value, tuple) and len(value) == 2 and value[0] == tag
+
+
+def _optimizer_change(old: tuple, new: tuple) -> str:
+    """What changed between two optimizer_state() fingerprints, in words."""
+    if len(old) != len(new):
+        return f"param groups: {len(old)} -> {len(new)}"
+    for i, ((opts_a, params_a), (opts_b, params_b)) in enumerate(zip(old, new)):
+        a, b = dict(opts_a), dict(opts_b)
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                return f"param_groups[{i}]['{key}']: {a.get(key)!r} -> {b.get(key)!r}"
+        if params_a != params_b:
+            return f"param_groups[{i}]: the optimizer's state changed (buffers created or replaced)"
+    return "optimizer state changed"
+
+
+def _grad_text(meta) -> str:
+    return "None" if meta is None else f"a gradient of shape {list(meta[0])}"
 
 
 def _host(value):
@@ -351,6 +444,10 @@ class ScriptFunction:
                     changed.append(f"{name}: {'added' if a is _UNGUARDED else 'removed'}")
                 elif isinstance(a, SameTensor) and isinstance(b, SameTensor):
                     changed.append(f"{name}: replaced by another tensor")
+                elif _tagged(a, "optimizer") and _tagged(b, "optimizer"):
+                    changed.append(f"{name}: {_optimizer_change(a[1], b[1])}")
+                elif _tagged(a, "module") and _tagged(b, "module"):
+                    changed.append(f"{name}: {ScriptFunction._describe_state(a[1], b[1])}")
                 else:
                     changed.append(f"{name}: {a!r} -> {b!r}")
             return "; ".join(changed) or "the globals and closure variables it reads changed"
@@ -428,6 +525,14 @@ class ScriptFunction:
         sp.program = build_program(sp.graph, self.name, device)
         sp.captured = [t for t, _ in recording.captured]
         sp.captured_keys = tuple(_leaf_key(t) for t in sp.captured)
+        source_of = {v: ("captured", t) for t, v in recording.captured}
+        source_of.update({v: ("grad", t) for t, v in recording.grad_inputs})
+        n_args = len(sp.input_leaves)
+        sp.sources = [source_of[v] for v in recording.graph.inputs[n_args:]]
+        sp.grad_guards = [(t, None if g is None else (tuple(g.shape), g._dtype))
+                          for t, g in recording.grad_reads.values()]
+        sp.grad_writes = [(t, g is not None) for t, g in recording.grad_writes.values()]
+        sp.self_contained = recording.ran_backward
         leaf_of = {id(t): i for i, t in enumerate(recording_inputs(recording))}
         for tensor in recording.mutated.values():
             if id(tensor) in leaf_of:
@@ -516,6 +621,12 @@ class ScriptFunction:
             for name_, leaf in zip(sp.names, sp.key[1]):
                 lines.append(f"    guard {name_}: {_describe_leaf(leaf)}")
             lines.append(f"    guard grad mode: {sp.key[2]}")
+            for tensor, meta in sp.grad_guards:
+                lines.append(f"    guard .grad of a tensor of shape {list(tensor.shape)}: "
+                             f"{_grad_text(meta)}")
+            if sp.self_contained:
+                lines.append("    whole training step: backward() and .grad captured; runs "
+                             "without recording autograd history")
             for guard in sp.value_guards:
                 lines.append(f"    guard {guard.describe()}")
         for r in self.recompiles:

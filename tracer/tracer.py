@@ -73,6 +73,11 @@ class Trace:
         # nodes that record no gradient (run under no_grad, or detach): replay runs them so too
         self.no_grad_nodes: set = set()
         self.broken: str | None = None  # why recording stopped, with the user's line
+        # .grad as state: what each call finds there (guarded), and what it leaves there
+        self.grad_reads: dict[int, tuple] = {}  # id -> (tensor, grad tensor or None) at start
+        self.grad_writes: dict[int, tuple] = {}  # id -> (tensor, final grad tensor or None)
+        self.grad_inputs: list = []  # (tensor, Value): tensor.grad at the call's start
+        self.ran_backward = False  # the function ran backward(): a whole training step
 
     # -- binding tensors to values -----------------------------------------------------------
 
@@ -177,6 +182,32 @@ class Trace:
         self.views[id(source)] = source
         self.views[id(alias)] = alias
 
+    def read_grad(self, tensor):
+        """tensor.grad read while tracing: this call's own write if it made one, else the
+        value the call found there, which becomes an input (and its None-ness a guard)."""
+        written = self.grad_writes.get(id(tensor))
+        if written is not None and written[0] is tensor:
+            return written[1]
+        grad = tensor._grad
+        if self.broken:
+            return grad
+        if id(tensor) not in self.grad_reads:
+            self.grad_reads[id(tensor)] = (tensor, grad)
+            if grad is not None:
+                value = self.graph.add_input(TensorType(tuple(grad.shape), grad.dtype),
+                                             name=f"grad_{len(self.grad_inputs)}")
+                self._bind(grad, value)
+                self.grad_inputs.append((tensor, value))
+        return grad
+
+    def write_grad(self, tensor, grad) -> None:
+        """tensor.grad assigned while tracing: the call leaves that value there."""
+        if self.broken:
+            return
+        if grad is not None:
+            self.value_of(grad)  # bound, or a tensor from outside read live
+        self.grad_writes[id(tensor)] = (tensor, grad)
+
     def stop(self, reason: str) -> None:
         if not self.broken:
             where = user_frame()
@@ -187,6 +218,7 @@ class Trace:
 
         values = [self.value_of(x) for x in leaves if isinstance(x, Tensor)]
         values += [self.env[id(t)][1] for t in self.mutated.values()]
+        values += [self.value_of(g) for _, g in self.grad_writes.values() if g is not None]
         values += [g.value for g in self.value_guards]
         self.graph.set_outputs(values)
 

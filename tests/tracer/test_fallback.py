@@ -57,12 +57,6 @@ def _custom_function(x):
     return _Cube.apply(x) + 1  # break
 
 
-def _backward_inside(x):
-    w = x.detach().requires_grad_(True)
-    (w * w).sum().backward()  # break
-    return x + w.grad
-
-
 def _write_through_view(x):
     h = x * 1.0
     h[0].mul_(10.0)  # break
@@ -92,7 +86,6 @@ BREAKS = [
     (_from_numpy, "from_numpy"),
     (_dlpack, "DLPack"),
     (_custom_function, "the custom autograd.Function _Cube"),
-    (_backward_inside, "backward() inside the function"),
     (_write_through_view, "an in-place write to a tensor that is a view"),
     (_setitem, "an in-place write to a tensor that is a view"),
     (_data_assignment, "assigning tensor.data"),
