@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
+from .. import _tensor
 from ..errors import value_error
 from ..factories import zeros_like
 from .optimizer import Optimizer, addcdiv_, addcmul_, new_step_counter
@@ -62,7 +64,12 @@ class Adam(Optimizer):
                 state["exp_avg"] = zeros_like(p)
                 state["exp_avg_sq"] = zeros_like(p)
             step_t, exp_avg, exp_avg_sq = state["step"], state["exp_avg"], state["exp_avg_sq"]
-            step = step_t.add_(1).item()
+            step_t.add_(1)
+            # under ember.script the bias corrections are tensor ops on the step counter, so a
+            # captured step stays right on every call (PyTorch's capturable=True); eagerly they
+            # are Python floats, as PyTorch computes them
+            traced = _tensor.active_trace is not None
+            step = step_t if traced else step_t.item()
 
             if weight_decay != 0:
                 if decoupled:
@@ -73,8 +80,12 @@ class Adam(Optimizer):
             exp_avg.lerp_(grad, 1 - beta1)
             addcmul_(exp_avg_sq.mul_(beta2), grad, grad, value=1 - beta2)
 
-            step_size = lr / (1 - beta1**step)
-            bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+            if traced:
+                step_size = lr / (1 - (step * math.log(beta1)).exp())
+                bias_correction2_sqrt = (1 - (step * math.log(beta2)).exp()).sqrt()
+            else:
+                step_size = lr / (1 - beta1**step)
+                bias_correction2_sqrt = (1 - beta2**step) ** 0.5
             if amsgrad:
                 if "max_exp_avg_sq" not in state:  # amsgrad switched on after the first step
                     state["max_exp_avg_sq"] = zeros_like(p)
@@ -82,7 +93,10 @@ class Adam(Optimizer):
             else:
                 second_moment = exp_avg_sq
             denom = second_moment.sqrt() / bias_correction2_sqrt + eps
-            addcdiv_(p, exp_avg, denom, value=-step_size)
+            if traced:
+                p.add_(exp_avg * (-step_size) / denom)
+            else:
+                addcdiv_(p, exp_avg, denom, value=-step_size)
 
 
 class AdamW(Adam):
