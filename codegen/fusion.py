@@ -363,6 +363,40 @@ def split_linear_bias(graph: Graph) -> int:
     return count
 
 
+# a linear layer with at most this many rows runs as a fused dot-product kernel (bias and
+# activation included), where BLAS's call overhead outweighs its speed
+SMALL_LINEAR_ROWS = 4
+
+
+def small_linear_as_reduction(graph: Graph) -> int:
+    """Rewrite linear(x, w[, b]) on a few rows of float x as sum(x[..., None, :] * w, -1)
+    (+ b): a reduction kernel that fuses with its epilogue; the number rewritten."""
+    count = 0
+    for node in list(graph.nodes):
+        if node.op != "linear":
+            continue
+        x, w = node.inputs[0], node.inputs[1]
+        out = node.outputs[0]
+        if (not _static(x.shape) or len(x.shape) < 1 or x.dtype.np.kind != "f"
+                or math.prod(x.shape[:-1]) > SMALL_LINEAR_ROWS):
+            continue
+        with graph.inserting_before(node):
+            rows = graph.add_node("unsqueeze", [x], {"dim": len(x.shape) - 1},
+                                  node.source).outputs[0]
+            products = graph.add_node("mul", [rows, w], {}, node.source).outputs[0]
+            value = graph.add_node("sum", [products], {"dims": (len(products.shape) - 1,),
+                                                      "keepdim": False}, node.source).outputs[0]
+            if len(node.inputs) == 3 and isinstance(node.inputs[2], Value):
+                value = graph.add_node("add", [value, node.inputs[2]], {},
+                                       node.source).outputs[0]
+        if value.type != out.type:
+            continue  # left for dead-code elimination; the linear stays
+        graph.replace_all_uses(out, value)
+        graph.erase_node(node)
+        count += 1
+    return count
+
+
 def fusion_groups(graph: Graph) -> list:
     """The graph's nodes as a schedule of Groups (fused kernels) and single Nodes."""
     return _Fusion(graph).run()

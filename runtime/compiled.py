@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..codegen.fusion import Group, fusion_groups, split_linear_bias
+from ..codegen.fusion import Group, fusion_groups, small_linear_as_reduction, split_linear_bias
 from ..codegen.llvm.cache import default_cache
 from ..codegen.llvm.emit import emit_module, symbol
 from ..codegen.lower import lower
@@ -36,8 +36,9 @@ from ..ir.graph import Graph, Value
 from .._log import log
 from .program import Program, eager_step, run_eager_step
 
-# a kernel with fewer elements than this runs inline: a pool hand-off costs ~20 us
-PARALLEL_MIN_ELEMENTS = 1 << 16
+# a kernel over fewer elements than this runs inline: handing work to the pool costs ~20 us,
+# more than such a kernel takes on one core
+PARALLEL_MIN_ELEMENTS = 1 << 19
 
 _pool = None
 _pool_lock = threading.Lock()
@@ -110,6 +111,7 @@ class CompiledProgram:
         self.fallback = Program(graph)  # for arrays that are not on the CPU
         shown = graph
         graph = self.graph = graph.copy()  # rewritten for the CPU; fn.graph stays as captured
+        small_linear_as_reduction(graph)
         split_linear_bias(graph)
         schedule = fusion_groups(graph)
         groups = [u for u in schedule if isinstance(u, Group)]
