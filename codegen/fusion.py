@@ -24,7 +24,7 @@ import networkx as nx
 from ..ir.graph import Graph, Node, Value
 from ..ir.symbolic import SymInt
 from .indexing import AffineMap, broadcast_map, view_map
-from .scalar import POW_EXPONENTS, supports
+from .scalar import POW_EXPONENTS, POW_EXPONENTS_FLOAT16, supports
 
 # reductions a kernel can fuse, over trailing dims
 REDUCTIONS = frozenset({"sum", "mean", "amax", "amin", "prod", "logsumexp", "var"})
@@ -68,7 +68,9 @@ def pointwise(node: Node) -> bool:
         return False
     if node.op == "pow":
         e = node.inputs[1]
-        if not isinstance(e, (int, float)) or isinstance(e, bool) or float(e) not in POW_EXPONENTS:
+        allowed = (POW_EXPONENTS_FLOAT16 if node.outputs[0].dtype.name == "float16"
+                   else POW_EXPONENTS)
+        if not isinstance(e, (int, float)) or isinstance(e, bool) or float(e) not in allowed:
             return False
     if node.op == "cast":
         return True

@@ -141,7 +141,7 @@ class _Lowering:
             compute = out.dtype.name
         elif op == "masked_fill":
             args = [self.cast(args[0], out.dtype.name), args[1],
-                    self.cast(args[2], out.dtype.name)]
+                    self.const(node.attrs["value"], out.dtype.name)]
             compute = out.dtype.name
         result = "bool" if op in _COMPARE_OR_LOGIC else compute
         k = self.add(op, args, result, attr)

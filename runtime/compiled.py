@@ -28,12 +28,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .._log import log
 from ..codegen.fusion import Group, fusion_groups, small_linear_as_reduction, split_linear_bias
 from ..codegen.llvm.cache import default_cache
 from ..codegen.llvm.emit import emit_module, symbol
 from ..codegen.lower import lower
 from ..ir.graph import Graph, Value
-from .._log import log
 from .program import Program, eager_step, run_eager_step
 
 # a kernel over fewer elements than this runs inline: handing work to the pool costs ~20 us,
@@ -52,7 +52,7 @@ def thread_count() -> int:
     os.cpu_count() costs microseconds per call)."""
     global _threads
     if _threads is None:
-        _threads = int(os.environ.get("EMBER_NUM_THREADS", 0)) or os.cpu_count() or 1
+        _threads = int(os.environ.get("EMBER_NUM_THREADS", "0")) or os.cpu_count() or 1
     return _threads
 
 
@@ -198,7 +198,7 @@ class CompiledProgram:
         alias_of: dict[int, int] = {}
         for kind, step, node in self.steps:
             if kind == "eager" and node.schema.view:
-                kernel, args, attrs, outs = step
+                _, args, _, outs = step
                 for index, _ in outs:
                     if args and args[0][0] is not None:
                         alias_of[index] = args[0][0]
@@ -260,7 +260,12 @@ class CompiledProgram:
         """The input argument output j may overwrite, or None: a planned buffer of the same
         shape and dtype, dead after this kernel, read only at the element being written."""
         spec = step.spec
-        store = next(s.access for s in spec.stores if s.access.arg == spec.n_inputs + j)
+        # the emitter stores row-level values before the inner loop and several outputs one
+        # after another: only a lone store, written in the inner loop right after its own
+        # loads, can take the place of what it reads
+        if len(spec.stores) != 1 or not any(spec.stores[0].access.strides[spec.outer:]):
+            return None
+        store = spec.stores[0].access
         for buffer, arg in reusable.items():
             if (key, buffer) not in releasing:
                 continue
@@ -313,8 +318,8 @@ class CompiledProgram:
         return len(self.specs)
 
     def describe(self) -> str:
-        lines = [f"{self.name}: {len(self.specs)} native kernel(s), "
-                 f"{sum(s[0] == 'eager' for s in self.steps)} eager step(s), "
+        eager = sum(s[0] == "eager" for s in self.steps)
+        lines = [f"{self.name}: {len(self.specs)} native kernel(s), {eager} eager step(s), "
                  f"{self.n_buffers} planned buffer(s)"]
         for kind, step, node in self.steps:
             if kind == "native":
@@ -394,7 +399,7 @@ def build_program(graph: Graph, name: str = "graph", device=None):
         return Program(graph)
     try:
         return CompiledProgram(graph, name)
-    except Exception as exc:  # a compiler failure must not take the user's program down
+    except Exception as exc:  # noqa: BLE001  (a compiler failure must not stop the program)
         log("kernels", f"{name}: native compilation failed, running eager kernels: "
                        f"{type(exc).__name__}: {exc}")
         import warnings

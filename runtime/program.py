@@ -26,6 +26,15 @@ def _compute_dtype(node):
     return schema.compute_dtype(types).np
 
 
+def _scalar_as(dtype: np.dtype, x):
+    """A Python number in the compute dtype, wrapping out-of-range integers (uint8 - 3 gives
+    253) as eager arithmetic does."""
+    try:
+        return dtype.type(x)
+    except OverflowError:
+        return np.array(x).astype(dtype)[()]
+
+
 def eager_step(node, slot: dict) -> tuple:
     """One node as (kernel, args, attrs, outs) over slots; gives its outputs new slots. An
     arg is (slot, cast dtype or None), or (None, scalar already in the compute dtype)."""
@@ -38,7 +47,7 @@ def eager_step(node, slot: dict) -> tuple:
             needs = cast is not None and x.type.dtype.np != cast
             args.append((slot[x], cast if needs else None))
         else:
-            args.append((None, cast.type(x) if cast is not None else x))
+            args.append((None, _scalar_as(cast, x) if cast is not None else x))
     outs = []
     for v in node.outputs:
         slot[v] = len(slot)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
 from llvmlite import ir
 
 from ..spec import KernelSpec
@@ -59,6 +60,10 @@ class _Context:
 
     def call(self, name: str, *args: ir.Value) -> ir.Value:
         return self.b.call(intrinsic(self.module, name, args[0].type, len(args)), args)
+
+    def round_half(self, value: ir.Value) -> ir.Value:
+        """A float32 value rounded to float16 and back (numpy rounds each float16 op)."""
+        return self.b.fpext(self.b.fptrunc(value, ir.HalfType()), ir.FloatType())
 
     def signed(self, expr) -> bool:
         return KIND[expr.dtype] == "i"
@@ -326,6 +331,8 @@ class _Emitter:
             t = register_type(e.dtype)
             if e.dtype == "bool":
                 value = ir.Constant(I1, int(bool(e.attr)))
+            elif e.dtype == "float16":  # the float16 number eager computes with
+                value = ir.Constant(t, float(np.float16(e.attr)))
             elif KIND[e.dtype] == "f":
                 value = ir.Constant(t, float(e.attr))
             else:
@@ -348,8 +355,7 @@ class _Emitter:
 
     def _round_half(self, value):
         # numpy rounds every float16 op's result to float16; keep that rounding
-        b = self.ctx.b
-        return b.fpext(b.fptrunc(value, ir.HalfType()), ir.FloatType())
+        return self.ctx.round_half(value)
 
     def _store(self, s, value, offsets):
         spec, b = self.spec, self.ctx.b

@@ -91,21 +91,25 @@ def _greater(ctx, a, b, expr):
     return (ctx.b.icmp_signed if ctx.signed(expr) else ctx.b.icmp_unsigned)(">", a, b)
 
 
+def _pick_first(ctx, a, b, expr, symbol):
+    """numpy's choice of a in maximum (">") or minimum ("<"): a wins, or a is NaN (a NaN in b
+    falls through to b). float32/64 give b on a tie (maximum(-0.0, 0.0) is 0.0); float16
+    gives a."""
+    if expr.dtype == "float16":
+        symbol += "="
+    if _is_float(a):
+        return ctx.b.or_(ctx.b.fcmp_ordered(symbol, a, b), _isnan(ctx.b, a))
+    return _greater(ctx, a, b, expr) if symbol == ">" else _greater(ctx, b, a, expr)
+
+
 @template("maximum")
 def _maximum(ctx, a, b, expr):
-    # numpy: a > b or a is NaN ? a : b  (NaN from b falls through to b)
-    pick_a = _greater(ctx, a, b, expr)
-    if _is_float(a):
-        pick_a = ctx.b.or_(pick_a, _isnan(ctx.b, a))
-    return ctx.b.select(pick_a, a, b)
+    return ctx.b.select(_pick_first(ctx, a, b, expr, ">"), a, b)
 
 
 @template("minimum")
 def _minimum(ctx, a, b, expr):
-    pick_a = _greater(ctx, b, a, expr)
-    if _is_float(a):
-        pick_a = ctx.b.or_(pick_a, _isnan(ctx.b, a))
-    return ctx.b.select(pick_a, a, b)
+    return ctx.b.select(_pick_first(ctx, a, b, expr, "<"), a, b)
 
 
 @template("relu")
@@ -150,20 +154,17 @@ for _name, _intrinsic in (("floor", "llvm.floor"), ("ceil", "llvm.ceil"),
 
 @template("pow")
 def _pow(ctx, a, expr):
-    # only the exponents of codegen.scalar.POW_EXPONENTS reach here, as numpy special-cases
-    # them too (x**2 is x*x, x**0.5 is sqrt)
+    # only the exponents of codegen.scalar.POW_EXPONENTS reach here: numpy computes them as
+    # x*x, sqrt(x) and 1/x too
     e = float(expr.attr["exponent"])
     b = ctx.b
     if e == 1.0:
         return a
-    if e in (0.5, -0.5):
-        root = ctx.call("llvm.sqrt", a)
-        return root if e > 0 else b.fdiv(_const(a, 1), root)
-    mul = (lambda x, y: b.fmul(x, y, flags=ctx.fmf)) if _is_float(a) else b.mul
-    power = mul(a, a)
-    if abs(e) == 3.0:
-        power = mul(power, a)
-    return power if e > 0 else b.fdiv(_const(a, 1), power)
+    if e == 0.5:
+        return ctx.call("llvm.sqrt", a)
+    if e == -1.0:
+        return b.fdiv(_const(a, 1), a) if _is_float(a) else b.sdiv(_const(a, 1), a)
+    return b.fmul(a, a, flags=ctx.fmf) if _is_float(a) else b.mul(a, a)
 
 
 @template("sqrt")
@@ -173,7 +174,10 @@ def _sqrt(ctx, a, expr):
 
 @template("rsqrt")
 def _rsqrt(ctx, a, expr):
-    return ctx.b.fdiv(_const(a, 1), ctx.call("llvm.sqrt", a))
+    root = ctx.call("llvm.sqrt", a)
+    if expr.dtype == "float16":  # eager: 1 / sqrt(x), with sqrt rounded to float16 first
+        root = ctx.round_half(root)
+    return ctx.b.fdiv(_const(a, 1), root)
 
 
 @template("reciprocal")

@@ -19,7 +19,7 @@ _lock = threading.Lock()
 @functools.cache
 def llvm():
     """llvmlite.binding, with the native target initialized."""
-    import llvmlite.binding as binding
+    from llvmlite import binding
 
     binding.initialize_native_target()
     binding.initialize_native_asmprinter()

@@ -173,12 +173,11 @@ ALL_BINARY = {**BINARY, **SMOOTH_BINARY}
 DTYPES = ["float16", "float32", "float64", "int8", "uint8", "int32", "int64", "bool"]
 SHAPES = ["NM", "M", "N1", "1M", "", "11", "21M", "1"]  # broadcasting against each other
 SCALARS = [0, 1, 2, -3, 0.5, -1.25, 1.5, 0.1, 3.3, True, False]
-# Known bugs, each with its own strict xfail test below, that the chains steer around so that
-# they test everything else: float16 constants float16 cannot hold exactly (replaced by ones
-# it can), float16 ties of +0.0 and -0.0 in maximum/minimum/relu, float16 rsqrt and pow(x, 0.5)
-# (left out of float16 chains), and a negative Python int with a uint8 tensor (negated).
-F16_EXACT = {0.1: 0.125, 3.3: 3.25}
-F16_AVOID = {"maximum", "minimum", "relu", "rsqrt", "pow05"}
+# Bugs these chains once steered around are fixed (each keeps its own test below): float16
+# constants float16 cannot hold, float16 signed-zero ties, float16 rsqrt and pow(x, 0.5), and
+# a negative Python int with a uint8 tensor. The tables stay empty unless a new bug needs one.
+F16_EXACT: dict = {}
+F16_AVOID: set = set()
 
 
 def _shape(code, n, m):
@@ -188,8 +187,6 @@ def _shape(code, n, m):
 def _operand(v, tensors, h):
     if isinstance(v, str):
         return tensors[v]
-    if h.dtype == ember.uint8 and type(v) is int and v < 0:
-        return -v  # a known bug (see F16_EXACT's comment)
     return v
 
 
@@ -411,7 +408,7 @@ EDGE_UNARY.update(
         "to_bool": lambda h: h.to(ember.bool),
     }
 )
-F16_TIES = {"relu", "clamp0", "rsqrt"}  # known float16 bugs, their own xfail tests below
+F16_TIES: set = set()  # float16 cases to leave out (none since the tie and rsqrt fixes)
 
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=lambda d: d.__name__)
@@ -456,11 +453,7 @@ def test_edge_values_pairwise_through_binary_ops_match_eager_bit_for_bit(dtype):
     names = list(EDGE_BINARY)
     compiled, eager = executors(lambda a, b: tuple(EDGE_BINARY[k](a, b) for k in names), a, b)
     got, want = run_both(compiled, eager, [a, b])
-    # float16 maximum/minimum of +0.0 and -0.0: known bug, own xfail test below
-    tie = (a == 0) & (b == 0) & (np.signbit(a) != np.signbit(b))
     for name, g, w in zip(names, got, want):
-        if dtype == np.float16 and name in ("maximum", "minimum", "clamp_by_tensor"):
-            g, w = np.where(tie, 0, g), np.where(tie, 0, w)
         assert_same(g, w, name)
 
 
@@ -513,25 +506,19 @@ def test_edge_values_through_transcendentals_match_eager_within_a_few_ulp(dtype)
     [
         pytest.param(d, e, id=f"{d.__name__}-{e}")
         for d in FLOATS
-        for e in (2.0, 0.5, 1.0, 3.0, -2.0)
-        if not (d == np.float16 and e == 0.5)  # a known bug, see its xfail test
+        for e in (2.0, 0.5, 1.0, -1.0, 3.0, -2.0, -0.5)
     ],
 )
-def test_pow_with_a_fused_constant_exponent_matches_eager(dtype, exponent):
-    """x ** e for the exponents a kernel fuses: 2 and 0.5 bit for bit (numpy squares and
-    takes the square root too), 1, 3 and -2 within an ulp or two, edge values included."""
+def test_pow_with_a_constant_exponent_matches_eager_bit_for_bit(dtype, exponent):
+    """x ** e fuses for the exponents numpy computes without powf (x*x, sqrt, 1/x; float16
+    always uses powf, so only x*x and 1/x), bit for bit with edge values; other exponents
+    run numpy's own power."""
     x = edge_values(dtype)
     compiled, eager = executors(lambda x: x**exponent, x)
-    assert compiled.kernel_count == 1
+    fused = exponent in ((1.0, 2.0, -1.0) if dtype == np.float16 else (1.0, 2.0, 0.5, -1.0))
+    assert compiled.kernel_count == (1 if fused else 0)
     got, want = run_both(compiled, eager, [x])
-    if exponent in (2.0, 0.5, 1.0):
-        assert_same(got[0], want[0])
-    else:
-        # numpy's power rounds once, x*x*x twice: products of denormals and overflow near
-        # the largest float may differ more than an ulp
-        normal = np.abs(want[0]) >= np.finfo(dtype).smallest_normal * 2**10
-        g, w = got[0][normal], want[0][normal]
-        assert_close(g, w, rtol=4 * float(np.finfo(dtype).eps))
+    assert_same(got[0], want[0])
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.int8, np.uint8])
@@ -556,7 +543,6 @@ def test_narrow_dtype_chains_round_or_wrap_after_every_op_like_eager(dtype):
 # -- known elementwise bugs (strict xfail: they fail the suite once fixed) ------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="pow(x, -1.0) compiles to 1/(x*x), not 1/x")
 def test_pow_minus_one_is_the_reciprocal_like_eager():
     """x ** -1 is 1/x: the template squares for every exponent but 1, 3 and 0.5."""
     x = np.array([2.0, -4.0, 0.5], np.float32)
@@ -566,10 +552,6 @@ def test_pow_minus_one_is_the_reciprocal_like_eager():
     assert_same(got[0], want[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pow(x, -0.5) is 1/sqrt(x): -inf at -0.0 (numpy: inf) and NaN at -inf (numpy: 0)",
-)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
 def test_pow_minus_half_at_negative_zero_and_minus_infinity_matches_eager(dtype):
     """numpy's pow(-0.0, -0.5) is +inf and pow(-inf, -0.5) is 0 (C's pow)."""
@@ -579,11 +561,6 @@ def test_pow_minus_half_at_negative_zero_and_minus_infinity_matches_eager(dtype)
     assert_same(got[0], want[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="float16 pow(x, 0.5) is sqrt in float32; numpy's float16 "
-    "power is powf: pow(-0.0, 0.5) = +0.0, pow(-inf, 0.5) = inf",
-)
 def test_float16_pow_half_at_negative_zero_and_minus_infinity_matches_eager():
     """numpy computes float16 power with powf (no sqrt shortcut as for float32/64)."""
     x = np.array([-0.0, -np.inf, 4.0], np.float16)
@@ -592,11 +569,6 @@ def test_float16_pow_half_at_negative_zero_and_minus_infinity_matches_eager():
     assert_same(got[0], want[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="float16 constants are emitted as float32 values, not "
-    "rounded to float16 as eager rounds the Python scalar",
-)
 def test_float16_scalar_constants_round_to_float16_like_eager():
     """x / 3.3 in float16 divides by float16(3.3) = 3.30078125, as eager does."""
     x = np.array([3.0, 1.0, 0.5], np.float16)
@@ -606,12 +578,6 @@ def test_float16_scalar_constants_round_to_float16_like_eager():
         assert_same(g, w)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="numpy's float16 maximum/minimum return the first "
-    "operand on ties (maximum(-0.0, 0.0) = -0.0), float32/64 the second; "
-    "kernels use the float32 rule for float16",
-)
 @pytest.mark.parametrize("op", ["relu", "maximum", "minimum", "clamp_min"])
 def test_float16_ties_of_signed_zeros_keep_eagers_sign(op):
     """relu(-0.0), maximum(-0.0, 0.0), minimum(0.0, -0.0), clamp(-0.0, min=0) in float16."""
@@ -628,10 +594,6 @@ def test_float16_ties_of_signed_zeros_keep_eagers_sign(op):
     assert_same(got[0], want[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="eager float16 rsqrt rounds sqrt to float16, then 1/x; the kernel rounds 1/sqrt(x) once",
-)
 def test_float16_rsqrt_rounds_like_eager():
     """rsqrt(x) of float16 x near 65504 and 89: the same float16 as eager."""
     x = np.array([65504.0, 89.0, 3.0], np.float16)
@@ -640,11 +602,6 @@ def test_float16_rsqrt_rounds_like_eager():
     assert_same(got[0], want[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lowering indexes masked_fill's value as a third input, but a Python scalar value "
-    "is the attr 'value': IndexError, so the program cannot compile",
-)
 def test_masked_fill_with_a_scalar_value_compiles_and_matches_eager():
     """x.masked_fill(x > 1, -0.0) is one kernel equal to eager."""
     x = np.array([0.5, 2.0, -np.inf, np.nan], np.float32)
@@ -653,11 +610,6 @@ def test_masked_fill_with_a_scalar_value_compiles_and_matches_eager():
     assert_same(got[0], want[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Program(graph) raises OverflowError converting -3 to "
-    "uint8 (numpy 2), so a scripted uint8 - 3 cannot run at all",
-)
 def test_a_negative_python_int_with_a_uint8_tensor_runs_scripted_like_eager():
     """ember.script(lambda x: x + (-3)) on uint8 wraps around as eager does."""
     x = ember.tensor(np.array([1, 5, 200], np.uint8))
@@ -1020,11 +972,6 @@ def test_a_kernel_written_over_a_dead_input_it_reads_elementwise_stays_correct()
         assert_close(got[0], want[0], rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="in-place planning: a row-level output is stored over a "
-    "dead (n, 1) input before the inner loop loads that input",
-)
 def test_a_row_output_planned_over_an_input_does_not_clobber_it_before_it_is_read():
     """x * (y * 2) - x.sum(-1, keepdim=True), the row sum also feeding a matmul: the sum's
     planned buffer may not be y * 2's while the kernel still reads y * 2 after storing."""
@@ -1042,11 +989,6 @@ def test_a_row_output_planned_over_an_input_does_not_clobber_it_before_it_is_rea
         assert_close(g, w, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="in-place planning: an output that does not read the "
-    "dead input is stored over it before a later output of the kernel loads it",
-)
 def test_an_output_planned_over_an_input_it_does_not_read_leaves_it_for_later_outputs():
     """o0 = x * 3 (read by a matmul) and o0 * (y2 + colsum(y2)), y2 = y * 2 dead after the
     kernel: o0 may not overwrite y2 before the second output reads it."""
