@@ -38,6 +38,9 @@ class Group:
     shape: tuple = ()
     outer: int = 0  # leading dims of shape that are rows; the rest are reduced (if reducing)
     reduces: bool = False
+    # pointwise nodes computed from the graph's inputs alone, which a kernel recomputes from
+    # those inputs instead of loading their result (shared by every group of one graph)
+    inline: frozenset = frozenset()
 
     def __repr__(self) -> str:
         ops = ", ".join(n.op for n in self.nodes)
@@ -121,6 +124,19 @@ class _Fusion:
                     self.dag.add_edge(x.node, node)
         self.group_of: dict[Node, Group] = {}
         self._ancestors: dict[Node, set] = {}
+        self.inline = self._recomputable()
+
+    def _recomputable(self) -> frozenset:
+        """Pointwise nodes whose inputs are graph inputs, constants or such nodes: cheap to
+        compute again wherever they are read (a cross-entropy's target mask)."""
+        found = set()
+        for node in self.graph.nodes:
+            if not pointwise(node):
+                continue
+            if all(not isinstance(x, Value) or x.node is None or x.node in found
+                   for x in node.inputs):
+                found.add(node)
+        return frozenset(found)
 
     def ancestors(self, node: Node) -> set:
         found = self._ancestors.get(node)
@@ -244,6 +260,8 @@ class _Fusion:
                 continue
             candidates = []
             for producer, affine in self.producers(node):
+                if producer in self.inline and node not in self.inline:
+                    continue  # read by recomputing it: no reason to share its kernel
                 group = self.group_of.get(producer)
                 if group is not None and affine and all(group is not c for c in candidates):
                     candidates.append(group)
@@ -279,10 +297,46 @@ class _Fusion:
                 for n in other.nodes:
                     self.group_of[n] = joined
                 groups.remove(other)
+        self.merge_siblings(groups)
         position = {node: i for i, node in enumerate(self.graph.nodes)}
         for group in groups:
             group.nodes.sort(key=position.__getitem__)
+            group.inline = self.inline
         return self.schedule(groups)
+
+    def merge_siblings(self, groups: list[Group]) -> None:
+        """Merge groups that share a loop space (or one runs over the other's rows) and do not
+        depend on each other: one pass over the data instead of two, one kernel call."""
+        if len(groups) > 64:
+            return
+        i = 0
+        while i < len(groups):
+            a = groups[i]
+            j = i + 1
+            while j < len(groups):
+                b = groups[j]
+                space = self.merged_space(a, b) or self.row_space(a, b) or self.row_space(b, a)
+                union = set(a.nodes) | set(b.nodes)
+                if (space is not None and self.legal_union(union)
+                        and self.rows_consistent(union, space[0], space[1])):
+                    a.shape, a.outer, a.reduces = space
+                    a.nodes += b.nodes
+                    for n in b.nodes:
+                        self.group_of[n] = a
+                    groups.pop(j)
+                    continue
+                j += 1
+            i += 1
+
+    @staticmethod
+    def row_space(a: Group, b: Group) -> tuple | None:
+        """a's loop space, when b is pointwise over a's rows."""
+        if not a.reduces or b.reduces:
+            return None
+        rows = a.shape[: a.outer]
+        if b.shape in (rows, rows + (1,) * (len(a.shape) - a.outer)) and a.outer:
+            return a.shape, a.outer, True
+        return None
 
     def schedule(self, groups: list[Group]) -> list:
         """Every group and ungrouped node, topologically ordered as units. A member reads a

@@ -74,7 +74,7 @@ class _Lowering:
 
     def _value(self, value: Value, index: AffineMap) -> int:
         node = value.node
-        if node is not None and node in self.members:
+        if node is not None and (node in self.members or node in self.group.inline):
             return self.compute(node, index)
         if node is not None and node.schema.view:
             source = node.inputs[0]

@@ -147,6 +147,8 @@ class CompiledProgram:
         keep = []
         for unit, spec, ins, outs in reversed(lowered):
             if spec is not None:
+                if not any(v in needed for v in outs):
+                    continue  # every reader recomputes what this kernel would store
                 needed.update(ins)
                 keep.append((unit, spec, ins, outs))
             elif any(v in needed for v in unit.outputs) or unit.schema.side_effects:
