@@ -123,7 +123,6 @@ class _Fusion:
                 if isinstance(x, Value) and x.node is not None:
                     self.dag.add_edge(x.node, node)
         self.group_of: dict[Node, Group] = {}
-        self._ancestors: dict[Node, set] = {}
         self.inline = self._recomputable()
 
     def _recomputable(self) -> frozenset:
@@ -138,12 +137,6 @@ class _Fusion:
                 found.add(node)
         return frozenset(found)
 
-    def ancestors(self, node: Node) -> set:
-        found = self._ancestors.get(node)
-        if found is None:
-            found = self._ancestors[node] = nx.ancestors(self.dag, node)
-        return found
-
     def producers(self, node: Node) -> list[tuple[Node, bool]]:
         """(producing node, readable through affine views) of each tensor input."""
         out = []
@@ -155,24 +148,64 @@ class _Fusion:
         return out
 
     def legal(self, node: Node, group: Group) -> bool:
+        """Whether node may join group: no reshape without an index map between them, and
+        no path from the group to the node through another unit (a cycle once merged)."""
         members = set(group.nodes)
         for x in node.inputs:
-            if not isinstance(x, Value) or x.node is None:
+            if isinstance(x, Value) and x.node is not None:
+                base, affine = through_views(x)
+                if not affine and base.node in members:
+                    return False  # a member read through a reshape that has no index map
+        return self.acyclic([group, node])
+
+    # -- the graph of units (groups and ungrouped nodes), kept contracted as groups grow --------
+
+    def _unit(self, node: Node):
+        return self.group_of.get(node, node)
+
+    def _build_units(self) -> None:
+        # views are read through, so they are not units: a node that reads a view depends on
+        # the node the view's chain starts from
+        self.units = nx.DiGraph()
+        self.units.add_nodes_from(id(n) for n in self.graph.nodes if not n.schema.view)
+        for a, b in self.dag.edges:
+            if b.schema.view:
                 continue
-            base, affine = through_views(x)
-            if not affine and base.node in members:
-                return False  # a member read through a reshape that has no index map
-            producer = x.node
-            while producer.schema.view and producer not in members:
-                # a view of a member is read through, not run: follow it to its source
-                source = producer.inputs[0]
-                if source.node is None:
-                    break
-                producer = source.node
-            if producer in members:
-                continue
-            if members & self.ancestors(producer):
-                return False
+            while a is not None and a.schema.view:
+                a = a.inputs[0].node
+            if a is not None:
+                self.units.add_edge(id(a), id(b))
+
+    def _contract(self, keep, gone) -> None:
+        """Unit `gone` (a node or group) became part of unit `keep`."""
+        k, g = id(keep), id(gone)
+        if k == g or g not in self.units:
+            return
+        if k not in self.units:
+            self.units.add_node(k)
+        for p in list(self.units.predecessors(g)):
+            if p != k:
+                self.units.add_edge(p, k)
+        for s in list(self.units.successors(g)):
+            if s != k:
+                self.units.add_edge(k, s)
+        self.units.remove_node(g)
+
+    def acyclic(self, parts: list) -> bool:
+        """Whether merging the units `parts` keeps the unit graph acyclic: no path leaves the
+        set and comes back into it."""
+        ids = {id(p) for p in parts}
+        frontier = [s for p in ids if p in self.units for s in self.units.successors(p)
+                    if s not in ids]
+        seen = set(frontier)
+        while frontier:
+            u = frontier.pop()
+            for s in self.units.successors(u):
+                if s in ids:
+                    return False
+                if s not in seen:
+                    seen.add(s)
+                    frontier.append(s)
         return True
 
     def fits(self, node: Node, group: Group) -> tuple | None:
@@ -207,22 +240,18 @@ class _Fusion:
             return (a.shape, a.outer if a.reduces else b.outer, True)
         return a.shape, a.outer, False
 
-    def legal_union(self, members: set) -> bool:
-        """Whether `members` can run as one kernel: no member reads, through a node outside
-        the set, a value that depends on the set."""
+    def legal_union(self, a: Group, b: Group) -> bool:
+        """Whether groups a and b can run as one kernel: no member reads the other group
+        through a reshape without an index map, and no path between them through another
+        unit."""
+        members = set(a.nodes) | set(b.nodes)
         for m in members:
             for x in m.inputs:
-                if not isinstance(x, Value) or x.node is None:
-                    continue
-                base, affine = through_views(x)
-                if base.node in members:
-                    if not affine:
+                if isinstance(x, Value) and x.node is not None:
+                    base, affine = through_views(x)
+                    if base.node in members and not affine:
                         return False
-                    continue
-                producer = x.node
-                if members & ({producer} | self.ancestors(producer)):
-                    return False
-        return True
+        return self.acyclic([a, b])
 
     def rows_consistent(self, members: set, shape: tuple, outer: int) -> bool:
         """Whether every member reads the values that depend on a reduction of the set at
@@ -254,6 +283,7 @@ class _Fusion:
     def run(self) -> list:
         """Groups and single nodes, in an order that respects every dependency."""
         groups: list[Group] = []
+        self._build_units()
         for node in self.graph.nodes:
             keep = reduction(node)
             if keep is None and not pointwise(node):
@@ -280,8 +310,11 @@ class _Fusion:
                     shape = tuple(node.outputs[0].shape)
                     joined = Group(shape=shape, outer=len(shape))
                 groups.append(joined)
+            if not joined.nodes:
+                self.units.add_node(id(joined))
             joined.nodes.append(node)
             self.group_of[node] = joined
+            self._contract(joined, node)
             # the node's other producer groups join too, when they share the loop space:
             # where(c, a * 1.5, a * 0.1) is one kernel, not three
             for other in candidates:
@@ -289,13 +322,14 @@ class _Fusion:
                     continue
                 space = self.merged_space(joined, other)
                 union = set(joined.nodes) | set(other.nodes)
-                if (space is None or not self.legal_union(union)
+                if (space is None or not self.legal_union(joined, other)
                         or not self.rows_consistent(union, space[0], space[1])):
                     continue
                 joined.shape, joined.outer, joined.reduces = space
                 joined.nodes += other.nodes
                 for n in other.nodes:
                     self.group_of[n] = joined
+                self._contract(joined, other)
                 groups.remove(other)
         self.merge_siblings(groups)
         position = {node: i for i, node in enumerate(self.graph.nodes)}
@@ -317,12 +351,13 @@ class _Fusion:
                 b = groups[j]
                 space = self.merged_space(a, b) or self.row_space(a, b) or self.row_space(b, a)
                 union = set(a.nodes) | set(b.nodes)
-                if (space is not None and self.legal_union(union)
+                if (space is not None and self.legal_union(a, b)
                         and self.rows_consistent(union, space[0], space[1])):
                     a.shape, a.outer, a.reduces = space
                     a.nodes += b.nodes
                     for n in b.nodes:
                         self.group_of[n] = a
+                    self._contract(a, b)
                     groups.pop(j)
                     continue
                 j += 1
