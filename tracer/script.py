@@ -219,15 +219,21 @@ class Specialization:
     def captured_hold(self) -> bool:
         return tuple(_leaf_key(t) for t in self.captured) == self.captured_keys
 
-    # -- running ------------------------------------------------------------------------------
-
-    def run(self, leaves):
+    def grad_changes(self) -> list[str]:
+        """How the .grad of the tensors this graph reads differs from what it was traced
+        with (empty when every grad guard holds)."""
+        out = []
         for tensor, meta in self.grad_guards:
             grad = tensor._grad
             found = None if grad is None else (tuple(grad.shape), grad._dtype)
             if found != meta:
-                raise GuardFailed(f".grad of a tensor of shape {list(tensor.shape)}: "
-                                  f"{_grad_text(meta)} -> {_grad_text(found)}")
+                out.append(f".grad of a tensor of shape {list(tensor.shape)}: "
+                           f"{_grad_text(meta)} -> {_grad_text(found)}")
+        return out
+
+    # -- running ------------------------------------------------------------------------------
+
+    def run(self, leaves):
         inputs = [leaves[i] for i in self.input_leaves]
         inputs += [t if kind == "captured" else t._grad for kind, t in self.sources]
         records = (grad_mode.state.enabled and not self.self_contained
@@ -364,9 +370,15 @@ class ScriptFunction:
         if self.gave_up is not None:
             return self.fn(*args, **kwargs)
         failure = None
+        grad_failure = None
         for sp in self.specializations:
             if sp.key != key or not sp.captured_hold():
                 continue
+            if sp.grad_guards:
+                changes = sp.grad_changes()
+                if changes:
+                    grad_failure = grad_failure or "; ".join(changes)
+                    continue
             if sp.eager_reason is not None:
                 return self.fn(*args, **kwargs)
             try:
@@ -374,7 +386,7 @@ class ScriptFunction:
             except GuardFailed as exc:
                 failure = str(exc)
         if failure is None:
-            failure = self._why_new(key)
+            failure = grad_failure or self._why_new(key)
         return self._retrace(args, kwargs, leaves, spec, key, failure)
 
     def guard_key(self, args, kwargs):
