@@ -106,6 +106,12 @@ def cast(b: ir.IRBuilder, v: ir.Value, source: str, target: str) -> ir.Value:
     return b.sext(v, dst_t) if sk == "i" else b.zext(v, dst_t)
 
 
+# the inner size up to which a row's expensive values are kept in a stack buffer (64 KiB of
+# float64 at most: small enough for the stack, and for the L1/L2 cache)
+ROW_CACHE_LIMIT = 8192
+TRANSCENDENTAL = frozenset({"exp", "expm1", "log", "log1p", "tanh", "sigmoid", "erf", "sin",
+                            "cos"})
+
 _REDUCE_INIT = {"sum": 0, "prod": 1, "max": -math.inf, "min": math.inf}
 
 
@@ -129,6 +135,15 @@ class _Emitter:
         self.module = module
         self.ctx = _Context(self.module, spec)
         self.level = spec.inner_level()
+        # which exprs depend on a reduction: a divide by one inside the inner loop becomes a
+        # multiply by its reciprocal, computed once per row (softmax's e / sum)
+        after = []
+        for e in spec.exprs:
+            after.append(e.op == "reduce" or any(after[a] for a in e.args))
+        self.ctx.per_row_divisor = [
+            e.op == "div" and self.level[i] and not self.level[e.args[1]] and after[e.args[1]]
+            for i, e in enumerate(spec.exprs)
+        ]
 
     def emit(self) -> str:
         spec = self.spec
@@ -143,8 +158,52 @@ class _Emitter:
         entry = fn.append_basic_block("entry")
         b = ir.IRBuilder(entry)
         self.ctx.b = b
+        self._plan_row_cache(b)
         self._loop(b, start, end, self._row)
         b.ret_void()
+
+    # -- per-row scratch for expensive values several inner loops need -----------------------
+
+    def _plan_row_cache(self, b) -> None:
+        """Softmax needs exp(x - max) in the sum's loop and again in the store loop: computed
+        once, kept in a stack buffer of one row, and loaded back, instead of computed twice.
+        Only transcendental values, in rows of at most ROW_CACHE_LIMIT elements."""
+        spec = self.spec
+        self.cached: dict[int, tuple] = {}  # expr -> (producing loop, scratch pointer)
+        self.loop_id = None
+        inner = spec.inner
+        size = math.prod(inner) if inner else 0
+        if not inner or size > ROW_CACHE_LIMIT:
+            return
+        loops = [k for k, e in enumerate(spec.exprs) if e.op == "reduce"]
+        uses: dict[int, list] = {}
+        for loop in loops:
+            for k in self._inner_needs(spec.exprs[loop].args[0]):
+                uses.setdefault(k, []).append(loop)
+        for s in spec.stores:
+            if self._inner_store(s):
+                for k in self._inner_needs(s.expr):
+                    uses.setdefault(k, []).append("store")
+        for k, where in uses.items():
+            if spec.exprs[k].op in TRANSCENDENTAL and len(set(where)) > 1:
+                scratch = b.alloca(ir.ArrayType(register_type(spec.exprs[k].dtype), size))
+                self.cached[k] = (where[0], scratch)
+        if self.cached:
+            strides, step = [0] * len(spec.shape), 1
+            for dim in range(len(spec.shape) - 1, spec.outer - 1, -1):
+                strides[dim] = step
+                step *= spec.shape[dim]
+            self.flat_key = (tuple(strides), -1)  # offset -1: no access uses it
+
+    def _inner_needs(self, root: int) -> set:
+        found, stack = set(), [root]
+        while stack:
+            k = stack.pop()
+            if k in found or not self.level[k]:
+                continue
+            found.add(k)
+            stack.extend(self.spec.exprs[k].args)
+        return found
 
     # -- loops -------------------------------------------------------------------------------
 
@@ -218,6 +277,8 @@ class _Emitter:
             for dim in range(spec.outer):
                 offset = self._advance(b, offset, index[dim], access.strides[dim])
             bases[key] = offset
+        if self.cached:
+            bases[self.flat_key] = ir.Constant(I64, 0)
         self.row_values: dict[int, ir.Value] = {}
         inner_dims = list(range(spec.outer, len(spec.shape)))
         for k, e in enumerate(spec.exprs):
@@ -232,6 +293,7 @@ class _Emitter:
         if inner_stores:
             for s in inner_stores:
                 self._prepare(s.expr, bases)
+            self.loop_id = "store"
 
             def body(offsets, carried):
                 scope = {}
@@ -278,6 +340,8 @@ class _Emitter:
         body_expr = spec.exprs[e.args[0]]
         init = _reduce_init(e.attr, e.dtype)
 
+        self.loop_id = k
+
         def body(offsets, carried):
             value = self._value(e.args[0], {}, offsets)
             value = cast(b, value, body_expr.dtype, e.dtype)
@@ -315,6 +379,13 @@ class _Emitter:
             return scope[k]
         spec, b = self.spec, self.ctx.b
         e = spec.exprs[k]
+        cache = self.cached.get(k)
+        if cache is not None:
+            producer, scratch = cache
+            slot = b.gep(scratch, [ir.Constant(I64, 0), offsets[self.flat_key]], inbounds=True)
+            if producer != self.loop_id:
+                value = scope[k] = b.load(slot, typ=register_type(e.dtype))
+                return value
         if e.op == "load":
             a = e.attr
             ptr = b.gep(self.pointers[a.arg], [offsets[(a.strides, a.offset)]], inbounds=True,
@@ -347,10 +418,13 @@ class _Emitter:
                 value = self._round_half(value)
         else:
             args = [self._value(a, scope, offsets) for a in e.args]
+            self.ctx.current = k
             value = TEMPLATES[e.op](self.ctx, *args, e)
             if e.dtype == "float16":
                 value = self._round_half(value)
         scope[k] = value
+        if cache is not None:
+            b.store(value, slot)
         return value
 
     def _round_half(self, value):

@@ -66,6 +66,10 @@ def _mul(ctx, a, b, expr):
 
 @template("div")
 def _div(ctx, a, b, expr):
+    if ctx.per_row_divisor[ctx.current]:
+        # x / s for s a row's reduction: x * (1 / s), the reciprocal hoisted out of the loop
+        # (as PyTorch's softmax does); within an ulp, and inf/nan/0 behave as in x / s
+        return ctx.b.fmul(a, ctx.b.fdiv(_const(b, 1), b), flags=ctx.fmf)
     return ctx.b.fdiv(a, b, flags=ctx.fmf)
 
 
