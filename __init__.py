@@ -130,6 +130,10 @@ _RENAMED_SUBMODULES = {"onnx": "onnx_export"}
 
 
 def __getattr__(name: str):
+    if name.startswith("__") or name.startswith("pytest_"):
+        # dunders and the hooks pytest looks up on any module it imports (it imports this
+        # file as a package when run from the repository root) are not ops
+        raise AttributeError(f"module 'ember' has no attribute {name!r}")
     if name in _SUBMODULES:
         value = importlib.import_module(f".{name}", __name__)
     elif name in _RENAMED_SUBMODULES:
