@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import _tensor
 from ..autograd import grad_mode
-from ..errors import EmberRuntimeError, user_frame
+from ..errors import EmberError, EmberRuntimeError, user_frame
 from ..runtime.device import CPU, array_module
 from ..ir.passes import run_pipeline
 from ..runtime.compiled import build_program
@@ -213,6 +213,7 @@ class Specialization:
         self.grad_guards: list = []  # (tensor, None or (shape, dtype) of its .grad at start)
         self.grad_writes: list = []  # (tensor, wrote a tensor?) in graph-output order
         self.self_contained = False  # ran backward() inside: runs without autograd recording
+        self.split = None  # compiled forward + backward for calls autograd records
 
     # -- checking ----------------------------------------------------------------------------
 
@@ -238,7 +239,15 @@ class Specialization:
         inputs += [t if kind == "captured" else t._grad for kind, t in self.sources]
         records = (grad_mode.state.enabled and not self.self_contained
                    and any(t._requires_grad for t in inputs))
-        outs = self._replay(inputs) if records else self._execute(inputs)
+        if not records:
+            outs = self._execute(inputs)
+        elif self.split is not None:
+            from .compiled_autograd import run_split
+
+            dev = inputs[0]._device if inputs else CPU
+            outs = run_split(self.split, inputs, np if dev is CPU else array_module(dev), _wrap)
+        else:
+            outs = self._replay(inputs)
         results = outs[: self.n_results]
         states = outs[self.n_results : self.n_results + len(self.mutated)]
         n_grads = sum(wrote for _, wrote in self.grad_writes)
@@ -565,6 +574,19 @@ class ScriptFunction:
 
         sp.out_template = [template(x) for x in out_leaves]
         sp.n_results = sum(t[0] != "value" for t in sp.out_template)
+        traced = [t for t, _ in recording.inputs]
+        grads_read = {id(t): g for t, g in recording.grad_reads.values()}
+        traced += [t if kind == "captured" else grads_read[id(t)] for kind, t in sp.sources]
+        if (grad_mode.state.enabled and not sp.self_contained
+                and any(t._requires_grad for t in traced)):
+            from .compiled_autograd import split
+
+            results = [x for x in out_leaves if isinstance(x, _tensor.Tensor)]
+            try:
+                sp.split = split(sp, recording, traced, results, self.name, device)
+            except EmberError as exc:  # the backward could not be captured: replay instead
+                log("breaks", f"{self.name}: backward not compiled: {exc}")
+            log("graph", f"{self.name}: backward compiled: {sp.split is not None}")
 
     def _fall_back(self, reason, args, kwargs, give_up=False):
         name = self.name

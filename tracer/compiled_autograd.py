@@ -1,0 +1,179 @@
+"""A scripted call that autograd records, as one node: a compiled forward, a compiled backward.
+
+When a captured function is called with inputs that require grad, eager PyTorch would record
+one autograd node per op. Instead, on the tracing call, the backward of the recorded ops is
+traced too (autograd.grad through dispatch, with a placeholder gradient per output), giving a
+backward graph whose inputs are the output gradients and the forward values it reads. The
+forward graph returns those saved values besides its results. Later calls run both graphs
+compiled: the forward program, then, when backward reaches it, one `CompiledBackward` node that
+runs the backward program and hands each input its gradient.
+
+Higher-order gradients (backward with create_graph=True) need the forward ops themselves in the
+autograd graph: the node then recomputes the forward eagerly from the inputs it kept (checking
+they were not changed in place since) and differentiates that, as activation checkpointing
+does. Calls that write state (in-place on inputs, .grad) keep the op-by-op replay.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _tensor
+from ..autograd import grad_mode
+from ..autograd.graph import Node, edge_of
+from ..errors import runtime_error
+from ..ir.passes import run_pipeline
+from ..runtime.compiled import build_program
+from ..runtime.program import evaluate_with_kernels
+from .tracer import Trace, tracing
+
+_FREED = (
+    "Trying to backward through the graph a second time (or directly access saved tensors "
+    "after they have already been freed). Saved intermediate values of the graph are freed "
+    "when you call .backward() or autograd.grad(). Specify retain_graph=True if you need to "
+    "backward through the graph a second time."
+)
+
+
+class SplitGraphs:
+    """The forward and backward programs of one specialization, and how they connect."""
+
+    def __init__(self, forward, backward, n_outputs, diff_inputs, diff_outputs, has_grad,
+                 replay):
+        self.forward = forward  # returns the recorded outputs, then the saved values
+        self.backward = backward  # (output grads..., saved...) -> the present input grads
+        self.n_outputs = n_outputs
+        self.diff_inputs = diff_inputs  # indices of the inputs that require grad
+        self.diff_outputs = diff_outputs  # indices of the results autograd flows through
+        self.has_grad = has_grad  # per diff input: whether the backward graph returns one
+        self.replay = replay  # runs the recorded graph eagerly (for create_graph)
+
+
+def _float(t) -> bool:
+    return t._dtype.is_floating_point
+
+
+def split(sp, recording, inputs: list, results: list, name: str, device):
+    """SplitGraphs for a specialization traced with autograd on, or None when the call needs
+    the op-by-op replay (state written, inputs returned as outputs, backward not traceable)."""
+    from ..factories import tensor as make_tensor
+
+    if sp.mutated or sp.grad_writes or any(k != "tensor" for k, *_ in sp.out_template
+                                           if k != "value"):
+        return None
+    diff_inputs = [i for i, t in enumerate(inputs) if t._requires_grad and _float(t)]
+    diff_outputs = [j for j, t in enumerate(results)
+                    if isinstance(t, _tensor.Tensor) and t._requires_grad and _float(t)]
+    if not diff_inputs or not diff_outputs:
+        return None
+    grad_outputs = [make_tensor(np.ones(tuple(results[j].shape), dtype=results[j]._dtype.np))
+                    for j in diff_outputs]
+    backward = Trace(f"{name}.backward")
+    for k, g in enumerate(grad_outputs):
+        backward.add_input(g, f"grad_output{k}")
+    from ..autograd.engine import grad as autograd_grad
+
+    with tracing(backward):
+        grads = autograd_grad([results[j] for j in diff_outputs],
+                              [inputs[i] for i in diff_inputs], grad_outputs=grad_outputs,
+                              retain_graph=True, allow_unused=True)
+    if backward.broken is not None or backward.value_guards or backward.mutated:
+        return None
+    has_grad = [g is not None for g in grads]
+    if not any(has_grad):
+        return None
+    backward.outputs([g for g in grads if g is not None])
+    # what the backward reads from the forward: values the forward trace bound
+    saved = []
+    for tensor, _ in backward.captured:
+        entry = recording.env.get(id(tensor))
+        if entry is None or entry[0] is not tensor:
+            return None
+        saved.append(entry[1])
+    mapping: dict = {}
+    forward_graph = recording.graph.copy(mapping)
+    forward_graph.set_outputs([*forward_graph.outputs, *(mapping[v] for v in saved)])
+    run_pipeline(forward_graph, evaluate=evaluate_with_kernels)
+    backward_graph = backward.graph
+    run_pipeline(backward_graph, evaluate=evaluate_with_kernels)
+    return SplitGraphs(
+        build_program(forward_graph, name, device),
+        build_program(backward_graph, f"{name}.backward", device),
+        len(recording.graph.outputs), diff_inputs, diff_outputs, has_grad, sp._replay,
+    )
+
+
+def run_split(graphs: SplitGraphs, inputs: list, xp, wrap) -> list:
+    """Run the forward program and link its results to one CompiledBackward node: the graph's
+    outputs, the results autograd flows through as tensors with that node as grad_fn."""
+    outs = graphs.forward(xp, [t._data for t in inputs])
+    recorded, saved = outs[: graphs.n_outputs], outs[graphs.n_outputs :]
+    node = CompiledBackward(graphs, inputs, saved, xp)
+    results = [wrap(a) for a in recorded]
+    node.out_meta = []
+    for k, j in enumerate(graphs.diff_outputs):
+        t = results[j]
+        t._requires_grad = True
+        t._grad_fn, t._output_nr = node, k
+        node.out_meta.append((t._data.shape, t._dtype, t._device))
+    return results
+
+
+class CompiledBackward(Node):
+    """The backward of a scripted call: the compiled backward graph over the saved values."""
+
+    def __init__(self, graphs: SplitGraphs, inputs: list, saved: list, xp):
+        super().__init__()
+        self.graphs = graphs
+        self.inputs = inputs  # kept for create_graph's recomputation
+        self.versions = [t._version[0] for t in inputs]
+        self.saved = saved
+        self.xp = xp
+        self.next_functions = tuple(edge_of(inputs[i]) for i in graphs.diff_inputs)
+        self.out_meta: list = []
+
+    def name(self) -> str:
+        return "CompiledFunctionBackward"
+
+    def num_outputs(self) -> int:
+        return len(self.out_meta)
+
+    def output_meta(self, i):
+        return self.out_meta[i]
+
+    def release(self) -> None:
+        self.saved = None
+
+    def apply(self, grads: list) -> list:
+        from ..factories import zeros
+
+        grads = [g if g is not None else zeros(*meta[:1], dtype=meta[1], device=meta[2])
+                 for g, meta in zip(grads, self.out_meta)]
+        if grad_mode.state.enabled:
+            return self._recompute(grads)
+        if self.saved is None:
+            raise runtime_error(_FREED)
+        arrays = [g._data if g._dtype is meta[1] else g.to(meta[1])._data
+                  for g, meta in zip(grads, self.out_meta)]
+        outs = iter(self.graphs.backward(self.xp, arrays + list(self.saved)))
+        from .script import _wrap
+
+        return [_wrap(next(outs)) if present else None for present in self.graphs.has_grad]
+
+    def _recompute(self, grads: list) -> list:
+        """create_graph: the forward again, op by op under autograd, differentiated."""
+        from ..autograd.engine import grad as autograd_grad
+
+        for t, v in zip(self.inputs, self.versions):
+            if t._version[0] != v:
+                raise runtime_error(
+                    "one of the variables needed for gradient computation has been modified "
+                    f"by an inplace operation: [ember.{t._dtype.name} {list(t.shape)}], which "
+                    f"is an input of a scripted call, is at version {t._version[0]}; expected "
+                    f"version {v} instead."
+                )
+        results = self.graphs.replay(self.inputs)
+        outputs = [results[j] for j in self.graphs.diff_outputs]
+        wanted = [self.inputs[i] for i in self.graphs.diff_inputs]
+        return list(autograd_grad(outputs, wanted, grad_outputs=grads, create_graph=True,
+                                  allow_unused=True))
