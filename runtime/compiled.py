@@ -22,6 +22,7 @@ import ctypes
 import dataclasses
 import math
 import os
+import sys
 import threading
 import time
 import weakref
@@ -36,6 +37,10 @@ from ..codegen.llvm.emit import emit_module, symbol
 from ..codegen.lower import lower
 from ..ir.graph import Graph, Value
 from .program import Program, eager_step, run_eager_step
+
+# outputs of at least this size are recycled once the caller has dropped them (below it,
+# malloc's own free lists already avoid fresh pages)
+RECYCLE_MIN_BYTES = 1 << 20
 
 # a kernel over fewer elements than this runs inline: handing work to the pool costs ~20 us,
 # more than such a kernel takes on one core
@@ -280,6 +285,24 @@ class CompiledProgram:
                 return arg
         return None
 
+    def _fresh(self, index: int, shape: tuple, dtype) -> np.ndarray:
+        """An output array for the caller. A large one is the array this thread returned from
+        the same slot last call when nothing else holds it any more (the caller dropped it):
+        reusing it skips the page faults of fresh memory, as a caching allocator does."""
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        if nbytes < RECYCLE_MIN_BYTES:
+            return np.empty(shape, dtype)
+        returned = getattr(self._local, "returned", None)
+        if returned is None:
+            returned = self._local.returned = {}
+        previous = returned.get(index)
+        # three references: the dict's, this function's and getrefcount's argument; a view
+        # or a tensor the caller kept would hold a fourth
+        if previous is not None and sys.getrefcount(previous) == 3 and previous.shape == shape:
+            return previous
+        out = returned[index] = np.empty(shape, dtype)
+        return out
+
     def _buffers(self) -> list:
         buffers = getattr(self._local, "buffers", None)
         if buffers is None:
@@ -317,7 +340,7 @@ class CompiledProgram:
                 pointers.append(pointer)
             for index, shape, dtype, buffer, _ in step.outputs:
                 if buffer is None:
-                    out = np.empty(shape, dtype)
+                    out = self._fresh(index, shape, dtype)
                 else:
                     out = buffers[buffer]
                     if out is None or out.shape != shape or out.dtype != dtype:
