@@ -22,9 +22,11 @@ from ..errors import EmberError
 from ..ir.dtypes import ALL as ALL_DTYPES
 from ..ir.schema import SCHEMAS
 from ..ir.serialize import from_data
+from ..ir.specialize import resolve
 from ..ir.symbolic import SymInt
 from .graph_file import FORMAT_NAME, SCHEMA_VERSION, FormatError, parse_json, read_container
 from .kernels import KERNELS
+from .compiled import build_program, native_enabled
 from .program import Program
 
 _DTYPE_NAMES = {d.name for d in ALL_DTYPES}
@@ -293,10 +295,11 @@ class LoadedProgram:
         self._symbolic = {i for i, step in enumerate(self._program.steps) if _has_symbol(step[2])}
         self._by_sizes: dict = {}  # sizes -> the program with them in its attrs
         self._xp = np if device == "cpu" else _cupy(device)
-        if device == "cpu" and not self._symbolic and not _has_symbolic_shapes(graph):
-            from .compiled import build_program
-
+        self._native: dict = {}  # sizes -> the compiled program for them
+        self._compile = device == "cpu" and native_enabled()
+        if self._compile and not self._symbolic and not _has_symbolic_shapes(graph):
             self._program = build_program(graph, metadata.get("name") or "graph")
+            self._compile = False  # compiled once, for its only sizes
 
     @property
     def schema_version(self) -> str:
@@ -314,11 +317,27 @@ class LoadedProgram:
         if xp is not np:
             arrays = [xp.asarray(a) for a in arrays]
         program = self._program
-        if self._symbolic:
+        if self._compile:
+            program = self._native_for(sizes)
+        elif self._symbolic:
             program = self._sized(sizes)
         outputs = program(xp, arrays)
         outputs = [np.asarray(o) if xp is np else xp.asnumpy(o) for o in outputs]
         return unflatten_as(iter(outputs), self.signature.output_structure)
+
+    def _native_for(self, sizes: dict):
+        """Native kernels for these symbol sizes: the graph specialized to them and compiled,
+        once per set of sizes (a few kept; the disk cache keeps the rest cheap)."""
+        key = tuple(sorted(sizes.items()))
+        program = self._native.get(key)
+        if program is None:
+            from ..ir.specialize import specialize
+
+            program = build_program(specialize(self.graph, sizes), "graph")
+            if len(self._native) >= 16:
+                self._native.clear()
+            self._native[key] = program
+        return program
 
     def _sized(self, sizes: dict):
         """The program with these symbol sizes in its attrs: a copy of the steps, built once per
@@ -328,7 +347,7 @@ class LoadedProgram:
         if program is None:
             program = copy.copy(self._program)
             program.steps = [
-                (*step[:2], _resolve(step[2], sizes), *step[3:]) if i in self._symbolic else step
+                (*step[:2], resolve(step[2], sizes), *step[3:]) if i in self._symbolic else step
                 for i, step in enumerate(self._program.steps)
             ]
             if len(self._by_sizes) >= 16:
@@ -352,18 +371,6 @@ def _has_symbol(value) -> bool:
     if isinstance(value, dict):
         return any(_has_symbol(v) for v in value.values())
     return False
-
-
-def _resolve(value, sizes: dict):
-    """An attr value with its symbolic sizes replaced by this call's ints."""
-    if isinstance(value, SymInt):
-        return value.subs(sizes)
-    if isinstance(value, (list, tuple)):
-        items = [_resolve(v, sizes) for v in value]
-        return items if isinstance(value, list) else tuple(items)
-    if isinstance(value, dict):
-        return {k: _resolve(v, sizes) for k, v in value.items()}
-    return value
 
 
 def _cupy(device: str):
