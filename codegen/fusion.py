@@ -19,8 +19,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import networkx as nx
-
 from ..ir.graph import Graph, Node, Value
 from ..ir.symbolic import SymInt
 from .indexing import AffineMap, broadcast_map, view_map
@@ -115,6 +113,8 @@ def through_views(value) -> tuple:
 
 class _Fusion:
     def __init__(self, graph: Graph):
+        import networkx as nx  # here, not at import: loading networkx costs ~80 ms
+
         self.graph = graph
         self.dag = nx.DiGraph()
         for node in graph.nodes:
@@ -164,6 +164,8 @@ class _Fusion:
         return self.group_of.get(node, node)
 
     def _build_units(self) -> None:
+        import networkx as nx
+
         # views are read through, so they are not units: a node that reads a view depends on
         # the node the view's chain starts from
         self.units = nx.DiGraph()
@@ -376,6 +378,8 @@ class _Fusion:
     def schedule(self, groups: list[Group]) -> list:
         """Every group and ungrouped node, topologically ordered as units. A member reads a
         view through to its source, so the edge into a group comes from the source's unit."""
+        import networkx as nx
+
         unit_of = {node: self.group_of.get(node, node) for node in self.graph.nodes}
         order = nx.DiGraph()
         position = {}
