@@ -111,10 +111,13 @@ class NativeKernel:
 class CompiledProgram:
     """A graph compiled for the CPU: native kernels over planned buffers, eager steps between."""
 
-    def __init__(self, graph: Graph, name: str = "graph"):
+    def __init__(self, graph: Graph, name: str = "graph", backend: str = "llvm"):
+        if backend not in ("llvm", "cuda"):
+            raise ValueError(f"unknown backend {backend!r}: expected 'llvm' or 'cuda'")
         self.graph = graph
         self.name = name
-        self.fallback = Program(graph)  # for arrays that are not on the CPU
+        self.backend = backend
+        self.fallback = Program(graph)  # for arrays the backend does not run on
         shown = graph
         graph = self.graph = graph.copy()  # rewritten for the CPU; fn.graph stays as captured
         small_linear_as_reduction(graph)
@@ -182,12 +185,20 @@ class CompiledProgram:
         self.specs = specs
         self.n_buffers = self._plan(slot)
         self.specs = specs = [step.spec for kind, step, _ in self.steps if kind == "native"]
-        self.llvm_ir = emit_module(specs, f"{_safe(name)}_kernels") if specs else ""
+        self.llvm_ir = ""
+        self.cuda_source = ""
+        self._cuda_functions = None  # compiled on the first call on a GPU
+        if backend == "cuda":
+            from ..codegen.cuda.emit import emit_source
+
+            self.cuda_source = emit_source(specs, f"{_safe(name)}_kernels") if specs else ""
+        elif specs:
+            self.llvm_ir = emit_module(specs, f"{_safe(name)}_kernels")
         self._local = threading.local()
         # slot -> (weak reference to the array, its data pointer) for inputs and constants:
         # weights are the same arrays call after call, and a.ctypes.data costs a microsecond
         self._known_pointers = [None] * (self.n_inputs + len(self.constants))
-        if specs:
+        if specs and backend == "llvm":
             started = time.perf_counter()
             library = default_cache().load(self.llvm_ir)
             for kind, kernel, _ in self.steps:
@@ -311,7 +322,14 @@ class CompiledProgram:
 
     # -- running -----------------------------------------------------------------------------
 
+    @property
+    def code(self) -> str:
+        """The generated code: LLVM IR, or CUDA C for the cuda backend."""
+        return self.cuda_source if self.backend == "cuda" else self.llvm_ir
+
     def __call__(self, xp, arrays):
+        if self.backend == "cuda":
+            return self._call_cuda(xp, arrays)
         if xp is not np:
             return self.fallback(xp, arrays)
         values = [None] * self.size
@@ -348,6 +366,48 @@ class CompiledProgram:
                 values[index] = out
                 pointers.append(out.ctypes.data)
             step(pointers)
+        return [values[i] for i in self.outputs]
+
+    def _call_cuda(self, xp, arrays):
+        """Run on cupy arrays: the generated kernels through cupy.RawModule (NVRTC, cached by
+        cupy on disk), eager steps through the cupy kernels."""
+        if xp is np or not self.specs:
+            return self.fallback(xp, arrays)
+        functions = self._cuda_functions
+        if functions is None:
+            from ..codegen.cuda.emit import launch_shape
+
+            started = time.perf_counter()
+            module = xp.RawModule(code=self.cuda_source, options=("--std=c++17",))
+            functions = {}
+            for kind, kernel, _ in self.steps:
+                if kind == "native":
+                    fn = module.get_function(kernel.spec.name)
+                    functions[kernel.spec.name] = (fn, launch_shape(kernel.spec, kernel.rows))
+            self._cuda_functions = functions
+            log("kernels", f"{self.name}: {len(functions)} CUDA kernel(s) compiled in "
+                           f"{(time.perf_counter() - started) * 1e3:.1f} ms")
+        values = [None] * self.size
+        values[: self.n_inputs] = arrays
+        values[self.n_inputs : self.n_inputs + len(self.constants)] = [
+            xp.asarray(c) for c in self.constants
+        ]
+        for kind, step, _ in self.steps:
+            if kind == "eager":
+                run_eager_step(xp, values, step)
+                continue
+            args = []
+            for index in step.inputs:
+                a = values[index]
+                if not a.flags.c_contiguous:
+                    a = values[index] = xp.ascontiguousarray(a)
+                args.append(a)
+            for index, shape, dtype, _, _ in step.outputs:
+                out = xp.empty(shape, dtype)
+                values[index] = out
+                args.append(out)
+            fn, (blocks, threads) = functions[step.spec.name]
+            fn((blocks,), (threads,), (*args, np.int64(0), np.int64(step.rows)))
         return [values[i] for i in self.outputs]
 
     # -- seeing what happened ----------------------------------------------------------------
@@ -439,13 +499,14 @@ def native_enabled() -> bool:
 
 
 def build_program(graph: Graph, name: str = "graph", device=None):
-    """The executor for a graph: native kernels on the CPU, the eager kernels elsewhere or when
-    compilation is switched off or fails (logged on the "kernels" channel, never silent)."""
+    """The executor for a graph: native kernels (LLVM on the CPU, generated CUDA C on a GPU),
+    or the eager kernels when compilation is switched off or fails (logged on the "kernels"
+    channel, never silent)."""
     cpu = device is None or getattr(device, "type", "cpu") == "cpu"
-    if not cpu or not native_enabled():
+    if not native_enabled():
         return Program(graph)
     try:
-        return CompiledProgram(graph, name)
+        return CompiledProgram(graph, name, backend="llvm" if cpu else "cuda")
     except Exception as exc:  # noqa: BLE001  (a compiler failure must not stop the program)
         log("kernels", f"{name}: native compilation failed, running eager kernels: "
                        f"{type(exc).__name__}: {exc}")

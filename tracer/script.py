@@ -622,21 +622,24 @@ class ScriptFunction:
         runs no native kernel)."""
         for sp in reversed(self.specializations):
             if sp.program is not None:
-                return getattr(sp.program, "llvm_ir", "")
+                return getattr(sp.program, "code", "")
         return ""
 
     def source(self, *args, backend: str = "llvm", **kwargs) -> str:
-        """What would be compiled for these example inputs: the kernel specs and, for
-        backend="llvm", the LLVM IR of their module. Runs the function once to capture it."""
-        if backend != "llvm":
-            raise EmberRuntimeError(f"source(): unknown backend {backend!r}; expected 'llvm'")
+        """What would be compiled for these example inputs: the kernel specs and the LLVM IR
+        (backend="llvm") or CUDA C (backend="cuda") of their kernels, on any machine, GPU or
+        not. Runs the function once to capture it."""
+        if backend not in ("llvm", "cuda"):
+            raise EmberRuntimeError(
+                f"source(): unknown backend {backend!r}; expected 'llvm' or 'cuda'"
+            )
         from ..runtime.compiled import CompiledProgram
         from .tracer import trace
 
         graph = trace(lambda *a: self.fn(*a, **kwargs), tuple(args))
         run_pipeline(graph, evaluate=evaluate_with_kernels)
-        program = CompiledProgram(graph, self.name)
-        return program.describe() + "\n\n" + program.llvm_ir
+        program = CompiledProgram(graph, self.name, backend=backend)
+        return program.describe() + "\n\n" + program.code
 
     def explain(self) -> str:
         name = self.name
