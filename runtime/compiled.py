@@ -111,7 +111,8 @@ class NativeKernel:
 class CompiledProgram:
     """A graph compiled for the CPU: native kernels over planned buffers, eager steps between."""
 
-    def __init__(self, graph: Graph, name: str = "graph", backend: str = "llvm"):
+    def __init__(self, graph: Graph, name: str = "graph", backend: str = "llvm",
+                 donate: dict | None = None):
         if backend not in ("llvm", "cuda"):
             raise ValueError(f"unknown backend {backend!r}: expected 'llvm' or 'cuda'")
         self.graph = graph
@@ -183,6 +184,9 @@ class CompiledProgram:
         self.size = len(slot)
         self.n_inputs = len(graph.inputs)
         self.specs = specs
+        # graph output position -> graph input position whose array the output may be written
+        # into (a parameter's update written over the parameter): see _donate
+        self.donate = dict(donate or {})
         self.n_buffers = self._plan(slot)
         self.specs = specs = [step.spec for kind, step, _ in self.steps if kind == "native"]
         self.llvm_ir = ""
@@ -242,6 +246,7 @@ class CompiledProgram:
                 for index, _ in step[3]:
                     r = root(index)
                     last_use[r] = max(last_use.get(r, position), position)
+        self._donate(slot, last_use, escaping_roots)
         free: dict[tuple, list[int]] = {}
         n_buffers = 0
         releases: dict[int, list] = {}
@@ -253,7 +258,7 @@ class CompiledProgram:
                 aliased = []
                 for j, out in enumerate(step.outputs):
                     index, shape, dtype = out[0], out[1], out[2]
-                    if index in escaping_roots:
+                    if index in escaping_roots or out[3] is not None:
                         continue
                     key = (shape, np.dtype(dtype).str)
                     arg = self._in_place(step, j, key, reusable, releases.get(position, []))
@@ -276,6 +281,57 @@ class CompiledProgram:
             for key, buffer in releases.pop(position, []):
                 free.setdefault(key, []).append(buffer)
         return n_buffers
+
+    def _donate(self, slot, last_use, escaping_roots) -> None:
+        """Write each donated output over its input's array where that is legal: the kernel
+        that computes it is the input's last reader, reads the input only at the element it
+        writes, and no other output of the kernel reads the input (the update of a parameter,
+        stored over the parameter instead of copied back)."""
+        graph = self.graph
+        producer = {}
+        for position, (kind, step, _) in enumerate(self.steps):
+            if kind == "native":
+                for j, out in enumerate(step.outputs):
+                    producer[out[0]] = (position, step, j)
+        for out_pos, in_pos in self.donate.items():
+            value, source = graph.outputs[out_pos], graph.inputs[in_pos]
+            found = producer.get(slot[value])
+            if found is None or value.type != source.type or in_pos in escaping_roots:
+                continue
+            position, step, j = found
+            spec = step.spec
+            if (last_use.get(in_pos, -1) > position or step.outputs[j][3] is not None
+                    or any(e.op == "reduce" for e in spec.exprs)):
+                continue
+            store = next(s for s in spec.stores if s.access.arg == spec.n_inputs + j)
+            args = [k for k, i in enumerate(step.inputs) if i == in_pos]
+            if not self._reads_only_under(spec, args, store):
+                continue
+            step.outputs[j][3] = ("input", in_pos)
+            aliased = set(spec.aliased) | set(args) | {spec.n_inputs + j}
+            step.spec = dataclasses.replace(spec, aliased=tuple(sorted(aliased)))
+
+    @staticmethod
+    def _reads_only_under(spec, args, store) -> bool:
+        """Whether the kernel loads arguments `args` only at the store's own element and only
+        for that store's value (no other store's value depends on them)."""
+        loads = {k for k, e in enumerate(spec.exprs) if e.op == "load" and e.attr.arg in args}
+        for k in loads:
+            a = spec.exprs[k].attr
+            if a.strides != store.access.strides or a.offset != store.access.offset:
+                return False
+        for other in spec.stores:
+            if other is store:
+                continue
+            stack, seen = [other.expr], set()
+            while stack:
+                k = stack.pop()
+                if k in loads:
+                    return False
+                if k not in seen:
+                    seen.add(k)
+                    stack.extend(spec.exprs[k].args)
+        return True
 
     @staticmethod
     def _in_place(step, j, key, reusable, releasing):
@@ -359,6 +415,10 @@ class CompiledProgram:
             for index, shape, dtype, buffer, _ in step.outputs:
                 if buffer is None:
                     out = self._fresh(index, shape, dtype)
+                elif buffer.__class__ is tuple:  # donated: over the input's own array
+                    out = values[buffer[1]]
+                    if not (out.flags.c_contiguous and out.flags.writeable):
+                        out = np.empty(shape, dtype)
                 else:
                     out = buffers[buffer]
                     if out is None or out.shape != shape or out.dtype != dtype:
@@ -498,7 +558,7 @@ def native_enabled() -> bool:
                                                                          "false", "no")
 
 
-def build_program(graph: Graph, name: str = "graph", device=None):
+def build_program(graph: Graph, name: str = "graph", device=None, donate: dict | None = None):
     """The executor for a graph: native kernels (LLVM on the CPU, generated CUDA C on a GPU),
     or the eager kernels when compilation is switched off or fails (logged on the "kernels"
     channel, never silent)."""
@@ -506,7 +566,8 @@ def build_program(graph: Graph, name: str = "graph", device=None):
     if not native_enabled():
         return Program(graph)
     try:
-        return CompiledProgram(graph, name, backend="llvm" if cpu else "cuda")
+        return CompiledProgram(graph, name, backend="llvm" if cpu else "cuda",
+                               donate=donate if cpu else None)
     except Exception as exc:  # noqa: BLE001  (a compiler failure must not stop the program)
         log("kernels", f"{name}: native compilation failed, running eager kernels: "
                        f"{type(exc).__name__}: {exc}")

@@ -260,7 +260,9 @@ class Specialization:
                 raise GuardFailed(guard.describe(got))
         for (kind, target), value in zip(self.mutated, states):
             tensor = leaves[target] if kind == "leaf" else target
-            tensor._data[...] = value if not isinstance(value, _tensor.Tensor) else value._data
+            data = value._data if isinstance(value, _tensor.Tensor) else value
+            if data is not tensor._data:  # else the program wrote into it already
+                tensor._data[...] = data
             tensor._version[0] += 1
             if isinstance(value, _tensor.Tensor) and value._requires_grad:
                 # as eager's in-place write: the state now carries the written value's history
@@ -543,7 +545,6 @@ class ScriptFunction:
         sp.graph = recording.graph.copy()
         run_pipeline(sp.graph, evaluate=evaluate_with_kernels)
         device = next((t._device for t in recording_inputs(recording)), None)
-        sp.program = build_program(sp.graph, self.name, device)
         sp.captured = [t for t, _ in recording.captured]
         sp.captured_keys = tuple(_leaf_key(t) for t in sp.captured)
         source_of = {v: ("captured", t) for t, v in recording.captured}
@@ -574,6 +575,17 @@ class ScriptFunction:
 
         sp.out_template = [template(x) for x in out_leaves]
         sp.n_results = sum(t[0] != "value" for t in sp.out_template)
+        # a state the call writes may be written straight into its own array
+        donate = {}
+        for m, (kind, target) in enumerate(sp.mutated):
+            if kind == "leaf":
+                donate[sp.n_results + m] = sp.input_leaves.index(target)
+            else:
+                positions = [k for k, src in enumerate(sp.sources) if src[1] is target
+                             and src[0] == "captured"]
+                if positions:
+                    donate[sp.n_results + m] = len(sp.input_leaves) + positions[0]
+        sp.program = build_program(sp.graph, self.name, device, donate=donate)
         traced = [t for t, _ in recording.inputs]
         grads_read = {id(t): g for t, g in recording.grad_reads.values()}
         traced += [t if kind == "captured" else grads_read[id(t)] for kind, t in sp.sources]
