@@ -562,7 +562,7 @@ def build_program(graph: Graph, name: str = "graph", device=None, donate: dict |
     """The executor for a graph: native kernels (LLVM on the CPU, generated CUDA C on a GPU),
     or the eager kernels when compilation is switched off or fails (logged on the "kernels"
     channel, never silent)."""
-    cpu = device is None or getattr(device, "type", "cpu") == "cpu"
+    cpu = device is None or str(getattr(device, "type", device)) == "cpu"
     if not native_enabled():
         return Program(graph)
     try:

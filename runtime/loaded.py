@@ -296,9 +296,10 @@ class LoadedProgram:
         self._by_sizes: dict = {}  # sizes -> the program with them in its attrs
         self._xp = np if device == "cpu" else _cupy(device)
         self._native: dict = {}  # sizes -> the compiled program for them
-        self._compile = device == "cpu" and native_enabled()
+        self._compile = native_enabled()
         if self._compile and not self._symbolic and not _has_symbolic_shapes(graph):
-            self._program = build_program(graph, metadata.get("name") or "graph")
+            self._program = build_program(graph, metadata.get("name") or "graph",
+                                          device=device.split(":")[0])
             self._compile = False  # compiled once, for its only sizes
 
     @property
@@ -333,7 +334,8 @@ class LoadedProgram:
         if program is None:
             from ..ir.specialize import specialize
 
-            program = build_program(specialize(self.graph, sizes), "graph")
+            program = build_program(specialize(self.graph, sizes), "graph",
+                                    device=self.device.split(":")[0])
             if len(self._native) >= 16:
                 self._native.clear()
             self._native[key] = program
