@@ -123,6 +123,7 @@ _SUBMODULES = {
     "optim",
     "utils",
     "serialization",
+    "distributed",
 }
 # public submodules whose file has another name: ember.onnx is onnx_export.py, so that inside
 # ember an absolute `import onnx` always finds the real onnx package

@@ -77,6 +77,7 @@ class Tensor:
     _grad_accumulator = None
     _retains_grad = False
     _hooks = None
+    _post_accumulate_grad_hooks = None
 
     # Tensors win over numpy arrays in mixed binary operators.
     __array_priority__ = 1000
@@ -446,6 +447,26 @@ class Tensor:
             def remove(self_inner):
                 if hook in hooks:
                     hooks.remove(hook)
+
+        return _Handle()
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """hook(tensor) -> None, called on a leaf once backward has accumulated its .grad."""
+        if not self._requires_grad:
+            raise runtime_error("cannot register a hook on a tensor that doesn't require gradient")
+        if self._grad_fn is not None:
+            raise runtime_error(
+                "post accumulate grad hooks cannot be registered on non-leaf tensors"
+            )
+        hooks = self._post_accumulate_grad_hooks
+        if hooks is None:
+            hooks = self._post_accumulate_grad_hooks = {}
+        key = object()
+        hooks[key] = hook
+
+        class _Handle:
+            def remove(self_inner):
+                hooks.pop(key, None)
 
         return _Handle()
 

@@ -8,9 +8,27 @@ chosen inputs and touches no .grad.
 
 from __future__ import annotations
 
+import threading
+
 from ..errors import runtime_error
 from . import grad_mode
-from .graph import AccumulateGrad, edge_of
+from .graph import AccumulateGrad, edge_of, run_post_accumulate_grad_hooks
+
+
+class _Callbacks(threading.local):
+    def __init__(self):
+        self.stack: list[list] = []  # one list per running backward; nested ones push theirs
+
+
+_callbacks = _Callbacks()
+
+
+def queue_callback(callback) -> None:
+    """Run callback() when the backward pass now running has finished every node (PyTorch's
+    Variable._execution_engine.queue_callback). DDP waits for its reductions from one."""
+    if not _callbacks.stack:
+        raise runtime_error("Final callbacks can only be installed during backward pass.")
+    _callbacks.stack[-1].append(callback)
 
 
 def _as_list(x):
@@ -103,8 +121,11 @@ def _zeros_for(node, i):
     return zeros(shape, dtype=dtype, device=dev)
 
 
-def _execute(roots, root_grads, retain_graph, create_graph, capture=None, accumulate=True):
-    """Run backward from the root edges. capture maps (node, output_nr) -> slot index."""
+def _execute(
+    roots, root_grads, retain_graph, create_graph, capture=None, accumulate=True, on_done=None
+):
+    """Run backward from the root edges. capture maps (node, output_nr) -> slot index;
+    on_done(captured) runs once every node has, before the queued callbacks."""
     dependencies, nodes = _collect(roots)
     needed = None
     if capture is not None:
@@ -118,6 +139,8 @@ def _execute(roots, root_grads, retain_graph, create_graph, capture=None, accumu
     ready = list(dict.fromkeys(ready))
     prev = grad_mode.state.enabled
     grad_mode.state.enabled = create_graph
+    callbacks: list = []
+    _callbacks.stack.append(callbacks)
     try:
         while ready:
             node = ready.pop()
@@ -165,7 +188,13 @@ def _execute(roots, root_grads, retain_graph, create_graph, capture=None, accumu
                 dependencies[child] = left
                 if left == 0:
                     ready.append(child)
+        if on_done is not None:
+            on_done(captured)
+        # a callback may queue another: it runs too, after the ones before it
+        for callback in callbacks:
+            callback()
     finally:
+        _callbacks.stack.pop()
         grad_mode.state.enabled = prev
     return captured
 
@@ -190,13 +219,18 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         if e is None:
             raise runtime_error(f"backward(inputs=...): input {i} does not require grad")
     capture = {e: i for i, e in enumerate(edges)}
-    captured = _execute(roots, grads, retain_graph, create_graph, capture, accumulate=False)
-    for x, e in zip(inputs, edges):
-        g = captured.get(e)
-        if g is None:
-            continue
-        g = g if create_graph else g.detach()
-        x.grad = g.clone() if x.grad is None else x.grad + g
+
+    def accumulate(captured):
+        for x, e in zip(inputs, edges):
+            g = captured.get(e)
+            if g is None:
+                continue
+            g = g if create_graph else g.detach()
+            x.grad = g.clone() if x.grad is None else x.grad + g
+            if x._grad_fn is None:
+                run_post_accumulate_grad_hooks(x)
+
+    _execute(roots, grads, retain_graph, create_graph, capture, False, accumulate)
 
 
 def grad(

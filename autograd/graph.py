@@ -87,11 +87,21 @@ class AccumulateGrad(Node):
                 var.grad = g.detach().clone()
         else:
             var.grad = var.grad + g
+        run_post_accumulate_grad_hooks(var)
         return []
 
     def output_meta(self, i):
         v = self.variable
         return tuple(v.shape), v._dtype, v._device
+
+
+def run_post_accumulate_grad_hooks(var) -> None:
+    """Call the hooks registered by register_post_accumulate_grad_hook, once var.grad holds
+    this backward's gradient (DDP starts reducing a gradient bucket from them)."""
+    hooks = var._post_accumulate_grad_hooks
+    if hooks:
+        for hook in tuple(hooks.values()):
+            hook(var)
 
 
 class OpNode(Node):
