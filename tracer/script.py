@@ -20,7 +20,8 @@ import numpy as np
 from .. import _tensor
 from ..autograd import grad_mode
 from ..errors import EmberError, EmberRuntimeError, user_frame
-from ..runtime.device import CPU, array_module
+from ..ir.dtypes import _BY_NP, from_numpy
+from ..runtime.device import CPU, array_module, device_of_array
 from ..ir.passes import run_pipeline
 from ..runtime.compiled import build_program
 from ..runtime.program import evaluate_with_kernels
@@ -346,10 +347,9 @@ def _host(value):
 
 
 def _wrap(array):
-    from ..ir.dtypes import from_numpy
-    from ..runtime.device import device_of_array
-
-    return _tensor.Tensor._make(array, from_numpy(array.dtype), device_of_array(array))
+    dtype = _BY_NP.get(array.dtype) or from_numpy(array.dtype)
+    device = CPU if array.__class__ is np.ndarray else device_of_array(array)
+    return _tensor.Tensor._make(array, dtype, device)
 
 
 class ScriptFunction:
