@@ -445,7 +445,7 @@ def reduce_scatter(
     reduction, average = _reduction(op, output, backend, what)
     _check_output(output, what, "output")
     xp = array_module(output._device)
-    send = xp.stack([t._data for t in inputs]) if inputs else None
+    send = xp.ascontiguousarray(xp.stack([t._data for t in inputs])) if inputs else None
     out = _Buffer(output, read=False, write=True)
     check = start_check(pg, _codes(what, output, output.numel(), op), _describe)
     requests = _issue(pg, backend, what, backend.reduce_scatter, send, out.array, reduction)
@@ -523,7 +523,7 @@ def scatter(
             raise value_error(f"{what}: scatter_list is required on the source rank")
         inputs = _check_list(scatter_list, pg.size(), tensor, what, "scatter_list")
         xp = array_module(tensor._device)
-        send = xp.stack([t._data for t in inputs])
+        send = xp.ascontiguousarray(xp.stack([t._data for t in inputs]))
     elif scatter_list:
         raise value_error(f"{what}: scatter_list must not be given on non-source ranks")
     _check_output(tensor, what, "tensor")

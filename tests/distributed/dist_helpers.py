@@ -1,0 +1,32 @@
+"""Helpers of the distributed tests: start worker scripts in N processes through the
+environment's mpiexec, with a timeout."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+WORKERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workers")
+
+
+def launch(worker: str, nproc: int, *args, timeout: float = 60, check: bool = True, env=None):
+    """Run workers/<worker> in nproc MPI processes; returns the CompletedProcess."""
+    pytest.importorskip("mpi4py")
+    command = [MPIEXEC, "-n", str(nproc), sys.executable, os.path.join(WORKERS, worker)]
+    environment = dict(os.environ, **(env or {}))
+    environment.pop("EMBER_LOG", None)
+    result = subprocess.run(
+        command + [str(a) for a in args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environment,
+    )
+    if check:
+        assert result.returncode == 0, (
+            f"{worker} in {nproc} processes exited with {result.returncode}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
+    return result
