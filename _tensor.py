@@ -10,6 +10,8 @@ hooks in here too, so eager calls, traced calls and backward can never drift apa
 
 from __future__ import annotations
 
+import sys
+
 import weakref
 
 import numpy as np
@@ -31,6 +33,14 @@ _grad_state = grad_mode.state
 # active_trace hears what dispatch cannot see (values read into Python, aliases, escapes).
 tracer_hook = None
 active_trace = None
+
+
+def _note_shape_read() -> None:
+    """The traced function's own code read a size into Python (x.shape[0], len(x)): a graph
+    traced with it may depend on that size beyond what ops see, so its sizes stay exact."""
+    caller = sys._getframe(2).f_globals.get("__name__", "")
+    if caller != "ember" and not caller.startswith("ember."):
+        active_trace.shape_read = True
 
 
 def _stop_trace(reason: str) -> None:
@@ -102,6 +112,8 @@ class Tensor:
 
     @property
     def shape(self) -> Size:
+        if active_trace is not None:
+            _note_shape_read()
         return Size(self._data.shape)
 
     @property
@@ -124,6 +136,8 @@ class Tensor:
         return self._data.ndim
 
     def size(self, dim: int | None = None):
+        if active_trace is not None:
+            _note_shape_read()
         if dim is None:
             return Size(self._data.shape)
         from .ir.schema import normalize_dim
@@ -131,6 +145,8 @@ class Tensor:
         return self._data.shape[normalize_dim(dim, self._data.ndim)]
 
     def numel(self) -> int:
+        if active_trace is not None:
+            _note_shape_read()
         return int(self._data.size)
 
     nelement = numel
@@ -294,6 +310,8 @@ class Tensor:
         return self._read("int")
 
     def __len__(self) -> int:
+        if active_trace is not None:
+            _note_shape_read()
         if self._data.ndim == 0:
             raise type_error("len() of a 0-d tensor")
         return self._data.shape[0]

@@ -101,9 +101,11 @@ def script(fn=None, *, strict: bool = False, dynamic=None, max_specializations: 
     """Capture fn (a function, method or nn.Module) into guarded graphs; as a decorator too.
 
     strict=True raises ScriptFallback where the function would otherwise run eagerly.
-    dynamic is accepted for PyTorch compatibility; shapes are specialized exactly for now.
+    dynamic: None (the default, as torch.compile's automatic dynamic) or True makes sizes
+    dynamic once a call retraced only because they changed; False keeps every size exact.
     """
-    options = {"strict": strict, "max_specializations": max_specializations}
+    options = {"strict": strict, "max_specializations": max_specializations,
+               "dynamic": dynamic}
 
     def wrap(target):
         from ..nn.module import Module

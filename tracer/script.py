@@ -215,11 +215,15 @@ class Specialization:
         self.grad_writes: list = []  # (tensor, wrote a tensor?) in graph-output order
         self.self_contained = False  # ran backward() inside: runs without autograd recording
         self.split = None  # compiled forward + backward for calls autograd records
+        self.reads_shapes = True  # the function's code read sizes (so they stay exact)
 
     # -- checking ----------------------------------------------------------------------------
 
     def captured_hold(self) -> bool:
         return tuple(_leaf_key(t) for t in self.captured) == self.captured_keys
+
+    def matches(self, key) -> bool:
+        return self.key == key
 
     def grad_changes(self) -> list[str]:
         """How the .grad of the tensors this graph reads differs from what it was traced
@@ -356,12 +360,14 @@ class ScriptFunction:
     """The callable ember.script returns for a function."""
 
     def __init__(self, fn, *, strict: bool = False, max_specializations: int = 8,
-                 state_key=None, name: str | None = None, signature_of=None):
+                 state_key=None, name: str | None = None, signature_of=None,
+                 dynamic: bool | None = None):
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.name = name or getattr(fn, "__qualname__", "fn")
         self.strict = strict
         self.max_specializations = max_specializations
+        self.dynamic = dynamic  # None: sizes become dynamic after a size-only retrace
         self.specializations: list[Specialization] = []
         self.recompiles: list[str] = []
         self.fallbacks: list[str] = []
@@ -383,7 +389,7 @@ class ScriptFunction:
         failure = None
         grad_failure = None
         for sp in self.specializations:
-            if sp.key != key or not sp.captured_hold():
+            if not sp.matches(key) or not sp.captured_hold():
                 continue
             if sp.grad_guards:
                 changes = sp.grad_changes()
@@ -535,6 +541,13 @@ class ScriptFunction:
             return result
         self._finish(sp, recording, out_leaves)
         self.specializations.append(sp)
+        if self.dynamic is not False and failure is not None:
+            from .dynamic import try_dynamic
+
+            dynamic = try_dynamic(self, sp)
+            if dynamic is not None:
+                dims = ", ".join(f"{sp.names[i]}.shape[{d}]" for i, d in dynamic.dims)
+                log("recompiles", f"{name}: {dims} dynamic from now on")
         log("graph", f"{name}: captured graph\n{sp.graph}")
         return result
 
@@ -555,6 +568,7 @@ class ScriptFunction:
                           for t, g in recording.grad_reads.values()]
         sp.grad_writes = [(t, g is not None) for t, g in recording.grad_writes.values()]
         sp.self_contained = recording.ran_backward
+        sp.reads_shapes = recording.shape_read
         leaf_of = {id(t): i for i, t in enumerate(recording_inputs(recording))}
         for tensor in recording.mutated.values():
             if id(tensor) in leaf_of:
@@ -667,8 +681,15 @@ class ScriptFunction:
                          f"{len(sp.captured)} captured tensor(s), {sp.calls} cached call(s)")
             lines.append(f"    compiled: {kernels} native kernel(s), {eager} eager step(s)"
                          if kernels else "    compiled: eager kernels only")
-            for name_, leaf in zip(sp.names, sp.key[1]):
-                lines.append(f"    guard {name_}: {_describe_leaf(leaf)}")
+            dynamic = {}
+            for i, d in getattr(sp, "dims", ()):
+                dynamic.setdefault(i, set()).add(d)
+            for i, (name_, leaf) in enumerate(zip(sp.names, sp.key[1])):
+                described = _describe_leaf(leaf)
+                if i in dynamic:  # a dynamic size: any size of at least 2, the same for all
+                    described["shape"] = tuple("s0 (>= 2)" if d in dynamic[i] else n
+                                               for d, n in enumerate(described["shape"]))
+                lines.append(f"    guard {name_}: {described}")
             lines.append(f"    guard grad mode: {sp.key[2]}")
             for tensor, meta in sp.grad_guards:
                 lines.append(f"    guard .grad of a tensor of shape {list(tensor.shape)}: "

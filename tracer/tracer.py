@@ -78,6 +78,7 @@ class Trace:
         self.grad_writes: dict[int, tuple] = {}  # id -> (tensor, final grad tensor or None)
         self.grad_inputs: list = []  # (tensor, Value): tensor.grad at the call's start
         self.ran_backward = False  # the function ran backward(): a whole training step
+        self.shape_read = False  # the function's own code read a size (see _note_shape_read)
 
     # -- binding tensors to values -----------------------------------------------------------
 
