@@ -29,7 +29,9 @@ FIRST_BUCKET_BYTES = 1 * MIB  # PyTorch's: the first bucket starts communicating
 
 def compute_buckets(params, cap_bytes: int, first_cap_bytes: int = FIRST_BUCKET_BYTES):
     """Lists of parameter indices: reverse registration order, split where a bucket passes
-    its size cap (the first bucket of each dtype and device has the smaller cap)."""
+    its size cap (the first bucket of each dtype and device has the smaller of the two caps,
+    so that the first reduction starts early)."""
+    first_cap_bytes = min(first_cap_bytes, cap_bytes)
     open_buckets: dict = {}
     buckets = []
     for i in reversed(range(len(params))):

@@ -1,6 +1,6 @@
 """Every collective, in 2 and 3 processes, against numpy: each dtype, contiguous and
 non-contiguous tensors, every reduction. The cases below run in one MPI launch per world size
-(workers/collectives.py); each test checks one case's outputs on every rank."""
+(workers/collectives_worker.py); each test checks one case's outputs on every rank."""
 
 import json
 
@@ -75,7 +75,7 @@ def outcomes(tmp_path_factory):
             folder = tmp_path_factory.mktemp(f"collectives{world}")
             cases = folder / "cases.json"
             cases.write_text(json.dumps(CASES))
-            launch("collectives.py", world, cases, folder, timeout=120)
+            launch("collectives_worker.py", world, cases, folder, timeout=120)
             arrays = [dict(np.load(folder / f"rank{r}.npz")) for r in range(world)]
             reports = [json.loads((folder / f"rank{r}.json").read_text()) for r in range(world)]
             cache[world] = arrays, reports

@@ -1,6 +1,6 @@
 """Runs the collective cases listed in a JSON file on every rank; saves inputs and outputs.
 
-    mpiexec -n N python collectives.py cases.json out_dir
+    mpiexec -n N python collectives_worker.py cases.json out_dir
 
 Each rank writes out_dir/rank{r}.npz (case i's arrays as "i/in", "i/out", "i/out.k") and
 out_dir/rank{r}.json (per case: version counter moves, contiguity, senders, errors). The test
