@@ -135,6 +135,8 @@ _SAME_NAME = [
     "where",
     "var_mean",
     "std_mean",
+    "softmax",
+    "log_softmax",
 ]
 
 for _name in _SAME_NAME:
@@ -145,6 +147,7 @@ for _name in _SAME_NAME:
     else:
         setattr(Tensor, _name, getattr(E, _name))
 
+Tensor.type_as = lambda self, other: E.cast(self, other.dtype)
 Tensor.mT = property(E.mT)
 Tensor.T = property(lambda self: E.permute(self, *reversed(range(self.ndim))))
 Tensor.__getitem__ = getitem

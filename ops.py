@@ -931,4 +931,25 @@ def promote_types_(a, b):
     return promote_types(as_dtype(a), as_dtype(b))
 
 
+def softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
+    """exp(x) / sum(exp(x)) along dim, the max subtracted first (torch.softmax)."""
+    if dtype is not None:
+        input = cast(input, dtype)
+    e = exp(_shifted(input, dim))
+    return div(e, sum(e, dim, keepdim=True))
+
+
+def log_softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
+    """x - logsumexp(x) along dim, finite for finite x (torch.log_softmax)."""
+    if dtype is not None:
+        input = cast(input, dtype)
+    shifted = _shifted(input, dim)
+    return sub(shifted, logsumexp(shifted, dim, keepdim=True))
+
+
+def _shifted(input: Tensor, dim: int) -> Tensor:
+    # softmax is shift-invariant, so the max carries no gradient and is detached
+    return sub(input, amax(input, dim, keepdim=True).detach())
+
+
 from . import methods  # noqa: F401  (binds these functions as Tensor methods and operators)

@@ -166,21 +166,13 @@ def _softmax_dim(name: str, ndim: int, stacklevel: int) -> int:
     return 0 if ndim in (0, 1, 3) else 1
 
 
-def _shifted(input: Tensor, dim: int) -> Tensor:
-    # softmax is shift-invariant, so the max carries no gradient and is detached
-    return E.sub(input, E.amax(input, dim, keepdim=True).detach())
-
-
 def softmax(
     input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: DType | str | None = None
 ) -> Tensor:
     """exp(x) / sum(exp(x)) along dim, with the max subtracted first."""
     if dim is None:
         dim = _softmax_dim("softmax", input.ndim, _stacklevel)
-    if dtype is not None:
-        input = E.cast(input, dtype)
-    e = E.exp(_shifted(input, dim))
-    return E.div(e, E.sum(e, dim, keepdim=True))
+    return E.softmax(input, dim, dtype)
 
 
 def softmin(
@@ -200,7 +192,4 @@ def log_softmax(
     """x - logsumexp(x) along dim: (x - max) - log(sum(exp(x - max))), finite for finite x."""
     if dim is None:
         dim = _softmax_dim("log_softmax", input.ndim, _stacklevel)
-    if dtype is not None:
-        input = E.cast(input, dtype)
-    shifted = _shifted(input, dim)
-    return E.sub(shifted, E.logsumexp(shifted, dim, keepdim=True))
+    return E.log_softmax(input, dim, dtype)

@@ -562,6 +562,23 @@ case(
     lambda r, d: (rn(r, d, *_X3),),
 )
 case(
+    "softmax_log_softmax_methods",
+    lambda m, x: (
+        x.softmax(-1),
+        m.softmax(x, 1),
+        x.log_softmax(0),
+        m.log_softmax(x * 20, -1),
+        x.softmax(1, dtype=m.float64),
+    ),
+    lambda r, d: (rn(r, d, *_X3),),
+)
+case(
+    "type_as",
+    lambda m, x, y: (x.type_as(y), y.type_as(x) * 2),
+    lambda r, d: (rn(r, d, 3, 4), rn(r, np.float64 if d != np.float64 else np.float32, 3, 4)),
+    grad=False,
+)
+case(
     "var_std_correction",
     lambda m, x: (
         x.var(1, correction=0),
