@@ -189,6 +189,20 @@ class DynamicSpecialization:
         return self.concrete(self.size_of(leaves)).run(leaves)
 
 
+def _identities(items) -> list:
+    """items with every object that is not a plain value replaced by its identity (tensors
+    compare elementwise, so == on them is no test of sameness)."""
+    out = []
+    for item in items:
+        if isinstance(item, tuple):
+            out.append(tuple(_identities(item)))
+        elif item is None or isinstance(item, (bool, int, float, str)):
+            out.append(item)
+        else:
+            out.append(("id", id(item)))
+    return out
+
+
 def try_dynamic(function, new) -> DynamicSpecialization | None:
     """A dynamic specialization from `new` and an earlier specialization of `function` that
     differs from it only in one size, or None."""
@@ -200,11 +214,13 @@ def try_dynamic(function, new) -> DynamicSpecialization | None:
         dims = changed_dims(old.key, new.key)
         if dims is None or old.recorded is None or old.reads_shapes:
             continue
-        if (len(old.input_leaves) != len(new.input_leaves) or old.mutated != new.mutated
+        if (old.input_leaves != new.input_leaves
+                or _identities(old.mutated) != _identities(new.mutated)
                 or [g.kind for g in old.value_guards] != [g.kind for g in new.value_guards]
-                or [g.expected for g in old.value_guards]
-                != [g.expected for g in new.value_guards]
-                or old.out_template != new.out_template or old.grad_writes != new.grad_writes
+                or _identities([g.expected for g in old.value_guards])
+                != _identities([g.expected for g in new.value_guards])
+                or _identities(old.out_template) != _identities(new.out_template)
+                or _identities(old.grad_writes) != _identities(new.grad_writes)
                 or [id(t) for t in old.captured] != [id(t) for t in new.captured]):
             continue
         leaf_position = {leaf: k for k, leaf in enumerate(new.input_leaves)}
