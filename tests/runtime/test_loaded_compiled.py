@@ -2,6 +2,7 @@
 results equal to the eager kernels' for every batch size."""
 
 import numpy as np
+import pytest
 
 import ember
 import ember.nn as nn
@@ -44,3 +45,17 @@ def test_specialize_makes_every_size_concrete_and_reinfers_types():
     concrete = specialize(graph, {"B": 7})
     assert all(isinstance(d, int) for v in concrete.values() for d in v.shape)
     assert concrete.inputs[0].shape == (7, 8) and concrete.outputs[0].shape == (7, 3)
+
+
+@pytest.mark.cuda
+def test_one_file_runs_on_cuda_with_generated_kernels_and_matches_the_cpu(tmp_path):
+    model = _model().eval()
+    path = tmp_path / "m.ember"
+    ember.export(model, (ember.randn(4, 8),), path, dynamic_dims={0: {0: "batch"}})
+    cpu = ember.runtime.load(str(path))
+    gpu = ember.runtime.load(str(path), device="cuda")
+    rng = np.random.default_rng(1)
+    for batch in (1, 7, 64):
+        x = rng.standard_normal((batch, 8)).astype(np.float32)
+        np.testing.assert_allclose(gpu(x), cpu(x), rtol=2e-5, atol=1e-6)
+    assert any(p.backend == "cuda" and p.kernel_count for p in gpu._native.values())
