@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import os
 import sys
+import time
 import warnings
 
 from ..errors import runtime_error, type_error, value_error
@@ -406,11 +407,15 @@ def _abort_on_uncaught_exception(exc_type, exc, tb):
         return
     MPI = _mpi()
     rank, size = MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size()
+    sys.stdout.flush()
     sys.stderr.write(
         f"ember.distributed: rank {rank} (of {size}) failed with {exc_type.__name__}: {exc}\n"
         "ember.distributed: aborting every rank (MPI_Abort)\n"
     )
     sys.stderr.flush()
+    # the launcher forwards this rank's output through a pipe, and MPI_Abort ends every
+    # process at once: a moment first, so that the traceback reaches the terminal
+    time.sleep(0.25)
     MPI.COMM_WORLD.Abort(1)
 
 

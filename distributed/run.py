@@ -5,6 +5,9 @@ installed with mpi4py (the environment's own mpiexec, next to this Python, when 
 so `init_process_group()` in the script finds its rank and world size. `--hostfile FILE` passes
 a host list to mpiexec to spread the processes over machines. The launcher becomes mpiexec
 (exec), so its exit status is the run's: non-zero when any rank failed.
+
+With more than one process, each one's math library uses one thread unless OMP_NUM_THREADS
+says otherwise (as torchrun does): N processes of N threads each on N cores run far slower.
 """
 
 from __future__ import annotations
@@ -78,6 +81,14 @@ def command(argv: list[str]) -> tuple[list[str], bool]:
     return cmd + [sys.executable, *target, *options.args], options.dry_run
 
 
+def environment(nproc: int) -> dict[str, str]:
+    """The ranks' environment: this one, with one math-library thread per process."""
+    env = dict(os.environ)
+    if nproc > 1:
+        env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
 def main(argv: list[str] | None = None) -> None:
     cmd, dry_run = command(sys.argv[1:] if argv is None else argv)
     if dry_run:
@@ -85,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(cmd[0], cmd)
+    os.execve(cmd[0], cmd, environment(int(cmd[2])))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import os
 import runpy
+import subprocess
 import sys
 
 import ember
@@ -29,6 +30,23 @@ def test_quickstart_cnn_learns_the_digits(examples_path):
     model = digits_cnn(ember)
     quickstart.train(model, loader, epochs=3)
     assert quickstart.accuracy(model, x_test, y_test) > 0.93
+
+
+def test_ddp_digits_learns_the_digits_in_two_processes():
+    pytest.importorskip("mpi4py")
+    script = os.path.join(EXAMPLES, "ddp_digits.py")
+    result = subprocess.run(
+        [sys.executable, "-m", "ember.distributed.run", "--nproc", "2", script, "--epochs", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "2 processes, 719 training images each per epoch"
+    assert sum(line.startswith("epoch  1:") for line in lines) == 1  # only rank 0 prints
+    (final,) = [line for line in lines if line.startswith("test accuracy")]
+    assert float(final.split()[2]) > 0.93  # as the quickstart's 3-epoch test
 
 
 def test_char_transformer_learns_the_sonnets(examples_path):

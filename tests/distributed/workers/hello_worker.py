@@ -4,6 +4,7 @@
 """
 
 import json
+import os
 import sys
 
 import ember
@@ -17,7 +18,16 @@ def main() -> None:
     total = ember.tensor([rank + 1.0])
     dist.all_reduce(total)
     with open(f"{out_dir}/rank{rank}.json", "w") as f:
-        json.dump({"rank": rank, "size": size, "args": sys.argv[2:], "sum": total.item()}, f)
+        json.dump(
+            {
+                "rank": rank,
+                "size": size,
+                "args": sys.argv[2:],
+                "sum": total.item(),
+                "threads": os.environ.get("OMP_NUM_THREADS"),
+            },
+            f,
+        )
     dist.destroy_process_group()
 
 
