@@ -119,8 +119,7 @@ def _check_list(tensors, size: int, like, what: str, arg: str) -> list:
         raise type_error(f"{what}: {arg} must be a list of tensors, got {type(tensors).__name__}")
     if len(tensors) != size:
         raise value_error(
-            f"{what}: {arg} must hold one tensor per rank of the group ({size}), got "
-            f"{len(tensors)}"
+            f"{what}: {arg} must hold one tensor per rank of the group ({size}), got {len(tensors)}"
         )
     for i, t in enumerate(tensors):
         _check_tensor(t, what, f"{arg}[{i}]")
@@ -203,7 +202,9 @@ def _root(pg, rank, group_rank, what: str, arg: str) -> int:
     if isinstance(group_rank, bool) or not isinstance(group_rank, int):
         raise type_error(f"{what}: group_{arg} must be an int, got {group_rank!r}")
     if not 0 <= group_rank < pg.size():
-        raise value_error(f"{what}: group_{arg}={group_rank} is not a rank of a group of {pg.size()}")
+        raise value_error(
+            f"{what}: group_{arg}={group_rank} is not a rank of a group of {pg.size()}"
+        )
     return group_rank
 
 
@@ -248,9 +249,7 @@ def _send_copy(tensor, outputs) -> object:
     that is both sent from and received into)."""
     data = tensor._data
     xp = array_module(tensor._device)
-    if data.flags.c_contiguous and not any(
-        xp.may_share_memory(data, out._data) for out in outputs
-    ):
+    if data.flags.c_contiguous and not any(xp.may_share_memory(data, out._data) for out in outputs):
         return data
     return xp.array(data, copy=True, order="C")
 
@@ -628,9 +627,7 @@ def all_to_all(output_tensor_list, input_tensor_list, group=None, async_op: bool
     send_counts = [t.numel() for t in input_tensor_list]
     recv_counts = [t.numel() for t in output_tensor_list]
     check = start_check(pg, _codes("all_to_all", first, -1), _describe)
-    requests = _issue(
-        pg, backend, what, backend.all_to_all, send, send_counts, recv, recv_counts
-    )
+    requests = _issue(pg, backend, what, backend.all_to_all, send, send_counts, recv, recv_counts)
     outputs = list(output_tensor_list)
     _bump(*outputs)
 

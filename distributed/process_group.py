@@ -31,8 +31,7 @@ BACKENDS = {
 }
 
 _NOT_INITIALIZED = (
-    "Default process group has not been initialized, please make sure to call "
-    "init_process_group."
+    "Default process group has not been initialized, please make sure to call init_process_group."
 )
 
 
@@ -386,8 +385,7 @@ def get_global_rank(group, group_rank: int) -> int:
         raise type_error(f"get_global_rank: group_rank must be an int, got {group_rank!r}")
     if not 0 <= group_rank < len(ranks):
         raise value_error(
-            f"get_global_rank: group rank {group_rank} is out of range for a group of "
-            f"{len(ranks)}"
+            f"get_global_rank: group rank {group_rank} is out of range for a group of {len(ranks)}"
         )
     return ranks[group_rank]
 

@@ -37,6 +37,7 @@ def test_ddp_digits_learns_the_digits_in_two_processes():
     script = os.path.join(EXAMPLES, "ddp_digits.py")
     result = subprocess.run(
         [sys.executable, "-m", "ember.distributed.run", "--nproc", "2", script, "--epochs", "3"],
+        check=False,
         capture_output=True,
         text=True,
         timeout=300,

@@ -41,7 +41,7 @@ _OPS = {
 class EventRequest:
     """A CUDA event recorded after the queued NCCL calls: done once they have run."""
 
-    __slots__ = ("event", "source", "nbytes")
+    __slots__ = ("event", "nbytes", "source")
 
     def __init__(self, stream):
         self.event = cupy.cuda.Event(block=False, disable_timing=True)
@@ -131,8 +131,9 @@ class NCCLBackend:
         else:
             # NCCL writes only at the root; a scratch output keeps this rank's tensor as it was
             scratch = cupy.empty_like(buf)
-            comm.reduce(ptr, scratch.data.ptr, buf.size, _dtype(buf), _OPS[op], root,
-                        self._stream())
+            comm.reduce(
+                ptr, scratch.data.ptr, buf.size, _dtype(buf), _OPS[op], root, self._stream()
+            )
         return self._queued()
 
     def all_gather(self, send, recv):

@@ -19,6 +19,7 @@ def launch(worker: str, nproc: int, *args, timeout: float = 60, check: bool = Tr
     environment.pop("EMBER_LOG", None)
     result = subprocess.run(
         command + [str(a) for a in args],
+        check=False,
         capture_output=True,
         text=True,
         timeout=timeout,

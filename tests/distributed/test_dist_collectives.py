@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
 from dist_helpers import launch
 
 DTYPES = ["float32", "float64", "int32", "int64", "float16", "uint8", "bool"]

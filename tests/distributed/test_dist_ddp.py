@@ -10,12 +10,11 @@ import sys
 import ember
 import numpy as np
 import pytest
+from dist_helpers import WORKERS, launch
 from ember.nn import functional as F
 
-from dist_helpers import WORKERS, launch
-
 sys.path.insert(0, WORKERS)
-import ddp_worker  # noqa: E402  (the model builders the workers use)
+import ddp_worker
 
 RTOL = 1e-10
 
@@ -39,7 +38,9 @@ def trained(tmp_path_factory):
 
 def load(model, arrays: dict, prefix: str):
     state = {
-        k[len(prefix) + 1 :]: ember.tensor(v) for k, v in arrays.items() if k.startswith(prefix + "/")
+        k[len(prefix) + 1 :]: ember.tensor(v)
+        for k, v in arrays.items()
+        if k.startswith(prefix + "/")
     }
     model.load_state_dict(state)
     return model
@@ -163,8 +164,12 @@ def test_unused_parameters_are_found_and_keep_no_gradient(trained):
             model.zero_grad(set_to_none=True)
             use_b = step == 1 and r == 0
             model(ember.tensor(x[r * n : (r + 1) * n]), use_b).sum().backward()
-            grads.append({k: None if p.grad is None else p.grad.numpy().copy()
-                          for k, p in model.named_parameters()})
+            grads.append(
+                {
+                    k: None if p.grad is None else p.grad.numpy().copy()
+                    for k, p in model.named_parameters()
+                }
+            )
         for k in names:
             used = [g[k] for g in grads if g[k] is not None]
             for r in range(world):

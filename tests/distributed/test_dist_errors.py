@@ -9,7 +9,6 @@ import time
 import ember
 import ember.distributed as dist
 import pytest
-
 from dist_helpers import launch
 
 

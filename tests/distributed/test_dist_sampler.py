@@ -90,7 +90,7 @@ def test_randperm_is_torchs(n, seed):
 @pytest.mark.parametrize("n, replicas", list(itertools.product(SIZES, REPLICAS)))
 @pytest.mark.parametrize("shuffle, drop_last", [(True, False), (True, True), (False, False)])
 def test_indices_match_torch(n, replicas, shuffle, drop_last):
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from torch.utils.data import DistributedSampler as TorchSampler
 
     for rank in range(replicas):

@@ -81,7 +81,7 @@ def train_mlp(saved, facts, rank, size, name, bucket_cap_mb=None):
     save_state(saved, f"{name}/init", model)
     facts[f"{name}/buckets"] = [list(b.indices) for b in ddp.reducer.buckets]
     launched_before_last = []
-    first = list(model.parameters())[0]
+    first = next(iter(model.parameters()))
     first.register_post_accumulate_grad_hook(
         lambda p: launched_before_last.append(ddp.reducer.next_bucket)
     )

@@ -20,7 +20,7 @@ from ember import nn
 def attempt(results: dict, name: str, fn) -> None:
     try:
         value = fn()
-    except Exception as exc:  # the test checks which error, and its message
+    except Exception as exc:  # noqa: BLE001  (the test checks which error, and its message)
         results[name] = {"error": type(exc).__name__, "message": str(exc)}
         results[name]["ember"] = isinstance(exc, ember.EmberError)
     else:
@@ -69,9 +69,7 @@ def main() -> None:
         lambda: dist.gather(ember.ones(2), [ember.zeros(2)] * size if rank else None, dst=0),
     )
     attempt(results, "broadcast_src_outside", lambda: dist.broadcast(ember.ones(2), src=size))
-    attempt(
-        results, "read_only_output", lambda: dist.all_reduce(ember.ones(1).expand(3))
-    )
+    attempt(results, "read_only_output", lambda: dist.all_reduce(ember.ones(1).expand(3)))
 
     # autograd: a collective writes in place
     leaf = ember.ones(3, requires_grad=True)
@@ -111,8 +109,10 @@ def main() -> None:
         results,
         "dtype_mismatch",
         lambda: disagree(
-            lambda: (ember.ones(4, dtype=ember.float32 if rank == 0 else ember.float64),
-                     "all_reduce")
+            lambda: (
+                ember.ones(4, dtype=ember.float32 if rank == 0 else ember.float64),
+                "all_reduce",
+            )
         ),
     )
     attempt(
@@ -148,8 +148,11 @@ def main() -> None:
             dist.all_reduce(t, group=slow)
 
     attempt(results, "timeout", late_rank)
-    attempt(results, "group_unusable_after_timeout", lambda: dist.all_reduce(
-        ember.ones(2), group=slow) if rank == 0 else None)
+    attempt(
+        results,
+        "group_unusable_after_timeout",
+        lambda: dist.all_reduce(ember.ones(2), group=slow) if rank == 0 else None,
+    )
 
     # groups: members and non-members
     only_zero = dist.new_group([0])

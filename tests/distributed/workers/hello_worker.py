@@ -1,6 +1,6 @@
 """Joins the process group and writes rank, world size and its arguments to out_dir.
 
-    python -m ember.distributed.run --nproc N hello_worker.py out_dir args...
+python -m ember.distributed.run --nproc N hello_worker.py out_dir args...
 """
 
 import json
