@@ -1788,6 +1788,7 @@ _INFRASTRUCTURE = {
     "backward",
     "grad",
     "register_hook",
+    "register_post_accumulate_grad_hook",
     "retain_grad",
     "requires_grad_",
     "detach",
