@@ -1,10 +1,11 @@
 """Runs the collective cases listed in a JSON file on every rank; saves inputs and outputs.
 
-    mpiexec -n N python collectives_worker.py cases.json out_dir
+    mpiexec -n N python collectives_worker.py cases.json out_dir [cuda]
 
 Each rank writes out_dir/rank{r}.npz (case i's arrays as "i/in", "i/out", "i/out.k") and
 out_dir/rank{r}.json (per case: version counter moves, contiguity, senders, errors). The test
-that listed the cases computes what each output must be from the saved inputs.
+that listed the cases computes what each output must be from the saved inputs. With `cuda`,
+the tensors live on the rank's GPU and the NCCL backend moves them.
 """
 
 import json
@@ -15,6 +16,7 @@ import ember.distributed as dist
 import numpy as np
 
 SHAPE = (3, 4)
+DEVICE = "cpu"
 
 
 def values(dtype: str, shape, rank: int, index: int) -> np.ndarray:
@@ -30,8 +32,8 @@ def values(dtype: str, shape, rank: int, index: int) -> np.ndarray:
 def tensor(array: np.ndarray, layout: str):
     """A tensor with array's values: contiguous, or a transposed (non-contiguous) view."""
     if layout == "contiguous" or array.ndim < 2:
-        return ember.tensor(array)
-    t = ember.tensor(np.ascontiguousarray(array.T)).t()
+        return ember.tensor(array, device=DEVICE)
+    t = ember.tensor(np.ascontiguousarray(array.T), device=DEVICE).t()
     assert not t.is_contiguous()
     return t
 
@@ -46,7 +48,7 @@ def run_case(case: dict, index: int, rank: int, size: int, saved: dict, report: 
     last = size - 1
 
     def keep(name, t):
-        saved[f"{index}/{name}"] = np.array(t.numpy() if isinstance(t, ember.Tensor) else t)
+        saved[f"{index}/{name}"] = np.array(t.cpu().numpy() if isinstance(t, ember.Tensor) else t)
 
     if kind == "all_reduce":
         x = values(dtype, SHAPE, rank, index)
@@ -133,7 +135,7 @@ def run_case(case: dict, index: int, rank: int, size: int, saved: dict, report: 
     elif kind == "all_to_all":
         xs = [values(dtype, (j + 1, 2), rank, index * 100 + j) for j in range(size)]
         outs = [empty((rank + 1, 2), dtype, "contiguous") for _ in range(size)]
-        dist.all_to_all(outs, [ember.tensor(x) for x in xs])
+        dist.all_to_all(outs, [ember.tensor(x, device=DEVICE) for x in xs])
         for j, x in enumerate(xs):
             keep(f"in.{j}", x)
         for j, o in enumerate(outs):
@@ -153,11 +155,15 @@ def run_case(case: dict, index: int, rank: int, size: int, saved: dict, report: 
 
 
 def main() -> None:
+    global DEVICE
     cases_path, out_dir = sys.argv[1], sys.argv[2]
     with open(cases_path) as f:
         cases = json.load(f)
-    dist.init_process_group("mpi")
+    cuda = sys.argv[3:] == ["cuda"]
+    dist.init_process_group("nccl" if cuda else "mpi")
     rank, size = dist.get_rank(), dist.get_world_size()
+    if cuda:
+        DEVICE = f"cuda:{rank % ember.cuda.device_count()}"
     saved, reports = {}, []
     for index, case in enumerate(cases):
         report = {}
