@@ -6,30 +6,24 @@ python script.py`); in the script, `init_process_group()` joins them. Distribute
 lives in ember.nn.parallel and DistributedSampler in ember.utils.data, as in PyTorch.
 """
 
+from ._common import ReduceOp
 from ._errors import DistBackendError, DistError
 from .collectives import (
-    P2POp,
-    ReduceOp,
     all_gather,
     all_gather_into_tensor,
-    all_gather_object,
     all_reduce,
     all_to_all,
     all_to_all_single,
     barrier,
-    batch_isend_irecv,
     broadcast,
-    broadcast_object_list,
     gather,
-    irecv,
-    isend,
-    recv,
     reduce,
     reduce_scatter,
     reduce_scatter_tensor,
     scatter,
-    send,
 )
+from .objects import all_gather_object, broadcast_object_list
+from .point_to_point import P2POp, batch_isend_irecv, irecv, isend, recv, send
 from .process_group import (
     GroupMember,
     ProcessGroup,
