@@ -86,11 +86,11 @@ def _describe(codes) -> str:
     return text
 
 
-def _codes(name: str, tensor, numel: int, op=None, root: int = -1) -> list[int]:
+def _codes(name: str, dtype, numel: int, op=None, root: int = -1) -> list[int]:
     return [
         _COLLECTIVES.index(name),
         -1 if op is None else _OPS.index(op),
-        _DTYPES.index(tensor._dtype),
+        _DTYPES.index(dtype),
         numel,
         root,
     ]
@@ -165,11 +165,10 @@ def _same_dtype(a, b, what: str, a_name: str, b_name: str) -> None:
         raise value_error(f"{what}: {a_name} is on {a._device} but {b_name} is on {b._device}")
 
 
-def _reduction(op, tensor, backend, what: str) -> tuple[str, bool]:
+def _reduction(op, dtype, backend, what: str) -> tuple[str, bool]:
     """(the backend's reduction, whether to divide by the group size afterwards)."""
     if not isinstance(op, ReduceOp):
         raise type_error(f"{what}: op must be a ReduceOp (ReduceOp.SUM, ...), got {op!r}")
-    dtype = tensor._dtype
     if dtype.is_floating_point:
         table, kind = _FLOAT_REDUCTIONS, "floating-point"
     elif dtype.name == "bool":
@@ -199,13 +198,15 @@ def _root(pg, rank, group_rank, what: str, arg: str) -> int:
     return group_rank
 
 
-def _start(what: str, group, tensors):
-    """(process group, backend) for a collective on tensors, or None on a non-member."""
+def _start(what: str, group, tensors, traceable: bool = False):
+    """(process group, backend) for a collective on tensors, or None on a non-member. While
+    ember.script traces, a collective that cannot be a graph op ends the capture."""
     pg = resolve(group, what)
     if pg is None:
         return None
     pg.check_usable(what)
-    _tensor._stop_trace(f"a collective ({what}) runs outside the graph")
+    if not traceable:
+        _tensor._stop_trace(f"a collective ({what}) runs outside the graph")
     device = tensors[0]._device
     for t in tensors[1:]:
         if t._device != device:

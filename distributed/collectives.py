@@ -18,6 +18,7 @@ from .. import _tensor
 from ..errors import type_error, value_error
 from ..ir.schema import fmt_shape
 from ..runtime.device import array_module
+from . import graph_ops
 from ._common import (
     ReduceOp,
     _Buffer,
@@ -44,14 +45,17 @@ def all_reduce(tensor, op: ReduceOp = ReduceOp.SUM, group=None, async_op: bool =
     """Combine tensor across the group's ranks (sum by default); every rank gets the result."""
     what = "all_reduce"
     _check_tensor(tensor, what, "tensor")
-    started = _start(what, group, [tensor])
+    started = _start(what, group, [tensor], traceable=True)
     if started is None:
         return None
     pg, backend = started
-    reduction, average = _reduction(op, tensor, backend, what)
+    reduction, average = _reduction(op, tensor._dtype, backend, what)
     _check_output(tensor, what, "tensor")
+    if graph_ops.recording([tensor], what):
+        attrs = {"group": pg.id, "op": op.name}
+        return graph_ops.record(pg, what, tensor, "dist_all_reduce", tensor, attrs, async_op)
     buf = _Buffer(tensor, write=True)
-    check = start_check(pg, _codes(what, tensor, tensor.numel(), op), _describe)
+    check = start_check(pg, _codes(what, tensor._dtype, tensor.numel(), op), _describe)
     requests = _issue(pg, backend, what, backend.all_reduce, buf.array, reduction)
     _bump(tensor)
 
@@ -67,15 +71,18 @@ def broadcast(tensor, src: int | None = None, group=None, async_op: bool = False
     """Copy rank src's tensor into tensor on every other rank of the group."""
     what = "broadcast"
     _check_tensor(tensor, what, "tensor")
-    started = _start(what, group, [tensor])
+    started = _start(what, group, [tensor], traceable=True)
     if started is None:
         return None
     pg, backend = started
     root = _root(pg, src, group_src, what, "src")
     _check_output(tensor, what, "tensor")
+    if graph_ops.recording([tensor], what):
+        attrs = {"group": pg.id, "src": root}
+        return graph_ops.record(pg, what, tensor, "dist_broadcast", tensor, attrs, async_op)
     receives = pg.rank() != root
     buf = _Buffer(tensor, write=receives)
-    check = start_check(pg, _codes(what, tensor, tensor.numel(), root=root), _describe)
+    check = start_check(pg, _codes(what, tensor._dtype, tensor.numel(), root=root), _describe)
     requests = _issue(pg, backend, what, backend.broadcast, buf.array, root)
     if receives:
         _bump(tensor)
@@ -98,11 +105,11 @@ def reduce(
         return None
     pg, backend = started
     root = _root(pg, dst, group_dst, what, "dst")
-    reduction, average = _reduction(op, tensor, backend, what)
+    reduction, average = _reduction(op, tensor._dtype, backend, what)
     _check_output(tensor, what, "tensor")
     receives = pg.rank() == root
     buf = _Buffer(tensor, write=receives)
-    check = start_check(pg, _codes(what, tensor, tensor.numel(), op, root), _describe)
+    check = start_check(pg, _codes(what, tensor._dtype, tensor.numel(), op, root), _describe)
     requests = _issue(pg, backend, what, backend.reduce, buf.array, reduction, root)
     if receives:
         _bump(tensor)
@@ -122,7 +129,7 @@ def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op: bo
     what = "all_gather_into_tensor"
     _check_tensor(output_tensor, what, "output_tensor")
     _check_tensor(input_tensor, what, "input_tensor")
-    started = _start(what, group, [output_tensor, input_tensor])
+    started = _start(what, group, [output_tensor, input_tensor], traceable=True)
     if started is None:
         return None
     pg, backend = started
@@ -130,9 +137,14 @@ def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op: bo
     n = input_tensor.numel()
     _same_size(output_tensor, pg.size() * n, what, "output_tensor", "world size x input numel")
     _check_output(output_tensor, what, "output_tensor")
+    if graph_ops.recording([output_tensor, input_tensor], what):
+        attrs = {"group": pg.id, "world_size": pg.size()}
+        return graph_ops.record(
+            pg, what, output_tensor, "dist_all_gather", input_tensor, attrs, async_op
+        )
     out = _Buffer(output_tensor, read=False, write=True)
     send = _send_copy(input_tensor, [output_tensor])
-    check = start_check(pg, _codes("all_gather", input_tensor, n), _describe)
+    check = start_check(pg, _codes("all_gather", input_tensor._dtype, n), _describe)
     requests = _issue(pg, backend, what, backend.all_gather, send, out.array)
     _bump(output_tensor)
     return _run(Work(pg, backend, what, requests, out.finish, [output_tensor], check), async_op)
@@ -152,7 +164,7 @@ def all_gather(tensor_list, tensor, group=None, async_op: bool = False):
     xp = array_module(tensor._device)
     gathered = xp.empty((pg.size(), *tensor.shape), dtype=tensor._data.dtype)
     send = _send_copy(tensor, [])
-    check = start_check(pg, _codes(what, tensor, tensor.numel()), _describe)
+    check = start_check(pg, _codes(what, tensor._dtype, tensor.numel()), _describe)
     requests = _issue(pg, backend, what, backend.all_gather, send, gathered)
     _bump(*outputs)
 
@@ -170,17 +182,20 @@ def reduce_scatter_tensor(
     what = "reduce_scatter_tensor"
     _check_tensor(output, what, "output")
     _check_tensor(input, what, "input")
-    started = _start(what, group, [output, input])
+    started = _start(what, group, [output, input], traceable=True)
     if started is None:
         return None
     pg, backend = started
     _same_dtype(output, input, what, "output", "input")
     _same_size(input, pg.size() * output.numel(), what, "input", "world size x output numel")
-    reduction, average = _reduction(op, output, backend, what)
+    reduction, average = _reduction(op, output._dtype, backend, what)
     _check_output(output, what, "output")
+    if graph_ops.recording([output, input], what):
+        attrs = {"group": pg.id, "world_size": pg.size(), "op": op.name}
+        return graph_ops.record(pg, what, output, "dist_reduce_scatter", input, attrs, async_op)
     out = _Buffer(output, read=False, write=True)
     send = _send_copy(input, [output])
-    check = start_check(pg, _codes("reduce_scatter", output, output.numel(), op), _describe)
+    check = start_check(pg, _codes("reduce_scatter", output._dtype, output.numel(), op), _describe)
     requests = _issue(pg, backend, what, backend.reduce_scatter, send, out.array, reduction)
     _bump(output)
 
@@ -203,12 +218,12 @@ def reduce_scatter(
         return None
     pg, backend = started
     inputs = _check_list(input_list, pg.size(), output, what, "input_list")
-    reduction, average = _reduction(op, output, backend, what)
+    reduction, average = _reduction(op, output._dtype, backend, what)
     _check_output(output, what, "output")
     xp = array_module(output._device)
     send = xp.ascontiguousarray(xp.stack([t._data for t in inputs])) if inputs else None
     out = _Buffer(output, read=False, write=True)
-    check = start_check(pg, _codes(what, output, output.numel(), op), _describe)
+    check = start_check(pg, _codes(what, output._dtype, output.numel(), op), _describe)
     requests = _issue(pg, backend, what, backend.reduce_scatter, send, out.array, reduction)
     _bump(output)
 
@@ -251,7 +266,7 @@ def gather(
             raise value_error(f"{what}: gather_list must not be given on non-destination ranks")
         outputs = []
     send = _send_copy(tensor, [])
-    check = start_check(pg, _codes(what, tensor, tensor.numel(), root=root), _describe)
+    check = start_check(pg, _codes(what, tensor._dtype, tensor.numel(), root=root), _describe)
     requests = _issue(pg, backend, what, backend.gather, send, gathered, root)
     _bump(*outputs)
 
@@ -289,7 +304,7 @@ def scatter(
         raise value_error(f"{what}: scatter_list must not be given on non-source ranks")
     _check_output(tensor, what, "tensor")
     out = _Buffer(tensor, read=False, write=True)
-    check = start_check(pg, _codes(what, tensor, tensor.numel(), root=root), _describe)
+    check = start_check(pg, _codes(what, tensor._dtype, tensor.numel(), root=root), _describe)
     requests = _issue(pg, backend, what, backend.scatter, send, out.array, root)
     _bump(tensor)
     return _run(Work(pg, backend, what, requests, out.finish, [tensor], check), async_op)
@@ -342,7 +357,7 @@ def all_to_all_single(
     _check_output(output, what, "output")
     out = _Buffer(output, read=False, write=True)
     send = _send_copy(input, [output])
-    check = start_check(pg, _codes("all_to_all", input, row), _describe)
+    check = start_check(pg, _codes("all_to_all", input._dtype, row), _describe)
     requests = _issue(
         pg,
         backend,
@@ -388,7 +403,7 @@ def all_to_all(output_tensor_list, input_tensor_list, group=None, async_op: bool
     recv = xp.empty(sum(t.numel() for t in output_tensor_list), dtype=first._data.dtype)
     send_counts = [t.numel() for t in input_tensor_list]
     recv_counts = [t.numel() for t in output_tensor_list]
-    check = start_check(pg, _codes("all_to_all", first, -1), _describe)
+    check = start_check(pg, _codes("all_to_all", first._dtype, -1), _describe)
     requests = _issue(pg, backend, what, backend.all_to_all, send, send_counts, recv, recv_counts)
     outputs = list(output_tensor_list)
     _bump(*outputs)

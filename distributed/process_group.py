@@ -13,12 +13,14 @@ leaves the others waiting in a collective (mpi4py's recommended `python -m mpi4p
 from __future__ import annotations
 
 import datetime
+import itertools
 import os
 import sys
 import time
 import warnings
 
 from ..errors import runtime_error, type_error, value_error
+from ..runtime.kernels.collectives import GROUPS
 from ._errors import backend_error
 
 # torch.distributed's default timeout for collectives
@@ -116,10 +118,15 @@ def _backend_string(table: dict[str, str]) -> str:
     return ",".join(f"{d}:{b}" for d, b in sorted(table.items()))
 
 
+_ids = itertools.count()
+
+
 class ProcessGroup:
     """A set of ranks that run collectives together, as torch.distributed.ProcessGroup."""
 
     def __init__(self, comm, ranks: list[int], backends: dict[str, str], timeout: float):
+        from .graph_ops import GraphCollectives
+
         self._comm = comm
         self._ranks = ranks  # global rank of each group rank
         self._rank = comm.Get_rank()
@@ -130,6 +137,9 @@ class ProcessGroup:
         self.check_collectives = os.environ.get("EMBER_DISTRIBUTED_CHECK", "1") != "0"
         self.broken: str | None = None  # set once a collective failed or timed out
         self._control = None
+        # how the collective graph ops of ember.script find this group (by id, in attrs)
+        self.id = next(_ids)
+        GROUPS[self.id] = GraphCollectives(self)
 
     def rank(self) -> int:
         return self._rank
@@ -191,6 +201,7 @@ class ProcessGroup:
             )
 
     def _free(self) -> None:
+        GROUPS.pop(self.id, None)
         for backend in self._backends.values():
             backend.close()
         self._backends.clear()
