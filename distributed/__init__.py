@@ -6,6 +6,7 @@ python script.py`); in the script, `init_process_group()` joins them. Distribute
 lives in ember.nn.parallel and DistributedSampler in ember.utils.data, as in PyTorch.
 """
 
+from . import functional
 from ._common import ReduceOp
 from ._errors import DistBackendError, DistError
 from .collectives import (
@@ -63,6 +64,7 @@ __all__ = [
     "broadcast",
     "broadcast_object_list",
     "destroy_process_group",
+    "functional",
     "gather",
     "get_backend",
     "get_global_rank",

@@ -169,7 +169,17 @@ class ProcessGroup:
         import importlib
 
         module, cls, _ = BACKENDS[name]
-        backend_cls = getattr(importlib.import_module(f".{module}", __package__), cls)
+        try:
+            backend_cls = getattr(importlib.import_module(f".{module}", __package__), cls)
+        except ImportError as exc:
+            raise runtime_error(
+                f"{what}: the {name} backend cannot start here ({exc}); it needs "
+                + (
+                    "cupy with NCCL and a GPU: pip install 'ember[cuda]'"
+                    if name == "nccl"
+                    else "mpi4py: pip install 'ember[distributed]'"
+                )
+            ) from None
         backend = backend_cls(self._comm)
         self._backends[device.type] = backend
         return backend
