@@ -180,7 +180,7 @@ class ProcessGroup:
                     else "mpi4py: pip install 'ember[distributed]'"
                 )
             ) from None
-        backend = backend_cls(self._comm)
+        backend = backend_cls(self._comm, self.timeout)
         self._backends[device.type] = backend
         return backend
 

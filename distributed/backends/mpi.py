@@ -49,8 +49,8 @@ class MPIBackend:
     errors = (MPI.Exception,)
     reductions = frozenset(_OPS)
 
-    def __init__(self, comm):
-        self.comm = comm
+    def __init__(self, comm, timeout: float | None = None):
+        self.comm = comm  # (the timeout is work.py's: every call here returns at once)
 
     @staticmethod
     def describe(exc) -> str:

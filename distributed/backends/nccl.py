@@ -9,7 +9,10 @@ as PyTorch's NCCL backend does. Needs a GPU: it cannot run on a machine without 
 
 from __future__ import annotations
 
+import time
+
 import cupy
+import numpy as np
 from cupy.cuda import nccl
 from mpi4py import MPI
 
@@ -39,13 +42,15 @@ _OPS = {
 
 
 class EventRequest:
-    """A CUDA event recorded after the queued NCCL calls: done once they have run."""
+    """A CUDA event recorded after the queued NCCL calls: done once they have run. It holds
+    the arrays the calls read and write (NCCL sees only pointers), so they outlive them."""
 
-    __slots__ = ("event", "nbytes", "source")
+    __slots__ = ("arrays", "event", "nbytes", "source")
 
-    def __init__(self, stream):
+    def __init__(self, stream, arrays):
         self.event = cupy.cuda.Event(block=False, disable_timing=True)
         self.event.record(stream)
+        self.arrays = arrays
         self.source = None
         self.nbytes = None
 
@@ -77,8 +82,9 @@ class NCCLBackend:
     errors = (nccl.NcclError, MPI.Exception)
     reductions = frozenset(_OPS)
 
-    def __init__(self, comm):
+    def __init__(self, comm, timeout: float):
         self.mpi = comm
+        self.timeout = timeout
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
         self._communicators: dict[int, nccl.NcclCommunicator] = {}
@@ -98,85 +104,102 @@ class NCCLBackend:
         device = buf.device.id
         communicator = self._communicators.get(device)
         if communicator is None:
-            unique_id = nccl.get_unique_id() if self.rank == 0 else None
-            unique_id = self.mpi.bcast(unique_id, root=0)
             with cupy.cuda.Device(device):
-                communicator = nccl.NcclCommunicator(self.size, unique_id, self.rank)
+                communicator = nccl.NcclCommunicator(self.size, self._unique_id(), self.rank)
             self._communicators[device] = communicator
         return communicator
 
-    def _queued(self):
-        return [EventRequest(cupy.cuda.get_current_stream())]
+    def _unique_id(self) -> tuple:
+        """Rank 0's NCCL id, broadcast over MPI (within the timeout: every rank that gets it
+        goes on to join the communicator)."""
+        uid = np.array(nccl.get_unique_id() if self.rank == 0 else [0] * 128, dtype=np.int64)
+        request = self.mpi.Ibcast(uid, root=0)
+        deadline = time.monotonic() + self.timeout
+        while not request.Test():
+            if time.monotonic() > deadline:
+                raise backend_error(
+                    f"rank {self.rank}: setting up NCCL, rank 0's id did not arrive within "
+                    f"{self.timeout:g} s"
+                )
+            time.sleep(1e-3)
+        return tuple(int(v) for v in uid)
 
-    @staticmethod
-    def _stream() -> int:
-        return cupy.cuda.get_current_stream().ptr
+    def _enqueue(self, arrays, calls):
+        """Run calls(communicator, stream) on the arrays' device and its current stream."""
+        with arrays[0].device:
+            comm = self._communicator(arrays[0])
+            stream = cupy.cuda.get_current_stream()
+            calls(comm, stream.ptr)
+            return [EventRequest(stream, arrays)]
 
     def all_reduce(self, buf, op: str):
-        comm = self._communicator(buf)
-        ptr = buf.data.ptr
-        comm.allReduce(ptr, ptr, buf.size, _dtype(buf), _OPS[op], self._stream())
-        return self._queued()
+        def calls(comm, stream):
+            ptr = buf.data.ptr
+            comm.allReduce(ptr, ptr, buf.size, _dtype(buf), _OPS[op], stream)
+
+        return self._enqueue((buf,), calls)
 
     def broadcast(self, buf, root: int):
-        comm = self._communicator(buf)
-        comm.bcast(buf.data.ptr, buf.size, _dtype(buf), root, self._stream())
-        return self._queued()
+        def calls(comm, stream):
+            comm.bcast(buf.data.ptr, buf.size, _dtype(buf), root, stream)
+
+        return self._enqueue((buf,), calls)
 
     def reduce(self, buf, op: str, root: int):
-        comm = self._communicator(buf)
-        ptr = buf.data.ptr
-        if self.rank == root:
-            comm.reduce(ptr, ptr, buf.size, _dtype(buf), _OPS[op], root, self._stream())
-        else:
-            # NCCL writes only at the root; a scratch output keeps this rank's tensor as it was
-            scratch = cupy.empty_like(buf)
-            comm.reduce(
-                ptr, scratch.data.ptr, buf.size, _dtype(buf), _OPS[op], root, self._stream()
-            )
-        return self._queued()
+        # NCCL writes only at the root; elsewhere a scratch output keeps the tensor as it was
+        out = buf if self.rank == root else cupy.empty_like(buf)
+
+        def calls(comm, stream):
+            comm.reduce(buf.data.ptr, out.data.ptr, buf.size, _dtype(buf), _OPS[op], root, stream)
+
+        return self._enqueue((buf, out), calls)
 
     def all_gather(self, send, recv):
-        comm = self._communicator(send)
-        comm.allGather(send.data.ptr, recv.data.ptr, send.size, _dtype(send), self._stream())
-        return self._queued()
+        def calls(comm, stream):
+            comm.allGather(send.data.ptr, recv.data.ptr, send.size, _dtype(send), stream)
+
+        return self._enqueue((send, recv), calls)
 
     def reduce_scatter(self, send, recv, op: str):
-        comm = self._communicator(send)
-        comm.reduceScatter(
-            send.data.ptr, recv.data.ptr, recv.size, _dtype(send), _OPS[op], self._stream()
-        )
-        return self._queued()
+        def calls(comm, stream):
+            comm.reduceScatter(
+                send.data.ptr, recv.data.ptr, recv.size, _dtype(send), _OPS[op], stream
+            )
 
-    def _exchange(self, buf, sends, recvs):
-        """Grouped point-to-point: sends/recvs are (peer, array) pairs."""
-        comm = self._communicator(buf)
-        stream = self._stream()
-        nccl.groupStart()
-        try:
-            for peer, array in sends:
-                comm.send(array.data.ptr, array.size, _dtype(array), peer, stream)
-            for peer, array in recvs:
-                comm.recv(array.data.ptr, array.size, _dtype(array), peer, stream)
-        finally:
-            nccl.groupEnd()
-        return self._queued()
+        return self._enqueue((send, recv), calls)
+
+    def _exchange(self, sends, recvs, arrays):
+        """Grouped point-to-point: sends and recvs are (peer, array) pairs."""
+
+        def calls(comm, stream):
+            nccl.groupStart()
+            try:
+                for peer, array in sends:
+                    comm.send(array.data.ptr, array.size, _dtype(array), peer, stream)
+                for peer, array in recvs:
+                    comm.recv(array.data.ptr, array.size, _dtype(array), peer, stream)
+            finally:
+                nccl.groupEnd()
+
+        return self._enqueue(arrays, calls)
 
     def gather(self, send, recv, root: int):
         if self.rank != root:
-            return self._exchange(send, [(root, send)], [])
-        chunks = recv.reshape(self.size, -1)
-        chunks[root][...] = send.reshape(-1)
+            return self._exchange([(root, send)], [], (send,))
+        with send.device:
+            chunks = recv.reshape(self.size, -1)
+            chunks[root][...] = send.reshape(-1)
         peers = [(r, chunks[r]) for r in range(self.size) if r != root]
-        return self._exchange(send, [], peers)
+        return self._exchange([], peers, (send, recv))
 
     def scatter(self, send, recv, root: int):
         if self.rank != root:
-            return self._exchange(recv, [], [(root, recv)])
-        chunks = send.reshape(self.size, -1)
-        recv.reshape(-1)[...] = chunks[root]
+            return self._exchange([], [(root, recv)], (recv,))
+        with recv.device:
+            chunks = send.reshape(self.size, -1)
+            recv.reshape(-1)[...] = chunks[root]
         peers = [(r, chunks[r]) for r in range(self.size) if r != root]
-        return self._exchange(recv, peers, [])
+        return self._exchange(peers, [], (recv, send))
 
     def all_to_all(self, send, send_counts, recv, recv_counts):
         sends, recvs = [], []
@@ -189,17 +212,17 @@ class NCCLBackend:
                 recvs.append((peer, flat_recv[r : r + recv_counts[peer]]))
             s += send_counts[peer]
             r += recv_counts[peer]
-        return self._exchange(send, sends, recvs)
+        return self._exchange(sends, recvs, (send, recv))
 
     def send(self, buf, dst: int, tag: int):
         _no_tag(tag)
-        return self._exchange(buf, [(dst, buf)], [])
+        return self._exchange([(dst, buf)], [], (buf,))
 
     def recv(self, buf, src: int | None, tag: int):
         _no_tag(tag)
         if src is None:
             raise backend_error("irecv: NCCL receives from a named rank only: pass src=")
-        requests = self._exchange(buf, [], [(src, buf)])
+        requests = self._exchange([], [(src, buf)], (buf,))
         requests[0].source, requests[0].nbytes = src, buf.nbytes
         return requests
 
