@@ -253,7 +253,7 @@ def is_initialized() -> bool:
 
 def default_group() -> ProcessGroup:
     if GroupMember.WORLD is None:
-        raise runtime_error(_NOT_INITIALIZED)
+        raise value_error(_NOT_INITIALIZED)
     return GroupMember.WORLD
 
 
@@ -290,7 +290,7 @@ def init_process_group(
     before it raises. world_size and rank, when given, must be what the launcher chose.
     """
     if GroupMember.WORLD is not None:
-        raise runtime_error("trying to initialize the default process group twice!")
+        raise value_error("trying to initialize the default process group twice!")
     table = _parse_backend(backend)
     seconds = _timeout_seconds(timeout, "init_process_group")
     if init_method not in (None, "env://"):
