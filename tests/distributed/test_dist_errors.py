@@ -4,12 +4,15 @@ The misuse cases run in one 2-process launch (workers/errors_worker.py); each fa
 scenario is a launch of its own, which must end, non-zero, well within its timeout."""
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import ember
 import ember.distributed as dist
 import pytest
-from dist_helpers import launch
+from dist_helpers import WORKERS, launch
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +188,18 @@ def test_a_killed_rank_ends_the_run():
     assert result.returncode != 0
     assert "finished" not in result.stdout
     assert seconds < 20
+
+
+def test_a_script_started_by_torchrun_style_variables_without_mpi_is_told_how_to_start(tmp_path):
+    pytest.importorskip("mpi4py")
+    result = subprocess.run(
+        [sys.executable, os.path.join(WORKERS, "hello_worker.py"), str(tmp_path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, WORLD_SIZE="2"),
+    )
+    assert result.returncode != 0
+    assert "WORLD_SIZE=2 is set but MPI started this process alone" in result.stderr
+    assert "python -m ember.distributed.run --nproc 2" in result.stderr
