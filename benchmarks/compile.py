@@ -8,8 +8,9 @@ softmax and layer_norm over 4096x1024 float32; the batch-1 forward of the MLP 78
 and the cold compile and warm (disk cache) start of that MLP. The machine's copy bandwidth is
 measured too, so the memory-bound chain can be read as a fraction of it.
 
-Each framework runs in a process of its own (torch's threads slow numpy down when loaded
-together); each figure is the median of repeated calls after warm-up. jax.jit is timed when jax
+Each framework runs each case in a process of its own (torch's threads slow numpy down when
+loaded together, and one case's large arrays colour the next); each figure is the median of
+repeated calls after warm-up. jax.jit is timed when jax
 is installed.
 """
 
@@ -41,6 +42,14 @@ def _median_time(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
+_ONLY = None  # the one case a worker process times (each case runs in a fresh process)
+
+
+def _time(out: dict, case: str, fn, repeat: int) -> None:
+    if _ONLY in (None, case):
+        out[case] = _median_time(fn, repeat)
+
+
 def _inputs():
     rng = np.random.default_rng(0)
     return {
@@ -67,26 +76,26 @@ def work_numpy(repeat):
     x, m, w, b = d["x"], d["m"], d["w"], d["b"]
     out = {}
     dst = np.empty_like(x)
-    out["copy"] = _median_time(lambda: np.copyto(dst, x), repeat)
-    out["where"] = _median_time(lambda: np.where(x > 0, x * 1.5 + 0.5, x * 0.1), repeat)
+    _time(out, "copy", lambda: np.copyto(dst, x), repeat)
+    _time(out, "where", lambda: np.where(x > 0, x * 1.5 + 0.5, x * 0.1), repeat)
 
     def chain():
         t = x * 1.5 + 0.5
         return t * (1 / (1 + np.exp(-t))) * np.tanh(t)
 
-    out["transcendental"] = _median_time(chain, max(3, repeat // 2))
+    _time(out, "transcendental", chain, max(3, repeat // 2))
 
     def softmax():
         e = np.exp(m - m.max(1, keepdims=True))
         return e / e.sum(1, keepdims=True)
 
-    out["softmax"] = _median_time(softmax, repeat)
+    _time(out, "softmax", softmax, repeat)
 
     def layer_norm():
         c = m - m.mean(1, keepdims=True)
         return c / np.sqrt((c * c).mean(1, keepdims=True) + 1e-5) * w + b
 
-    out["layer_norm"] = _median_time(layer_norm, repeat)
+    _time(out, "layer_norm", layer_norm, repeat)
     layers = [(wt.T.copy(), bias) for wt, bias in _mlp_weights()]
     one = d["one"]
 
@@ -98,7 +107,7 @@ def work_numpy(repeat):
                 h = np.maximum(h, 0)
         return h
 
-    out["mlp_b1"] = _median_time(forward, repeat * 50)
+    _time(out, "mlp_b1", forward, repeat * 50)
 
     # the MLP training step written by hand: forward, softmax cross-entropy, backward, SGD
     rng = np.random.default_rng(2)
@@ -128,7 +137,7 @@ def work_numpy(repeat):
             wt -= 0.01 * gw
             bias -= 0.01 * gb
 
-    out["mlp_step"] = _median_time(train_step, repeat * 10)
+    _time(out, "mlp_step", train_step, repeat * 10)
     return out
 
 
@@ -153,14 +162,14 @@ def work_torch(repeat, compiled=False):
     net = wrap(torch.nn.Sequential(linears[0], torch.nn.ReLU(), linears[1], torch.nn.ReLU(),
                                    linears[2]))
     with torch.no_grad():
-        out["where"] = _median_time(lambda: where(x), repeat)
-        out["transcendental"] = _median_time(lambda: chain(x), repeat)
-        out["softmax"] = _median_time(lambda: softmax(m), repeat)
-        out["layer_norm"] = _median_time(lambda: layer_norm(m, w, b), repeat)
+        _time(out, "where", lambda: where(x), repeat)
+        _time(out, "transcendental", lambda: chain(x), repeat)
+        _time(out, "softmax", lambda: softmax(m), repeat)
+        _time(out, "layer_norm", lambda: layer_norm(m, w, b), repeat)
         one = d["one"]
-        out["mlp_b1"] = _median_time(lambda: net(one), repeat * 50)
+        _time(out, "mlp_b1", lambda: net(one), repeat * 50)
     if not compiled:
-        out["mlp_step"] = _median_time(_train_step(torch, net, F), repeat * 10)
+        _time(out, "mlp_step", _train_step(torch, net, F), repeat * 10)
     return out
 
 
@@ -205,13 +214,13 @@ def work_ember(repeat):
     net = ember.script(nn.Sequential(linears[0], nn.ReLU(), linears[1], nn.ReLU(), linears[2]))
     out = {}
     with ember.no_grad():
-        out["where"] = _median_time(lambda: where(x), repeat)
-        out["transcendental"] = _median_time(lambda: chain(x), repeat)
-        out["softmax"] = _median_time(lambda: softmax(m), repeat)
-        out["layer_norm"] = _median_time(lambda: layer_norm(m, w, b), repeat)
+        _time(out, "where", lambda: where(x), repeat)
+        _time(out, "transcendental", lambda: chain(x), repeat)
+        _time(out, "softmax", lambda: softmax(m), repeat)
+        _time(out, "layer_norm", lambda: layer_norm(m, w, b), repeat)
         one = d["one"]
-        out["mlp_b1"] = _median_time(lambda: net(one), repeat * 50)
-    out["mlp_step"] = _median_time(ember.script(_train_step(ember, net, F)), repeat * 10)
+        _time(out, "mlp_b1", lambda: net(one), repeat * 50)
+    _time(out, "mlp_step", ember.script(_train_step(ember, net, F)), repeat * 10)
     return out
 
 
@@ -239,10 +248,10 @@ def work_jax(repeat):
     x = jnp.asarray(d["x"])
     where = jax.jit(lambda x: jnp.where(x > 0, x * 1.5 + 0.5, x * 0.1))
     chain = jax.jit(lambda x: (lambda t: t * jax.nn.sigmoid(t) * jnp.tanh(t))(x * 1.5 + 0.5))
-    return {
-        "where": _median_time(lambda: where(x).block_until_ready(), repeat),
-        "transcendental": _median_time(lambda: chain(x).block_until_ready(), repeat),
-    }
+    out = {}
+    _time(out, "where", lambda: where(x).block_until_ready(), repeat)
+    _time(out, "transcendental", lambda: chain(x).block_until_ready(), repeat)
+    return out
 
 
 WORKERS = {"numpy": work_numpy, "torch": work_torch, "ember": work_ember,
@@ -250,27 +259,47 @@ WORKERS = {"numpy": work_numpy, "torch": work_torch, "ember": work_ember,
            "ember_start": work_ember_start}
 
 
-def _run(worker: str, repeat: int, env=None):
-    result = subprocess.run([sys.executable, __file__, "--worker", worker, "--repeat",
-                             str(repeat)], capture_output=True, text=True, env=env)
+CASES = ("copy", "where", "transcendental", "softmax", "layer_norm", "mlp_b1", "mlp_step")
+
+
+def _run(worker: str, repeat: int, env=None, only: str | None = None):
+    command = [sys.executable, __file__, "--worker", worker, "--repeat", str(repeat)]
+    if only:
+        command += ["--only", only]
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         return None, result.stderr.strip().splitlines()[-1:] or ["failed"]
     return json.loads(result.stdout.strip().splitlines()[-1]), None
 
 
+def _run_cases(worker: str, repeat: int):
+    """Every case of a worker, each in a fresh process (so earlier cases' memory and caches
+    do not colour later ones)."""
+    merged, error = {}, None
+    for case in CASES:
+        got, error = _run(worker, repeat, only=case)
+        if got is None:
+            return (merged or None), error
+        merged.update(got)
+    return merged, None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--worker")
-    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only")
     args = parser.parse_args()
     if args.worker:
+        global _ONLY
+        _ONLY = args.only
         print(json.dumps(WORKERS[args.worker](args.repeat)))
         return
     repeat = 5 if args.quick else args.repeat
     results = {}
     for name in ("numpy", "ember", "torch", "torch_compile", "jax"):
-        results[name], error = _run(name, repeat)
+        results[name], error = _run_cases(name, repeat)
         if error:
             print(f"{name}: not measured ({error[0]})")
     with tempfile.TemporaryDirectory() as cache:
