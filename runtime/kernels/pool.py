@@ -63,9 +63,36 @@ def _max_pool2d(xp, x, kernel_size, stride, padding, ceil_mode, dilation=(1, 1))
     return out
 
 
+def _tiled_max_backward(xp, g, x, kernel_size, out_hw):
+    """max_pool2d's backward when the windows tile the input (stride == kernel, no padding,
+    no dilation): each window is one row of a (..., OH, OW, KH*KW) copy, whose argmax is the
+    first maximum or the first NaN (numpy's argmax, PyTorch's rule)."""
+    kh, kw = kernel_size
+    oh, ow = out_hw
+    lead = x.shape[:-2]
+    h, w = x.shape[-2:]
+    windows = x[..., : oh * kh, : ow * kw].reshape(*lead, oh, kh, ow, kw)
+    n = len(lead)
+    order = (*range(n), n, n + 2, n + 1, n + 3)  # (..., OH, OW, KH, KW)
+    flat = windows.transpose(order).reshape(*lead, oh, ow, kh * kw)
+    winner = xp.argmax(flat, axis=-1)[..., None]
+    spread = xp.zeros(flat.shape, dtype=g.dtype)
+    xp.put_along_axis(spread, winner, g[..., None], axis=-1)
+    back = (*range(n), n, n + 2, n + 1, n + 3)  # the same swap undoes itself
+    grad = spread.reshape(*lead, oh, ow, kh, kw).transpose(back).reshape(*lead, oh * kh, ow * kw)
+    if (oh * kh, ow * kw) == (h, w):
+        return grad
+    full = xp.zeros(x.shape, dtype=g.dtype)
+    full[..., : oh * kh, : ow * kw] = grad
+    return full
+
+
 @kernel("max_pool2d_backward")
 def _max_pool2d_backward(xp, g, x, kernel_size, stride, padding, ceil_mode, dilation=(1, 1)):
     out_hw, extra = _geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    if (tuple(stride) == tuple(kernel_size) and not any(padding) and not any(extra)
+            and tuple(dilation) == (1, 1) and x.ndim >= 3):
+        return _tiled_max_backward(xp, g, x, tuple(kernel_size), out_hw)
     padded = _pad(xp, x, padding, extra, _lowest(x.dtype))
     taps = list(_tap_slices(kernel_size, stride, dilation, out_hw))
     # the winning tap of each window: the first maximum, or a NaN (PyTorch's rule)

@@ -627,3 +627,26 @@ def test_logsumexp_over_an_empty_dim_is_minus_inf():
     np.testing.assert_array_equal(out, [-INF, -INF])
     assert KERNELS["logsumexp"](np, x, dims=(0,), keepdim=False).shape == (0,)
     assert KERNELS["logsumexp"](np, x, dims=(1,), keepdim=True).shape == (2, 1)
+
+
+@pytest.mark.parametrize("shape, k", [((2, 3, 8, 8), 2), ((1, 2, 9, 7), 3), ((4, 6, 6), 2)])
+def test_tiled_max_pool_backward_equals_the_tap_by_tap_rule(shape, k):
+    """The fast path for windows that tile the input gives what the general tap loop gives:
+    the gradient to the first maximum of each window, or to its first NaN, ties included."""
+    from ember.runtime.kernels import KERNELS
+    from ember.runtime.kernels.pool import _geometry
+
+    rng = np.random.default_rng(k)
+    x = rng.integers(0, 3, size=shape).astype(np.float64)  # many ties
+    x.flat[rng.choice(x.size, size=3, replace=False)] = np.nan
+    out_hw, _ = _geometry(x.shape, (k, k), (k, k), (0, 0), (1, 1), False)
+    g = rng.standard_normal((*shape[:-2], *out_hw))
+    fast = KERNELS["max_pool2d_backward"](np, g, x, (k, k), (k, k), (0, 0), False)
+    want = np.zeros_like(x)  # window by window, as PyTorch defines it
+    for idx in np.ndindex(*shape[:-2], *out_hw):
+        lead, (i, j) = idx[:-2], idx[-2:]
+        window = x[lead + (slice(i * k, i * k + k), slice(j * k, j * k + k))].reshape(-1)
+        nan = np.flatnonzero(np.isnan(window))
+        pick = nan[0] if nan.size else int(np.argmax(window))
+        want[lead + (i * k + pick // k, j * k + pick % k)] += g[idx]
+    np.testing.assert_array_equal(fast, want)
