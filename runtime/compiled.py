@@ -485,8 +485,9 @@ class CompiledProgram:
 
     def describe(self) -> str:
         eager = sum(s[0] == "eager" for s in self.steps)
-        lines = [f"{self.name}: {len(self.specs)} native kernel(s), {eager} eager step(s), "
-                 f"{self.n_buffers} planned buffer(s)"]
+        head = (f"{self.name}: {len(self.specs)} native kernel(s), {eager} eager step(s), "
+                f"{self.n_buffers} planned buffer(s)")
+        lines = [head]
         for kind, step, node in self.steps:
             if kind == "native":
                 lines.append("  " + step.spec.dump().replace("\n", "\n  "))

@@ -24,9 +24,9 @@ from ..ir.schema import SCHEMAS
 from ..ir.serialize import from_data
 from ..ir.specialize import resolve
 from ..ir.symbolic import SymInt
+from .compiled import build_program, native_enabled
 from .graph_file import FORMAT_NAME, SCHEMA_VERSION, FormatError, parse_json, read_container
 from .kernels import KERNELS
-from .compiled import build_program, native_enabled
 from .program import Program
 
 _DTYPE_NAMES = {d.name for d in ALL_DTYPES}

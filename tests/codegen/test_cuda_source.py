@@ -6,11 +6,10 @@ import os
 import shutil
 import subprocess
 
-import numpy as np
-import pytest
-
 import ember
 import ember.nn.functional as F
+import numpy as np
+import pytest
 from ember.codegen.cuda.emit import emit_source, launch_shape
 from ember.runtime.compiled import CompiledProgram
 
@@ -90,7 +89,7 @@ def test_generated_source_compiles_with_nvcc(arch, tmp_path):
     path = tmp_path / "corpus.cu"
     path.write_text(emit_source(specs))
     result = subprocess.run([NVCC, "--ptx", f"-arch={arch}", "-o", os.devnull, str(path)],
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[:4000]
 
 
@@ -109,7 +108,7 @@ def test_scripted_functions_on_cuda_run_generated_kernels_and_match_the_cpu():
 
 @pytest.mark.cuda
 def test_a_scripted_training_step_on_cuda_matches_eager():
-    import ember.nn as nn
+    from ember import nn
 
     def build():
         ember.manual_seed(0)

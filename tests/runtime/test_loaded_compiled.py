@@ -1,11 +1,10 @@
 """A loaded graph file runs on native kernels: compiled once per set of symbolic sizes, with
 results equal to the eager kernels' for every batch size."""
 
+import ember
 import numpy as np
 import pytest
-
-import ember
-import ember.nn as nn
+from ember import nn
 from ember.ir.specialize import specialize
 from ember.runtime.compiled import CompiledProgram
 

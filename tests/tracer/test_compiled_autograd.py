@@ -1,13 +1,11 @@
 """A scripted call under autograd is one node: a compiled forward saves what a compiled backward
 reads, and gradients equal eager's (recomputing the forward for higher-order gradients)."""
 
+import ember
+import ember.nn.functional as F
 import numpy as np
 import pytest
-
-import ember
-import ember.nn as nn
-import ember.nn.functional as F
-from ember import autograd
+from ember import autograd, nn
 
 
 def _model(seed=0):
@@ -25,7 +23,7 @@ def _batch(seed, dtype=np.float32):
 def test_a_scripted_module_under_autograd_runs_one_compiled_backward_node():
     model = _model()
     scripted = ember.script(model)
-    x, y = _batch(0)
+    x, _ = _batch(0)
     scripted(x)
     out = scripted(x)  # the captured graph now runs
     assert out.grad_fn is not None and out.grad_fn.name() == "CompiledFunctionBackward"

@@ -2,12 +2,11 @@
 so later sizes run the same graph (specialized and compiled per size) without re-running the
 Python function; functions whose own code reads sizes stay exact."""
 
+import ember
+import ember.nn.functional as F
 import numpy as np
 import pytest
-
-import ember
-import ember.nn as nn
-import ember.nn.functional as F
+from ember import nn
 
 
 def _mlp():

@@ -1,12 +1,11 @@
 """A whole training step under ember.script: forward, backward (.grad as captured state) and
 the optimizer's in-place update run as one graph, and leave what eager leaves."""
 
+import ember
+import ember.nn.functional as F
 import numpy as np
 import pytest
-
-import ember
-import ember.nn as nn
-import ember.nn.functional as F
+from ember import nn
 
 
 def _model(seed):
