@@ -341,6 +341,9 @@ def _optimizer_change(old: tuple, new: tuple) -> str:
     return "optimizer state changed"
 
 
+_TENSOR_ARGS: dict = {}  # number of tensor-only positional arguments -> their Spec
+
+
 def _grad_text(meta) -> str:
     return "None" if meta is None else f"a gradient of shape {list(meta[0])}"
 
@@ -408,7 +411,14 @@ class ScriptFunction:
 
     def guard_key(self, args, kwargs):
         """(argument leaves, their structure, the key every guard but value reads checks)."""
-        leaves, spec = flatten((args, kwargs))
+        if not kwargs and all(isinstance(a, _tensor.Tensor) for a in args):
+            # the common call, tensors only: the structure depends on their number alone
+            leaves = list(args)
+            spec = _TENSOR_ARGS.get(len(args))
+            if spec is None:
+                spec = _TENSOR_ARGS[len(args)] = flatten((args, kwargs))[1]
+        else:
+            leaves, spec = flatten((args, kwargs))
         key = (spec, tuple(_leaf_key(x) for x in leaves), grad_mode.state.enabled,
                self._state_key())
         return leaves, spec, key
