@@ -82,11 +82,18 @@ class DistributedDataParallel(Module):
         find_unused_parameters: bool = False,
     ):
         super().__init__()
+        scripted = None
+        inner = getattr(module, "_module", None)
+        if not isinstance(module, Module) and isinstance(inner, Module):
+            # an ember.script(module): its calls run the compiled graphs, and its parameters,
+            # buffers and state_dict are the module's own (as `module.` keys)
+            scripted, module = module, inner
         if not isinstance(module, Module):
             raise value_error(
                 f"DistributedDataParallel wraps an ember.nn.Module, got {type(module).__name__}"
             )
         self.module = module
+        self.__dict__["_scripted"] = scripted
         group = dist.process_group.resolve(process_group, "DistributedDataParallel")
         if group is None:
             raise value_error("DistributedDataParallel: this rank is not in process_group")
@@ -182,7 +189,8 @@ class DistributedDataParallel(Module):
         if self.device.type == "cuda":
             inputs = _to_device(inputs, self.device)
             kwargs = _to_device(kwargs, self.device)
-        output = self.module(*inputs, **kwargs)
+        call = self._scripted if self._scripted is not None else self.module
+        output = call(*inputs, **kwargs)
         # (set through __dict__: a plain attribute assignment counts as a change of the
         # module's structure, which scripted submodules would re-check on every call)
         if grad_mode.is_grad_enabled() and self.require_backward_grad_sync:
