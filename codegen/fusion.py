@@ -7,8 +7,9 @@ pointwise prologues and epilogues at full or row level (softmax: max, then sum o
 divide, in one kernel). Views are never members: a member reading a view reads through it
 (codegen/indexing.py), and a view that something outside needs runs as itself.
 
-Legality is reachability on the node graph (networkx): a node may not join a group if one of
-its other inputs depends on the group through a node outside it, which would make a cycle.
+Legality is reachability on the graph of units (groups and ungrouped nodes, views read
+through), contracted as groups grow (networkx): a merge is refused when a path leaves the
+merged set and comes back into it, which would make a cycle between kernels.
 Matmul, conv and the other extern ops, indexing, and reductions over leading dims stay single
 nodes that run their eager kernels (BLAS through numpy); the pointwise epilogues after them
 fuse among themselves.
@@ -45,7 +46,8 @@ class Group:
         return f"<Group {'reduce' if self.reduces else 'pointwise'} {list(self.shape)}: {ops}>"
 
 
-def _static(shape) -> bool:
+def static_shape(shape) -> bool:
+    """Whether every size of shape is an int (no symbolic size)."""
     return not any(isinstance(d, SymInt) for d in shape)
 
 
@@ -65,7 +67,7 @@ def pointwise(node: Node) -> bool:
     """Whether every backend can emit `node` inside a fused kernel."""
     if node.schema.kind != "elementwise" or len(node.outputs) != 1:
         return False
-    if not _static(node.outputs[0].shape):
+    if not static_shape(node.outputs[0].shape):
         return False
     if node.op == "pow":
         e = node.inputs[1]
@@ -83,7 +85,7 @@ def reduction(node: Node) -> int | None:
     if node.op not in REDUCTIONS or len(node.outputs) != 1:
         return None
     x = node.inputs[0]
-    if not isinstance(x, Value) or not _static(x.shape) or math.prod(x.shape) == 0:
+    if not isinstance(x, Value) or not static_shape(x.shape) or math.prod(x.shape) == 0:
         return None
     ndim = len(x.shape)
     dims = node.attrs.get("dims")
@@ -150,18 +152,11 @@ class _Fusion:
     def legal(self, node: Node, group: Group) -> bool:
         """Whether node may join group: no reshape without an index map between them, and
         no path from the group to the node through another unit (a cycle once merged)."""
-        members = set(group.nodes)
-        for x in node.inputs:
-            if isinstance(x, Value) and x.node is not None:
-                base, affine = through_views(x)
-                if not affine and base.node in members:
-                    return False  # a member read through a reshape that has no index map
+        if _reads_through_reshape([node], set(group.nodes)):
+            return False
         return self.acyclic([group, node])
 
     # -- the graph of units (groups and ungrouped nodes), kept contracted as groups grow --------
-
-    def _unit(self, node: Node):
-        return self.group_of.get(node, node)
 
     def _build_units(self) -> None:
         import networkx as nx
@@ -247,12 +242,8 @@ class _Fusion:
         through a reshape without an index map, and no path between them through another
         unit."""
         members = set(a.nodes) | set(b.nodes)
-        for m in members:
-            for x in m.inputs:
-                if isinstance(x, Value) and x.node is not None:
-                    base, affine = through_views(x)
-                    if base.node in members and not affine:
-                        return False
+        if _reads_through_reshape(members, members):
+            return False
         return self.acyclic([a, b])
 
     def rows_consistent(self, members: set, shape: tuple, outer: int) -> bool:
@@ -338,7 +329,7 @@ class _Fusion:
         for group in groups:
             group.nodes.sort(key=position.__getitem__)
             group.inline = self.inline
-        return self.schedule(groups)
+        return self.in_graph_order()
 
     def merge_siblings(self, groups: list[Group]) -> None:
         """Merge groups that share a loop space (or one runs over the other's rows) and do not
@@ -375,31 +366,28 @@ class _Fusion:
             return a.shape, a.outer, True
         return None
 
-    def schedule(self, groups: list[Group]) -> list:
-        """Every group and ungrouped node, topologically ordered as units. A member reads a
-        view through to its source, so the edge into a group comes from the source's unit."""
-        import networkx as nx
+    def in_graph_order(self) -> list:
+        """Every group and ungrouped node, in graph order (a group where its first member
+        is). The caller orders them by what each finally reads (views are read through)."""
+        out, placed = [], set()
+        for node in self.graph.nodes:
+            unit = self.group_of.get(node, node)
+            if id(unit) not in placed:
+                placed.add(id(unit))
+                out.append(unit)
+        return out
 
-        unit_of = {node: self.group_of.get(node, node) for node in self.graph.nodes}
-        order = nx.DiGraph()
-        position = {}
-        for i, node in enumerate(self.graph.nodes):
-            unit = unit_of[node]
-            order.add_node(id(unit))
-            position.setdefault(id(unit), (i, unit))
-        for a, b in self.dag.edges:
-            if a.schema.view and b in self.group_of:
-                source = a.inputs[0]
-                while source.node is not None and source.node.schema.view:
-                    source = source.node.inputs[0]
-                if source.node is None:
-                    continue
-                a = source.node
-            ua, ub = unit_of[a], unit_of[b]
-            if ua is not ub:
-                order.add_edge(id(ua), id(ub))
-        ids = nx.lexicographical_topological_sort(order, key=lambda u: position[u][0])
-        return [position[u][1] for u in ids]
+
+def _reads_through_reshape(readers, members: set) -> bool:
+    """Whether a reader reads a member through a reshape that has no index map (a kernel
+    cannot read its own values so)."""
+    for node in readers:
+        for x in node.inputs:
+            if isinstance(x, Value) and x.node is not None:
+                base, affine = through_views(x)
+                if not affine and base.node in members:
+                    return True
+    return False
 
 
 def _resolve(x: Value, shape: tuple):
@@ -434,64 +422,6 @@ def _native(shape: tuple, loop: tuple, outer: int):
     return AffineMap(n, tuple(out))
 
 
-def split_linear_bias(graph: Graph) -> int:
-    """Rewrite linear(x, w, b) whose result feeds a fusable op as linear(x, w) + b, so the bias
-    joins the epilogue kernel (bias + activation in one pass); the number rewritten."""
-    count = 0
-    for node in list(graph.nodes):
-        if node.op != "linear" or len(node.inputs) != 3 or not isinstance(node.inputs[2], Value):
-            continue
-        out = node.outputs[0]
-        if not any(pointwise(u) for u in out.users) or len(out.shape) < 1:
-            continue
-        x, w, b = node.inputs
-        with graph.inserting_before(node):
-            product = graph.add_node("linear", [x, w], {}, node.source).outputs[0]
-            biased = graph.add_node("add", [product, b], {}, node.source).outputs[0]
-        if biased.type != out.type:
-            graph.erase_node(biased.node)
-            graph.erase_node(product.node)
-            continue
-        graph.replace_all_uses(out, biased)
-        graph.erase_node(node)
-        count += 1
-    return count
-
-
-# a linear layer with at most this many rows runs as a fused dot-product kernel (bias and
-# activation included), where BLAS's call overhead outweighs its speed
-SMALL_LINEAR_ROWS = 4
-
-
-def small_linear_as_reduction(graph: Graph) -> int:
-    """Rewrite linear(x, w[, b]) on a few rows of float x as sum(x[..., None, :] * w, -1)
-    (+ b): a reduction kernel that fuses with its epilogue; the number rewritten."""
-    count = 0
-    for node in list(graph.nodes):
-        if node.op != "linear":
-            continue
-        x, w = node.inputs[0], node.inputs[1]
-        out = node.outputs[0]
-        if (not _static(x.shape) or len(x.shape) < 1 or x.dtype.np.kind != "f"
-                or math.prod(x.shape[:-1]) > SMALL_LINEAR_ROWS):
-            continue
-        with graph.inserting_before(node):
-            rows = graph.add_node("unsqueeze", [x], {"dim": len(x.shape) - 1},
-                                  node.source).outputs[0]
-            products = graph.add_node("mul", [rows, w], {}, node.source).outputs[0]
-            value = graph.add_node("sum", [products], {"dims": (len(products.shape) - 1,),
-                                                      "keepdim": False}, node.source).outputs[0]
-            if len(node.inputs) == 3 and isinstance(node.inputs[2], Value):
-                value = graph.add_node("add", [value, node.inputs[2]], {},
-                                       node.source).outputs[0]
-        if value.type != out.type:
-            continue  # left for dead-code elimination; the linear stays
-        graph.replace_all_uses(out, value)
-        graph.erase_node(node)
-        count += 1
-    return count
-
-
 def fusion_groups(graph: Graph) -> list:
-    """The graph's nodes as a schedule of Groups (fused kernels) and single Nodes."""
+    """The graph's nodes as Groups (fused kernels) and single Nodes, in graph order."""
     return _Fusion(graph).run()

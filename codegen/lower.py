@@ -213,19 +213,11 @@ class _Lowering:
         return collapse(spec, pointwise=not self.group.reduces)
 
 
-def _accesses(spec: KernelSpec):
-    for e in spec.exprs:
-        if e.op == "load":
-            yield e.attr
-    for s in spec.stores:
-        yield s.access
-
-
 def collapse(spec: KernelSpec, pointwise: bool) -> KernelSpec:
     """Merge adjacent loop dims that every access walks contiguously, and drop size-1 dims;
     a pointwise kernel then loops rows over all dims but the last."""
     shape = list(spec.shape)
-    accesses = list(_accesses(spec))
+    accesses = list(spec.accesses())
     groups = []  # runs of original dims that become one dim
     for j in range(len(shape)):
         if shape[j] == 1 and len(shape) > 1:

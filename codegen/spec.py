@@ -82,6 +82,35 @@ class KernelSpec:
                 level.append(any(level[a] for a in e.args))
         return level
 
+    def accesses(self):
+        """Every Access of the kernel: its loads', then its stores'."""
+        for e in self.exprs:
+            if e.op == "load":
+                yield e.attr
+        for s in self.stores:
+            yield s.access
+
+    def inner_store(self, store: Store, levels: list[bool]) -> bool:
+        """Whether a store runs in the inner loop: its value is inner-level, or a row-level
+        value is stored across the inner dims (a broadcast output)."""
+        inner = range(self.outer, len(self.shape))
+        return levels[store.expr] or any(store.access.strides[j] for j in inner)
+
+    def row_inputs(self, root: int, levels: list[bool]) -> list[int]:
+        """The row-level exprs that `root` needs, reached without passing through another
+        row-level expr: what a backend computes once per row before the loops that use it."""
+        found, seen, stack = [], set(), [root]
+        while stack:
+            k = stack.pop()
+            if k in seen:
+                continue
+            seen.add(k)
+            if not levels[k]:
+                found.append(k)
+            else:
+                stack.extend(self.exprs[k].args)
+        return found
+
     def key(self) -> str:
         """The spec as stable text (its name excluded: equal kernels share a cache entry)."""
         return repr((self.shape, self.outer, self.args, self.n_inputs, self.exprs,

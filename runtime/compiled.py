@@ -1,131 +1,46 @@
-"""CompiledProgram: a graph run as fused native kernels (LLVM, through llvmlite) and eager steps.
+"""CompiledProgram: a graph run as fused native kernels and eager steps.
 
 Built once per graph: the fusion pass groups the nodes (codegen/fusion.py), each group is
 lowered to a kernel spec (codegen/lower.py), and all the kernels of the program are emitted
-into one LLVM module, compiled once and cached on disk (codegen/llvm/cache.py). Nodes that no
-kernel can hold (matmul, conv, indexing, ...) run their eager kernel, as Program does; a view
-runs only where something outside the kernels needs it.
+into one LLVM module, compiled once and cached on disk (codegen/llvm/cache.py), or, for the
+cuda backend, into one CUDA source run through cupy. Nodes that no kernel can hold (matmul,
+conv, indexing, ...) run their eager kernel, as Program does; a view runs only where something
+outside the kernels needs it. Kernels are called as runtime/native.py says.
 
 Memory planning: every intermediate a kernel writes gets a planned buffer. Buffers are shared
 by values whose lifetimes do not overlap and are kept per thread across calls, so a call
-neither page-faults fresh memory nor holds more than the peak of live intermediates. Outputs
-the caller receives are always fresh arrays.
+neither page-faults fresh memory nor holds more than the peak of live intermediates. An output
+the caller receives is a fresh array, the caller's own dropped output from the last call, or
+(for a state the caller asked to be updated in place) that state's own array.
 
-Kernels take a (start, end) range of rows; a large one is split across a thread pool (ctypes
-drops the GIL for the call), a small one runs inline. A CompiledProgram keeps no per-call state
-outside thread-local buffers, so threads may call one at once.
+A CompiledProgram keeps no per-call state outside thread-local buffers, so threads may call
+one at once.
 """
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import math
 import os
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .._log import log
-from ..codegen.fusion import Group, fusion_groups, small_linear_as_reduction, split_linear_bias
+from ..codegen.fusion import Group, fusion_groups
 from ..codegen.llvm.cache import default_cache
 from ..codegen.llvm.emit import emit_module, symbol
 from ..codegen.lower import lower
+from ..codegen.rewrites import small_linear_as_reduction, split_linear_bias
 from ..ir.graph import Graph, Value
+from .native import NativeKernel, data_pointer
 from .program import Program, eager_step, run_eager_step
 
 # outputs of at least this size are recycled once the caller has dropped them (below it,
 # malloc's own free lists already avoid fresh pages)
 RECYCLE_MIN_BYTES = 1 << 20
-
-# a kernel over fewer elements than this runs inline: handing work to the pool costs ~20 us,
-# more than such a kernel takes on one core
-PARALLEL_MIN_ELEMENTS = 1 << 19
-
-_pool = None
-_pool_lock = threading.Lock()
-
-
-def _data_pointer_reader():
-    """A fast reader of an ndarray's data pointer. numpy's PyArrayObject starts with the
-    object header and then `char *data` (its public struct layout), so the pointer sits one
-    header past id(array): ~0.1 us where array.ctypes.data takes ~0.9 us. Checked against
-    ctypes.data on probes at import, with ctypes.data as the fallback."""
-    offset = object.__basicsize__  # the PyObject header: refcount and type
-    read = ctypes.c_void_p.from_address
-    probes = [np.empty(3, np.float32), np.arange(12.0).reshape(3, 4).T, np.zeros(0)]
-    if all(read(id(p) + offset).value == p.ctypes.data for p in probes if p.size):
-
-        def pointer(array):
-            return read(id(array) + offset).value
-
-        return pointer
-    return lambda array: array.ctypes.data
-
-
-data_pointer = _data_pointer_reader()
-
-
-_threads = None
-
-
-def thread_count() -> int:
-    """Threads a large kernel is split over: EMBER_NUM_THREADS, else every core (read once;
-    os.cpu_count() costs microseconds per call)."""
-    global _threads
-    if _threads is None:
-        _threads = int(os.environ.get("EMBER_NUM_THREADS", "0")) or os.cpu_count() or 1
-    return _threads
-
-
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        with _pool_lock:
-            if _pool is None:
-                _pool = ThreadPoolExecutor(max_workers=thread_count(),
-                                           thread_name_prefix="ember-kernel")
-    return _pool
-
-
-class NativeKernel:
-    """One compiled kernel: its spec, the slots it reads and writes, and the function."""
-
-    def __init__(self, spec, inputs, outputs):
-        self.spec = spec
-        self.inputs = inputs  # slots
-        self.outputs = outputs  # (slot, shape, numpy dtype, buffer id or None for fresh)
-        self.function = None
-        self.rows = spec.rows
-        self.work = math.prod(spec.shape)
-
-    def bind(self, library) -> None:
-        n = len(self.spec.args)
-        signature = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * n), ctypes.c_int64,
-                                     ctypes.c_int64)
-        self.function = library.function(symbol(self.spec.name), signature)
-
-    def __call__(self, pointers) -> None:
-        rows = self.rows
-        if self.work < PARALLEL_MIN_ELEMENTS or rows < 2:
-            self.function(*pointers, 0, rows)
-            return
-        threads = thread_count()
-        if threads < 2:
-            self.function(*pointers, 0, rows)
-            return
-        parts = min(threads, rows)
-        bounds = [rows * i // parts for i in range(parts + 1)]
-        pool = _executor()
-        futures = [pool.submit(self.function, *pointers, bounds[i], bounds[i + 1])
-                   for i in range(1, parts)]
-        self.function(*pointers, bounds[0], bounds[1])
-        for f in futures:
-            f.result()
-
 
 class CompiledProgram:
     """A graph compiled for the CPU: native kernels over planned buffers, eager steps between."""
@@ -152,8 +67,7 @@ class CompiledProgram:
              if n.outputs and n.outputs[0].name in shown_nodes and id(n) in by_position]
             for g in groups
         ]
-        member_of = {node: g for g in groups for node in g.nodes}
-        outputs_of = {id(g): _group_outputs(g, member_of, graph) for g in groups}
+        outputs_of = {id(g): _group_outputs(g, graph) for g in groups}
 
         slot: dict[Value, int] = {}
         for v in graph.inputs:
@@ -164,7 +78,8 @@ class CompiledProgram:
             array = c.constant
             self.constants.append(array.view(np.ndarray) if isinstance(array, np.memmap) else array)
 
-        # lower every group, then keep only the eager steps whose outputs someone reads
+        # lower every group, order the units by what each reads, then keep only the kernels
+        # and eager steps whose outputs someone reads
         lowered = []
         for i, unit in enumerate(schedule):
             if isinstance(unit, Group):
@@ -174,7 +89,7 @@ class CompiledProgram:
                 lowered.append((unit, None, None, None))
         needed = set(graph.outputs)
         keep = []
-        for unit, spec, ins, outs in reversed(lowered):
+        for unit, spec, ins, outs in reversed(_ordered(lowered)):
             if spec is not None:
                 if not any(v in needed for v in outs):
                     continue  # every reader recomputes what this kernel would store
@@ -183,7 +98,7 @@ class CompiledProgram:
             elif any(v in needed for v in unit.outputs) or unit.schema.side_effects:
                 needed.update(x for x in unit.inputs if isinstance(x, Value))
                 keep.append((unit, spec, ins, outs))
-        keep = _ordered(keep)
+        keep.reverse()
 
         self.steps = []
         specs = []
@@ -349,8 +264,8 @@ class CompiledProgram:
                     stack.extend(spec.exprs[k].args)
         return True
 
-    @staticmethod
-    def _in_place(step, j, key, reusable, releasing):
+    @classmethod
+    def _in_place(cls, step, j, key, reusable, releasing):
         """The input argument output j may overwrite, or None: a planned buffer of the same
         shape and dtype, dead after this kernel, read only at the element being written."""
         spec = step.spec
@@ -359,12 +274,8 @@ class CompiledProgram:
         # loads, can take the place of what it reads
         if len(spec.stores) != 1 or not any(spec.stores[0].access.strides[spec.outer:]):
             return None
-        store = spec.stores[0].access
         for buffer, arg in reusable.items():
-            if (key, buffer) not in releasing:
-                continue
-            loads = [e.attr for e in spec.exprs if e.op == "load" and e.attr.arg == arg]
-            if all(a.strides == store.strides and a.offset == store.offset for a in loads):
+            if (key, buffer) in releasing and cls._reads_only_under(spec, [arg], spec.stores[0]):
                 return arg
         return None
 
@@ -497,8 +408,8 @@ class CompiledProgram:
 
 
 def _ordered(units: list) -> list:
-    """The kept units in an order where each runs after the units that write what it reads
-    (the values a kernel loads, the inputs an eager node takes); ties keep fusion's order."""
+    """The units in an order where each runs after the units that write what it reads (the
+    values a kernel loads, the inputs an eager node takes); ties keep the graph's order."""
     import networkx as nx
 
     writer = {}
@@ -512,14 +423,14 @@ def _ordered(units: list) -> list:
         for v in reads:
             if v in writer and writer[v] != i:
                 order.add_edge(writer[v], i)
-    return [units[i] for i in nx.lexicographical_topological_sort(order, key=lambda i: -i)]
+    return [units[i] for i in nx.lexicographical_topological_sort(order, key=lambda i: i)]
 
 
 def _safe(name: str) -> str:
     return symbol(name)[:40] or "graph"
 
 
-def _group_outputs(group: Group, member_of: dict, graph: Graph) -> list[Value]:
+def _group_outputs(group: Group, graph: Graph) -> list[Value]:
     """The member values something outside the group reads (directly, or through views that
     lead outside), and the graph's outputs."""
     members = set(group.nodes)
@@ -531,10 +442,8 @@ def _group_outputs(group: Group, member_of: dict, graph: Graph) -> list[Value]:
         for user in value.users:
             if user in members:
                 continue
-            if user.schema.view and member_of.get(user) is None:
+            if user.schema.view:  # views are never members: who reads the view?
                 if any(read_outside(v) for v in user.outputs):
-                    return True
-                if _read_by_other_group(user.outputs[0], group, member_of):
                     return True
                 continue
             return True
@@ -546,10 +455,6 @@ def _group_outputs(group: Group, member_of: dict, graph: Graph) -> list[Value]:
             if read_outside(v):
                 outs.append(v)
     return outs
-
-
-def _read_by_other_group(value: Value, group: Group, member_of: dict) -> bool:
-    return any(member_of.get(u) not in (None, group) for u in value.users)
 
 
 def native_enabled() -> bool:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import inspect
 
-from .script import SameTensor, ScriptFallback, ScriptFunction, simple_value
+from .guards import SameTensor, simple_value
+from .script import ScriptFallback, ScriptFunction
 from .tracer import trace
 
 __all__ = ["ScriptFallback", "ScriptFunction", "ScriptModule", "explain", "script", "trace"]

@@ -20,19 +20,12 @@ import numpy as np
 
 from .. import _tensor
 from ..autograd import grad_mode
-from ..autograd.graph import Node, edge_of
+from ..autograd.graph import _FREED_MESSAGE, Node, edge_of
 from ..errors import runtime_error
 from ..ir.passes import run_pipeline
 from ..runtime.compiled import build_program
 from ..runtime.program import evaluate_with_kernels
 from .tracer import Trace, tracing
-
-_FREED = (
-    "Trying to backward through the graph a second time (or directly access saved tensors "
-    "after they have already been freed). Saved intermediate values of the graph are freed "
-    "when you call .backward() or autograd.grad(). Specify retain_graph=True if you need to "
-    "backward through the graph a second time."
-)
 
 
 class SplitGraphs:
@@ -152,7 +145,7 @@ class CompiledBackward(Node):
         if grad_mode.state.enabled:
             return self._recompute(grads)
         if self.saved is None:
-            raise runtime_error(_FREED)
+            raise runtime_error(_FREED_MESSAGE)
         arrays = [g._data if g._dtype is meta[1] else g.to(meta[1])._data
                   for g, meta in zip(grads, self.out_meta)]
         outs = iter(self.graphs.backward(self.xp, arrays + list(self.saved)))

@@ -271,16 +271,9 @@ class _Kernel:
 
     # -- the kernel ----------------------------------------------------------------------------
 
-    def _accesses(self):
-        for e in self.spec.exprs:
-            if e.op == "load":
-                yield e.attr
-        for s in self.spec.stores:
-            yield s.access
-
     def _offsets(self, index: list[str], dims) -> dict:
         offsets = {}
-        for a in self._accesses():
+        for a in self.spec.accesses():
             key = (a.strides, a.offset)
             if key in offsets:
                 continue
@@ -303,8 +296,7 @@ class _Kernel:
         return names
 
     def _inner_store(self, s) -> bool:
-        inner = range(self.spec.outer, len(self.spec.shape))
-        return self.level[s.expr] or any(s.access.strides[j] for j in inner)
+        return self.spec.inner_store(s, self.level)
 
     def emit(self) -> str:
         spec = self.spec
@@ -413,19 +405,8 @@ class _Kernel:
         return f"{fn}({acc}, {value})"
 
     def _row_values(self, root: int, scope: dict, offsets: dict) -> None:
-        seen = set()
-
-        def walk(k):
-            if k in seen or k in scope:
-                return
-            seen.add(k)
-            if not self.level[k]:
-                self.value(k, scope, offsets)
-                return
-            for a in self.spec.exprs[k].args:
-                walk(a)
-
-        walk(root)
+        for k in self.spec.row_inputs(root, self.level):
+            self.value(k, scope, offsets)  # a no-op for a value the row has already
 
     def _inner_loop(self, inner_dims, inner_size, row_scope, row, body) -> None:
         n = len(self.spec.shape)

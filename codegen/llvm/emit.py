@@ -269,7 +269,7 @@ class _Emitter:
                 index[dim] = b.urem(rest, size)
                 rest = b.udiv(rest, size)
         bases = {}
-        for access in self._accesses():
+        for access in spec.accesses():
             key = (access.strides, access.offset)
             if key in bases:
                 continue
@@ -305,34 +305,14 @@ class _Emitter:
         return ()
 
     def _inner_store(self, s) -> bool:
-        # a row-level value stored across the inner dims (a broadcast output) is written by
-        # the inner loop too
-        inner = range(self.spec.outer, len(self.spec.shape))
-        return self.level[s.expr] or any(s.access.strides[j] for j in inner)
-
-    def _accesses(self):
-        for e in self.spec.exprs:
-            if e.op == "load":
-                yield e.attr
-        for s in self.spec.stores:
-            yield s.access
+        return self.spec.inner_store(s, self.level)
 
     def _prepare(self, root: int, bases) -> None:
         """Compute, at row scope, every row-level value that `root` needs (so loops reuse
         them instead of recomputing them per element)."""
-        seen = set()
-
-        def walk(k):
-            if k in seen or k in self.row_values:
-                return
-            seen.add(k)
-            if not self.level[k]:
+        for k in self.spec.row_inputs(root, self.level):
+            if k not in self.row_values:
                 self.row_values[k] = self._value(k, {}, bases)
-                return
-            for a in self.spec.exprs[k].args:
-                walk(a)
-
-        walk(root)
 
     def _reduce(self, k, inner_dims, bases):
         spec, b = self.spec, self.ctx.b
