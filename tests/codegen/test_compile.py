@@ -2,6 +2,7 @@
 dtypes and shapes, NaN positions and zero signs, through broadcasting, views, edge values,
 fused reductions, threads, memory planning, ember.script and loaded graph files."""
 
+import re
 import threading
 import warnings
 
@@ -665,6 +666,24 @@ def test_softmax_log_softmax_and_layer_norm_are_one_kernel_equal_to_eager(name, 
     got, want = run_both(compiled, eager, arrays)
     rtol = {np.float16: 2e-3, np.float32: 1e-5, np.float64: 1e-12}[arrays[0].dtype.type]
     assert_close(got[0], want[0], rtol=rtol, atol=rtol)
+
+
+def test_softmax_row_loops_stay_rolled_and_keep_several_accumulators():
+    """A row kernel with a transcendental keeps its inner loops rolled (unrolled, its passes
+    spill the row and ran 30% slower) yet interleaved: the max loop holds 4 vector maxima."""
+    from ember.codegen.llvm import target
+
+    x = np.random.default_rng(0).standard_normal((64, 1024)).astype(np.float32)
+    compiled, eager = executors(lambda m: F.softmax(m, -1), x)
+    module = compiled.llvm_ir
+    assert module.count("llvm.loop.unroll.disable") == 1
+    assert len(re.findall(r"br label .*, !llvm.loop !\d+", module)) == 3
+    if target.llvm().get_host_cpu_features().get("avx2"):
+        asm = target.assembly(module)
+        loops = re.split(r"\n\.LBB\d+_\d+:", asm)
+        assert max(len(re.findall(r"vmaxps", part)) for part in loops) >= 4
+    got, want = run_both(compiled, eager, [x])
+    assert_close(got[0], want[0], rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp", "amax", "sum"])
