@@ -11,7 +11,7 @@ hooks in here too, so eager calls, traced calls and backward can never drift apa
 from __future__ import annotations
 
 import sys
-
+import threading
 import weakref
 
 import numpy as np
@@ -29,23 +29,60 @@ _EMPTY: dict = {}
 _ndarray = np.ndarray
 _grad_state = grad_mode.state
 
-# The active tracer, if any (set by ember.tracer): tracer_hook sees every dispatched op, and
-# active_trace hears what dispatch cannot see (values read into Python, aliases, escapes).
+# Tracing (ember.tracer): each thread records into its own trace, trace_here(). While any
+# thread traces, active_trace is the number of traces open (else None: the one check the
+# hot paths make) and tracer_hook routes every dispatched op to the calling thread's trace;
+# what dispatch cannot see (values read into Python, aliases, escapes) goes to trace_here().
 tracer_hook = None
 active_trace = None
+_tracing = threading.local()
+_tracing_lock = threading.Lock()
+
+
+def trace_here():
+    """The trace recording on this thread, or None: a trace started by another thread hears
+    nothing this thread does."""
+    return getattr(_tracing, "trace", None)
+
+
+def _record_here(op, inputs, attrs, out) -> None:
+    trace = getattr(_tracing, "trace", None)
+    if trace is not None:
+        trace.record(op, inputs, attrs, out)
+
+
+def begin_trace(trace) -> None:
+    global active_trace, tracer_hook
+    _tracing.trace = trace
+    with _tracing_lock:
+        active_trace = (active_trace or 0) + 1
+        tracer_hook = _record_here
+
+
+def end_trace() -> None:
+    global active_trace, tracer_hook
+    _tracing.trace = None
+    with _tracing_lock:
+        active_trace = (active_trace - 1) or None
+        if active_trace is None:
+            tracer_hook = None
 
 
 def _note_shape_read() -> None:
     """The traced function's own code read a size into Python (x.shape[0], len(x)): a graph
     traced with it may depend on that size beyond what ops see, so its sizes stay exact."""
+    trace = trace_here()
+    if trace is None:
+        return
     caller = sys._getframe(2).f_globals.get("__name__", "")
     if caller != "ember" and not caller.startswith("ember."):
-        active_trace.shape_read = True
+        trace.shape_read = True
 
 
 def _stop_trace(reason: str) -> None:
-    if active_trace is not None:
-        active_trace.stop(reason)
+    trace = trace_here() if active_trace is not None else None
+    if trace is not None:
+        trace.stop(reason)
 
 
 class Size(tuple):
@@ -180,16 +217,16 @@ class Tensor:
     @property
     def grad(self) -> Tensor | None:
         """The gradient accumulated by backward(), or None."""
-        if active_trace is not None:
+        if active_trace is not None and (trace := trace_here()) is not None:
             # .grad is state, like a tensor's value: the trace reads it as an input of the
             # call (or as what this call wrote into it)
-            return active_trace.read_grad(self)
+            return trace.read_grad(self)
         return self._grad
 
     @grad.setter
     def grad(self, value: Tensor | None) -> None:
-        if active_trace is not None:
-            active_trace.write_grad(self, value)
+        if active_trace is not None and (trace := trace_here()) is not None:
+            trace.write_grad(self, value)
         self._grad = value
 
     @property
@@ -268,8 +305,8 @@ class Tensor:
             )
         value = to_device(self._data, CPU).reshape(()).item()
         value = value if kind == "item" else {"bool": bool, "int": int, "float": float}[kind](value)
-        if active_trace is not None:
-            active_trace.read(self, kind, value)
+        if active_trace is not None and (trace := trace_here()) is not None:
+            trace.read(self, kind, value)
         return value
 
     def item(self):
@@ -277,8 +314,8 @@ class Tensor:
 
     def tolist(self):
         value = to_device(self._data, CPU).tolist()
-        if active_trace is not None:
-            active_trace.read(self, "tolist", value)
+        if active_trace is not None and (trace := trace_here()) is not None:
+            trace.read(self, "tolist", value)
         return value
 
     def __array__(self, dtype=None, copy=None):
@@ -417,8 +454,8 @@ class Tensor:
 
     def detach(self) -> Tensor:
         t = Tensor._make(self._data, self._dtype, self._device, self._version)
-        if active_trace is not None:
-            active_trace.alias(self, t)
+        if active_trace is not None and (trace := trace_here()) is not None:
+            trace.alias(self, t)
         return t
 
     def detach_(self) -> Tensor:

@@ -25,8 +25,8 @@ def _device(dev) -> device:
 
 def _made(t: Tensor) -> Tensor:
     """Tell an active trace that a factory made t (a constant of the graph)."""
-    if _tensor.active_trace is not None:
-        _tensor.active_trace.factory(t, False, "")
+    if _tensor.active_trace is not None and (trace := _tensor.trace_here()) is not None:
+        trace.factory(t, False, "")
     return t
 
 

@@ -56,8 +56,8 @@ def _check_leaf(self: Tensor) -> None:
 def _write(self: Tensor, result: Tensor) -> None:
     from . import _tensor
 
-    if _tensor.active_trace is not None:
-        _tensor.active_trace.written(self, result)
+    if _tensor.active_trace is not None and (trace := _tensor.trace_here()) is not None:
+        trace.written(self, result)
     if tuple(result.shape) != tuple(self.shape):
         raise runtime_error(
             f"output with shape {fmt_shape(self.shape)} doesn't match the broadcast shape "

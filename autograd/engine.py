@@ -203,8 +203,9 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     """Compute the gradient of tensors w.r.t. the graph leaves, accumulating into .grad."""
     from .. import _tensor
 
-    if _tensor.active_trace is not None:
-        _tensor.active_trace.ran_backward = True  # the trace holds a whole training step
+    trace = _tensor.trace_here()
+    if trace is not None:
+        trace.ran_backward = True  # the trace holds a whole training step
     tensors = _as_list(tensors)
     grads = _root_grads(tensors, _as_list(grad_tensors))
     if retain_graph is None:

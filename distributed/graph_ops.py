@@ -22,7 +22,7 @@ from .work import Work, start_check
 
 def recording(tensors, what: str) -> bool:
     """Whether this collective is recorded into the graph being traced (if any)."""
-    if _tensor.active_trace is None:
+    if _tensor.trace_here() is None:
         return False
     if any(t._requires_grad for t in tensors):
         # eagerly a collective is invisible to autograd; a recorded in-place write is not

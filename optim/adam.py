@@ -68,7 +68,7 @@ class Adam(Optimizer):
             # under ember.script the bias corrections are tensor ops on the step counter, so a
             # captured step stays right on every call (PyTorch's capturable=True); eagerly they
             # are Python floats, as PyTorch computes them
-            traced = _tensor.active_trace is not None
+            traced = _tensor.trace_here() is not None
             step = step_t if traced else step_t.item()
 
             if weight_decay != 0:

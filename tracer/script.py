@@ -228,7 +228,7 @@ class ScriptFunction:
     # -- the call ------------------------------------------------------------------------------
 
     def __call__(self, *args, **kwargs):
-        if _tensor.active_trace is not None:
+        if _tensor.active_trace is not None and _tensor.trace_here() is not None:
             return self.fn(*args, **kwargs)  # called while tracing another function: inline it
         leaves, spec, key = self.guard_key(args, kwargs)
         if self.gave_up is not None:

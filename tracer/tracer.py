@@ -11,26 +11,22 @@ the recording: the call finishes eagerly and the reason is kept, never a wrong g
 
 from __future__ import annotations
 
-import threading
-
 from .. import _tensor
 from ..autograd import grad_mode
 from ..errors import user_frame
 from ..ir.graph import Graph
 from ..ir.types import TensorType
 
-_local = threading.local()
 
-
-def active() -> "Trace | None":
+def active() -> Trace | None:
     """The trace recording on this thread, if any."""
-    return getattr(_local, "trace", None)
+    return _tensor.trace_here()
 
 
 class ValueGuard:
     """A tensor value the Python code read (bool(), item(), ...), checked on every call."""
 
-    __slots__ = ("value", "kind", "expected", "where")
+    __slots__ = ("expected", "kind", "value", "where")
 
     def __init__(self, value, kind: str, expected, where: str | None):
         self.value, self.kind, self.expected, self.where = value, kind, expected, where
@@ -233,15 +229,11 @@ class tracing:
     def __enter__(self):
         if active() is not None:
             raise RuntimeError("ember: nested tracing is not supported")
-        _local.trace = self.trace
-        _tensor.tracer_hook = self.trace.record
-        _tensor.active_trace = self.trace
+        _tensor.begin_trace(self.trace)
         return self.trace
 
     def __exit__(self, *exc):
-        _local.trace = None
-        _tensor.tracer_hook = None
-        _tensor.active_trace = None
+        _tensor.end_trace()
         return False
 
 
@@ -252,8 +244,8 @@ def trace(fn, example_inputs, name: str | None = None) -> Graph:
     outside the function become further inputs named captured_N, and the graph returns fn's
     tensor outputs. Raises an EmberError if the call cannot be captured, with the reason.
     """
-    from ..errors import runtime_error
     from .._tensor import Tensor
+    from ..errors import runtime_error
     from .pytree import flatten
 
     if not isinstance(example_inputs, tuple):

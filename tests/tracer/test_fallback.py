@@ -199,3 +199,47 @@ def test_breaks_channel_logs_the_reason(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "[ember breaks]" in err and "runs eagerly" in err
     assert "numpy()" in err and line_of(_numpy, "# break") in err
+
+
+def test_another_threads_eager_work_during_a_trace_is_not_recorded_into_it():
+    """A trace hears only the thread that runs it: another thread's eager ops, in-place writes
+    and numpy() reads while the function is being traced neither enter its graph nor make it
+    fall back, and the scripted function keeps giving its own results."""
+    import threading
+
+    import numpy as np
+
+    inside, release = threading.Event(), threading.Event()
+
+    def fn(x):
+        y = x * 2
+        inside.set()
+        release.wait(10)  # the other thread works while this trace is open
+        return y + 1
+
+    scripted = ember.script(fn)
+    other = ember.ones(4)
+    seen = []
+
+    def meddle():
+        inside.wait(10)
+        other.add_(5)  # an in-place write on this thread's own tensor
+        seen.append(other.numpy().copy())
+        seen.append((other * 3).sum().item())
+        release.set()
+
+    helper = threading.Thread(target=meddle)
+    helper.start()
+    x = ember.arange(4.0)
+    got = scripted(x)
+    helper.join()
+    np.testing.assert_array_equal(got.numpy(), np.arange(4.0) * 2 + 1)
+    assert seen[1] == 72.0
+    assert not scripted.fallbacks, scripted.fallbacks
+    ops = [n.op for n in scripted.graphs[0].nodes]
+    assert ops == ["mul", "add"], ops
+    other.fill_(0)  # the graph must not replay the other thread's write
+    inside.clear()
+    release.set()
+    np.testing.assert_array_equal(scripted(x + 1).numpy(), (np.arange(4.0) + 1) * 2 + 1)
+    np.testing.assert_array_equal(other.numpy(), np.zeros(4))
