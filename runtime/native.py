@@ -1,28 +1,26 @@
-"""Calling native kernels: their data pointers, and a thread pool that splits large ones.
+"""Calling native kernels: their data pointers, and the native thread pool that splits large ones.
 
-A kernel takes a (start, end) range of rows; ctypes drops the GIL for the call, so the rows of
-a large kernel run on every core at once, while a small one runs on the calling thread.
+A kernel takes a (start, end) range of rows. A small one runs on the calling thread; a large
+one is cut into chunks that the caller and the pool's native workers (codegen/llvm/pool.py)
+claim one by one, all inside one ctypes call, which drops the GIL.
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import math
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..codegen.llvm.emit import symbol
+from ..codegen.llvm.emit import symbol, task_symbol
 
-# a kernel over fewer elements than this runs inline: handing work to the pool costs ~20 us,
-# more than such a kernel takes on one core
-PARALLEL_MIN_ELEMENTS = 1 << 19
-
-_pool = None
-_pool_lock = threading.Lock()
-
+# a kernel over fewer elements than this runs inline: below it, waking the pool and sharing
+# the rows costs more than the second core saves (a GEMV of 256x784 gains, 256x256 not)
+PARALLEL_MIN_ELEMENTS = 1 << 17
+CHUNKS_PER_THREAD = 4  # claimed one by one, so a late or busy core takes fewer
 
 def _data_pointer_reader():
     """A fast reader of an ndarray's data pointer. numpy's PyArrayObject starts with the
@@ -56,14 +54,48 @@ def thread_count() -> int:
     return _threads
 
 
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        with _pool_lock:
-            if _pool is None:
-                _pool = ThreadPoolExecutor(max_workers=thread_count(),
-                                           thread_name_prefix="ember-kernel")
-    return _pool
+class _Pool:
+    """The native pool of this process: thread_count() - 1 workers beside the caller, started
+    on the first large kernel, restarted in a forked child, stopped at exit (before the JIT
+    code its workers run is freed)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.pid = None
+        self.library = None
+        self.run = None  # ember_parallel_for as a ctypes function
+        self.workers = 0
+
+    def parallel_for(self):
+        if self.pid != os.getpid():
+            with self.lock:
+                if self.pid != os.getpid():
+                    self._start()
+        return self.run if self.workers else None
+
+    def _start(self) -> None:
+        from ..codegen.llvm import pool, target
+        from ..codegen.llvm.cache import default_cache
+
+        if self.library is None:
+            self.library = default_cache().load(pool.module_ir(target.llvm().get_process_triple()))
+            atexit.register(self.stop)
+        start = self.library.function("ember_pool_start",
+                                      ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64))
+        self.workers = start(thread_count() - 1) if thread_count() > 1 else 0
+        self.run = self.library.function(
+            "ember_parallel_for",
+            ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                             ctypes.c_int64))
+        self.pid = os.getpid()
+
+    def stop(self) -> None:
+        if self.library is not None and self.pid == os.getpid() and self.workers:
+            self.library.function("ember_pool_stop", ctypes.CFUNCTYPE(None))()
+            self.workers = 0
+
+
+_pool = _Pool()
 
 
 class NativeKernel:
@@ -84,21 +116,17 @@ class NativeKernel:
         signature = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * n), ctypes.c_int64,
                                      ctypes.c_int64)
         self.function = library.function(symbol(self.spec.name), signature)
+        self.task = library.address(task_symbol(self.spec.name))
+        self.argv_type = ctypes.c_void_p * n
 
     def __call__(self, pointers) -> None:
         rows = self.rows
         if self.work < PARALLEL_MIN_ELEMENTS or rows < 2:
             self.function(*pointers, 0, rows)
             return
-        threads = thread_count()
-        if threads < 2:
+        run = _pool.parallel_for()
+        if run is None:
             self.function(*pointers, 0, rows)
             return
-        parts = min(threads, rows)
-        bounds = [rows * i // parts for i in range(parts + 1)]
-        pool = _executor()
-        futures = [pool.submit(self.function, *pointers, bounds[i], bounds[i + 1])
-                   for i in range(1, parts)]
-        self.function(*pointers, bounds[0], bounds[1])
-        for f in futures:
-            f.result()
+        run(self.task, self.argv_type(*pointers), rows,
+            min(rows, thread_count() * CHUNKS_PER_THREAD))

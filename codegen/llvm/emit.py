@@ -465,4 +465,25 @@ def emit_module(specs, name: str = "ember_kernels") -> str:
     module = ir.Module(name=symbol(name))
     for spec in specs:
         _Emitter(spec, module).emit()
+        _emit_task(module, spec)
     return str(module)
+
+
+def task_symbol(name: str) -> str:
+    return symbol(name) + "_task"
+
+
+def _emit_task(module: ir.Module, spec: KernelSpec) -> None:
+    """`<kernel>_task(argv, start, end)`: the kernel with its pointers read from an array, the
+    one signature the thread pool (pool.py) calls every kernel through."""
+    kernel = module.get_global(symbol(spec.name))
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [POINTER, I64, I64]),
+                     name=task_symbol(spec.name))
+    fn.attributes.add("nounwind")
+    argv, start, end = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    pointers = [b.load(b.gep(argv, [ir.Constant(I64, i)], inbounds=True, source_etype=POINTER),
+                       typ=POINTER)
+                for i in range(len(spec.args))]
+    b.call(kernel, [*pointers, start, end])
+    b.ret_void()

@@ -110,13 +110,16 @@ class ObjectLibrary:
             self._engine.finalize_object()
         self._functions = {}
 
+    def address(self, name: str) -> int:
+        address = self._engine.get_function_address(name)
+        if not address:
+            raise KeyError(f"no function {name!r} in this object code")
+        return address
+
     def function(self, name: str, signature: ctypes._CFuncPtr):
         """The function `name` as a ctypes callable of type `signature` (a CFUNCTYPE)."""
         key = (name, signature)
         fn = self._functions.get(key)
         if fn is None:
-            address = self._engine.get_function_address(name)
-            if not address:
-                raise KeyError(f"no function {name!r} in this object code")
-            fn = self._functions[key] = signature(address)
+            fn = self._functions[key] = signature(self.address(name))
         return fn

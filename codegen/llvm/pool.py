@@ -1,0 +1,268 @@
+"""A thread pool in LLVM IR, so a kernel's rows are shared by every core without Python.
+
+The Python pool it replaces cost ~45 us per kernel (a future, a condition variable and the
+GIL twice), as much as a layer_norm's second core saves. Here the workers are native threads
+that spin for a while after each job, so back-to-back kernels start on every core within a
+fraction of a microsecond; an idle worker yields, then sleeps on a condition variable.
+
+    ember_parallel_for(task, argv, rows, chunks)
+
+runs `task(argv, start, end)` over [0, rows) cut into `chunks` equal ranges. The chunks are
+claimed one at a time by the caller and the workers alike, so the caller never waits for a
+worker that is asleep or descheduled: it runs whatever nobody has claimed, then waits only for
+chunks already running elsewhere. A second thread that calls while a job runs (two Python
+threads at once) runs its own rows itself.
+
+The job's state is one 64-bit word, `claim` = generation << 32 | next chunk. The caller writes
+the job's fields while the word is closed (chunk = CLOSED, past any count), then opens it with
+a new generation; a worker reads the fields after seeing an open word and keeps them only if
+its compare-and-swap of that very word succeeds, so it never runs a chunk with another job's
+fields (the generation makes every opened word new).
+
+    ember_pool_start(workers) -> workers started
+    ember_pool_stop()         (returns once every worker has left; called at exit, before
+                               the JIT code they run is freed)
+
+Linux and glibc (pthread_mutex_t and pthread_cond_t fit the 128 bytes reserved for each).
+"""
+
+from __future__ import annotations
+
+# spins of the idle loop with a pause, then with sched_yield, before a worker sleeps: about
+# 20 us and 300 us on the machines measured (a training step's BLAS calls fall between kernels;
+# the yields leave the core to their threads)
+SPIN_PAUSES = 2000
+SPIN_YIELDS = 300
+
+CLOSED = 0xFFFFFFFF
+
+
+def module_ir(triple: str) -> str:
+    pause = "call void @llvm.x86.sse2.pause()" if triple.startswith(("x86_64", "i686", "i386")) \
+        else ""
+    declare_pause = "declare void @llvm.x86.sse2.pause()" if pause else ""
+    return _IR.format(pause=pause, declare_pause=declare_pause, closed=CLOSED,
+                      spin=SPIN_PAUSES, yields=SPIN_PAUSES + SPIN_YIELDS)
+
+
+_IR = r"""
+; ember's native thread pool (codegen/llvm/pool.py)
+
+@claim = internal global i64 {closed}, align 8     ; generation << 32 | next chunk
+@done = internal global i64 0, align 8              ; chunks of the open job finished
+@task = internal global ptr null, align 8
+@argv = internal global ptr null, align 8
+@rows = internal global i64 0, align 8
+@chunks = internal global i64 0, align 8
+@busy = internal global i32 0, align 4              ; a caller owns the job slot
+@stop = internal global i32 0, align 4
+@alive = internal global i32 0, align 4             ; workers running
+@sleepers = internal global i32 0, align 4          ; workers in pthread_cond_wait
+@mutex = internal global [16 x i64] zeroinitializer, align 16
+@cond = internal global [16 x i64] zeroinitializer, align 16
+
+declare i32 @pthread_create(ptr, ptr, ptr, ptr)
+declare i32 @pthread_detach(i64)
+declare i32 @pthread_mutex_init(ptr, ptr)
+declare i32 @pthread_cond_init(ptr, ptr)
+declare i32 @pthread_mutex_lock(ptr)
+declare i32 @pthread_mutex_unlock(ptr)
+declare i32 @pthread_cond_wait(ptr, ptr)
+declare i32 @pthread_cond_broadcast(ptr)
+declare i32 @sched_yield()
+{declare_pause}
+
+; claim chunks of generation %gen and run them until none is left
+define internal void @run_chunks(i64 %gen) nounwind {{
+entry:
+  br label %loop
+loop:
+  %c = load atomic i64, ptr @claim acquire, align 8
+  %g = lshr i64 %c, 32
+  %same = icmp eq i64 %g, %gen
+  br i1 %same, label %check, label %out
+check:
+  %idx = and i64 %c, 4294967295
+  %n = load atomic i64, ptr @chunks monotonic, align 8
+  %more = icmp ult i64 %idx, %n
+  br i1 %more, label %take, label %out
+take:
+  %t = load atomic ptr, ptr @task monotonic, align 8
+  %a = load atomic ptr, ptr @argv monotonic, align 8
+  %r = load atomic i64, ptr @rows monotonic, align 8
+  %next = add i64 %c, 1
+  %pair = cmpxchg ptr @claim, i64 %c, i64 %next acq_rel monotonic
+  %ok = extractvalue {{ i64, i1 }} %pair, 1
+  br i1 %ok, label %work, label %loop
+work:
+  %lo.p = mul i64 %r, %idx
+  %lo = udiv i64 %lo.p, %n
+  %idx1 = add i64 %idx, 1
+  %hi.p = mul i64 %r, %idx1
+  %hi = udiv i64 %hi.p, %n
+  call void %t(ptr %a, i64 %lo, i64 %hi)
+  %unused = atomicrmw add ptr @done, i64 1 release
+  br label %loop
+out:
+  ret void
+}}
+
+define internal ptr @worker(ptr %unused) nounwind {{
+entry:
+  %c0 = load atomic i64, ptr @claim acquire, align 8
+  %seen0 = lshr i64 %c0, 32
+  br label %wait
+wait:
+  %seen = phi i64 [ %seen0, %entry ], [ %g, %run ], [ %seen, %paused ], [ %seen, %yielded ], [ %seen, %woke ]
+  %spins = phi i64 [ 0, %entry ], [ 0, %run ], [ %spins1, %paused ], [ %spins1, %yielded ], [ 0, %woke ]
+  %c = load atomic i64, ptr @claim acquire, align 8
+  %g = lshr i64 %c, 32
+  %new = icmp ne i64 %g, %seen
+  br i1 %new, label %run, label %idle
+run:
+  call void @run_chunks(i64 %g)
+  br label %wait
+idle:
+  %s = load atomic i32, ptr @stop acquire, align 4
+  %stopping = icmp ne i32 %s, 0
+  br i1 %stopping, label %exit, label %spin
+spin:
+  %spins1 = add i64 %spins, 1
+  %short = icmp ult i64 %spins, {spin}
+  br i1 %short, label %paused, label %long
+paused:
+  {pause}
+  br label %wait
+long:
+  %medium = icmp ult i64 %spins, {yields}
+  br i1 %medium, label %yielded, label %sleep
+yielded:
+  %y = call i32 @sched_yield()
+  br label %wait
+sleep:
+  %l = call i32 @pthread_mutex_lock(ptr @mutex)
+  %s0 = atomicrmw add ptr @sleepers, i32 1 seq_cst
+  br label %check
+check:
+  %cc = load atomic i64, ptr @claim seq_cst, align 8
+  %gg = lshr i64 %cc, 32
+  %changed = icmp ne i64 %gg, %seen
+  %st = load atomic i32, ptr @stop seq_cst, align 4
+  %st1 = icmp ne i32 %st, 0
+  %leave = or i1 %changed, %st1
+  br i1 %leave, label %woke, label %block
+block:
+  %w = call i32 @pthread_cond_wait(ptr @cond, ptr @mutex)
+  br label %check
+woke:
+  %s1 = atomicrmw sub ptr @sleepers, i32 1 seq_cst
+  %u = call i32 @pthread_mutex_unlock(ptr @mutex)
+  br label %wait
+exit:
+  %a = atomicrmw sub ptr @alive, i32 1 release
+  ret ptr null
+}}
+
+define void @ember_parallel_for(ptr %t, ptr %a, i64 %rows, i64 %n) nounwind {{
+entry:
+  %few = icmp ult i64 %n, 2
+  br i1 %few, label %serial, label %own
+own:
+  %pair = cmpxchg ptr @busy, i32 0, i32 1 acquire monotonic
+  %mine = extractvalue {{ i32, i1 }} %pair, 1
+  br i1 %mine, label %publish, label %serial
+publish:
+  %c = load atomic i64, ptr @claim monotonic, align 8
+  %g.old = lshr i64 %c, 32
+  %g.next = add i64 %g.old, 1
+  %g = and i64 %g.next, 4294967295
+  store atomic ptr %t, ptr @task monotonic, align 8
+  store atomic ptr %a, ptr @argv monotonic, align 8
+  store atomic i64 %rows, ptr @rows monotonic, align 8
+  store atomic i64 %n, ptr @chunks monotonic, align 8
+  store atomic i64 0, ptr @done monotonic, align 8
+  %open = shl i64 %g, 32
+  store atomic i64 %open, ptr @claim seq_cst, align 8
+  %sl = load atomic i32, ptr @sleepers seq_cst, align 4
+  %any = icmp ne i32 %sl, 0
+  br i1 %any, label %wake, label %work
+wake:
+  %l = call i32 @pthread_mutex_lock(ptr @mutex)
+  %b = call i32 @pthread_cond_broadcast(ptr @cond)
+  %u = call i32 @pthread_mutex_unlock(ptr @mutex)
+  br label %work
+work:
+  call void @run_chunks(i64 %g)
+  br label %join
+join:
+  %d = load atomic i64, ptr @done acquire, align 8
+  %all = icmp uge i64 %d, %n
+  br i1 %all, label %close, label %pause
+pause:
+  {pause}
+  br label %join
+close:
+  %closed = or i64 %open, {closed}
+  store atomic i64 %closed, ptr @claim release, align 8
+  store atomic i32 0, ptr @busy release, align 4
+  ret void
+serial:
+  call void %t(ptr %a, i64 0, i64 %rows)
+  ret void
+}}
+
+define i64 @ember_pool_start(i64 %workers) nounwind {{
+entry:
+  %tid = alloca i64, align 8
+  %mi = call i32 @pthread_mutex_init(ptr @mutex, ptr null)
+  %ci = call i32 @pthread_cond_init(ptr @cond, ptr null)
+  store atomic i32 0, ptr @stop seq_cst, align 4
+  store atomic i32 0, ptr @busy seq_cst, align 4
+  store atomic i32 0, ptr @sleepers seq_cst, align 4
+  store atomic i32 0, ptr @alive seq_cst, align 4
+  store atomic i64 {closed}, ptr @claim seq_cst, align 8
+  br label %loop
+loop:
+  %i = phi i64 [ 0, %entry ], [ %i1, %next ]
+  %started = phi i64 [ 0, %entry ], [ %started1, %next ]
+  %more = icmp ult i64 %i, %workers
+  br i1 %more, label %create, label %out
+create:
+  %al = atomicrmw add ptr @alive, i32 1 seq_cst
+  %rc = call i32 @pthread_create(ptr %tid, ptr null, ptr @worker, ptr null)
+  %ok = icmp eq i32 %rc, 0
+  br i1 %ok, label %detach, label %failed
+detach:
+  %id = load i64, ptr %tid, align 8
+  %dr = call i32 @pthread_detach(i64 %id)
+  br label %next
+failed:
+  %ar = atomicrmw sub ptr @alive, i32 1 seq_cst
+  br label %next
+next:
+  %add = zext i1 %ok to i64
+  %started1 = add i64 %started, %add
+  %i1 = add i64 %i, 1
+  br label %loop
+out:
+  ret i64 %started
+}}
+
+define void @ember_pool_stop() nounwind {{
+entry:
+  store atomic i32 1, ptr @stop seq_cst, align 4
+  %l = call i32 @pthread_mutex_lock(ptr @mutex)
+  %b = call i32 @pthread_cond_broadcast(ptr @cond)
+  %u = call i32 @pthread_mutex_unlock(ptr @mutex)
+  br label %wait
+wait:
+  %n = load atomic i32, ptr @alive acquire, align 4
+  %none = icmp eq i32 %n, 0
+  br i1 %none, label %out, label %yield
+yield:
+  %y = call i32 @sched_yield()
+  br label %wait
+out:
+  ret void
+}}
+"""

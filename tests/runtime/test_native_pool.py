@@ -1,0 +1,104 @@
+"""The native thread pool (codegen/llvm/pool.py) that shares a large kernel's rows between
+cores: every row computed once, by whichever thread claims its chunk, with several callers,
+after the workers fell asleep, in a forked child, and at exit."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import ember
+import numpy as np
+import pytest
+from ember.runtime import native
+
+pytestmark = pytest.mark.skipif(native.thread_count() < 2, reason="one core: no pool")
+
+
+def _row_kernel():
+    """A scripted function whose one kernel is large enough to be split (rows of 257, a
+    row count that does not divide into chunks evenly)."""
+    return ember.script(lambda x: (x * 2 + 1).amax(-1, keepdim=True) - x)
+
+
+def _expected(a):
+    return (a * 2 + 1).max(-1, keepdims=True) - a
+
+
+@pytest.mark.parametrize("rows", [2, 3, 7, 1021])
+def test_every_row_is_computed_once_whatever_the_row_count(rows):
+    a = np.random.default_rng(rows).standard_normal((rows, (1 << 18) // rows + 1))
+    a = a.astype(np.float32)
+    fn = _row_kernel()
+    for _ in range(2):  # the first call traces (and runs eagerly); the second runs the kernel
+        got = fn(ember.tensor(a)).numpy()
+        np.testing.assert_array_equal(got, _expected(a))
+    assert native._pool.workers == native.thread_count() - 1
+
+
+def test_the_pool_serves_again_after_its_workers_fell_asleep():
+    """Past the spin (tens of microseconds) and the yields (under a millisecond) a worker
+    sleeps on a condition variable; the next job wakes it and the results stay right."""
+    a = np.random.default_rng(0).standard_normal((512, 1024)).astype(np.float32)
+    fn = _row_kernel()
+    for _ in range(3):
+        np.testing.assert_array_equal(fn(ember.tensor(a)).numpy(), _expected(a))
+        time.sleep(0.05)
+
+
+def test_python_threads_calling_large_kernels_at_once_each_get_their_own_rows():
+    """While one caller owns the pool another runs its rows itself: both stay correct."""
+    fn = _row_kernel()
+    inputs = [np.random.default_rng(k).standard_normal((600, 1000)).astype(np.float32)
+              for k in range(3)]
+    barrier = threading.Barrier(len(inputs))
+    errors = []
+
+    def call(a):
+        try:
+            barrier.wait()
+            for _ in range(30):
+                np.testing.assert_array_equal(fn(ember.tensor(a)).numpy(), _expected(a))
+        except Exception as exc:  # noqa: BLE001 -- reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(a,)) for a in inputs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_a_forked_child_starts_its_own_pool_and_both_processes_exit_cleanly(tmp_path):
+    """The child inherits no worker threads: it starts its own pool on its first large
+    kernel. Each process stops its pool at exit, before the JIT code is freed (exit code 0)."""
+    script = tmp_path / "fork.py"
+    script.write_text(textwrap.dedent("""
+        import os, sys
+        import numpy as np
+        import ember
+        fn = ember.script(lambda x: (x * 2 + 1).amax(-1, keepdim=True) - x)
+        a = np.random.default_rng(0).standard_normal((512, 1024)).astype(np.float32)
+        want = (a * 2 + 1).max(-1, keepdims=True) - a
+        assert (fn(ember.tensor(a)).numpy() == want).all()
+        pid = os.fork()
+        if pid == 0:
+            ok = (fn(ember.tensor(a)).numpy() == want).all()
+            from ember.runtime import native
+            ok = ok and native._pool.pid == os.getpid() and native._pool.workers >= 1
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, status
+        assert (fn(ember.tensor(a)).numpy() == want).all()
+        print("ok")
+    """))
+    env = dict(os.environ, EMBER_NUM_THREADS="2")
+    result = subprocess.run([sys.executable, str(script)], check=False, capture_output=True,
+                            text=True,
+                            env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
