@@ -31,11 +31,11 @@ import numpy as np
 from .._log import log
 from ..codegen.fusion import Group, fusion_groups
 from ..codegen.llvm.cache import default_cache
-from ..codegen.llvm.emit import emit_module, symbol
+from ..codegen.llvm.emit import emit_module, run_symbol, symbol
 from ..codegen.lower import lower
 from ..codegen.rewrites import small_linear_as_reduction, split_linear_bias
 from ..ir.graph import Graph, Value
-from .native import NativeKernel, data_pointer
+from .native import NativeKernel, NativeRun, data_pointer, load_pool
 from .program import Program, eager_step, run_eager_step
 
 # outputs of at least this size are recycled once the caller has dropped them (below it,
@@ -130,15 +130,27 @@ class CompiledProgram:
             from ..codegen.cuda.emit import emit_source
 
             self.cuda_source = emit_source(specs, f"{_safe(name)}_kernels") if specs else ""
-        elif specs:
-            self.llvm_ir = emit_module(specs, f"{_safe(name)}_kernels")
+        # consecutive kernels run from one native call (the batch-1 MLP: three kernels, one
+        # ctypes call)
+        runs = _consecutive_kernels(self.steps) if backend == "llvm" else []
+        module_name = f"{_safe(name)}_kernels"
+        if backend != "cuda" and specs:
+            self.llvm_ir = emit_module(specs, module_name,
+                                       runs=[[(k.spec, k.parallel) for k in run] for run in runs])
         self._local = threading.local()
+        self.schedule = list(self.steps)  # what a CPU call walks: runs in place of their kernels
         if specs and backend == "llvm":
             started = time.perf_counter()
+            if any(k.parallel for run in runs for k in run):
+                load_pool()  # the runs link against its ember_parallel_for
             library = default_cache().load(self.llvm_ir)
             for kind, kernel, _ in self.steps:
                 if kind == "native":
                     kernel.bind(library)
+            for j, run in reversed(list(enumerate(runs))):
+                first = next(i for i, s in enumerate(self.schedule) if s[1] is run[0])
+                self.schedule[first : first + len(run)] = [
+                    ("run", NativeRun(run, library, run_symbol(module_name, j)), None)]
             log("kernels", f"{name}: {len(specs)} kernel(s) ready in "
                            f"{(time.perf_counter() - started) * 1e3:.1f} ms")
         log("fusion", self.describe())
@@ -319,32 +331,40 @@ class CompiledProgram:
         values[: self.n_inputs] = arrays
         values[self.n_inputs : self.n_inputs + len(self.constants)] = self.constants
         buffers = self._buffers()
-        pointer_of = data_pointer
-        for kind, step, _ in self.steps:
+        pointers = self._pointers
+        for kind, step, _ in self.schedule:
             if kind == "eager":
                 run_eager_step(np, values, step)
-                continue
-            pointers = []
-            for index in step.inputs:
-                a = values[index]
-                if not a.flags.c_contiguous:
-                    a = values[index] = np.ascontiguousarray(a)
-                pointers.append(pointer_of(a))
-            for index, shape, dtype, buffer, _ in step.outputs:
-                if buffer is None:
-                    out = self._fresh(index, shape, dtype)
-                elif buffer.__class__ is tuple:  # donated: over the input's own array
-                    out = values[buffer[1]]
-                    if not (out.flags.c_contiguous and out.flags.writeable):
-                        out = np.empty(shape, dtype)
-                else:
-                    out = buffers[buffer]
-                    if out is None or out.shape != shape or out.dtype != dtype:
-                        out = buffers[buffer] = np.empty(shape, dtype)
-                values[index] = out
-                pointers.append(pointer_of(out))
-            step(pointers)
+            elif kind == "native":
+                step(pointers(step, values, buffers))
+            else:  # a run of kernels: all their pointers, one native call
+                step([p for kernel in step.kernels for p in pointers(kernel, values, buffers)])
         return [values[i] for i in self.outputs]
+
+    def _pointers(self, kernel, values, buffers) -> list:
+        """The data pointers of a kernel's arguments: its inputs (made contiguous where they
+        are not) and its outputs (fresh, planned or donated arrays, put in `values`)."""
+        pointer_of = data_pointer
+        pointers = []
+        for index in kernel.inputs:
+            a = values[index]
+            if not a.flags.c_contiguous:
+                a = values[index] = np.ascontiguousarray(a)
+            pointers.append(pointer_of(a))
+        for index, shape, dtype, buffer, _ in kernel.outputs:
+            if buffer is None:
+                out = self._fresh(index, shape, dtype)
+            elif buffer.__class__ is tuple:  # donated: over the input's own array
+                out = values[buffer[1]]
+                if not (out.flags.c_contiguous and out.flags.writeable):
+                    out = np.empty(shape, dtype)
+            else:
+                out = buffers[buffer]
+                if out is None or out.shape != shape or out.dtype != dtype:
+                    out = buffers[buffer] = np.empty(shape, dtype)
+            values[index] = out
+            pointers.append(pointer_of(out))
+        return pointers
 
     def _call_cuda(self, xp, arrays):
         """Run on cupy arrays: the generated kernels through cupy.RawModule (NVRTC, cached by
@@ -424,6 +444,19 @@ def _ordered(units: list) -> list:
             if v in writer and writer[v] != i:
                 order.add_edge(writer[v], i)
     return [units[i] for i in nx.lexicographical_topological_sort(order, key=lambda i: i)]
+
+
+def _consecutive_kernels(steps) -> list[list[NativeKernel]]:
+    """The maximal runs of two or more kernels with no eager step between them."""
+    runs, current = [], []
+    for kind, step, _ in steps + [("eager", None, None)]:
+        if kind == "native":
+            current.append(step)
+            continue
+        if len(current) >= 2:
+            runs.append(current)
+        current = []
+    return runs
 
 
 def _safe(name: str) -> str:

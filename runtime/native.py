@@ -15,12 +15,11 @@ import threading
 
 import numpy as np
 
-from ..codegen.llvm.emit import symbol, task_symbol
+from ..codegen.llvm.emit import CHUNKS_PER_THREAD, PARALLEL_FOR, symbol, task_symbol
 
 # a kernel over fewer elements than this runs inline: below it, waking the pool and sharing
 # the rows costs more than the second core saves (a GEMV of 256x784 gains, 256x256 not)
-PARALLEL_MIN_ELEMENTS = 1 << 17
-CHUNKS_PER_THREAD = 4  # claimed one by one, so a late or busy core takes fewer
+PARALLEL_MIN_ELEMENTS = 1 << 16
 
 def _data_pointer_reader():
     """A fast reader of an ndarray's data pointer. numpy's PyArrayObject starts with the
@@ -60,26 +59,43 @@ class _Pool:
     code its workers run is freed)."""
 
     def __init__(self):
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.pid = None
         self.library = None
         self.run = None  # ember_parallel_for as a ctypes function
         self.workers = 0
 
     def parallel_for(self):
+        """ember_parallel_for (a ctypes function), with the workers running, or None when
+        there is one thread."""
         if self.pid != os.getpid():
             with self.lock:
                 if self.pid != os.getpid():
                     self._start()
         return self.run if self.workers else None
 
-    def _start(self) -> None:
-        from ..codegen.llvm import pool, target
-        from ..codegen.llvm.cache import default_cache
+    def threads(self) -> int:
+        """The threads a run's parallel kernels are shared by: 1 runs them serially."""
+        return self.workers + 1 if self.parallel_for() is not None else 1
 
-        if self.library is None:
-            self.library = default_cache().load(pool.module_ir(target.llvm().get_process_triple()))
-            atexit.register(self.stop)
+    def load(self) -> None:
+        """The pool's object code, loaded once; its ember_parallel_for is made a symbol the
+        object code of later modules links against (their runs call it)."""
+        if self.library is not None:
+            return
+        with self.lock:
+            if self.library is None:
+                from ..codegen.llvm import pool, target
+                from ..codegen.llvm.cache import default_cache
+
+                binding = target.llvm()
+                library = default_cache().load(pool.module_ir(binding.get_process_triple()))
+                binding.add_symbol(PARALLEL_FOR, library.address(PARALLEL_FOR))
+                atexit.register(self.stop)
+                self.library = library
+
+    def _start(self) -> None:
+        self.load()
         start = self.library.function("ember_pool_start",
                                       ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64))
         self.workers = start(thread_count() - 1) if thread_count() > 1 else 0
@@ -110,6 +126,8 @@ class NativeKernel:
         self.function = None
         self.rows = spec.rows
         self.work = math.prod(spec.shape)
+        # shared by the pool's threads: below this, waking them costs more than they save
+        self.parallel = self.work >= PARALLEL_MIN_ELEMENTS and self.rows >= 2
 
     def bind(self, library) -> None:
         n = len(self.spec.args)
@@ -121,7 +139,7 @@ class NativeKernel:
 
     def __call__(self, pointers) -> None:
         rows = self.rows
-        if self.work < PARALLEL_MIN_ELEMENTS or rows < 2:
+        if not self.parallel:
             self.function(*pointers, 0, rows)
             return
         run = _pool.parallel_for()
@@ -130,3 +148,28 @@ class NativeKernel:
             return
         run(self.task, self.argv_type(*pointers), rows,
             min(rows, thread_count() * CHUNKS_PER_THREAD))
+
+
+class NativeRun:
+    """Consecutive kernels called from one native function (emit.emit_run): the pointers of
+    all of them go in one array, and one ctypes call runs them in order."""
+
+    def __init__(self, kernels, library, symbol_name: str):
+        self.kernels = kernels
+        self.entry = library.function(symbol_name,
+                                      ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64))
+        self.array_type = ctypes.c_void_p * sum(len(k.spec.args) for k in kernels)
+        self.parallel = any(k.parallel for k in kernels)
+        self._local = threading.local()
+
+    def __call__(self, pointers) -> None:
+        array = getattr(self._local, "array", None)
+        if array is None:
+            array = self._local.array = self.array_type()
+        array[:] = pointers
+        self.entry(array, _pool.threads() if self.parallel else 1)
+
+
+def load_pool() -> None:
+    """Load the pool's code (not its threads): a module with runs links against it."""
+    _pool.load()

@@ -72,6 +72,7 @@ class Specialization:
         self.out_template: list = []
         self.n_results = 0
         self.calls = 0
+        self._plain = None  # see _is_plain, decided on the first run
         self._constants = None
         self.no_grad_nodes: set = set()  # nodes replay runs under no_grad, as the trace did
         # graph inputs after the arguments: ("captured", tensor) or ("grad", tensor) (the
@@ -86,7 +87,14 @@ class Specialization:
     # -- checking ----------------------------------------------------------------------------
 
     def captured_hold(self) -> bool:
-        return tuple(_leaf_key(t) for t in self.captured) == self.captured_keys
+        """Whether the tensors from outside still have the shape, dtype, device and
+        requires_grad the graph was traced with (their _leaf_key, compared in place)."""
+        for t, key in zip(self.captured, self.captured_keys):
+            if (t._data.shape != key[1] or t._dtype is not key[2] or t._device is not key[3]
+                    or t._requires_grad is not key[4]):
+                # identity is the fast test; equal but distinct objects are compared fully
+                return tuple(_leaf_key(t) for t in self.captured) == self.captured_keys
+        return True
 
     def matches(self, key) -> bool:
         return self.key == key
@@ -119,6 +127,16 @@ class Specialization:
             outs = run_split(self.split, inputs, np if dev is CPU else array_module(dev), _wrap)
         else:
             outs = self._replay(inputs)
+        plain = self._plain
+        if plain is None:
+            plain = self._plain = self._is_plain()
+        if plain:  # results only, each a fresh tensor: nothing to check or write back
+            self.calls += 1
+            if self.out_spec.kind == "leaf":
+                value = outs[0]
+                return value if isinstance(value, _tensor.Tensor) else _wrap(value)
+            return unflatten([v if isinstance(v, _tensor.Tensor) else _wrap(v) for v in outs],
+                             self.out_spec)
         results = outs[: self.n_results]
         states = outs[self.n_results : self.n_results + len(self.mutated)]
         n_grads = sum(wrote for _, wrote in self.grad_writes)
@@ -161,6 +179,13 @@ class Specialization:
             else:
                 filled.append(value if isinstance(value, _tensor.Tensor) else _wrap(value))
         return unflatten(filled, self.out_spec)
+
+    def _is_plain(self) -> bool:
+        """Whether a call only returns graph outputs: no state written back, no grads, no
+        value guards, every result a tensor the graph computed."""
+        return (not self.mutated and not self.grad_writes and not self.value_guards
+                and all(kind == "tensor" for kind, *_ in self.out_template)
+                and len(self.out_template) == self.n_results)
 
     def _execute(self, inputs):
         dev = inputs[0]._device if inputs else CPU

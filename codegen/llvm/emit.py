@@ -24,6 +24,7 @@ from .scalar import TEMPLATES
 
 I1, I8, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(64)
 POINTER = ir.PointerType()
+CHUNKS_PER_THREAD = 4  # a parallel kernel's rows are claimed in this many chunks per thread
 
 # storage type of each dtype in memory, and its register type
 STORAGE = {
@@ -457,16 +458,69 @@ class _Emitter:
         b.store(value, ptr)
 
 
-def emit_module(specs, name: str = "ember_kernels") -> str:
+def emit_module(specs, name: str = "ember_kernels", runs=()) -> str:
     """The LLVM IR text of one module holding a function per spec, named after it (one
-    module per program: one optimization run, one object file, one cache entry)."""
+    module per program: one optimization run, one object file, one cache entry), and a
+    function per run (see emit_run)."""
     if isinstance(specs, KernelSpec):
         specs = [specs]
     module = ir.Module(name=symbol(name))
     for spec in specs:
         _Emitter(spec, module).emit()
         _emit_task(module, spec)
+    for k, calls in enumerate(runs):
+        emit_run(module, run_symbol(name, k), calls)
     return str(module)
+
+
+PARALLEL_FOR = "ember_parallel_for"  # pool.py's entry, resolved when the object code loads
+
+
+def run_symbol(module_name: str, k: int) -> str:
+    return f"{symbol(module_name)}_run{k}"
+
+
+def emit_run(module: ir.Module, name: str, calls) -> None:
+    """`run(slots, threads)`: several kernels called one after another from one native call,
+    so a small graph costs one ctypes call instead of one per kernel. `calls` lists
+    (spec, parallel) in order; `slots` holds every kernel's pointers, concatenated. A
+    parallel kernel goes through the thread pool when `threads` > 1."""
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [POINTER, I64]), name=name)
+    fn.attributes.add("nounwind")
+    slots, threads = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    widest = max((len(spec.args) for spec, parallel in calls if parallel), default=0)
+    argv = b.alloca(ir.ArrayType(POINTER, widest)) if widest else None
+    pool = None
+    if widest:
+        pool = module.globals.get(PARALLEL_FOR) or ir.Function(
+            module, ir.FunctionType(ir.VoidType(), [POINTER, POINTER, I64, I64]),
+            name=PARALLEL_FOR)
+    offset = 0
+    for spec, parallel in calls:
+        kernel = module.get_global(symbol(spec.name))
+        pointers = []
+        for i in range(len(spec.args)):
+            slot = b.gep(slots, [ir.Constant(I64, offset + i)], inbounds=True,
+                         source_etype=POINTER)
+            pointers.append(b.load(slot, typ=POINTER))
+        offset += len(spec.args)
+        rows = ir.Constant(I64, spec.rows)
+        if not parallel:
+            b.call(kernel, [*pointers, ir.Constant(I64, 0), rows])
+            continue
+        shared = b.icmp_signed(">", threads, ir.Constant(I64, 1))
+        with b.if_else(shared) as (then, otherwise):
+            with then:
+                for i, p in enumerate(pointers):
+                    b.store(p, b.gep(argv, [ir.Constant(I64, 0), ir.Constant(I64, i)],
+                                     inbounds=True))
+                wanted = b.mul(threads, ir.Constant(I64, CHUNKS_PER_THREAD))
+                chunks = b.select(b.icmp_signed("<", wanted, rows), wanted, rows)
+                b.call(pool, [module.get_global(task_symbol(spec.name)), argv, rows, chunks])
+            with otherwise:
+                b.call(kernel, [*pointers, ir.Constant(I64, 0), rows])
+    b.ret_void()
 
 
 def task_symbol(name: str) -> str:
