@@ -102,3 +102,49 @@ def test_a_forked_child_starts_its_own_pool_and_both_processes_exit_cleanly(tmp_
                             env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def _two_large_kernels(x):
+    """Two kernels over different row counts (no fusion joins them): one run."""
+    return ember.nn.functional.softmax(x, -1), (x.reshape(1024, 512) * 2).amax(-1)
+
+
+def _two_expected(a):
+    e = np.exp(a - a.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True), (a.reshape(1024, 512) * 2).max(-1)
+
+
+def test_a_run_of_large_kernels_shares_each_through_the_pool():
+    a = np.random.default_rng(3).standard_normal((512, 1024)).astype(np.float32)
+    fn = ember.script(_two_large_kernels)
+    for _ in range(3):
+        soft, peak = fn(ember.tensor(a))
+        want_soft, want_peak = _two_expected(a)
+        np.testing.assert_allclose(soft.numpy(), want_soft, rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(peak.numpy(), want_peak)
+    schedule = fn.specializations[-1].program.schedule
+    assert [kind for kind, *_ in schedule] == ["run"]
+    assert all(k.parallel for k in schedule[0][1].kernels)
+
+
+def test_with_one_thread_a_run_calls_its_kernels_serially(tmp_path):
+    script = tmp_path / "serial.py"
+    script.write_text(textwrap.dedent("""
+        import numpy as np
+        import ember
+        from ember.runtime import native
+        fn = ember.script(lambda x: (ember.nn.functional.softmax(x, -1),
+                                     (x.reshape(1024, 512) * 2).amax(-1)))
+        a = np.random.default_rng(3).standard_normal((512, 1024)).astype(np.float32)
+        for _ in range(2):
+            soft, peak = fn(ember.tensor(a))
+        assert native._pool.workers == 0 and native._pool.threads() == 1
+        assert (peak.numpy() == (a.reshape(1024, 512) * 2).max(-1)).all()
+        assert np.allclose(soft.numpy().sum(-1), 1, atol=1e-5)
+        print("ok")
+    """))
+    env = dict(os.environ, EMBER_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, str(script)], check=False, capture_output=True,
+                            text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
