@@ -126,9 +126,36 @@ def _trunc_divide(xp, a, b):
         return q + fix.astype(q.dtype)
 
 
+_SAME_WIDTH_INT = {2: np.int16, 4: np.int32, 8: np.int64}
+
+
+def select(xp, cond, a, b):
+    """where(cond, a, b). On the CPU, for floats, as a bitwise blend of a and b under a mask
+    of all-ones or all-zeros words: numpy's where branches per element and takes ~4 ns each
+    on a random mask (relu's backward: 970 us for 262K floats, the blend ~80 us). The blend
+    copies bits, as where does: NaN payloads and -0.0 stay."""
+    if xp is not np:
+        return xp.where(cond, a, b)
+    a, b = np.asarray(a), np.asarray(b)
+    dtype = a.dtype
+    ints = _SAME_WIDTH_INT.get(dtype.itemsize)
+    if (dtype.kind != "f" or b.dtype != dtype or ints is None or np.ndim(cond) == 0
+            or not isinstance(cond, np.ndarray) or cond.dtype != np.bool_):
+        return np.where(cond, a, b)
+    shape = np.broadcast_shapes(cond.shape, a.shape, b.shape)
+    mask = np.empty(shape, ints)
+    np.negative(cond, out=mask, dtype=ints, casting="unsafe")  # True -> -1: every bit set
+    out = np.bitwise_and(mask, a.view(ints) if a.ndim else a.reshape(1).view(ints)[0])
+    if b.any() or np.signbit(b).any():  # else b is +0.0 everywhere: its bits are zero
+        np.invert(mask, out=mask)
+        np.bitwise_and(mask, b.view(ints) if b.ndim else b.reshape(1).view(ints)[0], out=mask)
+        np.bitwise_or(out, mask, out=out)
+    return out.view(dtype)
+
+
 @kernel("where")
 def _where(xp, cond, a, b):
-    return xp.where(cond, a, b)
+    return select(xp, cond, a, b)
 
 
 @kernel("clamp")

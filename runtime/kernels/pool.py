@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .elementwise import select
 from .registry import kernel
 
 
@@ -65,26 +66,30 @@ def _max_pool2d(xp, x, kernel_size, stride, padding, ceil_mode, dilation=(1, 1))
 
 def _tiled_max_backward(xp, g, x, kernel_size, out_hw):
     """max_pool2d's backward when the windows tile the input (stride == kernel, no padding,
-    no dilation): each window is one row of a (..., OH, OW, KH*KW) copy, whose argmax is the
-    first maximum or the first NaN (numpy's argmax, PyTorch's rule)."""
+    no dilation): tap by tap, the gradient goes to the first tap equal to the window's
+    maximum, or to its first NaN (PyTorch's rule). Each tap is a strided view, so nothing
+    is transposed or copied, and no argmax runs over windows of 4."""
     kh, kw = kernel_size
     oh, ow = out_hw
-    lead = x.shape[:-2]
-    h, w = x.shape[-2:]
-    windows = x[..., : oh * kh, : ow * kw].reshape(*lead, oh, kh, ow, kw)
-    n = len(lead)
-    order = (*range(n), n, n + 2, n + 1, n + 3)  # (..., OH, OW, KH, KW)
-    flat = windows.transpose(order).reshape(*lead, oh, ow, kh * kw)
-    winner = xp.argmax(flat, axis=-1)[..., None]
-    spread = xp.zeros(flat.shape, dtype=g.dtype)
-    xp.put_along_axis(spread, winner, g[..., None], axis=-1)
-    back = (*range(n), n, n + 2, n + 1, n + 3)  # the same swap undoes itself
-    grad = spread.reshape(*lead, oh, ow, kh, kw).transpose(back).reshape(*lead, oh * kh, ow * kw)
-    if (oh * kh, ow * kw) == (h, w):
-        return grad
-    full = xp.zeros(x.shape, dtype=g.dtype)
-    full[..., : oh * kh, : ow * kw] = grad
-    return full
+    taps = [((i, j), x[..., i : oh * kh : kh, j : ow * kw : kw])
+            for i in range(kh) for j in range(kw)]
+    peak = taps[0][1]
+    for _, tap in taps[1:]:
+        peak = xp.maximum(peak, tap)  # propagates NaN
+    grad = xp.zeros(x.shape, dtype=g.dtype)
+    zero = g.dtype.type(0)
+    taken = None
+    for (i, j), tap in taps:
+        win = tap == peak
+        if x.dtype.kind == "f":
+            win |= xp.isnan(tap)
+        if taken is None:
+            taken = win
+        else:
+            win &= ~taken
+            taken |= win
+        grad[..., i : oh * kh : kh, j : ow * kw : kw] = select(xp, win, g, zero)
+    return grad
 
 
 @kernel("max_pool2d_backward")
@@ -110,7 +115,7 @@ def _max_pool2d_backward(xp, g, x, kernel_size, stride, padding, ceil_mode, dila
     grad = xp.zeros(padded.shape, dtype=g.dtype)
     zero = g.dtype.type(0)
     for t, rows, cols in taps:
-        grad[..., rows, cols] += xp.where(winner == t, g, zero)
+        grad[..., rows, cols] += select(xp, winner == t, g, zero)
     h, w = x.shape[-2:]
     return grad[..., padding[0] : padding[0] + h, padding[1] : padding[1] + w]
 

@@ -271,6 +271,24 @@ def test_where_kernel_matches_numpy(dtype):
     np.testing.assert_array_equal(KERNELS["where"](np, cond, a, b), np.where(cond, a, b))
 
 
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_where_keeps_every_bit_of_the_chosen_value(dtype):
+    """The CPU where is a bitwise blend: -0.0, infinities and NaN payloads come through as
+    numpy's where gives them, with scalar or array branches, broadcast or not."""
+    rng = np.random.default_rng(5)
+    cond = rng.random((6, 5)) < 0.5
+    special = np.array([-0.0, np.inf, -np.inf, np.nan, 1e-45, -3.5], dtype)
+    ints = {2: np.uint16, 4: np.uint32, 8: np.uint64}[np.dtype(dtype).itemsize]
+    payload = special[3:4].view(ints) | ints(1)  # a NaN with a payload
+    a = rng.choice(np.concatenate([special, payload.view(dtype)]), size=(6, 5))
+    b = rng.choice(special, size=(5,))
+    for x, y in [(a, b), (a, dtype(0)), (a, dtype(-0.0)), (dtype(2.5), b), (b, a)]:
+        got = KERNELS["where"](np, cond, x, y)
+        want = np.where(cond, x, y)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got.view(ints), want.view(ints))
+
+
 @pytest.mark.parametrize("dtype", FLOATS + INTS)
 def test_clamp_kernel_matches_numpy(dtype):
     x = random_array(np.random.default_rng(5), (5, 6), dtype, 0, 50)
