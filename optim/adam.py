@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import numpy as np
+
 from .. import _tensor
+from ..runtime.device import CPU
 from ..errors import value_error
 from ..factories import zeros_like
 from .optimizer import Optimizer, addcdiv_, addcmul_, new_step_counter
@@ -64,11 +67,15 @@ class Adam(Optimizer):
                 state["exp_avg"] = zeros_like(p)
                 state["exp_avg_sq"] = zeros_like(p)
             step_t, exp_avg, exp_avg_sq = state["step"], state["exp_avg"], state["exp_avg_sq"]
-            step_t.add_(1)
             # under ember.script the bias corrections are tensor ops on the step counter, so a
             # captured step stays right on every call (PyTorch's capturable=True); eagerly they
             # are Python floats, as PyTorch computes them
             traced = _tensor.trace_here() is not None
+            if not traced and _on_arrays(p, grad, exp_avg, exp_avg_sq):
+                _update_arrays(p, grad, state, lr, beta1, beta2, eps, weight_decay, amsgrad,
+                               decoupled)
+                continue
+            step_t.add_(1)
             step = step_t if traced else step_t.item()
 
             if weight_decay != 0:
@@ -128,3 +135,49 @@ class AdamW(Adam):
         super().__setstate__(state)
         for group in self.param_groups:
             group["decoupled_weight_decay"] = True
+
+
+def _on_arrays(p, grad, *moments) -> bool:
+    """Whether an eager update may run on the arrays directly: every tensor on the CPU, of
+    one dtype, writable in place."""
+    arrays = [p._data, grad._data] + [m._data for m in moments]
+    dtype = arrays[0].dtype
+    return all(t._device is CPU for t in (p, grad, *moments)) and all(
+        a.__class__ is np.ndarray and a.dtype == dtype and a.shape == arrays[0].shape
+        for a in arrays) and p._data.flags.writeable
+
+
+def _update_arrays(p, grad, state, lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled):
+    """The eager step of one parameter straight on its numpy arrays: the same operations,
+    scalars and rounding order as the tensor ops above (so the results are bit for bit
+    theirs), without a dispatch per op. Versions move as the in-place ops would move them."""
+    f = p._data.dtype.type
+    P, G = p._data, grad._data
+    step_t, exp_avg, exp_avg_sq = state["step"], state["exp_avg"], state["exp_avg_sq"]
+    M, V = exp_avg._data, exp_avg_sq._data
+    step_t._data += step_t._data.dtype.type(1)
+    step = step_t._data.item()
+    if weight_decay != 0:
+        if decoupled:
+            P *= f(1 - lr * weight_decay)
+        else:
+            G = G + P * f(weight_decay)
+    M += f(1 - beta1) * (G - M)  # lerp: m + w * (g - m)
+    V *= f(beta2)
+    V += (G * f(1 - beta2)) * G
+    touched = [step_t, p, exp_avg, exp_avg_sq]
+    if amsgrad:
+        if "max_exp_avg_sq" not in state:
+            state["max_exp_avg_sq"] = zeros_like(p)
+        peak = state["max_exp_avg_sq"]
+        np.maximum(peak._data, V, out=peak._data)
+        touched.append(peak)
+        second = peak._data
+    else:
+        second = V
+    step_size = lr / (1 - beta1**step)
+    bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+    denom = np.sqrt(second) / f(bias_correction2_sqrt) + f(eps)
+    P += (M * f(-step_size)) / denom
+    for t in touched:
+        t._version[0] += 1

@@ -146,7 +146,7 @@ def select(xp, cond, a, b):
     mask = np.empty(shape, ints)
     np.negative(cond, out=mask, dtype=ints, casting="unsafe")  # True -> -1: every bit set
     out = np.bitwise_and(mask, a.view(ints) if a.ndim else a.reshape(1).view(ints)[0])
-    if b.any() or np.signbit(b).any():  # else b is +0.0 everywhere: its bits are zero
+    if b.ndim or b or np.signbit(b):  # else b is the scalar +0.0: its bits are all zero
         np.invert(mask, out=mask)
         np.bitwise_and(mask, b.view(ints) if b.ndim else b.reshape(1).view(ints)[0], out=mask)
         np.bitwise_or(out, mask, out=out)
@@ -183,4 +183,4 @@ def _clone(xp, x):
 
 @kernel("masked_fill")
 def _masked_fill(xp, x, mask, value):
-    return xp.where(mask, x.dtype.type(value), x)
+    return select(xp, mask, x.dtype.type(value), x)

@@ -476,3 +476,47 @@ def test_ember_optim_is_reachable_as_an_attribute():
         warnings.simplefilter("error")
         assert fresh.optim.SGD is optim.SGD
         assert fresh.optim.lr_scheduler.StepLR is not None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    "cls, options",
+    [
+        ("Adam", {}),
+        ("Adam", {"weight_decay": 0.1, "amsgrad": True}),
+        ("Adam", {"maximize": True, "betas": (0.8, 0.9)}),
+        ("AdamW", {"weight_decay": 0.05}),
+        ("AdamW", {"amsgrad": True, "eps": 1e-3}),
+    ],
+)
+def test_adams_array_path_equals_its_tensor_ops_bit_for_bit(cls, options, dtype, monkeypatch):
+    """Eagerly, Adam updates each parameter on its numpy arrays in one go; the result must be
+    the tensor ops' own, bit for bit, parameters and state, over 10 steps."""
+    import ember.optim.adam as adam_module
+
+    def run(fast: bool):
+        if not fast:
+            monkeypatch.setattr(adam_module, "_on_arrays", lambda *a: False)
+        else:
+            monkeypatch.undo()
+        rng = np.random.default_rng(0)
+        params = [ember.tensor(rng.standard_normal(s), dtype=getattr(ember, dtype),
+                               requires_grad=True) for s in [(5, 3), (3,), ()]]
+        opt = getattr(ember.optim, cls)(params, lr=0.05, **options)
+        for step in range(10):
+            for k, p in enumerate(params):
+                p.grad = ember.tensor(rng.standard_normal(p.shape) * (step + 1),
+                                      dtype=getattr(ember, dtype))
+            opt.step()
+        return params, opt
+
+    fast_params, fast_opt = run(True)
+    slow_params, slow_opt = run(False)
+    for a, b in zip(fast_params, slow_params):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+    for a, b in zip(fast_params, slow_params):
+        sa, sb = fast_opt.state[a], slow_opt.state[b]
+        assert sorted(sa) == sorted(sb)
+        for key in sa:
+            np.testing.assert_array_equal(sa[key].numpy(), sb[key].numpy(), err_msg=key)
