@@ -16,6 +16,7 @@ from .dtypes import FLOAT, bool_, get_default_dtype, result_type
 from .types import TensorType
 
 NUMBER = (int, float, bool)
+_NUMBER_TYPES = frozenset(NUMBER)
 
 
 @dataclass(frozen=True)
@@ -145,15 +146,22 @@ def promoted(inputs):
     """The dtype elementwise ops compute in: PyTorch's result_type over the inputs."""
     # fast path: tensors of one dtype, and scalars that cannot upcast it
     common = None
+    scalars = False
     for x in inputs:
-        if x is None or isinstance(x, NUMBER):
+        if x is None:
             continue
+        if x.__class__ in _NUMBER_TYPES or isinstance(x, NUMBER):
+            scalars = True
+            continue
+        d = getattr(x, "_dtype", None) or x.dtype
         if common is None:
-            common = x.dtype
-        elif x.dtype is not common:
+            common = d
+        elif d is not common:
             common = None
             break
     if common is not None:
+        if not scalars:
+            return common
         category = common.category
         for x in inputs:
             if isinstance(x, NUMBER) and _scalar_category(x) > category:
@@ -174,11 +182,21 @@ def tensor_shapes(inputs):
     return [x.shape for x in inputs if x is not None and not isinstance(x, NUMBER)]
 
 
+def _shape_of(x):
+    """A tensor's shape as a plain tuple (its array's: no Size is built, no trace is told of
+    a read), or an IR value's type shape."""
+    data = getattr(x, "_data", None)
+    return data.shape if data is not None else tuple(x.shape)
+
+
 def broadcast_inputs(inputs) -> tuple:
     """The broadcast shape of the tensor inputs (scalars do not take part)."""
-    shapes = [x.shape for x in inputs if x is not None and not isinstance(x, NUMBER)]
+    shapes = [_shape_of(x) for x in inputs
+              if x is not None and x.__class__ not in _NUMBER_TYPES and not isinstance(x, NUMBER)]
     if len(shapes) == 1:
-        return tuple(shapes[0])
+        return shapes[0]
+    if len(shapes) == 2 and shapes[0] == shapes[1]:  # the common case, checked first
+        return shapes[0]
     return broadcast_shapes(*shapes) if shapes else ()
 
 

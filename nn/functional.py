@@ -559,6 +559,9 @@ def scaled_dot_product_attention(
         attn_mask = E.tril(ones(length, source, dtype=bool_, device=query.device))
     if attn_mask is None:
         weights = softmax(scores, -1)
+    elif is_causal and source > 0:
+        # every query keeps key 0 (and its own position): no row is fully masked
+        weights = softmax(E.masked_fill(scores, E.logical_not(attn_mask), -math.inf), -1)
     else:
         if attn_mask.dtype is bool_:
             scores = E.masked_fill(scores, E.logical_not(attn_mask), -math.inf)
