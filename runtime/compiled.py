@@ -331,26 +331,43 @@ class CompiledProgram:
         values[: self.n_inputs] = arrays
         values[self.n_inputs : self.n_inputs + len(self.constants)] = self.constants
         buffers = self._buffers()
+        seen = self._local.__dict__.get("seen")
+        if seen is None:
+            seen = self._local.seen = {}
         pointers = self._pointers
         for kind, step, _ in self.schedule:
             if kind == "eager":
                 run_eager_step(np, values, step)
             elif kind == "native":
-                step(pointers(step, values, buffers))
+                step(pointers(step, values, buffers, seen))
             else:  # a run of kernels: all their pointers, one native call
-                step([p for kernel in step.kernels for p in pointers(kernel, values, buffers)])
+                step([p for kernel in step.kernels
+                      for p in pointers(kernel, values, buffers, seen)])
         return [values[i] for i in self.outputs]
 
-    def _pointers(self, kernel, values, buffers) -> list:
+    def _pointers(self, kernel, values, buffers, seen) -> list:
         """The data pointers of a kernel's arguments: its inputs (made contiguous where they
-        are not) and its outputs (fresh, planned or donated arrays, put in `values`)."""
+        are not) and its outputs (fresh, planned or donated arrays, put in `values`).
+
+        `seen` remembers, per slot, the last small contiguous input array and its pointer:
+        the same array again (a parameter, call after call) skips the contiguity check and
+        the pointer read. A numpy array's data never moves, and the entry holds the array."""
         pointer_of = data_pointer
         pointers = []
         for index in kernel.inputs:
             a = values[index]
+            entry = seen.get(index)
+            if entry is not None and entry[0] is a:
+                pointers.append(entry[1])
+                continue
             if not a.flags.c_contiguous:
                 a = values[index] = np.ascontiguousarray(a)
-            pointers.append(pointer_of(a))
+                pointers.append(pointer_of(a))
+                continue
+            pointer = pointer_of(a)
+            if a.nbytes <= REMEMBER_MAX_BYTES:
+                seen[index] = (a, pointer)
+            pointers.append(pointer)
         for index, shape, dtype, buffer, _ in kernel.outputs:
             if buffer is None:
                 out = self._fresh(index, shape, dtype)
@@ -444,6 +461,9 @@ def _ordered(units: list) -> list:
             if v in writer and writer[v] != i:
                 order.add_edge(writer[v], i)
     return [units[i] for i in nx.lexicographical_topological_sort(order, key=lambda i: i)]
+
+
+REMEMBER_MAX_BYTES = 1 << 22  # inputs whose pointer a program remembers (see _pointers)
 
 
 def _consecutive_kernels(steps) -> list[list[NativeKernel]]:
