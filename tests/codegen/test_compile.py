@@ -1120,3 +1120,21 @@ def test_an_exported_graph_file_loads_as_a_compiled_program_equal_to_eager(tmp_p
             want = [t.numpy() for t in head(ember.tensor(x))]
         for g, e in zip(got, want):
             assert_close(np.asarray(g), e, rtol=1e-5, atol=1e-6)
+
+
+def test_a_remembered_input_pointer_follows_in_place_writes_and_new_arrays():
+    """The program remembers the last small contiguous array per input slot and its pointer:
+    values written into that same array are read on the next call, and another array (or
+    a non-contiguous view, copied each call) is read from its own memory."""
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    compiled, eager = executors(lambda a: (a * 2 + 1).exp(), x)
+    a = x.copy()
+    for step in range(3):
+        np.testing.assert_array_equal(compiled(np, [a])[0], eager(np, [a.copy()])[0])
+        a += 1  # in place: the same array, new values
+    other = x[::-1].copy()
+    np.testing.assert_array_equal(compiled(np, [other])[0], eager(np, [other])[0])
+    wide = np.arange(24, dtype=np.float32).reshape(3, 8)[:, ::2]  # not contiguous
+    for _ in range(2):
+        np.testing.assert_array_equal(compiled(np, [wide])[0], eager(np, [wide.copy()])[0])
+        wide += 1
