@@ -21,6 +21,23 @@ def _replay(base: Tensor, chain) -> Tensor:
     return t
 
 
+def scatter_chain(base, src, chain, apply):
+    """base with the view `chain` of it replaced by src, functionally: one view_scatter per
+    view op, innermost first, through the intermediate views. `apply(op, args, attrs)` runs
+    an op (dispatch eagerly; the tracer adds graph nodes)."""
+    parents = [base]
+    for op, attrs in chain[:-1]:
+        parents.append(apply(op, [parents[-1]], attrs))
+    new = src
+    for (op, attrs), parent in zip(reversed(chain), reversed(parents)):
+        new = apply("view_scatter", [parent, new], {"view_op": op, **attrs})
+    return new
+
+
+def _dispatch(op, args, attrs):
+    return dispatch(op, tuple(args), attrs)
+
+
 class CopySlices(Node):
     """Backward of writing `src` into a view of `base`: the base's old value gets the
     gradient outside the view, src gets the gradient inside it."""
@@ -29,8 +46,17 @@ class CopySlices(Node):
 
     def apply(self, grads):
         (g,) = grads
+        from .factories import zeros_like
+        from .ir.ops.shape import SCATTERABLE_VIEWS
+
         region = _replay(g, self.chain)
         grad_src = region.clone()
+        if all(op in SCATTERABLE_VIEWS for op, _ in self.chain):
+            # functional, so a trace of this backward (compiled autograd) sees it whole
+            return [scatter_chain(g, zeros_like(region), self.chain, _dispatch), grad_src]
+        from ._tensor import _stop_trace
+
+        _stop_trace("a write through a view no trace can follow (in a backward)")
         grad_base = g.clone()
         with grad_mode.no_grad():
             _replay(grad_base, self.chain)._data[...] = 0

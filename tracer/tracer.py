@@ -64,6 +64,7 @@ class Trace:
         self.states: dict[int, object] = {}  # id -> input or captured tensor
         self.mutated: dict[int, object] = {}  # id -> state tensor written in place
         self.views: dict[int, object] = {}  # id -> a tensor that is a view or has views
+        self.aliased: dict[int, object] = {}  # id -> a detach() alias or its source
         self.factory_made: dict[int, object] = {}  # id -> tensor a factory made while tracing
         self.value_guards: list[ValueGuard] = []
         # nodes that record no gradient (run under no_grad, or detach): replay runs them so too
@@ -143,11 +144,54 @@ class Trace:
 
     def _written(self, tensor, value) -> None:
         if id(tensor) in self.views or tensor._base is not None:
-            self.stop("an in-place write to a tensor that is a view or has views")
+            self._written_through_view(tensor, value)
             return
         self._bind(tensor, value)
         if id(tensor) in self.states:
             self.mutated[id(tensor)] = tensor
+
+    def _written_through_view(self, tensor, value) -> None:
+        """Functionalize a write into a view or into a tensor that has views: the base's new
+        value is the old one with the written view scattered back in (one view_scatter per
+        view op of the chain, innermost first), and every view of the base traced so far is
+        taken afresh from that new value. What the trace cannot see whole falls back: a
+        detach() alias (it shares memory without a view chain), a base from outside the
+        function (an argument that is itself a view), a view op with no scatter."""
+        from ..ir.ops.shape import SCATTERABLE_VIEWS
+
+        base = tensor._base if tensor._base is not None else tensor
+        chain = tensor._view_chain if tensor._base is not None else ()
+        entry = self.env.get(id(base))
+        if (id(tensor) in self.aliased or id(base) in self.aliased or entry is None
+                or entry[0] is not base
+                or (chain and self.views.get(id(tensor)) is not tensor)
+                or any(op not in SCATTERABLE_VIEWS for op, _ in chain)):
+            self.stop("an in-place write to a tensor that is a view or has views, which the "
+                      "trace cannot follow")
+            return
+        from ..inplace import scatter_chain
+
+        where = user_frame()
+
+        def add(op, args, attrs):
+            return self._add(op, args, attrs, where)
+
+        new = scatter_chain(entry[1], value, chain, add)
+        self._bind(base, new)
+        if id(base) in self.states:
+            self.mutated[id(base)] = base
+        for t in list(self.views.values()):
+            if t is not base and t._base is base:
+                current = new
+                for op, attrs in t._view_chain:
+                    current = add(op, [current], attrs)
+                self._bind(t, current)
+
+    def _add(self, op, args, attrs, where):
+        node = self.graph.add_node(op, args, attrs, source=where)
+        if not grad_mode.state.enabled:
+            self.no_grad_nodes.add(node)
+        return node.outputs[0]
 
     def read(self, tensor, kind: str, result) -> None:
         """The Python code read a tensor's value: guard it."""
@@ -178,6 +222,8 @@ class Trace:
         self._bind(alias, value)
         self.views[id(source)] = source
         self.views[id(alias)] = alias
+        self.aliased[id(source)] = source
+        self.aliased[id(alias)] = alias
 
     def read_grad(self, tensor):
         """tensor.grad read while tracing: this call's own write if it made one, else the

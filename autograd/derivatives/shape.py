@@ -40,6 +40,16 @@ def _slice_backward(node, g):
     return (dispatch("slice", (g,), attrs),)
 
 
+@derivative("view_scatter", save_inputs=False)
+def _view_scatter(node, g):
+    from ...factories import zeros_like
+
+    view_attrs = {k: v for k, v in node.attrs.items() if k != "view_op"}
+    region = dispatch(node.attrs["view_op"], (g,), view_attrs)
+    # base's gradient: g with the overwritten region zeroed; src's: that region of g
+    return dispatch("view_scatter", (g, zeros_like(region)), node.attrs), region
+
+
 @derivative("repeat", save_inputs=False)
 def _repeat(node, g):
     shape = node.input_meta[0][0]

@@ -169,6 +169,31 @@ def _slice_backward(inputs, attrs):
     return TensorType(tuple(attrs["shape"]), g.dtype)
 
 
+# the view ops a write through a view can be scattered back through (see view_scatter)
+SCATTERABLE_VIEWS = frozenset({"reshape", "view", "permute", "squeeze", "unsqueeze", "slice"})
+
+
+@register("view_scatter", kind="shape")
+def _view_scatter(inputs, attrs):
+    """base with the view `view_op(base, **view attrs)` replaced by src: the functional form
+    of an in-place write through a view (PyTorch's slice_scatter and kin, one op for every
+    view). The result has base's type."""
+    from ..schema import SCHEMAS
+
+    base, src = inputs
+    op = attrs["view_op"]
+    if op not in SCATTERABLE_VIEWS:
+        raise runtime_error(f"view_scatter: cannot scatter through {op!r}")
+    view = SCHEMAS[op].infer((base,), {k: v for k, v in attrs.items() if k != "view_op"})
+    if tuple(view.shape) != tuple(src.shape):
+        raise runtime_error(
+            f"view_scatter: the {op} view of a tensor of shape {fmt_shape(base.shape)} has "
+            f"shape {fmt_shape(view.shape)}, but the values scattered into it have shape "
+            f"{fmt_shape(src.shape)}"
+        )
+    return TensorType(tuple(base.shape), base.dtype)
+
+
 @register("clone", kind="elementwise")
 def _clone(inputs, attrs):
     (x,) = inputs

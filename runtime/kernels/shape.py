@@ -72,6 +72,18 @@ def _slice_backward(xp, g, shape, starts, stops, steps):
     return out
 
 
+@kernel("view_scatter")
+def _view_scatter(xp, base, src, view_op, **attrs):
+    from .registry import KERNELS
+
+    out = base.copy()  # contiguous: every scatterable view of it is a view, never a copy
+    view = KERNELS[view_op](xp, out, **attrs)
+    if not xp.may_share_memory(view, out):
+        raise AssertionError(f"view_scatter: {view_op} gave a copy, not a view")
+    view[...] = src
+    return out
+
+
 @kernel("repeat")
 def _repeat(xp, x, repeats):
     x = x.reshape((1,) * (len(repeats) - x.ndim) + x.shape)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import ember
+from ember._tensor import dispatch
 import ember._tensor as tensor_module
 import numpy as np
 import pytest
@@ -340,6 +341,22 @@ case(
     "slice_backward",
     first_grads(lambda x: x[1:, ::2]),
     lambda r: (normal(r, 3, 5), normal(r, 2, 3)),
+)
+case(
+    "view_scatter",
+    lambda x, src: dispatch(
+        "view_scatter",
+        (x, dispatch("view_scatter", (x.permute(1, 0), src),
+                     {"view_op": "slice", "starts": (0, 1), "stops": (4, 3), "steps": (1, 1)})),
+        {"view_op": "permute", "dims": (1, 0)}),
+    lambda r: (normal(r, 3, 4), normal(r, 4, 2)),
+    gradgrad=True,
+)
+case(
+    "view_scatter_squeeze_reshape",
+    lambda x, src: dispatch("view_scatter", (x, src), {"view_op": "reshape", "shape": (2, 6)})
+    + dispatch("view_scatter", (x[1:2], src[0, :4]), {"view_op": "squeeze", "dims": (0,)}).sum(),
+    lambda r: (normal(r, 3, 4), normal(r, 2, 6)),
 )
 case("repeat", lambda x: x.repeat(2, 1, 2), lambda r: normal(r, 2, 3))
 case(
