@@ -8,10 +8,9 @@ from collections.abc import Iterable
 import numpy as np
 
 from .. import _tensor
-from ..runtime.device import CPU
 from ..errors import value_error
 from ..factories import zeros_like
-from .optimizer import Optimizer, addcdiv_, addcmul_, new_step_counter
+from .optimizer import Optimizer, addcdiv_, addcmul_, new_step_counter, on_arrays
 
 
 class Adam(Optimizer):
@@ -71,7 +70,7 @@ class Adam(Optimizer):
             # captured step stays right on every call (PyTorch's capturable=True); eagerly they
             # are Python floats, as PyTorch computes them
             traced = _tensor.trace_here() is not None
-            if not traced and _on_arrays(p, grad, exp_avg, exp_avg_sq):
+            if not traced and on_arrays(p, grad, exp_avg, exp_avg_sq):
                 _update_arrays(p, grad, state, lr, beta1, beta2, eps, weight_decay, amsgrad,
                                decoupled)
                 continue
@@ -135,16 +134,6 @@ class AdamW(Adam):
         super().__setstate__(state)
         for group in self.param_groups:
             group["decoupled_weight_decay"] = True
-
-
-def _on_arrays(p, grad, *moments) -> bool:
-    """Whether an eager update may run on the arrays directly: every tensor on the CPU, of
-    one dtype, writable in place."""
-    arrays = [p._data, grad._data] + [m._data for m in moments]
-    dtype = arrays[0].dtype
-    return all(t._device is CPU for t in (p, grad, *moments)) and all(
-        a.__class__ is np.ndarray and a.dtype == dtype and a.shape == arrays[0].shape
-        for a in arrays) and p._data.flags.writeable
 
 
 def _update_arrays(p, grad, state, lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled):

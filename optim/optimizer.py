@@ -16,6 +16,8 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
+
 from .._tensor import Tensor
 from ..autograd.grad_mode import enable_grad, no_grad
 from ..errors import runtime_error, type_error, value_error
@@ -78,6 +80,22 @@ def addcmul_(out: Tensor, a: Tensor, b: Tensor, value: float = 1.0) -> Tensor:
 def addcdiv_(out: Tensor, a: Tensor, b: Tensor, value: float = 1.0) -> Tensor:
     """out += value * a / b, in place, rounded in PyTorch's order: (value * a) / b."""
     return out.add_((a * value) / b if value != 1 else a / b)
+
+
+def on_arrays(p, grad, *state) -> bool:
+    """Whether an eager update may run on the numpy arrays directly (optimizers' fast path):
+    not traced (a trace must see tensor ops), every tensor on the CPU with one dtype and
+    shape, the parameter writable in place."""
+    from .. import _tensor
+    from ..runtime.device import CPU
+
+    if _tensor.active_trace is not None and _tensor.trace_here() is not None:
+        return False
+    arrays = [p._data, grad._data] + [s._data for s in state]
+    first = arrays[0]
+    return all(t._device is CPU for t in (p, grad, *state)) and all(
+        a.__class__ is np.ndarray and a.dtype == first.dtype and a.shape == first.shape
+        for a in arrays) and first.flags.writeable
 
 
 class Optimizer:

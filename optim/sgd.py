@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
+
 from ..errors import value_error
-from .optimizer import Optimizer
+from .optimizer import Optimizer, on_arrays
 
 
 class SGD(Optimizer):
@@ -46,6 +48,11 @@ class SGD(Optimizer):
         dampening, weight_decay = group["dampening"], group["weight_decay"]
         nesterov = group["nesterov"]
         for p, grad in self._gradients(group):
+            buf = self.state[p].get("momentum_buffer") if momentum != 0 else None
+            if on_arrays(p, grad, *([buf] if buf is not None else [])):
+                _update_arrays(self.state, p, grad, buf, lr, momentum, dampening,
+                               weight_decay, nesterov)
+                continue
             if weight_decay != 0:
                 grad = grad.add(p, alpha=weight_decay)
             if momentum != 0:
@@ -57,3 +64,26 @@ class SGD(Optimizer):
                     buf.mul_(momentum).add_(grad, alpha=1 - dampening)
                 grad = grad.add(buf, alpha=momentum) if nesterov else buf
             p.add_(grad, alpha=-lr)
+
+
+def _update_arrays(state, p, grad, buf, lr, momentum, dampening, weight_decay, nesterov):
+    """One parameter's eager step on its numpy arrays: the tensor path's operations, scalars
+    and rounding order (bit for bit, tested), without a dispatch per op."""
+    f = p._data.dtype.type
+    P, G = p._data, grad._data
+    if weight_decay != 0:
+        G = G + P * f(weight_decay)
+    if momentum != 0:
+        if buf is None:
+            from ..factories import tensor as make_tensor
+
+            # np.array: a copy that stays an array of P's dtype (G is a numpy scalar at 0-d)
+            buf = state[p]["momentum_buffer"] = make_tensor(np.array(G, dtype=P.dtype))
+        else:
+            B = buf._data
+            B *= f(momentum)
+            B += G if dampening == 0 else G * f(1 - dampening)  # add's alpha=1 skips the mul
+            buf._version[0] += 1
+        G = G + buf._data * f(momentum) if nesterov else buf._data
+    P += G * f(-lr)
+    p._version[0] += 1

@@ -496,7 +496,7 @@ def test_adams_array_path_equals_its_tensor_ops_bit_for_bit(cls, options, dtype,
 
     def run(fast: bool):
         if not fast:
-            monkeypatch.setattr(adam_module, "_on_arrays", lambda *a: False)
+            monkeypatch.setattr(adam_module, "on_arrays", lambda *a: False)
         else:
             monkeypatch.undo()
         rng = np.random.default_rng(0)
@@ -517,6 +517,43 @@ def test_adams_array_path_equals_its_tensor_ops_bit_for_bit(cls, options, dtype,
         np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
     for a, b in zip(fast_params, slow_params):
         sa, sb = fast_opt.state[a], slow_opt.state[b]
+        assert sorted(sa) == sorted(sb)
+        for key in sa:
+            np.testing.assert_array_equal(sa[key].numpy(), sb[key].numpy(), err_msg=key)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"momentum": 0.9}, {"momentum": 0.9, "dampening": 0.3, "weight_decay": 0.01},
+     {"momentum": 0.8, "nesterov": True}, {"momentum": 0.5, "maximize": True}],
+)
+def test_sgds_array_path_equals_its_tensor_ops_bit_for_bit(options, dtype, monkeypatch):
+    """Eagerly, SGD updates each parameter on its numpy arrays; the result must be the
+    tensor ops' own, bit for bit, parameters and momentum buffers, over 10 steps."""
+    import ember.optim.sgd as sgd_module
+
+    def run(fast: bool):
+        if not fast:
+            monkeypatch.setattr(sgd_module, "on_arrays", lambda *a: False)
+        else:
+            monkeypatch.undo()
+        rng = np.random.default_rng(0)
+        params = [ember.tensor(rng.standard_normal(s), dtype=getattr(ember, dtype),
+                               requires_grad=True) for s in [(5, 3), (3,), ()]]
+        opt = ember.optim.SGD(params, lr=0.05, **options)
+        for step in range(10):
+            for p in params:
+                p.grad = ember.tensor(rng.standard_normal(p.shape) * (step + 1),
+                                      dtype=getattr(ember, dtype))
+            opt.step()
+        return params, opt
+
+    fast_params, fast_opt = run(True)
+    slow_params, slow_opt = run(False)
+    for a, b in zip(fast_params, slow_params):
+        np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+        sa, sb = fast_opt.state.get(a, {}), slow_opt.state.get(b, {})
         assert sorted(sa) == sorted(sb)
         for key in sa:
             np.testing.assert_array_equal(sa[key].numpy(), sb[key].numpy(), err_msg=key)
