@@ -10,6 +10,7 @@ import builtins
 import math
 from collections.abc import Sequence
 
+from . import _composites as composites
 from ._tensor import Tensor, dispatch
 from .errors import runtime_error, type_error, value_error
 from .ir.dtypes import as_dtype, int64, promote_types
@@ -935,6 +936,8 @@ def softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     """exp(x) / sum(exp(x)) along dim, the max subtracted first (torch.softmax)."""
     if dtype is not None:
         input = cast(input, dtype)
+    if _last_dim(input, dim) and composites.eligible(input) and _SOFTMAX.ready():
+        return _SOFTMAX(input)  # one compiled kernel (_composites.py)
     e = exp(_shifted(input, dim))
     return div(e, sum(e, dim, keepdim=True))
 
@@ -943,8 +946,19 @@ def log_softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     """x - logsumexp(x) along dim, finite for finite x (torch.log_softmax)."""
     if dtype is not None:
         input = cast(input, dtype)
+    if _last_dim(input, dim) and composites.eligible(input) and _LOG_SOFTMAX.ready():
+        return _LOG_SOFTMAX(input)
     shifted = _shifted(input, dim)
     return sub(shifted, logsumexp(shifted, dim, keepdim=True))
+
+
+def _last_dim(input: Tensor, dim) -> bool:
+    ndim = input._data.ndim
+    return isinstance(dim, int) and ndim > 0 and dim in (-1, ndim - 1)
+
+
+_SOFTMAX = composites.Composite("softmax", lambda x: softmax(x, -1))
+_LOG_SOFTMAX = composites.Composite("log_softmax", lambda x: log_softmax(x, -1))
 
 
 def _shifted(input: Tensor, dim: int) -> Tensor:

@@ -97,13 +97,15 @@ def _collect(roots):
 
 
 def _needed(nodes, targets):
-    """The nodes from which a target can be reached: only these need to run."""
+    """The nodes from which a target can be reached through an edge: only these need to run.
+    A target itself runs only when another target lies behind it (grad() w.r.t. a non-leaf
+    stops at its grad_fn, as PyTorch's does: what produced the input is not run)."""
     parents: dict = {}
     for node in nodes:
         for edge in node.next_functions:
             if edge is not None:
                 parents.setdefault(edge[0], []).append(node)
-    needed = set(targets)
+    needed = set()
     stack = list(targets)
     while stack:
         node = stack.pop()

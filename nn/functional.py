@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from functools import lru_cache
 
+from .. import _composites as composites
 from .. import ops as E
 from .._tensor import Tensor, dispatch
 from ..autograd.grad_mode import no_grad
@@ -316,7 +317,13 @@ def layer_norm(
             f"[*, {', '.join(str(d) for d in shape)}], but got input of size"
             f"{list(input.shape)}"
         )
+    if composites.eligible(input) and _LAYER_NORM.ready():
+        return _LAYER_NORM(input, weight, bias, k, eps)  # one compiled kernel (_composites.py)
     return _affine(_standardize(input, tuple(range(-k, 0)), eps), weight, bias)
+
+
+_LAYER_NORM = composites.Composite(
+    "layer_norm", lambda x, w, b, k, eps: _affine(_standardize(x, tuple(range(-k, 0)), eps), w, b))
 
 
 def group_norm(

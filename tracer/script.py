@@ -233,8 +233,9 @@ class ScriptFunction:
 
     def __init__(self, fn, *, strict: bool = False, max_specializations: int = 8,
                  state_key=None, name: str | None = None, signature_of=None,
-                 dynamic: bool | None = None):
+                 dynamic: bool | None = None, quiet: bool = False):
         functools.update_wrapper(self, fn)
+        self.quiet = quiet  # fallbacks are logged, not warned (ember's own compiled paths)
         self.fn = fn
         self.name = name or getattr(fn, "__qualname__", "fn")
         self.strict = strict
@@ -416,7 +417,9 @@ class ScriptFunction:
             if self.strict:
                 raise ScriptFallback(f"ember.script(strict=True): {name} cannot be captured: "
                                      f"{recording.broken}")
-            warnings.warn(f"ember.script: {name} runs eagerly: {recording.broken}", stacklevel=3)
+            if not self.quiet:
+                warnings.warn(f"ember.script: {name} runs eagerly: {recording.broken}",
+                              stacklevel=3)
             return result
         self._finish(sp, recording, out_leaves)
         self.specializations.append(sp)
@@ -502,8 +505,9 @@ class ScriptFunction:
             raise ScriptFallback(f"ember.script(strict=True): {name}: {text}")
         if give_up:
             self.gave_up = text
-            warnings.warn(f"ember.script: {name} runs eagerly from now on: {text}",
-                          stacklevel=3)
+            if not self.quiet:
+                warnings.warn(f"ember.script: {name} runs eagerly from now on: {text}",
+                              stacklevel=3)
         log("breaks", f"{name}: runs eagerly: {text}")
         return self.fn(*args, **kwargs)
 

@@ -1,0 +1,61 @@
+"""Large eager calls of a few composite ops run as one compiled program.
+
+softmax, log_softmax and layer_norm are written from primitives (so a trace records the
+primitives and fusion makes one kernel of them). Run op by op in eager mode they cost five to
+nine dispatches and as many autograd nodes, and numpy passes over the data that many times.
+On large CPU inputs an eager call instead goes through an ember.script of the same primitive
+code: one native kernel forward (fused by the compiler), one autograd node whose backward is
+the compiled backward graph; PyTorch likewise runs its own fused kernels in eager mode.
+
+The first WARMUP_CALLS eligible calls run op by op. Small inputs (where compiling would not
+pay), traced code (a trace must see the
+primitives), other devices and dtypes, and EMBER_COMPILE=0 keep the op-by-op path. The
+script is quiet: a call it cannot capture runs eagerly without a warning (it is ember's
+choice, not the user's), and its sizes become dynamic after one change, as any script's do.
+"""
+
+from __future__ import annotations
+
+from . import _tensor
+from .ir.dtypes import float32, float64
+from .runtime.device import CPU
+
+MIN_ELEMENTS = 1 << 15  # below this the op-by-op path is as fast and compiles nothing
+WARMUP_CALLS = 2  # eligible calls that run op by op first: a one-off call compiles nothing
+_FLOATS = (float32, float64)
+
+
+def eligible(x) -> bool:
+    """Whether an eager call on x takes the compiled path."""
+    if (x._data.size < MIN_ELEMENTS or _tensor.active_trace is not None
+            or x._device is not CPU or x._dtype not in _FLOATS):
+        return False
+    from .runtime.compiled import native_enabled
+
+    return native_enabled()
+
+
+class Composite:
+    """fn (primitive code) as a quiet script, made on the first call."""
+
+    def __init__(self, name: str, fn):
+        self.name = name
+        self.fn = fn
+        self._script = None
+        self._seen = 0
+
+    def ready(self) -> bool:
+        """Whether this eligible call goes compiled: after WARMUP_CALLS of them (a repeated
+        call, as a training loop makes, pays the compile; an interactive one-off does not)."""
+        if self._seen >= WARMUP_CALLS:
+            return True
+        self._seen += 1
+        return False
+
+    def __call__(self, *args):
+        script = self._script
+        if script is None:
+            from .tracer.script import ScriptFunction
+
+            script = self._script = ScriptFunction(self.fn, name=self.name, quiet=True)
+        return script(*args)

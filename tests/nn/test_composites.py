@@ -1,0 +1,124 @@
+"""Large eager softmax, log_softmax and layer_norm run as one compiled program
+(_composites.py): the same values and gradients as the op-by-op path, one autograd node, and
+the op-by-op path wherever the compiled one does not apply."""
+
+import warnings
+
+import ember
+import ember.nn.functional as F
+import numpy as np
+import pytest
+from ember import _composites, ops
+from ember.nn import functional as NF
+
+ROWS, COLS = 64, 1024  # 64K elements: past _composites.MIN_ELEMENTS
+
+
+def _op_by_op(monkeypatch):
+    monkeypatch.setattr(_composites, "MIN_ELEMENTS", 1 << 62)
+
+
+CASES = {
+    "softmax": (lambda x, w, b: F.softmax(x, -1), ops._SOFTMAX),
+    "log_softmax": (lambda x, w, b: F.log_softmax(x, dim=1), ops._LOG_SOFTMAX),
+    "layer_norm": (lambda x, w, b: F.layer_norm(x, (COLS,), w, b, 1e-5), NF._LAYER_NORM),
+    "layer_norm no affine": (lambda x, w, b: F.layer_norm(x, (COLS,)) * w, NF._LAYER_NORM),
+}
+
+
+def _inputs(dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    return [ember.tensor(rng.standard_normal(s) * 3, dtype=dtype, requires_grad=True)
+            for s in [(ROWS, COLS), (COLS,), (COLS,)]]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_large_eager_calls_take_the_compiled_path_with_op_by_op_values_and_gradients(
+        name, dtype, monkeypatch):
+    fn, composite = CASES[name]
+    dtype = getattr(ember, dtype)
+    results = []
+    for compiled in (True, False):
+        if not compiled:
+            _op_by_op(monkeypatch)
+        for call in range(5):  # warm-up calls, a trace, then the compiled program
+            x, w, b = _inputs(dtype, seed=call)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # the compiled path never warns
+                out = fn(x, w, b)
+            grad_out = ember.tensor(np.random.default_rng(9).standard_normal(out.shape),
+                                    dtype=dtype)
+            out.backward(grad_out)
+            if compiled and call == 4 and name != "layer_norm no affine":
+                assert out.grad_fn.name() == "CompiledFunctionBackward"
+            results.append((out.detach().numpy(), x.grad.numpy(),
+                            None if w.grad is None else w.grad.numpy()))
+    script = composite._script
+    assert script is not None and not script.fallbacks
+    assert sum(sp.calls for sp in script.specializations) >= 2
+    tol = 2e-5 if dtype is ember.float32 else 1e-12
+    for got, want in zip(results[:5], results[5:]):
+        for a, b in zip(got, want):
+            assert (a is None) == (b is None)
+            if a is not None:
+                np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def test_double_backward_through_the_compiled_softmax_matches_op_by_op(monkeypatch):
+    def second(compiled):
+        if not compiled:
+            _op_by_op(monkeypatch)
+        x = ember.tensor(np.random.default_rng(1).standard_normal((ROWS, COLS)),
+                         requires_grad=True)
+        for _ in range(5):
+            y = F.softmax(x, -1)
+        (g,) = ember.autograd.grad((y * y).sum(), x, create_graph=True)
+        (gg,) = ember.autograd.grad((g * g).sum(), x)
+        return gg.numpy()
+
+    np.testing.assert_allclose(second(True), second(False), rtol=1e-10, atol=1e-12)
+
+
+def test_small_inputs_other_dims_and_traces_keep_the_primitive_ops():
+    small = ember.randn(4, 8, requires_grad=True)
+    assert F.softmax(small, -1).grad_fn.name() == "DivBackward0"
+    big = ember.randn(ROWS, COLS, requires_grad=True)
+    assert F.softmax(big, 0).grad_fn.name() == "DivBackward0"  # not the last dim
+
+    scripted = ember.script(lambda x: F.layer_norm(F.softmax(x, -1), (COLS,)))
+    scripted(big)
+    ops_seen = {n.op for n in scripted.graphs[0].nodes}
+    assert {"exp", "sum", "div", "mean", "rsqrt"} <= ops_seen, ops_seen
+
+
+def test_ember_compile_0_keeps_the_op_by_op_path(monkeypatch):
+    monkeypatch.setenv("EMBER_COMPILE", "0")
+    x = ember.randn(ROWS, COLS, requires_grad=True)
+    assert F.softmax(x, -1).grad_fn.name() == "DivBackward0"
+
+
+def test_grad_with_respect_to_a_non_leaf_does_not_run_what_made_it():
+    """grad(y, h) stops at h: h's own grad_fn is not run, as in PyTorch (the compiled path's
+    backward is traced this way, so it never reads what made its input)."""
+    ran = []
+
+    class Double(ember.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            ran.append(True)
+            return g * 2
+
+    x = ember.randn(3, requires_grad=True)
+    h = Double.apply(x)
+    y = (h * h).sum()
+    (g,) = ember.autograd.grad(y, h, retain_graph=True)
+    np.testing.assert_allclose(g.numpy(), 2 * h.detach().numpy())
+    assert not ran
+    (gx,) = ember.autograd.grad(y, x)  # through h: now it runs
+    assert ran
+    np.testing.assert_allclose(gx.numpy(), 8 * x.detach().numpy(), rtol=1e-6)
