@@ -78,16 +78,19 @@ def _tiled_max_backward(xp, g, x, kernel_size, out_hw):
         peak = xp.maximum(peak, tap)  # propagates NaN
     grad = xp.zeros(x.shape, dtype=g.dtype)
     zero = g.dtype.type(0)
+    nan = x.dtype.kind == "f" and bool(xp.isnan(peak).any())  # else no tap is NaN
     taken = None
-    for (i, j), tap in taps:
+    last = len(taps) - 1
+    for k, ((i, j), tap) in enumerate(taps):
         win = tap == peak
-        if x.dtype.kind == "f":
+        if nan:
             win |= xp.isnan(tap)
         if taken is None:
             taken = win
         else:
             win &= ~taken
-            taken |= win
+            if k != last:
+                taken |= win
         grad[..., i : oh * kh : kh, j : ow * kw : kw] = select(xp, win, g, zero)
     return grad
 
