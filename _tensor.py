@@ -24,6 +24,9 @@ from .ir.dtypes import dtype as DType
 from .ir.schema import NUMBER, SCHEMAS, fmt_shape
 from .runtime.device import CPU, array_module, as_device, device, device_of_array, to_device
 from .runtime.kernels import KERNELS
+from .runtime.memory import tune_malloc
+
+tune_malloc()  # keep freed eager arrays' memory for the next ones (runtime/memory.py)
 
 _EMPTY: dict = {}
 _ndarray = np.ndarray
