@@ -212,48 +212,60 @@ def _meta(t):
 _derivatives = None
 
 
+_Tensor = None
+
+
 def link_op(op: str, inputs: tuple, attrs: dict, outputs: tuple) -> None:
     """Record op in the autograd graph: a node from the outputs back to the inputs."""
-    global _derivatives
+    global _derivatives, _Tensor
     if _derivatives is None:
+        from .._tensor import Tensor
         from .derivatives import DERIVATIVES
 
-        _derivatives = DERIVATIVES
+        _derivatives, _Tensor = DERIVATIVES, Tensor
+    Tensor = _Tensor
     rule = _derivatives[op]
     node = OpNode()
     node.pre_hooks = None
     node.op, node.attrs, node.rule, node.freed = op, attrs, rule, False
-    edges, metas, needs = [], [], []
+    edges, metas, needs, tensors = [], [], [], []
     for x in inputs:
-        if hasattr(x, "_data"):
-            e = edge_of(x)
+        if isinstance(x, Tensor):
+            grad_fn = x._grad_fn
+            # edge_of's common case inline: an op's output that is not a view
+            e = (grad_fn, x._output_nr) if grad_fn is not None and x._base is None \
+                else edge_of(x)
             metas.append((x._data.shape, x._dtype, x._device))
+            tensors.append(True)
         else:
             e = None
             metas.append(None)
+            tensors.append(False)
         edges.append(e)
         needs.append(e is not None)
     node.next_functions = tuple(edges)
-    node.needs_input_grad = tuple(needs)
+    node.needs_input_grad = needs = tuple(needs)
     node.input_meta = tuple(metas)
-    node.out_meta = tuple((o._data.shape, o._dtype, o._device) for o in outputs)
+    node.out_meta = tuple([(o._data.shape, o._dtype, o._device) for o in outputs])
     versions = []
     save = rule.save_inputs
     if save is not True and save is not False:
         # the rule saves only the inputs its gradients will read (mul: a only if b needs grad)
-        mask = save(node.needs_input_grad)
-        inputs = tuple(x if m or not hasattr(x, "_data") else None for x, m in zip(inputs, mask))
+        mask = save(needs)
+        kept = []
+        for x, m, t in zip(inputs, mask, tensors):
+            kept.append(x if m or not t else None)
+        inputs = tuple(kept)
         save = any(mask)
     if save:
         node.inputs = inputs
-        versions.append(
-            (inputs, tuple(x._version[0] if hasattr(x, "_data") else None for x in inputs))
-        )
+        versions.append((inputs, tuple([x._version[0] if t and x is not None else None
+                                        for x, t in zip(inputs, tensors)])))
     else:
-        node.inputs = tuple(None if hasattr(x, "_data") else x for x in inputs)
+        node.inputs = tuple([None if t else x for x, t in zip(inputs, tensors)])
     if rule.save_outputs:
         node.outputs = outputs
-        versions.append((outputs, tuple(o._version[0] for o in outputs)))
+        versions.append((outputs, tuple([o._version[0] for o in outputs])))
     else:
         node.outputs = None
     node.saved_versions = versions
