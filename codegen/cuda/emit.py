@@ -4,7 +4,9 @@ Every kernel is `extern "C" __global__ void name(T0* a0, ..., long long start, l
 over rows [start, end) of the spec's flattened outer dims, as the LLVM backend's are.
 
 - A kernel without reductions is elementwise: a grid-stride loop over the flat index of every
-  element of those rows, each thread decomposing its index into the loop dims.
+  element of those rows, each thread decomposing its index into the loop dims. When every
+  argument is float32 at the flat index itself and all are 16-byte aligned, the loop moves
+  four elements a step through float4 loads and stores, the rest one by one.
 - A kernel with reductions gives each row to one block (grid-stride over rows): the threads
   stride over the row's inner elements, each reduction combines per-thread partials with warp
   shuffles and one shared-memory step across warps, and every thread then sees the result for
@@ -315,18 +317,72 @@ class _Kernel:
         spec = self.spec
         n = len(spec.shape)
         inner = math.prod(spec.shape[spec.outer:])
-        self.lines = []
-        self.lines.append(f"long long total = (end - start) * {inner}LL;")
-        self.lines.append("for (long long t = blockIdx.x * (long long)blockDim.x + threadIdx.x; "
-                          "t < total; t += (long long)gridDim.x * blockDim.x) {")
-        outer_lines = self.lines
+        head = [f"long long total = (end - start) * {inner}LL;",
+                "long long first = blockIdx.x * (long long)blockDim.x + threadIdx.x;",
+                "long long stride = (long long)gridDim.x * blockDim.x;"]
+        scalar = self._scalar_loop("first", n, inner)
+        if not self._vectorizable():
+            return head + scalar
+        # every argument a float32 array read or written at the flat index itself: where all
+        # are 16-byte aligned at this range, four elements per thread and step, as float4
+        pointers = " | ".join(f"(unsigned long long)(a{i} + start * {inner}LL)"
+                              for i in range(len(spec.args)))
+        lines = head + [f"if ((({pointers}) & 15ULL) == 0) {{",
+                        "    long long quads = total / 4;",
+                        "    for (long long q = first; q < quads; q += stride) {",
+                        f"        long long f = start * {inner}LL + 4 * q;"]
+        body = []
+        for i in range(spec.n_inputs):
+            body.append(f"float4 v{i} = *reinterpret_cast<const float4*>(a{i} + f);")
+        outputs = range(spec.n_inputs, len(spec.args))
+        body += [f"float4 v{i};" for i in outputs]
+        key = {(a.strides, a.offset) for a in spec.accesses()}
+        for lane in range(4):
+            self.lines = []
+            offsets = {k: str(lane) for k in key}
+            scope: dict = {}
+            for s in spec.stores:
+                self.lines.append(self.store(s, self.value(s.expr, scope, offsets), offsets))
+            # each lane's block names the arguments as the lanes of the vectors
+            body.append("{")
+            body += [f"    const float* a{i} = reinterpret_cast<const float*>(&v{i});"
+                     for i in range(spec.n_inputs)]
+            body += [f"    float* a{i} = reinterpret_cast<float*>(&v{i});" for i in outputs]
+            body += ["    " + line for line in self.lines]
+            body.append("}")
+        body += [f"*reinterpret_cast<float4*>(a{i} + f) = v{i};" for i in outputs]
+        lines += ["        " + line for line in body]
+        lines += ["    }",
+                  *("    " + line for line in self._scalar_loop("quads * 4 + first", n, inner)),
+                  "} else {",
+                  *("    " + line for line in scalar),
+                  "}"]
+        return lines
+
+    def _scalar_loop(self, first: str, n: int, inner: int) -> list[str]:
+        """for t from `first` over the range's flat element indices, one element a step."""
+        spec = self.spec
         self.lines = []
         index = self._decompose(f"(start * {inner}LL + t)", list(range(n)), "i")
         offsets = self._offsets([index[j] for j in range(n)], range(n))
         scope: dict = {}
         for s in spec.stores:
             self.lines.append(self.store(s, self.value(s.expr, scope, offsets), offsets))
-        return outer_lines + ["    " + line for line in self.lines] + ["}"]
+        return [f"for (long long t = {first}; t < total; t += stride) {{",
+                *("    " + line for line in self.lines), "}"]
+
+    def _vectorizable(self) -> bool:
+        """Whether every argument is float32 and every access is at the flat index itself
+        (row-major over the whole loop space, no offset): float4 loads and stores."""
+        spec = self.spec
+        if any(dtype != "float32" for dtype in spec.args):
+            return False
+        contiguous, step = [0] * len(spec.shape), 1
+        for j in range(len(spec.shape) - 1, -1, -1):
+            contiguous[j] = step
+            step *= spec.shape[j]
+        return all(tuple(a.strides) == tuple(contiguous) and a.offset == 0
+                   for a in spec.accesses())
 
     def _reduction_body(self, reduces: list[int]) -> list[str]:
         spec = self.spec

@@ -33,7 +33,7 @@ def test_a_row_reduction_is_one_block_per_row_with_warp_shuffles():
 
 def test_an_elementwise_kernel_is_a_grid_stride_loop_over_strided_loads():
     source = _program(lambda a: (a.t() * 2 + 1).sigmoid(), X).code
-    assert "t += (long long)gridDim.x * blockDim.x" in source
+    assert "t += stride" in source and "stride = (long long)gridDim.x * blockDim.x" in source
     assert "i1 * 33LL" in source  # the transpose folded into the load's strides
 
 
