@@ -18,8 +18,10 @@ import numpy as np
 from ..codegen.llvm.emit import CHUNKS_PER_THREAD, PARALLEL_FOR, symbol, task_symbol
 
 # a kernel over fewer elements than this runs inline: below it, waking the pool and sharing
-# the rows costs more than the second core saves (a GEMV of 256x784 gains, 256x256 not)
+# the rows costs more than a second core saves (the batch-1 MLP's GEMVs of 256x784 and 256x256
+# gain; its 10x256 does not)
 PARALLEL_MIN_ELEMENTS = 1 << 16
+
 
 def _data_pointer_reader():
     """A fast reader of an ndarray's data pointer. numpy's PyArrayObject starts with the
