@@ -69,8 +69,30 @@ def _inplace_input(h, a):
     return h + a.buf.sum() * 0.1
 
 
+def _inplace_view_rows(h, a):
+    t = h.clone()
+    t[0].mul_(2.0)  # writes through views: captured as view_scatter
+    t[:, -1:].add_(h[:, :1].tanh())
+    return t
+
+
+def _inplace_view_transposed(h, a):
+    t = h * 1.0
+    t.t()[0].sub_(0.5)
+    t[-1] = h[0] * 0.5
+    return t
+
+
+def _inplace_input_view(h, a):
+    a.buf[:4].mul_(0.5)  # an argument written through a view: written back after the call
+    return h + a.buf[2:6].sum()
+
+
 STEPS["inplace_local"] = _inplace_local
 STEPS["inplace_input"] = _inplace_input
+STEPS["inplace_view_rows"] = _inplace_view_rows
+STEPS["inplace_view_transposed"] = _inplace_view_transposed
+STEPS["inplace_input_view"] = _inplace_input_view
 
 # twice differentiable, for double backward (relu, amax and where have zero second derivatives
 # almost everywhere, which would test little)
@@ -95,6 +117,8 @@ SMOOTH = [
     "matmul_w",
     "matmul_self",
     "inplace_local",
+    "inplace_view_rows",
+    "inplace_view_transposed",
     "unsqueeze_mul",
 ]
 
