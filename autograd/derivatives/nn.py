@@ -25,7 +25,13 @@ def _matmul(node, g):
             ga = E.squeeze(ga, -2)
     if need_b:
         a2 = E.unsqueeze(a, 0) if a_1d else a
-        gb = E.matmul(E.mT(a2), g2)
+        if a2.ndim > 2 and len(node.input_meta[1][0]) == 2 and a2.shape[-1] and g2.numel():
+            # a stack times one matrix: b's gradient is one GEMM over the stacked rows
+            # instead of a product per matrix summed afterwards
+            k, n = a2.shape[-1], g2.shape[-1]
+            gb = E.matmul(E.mT(E.reshape(a2, -1, k)), E.reshape(g2, -1, n))
+        else:
+            gb = E.matmul(E.mT(a2), g2)
         if b_1d:
             gb = E.squeeze(gb, -1)
     return ga, gb

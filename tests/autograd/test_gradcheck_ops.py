@@ -466,6 +466,8 @@ for _a, _b in [
     ((3,), (3,)),
     ((2, 2, 3), (3,)),
     ((3,), (2, 3, 2)),
+    ((2, 4, 3), (3, 2)),  # a stack times one matrix: one GEMM over the stacked rows
+    ((4, 2, 3), (3, 5)),
 ]:
     case(
         f"matmul[{_a}@{_b}]",
@@ -477,6 +479,12 @@ case(
     "linear_batched_and_vector",
     lambda x, v, w: (ember.nn.functional.linear(x, w), ember.nn.functional.linear(v, w)),
     lambda r: (normal(r, 2, 3, 4), normal(r, 4), normal(r, 5, 4)),
+    gradgrad=True,
+)
+case(
+    "matmul_stack_of_a_transposed_view",
+    lambda a, b: a.transpose(0, 1) @ b,  # not contiguous: reshaped by a copy
+    lambda r: (normal(r, 3, 2, 4), normal(r, 4, 3)),
     gradgrad=True,
 )
 case(

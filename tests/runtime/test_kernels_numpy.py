@@ -668,3 +668,21 @@ def test_tiled_max_pool_backward_equals_the_tap_by_tap_rule(shape, k):
         pick = nan[0] if nan.size else int(np.argmax(window))
         want[lead + (i * k + pick // k, j * k + pick % k)] += g[idx]
     np.testing.assert_array_equal(fast, want)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5), (2, 3, 4, 5), (0, 3, 5), (3, 0, 5)])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_a_stack_times_a_matrix_is_numpys_matmul(shape, transposed):
+    """matmul and linear fold (..., m, k) @ (k, n) into one GEMM over the stacked rows; the
+    result is numpy's matmul (to rounding), for non-contiguous and empty stacks too."""
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal(shape[::-1] if transposed else shape)
+    if transposed:
+        a = a.transpose(*range(a.ndim)[::-1])
+    b = rng.standard_normal((shape[-1], 6))
+    w = rng.standard_normal((6, shape[-1]))
+    got = KERNELS["matmul"](np, a, b)
+    assert got.shape == np.matmul(a, b).shape
+    np.testing.assert_allclose(got, np.matmul(a, b), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(KERNELS["linear"](np, a, w, b[0]), np.matmul(a, w.T) + b[0],
+                               rtol=1e-12, atol=1e-12)
