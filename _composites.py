@@ -44,9 +44,12 @@ class Composite:
         self._script = None
         self._seen = 0
 
-    def ready(self) -> bool:
-        """Whether this eligible call goes compiled: after WARMUP_CALLS of them (a repeated
-        call, as a training loop makes, pays the compile; an interactive one-off does not)."""
+    def wants(self, x) -> bool:
+        """Whether an eager call on x goes compiled: x is eligible, and WARMUP_CALLS eligible
+        calls came before (a repeated call, as a training loop makes, pays the compile; an
+        interactive one-off does not)."""
+        if not eligible(x):
+            return False
         if self._seen >= WARMUP_CALLS:
             return True
         self._seen += 1

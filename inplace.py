@@ -14,11 +14,20 @@ from .errors import runtime_error
 from .ir.schema import fmt_shape
 
 
-def _replay(base: Tensor, chain) -> Tensor:
-    t = base
+def _dispatch(op, args, attrs):
+    return dispatch(op, tuple(args), attrs)
+
+
+def replay_chain(value, chain, apply):
+    """The view `chain` (view ops and their attrs, from a tensor's _view_chain) of value;
+    `apply(op, args, attrs)` runs an op (dispatch eagerly; the tracer adds graph nodes)."""
     for op, attrs in chain:
-        t = dispatch(op, (t,), attrs)
-    return t
+        value = apply(op, [value], attrs)
+    return value
+
+
+def _replay(base: Tensor, chain) -> Tensor:
+    return replay_chain(base, chain, _dispatch)
 
 
 def scatter_chain(base, src, chain, apply):
@@ -32,10 +41,6 @@ def scatter_chain(base, src, chain, apply):
     for (op, attrs), parent in zip(reversed(chain), reversed(parents)):
         new = apply("view_scatter", [parent, new], {"view_op": op, **attrs})
     return new
-
-
-def _dispatch(op, args, attrs):
-    return dispatch(op, tuple(args), attrs)
 
 
 class CopySlices(Node):

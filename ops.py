@@ -936,7 +936,7 @@ def softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     """exp(x) / sum(exp(x)) along dim, the max subtracted first (torch.softmax)."""
     if dtype is not None:
         input = cast(input, dtype)
-    if _last_dim(input, dim) and composites.eligible(input) and _SOFTMAX.ready():
+    if _last_dim(input, dim) and _SOFTMAX.wants(input):
         return _SOFTMAX(input)  # one compiled kernel (_composites.py)
     e = exp(_shifted(input, dim))
     return div(e, sum(e, dim, keepdim=True))
@@ -946,7 +946,7 @@ def log_softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     """x - logsumexp(x) along dim, finite for finite x (torch.log_softmax)."""
     if dtype is not None:
         input = cast(input, dtype)
-    if _last_dim(input, dim) and composites.eligible(input) and _LOG_SOFTMAX.ready():
+    if _last_dim(input, dim) and _LOG_SOFTMAX.wants(input):
         return _LOG_SOFTMAX(input)
     shifted = _shifted(input, dim)
     return sub(shifted, logsumexp(shifted, dim, keepdim=True))

@@ -317,7 +317,7 @@ def layer_norm(
             f"[*, {', '.join(str(d) for d in shape)}], but got input of size"
             f"{list(input.shape)}"
         )
-    if composites.eligible(input) and _LAYER_NORM.ready():
+    if _LAYER_NORM.wants(input):
         return _LAYER_NORM(input, weight, bias, k, eps)  # one compiled kernel (_composites.py)
     return _affine(_standardize(input, tuple(range(-k, 0)), eps), weight, bias)
 

@@ -69,11 +69,11 @@ class Adam(Optimizer):
             # under ember.script the bias corrections are tensor ops on the step counter, so a
             # captured step stays right on every call (PyTorch's capturable=True); eagerly they
             # are Python floats, as PyTorch computes them
-            traced = _tensor.trace_here() is not None
-            if not traced and on_arrays(p, grad, exp_avg, exp_avg_sq):
+            if on_arrays(p, grad, exp_avg, exp_avg_sq):  # eager: no trace to see tensor ops
                 _update_arrays(p, grad, state, lr, beta1, beta2, eps, weight_decay, amsgrad,
                                decoupled)
                 continue
+            traced = _tensor.trace_here() is not None
             step_t.add_(1)
             step = step_t if traced else step_t.item()
 

@@ -331,7 +331,7 @@ class CompiledProgram:
         values[: self.n_inputs] = arrays
         values[self.n_inputs : self.n_inputs + len(self.constants)] = self.constants
         buffers = self._buffers()
-        seen = self._local.__dict__.get("seen")
+        seen = getattr(self._local, "seen", None)
         if seen is None:
             seen = self._local.seen = {}
         pointers = self._pointers

@@ -169,7 +169,7 @@ class Trace:
             self.stop("an in-place write to a tensor that is a view or has views, which the "
                       "trace cannot follow")
             return
-        from ..inplace import scatter_chain
+        from ..inplace import replay_chain, scatter_chain
 
         where = user_frame()
 
@@ -182,10 +182,7 @@ class Trace:
             self.mutated[id(base)] = base
         for t in list(self.views.values()):
             if t is not base and t._base is base:
-                current = new
-                for op, attrs in t._view_chain:
-                    current = add(op, [current], attrs)
-                self._bind(t, current)
+                self._bind(t, replay_chain(new, t._view_chain, add))
 
     def _add(self, op, args, attrs, where):
         node = self.graph.add_node(op, args, attrs, source=where)

@@ -478,6 +478,37 @@ def test_ember_optim_is_reachable_as_an_attribute():
         assert fresh.optim.lr_scheduler.StepLR is not None
 
 
+def _assert_array_path_equals_tensor_path(module, make, dtype, monkeypatch):
+    """Run an optimizer 10 steps on its array path, then with `module.on_arrays` answering
+    no (the tensor ops): parameters and state must agree bit for bit."""
+
+    def run(fast: bool):
+        if not fast:
+            monkeypatch.setattr(module, "on_arrays", lambda *a: False)
+        else:
+            monkeypatch.undo()
+        rng = np.random.default_rng(0)
+        params = [ember.tensor(rng.standard_normal(s), dtype=getattr(ember, dtype),
+                               requires_grad=True) for s in [(5, 3), (3,), ()]]
+        opt = make(params)
+        for step in range(10):
+            for p in params:
+                p.grad = ember.tensor(rng.standard_normal(p.shape) * (step + 1),
+                                      dtype=getattr(ember, dtype))
+            opt.step()
+        return params, opt
+
+    fast_params, fast_opt = run(True)
+    slow_params, slow_opt = run(False)
+    for a, b in zip(fast_params, slow_params):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+        sa, sb = fast_opt.state.get(a, {}), slow_opt.state.get(b, {})
+        assert sorted(sa) == sorted(sb)
+        for key in sa:
+            np.testing.assert_array_equal(sa[key].numpy(), sb[key].numpy(), err_msg=key)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize(
     "cls, options",
@@ -494,32 +525,9 @@ def test_adams_array_path_equals_its_tensor_ops_bit_for_bit(cls, options, dtype,
     the tensor ops' own, bit for bit, parameters and state, over 10 steps."""
     import ember.optim.adam as adam_module
 
-    def run(fast: bool):
-        if not fast:
-            monkeypatch.setattr(adam_module, "on_arrays", lambda *a: False)
-        else:
-            monkeypatch.undo()
-        rng = np.random.default_rng(0)
-        params = [ember.tensor(rng.standard_normal(s), dtype=getattr(ember, dtype),
-                               requires_grad=True) for s in [(5, 3), (3,), ()]]
-        opt = getattr(ember.optim, cls)(params, lr=0.05, **options)
-        for step in range(10):
-            for k, p in enumerate(params):
-                p.grad = ember.tensor(rng.standard_normal(p.shape) * (step + 1),
-                                      dtype=getattr(ember, dtype))
-            opt.step()
-        return params, opt
-
-    fast_params, fast_opt = run(True)
-    slow_params, slow_opt = run(False)
-    for a, b in zip(fast_params, slow_params):
-        assert a.dtype == b.dtype
-        np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
-    for a, b in zip(fast_params, slow_params):
-        sa, sb = fast_opt.state[a], slow_opt.state[b]
-        assert sorted(sa) == sorted(sb)
-        for key in sa:
-            np.testing.assert_array_equal(sa[key].numpy(), sb[key].numpy(), err_msg=key)
+    _assert_array_path_equals_tensor_path(
+        adam_module, lambda params: getattr(ember.optim, cls)(params, lr=0.05, **options),
+        dtype, monkeypatch)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -533,27 +541,6 @@ def test_sgds_array_path_equals_its_tensor_ops_bit_for_bit(options, dtype, monke
     tensor ops' own, bit for bit, parameters and momentum buffers, over 10 steps."""
     import ember.optim.sgd as sgd_module
 
-    def run(fast: bool):
-        if not fast:
-            monkeypatch.setattr(sgd_module, "on_arrays", lambda *a: False)
-        else:
-            monkeypatch.undo()
-        rng = np.random.default_rng(0)
-        params = [ember.tensor(rng.standard_normal(s), dtype=getattr(ember, dtype),
-                               requires_grad=True) for s in [(5, 3), (3,), ()]]
-        opt = ember.optim.SGD(params, lr=0.05, **options)
-        for step in range(10):
-            for p in params:
-                p.grad = ember.tensor(rng.standard_normal(p.shape) * (step + 1),
-                                      dtype=getattr(ember, dtype))
-            opt.step()
-        return params, opt
-
-    fast_params, fast_opt = run(True)
-    slow_params, slow_opt = run(False)
-    for a, b in zip(fast_params, slow_params):
-        np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
-        sa, sb = fast_opt.state.get(a, {}), slow_opt.state.get(b, {})
-        assert sorted(sa) == sorted(sb)
-        for key in sa:
-            np.testing.assert_array_equal(sa[key].numpy(), sb[key].numpy(), err_msg=key)
+    _assert_array_path_equals_tensor_path(
+        sgd_module, lambda params: ember.optim.SGD(params, lr=0.05, **options), dtype,
+        monkeypatch)
