@@ -71,15 +71,23 @@ def end_trace() -> None:
             tracer_hook = None
 
 
-def _note_shape_read() -> None:
-    """The traced function's own code read a size into Python (x.shape[0], len(x)): a graph
-    traced with it may depend on that size beyond what ops see, so its sizes stay exact."""
+def _traced_shape(t, dim=None) -> tuple:
+    """t's sizes while a trace runs: SizeInts where the trace made them symbolic, when ember's
+    own code reads them. The traced function's own code gets plain ints, and the sizes it
+    reads become exact (all of them, or only `dim` for x.size(dim)): an int that Python code
+    holds escapes any bookkeeping (range(n), 1.0 / n and list[n] read its value directly), so
+    only ember's code, which is written to keep sizes symbolic, sees SizeInts."""
     trace = trace_here()
-    if trace is None:
-        return
+    if trace is None or not trace.sizes or trace.plain_shapes:
+        return t._data.shape
+    shape = trace.traced_shape(t)
     caller = sys._getframe(2).f_globals.get("__name__", "")
-    if caller != "ember" and not caller.startswith("ember."):
-        trace.shape_read = True
+    if caller == "ember" or caller.startswith("ember."):
+        return shape
+    for d in range(len(shape)) if dim is None else (dim,):
+        if shape[d].__class__ is not int:
+            shape[d].specialize()
+    return t._data.shape
 
 
 def _stop_trace(reason: str) -> None:
@@ -153,7 +161,7 @@ class Tensor:
     @property
     def shape(self) -> Size:
         if active_trace is not None:
-            _note_shape_read()
+            return Size(_traced_shape(self))
         return Size(self._data.shape)
 
     @property
@@ -176,17 +184,19 @@ class Tensor:
         return self._data.ndim
 
     def size(self, dim: int | None = None):
-        if active_trace is not None:
-            _note_shape_read()
-        if dim is None:
-            return Size(self._data.shape)
-        from .ir.schema import normalize_dim
+        if dim is not None:
+            from .ir.schema import normalize_dim
 
-        return self._data.shape[normalize_dim(dim, self._data.ndim)]
+            dim = normalize_dim(dim, self._data.ndim)
+        shape = self._data.shape if active_trace is None else _traced_shape(self, dim)
+        return Size(shape) if dim is None else shape[dim]
 
     def numel(self) -> int:
         if active_trace is not None:
-            _note_shape_read()
+            n = 1
+            for d in _traced_shape(self):
+                n = d * n
+            return n
         return int(self._data.size)
 
     nelement = numel
@@ -350,10 +360,12 @@ class Tensor:
         return self._read("int")
 
     def __len__(self) -> int:
-        if active_trace is not None:
-            _note_shape_read()
         if self._data.ndim == 0:
             raise type_error("len() of a 0-d tensor")
+        if active_trace is not None:
+            # len() hands Python a plain int: a symbolic size becomes exact
+            size = _traced_shape(self, 0)[0]
+            return size.specialize() if hasattr(size, "specialize") else size
         return self._data.shape[0]
 
     def __iter__(self):
@@ -585,7 +597,20 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = 
             raise type_error(f"{op}(): expected Tensor or number arguments, got {type(x).__name__}")
     if dev is None:
         dev = CPU
-    out_types = schema.infer(inputs, attrs)
+    kattrs = attrs
+    if active_trace is not None and (trace := trace_here()) is not None and trace.sizes:
+        # a trace with symbolic sizes: it records their expressions (and autograd keeps them
+        # for the derivatives); the type rule and the kernel see this call's plain numbers
+        from .tracer.sizes import concrete
+
+        kattrs = concrete(attrs)
+        trace.plain_shapes += 1
+        try:
+            out_types = schema.infer(inputs, kattrs)
+        finally:
+            trace.plain_shapes -= 1
+    else:
+        out_types = schema.infer(inputs, attrs)
 
     compute = schema.compute_dtype
     if compute is not None:
@@ -608,8 +633,8 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = 
     kernel = KERNELS[op]
     xp = np if dev is CPU else array_module(dev)
     if out is not None:
-        return _into(out, op, kernel, xp, args, attrs, out_types, inputs, needs_grad)
-    result = kernel(xp, *args, **attrs)
+        return _into(out, op, kernel, xp, args, kattrs, out_types, inputs, needs_grad)
+    result = kernel(xp, *args, **kattrs)
 
     if schema.num_outputs == 1:
         if schema.view:

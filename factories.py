@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -21,6 +22,22 @@ def _device(dev) -> device:
     if dev.type == "cuda" and dev.index is None:
         dev = device("cuda", 0)
     return dev
+
+
+def _exact_sizes(fn):
+    """A factory whose numbers (data, fill values, ranges) become constants of a traced
+    graph: a size read under a symbolic trace that reaches them is made exact."""
+
+    @functools.wraps(fn)
+    def factory(*args, **kwargs):
+        if _tensor.active_trace is not None:
+            from .tracer.sizes import specialize_all
+
+            specialize_all(args)
+            specialize_all(kwargs)
+        return fn(*args, **kwargs)
+
+    return factory
 
 
 def _made(t: Tensor) -> Tensor:
@@ -81,6 +98,7 @@ def _infer_dtype(data):
     return {"b": as_dtype("bool"), "i": int64, "f": get_default_dtype()}[kind]
 
 
+@_exact_sizes
 def tensor(data, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of data (nested lists, numbers, arrays or tensors)."""
     dev = _device(device) if device is not None else None
@@ -109,6 +127,7 @@ def tensor(data, *, dtype=None, device=None, requires_grad: bool = False) -> Ten
     return _finish(array, d, dev or CPU, requires_grad)
 
 
+@_exact_sizes
 def as_tensor(data, dtype=None, device=None) -> Tensor:
     """Like tensor(), but shares memory with a tensor or array when dtype and device allow."""
     if isinstance(data, Tensor):
@@ -157,6 +176,7 @@ def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
     return _filled(lambda xp, s, d: xp.empty(s, d), size, dtype, device, requires_grad)
 
 
+@_exact_sizes
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     if dtype is None:
         dtype = (
@@ -193,6 +213,7 @@ def empty_like(input, *, dtype=None, device=None, requires_grad=False) -> Tensor
     return _like(empty, input, dtype, device, requires_grad)
 
 
+@_exact_sizes
 def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     return full(
         tuple(input.shape),
@@ -203,6 +224,7 @@ def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False
     )
 
 
+@_exact_sizes
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     if end is None:
         start, end = 0, start
@@ -231,6 +253,7 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
     )
 
 
+@_exact_sizes
 def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     if steps < 0:
         raise runtime_error("linspace: number of steps must be non-negative")
@@ -243,6 +266,7 @@ def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad=F
     )
 
 
+@_exact_sizes
 def logspace(
     start, end, steps: int, base: float = 10.0, *, dtype=None, device=None, requires_grad=False
 ) -> Tensor:
@@ -255,6 +279,7 @@ def logspace(
     )
 
 
+@_exact_sizes
 def eye(n: int, m: int | None = None, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     return _filled(
         lambda xp, s, npd: xp.eye(n, m, dtype=npd),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _tensor
 from . import ops as E
 from ._tensor import Tensor, dispatch
 from .errors import index_error, type_error
@@ -20,6 +21,10 @@ def _as_index_tensor(entry, dev):
 
     if isinstance(entry, Tensor):
         return entry
+    if _tensor.active_trace is not None:
+        from .tracer.sizes import specialize_all
+
+        specialize_all(entry)  # the index list becomes a constant: its sizes are exact
     array = np.asarray(entry)
     if array.dtype == object or (array.size and array.dtype.kind not in "biu"):
         raise index_error(
@@ -29,6 +34,24 @@ def _as_index_tensor(entry, dev):
     if array.size == 0:
         array = array.astype(np.int64)
     return tensor(array, device=dev)
+
+
+def _slice_bounds(k: slice, size) -> tuple:
+    """k.indices(size) for a positive step. A size read under a symbolic trace (a SizeInt)
+    goes through Python arithmetic instead, which keeps its expression: slice.indices would
+    read its plain value and bake this call's bounds into the graph."""
+    if size.__class__ is int:
+        return k.indices(size)
+
+    def bound(v, default):
+        if v is None:
+            return default
+        if v < 0:
+            v = v + size
+            return v if v > 0 else 0
+        return v if v < size else size
+
+    return bound(k.start, 0), bound(k.stop, size), 1 if k.step is None else int(k.step)
 
 
 def _expand_key(x: Tensor, key) -> list:
@@ -119,7 +142,7 @@ def _lower(x: Tensor, key):
                     if k.step == 0
                     else "step must be greater than zero"
                 )
-            starts[d], stops[d], steps[d] = k.indices(size)
+            starts[d], stops[d], steps[d] = _slice_bounds(k, size)
             stops[d] = max(stops[d], starts[d])
             layout.append("dim")
         else:

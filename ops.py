@@ -600,7 +600,7 @@ def _slice_dim(input, dim, start, stop, step) -> Tensor:
 
 def split(input, split_size_or_sections, dim: int = 0):
     dim = normalize_dim(dim, input.ndim)
-    size = input.shape[dim]
+    size = int(input.shape[dim])  # the number of pieces depends on it: exact under a trace
     if isinstance(split_size_or_sections, int):
         step = split_size_or_sections
         if step <= 0:
@@ -631,7 +631,7 @@ def chunk(input, chunks: int, dim: int = 0):
 
 def unbind(input, dim: int = 0):
     dim = normalize_dim(dim, input.ndim)
-    return tuple(select(input, dim, i) for i in range(input.shape[dim]))
+    return tuple(select(input, dim, i) for i in range(int(input.shape[dim])))
 
 
 def select(input, dim: int, index: int) -> Tensor:

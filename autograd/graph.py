@@ -137,7 +137,8 @@ class OpNode(Node):
                 out.append(None)
                 continue
             shape, dtype, _ = self.input_meta[i]
-            if tuple(g.shape) != shape:
+            found = tuple(g.shape)
+            if len(found) != len(shape) or found != shape:  # ranks first: no size compared
                 g = sum_to(g, shape)
             if g._dtype is not dtype:
                 g = g.to(dtype)
@@ -213,16 +214,30 @@ _derivatives = None
 
 
 _Tensor = None
+_tensor_module = None
+
+
+def _traced_metas(node, inputs) -> None:
+    """Under a trace with symbolic sizes, the derivative rules read the inputs' sizes as the
+    trace knows them (SizeInts), so the backward they record is symbolic too."""
+    trace = _tensor_module.trace_here()
+    if trace is None or not trace.sizes:
+        return
+    node.input_meta = tuple(
+        m if m is None else (trace.traced_shape(x), *m[1:])
+        for x, m in zip(inputs, node.input_meta)
+    )
 
 
 def link_op(op: str, inputs: tuple, attrs: dict, outputs: tuple) -> None:
     """Record op in the autograd graph: a node from the outputs back to the inputs."""
-    global _derivatives, _Tensor
+    global _derivatives, _Tensor, _tensor_module
     if _derivatives is None:
+        from .. import _tensor
         from .._tensor import Tensor
         from .derivatives import DERIVATIVES
 
-        _derivatives, _Tensor = DERIVATIVES, Tensor
+        _derivatives, _Tensor, _tensor_module = DERIVATIVES, Tensor, _tensor
     Tensor = _Tensor
     rule = _derivatives[op]
     node = OpNode()
@@ -246,6 +261,8 @@ def link_op(op: str, inputs: tuple, attrs: dict, outputs: tuple) -> None:
     node.next_functions = tuple(edges)
     node.needs_input_grad = needs = tuple(needs)
     node.input_meta = tuple(metas)
+    if _tensor_module.active_trace is not None:
+        _traced_metas(node, inputs)
     node.out_meta = tuple([(o._data.shape, o._dtype, o._device) for o in outputs])
     versions = []
     save = rule.save_inputs

@@ -225,7 +225,7 @@ def _adaptive_weights(size: int, out_size: int) -> tuple:
 
 def _adaptive_avg(x: Tensor, dim: int, out_size: int) -> Tensor:
     """Adaptive average pooling of x along one (negative) dim."""
-    size = x.shape[dim]
+    size = int(x.shape[dim])  # the bins depend on it: exact under a trace
     if out_size <= 0:
         raise runtime_error(f"adaptive pooling: output size must be positive, got {out_size}")
     if size % out_size == 0:

@@ -26,6 +26,7 @@ from ..ir.passes import run_pipeline
 from ..runtime.compiled import build_program
 from ..runtime.device import CPU, array_module, device_of_array
 from ..runtime.program import evaluate_with_kernels
+from .dynamic import dims_to_trace, make_dynamic
 from .guards import (
     _UNGUARDED,
     SameTensor,
@@ -82,7 +83,6 @@ class Specialization:
         self.grad_writes: list = []  # (tensor, wrote a tensor?) in graph-output order
         self.self_contained = False  # ran backward() inside: runs without autograd recording
         self.split = None  # compiled forward + backward for calls autograd records
-        self.reads_shapes = True  # the function's code read sizes (so they stay exact)
 
     # -- checking ----------------------------------------------------------------------------
 
@@ -397,18 +397,22 @@ class ScriptFunction:
             log("recompiles", f"{name}: retracing because {failure}")
         sp = Specialization(key, self._leaf_names(spec))
         recording = Trace(name)
+        dims = dims_to_trace(self, key, failure)
         for i, x in enumerate(leaves):
             if isinstance(x, _tensor.Tensor):
-                recording.add_input(x, f"arg{i}")
+                recording.add_input(x, f"arg{i}", dims.get(i, ()))
                 sp.input_leaves.append(i)
         with tracing(recording):
             result = self.fn(*args, **kwargs)
+        symbolic = None
         if recording.broken is None:
             out_leaves, sp.out_spec = flatten(result)
             try:
                 recording.outputs(out_leaves)
             except Exception as exc:  # an output the graph cannot return
                 recording.stop(f"an output the graph cannot return ({exc})")
+            if recording.sizes and recording.broken is None:
+                symbolic = recording.finish_symbolic(out_leaves)
         if recording.broken is not None:
             sp.eager_reason = recording.broken
             self.specializations.append(sp)
@@ -423,13 +427,9 @@ class ScriptFunction:
             return result
         self._finish(sp, recording, out_leaves)
         self.specializations.append(sp)
-        if self.dynamic is not False and failure is not None:
-            from .dynamic import try_dynamic
-
-            dynamic = try_dynamic(self, sp)
-            if dynamic is not None:
-                dims = ", ".join(f"{sp.names[i]}.shape[{d}]" for i, d in dynamic.dims)
-                log("recompiles", f"{name}: {dims} dynamic from now on")
+        if symbolic is not None and recording.broken is None:
+            dynamic = make_dynamic(self, sp, symbolic)
+            log("recompiles", f"{name}: {dynamic.describe_dims(sp.names)} dynamic")
         log("graph", f"{name}: captured graph\n{sp.graph}")
         return result
 
@@ -450,7 +450,6 @@ class ScriptFunction:
                           for t, g in recording.grad_reads.values()]
         sp.grad_writes = [(t, g is not None) for t, g in recording.grad_writes.values()]
         sp.self_contained = recording.ran_backward
-        sp.reads_shapes = recording.shape_read
         leaf_of = {id(t): i for i, t in enumerate(recording_inputs(recording))}
         for tensor in recording.mutated.values():
             if id(tensor) in leaf_of:
@@ -564,15 +563,15 @@ class ScriptFunction:
                          f"{len(sp.captured)} captured tensor(s), {sp.calls} cached call(s)")
             lines.append(f"    compiled: {kernels} native kernel(s), {eager} eager step(s)"
                          if kernels else "    compiled: eager kernels only")
-            dynamic = {}
-            for i, d in getattr(sp, "dims", ()):
-                dynamic.setdefault(i, set()).add(d)
+            dynamic = getattr(sp, "_dims_of_leaf", {})
             for i, (name_, leaf) in enumerate(zip(sp.names, sp.key[1])):
                 described = _describe_leaf(leaf)
-                if i in dynamic:  # a dynamic size: any size of at least 2, the same for all
-                    described["shape"] = tuple("s0 (>= 2)" if d in dynamic[i] else n
-                                               for d, n in enumerate(described["shape"]))
+                if i in dynamic:  # a dynamic size: any size of at least 2, equal per symbol
+                    described["shape"] = tuple(f"{dynamic[i][d]} (>= 2)" if d in dynamic[i]
+                                               else n for d, n in enumerate(described["shape"]))
                 lines.append(f"    guard {name_}: {described}")
+            for a, op, b, result, where in getattr(sp, "guards", ()):
+                lines.append(f"    guard ({a} {op} {b}) is {result} at {where or '?'}")
             lines.append(f"    guard grad mode: {sp.key[2]}")
             for tensor, meta in sp.grad_guards:
                 lines.append(f"    guard .grad of a tensor of shape {list(tensor.shape)}: "

@@ -14,8 +14,12 @@ from __future__ import annotations
 from .. import _tensor
 from ..autograd import grad_mode
 from ..errors import user_frame
-from ..ir.graph import Graph
+from ..ir.graph import Graph, Value, infer_types
+from ..ir.schema import SCHEMAS
+from ..ir.specialize import resolve, specialize
+from ..ir.symbolic import SymInt
 from ..ir.types import TensorType
+from .sizes import SizeInt, decide, has_sizes, specialize_all, symbolic
 
 
 def active() -> Trace | None:
@@ -75,12 +79,27 @@ class Trace:
         self.grad_writes: dict[int, tuple] = {}  # id -> (tensor, final grad tensor or None)
         self.grad_inputs: list = []  # (tensor, Value): tensor.grad at the call's start
         self.ran_backward = False  # the function ran backward(): a whole training step
-        self.shape_read = False  # the function's own code read a size (see _note_shape_read)
+        # symbolic dims (dynamic shapes): symbol -> the size it has in this call; the symbols
+        # made exact while tracing; the comparisons of sizes the Python code made (SizeInt)
+        self.sizes: dict[str, int] = {}
+        self.fixed: dict[str, int] = {}
+        self.size_guards: list = []  # (expression, op, expression, result, where)
+        self.plain_shapes = 0  # > 0 while eager dispatch's type rule runs: plain sizes
 
     # -- binding tensors to values -----------------------------------------------------------
 
-    def add_input(self, tensor, name: str):
-        value = self.graph.add_input(TensorType(tuple(tensor.shape), tensor.dtype), name=name)
+    def add_input(self, tensor, name: str, dims=()):
+        """tensor as the next graph input; the dims listed in `dims` get symbolic sizes, one
+        symbol per distinct size (so equal sizes stay equal, as PyTorch's duck sizing)."""
+        shape = list(tensor._data.shape)
+        for d in dims:
+            size = shape[d]
+            symbol = next((s for s, v in self.sizes.items() if v == size), None)
+            if symbol is None:
+                symbol = f"s{len(self.sizes)}"
+                self.sizes[symbol] = size
+            shape[d] = SymInt(symbol)
+        value = self.graph.add_input(TensorType(tuple(shape), tensor.dtype), name=name)
         self._bind(tensor, value)
         self.inputs.append((tensor, value))
         self.states[id(tensor)] = tensor
@@ -100,7 +119,7 @@ class Trace:
         else:
             # a tensor from outside the function (a global, a closure, a module's parameter):
             # a live input of every call, so its current value and gradient are used
-            value = self.graph.add_input(TensorType(tuple(tensor.shape), tensor.dtype),
+            value = self.graph.add_input(TensorType(tensor._data.shape, tensor.dtype),
                                          name=f"captured_{len(self.captured)}")
             self.captured.append((tensor, value))
             self.states[id(tensor)] = tensor
@@ -115,12 +134,14 @@ class Trace:
         from .._tensor import Tensor
 
         args = [self.value_of(x) if isinstance(x, Tensor) else x for x in inputs]
+        outs = out if isinstance(out, tuple) else (out,)
+        if self.sizes:
+            args, attrs = self._symbolic_node(op, args, attrs, outs)
         node = self.graph.add_node(op, args, attrs, source=user_frame())
         if not grad_mode.state.enabled:
             self.no_grad_nodes.add(node)
-        outs = out if isinstance(out, tuple) else (out,)
         if any(isinstance(d, int) and d != n
-               for t, v in zip(outs, node.outputs) for d, n in zip(v.type.shape, t.shape)):
+               for t, v in zip(outs, node.outputs) for d, n in zip(v.type.shape, t._data.shape)):
             # the type rule cannot know this size (nonzero, x[mask] say -1): a graph would keep
             # the traced one for every call (a symbolic size is the type rule's to check)
             self.stop(f"{op}, whose output shape depends on the values (as x[mask])")
@@ -185,10 +206,128 @@ class Trace:
                 self._bind(t, replay_chain(new, t._view_chain, add))
 
     def _add(self, op, args, attrs, where):
+        if self.sizes:
+            attrs = symbolic(attrs)
         node = self.graph.add_node(op, args, attrs, source=where)
         if not grad_mode.state.enabled:
             self.no_grad_nodes.add(node)
         return node.outputs[0]
+
+    # -- symbolic sizes (see tracer/sizes.py) ----------------------------------------------------
+
+    def _symbolic_node(self, op, args, attrs, outs):
+        """(args, attrs) of a node in a trace with symbolic dims: sizes in attrs as their
+        expressions, a size used as a number operand made exact. When the op's type rule
+        cannot take the symbols (a symbolic size meeting a parameter's fixed one in a matmul),
+        or gives a type this call's tensors do not have, the symbols involved become exact:
+        the graph then holds for the sizes it can prove, never for others."""
+        for a in args:
+            if isinstance(a, SizeInt):
+                a.specialize()
+        args = [a.value if isinstance(a, SizeInt) else a for a in args]
+        if has_sizes(attrs):
+            attrs = symbolic(attrs)
+        free = self._free_symbols(args, attrs)
+        if not free or self._infers(op, args, attrs, outs, {}):
+            return args, attrs
+        # the fewest symbols to make exact: one alone if one suffices (a batch size stays
+        # symbolic when only the features meet a weight), the latest-made first; else all
+        order = sorted(free, key=lambda n: -list(self.sizes).index(n))
+        chosen = next((n for n in order if self._infers(op, args, attrs, outs,
+                                                        {n: self.sizes[n]})), None)
+        self.fix([chosen] if chosen is not None else free)
+        return args, resolve(attrs, self.fixed)
+
+    def _infers(self, op, args, attrs, outs, trial: dict) -> bool:
+        """Whether op's type rule takes these symbolic inputs (with the `trial` symbols made
+        exact) and gives this call's output shapes."""
+        types = []
+        for a in args:
+            if isinstance(a, Value):
+                t = a.type
+                types.append(TensorType(resolve(tuple(t.shape), trial), t.dtype) if trial else t)
+            else:
+                types.append(a)
+        try:
+            out_types = infer_types(SCHEMAS[op], tuple(types), resolve(attrs, trial))
+        except Exception:  # noqa: BLE001  (a type rule that cannot take the symbols)
+            return False
+        return all(resolve(tuple(t.shape), self.sizes) == o._data.shape
+                   for t, o in zip(out_types, outs))
+
+    @staticmethod
+    def _free_symbols(args, attrs) -> set:
+        free: set = set()
+        for a in args:
+            if isinstance(a, Value):
+                for d in a.type.shape:
+                    if isinstance(d, SymInt):
+                        free |= d.free_symbols
+        _collect_symbols(attrs, free)
+        return free
+
+    def fix_expression(self, expr) -> None:
+        if isinstance(expr, SymInt):
+            self.fix(expr.free_symbols)
+
+    def fix(self, names) -> None:
+        """Make these symbols exact (their sizes in this call) throughout the graph so far."""
+        new = {n: self.sizes[n] for n in names if n in self.sizes and n not in self.fixed}
+        if not new:
+            return
+        self.fixed.update(new)
+        graph = self.graph
+        for value in graph.inputs:
+            value.type = TensorType(resolve(tuple(value.type.shape), new), value.type.dtype)
+        for node in graph.nodes:
+            node.attrs = resolve(node.attrs, new)
+            for value in node.outputs:
+                value.type = TensorType(resolve(tuple(value.type.shape), new), value.type.dtype)
+
+    def size_guard(self, a, op: str, b, result: bool) -> None:
+        """The Python code compared sizes in a way the symbols' bounds cannot decide."""
+        if self.broken or _tensor.trace_here() is not self:
+            return
+        self.size_guards.append((a, op, b, result, user_frame()))
+
+    def traced_shape(self, tensor):
+        """tensor's sizes as this trace knows them: SizeInts where they are symbolic."""
+        shape = tensor._data.shape
+        entry = self.env.get(id(tensor))
+        if entry is None or entry[0] is not tensor or self.broken:
+            return shape
+        dims = entry[1].type.shape
+        if all(d.__class__ is int for d in dims):
+            return shape
+        fixed = self.fixed
+        return tuple(SizeInt.make(n, d.subs(fixed) if fixed and isinstance(d, SymInt) else d,
+                                  self)
+                     for n, d in zip(shape, dims))
+
+    def finish_symbolic(self, out_leaves):
+        """After a trace with symbolic dims: (the graph with the symbols left, those symbols
+        with this call's sizes, the size guards over them), or None when every symbol became
+        exact. The trace's own graph is made concrete for this call's sizes, in place."""
+        specialize_all(out_leaves)  # a size returned to Python is a value of this call only
+        if self.broken:
+            return None
+        # a guard whose symbols were all specialized is decided now
+        guards = []
+        for a, op, b, result, where in self.size_guards:
+            a, b = resolve(a, self.fixed), resolve(b, self.fixed)
+            if decide(op, a, b) is not result:
+                guards.append((a, op, b, result, where))
+        left = {n: v for n, v in self.sizes.items() if n not in self.fixed}
+        graph = None
+        if left:
+            try:
+                graph = specialize(self.graph, {})  # every type inferred again, symbolically
+            except Exception:  # noqa: BLE001  (should not happen: be exact rather than wrong)
+                graph = None
+        self.fix(list(self.sizes))  # the recorded graph: this call's sizes
+        if graph is None:
+            return None
+        return graph, left, guards
 
     def read(self, tensor, kind: str, result) -> None:
         """The Python code read a tensor's value: guard it."""
@@ -202,8 +341,14 @@ class Trace:
             return
         if random:
             self.stop(f"the random factory ember.{what} (its numbers would be frozen)")
-        else:
-            self.factory_made[id(tensor)] = tensor
+            return
+        self.factory_made[id(tensor)] = tensor
+        if self.sizes:
+            # a constant has the sizes of this call: a symbol whose size it has (zeros_like(x),
+            # zeros(x.shape) made from plain ints) becomes exact, in case that is where it came
+            # from; a symbol can never leak into a constant this way
+            made = set(tensor._data.shape)
+            self.fix([n for n, v in self.sizes.items() if v in made])
 
     def alias(self, source, alias) -> None:
         """alias shares source's storage (detach): it stands for the same value."""
@@ -234,7 +379,7 @@ class Trace:
         if id(tensor) not in self.grad_reads:
             self.grad_reads[id(tensor)] = (tensor, grad)
             if grad is not None:
-                value = self.graph.add_input(TensorType(tuple(grad.shape), grad.dtype),
+                value = self.graph.add_input(TensorType(grad._data.shape, grad.dtype),
                                              name=f"grad_{len(self.grad_inputs)}")
                 self._bind(grad, value)
                 self.grad_inputs.append((tensor, value))
@@ -261,6 +406,17 @@ class Trace:
         values += [self.value_of(g) for _, g in self.grad_writes.values() if g is not None]
         values += [g.value for g in self.value_guards]
         self.graph.set_outputs(values)
+
+
+def _collect_symbols(value, into: set) -> None:
+    if isinstance(value, SymInt):
+        into |= value.free_symbols
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _collect_symbols(v, into)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _collect_symbols(v, into)
 
 
 class tracing:

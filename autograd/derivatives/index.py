@@ -8,9 +8,14 @@ from .registry import derivative, save_all_but_first, save_second
 
 
 def _zeros_of_input(node, i=0):
+    from ... import _tensor
     from ...factories import zeros
 
     shape, dtype, dev = node.input_meta[i]
+    if _tensor.active_trace is not None:
+        # a zero expanded to the shape: a traced graph keeps symbolic sizes symbolic (the
+        # kernels that take it copy their target first)
+        return E.expand(zeros((), dtype=dtype, device=dev), tuple(shape))
     return zeros(shape, dtype=dtype, device=dev)
 
 

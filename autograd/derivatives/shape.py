@@ -91,7 +91,8 @@ def _pad(node, g):
     ndim = len(shape)
     for i in range(len(pads) // 2):
         d = ndim - 1 - i
-        index = tensor(_source_index(shape[d], pads[2 * i], pads[2 * i + 1], mode), device=g.device)
+        index = tensor(_source_index(int(shape[d]), pads[2 * i], pads[2 * i + 1], mode),
+                       device=g.device)
         target = list(g.shape)
         target[d] = shape[d]
         g = E.index_add(zeros(tuple(target), dtype=g.dtype, device=g.device), d, index, g)

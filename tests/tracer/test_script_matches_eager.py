@@ -183,6 +183,30 @@ def test_scripted_values_match_eager_and_later_calls_run_the_graph(steps, n, m, 
     assert scripted.fallbacks == [] and scripted.recompiles == []
 
 
+@settings(max_examples=150, deadline=None)
+@given(steps=programs, sizes=st.lists(st.tuples(dims, dims), min_size=2, max_size=5),
+       seed=seeds, grads=st.booleans())
+def test_dynamic_scripted_values_and_gradients_match_eager_at_every_size(steps, sizes, seed,
+                                                                         grads):
+    # dynamic=True: symbolic sizes from the first call; every later size either runs the
+    # symbolic graph or retraces, and must give eager's numbers either way
+    program = make_program(steps)
+    scripted = ember.script(program, dynamic=True, max_specializations=len(sizes))
+    rng = np.random.default_rng(seed)
+    for n, m in sizes:
+        inputs = make_inputs(rng, n, m, np.float64, requires_grad=grads)
+        eager_inputs = clone_buf(inputs)
+        got, want = scripted(*inputs), program(*eager_inputs)
+        for g, e in zip(got, want):
+            assert tuple(g.shape) == tuple(e.shape) and g.dtype == e.dtype
+            assert_close(g, e)
+        assert_close(inputs[4], eager_inputs[4])
+        if grads:
+            _assert_grads_equal(_grads(got, list(inputs[:3])),
+                                _grads(want, list(eager_inputs[:3])))
+    assert scripted.fallbacks == []
+
+
 def _grads(outputs, inputs, create_graph=False):
     h, s = outputs
     weights = ember.tensor(np.linspace(-1.0, 1.0, h.numel()).reshape(tuple(h.shape)))
