@@ -7,6 +7,9 @@ costs little: weights are small.
 
 from __future__ import annotations
 
+import numpy as np
+
+from .. import windows
 from .registry import kernel
 
 
@@ -82,7 +85,7 @@ def _conv2d(xp, x, w, stride, padding, dilation, groups):
 @kernel("conv2d_backward_input")
 def _conv2d_backward_input(xp, g, w, input_shape, stride, padding, dilation, groups):
     n, c, h, wd = input_shape
-    o, cg, kh, kw = w.shape
+    _, cg, kh, kw = w.shape
     oh, ow = g.shape[2:]
     wt = _grouped_weight(w, groups)  # (G, KK*Cg, Og)
     cols = xp.matmul(_grouped_grad_output(g, groups), wt.transpose(0, 2, 1))  # (G, M, KK*Cg)
@@ -90,7 +93,14 @@ def _conv2d_backward_input(xp, g, w, input_shape, stride, padding, dilation, gro
     cols = cols.reshape(n, oh, ow, kh, kw, c)
     # col2im: each kernel tap adds its rows back where it read them, channels last
     ph, pw = padding
-    padded = xp.zeros((n, h + 2 * ph, wd + 2 * pw, c), dtype=g.dtype)
+    padded_shape = (n, h + 2 * ph, wd + 2 * pw, c)
+    if cols.__class__ is np.ndarray:
+        cols = np.ascontiguousarray(cols)  # already, unless the groups reordered it
+    if windows.available(cols):
+        padded = windows.col2im(cols, padded_shape, stride, dilation)
+        inside = padded[:, ph : ph + h, pw : pw + wd]
+        return xp.ascontiguousarray(inside.transpose(0, 3, 1, 2))
+    padded = xp.zeros(padded_shape, dtype=g.dtype)
     for i in range(kh):
         r0 = i * dilation[0]
         rows = slice(r0, r0 + stride[0] * (oh - 1) + 1, stride[0])

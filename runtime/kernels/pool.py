@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import windows
 from .elementwise import select
 from .registry import kernel
 
@@ -52,9 +53,20 @@ def _lowest(dtype):
     return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
 
 
+def _native_tiles(x, kernel_size, stride, padding, dilation, extra) -> bool:
+    """Whether the windows tile x exactly (stride == kernel, no padding or dilation, sizes
+    divisible) and the native kernels take it."""
+    return (tuple(stride) == tuple(kernel_size) and not any(padding) and not any(extra)
+            and tuple(dilation) == (1, 1) and x.ndim >= 3 and x.size
+            and x.shape[-2] % kernel_size[0] == 0 and x.shape[-1] % kernel_size[1] == 0
+            and windows.available(x))
+
+
 @kernel("max_pool2d")
 def _max_pool2d(xp, x, kernel_size, stride, padding, ceil_mode, dilation=(1, 1)):
     out_hw, extra = _geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    if _native_tiles(x, kernel_size, stride, padding, dilation, extra):
+        return windows.max_pool_tiled(x, *kernel_size)
     padded = _pad(xp, x, padding, extra, _lowest(x.dtype))
     out = None
     for _, rows, cols in _tap_slices(kernel_size, stride, dilation, out_hw):
@@ -98,6 +110,8 @@ def _tiled_max_backward(xp, g, x, kernel_size, out_hw):
 @kernel("max_pool2d_backward")
 def _max_pool2d_backward(xp, g, x, kernel_size, stride, padding, ceil_mode, dilation=(1, 1)):
     out_hw, extra = _geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    if _native_tiles(x, kernel_size, stride, padding, dilation, extra) and g.__class__ is np.ndarray:
+        return windows.max_pool_tiled(x, *kernel_size, g=np.ascontiguousarray(g, dtype=x.dtype))
     if (tuple(stride) == tuple(kernel_size) and not any(padding) and not any(extra)
             and tuple(dilation) == (1, 1) and x.ndim >= 3):
         return _tiled_max_backward(xp, g, x, tuple(kernel_size), out_hw)

@@ -1,0 +1,209 @@
+"""LLVM IR for the window kernels numpy runs slowly: tiled max pooling and col2im.
+
+numpy does these as one strided pass per kernel tap, and when the windows are small (2x2 max
+pooling, a 3x3 convolution over 8x8 images) its inner loops run 4 or 8 elements between
+Python-level iterator steps: a (64, 64, 8, 8) max-pool backward took ~600 us. Written as plain
+loops they are a few microseconds of arithmetic per thousand windows.
+
+Every function is a task of the native pool (codegen/llvm/pool.py),
+
+    void task(i64 *argv, i64 start, i64 end)
+
+over rows [start, end): window rows (N*C*OH) for pooling, images (N) for col2im, so that no
+two rows write the same memory. argv holds pointers and sizes as 64-bit words. The kernel
+size is a compile-time constant (its taps are unrolled); everything else is read from argv.
+"""
+
+from __future__ import annotations
+
+_TYPES = {"float32": "float", "float64": "double"}
+
+
+def _header(name: str, words: list[tuple[str, str]]) -> list[str]:
+    """The task: every argv word loaded and passed to the body, `name`.body, whose pointer
+    parameters are noalias (the arrays never overlap), so LLVM may vectorize its loops; the
+    body's lines follow, starting at its entry block."""
+    lines = [f"define void @{name}(ptr %argv, i64 %start, i64 %end) {{", "entry:"]
+    params = []
+    for k, (word, kind) in enumerate(words):
+        lines.append(f"  %a{k} = getelementptr i64, ptr %argv, i64 {k}")
+        lines.append(f"  %{word} = load {kind}, ptr %a{k}")
+        params.append(f"{kind} %{word}")
+    lines.append(f"  call void @{name}.body({', '.join(params)}, i64 %start, i64 %end)")
+    lines += ["  ret void", "}", ""]
+    formals = [f"ptr noalias %{w}" if kind == "ptr" else f"i64 %{w}" for w, kind in words]
+    lines.append(f"define internal void @{name}.body({', '.join(formals)}, i64 %start, "
+                 f"i64 %end) alwaysinline {{")
+    lines.append("entry:")
+    return lines
+
+
+def max_pool_name(mode: str, dtype: str, kh: int, kw: int) -> str:
+    return f"ember_max_pool_{mode}_{dtype}_{kh}x{kw}"
+
+
+def max_pool_ir(mode: str, dtype: str, kh: int, kw: int) -> str:
+    """Max pooling over windows that tile the input (stride == kernel, no padding): `fwd`
+    writes each window's maximum, `bwd` stores each output gradient at its window's winning
+    element of `out`, which starts zeroed. The winner is the first maximum, or the first NaN (which is
+    also the forward's value, as NaN propagates): PyTorch's rule.
+
+    argv: x, out, g (bwd), W (input width), OW (output width). Rows: N*C*OH."""
+    ty = _TYPES[dtype]
+    name = max_pool_name(mode, dtype, kh, kw)
+    lines = _header(name, [("x", "ptr"), ("out", "ptr"), ("g", "ptr"), ("W", "i64"),
+                           ("OW", "i64")])
+    taps = [(i, j) for i in range(kh) for j in range(kw)]
+    lines.append(f"  %rowstride = mul i64 %W, {kh}")
+    for t, (i, j) in enumerate(taps):
+        lines.append(f"  %iw{t} = mul i64 %W, {i}")
+        lines.append(f"  %off{t} = add i64 %iw{t}, {j}")
+    lines += [
+        "  %none = icmp sge i64 %start, %end",
+        "  %nocols = icmp sle i64 %OW, 0",
+        "  %skip = or i1 %none, %nocols",
+        "  br i1 %skip, label %exit, label %row",
+        "row:",
+        "  %r = phi i64 [ %start, %entry ], [ %r1, %rowend ]",
+        "  %rb = mul i64 %r, %rowstride",
+        "  %gb = mul i64 %r, %OW",
+        "  br label %col",
+        "col:",
+        "  %o = phi i64 [ 0, %row ], [ %o1, %col ]",
+        f"  %ok = mul i64 %o, {kw}",
+        "  %base = add i64 %rb, %ok",
+    ]
+    for t in range(len(taps)):
+        lines.append(f"  %idx{t} = add i64 %base, %off{t}")
+        lines.append(f"  %p{t} = getelementptr {ty}, ptr %x, i64 %idx{t}")
+        lines.append(f"  %v{t} = load {ty}, ptr %p{t}")
+        if t == 0:  # the first tap as read (v0 + 0.0 would turn -0.0 into 0.0)
+            lines.append(f"  %best0 = select i1 true, {ty} %v0, {ty} %v0")
+            lines.append("  %win0 = add i64 %idx0, 0")
+            continue
+        lines += [
+            f"  %gt{t} = fcmp ogt {ty} %v{t}, %best{t - 1}",
+            f"  %nan{t} = fcmp uno {ty} %v{t}, 0.0",
+            f"  %num{t} = fcmp ord {ty} %best{t - 1}, 0.0",
+            f"  %firstnan{t} = and i1 %nan{t}, %num{t}",
+            f"  %take{t} = or i1 %gt{t}, %firstnan{t}",
+            f"  %best{t} = select i1 %take{t}, {ty} %v{t}, {ty} %best{t - 1}",
+            f"  %win{t} = select i1 %take{t}, i64 %idx{t}, i64 %win{t - 1}",
+        ]
+    last = len(taps) - 1
+    lines.append("  %gi = add i64 %gb, %o")
+    if mode == "fwd":
+        lines.append(f"  %po = getelementptr {ty}, ptr %out, i64 %gi")
+        lines.append(f"  store {ty} %best{last}, ptr %po")
+    else:
+        # out starts zeroed: the gradient is stored at the winner alone
+        lines.append(f"  %pg = getelementptr {ty}, ptr %g, i64 %gi")
+        lines.append(f"  %gv = load {ty}, ptr %pg")
+        lines.append(f"  %q = getelementptr {ty}, ptr %out, i64 %win{last}")
+        lines.append(f"  store {ty} %gv, ptr %q")
+    lines += [
+        "  %o1 = add i64 %o, 1",
+        "  %more = icmp slt i64 %o1, %OW",
+        "  br i1 %more, label %col, label %rowend",
+        "rowend:",
+        "  %r1 = add i64 %r, 1",
+        "  %rmore = icmp slt i64 %r1, %end",
+        "  br i1 %rmore, label %row, label %exit",
+        "exit:",
+        "  ret void",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def col2im_name(dtype: str, kh: int, kw: int) -> str:
+    return f"ember_col2im_{dtype}_{kh}x{kw}"
+
+
+def col2im_ir(dtype: str, kh: int, kw: int) -> str:
+    """col2im, channels last: every tap's row of C values in cols (N, OH, OW, KH, KW, C) is
+    added where that tap read it, into padded (N, HP, WP, C), which starts zeroed.
+
+    argv: cols, padded, OH, OW, HP, WP, C, stride h, stride w, dilation h, dilation w.
+    Rows: N (one image's taps never write another image)."""
+    ty = _TYPES[dtype]
+    name = col2im_name(dtype, kh, kw)
+    lines = _header(name, [("cols", "ptr"), ("out", "ptr"), ("OH", "i64"), ("OW", "i64"),
+                           ("HP", "i64"), ("WP", "i64"), ("C", "i64"), ("SH", "i64"),
+                           ("SW", "i64"), ("DH", "i64"), ("DW", "i64")])
+    taps = [(i, j) for i in range(kh) for j in range(kw)]
+    lines += [
+        "  %none = icmp sge i64 %start, %end",
+        "  %empty = icmp sle i64 %C, 0",
+        "  %noh = icmp sle i64 %OH, 0",
+        "  %now = icmp sle i64 %OW, 0",
+        "  %s1 = or i1 %none, %empty",
+        "  %s2 = or i1 %s1, %noh",
+        "  %skip = or i1 %s2, %now",
+        "  br i1 %skip, label %exit, label %image",
+        "image:",
+        "  %n = phi i64 [ %start, %entry ], [ %n1, %imageend ]",
+        "  %nh = mul i64 %n, %OH",
+        "  %np = mul i64 %n, %HP",
+        "  br label %orow",
+        "orow:",
+        "  %oh = phi i64 [ 0, %image ], [ %oh1, %orowend ]",
+        "  %srow = add i64 %nh, %oh",
+        "  %ohs = mul i64 %oh, %SH",
+        "  %prow = add i64 %np, %ohs",
+        "  br label %ocol",
+        "ocol:",
+        "  %ow = phi i64 [ 0, %orow ], [ %ow1, %ocolend ]",
+        "  %spix = mul i64 %srow, %OW",
+        "  %spix2 = add i64 %spix, %ow",
+        f"  %spix3 = mul i64 %spix2, {len(taps)}",
+        "  %ows = mul i64 %ow, %SW",
+    ]
+    previous = "ocol"
+    for t, (i, j) in enumerate(taps):
+        lines += [
+            f"  %src{t}.0 = add i64 %spix3, {t}",
+            f"  %src{t} = mul i64 %src{t}.0, %C",
+            f"  %di{t} = mul i64 %DH, {i}",
+            f"  %dj{t} = mul i64 %DW, {j}",
+            f"  %r{t} = add i64 %prow, %di{t}",
+            f"  %rw{t} = mul i64 %r{t}, %WP",
+            f"  %cc{t} = add i64 %ows, %dj{t}",
+            f"  %pix{t} = add i64 %rw{t}, %cc{t}",
+            f"  %dst{t} = mul i64 %pix{t}, %C",
+            f"  br label %chan{t}",
+            f"chan{t}:",
+            f"  %c{t} = phi i64 [ 0, %{previous} ], [ %c{t}.1, %chan{t} ]",
+            f"  %si{t} = add i64 %src{t}, %c{t}",
+            f"  %di{t}.x = add i64 %dst{t}, %c{t}",
+            f"  %ps{t} = getelementptr {ty}, ptr %cols, i64 %si{t}",
+            f"  %pd{t} = getelementptr {ty}, ptr %out, i64 %di{t}.x",
+            f"  %vs{t} = load {ty}, ptr %ps{t}",
+            f"  %vd{t} = load {ty}, ptr %pd{t}",
+            f"  %sum{t} = fadd {ty} %vd{t}, %vs{t}",
+            f"  store {ty} %sum{t}, ptr %pd{t}",
+            f"  %c{t}.1 = add i64 %c{t}, 1",
+            f"  %cm{t} = icmp slt i64 %c{t}.1, %C",
+            f"  br i1 %cm{t}, label %chan{t}, label %tap{t}.end",
+            f"tap{t}.end:",
+        ]
+        previous = f"tap{t}.end"
+    lines += [
+        "  br label %ocolend",
+        "ocolend:",
+        "  %ow1 = add i64 %ow, 1",
+        "  %owm = icmp slt i64 %ow1, %OW",
+        "  br i1 %owm, label %ocol, label %orowend",
+        "orowend:",
+        "  %oh1 = add i64 %oh, 1",
+        "  %ohm = icmp slt i64 %oh1, %OH",
+        "  br i1 %ohm, label %orow, label %imageend",
+        "imageend:",
+        "  %n1 = add i64 %n, 1",
+        "  %nm = icmp slt i64 %n1, %end",
+        "  br i1 %nm, label %image, label %exit",
+        "exit:",
+        "  ret void",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
