@@ -371,7 +371,7 @@ class Tensor:
     def __iter__(self):
         if self._data.ndim == 0:
             raise type_error("iteration over a 0-d tensor")
-        return (self[i] for i in range(self._data.shape[0]))
+        return (self[i] for i in range(len(self)))  # len(): a traced size becomes exact
 
     def __hash__(self) -> int:
         return id(self)

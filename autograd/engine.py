@@ -117,9 +117,14 @@ def _needed(nodes, targets):
 
 
 def _zeros_for(node, i):
+    from .. import _tensor
     from ..factories import zeros
 
     shape, dtype, dev = node.output_meta(i)
+    if _tensor.active_trace is not None and (trace := _tensor.trace_here()) is not None:
+        # an output's sizes are kept as plain ints: under a symbolic trace every size
+        # becomes exact, since this constant could have any of them (3*s0 as well as s0)
+        trace.fix(list(trace.sizes))
     return zeros(shape, dtype=dtype, device=dev)
 
 

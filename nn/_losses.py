@@ -204,7 +204,9 @@ def cross_entropy(
         smooth = E.div(E.sum(smooth), E.sum(denominator))
     elif reduction == "sum":
         smooth = E.sum(smooth)
-    return E.add(E.mul(loss, 1.0 - label_smoothing), E.mul(smooth, label_smoothing / classes))
+    # int(): a class count read under a symbolic trace becomes exact (a float reads it unseen)
+    return E.add(E.mul(loss, 1.0 - label_smoothing),
+                 E.mul(smooth, label_smoothing / int(classes)))
 
 
 def _cross_entropy_probabilities(
@@ -222,7 +224,7 @@ def _cross_entropy_probabilities(
         )
     classes = logp.shape[class_dim]
     if label_smoothing > 0.0:
-        target = E.add(E.mul(target, 1.0 - label_smoothing), label_smoothing / classes)
+        target = E.add(E.mul(target, 1.0 - label_smoothing), label_smoothing / int(classes))
     terms = E.mul(logp, target)
     if weight is not None:
         terms = E.mul(terms, E.reshape(weight, _class_weight_shape(logp.ndim, classes)))

@@ -37,7 +37,7 @@ def available(*arrays) -> bool:
 
 
 def _kernel(name: str, make_ir):
-    """(the task as a ctypes function, its address) for the kernel `name`."""
+    """(the task as a ctypes function, its address, its library) for the kernel `name`."""
     entry = _kernels.get(name)
     if entry is None:
         with _lock:
@@ -46,13 +46,15 @@ def _kernel(name: str, make_ir):
                 from ..codegen.llvm.cache import default_cache
 
                 library = default_cache().load(make_ir())
+                # the library is kept with its functions: its code lives as long as it does
+                # (a kernel cache that is replaced would otherwise free code still called)
                 entry = _kernels[name] = (library.function(name, _SIGNATURE),
-                                          library.address(name))
+                                          library.address(name), library)
     return entry
 
 
 def _run(name: str, make_ir, words: list, rows: int, work: int) -> None:
-    function, address = _kernel(name, make_ir)
+    function, address, _ = _kernel(name, make_ir)
     argv = (ctypes.c_int64 * len(words))(*words)
     run = _pool.parallel_for() if work >= PARALLEL_MIN_ELEMENTS and rows >= 2 else None
     if run is None:

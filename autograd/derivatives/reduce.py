@@ -55,7 +55,8 @@ def _prod(node, g):
 def _var(node, g):
     (x,) = node.inputs
     dims = node.attrs["dims"]
-    denom = max(_reduced_count(node) - node.attrs["correction"], 0)
+    # int(): a size under a symbolic trace becomes exact (2.0 / n would read it unseen)
+    denom = max(int(_reduced_count(node)) - node.attrs["correction"], 0)
     centered = E.sub(x, E.mean(x, dims, keepdim=True))
     return (E.mul(_expand_back(node, g), E.mul(centered, 2.0 / denom if denom else math.inf)),)
 
