@@ -10,6 +10,7 @@ import numpy as np
 from .. import _tensor
 from ..errors import value_error
 from ..factories import zeros_like
+from ..runtime import updates
 from .optimizer import Optimizer, addcdiv_, addcmul_, new_step_counter, on_arrays
 
 
@@ -139,34 +140,45 @@ class AdamW(Adam):
 def _update_arrays(p, grad, state, lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled):
     """The eager step of one parameter straight on its numpy arrays: the same operations,
     scalars and rounding order as the tensor ops above (so the results are bit for bit
-    theirs), without a dispatch per op. Versions move as the in-place ops would move them."""
+    theirs), without a dispatch per op; one native pass over the arrays where it can
+    (runtime/updates.py), else numpy's passes. Versions move as the in-place ops would."""
     f = p._data.dtype.type
     P, G = p._data, grad._data
     step_t, exp_avg, exp_avg_sq = state["step"], state["exp_avg"], state["exp_avg_sq"]
     M, V = exp_avg._data, exp_avg_sq._data
     step_t._data += step_t._data.dtype.type(1)
     step = step_t._data.item()
-    if weight_decay != 0:
-        if decoupled:
-            P *= f(1 - lr * weight_decay)
-        else:
-            G = G + P * f(weight_decay)
-    M += f(1 - beta1) * (G - M)  # lerp: m + w * (g - m)
-    V *= f(beta2)
-    V += (G * f(1 - beta2)) * G
     touched = [step_t, p, exp_avg, exp_avg_sq]
+    peak = None
     if amsgrad:
         if "max_exp_avg_sq" not in state:
             state["max_exp_avg_sq"] = zeros_like(p)
         peak = state["max_exp_avg_sq"]
-        np.maximum(peak._data, V, out=peak._data)
         touched.append(peak)
-        second = peak._data
-    else:
-        second = V
     step_size = lr / (1 - beta1**step)
     bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-    denom = np.sqrt(second) / f(bias_correction2_sqrt) + f(eps)
-    P += (M * f(-step_size)) / denom
+    arrays = [P, G, M, V] + ([peak._data] if amsgrad else [])
+    if updates.usable(*arrays):
+        if weight_decay == 0:
+            decay, value = "none", 0.0
+        else:
+            decay = "decoupled" if decoupled else "coupled"
+            value = 1 - lr * weight_decay if decoupled else weight_decay
+        updates.adam(P, G, M, V, peak._data if amsgrad else None, decay, value, beta1, beta2,
+                     bias_correction2_sqrt, eps, step_size)
+    else:
+        if weight_decay != 0:
+            if decoupled:
+                P *= f(1 - lr * weight_decay)
+            else:
+                G = G + P * f(weight_decay)
+        M += f(1 - beta1) * (G - M)  # lerp: m + w * (g - m)
+        V *= f(beta2)
+        V += (G * f(1 - beta2)) * G
+        if amsgrad:
+            np.maximum(peak._data, V, out=peak._data)
+        second = peak._data if amsgrad else V
+        denom = np.sqrt(second) / f(bias_correction2_sqrt) + f(eps)
+        P += (M * f(-step_size)) / denom
     for t in touched:
         t._version[0] += 1

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from ..errors import value_error
+from ..runtime import updates
 from .optimizer import Optimizer, on_arrays
 
 
@@ -71,6 +72,12 @@ def _update_arrays(state, p, grad, buf, lr, momentum, dampening, weight_decay, n
     and rounding order (bit for bit, tested), without a dispatch per op."""
     f = p._data.dtype.type
     P, G = p._data, grad._data
+    if momentum != 0 and buf is not None and updates.usable(P, G, buf._data):
+        # one native pass (runtime/updates.py), bit for bit the numpy passes below
+        updates.sgd(P, G, buf._data, weight_decay, momentum, dampening, nesterov, lr)
+        buf._version[0] += 1
+        p._version[0] += 1
+        return
     if weight_decay != 0:
         G = G + P * f(weight_decay)
     if momentum != 0:

@@ -17,6 +17,7 @@ from .native import CHUNKS_PER_THREAD, PARALLEL_MIN_ELEMENTS, _pool, data_pointe
 
 _SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 _kernels: dict = {}
+_ARGV = [ctypes.c_int64 * n for n in range(16)]  # argv array types by length
 _lock = threading.Lock()
 _broken = None  # True: no llvmlite here, numpy paths only (None: not looked yet)
 
@@ -53,9 +54,12 @@ def _kernel(name: str, make_ir):
     return entry
 
 
-def _run(name: str, make_ir, words: list, rows: int, work: int) -> None:
-    function, address, _ = _kernel(name, make_ir)
-    argv = (ctypes.c_int64 * len(words))(*words)
+def run_task(name: str, make_ir, words: list, rows: int, work: int) -> None:
+    """Run the pool task `name` (compiled from make_ir() once) over rows [0, rows), on the
+    native pool when `work` (elements) is worth sharing. words: argv's 64-bit words."""
+    entry = _kernels.get(name)
+    function, address, _ = entry if entry is not None else _kernel(name, make_ir)
+    argv = _ARGV[len(words)](*words)
     run = _pool.parallel_for() if work >= PARALLEL_MIN_ELEMENTS and rows >= 2 else None
     if run is None:
         function(argv, 0, rows)
@@ -75,7 +79,7 @@ def max_pool_tiled(x: np.ndarray, kh: int, kw: int, g: np.ndarray | None = None)
     dtype = x.dtype.name
     out = np.empty((*lead, oh, ow), x.dtype) if g is None else np.zeros(x.shape, x.dtype)
     name = max_pool_name(mode, dtype, kh, kw)
-    _run(name, lambda: max_pool_ir(mode, dtype, kh, kw),
+    run_task(name, lambda: max_pool_ir(mode, dtype, kh, kw),
          [data_pointer(x), data_pointer(out), 0 if g is None else data_pointer(g), w, ow],
          rows, x.size)
     return out
@@ -90,7 +94,7 @@ def col2im(cols: np.ndarray, padded_shape: tuple, stride, dilation) -> np.ndarra
     out = np.zeros(padded_shape, dtype=cols.dtype)
     dtype = cols.dtype.name
     name = col2im_name(dtype, kh, kw)
-    _run(name, lambda: col2im_ir(dtype, kh, kw),
+    run_task(name, lambda: col2im_ir(dtype, kh, kw),
          [data_pointer(cols), data_pointer(out), oh, ow, padded_shape[1], padded_shape[2], c,
           stride[0], stride[1], dilation[0], dilation[1]],
          n, cols.size)

@@ -544,3 +544,51 @@ def test_sgds_array_path_equals_its_tensor_ops_bit_for_bit(options, dtype, monke
     _assert_array_path_equals_tensor_path(
         sgd_module, lambda params: ember.optim.SGD(params, lr=0.05, **options), dtype,
         monkeypatch)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(
+    "cls, options",
+    [
+        ("Adam", {"weight_decay": 0.1}),
+        ("Adam", {"weight_decay": 0.1, "amsgrad": True}),
+        ("AdamW", {"weight_decay": 0.05, "amsgrad": True}),
+        ("SGD", {"momentum": 0.9, "weight_decay": 0.01, "nesterov": True}),
+        ("SGD", {"momentum": 0.9, "dampening": 0.3, "weight_decay": 0.01}),
+    ],
+)
+def test_native_updates_equal_the_numpy_passes_bit_for_bit(cls, options, dtype, monkeypatch):
+    """The one-pass native update (runtime/updates.py) against numpy's passes, on a parameter
+    large enough to be shared by the native pool's threads, with NaN and inf in the grads."""
+    from ember.runtime import updates
+
+    calls = []
+    native = updates.adam if cls != "SGD" else updates.sgd
+    monkeypatch.setattr(updates, native.__name__,
+                        lambda *a, **k: calls.append(1) or native(*a, **k))
+
+    def run(fast: bool):
+        if not fast:
+            monkeypatch.setattr(updates, "usable", lambda *a: False)
+        rng = np.random.default_rng(1)
+        params = [ember.tensor(rng.standard_normal(s), dtype=getattr(ember, dtype),
+                               requires_grad=True) for s in [(300, 300), (7,)]]
+        opt = getattr(ember.optim, cls)(params, lr=0.05, **options)
+        for step in range(4):
+            for p in params:
+                g = rng.standard_normal(p.shape) * (step + 1)
+                if step == 3:
+                    g.reshape(-1)[:3] = [np.nan, np.inf, -np.inf]
+                p.grad = ember.tensor(g, dtype=getattr(ember, dtype))
+            opt.step()
+        return params, opt
+
+    with np.errstate(invalid="ignore", over="ignore"):  # numpy's passes meet inf - inf
+        fast_params, fast_opt = run(True)
+        assert calls  # the native pass ran
+        slow_params, slow_opt = run(False)
+    for a, b in zip(fast_params, slow_params):
+        np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+        for key in fast_opt.state[a]:
+            np.testing.assert_array_equal(fast_opt.state[a][key].numpy(),
+                                          slow_opt.state[b][key].numpy(), err_msg=key)
