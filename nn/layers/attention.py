@@ -161,6 +161,14 @@ class MultiheadAttention(Module):
         is_causal: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         batched = _check_shapes(query, key, value, key_padding_mask, attn_mask, self.num_heads)
+        if (self.batch_first and batched and query is key and key is value
+                and key_padding_mask is None and not need_weights
+                and self._qkv_same_embed_dim and self.bias_k is None and not self.add_zero_attn
+                and query.shape[-1] == self.embed_dim
+                and not (is_causal and attn_mask is None)  # the general path says why not
+                and (attn_mask is None or (attn_mask.dim() == 2
+                                           and tuple(attn_mask.shape) == (query.shape[1],) * 2))):
+            return self._self_attend_batch_first(query, attn_mask, is_causal), None
         if self.batch_first and batched:
             # keep `query is key is value` true: it selects the fused self-attention projection
             if key is value:
@@ -185,6 +193,26 @@ class MultiheadAttention(Module):
         if self.batch_first and batched:
             output = ops.transpose(output, 1, 0)
         return output, weights
+
+    def _self_attend_batch_first(self, x: Tensor, attn_mask, is_causal: bool) -> Tensor:
+        """Self-attention on (N, L, E) without the (L, N, E) round trip: the heads are views of
+        the one in-projection, (N, L, 3, H, D) permuted to (3, N, H, L, D), so no head is
+        copied before the products (the general path reshapes transposed slices: six
+        copies). The same operations as the general path otherwise."""
+        n, length, embed_dim = tuple(x.shape)
+        heads, head_dim = self.num_heads, self.head_dim
+        if is_causal:
+            attn_mask = None  # the hint alone tells scaled_dot_product_attention to mask
+        else:
+            attn_mask = _canonical_mask(attn_mask, "attn_mask", x.dtype)
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        qkv = ops.permute(ops.reshape(qkv, n, length, 3, heads, head_dim), 2, 0, 3, 1, 4)
+        q, k, v = ops.unbind(qkv, 0)
+        dropout_p = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal)
+        out = ops.reshape(ops.permute(out, 0, 2, 1, 3), n * length, embed_dim)
+        out = F.linear(out, self.out_proj.weight, self.out_proj.bias)
+        return ops.reshape(out, n, length, embed_dim)
 
     def _project(self, query: Tensor, key: Tensor, value: Tensor):
         b_q = b_k = b_v = None
