@@ -686,3 +686,25 @@ def test_a_stack_times_a_matrix_is_numpys_matmul(shape, transposed):
     np.testing.assert_allclose(got, np.matmul(a, b), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(KERNELS["linear"](np, a, w, b[0]), np.matmul(a, w.T) + b[0],
                                rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,dim,n", [((48, 64), 0, 1024), ((5, 40, 7), 1, 300),
+                                         ((3, 4, 30), 2, 200), ((10, 3), 0, 5)])
+def test_index_add_sums_repeated_rows_like_add_at(dtype, shape, dim, n):
+    """index_add sorts the rows by index and reduces them per index (np.add.at goes element
+    by element): the same sums, to rounding, with every index repeated many times."""
+    from ember.runtime.kernels.index import _index_add
+
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal(shape).astype(dtype)
+    index = rng.integers(0, shape[dim], n)
+    src_shape = list(shape)
+    src_shape[dim] = n
+    src = rng.standard_normal(src_shape).astype(dtype)
+    want = x.copy()
+    np.add.at(want, (slice(None),) * dim + (index,), src)
+    got = _index_add(np, x, index, src, dim)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    assert got.dtype == x.dtype and not np.shares_memory(got, x)
