@@ -280,3 +280,40 @@ def test_loss_weight_is_a_buffer_that_follows_dtype():
     loss.double()
     assert loss.weight.dtype == ember.float64
     assert "weight" not in nn.CrossEntropyLoss().state_dict()
+
+
+@pytest.mark.parametrize("mask", ["none", "causal", "float", "bool"])
+def test_batch_first_self_attention_fast_path_matches_the_general_path(mask, monkeypatch):
+    """Self-attention on (N, L, E) takes the heads as views of one projection; the general
+    path (taken when key and value are other tensors) must give the same outputs and
+    gradients."""
+    ember.manual_seed(0)
+    mha = nn.MultiheadAttention(8, 2, batch_first=True).double()
+    rng = np.random.default_rng(0)
+    x = ember.tensor(rng.standard_normal((3, 5, 8)), requires_grad=True)
+    kwargs = {"need_weights": False}
+    if mask == "causal":
+        causal = ember.triu(ember.full((5, 5), float("-inf"), dtype=ember.float64), diagonal=1)
+        kwargs.update(attn_mask=causal, is_causal=True)
+    elif mask == "float":
+        kwargs["attn_mask"] = ember.tensor(rng.standard_normal((5, 5)))
+    elif mask == "bool":
+        kwargs["attn_mask"] = ember.tensor(rng.random((5, 5)) < 0.3)
+    calls = []
+    fast_path = nn.MultiheadAttention._self_attend_batch_first
+    monkeypatch.setattr(nn.MultiheadAttention, "_self_attend_batch_first",
+                        lambda self, *a: calls.append(1) or fast_path(self, *a))
+    fast, _ = mha(x, x, x, **kwargs)
+    (fast * fast).sum().backward()
+    fast_grads = [x.grad.numpy().copy()] + [p.grad.numpy().copy() for p in mha.parameters()]
+    x.grad = None
+    mha.zero_grad()
+    y = x * 1.0  # another tensor: the general path
+    slow, _ = mha(y, y * 1.0, y * 1.0, **kwargs)
+    (slow * slow).sum().backward()
+    assert calls == [1]  # the first call took the fast path, the second did not
+    slow_grads = [x.grad.numpy()] + [p.grad.numpy() for p in mha.parameters()]
+    np.testing.assert_allclose(fast.detach().numpy(), slow.detach().numpy(), rtol=1e-10,
+                               atol=1e-12)
+    for a, b in zip(fast_grads, slow_grads):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
