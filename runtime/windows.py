@@ -99,3 +99,20 @@ def col2im(cols: np.ndarray, padded_shape: tuple, stride, dilation) -> np.ndarra
           stride[0], stride[1], dilation[0], dilation[1]],
          n, cols.size)
     return out
+
+
+def im2col(x_nhwc: np.ndarray, kernel_hw, stride, padding, dilation, out_hw) -> np.ndarray:
+    """The columns (N, OH, OW, KH, KW, C) of a channels-last input: every tap's C values, or
+    zeros where the tap falls in the padding."""
+    from ..codegen.llvm.windows import im2col_ir, im2col_name
+
+    n, h, w, c = x_nhwc.shape
+    kh, kw = kernel_hw
+    oh, ow = out_hw
+    out = np.empty((n, oh, ow, kh, kw, c), dtype=x_nhwc.dtype)
+    dtype = x_nhwc.dtype.name
+    run_task(im2col_name(dtype, kh, kw), lambda: im2col_ir(dtype, kh, kw),
+             [data_pointer(x_nhwc), data_pointer(out), h, w, oh, ow, c, stride[0], stride[1],
+              padding[0], padding[1], dilation[0], dilation[1]],
+             n, out.size)
+    return out

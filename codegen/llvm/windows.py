@@ -207,3 +207,110 @@ def col2im_ir(dtype: str, kh: int, kw: int) -> str:
         "}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def im2col_name(dtype: str, kh: int, kw: int) -> str:
+    return f"ember_im2col_{dtype}_{kh}x{kw}"
+
+
+def im2col_ir(dtype: str, kh: int, kw: int) -> str:
+    """im2col, channels last: cols (N, OH, OW, KH, KW, C) gets, for every output pixel and
+    tap, the C values the tap reads from x (N, H, W, C), or zeros where it falls in the
+    padding (so no padded copy of x is made).
+
+    argv: x, cols, H, W, OH, OW, C, stride h, stride w, padding h, padding w, dilation h,
+    dilation w. Rows: N."""
+    ty = _TYPES[dtype]
+    name = im2col_name(dtype, kh, kw)
+    lines = _header(name, [("x", "ptr"), ("out", "ptr"), ("H", "i64"), ("W", "i64"),
+                           ("OH", "i64"), ("OW", "i64"), ("C", "i64"), ("SH", "i64"),
+                           ("SW", "i64"), ("PH", "i64"), ("PW", "i64"), ("DH", "i64"),
+                           ("DW", "i64")])
+    taps = [(i, j) for i in range(kh) for j in range(kw)]
+    lines += [
+        "  %none = icmp sge i64 %start, %end",
+        "  %empty = icmp sle i64 %C, 0",
+        "  %noh = icmp sle i64 %OH, 0",
+        "  %now = icmp sle i64 %OW, 0",
+        "  %s1 = or i1 %none, %empty",
+        "  %s2 = or i1 %s1, %noh",
+        "  %skip = or i1 %s2, %now",
+        "  br i1 %skip, label %exit, label %image",
+        "image:",
+        "  %n = phi i64 [ %start, %entry ], [ %n1, %imageend ]",
+        "  %nh = mul i64 %n, %OH",
+        "  %nH = mul i64 %n, %H",
+        "  br label %orow",
+        "orow:",
+        "  %oh = phi i64 [ 0, %image ], [ %oh1, %orowend ]",
+        "  %drow = add i64 %nh, %oh",
+        "  %ohs = mul i64 %oh, %SH",
+        "  %hbase = sub i64 %ohs, %PH",
+        "  br label %ocol",
+        "ocol:",
+        "  %ow = phi i64 [ 0, %orow ], [ %ow1, %ocolend ]",
+        "  %dpix = mul i64 %drow, %OW",
+        "  %dpix2 = add i64 %dpix, %ow",
+        f"  %dpix3 = mul i64 %dpix2, {len(taps)}",
+        "  %ows = mul i64 %ow, %SW",
+        "  %wbase = sub i64 %ows, %PW",
+    ]
+    previous = "ocol"
+    for t, (i, j) in enumerate(taps):
+        lines += [
+            f"  %dst{t}.0 = add i64 %dpix3, {t}",
+            f"  %dst{t} = mul i64 %dst{t}.0, %C",
+            f"  %di{t} = mul i64 %DH, {i}",
+            f"  %dj{t} = mul i64 %DW, {j}",
+            f"  %h{t} = add i64 %hbase, %di{t}",
+            f"  %w{t} = add i64 %wbase, %dj{t}",
+            # unsigned compares: a negative row or column is out of range too
+            f"  %hin{t} = icmp ult i64 %h{t}, %H",
+            f"  %win{t} = icmp ult i64 %w{t}, %W",
+            f"  %in{t} = and i1 %hin{t}, %win{t}",
+            f"  %hr{t} = add i64 %nH, %h{t}",
+            f"  %hw{t} = mul i64 %hr{t}, %W",
+            f"  %pix{t} = add i64 %hw{t}, %w{t}",
+            f"  %src{t} = mul i64 %pix{t}, %C",
+            f"  br i1 %in{t}, label %copy{t}, label %zero{t}",
+            f"copy{t}:",
+            f"  %c{t} = phi i64 [ 0, %{previous} ], [ %c{t}.1, %copy{t} ]",
+            f"  %si{t} = add i64 %src{t}, %c{t}",
+            f"  %di{t}.x = add i64 %dst{t}, %c{t}",
+            f"  %ps{t} = getelementptr {ty}, ptr %x, i64 %si{t}",
+            f"  %pd{t} = getelementptr {ty}, ptr %out, i64 %di{t}.x",
+            f"  %v{t} = load {ty}, ptr %ps{t}",
+            f"  store {ty} %v{t}, ptr %pd{t}",
+            f"  %c{t}.1 = add i64 %c{t}, 1",
+            f"  %cm{t} = icmp slt i64 %c{t}.1, %C",
+            f"  br i1 %cm{t}, label %copy{t}, label %tap{t}.end",
+            f"zero{t}:",
+            f"  %z{t} = phi i64 [ 0, %{previous} ], [ %z{t}.1, %zero{t} ]",
+            f"  %zi{t} = add i64 %dst{t}, %z{t}",
+            f"  %pz{t} = getelementptr {ty}, ptr %out, i64 %zi{t}",
+            f"  store {ty} 0.0, ptr %pz{t}",
+            f"  %z{t}.1 = add i64 %z{t}, 1",
+            f"  %zm{t} = icmp slt i64 %z{t}.1, %C",
+            f"  br i1 %zm{t}, label %zero{t}, label %tap{t}.end",
+            f"tap{t}.end:",
+        ]
+        previous = f"tap{t}.end"
+    lines += [
+        "  br label %ocolend",
+        "ocolend:",
+        "  %ow1 = add i64 %ow, 1",
+        "  %owm = icmp slt i64 %ow1, %OW",
+        "  br i1 %owm, label %ocol, label %orowend",
+        "orowend:",
+        "  %oh1 = add i64 %oh, 1",
+        "  %ohm = icmp slt i64 %oh1, %OH",
+        "  br i1 %ohm, label %orow, label %imageend",
+        "imageend:",
+        "  %n1 = add i64 %n, 1",
+        "  %nm = icmp slt i64 %n1, %end",
+        "  br i1 %nm, label %image, label %exit",
+        "exit:",
+        "  ret void",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"

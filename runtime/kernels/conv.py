@@ -36,14 +36,19 @@ def _columns(xp, x, kernel_hw, stride, padding, dilation):
     """im2col: (N*OH*OW, KH, KW, C) rows, channels innermost, and the output's (OH, OW)."""
     n, c = x.shape[:2]
     oh, ow = _out_hw(x.shape[2:], kernel_hw, stride, padding, dilation)
+    if x.__class__ is np.ndarray and c >= 4 and windows.available(x):
+        # (with fewer channels the per-tap loops cost more than numpy's window copy)
+        nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        cols = windows.im2col(nhwc, kernel_hw, stride, padding, dilation, (oh, ow))
+        return cols.reshape(n * oh * ow, kernel_hw[0], kernel_hw[1], c), (oh, ow)
     padded = _channels_last_padded(xp, x, padding)
     s0, s1, s2, s3 = padded.strides
-    windows = xp.lib.stride_tricks.as_strided(
+    taps = xp.lib.stride_tricks.as_strided(
         padded,
         shape=(n, oh, ow, kernel_hw[0], kernel_hw[1], c),
         strides=(s0, s1 * stride[0], s2 * stride[1], s1 * dilation[0], s2 * dilation[1], s3),
     )
-    return xp.ascontiguousarray(windows).reshape(n * oh * ow, kernel_hw[0], kernel_hw[1], c), (oh, ow)
+    return xp.ascontiguousarray(taps).reshape(n * oh * ow, kernel_hw[0], kernel_hw[1], c), (oh, ow)
 
 
 def _grouped_columns(cols, groups):

@@ -126,3 +126,20 @@ def test_conv_backward_input_matches_its_numpy_col2im(groups, stride, padding, d
     monkeypatch.setattr(windows, "_broken", True)  # the numpy path
     plain = conv._conv2d_backward_input(np, g, w, x_shape, stride, padding, dilation, groups)
     np.testing.assert_allclose(native, plain, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel,stride,padding,dilation", [((3, 3), (1, 1), (1, 1), (1, 1)),
+                                                            ((3, 3), (2, 2), (0, 0), (1, 1)),
+                                                            ((2, 3), (2, 1), (3, 0), (1, 2)),
+                                                            ((1, 1), (1, 1), (2, 2), (1, 1)),
+                                                            ((3, 2), (1, 3), (1, 2), (2, 1))])
+def test_im2col_matches_the_padded_window_copy(dtype, kernel, stride, padding, dilation,
+                                               monkeypatch):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 5, 7, 9)).astype(dtype)
+    native, hw = conv._columns(np, x, kernel, stride, padding, dilation)
+    monkeypatch.setattr(windows, "_broken", True)  # numpy: a padded copy and a window view
+    plain, plain_hw = conv._columns(np, x, kernel, stride, padding, dilation)
+    assert hw == plain_hw
+    np.testing.assert_array_equal(native, plain)
