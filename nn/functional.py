@@ -17,7 +17,7 @@ from .. import ops as E
 from .._tensor import Tensor, dispatch
 from ..autograd.grad_mode import no_grad
 from ..errors import EmberNotImplementedError, runtime_error, value_error
-from ..factories import ones, tensor, zeros
+from ..factories import full, ones, tensor, zeros
 from ..ir.dtypes import bool_
 from ._activations import (  # noqa: F401  (re-exported)
     _maybe_inplace,
@@ -556,19 +556,22 @@ def scaled_dot_product_attention(
     if enable_gqa and query.ndim >= 3:
         key = _repeat_heads(key, query.shape[-3])
         value = _repeat_heads(value, query.shape[-3])
-    scores = E.mul(E.matmul(query, E.transpose(key, -2, -1)), scale)
-    if is_causal:
-        if attn_mask is not None:
-            raise runtime_error(
-                "_scaled_dot_product_attention: Explicit attn_mask should not be set when "
-                "is_causal=True"
-            )
-        attn_mask = E.tril(ones(length, source, dtype=bool_, device=query.device))
-    if attn_mask is None:
+    if is_causal and attn_mask is not None:
+        raise runtime_error(
+            "_scaled_dot_product_attention: Explicit attn_mask should not be set when "
+            "is_causal=True"
+        )
+    # the scale goes on the queries, L x E numbers, rather than on the L x S scores
+    scores = E.matmul(E.mul(query, scale), E.transpose(key, -2, -1))
+    if is_causal and source > 0:
+        # every query keeps key 0 (and its own position): no row is fully masked. The mask
+        # is added (-inf above the diagonal, 0 elsewhere): the same scores as a masked_fill,
+        # and its backward passes the gradient through instead of another pass over it
+        above = E.triu(full((length, source), -math.inf, dtype=scores.dtype,
+                            device=query.device), 1)
+        weights = softmax(E.add(scores, above), -1)
+    elif is_causal or attn_mask is None:
         weights = softmax(scores, -1)
-    elif is_causal and source > 0:
-        # every query keeps key 0 (and its own position): no row is fully masked
-        weights = softmax(E.masked_fill(scores, E.logical_not(attn_mask), -math.inf), -1)
     else:
         if attn_mask.dtype is bool_:
             scores = E.masked_fill(scores, E.logical_not(attn_mask), -math.inf)
