@@ -388,11 +388,10 @@ def batch_norm(
         )
     if eps <= 0:
         raise value_error(f"batch_norm eps must be positive during training, but got {eps}")
-    dims = (0,) + tuple(range(2, input.ndim))
-    mean = E.mean(input, dims, keepdim=True)
-    centered = E.sub(input, mean)
-    squares = E.sum(E.mul(centered, centered), dims, keepdim=True)
-    out = E.mul(centered, E.rsqrt(E.add(E.div(squares, count), eps)))
+    if _BATCH_NORM.wants(input):  # one compiled program and autograd node (_composites.py)
+        out, mean, squares = _BATCH_NORM(input, weight, bias, eps, count)
+    else:
+        out, mean, squares = _batch_norm_train(input, weight, bias, eps, count)
     with no_grad():
         if running_mean is not None:
             running_mean.copy_(
@@ -401,7 +400,22 @@ def batch_norm(
         if running_var is not None:
             unbiased = E.div(E.reshape(squares, (c,)), count - 1)
             running_var.copy_(E.add(E.mul(unbiased, momentum), E.mul(running_var, 1 - momentum)))
-    return _affine(out, weight, bias, shape)
+    return out
+
+
+def _batch_norm_train(input, weight, bias, eps: float, count: int):
+    """Training batch norm: (the normalized, scaled and shifted input, the batch's mean, the
+    sums of squared deviations), the last two per channel (keepdim) for the running stats."""
+    dims = (0,) + tuple(range(2, input.ndim))
+    shape = (1, input.shape[1]) + (1,) * (input.ndim - 2)
+    mean = E.mean(input, dims, keepdim=True)
+    centered = E.sub(input, mean)
+    squares = E.sum(E.mul(centered, centered), dims, keepdim=True)
+    out = E.mul(centered, E.rsqrt(E.add(E.div(squares, count), eps)))
+    return _affine(out, weight, bias, shape), mean, squares
+
+
+_BATCH_NORM = composites.Composite("batch_norm", _batch_norm_train)
 
 
 def _vector_norm(input: Tensor, p: float, dim, keepdim: bool) -> Tensor:

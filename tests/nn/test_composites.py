@@ -122,3 +122,35 @@ def test_grad_with_respect_to_a_non_leaf_does_not_run_what_made_it():
     (gx,) = ember.autograd.grad(y, x)  # through h: now it runs
     assert ran
     np.testing.assert_allclose(gx.numpy(), 8 * x.detach().numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("affine", [True, False])
+def test_training_batch_norm_takes_the_compiled_path_with_op_by_op_values_grads_and_stats(
+        dtype, affine, monkeypatch):
+    """BatchNorm2d in training, 5 calls: outputs, input and parameter gradients and the
+    running statistics match the op-by-op path, and the later calls ran compiled."""
+    dtype = getattr(ember, dtype)
+    results = []
+    for compiled in (True, False):
+        if not compiled:
+            _op_by_op(monkeypatch)
+        ember.manual_seed(0)
+        bn = ember.nn.BatchNorm2d(16, affine=affine).to(dtype)
+        for call in range(5):
+            rng = np.random.default_rng(call)
+            x = ember.tensor(rng.standard_normal((32, 16, 8, 8)) * 2 + 1, dtype=dtype,
+                             requires_grad=True)
+            out = bn(x)
+            out.backward(ember.tensor(rng.standard_normal(out.shape), dtype=dtype))
+            if compiled and call == 4:
+                assert out.grad_fn.name() == "CompiledFunctionBackward"
+            grads = [x.grad.numpy()] + [p.grad.numpy().copy() for p in bn.parameters()]
+            results.append([out.detach().numpy()] + grads
+                           + [bn.running_mean.numpy().copy(), bn.running_var.numpy().copy()])
+            bn.zero_grad()
+    tol = 2e-5 if dtype is ember.float32 else 1e-12
+    for got, want in zip(results[:5], results[5:]):
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    assert not NF._BATCH_NORM._script.fallbacks
