@@ -1,6 +1,6 @@
 """Large eager calls of a few composite ops run as one compiled program.
 
-softmax, log_softmax and layer_norm are written from primitives (so a trace records the
+softmax, log_softmax, layer_norm and training batch_norm are written from primitives (so a trace records the
 primitives and fusion makes one kernel of them). Run op by op in eager mode they cost five to
 nine dispatches and as many autograd nodes, and numpy passes over the data that many times.
 On large CPU inputs an eager call instead goes through an ember.script of the same primitive
