@@ -90,6 +90,15 @@ def _traced_shape(t, dim=None) -> tuple:
     return t._data.shape
 
 
+def _layout_read() -> None:
+    """A tensor's memory layout (strides, contiguity) was read while tracing: it follows from
+    sizes (a view's from its base's), so under a trace with symbolic sizes every size becomes
+    exact."""
+    trace = trace_here()
+    if trace is not None and trace.sizes:
+        trace.fix(list(trace.sizes))
+
+
 def _stop_trace(reason: str) -> None:
     trace = trace_here() if active_trace is not None else None
     if trace is not None:
@@ -205,10 +214,14 @@ class Tensor:
         return self._dtype.itemsize
 
     def stride(self, dim: int | None = None):
+        if active_trace is not None:
+            _layout_read()
         strides = tuple(s // self._dtype.itemsize for s in self._data.strides)
         return strides if dim is None else strides[dim]
 
     def is_contiguous(self) -> bool:
+        if active_trace is not None:
+            _layout_read()
         return bool(self._data.flags.c_contiguous)
 
     def is_floating_point(self) -> bool:

@@ -121,8 +121,21 @@ def _index_select(inputs, attrs):
 
 @register("index_add", kind="index")
 def _index_add(inputs, attrs):
-    x, index, _src = inputs
+    x, index, src = inputs
     _check_index_dtype("index_add", index)
+    if len(index.shape) > 1:
+        raise index_error(f"index_add_(): Index is supposed to be a vector, got shape "
+                          f"{fmt_shape(index.shape)}")
+    if len(x.shape):
+        # the source has the input's shape, with the indices' count along dim
+        expected = list(x.shape)
+        expected[attrs["dim"]] = math.prod(index.shape)
+        if all(d.__class__ is int for d in (*expected, *src.shape)) \
+                and tuple(src.shape) != tuple(expected):
+            raise runtime_error(
+                f"index_add_(): source of shape {fmt_shape(src.shape)} does not match the "
+                f"input of shape {fmt_shape(x.shape)} with {expected[attrs['dim']]} indices "
+                f"along dim {attrs['dim']}: expected {fmt_shape(tuple(expected))}")
     return TensorType(tuple(x.shape), x.dtype)
 
 

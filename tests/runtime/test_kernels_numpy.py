@@ -708,3 +708,21 @@ def test_index_add_sums_repeated_rows_like_add_at(dtype, shape, dim, n):
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
     assert got.dtype == x.dtype and not np.shares_memory(got, x)
+
+
+@pytest.mark.parametrize("indices", [10, 64])
+def test_index_add_refuses_a_source_that_does_not_match_the_indices(indices):
+    """PyTorch requires source.size(dim) == index.numel() and the input's other sizes: a
+    mismatch is a clear error on both kernel paths (the sorted-rows one, from 64 indices, once
+    dropped the extra rows silently)."""
+    import ember
+
+    x = ember.zeros(5, 3, dtype=ember.float64)
+    index = ember.tensor(np.arange(indices) % 5)
+    for source in (ember.ones(indices + 36, 3, dtype=ember.float64),
+                   ember.ones(indices - 4, 3, dtype=ember.float64),
+                   ember.ones(indices, 4, dtype=ember.float64)):
+        with pytest.raises(ember.EmberError, match="does not match"):
+            x.index_add(0, index, source)
+    assert float(x.index_add(0, index, ember.ones(indices, 3, dtype=ember.float64)).sum()) \
+        == 3 * indices

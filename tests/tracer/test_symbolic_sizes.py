@@ -3,10 +3,12 @@ expressions (SizeInt): one graph serves every size, and whatever a graph cannot 
 its size exact again. Every case is checked against eager at sizes it was not traced with."""
 
 import types
+import warnings
 
 import ember
 import ember.nn.functional as F
 import numpy as np
+import pytest
 from ember import nn
 from ember.tracer.sizes import SizeInt
 
@@ -217,3 +219,39 @@ def test_size_int_arithmetic_keeps_the_expression_and_the_value():
         assert n > 4 and trace.size_guards[-1][1:4] == (">", 4, True)
         assert not trace.fixed
         assert n / 2 == 2.5 and trace.fixed == {"s0": 5}  # a float result: exact
+
+
+def _ones_f64(*shape):
+    return ember.tensor(np.ones(shape))
+
+
+@pytest.mark.parametrize("dynamic", [True, None], ids=["dynamic_true", "size_retrace"])
+def test_stride_read_by_the_function_makes_its_sizes_exact(dynamic):
+    """A stride read by the function follows from the sizes: they become exact (a graph
+    reused at another size would return this call's stride)."""
+
+    def fn(x):
+        return x * x.stride(0)
+
+    scripted = ember.script(fn, dynamic=dynamic)
+    for n in (4, 5, 6, 9):
+        x = _ones_f64(3, n)
+        np.testing.assert_array_equal(scripted(x).numpy(), fn(x).numpy(),
+                                      err_msg=f"size {n}")
+
+
+def test_is_contiguous_read_by_the_function_makes_its_sizes_exact():
+    """Contiguity read by the function follows from the sizes: x[::2] of an (n, 3) input is
+    contiguous only when n == 2, so a graph traced there must not serve n == 3, 4, 6."""
+
+    def fn(x):
+        y = x[::2]
+        return y * 2 if y.is_contiguous() else y * 3
+
+    scripted = ember.script(fn, dynamic=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for n in (2, 3, 4, 6):
+            x = _ones_f64(n, 3)
+            np.testing.assert_array_equal(scripted(x).numpy(), fn(x).numpy(),
+                                          err_msg=f"size {n}")
