@@ -20,7 +20,31 @@ def _acc_dtype(x):
 def _sum(xp, x, dims, keepdim):
     # numpy's sum warns from its own module, out of reach of the kernels' warning filter
     with np.errstate(all="ignore"):
-        return xp.sum(x, axis=_axis(dims), keepdims=keepdim, dtype=_acc_dtype(x))
+        axis = _axis(dims)
+        if xp is np and axis is not None and len(axis) > 1 and x.flags.c_contiguous:
+            split = _leading_then_rest(x, axis, keepdim)
+            if split is not None:
+                return split
+        return xp.sum(x, axis=axis, keepdims=keepdim, dtype=_acc_dtype(x))
+
+
+def _leading_then_rest(x, axis, keepdim):
+    """A sum over leading dims and later ones (a conv bias's gradient over N, H, W) in two
+    steps: the leading dims first, as whole contiguous slabs added together, then the rest.
+    numpy reduces (0, 2, 3) of (64, 64, 8, 8) in one strided pass 5x slower. None when the
+    dims are not a leading run plus others."""
+    dims = sorted(axis)
+    lead = 0
+    while lead < len(dims) and dims[lead] == lead:
+        lead += 1
+    if lead == 0 or lead == len(dims):
+        return None
+    acc = _acc_dtype(x)
+    partial = np.sum(x, axis=tuple(range(lead)), dtype=acc)
+    out = np.sum(partial, axis=tuple(d - lead for d in dims[lead:]), dtype=acc)
+    if keepdim:
+        out = out.reshape(tuple(1 if i in axis else n for i, n in enumerate(x.shape)))
+    return out
 
 
 @kernel("prod")

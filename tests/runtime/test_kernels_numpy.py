@@ -726,3 +726,21 @@ def test_index_add_refuses_a_source_that_does_not_match_the_indices(indices):
             x.index_add(0, index, source)
     assert float(x.index_add(0, index, ember.ones(indices, 3, dtype=ember.float64)).sum()) \
         == 3 * indices
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.bool_])
+@pytest.mark.parametrize("shape,dims", [((6, 5, 4, 3), (0, 2, 3)), ((6, 5, 4, 3), (0, 1, 3)),
+                                        ((6, 5, 4), (0, 2)), ((2, 3, 4, 5), (0, 1, 2)),
+                                        ((6, 5, 4, 3), (1, 3))])
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_sum_over_leading_and_later_dims_equals_one_numpy_sum(dtype, shape, dims, keepdim):
+    """sum over a leading run of dims plus others reduces the leading ones first: the same
+    result (to rounding), shape and dtype as numpy's one-pass sum."""
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(shape) * 10).astype(dtype)
+    got = KERNELS["sum"](np, x, dims, keepdim)
+    want = np.sum(x, axis=dims, keepdims=keepdim,
+                  dtype=np.int64 if np.dtype(dtype).kind in "biu" else None)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
