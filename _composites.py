@@ -25,9 +25,9 @@ WARMUP_CALLS = 2  # eligible calls that run op by op first: a one-off call compi
 _FLOATS = (float32, float64)
 
 
-def eligible(x) -> bool:
+def eligible(x, min_elements: int = MIN_ELEMENTS) -> bool:
     """Whether an eager call on x takes the compiled path."""
-    if (x._data.size < MIN_ELEMENTS or _tensor.active_trace is not None
+    if (x._data.size < min_elements or _tensor.active_trace is not None
             or x._device is not CPU or x._dtype not in _FLOATS):
         return False
     from .runtime.compiled import native_enabled
@@ -38,9 +38,12 @@ def eligible(x) -> bool:
 class Composite:
     """fn (primitive code) as a quiet script, made on the first call."""
 
-    def __init__(self, name: str, fn):
+    def __init__(self, name: str, fn, min_elements: int | None = None):
         self.name = name
         self.fn = fn
+        # None: MIN_ELEMENTS (read at each call). A composite of many small ops (a loss) pays
+        # its one compiled call back at any size.
+        self.min_elements = min_elements
         self._script = None
         self._seen = 0
 
@@ -48,7 +51,8 @@ class Composite:
         """Whether an eager call on x goes compiled: x is eligible, and WARMUP_CALLS eligible
         calls came before (a repeated call, as a training loop makes, pays the compile; an
         interactive one-off does not)."""
-        if not eligible(x):
+        minimum = MIN_ELEMENTS if self.min_elements is None else self.min_elements
+        if not eligible(x, minimum):
             return False
         if self._seen >= WARMUP_CALLS:
             return True

@@ -154,3 +154,37 @@ def test_training_batch_norm_takes_the_compiled_path_with_op_by_op_values_grads_
         for a, b in zip(got, want):
             np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
     assert not NF._BATCH_NORM._script.fallbacks
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_class_index_cross_entropy_runs_compiled_at_any_size(dtype, reduction, monkeypatch):
+    """cross_entropy with class indices (some ignored) is one compiled program even on a
+    small batch: the same loss, gradient and double-backward gradient as op by op, and an
+    out-of-range class is still a clear error."""
+    from ember.nn import _losses
+
+    dtype = getattr(ember, dtype)
+    results = []
+    for compiled in (True, False):
+        if not compiled:
+            monkeypatch.setattr(_losses._CROSS_ENTROPY, "wants", lambda x: False)
+        for call in range(5):
+            rng = np.random.default_rng(call)
+            x = ember.tensor(rng.standard_normal((16, 7)) * 3, dtype=dtype, requires_grad=True)
+            target = rng.integers(0, 7, 16)
+            target[:3] = -100
+            loss = F.cross_entropy(x, ember.tensor(target), reduction=reduction)
+            (g,) = ember.autograd.grad(loss, x, create_graph=True)
+            (gg,) = ember.autograd.grad((g * g).sum(), x)
+            if compiled and call == 4:
+                assert loss.grad_fn.name() == "CompiledFunctionBackward"
+            results.append((loss.item(), g.detach().numpy(), gg.numpy()))
+    tol = 2e-5 if dtype is ember.float32 else 1e-12
+    for got, want in zip(results[:5], results[5:]):
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    monkeypatch.undo()
+    x = ember.tensor(np.zeros((16, 7)), dtype=dtype)
+    with pytest.raises(ember.EmberError, match="out of bounds"):
+        F.cross_entropy(x, ember.tensor(np.full(16, 7)))
