@@ -149,6 +149,8 @@ class DynamicSpecialization:
             return False
         ok = self._accepts.get(sizes)
         if ok is None:
+            if len(self._accepts) >= 4096:  # sizes seen once each (varying lengths): bounded
+                self._accepts.clear()
             ok = self._accepts[sizes] = self.failed_guard(sizes) is None
         return ok
 
