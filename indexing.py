@@ -48,8 +48,8 @@ def _slice_bounds(k: slice, size) -> tuple:
             return default
         if v < 0:
             v = v + size
-            return v if v > 0 else 0
-        return v if v < size else size
+            return max(0, v)
+        return min(size, v)
 
     return bound(k.start, 0), bound(k.stop, size), 1 if k.step is None else int(k.step)
 
