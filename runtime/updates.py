@@ -17,7 +17,7 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 def usable(*arrays) -> bool:
     """Whether the native updates take these arrays (see the module docstring). Called per
     parameter per step, so it checks only what it must, cheaply."""
-    if windows._broken is not False and not windows.available():
+    if not windows.available():  # llvmlite here (no arrays: nothing else checked)
         return False
     dtype = arrays[0].dtype
     if dtype not in _FLOATS:

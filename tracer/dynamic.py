@@ -66,8 +66,7 @@ def dims_to_trace(function, key, failure) -> dict:
     for sp in function.specializations:
         if sp.eager_reason is not None:
             continue
-        base = sp.base.key if isinstance(sp, DynamicSpecialization) else sp.key
-        dims = changed_dims(base, key)
+        dims = changed_dims(sp.key, key)  # a dynamic one's key is its traced call's
         if dims is None:
             continue
         # what changed, and what was dynamic already, stays dynamic

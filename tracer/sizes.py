@@ -227,17 +227,15 @@ for _name in ("__truediv__", "__rtruediv__", "__pow__", "__rpow__", "__divmod__"
     setattr(SizeInt, _name, _exact(_name))
 
 
-def concrete(value):
-    """value with every SizeInt in it (also inside lists, tuples and dicts) a plain int."""
+def _map(value, leaf):
+    """value with leaf(s) for every SizeInt s in it (also inside lists, tuples and dicts)."""
     if isinstance(value, SizeInt):
-        return value.value
+        return leaf(value)
     if isinstance(value, (list, tuple)):
-        if not any(isinstance(v, (SizeInt, list, tuple, dict)) for v in value):
-            return value
-        items = [concrete(v) for v in value]
+        items = [_map(v, leaf) for v in value]
         return items if isinstance(value, list) else tuple(items)
     if isinstance(value, dict):
-        return {k: concrete(v) for k, v in value.items()}
+        return {k: _map(v, leaf) for k, v in value.items()}
     return value
 
 
@@ -251,25 +249,16 @@ def has_sizes(value) -> bool:
     return False
 
 
+def concrete(value):
+    """value with every SizeInt in it a plain int (value itself when it holds none)."""
+    return _map(value, lambda size: size.value) if has_sizes(value) else value
+
+
 def symbolic(value):
     """value with every SizeInt in it its expression (a SymInt, or an int once specialized)."""
-    if isinstance(value, SizeInt):
-        return value.symbolic()
-    if isinstance(value, (list, tuple)):
-        items = [symbolic(v) for v in value]
-        return items if isinstance(value, list) else tuple(items)
-    if isinstance(value, dict):
-        return {k: symbolic(v) for k, v in value.items()}
-    return value
+    return _map(value, SizeInt.symbolic)
 
 
-def specialize_all(value):
+def specialize_all(value) -> None:
     """Make every SizeInt in value exact (a factory's arguments, an op's number operand)."""
-    if isinstance(value, SizeInt):
-        value.specialize()
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            specialize_all(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            specialize_all(v)
+    _map(value, SizeInt.specialize)

@@ -18,26 +18,15 @@ rounded to the arrays' dtype in the kernel as numpy's dtype.type(x) rounds it.
 
 from __future__ import annotations
 
-_TYPES = {"float32": "float", "float64": "double"}
+from .windows import IR_TYPES, task_header
 
 
 def _task(name: str, arrays: list[str], scalars: list[str], ty: str, body: list[str]) -> str:
-    """A pool task over elements [start, end): argv's arrays and scalars are loaded and passed
-    to a noalias body that loads every array's element i as %<name>, runs `body` (which sets
-    %<name>.new for each array it writes) and stores those back."""
-    words = [(a, "ptr") for a in arrays] + [(s, "i64") for s in scalars]
-    lines = [f"define void @{name}(ptr %argv, i64 %start, i64 %end) {{", "entry:"]
-    args = []
-    for k, (word, kind) in enumerate(words):
-        lines.append(f"  %a{k} = getelementptr i64, ptr %argv, i64 {k}")
-        lines.append(f"  %{word} = load {kind}, ptr %a{k}")
-        args.append(f"{kind} %{word}")
-    lines += [f"  call void @{name}.body({', '.join(args)}, i64 %start, i64 %end)",
-              "  ret void", "}", ""]
-    formals = [f"ptr noalias %{a}.ptr" for a in arrays] + [f"i64 %{s}.bits" for s in scalars]
-    lines.append(f"define internal void @{name}.body({', '.join(formals)}, i64 %start, "
-                 f"i64 %end) alwaysinline {{")
-    lines.append("entry:")
+    """A pool task over elements [start, end) (windows.task_header: argv's arrays and scalars
+    passed to a noalias body) whose body loads every array's element i as %<name>, runs
+    `body` (which sets %<name>.new for each array it writes) and stores those back."""
+    lines = task_header(name, [(f"{a}.ptr", "ptr") for a in arrays]
+                        + [(f"{s}.bits", "i64") for s in scalars])
     for s in scalars:
         lines.append(f"  %{s}.d = bitcast i64 %{s}.bits to double")
         if ty == "float":
@@ -78,7 +67,7 @@ def adam_ir(dtype: str, decay: str, amsgrad: bool) -> str:
     "decoupled" (p *= 1 - lr * wd). Arrays: p, g, m, v (and the running maximum of v with
     amsgrad). Scalars: decay, 1 - beta1, beta2, 1 - beta2, sqrt of bias correction 2, eps,
     -step_size."""
-    ty = _TYPES[dtype]
+    ty = IR_TYPES[dtype]
     sqrt = f"@llvm.sqrt.{'f32' if ty == 'float' else 'f64'}"
     body = []
     p, g = "%p", "%g"
@@ -129,7 +118,7 @@ def sgd_name(dtype: str, decay: bool, dampened: bool, nesterov: bool) -> str:
 def sgd_ir(dtype: str, decay: bool, dampened: bool, nesterov: bool) -> str:
     """SGD with momentum on one parameter whose momentum buffer exists. Arrays: p, g, b.
     Scalars: weight decay, momentum, 1 - dampening, -lr."""
-    ty = _TYPES[dtype]
+    ty = IR_TYPES[dtype]
     body = []
     g = "%g"
     if decay:

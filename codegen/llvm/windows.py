@@ -1,4 +1,4 @@
-"""LLVM IR for the window kernels numpy runs slowly: tiled max pooling and col2im.
+"""LLVM IR for the window kernels numpy runs slowly: tiled max pooling, col2im and im2col.
 
 numpy does these as one strided pass per kernel tap, and when the windows are small (2x2 max
 pooling, a 3x3 convolution over 8x8 images) its inner loops run 4 or 8 elements between
@@ -16,10 +16,10 @@ size is a compile-time constant (its taps are unrolled); everything else is read
 
 from __future__ import annotations
 
-_TYPES = {"float32": "float", "float64": "double"}
+IR_TYPES = {"float32": "float", "float64": "double"}
 
 
-def _header(name: str, words: list[tuple[str, str]]) -> list[str]:
+def task_header(name: str, words: list[tuple[str, str]]) -> list[str]:
     """The task: every argv word loaded and passed to the body, `name`.body, whose pointer
     parameters are noalias (the arrays never overlap), so LLVM may vectorize its loops; the
     body's lines follow, starting at its entry block."""
@@ -49,9 +49,9 @@ def max_pool_ir(mode: str, dtype: str, kh: int, kw: int) -> str:
     also the forward's value, as NaN propagates): PyTorch's rule.
 
     argv: x, out, g (bwd), W (input width), OW (output width). Rows: N*C*OH."""
-    ty = _TYPES[dtype]
+    ty = IR_TYPES[dtype]
     name = max_pool_name(mode, dtype, kh, kw)
-    lines = _header(name, [("x", "ptr"), ("out", "ptr"), ("g", "ptr"), ("W", "i64"),
+    lines = task_header(name, [("x", "ptr"), ("out", "ptr"), ("g", "ptr"), ("W", "i64"),
                            ("OW", "i64")])
     taps = [(i, j) for i in range(kh) for j in range(kw)]
     lines.append(f"  %rowstride = mul i64 %W, {kh}")
@@ -126,43 +126,15 @@ def col2im_ir(dtype: str, kh: int, kw: int) -> str:
 
     argv: cols, padded, OH, OW, HP, WP, C, stride h, stride w, dilation h, dilation w.
     Rows: N (one image's taps never write another image)."""
-    ty = _TYPES[dtype]
-    name = col2im_name(dtype, kh, kw)
-    lines = _header(name, [("cols", "ptr"), ("out", "ptr"), ("OH", "i64"), ("OW", "i64"),
-                           ("HP", "i64"), ("WP", "i64"), ("C", "i64"), ("SH", "i64"),
-                           ("SW", "i64"), ("DH", "i64"), ("DW", "i64")])
-    taps = [(i, j) for i in range(kh) for j in range(kw)]
-    lines += [
-        "  %none = icmp sge i64 %start, %end",
-        "  %empty = icmp sle i64 %C, 0",
-        "  %noh = icmp sle i64 %OH, 0",
-        "  %now = icmp sle i64 %OW, 0",
-        "  %s1 = or i1 %none, %empty",
-        "  %s2 = or i1 %s1, %noh",
-        "  %skip = or i1 %s2, %now",
-        "  br i1 %skip, label %exit, label %image",
-        "image:",
-        "  %n = phi i64 [ %start, %entry ], [ %n1, %imageend ]",
-        "  %nh = mul i64 %n, %OH",
-        "  %np = mul i64 %n, %HP",
-        "  br label %orow",
-        "orow:",
-        "  %oh = phi i64 [ 0, %image ], [ %oh1, %orowend ]",
-        "  %srow = add i64 %nh, %oh",
-        "  %ohs = mul i64 %oh, %SH",
-        "  %prow = add i64 %np, %ohs",
-        "  br label %ocol",
-        "ocol:",
-        "  %ow = phi i64 [ 0, %orow ], [ %ow1, %ocolend ]",
-        "  %spix = mul i64 %srow, %OW",
-        "  %spix2 = add i64 %spix, %ow",
-        f"  %spix3 = mul i64 %spix2, {len(taps)}",
-        "  %ows = mul i64 %ow, %SW",
-    ]
-    previous = "ocol"
-    for t, (i, j) in enumerate(taps):
-        lines += [
-            f"  %src{t}.0 = add i64 %spix3, {t}",
+    ty = IR_TYPES[dtype]
+    lines = task_header(col2im_name(dtype, kh, kw),
+                    [("cols", "ptr"), ("out", "ptr"), ("OH", "i64"), ("OW", "i64"),
+                     ("HP", "i64"), ("WP", "i64"), ("C", "i64"), ("SH", "i64"), ("SW", "i64"),
+                     ("DH", "i64"), ("DW", "i64")])
+
+    def tap(t, i, j, previous):
+        return [
+            f"  %src{t}.0 = add i64 %pixel, {t}",
             f"  %src{t} = mul i64 %src{t}.0, %C",
             f"  %di{t} = mul i64 %DH, {i}",
             f"  %dj{t} = mul i64 %DW, {j}",
@@ -185,8 +157,52 @@ def col2im_ir(dtype: str, kh: int, kw: int) -> str:
             f"  %c{t}.1 = add i64 %c{t}, 1",
             f"  %cm{t} = icmp slt i64 %c{t}.1, %C",
             f"  br i1 %cm{t}, label %chan{t}, label %tap{t}.end",
-            f"tap{t}.end:",
         ]
+
+    _pixel_loops(lines, kh, kw, image=["  %np = mul i64 %n, %HP"],
+                 row=["  %prow = add i64 %np, %ohs"], pixel=[], tap=tap)
+    return "\n".join(lines) + "\n"
+
+
+def _pixel_loops(lines: list, kh: int, kw: int, image: list, row: list, pixel: list,
+                 tap) -> None:
+    """The loop nest col2im and im2col share, appended to lines: images [start, end), then
+    output rows and columns, then every tap. image, row, pixel: extra lines at each level;
+    tap(t, i, j, previous): tap t's lines, entered from block `previous` and ending with a
+    branch to tap{t}.end. Defined for them: %n, %oh, %ow, %ohs (oh * SH), %ows (ow * SW)
+    and %pixel, the output pixel's first tap in (N, OH, OW, KH*KW) order."""
+    lines += [
+        "  %none = icmp sge i64 %start, %end",
+        "  %empty = icmp sle i64 %C, 0",
+        "  %noh = icmp sle i64 %OH, 0",
+        "  %now = icmp sle i64 %OW, 0",
+        "  %s1 = or i1 %none, %empty",
+        "  %s2 = or i1 %s1, %noh",
+        "  %skip = or i1 %s2, %now",
+        "  br i1 %skip, label %exit, label %image",
+        "image:",
+        "  %n = phi i64 [ %start, %entry ], [ %n1, %imageend ]",
+        "  %nh = mul i64 %n, %OH",
+        *image,
+        "  br label %orow",
+        "orow:",
+        "  %oh = phi i64 [ 0, %image ], [ %oh1, %orowend ]",
+        "  %rowindex = add i64 %nh, %oh",
+        "  %ohs = mul i64 %oh, %SH",
+        *row,
+        "  br label %ocol",
+        "ocol:",
+        "  %ow = phi i64 [ 0, %orow ], [ %ow1, %ocolend ]",
+        "  %pixel.0 = mul i64 %rowindex, %OW",
+        "  %pixel.1 = add i64 %pixel.0, %ow",
+        f"  %pixel = mul i64 %pixel.1, {kh * kw}",
+        "  %ows = mul i64 %ow, %SW",
+        *pixel,
+    ]
+    previous = "ocol"
+    for t, (i, j) in enumerate((i, j) for i in range(kh) for j in range(kw)):
+        lines += tap(t, i, j, previous)
+        lines.append(f"tap{t}.end:")
         previous = f"tap{t}.end"
     lines += [
         "  br label %ocolend",
@@ -206,7 +222,6 @@ def col2im_ir(dtype: str, kh: int, kw: int) -> str:
         "  ret void",
         "}",
     ]
-    return "\n".join(lines) + "\n"
 
 
 def im2col_name(dtype: str, kh: int, kw: int) -> str:
@@ -220,45 +235,15 @@ def im2col_ir(dtype: str, kh: int, kw: int) -> str:
 
     argv: x, cols, H, W, OH, OW, C, stride h, stride w, padding h, padding w, dilation h,
     dilation w. Rows: N."""
-    ty = _TYPES[dtype]
-    name = im2col_name(dtype, kh, kw)
-    lines = _header(name, [("x", "ptr"), ("out", "ptr"), ("H", "i64"), ("W", "i64"),
-                           ("OH", "i64"), ("OW", "i64"), ("C", "i64"), ("SH", "i64"),
-                           ("SW", "i64"), ("PH", "i64"), ("PW", "i64"), ("DH", "i64"),
-                           ("DW", "i64")])
-    taps = [(i, j) for i in range(kh) for j in range(kw)]
-    lines += [
-        "  %none = icmp sge i64 %start, %end",
-        "  %empty = icmp sle i64 %C, 0",
-        "  %noh = icmp sle i64 %OH, 0",
-        "  %now = icmp sle i64 %OW, 0",
-        "  %s1 = or i1 %none, %empty",
-        "  %s2 = or i1 %s1, %noh",
-        "  %skip = or i1 %s2, %now",
-        "  br i1 %skip, label %exit, label %image",
-        "image:",
-        "  %n = phi i64 [ %start, %entry ], [ %n1, %imageend ]",
-        "  %nh = mul i64 %n, %OH",
-        "  %nH = mul i64 %n, %H",
-        "  br label %orow",
-        "orow:",
-        "  %oh = phi i64 [ 0, %image ], [ %oh1, %orowend ]",
-        "  %drow = add i64 %nh, %oh",
-        "  %ohs = mul i64 %oh, %SH",
-        "  %hbase = sub i64 %ohs, %PH",
-        "  br label %ocol",
-        "ocol:",
-        "  %ow = phi i64 [ 0, %orow ], [ %ow1, %ocolend ]",
-        "  %dpix = mul i64 %drow, %OW",
-        "  %dpix2 = add i64 %dpix, %ow",
-        f"  %dpix3 = mul i64 %dpix2, {len(taps)}",
-        "  %ows = mul i64 %ow, %SW",
-        "  %wbase = sub i64 %ows, %PW",
-    ]
-    previous = "ocol"
-    for t, (i, j) in enumerate(taps):
-        lines += [
-            f"  %dst{t}.0 = add i64 %dpix3, {t}",
+    ty = IR_TYPES[dtype]
+    lines = task_header(im2col_name(dtype, kh, kw),
+                    [("x", "ptr"), ("out", "ptr"), ("H", "i64"), ("W", "i64"), ("OH", "i64"),
+                     ("OW", "i64"), ("C", "i64"), ("SH", "i64"), ("SW", "i64"), ("PH", "i64"),
+                     ("PW", "i64"), ("DH", "i64"), ("DW", "i64")])
+
+    def tap(t, i, j, previous):
+        return [
+            f"  %dst{t}.0 = add i64 %pixel, {t}",
             f"  %dst{t} = mul i64 %dst{t}.0, %C",
             f"  %di{t} = mul i64 %DH, {i}",
             f"  %dj{t} = mul i64 %DW, {j}",
@@ -292,25 +277,9 @@ def im2col_ir(dtype: str, kh: int, kw: int) -> str:
             f"  %z{t}.1 = add i64 %z{t}, 1",
             f"  %zm{t} = icmp slt i64 %z{t}.1, %C",
             f"  br i1 %zm{t}, label %zero{t}, label %tap{t}.end",
-            f"tap{t}.end:",
         ]
-        previous = f"tap{t}.end"
-    lines += [
-        "  br label %ocolend",
-        "ocolend:",
-        "  %ow1 = add i64 %ow, 1",
-        "  %owm = icmp slt i64 %ow1, %OW",
-        "  br i1 %owm, label %ocol, label %orowend",
-        "orowend:",
-        "  %oh1 = add i64 %oh, 1",
-        "  %ohm = icmp slt i64 %oh1, %OH",
-        "  br i1 %ohm, label %orow, label %imageend",
-        "imageend:",
-        "  %n1 = add i64 %n, 1",
-        "  %nm = icmp slt i64 %n1, %end",
-        "  br i1 %nm, label %image, label %exit",
-        "exit:",
-        "  ret void",
-        "}",
-    ]
+
+    _pixel_loops(lines, kh, kw, image=["  %nH = mul i64 %n, %H"],
+                 row=["  %hbase = sub i64 %ohs, %PH"], pixel=["  %wbase = sub i64 %ows, %PW"],
+                 tap=tap)
     return "\n".join(lines) + "\n"
