@@ -7,6 +7,7 @@ loads its module on first use.
 from __future__ import annotations
 
 import importlib
+import sys as _sys
 
 __version__ = "0.1.0"
 
@@ -38,7 +39,7 @@ _EXPORTS = {
     "device": "runtime.device",
     # factories
     **{
-        name: "factories"
+        name: "_tensor.factories"
         for name in (
             "tensor",
             "as_tensor",
@@ -79,7 +80,7 @@ _EXPORTS = {
         )
     },
     # random streams
-    "Generator": "factories",
+    "Generator": "_tensor.factories",
     # checkpoints
     "save": "serialization",
     "load": "serialization",
@@ -88,7 +89,7 @@ _EXPORTS = {
     "script": "tracer",
     "trace": "tracer",
     "explain": "tracer",
-    "export": "exporter",
+    "export": "tracer.export",
     # errors
     **{
         name: "errors"
@@ -116,7 +117,6 @@ _SUBMODULES = {
     "cuda",
     "ir",
     "runtime",
-    "ops",
     "errors",
     "library",
     "nn",
@@ -125,9 +125,21 @@ _SUBMODULES = {
     "serialization",
     "distributed",
 }
-# public submodules whose file has another name: ember.onnx is onnx_export.py, so that inside
-# ember an absolute `import onnx` always finds the real onnx package
-_RENAMED_SUBMODULES = {"onnx": "onnx_export"}
+# public submodules that live elsewhere: ember.onnx is tracer/onnx_export.py (so that inside
+# ember an absolute `import onnx` always finds the real onnx package); ember.ops, the op
+# functions, is the tensor layer's
+_RENAMED_SUBMODULES = {"onnx": "tracer.onnx_export", "ops": "_tensor.ops"}
+# the layers that run tensor code: loading one also loads the tracer, which plugs its
+# compiler into the tensor layer (_tensor/hooks.py), since that layer never imports it
+_TENSOR_CODE = ("_tensor", "nn", "optim", "autograd", "utils", "distributed")
+
+
+def _load(module: str):
+    loaded = importlib.import_module(f".{module}", __name__)
+    if module.startswith(_TENSOR_CODE) and "ember.tracer" not in _sys.modules:
+        importlib.import_module(".tracer", __name__)
+    return loaded
+
 
 
 def __getattr__(name: str):
@@ -136,16 +148,16 @@ def __getattr__(name: str):
         # file as a package when run from the repository root) are not ops
         raise AttributeError(f"module 'ember' has no attribute {name!r}")
     if name in _SUBMODULES:
-        value = importlib.import_module(f".{name}", __name__)
+        value = _load(name)
     elif name in _RENAMED_SUBMODULES:
-        value = importlib.import_module(f".{_RENAMED_SUBMODULES[name]}", __name__)
+        value = _load(_RENAMED_SUBMODULES[name])
     elif name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        value = getattr(_load(_EXPORTS[name]), name)
     elif name in _ALIASES:
         module, attr = _ALIASES[name]
-        value = getattr(importlib.import_module(f".{module}", __name__), attr)
+        value = getattr(_load(module), attr)
     else:
-        ops = importlib.import_module(".ops", __name__)
+        ops = _load("_tensor.ops")
         if name.startswith("_") or not hasattr(ops, name):
             raise AttributeError(f"module 'ember' has no attribute {name!r}")
         value = getattr(ops, name)

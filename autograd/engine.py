@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 
+from .._tensor import hooks
 from ..errors import runtime_error
 from . import grad_mode
 from .graph import AccumulateGrad, edge_of, run_post_accumulate_grad_hooks
@@ -41,7 +42,7 @@ def _as_list(x):
 
 def _root_grads(outputs, grad_outputs):
     from .._tensor import Tensor
-    from ..factories import ones_like
+    from .._tensor.factories import ones_like
 
     grads = []
     for i, out in enumerate(outputs):
@@ -63,7 +64,7 @@ def _root_grads(outputs, grad_outputs):
                 )
             g = g.clone()  # the caller keeps its tensor; a leaf root must not alias it
         else:
-            from ..factories import full_like
+            from .._tensor.factories import full_like
 
             g = full_like(out, g)
         if not out._requires_grad:
@@ -117,11 +118,10 @@ def _needed(nodes, targets):
 
 
 def _zeros_for(node, i):
-    from .. import _tensor
-    from ..factories import zeros
+    from .._tensor.factories import zeros
 
     shape, dtype, dev = node.output_meta(i)
-    if _tensor.active_trace is not None and (trace := _tensor.trace_here()) is not None:
+    if hooks.active_trace is not None and (trace := hooks.trace_here()) is not None:
         # an output's sizes are kept as plain ints: under a symbolic trace every size
         # becomes exact, since this constant could have any of them (3*s0 as well as s0)
         trace.fix(list(trace.sizes))
@@ -208,9 +208,8 @@ def _execute(
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
     """Compute the gradient of tensors w.r.t. the graph leaves, accumulating into .grad."""
-    from .. import _tensor
 
-    trace = _tensor.trace_here()
+    trace = hooks.trace_here()
     if trace is not None:
         trace.ran_backward = True  # the trace holds a whole training step
     tensors = _as_list(tensors)
@@ -272,7 +271,7 @@ def grad(
         g = captured.get(e)
         if g is None:
             if materialize_grads:
-                from ..factories import zeros_like
+                from .._tensor.factories import zeros_like
 
                 g = zeros_like(x)
             elif not allow_unused:

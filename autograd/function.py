@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._tensor import hooks
 from ..errors import runtime_error
 from . import grad_mode
 from .graph import Node, edge_of
@@ -81,10 +82,9 @@ class Function:
 
     @classmethod
     def apply(cls, *args):
-        from .. import _tensor
         from .._tensor import Tensor
 
-        _tensor._stop_trace(f"the custom autograd.Function {cls.__name__}")
+        hooks.stop_trace(f"the custom autograd.Function {cls.__name__}")
         ctx = FunctionCtx()
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a._requires_grad for a in args)
         with grad_mode.no_grad():

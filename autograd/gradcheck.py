@@ -53,7 +53,7 @@ def _numerical(fn, inputs, wrt, eps):
 
 
 def _analytical(fn, inputs, wrt):
-    from ..factories import zeros_like
+    from .._tensor.factories import zeros_like
 
     outs = _outputs(fn, inputs)
     jac = [[np.zeros((o.numel(), inputs[i].numel())) for i in wrt] for o in outs]
@@ -123,7 +123,7 @@ def gradgradcheck(
     **_ignored,
 ) -> bool:
     """gradcheck of the first derivative: checks second-order gradients."""
-    from ..factories import randn
+    from .._tensor.factories import randn
 
     inputs = _as_tuple(inputs)
     wrt = _differentiable(inputs)
@@ -141,7 +141,7 @@ def gradgradcheck(
         xs, gos = args[:n], args[n:]
         outs = [o for o in _outputs(fn, xs) if o.requires_grad]
         gs = grad(outs, [xs[i] for i in wrt], list(gos), create_graph=True, allow_unused=True)
-        from ..factories import zeros_like
+        from .._tensor.factories import zeros_like
 
         return tuple(g if g is not None else zeros_like(xs[i]) for g, i in zip(gs, wrt))
 

@@ -214,30 +214,30 @@ _derivatives = None
 
 
 _Tensor = None
-_tensor_module = None
+_hooks = None
 
 
 def _traced_metas(node, inputs) -> None:
     """Under a trace with symbolic sizes, the derivative rules read the inputs' sizes as the
     trace knows them (SizeInts), so the backward they record is symbolic too."""
-    trace = _tensor_module.trace_here()
+    trace = _hooks.trace_here()
     if trace is None or not trace.sizes:
         return
     node.input_meta = tuple(
-        m if m is None else (trace.traced_shape(x), *m[1:])
+        m if m is None else (trace.read_shape(x, None, True), *m[1:])
         for x, m in zip(inputs, node.input_meta)
     )
 
 
 def link_op(op: str, inputs: tuple, attrs: dict, outputs: tuple) -> None:
     """Record op in the autograd graph: a node from the outputs back to the inputs."""
-    global _derivatives, _Tensor, _tensor_module
+    global _derivatives, _Tensor, _hooks
     if _derivatives is None:
-        from .. import _tensor
-        from .._tensor import Tensor
+        # deferred: the tensor layer imports this module while it loads
+        from .._tensor import Tensor, hooks
         from .derivatives import DERIVATIVES
 
-        _derivatives, _Tensor, _tensor_module = DERIVATIVES, Tensor, _tensor
+        _derivatives, _Tensor, _hooks = DERIVATIVES, Tensor, hooks
     Tensor = _Tensor
     rule = _derivatives[op]
     node = OpNode()
@@ -261,7 +261,7 @@ def link_op(op: str, inputs: tuple, attrs: dict, outputs: tuple) -> None:
     node.next_functions = tuple(edges)
     node.needs_input_grad = needs = tuple(needs)
     node.input_meta = tuple(metas)
-    if _tensor_module.active_trace is not None:
+    if _hooks.active_trace is not None:
         _traced_metas(node, inputs)
     node.out_meta = tuple([(o._data.shape, o._dtype, o._device) for o in outputs])
     versions = []

@@ -1,25 +1,22 @@
 """The scalar vocabulary of fused kernels: which ops a kernel spec may hold, and for which dtypes.
 
-Every backend provides a template for each op listed here (codegen/llvm/scalar.py for the CPU;
-the CUDA backend emits the same names), so the fusion pass decides what is fusable from this
-table alone. An op absent from it, or present without the dtype kind at hand, runs its eager
-kernel instead.
-
-Kinds: "f" floating point, "i" signed integer, "u" unsigned integer, "b" bool. An op computes
-in one dtype (its compute dtype, as in eager dispatch); comparisons return bool.
+An elementwise op declares the dtype kinds it fuses for (its declaration's `fuse`, in ir/ops):
+"f" floating point, "i" signed integer, "u" unsigned integer, "b" bool. Every backend has a
+template for each such op (codegen/llvm/scalar.py, codegen/cuda/scalar.py; the op-table
+completeness test checks both), so the fusion pass decides what is fusable from the
+declarations alone. An op that declares none, or not the kind at hand, runs its eager kernel.
+An op computes in one dtype (its compute dtype, as in eager dispatch); comparisons return bool.
 """
 
 from __future__ import annotations
 
-FLOAT_ONLY = frozenset({
-    "exp", "expm1", "log", "log1p", "tanh", "sigmoid", "erf", "sin", "cos", "sqrt", "rsqrt",
-    "reciprocal", "div", "isfinite",
-})
-ARITHMETIC = frozenset({"add", "sub", "mul", "neg", "abs", "maximum", "minimum", "relu", "sign",
-                        "clamp", "floor", "ceil", "round", "trunc", "pow"})
-COMPARISONS = frozenset({"eq", "ne", "lt", "le", "gt", "ge"})
-LOGICAL = frozenset({"logical_and", "logical_or", "logical_xor", "logical_not"})
-ANY_DTYPE = frozenset({"where", "select", "masked_fill", "cast", "clone"})
+from ..ir import ops as _ops  # noqa: F401  (registers the declarations)
+from ..ir.schema import SCHEMAS
+
+# ops of kernel specs that no graph holds: the lowering makes them (a guarded softmax shift)
+SPEC_ONLY = {"select": "fiub", "isfinite": "f"}
+# ops each emitter converts itself, between register types, rather than through a template
+CONVERSIONS = frozenset({"cast"})
 
 REDUCTIONS = frozenset({"sum", "max", "min", "prod"})
 
@@ -32,8 +29,6 @@ POW_EXPONENTS_FLOAT16 = frozenset({1.0, 2.0, -1.0})
 
 def supports(op: str, kind: str) -> bool:
     """Whether every backend can emit `op` computing in a dtype of `kind`."""
-    if op in FLOAT_ONLY:
-        return kind == "f"
-    if op in ARITHMETIC:
-        return kind in "fiu" or (kind == "b" and op in ("add", "mul", "maximum", "minimum"))
-    return op in COMPARISONS or op in LOGICAL or op in ANY_DTYPE
+    declared = SCHEMAS.get(op)
+    kinds = declared.fuse if declared is not None else SPEC_ONLY.get(op, "")
+    return kind in kinds

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 
 from .. import _tensor
+from .._tensor import hooks
 from ..autograd import grad_mode
 from ..errors import runtime_error, type_error, value_error
 from ..ir.dtypes import ALL as _DTYPES
@@ -206,7 +207,7 @@ def _start(what: str, group, tensors, traceable: bool = False):
         return None
     pg.check_usable(what)
     if not traceable:
-        _tensor._stop_trace(f"a collective ({what}) runs outside the graph")
+        hooks.stop_trace(f"a collective ({what}) runs outside the graph")
     device = tensors[0]._device
     for t in tensors[1:]:
         if t._device != device:

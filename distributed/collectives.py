@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _tensor
+from .._tensor import hooks
 from ..errors import type_error, value_error
 from ..ir.schema import fmt_shape
 from ..runtime.device import array_module
@@ -425,7 +425,7 @@ def barrier(group=None, async_op: bool = False, device_ids=None):
     if pg is None:
         return None
     pg.check_usable(what)
-    _tensor._stop_trace("a collective (barrier) runs outside the graph")
+    hooks.stop_trace("a collective (barrier) runs outside the graph")
     control = pg.control()
     requests = _issue(pg, control, what, control.barrier)
     return _run(Work(pg, control, what, requests), async_op)

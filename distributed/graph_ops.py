@@ -13,6 +13,7 @@ require grad, end the capture (the function runs eagerly, with a warning saying 
 from __future__ import annotations
 
 from .. import _tensor
+from .._tensor import hooks
 from ..autograd import grad_mode
 from ..ir.dtypes import from_numpy
 from ..runtime.device import array_module, device_of_array
@@ -22,11 +23,11 @@ from .work import Work, start_check
 
 def recording(tensors, what: str) -> bool:
     """Whether this collective is recorded into the graph being traced (if any)."""
-    if _tensor.trace_here() is None:
+    if hooks.trace_here() is None:
         return False
     if any(t._requires_grad for t in tensors):
         # eagerly a collective is invisible to autograd; a recorded in-place write is not
-        _tensor._stop_trace(f"a collective ({what}) on a tensor that requires grad")
+        hooks.stop_trace(f"a collective ({what}) on a tensor that requires grad")
         return False
     return True
 
@@ -34,7 +35,7 @@ def recording(tensors, what: str) -> bool:
 def record(pg, what: str, output, op: str, source, attrs: dict, async_op: bool):
     """Dispatch graph op `op` on source and write its result into output (reshaped to it:
     the gathering and scattering ops work on flat tensors)."""
-    from ..inplace import apply_inplace
+    from .._tensor.inplace import apply_inplace
 
     shape = tuple(output.shape)
 

@@ -16,7 +16,7 @@ from .process_group import resolve
 
 
 def _to_bytes(obj):
-    from ..factories import from_numpy
+    from .._tensor.factories import from_numpy
 
     return from_numpy(np.frombuffer(pickle.dumps(obj), dtype=np.uint8).copy())
 
@@ -24,8 +24,8 @@ def _to_bytes(obj):
 def all_gather_object(object_list: list, obj, group=None) -> None:
     """Every rank's picklable obj into object_list[rank]. Unpickling runs what the other
     ranks sent: use it only among processes you trust, as in PyTorch."""
-    from ..factories import tensor as make_tensor
-    from ..factories import zeros
+    from .._tensor.factories import tensor as make_tensor
+    from .._tensor.factories import zeros
 
     pg = resolve(group, "all_gather_object")
     if pg is None:
@@ -49,8 +49,8 @@ def all_gather_object(object_list: list, obj, group=None) -> None:
 
 def broadcast_object_list(object_list: list, src: int | None = None, group=None) -> None:
     """Rank src's picklable objects into object_list on every rank (same length everywhere)."""
-    from ..factories import tensor as make_tensor
-    from ..factories import zeros
+    from .._tensor.factories import tensor as make_tensor
+    from .._tensor.factories import zeros
 
     pg = resolve(group, "broadcast_object_list")
     if pg is None:

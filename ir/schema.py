@@ -1,4 +1,12 @@
-"""The op table: every primitive's schema and type rule, keyed by the op's name.
+"""The op table: every primitive's declaration, keyed by the op's name.
+
+An op is declared once, here (through register()), with everything the other layers need to
+know of it: its type rule, its public variants (as PyTorch's native_functions.yaml lists
+them), and for elementwise ops what its eager kernel, fused scalar and ONNX node are. The
+other tables are derived from the declarations (ember.exp, Tensor.exp_, the numpy kernel,
+the fusion vocabulary, the CUDA math function, the ONNX translation) or keyed by the same
+name and checked against them (the derivative, the LLVM template): a completeness test walks
+every op (tests/ir/test_op_table_completeness.py) and names the table that lacks it.
 
 A type rule takes the op's inputs as type-like objects (anything with .shape and .dtype; a
 Python number for a scalar operand) and its attrs, and returns the output TensorType, or a
@@ -39,6 +47,25 @@ class OpSchema:
     # unused, and never merges with an equal call.
     side_effects: bool = False
 
+    # -- public forms -------------------------------------------------------------------------
+    # "function" (ember.name), "method" (Tensor.name), "inplace" (Tensor.name_); each alias
+    # (ember.negative for neg) gets the same forms
+    variants: tuple = ()
+    aliases: tuple = ()
+    # the number of inputs of a plain op, whose public function is dispatch over exactly its
+    # inputs (ember.exp(x), ember.mul(x, y)): made from this declaration; None: written
+    # by hand in _tensor/ops (ember.add takes alpha=)
+    arity: int | None = None
+
+    # -- elementwise ops: kernel, fusion and export ---------------------------------------------
+    # the dtype kinds a fused kernel may compute the op in ("f" float, "i" signed, "u"
+    # unsigned, "b" bool); empty: it never fuses
+    fuse: str = ""
+    ufunc: str | None = None  # the numpy (and cupy) function that is its eager kernel
+    libm: str | None = None  # the C math function of its scalar (CUDA emits expf for float)
+    mathlib: bool = False  # the CPU backend emits it from inline polynomials (llvm/mathlib.py)
+    onnx: str | None = None  # the ONNX operator it is, one to one, on inputs of its dtype
+
     @property
     def pure(self) -> bool:
         """Whether the op's outputs depend on its inputs and attrs alone and it does nothing
@@ -47,6 +74,7 @@ class OpSchema:
 
 
 SCHEMAS: dict[str, OpSchema] = {}
+VARIANTS = frozenset({"function", "method", "inplace"})
 
 
 def register(name: str, **kwargs) -> Callable:
@@ -55,10 +83,18 @@ def register(name: str, **kwargs) -> Callable:
     def wrap(infer: Callable) -> Callable:
         if name in SCHEMAS:
             raise ValueError(f"op {name!r} is already registered")
+        unknown = set(kwargs.get("variants", ())) - VARIANTS
+        if unknown:
+            raise ValueError(f"op {name!r}: unknown variants {sorted(unknown)}")
         SCHEMAS[name] = OpSchema(name=name, infer=infer, **kwargs)
         return infer
 
     return wrap
+
+
+def declared(variant: str) -> list[OpSchema]:
+    """The ops that declare `variant` ("function", "method" or "inplace"), in order."""
+    return [s for s in SCHEMAS.values() if variant in s.variants]
 
 
 def schema(name: str) -> OpSchema:
@@ -211,6 +247,7 @@ __all__ = [
     "TensorType",
     "bool_",
     "broadcast_shapes",
+    "declared",
     "normalize_dim",
     "normalize_dims",
     "promoted",

@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 import warnings
 
-from .. import ops as E
 from .._tensor import Tensor
+from .._tensor import ops as E
+from .._tensor.inplace import apply_inplace
 from ..errors import runtime_error, value_error
-from ..inplace import apply_inplace
 from ..ir.dtypes import dtype as DType
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import warnings
 
-from .. import _composites as composites
-from .. import ops as E
 from .._tensor import Tensor
+from .._tensor import composites
+from .._tensor import ops as E
 from ..errors import runtime_error, value_error
 from ._activations import log_softmax, logsigmoid
 

@@ -12,12 +12,12 @@ import math
 from collections.abc import Sequence
 from functools import lru_cache
 
-from .. import _composites as composites
-from .. import ops as E
 from .._tensor import Tensor, dispatch
+from .._tensor import composites
+from .._tensor import ops as E
+from .._tensor.factories import full, ones, tensor, zeros
 from ..autograd.grad_mode import no_grad
 from ..errors import EmberNotImplementedError, runtime_error, value_error
-from ..factories import full, ones, tensor, zeros
 from ..ir.dtypes import bool_
 from ._activations import (  # noqa: F401  (re-exported)
     _maybe_inplace,

@@ -8,12 +8,11 @@ import warnings
 
 import numpy as np
 
-from .. import ops
-from .._tensor import Tensor
+from .._tensor import Tensor, ops
+from .._tensor.factories import eye, rand, randn
+from .._tensor.factories import tensor as make_tensor
 from ..autograd.grad_mode import no_grad
 from ..errors import value_error
-from ..factories import eye, rand, randn
-from ..factories import tensor as make_tensor
 
 __all__ = [
     "calculate_gain",

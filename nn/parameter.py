@@ -10,7 +10,7 @@ class Parameter(Tensor):
 
     def __new__(cls, data: Tensor | None = None, requires_grad: bool = True):
         if data is None:
-            from ..factories import empty
+            from .._tensor.factories import empty
 
             data = empty(0)
         if not isinstance(data, Tensor):

@@ -7,9 +7,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .. import _tensor
+from .._tensor import hooks
+from .._tensor.factories import zeros_like
 from ..errors import value_error
-from ..factories import zeros_like
 from ..runtime import updates
 from .optimizer import Optimizer, addcdiv_, addcmul_, new_step_counter, on_arrays
 
@@ -74,7 +74,7 @@ class Adam(Optimizer):
                 _update_arrays(p, grad, state, lr, beta1, beta2, eps, weight_decay, amsgrad,
                                decoupled)
                 continue
-            traced = _tensor.trace_here() is not None
+            traced = hooks.trace_here() is not None
             step_t.add_(1)
             step = step_t if traced else step_t.item()
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from .._tensor import Tensor
+from .._tensor import Tensor, hooks
+from .._tensor.factories import tensor
 from ..autograd.grad_mode import enable_grad, no_grad
 from ..errors import runtime_error, type_error, value_error
-from ..factories import tensor
 from ..ir.dtypes import float32, float64, get_default_dtype
 from ..utils.hooks import RemovableHandle
 
@@ -86,10 +86,9 @@ def on_arrays(p, grad, *state) -> bool:
     """Whether an eager update may run on the numpy arrays directly (optimizers' fast path):
     not traced (a trace must see tensor ops), every tensor on the CPU with one dtype and
     shape, the parameter writable in place."""
-    from .. import _tensor
     from ..runtime.device import CPU
 
-    if _tensor.active_trace is not None and _tensor.trace_here() is not None:
+    if hooks.active_trace is not None and hooks.trace_here() is not None:
         return False
     arrays = [p._data, grad._data] + [s._data for s in state]
     first = arrays[0]

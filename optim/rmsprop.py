@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .._tensor.factories import zeros_like
 from ..errors import value_error
-from ..factories import zeros_like
 from .optimizer import Optimizer, addcdiv_, addcmul_, new_step_counter
 
 

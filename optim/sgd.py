@@ -82,7 +82,7 @@ def _update_arrays(state, p, grad, buf, lr, momentum, dampening, weight_decay, n
         G = G + P * f(weight_decay)
     if momentum != 0:
         if buf is None:
-            from ..factories import tensor as make_tensor
+            from .._tensor.factories import tensor as make_tensor
 
             # np.array: a copy that stays an array of P's dtype (G is a numpy scalar at 0-d)
             buf = state[p]["momentum_buffer"] = make_tensor(np.array(G, dtype=P.dtype))

@@ -57,8 +57,6 @@ def test_import_runtime_loads_no_autograd_nn_optim_or_tracer():
                 "ember.optim",
                 "ember.tracer",
                 "ember._tensor",
-                "ember.ops",
-                "ember.factories",
                 "ember.utils",
                 "ember.distributed",
             ),
@@ -94,7 +92,7 @@ def test_import_ember_is_lazy():
 
 def test_using_a_name_loads_what_it_needs():
     modules = loaded_after("import ember\nember.zeros(3)")
-    assert {"ember._tensor", "ember.factories", "numpy"} <= set(modules)
+    assert {"ember._tensor", "ember._tensor.factories", "numpy"} <= set(modules)
     modules = loaded_after("import ember\nember.float32")
     assert "ember.ir.dtypes" in modules and "ember._tensor" not in modules
 
@@ -181,3 +179,32 @@ def test_codegen_source_imports_only_ir_and_itself():
     assert not bad, "codegen/ must not import runtime, autograd, _tensor, nn, tracer:\n" + (
         "\n".join(bad)
     )
+
+
+TENSOR_LAYER = ("ember._tensor", "ember.autograd", "ember.ir", "ember.runtime", "ember.codegen",
+                "ember.errors", "ember._log")
+
+
+@pytest.mark.parametrize("folder", ["_tensor", "autograd"])
+def test_tensor_layer_imports_nothing_above_it(folder):
+    """The tensor layer and autograd reach the tracer only through _tensor/hooks.py, which the
+    tracer registers with: no import of tracer/, nn/, optim/, utils/ or distributed/, at the
+    top of a file or inside a function."""
+    assert python_files(folder)
+    bad = violations(folder, TENSOR_LAYER)
+    assert not bad, f"{folder}/ must not import tracer, nn, optim, utils, distributed:\n" + (
+        "\n".join(bad)
+    )
+
+
+def test_the_tracer_plugs_into_the_tensor_layer():
+    modules = loaded_after(
+        "import ember\nember.zeros(3)\nfrom ember._tensor import hooks\n"
+        "assert hooks.composite_compiler() is not None"
+    )
+    assert "ember.tracer" in modules
+
+
+def test_repository_root_keeps_few_modules():
+    modules = sorted(f for f in os.listdir(PACKAGE_DIR) if f.endswith(".py"))
+    assert len(modules) <= 8, modules

@@ -270,7 +270,9 @@ case(
 case(
     "operators_inplace", lambda m, a, b: _iops(a * 1, b), lambda r, d: (rp(r, d, 2, 3), rp(r, d, 3))
 )
-_INPLACE_BINARY = ["add", "sub", "mul", "div", "pow", "remainder", "subtract", "multiply", "divide"]
+_INPLACE_BINARY = [
+    "add", "sub", "mul", "div", "pow", "remainder", "subtract", "multiply", "divide", "true_divide"
+]
 for _op in _INPLACE_BINARY:
     case(
         f"{_op}_",
@@ -1834,7 +1836,9 @@ def _mirrored_functions() -> dict:
     """name -> key of every ember.ops function and Tensor method that torch also has."""
     wanted = {}
     for name, fn in vars(E).items():
-        if name.startswith("_") or not inspect.isfunction(fn) or fn.__module__ != E.__name__:
+        if name.startswith("_") or not inspect.isfunction(fn) or not fn.__module__.startswith(
+            E.__name__
+        ):
             continue
         if hasattr(torch, name) or hasattr(torch.nn.functional, name):
             wanted[f"ember.ops.{name}"] = _key(fn)

@@ -5,11 +5,20 @@ from __future__ import annotations
 import functools
 import inspect
 
+from .._tensor import hooks as _hooks
 from .guards import SameTensor, simple_value
 from .script import ScriptFallback, ScriptFunction
 from .tracer import trace
 
 __all__ = ["ScriptFallback", "ScriptFunction", "ScriptModule", "explain", "script", "trace"]
+
+
+def _quiet_script(fn, name: str) -> ScriptFunction:
+    """The tensor layer's composite compiler (hooks.CompositeCompiler)."""
+    return ScriptFunction(fn, name=name, quiet=True)
+
+
+_hooks.set_composite_compiler(_quiet_script)
 
 
 def plain_attributes(module) -> tuple:

@@ -49,7 +49,7 @@ def _float(t) -> bool:
 def split(sp, recording, inputs: list, results: list, name: str, device):
     """SplitGraphs for a specialization traced with autograd on, or None when the call needs
     the op-by-op replay (state written, inputs returned as outputs, backward not traceable)."""
-    from ..factories import tensor as make_tensor
+    from .._tensor.factories import tensor as make_tensor
 
     if sp.mutated or sp.grad_writes or any(k != "tensor" for k, *_ in sp.out_template
                                            if k != "value"):
@@ -138,7 +138,7 @@ class CompiledBackward(Node):
         self.saved = None
 
     def apply(self, grads: list) -> list:
-        from ..factories import zeros
+        from .._tensor.factories import zeros
 
         grads = [g if g is not None else zeros(*meta[:1], dtype=meta[1], device=meta[2])
                  for g, meta in zip(grads, self.out_meta)]

@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import _tensor
 from .._log import log
+from .._tensor import hooks
 from ..autograd import grad_mode
 from ..errors import EmberError, EmberRuntimeError, user_frame
 from ..ir.dtypes import _BY_NP, from_numpy
@@ -194,7 +195,7 @@ class Specialization:
 
     def _replay(self, inputs):
         """Run the graph op by op through dispatch, so autograd records it as eager would."""
-        from ..factories import tensor as make_tensor
+        from .._tensor.factories import tensor as make_tensor
 
         graph = self.recorded
         env = dict(zip(graph.inputs, inputs))
@@ -254,7 +255,7 @@ class ScriptFunction:
     # -- the call ------------------------------------------------------------------------------
 
     def __call__(self, *args, **kwargs):
-        if _tensor.active_trace is not None and _tensor.trace_here() is not None:
+        if hooks.active_trace is not None and hooks.trace_here() is not None:
             return self.fn(*args, **kwargs)  # called while tracing another function: inline it
         leaves, spec, key = self.guard_key(args, kwargs)
         if self.gave_up is not None:

@@ -11,7 +11,7 @@ the recording: the call finishes eagerly and the reason is kept, never a wrong g
 
 from __future__ import annotations
 
-from .. import _tensor
+from .._tensor import hooks
 from ..autograd import grad_mode
 from ..errors import user_frame
 from ..ir.graph import Graph, Value, infer_types
@@ -19,12 +19,12 @@ from ..ir.schema import SCHEMAS
 from ..ir.specialize import resolve, specialize
 from ..ir.symbolic import SymInt
 from ..ir.types import TensorType
-from .sizes import SizeInt, decide, has_sizes, specialize_all, symbolic
+from .sizes import SizeInt, concrete, decide, has_sizes, specialize_all, symbolic
 
 
 def active() -> Trace | None:
     """The trace recording on this thread, if any."""
-    return _tensor.trace_here()
+    return hooks.trace_here()
 
 
 class ValueGuard:
@@ -84,7 +84,7 @@ class Trace:
         self.sizes: dict[str, int] = {}
         self.fixed: dict[str, int] = {}
         self.size_guards: list = []  # (expression, op, expression, result, where)
-        self.plain_shapes = 0  # > 0 while eager dispatch's type rule runs: plain sizes
+        self.plain_shapes = 0  # > 0 while infer_concrete runs the type rule: plain sizes
 
     # -- binding tensors to values -----------------------------------------------------------
 
@@ -190,7 +190,7 @@ class Trace:
             self.stop("an in-place write to a tensor that is a view or has views, which the "
                       "trace cannot follow")
             return
-        from ..inplace import replay_chain, scatter_chain
+        from .._tensor.inplace import replay_chain, scatter_chain
 
         where = user_frame()
 
@@ -286,11 +286,11 @@ class Trace:
 
     def size_guard(self, a, op: str, b, result: bool) -> None:
         """The Python code compared sizes in a way the symbols' bounds cannot decide."""
-        if self.broken or _tensor.trace_here() is not self:
+        if self.broken or hooks.trace_here() is not self:
             return
         self.size_guards.append((a, op, b, result, user_frame()))
 
-    def traced_shape(self, tensor):
+    def _traced_shape(self, tensor):
         """tensor's sizes as this trace knows them: SizeInts where they are symbolic."""
         shape = tensor._data.shape
         entry = self.env.get(id(tensor))
@@ -303,6 +303,42 @@ class Trace:
         return tuple(SizeInt.make(n, d.subs(fixed) if fixed and isinstance(d, SymInt) else d,
                                   self)
                      for n, d in zip(shape, dims))
+
+    # -- the rest of hooks.TraceHooks: sizes as the tensor layer reads them -------------------
+
+    def read_shape(self, tensor, dim, by_ember: bool):
+        """tensor's sizes read while tracing: SizeInts where this trace made them symbolic,
+        when ember's own code reads them. The traced function's own code gets plain ints,
+        and the sizes it reads become exact (all of them, or only `dim` for x.size(dim)): an
+        int that Python code holds escapes any bookkeeping (range(n), 1.0 / n and list[n]
+        read its value directly), so only ember's code, which is written to keep sizes
+        symbolic, sees SizeInts."""
+        if self.plain_shapes:
+            return tensor._data.shape
+        shape = self._traced_shape(tensor)
+        if by_ember:
+            return shape
+        for d in range(len(shape)) if dim is None else (dim,):
+            if shape[d].__class__ is not int:
+                shape[d].specialize()
+        return tensor._data.shape
+
+    def infer_concrete(self, infer, inputs, attrs):
+        """The type rule on this call's plain numbers (the trace records the expressions)."""
+        plain = concrete(attrs)
+        self.plain_shapes += 1
+        try:
+            return infer(inputs, plain), plain
+        finally:
+            self.plain_shapes -= 1
+
+    def layout_read(self) -> None:
+        """Strides and contiguity follow from sizes (a view's from its base's): every size
+        becomes exact."""
+        self.fix(list(self.sizes))
+
+    def specialize(self, value) -> None:
+        specialize_all(value)
 
     def finish_symbolic(self, out_leaves):
         """After a trace with symbolic dims: (the graph with the symbols left, those symbols
@@ -428,11 +464,11 @@ class tracing:
     def __enter__(self):
         if active() is not None:
             raise RuntimeError("ember: nested tracing is not supported")
-        _tensor.begin_trace(self.trace)
+        hooks.begin_trace(self.trace)
         return self.trace
 
     def __exit__(self, *exc):
-        _tensor.end_trace()
+        hooks.end_trace()
         return False
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ... import ops as E
+from ..._tensor import ops as E
 from .registry import derivative, save_first, save_other, save_second
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)

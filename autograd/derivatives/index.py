@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from ... import ops as E
-from ..._tensor import dispatch
+from ..._tensor import dispatch, hooks
+from ..._tensor import ops as E
+from ..._tensor.factories import zeros
 from .registry import derivative, save_all_but_first, save_second
 
 
 def _zeros_of_input(node, i=0):
-    from ... import _tensor
-    from ...factories import zeros
-
     shape, dtype, dev = node.input_meta[i]
-    if _tensor.active_trace is not None:
+    if hooks.active_trace is not None:
         # a zero expanded to the shape: a traced graph keeps symbolic sizes symbolic (the
         # kernels that take it copy their target first)
         return E.expand(zeros((), dtype=dtype, device=dev), tuple(shape))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ... import ops as E
 from ..._tensor import dispatch
+from ..._tensor import ops as E
 from .registry import derivative, save_other
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from ... import ops as E
+from ..._tensor import ops as E
+from ..._tensor.factories import zeros
 from .registry import derivative
 
 
@@ -86,8 +87,6 @@ def _max_dim(node, g_values, g_indices):
     if not keepdim:
         g_values = E.unsqueeze(g_values, dim)
         indices = E.unsqueeze(indices, dim)
-    from ...factories import zeros
-
     return (E.scatter(zeros(shape, dtype=dtype, device=dev), dim, indices, g_values),)
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ... import ops as E
 from ..._tensor import dispatch
+from ..._tensor import ops as E
+from ..._tensor.factories import tensor, zeros, zeros_like
 from .registry import derivative
 
 
@@ -42,8 +43,6 @@ def _slice_backward(node, g):
 
 @derivative("view_scatter", save_inputs=False)
 def _view_scatter(node, g):
-    from ...factories import zeros_like
-
     view_attrs = {k: v for k, v in node.attrs.items() if k != "view_op"}
     region = dispatch(node.attrs["view_op"], (g,), view_attrs)
     # base's gradient: g with the overwritten region zeroed; src's: that region of g
@@ -85,8 +84,6 @@ def _pad(node, g):
     pads, mode = node.attrs["pads"], node.attrs.get("mode", "constant")
     if mode == "constant":
         return (E.pad(g, tuple(-p for p in pads)),)
-    from ...factories import tensor, zeros
-
     shape = list(node.input_meta[0][0])
     ndim = len(shape)
     for i in range(len(pads) // 2):

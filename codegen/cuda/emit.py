@@ -23,14 +23,11 @@ from __future__ import annotations
 import math
 
 from ..spec import KernelSpec
+from .scalar import KIND, REGISTER, TEMPLATES, Operands, cast, literal, truth
 
 STORAGE = {"float16": "__half", "float32": "float", "float64": "double", "int8": "signed char",
            "int16": "short", "int32": "int", "int64": "long long", "uint8": "unsigned char",
            "bool": "unsigned char"}
-REGISTER = {**STORAGE, "float16": "float", "bool": "bool"}
-KIND = {"float16": "f", "float32": "f", "float64": "f", "int8": "i", "int16": "i", "int32": "i",
-        "int64": "i", "uint8": "u", "bool": "b"}
-
 # threads per block: elementwise kernels, and reductions (one block per row)
 BLOCK = 256
 REDUCE_BLOCK = 256
@@ -82,43 +79,6 @@ __device__ T ember_block_reduce(T v, T identity, T* shared, Op op) {
 }
 """
 
-_MATH = {"exp": "exp", "expm1": "expm1", "log": "log", "log1p": "log1p", "tanh": "tanh",
-         "erf": "erf", "sin": "sin", "cos": "cos", "sqrt": "sqrt", "floor": "floor",
-         "ceil": "ceil", "trunc": "trunc", "round": "rint"}
-_COMPARE = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
-_ARITH = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
-
-
-def _literal(value, dtype: str) -> str:
-    kind = KIND[dtype]
-    if kind == "b":
-        return "true" if value else "false"
-    if kind == "f":
-        if dtype == "float16":
-            import numpy as np
-
-            value = float(np.float16(value))  # the float16 number eager computes with
-        value = float(value)
-        if math.isnan(value):
-            return "__int_as_float(0x7fc00000)" if dtype != "float64" else \
-                "__longlong_as_double(0x7ff8000000000000LL)"
-        if math.isinf(value):
-            text = "__int_as_float(0x7f800000)" if dtype != "float64" else \
-                "__longlong_as_double(0x7ff0000000000000LL)"
-            return text if value > 0 else f"(-{text})"
-        text = repr(value)
-        return text if dtype == "float64" else f"{text}f"
-    bits = {"int8": 8, "int16": 16, "int32": 32, "int64": 64, "uint8": 8}[dtype]
-    value = int(value)
-    if kind == "u":
-        value %= 1 << bits
-    else:
-        value = (value + (1 << (bits - 1))) % (1 << bits) - (1 << (bits - 1))
-    if dtype == "int64":
-        return f"{value}LL" if value != -(1 << 63) else "(-9223372036854775807LL - 1)"
-    return f"(({REGISTER[dtype]}){value})" if value >= 0 else f"(({REGISTER[dtype]})({value}))"
-
-
 class _Kernel:
     def __init__(self, spec: KernelSpec):
         self.spec = spec
@@ -133,103 +93,10 @@ class _Kernel:
 
     def _expr(self, k: int, args: list[str]) -> str:
         e = self.spec.exprs[k]
-        op, dtype = e.op, e.dtype
-        arg_dtypes = [self._dtype(a) for a in e.args]
-        f64 = dtype == "float64" or (arg_dtypes and arg_dtypes[0] == "float64")
-        half = dtype == "float16" or (arg_dtypes and arg_dtypes[0] == "float16")
-        if op == "cast":
-            return self._cast(args[0], arg_dtypes[0], dtype)
-        if op in _ARITH:
-            if KIND[dtype] == "b":
-                return f"({args[0]} {'||' if op == 'add' else '&&'} {args[1]})"
-            return f"({args[0]} {_ARITH[op]} {args[1]})"
-        if op in _COMPARE:
-            return f"({args[0]} {_COMPARE[op]} {args[1]})"
-        if op == "neg":
-            return f"(-{args[0]})"
-        if op == "abs":
-            if KIND[dtype] == "f":
-                return f"{'fabs' if f64 else 'fabsf'}({args[0]})"
-            if KIND[dtype] == "u":
-                return args[0]
-            return f"({args[0]} < 0 ? ({REGISTER[dtype]})(-{args[0]}) : {args[0]})"
-        if op in ("maximum", "minimum", "relu", "clamp"):
-            return self._minmax(op, args, dtype, e.attr)
-        if op == "sign":
-            t = REGISTER[dtype]
-            if KIND[dtype] == "u":
-                return f"(({t})({args[0]} != 0))"
-            return f"(({t})({args[0]} > 0) - ({t})({args[0]} < 0))"
-        if op in _MATH:
-            if KIND[dtype] != "f":
-                return args[0]  # floor/ceil/round/trunc of an integer
-            return f"{_MATH[op]}{'' if f64 else 'f'}({args[0]})"
-        if op == "sigmoid":
-            one = "1.0" if f64 else "1.0f"
-            return f"({one} / ({one} + {'exp' if f64 else 'expf'}(-{args[0]})))"
-        if op == "rsqrt":
-            one = "1.0" if f64 else "1.0f"
-            root = f"{'sqrt' if f64 else 'sqrtf'}({args[0]})"
-            return f"({one} / {'ember_r16(' + root + ')' if half else root})"
-        if op == "reciprocal":
-            return f"({'1.0' if f64 else '1.0f'} / {args[0]})"
-        if op == "pow":
-            exponent = float(e.attr["exponent"])
-            if exponent == 1.0:
-                return args[0]
-            if exponent == 2.0:
-                return f"({args[0]} * {args[0]})"
-            if exponent == 0.5:
-                return f"{'sqrt' if f64 else 'sqrtf'}({args[0]})"
-            return f"({_literal(1, dtype)} / {args[0]})"
-        if op == "isfinite":
-            return f"isfinite({args[0]})"
-        if op in ("where", "select"):
-            return f"({self._truth(args[0], arg_dtypes[0])} ? {args[1]} : {args[2]})"
-        if op == "masked_fill":
-            return f"({self._truth(args[1], arg_dtypes[1])} ? {args[2]} : {args[0]})"
-        if op == "clone":
-            return args[0]
-        if op in ("logical_and", "logical_or", "logical_xor", "logical_not"):
-            truths = [self._truth(a, d) for a, d in zip(args, arg_dtypes)]
-            if op == "logical_not":
-                return f"(!{truths[0]})"
-            symbol = {"logical_and": "&&", "logical_or": "||", "logical_xor": "!="}[op]
-            return f"({truths[0]} {symbol} {truths[1]})"
-        raise NotImplementedError(f"the CUDA backend has no template for {op!r}")
-
-    @staticmethod
-    def _truth(value: str, dtype: str) -> str:
-        return value if dtype == "bool" else f"({value} != 0)"
-
-    def _minmax(self, op, args, dtype, attr) -> str:
-        kind = KIND[dtype]
-        half = dtype == "float16"
-        if kind == "b":
-            return f"({args[0]} {'||' if op == 'maximum' else '&&'} {args[1]})"
-        maximum = "ember_max_h" if half else "ember_max"
-        minimum = "ember_min_h" if half else "ember_min"
-        if op == "maximum":
-            return f"{maximum}({args[0]}, {args[1]})"
-        if op == "minimum":
-            return f"{minimum}({args[0]}, {args[1]})"
-        if op == "relu":
-            return f"{maximum}({args[0]}, {_literal(0, dtype)})"
-        value = args[0]
-        if attr.get("min") is not None:
-            value = f"{maximum}({value}, {_literal(attr['min'], dtype)})"
-        if attr.get("max") is not None:
-            value = f"{minimum}({value}, {_literal(attr['max'], dtype)})"
-        return value
-
-    @staticmethod
-    def _cast(value: str, source: str, target: str) -> str:
-        if source == target:
-            return value
-        if target == "bool":
-            return f"({value} != 0)"
-        text = f"(({REGISTER[target]})({value}))"
-        return f"ember_r16({text})" if target == "float16" else text
+        emit = TEMPLATES.get(e.op)
+        if emit is None:
+            raise NotImplementedError(f"the CUDA backend has no template for {e.op!r}")
+        return emit(Operands(args, [self._dtype(a) for a in e.args], e.dtype, e.attr))
 
     def value(self, k: int, scope: dict, offsets: dict) -> str:
         """The C name of expr k's value in this scope, emitting the statements it needs."""
@@ -246,13 +113,16 @@ class _Kernel:
                 text = f"__half2float({text})"
             elif stored == "bool":
                 text = f"({text} != 0)"
-            text = self._cast(text, "float32" if stored == "float16" else stored,
+            text = cast(text, "float32" if stored == "float16" else stored,
                               "float32" if e.dtype == "float16" else e.dtype)
         elif e.op == "const":
-            text = _literal(e.attr, e.dtype)
+            text = literal(e.attr, e.dtype)
         else:
             args = [self.value(a, scope, offsets) for a in e.args]
-            text = self._expr(k, args)
+            if e.op == "cast":
+                text = cast(args[0], self._dtype(e.args[0]), e.dtype)
+            else:
+                text = self._expr(k, args)
             if e.dtype == "float16" and e.op not in ("cast",) and not text.startswith("ember_r16"):
                 text = f"ember_r16({text})"
         self.lines.append(f"{REGISTER[e.dtype]} {name} = {text};")
@@ -266,7 +136,7 @@ class _Kernel:
         if stored == "float16":
             value = f"__float2half((float)({value}))"
         elif stored == "bool":
-            value = f"(unsigned char)({self._truth(value, source)})"
+            value = f"(unsigned char)({truth(value, source)})"
         else:
             value = f"({STORAGE[stored]})({value})"
         return f"a{s.access.arg}[{offsets[(s.access.strides, s.access.offset)]}] = {value};"
@@ -399,7 +269,7 @@ class _Kernel:
         row_scope: dict = {}
         for k in reduces:
             e = spec.exprs[k]
-            init = _literal({"sum": 0, "prod": 1, "max": -math.inf, "min": math.inf}[e.attr]
+            init = literal({"sum": 0, "prod": 1, "max": -math.inf, "min": math.inf}[e.attr]
                             if KIND[e.dtype] == "f" else self._int_init(e.attr, e.dtype),
                             e.dtype)
             # the row-level values the loop needs, computed once per row
@@ -409,7 +279,7 @@ class _Kernel:
 
             def accumulate(scope, offsets, e=e, acc=acc):
                 body = self.value(e.args[0], scope, offsets)
-                body = self._cast(body, self._dtype(e.args[0]), e.dtype)
+                body = cast(body, self._dtype(e.args[0]), e.dtype)
                 self.lines.append(f"{acc} = {self._combine(e, acc, body)};")
 
             self._inner_loop(inner_dims, inner_size, row_scope, row, accumulate)

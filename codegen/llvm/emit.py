@@ -19,6 +19,7 @@ import re
 import numpy as np
 from llvmlite import ir
 
+from ...ir.schema import SCHEMAS
 from ..spec import KernelSpec
 from .scalar import TEMPLATES
 
@@ -111,8 +112,8 @@ def cast(b: ir.IRBuilder, v: ir.Value, source: str, target: str) -> ir.Value:
 # the inner size up to which a row's expensive values are kept in a stack buffer (64 KiB of
 # float64 at most: small enough for the stack, and for the L1/L2 cache)
 ROW_CACHE_LIMIT = 8192
-TRANSCENDENTAL = frozenset({"exp", "expm1", "log", "log1p", "tanh", "sigmoid", "erf", "sin",
-                            "cos"})
+# ops whose inline polynomial code is worth keeping a row's values for
+TRANSCENDENTAL = frozenset(s.name for s in SCHEMAS.values() if s.mathlib)
 
 _REDUCE_INIT = {"sum": 0, "prod": 1, "max": -math.inf, "min": math.inf}
 

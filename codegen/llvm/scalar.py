@@ -16,6 +16,9 @@ from collections.abc import Callable
 
 from llvmlite import ir
 
+from ...ir import ops as _ops  # noqa: F401  (registers the declarations)
+from ...ir.schema import SCHEMAS
+
 TEMPLATES: dict[str, Callable] = {}
 
 
@@ -198,8 +201,10 @@ def _transcendental(name):
     return emit
 
 
-for _name in ("exp", "expm1", "log", "log1p", "tanh", "sigmoid", "erf", "sin", "cos"):
-    TEMPLATES[_name] = _transcendental(_name)
+# the ops declared `mathlib` (ir/ops): inline polynomial code
+for _schema in SCHEMAS.values():
+    if _schema.mathlib:
+        TEMPLATES[_schema.name] = _transcendental(_schema.name)
 
 
 @template("isfinite")

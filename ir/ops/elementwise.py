@@ -1,11 +1,12 @@
-"""Type rules of the elementwise primitives: broadcasting and PyTorch's type promotion."""
+"""The elementwise primitives' declarations: type rules (broadcasting and PyTorch's type
+promotion), public forms, eager ufunc, fusion dtypes, C math function and ONNX operator."""
 
 from __future__ import annotations
 
+from ...errors import runtime_error
 from ..dtypes import FLOAT, as_dtype, bool_
 from ..schema import NUMBER, broadcast_inputs, promoted, promoted_float, register
 from ..types import TensorType
-from ...errors import runtime_error
 
 
 def _same(inputs, attrs):
@@ -30,29 +31,67 @@ def _no_bool(op):
     return rule
 
 
-_FLOAT_UNARY = ("exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "reciprocal", "sin", "cos",
-                "tanh", "sigmoid", "erf")
-for _name in _FLOAT_UNARY:
-    register(_name, kind="elementwise", compute_dtype="output")(_float)
-
-for _name in ("abs", "relu", "floor", "ceil", "round", "trunc", "sign"):
-    register(_name, kind="elementwise", compute_dtype="output")(_same)
-
-register("neg", kind="elementwise", compute_dtype="output")(_no_bool("neg"))
-
-for _name in ("add", "mul", "maximum", "minimum"):
-    register(_name, kind="elementwise", compute_dtype="output")(_same)
-
-register("sub", kind="elementwise", compute_dtype="output")(_no_bool("sub"))
-register("remainder", kind="elementwise", compute_dtype="output")(_no_bool("remainder"))
-register("div", kind="elementwise", compute_dtype="output")(_float)
+# The public forms of most elementwise ops: ember.exp(x), x.exp(), x.exp_()
+ALL = ("function", "method", "inplace")
+NOT_BOOL = "fiu"  # arithmetic fuses for every dtype but bool
+ANY = "fiub"
 
 
-for _name in ("floor_divide", "trunc_divide"):
-    register(_name, kind="elementwise", compute_dtype="output")(_no_bool(_name))
+def _declare(name, rule, fuse, ufunc=None, *, arity=1, variants=ALL, **more):
+    register(name, kind="elementwise", compute_dtype="output", arity=arity, variants=variants,
+             fuse=fuse, ufunc=ufunc, **more)(rule)
 
 
-@register("pow", kind="elementwise", compute_dtype="output")
+# Unary ops on floats: integers and bool compute in the default float dtype.
+#   name          numpy ufunc   C math   inline polynomial (CPU)   ONNX
+for _name, _ufunc, _libm, _mathlib, _onnx in (
+    ("exp",        "exp",        "exp",   True,                     "Exp"),
+    ("expm1",      "expm1",      "expm1", True,                     None),
+    ("log",        "log",        "log",   True,                     "Log"),
+    ("log1p",      "log1p",      "log1p", True,                     None),
+    ("sqrt",       "sqrt",       "sqrt",  False,                    "Sqrt"),
+    ("rsqrt",      None,         None,    False,                    None),
+    ("reciprocal", None,         None,    False,                    "Reciprocal"),
+    ("sin",        "sin",        "sin",   True,                     "Sin"),
+    ("cos",        "cos",        "cos",   True,                     "Cos"),
+    ("tanh",       "tanh",       "tanh",  True,                     "Tanh"),
+    ("sigmoid",    None,         None,    True,                     "Sigmoid"),
+    ("erf",        None,         "erf",   True,                     "Erf"),
+):
+    _declare(_name, _float, "f", _ufunc, libm=_libm, mathlib=_mathlib, onnx=_onnx)
+
+# Unary ops that keep their input's dtype (round is ember.round(x, decimals=0), by hand).
+for _name, _ufunc, _libm, _onnx, _extra in (
+    ("abs",   "absolute", None,    "Abs",   {"aliases": ("absolute",)}),
+    ("relu",  None,       None,    "Relu",  {}),
+    ("floor", "floor",    "floor", "Floor", {}),
+    ("ceil",  "ceil",     "ceil",  "Ceil",  {}),
+    ("round", "round",    "rint",  "Round", {"arity": None}),
+    ("trunc", "trunc",    "trunc", None,    {}),
+    ("sign",  None,       None,    "Sign",  {}),
+):
+    _declare(_name, _same, NOT_BOOL, _ufunc, libm=_libm, onnx=_onnx, **_extra)
+
+_declare("neg", _no_bool("neg"), NOT_BOOL, "negative", onnx="Neg", aliases=("negative",))
+
+# Binary ops with broadcasting and PyTorch's type promotion. add, sub, div and pow are written
+# by hand in _tensor/ops (alpha=, rounding_mode=, operand checks).
+_declare("add", _same, ANY, "add", arity=None, onnx="Add")
+_declare("mul", _same, ANY, "multiply", arity=2, onnx="Mul", aliases=("multiply",))
+_declare("maximum", _same, ANY, "maximum", arity=2, onnx="Max")
+_declare("minimum", _same, ANY, "minimum", arity=2, onnx="Min")
+_declare("sub", _no_bool("sub"), NOT_BOOL, "subtract", arity=None, onnx="Sub",
+         aliases=("subtract",))
+_declare("div", _float, "f", "true_divide", arity=None, onnx="Div",
+         aliases=("divide", "true_divide"))
+# numpy's remainder and floor division raise on an integer zero divisor (runtime kernels)
+_declare("remainder", _no_bool("remainder"), "", arity=2)
+_declare("floor_divide", _no_bool("floor_divide"), "", arity=2)
+_declare("trunc_divide", _no_bool("trunc_divide"), "", arity=None, variants=())
+
+
+@register("pow", kind="elementwise", compute_dtype="output", variants=ALL, fuse=NOT_BOOL,
+          ufunc="power", onnx="Pow")
 def _pow(inputs, attrs):
     out = _same(inputs, attrs)
     exponent = inputs[1]
@@ -61,14 +100,22 @@ def _pow(inputs, attrs):
     return out
 
 
-for _name in ("eq", "ne", "lt", "le", "gt", "ge"):
-    register(_name, kind="elementwise", compute_dtype=promoted, differentiable=False)(_to_bool)
+for _name, _ufunc, _alias in (("eq", "equal", ()), ("ne", "not_equal", ()),
+                              ("lt", "less", ("less",)), ("le", "less_equal", ("less_equal",)),
+                              ("gt", "greater", ("greater",)),
+                              ("ge", "greater_equal", ("greater_equal",))):
+    register(_name, kind="elementwise", compute_dtype=promoted, differentiable=False, arity=2,
+             variants=("function", "method"), aliases=_alias, fuse=ANY, ufunc=_ufunc)(_to_bool)
 
-for _name in ("logical_and", "logical_or", "logical_xor", "logical_not"):
-    register(_name, kind="elementwise", differentiable=False)(_to_bool)
+for _name in ("logical_and", "logical_or", "logical_xor"):
+    register(_name, kind="elementwise", differentiable=False, arity=2,
+             variants=("function", "method"), fuse=ANY, ufunc=_name)(_to_bool)
+register("logical_not", kind="elementwise", differentiable=False, arity=1, variants=ALL,
+         fuse=ANY, ufunc="logical_not")(_to_bool)
 
 
-@register("where", kind="elementwise", compute_dtype=promoted, cast_start=1)
+@register("where", kind="elementwise", compute_dtype=promoted, cast_start=1,
+          variants=("function",), fuse=ANY)
 def _where(inputs, attrs):
     cond = inputs[0]
     if isinstance(cond, NUMBER) or cond.dtype is not bool_:
@@ -78,7 +125,7 @@ def _where(inputs, attrs):
     return TensorType(broadcast_inputs(inputs), promoted(inputs[1:]))
 
 
-@register("clamp", kind="elementwise")
+@register("clamp", kind="elementwise", variants=ALL, aliases=("clip",), fuse=NOT_BOOL)
 def _clamp(inputs, attrs):
     lo, hi = attrs.get("min"), attrs.get("max")
     if lo is None and hi is None:
@@ -91,7 +138,7 @@ def _clamp(inputs, attrs):
     return out
 
 
-@register("cast", kind="elementwise")
+@register("cast", kind="elementwise", fuse=ANY)
 def _cast(inputs, attrs):
     (x,) = inputs
     return TensorType(tuple(x.shape), as_dtype(attrs["dtype"]))

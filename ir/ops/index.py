@@ -139,7 +139,8 @@ def _index_add(inputs, attrs):
     return TensorType(tuple(x.shape), x.dtype)
 
 
-@register("masked_fill", kind="elementwise")
+@register("masked_fill", kind="elementwise", variants=("function", "method", "inplace"),
+          fuse="fiub")
 def _masked_fill(inputs, attrs):
     x, mask = inputs
     if mask.dtype is not bool_:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from ...errors import index_error, runtime_error
 from ..dtypes import FLOAT, INT, bool_, int64, uint8
 from ..schema import normalize_dim, normalize_dims, register
 from ..types import TensorType
-from ...errors import index_error, runtime_error
 
 
 def reduced_shape(shape, dims, keepdim: bool) -> tuple:

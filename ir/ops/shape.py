@@ -194,7 +194,7 @@ def _view_scatter(inputs, attrs):
     return TensorType(tuple(base.shape), base.dtype)
 
 
-@register("clone", kind="elementwise")
+@register("clone", kind="elementwise", variants=("function", "method"), fuse="fiub")
 def _clone(inputs, attrs):
     (x,) = inputs
     return TensorType(tuple(x.shape), x.dtype)

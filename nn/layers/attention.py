@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 
-from ... import ops
-from ..._tensor import Tensor
+from ..._tensor import Tensor, ops
+from ..._tensor.factories import empty, zeros
 from ...errors import runtime_error, type_error, value_error
-from ...factories import empty, zeros
 from .. import functional as F
 from .. import init
 from ..module import Module

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 
 from ..._tensor import Tensor
+from ..._tensor.factories import empty
 from ...errors import value_error
-from ...factories import empty
 from .. import functional as F
 from .. import init
 from ..module import Module

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ..._tensor import Tensor
+from ..._tensor.factories import empty
 from ...autograd.grad_mode import no_grad
 from ...errors import value_error
-from ...factories import empty
 from .. import functional as F
 from .. import init
 from ..module import Module

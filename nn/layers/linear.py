@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 
-from ... import ops
-from ..._tensor import Tensor
+from ..._tensor import Tensor, ops
+from ..._tensor.factories import empty
 from ...errors import type_error
-from ...factories import empty
 from .. import functional as F
 from .. import init
 from ..module import Module

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numbers
 
 from ..._tensor import Tensor
+from ..._tensor.factories import empty, ones, zeros
+from ..._tensor.factories import tensor as make_tensor
 from ...errors import value_error
-from ...factories import empty, ones, zeros
-from ...factories import tensor as make_tensor
 from .. import functional as F
 from .. import init
 from ..module import Module

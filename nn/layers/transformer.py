@@ -5,10 +5,9 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 
-from ... import ops
-from ..._tensor import Tensor
+from ..._tensor import Tensor, ops
+from ..._tensor.factories import full
 from ...errors import runtime_error
-from ...factories import full
 from .. import functional as F
 from ..containers import ModuleList
 from ..module import Module

@@ -14,6 +14,7 @@ import contextlib
 
 from ... import _tensor
 from ... import distributed as dist
+from ..._tensor import hooks
 from ...autograd import grad_mode
 from ...errors import runtime_error, value_error
 from ...runtime.device import device as Device
@@ -181,7 +182,7 @@ class DistributedDataParallel(Module):
     # -- forward ---------------------------------------------------------------------------
 
     def forward(self, *inputs, **kwargs):
-        _tensor._stop_trace("DistributedDataParallel reduces gradients outside the graph")
+        hooks.stop_trace("DistributedDataParallel reduces gradients outside the graph")
         if self.require_forward_param_sync and self.broadcast_buffers:
             buffers = list(self.module.buffers())
             if buffers:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from ... import ops
-from ..._tensor import Tensor
+from ..._tensor import Tensor, ops
+from ..._tensor.factories import tensor as make_tensor
 from ...autograd.grad_mode import no_grad
 from ...errors import runtime_error
-from ...factories import tensor as make_tensor
 
 _TensorOrTensors = Tensor | Iterable[Tensor]
 

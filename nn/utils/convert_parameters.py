@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ... import ops
-from ..._tensor import Tensor
+from ..._tensor import Tensor, ops
 from ...errors import runtime_error, type_error
 
 

@@ -7,8 +7,8 @@ op's attributes. Kernels are written once against the numpy API so numpy and cup
 
 import warnings
 
-from .registry import KERNELS, kernel  # noqa: F401
 from . import collectives, conv, elementwise, index, nn, pool, reduce, shape  # noqa: F401,E402
+from .registry import KERNELS, kernel  # noqa: F401
 
 # inf - inf, 0 * inf, x / 0 give nan and inf silently, as in PyTorch: numpy's floating-point
 # warnings are ignored where a kernel raises them (and only there, so a user's own numpy

@@ -6,18 +6,10 @@ import math
 
 import numpy as np
 
+from ...ir import ops as _ops  # noqa: F401  (registers the declarations)
+from ...ir.schema import SCHEMAS
 from .registry import KERNELS, kernel
 
-_UFUNCS = {
-    "neg": "negative", "abs": "absolute", "exp": "exp", "log": "log", "log1p": "log1p",
-    "expm1": "expm1", "sqrt": "sqrt", "sin": "sin", "cos": "cos", "tanh": "tanh",
-    "floor": "floor", "ceil": "ceil", "round": "round", "trunc": "trunc", "add": "add",
-    "sub": "subtract", "mul": "multiply", "div": "true_divide", "pow": "power",
-    "maximum": "maximum", "minimum": "minimum",
-    "eq": "equal", "ne": "not_equal", "lt": "less", "le": "less_equal", "gt": "greater",
-    "ge": "greater_equal", "logical_and": "logical_and", "logical_or": "logical_or",
-    "logical_xor": "logical_xor", "logical_not": "logical_not",
-}
 # ops whose edge cases (x/0, log(0), 0**-1) are meant to give inf/nan silently, as in PyTorch
 _QUIET = {"log", "log1p", "sqrt", "div", "pow", "exp", "expm1"}
 
@@ -36,8 +28,10 @@ def _ufunc_kernel(name: str, quiet: bool):
     return run
 
 
-for _op, _ufunc in _UFUNCS.items():
-    KERNELS[_op] = _ufunc_kernel(_ufunc, _op in _QUIET)
+# the ops whose declaration names a numpy function (ir/ops: ufunc=) run it as their kernel
+for _schema in SCHEMAS.values():
+    if _schema.ufunc is not None:
+        KERNELS[_schema.name] = _ufunc_kernel(_schema.ufunc, _schema.name in _QUIET)
 
 
 @kernel("rsqrt")
@@ -55,7 +49,7 @@ def _reciprocal(xp, x):
 @kernel("sigmoid")
 def _sigmoid(xp, x):
     # PyTorch's 1 / (1 + exp(-x)): exp(-x) overflowing to inf gives exactly 0, and the left
-    # tail keeps its relative precision (0.5 * tanh(x / 2) + 0.5 rounds sigmoid(-20) to 0).
+    # tail keeps its relative precision (the hyperbolic-tangent form rounds sigmoid(-20) to 0).
     # float16 computes in float32, whose exp does not overflow where float16's would.
     wide = x.astype(np.float32) if x.dtype == np.float16 else x
     with np.errstate(over="ignore"):

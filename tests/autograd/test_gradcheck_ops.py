@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import ember
 from ember._tensor import dispatch
-import ember._tensor as tensor_module
+import ember._tensor.hooks as tensor_module
 import numpy as np
 import pytest
 from ember import ops as E

@@ -43,3 +43,130 @@ def test_no_derivative_without_a_schema():
 def test_non_differentiable_ops_have_no_derivative():
     stray = sorted(op for op in DERIVATIVES if not SCHEMAS[op].differentiable)
     assert not stray, f"derivative rules for ops whose schema says differentiable=False: {stray}"
+
+
+# -- every table derived from an op's declaration, or checked against it ----------------------
+
+import os  # noqa: E402
+
+import ember  # noqa: E402
+import numpy as np  # noqa: E402
+from ember._tensor import methods  # noqa: E402
+from ember.codegen import scalar as fusion_vocabulary  # noqa: E402
+from ember.codegen.cuda.scalar import TEMPLATES as CUDA_TEMPLATES  # noqa: E402
+from ember.codegen.llvm import mathlib  # noqa: E402
+from ember.codegen.llvm.scalar import TEMPLATES as LLVM_TEMPLATES  # noqa: E402
+from ember.runtime.kernels import elementwise as elementwise_kernels  # noqa: E402
+from ember.tracer.onnx_ops import NOT_EXPORTABLE, TRANSLATIONS  # noqa: E402
+
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _public_names(schema):
+    return (schema.name, *schema.aliases)
+
+
+@pytest.mark.parametrize("op", sorted(SCHEMAS))
+def test_every_declared_variant_exists(op):
+    schema = SCHEMAS[op]
+    for name in _public_names(schema):
+        if "function" in schema.variants:
+            assert callable(getattr(ember, name, None)), f"ember.{name} (op {op!r}) is missing"
+        if "method" in schema.variants:
+            assert callable(getattr(ember.Tensor, name, None)), f"Tensor.{name} is missing"
+        if "inplace" in schema.variants:
+            assert callable(getattr(ember.Tensor, name + "_", None)), f"Tensor.{name}_ is missing"
+
+
+@pytest.mark.parametrize("op", sorted(SCHEMAS))
+def test_a_plain_op_is_its_declared_function(op):
+    schema = SCHEMAS[op]
+    if schema.arity is None:
+        return
+    assert "function" in schema.variants, f"op {op!r} declares an arity but no function"
+    fn = getattr(ember, op)
+    x = ember.rand(3, dtype=ember.float64) + 0.5
+    args = (x,) if schema.arity == 1 else (x, x * 2)
+    out = fn(*args)
+    expected = ember.dispatch(op, args)
+    assert np.array_equal(out.numpy(), expected.numpy(), equal_nan=True)
+
+
+def test_hand_written_method_lists_do_not_repeat_declared_ops():
+    declared_methods = {n for s in SCHEMAS.values() if "method" in s.variants
+                        for n in _public_names(s)}
+    declared_inplace = {n for s in SCHEMAS.values() if "inplace" in s.variants
+                        for n in _public_names(s)}
+    assert not declared_methods & set(methods._SAME_NAME)
+    assert not declared_inplace & set(methods._INPLACE)
+
+
+@pytest.mark.parametrize("op", sorted(SCHEMAS))
+def test_every_fusable_op_has_a_template_in_each_backend(op):
+    schema = SCHEMAS[op]
+    if not schema.fuse:
+        return
+    assert schema.kind == "elementwise", f"op {op!r} fuses but is not elementwise"
+    assert set(schema.fuse) <= set("fiub"), f"op {op!r} fuses for unknown kinds {schema.fuse!r}"
+    if op in fusion_vocabulary.CONVERSIONS:
+        return
+    assert op in LLVM_TEMPLATES, f"op {op!r} fuses but has no LLVM template (llvm/scalar.py)"
+    assert op in CUDA_TEMPLATES, f"op {op!r} fuses but has no CUDA template (cuda/scalar.py)"
+
+
+@pytest.mark.parametrize("templates", [LLVM_TEMPLATES, CUDA_TEMPLATES], ids=["llvm", "cuda"])
+def test_every_template_is_of_a_fusable_op(templates):
+    fusable = {op for op, s in SCHEMAS.items() if s.fuse} | set(fusion_vocabulary.SPEC_ONLY)
+    stray = sorted(set(templates) - fusable)
+    assert not stray, f"templates of ops that never fuse (declare fuse= in ir/ops): {stray}"
+    assert fusable - fusion_vocabulary.CONVERSIONS <= set(templates)
+
+
+def test_inline_math_functions_are_the_declared_ones():
+    declared = {op for op, s in SCHEMAS.items() if s.mathlib}
+    assert declared == set(mathlib.FUNCTIONS)
+
+
+@pytest.mark.parametrize("op", sorted(op for op, s in SCHEMAS.items() if s.ufunc))
+def test_a_declared_ufunc_is_the_eager_kernel(op):
+    ufunc = SCHEMAS[op].ufunc
+    assert hasattr(np, ufunc), f"op {op!r} declares numpy.{ufunc}, which does not exist"
+    assert KERNELS[op].__name__ == f"kernel_{ufunc}"
+
+
+def test_quiet_kernels_are_declared_ufuncs():
+    assert elementwise_kernels._QUIET <= {op for op, s in SCHEMAS.items() if s.ufunc}
+
+
+@pytest.mark.parametrize("op", sorted(SCHEMAS))
+def test_every_op_exports_to_onnx_or_says_why_not(op):
+    assert (op in TRANSLATIONS) != (op in NOT_EXPORTABLE), (
+        f"op {op!r} needs an ONNX translation (tracer/onnx_ops.py, or onnx= in its "
+        "declaration) or a reason in NOT_EXPORTABLE, not both"
+    )
+    if op in NOT_EXPORTABLE:
+        assert NOT_EXPORTABLE[op].strip()
+
+
+@pytest.mark.parametrize("op", sorted(op for op, s in SCHEMAS.items() if s.onnx))
+def test_a_declared_onnx_operator_exists(op):
+    onnx = pytest.importorskip("onnx")
+    assert onnx.defs.has(SCHEMAS[op].onnx), f"op {op!r} declares an unknown ONNX operator"
+
+
+def test_an_elementwise_op_is_spelled_in_few_source_files():
+    """One declaration, not a side table per layer: tanh appears in its declaration, its
+    derivative, its inline polynomial (llvm/mathlib.py), and the nn code that uses it."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(PACKAGE_DIR):
+        rel = os.path.relpath(dirpath, PACKAGE_DIR)
+        top = rel.split(os.sep)[0]
+        dirnames[:] = [d for d in dirnames if not d.startswith((".", "__pycache__", "build"))]
+        if top in ("tests", "benchmarks", "examples"):
+            continue
+        for name in filenames:
+            if name.endswith(".py"):
+                with open(os.path.join(dirpath, name), encoding="utf-8") as f:
+                    if "tanh" in f.read():
+                        found.append(os.path.join(rel, name))
+    assert len(found) <= 8, sorted(found)

@@ -1,5 +1,5 @@
 """Large eager softmax, log_softmax and layer_norm run as one compiled program
-(_composites.py): the same values and gradients as the op-by-op path, one autograd node, and
+(_tensor/composites.py): the same values and gradients as the op-by-op path, one autograd node, and
 the op-by-op path wherever the compiled one does not apply."""
 
 import warnings
@@ -8,7 +8,8 @@ import ember
 import ember.nn.functional as F
 import numpy as np
 import pytest
-from ember import _composites, ops
+from ember._tensor.ops import nn as ops
+from ember._tensor import composites as _composites
 from ember.nn import functional as NF
 
 ROWS, COLS = 64, 1024  # 64K elements: past _composites.MIN_ELEMENTS

@@ -39,7 +39,9 @@ def test_a_file_with_a_symbolic_batch_compiles_once_per_batch_size(tmp_path, mon
 
 def test_specialize_makes_every_size_concrete_and_reinfers_types():
     model = _model().eval()
-    captured = ember.exporter.capture(model, (ember.randn(4, 8),), dynamic_dims={0: {0: "B"}})
+    from ember.tracer.export import capture
+
+    captured = capture(model, (ember.randn(4, 8),), dynamic_dims={0: {0: "B"}})
     graph = captured.graph
     concrete = specialize(graph, {"B": 7})
     assert all(isinstance(d, int) for v in concrete.values() for d in v.shape)

@@ -10,8 +10,8 @@ from collections.abc import Callable
 import numpy as np
 
 from ..._tensor import Tensor
+from ..._tensor.factories import as_tensor, from_numpy, tensor
 from ...errors import runtime_error, type_error
-from ...factories import as_tensor, from_numpy, tensor
 from ...ir.dtypes import float64
 
 _COLLATE_ERROR = (
@@ -105,7 +105,7 @@ def collate(batch, *, collate_fn_map: dict | None = None):
 
 
 def collate_tensor_fn(batch, *, collate_fn_map=None) -> Tensor:
-    from ...ops import stack
+    from ..._tensor.ops import stack
 
     return stack(list(batch), 0)
 

@@ -20,20 +20,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import __version__
-from ._tensor import Tensor
-from .autograd import grad_mode
-from .errors import EmberError
-from .ir.graph import VALUE_NAME
-from .ir.passes import run_pipeline
-from .ir.serialize import to_data
-from .ir.symbolic import SymInt
-from .ir.types import TensorType
-from .runtime.device import CPU, to_device
-from .runtime.graph_file import FORMAT_NAME, SCHEMA_VERSION, write_container
-from .runtime.program import evaluate_with_kernels
-from .tracer.pytree import flatten, unflatten
-from .tracer.tracer import Trace, tracing
+from .. import __version__
+from .._tensor import Tensor
+from ..autograd import grad_mode
+from ..errors import EmberError
+from ..ir.graph import VALUE_NAME
+from ..ir.passes import run_pipeline
+from ..ir.serialize import to_data
+from ..ir.symbolic import SymInt
+from ..ir.types import TensorType
+from ..runtime.device import CPU, to_device
+from ..runtime.graph_file import FORMAT_NAME, SCHEMA_VERSION, write_container
+from ..runtime.program import evaluate_with_kernels
+from .pytree import flatten, unflatten
+from .tracer import Trace, tracing
 
 _SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -115,7 +115,7 @@ def _parameter_names(target, count: int) -> list:
 
 
 def _as_tensor(x, where: str):
-    from .factories import tensor as make_tensor
+    from .._tensor.factories import tensor as make_tensor
 
     if isinstance(x, Tensor):
         return x
@@ -306,7 +306,7 @@ def _compare(program, args: tuple, eager_result) -> float:
 
 def _grown(args: tuple, symbols: dict, arg_names: list, more: int = 1) -> tuple:
     """The example arguments with every dynamic dim `more` larger (its items repeated)."""
-    from .factories import tensor as make_tensor
+    from .._tensor.factories import tensor as make_tensor
 
     grown = list(args)
     for i, name in enumerate(arg_names):
@@ -355,7 +355,7 @@ def capture(
     """Trace fn_or_module on example_inputs into one graph, outside tensors as constants,
     with symbolic dynamic dims, optimized by the IR pipeline: what ember.export writes and
     ember.onnx.export translates. A module is traced in eval mode unless training=True."""
-    from .nn.module import Module
+    from ..nn.module import Module
 
     args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     args = tuple(
@@ -442,7 +442,7 @@ def export(
     write_container(path, tensors, metadata)
     difference = None
     if check:
-        from .runtime.loaded import load
+        from ..runtime.loaded import load
 
         program = load(path)
         difference = _compare(program, args, captured.eager_result)

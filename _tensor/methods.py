@@ -2,66 +2,22 @@
 
 from __future__ import annotations
 
+from ..autograd import grad_mode
+from ..autograd.grad_mode import no_grad
+from ..errors import type_error
+from ..ir.schema import declared
+from ..runtime.kernels import KERNELS
+from . import factories
 from . import ops as E
-from ._tensor import Tensor, dispatch
-from .autograd import grad_mode
+from .dispatch import dispatch
+from .factories import full, full_like, ones_like, rand, randn, tensor
 from .indexing import getitem, setitem
 from .inplace import apply_inplace
-from .runtime.kernels import KERNELS
+from .tensor import Tensor
 
-# methods that are the op function with self first
+# methods that are the op function with self first: the declared ops' (ir/ops: variants),
+# then these, which are written from primitives or take other arguments
 _SAME_NAME = [
-    "neg",
-    "negative",
-    "abs",
-    "absolute",
-    "sign",
-    "exp",
-    "log",
-    "log1p",
-    "expm1",
-    "sqrt",
-    "rsqrt",
-    "reciprocal",
-    "sin",
-    "cos",
-    "tanh",
-    "sigmoid",
-    "relu",
-    "erf",
-    "floor",
-    "ceil",
-    "trunc",
-    "round",
-    "logical_not",
-    "add",
-    "sub",
-    "subtract",
-    "mul",
-    "multiply",
-    "div",
-    "divide",
-    "true_divide",
-    "floor_divide",
-    "remainder",
-    "pow",
-    "maximum",
-    "minimum",
-    "eq",
-    "ne",
-    "lt",
-    "le",
-    "gt",
-    "ge",
-    "less",
-    "less_equal",
-    "greater",
-    "greater_equal",
-    "logical_and",
-    "logical_or",
-    "logical_xor",
-    "clamp",
-    "clip",
     "clamp_min",
     "clamp_max",
     "square",
@@ -113,7 +69,6 @@ _SAME_NAME = [
     "flip",
     "tril",
     "triu",
-    "clone",
     "contiguous",
     "movedim",
     "gather",
@@ -121,7 +76,6 @@ _SAME_NAME = [
     "scatter_add",
     "index_select",
     "index_add",
-    "masked_fill",
     "masked_select",
     "nonzero",
     "argwhere",
@@ -138,6 +92,10 @@ _SAME_NAME = [
     "softmax",
     "log_softmax",
 ]
+
+for _schema in declared("method"):
+    for _name in (_schema.name, *_schema.aliases):
+        setattr(Tensor, _name, getattr(E, _name))
 
 for _name in _SAME_NAME:
     if _name == "where":
@@ -186,8 +144,6 @@ Tensor.__ge__ = E.ge
 
 
 def _bool_only(op: str, t: Tensor):
-    from .errors import type_error
-
     return type_error(f"{op} is only supported on bool tensors in ember, got {t.dtype.name}")
 
 
@@ -214,49 +170,17 @@ Tensor.__ror__ = _logical("logical_or")
 Tensor.__invert__ = _invert
 
 
-# -- in-place forms ----------------------------------------------------------------------------
+# -- in-place forms: the declared ops' (ir/ops: variants), then these ------------------------
 
 _INPLACE = [
-    "add",
-    "sub",
-    "mul",
-    "div",
-    "pow",
-    "clamp",
     "clamp_min",
     "clamp_max",
-    "masked_fill",
-    "neg",
-    "abs",
-    "exp",
-    "log",
-    "sqrt",
-    "relu",
-    "sigmoid",
-    "tanh",
-    "floor",
-    "ceil",
-    "round",
-    "trunc",
-    "sign",
-    "reciprocal",
-    "rsqrt",
-    "sin",
-    "cos",
-    "remainder",
-    "floor_divide",
-    "maximum",
-    "minimum",
     "scatter",
     "scatter_add",
     "index_add",
     "lerp",
     "tril",
     "triu",
-    "log1p",
-    "expm1",
-    "erf",
-    "logical_not",
 ]
 
 
@@ -286,6 +210,9 @@ def _inplace_method(name):
     return method
 
 
+for _schema in declared("inplace"):
+    for _name in (_schema.name, *_schema.aliases):
+        setattr(Tensor, _name + "_", _inplace_method(_name))
 for _name in _INPLACE:
     setattr(Tensor, _name + "_", _inplace_method(_name))
 
@@ -296,15 +223,9 @@ Tensor.__itruediv__ = Tensor.div_
 Tensor.__ipow__ = Tensor.pow_
 Tensor.__imod__ = Tensor.remainder_
 Tensor.__ifloordiv__ = Tensor.floor_divide_
-Tensor.clip_ = Tensor.clamp_
-Tensor.subtract_ = Tensor.sub_
-Tensor.multiply_ = Tensor.mul_
-Tensor.divide_ = Tensor.div_
 
 
 def _fill(self, value):
-    from .factories import full_like, ones_like
-
     if isinstance(value, Tensor):
         value = value.item()
     if not self._requires_grad:
@@ -323,28 +244,20 @@ def _copy(self, src, non_blocking=False):
 
 
 def _uniform(self, a=0.0, b=1.0):
-    from .factories import rand
-
     r = rand(tuple(self.shape), dtype=self.dtype, device=self.device)
     return _copy_nograd(self, r * (b - a) + a)
 
 
 def _normal(self, mean=0.0, std=1.0):
-    from .factories import randn
-
     r = randn(tuple(self.shape), dtype=self.dtype, device=self.device)
     return _copy_nograd(self, r * std + mean)
 
 
 def _bernoulli_(self, p=0.5):
-    from .factories import full_like
-
     return _copy_nograd(self, E.bernoulli(full_like(self, p, dtype="float32")))
 
 
 def _copy_nograd(self, value):
-    from .autograd.grad_mode import no_grad
-
     with no_grad():
         return _copy(self, value)
 
@@ -368,8 +281,6 @@ Tensor.new_empty = lambda self, *size, dtype=None, device=None, requires_grad=Fa
 
 
 def _new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=False):
-    from .factories import full
-
     return full(
         tuple(size),
         fill_value,
@@ -380,16 +291,12 @@ def _new_full(self, size, fill_value, *, dtype=None, device=None, requires_grad=
 
 
 def _new_tensor(self, data, *, dtype=None, device=None, requires_grad=False):
-    from .factories import tensor
-
     return tensor(
         data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad
     )
 
 
 def _new(kind, self, size, dtype, device, requires_grad):
-    from . import factories
-
     return getattr(factories, kind)(
         *size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad
     )
@@ -397,7 +304,6 @@ def _new(kind, self, size, dtype, device, requires_grad):
 
 Tensor.new_full = _new_full
 Tensor.new_tensor = _new_tensor
-Tensor.masked_fill_ = _inplace_method("masked_fill")
 Tensor.index_put_ = lambda self, indices, values, accumulate=False: apply_inplace(
     self, lambda src: _index_put(src, indices, values, accumulate)
 )
@@ -407,8 +313,6 @@ Tensor.index_put = lambda self, indices, values, accumulate=False: _index_put(
 
 
 def _index_put(x, indices, values, accumulate):
-    from ._tensor import dispatch
-
     indices = tuple(indices)
     return dispatch(
         "index_put",

@@ -1,24 +1,26 @@
 """Large eager calls of a few composite ops run as one compiled program.
 
-softmax, log_softmax, layer_norm and training batch_norm are written from primitives (so a trace records the
-primitives and fusion makes one kernel of them). Run op by op in eager mode they cost five to
-nine dispatches and as many autograd nodes, and numpy passes over the data that many times.
-On large CPU inputs an eager call instead goes through an ember.script of the same primitive
-code: one native kernel forward (fused by the compiler), one autograd node whose backward is
-the compiled backward graph; PyTorch likewise runs its own fused kernels in eager mode.
+softmax, log_softmax, layer_norm, training batch_norm and cross_entropy are written from
+primitives (so a trace records the primitives and fusion makes one kernel of them). Run op by
+op in eager mode they cost five to nine dispatches and as many autograd nodes, and numpy
+passes over the data that many times. On large CPU inputs an eager call instead goes through
+an ember.script of the same primitive code: one native kernel forward (fused by the compiler),
+one autograd node whose backward is the compiled backward graph; PyTorch likewise runs its own
+fused kernels in eager mode.
 
 The first WARMUP_CALLS eligible calls run op by op. Small inputs (where compiling would not
-pay), traced code (a trace must see the
-primitives), other devices and dtypes, and EMBER_COMPILE=0 keep the op-by-op path. The
-script is quiet: a call it cannot capture runs eagerly without a warning (it is ember's
-choice, not the user's), and its sizes become dynamic after one change, as any script's do.
+pay), traced code (a trace must see the primitives), other devices and dtypes, EMBER_COMPILE=0,
+and a process where no compiler registered itself (hooks.set_composite_compiler: the tracer
+does, when ember's public names load it) keep the op-by-op path. The script is quiet: a call
+it cannot capture runs eagerly without a warning (it is ember's choice, not the user's), and
+its sizes become dynamic after one change, as any script's do.
 """
 
 from __future__ import annotations
 
-from . import _tensor
-from .ir.dtypes import float32, float64
-from .runtime.device import CPU
+from ..ir.dtypes import float32, float64
+from ..runtime.device import CPU
+from . import hooks
 
 MIN_ELEMENTS = 1 << 15  # below this the op-by-op path is as fast and compiles nothing
 WARMUP_CALLS = 2  # eligible calls that run op by op first: a one-off call compiles nothing
@@ -27,10 +29,11 @@ _FLOATS = (float32, float64)
 
 def eligible(x, min_elements: int = MIN_ELEMENTS) -> bool:
     """Whether an eager call on x takes the compiled path."""
-    if (x._data.size < min_elements or _tensor.active_trace is not None
-            or x._device is not CPU or x._dtype not in _FLOATS):
+    if (x._data.size < min_elements or hooks.active_trace is not None
+            or x._device is not CPU or x._dtype not in _FLOATS
+            or hooks.composite_compiler() is None):
         return False
-    from .runtime.compiled import native_enabled
+    from ..runtime.compiled import native_enabled
 
     return native_enabled()
 
@@ -62,7 +65,5 @@ class Composite:
     def __call__(self, *args):
         script = self._script
         if script is None:
-            from .tracer.script import ScriptFunction
-
-            script = self._script = ScriptFunction(self.fn, name=self.name, quiet=True)
+            script = self._script = hooks.composite_compiler()(self.fn, self.name)
         return script(*args)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .runtime.device import CPU, to_device
+from ..runtime.device import CPU, to_device
 
 _SUMMARIZE = 1000
 _EDGE = 3

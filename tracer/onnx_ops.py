@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import EmberError
-from .ir.dtypes import as_dtype
-from .ir.schema import promoted
-from .ir.symbolic import SymInt
+from ..errors import EmberError
+from ..ir.dtypes import as_dtype
+from ..ir.schema import SCHEMAS, promoted
+from ..ir.symbolic import SymInt
 
 _INT64_MAX = np.iinfo(np.int64).max
 
@@ -369,34 +369,8 @@ def _identity(b, node, out):
 
 
 TRANSLATIONS = {
-    **{
-        op: _elementwise(onnx_op)
-        for op, onnx_op in {
-            "add": "Add",
-            "sub": "Sub",
-            "mul": "Mul",
-            "div": "Div",
-            "pow": "Pow",
-            "maximum": "Max",
-            "minimum": "Min",
-            "neg": "Neg",
-            "abs": "Abs",
-            "exp": "Exp",
-            "log": "Log",
-            "sqrt": "Sqrt",
-            "reciprocal": "Reciprocal",
-            "sin": "Sin",
-            "cos": "Cos",
-            "tanh": "Tanh",
-            "sigmoid": "Sigmoid",
-            "erf": "Erf",
-            "relu": "Relu",
-            "floor": "Floor",
-            "ceil": "Ceil",
-            "round": "Round",
-            "sign": "Sign",
-        }.items()
-    },
+    # the ops declared one to one with an ONNX operator (ir/ops: onnx=)
+    **{s.name: _elementwise(s.onnx) for s in SCHEMAS.values() if s.onnx is not None},
     "rsqrt": _composite(lambda b, xs, node: b.node("Reciprocal", [b.node("Sqrt", xs)])),
     "log1p": _composite(
         lambda b, xs, node: b.node("Log", [b.node("Add", [xs[0], b.scalar(1, node.output.dtype)])])
@@ -461,4 +435,35 @@ TRANSLATIONS = {
     "index_select": _index_select,
     "gather": _gather,
     "one_hot": _one_hot,
+}
+
+_BACKWARD = "a gradient op: an exported graph is an inference graph"
+_COLLECTIVE = "a collective: an exported graph runs in one process"
+_NOT_YET = "no ONNX translation yet"
+# every op without a translation, and why (the op-table completeness test checks that each
+# op is in TRANSLATIONS or here); the exporter names the op and this reason
+NOT_EXPORTABLE = {
+    "avg_pool2d_backward": _BACKWARD,
+    "conv2d_backward_input": _BACKWARD,
+    "conv2d_backward_weight": _BACKWARD,
+    "max_pool2d_backward": _BACKWARD,
+    "slice_backward": _BACKWARD,
+    "view_scatter": "an in-place write through a view, which ONNX graphs cannot express",
+    "dist_all_gather": _COLLECTIVE,
+    "dist_all_reduce": _COLLECTIVE,
+    "dist_broadcast": _COLLECTIVE,
+    "dist_reduce_scatter": _COLLECTIVE,
+    "bernoulli": "random numbers: ONNX's Bernoulli does not draw ember's stream (dropout is "
+    "exported in eval mode, where it is the identity)",
+    "nonzero": "an output whose size depends on the data",
+    "view_dtype": "a reinterpretation of the bits, which ONNX cannot express",
+    "floor_divide": _NOT_YET,
+    "trunc_divide": _NOT_YET,
+    "trunc": _NOT_YET,
+    "index": _NOT_YET,
+    "index_put": _NOT_YET,
+    "index_add": _NOT_YET,
+    "scatter": _NOT_YET,
+    "scatter_add": _NOT_YET,
+    "repeat": _NOT_YET,
 }

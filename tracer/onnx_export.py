@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import EmberError
-from .exporter import _signature, capture
-from .ir.dtypes import as_dtype
-from .ir.symbolic import SymInt
-from .onnx_ops import TRANSLATIONS, Unsupported, _onnx, _value_info
+from ..errors import EmberError
+from ..ir.dtypes import as_dtype
+from ..ir.symbolic import SymInt
+from .export import _signature, capture
+from .onnx_ops import NOT_EXPORTABLE, TRANSLATIONS, Unsupported, _onnx, _value_info
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # Squeeze, Unsqueeze, ReduceSum and Split take their axes as inputs from 13
@@ -119,8 +119,9 @@ def to_model(graph, input_structure, out_spec, *, opset: int = DEFAULT_OPSET, na
     onnx = _onnx()
     missing = sorted({node.op for node in graph.nodes if node.op not in TRANSLATIONS})
     if missing:
+        reasons = "; ".join(f"{op} ({NOT_EXPORTABLE.get(op, 'unknown op')})" for op in missing)
         raise EmberError(
-            f"ember.onnx: no ONNX translation for the op(s) {', '.join(missing)} "
+            f"ember.onnx: no ONNX translation for the op(s) {reasons} "
             f"(translated: see ember.onnx.TRANSLATIONS)"
         )
     b = _Builder(graph, opset)

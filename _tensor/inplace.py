@@ -7,11 +7,15 @@ CopySlices node, as PyTorch does, so gradients flow to both the base and the wri
 
 from __future__ import annotations
 
-from ._tensor import Tensor, dispatch
-from .autograd import grad_mode
-from .autograd.graph import Node, edge_of
-from .errors import runtime_error
-from .ir.schema import fmt_shape
+from ..autograd import grad_mode
+from ..autograd.graph import Node, edge_of
+from ..errors import runtime_error
+from ..ir.ops.shape import SCATTERABLE_VIEWS
+from ..ir.schema import fmt_shape
+from . import hooks
+from .dispatch import dispatch
+from .factories import ones, zeros_like
+from .tensor import Tensor
 
 
 def _dispatch(op, args, attrs):
@@ -51,17 +55,12 @@ class CopySlices(Node):
 
     def apply(self, grads):
         (g,) = grads
-        from .factories import zeros_like
-        from .ir.ops.shape import SCATTERABLE_VIEWS
-
         region = _replay(g, self.chain)
         grad_src = region.clone()
         if all(op in SCATTERABLE_VIEWS for op, _ in self.chain):
             # functional, so a trace of this backward (compiled autograd) sees it whole
             return [scatter_chain(g, zeros_like(region), self.chain, _dispatch), grad_src]
-        from ._tensor import _stop_trace
-
-        _stop_trace("a write through a view no trace can follow (in a backward)")
+        hooks.stop_trace("a write through a view no trace can follow (in a backward)")
         grad_base = g.clone()
         with grad_mode.no_grad():
             _replay(grad_base, self.chain)._data[...] = 0
@@ -85,9 +84,8 @@ def _check_leaf(self: Tensor) -> None:
 
 
 def _write(self: Tensor, result: Tensor) -> None:
-    from . import _tensor
 
-    if _tensor.active_trace is not None and (trace := _tensor.trace_here()) is not None:
+    if hooks.active_trace is not None and (trace := hooks.trace_here()) is not None:
         trace.written(self, result)
     if tuple(result.shape) != tuple(self.shape):
         raise runtime_error(
@@ -132,8 +130,6 @@ def apply_inplace(self: Tensor, compute) -> Tensor:
 def _constant_write(source: Tensor, result: Tensor) -> Tensor:
     """result, linked to source with a zero gradient: the old value was overwritten by a
     constant, so self stays in the graph but nothing flows back to its history."""
-    from .factories import ones
-
     keep = ones(tuple(result.shape), dtype="bool", device=result.device)
     return dispatch("where", (keep, result, source))
 

@@ -8,13 +8,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _tensor
-from ._tensor import Tensor
-from .errors import runtime_error, type_error, value_error
-from .ir.dtypes import as_dtype, get_default_dtype, int64
-from .ir.dtypes import from_numpy as dtype_from_numpy
-from .runtime import random
-from .runtime.device import CPU, array_module, as_device, device, device_of_array, to_device
+from ..errors import runtime_error, type_error, value_error
+from ..ir.dtypes import as_dtype, get_default_dtype, int64
+from ..ir.dtypes import from_numpy as dtype_from_numpy
+from ..runtime import random
+from ..runtime.device import CPU, array_module, as_device, device, device_of_array, to_device
+from . import hooks
+from .tensor import Tensor
 
 
 def _device(dev) -> device:
@@ -30,11 +30,8 @@ def _exact_sizes(fn):
 
     @functools.wraps(fn)
     def factory(*args, **kwargs):
-        if _tensor.active_trace is not None:
-            from .tracer.sizes import specialize_all
-
-            specialize_all(args)
-            specialize_all(kwargs)
+        if hooks.active_trace is not None:
+            hooks.specialize((args, kwargs))
         return fn(*args, **kwargs)
 
     return factory
@@ -42,7 +39,7 @@ def _exact_sizes(fn):
 
 def _made(t: Tensor) -> Tensor:
     """Tell an active trace that a factory made t (a constant of the graph)."""
-    if _tensor.active_trace is not None and (trace := _tensor.trace_here()) is not None:
+    if hooks.active_trace is not None and (trace := hooks.trace_here()) is not None:
         trace.factory(t, False, "")
     return t
 
@@ -136,7 +133,7 @@ def as_tensor(data, dtype=None, device=None) -> Tensor:
     if isinstance(data, np.ndarray) and (device is None or _device(device).type == "cpu"):
         d = as_dtype(dtype) if dtype is not None else dtype_from_numpy(data.dtype)
         if data.dtype == d.np:
-            _tensor._stop_trace("a tensor sharing a numpy array's memory (as_tensor)")
+            hooks.stop_trace("a tensor sharing a numpy array's memory (as_tensor)")
             return Tensor._make(data, d, CPU)
     return tensor(data, dtype=dtype, device=device)
 
@@ -145,7 +142,7 @@ def from_numpy(array: np.ndarray) -> Tensor:
     """A CPU tensor sharing array's memory (writes through either are seen by both)."""
     if not isinstance(array, np.ndarray):
         raise type_error(f"from_numpy() expected an np.ndarray, got {type(array).__name__}")
-    _tensor._stop_trace("a tensor sharing a numpy array's memory (from_numpy)")
+    hooks.stop_trace("a tensor sharing a numpy array's memory (from_numpy)")
     return Tensor._make(array, dtype_from_numpy(array.dtype), CPU)
 
 
@@ -315,7 +312,7 @@ class Generator(random.Generator):
 
 
 def rand(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
-    _tensor._stop_trace("the random factory ember.rand (its numbers would be frozen)")
+    hooks.stop_trace("the random factory ember.rand (its numbers would be frozen)")
     _float_only("rand", dtype)
     return _filled(
         lambda xp, s, d: random.uniform(xp, s, d, generator), size, dtype, device, requires_grad
@@ -323,7 +320,7 @@ def rand(*size, dtype=None, device=None, requires_grad=False, generator=None) ->
 
 
 def randn(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
-    _tensor._stop_trace("the random factory ember.randn (its numbers would be frozen)")
+    hooks.stop_trace("the random factory ember.randn (its numbers would be frozen)")
     _float_only("randn", dtype)
     return _filled(
         lambda xp, s, d: random.normal(xp, s, d, generator), size, dtype, device, requires_grad
@@ -338,7 +335,7 @@ def _float_only(op, dtype):
 def randint(
     low, high=None, size=None, *, dtype=None, device=None, requires_grad=False, generator=None
 ) -> Tensor:
-    _tensor._stop_trace("the random factory ember.randint (its numbers would be frozen)")
+    hooks.stop_trace("the random factory ember.randint (its numbers would be frozen)")
     if size is None:
         # randint(high, size)
         low, high, size = 0, low, high
@@ -359,7 +356,7 @@ def randint(
 
 
 def randperm(n: int, *, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
-    _tensor._stop_trace("the random factory ember.randperm (its numbers would be frozen)")
+    hooks.stop_trace("the random factory ember.randperm (its numbers would be frozen)")
     return _filled(
         lambda xp, s, d: random.permutation(xp, n, generator).astype(d),
         (n,),

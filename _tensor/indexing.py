@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _tensor
+from ..errors import index_error, type_error
+from ..ir.dtypes import bool_
+from . import hooks
 from . import ops as E
-from ._tensor import Tensor, dispatch
-from .errors import index_error, type_error
-from .ir.dtypes import bool_
+from .dispatch import dispatch
+from .factories import tensor
+from .inplace import apply_inplace
+from .tensor import Tensor
 
 
 def _as_index_tensor(entry, dev):
-    from .factories import tensor
-
     if isinstance(entry, Tensor):
         return entry
-    if _tensor.active_trace is not None:
-        from .tracer.sizes import specialize_all
-
-        specialize_all(entry)  # the index list becomes a constant: its sizes are exact
+    if hooks.active_trace is not None:
+        hooks.specialize(entry)  # the index list becomes a constant: its sizes are exact
     array = np.asarray(entry)
     if array.dtype == object or (array.size and array.dtype.kind not in "biu"):
         raise index_error(
@@ -189,8 +188,6 @@ def getitem(x: Tensor, key) -> Tensor:
 
 def setitem(x: Tensor, key, value) -> None:
     from .factories import tensor
-    from .inplace import apply_inplace
-
     view, advanced, dims = _lower(x, key)
     if not isinstance(value, Tensor):
         value = tensor(value, dtype=x.dtype, device=x.device)

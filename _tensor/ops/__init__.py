@@ -1,0 +1,23 @@
+"""The op functions users call (ember.add, ember.sum, x.permute, ...), over dispatch().
+
+Each function normalizes its arguments (dims, shapes, defaults) into a primitive's attrs, or
+composes primitives; composites are differentiable and traceable for free. One module per
+kind of op, as in ir/ops. The plain elementwise functions (ember.exp) and every declared
+alias (ember.negative, ember.clip) are made from the op declarations (ir/ops).
+"""
+
+from __future__ import annotations
+
+from ...ir.schema import declared
+from .elementwise import *  # noqa: F403
+from .elementwise import PLAIN
+from .index import *  # noqa: F403
+from .nn import *  # noqa: F403
+from .reduce import *  # noqa: F403
+from .shape import *  # noqa: F403
+
+globals().update(PLAIN)
+# ember.negative is ember.neg, ember.clip is ember.clamp, ...
+for _schema in declared("function"):
+    for _alias in _schema.aliases:
+        globals()[_alias] = globals()[_schema.name]

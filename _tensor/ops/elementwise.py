@@ -1,0 +1,159 @@
+"""The elementwise op functions: ember.add, ember.where, ember.clamp, ... (the plain ones, such
+as ember.exp, are made from their declarations in ir/ops)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...errors import type_error, value_error
+from ...ir.dtypes import as_dtype
+from ...ir.schema import NUMBER, OpSchema, declared
+from ..dispatch import dispatch
+from ..tensor import Tensor
+
+
+def _plain(schema: OpSchema):
+    """The public function of a plain op (ir/ops: arity=): dispatch over exactly its inputs."""
+    name = schema.name
+    if schema.arity == 1:
+        def fn(input: Tensor) -> Tensor:
+            return dispatch(name, (input,))
+
+        fn.__doc__ = f"Elementwise {name}."
+    else:
+        def fn(input, other) -> Tensor:
+            return dispatch(name, (input, other))
+
+        fn.__doc__ = f"Elementwise {name} with broadcasting and type promotion."
+    fn.__name__ = fn.__qualname__ = name
+    return fn
+
+
+# ember.exp(x), ember.mul(x, y), ...: the plain ops' functions, made from their declarations
+PLAIN = {s.name: _plain(s) for s in declared("function") if s.arity is not None}
+globals().update(PLAIN)
+abs, eq, ne, lt, gt, mul, logical_not, logical_or = (  # the ones used below
+    PLAIN[name] for name in ("abs", "eq", "ne", "lt", "gt", "mul", "logical_not", "logical_or")
+)
+
+
+def round(input: Tensor, decimals: int = 0) -> Tensor:
+    if decimals:
+        scale = 10.0**decimals
+        return dispatch("round", (input * scale,)) / scale
+    return dispatch("round", (input,))
+
+
+def _check_operand(op, x):
+    if not isinstance(x, (Tensor, *NUMBER)):
+        raise type_error(
+            f"{op}(): argument 'other' must be Tensor or Number, not {type(x).__name__}"
+        )
+
+
+def add(input, other, *, alpha=1) -> Tensor:
+    if alpha != 1:
+        other = mul(other, alpha)
+    return dispatch("add", (input, other))
+
+
+def sub(input, other, *, alpha=1) -> Tensor:
+    if alpha != 1:
+        other = mul(other, alpha)
+    _check_operand("sub", other)
+    return dispatch("sub", (input, other))
+
+
+
+def div(input, other, *, rounding_mode: str | None = None) -> Tensor:
+    _check_operand("div", other)
+    if rounding_mode is None:
+        return dispatch("div", (input, other))
+    if rounding_mode == "floor":
+        return dispatch("floor_divide", (input, other))
+    if rounding_mode == "trunc":
+        return dispatch("trunc_divide", (input, other))
+    raise value_error(
+        f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found "
+        f"'{rounding_mode}'"
+    )
+
+
+
+def pow(input, exponent) -> Tensor:
+    _check_operand("pow", exponent)
+    return dispatch("pow", (input, exponent))
+
+
+def where(condition: Tensor, input=None, other=None) -> Tensor:
+    if input is None and other is None:
+        from .index import nonzero  # where(condition) is nonzero(condition, as_tuple=True)
+
+        return nonzero(condition, as_tuple=True)
+    return dispatch("where", (condition, input, other))
+
+
+def clamp(input: Tensor, min=None, max=None) -> Tensor:
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        # where, not maximum/minimum: at a tie the gradient goes to input, as PyTorch's
+        out = input
+        if min is not None:
+            out = where(lt(out, min), min, out)
+        if max is not None:
+            out = where(gt(out, max), max, out)
+        return out
+    return dispatch("clamp", (input,), {"min": min, "max": max})
+
+
+
+def clamp_min(input, min):
+    return clamp(input, min=min)
+
+
+def clamp_max(input, max):
+    return clamp(input, max=max)
+
+
+def cast(input: Tensor, dtype) -> Tensor:
+    dtype = as_dtype(dtype)
+    if input._dtype is dtype:
+        return input
+    return dispatch("cast", (input,), {"dtype": dtype.name})
+
+
+def square(input):
+    return mul(input, input)
+
+
+def isnan(input):
+    return ne(input, input)
+
+
+def isinf(input):
+    return eq(abs(input), math.inf) if input.dtype.is_floating_point else zeros_like_bool(input)
+
+
+def isfinite(input):
+    if not input.dtype.is_floating_point:
+        return logical_not(zeros_like_bool(input))
+    return logical_not(logical_or(isnan(input), isinf(input)))
+
+
+def zeros_like_bool(input):
+    return ne(input, input) if input.dtype.is_floating_point else dispatch("ne", (input, input))
+
+
+def lerp(input, end, weight):
+    return input + weight * (end - input)
+
+
+def allclose(input, other, rtol=1e-5, atol=1e-8, equal_nan=False) -> bool:
+    a = input.detach().numpy(force=True)
+    b = other.detach().numpy(force=True) if isinstance(other, Tensor) else other
+    return bool(np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+
+def equal(input, other) -> bool:
+    return input.shape == other.shape and bool(eq(input, other).all())

@@ -1,0 +1,169 @@
+"""The reductions: ember.sum, ember.mean, ember.var, ember.max, ember.argmax, ember.cumsum, ..."""
+
+from __future__ import annotations
+
+import math
+
+from ...ir.dtypes import get_default_dtype, int64
+from ...ir.schema import normalize_dim, normalize_dims
+from ..dispatch import dispatch
+from ..factories import zeros
+from ..tensor import Tensor
+from .elementwise import abs, cast, eq, ne, pow, sqrt, where
+
+# -- reductions ------------------------------------------------------------------------------
+
+
+def _dims(input, dim):
+    return normalize_dims(dim, input.ndim)
+
+
+def _sum_dims(input, dim):
+    # sum, prod, mean and var read an empty dim list as every dim (all and any do not), as
+    # PyTorch's sum, mean and var do
+    return normalize_dims(None if isinstance(dim, (tuple, list)) and not dim else dim, input.ndim)
+
+
+def sum(input, dim=None, keepdim=False, *, dtype=None) -> Tensor:
+    if dtype is not None:
+        input = cast(input, dtype)
+    return dispatch("sum", (input,), {"dims": _sum_dims(input, dim), "keepdim": keepdim})
+
+
+def prod(input, dim=None, keepdim=False, *, dtype=None) -> Tensor:
+    if dtype is not None:
+        input = cast(input, dtype)
+    return dispatch("prod", (input,), {"dims": _sum_dims(input, dim), "keepdim": keepdim})
+
+
+def mean(input, dim=None, keepdim=False, *, dtype=None) -> Tensor:
+    if dtype is not None:
+        input = cast(input, dtype)
+    return dispatch("mean", (input,), {"dims": _sum_dims(input, dim), "keepdim": keepdim})
+
+
+def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None) -> Tensor:
+    if isinstance(dim, bool):  # var(x, False): the positional 'unbiased' form
+        unbiased, dim = dim, None
+    if correction is None:
+        correction = 0 if unbiased is False else 1
+    return dispatch(
+        "var",
+        (input,),
+        {"dims": _sum_dims(input, dim), "keepdim": keepdim, "correction": correction},
+    )
+
+
+def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None) -> Tensor:
+    return _root(var(input, dim, unbiased, keepdim, correction=correction), 2)
+
+
+def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    if isinstance(dim, bool):  # var_mean(x, False): the positional 'unbiased' form
+        unbiased, dim = dim, None
+    return var(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
+
+
+def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    if isinstance(dim, bool):
+        unbiased, dim = dim, None
+    return std(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
+
+
+def logsumexp(input, dim, keepdim=False) -> Tensor:
+    if not input.dtype.is_floating_point:  # integers and bool reduce in the default float
+        input = cast(input, get_default_dtype())
+    return dispatch("logsumexp", (input,), {"dims": _dims(input, dim), "keepdim": keepdim})
+
+
+def amax(input, dim=(), keepdim=False) -> Tensor:
+    dims = _dims(input, None if dim == () else dim)
+    return dispatch("amax", (input,), {"dims": dims, "keepdim": keepdim})
+
+
+def amin(input, dim=(), keepdim=False) -> Tensor:
+    dims = _dims(input, None if dim == () else dim)
+    return dispatch("amin", (input,), {"dims": dims, "keepdim": keepdim})
+
+
+class _ValuesIndices(tuple):
+    """(values, indices), also readable as .values and .indices, as PyTorch returns."""
+
+    @property
+    def values(self):
+        return self[0]
+
+    @property
+    def indices(self):
+        return self[1]
+
+
+def _max_or_min(op, full_op, input, dim, keepdim, other):
+    if isinstance(dim, Tensor):
+        other, dim = dim, None
+    if other is not None:
+        return dispatch("maximum" if op == "max_dim" else "minimum", (input, other))
+    if dim is None:
+        return dispatch(full_op, (input,), {"dims": _dims(input, None), "keepdim": False})
+    dim = normalize_dim(dim, input.ndim) if input.ndim else normalize_dim(dim, 0)
+    if input.ndim == 0:
+        index = zeros((), dtype=int64, device=input.device)
+        return _ValuesIndices((dispatch("clone", (input,)), index))
+    return _ValuesIndices(dispatch(op, (input,), {"dim": dim, "keepdim": keepdim}))
+
+
+def max(input, dim=None, keepdim=False, *, other=None):
+    return _max_or_min("max_dim", "amax", input, dim, keepdim, other)
+
+
+def min(input, dim=None, keepdim=False, *, other=None):
+    return _max_or_min("min_dim", "amin", input, dim, keepdim, other)
+
+
+def argmax(input, dim=None, keepdim=False) -> Tensor:
+    if dim is not None:
+        dim = normalize_dim(dim, input.ndim)
+    return dispatch("argmax", (input,), {"dim": dim, "keepdim": keepdim})
+
+
+def argmin(input, dim=None, keepdim=False) -> Tensor:
+    if dim is not None:
+        dim = normalize_dim(dim, input.ndim)
+    return dispatch("argmin", (input,), {"dim": dim, "keepdim": keepdim})
+
+
+def all(input, dim=None, keepdim=False) -> Tensor:
+    return dispatch("all", (input,), {"dims": _dims(input, dim), "keepdim": keepdim})
+
+
+def any(input, dim=None, keepdim=False) -> Tensor:
+    return dispatch("any", (input,), {"dims": _dims(input, dim), "keepdim": keepdim})
+
+
+def cumsum(input, dim, *, dtype=None) -> Tensor:
+    if dtype is not None:
+        input = cast(input, dtype)
+    return dispatch("cumsum", (input,), {"dim": normalize_dim(dim, input.ndim)})
+
+
+def norm(input, p=2, dim=None, keepdim=False):
+    if p == 2 or p == "fro":
+        return _root(sum(input * input, dim, keepdim), 2)
+    if p == 1:
+        return sum(abs(input), dim, keepdim)
+    if p == math.inf:
+        return amax(abs(input), () if dim is None else dim, keepdim)
+    if p == 0:  # the count of non-zero entries, with a zero gradient
+        return sum(where(ne(input, 0), 1.0, input * 0), dim, keepdim)
+    return _root(sum(pow(abs(input), p), dim, keepdim), p)
+
+
+def _root(total, p):
+    """total ** (1 / p), with PyTorch's zero gradient (not inf * 0 = nan) where total is 0."""
+    zero = eq(total, 0)
+    safe = where(zero, 1.0, total)
+    return where(zero, 0.0, sqrt(safe) if p == 2 else pow(safe, 1.0 / p))
+
+
+def count_nonzero(input, dim=None):
+    return sum(ne(input, 0), dim)
