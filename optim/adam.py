@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-import numpy as np
-
 from .._tensor import hooks
 from .._tensor.factories import zeros_like
 from ..errors import value_error
@@ -67,12 +65,15 @@ class Adam(Optimizer):
                 state["exp_avg"] = zeros_like(p)
                 state["exp_avg_sq"] = zeros_like(p)
             step_t, exp_avg, exp_avg_sq = state["step"], state["exp_avg"], state["exp_avg_sq"]
+            if amsgrad and "max_exp_avg_sq" not in state:  # amsgrad switched on after step 1
+                state["max_exp_avg_sq"] = zeros_like(p)
+            peak = state.get("max_exp_avg_sq") if amsgrad else None
             # under ember.script the bias corrections are tensor ops on the step counter, so a
             # captured step stays right on every call (PyTorch's capturable=True); eagerly they
             # are Python floats, as PyTorch computes them
-            if on_arrays(p, grad, exp_avg, exp_avg_sq):  # eager: no trace to see tensor ops
-                _update_arrays(p, grad, state, lr, beta1, beta2, eps, weight_decay, amsgrad,
-                               decoupled)
+            if on_arrays(p, grad, exp_avg, exp_avg_sq, *([peak] if amsgrad else [])):
+                _update_native(p, grad, step_t, exp_avg, exp_avg_sq, peak, lr, beta1, beta2,
+                               eps, weight_decay, decoupled)
                 continue
             traced = hooks.trace_here() is not None
             step_t.add_(1)
@@ -94,9 +95,7 @@ class Adam(Optimizer):
                 step_size = lr / (1 - beta1**step)
                 bias_correction2_sqrt = (1 - beta2**step) ** 0.5
             if amsgrad:
-                if "max_exp_avg_sq" not in state:  # amsgrad switched on after the first step
-                    state["max_exp_avg_sq"] = zeros_like(p)
-                second_moment = state["max_exp_avg_sq"].maximum_(exp_avg_sq)
+                second_moment = peak.maximum_(exp_avg_sq)
             else:
                 second_moment = exp_avg_sq
             denom = second_moment.sqrt() / bias_correction2_sqrt + eps
@@ -137,48 +136,20 @@ class AdamW(Adam):
             group["decoupled_weight_decay"] = True
 
 
-def _update_arrays(p, grad, state, lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled):
-    """The eager step of one parameter straight on its numpy arrays: the same operations,
-    scalars and rounding order as the tensor ops above (so the results are bit for bit
-    theirs), without a dispatch per op; one native pass over the arrays where it can
-    (runtime/updates.py), else numpy's passes. Versions move as the in-place ops would."""
-    f = p._data.dtype.type
-    P, G = p._data, grad._data
-    step_t, exp_avg, exp_avg_sq = state["step"], state["exp_avg"], state["exp_avg_sq"]
-    M, V = exp_avg._data, exp_avg_sq._data
+def _update_native(p, grad, step_t, exp_avg, exp_avg_sq, peak, lr, beta1, beta2, eps,
+                   weight_decay, decoupled):
+    """The eager step of one parameter as one native pass over its arrays (runtime/updates.py):
+    the tensor ops' operations, scalars and rounding order, so the results are bit for bit
+    theirs (tested), without a dispatch per op. Versions move as the in-place ops would."""
     step_t._data += step_t._data.dtype.type(1)
     step = step_t._data.item()
-    touched = [step_t, p, exp_avg, exp_avg_sq]
-    peak = None
-    if amsgrad:
-        if "max_exp_avg_sq" not in state:
-            state["max_exp_avg_sq"] = zeros_like(p)
-        peak = state["max_exp_avg_sq"]
-        touched.append(peak)
-    step_size = lr / (1 - beta1**step)
-    bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-    arrays = [P, G, M, V] + ([peak._data] if amsgrad else [])
-    if updates.usable(*arrays):
-        if weight_decay == 0:
-            decay, value = "none", 0.0
-        else:
-            decay = "decoupled" if decoupled else "coupled"
-            value = 1 - lr * weight_decay if decoupled else weight_decay
-        updates.adam(P, G, M, V, peak._data if amsgrad else None, decay, value, beta1, beta2,
-                     bias_correction2_sqrt, eps, step_size)
+    if weight_decay == 0:
+        decay, value = "none", 0.0
     else:
-        if weight_decay != 0:
-            if decoupled:
-                P *= f(1 - lr * weight_decay)
-            else:
-                G = G + P * f(weight_decay)
-        M += f(1 - beta1) * (G - M)  # lerp: m + w * (g - m)
-        V *= f(beta2)
-        V += (G * f(1 - beta2)) * G
-        if amsgrad:
-            np.maximum(peak._data, V, out=peak._data)
-        second = peak._data if amsgrad else V
-        denom = np.sqrt(second) / f(bias_correction2_sqrt) + f(eps)
-        P += (M * f(-step_size)) / denom
-    for t in touched:
+        decay = "decoupled" if decoupled else "coupled"
+        value = 1 - lr * weight_decay if decoupled else weight_decay
+    updates.adam(p._data, grad._data, exp_avg._data, exp_avg_sq._data,
+                 None if peak is None else peak._data, decay, value, beta1, beta2,
+                 (1 - beta2**step) ** 0.5, eps, lr / (1 - beta1**step))
+    for t in (step_t, p, exp_avg, exp_avg_sq, *([peak] if peak is not None else [])):
         t._version[0] += 1

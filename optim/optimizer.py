@@ -23,6 +23,8 @@ from .._tensor.factories import tensor
 from ..autograd.grad_mode import enable_grad, no_grad
 from ..errors import runtime_error, type_error, value_error
 from ..ir.dtypes import float32, float64, get_default_dtype
+from ..runtime import updates
+from ..runtime.device import CPU
 from ..utils.hooks import RemovableHandle
 
 
@@ -83,18 +85,18 @@ def addcdiv_(out: Tensor, a: Tensor, b: Tensor, value: float = 1.0) -> Tensor:
 
 
 def on_arrays(p, grad, *state) -> bool:
-    """Whether an eager update may run on the numpy arrays directly (optimizers' fast path):
-    not traced (a trace must see tensor ops), every tensor on the CPU with one dtype and
-    shape, the parameter writable in place."""
-    from ..runtime.device import CPU
-
+    """Whether an eager update runs as one native pass over the arrays (runtime/updates.py,
+    the optimizers' fast path), else as tensor ops: not traced (a trace must see tensor ops),
+    every tensor on the CPU with one dtype and shape, the parameter writable in place, and the
+    arrays ones the native updates take (float32/float64, contiguous, distinct)."""
     if hooks.active_trace is not None and hooks.trace_here() is not None:
         return False
     arrays = [p._data, grad._data] + [s._data for s in state]
     first = arrays[0]
-    return all(t._device is CPU for t in (p, grad, *state)) and all(
-        a.__class__ is np.ndarray and a.dtype == first.dtype and a.shape == first.shape
-        for a in arrays) and first.flags.writeable
+    return (all(t._device is CPU for t in (p, grad, *state))
+            and all(a.__class__ is np.ndarray and a.dtype == first.dtype
+                    and a.shape == first.shape for a in arrays)
+            and first.flags.writeable and updates.usable(*arrays))
 
 
 class Optimizer:

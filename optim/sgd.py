@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import numpy as np
-
 from ..errors import value_error
 from ..runtime import updates
 from .optimizer import Optimizer, on_arrays
@@ -50,9 +48,14 @@ class SGD(Optimizer):
         nesterov = group["nesterov"]
         for p, grad in self._gradients(group):
             buf = self.state[p].get("momentum_buffer") if momentum != 0 else None
-            if on_arrays(p, grad, *([buf] if buf is not None else [])):
-                _update_arrays(self.state, p, grad, buf, lr, momentum, dampening,
-                               weight_decay, nesterov)
+            # one native pass (runtime/updates.py), bit for bit the tensor ops below; the
+            # first step with momentum, which makes the buffer, runs as tensor ops
+            if (momentum == 0 or buf is not None) and on_arrays(
+                    p, grad, *([buf] if buf is not None else [])):
+                updates.sgd(p._data, grad._data, None if buf is None else buf._data,
+                            weight_decay, momentum, dampening, nesterov, lr)
+                for t in (p, buf) if buf is not None else (p,):
+                    t._version[0] += 1
                 continue
             if weight_decay != 0:
                 grad = grad.add(p, alpha=weight_decay)
@@ -65,32 +68,3 @@ class SGD(Optimizer):
                     buf.mul_(momentum).add_(grad, alpha=1 - dampening)
                 grad = grad.add(buf, alpha=momentum) if nesterov else buf
             p.add_(grad, alpha=-lr)
-
-
-def _update_arrays(state, p, grad, buf, lr, momentum, dampening, weight_decay, nesterov):
-    """One parameter's eager step on its numpy arrays: the tensor path's operations, scalars
-    and rounding order (bit for bit, tested), without a dispatch per op."""
-    f = p._data.dtype.type
-    P, G = p._data, grad._data
-    if momentum != 0 and buf is not None and updates.usable(P, G, buf._data):
-        # one native pass (runtime/updates.py), bit for bit the numpy passes below
-        updates.sgd(P, G, buf._data, weight_decay, momentum, dampening, nesterov, lr)
-        buf._version[0] += 1
-        p._version[0] += 1
-        return
-    if weight_decay != 0:
-        G = G + P * f(weight_decay)
-    if momentum != 0:
-        if buf is None:
-            from .._tensor.factories import tensor as make_tensor
-
-            # np.array: a copy that stays an array of P's dtype (G is a numpy scalar at 0-d)
-            buf = state[p]["momentum_buffer"] = make_tensor(np.array(G, dtype=P.dtype))
-        else:
-            B = buf._data
-            B *= f(momentum)
-            B += G if dampening == 0 else G * f(1 - dampening)  # add's alpha=1 skips the mul
-            buf._version[0] += 1
-        G = G + buf._data * f(momentum) if nesterov else buf._data
-    P += G * f(-lr)
-    p._version[0] += 1

@@ -49,10 +49,16 @@ def adam(p, g, m, v, peak, decay: str, decay_value: float, beta1: float, beta2: 
 
 def sgd(p, g, b, weight_decay: float, momentum: float, dampening: float, nesterov: bool,
         lr: float) -> None:
-    """One SGD-with-momentum step in place on p and its momentum buffer b."""
-    from ..codegen.llvm.updates import sgd_ir, sgd_name
+    """One SGD step in place on p, and on its momentum buffer b (None without momentum)."""
+    from ..codegen.llvm.updates import sgd_ir, sgd_name, sgd_plain_ir
 
     dtype, decay, dampened = p.dtype.name, weight_decay != 0, dampening != 0
+    if b is None:
+        name = sgd_name(dtype, decay, False, False, momentum=False)
+        windows.run_task(name, lambda: sgd_plain_ir(dtype, decay),
+                         [data_pointer(p), data_pointer(g)] + _bits([weight_decay, -lr]),
+                         p.size, p.size)
+        return
     name = sgd_name(dtype, decay, dampened, nesterov)
     windows.run_task(name, lambda: sgd_ir(dtype, decay, dampened, nesterov),
                      [data_pointer(p), data_pointer(g), data_pointer(b)]

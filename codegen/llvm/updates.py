@@ -110,9 +110,25 @@ def adam_ir(dtype: str, decay: str, amsgrad: bool) -> str:
     return _task(adam_name(dtype, decay, amsgrad), arrays, scalars, ty, body)
 
 
-def sgd_name(dtype: str, decay: bool, dampened: bool, nesterov: bool) -> str:
+def sgd_name(dtype: str, decay: bool, dampened: bool, nesterov: bool,
+             momentum: bool = True) -> str:
+    if not momentum:
+        return f"ember_sgd_{dtype}{'_wd' if decay else ''}_plain"
     return (f"ember_sgd_{dtype}{'_wd' if decay else ''}{'_damp' if dampened else ''}"
             f"{'_nesterov' if nesterov else ''}")
+
+
+def sgd_plain_ir(dtype: str, decay: bool) -> str:
+    """SGD without momentum on one parameter. Arrays: p, g. Scalars: weight decay, -lr."""
+    ty = IR_TYPES[dtype]
+    body = []
+    g = "%g"
+    if decay:
+        body += [f"%g.wd = fmul {ty} %p, %wd", f"%g.decayed = fadd {ty} %g, %g.wd"]
+        g = "%g.decayed"
+    body += [f"%upd = fmul {ty} {g}, %neg_lr", f"%p.new = fadd {ty} %p, %upd"]
+    return _task(sgd_name(dtype, decay, False, False, momentum=False), ["p", "g"],
+                 ["wd", "neg_lr"], ty, body)
 
 
 def sgd_ir(dtype: str, decay: bool, dampened: bool, nesterov: bool) -> str:
