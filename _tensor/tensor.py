@@ -10,6 +10,7 @@ import weakref
 
 import numpy as np
 
+from ..autograd.graph import edge_of
 from ..errors import runtime_error, type_error
 from ..ir.dtypes import as_dtype, from_numpy, is_dtype_name
 from ..ir.dtypes import dtype as DType
@@ -17,6 +18,7 @@ from ..ir.schema import fmt_shape, normalize_dim
 from ..runtime.device import CPU, as_device, device, device_of_array, to_device
 from ..runtime.memory import tune_malloc
 from . import hooks
+from .printing import tensor_repr
 
 tune_malloc()  # keep freed eager arrays' memory for the next ones (runtime/memory.py)
 
@@ -214,8 +216,6 @@ class Tensor:
     @property
     def grad_fn(self):
         if self._base is not None and self._grad_fn is not None:
-            from ..autograd.graph import edge_of
-
             edge_of(self)  # brings a view's grad_fn up to date with its base's in-place ops
         return self._grad_fn
 
@@ -321,8 +321,6 @@ class Tensor:
         return id(self)
 
     def __repr__(self) -> str:
-        from .printing import tensor_repr
-
         hooks.stop_trace("printing a tensor")
         return tensor_repr(self)
 
@@ -334,7 +332,7 @@ class Tensor:
         return repr(self)
 
     def __reduce_ex__(self, protocol):
-        from .factories import _rebuild
+        from .factories import _rebuild  # deferred: factories.py imports this module
 
         return (_rebuild, (self.detach().numpy(force=True), self._requires_grad, str(self._device)))
 
@@ -362,7 +360,7 @@ class Tensor:
             if dev.type == "cuda" and dev.index is None:
                 dev = device("cuda", 0)
             if dev != out._device:
-                from .ops import to_device_op
+                from .ops import to_device_op  # deferred: ops/ imports this module
 
                 out = to_device_op(out, dev)
         if copy and out is self:
@@ -378,7 +376,7 @@ class Tensor:
     def type(self, dt=None):
         if dt is None:
             return f"ember.{self._dtype.name}"
-        from .ops import cast
+        from .ops import cast  # deferred: ops/ imports this module
 
         return cast(self, as_dtype(dt))
 
@@ -485,7 +483,7 @@ class Tensor:
         return _Handle()
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-        from ..autograd.engine import backward
+        from ..autograd.engine import backward  # deferred: the engine imports this layer
 
         backward(
             [self], [gradient], retain_graph=retain_graph, create_graph=create_graph, inputs=inputs
