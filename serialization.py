@@ -25,11 +25,12 @@ from .ir.dtypes import ALL as _ALL_DTYPES
 from .ir.dtypes import dtype as DType
 from .ir.dtypes import from_name
 from .runtime.device import CPU, as_device, device, is_cuda_available, to_device
+from .runtime.safetensors_file import DTYPE_CODES, MAX_HEADER_BYTES, Problem, SafetensorsFile
 
 FORMAT = "ember.checkpoint"
 VERSION = 1
-# safetensors refuses headers over 100 MB; ember refuses them before reading them.
-MAX_HEADER_BYTES = 100 * 2**20
+# MAX_HEADER_BYTES (100 MB, safetensors' own limit): ember refuses larger headers before
+# reading them, and refuses to write them
 MAX_DEPTH = 64
 
 
@@ -37,17 +38,6 @@ class CheckpointError(EmberError, RuntimeError):
     """A file that ember.load cannot accept: not a checkpoint, truncated, or tampered with."""
 
 
-_SAFETENSORS_DTYPE = {
-    "float16": "F16",
-    "float32": "F32",
-    "float64": "F64",
-    "int8": "I8",
-    "int16": "I16",
-    "int32": "I32",
-    "int64": "I64",
-    "uint8": "U8",
-    "bool": "BOOL",
-}
 _DTYPE_BY_NAME = {d.name: d for d in _ALL_DTYPES}
 _DTYPE_BY_NP = {d.np: d for d in _ALL_DTYPES}
 
@@ -219,71 +209,63 @@ def _what_it_looks_like(head: bytes) -> str:
     return ""
 
 
+# the safetensors reader's problems (runtime/safetensors_file.Problem) as ember.load words them;
+# {looks} says what a file that is not safetensors looks like (a pickle, a zip archive)
+_WORDING = {
+    "short": "not a safetensors file: only {size} bytes, fewer than the 8 of the header "
+    "length{looks}",
+    "length_over_limit": "not a safetensors file: its header length field says {n} bytes, "
+    "over the {limit} limit{looks}",
+    "length_beyond_file": "truncated or not a safetensors file: the header needs {n} bytes "
+    "but only {after} follow{looks}",
+    "length_too_small": "not a safetensors file: its header length field says {n} bytes, "
+    "too few for a JSON object{looks}",
+    "json": "not a safetensors file: its header is not valid JSON ({reason}){looks}",
+    "not_object": "not a safetensors file: its header is not a JSON object",
+    "offsets": "tensor {name!r} has no valid data_offsets in the header",
+    "beyond_data": "truncated: tensor {name!r} needs bytes up to {end} of the data, but the "
+    "file holds {data_size}",
+}
+
+
 class _Reader:
-    """The file's header and tensors; `fail` makes the errors, naming the file."""
+    """The checkpoint's safetensors file, read and checked by the runtime's reader
+    (runtime/safetensors_file.py); `fail` makes the errors, naming the file."""
 
     def __init__(self, f):
         if isinstance(f, (str, os.PathLike)):
             self.name = os.fspath(f)
-            self.path, self.data = self.name, None
-            with open(self.path, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                head = fh.read(8)
-                self.header = self._header(head, size, lambda n: fh.read(n))
+            source = self.name
         elif callable(getattr(f, "read", None)):
             self.name = getattr(f, "name", None) or type(f).__name__
             data = None if isinstance(f, io.TextIOBase) else f.read()
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 raise type_error("ember.load: the file is open in text mode; open it with 'rb'")
-            self.path, self.data = None, bytes(data)
-            self.header = self._header(
-                self.data[:8], len(self.data), lambda n: self.data[8 : 8 + n]
-            )
+            source = bytes(data)
         else:
             raise type_error(
                 f"ember.load: expected a path or a binary file, got {type(f).__name__}"
             )
+        self.file = SafetensorsFile(source, fail=self._refused, max_header_bytes=MAX_HEADER_BYTES)
 
     def fail(self, problem: str) -> CheckpointError:
         return CheckpointError(f"ember.load({self.name!r}): {problem}")
 
-    def _header(self, head: bytes, size: int, read: Callable[[int], bytes]) -> dict:
-        looks = _what_it_looks_like(head)
-        if size < 8:
-            raise self.fail(
-                f"not a safetensors file: only {size} bytes, fewer than the 8 of "
-                f"the header length{looks}"
-            )
-        n = int.from_bytes(head, "little")
-        if n > MAX_HEADER_BYTES:
-            raise self.fail(
-                f"not a safetensors file: its header length field says {n} bytes, "
-                f"over the {MAX_HEADER_BYTES} limit{looks}"
-            )
-        if 8 + n > size:
-            raise self.fail(
-                f"truncated or not a safetensors file: the header needs {n} "
-                f"bytes but only {size - 8} follow{looks}"
-            )
-        try:
-            header = json.loads(read(n).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            raise self.fail(
-                f"not a safetensors file: its header is not valid JSON "
-                f"({type(exc).__name__}: {exc}){looks}"
-            ) from None
-        if not isinstance(header, dict):
-            raise self.fail("not a safetensors file: its header is not a JSON object")
-        self.data_size = size - 8 - n
-        return header
+    def _refused(self, problem: Problem) -> CheckpointError:
+        """The reader's problem in a checkpoint's words (the reader's, naming the field, for
+        the problems _WORDING does not list)."""
+        template = _WORDING.get(problem.code)
+        if template is None:
+            return self.fail(problem.message)
+        looks = _what_it_looks_like(problem.details.get("head", b""))
+        return self.fail(template.format(**problem.details, looks=looks, message=problem.message))
 
     def metadata(self) -> dict:
-        metadata = self.header.get("__metadata__")
-        if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-            found = metadata.get("format") if isinstance(metadata, dict) else None
+        metadata = self.file.metadata
+        if metadata.get("format") != FORMAT:
             raise self.fail(
                 f"a safetensors file but not an ember checkpoint: its metadata "
-                f"format is {found!r}, expected {FORMAT!r}"
+                f"format is {metadata.get('format')!r}, expected {FORMAT!r}"
             )
         version = metadata.get("version")
         if version != str(VERSION):
@@ -304,34 +286,12 @@ class _Reader:
         return parsed
 
     def entries(self) -> dict:
-        """The header's tensor entries, checked to lie inside the file."""
-        entries = {k: v for k, v in self.header.items() if k != "__metadata__"}
-        for key, entry in entries.items():
-            offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
-            if (
-                not isinstance(offsets, list)
-                or len(offsets) != 2
-                or not all(type(o) is int for o in offsets)
-            ):
-                raise self.fail(f"tensor {key!r} has no valid data_offsets in the header")
-            if offsets[1] > self.data_size:
-                raise self.fail(
-                    f"truncated: tensor {key!r} needs bytes up to {offsets[1]} of "
-                    f"the data, but the file holds {self.data_size}"
-                )
-        return entries
+        """The header's tensor entries, checked to lie inside the file and fill its data."""
+        return self.file.entries()
 
     def arrays(self) -> dict[str, np.ndarray]:
-        from safetensors import safe_open
-        from safetensors.numpy import load as load_bytes
-
-        try:
-            if self.data is not None:
-                return load_bytes(self.data)
-            with safe_open(self.path, framework="np") as fh:
-                return {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118  (not a dict)
-        except Exception as exc:  # noqa: BLE001  (the safetensors reader's own checks)
-            raise self.fail(f"safetensors could not read the file: {exc}") from None
+        """The tensors, as read-only arrays over the file's data."""
+        return self.file.tensors()
 
 
 class _Decoder:
@@ -454,17 +414,17 @@ class _Decoder:
             raise self.fail(where, f"unknown dtype {dtype_name!r}")
         shape = self._shape(node["shape"])
         entry = self.entries[key]
-        if entry.get("dtype") != _SAFETENSORS_DTYPE[dtype_name]:
+        if entry.dtype != DTYPE_CODES[dtype_name]:
             raise self.fail(
                 where,
                 f"the structure says dtype {dtype_name} but the file stores "
-                f"tensor {key!r} as {entry.get('dtype')!r}",
+                f"tensor {key!r} as {entry.dtype!r}",
             )
-        if entry.get("shape") != shape:
+        if list(entry.shape) != shape:
             raise self.fail(
                 where,
                 f"the structure says shape {shape} but the file stores "
-                f"tensor {key!r} with shape {entry.get('shape')!r}",
+                f"tensor {key!r} with shape {list(entry.shape)!r}",
             )
         return key, _DTYPE_BY_NAME[dtype_name], shape
 

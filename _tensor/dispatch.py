@@ -17,6 +17,7 @@ from ..ir import ops as _ir_ops  # noqa: F401  (registers the schemas)
 from ..ir.schema import NUMBER, SCHEMAS
 from ..runtime.device import CPU, array_module, device
 from ..runtime.kernels import KERNELS
+from ..runtime.kernels.casting import cast_operands
 from . import hooks
 from .tensor import Tensor
 
@@ -81,24 +82,10 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = 
     else:
         out_types = schema.infer(inputs, attrs)
 
-    compute = schema.compute_dtype
-    if compute is not None:
-        compute = out_types.dtype.np if compute == "output" else compute(inputs).np
-        start = schema.cast_start
-        args = list(inputs[:start])
-        for x in inputs[start:]:
-            if isinstance(x, Tensor):
-                data = x._data
-                args.append(data if data.dtype == compute else data.astype(compute))
-            else:
-                try:
-                    args.append(compute.type(x))
-                except OverflowError:  # integers wrap around, as PyTorch's do: uint8 - 2 == 254
-                    args.append(np.array(x).astype(compute)[()])
-        for i in range(start):
-            args[i] = inputs[i]._data
-    else:
-        args = [x._data if isinstance(x, Tensor) else x for x in inputs]
+    args = [x._data if isinstance(x, Tensor) else x for x in inputs]
+    if schema.compute_dtype is not None:
+        compute = schema.compute_dtype_of(inputs, out_types.dtype)
+        cast_operands(args, schema.cast_start, compute.np)
     kernel = KERNELS[op]
     xp = np if dev is CPU else array_module(dev)
     if out is not None:

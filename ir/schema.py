@@ -66,6 +66,15 @@ class OpSchema:
     mathlib: bool = False  # the CPU backend emits it from inline polynomials (llvm/mathlib.py)
     onnx: str | None = None  # the ONNX operator it is, one to one, on inputs of its dtype
 
+    def compute_dtype_of(self, inputs, out_dtype):
+        """The dtype this op computes in, for these inputs (tensors, IR values or types, and
+        Python numbers) and this output dtype; None for an op that computes in its inputs'
+        dtypes. Eager dispatch, the Program executor and constant folding all ask here."""
+        rule = self.compute_dtype
+        if rule is None:
+            return None
+        return out_dtype if rule == "output" else rule(inputs)
+
     @property
     def pure(self) -> bool:
         """Whether the op's outputs depend on its inputs and attrs alone and it does nothing

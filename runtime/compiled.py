@@ -25,6 +25,7 @@ import os
 import sys
 import threading
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,13 +35,62 @@ from ..codegen.llvm.cache import default_cache
 from ..codegen.llvm.emit import emit_module, run_symbol, symbol
 from ..codegen.lower import lower
 from ..codegen.rewrites import small_linear_as_reduction, split_linear_bias
-from ..ir.graph import Graph, Value
+from ..ir.graph import Graph, Node, Value
 from .native import NativeKernel, NativeRun, data_pointer, load_pool
-from .program import Program, eager_step, run_eager_step
+from .program import Program, Slots, constant_arrays, eager_step, run_eager_step
 
 # outputs of at least this size are recycled once the caller has dropped them (below it,
 # malloc's own free lists already avoid fresh pages)
 RECYCLE_MIN_BYTES = 1 << 20
+
+
+class Step(NamedTuple):
+    """One step of a compiled program. kind "eager": `run` is the EagerStep of `node`;
+    "native": `run` is a NativeKernel. (A call walks the schedule instead: (kind, run) pairs,
+    where kind "run" is a NativeRun of consecutive kernels.)"""
+
+    kind: str
+    run: object
+    node: Node | None
+
+
+@dataclasses.dataclass(slots=True)
+class KernelOutput:
+    """A native kernel's output: the slot it goes to, its shape and numpy dtype, where its
+    array comes from (`buffer`: None for a fresh array per call, an int for a planned buffer
+    (set by _plan), ("input", position) for that graph input's own array (set by _donate)),
+    and the graph value it is."""
+
+    slot: int
+    shape: tuple
+    dtype: np.dtype
+    buffer: object
+    value: Value
+
+    def __iter__(self):  # unpacks as (slot, shape, dtype, buffer, value)
+        return iter((self.slot, self.shape, self.dtype, self.buffer, self.value))
+
+
+class Lowered(NamedTuple):
+    """A unit of the fusion schedule: a Group lowered to a kernel spec that reads the values
+    `ins` and writes `outs`, or a node that runs eagerly (spec, ins and outs None)."""
+
+    unit: Group | Node
+    spec: object
+    ins: list | None
+    outs: list | None
+
+
+@dataclasses.dataclass
+class _Build:
+    """What the compile stages hand on to each other, kept only while a program is built."""
+
+    shown: Graph  # the graph as captured (fn.graph): render() draws the fusion groups on it
+    units: list = dataclasses.field(default_factory=list)  # groups and lone nodes, in order
+    lowered: list = dataclasses.field(default_factory=list)  # Lowered, in the order they run
+    slots: Slots | None = None
+    runs: list = dataclasses.field(default_factory=list)  # kernels one native call runs
+
 
 class CompiledProgram:
     """A graph compiled for the CPU: native kernels over planned buffers, eager steps between."""
@@ -49,115 +99,147 @@ class CompiledProgram:
                  donate: dict | None = None):
         if backend not in ("llvm", "cuda"):
             raise ValueError(f"unknown backend {backend!r}: expected 'llvm' or 'cuda'")
-        self.graph = graph
         self.name = name
         self.backend = backend
+        # graph output position -> graph input position whose array the output may be written
+        # into (a parameter's update written over the parameter): see _donate
+        self.donate = dict(donate or {})
         self.fallback = Program(graph)  # for arrays the backend does not run on
-        shown = graph
-        graph = self.graph = graph.copy()  # rewritten for the CPU; fn.graph stays as captured
-        small_linear_as_reduction(graph)
-        split_linear_bias(graph)
-        schedule = fusion_groups(graph)
-        groups = [u for u in schedule if isinstance(u, Group)]
-        # what graph.render() draws: the groups, on the shown graph's nodes where they exist
+        self.graph = graph.copy()  # rewritten for the backend; fn.graph stays as captured
+        self._local = threading.local()
+        self._cuda_functions = None  # compiled on the first call on a GPU
+        build = _Build(shown=graph)
+        for stage in self.PIPELINE:
+            stage(self, build)
+        log("fusion", self.describe())
+
+    # -- the compile pipeline: each stage reads what the stages before it set ------------------
+
+    def _rewrite(self, build: _Build) -> None:
+        """Rewrite the graph for the CPU kernels: a small linear as a reduction, a linear's
+        bias as its own add (which then fuses)."""
+        small_linear_as_reduction(self.graph)
+        split_linear_bias(self.graph)
+
+    def _fuse(self, build: _Build) -> None:
+        """Group the nodes for fusion (codegen/fusion.py), and set the groups on the shown
+        graph, on its nodes where they exist, for graph.render() to draw."""
+        graph = self.graph
+        build.units = fusion_groups(graph)
+        groups = [u for u in build.units if isinstance(u, Group)]
         by_position = {id(n): k for k, n in enumerate(graph.nodes)}
-        shown_nodes = {n.outputs[0].name: n for n in shown.nodes if n.outputs}
-        shown.fusion_groups = [
+        shown_nodes = {n.outputs[0].name: n for n in build.shown.nodes if n.outputs}
+        build.shown.fusion_groups = [
             [shown_nodes[n.outputs[0].name] for n in g.nodes
              if n.outputs and n.outputs[0].name in shown_nodes and id(n) in by_position]
             for g in groups
         ]
-        outputs_of = {id(g): _group_outputs(g, graph) for g in groups}
 
-        slot: dict[Value, int] = {}
-        for v in graph.inputs:
-            slot[v] = len(slot)
-        self.constants = []
-        for c in graph.constants:
-            slot[c] = len(slot)
-            array = c.constant
-            self.constants.append(array.view(np.ndarray) if isinstance(array, np.memmap) else array)
-
-        # lower every group, order the units by what each reads, then keep only the kernels
-        # and eager steps whose outputs someone reads
-        lowered = []
-        for i, unit in enumerate(schedule):
+    def _lower(self, build: _Build) -> None:
+        """Lower every group to a kernel spec of the values it reads and the values someone
+        outside it reads (codegen/lower.py)."""
+        prefix = _safe(self.name)
+        outputs_of = {id(u): _group_outputs(u, self.graph)
+                      for u in build.units if isinstance(u, Group)}
+        build.lowered = []
+        for i, unit in enumerate(build.units):
             if isinstance(unit, Group):
-                spec, ins, outs = lower(unit, outputs_of[id(unit)], f"{_safe(name)}_k{i}")
-                lowered.append((unit, spec, ins, outs))
+                spec, ins, outs = lower(unit, outputs_of[id(unit)], f"{prefix}_k{i}")
+                build.lowered.append(Lowered(unit, spec, ins, outs))
             else:
-                lowered.append((unit, None, None, None))
-        needed = set(graph.outputs)
+                build.lowered.append(Lowered(unit, None, None, None))
+
+    def _order_and_prune(self, build: _Build) -> None:
+        """Order the units by what each reads, then keep only the kernels and eager steps
+        whose outputs someone reads (or that act on the world)."""
+        needed = set(self.graph.outputs)
         keep = []
-        for unit, spec, ins, outs in reversed(_ordered(lowered)):
+        for lowered in reversed(_ordered(build.lowered)):
+            unit, spec, ins, outs = lowered
             if spec is not None:
                 if not any(v in needed for v in outs):
                     continue  # every reader recomputes what this kernel would store
                 needed.update(ins)
-                keep.append((unit, spec, ins, outs))
+                keep.append(lowered)
             elif any(v in needed for v in unit.outputs) or unit.schema.side_effects:
                 needed.update(x for x in unit.inputs if isinstance(x, Value))
-                keep.append((unit, spec, ins, outs))
+                keep.append(lowered)
         keep.reverse()
+        build.lowered = keep
 
-        self.steps = []
-        specs = []
-        for unit, spec, ins, outs in keep:
+    def _number_slots(self, build: _Build) -> None:
+        """Number the values into slots (inputs, constants, then each step's outputs) and
+        make the steps: an eager step per lone node, a NativeKernel per group."""
+        graph = self.graph
+        slots = build.slots = Slots(graph)
+        self.constants = constant_arrays(graph)
+        self.steps: list[Step] = []
+        for unit, spec, ins, outs in build.lowered:
             if spec is None:
-                self.steps.append(("eager", eager_step(unit, slot), unit))
+                self.steps.append(Step("eager", eager_step(unit, slots), unit))
                 continue
-            in_slots = [slot[v] for v in ins]
-            out_info = []
-            for v in outs:
-                slot[v] = len(slot)
-                out_info.append([slot[v], tuple(v.shape), v.dtype.np, None, v])
-            kernel = NativeKernel(spec, in_slots, out_info)
-            self.steps.append(("native", kernel, None))
-            specs.append(spec)
-        self.outputs = tuple(slot[v] for v in graph.outputs)
-        self.size = len(slot)
+            in_slots = [slots[v] for v in ins]
+            out_info = [KernelOutput(slots.add(v), tuple(v.shape), v.dtype.np, None, v)
+                        for v in outs]
+            self.steps.append(Step("native", NativeKernel(spec, in_slots, out_info), None))
+        self.outputs = tuple(slots[v] for v in graph.outputs)
+        self.size = len(slots)
         self.n_inputs = len(graph.inputs)
-        self.specs = specs
-        # graph output position -> graph input position whose array the output may be written
-        # into (a parameter's update written over the parameter): see _donate
-        self.donate = dict(donate or {})
-        self.n_buffers = self._plan(slot)
-        self.specs = specs = [step.spec for kind, step, _ in self.steps if kind == "native"]
+
+    def _plan_memory(self, build: _Build) -> None:
+        """Give the kernels' outputs their buffers (_plan, _donate); the specs as planned (an
+        output written over an input marks the spec's aliased arguments)."""
+        self.n_buffers = self._plan(build.slots)
+        self.specs = [step.run.spec for step in self.steps if step.kind == "native"]
+
+    def _emit(self, build: _Build) -> None:
+        """The program's kernels as one CUDA source, or one LLVM module in which consecutive
+        kernels also run from one native call (the batch-1 MLP: three kernels, one ctypes
+        call)."""
+        specs = self.specs
         self.llvm_ir = ""
         self.cuda_source = ""
-        self._cuda_functions = None  # compiled on the first call on a GPU
-        if backend == "cuda":
+        module_name = f"{_safe(self.name)}_kernels"
+        if self.backend == "cuda":
             from ..codegen.cuda.emit import emit_source
 
-            self.cuda_source = emit_source(specs, f"{_safe(name)}_kernels") if specs else ""
-        # consecutive kernels run from one native call (the batch-1 MLP: three kernels, one
-        # ctypes call)
-        runs = _consecutive_kernels(self.steps) if backend == "llvm" else []
-        module_name = f"{_safe(name)}_kernels"
-        if backend != "cuda" and specs:
-            self.llvm_ir = emit_module(specs, module_name,
-                                       runs=[[(k.spec, k.parallel) for k in run] for run in runs])
-        self._local = threading.local()
-        self.schedule = list(self.steps)  # what a CPU call walks: runs in place of their kernels
-        if specs and backend == "llvm":
-            started = time.perf_counter()
-            if any(k.parallel for run in runs for k in run):
-                load_pool()  # the runs link against its ember_parallel_for
-            library = default_cache().load(self.llvm_ir)
-            for kind, kernel, _ in self.steps:
-                if kind == "native":
-                    kernel.bind(library)
-            for j, run in reversed(list(enumerate(runs))):
-                first = next(i for i, s in enumerate(self.schedule) if s[1] is run[0])
-                self.schedule[first : first + len(run)] = [
-                    ("run", NativeRun(run, library, run_symbol(module_name, j)), None)]
-            log("kernels", f"{name}: {len(specs)} kernel(s) ready in "
-                           f"{(time.perf_counter() - started) * 1e3:.1f} ms")
-        log("fusion", self.describe())
+            self.cuda_source = emit_source(specs, module_name) if specs else ""
+            return
+        build.runs = _consecutive_kernels(self.steps)
+        if specs:
+            self.llvm_ir = emit_module(
+                specs, module_name,
+                runs=[[(k.spec, k.parallel) for k in run] for run in build.runs])
+
+    def _link(self, build: _Build) -> None:
+        """Compile the LLVM module (cached on disk), bind each kernel to its function, and
+        make the schedule a call walks: (kind, run) pairs of the steps, plain tuples for
+        the hot loop, with each run of kernels in place of its kernels."""
+        self.schedule = [(step.kind, step.run) for step in self.steps]
+        if not (self.specs and self.backend == "llvm"):
+            return
+        started = time.perf_counter()
+        runs = build.runs
+        if any(k.parallel for run in runs for k in run):
+            load_pool()  # the runs link against its ember_parallel_for
+        library = default_cache().load(self.llvm_ir)
+        for step in self.steps:
+            if step.kind == "native":
+                step.run.bind(library)
+        module_name = f"{_safe(self.name)}_kernels"
+        for j, run in reversed(list(enumerate(runs))):
+            first = next(i for i, (_, r) in enumerate(self.schedule) if r is run[0])
+            self.schedule[first : first + len(run)] = [
+                ("run", NativeRun(run, library, run_symbol(module_name, j)))]
+        log("kernels", f"{self.name}: {len(self.specs)} kernel(s) ready in "
+                       f"{(time.perf_counter() - started) * 1e3:.1f} ms")
+
+    PIPELINE = (_rewrite, _fuse, _lower, _order_and_prune, _number_slots, _plan_memory, _emit,
+                _link)
 
     # -- memory planning ---------------------------------------------------------------------
 
-    def _plan(self, slot) -> int:
+    def _plan(self, slots: Slots) -> int:
         """Give kernel outputs that are intermediates a buffer id, sharing ids between values
         whose lifetimes do not overlap; returns the number of buffers."""
         graph = self.graph
@@ -167,11 +249,10 @@ class CompiledProgram:
         alias_of: dict[int, int] = {}
         for kind, step, node in self.steps:
             if kind == "eager" and node.schema.view:
-                _, args, _, outs = step
-                for index, _ in outs:
-                    if args and args[0][0] is not None:
-                        alias_of[index] = args[0][0]
-        outputs_slots = {slot[v] for v in escaping}
+                for out in step.outs:
+                    if step.args and step.args[0].slot is not None:
+                        alias_of[out.slot] = step.args[0].slot
+        outputs_slots = {slots[v] for v in escaping}
 
         def root(index):
             while index in alias_of:
@@ -181,15 +262,15 @@ class CompiledProgram:
         escaping_roots = {root(i) for i in outputs_slots}
         last_use: dict[int, int] = {}
         for position, (kind, step, _) in enumerate(self.steps):
-            reads = ([i for i, _ in step[1] if i is not None] if kind == "eager"
+            reads = ([a.slot for a in step.args if a.slot is not None] if kind == "eager"
                      else step.inputs)
             for index in reads:
                 last_use[root(index)] = position
             if kind == "eager":
-                for index, _ in step[3]:
-                    r = root(index)
+                for out in step.outs:
+                    r = root(out.slot)
                     last_use[r] = max(last_use.get(r, position), position)
-        self._donate(slot, last_use, escaping_roots)
+        self._donate(slots, last_use, escaping_roots)
         free: dict[tuple, list[int]] = {}
         n_buffers = 0
         releases: dict[int, list] = {}
@@ -200,32 +281,32 @@ class CompiledProgram:
                             if i in buffer_of and last_use.get(i) == position}
                 aliased = []
                 for j, out in enumerate(step.outputs):
-                    index, shape, dtype = out[0], out[1], out[2]
-                    if index in escaping_roots or out[3] is not None:
+                    if out.slot in escaping_roots or out.buffer is not None:
                         continue
-                    key = (shape, np.dtype(dtype).str)
+                    key = (out.shape, np.dtype(out.dtype).str)
                     arg = self._in_place(step, j, key, reusable, releases.get(position, []))
                     if arg is not None:
                         # written over a dead input that it reads only where it writes
-                        out[3] = buffer_of[step.inputs[arg]]
-                        del reusable[out[3]]
-                        releases[position].remove((key, out[3]))
+                        buffer = buffer_of[step.inputs[arg]]
+                        del reusable[buffer]
+                        releases[position].remove((key, buffer))
                         aliased += [arg, len(step.inputs) + j]
                     else:
                         ids = free.get(key)
-                        out[3] = ids.pop() if ids else n_buffers
-                        if out[3] == n_buffers:
+                        buffer = ids.pop() if ids else n_buffers
+                        if buffer == n_buffers:
                             n_buffers += 1
-                    buffer_of[index] = out[3]
-                    end = last_use.get(index, position)
-                    releases.setdefault(end, []).append((key, out[3]))
+                    out.buffer = buffer
+                    buffer_of[out.slot] = buffer
+                    end = last_use.get(out.slot, position)
+                    releases.setdefault(end, []).append((key, buffer))
                 if aliased:
                     step.spec = dataclasses.replace(step.spec, aliased=tuple(sorted(aliased)))
             for key, buffer in releases.pop(position, []):
                 free.setdefault(key, []).append(buffer)
         return n_buffers
 
-    def _donate(self, slot, last_use, escaping_roots) -> None:
+    def _donate(self, slots: Slots, last_use, escaping_roots) -> None:
         """Write each donated output over its input's array where that is legal: the kernel
         that computes it is the input's last reader, reads the input only at the element it
         writes, and no other output of the kernel reads the input (the update of a parameter,
@@ -235,22 +316,22 @@ class CompiledProgram:
         for position, (kind, step, _) in enumerate(self.steps):
             if kind == "native":
                 for j, out in enumerate(step.outputs):
-                    producer[out[0]] = (position, step, j)
+                    producer[out.slot] = (position, step, j)
         for out_pos, in_pos in self.donate.items():
             value, source = graph.outputs[out_pos], graph.inputs[in_pos]
-            found = producer.get(slot[value])
+            found = producer.get(slots[value])
             if found is None or value.type != source.type or in_pos in escaping_roots:
                 continue
             position, step, j = found
             spec = step.spec
-            if (last_use.get(in_pos, -1) > position or step.outputs[j][3] is not None
+            if (last_use.get(in_pos, -1) > position or step.outputs[j].buffer is not None
                     or any(e.op == "reduce" for e in spec.exprs)):
                 continue
             store = next(s for s in spec.stores if s.access.arg == spec.n_inputs + j)
             args = [k for k, i in enumerate(step.inputs) if i == in_pos]
             if not self._reads_only_under(spec, args, store):
                 continue
-            step.outputs[j][3] = ("input", in_pos)
+            step.outputs[j].buffer = ("input", in_pos)
             aliased = set(spec.aliased) | set(args) | {spec.n_inputs + j}
             step.spec = dataclasses.replace(spec, aliased=tuple(sorted(aliased)))
 
@@ -335,7 +416,7 @@ class CompiledProgram:
         if seen is None:
             seen = self._local.seen = {}
         pointers = self._pointers
-        for kind, step, _ in self.schedule:
+        for kind, step in self.schedule:
             if kind == "eager":
                 run_eager_step(np, values, step)
             elif kind == "native":
@@ -368,7 +449,11 @@ class CompiledProgram:
             if a.nbytes <= REMEMBER_MAX_BYTES:
                 seen[index] = (a, pointer)
             pointers.append(pointer)
-        for index, shape, dtype, buffer, _ in kernel.outputs:
+        for output in kernel.outputs:
+            index = output.slot
+            shape = output.shape
+            dtype = output.dtype
+            buffer = output.buffer
             if buffer is None:
                 out = self._fresh(index, shape, dtype)
             elif buffer.__class__ is tuple:  # donated: over the input's own array
@@ -407,7 +492,7 @@ class CompiledProgram:
         values[self.n_inputs : self.n_inputs + len(self.constants)] = [
             xp.asarray(c) for c in self.constants
         ]
-        for kind, step, _ in self.steps:
+        for kind, step in self.schedule:
             if kind == "eager":
                 run_eager_step(xp, values, step)
                 continue
@@ -417,9 +502,8 @@ class CompiledProgram:
                 if not a.flags.c_contiguous:
                     a = values[index] = xp.ascontiguousarray(a)
                 args.append(a)
-            for index, shape, dtype, _, _ in step.outputs:
-                out = xp.empty(shape, dtype)
-                values[index] = out
+            for output in step.outputs:
+                out = values[output.slot] = xp.empty(output.shape, output.dtype)
                 args.append(out)
             fn, (blocks, threads) = functions[step.spec.name]
             fn((blocks,), (threads,), (*args, np.int64(0), np.int64(step.rows)))
@@ -432,7 +516,7 @@ class CompiledProgram:
         return len(self.specs)
 
     def describe(self) -> str:
-        eager = sum(s[0] == "eager" for s in self.steps)
+        eager = sum(s.kind == "eager" for s in self.steps)
         head = (f"{self.name}: {len(self.specs)} native kernel(s), {eager} eager step(s), "
                 f"{self.n_buffers} planned buffer(s)")
         lines = [head]
@@ -469,7 +553,7 @@ REMEMBER_MAX_BYTES = 1 << 22  # inputs whose pointer a program remembers (see _p
 def _consecutive_kernels(steps) -> list[list[NativeKernel]]:
     """The maximal runs of two or more kernels with no eager step between them."""
     runs, current = [], []
-    for kind, step, _ in steps + [("eager", None, None)]:
+    for kind, step, _ in [*steps, Step("eager", None, None)]:
         if kind == "native":
             current.append(step)
             continue

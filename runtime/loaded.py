@@ -15,6 +15,7 @@ import copy
 import functools
 import inspect
 import re
+from dataclasses import replace
 
 import numpy as np
 
@@ -292,7 +293,8 @@ class LoadedProgram:
         self.ops = sorted({node.op for node in graph.nodes})
         self._program = Program(graph)
         # steps whose attrs hold symbolic sizes (a reshape to batch*4): each call resolves them
-        self._symbolic = {i for i, step in enumerate(self._program.steps) if _has_symbol(step[2])}
+        self._symbolic = {i for i, step in enumerate(self._program.steps)
+                          if _has_symbol(step.attrs)}
         self._by_sizes: dict = {}  # sizes -> the program with them in its attrs
         self._xp = np if device == "cpu" else _cupy(device)
         self._native: dict = {}  # sizes -> the compiled program for them
@@ -349,7 +351,7 @@ class LoadedProgram:
         if program is None:
             program = copy.copy(self._program)
             program.steps = [
-                (*step[:2], resolve(step[2], sizes), *step[3:]) if i in self._symbolic else step
+                replace(step, attrs=resolve(step.attrs, sizes)) if i in self._symbolic else step
                 for i, step in enumerate(self._program.steps)
             ]
             if len(self._by_sizes) >= 16:

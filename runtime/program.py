@@ -9,94 +9,131 @@ Program may be called from many threads at once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..ir.graph import Graph, Value
 from .kernels import KERNELS
+from .kernels.casting import cast_operands, cast_scalar
 
 
-def _compute_dtype(node):
-    """The dtype an elementwise node computes in (dispatch's rule), or None."""
+class Slots:
+    """Numbers the values of a graph into slots, the indices of a call's list of values: the
+    graph's inputs first, then its constants, then each step's outputs as the steps are
+    built (add)."""
+
+    def __init__(self, graph: Graph):
+        self._slot: dict[Value, int] = {}
+        for v in graph.inputs:
+            self.add(v)
+        for c in graph.constants:
+            self.add(c)
+
+    def add(self, value: Value) -> int:
+        """Give value the next slot; returns it."""
+        slot = self._slot[value] = len(self._slot)
+        return slot
+
+    def __getitem__(self, value: Value) -> int:
+        return self._slot[value]
+
+    def __len__(self) -> int:
+        return len(self._slot)
+
+
+def constant_arrays(graph: Graph) -> list:
+    """The graph's constants, in slot order, as plain arrays: a memory-mapped constant (a
+    loaded file's weight) as an ndarray, since every view of a memmap is a memmap, with a
+    Python hook per view."""
+    arrays = []
+    for c in graph.constants:
+        array = c.constant
+        arrays.append(array.view(np.ndarray) if isinstance(array, np.memmap) else array)
+    return arrays
+
+
+@dataclass(slots=True, frozen=True)
+class Operand:
+    """An eager step's argument: the value in `slot`, cast to `extra` unless extra is None;
+    or, where slot is None, `extra` itself (a scalar, already in the compute dtype)."""
+
+    slot: int | None
+    extra: object
+
+
+@dataclass(slots=True, frozen=True)
+class Output:
+    """An eager step's output: stored in `slot`, as `dtype` (the type rule's)."""
+
+    slot: int
+    dtype: np.dtype
+
+
+@dataclass(slots=True, frozen=True)
+class EagerStep:
+    """One node run on its eager kernel: kernel(xp, *args, **attrs) gives the outputs."""
+
+    kernel: object
+    args: tuple  # an Operand per input
+    attrs: dict
+    outs: tuple  # an Output per output
+
+
+def eager_step(node, slots: Slots) -> EagerStep:
+    """One node as an eager step over slots, its casts decided once: tensor inputs cast to
+    the compute dtype where theirs differs, scalars converted now. Gives its outputs new
+    slots."""
     schema = node.schema
-    if schema.compute_dtype is None:
-        return None
-    if schema.compute_dtype == "output":
-        return node.outputs[0].type.dtype.np
-    types = [x.type if isinstance(x, Value) else x for x in node.inputs]
-    return schema.compute_dtype(types).np
-
-
-def _scalar_as(dtype: np.dtype, x):
-    """A Python number in the compute dtype, wrapping out-of-range integers (uint8 - 3 gives
-    253) as eager arithmetic does."""
-    try:
-        return dtype.type(x)
-    except OverflowError:
-        return np.array(x).astype(dtype)[()]
-
-
-def eager_step(node, slot: dict) -> tuple:
-    """One node as (kernel, args, attrs, outs) over slots; gives its outputs new slots. An
-    arg is (slot, cast dtype or None), or (None, scalar already in the compute dtype)."""
-    compute = _compute_dtype(node)
-    start = node.schema.cast_start
+    compute = None
+    if schema.compute_dtype is not None:
+        compute = schema.compute_dtype_of(node.input_types(), node.outputs[0].type.dtype).np
+    start = schema.cast_start
     args = []
     for i, x in enumerate(node.inputs):
-        cast = compute if compute is not None and i >= start else None
+        cast = compute if i >= start else None
         if isinstance(x, Value):
             needs = cast is not None and x.type.dtype.np != cast
-            args.append((slot[x], cast if needs else None))
+            args.append(Operand(slots[x], cast if needs else None))
         else:
-            args.append((None, _scalar_as(cast, x) if cast is not None else x))
-    outs = []
-    for v in node.outputs:
-        slot[v] = len(slot)
-        outs.append((slot[v], v.type.dtype.np))
-    return (KERNELS[node.op], tuple(args), dict(node.attrs), tuple(outs))
+            args.append(Operand(None, cast_scalar(cast, x) if cast is not None else x))
+    outs = tuple(Output(slots.add(v), v.type.dtype.np) for v in node.outputs)
+    return EagerStep(KERNELS[node.op], tuple(args), dict(node.attrs), outs)
 
 
-def run_eager_step(xp, values, step) -> None:
+def run_eager_step(xp, values, step: EagerStep) -> None:
     """Run one eager step, storing its outputs into values."""
-    kernel, args, attrs, outs = step
     call = []
-    for index, extra in args:
+    for arg in step.args:
+        index = arg.slot
         if index is None:
-            call.append(extra)  # a scalar, already in the compute dtype
-        elif extra is None:
+            call.append(arg.extra)  # a scalar, already in the compute dtype
+        elif arg.extra is None:
             call.append(values[index])
         else:
-            call.append(values[index].astype(extra))
-    result = kernel(xp, *call, **attrs)
+            call.append(values[index].astype(arg.extra))
+    result = step.kernel(xp, *call, **step.attrs)
+    outs = step.outs
     if len(outs) == 1:
         result = (result,)
     ndarray = np.ndarray if xp is np else xp.ndarray
-    for (index, dtype), r in zip(outs, result):
+    for out, r in zip(outs, result):
         if type(r) is not ndarray:
             r = xp.asarray(r)
-        values[index] = r if r.dtype == dtype else r.astype(dtype)
+        dtype = out.dtype
+        values[out.slot] = r if r.dtype == dtype else r.astype(dtype)
 
 
 class Program:
-    """A graph turned into a list of steps over numbered slots."""
+    """A graph turned into a list of eager steps over numbered slots."""
 
     def __init__(self, graph: Graph):
         self.graph = graph
-        slot: dict[Value, int] = {}
-        for v in graph.inputs:
-            slot[v] = len(slot)
-        self.constants = []
-        for c in graph.constants:
-            slot[c] = len(slot)
-            # a memory-mapped constant (a loaded file's weight) as a plain array: every
-            # view of a memmap is a memmap, with a Python hook per view
-            array = c.constant
-            self.constants.append(array.view(np.ndarray) if isinstance(array, np.memmap) else array)
-        steps = []
-        for node in graph.nodes:
-            steps.append(eager_step(node, slot))
-        self.steps = steps
-        self.outputs = tuple(slot[v] for v in graph.outputs)
-        self.size = len(slot)
+        slots = Slots(graph)
+        self.constants = constant_arrays(graph)
+        self.steps: list[EagerStep] = [eager_step(node, slots) for node in graph.nodes]
+        self.outputs = tuple(slots[v] for v in graph.outputs)
+        self.size = len(slots)
         self.n_inputs = len(graph.inputs)
 
     def __call__(self, xp, arrays):
@@ -126,11 +163,5 @@ def evaluate_with_kernels(op: str, inputs: tuple, attrs: dict):
     out = schema.infer(types, attrs)
     args = list(inputs)
     if schema.compute_dtype is not None:
-        if schema.compute_dtype == "output":
-            compute = out.dtype.np
-        else:
-            compute = schema.compute_dtype(types).np
-        for i in range(schema.cast_start, len(args)):
-            a = args[i]
-            args[i] = a.astype(compute) if isinstance(a, np.ndarray) else compute.type(a)
+        cast_operands(args, schema.cast_start, schema.compute_dtype_of(types, out.dtype).np)
     return KERNELS[op](np, *args, **attrs)

@@ -1,8 +1,10 @@
 """ember.export: a function or module captured into one graph file that ember.runtime runs
 equal to eager, with weights as constants, symbolic sizes and clear refusals."""
 
+import inspect
 import json
 import os
+import re
 import sys
 import warnings
 
@@ -171,6 +173,58 @@ def test_a_shape_that_cannot_be_symbolic_is_reported_with_its_line(tmp_path):
 
     with pytest.raises(ember.EmberError, match=r"add.*test_export.py:\d+"):
         ember.export(fn, ember.randn(3, 4), tmp_path / "t.ember", dynamic_dims={0: {0: "n"}})
+
+
+def _line(fn, marker: str) -> str:
+    """file:line of the line of fn's source that holds marker."""
+    lines, start = inspect.getsourcelines(fn)
+    offset = next(i for i, text in enumerate(lines) if marker in text)
+    return f"{os.path.basename(inspect.getsourcefile(fn))}:{start + offset}"
+
+
+def test_sizes_the_forward_computes_from_dynamic_dims_stay_symbolic(tmp_path):
+    def fn(x, y):
+        batch, features = x.shape  # sizes computed in Python from the dynamic dims
+        pairs = x.reshape(batch * 2, features // 2) * 2.0
+        return pairs, y[: y.shape[0] - 1] + pairs.sum()
+
+    result = ember.export(
+        fn,
+        (ember.randn(3, 4), ember.randn(5, 2)),
+        tmp_path / "c.ember",
+        dynamic_dims={"x": {0: "batch"}, "y": {0: "seq"}},
+    )
+    assert [o["shape"] for o in result.signature["outputs"]] == [["batch*2", 2], ["seq - 1", 2]]
+    program = runtime.load(tmp_path / "c.ember")
+    rng = np.random.default_rng(0)
+    for batch, seq in ((2, 7), (6, 2)):
+        x = rng.standard_normal((batch, 4)).astype(np.float32)
+        y = rng.standard_normal((seq, 2)).astype(np.float32)
+        want = fn(ember.tensor(x), ember.tensor(y))
+        for got, expected in zip(program(x, y), want):
+            np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_dynamic_size_used_as_a_plain_number_is_refused_naming_the_line(tmp_path):
+    def fn(x):
+        return x.sum(0) / x.shape[0]  # the size as a number operand: it would be baked in
+
+    where = re.escape(_line(fn, "baked in"))
+    message = rf"x.shape\[0\] \(n\) cannot stay symbolic.*{where}"
+    with pytest.raises(ember.EmberError, match=message):
+        ember.export(fn, ember.randn(3, 4), tmp_path / "p.ember", dynamic_dims={0: {0: "n"}})
+
+
+def test_a_branch_on_a_dynamic_size_is_refused_naming_the_line(tmp_path):
+    def fn(x):
+        if x.shape[0] > 4:  # the graph would hold only for n <= 4
+            return x * 2
+        return x
+
+    where = re.escape(_line(fn, "would hold"))
+    message = rf"branches on the sizes \(n > 4 is False at .*{where}"
+    with pytest.raises(ember.EmberError, match=message):
+        ember.export(fn, ember.randn(3, 2), tmp_path / "b.ember", dynamic_dims={0: {0: "n"}})
 
 
 def test_include_examples_stores_the_inputs(tmp_path):

@@ -362,6 +362,31 @@ def test_tampered_header_length_is_refused():
     refused((n - 3).to_bytes(8, "little") + blob[8:], "not valid JSON")
 
 
+def test_tensors_that_do_not_fill_the_data_exactly_are_refused(tmp_path):
+    blob = to_bytes({"w": ember.randn(4), "i": ember.arange(3)})
+    refused(blob + b"\x00" * 8, "fill the data exactly")
+    header, data = split(blob)
+    text = json.dumps(header).encode()
+    # a header length cut into its padding: the JSON parses, every tensor would be read a
+    # byte off
+    refused((len(text) + 3).to_bytes(8, "little") + text + b"    " + data, "fill the data")
+    path = tmp_path / "long.ember"
+    path.write_bytes(blob + b"\x00")
+    with pytest.raises(serialization.CheckpointError, match="long.ember"):
+        ember.load(path)
+
+
+def test_tampered_tensor_entries_are_refused_naming_the_field():
+    def edit(field, value):
+        return lambda header, structure: header["w"].update({field: value})
+
+    obj = {"w": ember.randn(2, 3)}
+    refused(tampered(obj, edit("dtype", "BF16")), r"header\['w'\]\.dtype: expected one of")
+    refused(tampered(obj, edit("shape", [3, 3])), r"shape \[3, 3\] of F32 is 36 bytes")
+    refused(tampered(obj, edit("data_offsets", [24, 0])), "no valid data_offsets")
+    refused(tampered(obj, edit("code", "__import__('os')")), "'code' is unknown")
+
+
 def test_oversized_metadata_is_refused_before_parsing(monkeypatch):
     blob = to_bytes({"names": ["x" * 1000] * 50})
     monkeypatch.setattr(serialization, "MAX_HEADER_BYTES", 4096)

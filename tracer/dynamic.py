@@ -26,27 +26,31 @@ from ..ir.specialize import specialize
 from ..ir.symbolic import SymInt
 from ..runtime.compiled import build_program
 from ..runtime.program import evaluate_with_kernels
+from .guards import CallKey, TensorLeaf
 from .sizes import _COMPARE, evaluate
 
 MAX_SIZES = 16  # concrete sizes kept compiled per dynamic specialization
 
 
-def _tensor_leaf(leaf) -> bool:
-    return leaf[0] == "T"
+def _same_but_sizes(a, b) -> bool:
+    """Whether two argument leaves are tensors that may differ only in their sizes."""
+    return (isinstance(a, TensorLeaf) and isinstance(b, TensorLeaf)
+            and (a.dtype, a.device, a.requires_grad) == (b.dtype, b.device, b.requires_grad)
+            and len(a.shape) == len(b.shape))
 
 
-def changed_dims(old_key, new_key) -> list | None:
+def changed_dims(old_key: CallKey, new_key: CallKey) -> list | None:
     """[(leaf, dim), ...] where two guard keys differ, when they differ only in tensor sizes
     of the same rank and each changed dim is now at least 2; else None."""
-    if old_key[0] != new_key[0] or old_key[2:] != new_key[2:]:
+    if not old_key.same_but_leaves(new_key):
         return None
     dims = []
-    for i, (a, b) in enumerate(zip(old_key[1], new_key[1])):
+    for i, (a, b) in enumerate(zip(old_key.leaves, new_key.leaves)):
         if a == b:
             continue
-        if not _tensor_leaf(a) or not _tensor_leaf(b) or a[2:] != b[2:] or len(a[1]) != len(b[1]):
+        if not _same_but_sizes(a, b):
             return None
-        for d, (x, y) in enumerate(zip(a[1], b[1])):
+        for d, (x, y) in enumerate(zip(a.shape, b.shape)):
             if x != y:
                 if y < 2:
                     return None
@@ -54,12 +58,12 @@ def changed_dims(old_key, new_key) -> list | None:
     return dims
 
 
-def dims_to_trace(function, key, failure) -> dict:
+def dims_to_trace(function, key: CallKey, failure) -> dict:
     """{leaf: [dim, ...]} to make symbolic in the trace of a call with this guard key."""
-    leaves = key[1]
+    leaves = key.leaves
     if function.dynamic is True:
-        return {i: [d for d, n in enumerate(leaf[1]) if n >= 2]
-                for i, leaf in enumerate(leaves) if _tensor_leaf(leaf)}
+        return {i: [d for d, n in enumerate(leaf.shape) if n >= 2]
+                for i, leaf in enumerate(leaves) if isinstance(leaf, TensorLeaf)}
     if function.dynamic is False or failure is None:
         return {}
     chosen: dict = {}
@@ -70,7 +74,7 @@ def dims_to_trace(function, key, failure) -> dict:
         if dims is None:
             continue
         # what changed, and what was dynamic already, stays dynamic
-        dims += [dim for dim in getattr(sp, "dims", ()) if leaves[dim[0]][1][dim[1]] >= 2]
+        dims += [dim for dim in getattr(sp, "dims", ()) if leaves[dim[0]].shape[dim[1]] >= 2]
         for i, d in dims:
             chosen.setdefault(i, set()).add(d)
     return {i: sorted(ds) for i, ds in chosen.items()}
@@ -109,23 +113,23 @@ class DynamicSpecialization:
     def __getattr__(self, name):
         return getattr(self.base, name)
 
-    def sizes_in(self, key) -> tuple | None:
+    def sizes_in(self, key: CallKey) -> tuple | None:
         """The symbols' sizes in a call with this guard key, or None when the call's exact
         facts differ from the traced ones."""
         base = self.base.key
-        if key[0] != base[0] or key[2:] != base[2:] or len(key[1]) != len(base[1]):
+        if not base.same_but_leaves(key):
             return None
         sizes: dict = {}
         dims_of_leaf = self._dims_of_leaf
-        for i, (a, b) in enumerate(zip(base[1], key[1])):
+        for i, (a, b) in enumerate(zip(base.leaves, key.leaves)):
             dims = dims_of_leaf.get(i)
             if dims is None:
                 if a != b:
                     return None
                 continue
-            if b[0] != "T" or a[2:] != b[2:] or len(a[1]) != len(b[1]):
+            if not _same_but_sizes(a, b):
                 return None
-            for d, (x, y) in enumerate(zip(a[1], b[1])):
+            for d, (x, y) in enumerate(zip(a.shape, b.shape)):
                 name = dims.get(d)
                 if name is None:
                     if x != y:

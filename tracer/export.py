@@ -2,10 +2,13 @@
 
 The call is traced once on the example inputs (as ember.trace does), except that tensors from
 outside the function (a module's parameters and buffers, globals) become constants stored in
-the file, named after the parameter when there is one. The graph is re-typed with symbols for
-the dynamic dimensions, optimized by the IR pipeline and written with its signature; with
-`check`, the file is loaded back and run against eager on the examples (and, with dynamic
-dimensions, on a second size) and the largest difference is reported.
+the file, named after the parameter when there is one. Dynamic dimensions are traced with
+symbolic sizes, as ember.script(dynamic=True) traces them (tracer/sizes.py), named by the
+user's symbols: a size the code computes from one stays an expression in the graph, and what
+would make one exact (a type rule that cannot take it, a size used as a plain number, a branch
+on sizes) is refused with its line. The graph is optimized by the IR pipeline and written with
+its signature; with `check`, the file is loaded back and run against eager on the examples
+(and, with dynamic dimensions, on a second size) and the largest difference is reported.
 """
 
 from __future__ import annotations
@@ -27,8 +30,6 @@ from ..errors import EmberError
 from ..ir.graph import VALUE_NAME
 from ..ir.passes import run_pipeline
 from ..ir.serialize import to_data
-from ..ir.symbolic import SymInt
-from ..ir.types import TensorType
 from ..runtime.device import CPU, to_device
 from ..runtime.graph_file import FORMAT_NAME, SCHEMA_VERSION, write_container
 from ..runtime.program import evaluate_with_kernels
@@ -73,6 +74,14 @@ class _ExportTrace(Trace):
         value = self.graph.add_constant(array, dtype=tensor.dtype.name, name=name)
         self._bind(tensor, value)
         return value
+
+    def read_shape(self, tensor, dim, by_ember: bool):
+        # the function's own code gets symbolic sizes too (ember.script gives it plain ints,
+        # since a graph it keeps must be right without a check): a size it computes from a
+        # dynamic dim (x.reshape(x.shape[0] * 2, -1)) stays an expression; one it uses as a
+        # plain number makes the dim exact, which export refuses; the check at another size
+        # catches a size that escaped unseen
+        return super().read_shape(tensor, dim, True)
 
 
 # -- nesting and names -------------------------------------------------------------------------
@@ -130,9 +139,11 @@ def _as_tensor(x, where: str):
 # -- dynamic dimensions ------------------------------------------------------------------------
 
 
-def _dynamic_symbols(dynamic_dims, arg_names: list, graph, leaves_of_arg: dict) -> dict:
-    """{input name: {dim: symbol}} from dynamic_dims keyed by argument name or position."""
+def _dynamic_symbols(dynamic_dims, arg_names: list, inputs: dict, leaves_of_arg: dict) -> dict:
+    """{input name: {dim: symbol}} from dynamic_dims keyed by argument name or position,
+    checked against the example inputs ({input name: tensor})."""
     out: dict = {}
+    sizes: dict = {}
     for key, dims in (dynamic_dims or {}).items():
         if isinstance(key, int) and 0 <= key < len(arg_names):
             key = arg_names[key]
@@ -143,83 +154,56 @@ def _dynamic_symbols(dynamic_dims, arg_names: list, graph, leaves_of_arg: dict) 
             )
         if not isinstance(dims, dict):
             raise EmberError(f"export: dynamic_dims[{key!r}] is {{dim: symbol}}, got {dims!r}")
-        value = graph.value(key)
-        ndim = len(value.type.shape)
+        shape = inputs[key]._data.shape
+        ndim = len(shape)
         for dim, symbol in dims.items():
             if not isinstance(dim, int) or not -ndim <= dim < ndim:
                 raise EmberError(f"export: input {key!r} has {ndim} dims, no dim {dim!r}")
             if not isinstance(symbol, str) or not _SYMBOL.match(symbol):
                 raise EmberError(f"export: a dynamic dim is named by an identifier, got {symbol!r}")
+            size = shape[dim]
+            if sizes.setdefault(symbol, size) != size:
+                raise EmberError(
+                    f"export: the dynamic dim {symbol} is {sizes[symbol]} in "
+                    f"one example input and {size} in {key!r}"
+                )
             out.setdefault(key, {})[dim % ndim] = symbol
     return out
 
 
-def _symbolic_attr(value, other, symbol: SymInt, size: int):
-    """An attr value traced at `size` with the value traced at size + 1: each int entry that
-    differs becomes the linear function of the symbol through both (None if one is not)."""
-    if isinstance(value, (list, tuple)) and type(value) is type(other):
-        if len(value) != len(other):
-            return None
-        items = [_symbolic_attr(a, b, symbol, size) for a, b in zip(value, other)]
-        if any(item is None for item in items):
-            return None
-        return items if isinstance(value, list) else tuple(items)
-    if value == other and type(value) is type(other):
-        return value
-    if value.__class__ is int and other.__class__ is int:
-        slope = other - value
-        return symbol * slope + (value - slope * size)
-    return None
-
-
-def _symbolic_attrs(graph, twin, sizes: dict) -> None:
-    """Make symbolic the attr sizes Python computed from the dynamic dim (a reshape to
-    x.shape[0] * 4, a slice to x.shape[0]): `twin` is the graph traced with the dynamic dim
-    one larger, and an int that differs between the two is the linear function of the symbol
-    through both points. Only with one dynamic symbol, and only where the traces have the
-    same ops; the types are then re-derived and the check runs at yet another size."""
-    if len(sizes) != 1 or [n.op for n in graph.nodes] != [n.op for n in twin.nodes]:
-        return  # _retype names a node that cannot take the symbols
-    ((name, size),) = sizes.items()
-    symbol = SymInt(name)
-    for node, other in zip(graph.nodes, twin.nodes):
-        if node.attrs == other.attrs or set(node.attrs) != set(other.attrs):
-            continue
-        attrs = {k: _symbolic_attr(v, other.attrs[k], symbol, size) for k, v in node.attrs.items()}
-        if all(v is not None for v in attrs.values()):
-            node.attrs = attrs
-
-
-def _retype(graph, symbols: dict) -> None:
-    """Give the inputs their symbolic dims and re-derive every type; an EmberError names the
-    node (and its source line) whose type rule cannot take the symbols."""
-    for name, dims in symbols.items():
-        value = graph.value(name)
-        shape = list(value.type.shape)
+def _symbolic_graph(recording: _ExportTrace, symbols: dict, out_leaves: list, name: str):
+    """The traced graph with the dynamic dims' symbols kept through it (the sizes Python
+    computed from them too: a reshape to x.shape[0] * 4), or an EmberError that names what
+    made a dim exact (an op whose type rule cannot take the symbol, a size used as a plain
+    number) or the comparison of sizes the code branched on, with the user's line."""
+    finished = recording.finish_symbolic(out_leaves)
+    kept = finished[1] if finished is not None else {}
+    for input_name, dims in symbols.items():
         for dim, symbol in dims.items():
-            shape[dim] = SymInt(symbol)
-        value.type = TensorType(tuple(shape), value.type.dtype)
-    for node in graph.nodes:
-        try:
-            types = node.infer()
-        except EmberError as exc:
-            shapes = ", ".join(str(getattr(x, "type", x)) for x in node.inputs)
-            raise EmberError(
-                f"export: with dynamic dims, {node.op}({shapes}) at {node.source or '?'} "
-                f"cannot take the symbolic sizes: {exc}. A size computed in Python from a "
-                f"dynamic dim (x.shape[0]) is baked into the graph; use -1 or flatten() there."
-            ) from None
-        for value, new_type in zip(node.outputs, types):
-            value.type = new_type
+            if symbol not in kept:
+                why = recording.fixed_by.get(symbol, "the graph could not be typed with it")
+                raise EmberError(
+                    f"export: with dynamic dims, {input_name}.shape[{dim}] ({symbol}) cannot "
+                    f"stay symbolic: {why}"
+                )
+    graph, _, guards = finished
+    if guards:
+        a, op, b, result, where = guards[0]
+        raise EmberError(
+            f"export: with dynamic dims, {name} branches on the sizes ({a} {op} {b} is "
+            f"{result} at {where or '?'}): its graph would hold only for some sizes"
+        )
+    return graph
 
 
 # -- export ------------------------------------------------------------------------------------
 
 
-def _capture(fn, name: str, args: tuple, weight_names: dict, arg_names: list):
+def _capture(fn, name: str, args: tuple, weight_names: dict, arg_names: list, dynamic_dims):
     recording = _ExportTrace(name, weight_names)
     leaves_of_arg = {}
     structures = []
+    inputs = {}  # input name -> example tensor, in order
     for arg_name, arg in zip(arg_names, args):
         leaves, spec = flatten(arg)
         structures.append(_structure(spec, arg_name))
@@ -231,12 +215,15 @@ def _capture(fn, name: str, args: tuple, weight_names: dict, arg_names: list):
                     f"export: input {leaf_name} is a {type(leaf).__name__}; "
                     f"exported inputs are tensors"
                 )
-            if recording.env.get(id(leaf), (None,))[0] is leaf:
+            if any(leaf is earlier for earlier in inputs.values()):
                 raise EmberError(
                     f"export: input {leaf_name} is the same tensor as an earlier "
                     f"input; pass it once"
                 )
-            recording.add_input(leaf, leaf_name)
+            inputs[leaf_name] = leaf
+    symbols = _dynamic_symbols(dynamic_dims, arg_names, inputs, leaves_of_arg)
+    for leaf_name, leaf in inputs.items():
+        recording.add_input(leaf, leaf_name, symbols.get(leaf_name, {}))
     with grad_mode.no_grad(), tracing(recording):
         result = fn(*args)
     if recording.broken:
@@ -260,8 +247,11 @@ def _capture(fn, name: str, args: tuple, weight_names: dict, arg_names: list):
                 f"exported outputs are tensors"
             )
     recording.outputs(out_leaves)
+    graph = recording.graph
+    if symbols:
+        graph = _symbolic_graph(recording, symbols, out_leaves, name)
     input_structure = {"tuple": structures}
-    return recording.graph, result, input_structure, out_spec, leaves_of_arg
+    return graph, result, input_structure, out_spec, symbols
 
 
 def _difference(got, expected, where: str) -> float:
@@ -377,29 +367,9 @@ def capture(
                 stacklevel=3,
             )
     with module_mode(module, training):
-        graph, eager_result, input_structure, out_spec, leaves_of_arg = _capture(
-            fn_or_module, name, args, weight_names, arg_names
+        graph, eager_result, input_structure, out_spec, symbols = _capture(
+            fn_or_module, name, args, weight_names, arg_names, dynamic_dims
         )
-        symbols = _dynamic_symbols(dynamic_dims, arg_names, graph, leaves_of_arg)
-        sizes: dict = {}
-        for input_name, dims in symbols.items():
-            for dim, symbol in dims.items():
-                size = graph.value(input_name).type.shape[dim]
-                if sizes.setdefault(symbol, size) != size:
-                    raise EmberError(
-                        f"export: the dynamic dim {symbol} is {sizes[symbol]} in "
-                        f"one example input and {size} in {input_name!r}"
-                    )
-        if symbols:
-            try:
-                twin = _capture(
-                    fn_or_module, name, _grown(args, symbols, arg_names), weight_names, arg_names
-                )[0]
-            except EmberError:
-                twin = None  # the function does not take another size: _retype says where
-            if twin is not None:
-                _symbolic_attrs(graph, twin, sizes)
-            _retype(graph, symbols)
     run_pipeline(graph, verify=True, evaluate=evaluate_with_kernels)
     return Captured(
         graph, args, eager_result, input_structure, out_spec, symbols, arg_names, module

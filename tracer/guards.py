@@ -1,27 +1,141 @@
 """Guards: the facts a captured graph assumes, as comparable values, and their changes in words.
 
-A call's guard key holds, per argument leaf, a tensor's shape, dtype, device and requires_grad
-or a simple value; the globals and closure variables a function reads are guarded by value
-(tensors by identity, optimizers by their options and state, modules by their modes and
-attributes). When a key no longer matches, the helpers here say which fact changed, as
-"x.shape[0]: 32 -> 8" or "param_groups[0]['lr']: 0.1 -> 0.02".
+A call's guard key (CallKey) holds its argument structure, per argument leaf a TensorLeaf (a
+tensor's shape, dtype, device and requires_grad), a ValueLeaf (a simple value) or an ObjectLeaf
+(any other object, by identity), the grad mode, and the state it reads: the globals and
+closure variables a function reads are guarded by value (tensors by identity, optimizers by
+their options and state, modules by their modes and attributes). Its parts are frozen
+records and tuples of them, compared by ==, so keys compare and hash as the facts they hold
+(the specialization cache's keys). When a key no longer matches, the helpers here say which
+fact changed, as "x.shape[0]: 32 -> 8" or "param_groups[0]['lr']: 0.1 -> 0.02".
 """
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
 from .. import _tensor
 
 
-def _leaf_key(x):
+@dataclass(frozen=True, slots=True)
+class TensorLeaf:
+    """A tensor argument (or a tensor from outside): what a graph assumes about it."""
+
+    shape: tuple
+    dtype: object
+    device: object
+    requires_grad: bool
+
+    def describe(self) -> dict:
+        return {"shape": tuple(self.shape), "dtype": self.dtype, "device": self.device,
+                "requires_grad": self.requires_grad}
+
+    def in_words(self) -> str:
+        return "a tensor"
+
+
+@dataclass(frozen=True, slots=True)
+class ValueLeaf:
+    """A simple value (None, a bool, number or string, a tuple or frozenset of them), with
+    its type, so that 1, 1.0 and True differ."""
+
+    type: type
+    value: object
+
+    def describe(self) -> dict:
+        return {"value": self.value}
+
+    def in_words(self) -> str:
+        return repr(self.value)  # as Python writes it, so 3 and '3' differ
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectLeaf:
+    """Any other object, guarded by identity."""
+
+    id: int
+
+    def describe(self) -> dict:
+        return {"value": self.in_words()}
+
+    def in_words(self) -> str:
+        return f"<object at {hex(self.id)}>"
+
+
+@dataclass(frozen=True, slots=True)
+class CallKey:
+    """Everything a call's guards check but the values the code read: the argument structure,
+    a record per argument leaf, the grad mode and the state the function reads."""
+
+    structure: object  # the arguments' pytree Spec
+    leaves: tuple  # TensorLeaf, ValueLeaf or ObjectLeaf per argument leaf
+    grad_enabled: bool
+    state: tuple  # free_values(fn), or a module's module_state()
+
+    def same_but_leaves(self, other: CallKey) -> bool:
+        """Whether other has these facts, except perhaps the argument leaves' own."""
+        return (self.structure == other.structure and self.grad_enabled == other.grad_enabled
+                and self.state == other.state and len(self.leaves) == len(other.leaves))
+
+
+_LEAVES: dict = {}  # facts -> their record, for the leaves tensor_leaf and leaf_record share
+# equal values of these types are the same value (unlike 0.0 and -0.0, or (1, 2.0) and
+# (1.0, 2)): one record can stand for all of them, and a message shows any of them alike
+_SHARED_VALUE_TYPES = frozenset({int, str, bool, type(None)})
+
+
+def _shared(facts, make):
+    """The one record of these facts (made by make() the first time). Calls with the same
+    facts then have the same records, so their keys compare leaf by leaf by identity."""
+    leaf = _LEAVES.get(facts)
+    if leaf is None:
+        if len(_LEAVES) >= 4096:  # shapes seen once each (varying lengths): bounded
+            _LEAVES.clear()
+        leaf = _LEAVES[facts] = make()
+    return leaf
+
+
+def tensor_leaf(tensor) -> TensorLeaf:
+    """tensor's TensorLeaf (see _shared)."""
+    # the record holds its device, so that device's id is not reused while it is shared
+    facts = (tensor._data.shape, tensor._dtype, id(tensor._device), tensor._requires_grad)
+    leaf = _LEAVES.get(facts)
+    if leaf is not None:
+        return leaf
+    return _shared(facts, lambda: TensorLeaf(tensor._data.shape, tensor._dtype,
+                                             tensor._device, tensor._requires_grad))
+
+
+def tensor_leaves(values) -> tuple | None:
+    """The TensorLeaf of each of values, or None when one is not a tensor (a call's usual
+    arguments: this runs on every call, so the shared record is looked up in place)."""
+    get = _LEAVES.get
+    leaves = []
+    for x in values:
+        if not isinstance(x, _tensor.Tensor):
+            return None
+        leaf = get((x._data.shape, x._dtype, id(x._device), x._requires_grad))
+        leaves.append(leaf if leaf is not None else tensor_leaf(x))
+    return tuple(leaves)
+
+
+def leaf_record(x):
+    """The record of one argument leaf in a call's guard key."""
     if isinstance(x, _tensor.Tensor):
-        return ("T", x._data.shape, x._dtype, x._device, x._requires_grad)
-    if x is None or isinstance(x, (bool, int, float, str)):
-        return ("V", type(x), x)
+        leaf = _LEAVES.get((x._data.shape, x._dtype, id(x._device), x._requires_grad))
+        return leaf if leaf is not None else tensor_leaf(x)
+    kind = type(x)
+    if kind in _SHARED_VALUE_TYPES:
+        leaf = _LEAVES.get((kind, x))
+        return leaf if leaf is not None else _shared((kind, x), lambda: ValueLeaf(kind, x))
+    if isinstance(x, (bool, int, float, str)):
+        return ValueLeaf(kind, x)
     if isinstance(x, (tuple, frozenset)) and all(
         v is None or isinstance(v, (bool, int, float, str)) for v in x
     ):
-        return ("V", type(x), x)
-    return ("O", id(x))
+        return ValueLeaf(kind, x)
+    return ObjectLeaf(id(x))
 
 
 def simple_value(value) -> bool:
@@ -50,7 +164,82 @@ class SameTensor:
         return f"<tensor of shape {list(self.tensor.shape)} at {hex(id(self.tensor))}>"
 
 
+@dataclass(frozen=True, slots=True)
+class StateTensor:
+    """A tensor in an optimizer's per-parameter state (a momentum buffer): by identity."""
+
+    name: str
+    id: int
+    shape: tuple
+    dtype: object
+
+
+@dataclass(frozen=True, slots=True)
+class StateValue:
+    """A simple value in an optimizer's per-parameter state (a step count)."""
+
+    name: str
+    value: object
+
+
+@dataclass(frozen=True, slots=True)
+class ParamState:
+    """Which state one parameter (by identity) has: StateTensor and StateValue entries."""
+
+    id: int
+    entries: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class ParamGroupState:
+    """One param group: its options by value ((name, value) sorted by name), its parameters'
+    ParamStates in order."""
+
+    options: tuple
+    params: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class OptimizerState:
+    """What a traced optimizer step bakes in: a ParamGroupState per param group."""
+
+    groups: tuple
+
+    def change_from(self, old: OptimizerState) -> str:
+        """What changed since `old`, in words."""
+        if len(old.groups) != len(self.groups):
+            return f"param groups: {len(old.groups)} -> {len(self.groups)}"
+        for i, (a, b) in enumerate(zip(old.groups, self.groups)):
+            before, after = dict(a.options), dict(b.options)
+            for key in sorted(set(before) | set(after)):
+                if before.get(key) != after.get(key):
+                    return (f"param_groups[{i}]['{key}']: {before.get(key)!r} -> "
+                            f"{after.get(key)!r}")
+            if a.params != b.params:
+                return (f"param_groups[{i}]: the optimizer's state changed (buffers created or "
+                        f"replaced)")
+        return "optimizer state changed"
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleState:
+    """A module a function reads as a global: its module_state() (name, value) pairs."""
+
+    entries: tuple
+
+
 _UNGUARDED = object()
+
+
+@functools.cache
+def _stateful_classes() -> tuple:
+    """(Module, Optimizer, module_state), imported once, on first use: a guard key is made on
+    every call, and an import statement there would cost more than the rest of it."""
+    from ..nn.module import Module
+    from ..optim.optimizer import Optimizer
+    from . import module_state
+
+    return Module, Optimizer, module_state
 
 
 def _guarded(value):
@@ -58,17 +247,15 @@ def _guarded(value):
         return value
     if isinstance(value, _tensor.Tensor):
         return SameTensor(value)
-    from ..nn.module import Module
-    from ..optim.optimizer import Optimizer
-
-    if isinstance(value, Optimizer):
-        return ("optimizer", optimizer_state(value))
-    if isinstance(value, Module):
-        return ("module", cached_module_state(value))
+    module_class, optimizer_class, _ = _stateful_classes()
+    if isinstance(value, optimizer_class):
+        return optimizer_state(value)
+    if isinstance(value, module_class):
+        return ModuleState(cached_module_state(value))
     return _UNGUARDED
 
 
-def optimizer_state(optimizer) -> tuple:
+def optimizer_state(optimizer) -> OptimizerState:
     """What a traced optimizer step bakes in: each group's options (lr, momentum, ...) by
     value, and which state each parameter has (its tensors by identity and shape)."""
     groups = []
@@ -80,12 +267,12 @@ def optimizer_state(optimizer) -> tuple:
             entries = []
             for key, v in optimizer.state.get(p, {}).items():
                 if isinstance(v, _tensor.Tensor):
-                    entries.append((key, id(v), tuple(v.shape), v.dtype))
+                    entries.append(StateTensor(key, id(v), tuple(v.shape), v.dtype))
                 elif simple_value(v):
-                    entries.append((key, v))
-            params.append((id(p), tuple(entries)))
-        groups.append((options, tuple(params)))
-    return tuple(groups)
+                    entries.append(StateValue(key, v))
+            params.append(ParamState(id(p), tuple(entries)))
+        groups.append(ParamGroupState(options, tuple(params)))
+    return OptimizerState(tuple(groups))
 
 
 _module_states: dict = {}
@@ -94,12 +281,11 @@ _module_states: dict = {}
 def cached_module_state(module) -> tuple:
     """module_state() of a module a function reads as a global, recomputed only when some
     module changed (Module._epoch)."""
-    from ..nn.module import Module
-    from . import module_state
-
+    module_class, _, module_state = _stateful_classes()
+    epoch = module_class._epoch
     cached = _module_states.get(id(module))
-    if cached is None or cached[0] != Module._epoch or cached[1] is not module:
-        cached = _module_states[id(module)] = (Module._epoch, module, module_state(module))
+    if cached is None or cached[0] != epoch or cached[1] is not module:
+        cached = _module_states[id(module)] = (epoch, module, module_state(module))
     return cached[2]
 
 
@@ -145,37 +331,21 @@ def _tensor_differences(name: str, old: dict, new: dict) -> list[str]:
                   if x != y]
 
 
-def _describe_leaf(key) -> dict:
-    if key[0] == "T":
-        return {"shape": tuple(key[1]), "dtype": key[2], "device": key[3], "requires_grad": key[4]}
-    return {"value": key[2] if key[0] == "V" else f"<object at {hex(key[1])}>"}
+@dataclass(frozen=True, slots=True)
+class GradType:
+    """The shape and dtype of the .grad a graph found on a tensor at the call's start."""
+
+    shape: tuple
+    dtype: object
+
+    @staticmethod
+    def of(grad) -> GradType | None:
+        return None if grad is None else GradType(tuple(grad.shape), grad._dtype)
+
+    def holds(self, grad) -> bool:
+        return (grad is not None and tuple(grad.shape) == self.shape
+                and grad._dtype == self.dtype)
 
 
-def _leaf_text(key) -> str:
-    """An argument leaf in a recompile message: a value as Python writes it (so 3 and '3'
-    differ), or what kind of thing it is."""
-    if key[0] == "V":
-        return repr(key[2])
-    return "a tensor" if key[0] == "T" else _describe_leaf(key)["value"]
-
-
-def _tagged(value, tag: str) -> bool:
-    return isinstance(value, tuple) and len(value) == 2 and value[0] == tag
-
-
-def _optimizer_change(old: tuple, new: tuple) -> str:
-    """What changed between two optimizer_state() fingerprints, in words."""
-    if len(old) != len(new):
-        return f"param groups: {len(old)} -> {len(new)}"
-    for i, ((opts_a, params_a), (opts_b, params_b)) in enumerate(zip(old, new)):
-        a, b = dict(opts_a), dict(opts_b)
-        for key in sorted(set(a) | set(b)):
-            if a.get(key) != b.get(key):
-                return f"param_groups[{i}]['{key}']: {a.get(key)!r} -> {b.get(key)!r}"
-        if params_a != params_b:
-            return f"param_groups[{i}]: the optimizer's state changed (buffers created or replaced)"
-    return "optimizer state changed"
-
-
-def _grad_text(meta) -> str:
-    return "None" if meta is None else f"a gradient of shape {list(meta[0])}"
+def _grad_text(meta: GradType | None) -> str:
+    return "None" if meta is None else f"a gradient of shape {list(meta.shape)}"

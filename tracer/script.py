@@ -30,16 +30,18 @@ from ..runtime.program import evaluate_with_kernels
 from .dynamic import dims_to_trace, make_dynamic
 from .guards import (
     _UNGUARDED,
+    CallKey,
+    GradType,
+    ModuleState,
+    OptimizerState,
     SameTensor,
-    _describe_leaf,
+    TensorLeaf,
     _grad_text,
-    _leaf_key,
-    _leaf_text,
-    _optimizer_change,
     _outside_names,
-    _tagged,
     _tensor_differences,
     free_values,
+    leaf_record,
+    tensor_leaves,
 )
 from .pytree import flatten, unflatten
 from .tracer import Trace, read_value, tracing
@@ -56,7 +58,7 @@ class ScriptFallback(EmberRuntimeError):
 class Specialization:
     """One recorded graph and the facts it holds under."""
 
-    def __init__(self, key, names):
+    def __init__(self, key: CallKey, names):
         self.key = key
         self.names = names
         self.eager_reason: str | None = None
@@ -65,7 +67,7 @@ class Specialization:
         self.program = None
         self.input_leaves: list[int] = []  # which argument leaves are graph inputs, in order
         self.captured: list = []  # tensors from outside, fed after the arguments
-        self.captured_keys: tuple = ()
+        self.captured_keys: tuple = ()  # their TensorLeaf records
         self.mutated: list = []  # ("leaf", i) or ("captured", tensor), in graph-output order
         self.value_guards: list = []
         self.out_spec = None
@@ -80,7 +82,7 @@ class Specialization:
         # graph inputs after the arguments: ("captured", tensor) or ("grad", tensor) (the
         # tensor's .grad at the call's start)
         self.sources: list = []
-        self.grad_guards: list = []  # (tensor, None or (shape, dtype) of its .grad at start)
+        self.grad_guards: list = []  # (tensor, GradType of its .grad at start, or None)
         self.grad_writes: list = []  # (tensor, wrote a tensor?) in graph-output order
         self.self_contained = False  # ran backward() inside: runs without autograd recording
         self.split = None  # compiled forward + backward for calls autograd records
@@ -89,16 +91,16 @@ class Specialization:
 
     def captured_hold(self) -> bool:
         """Whether the tensors from outside still have the shape, dtype, device and
-        requires_grad the graph was traced with (their _leaf_key, compared in place)."""
-        for t, key in zip(self.captured, self.captured_keys):
-            if (t._data.shape != key[1] or t._dtype is not key[2] or t._device is not key[3]
-                    or t._requires_grad is not key[4]):
+        requires_grad the graph was traced with (their TensorLeaf, compared in place)."""
+        for t, leaf in zip(self.captured, self.captured_keys):
+            if (t._data.shape != leaf.shape or t._dtype is not leaf.dtype
+                    or t._device is not leaf.device or t._requires_grad is not leaf.requires_grad):
                 # identity is the fast test; equal but distinct objects are compared fully
-                return tuple(_leaf_key(t) for t in self.captured) == self.captured_keys
+                return tuple(leaf_record(t) for t in self.captured) == self.captured_keys
         return True
 
-    def matches(self, key) -> bool:
-        return self.key == key
+    def matches(self, key: CallKey) -> bool:
+        return self.key is key or self.key == key
 
     def grad_changes(self) -> list[str]:
         """How the .grad of the tensors this graph reads differs from what it was traced
@@ -106,10 +108,11 @@ class Specialization:
         out = []
         for tensor, meta in self.grad_guards:
             grad = tensor._grad
-            found = None if grad is None else (tuple(grad.shape), grad._dtype)
-            if found != meta:
-                out.append(f".grad of a tensor of shape {list(tensor.shape)}: "
-                           f"{_grad_text(meta)} -> {_grad_text(found)}")
+            held = grad is None if meta is None else meta.holds(grad)
+            if held:
+                continue
+            out.append(f".grad of a tensor of shape {list(tensor.shape)}: "
+                       f"{_grad_text(meta)} -> {_grad_text(GradType.of(grad))}")
         return out
 
     # -- running ------------------------------------------------------------------------------
@@ -246,7 +249,8 @@ class ScriptFunction:
         self.recompiles: list[str] = []
         self.fallbacks: list[str] = []
         self.gave_up: str | None = None
-        self._state_key = state_key or (lambda: free_values(fn))
+        self._last_key: CallKey | None = None  # of the specialization the last call ran
+        self._state_key = state_key or functools.partial(free_values, fn)
         try:
             self._params = list(inspect.signature(signature_of or fn).parameters)
         except (TypeError, ValueError):
@@ -265,6 +269,7 @@ class ScriptFunction:
         for sp in self.specializations:
             if not sp.matches(key) or not sp.captured_hold():
                 continue
+            self._last_key = sp.key
             if sp.grad_guards:
                 changes = sp.grad_changes()
                 if changes:
@@ -281,8 +286,10 @@ class ScriptFunction:
         return self._retrace(args, kwargs, leaves, spec, key, failure)
 
     def guard_key(self, args, kwargs):
-        """(argument leaves, their structure, the key every guard but value reads checks)."""
-        if not kwargs and all(isinstance(a, _tensor.Tensor) for a in args):
+        """(argument leaves, their structure, the CallKey every guard but value reads
+        checks)."""
+        records = None if kwargs else tensor_leaves(args)
+        if records is not None:
             # the common call, tensors only: the structure depends on their number alone
             leaves = list(args)
             spec = _TENSOR_ARGS.get(len(args))
@@ -290,9 +297,16 @@ class ScriptFunction:
                 spec = _TENSOR_ARGS[len(args)] = flatten((args, kwargs))[1]
         else:
             leaves, spec = flatten((args, kwargs))
-        key = (spec, tuple(_leaf_key(x) for x in leaves), grad_mode.state.enabled,
-               self._state_key())
-        return leaves, spec, key
+            records = tuple([leaf_record(x) for x in leaves])
+        facts = (spec, records, grad_mode.state.enabled, self._state_key())
+        last = self._last_key
+        # a call with the facts of the last one that ran a graph (the usual case) takes that
+        # specialization's own key, which it then matches by identity (the tuples compare
+        # item by item, by identity first: equal leaves are one record, see guards._shared)
+        if last is not None and facts == (last.structure, last.leaves, last.grad_enabled,
+                                          last.state):
+            return leaves, spec, last
+        return leaves, spec, CallKey(*facts)
 
     def _why_new(self, key) -> str | None:
         if not self.specializations:
@@ -300,7 +314,8 @@ class ScriptFunction:
         # the nearest specialization (same structure, fewest changes, the latest on a tie)
         # says best what changed
         nearest = min(reversed(self.specializations),
-                      key=lambda sp: (sp.key[0] != key[0], len(self._differences(sp.key, key))))
+                      key=lambda sp: (sp.key.structure != key.structure,
+                                      len(self._differences(sp.key, key))))
         differences = self._differences(nearest.key, key)
         if not differences:
             differences = self._captured_differences(key)
@@ -314,30 +329,30 @@ class ScriptFunction:
             names = _outside_names(self.fn)
             out = []
             for i, (tensor, old) in enumerate(zip(sp.captured, sp.captured_keys)):
-                new = _leaf_key(tensor)
+                new = leaf_record(tensor)
                 if new != old:
                     name = names.get(id(tensor), f"captured tensor {i}")
-                    out += _tensor_differences(name, _describe_leaf(old), _describe_leaf(new))
+                    out += _tensor_differences(name, old.describe(), new.describe())
             return out
         return []
 
-    def _differences(self, old, new) -> list[str]:
-        if old[0] != new[0]:
-            return [f"argument structure: {old[0].describe()} -> {new[0].describe()}"]
+    def _differences(self, old: CallKey, new: CallKey) -> list[str]:
+        if old.structure != new.structure:
+            before, after = old.structure.describe(), new.structure.describe()
+            return [f"argument structure: {before} -> {after}"]
         out = []
-        names = self._leaf_names(new[0])
-        for name, a, b in zip(names, old[1], new[1]):
+        names = self._leaf_names(new.structure)
+        for name, a, b in zip(names, old.leaves, new.leaves):
             if a == b:
                 continue
-            da, db = _describe_leaf(a), _describe_leaf(b)
-            if "shape" in da and "shape" in db:
-                out += _tensor_differences(name, da, db)
+            if isinstance(a, TensorLeaf) and isinstance(b, TensorLeaf):
+                out += _tensor_differences(name, a.describe(), b.describe())
             else:
-                out.append(f"{name}: {_leaf_text(a)} -> {_leaf_text(b)}")
-        if old[2] != new[2]:
-            out.append(f"grad mode: {old[2]} -> {new[2]}")
-        if old[3] != new[3]:
-            out.append(self._describe_state(old[3], new[3]))
+                out.append(f"{name}: {a.in_words()} -> {b.in_words()}")
+        if old.grad_enabled != new.grad_enabled:
+            out.append(f"grad mode: {old.grad_enabled} -> {new.grad_enabled}")
+        if old.state != new.state:
+            out.append(self._describe_state(old.state, new.state))
         return out
 
     @staticmethod
@@ -354,10 +369,11 @@ class ScriptFunction:
                     changed.append(f"{name}: {'added' if a is _UNGUARDED else 'removed'}")
                 elif isinstance(a, SameTensor) and isinstance(b, SameTensor):
                     changed.append(f"{name}: replaced by another tensor")
-                elif _tagged(a, "optimizer") and _tagged(b, "optimizer"):
-                    changed.append(f"{name}: {_optimizer_change(a[1], b[1])}")
-                elif _tagged(a, "module") and _tagged(b, "module"):
-                    changed.append(f"{name}: {ScriptFunction._describe_state(a[1], b[1])}")
+                elif isinstance(a, OptimizerState) and isinstance(b, OptimizerState):
+                    changed.append(f"{name}: {b.change_from(a)}")
+                elif isinstance(a, ModuleState) and isinstance(b, ModuleState):
+                    changed.append(f"{name}: "
+                                   f"{ScriptFunction._describe_state(a.entries, b.entries)}")
                 else:
                     changed.append(f"{name}: {a!r} -> {b!r}")
             return "; ".join(changed) or "the globals and closure variables it reads changed"
@@ -442,13 +458,12 @@ class ScriptFunction:
         run_pipeline(sp.graph, evaluate=evaluate_with_kernels)
         device = next((t._device for t in recording_inputs(recording)), None)
         sp.captured = [t for t, _ in recording.captured]
-        sp.captured_keys = tuple(_leaf_key(t) for t in sp.captured)
+        sp.captured_keys = tuple(leaf_record(t) for t in sp.captured)
         source_of = {v: ("captured", t) for t, v in recording.captured}
         source_of.update({v: ("grad", t) for t, v in recording.grad_inputs})
         n_args = len(sp.input_leaves)
         sp.sources = [source_of[v] for v in recording.graph.inputs[n_args:]]
-        sp.grad_guards = [(t, None if g is None else (tuple(g.shape), g._dtype))
-                          for t, g in recording.grad_reads.values()]
+        sp.grad_guards = [(t, GradType.of(g)) for t, g in recording.grad_reads.values()]
         sp.grad_writes = [(t, g is not None) for t, g in recording.grad_writes.values()]
         sp.self_contained = recording.ran_backward
         leaf_of = {id(t): i for i, t in enumerate(recording_inputs(recording))}
@@ -559,21 +574,23 @@ class ScriptFunction:
                 lines.append(f"  specialization {k}: eager: {sp.eager_reason}")
                 continue
             kernels = getattr(sp.program, "kernel_count", 0)
-            eager = sum(1 for step in getattr(sp.program, "steps", ()) if step[0] == "eager")
             lines.append(f"  specialization {k}: {len(sp.graph.nodes)} ops, "
                          f"{len(sp.captured)} captured tensor(s), {sp.calls} cached call(s)")
-            lines.append(f"    compiled: {kernels} native kernel(s), {eager} eager step(s)"
-                         if kernels else "    compiled: eager kernels only")
+            if kernels:  # a compiled program: its steps are ("native" | "eager", ...)
+                eager = sum(1 for step in sp.program.steps if step[0] == "eager")
+                lines.append(f"    compiled: {kernels} native kernel(s), {eager} eager step(s)")
+            else:
+                lines.append("    compiled: eager kernels only")
             dynamic = getattr(sp, "_dims_of_leaf", {})
-            for i, (name_, leaf) in enumerate(zip(sp.names, sp.key[1])):
-                described = _describe_leaf(leaf)
+            for i, (name_, leaf) in enumerate(zip(sp.names, sp.key.leaves)):
+                described = leaf.describe()
                 if i in dynamic:  # a dynamic size: any size of at least 2, equal per symbol
                     described["shape"] = tuple(f"{dynamic[i][d]} (>= 2)" if d in dynamic[i]
                                                else n for d, n in enumerate(described["shape"]))
                 lines.append(f"    guard {name_}: {described}")
             for a, op, b, result, where in getattr(sp, "guards", ()):
                 lines.append(f"    guard ({a} {op} {b}) is {result} at {where or '?'}")
-            lines.append(f"    guard grad mode: {sp.key[2]}")
+            lines.append(f"    guard grad mode: {sp.key.grad_enabled}")
             for tensor, meta in sp.grad_guards:
                 lines.append(f"    guard .grad of a tensor of shape {list(tensor.shape)}: "
                              f"{_grad_text(meta)}")

@@ -1,11 +1,12 @@
 """Sizes read while tracing with symbolic dims: Python ints that remember their expression.
 
-A trace that makes some argument dims symbolic (ember.script's dynamic shapes) gives every
-size read from a traced tensor (x.shape[0], x.size(1), x.numel()) as a SizeInt: the concrete
-int this call has, which also knows its expression over the symbols (s0, s0*4). Arithmetic with
-ints keeps the expression, so a size computed in Python and passed back as an attr (a reshape
-to s0*4) stays symbolic in the graph. A comparison the symbols' lower bound cannot decide
-(x.shape[0] > 5) becomes a shape guard, checked against every later call's sizes.
+A trace that makes some argument dims symbolic (ember.script's dynamic shapes, ember.export's
+dynamic dims) gives every size read from a traced tensor (x.shape[0], x.size(1), x.numel()) as
+a SizeInt: the concrete int this call has, which also knows its expression over the symbols
+(s0, s0*4). Arithmetic with ints keeps the expression, so a size computed in Python and passed
+back as an attr (a reshape to s0*4) stays symbolic in the graph. A comparison the symbols'
+lower bound cannot decide (x.shape[0] > 5) becomes a shape guard, checked against every later
+call's sizes (export refuses it: a graph file holds for every size).
 
 Whatever turns a size into something the graph cannot express symbolically (int(), an index,
 range(), float arithmetic, a factory's size or fill value, a Python number operand of an op)
@@ -25,6 +26,10 @@ _COMPARE = {
     "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le,
     ">": operator.gt, ">=": operator.ge,
 }
+
+
+# why a size becomes exact when nothing more precise is known
+_PLAIN = "a size used as a plain number (int(), len(), an index, range(), float arithmetic)"
 
 
 def _is_plain_int(value) -> bool:
@@ -76,9 +81,9 @@ class SizeInt(int):
         fixed = self.trace.fixed
         return self.expr.subs(fixed) if fixed and isinstance(self.expr, SymInt) else self.expr
 
-    def specialize(self) -> int:
+    def specialize(self, why: str = _PLAIN) -> int:
         """This size's symbols become exact for the trace; the plain value."""
-        self.trace.fix_expression(self.expr)
+        self.trace.fix_expression(self.expr, why)
         return self.value
 
     # -- arithmetic that stays symbolic --------------------------------------------------
@@ -259,6 +264,6 @@ def symbolic(value):
     return _map(value, SizeInt.symbolic)
 
 
-def specialize_all(value) -> None:
+def specialize_all(value, why: str = _PLAIN) -> None:
     """Make every SizeInt in value exact (a factory's arguments, an op's number operand)."""
-    _map(value, SizeInt.specialize)
+    _map(value, lambda size: size.specialize(why))

@@ -83,6 +83,7 @@ class Trace:
         # made exact while tracing; the comparisons of sizes the Python code made (SizeInt)
         self.sizes: dict[str, int] = {}
         self.fixed: dict[str, int] = {}
+        self.fixed_by: dict[str, str] = {}  # symbol -> what made it exact, and where
         self.size_guards: list = []  # (expression, op, expression, result, where)
         self.plain_shapes = 0  # > 0 while infer_concrete runs the type rule: plain sizes
 
@@ -90,14 +91,21 @@ class Trace:
 
     def add_input(self, tensor, name: str, dims=()):
         """tensor as the next graph input; the dims listed in `dims` get symbolic sizes, one
-        symbol per distinct size (so equal sizes stay equal, as PyTorch's duck sizing)."""
+        symbol per distinct size (so equal sizes stay equal, as PyTorch's duck sizing), or,
+        when `dims` is a dict {dim: symbol}, the symbols it names (export's, the user's)."""
         shape = list(tensor._data.shape)
+        named = dims if isinstance(dims, dict) else None
         for d in dims:
             size = shape[d]
-            symbol = next((s for s, v in self.sizes.items() if v == size), None)
-            if symbol is None:
-                symbol = f"s{len(self.sizes)}"
-                self.sizes[symbol] = size
+            if named is not None:
+                symbol = named[d]
+                if self.sizes.setdefault(symbol, size) != size:
+                    raise ValueError(f"the symbol {symbol} is {self.sizes[symbol]} and {size}")
+            else:
+                symbol = next((s for s, v in self.sizes.items() if v == size), None)
+                if symbol is None:
+                    symbol = f"s{len(self.sizes)}"
+                    self.sizes[symbol] = size
             shape[d] = SymInt(symbol)
         value = self.graph.add_input(TensorType(tuple(shape), tensor.dtype), name=name)
         self._bind(tensor, value)
@@ -223,7 +231,7 @@ class Trace:
         the graph then holds for the sizes it can prove, never for others."""
         for a in args:
             if isinstance(a, SizeInt):
-                a.specialize()
+                a.specialize(f"a size used as a number operand of {op}")
         args = [a.value if isinstance(a, SizeInt) else a for a in args]
         if has_sizes(attrs):
             attrs = symbolic(attrs)
@@ -235,7 +243,9 @@ class Trace:
         order = sorted(free, key=lambda n: -list(self.sizes).index(n))
         chosen = next((n for n in order if self._infers(op, args, attrs, outs,
                                                         {n: self.sizes[n]})), None)
-        self.fix([chosen] if chosen is not None else free)
+        shapes = ", ".join(str(a.type) if isinstance(a, Value) else repr(a) for a in args)
+        self.fix([chosen] if chosen is not None else free,
+                 f"{op}({shapes}) cannot take the symbolic sizes")
         return args, resolve(attrs, self.fixed)
 
     def _infers(self, op, args, attrs, outs, trial: dict) -> bool:
@@ -266,16 +276,21 @@ class Trace:
         _collect_symbols(attrs, free)
         return free
 
-    def fix_expression(self, expr) -> None:
+    def fix_expression(self, expr, why: str) -> None:
         if isinstance(expr, SymInt):
-            self.fix(expr.free_symbols)
+            self.fix(expr.free_symbols, why)
 
-    def fix(self, names) -> None:
-        """Make these symbols exact (their sizes in this call) throughout the graph so far."""
+    def fix(self, names, why: str = "a size the graph cannot keep symbolic") -> None:
+        """Make these symbols exact (their sizes in this call) throughout the graph so far;
+        `why` says what needed it (kept with the user's line in fixed_by)."""
         new = {n: self.sizes[n] for n in names if n in self.sizes and n not in self.fixed}
         if not new:
             return
         self.fixed.update(new)
+        where = user_frame()
+        reason = f"{why} at {where}" if where else why
+        for n in new:
+            self.fixed_by[n] = reason
         graph = self.graph
         for value in graph.inputs:
             value.type = TensorType(resolve(tuple(value.type.shape), new), value.type.dtype)
@@ -320,7 +335,7 @@ class Trace:
             return shape
         for d in range(len(shape)) if dim is None else (dim,):
             if shape[d].__class__ is not int:
-                shape[d].specialize()
+                shape[d].specialize("a size the function's own code read")
         return tensor._data.shape
 
     def infer_concrete(self, infer, inputs, attrs):
@@ -335,16 +350,17 @@ class Trace:
     def layout_read(self) -> None:
         """Strides and contiguity follow from sizes (a view's from its base's): every size
         becomes exact."""
-        self.fix(list(self.sizes))
+        self.fix(list(self.sizes), "strides or contiguity read")
 
     def specialize(self, value) -> None:
-        specialize_all(value)
+        specialize_all(value, "a size passed to a factory")
 
     def finish_symbolic(self, out_leaves):
         """After a trace with symbolic dims: (the graph with the symbols left, those symbols
         with this call's sizes, the size guards over them), or None when every symbol became
         exact. The trace's own graph is made concrete for this call's sizes, in place."""
-        specialize_all(out_leaves)  # a size returned to Python is a value of this call only
+        # a size returned to Python is a value of this call only
+        specialize_all(out_leaves, "a size returned by the function")
         if self.broken:
             return None
         # a guard whose symbols were all specialized is decided now
@@ -360,7 +376,7 @@ class Trace:
                 graph = specialize(self.graph, {})  # every type inferred again, symbolically
             except Exception:  # noqa: BLE001  (should not happen: be exact rather than wrong)
                 graph = None
-        self.fix(list(self.sizes))  # the recorded graph: this call's sizes
+        self.fix(list(self.sizes), "the trace's end")  # the recorded graph: this call's sizes
         if graph is None:
             return None
         return graph, left, guards
@@ -384,7 +400,9 @@ class Trace:
             # zeros(x.shape) made from plain ints) becomes exact, in case that is where it came
             # from; a symbol can never leak into a constant this way
             made = set(tensor._data.shape)
-            self.fix([n for n, v in self.sizes.items() if v in made])
+            self.fix([n for n, v in self.sizes.items() if v in made],
+                     f"a tensor made by a factory{f' (ember.{what})' if what else ''} with "
+                     f"that size")
 
     def alias(self, source, alias) -> None:
         """alias shares source's storage (detach): it stands for the same value."""

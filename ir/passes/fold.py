@@ -105,17 +105,12 @@ def evaluate_scalars(op: str, inputs: tuple, attrs: dict):
         TensorType((), as_dtype(x.dtype)) if isinstance(x, np.ndarray) else x for x in inputs
     )
     out_dtype = schema.infer(types, attrs).dtype
-    compute = schema.compute_dtype
-    if op == "cast":
+    if op == "cast":  # the number becomes one of the target dtype
         compute_dtype = out_dtype
         if out_dtype.category != FLOAT and not np.isfinite(inputs[0]).all():
             return None  # NaN and inf have no integer value
-    elif compute == "output":
-        compute_dtype = out_dtype
-    elif compute is not None:
-        compute_dtype = compute(types)
     else:
-        compute_dtype = None
+        compute_dtype = schema.compute_dtype_of(types, out_dtype)
     args = []
     for x in inputs:
         if compute_dtype is not None:

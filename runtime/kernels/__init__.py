@@ -15,4 +15,4 @@ from .registry import KERNELS, kernel  # noqa: F401
 # code keeps its warnings). Cheaper than an errstate context around every op.
 # dispatch casts Python scalars to the compute dtype (1e5 as float16 is inf): the same there.
 warnings.filterwarnings("ignore", category=RuntimeWarning,
-                        module=r"ember\.(runtime\.kernels(\.|$)|_tensor$)")
+                        module=r"ember\.(runtime\.kernels(\.|$)|_tensor\.dispatch$)")

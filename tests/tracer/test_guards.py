@@ -366,3 +366,58 @@ def test_scripted_optimizer_step_matches_eager():
         )
     assert step.fallbacks == [] and step.graph is not None
     assert step.specializations[-1].calls >= 1
+
+
+def test_guard_keys_are_records_that_compare_and_hash_by_the_facts():
+    import dataclasses
+
+    from ember.tracer.guards import CallKey, ObjectLeaf, TensorLeaf, ValueLeaf
+
+    scripted = ember.script(lambda x, n, obj: x * n)
+    marker = object()
+    x = ember.ones(2, 3)
+    key = scripted.guard_key((x, 2, marker), {})[2]
+    same = scripted.guard_key((ember.zeros(2, 3), 2, marker), {})[2]
+    assert isinstance(key, CallKey) and key == same and hash(key) == hash(same)
+    assert {key: "graph"}[same] == "graph"  # a key finds its specialization by its facts
+    assert key.leaves == (TensorLeaf((2, 3), x.dtype, x.device, False), ValueLeaf(int, 2),
+                          ObjectLeaf(id(marker)))
+    assert ValueLeaf(int, 1) != ValueLeaf(bool, True) != ValueLeaf(float, 1.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        key.leaves[0].shape = (3, 3)
+    for changed in ((ember.ones(3, 3), 2, marker), (x.double(), 2, marker),
+                    (ember.ones(2, 3, requires_grad=True), 2, marker), (x, 2.0, marker),
+                    (x, 2, object())):
+        assert scripted.guard_key(changed, {})[2] != key
+
+
+def test_optimizer_and_module_globals_changes_are_named():
+    from ember import optim
+
+    ember.manual_seed(0)
+    model = nn.Linear(3, 2)
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    step = ember.script(opt.step)
+    for lr in (0.1, 0.1, 0.02):
+        opt.zero_grad(set_to_none=False)
+        (model(ember.ones(4, 3)) ** 2).sum().backward()
+        opt.param_groups[0]["lr"] = lr
+        step()
+    assert step.recompiles == [
+        "self: param_groups[0]: the optimizer's state changed (buffers created or replaced)",
+        "self: param_groups[0]['lr']: 0.1 -> 0.02",
+    ]
+
+    net = nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5))
+
+    def forward(x):
+        return net(x)
+
+    scripted = ember.script(forward)
+    scripted(ember.ones(2, 3))
+    net.eval()
+    scripted(ember.ones(2, 3))
+    assert scripted.recompiles == [
+        "net: self.training: True -> False; self.0.training: True -> False; "
+        "self.1.training: True -> False"
+    ]
