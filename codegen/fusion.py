@@ -56,11 +56,11 @@ def _kind(dtype) -> str:
 
 
 def compute_dtype(node: Node):
-    """The dtype an elementwise node computes in: dispatch's rule, or its output dtype."""
-    schema = node.schema
-    if schema.compute_dtype is None or schema.compute_dtype == "output":
-        return node.outputs[0].type.dtype
-    return schema.compute_dtype(node.input_types())
+    """The dtype an elementwise node computes in: dispatch's rule (OpSchema.compute_dtype_of),
+    or, for an op without one, its output dtype."""
+    out = node.outputs[0].type.dtype
+    compute = node.schema.compute_dtype_of(node.input_types(), out)
+    return out if compute is None else compute
 
 
 def pointwise(node: Node) -> bool:
