@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ..autograd import grad_mode
 from ..autograd.grad_mode import no_grad
-from ..errors import type_error
 from ..ir.schema import declared
 from ..runtime.kernels import KERNELS
 from . import factories
@@ -143,31 +142,39 @@ Tensor.__gt__ = E.gt
 Tensor.__ge__ = E.ge
 
 
-def _bool_only(op: str, t: Tensor):
-    return type_error(f"{op} is only supported on bool tensors in ember, got {t.dtype.name}")
+def _bitwise(logical: str, bitwise: str, reflected: bool = False):
+    """&, |, ^ as PyTorch reads them: logical on bool tensors (so masks stay logical ops that
+    fuse and export as such), bitwise on integers; floats raise (the bitwise op's type rule)."""
+    logical_fn, bitwise_fn = getattr(E, logical), getattr(E, bitwise)
 
-
-def _logical(op):
     def fn(self, other):
-        if self._dtype.name != "bool":
-            raise _bool_only(op, self)
-        return getattr(E, op)(self, other)
+        a, b = (other, self) if reflected else (self, other)
+        if self._dtype.name == "bool" and (
+                isinstance(other, bool) or getattr(other, "_dtype", None) is self._dtype):
+            return logical_fn(a, b)
+        return bitwise_fn(a, b)
 
     return fn
 
 
 def _invert(self):
-    if self._dtype.name != "bool":
-        raise _bool_only("~", self)
-    return E.logical_not(self)
+    return E.logical_not(self) if self._dtype.name == "bool" else E.bitwise_not(self)
 
 
-Tensor.__and__ = _logical("logical_and")
-Tensor.__or__ = _logical("logical_or")
-Tensor.__xor__ = _logical("logical_xor")
-Tensor.__rand__ = _logical("logical_and")
-Tensor.__ror__ = _logical("logical_or")
+def _shift(fn, reflected: bool = False):
+    return (lambda self, other: fn(other, self)) if reflected else fn
+
+
+for _op, _logical_op, _bitwise_op in (("and", "logical_and", "bitwise_and"),
+                                      ("or", "logical_or", "bitwise_or"),
+                                      ("xor", "logical_xor", "bitwise_xor")):
+    setattr(Tensor, f"__{_op}__", _bitwise(_logical_op, _bitwise_op))
+    setattr(Tensor, f"__r{_op}__", _bitwise(_logical_op, _bitwise_op, reflected=True))
 Tensor.__invert__ = _invert
+Tensor.__lshift__ = E.bitwise_left_shift
+Tensor.__rlshift__ = _shift(E.bitwise_left_shift, reflected=True)
+Tensor.__rshift__ = E.bitwise_right_shift
+Tensor.__rrshift__ = _shift(E.bitwise_right_shift, reflected=True)
 
 
 # -- in-place forms: the declared ops' (ir/ops: variants), then these ------------------------
@@ -222,6 +229,11 @@ Tensor.__imul__ = Tensor.mul_
 Tensor.__itruediv__ = Tensor.div_
 Tensor.__ipow__ = Tensor.pow_
 Tensor.__imod__ = Tensor.remainder_
+Tensor.__iand__ = Tensor.bitwise_and_
+Tensor.__ior__ = Tensor.bitwise_or_
+Tensor.__ixor__ = Tensor.bitwise_xor_
+Tensor.__ilshift__ = Tensor.bitwise_left_shift_
+Tensor.__irshift__ = Tensor.bitwise_right_shift_
 Tensor.__ifloordiv__ = Tensor.floor_divide_
 
 

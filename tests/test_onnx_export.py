@@ -97,6 +97,17 @@ def _elementwise(x, y):
     return d + mask.float() + ember.remainder(x, 0.7) + (x < y).to(ember.int64).float()
 
 
+def _more_elementwise(x, y):
+    u = ember.tanh(x)  # inside (-1, 1)
+    p = ember.abs(y) + 0.5
+    return (
+        ember.asin(u * 0.9) + ember.acos(u * 0.9) + ember.atan(x) + ember.atanh(u * 0.9),
+        ember.sinh(x) + ember.cosh(y) + ember.asinh(x) + ember.acosh(p + 1.0),
+        ember.log2(p) + ember.log10(p) + ember.exp2(x),
+        ember.fmod(x * 3, p),
+    )
+
+
 def _reductions(x, y):
     values, indices = x.max(dim=1)
     return (
@@ -141,7 +152,9 @@ def _pooling(x, y):
     )
 
 
-@pytest.mark.parametrize("fn", [_elementwise, _reductions, _shapes, _indexing, _pooling])
+@pytest.mark.parametrize(
+    "fn", [_elementwise, _more_elementwise, _reductions, _shapes, _indexing, _pooling]
+)
 def test_translated_ops_match_eager_on_random_inputs(tmp_path, fn):
     rng = np.random.default_rng(abs(hash(fn.__name__)) % 2**32)
     x = rng.standard_normal((5, 4, 6)).astype(np.float32)

@@ -131,16 +131,36 @@ _UNARY = {
     "trunc": rd,
     "round": rd,
     "square": rn,
+    "asin": lambda r, d, *s: r.uniform(-0.9, 0.9, s).astype(d),
+    "arcsin": lambda r, d, *s: r.uniform(-0.9, 0.9, s).astype(d),
+    "acos": lambda r, d, *s: r.uniform(-0.9, 0.9, s).astype(d),
+    "arccos": lambda r, d, *s: r.uniform(-0.9, 0.9, s).astype(d),
+    "atan": rn,
+    "arctan": rn,
+    "sinh": rn,
+    "cosh": rn,
+    "asinh": rn,
+    "arcsinh": rn,
+    "acosh": lambda r, d, *s: r.uniform(1.1, 4.0, s).astype(d),
+    "arccosh": lambda r, d, *s: r.uniform(1.1, 4.0, s).astype(d),
+    "atanh": lambda r, d, *s: r.uniform(-0.9, 0.9, s).astype(d),
+    "arctanh": lambda r, d, *s: r.uniform(-0.9, 0.9, s).astype(d),
+    "log2": rp,
+    "log10": rp,
+    "exp2": rn,
 }
 for _op, _gen in _UNARY.items():
     case(f"{_op}", lambda m, x, op=_op: getattr(m, op)(x), lambda r, d, g=_gen: (g(r, d, 3, 4),))
     case(f"{_op}_method", lambda m, x, op=_op: getattr(x, op)(), lambda r, d, g=_gen: (g(r, d, 5),))
 _INPLACE_UNARY = [op for op in _UNARY if hasattr(ember.Tensor, op + "_")]
+# torch has no derivative for these in place (ember's is the out-of-place one): values only
+_NO_TORCH_INPLACE_GRAD = {"asinh", "arcsinh", "acosh", "arccosh", "atanh", "arctanh"}
 for _op in _INPLACE_UNARY:
     case(
         f"{_op}_",
         lambda m, x, op=_op: getattr(x * 1, op + "_")(),
         lambda r, d, g=_UNARY[_op]: (g(r, d, 2, 3),),
+        grad=_op not in _NO_TORCH_INPLACE_GRAD,
     )
 case("round_decimals", lambda m, x: m.round(x * 10, decimals=1), lambda r, d: (rd(r, d, 4),))
 case(
@@ -191,6 +211,64 @@ ints(
 )
 ints("logical_not_", lambda m, b: b.clone().logical_not_(), lambda r, d: (rb(r, 6),))
 
+ints(
+    "bitwise_ops",
+    lambda m, a, b, t, f: (
+        m.bitwise_and(a, b), a.bitwise_or(b), m.bitwise_xor(a, 3), m.bitwise_not(a),
+        a & b, a | 5, 6 ^ a, ~a, (a * 1).bitwise_and_(b), t & f, t | f, t ^ f, ~t,
+    ),
+    lambda r, d: (ri(r, 3, 4, low=-20, high=20), ri(r, 4, low=-20, high=20), rb(r, 3, 4),
+                  rb(r, 4)),
+)
+ints(
+    "bitwise_shifts",
+    lambda m, a, n: (
+        m.bitwise_left_shift(a, n), a.bitwise_right_shift(n), a << 2, a >> n, 1 << n,
+        m.bitwise_left_shift(a, 40), a >> 70,
+    ),
+    lambda r, d: (ri(r, 3, 4, low=-100, high=100), ri(r, 4, low=0, high=8)),
+)
+def _bitwise_in_place(a, b, n):
+    x = a * 1
+    x.bitwise_or_(b)
+    x.bitwise_xor_(b)
+    x.bitwise_not_()
+    y = a * 1
+    y.bitwise_left_shift_(n)
+    y.bitwise_right_shift_(1)
+    z = a * 1
+    z |= b
+    z ^= 3
+    z <<= n
+    z >>= 1
+    return x, y, z, 2 >> n
+
+
+ints(
+    "bitwise_in_place",
+    lambda m, a, b, n: _bitwise_in_place(a, b, n),
+    lambda r, d: (ri(r, 3, 4, low=-50, high=50), ri(r, 4, low=-50, high=50),
+                  ri(r, 4, low=0, high=6)),
+)
+ints(
+    "bitwise_small_ints",
+    lambda m, a, b: (a & b, a | b, ~a, a << 3, a >> 1),
+    lambda r, d: (ri(r, 6, low=-100, high=100, dtype="int8"),
+                  ri(r, 6, low=0, high=255, dtype="uint8")),
+)
+ints(
+    "fmod_ints",
+    lambda m, a, b: (m.fmod(a, b), a.fmod(3), m.fmod(-a, b)),
+    lambda r, d: (ri(r, 3, 4, low=-20, high=20), ri(r, 4, low=1, high=6)),
+)
+case(
+    "xlogy_zeros_and_nan",
+    lambda m, x, y: (m.xlogy(x, y), m.xlogy(x * 0, y), m.xlogy(x * 0, y * float("nan"))),
+    lambda r, d: (rn(r, d, 5), rp(r, d, 5)),
+    grad=False,
+)
+
+
 # elementwise, binary: broadcasting, scalars on either side, operators, in place
 _BC = ((3, 1, 4), (2, 4))
 _BINARY = {
@@ -206,6 +284,14 @@ _BINARY = {
     "minimum": (rd, lambda r, d, *s: rd(r, d, *s, offset=0.061)),
     "pow": (rp, rn),
     "remainder": (rn, rnz),
+    "fmod": (rn, rnz),
+    "atan2": (rn, rnz),
+    "arctan2": (rn, rnz),
+    "hypot": (rnz, rnz),
+    "logaddexp": (rn, rn),
+    "logaddexp2": (rn, rn),
+    "copysign": (rnz, rnz),
+    "xlogy": (rn, rp),
 }
 for _op, (_ga, _gb) in _BINARY.items():
     case(
@@ -213,7 +299,8 @@ for _op, (_ga, _gb) in _BINARY.items():
         lambda m, a, b, op=_op: getattr(m, op)(a, b),
         lambda r, d, ga=_ga, gb=_gb: (ga(r, d, *_BC[0]), gb(r, d, *_BC[1])),
     )
-    if _op not in ("maximum", "minimum"):  # torch takes no scalar there
+    if _op not in ("maximum", "minimum", "atan2", "arctan2", "hypot", "logaddexp",
+                   "logaddexp2"):  # torch takes no scalar there
         case(
             f"{_op}_method_scalar",
             lambda m, a, op=_op: getattr(a, op)(1.5),
@@ -271,7 +358,8 @@ case(
     "operators_inplace", lambda m, a, b: _iops(a * 1, b), lambda r, d: (rp(r, d, 2, 3), rp(r, d, 3))
 )
 _INPLACE_BINARY = [
-    "add", "sub", "mul", "div", "pow", "remainder", "subtract", "multiply", "divide", "true_divide"
+    "add", "sub", "mul", "div", "pow", "remainder", "subtract", "multiply", "divide", "true_divide",
+    "fmod", "atan2", "arctan2", "hypot", "copysign", "xlogy",
 ]
 for _op in _INPLACE_BINARY:
     case(

@@ -6,6 +6,8 @@ writing `out`; Unsupported says an op's attrs have no ONNX form (the exporter li
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import EmberError
@@ -379,6 +381,20 @@ TRANSLATIONS = {
         lambda b, xs, node: b.node("Sub", [b.node("Exp", xs), b.scalar(1, node.output.dtype)])
     ),
     "remainder": _remainder,
+    "fmod": lambda b, node, out: b.node(
+        "Mod", _operands(b, node, node.output.type.dtype), [out], fmod=1
+    ),
+    "log2": _composite(
+        lambda b, xs, node: b.node("Div", [b.node("Log", xs), b.scalar(math.log(2.0),
+                                                                       node.output.dtype)])
+    ),
+    "log10": _composite(
+        lambda b, xs, node: b.node("Div", [b.node("Log", xs), b.scalar(math.log(10.0),
+                                                                       node.output.dtype)])
+    ),
+    "exp2": _composite(
+        lambda b, xs, node: b.node("Pow", [b.scalar(2.0, node.output.dtype), xs[0]])
+    ),
     **{
         op: _compare(onnx_op)
         for op, onnx_op in {
@@ -466,4 +482,16 @@ NOT_EXPORTABLE = {
     "scatter": _NOT_YET,
     "scatter_add": _NOT_YET,
     "repeat": _NOT_YET,
+    "atan2": _NOT_YET,
+    "hypot": _NOT_YET,
+    "logaddexp": _NOT_YET,
+    "logaddexp2": _NOT_YET,
+    "copysign": _NOT_YET,
+    "xlogy": _NOT_YET,
+    "bitwise_and": "ONNX's BitwiseAnd needs opset 18; ember exports opset 17",
+    "bitwise_or": "ONNX's BitwiseOr needs opset 18; ember exports opset 17",
+    "bitwise_xor": "ONNX's BitwiseXor needs opset 18; ember exports opset 17",
+    "bitwise_not": "ONNX's BitwiseNot needs opset 18; ember exports opset 17",
+    "bitwise_left_shift": "ONNX's BitShift takes unsigned integers only",
+    "bitwise_right_shift": "ONNX's BitShift takes unsigned integers only",
 }

@@ -219,3 +219,135 @@ def _clamp(node, g):
 def _masked_fill(node, g):
     mask = node.inputs[1]
     return E.masked_fill(g, mask, 0.0), None
+
+
+# -- inverse trigonometric and hyperbolic functions, logs and powers of 2 and 10 -------------
+# PyTorch's formulas (derivatives.yaml), so gradients round as PyTorch's do
+
+
+@derivative("asin")
+def _asin(node, g):
+    x = node.inputs[0]
+    return (E.mul(g, E.rsqrt(E.add(E.neg(E.mul(x, x)), 1))),)
+
+
+@derivative("acos")
+def _acos(node, g):
+    x = node.inputs[0]
+    return (E.mul(g, E.neg(E.rsqrt(E.add(E.neg(E.mul(x, x)), 1)))),)
+
+
+@derivative("atan")
+def _atan(node, g):
+    x = node.inputs[0]
+    return (E.div(g, E.add(E.mul(x, x), 1)),)
+
+
+@derivative("sinh")
+def _sinh(node, g):
+    return (E.mul(g, E.cosh(node.inputs[0])),)
+
+
+@derivative("cosh")
+def _cosh(node, g):
+    return (E.mul(g, E.sinh(node.inputs[0])),)
+
+
+@derivative("asinh")
+def _asinh(node, g):
+    x = node.inputs[0]
+    return (E.mul(g, E.rsqrt(E.add(E.mul(x, x), 1))),)
+
+
+@derivative("acosh")
+def _acosh(node, g):
+    x = node.inputs[0]
+    return (E.mul(g, E.rsqrt(E.sub(E.mul(x, x), 1))),)
+
+
+@derivative("atanh")
+def _atanh(node, g):
+    x = node.inputs[0]
+    return (E.mul(g, E.div(1, E.sub(1, E.mul(x, x)))),)
+
+
+@derivative("log2")
+def _log2(node, g):
+    return (E.div(g, E.mul(node.inputs[0], math.log(2.0))),)
+
+
+@derivative("log10")
+def _log10(node, g):
+    return (E.div(g, E.mul(node.inputs[0], math.log(10.0))),)
+
+
+@derivative("exp2", save_inputs=False, save_outputs=True)
+def _exp2(node, g):
+    return (E.mul(E.mul(g, node.outputs[0]), math.log(2.0)),)
+
+
+# -- binary float ops ----------------------------------------------------------------------
+
+
+@derivative("atan2")
+def _atan2(node, g):
+    a, b = node.inputs
+    need_a, need_b = node.needs_input_grad
+    scale = E.div(g, E.add(E.mul(a, a), E.mul(b, b)))
+    return (E.mul(scale, b) if need_a else None,
+            E.mul(scale, E.neg(a) if _is_tensor(a) else -a) if need_b else None)
+
+
+@derivative("hypot", save_outputs=True)
+def _hypot(node, g):
+    a, b = node.inputs
+    need_a, need_b = node.needs_input_grad
+    out = node.outputs[0]
+    return (E.div(E.mul(g, a), out) if need_a else None,
+            E.div(E.mul(g, b), out) if need_b else None)
+
+
+def _add_exp_grads(node, g, exp):
+    a, b = node.inputs
+    need_a, need_b = node.needs_input_grad
+    return (E.div(g, E.add(exp(E.sub(b, a)), 1)) if need_a else None,
+            E.div(g, E.add(exp(E.sub(a, b)), 1)) if need_b else None)
+
+
+@derivative("logaddexp")
+def _logaddexp(node, g):
+    return _add_exp_grads(node, g, E.exp)
+
+
+@derivative("logaddexp2")
+def _logaddexp2(node, g):
+    return _add_exp_grads(node, g, E.exp2)
+
+
+@derivative("copysign", save_outputs=True)
+def _copysign(node, g):
+    a, _ = node.inputs
+    need_a, need_b = node.needs_input_grad
+    ga = None
+    if need_a:
+        # the output's sign over the input's: +-1, and 0 where the input is 0 (as PyTorch)
+        ratio = E.div(node.outputs[0], a)
+        ga = E.mul(g, E.where(E.eq(a, 0), 0.0, ratio))
+    return ga, (E.mul(g, 0) if need_b else None)
+
+
+@derivative("xlogy")
+def _xlogy(node, g):
+    x, y = node.inputs
+    need_x, need_y = node.needs_input_grad
+    gx = E.mul(g, E.xlogy(E.cast(E.ne(x, 0), g.dtype), y)) if need_x else None
+    gy = E.div(E.mul(g, x), y) if need_y else None
+    return gx, gy
+
+
+@derivative("fmod")
+def _fmod(node, g):
+    a, b = node.inputs
+    need_a, need_b = node.needs_input_grad
+    gb = E.neg(E.mul(g, E.div(a, b, rounding_mode="trunc"))) if need_b else None
+    return (g if need_a else None), gb

@@ -258,6 +258,16 @@ def _logical_not(x: Operands) -> str:
     return f"(!{truth(x.args[0], x.arg_dtypes[0])})"
 
 
+for _name, _symbol in (("bitwise_and", "&"), ("bitwise_or", "|"), ("bitwise_xor", "^")):
+    TEMPLATES[_name] = _comparison(_symbol)  # the same form: (a op b)
+
+
+@template("bitwise_not")
+def _bitwise_not(x: Operands) -> str:
+    # bool registers are C++ bools, where ~true is -2 (true again): negate them logically
+    return f"(!{x.args[0]})" if x.kind == "b" else f"(({REGISTER[x.dtype]})(~{x.args[0]}))"
+
+
 @template("where", "select")
 def _where(x: Operands) -> str:
     return f"({truth(x.args[0], x.arg_dtypes[0])} ? {x.args[1]} : {x.args[2]})"

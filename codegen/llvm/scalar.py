@@ -261,6 +261,26 @@ def _logical_not(ctx, a, expr):
     return ctx.b.not_(_truth(ctx, a))
 
 
+@template("bitwise_and")
+def _bitwise_and(ctx, a, b, expr):
+    return ctx.b.and_(a, b)
+
+
+@template("bitwise_or")
+def _bitwise_or(ctx, a, b, expr):
+    return ctx.b.or_(a, b)
+
+
+@template("bitwise_xor")
+def _bitwise_xor(ctx, a, b, expr):
+    return ctx.b.xor(a, b)
+
+
+@template("bitwise_not")
+def _bitwise_not(ctx, a, expr):
+    return ctx.b.not_(a)  # every bit flipped: on i1 (bool), logical not
+
+
 @template("where", "select")
 def _where(ctx, cond, a, b, expr):
     return ctx.b.select(_truth(ctx, cond), a, b)

@@ -60,6 +60,23 @@ for _name, _ufunc, _libm, _mathlib, _onnx in (
 ):
     _declare(_name, _float, "f", _ufunc, libm=_libm, mathlib=_mathlib, onnx=_onnx)
 
+# Unary ops on floats that run their eager kernel inside compiled programs too (no fused
+# template yet). aliases: numpy's names, which PyTorch accepts as well.
+for _name, _ufunc, _onnx, _alias in (
+    ("asin",  "arcsin",  "Asin",  "arcsin"),
+    ("acos",  "arccos",  "Acos",  "arccos"),
+    ("atan",  "arctan",  "Atan",  "arctan"),
+    ("sinh",  "sinh",    "Sinh",  None),
+    ("cosh",  "cosh",    "Cosh",  None),
+    ("asinh", "arcsinh", "Asinh", "arcsinh"),
+    ("acosh", "arccosh", "Acosh", "arccosh"),
+    ("atanh", "arctanh", "Atanh", "arctanh"),
+    ("log2",  "log2",    None,    None),
+    ("log10", "log10",   None,    None),
+    ("exp2",  "exp2",    None,    None),
+):
+    _declare(_name, _float, "", _ufunc, onnx=_onnx, aliases=(_alias,) if _alias else ())
+
 # Unary ops that keep their input's dtype (round is ember.round(x, decimals=0), by hand).
 for _name, _ufunc, _libm, _onnx, _extra in (
     ("abs",   "absolute", None,    "Abs",   {"aliases": ("absolute",)}),
@@ -88,6 +105,44 @@ _declare("div", _float, "f", "true_divide", arity=None, onnx="Div",
 _declare("remainder", _no_bool("remainder"), "", arity=2)
 _declare("floor_divide", _no_bool("floor_divide"), "", arity=2)
 _declare("trunc_divide", _no_bool("trunc_divide"), "", arity=None, variants=())
+
+
+# Binary ops on floats (integers compute in the default float dtype), eager kernels only.
+_declare("atan2", _float, "", "arctan2", arity=2, aliases=("arctan2",))
+_declare("hypot", _float, "", "hypot", arity=2)
+_declare("logaddexp", _float, "", "logaddexp", arity=2)
+_declare("logaddexp2", _float, "", "logaddexp2", arity=2)
+_declare("copysign", _float, "", "copysign", arity=2)
+_declare("xlogy", _float, "", None, arity=2)
+# C's fmod: the remainder takes the dividend's sign (remainder: the divisor's)
+_declare("fmod", _no_bool("fmod"), "", None, arity=2)
+
+
+def _integral(op):
+    """Bitwise ops: integer and bool tensors only, in their promoted dtype."""
+
+    def rule(inputs, attrs):
+        out = _same(inputs, attrs)
+        if out.dtype.category == FLOAT:
+            raise runtime_error(f'"{op}" not implemented for \'{out.dtype.name}\': bitwise ops '
+                                "take integer and bool tensors")
+        return out
+
+    return rule
+
+
+for _name, _ufunc in (("bitwise_and", "bitwise_and"), ("bitwise_or", "bitwise_or"),
+                      ("bitwise_xor", "bitwise_xor")):
+    register(_name, kind="elementwise", compute_dtype="output", differentiable=False, arity=2,
+             variants=ALL, fuse="iub", ufunc=_ufunc)(_integral(_name))
+register("bitwise_not", kind="elementwise", compute_dtype="output", differentiable=False,
+         arity=1, variants=ALL, fuse="iub", ufunc="invert")(_integral("bitwise_not"))
+# shifts: a count past the width gives 0 (or -1 for a negative number shifted right), as in
+# PyTorch; numpy's shifts agree, C's would be undefined, so they do not fuse
+for _name, _ufunc in (("bitwise_left_shift", "left_shift"),
+                      ("bitwise_right_shift", "right_shift")):
+    register(_name, kind="elementwise", compute_dtype="output", differentiable=False, arity=2,
+             variants=ALL, ufunc=_ufunc)(_integral(_name))
 
 
 @register("pow", kind="elementwise", compute_dtype="output", variants=ALL, fuse=NOT_BOOL,

@@ -11,7 +11,8 @@ from ...ir.schema import SCHEMAS
 from .registry import KERNELS, kernel
 
 # ops whose edge cases (x/0, log(0), 0**-1) are meant to give inf/nan silently, as in PyTorch
-_QUIET = {"log", "log1p", "sqrt", "div", "pow", "exp", "expm1"}
+_QUIET = {"log", "log1p", "sqrt", "div", "pow", "exp", "expm1", "asin", "acos", "acosh",
+          "atanh", "log2", "log10", "exp2", "sinh", "cosh", "logaddexp", "logaddexp2", "hypot"}
 
 
 def _ufunc_kernel(name: str, quiet: bool):
@@ -106,6 +107,22 @@ def _remainder(xp, a, b):
     _check_integer_divisor(xp, b)
     with np.errstate(all="ignore"):
         return xp.remainder(a, b)
+
+
+@kernel("fmod")
+def _fmod(xp, a, b):
+    _check_integer_divisor(xp, b)
+    with np.errstate(all="ignore"):
+        return xp.fmod(a, b)
+
+
+@kernel("xlogy")
+def _xlogy(xp, x, y):
+    # x * log(y), and 0 where x is 0 unless y is NaN (0 * log(0) would be NaN), as PyTorch
+    with np.errstate(all="ignore"):
+        out = xp.multiply(x, xp.log(y))
+    zero = (xp.asarray(x) == 0) & ~xp.isnan(y)
+    return xp.where(zero, out.dtype.type(0), out)
 
 
 @kernel("trunc_divide")

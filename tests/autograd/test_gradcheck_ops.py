@@ -131,6 +131,38 @@ for _name, _make in [
 ]:
     case(_name, getattr(ember, _name), lambda r, m=_make: m(r, 2, 3), gradgrad=True)
 
+def inside_unit(r, *shape):
+    """Values in (-0.9, 0.9): inside asin's, acos's and atanh's domain, away from its ends."""
+    return _leaf(r.uniform(-0.9, 0.9, shape))
+
+
+for _name, _make in [
+    ("asin", inside_unit),
+    ("acos", inside_unit),
+    ("atan", normal),
+    ("sinh", normal),
+    ("cosh", normal),
+    ("asinh", normal),
+    ("acosh", lambda r, *s: positive(r, *s, low=1.2, high=3.0)),
+    ("atanh", inside_unit),
+    ("log2", positive),
+    ("log10", positive),
+    ("exp2", normal),
+]:
+    case(_name, getattr(ember, _name), lambda r, m=_make: m(r, 2, 3), gradgrad=True)
+for _name, _make in [
+    ("atan2", lambda r: (normal(r, 2, 3), nonzero(r, 3))),
+    ("hypot", lambda r: (nonzero(r, 2, 3), nonzero(r, 3))),
+    ("logaddexp", lambda r: (normal(r, 2, 3), normal(r, 3))),
+    ("logaddexp2", lambda r: (normal(r, 2, 3), normal(r, 3))),
+    ("copysign", lambda r: (nonzero(r, 2, 3), nonzero(r, 3))),
+    ("xlogy", lambda r: (normal(r, 2, 3), positive(r, 3))),
+    ("fmod", lambda r: quotient_pair(r, 2, 3)),
+]:
+    case(_name, getattr(ember, _name), _make, gradgrad=True)
+case("xlogy_scalar_other", lambda x: ember.xlogy(x, 1.5), lambda r: normal(r, 2, 3))
+case("atan2_scalar_first", lambda x: ember.atan2(x, 0.7), lambda r: normal(r, 4))
+
 case("neg_operator", lambda x: -x, lambda r: normal(r, 2, 3), gradgrad=True)
 case("abs_operator", abs, lambda r: nonzero(r, 3, 2), gradgrad=True)
 case("exp_method_3d", lambda x: x.exp(), lambda r: normal(r, 2, 1, 3), gradgrad=True)

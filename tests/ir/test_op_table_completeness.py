@@ -48,6 +48,7 @@ def test_non_differentiable_ops_have_no_derivative():
 # -- every table derived from an op's declaration, or checked against it ----------------------
 
 import os  # noqa: E402
+import re  # noqa: E402
 
 import ember  # noqa: E402
 import numpy as np  # noqa: E402
@@ -85,10 +86,14 @@ def test_a_plain_op_is_its_declared_function(op):
         return
     assert "function" in schema.variants, f"op {op!r} declares an arity but no function"
     fn = getattr(ember, op)
-    x = ember.rand(3, dtype=ember.float64) + 0.5
+    try:
+        x = ember.rand(3, dtype=ember.float64) + 0.5
+        expected = ember.dispatch(op, (x,) if schema.arity == 1 else (x, x * 2))
+    except ember.EmberError:  # an op on integers only (bitwise)
+        x = ember.tensor([1, 6, 12])
+        expected = ember.dispatch(op, (x,) if schema.arity == 1 else (x, x * 2))
     args = (x,) if schema.arity == 1 else (x, x * 2)
     out = fn(*args)
-    expected = ember.dispatch(op, args)
     assert np.array_equal(out.numpy(), expected.numpy(), equal_nan=True)
 
 
@@ -167,6 +172,6 @@ def test_an_elementwise_op_is_spelled_in_few_source_files():
         for name in filenames:
             if name.endswith(".py"):
                 with open(os.path.join(dirpath, name), encoding="utf-8") as f:
-                    if "tanh" in f.read():
+                    if re.search(r"\btanh\b", f.read()):  # not atanh, arctanh
                         found.append(os.path.join(rel, name))
     assert len(found) <= 8, sorted(found)

@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
+from ember.errors import EmberError
 from ember.ir import ops as _ir_ops  # noqa: F401  (registers the schemas)
 from ember.ir.schema import SCHEMAS
 from ember.runtime.kernels import KERNELS
@@ -90,6 +91,17 @@ _FLOAT_UNARY = {
     "tanh": (np.tanh, (-10, 10)),
     "sigmoid": (_in64(_sigmoid64), (-30, 30)),
     "erf": (_in64(_erf64), (-4, 4)),
+    "asin": (_quiet(np.arcsin), (-1.2, 1.2)),
+    "acos": (_quiet(np.arccos), (-1.2, 1.2)),
+    "atan": (np.arctan, (-20, 20)),
+    "sinh": (_quiet(np.sinh), (-20, 20)),
+    "cosh": (_quiet(np.cosh), (-20, 20)),
+    "asinh": (np.arcsinh, (-20, 20)),
+    "acosh": (_quiet(np.arccosh), (0.5, 20)),
+    "atanh": (_quiet(np.arctanh), (-1.2, 1.2)),
+    "log2": (_quiet(np.log2), (-1, 100)),
+    "log10": (_quiet(np.log10), (-1, 100)),
+    "exp2": (_quiet(np.exp2), (-30, 30)),
 }
 _ANY_UNARY = {
     "abs": np.abs,
@@ -148,7 +160,29 @@ _COMPARE = {
     "logical_or": np.logical_or,
     "logical_xor": np.logical_xor,
 }
-_SPECIAL = {"where", "clamp", "cast", "masked_fill"}
+def _xlogy(x, y):
+    with np.errstate(all="ignore"):
+        out = x * np.log(y)
+    return np.where((x == 0) & ~np.isnan(y), 0, out).astype(out.dtype)
+
+
+_FLOAT_BINARY = {
+    "atan2": np.arctan2,
+    "hypot": _quiet(np.hypot),
+    "logaddexp": _quiet(np.logaddexp),
+    "logaddexp2": _quiet(np.logaddexp2),
+    "copysign": np.copysign,
+    "xlogy": _xlogy,
+    "fmod": _quiet(np.fmod),
+}
+_BITWISE = {
+    "bitwise_and": np.bitwise_and,
+    "bitwise_or": np.bitwise_or,
+    "bitwise_xor": np.bitwise_xor,
+    "bitwise_left_shift": np.left_shift,
+    "bitwise_right_shift": np.right_shift,
+}
+_SPECIAL = {"where", "clamp", "cast", "masked_fill", "bitwise_not"}
 _REDUCTIONS = {
     "sum",
     "prod",
@@ -173,6 +207,8 @@ COVERED = (
     | set(_BOOL_UNARY)
     | set(_ARITHMETIC)
     | set(_COMPARE)
+    | set(_FLOAT_BINARY)
+    | set(_BITWISE)
     | _SPECIAL
     | _REDUCTIONS
 )
@@ -744,3 +780,39 @@ def test_sum_over_leading_and_later_dims_equals_one_numpy_sum(dtype, shape, dims
     assert got.shape == want.shape and got.dtype == want.dtype
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("op", sorted(_FLOAT_BINARY))
+def test_float_binary_kernel_matches_numpy(op, dtype):
+    rng = np.random.default_rng(11)
+    a = random_array(rng, (3, 4), dtype, -20, 20)
+    b = random_array(rng, (4,), dtype, -20, 20)
+    if op == "xlogy":
+        a[0, :2] = 0
+        b[0] = np.nan
+    close(KERNELS[op](np, a, b), _FLOAT_BINARY[op](a, b), dtype)
+
+
+@pytest.mark.parametrize("dtype", INTS)
+def test_fmod_kernel_on_integers_takes_the_dividends_sign(dtype):
+    a = np.array([-7, 7, -7, 7, 0], dtype=dtype) if np.dtype(dtype).kind == "i" else \
+        np.array([7, 8, 9, 250, 0], dtype=dtype)
+    b = np.array([3, -3, -3, 3, 5], dtype=dtype) if np.dtype(dtype).kind == "i" else \
+        np.array([3, 3, 4, 7, 5], dtype=dtype)
+    np.testing.assert_array_equal(KERNELS["fmod"](np, a, b), np.fmod(a, b))
+    with pytest.raises(EmberError, match="division by zero"):
+        KERNELS["fmod"](np, a, np.zeros_like(b))
+
+
+@pytest.mark.parametrize("dtype", INTS + (np.bool_,))
+@pytest.mark.parametrize("op", sorted(_BITWISE))
+def test_bitwise_kernel_matches_numpy(op, dtype):
+    if op.endswith("shift") and dtype is np.bool_:
+        return
+    rng = np.random.default_rng(12)
+    a = random_array(rng, (3, 4), dtype, -100, 100)
+    b = random_array(rng, (4,), dtype, 0, 12) if op.endswith("shift") else \
+        random_array(rng, (4,), dtype, -100, 100)
+    np.testing.assert_array_equal(KERNELS[op](np, a, b), _BITWISE[op](a, b))
+    np.testing.assert_array_equal(KERNELS["bitwise_not"](np, a), np.invert(a))
