@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import ember
-from ember._tensor import dispatch
 import ember._tensor.hooks as tensor_module
 import numpy as np
 import pytest
 from ember import ops as E
+from ember._tensor import dispatch
 from ember.autograd import gradcheck, gradgradcheck
 from ember.ir.schema import SCHEMAS
 
