@@ -89,6 +89,7 @@ _EXPORTS = {
     "script": "tracer",
     "trace": "tracer",
     "explain": "tracer",
+    "compile": "tracer",
     "export": "tracer.export",
     # errors
     **{
@@ -124,11 +125,13 @@ _SUBMODULES = {
     "utils",
     "serialization",
     "distributed",
+    "backends",
 }
 # public submodules that live elsewhere: ember.onnx is tracer/onnx_export.py (so that inside
 # ember an absolute `import onnx` always finds the real onnx package); ember.ops, the op
 # functions, is the tensor layer's
-_RENAMED_SUBMODULES = {"onnx": "tracer.onnx_export", "ops": "_tensor.ops"}
+_RENAMED_SUBMODULES = {"onnx": "tracer.onnx_export", "ops": "_tensor.ops",
+                       "accelerator": "runtime.accelerator"}
 # the layers that run tensor code: loading one also loads the tracer, which plugs its
 # compiler into the tensor layer (_tensor/hooks.py), since that layer never imports it
 _TENSOR_CODE = ("_tensor", "nn", "optim", "autograd", "utils", "distributed")

@@ -90,6 +90,10 @@ _SAME_NAME = [
     "std_mean",
     "softmax",
     "log_softmax",
+    "argsort",
+    "msort",
+    "topk",
+    "kthvalue",
 ]
 
 for _schema in declared("method"):

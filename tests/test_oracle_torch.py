@@ -269,6 +269,40 @@ case(
 )
 
 
+case(
+    "sort_argsort_msort",
+    lambda m, x: (
+        m.sort(x)[0], m.sort(x, dim=0, descending=True).values, x.sort(1)[1],
+        m.argsort(x, dim=-1, descending=True), x.argsort(0), m.msort(x),
+        m.sort(x, stable=True, dim=1).indices,
+    ),
+    lambda r, d: (rd(r, d, 4, 5),),
+)
+case(
+    "topk_kthvalue",
+    lambda m, x: (
+        m.topk(x, 3)[0], x.topk(2, dim=0, largest=False).values, m.topk(x, 2, dim=1).indices,
+        m.kthvalue(x, 2).values, x.kthvalue(3, dim=0, keepdim=True)[0],
+        m.kthvalue(x, 1, 1)[1],
+    ),
+    lambda r, d: (rd(r, d, 4, 5),),
+)
+case(
+    "sort_nan_and_ties_stable",
+    lambda m, x: (
+        m.sort(x, stable=True), m.sort(x, descending=True, stable=True),
+        m.argsort(x, stable=True),
+    ),
+    lambda r, d: (np.array([[3.0, 1.0, np.nan, 1.0, 2.0], [0.0, -1.0, 5.0, 5.0, np.nan]], d),),
+    grad=False,
+)
+ints(
+    "sort_ints",
+    lambda m, x: (m.sort(x, stable=True), m.topk(x + m.arange(5), 2).values),
+    lambda r, d: (ri(r, 3, 5),),
+)
+
+
 # elementwise, binary: broadcasting, scalars on either side, operators, in place
 _BC = ((3, 1, 4), (2, 4))
 _BINARY = {
@@ -1962,3 +1996,27 @@ def test_every_mirrored_op_and_method_is_exercised():
     assert len(wanted) > 200
     missing = sorted(name for name, key in wanted.items() if key not in called)
     assert not missing, f"ember ops and methods that no oracle case calls: {missing}"
+
+
+@pytest.mark.oracle
+def test_reductions_accept_numpys_axis_and_keepdims_as_pytorch_does():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    e, t = ember.tensor(x), torch.tensor(x)
+    for name in ("sum", "mean", "prod", "std", "var", "amax", "amin", "logsumexp"):
+        for kwargs in ({"axis": 1}, {"dim": 1, "keepdims": True}, {"axis": 0, "keepdims": True}):
+            np.testing.assert_allclose(getattr(ember, name)(e, **kwargs).numpy(),
+                                       getattr(torch, name)(t, **kwargs).numpy(), rtol=1e-6)
+    for name in ("max", "min"):
+        ours, theirs = getattr(e, name)(axis=1, keepdims=True), getattr(t, name)(axis=1,
+                                                                            keepdims=True)
+        np.testing.assert_array_equal(ours.indices.numpy(), theirs.indices.numpy())
+    for name in ("argmax", "argmin", "all", "any", "count_nonzero", "cumsum", "softmax",
+                 "log_softmax"):
+        arg_e, arg_t = (e > 0, t > 0) if name in ("all", "any") else (e, t)
+        np.testing.assert_allclose(getattr(ember, name)(arg_e, axis=1).numpy(),
+                                   getattr(torch, name)(arg_t, axis=1).numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(ember.sort(e, axis=0).indices.numpy(),
+                                  torch.sort(t, axis=0).indices.numpy())
+    with pytest.raises(ember.EmberError, match="both dim= and its alias axis="):
+        e.sum(dim=0, axis=1)

@@ -6,11 +6,13 @@ import functools
 import inspect
 
 from .._tensor import hooks as _hooks
+from ..errors import EmberError
 from .guards import SameTensor, simple_value
 from .script import ScriptFallback, ScriptFunction
 from .tracer import trace
 
-__all__ = ["ScriptFallback", "ScriptFunction", "ScriptModule", "explain", "script", "trace"]
+__all__ = ["ScriptFallback", "ScriptFunction", "ScriptModule", "compile", "explain", "script",
+           "trace"]
 
 
 def _quiet_script(fn, name: str) -> ScriptFunction:
@@ -125,6 +127,35 @@ def script(fn=None, *, strict: bool = False, dynamic=None, max_specializations: 
         return ScriptFunction(target, **options)
 
     return wrap(fn) if fn is not None else wrap
+
+
+_COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune",
+                  "max-autotune-no-cudagraphs")
+_COMPILE_BACKENDS = ("inductor", "eager", "aot_eager", "cudagraphs")
+
+
+def compile(model=None, *, fullgraph: bool = False, dynamic=None, backend="inductor",
+            mode=None, options=None, disable: bool = False):
+    """torch.compile's signature over ember.script: fullgraph=True is strict=True (a graph
+    break raises instead of running eagerly), dynamic as in ember.script. mode, the named
+    backends and options are accepted and all mean ember's one compiler; disable=True returns
+    model unchanged. As a decorator too."""
+    if mode not in _COMPILE_MODES:
+        raise EmberError(f"ember.compile: unknown mode {mode!r}; expected one of "
+                         f"{', '.join(repr(m) for m in _COMPILE_MODES)}")
+    if not (isinstance(backend, str) and backend in _COMPILE_BACKENDS):
+        raise EmberError(f"ember.compile: backend {backend!r} is not available: ember "
+                         f"compiles with its own compiler (backends accepted by name: "
+                         f"{', '.join(_COMPILE_BACKENDS)})")
+    if options is not None and not isinstance(options, dict):
+        raise EmberError(f"ember.compile: options must be a dict, got {type(options).__name__}")
+
+    def wrap(target):
+        if disable:
+            return target
+        return script(target, strict=bool(fullgraph), dynamic=dynamic)
+
+    return wrap(model) if model is not None else wrap
 
 
 def explain(fn, *args, **kwargs) -> str:

@@ -483,6 +483,7 @@ NOT_EXPORTABLE = {
     "scatter_add": _NOT_YET,
     "repeat": _NOT_YET,
     "atan2": _NOT_YET,
+    "sort": _NOT_YET,
     "hypot": _NOT_YET,
     "logaddexp": _NOT_YET,
     "logaddexp2": _NOT_YET,

@@ -15,6 +15,7 @@ from .index import *  # noqa: F403
 from .nn import *  # noqa: F403
 from .reduce import *  # noqa: F403
 from .shape import *  # noqa: F403
+from .sort import *  # noqa: F403
 
 globals().update(PLAIN)
 # ember.negative is ember.neg, ember.clip is ember.clamp, ...

@@ -14,7 +14,7 @@ from ..factories import full_like
 from ..tensor import Tensor
 from .elementwise import cast, div, exp, sub
 from .index import index_select
-from .reduce import amax, logsumexp, sum
+from .reduce import _numpy_keywords, amax, logsumexp, sum
 from .shape import pad, squeeze, unsqueeze
 
 # -- linear algebra and nn primitives --------------------------------------------------------
@@ -173,6 +173,7 @@ def promote_types_(a, b):
     return promote_types(as_dtype(a), as_dtype(b))
 
 
+@_numpy_keywords
 def softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     """exp(x) / sum(exp(x)) along dim, the max subtracted first (torch.softmax)."""
     if dtype is not None:
@@ -183,6 +184,7 @@ def softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     return div(e, sum(e, dim, keepdim=True))
 
 
+@_numpy_keywords
 def log_softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     """x - logsumexp(x) along dim, finite for finite x (torch.log_softmax)."""
     if dtype is not None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
+from ...errors import type_error
 from ...ir.dtypes import get_default_dtype, int64
 from ...ir.schema import normalize_dim, normalize_dims
 from ..dispatch import dispatch
@@ -12,6 +14,24 @@ from ..tensor import Tensor
 from .elementwise import abs, cast, eq, ne, pow, sqrt, where
 
 # -- reductions ------------------------------------------------------------------------------
+
+
+def _numpy_keywords(fn):
+    """Accept numpy's axis= for dim= and keepdims= for keepdim=, as PyTorch does."""
+
+    @functools.wraps(fn)
+    def reduction(*args, **kwargs):
+        if kwargs and ("axis" in kwargs or "keepdims" in kwargs):
+            for alias, name in (("axis", "dim"), ("keepdims", "keepdim")):
+                if alias in kwargs:
+                    if name in kwargs:
+                        raise type_error(f"{fn.__name__}() got both {name}= and its alias "
+                                         f"{alias}=")
+                    kwargs[name] = kwargs.pop(alias)
+        return fn(*args, **kwargs)
+
+    return reduction
+
 
 
 def _dims(input, dim):
@@ -24,24 +44,28 @@ def _sum_dims(input, dim):
     return normalize_dims(None if isinstance(dim, (tuple, list)) and not dim else dim, input.ndim)
 
 
+@_numpy_keywords
 def sum(input, dim=None, keepdim=False, *, dtype=None) -> Tensor:
     if dtype is not None:
         input = cast(input, dtype)
     return dispatch("sum", (input,), {"dims": _sum_dims(input, dim), "keepdim": keepdim})
 
 
+@_numpy_keywords
 def prod(input, dim=None, keepdim=False, *, dtype=None) -> Tensor:
     if dtype is not None:
         input = cast(input, dtype)
     return dispatch("prod", (input,), {"dims": _sum_dims(input, dim), "keepdim": keepdim})
 
 
+@_numpy_keywords
 def mean(input, dim=None, keepdim=False, *, dtype=None) -> Tensor:
     if dtype is not None:
         input = cast(input, dtype)
     return dispatch("mean", (input,), {"dims": _sum_dims(input, dim), "keepdim": keepdim})
 
 
+@_numpy_keywords
 def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None) -> Tensor:
     if isinstance(dim, bool):  # var(x, False): the positional 'unbiased' form
         unbiased, dim = dim, None
@@ -54,33 +78,39 @@ def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None) -> Te
     )
 
 
+@_numpy_keywords
 def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None) -> Tensor:
     return _root(var(input, dim, unbiased, keepdim, correction=correction), 2)
 
 
+@_numpy_keywords
 def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     if isinstance(dim, bool):  # var_mean(x, False): the positional 'unbiased' form
         unbiased, dim = dim, None
     return var(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
 
 
+@_numpy_keywords
 def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     if isinstance(dim, bool):
         unbiased, dim = dim, None
     return std(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
 
 
+@_numpy_keywords
 def logsumexp(input, dim, keepdim=False) -> Tensor:
     if not input.dtype.is_floating_point:  # integers and bool reduce in the default float
         input = cast(input, get_default_dtype())
     return dispatch("logsumexp", (input,), {"dims": _dims(input, dim), "keepdim": keepdim})
 
 
+@_numpy_keywords
 def amax(input, dim=(), keepdim=False) -> Tensor:
     dims = _dims(input, None if dim == () else dim)
     return dispatch("amax", (input,), {"dims": dims, "keepdim": keepdim})
 
 
+@_numpy_keywords
 def amin(input, dim=(), keepdim=False) -> Tensor:
     dims = _dims(input, None if dim == () else dim)
     return dispatch("amin", (input,), {"dims": dims, "keepdim": keepdim})
@@ -112,34 +142,41 @@ def _max_or_min(op, full_op, input, dim, keepdim, other):
     return _ValuesIndices(dispatch(op, (input,), {"dim": dim, "keepdim": keepdim}))
 
 
+@_numpy_keywords
 def max(input, dim=None, keepdim=False, *, other=None):
     return _max_or_min("max_dim", "amax", input, dim, keepdim, other)
 
 
+@_numpy_keywords
 def min(input, dim=None, keepdim=False, *, other=None):
     return _max_or_min("min_dim", "amin", input, dim, keepdim, other)
 
 
+@_numpy_keywords
 def argmax(input, dim=None, keepdim=False) -> Tensor:
     if dim is not None:
         dim = normalize_dim(dim, input.ndim)
     return dispatch("argmax", (input,), {"dim": dim, "keepdim": keepdim})
 
 
+@_numpy_keywords
 def argmin(input, dim=None, keepdim=False) -> Tensor:
     if dim is not None:
         dim = normalize_dim(dim, input.ndim)
     return dispatch("argmin", (input,), {"dim": dim, "keepdim": keepdim})
 
 
+@_numpy_keywords
 def all(input, dim=None, keepdim=False) -> Tensor:
     return dispatch("all", (input,), {"dims": _dims(input, dim), "keepdim": keepdim})
 
 
+@_numpy_keywords
 def any(input, dim=None, keepdim=False) -> Tensor:
     return dispatch("any", (input,), {"dims": _dims(input, dim), "keepdim": keepdim})
 
 
+@_numpy_keywords
 def cumsum(input, dim, *, dtype=None) -> Tensor:
     if dtype is not None:
         input = cast(input, dtype)
@@ -165,5 +202,6 @@ def _root(total, p):
     return where(zero, 0.0, sqrt(safe) if p == 2 else pow(safe, 1.0 / p))
 
 
+@_numpy_keywords
 def count_nonzero(input, dim=None):
     return sum(ne(input, 0), dim)

@@ -90,6 +90,16 @@ def _max_dim(node, g_values, g_indices):
     return (E.scatter(zeros(shape, dtype=dtype, device=dev), dim, indices, g_values),)
 
 
+@derivative("sort", save_inputs=False, save_outputs=True)
+def _sort(node, g_values, g_indices):
+    shape, dtype, dev = node.input_meta[0]
+    if len(shape) == 0:
+        return (g_values,)
+    # each value's gradient goes back to where it came from
+    return (E.scatter(zeros(shape, dtype=dtype, device=dev), node.attrs["dim"],
+                      node.outputs[1], g_values),)
+
+
 @derivative("cumsum", save_inputs=False)
 def _cumsum(node, g):
     dim = node.attrs["dim"]

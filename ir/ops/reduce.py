@@ -116,6 +116,14 @@ register("all", kind="reduction", differentiable=False)(_logical)
 register("any", kind="reduction", differentiable=False)(_logical)
 
 
+@register("sort", kind="reduction", num_outputs=2, variants=("function", "method"))
+def _sort(inputs, attrs):
+    """(values, indices) along attrs["dim"], ascending or descending; stable."""
+    (x,) = inputs
+    normalize_dim(attrs["dim"], len(x.shape))
+    return TensorType(tuple(x.shape), x.dtype), TensorType(tuple(x.shape), int64)
+
+
 @register("cumsum", kind="reduction")
 def _cumsum(inputs, attrs):
     (x,) = inputs

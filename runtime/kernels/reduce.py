@@ -106,6 +106,22 @@ def _values_indices(xp, x, dim, keepdim, pick):
     return values, idx.astype(np.int64, copy=False)
 
 
+@kernel("sort")
+def _sort(xp, x, dim, descending):
+    """Stable, NaN last ascending and first descending (NaN is the greatest), as PyTorch's."""
+    if x.ndim == 0:
+        return x.copy(), xp.zeros((), dtype=np.int64)
+    if descending:
+        # the reversed row sorted ascending, reversed back: descending, ties in their order
+        n = x.shape[dim]
+        flipped = xp.flip(x, axis=dim)
+        idx = xp.flip(xp.argsort(flipped, axis=dim, kind="stable"), axis=dim)
+        idx = (n - 1) - idx
+    else:
+        idx = xp.argsort(x, axis=dim, kind="stable")
+    return xp.take_along_axis(x, idx, axis=dim), idx.astype(np.int64, copy=False)
+
+
 @kernel("max_dim")
 def _max_dim(xp, x, dim, keepdim):
     return _values_indices(xp, x, dim, keepdim, xp.argmax)

@@ -163,6 +163,10 @@ for _name, _make in [
 case("xlogy_scalar_other", lambda x: ember.xlogy(x, 1.5), lambda r: normal(r, 2, 3))
 case("atan2_scalar_first", lambda x: ember.atan2(x, 0.7), lambda r: normal(r, 4))
 
+case("sort", lambda x: ember.sort(x, dim=1, descending=True).values, lambda r: distinct(r, 3, 4),
+     gradgrad=True)
+case("topk", lambda x: ember.topk(x, 2, dim=0).values * 2, lambda r: distinct(r, 3, 4))
+case("kthvalue", lambda x: x.kthvalue(2, dim=1).values, lambda r: distinct(r, 3, 4))
 case("neg_operator", lambda x: -x, lambda r: normal(r, 2, 3), gradgrad=True)
 case("abs_operator", abs, lambda r: nonzero(r, 3, 2), gradgrad=True)
 case("exp_method_3d", lambda x: x.exp(), lambda r: normal(r, 2, 1, 3), gradgrad=True)

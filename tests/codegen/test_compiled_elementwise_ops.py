@@ -1,4 +1,4 @@
-"""Compiled equals eager for the elementwise ops that joined through their declarations:
+"""Compiled equals eager for the ops that joined through their declarations (sorting too):
 the inverse trigonometric and hyperbolic functions, log2/log10/exp2, the binary float ops
 (eager kernels inside a compiled program) and the bitwise ops (fused), values and gradients."""
 
@@ -98,3 +98,16 @@ def test_bool_operators_stay_logical_ops():
     np.testing.assert_array_equal(fn(a, b).numpy(), [True, False, False])
     seen = {node.op for node in fn.graph.nodes}
     assert seen == {"logical_and", "logical_or", "logical_xor", "logical_not"}, seen
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_compiled_sort_and_topk_equal_eager(dtype):
+    x = np.random.default_rng(3).permutation(48).reshape(6, 8).astype(dtype) / 7
+
+    def fn(t):
+        values, indices = t.sort(dim=0, descending=True)
+        top = ember.topk(t, 3).values
+        kth = t.kthvalue(2)[0].sum()
+        return values[:2].sum(0) + top.sum(1).mean() + indices.float().mean() + kth
+
+    _compare(fn, [x], grad=True)

@@ -198,6 +198,7 @@ _REDUCTIONS = {
     "argmax",
     "argmin",
     "cumsum",
+    "sort",
 }
 
 COVERED = (
@@ -816,3 +817,21 @@ def test_bitwise_kernel_matches_numpy(op, dtype):
         random_array(rng, (4,), dtype, -100, 100)
     np.testing.assert_array_equal(KERNELS[op](np, a, b), _BITWISE[op](a, b))
     np.testing.assert_array_equal(KERNELS["bitwise_not"](np, a), np.invert(a))
+
+
+@pytest.mark.parametrize("dtype", FLOATS + (np.int64,))
+def test_sort_kernel_is_stable_with_nan_greatest(dtype):
+    rng = np.random.default_rng(13)
+    x = rng.integers(-3, 3, (4, 9)).astype(dtype)  # many ties
+    if np.dtype(dtype).kind == "f":
+        x[1, 2] = x[3, 0] = np.nan
+    for dim in (0, 1):
+        values, idx = KERNELS["sort"](np, x, dim, False)
+        expected = np.argsort(x, axis=dim, kind="stable")
+        np.testing.assert_array_equal(idx, expected)
+        np.testing.assert_array_equal(values, np.take_along_axis(x, expected, dim))
+        values, idx = KERNELS["sort"](np, x, dim, True)
+        # descending: NaN first, ties in their original order
+        key = np.where(np.isnan(x), -np.inf, -x) if np.dtype(dtype).kind == "f" else -x
+        expected = np.argsort(key, axis=dim, kind="stable")
+        np.testing.assert_array_equal(idx, expected)
