@@ -66,6 +66,15 @@ _EXPORTS = {
             "rand_like",
             "randn_like",
             "randint_like",
+            "FloatTensor",
+            "DoubleTensor",
+            "HalfTensor",
+            "LongTensor",
+            "IntTensor",
+            "ShortTensor",
+            "CharTensor",
+            "ByteTensor",
+            "BoolTensor",
         )
     },
     # autograd

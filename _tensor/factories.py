@@ -392,3 +392,33 @@ def _rebuild(array, requires_grad, dev):
     if requires_grad:
         t.requires_grad_(True)
     return t
+
+
+def _typed_constructor(name: str, dtype: str):
+    """torch.FloatTensor and friends: FloatTensor(2, 3) is an uninitialized 2x3 float32
+    tensor, FloatTensor([1, 2]) a float32 tensor of that data."""
+
+    def construct(*args, device=None):
+        if len(args) == 1 and not isinstance(args[0], int):
+            data = args[0]
+            if isinstance(data, Tensor):
+                return data.to(dtype=dtype)
+            return tensor(data, dtype=dtype, device=device)
+        if not all(isinstance(d, int) and not isinstance(d, bool) for d in args):
+            raise type_error(f"{name}(): expected a sequence of data or integer sizes, got "
+                             f"{', '.join(type(a).__name__ for a in args)}")
+        return empty(*(args or (0,)), dtype=dtype, device=device)
+
+    construct.__name__ = construct.__qualname__ = name
+    return construct
+
+
+FloatTensor = _typed_constructor("FloatTensor", "float32")
+DoubleTensor = _typed_constructor("DoubleTensor", "float64")
+HalfTensor = _typed_constructor("HalfTensor", "float16")
+LongTensor = _typed_constructor("LongTensor", "int64")
+IntTensor = _typed_constructor("IntTensor", "int32")
+ShortTensor = _typed_constructor("ShortTensor", "int16")
+CharTensor = _typed_constructor("CharTensor", "int8")
+ByteTensor = _typed_constructor("ByteTensor", "uint8")
+BoolTensor = _typed_constructor("BoolTensor", "bool")

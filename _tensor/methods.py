@@ -94,6 +94,13 @@ _SAME_NAME = [
     "msort",
     "topk",
     "kthvalue",
+    "isclose",
+    "frac",
+    "roll",
+    "diagonal",
+    "diag",
+    "repeat_interleave",
+    "multinomial",
 ]
 
 for _schema in declared("method"):
@@ -109,6 +116,8 @@ for _name in _SAME_NAME:
         setattr(Tensor, _name, getattr(E, _name))
 
 Tensor.type_as = lambda self, other: E.cast(self, other.dtype)
+Tensor.moveaxis = E.movedim
+Tensor.frac_ = lambda self: self.sub_(E.trunc(self))
 Tensor.mT = property(E.mT)
 Tensor.T = property(lambda self: E.permute(self, *reversed(range(self.ndim))))
 Tensor.__getitem__ = getitem

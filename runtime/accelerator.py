@@ -3,7 +3,8 @@ accelerator): is one usable, which, how many, and waiting for it."""
 
 from __future__ import annotations
 
-from .device import device, device_count as _device_count, is_cuda_available
+from .device import device, is_cuda_available
+from .device import device_count as _device_count
 
 
 def is_available() -> bool:

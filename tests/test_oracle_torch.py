@@ -303,6 +303,40 @@ ints(
 )
 
 
+case(
+    "roll_diagonal_repeat_interleave_frac",
+    lambda m, a: (
+        m.roll(a, 2), m.roll(a, (1, -3), (0, 2)), a.roll(-1, 1),
+        m.diagonal(a, 1, 1, 2), a.diagonal(-1, 0, 2), m.diag(a[0]), a[0].diag(1),
+        m.diag(a[0, 0], 2), m.repeat_interleave(a, 2, dim=1), a.repeat_interleave(3),
+        m.frac(a * 3), (a * 3).frac(), (a * 3).frac_(), m.moveaxis(a, 0, 2), a.moveaxis(1, 0),
+    ),
+    lambda r, d: (rn(r, d, 3, 4, 5),),
+)
+case(
+    "isclose",
+    lambda m, a, b: (m.isclose(a, b), a.isclose(b, rtol=0.5), m.isclose(a, a + 1e-9),
+                     m.isclose(a, b, atol=1.0, equal_nan=True)),
+    lambda r, d: (rn(r, d, 3, 4), rn(r, d, 4)),
+    grad=False,
+)
+ints(
+    "meshgrid_repeat_interleave_counts",
+    lambda m, a, b, n: (
+        *m.meshgrid(a, b, indexing="xy"), *m.meshgrid(a, b, indexing="ij"),
+        m.repeat_interleave(b, n), b.repeat_interleave(n, dim=0),
+    ),
+    lambda r, d: (ri(r, 3), ri(r, 4), ri(r, 4, low=0, high=3)),
+)
+case(
+    "multinomial_on_certain_distributions",  # one category per row: no randomness to compare
+    lambda m, p: (m.multinomial(p, 3, replacement=True), p.multinomial(1),
+                  m.multinomial(p[0], 2, True)),
+    lambda r, d: (NoGrad(np.eye(4, dtype=d)[[2, 0, 3]]),),
+    grad=False,
+)
+
+
 # elementwise, binary: broadcasting, scalars on either side, operators, in place
 _BC = ((3, 1, 4), (2, 4))
 _BINARY = {
@@ -2020,3 +2054,56 @@ def test_reductions_accept_numpys_axis_and_keepdims_as_pytorch_does():
                                   torch.sort(t, axis=0).indices.numpy())
     with pytest.raises(ember.EmberError, match="both dim= and its alias axis="):
         e.sum(dim=0, axis=1)
+
+
+@pytest.mark.oracle
+def test_rearranging_ops_match_torch():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 4, 5))
+    e, t = ember.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+
+    def run(m, a):
+        return [
+            m.roll(a, 2), m.roll(a, (1, -3), (0, 2)), a.roll(-1, 1),
+            m.diagonal(a, 1, 1, 2), a.diagonal(-1, 0, 2), m.diag(a[0]), m.diag(a[0, 0], 2),
+            m.diag(a[1, :, 1], -1), a[0].diag(1),
+            m.repeat_interleave(a, 2, dim=1), a.repeat_interleave(3), m.repeat_interleave(
+                a, (m.arange(5) % 3) if m is torch else ember.arange(5) % 3, dim=2),
+            m.frac(a * 3), m.moveaxis(a, 0, 2), a.moveaxis(1, 0),
+        ]
+
+    ours, theirs = run(ember, e), run(torch, t)
+    for o, r in zip(ours, theirs):
+        np.testing.assert_allclose(o.detach().numpy(), r.detach().numpy(), rtol=1e-12)
+    sum(o.sum() * (k + 1) for k, o in enumerate(ours)).backward()
+    sum(r.sum() * (k + 1) for k, r in enumerate(theirs)).backward()
+    np.testing.assert_allclose(e.grad.numpy(), t.grad.numpy(), rtol=1e-12)
+    for indexing in ("ij", "xy"):
+        for o, r in zip(ember.meshgrid(ember.arange(3), ember.arange(4), ember.arange(2),
+                                       indexing=indexing),
+                        torch.meshgrid(torch.arange(3), torch.arange(4), torch.arange(2),
+                                       indexing=indexing)):
+            np.testing.assert_array_equal(o.numpy(), r.numpy())
+
+
+@pytest.mark.oracle
+def test_isclose_matches_torch_on_special_values():
+    a = np.array([1.0, 1.0 + 1e-6, np.nan, np.inf, -np.inf, 2.0, 0.0, np.nan], np.float32)
+    b = np.array([1.0, 1.0, np.nan, np.inf, np.inf, 2.1, 1e-9, 1.0], np.float32)
+    for kwargs in ({}, {"equal_nan": True}, {"rtol": 0.1, "atol": 0.0}):
+        np.testing.assert_array_equal(
+            ember.isclose(ember.tensor(a), ember.tensor(b), **kwargs).numpy(),
+            torch.isclose(torch.tensor(a), torch.tensor(b), **kwargs).numpy())
+    np.testing.assert_array_equal(ember.tensor([1, 2, 3]).isclose(ember.tensor([1, 2, 4])).numpy(),
+                                  torch.tensor([1, 2, 3]).isclose(torch.tensor([1, 2, 4])).numpy())
+
+
+@pytest.mark.oracle
+def test_typed_constructors_match_torch():
+    for name in ("FloatTensor", "DoubleTensor", "LongTensor", "IntTensor", "BoolTensor",
+                 "ByteTensor"):
+        ours, theirs = getattr(ember, name)([1, 0, 2]), getattr(torch, name)([1, 0, 2])
+        assert str(ours.dtype).split(".")[-1] == str(theirs.dtype).split(".")[-1]
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+        assert tuple(getattr(ember, name)(2, 3).shape) == (2, 3)
+        assert tuple(getattr(ember, name)().shape) == tuple(getattr(torch, name)().shape)

@@ -9,11 +9,13 @@ alias (ember.negative, ember.clip) are made from the op declarations (ir/ops).
 from __future__ import annotations
 
 from ...ir.schema import declared
+from .arrange import *  # noqa: F403
 from .elementwise import *  # noqa: F403
 from .elementwise import PLAIN
 from .index import *  # noqa: F403
 from .nn import *  # noqa: F403
 from .reduce import *  # noqa: F403
+from .sampling import *  # noqa: F403
 from .shape import *  # noqa: F403
 from .sort import *  # noqa: F403
 

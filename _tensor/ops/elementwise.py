@@ -3,12 +3,13 @@ as ember.exp, are made from their declarations in ir/ops)."""
 
 from __future__ import annotations
 
+import builtins
 import math
 
 import numpy as np
 
-from ...errors import type_error, value_error
-from ...ir.dtypes import as_dtype
+from ...errors import runtime_error, type_error, value_error
+from ...ir.dtypes import as_dtype, get_default_dtype
 from ...ir.schema import NUMBER, OpSchema, declared
 from ..dispatch import dispatch
 from ..tensor import Tensor
@@ -34,8 +35,9 @@ def _plain(schema: OpSchema):
 # ember.exp(x), ember.mul(x, y), ...: the plain ops' functions, made from their declarations
 PLAIN = {s.name: _plain(s) for s in declared("function") if s.arity is not None}
 globals().update(PLAIN)
-abs, eq, ne, lt, gt, mul, logical_not, logical_or = (  # the ones used below
-    PLAIN[name] for name in ("abs", "eq", "ne", "lt", "gt", "mul", "logical_not", "logical_or")
+abs, eq, ne, lt, le, gt, mul, logical_and, logical_not, logical_or = (  # the ones used below
+    PLAIN[name] for name in ("abs", "eq", "ne", "lt", "le", "gt", "mul", "logical_and",
+                             "logical_not", "logical_or")
 )
 
 
@@ -147,6 +149,37 @@ def zeros_like_bool(input):
 
 def lerp(input, end, weight):
     return input + weight * (end - input)
+
+
+def isclose(input, other, rtol: float = 1e-5, atol: float = 1e-8,
+            equal_nan: bool = False) -> Tensor:
+    """|input - other| <= atol + rtol * |other| elementwise, as PyTorch's: equal values
+    (infinities included) are close, NaN is close to NaN only with equal_nan."""
+    if rtol < 0 or atol < 0:
+        raise value_error(f"isclose: rtol and atol must be non-negative, got rtol={rtol} and "
+                          f"atol={atol}")
+    close = eq(input, other)
+    floating = any(getattr(x, "dtype", None) is not None and x.dtype.is_floating_point
+                   for x in (input, other))
+    if not floating:
+        a = cast(input, get_default_dtype()) if isinstance(input, Tensor) else input
+        b = cast(other, get_default_dtype()) if isinstance(other, Tensor) else other
+    else:
+        a, b = input, other
+    if equal_nan and floating:
+        close = logical_or(close, logical_and(ne(a, a), ne(b, b)))
+    difference = abs(sub(a, b))
+    allowed = add(abs(mul(b, rtol)) if isinstance(b, Tensor) else builtins.abs(b * rtol), atol)
+    finite = eq(difference, difference) if not floating else logical_not(
+        logical_or(ne(difference, difference), eq(difference, math.inf)))
+    return logical_or(close, logical_and(finite, le(difference, allowed)))
+
+
+def frac(input: Tensor) -> Tensor:
+    """The fractional part, with input's sign: input - trunc(input)."""
+    if not input.dtype.is_floating_point:
+        raise runtime_error(f'"frac" not implemented for \'{input.dtype.name}\'')
+    return sub(input, dispatch("trunc", (input,)))
 
 
 def allclose(input, other, rtol=1e-5, atol=1e-8, equal_nan=False) -> bool:

@@ -332,3 +332,6 @@ def movedim(input, source, destination):
     for dst, src in sorted(zip(destination, source)):
         order.insert(dst, src)
     return permute(input, *order)
+
+
+moveaxis = movedim

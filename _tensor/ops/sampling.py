@@ -1,0 +1,57 @@
+"""Sampling from a distribution given as a tensor: ember.multinomial."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import runtime_error
+from ...runtime import random
+from ...runtime.device import array_module
+from .. import hooks
+from ..tensor import Tensor
+
+
+def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *,
+                generator=None) -> Tensor:
+    """num_samples category indices per row of input (1-D or 2-D, weights that need not sum
+    to 1), with or without replacement. Without replacement, a row's samples are distinct, in
+    the order drawn (Gumbel-top-k: the k smallest of E / w for exponential E, the same
+    distribution as drawing one by one). The numbers come from ember's generator, not torch's."""
+    hooks.stop_trace("the random sampler ember.multinomial (its numbers would be frozen)")
+    if input.ndim not in (1, 2):
+        raise runtime_error(f"prob_dist must be 1 or 2 dim, got {input.ndim}")
+    if not input.dtype.is_floating_point:
+        raise runtime_error(f"multinomial only supports floating-point dtypes for input, got: "
+                            f"{input.dtype.name}")
+    if num_samples <= 0:
+        raise runtime_error(f"cannot sample n_sample <= 0 samples, got {num_samples}")
+    xp = array_module(input.device)
+    weights = input._data.astype(np.float64).reshape(-1, input.shape[-1])
+    n = weights.shape[1]
+    if not bool(xp.all(xp.isfinite(weights))) or bool(xp.any(weights < 0)):
+        raise runtime_error("probability tensor contains either `inf`, `nan` or element < 0")
+    if bool(xp.any(weights.sum(axis=1) <= 0)):
+        raise runtime_error("invalid multinomial distribution (sum of probabilities <= 0)")
+    if not replacement:
+        if num_samples > n:
+            raise runtime_error(f"cannot sample n_sample > prob_dist.size(-1) samples without "
+                                f"replacement (n_sample = {num_samples}, categories = {n})")
+        if bool(xp.any((weights > 0).sum(axis=1) < num_samples)):
+            raise runtime_error("invalid multinomial distribution (with replacement=False, not "
+                                "enough non-negative category to sample)")
+    rows = weights.shape[0]
+    u = random.uniform(xp, (rows, num_samples if replacement else n), np.float64, generator)
+    if replacement:
+        cdf = xp.cumsum(weights, axis=1)
+        cdf /= cdf[:, -1:]
+        # the first category whose cumulative weight passes u (zero-weight ones never do)
+        samples = (u[:, :, None] >= cdf[:, None, :]).sum(axis=2)
+        samples = xp.minimum(samples, n - 1)
+    else:
+        with np.errstate(divide="ignore"):
+            keys = -xp.log1p(-u) / weights  # exponential / weight; weight 0 gives inf
+        samples = xp.argsort(keys, axis=1, kind="stable")[:, :num_samples]
+    samples = samples.astype(np.int64)
+    if input.ndim == 1:
+        samples = samples.reshape(num_samples)
+    return Tensor._make(samples, None, input.device)
