@@ -1,4 +1,5 @@
-"""The native window kernels (codegen/llvm/windows.py) as functions on numpy arrays.
+"""The native window kernels (codegen/llvm/windows.py), and the one-function passes of
+codegen/llvm/unary.py, as functions on numpy arrays.
 
 Each kernel is compiled once per dtype and kernel size (through the kernel cache, so later
 processes load it from disk) and runs its rows on the native pool when the work is large
@@ -115,4 +116,16 @@ def im2col(x_nhwc: np.ndarray, kernel_hw, stride, padding, dilation, out_hw) -> 
              [data_pointer(x_nhwc), data_pointer(out), h, w, oh, ow, c, stride[0], stride[1],
               padding[0], padding[1], dilation[0], dilation[1]],
              n, out.size)
+    return out
+
+
+def unary_math(op: str, x: np.ndarray) -> np.ndarray:
+    """op(x) for an inline math function (codegen/llvm/mathlib.py) over a float32/float64
+    contiguous array (ask available(x) first), on the native pool when it is large."""
+    from ..codegen.llvm.unary import unary_ir, unary_name
+
+    out = np.empty_like(x)
+    dtype = x.dtype.name
+    run_task(unary_name(op, dtype), lambda: unary_ir(op, dtype),
+             [data_pointer(x), data_pointer(out)], x.size, x.size)
     return out
