@@ -337,6 +337,23 @@ case(
 )
 
 
+_EINSUMS = [
+    ("ij,jk->ik", (3, 4), (4, 5)), ("bij,bjk->bik", (2, 3, 4), (2, 4, 5)), ("ii->i", (4, 4)),
+    ("ii", (4, 4)), ("ij->", (3, 4)), ("ij->ji", (3, 4)), ("i,j->ij", (3,), (4,)),
+    ("i,i->", (5,), (5,)), ("...ij,...jk->...ik", (2, 3, 4, 5), (5, 6)),
+    ("bhqd,bhkd->bhqk", (2, 3, 4, 5), (2, 3, 6, 5)), ("ijk,jl,lk->i", (2, 3, 4), (3, 5), (5, 4)),
+    ("ij,ij->ij", (3, 4), (3, 4)), ("bij,jk", (2, 3, 4), (4, 5)), ("...,...->...", (2, 3), (3,)),
+    ("iij->j", (3, 3, 4)), ("ab...,b->a...", (2, 3, 4, 5), (3,)), (" i j , j k -> i k ", (2, 3),
+                                                                   (3, 2)),
+]
+for _k, (_eq, *_shapes) in enumerate(_EINSUMS):
+    case(
+        f"einsum_{_k}",
+        lambda m, *xs, eq=_eq: m.einsum(eq, *xs) if len(xs) != 2 else m.einsum(eq, [*xs]),
+        lambda r, d, shapes=_shapes: tuple(rn(r, d, *s) for s in shapes),
+    )
+
+
 # elementwise, binary: broadcasting, scalars on either side, operators, in place
 _BC = ((3, 1, 4), (2, 4))
 _BINARY = {
@@ -2107,3 +2124,4 @@ def test_typed_constructors_match_torch():
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
         assert tuple(getattr(ember, name)(2, 3).shape) == (2, 3)
         assert tuple(getattr(ember, name)().shape) == tuple(getattr(torch, name)().shape)
+
