@@ -14,7 +14,7 @@ from ..ir.dtypes import from_numpy as dtype_from_numpy
 from ..runtime import random
 from ..runtime.device import CPU, array_module, as_device, device, device_of_array, to_device
 from . import hooks
-from .tensor import Tensor
+from .tensor import Size, Tensor
 
 
 def _device(dev) -> device:
@@ -394,31 +394,40 @@ def _rebuild(array, requires_grad, dev):
     return t
 
 
-def _typed_constructor(name: str, dtype: str):
+class _TypedTensorType(type):
     """torch.FloatTensor and friends: FloatTensor(2, 3) is an uninitialized 2x3 float32
-    tensor, FloatTensor([1, 2]) a float32 tensor of that data."""
+    tensor, FloatTensor([1, 2]) a float32 tensor of that data, FloatTensor(x.size()) one of
+    that shape; isinstance(t, FloatTensor) asks whether t is a float32 CPU tensor."""
 
-    def construct(*args, device=None):
+    def __call__(cls, *args, device=None):
+        dtype = cls._dtype
         if len(args) == 1 and not isinstance(args[0], int):
             data = args[0]
+            if isinstance(data, Size):
+                return empty(*data, dtype=dtype, device=device)
             if isinstance(data, Tensor):
                 return data.to(dtype=dtype)
             return tensor(data, dtype=dtype, device=device)
         if not all(isinstance(d, int) and not isinstance(d, bool) for d in args):
-            raise type_error(f"{name}(): expected a sequence of data or integer sizes, got "
-                             f"{', '.join(type(a).__name__ for a in args)}")
+            raise type_error(f"{cls.__name__}(): expected a sequence of data or integer sizes, "
+                             f"got {', '.join(type(a).__name__ for a in args)}")
         return empty(*(args or (0,)), dtype=dtype, device=device)
 
-    construct.__name__ = construct.__qualname__ = name
-    return construct
+    def __instancecheck__(cls, obj) -> bool:
+        return (isinstance(obj, Tensor) and obj.dtype is as_dtype(cls._dtype)
+                and obj.device.type == "cpu")
 
 
-FloatTensor = _typed_constructor("FloatTensor", "float32")
-DoubleTensor = _typed_constructor("DoubleTensor", "float64")
-HalfTensor = _typed_constructor("HalfTensor", "float16")
-LongTensor = _typed_constructor("LongTensor", "int64")
-IntTensor = _typed_constructor("IntTensor", "int32")
-ShortTensor = _typed_constructor("ShortTensor", "int16")
-CharTensor = _typed_constructor("CharTensor", "int8")
-ByteTensor = _typed_constructor("ByteTensor", "uint8")
-BoolTensor = _typed_constructor("BoolTensor", "bool")
+def _typed(name: str, dtype: str):
+    return _TypedTensorType(name, (), {"_dtype": dtype, "__module__": "ember"})
+
+
+FloatTensor = _typed("FloatTensor", "float32")
+DoubleTensor = _typed("DoubleTensor", "float64")
+HalfTensor = _typed("HalfTensor", "float16")
+LongTensor = _typed("LongTensor", "int64")
+IntTensor = _typed("IntTensor", "int32")
+ShortTensor = _typed("ShortTensor", "int16")
+CharTensor = _typed("CharTensor", "int8")
+ByteTensor = _typed("ByteTensor", "uint8")
+BoolTensor = _typed("BoolTensor", "bool")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 
-from .._tensor import Tensor
+from .._tensor import Tensor, composites
 from .._tensor import ops as E
 from .._tensor.inplace import apply_inplace
 from ..errors import runtime_error, value_error
@@ -71,17 +71,30 @@ def selu(input: Tensor, inplace: bool = False) -> Tensor:
     return _maybe_inplace(input, lambda x: E.mul(elu(x, _SELU_ALPHA), _SELU_SCALE), inplace)
 
 
+def _gelu_exact(input: Tensor) -> Tensor:
+    return E.mul(E.mul(input, 0.5), E.add(E.erf(E.mul(input, 1.0 / math.sqrt(2.0))), 1))
+
+
+def _gelu_tanh(input: Tensor) -> Tensor:
+    inner = E.mul(
+        E.add(input, E.mul(E.mul(E.mul(input, input), input), 0.044715)),
+        math.sqrt(2.0 / math.pi),
+    )
+    return E.mul(E.mul(input, 0.5), E.add(E.tanh(inner), 1))
+
+
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
-    """x * Phi(x) with the exact normal CDF, or its tanh approximation."""
+    """x * Phi(x) with the exact normal CDF, or its tanh approximation. A large eager call is
+    one compiled kernel forward and one backward (_tensor/composites.py)."""
     if approximate == "none":
-        return E.mul(E.mul(input, 0.5), E.add(E.erf(E.mul(input, 1.0 / math.sqrt(2.0))), 1))
+        return _GELU(input) if _GELU.wants(input) else _gelu_exact(input)
     if approximate == "tanh":
-        inner = E.mul(
-            E.add(input, E.mul(E.mul(E.mul(input, input), input), 0.044715)),
-            math.sqrt(2.0 / math.pi),
-        )
-        return E.mul(E.mul(input, 0.5), E.add(E.tanh(inner), 1))
+        return _GELU_TANH(input) if _GELU_TANH.wants(input) else _gelu_tanh(input)
     raise value_error(f"approximate argument must be either none or tanh, got {approximate!r}")
+
+
+_GELU = composites.Composite("gelu", _gelu_exact)
+_GELU_TANH = composites.Composite("gelu_tanh", _gelu_tanh)
 
 
 def sigmoid(input: Tensor) -> Tensor:

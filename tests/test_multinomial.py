@@ -60,6 +60,8 @@ def test_bad_weights_are_refused_clearly(weights, n, replacement, message):
         ember.multinomial(ember.tensor(weights), n, replacement)
     with pytest.raises(ember.EmberError, match="1 or 2 dim"):
         ember.multinomial(ember.rand(2, 2, 2), 1)
+    with pytest.raises(ember.EmberError, match="no categories"):
+        ember.multinomial(ember.zeros(2, 0), 1)
 
 
 def test_under_script_sampling_runs_eagerly_and_says_so():

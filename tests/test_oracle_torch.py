@@ -2124,4 +2124,19 @@ def test_typed_constructors_match_torch():
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
         assert tuple(getattr(ember, name)(2, 3).shape) == (2, 3)
         assert tuple(getattr(ember, name)().shape) == tuple(getattr(torch, name)().shape)
+        assert tuple(getattr(ember, name)(ember.zeros(4, 2).size()).shape) == (4, 2)
+        assert isinstance(ours, getattr(ember, name))
+        assert isinstance(ours, getattr(ember, "FloatTensor")) == (name == "FloatTensor")
+
+
+@pytest.mark.oracle
+def test_repeat_interleave_counts_alone_and_einsum_on_bools_match_torch():
+    counts = [2, 0, 3, 1]
+    np.testing.assert_array_equal(ember.repeat_interleave(ember.tensor(counts)).numpy(),
+                                  torch.repeat_interleave(torch.tensor(counts)).numpy())
+    np.testing.assert_array_equal(ember.repeat_interleave(ember.arange(3), np.int64(2)).numpy(),
+                                  torch.repeat_interleave(torch.arange(3), 2).numpy())
+    a, b = [True, False, True], [True, True]
+    assert ember.einsum("i,j->", ember.tensor(a), ember.tensor(b)).item() == torch.einsum(
+        "i,j->", torch.tensor(a), torch.tensor(b)).item()
 

@@ -4,10 +4,11 @@ repeat_interleave. Traceable and differentiable through their primitives."""
 from __future__ import annotations
 
 import builtins
+import operator
 
 from ...errors import runtime_error, type_error, value_error
 from ...ir.schema import normalize_dim
-from ..factories import tensor, zeros
+from ..factories import arange, tensor, zeros
 from ..tensor import Tensor
 from .index import index_add, index_select
 from .shape import cat, expand, movedim, narrow, reshape, unsqueeze
@@ -103,9 +104,20 @@ def meshgrid(*tensors, indexing: str = "ij"):
     return tuple(grids)
 
 
-def repeat_interleave(input: Tensor, repeats, dim=None, *, output_size=None) -> Tensor:
+def repeat_interleave(input: Tensor, repeats=None, dim=None, *, output_size=None) -> Tensor:
     """Each element repeated `repeats` times along dim (the flattened input without dim);
-    repeats an int, or a tensor with one count per element."""
+    repeats an int, or a tensor with one count per element. With input alone (counts), the
+    indices 0, 1, ... each repeated its count of times."""
+    if repeats is None:
+        if input.dtype.is_floating_point or input.ndim > 1:
+            raise runtime_error("repeat_interleave: repeats must be 0-dim or 1-dim tensor")
+        counts = reshape(input, -1)
+        return repeat_interleave(arange(counts.shape[0], device=input.device), counts)
+    if not isinstance(repeats, Tensor):
+        try:
+            repeats = operator.index(repeats)  # numpy integers count as ints
+        except TypeError:
+            pass
     if dim is None:
         input, dim = reshape(input, -1), 0
     dim = normalize_dim(dim, input.ndim)

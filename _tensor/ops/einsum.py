@@ -9,6 +9,7 @@ import builtins
 from ...errors import runtime_error, value_error
 from ..tensor import Tensor
 from .arrange import diagonal
+from .elementwise import cast
 from .nn import matmul
 from .reduce import sum
 from .shape import expand, permute, reshape
@@ -127,6 +128,8 @@ def einsum(equation: str, *operands) -> Tensor:
         operands = tuple(operands[0])
     if not operands or not all(isinstance(x, Tensor) for x in operands):
         raise runtime_error("einsum(): expected at least one tensor operand")
+    # bool operands count (their sums and products are integers), as PyTorch's einsum does
+    operands = tuple(cast(x, "int64") if x.dtype.name == "bool" else x for x in operands)
     terms, out = _parse(equation, operands)
     pairs = [_take_diagonals(x, t) for x, t in zip(operands, terms)]
     x, term = pairs[0]

@@ -25,9 +25,11 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *,
                             f"{input.dtype.name}")
     if num_samples <= 0:
         raise runtime_error(f"cannot sample n_sample <= 0 samples, got {num_samples}")
+    n = input.shape[-1]
+    if n == 0:
+        raise runtime_error("multinomial: the distribution has no categories (size 0)")
     xp = array_module(input.device)
-    weights = input._data.astype(np.float64).reshape(-1, input.shape[-1])
-    n = weights.shape[1]
+    weights = input._data.astype(np.float64).reshape(-1, n)
     if not bool(xp.all(xp.isfinite(weights))) or bool(xp.any(weights < 0)):
         raise runtime_error("probability tensor contains either `inf`, `nan` or element < 0")
     if bool(xp.any(weights.sum(axis=1) <= 0)):
@@ -45,7 +47,7 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *,
         cdf = xp.cumsum(weights, axis=1)
         cdf /= cdf[:, -1:]
         # the first category whose cumulative weight passes u (zero-weight ones never do)
-        samples = (u[:, :, None] >= cdf[:, None, :]).sum(axis=2)
+        samples = xp.stack([xp.searchsorted(cdf[i], u[i], side="right") for i in range(rows)])
         samples = xp.minimum(samples, n - 1)
     else:
         with np.errstate(divide="ignore"):

@@ -8,8 +8,9 @@ import ember
 import ember.nn.functional as F
 import numpy as np
 import pytest
-from ember._tensor.ops import nn as ops
 from ember._tensor import composites as _composites
+from ember._tensor.ops import nn as ops
+from ember.nn import _activations
 from ember.nn import functional as NF
 
 ROWS, COLS = 64, 1024  # 64K elements: past _composites.MIN_ELEMENTS
@@ -24,6 +25,8 @@ CASES = {
     "log_softmax": (lambda x, w, b: F.log_softmax(x, dim=1), ops._LOG_SOFTMAX),
     "layer_norm": (lambda x, w, b: F.layer_norm(x, (COLS,), w, b, 1e-5), NF._LAYER_NORM),
     "layer_norm no affine": (lambda x, w, b: F.layer_norm(x, (COLS,)) * w, NF._LAYER_NORM),
+    "gelu": (lambda x, w, b: F.gelu(x), _activations._GELU),
+    "gelu tanh": (lambda x, w, b: F.gelu(x, approximate="tanh"), _activations._GELU_TANH),
 }
 
 
