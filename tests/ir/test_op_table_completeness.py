@@ -119,7 +119,9 @@ def test_every_fusable_op_has_a_template_in_each_backend(op):
     assert op in CUDA_TEMPLATES, f"op {op!r} fuses but has no CUDA template (cuda/scalar.py)"
 
 
-@pytest.mark.parametrize("templates", [LLVM_TEMPLATES, CUDA_TEMPLATES], ids=["llvm_ir", "cuda_c"])
+@pytest.mark.parametrize(
+    "templates", [LLVM_TEMPLATES, CUDA_TEMPLATES], ids=["llvm_ir", "cuda_c"]  # not "cuda": a mark
+)
 def test_every_template_is_of_a_fusable_op(templates):
     fusable = {op for op, s in SCHEMAS.items() if s.fuse} | set(fusion_vocabulary.SPEC_ONLY)
     stray = sorted(set(templates) - fusable)
