@@ -533,3 +533,42 @@ def load(f: str | os.PathLike | BinaryIO, map_location=None, weights_only: bool 
     decoder = _Decoder(reader, reader.entries(), map_location)
     obj = decoder.decode(structure["root"], "root", 0)
     return decoder.finish(obj)
+
+
+# -- torch.serialization's allow-list, for scripts that call it ------------------------------
+# PyTorch's weights_only loader unpickles, and these name the classes it may rebuild. ember's
+# loader unpickles nothing (the structure is JSON metadata), so there is nothing to allow: the
+# list is kept so that scripts which register classes, and read them back, run unchanged.
+_SAFE_GLOBALS: list = []
+
+
+def add_safe_globals(safe_globals: list) -> None:
+    """Record classes (or (class, name) pairs) as torch.serialization does; ember.load never
+    unpickles, so they change nothing it loads."""
+    if not isinstance(safe_globals, (list, tuple)):
+        raise type_error(f"add_safe_globals expects a list, got {type(safe_globals).__name__}")
+    _SAFE_GLOBALS.extend(safe_globals)
+
+
+def get_safe_globals() -> list:
+    return list(_SAFE_GLOBALS)
+
+
+def clear_safe_globals() -> None:
+    _SAFE_GLOBALS.clear()
+
+
+class safe_globals:
+    """with ember.serialization.safe_globals([...]): the list added for the block only."""
+
+    def __init__(self, safe_globals: list):
+        self.safe_globals = list(safe_globals)
+
+    def __enter__(self):
+        self._before = list(_SAFE_GLOBALS)
+        add_safe_globals(self.safe_globals)
+        return self
+
+    def __exit__(self, *exc):
+        _SAFE_GLOBALS[:] = self._before
+        return False

@@ -121,6 +121,14 @@ class Tensor:
         return self._device.type == "cuda"
 
     @property
+    def is_cpu(self) -> bool:
+        return self._device.type == "cpu"
+
+    # devices and layouts ember has no form of: always False, as on a PyTorch build without them
+    is_mps = is_xpu = is_meta = is_sparse = is_quantized = is_mkldnn = is_nested = property(
+        lambda self: False)
+
+    @property
     def ndim(self) -> int:
         return self._data.ndim
 

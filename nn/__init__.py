@@ -1,6 +1,12 @@
 """ember.nn: modules, layers, functional, init and utils, as torch.nn spells them."""
 
-from . import functional, init, parallel, utils  # noqa: F401
+from . import (  # noqa: F401
+    functional,
+    init,
+    modules,  # noqa: F401  (torch.nn.modules.<file> paths)
+    parallel,
+    utils,
+)
 from .containers import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential  # noqa: F401
 from .layers import *
 from .module import Module  # noqa: F401

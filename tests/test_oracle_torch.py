@@ -354,6 +354,15 @@ for _k, (_eq, *_shapes) in enumerate(_EINSUMS):
     )
 
 
+case(
+    "device_and_layout_predicates",
+    lambda m, x: m.tensor([x.is_cpu, x.is_cuda, x.is_mps, x.is_xpu, x.is_meta, x.is_sparse,
+                           x.is_quantized, x.is_mkldnn, x.is_nested]),
+    lambda r, d: (rn(r, d, 3),),
+    grad=False,
+)
+
+
 # elementwise, binary: broadcasting, scalars on either side, operators, in place
 _BC = ((3, 1, 4), (2, 4))
 _BINARY = {

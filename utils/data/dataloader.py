@@ -78,9 +78,26 @@ class DataLoader:
         worker_init_fn: Callable[[int], None] | None = None,
         generator=None,
         prefetch_factor: int | None = None,
+        pin_memory: bool = False,
+        pin_memory_device: str = "",
+        persistent_workers: bool = False,
+        multiprocessing_context=None,
+        in_order: bool = True,
     ) -> None:
         self.dataset = dataset
         self.num_workers = _non_negative_int("num_workers", num_workers)
+        # Accepted as PyTorch takes them. Batches are numpy-backed CPU tensors, so there is no
+        # page-locked copy to make (pin_memory); workers are threads of this process, started
+        # each pass (persistent_workers: worker_init_fn runs at each pass's start), so there
+        # is no process context to choose; batches always come in order, which in_order=False
+        # also allows.
+        if persistent_workers and self.num_workers == 0:
+            raise value_error("persistent_workers option needs num_workers > 0")
+        self.pin_memory = bool(pin_memory)
+        self.pin_memory_device = str(pin_memory_device)
+        self.persistent_workers = bool(persistent_workers)
+        self.multiprocessing_context = multiprocessing_context
+        self.in_order = bool(in_order)
         if timeout < 0:
             raise value_error(f"timeout option should be non-negative, got {timeout}")
         if prefetch_factor is not None:

@@ -1,0 +1,3 @@
+"""torch.nn.modules.normalization's path to ember's layers (scripts import them from here)."""
+
+from ..layers.normalization import GroupNorm, LayerNorm  # noqa: F401

@@ -1,0 +1,3 @@
+"""torch.nn.modules.transformer's path to ember's layers (scripts import them from here)."""
+
+from ..layers.transformer import TransformerEncoder, TransformerEncoderLayer  # noqa: F401
