@@ -363,6 +363,26 @@ case(
 )
 
 
+case(
+    "cummax_cummin",
+    lambda m, x: (m.cummax(x, 1).values, x.cummax(0)[1], m.cummin(x, -1)[0],
+                  x.cummin(dim=0).indices, m.cummax(x[0], 0).values),
+    lambda r, d: (rd(r, d, 4, 5),),
+)
+case(
+    "cummax_cummin_nan_and_ties",
+    lambda m, x: (m.cummax(x, 1), m.cummin(x, 1), m.cummax(x, 0), m.cummin(x, 0)),
+    lambda r, d: (np.array([[1.0, np.nan, 2.0, np.nan], [1.0, 1.0, 0.0, 1.0],
+                            [3.0, 1.0, 3.0, 2.0]], d),),
+    grad=False,
+)
+ints(
+    "cummax_cummin_ints",
+    lambda m, x, b: (m.cummax(x, 1), m.cummin(x, 0), m.cummin(b, 1), m.cummax(b, 0)),
+    lambda r, d: (ri(r, 3, 6, low=-2, high=3), rb(r, 3, 6)),
+)
+
+
 # elementwise, binary: broadcasting, scalars on either side, operators, in place
 _BC = ((3, 1, 4), (2, 4))
 _BINARY = {

@@ -484,6 +484,8 @@ NOT_EXPORTABLE = {
     "repeat": _NOT_YET,
     "atan2": _NOT_YET,
     "sort": _NOT_YET,
+    "cummax": _NOT_YET,
+    "cummin": _NOT_YET,
     "hypot": _NOT_YET,
     "logaddexp": _NOT_YET,
     "logaddexp2": _NOT_YET,

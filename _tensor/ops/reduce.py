@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import functools
 import math
 
@@ -174,6 +175,20 @@ def all(input, dim=None, keepdim=False) -> Tensor:
 @_numpy_keywords
 def any(input, dim=None, keepdim=False) -> Tensor:
     return dispatch("any", (input,), {"dims": _dims(input, dim), "keepdim": keepdim})
+
+
+@_numpy_keywords
+def cummax(input, dim: int):
+    """(the running maximum along dim, the index of the element each came from)."""
+    dim = normalize_dim(dim, builtins.max(input.ndim, 1))
+    return _ValuesIndices(dispatch("cummax", (input,), {"dim": dim}))
+
+
+@_numpy_keywords
+def cummin(input, dim: int):
+    """(the running minimum along dim, the index of the element each came from)."""
+    dim = normalize_dim(dim, builtins.max(input.ndim, 1))
+    return _ValuesIndices(dispatch("cummin", (input,), {"dim": dim}))
 
 
 @_numpy_keywords

@@ -100,6 +100,16 @@ def _sort(node, g_values, g_indices):
                       node.outputs[1], g_values),)
 
 
+@derivative("cummax", "cummin", save_inputs=False, save_outputs=True)
+def _cumulative_extreme(node, g_values, g_indices):
+    shape, dtype, dev = node.input_meta[0]
+    if len(shape) == 0:
+        return (g_values,)
+    # each running value's gradient goes to the element it came from
+    return (E.scatter_add(zeros(shape, dtype=dtype, device=dev), node.attrs["dim"],
+                          node.outputs[1], g_values),)
+
+
 @derivative("cumsum", save_inputs=False)
 def _cumsum(node, g):
     dim = node.attrs["dim"]

@@ -124,6 +124,19 @@ def _sort(inputs, attrs):
     return TensorType(tuple(x.shape), x.dtype), TensorType(tuple(x.shape), int64)
 
 
+def _cumulative_extreme(inputs, attrs):
+    """(running max or min, the index it came from) along attrs["dim"]."""
+    (x,) = inputs
+    normalize_dim(attrs["dim"], len(x.shape))
+    return TensorType(tuple(x.shape), x.dtype), TensorType(tuple(x.shape), int64)
+
+
+register("cummax", kind="reduction", num_outputs=2, variants=("function", "method"))(
+    _cumulative_extreme)
+register("cummin", kind="reduction", num_outputs=2, variants=("function", "method"))(
+    _cumulative_extreme)
+
+
 @register("cumsum", kind="reduction")
 def _cumsum(inputs, attrs):
     (x,) = inputs

@@ -122,6 +122,43 @@ def _sort(xp, x, dim, descending):
     return xp.take_along_axis(x, idx, axis=dim), idx.astype(np.int64, copy=False)
 
 
+def _cumulative_extreme(xp, x, dim, take_max):
+    """PyTorch's cummax/cummin: the running extreme, NaN sticking once seen, and the index of
+    the element it came from (on a tie the later one; each new NaN moves it)."""
+    if x.ndim == 0:
+        return x.copy(), xp.zeros((), dtype=np.int64)
+    values = (xp.maximum if take_max else xp.minimum).accumulate(x, axis=dim)
+    if x.dtype.kind == "f":
+        start = -np.inf if take_max else np.inf
+    elif x.dtype.kind == "b":
+        start = not take_max
+    else:
+        info = np.iinfo(x.dtype)
+        start = info.min if take_max else info.max
+    head = xp.full(x.shape[:dim] + (1,) + x.shape[dim + 1:], start, dtype=x.dtype)
+    previous = xp.concatenate([head, xp.take(values, range(x.shape[dim] - 1), axis=dim)],
+                              axis=dim)
+    with np.errstate(invalid="ignore"):
+        starts = (x >= previous) if take_max else (x <= previous)
+    if x.dtype.kind == "f":
+        starts |= xp.isnan(x)
+    shape = [1] * x.ndim
+    shape[dim] = x.shape[dim]
+    positions = xp.arange(x.shape[dim], dtype=np.int64).reshape(shape)
+    indices = xp.maximum.accumulate(xp.where(starts, positions, 0), axis=dim)
+    return values, indices
+
+
+@kernel("cummax")
+def _cummax(xp, x, dim):
+    return _cumulative_extreme(xp, x, dim, True)
+
+
+@kernel("cummin")
+def _cummin(xp, x, dim):
+    return _cumulative_extreme(xp, x, dim, False)
+
+
 @kernel("max_dim")
 def _max_dim(xp, x, dim, keepdim):
     return _values_indices(xp, x, dim, keepdim, xp.argmax)

@@ -167,6 +167,8 @@ case("sort", lambda x: ember.sort(x, dim=1, descending=True).values, lambda r: d
      gradgrad=True)
 case("topk", lambda x: ember.topk(x, 2, dim=0).values * 2, lambda r: distinct(r, 3, 4))
 case("kthvalue", lambda x: x.kthvalue(2, dim=1).values, lambda r: distinct(r, 3, 4))
+case("cummax", lambda x: ember.cummax(x, 1).values, lambda r: distinct(r, 3, 4), gradgrad=True)
+case("cummin", lambda x: x.cummin(0)[0], lambda r: distinct(r, 3, 4), gradgrad=True)
 case("neg_operator", lambda x: -x, lambda r: normal(r, 2, 3), gradgrad=True)
 case("abs_operator", abs, lambda r: nonzero(r, 3, 2), gradgrad=True)
 case("exp_method_3d", lambda x: x.exp(), lambda r: normal(r, 2, 1, 3), gradgrad=True)

@@ -111,3 +111,12 @@ def test_compiled_sort_and_topk_equal_eager(dtype):
         return values[:2].sum(0) + top.sum(1).mean() + indices.float().mean() + kth
 
     _compare(fn, [x], grad=True)
+
+
+def test_compiled_cummax_cummin_equal_eager():
+    x = np.random.default_rng(4).permutation(40).reshape(5, 8).astype("float64")
+
+    def fn(t):
+        return ember.cummax(t, 1).values.sum(0) + t.cummin(0)[0].mean(1).sum()
+
+    _compare(fn, [x], grad=True)

@@ -199,6 +199,8 @@ _REDUCTIONS = {
     "argmin",
     "cumsum",
     "sort",
+    "cummax",
+    "cummin",
 }
 
 COVERED = (
@@ -835,3 +837,28 @@ def test_sort_kernel_is_stable_with_nan_greatest(dtype):
         key = np.where(np.isnan(x), -np.inf, -x) if np.dtype(dtype).kind == "f" else -x
         expected = np.argsort(key, axis=dim, kind="stable")
         np.testing.assert_array_equal(idx, expected)
+
+
+@pytest.mark.parametrize("dtype", FLOATS + (np.int32, np.bool_))
+@pytest.mark.parametrize("op", ["cummax", "cummin"])
+def test_cumulative_extreme_kernels_match_a_running_loop(op, dtype):
+    rng = np.random.default_rng(14)
+    x = rng.integers(-2, 3, (3, 7)).astype(dtype)  # ties
+    if np.dtype(dtype).kind == "f":
+        x[1, 3] = x[2, 1] = x[2, 5] = np.nan
+    better = (lambda a, b: a >= b) if op == "cummax" else (lambda a, b: a <= b)
+    for dim in (0, 1):
+        values, indices = KERNELS[op](np, x, dim)
+        moved, vals, idxs = np.moveaxis(x, dim, -1), np.moveaxis(values, dim, -1), \
+            np.moveaxis(indices, dim, -1)
+        for row, vrow, irow in zip(moved.reshape(-1, moved.shape[-1]),
+                                   vals.reshape(-1, moved.shape[-1]),
+                                   idxs.reshape(-1, moved.shape[-1])):
+            best, at = row[0], 0
+            for i, v in enumerate(row):
+                if i and (np.isnan(v) if np.dtype(dtype).kind == "f" else False) or (
+                        i and not (np.dtype(dtype).kind == "f" and np.isnan(best))
+                        and better(v, best)):
+                    best, at = v, i
+                np.testing.assert_array_equal(vrow[i], best)
+                assert irow[i] == at
