@@ -50,16 +50,15 @@ def adam(p, g, m, v, peak, decay: str, decay_value: float, beta1: float, beta2: 
 def sgd(p, g, b, weight_decay: float, momentum: float, dampening: float, nesterov: bool,
         lr: float) -> None:
     """One SGD step in place on p, and on its momentum buffer b (None without momentum)."""
-    from ..codegen.llvm.updates import sgd_ir, sgd_name, sgd_plain_ir
+    from ..codegen.llvm.updates import sgd_ir, sgd_name
 
-    dtype, decay, dampened = p.dtype.name, weight_decay != 0, dampening != 0
-    if b is None:
-        name = sgd_name(dtype, decay, False, False, momentum=False)
-        windows.run_task(name, lambda: sgd_plain_ir(dtype, decay),
-                         [data_pointer(p), data_pointer(g)] + _bits([weight_decay, -lr]),
-                         p.size, p.size)
-        return
-    name = sgd_name(dtype, decay, dampened, nesterov)
-    windows.run_task(name, lambda: sgd_ir(dtype, decay, dampened, nesterov),
-                     [data_pointer(p), data_pointer(g), data_pointer(b)]
-                     + _bits([weight_decay, momentum, 1 - dampening, -lr]), p.size, p.size)
+    dtype, decay, dampened, has_buffer = p.dtype.name, weight_decay != 0, dampening != 0, \
+        b is not None
+    if has_buffer:
+        words = [data_pointer(p), data_pointer(g), data_pointer(b)] + _bits(
+            [weight_decay, momentum, 1 - dampening, -lr])
+    else:
+        words = [data_pointer(p), data_pointer(g)] + _bits([weight_decay, -lr])
+    name = sgd_name(dtype, decay, dampened, nesterov, has_buffer)
+    windows.run_task(name, lambda: sgd_ir(dtype, decay, dampened, nesterov, has_buffer), words,
+                     p.size, p.size)

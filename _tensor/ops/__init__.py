@@ -12,7 +12,6 @@ from ...ir.schema import declared
 from .arrange import *  # noqa: F403
 from .einsum import *  # noqa: F403
 from .elementwise import *  # noqa: F403
-from .elementwise import PLAIN
 from .index import *  # noqa: F403
 from .nn import *  # noqa: F403
 from .reduce import *  # noqa: F403
@@ -20,7 +19,6 @@ from .sampling import *  # noqa: F403
 from .shape import *  # noqa: F403
 from .sort import *  # noqa: F403
 
-globals().update(PLAIN)
 # ember.negative is ember.neg, ember.clip is ember.clamp, ...
 for _schema in declared("function"):
     for _alias in _schema.aliases:

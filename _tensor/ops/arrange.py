@@ -67,10 +67,13 @@ def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Te
     return index_select(flat, -1, positions)
 
 
+_diagonal_of = diagonal  # diag's argument is named diagonal, as PyTorch's
+
+
 def diag(input: Tensor, diagonal: int = 0) -> Tensor:
     """A 1-D tensor's square matrix with it on diagonal `diagonal`, or a matrix's diagonal."""
     if input.ndim == 2:
-        return globals()["diagonal"](input, diagonal)
+        return _diagonal_of(input, diagonal)
     if input.ndim != 1:
         raise runtime_error(f"diag(): Supports 1D or 2D tensors. Got {input.ndim}D")
     n = input.shape[0] + builtins.abs(diagonal)

@@ -5,6 +5,7 @@ contracted left to right, each pair as one batched matrix product."""
 from __future__ import annotations
 
 import builtins
+import math
 
 from ...errors import runtime_error, value_error
 from ..tensor import Tensor
@@ -106,19 +107,12 @@ def _contract(a: Tensor, la: str, b: Tensor, lb: str, needed: set):
         x = permute(x, *[term.index(c) for c in order])
         return reshape(expand(x, *[size[c] for c in order]), *out_shape)
 
-    nb = _product(size[c] for c in batch)
-    m, k, n = (_product(size[c] for c in cs) for cs in (a_only, inner, b_only))
+    nb = math.prod(size[c] for c in batch)
+    m, k, n = (math.prod(size[c] for c in cs) for cs in (a_only, inner, b_only))
     left = arrange(a, la, batch + a_only + inner, (nb, m, k))
     right = arrange(b, lb, batch + inner + b_only, (nb, k, n))
     out = reshape(matmul(left, right), *[size[c] for c in batch + a_only + b_only])
     return out, "".join(batch + a_only + b_only)
-
-
-def _product(values) -> int:
-    result = 1
-    for v in values:
-        result *= v
-    return result
 
 
 def einsum(equation: str, *operands) -> Tensor:

@@ -90,22 +90,13 @@ def _max_dim(node, g_values, g_indices):
     return (E.scatter(zeros(shape, dtype=dtype, device=dev), dim, indices, g_values),)
 
 
-@derivative("sort", save_inputs=False, save_outputs=True)
-def _sort(node, g_values, g_indices):
+@derivative("sort", "cummax", "cummin", save_inputs=False, save_outputs=True)
+def _from_source_index(node, g_values, g_indices):
     shape, dtype, dev = node.input_meta[0]
     if len(shape) == 0:
         return (g_values,)
-    # each value's gradient goes back to where it came from
-    return (E.scatter(zeros(shape, dtype=dtype, device=dev), node.attrs["dim"],
-                      node.outputs[1], g_values),)
-
-
-@derivative("cummax", "cummin", save_inputs=False, save_outputs=True)
-def _cumulative_extreme(node, g_values, g_indices):
-    shape, dtype, dev = node.input_meta[0]
-    if len(shape) == 0:
-        return (g_values,)
-    # each running value's gradient goes to the element it came from
+    # each output value's gradient goes back to the element it came from (summed where a
+    # running extreme repeats it; a sort's indices are a permutation)
     return (E.scatter_add(zeros(shape, dtype=dtype, device=dev), node.attrs["dim"],
                           node.outputs[1], g_values),)
 

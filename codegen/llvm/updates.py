@@ -118,38 +118,31 @@ def sgd_name(dtype: str, decay: bool, dampened: bool, nesterov: bool,
             f"{'_nesterov' if nesterov else ''}")
 
 
-def sgd_plain_ir(dtype: str, decay: bool) -> str:
-    """SGD without momentum on one parameter. Arrays: p, g. Scalars: weight decay, -lr."""
+def sgd_ir(dtype: str, decay: bool, dampened: bool, nesterov: bool,
+           momentum: bool = True) -> str:
+    """SGD on one parameter: with momentum, on a buffer that exists (arrays p, g, b; scalars
+    weight decay, momentum, 1 - dampening, -lr), or without (arrays p, g; scalars weight
+    decay, -lr)."""
     ty = IR_TYPES[dtype]
     body = []
     g = "%g"
     if decay:
         body += [f"%g.wd = fmul {ty} %p, %wd", f"%g.decayed = fadd {ty} %g, %g.wd"]
         g = "%g.decayed"
-    body += [f"%upd = fmul {ty} {g}, %neg_lr", f"%p.new = fadd {ty} %p, %upd"]
-    return _task(sgd_name(dtype, decay, False, False, momentum=False), ["p", "g"],
-                 ["wd", "neg_lr"], ty, body)
-
-
-def sgd_ir(dtype: str, decay: bool, dampened: bool, nesterov: bool) -> str:
-    """SGD with momentum on one parameter whose momentum buffer exists. Arrays: p, g, b.
-    Scalars: weight decay, momentum, 1 - dampening, -lr."""
-    ty = IR_TYPES[dtype]
-    body = []
-    g = "%g"
-    if decay:
-        body += [f"%g.wd = fmul {ty} %p, %wd", f"%g.decayed = fadd {ty} %g, %g.wd"]
-        g = "%g.decayed"
-    body.append(f"%b.scaled = fmul {ty} %b, %momentum")
-    added = g
-    if dampened:
-        body.append(f"%g.damped = fmul {ty} {g}, %one_m_damp")
-        added = "%g.damped"
-    body.append(f"%b.new = fadd {ty} %b.scaled, {added}")
-    step = "%b.new"
-    if nesterov:
-        body += [f"%b.m = fmul {ty} %b.new, %momentum", f"%g.nest = fadd {ty} {g}, %b.m"]
-        step = "%g.nest"
+    step = g
+    if momentum:
+        body.append(f"%b.scaled = fmul {ty} %b, %momentum")
+        added = g
+        if dampened:
+            body.append(f"%g.damped = fmul {ty} {g}, %one_m_damp")
+            added = "%g.damped"
+        body.append(f"%b.new = fadd {ty} %b.scaled, {added}")
+        step = "%b.new"
+        if nesterov:
+            body += [f"%b.m = fmul {ty} %b.new, %momentum", f"%g.nest = fadd {ty} {g}, %b.m"]
+            step = "%g.nest"
     body += [f"%upd = fmul {ty} {step}, %neg_lr", f"%p.new = fadd {ty} %p, %upd"]
-    return _task(sgd_name(dtype, decay, dampened, nesterov), ["p", "g", "b"],
-                 ["wd", "momentum", "one_m_damp", "neg_lr"], ty, body)
+    name = sgd_name(dtype, decay, dampened, nesterov, momentum)
+    if not momentum:
+        return _task(name, ["p", "g"], ["wd", "neg_lr"], ty, body)
+    return _task(name, ["p", "g", "b"], ["wd", "momentum", "one_m_damp", "neg_lr"], ty, body)

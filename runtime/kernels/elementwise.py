@@ -99,25 +99,19 @@ def _check_integer_divisor(xp, b) -> None:
         raise runtime_error("ZeroDivisionError: integer division by zero")
 
 
-@kernel("floor_divide")
-def _floor_divide(xp, a, b):
-    _check_integer_divisor(xp, b)
-    with np.errstate(all="ignore"):
-        return xp.floor_divide(a, b)
+def _divisor_checked(ufunc: str):
+    def run(xp, a, b):
+        _check_integer_divisor(xp, b)
+        with np.errstate(all="ignore"):
+            return getattr(xp, ufunc)(a, b)
+
+    run.__name__ = f"kernel_{ufunc}"
+    return run
 
 
-@kernel("remainder")
-def _remainder(xp, a, b):
-    _check_integer_divisor(xp, b)
-    with np.errstate(all="ignore"):
-        return xp.remainder(a, b)
-
-
-@kernel("fmod")
-def _fmod(xp, a, b):
-    _check_integer_divisor(xp, b)
-    with np.errstate(all="ignore"):
-        return xp.fmod(a, b)
+# the numpy functions that divide: refused integer zero divisors, silent float ones
+for _op in ("floor_divide", "remainder", "fmod"):
+    KERNELS[_op] = _divisor_checked(_op)
 
 
 @kernel("xlogy")
