@@ -325,8 +325,11 @@ class Tensor:
             raise type_error("iteration over a 0-d tensor")
         return (self[i] for i in range(len(self)))  # len(): a traced size becomes exact
 
-    def __hash__(self) -> int:
-        return id(self)
+    # by identity, as PyTorch's (== is elementwise); object's own is C-speed, which the
+    # optimizers' state dicts and the capture guards keyed by tensors feel
+    # by identity, as PyTorch's (== is elementwise); object's own is C-speed, which the
+    # optimizers' state dicts and the capture guards keyed by tensors feel
+    __hash__ = object.__hash__
 
     def __repr__(self) -> str:
         hooks.stop_trace("printing a tensor")

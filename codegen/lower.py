@@ -107,13 +107,13 @@ class _Lowering:
         view = StridedView.contiguous(tuple(value.shape))
         for node in reversed(chain):
             nxt = view.view(node.op, tuple(node.outputs[0].shape), node.attrs)
-            if nxt is None:  # not expressible: read the view's own (materialized) result
-                return self._materialized(node.outputs[0])
+            if nxt is None:
+                # not expressible (a reshape of an expanded value copies): read this view's
+                # own materialized result, through the views after it
+                value = node.outputs[0]
+                nxt = StridedView.contiguous(tuple(value.shape))
             view = nxt
         return value, view
-
-    def _materialized(self, value: Value):
-        return value, StridedView.contiguous(tuple(value.shape))
 
     def compute(self, node, index: AffineMap) -> int:
         out = node.outputs[0]

@@ -13,6 +13,7 @@ fact changed, as "x.shape[0]: 32 -> 8" or "param_groups[0]['lr']: 0.1 -> 0.02".
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
 
 from .. import _tensor
@@ -165,35 +166,10 @@ class SameTensor:
 
 
 @dataclass(frozen=True, slots=True)
-class StateTensor:
-    """A tensor in an optimizer's per-parameter state (a momentum buffer): by identity."""
-
-    name: str
-    id: int
-    shape: tuple
-    dtype: object
-
-
-@dataclass(frozen=True, slots=True)
-class StateValue:
-    """A simple value in an optimizer's per-parameter state (a step count)."""
-
-    name: str
-    value: object
-
-
-@dataclass(frozen=True, slots=True)
-class ParamState:
-    """Which state one parameter (by identity) has: StateTensor and StateValue entries."""
-
-    id: int
-    entries: tuple
-
-
-@dataclass(frozen=True, slots=True)
 class ParamGroupState:
-    """One param group: its options by value ((name, value) sorted by name), its parameters'
-    ParamStates in order."""
+    """One param group: its options by value ((name, value) sorted by name), and per
+    parameter, by identity, the parameter, its state dict and each value in it (the
+    optimizer's buffers and step counts: a buffer created or replaced changes them)."""
 
     options: tuple
     params: tuple
@@ -257,22 +233,53 @@ def _guarded(value):
 
 def optimizer_state(optimizer) -> OptimizerState:
     """What a traced optimizer step bakes in: each group's options (lr, momentum, ...) by
-    value, and which state each parameter has (its tensors by identity and shape)."""
+    value, and which state each parameter has (by identity: made on every call, so only ids
+    are taken, in C-speed tuples)."""
     groups = []
+    state = optimizer.state
     for group in optimizer.param_groups:
         options = tuple(sorted((k, v) for k, v in group.items()
                                if k != "params" and simple_value(v)))
         params = []
         for p in group["params"]:
-            entries = []
-            for key, v in optimizer.state.get(p, {}).items():
-                if isinstance(v, _tensor.Tensor):
-                    entries.append(StateTensor(key, id(v), tuple(v.shape), v.dtype))
-                elif simple_value(v):
-                    entries.append(StateValue(key, v))
-            params.append(ParamState(id(p), tuple(entries)))
+            held = state.get(p)
+            params.append((id(p), None) if held is None
+                          else (id(p), id(held), tuple(held), tuple(map(id, held.values()))))
         groups.append(ParamGroupState(options, tuple(params)))
     return OptimizerState(tuple(groups))
+
+
+def optimizer_unchanged(optimizer):
+    """A function telling, fast, whether optimizer still has the options and state it has
+    now (optimizer_state() equal), for a guard checked on every call: the same groups with
+    the same options, and per parameter the same state dict holding the same objects (ids
+    compared as whole tuples, in C)."""
+    groups = optimizer.param_groups
+    shape = [(g, tuple(k for k, v in g.items() if k != "params" and simple_value(v)), len(g),
+              g["params"], len(g["params"])) for g in groups]
+    values = [tuple(map(g.__getitem__, keys)) for g, keys, *_ in shape]
+    state = optimizer.state
+    params = tuple(p for g in groups for p in g["params"])
+    entries = tuple(map(state.get, params))
+    entry_ids = tuple(map(id, entries))
+    held = tuple(e for e in entries if e is not None)
+    held_ids = tuple(map(id, itertools.chain.from_iterable(map(dict.values, held))))
+    n_groups = len(shape)
+
+    def unchanged() -> bool:
+        if (optimizer.param_groups is not groups or optimizer.state is not state
+                or len(groups) != n_groups):
+            return False
+        for (g, keys, n, group_params, n_params), expected, now in zip(shape, values, groups):
+            if (g is not now or len(g) != n or g["params"] is not group_params
+                    or len(group_params) != n_params
+                    or tuple(map(g.__getitem__, keys)) != expected):
+                return False
+        return (tuple(map(id, map(state.get, params))) == entry_ids
+                and tuple(map(id, itertools.chain.from_iterable(map(dict.values, held))))
+                == held_ids)
+
+    return unchanged
 
 
 _module_states: dict = {}

@@ -44,6 +44,7 @@ from .guards import (
     tensor_leaves,
 )
 from .pytree import flatten, unflatten
+from .reach import Reach
 from .tracer import Trace, read_value, tracing
 
 
@@ -86,6 +87,8 @@ class Specialization:
         self.grad_writes: list = []  # (tensor, wrote a tensor?) in graph-output order
         self.self_contained = False  # ran backward() inside: runs without autograd recording
         self.split = None  # compiled forward + backward for calls autograd records
+        self.reached: list = []  # reach.Guard per value reached beyond the arguments
+        self.stores: list = []  # reach.Store per Python store the call made, replayed
 
     # -- checking ----------------------------------------------------------------------------
 
@@ -218,6 +221,14 @@ class Specialization:
         return [env[v] for v in graph.outputs]
 
 
+def _first_change(guards) -> str | None:
+    for guard in guards:
+        change = guard.change()
+        if change is not None:
+            return change
+    return None
+
+
 _TENSOR_ARGS: dict = {}  # number of tensor-only positional arguments -> their Spec
 
 
@@ -269,6 +280,11 @@ class ScriptFunction:
         for sp in self.specializations:
             if not sp.matches(key) or not sp.captured_hold():
                 continue
+            if sp.reached:
+                change = _first_change(sp.reached)
+                if change is not None:  # the latest such specialization's, the nearest
+                    grad_failure = change
+                    continue
             self._last_key = sp.key
             if sp.grad_guards:
                 changes = sp.grad_changes()
@@ -278,9 +294,15 @@ class ScriptFunction:
             if sp.eager_reason is not None:
                 return self.fn(*args, **kwargs)
             try:
-                return sp.run(leaves)
+                out = sp.run(leaves)
             except GuardFailed as exc:
                 failure = str(exc)
+                continue
+            if sp.stores:  # the Python stores the traced call made, with this call's values
+                out, values = out
+                for store, value in zip(sp.stores, values):
+                    store.apply(value)
+            return out
         if failure is None:
             failure = grad_failure or self._why_new(key)
         return self._retrace(args, kwargs, leaves, spec, key, failure)
@@ -419,11 +441,23 @@ class ScriptFunction:
             if isinstance(x, _tensor.Tensor):
                 recording.add_input(x, f"arg{i}", dims.get(i, ()))
                 sp.input_leaves.append(i)
-        with tracing(recording):
+        reach = Reach(self.fn, leaves, sp.names)
+        reach.states_before()
+        with tracing(recording), reach.watching():
             result = self.fn(*args, **kwargs)
         symbolic = None
+        combined = result
         if recording.broken is None:
-            out_leaves, sp.out_spec = flatten(result)
+            reach.finish(self.fn)
+            sp.reached = reach.guards()
+            sp.stores, refused = reach.stores(sp.reached)
+            if refused is not None:  # every later call would store again: stay eager
+                recording.broken = refused
+                self.gave_up = refused
+            elif sp.stores:
+                combined = (result, tuple(s.value for s in sp.stores))
+        if recording.broken is None:
+            out_leaves, sp.out_spec = flatten(combined)
             try:
                 recording.outputs(out_leaves)
             except Exception as exc:  # an output the graph cannot return
@@ -599,6 +633,10 @@ class ScriptFunction:
                              "without recording autograd history")
             for guard in sp.value_guards:
                 lines.append(f"    guard {guard.describe()}")
+            for guard in sp.reached:
+                lines.append(f"    guard {guard.describe()}")
+            for store in sp.stores:
+                lines.append(f"    replays the store to {store.label} ({store.op})")
         for r in self.recompiles:
             lines.append(f"  recompiled: {r}")
         for f in self.fallbacks:

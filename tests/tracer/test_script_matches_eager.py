@@ -313,3 +313,18 @@ def test_an_argument_returned_is_the_same_object_as_in_eager():
         out.zero_()  # an alias, as eager's result is
         np.testing.assert_array_equal(buf.numpy(), 0.0)
     assert scripted.specializations[0].calls == 2
+
+
+def test_a_fused_read_through_views_after_a_copying_reshape_keeps_the_later_views():
+    """Found by the property test above: a slice of a reshape of an expanded value (the
+    reshape copies) was read by a fused kernel as the reshape's whole result, dropping the
+    slice after it, so row 0 came out as column 0."""
+    program = make_program(["expand", "reshape_swap", "inplace_view_transposed"])
+    scripted = ember.script(program)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        inputs = make_inputs(rng, 4, 1, np.float64, requires_grad=False)
+        eager_inputs = clone_buf(inputs)
+        for g, e in zip(scripted(*inputs), program(*eager_inputs)):
+            assert_close(g, e)
+    assert scripted.specializations[0].calls == 2
