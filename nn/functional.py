@@ -42,6 +42,12 @@ from ._activations import (  # noqa: F401  (re-exported)
     softplus,
     tanh,
 )
+from ._conv import (  # noqa: F401  (re-exported)
+    conv3d,
+    conv_transpose1d,
+    conv_transpose2d,
+    conv_transpose3d,
+)
 from ._losses import (  # noqa: F401  (re-exported)
     binary_cross_entropy,
     binary_cross_entropy_with_logits,

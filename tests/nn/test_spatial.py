@@ -1,0 +1,119 @@
+"""The spatial functions without torch: float64 gradients against finite differences,
+compiled (ember.script) equal to eager in values and gradients, and the errors bad input
+raises."""
+
+from __future__ import annotations
+
+import ember
+import numpy as np
+import pytest
+from ember.autograd import gradcheck
+
+F = ember.nn.functional
+
+
+def randn(*shape, seed=0, requires_grad=True):
+    data = np.random.default_rng(seed + sum(shape)).standard_normal(shape)
+    return ember.tensor(data, requires_grad=requires_grad)
+
+
+# each: (fn, inputs); inputs are float64 and small, so finite differences are cheap
+GRADCHECKS = {
+    "conv_transpose2d": (
+        lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1,
+                                           groups=2, dilation=(1, 2)),
+        lambda: (randn(1, 4, 3, 3), randn(4, 1, 2, 3, seed=1), randn(2, seed=2)),
+    ),
+    "conv_transpose1d": (
+        lambda x, w: F.conv_transpose1d(x, w, stride=3, padding=1, output_padding=2),
+        lambda: (randn(2, 2, 4), randn(2, 3, 3, seed=1)),
+    ),
+    "conv_transpose3d": (
+        lambda x, w, b: F.conv_transpose3d(x, w, b, stride=(2, 1, 1), padding=(1, 0, 0),
+                                           output_padding=(1, 0, 0)),
+        lambda: (randn(1, 2, 3, 2, 2), randn(2, 2, 3, 2, 1, seed=1), randn(2, seed=2)),
+    ),
+    "conv3d": (
+        lambda x, w, b: F.conv3d(x, w, b, stride=(2, 1, 1), padding=(1, 1, 0), dilation=(2, 1, 1),
+                                 groups=2),
+        lambda: (randn(1, 4, 5, 3, 3), randn(2, 2, 2, 2, 2, seed=1), randn(2, seed=2)),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRADCHECKS))
+def test_gradient_matches_finite_differences(name):
+    fn, make = GRADCHECKS[name]
+    assert gradcheck(fn, make())
+
+
+# each: fn of float32 tensors; compiled strictly (no eager fallback) and compared to eager
+SCRIPTED = {
+    "conv_transpose2d": (
+        lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1).tanh(),
+        lambda: (randn(2, 4, 5, 5), randn(4, 3, 3, 3, seed=1)),
+    ),
+    "conv_transpose3d_and_conv3d": (
+        lambda x, w: F.conv3d(F.conv_transpose3d(x, w, stride=2), w.transpose(0, 1), padding=1),
+        lambda: (randn(1, 2, 2, 3, 3), randn(2, 2, 2, 2, 2, seed=1)),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTED))
+def test_compiled_equals_eager_in_values_and_gradients(name):
+    fn, make = SCRIPTED[name]
+    inputs = [t.detach().float().requires_grad_(True) for t in make()]
+    scripted = ember.script(fn, strict=True)
+    outs = []
+    for f in (scripted, fn):
+        for t in inputs:
+            t.grad = None
+        out = f(*inputs)
+        weights = ember.tensor(np.random.default_rng(0).standard_normal(out.shape), dtype=out.dtype)
+        (out * weights).sum().backward()
+        outs.append((out.detach().numpy(), [t.grad.numpy().copy() for t in inputs]))
+    (compiled, compiled_grads), (eager, eager_grads) = outs
+    np.testing.assert_allclose(compiled, eager, rtol=1e-5, atol=1e-5)
+    for a, b in zip(compiled_grads, eager_grads):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+# each: (fn, the builtin exception type PyTorch raises, a fragment of the message)
+ERRORS = {
+    "conv_transpose2d_channels": (
+        lambda: F.conv_transpose2d(ember.ones(1, 5, 4, 4), ember.ones(4, 3, 3, 3)),
+        RuntimeError, r"weight of size \[4, 3, 3, 3\], expected input\[1, 5, 4, 4\]"),
+    "conv_transpose2d_output_padding": (
+        lambda: F.conv_transpose2d(ember.ones(1, 4, 4, 4), ember.ones(4, 3, 3, 3),
+                                   output_padding=(0, 1)),
+        RuntimeError, "output_padding_width: 1"),
+    "conv_transpose2d_too_small": (
+        lambda: F.conv_transpose2d(ember.ones(1, 4, 4, 4), ember.ones(4, 3, 3, 3), padding=4),
+        RuntimeError, r"Calculated output size per channel: \(-2 x -2\)"),
+    "conv_transpose1d_rank": (
+        lambda: F.conv_transpose1d(ember.ones(4), ember.ones(4, 3, 3)),
+        RuntimeError, r"input of size: \[4\]"),
+    "conv_transpose_int": (
+        lambda: F.conv_transpose2d(ember.ones(1, 2, 3, 3, dtype=ember.int64),
+                                   ember.ones(2, 2, 2, 2, dtype=ember.int64)),
+        TypeError, "floating-point"),
+    "conv3d_channels": (
+        lambda: F.conv3d(ember.ones(1, 5, 4, 4, 4), ember.ones(4, 3, 3, 3, 3)),
+        RuntimeError, r"expected input\[1, 5, 4, 4, 4\] to have 3 channels"),
+    "conv3d_kernel": (
+        lambda: F.conv3d(ember.ones(1, 2, 2, 4, 4), ember.ones(4, 2, 3, 3, 3)),
+        RuntimeError, r"\(2 x 4 x 4\). Kernel size: \(3 x 3 x 3\)"),
+    "conv_transpose_output_size": (
+        lambda: ember.nn.ConvTranspose2d(2, 2, 3, stride=2)(ember.ones(1, 2, 4, 4),
+                                                             output_size=(11, 9)),
+        ValueError, r"valid sizes range from \[9, 9\] to \[10, 10\]"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ERRORS))
+def test_bad_input_raises_an_ember_error_of_the_builtin_type(name):
+    fn, builtin, message = ERRORS[name]
+    with pytest.raises(ember.EmberError, match=message) as info:
+        fn()
+    assert isinstance(info.value, builtin)

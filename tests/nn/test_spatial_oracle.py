@@ -1,0 +1,243 @@
+"""The spatial functions (transposed and 3-d convolutions, padding modes, interpolation, pixel
+shuffle, fold/unfold, pooling with indices, grid sampling) and their layers against torch:
+values and the gradients of every floating input, in float32 and float64."""
+
+from __future__ import annotations
+
+import ember
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+pytestmark = pytest.mark.oracle
+
+TOLERANCE = {"float32": 2e-4, "float64": 1e-9}
+
+
+def randn(*shape, seed=0):
+    return np.random.default_rng(seed + 7 * len(shape) + sum(shape)).standard_normal(shape)
+
+
+def uniform(low, high, *shape, seed=1):
+    return np.random.default_rng(seed + sum(shape)).uniform(low, high, shape)
+
+
+class Const:
+    """An input passed as it is (indices, sizes): never converted, never differentiated."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+def _convert(fw, value, dtype):
+    if isinstance(value, Const):
+        v = value.value
+        return fw.tensor(v) if isinstance(v, np.ndarray) else v
+    return fw.tensor(value.astype(dtype)).requires_grad_(True)
+
+
+def _floats(out):
+    outs = out if isinstance(out, tuple) else (out,)
+    return [o for o in outs if o.dtype.is_floating_point]
+
+
+def _run(fw, fn, specs, dtype, seed):
+    inputs = [_convert(fw, s, dtype) for s in specs]
+    out = fn(fw.nn.functional, *inputs)
+    outs = out if isinstance(out, tuple) else (out,)
+    rng = np.random.default_rng(seed)
+    loss = 0
+    for o in _floats(out):
+        weights = fw.tensor(rng.standard_normal(tuple(o.shape)).astype(dtype))
+        loss = loss + (o * weights).sum()
+    grads = []
+    leaves = [t for t, s in zip(inputs, specs) if not isinstance(s, Const)]
+    if leaves and not isinstance(loss, int):
+        grads = fw.autograd.grad(loss, leaves, allow_unused=True)
+    values = [o.detach().numpy() for o in outs]
+    return values, [None if g is None else g.numpy() for g in grads]
+
+
+def _compare(fn, specs, dtype):
+    ours, our_grads = _run(ember, fn, specs, dtype, 5)
+    theirs, their_grads = _run(torch, fn, specs, dtype, 5)
+    tol = TOLERANCE[dtype]
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        assert a.shape == b.shape and a.dtype == b.dtype, (a.shape, b.shape, a.dtype, b.dtype)
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    for i, (a, b) in enumerate(zip(our_grads, their_grads)):
+        if b is None:
+            assert a is None or not np.any(a), f"input {i}: torch gives no gradient"
+            continue
+        assert a is not None, f"input {i}: no gradient"
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol, err_msg=f"gradient of input {i}")
+
+
+CASES: list = []
+
+
+def case(name, fn, *specs):
+    CASES.append(pytest.param(fn, specs, id=name))
+
+
+# -- transposed and 3-d convolutions ---------------------------------------------------------
+
+_CT2 = [
+    {},
+    {"stride": 2},
+    {"stride": (2, 3), "padding": 1, "output_padding": (1, 2)},
+    {"dilation": 2, "stride": 2, "output_padding": 1},
+    {"groups": 2},
+    {"stride": 3, "padding": (1, 0), "dilation": (1, 2), "groups": 2, "output_padding": (2, 1)},
+]
+for _kw in _CT2:
+    case(f"conv_transpose2d[{_kw}]",
+         lambda F, x, w, b, kw=_kw: F.conv_transpose2d(x, w, b, **kw),
+         randn(2, 4, 5, 6), randn(4, 3, 3, 2, seed=1), randn(3 * _kw.get("groups", 1), seed=2))
+case("conv_transpose2d_unbatched_no_bias",
+     lambda F, x, w: F.conv_transpose2d(x, w, stride=2), randn(4, 3, 5), randn(4, 2, 2, 3))
+for _kw in [{}, {"stride": 2, "padding": 1, "output_padding": 1, "groups": 2},
+            {"dilation": 3, "padding": 2}]:
+    case(f"conv_transpose1d[{_kw}]",
+         lambda F, x, w, b, kw=_kw: F.conv_transpose1d(x, w, b, **kw),
+         randn(2, 4, 7), randn(4, 3, 3, seed=1), randn(3 * _kw.get("groups", 1), seed=2))
+case("conv_transpose1d_unbatched", lambda F, x, w: F.conv_transpose1d(x, w, stride=3),
+     randn(4, 6), randn(4, 2, 2))
+for _kw in [{}, {"stride": 2, "padding": 1, "output_padding": 1},
+            {"groups": 2, "dilation": (2, 1, 1), "stride": (2, 1, 2), "padding": (2, 0, 1),
+             "output_padding": (1, 0, 1)}]:
+    case(f"conv_transpose3d[{_kw}]",
+         lambda F, x, w, b, kw=_kw: F.conv_transpose3d(x, w, b, **kw),
+         randn(2, 4, 3, 4, 5), randn(4, 3, 3, 2, 2, seed=1), randn(3 * _kw.get("groups", 1)))
+for _kw in [{}, {"stride": 2, "padding": 1}, {"dilation": (2, 1, 1), "stride": (2, 1, 2),
+                                              "padding": (1, 0, 1), "groups": 2},
+            {"padding": "same", "dilation": (1, 2, 1)}, {"padding": "valid"}]:
+    case(f"conv3d[{_kw}]",
+         lambda F, x, w, b, kw=_kw: F.conv3d(x, w, b, **kw),
+         randn(2, 4, 4, 5, 6), randn(6, 4 // _kw.get("groups", 1), 3, 2, 2, seed=1),
+         randn(6, seed=2))
+case("conv3d_unbatched", lambda F, x, w: F.conv3d(x, w, stride=(1, 2, 1)),
+     randn(2, 4, 5, 5), randn(3, 2, 2, 3, 2))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("fn, specs", CASES)
+def test_function_matches_torch(fn, specs, dtype):
+    _compare(fn, specs, dtype)
+
+
+# -- layers ------------------------------------------------------------------------------
+
+
+def _dcgan(nn):
+    return nn.Sequential(
+        nn.ConvTranspose2d(8, 16, 4, 1, 0, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(16, 8, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(True),
+        nn.ConvTranspose2d(8, 3, 4, 2, 1, bias=False),
+        nn.Tanh(),
+    )
+
+
+def _load_torch_state(ours, theirs):
+    state = {k: ember.tensor(v.detach().numpy()) for k, v in theirs.state_dict().items()}
+    ours.load_state_dict(state)
+
+
+def _assert_layer_matches(ours, theirs, x, tol=2e-5, **call):
+    _load_torch_state(ours, theirs)
+    xe = ember.tensor(x).requires_grad_(True)
+    xt = torch.tensor(x).requires_grad_(True)
+    oe, ot = ours(xe, **call), theirs(xt, **call)
+    np.testing.assert_allclose(oe.detach().numpy(), ot.detach().numpy(), rtol=tol, atol=tol)
+    g = np.random.default_rng(3).standard_normal(tuple(ot.shape)).astype(x.dtype)
+    oe.backward(ember.tensor(g))
+    ot.backward(torch.tensor(g))
+    np.testing.assert_allclose(xe.grad.numpy(), xt.grad.numpy(), rtol=tol, atol=tol)
+    for (name, p), (_, q) in zip(ours.named_parameters(), theirs.named_parameters()):
+        np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=tol, atol=tol,
+                                   err_msg=name)
+
+
+def test_dcgan_generator_state_dict_from_torch_loads_and_matches():
+    torch.manual_seed(0)
+    theirs = _dcgan(torch.nn)
+    ours = _dcgan(ember.nn)
+    assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == {
+        k: tuple(v.shape) for k, v in theirs.state_dict().items()
+    }
+    _assert_layer_matches(ours, theirs, randn(2, 8, 1, 1).astype(np.float32), tol=1e-4)
+
+
+@pytest.mark.parametrize("make, shape, call", [
+    (lambda nn: nn.ConvTranspose1d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2),
+     (2, 4, 7), {}),
+    (lambda nn: nn.ConvTranspose2d(4, 6, (3, 2), stride=2, padding=1, dilation=(1, 2)),
+     (2, 4, 5, 6), {"output_size": (10, 12)}),
+    (lambda nn: nn.ConvTranspose2d(4, 3, 3, stride=3), (4, 5, 6), {"output_size": (3, 16, 19)}),
+    (lambda nn: nn.ConvTranspose3d(4, 2, 2, stride=2, bias=False), (1, 4, 2, 3, 2), {}),
+    (lambda nn: nn.Conv3d(4, 6, (3, 2, 2), stride=(1, 2, 1), padding=1, groups=2),
+     (2, 4, 4, 5, 6), {}),
+    (lambda nn: nn.Conv3d(4, 2, 3, padding="same", padding_mode="circular"), (1, 4, 4, 4, 5), {}),
+])
+def test_layer_matches_torch(make, shape, call):
+    torch.manual_seed(1)
+    theirs, ours = make(torch.nn).double(), make(ember.nn).double()
+    assert repr(ours) == repr(theirs)
+    assert [(k, tuple(v.shape)) for k, v in ours.named_parameters()] == [
+        (k, tuple(v.shape)) for k, v in theirs.named_parameters()
+    ]
+    _assert_layer_matches(ours, theirs, randn(*shape).astype(np.float64), tol=1e-9, **call)
+
+
+def test_conv_transpose_init_bounds_match_torch():
+    """kaiming_uniform(a=sqrt(5)) over the transposed weight's fan-in: out/groups * kernel."""
+    layer = ember.nn.ConvTranspose2d(6, 8, 3, groups=2)
+    bound = 1 / np.sqrt(4 * 9)
+    w, b = layer.weight.detach().numpy(), layer.bias.detach().numpy()
+    assert w.shape == (6, 4, 3, 3) and np.abs(w).max() <= bound and np.abs(b).max() <= bound
+    assert np.abs(w).max() > 0.8 * bound
+
+
+# -- errors --------------------------------------------------------------------------------
+
+ERRORS = {
+    "conv_transpose2d_channels": lambda F, m: F.conv_transpose2d(m.ones(1, 5, 4, 4),
+                                                                m.ones(4, 3, 3, 3)),
+    "conv_transpose2d_output_padding": lambda F, m: F.conv_transpose2d(
+        m.ones(1, 4, 4, 4), m.ones(4, 3, 3, 3), output_padding=1),
+    "conv_transpose2d_groups": lambda F, m: F.conv_transpose2d(m.ones(1, 5, 4, 4),
+                                                              m.ones(5, 3, 3, 3), groups=2),
+    "conv_transpose2d_rank": lambda F, m: F.conv_transpose2d(m.ones(5, 4), m.ones(5, 3, 3, 3)),
+    "conv_transpose2d_too_small": lambda F, m: F.conv_transpose2d(
+        m.ones(1, 5, 4, 4), m.ones(5, 3, 3, 3), padding=5),
+    "conv_transpose2d_bias": lambda F, m: F.conv_transpose2d(
+        m.ones(1, 5, 4, 4), m.ones(5, 3, 3, 3), m.ones(4)),
+    "conv_transpose1d_stride": lambda F, m: F.conv_transpose1d(m.ones(1, 2, 4), m.ones(2, 3, 3),
+                                                              stride=0),
+    "conv3d_channels": lambda F, m: F.conv3d(m.ones(1, 5, 4, 4, 4), m.ones(4, 3, 3, 3, 3)),
+    "conv3d_kernel": lambda F, m: F.conv3d(m.ones(1, 2, 2, 4, 4), m.ones(4, 2, 3, 3, 3)),
+    "conv3d_padding_length": lambda F, m: F.conv3d(m.ones(1, 2, 4, 4, 4), m.ones(4, 2, 3, 3, 3),
+                                                   padding=(1, 1)),
+    "conv3d_same_strided": lambda F, m: F.conv3d(m.ones(1, 2, 4, 4, 4), m.ones(4, 2, 3, 3, 3),
+                                                 padding="same", stride=2),
+    "conv_transpose_output_size": lambda F, m: m.nn.ConvTranspose2d(2, 2, 3, stride=2)(
+        m.ones(1, 2, 4, 4), output_size=(11, 9)),
+    "conv_transpose_padding_mode": lambda F, m: m.nn.ConvTranspose2d(2, 2, 3,
+                                                                     padding_mode="reflect"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ERRORS))
+def test_bad_input_raises_the_builtin_error_torch_raises(name):
+    with pytest.raises(Exception) as theirs:
+        ERRORS[name](torch.nn.functional, torch)
+    with pytest.raises(ember.EmberError) as ours:
+        ERRORS[name](ember.nn.functional, ember)
+    builtin = next(c for c in type(theirs.value).__mro__ if c.__module__ == "builtins")
+    assert isinstance(ours.value, builtin), (type(ours.value), type(theirs.value))
