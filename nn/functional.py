@@ -529,10 +529,28 @@ def pad(
     """Pad the last len(pad) // 2 dims, last dim first: (left, right, top, bottom, ...).
 
     mode is 'constant' (with value, default 0), 'reflect', 'replicate' or 'circular';
-    negative padding crops.
+    negative padding crops. The other modes pad the last dim of a 2-D or 3-D input, the last
+    two of a 3-D or 4-D one, or the last three of a 4-D or 5-D one, as PyTorch's do.
     """
-    if mode != "constant" and value is not None and value != 0:
-        raise value_error(f'Padding mode "{mode}" doesn\'t take in value argument.')
+    if mode not in ("constant", "reflect", "replicate", "circular"):
+        raise EmberNotImplementedError(f"Unrecognised padding mode {mode}")
+    if len(pad) % 2:
+        raise runtime_error("Padding length must be divisible by 2")
+    if len(pad) // 2 > input.ndim:
+        raise runtime_error(
+            f"Padding length should be less than or equal to two times the input dimension but "
+            f"got padding length {len(pad)} and input of dimension {input.ndim}"
+        )
+    if mode != "constant":
+        if value is not None and value != 0:
+            raise runtime_error(f'Padding mode "{mode}" doesn\'t take in value argument')
+        dims = len(pad) // 2
+        if not (1 <= dims <= 3 and input.ndim in (dims + 1, dims + 2)):
+            raise EmberNotImplementedError(
+                f"Padding size {len(pad)} is not supported for {input.ndim}D input tensor. "
+                "Supported combinations for non-constant padding: 2D or 3D input with padding "
+                "size 2, 3D or 4D input with padding size 4, 4D or 5D input with padding size 6"
+            )
     return E.pad(input, pad, mode, value)
 
 

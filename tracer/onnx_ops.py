@@ -354,6 +354,9 @@ def _pad(b, node, out):
     pads, mode = list(node.attrs["pads"]), node.attrs.get("mode", "constant")
     if mode == "circular" and b.opset < 19:
         raise Unsupported("circular padding before opset 19")
+    if mode != "constant" and min(pads, default=0) < 0:
+        # PyTorch mirrors and wraps about the uncropped edges; ONNX crops first
+        raise Unsupported(f"{mode} padding with negative pads")
     ndim = len(x.type.shape)
     begins, ends = [0] * ndim, [0] * ndim
     for i in range(len(pads) // 2):  # PyTorch's order: the last dim first

@@ -18,6 +18,8 @@ from .loss import (
     SmoothL1Loss,
 )
 from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
+from .padding import *  # noqa: F403
+from .padding import __all__ as _padding
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .transformer import TransformerEncoder, TransformerEncoderLayer
 
@@ -62,4 +64,5 @@ __all__ = [
     "TransformerEncoder",
     "TransformerEncoderLayer",
     "Unflatten",
+    *_padding,
 ]

@@ -13,6 +13,7 @@ from . import (  # noqa: F401
     loss,
     module,
     normalization,
+    padding,
     pooling,
     sparse,
     transformer,

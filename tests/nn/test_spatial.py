@@ -38,6 +38,13 @@ GRADCHECKS = {
                                  groups=2),
         lambda: (randn(1, 4, 5, 3, 3), randn(2, 2, 2, 2, 2, seed=1), randn(2, seed=2)),
     ),
+    **{
+        f"pad_{mode}": (
+            lambda x, mode=mode: F.pad(x, (2, -1, -1, 2), mode=mode),
+            lambda: (randn(1, 2, 3, 4),),
+        )
+        for mode in ("reflect", "replicate", "circular")
+    },
 }
 
 
@@ -56,6 +63,12 @@ SCRIPTED = {
     "conv_transpose3d_and_conv3d": (
         lambda x, w: F.conv3d(F.conv_transpose3d(x, w, stride=2), w.transpose(0, 1), padding=1),
         lambda: (randn(1, 2, 2, 3, 3), randn(2, 2, 2, 2, 2, seed=1)),
+    ),
+    "pad_modes_and_layers": (
+        lambda x: (F.pad(x, (2, -1, 1, 1), mode="reflect") * 2
+                   + ember.nn.ReplicationPad2d((1, 0, 0, 2))(x)).sum(1)
+        + ember.nn.CircularPad1d((3, -2))(x[:, 0]).sum(),
+        lambda: (randn(2, 3, 4, 5),),
     ),
 }
 

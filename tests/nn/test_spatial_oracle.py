@@ -122,6 +122,24 @@ case("conv3d_unbatched", lambda F, x, w: F.conv3d(x, w, stride=(1, 2, 1)),
      randn(2, 4, 5, 5), randn(3, 2, 2, 3, 2))
 
 
+# -- padding modes: every input rank PyTorch accepts for each number of padded dims ----------
+
+for _mode in ("reflect", "replicate", "circular", "constant"):
+    for _shape, _pads in [
+        ((3, 6), (2, 3)),
+        ((2, 3, 6), (-1, 3)),
+        ((2, 3, 6), (3, -2)),
+        ((2, 4, 5), (1, 3, 2, 2)),
+        ((1, 2, 4, 5), (-1, 2, 3, -1)),
+        ((2, 3, 4, 5), (3, 1, 2, 0, 1, 1)),
+        ((1, 2, 3, 4, 5), (1, 2, 0, 2, -1, 2)),
+    ]:
+        case(f"pad[{_mode}-{len(_shape)}d-{_pads}]",
+             lambda F, x, p=_pads, m=_mode: F.pad(x, p, mode=m), randn(*_shape))
+case("pad_constant_value_5d", lambda F, x: F.pad(x, (1, 0, 0, 2, 1, 1, 2, 0), value=-2.0),
+     randn(2, 1, 2, 3, 2))
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("fn, specs", CASES)
 def test_function_matches_torch(fn, specs, dtype):
@@ -195,6 +213,26 @@ def test_layer_matches_torch(make, shape, call):
     _assert_layer_matches(ours, theirs, randn(*shape).astype(np.float64), tol=1e-9, **call)
 
 
+_PAD_LAYERS = [
+    ("ZeroPad1d", (2,), (2, 3, 4)), ("ZeroPad2d", ((1, 2, 0, 3),), (3, 4, 5)),
+    ("ZeroPad3d", (1,), (1, 2, 3, 4, 2)), ("ConstantPad1d", ((1, 3), 2.5), (3, 4)),
+    ("ConstantPad2d", (1, -1.0), (1, 2, 3, 4)), ("ConstantPad3d", ((1, 0, 2, 1, 0, 1), 0.5),
+                                                 (2, 3, 2, 3)),
+    ("ReflectionPad1d", ((2, 1),), (2, 3, 4)), ("ReflectionPad2d", (2,), (3, 4, 5)),
+    ("ReflectionPad3d", ((1, 2, 0, 1, 2, 1),), (1, 2, 3, 4, 5)),
+    ("ReplicationPad1d", (3,), (3, 4)), ("ReplicationPad2d", ((3, 0, 1, 2),), (1, 2, 3, 4)),
+    ("ReplicationPad3d", (2,), (2, 3, 2, 3)), ("CircularPad1d", ((2, 1),), (2, 3, 4)),
+    ("CircularPad2d", ((1, 2, 2, 0),), (3, 4, 5)), ("CircularPad3d", (1,), (1, 2, 3, 4, 2)),
+]
+
+
+@pytest.mark.parametrize("name, args, shape", _PAD_LAYERS)
+def test_padding_layer_matches_torch(name, args, shape):
+    theirs, ours = getattr(torch.nn, name)(*args), getattr(ember.nn, name)(*args)
+    assert repr(ours) == repr(theirs) and ours.padding == theirs.padding
+    _assert_layer_matches(ours, theirs, randn(*shape), tol=1e-12)
+
+
 def test_conv_transpose_init_bounds_match_torch():
     """kaiming_uniform(a=sqrt(5)) over the transposed weight's fan-in: out/groups * kernel."""
     layer = ember.nn.ConvTranspose2d(6, 8, 3, groups=2)
@@ -230,6 +268,16 @@ ERRORS = {
         m.ones(1, 2, 4, 4), output_size=(11, 9)),
     "conv_transpose_padding_mode": lambda F, m: m.nn.ConvTranspose2d(2, 2, 3,
                                                                      padding_mode="reflect"),
+    "pad_reflect_too_wide": lambda F, m: F.pad(m.ones(2, 3, 3), (3, 3), mode="reflect"),
+    "pad_circular_wraps_twice": lambda F, m: F.pad(m.ones(2, 3, 3), (4, 0), mode="circular"),
+    "pad_mode_rank": lambda F, m: F.pad(m.ones(4, 5), (1, 1, 1, 1), mode="replicate"),
+    "pad_mode_rank_1d": lambda F, m: F.pad(m.ones(5), (1, 1), mode="reflect"),
+    "pad_mode_unknown": lambda F, m: F.pad(m.ones(2, 5), (1, 1), mode="wrap"),
+    "pad_odd_length": lambda F, m: F.pad(m.ones(2, 5), (1,)),
+    "pad_too_long": lambda F, m: F.pad(m.ones(2, 5), (1, 1) * 3),
+    "pad_value_with_mode": lambda F, m: F.pad(m.ones(2, 5), (1, 1), mode="reflect", value=2.0),
+    "pad_replicate_crops_all": lambda F, m: F.pad(m.ones(2, 3, 3), (-3, 0), mode="replicate"),
+    "circular_pad_layer_rank": lambda F, m: m.nn.CircularPad2d(1)(m.ones(4, 5)),
 }
 
 
