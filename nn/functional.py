@@ -48,6 +48,12 @@ from ._conv import (  # noqa: F401  (re-exported)
     conv_transpose2d,
     conv_transpose3d,
 )
+from ._interpolate import (  # noqa: F401  (re-exported)
+    interpolate,
+    upsample,
+    upsample_bilinear,
+    upsample_nearest,
+)
 from ._losses import (  # noqa: F401  (re-exported)
     binary_cross_entropy,
     binary_cross_entropy_with_logits,

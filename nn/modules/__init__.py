@@ -17,5 +17,6 @@ from . import (  # noqa: F401
     pooling,
     sparse,
     transformer,
+    upsampling,
 )
 from .module import Module  # noqa: F401

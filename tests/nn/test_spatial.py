@@ -39,6 +39,18 @@ GRADCHECKS = {
         lambda: (randn(1, 4, 5, 3, 3), randn(2, 2, 2, 2, 2, seed=1), randn(2, seed=2)),
     ),
     **{
+        f"interpolate_{mode}": (
+            lambda x, mode=mode: F.interpolate(x, size=(5, 2), mode=mode),
+            lambda: (randn(1, 2, 3, 4),),
+        )
+        for mode in ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
+    },
+    "interpolate_trilinear_aligned": (
+        lambda x: F.interpolate(x, scale_factor=(1.5, 0.5, 2), mode="trilinear",
+                                align_corners=True),
+        lambda: (randn(1, 1, 2, 4, 3),),
+    ),
+    **{
         f"pad_{mode}": (
             lambda x, mode=mode: F.pad(x, (2, -1, -1, 2), mode=mode),
             lambda: (randn(1, 2, 3, 4),),
@@ -63,6 +75,14 @@ SCRIPTED = {
     "conv_transpose3d_and_conv3d": (
         lambda x, w: F.conv3d(F.conv_transpose3d(x, w, stride=2), w.transpose(0, 1), padding=1),
         lambda: (randn(1, 2, 2, 3, 3), randn(2, 2, 2, 2, 2, seed=1)),
+    ),
+    "interpolate_modes_and_upsample": (
+        lambda x: F.interpolate(x, scale_factor=1.5, mode="bicubic")[..., :4, :4]
+        + ember.nn.UpsamplingBilinear2d(size=(4, 4))(x)
+        + F.interpolate(x, size=(4, 4), mode="nearest-exact")
+        + ember.nn.Upsample(scale_factor=2)(x)[..., ::2, ::2] * F.interpolate(
+            x.flatten(2), size=16, mode="linear").reshape(x.shape[:2] + (4, 4)),
+        lambda: (randn(2, 3, 4, 4),),
     ),
     "pad_modes_and_layers": (
         lambda x: (F.pad(x, (2, -1, 1, 1), mode="reflect") * 2
@@ -121,6 +141,15 @@ ERRORS = {
         lambda: ember.nn.ConvTranspose2d(2, 2, 3, stride=2)(ember.ones(1, 2, 4, 4),
                                                              output_size=(11, 9)),
         ValueError, r"valid sizes range from \[9, 9\] to \[10, 10\]"),
+    "interpolate_mode_rank": (
+        lambda: F.interpolate(ember.ones(1, 1, 4), size=3, mode="bicubic"),
+        NotImplementedError, "Got 3D input, but bicubic mode needs 4D input"),
+    "interpolate_antialias": (
+        lambda: F.interpolate(ember.ones(1, 1, 4, 4), size=3, mode="bilinear", antialias=True),
+        NotImplementedError, "antialias"),
+    "interpolate_align_corners_nearest": (
+        lambda: F.interpolate(ember.ones(1, 1, 4), size=3, align_corners=False),
+        ValueError, "align_corners option can only be set with the interpolating modes"),
 }
 
 

@@ -140,6 +140,33 @@ case("pad_constant_value_5d", lambda F, x: F.pad(x, (1, 0, 0, 2, 1, 1, 2, 0), va
      randn(2, 1, 2, 3, 2))
 
 
+# -- interpolate: every mode, by size and by scale factor, corners aligned or not ----------
+
+_SHAPES = {1: (2, 3, 5), 2: (2, 3, 5, 4), 3: (1, 2, 3, 4, 5)}
+_RESIZES = [
+    {"size": (7, 3, 6)},
+    {"size": (1, 8, 2)},
+    {"scale_factor": (1.7, 0.6, 2.3)},
+    {"scale_factor": 2.0},
+    {"scale_factor": 1.5, "recompute_scale_factor": True},
+    {"scale_factor": (0.5, 3.0, 1.0), "recompute_scale_factor": False},
+]
+for _mode, _dims in [("nearest", (1, 2, 3)), ("nearest-exact", (1, 2, 3)), ("area", (1, 2, 3)),
+                     ("linear", (1,)), ("bilinear", (2,)), ("bicubic", (2,)),
+                     ("trilinear", (3,))]:
+    for _n in _dims:
+        for _resize in _RESIZES:
+            _kw = {k: v[:_n] if isinstance(v, tuple) else v for k, v in _resize.items()}
+            _corners = [None] if _mode in ("nearest", "nearest-exact", "area") else [False, True]
+            for _ac in _corners:
+                case(f"interpolate[{_mode}-{_n}d-{_kw}-align_corners={_ac}]",
+                     lambda F, x, m=_mode, kw=_kw, ac=_ac: F.interpolate(
+                         x, mode=m, align_corners=ac, **kw),
+                     randn(*_SHAPES[_n]))
+case("upsample_bilinear", lambda F, x: F.upsample_bilinear(x, scale_factor=2), randn(1, 2, 3, 3))
+case("upsample_nearest", lambda F, x: F.upsample_nearest(x, size=(5, 2)), randn(1, 2, 3, 3))
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("fn, specs", CASES)
 def test_function_matches_torch(fn, specs, dtype):
@@ -233,6 +260,20 @@ def test_padding_layer_matches_torch(name, args, shape):
     _assert_layer_matches(ours, theirs, randn(*shape), tol=1e-12)
 
 
+@pytest.mark.parametrize("name, args, kwargs, shape", [
+    ("Upsample", (), {"scale_factor": 2, "mode": "nearest"}, (2, 3, 4)),
+    ("Upsample", ((5, 7),), {"mode": "bicubic", "align_corners": True}, (1, 2, 3, 4)),
+    ("Upsample", (), {"scale_factor": (1.5, 2.0, 0.5), "mode": "trilinear"}, (1, 2, 2, 3, 4)),
+    ("UpsamplingNearest2d", (), {"scale_factor": 3}, (1, 2, 3, 2)),
+    ("UpsamplingBilinear2d", ((4, 6),), {}, (2, 1, 3, 3)),
+])
+def test_upsampling_layer_matches_torch(name, args, kwargs, shape):
+    theirs = getattr(torch.nn, name)(*args, **kwargs)
+    ours = getattr(ember.nn, name)(*args, **kwargs)
+    assert repr(ours) == repr(theirs)
+    _assert_layer_matches(ours, theirs, randn(*shape), tol=1e-12)
+
+
 def test_conv_transpose_init_bounds_match_torch():
     """kaiming_uniform(a=sqrt(5)) over the transposed weight's fan-in: out/groups * kernel."""
     layer = ember.nn.ConvTranspose2d(6, 8, 3, groups=2)
@@ -277,6 +318,19 @@ ERRORS = {
     "pad_too_long": lambda F, m: F.pad(m.ones(2, 5), (1, 1) * 3),
     "pad_value_with_mode": lambda F, m: F.pad(m.ones(2, 5), (1, 1), mode="reflect", value=2.0),
     "pad_replicate_crops_all": lambda F, m: F.pad(m.ones(2, 3, 3), (-3, 0), mode="replicate"),
+    "interpolate_size_and_scale": lambda F, m: F.interpolate(m.ones(1, 1, 4), size=3,
+                                                             scale_factor=2.0),
+    "interpolate_neither": lambda F, m: F.interpolate(m.ones(1, 1, 4)),
+    "interpolate_size_length": lambda F, m: F.interpolate(m.ones(1, 1, 4, 4), size=(2, 3, 4)),
+    "interpolate_align_nearest": lambda F, m: F.interpolate(m.ones(1, 1, 4), size=3,
+                                                            align_corners=True),
+    "interpolate_mode_rank": lambda F, m: F.interpolate(m.ones(1, 1, 4), size=3,
+                                                        mode="bilinear"),
+    "interpolate_rank": lambda F, m: F.interpolate(m.ones(4, 4), size=3),
+    "interpolate_mode": lambda F, m: F.interpolate(m.ones(1, 1, 4), size=3, mode="cubic"),
+    "interpolate_zero_size": lambda F, m: F.interpolate(m.ones(1, 1, 4), scale_factor=0.1),
+    "interpolate_recompute_with_size": lambda F, m: F.interpolate(
+        m.ones(1, 1, 4), size=3, recompute_scale_factor=True),
     "circular_pad_layer_rank": lambda F, m: m.nn.CircularPad2d(1)(m.ones(4, 5)),
 }
 
