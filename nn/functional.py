@@ -65,6 +65,12 @@ from ._losses import (  # noqa: F401  (re-exported)
     nll_loss,
     smooth_l1_loss,
 )
+from ._rearrange import (  # noqa: F401  (re-exported)
+    fold,
+    pixel_shuffle,
+    pixel_unshuffle,
+    unfold,
+)
 
 _IntOrInts = int | Sequence[int]
 _OutputSize = int | None | Sequence[int | None]

@@ -21,6 +21,7 @@ from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from .padding import *  # noqa: F403
 from .padding import __all__ as _padding
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from .rearrange import Fold, PixelShuffle, PixelUnshuffle, Unfold
 from .transformer import TransformerEncoder, TransformerEncoderLayer
 from .upsampling import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 
@@ -43,6 +44,7 @@ __all__ = [
     "Dropout",
     "Embedding",
     "Flatten",
+    "Fold",
     "GroupNorm",
     "HuberLoss",
     "Identity",
@@ -56,6 +58,8 @@ __all__ = [
     "MaxPool2d",
     "MultiheadAttention",
     "NLLLoss",
+    "PixelShuffle",
+    "PixelUnshuffle",
     "ReLU",
     "SiLU",
     "Sigmoid",
@@ -65,6 +69,7 @@ __all__ = [
     "TransformerEncoder",
     "TransformerEncoderLayer",
     "Unflatten",
+    "Unfold",
     "Upsample",
     "UpsamplingBilinear2d",
     "UpsamplingNearest2d",

@@ -50,6 +50,15 @@ GRADCHECKS = {
                                 align_corners=True),
         lambda: (randn(1, 1, 2, 4, 3),),
     ),
+    "fold_of_unfold": (
+        lambda x: F.fold(F.unfold(x, (2, 3), dilation=(1, 2), padding=1, stride=(2, 1)) ** 2,
+                         (4, 5), (2, 3), dilation=(1, 2), padding=1, stride=(2, 1)),
+        lambda: (randn(1, 2, 4, 5),),
+    ),
+    "pixel_shuffle_round_trip": (
+        lambda x: F.pixel_unshuffle(F.pixel_shuffle(x, 2) ** 2, 2),
+        lambda: (randn(1, 4, 2, 3),),
+    ),
     **{
         f"pad_{mode}": (
             lambda x, mode=mode: F.pad(x, (2, -1, -1, 2), mode=mode),
@@ -83,6 +92,11 @@ SCRIPTED = {
         + ember.nn.Upsample(scale_factor=2)(x)[..., ::2, ::2] * F.interpolate(
             x.flatten(2), size=16, mode="linear").reshape(x.shape[:2] + (4, 4)),
         lambda: (randn(2, 3, 4, 4),),
+    ),
+    "fold_unfold_and_pixel_shuffle": (
+        lambda x: F.fold(F.unfold(F.pixel_shuffle(x, 2), 3, padding=1).tanh(), (8, 8), 3,
+                         padding=1) * ember.nn.PixelUnshuffle(2)(x.sin()).sum(),
+        lambda: (randn(2, 4, 4, 4),),
     ),
     "pad_modes_and_layers": (
         lambda x: (F.pad(x, (2, -1, 1, 1), mode="reflect") * 2

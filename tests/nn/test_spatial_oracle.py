@@ -167,6 +167,29 @@ case("upsample_bilinear", lambda F, x: F.upsample_bilinear(x, scale_factor=2), r
 case("upsample_nearest", lambda F, x: F.upsample_nearest(x, size=(5, 2)), randn(1, 2, 3, 3))
 
 
+# -- pixel shuffle, unfold and fold --------------------------------------------------------
+
+case("pixel_shuffle", lambda F, x: F.pixel_shuffle(x, 2), randn(2, 8, 3, 4))
+case("pixel_shuffle_batch_dims", lambda F, x: F.pixel_shuffle(x, 3), randn(2, 1, 9, 2, 2))
+case("pixel_shuffle_unbatched", lambda F, x: F.pixel_shuffle(x, 2), randn(4, 3, 2))
+case("pixel_unshuffle", lambda F, x: F.pixel_unshuffle(x, 2), randn(2, 3, 4, 6))
+case("pixel_unshuffle_unbatched", lambda F, x: F.pixel_unshuffle(x, 3), randn(1, 3, 6))
+_WINDOWS = [
+    {"kernel_size": 2},
+    {"kernel_size": (2, 3), "stride": 2},
+    {"kernel_size": 3, "padding": 1, "dilation": (2, 1)},
+    {"kernel_size": (3, 2), "stride": (2, 1), "padding": (1, 2), "dilation": 2},
+]
+for _kw in _WINDOWS:
+    case(f"unfold[{_kw}]", lambda F, x, kw=_kw: F.unfold(x, **kw), randn(2, 3, 6, 7))
+
+    case(f"fold_of_unfold[{_kw}]",
+         lambda F, x, kw=_kw: F.fold(F.unfold(x, **kw) * 1.5, (6, 7), **kw), randn(2, 3, 6, 7))
+case("unfold_unbatched", lambda F, x: F.unfold(x, 2, stride=2), randn(3, 4, 5))
+case("fold", lambda F, x: F.fold(x, (4, 5), (2, 3), stride=1, padding=1), randn(2, 12, 5 * 5))
+case("fold_unbatched", lambda F, x: F.fold(x, 5, 2, stride=2, dilation=2), randn(8, 4))
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("fn, specs", CASES)
 def test_function_matches_torch(fn, specs, dtype):
@@ -274,6 +297,18 @@ def test_upsampling_layer_matches_torch(name, args, kwargs, shape):
     _assert_layer_matches(ours, theirs, randn(*shape), tol=1e-12)
 
 
+@pytest.mark.parametrize("name, args, shape", [
+    ("PixelShuffle", (2,), (1, 8, 2, 3)),
+    ("PixelUnshuffle", (2,), (1, 2, 4, 6)),
+    ("Unfold", ((2, 3), 1, 1, 2), (2, 3, 5, 5)),
+    ("Fold", ((4, 5), 2, 1, 0, (2, 1)), (2, 8, 8)),
+])
+def test_rearranging_layer_matches_torch(name, args, shape):
+    theirs, ours = getattr(torch.nn, name)(*args), getattr(ember.nn, name)(*args)
+    assert repr(ours) == repr(theirs)
+    _assert_layer_matches(ours, theirs, randn(*shape), tol=1e-12)
+
+
 def test_conv_transpose_init_bounds_match_torch():
     """kaiming_uniform(a=sqrt(5)) over the transposed weight's fan-in: out/groups * kernel."""
     layer = ember.nn.ConvTranspose2d(6, 8, 3, groups=2)
@@ -331,6 +366,15 @@ ERRORS = {
     "interpolate_zero_size": lambda F, m: F.interpolate(m.ones(1, 1, 4), scale_factor=0.1),
     "interpolate_recompute_with_size": lambda F, m: F.interpolate(
         m.ones(1, 1, 4), size=3, recompute_scale_factor=True),
+    "pixel_shuffle_rank": lambda F, m: F.pixel_shuffle(m.ones(4, 4), 2),
+    "pixel_shuffle_channels": lambda F, m: F.pixel_shuffle(m.ones(1, 5, 4, 4), 2),
+    "pixel_shuffle_factor": lambda F, m: F.pixel_shuffle(m.ones(1, 4, 4, 4), 0),
+    "pixel_unshuffle_height": lambda F, m: F.pixel_unshuffle(m.ones(1, 4, 5, 4), 2),
+    "unfold_kernel_too_large": lambda F, m: F.unfold(m.ones(1, 2, 4, 4), 5),
+    "unfold_stride": lambda F, m: F.unfold(m.ones(1, 2, 4, 4), 2, stride=0),
+    "fold_channels": lambda F, m: F.fold(m.ones(1, 5, 9), (4, 4), 2),
+    "fold_blocks": lambda F, m: F.fold(m.ones(1, 8, 8), (4, 4), 2),
+    "fold_rank": lambda F, m: F.fold(m.ones(2, 2, 8, 9), (4, 4), 2),
     "circular_pad_layer_rank": lambda F, m: m.nn.CircularPad2d(1)(m.ones(4, 5)),
 }
 
