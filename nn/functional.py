@@ -12,8 +12,7 @@ import math
 from collections.abc import Sequence
 from functools import lru_cache
 
-from .._tensor import Tensor, dispatch
-from .._tensor import composites
+from .._tensor import Tensor, composites, dispatch
 from .._tensor import ops as E
 from .._tensor.factories import full, ones, tensor, zeros
 from ..autograd.grad_mode import no_grad
@@ -64,6 +63,20 @@ from ._losses import (  # noqa: F401  (re-exported)
     mse_loss,
     nll_loss,
     smooth_l1_loss,
+)
+from ._pooling import (  # noqa: F401  (re-exported)
+    _max_pool_with_indices,
+    adaptive_max_pool1d,
+    adaptive_max_pool2d,
+    adaptive_max_pool3d,
+    avg_pool3d,
+    lp_pool1d,
+    lp_pool2d,
+    lp_pool3d,
+    max_pool3d,
+    max_unpool1d,
+    max_unpool2d,
+    max_unpool3d,
 )
 from ._rearrange import (  # noqa: F401  (re-exported)
     fold,
@@ -157,7 +170,10 @@ def max_pool2d(
     return_indices: bool = False,
 ) -> Tensor:
     """The max of each window of (N, C, H, W) or (C, H, W) input."""
-    return E.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+    if return_indices:
+        return _max_pool_with_indices(2, input, kernel_size, stride, padding, dilation, ceil_mode,
+                                     True)
+    return E.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode)
 
 
 def avg_pool2d(
@@ -193,6 +209,9 @@ def max_pool1d(
 ) -> Tensor:
     """The max of each window of (N, C, L) or (C, L) input."""
     _check_1d_pool_input("max_pool1d", input)
+    if return_indices:
+        return _max_pool_with_indices(1, input, kernel_size, stride, padding, dilation, ceil_mode,
+                                     True)
     kernel = _single(kernel_size, "kernel_size")
     step = kernel if stride is None or stride == () else _single(stride, "stride")
     out = E.max_pool2d(
@@ -202,7 +221,6 @@ def max_pool1d(
         (0, _single(padding, "padding")),
         (1, _single(dilation, "dilation")),
         ceil_mode,
-        return_indices,
     )
     return E.squeeze(out, -2)
 

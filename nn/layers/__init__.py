@@ -20,15 +20,14 @@ from .loss import (
 from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from .padding import *  # noqa: F403
 from .padding import __all__ as _padding
-from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from .pooling import *  # noqa: F403
+from .pooling import __all__ as _pooling
 from .rearrange import Fold, PixelShuffle, PixelUnshuffle, Unfold
 from .transformer import TransformerEncoder, TransformerEncoderLayer
 from .upsampling import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 
 __all__ = [
     "GELU",
-    "AdaptiveAvgPool2d",
-    "AvgPool2d",
     "BCELoss",
     "BCEWithLogitsLoss",
     "BatchNorm1d",
@@ -55,7 +54,6 @@ __all__ = [
     "Linear",
     "LogSoftmax",
     "MSELoss",
-    "MaxPool2d",
     "MultiheadAttention",
     "NLLLoss",
     "PixelShuffle",
@@ -74,4 +72,5 @@ __all__ = [
     "UpsamplingBilinear2d",
     "UpsamplingNearest2d",
     *_padding,
+    *_pooling,
 ]

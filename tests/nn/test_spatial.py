@@ -59,6 +59,23 @@ GRADCHECKS = {
         lambda x: F.pixel_unshuffle(F.pixel_shuffle(x, 2) ** 2, 2),
         lambda: (randn(1, 4, 2, 3),),
     ),
+    "max_pool3d_and_unpool": (
+        lambda x: F.max_unpool3d(*F.max_pool3d(x, 2, 2, 1, return_indices=True), 2, 2, 1,
+                                   output_size=x.shape),
+        lambda: (randn(1, 2, 3, 3, 2),),
+    ),
+    "avg_pool3d_ceil": (
+        lambda x: F.avg_pool3d(x, 2, (2, 1, 2), 1, ceil_mode=True, count_include_pad=False),
+        lambda: (randn(1, 2, 3, 3, 4),),
+    ),
+    "adaptive_max_pool2d": (
+        lambda x: F.adaptive_max_pool2d(x, (2, 3)),
+        lambda: (randn(2, 2, 5, 4),),
+    ),
+    "lp_pool2d": (
+        lambda x: F.lp_pool2d(x, 2, 2, stride=1),
+        lambda: (randn(1, 2, 3, 4),),
+    ),
     **{
         f"pad_{mode}": (
             lambda x, mode=mode: F.pad(x, (2, -1, -1, 2), mode=mode),
@@ -97,6 +114,13 @@ SCRIPTED = {
         lambda x: F.fold(F.unfold(F.pixel_shuffle(x, 2), 3, padding=1).tanh(), (8, 8), 3,
                          padding=1) * ember.nn.PixelUnshuffle(2)(x.sin()).sum(),
         lambda: (randn(2, 4, 4, 4),),
+    ),
+    "pools_with_indices": (
+        lambda x: F.max_unpool2d(*F.max_pool2d(x, 3, 2, 1, return_indices=True), 3, 2, 1,
+                                 output_size=(6, 6))
+        + F.adaptive_max_pool2d(x, (6, 6)) * F.avg_pool3d(x[None], 1)[0]
+        + F.max_pool3d(x[None], 3, 1, 1)[0] + F.lp_pool2d(x, 2, 1),
+        lambda: (randn(2, 3, 6, 6),),
     ),
     "pad_modes_and_layers": (
         lambda x: (F.pad(x, (2, -1, 1, 1), mode="reflect") * 2
@@ -164,6 +188,12 @@ ERRORS = {
     "interpolate_align_corners_nearest": (
         lambda: F.interpolate(ember.ones(1, 1, 4), size=3, align_corners=False),
         ValueError, "align_corners option can only be set with the interpolating modes"),
+    "max_pool3d_padding": (
+        lambda: F.max_pool3d(ember.ones(1, 1, 4, 4, 4), 2, padding=2),
+        RuntimeError, "pad should be at most half of effective kernel size"),
+    "max_unpool_indices_shape": (
+        lambda: F.max_unpool1d(ember.ones(1, 1, 2), ember.zeros(1, 1, 3, dtype=ember.int64), 2),
+        RuntimeError, r"Expected shape of indices to be same as that of the input tensor"),
 }
 
 

@@ -190,6 +190,54 @@ case("fold", lambda F, x: F.fold(x, (4, 5), (2, 3), stride=1, padding=1), randn(
 case("fold_unbatched", lambda F, x: F.fold(x, 5, 2, stride=2, dilation=2), randn(8, 4))
 
 
+# -- pooling with indices, unpooling, 3-d, adaptive max and lp pooling ---------------------
+
+for _kw in [{"kernel_size": 3, "stride": 2, "padding": 1},
+            {"kernel_size": (3, 2), "stride": (2, 1), "padding": 1, "dilation": (2, 1),
+             "ceil_mode": True},
+            {"kernel_size": 2}]:
+    case(f"max_pool2d_indices[{_kw}]",
+         lambda F, x, kw=_kw: F.max_pool2d(x, return_indices=True, **kw), randn(2, 3, 8, 7))
+    _k1 = {k: v[0] if isinstance(v, tuple) else v for k, v in _kw.items()}
+    case(f"max_pool1d_indices[{_k1}]",
+         lambda F, x, kw=_k1: F.max_pool1d(x, return_indices=True, **kw), randn(2, 3, 9))
+    _k3 = {k: (v + v[:1]) if isinstance(v, tuple) else v for k, v in _kw.items()}
+    case(f"max_pool3d[{_k3}]",
+         lambda F, x, kw=_k3: F.max_pool3d(x, return_indices=True, **kw), randn(2, 3, 5, 6, 7))
+case("max_pool2d_indices_unbatched", lambda F, x: F.max_pool2d(x, 2, return_indices=True),
+     randn(3, 4, 5))
+case("max_pool3d_unbatched", lambda F, x: F.max_pool3d(x, 2, ceil_mode=True), randn(2, 3, 5, 4))
+for _kw in [{}, {"count_include_pad": False}, {"divisor_override": 3},
+            {"ceil_mode": True, "count_include_pad": False}, {"ceil_mode": True}]:
+    case(f"avg_pool3d[{_kw}]",
+         lambda F, x, kw=_kw: F.avg_pool3d(x, (2, 3, 2), (1, 2, 2), (1, 1, 0), **kw),
+         randn(2, 3, 4, 7, 6))
+case("avg_pool3d_default_stride", lambda F, x: F.avg_pool3d(x, 2), randn(3, 4, 6, 5))
+case("max_unpool2d", lambda F, x: F.max_unpool2d(*F.max_pool2d(x, 2, return_indices=True), 2),
+     randn(2, 3, 6, 8))
+case("max_unpool2d_output_size",
+     lambda F, x: F.max_unpool2d(*F.max_pool2d(x, 3, 2, 1, return_indices=True), 3, 2, 1,
+                                 output_size=(7, 9)), randn(2, 3, 7, 9))
+case("max_unpool1d", lambda F, x: F.max_unpool1d(*F.max_pool1d(x, 2, return_indices=True), 2),
+     randn(2, 3, 9))
+case("max_unpool3d_unbatched",
+     lambda F, x: F.max_unpool3d(*F.max_pool3d(x, 2, return_indices=True), 2), randn(2, 4, 4, 6))
+for _size in [(3, 4), 2, (None, 3), (7, 9)]:
+    case(f"adaptive_max_pool2d[{_size}]",
+         lambda F, x, s=_size: F.adaptive_max_pool2d(x, s, return_indices=True),
+         randn(2, 3, 7, 9))
+case("adaptive_max_pool2d_unbatched", lambda F, x: F.adaptive_max_pool2d(x, (2, 4)),
+     randn(3, 5, 6))
+case("adaptive_max_pool1d", lambda F, x: F.adaptive_max_pool1d(x, 4, return_indices=True),
+     randn(2, 3, 10))
+case("adaptive_max_pool3d", lambda F, x: F.adaptive_max_pool3d(x, (2, 3, 2), True),
+     randn(2, 3, 5, 7, 4))
+case("lp_pool2d", lambda F, x: F.lp_pool2d(x, 2, (2, 3), stride=1, ceil_mode=True),
+     randn(2, 3, 7, 9))
+case("lp_pool1d", lambda F, x: F.lp_pool1d(x.abs() + 0.1, 3, 2), randn(2, 3, 7))
+case("lp_pool3d", lambda F, x: F.lp_pool3d(x, 2, 2), randn(2, 3, 4, 6, 5))
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("fn, specs", CASES)
 def test_function_matches_torch(fn, specs, dtype):
@@ -309,6 +357,38 @@ def test_rearranging_layer_matches_torch(name, args, shape):
     _assert_layer_matches(ours, theirs, randn(*shape), tol=1e-12)
 
 
+@pytest.mark.parametrize("name, args, shape", [
+    ("MaxPool1d", (3, 2, 1), (2, 3, 8)),
+    ("MaxPool3d", ((2, 3, 2), 1, (1, 1, 0)), (1, 2, 4, 5, 6)),
+    ("AvgPool3d", (2, 1, 1), (2, 3, 3, 4)),
+    ("AdaptiveMaxPool1d", (3,), (2, 3, 8)),
+    ("AdaptiveMaxPool2d", ((3, None),), (2, 3, 8, 5)),
+    ("AdaptiveMaxPool3d", (2,), (1, 2, 5, 4, 3)),
+    ("LPPool1d", (2, 3, 2), (2, 3, 8)),
+    ("LPPool2d", (2, 3), (2, 3, 7, 6)),
+    ("LPPool3d", (2, 2), (1, 2, 4, 4, 4)),
+])
+def test_pooling_layer_matches_torch(name, args, shape):
+    theirs, ours = getattr(torch.nn, name)(*args), getattr(ember.nn, name)(*args)
+    assert repr(ours) == repr(theirs)
+    _assert_layer_matches(ours, theirs, randn(*shape), tol=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_max_unpool_layer_inverts_the_pool_with_indices_as_torch(n):
+    x = randn(*(2, 3) + (6,) * n)
+    results = []
+    for fw in (torch, ember):
+        pool = getattr(fw.nn, f"MaxPool{n}d")(2, return_indices=True)
+        unpool = getattr(fw.nn, f"MaxUnpool{n}d")(2)
+        assert repr(unpool) == repr(getattr(torch.nn, f"MaxUnpool{n}d")(2))
+        t = fw.tensor(x)
+        values, indices = pool(t)
+        results.append((unpool(values, indices, output_size=t.shape).numpy(), indices.numpy()))
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=0, atol=0)
+
+
 def test_conv_transpose_init_bounds_match_torch():
     """kaiming_uniform(a=sqrt(5)) over the transposed weight's fan-in: out/groups * kernel."""
     layer = ember.nn.ConvTranspose2d(6, 8, 3, groups=2)
@@ -375,6 +455,14 @@ ERRORS = {
     "fold_channels": lambda F, m: F.fold(m.ones(1, 5, 9), (4, 4), 2),
     "fold_blocks": lambda F, m: F.fold(m.ones(1, 8, 8), (4, 4), 2),
     "fold_rank": lambda F, m: F.fold(m.ones(2, 2, 8, 9), (4, 4), 2),
+    "max_pool3d_rank": lambda F, m: F.max_pool3d(m.ones(2, 3, 4), 2),
+    "max_pool3d_padding": lambda F, m: F.max_pool3d(m.ones(1, 1, 4, 4, 4), 2, padding=2),
+    "avg_pool3d_rank": lambda F, m: F.avg_pool3d(m.ones(2, 3), 2),
+    "max_unpool2d_indices_shape": lambda F, m: F.max_unpool2d(
+        m.ones(1, 1, 2, 2), m.zeros(1, 1, 2, 3, dtype=m.int64), 2),
+    "max_unpool2d_output_size": lambda F, m: F.max_unpool2d(
+        m.ones(1, 1, 2, 2), m.zeros(1, 1, 2, 2, dtype=m.int64), 2, output_size=(9, 9)),
+    "adaptive_max_pool2d_rank": lambda F, m: F.adaptive_max_pool2d(m.ones(4, 4), 2),
     "circular_pad_layer_rank": lambda F, m: m.nn.CircularPad2d(1)(m.ones(4, 5)),
 }
 
