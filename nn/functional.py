@@ -12,8 +12,7 @@ import math
 from collections.abc import Sequence
 from functools import lru_cache
 
-from .._tensor import Tensor, dispatch
-from .._tensor import composites
+from .._tensor import Tensor, composites, dispatch
 from .._tensor import ops as E
 from .._tensor.factories import full, ones, tensor, zeros
 from ..autograd.grad_mode import no_grad
@@ -42,6 +41,18 @@ from ._activations import (  # noqa: F401  (re-exported)
     softplus,
     tanh,
 )
+from ._conv import (  # noqa: F401  (re-exported)
+    conv3d,
+    conv_transpose1d,
+    conv_transpose2d,
+    conv_transpose3d,
+)
+from ._interpolate import (  # noqa: F401  (re-exported)
+    interpolate,
+    upsample,
+    upsample_bilinear,
+    upsample_nearest,
+)
 from ._losses import (  # noqa: F401  (re-exported)
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
@@ -52,6 +63,26 @@ from ._losses import (  # noqa: F401  (re-exported)
     mse_loss,
     nll_loss,
     smooth_l1_loss,
+)
+from ._pooling import (  # noqa: F401  (re-exported)
+    _max_pool_with_indices,
+    adaptive_max_pool1d,
+    adaptive_max_pool2d,
+    adaptive_max_pool3d,
+    avg_pool3d,
+    lp_pool1d,
+    lp_pool2d,
+    lp_pool3d,
+    max_pool3d,
+    max_unpool1d,
+    max_unpool2d,
+    max_unpool3d,
+)
+from ._rearrange import (  # noqa: F401  (re-exported)
+    fold,
+    pixel_shuffle,
+    pixel_unshuffle,
+    unfold,
 )
 
 _IntOrInts = int | Sequence[int]
@@ -139,7 +170,10 @@ def max_pool2d(
     return_indices: bool = False,
 ) -> Tensor:
     """The max of each window of (N, C, H, W) or (C, H, W) input."""
-    return E.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+    if return_indices:
+        return _max_pool_with_indices(2, input, kernel_size, stride, padding, dilation, ceil_mode,
+                                     True)
+    return E.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode)
 
 
 def avg_pool2d(
@@ -175,6 +209,9 @@ def max_pool1d(
 ) -> Tensor:
     """The max of each window of (N, C, L) or (C, L) input."""
     _check_1d_pool_input("max_pool1d", input)
+    if return_indices:
+        return _max_pool_with_indices(1, input, kernel_size, stride, padding, dilation, ceil_mode,
+                                     True)
     kernel = _single(kernel_size, "kernel_size")
     step = kernel if stride is None or stride == () else _single(stride, "stride")
     out = E.max_pool2d(
@@ -184,7 +221,6 @@ def max_pool1d(
         (0, _single(padding, "padding")),
         (1, _single(dilation, "dilation")),
         ceil_mode,
-        return_indices,
     )
     return E.squeeze(out, -2)
 
@@ -523,10 +559,28 @@ def pad(
     """Pad the last len(pad) // 2 dims, last dim first: (left, right, top, bottom, ...).
 
     mode is 'constant' (with value, default 0), 'reflect', 'replicate' or 'circular';
-    negative padding crops.
+    negative padding crops. The other modes pad the last dim of a 2-D or 3-D input, the last
+    two of a 3-D or 4-D one, or the last three of a 4-D or 5-D one, as PyTorch's do.
     """
-    if mode != "constant" and value is not None and value != 0:
-        raise value_error(f'Padding mode "{mode}" doesn\'t take in value argument.')
+    if mode not in ("constant", "reflect", "replicate", "circular"):
+        raise EmberNotImplementedError(f"Unrecognised padding mode {mode}")
+    if len(pad) % 2:
+        raise runtime_error("Padding length must be divisible by 2")
+    if len(pad) // 2 > input.ndim:
+        raise runtime_error(
+            f"Padding length should be less than or equal to two times the input dimension but "
+            f"got padding length {len(pad)} and input of dimension {input.ndim}"
+        )
+    if mode != "constant":
+        if value is not None and value != 0:
+            raise runtime_error(f'Padding mode "{mode}" doesn\'t take in value argument')
+        dims = len(pad) // 2
+        if not (1 <= dims <= 3 and input.ndim in (dims + 1, dims + 2)):
+            raise EmberNotImplementedError(
+                f"Padding size {len(pad)} is not supported for {input.ndim}D input tensor. "
+                "Supported combinations for non-constant padding: 2D or 3D input with padding "
+                "size 2, 3D or 4D input with padding size 4, 4D or 5D input with padding size 6"
+            )
     return E.pad(input, pad, mode, value)
 
 

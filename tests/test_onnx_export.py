@@ -152,8 +152,18 @@ def _pooling(x, y):
     )
 
 
+def _transposed_conv(x, y):
+    images = x.unsqueeze(0)  # (1, 5, 4, 6)
+    weight = y[:, :2, :4].reshape(5, 2, 2, 2)
+    return (
+        F.conv_transpose2d(images, weight, stride=2, padding=1, output_padding=1),
+        F.conv_transpose2d(images[:, :4], weight[:4, :1], stride=(1, 2), groups=2, dilation=2),
+    )
+
+
 @pytest.mark.parametrize(
-    "fn", [_elementwise, _more_elementwise, _reductions, _shapes, _indexing, _pooling]
+    "fn",
+    [_elementwise, _more_elementwise, _reductions, _shapes, _indexing, _pooling, _transposed_conv],
 )
 def test_translated_ops_match_eager_on_random_inputs(tmp_path, fn):
     rng = np.random.default_rng(abs(hash(fn.__name__)) % 2**32)

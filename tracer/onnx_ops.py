@@ -150,6 +150,33 @@ def _conv2d(b, node, out):
     )
 
 
+def _conv2d_backward_input(b, node, out):
+    """conv2d's input-gradient is ONNX's ConvTranspose (F.conv_transpose2d is this op); its
+    output_padding is what the target size adds to the smallest output."""
+    g, w = node.inputs
+    attrs = node.attrs
+    stride, padding, dilation = attrs["stride"], attrs["padding"], attrs["dilation"]
+    sizes = (*g.type.shape[2:], *w.type.shape[2:], *attrs["input_shape"][2:])
+    if not all(isinstance(s, int) for s in sizes):
+        raise Unsupported("a transposed convolution over symbolic spatial sizes")
+    output_padding = [
+        target - ((size - 1) * s - 2 * p + d * (k - 1) + 1)
+        for size, k, target, s, p, d in zip(
+            g.type.shape[2:], w.type.shape[2:], attrs["input_shape"][2:], stride, padding,
+            dilation)
+    ]
+    b.node(
+        "ConvTranspose",
+        [g.name, w.name],
+        [out],
+        strides=list(stride),
+        pads=list(padding) + list(padding),
+        dilations=list(dilation),
+        group=attrs["groups"],
+        output_padding=output_padding,
+    )
+
+
 def _pool(onnx_op: str):
     def translate(b, node, out):
         (x,) = node.inputs
@@ -327,6 +354,9 @@ def _pad(b, node, out):
     pads, mode = list(node.attrs["pads"]), node.attrs.get("mode", "constant")
     if mode == "circular" and b.opset < 19:
         raise Unsupported("circular padding before opset 19")
+    if mode != "constant" and min(pads, default=0) < 0:
+        # PyTorch mirrors and wraps about the uncropped edges; ONNX crops first
+        raise Unsupported(f"{mode} padding with negative pads")
     ndim = len(x.type.shape)
     begins, ends = [0] * ndim, [0] * ndim
     for i in range(len(pads) // 2):  # PyTorch's order: the last dim first
@@ -420,6 +450,7 @@ TRANSLATIONS = {
     "matmul": _elementwise("MatMul"),
     "linear": _linear,
     "conv2d": _conv2d,
+    "conv2d_backward_input": _conv2d_backward_input,
     "max_pool2d": _pool("MaxPool"),
     "avg_pool2d": _pool("AveragePool"),
     "sum": _reduction("ReduceSum"),
@@ -460,7 +491,6 @@ _NOT_YET = "no ONNX translation yet"
 # op is in TRANSLATIONS or here); the exporter names the op and this reason
 NOT_EXPORTABLE = {
     "avg_pool2d_backward": _BACKWARD,
-    "conv2d_backward_input": _BACKWARD,
     "conv2d_backward_weight": _BACKWARD,
     "max_pool2d_backward": _BACKWARD,
     "slice_backward": _BACKWARD,

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..._tensor import dispatch
 from ..._tensor import ops as E
 from ..._tensor.factories import tensor, zeros, zeros_like
+from ...runtime.kernels.shape import pad_source_index
 from .registry import derivative
 
 
@@ -74,11 +73,6 @@ def _flip(node, g):
     return (E.flip(g, node.attrs["dims"]),)
 
 
-def _source_index(size: int, lo: int, hi: int, mode: str) -> np.ndarray:
-    numpy_mode = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode]
-    return np.pad(np.arange(size), (lo, hi), mode=numpy_mode)
-
-
 @derivative("pad", save_inputs=False)
 def _pad(node, g):
     pads, mode = node.attrs["pads"], node.attrs.get("mode", "constant")
@@ -88,7 +82,7 @@ def _pad(node, g):
     ndim = len(shape)
     for i in range(len(pads) // 2):
         d = ndim - 1 - i
-        index = tensor(_source_index(int(shape[d]), pads[2 * i], pads[2 * i + 1], mode),
+        index = tensor(pad_source_index(int(shape[d]), pads[2 * i], pads[2 * i + 1], mode),
                        device=g.device)
         target = list(g.shape)
         target[d] = shape[d]

@@ -264,14 +264,27 @@ def _pad(inputs, attrs):
             raise runtime_error(f"pad: resulting size of dim {d} would be negative ({shape[d]})")
     mode = attrs.get("mode", "constant")
     if mode != "constant":
+        # PyTorch's bounds: a reflection mirrors once (pad < size), a circular pad wraps once
+        # (pad <= size); negative pads crop
         for i in range(len(pads) // 2):
             d = len(shape) - 1 - i
-            limit = x.shape[d] - (1 if mode == "reflect" else 0)
-            widest = max(pads[2 * i], pads[2 * i + 1])
-            if definitely_less(limit, widest) or min(pads[2 * i], pads[2 * i + 1]) < 0:
+            lo, hi = pads[2 * i], pads[2 * i + 1]
+            size = x.shape[d]
+            if mode == "circular" and definitely_less(size, max(lo, hi)):
                 raise runtime_error(
-                    f"pad: {mode} padding {pads[2 * i]}, {pads[2 * i + 1]} is too large for "
-                    f"dim {d} of size {x.shape[d]}"
+                    f"Padding value causes wrapping around more than once: circular padding "
+                    f"({lo}, {hi}) of dim {d} of input {fmt_shape(x.shape)}"
+                )
+            if mode == "reflect" and definitely_less(size - 1, max(lo, hi)):
+                raise runtime_error(
+                    f"Argument #4: Padding size should be less than the corresponding input "
+                    f"dimension, but got: padding ({lo}, {hi}) at dimension {d} of input "
+                    f"{fmt_shape(x.shape)}"
+                )
+            if mode != "circular" and (definitely_less(shape[d], 1) or definitely_less(size, 1)):
+                raise runtime_error(
+                    f"{mode} padding: input (size {size} at dim {d}) is too small. Calculated "
+                    f"output size: {shape[d]}"
                 )
     return TensorType(tuple(shape), x.dtype)
 

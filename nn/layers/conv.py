@@ -1,5 +1,6 @@
-"""Convolution layers: Conv1d and Conv2d (stride, padding incl. 'same'/'valid', dilation,
-groups, bias, padding_mode)."""
+"""Convolution layers: Conv1d, Conv2d and Conv3d (stride, padding incl. 'same'/'valid',
+dilation, groups, bias, padding_mode) and ConvTranspose1d/2d/3d (output_padding, and
+forward's output_size)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from ..._tensor.factories import empty
 from ...errors import value_error
 from .. import functional as F
 from .. import init
+from .._conv import conv_output_padding
 from ..module import Module
 from ..parameter import Parameter
 
-__all__ = ["Conv1d", "Conv2d"]
+__all__ = [
+    "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"
+]
 
 _PADDING_STRINGS = {"same", "valid"}
 _PADDING_MODES = {"zeros", "reflect", "replicate", "circular"}
@@ -26,9 +30,11 @@ def _ntuple(value, n: int) -> tuple:
 
 
 class _ConvNd(Module):
-    """What Conv1d and Conv2d share: arguments, weight and bias, initialisation, repr."""
+    """What the convolutions share: arguments, weight and bias, initialisation, repr. A
+    transposed convolution's weight is (in_channels, out_channels / groups, *kernel_size)."""
 
     _dims: int
+    _transposed = False
 
     def __init__(
         self,
@@ -43,6 +49,7 @@ class _ConvNd(Module):
         padding_mode: str = "zeros",
         device=None,
         dtype=None,
+        output_padding=0,
     ) -> None:
         super().__init__()
         n = self._dims
@@ -73,8 +80,8 @@ class _ConvNd(Module):
         self.stride = stride
         self.padding = padding
         self.dilation = dilation
-        self.transposed = False
-        self.output_padding = (0,) * n
+        self.transposed = self._transposed
+        self.output_padding = _ntuple(output_padding, n)
         self.groups = groups
         self.padding_mode = padding_mode
         # F.pad's order: last dim first, (left, right) for each
@@ -87,9 +94,11 @@ class _ConvNd(Module):
             self._reversed_padding_repeated_twice = pads
         else:
             self._reversed_padding_repeated_twice = [p for p in reversed(padding) for _ in "lr"]
-        self.weight = Parameter(
-            empty(out_channels, in_channels // groups, *kernel_size, device=device, dtype=dtype)
-        )
+        if self._transposed:
+            shape = (in_channels, out_channels // groups)
+        else:
+            shape = (out_channels, in_channels // groups)
+        self.weight = Parameter(empty(*shape, *kernel_size, device=device, dtype=dtype))
         if bias:
             self.bias = Parameter(empty(out_channels, device=device, dtype=dtype))
         else:
@@ -150,3 +159,77 @@ class Conv2d(_ConvNd):
 
     def _conv(self, input, weight, bias, padding):
         return F.conv2d(input, weight, bias, self.stride, padding, self.dilation, self.groups)
+
+
+class Conv3d(_ConvNd):
+    """3-D convolution over (N, C, D, H, W) or (C, D, H, W) input."""
+
+    _dims = 3
+
+    def _conv(self, input, weight, bias, padding):
+        return F.conv3d(input, weight, bias, self.stride, padding, self.dilation, self.groups)
+
+
+class _ConvTransposeNd(_ConvNd):
+    """A transposed convolution: PyTorch's argument order (output_padding after padding,
+    dilation after bias), zeros padding only, and forward(input, output_size=None)."""
+
+    _transposed = True
+    _function = None
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        output_padding=0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation=1,
+        padding_mode: str = "zeros",
+        device=None,
+        dtype=None,
+    ) -> None:
+        if padding_mode != "zeros":
+            raise value_error(
+                f'Only "zeros" padding mode is supported for {self.__class__.__name__}'
+            )
+        if isinstance(padding, str):
+            raise value_error(
+                f"{self.__class__.__name__}: padding must be an int or a tuple of ints, got "
+                f"{padding!r}"
+            )
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         groups, bias, padding_mode, device, dtype, output_padding)
+
+    def forward(self, input: Tensor, output_size=None) -> Tensor:
+        if output_size is None:
+            output_padding = self.output_padding
+        else:
+            output_padding = conv_output_padding(input, output_size, self.stride, self.padding,
+                                                 self.kernel_size, self.dilation, self._dims)
+        return self._function(input, self.weight, self.bias, self.stride, self.padding,
+                              output_padding, self.groups, self.dilation)
+
+
+class ConvTranspose1d(_ConvTransposeNd):
+    """Transposed 1-D convolution over (N, C, L) or (C, L) input."""
+
+    _dims = 1
+    _function = staticmethod(F.conv_transpose1d)
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    """Transposed 2-D convolution over (N, C, H, W) or (C, H, W) input."""
+
+    _dims = 2
+    _function = staticmethod(F.conv_transpose2d)
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    """Transposed 3-D convolution over (N, C, D, H, W) or (C, D, H, W) input."""
+
+    _dims = 3
+    _function = staticmethod(F.conv_transpose3d)

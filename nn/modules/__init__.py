@@ -9,12 +9,16 @@ from . import (  # noqa: F401
     conv,
     dropout,
     flatten,
+    fold,
     linear,
     loss,
     module,
     normalization,
+    padding,
+    pixelshuffle,
     pooling,
     sparse,
     transformer,
+    upsampling,
 )
 from .module import Module  # noqa: F401

@@ -1,3 +1,10 @@
 """torch.nn.modules.pooling's path to ember's layers (scripts import them from here)."""
 
-from ..layers.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d  # noqa: F401
+from ..layers.pooling import *  # noqa: F403
+from ..layers.pooling import (  # noqa: F401
+    _AdaptiveMaxPoolNd,
+    _AvgPoolNd,
+    _LPPoolNd,
+    _MaxPoolNd,
+    _MaxUnpoolNd,
+)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .registry import kernel
 
 
@@ -103,19 +105,38 @@ def _flip(xp, x, dims):
     return xp.flip(x, axis=tuple(dims)).copy() if dims else x.copy()
 
 
+def pad_source_index(size: int, lo: int, hi: int, mode: str) -> np.ndarray:
+    """Where each of the size + lo + hi output positions of a reflect, replicate or circular
+    pad reads the input (PyTorch's index rule: positions count from the input's own edges, so
+    a negative pad on one side crops without moving the other side's mirror; a circular pad
+    wraps around what the negative pads leave)."""
+    if mode == "circular":
+        start = max(-lo, 0)
+        kept = size - start - max(-hi, 0)
+        return start + np.arange(-max(lo, 0), kept + max(hi, 0)) % max(kept, 1)
+    position = np.arange(-lo, size + hi)
+    if mode == "replicate":
+        return np.clip(position, 0, size - 1)
+    last = size - 1  # reflect: mirrored about the first and last elements, once
+    position = np.abs(position)
+    return np.where(position > last, 2 * last - position, position)
+
+
 @kernel("pad")
 def _pad(xp, x, pads, mode="constant", value=0.0):
+    if mode != "constant":
+        for i in range(len(pads) // 2):
+            axis = x.ndim - 1 - i
+            index = pad_source_index(x.shape[axis], pads[2 * i], pads[2 * i + 1], mode)
+            x = xp.take(x, xp.asarray(index), axis=axis)
+        return x
     width = [(0, 0)] * x.ndim
     for i in range(len(pads) // 2):
         width[x.ndim - 1 - i] = (pads[2 * i], pads[2 * i + 1])
     # negative padding crops
     crop = tuple(slice(-lo if lo < 0 else None, hi if hi < 0 else None) for lo, hi in width)
     width = [(max(lo, 0), max(hi, 0)) for lo, hi in width]
-    x = x[crop]
-    if mode == "constant":
-        return xp.pad(x, width, mode="constant", constant_values=x.dtype.type(value))
-    numpy_mode = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode]
-    return xp.pad(x, width, mode=numpy_mode)
+    return xp.pad(x[crop], width, mode="constant", constant_values=x.dtype.type(value))
 
 
 @kernel("tril")

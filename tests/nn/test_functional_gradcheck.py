@@ -169,6 +169,44 @@ def _cases():
 
 CASES = _cases()
 
+# -- issue 16: spatial functions (more settings of each in tests/nn/test_spatial.py) --------
+_r = np.random.default_rng(16)
+CASES.update({
+    "conv_transpose1d": (lambda x, w: F.conv_transpose1d(x, w, stride=2, output_padding=1),
+                         [normal(_r, 1, 2, 3), normal(_r, 2, 1, 2)]),
+    "conv_transpose2d": (lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1),
+                         [normal(_r, 1, 2, 2, 3), normal(_r, 2, 2, 3, 2), normal(_r, 2)]),
+    "conv_transpose3d": (lambda x, w: F.conv_transpose3d(x, w, stride=(2, 1, 1)),
+                         [normal(_r, 1, 2, 2, 2, 1), normal(_r, 2, 1, 2, 2, 2)]),
+    "conv3d": (lambda x, w: F.conv3d(x, w, padding=(1, 0, 0)),
+               [normal(_r, 1, 2, 2, 3, 3), normal(_r, 2, 2, 2, 2, 2)]),
+    "interpolate": (lambda x: F.interpolate(x, size=(3, 5), mode="bicubic"),
+                    [normal(_r, 1, 1, 2, 3)]),
+    "upsample": (lambda x: F.upsample(x, scale_factor=2, mode="linear"), [normal(_r, 1, 2, 3)]),
+    "upsample_nearest": (lambda x: F.upsample_nearest(x, size=(3, 4)), [normal(_r, 1, 1, 2, 3)]),
+    "upsample_bilinear": (lambda x: F.upsample_bilinear(x, size=(3, 4)),
+                          [normal(_r, 1, 1, 2, 3)]),
+    "pixel_shuffle": (lambda x: F.pixel_shuffle(x, 2), [normal(_r, 1, 4, 2, 1)]),
+    "pixel_unshuffle": (lambda x: F.pixel_unshuffle(x, 2), [normal(_r, 1, 1, 2, 4)]),
+    "unfold": (lambda x: F.unfold(x, 2, padding=1, stride=2), [normal(_r, 1, 2, 3, 3)]),
+    "fold": (lambda x: F.fold(x, (3, 3), 2), [normal(_r, 1, 8, 4)]),
+    "max_pool3d": (lambda x: F.max_pool3d(x, 2, 1), [normal(_r, 1, 1, 3, 2, 3)]),
+    "avg_pool3d": (lambda x: F.avg_pool3d(x, 2, 1, 1, count_include_pad=False),
+                   [normal(_r, 1, 1, 2, 2, 3)]),
+    "max_unpool1d": (lambda x: F.max_unpool1d(*F.max_pool1d(x, 2, return_indices=True), 2),
+                     [normal(_r, 1, 2, 6)]),
+    "max_unpool2d": (lambda x: F.max_unpool2d(*F.max_pool2d(x, 2, return_indices=True), 2),
+                     [normal(_r, 1, 1, 4, 4)]),
+    "max_unpool3d": (lambda x: F.max_unpool3d(*F.max_pool3d(x, 2, return_indices=True), 2),
+                     [normal(_r, 1, 1, 2, 2, 4)]),
+    "adaptive_max_pool1d": (lambda x: F.adaptive_max_pool1d(x, 3), [normal(_r, 1, 2, 5)]),
+    "adaptive_max_pool2d": (lambda x: F.adaptive_max_pool2d(x, (2, 3)), [normal(_r, 1, 3, 5)]),
+    "adaptive_max_pool3d": (lambda x: F.adaptive_max_pool3d(x, 2), [normal(_r, 1, 3, 3, 2)]),
+    "lp_pool1d": (lambda x: F.lp_pool1d(x, 2, 2), [normal(_r, 1, 2, 4)]),
+    "lp_pool2d": (lambda x: F.lp_pool2d(x, 3, 2), [leaf(_r.uniform(0.5, 2, (1, 2, 4)))]),
+    "lp_pool3d": (lambda x: F.lp_pool3d(x, 2, (1, 2, 2)), [normal(_r, 1, 2, 2, 2)]),
+})
+
 # further settings of the functions above, each checked on its own
 VARIANTS = {
     "conv1d_dilated_unbatched": (
