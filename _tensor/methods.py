@@ -41,6 +41,8 @@ _SAME_NAME = [
     "all",
     "any",
     "cumsum",
+    "cumprod",
+    "logcumsumexp",
     "norm",
     "count_nonzero",
     "reshape",
@@ -193,6 +195,8 @@ Tensor.__rrshift__ = _shift(E.bitwise_right_shift, reflected=True)
 # -- in-place forms: the declared ops' (ir/ops: variants), then these ------------------------
 
 _INPLACE = [
+    "cumsum",
+    "cumprod",
     "clamp_min",
     "clamp_max",
     "scatter",

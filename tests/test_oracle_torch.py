@@ -1786,6 +1786,42 @@ def _fills(x, y):
     return a, b, c, d
 
 
+# -- issue 16: scans, sorting-based and scatter ops --
+
+
+def _with_zeros(r, d, *shape):
+    x = r.standard_normal(shape)
+    x[..., 2] = 0.0  # one zero in every row
+    x[0, ..., 4] = 0.0  # two in the first
+    return x.astype(d)
+
+
+case(
+    "cumprod",
+    lambda m, x, z: (m.cumprod(x, 1), x.cumprod(dim=0), m.cumprod(z, -1), z.cumprod(0),
+                     m.cumprod(x, 0, dtype=m.float64)),
+    lambda r, d: (rn(r, d, 3, 5), _with_zeros(r, d, 3, 6)),
+)
+case(
+    "cumprod_in_place",
+    lambda m, x: ((x * 1).cumprod_(1), (x * 1).cumsum_(0)),
+    lambda r, d: (_with_zeros(r, d, 2, 5),),
+)
+ints(
+    "cumprod_ints",
+    lambda m, x, b: (m.cumprod(x, 1), m.cumprod(b, 0), x.int().cumprod(0), m.cumprod(x[0, 0], 0)),
+    lambda r, d: (ri(r, 3, 4), rb(r, 3, 4)),
+)
+case(
+    "logcumsumexp",
+    lambda m, x, w: (m.logcumsumexp(x, 1), x.logcumsumexp(0), m.logcumsumexp(w, -1),
+                     m.logcumsumexp(x[0, 0], 0)),
+    lambda r, d: (rn(r, d, 3, 5),
+                  # far apart: exp of each overflows or underflows, their log-sum does not
+                  np.array([[-1000.0, 0.0, 2.0, -3000.0], [800.0, 799.0, -np.inf, 900.0]], d)),
+)
+
+
 # -- running a case in both libraries --------------------------------------------------------
 
 

@@ -497,4 +497,6 @@ NOT_EXPORTABLE = {
     "bitwise_not": "ONNX's BitwiseNot needs opset 18; ember exports opset 17",
     "bitwise_left_shift": "ONNX's BitShift takes unsigned integers only",
     "bitwise_right_shift": "ONNX's BitShift takes unsigned integers only",
+    "cumprod": "ONNX has CumSum but no running product",
+    "logcumsumexp": "ONNX has no running logaddexp (CumSum of exp would overflow)",
 }

@@ -204,3 +204,21 @@ def _cumsum(xp, x, dim):
     if x.ndim == 0:
         return x.astype(_acc_dtype(x) or x.dtype)
     return xp.cumsum(x, axis=dim, dtype=_acc_dtype(x))
+
+
+@kernel("cumprod")
+def _cumprod(xp, x, dim):
+    if x.ndim == 0:
+        return x.astype(_acc_dtype(x) or x.dtype)
+    with np.errstate(all="ignore"):
+        return xp.cumprod(x, axis=dim, dtype=_acc_dtype(x))
+
+
+@kernel("logcumsumexp")
+def _logcumsumexp(xp, x, dim):
+    """log(cumsum(exp(x))) as a running logaddexp: each step shifts by its own maximum, so
+    neither a large nor a very negative element overflows or loses the smaller ones."""
+    if x.ndim == 0:
+        return x.copy()
+    with np.errstate(all="ignore"):
+        return xp.logaddexp.accumulate(x, axis=dim)

@@ -597,6 +597,24 @@ case(
     lambda r: distinct(r, 2, 3),
 )
 
+# -- issue 16: scans, sorting-based and scatter ops --
+
+
+def with_zeros(r, *shape):
+    """Normal values with a few exact zeros (one or two per row): the cases whose gradients
+    need more than a division by the input."""
+    x = r.standard_normal(shape)
+    x[..., 1] = 0.0
+    x[0, ..., 3] = 0.0
+    return _leaf(x)
+
+
+case("cumprod", lambda x: ember.cumprod(x, 1), lambda r: nonzero(r, 3, 5), gradgrad=True)
+case("cumprod_with_zeros", lambda x: x.cumprod(-1), lambda r: with_zeros(r, 3, 5),
+     gradgrad=True)
+case("logcumsumexp", lambda x: ember.logcumsumexp(x, 0), lambda r: normal(r, 4, 3),
+     gradgrad=True)
+
 
 def _setitem(x, key, value):
     x[key] = value

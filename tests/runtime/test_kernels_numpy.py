@@ -201,6 +201,8 @@ _REDUCTIONS = {
     "sort",
     "cummax",
     "cummin",
+    "cumprod",
+    "logcumsumexp",
 }
 
 COVERED = (
@@ -862,3 +864,24 @@ def test_cumulative_extreme_kernels_match_a_running_loop(op, dtype):
                     best, at = v, i
                 np.testing.assert_array_equal(vrow[i], best)
                 assert irow[i] == at
+
+
+@pytest.mark.parametrize("dtype", FLOATS + (np.int32, np.bool_))
+def test_cumprod_kernel_is_numpys_with_integers_in_int64(dtype):
+    x = np.random.default_rng(15).integers(-2, 3, (3, 5)).astype(dtype)
+    for dim in (0, 1):
+        out = KERNELS["cumprod"](np, x, dim)
+        expected = np.cumprod(x, axis=dim, dtype=None if x.dtype.kind == "f" else np.int64)
+        assert out.dtype == expected.dtype
+        np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_logcumsumexp_kernel_is_a_stable_running_log_sum(dtype):
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((3, 6)).astype(dtype)
+    for dim in (0, 1):
+        expected = np.log(np.cumsum(np.exp(x.astype(np.float64)), axis=dim))
+        close(KERNELS["logcumsumexp"](np, x, dim), expected.astype(dtype), dtype)
+    far = np.array([-1000.0, 0.0, 1000.0, -np.inf], dtype)
+    np.testing.assert_allclose(KERNELS["logcumsumexp"](np, far, 0), [-1000.0, 0.0, 1000.0, 1000.0])
