@@ -1822,6 +1822,157 @@ case(
 )
 
 
+case(
+    "median_nanmedian",
+    lambda m, x: (m.median(x), x.median(1), m.median(x, 0, keepdim=True), x.nanmedian(),
+                  m.nanmedian(x, dim=-1), x.median(dim=-2).indices, m.median(x[0], 0).values,
+                  m.median(x[0, 0]), m.median(x[0, 0], 0)),
+    lambda r, d: (rd(r, d, 4, 5),),
+)
+case(
+    "median_of_ties_shares_the_gradient",
+    lambda m, x: (m.median(x), x.nanmedian()),
+    lambda r, d: (np.array([[1.0, 2.0, 2.0], [3.0, 2.0, 0.5]], d),),
+)
+case(
+    "median_nanmedian_with_nan",
+    # the index of an all-NaN row's nanmedian is PyTorch's nth_element's choice: values only
+    lambda m, x: (m.median(x, 1), m.nanmedian(x[:2], 1), m.nanmedian(x, 1).values, x.median(),
+                  x.nanmedian(), m.nanmedian(x[2]), x.nanmedian(0, True)),
+    lambda r, d: (np.array([[1.0, np.nan, 2.0, np.nan, 0.5], [1.0, 2.0, 3.0, 4.0, 5.0],
+                            [np.nan, np.nan, np.nan, np.nan, np.nan]], d),),
+    grad=False,
+)
+ints(
+    "median_mode_ints",
+    lambda m, x: (m.median(x), m.median(x, 1).values, x.nanmedian(), m.mode(x, 1), x.mode(0),
+                  m.mode(x, keepdim=True), m.mode(x[0, 0])),
+    lambda r, d: (ri(r, 4, 9, low=0, high=4),),
+)
+case(
+    "mode",
+    lambda m, x: (m.mode(x), x.mode(0).values, m.mode(x, -1, keepdim=True).values),
+    # repeats, several values equally frequent
+    lambda r, d: (np.array([[1.5, 2.5, 1.5, 2.5, 0.5, 2.5], [0.5, 0.5, 1.5, 1.5, 3.5, 2.5],
+                            [3.5, 0.5, 0.5, 3.5, 1.5, 1.5]], d),),
+)
+ints(
+    "unique",
+    lambda m, x: (m.unique(x), x.unique(return_inverse=True), m.unique(x, return_counts=True),
+                  m.unique(x, sorted=False, return_inverse=True, return_counts=True),
+                  m.unique(x[:, :2], dim=0, return_inverse=True, return_counts=True),
+                  x[:2].unique(dim=1, return_counts=True), m.unique(x, dim=-1),
+                  m.unique(x[0, 0])),
+    lambda r, d: (np.array([[3, 1, 2, 1], [3, 1, 0, 0], [2, 2, 3, 3], [3, 1, 5, 1]]),),
+)
+ints(
+    "unique_consecutive",
+    lambda m, x: (m.unique_consecutive(x[0]), x.unique_consecutive(return_inverse=True),
+                  m.unique_consecutive(x, return_counts=True, return_inverse=True),
+                  m.unique_consecutive(x, dim=0, return_inverse=True, return_counts=True),
+                  x.unique_consecutive(dim=1, return_counts=True)),
+    lambda r, d: (np.array([[1, 1, 2, 2, 3, 1, 1], [1, 1, 2, 2, 3, 1, 1], [0, 0, 2, 2, 3, 1, 4]]),),
+)
+case(
+    "unique_floats_with_nan",
+    lambda m, x: (m.unique(x, return_inverse=True, return_counts=True),
+                  m.unique_consecutive(x, return_counts=True)),
+    lambda r, d: (np.array([2.5, 1.0, np.nan, 1.0, 1.0, np.nan, -0.5], d),),
+    grad=False,
+)
+case(
+    "searchsorted_bucketize",
+    lambda m, s, v, b: (m.searchsorted(s, v), m.searchsorted(s, v, right=True),
+                        m.searchsorted(s, v, side="right", out_int32=True),
+                        m.searchsorted(s[1], v), m.searchsorted(s[0], 0.25),
+                        m.searchsorted(s[0], 0.25, side="right"),
+                        m.searchsorted(s[1], s[1]), m.searchsorted(s[1], s[1], right=True),
+                        m.searchsorted(b, v[0], sorter=m.argsort(b)),
+                        m.searchsorted(s, s, side="left"),
+                        m.bucketize(v, s[0]), m.bucketize(v, s[0], right=True),
+                        m.bucketize(0.25, s[1], out_int32=True)),
+    lambda r, d: (np.sort(np.round(r.uniform(-2, 2, (3, 6)), 1), axis=1).astype(d),
+                  np.round(r.uniform(-2.5, 2.5, (3, 4)), 1).astype(d),
+                  r.permutation(8).astype(d) / 4 - 1),
+    grad=False,
+)
+ints(
+    "searchsorted_ints_and_nan",
+    lambda m, s, v, f, fv: (m.searchsorted(s, v), m.searchsorted(s, v, right=True),
+                            m.searchsorted(s, 2), m.searchsorted(s, fv),
+                            m.searchsorted(f, fv), m.searchsorted(f, fv, right=True),
+                            m.searchsorted(f[None].expand(2, 4).contiguous(), fv[None, :2]
+                                           .expand(2, 2).contiguous(), right=True)),
+    lambda r, d: (np.array([0, 2, 2, 2, 5, 9]), np.array([[2, -1, 10], [5, 3, 9]]),
+                  np.array([0.5, 1.5, np.nan, np.nan]), np.array([np.nan, 1.0, 1.5, 3.0])),
+)
+ints(
+    "bincount",
+    lambda m, x, w, iw: (m.bincount(x), x.bincount(), m.bincount(x, w), m.bincount(x, iw),
+                         m.bincount(x, minlength=12), x.bincount(w.float(), 3),
+                         m.bincount(x[:0]), m.bincount(x[:0], minlength=2)),
+    lambda r, d: (np.array([1, 4, 1, 0, 7, 4, 4]), r.standard_normal(7), np.arange(7)),
+)
+case(
+    "histc",
+    lambda m, x: (m.histc(x), x.histc(bins=7), m.histc(x, 4, min=-1, max=1),
+                  m.histc(x[0, :1], 3), m.histc(x, 5, min=0.5, max=0.5)),
+    lambda r, d: (np.round(r.uniform(-2, 2, (3, 20)), 2).astype(d) + 0.003,),
+    grad=False,
+)
+
+
+def _rejected_like_torch(fn):
+    """fn raises with torch, and raises with ember an EmberError of the same builtin kind."""
+    with pytest.raises(Exception) as torch_error:
+        fn(torch)
+    kind = next(
+        k
+        for k in (IndexError, NotImplementedError, TypeError, ValueError, RuntimeError)
+        if isinstance(torch_error.value, k)
+    )
+    with pytest.raises(Exception) as ember_error:
+        fn(ember)
+    assert isinstance(ember_error.value, ember.EmberError), repr(ember_error.value)
+    assert isinstance(ember_error.value, kind), (
+        f"torch raises {type(torch_error.value).__name__}, ember "
+        f"{type(ember_error.value).__name__}: {ember_error.value}"
+    )
+
+
+REJECTED_SCANS_SORTS_SCATTERS = {
+    "logcumsumexp_of_int": lambda m: m.logcumsumexp(m.tensor([1, 2]), 0),
+    "cumprod_dim_out_of_range": lambda m: m.ones(2, 3).cumprod(2),
+    "median_of_empty_dim": lambda m: m.median(m.ones(2, 0), 1),
+    "mode_of_empty_dim": lambda m: m.mode(m.ones(2, 0), 1),
+    "nanmedian_dim_out_of_range": lambda m: m.ones(2).nanmedian(1),
+    "unique_dim_out_of_range": lambda m: m.unique(m.ones(2, 3), dim=2),
+    "searchsorted_batch_mismatch": lambda m: m.searchsorted(m.ones(1, 3), m.ones(2, 2)),
+    "searchsorted_scalar_into_2d": lambda m: m.searchsorted(m.ones(2, 3), 2.0),
+    "searchsorted_side_against_right": lambda m: m.searchsorted(m.ones(3), m.ones(2),
+                                                                right=True, side="left"),
+    "searchsorted_unknown_side": lambda m: m.searchsorted(m.ones(3), m.ones(2), side="middle"),
+    "searchsorted_sorter_of_other_size": lambda m: m.searchsorted(
+        m.ones(3), m.ones(2), sorter=m.tensor([0, 1])),
+    "bucketize_2d_boundaries": lambda m: m.bucketize(m.ones(3), m.ones(2, 2)),
+    "bincount_negative": lambda m: m.bincount(m.tensor([1, -1])),
+    "bincount_2d": lambda m: m.bincount(m.tensor([[1, 1]])),
+    "bincount_of_float": lambda m: m.bincount(m.tensor([1.0, 1.0])),
+    "bincount_negative_minlength": lambda m: m.bincount(m.tensor([1, 2]), minlength=-1),
+    "bincount_weights_of_other_length": lambda m: m.bincount(m.tensor([1, 2]),
+                                                             m.tensor([1.0])),
+    "histc_of_int": lambda m: m.histc(m.tensor([1, 2])),
+    "histc_no_bins": lambda m: m.histc(m.tensor([1.0, 2.0]), bins=0),
+    "histc_max_below_min": lambda m: m.histc(m.tensor([1.0, 2.0]), min=3, max=1),
+    "histc_infinite_range": lambda m: m.histc(m.tensor([1.0, float("inf")])),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REJECTED_SCANS_SORTS_SCATTERS))
+def test_scans_sorts_and_scatters_reject_what_torch_rejects(name):
+    _rejected_like_torch(REJECTED_SCANS_SORTS_SCATTERS[name])
+
+
 # -- running a case in both libraries --------------------------------------------------------
 
 

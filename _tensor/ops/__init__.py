@@ -16,6 +16,7 @@ from .index import *  # noqa: F403
 from .nn import *  # noqa: F403
 from .reduce import *  # noqa: F403
 from .sampling import *  # noqa: F403
+from .search import *  # noqa: F403
 from .shape import *  # noqa: F403
 from .sort import *  # noqa: F403
 

@@ -167,3 +167,13 @@ def _logcumsumexp(node, g):
         return E.exp(E.add(reversed_lse, x))
 
     return (E.sub(part(True), part(False)),)
+
+
+@derivative("median", save_outputs=True)
+def _median(node, g):
+    (x,) = node.inputs
+    out = node.outputs[0]
+    # shared evenly by the elements equal to the median (or, when it is NaN, by the NaNs), as
+    # PyTorch's median and nanmedian over all elements do
+    hit = E.where(E.isnan(out), E.isnan(x), E.eq(x, out))
+    return (E.div(E.mul(g, hit), E.sum(hit)),)

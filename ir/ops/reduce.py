@@ -160,3 +160,10 @@ def _logcumsumexp(inputs, attrs):
             f"logcumsumexp(): not implemented for {x.dtype.name} (a floating point input is "
             f"expected)")
     return TensorType(tuple(x.shape), x.dtype)
+
+
+@register("median", kind="reduction")
+def _median(inputs, attrs):
+    """The lower median of all elements (attrs["ignore_nan"]: of the non-NaN ones)."""
+    (x,) = inputs
+    return TensorType((), x.dtype)

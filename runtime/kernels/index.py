@@ -143,3 +143,66 @@ def _one_hot(xp, x, num_classes):
 @kernel("nonzero")
 def _nonzero(xp, x):
     return xp.stack(xp.nonzero(x), axis=-1).astype(np.int64) if x.ndim else xp.zeros((int(bool(x)), 0), np.int64)
+
+
+def _runs(xp, rows):
+    """For rows (n, k): whether each row differs from the one before (the first always)."""
+    change = xp.ones(rows.shape[0], dtype=bool)
+    if rows.shape[0] > 1:
+        change[1:] = xp.any(rows[1:] != rows[:-1], axis=1)
+    return change
+
+
+@kernel("unique")
+def _unique(xp, x, dim, consecutive):
+    """(values, inverse, counts): the distinct elements (dim None) or slices along dim, sorted,
+    or the first of each run of equal ones when consecutive. NaNs are all distinct."""
+    moved = x.reshape(-1, 1) if dim is None else xp.moveaxis(x, dim, 0) if x.ndim else \
+        x.reshape(1)
+    rows = moved.reshape(moved.shape[0], -1)
+    n = rows.shape[0]
+    if consecutive or n == 0:
+        order = xp.arange(n)
+        ordered = rows
+    else:
+        # rows sorted lexicographically (NaN last, equal rows in their order), then runs
+        order = xp.lexsort(rows.T[::-1]) if rows.shape[1] else xp.arange(n)
+        ordered = rows[order]
+    change = _runs(xp, ordered) if rows.shape[1] else xp.arange(n) == 0
+    run_id = xp.cumsum(change) - 1
+    inverse = xp.empty(n, dtype=np.int64)
+    inverse[order] = run_id
+    starts = xp.flatnonzero(change)
+    counts = xp.diff(xp.concatenate([starts, xp.asarray([n])])).astype(np.int64)
+    firsts = order[starts]
+    if dim is None:
+        return moved.reshape(-1)[firsts], inverse.reshape(x.shape), counts
+    values = xp.moveaxis(moved[firsts], 0, dim) if x.ndim else moved[firsts].reshape(-1)
+    return values, inverse, counts
+
+
+@kernel("searchsorted")
+def _searchsorted(xp, sequence, values, right, out_int32):
+    """A binary search over every value at once: log2(n) vectorized steps. A step goes right
+    unless the probe is >= the value (> for right), as PyTorch's: a NaN value lands at the
+    end, and a NaN in the sequence counts as below every value."""
+    common = np.result_type(sequence.dtype, values.dtype)
+    sequence, values = sequence.astype(common, copy=False), values.astype(common, copy=False)
+    n = sequence.shape[-1]
+    if sequence.ndim == 1:
+        def probe_at(positions):
+            return sequence[positions]
+    else:
+        def probe_at(positions):
+            return xp.take_along_axis(sequence, positions, axis=-1)
+    low = xp.zeros(values.shape, dtype=np.int64)
+    high = xp.full(values.shape, n, dtype=np.int64)
+    with np.errstate(invalid="ignore"):
+        for _ in range(int(n).bit_length()):
+            middle = (low + high) // 2
+            probe = probe_at(xp.minimum(middle, n - 1))
+            go_right = ~((probe > values) if right else (probe >= values))
+            active = low < high
+            low, high = (xp.where(active & go_right, middle + 1, low),
+                         xp.where(active & ~go_right, middle, high))
+    return low.astype(np.int32 if out_int32 else np.int64)

@@ -222,3 +222,18 @@ def _logcumsumexp(xp, x, dim):
         return x.copy()
     with np.errstate(all="ignore"):
         return xp.logaddexp.accumulate(x, axis=dim)
+
+
+@kernel("median")
+def _median(xp, x, ignore_nan):
+    """The lower median of all elements: NaN if any is NaN, or, ignoring NaN, of the rest."""
+    flat = xp.sort(x.reshape(-1))  # NaN sorts last
+    count = flat.size
+    if x.dtype.kind == "f":
+        nan_count = int(xp.count_nonzero(xp.isnan(flat)))
+        if nan_count and not ignore_nan:
+            return xp.asarray(np.nan, dtype=x.dtype)
+        count -= nan_count
+    if count == 0:
+        return xp.asarray(np.nan, dtype=x.dtype)
+    return flat[(count - 1) // 2].copy()

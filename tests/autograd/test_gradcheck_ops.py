@@ -614,6 +614,9 @@ case("cumprod_with_zeros", lambda x: x.cumprod(-1), lambda r: with_zeros(r, 3, 5
      gradgrad=True)
 case("logcumsumexp", lambda x: ember.logcumsumexp(x, 0), lambda r: normal(r, 4, 3),
      gradgrad=True)
+case("median", lambda x: ember.median(x) * 2, lambda r: distinct(r, 3, 4))
+case("nanmedian_with_nan", lambda x: x.nanmedian(),
+     lambda r: _leaf([[0.5, 1.5, np.nan], [1.7, -0.5, 2.5]]))
 
 
 def _setitem(x, key, value):

@@ -4,6 +4,7 @@ values, and gradients where the op has them."""
 
 import ember
 import numpy as np
+import pytest
 
 
 def _compare(fn, inputs, grad: bool):
@@ -37,3 +38,29 @@ def test_compiled_cumprod_and_logcumsumexp_equal_eager():
         return ember.cumprod(t, 1) * 2 + t.logcumsumexp(0)
 
     _compare(fn, [x], grad=True)
+
+
+def test_compiled_median_mode_and_counting_equal_eager():
+    r = np.random.default_rng(2)
+    x = r.integers(0, 4, (4, 7)).astype("float64") + 0.5  # ties for mode
+    sequence = np.sort(r.uniform(0, 4, (4, 5)), axis=1)
+    labels = np.array([0, 3, 3, 1, 5])
+
+    def fn(t, s, i):
+        values, _ = ember.median(t, 1)
+        counted = ember.bincount(i).float().sum() + ember.histc(t, 6).sum()
+        found = ember.searchsorted(s, t[:, :3]).sum() + ember.bucketize(t, s[0]).sum()
+        return (values * 2 + ember.median(t) + t.nanmedian(0).values.sum() + t.mode(1).values
+                + counted + found)
+
+    _compare(fn, [x, sequence, labels], grad=True)
+
+
+def test_unique_runs_eagerly_under_script_and_says_why():
+    x = ember.tensor([3, 1, 2, 1, 3])
+    fn = lambda t: ember.unique(t, return_counts=True)[1] * 2  # noqa: E731
+    with pytest.raises(ember.tracer.ScriptFallback, match="unique"):
+        ember.script(fn, strict=True)(x)
+    with pytest.warns(UserWarning, match="unique"):
+        out = ember.script(fn)(x)
+    np.testing.assert_array_equal(out.numpy(), fn(x).numpy())

@@ -203,6 +203,7 @@ _REDUCTIONS = {
     "cummin",
     "cumprod",
     "logcumsumexp",
+    "median",
 }
 
 COVERED = (
@@ -885,3 +886,54 @@ def test_logcumsumexp_kernel_is_a_stable_running_log_sum(dtype):
         close(KERNELS["logcumsumexp"](np, x, dim), expected.astype(dtype), dtype)
     far = np.array([-1000.0, 0.0, 1000.0, -np.inf], dtype)
     np.testing.assert_allclose(KERNELS["logcumsumexp"](np, far, 0), [-1000.0, 0.0, 1000.0, 1000.0])
+
+
+@pytest.mark.parametrize("dtype", FLOATS + (np.int64,))
+@pytest.mark.parametrize("ignore_nan", [False, True])
+def test_median_kernel_is_the_lower_median(dtype, ignore_nan):
+    rng = np.random.default_rng(17)
+    for n in (1, 2, 7, 10):
+        x = rng.integers(-5, 5, n).astype(dtype)
+        expected = np.sort(x)[(n - 1) // 2]
+        np.testing.assert_array_equal(KERNELS["median"](np, x.reshape(-1, 1), ignore_nan),
+                                      expected)
+    if np.dtype(dtype).kind == "f":
+        x = np.array([3.0, np.nan, 1.0, 2.0, 0.0], dtype)
+        out = KERNELS["median"](np, x, ignore_nan)
+        np.testing.assert_array_equal(out, 1.0 if ignore_nan else np.nan)
+        assert np.isnan(KERNELS["median"](np, np.full(3, np.nan, dtype), ignore_nan))
+
+
+@pytest.mark.parametrize("right", [False, True])
+def test_searchsorted_kernel_matches_numpy_on_rows_without_nan(right):
+    rng = np.random.default_rng(18)
+    sequence = np.sort(rng.integers(-6, 6, (3, 9)), axis=1).astype(np.float32)
+    values = rng.integers(-8, 8, (3, 5)).astype(np.float64)
+    side = "right" if right else "left"
+    out = KERNELS["searchsorted"](np, sequence, values, right, False)
+    for row in range(3):
+        np.testing.assert_array_equal(out[row], np.searchsorted(sequence[row], values[row], side))
+    flat = KERNELS["searchsorted"](np, sequence[0], values, right, True)
+    assert flat.dtype == np.int32
+    np.testing.assert_array_equal(flat, np.searchsorted(sequence[0], values, side))
+
+
+@pytest.mark.parametrize("consecutive", [False, True])
+def test_unique_kernel_matches_a_dictionary_of_rows(consecutive):
+    x = np.random.default_rng(19).integers(0, 3, (7, 2))
+    values, inverse, counts = KERNELS["unique"](np, x, 0, consecutive)
+    rows = [tuple(r) for r in x]
+    if consecutive:
+        firsts = [i for i in range(len(rows)) if i == 0 or rows[i] != rows[i - 1]]
+        expected = [rows[i] for i in firsts]
+    else:
+        expected = sorted(set(rows))
+    assert [tuple(r) for r in values] == expected
+    np.testing.assert_array_equal(values[inverse], x)
+    assert counts.sum() == len(rows) and len(counts) == len(expected)
+    flat_values, flat_inverse, flat_counts = KERNELS["unique"](np, x, None, consecutive)
+    assert flat_inverse.shape == x.shape
+    np.testing.assert_array_equal(flat_values[flat_inverse], x)
+    if not consecutive:
+        np.testing.assert_array_equal(flat_values, np.unique(x))
+        np.testing.assert_array_equal(flat_counts, np.unique(x, return_counts=True)[1])
