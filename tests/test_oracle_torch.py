@@ -1922,6 +1922,58 @@ case(
 )
 
 
+def _scatter_inputs(r, d, zeros=False):
+    """(input, index, src): src larger than index (PyTorch differentiates only the index's
+    shape of it); rounded values, so that
+    ties (for amax, amin) and, with zeros, zeros (for prod) meet in one place."""
+    x = np.round(r.uniform(-2, 2, (3, 5)) * 2) / 2
+    src = np.round(r.uniform(-2, 2, (5, 6)) * 2) / 2
+    if not zeros:
+        x[x == 0], src[src == 0] = 0.25, -0.75
+    return x.astype(d), r.integers(0, 3, (4, 5)), src.astype(d)
+
+
+for _reduce in ("sum", "prod", "mean", "amax", "amin"):
+    case(
+        f"scatter_reduce_{_reduce}",
+        lambda m, x, i, s, reduce=_reduce: (
+            m.scatter_reduce(x, 0, i, s[:4, :5], reduce),
+            x.scatter_reduce(0, i, s[:4, :5], reduce, include_self=False),
+            x.scatter_reduce(-1, i[:2, :3].flip(1), s[:2, :3], reduce=reduce),
+            m.scatter_reduce(x, 1, i[:3, :2], s[:3, :2], reduce, include_self=False)),
+        lambda r, d: _scatter_inputs(r, d, zeros=True),
+    )
+case(
+    "scatter_reduce_in_place_and_scatter_with_reduce",
+    lambda m, x, i, s: (
+        (x * 1).scatter_reduce_(0, i, s[:4, :5], "amax"),
+        (x * 1).scatter_reduce_(1, i[:3, :2], s[:3, :2], "mean", include_self=False),
+        m.scatter(x.detach(), 0, i, s.detach(), reduce="add"),
+        x.detach().scatter(-2, i, s.detach(), reduce="multiply"),
+        x.detach().scatter_(0, i, 2.5, reduce="multiply"),
+        x.detach().scatter(1, i[:3, :2], value=-1.5, reduce="add")),
+    lambda r, d: _scatter_inputs(r, d),
+)
+ints(
+    "scatter_reduce_ints",
+    lambda m, x, i, s: tuple(
+        f(reduce)
+        for reduce in ("sum", "prod", "mean", "amax", "amin")
+        for f in (lambda reduce: m.scatter_reduce(x, 0, i, s, reduce),
+                  lambda reduce: x.scatter_reduce(0, i, s, reduce, include_self=False))),
+    lambda r, d: (ri(r, 3, 5), r.integers(0, 3, (4, 5)), ri(r, 5, 6, low=-9, high=9)),
+)
+case(
+    "gather_scatter_index_select_negative_dims",
+    lambda m, x, i, s: (
+        m.gather(x, -1, i[:3, :2]), x.scatter(-2, i, s[:4, :5]),
+        m.scatter_add(x, -2, i, s[:4, :5]),
+        x.index_select(-1, i[0]), m.take_along_dim(x, i[:3, :2], dim=-1),
+        m.take_along_dim(x, i[:1, :2], 1), x.take_along_dim(i[:3, :1], dim=-2),
+        m.take_along_dim(x, i)),
+    lambda r, d: _scatter_inputs(r, d),
+)
+
 def _rejected_like_torch(fn):
     """fn raises with torch, and raises with ember an EmberError of the same builtin kind."""
     with pytest.raises(Exception) as torch_error:
@@ -1965,6 +2017,37 @@ REJECTED_SCANS_SORTS_SCATTERS = {
     "histc_no_bins": lambda m: m.histc(m.tensor([1.0, 2.0]), bins=0),
     "histc_max_below_min": lambda m: m.histc(m.tensor([1.0, 2.0]), min=3, max=1),
     "histc_infinite_range": lambda m: m.histc(m.tensor([1.0, float("inf")])),
+    "scatter_reduce_unknown_reduction": lambda m: m.zeros(3).scatter_reduce(
+        0, m.tensor([0, 1]), m.ones(2), "median"),
+    "scatter_unknown_reduction": lambda m: m.zeros(3).scatter(0, m.tensor([0, 1]), m.ones(2),
+                                                              reduce="sum"),
+    "scatter_reduce_index_out_of_range": lambda m: m.zeros(3).scatter_reduce(
+        0, m.tensor([0, 3]), m.ones(2), "sum"),
+    "scatter_reduce_negative_index": lambda m: m.zeros(3).scatter_reduce(
+        0, m.tensor([0, -1]), m.ones(2), "amax"),
+    "scatter_reduce_index_of_other_rank": lambda m: m.zeros(3, 2).scatter_reduce(
+        0, m.tensor([0, 1]), m.ones(2), "sum"),
+    "scatter_reduce_dim_out_of_range": lambda m: m.zeros(3).scatter_reduce(
+        1, m.tensor([0, 1]), m.ones(2), "prod"),
+    "scatter_reduce_float_index": lambda m: m.zeros(3).scatter_reduce(
+        0, m.tensor([0.0, 1.0]), m.ones(2), "sum"),
+    "scatter_reduce_src_of_other_dtype": lambda m: m.zeros(3).scatter_reduce(
+        0, m.tensor([0, 1]), m.ones(2, dtype=m.float64), "sum"),
+    "gather_float_index": lambda m: m.zeros(2, 3).gather(0, m.tensor([[0.0]])),
+    "scatter_add_float_index": lambda m: m.zeros(2, 3).scatter_add(0, m.tensor([[0.0]]),
+                                                                   m.zeros(2, 3)),
+    "index_select_float_index": lambda m: m.zeros(2, 3).index_select(0, m.tensor([0.0])),
+    "index_select_out_of_range": lambda m: m.zeros(2, 3).index_select(0, m.tensor([2])),
+    "index_add_out_of_range": lambda m: m.zeros(2, 3).index_add(0, m.tensor([5]),
+                                                                m.ones(1, 3)),
+    "scatter_add_out_of_range": lambda m: m.zeros(2, 3).scatter_add(0, m.tensor([[5]]),
+                                                                    m.ones(1, 1)),
+    "take_along_dim_float_indices": lambda m: m.zeros(2, 3).take_along_dim(m.tensor([[0.0]]),
+                                                                           1),
+    "take_along_dim_flat_out_of_range": lambda m: m.take_along_dim(m.zeros(2, 3),
+                                                                   m.tensor([7])),
+    "take_along_dim_of_other_rank": lambda m: m.take_along_dim(m.zeros(2, 3), m.tensor([0]),
+                                                               1),
 }
 
 

@@ -502,4 +502,5 @@ NOT_EXPORTABLE = {
     "median": _NOT_YET,
     "unique": _NOT_YET,
     "searchsorted": _NOT_YET,
+    "scatter_reduce": _NOT_YET,
 }

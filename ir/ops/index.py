@@ -12,8 +12,10 @@ from ..types import TensorType
 
 
 def _check_index_dtype(op, index):
+    # a RuntimeError, as PyTorch's gather, scatter, index_select and index_add raise
     if index.dtype.category != INT:
-        raise type_error(f"{op}(): Expected dtype int64 for index, got {index.dtype.name}")
+        raise runtime_error(f"{op}(): Expected dtype int32/int64 for index, got "
+                            f"{index.dtype.name}")
 
 
 def index_shape(x_shape, index_shapes, dims) -> tuple:
@@ -99,6 +101,19 @@ def _scatter(op):
 
 register("scatter", kind="index")(_scatter("scatter"))
 register("scatter_add", kind="index")(_scatter("scatter_add"))
+
+SCATTER_REDUCTIONS = ("sum", "prod", "mean", "amax", "amin")
+
+
+@register("scatter_reduce", kind="index")
+def _scatter_reduce(inputs, attrs):
+    """input with each src element reduced into the place index names along attrs["dim"]:
+    attrs["reduce"] one of SCATTER_REDUCTIONS, over input's own value too when
+    attrs["include_self"]."""
+    if attrs["reduce"] not in SCATTER_REDUCTIONS:
+        raise runtime_error(f"reduce argument must be either sum, prod, mean, amax or amin, "
+                            f"got {attrs['reduce']}")
+    return _scatter("scatter_reduce")(inputs, attrs)
 
 
 @register("index_select", kind="index")

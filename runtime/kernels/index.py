@@ -98,12 +98,68 @@ def _scatter_add(xp, x, index, src, dim):
     return out
 
 
+def _reduce_at(xp, reduce, target, key, values):
+    """target[key] = reduce(target[key], values), repeated keys folding in one by one."""
+    if reduce in ("sum", "mean"):
+        add_at(xp, target, key, values)
+    elif xp is np:
+        {"prod": np.multiply, "amax": np.maximum, "amin": np.minimum}[reduce].at(
+            target, key, values)
+    elif reduce == "prod":  # cupy has no scatter-multiply: the host's
+        host = xp.asnumpy(target)
+        np.multiply.at(host, tuple(xp.asnumpy(k) for k in key), xp.asnumpy(values))
+        target[...] = xp.asarray(host)
+    else:
+        import cupyx
+
+        (cupyx.scatter_max if reduce == "amax" else cupyx.scatter_min)(target, key, values)
+
+
+def _identity(reduce, dtype):
+    if reduce in ("sum", "mean"):
+        return 0
+    if reduce == "prod":
+        return 1
+    if dtype.kind == "f":
+        return -np.inf if reduce == "amax" else np.inf
+    if dtype.kind == "b":
+        return reduce == "amin"
+    info = np.iinfo(dtype)
+    return info.min if reduce == "amax" else info.max
+
+
+@kernel("scatter_reduce")
+def _scatter_reduce(xp, x, index, src, dim, reduce, include_self):
+    _check_range(index, x.shape[dim], "scatter_reduce", dim)
+    out = x.copy()
+    src = src[tuple(slice(0, s) for s in index.shape)]
+    key = _along_axis_key(xp, index, dim)
+    if not include_self:  # the places written start from the reduction's identity
+        out[key] = _identity(reduce, x.dtype)
+    _reduce_at(xp, reduce, out, key, src)
+    if reduce == "mean":
+        counts = xp.full(x.shape, 1 if include_self else 0, dtype=np.int64)
+        add_at(xp, counts, key, xp.ones(index.shape, dtype=np.int64))
+        counts = xp.maximum(counts, 1)
+        if x.dtype.kind == "f":
+            out = (out / counts).astype(x.dtype, copy=False)
+        else:  # integers round down, as PyTorch's
+            out = xp.floor_divide(out, counts).astype(x.dtype, copy=False)
+    return out
+
+
 @kernel("index_select")
 def _index_select(xp, x, index, dim):
+    from ...errors import index_error
+
+    size = x.shape[dim] if x.ndim else 1
+    if index.size and (int(index.min()) < 0 or int(index.max()) >= size):
+        # an IndexError here, as PyTorch's index_select raises
+        bad = int(index.max()) if int(index.max()) >= size else int(index.min())
+        raise index_error(f"index_select(): index {bad} is out of range for dimension {dim} "
+                          f"with size {size}")
     if x.ndim == 0:
-        _check_range(index, 1, "index_select", 0)
         return x.copy()
-    _check_range(index, x.shape[dim], "index_select", dim)
     return xp.take(x, index.reshape(-1), axis=dim)
 
 

@@ -617,6 +617,16 @@ case("logcumsumexp", lambda x: ember.logcumsumexp(x, 0), lambda r: normal(r, 4, 
 case("median", lambda x: ember.median(x) * 2, lambda r: distinct(r, 3, 4))
 case("nanmedian_with_nan", lambda x: x.nanmedian(),
      lambda r: _leaf([[0.5, 1.5, np.nan], [1.7, -0.5, 2.5]]))
+for _reduce in ("sum", "prod", "mean", "amax", "amin"):
+    for _include_self in (True, False):
+        case(f"scatter_reduce_{_reduce}_{'with' if _include_self else 'without'}_self",
+             lambda x, s, reduce=_reduce, include_self=_include_self: x.scatter_reduce(
+                 1, index([[0, 2, 0], [1, 1, 1]]), s, reduce, include_self=include_self),
+             lambda r: (distinct(r, 2, 4), distinct(r, 3, 3, offset=0.011)),
+             gradgrad=_reduce in ("sum", "mean"))
+case("scatter_reduce_prod_with_zeros",
+     lambda x, s: x.scatter_reduce(0, index([0, 1, 0, 2]), s, "prod"),
+     lambda r: (_leaf([0.0, 1.5, -0.7]), _leaf([0.8, 0.0, 1.2, 0.0])))
 
 
 def _setitem(x, key, value):

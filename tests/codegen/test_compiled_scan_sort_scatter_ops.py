@@ -64,3 +64,19 @@ def test_unique_runs_eagerly_under_script_and_says_why():
     with pytest.warns(UserWarning, match="unique"):
         out = ember.script(fn)(x)
     np.testing.assert_array_equal(out.numpy(), fn(x).numpy())
+
+
+def test_compiled_scatter_reductions_equal_eager():
+    r = np.random.default_rng(3)
+    x = np.round(r.uniform(-2, 2, (3, 5)) * 2) / 2  # ties and zeros
+    src = np.round(r.uniform(-2, 2, (4, 5)) * 2) / 2
+    index = r.integers(0, 3, (4, 5))
+
+    def fn(t, s, i):
+        total = t.scatter(0, i, s, reduce="add") + ember.take_along_dim(t, i[:3], 0)
+        for reduce in ("sum", "prod", "mean", "amax", "amin"):
+            total = total + ember.scatter_reduce(t, 0, i, s, reduce) * 2
+            total = total + t.scatter_reduce(0, i, s, reduce, include_self=False)
+        return total
+
+    _compare(fn, [x, src, index], grad=True)

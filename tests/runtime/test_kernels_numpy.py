@@ -937,3 +937,27 @@ def test_unique_kernel_matches_a_dictionary_of_rows(consecutive):
     if not consecutive:
         np.testing.assert_array_equal(flat_values, np.unique(x))
         np.testing.assert_array_equal(flat_counts, np.unique(x, return_counts=True)[1])
+
+
+@pytest.mark.parametrize("include_self", [True, False])
+@pytest.mark.parametrize("reduce", ["sum", "prod", "mean", "amax", "amin"])
+@pytest.mark.parametrize("dtype", (np.float64, np.int64))
+def test_scatter_reduce_kernel_matches_a_loop_over_the_index(reduce, include_self, dtype):
+    rng = np.random.default_rng(20)
+    x = rng.integers(-4, 5, (3, 4)).astype(dtype)
+    index = rng.integers(0, 3, (5, 4))
+    src = rng.integers(-4, 5, (6, 5)).astype(dtype)  # larger than the index: its corner is used
+    out = KERNELS["scatter_reduce"](np, x, index, src, 0, reduce, include_self)
+    gathered = {}
+    for (i, j), target in np.ndenumerate(index):
+        gathered.setdefault((target, j), []).append(src[i, j])
+    fold = {"sum": sum, "mean": sum, "prod": np.prod, "amax": max, "amin": min}[reduce]
+    expected = x.copy()
+    for (i, j), values in gathered.items():
+        values = ([x[i, j]] if include_self else []) + values
+        total = fold(values)
+        if reduce == "mean":
+            total = total / len(values) if dtype == np.float64 else total // len(values)
+        expected[i, j] = total
+    assert out.dtype == x.dtype
+    np.testing.assert_allclose(out, expected)
