@@ -109,6 +109,9 @@ _SAME_NAME = [
     "roll",
     "diagonal",
     "diag",
+    "diag_embed",
+    "trace",
+    "unfold",
     "repeat_interleave",
     "multinomial",
 ]

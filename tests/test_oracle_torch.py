@@ -1973,6 +1973,42 @@ case(
         m.take_along_dim(x, i)),
     lambda r, d: _scatter_inputs(r, d),
 )
+case(
+    "diag_embed_trace_unfold",
+    lambda m, x: (m.diag_embed(x), x.diag_embed(1), m.diag_embed(x, -2, 0, 2),
+                  m.diag_embed(x[0], offset=1, dim1=-1, dim2=0), m.trace(x), x[:, :2].trace(),
+                  x.unfold(1, 2, 1), x.unfold(-1, 3, 2), x.unfold(0, 3, 1), x[0, 0].unfold(0, 1, 1),
+                  x.unfold(1, 0, 1)),
+    lambda r, d: (rn(r, d, 3, 4),),
+)
+ints(
+    "trace_and_count_nonzero_ints",
+    lambda m, x: (m.trace(x), x.int().trace(), m.count_nonzero(x), x.count_nonzero(0),
+                  m.count_nonzero(x, dim=(0, 1)), x.count_nonzero(-1), m.diag_embed(x)),
+    lambda r, d: (ri(r, 3, 4, low=-1, high=2),),
+)
+case(
+    "cdist",
+    lambda m, a, b: (m.cdist(a, b), m.cdist(a, b, p=1), m.cdist(a, b, 3.5),
+                     m.cdist(a, b, p=float("inf")), m.cdist(a[0], b[0], 0.0),
+                     m.cdist(a[:1], b), m.cdist(a, a)),
+    lambda r, d: (rn(r, d, 2, 5, 3), rn(r, d, 2, 4, 3)),
+)
+case(
+    "cosine_similarity_pairwise_distance",
+    lambda m, a, b, z: (F(m).cosine_similarity(a, b), m.cosine_similarity(a, b, dim=-1),
+                        F(m).cosine_similarity(a, b[0], 0), m.cosine_similarity(a, z, eps=1e-3),
+                        F(m).pairwise_distance(a, b), m.pairwise_distance(a, b, p=1, eps=0.0),
+                        F(m).pairwise_distance(a, b[0], 3.0, keepdim=True),
+                        m.pairwise_distance(a[0], z[0], p=float("inf"))),
+    lambda r, d: (rn(r, d, 4, 3), rn(r, d, 4, 3), np.zeros((4, 3), d)),
+)
+ints(
+    "pairwise_distance_of_ints",
+    lambda m, a, b: (F(m).pairwise_distance(a.double(), b.double()),
+                     m.cosine_similarity(a.double(), b)),
+    lambda r, d: (ri(r, 3, 4), ri(r, 3, 4)),
+)
 
 def _rejected_like_torch(fn):
     """fn raises with torch, and raises with ember an EmberError of the same builtin kind."""
@@ -2048,6 +2084,20 @@ REJECTED_SCANS_SORTS_SCATTERS = {
                                                                    m.tensor([7])),
     "take_along_dim_of_other_rank": lambda m: m.take_along_dim(m.zeros(2, 3), m.tensor([0]),
                                                                1),
+    "diag_embed_same_dims": lambda m: m.diag_embed(m.ones(2, 3), dim1=1, dim2=-2),
+    "diag_embed_dim_out_of_range": lambda m: m.diag_embed(m.ones(2, 3), dim1=3),
+    "trace_of_3d": lambda m: m.trace(m.ones(2, 2, 2)),
+    "unfold_size_too_large": lambda m: m.ones(2, 3).unfold(1, 4, 1),
+    "unfold_zero_step": lambda m: m.ones(2, 3).unfold(1, 2, 0),
+    "unfold_dim_out_of_range": lambda m: m.ones(2, 3).unfold(2, 1, 1),
+    "cdist_of_1d": lambda m: m.cdist(m.ones(3), m.ones(2, 3)),
+    "cdist_columns_differ": lambda m: m.cdist(m.ones(2, 3), m.ones(2, 4)),
+    "cdist_negative_p": lambda m: m.cdist(m.ones(2, 3), m.ones(2, 3), p=-1),
+    "cdist_of_ints": lambda m: m.cdist(m.ones(2, 3, dtype=m.int64), m.ones(2, 3, dtype=m.int64)),
+    "cosine_similarity_of_ints": lambda m: m.cosine_similarity(m.ones(2, 3, dtype=m.int64),
+                                                               m.ones(2, 3, dtype=m.int64)),
+    "cosine_similarity_shapes_differ": lambda m: m.cosine_similarity(m.ones(2, 3), m.ones(2, 4)),
+    "count_nonzero_repeated_dim": lambda m: m.count_nonzero(m.ones(2, 3), dim=(0, 0)),
 }
 
 

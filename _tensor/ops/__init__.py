@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ...ir.schema import declared
 from .arrange import *  # noqa: F403
+from .distance import *  # noqa: F403
 from .einsum import *  # noqa: F403
 from .elementwise import *  # noqa: F403
 from .index import *  # noqa: F403
