@@ -82,6 +82,10 @@ def index_error(message: str) -> EmberIndexError:
     return EmberIndexError(_with_location(message))
 
 
+def not_implemented_error(message: str) -> EmberNotImplementedError:
+    return EmberNotImplementedError(_with_location(message))
+
+
 def _without_internal_frames(tb):
     """The traceback with ember's own frames left out (the user's frames stay)."""
     kept = []

@@ -15,6 +15,7 @@ from functools import lru_cache
 from .._tensor import Tensor, composites, dispatch
 from .._tensor import ops as E
 from .._tensor.factories import full, ones, tensor, zeros
+from .._tensor.ops.distance import cosine_similarity, pairwise_distance  # noqa: F401
 from ..autograd.grad_mode import no_grad
 from ..errors import EmberNotImplementedError, runtime_error, value_error
 from ..ir.dtypes import bool_

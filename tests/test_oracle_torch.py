@@ -1786,6 +1786,326 @@ def _fills(x, y):
     return a, b, c, d
 
 
+# -- issue 16: scans, sorting-based and scatter ops --
+
+
+def _with_zeros(r, d, *shape):
+    x = r.standard_normal(shape)
+    x[..., 2] = 0.0  # one zero in every row
+    x[0, ..., 4] = 0.0  # two in the first
+    return x.astype(d)
+
+
+case(
+    "cumprod",
+    lambda m, x, z: (m.cumprod(x, 1), x.cumprod(dim=0), m.cumprod(z, -1), z.cumprod(0),
+                     m.cumprod(x, 0, dtype=m.float64)),
+    lambda r, d: (rn(r, d, 3, 5), _with_zeros(r, d, 3, 6)),
+)
+case(
+    "cumprod_in_place",
+    lambda m, x: ((x * 1).cumprod_(1), (x * 1).cumsum_(0)),
+    lambda r, d: (_with_zeros(r, d, 2, 5),),
+)
+ints(
+    "cumprod_ints",
+    lambda m, x, b: (m.cumprod(x, 1), m.cumprod(b, 0), x.int().cumprod(0), m.cumprod(x[0, 0], 0)),
+    lambda r, d: (ri(r, 3, 4), rb(r, 3, 4)),
+)
+case(
+    "logcumsumexp",
+    lambda m, x, w: (m.logcumsumexp(x, 1), x.logcumsumexp(0), m.logcumsumexp(w, -1),
+                     m.logcumsumexp(x[0, 0], 0)),
+    lambda r, d: (rn(r, d, 3, 5),
+                  # far apart: exp of each overflows or underflows, their log-sum does not
+                  np.array([[-1000.0, 0.0, 2.0, -3000.0], [800.0, 799.0, -np.inf, 900.0]], d)),
+)
+
+
+case(
+    "median_nanmedian",
+    lambda m, x: (m.median(x), x.median(1), m.median(x, 0, keepdim=True), x.nanmedian(),
+                  m.nanmedian(x, dim=-1), x.median(dim=-2).indices, m.median(x[0], 0).values,
+                  m.median(x[0, 0]), m.median(x[0, 0], 0)),
+    lambda r, d: (rd(r, d, 4, 5),),
+)
+case(
+    "median_of_ties_shares_the_gradient",
+    lambda m, x: (m.median(x), x.nanmedian()),
+    lambda r, d: (np.array([[1.0, 2.0, 2.0], [3.0, 2.0, 0.5]], d),),
+)
+case(
+    "median_nanmedian_with_nan",
+    # the index of an all-NaN row's nanmedian is PyTorch's nth_element's choice: values only
+    lambda m, x: (m.median(x, 1), m.nanmedian(x[:2], 1), m.nanmedian(x, 1).values, x.median(),
+                  x.nanmedian(), m.nanmedian(x[2]), x.nanmedian(0, True)),
+    lambda r, d: (np.array([[1.0, np.nan, 2.0, np.nan, 0.5], [1.0, 2.0, 3.0, 4.0, 5.0],
+                            [np.nan, np.nan, np.nan, np.nan, np.nan]], d),),
+    grad=False,
+)
+ints(
+    "median_mode_ints",
+    lambda m, x: (m.median(x), m.median(x, 1).values, x.nanmedian(), m.mode(x, 1), x.mode(0),
+                  m.mode(x, keepdim=True), m.mode(x[0, 0])),
+    lambda r, d: (ri(r, 4, 9, low=0, high=4),),
+)
+case(
+    "mode",
+    lambda m, x: (m.mode(x), x.mode(0).values, m.mode(x, -1, keepdim=True).values),
+    # repeats, several values equally frequent
+    lambda r, d: (np.array([[1.5, 2.5, 1.5, 2.5, 0.5, 2.5], [0.5, 0.5, 1.5, 1.5, 3.5, 2.5],
+                            [3.5, 0.5, 0.5, 3.5, 1.5, 1.5]], d),),
+)
+ints(
+    "unique",
+    lambda m, x: (m.unique(x), x.unique(return_inverse=True), m.unique(x, return_counts=True),
+                  m.unique(x, sorted=False, return_inverse=True, return_counts=True),
+                  m.unique(x[:, :2], dim=0, return_inverse=True, return_counts=True),
+                  x[:2].unique(dim=1, return_counts=True), m.unique(x, dim=-1),
+                  m.unique(x[0, 0])),
+    lambda r, d: (np.array([[3, 1, 2, 1], [3, 1, 0, 0], [2, 2, 3, 3], [3, 1, 5, 1]]),),
+)
+ints(
+    "unique_consecutive",
+    lambda m, x: (m.unique_consecutive(x[0]), x.unique_consecutive(return_inverse=True),
+                  m.unique_consecutive(x, return_counts=True, return_inverse=True),
+                  m.unique_consecutive(x, dim=0, return_inverse=True, return_counts=True),
+                  x.unique_consecutive(dim=1, return_counts=True)),
+    lambda r, d: (np.array([[1, 1, 2, 2, 3, 1, 1], [1, 1, 2, 2, 3, 1, 1], [0, 0, 2, 2, 3, 1, 4]]),),
+)
+case(
+    "unique_floats_with_nan",
+    lambda m, x: (m.unique(x, return_inverse=True, return_counts=True),
+                  m.unique_consecutive(x, return_counts=True)),
+    lambda r, d: (np.array([2.5, 1.0, np.nan, 1.0, 1.0, np.nan, -0.5], d),),
+    grad=False,
+)
+case(
+    "searchsorted_bucketize",
+    lambda m, s, v, b: (m.searchsorted(s, v), m.searchsorted(s, v, right=True),
+                        m.searchsorted(s, v, side="right", out_int32=True),
+                        m.searchsorted(s[1], v), m.searchsorted(s[0], 0.25),
+                        m.searchsorted(s[0], 0.25, side="right"),
+                        m.searchsorted(s[1], s[1]), m.searchsorted(s[1], s[1], right=True),
+                        m.searchsorted(b, v[0], sorter=m.argsort(b)),
+                        m.searchsorted(s, s, side="left"),
+                        m.bucketize(v, s[0]), m.bucketize(v, s[0], right=True),
+                        m.bucketize(0.25, s[1], out_int32=True)),
+    lambda r, d: (np.sort(np.round(r.uniform(-2, 2, (3, 6)), 1), axis=1).astype(d),
+                  np.round(r.uniform(-2.5, 2.5, (3, 4)), 1).astype(d),
+                  r.permutation(8).astype(d) / 4 - 1),
+    grad=False,
+)
+ints(
+    "searchsorted_ints_and_nan",
+    lambda m, s, v, f, fv: (m.searchsorted(s, v), m.searchsorted(s, v, right=True),
+                            m.searchsorted(s, 2), m.searchsorted(s, fv),
+                            m.searchsorted(f, fv), m.searchsorted(f, fv, right=True),
+                            m.searchsorted(f[None].expand(2, 4).contiguous(), fv[None, :2]
+                                           .expand(2, 2).contiguous(), right=True)),
+    lambda r, d: (np.array([0, 2, 2, 2, 5, 9]), np.array([[2, -1, 10], [5, 3, 9]]),
+                  np.array([0.5, 1.5, np.nan, np.nan]), np.array([np.nan, 1.0, 1.5, 3.0])),
+)
+ints(
+    "bincount",
+    lambda m, x, w, iw: (m.bincount(x), x.bincount(), m.bincount(x, w), m.bincount(x, iw),
+                         m.bincount(x, minlength=12), x.bincount(w.float(), 3),
+                         m.bincount(x[:0]), m.bincount(x[:0], minlength=2)),
+    lambda r, d: (np.array([1, 4, 1, 0, 7, 4, 4]), r.standard_normal(7), np.arange(7)),
+)
+case(
+    "histc",
+    lambda m, x: (m.histc(x), x.histc(bins=7), m.histc(x, 4, min=-1, max=1),
+                  m.histc(x[0, :1], 3), m.histc(x, 5, min=0.5, max=0.5)),
+    lambda r, d: (np.round(r.uniform(-2, 2, (3, 20)), 2).astype(d) + 0.003,),
+    grad=False,
+)
+
+
+def _scatter_inputs(r, d, zeros=False):
+    """(input, index, src): src larger than index (PyTorch differentiates only the index's
+    shape of it); rounded values, so that
+    ties (for amax, amin) and, with zeros, zeros (for prod) meet in one place."""
+    x = np.round(r.uniform(-2, 2, (3, 5)) * 2) / 2
+    src = np.round(r.uniform(-2, 2, (5, 6)) * 2) / 2
+    if not zeros:
+        x[x == 0], src[src == 0] = 0.25, -0.75
+    return x.astype(d), r.integers(0, 3, (4, 5)), src.astype(d)
+
+
+for _reduce in ("sum", "prod", "mean", "amax", "amin"):
+    case(
+        f"scatter_reduce_{_reduce}",
+        lambda m, x, i, s, reduce=_reduce: (
+            m.scatter_reduce(x, 0, i, s[:4, :5], reduce),
+            x.scatter_reduce(0, i, s[:4, :5], reduce, include_self=False),
+            x.scatter_reduce(-1, i[:2, :3].flip(1), s[:2, :3], reduce=reduce),
+            m.scatter_reduce(x, 1, i[:3, :2], s[:3, :2], reduce, include_self=False)),
+        lambda r, d: _scatter_inputs(r, d, zeros=True),
+    )
+case(
+    "scatter_reduce_in_place_and_scatter_with_reduce",
+    lambda m, x, i, s: (
+        (x * 1).scatter_reduce_(0, i, s[:4, :5], "amax"),
+        (x * 1).scatter_reduce_(1, i[:3, :2], s[:3, :2], "mean", include_self=False),
+        m.scatter(x.detach(), 0, i, s.detach(), reduce="add"),
+        x.detach().scatter(-2, i, s.detach(), reduce="multiply"),
+        x.detach().scatter_(0, i, 2.5, reduce="multiply"),
+        x.detach().scatter(1, i[:3, :2], value=-1.5, reduce="add")),
+    lambda r, d: _scatter_inputs(r, d),
+)
+ints(
+    "scatter_reduce_ints",
+    lambda m, x, i, s: tuple(
+        f(reduce)
+        for reduce in ("sum", "prod", "mean", "amax", "amin")
+        for f in (lambda reduce: m.scatter_reduce(x, 0, i, s, reduce),
+                  lambda reduce: x.scatter_reduce(0, i, s, reduce, include_self=False))),
+    lambda r, d: (ri(r, 3, 5), r.integers(0, 3, (4, 5)), ri(r, 5, 6, low=-9, high=9)),
+)
+case(
+    "gather_scatter_index_select_negative_dims",
+    lambda m, x, i, s: (
+        m.gather(x, -1, i[:3, :2]), x.scatter(-2, i, s[:4, :5]),
+        m.scatter_add(x, -2, i, s[:4, :5]),
+        x.index_select(-1, i[0]), m.take_along_dim(x, i[:3, :2], dim=-1),
+        m.take_along_dim(x, i[:1, :2], 1), x.take_along_dim(i[:3, :1], dim=-2),
+        m.take_along_dim(x, i)),
+    lambda r, d: _scatter_inputs(r, d),
+)
+case(
+    "diag_embed_trace_unfold",
+    lambda m, x: (m.diag_embed(x), x.diag_embed(1), m.diag_embed(x, -2, 0, 2),
+                  m.diag_embed(x[0], offset=1, dim1=-1, dim2=0), m.trace(x), x[:, :2].trace(),
+                  x.unfold(1, 2, 1), x.unfold(-1, 3, 2), x.unfold(0, 3, 1), x[0, 0].unfold(0, 1, 1),
+                  x.unfold(1, 0, 1)),
+    lambda r, d: (rn(r, d, 3, 4),),
+)
+ints(
+    "trace_and_count_nonzero_ints",
+    lambda m, x: (m.trace(x), x.int().trace(), m.count_nonzero(x), x.count_nonzero(0),
+                  m.count_nonzero(x, dim=(0, 1)), x.count_nonzero(-1), m.diag_embed(x)),
+    lambda r, d: (ri(r, 3, 4, low=-1, high=2),),
+)
+case(
+    "cdist",
+    lambda m, a, b: (m.cdist(a, b), m.cdist(a, b, p=1), m.cdist(a, b, 3.5),
+                     m.cdist(a, b, p=float("inf")), m.cdist(a[0], b[0], 0.0),
+                     m.cdist(a[:1], b), m.cdist(a, a)),
+    lambda r, d: (rn(r, d, 2, 5, 3), rn(r, d, 2, 4, 3)),
+)
+case(
+    "cosine_similarity_pairwise_distance",
+    lambda m, a, b, z: (F(m).cosine_similarity(a, b), m.cosine_similarity(a, b, dim=-1),
+                        F(m).cosine_similarity(a, b[0], 0), m.cosine_similarity(a, z, eps=1e-3),
+                        F(m).pairwise_distance(a, b), m.pairwise_distance(a, b, p=1, eps=0.0),
+                        F(m).pairwise_distance(a, b[0], 3.0, keepdim=True),
+                        m.pairwise_distance(a[0], z[0], p=float("inf"))),
+    lambda r, d: (rn(r, d, 4, 3), rn(r, d, 4, 3), np.zeros((4, 3), d)),
+)
+ints(
+    "pairwise_distance_of_ints",
+    lambda m, a, b: (F(m).pairwise_distance(a.double(), b.double()),
+                     m.cosine_similarity(a.double(), b)),
+    lambda r, d: (ri(r, 3, 4), ri(r, 3, 4)),
+)
+
+def _rejected_like_torch(fn):
+    """fn raises with torch, and raises with ember an EmberError of the same builtin kind."""
+    with pytest.raises(Exception) as torch_error:
+        fn(torch)
+    kind = next(
+        k
+        for k in (IndexError, NotImplementedError, TypeError, ValueError, RuntimeError)
+        if isinstance(torch_error.value, k)
+    )
+    with pytest.raises(Exception) as ember_error:
+        fn(ember)
+    assert isinstance(ember_error.value, ember.EmberError), repr(ember_error.value)
+    assert isinstance(ember_error.value, kind), (
+        f"torch raises {type(torch_error.value).__name__}, ember "
+        f"{type(ember_error.value).__name__}: {ember_error.value}"
+    )
+
+
+REJECTED_SCANS_SORTS_SCATTERS = {
+    "logcumsumexp_of_int": lambda m: m.logcumsumexp(m.tensor([1, 2]), 0),
+    "cumprod_dim_out_of_range": lambda m: m.ones(2, 3).cumprod(2),
+    "median_of_empty_dim": lambda m: m.median(m.ones(2, 0), 1),
+    "mode_of_empty_dim": lambda m: m.mode(m.ones(2, 0), 1),
+    "nanmedian_dim_out_of_range": lambda m: m.ones(2).nanmedian(1),
+    "unique_dim_out_of_range": lambda m: m.unique(m.ones(2, 3), dim=2),
+    "searchsorted_batch_mismatch": lambda m: m.searchsorted(m.ones(1, 3), m.ones(2, 2)),
+    "searchsorted_scalar_into_2d": lambda m: m.searchsorted(m.ones(2, 3), 2.0),
+    "searchsorted_side_against_right": lambda m: m.searchsorted(m.ones(3), m.ones(2),
+                                                                right=True, side="left"),
+    "searchsorted_unknown_side": lambda m: m.searchsorted(m.ones(3), m.ones(2), side="middle"),
+    "searchsorted_sorter_of_other_size": lambda m: m.searchsorted(
+        m.ones(3), m.ones(2), sorter=m.tensor([0, 1])),
+    "bucketize_2d_boundaries": lambda m: m.bucketize(m.ones(3), m.ones(2, 2)),
+    "bincount_negative": lambda m: m.bincount(m.tensor([1, -1])),
+    "bincount_2d": lambda m: m.bincount(m.tensor([[1, 1]])),
+    "bincount_of_float": lambda m: m.bincount(m.tensor([1.0, 1.0])),
+    "bincount_negative_minlength": lambda m: m.bincount(m.tensor([1, 2]), minlength=-1),
+    "bincount_weights_of_other_length": lambda m: m.bincount(m.tensor([1, 2]),
+                                                             m.tensor([1.0])),
+    "histc_of_int": lambda m: m.histc(m.tensor([1, 2])),
+    "histc_no_bins": lambda m: m.histc(m.tensor([1.0, 2.0]), bins=0),
+    "histc_max_below_min": lambda m: m.histc(m.tensor([1.0, 2.0]), min=3, max=1),
+    "histc_infinite_range": lambda m: m.histc(m.tensor([1.0, float("inf")])),
+    "scatter_reduce_unknown_reduction": lambda m: m.zeros(3).scatter_reduce(
+        0, m.tensor([0, 1]), m.ones(2), "median"),
+    "scatter_unknown_reduction": lambda m: m.zeros(3).scatter(0, m.tensor([0, 1]), m.ones(2),
+                                                              reduce="sum"),
+    "scatter_reduce_index_out_of_range": lambda m: m.zeros(3).scatter_reduce(
+        0, m.tensor([0, 3]), m.ones(2), "sum"),
+    "scatter_reduce_negative_index": lambda m: m.zeros(3).scatter_reduce(
+        0, m.tensor([0, -1]), m.ones(2), "amax"),
+    "scatter_reduce_index_of_other_rank": lambda m: m.zeros(3, 2).scatter_reduce(
+        0, m.tensor([0, 1]), m.ones(2), "sum"),
+    "scatter_reduce_dim_out_of_range": lambda m: m.zeros(3).scatter_reduce(
+        1, m.tensor([0, 1]), m.ones(2), "prod"),
+    "scatter_reduce_float_index": lambda m: m.zeros(3).scatter_reduce(
+        0, m.tensor([0.0, 1.0]), m.ones(2), "sum"),
+    "scatter_reduce_src_of_other_dtype": lambda m: m.zeros(3).scatter_reduce(
+        0, m.tensor([0, 1]), m.ones(2, dtype=m.float64), "sum"),
+    "gather_float_index": lambda m: m.zeros(2, 3).gather(0, m.tensor([[0.0]])),
+    "scatter_add_float_index": lambda m: m.zeros(2, 3).scatter_add(0, m.tensor([[0.0]]),
+                                                                   m.zeros(2, 3)),
+    "index_select_float_index": lambda m: m.zeros(2, 3).index_select(0, m.tensor([0.0])),
+    "index_select_out_of_range": lambda m: m.zeros(2, 3).index_select(0, m.tensor([2])),
+    "index_add_out_of_range": lambda m: m.zeros(2, 3).index_add(0, m.tensor([5]),
+                                                                m.ones(1, 3)),
+    "scatter_add_out_of_range": lambda m: m.zeros(2, 3).scatter_add(0, m.tensor([[5]]),
+                                                                    m.ones(1, 1)),
+    "take_along_dim_float_indices": lambda m: m.zeros(2, 3).take_along_dim(m.tensor([[0.0]]),
+                                                                           1),
+    "take_along_dim_flat_out_of_range": lambda m: m.take_along_dim(m.zeros(2, 3),
+                                                                   m.tensor([7])),
+    "take_along_dim_of_other_rank": lambda m: m.take_along_dim(m.zeros(2, 3), m.tensor([0]),
+                                                               1),
+    "diag_embed_same_dims": lambda m: m.diag_embed(m.ones(2, 3), dim1=1, dim2=-2),
+    "diag_embed_dim_out_of_range": lambda m: m.diag_embed(m.ones(2, 3), dim1=3),
+    "trace_of_3d": lambda m: m.trace(m.ones(2, 2, 2)),
+    "unfold_size_too_large": lambda m: m.ones(2, 3).unfold(1, 4, 1),
+    "unfold_zero_step": lambda m: m.ones(2, 3).unfold(1, 2, 0),
+    "unfold_dim_out_of_range": lambda m: m.ones(2, 3).unfold(2, 1, 1),
+    "cdist_of_1d": lambda m: m.cdist(m.ones(3), m.ones(2, 3)),
+    "cdist_columns_differ": lambda m: m.cdist(m.ones(2, 3), m.ones(2, 4)),
+    "cdist_negative_p": lambda m: m.cdist(m.ones(2, 3), m.ones(2, 3), p=-1),
+    "cdist_of_ints": lambda m: m.cdist(m.ones(2, 3, dtype=m.int64), m.ones(2, 3, dtype=m.int64)),
+    "cosine_similarity_of_ints": lambda m: m.cosine_similarity(m.ones(2, 3, dtype=m.int64),
+                                                               m.ones(2, 3, dtype=m.int64)),
+    "cosine_similarity_shapes_differ": lambda m: m.cosine_similarity(m.ones(2, 3), m.ones(2, 4)),
+    "count_nonzero_repeated_dim": lambda m: m.count_nonzero(m.ones(2, 3), dim=(0, 0)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REJECTED_SCANS_SORTS_SCATTERS))
+def test_scans_sorts_and_scatters_reject_what_torch_rejects(name):
+    _rejected_like_torch(REJECTED_SCANS_SORTS_SCATTERS[name])
+
+
 # -- running a case in both libraries --------------------------------------------------------
 
 

@@ -527,4 +527,10 @@ NOT_EXPORTABLE = {
     "bitwise_not": "ONNX's BitwiseNot needs opset 18; ember exports opset 17",
     "bitwise_left_shift": "ONNX's BitShift takes unsigned integers only",
     "bitwise_right_shift": "ONNX's BitShift takes unsigned integers only",
+    "cumprod": "ONNX has CumSum but no running product",
+    "logcumsumexp": "ONNX has no running logaddexp (CumSum of exp would overflow)",
+    "median": _NOT_YET,
+    "unique": _NOT_YET,
+    "searchsorted": _NOT_YET,
+    "scatter_reduce": _NOT_YET,
 }

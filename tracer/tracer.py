@@ -490,16 +490,23 @@ class tracing:
         return False
 
 
-def trace(fn, example_inputs, name: str | None = None) -> Graph:
+def trace(fn, example_inputs=(), name: str | None = None) -> Graph:
     """Run fn(*example_inputs) once, recording its ops: the Graph of that call.
 
     Tensor arguments become graph inputs (in order, nested structures flattened), tensors from
     outside the function become further inputs named captured_N, and the graph returns fn's
     tensor outputs. Raises an EmberError if the call cannot be captured, with the reason.
+
+    ember.trace(matrix), with a tensor in place of fn, is torch.trace: the sum of the
+    matrix's diagonal (a script written for torch calls it so).
     """
     from .._tensor import Tensor
+    from .._tensor import ops as E
     from ..errors import runtime_error
     from .pytree import flatten
+
+    if isinstance(fn, Tensor):
+        return E.trace(fn)
 
     if not isinstance(example_inputs, tuple):
         example_inputs = (example_inputs,)

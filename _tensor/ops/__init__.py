@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from ...ir.schema import declared
 from .arrange import *  # noqa: F403
+from .distance import *  # noqa: F403
 from .einsum import *  # noqa: F403
 from .elementwise import *  # noqa: F403
 from .index import *  # noqa: F403
 from .nn import *  # noqa: F403
 from .reduce import *  # noqa: F403
 from .sampling import *  # noqa: F403
+from .search import *  # noqa: F403
 from .shape import *  # noqa: F403
 from .sort import *  # noqa: F403
 

@@ -1,10 +1,12 @@
-"""Ops written from primitives that rearrange elements: roll, diagonal, diag, meshgrid,
-repeat_interleave. Traceable and differentiable through their primitives."""
+"""Ops written from primitives that rearrange elements: roll, diagonal, diag, diag_embed, trace,
+unfold, meshgrid, repeat_interleave. Traceable and differentiable through their primitives."""
 
 from __future__ import annotations
 
 import builtins
 import operator
+
+import numpy as np
 
 from ...errors import runtime_error, type_error, value_error
 from ...ir.schema import normalize_dim
@@ -80,6 +82,50 @@ def diag(input: Tensor, diagonal: int = 0) -> Tensor:
     positions = tensor(_diagonal_positions(n, n, diagonal), dtype="int64", device=input.device)
     flat = index_add(zeros(n * n, dtype=input.dtype, device=input.device), 0, positions, input)
     return reshape(flat, n, n)
+
+
+def diag_embed(input: Tensor, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Tensor:
+    """Square matrices in the (dim1, dim2) planes of the output, each with a row of input's
+    last dim on its diagonal `offset`."""
+    dim1, dim2 = normalize_dim(dim1, input.ndim + 1), normalize_dim(dim2, input.ndim + 1)
+    if dim1 == dim2:
+        raise runtime_error(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    vectors = reshape(input, 1) if input.ndim == 0 else input
+    n = vectors.shape[-1] + builtins.abs(offset)
+    positions = tensor(_diagonal_positions(n, n, offset), dtype="int64", device=input.device)
+    batch = tuple(vectors.shape[:-1])
+    flat = index_add(zeros(*batch, n * n, dtype=input.dtype, device=input.device), -1,
+                     positions, vectors)
+    return movedim(reshape(flat, *batch, n, n), (-2, -1), (dim1, dim2))
+
+
+def trace(input: Tensor) -> Tensor:
+    """The sum of a matrix's diagonal (integers summed in int64)."""
+    if input.ndim != 2:
+        raise runtime_error(f"trace: expected a matrix, but got tensor with dim {input.ndim}")
+    return diagonal(input).sum()
+
+
+def unfold(input: Tensor, dimension: int, size: int, step: int) -> Tensor:
+    """Every slice of `size` elements along dimension, `step` apart, as a new last dim (a
+    copy, where PyTorch gives a view: writing into it does not write input)."""
+    dim = normalize_dim(dimension, input.ndim)
+    length = input.shape[dim] if input.ndim else 1
+    if size > length:
+        raise runtime_error(f"maximum size for tensor at dimension {dim} is {length} but size "
+                            f"is {size}")
+    if step <= 0:
+        raise runtime_error(f"step is {step} but must be > 0")
+    if size < 0:
+        raise runtime_error(f"size is {size} but must be >= 0")
+    if input.ndim == 0:
+        return reshape(input, 1)
+    count = (length - size) // step + 1
+    positions = np.arange(count)[:, None] * step + np.arange(size)
+    positions = tensor(positions.reshape(-1), dtype="int64", device=input.device)
+    windows = index_select(input, dim, positions)
+    shape = tuple(windows.shape[:dim]) + (count, size) + tuple(windows.shape[dim + 1:])
+    return movedim(reshape(windows, *shape), dim + 1, -1)
 
 
 def meshgrid(*tensors, indexing: str = "ij"):

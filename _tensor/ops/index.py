@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...errors import runtime_error
-from ...ir.schema import normalize_dim
+from ...ir.schema import broadcast_shapes, normalize_dim
 from ..dispatch import dispatch
 from ..factories import full
 from ..tensor import Tensor
@@ -26,9 +26,27 @@ def _scatter_src(input, index, src):
     return full(tuple(index.shape), src, dtype=input.dtype, device=input.device)
 
 
-def scatter(input, dim: int, index, src=None, *, value=None) -> Tensor:
+_SCATTER_REDUCE = {"add": "sum", "multiply": "prod"}
+
+
+def scatter(input, dim: int, index, src=None, *, value=None, reduce=None) -> Tensor:
+    """input with src (or value) written where index points along dim; with reduce='add' or
+    'multiply', accumulated into what is there instead."""
     src = _scatter_src(input, index, value if src is None else src)
+    if reduce is not None:
+        if reduce not in _SCATTER_REDUCE:
+            raise runtime_error(f"reduce argument must be either add or multiply, got {reduce}.")
+        return scatter_reduce(input, dim, index, src, _SCATTER_REDUCE[reduce])
     return dispatch("scatter", (input, index, src), {"dim": normalize_dim(dim, input.ndim)})
+
+
+def scatter_reduce(input, dim: int, index, src, reduce: str, *,
+                   include_self: bool = True) -> Tensor:
+    """input with each element of src reduced ("sum", "prod", "mean", "amax" or "amin") into
+    the place index names along dim, together with input's own value when include_self."""
+    return dispatch("scatter_reduce", (input, index, src),
+                    {"dim": normalize_dim(dim, input.ndim), "reduce": reduce,
+                     "include_self": bool(include_self)})
 
 
 def scatter_add(input, dim: int, index, src) -> Tensor:
@@ -82,6 +100,21 @@ def argwhere(input):
 
 
 def take_along_dim(input, indices, dim=None):
+    """input's elements at indices along dim (of the flattened input when dim is None), the
+    two broadcast against each other in every other dim, as PyTorch's."""
+    if indices.dtype.is_floating_point or indices.dtype.name == "bool":
+        raise runtime_error(f"torch.take_along_dim(): dtype of indices should be Long but got "
+                            f"{indices.dtype.name}")
     if dim is None:  # indices into the flattened input
         return gather(input.reshape(-1), 0, indices.reshape(-1))
+    dim = normalize_dim(dim, input.ndim)
+    if input.ndim != indices.ndim:
+        raise runtime_error(
+            f"torch.take_along_dim(): input and indices should have the same number of "
+            f"dimensions, but got {input.ndim} dimensions for input, and {indices.ndim} "
+            f"dimensions for indices")
+    shape = broadcast_shapes(tuple(1 if d == dim else n for d, n in enumerate(input.shape)),
+                             tuple(1 if d == dim else n for d, n in enumerate(indices.shape)))
+    input = input.expand(*(input.shape[d] if d == dim else n for d, n in enumerate(shape)))
+    indices = indices.expand(*(indices.shape[d] if d == dim else n for d, n in enumerate(shape)))
     return gather(input, dim, indices)

@@ -198,6 +198,20 @@ def cumsum(input, dim, *, dtype=None) -> Tensor:
     return dispatch("cumsum", (input,), {"dim": normalize_dim(dim, input.ndim)})
 
 
+@_numpy_keywords
+def cumprod(input, dim, *, dtype=None) -> Tensor:
+    """The running product along dim (integers and bool multiply in int64)."""
+    if dtype is not None:
+        input = cast(input, dtype)
+    return dispatch("cumprod", (input,), {"dim": normalize_dim(dim, input.ndim)})
+
+
+@_numpy_keywords
+def logcumsumexp(input, dim) -> Tensor:
+    """log(cumsum(exp(input), dim)), computed without overflow."""
+    return dispatch("logcumsumexp", (input,), {"dim": normalize_dim(dim, input.ndim)})
+
+
 def norm(input, p=2, dim=None, keepdim=False):
     if p == 2 or p == "fro":
         return _root(sum(input * input, dim, keepdim), 2)

@@ -97,3 +97,53 @@ def _index_add(node, g):
     dim = node.attrs["dim"]
     need_src = node.needs_input_grad[2]
     return g, None, (E.index_select(g, dim, index) if need_src else None)
+
+
+def _narrow_to(x, shape):
+    """x's leading block of the given shape (src may be larger than the index)."""
+    if tuple(x.shape) == tuple(shape):
+        return x
+    return x[tuple(slice(0, s) for s in shape)]
+
+
+@derivative("scatter_reduce", save_outputs=True)
+def _scatter_reduce(node, g):
+    """PyTorch's scatter_reduce_backward: exclusive products where zeros meet, the gradient
+    of a max or min shared evenly by the elements equal to it."""
+    x, index, src = node.inputs
+    dim, reduce = node.attrs["dim"], node.attrs["reduce"]
+    include_self = node.attrs["include_self"]
+    out = node.outputs[0]
+    src = _narrow_to(src, index.shape)
+    if reduce == "sum":
+        gx, gsrc = g, E.gather(g, dim, index)
+    elif reduce == "mean":
+        start = E.mul(g, 0) + (1 if include_self else 0)
+        count = E.scatter_add(start, dim, index, E.mul(src, 0) + 1)
+        count = E.where(E.eq(count, 0), 1.0, count)
+        gx = E.div(g, count)
+        gsrc = E.div(E.gather(g, dim, index), E.gather(count, dim, index))
+    elif reduce == "prod":
+        x_zero = E.eq(x, 0)
+        masked_x = E.where(x_zero, 1.0, x)
+        # the product of the others at a zero of x: the product with that zero read as 1
+        gx = E.div(E.mul(g, E.scatter_reduce(masked_x, dim, index, src, "prod",
+                                             include_self=include_self)), masked_x)
+        src_zero = E.eq(src, 0)
+        zeros_there = E.gather(E.scatter_add(E.mul(x, 0), dim, index, E.cast(src_zero, x.dtype)),
+                               dim, index)
+        single_zero = E.logical_and(src_zero, E.eq(zeros_there, 1))
+        without_it = E.scatter_reduce(x, dim, index, E.where(single_zero, 1.0, src), "prod",
+                                      include_self=include_self)
+        gsrc = E.where(single_zero, E.gather(E.mul(g, without_it), dim, index),
+                       E.div(E.gather(E.mul(g, out), dim, index), E.where(src_zero, 1.0, src)))
+    else:  # amax, amin
+        value = E.gather(out, dim, index)
+        x_hit = E.cast(E.eq(x, out), x.dtype)
+        src_hit = E.cast(E.eq(src, value), x.dtype)
+        shared = E.div(g, E.scatter_add(x_hit, dim, index, src_hit))
+        gx = E.mul(x_hit, shared)
+        gsrc = E.mul(src_hit, E.gather(shared, dim, index))
+    if not include_self:  # the places written never read input
+        gx = E.scatter(gx, dim, index, value=0.0)
+    return gx, None, _fit_to(node, 2, gsrc)

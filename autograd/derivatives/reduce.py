@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..._tensor import ops as E
 from ..._tensor.factories import zeros
 from .registry import derivative
@@ -107,3 +109,71 @@ def _cumsum(node, g):
     if g.ndim == 0:
         return (g,)
     return (E.flip(E.cumsum(E.flip(g, dim), dim), dim),)
+
+
+def _reverse_cumsum(x, dim):
+    return E.flip(E.cumsum(E.flip(x, dim), dim), dim)
+
+
+@derivative("cumprod", save_outputs=True)
+def _cumprod(node, g):
+    (x,) = node.inputs
+    dim = node.attrs["dim"]
+    if g.ndim == 0:
+        return (g,)
+    # dx_i = sum_{j >= i} g_j prod_{k <= j, k != i} x_k. Before the first zero z along dim it
+    # is reverse_cumsum(g * out) / x_i. At z, the same sum with x_z read as 1. Past z every
+    # product holds x_z: zero, but not its derivative, which double backward needs: up to the
+    # second zero w it is x_z times the sum with x_z (and at w, x_w too) read as 1. Past w
+    # the gradient and its first derivative are both zero.
+    zero = E.eq(x, 0)
+    zeros_so_far = E.cumsum(zero, dim)
+    before = E.eq(zeros_so_far, 0)
+    first_zero = E.logical_and(zero, E.eq(zeros_so_far, 1))
+    second_zero = E.logical_and(zero, E.eq(zeros_so_far, 2))
+    between = E.logical_and(E.logical_not(zero), E.eq(zeros_so_far, 1))
+    one = E.mul(x, 0) + 1
+    nonzero_x = E.where(zero, one, x)
+    first_x = E.sum(E.where(first_zero, x, E.mul(x, 0)), dim, keepdim=True)
+
+    def sums_from(y):
+        return _reverse_cumsum(E.mul(g, E.cumprod(y, dim)), dim)
+
+    past_first = sums_from(E.where(first_zero, one, x))
+    past_second = sums_from(E.where(E.logical_or(first_zero, second_zero), one, x))
+    grad = E.where(second_zero, E.mul(first_x, past_second), E.mul(g, 0))
+    grad = E.where(between, E.div(E.mul(first_x, past_first), nonzero_x), grad)
+    grad = E.where(first_zero, past_first, grad)
+    out = node.outputs[0]
+    return (E.where(before, E.div(_reverse_cumsum(E.mul(g, out), dim), nonzero_x), grad),)
+
+
+@derivative("logcumsumexp", save_outputs=True)
+def _logcumsumexp(node, g):
+    (x,) = node.inputs
+    dim = node.attrs["dim"]
+    if g.ndim == 0:
+        return (g,)
+    out = node.outputs[0]
+    # dx_i = sum_{j >= i} g_j exp(x_i - out_j), summed in log space for the positive and the
+    # negative parts of g apart, as PyTorch does (the log of a missing part is the lowest
+    # finite value, not -inf, which would make the second derivative nan)
+    lowest = float(np.finfo(np.dtype(g.dtype.name)).min)
+
+    def part(positive):
+        mask = E.gt(g, 0) if positive else E.lt(g, 0)
+        log_g = E.where(mask, E.log(E.where(mask, E.abs(g), E.mul(g, 0) + 1)), lowest)
+        reversed_lse = E.flip(E.logcumsumexp(E.flip(E.sub(log_g, out), dim), dim), dim)
+        return E.exp(E.add(reversed_lse, x))
+
+    return (E.sub(part(True), part(False)),)
+
+
+@derivative("median", save_outputs=True)
+def _median(node, g):
+    (x,) = node.inputs
+    out = node.outputs[0]
+    # shared evenly by the elements equal to the median (or, when it is NaN, by the NaNs), as
+    # PyTorch's median and nanmedian over all elements do
+    hit = E.where(E.isnan(out), E.isnan(x), E.eq(x, out))
+    return (E.div(E.mul(g, hit), E.sum(hit)),)

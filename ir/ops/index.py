@@ -5,15 +5,17 @@ from __future__ import annotations
 import math
 
 from ...errors import EmberError, index_error, runtime_error, type_error
-from ..dtypes import INT, bool_, int64
+from ..dtypes import INT, bool_, int32, int64
 from ..schema import NUMBER, broadcast_shapes, fmt_shape, normalize_dim, register
 from ..symbolic import definitely_less
 from ..types import TensorType
 
 
 def _check_index_dtype(op, index):
+    # a RuntimeError, as PyTorch's gather, scatter, index_select and index_add raise
     if index.dtype.category != INT:
-        raise type_error(f"{op}(): Expected dtype int64 for index, got {index.dtype.name}")
+        raise runtime_error(f"{op}(): Expected dtype int32/int64 for index, got "
+                            f"{index.dtype.name}")
 
 
 def index_shape(x_shape, index_shapes, dims) -> tuple:
@@ -100,6 +102,19 @@ def _scatter(op):
 register("scatter", kind="index")(_scatter("scatter"))
 register("scatter_add", kind="index")(_scatter("scatter_add"))
 
+SCATTER_REDUCTIONS = ("sum", "prod", "mean", "amax", "amin")
+
+
+@register("scatter_reduce", kind="index")
+def _scatter_reduce(inputs, attrs):
+    """input with each src element reduced into the place index names along attrs["dim"]:
+    attrs["reduce"] one of SCATTER_REDUCTIONS, over input's own value too when
+    attrs["include_self"]."""
+    if attrs["reduce"] not in SCATTER_REDUCTIONS:
+        raise runtime_error(f"reduce argument must be either sum, prod, mean, amax or amin, "
+                            f"got {attrs['reduce']}")
+    return _scatter("scatter_reduce")(inputs, attrs)
+
 
 @register("index_select", kind="index")
 def _index_select(inputs, attrs):
@@ -166,3 +181,44 @@ def _nonzero(inputs, attrs):
     (x,) = inputs
     # data-dependent: the count is only known to the kernel; -1 marks it here
     return TensorType((-1, len(x.shape)), int64)
+
+
+@register("unique", kind="index", num_outputs=3, differentiable=False)
+def _unique(inputs, attrs):
+    """(the distinct values or slices along attrs["dim"], sorted, or of each run when
+    attrs["consecutive"]; the inverse index of every element or slice; the counts). The
+    count is known to the kernel only: -1 marks it."""
+    (x,) = inputs
+    dim = attrs["dim"]
+    if dim is None:
+        return (TensorType((-1,), x.dtype), TensorType(tuple(x.shape), int64),
+                TensorType((-1,), int64))
+    dim = normalize_dim(dim, len(x.shape))
+    shape = list(x.shape) or [1]
+    shape[dim] = -1
+    size = x.shape[dim] if len(x.shape) else 1
+    return (TensorType(tuple(shape), x.dtype), TensorType((size,), int64),
+            TensorType((-1,), int64))
+
+
+@register("searchsorted", kind="index", differentiable=False)
+def _searchsorted(inputs, attrs):
+    """For each value, the index at which it would enter the sorted innermost dim of the
+    sequence: before equal elements, or after them when attrs["right"]."""
+    sequence, values = inputs
+    if len(sequence.shape) == 0:
+        raise runtime_error("torch.searchsorted(): boundaries tensor should have positive "
+                            "dimension, but got 0 dimension")
+    if len(sequence.shape) > 1 and (len(values.shape) == 0 or tuple(sequence.shape[:-1])
+                                    != tuple(values.shape[:-1])):
+        if len(values.shape) == 0:
+            raise runtime_error(
+                f"torch.searchsorted(): input value can be a scalar only when boundaries "
+                f"tensor dimension is 1, but we got boundaries tensor dim("
+                f"{len(sequence.shape)}) and input value's dim(0)")
+        raise runtime_error(
+            f"torch.searchsorted(): boundaries tensor should be 1 dimension or the first N-1 "
+            f"dimensions of boundaries tensor and input value tensor must match, but we got "
+            f"boundaries tensor {fmt_shape(sequence.shape)} and input value tensor "
+            f"{fmt_shape(values.shape)}")
+    return TensorType(tuple(values.shape), int32 if attrs["out_int32"] else int64)

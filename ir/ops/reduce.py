@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...errors import index_error, runtime_error
+from ...errors import index_error, not_implemented_error, runtime_error
 from ..dtypes import FLOAT, INT, bool_, int64, uint8
 from ..schema import normalize_dim, normalize_dims, register
 from ..types import TensorType
@@ -142,3 +142,28 @@ def _cumsum(inputs, attrs):
     (x,) = inputs
     normalize_dim(attrs["dim"], len(x.shape))
     return TensorType(tuple(x.shape), _accumulating_dtype(x))
+
+
+@register("cumprod", kind="reduction")
+def _cumprod(inputs, attrs):
+    (x,) = inputs
+    normalize_dim(attrs["dim"], len(x.shape))
+    return TensorType(tuple(x.shape), _accumulating_dtype(x))
+
+
+@register("logcumsumexp", kind="reduction")
+def _logcumsumexp(inputs, attrs):
+    (x,) = inputs
+    normalize_dim(attrs["dim"], len(x.shape))
+    if x.dtype.category != FLOAT:
+        raise not_implemented_error(
+            f"logcumsumexp(): not implemented for {x.dtype.name} (a floating point input is "
+            f"expected)")
+    return TensorType(tuple(x.shape), x.dtype)
+
+
+@register("median", kind="reduction")
+def _median(inputs, attrs):
+    """The lower median of all elements (attrs["ignore_nan"]: of the non-NaN ones)."""
+    (x,) = inputs
+    return TensorType((), x.dtype)

@@ -98,12 +98,68 @@ def _scatter_add(xp, x, index, src, dim):
     return out
 
 
+def _reduce_at(xp, reduce, target, key, values):
+    """target[key] = reduce(target[key], values), repeated keys folding in one by one."""
+    if reduce in ("sum", "mean"):
+        add_at(xp, target, key, values)
+    elif xp is np:
+        {"prod": np.multiply, "amax": np.maximum, "amin": np.minimum}[reduce].at(
+            target, key, values)
+    elif reduce == "prod":  # cupy has no scatter-multiply: the host's
+        host = xp.asnumpy(target)
+        np.multiply.at(host, tuple(xp.asnumpy(k) for k in key), xp.asnumpy(values))
+        target[...] = xp.asarray(host)
+    else:
+        import cupyx
+
+        (cupyx.scatter_max if reduce == "amax" else cupyx.scatter_min)(target, key, values)
+
+
+def _identity(reduce, dtype):
+    if reduce in ("sum", "mean"):
+        return 0
+    if reduce == "prod":
+        return 1
+    if dtype.kind == "f":
+        return -np.inf if reduce == "amax" else np.inf
+    if dtype.kind == "b":
+        return reduce == "amin"
+    info = np.iinfo(dtype)
+    return info.min if reduce == "amax" else info.max
+
+
+@kernel("scatter_reduce")
+def _scatter_reduce(xp, x, index, src, dim, reduce, include_self):
+    _check_range(index, x.shape[dim], "scatter_reduce", dim)
+    out = x.copy()
+    src = src[tuple(slice(0, s) for s in index.shape)]
+    key = _along_axis_key(xp, index, dim)
+    if not include_self:  # the places written start from the reduction's identity
+        out[key] = _identity(reduce, x.dtype)
+    _reduce_at(xp, reduce, out, key, src)
+    if reduce == "mean":
+        counts = xp.full(x.shape, 1 if include_self else 0, dtype=np.int64)
+        add_at(xp, counts, key, xp.ones(index.shape, dtype=np.int64))
+        counts = xp.maximum(counts, 1)
+        if x.dtype.kind == "f":
+            out = (out / counts).astype(x.dtype, copy=False)
+        else:  # integers round down, as PyTorch's
+            out = xp.floor_divide(out, counts).astype(x.dtype, copy=False)
+    return out
+
+
 @kernel("index_select")
 def _index_select(xp, x, index, dim):
+    from ...errors import index_error
+
+    size = x.shape[dim] if x.ndim else 1
+    if index.size and (int(index.min()) < 0 or int(index.max()) >= size):
+        # an IndexError here, as PyTorch's index_select raises
+        bad = int(index.max()) if int(index.max()) >= size else int(index.min())
+        raise index_error(f"index_select(): index {bad} is out of range for dimension {dim} "
+                          f"with size {size}")
     if x.ndim == 0:
-        _check_range(index, 1, "index_select", 0)
         return x.copy()
-    _check_range(index, x.shape[dim], "index_select", dim)
     return xp.take(x, index.reshape(-1), axis=dim)
 
 
@@ -143,3 +199,66 @@ def _one_hot(xp, x, num_classes):
 @kernel("nonzero")
 def _nonzero(xp, x):
     return xp.stack(xp.nonzero(x), axis=-1).astype(np.int64) if x.ndim else xp.zeros((int(bool(x)), 0), np.int64)
+
+
+def _runs(xp, rows):
+    """For rows (n, k): whether each row differs from the one before (the first always)."""
+    change = xp.ones(rows.shape[0], dtype=bool)
+    if rows.shape[0] > 1:
+        change[1:] = xp.any(rows[1:] != rows[:-1], axis=1)
+    return change
+
+
+@kernel("unique")
+def _unique(xp, x, dim, consecutive):
+    """(values, inverse, counts): the distinct elements (dim None) or slices along dim, sorted,
+    or the first of each run of equal ones when consecutive. NaNs are all distinct."""
+    moved = x.reshape(-1, 1) if dim is None else xp.moveaxis(x, dim, 0) if x.ndim else \
+        x.reshape(1)
+    rows = moved.reshape(moved.shape[0], -1)
+    n = rows.shape[0]
+    if consecutive or n == 0:
+        order = xp.arange(n)
+        ordered = rows
+    else:
+        # rows sorted lexicographically (NaN last, equal rows in their order), then runs
+        order = xp.lexsort(rows.T[::-1]) if rows.shape[1] else xp.arange(n)
+        ordered = rows[order]
+    change = _runs(xp, ordered) if rows.shape[1] else xp.arange(n) == 0
+    run_id = xp.cumsum(change) - 1
+    inverse = xp.empty(n, dtype=np.int64)
+    inverse[order] = run_id
+    starts = xp.flatnonzero(change)
+    counts = xp.diff(xp.concatenate([starts, xp.asarray([n])])).astype(np.int64)
+    firsts = order[starts]
+    if dim is None:
+        return moved.reshape(-1)[firsts], inverse.reshape(x.shape), counts
+    values = xp.moveaxis(moved[firsts], 0, dim) if x.ndim else moved[firsts].reshape(-1)
+    return values, inverse, counts
+
+
+@kernel("searchsorted")
+def _searchsorted(xp, sequence, values, right, out_int32):
+    """A binary search over every value at once: log2(n) vectorized steps. A step goes right
+    unless the probe is >= the value (> for right), as PyTorch's: a NaN value lands at the
+    end, and a NaN in the sequence counts as below every value."""
+    common = np.result_type(sequence.dtype, values.dtype)
+    sequence, values = sequence.astype(common, copy=False), values.astype(common, copy=False)
+    n = sequence.shape[-1]
+    if sequence.ndim == 1:
+        def probe_at(positions):
+            return sequence[positions]
+    else:
+        def probe_at(positions):
+            return xp.take_along_axis(sequence, positions, axis=-1)
+    low = xp.zeros(values.shape, dtype=np.int64)
+    high = xp.full(values.shape, n, dtype=np.int64)
+    with np.errstate(invalid="ignore"):
+        for _ in range(int(n).bit_length()):
+            middle = (low + high) // 2
+            probe = probe_at(xp.minimum(middle, n - 1))
+            go_right = ~((probe > values) if right else (probe >= values))
+            active = low < high
+            low, high = (xp.where(active & go_right, middle + 1, low),
+                         xp.where(active & ~go_right, middle, high))
+    return low.astype(np.int32 if out_int32 else np.int64)

@@ -204,3 +204,36 @@ def _cumsum(xp, x, dim):
     if x.ndim == 0:
         return x.astype(_acc_dtype(x) or x.dtype)
     return xp.cumsum(x, axis=dim, dtype=_acc_dtype(x))
+
+
+@kernel("cumprod")
+def _cumprod(xp, x, dim):
+    if x.ndim == 0:
+        return x.astype(_acc_dtype(x) or x.dtype)
+    with np.errstate(all="ignore"):
+        return xp.cumprod(x, axis=dim, dtype=_acc_dtype(x))
+
+
+@kernel("logcumsumexp")
+def _logcumsumexp(xp, x, dim):
+    """log(cumsum(exp(x))) as a running logaddexp: each step shifts by its own maximum, so
+    neither a large nor a very negative element overflows or loses the smaller ones."""
+    if x.ndim == 0:
+        return x.copy()
+    with np.errstate(all="ignore"):
+        return xp.logaddexp.accumulate(x, axis=dim)
+
+
+@kernel("median")
+def _median(xp, x, ignore_nan):
+    """The lower median of all elements: NaN if any is NaN, or, ignoring NaN, of the rest."""
+    flat = xp.sort(x.reshape(-1))  # NaN sorts last
+    count = flat.size
+    if x.dtype.kind == "f":
+        nan_count = int(xp.count_nonzero(xp.isnan(flat)))
+        if nan_count and not ignore_nan:
+            return xp.asarray(np.nan, dtype=x.dtype)
+        count -= nan_count
+    if count == 0:
+        return xp.asarray(np.nan, dtype=x.dtype)
+    return flat[(count - 1) // 2].copy()

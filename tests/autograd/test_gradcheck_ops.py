@@ -597,6 +597,37 @@ case(
     lambda r: distinct(r, 2, 3),
 )
 
+# -- issue 16: scans, sorting-based and scatter ops --
+
+
+def with_zeros(r, *shape):
+    """Normal values with a few exact zeros (one or two per row): the cases whose gradients
+    need more than a division by the input."""
+    x = r.standard_normal(shape)
+    x[..., 1] = 0.0
+    x[0, ..., 3] = 0.0
+    return _leaf(x)
+
+
+case("cumprod", lambda x: ember.cumprod(x, 1), lambda r: nonzero(r, 3, 5), gradgrad=True)
+case("cumprod_with_zeros", lambda x: x.cumprod(-1), lambda r: with_zeros(r, 3, 5),
+     gradgrad=True)
+case("logcumsumexp", lambda x: ember.logcumsumexp(x, 0), lambda r: normal(r, 4, 3),
+     gradgrad=True)
+case("median", lambda x: ember.median(x) * 2, lambda r: distinct(r, 3, 4))
+case("nanmedian_with_nan", lambda x: x.nanmedian(),
+     lambda r: _leaf([[0.5, 1.5, np.nan], [1.7, -0.5, 2.5]]))
+for _reduce in ("sum", "prod", "mean", "amax", "amin"):
+    for _include_self in (True, False):
+        case(f"scatter_reduce_{_reduce}_{'with' if _include_self else 'without'}_self",
+             lambda x, s, reduce=_reduce, include_self=_include_self: x.scatter_reduce(
+                 1, index([[0, 2, 0], [1, 1, 1]]), s, reduce, include_self=include_self),
+             lambda r: (distinct(r, 2, 4), distinct(r, 3, 3, offset=0.011)),
+             gradgrad=_reduce in ("sum", "mean"))
+case("scatter_reduce_prod_with_zeros",
+     lambda x, s: x.scatter_reduce(0, index([0, 1, 0, 2]), s, "prod"),
+     lambda r: (_leaf([0.0, 1.5, -0.7]), _leaf([0.8, 0.0, 1.2, 0.0])))
+
 
 def _setitem(x, key, value):
     x[key] = value

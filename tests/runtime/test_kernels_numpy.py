@@ -201,6 +201,9 @@ _REDUCTIONS = {
     "sort",
     "cummax",
     "cummin",
+    "cumprod",
+    "logcumsumexp",
+    "median",
 }
 
 COVERED = (
@@ -862,3 +865,99 @@ def test_cumulative_extreme_kernels_match_a_running_loop(op, dtype):
                     best, at = v, i
                 np.testing.assert_array_equal(vrow[i], best)
                 assert irow[i] == at
+
+
+@pytest.mark.parametrize("dtype", FLOATS + (np.int32, np.bool_))
+def test_cumprod_kernel_is_numpys_with_integers_in_int64(dtype):
+    x = np.random.default_rng(15).integers(-2, 3, (3, 5)).astype(dtype)
+    for dim in (0, 1):
+        out = KERNELS["cumprod"](np, x, dim)
+        expected = np.cumprod(x, axis=dim, dtype=None if x.dtype.kind == "f" else np.int64)
+        assert out.dtype == expected.dtype
+        np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_logcumsumexp_kernel_is_a_stable_running_log_sum(dtype):
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((3, 6)).astype(dtype)
+    for dim in (0, 1):
+        expected = np.log(np.cumsum(np.exp(x.astype(np.float64)), axis=dim))
+        close(KERNELS["logcumsumexp"](np, x, dim), expected.astype(dtype), dtype)
+    far = np.array([-1000.0, 0.0, 1000.0, -np.inf], dtype)
+    np.testing.assert_allclose(KERNELS["logcumsumexp"](np, far, 0), [-1000.0, 0.0, 1000.0, 1000.0])
+
+
+@pytest.mark.parametrize("dtype", FLOATS + (np.int64,))
+@pytest.mark.parametrize("ignore_nan", [False, True])
+def test_median_kernel_is_the_lower_median(dtype, ignore_nan):
+    rng = np.random.default_rng(17)
+    for n in (1, 2, 7, 10):
+        x = rng.integers(-5, 5, n).astype(dtype)
+        expected = np.sort(x)[(n - 1) // 2]
+        np.testing.assert_array_equal(KERNELS["median"](np, x.reshape(-1, 1), ignore_nan),
+                                      expected)
+    if np.dtype(dtype).kind == "f":
+        x = np.array([3.0, np.nan, 1.0, 2.0, 0.0], dtype)
+        out = KERNELS["median"](np, x, ignore_nan)
+        np.testing.assert_array_equal(out, 1.0 if ignore_nan else np.nan)
+        assert np.isnan(KERNELS["median"](np, np.full(3, np.nan, dtype), ignore_nan))
+
+
+@pytest.mark.parametrize("right", [False, True])
+def test_searchsorted_kernel_matches_numpy_on_rows_without_nan(right):
+    rng = np.random.default_rng(18)
+    sequence = np.sort(rng.integers(-6, 6, (3, 9)), axis=1).astype(np.float32)
+    values = rng.integers(-8, 8, (3, 5)).astype(np.float64)
+    side = "right" if right else "left"
+    out = KERNELS["searchsorted"](np, sequence, values, right, False)
+    for row in range(3):
+        np.testing.assert_array_equal(out[row], np.searchsorted(sequence[row], values[row], side))
+    flat = KERNELS["searchsorted"](np, sequence[0], values, right, True)
+    assert flat.dtype == np.int32
+    np.testing.assert_array_equal(flat, np.searchsorted(sequence[0], values, side))
+
+
+@pytest.mark.parametrize("consecutive", [False, True])
+def test_unique_kernel_matches_a_dictionary_of_rows(consecutive):
+    x = np.random.default_rng(19).integers(0, 3, (7, 2))
+    values, inverse, counts = KERNELS["unique"](np, x, 0, consecutive)
+    rows = [tuple(r) for r in x]
+    if consecutive:
+        firsts = [i for i in range(len(rows)) if i == 0 or rows[i] != rows[i - 1]]
+        expected = [rows[i] for i in firsts]
+    else:
+        expected = sorted(set(rows))
+    assert [tuple(r) for r in values] == expected
+    np.testing.assert_array_equal(values[inverse], x)
+    assert counts.sum() == len(rows) and len(counts) == len(expected)
+    flat_values, flat_inverse, flat_counts = KERNELS["unique"](np, x, None, consecutive)
+    assert flat_inverse.shape == x.shape
+    np.testing.assert_array_equal(flat_values[flat_inverse], x)
+    if not consecutive:
+        np.testing.assert_array_equal(flat_values, np.unique(x))
+        np.testing.assert_array_equal(flat_counts, np.unique(x, return_counts=True)[1])
+
+
+@pytest.mark.parametrize("include_self", [True, False])
+@pytest.mark.parametrize("reduce", ["sum", "prod", "mean", "amax", "amin"])
+@pytest.mark.parametrize("dtype", (np.float64, np.int64))
+def test_scatter_reduce_kernel_matches_a_loop_over_the_index(reduce, include_self, dtype):
+    rng = np.random.default_rng(20)
+    x = rng.integers(-4, 5, (3, 4)).astype(dtype)
+    index = rng.integers(0, 3, (5, 4))
+    src = rng.integers(-4, 5, (6, 5)).astype(dtype)  # larger than the index: its corner is used
+    out = KERNELS["scatter_reduce"](np, x, index, src, 0, reduce, include_self)
+    gathered = {}
+    for (i, j), target in np.ndenumerate(index):
+        gathered.setdefault((target, j), []).append(src[i, j])
+    fold = {"sum": sum, "mean": sum, "prod": np.prod, "amax": max, "amin": min}[reduce]
+    expected = x.copy()
+    for (i, j), values in gathered.items():
+        values = ([x[i, j]] if include_self else []) + values
+        total = fold(values)
+        if reduce == "mean":
+            total = total / len(values) if dtype == np.float64 else total // len(values)
+        expected[i, j] = total
+    assert out.dtype == x.dtype
+    np.testing.assert_allclose(out, expected)
