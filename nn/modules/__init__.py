@@ -14,6 +14,7 @@ from . import (  # noqa: F401
     module,
     normalization,
     pooling,
+    rnn,
     sparse,
     transformer,
 )
