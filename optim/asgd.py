@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .._tensor import ops
-from .._tensor.factories import zeros_like
+from .._tensor.factories import ones_like, zeros_like
 from ..errors import value_error
 from ._scalars import scalar_state, traced
 from .optimizer import Optimizer, new_step_counter
@@ -66,7 +66,7 @@ class ASGD(Optimizer):
                 p.sub_(grad * rate)
                 ax.add_((p - ax) * mu.to(p.dtype))
                 eta.copy_(lr / ((1 + lambd * lr * step_t) ** alpha))
-                mu.copy_(1 / ops.maximum(step_t - t0, ops.ones_like(step_t)))
+                mu.copy_(1 / ops.maximum(step_t - t0, ones_like(step_t)))
                 continue
             rate = eta.item()
             p.mul_(1 - lambd * rate)
