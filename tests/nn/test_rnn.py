@@ -293,3 +293,48 @@ def test_layers_are_exported_where_torch_has_them():
     assert (RNN, LSTM, GRU) == (nn.RNN, nn.LSTM, nn.GRU)
     assert (RNNCell, LSTMCell, GRUCell) == (nn.RNNCell, nn.LSTMCell, nn.GRUCell)
     assert isinstance(nn.LSTM(2, 3), RNNBase)
+
+
+# -- nn.utils.rnn ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_pad_sequence_stacks_with_padding_and_unpad_inverts_it(batch_first, side):
+    from ember.nn.utils.rnn import pad_sequence, unpad_sequence
+
+    seqs = [_randn(n, 2, seed=n).requires_grad_() for n in (3, 1, 4)]
+    padded = pad_sequence(seqs, batch_first=batch_first, padding_value=-1.0, padding_side=side)
+    assert tuple(padded.shape) == ((3, 4, 2) if batch_first else (4, 3, 2))
+    rows = padded if batch_first else padded.transpose(0, 1)
+    for row, seq in zip(rows, seqs):
+        n = seq.shape[0]
+        kept = row[:n] if side == "right" else row[4 - n:]
+        pad = row[n:] if side == "right" else row[:4 - n]
+        np.testing.assert_array_equal(kept.detach().numpy(), seq.detach().numpy())
+        assert (pad.detach().numpy() == -1.0).all()
+    padded.sum().backward()
+    assert all((s.grad.numpy() == 1).all() for s in seqs)
+    if side == "right":
+        back = unpad_sequence(padded, ember.tensor([3, 1, 4]), batch_first=batch_first)
+        for b, s in zip(back, seqs):
+            np.testing.assert_array_equal(b.detach().numpy(), s.detach().numpy())
+
+
+@pytest.mark.oracle
+def test_pad_sequence_matches_torch():
+    torch = pytest.importorskip("torch")
+    arrays = [np.random.default_rng(n).standard_normal((n, 3)) for n in (2, 5, 3)]
+    want = torch.nn.utils.rnn.pad_sequence([torch.tensor(a) for a in arrays], padding_value=7.0)
+    got = nn.utils.rnn.pad_sequence([ember.tensor(a) for a in arrays], padding_value=7.0)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_packing_sequences_is_a_clear_error():
+    from ember.errors import EmberNotImplementedError
+
+    x = ember.randn(4, 2, 3)
+    with pytest.raises(EmberNotImplementedError, match="does not support packed sequences"):
+        nn.utils.rnn.pack_padded_sequence(x, [4, 2])
+    with pytest.raises(NotImplementedError, match="pad_sequence"):
+        nn.utils.rnn.pack_sequence([x[:, 0]])
