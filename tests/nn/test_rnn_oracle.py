@@ -170,3 +170,56 @@ def test_parameter_names_shapes_and_init_range_match_torch(name):
         values = p.detach().numpy()
         assert np.abs(values).max() <= 0.25 and values.std() > 0.1  # U(-1/4, 1/4): std 0.144
     assert repr(ours) == repr(theirs)
+
+
+def test_a_script_written_for_torch_trains_an_lstm_tagger_to_the_same_numbers():
+    """The same code, run with lib = torch and lib = ember: Embedding, a bidirectional
+    two-layer LSTM, Linear, cross-entropy and NAdam, five steps in float64."""
+
+    def train(lib, state):
+        class Tagger(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.embed = lib.nn.Embedding(11, 6)
+                self.lstm = lib.nn.LSTM(6, 5, num_layers=2, bidirectional=True,
+                                        batch_first=True)
+                self.head = lib.nn.Linear(10, 4)
+
+            def forward(self, tokens):
+                out, _ = self.lstm(self.embed(tokens))
+                return self.head(out)
+
+        model = Tagger().double()
+        model.load_state_dict({k: lib.tensor(v) for k, v in state.items()})
+        opt = lib.optim.NAdam(model.parameters(), lr=0.05)
+        rng = np.random.default_rng(1)
+        tokens = lib.tensor(rng.integers(0, 11, size=(3, 7)))
+        tags = lib.tensor(rng.integers(0, 4, size=(3, 7)))
+        losses = []
+        for _ in range(5):
+            opt.zero_grad()
+            loss = lib.nn.functional.cross_entropy(model(tokens).reshape(-1, 4),
+                                                   tags.reshape(-1))
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return losses, {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+
+    initial = {k: v.numpy().copy() for k, v in _fresh_tagger_state().items()}
+    torch_losses, torch_final = train(torch, initial)
+    ember_losses, ember_final = train(ember, initial)
+    np.testing.assert_allclose(ember_losses, torch_losses, rtol=1e-10)
+    assert torch_losses[-1] < torch_losses[0]
+    for k in torch_final:
+        np.testing.assert_allclose(ember_final[k], torch_final[k], rtol=1e-8, atol=1e-10,
+                                   err_msg=k)
+
+
+def _fresh_tagger_state():
+    embed = torch.nn.Embedding(11, 6).double()
+    lstm = torch.nn.LSTM(6, 5, num_layers=2, bidirectional=True, batch_first=True).double()
+    head = torch.nn.Linear(10, 4).double()
+    state = {f"embed.{k}": v for k, v in embed.state_dict().items()}
+    state.update({f"lstm.{k}": v for k, v in lstm.state_dict().items()})
+    state.update({f"head.{k}": v for k, v in head.state_dict().items()})
+    return state
