@@ -62,6 +62,18 @@ def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     return _maybe_inplace(input, fn, inplace)
 
 
+def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """x where x > 0, else alpha * (exp(x / alpha) - 1)."""
+    if alpha == 0:
+        raise runtime_error("ZeroDivisionError: celu's alpha must not be 0")
+
+    def fn(x):
+        # as in elu, expm1 sees only x <= 0, so the discarded branch cannot overflow
+        return E.where(E.gt(x, 0), x, E.mul(E.expm1(E.div(E.clamp(x, max=0), alpha)), alpha))
+
+    return _maybe_inplace(input, fn, inplace)
+
+
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
@@ -140,6 +152,11 @@ def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
 def mish(input: Tensor, inplace: bool = False) -> Tensor:
     """x * tanh(softplus(x))."""
     return _maybe_inplace(input, lambda x: E.mul(x, E.tanh(softplus(x))), inplace)
+
+
+def softsign(input: Tensor) -> Tensor:
+    """x / (1 + |x|)."""
+    return E.div(input, E.add(E.abs(input), 1))
 
 
 def prelu(input: Tensor, weight: Tensor) -> Tensor:

@@ -21,6 +21,7 @@ from ..errors import EmberNotImplementedError, runtime_error, value_error
 from ..ir.dtypes import bool_
 from ._activations import (  # noqa: F401  (re-exported)
     _maybe_inplace,
+    celu,
     elu,
     gelu,
     glu,
@@ -40,6 +41,7 @@ from ._activations import (  # noqa: F401  (re-exported)
     softmax,
     softmin,
     softplus,
+    softsign,
     tanh,
 )
 from ._conv import (  # noqa: F401  (re-exported)
@@ -97,6 +99,23 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if weight.ndim == 2 and (bias is None or bias.shape == weight.shape[:1]):
         return dispatch("linear", (input, weight) if bias is None else (input, weight, bias))
     out = E.matmul(input, weight)
+    return out if bias is None else E.add(out, bias)
+
+
+def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """y = x1^T A x2 + b for each output feature: (..., i) x (o, i, j) x (..., j) -> (..., o)."""
+    if (weight.ndim != 3 or input1.shape[-1:] != weight.shape[1:2]
+            or input2.shape[-1:] != weight.shape[2:3]
+            or input1.shape[:-1] != input2.shape[:-1]):
+        raise runtime_error(
+            f"bilinear: expected input1 (..., {'i' if weight.ndim != 3 else weight.shape[1]}) "
+            f"and input2 (..., {'j' if weight.ndim != 3 else weight.shape[2]}) with the same "
+            f"leading dims and a 3-D weight (out, i, j); got input1 {tuple(input1.shape)}, "
+            f"input2 {tuple(input2.shape)}, weight {tuple(weight.shape)}"
+        )
+    left = E.matmul(E.unsqueeze(E.unsqueeze(input1, -2), -3), weight)
+    out = E.matmul(left, E.unsqueeze(E.unsqueeze(input2, -2), -1))
+    out = E.squeeze(E.squeeze(out, -1), -1)
     return out if bias is None else E.add(out, bias)
 
 

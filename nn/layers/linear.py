@@ -91,11 +91,7 @@ class Bilinear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, input1: Tensor, input2: Tensor) -> Tensor:
-        # (..., i) x (o, i, j) x (..., j) -> (..., o)
-        left = ops.matmul(ops.unsqueeze(ops.unsqueeze(input1, -2), -3), self.weight)
-        out = ops.squeeze(ops.matmul(left, ops.unsqueeze(ops.unsqueeze(input2, -2), -1)), -1)
-        out = ops.squeeze(out, -1)
-        return out if self.bias is None else out + self.bias
+        return F.bilinear(input1, input2, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return (

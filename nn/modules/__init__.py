@@ -17,6 +17,7 @@ from . import (  # noqa: F401
     padding,
     pixelshuffle,
     pooling,
+    rnn,
     sparse,
     transformer,
     upsampling,

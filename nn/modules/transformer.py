@@ -1,3 +1,9 @@
 """torch.nn.modules.transformer's path to ember's layers (scripts import them from here)."""
 
-from ..layers.transformer import TransformerEncoder, TransformerEncoderLayer  # noqa: F401
+from ..layers.transformer import (  # noqa: F401
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)

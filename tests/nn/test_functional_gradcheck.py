@@ -67,6 +67,8 @@ def _cases():
         "hardtanh": (lambda x: F.hardtanh(x, -0.9, 0.8), [x]),
         "leaky_relu": (lambda x: F.leaky_relu(x, 0.1), [x]),
         "elu": (lambda x: F.elu(x, 0.5), [x]),
+        "celu": (lambda x: F.celu(x, 0.5), [x]),
+        "softsign": (F.softsign, [x]),
         "selu": (F.selu, [x]),
         "gelu": (F.gelu, [x]),
         "gelu_tanh": (lambda x: F.gelu(x, approximate="tanh"), [x]),
@@ -84,6 +86,8 @@ def _cases():
         "softmin": (lambda x: F.softmin(x, 0), [normal(r, 3, 2)]),
         "log_softmax": (lambda x: F.log_softmax(x, -1), [normal(r, 2, 4)]),
         "linear": (F.linear, [normal(r, 2, 3), normal(r, 4, 3), normal(r, 4)]),
+        "bilinear": (F.bilinear, [normal(r, 2, 3), normal(r, 2, 4), normal(r, 5, 3, 4),
+                                  normal(r, 5)]),
         "conv1d": (
             lambda x, w, b: F.conv1d(x, w, b, stride=2, padding=1),
             [normal(r, 1, 2, 5), normal(r, 2, 2, 3), normal(r, 2)],

@@ -124,6 +124,9 @@ ELEMENTWISE = {
     "leaky_relu": lambda f, x: f.leaky_relu(x),
     "leaky_relu_slope": lambda f, x: f.leaky_relu(x, 0.2),
     "elu": lambda f, x: f.elu(x, 0.7),
+    # alpha 0.5: torch rounds 1/alpha in its backward (a 2e-8 error for alpha 0.7)
+    "celu": lambda f, x: f.celu(x, 0.5),
+    "softsign": lambda f, x: f.softsign(x),
     "selu": lambda f, x: f.selu(x),
     "gelu": lambda f, x: f.gelu(x),
     "gelu_tanh": lambda f, x: f.gelu(x, approximate="tanh"),
