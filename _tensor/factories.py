@@ -69,8 +69,21 @@ def _size(size) -> tuple:
             raise runtime_error(
                 f"Trying to create tensor with negative dimension {d}: {list(size)}"
             )
-        out.append(int(d))
+        # a symbolic size (an int subclass, under a trace) stays itself, for _traced
+        out.append(d if d.__class__ is not np.int64 and isinstance(d, int) else int(d))
     return tuple(out)
+
+
+def _traced(op: str, size: tuple, d, dev, requires_grad, **attrs) -> Tensor | None:
+    """Under a trace, a factory call as the graph op `op` (full, uniform, normal, randint),
+    so its sizes stay symbolic and random numbers are drawn on every call, in eager's order
+    from eager's stream; None where it is not traced so (a constant of the graph then)."""
+    if (hooks.active_trace is None or hooks.trace_here() is None or dev.type != "cpu"
+            or requires_grad):
+        return None
+    from .dispatch import dispatch
+
+    return dispatch(op, (), {"shape": size, "dtype": d.name, **attrs})
 
 
 def _infer_dtype(data):
@@ -146,9 +159,15 @@ def from_numpy(array: np.ndarray) -> Tensor:
     return Tensor._make(array, dtype_from_numpy(array.dtype), CPU)
 
 
-def _filled(fill, size, dtype, dev, requires_grad, default=None):
+def _filled(fill, size, dtype, dev, requires_grad, default=None, value=None):
     dev = _device(dev)
     d = as_dtype(dtype) if dtype is not None else (default or get_default_dtype())
+    if value is not None and hooks.active_trace is not None:
+        shape = _size(size)
+        if any(n.__class__ is not int for n in shape):  # a symbolic size: keep it so
+            made = _traced("full", shape, d, dev, requires_grad, value=value)
+            if made is not None:
+                return made
     xp = array_module(dev)
     if dev.type == "cuda":
         with xp.cuda.Device(dev.index):
@@ -162,19 +181,24 @@ def _filled(fill, size, dtype, dev, requires_grad, default=None):
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _filled(lambda xp, s, d: xp.zeros(s, d), size, dtype, device, requires_grad)
+    return _filled(lambda xp, s, d: xp.zeros(s, d), size, dtype, device, requires_grad,
+                   value=0)
 
 
 def ones(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _filled(lambda xp, s, d: xp.ones(s, d), size, dtype, device, requires_grad)
+    return _filled(lambda xp, s, d: xp.ones(s, d), size, dtype, device, requires_grad,
+                   value=1)
 
 
 def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _filled(lambda xp, s, d: xp.empty(s, d), size, dtype, device, requires_grad)
+    # (under a trace with a symbolic size, zeros: a graph has no uninitialized memory)
+    return _filled(lambda xp, s, d: xp.empty(s, d), size, dtype, device, requires_grad,
+                   value=0)
 
 
-@_exact_sizes
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    if hooks.active_trace is not None:
+        hooks.specialize(fill_value)  # a constant of the graph; the sizes may stay symbolic
     if dtype is None:
         dtype = (
             as_dtype("bool")
@@ -183,9 +207,8 @@ def full(size, fill_value, *, dtype=None, device=None, requires_grad=False) -> T
             if isinstance(fill_value, int)
             else get_default_dtype()
         )
-    return _filled(
-        lambda xp, s, d: xp.full(s, fill_value, d), (size,), dtype, device, requires_grad
-    )
+    return _filled(lambda xp, s, d: xp.full(s, fill_value, d), (size,), dtype, device,
+                   requires_grad, value=fill_value)
 
 
 def _like(fn, input, dtype, device, requires_grad, *args):
@@ -210,7 +233,6 @@ def empty_like(input, *, dtype=None, device=None, requires_grad=False) -> Tensor
     return _like(empty, input, dtype, device, requires_grad)
 
 
-@_exact_sizes
 def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     return full(
         tuple(input.shape),
@@ -312,19 +334,38 @@ class Generator(random.Generator):
 
 
 def rand(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
-    hooks.stop_trace("the random factory ember.rand (its numbers would be frozen)")
     _float_only("rand", dtype)
+    made = _random("uniform", "rand", size, dtype, device, requires_grad, generator)
+    if made is not None:
+        return made
     return _filled(
         lambda xp, s, d: random.uniform(xp, s, d, generator), size, dtype, device, requires_grad
     )
 
 
 def randn(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
-    hooks.stop_trace("the random factory ember.randn (its numbers would be frozen)")
     _float_only("randn", dtype)
+    made = _random("normal", "randn", size, dtype, device, requires_grad, generator)
+    if made is not None:
+        return made
     return _filled(
         lambda xp, s, d: random.normal(xp, s, d, generator), size, dtype, device, requires_grad
     )
+
+
+def _random(op, name, size, dtype, dev, requires_grad, generator, default=None, **attrs):
+    """Under a trace: the draw as a graph op (the stream's next numbers on every call), or,
+    where it cannot be one (a generator of its own, a GPU, requires_grad), a fallback."""
+    if hooks.active_trace is None or hooks.trace_here() is None:
+        return None
+    if generator is None:
+        d = as_dtype(dtype) if dtype is not None else (default or get_default_dtype())
+        made = _traced(op, _size(size), d, _device(dev), requires_grad, **attrs)
+        if made is not None:
+            return made
+    hooks.stop_trace(f"the random factory ember.{name} with a generator of its own, on a GPU "
+                     f"or requiring grad (its numbers would be frozen)")
+    return None
 
 
 def _float_only(op, dtype):
@@ -335,7 +376,6 @@ def _float_only(op, dtype):
 def randint(
     low, high=None, size=None, *, dtype=None, device=None, requires_grad=False, generator=None
 ) -> Tensor:
-    hooks.stop_trace("the random factory ember.randint (its numbers would be frozen)")
     if size is None:
         # randint(high, size)
         low, high, size = 0, low, high
@@ -345,6 +385,10 @@ def randint(
         raise runtime_error(
             f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}"
         )
+    made = _random("randint", "randint", (tuple(size),), dtype, device, requires_grad,
+                   generator, default=int64, low=int(low), high=int(high))
+    if made is not None:
+        return made
     return _filled(
         lambda xp, s, d: random.integers(xp, low, high, s, d, generator),
         (tuple(size),),

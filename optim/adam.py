@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 from .._tensor import hooks
 from .._tensor.factories import zeros_like
 from ..errors import value_error
+from ..ir.dtypes import float64
 from ..runtime import updates
 from .optimizer import Optimizer, addcdiv_, addcmul_, new_step_counter, on_arrays
 
@@ -89,8 +89,11 @@ class Adam(Optimizer):
             addcmul_(exp_avg_sq.mul_(beta2), grad, grad, value=1 - beta2)
 
             if traced:
-                step_size = lr / (1 - (step * math.log(beta1)).exp())
-                bias_correction2_sqrt = (1 - (step * math.log(beta2)).exp()).sqrt()
+                # in double, as eager's Python floats (a float32 counter would round
+                # 1 - beta2**t), then in the parameter's dtype, as eager's scalar operands
+                step = step.to(float64)
+                step_size = (lr / (1 - beta1**step)).to(p.dtype)
+                bias_correction2_sqrt = ((1 - beta2**step) ** 0.5).to(p.dtype)
             else:
                 step_size = lr / (1 - beta1**step)
                 bias_correction2_sqrt = (1 - beta2**step) ** 0.5

@@ -46,6 +46,8 @@ def check_structure(spec, where: str, depth: int = 0) -> int:
         raise FormatError(f"{where}: nested deeper than 32 levels")
     if spec == "*":
         return 1
+    if spec is None:  # a None the model returns there
+        return 0
     if not isinstance(spec, dict) or len(spec) != 1:
         raise FormatError(f'{where}: expected "*" or an object with one of tuple, list, dict')
     ((kind, children),) = spec.items()
@@ -71,6 +73,10 @@ def flatten_as(value, spec, where: str, leaves: list) -> None:
     if spec == "*":
         leaves.append((where, value))
         return
+    if spec is None:
+        if value is not None:
+            raise EmberError(f"{where}: expected None, got {type(value).__name__}")
+        return
     ((kind, children),) = spec.items()
     if kind == "dict":
         if not isinstance(value, dict) or set(value) != {k for k, _ in children}:
@@ -93,6 +99,8 @@ def unflatten_as(leaves, spec):
     """The nested value of `spec` with the leaves (an iterator) put back in order."""
     if spec == "*":
         return next(leaves)
+    if spec is None:
+        return None
     ((kind, children),) = spec.items()
     if kind == "dict":
         return {key: unflatten_as(leaves, child) for key, child in children}

@@ -34,6 +34,25 @@ def generator(xp):
     return gen
 
 
+def stream_state():
+    """The position of every global stream (to draw the same numbers again: a captured call
+    whose guard failed after its graph drew is traced afresh from the same position)."""
+    generator(np)  # made now if no draw made it yet (manual_seed drops them)
+    return {key: (gen.bit_generator.state if hasattr(gen, "bit_generator") else gen.get_state())
+            for key, gen in _generators.items()}
+
+
+def restore_stream_state(state) -> None:
+    for key, value in state.items():
+        gen = _generators.get(key)
+        if gen is None:
+            continue
+        if hasattr(gen, "bit_generator"):
+            gen.bit_generator.state = value
+        else:
+            gen.set_state(value)
+
+
 # torch.Generator's seed when none is given.
 DEFAULT_SEED = 67280421310721
 

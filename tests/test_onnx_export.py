@@ -138,7 +138,9 @@ def _indexing(x, y):
     picked = ember.gather(x, 2, index)
     rows = ember.index_select(x, 1, ember.tensor([0, 2, 2]))
     hot = F.one_hot(index[:, 0, 0], num_classes=4)
-    return picked, rows, hot
+    last = x[:, [-1], :]  # advanced indexing: a Gather
+    chosen = y[index[:, 0, 0]] + ember.zeros_like(y)
+    return picked, rows, hot, last, chosen
 
 
 def _pooling(x, y):
@@ -176,7 +178,8 @@ def test_translated_ops_match_eager_on_random_inputs(tmp_path, fn):
 
 def test_symbolic_sizes_in_attrs_are_computed_from_the_input_shape(tmp_path):
     def fn(x):
-        return x.reshape(x.shape[0] * 2, -1)[: x.shape[0]] * 2.0
+        # ones_like keeps the symbolic size: a ConstantOfShape of the input's shape
+        return x.reshape(x.shape[0] * 2, -1)[: x.shape[0]] * 2.0, ember.ones_like(x) * 3
 
     path = tmp_path / "fn.onnx"
     ember.onnx.export(fn, ember.randn(4, 6), path, dynamic_dims={"x": {0: "n"}})

@@ -33,7 +33,7 @@ from ..ir.serialize import to_data
 from ..runtime.device import CPU, to_device
 from ..runtime.graph_file import FORMAT_NAME, SCHEMA_VERSION, write_container
 from ..runtime.program import evaluate_with_kernels
-from .pytree import flatten, unflatten
+from .pytree import Spec, flatten, unflatten
 from .tracer import Trace, tracing
 
 _SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -87,10 +87,20 @@ class _ExportTrace(Trace):
 # -- nesting and names -------------------------------------------------------------------------
 
 
+def _with_nones(spec, leaves):
+    """spec with each leaf that holds None (in order, from the iterator `leaves`) made a
+    "none" node: a structure without a tensor there."""
+    if spec.kind == "leaf":
+        return Spec("none") if next(leaves) is None else spec
+    return Spec(spec.kind, spec.meta, tuple(_with_nones(c, leaves) for c in spec.children))
+
+
 def _structure(spec, where: str):
-    """The JSON form of a pytree Spec (see runtime/loaded.py)."""
+    """The JSON form of a pytree Spec (see runtime/loaded.py); a None is null."""
     if spec.kind == "leaf":
         return "*"
+    if spec.kind == "none":
+        return None
     if spec.kind == "dict":
         bad = [k for k in spec.meta if not isinstance(k, str)]
         if bad:
@@ -106,6 +116,8 @@ def _structure(spec, where: str):
 def _leaf_names(spec, prefix: str) -> list:
     if spec.kind == "leaf":
         return [prefix]
+    if spec.kind == "none":
+        return []
     keys = spec.meta if spec.kind == "dict" else range(len(spec.children))
     names = []
     for key, child in zip(keys, spec.children):
@@ -241,11 +253,14 @@ def _capture(fn, name: str, args: tuple, weight_names: dict, arg_names: list, dy
         )
     out_leaves, out_spec = flatten(result)
     for i, leaf in enumerate(out_leaves):
-        if not isinstance(leaf, Tensor):
+        if not isinstance(leaf, Tensor) and leaf is not None:
             raise EmberError(
                 f"export: output leaf {i} of {name} is a {type(leaf).__name__}; "
-                f"exported outputs are tensors"
+                f"exported outputs are tensors (or None)"
             )
+    # a None in the result ((logits, None) when no targets are given) stays in the signature
+    out_spec = _with_nones(out_spec, iter(out_leaves))
+    out_leaves = [leaf for leaf in out_leaves if leaf is not None]
     recording.outputs(out_leaves)
     graph = recording.graph
     if symbols:
@@ -286,8 +301,13 @@ def _compare(program, args: tuple, eager_result) -> float:
     leaves, _ = flatten(args)
     arrays = [np.array(to_device(x._data, CPU)) for x in leaves]
     out = program(*unflatten(arrays, flatten(args)[1]))
-    got, _ = flatten(out)
-    expected, _ = flatten(eager_result)
+    got, got_spec = flatten(out)
+    expected, expected_spec = flatten(eager_result)
+    if got_spec != expected_spec or [g is None for g in got] != [e is None for e in expected]:
+        raise EmberError(f"export check: the runtime returns {got_spec.describe()}, eager "
+                         f"{expected_spec.describe()}")
+    got = [g for g in got if g is not None]
+    expected = [e for e in expected if e is not None]
     worst = 0.0
     for i, (g, e) in enumerate(zip(got, expected)):
         worst = max(worst, _difference(g, to_device(e._data, CPU), f"output {i}"))
@@ -392,6 +412,13 @@ def export(
     "batch"}}. With check, the file is run by ember.runtime and compared with eager."""
     captured = capture(fn_or_module, example_inputs, dynamic_dims=dynamic_dims, training=training)
     graph, args, symbols = captured.graph, captured.args, captured.symbols
+    drawn = next((node for node in graph.nodes if node.schema.kind == "random"), None)
+    if drawn is not None:
+        raise EmberError(
+            f"export: {getattr(fn_or_module, '__name__', type(fn_or_module).__name__)} draws "
+            f"random numbers ({drawn.op} at {drawn.source or '?'}); an exported graph is "
+            f"deterministic. Export the model in eval mode (dropout off), or pass the noise "
+            f"in as an input")
     signature = _signature(graph, captured.input_structure, captured.out_spec)
     ops = sorted({node.op for node in graph.nodes})
     tensors = {c.name: c.constant for c in graph.constants}

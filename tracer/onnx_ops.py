@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ..errors import EmberError
-from ..ir.dtypes import as_dtype
+from ..ir.dtypes import INT, as_dtype
 from ..ir.schema import SCHEMAS, promoted
 from ..ir.symbolic import SymInt
 
@@ -296,6 +296,22 @@ def _to_output_shape(onnx_op: str):
     return translate
 
 
+def _index(b, node, out):
+    """x[..., idx, ...] with one integer index tensor (x[:, [-1], :], x[i]): a Gather along its
+    dim, which takes negative indices as PyTorch does."""
+    x, *indices = node.inputs
+    if len(indices) != 1 or indices[0].type.dtype.category != INT:
+        raise Unsupported("advanced indexing with several index tensors or a boolean mask")
+    index = _operand(b, indices[0], "int64")
+    b.node("Gather", [x.name, index], [out], axis=node.attrs["dims"][0])
+
+
+def _full(b, node, out):
+    value = np.array([node.attrs["value"]], dtype=node.output.type.dtype.np)
+    b.node("ConstantOfShape", [b.ints(node.output.type.shape)], [out],
+           value=b.onnx.numpy_helper.from_array(value))
+
+
 def _permute(b, node, out):
     b.node("Transpose", [node.inputs[0].name], [out], perm=list(node.attrs["dims"]))
 
@@ -470,6 +486,8 @@ TRANSLATIONS = {
     "reshape": _to_output_shape("Reshape"),
     "view": _to_output_shape("Reshape"),
     "expand": _to_output_shape("Expand"),
+    "full": _full,
+    "index": _index,
     "permute": _permute,
     "squeeze": _squeeze,
     "unsqueeze": _unsqueeze,
@@ -501,12 +519,14 @@ NOT_EXPORTABLE = {
     "dist_reduce_scatter": _COLLECTIVE,
     "bernoulli": "random numbers: ONNX's Bernoulli does not draw ember's stream (dropout is "
     "exported in eval mode, where it is the identity)",
+    "uniform": "random numbers: ONNX's RandomUniform does not draw ember's stream",
+    "normal": "random numbers: ONNX's RandomNormal does not draw ember's stream",
+    "randint": "random numbers: ONNX has no integer draw from ember's stream",
     "nonzero": "an output whose size depends on the data",
     "view_dtype": "a reinterpretation of the bits, which ONNX cannot express",
     "floor_divide": _NOT_YET,
     "trunc_divide": _NOT_YET,
     "trunc": _NOT_YET,
-    "index": _NOT_YET,
     "index_put": _NOT_YET,
     "index_add": _NOT_YET,
     "scatter": _NOT_YET,

@@ -24,6 +24,7 @@ from ..autograd import grad_mode
 from ..errors import EmberError, EmberRuntimeError, user_frame
 from ..ir.dtypes import _BY_NP, from_numpy
 from ..ir.passes import run_pipeline
+from ..runtime import random
 from ..runtime.compiled import build_program
 from ..runtime.device import CPU, array_module, device_of_array
 from ..runtime.program import evaluate_with_kernels
@@ -89,6 +90,7 @@ class Specialization:
         self.split = None  # compiled forward + backward for calls autograd records
         self.reached: list = []  # reach.Guard per value reached beyond the arguments
         self.stores: list = []  # reach.Store per Python store the call made, replayed
+        self.draws = False  # the graph draws random numbers and has value guards
 
     # -- checking ----------------------------------------------------------------------------
 
@@ -293,10 +295,13 @@ class ScriptFunction:
                     continue
             if sp.eager_reason is not None:
                 return self.fn(*args, **kwargs)
+            drawn = sp.draws and random.stream_state()
             try:
                 out = sp.run(leaves)
             except GuardFailed as exc:
                 failure = str(exc)
+                if drawn:  # the retrace draws the numbers this run drew, as eager would
+                    random.restore_stream_state(drawn)
                 continue
             if sp.stores:  # the Python stores the traced call made, with this call's values
                 out, values = out
@@ -507,6 +512,8 @@ class ScriptFunction:
             else:
                 sp.mutated.append(("captured", tensor))
         sp.value_guards = list(recording.value_guards)
+        sp.draws = bool(sp.value_guards) and any(n.schema.kind == "random"
+                                                 for n in recording.graph.nodes)
         sp.no_grad_nodes = recording.no_grad_nodes
         captured = {id(t) for t in sp.captured}
 
@@ -520,9 +527,10 @@ class ScriptFunction:
 
         sp.out_template = [template(x) for x in out_leaves]
         sp.n_results = sum(t[0] != "value" for t in sp.out_template)
-        # a state the call writes may be written straight into its own array
+        # a state the call writes may be written straight into its own array, unless a value
+        # guard checked after the run can still fail: then the retrace must find it unwritten
         donate = {}
-        for m, (kind, target) in enumerate(sp.mutated):
+        for m, (kind, target) in enumerate(sp.mutated if not sp.value_guards else ()):
             if kind == "leaf":
                 donate[sp.n_results + m] = sp.input_leaves.index(target)
             else:

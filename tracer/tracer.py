@@ -68,7 +68,8 @@ class Trace:
         self.states: dict[int, object] = {}  # id -> input or captured tensor
         self.mutated: dict[int, object] = {}  # id -> state tensor written in place
         self.views: dict[int, object] = {}  # id -> a tensor that is a view or has views
-        self.aliased: dict[int, object] = {}  # id -> a detach() alias or its source
+        # id -> the tensors sharing its storage whole (detach() aliases and their sources)
+        self.aliased: dict[int, list] = {}
         self.factory_made: dict[int, object] = {}  # id -> tensor a factory made while tracing
         self.value_guards: list[ValueGuard] = []
         # nodes that record no gradient (run under no_grad, or detach): replay runs them so too
@@ -191,8 +192,11 @@ class Trace:
         base = tensor._base if tensor._base is not None else tensor
         chain = tensor._view_chain if tensor._base is not None else ()
         entry = self.env.get(id(base))
-        if (id(tensor) in self.aliased or id(base) in self.aliased or entry is None
-                or entry[0] is not base
+        # a write through a detach() alias (p.data.add_, a .grad the engine detached) writes
+        # every tensor of the storage: the base's whole aliases take the new value too
+        group = self.aliased.get(id(base), [base])
+        if (entry is None or entry[0] is not base
+                or any(t._base is not None for t in group)
                 or (chain and self.views.get(id(tensor)) is not tensor)
                 or any(op not in SCATTERABLE_VIEWS for op, _ in chain)):
             self.stop("an in-place write to a tensor that is a view or has views, which the "
@@ -206,11 +210,13 @@ class Trace:
             return self._add(op, args, attrs, where)
 
         new = scatter_chain(entry[1], value, chain, add)
-        self._bind(base, new)
-        if id(base) in self.states:
-            self.mutated[id(base)] = base
+        for member in group:
+            self._bind(member, new)
+            if id(member) in self.states:
+                self.mutated[id(member)] = member
+        members = {id(t) for t in group}
         for t in list(self.views.values()):
-            if t is not base and t._base is base:
+            if id(t) not in members and t._base is not None and id(t._base) in members:
                 self._bind(t, replay_chain(new, t._view_chain, add))
 
     def _add(self, op, args, attrs, where):
@@ -418,8 +424,11 @@ class Trace:
         self._bind(alias, value)
         self.views[id(source)] = source
         self.views[id(alias)] = alias
-        self.aliased[id(source)] = source
-        self.aliased[id(alias)] = alias
+        group = self.aliased.get(id(source), [source])
+        if all(t is not alias for t in group):
+            group = [*group, alias]
+        for t in group:
+            self.aliased[id(t)] = group
 
     def read_grad(self, tensor):
         """tensor.grad read while tracing: this call's own write if it made one, else the

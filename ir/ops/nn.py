@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...errors import IRError, runtime_error, type_error
-from ..dtypes import FLOAT
+from ..dtypes import FLOAT, as_dtype
 from ..schema import broadcast_shapes, fmt_shape, register
 from ..symbolic import definitely_less
 from ..types import TensorType
@@ -187,3 +187,28 @@ def _linear(inputs, attrs):
                 f"(expected [{w.shape[0]}])"
             )
     return TensorType(tuple(x.shape[:-1]) + (w.shape[0],), x.dtype)
+
+
+# -- factories under capture: a tensor of a shape (symbolic or not), filled or drawn ---------
+# Outside a trace the factories fill arrays directly; a trace records them as these ops, so a
+# size taken from an input (zeros_like(x), x.new_zeros(x.shape)) stays symbolic and random
+# numbers are drawn on every call, from the same stream and in the same order as eager.
+
+
+def _made(inputs, attrs):
+    if inputs:
+        raise type_error(f"a factory takes no tensor inputs, got {len(inputs)}")
+    return TensorType(tuple(attrs["shape"]), as_dtype(attrs["dtype"]))
+
+
+register("full", kind="extern", differentiable=False)(_made)
+register("uniform", kind="random", differentiable=False)(_made)
+register("normal", kind="random", differentiable=False)(_made)
+
+
+@register("randint", kind="random", differentiable=False)
+def _randint(inputs, attrs):
+    if not attrs["low"] < attrs["high"]:
+        raise runtime_error(f"random_ expects 'from' to be less than 'to', but got "
+                            f"from={attrs['low']} >= to={attrs['high']}")
+    return _made(inputs, attrs)

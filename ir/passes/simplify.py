@@ -5,8 +5,9 @@ rewrote the node in place, or None. A replacement must have the node's exact typ
 shape), so an identity never drops a broadcast or a type promotion: x * 1 is x only where the
 product is typed as x.
 
-    x * 1, 1 * x, x / 1, x - 0  -> x          (exact for every dtype)
-    x + 0, 0 + x                -> x          (floats: -0.0 + 0 is +0.0, the one difference)
+    x * 1, 1 * x, x / 1         -> x          (exact for every dtype)
+    x - 0, x + (-0.0), -0.0 + x -> x          (exact for floats too, -0.0 included)
+    x + 0, 0 + x                -> x          (integers only: for floats -0.0 + 0 is +0.0)
     x - x                       -> zeros      (integers only: for floats inf - inf is nan)
     permute(permute(x))         -> permute(x) (and x when the composition is the identity)
     reshape/view of reshape/view -> one reshape (a view of a view stays a view)
@@ -17,6 +18,7 @@ product is typed as x.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -65,6 +67,38 @@ def _drop_neutral(neutral, right_only: bool = False) -> Rule:
         return None
 
     rule.__name__ = f"drop_{neutral}"
+    return rule
+
+
+def _signed_zero(x, negative: bool) -> bool:
+    """Whether x is zero with this sign everywhere (a Python int 0 counts as +0.0)."""
+    if isinstance(x, Value):
+        array = x.constant
+        return (array is not None and array.size > 0 and bool(np.all(array == 0))
+                and bool(np.all(np.signbit(array) == negative)))
+    return (x.__class__ in (bool, int, float) and x == 0
+            and (math.copysign(1, x) < 0) == negative)
+
+
+def _drop_zero(subtract: bool) -> Rule:
+    """x + 0 and x - 0 -> x where IEEE agrees: for integers always; for floats only the zero
+    that keeps -0.0 (x + (-0.0), x - (+0.0)), since -0.0 + 0.0 is +0.0."""
+
+    def rule(graph: Graph, node: Node):
+        a, b = node.inputs
+        if node.outputs[0].type.dtype.category != FLOAT:
+            sides = [(b, a)] if subtract else [(b, a), (a, b)]
+            for zero, x in sides:
+                if _is_number(zero, 0) and _typed_as_output(node, x):
+                    return x
+            return None
+        sides = [(b, a)] if subtract else [(b, a), (a, b)]
+        for zero, x in sides:
+            if _signed_zero(zero, negative=not subtract) and _typed_as_output(node, x):
+                return x
+        return None
+
+    rule.__name__ = "drop_zero"
     return rule
 
 
@@ -180,8 +214,8 @@ def _unexpand_inputs(graph: Graph, node: Node):
 
 
 RULES: dict[str, list[Rule]] = {
-    "add": [_drop_neutral(0)],
-    "sub": [_drop_neutral(0, right_only=True), _self_subtraction],
+    "add": [_drop_zero(subtract=False)],
+    "sub": [_drop_zero(subtract=True), _self_subtraction],
     "mul": [_drop_neutral(1)],
     "div": [_drop_neutral(1, right_only=True)],
     "permute": [_identity_permute, _permute_of_permute],

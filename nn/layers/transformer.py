@@ -4,6 +4,7 @@ PyTorch's submodule names, so a torch state_dict loads."""
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -37,18 +38,27 @@ def _get_activation_fn(activation: str) -> Callable[[Tensor], Tensor]:
     raise runtime_error(f"activation should be relu/gelu, not {activation}")
 
 
+_CAUSAL: dict = {}  # id -> weak reference of each mask generate_square_subsequent_mask made
+
+
 def _generate_square_subsequent_mask(size: int, device=None, dtype=None) -> Tensor:
-    """The float causal mask: -inf above the diagonal, 0 elsewhere."""
-    return ops.triu(full((size, size), float("-inf"), dtype=dtype, device=device), diagonal=1)
+    """The float causal mask: -inf above the diagonal, 0 elsewhere (remembered as causal)."""
+    mask = ops.triu(full((size, size), float("-inf"), dtype=dtype, device=device), diagonal=1)
+    key = id(mask)
+    _CAUSAL[key] = weakref.ref(mask, lambda _, key=key: _CAUSAL.pop(key, None))
+    return mask
 
 
 def _detect_is_causal_mask(mask: Tensor | None, is_causal: bool | None, size: int | None) -> bool:
-    """is_causal when given; else whether mask is exactly the causal mask of its size."""
+    """is_causal when given; else whether mask is a causal mask generate_square_subsequent_mask
+    made, of this size. Unlike PyTorch, the mask's values are never read: a graph that read
+    them would guard on them (and an exported one could not hold at all). The hint only
+    chooses the causal kernel; any other mask is applied as given, with the same result."""
     if is_causal is not None or mask is None:
         return bool(is_causal)
     size = size if size is not None else mask.size(-2)
-    causal = _generate_square_subsequent_mask(size, device=mask.device, dtype=mask.dtype)
-    return tuple(mask.shape) == tuple(causal.shape) and bool(ops.all(ops.eq(mask, causal)))
+    made = _CAUSAL.get(id(mask))
+    return made is not None and made() is mask and tuple(mask.shape) == (size, size)
 
 
 class TransformerEncoderLayer(Module):

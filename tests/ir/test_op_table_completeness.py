@@ -176,4 +176,6 @@ def test_an_elementwise_op_is_spelled_in_few_source_files():
                 with open(os.path.join(dirpath, name), encoding="utf-8") as f:
                     if re.search(r"\btanh\b", f.read()):  # not atanh, arctanh
                         found.append(os.path.join(rel, name))
-    assert len(found) <= 8, sorted(found)
+    # 8 where tables were, plus nn/layers/rnn.py, which calls it (the gates) and takes it as
+    # RNN's nonlinearity option: a user of the op, not a table of it
+    assert len(found) <= 9, sorted(found)

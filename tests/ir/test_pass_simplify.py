@@ -19,10 +19,10 @@ def test_neutral_operands_vanish(run_pass, dedent):
         """
         graph(%x: f32[B, 4], %i: i32[B]):
           %c0: f32[4] = constant([1.0, 1.0, 1.0, 1.0])
-          %c1: f32[] = constant(0.0)
+          %c1: f32[] = constant(-0.0)
           %0: f32[B, 4] = mul(%x, 1)
           %1: f32[B, 4] = mul(1.0, %0)
-          %2: f32[B, 4] = add(%1, 0)
+          %2: f32[B, 4] = add(%1, -0.0)
           %3: f32[B, 4] = add(%c1, %2)
           %4: f32[B, 4] = sub(%3, 0.0)
           %5: f32[B, 4] = div(%4, 1)
@@ -37,6 +37,22 @@ def test_neutral_operands_vanish(run_pass, dedent):
         graph(%x: f32[B, 4], %i: i32[B]):
           return (%x, %i)
     """)
+
+
+def test_a_float_plus_positive_zero_stays_as_ieee_has_it(run_pass, dedent):
+    """-0.0 + 0.0 is +0.0 and -0.0 - (-0.0) is +0.0: for floats those are no identities (an
+    integer's + 0 still is)."""
+    text = """
+        graph(%x: f32[4]):
+          %c0: f32[] = constant(0.0)
+          %0: f32[4] = add(%x, 0.0)
+          %1: f32[4] = add(0, %x)
+          %2: f32[4] = add(%x, %c0)
+          %3: f32[4] = sub(%x, -0.0)
+          return (%0, %1, %2, %3)
+    """
+    changed, out = run_pass(simplify_algebra, text)
+    assert not changed and out == dedent(text)
 
 
 def test_identities_that_would_change_the_type_stay(run_pass, dedent):

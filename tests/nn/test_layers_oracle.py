@@ -824,14 +824,26 @@ def test_transformer_encoder_layers_are_independent_copies():
     )
 
 
-def test_causal_mask_detection_matches_torch():
+def test_causal_mask_detection_follows_hints_and_never_reads_values():
+    """With a hint, torch's answer; without one, ember calls causal only a mask that
+    generate_square_subsequent_mask made (torch compares values, which a graph would guard
+    on): a hand-made causal mask is applied as given, with the same outputs."""
     from ember.nn.layers.transformer import _detect_is_causal_mask as ours
     from torch.nn.modules.transformer import _detect_is_causal_mask as torch_detect
 
     for mask in (CAUSAL_FLOAT, np.zeros((L, L)), np.where(ATTN_BOOL[:, :L], -np.inf, 0.0)):
-        for hint in (None, True, False):
+        for hint in (True, False):
             expected = torch_detect(torch.tensor(mask), hint, L)
             assert ours(ember.tensor(mask), hint, L) == expected
+        assert ours(ember.tensor(mask), None, L) is False
+    made = ember.nn.Transformer.generate_square_subsequent_mask(L)
+    assert ours(made, None, L) is True and ours(made, None, L + 1) is False
+    enc = ember.nn.TransformerEncoder(ember.nn.TransformerEncoderLayer(E, HEADS, 16), 2).eval()
+    src = ember.randn(L, 2, E)
+    np.testing.assert_allclose(enc(src, mask=made).detach().numpy(),
+                               enc(src, mask=ember.tensor(CAUSAL_FLOAT, dtype=ember.float32))
+                               .detach().numpy(),
+                               rtol=1e-5, atol=1e-6)
 
 
 # -- whole models ------------------------------------------------------------------------------

@@ -90,12 +90,23 @@ def test_sizes_as_number_operands_or_float_arithmetic_are_exact():
 def test_factories_made_from_sizes_are_exact():
     _check(lambda x: x + ember.zeros(x.shape[0], 1), [(3, 2), (4, 2)], retraces=1,
            specializations=2, dynamic=True)
-    _check(lambda x: ember.zeros_like(x) + 1, [(3, 2), (4, 2)], retraces=1,
-           specializations=2, dynamic=True)
     _check(lambda x: x + ember.arange(x.shape[1]), [(3, 2), (3, 4)], retraces=1,
            specializations=2, dynamic=True)
     _check(lambda x: x * ember.tensor([x.shape[0]]), [(3, 2), (4, 2)], retraces=1,
            specializations=2, dynamic=True)
+
+
+def test_like_factories_and_draws_keep_symbolic_sizes():
+    """zeros_like, ones_like, full_like, empty_like and randn_like are graph ops of the
+    input's (symbolic) shape: one graph for every size."""
+    scripted = _check(lambda x: ember.zeros_like(x) + ember.ones_like(x) * 2
+                      + ember.full_like(x, 0.5) + ember.empty_like(x).fill_(1.0),
+                      [(3, 2), (4, 2), (7, 5)], retraces=0, dynamic=True)
+    assert "full(shape=(s0, s1)" in str(scripted.graph), scripted.graph
+    drawn = ember.script(lambda x: x + ember.randn_like(x) * 0, dynamic=True)
+    for n in (3, 5, 8):
+        assert tuple(drawn(_x(n, 2)).shape) == (n, 2)
+    assert len(drawn.specializations) == 1 and not drawn.recompiles
 
 
 def test_a_returned_size_is_the_size_of_each_call():
