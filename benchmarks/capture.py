@@ -3,8 +3,11 @@
     python benchmarks/capture.py
 
 (1) Guard checking: building and comparing the guard key of a call with 4 tensor arguments
-(target: at most 10 us). (2) A cached 20-op scripted function on tiny inputs against the same
-function run eagerly (target: the scripted call is faster). (3) The MLP
+(target: at most 10 us), and every guard of a Trainer's scripted training step (4 tensor
+arguments, the model and the Adam optimizer reached through self, a config value): the key,
+the state reached through attributes, the captured tensors and their .grad. (2) A cached
+20-op scripted function on tiny inputs against the same function run eagerly (target: the
+scripted call is faster). (3) The MLP
 784-256-256-10 forward and loss under autograd: the first call of the scripted function
 (tracing the forward and its backward, and compiling both; the kernel cache is whatever
 EMBER_CACHE_DIR holds), then forward + backward per step, scripted (one compiled forward, one
@@ -49,6 +52,46 @@ def twenty_ops(x, y, z, w):
     return (h + d).sum(dim=0) - e.mean()
 
 
+class _Config:
+    scale = 1.0
+
+
+class _Trainer:
+    def __init__(self):
+        nn = ember.nn
+        self.model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+        self.optimizer = ember.optim.Adam(self.model.parameters(), lr=0.01)
+        self.cfg = _Config()
+
+    def step(self, x, y, w, b):
+        loss = (((self.model(x) - y) ** 2) * w + b).mean() * self.cfg.scale
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        return loss
+
+
+def _trainer_guard_us() -> float:
+    """Every guard a cached call of a Trainer's scripted step checks before it runs."""
+    from ember.tracer.script import _first_change
+
+    trainer = _Trainer()
+    step = ember.script(trainer.step)
+    args = [ember.randn(16, 4), ember.randn(16, 1), ember.randn(16, 1), ember.randn(16, 1)]
+    for _ in range(3):
+        step(*args)
+    sp = step.specializations[-1]
+    assert sp.calls >= 1 and not step.fallbacks
+
+    def check():
+        _, _, key = step.guard_key(args, {})
+        return (sp.matches(key) and _first_change(sp.reached) is None and sp.captured_hold()
+                and not sp.grad_changes())
+
+    assert check()
+    return _median_us(check)
+
+
 def main() -> None:
     ember.manual_seed(0)
     args = [ember.randn(4, 4) for _ in range(4)]
@@ -63,6 +106,10 @@ def main() -> None:
     print(f"ember {ember.__version__}; medians of 2000 calls, tiny (4x4) float32 inputs\n")
     verdict = "ok" if guard <= 10 else "MISSES"
     print(f"guard check, 4 tensor arguments          {guard:8.2f} us   (<= 10 us {verdict})")
+    trainer = _trainer_guard_us()
+    verdict = "ok" if trainer <= 10 else "MISSES"
+    print(f"guard check, Trainer step (self.model,    {trainer:8.2f} us   (<= 10 us {verdict})\n"
+          f"  self.optimizer, self.cfg; 4 tensors)")
     verdict = "ok" if cached < eager else "MISSES"
     print(f"cached {ops}-op graph, scripted call        {cached:8.2f} us")
     print(

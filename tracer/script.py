@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import operator
 import warnings
 
 import numpy as np
@@ -48,6 +49,10 @@ from .pytree import flatten, unflatten
 from .reach import Reach
 from .tracer import Trace, read_value, tracing
 
+_FACTS = operator.attrgetter("_dtype", "_device", "_requires_grad")
+_DATA = operator.attrgetter("_data")
+_SHAPE = operator.attrgetter("shape")
+
 
 class GuardFailed(Exception):
     """A value guard did not hold on this call (internal: the call retraces)."""
@@ -70,6 +75,8 @@ class Specialization:
         self.input_leaves: list[int] = []  # which argument leaves are graph inputs, in order
         self.captured: list = []  # tensors from outside, fed after the arguments
         self.captured_keys: tuple = ()  # their TensorLeaf records
+        # per captured tensor (dtype, device, requires_grad), and its shape, as traced
+        self._captured_facts: tuple = ((), ())
         self.mutated: list = []  # ("leaf", i) or ("captured", tensor), in graph-output order
         self.value_guards: list = []
         self.out_spec = None
@@ -96,13 +103,15 @@ class Specialization:
 
     def captured_hold(self) -> bool:
         """Whether the tensors from outside still have the shape, dtype, device and
-        requires_grad the graph was traced with (their TensorLeaf, compared in place)."""
-        for t, leaf in zip(self.captured, self.captured_keys):
-            if (t._data.shape != leaf.shape or t._dtype is not leaf.dtype
-                    or t._device is not leaf.device or t._requires_grad is not leaf.requires_grad):
-                # identity is the fast test; equal but distinct objects are compared fully
-                return tuple(leaf_record(t) for t in self.captured) == self.captured_keys
-        return True
+        requires_grad the graph was traced with (their TensorLeaf): compared as whole tuples
+        read in C (attrgetter over the list), then record by record where they differ."""
+        captured = self.captured
+        facts, shapes = self._captured_facts
+        if tuple(map(_FACTS, captured)) == facts and tuple(map(_SHAPE, map(_DATA, captured))) \
+                == shapes:
+            return True
+        # equal but distinct objects (a dtype, a device) are compared fully
+        return tuple(leaf_record(t) for t in captured) == self.captured_keys
 
     def matches(self, key: CallKey) -> bool:
         return self.key is key or self.key == key
@@ -498,6 +507,8 @@ class ScriptFunction:
         device = next((t._device for t in recording_inputs(recording)), None)
         sp.captured = [t for t, _ in recording.captured]
         sp.captured_keys = tuple(leaf_record(t) for t in sp.captured)
+        sp._captured_facts = (tuple(map(_FACTS, sp.captured)),
+                              tuple(map(_SHAPE, map(_DATA, sp.captured))))
         source_of = {v: ("captured", t) for t, v in recording.captured}
         source_of.update({v: ("grad", t) for t, v in recording.grad_inputs})
         n_args = len(sp.input_leaves)

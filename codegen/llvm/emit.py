@@ -55,6 +55,8 @@ class _Context:
     """What templates see: the builder, flags, intrinsics, and dtype facts."""
 
     fmf = ()  # no contraction: a*b+c rounds twice, as numpy computes it
+    trig_flag = None  # the i1 slot sin and cos set past their inline reduction's range
+    exact_trig = False  # emitting the second pass: sin and cos call libm
 
     def __init__(self, module: ir.Module, spec: KernelSpec):
         self.module = module
@@ -169,7 +171,28 @@ class _Emitter:
         b = ir.IRBuilder(entry)
         self.ctx.b = b
         self._plan_row_cache(b)
+        from .mathlib import REDUCED
+
+        if not any(e.op in REDUCED for e in spec.exprs):
+            self._loop(b, start, end, self._row)
+            b.ret_void()
+            return
+        # sin and cos: straight-line code for the arguments its reduction holds for; a flag
+        # (promoted to a register and or-reduced) notes any other, and then the rows run
+        # again with libm's sin and cos. A kernel that writes over its inputs cannot run
+        # twice: it calls libm from the start.
+        flag = self.ctx.trig_flag = b.alloca(ir.IntType(1))
+        b.store(ir.Constant(ir.IntType(1), 0), flag)
+        self.ctx.exact_trig = bool(spec.aliased)
         self._loop(b, start, end, self._row)
+        again = b.append_basic_block("exact_trig")
+        done = b.append_basic_block("done_trig")
+        b.cbranch(b.load(flag), again, done)
+        b.position_at_end(again)
+        self.ctx.exact_trig = True
+        self._loop(b, start, end, self._row)
+        b.branch(done)
+        b.position_at_end(done)
         b.ret_void()
 
     # -- per-row scratch for expensive values several inner loops need -----------------------

@@ -25,7 +25,8 @@ against mpmath; against math.erf the 20M stay within 1.00):
 sin and cos hold that for |x| <= 1e5 (float32) and |x| <= 1e9 (float64), the ranges tested.
 Past them the three-part Cody-Waite reduction by pi loses bits (float32 is off by ~1e3 ulp at
 1e7, and past 2**23 * pi the quadrant is lost) and the result is only guaranteed to lie in
-[-1, 1].
+[-1, 1]: a generated kernel notices such an argument and computes its rows again with libm
+(REDUCED below); the inline functions themselves, called alone, do not.
 
 The polynomial coefficients are near-minimax fits (Lawson's iteration on weighted least
 squares at Chebyshev nodes, in mpmath at 50 digits) of the relative error of the final
@@ -494,6 +495,12 @@ def _unary(rule: Callable) -> Callable[[ir.IRBuilder, ir.Value], ir.Value]:
     emit_one.__doc__ = f"Emit {emit_one.__name__}(x) for a float or double x at builder."
     return emit_one
 
+
+# The magnitude up to which the reduction of sin and cos holds (the ranges tested, see the
+# module docstring). A kernel with either checks its arguments against it and, when one is
+# past it, computes its rows again with libm's calls (codegen/llvm/emit.py), which reduce
+# exactly over the whole range: the inline code stays straight-line where it is right.
+REDUCED = {"sin": {32: 1e5, 64: 1e9}, "cos": {32: 1e5, 64: 1e9}}
 
 FUNCTIONS: dict[str, Callable[[ir.IRBuilder, ir.Value], ir.Value]] = {
     "exp": _unary(_exp),

@@ -192,10 +192,21 @@ def _reciprocal(ctx, a, expr):
     return ctx.b.fdiv(_const(a, 1), a)
 
 
+def _bits(a) -> int:
+    return 64 if isinstance(a.type, ir.DoubleType) else 32
+
+
 def _transcendental(name):
     def emit(ctx, a, expr):
         from . import mathlib  # inline polynomial code, emitted only where a kernel needs it
 
+        if name in mathlib.REDUCED and ctx.trig_flag is not None:
+            if ctx.exact_trig:  # the kernel's second pass: libm's full range reduction
+                return ctx.call(f"llvm.{name}", a)
+            # past the range the inline reduction holds, the kernel runs its rows again
+            big = ctx.b.fcmp_ordered(">", ctx.call("llvm.fabs", a),
+                                     _const(a, mathlib.REDUCED[name][_bits(a)]))
+            ctx.b.store(ctx.b.or_(ctx.b.load(ctx.trig_flag), big), ctx.trig_flag)
         return mathlib.emit(name, ctx.b, a)
 
     return emit
