@@ -100,6 +100,35 @@ _EXPORTS = {
     "explain": "tracer",
     "compile": "tracer",
     "export": "tracer.export",
+    # the nn.functional functions torch also has at the top level (torch.conv3d, ...)
+    **{
+        name: "nn._toplevel"
+        for name in (
+            "adaptive_avg_pool1d",
+            "adaptive_max_pool1d",
+            "avg_pool1d",
+            "batch_norm",
+            "bilinear",
+            "binary_cross_entropy_with_logits",
+            "celu",
+            "conv1d",
+            "conv3d",
+            "conv_transpose1d",
+            "conv_transpose2d",
+            "conv_transpose3d",
+            "dropout",
+            "embedding",
+            "group_norm",
+            "kl_div",
+            "layer_norm",
+            "max_pool1d",
+            "max_pool3d",
+            "pixel_shuffle",
+            "pixel_unshuffle",
+            "prelu",
+            "selu",
+        )
+    },
     # errors
     **{
         name: "errors"

@@ -50,6 +50,7 @@ from ._conv import (  # noqa: F401  (re-exported)
     conv_transpose2d,
     conv_transpose3d,
 )
+from ._grid_sample import affine_grid, grid_sample  # noqa: F401  (re-exported)
 from ._interpolate import (  # noqa: F401  (re-exported)
     interpolate,
     upsample,

@@ -163,9 +163,44 @@ def _transposed_conv(x, y):
     )
 
 
+def _rounding_divisions(x, y):
+    q = (x * 7).round()  # integral values, so quotients land exactly on integers
+    ints = q.to(ember.int64)
+    divisor = (y.abs() * 3).to(ember.int64) + 1
+    return (
+        ember.trunc(x * 3),
+        ember.trunc(q),  # exact integers: no rounding towards zero to do
+        ember.floor_divide(x, y),
+        ember.floor_divide(q, 0.1 + 0 * y),  # 1 // 0.1 is 9: floor(1 / 0.1) would be 10
+        ember.floor_divide(q, -2.0),
+        ember.floor_divide(ints, divisor),
+        ember.floor_divide(-ints, divisor),
+        ember.div(x, y, rounding_mode="trunc"),
+        ember.div(ints, -divisor, rounding_mode="trunc"),
+        ember.trunc(ints),
+    )
+
+
+def _tiles_scatters_and_sorts(x, y):
+    index = (ember.abs(y) * 3).to(ember.int64).clamp(0, 3)
+    ties = (x * 2).round()
+    ascending, where_from = ties.sort(dim=2)
+    descending, where_to = ember.sort(ties, dim=1, descending=True)
+    return (
+        x.repeat(2, 1, 3),
+        x[0].repeat(2, 1, 1, 2),
+        ember.scatter(x, 1, index, y),
+        ember.scatter(ember.zeros(5, 4, 6), 1, index[:, :2, :3], y),  # src wider than index
+        ember.scatter_add(x, 1, index, y),
+        x.scatter(2, index, 1.5),
+        ascending, where_from, descending, where_to,
+    )
+
+
 @pytest.mark.parametrize(
     "fn",
-    [_elementwise, _more_elementwise, _reductions, _shapes, _indexing, _pooling, _transposed_conv],
+    [_elementwise, _more_elementwise, _reductions, _shapes, _indexing, _pooling, _transposed_conv,
+     _rounding_divisions, _tiles_scatters_and_sorts],
 )
 def test_translated_ops_match_eager_on_random_inputs(tmp_path, fn):
     rng = np.random.default_rng(abs(hash(fn.__name__)) % 2**32)
@@ -190,12 +225,14 @@ def test_symbolic_sizes_in_attrs_are_computed_from_the_input_shape(tmp_path):
 
 def test_every_op_without_a_translation_is_named_in_one_error(tmp_path):
     def fn(x):
-        return ember.trunc(x.repeat(1, 2)) + ember.floor_divide(x, 2.0).repeat(1, 2)
+        wide = x.repeat(1, 2)
+        return ember.cumprod(wide, 1) + ember.atan2(x, 2.0).repeat(1, 2).hypot(wide)
 
     with pytest.raises(EmberError) as info:
         ember.onnx.export(fn, ember.randn(3, 4), tmp_path / "fn.onnx")
     message = str(info.value)
-    assert "floor_divide" in message and "repeat" in message and "trunc" in message
+    assert "cumprod" in message and "atan2" in message and "hypot" in message
+    assert "repeat" not in message
     assert not (tmp_path / "fn.onnx").exists()
 
 

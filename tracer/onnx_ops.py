@@ -412,6 +412,96 @@ def _one_hot(b, node, out):
     b.node("OneHot", [node.inputs[0].name, depth, values], [out], axis=-1)
 
 
+def _is_float(dtype) -> bool:
+    return as_dtype(dtype).np.kind == "f"
+
+
+def _trunc(b, node, out):
+    (x,) = node.inputs
+    if not _is_float(x.type.dtype):
+        b.node("Identity", [x.name], [out])
+        return
+    negative = b.node("Less", [x.name, b.scalar(0, x.type.dtype)])
+    b.node("Where", [negative, b.node("Ceil", [x.name]), b.node("Floor", [x.name])], [out])
+
+
+def _trunc_divide(b, node, out):
+    dtype = node.output.type.dtype
+    a, d = _operands(b, node, dtype)
+    if not _is_float(dtype):  # ONNX's integer Div truncates, as C does
+        b.node("Div", [a, d], [out])
+        return
+    quotient = b.node("Div", [a, d])
+    negative = b.node("Less", [quotient, b.scalar(0, dtype)])
+    b.node("Where", [negative, b.node("Ceil", [quotient]), b.node("Floor", [quotient])], [out])
+
+
+def _floor_divide(b, node, out):
+    """Python's a // b, as numpy's divmod computes it: floor(a / b) rounds wrongly where a / b
+    rounds up to an integer (1 // 0.1 is 9)."""
+    dtype = node.output.type.dtype
+    a, d = _operands(b, node, dtype)
+    zero = b.scalar(0, dtype)
+    mod = b.node("Mod", [a, d], fmod=1)
+    inexact = b.node("Not", [b.node("Equal", [mod, zero])])
+    signs_differ = b.node("Xor", [b.node("Less", [d, zero]), b.node("Less", [mod, zero])])
+    adjust = b.node("And", [inexact, signs_differ])
+    if not _is_float(dtype):  # a truncated quotient, one less where it was rounded up
+        quotient = b.node("Div", [a, d])
+        b.node("Sub", [quotient, b.node("Cast", [adjust], to=_onnx_type(dtype))], [out])
+        return
+    one = b.scalar(1, dtype)
+    div = b.node("Div", [b.node("Sub", [a, mod]), d])
+    div = b.node("Where", [adjust, b.node("Sub", [div, one]), div])
+    floored = b.node("Floor", [div])
+    above_half = b.node("Greater", [b.node("Sub", [div, floored]), b.scalar(0.5, dtype)])
+    floored = b.node("Where", [above_half, b.node("Add", [floored, one]), floored])
+    true_quotient = b.node("Div", [a, d])
+    signed_zero = b.node("Mul", [true_quotient, zero])  # 0 with the sign of a / b
+    floored = b.node("Where", [b.node("Equal", [div, zero]), signed_zero, floored])
+    b.node("Where", [b.node("Equal", [d, zero]), true_quotient, floored], [out])
+
+
+def _repeat(b, node, out):
+    (x,) = node.inputs
+    repeats = list(node.attrs["repeats"])
+    source = x.name
+    extra = len(repeats) - len(x.type.shape)
+    if extra:
+        source = b.node("Unsqueeze", [source, b.ints(list(range(extra)))])
+    b.node("Tile", [source, b.ints(repeats)], [out])
+
+
+def _scatter(reduction: str):
+    def translate(b, node, out):
+        x, index, src = node.inputs
+        if reduction != "none" and b.opset < 16:
+            raise Unsupported(f"ScatterElements with reduction {reduction!r} before opset 16")
+        dim = node.attrs["dim"] % max(len(x.type.shape), 1)
+        updates = src.name
+        if tuple(src.type.shape) != tuple(index.type.shape):  # the part index covers
+            rank = len(index.type.shape)
+            updates = b.node("Slice", [src.name, b.ints([0] * rank),
+                                       b.ints(list(index.type.shape)), b.ints(list(range(rank)))])
+        extra = {} if reduction == "none" else {"reduction": reduction}
+        b.node("ScatterElements", [x.name, index.name, updates], [out], axis=dim, **extra)
+
+    return translate
+
+
+def _sort(b, node, out):
+    """A TopK of the whole dim: ONNX breaks ties by the lower index, as ember's stable sort
+    does in both directions."""
+    (x,) = node.inputs
+    if not x.type.shape:
+        raise Unsupported("a 0-d input")
+    dim = node.attrs["dim"] % len(x.type.shape)
+    size = b.node("Gather", [b.node("Shape", [x.name]), b.ints([dim])], axis=0)
+    values, indices = (v.name for v in node.outputs)
+    b.node("TopK", [x.name, size], [values, indices], axis=dim,
+           largest=int(bool(node.attrs["descending"])), sorted=1)
+
+
 def _identity(b, node, out):
     b.node("Identity", [node.inputs[0].name], [out])
 
@@ -500,6 +590,13 @@ TRANSLATIONS = {
     "index_select": _index_select,
     "gather": _gather,
     "one_hot": _one_hot,
+    "trunc": _trunc,
+    "trunc_divide": _trunc_divide,
+    "floor_divide": _floor_divide,
+    "repeat": _repeat,
+    "scatter": _scatter("none"),
+    "scatter_add": _scatter("add"),
+    "sort": _sort,
 }
 
 _BACKWARD = "a gradient op: an exported graph is an inference graph"
@@ -524,16 +621,9 @@ NOT_EXPORTABLE = {
     "randint": "random numbers: ONNX has no integer draw from ember's stream",
     "nonzero": "an output whose size depends on the data",
     "view_dtype": "a reinterpretation of the bits, which ONNX cannot express",
-    "floor_divide": _NOT_YET,
-    "trunc_divide": _NOT_YET,
-    "trunc": _NOT_YET,
     "index_put": _NOT_YET,
     "index_add": _NOT_YET,
-    "scatter": _NOT_YET,
-    "scatter_add": _NOT_YET,
-    "repeat": _NOT_YET,
     "atan2": _NOT_YET,
-    "sort": _NOT_YET,
     "cummax": _NOT_YET,
     "cummin": _NOT_YET,
     "hypot": _NOT_YET,

@@ -209,6 +209,11 @@ CASES.update({
     "lp_pool1d": (lambda x: F.lp_pool1d(x, 2, 2), [normal(_r, 1, 2, 4)]),
     "lp_pool2d": (lambda x: F.lp_pool2d(x, 3, 2), [leaf(_r.uniform(0.5, 2, (1, 2, 4)))]),
     "lp_pool3d": (lambda x: F.lp_pool3d(x, 2, (1, 2, 2)), [normal(_r, 1, 2, 2, 2)]),
+    "grid_sample": (lambda x, g: F.grid_sample(x, g, padding_mode="reflection",
+                                               align_corners=False),
+                    [normal(_r, 1, 2, 3, 4), leaf(_r.uniform(-1.2, 1.2, (1, 2, 3, 2)))]),
+    "affine_grid": (lambda t: F.affine_grid(t, (1, 1, 2, 3), align_corners=False),
+                    [normal(_r, 1, 2, 3)]),
 })
 
 # further settings of the functions above, each checked on its own

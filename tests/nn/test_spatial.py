@@ -17,6 +17,11 @@ def randn(*shape, seed=0, requires_grad=True):
     return ember.tensor(data, requires_grad=requires_grad)
 
 
+def uniform(low, high, *shape, seed=1):
+    data = np.random.default_rng(seed + sum(shape)).uniform(low, high, shape)
+    return ember.tensor(data, requires_grad=True)
+
+
 # each: (fn, inputs); inputs are float64 and small, so finite differences are cheap
 GRADCHECKS = {
     "conv_transpose2d": (
@@ -83,6 +88,28 @@ GRADCHECKS = {
         )
         for mode in ("reflect", "replicate", "circular")
     },
+    **{
+        f"grid_sample_{mode}_{padding}": (
+            lambda x, g, mode=mode, padding=padding: F.grid_sample(
+                x, g, mode=mode, padding_mode=padding, align_corners=mode == "bicubic"),
+            lambda: (randn(1, 2, 3, 4), uniform(-1.3, 1.3, 1, 3, 2, 2)),
+        )
+        for mode in ("bilinear", "nearest", "bicubic")
+        for padding in ("zeros", "border", "reflection")
+    },
+    "grid_sample_trilinear_reflection_aligned": (
+        lambda x, g: F.grid_sample(x, g, padding_mode="reflection", align_corners=True),
+        lambda: (randn(1, 2, 2, 3, 4), uniform(-1.3, 1.3, 1, 2, 2, 2, 3)),
+    ),
+    "affine_grid_3d_aligned": (
+        lambda t: F.affine_grid(t, (2, 1, 2, 3, 4), align_corners=True),
+        lambda: (randn(2, 3, 4),),
+    ),
+    "spatial_transformer": (
+        lambda x, t: F.grid_sample(x, F.affine_grid(t, (1, 2, 4, 3), align_corners=False),
+                                   padding_mode="border", align_corners=False),
+        lambda: (randn(1, 2, 3, 5), randn(1, 2, 3, seed=1)),
+    ),
 }
 
 
@@ -127,6 +154,16 @@ SCRIPTED = {
                    + ember.nn.ReplicationPad2d((1, 0, 0, 2))(x)).sum(1)
         + ember.nn.CircularPad1d((3, -2))(x[:, 0]).sum(),
         lambda: (randn(2, 3, 4, 5),),
+    ),
+    "spatial_transformer_and_samplers": (
+        lambda x, t, t3: F.grid_sample(x, F.affine_grid(t, (2, 3, 5, 4), align_corners=False),
+                                       padding_mode="reflection", align_corners=False)
+        + F.grid_sample(x, F.affine_grid(t * 1.5, (2, 3, 5, 4), align_corners=True),
+                        mode="bicubic", align_corners=True)
+        + F.grid_sample(x[:, :, None].expand(2, 3, 2, 4, 5),
+                        F.affine_grid(t3, (2, 3, 1, 5, 4), align_corners=False),
+                        mode="nearest", padding_mode="border", align_corners=False)[:, :, 0],
+        lambda: (randn(2, 3, 4, 5), randn(2, 2, 3, seed=1), randn(2, 3, 4, seed=2)),
     ),
 }
 
@@ -194,6 +231,22 @@ ERRORS = {
     "max_unpool_indices_shape": (
         lambda: F.max_unpool1d(ember.ones(1, 1, 2), ember.zeros(1, 1, 3, dtype=ember.int64), 2),
         RuntimeError, r"Expected shape of indices to be same as that of the input tensor"),
+    "grid_sample_mode": (
+        lambda: F.grid_sample(ember.ones(1, 1, 2, 2), ember.zeros(1, 2, 2, 2), mode="area"),
+        ValueError, "expected mode to be 'bilinear', 'nearest' or 'bicubic', but got: 'area'"),
+    "grid_sample_grid_last_dim": (
+        lambda: F.grid_sample(ember.ones(1, 1, 2, 2, 2), ember.zeros(1, 2, 2, 2, 2),
+                              align_corners=True),
+        RuntimeError, r"expected grid to have size 3 in last dimension, but got grid with sizes "
+                      r"\[1, 2, 2, 2, 2\]"),
+    "grid_sample_dtypes": (
+        lambda: F.grid_sample(ember.ones(1, 1, 2, 2), ember.zeros(1, 2, 2, 2, dtype=ember.float64),
+                              align_corners=True),
+        RuntimeError, "input has float32 and grid has float64"),
+    "affine_grid_theta_shape": (
+        lambda: F.affine_grid(ember.zeros(1, 2, 3), (1, 1, 2, 2, 2), align_corners=True),
+        ValueError, r"Expected a batch of 3D affine matrices of shape Nx3x4 for size "
+                    r"\(1, 1, 2, 2, 2\). Got \(1, 2, 3\)"),
 }
 
 

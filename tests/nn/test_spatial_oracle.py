@@ -238,10 +238,63 @@ case("lp_pool1d", lambda F, x: F.lp_pool1d(x.abs() + 0.1, 3, 2), randn(2, 3, 7))
 case("lp_pool3d", lambda F, x: F.lp_pool3d(x, 2, 2), randn(2, 3, 4, 6, 5))
 
 
+# -- grid sampling and affine grids: every mode, padding mode and corner setting ------------
+
+for _mode, _ranks in [("bilinear", (4, 5)), ("nearest", (4, 5)), ("bicubic", (4,))]:
+    for _rank in _ranks:
+        _n = _rank - 2
+        for _padding in ("zeros", "border", "reflection"):
+            for _ac in (False, True):
+                case(f"grid_sample[{_mode}-{_rank}d-{_padding}-align_corners={_ac}]",
+                     lambda F, x, g, m=_mode, p=_padding, ac=_ac: F.grid_sample(
+                         x, g, mode=m, padding_mode=p, align_corners=ac),
+                     randn(*(2, 3, 4, 5, 3)[:_rank]),
+                     uniform(-1.4, 1.4, *(2, 3, 4, 2)[: _rank - 1], _n))
+for _ac in (False, True):
+    case(f"affine_grid_2d[align_corners={_ac}]",
+         lambda F, t, ac=_ac: F.affine_grid(t, (2, 3, 5, 4), align_corners=ac), randn(2, 2, 3))
+    case(f"affine_grid_3d[align_corners={_ac}]",
+         lambda F, t, ac=_ac: F.affine_grid(t, (2, 1, 3, 5, 4), align_corners=ac),
+         randn(2, 3, 4))
+    # an identity theta with aligned corners puts grid points exactly on the borders, where
+    # clipping passes no gradient to theta
+    for _padding in ("zeros", "border", "reflection"):
+        case(f"spatial_transformer[{_padding}-align_corners={_ac}]",
+             lambda F, x, t, p=_padding, ac=_ac: F.grid_sample(
+                 x, F.affine_grid(t, (2, 3, 6, 7), align_corners=ac), padding_mode=p,
+                 align_corners=ac),
+             randn(2, 3, 4, 5), np.tile(np.eye(2, 3), (2, 1, 1)) + 0.25 * randn(2, 2, 3))
+        case(f"spatial_transformer_identity[{_padding}-align_corners={_ac}]",
+             lambda F, x, t, p=_padding, ac=_ac: F.grid_sample(
+                 x, F.affine_grid(t, (2, 3, 4, 5), align_corners=ac), padding_mode=p,
+                 align_corners=ac),
+             randn(2, 3, 4, 5), np.tile(np.eye(2, 3), (2, 1, 1)))
+case("spatial_transformer_3d",
+     lambda F, x, t: F.grid_sample(x, F.affine_grid(t, (1, 2, 3, 4, 3), align_corners=False),
+                                   padding_mode="border", align_corners=False),
+     randn(1, 2, 3, 4, 5), np.eye(3, 4)[None] + 0.2 * randn(1, 3, 4))
+case("grid_sample_empty_grid", lambda F, x, g: F.grid_sample(x, g, align_corners=False),
+     randn(2, 3, 4, 5), uniform(-1, 1, 2, 0, 3, 2))
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("fn, specs", CASES)
 def test_function_matches_torch(fn, specs, dtype):
     _compare(fn, specs, dtype)
+
+
+@pytest.mark.parametrize("fn", [
+    lambda F, m: F.grid_sample(m.ones(1, 1, 2, 2), m.zeros(1, 2, 2, 2)),
+    lambda F, m: F.affine_grid(m.zeros(1, 2, 3), (1, 1, 2, 2)),
+    lambda F, m: F.affine_grid(m.zeros(1, 2, 3), (1, 1, 1, 2), align_corners=True),
+])
+def test_grid_functions_warn_as_torch_does(fn):
+    with pytest.warns(UserWarning) as theirs:
+        expected = fn(torch.nn.functional, torch)
+    with pytest.warns(UserWarning) as ours:
+        result = fn(ember.nn.functional, ember)
+    assert [str(w.message) for w in ours] == [str(w.message) for w in theirs]
+    np.testing.assert_array_equal(result.numpy(), expected.numpy())
 
 
 # -- layers ------------------------------------------------------------------------------
@@ -464,6 +517,37 @@ ERRORS = {
         m.ones(1, 1, 2, 2), m.zeros(1, 1, 2, 2, dtype=m.int64), 2, output_size=(9, 9)),
     "adaptive_max_pool2d_rank": lambda F, m: F.adaptive_max_pool2d(m.ones(4, 4), 2),
     "circular_pad_layer_rank": lambda F, m: m.nn.CircularPad2d(1)(m.ones(4, 5)),
+    "grid_sample_mode": lambda F, m: F.grid_sample(m.ones(1, 1, 2, 2), m.zeros(1, 2, 2, 2),
+                                                   mode="linear", align_corners=False),
+    "grid_sample_padding_mode": lambda F, m: F.grid_sample(
+        m.ones(1, 1, 2, 2), m.zeros(1, 2, 2, 2), padding_mode="circular", align_corners=False),
+    "grid_sample_batch": lambda F, m: F.grid_sample(m.ones(2, 1, 2, 2), m.zeros(1, 2, 2, 2),
+                                                    align_corners=False),
+    "grid_sample_grid_last_dim": lambda F, m: F.grid_sample(
+        m.ones(1, 1, 2, 2), m.zeros(1, 2, 2, 3), align_corners=False),
+    "grid_sample_ranks": lambda F, m: F.grid_sample(m.ones(1, 1, 2, 2), m.zeros(1, 2, 2, 2, 2),
+                                                    align_corners=False),
+    "grid_sample_unbatched": lambda F, m: F.grid_sample(m.ones(1, 2, 2), m.zeros(2, 2, 2),
+                                                        align_corners=False),
+    "grid_sample_bicubic_5d": lambda F, m: F.grid_sample(
+        m.ones(1, 1, 2, 2, 2), m.zeros(1, 2, 2, 2, 3), mode="bicubic", align_corners=False),
+    "grid_sample_empty_input": lambda F, m: F.grid_sample(
+        m.ones(1, 1, 0, 2), m.zeros(1, 2, 2, 2), align_corners=False),
+    "grid_sample_dtypes": lambda F, m: F.grid_sample(
+        m.ones(1, 1, 2, 2), m.zeros(1, 2, 2, 2, dtype=m.float64), align_corners=False),
+    "grid_sample_integer_input": lambda F, m: F.grid_sample(
+        m.ones(1, 1, 2, 2, dtype=m.int64), m.zeros(1, 2, 2, 2, dtype=m.int64),
+        align_corners=False),
+    "affine_grid_integer_theta": lambda F, m: F.affine_grid(
+        m.zeros(1, 2, 3, dtype=m.int64), (1, 1, 2, 2), align_corners=False),
+    "affine_grid_theta_shape": lambda F, m: F.affine_grid(m.zeros(1, 3, 4), (1, 1, 2, 2),
+                                                          align_corners=False),
+    "affine_grid_size_rank": lambda F, m: F.affine_grid(m.zeros(1, 2, 3), (1, 1, 2),
+                                                        align_corners=False),
+    "affine_grid_zero_size": lambda F, m: F.affine_grid(m.zeros(1, 2, 3), (1, 1, 0, 2),
+                                                        align_corners=False),
+    "affine_grid_batch": lambda F, m: F.affine_grid(m.zeros(2, 2, 3), (3, 1, 2, 2),
+                                                    align_corners=False),
 }
 
 

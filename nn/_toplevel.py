@@ -1,0 +1,138 @@
+"""The nn.functional functions PyTorch also exposes at the top level (torch.conv3d,
+torch.celu, torch.batch_norm, ...), which the public API exports as ember.conv3d, ...
+
+Where torch's top-level form takes the arguments of nn.functional's, it is the same callable.
+Six take ATen's arguments instead, and get an adapter here: batch_norm (weight and bias
+before the running statistics, all positional), layer_norm and group_norm (a trailing
+cudnn flag), kl_div and binary_cross_entropy_with_logits (the reduction as ATen's enum,
+1 mean, 2 sum, others none; left out, torch's binding passes 0, so they do not reduce), and
+adaptive_max_pool1d (always the values and the indices). Two replace the tensor layer's
+op functions at the top level: embedding takes the weight first, and dropout names its flag
+train.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .._tensor import Tensor
+from .._tensor import ops as E
+from ..errors import type_error
+from . import functional as F
+from .functional import (  # noqa: F401  (re-exported: the same callables as torch's)
+    adaptive_avg_pool1d,
+    avg_pool1d,
+    bilinear,
+    celu,
+    conv1d,
+    conv3d,
+    conv_transpose1d,
+    conv_transpose2d,
+    conv_transpose3d,
+    max_pool1d,
+    max_pool3d,
+    pixel_shuffle,
+    pixel_unshuffle,
+    prelu,
+    selu,
+)
+
+
+def _reduction(reduction: int, name: str) -> str:
+    """ATen's Reduction enum as nn.functional's name: 1 mean, 2 sum, any other int none (as
+    ATen's apply_loss_reduction reads it)."""
+    if isinstance(reduction, bool) or not isinstance(reduction, int):
+        raise type_error(
+            f"{name}(): argument 'reduction' must be int, not "
+            f"{type(reduction).__name__}"
+        )
+    return {1: "mean", 2: "sum"}.get(reduction, "none")
+
+
+def batch_norm(
+    input: Tensor,
+    weight: Tensor | None,
+    bias: Tensor | None,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    training: bool,
+    momentum: float,
+    eps: float,
+    cudnn_enabled: bool,
+) -> Tensor:
+    """Batch normalization in ATen's argument order (torch.batch_norm)."""
+    return F.batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+def layer_norm(
+    input: Tensor,
+    normalized_shape: int | Sequence[int],
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+    cudnn_enable: bool = True,
+) -> Tensor:
+    """Layer normalization over the trailing normalized_shape dims (torch.layer_norm)."""
+    return F.layer_norm(input, normalized_shape, weight, bias, eps)
+
+
+def group_norm(
+    input: Tensor,
+    num_groups: int,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+    cudnn_enabled: bool = True,
+) -> Tensor:
+    """Group normalization over num_groups channel groups (torch.group_norm)."""
+    return F.group_norm(input, num_groups, weight, bias, eps)
+
+
+def kl_div(input: Tensor, target: Tensor, reduction: int = 0, *, log_target: bool = False
+           ) -> Tensor:
+    """KL divergence with the reduction as ATen's enum (torch.kl_div)."""
+    name = _reduction(reduction, "kl_div")
+    # the plain mean, without nn.functional's warning that 'mean' is not 'batchmean'
+    out = F.kl_div(input, target, reduction="none" if name == "mean" else name,
+                   log_target=log_target)
+    return out.mean() if name == "mean" else out
+
+
+def binary_cross_entropy_with_logits(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    pos_weight: Tensor | None = None,
+    reduction: int = 0,
+) -> Tensor:
+    """Binary cross-entropy of logits with the reduction as ATen's enum
+    (torch.binary_cross_entropy_with_logits)."""
+    return F.binary_cross_entropy_with_logits(
+        input, target, weight, reduction=_reduction(reduction, "binary_cross_entropy_with_logits"),
+        pos_weight=pos_weight,
+    )
+
+
+def adaptive_max_pool1d(input: Tensor, output_size: int | Sequence[int]
+                        ) -> tuple[Tensor, Tensor]:
+    """(values, indices) of adaptive max pooling over the last dim (torch.adaptive_max_pool1d)."""
+    return F.adaptive_max_pool1d(input, output_size, return_indices=True)
+
+
+def embedding(
+    weight: Tensor,
+    indices: Tensor,
+    padding_idx: int = -1,
+    scale_grad_by_freq: bool = False,
+    sparse: bool = False,
+) -> Tensor:
+    """Rows of weight picked by indices, weight first (torch.embedding); a negative
+    padding_idx is none, as ATen reads it (nn.functional's normalizes its own)."""
+    return F.embedding(indices, weight, padding_idx if padding_idx >= 0 else None,
+                       scale_grad_by_freq=scale_grad_by_freq, sparse=sparse)
+
+
+def dropout(input: Tensor, p: float, train: bool) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1 / (1 - p) when train
+    (torch.dropout)."""
+    return E.dropout(input, p, train)
