@@ -23,6 +23,7 @@ _EXPORTS = {
         for name in (
             "dtype",
             "float16",
+            "bfloat16",
             "float32",
             "float64",
             "int8",
@@ -35,6 +36,8 @@ _EXPORTS = {
             "promote_types",
         )
     },
+    "finfo": "ir.dtype_info",
+    "iinfo": "ir.dtype_info",
     # devices
     "device": "runtime.device",
     # factories

@@ -254,6 +254,9 @@ class Tensor:
                     "Tensor.cpu() to copy the tensor to host memory first."
                 )
             return to_device(self._data, CPU)
+        if self._dtype.name == "bfloat16" and not force:
+            # as PyTorch: numpy has no bfloat16 of its own (ml_dtypes' is ember's storage)
+            raise type_error("Got unsupported ScalarType BFloat16")
         hooks.stop_trace("a tensor's memory handed to numpy (numpy())")
         return self._data
 
@@ -399,6 +402,9 @@ class Tensor:
 
     def half(self):
         return self.type("float16")
+
+    def bfloat16(self):
+        return self.type("bfloat16")
 
     def int(self):
         return self.type("int32")
