@@ -40,6 +40,10 @@ _EXPORTS = {
     "iinfo": "ir.dtype_info",
     # devices
     "device": "runtime.device",
+    # mixed precision
+    "autocast": "amp",
+    "is_autocast_enabled": "amp",
+    "get_autocast_dtype": "amp",
     # factories
     **{
         name: "_tensor.factories"
@@ -138,6 +142,8 @@ _SUBMODULES = {
     "serialization",
     "distributed",
     "backends",
+    "amp",
+    "cpu",
 }
 # public submodules that live elsewhere: ember.onnx is tracer/onnx_export.py (so that inside
 # ember an absolute `import onnx` always finds the real onnx package); ember.ops, the op

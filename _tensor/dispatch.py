@@ -18,7 +18,7 @@ from ..ir.schema import NUMBER, SCHEMAS
 from ..runtime.device import CPU, array_module, device
 from ..runtime.kernels import KERNELS
 from ..runtime.kernels.casting import BFLOAT16, cast_operands, widen_bfloat16
-from . import hooks
+from . import autocast, hooks
 from .tensor import Tensor
 
 _EMPTY: dict = {}
@@ -74,6 +74,8 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = 
             raise type_error(f"{op}(): expected Tensor or number arguments, got {type(x).__name__}")
     if dev is None:
         dev = CPU
+    if autocast.enabled and op in autocast.LOWER_PRECISION_OPS and dev.type in autocast.enabled:
+        inputs = autocast.lower_precision_inputs(inputs, dev.type)
     kattrs = attrs
     if hooks.active_trace is not None and (trace := hooks.trace_here()) is not None and trace.sizes:
         # a trace with symbolic sizes: it records their expressions (and autograd keeps them
