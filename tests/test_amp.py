@@ -157,3 +157,20 @@ def test_cuda_grad_scaler_without_cuda_is_disabled_and_passes_through():
     scaler.step(opt)
     scaler.update()
     assert not ember.equal(before, layer.weight)
+
+
+def test_scripted_function_under_autocast_equals_eager_and_retraces_when_it_changes():
+    layer = _linear()
+    x = ember.randn(4, 8)
+
+    def f(x):
+        return layer(x).relu() * 2
+
+    compiled = ember.script(f)
+    for _ in range(2):
+        with ember.autocast("cpu"):
+            eager, graph = f(x), compiled(x)
+            assert graph.dtype is ember.bfloat16 and ember.equal(eager, graph)
+        eager, graph = f(x), compiled(x)
+        assert graph.dtype is ember.float32
+        np.testing.assert_allclose(graph.detach().numpy(), eager.detach().numpy(), rtol=1e-6)
