@@ -155,6 +155,34 @@ _RENAMED_SUBMODULES = {"onnx": "tracer.onnx_export", "ops": "_tensor.ops",
 _TENSOR_CODE = ("_tensor", "nn", "optim", "autograd", "utils", "distributed")
 
 
+class _RenamedSubmodules:
+    """Import hook: `import ember.onnx` (and the other renamed submodules) gives the module
+    that holds it, loaded on first import, so the statement works as the attribute does."""
+
+    @staticmethod
+    def find_spec(fullname: str, path=None, target=None):
+        package, _, name = fullname.rpartition(".")
+        if package != __name__ or name not in _RENAMED_SUBMODULES:
+            return None
+        import importlib.util
+
+        return importlib.util.spec_from_loader(fullname, _RenamedSubmodules)
+
+    @staticmethod
+    def create_module(spec):
+        module = _load(_RENAMED_SUBMODULES[spec.name.rpartition(".")[2]])
+        _RenamedSubmodules._own_spec = module.__spec__
+        return module
+
+    @staticmethod
+    def exec_module(module) -> None:
+        module.__spec__ = _RenamedSubmodules._own_spec  # the import set the alias's spec
+
+
+if not any(finder is _RenamedSubmodules for finder in _sys.meta_path):
+    _sys.meta_path.append(_RenamedSubmodules)
+
+
 def _load(module: str):
     loaded = importlib.import_module(f".{module}", __name__)
     if module.startswith(_TENSOR_CODE) and "ember.tracer" not in _sys.modules:
