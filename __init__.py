@@ -23,6 +23,7 @@ _EXPORTS = {
         for name in (
             "dtype",
             "float16",
+            "bfloat16",
             "float32",
             "float64",
             "int8",
@@ -35,8 +36,14 @@ _EXPORTS = {
             "promote_types",
         )
     },
+    "finfo": "ir.dtype_info",
+    "iinfo": "ir.dtype_info",
     # devices
     "device": "runtime.device",
+    # mixed precision
+    "autocast": "amp",
+    "is_autocast_enabled": "amp",
+    "get_autocast_dtype": "amp",
     # factories
     **{
         name: "_tensor.factories"
@@ -164,6 +171,8 @@ _SUBMODULES = {
     "serialization",
     "distributed",
     "backends",
+    "amp",
+    "cpu",
 }
 # public submodules that live elsewhere: ember.onnx is tracer/onnx_export.py (so that inside
 # ember an absolute `import onnx` always finds the real onnx package); ember.ops, the op
@@ -173,6 +182,34 @@ _RENAMED_SUBMODULES = {"onnx": "tracer.onnx_export", "ops": "_tensor.ops",
 # the layers that run tensor code: loading one also loads the tracer, which plugs its
 # compiler into the tensor layer (_tensor/hooks.py), since that layer never imports it
 _TENSOR_CODE = ("_tensor", "nn", "optim", "autograd", "utils", "distributed")
+
+
+class _RenamedSubmodules:
+    """Import hook: `import ember.onnx` (and the other renamed submodules) gives the module
+    that holds it, loaded on first import, so the statement works as the attribute does."""
+
+    @staticmethod
+    def find_spec(fullname: str, path=None, target=None):
+        package, _, name = fullname.rpartition(".")
+        if package != __name__ or name not in _RENAMED_SUBMODULES:
+            return None
+        import importlib.util
+
+        return importlib.util.spec_from_loader(fullname, _RenamedSubmodules)
+
+    @staticmethod
+    def create_module(spec):
+        module = _load(_RENAMED_SUBMODULES[spec.name.rpartition(".")[2]])
+        _RenamedSubmodules._own_spec = module.__spec__
+        return module
+
+    @staticmethod
+    def exec_module(module) -> None:
+        module.__spec__ = _RenamedSubmodules._own_spec  # the import set the alias's spec
+
+
+if not any(finder is _RenamedSubmodules for finder in _sys.meta_path):
+    _sys.meta_path.append(_RenamedSubmodules)
 
 
 def _load(module: str):

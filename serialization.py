@@ -157,7 +157,13 @@ class _Encoder:
         what = "a dict key" if as_key else "a checkpoint value"
         hint = " (use .item() for numpy scalars)" if isinstance(obj, np.generic) else ""
         if hasattr(obj, "state_dict") and callable(obj.state_dict):
-            hint = " (save its .state_dict() instead)"
+            # a whole module or optimizer would need pickling, which ember never does
+            name = "model" if hasattr(obj, "parameters") else "optimizer"
+            hint = (
+                f" (ember never pickles objects: save its state with "
+                f"torch.save({name}.state_dict(), path), and restore it into a {name} built "
+                f"in code with {name}.load_state_dict(torch.load(path)))"
+            )
         raise type_error(
             f"ember.save: {where} is a {kind.__module__}.{kind.__qualname__}, which cannot be "
             f"{what}{hint}. Checkpoints hold tensors, numpy arrays, None, bool, int, float, "
@@ -517,13 +523,24 @@ def _fill(obj, arrays: dict, reader: _Reader):
     return obj
 
 
-def load(f: str | os.PathLike | BinaryIO, map_location=None, weights_only: bool = True) -> Any:
+def load(
+    f: str | os.PathLike | BinaryIO,
+    map_location=None,
+    pickle_module=None,
+    *,
+    weights_only: bool | None = None,
+    mmap: bool | None = None,
+    **pickle_load_args,
+) -> Any:
     """Load what ember.save wrote to the path or binary file f.
 
     map_location places the tensors: None (where they were saved), a device or its name, a
     dict from saved device names to devices, or a callable(tensor_on_cpu, saved_device_name)
     returning a Tensor (or None for the default). An ember checkpoint holds data only, so
     weights_only=True and False load it alike; nothing in the file is ever executed.
+    pickle_module and pickle_load_args (encoding=...) are accepted and unused, as there is
+    nothing to unpickle; mmap is accepted: the file is read as a memory map where it can be,
+    and the tensors are always copies.
 
     Raises CheckpointError for a file that is not an ember checkpoint, is truncated, or whose
     metadata is inconsistent.

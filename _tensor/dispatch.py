@@ -17,8 +17,8 @@ from ..ir import ops as _ir_ops  # noqa: F401  (registers the schemas)
 from ..ir.schema import NUMBER, SCHEMAS
 from ..runtime.device import CPU, array_module, device
 from ..runtime.kernels import KERNELS
-from ..runtime.kernels.casting import cast_operands
-from . import hooks
+from ..runtime.kernels.casting import BFLOAT16, cast_operands, widen_bfloat16
+from . import autocast, hooks
 from .tensor import Tensor
 
 _EMPTY: dict = {}
@@ -74,6 +74,8 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = 
             raise type_error(f"{op}(): expected Tensor or number arguments, got {type(x).__name__}")
     if dev is None:
         dev = CPU
+    if autocast.enabled and op in autocast.LOWER_PRECISION_OPS and dev.type in autocast.enabled:
+        inputs = autocast.lower_precision_inputs(inputs, dev.type)
     kattrs = attrs
     if hooks.active_trace is not None and (trace := hooks.trace_here()) is not None and trace.sizes:
         # a trace with symbolic sizes: it records their expressions (and autograd keeps them
@@ -85,7 +87,10 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = 
     args = [x._data if isinstance(x, Tensor) else x for x in inputs]
     if schema.compute_dtype is not None:
         compute = schema.compute_dtype_of(inputs, out_types.dtype)
-        cast_operands(args, schema.cast_start, compute.np)
+        cast_operands(args, schema.cast_start, compute.np, op)
+    if not schema.view:
+        # bfloat16 is stored, never computed in: the kernel gets float32 (and _wrap rounds)
+        widen_bfloat16(args)
     kernel = KERNELS[op]
     xp = np if dev is CPU else array_module(dev)
     if out is not None:
@@ -116,6 +121,7 @@ def _into(out, op, kernel, xp, args, attrs, out_types, inputs, needs_grad):
         (needs_grad and _grad_state.enabled)
         or not getattr(kernel, "writes_out", False)
         or out_types.dtype is not out._dtype
+        or out._data.dtype == BFLOAT16  # the kernel computes float32; the general way rounds
         or tuple(out_types.shape) != out._data.shape
     ):
         return None

@@ -49,7 +49,7 @@ def _float_formatter(array: np.ndarray):
 
 def tensor_repr(t) -> str:
     array = to_device(t._data, CPU)
-    if array.dtype == np.float16:
+    if t._dtype.is_floating_point and t._dtype.itemsize == 2:  # float16, bfloat16
         array = array.astype(np.float32)
     if array.dtype == np.bool_:
         formatter = {

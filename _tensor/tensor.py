@@ -12,7 +12,7 @@ import numpy as np
 
 from ..autograd.graph import edge_of
 from ..errors import runtime_error, type_error
-from ..ir.dtypes import as_dtype, from_numpy, is_dtype_name
+from ..ir.dtypes import as_dtype, from_numpy, get_default_dtype, is_dtype_name
 from ..ir.dtypes import dtype as DType
 from ..ir.schema import fmt_shape, normalize_dim
 from ..runtime.device import CPU, as_device, device, device_of_array, to_device
@@ -84,8 +84,29 @@ class Tensor:
     # Tensors win over numpy arrays in mixed binary operators.
     __array_priority__ = 1000
 
+    def __new__(cls, *args, device=None):
+        """PyTorch's legacy constructor: ember.Tensor(data) is a tensor of the default float
+        dtype holding data; ember.Tensor(2, 3) (or a Size) an uninitialized one of that shape;
+        ember.Tensor(other) shares other's data; ember.Tensor() is empty."""
+        if cls is not Tensor:  # a subclass (Parameter, Buffer) builds itself
+            return object.__new__(cls)
+        from .factories import empty, tensor  # deferred: factories imports this module
+
+        if len(args) == 1 and isinstance(args[0], Tensor):
+            return args[0].detach()
+        if len(args) == 1 and isinstance(args[0], Size):
+            return empty(tuple(args[0]), device=device)
+        if not args or all(type(a) is int for a in args):
+            return empty(args or (0,), device=device)
+        if len(args) == 1:
+            return tensor(args[0], dtype=get_default_dtype(), device=device)
+        raise type_error(
+            f"Tensor(): expected data, a shape of ints or a Tensor, got "
+            f"({', '.join(type(a).__name__ for a in args)})"
+        )
+
     def __init__(self, *args, **kwargs):
-        raise type_error("create tensors with ember.tensor(...), ember.zeros(...) and friends")
+        pass  # __new__ built it
 
     # -- construction ----------------------------------------------------------------------
 
@@ -254,6 +275,9 @@ class Tensor:
                     "Tensor.cpu() to copy the tensor to host memory first."
                 )
             return to_device(self._data, CPU)
+        if self._dtype.name == "bfloat16" and not force:
+            # as PyTorch: numpy has no bfloat16 of its own (ml_dtypes' is ember's storage)
+            raise type_error("Got unsupported ScalarType BFloat16")
         hooks.stop_trace("a tensor's memory handed to numpy (numpy())")
         return self._data
 
@@ -399,6 +423,9 @@ class Tensor:
 
     def half(self):
         return self.type("float16")
+
+    def bfloat16(self):
+        return self.type("bfloat16")
 
     def int(self):
         return self.type("int32")

@@ -63,9 +63,16 @@ def compute_dtype(node: Node):
     return out if compute is None else compute
 
 
+def _bfloat16(node: Node) -> bool:
+    """Whether node reads or writes bfloat16, which no backend emits: such nodes run their
+    eager kernels (which compute in float32 and round, as PyTorch's CPU kernels)."""
+    values = [x for x in node.inputs if isinstance(x, Value)] + list(node.outputs)
+    return any(v.type.dtype.name == "bfloat16" for v in values)
+
+
 def pointwise(node: Node) -> bool:
     """Whether every backend can emit `node` inside a fused kernel."""
-    if node.schema.kind != "elementwise" or len(node.outputs) != 1:
+    if node.schema.kind != "elementwise" or len(node.outputs) != 1 or _bfloat16(node):
         return False
     if not static_shape(node.outputs[0].shape):
         return False
@@ -82,7 +89,7 @@ def pointwise(node: Node) -> bool:
 
 def reduction(node: Node) -> int | None:
     """For a fusable reduction, the number of leading (kept) dims of its input; else None."""
-    if node.op not in REDUCTIONS or len(node.outputs) != 1:
+    if node.op not in REDUCTIONS or len(node.outputs) != 1 or _bfloat16(node):
         return None
     x = node.inputs[0]
     if not isinstance(x, Value) or not static_shape(x.shape) or math.prod(x.shape) == 0:

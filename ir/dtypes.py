@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 
 from ..errors import type_error
@@ -12,15 +13,17 @@ BOOL, INT, FLOAT = 0, 1, 2
 class dtype:
     """A tensor element type, named and printed as PyTorch does (ember.float32)."""
 
-    __slots__ = ("category", "is_floating_point", "is_signed", "itemsize", "name", "np")
+    __slots__ = ("category", "is_floating_point", "is_signed", "itemsize", "kind", "name", "np")
 
-    def __init__(self, name: str, np_name: str, category: int):
+    def __init__(self, name: str, np_name, category: int):
         self.name = name
         self.np = np.dtype(np_name)
         self.category = category
         self.itemsize = self.np.itemsize
         self.is_floating_point = category == FLOAT
         self.is_signed = category == FLOAT or (category == INT and self.np.kind == "i")
+        # numpy's kind letter, except that ml_dtypes' bfloat16 (kind "V") is a float, "f"
+        self.kind = "f" if category == FLOAT else self.np.kind
 
     def __repr__(self) -> str:
         return f"ember.{self.name}"
@@ -42,9 +45,14 @@ int32 = dtype("int32", "int32", INT)
 int64 = dtype("int64", "int64", INT)
 uint8 = dtype("uint8", "uint8", INT)
 bool_ = dtype("bool", "bool", BOOL)
+# numpy has no bfloat16; ml_dtypes adds it. Kernels never compute in it: every op widens its
+# bfloat16 operands to float32 and rounds the result back (runtime/kernels/casting.py), as
+# PyTorch's CPU kernels do.
+bfloat16 = dtype("bfloat16", ml_dtypes.bfloat16, FLOAT)
 
-ALL = (float16, float32, float64, int8, int16, int32, int64, uint8, bool_)
-FLOATS = (float16, float32, float64)
+# bfloat16 last: a dtype's index in ALL is its code in distributed messages
+ALL = (float16, float32, float64, int8, int16, int32, int64, uint8, bool_, bfloat16)
+FLOATS = (float16, float32, float64, bfloat16)
 _BY_NP = {d.np: d for d in ALL}
 _BY_NAME = {d.name: d for d in ALL}
 _BY_NAME.update({"half": float16, "float": float32, "double": float64, "short": int16,
@@ -106,6 +114,10 @@ def promote_types(a: dtype, b: dtype) -> dtype:
         return a
     if a.category != b.category:
         return a if a.category > b.category else b
+    if a is bfloat16 or b is bfloat16:
+        # neither 16-bit float holds the other: bfloat16 with float16 is float32
+        other = b if a is bfloat16 else a
+        return float32 if other is float16 else other
     return _BY_NP[np.promote_types(a.np, b.np)]
 
 

@@ -197,7 +197,8 @@ def constant_array(value, dtype=None) -> np.ndarray:
     dtype = as_dtype(dtype)
     try:
         given = np.asarray(value)
-        if given.size and given.dtype.kind not in _ACCEPTED_KINDS[dtype.np.kind]:
+        given_kind = "f" if given.dtype.name == "bfloat16" else given.dtype.kind
+        if given.size and given_kind not in _ACCEPTED_KINDS[dtype.kind]:
             raise ValueError(f"its values are not {dtype.name} values")
         array = np.array(value, dtype=dtype.np)
     except (OverflowError, ValueError, TypeError) as exc:

@@ -25,6 +25,7 @@ from .symbolic import SymInt
 
 SHORT_DTYPE_NAMES = {
     "float16": "f16",
+    "bfloat16": "bf16",
     "float32": "f32",
     "float64": "f64",
     "int8": "i8",

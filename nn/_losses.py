@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import warnings
 
-from .._tensor import Tensor
-from .._tensor import composites
+from .._tensor import Tensor, composites
 from .._tensor import ops as E
+from .._tensor.autocast import float32_inputs
 from ..errors import runtime_error, value_error
 from ._activations import log_softmax, logsigmoid
 
@@ -130,6 +130,7 @@ def _target_weights(target: Tensor, valid: Tensor, weight: Tensor | None, dtype)
     return E.where(valid, picked, 0.0)
 
 
+@float32_inputs
 def nll_loss(
     input: Tensor,
     target: Tensor,
@@ -164,6 +165,7 @@ def nll_loss(
     return E.div(E.sum(loss), E.sum(weights))
 
 
+@float32_inputs
 def cross_entropy(
     input: Tensor,
     target: Tensor,
@@ -250,6 +252,7 @@ def _clamped_log(x: Tensor) -> Tensor:
     return E.where(positive, E.clamp(log, min=-100.0), -100.0)
 
 
+@float32_inputs
 def binary_cross_entropy(
     input: Tensor,
     target: Tensor,
@@ -274,6 +277,7 @@ def binary_cross_entropy(
     return _reduce(loss, reduction)
 
 
+@float32_inputs
 def binary_cross_entropy_with_logits(
     input: Tensor,
     target: Tensor,
@@ -306,6 +310,7 @@ def _xlogy_self(t: Tensor) -> Tensor:
     return E.where(zero, 0.0, E.mul(t, E.log(E.where(zero, 1.0, t))))
 
 
+@float32_inputs
 def kl_div(
     input: Tensor,
     target: Tensor,
@@ -344,6 +349,7 @@ def kl_div(
 # -- regression ------------------------------------------------------------------------------
 
 
+@float32_inputs
 def mse_loss(
     input: Tensor,
     target: Tensor,
@@ -360,6 +366,7 @@ def mse_loss(
     return _weighted_reduce(loss, weight, input, reduction)
 
 
+@float32_inputs
 def l1_loss(
     input: Tensor,
     target: Tensor,
@@ -375,6 +382,7 @@ def l1_loss(
     return _weighted_reduce(loss, weight, input, reduction)
 
 
+@float32_inputs
 def smooth_l1_loss(
     input: Tensor,
     target: Tensor,
@@ -400,6 +408,7 @@ def smooth_l1_loss(
     return _reduce(loss, reduction)
 
 
+@float32_inputs
 def huber_loss(
     input: Tensor,
     target: Tensor,

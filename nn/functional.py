@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from functools import lru_cache
 
-from .._tensor import Tensor, composites, dispatch
+from .._tensor import Tensor, autocast, composites, dispatch
 from .._tensor import ops as E
 from .._tensor.factories import full, ones, tensor, zeros
 from .._tensor.ops.distance import cosine_similarity, pairwise_distance  # noqa: F401
@@ -99,6 +99,9 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """input @ weight.T + bias."""
     if weight.ndim == 2 and (bias is None or bias.shape == weight.shape[:1]):
         return dispatch("linear", (input, weight) if bias is None else (input, weight, bias))
+    if autocast.enabled:
+        input, weight, bias = autocast.lower_precision_inputs(
+            (input, weight, bias), input._device.type)
     out = E.matmul(input, weight)
     return out if bias is None else E.add(out, bias)
 

@@ -331,6 +331,9 @@ class Module:
     def half(self) -> Module:
         return self._cast_floats("float16")
 
+    def bfloat16(self) -> Module:
+        return self._cast_floats("bfloat16")
+
     # -- state ---------------------------------------------------------------------------
 
     def state_dict(

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from .._tensor import hooks
 from .._tensor.factories import zeros_like
 from ..errors import value_error
-from ..ir.dtypes import float64
+from ..ir.dtypes import bfloat16, float32, float64
 from ..runtime import updates
 from .optimizer import Optimizer, addcdiv_, addcmul_, new_step_counter, on_arrays
 
@@ -91,9 +91,11 @@ class Adam(Optimizer):
             if traced:
                 # in double, as eager's Python floats (a float32 counter would round
                 # 1 - beta2**t), then in the parameter's dtype, as eager's scalar operands
+                # (bfloat16 ops keep such scalars in float32: runtime/kernels/casting.py)
                 step = step.to(float64)
-                step_size = (lr / (1 - beta1**step)).to(p.dtype)
-                bias_correction2_sqrt = ((1 - beta2**step) ** 0.5).to(p.dtype)
+                scalar_dtype = float32 if p.dtype is bfloat16 else p.dtype
+                step_size = (lr / (1 - beta1**step)).to(scalar_dtype)
+                bias_correction2_sqrt = ((1 - beta2**step) ** 0.5).to(scalar_dtype)
             else:
                 step_size = lr / (1 - beta1**step)
                 bias_correction2_sqrt = (1 - beta2**step) ** 0.5

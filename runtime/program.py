@@ -15,7 +15,14 @@ import numpy as np
 
 from ..ir.graph import Graph, Value
 from .kernels import KERNELS
-from .kernels.casting import cast_operands, cast_scalar
+from .kernels.casting import (
+    BFLOAT16,
+    FLOAT32_SCALAR_OPS,
+    cast_operands,
+    cast_scalar,
+    compute_as,
+    widen_bfloat16,
+)
 
 
 class Slots:
@@ -55,8 +62,9 @@ def constant_arrays(graph: Graph) -> list:
 
 @dataclass(slots=True, frozen=True)
 class Operand:
-    """An eager step's argument: the value in `slot`, cast to `extra` unless extra is None;
-    or, where slot is None, `extra` itself (a scalar, already in the compute dtype)."""
+    """An eager step's argument: the value in `slot`, cast to `extra` unless extra is None
+    (to each dtype in turn where extra is a tuple); or, where slot is None, `extra` itself (a
+    scalar, already in the compute dtype)."""
 
     slot: int | None
     extra: object
@@ -93,10 +101,21 @@ def eager_step(node, slots: Slots) -> EagerStep:
     for i, x in enumerate(node.inputs):
         cast = compute if i >= start else None
         if isinstance(x, Value):
-            needs = cast is not None and x.type.dtype.np != cast
+            stored = x.type.dtype.np
+            if cast == BFLOAT16 and stored != BFLOAT16:
+                # rounded to bfloat16, then widened: two casts, except for an opmath scalar
+                # (see kernels/casting.py)
+                opmath = node.op in FLOAT32_SCALAR_OPS and i == 1 and len(x.type.shape) == 0
+                widened = compute_as(cast)
+                args.append(Operand(slots[x], widened if opmath else (BFLOAT16, widened)))
+                continue
+            if stored == BFLOAT16 and not schema.view:
+                cast = compute_as(BFLOAT16)  # bfloat16 is stored, never computed in
+            needs = cast is not None and stored != cast
             args.append(Operand(slots[x], cast if needs else None))
         else:
-            args.append(Operand(None, cast_scalar(cast, x) if cast is not None else x))
+            value = cast_scalar(cast, x, node.op) if cast is not None else x
+            args.append(Operand(None, value))
     outs = tuple(Output(slots.add(v), v.type.dtype.np) for v in node.outputs)
     return EagerStep(KERNELS[node.op], tuple(args), dict(node.attrs), outs)
 
@@ -110,6 +129,11 @@ def run_eager_step(xp, values, step: EagerStep) -> None:
             call.append(arg.extra)  # a scalar, already in the compute dtype
         elif arg.extra is None:
             call.append(values[index])
+        elif type(arg.extra) is tuple:
+            value = values[index]
+            for dtype in arg.extra:
+                value = value.astype(dtype)
+            call.append(value)
         else:
             call.append(values[index].astype(arg.extra))
     result = step.kernel(xp, *call, **step.attrs)
@@ -163,5 +187,8 @@ def evaluate_with_kernels(op: str, inputs: tuple, attrs: dict):
     out = schema.infer(types, attrs)
     args = list(inputs)
     if schema.compute_dtype is not None:
-        cast_operands(args, schema.cast_start, schema.compute_dtype_of(types, out.dtype).np)
+        compute = schema.compute_dtype_of(types, out.dtype).np
+        cast_operands(args, schema.cast_start, compute, op)
+    if not schema.view:
+        widen_bfloat16(args)
     return KERNELS[op](np, *args, **attrs)

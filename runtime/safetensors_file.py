@@ -23,6 +23,7 @@ import struct
 from collections.abc import Callable
 from typing import NamedTuple
 
+import ml_dtypes  # noqa: F401  (gives numpy the dtype named "bfloat16")
 import numpy as np
 
 # safetensors refuses headers over 100 MB; a caller may set a lower limit
@@ -35,6 +36,7 @@ MAX_NDIM = 32
 # safetensors' dtype names and the ember dtype names they hold
 DTYPES = {
     "F16": "float16",
+    "BF16": "bfloat16",
     "F32": "float32",
     "F64": "float64",
     "I8": "int8",

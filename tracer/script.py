@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import _tensor
 from .._log import log
-from .._tensor import hooks
+from .._tensor import autocast, hooks
 from ..autograd import grad_mode
 from ..errors import EmberError, EmberRuntimeError, user_frame
 from ..ir.dtypes import _BY_NP, from_numpy
@@ -334,7 +334,10 @@ class ScriptFunction:
         else:
             leaves, spec = flatten((args, kwargs))
             records = tuple([leaf_record(x) for x in leaves])
-        facts = (spec, records, grad_mode.state.enabled, self._state_key())
+        mode = grad_mode.state.enabled
+        if autocast.enabled:  # a graph holds the casts autocast made: a guard on its state
+            mode = (mode, tuple(sorted((k, d.name) for k, d in autocast.enabled.items())))
+        facts = (spec, records, mode, self._state_key())
         last = self._last_key
         # a call with the facts of the last one that ran a graph (the usual case) takes that
         # specialization's own key, which it then matches by identity (the tuples compare

@@ -8,7 +8,7 @@ from ...autograd.graph import to_device
 from ...errors import runtime_error, type_error, value_error
 from ...ir.dtypes import as_dtype, promote_types
 from ...ir.dtypes import result_type as rt
-from .. import composites
+from .. import autocast, composites
 from ..dispatch import dispatch
 from ..factories import full_like
 from ..tensor import Tensor
@@ -92,6 +92,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) 
     }
     out = dispatch("conv2d", (input, weight), attrs)
     if bias is not None:
+        if autocast.enabled:  # the bias joins the lower-precision output, as in PyTorch
+            (bias,) = autocast.lower_precision_inputs((bias,), bias._device.type)
         out = out + bias.reshape(1, -1, 1, 1)
     return out if batched else squeeze(out, 0)
 

@@ -105,6 +105,10 @@ def evaluate_scalars(op: str, inputs: tuple, attrs: dict):
         TensorType((), as_dtype(x.dtype)) if isinstance(x, np.ndarray) else x for x in inputs
     )
     out_dtype = schema.infer(types, attrs).dtype
+    if any(t.dtype.name == "bfloat16" for t in (*types, schema.infer(types, attrs))
+           if isinstance(t, TensorType)):
+        # eager rounds float32 results to bfloat16; Python's float64 would round differently
+        return None
     if op == "cast":  # the number becomes one of the target dtype
         compute_dtype = out_dtype
         if out_dtype.category != FLOAT and not np.isfinite(inputs[0]).all():

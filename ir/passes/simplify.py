@@ -158,7 +158,9 @@ def _reshape_of_reshape(graph: Graph, node: Node):
     return _add_node(graph, node, op, [source], dict(node.attrs))
 
 
-_MANTISSA_BITS = {"float16": 11, "float32": 24, "float64": 53}
+_MANTISSA_BITS = {"float16": 11, "bfloat16": 8, "float32": 24, "float64": 53}
+# the largest binary exponent: bfloat16 has float32's range in float16's size
+_MAX_EXPONENT = {"float16": 16, "bfloat16": 128, "float32": 128, "float64": 1024}
 
 
 def lossless_cast(src, dst) -> bool:
@@ -171,7 +173,12 @@ def lossless_cast(src, dst) -> bool:
         return dst.is_signed and dst.itemsize > src.itemsize  # uint8 fits int16, not int8
     if src.category == INT and dst.category == FLOAT:
         return src.itemsize * 8 - src.is_signed <= _MANTISSA_BITS[dst.name]
-    return src.category == FLOAT and dst.category == FLOAT and dst.itemsize >= src.itemsize
+    return (
+        src.category == FLOAT
+        and dst.category == FLOAT
+        and _MANTISSA_BITS[dst.name] >= _MANTISSA_BITS[src.name]
+        and _MAX_EXPONENT[dst.name] >= _MAX_EXPONENT[src.name]
+    )
 
 
 def _cast_of_cast(graph: Graph, node: Node):

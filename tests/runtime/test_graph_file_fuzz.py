@@ -120,7 +120,7 @@ def test_tensor_entries_with_bad_fields_are_refused(valid, tmp_path, data):
     if field == "dtype":
         entry["dtype"] = data.draw(
             st.one_of(
-                st.sampled_from(["F32x", "BF16", "F8", "I128", "c8", "", "f32"]), st.integers()
+                st.sampled_from(["F32x", "F8_E5M2", "F8", "I128", "c8", "", "f32"]), st.integers()
             )
         )
     elif field == "shape":
