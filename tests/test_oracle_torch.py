@@ -1321,6 +1321,7 @@ ints(
         x.float(),
         x.double(),
         x.half(),
+        x.bfloat16().float(),  # (numpy() of a bfloat16 tensor is refused, as torch refuses it)
         x.int(),
         x.long(),
         x.bool(),
