@@ -94,6 +94,7 @@ class Specialization:
         self.grad_guards: list = []  # (tensor, GradType of its .grad at start, or None)
         self.grad_writes: list = []  # (tensor, wrote a tensor?) in graph-output order
         self.self_contained = False  # ran backward() inside: runs without autograd recording
+        self.grad_results: list = []  # results that required grad (in a self-contained step)
         self.split = None  # compiled forward + backward for calls autograd records
         self.reached: list = []  # reach.Guard per value reached beyond the arguments
         self.stores: list = []  # reach.Store per Python store the call made, replayed
@@ -196,6 +197,10 @@ class Specialization:
                 filled.append(target[0])
             else:
                 filled.append(value if isinstance(value, _tensor.Tensor) else _wrap(value))
+        for k in self.grad_results:
+            # a whole step ran without recording autograd: a result that required grad in
+            # eager (an LSTM's hidden state, its graph spent by the backward) still says so
+            filled[k]._requires_grad = True
         return unflatten(filled, self.out_spec)
 
     def _is_plain(self) -> bool:
@@ -540,6 +545,10 @@ class ScriptFunction:
             return ("captured", x) if id(x) in captured else ("tensor",)
 
         sp.out_template = [template(x) for x in out_leaves]
+        if sp.self_contained:
+            sp.grad_results = [k for k, (x, (kind, *_)) in enumerate(zip(out_leaves,
+                                                                         sp.out_template))
+                               if kind == "tensor" and x._requires_grad]
         sp.n_results = sum(t[0] != "value" for t in sp.out_template)
         # a state the call writes may be written straight into its own array, unless a value
         # guard checked after the run can still fail: then the retrace must find it unwritten

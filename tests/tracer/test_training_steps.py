@@ -136,3 +136,29 @@ def test_export_refuses_random_numbers_and_keeps_like_factories_symbolic(tmp_pat
     with pytest.raises(ember.EmberError, match="draws random numbers"):
         ember.export(lambda x: x + ember.randn_like(x), (ember.randn(3, 2),),
                      tmp_path / "noisy.ember")
+
+
+def test_a_whole_steps_results_keep_requires_grad_as_eager():
+    """An LSTM step returns its hidden state (its graph spent by backward): cached calls, which
+    record no autograd, still return it requiring grad, as eager does, so feeding it back
+    (detached or not) keys the same graph."""
+    ember.manual_seed(0)
+    lstm, head = nn.LSTM(4, 8), nn.Linear(8, 1)
+    opt = ember.optim.SGD([*lstm.parameters(), *head.parameters()], lr=0.1)
+
+    def step(x, y, h, c):
+        out, (h, c) = lstm(x, (h, c))
+        loss = ((head(out) - y) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss, h, c
+
+    scripted = ember.script(step, strict=True)
+    h = c = ember.zeros(1, 2, 8)
+    for _ in range(5):
+        loss, h, c = scripted(ember.randn(5, 2, 4), ember.randn(5, 2, 1), h.detach(),
+                              c.detach())
+        assert h.requires_grad and c.requires_grad and loss.requires_grad
+    assert len(scripted.specializations) == 2  # the first step, then the steady state
+    assert scripted.specializations[-1].calls == 3
