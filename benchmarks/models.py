@@ -29,9 +29,9 @@ torch-compile (torch.compile(model), the optimizer step eager), ember eager, emb
 rounds; a mode's figure is the best round's median of --steps steps after --warmup steps,
 which take the compiles (the table's 'late' counts graphs compiled after them). The table
 gives the ratio to torch eager and, for the scripted modes, the graphs, specializations and
-fallbacks of the ScriptFunction(s) (explain()'s figures, the reasons printed below it), and
-how many of ember-model's specializations autograd runs as a compiled backward rather than an
-op-by-op replay. A mode that raises shows its exception and traceback's end. On a shared
+fallbacks of the ScriptFunction(s) (explain()'s figures; the reasons for fallbacks and
+retraces are printed below the table), and how many of ember-model's specializations
+autograd runs as a compiled backward rather than an op-by-op replay. A mode that raises shows its exception and traceback's end. On a shared
 machine, --threads 1 keeps torch's OpenMP pool from spinning against other processes.
 
 --check builds every model at tiny sizes and runs a few steps ember eager, ember-step and
@@ -107,11 +107,20 @@ def _call(workload, step, i, carry):
 def _script_report(scripted) -> dict:
     """What the scripted functions did: graphs, specializations, fallbacks with reasons, and
     how many specializations autograd runs as compiled forward + backward."""
-    report = {"graphs": 0, "specializations": 0, "fallbacks": [], "split": 0, "replayed": 0}
+    report = {
+        "graphs": 0,
+        "specializations": 0,
+        "fallbacks": [],
+        "recompiles": [],
+        "split": 0,
+        "replayed": 0,
+    }
     for s in scripted:
         report["graphs"] += len(s.graphs)
         report["specializations"] += len(s.specializations)
-        report["fallbacks"] += [f"{s.name if hasattr(s, 'name') else s}: {f}" for f in s.fallbacks]
+        label = getattr(s, "_function", s).name  # a ScriptModule's ScriptFunction names it
+        report["fallbacks"] += [f"{label}: {f}" for f in s.fallbacks]
+        report["recompiles"] += [f"{label}: retraced: {r[:200]}" for r in s.recompiles]
         for sp in s.specializations:
             if sp.graph is None or sp.self_contained:
                 continue
@@ -327,6 +336,7 @@ def _print_table(rounds, models, modes, steps, warmup, threads) -> None:
                 f"{ratio:>7s}" + _columns(mode, entry)
             )
             reasons = entry.get("fallbacks", []) + entry.get("warnings", [])
+            reasons += entry.get("recompiles", [])
             if reasons:
                 notes.append(f"{name} {mode}:\n" + "\n".join(f"  {r}" for r in reasons))
     print(
