@@ -619,6 +619,7 @@ NOT_EXPORTABLE = {
     "uniform": "random numbers: ONNX's RandomUniform does not draw ember's stream",
     "normal": "random numbers: ONNX's RandomNormal does not draw ember's stream",
     "randint": "random numbers: ONNX has no integer draw from ember's stream",
+    "multinomial": "random numbers: ONNX's Multinomial does not draw ember's stream",
     "nonzero": "an output whose size depends on the data",
     "view_dtype": "a reinterpretation of the bits, which ONNX cannot express",
     "index_put": _NOT_YET,

@@ -16,20 +16,33 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *,
     """num_samples category indices per row of input (1-D or 2-D, weights that need not sum
     to 1), with or without replacement. Without replacement, a row's samples are distinct, in
     the order drawn (Gumbel-top-k: the k smallest of E / w for exponential E, the same
-    distribution as drawing one by one). The numbers come from ember's generator, not torch's."""
-    hooks.stop_trace("the random sampler ember.multinomial (its numbers would be frozen)")
-    if input.ndim not in (1, 2):
-        raise runtime_error(f"prob_dist must be 1 or 2 dim, got {input.ndim}")
-    if not input.dtype.is_floating_point:
+    distribution as drawing one by one). The numbers come from ember's generator, not torch's.
+    From the global stream it is the op `multinomial` (captured as a graph op, drawn on every
+    call); a generator of its own draws here."""
+    if generator is None:
+        from ..dispatch import dispatch
+
+        return dispatch("multinomial", (input,), {"num_samples": int(num_samples),
+                                                  "replacement": bool(replacement)})
+    hooks.stop_trace("the random sampler ember.multinomial with a generator of its own (its "
+                     "numbers would be frozen)")
+    return Tensor._make(sample(array_module(input.device), input._data, num_samples,
+                               replacement, generator), None, input.device)
+
+
+def sample(xp, probs, num_samples: int, replacement: bool, generator=None):
+    """The multinomial draw on an array (the op's kernel, runtime/kernels/random_ops.py)."""
+    if probs.ndim not in (1, 2):
+        raise runtime_error(f"prob_dist must be 1 or 2 dim, got {probs.ndim}")
+    if probs.dtype.kind != "f":
         raise runtime_error(f"multinomial only supports floating-point dtypes for input, got: "
-                            f"{input.dtype.name}")
+                            f"{probs.dtype}")
     if num_samples <= 0:
         raise runtime_error(f"cannot sample n_sample <= 0 samples, got {num_samples}")
-    n = input.shape[-1]
+    n = probs.shape[-1]
     if n == 0:
         raise runtime_error("multinomial: the distribution has no categories (size 0)")
-    xp = array_module(input.device)
-    weights = input._data.astype(np.float64).reshape(-1, n)
+    weights = probs.astype(np.float64).reshape(-1, n)
     if not bool(xp.all(xp.isfinite(weights))) or bool(xp.any(weights < 0)):
         raise runtime_error("probability tensor contains either `inf`, `nan` or element < 0")
     if bool(xp.any(weights.sum(axis=1) <= 0)):
@@ -54,6 +67,6 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *,
             keys = -xp.log1p(-u) / weights  # exponential / weight; weight 0 gives inf
         samples = xp.argsort(keys, axis=1, kind="stable")[:, :num_samples]
     samples = samples.astype(np.int64)
-    if input.ndim == 1:
+    if probs.ndim == 1:
         samples = samples.reshape(num_samples)
-    return Tensor._make(samples, None, input.device)
+    return samples

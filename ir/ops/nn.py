@@ -212,3 +212,25 @@ def _randint(inputs, attrs):
         raise runtime_error(f"random_ expects 'from' to be less than 'to', but got "
                             f"from={attrs['low']} >= to={attrs['high']}")
     return _made(inputs, attrs)
+
+
+@register("multinomial", kind="random", differentiable=False)
+def _multinomial(inputs, attrs):
+    """num_samples category indices per row of a 1-D or 2-D weight tensor (see
+    _tensor/ops/sampling.py); the draw is a graph op, the weights' values checked at run
+    time."""
+    (probs,) = inputs
+    n, count = attrs["num_samples"], probs.shape[-1] if probs.shape else 0
+    if len(probs.shape) not in (1, 2):
+        raise runtime_error(f"prob_dist must be 1 or 2 dim, got {len(probs.shape)}")
+    if probs.dtype.category != FLOAT:
+        raise runtime_error(f"multinomial only supports floating-point dtypes for input, got: "
+                            f"{probs.dtype.name}")
+    if n <= 0:
+        raise runtime_error(f"cannot sample n_sample <= 0 samples, got {n}")
+    if count == 0:
+        raise runtime_error("multinomial: the distribution has no categories (size 0)")
+    if not attrs["replacement"] and definitely_less(count, n):
+        raise runtime_error(f"cannot sample n_sample > prob_dist.size(-1) samples without "
+                            f"replacement (n_sample = {n}, categories = {count})")
+    return TensorType((*probs.shape[:-1], n), as_dtype("int64"))

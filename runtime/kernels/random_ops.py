@@ -34,3 +34,10 @@ def _randint(xp, shape, dtype, low, high):
 @kernel("full")
 def _full(xp, shape, dtype, value):
     return xp.full(tuple(shape), value, _np_dtype(dtype))
+
+
+@kernel("multinomial")
+def _multinomial(xp, probs, num_samples, replacement):
+    from ..._tensor.ops.sampling import sample
+
+    return sample(xp, probs, num_samples, replacement)
