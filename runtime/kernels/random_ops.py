@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from ...errors import runtime_error
 from ...ir.dtypes import as_dtype
 from .. import random
 from .registry import kernel
@@ -38,6 +41,47 @@ def _full(xp, shape, dtype, value):
 
 @kernel("multinomial")
 def _multinomial(xp, probs, num_samples, replacement):
-    from ..._tensor.ops.sampling import sample
-
     return sample(xp, probs, num_samples, replacement)
+
+
+def sample(xp, probs, num_samples: int, replacement: bool, generator=None):
+    """The multinomial draw on an array: the op's kernel, and eager's draw from a generator
+    of its own (_tensor/ops/sampling.py)."""
+    if probs.ndim not in (1, 2):
+        raise runtime_error(f"prob_dist must be 1 or 2 dim, got {probs.ndim}")
+    if probs.dtype.kind != "f":
+        raise runtime_error(f"multinomial only supports floating-point dtypes for input, got: "
+                            f"{probs.dtype}")
+    if num_samples <= 0:
+        raise runtime_error(f"cannot sample n_sample <= 0 samples, got {num_samples}")
+    n = probs.shape[-1]
+    if n == 0:
+        raise runtime_error("multinomial: the distribution has no categories (size 0)")
+    weights = probs.astype(np.float64).reshape(-1, n)
+    if not bool(xp.all(xp.isfinite(weights))) or bool(xp.any(weights < 0)):
+        raise runtime_error("probability tensor contains either `inf`, `nan` or element < 0")
+    if bool(xp.any(weights.sum(axis=1) <= 0)):
+        raise runtime_error("invalid multinomial distribution (sum of probabilities <= 0)")
+    if not replacement:
+        if num_samples > n:
+            raise runtime_error(f"cannot sample n_sample > prob_dist.size(-1) samples without "
+                                f"replacement (n_sample = {num_samples}, categories = {n})")
+        if bool(xp.any((weights > 0).sum(axis=1) < num_samples)):
+            raise runtime_error("invalid multinomial distribution (with replacement=False, not "
+                                "enough non-negative category to sample)")
+    rows = weights.shape[0]
+    u = random.uniform(xp, (rows, num_samples if replacement else n), np.float64, generator)
+    if replacement:
+        cdf = xp.cumsum(weights, axis=1)
+        cdf /= cdf[:, -1:]
+        # the first category whose cumulative weight passes u (zero-weight ones never do)
+        samples = xp.stack([xp.searchsorted(cdf[i], u[i], side="right") for i in range(rows)])
+        samples = xp.minimum(samples, n - 1)
+    else:
+        with np.errstate(divide="ignore"):
+            keys = -xp.log1p(-u) / weights  # exponential / weight; weight 0 gives inf
+        samples = xp.argsort(keys, axis=1, kind="stable")[:, :num_samples]
+    samples = samples.astype(np.int64)
+    if probs.ndim == 1:
+        samples = samples.reshape(num_samples)
+    return samples
