@@ -140,7 +140,8 @@ def _indexing(x, y):
     hot = F.one_hot(index[:, 0, 0], num_classes=4)
     last = x[:, [-1], :]  # advanced indexing: a Gather
     chosen = y[index[:, 0, 0]] + ember.zeros_like(y)
-    return picked, rows, hot, last, chosen
+    pairs = x[index[:, 0, 0], index[:, 1, :1] - 1]  # two index tensors: a GatherND
+    return picked, rows, hot, last, chosen, pairs
 
 
 def _pooling(x, y):

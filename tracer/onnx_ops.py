@@ -297,13 +297,24 @@ def _to_output_shape(onnx_op: str):
 
 
 def _index(b, node, out):
-    """x[..., idx, ...] with one integer index tensor (x[:, [-1], :], x[i]): a Gather along its
-    dim, which takes negative indices as PyTorch does."""
+    """Advanced indexing with integer index tensors (both take negative indices as PyTorch):
+    one tensor (x[:, [-1], :], x[i]) is a Gather along its dim; several on the leading dims
+    (x[i, j]) are a GatherND of the indices broadcast together and stacked on a last axis."""
     x, *indices = node.inputs
-    if len(indices) != 1 or indices[0].type.dtype.category != INT:
-        raise Unsupported("advanced indexing with several index tensors or a boolean mask")
-    index = _operand(b, indices[0], "int64")
-    b.node("Gather", [x.name, index], [out], axis=node.attrs["dims"][0])
+    dims = tuple(node.attrs["dims"])
+    if any(i.type.dtype.category != INT for i in indices):
+        raise Unsupported("advanced indexing with a boolean mask")
+    if len(indices) == 1:
+        index = _operand(b, indices[0], "int64")
+        b.node("Gather", [x.name, index], [out], axis=dims[0])
+        return
+    if dims != tuple(range(len(indices))):
+        raise Unsupported("several index tensors on dims other than the leading ones")
+    rank = len(node.output.type.shape) - (len(x.type.shape) - len(indices))
+    shape = b.ints(node.output.type.shape[:rank])
+    stacked = [b.node("Unsqueeze", [b.node("Expand", [_operand(b, i, "int64"), shape]),
+                                    b.ints([-1])]) for i in indices]
+    b.node("GatherND", [x.name, b.node("Concat", stacked, axis=-1)], [out])
 
 
 def _full(b, node, out):
