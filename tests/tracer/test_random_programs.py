@@ -12,7 +12,11 @@ between). Some programs run with dynamic sizes.
 
 The CI runs EMBER_RANDOM_PROGRAMS programs (default 160); the full count is one command:
 
-    EMBER_RANDOM_PROGRAMS=10000 python -m pytest -q tests/tracer/test_random_programs.py
+    EMBER_RANDOM_PROGRAMS=10000 EMBER_SKIP_NVCC_CHECK=1 \
+        python -m pytest -q tests/tracer/test_random_programs.py
+
+(the session-end nvcc check of every kernel's CUDA source, tests/conftest.py, would compile
+the thousands of kernels 10,000 programs make in one file, past its 10-minute limit).
 
 A failure names the program's seed; `describe(seed)` prints it.
 """
