@@ -252,17 +252,8 @@ class TransformerDecoderLayer(Module):
             x = self.norm3(x + self._ff_block(x))
         return x
 
-    def _sa_block(self, x: Tensor, attn_mask, key_padding_mask, is_causal: bool) -> Tensor:
-        x = self.self_attn(
-            x,
-            x,
-            x,
-            attn_mask=attn_mask,
-            key_padding_mask=key_padding_mask,
-            is_causal=is_causal,
-            need_weights=False,
-        )[0]
-        return self.dropout1(x)
+    # self-attention as the encoder layer's (the same self_attn and dropout1 names)
+    _sa_block = TransformerEncoderLayer._sa_block
 
     def _mha_block(self, x: Tensor, mem: Tensor, attn_mask, key_padding_mask,
                    is_causal: bool) -> Tensor:
