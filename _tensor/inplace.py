@@ -15,7 +15,7 @@ from ..ir.schema import fmt_shape
 from . import hooks
 from .dispatch import dispatch
 from .factories import ones, zeros_like
-from .tensor import Tensor
+from .tensor import META_EPOCH, Tensor
 
 
 def _dispatch(op, args, attrs):
@@ -136,6 +136,8 @@ def _constant_write(source: Tensor, result: Tensor) -> Tensor:
 
 def _rebase_history(self: Tensor, result: Tensor) -> None:
     base = self._base
+    if not self._requires_grad or (base is not None and not base._requires_grad):
+        META_EPOCH[0] += 1  # an existing tensor starts requiring grad
     if base is None:
         self._grad_fn, self._output_nr = result._grad_fn, result._output_nr
         self._requires_grad = True

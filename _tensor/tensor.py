@@ -55,6 +55,12 @@ class Size(tuple):
         return n
 
 
+# Bumped whenever an existing tensor's metadata changes (data, dtype, device through
+# `.data =`; requires_grad through requires_grad_/detach_/an in-place op that starts
+# recording): a captured graph's guard on the tensors it read holds while this is unchanged.
+META_EPOCH = [0]
+
+
 class Tensor:
     """An n-dimensional array on a device, with autograd. Backed by a numpy or cupy array."""
 
@@ -198,6 +204,7 @@ class Tensor:
     def data(self, value: Tensor) -> None:
         hooks.stop_trace("assigning tensor.data")
         self._version[0] += 1
+        META_EPOCH[0] += 1
         self._data = value._data
         self._dtype = value._dtype
         self._device = value._device
@@ -239,7 +246,9 @@ class Tensor:
                 f"only Tensors of floating point dtype can require gradients, got "
                 f"{self._dtype.name}"
             )
-        self._requires_grad = bool(requires_grad)
+        if self._requires_grad != bool(requires_grad):
+            META_EPOCH[0] += 1
+            self._requires_grad = bool(requires_grad)
         return self
 
     @property
@@ -455,7 +464,9 @@ class Tensor:
 
     def detach_(self) -> Tensor:
         self._grad_fn = None
-        self._requires_grad = False
+        if self._requires_grad:
+            META_EPOCH[0] += 1
+            self._requires_grad = False
         return self
 
     def retain_grad(self) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 from .. import _tensor
 from .._log import log
 from .._tensor import autocast, hooks
+from .._tensor.tensor import META_EPOCH
 from ..autograd import grad_mode
 from ..errors import EmberError, EmberRuntimeError, user_frame
 from ..ir.dtypes import _BY_NP, from_numpy
@@ -77,6 +78,7 @@ class Specialization:
         self.captured_keys: tuple = ()  # their TensorLeaf records
         # per captured tensor (dtype, device, requires_grad), and its shape, as traced
         self._captured_facts: tuple = ((), ())
+        self._captured_epoch = -1  # META_EPOCH when they were last found to hold
         self.mutated: list = []  # ("leaf", i) or ("captured", tensor), in graph-output order
         self.value_guards: list = []
         self.out_spec = None
@@ -105,7 +107,17 @@ class Specialization:
     def captured_hold(self) -> bool:
         """Whether the tensors from outside still have the shape, dtype, device and
         requires_grad the graph was traced with (their TensorLeaf): compared as whole tuples
-        read in C (attrgetter over the list), then record by record where they differ."""
+        read in C (attrgetter over the list), then record by record where they differ. While
+        no tensor's metadata changed since they last held (META_EPOCH), they still hold."""
+        epoch = META_EPOCH[0]
+        if epoch == self._captured_epoch:
+            return True
+        if self._captured_facts_hold():
+            self._captured_epoch = epoch
+            return True
+        return False
+
+    def _captured_facts_hold(self) -> bool:
         captured = self.captured
         facts, shapes = self._captured_facts
         if tuple(map(_FACTS, captured)) == facts and tuple(map(_SHAPE, map(_DATA, captured))) \

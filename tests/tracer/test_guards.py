@@ -421,3 +421,46 @@ def test_optimizer_and_module_globals_changes_are_named():
         "net: self.training: True -> False; self.0.training: True -> False; "
         "self.1.training: True -> False"
     ]
+
+
+def _captured_weight_step():
+    weight = ember.randn(3, 3, requires_grad=True)
+
+    @ember.script
+    def f(x):
+        return (x @ weight).tanh().sum()
+
+    x = ember.randn(2, 3)
+    for _ in range(3):  # traced, then cached calls that find the captured tensor unchanged
+        f(x)
+    return f, weight, x
+
+
+@pytest.mark.parametrize("change", ["data", "requires_grad_", "detach_", "inplace"])
+def test_captured_metadata_changes_after_cached_calls_are_seen(change):
+    """The cached check on captured tensors trusts a metadata epoch; every way a tensor's
+    shape, dtype or requires_grad changes in place bumps it, so the next call sees it."""
+    f, weight, x = _captured_weight_step()
+    leaf = weight
+    if change == "data":
+        weight.data = ember.randn(3, 3, dtype=ember.float64)
+        x = x.double()
+    elif change == "requires_grad_":
+        weight.requires_grad_(False)
+    elif change == "detach_":
+        weight.detach_()
+    else:
+        weight.requires_grad_(False)
+        f(x)  # cached without grad
+        leaf = ember.zeros(3, 3, requires_grad=True)
+        weight.add_(leaf)  # now records: requires grad, its gradient flows to `leaf`
+        assert weight.requires_grad
+    out = f(x)
+    expected = (x @ weight).tanh().sum()
+    np.testing.assert_allclose(out.detach().numpy(), expected.detach().numpy(), rtol=1e-6)
+    assert out.requires_grad == weight.requires_grad
+    assert f.recompiles, "the change was not seen"
+    if weight.requires_grad:
+        out.backward()
+        expected_grad = (1 - (x @ weight.detach()).tanh() ** 2)
+        np.testing.assert_allclose(leaf.grad.numpy(), (x.t() @ expected_grad).numpy(), rtol=1e-5)
