@@ -47,6 +47,9 @@ def info(path: str) -> str:
     ]
     if program.examples:
         lines.append(f"examples: {', '.join(program.examples)}")
+    if program.signature.seeded:
+        lines.append("draws random numbers: run it with --seed N (the numbers eager draws "
+                     "after manual_seed(N))")
     return "\n".join(lines)
 
 
@@ -67,15 +70,16 @@ def _read_inputs(program, given: list) -> list:
     return [named[n] if n in named else program.examples[n] for n in names]
 
 
-def run(path: str, inputs: list, output: str | None) -> str:
-    """Run a graph file on .npy inputs; the outputs go to an .npz file."""
+def run(path: str, inputs: list, output: str | None, seed: int | None = None) -> str:
+    """Run a graph file on .npy inputs (and the seed a graph that draws takes); the outputs
+    go to an .npz file."""
     from .loaded import flatten_as, unflatten_as
 
     program = load(path)
     leaves = _read_inputs(program, inputs)
     args = unflatten_as(iter(leaves), program.signature.input_structure)
     start = time.perf_counter()
-    result = program(*args)
+    result = program(*args, seed=seed)
     took = time.perf_counter() - start
     flat: list = []
     flatten_as(result, program.signature.output_structure, "outputs", flat)
@@ -98,12 +102,14 @@ def main(argv: list | None = None) -> int:
     run_parser.add_argument("file")
     run_parser.add_argument("--input", action="append", default=[], metavar="NAME=PATH.npy")
     run_parser.add_argument("--output", metavar="OUT.npz")
+    run_parser.add_argument("--seed", type=int, help="the seed of a graph that draws random "
+                            "numbers (exported with seed_input=True)")
     options = parser.parse_args(argv)
     try:
         if options.command == "info":
             print(info(options.file))
         else:
-            print(run(options.file, options.input, options.output))
+            print(run(options.file, options.input, options.output, options.seed))
     except (EmberError, OSError, ValueError) as exc:
         print(f"ember-run: error: {exc}", file=sys.stderr)
         return 1

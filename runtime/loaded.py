@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import os
 import re
 from dataclasses import replace
 
@@ -25,6 +26,7 @@ from ..ir.schema import SCHEMAS
 from ..ir.serialize import from_data
 from ..ir.specialize import resolve
 from ..ir.symbolic import SymInt
+from . import random
 from .compiled import build_program, native_enabled
 from .graph_file import FORMAT_NAME, SCHEMA_VERSION, FormatError, parse_json, read_container
 from .kernels import KERNELS
@@ -149,10 +151,14 @@ class Signature:
         if not isinstance(data, dict):
             raise FormatError("signature: expected a JSON object")
         fields = {"inputs", "outputs", "input_structure", "output_structure"}
-        if set(data) != fields:
+        if not fields <= set(data) <= fields | {"seed"}:
             raise FormatError(
-                f"signature: expected the fields {sorted(fields)}, got {sorted(data)}"
+                f"signature: expected the fields {sorted(fields)} (and optionally 'seed'), "
+                f"got {sorted(data)}"
             )
+        self.seeded = data.get("seed", False)  # the graph draws: each call passes seed=
+        if not isinstance(self.seeded, bool):
+            raise FormatError(f"signature.seed: expected true or false, got {self.seeded!r}")
         self.inputs = _check_tensor_specs(data["inputs"], "signature.inputs", graph.inputs, True)
         self.outputs = _check_tensor_specs(
             data["outputs"], "signature.outputs", graph.outputs, False
@@ -320,7 +326,22 @@ class LoadedProgram:
     def ember_version(self) -> str:
         return self.metadata["ember_version"]
 
-    def __call__(self, *args):
+    def __call__(self, *args, seed: int | None = None):
+        """Run the graph on args; a graph exported with seed_input=True draws its random
+        numbers from `seed` (the numbers eager draws after manual_seed(seed))."""
+        if self.signature.seeded:
+            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+                raise EmberError(
+                    f"{os.path.basename(self.path)} draws random numbers: call it with "
+                    f"seed=<int> (got {seed!r})")
+            with random.seeded(int(seed)):
+                return self._run(args)
+        if seed is not None:
+            raise EmberError(f"{os.path.basename(self.path)} draws no random numbers; it takes "
+                             f"no seed (exported without seed_input=True)")
+        return self._run(args)
+
+    def _run(self, args):
         leaves: list = []
         flatten_as(args, self.signature.input_structure, "inputs", leaves)
         arrays, sizes = self.signature.check_inputs(leaves)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import numpy as np
 
 from ..errors import EmberNotImplementedError, runtime_error, type_error
@@ -21,17 +24,37 @@ def initial_seed() -> int:
     return _seed
 
 
+_local = threading.local()  # .seeded: (seed, generators) while a seeded() block runs
+
+
 def generator(xp):
-    """The generator of an array module (numpy or cupy), created from the current seed."""
+    """The generator of an array module (numpy or cupy), created from the current seed (or
+    from the seed of the seeded() block this thread is in)."""
     key = xp.__name__
-    gen = _generators.get(key)
+    seeded_here = getattr(_local, "seeded", None)
+    seed, generators = (_seed, _generators) if seeded_here is None else seeded_here
+    gen = generators.get(key)
     if gen is None:
         if xp is np:
-            gen = np.random.Generator(np.random.PCG64(_seed))
+            gen = np.random.Generator(np.random.PCG64(seed))
         else:
-            gen = xp.random.RandomState(_seed)
-        _generators[key] = gen
+            gen = xp.random.RandomState(seed)
+        generators[key] = gen
     return gen
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Draws made on this thread inside the block come from generators of their own, made
+    from `seed` as manual_seed(seed) makes the global ones (the same numbers, in the same
+    order), and leave the global streams where they were: the seed input of an exported
+    graph that draws random numbers."""
+    saved = getattr(_local, "seeded", None)
+    _local.seeded = (int(seed), {})
+    try:
+        yield
+    finally:
+        _local.seeded = saved
 
 
 def stream_state():

@@ -14,6 +14,7 @@ its signature; with `check`, the file is loaded back and run against eager on th
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import json
 import os
@@ -30,6 +31,7 @@ from ..errors import EmberError
 from ..ir.graph import VALUE_NAME
 from ..ir.passes import run_pipeline
 from ..ir.serialize import to_data
+from ..runtime import random
 from ..runtime.device import CPU, to_device
 from ..runtime.graph_file import FORMAT_NAME, SCHEMA_VERSION, write_container
 from ..runtime.program import evaluate_with_kernels
@@ -405,21 +407,30 @@ def export(
     check: bool = True,
     include_examples: bool = False,
     training: bool = False,
+    seed_input: bool = False,
 ) -> ExportResult:
     """Export fn_or_module, as called on example_inputs (a tensor or a tuple of arguments), to
     the graph file `path`. A module runs in eval mode unless training=True (its mode is
     restored after). dynamic_dims makes sizes symbolic: {"x": {0: "batch"}} or {0: {0:
-    "batch"}}. With check, the file is run by ember.runtime and compared with eager."""
-    captured = capture(fn_or_module, example_inputs, dynamic_dims=dynamic_dims, training=training)
+    "batch"}}. With check, the file is run by ember.runtime and compared with eager.
+
+    A graph that draws random numbers (dropout in training mode, randn_like, ...) is refused
+    unless seed_input=True: then every call of the loaded graph takes seed=<int> and draws
+    the numbers eager draws after ember.manual_seed(seed)."""
+    with random.seeded(0) if seed_input else contextlib.nullcontext():  # the user's stream
+        captured = capture(fn_or_module, example_inputs, dynamic_dims=dynamic_dims,
+                           training=training)
     graph, args, symbols = captured.graph, captured.args, captured.symbols
     drawn = next((node for node in graph.nodes if node.schema.kind == "random"), None)
-    if drawn is not None:
+    if drawn is not None and not seed_input:
         raise EmberError(
             f"export: {getattr(fn_or_module, '__name__', type(fn_or_module).__name__)} draws "
             f"random numbers ({drawn.op} at {drawn.source or '?'}); an exported graph is "
-            f"deterministic. Export the model in eval mode (dropout off), or pass the noise "
-            f"in as an input")
+            f"deterministic. Export the model in eval mode (dropout off), pass the noise in "
+            f"as an input, or pass seed_input=True (each call then takes seed=<int>)")
     signature = _signature(graph, captured.input_structure, captured.out_spec)
+    if drawn is not None:
+        signature["seed"] = True
     ops = sorted({node.op for node in graph.nodes})
     tensors = {c.name: c.constant for c in graph.constants}
     metadata = {
@@ -442,11 +453,18 @@ def export(
         from ..runtime.loaded import load
 
         program = load(path)
-        difference = _compare(program, args, captured.eager_result)
+        if drawn is not None:  # eager and the file, each drawing from the same seed
+            with random.seeded(0), grad_mode.no_grad(), module_mode(captured.module, training):
+                expected = fn_or_module(*args)
+            program = functools.partial(program, seed=0)
+            difference = _compare(program, args, expected)
+        else:
+            difference = _compare(program, args, captured.eager_result)
         if symbols:
             grown = _grown(args, symbols, captured.arg_names, more=2)
             try:
-                with grad_mode.no_grad(), module_mode(captured.module, training):
+                with (random.seeded(0), grad_mode.no_grad(),
+                      module_mode(captured.module, training)):
                     expected = fn_or_module(*grown)
             except EmberError:
                 expected = None  # the function itself does not take the other size

@@ -138,6 +138,57 @@ def test_export_refuses_random_numbers_and_keeps_like_factories_symbolic(tmp_pat
                      tmp_path / "noisy.ember")
 
 
+def test_export_with_a_seed_input_draws_eagers_numbers(tmp_path):
+    """seed_input=True exports a drawing graph: each call takes seed=, draws the numbers
+    eager draws after manual_seed(seed) (dropout, randn_like, rand; any batch size), and
+    leaves the global stream alone; a missing or bad seed is refused by name."""
+    from ember import runtime
+    from ember.runtime.cli import info
+    from ember.runtime.cli import main as cli_main
+
+    class VAE(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mu, self.logvar, self.drop = nn.Linear(4, 3), nn.Linear(4, 3), nn.Dropout(0.5)
+
+        def forward(self, x):
+            mu, logvar = self.mu(x), self.logvar(x)
+            z = mu + ember.randn_like(mu) * (0.5 * logvar).exp()
+            return self.drop(z), ember.rand(x.shape[0], 2)
+
+    net = VAE()
+    path = tmp_path / "vae.ember"
+    example = ember.randn(5, 4)
+    ember.manual_seed(3)
+    untouched = ember.rand(4)
+    ember.manual_seed(3)
+    result = ember.export(net, (example,), path, training=True, seed_input=True,
+                          dynamic_dims={0: {0: "batch"}})
+    assert result.max_difference < 1e-5 and result.signature["seed"] is True
+    np.testing.assert_array_equal(ember.rand(4).numpy(), untouched.numpy())
+    loaded = runtime.load(path)
+    for batch, seed in ((5, 7), (2, 11)):
+        x = ember.randn(batch, 4)
+        ember.manual_seed(seed)
+        with ember.no_grad():
+            expected = net(x)
+        got = loaded(x.numpy(), seed=seed)
+        for g, e in zip(got, expected):
+            np.testing.assert_allclose(g, e.numpy(), rtol=1e-5, atol=1e-6)
+        assert not np.array_equal(loaded(x.numpy(), seed=seed + 1)[0], got[0])
+    for bad in (None, 1.5, True):
+        with pytest.raises(ember.EmberError, match=r"draws random numbers: call it with seed="):
+            loaded(x.numpy(), seed=bad)
+    assert "--seed" in info(str(path))
+    np.save(tmp_path / "x.npy", x.numpy())
+    assert cli_main(["run", str(path), "--input", f"x={tmp_path / 'x.npy'}", "--seed", "1"]) == 0
+
+    plain = tmp_path / "plain.ember"
+    ember.export(nn.Linear(4, 2), (ember.randn(2, 4),), plain)
+    with pytest.raises(ember.EmberError, match="takes no seed"):
+        runtime.load(plain)(np.ones((2, 4), np.float32), seed=1)
+
+
 def test_a_whole_steps_results_keep_requires_grad_as_eager():
     """An LSTM step returns its hidden state (its graph spent by backward): cached calls, which
     record no autograd, still return it requiring grad, as eager does, so feeding it back
