@@ -144,6 +144,23 @@ def _indexing(x, y):
     return picked, rows, hot, last, chosen, pairs
 
 
+def _indexing_on_inner_dims(x, y):
+    """Several index tensors past the leading dim: adjacent ones keep their place in the
+    result (x[:, i, j]); ones a slice separates put theirs first (x[i, :, j]); and the
+    writes, x[...] = v and += v, as ScatterND (negative indices counted from the end)."""
+    index = (ember.abs(y) * 3).to(ember.int64).clamp(0, 3)
+    rows, cols = index[:, 0, 0], -1 - index[:, 1, :1]
+    inner = x[:, index[0, 0, :3], index[1, 1, :3] - 2]
+    apart = x[rows, :, cols]
+    written = x.clone()
+    written[:, index[0, 0, :2], -1 - index[1, 1, :2]] = y[0, :2, 0]
+    spread = x.clone()
+    spread[rows, :, cols] = 2.5
+    added = x.clone()
+    added.index_put_((index[:, 0, 0],), y[:, :1, :], accumulate=True)
+    return inner, apart, written, spread, added
+
+
 def _pooling(x, y):
     images = x.unsqueeze(1)
     weight = y[:2, :2, :3].unsqueeze(1)
@@ -200,8 +217,8 @@ def _tiles_scatters_and_sorts(x, y):
 
 @pytest.mark.parametrize(
     "fn",
-    [_elementwise, _more_elementwise, _reductions, _shapes, _indexing, _pooling, _transposed_conv,
-     _rounding_divisions, _tiles_scatters_and_sorts],
+    [_elementwise, _more_elementwise, _reductions, _shapes, _indexing, _indexing_on_inner_dims,
+     _pooling, _transposed_conv, _rounding_divisions, _tiles_scatters_and_sorts],
 )
 def test_translated_ops_match_eager_on_random_inputs(tmp_path, fn):
     rng = np.random.default_rng(abs(hash(fn.__name__)) % 2**32)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import EmberError
 from ..ir.dtypes import INT, as_dtype
+from ..ir.ops.index import index_shape
 from ..ir.schema import SCHEMAS, promoted
 from ..ir.symbolic import SymInt
 
@@ -298,8 +299,10 @@ def _to_output_shape(onnx_op: str):
 
 def _index(b, node, out):
     """Advanced indexing with integer index tensors (both take negative indices as PyTorch):
-    one tensor (x[:, [-1], :], x[i]) is a Gather along its dim; several on the leading dims
-    (x[i, j]) are a GatherND of the indices broadcast together and stacked on a last axis."""
+    one tensor (x[:, [-1], :], x[i]) is a Gather along its dim; several (x[i, j], x[:, i, j],
+    x[i, :, j]) are a GatherND on x with the indexed dims moved to the front (see
+    _to_front). As in PyTorch, the indices' dims take the indexed dims' place in the result
+    when those are adjacent, and go first when they are not."""
     x, *indices = node.inputs
     dims = tuple(node.attrs["dims"])
     if any(i.type.dtype.category != INT for i in indices):
@@ -308,13 +311,62 @@ def _index(b, node, out):
         index = _operand(b, indices[0], "int64")
         b.node("Gather", [x.name, index], [out], axis=dims[0])
         return
-    if dims != tuple(range(len(indices))):
-        raise Unsupported("several index tensors on dims other than the leading ones")
-    rank = len(node.output.type.shape) - (len(x.type.shape) - len(indices))
-    shape = b.ints(node.output.type.shape[:rank])
-    stacked = [b.node("Unsqueeze", [b.node("Expand", [_operand(b, i, "int64"), shape]),
-                                    b.ints([-1])]) for i in indices]
-    b.node("GatherND", [x.name, b.node("Concat", stacked, axis=-1)], [out])
+    source, stacked, to_result, _ = _to_front(b, x, indices, dims, node.output.type.shape)
+    if to_result is None:
+        b.node("GatherND", [source, stacked], [out])
+    else:
+        b.node("Transpose", [b.node("GatherND", [source, stacked])], [out], perm=to_result)
+
+
+def _index_put(b, node, out):
+    """x[indices] = values (accumulate: +=) as a ScatterND on x with the indexed dims moved
+    to the front, the values broadcast to the indexed part, in that order; negative indices
+    counted from the end first (ScatterND takes none)."""
+    x, values, *indices = node.inputs
+    dims = tuple(node.attrs["dims"])
+    if any(i.type.dtype.category != INT for i in indices):
+        raise Unsupported("index_put with a boolean mask")
+    part = index_shape(x.type.shape, [i.type.shape for i in indices], dims)
+    source, stacked, to_result, front = _to_front(b, x, indices, dims, part, positive=True)
+    updates = b.node("Expand", [_operand(b, values, x.type.dtype), b.ints(part)])
+    if to_result is not None:  # the part's order -> (indices' dims, kept dims)
+        updates = b.node("Transpose", [updates], perm=[to_result.index(i)
+                                                       for i in range(len(to_result))])
+    extra = {"reduction": "add"} if node.attrs["accumulate"] else {}
+    if front == list(range(len(front))):
+        b.node("ScatterND", [source, stacked, updates], [out], **extra)
+        return
+    scattered = b.node("ScatterND", [source, stacked, updates], **extra)
+    b.node("Transpose", [scattered], [out], perm=[front.index(i) for i in range(len(front))])
+
+
+def _to_front(b, x, indices, dims, result_shape, positive=False):
+    """For index tensors on `dims` of x: x transposed with those dims first, the indices
+    broadcast together and stacked on a last axis (as GatherND/ScatterND take them), the
+    permutation from the gathered (indices' dims, kept dims) to the result's order (None if
+    the same), and the permutation that moved x's dims."""
+    rank = len(x.type.shape)
+    kept = [d for d in range(rank) if d not in dims]
+    front = list(dims) + kept
+    source = x.name if front == list(range(rank)) else b.node("Transpose", [x.name], perm=front)
+    adjacent = list(dims) == list(range(dims[0], dims[0] + len(dims)))
+    where = dims[0] if adjacent else 0  # where the indices' dims are in the result
+    n_index = len(result_shape) - len(kept)  # the broadcast indices' rank
+    shape = b.ints(result_shape[where:where + n_index])
+    stacked = []
+    for index, dim in zip(indices, dims):
+        index = _operand(b, index, "int64")
+        if positive:  # i + size * (i < 0)
+            size = b.ints([x.type.shape[dim]])
+            below = b.node("Cast", [b.node("Less", [index, b.ints([0])])],
+                           to=_onnx_type("int64"))
+            index = b.node("Add", [index, b.node("Mul", [below, size])])
+        stacked.append(b.node("Unsqueeze", [b.node("Expand", [index, shape]), b.ints([-1])]))
+    to_result = None
+    if where:
+        to_result = (list(range(n_index, n_index + where)) + list(range(n_index))
+                     + list(range(n_index + where, n_index + len(kept))))
+    return source, b.node("Concat", stacked, axis=-1), to_result, front
 
 
 def _full(b, node, out):
@@ -589,6 +641,7 @@ TRANSLATIONS = {
     "expand": _to_output_shape("Expand"),
     "full": _full,
     "index": _index,
+    "index_put": _index_put,
     "permute": _permute,
     "squeeze": _squeeze,
     "unsqueeze": _unsqueeze,
@@ -633,7 +686,6 @@ NOT_EXPORTABLE = {
     "multinomial": "random numbers: ONNX's Multinomial does not draw ember's stream",
     "nonzero": "an output whose size depends on the data",
     "view_dtype": "a reinterpretation of the bits, which ONNX cannot express",
-    "index_put": _NOT_YET,
     "index_add": _NOT_YET,
     "atan2": _NOT_YET,
     "cummax": _NOT_YET,
