@@ -45,6 +45,84 @@ def _py_number(x):
     return x.item() if isinstance(x, np.generic) else x
 
 
+# Elementwise calls without attrs on CPU tensors of one shape (and Python numbers) whose type
+# rule, casts and kernel were once seen to need nothing but the kernel: (op, each input's
+# dtype or number class) -> (output dtype, the dtype numbers are cast to or None,
+# differentiable). Such a call's output dtype depends on those alone and its shape is the
+# inputs', so the rule's answer is reused; every other call takes the general way.
+_PLANS: dict = {}
+_PYTHON_NUMBERS = (float, int, bool)
+
+
+def _planned(op: str, inputs: tuple):
+    """The call run by its plan (see _PLANS), or None where it has none."""
+    key = [op]
+    shape = None
+    needs_grad = False
+    arrays = []
+    for x in inputs:
+        if isinstance(x, Tensor):
+            data = x._data
+            if x._device is not CPU or data.__class__ is not _ndarray:
+                return None
+            if shape is None:
+                shape = data.shape
+            elif data.shape != shape:
+                return None
+            key.append(x._dtype)
+            if x._requires_grad:
+                needs_grad = True
+            arrays.append(data)
+        elif x.__class__ in _PYTHON_NUMBERS:
+            key.append(x.__class__)
+            arrays.append(x)
+        else:
+            return None
+    plan = _PLANS.get(tuple(key))
+    if plan is None or not shape:
+        return None
+    out_dtype, numbers_as, differentiable = plan
+    if numbers_as is not None:
+        for i, x in enumerate(arrays):
+            if x.__class__ is not _ndarray:
+                try:
+                    arrays[i] = numbers_as(x)
+                except OverflowError:  # the general way wraps it around
+                    return None
+    out = Tensor._make(KERNELS[op](np, *arrays), out_dtype, CPU)
+    if needs_grad and _grad_state.enabled and differentiable:
+        link_op(op, inputs, _EMPTY, (out,))
+    if hooks.tracer_hook is not None:
+        hooks.tracer_hook(op, inputs, _EMPTY, out)
+    return out
+
+
+def _make_plan(op, schema, inputs, args, out_type, result) -> None:
+    """After a general call: whether a call like it may take the plan (see _PLANS)."""
+    shape = None
+    key = [op]
+    for x, arg in zip(inputs, args):
+        if isinstance(x, Tensor):
+            if x._device is not CPU or arg is not x._data or x._data.__class__ is not _ndarray:
+                return  # cast, or not a numpy array
+            if shape is None:
+                shape = x._data.shape
+            elif x._data.shape != shape:
+                return
+            key.append(x._dtype)
+        elif x.__class__ in _PYTHON_NUMBERS and not schema.reads_numbers:
+            key.append(x.__class__)
+        else:
+            return
+    if (result.__class__ is not _ndarray or result.dtype != out_type.dtype.np
+            or result.shape != shape or not shape):
+        return
+    numbers_as = None
+    if schema.compute_dtype is not None:
+        numbers_as = schema.compute_dtype_of(inputs, out_type.dtype).np.type
+    _PLANS[tuple(key)] = (out_type.dtype, numbers_as, schema.differentiable)
+
+
 def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = None):
     """Run primitive `op` on `inputs` (tensors and Python numbers) with `attrs`.
 
@@ -53,6 +131,10 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = 
     and out is returned; None means out cannot take the result (the caller goes the general
     way, which reports any error).
     """
+    if not attrs and out is None and hooks.active_trace is None and not autocast.enabled:
+        done = _planned(op, inputs)
+        if done is not None:
+            return done
     schema = SCHEMAS.get(op)
     if schema is None:
         raise type_error(f"unknown op {op!r}")
@@ -96,6 +178,10 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = 
     if out is not None:
         return _into(out, op, kernel, xp, args, kattrs, out_types, inputs, needs_grad)
     result = kernel(xp, *args, **kattrs)
+    if (schema.kind == "elementwise" and not attrs and schema.cast_start == 0
+            and hooks.active_trace is None and not autocast.enabled
+            and schema.num_outputs == 1 and dev is CPU):
+        _make_plan(op, schema, inputs, args, out_types, result)
 
     if schema.num_outputs == 1:
         if schema.view:

@@ -46,6 +46,9 @@ class OpSchema:
     # An op that acts on the world (a collective, a print) runs even when its outputs are
     # unused, and never merges with an equal call.
     side_effects: bool = False
+    # The type rule reads a Python number's value, not only its type (pow refuses an integer
+    # to a negative power): eager dispatch never reuses its answer for calls with numbers.
+    reads_numbers: bool = False
 
     # -- public forms -------------------------------------------------------------------------
     # "function" (ember.name), "method" (Tensor.name), "inplace" (Tensor.name_); each alias
@@ -160,17 +163,38 @@ def normalize_dim(dim: int, ndim: int) -> int:
     return dim + bound if dim < 0 else dim
 
 
+_NORMALIZED: dict = {}  # (dims, ndim) -> normalize_dims' answer, for None and plain ints
+
+
 def normalize_dims(dims, ndim: int) -> tuple:
     """None -> every dim; int or sequence -> sorted non-negative tuple without repeats."""
-    if dims is None:
-        return tuple(range(ndim))
+    cls = dims.__class__
+    if cls is int or dims is None:  # the common calls, answered once (bool is not int here)
+        known = _NORMALIZED.get((dims, ndim))
+        if known is not None:
+            return known
+        if dims is None:
+            known = tuple(range(ndim))
+        else:
+            known = (normalize_dim(dims, ndim),) if ndim else ()
+        if len(_NORMALIZED) < 4096 and ndim.__class__ is int:
+            _NORMALIZED[dims, ndim] = known
+        return known
+    if cls is tuple and all(d.__class__ is int for d in dims):
+        known = _NORMALIZED.get((dims, ndim))
+        if known is not None:
+            return known
     if isinstance(dims, int):
         dims = (dims,)
     out = tuple(sorted(normalize_dim(d, ndim) for d in dims))
     if len(set(out)) != len(out):
         raise runtime_error(f"dim {tuple(dims)} appears multiple times in the list of dims")
     # a 0-d tensor accepts dim 0 or -1, which names no axis of its empty shape
-    return out if ndim else ()
+    out = out if ndim else ()
+    if cls is tuple and len(_NORMALIZED) < 4096 and ndim.__class__ is int \
+            and all(d.__class__ is int for d in dims):
+        _NORMALIZED[dims, ndim] = out
+    return out
 
 
 def shapes_and_dtypes(inputs):

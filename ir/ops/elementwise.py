@@ -146,7 +146,7 @@ for _name, _ufunc in (("bitwise_left_shift", "left_shift"),
 
 
 @register("pow", kind="elementwise", compute_dtype="output", variants=ALL, fuse=NOT_BOOL,
-          ufunc="power", onnx="Pow")
+          ufunc="power", onnx="Pow", reads_numbers=True)
 def _pow(inputs, attrs):
     out = _same(inputs, attrs)
     exponent = inputs[1]

@@ -18,13 +18,16 @@ def _acc_dtype(x):
 
 @kernel("sum")
 def _sum(xp, x, dims, keepdim):
-    # numpy's sum warns from its own module, out of reach of the kernels' warning filter
-    with np.errstate(all="ignore"):
-        axis = _axis(dims)
-        if xp is np and axis is not None and len(axis) > 1 and x.flags.c_contiguous:
+    axis = _axis(dims)
+    if xp is np:
+        if axis is not None and len(axis) > 1 and x.flags.c_contiguous:
             split = _leading_then_rest(x, axis, keepdim)
             if split is not None:
                 return split
+        # the ufunc called from this module: an overflow warning is this module's, which the
+        # kernels' warning filter silences (np.sum would warn from numpy's own module)
+        return np.add.reduce(x, axis=axis, dtype=_acc_dtype(x), keepdims=keepdim)
+    with np.errstate(all="ignore"):
         return xp.sum(x, axis=axis, keepdims=keepdim, dtype=_acc_dtype(x))
 
 
@@ -40,8 +43,8 @@ def _leading_then_rest(x, axis, keepdim):
     if lead == 0 or lead == len(dims):
         return None
     acc = _acc_dtype(x)
-    partial = np.sum(x, axis=tuple(range(lead)), dtype=acc)
-    out = np.sum(partial, axis=tuple(d - lead for d in dims[lead:]), dtype=acc)
+    partial = np.add.reduce(x, axis=tuple(range(lead)), dtype=acc)
+    out = np.add.reduce(partial, axis=tuple(d - lead for d in dims[lead:]), dtype=acc)
     if keepdim:
         out = out.reshape(tuple(1 if i in axis else n for i, n in enumerate(x.shape)))
     return out

@@ -1,0 +1,86 @@
+"""Eager dispatch reuses an elementwise call's type-rule answer per (op, dtypes, number
+classes) (_tensor/dispatch.py, _PLANS): a planned call must equal the general way's in
+values, dtype, autograd and errors."""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+
+import ember
+import numpy as np
+import pytest
+
+dispatch_module = importlib.import_module("ember._tensor.dispatch")  # (the package's
+# `dispatch` attribute is the function)
+
+DTYPES = [ember.float32, ember.float64, ember.int64, ember.int32, ember.bool, ember.float16]
+OPS = ["add", "sub", "mul", "div", "maximum", "eq", "lt", "logical_and", "pow", "remainder"]
+NUMBERS = [2, 0.5, True, -3]
+
+
+def _operand(kind, rng):
+    if isinstance(kind, ember.dtype):
+        values = rng.integers(1, 4, (3, 4)) if kind is not ember.bool else rng.integers(0, 2,
+                                                                                          (3, 4))
+        return ember.tensor(values).to(kind)
+    return kind
+
+
+def _outcome(op, a, b):
+    try:
+        out = getattr(ember, op)(a, b)
+    except ember.EmberError as exc:
+        return ("error", type(exc), str(exc).split(" (at ")[0])
+    return ("value", out.dtype, out.numpy())
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_planned_calls_equal_the_general_way(op, monkeypatch):
+    rng = np.random.default_rng(0)
+    kinds = DTYPES + NUMBERS
+    for left, right in itertools.product(kinds, kinds):
+        if not isinstance(left, ember.dtype) and not isinstance(right, ember.dtype):
+            continue
+        a, b = _operand(left, rng), _operand(right, rng)
+        monkeypatch.setattr(dispatch_module, "_PLANS", {})
+        first = _outcome(op, a, b)  # the general way (and the plan made, where one may be)
+        again = _outcome(op, a, b)  # planned, where a plan was made
+        assert again[:2] == first[:2], (op, left, right)
+        if first[0] == "value":
+            assert again[2].dtype == first[2].dtype
+            np.testing.assert_array_equal(again[2], first[2], err_msg=f"{op} {left} {right}")
+        else:
+            assert again[2] == first[2]
+
+
+def test_a_plan_never_skips_a_rule_that_reads_a_numbers_value():
+    x = ember.tensor([2, 3])
+    assert (x ** 2).tolist() == [4, 9]
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="Integers to negative integer powers"):
+            x ** -1
+
+
+def test_planned_calls_record_autograd_and_run_the_current_kernel(monkeypatch):
+    a = ember.randn(3, 4, requires_grad=True)
+    b = ember.randn(3, 4)
+    for _ in range(3):
+        out = a * b + 1.5
+        (grad,) = ember.autograd.grad(out.sum(), a)
+        np.testing.assert_allclose(grad.numpy(), b.numpy())
+    ran = []
+    kernel = dispatch_module.KERNELS["mul"]
+    monkeypatch.setitem(dispatch_module.KERNELS, "mul",
+                        lambda *args, **kw: ran.append(1) or kernel(*args, **kw))
+    a * b
+    assert ran == [1]
+
+
+def test_calls_a_plan_cannot_take_go_the_general_way():
+    a = ember.ones(2, 3)
+    with pytest.raises(RuntimeError, match="must match the size"):
+        a + ember.ones(2, 4)  # same dtypes as a planned call, other shapes
+    assert (a + ember.ones(3)).shape == (2, 3)  # broadcasting
+    assert (ember.tensor([1], dtype=ember.int8) + 300).tolist() == [45]  # wraps, as PyTorch
+    assert (ember.tensor(1.0) + ember.tensor(2.0)).item() == 3.0  # 0-d
