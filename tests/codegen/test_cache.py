@@ -525,7 +525,8 @@ for directory in sys.argv[1:]:
     x = np.arange(64, dtype=np.float32)
     y = np.zeros_like(x)
     library.function("k", signature)(x.ctypes.data, y.ctypes.data, 0, x.size)
-    results.append({"stats": kernels.stats.as_dict(), "correct": bool(np.array_equal(y, 2 * x + 1))})
+    correct = bool(np.array_equal(y, 2 * x + 1))
+    results.append({"stats": kernels.stats.as_dict(), "correct": correct})
 print(json.dumps(results))
 """
 
