@@ -24,6 +24,7 @@ from .errors import EmberError, type_error
 from .ir.dtypes import ALL as _ALL_DTYPES
 from .ir.dtypes import dtype as DType
 from .ir.dtypes import from_name
+from .runtime import atomic_file, safetensors_writer
 from .runtime.device import CPU, as_device, device, is_cuda_available, to_device
 from .runtime.safetensors_file import DTYPE_CODES, MAX_HEADER_BYTES, Problem, SafetensorsFile
 
@@ -174,10 +175,9 @@ class _Encoder:
 
 def save(obj: Any, f: str | os.PathLike | BinaryIO) -> None:
     """Save obj (tensors, numbers, strings and nested lists/tuples/dicts of them) to the path
-    or binary file f, as one safetensors file. Nothing is pickled."""
-    from safetensors.numpy import save as save_bytes
-    from safetensors.numpy import save_file
-
+    or binary file f, as one safetensors file. Nothing is pickled. The same obj gives the same
+    bytes. A path is replaced whole or not at all: a save that fails or is killed leaves the
+    old file and no partial one (runtime/atomic_file.py)."""
     encoder = _Encoder()
     root = encoder.encode(obj, [], 0)
     try:
@@ -185,21 +185,19 @@ def save(obj: Any, f: str | os.PathLike | BinaryIO) -> None:
     except ValueError as exc:  # an int too long for JSON
         raise type_error(f"ember.save: {exc}") from None
     metadata = {"format": FORMAT, "version": str(VERSION), "structure": structure}
-    # the header's size as safetensors writes it (metadata, then one entry per tensor)
-    header_size = len(json.dumps(metadata)) + sum(
-        len(json.dumps(name)) + 100 + 21 * array.ndim for name, array in encoder.arrays.items()
-    )
-    if header_size > MAX_HEADER_BYTES:
+    prepared = safetensors_writer.prepare(encoder.arrays, metadata)
+    if prepared.header_size > MAX_HEADER_BYTES:
         raise type_error(
-            f"ember.save: the checkpoint's header would be about {header_size} bytes, over "
+            f"ember.save: the checkpoint's header would be {prepared.header_size} bytes, over "
             f"the {MAX_HEADER_BYTES} that ember.load accepts"
         )
     if isinstance(f, (str, os.PathLike)):
-        save_file(encoder.arrays, f, metadata=metadata)
+        with atomic_file.replacing(f) as out:
+            safetensors_writer.write(out, prepared)
     elif callable(getattr(f, "write", None)):
         if isinstance(f, io.TextIOBase):
             raise type_error("ember.save: the file is open in text mode; open it with 'wb'")
-        f.write(save_bytes(encoder.arrays, metadata=metadata))
+        safetensors_writer.write(f, prepared)
     else:
         raise type_error(f"ember.save: expected a path or a binary file, got {type(f).__name__}")
 

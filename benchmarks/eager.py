@@ -1,6 +1,8 @@
 """Eager-mode benchmarks: ember against numpy and PyTorch eager, all from one run.
 
-Measures (a) dispatch overhead of `a + b` on one-element float32 tensors, (b) elementwise ops
+Measures (a) dispatch overhead of `a + b` on one-element float32 tensors, (a2) the per-op cost
+of a dozen small ops with autograd recording (what a training script runs hundreds of per
+step), (b) elementwise ops
 and (c) reductions on 4M float32 elements (2048x2048), and (d) a 2048x2048 float32 matmul. Each
 row prints the median time of many repeats after a warmup, and the ratios ember/numpy and
 ember/torch beside their targets. PyTorch columns read "torch not installed" without torch.
@@ -84,6 +86,41 @@ def dispatch_cases() -> list[Case]:
         tag = torch.tensor([1.0], requires_grad=True)
         cases[0].torch_fn = lambda: ta + tb
         cases[1].torch_fn = lambda: tag + tb
+    return cases
+
+
+# the small ops a training script runs hundreds of per step, on (8, 16) float32 tensors of
+# which one requires grad: issue 18's per-op budget is 2.5x PyTorch's cost
+OVERHEAD_OPS = {
+    "x * y": lambda m, x, y, w: x * y,
+    "x * 0.5 + y": lambda m, x, y, w: x * 0.5 + y,
+    "x.relu()": lambda m, x, y, w: x.relu(),
+    "x.exp()": lambda m, x, y, w: x.exp(),
+    "x.sum()": lambda m, x, y, w: x.sum(),
+    "x.sum(-1)": lambda m, x, y, w: x.sum(-1),
+    "x.mean(-1, keepdim=True)": lambda m, x, y, w: x.mean(-1, keepdim=True),
+    "x.view(4, 32)": lambda m, x, y, w: x.view(4, 32),
+    "x.transpose(0, 1)": lambda m, x, y, w: x.transpose(0, 1),
+    "x[:, :8]": lambda m, x, y, w: x[:, :8],
+    "x @ w": lambda m, x, y, w: x @ w,
+    "softmax(x, -1)": lambda m, x, y, w: m.nn.functional.softmax(x, -1),
+}
+
+
+def overhead_cases() -> list[Case]:
+    def operands(m):
+        rng = np.random.default_rng(0)
+        x = m.tensor(rng.standard_normal((8, 16)).astype(np.float32), requires_grad=True)
+        y = m.tensor(rng.standard_normal((8, 16)).astype(np.float32))
+        w = m.tensor(rng.standard_normal((16, 16)).astype(np.float32))
+        return x, y, w
+
+    mine = operands(ember)
+    theirs = operands(torch) if torch is not None else None
+    cases = []
+    for name, fn in OVERHEAD_OPS.items():
+        torch_fn = None if theirs is None else (lambda fn=fn: fn(torch, *theirs))
+        cases.append(Case(name, lambda fn=fn: fn(ember, *mine), None, torch_fn, 1000, None, 2.5))
     return cases
 
 
@@ -221,6 +258,13 @@ def main() -> None:
         dispatch_cases(),
         "us",
         repeats=20 if quick else 200,
+        warmup=200,
+    )
+    run_section(
+        "(a2) per-op cost with autograd recording, (8, 16) float32, median per call",
+        overhead_cases(),
+        "us",
+        repeats=20 if quick else 100,
         warmup=200,
     )
     run_section(

@@ -13,10 +13,8 @@ memory-mapped, never read whole, and nothing in the file is unpickled, evaluated
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..errors import EmberError
-from . import safetensors_file
+from . import atomic_file, safetensors_file, safetensors_writer
 from .safetensors_file import MAX_JSON_BYTES, Problem, SafetensorsFile
 
 FORMAT_NAME = "ember.graph"
@@ -59,9 +57,9 @@ def read_container(path: str) -> Container:
 
 
 def write_container(path: str, tensors: dict, metadata: dict) -> None:
-    """Write a safetensors file of named numpy arrays (C order, little-endian) and metadata
-    strings, through the safetensors package."""
-    from safetensors.numpy import save_file
-
-    arrays = {name: np.ascontiguousarray(array) for name, array in tensors.items()}
-    save_file(arrays, path, metadata=metadata)
+    """Write a safetensors file of named numpy arrays and metadata strings: the same bytes for
+    the same contents (runtime/safetensors_writer.py), replacing path whole or not at all
+    (runtime/atomic_file.py)."""
+    prepared = safetensors_writer.prepare(tensors, metadata)
+    with atomic_file.replacing(path) as f:
+        safetensors_writer.write(f, prepared)

@@ -242,3 +242,70 @@ def test_export_without_check_reports_no_difference(tmp_path):
         warnings.simplefilter("error")
         result = ember.export(lambda x: x * 3, ember.ones(2), tmp_path / "n.ember", check=False)
     assert result.max_difference is None and result.size == os.path.getsize(result.path)
+
+
+# -- reproducible files, and what they say about the exporting machine ---------------------------
+
+
+def _sources(path):
+    graph = json.loads(read_container(str(path)).metadata["graph"])
+    return [node.get("source") for node in graph["nodes"]]
+
+
+def _small_model():
+    ember.manual_seed(0)
+    return mlp(ember, (6, 8, 3)).eval()
+
+
+def _export(model, x, path, **kwargs):
+    # one line for every export, so that the files name the same source line
+    return ember.export(model, x, path, **kwargs)
+
+
+def test_two_exports_of_the_same_model_are_byte_identical(tmp_path):
+    # the safetensors package wrote the metadata keys in a hash map's order, new each time
+    model, x = _small_model(), ember.randn(2, 6)
+    for name in ("a", "b", "c"):
+        _export(model, x, tmp_path / f"{name}.ember", dynamic_dims={"input": {0: "batch"}})
+    first = (tmp_path / "a.ember").read_bytes()
+    assert (tmp_path / "b.ember").read_bytes() == first
+    assert (tmp_path / "c.ember").read_bytes() == first
+
+
+def test_sources_are_relative_by_default_and_name_no_absolute_path(tmp_path, monkeypatch):
+    here = os.path.abspath(__file__)
+    model, x = _small_model(), ember.randn(2, 6)
+    monkeypatch.chdir(os.path.dirname(here))
+    _export(model, x, tmp_path / "relative.ember")
+    sources = _sources(tmp_path / "relative.ember")
+    assert sources and all(re.fullmatch(r"test_export\.py:\d+", s) for s in sources), sources
+    data = (tmp_path / "relative.ember").read_bytes()
+    for machine_path in {os.path.dirname(here), os.path.dirname(os.path.dirname(here))}:
+        assert machine_path.encode() not in data
+
+    _export(model, x, tmp_path / "absolute.ember", source_paths="absolute")
+    absolute = _sources(tmp_path / "absolute.ember")
+    assert absolute == [here + ":" + s.rpartition(":")[2] for s in sources]
+
+    _export(model, x, tmp_path / "strip.ember", source_paths="strip")
+    assert _sources(tmp_path / "strip.ember") == [None] * len(sources)
+    assert b"source" not in (tmp_path / "strip.ember").read_bytes()
+    runtime.load(tmp_path / "strip.ember")(np.ones((2, 6), np.float32))
+
+
+def test_a_source_under_the_working_directory_is_named_from_it(tmp_path, monkeypatch):
+    def scale(x):
+        return x * 2.0
+
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p and "tests" not in p])
+    ember.export(scale, ember.randn(3), tmp_path / "f.ember")
+    [source] = _sources(tmp_path / "f.ember")
+    assert source.startswith("tests/test_export.py:"), source
+
+
+def test_an_unknown_source_paths_choice_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="source_paths must be one of 'relative'") as info:
+        ember.export(_small_model(), ember.randn(2, 6), tmp_path / "x.ember", source_paths="rel")
+    assert isinstance(info.value, ember.EmberError)
+    assert not (tmp_path / "x.ember").exists()

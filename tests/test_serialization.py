@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import pickle
 import zipfile
 from collections import OrderedDict, namedtuple
@@ -529,3 +530,69 @@ def test_loading_never_calls_pickle(monkeypatch):
     monkeypatch.setattr("builtins.eval", forbidden)
     monkeypatch.setattr("builtins.exec", forbidden)
     assert from_bytes(blob)["meta"] == {"epoch": 3, "name": "run"}
+
+
+# -- the same checkpoint, the same bytes -------------------------------------------------------
+
+DETERMINISM_CHILD = """
+import sys
+import ember
+import numpy as np
+rng = np.random.default_rng(7)
+obj = {
+    "model": {n: ember.tensor(rng.standard_normal((3, 4)).astype(d)) for n, d in
+              [("w", np.float32), ("b", np.float64), ("h", np.float16)]},
+    "step": 12,
+    "mask": ember.tensor(rng.integers(0, 2, 5).astype(bool)),
+    "ids": ember.tensor(np.arange(7, dtype=np.int64)),
+}
+ember.save(obj, sys.argv[1])
+"""
+
+
+def test_saving_the_same_object_gives_the_same_bytes_in_every_process(tmp_path):
+    # the safetensors package wrote its metadata in a hash map's per-process order
+    import subprocess
+    import sys
+
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    paths = []
+    for seed in ("1", "2", "3"):
+        paths.append(tmp_path / f"seed{seed}.ckpt")
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        env["PYTHONPATH"] = package_parent + os.pathsep + env.get("PYTHONPATH", "")
+        subprocess.run(
+            [sys.executable, "-c", DETERMINISM_CHILD, str(paths[-1])],
+            check=True,
+            env=env,
+            cwd=package_parent,
+            timeout=120,
+        )
+    first = paths[0].read_bytes()
+    assert all(path.read_bytes() == first for path in paths[1:])
+    loaded = ember.load(str(paths[0]))
+    assert loaded["step"] == 12 and loaded["model"]["h"].dtype == ember.float16
+    obj = {"a": ember.ones(3), "b": {"c": ember.zeros(2, dtype=ember.int8)}}
+    assert to_bytes(obj) == to_bytes(obj)
+
+
+def test_a_checkpoint_is_a_plain_safetensors_file_with_aligned_tensors(tmp_path):
+    rng = np.random.default_rng(3)
+    arrays = {
+        "u8": rng.integers(0, 255, 3).astype(np.uint8),  # odd sizes first in name order
+        "f64": rng.standard_normal(5),
+        "f16": rng.standard_normal(7).astype(np.float16),
+        "i32": rng.integers(-9, 9, (2, 3)).astype(np.int32),
+        "scalar": np.float32(2.5).reshape(()),
+    }
+    ember.save({k: ember.tensor(v) for k, v in arrays.items()}, str(tmp_path / "c.ckpt"))
+    loaded = safetensors.numpy.load_file(str(tmp_path / "c.ckpt"))
+    assert sorted(loaded) == sorted(arrays)
+    for name, array in arrays.items():
+        np.testing.assert_array_equal(loaded[name], array)
+        assert loaded[name].shape == array.shape and loaded[name].dtype == array.dtype
+    header, _ = split((tmp_path / "c.ckpt").read_bytes())
+    assert list(header["__metadata__"]) == sorted(header["__metadata__"])
+    for name, entry in header.items():
+        if name != "__metadata__":
+            assert entry["data_offsets"][0] % arrays[name].dtype.itemsize == 0, name

@@ -9,6 +9,13 @@ would make one exact (a type rule that cannot take it, a size used as a plain nu
 on sizes) is refused with its line. The graph is optimized by the IR pipeline and written with
 its signature; with `check`, the file is loaded back and run against eager on the examples
 (and, with dynamic dimensions, on a second size) and the largest difference is reported.
+
+Two exports of the same model give the same bytes. Each node keeps the user's file:line it
+came from, for messages; `source_paths` says how much of the path the file keeps: "relative"
+(the default) to the deepest of the working directory and the sys.path entries that holds
+it (a script's own name, a library's module path "timm/models/resnet.py"), else the file name
+alone, so no user name, home or checkout path of the exporting machine is written; "absolute" keeps
+them as they were; "strip" writes no sources.
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ import functools
 import inspect
 import json
 import os
+import pathlib
 import re
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -27,7 +36,7 @@ import numpy as np
 from .. import __version__
 from .._tensor import Tensor
 from ..autograd import grad_mode
-from ..errors import EmberError
+from ..errors import EmberError, value_error
 from ..ir.graph import VALUE_NAME
 from ..ir.passes import run_pipeline
 from ..ir.serialize import to_data
@@ -398,6 +407,41 @@ def capture(
     )
 
 
+SOURCE_PATHS = ("relative", "absolute", "strip")
+
+
+def _relative_source(source: str) -> str:
+    filename, colon, line = source.rpartition(":")
+    if not colon or not line.isdigit() or not os.path.isabs(filename):
+        return source  # "<stdin>:3", "<string>:1": nothing of the machine in them
+    filename = os.path.normpath(filename)
+    # the deepest of the working directory and the import roots that holds the file: a
+    # script's own name, a package's module path; never the root itself
+    bases = {os.path.normpath(os.path.abspath(p)) for p in [os.getcwd(), *sys.path] if p}
+    holding = [
+        base
+        for base in bases
+        if os.path.dirname(base) != base and os.path.commonpath([base, filename]) == base
+    ]
+    if holding:
+        relative = os.path.relpath(filename, max(holding, key=len))
+    else:
+        relative = os.path.basename(filename)
+    return f"{pathlib.PurePath(relative).as_posix()}:{line}"
+
+
+def _rewrite_sources(graph_data: dict, source_paths: str) -> dict:
+    if source_paths == "absolute":
+        return graph_data
+    for node in graph_data["nodes"]:
+        if "source" in node:
+            if source_paths == "strip":
+                del node["source"]
+            else:
+                node["source"] = _relative_source(node["source"])
+    return graph_data
+
+
 def export(
     fn_or_module,
     example_inputs,
@@ -408,6 +452,7 @@ def export(
     include_examples: bool = False,
     training: bool = False,
     seed_input: bool = False,
+    source_paths: str = "relative",
 ) -> ExportResult:
     """Export fn_or_module, as called on example_inputs (a tensor or a tuple of arguments), to
     the graph file `path`. A module runs in eval mode unless training=True (its mode is
@@ -416,7 +461,15 @@ def export(
 
     A graph that draws random numbers (dropout in training mode, randn_like, ...) is refused
     unless seed_input=True: then every call of the loaded graph takes seed=<int> and draws
-    the numbers eager draws after ember.manual_seed(seed)."""
+    the numbers eager draws after ember.manual_seed(seed).
+
+    source_paths: how the file names the user's source files ("relative", the default,
+    "absolute" or "strip"; see the module's docstring)."""
+    if source_paths not in SOURCE_PATHS:
+        raise value_error(
+            f"export: source_paths must be one of {', '.join(map(repr, SOURCE_PATHS))}, "
+            f"got {source_paths!r}"
+        )
     with random.seeded(0) if seed_input else contextlib.nullcontext():  # the user's stream
         captured = capture(fn_or_module, example_inputs, dynamic_dims=dynamic_dims,
                            training=training)
@@ -437,7 +490,10 @@ def export(
         "format": FORMAT_NAME,
         "schema_version": f"{SCHEMA_VERSION[0]}.{SCHEMA_VERSION[1]}",
         "ember_version": __version__,
-        "graph": json.dumps(to_data(graph, constant_data=False), separators=(",", ":")),
+        "graph": json.dumps(
+            _rewrite_sources(to_data(graph, constant_data=False), source_paths),
+            separators=(",", ":"),
+        ),
         "ops": json.dumps(ops),
         "signature": json.dumps(signature, separators=(",", ":")),
     }

@@ -6,12 +6,28 @@ on: the host target (`target.target_key()`), CODEGEN_VERSION and ember's version
 is `<directory>/<key>.ko`:
 
     MAGIC (8 bytes) | key (64 ASCII hex) | payload length (8, little-endian) |
-    sha256 of the payload (32) | payload (the object code)
+    HMAC-SHA256 of the three fields before it and the payload (32) | payload (the object code)
 
-Object code from disk is executed, so an entry is trusted only when all of it checks out
-(magic, the very key asked for, exact length, checksum, owned by this user), and the
-directory only when no other user can put files in it. Anything else is logged on the
-"kernels" channel, compiled again and overwritten; the user never sees a cache error.
+Object code from disk is executed, and LLVM's object loader is not built for hostile input (a
+few changed bytes crash the process with SIGSEGV or SIGABRT), so an entry reaches LLVM only when
+it is authentic: its HMAC is keyed by a 32-byte secret, `<directory>/secret.key`, made with
+os.urandom on first use, mode 0600, owned by this user. A plain checksum only catches accidents:
+anyone can recompute it over garbage. The HMAC can be made only by a process that can read the
+secret, which is this user's (who could as well edit ember's own source), so an entry
+forged, damaged and re-checksummed, or copied from another directory or machine is rebuilt,
+never loaded. Checking the object file's structure instead would not do: LLVM is crashed by
+relocations and section tables that look well-formed, and well-formed code can still be wrong;
+nor would probe-loading in a child process, which costs a fork per disk hit (unsafe in a
+threaded process) and proves only that loading survives, not that the code is ours.
+
+Before any of that, an entry is lstat-ed and must be a regular file (not a symlink, FIFO or
+device: nothing is opened that could block), owned by this user and at most MAX_ENTRY_BYTES;
+it is opened with O_NOFOLLOW | O_NONBLOCK and read no further than that bound. The directory is
+used only when it is owned by this user and neither group- nor world-writable (sticky bit or
+not), the same rule as ssh's StrictModes: anyone else who can create or rename files there
+could plant entries or swap the secret. A refused directory warns once (UserWarning) and kernels
+are compiled in memory; a refused entry is logged on the "kernels" channel, compiled again and
+overwritten; the user never sees a cache error.
 
 EMBER_CACHE_DIR names the directory; EMBER_CACHE_DIR=off (or 0, false, no, none) keeps kernels
 in memory only, as does `KernelCache(directory="")`.
@@ -23,11 +39,13 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import hmac
 import os
 import stat
 import struct
 import threading
 import time
+import warnings
 
 from ..._log import log
 from . import target
@@ -36,9 +54,29 @@ from . import target
 # convention, runtime helpers linked in): old entries then miss instead of being loaded.
 CODEGEN_VERSION = "1"
 
-MAGIC = b"EMBERKO1"
+MAGIC = b"EMBERKO2"  # KO1 entries (a plain sha256) are refused as bad magic and rebuilt
 SUFFIX = ".ko"
-_HEADER = struct.Struct("<8s64sQ32s")  # magic, key hex, payload length, payload sha256
+SECRET_NAME = "secret.key"
+SECRET_BYTES = 32
+# the largest entry read: entries are KBs to a few MB of object code; a bigger file is refused
+# from its size alone, before anything is read
+MAX_ENTRY_BYTES = 128 << 20
+_HEADER = struct.Struct("<8s64sQ32s")  # magic, key hex, payload length, HMAC
+_READ_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+_CREATE_FLAGS = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
 _OFF = {"off", "0", "false", "no", "none"}
 _FALLBACK_VERSION = "0.1.0"  # when ember runs from a folder without installed metadata
 # Windows has no getuid and its st_mode bits are synthesized, so neither check means anything
@@ -90,19 +128,23 @@ def cache_key(module_ir: str) -> str:
     return digest.hexdigest()
 
 
-def encode_entry(key: str, objects: bytes) -> bytes:
-    """A disk entry holding `objects` under `key`."""
-    header = _HEADER.pack(
-        MAGIC, key.encode("ascii"), len(objects), hashlib.sha256(objects).digest()
-    )
-    return header + objects
+def _mac(secret: bytes, fields: bytes, objects: bytes) -> bytes:
+    mac = hmac.new(secret, fields, hashlib.sha256)
+    mac.update(objects)
+    return mac.digest()
 
 
-def decode_entry(data: bytes, key: str) -> bytes:
+def encode_entry(key: str, objects: bytes, secret: bytes) -> bytes:
+    """A disk entry holding `objects` under `key`, authenticated with `secret`."""
+    fields = MAGIC + key.encode("ascii") + len(objects).to_bytes(8, "little")
+    return fields + _mac(secret, fields, objects) + objects
+
+
+def decode_entry(data: bytes, key: str, secret: bytes) -> bytes:
     """The object code in an entry read from disk, or CorruptEntry saying why it is refused."""
     if len(data) < _HEADER.size:
         raise CorruptEntry(f"truncated header ({len(data)} bytes)")
-    magic, stored_key, length, checksum = _HEADER.unpack_from(data)
+    magic, stored_key, length, mac = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise CorruptEntry(f"bad magic {magic!r}")
     if stored_key != key.encode("ascii"):
@@ -110,8 +152,9 @@ def decode_entry(data: bytes, key: str) -> bytes:
     payload = data[_HEADER.size :]
     if len(payload) != length:
         raise CorruptEntry(f"payload is {len(payload)} bytes, header says {length}")
-    if hashlib.sha256(payload).digest() != checksum:
-        raise CorruptEntry("payload checksum mismatch")
+    expected = _mac(secret, data[: _HEADER.size - 32], payload)
+    if not hmac.compare_digest(mac, expected):
+        raise CorruptEntry("not authenticated by this cache's secret (damaged or not written here)")
     return payload
 
 
@@ -145,6 +188,7 @@ class KernelCache:
         # None until the directory is first checked; then whether to read and write entries
         self._readable: bool | None = None if self.directory else False
         self._writable = bool(self.directory)
+        self._secret: bytes | None = None  # the directory's, read when it is first checked
 
     def __repr__(self) -> str:
         return f"KernelCache({self.directory!r}, {self.stats})"
@@ -211,40 +255,31 @@ class KernelCache:
         return library
 
     def _read(self, path: str, key: str) -> bytes | None:
-        """Verified object code from disk; None when there is no entry; CorruptEntry when there
-        is one that must not be trusted."""
-        try:
-            with open(path, "rb") as f:
-                info = os.fstat(f.fileno())
-                if not stat.S_ISREG(info.st_mode):
-                    raise CorruptEntry("not a regular file")
-                # in a sticky shared directory another user may still create our entry's name
-                if _POSIX and info.st_uid != os.getuid():
-                    raise CorruptEntry(f"owned by uid {info.st_uid}, not by this user")
-                data = f.read()
-        except FileNotFoundError:
-            return None
-        except OSError as error:
-            raise CorruptEntry(f"unreadable ({error})") from error
-        return decode_entry(data, key)
+        """Authenticated object code from disk; None when there is no entry; CorruptEntry when
+        there is one that must not be trusted."""
+        data = _read_regular_file(path, MAX_ENTRY_BYTES)
+        return None if data is None else decode_entry(data, key, self._secret)
 
     def _write(self, path: str, key: str, objects: bytes) -> None:
         """Write the entry through a uniquely named temporary file and os.replace, so a reader
         sees the old entry or the new one, never half of one, and two writers of the same key
-        both leave a complete entry. No fsync: an entry torn by a power cut fails its checksum
+        both leave a complete entry. No fsync: an entry torn by a power cut fails its HMAC
         and is rebuilt, which is cheaper than syncing every compile."""
+        entry = encode_entry(key, objects, self._secret)
+        if len(entry) > MAX_ENTRY_BYTES:
+            log("kernels", f"kernel {key[:12]}: {len(entry)} bytes, too large to cache on disk")
+            return
         temporary = os.path.join(
             self.directory, f".{key[:16]}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
         )
         try:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-            fd = os.open(temporary, flags, 0o600)
+            fd = os.open(temporary, _CREATE_FLAGS, 0o600)
         except OSError as error:
             self._stop_writing(error)
             return
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(encode_entry(key, objects))
+                f.write(entry)
             os.replace(temporary, path)
         except OSError as error:
             with contextlib.suppress(OSError):
@@ -260,7 +295,7 @@ class KernelCache:
             self._writable = False
         log("kernels", f"kernel cache {self.directory} not writable ({error}); memory only")
 
-    # -- the directory ------------------------------------------------------------------
+    # -- the directory and its secret ------------------------------------------------------
 
     def _disk_readable(self) -> bool:
         if self._readable is None:
@@ -271,7 +306,8 @@ class KernelCache:
         return self._readable
 
     def _check_directory(self) -> bool:
-        """Create the directory (0o700) and decide whether its files may be trusted."""
+        """Create the directory (0o700), decide whether its files may be trusted, and read (or
+        make) its secret."""
         directory = self.directory
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -279,18 +315,140 @@ class KernelCache:
         except OSError as error:
             log("kernels", f"kernel cache {directory} unusable ({error}); memory only")
             return False
-        refusal = None
+        refusal, fix = None, ""
         if not stat.S_ISDIR(info.st_mode):
             refusal = "not a directory"
-        elif _POSIX and info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
-            # anyone could drop object code there, or swap our entries for theirs
-            refusal = "world-writable without the sticky bit"
         elif _POSIX and info.st_uid != os.getuid():
-            refusal = f"owned by uid {info.st_uid}, not by this user"
+            refusal = f"owned by uid {info.st_uid}, not by this user (uid {os.getuid()})"
+        elif _POSIX and info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            # even with the sticky bit, others could create the names of entries not made yet
+            who = "world" if info.st_mode & stat.S_IWOTH else "group"
+            refusal = f"{who}-writable (mode {stat.S_IMODE(info.st_mode):o})"
+            fix = f"make it private (chmod go-w {directory}), or "
         if refusal:
+            warnings.warn(
+                f"ember: the kernel cache {directory} is not used: it is {refusal}, so "
+                f"another user could put object code there that ember would run. Kernels are "
+                f"compiled in memory only; {fix}choose another directory with EMBER_CACHE_DIR "
+                f"(EMBER_CACHE_DIR=off turns the disk cache off and this warning with it).",
+                UserWarning,
+                stacklevel=2,
+            )
             log("kernels", f"kernel cache {directory} refused: {refusal}; memory only")
             return False
-        return True
+        self._secret = self._directory_secret()
+        return self._secret is not None
+
+    def _directory_secret(self) -> bytes | None:
+        """The directory's secret, made on first use; None when none can be had (a read-only
+        directory without one): then nothing on it can be authenticated, and it is not used."""
+        path = os.path.join(self.directory, SECRET_NAME)
+        for _ in range(3):  # other processes may make or replace it at the same time
+            try:
+                secret = _read_regular_file(path, SECRET_BYTES, private=True)
+                if secret is not None and len(secret) != SECRET_BYTES:
+                    raise CorruptEntry(f"{len(secret)} bytes, not {SECRET_BYTES}")
+            except CorruptEntry as error:
+                # someone else may know it: entries it signed are rebuilt under a new one
+                warnings.warn(
+                    f"ember: the kernel cache's secret {path} is not trusted ({error}); it is "
+                    f"replaced by a new one, and the kernels cached under it are compiled again",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+                except OSError as unlink_error:
+                    log("kernels", f"kernel cache {path}: {unlink_error}; memory only")
+                    return None
+                continue
+            if secret is not None:
+                return secret
+            try:
+                return _make_secret(self.directory, path)
+            except FileExistsError:
+                continue  # another process made it first: use theirs
+            except OSError as error:
+                log("kernels", f"kernel cache {path} cannot be made ({error}); memory only")
+                return None
+        log("kernels", f"kernel cache {path} keeps changing; memory only")
+        return None
+
+
+def _file_problem(info: os.stat_result, limit: int, private: bool) -> str | None:
+    if not stat.S_ISREG(info.st_mode):
+        kinds = {stat.S_IFLNK: "a symlink", stat.S_IFIFO: "a FIFO", stat.S_IFDIR: "a directory"}
+        kind = kinds.get(stat.S_IFMT(info.st_mode), "a special file")
+        return f"not a regular file ({kind})"
+    # in a directory others could write, another user could create our entry's name
+    if _POSIX and info.st_uid != os.getuid():
+        return f"owned by uid {info.st_uid}, not by this user"
+    if _POSIX and private and info.st_mode & 0o077:
+        return f"mode {stat.S_IMODE(info.st_mode):o}, readable or writable by others"
+    if info.st_size > limit:
+        return f"{info.st_size} bytes, over the {limit} it may have"
+    return None
+
+
+def _read_regular_file(path: str, limit: int, private: bool = False) -> bytes | None:
+    """The contents of the regular file at path, owned by this user (and, if private, by it
+    alone) and at most `limit` bytes; None when there is no file; CorruptEntry for anything
+    else. Only a regular file is ever opened (a FIFO would block, a device could do anything),
+    never through a symlink, and no more than limit + 1 bytes are read."""
+    try:
+        before = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise CorruptEntry(f"unreadable ({error})") from error
+    problem = _file_problem(before, limit, private)
+    if problem:
+        raise CorruptEntry(problem)
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except FileNotFoundError:
+        return None
+    except OSError as error:  # ELOOP: it became a symlink after the lstat
+        raise CorruptEntry(f"unreadable ({error})") from error
+    try:
+        info = os.fstat(fd)
+        if (info.st_dev, info.st_ino) != (before.st_dev, before.st_ino):
+            raise CorruptEntry("replaced while it was opened")
+        problem = _file_problem(info, limit, private)
+        if problem:
+            raise CorruptEntry(problem)
+        data = bytearray()
+        while len(data) <= limit:  # a file that grows after the fstat is still bounded
+            chunk = os.read(fd, min(limit + 1 - len(data), 1 << 20))
+            if not chunk:
+                break
+            data += chunk
+    except OSError as error:
+        raise CorruptEntry(f"unreadable ({error})") from error
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise CorruptEntry(f"grew past the {limit} bytes it may have")
+    return bytes(data)
+
+
+def _make_secret(directory: str, path: str) -> bytes:
+    """A fresh secret at path, mode 0600; FileExistsError when another process made one first.
+    It is written under a temporary name and linked into place, so no reader ever sees half
+    of one."""
+    secret = os.urandom(SECRET_BYTES)
+    temporary = os.path.join(directory, f".secret.{os.getpid()}.{os.urandom(6).hex()}.tmp")
+    fd = os.open(temporary, _CREATE_FLAGS, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(secret)
+        os.link(temporary, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+    return secret
 
 
 _default: KernelCache | None = None

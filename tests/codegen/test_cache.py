@@ -3,6 +3,7 @@ keys that change with everything the object code depends on, and directories it 
 
 import ctypes
 import hashlib
+import hmac
 import json
 import os
 import stat
@@ -51,16 +52,24 @@ def run_kernel(library, scale=2.0, n=1000, seed=0):
     np.testing.assert_allclose(y, x * np.float32(scale) + np.float32(1), rtol=1e-6)
 
 
+def directory_secret(directory):
+    with open(os.path.join(directory, "secret.key"), "rb") as f:
+        return f.read()
+
+
 def assert_valid_entry(path, key):
-    """Reads the disk format independently of the cache's own decoder."""
+    """Reads the disk format independently of the cache's own decoder: the HMAC-SHA256, keyed
+    by the directory's secret, of the header's first three fields and the payload."""
     with open(path, "rb") as f:
         data = f.read()
-    assert data[:8] == b"EMBERKO1"
+    assert data[:8] == b"EMBERKO2"
     assert data[8:72] == key.encode("ascii")
     length = int.from_bytes(data[72:80], "little")
     payload = data[112:]
     assert len(payload) == length > 0
-    assert hashlib.sha256(payload).digest() == data[80:112]
+    secret = directory_secret(os.path.dirname(path))
+    assert len(secret) == 32
+    assert hmac.new(secret, data[:80] + payload, hashlib.sha256).digest() == data[80:112]
 
 
 def disk_entries(directory):
@@ -196,9 +205,16 @@ def replace_the_key(data, key):
     return data[:8] + other + data[72:]
 
 
-def another_kernels_entry(data, key):
-    # a complete, self-consistent entry for other IR: its checksum passes, its key must not
-    return cache.encode_entry(cache.cache_key(IR_TIMES_3), target.emit_object(IR_TIMES_3))
+def another_kernels_entry(data, key, directory):
+    # a complete, authentic entry for other IR: its HMAC passes, its key must not
+    secret = directory_secret(directory)
+    return cache.encode_entry(cache.cache_key(IR_TIMES_3), target.emit_object(IR_TIMES_3), secret)
+
+
+def an_old_format_entry(data, key):
+    # the first format: the same header with a plain sha256 where the HMAC now is
+    payload = data[112:]
+    return b"EMBERKO1" + data[8:80] + hashlib.sha256(payload).digest() + payload
 
 
 def garbage(data, key):
@@ -230,6 +246,7 @@ def trailing_bytes(data, key):
         empty,
         bad_magic,
         trailing_bytes,
+        an_old_format_entry,
     ],
 )
 def test_a_corrupt_entry_is_rebuilt_never_trusted(tmp_path, monkeypatch, capsys, corrupt):
@@ -239,7 +256,10 @@ def test_a_corrupt_entry_is_rebuilt_never_trusted(tmp_path, monkeypatch, capsys,
     with open(path, "rb") as f:
         data = f.read()
     with open(path, "wb") as f:
-        f.write(corrupt(data, key))
+        if corrupt is another_kernels_entry:
+            f.write(corrupt(data, key, tmp_path))
+        else:
+            f.write(corrupt(data, key))
     monkeypatch.setenv("EMBER_LOG", "kernels")
     capsys.readouterr()
 
@@ -327,7 +347,8 @@ def test_two_processes_compiling_the_same_ir_at_once_both_succeed(tmp_path):
     assert all(result["stats"]["rebuilt_corrupt"] == 0 for result in results)
     assert sum(r["stats"]["compiles"] + r["stats"]["hits_disk"] for r in results) == 3
     key = cache.cache_key(IR)
-    assert os.listdir(shared) == [key + cache.SUFFIX]  # no temporary files left behind
+    # one secret, made by whichever came first; no temporary files left behind
+    assert sorted(os.listdir(shared)) == [key + cache.SUFFIX, "secret.key"]
     assert_valid_entry(os.path.join(shared, key + cache.SUFFIX), key)
 
 
@@ -416,20 +437,12 @@ def test_a_world_writable_directory_without_sticky_bit_is_refused(tmp_path, monk
     os.replace(tmp_path / "private" / (key + cache.SUFFIX), directory / (key + cache.SUFFIX))
     monkeypatch.setenv("EMBER_LOG", "kernels")
     kernels = cache.KernelCache(str(directory))
-    run_kernel(kernels.load(IR))
-    run_kernel(kernels.load(IR_TIMES_3), scale=3.0)
+    with pytest.warns(UserWarning, match="world-writable"):
+        run_kernel(kernels.load(IR))
+        run_kernel(kernels.load(IR_TIMES_3), scale=3.0)
     assert kernels.stats.compiles == 2 and kernels.stats.hits_disk == 0
     assert disk_entries(directory) == [key + cache.SUFFIX]  # nothing written there
     assert "world-writable" in capsys.readouterr().err
-
-
-def test_a_world_writable_directory_with_sticky_bit_is_used(tmp_path):
-    directory = tmp_path / "sticky"
-    directory.mkdir()
-    directory.chmod(0o1777)
-    kernels = cache.KernelCache(str(directory))
-    run_kernel(kernels.load(IR))
-    assert disk_entries(directory) == [cache.cache_key(IR) + cache.SUFFIX]
 
 
 @pytest.mark.skipif(not hasattr(os, "getuid"), reason="no owners without getuid")
@@ -438,8 +451,9 @@ def test_a_directory_owned_by_another_user_is_refused(tmp_path, monkeypatch):
     cache.KernelCache(str(directory)).load(IR)
     monkeypatch.setattr(cache.os, "getuid", lambda: os.stat(directory).st_uid + 1)
     kernels = cache.KernelCache(str(directory))
-    run_kernel(kernels.load(IR))
-    run_kernel(kernels.load(IR_TIMES_3), scale=3.0)
+    with pytest.warns(UserWarning, match="owned by uid"):
+        run_kernel(kernels.load(IR))
+        run_kernel(kernels.load(IR_TIMES_3), scale=3.0)
     # refused as a whole: its entry is neither read (and rebuilt) nor joined by a new one
     assert kernels.stats.compiles == 2 and kernels.stats.hits_disk == 0
     assert kernels.stats.rebuilt_corrupt == 0
@@ -451,6 +465,8 @@ def test_a_new_directory_is_private(tmp_path):
     cache.KernelCache(str(directory)).load(IR)
     assert stat.S_IMODE(os.stat(directory).st_mode) & 0o077 == 0
     assert stat.S_IMODE(os.stat(directory / (cache.cache_key(IR) + cache.SUFFIX)).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(directory / "secret.key").st_mode) == 0o600
+    assert os.path.getsize(directory / "secret.key") == 32
 
 
 # -- choosing the directory ------------------------------------------------------------------
@@ -492,3 +508,216 @@ def test_default_cache_is_shared_until_ember_cache_dir_changes(tmp_path, monkeyp
     assert second is not first and second.directory == str(tmp_path / "b")
     second.load(IR)
     assert disk_entries(tmp_path / "b") == [cache.cache_key(IR) + cache.SUFFIX]
+
+
+# -- entries that must not reach LLVM, and files that are not entries ----------------------------
+
+TAMPER_CHILD = """
+import ctypes, json, sys
+import numpy as np
+from ember.codegen.llvm import cache
+signature = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+ir = sys.stdin.read()
+results = []
+for directory in sys.argv[1:]:
+    kernels = cache.KernelCache(directory)
+    library = kernels.load(ir)
+    x = np.arange(64, dtype=np.float32)
+    y = np.zeros_like(x)
+    library.function("k", signature)(x.ctypes.data, y.ctypes.data, 0, x.size)
+    correct = bool(np.array_equal(y, 2 * x + 1))
+    results.append({"stats": kernels.stats.as_dict(), "correct": correct})
+print(json.dumps(results))
+"""
+
+
+def tampered_payloads(payload):
+    rng = np.random.default_rng(20)
+    yield rng.integers(0, 256, len(payload), dtype=np.uint8).tobytes()  # garbage
+    yield b"\x7fELF" + rng.integers(0, 256, len(payload) - 4, dtype=np.uint8).tobytes()
+    for _ in range(4):  # a few bytes changed past the ELF identification
+        damaged = bytearray(payload)
+        for where in rng.integers(64, len(payload), 20):
+            damaged[where] = rng.integers(0, 256)
+        yield bytes(damaged)
+
+
+def test_object_code_changed_with_its_checksum_recomputed_is_rebuilt_not_run(tmp_path):
+    # what anyone can do without the cache's secret: change the payload and put the sha256 of
+    # the new payload where the old entry format kept its checksum. LLVM's loader crashes the
+    # process on most of these (SIGSEGV, or "LLVM ERROR" and SIGABRT), so they must never reach it.
+    key = cache.cache_key(IR)
+    directories = []
+    for i, payload in enumerate(tampered_payloads(target.emit_object(IR))):
+        directory = tmp_path / f"case{i}"
+        kernels = cache.KernelCache(str(directory))
+        kernels.load(IR)
+        path = kernels.entry_path(key)
+        with open(path, "rb") as f:
+            header = f.read(80)
+        with open(path, "wb") as f:
+            f.write(header + hashlib.sha256(payload).digest() + payload)
+        directories.append(str(directory))
+    env = dict(os.environ)
+    env.pop("EMBER_LOG", None)
+    process = subprocess.run(
+        [sys.executable, "-c", TAMPER_CHILD, *directories],
+        input=IR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=os.path.dirname(PACKAGE_DIR),
+        env=env,
+    )
+    assert process.returncode == 0, (process.returncode, process.stderr[-2000:])
+    results = json.loads(process.stdout.strip().splitlines()[-1])
+    assert len(results) == len(directories) == 6
+    for result in results:
+        assert result["correct"]
+        assert result["stats"]["rebuilt_corrupt"] == 1 and result["stats"]["hits_disk"] == 0
+    for directory in directories:
+        assert_valid_entry(os.path.join(directory, key + cache.SUFFIX), key)
+
+
+def test_a_valid_entry_copied_from_another_cache_directory_is_not_trusted(tmp_path):
+    # well-formed object code with a correct checksum, but not written by this cache: an entry
+    # is trusted only when it carries the directory's own secret
+    key = cache.cache_key(IR)
+    elsewhere = cache.KernelCache(str(tmp_path / "elsewhere"))
+    elsewhere.load(IR)
+    mine = cache.KernelCache(str(tmp_path / "mine"))
+    mine.load(IR_TIMES_3)  # the directory exists, with its own secret
+    os.replace(elsewhere.entry_path(key), mine.entry_path(key))
+    kernels = cache.KernelCache(str(tmp_path / "mine"))
+    run_kernel(kernels.load(IR))
+    assert kernels.stats.rebuilt_corrupt == 1 and kernels.stats.hits_disk == 0
+    assert_valid_entry(kernels.entry_path(key), key)
+
+
+def test_a_symlink_in_place_of_an_entry_is_not_followed(tmp_path):
+    key = cache.cache_key(IR)
+    kernels = cache.KernelCache(str(tmp_path))
+    kernels.load(IR)
+    path = kernels.entry_path(key)
+    os.replace(path, tmp_path / "moved-away")
+    os.symlink(tmp_path / "moved-away", path)
+    again = cache.KernelCache(str(tmp_path))
+    run_kernel(again.load(IR))
+    assert again.stats.rebuilt_corrupt == 1 and again.stats.hits_disk == 0
+    assert not os.path.islink(path)
+    assert_valid_entry(path, key)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
+def test_a_fifo_in_place_of_an_entry_does_not_hang_the_load(tmp_path):
+    key = cache.cache_key(IR)
+    kernels = cache.KernelCache(str(tmp_path))
+    path = kernels.entry_path(key)
+    os.mkfifo(path)
+    done = []
+    worker = threading.Thread(target=lambda: done.append(kernels.load(IR)), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    if worker.is_alive():  # opening the FIFO blocks until a writer comes: be that writer
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(timeout=60)
+        pytest.fail("loading with a FIFO in place of the entry blocked")
+    run_kernel(done[0])
+    assert kernels.stats.rebuilt_corrupt == 1 and kernels.stats.compiles == 1
+    assert_valid_entry(path, key)
+
+
+def test_a_huge_sparse_entry_is_refused_without_reading_it(tmp_path):
+    import tracemalloc
+
+    key = cache.cache_key(IR)
+    kernels = cache.KernelCache(str(tmp_path))
+    kernels.load(IR)
+    path = kernels.entry_path(key)
+    with open(path, "r+b") as f:
+        f.truncate(3 << 30)  # 3 GiB, all of it a hole past the real entry
+    again = cache.KernelCache(str(tmp_path))
+    tracemalloc.start()
+    try:
+        run_kernel(again.load(IR))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, f"loading allocated {peak} bytes"
+    assert again.stats.rebuilt_corrupt == 1 and again.stats.hits_disk == 0
+    assert_valid_entry(path, key)
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX permissions")
+@pytest.mark.parametrize("mode", [0o770, 0o775, 0o1777, 0o3777, 0o720], ids=oct)
+def test_a_directory_other_users_can_write_is_refused_with_a_warning(tmp_path, mode):
+    directory = tmp_path / "shared"
+    cache.KernelCache(str(directory)).load(IR)
+    directory.chmod(mode)
+    kernels = cache.KernelCache(str(directory))
+    with pytest.warns(UserWarning, match="writable") as warned:
+        run_kernel(kernels.load(IR))
+        run_kernel(kernels.load(IR_TIMES_3), scale=3.0)
+    assert len(warned) == 1
+    message = str(warned[0].message)
+    assert str(directory) in message and "chmod" in message and "EMBER_CACHE_DIR" in message
+    # neither read (not even to be rebuilt) nor written
+    assert kernels.stats.compiles == 2 and kernels.stats.hits_disk == 0
+    assert kernels.stats.rebuilt_corrupt == 0
+    assert disk_entries(directory) == [cache.cache_key(IR) + cache.SUFFIX]
+
+
+# -- the directory's secret ----------------------------------------------------------------------
+
+
+def loose_mode(path):
+    os.chmod(path, 0o644)
+
+
+def short(path):
+    with open(path, "r+b") as f:
+        f.truncate(16)
+
+
+def symlink_to_a_copy(path):
+    copy = os.path.join(os.path.dirname(os.path.dirname(path)), "copied-secret")
+    os.replace(path, copy)
+    os.symlink(copy, path)
+
+
+def another_owner(path):
+    if not hasattr(os, "getuid") or os.getuid() != 0:
+        pytest.skip("needs chown (root)")
+    os.chown(path, 4242, 4242)
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX permissions")
+@pytest.mark.parametrize("damage", [loose_mode, short, symlink_to_a_copy, another_owner])
+def test_an_untrusted_secret_is_replaced_and_what_it_signed_is_rebuilt(tmp_path, damage):
+    directory = tmp_path / "kernels"
+    key = cache.cache_key(IR)
+    cache.KernelCache(str(directory)).load(IR)
+    secret_path = directory / "secret.key"
+    old_secret = secret_path.read_bytes()
+    damage(str(secret_path))
+    kernels = cache.KernelCache(str(directory))
+    with pytest.warns(UserWarning, match="secret.key is not trusted"):
+        run_kernel(kernels.load(IR))
+    assert kernels.stats.rebuilt_corrupt == 1 and kernels.stats.hits_disk == 0
+    assert not secret_path.is_symlink()
+    assert stat.S_IMODE(secret_path.stat().st_mode) == 0o600
+    assert secret_path.read_bytes() != old_secret and len(secret_path.read_bytes()) == 32
+    assert_valid_entry(kernels.entry_path(key), key)
+    again = cache.KernelCache(str(directory))
+    run_kernel(again.load(IR))
+    assert again.stats.hits_disk == 1
+
+
+def test_processes_sharing_a_directory_share_one_secret(tmp_path):
+    shared = tmp_path / "shared"
+    first = cache.KernelCache(str(shared))
+    first.load(IR)
+    second = cache.KernelCache(str(shared))
+    run_kernel(second.load(IR))
+    assert second.stats.hits_disk == 1
+    assert sorted(os.listdir(shared)) == [cache.cache_key(IR) + cache.SUFFIX, "secret.key"]
