@@ -211,6 +211,7 @@ def _meta(t):
 
 
 _derivatives = None
+_new_node = object.__new__
 
 
 _Tensor = None
@@ -240,7 +241,7 @@ def link_op(op: str, inputs: tuple, attrs: dict, outputs: tuple) -> None:
         _derivatives, _Tensor, _hooks = DERIVATIVES, Tensor, hooks
     Tensor = _Tensor
     rule = _derivatives[op]
-    node = OpNode()
+    node = _new_node(OpNode)  # every slot is set here (Node.__init__ would set two twice)
     node.pre_hooks = None
     node.op, node.attrs, node.rule, node.freed = op, attrs, rule, False
     edges, metas, needs, tensors = [], [], [], []
@@ -252,12 +253,13 @@ def link_op(op: str, inputs: tuple, attrs: dict, outputs: tuple) -> None:
                 else edge_of(x)
             metas.append((x._data.shape, x._dtype, x._device))
             tensors.append(True)
+            needs.append(e is not None)
         else:
             e = None
             metas.append(None)
             tensors.append(False)
+            needs.append(False)
         edges.append(e)
-        needs.append(e is not None)
     node.next_functions = tuple(edges)
     node.needs_input_grad = needs = tuple(needs)
     node.input_meta = tuple(metas)
