@@ -43,13 +43,13 @@ def roll(input: Tensor, shifts, dims=None) -> Tensor:
     return out
 
 
-def _diagonal_positions(rows: int, cols: int, offset: int) -> list:
+def _diagonal_positions(rows: int, cols: int, offset: int) -> np.ndarray:
     """The flat positions (row * cols + col) of a rows x cols matrix's diagonal `offset`."""
     if offset >= 0:
         n = builtins.max(builtins.min(rows, cols - offset), 0)
-        return [i * cols + i + offset for i in range(n)]
+        return np.arange(n, dtype=np.int64) * (cols + 1) + offset
     n = builtins.max(builtins.min(rows + offset, cols), 0)
-    return [(i - offset) * cols + i for i in range(n)]
+    return np.arange(n, dtype=np.int64) * (cols + 1) - offset * cols
 
 
 def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
@@ -184,12 +184,12 @@ def repeat_interleave(input: Tensor, repeats=None, dim=None, *, output_size=None
     if not isinstance(repeats, Tensor):
         raise type_error(f"repeat_interleave: repeats must be an int or a tensor, got "
                          f"{type(repeats).__name__}")
-    counts = repeats.tolist()
+    counts = np.asarray(repeats.tolist(), dtype=np.int64).reshape(-1)
     if len(counts) != input.shape[dim]:
         raise runtime_error(f"repeats must have the same size as input along dim, but got "
                             f"repeats.size(0) = {len(counts)} and input.size({dim}) = "
                             f"{input.shape[dim]}")
-    if builtins.any(c < 0 for c in counts):
+    if bool((counts < 0).any()):
         raise runtime_error("repeat_interleave: repeats can not be negative")
-    index = [i for i, c in enumerate(counts) for _ in range(c)]
+    index = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
     return index_select(input, dim, tensor(index, dtype="int64", device=input.device))
