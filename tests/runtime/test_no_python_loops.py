@@ -4,14 +4,14 @@ Every elementwise and reduction op of the op table (ir/ops, so a new op is cover
 is declared) runs through dispatch on 1M float32 and float64 elements, contiguous and strided,
 and must take no longer than numpy work of similar size: 20 passes of np.exp over the same
 array, plus twice the numpy function the kernel says does its work (kernel.ufunc: numpy's
-own floor_divide and logaddexp take ~25 np.exp each), plus 5 ms. A Python call per element
-costs ~75 ns, ~100x an np.exp pass (math.erf per element took 80 ms here, the limit ~15).
+own floor_divide and logaddexp take ~25 np.exp each), plus 10 ms. A Python call per element
+costs ~75 ns, ~100x an np.exp pass (math.erf per element took 80 ms here, the limit ~25).
 Without native code (llvmlite missing) the numpy paths are held to half the time of one
 Python call per element, measured beside them.
 
 Timings are the best of 3, and an op over its limit is measured again, with a fresh
-baseline, twice more before it fails: on a loaded 2-core machine a slice of the run may be
-slow, but a per-element loop is slow every time.
+baseline, up to 4 times in all before it fails: on a loaded 2-core machine a slice of the run
+may be slow, but a per-element loop is slow every time.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from ember.runtime.kernels import KERNELS
 
 N = 1 << 20
 EXP_PASSES = 20
-SLACK_S = 0.005
-ATTEMPTS = 3
+SLACK_S = 0.010
+ATTEMPTS = 4
 DTYPES = ("float32", "float64")
 
 
@@ -212,10 +212,15 @@ def test_every_reduction_kernel_runs_at_numpy_speed(dtype):
 def test_multinomial_draws_every_row_at_once():
     probs = ember.tensor(np.random.default_rng(1).random((N // 8, 8)))
     uniform = probs._data.reshape(-1)
+    # the numpy work of its kernel: a running sum along the rows, or a sort of each row
+    def reference():
+        np.cumsum(probs._data, axis=1)
+        np.argsort(probs._data, axis=1, kind="stable")
+
     for replacement in (True, False):
         _assert_fast(f"multinomial (replacement={replacement})",
                      lambda r=replacement: ember.multinomial(probs, 4, replacement=r), uniform,
-                     lambda: np.argsort(probs._data, axis=1, kind="stable"))
+                     reference)
 
 
 def test_repeat_interleave_and_diagonal_build_their_indices_in_numpy():
