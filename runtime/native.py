@@ -16,6 +16,7 @@ import threading
 import numpy as np
 
 from ..codegen.llvm.emit import CHUNKS_PER_THREAD, PARALLEL_FOR, symbol, task_symbol
+from . import threads
 
 # a kernel over fewer elements than this runs inline: below it, waking the pool and sharing
 # the rows costs more than a second core saves (the batch-1 MLP's GEMVs of 256x784 and 256x256
@@ -43,16 +44,11 @@ def _data_pointer_reader():
 data_pointer = _data_pointer_reader()
 
 
-_threads = None
-
-
 def thread_count() -> int:
-    """Threads a large kernel is split over: EMBER_NUM_THREADS, else every core (read once;
-    os.cpu_count() costs microseconds per call)."""
-    global _threads
-    if _threads is None:
-        _threads = int(os.environ.get("EMBER_NUM_THREADS", "0")) or os.cpu_count() or 1
-    return _threads
+    """The most threads a large kernel is split over: EMBER_NUM_THREADS, else every core
+    (threads.limit(); the budget, threads.threads(), may use fewer while other processes
+    keep cores busy)."""
+    return threads.limit()
 
 
 class _Pool:
@@ -69,16 +65,16 @@ class _Pool:
 
     def parallel_for(self):
         """ember_parallel_for (a ctypes function), with the workers running, or None when
-        there is one thread."""
+        there is one thread, or the thread budget is one thread now (threads.py)."""
         if self.pid != os.getpid():
             with self.lock:
                 if self.pid != os.getpid():
                     self._start()
-        return self.run if self.workers else None
+        return self.run if self.workers and threads.threads() > 1 else None
 
     def threads(self) -> int:
         """The threads a run's parallel kernels are shared by: 1 runs them serially."""
-        return self.workers + 1 if self.parallel_for() is not None else 1
+        return min(self.workers + 1, threads.threads()) if self.workers else 1
 
     def load(self) -> None:
         """The pool's object code, loaded once; its ember_parallel_for is made a symbol the
@@ -101,6 +97,8 @@ class _Pool:
         start = self.library.function("ember_pool_start",
                                       ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64))
         self.workers = start(thread_count() - 1) if thread_count() > 1 else 0
+        if self.workers:
+            threads.set_park(self.library.function("ember_pool_park", ctypes.CFUNCTYPE(None)))
         self.run = self.library.function(
             "ember_parallel_for",
             ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,

@@ -22,6 +22,9 @@ fields (the generation makes every opened word new).
     ember_pool_start(workers) -> workers started
     ember_pool_stop()         (returns once every worker has left; called at exit, before
                                the JIT code they run is freed)
+    ember_pool_park()         idle workers sleep at once instead of spinning, until the next
+                              job (called before a BLAS call, whose threads need the cores:
+                              runtime/threads.py)
 
 Linux and glibc (pthread_mutex_t and pthread_cond_t fit the 128 bytes reserved for each).
 """
@@ -58,6 +61,7 @@ _IR = r"""
 @stop = internal global i32 0, align 4
 @alive = internal global i32 0, align 4             ; workers running
 @sleepers = internal global i32 0, align 4          ; workers in pthread_cond_wait
+@park = internal global i32 0, align 4              ; idle workers skip the spin and sleep
 @mutex = internal global [16 x i64] zeroinitializer, align 16
 @cond = internal global [16 x i64] zeroinitializer, align 16
 
@@ -125,7 +129,11 @@ run:
 idle:
   %s = load atomic i32, ptr @stop acquire, align 4
   %stopping = icmp ne i32 %s, 0
-  br i1 %stopping, label %exit, label %spin
+  br i1 %stopping, label %exit, label %parked
+parked:
+  %pk = load atomic i32, ptr @park monotonic, align 4
+  %parking = icmp ne i32 %pk, 0
+  br i1 %parking, label %sleep, label %spin
 spin:
   %spins1 = add i64 %spins, 1
   %short = icmp ult i64 %spins, {spin}
@@ -181,6 +189,7 @@ publish:
   store atomic i64 %rows, ptr @rows monotonic, align 8
   store atomic i64 %n, ptr @chunks monotonic, align 8
   store atomic i64 0, ptr @done monotonic, align 8
+  store atomic i32 0, ptr @park monotonic, align 4
   %open = shl i64 %g, 32
   store atomic i64 %open, ptr @claim seq_cst, align 8
   %sl = load atomic i32, ptr @sleepers seq_cst, align 4
@@ -220,6 +229,7 @@ entry:
   store atomic i32 0, ptr @busy seq_cst, align 4
   store atomic i32 0, ptr @sleepers seq_cst, align 4
   store atomic i32 0, ptr @alive seq_cst, align 4
+  store atomic i32 0, ptr @park seq_cst, align 4
   store atomic i64 {closed}, ptr @claim seq_cst, align 8
   br label %loop
 loop:
@@ -246,6 +256,12 @@ next:
   br label %loop
 out:
   ret i64 %started
+}}
+
+define void @ember_pool_park() nounwind {{
+entry:
+  store atomic i32 1, ptr @park monotonic, align 4
+  ret void
 }}
 
 define void @ember_pool_stop() nounwind {{

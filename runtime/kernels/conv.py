@@ -10,7 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 from .. import windows
+from ..threads import before_blas
 from .registry import kernel
+
+
+def _matmul(xp, a, b):
+    """a @ b through BLAS, its threads from the one budget (runtime/threads.py)."""
+    if xp is np:
+        before_blas()
+    return xp.matmul(a, b)
 
 
 def _out_hw(hw, kernel_hw, stride, padding, dilation):
@@ -64,7 +72,8 @@ def _grouped_weight(w, groups):
     """(O, C/G, KH, KW) -> (G, KH*KW*C/G, O/G), rows ordered as the columns are."""
     o, cg, kh, kw = w.shape
     og = o // groups
-    return w.reshape(groups, og, cg, kh, kw).transpose(0, 3, 4, 2, 1).reshape(groups, kh * kw * cg, og)
+    reordered = w.reshape(groups, og, cg, kh, kw).transpose(0, 3, 4, 2, 1)
+    return reordered.reshape(groups, kh * kw * cg, og)
 
 
 def _grouped_grad_output(g, groups):
@@ -79,9 +88,9 @@ def _conv2d(xp, x, w, stride, padding, dilation, groups):
     n, o = x.shape[0], w.shape[0]
     cols, (oh, ow) = _columns(xp, x, w.shape[2:], stride, padding, dilation)
     if groups == 1:  # one plain 2-d product: BLAS's fastest path
-        out = xp.matmul(cols.reshape(cols.shape[0], -1), _grouped_weight(w, 1)[0])
+        out = _matmul(xp, cols.reshape(cols.shape[0], -1), _grouped_weight(w, 1)[0])
     else:
-        out = xp.matmul(_grouped_columns(cols, groups), _grouped_weight(w, groups))  # (G, M, Og)
+        out = _matmul(xp, _grouped_columns(cols, groups), _grouped_weight(w, groups))  # (G, M, Og)
         out = out.transpose(1, 0, 2)
     out = out.reshape(n, oh, ow, o)
     return xp.ascontiguousarray(out.transpose(0, 3, 1, 2))
@@ -93,7 +102,7 @@ def _conv2d_backward_input(xp, g, w, input_shape, stride, padding, dilation, gro
     _, cg, kh, kw = w.shape
     oh, ow = g.shape[2:]
     wt = _grouped_weight(w, groups)  # (G, KK*Cg, Og)
-    cols = xp.matmul(_grouped_grad_output(g, groups), wt.transpose(0, 2, 1))  # (G, M, KK*Cg)
+    cols = _matmul(xp, _grouped_grad_output(g, groups), wt.transpose(0, 2, 1))  # (G, M, KK*Cg)
     cols = cols.reshape(groups, n, oh, ow, kh, kw, cg).transpose(1, 2, 3, 4, 5, 0, 6)
     cols = cols.reshape(n, oh, ow, kh, kw, c)
     # col2im: each kernel tap adds its rows back where it read them, channels last
@@ -120,7 +129,7 @@ def _conv2d_backward_input(xp, g, w, input_shape, stride, padding, dilation, gro
 def _conv2d_backward_weight(xp, x, g, weight_shape, stride, padding, dilation, groups):
     o, cg, kh, kw = weight_shape
     cols, _ = _columns(xp, x, (kh, kw), stride, padding, dilation)
-    gw = xp.matmul(_grouped_grad_output(g, groups).transpose(0, 2, 1),
+    gw = _matmul(xp, _grouped_grad_output(g, groups).transpose(0, 2, 1),
                    _grouped_columns(cols, groups))  # (G, Og, KK*Cg)
     gw = gw.reshape(groups, o // groups, kh, kw, cg).transpose(0, 1, 4, 2, 3)
     return xp.ascontiguousarray(gw).reshape(weight_shape)

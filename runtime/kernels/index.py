@@ -192,13 +192,16 @@ def _one_hot(xp, x, num_classes):
     from ...errors import runtime_error
 
     if x.size and (int(x.min()) < 0 or int(x.max()) >= num_classes):
-        raise runtime_error(f"one_hot: class values must be in [0, {num_classes}), got {int(x.min())}..{int(x.max())}")
+        raise runtime_error(f"one_hot: class values must be in [0, {num_classes}), got "
+                            f"{int(x.min())}..{int(x.max())}")
     return (x[..., None] == xp.arange(num_classes)).astype(np.int64)
 
 
 @kernel("nonzero")
 def _nonzero(xp, x):
-    return xp.stack(xp.nonzero(x), axis=-1).astype(np.int64) if x.ndim else xp.zeros((int(bool(x)), 0), np.int64)
+    if not x.ndim:
+        return xp.zeros((int(bool(x)), 0), np.int64)
+    return xp.stack(xp.nonzero(x), axis=-1).astype(np.int64)
 
 
 def _runs(xp, rows):
@@ -239,11 +242,17 @@ def _unique(xp, x, dim, consecutive):
 
 @kernel("searchsorted")
 def _searchsorted(xp, sequence, values, right, out_int32):
-    """A binary search over every value at once: log2(n) vectorized steps. A step goes right
-    unless the probe is >= the value (> for right), as PyTorch's: a NaN value lands at the
-    end, and a NaN in the sequence counts as below every value."""
     common = np.result_type(sequence.dtype, values.dtype)
     sequence, values = sequence.astype(common, copy=False), values.astype(common, copy=False)
+    return binary_search(xp, sequence, values, right).astype(
+        np.int32 if out_int32 else np.int64, copy=False)
+
+
+def binary_search(xp, sequence, values, right: bool):
+    """Where each value goes in the sorted last dim of sequence (1-d, or one row per row of
+    values), as int64: a binary search over every value at once, log2(n) vectorized steps.
+    A step goes right unless the probe is >= the value (> for right), as PyTorch's: a NaN
+    value lands at the end, and a NaN in the sequence counts as below every value."""
     n = sequence.shape[-1]
     if sequence.ndim == 1:
         def probe_at(positions):
@@ -261,4 +270,4 @@ def _searchsorted(xp, sequence, values, right, out_int32):
             active = low < high
             low, high = (xp.where(active & go_right, middle + 1, low),
                          xp.where(active & ~go_right, middle, high))
-    return low.astype(np.int32 if out_int32 else np.int64)
+    return low

@@ -7,7 +7,11 @@ import numpy as np
 from ...errors import runtime_error
 from ...ir.dtypes import as_dtype
 from .. import random
+from .index import binary_search
 from .registry import kernel
+
+# the most comparisons (rows x draws x categories) a draw with replacement makes by counting
+_COUNT_LIMIT = 1 << 24
 
 
 @kernel("bernoulli")
@@ -74,8 +78,13 @@ def sample(xp, probs, num_samples: int, replacement: bool, generator=None):
     if replacement:
         cdf = xp.cumsum(weights, axis=1)
         cdf /= cdf[:, -1:]
-        # the first category whose cumulative weight passes u (zero-weight ones never do)
-        samples = xp.stack([xp.searchsorted(cdf[i], u[i], side="right") for i in range(rows)])
+        # the first category whose cumulative weight passes u (zero-weight ones never do),
+        # every row at once, not one search per row: for few categories, by counting those
+        # at or below u (one comparison each), else by log2(n) whole-array search steps
+        if rows * num_samples * n <= _COUNT_LIMIT:
+            samples = (cdf[:, None, :] <= u[:, :, None]).sum(axis=-1)
+        else:
+            samples = binary_search(xp, cdf, u, right=True)
         samples = xp.minimum(samples, n - 1)
     else:
         with np.errstate(divide="ignore"):

@@ -43,3 +43,28 @@ def test_eager_erf_equals_compiled_erf_bit_for_bit(dtype):
     x = ember.tensor(np.random.default_rng(1).standard_normal(4096) * 4, dtype=dtype)
     compiled = ember.script(lambda t: ember.erf(t * 1.0))
     np.testing.assert_array_equal(compiled(x).numpy(), ember.erf(x).numpy())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_erf_without_native_code_is_whole_array_numpy_within_an_ulp(dtype, monkeypatch):
+    # no llvmlite: the same polynomials in numpy (runtime/kernels/special.py); its speed is
+    # checked with every other kernel's in test_no_python_loops.py
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.standard_normal(20000) * 3, rng.uniform(-1e-3, 1e-3, 2000),
+                        10.0 ** rng.uniform(-300, 1, 2000), np.array(SPECIAL)]).astype(dtype)
+    native = KERNELS["erf"](np, x)
+    monkeypatch.setattr(windows, "_broken", True)
+    out = KERNELS["erf"](np, x)
+    strided = KERNELS["erf"](np, np.repeat(x, 2)[::2])
+    monkeypatch.undo()
+    assert out.dtype == dtype
+    expected = np.array([math.erf(float(v)) for v in x]).astype(dtype)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_array_equal(np.signbit(out), np.signbit(expected))
+    finite = np.isfinite(expected)
+    for got in (out, native):
+        ulps = np.abs(got[finite].astype(np.float64) - expected[finite]) / np.spacing(
+            np.abs(expected[finite])).astype(np.float64)
+        assert ulps.max() <= 1.0
+    np.testing.assert_array_equal(strided, out)
+    np.testing.assert_array_max_ulp(out, native, maxulp=2)  # each within 1 of the truth

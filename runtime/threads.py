@@ -1,0 +1,210 @@
+"""One thread budget for ember's native pool (native.py) and the BLAS library numpy calls.
+
+Both split work over threads, and both wait for their slowest thread: OpenBLAS cuts a GEMM
+into one fixed part per thread, ember's pool waits for chunks already claimed. When another
+process keeps a core busy, a thread placed there runs in scheduler slices of milliseconds,
+and every job it is part of waits for it: on this 2-core machine, with the second core busy,
+a 512x512x512 GEMM took 44 ms on two BLAS threads and 1.7 ms on one, and the digits CNN's
+eager forward a median 67 ms where one thread each gave 12 ms (benchmarks/threads.py).
+
+So ember keeps one budget: at most EMBER_NUM_THREADS threads (default: every core) for both,
+and fewer while other processes keep cores busy. `threads()` is the number a job may use now:
+the cores others left idle over the last ~50 ms (/proc/stat's busy time less this process's
+own), at least 1 and at most the limit. The pool runs a kernel on the calling thread alone
+when it is 1, and `before_blas()`, called by the kernels just before a BLAS call, gives
+OpenBLAS the same number (through its own API, found in the process by ctypes; threadpoolctl
+only finds it where that fails) and lets the pool's idle workers sleep at once instead of
+spinning beside the BLAS threads.
+
+Where /proc/stat is missing (not Linux), the budget is the limit.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import time
+
+# how often the budget looks at the machine again: reading /proc/stat costs ~20 us
+INTERVAL_S = 0.05
+
+_limit = None
+
+
+def limit() -> int:
+    """EMBER_NUM_THREADS, else every core this process may run on (read once)."""
+    global _limit
+    if _limit is None:
+        value = os.environ.get("EMBER_NUM_THREADS", "").strip()
+        try:
+            _limit = int(value) if value else 0
+        except ValueError:
+            from ..errors import value_error
+
+            raise value_error(f"EMBER_NUM_THREADS must be a positive integer, got {value!r}")
+        if _limit <= 0:
+            _limit = _cores()
+    return _limit
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+class _Budget:
+    """The threads a job may use now: the limit, less the cores other processes keep busy."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.threads = None
+        self.checked = 0.0
+        self.sample = None  # (wall, machine busy seconds, own cpu seconds)
+        self.ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def now(self) -> int:
+        current = time.monotonic()
+        if self.threads is not None and current - self.checked < INTERVAL_S:
+            return self.threads
+        with self.lock:
+            if self.threads is None or current - self.checked >= INTERVAL_S:
+                self.checked = current
+                self.threads = self._measure(current)
+        return self.threads
+
+    def _measure(self, wall: float) -> int:
+        most = limit()
+        if most == 1:
+            return 1
+        busy = self._machine_busy()
+        if busy is None:
+            return most
+        own = time.process_time()
+        previous, self.sample = self.sample, (wall, busy, own)
+        if previous is None:
+            return most if self.threads is None else self.threads
+        elapsed = wall - previous[0]
+        if elapsed <= 0:
+            return self.threads or most
+        others = max((busy - previous[1]) - (own - previous[2]), 0.0) / elapsed
+        idle = _cores() - others
+        return max(1, min(most, int(idle + 0.5)))
+
+    def _machine_busy(self) -> float | None:
+        """Seconds all cores have spent busy since boot (/proc/stat's first line)."""
+        try:
+            with open("/proc/stat", "rb") as f:
+                fields = f.readline().split()[1:]
+        except OSError:
+            return None
+        values = [int(v) for v in fields]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        # guest time is already counted in user and nice
+        return (sum(values[:8]) - idle) / self.ticks
+
+
+_budget = _Budget()
+
+
+def threads() -> int:
+    """The threads a parallel job (a pool kernel, a BLAS call) may use now."""
+    return _budget.now()
+
+
+class _Blas:
+    """The loaded OpenBLAS's thread-count functions, or None where there is none."""
+
+    _SET = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_",
+            "openblas_set_num_threads64_", "scipy_openblas_set_num_threads")
+    _GET = ("openblas_get_num_threads", "scipy_openblas_get_num_threads64_",
+            "openblas_get_num_threads64_", "scipy_openblas_get_num_threads")
+
+    def __init__(self):
+        self.looked = False
+        self.set_fn = self.get_fn = None
+        self.current = None
+
+    def find(self) -> bool:
+        if not self.looked:
+            self.looked = True
+            import numpy  # noqa: F401  (its BLAS is loaded with it)
+
+            for path in _openblas_paths():
+                try:
+                    library = ctypes.CDLL(path)
+                except OSError:
+                    continue
+                set_fn = _symbol(library, self._SET)
+                get_fn = _symbol(library, self._GET)
+                if set_fn is not None and get_fn is not None:
+                    set_fn.argtypes, set_fn.restype = [ctypes.c_int], None
+                    get_fn.argtypes, get_fn.restype = [], ctypes.c_int
+                    self.set_fn, self.get_fn = set_fn, get_fn
+                    break
+        return self.set_fn is not None
+
+    def set(self, n: int) -> None:
+        if n != self.current and self.find():
+            self.set_fn(n)
+            self.current = n
+
+
+def _symbol(library, names):
+    for name in names:
+        fn = getattr(library, name, None)
+        if fn is not None:
+            return fn
+    return None
+
+
+def _openblas_paths() -> list[str]:
+    """Files of the OpenBLAS libraries this process has loaded (numpy's wheels bundle one as
+    libscipy_openblas*.so), from /proc/self/maps, else as threadpoolctl finds them."""
+    paths = []
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.rsplit(None, 1)[-1] if "/" in line else ""
+                if "openblas" in os.path.basename(path) and path not in paths:
+                    paths.append(path)
+    except OSError:
+        pass
+    if not paths:
+        try:
+            import threadpoolctl
+        except ImportError:
+            return paths
+        paths = [info["filepath"] for info in threadpoolctl.threadpool_info()
+                 if info.get("internal_api") == "openblas"]
+    return paths
+
+
+_blas = _Blas()
+
+
+def blas_threads() -> int | None:
+    """The threads the loaded OpenBLAS uses now (its own get function), or None without one."""
+    return _blas.get_fn() if _blas.find() else None
+
+
+def before_blas() -> int:
+    """Call just before a BLAS call: OpenBLAS gets the budget's threads, and the pool's idle
+    workers go to sleep rather than spin beside its threads. Returns the threads."""
+    n = threads()
+    _blas.set(n)
+    park = _park
+    if park is not None:
+        park()
+    return n
+
+
+_park = None  # native.py's: tells the pool's idle workers to sleep now
+
+
+def set_park(fn) -> None:
+    """Register the pool's park function (native.py, once its code is loaded)."""
+    global _park
+    _park = fn
