@@ -25,7 +25,15 @@ from .ir.dtypes import ALL as _ALL_DTYPES
 from .ir.dtypes import dtype as DType
 from .ir.dtypes import from_name
 from .runtime.device import CPU, as_device, device, is_cuda_available, to_device
-from .runtime.safetensors_file import DTYPE_CODES, MAX_HEADER_BYTES, Problem, SafetensorsFile
+from .runtime.safetensors_file import (
+    DTYPE_CODES,
+    MAX_HEADER_BYTES,
+    Problem,
+    SafetensorsFile,
+    seal_bytes,
+    seal_file,
+    unsealed,
+)
 
 FORMAT = "ember.checkpoint"
 VERSION = 1
@@ -184,7 +192,7 @@ def save(obj: Any, f: str | os.PathLike | BinaryIO) -> None:
         structure = json.dumps({"root": root}, separators=(",", ":"), allow_nan=False)
     except ValueError as exc:  # an int too long for JSON
         raise type_error(f"ember.save: {exc}") from None
-    metadata = {"format": FORMAT, "version": str(VERSION), "structure": structure}
+    metadata = unsealed({"format": FORMAT, "version": str(VERSION), "structure": structure})
     # the header's size as safetensors writes it (metadata, then one entry per tensor)
     header_size = len(json.dumps(metadata)) + sum(
         len(json.dumps(name)) + 100 + 21 * array.ndim for name, array in encoder.arrays.items()
@@ -196,10 +204,11 @@ def save(obj: Any, f: str | os.PathLike | BinaryIO) -> None:
         )
     if isinstance(f, (str, os.PathLike)):
         save_file(encoder.arrays, f, metadata=metadata)
+        seal_file(f)  # the data's CRC-32 into the metadata, which ember.load checks
     elif callable(getattr(f, "write", None)):
         if isinstance(f, io.TextIOBase):
             raise type_error("ember.save: the file is open in text mode; open it with 'wb'")
-        f.write(save_bytes(encoder.arrays, metadata=metadata))
+        f.write(seal_bytes(save_bytes(encoder.arrays, metadata=metadata)))
     else:
         raise type_error(f"ember.save: expected a path or a binary file, got {type(f).__name__}")
 
