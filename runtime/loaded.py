@@ -132,7 +132,7 @@ def _check_tensor_specs(entries, where: str, graph_values, symbols_only: bool) -
         name, dtype, shape = entry["name"], entry["dtype"], entry["shape"]
         if not isinstance(name, str) or not 0 < len(name) <= 256:
             raise FormatError(f"{at}.name: expected a name, got {name!r}")
-        if dtype not in _DTYPE_NAMES:
+        if not isinstance(dtype, str) or dtype not in _DTYPE_NAMES:
             raise FormatError(f"{at}.dtype: expected one of {sorted(_DTYPE_NAMES)}, got {dtype!r}")
         if not isinstance(shape, list):
             raise FormatError(f"{at}.shape: expected a list")

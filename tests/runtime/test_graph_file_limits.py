@@ -101,6 +101,16 @@ def test_a_node_that_does_not_fit_its_op_is_refused_at_load_by_name(
     assert f"nodes[{index.index(op)}] ({op})" in str(info.value)
 
 
+@pytest.mark.parametrize("dtype", [["float32"], {"a": 1}, 3, None])
+def test_a_signature_dtype_that_is_not_a_name_is_refused(files, tmp_path, dtype):
+    def change(graph, signature):
+        signature["inputs"][0]["dtype"] = dtype
+
+    path = _edit(files["relu_sum"], tmp_path / "sig.ember", change)
+    with pytest.raises(FormatError, match=r"signature.inputs\[0\].dtype: expected one of"):
+        runtime.load(path)
+
+
 def test_the_cli_reports_a_bad_node_without_a_traceback(files, tmp_path):
     def change(graph, signature):
         _node("relu")(graph)["inputs"].append("x")
