@@ -26,7 +26,12 @@ from .ir.dtypes import dtype as DType
 from .ir.dtypes import from_name
 from .runtime import atomic_file, safetensors_writer
 from .runtime.device import CPU, as_device, device, is_cuda_available, to_device
-from .runtime.safetensors_file import DTYPE_CODES, MAX_HEADER_BYTES, Problem, SafetensorsFile
+from .runtime.safetensors_file import (
+    DTYPE_CODES,
+    MAX_HEADER_BYTES,
+    Problem,
+    SafetensorsFile,
+)
 
 FORMAT = "ember.checkpoint"
 VERSION = 1

@@ -19,12 +19,124 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import index_error, runtime_error, type_error
+from ..errors import IRError, index_error, runtime_error, type_error
+from .dtypes import ALL as ALL_DTYPES
 from .dtypes import FLOAT, bool_, get_default_dtype, result_type
+from .symbolic import SymInt
 from .types import TensorType
 
 NUMBER = (int, float, bool)
 _NUMBER_TYPES = frozenset(NUMBER)
+_DTYPE_NAMES = frozenset(d.name for d in ALL_DTYPES)
+MAX_ATTR_ITEMS = 64  # a sequence attr's length: numpy's most dims (shapes, dims, pads)
+
+
+# -- attr declarations ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attr:
+    """The values one attr of an op takes. kind: "int", "bool", "number" (bool, int or
+    float), "choice" (one of `choices`), "dtype" (a dtype's name) or "ints" (a list or tuple
+    of ints). Ints lie in [low, high] (a bound of None: none); a
+    symbolic size may stand for an int where `symbolic`. nullable: None is a value too;
+    optional: a node may leave the attr out."""
+
+    kind: str
+    low: int | None = None
+    high: int | None = None
+    length: int | None = None  # "ints": exactly this many
+    symbolic: bool = False
+    choices: tuple = ()
+    nullable: bool = False
+    optional: bool = False
+
+    def describe(self) -> str:
+        if self.kind == "choice":
+            text = "one of " + ", ".join(repr(c) for c in self.choices)
+        elif self.kind == "bool":
+            text = "a bool"
+        elif self.kind == "number":
+            text = "a number"
+        elif self.kind == "dtype":
+            text = "a dtype name"
+        else:
+            ints = "ints" if self.kind != "int" else "an int"
+            if self.low is not None and self.high is not None:
+                ints += f" in [{self.low}, {self.high}]"
+            elif self.low is not None:
+                ints += f" >= {self.low}"
+            elif self.high is not None:
+                ints += f" <= {self.high}"
+            if self.symbolic:
+                ints += " (or symbolic sizes)"
+            if self.kind == "ints":
+                count = f"{self.length} " if self.length is not None else ""
+                text = f"a list or tuple of {count}{ints}"
+            else:
+                text = ints
+        return f"None or {text}" if self.nullable else text
+
+    def _int_fits(self, value) -> bool:
+        if value.__class__ is not int:
+            return self.symbolic and isinstance(value, SymInt)
+        return ((self.low is None or value >= self.low)
+                and (self.high is None or value <= self.high))
+
+    def _ints_fit(self, value) -> bool:
+        return (isinstance(value, (list, tuple)) and len(value) <= MAX_ATTR_ITEMS
+                and (self.length is None or len(value) == self.length)
+                and all(self._int_fits(v) for v in value))
+
+    def fits(self, value) -> bool:
+        """Whether value is one this attr takes."""
+        if value is None:
+            return self.nullable
+        kind = self.kind
+        if kind == "int":
+            return self._int_fits(value)
+        if kind == "bool":
+            return value.__class__ is bool
+        if kind == "number":
+            return value.__class__ in _NUMBER_TYPES
+        if kind == "choice":
+            return value.__class__ is str and value in self.choices
+        if kind == "dtype":
+            return value.__class__ is str and value in _DTYPE_NAMES
+        if kind == "ints":
+            return self._ints_fit(value)
+        raise ValueError(f"unknown attr kind {kind!r}")
+
+
+def int_attr(low=None, high=None, **more) -> Attr:
+    return Attr("int", low=low, high=high, **more)
+
+
+def ints_attr(low=None, high=None, **more) -> Attr:
+    return Attr("ints", low=low, high=high, **more)
+
+
+def bool_attr(**more) -> Attr:
+    return Attr("bool", **more)
+
+
+def number_attr(**more) -> Attr:
+    return Attr("number", **more)
+
+
+def choice_attr(*choices, **more) -> Attr:
+    return Attr("choice", choices=tuple(choices), **more)
+
+
+def dtype_attr(**more) -> Attr:
+    return Attr("dtype", **more)
+
+
+# the attrs many ops share
+DIM = int_attr()
+DIMS = ints_attr(0)  # dims of the input, each once, in increasing order (normalize_dims)
+KEEPDIM = bool_attr()
+SHAPE = ints_attr(0, symbolic=True)  # a tensor's sizes
 
 
 @dataclass(frozen=True)
@@ -60,6 +172,16 @@ class OpSchema:
     # by hand in _tensor/ops (ember.add takes alpha=)
     arity: int | None = None
 
+    # -- what a node of the op holds: checked by check_node() wherever a graph comes from
+    # outside (a graph file, the verifier) ---------------------------------------------------
+    # the number of inputs: an int, or (least, most) with most None for no bound; None: the
+    # arity, or, for an op declared without either (a custom op), any number
+    num_inputs: int | tuple | None = None
+    # attr name -> Attr; None: undeclared (a custom op), any attrs its kernel takes
+    attrs: dict | None = None
+    # an attr naming another op whose attrs this op takes as well (view_scatter's view_op)
+    attrs_of: str | None = None
+
     # -- elementwise ops: kernel, fusion and export ---------------------------------------------
     # the dtype kinds a fused kernel may compute the op in ("f" float, "i" signed, "u"
     # unsigned, "b" bool); empty: it never fuses
@@ -84,6 +206,14 @@ class OpSchema:
         else: what dead-code elimination and common-subexpression elimination assume."""
         return self.kind != "random" and not self.side_effects
 
+    def input_bounds(self) -> tuple | None:
+        """(least, most) inputs a node of the op has (most None: no bound); None when the
+        op does not declare it."""
+        count = self.num_inputs if self.num_inputs is not None else self.arity
+        if count is None:
+            return None
+        return (count, count) if isinstance(count, int) else tuple(count)
+
 
 SCHEMAS: dict[str, OpSchema] = {}
 VARIANTS = frozenset({"function", "method", "inplace"})
@@ -102,6 +232,45 @@ def register(name: str, **kwargs) -> Callable:
         return infer
 
     return wrap
+
+
+def check_node(schema: OpSchema, inputs, attrs: dict) -> None:
+    """Raise an IRError when a node of this op with these inputs and attrs does not fit the
+    op's declaration: its number of inputs, its attrs' names, kinds and ranges. Ranges that
+    depend on the inputs' shapes (a dim of the input) are the type rule's to check."""
+    bounds = schema.input_bounds()
+    if bounds is not None:
+        least, most = bounds
+        if len(inputs) < least or (most is not None and len(inputs) > most):
+            wanted = (f"{least}" if least == most else f"at least {least}" if most is None
+                      else f"{least} to {most}")
+            plural = "" if wanted == "1" else "s"
+            raise IRError(f"{schema.name} takes {wanted} input{plural}, got {len(inputs)}")
+    declared = schema.attrs
+    if declared is None:
+        return
+    if schema.attrs_of is not None:
+        named, spec = attrs.get(schema.attrs_of), declared[schema.attrs_of]
+        if not spec.fits(named):
+            raise IRError(f"{schema.name}: attr {schema.attrs_of} is {named!r}; expected "
+                          f"{spec.describe()}")
+        declared = {**(SCHEMAS[named].attrs or {}), **declared}
+    unknown = sorted(set(attrs) - set(declared))
+    if unknown:
+        raise IRError(
+            f"{schema.name} has no attr {unknown[0][:64]!r} (its attrs: "
+            f"{', '.join(declared) or 'none'})"
+        )
+    for name, spec in declared.items():
+        if name not in attrs:
+            if not spec.optional:
+                raise IRError(f"{schema.name}: the attr {name!r} is missing")
+            continue
+        value = attrs[name]
+        if not spec.fits(value):
+            shown = repr(value)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            raise IRError(f"{schema.name}: attr {name} is {shown}; expected {spec.describe()}")
 
 
 def declared(variant: str) -> list[OpSchema]:
@@ -275,14 +444,26 @@ def expect_float(op: str, x) -> None:
 
 
 __all__ = [
+    "DIM",
+    "DIMS",
+    "KEEPDIM",
     "SCHEMAS",
+    "SHAPE",
+    "Attr",
     "OpSchema",
     "TensorType",
     "bool_",
+    "bool_attr",
     "broadcast_shapes",
+    "check_node",
+    "choice_attr",
     "declared",
+    "dtype_attr",
+    "int_attr",
+    "ints_attr",
     "normalize_dim",
     "normalize_dims",
+    "number_attr",
     "promoted",
     "promoted_float",
     "register",

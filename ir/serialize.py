@@ -1,10 +1,11 @@
 """A graph as plain JSON-able data (dicts, lists, str, int, float, bool, None) and back.
 
-This is the graph part of a graph file. Loading checks every field and rebuilds the graph
-through the Graph API, so the op's type rules re-derive every type and a recorded type that
-differs is refused; a malformed, hostile or stale document fails with an IRError naming the
-field (`graph data: nodes[2].inputs[0]: ...`). Nothing is evaluated: sizes are read by the IR
-parser, which knows only literals.
+This is the graph part of a graph file. Loading checks every field, checks each node against
+its op's declaration (the number of inputs, the attrs' names, kinds and ranges: check_node in
+ir/schema.py) and rebuilds the graph through the Graph API, so the op's type rules re-derive
+every type and a recorded type that differs is refused; a malformed, hostile or stale
+document fails with an IRError naming the field (`graph data: nodes[2].inputs[0]: ...`).
+Nothing is evaluated: sizes are read by the IR parser, which knows only literals.
 
     {"format": "ember.graph", "version": 1,
      "inputs": [{"name": "x", "type": {"dtype": "float32", "shape": ["B", 16]}}],
@@ -29,6 +30,7 @@ import numpy as np
 from ..errors import EmberError, IRError
 from .dtypes import ALL as ALL_DTYPES
 from .graph import Graph, constant_array
+from .schema import SCHEMAS, check_node
 from .symbolic import SymInt
 from .types import TensorType
 
@@ -306,6 +308,11 @@ def _load_node(graph: Graph, entry, path: str) -> None:
     source = entry.get("source")
     if source is not None:
         _str(source, f"{path}.source")
+    if op in SCHEMAS:  # an unknown op is add_node's to refuse
+        try:
+            check_node(SCHEMAS[op], inputs, attrs)
+        except IRError as exc:
+            raise _fail(f"{path} ({op})", str(exc)) from None
     try:
         node = graph.add_node(op, inputs, attrs, source, names=names)
     except (EmberError, IRError) as exc:

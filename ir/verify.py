@@ -4,8 +4,9 @@ A graph built through the Graph API keeps these by construction; a pass that edi
 directly, or a bug, can break them, so the pass pipeline runs verify() between passes in debug
 mode (EMBER_DEBUG). Checked: SSA (each value defined once, before its uses, with a unique
 name), every op in the schema table, inputs that are values of this graph or Python numbers,
-attrs of plain data, output types equal to what the op's type rule infers, constants whose
-arrays match their types, `users` lists that match the actual uses, and defined outputs.
+as many as the op takes, attrs of plain data that fit the op's declaration, output types
+equal to what the op's type rule infers, constants whose arrays match their types, `users`
+lists that match the actual uses, and defined outputs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from ..errors import EmberError, IRError
 from .attrs import freeze, normalize_attrs
 from .graph import VALUE_NAME, Graph, Node, Value, check_type, infer_types
 from .printer import format_node, format_type
-from .schema import SCHEMAS
+from .schema import SCHEMAS, check_node
 
 
 def _where(node: Node, position: int) -> str:
@@ -99,6 +100,10 @@ def verify(graph: Graph) -> None:
             raise IRError(f"{where}: {exc}") from None
         if node.source is not None and (not isinstance(node.source, str) or "\n" in node.source):
             raise IRError(f"{where}: source must be one line of text")
+        try:
+            check_node(schema, node.inputs, node.attrs)
+        except IRError as exc:
+            raise IRError(f"{where}: {exc}") from None
         if len(node.outputs) != schema.num_outputs:
             raise IRError(
                 f"{where}: {node.op} has {schema.num_outputs} outputs, the node {len(node.outputs)}"

@@ -7,7 +7,8 @@ Its tensors are the graph's constants; its metadata holds the format name, the s
 the graph, the ops it uses and the signature (see runtime/loaded.py).
 
 Every length, offset, dtype, shape and JSON document is checked against the file before it is
-used; a broken or hostile file raises a FormatError naming the field. The data is
+used, and the data against the CRC-32 the writer puts in the metadata (data_crc32; files
+without one load too); a broken or hostile file raises a FormatError naming the field. The data is
 memory-mapped, never read whole, and nothing in the file is unpickled, evaluated or imported.
 """
 

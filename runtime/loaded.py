@@ -2,11 +2,13 @@
 
 `load(path)` reads the container (runtime/graph_file.py), refuses up front, in one message, a
 newer schema major version and every op this runtime does not know, rebuilds the graph from
-its JSON through ir.serialize (which re-derives every type), and checks the signature and the
-stored tensors against the graph. The LoadedProgram it returns is called with arrays in the
-signature's order and nesting, checks them (symbolic sizes must agree across inputs) and
-returns numpy arrays in the output nesting. It keeps no per-call state, so many threads may
-call one program at once.
+its JSON through ir.serialize (which checks every node against its op's declaration and
+re-derives every type), checks the signature and the stored tensors against the graph, and
+the sizes its values declare against the memory budget (runtime/budget.py). The
+LoadedProgram it returns is called with arrays in the signature's order and nesting, checks
+them (symbolic sizes must agree across inputs) and returns numpy arrays in the output
+nesting. It keeps no per-call state but its programs per set of symbol sizes (a bounded
+cache, least recently used out), so many threads may call one program at once.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import functools
 import inspect
 import os
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import replace
 
 import numpy as np
@@ -27,6 +31,7 @@ from ..ir.serialize import from_data
 from ..ir.specialize import resolve
 from ..ir.symbolic import SymInt
 from . import random
+from .budget import check_budget
 from .compiled import build_program, native_enabled
 from .graph_file import FORMAT_NAME, SCHEMA_VERSION, FormatError, parse_json, read_container
 from .kernels import KERNELS
@@ -36,6 +41,9 @@ _DTYPE_NAMES = {d.name for d in ALL_DTYPES}
 _VERSION = re.compile(r"(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})\Z")
 _SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 REQUIRED_METADATA = ("format", "schema_version", "ember_version", "graph", "ops", "signature")
+# programs a LoadedProgram keeps, one per set of symbol sizes it was called with; past this
+# many, the least recently called one goes (the disk cache keeps its kernels cheap to rebuild)
+SPECIALIZATIONS = 64
 
 
 # -- nesting ---------------------------------------------------------------------------------
@@ -126,7 +134,7 @@ def _check_tensor_specs(entries, where: str, graph_values, symbols_only: bool) -
         name, dtype, shape = entry["name"], entry["dtype"], entry["shape"]
         if not isinstance(name, str) or not 0 < len(name) <= 256:
             raise FormatError(f"{at}.name: expected a name, got {name!r}")
-        if dtype not in _DTYPE_NAMES:
+        if not isinstance(dtype, str) or dtype not in _DTYPE_NAMES:
             raise FormatError(f"{at}.dtype: expected one of {sorted(_DTYPE_NAMES)}, got {dtype!r}")
         if not isinstance(shape, list):
             raise FormatError(f"{at}.shape: expected a list")
@@ -263,7 +271,9 @@ def _graph(metadata: dict, tensors: dict, ops: list):
     ) as exc:
         raise FormatError(f"metadata.graph: invalid graph ({type(exc).__name__}: {exc})") from None
     for i, node in enumerate(graph.nodes):
-        allowed = _kernel_attrs(node.op)
+        # a declared op's attrs were checked against its declaration (ir.schema.check_node);
+        # an undeclared one (a custom op) takes the attrs its kernel names
+        allowed = _kernel_attrs(node.op) if SCHEMAS[node.op].attrs is None else None
         unknown = [] if allowed is None else sorted(set(node.attrs) - allowed)
         if unknown:
             raise FormatError(
@@ -309,14 +319,15 @@ class LoadedProgram:
         # steps whose attrs hold symbolic sizes (a reshape to batch*4): each call resolves them
         self._symbolic = {i for i, step in enumerate(self._program.steps)
                           if _has_symbol(step.attrs)}
-        self._by_sizes: dict = {}  # sizes -> the program with them in its attrs
         self._xp = np if device == "cpu" else _cupy(device)
-        self._native: dict = {}  # sizes -> the compiled program for them
         self._compile = native_enabled()
-        if self._compile and not self._symbolic and not _has_symbolic_shapes(graph):
+        # sizes -> the program for them, least recently called first (see _program_for)
+        self._by_sizes: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self._per_sizes = bool(self._symbolic) or _has_symbolic_shapes(graph)
+        if self._compile and not self._per_sizes:
             self._program = build_program(graph, metadata.get("name") or "graph",
                                           device=device.split(":")[0])
-            self._compile = False  # compiled once, for its only sizes
 
     @property
     def schema_version(self) -> str:
@@ -348,44 +359,47 @@ class LoadedProgram:
         xp = self._xp
         if xp is not np:
             arrays = [xp.asarray(a) for a in arrays]
-        program = self._program
-        if self._compile:
-            program = self._native_for(sizes)
-        elif self._symbolic:
-            program = self._sized(sizes)
+        program = self._program_for(sizes) if self._per_sizes else self._program
         outputs = program(xp, arrays)
         outputs = [np.asarray(o) if xp is np else xp.asnumpy(o) for o in outputs]
         return unflatten_as(iter(outputs), self.signature.output_structure)
 
-    def _native_for(self, sizes: dict):
-        """Native kernels for these symbol sizes: the graph specialized to them and compiled,
-        once per set of sizes (a few kept; the disk cache keeps the rest cheap)."""
+    def _program_for(self, sizes: dict):
+        """The program for these symbol sizes, built on the first call with them, after the
+        values they give are checked against the memory budget (runtime/budget.py), and kept:
+        the SPECIALIZATIONS most recently called are, so a steady mix of that many sizes
+        never rebuilds."""
         key = tuple(sorted(sizes.items()))
-        program = self._native.get(key)
-        if program is None:
-            from ..ir.specialize import specialize
-
-            program = build_program(specialize(self.graph, sizes), "graph",
-                                    device=self.device.split(":")[0])
-            if len(self._native) >= 16:
-                self._native.clear()
-            self._native[key] = program
+        cache = self._by_sizes
+        with self._lock:
+            program = cache.get(key)
+            if program is not None:
+                cache.move_to_end(key)
+                return program
+        check_budget(self.graph, sizes)
+        program = self._build_for(sizes)
+        with self._lock:
+            cache[key] = program
+            while len(cache) > SPECIALIZATIONS:
+                cache.popitem(last=False)
         return program
 
-    def _sized(self, sizes: dict):
-        """The program with these symbol sizes in its attrs: a copy of the steps, built once per
-        set of sizes and kept (a few), so nothing shared is ever changed under a caller."""
-        key = tuple(sorted(sizes.items()))
-        program = self._by_sizes.get(key)
-        if program is None:
-            program = copy.copy(self._program)
-            program.steps = [
-                replace(step, attrs=resolve(step.attrs, sizes)) if i in self._symbolic else step
-                for i, step in enumerate(self._program.steps)
-            ]
-            if len(self._by_sizes) >= 16:
-                self._by_sizes.clear()
-            self._by_sizes[key] = program
+    def _build_for(self, sizes: dict):
+        """Native kernels for these sizes: the graph specialized to them and compiled; or,
+        on the eager kernels, the program with the sizes in its attrs (a copy of the steps, so
+        nothing shared is ever changed under a caller)."""
+        if self._compile:
+            from ..ir.specialize import specialize
+
+            return build_program(specialize(self.graph, sizes), "graph",
+                                 device=self.device.split(":")[0])
+        if not self._symbolic:
+            return self._program
+        program = copy.copy(self._program)
+        program.steps = [
+            replace(step, attrs=resolve(step.attrs, sizes)) if i in self._symbolic else step
+            for i, step in enumerate(self._program.steps)
+        ]
         return program
 
     def __repr__(self) -> str:
@@ -435,6 +449,7 @@ def load(path, device: str = "cpu") -> LoadedProgram:
         raise FormatError("metadata.examples: expected a list of input names")
     graph = _graph(metadata, {k: v for k, v in tensors.items() if ":" not in k}, ops)
     signature = Signature(parse_json(metadata["signature"], "metadata.signature"), graph)
+    check_budget(graph)  # symbolic sizes at their least here, at their values at each call
     constants = {c.name for c in graph.constants}
     input_names = [name for name, _, _ in signature.inputs]
     if example_names and example_names != input_names:

@@ -2,11 +2,12 @@
 (runtime/graph_file.py) are both read through it, so both get every check.
 
 A safetensors file is an 8-byte little-endian header length, a JSON header naming each
-tensor's dtype, shape and data offsets (and a `__metadata__` map of strings), then the data,
-which the tensors fill exactly. Every length, offset, dtype, shape and JSON document is checked
-against the file before it is used. Nothing in the file is unpickled, evaluated or imported,
-and the data is never copied: the tensors are read-only arrays over the memory-mapped file (or
-over the caller's bytes).
+tensor's dtype, shape and data offsets (and a `__metadata__` map of strings) padded with
+spaces to a multiple of 8 bytes, then the data, which the tensors fill exactly. Every
+length, offset, dtype, shape and JSON document is checked against the file before it is used,
+and the data against its CRC-32 where ember's writers put one in the metadata. Nothing in the
+file is unpickled, evaluated or imported, and the data is never copied: the tensors are
+read-only arrays over the memory-mapped file (or over the caller's bytes).
 
 A check that fails calls the caller's `fail` with a Problem (what failed, a message naming the
 field, and the numbers in it), and raises what `fail` returns: each caller raises its own
@@ -20,6 +21,7 @@ import json
 import math
 import os
 import struct
+import zlib
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -32,6 +34,14 @@ MAX_JSON_BYTES = 64 << 20
 MAX_JSON_DEPTH = 64
 MAX_TENSORS = 1 << 20
 MAX_NDIM = 32
+# the safetensors writer pads the header with spaces so that the data starts at a multiple of
+# 8 bytes; the reader requires it, so a length field or a header off by a few bytes (which
+# would shift every tensor by as many bytes) is refused, not read as garbage weights
+DATA_ALIGNMENT = 8
+# ember's writers put the CRC-32 of the data in the metadata under this key; the reader checks
+# it where present (files without it, older ones, load as before), so data that was changed or
+# shifted after writing is refused rather than read as other weights
+CHECKSUM_KEY = "data_crc32"
 
 # safetensors' dtype names and the ember dtype names they hold
 DTYPES = {
@@ -54,7 +64,9 @@ class Problem(NamedTuple):
     "length_over_limit", "length_beyond_file", "length_too_small" (the header length field),
     "json", "not_object" (the header), "metadata", "too_many_tensors", "entry" (a tensor's
     fields, dtype or shape), "offsets" (not a [begin, end] range), "beyond_data" (past the
-    end of the file), "overlap", "gap" (tensors that do not fill the data exactly)."""
+    end of the file), "overlap", "gap" (tensors that do not fill the data exactly),
+    "misaligned" (data that does not start at a multiple of DATA_ALIGNMENT), "checksum" (data
+    whose CRC-32 is not the metadata's)."""
 
     code: str
     message: str  # what is wrong, naming the field: "header['w'].dtype: expected one of ..."
@@ -234,10 +246,13 @@ class SafetensorsFile:
     def entries(self) -> dict[str, TensorEntry]:
         """Every tensor's entry, checked: known dtype, at most MAX_NDIM non-negative sizes,
         data offsets inside the file holding exactly the shape's bytes, and the tensors filling
-        the data without overlaps or gaps (as safetensors requires)."""
+        the data without overlaps or gaps (as safetensors requires), from a data start where
+        the safetensors writer puts it."""
         if self._entries is None:
+            self._check_alignment()
             entries = {name: self._entry(name, entry) for name, entry in self._raw_entries.items()}
             self._check_tiling(entries)
+            self._check_checksum()
             self._entries = entries
         return self._entries
 
@@ -313,6 +328,31 @@ class SafetensorsFile:
             )
         return TensorEntry(code, shape, begin, end)
 
+    def _check_alignment(self) -> None:
+        start = self._data_start
+        if start % DATA_ALIGNMENT:
+            raise self._problem(
+                "misaligned",
+                f"header length: the data starts at byte {start} of the file, not at a multiple "
+                f"of {DATA_ALIGNMENT} as safetensors writes it (the header's padding): the "
+                f"header length field is off, or bytes were inserted or removed before the "
+                f"data, which would shift every tensor",
+                start=start,
+            )
+
+    def _check_checksum(self) -> None:
+        expected = self.metadata.get(CHECKSUM_KEY)
+        if expected is None:
+            return
+        found = checksum(self._data[self._data_start :])
+        if found != expected:
+            raise self._problem(
+                "checksum",
+                f"data: its CRC-32 is {found}, but the metadata's {CHECKSUM_KEY} says "
+                f"{expected[:16]!r}: the data was changed or shifted after it was written",
+                found=found, expected=expected,
+            )
+
     def _check_tiling(self, entries: dict) -> None:
         ranges = sorted((e.begin, e.end, name) for name, e in entries.items())
         for (_, end, name), (begin, _, other) in itertools.pairwise(ranges):
@@ -337,3 +377,13 @@ class SafetensorsFile:
                 f"{self.data_size} data bytes (they must fill the data exactly)",
                 name=None,
             )
+
+
+# -- the checksum ember's writers store (runtime/safetensors_writer.py) -------------------
+
+
+def checksum(data) -> str:
+    """The CRC-32 of data (bytes or an array of uint8) as 8 hex digits."""
+    return f"{zlib.crc32(memoryview(data)) & 0xFFFFFFFF:08x}"
+
+

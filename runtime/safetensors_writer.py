@@ -12,11 +12,12 @@ to the file, never copied into one buffer. Any safetensors reader reads the resu
 from __future__ import annotations
 
 import json
+import zlib
 from typing import BinaryIO
 
 import numpy as np
 
-from .safetensors_file import DTYPE_CODES
+from .safetensors_file import CHECKSUM_KEY, DTYPE_CODES
 
 
 class Prepared:
@@ -54,9 +55,14 @@ def prepare(arrays: dict[str, np.ndarray], metadata: dict[str, str] | None = Non
             array = array.astype(array.dtype.newbyteorder("<"))
         laid_out.append((name, _code(array, name), array))
     laid_out.sort(key=lambda entry: (-entry[2].dtype.itemsize, entry[0]))
-    header: dict = {}
-    if metadata:
-        header["__metadata__"] = {key: metadata[key] for key in sorted(metadata)}
+    # the data's CRC-32, which ember's reader checks (runtime/safetensors_file.py): a header
+    # length off by a byte, or bytes inserted before the data, shift every tensor
+    crc = 0
+    for _, _, array in laid_out:
+        if array.nbytes:
+            crc = zlib.crc32(memoryview(array.reshape(-1).view(np.uint8)), crc)
+    metadata = {**(metadata or {}), CHECKSUM_KEY: f"{crc & 0xFFFFFFFF:08x}"}
+    header: dict = {"__metadata__": {key: metadata[key] for key in sorted(metadata)}}
     offset = 0
     for name, code, array in laid_out:
         end = offset + array.nbytes

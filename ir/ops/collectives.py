@@ -10,7 +10,12 @@ new value of the input's type (or, for gather and scatter, of the gathered or sc
 from __future__ import annotations
 
 from ...errors import runtime_error
-from ..schema import fmt_shape, register
+from ..schema import choice_attr, fmt_shape, int_attr, register
+
+# ember.distributed's ReduceOp names (the IR cannot import it: a test checks they agree)
+REDUCE_OPS = ("SUM", "AVG", "PRODUCT", "MIN", "MAX", "BAND", "BOR", "BXOR")
+_GROUP = {"group": int_attr(0)}
+_ONE = {"num_inputs": 1, "differentiable": False, "side_effects": True}
 from ..types import TensorType
 
 
@@ -19,11 +24,11 @@ def _same(inputs, attrs):
     return TensorType(tuple(x.shape), x.dtype)
 
 
-register("dist_all_reduce", differentiable=False, side_effects=True)(_same)
-register("dist_broadcast", differentiable=False, side_effects=True)(_same)
+register("dist_all_reduce", attrs={**_GROUP, "op": choice_attr(*REDUCE_OPS)}, **_ONE)(_same)
+register("dist_broadcast", attrs={**_GROUP, "src": int_attr(0)}, **_ONE)(_same)
 
 
-@register("dist_all_gather", differentiable=False, side_effects=True)
+@register("dist_all_gather", attrs={**_GROUP, "world_size": int_attr(1)}, **_ONE)
 def _all_gather(inputs, attrs):
     (x,) = inputs
     shape = tuple(x.shape)
@@ -32,7 +37,8 @@ def _all_gather(inputs, attrs):
     return TensorType((shape[0] * attrs["world_size"], *shape[1:]), x.dtype)
 
 
-@register("dist_reduce_scatter", differentiable=False, side_effects=True)
+@register("dist_reduce_scatter",
+          attrs={**_GROUP, "world_size": int_attr(1), "op": choice_attr(*REDUCE_OPS)}, **_ONE)
 def _reduce_scatter(inputs, attrs):
     (x,) = inputs
     shape, world = tuple(x.shape), attrs["world_size"]

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from ...errors import runtime_error
 from ..dtypes import FLOAT, as_dtype, bool_
-from ..schema import NUMBER, broadcast_inputs, promoted, promoted_float, register
+from ..schema import (
+    NUMBER,
+    broadcast_inputs,
+    dtype_attr,
+    number_attr,
+    promoted,
+    promoted_float,
+    register,
+)
 from ..types import TensorType
 
 
@@ -37,9 +45,10 @@ NOT_BOOL = "fiu"  # arithmetic fuses for every dtype but bool
 ANY = "fiub"
 
 
-def _declare(name, rule, fuse, ufunc=None, *, arity=1, variants=ALL, **more):
+def _declare(name, rule, fuse, ufunc=None, *, arity=1, variants=ALL, num_inputs=None,
+             **more):
     register(name, kind="elementwise", compute_dtype="output", arity=arity, variants=variants,
-             fuse=fuse, ufunc=ufunc, **more)(rule)
+             fuse=fuse, ufunc=ufunc, num_inputs=num_inputs, attrs={}, **more)(rule)
 
 
 # Unary ops on floats: integers and bool compute in the default float dtype.
@@ -83,7 +92,7 @@ for _name, _ufunc, _libm, _onnx, _extra in (
     ("relu",  None,       None,    "Relu",  {}),
     ("floor", "floor",    "floor", "Floor", {}),
     ("ceil",  "ceil",     "ceil",  "Ceil",  {}),
-    ("round", "round",    "rint",  "Round", {"arity": None}),
+    ("round", "round",    "rint",  "Round", {"arity": None, "num_inputs": 1}),
     ("trunc", "trunc",    "trunc", None,    {}),
     ("sign",  None,       None,    "Sign",  {}),
 ):
@@ -93,18 +102,18 @@ _declare("neg", _no_bool("neg"), NOT_BOOL, "negative", onnx="Neg", aliases=("neg
 
 # Binary ops with broadcasting and PyTorch's type promotion. add, sub, div and pow are written
 # by hand in _tensor/ops (alpha=, rounding_mode=, operand checks).
-_declare("add", _same, ANY, "add", arity=None, onnx="Add")
+_declare("add", _same, ANY, "add", arity=None, num_inputs=2, onnx="Add")
 _declare("mul", _same, ANY, "multiply", arity=2, onnx="Mul", aliases=("multiply",))
 _declare("maximum", _same, ANY, "maximum", arity=2, onnx="Max")
 _declare("minimum", _same, ANY, "minimum", arity=2, onnx="Min")
-_declare("sub", _no_bool("sub"), NOT_BOOL, "subtract", arity=None, onnx="Sub",
+_declare("sub", _no_bool("sub"), NOT_BOOL, "subtract", arity=None, num_inputs=2, onnx="Sub",
          aliases=("subtract",))
-_declare("div", _float, "f", "true_divide", arity=None, onnx="Div",
+_declare("div", _float, "f", "true_divide", arity=None, num_inputs=2, onnx="Div",
          aliases=("divide", "true_divide"))
 # numpy's remainder and floor division raise on an integer zero divisor (runtime kernels)
 _declare("remainder", _no_bool("remainder"), "", arity=2)
 _declare("floor_divide", _no_bool("floor_divide"), "", arity=2)
-_declare("trunc_divide", _no_bool("trunc_divide"), "", arity=None, variants=())
+_declare("trunc_divide", _no_bool("trunc_divide"), "", arity=None, num_inputs=2, variants=())
 
 
 # Binary ops on floats (integers compute in the default float dtype), eager kernels only.
@@ -134,19 +143,19 @@ def _integral(op):
 for _name, _ufunc in (("bitwise_and", "bitwise_and"), ("bitwise_or", "bitwise_or"),
                       ("bitwise_xor", "bitwise_xor")):
     register(_name, kind="elementwise", compute_dtype="output", differentiable=False, arity=2,
-             variants=ALL, fuse="iub", ufunc=_ufunc)(_integral(_name))
+             variants=ALL, fuse="iub", ufunc=_ufunc, attrs={})(_integral(_name))
 register("bitwise_not", kind="elementwise", compute_dtype="output", differentiable=False,
-         arity=1, variants=ALL, fuse="iub", ufunc="invert")(_integral("bitwise_not"))
+         arity=1, variants=ALL, fuse="iub", ufunc="invert", attrs={})(_integral("bitwise_not"))
 # shifts: a count past the width gives 0 (or -1 for a negative number shifted right), as in
 # PyTorch; numpy's shifts agree, C's would be undefined, so they do not fuse
 for _name, _ufunc in (("bitwise_left_shift", "left_shift"),
                       ("bitwise_right_shift", "right_shift")):
     register(_name, kind="elementwise", compute_dtype="output", differentiable=False, arity=2,
-             variants=ALL, ufunc=_ufunc)(_integral(_name))
+             variants=ALL, ufunc=_ufunc, attrs={})(_integral(_name))
 
 
 @register("pow", kind="elementwise", compute_dtype="output", variants=ALL, fuse=NOT_BOOL,
-          ufunc="power", onnx="Pow", reads_numbers=True)
+          ufunc="power", onnx="Pow", num_inputs=2, attrs={}, reads_numbers=True)
 def _pow(inputs, attrs):
     out = _same(inputs, attrs)
     exponent = inputs[1]
@@ -160,17 +169,18 @@ for _name, _ufunc, _alias in (("eq", "equal", ()), ("ne", "not_equal", ()),
                               ("gt", "greater", ("greater",)),
                               ("ge", "greater_equal", ("greater_equal",))):
     register(_name, kind="elementwise", compute_dtype=promoted, differentiable=False, arity=2,
-             variants=("function", "method"), aliases=_alias, fuse=ANY, ufunc=_ufunc)(_to_bool)
+             variants=("function", "method"), aliases=_alias, fuse=ANY, ufunc=_ufunc,
+             attrs={})(_to_bool)
 
 for _name in ("logical_and", "logical_or", "logical_xor"):
     register(_name, kind="elementwise", differentiable=False, arity=2,
-             variants=("function", "method"), fuse=ANY, ufunc=_name)(_to_bool)
+             variants=("function", "method"), fuse=ANY, ufunc=_name, attrs={})(_to_bool)
 register("logical_not", kind="elementwise", differentiable=False, arity=1, variants=ALL,
-         fuse=ANY, ufunc="logical_not")(_to_bool)
+         fuse=ANY, ufunc="logical_not", attrs={})(_to_bool)
 
 
 @register("where", kind="elementwise", compute_dtype=promoted, cast_start=1,
-          variants=("function",), fuse=ANY)
+          variants=("function",), fuse=ANY, num_inputs=3, attrs={})
 def _where(inputs, attrs):
     cond = inputs[0]
     if isinstance(cond, NUMBER) or cond.dtype is not bool_:
@@ -180,7 +190,9 @@ def _where(inputs, attrs):
     return TensorType(broadcast_inputs(inputs), promoted(inputs[1:]))
 
 
-@register("clamp", kind="elementwise", variants=ALL, aliases=("clip",), fuse=NOT_BOOL)
+@register("clamp", kind="elementwise", variants=ALL, aliases=("clip",), fuse=NOT_BOOL,
+          num_inputs=1, attrs={"min": number_attr(nullable=True, optional=True),
+                               "max": number_attr(nullable=True, optional=True)})
 def _clamp(inputs, attrs):
     lo, hi = attrs.get("min"), attrs.get("max")
     if lo is None and hi is None:
@@ -193,7 +205,7 @@ def _clamp(inputs, attrs):
     return out
 
 
-@register("cast", kind="elementwise", fuse=ANY)
+@register("cast", kind="elementwise", fuse=ANY, num_inputs=1, attrs={"dtype": dtype_attr()})
 def _cast(inputs, attrs):
     (x,) = inputs
     return TensorType(tuple(x.shape), as_dtype(attrs["dtype"]))

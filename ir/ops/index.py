@@ -6,7 +6,21 @@ import math
 
 from ...errors import EmberError, index_error, runtime_error, type_error
 from ..dtypes import INT, bool_, int32, int64
-from ..schema import NUMBER, broadcast_shapes, fmt_shape, normalize_dim, register
+from ..schema import (
+    DIM,
+    NUMBER,
+    bool_attr,
+    broadcast_shapes,
+    choice_attr,
+    fmt_shape,
+    int_attr,
+    ints_attr,
+    normalize_dim,
+    number_attr,
+    register,
+)
+
+_ALONG = {"dim": DIM}
 from ..symbolic import definitely_less
 from ..types import TensorType
 
@@ -16,6 +30,16 @@ def _check_index_dtype(op, index):
     if index.dtype.category != INT:
         raise runtime_error(f"{op}(): Expected dtype int32/int64 for index, got "
                             f"{index.dtype.name}")
+
+
+def _check_index_dims(op, dims, indices):
+    """One dim per index tensor, increasing (the order index_shape() and the kernel read
+    them in)."""
+    if len(dims) != len(indices) or list(dims) != sorted(set(dims)):
+        raise index_error(
+            f"{op}: dims {list(dims)} must name {len(indices)} different dims in increasing "
+            "order, one per index tensor"
+        )
 
 
 def index_shape(x_shape, index_shapes, dims) -> tuple:
@@ -31,10 +55,11 @@ def index_shape(x_shape, index_shapes, dims) -> tuple:
     return broadcast + tuple(rest)
 
 
-@register("index", kind="index")
+@register("index", kind="index", num_inputs=(2, None), attrs={"dims": ints_attr(0)})
 def _index(inputs, attrs):
     x, *indices = inputs
     dims = attrs["dims"]
+    _check_index_dims("index", dims, indices)
     for i in indices:
         _check_index_dtype("index", i)
     for d in dims:
@@ -43,9 +68,16 @@ def _index(inputs, attrs):
     return TensorType(index_shape(x.shape, [i.shape for i in indices], dims), x.dtype)
 
 
-@register("index_put", kind="index")
+@register("index_put", kind="index", num_inputs=(3, None),
+          attrs={"dims": ints_attr(0), "accumulate": bool_attr()})
 def _index_put(inputs, attrs):
     x, values, *indices = inputs
+    _check_index_dims("index_put", attrs["dims"], indices)
+    for i in indices:
+        _check_index_dtype("index_put", i)
+    for d in attrs["dims"]:
+        if d >= len(x.shape):
+            raise index_error(f"too many indices for tensor of dimension {len(x.shape)}")
     shape = index_shape(x.shape, [i.shape for i in indices], attrs["dims"])
     try:
         broadcast_shapes(shape, values.shape)
@@ -57,7 +89,7 @@ def _index_put(inputs, attrs):
     return TensorType(tuple(x.shape), x.dtype)
 
 
-@register("gather", kind="index")
+@register("gather", kind="index", num_inputs=2, attrs=_ALONG)
 def _gather(inputs, attrs):
     x, index = inputs
     _check_index_dtype("gather", index)
@@ -99,13 +131,14 @@ def _scatter(op):
     return rule
 
 
-register("scatter", kind="index")(_scatter("scatter"))
-register("scatter_add", kind="index")(_scatter("scatter_add"))
+register("scatter", kind="index", num_inputs=3, attrs=_ALONG)(_scatter("scatter"))
+register("scatter_add", kind="index", num_inputs=3, attrs=_ALONG)(_scatter("scatter_add"))
 
 SCATTER_REDUCTIONS = ("sum", "prod", "mean", "amax", "amin")
 
 
-@register("scatter_reduce", kind="index")
+@register("scatter_reduce", kind="index", num_inputs=3, attrs={
+    "dim": DIM, "reduce": choice_attr(*SCATTER_REDUCTIONS), "include_self": bool_attr()})
 def _scatter_reduce(inputs, attrs):
     """input with each src element reduced into the place index names along attrs["dim"]:
     attrs["reduce"] one of SCATTER_REDUCTIONS, over input's own value too when
@@ -116,7 +149,7 @@ def _scatter_reduce(inputs, attrs):
     return _scatter("scatter_reduce")(inputs, attrs)
 
 
-@register("index_select", kind="index")
+@register("index_select", kind="index", num_inputs=2, attrs=_ALONG)
 def _index_select(inputs, attrs):
     x, index = inputs
     _check_index_dtype("index_select", index)
@@ -134,10 +167,11 @@ def _index_select(inputs, attrs):
     return TensorType(tuple(shape), x.dtype)
 
 
-@register("index_add", kind="index")
+@register("index_add", kind="index", num_inputs=3, attrs=_ALONG)
 def _index_add(inputs, attrs):
     x, index, src = inputs
     _check_index_dtype("index_add", index)
+    normalize_dim(attrs["dim"], len(x.shape))
     if len(index.shape) > 1:
         raise index_error(f"index_add_(): Index is supposed to be a vector, got shape "
                           f"{fmt_shape(index.shape)}")
@@ -155,7 +189,7 @@ def _index_add(inputs, attrs):
 
 
 @register("masked_fill", kind="elementwise", variants=("function", "method", "inplace"),
-          fuse="fiub")
+          fuse="fiub", num_inputs=2, attrs={"value": number_attr()})
 def _masked_fill(inputs, attrs):
     x, mask = inputs
     if mask.dtype is not bool_:
@@ -168,7 +202,8 @@ def _masked_fill(inputs, attrs):
     return TensorType(shape, x.dtype)
 
 
-@register("one_hot", kind="index", differentiable=False)
+@register("one_hot", kind="index", differentiable=False, num_inputs=1,
+          attrs={"num_classes": int_attr(0)})
 def _one_hot(inputs, attrs):
     (x,) = inputs
     if x.dtype is not int64:
@@ -176,14 +211,15 @@ def _one_hot(inputs, attrs):
     return TensorType(tuple(x.shape) + (attrs["num_classes"],), int64)
 
 
-@register("nonzero", kind="index", differentiable=False)
+@register("nonzero", kind="index", differentiable=False, num_inputs=1, attrs={})
 def _nonzero(inputs, attrs):
     (x,) = inputs
     # data-dependent: the count is only known to the kernel; -1 marks it here
     return TensorType((-1, len(x.shape)), int64)
 
 
-@register("unique", kind="index", num_outputs=3, differentiable=False)
+@register("unique", kind="index", num_outputs=3, differentiable=False, num_inputs=1,
+          attrs={"dim": int_attr(nullable=True), "consecutive": bool_attr()})
 def _unique(inputs, attrs):
     """(the distinct values or slices along attrs["dim"], sorted, or of each run when
     attrs["consecutive"]; the inverse index of every element or slice; the counts). The
@@ -201,7 +237,8 @@ def _unique(inputs, attrs):
             TensorType((-1,), int64))
 
 
-@register("searchsorted", kind="index", differentiable=False)
+@register("searchsorted", kind="index", differentiable=False, num_inputs=2,
+          attrs={"right": bool_attr(), "out_int32": bool_attr()})
 def _searchsorted(inputs, attrs):
     """For each value, the index at which it would enter the sorted innermost dim of the
     sequence: before equal elements, or after them when attrs["right"]."""

@@ -4,7 +4,30 @@ from __future__ import annotations
 
 from ...errors import IRError, runtime_error, type_error
 from ..dtypes import FLOAT, as_dtype
-from ..schema import broadcast_shapes, fmt_shape, register
+from ..schema import (
+    SHAPE,
+    bool_attr,
+    broadcast_shapes,
+    dtype_attr,
+    fmt_shape,
+    int_attr,
+    ints_attr,
+    number_attr,
+    register,
+)
+
+# (height, width) pairs of a convolution or pooling window
+_POSITIVE_PAIR = ints_attr(1, length=2)
+CONV = {"stride": _POSITIVE_PAIR, "padding": ints_attr(0, length=2), "dilation": _POSITIVE_PAIR,
+        "groups": int_attr(1)}
+MAX_POOL = {"kernel_size": _POSITIVE_PAIR, "stride": _POSITIVE_PAIR,
+            "padding": ints_attr(0, length=2), "ceil_mode": bool_attr(),
+            "dilation": ints_attr(1, length=2, optional=True)}
+AVG_POOL = {"kernel_size": _POSITIVE_PAIR, "stride": _POSITIVE_PAIR,
+            "padding": ints_attr(0, length=2), "ceil_mode": bool_attr(),
+            "count_include_pad": bool_attr(optional=True),
+            "divisor_override": int_attr(1, nullable=True, optional=True)}
+FACTORY = {"shape": SHAPE, "dtype": dtype_attr()}
 from ..symbolic import definitely_less
 from ..types import TensorType
 
@@ -17,7 +40,7 @@ def _same_dtype(op, a, b):
         )
 
 
-@register("matmul", kind="extern")
+@register("matmul", kind="extern", num_inputs=2, attrs={})
 def _matmul(inputs, attrs):
     a, b = inputs
     _same_dtype("matmul", a, b)
@@ -71,7 +94,7 @@ def _pairs(attrs, *names):
     return [tuple(attrs[n]) for n in names]
 
 
-@register("conv2d", kind="extern")
+@register("conv2d", kind="extern", num_inputs=2, attrs=CONV)
 def _conv2d(inputs, attrs):
     x, w = inputs
     _same_dtype("conv2d", x, w)
@@ -101,13 +124,15 @@ def _conv2d(inputs, attrs):
     return TensorType((n, o, oh, ow), x.dtype)
 
 
-@register("conv2d_backward_input", kind="extern")
+@register("conv2d_backward_input", kind="extern", num_inputs=2,
+          attrs={"input_shape": SHAPE, **CONV})
 def _conv2d_backward_input(inputs, attrs):
     g, _w = inputs
     return TensorType(tuple(attrs["input_shape"]), g.dtype)
 
 
-@register("conv2d_backward_weight", kind="extern")
+@register("conv2d_backward_weight", kind="extern", num_inputs=2,
+          attrs={"weight_shape": SHAPE, **CONV})
 def _conv2d_backward_weight(inputs, attrs):
     _x, g = inputs
     return TensorType(tuple(attrs["weight_shape"]), g.dtype)
@@ -135,31 +160,33 @@ def _pool_shape(op, x, attrs):
     return TensorType(tuple(x.shape[:-2]) + (oh, ow), x.dtype)
 
 
-@register("max_pool2d", kind="extern")
+@register("max_pool2d", kind="extern", num_inputs=1, attrs=MAX_POOL)
 def _max_pool2d(inputs, attrs):
     return _pool_shape("max_pool2d", inputs[0], attrs)
 
 
-@register("avg_pool2d", kind="extern")
+@register("avg_pool2d", kind="extern", num_inputs=1, attrs=AVG_POOL)
 def _avg_pool2d(inputs, attrs):
     if inputs[0].dtype.category != FLOAT:
         raise type_error(f"avg_pool2d: expected a floating-point input, got {inputs[0].dtype.name}")
     return _pool_shape("avg_pool2d", inputs[0], attrs)
 
 
-@register("max_pool2d_backward", kind="extern", differentiable=False)
+@register("max_pool2d_backward", kind="extern", differentiable=False, num_inputs=2,
+          attrs=MAX_POOL)
 def _max_pool2d_backward(inputs, attrs):
     _g, x = inputs
     return TensorType(tuple(x.shape), x.dtype)
 
 
-@register("avg_pool2d_backward", kind="extern")
+@register("avg_pool2d_backward", kind="extern", num_inputs=1,
+          attrs={"input_shape": SHAPE, **AVG_POOL})
 def _avg_pool2d_backward(inputs, attrs):
     (g,) = inputs
     return TensorType(tuple(attrs["input_shape"]), g.dtype)
 
 
-@register("bernoulli", kind="random", differentiable=False)
+@register("bernoulli", kind="random", differentiable=False, num_inputs=1, attrs={})
 def _bernoulli(inputs, attrs):
     (p,) = inputs
     if p.dtype.category != FLOAT:
@@ -167,7 +194,7 @@ def _bernoulli(inputs, attrs):
     return TensorType(tuple(p.shape), p.dtype)
 
 
-@register("linear", kind="extern")
+@register("linear", kind="extern", num_inputs=(2, 3), attrs={})
 def _linear(inputs, attrs):
     """x @ w.T (+ b) for a weight w of shape (out_features, in_features) and an optional bias
     of shape (out_features,), as nn.Linear stores them."""
@@ -201,12 +228,14 @@ def _made(inputs, attrs):
     return TensorType(tuple(attrs["shape"]), as_dtype(attrs["dtype"]))
 
 
-register("full", kind="extern", differentiable=False)(_made)
-register("uniform", kind="random", differentiable=False)(_made)
-register("normal", kind="random", differentiable=False)(_made)
+register("full", kind="extern", differentiable=False, num_inputs=0,
+         attrs={**FACTORY, "value": number_attr()})(_made)
+register("uniform", kind="random", differentiable=False, num_inputs=0, attrs=FACTORY)(_made)
+register("normal", kind="random", differentiable=False, num_inputs=0, attrs=FACTORY)(_made)
 
 
-@register("randint", kind="random", differentiable=False)
+@register("randint", kind="random", differentiable=False, num_inputs=0,
+          attrs={**FACTORY, "low": int_attr(), "high": int_attr()})
 def _randint(inputs, attrs):
     if not attrs["low"] < attrs["high"]:
         raise runtime_error(f"random_ expects 'from' to be less than 'to', but got "
@@ -214,7 +243,8 @@ def _randint(inputs, attrs):
     return _made(inputs, attrs)
 
 
-@register("multinomial", kind="random", differentiable=False)
+@register("multinomial", kind="random", differentiable=False, num_inputs=1,
+          attrs={"num_samples": int_attr(1), "replacement": bool_attr()})
 def _multinomial(inputs, attrs):
     """num_samples category indices per row of a 1-D or 2-D weight tensor (see
     _tensor/ops/sampling.py); the draw is a graph op, the weights' values checked at run

@@ -4,7 +4,22 @@ from __future__ import annotations
 
 from ...errors import index_error, not_implemented_error, runtime_error
 from ..dtypes import FLOAT, INT, bool_, int64, uint8
-from ..schema import normalize_dim, normalize_dims, register
+from ..schema import (
+    DIM,
+    DIMS,
+    KEEPDIM,
+    bool_attr,
+    int_attr,
+    normalize_dim,
+    normalize_dims,
+    number_attr,
+    register,
+)
+
+# the attrs of a reduction over dims, and of one along a dim
+OVER_DIMS = {"dims": DIMS, "keepdim": KEEPDIM}
+ALONG_DIM = {"dim": DIM}
+_ONE = {"num_inputs": 1}
 from ..types import TensorType
 
 
@@ -20,13 +35,13 @@ def _accumulating_dtype(x):
     return int64 if x.dtype.category in (INT, bool_.category) else x.dtype
 
 
-@register("sum", kind="reduction")
+@register("sum", kind="reduction", attrs=OVER_DIMS, **_ONE)
 def _sum(inputs, attrs):
     (x,) = inputs
     return TensorType(reduced_shape(x.shape, attrs["dims"], attrs["keepdim"]), _accumulating_dtype(x))
 
 
-@register("prod", kind="reduction")
+@register("prod", kind="reduction", attrs=OVER_DIMS, **_ONE)
 def _prod(inputs, attrs):
     return _sum(inputs, attrs)
 
@@ -44,9 +59,10 @@ def _float_reduction(op):
     return rule
 
 
-register("mean", kind="reduction")(_float_reduction("mean"))
-register("var", kind="reduction")(_float_reduction("var"))
-register("logsumexp", kind="reduction")(_float_reduction("logsumexp"))
+register("mean", kind="reduction", attrs=OVER_DIMS, **_ONE)(_float_reduction("mean"))
+register("var", kind="reduction", attrs={**OVER_DIMS, "correction": number_attr()},
+         **_ONE)(_float_reduction("var"))
+register("logsumexp", kind="reduction", attrs=OVER_DIMS, **_ONE)(_float_reduction("logsumexp"))
 
 
 def _nonempty(op, x, dims):
@@ -58,14 +74,14 @@ def _nonempty(op, x, dims):
             )
 
 
-@register("amax", kind="reduction")
+@register("amax", kind="reduction", attrs=OVER_DIMS, **_ONE)
 def _amax(inputs, attrs):
     (x,) = inputs
     _nonempty("amax", x, attrs["dims"])
     return TensorType(reduced_shape(x.shape, attrs["dims"], attrs["keepdim"]), x.dtype)
 
 
-@register("amin", kind="reduction")
+@register("amin", kind="reduction", attrs=OVER_DIMS, **_ONE)
 def _amin(inputs, attrs):
     (x,) = inputs
     _nonempty("amin", x, attrs["dims"])
@@ -83,8 +99,11 @@ def _with_indices(op):
     return rule
 
 
-register("max_dim", kind="reduction", num_outputs=2)(_with_indices("max"))
-register("min_dim", kind="reduction", num_outputs=2)(_with_indices("min"))
+_ALONG_KEEPDIM = {"dim": DIM, "keepdim": KEEPDIM}
+register("max_dim", kind="reduction", num_outputs=2, attrs=_ALONG_KEEPDIM, **_ONE)(
+    _with_indices("max"))
+register("min_dim", kind="reduction", num_outputs=2, attrs=_ALONG_KEEPDIM, **_ONE)(
+    _with_indices("min"))
 
 
 def _arg(op):
@@ -101,8 +120,9 @@ def _arg(op):
     return rule
 
 
-register("argmax", kind="reduction", differentiable=False)(_arg("argmax"))
-register("argmin", kind="reduction", differentiable=False)(_arg("argmin"))
+_ARG = {"dim": int_attr(nullable=True), "keepdim": KEEPDIM}
+register("argmax", kind="reduction", differentiable=False, attrs=_ARG, **_ONE)(_arg("argmax"))
+register("argmin", kind="reduction", differentiable=False, attrs=_ARG, **_ONE)(_arg("argmin"))
 
 
 def _logical(inputs, attrs):
@@ -112,11 +132,12 @@ def _logical(inputs, attrs):
     return TensorType(reduced_shape(x.shape, attrs["dims"], attrs["keepdim"]), dtype)
 
 
-register("all", kind="reduction", differentiable=False)(_logical)
-register("any", kind="reduction", differentiable=False)(_logical)
+register("all", kind="reduction", differentiable=False, attrs=OVER_DIMS, **_ONE)(_logical)
+register("any", kind="reduction", differentiable=False, attrs=OVER_DIMS, **_ONE)(_logical)
 
 
-@register("sort", kind="reduction", num_outputs=2, variants=("function", "method"))
+@register("sort", kind="reduction", num_outputs=2, variants=("function", "method"),
+          attrs={"dim": DIM, "descending": bool_attr()}, **_ONE)
 def _sort(inputs, attrs):
     """(values, indices) along attrs["dim"], ascending or descending; stable."""
     (x,) = inputs
@@ -131,27 +152,27 @@ def _cumulative_extreme(inputs, attrs):
     return TensorType(tuple(x.shape), x.dtype), TensorType(tuple(x.shape), int64)
 
 
-register("cummax", kind="reduction", num_outputs=2, variants=("function", "method"))(
-    _cumulative_extreme)
-register("cummin", kind="reduction", num_outputs=2, variants=("function", "method"))(
-    _cumulative_extreme)
+register("cummax", kind="reduction", num_outputs=2, variants=("function", "method"),
+         attrs=ALONG_DIM, **_ONE)(_cumulative_extreme)
+register("cummin", kind="reduction", num_outputs=2, variants=("function", "method"),
+         attrs=ALONG_DIM, **_ONE)(_cumulative_extreme)
 
 
-@register("cumsum", kind="reduction")
+@register("cumsum", kind="reduction", attrs=ALONG_DIM, **_ONE)
 def _cumsum(inputs, attrs):
     (x,) = inputs
     normalize_dim(attrs["dim"], len(x.shape))
     return TensorType(tuple(x.shape), _accumulating_dtype(x))
 
 
-@register("cumprod", kind="reduction")
+@register("cumprod", kind="reduction", attrs=ALONG_DIM, **_ONE)
 def _cumprod(inputs, attrs):
     (x,) = inputs
     normalize_dim(attrs["dim"], len(x.shape))
     return TensorType(tuple(x.shape), _accumulating_dtype(x))
 
 
-@register("logcumsumexp", kind="reduction")
+@register("logcumsumexp", kind="reduction", attrs=ALONG_DIM, **_ONE)
 def _logcumsumexp(inputs, attrs):
     (x,) = inputs
     normalize_dim(attrs["dim"], len(x.shape))
@@ -162,7 +183,7 @@ def _logcumsumexp(inputs, attrs):
     return TensorType(tuple(x.shape), x.dtype)
 
 
-@register("median", kind="reduction")
+@register("median", kind="reduction", attrs={"ignore_nan": bool_attr()}, **_ONE)
 def _median(inputs, attrs):
     """The lower median of all elements (attrs["ignore_nan"]: of the non-NaN ones)."""
     (x,) = inputs

@@ -10,7 +10,26 @@ import math
 
 from ...errors import IRError, index_error, runtime_error, value_error
 from ..dtypes import as_dtype, promote_types
-from ..schema import fmt_shape, normalize_dim, register
+from ..schema import (
+    DIM,
+    SHAPE,
+    choice_attr,
+    dtype_attr,
+    fmt_shape,
+    int_attr,
+    ints_attr,
+    normalize_dim,
+    normalize_dims,
+    number_attr,
+    register,
+)
+
+_ONE = {"num_inputs": 1}
+# a shape to reshape or expand to: sizes, or -1 for the one inferred or kept
+TARGET_SHAPE = ints_attr(-1, symbolic=True)
+# a slice of every dim: steps are positive, as PyTorch's
+SLICE = {"starts": ints_attr(0, symbolic=True), "stops": ints_attr(0, symbolic=True),
+         "steps": ints_attr(1, symbolic=True)}
 from ..symbolic import definitely_less, definitely_less_equal
 from ..types import TensorType
 
@@ -50,18 +69,19 @@ def check_reshape(shape, new_shape) -> tuple:
     return new_shape
 
 
-@register("reshape", kind="view", view=True)
+@register("reshape", kind="view", view=True, attrs={"shape": TARGET_SHAPE}, **_ONE)
 def _reshape(inputs, attrs):
     (x,) = inputs
     return TensorType(check_reshape(x.shape, attrs["shape"]), x.dtype)
 
 
-@register("view", kind="view", view=True)
+@register("view", kind="view", view=True, attrs={"shape": TARGET_SHAPE}, **_ONE)
 def _view(inputs, attrs):
     return _reshape(inputs, attrs)
 
 
-@register("view_dtype", kind="view", view=True, differentiable=False)
+@register("view_dtype", kind="view", view=True, differentiable=False,
+          attrs={"dtype": dtype_attr()}, **_ONE)
 def _view_dtype(inputs, attrs):
     (x,) = inputs
     dtype = as_dtype(attrs["dtype"])
@@ -73,7 +93,7 @@ def _view_dtype(inputs, attrs):
     return TensorType(tuple(x.shape), dtype)
 
 
-@register("permute", kind="view", view=True)
+@register("permute", kind="view", view=True, attrs={"dims": ints_attr()}, **_ONE)
 def _permute(inputs, attrs):
     (x,) = inputs
     dims = attrs["dims"]
@@ -88,16 +108,17 @@ def _permute(inputs, attrs):
     return TensorType(tuple(x.shape[d] for d in dims), x.dtype)
 
 
-@register("squeeze", kind="view", view=True)
+@register("squeeze", kind="view", view=True, attrs={"dims": ints_attr(0)}, **_ONE)
 def _squeeze(inputs, attrs):
     (x,) = inputs
     dims = attrs["dims"]
+    normalize_dims(dims, len(x.shape))  # in range, and each once
     return TensorType(
         tuple(d for i, d in enumerate(x.shape) if not (i in dims and d == 1)), x.dtype
     )
 
 
-@register("unsqueeze", kind="view", view=True)
+@register("unsqueeze", kind="view", view=True, attrs={"dim": int_attr(0)}, **_ONE)
 def _unsqueeze(inputs, attrs):
     (x,) = inputs
     dim = attrs["dim"]
@@ -108,7 +129,7 @@ def _unsqueeze(inputs, attrs):
     return TensorType(tuple(shape), x.dtype)
 
 
-@register("expand", kind="view", view=True)
+@register("expand", kind="view", view=True, attrs={"shape": TARGET_SHAPE}, **_ONE)
 def _expand(inputs, attrs):
     (x,) = inputs
     target = tuple(attrs["shape"])
@@ -155,17 +176,42 @@ def slice_shape(shape, starts, stops, steps) -> tuple:
         return tuple(_slice_length(a, b, c) for a, b, c in zip(starts, stops, steps))
 
 
-@register("slice", kind="view", view=True)
+def _check_slice(shape, attrs) -> None:
+    """A slice gives a start, stop and step for every dim of the shape, its bounds inside
+    the dim (as slice.indices() leaves them)."""
+    counts = {len(attrs[k]) for k in ("starts", "stops", "steps")}
+    if counts != {len(shape)}:
+        raise runtime_error(
+            f"slice: starts, stops and steps give {sorted(counts)} dims for a tensor of shape "
+            f"{fmt_shape(shape)}"
+        )
+    for d, (size, start, stop) in enumerate(zip(shape, attrs["starts"], attrs["stops"])):
+        if definitely_less(size, start) or definitely_less(size, stop):
+            raise index_error(
+                f"slice: {start}:{stop} of dim {d} reaches past its size {size} (shape "
+                f"{fmt_shape(shape)})"
+            )
+
+
+@register("slice", kind="view", view=True, attrs=SLICE, **_ONE)
 def _slice(inputs, attrs):
     (x,) = inputs
+    _check_slice(x.shape, attrs)
     return TensorType(
         slice_shape(x.shape, attrs["starts"], attrs["stops"], attrs["steps"]), x.dtype
     )
 
 
-@register("slice_backward", kind="shape")
+@register("slice_backward", kind="shape", attrs={"shape": SHAPE, **SLICE}, **_ONE)
 def _slice_backward(inputs, attrs):
     (g,) = inputs
+    _check_slice(attrs["shape"], attrs)
+    shape = slice_shape(attrs["shape"], attrs["starts"], attrs["stops"], attrs["steps"])
+    if tuple(shape) != tuple(g.shape):
+        raise runtime_error(
+            f"slice_backward: the gradient {fmt_shape(g.shape)} is not the slice "
+            f"{fmt_shape(shape)} of {fmt_shape(attrs['shape'])}"
+        )
     return TensorType(tuple(attrs["shape"]), g.dtype)
 
 
@@ -173,7 +219,8 @@ def _slice_backward(inputs, attrs):
 SCATTERABLE_VIEWS = frozenset({"reshape", "view", "permute", "squeeze", "unsqueeze", "slice"})
 
 
-@register("view_scatter", kind="shape")
+@register("view_scatter", kind="shape", num_inputs=2, attrs_of="view_op",
+          attrs={"view_op": choice_attr(*sorted(SCATTERABLE_VIEWS))})
 def _view_scatter(inputs, attrs):
     """base with the view `view_op(base, **view attrs)` replaced by src: the functional form
     of an in-place write through a view (PyTorch's slice_scatter and kin, one op for every
@@ -194,13 +241,14 @@ def _view_scatter(inputs, attrs):
     return TensorType(tuple(base.shape), base.dtype)
 
 
-@register("clone", kind="elementwise", variants=("function", "method"), fuse="fiub")
+@register("clone", kind="elementwise", variants=("function", "method"), fuse="fiub", attrs={},
+          **_ONE)
 def _clone(inputs, attrs):
     (x,) = inputs
     return TensorType(tuple(x.shape), x.dtype)
 
 
-@register("repeat", kind="shape")
+@register("repeat", kind="shape", attrs={"repeats": ints_attr(0, symbolic=True)}, **_ONE)
 def _repeat(inputs, attrs):
     (x,) = inputs
     repeats = tuple(attrs["repeats"])
@@ -213,7 +261,7 @@ def _repeat(inputs, attrs):
     return TensorType(tuple(a * b for a, b in zip(shape, repeats)), x.dtype)
 
 
-@register("cat", kind="shape")
+@register("cat", kind="shape", num_inputs=(1, None), attrs={"dim": DIM})
 def _cat(inputs, attrs):
     if not inputs:
         raise value_error("torch.cat(): expected a non-empty list of Tensors")
@@ -241,13 +289,17 @@ def _cat(inputs, attrs):
     return TensorType(tuple(shape), dtype)
 
 
-@register("flip", kind="shape")
+@register("flip", kind="shape", attrs={"dims": ints_attr()}, **_ONE)
 def _flip(inputs, attrs):
     (x,) = inputs
+    normalize_dims(attrs["dims"], len(x.shape))
     return TensorType(tuple(x.shape), x.dtype)
 
 
-@register("pad", kind="shape")
+@register("pad", kind="shape", attrs={
+    "pads": ints_attr(symbolic=True),
+    "mode": choice_attr("constant", "reflect", "replicate", "circular", optional=True),
+    "value": number_attr(optional=True)}, **_ONE)
 def _pad(inputs, attrs):
     (x,) = inputs
     pads = attrs["pads"]
@@ -298,5 +350,6 @@ def _triangle(inputs, attrs):
     return TensorType(tuple(x.shape), x.dtype)
 
 
-register("tril", kind="shape")(_triangle)
-register("triu", kind="shape")(_triangle)
+_DIAGONAL = {"diagonal": int_attr(optional=True)}
+register("tril", kind="shape", attrs=_DIAGONAL, **_ONE)(_triangle)
+register("triu", kind="shape", attrs=_DIAGONAL, **_ONE)(_triangle)

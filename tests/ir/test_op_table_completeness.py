@@ -179,3 +179,32 @@ def test_an_elementwise_op_is_spelled_in_few_source_files():
     # 8 where tables were, plus nn/layers/rnn.py, which calls it (the gates) and takes it as
     # RNN's nonlinearity option: a user of the op, not a table of it
     assert len(found) <= 9, sorted(found)
+
+
+@pytest.mark.parametrize("op", sorted(SCHEMAS))
+def test_every_op_declares_its_inputs_and_the_attrs_its_kernel_takes(op):
+    """What a graph file's node may hold is read from the declaration (ir.schema.check_node),
+    so each op declares its input count and its attrs, and these are the kernel's keyword
+    parameters that are not inputs."""
+    import inspect
+
+    schema = SCHEMAS[op]
+    assert schema.input_bounds() is not None, f"op {op!r} declares no num_inputs (nor arity)"
+    assert schema.attrs is not None, f"op {op!r} declares no attrs (attrs={{}} for none)"
+    params = inspect.signature(KERNELS[op]).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):  # view_scatter: the view op's attrs too
+        assert schema.attrs_of is not None
+        return
+    names = {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    takes_inputs = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD][1:]
+    takes_inputs = takes_inputs[: schema.input_bounds()[1]]
+    assert set(schema.attrs) == names - {"xp", "out"} - set(takes_inputs)
+    optional = {p.name for p in params if p.default is not p.empty} & set(schema.attrs)
+    assert optional == {n for n, a in schema.attrs.items() if a.optional}
+
+
+def test_the_collectives_declare_the_reduce_ops_of_ember_distributed():
+    from ember.distributed import ReduceOp
+    from ember.ir.ops.collectives import REDUCE_OPS
+
+    assert set(REDUCE_OPS) == {op.name for op in ReduceOp}

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from ember.errors import IRError
 from ember.ir.parser import parse_graph
+from ember.ir.schema import SCHEMAS, OpSchema
 from ember.ir.serialize import FORMAT, VERSION, from_data, to_data
+from ember.ir.types import TensorType
 from ember.ir.verify import verify
 
 TEXT = """graph(%x: f32[B, 16], %w: f32[16, 4], %m: bool[B, 1]):
@@ -23,9 +25,20 @@ TEXT = """graph(%x: f32[B, 16], %w: f32[16, 4], %m: bool[B, 1]):
   %7: f32[B - 1, 8] = slice(%x, starts=(0, 1), stops=(B - 1, 16), steps=(1, 2))
   %8: f32[B, 16] = masked_fill(%x, %m, value=-1.5)
   %9: f32[B*2, 4] = expand(%c0, shape=(B*2, 4))
-  %10: f32[B, 4] = relu(%1, extra={"a": [1, (2, None)], "b": "text", "c": {}, "d": []})
+  %10: f32[B, 4] = tagged(%1, extra={"a": [1, (2, None)], "b": "text", "c": {}, "d": []})
   return (%1, %3, %6, %7, %8, %9, %10)
 """
+
+
+@pytest.fixture(autouse=True)
+def tagged_op(monkeypatch):
+    """An op that declares no attrs (a custom op's way), so its nodes may carry any: the
+    attr values of every kind above."""
+
+    def same_type(inputs, attrs):
+        return TensorType(tuple(inputs[0].shape), inputs[0].dtype)
+
+    monkeypatch.setitem(SCHEMAS, "tagged", OpSchema("tagged", same_type))
 
 
 @pytest.fixture

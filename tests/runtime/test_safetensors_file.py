@@ -26,8 +26,11 @@ def _split(blob: bytes) -> tuple[dict, bytes]:
     return json.loads(blob[8 : 8 + n]), blob[8 + n :]
 
 
-def _join(header, data: bytes, pad: int = 0) -> bytes:
-    text = (header if isinstance(header, str) else json.dumps(header)).encode() + b" " * pad
+def _join(header, data: bytes) -> bytes:
+    """A container as the safetensors writer lays it out: the header padded with spaces so the
+    data starts at a multiple of 8."""
+    text = (header if isinstance(header, str) else json.dumps(header)).encode()
+    text += b" " * (-(8 + len(text)) % 8)
     return struct.pack("<Q", len(text)) + text + data
 
 
@@ -51,9 +54,21 @@ def _overlap(header, data):
 
 def _cut_padding(header, data):
     # a header length one byte short of its padding: the JSON still parses, and the data would
-    # start one byte early, every tensor read one byte off; only the data's bounds show it
+    # start one byte early, every tensor read one byte off; the data's start shows it
     text = json.dumps(header).encode()
-    return struct.pack("<Q", len(text) + 3) + text + b"    " + data
+    pad = -(8 + len(text)) % 8 or 8
+    return struct.pack("<Q", len(text) + pad - 1) + text + b" " * pad + data
+
+
+def _cut_padding_and_tail(header, data):
+    # as above, and the file's last byte cut so that the tensors still fill the data exactly
+    return _cut_padding(header, data)[:-1]
+
+
+def _shifted_data(header, data):
+    # a byte inserted before the data and the last one cut: the header is untouched and the
+    # tensors fill the data, every one read a byte off; the data's CRC-32 shows it
+    return _join(header, b" " + data[:-1])
 
 
 HOSTILE = {
@@ -80,7 +95,9 @@ HOSTILE = {
     "offsets past the end": (_set("w", "data_offsets", [0, 10**9]), "beyond_data"),
     "overlapping tensors": (_overlap, "overlap"),
     "bytes after the last tensor": (lambda h, d: _join(h, d + b"\x00" * 8), "gap"),
-    "a header length cut into the padding": (_cut_padding, "gap"),
+    "a header length cut into the padding": (_cut_padding, "misaligned"),
+    "the same, and the file's tail cut to match": (_cut_padding_and_tail, "misaligned"),
+    "the data shifted by a byte": (_shifted_data, "checksum"),
 }
 
 
