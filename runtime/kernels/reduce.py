@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .registry import kernel
@@ -58,8 +60,15 @@ def _prod(xp, x, dims, keepdim):
 
 @kernel("mean")
 def _mean(xp, x, dims, keepdim):
+    axis = _axis(dims)
+    if xp is np and x.dtype.kind == "f" and x.dtype.itemsize >= 4:
+        # np.mean's own steps (the ufunc's sum, then a division by the count in the same
+        # dtype) without its Python wrappers; warnings are this module's, which are silenced
+        count = x.size if axis is None else math.prod(x.shape[d] for d in axis)
+        return np.true_divide(np.add.reduce(x, axis=axis, keepdims=keepdim),
+                              x.dtype.type(count))
     with np.errstate(all="ignore"):
-        return xp.mean(x, axis=_axis(dims), keepdims=keepdim)
+        return xp.mean(x, axis=axis, keepdims=keepdim)
 
 
 @kernel("var")
