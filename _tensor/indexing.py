@@ -59,7 +59,12 @@ def _expand_key(x: Tensor, key) -> list:
         key = (key,)
     entries = []
     for k in key:
-        if isinstance(k, (list, np.ndarray, Tensor)):
+        cls = k.__class__
+        if cls is slice:  # the common entries first, by class
+            entries.append(("slice", k))
+        elif cls is int:
+            entries.append(("int", k))
+        elif isinstance(k, (list, np.ndarray, Tensor)):
             k = _as_index_tensor(k, x.device)
             if k._dtype is bool_:
                 entries.append(("mask", k))
@@ -85,15 +90,20 @@ def _expand_key(x: Tensor, key) -> list:
                 f"only integers, slices (`:`), ellipsis (`...`), None and long or boolean "
                 f"tensors are valid indices (got {type(k).__name__})"
             )
-    consumed = sum(
-        k.ndim if kind == "mask" else 1
-        for kind, k in entries
-        if kind in ("int", "slice", "tensor", "mask")
-    )
-    if sum(kind == "ellipsis" for kind, _ in entries) > 1:
+    consumed = ellipses = 0
+    for kind, k in entries:
+        if kind == "mask":
+            consumed += k.ndim
+        elif kind == "ellipsis":
+            ellipses += 1
+        elif kind != "new":
+            consumed += 1
+    if ellipses > 1:
         raise index_error("an index can only have a single ellipsis ('...')")
     if consumed > x.ndim:
         raise index_error(f"too many indices for tensor of dimension {x.ndim} (got {consumed})")
+    if not ellipses:
+        return entries
     out = []
     for kind, k in entries:
         if kind == "ellipsis":
@@ -106,7 +116,7 @@ def _expand_key(x: Tensor, key) -> list:
 def _lower(x: Tensor, key):
     """(view of x for the basic part, advanced index tensors, their dims in the view)."""
     entries = _expand_key(x, key)
-    if any(kind in ("tensor", "mask") for kind, _ in entries):
+    if any(kind == "tensor" or kind == "mask" for kind, _ in entries):
         # masks become advanced indices; ints stay basic (a select), as in PyTorch, so
         # x[0, :, idx] is x[0][:, idx] (numpy would move idx's dim to the front)
         lowered = []
