@@ -45,41 +45,70 @@ def _py_number(x):
     return x.item() if isinstance(x, np.generic) else x
 
 
-# Elementwise calls without attrs on CPU tensors of one shape (and Python numbers) whose type
-# rule, casts and kernel were once seen to need nothing but the kernel: (op, each input's
-# dtype or number class) -> (output dtype, the dtype numbers are cast to or None,
-# differentiable). Such a call's output dtype depends on those alone and its shape is the
-# inputs', so the rule's answer is reused; every other call takes the general way.
+# Elementwise and reduction calls on CPU tensors (and Python numbers) whose type rule, casts
+# and kernel were once seen to need nothing but the kernel: (op, each input's dtype or number
+# class, the shapes (for elementwise ops, only where they differ), the attrs) -> (output
+# dtype, the dtype numbers are cast to or None, differentiable). A type rule answers from
+# those alone (pow's, which reads a number's value, is declared reads_numbers and never
+# planned), so its answer is reused; every other call takes the general way.
 _PLANS: dict = {}
+_MAX_PLANS = 8192
 _PYTHON_NUMBERS = (float, int, bool)
+_PLANNED_KINDS = {"elementwise": False, "reduction": True}  # kind -> shapes always keyed
+_PLANNABLE = {}  # op -> whether its key holds the shapes always (filled as plans are made)
 
 
-def _planned(op: str, inputs: tuple):
-    """The call run by its plan (see _PLANS), or None where it has none."""
+def _plan_key(op: str, inputs: tuple, attrs: dict, by_shape: bool):
+    """(the key of the call's plan, the kernel's operands, whether an input requires grad),
+    or None for a call no plan may take."""
     key = [op]
-    shape = None
-    needs_grad = False
+    shapes = []
     arrays = []
+    needs_grad = False
     for x in inputs:
         if isinstance(x, Tensor):
             data = x._data
             if x._device is not CPU or data.__class__ is not _ndarray:
                 return None
-            if shape is None:
-                shape = data.shape
-            elif data.shape != shape:
-                return None
             key.append(x._dtype)
+            shapes.append(data.shape)
+            arrays.append(data)
             if x._requires_grad:
                 needs_grad = True
-            arrays.append(data)
         elif x.__class__ in _PYTHON_NUMBERS:
             key.append(x.__class__)
             arrays.append(x)
         else:
             return None
-    plan = _PLANS.get(tuple(key))
-    if plan is None or not shape:
+    if not shapes:
+        return None
+    if by_shape:
+        key.append(tuple(shapes))
+    else:
+        first = shapes[0]
+        for shape in shapes:
+            if shape != first:
+                key.append(tuple(shapes))  # broadcasting: the plan holds for these shapes
+                break
+    if attrs:
+        key.append(tuple(attrs.items()))
+    return tuple(key), arrays, needs_grad
+
+
+def _planned(op: str, inputs: tuple, attrs: dict):
+    """The call run by its plan (see _PLANS), or None where it has none."""
+    by_shape = _PLANNABLE.get(op)
+    if by_shape is None:
+        return None
+    keyed = _plan_key(op, inputs, attrs, by_shape)
+    if keyed is None:
+        return None
+    key, arrays, needs_grad = keyed
+    try:
+        plan = _PLANS.get(key)
+    except TypeError:  # an attr that is a list
+        return None
+    if plan is None:
         return None
     out_dtype, numbers_as, differentiable = plan
     if numbers_as is not None:
@@ -89,38 +118,40 @@ def _planned(op: str, inputs: tuple):
                     arrays[i] = numbers_as(x)
                 except OverflowError:  # the general way wraps it around
                     return None
-    out = Tensor._make(KERNELS[op](np, *arrays), out_dtype, CPU)
+    result = KERNELS[op](np, *arrays, **attrs)
+    if result.__class__ is not _ndarray:  # a numpy scalar, from a 0-d result
+        result = np.asarray(result)
+    out = Tensor._make(result, out_dtype, CPU)
     if needs_grad and _grad_state.enabled and differentiable:
-        link_op(op, inputs, _EMPTY, (out,))
+        link_op(op, inputs, attrs, (out,))
     if hooks.tracer_hook is not None:
-        hooks.tracer_hook(op, inputs, _EMPTY, out)
+        hooks.tracer_hook(op, inputs, attrs, out)
     return out
 
 
-def _make_plan(op, schema, inputs, args, out_type, result) -> None:
+def _make_plan(op, schema, inputs, attrs, args, out_type, result) -> None:
     """After a general call: whether a call like it may take the plan (see _PLANS)."""
-    shape = None
-    key = [op]
+    by_shape = _PLANNED_KINDS[schema.kind]
+    keyed = _plan_key(op, inputs, attrs, by_shape) if len(_PLANS) < _MAX_PLANS else None
+    if keyed is None:
+        return
+    try:
+        hash(keyed[0])
+    except TypeError:  # an attr that is a list
+        return
     for x, arg in zip(inputs, args):
-        if isinstance(x, Tensor):
-            if x._device is not CPU or arg is not x._data or x._data.__class__ is not _ndarray:
-                return  # cast, or not a numpy array
-            if shape is None:
-                shape = x._data.shape
-            elif x._data.shape != shape:
-                return
-            key.append(x._dtype)
-        elif x.__class__ in _PYTHON_NUMBERS and not schema.reads_numbers:
-            key.append(x.__class__)
-        else:
+        if isinstance(x, Tensor) and arg is not x._data:
+            return  # cast to the compute dtype
+        if not isinstance(x, Tensor) and schema.reads_numbers:
             return
-    if (result.__class__ is not _ndarray or result.dtype != out_type.dtype.np
-            or result.shape != shape or not shape):
+    if (not isinstance(result, (_ndarray, np.generic)) or result.dtype != out_type.dtype.np
+            or result.shape != tuple(out_type.shape)):
         return
     numbers_as = None
     if schema.compute_dtype is not None:
         numbers_as = schema.compute_dtype_of(inputs, out_type.dtype).np.type
-    _PLANS[tuple(key)] = (out_type.dtype, numbers_as, schema.differentiable)
+    _PLANS[keyed[0]] = (out_type.dtype, numbers_as, schema.differentiable)
+    _PLANNABLE[op] = by_shape
 
 
 def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = None):
@@ -131,8 +162,8 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = 
     and out is returned; None means out cannot take the result (the caller goes the general
     way, which reports any error).
     """
-    if not attrs and out is None and hooks.active_trace is None and not autocast.enabled:
-        done = _planned(op, inputs)
+    if out is None and hooks.active_trace is None and not autocast.enabled:
+        done = _planned(op, inputs, attrs)
         if done is not None:
             return done
     schema = SCHEMAS.get(op)
@@ -178,10 +209,10 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = 
     if out is not None:
         return _into(out, op, kernel, xp, args, kattrs, out_types, inputs, needs_grad)
     result = kernel(xp, *args, **kattrs)
-    if (schema.kind == "elementwise" and not attrs and schema.cast_start == 0
+    if (schema.kind in _PLANNED_KINDS and schema.cast_start == 0 and dev is CPU
             and hooks.active_trace is None and not autocast.enabled
-            and schema.num_outputs == 1 and dev is CPU):
-        _make_plan(op, schema, inputs, args, out_types, result)
+            and schema.num_outputs == 1 and not schema.view):
+        _make_plan(op, schema, inputs, attrs, args, out_types, result)
 
     if schema.num_outputs == 1:
         if schema.view:

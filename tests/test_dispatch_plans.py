@@ -84,3 +84,54 @@ def test_calls_a_plan_cannot_take_go_the_general_way():
     assert (a + ember.ones(3)).shape == (2, 3)  # broadcasting
     assert (ember.tensor([1], dtype=ember.int8) + 300).tolist() == [45]  # wraps, as PyTorch
     assert (ember.tensor(1.0) + ember.tensor(2.0)).item() == 3.0  # 0-d
+
+
+@pytest.mark.parametrize("op", ["add", "mul", "div", "eq", "pow", "maximum"])
+def test_planned_broadcasting_calls_equal_the_general_way(op, monkeypatch):
+    """Calls whose shapes differ are planned per shapes: each pair of shapes, broadcasting
+    or not, gives the general way's answer (or error) again."""
+    rng = np.random.default_rng(1)
+    shapes = [(3, 4), (4,), (3, 1), (1, 4), (2, 3, 4), (3,), (1,)]
+    monkeypatch.setattr(dispatch_module, "_PLANS", {})
+    for left, right in itertools.product(shapes, shapes):
+        for dtypes in ((ember.float32, ember.float32), (ember.int64, ember.float64)):
+            a = ember.tensor(rng.integers(1, 4, left)).to(dtypes[0])
+            b = ember.tensor(rng.integers(1, 4, right)).to(dtypes[1])
+            first, again = _outcome(op, a, b), _outcome(op, a, b)
+            assert again[:2] == first[:2], (op, left, right)
+            if first[0] == "value":
+                assert again[2].shape == first[2].shape
+                np.testing.assert_array_equal(again[2], first[2])
+            else:
+                assert again[2] == first[2]
+    assert any(len(key) > 3 for key in dispatch_module._PLANS)  # broadcasting plans were made
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "amax", "amin", "prod", "all", "logsumexp",
+                                  "argmax", "cumsum"])
+def test_planned_reductions_equal_the_general_way(name, monkeypatch):
+    """Reductions are planned per shape and attrs (dims, keepdim): full and partial, empty
+    inputs (amax refuses them by name), integer and bool inputs."""
+    rng = np.random.default_rng(2)
+    monkeypatch.setattr(dispatch_module, "_PLANS", {})
+    calls = [((), {}), ((-1,), {}), ((0,), {"keepdim": True}), ((1,), {"keepdim": True})]
+    if name in ("argmax", "cumsum", "logsumexp"):
+        calls = [((1,), {}), ((0,), {})]
+    for shape in ((3, 4), (0, 4), (5, 1)):
+        for dtype in (ember.float32, ember.float64, ember.int64, ember.bool):
+            x = ember.tensor(rng.integers(0, 3, shape)).to(dtype)
+            for args, kwargs in calls:
+                outcomes = []
+                for _ in range(2):
+                    try:
+                        out = getattr(ember, name)(x, *args, **kwargs)
+                        outcomes.append(("value", out.dtype, out.numpy()))
+                    except ember.EmberError as exc:
+                        outcomes.append(("error", type(exc), str(exc).split(" (at ")[0]))
+                first, again = outcomes
+                assert again[:2] == first[:2], (name, shape, dtype, args, kwargs)
+                if first[0] == "value":
+                    assert again[2].shape == first[2].shape
+                    np.testing.assert_array_equal(again[2], first[2])
+                else:
+                    assert again[2] == first[2]
