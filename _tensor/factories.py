@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import runtime_error, type_error, value_error
-from ..ir.dtypes import as_dtype, get_default_dtype, int64
+from ..ir.dtypes import as_dtype, bool_, get_default_dtype, int64, promote_types
 from ..ir.dtypes import from_numpy as dtype_from_numpy
 from ..runtime import random
 from ..runtime.device import CPU, array_module, as_device, device, device_of_array, to_device
@@ -86,26 +86,32 @@ def _traced(op: str, size: tuple, d, dev, requires_grad, **attrs) -> Tensor | No
     return dispatch(op, (), {"shape": size, "dtype": d.name, **attrs})
 
 
+def _element_dtype(value):
+    """The dtype one element of tensor()'s data asks for: a numpy scalar keeps its own."""
+    if isinstance(value, np.generic):  # before float: np.float64 is a Python float
+        return dtype_from_numpy(value.dtype)
+    if isinstance(value, bool):
+        return bool_
+    if isinstance(value, int):
+        return int64
+    if isinstance(value, float):
+        return get_default_dtype()
+    raise type_error(f"tensor(): could not infer dtype of {type(value).__name__}")
+
+
 def _infer_dtype(data):
-    """PyTorch's dtype for nested Python data: bool < int64 < default float."""
-    flat = (
-        np.asarray(data, dtype=object).reshape(-1)
-        if not isinstance(data, (int, float, bool))
-        else [data]
-    )
-    kind = "b"
-    for v in flat:
-        if isinstance(v, (bool, np.bool_)):
-            continue
-        if isinstance(v, (int, np.integer)):
-            kind = "i" if kind == "b" else kind
-        elif isinstance(v, (float, np.floating)):
-            kind = "f"
-        else:
-            raise type_error(f"tensor(): could not infer dtype of {type(v).__name__}")
+    """PyTorch's dtype for nested data: the promotion of its elements' dtypes, where a bool is
+    bool, an int int64, a float the default dtype and a numpy scalar its own dtype."""
+    if isinstance(data, (int, float, np.generic)):
+        return _element_dtype(data)
+    flat = np.asarray(data, dtype=object).reshape(-1)
     if len(flat) == 0:
         return get_default_dtype()
-    return {"b": as_dtype("bool"), "i": int64, "f": get_default_dtype()}[kind]
+    result = None
+    for v in flat:
+        d = _element_dtype(v)
+        result = d if result is None else promote_types(result, d)
+    return result
 
 
 @_exact_sizes
@@ -120,6 +126,8 @@ def tensor(data, *, dtype=None, device=None, requires_grad: bool = False) -> Ten
         if requires_grad:
             out.requires_grad_(True)
         return out
+    if isinstance(data, np.generic):  # a numpy scalar is a 0-d array and keeps its dtype
+        data = np.asarray(data)
     if isinstance(data, np.ndarray) or hasattr(data, "__cuda_array_interface__"):
         d = as_dtype(dtype) if dtype is not None else dtype_from_numpy(data.dtype)
         array = data.astype(d.np, copy=True)

@@ -213,9 +213,38 @@ class Tensor:
 
     @grad.setter
     def grad(self, value: Tensor | None) -> None:
+        if value is not None:
+            self._check_grad(value)
         if hooks.active_trace is not None and (trace := hooks.trace_here()) is not None:
             trace.write_grad(self, value)
         self._grad = value
+
+    def _check_grad(self, value) -> None:
+        """PyTorch's checks on `t.grad = value`: a tensor like t (dtype, device, size)."""
+        if not isinstance(value, Tensor):
+            raise type_error(
+                "assigned grad expected to be a Tensor or None but got grad of type "
+                f"{type(value).__name__}"
+            )
+        if value is self:
+            raise runtime_error("can't assign Variable as its own grad")
+        if value._dtype is not self._dtype:
+            raise runtime_error(
+                f"attempting to assign a gradient with dtype {value._dtype.name} to a tensor "
+                f"with dtype {self._dtype.name}. The gradient must match the tensor's dtype"
+            )
+        if value._device != self._device:
+            raise runtime_error(
+                f"attempting to assign a gradient on device {value._device} to a tensor on "
+                f"device {self._device}. Please ensure that the gradient and the tensor are on "
+                "the same device"
+            )
+        if value._data.shape != self._data.shape:
+            raise runtime_error(
+                f"attempting to assign a gradient of size {fmt_shape(value._data.shape)} to a "
+                f"tensor of size {fmt_shape(self._data.shape)}. Please ensure that the gradient "
+                "and the tensor are the same size"
+            )
 
     @property
     def requires_grad(self) -> bool:

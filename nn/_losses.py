@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import warnings
 
-from .._tensor import Tensor, composites
+from .._tensor import Tensor, composites, hooks
 from .._tensor import ops as E
 from .._tensor.autocast import float32_inputs
+from ..autograd.grad_mode import no_grad
 from ..errors import runtime_error, value_error
 from ._activations import log_softmax, logsigmoid
 
@@ -252,6 +253,17 @@ def _clamped_log(x: Tensor) -> Tensor:
     return E.where(positive, E.clamp(log, min=-100.0), -100.0)
 
 
+def _check_probabilities(t: Tensor, name: str) -> None:
+    """PyTorch's eager check that every element of t is in [0, 1] (NaN is not). A traced
+    graph does not read values, so a trace leaves it out, as torch.compile does."""
+    if hooks.active_trace is not None and hooks.trace_here() is not None:
+        return
+    with no_grad():
+        inside = E.all(E.logical_and(E.ge(t, 0), E.le(t, 1)))
+    if not bool(inside):
+        raise runtime_error(f"all elements of {name} should be between 0 and 1")
+
+
 @float32_inputs
 def binary_cross_entropy(
     input: Tensor,
@@ -269,6 +281,8 @@ def binary_cross_entropy(
             f"Using a target size ({target.shape}) that is different to the input size "
             f"({input.shape}) is deprecated. Please ensure they have the same size."
         )
+    _check_probabilities(input, "input")
+    _check_probabilities(target, "target")
     loss = E.sub(
         E.mul(E.sub(target, 1), _clamped_log(E.sub(1, input))), E.mul(target, _clamped_log(input))
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import operator
 
 from ...autograd.graph import to_device
 from ...errors import runtime_error, type_error, value_error
@@ -52,15 +53,32 @@ def outer(input, vec2):
     return unsqueeze(input, 1) * unsqueeze(vec2, 0)
 
 
+def _int(v, name: str) -> int:
+    if isinstance(v, bool) or not hasattr(v, "__index__"):
+        raise type_error(f"{name} must be an int or a tuple of ints, but found an element of "
+                         f"type {type(v).__name__}: {v!r}")
+    return v if v.__class__ is int else operator.index(v)
+
+
 def _pair(v, name="value"):
-    if isinstance(v, int):
+    if isinstance(v, int) and not isinstance(v, bool):
         return (v, v)
-    v = tuple(v)
+    if isinstance(v, str) or not hasattr(v, "__iter__"):
+        raise type_error(f"{name} must be an int or a tuple of ints, got {type(v).__name__}: "
+                         f"{v!r}")
+    v = tuple(_int(e, name) for e in v)
     if len(v) == 1:
         return (v[0], v[0])
     if len(v) != 2:
         raise value_error(f"{name} must be an int or a pair of ints, got {v}")
     return v
+
+
+def _pool_stride(stride, kernel):
+    """A pool's stride: the kernel's when not given (None or an empty sequence)."""
+    if stride is None or (isinstance(stride, (tuple, list)) and not stride):
+        return kernel
+    return _pair(stride, "stride")
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
@@ -106,7 +124,7 @@ def max_pool2d(
     kernel = _pair(kernel_size, "kernel_size")
     attrs = {
         "kernel_size": kernel,
-        "stride": _pair(stride if stride else kernel, "stride"),
+        "stride": _pool_stride(stride, kernel),
         "padding": _pair(padding, "padding"),
         "dilation": _pair(dilation, "dilation"),
         "ceil_mode": bool(ceil_mode),
@@ -126,7 +144,7 @@ def avg_pool2d(
     kernel = _pair(kernel_size, "kernel_size")
     attrs = {
         "kernel_size": kernel,
-        "stride": _pair(stride if stride else kernel, "stride"),
+        "stride": _pool_stride(stride, kernel),
         "padding": _pair(padding, "padding"),
         "ceil_mode": bool(ceil_mode),
         "count_include_pad": bool(count_include_pad),
