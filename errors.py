@@ -29,6 +29,10 @@ class EmberIndexError(EmberError, IndexError):
     """A dimension or an index out of range."""
 
 
+class EmberKeyError(EmberError, KeyError):
+    """A name that is not allowed or not found where PyTorch raises a KeyError (module names)."""
+
+
 class EmberNotImplementedError(EmberError, NotImplementedError):
     """A valid request ember does not support yet on this device or dtype."""
 
@@ -80,6 +84,10 @@ def type_error(message: str) -> EmberTypeError:
 
 def index_error(message: str) -> EmberIndexError:
     return EmberIndexError(_with_location(message))
+
+
+def key_error(message: str) -> EmberKeyError:
+    return EmberKeyError(_with_location(message))
 
 
 def not_implemented_error(message: str) -> EmberNotImplementedError:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import runtime_error, type_error, value_error
+from ..errors import not_implemented_error, runtime_error, type_error, value_error
 from ..ir.dtypes import as_dtype, bool_, get_default_dtype, int64, promote_types
 from ..ir.dtypes import from_numpy as dtype_from_numpy
 from ..runtime import random
@@ -74,6 +74,15 @@ def _size(size) -> tuple:
     return tuple(out)
 
 
+def check_number(value, what: str) -> None:
+    """A fill value or bound must be a number: Python's, numpy's, or a one-element tensor."""
+    if isinstance(value, (int, float)) or (
+        isinstance(value, np.generic) and value.dtype.kind in "biuf"
+    ) or (isinstance(value, Tensor) and value.numel() == 1):
+        return
+    raise type_error(f"{what} must be Number, not {type(value).__name__}")
+
+
 def _traced(op: str, size: tuple, d, dev, requires_grad, **attrs) -> Tensor | None:
     """Under a trace, a factory call as the graph op `op` (full, uniform, normal, randint),
     so its sizes stay symbolic and random numbers are drawn on every call, in eager's order
@@ -96,7 +105,33 @@ def _element_dtype(value):
         return int64
     if isinstance(value, float):
         return get_default_dtype()
-    raise type_error(f"tensor(): could not infer dtype of {type(value).__name__}")
+    if isinstance(value, Tensor) and value.numel() == 1:
+        return value.dtype
+    if isinstance(value, (str, bytes)):
+        raise type_error(f"tensor(): invalid data type '{type(value).__name__}'")
+    if isinstance(value, complex):
+        raise not_implemented_error("tensor(): ember has no complex dtypes")
+    raise runtime_error(f"tensor(): could not infer dtype of {type(value).__name__}")
+
+
+def _ragged_error(data, dim: int = 0):
+    """The error for nested sequences that are not rectangular, naming where, as PyTorch."""
+    if not isinstance(data, (list, tuple)):
+        return None
+    lengths = [len(v) if isinstance(v, (list, tuple)) else None for v in data]
+    if any(n is None for n in lengths) and any(n is not None for n in lengths):
+        return type_error(f"tensor(): nested sequences mix numbers and sequences at dim "
+                          f"{dim + 1}")
+    for n in lengths:
+        if n != lengths[0]:
+            return value_error(
+                f"tensor(): expected sequence of length {lengths[0]} at dim {dim + 1} (got {n})"
+            )
+    for v in data:
+        error = _ragged_error(v, dim + 1)
+        if error is not None:
+            return error
+    return None
 
 
 def _infer_dtype(data):
@@ -109,6 +144,9 @@ def _infer_dtype(data):
         return get_default_dtype()
     result = None
     for v in flat:
+        if isinstance(v, (list, tuple)):
+            raise _ragged_error(data) or value_error("tensor(): nested sequences must be "
+                                                     "rectangular")
         d = _element_dtype(v)
         result = d if result is None else promote_types(result, d)
     return result
@@ -205,6 +243,7 @@ def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
 
 
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    check_number(fill_value, "full(): argument 'fill_value'")
     if hooks.active_trace is not None:
         hooks.specialize(fill_value)  # a constant of the graph; the sizes may stay symbolic
     if dtype is None:
@@ -220,6 +259,7 @@ def full(size, fill_value, *, dtype=None, device=None, requires_grad=False) -> T
 
 
 def _like(fn, input, dtype, device, requires_grad, *args):
+    _check_like(fn.__name__, input)
     return fn(
         *args,
         tuple(input.shape),
@@ -241,7 +281,14 @@ def empty_like(input, *, dtype=None, device=None, requires_grad=False) -> Tensor
     return _like(empty, input, dtype, device, requires_grad)
 
 
+def _check_like(name: str, input) -> None:
+    if not isinstance(input, Tensor):
+        raise type_error(f"{name}_like(): argument 'input' must be Tensor, not "
+                         f"{type(input).__name__}")
+
+
 def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    _check_like("full", input)
     return full(
         tuple(input.shape),
         fill_value,
@@ -255,6 +302,8 @@ def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     if end is None:
         start, end = 0, start
+    for name, value in (("start", start), ("end", end), ("step", step)):
+        check_number(value, f"arange(): argument '{name}'")
     if step == 0:
         raise runtime_error("arange: step must be nonzero")
     if (end - start) * step < 0:
@@ -378,7 +427,8 @@ def _random(op, name, size, dtype, dev, requires_grad, generator, default=None, 
 
 def _float_only(op, dtype):
     if dtype is not None and not as_dtype(dtype).is_floating_point:
-        raise type_error(f"{op}: expected a floating-point dtype, got {as_dtype(dtype).name}")
+        # PyTorch: a RuntimeError ("normal_kernel_cpu" not implemented for 'Long')
+        raise runtime_error(f"{op}: expected a floating-point dtype, got {as_dtype(dtype).name}")
 
 
 def randint(

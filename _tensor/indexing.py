@@ -80,8 +80,8 @@ def _expand_key(x: Tensor, key) -> list:
             entries.append(("new", None))
         elif k is Ellipsis:
             entries.append(("ellipsis", None))
-        else:
-            raise type_error(
+        else:  # PyTorch: a TypeError for a str, an IndexError for anything else
+            raise (type_error if isinstance(k, str) else index_error)(
                 f"only integers, slices (`:`), ellipsis (`...`), None and long or boolean "
                 f"tensors are valid indices (got {type(k).__name__})"
             )
@@ -203,6 +203,9 @@ def setitem(x: Tensor, key, value) -> None:
     from .factories import tensor
     view, advanced, dims = _lower(x, key)
     if not isinstance(value, Tensor):
+        if value is None or isinstance(value, (str, bytes, dict, set)):
+            raise type_error(f"can't assign a {type(value).__name__} to a tensor of "
+                             f"{x.dtype.name}")
         value = tensor(value, dtype=x.dtype, device=x.device)
     if not advanced:
         apply_inplace(view, lambda src: E.expand(E.cast(value, x.dtype), tuple(src.shape)))

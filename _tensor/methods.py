@@ -9,7 +9,7 @@ from ..runtime.kernels import KERNELS
 from . import factories
 from . import ops as E
 from .dispatch import dispatch
-from .factories import full, full_like, ones_like, rand, randn, tensor
+from .factories import check_number, full, full_like, ones_like, rand, randn, tensor
 from .indexing import getitem, setitem
 from .inplace import apply_inplace
 from .tensor import Tensor
@@ -267,6 +267,7 @@ Tensor.__ifloordiv__ = Tensor.floor_divide_
 
 
 def _fill(self, value):
+    check_number(value, "fill_(): argument 'value'")
     if isinstance(value, Tensor):
         value = value.item()
     if not self._requires_grad:

@@ -11,7 +11,7 @@ import weakref
 import numpy as np
 
 from ..autograd.graph import edge_of
-from ..errors import runtime_error, type_error
+from ..errors import runtime_error, type_error, value_error
 from ..ir.dtypes import as_dtype, from_numpy, get_default_dtype, is_dtype_name
 from ..ir.dtypes import dtype as DType
 from ..ir.schema import fmt_shape, normalize_dim
@@ -318,6 +318,11 @@ class Tensor:
                     f"Boolean value of Tensor with more than one value is ambiguous (shape "
                     f"{fmt_shape(self._data.shape)})"
                 )
+            if kind in ("int", "float"):  # int(t), float(t): PyTorch's ValueError
+                raise value_error(
+                    f"only one element tensors can be converted to Python scalars (got "
+                    f"{self._data.size} elements)"
+                )
             raise runtime_error(
                 f"a Tensor with {self._data.size} elements cannot be converted to Scalar"
             )
@@ -442,6 +447,8 @@ class Tensor:
             return f"ember.{self._dtype.name}"
         from .ops import cast  # deferred: ops/ imports this module
 
+        if isinstance(dt, str) and not is_dtype_name(dt):
+            raise value_error(f"invalid type: {dt!r}")
         return cast(self, as_dtype(dt))
 
     def float(self):

@@ -102,7 +102,7 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
         return _GELU(input) if _GELU.wants(input) else _gelu_exact(input)
     if approximate == "tanh":
         return _GELU_TANH(input) if _GELU_TANH.wants(input) else _gelu_tanh(input)
-    raise value_error(f"approximate argument must be either none or tanh, got {approximate!r}")
+    raise runtime_error(f"approximate argument must be either none or tanh, got {approximate!r}")
 
 
 _GELU = composites.Composite("gelu", _gelu_exact)

@@ -6,7 +6,7 @@ import builtins
 import operator
 
 from ...autograd.graph import to_device
-from ...errors import runtime_error, type_error, value_error
+from ...errors import not_implemented_error, runtime_error, type_error, value_error
 from ...ir.dtypes import as_dtype, promote_types
 from ...ir.dtypes import result_type as rt
 from .. import autocast, composites
@@ -198,6 +198,7 @@ def softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     """exp(x) / sum(exp(x)) along dim, the max subtracted first (torch.softmax)."""
     if dtype is not None:
         input = cast(input, dtype)
+    _floating_only("softmax", input)
     if _last_dim(input, dim) and _SOFTMAX.wants(input):
         return _SOFTMAX(input)  # one compiled kernel (_composites.py)
     e = exp(_shifted(input, dim))
@@ -209,10 +210,19 @@ def log_softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     """x - logsumexp(x) along dim, finite for finite x (torch.log_softmax)."""
     if dtype is not None:
         input = cast(input, dtype)
+    _floating_only("log_softmax", input)
     if _last_dim(input, dim) and _LOG_SOFTMAX.wants(input):
         return _LOG_SOFTMAX(input)
     shifted = _shifted(input, dim)
     return sub(shifted, logsumexp(shifted, dim, keepdim=True))
+
+
+def _floating_only(op: str, input: Tensor) -> None:
+    if not input.dtype.is_floating_point:
+        raise not_implemented_error(
+            f"{op} is not implemented for {input.dtype.name} input; pass dtype=ember.float32 to "
+            "compute it in floating point"
+        )
 
 
 def _last_dim(input: Tensor, dim) -> bool:

@@ -35,6 +35,10 @@ def _numpy_keywords(fn):
 
 
 
+def _empty_dims(dim) -> bool:
+    return isinstance(dim, (tuple, list)) and not dim
+
+
 def _dims(input, dim):
     return normalize_dims(dim, input.ndim)
 
@@ -107,13 +111,13 @@ def logsumexp(input, dim, keepdim=False) -> Tensor:
 
 @_numpy_keywords
 def amax(input, dim=(), keepdim=False) -> Tensor:
-    dims = _dims(input, None if dim == () else dim)
+    dims = _dims(input, None if _empty_dims(dim) else dim)
     return dispatch("amax", (input,), {"dims": dims, "keepdim": keepdim})
 
 
 @_numpy_keywords
 def amin(input, dim=(), keepdim=False) -> Tensor:
-    dims = _dims(input, None if dim == () else dim)
+    dims = _dims(input, None if _empty_dims(dim) else dim)
     return dispatch("amin", (input,), {"dims": dims, "keepdim": keepdim})
 
 
