@@ -17,6 +17,11 @@ class EmberRuntimeError(EmberError, RuntimeError):
     """Shapes that do not fit, devices that do not match, autograd misuse."""
 
 
+class EmberOutOfMemoryError(EmberRuntimeError, MemoryError):
+    """An array too large for the device's memory (PyTorch: a RuntimeError; still a
+    MemoryError for code that catches those)."""
+
+
 class EmberValueError(EmberError, ValueError):
     """An argument with a valid type but an invalid value."""
 
@@ -72,6 +77,10 @@ def _with_location(message: str) -> str:
 
 def runtime_error(message: str) -> EmberRuntimeError:
     return EmberRuntimeError(_with_location(message))
+
+
+def out_of_memory_error(message: str) -> EmberOutOfMemoryError:
+    return EmberOutOfMemoryError(_with_location(message))
 
 
 def value_error(message: str) -> EmberValueError:

@@ -8,7 +8,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import not_implemented_error, runtime_error, type_error, value_error
+from ..errors import (
+    not_implemented_error,
+    out_of_memory_error,
+    runtime_error,
+    type_error,
+    value_error,
+)
 from ..ir.dtypes import as_dtype, bool_, get_default_dtype, int64, promote_types
 from ..ir.dtypes import from_numpy as dtype_from_numpy
 from ..runtime import random
@@ -175,6 +181,7 @@ def tensor(data, *, dtype=None, device=None, requires_grad: bool = False) -> Ten
         with np.errstate(over="ignore"):  # 1e5 as float16 is inf, silently, as in PyTorch
             array = np.array(data, dtype=d.np)
     except (ValueError, TypeError) as exc:
+        _infer_dtype(data)  # raises the error PyTorch gives for this data, where it has one
         raise value_error(
             f"tensor(): could not build a tensor from {type(data).__name__}: {exc}"
         ) from None
@@ -215,11 +222,18 @@ def _filled(fill, size, dtype, dev, requires_grad, default=None, value=None):
             if made is not None:
                 return made
     xp = array_module(dev)
-    if dev.type == "cuda":
-        with xp.cuda.Device(dev.index):
-            array = fill(xp, _size(size), d.np)
-    else:
-        array = fill(xp, _size(size), d.np)
+    shape = _size(size)
+    try:
+        if dev.type == "cuda":
+            with xp.cuda.Device(dev.index):
+                array = fill(xp, shape, d.np)
+        else:
+            array = fill(xp, shape, d.np)
+    except MemoryError as exc:  # numpy's and cupy's out-of-memory errors alike
+        raise out_of_memory_error(
+            f"can't allocate memory for a tensor of size {list(shape)} and dtype {d.name} on "
+            f"{dev}: {exc}"
+        ) from None
     t = _made(Tensor._make(array, d, dev))
     if requires_grad:
         t.requires_grad_(True)
@@ -316,6 +330,9 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
         dtype = int64 if is_int else get_default_dtype()
     d = as_dtype(dtype)
     n = max(0, math.ceil((end - start) / step))
+    if n > np.iinfo(np.int64).max // max(d.itemsize, 1):
+        raise runtime_error(f"arange: invalid size, possible overflow? ({n} elements from "
+                            f"start={start}, end={end}, step={step})")
     return _filled(
         lambda xp, s, npd: (
             (start + step * xp.arange(n, dtype=np.float64)).astype(npd)

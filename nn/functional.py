@@ -98,6 +98,10 @@ _OutputSize = int | None | Sequence[int | None]
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """input @ weight.T + bias."""
+    for name, value in (("input", input), ("weight", weight)):
+        if not isinstance(value, Tensor):
+            raise type_error(f"linear(): argument '{name}' must be Tensor, not "
+                             f"{type(value).__name__}")
     if weight.ndim == 2 and (bias is None or bias.shape == weight.shape[:1]):
         return dispatch("linear", (input, weight) if bias is None else (input, weight, bias))
     if autocast.enabled:

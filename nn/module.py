@@ -8,7 +8,7 @@ from typing import Any
 
 from .._tensor import Tensor
 from ..autograd.grad_mode import no_grad
-from ..errors import key_error, runtime_error, type_error
+from ..errors import key_error, runtime_error, type_error, value_error
 from ..utils.hooks import RemovableHandle
 from .parameter import Buffer, Parameter
 
@@ -257,7 +257,7 @@ class Module:
 
     def train(self, mode: bool = True) -> Module:
         if not isinstance(mode, bool):
-            raise ValueError("training mode is expected to be boolean")  # noqa: TRY004 (as PyTorch)
+            raise value_error("training mode is expected to be boolean")  # noqa: TRY004 (as PyTorch)
         for module in self.modules():
             object.__setattr__(module, "training", mode)
         Module._changed()

@@ -9,7 +9,7 @@ from ...autograd.graph import to_device
 from ...errors import not_implemented_error, runtime_error, type_error, value_error
 from ...ir.dtypes import as_dtype, promote_types
 from ...ir.dtypes import result_type as rt
-from .. import autocast, composites
+from .. import autocast, composites, hooks
 from ..dispatch import dispatch
 from ..factories import full_like
 from ..tensor import Tensor
@@ -159,7 +159,12 @@ def embedding(input, weight) -> Tensor:
 
 def bernoulli(input, p=None) -> Tensor:
     if p is not None:
+        if not 0 <= p <= 1:
+            raise runtime_error(f"bernoulli expects p to be in [0, 1], but got p={p}")
         input = full_like(input, p)
+    elif hooks.trace_here() is None:  # eager only: a graph does not read values
+        if input.dtype.is_floating_point and not bool(((input >= 0) & (input <= 1)).all()):
+            raise runtime_error("bernoulli: all probabilities must be in [0, 1] (NaN is not)")
     return dispatch("bernoulli", (input,))
 
 
