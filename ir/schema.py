@@ -149,7 +149,7 @@ def broadcast_shapes(*shapes) -> tuple:
 
 
 def _as_dim(dim) -> int:
-    if dim.__class__ is int or (isinstance(dim, int) and not isinstance(dim, bool)):
+    if isinstance(dim, int) and not isinstance(dim, bool):
         return dim  # a symbolic size under a trace (an int subclass) stays itself
     if not isinstance(dim, bool) and hasattr(dim, "__index__"):
         try:
