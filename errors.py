@@ -17,6 +17,11 @@ class EmberRuntimeError(EmberError, RuntimeError):
     """Shapes that do not fit, devices that do not match, autograd misuse."""
 
 
+class EmberOutOfMemoryError(EmberRuntimeError, MemoryError):
+    """An array too large for the device's memory (PyTorch: a RuntimeError; still a
+    MemoryError for code that catches those)."""
+
+
 class EmberValueError(EmberError, ValueError):
     """An argument with a valid type but an invalid value."""
 
@@ -27,6 +32,10 @@ class EmberTypeError(EmberError, TypeError):
 
 class EmberIndexError(EmberError, IndexError):
     """A dimension or an index out of range."""
+
+
+class EmberKeyError(EmberError, KeyError):
+    """A name that is not allowed or not found where PyTorch raises a KeyError (module names)."""
 
 
 class EmberNotImplementedError(EmberError, NotImplementedError):
@@ -70,6 +79,10 @@ def runtime_error(message: str) -> EmberRuntimeError:
     return EmberRuntimeError(_with_location(message))
 
 
+def out_of_memory_error(message: str) -> EmberOutOfMemoryError:
+    return EmberOutOfMemoryError(_with_location(message))
+
+
 def value_error(message: str) -> EmberValueError:
     return EmberValueError(_with_location(message))
 
@@ -80,6 +93,10 @@ def type_error(message: str) -> EmberTypeError:
 
 def index_error(message: str) -> EmberIndexError:
     return EmberIndexError(_with_location(message))
+
+
+def key_error(message: str) -> EmberKeyError:
+    return EmberKeyError(_with_location(message))
 
 
 def not_implemented_error(message: str) -> EmberNotImplementedError:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..autograd import grad_mode
 from ..autograd.graph import link_op
-from ..errors import runtime_error, type_error
+from ..errors import out_of_memory_error, runtime_error, type_error
 from ..ir import ops as _ir_ops  # noqa: F401  (registers the schemas)
 from ..ir.schema import NUMBER, SCHEMAS
 from ..runtime.device import CPU, array_module, device
@@ -30,6 +30,11 @@ def _device_error(op: str, a: device, b: device):
         f"Expected all tensors to be on the same device, but found at least two devices, {a} "
         f"and {b}! (when checking arguments for {op})"
     )
+
+
+def _out_of_memory(op: str, types, exc: MemoryError):
+    shapes = ", ".join(f"{list(t.shape)} {t.dtype.name}" for t in types)
+    return out_of_memory_error(f"{op}: can't allocate memory for its result ({shapes}): {exc}")
 
 
 def _wrap(array, out_type, dev, version=None) -> Tensor:
@@ -118,7 +123,10 @@ def _planned(op: str, inputs: tuple, attrs: dict):
                     arrays[i] = numbers_as(x)
                 except OverflowError:  # the general way wraps it around
                     return None
-    result = KERNELS[op](np, *arrays, **attrs)
+    try:
+        result = KERNELS[op](np, *arrays, **attrs)
+    except MemoryError:
+        return None  # the general way says what could not be allocated
     if result.__class__ is not _ndarray:  # a numpy scalar, from a 0-d result
         result = np.asarray(result)
     out = Tensor._make(result, out_dtype, CPU)
@@ -208,7 +216,11 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = 
     xp = np if dev is CPU else array_module(dev)
     if out is not None:
         return _into(out, op, kernel, xp, args, kattrs, out_types, inputs, needs_grad)
-    result = kernel(xp, *args, **kattrs)
+    try:
+        result = kernel(xp, *args, **kattrs)
+    except MemoryError as exc:  # numpy's and cupy's out-of-memory errors alike
+        types = (out_types,) if schema.num_outputs == 1 else out_types
+        raise _out_of_memory(op, types, exc) from None
     if (schema.kind in _PLANNED_KINDS and schema.cast_start == 0 and dev is CPU
             and hooks.active_trace is None and not autocast.enabled
             and schema.num_outputs == 1 and not schema.view):

@@ -8,8 +8,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import runtime_error, type_error, value_error
-from ..ir.dtypes import as_dtype, get_default_dtype, int64
+from ..errors import (
+    not_implemented_error,
+    out_of_memory_error,
+    runtime_error,
+    type_error,
+    value_error,
+)
+from ..ir.dtypes import as_dtype, bool_, get_default_dtype, int64, promote_types
 from ..ir.dtypes import from_numpy as dtype_from_numpy
 from ..runtime import random
 from ..runtime.device import CPU, array_module, as_device, device, device_of_array, to_device
@@ -74,6 +80,15 @@ def _size(size) -> tuple:
     return tuple(out)
 
 
+def check_number(value, what: str) -> None:
+    """A fill value or bound must be a number: Python's, numpy's, or a one-element tensor."""
+    if isinstance(value, (int, float)) or (
+        isinstance(value, np.generic) and value.dtype.kind in "biuf"
+    ) or (isinstance(value, Tensor) and value.numel() == 1):
+        return
+    raise type_error(f"{what} must be Number, not {type(value).__name__}")
+
+
 def _traced(op: str, size: tuple, d, dev, requires_grad, **attrs) -> Tensor | None:
     """Under a trace, a factory call as the graph op `op` (full, uniform, normal, randint),
     so its sizes stay symbolic and random numbers are drawn on every call, in eager's order
@@ -86,26 +101,61 @@ def _traced(op: str, size: tuple, d, dev, requires_grad, **attrs) -> Tensor | No
     return dispatch(op, (), {"shape": size, "dtype": d.name, **attrs})
 
 
+def _element_dtype(value):
+    """The dtype one element of tensor()'s data asks for: a numpy scalar keeps its own."""
+    if isinstance(value, np.generic):  # before float: np.float64 is a Python float
+        return dtype_from_numpy(value.dtype)
+    if isinstance(value, bool):
+        return bool_
+    if isinstance(value, int):
+        return int64
+    if isinstance(value, float):
+        return get_default_dtype()
+    if isinstance(value, Tensor) and value.numel() == 1:
+        return value.dtype
+    if isinstance(value, (str, bytes)):
+        raise type_error(f"tensor(): invalid data type '{type(value).__name__}'")
+    if isinstance(value, complex):
+        raise not_implemented_error("tensor(): ember has no complex dtypes")
+    raise runtime_error(f"tensor(): could not infer dtype of {type(value).__name__}")
+
+
+def _ragged_error(data, dim: int = 0):
+    """The error for nested sequences that are not rectangular, naming where, as PyTorch."""
+    if not isinstance(data, (list, tuple)):
+        return None
+    lengths = [len(v) if isinstance(v, (list, tuple)) else None for v in data]
+    if any(n is None for n in lengths) and any(n is not None for n in lengths):
+        return type_error(f"tensor(): nested sequences mix numbers and sequences at dim "
+                          f"{dim + 1}")
+    for n in lengths:
+        if n != lengths[0]:
+            return value_error(
+                f"tensor(): expected sequence of length {lengths[0]} at dim {dim + 1} (got {n})"
+            )
+    for v in data:
+        error = _ragged_error(v, dim + 1)
+        if error is not None:
+            return error
+    return None
+
+
 def _infer_dtype(data):
-    """PyTorch's dtype for nested Python data: bool < int64 < default float."""
-    flat = (
-        np.asarray(data, dtype=object).reshape(-1)
-        if not isinstance(data, (int, float, bool))
-        else [data]
-    )
-    kind = "b"
-    for v in flat:
-        if isinstance(v, (bool, np.bool_)):
-            continue
-        if isinstance(v, (int, np.integer)):
-            kind = "i" if kind == "b" else kind
-        elif isinstance(v, (float, np.floating)):
-            kind = "f"
-        else:
-            raise type_error(f"tensor(): could not infer dtype of {type(v).__name__}")
+    """PyTorch's dtype for nested data: the promotion of its elements' dtypes, where a bool is
+    bool, an int int64, a float the default dtype and a numpy scalar its own dtype."""
+    if isinstance(data, (int, float, np.generic)):
+        return _element_dtype(data)
+    flat = np.asarray(data, dtype=object).reshape(-1)
     if len(flat) == 0:
         return get_default_dtype()
-    return {"b": as_dtype("bool"), "i": int64, "f": get_default_dtype()}[kind]
+    result = None
+    for v in flat:
+        if isinstance(v, (list, tuple)):
+            raise _ragged_error(data) or value_error("tensor(): nested sequences must be "
+                                                     "rectangular")
+        d = _element_dtype(v)
+        result = d if result is None else promote_types(result, d)
+    return result
 
 
 @_exact_sizes
@@ -120,6 +170,8 @@ def tensor(data, *, dtype=None, device=None, requires_grad: bool = False) -> Ten
         if requires_grad:
             out.requires_grad_(True)
         return out
+    if isinstance(data, np.generic):  # a numpy scalar is a 0-d array and keeps its dtype
+        data = np.asarray(data)
     if isinstance(data, np.ndarray) or hasattr(data, "__cuda_array_interface__"):
         d = as_dtype(dtype) if dtype is not None else dtype_from_numpy(data.dtype)
         array = data.astype(d.np, copy=True)
@@ -129,6 +181,7 @@ def tensor(data, *, dtype=None, device=None, requires_grad: bool = False) -> Ten
         with np.errstate(over="ignore"):  # 1e5 as float16 is inf, silently, as in PyTorch
             array = np.array(data, dtype=d.np)
     except (ValueError, TypeError) as exc:
+        _infer_dtype(data)  # raises the error PyTorch gives for this data, where it has one
         raise value_error(
             f"tensor(): could not build a tensor from {type(data).__name__}: {exc}"
         ) from None
@@ -169,11 +222,18 @@ def _filled(fill, size, dtype, dev, requires_grad, default=None, value=None):
             if made is not None:
                 return made
     xp = array_module(dev)
-    if dev.type == "cuda":
-        with xp.cuda.Device(dev.index):
-            array = fill(xp, _size(size), d.np)
-    else:
-        array = fill(xp, _size(size), d.np)
+    shape = _size(size)
+    try:
+        if dev.type == "cuda":
+            with xp.cuda.Device(dev.index):
+                array = fill(xp, shape, d.np)
+        else:
+            array = fill(xp, shape, d.np)
+    except MemoryError as exc:  # numpy's and cupy's out-of-memory errors alike
+        raise out_of_memory_error(
+            f"can't allocate memory for a tensor of size {list(shape)} and dtype {d.name} on "
+            f"{dev}: {exc}"
+        ) from None
     t = _made(Tensor._make(array, d, dev))
     if requires_grad:
         t.requires_grad_(True)
@@ -197,6 +257,7 @@ def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
 
 
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    check_number(fill_value, "full(): argument 'fill_value'")
     if hooks.active_trace is not None:
         hooks.specialize(fill_value)  # a constant of the graph; the sizes may stay symbolic
     if dtype is None:
@@ -212,6 +273,7 @@ def full(size, fill_value, *, dtype=None, device=None, requires_grad=False) -> T
 
 
 def _like(fn, input, dtype, device, requires_grad, *args):
+    _check_like(fn.__name__, input)
     return fn(
         *args,
         tuple(input.shape),
@@ -233,7 +295,14 @@ def empty_like(input, *, dtype=None, device=None, requires_grad=False) -> Tensor
     return _like(empty, input, dtype, device, requires_grad)
 
 
+def _check_like(name: str, input) -> None:
+    if not isinstance(input, Tensor):
+        raise type_error(f"{name}_like(): argument 'input' must be Tensor, not "
+                         f"{type(input).__name__}")
+
+
 def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+    _check_like("full", input)
     return full(
         tuple(input.shape),
         fill_value,
@@ -247,6 +316,8 @@ def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     if end is None:
         start, end = 0, start
+    for name, value in (("start", start), ("end", end), ("step", step)):
+        check_number(value, f"arange(): argument '{name}'")
     if step == 0:
         raise runtime_error("arange: step must be nonzero")
     if (end - start) * step < 0:
@@ -259,6 +330,9 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
         dtype = int64 if is_int else get_default_dtype()
     d = as_dtype(dtype)
     n = max(0, math.ceil((end - start) / step))
+    if n > np.iinfo(np.int64).max // max(d.itemsize, 1):
+        raise runtime_error(f"arange: invalid size, possible overflow? ({n} elements from "
+                            f"start={start}, end={end}, step={step})")
     return _filled(
         lambda xp, s, npd: (
             (start + step * xp.arange(n, dtype=np.float64)).astype(npd)
@@ -370,7 +444,8 @@ def _random(op, name, size, dtype, dev, requires_grad, generator, default=None, 
 
 def _float_only(op, dtype):
     if dtype is not None and not as_dtype(dtype).is_floating_point:
-        raise type_error(f"{op}: expected a floating-point dtype, got {as_dtype(dtype).name}")
+        # PyTorch: a RuntimeError ("normal_kernel_cpu" not implemented for 'Long')
+        raise runtime_error(f"{op}: expected a floating-point dtype, got {as_dtype(dtype).name}")
 
 
 def randint(

@@ -85,8 +85,8 @@ def _expand_key(x: Tensor, key) -> list:
             entries.append(("new", None))
         elif k is Ellipsis:
             entries.append(("ellipsis", None))
-        else:
-            raise type_error(
+        else:  # PyTorch: a TypeError for a str, an IndexError for anything else
+            raise (type_error if isinstance(k, str) else index_error)(
                 f"only integers, slices (`:`), ellipsis (`...`), None and long or boolean "
                 f"tensors are valid indices (got {type(k).__name__})"
             )
@@ -113,6 +113,16 @@ def _expand_key(x: Tensor, key) -> list:
     return out
 
 
+def _check_mask(mask: Tensor, x: Tensor, start: int) -> None:
+    """A boolean mask covers len(mask.shape) dims of x from `start` and must match them."""
+    for i, n in enumerate(mask.shape):
+        if n != x.shape[start + i]:
+            raise index_error(
+                f"The shape of the mask {list(mask.shape)} at index {i} does not match the shape "
+                f"of the indexed tensor {list(x.shape)} at index {start + i}"
+            )
+
+
 def _lower(x: Tensor, key):
     """(view of x for the basic part, advanced index tensors, their dims in the view)."""
     entries = _expand_key(x, key)
@@ -120,14 +130,17 @@ def _lower(x: Tensor, key):
         # masks become advanced indices; ints stay basic (a select), as in PyTorch, so
         # x[0, :, idx] is x[0][:, idx] (numpy would move idx's dim to the front)
         lowered = []
+        d = 0
         for kind, k in entries:
             if kind == "mask":
                 if k.ndim == 0:
                     raise index_error("a 0-d boolean index can only be used on its own: x[True]")
+                _check_mask(k, x, d)
                 for column in E.nonzero(k, as_tuple=True):
                     lowered.append(("tensor", column))
             else:
                 lowered.append((kind, k))
+            d += k.ndim if kind == "mask" else kind != "new"
         entries = lowered
     shape = tuple(x.shape)
     starts, stops, steps = [0] * len(shape), list(shape), [1] * len(shape)
@@ -200,6 +213,9 @@ def setitem(x: Tensor, key, value) -> None:
     from .factories import tensor
     view, advanced, dims = _lower(x, key)
     if not isinstance(value, Tensor):
+        if value is None or isinstance(value, (str, bytes, dict, set)):
+            raise type_error(f"can't assign a {type(value).__name__} to a tensor of "
+                             f"{x.dtype.name}")
         value = tensor(value, dtype=x.dtype, device=x.device)
     if not advanced:
         apply_inplace(view, lambda src: E.expand(E.cast(value, x.dtype), tuple(src.shape)))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from ..autograd import grad_mode
 from ..autograd.grad_mode import no_grad
+from ..errors import runtime_error
 from ..ir.schema import declared
 from ..runtime.kernels import KERNELS
 from . import factories
 from . import ops as E
 from .dispatch import dispatch
-from .factories import full, full_like, ones_like, rand, randn, tensor
+from .factories import check_number, full, full_like, ones_like, rand, randn, tensor
 from .indexing import getitem, setitem
 from .inplace import apply_inplace
 from .tensor import Tensor
@@ -267,6 +268,7 @@ Tensor.__ifloordiv__ = Tensor.floor_divide_
 
 
 def _fill(self, value):
+    check_number(value, "fill_(): argument 'value'")
     if isinstance(value, Tensor):
         value = value.item()
     if not self._requires_grad:
@@ -285,16 +287,23 @@ def _copy(self, src, non_blocking=False):
 
 
 def _uniform(self, a=0.0, b=1.0):
+    if a > b:
+        raise runtime_error(f"uniform_ expects to return a [from, to) range, but found "
+                            f"from={a} > to={b}")
     r = rand(tuple(self.shape), dtype=self.dtype, device=self.device)
     return _copy_nograd(self, r * (b - a) + a)
 
 
 def _normal(self, mean=0.0, std=1.0):
+    if std < 0:
+        raise runtime_error(f"normal expects std >= 0.0, but found std {std}")
     r = randn(tuple(self.shape), dtype=self.dtype, device=self.device)
     return _copy_nograd(self, r * std + mean)
 
 
 def _bernoulli_(self, p=0.5):
+    if not 0 <= p <= 1:
+        raise runtime_error(f"bernoulli_ expects p to be in [0, 1], but got p={p}")
     return _copy_nograd(self, E.bernoulli(full_like(self, p, dtype="float32")))
 
 

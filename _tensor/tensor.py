@@ -11,7 +11,7 @@ import weakref
 import numpy as np
 
 from ..autograd.graph import edge_of
-from ..errors import runtime_error, type_error
+from ..errors import runtime_error, type_error, value_error
 from ..ir.dtypes import as_dtype, from_numpy, get_default_dtype, is_dtype_name
 from ..ir.dtypes import dtype as DType
 from ..ir.schema import fmt_shape, normalize_dim
@@ -220,9 +220,38 @@ class Tensor:
 
     @grad.setter
     def grad(self, value: Tensor | None) -> None:
+        if value is not None:
+            self._check_grad(value)
         if hooks.active_trace is not None and (trace := hooks.trace_here()) is not None:
             trace.write_grad(self, value)
         self._grad = value
+
+    def _check_grad(self, value) -> None:
+        """PyTorch's checks on `t.grad = value`: a tensor like t (dtype, device, size)."""
+        if not isinstance(value, Tensor):
+            raise type_error(
+                "assigned grad expected to be a Tensor or None but got grad of type "
+                f"{type(value).__name__}"
+            )
+        if value is self:
+            raise runtime_error("can't assign Variable as its own grad")
+        if value._dtype is not self._dtype:
+            raise runtime_error(
+                f"attempting to assign a gradient with dtype {value._dtype.name} to a tensor "
+                f"with dtype {self._dtype.name}. The gradient must match the tensor's dtype"
+            )
+        if value._device != self._device:
+            raise runtime_error(
+                f"attempting to assign a gradient on device {value._device} to a tensor on "
+                f"device {self._device}. Please ensure that the gradient and the tensor are on "
+                "the same device"
+            )
+        if value._data.shape != self._data.shape:
+            raise runtime_error(
+                f"attempting to assign a gradient of size {fmt_shape(value._data.shape)} to a "
+                f"tensor of size {fmt_shape(self._data.shape)}. Please ensure that the gradient "
+                "and the tensor are the same size"
+            )
 
     @property
     def requires_grad(self) -> bool:
@@ -297,6 +326,11 @@ class Tensor:
                 raise runtime_error(
                     f"Boolean value of Tensor with more than one value is ambiguous (shape "
                     f"{fmt_shape(self._data.shape)})"
+                )
+            if kind in ("int", "float"):  # int(t), float(t): PyTorch's ValueError
+                raise value_error(
+                    f"only one element tensors can be converted to Python scalars (got "
+                    f"{self._data.size} elements)"
                 )
             raise runtime_error(
                 f"a Tensor with {self._data.size} elements cannot be converted to Scalar"
@@ -422,6 +456,8 @@ class Tensor:
             return f"ember.{self._dtype.name}"
         from .ops import cast  # deferred: ops/ imports this module
 
+        if isinstance(dt, str) and not is_dtype_name(dt):
+            raise value_error(f"invalid type: {dt!r}")
         return cast(self, as_dtype(dt))
 
     def float(self):

@@ -251,6 +251,8 @@ def grad(
 ):
     """The gradients of outputs w.r.t. inputs, as a tuple; .grad is left untouched."""
     outputs, inputs = _as_list(outputs), _as_list(inputs)
+    if not inputs:
+        raise runtime_error("`inputs` argument to `grad()` cannot be empty.")
     grads = _root_grads(outputs, _as_list(grad_outputs))
     if retain_graph is None:
         retain_graph = create_graph

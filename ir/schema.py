@@ -16,6 +16,7 @@ when the inputs do not fit. Eager dispatch, the tracer and the IR verifier all c
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -319,11 +320,21 @@ def broadcast_shapes(*shapes) -> tuple:
     return tuple(result)
 
 
+def _as_dim(dim) -> int:
+    if isinstance(dim, int) and not isinstance(dim, bool):
+        return dim  # a symbolic size under a trace (an int subclass) stays itself
+    if not isinstance(dim, bool) and hasattr(dim, "__index__"):
+        try:
+            return operator.index(dim)  # numpy integers, integer 0-d tensors
+        except TypeError:
+            pass
+    raise type_error(f"dim must be an int, got {type(dim).__name__}")
+
+
 def normalize_dim(dim: int, ndim: int) -> int:
     """A dim in [-ndim, ndim) made non-negative; IndexError as PyTorch words it otherwise."""
     bound = max(ndim, 1)
-    if not isinstance(dim, int) or isinstance(dim, bool):
-        raise type_error(f"dim must be an int, got {type(dim).__name__}")
+    dim = _as_dim(dim)
     if dim < -bound or dim >= bound:
         raise index_error(
             f"Dimension out of range (expected to be in range of [{-bound}, {bound - 1}], "
@@ -345,7 +356,8 @@ def normalize_dims(dims, ndim: int) -> tuple:
         if dims is None:
             known = tuple(range(ndim))
         else:
-            known = (normalize_dim(dims, ndim),) if ndim else ()
+            dim = normalize_dim(dims, ndim)  # range-checked, 0-d tensors included
+            known = (dim,) if ndim else ()
         if len(_NORMALIZED) < 4096 and ndim.__class__ is int:
             _NORMALIZED[dims, ndim] = known
         return known
@@ -353,7 +365,11 @@ def normalize_dims(dims, ndim: int) -> tuple:
         known = _NORMALIZED.get((dims, ndim))
         if known is not None:
             return known
-    if isinstance(dims, int):
+    if not isinstance(dims, (tuple, list)):
+        if isinstance(dims, bool) or not hasattr(dims, "__index__"):
+            raise type_error(
+                f"dim must be an int or a tuple of ints, got {type(dims).__name__}"
+            )
         dims = (dims,)
     out = tuple(sorted(normalize_dim(d, ndim) for d in dims))
     if len(set(out)) != len(out):

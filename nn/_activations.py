@@ -14,6 +14,7 @@ from .._tensor import Tensor, composites
 from .._tensor import ops as E
 from .._tensor.inplace import apply_inplace
 from ..errors import runtime_error, value_error
+from ..ir.dtypes import bool_
 from ..ir.dtypes import dtype as DType
 
 
@@ -23,6 +24,8 @@ def _maybe_inplace(input: Tensor, fn, inplace: bool) -> Tensor:
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     """max(x, 0) elementwise; the gradient at 0 is 0."""
+    if isinstance(input, Tensor) and input.dtype is bool_:
+        raise runtime_error("Boolean inputs not supported for relu")
     return _maybe_inplace(input, E.relu, inplace)
 
 
@@ -102,7 +105,7 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
         return _GELU(input) if _GELU.wants(input) else _gelu_exact(input)
     if approximate == "tanh":
         return _GELU_TANH(input) if _GELU_TANH.wants(input) else _gelu_tanh(input)
-    raise value_error(f"approximate argument must be either none or tanh, got {approximate!r}")
+    raise runtime_error(f"approximate argument must be either none or tanh, got {approximate!r}")
 
 
 _GELU = composites.Composite("gelu", _gelu_exact)

@@ -10,6 +10,7 @@ nn.functional re-exports these functions.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 from .._tensor import Tensor, dispatch
@@ -20,11 +21,21 @@ from ..ir.dtypes import FLOAT
 _IntOrInts = int | Sequence[int]
 
 
+def _as_int(value, name: str) -> int:
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise type_error(f"{name} must be a tuple of ints, but found an element of type "
+                         f"{type(value).__name__}: {value!r}")
+    return operator.index(value)
+
+
 def _ntuple(value, n: int, name: str) -> tuple:
     """value as n ints, PyTorch's message when a sequence has another length."""
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return (value,) * n
-    value = tuple(int(v) for v in value)
+    if isinstance(value, str) or not hasattr(value, "__iter__"):
+        raise type_error(f"{name} must be an int or a tuple of ints, got "
+                         f"{type(value).__name__}: {value!r}")
+    value = tuple(_as_int(v, name) for v in value)
     if len(value) == 1:
         return value * n
     if len(value) != n:
@@ -82,10 +93,17 @@ def _transposed_sizes(op, x, weight, n, stride, padding, output_padding, dilatio
     """The output's spatial sizes, after PyTorch's checks of the arguments."""
     if any(s <= 0 for s in stride):
         raise runtime_error("non-positive stride is not supported")
-    if any(p < 0 for p in padding) or any(p < 0 for p in output_padding):
+    if any(p < 0 for p in padding):
         raise runtime_error("negative padding is not supported")
+    if any(p < 0 for p in output_padding):
+        raise runtime_error("negative output_padding is not supported")
     if any(d <= 0 for d in dilation):
-        raise runtime_error("dilation should be greater than zero")
+        raise runtime_error(f"dilation should be greater than zero, but got {list(dilation)}")
+    if any(k <= 0 for k in weight.shape[2:]):
+        raise runtime_error(
+            "kernel size should be greater than zero, but got "
+            + " x ".join(map(str, weight.shape[2:]))
+        )
     if any(o >= s and o >= d for o, s, d in zip(output_padding, stride, dilation)):
         axes = ("depth", "height", "width")[3 - n :] if n > 1 else ("width",)
         parts = [f"output_padding_{a}: {o}" for a, o in zip(axes, output_padding)]
@@ -261,7 +279,12 @@ def conv3d(
     if any(s <= 0 for s in stride):
         raise runtime_error("non-positive stride is not supported")
     if any(d <= 0 for d in dilation):
-        raise runtime_error("dilation should be greater than zero")
+        raise runtime_error(f"dilation should be greater than zero, but got {list(dilation)}")
+    if any(k <= 0 for k in weight.shape[2:]):
+        raise runtime_error(
+            "kernel size should be greater than zero, but got "
+            + " x ".join(map(str, weight.shape[2:]))
+        )
     if isinstance(padding, str):
         if padding not in ("same", "valid"):
             raise runtime_error(f"Invalid padding string: '{padding}'")

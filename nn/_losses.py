@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import warnings
 
-from .._tensor import Tensor, composites
+from .._tensor import Tensor, composites, hooks
 from .._tensor import ops as E
 from .._tensor.autocast import float32_inputs
-from ..errors import runtime_error, value_error
+from ..autograd.grad_mode import no_grad
+from ..errors import index_error, runtime_error, value_error
 from ._activations import log_softmax, logsigmoid
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -121,6 +122,25 @@ def _check_nll_shapes(input: Tensor, target: Tensor, weight: Tensor | None) -> N
         )
 
 
+def _tracing() -> bool:
+    """Whether this thread traces: a graph does not read values, so the checks of values
+    (targets in range, probabilities in [0, 1]) are eager only, as in torch.compile."""
+    return hooks.active_trace is not None and hooks.trace_here() is not None
+
+
+def _check_class_targets(target: Tensor, classes: int, ignore_index: int) -> None:
+    """PyTorch's IndexError for a class index outside [0, classes) (ignore_index aside)."""
+    if _tracing():
+        return
+    with no_grad():
+        outside = E.logical_and(
+            E.ne(target, ignore_index), E.logical_or(E.lt(target, 0), E.ge(target, classes))
+        )
+        if bool(E.any(outside)):
+            first = int(target[outside][0])
+            raise index_error(f"Target {first} is out of bounds (for {classes} classes).")
+
+
 def _target_weights(target: Tensor, valid: Tensor, weight: Tensor | None, dtype) -> Tensor:
     """weight[target] where the target counts, else 0 (1 where the target counts if no weight)."""
     if weight is None:
@@ -148,6 +168,7 @@ def nll_loss(
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction)
     _check_nll_shapes(input, target, weight)
+    _check_class_targets(target, input.shape[0 if input.ndim == 1 else 1], ignore_index)
     unbatched = input.ndim == 1
     if unbatched:
         input, target = E.unsqueeze(input, 0), E.unsqueeze(target, 0)
@@ -193,6 +214,7 @@ def cross_entropy(
             and not target.dtype.is_floating_point and reduction != "none"
             and _CROSS_ENTROPY.wants(input)):
         # fifteen small ops forward and as many backward: one compiled program and node
+        _check_class_targets(target, input.shape[1], ignore_index)
         return _CROSS_ENTROPY(input, target, ignore_index, reduction)
     classes = input.shape[class_dim]
     logp = log_softmax(input, class_dim)
@@ -252,6 +274,16 @@ def _clamped_log(x: Tensor) -> Tensor:
     return E.where(positive, E.clamp(log, min=-100.0), -100.0)
 
 
+def _check_probabilities(t: Tensor, name: str) -> None:
+    """PyTorch's eager check that every element of t is in [0, 1] (NaN is not)."""
+    if _tracing():
+        return
+    with no_grad():
+        inside = E.all(E.logical_and(E.ge(t, 0), E.le(t, 1)))
+    if not bool(inside):
+        raise runtime_error(f"all elements of {name} should be between 0 and 1")
+
+
 @float32_inputs
 def binary_cross_entropy(
     input: Tensor,
@@ -269,6 +301,8 @@ def binary_cross_entropy(
             f"Using a target size ({target.shape}) that is different to the input size "
             f"({input.shape}) is deprecated. Please ensure they have the same size."
         )
+    _check_probabilities(input, "input")
+    _check_probabilities(target, "target")
     loss = E.sub(
         E.mul(E.sub(target, 1), _clamped_log(E.sub(1, input))), E.mul(target, _clamped_log(input))
     )

@@ -26,13 +26,15 @@ def _pool_args(op, n, kernel_size, stride, padding, dilation):
     kernel = _ntuple(kernel_size, n, "kernel_size")
     stride = kernel if stride is None or stride == () else _ntuple(stride, n, "stride")
     padding, dilation = _ntuple(padding, n, "padding"), _ntuple(dilation, n, "dilation")
-    if any(s <= 0 for s in stride) or any(k <= 0 for k in kernel) or any(d <= 0 for d in dilation):
-        raise runtime_error(
-            f"{op}: kernel_size, stride and dilation must be positive, got kernel_size={kernel}, "
-            f"stride={stride}, dilation={dilation}"
-        )
+    for name, values in (("kernel_size", kernel), ("stride", stride), ("dilation", dilation)):
+        if any(v <= 0 for v in values):
+            raise runtime_error(
+                f"{op}: {name} should be greater than zero, but got {name}={list(values)}"
+            )
+    if any(p < 0 for p in padding):
+        raise runtime_error(f"{op}: pad must be non-negative, but got pad={list(padding)}")
     for k, p in zip(kernel, padding):
-        if p < 0 or 2 * p > k:
+        if 2 * p > k:
             raise runtime_error(
                 f"{op}: pad should be at most half of effective kernel size, but got pad={p}, "
                 f"kernel_size={k}"
@@ -250,7 +252,8 @@ def _adaptive_max(op, n, input, output_size, return_indices):
         taps = E.reshape(taps, tuple(taps.shape[:dim]) + b.shape + tuple(taps.shape[dim + 1 :]))
     order = [0, 1] + [2 + 2 * a for a in range(n)] + [3 + 2 * a for a in range(n)]
     nb, c = x.shape[:2]
-    taps = E.reshape(E.permute(taps, *order), (nb, c) + sizes + (-1,))
+    window = math.prod(b.shape[1] for b in bins)
+    taps = E.reshape(E.permute(taps, *order), (nb, c) + sizes + (window,))
     best = E.argmax(taps, -1, keepdim=True)
     values = E.squeeze(E.gather(taps, -1, best), -1)
     if not return_indices:

@@ -9,6 +9,7 @@ nn/_losses.py; both are re-exported here, as torch.nn.functional spells them.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -17,7 +18,7 @@ from .._tensor import ops as E
 from .._tensor.factories import full, ones, tensor, zeros
 from .._tensor.ops.distance import cosine_similarity, pairwise_distance  # noqa: F401
 from ..autograd.grad_mode import no_grad
-from ..errors import EmberNotImplementedError, runtime_error, value_error
+from ..errors import EmberNotImplementedError, runtime_error, type_error, value_error
 from ..ir.dtypes import bool_
 from ._activations import (  # noqa: F401  (re-exported)
     _maybe_inplace,
@@ -97,6 +98,10 @@ _OutputSize = int | None | Sequence[int | None]
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """input @ weight.T + bias."""
+    for name, value in (("input", input), ("weight", weight)):
+        if not isinstance(value, Tensor):
+            raise type_error(f"linear(): argument '{name}' must be Tensor, not "
+                             f"{type(value).__name__}")
     if weight.ndim == 2 and (bias is None or bias.shape == weight.shape[:1]):
         return dispatch("linear", (input, weight) if bias is None else (input, weight, bias))
     if autocast.enabled:
@@ -124,11 +129,14 @@ def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None
 
 
 def _single(value: _IntOrInts, name: str) -> int:
-    if isinstance(value, Sequence):
+    if isinstance(value, Sequence) and not isinstance(value, str):
         if len(value) != 1:
             raise value_error(f"{name} must be an int or a 1-tuple, got {tuple(value)}")
-        return int(value[0])
-    return int(value)
+        value = value[0]
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise type_error(f"{name} must be an int or a 1-tuple of ints, got "
+                         f"{type(value).__name__}: {value!r}")
+    return operator.index(value)
 
 
 def conv1d(
@@ -441,7 +449,9 @@ def batch_norm(
         out = E.mul(centered, E.rsqrt(E.add(E.reshape(running_var, shape), eps)))
         return _affine(out, weight, bias, shape)
     count = input.numel() // c if c else 0
-    if count <= 1:
+    if count == 0:  # an empty batch: nothing to standardize, the running stats stay
+        return _affine(input, weight, bias, shape)
+    if count == 1:
         raise value_error(
             f"Expected more than 1 value per channel when training, got input size "
             f"{list(input.shape)}"
@@ -489,11 +499,12 @@ def _vector_norm(input: Tensor, p: float, dim, keepdim: bool) -> Tensor:
     if p == 1:
         return E.sum(E.abs(input), dim, keepdim)
     total = E.sum(E.mul(input, input) if p == 2 else E.pow(E.abs(input), p), dim, keepdim)
-    # the root's derivative is infinite at 0: route zero totals around it
-    positive = E.gt(total, 0)
-    safe = E.where(positive, total, 1.0)
+    # the root's derivative is infinite at 0: route zero totals around it (only those: a NaN
+    # total must stay NaN)
+    zero = E.eq(total, 0)
+    safe = E.where(zero, 1.0, total)
     root = E.sqrt(safe) if p == 2 else E.pow(safe, 1.0 / p)
-    return E.where(positive, root, 0.0)
+    return E.where(zero, 0.0, root)
 
 
 def normalize(

@@ -8,7 +8,7 @@ from typing import Any
 
 from .._tensor import Tensor
 from ..autograd.grad_mode import no_grad
-from ..errors import runtime_error, type_error
+from ..errors import key_error, runtime_error, type_error, value_error
 from ..utils.hooks import RemovableHandle
 from .parameter import Buffer, Parameter
 
@@ -89,9 +89,9 @@ class Module:
         if not isinstance(name, str):
             raise type_error(f"{kind} name should be a string. Got {type(name).__name__}")
         if "." in name or name == "":
-            raise KeyError(f'{kind} name can\'t contain "." and can\'t be empty: "{name}"')
+            raise key_error(f'{kind} name can\'t contain "." and can\'t be empty: "{name}"')
         if hasattr(self, name) and not self._owns(name):
-            raise KeyError(f"attribute '{name}' already exists")
+            raise key_error(f"attribute '{name}' already exists")
 
     def _owns(self, name: str) -> bool:
         return name in self._parameters or name in self._buffers or name in self._modules
@@ -257,7 +257,7 @@ class Module:
 
     def train(self, mode: bool = True) -> Module:
         if not isinstance(mode, bool):
-            raise ValueError("training mode is expected to be boolean")  # noqa: TRY004 (as PyTorch)
+            raise value_error("training mode is expected to be boolean")  # noqa: TRY004 (as PyTorch)
         for module in self.modules():
             object.__setattr__(module, "training", mode)
         Module._changed()

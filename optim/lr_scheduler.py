@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..errors import runtime_error, type_error, value_error
+from ..errors import key_error, runtime_error, type_error, value_error
 from .optimizer import Optimizer
 
 _EPOCH_DEPRECATION = (
@@ -57,7 +57,7 @@ class LRScheduler:
         else:
             for i, group in enumerate(optimizer.param_groups):
                 if "initial_lr" not in group:
-                    raise KeyError(
+                    raise key_error(
                         f"param 'initial_lr' is not specified in param_groups[{i}] when resuming "
                         f"a scheduler with last_epoch={last_epoch}; load the optimizer's state "
                         "dict first, or start from last_epoch=-1"

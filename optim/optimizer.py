@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import itertools
 import warnings
 from collections import OrderedDict, defaultdict
@@ -36,6 +37,46 @@ class _RequiredParameter:
 
 
 required = _RequiredParameter()
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, Tensor)) or (
+        isinstance(value, np.generic) and value.dtype.kind in "biuf"
+    )
+
+
+def _with_number_checks(init):
+    """Wrap an optimizer's __init__ so that an option whose default is a number (lr, eps,
+    momentum, betas, ...) must be given a number: lr="0.1" from a config file is a clear
+    TypeError, not a failed comparison inside the range checks."""
+    signature = inspect.signature(init)
+    numeric = [
+        name for name, p in signature.parameters.items()
+        if _is_number(p.default) and not isinstance(p.default, bool)
+        or (isinstance(p.default, tuple) and p.default and all(map(_is_number, p.default)))
+    ]
+
+    @functools.wraps(init)
+    def checked(self, *args, **kwargs):
+        try:
+            given = signature.bind_partial(self, *args, **kwargs).arguments
+        except TypeError:
+            given = {}  # a wrong call: __init__ itself says what is wrong
+        for name in numeric:
+            if name not in given:
+                continue
+            value = given[name]
+            pair = isinstance(signature.parameters[name].default, tuple)
+            parts = value if pair else (value,)
+            if not isinstance(parts, (tuple, list)) or not all(map(_is_number, parts)):
+                raise type_error(
+                    f"{type(self).__name__}: {name} must be "
+                    f"{'a tuple of numbers' if pair else 'a number'}, got "
+                    f"{type(value).__name__}: {value!r}"
+                )
+        return init(self, *args, **kwargs)
+
+    return checked
 
 
 def _with_step_hooks(step):
@@ -130,6 +171,10 @@ class Optimizer:
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        # ember's own optimizers only: a user's subclass may give a number option other values
+        if init is not None and cls.__module__.startswith(__package__ + "."):
+            cls.__init__ = _with_number_checks(init)
         step = cls.__dict__.get("step")
         if step is not None and not getattr(step, "with_step_hooks", False):
             cls.step = _with_step_hooks(step)

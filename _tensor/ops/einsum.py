@@ -7,7 +7,7 @@ from __future__ import annotations
 import builtins
 import math
 
-from ...errors import runtime_error, value_error
+from ...errors import runtime_error
 from ..tensor import Tensor
 from .arrange import diagonal
 from .elementwise import cast
@@ -25,16 +25,16 @@ def _parse(equation: str, operands) -> tuple[list, str]:
     lhs, arrow, rhs = equation.partition("->")
     terms = lhs.split(",")
     if len(terms) != len(operands):
-        raise value_error(f"einsum(): {len(terms)} operand subscripts in {equation!r} for "
+        raise runtime_error(f"einsum(): {len(terms)} operand subscripts in {equation!r} for "
                           f"{len(operands)} operands")
     spelled, widest = [], 0
     for term, x in zip(terms, operands):
         if term.count("...") > 1 or "." in term.replace("...", ""):
-            raise value_error(f"einsum(): invalid subscripts {term!r}: at most one ellipsis")
+            raise runtime_error(f"einsum(): invalid subscripts {term!r}: at most one ellipsis")
         letters = term.replace("...", "")
         bad = [c for c in letters if c not in _LETTERS]
         if bad:
-            raise value_error(f"einsum(): invalid subscript {bad[0]!r}: letters a-z, A-Z only")
+            raise runtime_error(f"einsum(): invalid subscript {bad[0]!r}: letters a-z, A-Z only")
         if "..." in term:
             width = x.ndim - len(letters)
             if width < 0:
@@ -49,14 +49,14 @@ def _parse(equation: str, operands) -> tuple[list, str]:
     ellipsis = "".join(chr(0x100 + k) for k in reversed(range(widest)))
     if arrow:
         if rhs.count("...") > 1 or any(c not in _LETTERS for c in rhs.replace("...", "")):
-            raise value_error(f"einsum(): invalid output subscripts {rhs!r}")
+            raise runtime_error(f"einsum(): invalid output subscripts {rhs!r}")
         out = rhs.replace("...", ellipsis)
         seen = "".join(spelled)
         for c in out:
             if c not in seen:
-                raise value_error(f"einsum(): output subscript {c!r} appears in no operand")
+                raise runtime_error(f"einsum(): output subscript {c!r} appears in no operand")
             if out.count(c) > 1:
-                raise value_error(f"einsum(): output subscript {c!r} appears more than once")
+                raise runtime_error(f"einsum(): output subscript {c!r} appears more than once")
     else:  # implicit: the ellipsis, then the letters seen once, in alphabetical order
         counts = {}
         for c in "".join(t.replace("...", "") for t in terms):

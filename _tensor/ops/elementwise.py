@@ -12,6 +12,7 @@ from ...errors import runtime_error, type_error, value_error
 from ...ir.dtypes import as_dtype, get_default_dtype
 from ...ir.schema import NUMBER, OpSchema, declared
 from ..dispatch import dispatch
+from ..factories import check_number
 from ..tensor import Tensor
 
 
@@ -98,6 +99,9 @@ def where(condition: Tensor, input=None, other=None) -> Tensor:
 
 
 def clamp(input: Tensor, min=None, max=None) -> Tensor:
+    for name, bound in (("min", min), ("max", max)):
+        if bound is not None and not isinstance(bound, Tensor):
+            check_number(bound, f"clamp(): argument '{name}'")
     if isinstance(min, Tensor) or isinstance(max, Tensor):
         # where, not maximum/minimum: at a tie the gradient goes to input, as PyTorch's
         out = input

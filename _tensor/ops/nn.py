@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import builtins
+import operator
 
 from ...autograd.graph import to_device
-from ...errors import runtime_error, type_error, value_error
+from ...errors import not_implemented_error, runtime_error, type_error, value_error
 from ...ir.dtypes import as_dtype, promote_types
 from ...ir.dtypes import result_type as rt
-from .. import autocast, composites
+from .. import autocast, composites, hooks
 from ..dispatch import dispatch
 from ..factories import full_like
 from ..tensor import Tensor
@@ -52,15 +53,32 @@ def outer(input, vec2):
     return unsqueeze(input, 1) * unsqueeze(vec2, 0)
 
 
+def _int(v, name: str) -> int:
+    if isinstance(v, bool) or not hasattr(v, "__index__"):
+        raise type_error(f"{name} must be an int or a tuple of ints, but found an element of "
+                         f"type {type(v).__name__}: {v!r}")
+    return v if v.__class__ is int else operator.index(v)
+
+
 def _pair(v, name="value"):
-    if isinstance(v, int):
+    if isinstance(v, int) and not isinstance(v, bool):
         return (v, v)
-    v = tuple(v)
+    if isinstance(v, str) or not hasattr(v, "__iter__"):
+        raise type_error(f"{name} must be an int or a tuple of ints, got {type(v).__name__}: "
+                         f"{v!r}")
+    v = tuple(_int(e, name) for e in v)
     if len(v) == 1:
         return (v[0], v[0])
     if len(v) != 2:
         raise value_error(f"{name} must be an int or a pair of ints, got {v}")
     return v
+
+
+def _pool_stride(stride, kernel):
+    """A pool's stride: the kernel's when not given (None or an empty sequence)."""
+    if stride is None or (isinstance(stride, (tuple, list)) and not stride):
+        return kernel
+    return _pair(stride, "stride")
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
@@ -106,7 +124,7 @@ def max_pool2d(
     kernel = _pair(kernel_size, "kernel_size")
     attrs = {
         "kernel_size": kernel,
-        "stride": _pair(stride if stride else kernel, "stride"),
+        "stride": _pool_stride(stride, kernel),
         "padding": _pair(padding, "padding"),
         "dilation": _pair(dilation, "dilation"),
         "ceil_mode": bool(ceil_mode),
@@ -126,7 +144,7 @@ def avg_pool2d(
     kernel = _pair(kernel_size, "kernel_size")
     attrs = {
         "kernel_size": kernel,
-        "stride": _pair(stride if stride else kernel, "stride"),
+        "stride": _pool_stride(stride, kernel),
         "padding": _pair(padding, "padding"),
         "ceil_mode": bool(ceil_mode),
         "count_include_pad": bool(count_include_pad),
@@ -141,7 +159,12 @@ def embedding(input, weight) -> Tensor:
 
 def bernoulli(input, p=None) -> Tensor:
     if p is not None:
+        if not 0 <= p <= 1:
+            raise runtime_error(f"bernoulli expects p to be in [0, 1], but got p={p}")
         input = full_like(input, p)
+    elif hooks.trace_here() is None:  # eager only: a graph does not read values
+        if input.dtype.is_floating_point and not bool(((input >= 0) & (input <= 1)).all()):
+            raise runtime_error("bernoulli: all probabilities must be in [0, 1] (NaN is not)")
     return dispatch("bernoulli", (input,))
 
 
@@ -180,6 +203,7 @@ def softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     """exp(x) / sum(exp(x)) along dim, the max subtracted first (torch.softmax)."""
     if dtype is not None:
         input = cast(input, dtype)
+    _floating_only("softmax", input)
     if _last_dim(input, dim) and _SOFTMAX.wants(input):
         return _SOFTMAX(input)  # one compiled kernel (_composites.py)
     e = exp(_shifted(input, dim))
@@ -191,10 +215,19 @@ def log_softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     """x - logsumexp(x) along dim, finite for finite x (torch.log_softmax)."""
     if dtype is not None:
         input = cast(input, dtype)
+    _floating_only("log_softmax", input)
     if _last_dim(input, dim) and _LOG_SOFTMAX.wants(input):
         return _LOG_SOFTMAX(input)
     shifted = _shifted(input, dim)
     return sub(shifted, logsumexp(shifted, dim, keepdim=True))
+
+
+def _floating_only(op: str, input: Tensor) -> None:
+    if not input.dtype.is_floating_point:
+        raise not_implemented_error(
+            f"{op} is not implemented for {input.dtype.name} input; pass dtype=ember.float32 to "
+            "compute it in floating point"
+        )
 
 
 def _last_dim(input: Tensor, dim) -> bool:

@@ -6,7 +6,7 @@ import builtins
 import functools
 import math
 
-from ...errors import type_error
+from ...errors import not_implemented_error, runtime_error, type_error
 from ...ir.dtypes import get_default_dtype, int64
 from ...ir.schema import normalize_dim, normalize_dims
 from ..dispatch import dispatch
@@ -33,6 +33,10 @@ def _numpy_keywords(fn):
 
     return reduction
 
+
+
+def _empty_dims(dim) -> bool:
+    return isinstance(dim, (tuple, list)) and not dim
 
 
 def _dims(input, dim):
@@ -107,13 +111,17 @@ def logsumexp(input, dim, keepdim=False) -> Tensor:
 
 @_numpy_keywords
 def amax(input, dim=(), keepdim=False) -> Tensor:
-    dims = _dims(input, None if dim == () else dim)
+    if _empty_dims(dim):
+        _check_whole_reduction("amax", input)
+    dims = _dims(input, None if _empty_dims(dim) else dim)
     return dispatch("amax", (input,), {"dims": dims, "keepdim": keepdim})
 
 
 @_numpy_keywords
 def amin(input, dim=(), keepdim=False) -> Tensor:
-    dims = _dims(input, None if dim == () else dim)
+    if _empty_dims(dim):
+        _check_whole_reduction("amin", input)
+    dims = _dims(input, None if _empty_dims(dim) else dim)
     return dispatch("amin", (input,), {"dims": dims, "keepdim": keepdim})
 
 
@@ -129,12 +137,23 @@ class _ValuesIndices(tuple):
         return self[1]
 
 
+def _check_whole_reduction(op: str, input) -> None:
+    """A max or min of every element of an empty tensor: PyTorch's RuntimeError (a named dim
+    of size 0 is the type rule's IndexError)."""
+    if input.numel() == 0:
+        raise runtime_error(
+            f"{op}(): Expected reduction dim to be specified for input.numel() == 0. Specify "
+            f"the reduction dim with the 'dim' argument (input of shape {list(input.shape)})."
+        )
+
+
 def _max_or_min(op, full_op, input, dim, keepdim, other):
     if isinstance(dim, Tensor):
         other, dim = dim, None
     if other is not None:
         return dispatch("maximum" if op == "max_dim" else "minimum", (input, other))
     if dim is None:
+        _check_whole_reduction("max" if op == "max_dim" else "min", input)
         return dispatch(full_op, (input,), {"dims": _dims(input, None), "keepdim": False})
     dim = normalize_dim(dim, input.ndim) if input.ndim else normalize_dim(dim, 0)
     if input.ndim == 0:
@@ -213,12 +232,18 @@ def logcumsumexp(input, dim) -> Tensor:
 
 
 def norm(input, p=2, dim=None, keepdim=False):
+    if isinstance(p, str) and p != "fro":
+        if p == "nuc":
+            raise not_implemented_error("norm(p='nuc'): ember has no nuclear norm")
+        raise runtime_error(f"norm: Order {p!r} not supported (a number, 'fro' or 'nuc')")
     if p == 2 or p == "fro":
         return _root(sum(input * input, dim, keepdim), 2)
     if p == 1:
         return sum(abs(input), dim, keepdim)
     if p == math.inf:
         return amax(abs(input), () if dim is None else dim, keepdim)
+    if p == -math.inf:
+        return amin(abs(input), () if dim is None else dim, keepdim)
     if p == 0:  # the count of non-zero entries, with a zero gradient
         return sum(where(ne(input, 0), 1.0, input * 0), dim, keepdim)
     return _root(sum(pow(abs(input), p), dim, keepdim), p)

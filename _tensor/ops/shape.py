@@ -199,7 +199,7 @@ concat = concatenate = cat
 def stack(tensors, dim: int = 0) -> Tensor:
     tensors = list(tensors)
     if not tensors:
-        raise value_error("stack expects a non-empty TensorList")
+        raise runtime_error("stack expects a non-empty TensorList")
     first = tuple(tensors[0].shape)
     for i, x in enumerate(tensors):
         if tuple(x.shape) != first:

@@ -51,7 +51,7 @@ def kthvalue(input: Tensor, k: int, dim: int = -1, keepdim: bool = False):
     dim = normalize_dim(dim, max(input.ndim, 1))
     size = input.shape[dim] if input.ndim else 1
     if not 1 <= k <= size:
-        raise index_error(f"kthvalue(): selected number k out of range for dimension {dim} "
+        raise runtime_error(f"kthvalue(): selected number k out of range for dimension {dim} "
                           f"of size {size}: k={k}")
     values, indices = sort(input, dim)
     if input.ndim == 0:

@@ -47,7 +47,8 @@ def _matmul(inputs, attrs):
     sa, sb = tuple(a.shape), tuple(b.shape)
     if not sa or not sb:
         raise runtime_error(
-            f"both arguments to matmul need to be at least 1D, but they are {len(sa)}D and {len(sb)}D"
+            f"both arguments to matmul need to be at least 1D, but they are {len(sa)}D and "
+            f"{len(sb)}D"
         )
     k_a = sa[-1]
     k_b = sb[0] if len(sb) == 1 else sb[-2]
@@ -94,6 +95,33 @@ def _pairs(attrs, *names):
     return [tuple(attrs[n]) for n in names]
 
 
+def _check_conv_args(kernel, stride, padding, dilation, groups) -> None:
+    """PyTorch's checks of a convolution's arguments (before any size is computed from them)."""
+    if any(s <= 0 for s in stride):
+        raise runtime_error("non-positive stride is not supported")
+    if any(p < 0 for p in padding):
+        raise runtime_error("negative padding is not supported")
+    if any(d <= 0 for d in dilation):
+        raise runtime_error(f"dilation should be greater than zero, but got {list(dilation)}")
+    if groups <= 0:
+        raise runtime_error("non-positive groups is not supported")
+    if any(definitely_less(k, 1) for k in kernel):
+        raise runtime_error(
+            f"kernel size should be greater than zero, but got {' x '.join(map(str, kernel))}"
+        )
+
+
+def _check_pool_args(op, kernel, stride, padding, dilation) -> None:
+    """PyTorch's checks of a pooling window's arguments."""
+    for name, values in (("kernel_size", kernel), ("stride", stride), ("dilation", dilation)):
+        if any(v <= 0 for v in values):
+            raise runtime_error(
+                f"{op}: {name} should be greater than zero, but got {name}={list(values)}"
+            )
+    if any(p < 0 for p in padding):
+        raise runtime_error(f"{op}: pad must be non-negative, but got pad={list(padding)}")
+
+
 @register("conv2d", kind="extern", num_inputs=2, attrs=CONV)
 def _conv2d(inputs, attrs):
     x, w = inputs
@@ -109,6 +137,7 @@ def _conv2d(inputs, attrs):
     groups = attrs["groups"]
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
+    _check_conv_args((kh, kw), stride, padding, dilation, groups)
     if c != cg * groups or o % groups:
         raise runtime_error(
             f"Given groups={groups}, weight of size {fmt_shape(w.shape)}, expected input"
@@ -143,6 +172,7 @@ def _pool_shape(op, x, attrs):
         raise runtime_error(f"{op}: expected a 3-D or 4-D input, got {fmt_shape(x.shape)}")
     kernel, stride, padding = _pairs(attrs, "kernel_size", "stride", "padding")
     dilation = tuple(attrs.get("dilation", (1, 1)))
+    _check_pool_args(op, kernel, stride, padding, dilation)
     for k, p in zip(kernel, padding):
         if p * 2 > k:
             raise runtime_error(

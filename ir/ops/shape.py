@@ -252,6 +252,11 @@ def _clone(inputs, attrs):
 def _repeat(inputs, attrs):
     (x,) = inputs
     repeats = tuple(attrs["repeats"])
+    if any(definitely_less(r, 0) for r in repeats):
+        raise runtime_error(
+            f"Trying to create tensor with negative dimension: repeats {list(repeats)} for "
+            f"shape {fmt_shape(x.shape)}"
+        )
     if len(repeats) < len(x.shape):
         raise runtime_error(
             "Number of dimensions of repeat dims can not be smaller than number of dimensions "

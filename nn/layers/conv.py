@@ -8,7 +8,7 @@ import math
 
 from ..._tensor import Tensor
 from ..._tensor.factories import empty
-from ...errors import value_error
+from ...errors import type_error, value_error
 from .. import functional as F
 from .. import init
 from .._conv import conv_output_padding
@@ -197,7 +197,7 @@ class _ConvTransposeNd(_ConvNd):
                 f'Only "zeros" padding mode is supported for {self.__class__.__name__}'
             )
         if isinstance(padding, str):
-            raise value_error(
+            raise type_error(
                 f"{self.__class__.__name__}: padding must be an int or a tuple of ints, got "
                 f"{padding!r}"
             )

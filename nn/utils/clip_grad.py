@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from ..._tensor import Tensor, ops
 from ..._tensor.factories import tensor as make_tensor
 from ...autograd.grad_mode import no_grad
-from ...errors import runtime_error
+from ...errors import runtime_error, type_error, value_error
 
 _TensorOrTensors = Tensor | Iterable[Tensor]
 
@@ -64,6 +64,16 @@ def clip_grads_with_norm_(
             g.mul_(ops.cast(clip_coef, g.dtype))
 
 
+def _as_float(value, name: str) -> float:
+    """float(value), with Python's error class (ValueError for 'a', TypeError for None)."""
+    try:
+        return float(value)
+    except ValueError:
+        raise value_error(f"{name} must be a number, got {value!r}") from None
+    except TypeError:
+        raise type_error(f"{name} must be a number, got {type(value).__name__}") from None
+
+
 def clip_grad_norm_(
     parameters: _TensorOrTensors,
     max_norm: float,
@@ -75,6 +85,7 @@ def clip_grad_norm_(
 
     Returns the total norm before clipping, as PyTorch does.
     """
+    max_norm, norm_type = _as_float(max_norm, "max_norm"), _as_float(norm_type, "norm_type")
     parameters = _as_list(parameters)
     grads = [p.grad for p in parameters if p.grad is not None]
     total_norm = get_total_norm(grads, norm_type, error_if_nonfinite)
@@ -86,7 +97,7 @@ def clip_grad_value_(
     parameters: _TensorOrTensors, clip_value: float, foreach: bool | None = None
 ) -> None:
     """Clamp every gradient in place to [-clip_value, clip_value]."""
-    clip_value = float(clip_value)
+    clip_value = _as_float(clip_value, "clip_value")
     with no_grad():
         for p in _as_list(parameters):
             if p.grad is not None:

@@ -88,7 +88,7 @@ def _conv2d(xp, x, w, stride, padding, dilation, groups):
     n, o = x.shape[0], w.shape[0]
     cols, (oh, ow) = _columns(xp, x, w.shape[2:], stride, padding, dilation)
     if groups == 1:  # one plain 2-d product: BLAS's fastest path
-        out = _matmul(xp, cols.reshape(cols.shape[0], -1), _grouped_weight(w, 1)[0])
+        out = _matmul(xp, _grouped_columns(cols, 1)[0], _grouped_weight(w, 1)[0])
     else:
         out = _matmul(xp, _grouped_columns(cols, groups), _grouped_weight(w, groups))  # (G, M, Og)
         out = out.transpose(1, 0, 2)

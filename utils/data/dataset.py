@@ -49,6 +49,10 @@ class TensorDataset(Dataset):
     def __init__(self, *tensors) -> None:
         if not tensors:
             raise value_error("TensorDataset needs at least one tensor")
+        for i, t in enumerate(tensors):
+            if not hasattr(t, "shape") or not hasattr(t, "ndim"):
+                raise type_error(f"TensorDataset: argument {i} is a {type(t).__name__}, not a "
+                                 "tensor")
         sizes = [t.shape[0] if t.ndim else None for t in tensors]
         if None in sizes:
             raise value_error("TensorDataset: every tensor needs a first dimension to index")
