@@ -62,7 +62,7 @@ class _Link:
         done = threading.Event()
         self.waiting[ident] = done
         try:
-            self.send({"id": ident, "event": event, "time": time.time(), **fields})
+            self.send({"id": ident, "event": event, **fields})
             done.wait(ACK_WAIT_S)
         except OSError:
             pass

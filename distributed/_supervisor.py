@@ -20,7 +20,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 # how the launcher is reached; the rank's process reads them too (ember.distributed._channel)
 ADDRESS_VARIABLE = "EMBER_RUN_ADDR"
@@ -87,24 +86,21 @@ def exit_status(returncode: int) -> dict:
     return {"code": returncode}
 
 
-def _report(status: dict, rank: int | None, pid: int) -> str:
-    """Send the rank's end to the launcher; its verdict ("ok" or "stop"), "" without one."""
+def _report(status: dict, rank: int | None, pid: int) -> None:
+    """Send the rank's end to the launcher, and wait for its verdict ("ok", or "stop" when
+    the job has failed): the launcher has then taken the end in before mpiexec sees it."""
     found = launcher_address()
     if found is None or rank is None:
-        return ""
+        return
     host, port, token = found
     message = {"token": token, "role": "supervisor", "rank": rank, "pid": pid}
-    message.update(status, host=socket.gethostname(), time=time.time())
+    message.update(status, host=socket.gethostname())
     try:
         with socket.create_connection((host, port), timeout=VERDICT_WAIT_S) as conn:
             conn.sendall(json.dumps(message).encode() + b"\n")
-            reply = conn.makefile("rb").readline()
+            conn.makefile("rb").readline()
     except OSError:
-        return ""
-    try:
-        return str(json.loads(reply).get("verdict", ""))
-    except (ValueError, AttributeError):
-        return ""
+        pass
 
 
 def main(argv: list[str]) -> int:
