@@ -125,6 +125,14 @@ def exiting(code: int) -> None:
     _request("exiting", code=code)
 
 
+def describe(exc: BaseException) -> str:
+    """An exception as one line: its type, and its message when it has one."""
+    text = " ".join(str(exc).split())
+    if len(text) > 500:
+        text = text[:497] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def departed_among(ranks) -> tuple[int, str, float] | None:
     """(global rank, how it left, when this rank heard of it) of the first of `ranks` that
     has left the job, or None."""

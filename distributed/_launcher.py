@@ -105,6 +105,7 @@ class Job:
         self.process: subprocess.Popen | None = None
         self.terminated_at: float | None = None
         self.killed = False
+        self.signalled: tuple[int, float] | None = None  # a signal to the launcher, and when
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -115,7 +116,7 @@ class Job:
         }
         # a Ctrl-C in the terminal reaches mpiexec itself (same process group), which passes
         # it on to the ranks; the launcher only waits for them to end
-        previous[signal.SIGINT] = signal.signal(signal.SIGINT, lambda sig, frame: None)
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._interrupted)
         try:
             self.process = subprocess.Popen(
                 self.command, env=self.env, preexec_fn=lambda: die_with_parent(signal.SIGTERM)
@@ -132,7 +133,12 @@ class Job:
             self.selector.close()
             self.server.close()
 
+    def _interrupted(self, sig, frame) -> None:
+        if self.signalled is None:
+            self.signalled = (sig, time.monotonic())
+
     def _forward(self, sig, frame) -> None:
+        self._interrupted(sig, frame)
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)
 
@@ -324,6 +330,11 @@ class Job:
         """Say how the job ended, once mpiexec has passed on the ranks' last output; the
         launcher's exit status."""
         failure = self.failure
+        if self.signalled is not None and (failure is None or failure.at > self.signalled[1]):
+            # the ranks ended because the launcher was told to stop them
+            number = self.signalled[0]
+            _say(f"stopped by {_signal_name(number)}; exit status {128 + number}")
+            return 128 + number
         if failure is not None:
             stopped = [
                 str(r)

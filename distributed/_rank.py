@@ -31,14 +31,6 @@ def _user_traceback(tb):
     return tb
 
 
-def describe(exc: BaseException) -> str:
-    """An exception as one line: its type and message."""
-    text = " ".join(str(exc).split())
-    if len(text) > 500:
-        text = text[:497] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def _exit_code(exc: SystemExit) -> int:
     """The status the interpreter would exit with for this SystemExit."""
     code = exc.code
@@ -79,7 +71,7 @@ def run(argv: list[str]) -> int:
         # the process group's hook, once a group is up, reports it and ends every rank
         tb = _user_traceback(exc.__traceback__)
         sys.excepthook(type(exc), exc.with_traceback(tb), tb)
-        _channel.failed(describe(exc))
+        _channel.failed(_channel.describe(exc))
         status = 130 if isinstance(exc, KeyboardInterrupt) else 1
     sys.stdout.flush()
     sys.stderr.flush()

@@ -432,12 +432,13 @@ def _abort_on_uncaught_exception(exc_type, exc, tb):
     MPI = _mpi()
     rank, size = MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size()
     sys.stdout.flush()
+    error = _channel.describe(exc)
     sys.stderr.write(
-        f"ember.distributed: rank {rank} (of {size}) failed with {exc_type.__name__}: {exc}\n"
+        f"ember.distributed: rank {rank} (of {size}) failed with {error}\n"
         "ember.distributed: aborting every rank (MPI_Abort)\n"
     )
     sys.stderr.flush()
-    _channel.failed(f"{exc_type.__name__}: {exc}")
+    _channel.failed(error)
     # the launcher forwards this rank's output through a pipe, and MPI_Abort ends every
     # process at once: a moment first, so that the traceback reaches the terminal
     time.sleep(0.25)

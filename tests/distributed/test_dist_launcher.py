@@ -200,3 +200,30 @@ def test_every_rank_ending_with_os_exit_0_together_is_a_clean_job(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "rank 0 finished" in result.stdout and "rank 1 finished" in result.stdout
     assert launcher_lines(result) == []
+
+
+def test_a_sigterm_to_the_launcher_stops_every_rank(tmp_path):
+    env = dict(os.environ)
+    env.pop("OMP_NUM_THREADS", None)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "ember.distributed.run", "--nproc", "2", EXITS, "run_long"]
+        + [str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    pids = [tmp_path / "pid0", tmp_path / "pid1"]
+    deadline = time.monotonic() + 40
+    while not all(p.exists() and p.read_text() for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    launcher.terminate()
+    stdout, stderr = launcher.communicate(timeout=10)
+    assert launcher.returncode == 128 + 15, stderr
+    assert launcher_lines(subprocess.CompletedProcess([], 0, stdout, stderr)) == [
+        "ember.distributed.run: stopped by SIGTERM; exit status 143"
+    ]
+    assert "finished" not in stdout
+    for pid in pids:  # no rank outlives the launcher
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid.read_text()), 0)

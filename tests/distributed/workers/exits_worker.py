@@ -18,6 +18,8 @@ how:
   leave_early             rank 1 leaves after the loop and ends; rank 0 goes on for 4 s
                           without collectives, then ends: a clean job
   all_os_exit0            every rank calls os._exit(0) after the loop: a clean job too
+  run_long                every rank writes its pid to out_dir/pid{rank}, then runs its loop
+                          slowly (3 s a step), to be stopped from outside
   sigterm_ignored         rank 1 calls sys.exit(3), while rank 0, busy outside collectives
                           for 30 s, ignores the SIGTERM that stops the job: the launcher has
                           to kill it
@@ -57,8 +59,13 @@ def main() -> None:
     rank = dist.get_rank()
     if how == "sigterm_ignored" and rank == 0:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if how == "run_long":
+        with open(os.path.join(out_dir, f"pid{rank}"), "w") as f:
+            f.write(str(os.getpid()))
     for step in range(10):
-        if step == 3 and rank == 1 and how not in ("leave_early", "all_os_exit0"):
+        if how == "run_long":
+            time.sleep(3)
+        if step == 3 and rank == 1 and how not in ("leave_early", "all_os_exit0", "run_long"):
             if how == "leave_then_collective":
                 dist.destroy_process_group()
                 with open(os.path.join(out_dir, "failed_at"), "w") as f:
