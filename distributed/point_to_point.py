@@ -29,7 +29,9 @@ def isend(tensor, dst: int | None = None, group=None, tag: int = 0, group_dst=No
         raise value_error(f"{what}: a rank cannot send to itself (dst={dst})")
     buf = _Buffer(tensor)
     requests = _issue(pg, backend, what, backend.send, buf.array, peer, tag)
-    return Work(pg, backend, what, requests, None, [tensor])
+    work = Work(pg, backend, what, requests, None, [tensor])
+    work.peers = [pg.ranks[peer]]
+    return work
 
 
 def irecv(tensor, src: int | None = None, group=None, tag: int = 0, group_src=None) -> Work:
@@ -50,6 +52,8 @@ def irecv(tensor, src: int | None = None, group=None, tag: int = 0, group_src=No
     requests = _issue(pg, backend, what, backend.recv, buf.array, peer, tag)
     _bump(tensor)
     work = Work(pg, backend, what, requests, None, [tensor])
+    if peer is not None:
+        work.peers = [pg.ranks[peer]]
 
     def finish():
         source, nbytes = requests[0].received()

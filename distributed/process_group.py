@@ -8,6 +8,8 @@ one backend per device type: MPI for CPU tensors, NCCL (cupy) for CUDA tensors.
 Once a group of more than one process is up, an uncaught exception on any rank prints the
 traceback and the rank, then calls MPI_Abort, which ends every rank: a failing rank never
 leaves the others waiting in a collective (mpi4py's recommended `python -m mpi4py` pattern).
+Under `python -m ember.distributed.run`, joining and leaving the default group, and such a
+failure, are also reported to the launcher (_channel.py), which watches how every rank ends.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import warnings
 
 from ..errors import runtime_error, type_error, value_error
 from ..runtime.kernels.collectives import GROUPS
+from . import _channel
 from ._errors import backend_error
 
 # torch.distributed's default timeout for collectives
@@ -327,6 +330,7 @@ def init_process_group(
     _groups.append(pg)
     if size > 1:
         _install_excepthook()
+    _channel.joined()
 
 
 def destroy_process_group(group=None) -> None:
@@ -340,6 +344,7 @@ def destroy_process_group(group=None) -> None:
         _groups.clear()
         GroupMember.WORLD = None
         _uninstall_excepthook()
+        _channel.left("it called destroy_process_group")
         return
     if group in _groups:
         _groups.remove(group)
@@ -427,11 +432,13 @@ def _abort_on_uncaught_exception(exc_type, exc, tb):
     MPI = _mpi()
     rank, size = MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size()
     sys.stdout.flush()
+    error = _channel.describe(exc)
     sys.stderr.write(
-        f"ember.distributed: rank {rank} (of {size}) failed with {exc_type.__name__}: {exc}\n"
+        f"ember.distributed: rank {rank} (of {size}) failed with {error}\n"
         "ember.distributed: aborting every rank (MPI_Abort)\n"
     )
     sys.stderr.flush()
+    _channel.failed(error)
     # the launcher forwards this rank's output through a pipe, and MPI_Abort ends every
     # process at once: a moment first, so that the traceback reaches the terminal
     time.sleep(0.25)

@@ -2,7 +2,10 @@
 
 Every collective is started non-blocking in the backend (MPI's Iallreduce and friends, NCCL on
 a CUDA stream) and finished here: wait() polls until the backend's requests complete or the
-group's timeout passes, so a rank whose peers never arrive raises instead of hanging. What
+group's timeout passes, so a rank whose peers never arrive raises instead of hanging. Under
+the launcher, a peer that has left the job (ended, or left the group) makes the collective
+fail PEER_GRACE_S after this rank heard of it, naming that peer, rather than at the timeout;
+the grace lets a collective that the peer took part in before it left finish. What
 must happen once the data has arrived (copying into a non-contiguous tensor, dividing for AVG)
 runs when the Work is seen complete, by wait() or is_completed().
 """
@@ -15,7 +18,10 @@ import time
 import numpy as np
 
 from ..errors import type_error
+from . import _channel
 from ._errors import DistError, backend_error, dist_error
+
+PEER_GRACE_S = 3.0
 
 
 class Check:
@@ -55,6 +61,7 @@ class Work:
         self._done = False
         self._exception: BaseException | None = None
         self.sender: int | None = None  # a receive's sender (global rank), once finished
+        self.peers: list[int] | None = None  # global ranks it waits for (None: the group's)
 
     def _fail(self, exc: BaseException) -> None:
         self._exception = exc
@@ -131,9 +138,12 @@ class Work:
             seconds = float(timeout)
         else:
             raise type_error(f"wait: timeout must be a timedelta or seconds, got {timeout!r}")
-        deadline = time.monotonic() + seconds
+        started = time.monotonic()
+        deadline = started + seconds
         spins = 0
         while not self._poll():
+            if _channel.departed:
+                self._check_peers(started)
             if time.monotonic() > deadline:
                 self._fail(
                     backend_error(
@@ -146,6 +156,25 @@ class Work:
             if spins > 64:  # spin briefly for fast collectives, then let the other ranks run
                 time.sleep(min(1e-3, (spins - 64) * 1e-5))
         return True
+
+    def _check_peers(self, started: float) -> None:
+        """Fail once a rank this collective waits for has been gone for PEER_GRACE_S."""
+        me = self._pg.ranks[self._pg.rank()]
+        peers = self._pg.ranks if self.peers is None else self.peers
+        gone = _channel.departed_among(r for r in peers if r != me)
+        if gone is None:
+            return
+        rank, how, heard = gone
+        if time.monotonic() < max(heard, started) + PEER_GRACE_S:
+            return
+        numbered_as_world = self._pg.ranks == list(range(self._pg.size()))
+        who = f"rank {rank}" if numbered_as_world else f"global rank {rank}"
+        self._fail(
+            backend_error(
+                f"{self._what} on rank {self._pg.rank()} (of {self._pg.size()}) cannot finish: "
+                f"{who} has left the process group ({how}) while this rank waited for it"
+            )
+        )
 
     def source_rank(self) -> int:
         """The global rank a finished irecv received from."""

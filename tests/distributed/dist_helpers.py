@@ -1,5 +1,6 @@
 """Helpers of the distributed tests: start worker scripts in N processes through the
-environment's mpiexec, with a timeout."""
+environment's mpiexec, or through the launcher (python -m ember.distributed.run), with a
+timeout."""
 
 import os
 import subprocess
@@ -11,10 +12,23 @@ MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
 WORKERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workers")
 
 
-def launch(worker: str, nproc: int, *args, timeout: float = 60, check: bool = True, env=None):
-    """Run workers/<worker> in nproc MPI processes; returns the CompletedProcess."""
+def launch(
+    worker: str,
+    nproc: int,
+    *args,
+    timeout: float = 60,
+    check: bool = True,
+    env=None,
+    launcher: bool = False,
+):
+    """Run workers/<worker> in nproc MPI processes (started by mpiexec, or with launcher=True
+    by ember's launcher, which watches them); returns the CompletedProcess."""
     pytest.importorskip("mpi4py")
-    command = [MPIEXEC, "-n", str(nproc), sys.executable, os.path.join(WORKERS, worker)]
+    if launcher:
+        start = [sys.executable, "-m", "ember.distributed.run", "--nproc", str(nproc)]
+    else:
+        start = [MPIEXEC, "-n", str(nproc), sys.executable]
+    command = start + [os.path.join(WORKERS, worker)]
     environment = dict(os.environ, **(env or {}))
     environment.pop("EMBER_LOG", None)
     result = subprocess.run(

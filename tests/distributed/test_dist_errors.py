@@ -160,9 +160,11 @@ def test_destroy_process_group_uninitializes(outcome):
 # -- a failing rank ends the run ---------------------------------------------------------------
 
 
-def _run_failing(how: str, timeout_arg: float):
+def _run_failing(how: str, timeout_arg: float, launcher: bool = False):
     start = time.monotonic()
-    result = launch("failing_worker.py", 2, how, timeout_arg, timeout=60, check=False)
+    result = launch(
+        "failing_worker.py", 2, how, timeout_arg, timeout=60, check=False, launcher=launcher
+    )
     return result, time.monotonic() - start
 
 
@@ -175,7 +177,9 @@ def test_a_rank_that_raises_ends_every_rank_with_its_error():
     assert seconds < 20  # far below the group's 60 s timeout: the job was aborted
 
 
-def test_a_rank_that_exits_leaves_the_others_to_time_out_with_a_clear_error():
+def test_under_plain_mpiexec_a_rank_that_exits_leaves_the_others_to_time_out_clearly():
+    # nothing watches the ranks: rank 1 waits in MPI's finalize, rank 0 in DDP's all_reduce
+    # until the group's timeout (the launcher ends such a job within seconds: below)
     result, seconds = _run_failing("exit", 3)
     assert result.returncode != 0
     assert "rank 0 (of 2) failed with DistBackendError" in result.stderr
@@ -188,6 +192,29 @@ def test_a_killed_rank_ends_the_run():
     assert result.returncode != 0
     assert "finished" not in result.stdout
     assert seconds < 20
+
+
+def test_under_the_launcher_a_rank_that_leaves_ddp_fails_the_others_within_seconds():
+    # rank 1 ends its script cleanly at step 3; rank 0 waits for its gradients in DDP's
+    # bucket all_reduce (started from an autograd hook) and fails, naming it, long before
+    # the group's 60 s timeout
+    result, seconds = _run_failing("exit", 60, launcher=True)
+    assert result.returncode == 1
+    assert (
+        "all_reduce on rank 0 (of 2) cannot finish: rank 1 has left the process group (its "
+        "script ended with exit code 0) while this rank waited for it" in result.stderr
+    )
+    assert "finished" not in result.stdout
+    assert seconds < 30
+
+
+def test_under_the_launcher_a_killed_rank_is_named():
+    result, seconds = _run_failing("kill", 60, launcher=True)
+    assert result.returncode == 128 + 9
+    assert "ember.distributed.run: rank 1 (of 2, pid " in result.stderr
+    assert "was killed by signal SIGKILL; stopped rank 0" in result.stderr
+    assert "finished" not in result.stdout
+    assert seconds < 30
 
 
 def test_a_script_started_by_torchrun_style_variables_without_mpi_is_told_how_to_start(tmp_path):
