@@ -36,7 +36,7 @@ from .compiled import CompiledProgram, _safe, build_program, native_enabled
 from .kernels.pool import _divisor, _geometry
 from .native import _pool as native_pool
 from .native import data_pointer, load_pool
-from .threads import before_blas
+from .threads import before_blas, blas_single_threaded
 
 ALIGN = 64  # bytes: every arena value starts on a cache line
 # views whose result, of a contiguous source, is the source's own bytes
@@ -168,7 +168,7 @@ class NativeGraph(CompiledProgram):
 
     def _emit_entry(self, build) -> None:
         """The plan's calls, and its module's LLVM IR."""
-        from ..codegen.llvm.entry import emit_entry_module
+        from ..codegen.llvm.entry import emit_entry_module, shares_images
 
         calls = []
         for position, (kind, step, node) in enumerate(self.steps):
@@ -185,7 +185,11 @@ class NativeGraph(CompiledProgram):
             sgemm_arg=n_args, dgemm_arg=n_args + 1,
             blas_int_bits=gemm.int_bits if gemm is not None else 64)
         self.uses_blas = any(isinstance(c, (GemmCall, ConvCall)) for c in calls)
-        self.parallel = any(isinstance(c, KernelCall) and c.parallel for c in calls)
+        # convolutions whose images the pool shares run one small GEMM per image on each
+        # thread: OpenBLAS itself then stays on one thread
+        self.shared_convs = any(isinstance(c, ConvCall) and shares_images(c) for c in calls)
+        self.parallel = self.shared_convs or any(isinstance(c, KernelCall) and c.parallel
+                                                 for c in calls)
         self.llvm_ir = emit_entry_module(self.plan)
 
     def _ref(self, slot: int) -> Ref:
@@ -256,7 +260,9 @@ class NativeGraph(CompiledProgram):
         outputs = [np.empty(shape, dtype) for shape, dtype in self.output_specs]
         for j, out in enumerate(outputs):
             argv[n_in + j] = data_pointer(out)
-        if self.uses_blas:
+        if self.shared_convs:
+            blas_single_threaded()
+        elif self.uses_blas:
             before_blas()
         self._entry(argv, native_pool.threads() if self.parallel else 1)
         return outputs

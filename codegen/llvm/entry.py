@@ -10,6 +10,8 @@ loops have no bounds checks and vectorize.
 
 from __future__ import annotations
 
+import dataclasses
+
 from llvmlite import ir
 
 from ..entry import BiasCall, ConvCall, EntryPlan, GemmCall, KernelCall, PoolCall, Ref
@@ -27,6 +29,9 @@ from .emit import (
 
 I8 = ir.IntType(8)
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+# a convolution whose columns of one image take at most this many bytes shares its images
+# with the pool, each chunk's columns on its thread's stack (threads have 8 MiB stacks)
+STACK_COLUMNS_MAX = 1 << 19
 
 
 class _Callee:
@@ -114,6 +119,31 @@ class _EntryEmitter:
         loop_id.operands = (loop_id, self._no_unroll)
         return loop_id
 
+    def gemm_arg(self, dtype: str) -> int:
+        return self.plan.sgemm_arg if dtype == "float32" else self.plan.dgemm_arg
+
+    def parallel_for(self, task, pointers, rows: int) -> None:
+        """task(argv, 0, rows) on this thread, or shared with the native pool when the
+        call's `threads` is above 1 (argv: the pointers, in a stack array)."""
+        b = self.b
+        if self.pool is None:
+            self.pool = self.module.globals.get(PARALLEL_FOR) or ir.Function(
+                self.module, ir.FunctionType(ir.VoidType(), [POINTER, POINTER, I64, I64]),
+                name=PARALLEL_FOR)
+        with b.goto_entry_block():
+            argv = b.alloca(ir.ArrayType(POINTER, len(pointers)))
+        for i, p in enumerate(pointers):
+            b.store(p, b.gep(argv, [_const(0), _const(i)], inbounds=True))
+        shared = b.icmp_signed(">", self.threads, _const(1))
+        with b.if_else(shared) as (then, otherwise):
+            with then:
+                wanted = b.mul(self.threads, _const(CHUNKS_PER_THREAD))
+                chunks = b.select(b.icmp_signed("<", wanted, _const(rows)), wanted,
+                                  _const(rows))
+                b.call(self.pool, [task, argv, _const(rows), chunks])
+            with otherwise:
+                b.call(task, [argv, _const(0), _const(rows)])
+
     # -- calls -------------------------------------------------------------------------------
 
     def emit(self) -> None:
@@ -157,8 +187,7 @@ class _EntryEmitter:
         fnty = ir.FunctionType(ir.VoidType(), [enum, enum, enum, index, index, index, real,
                                                POINTER, index, POINTER, index, real, POINTER,
                                                index])
-        arg = self.plan.sgemm_arg if dtype == "float32" else self.plan.dgemm_arg
-        fn = _Callee(self._base(arg), fnty)
+        fn = _Callee(self._base(self.gemm_arg(dtype)), fnty)
 
         def size(v):
             return ir.Constant(index, v)
@@ -205,12 +234,22 @@ class _EntryEmitter:
         self.loop(0, call.rows, row)
 
     def _ConvCall(self, call: ConvCall) -> None:
+        if shares_images(call):
+            # images shared with the pool, each chunk's columns on its own stack
+            task = _ConvTask(self, call).fn
+            arg = self.gemm_arg(call.dtype)
+            self.parallel_for(task, [self.ref(call.x), self.ref(call.weight),
+                                     self.ref(call.out), self._base(arg)], call.n)
+            return
+        self._conv_images(call, _const(0), _const(call.n))
+
+    def _conv_images(self, call: ConvCall, first, last) -> None:
         b = self.b
         (kh, kw), (oh, ow) = call.kernel, call.out_hw
         depth = call.c * kh * kw
         plane = oh * ow
         x, weight, out = self.ref(call.x), self.ref(call.weight), self.ref(call.out)
-        cols = self.ref(call.cols) if call.cols is not None else None
+        cols = self.columns(call)
 
         def image(n):
             source = self.element(x, b.mul(n, _const(call.c * call.h * call.w)), call.dtype)
@@ -223,7 +262,10 @@ class _EntryEmitter:
             self._gemm(call.dtype, call.o, plane, depth, weight, depth, columns, plane, False,
                        target, plane)
 
-        self.loop(0, call.n, image)
+        self.loop(first, last, image)
+
+    def columns(self, call: ConvCall):
+        return self.ref(call.cols) if call.cols is not None else None
 
     def _im2col(self, call: ConvCall, x, cols) -> None:
         """cols[(ci*kh + i)*kw + j, oy*ow + ox] = x[ci, oy*sh - ph + i*dh, ox*sw - pw + j*dw],
@@ -354,6 +396,51 @@ class _EntryEmitter:
             self.loop(0, oh, out_row)
 
         self.loop(0, call.rows, plane)
+
+
+def shares_images(call: ConvCall) -> bool:
+    """Whether a convolution's images are shared with the pool (see STACK_COLUMNS_MAX)."""
+    depth = call.c * call.kernel[0] * call.kernel[1]
+    size = 4 if call.dtype == "float32" else 8
+    return call.n > 1 and depth * call.out_hw[0] * call.out_hw[1] * size <= STACK_COLUMNS_MAX
+
+
+class _ConvTask(_EntryEmitter):
+    """`task(argv, start, end)`: a convolution's images [start, end), argv = x, weight, out,
+    the GEMM; its columns on the stack of the thread that runs the chunk."""
+
+    def __init__(self, parent: _EntryEmitter, call: ConvCall):
+        module = parent.module
+        self.plan = parent.plan
+        self.module = module
+        name = f"{symbol(parent.plan.name)}_conv{len(module.globals)}"
+        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [POINTER, I64, I64]), name=name)
+        fn.attributes.add("nounwind")
+        fn.linkage = "internal"
+        self.fn = fn
+        self.argv, start, end = fn.args
+        self.threads = None
+        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
+        self.bases = {}
+        self.blas_int = parent.blas_int
+        self.pool = None
+        self.argv_buffer = None
+        self._no_unroll = None
+        depth = call.c * call.kernel[0] * call.kernel[1]
+        self.stack = None
+        if call.cols is not None:
+            stack = self.b.alloca(ir.ArrayType(STORAGE[call.dtype],
+                                               depth * call.out_hw[0] * call.out_hw[1]))
+            self.stack = self.b.gep(stack, [_const(0), _const(0)], inbounds=True)
+        local = dataclasses.replace(call, x=Ref(0), weight=Ref(1), out=Ref(2))
+        self._conv_images(local, start, end)
+        self.b.ret_void()
+
+    def gemm_arg(self, dtype: str) -> int:
+        return 3
+
+    def columns(self, call: ConvCall):
+        return self.stack
 
 
 def emit_entry_module(plan: EntryPlan) -> str:
