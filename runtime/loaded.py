@@ -32,7 +32,8 @@ from ..ir.specialize import resolve
 from ..ir.symbolic import SymInt
 from . import random
 from .budget import check_budget
-from .compiled import build_program, native_enabled
+from .compiled import native_enabled
+from .graph_entry import build_entry_program
 from .graph_file import FORMAT_NAME, SCHEMA_VERSION, FormatError, parse_json, read_container
 from .kernels import KERNELS
 from .program import Program
@@ -326,7 +327,7 @@ class LoadedProgram:
         self._lock = threading.Lock()
         self._per_sizes = bool(self._symbolic) or _has_symbolic_shapes(graph)
         if self._compile and not self._per_sizes:
-            self._program = build_program(graph, metadata.get("name") or "graph",
+            self._program = build_entry_program(graph, metadata.get("name") or "graph",
                                           device=device.split(":")[0])
 
     @property
@@ -391,7 +392,7 @@ class LoadedProgram:
         if self._compile:
             from ..ir.specialize import specialize
 
-            return build_program(specialize(self.graph, sizes), "graph",
+            return build_entry_program(specialize(self.graph, sizes), "graph",
                                  device=self.device.split(":")[0])
         if not self._symbolic:
             return self._program

@@ -201,6 +201,12 @@ def before_blas() -> int:
     return n
 
 
+def blas_single_threaded() -> None:
+    """OpenBLAS on one thread: for GEMMs that each thread of the native pool calls itself
+    (runtime/graph_entry.py's convolutions, one small product per image)."""
+    _blas.set(1)
+
+
 _park = None  # native.py's: tells the pool's idle workers to sleep now
 
 

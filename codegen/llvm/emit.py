@@ -379,7 +379,9 @@ class _Emitter:
             # rows of contiguous elements, one after another
             if a.strides[spec.outer - 1] and a.strides[-1] == 1 and \
                     all(a.strides[d] for d in range(spec.outer, len(spec.shape))):
-                streams.append((a, inner_size * (1 if spec.args[a.arg] == 'bool' else np.dtype(spec.args[a.arg]).itemsize)))
+                stored = spec.args[a.arg]
+                itemsize = 1 if stored == "bool" else np.dtype(stored).itemsize
+                streams.append((a, inner_size * itemsize))
         if not streams or sum(size for _, size in streams) > PREFETCH_ROW_BYTES:
             return
         prefetch = self.module.globals.get("llvm.prefetch.p0") or ir.Function(
@@ -533,11 +535,16 @@ def emit_module(specs, name: str = "ember_kernels", runs=()) -> str:
         specs = [specs]
     module = ir.Module(name=symbol(name))
     for spec in specs:
-        _Emitter(spec, module).emit()
-        _emit_task(module, spec)
+        emit_kernel(module, spec)
     for k, calls in enumerate(runs):
         emit_run(module, run_symbol(name, k), calls)
     return str(module)
+
+
+def emit_kernel(module: ir.Module, spec: KernelSpec) -> None:
+    """Add spec's function and its pool task (see _emit_task) to module."""
+    _Emitter(spec, module).emit()
+    _emit_task(module, spec)
 
 
 PARALLEL_FOR = "ember_parallel_for"  # pool.py's entry, resolved when the object code loads

@@ -1,0 +1,126 @@
+"""The plan of a whole graph as one native function: every step, in order, over pointers.
+
+A graph whose steps are all fused kernels or extern ops that native code can run (GEMMs,
+convolutions, pooling; views of contiguous values are no work at all) becomes one function
+`entry(argv, threads)`. `argv` holds pointers: the graph's inputs, its outputs, its constants,
+the arena that holds every intermediate, then the BLAS functions. A `Ref` is a byte offset from
+one of those pointers; the runtime decides them (runtime/graph_entry.py), a backend emits the
+calls (codegen/llvm/entry.py). Sizes are all static: a graph with symbolic sizes is planned
+once per set of sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .spec import KernelSpec
+
+
+@dataclass(frozen=True)
+class Ref:
+    """The pointer argv[arg] + offset bytes."""
+
+    arg: int
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class KernelCall:
+    """A fused kernel over all its rows; `parallel`: shared with the native pool when the
+    call's thread count is above 1."""
+
+    spec: KernelSpec
+    parallel: bool
+    refs: tuple[Ref, ...]
+
+
+@dataclass(frozen=True)
+class GemmCall:
+    """C[i] = A[i] @ B[i] (B[i] transposed when trans_b), for i < batch, each matrix row-major
+    with leading dimensions lda, ldb, ldc and the i-th one `stride_*` elements after the one
+    before (a stride of 0 shares one matrix)."""
+
+    dtype: str
+    m: int
+    n: int
+    k: int
+    a: Ref
+    lda: int
+    b: Ref
+    ldb: int
+    trans_b: bool
+    c: Ref
+    ldc: int
+    batch: int = 1
+    stride_a: int = 0
+    stride_b: int = 0
+    stride_c: int = 0
+
+
+@dataclass(frozen=True)
+class BiasCall:
+    """out[r, j] += bias[j] for a (rows, cols) row-major out."""
+
+    dtype: str
+    rows: int
+    cols: int
+    out: Ref
+    bias: Ref
+
+
+@dataclass(frozen=True)
+class ConvCall:
+    """conv2d of NCHW x (n, c, h, w) with weight (o, c, kh, kw), groups 1: per image, the
+    columns (c*kh*kw, oh*ow) written to `cols` (im2col), then weight @ columns into that
+    image's (o, oh*ow) output. `cols` is None for a 1x1 kernel with stride 1 and no padding,
+    whose image is its own columns."""
+
+    dtype: str
+    n: int
+    c: int
+    h: int
+    w: int
+    o: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    out_hw: tuple[int, int]
+    x: Ref
+    weight: Ref
+    out: Ref
+    cols: Ref | None
+
+
+@dataclass(frozen=True)
+class PoolCall:
+    """Max or average pooling of (rows, h, w) planes into (rows, oh, ow): each window's
+    taps in order, taps outside the input counted as -inf (max) or 0 (average); the average
+    divides by `divisors` (one per output position, row-major) or by `divisor`."""
+
+    kind: str  # "max" | "avg"
+    dtype: str
+    rows: int
+    h: int
+    w: int
+    out_hw: tuple[int, int]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    x: Ref
+    out: Ref
+    divisors: tuple[float, ...] | None = None
+    divisor: float | None = None
+
+
+@dataclass(frozen=True)
+class EntryPlan:
+    """What the entry runs, in order, and where argv's parts start."""
+
+    name: str
+    calls: tuple
+    n_args: int  # pointers in argv before the BLAS functions
+    sgemm_arg: int
+    dgemm_arg: int
+    blas_int_bits: int

@@ -1,0 +1,455 @@
+"""Emit an EntryPlan (codegen/entry.py) as one LLVM module: the graph's kernels and its entry.
+
+`void <name>(ptr argv, i64 threads)` runs every call of the plan in order. Kernels are called
+directly, or through the native pool (ember_parallel_for, resolved when the object code loads)
+when they are parallel and `threads` > 1. GEMMs call the cblas sgemm/dgemm whose addresses
+argv holds (runtime/blas.py found them and checked their ABI). im2col and pooling are plain
+loops with every size a constant: a tap's valid output range is computed here, so the copy
+loops have no bounds checks and vectorize.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from llvmlite import ir
+
+from ..entry import BiasCall, ConvCall, EntryPlan, GemmCall, KernelCall, PoolCall, Ref
+from .emit import (
+    CHUNKS_PER_THREAD,
+    I32,
+    I64,
+    PARALLEL_FOR,
+    POINTER,
+    STORAGE,
+    emit_kernel,
+    symbol,
+    task_symbol,
+)
+
+I8 = ir.IntType(8)
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+# a convolution whose columns of one image take at most this many bytes shares its images
+# with the pool, each chunk's columns on its thread's stack (threads have 8 MiB stacks)
+STACK_COLUMNS_MAX = 1 << 19
+
+
+class _Callee:
+    """A function pointer loaded as an opaque `ptr`, callable with llvmlite's builder (which
+    reads the callee's function type from it)."""
+
+    def __init__(self, value, function_type):
+        self.value = value
+        self.function_type = function_type
+        self.type = value.type
+
+    def get_reference(self):
+        return self.value.get_reference()
+
+
+def _const(n: int) -> ir.Constant:
+    return ir.Constant(I64, n)
+
+
+class _EntryEmitter:
+    def __init__(self, plan: EntryPlan, module: ir.Module):
+        self.plan = plan
+        self.module = module
+        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [POINTER, I64]),
+                         name=symbol(plan.name))
+        fn.attributes.add("nounwind")
+        self.fn = fn
+        self.argv, self.threads = fn.args
+        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
+        self.bases = {}
+        self.blas_int = ir.IntType(plan.blas_int_bits)
+        self.pool = None
+        self.argv_buffer = None
+        self._no_unroll = None
+
+    # -- pointers ----------------------------------------------------------------------------
+
+    def _base(self, arg: int):
+        base = self.bases.get(arg)
+        if base is None:
+            b = self.b
+            with b.goto_entry_block():
+                slot = b.gep(self.argv, [_const(arg)], inbounds=True, source_etype=POINTER)
+                base = self.bases[arg] = b.load(slot, typ=POINTER)
+        return base
+
+    def ref(self, ref: Ref):
+        base = self._base(ref.arg)
+        if not ref.offset:
+            return base
+        return self.b.gep(base, [_const(ref.offset)], inbounds=True, source_etype=I8)
+
+    def element(self, pointer, index, dtype: str):
+        return self.b.gep(pointer, [index], inbounds=True, source_etype=STORAGE[dtype])
+
+    def loop(self, lo, hi, body) -> None:
+        """for i in [lo, hi): body(i), lo and hi ints or i64 values."""
+        b = self.b
+        lo = _const(lo) if isinstance(lo, int) else lo
+        hi = _const(hi) if isinstance(hi, int) else hi
+        pre = b.block
+        header = b.append_basic_block("loop")
+        inner = b.append_basic_block("body")
+        done = b.append_basic_block("done")
+        b.branch(header)
+        b.position_at_end(header)
+        i = b.phi(I64)
+        i.add_incoming(lo, pre)
+        b.cbranch(b.icmp_signed("<", i, hi), inner, done)
+        b.position_at_end(inner)
+        body(i)
+        i.add_incoming(b.add(i, _const(1), flags=("nsw",)), b.block)
+        b.branch(header).set_metadata("llvm.loop", self._rolled())
+        b.position_at_end(done)
+
+    def _rolled(self):
+        """A fresh loop ID asking the unroller to leave the loop alone: fully unrolled, the
+        nests of a convolution's im2col took LLVM over a second to compile, and they run no
+        faster (the vectorizer still works on the inner loops)."""
+        module = self.module
+        if self._no_unroll is None:
+            self._no_unroll = module.add_metadata(
+                [ir.MetaDataString(module, "llvm.loop.unroll.disable")])
+        loop_id = module.add_metadata([self._no_unroll, _const(len(module.metadata))])
+        loop_id.operands = (loop_id, self._no_unroll)
+        return loop_id
+
+    def gemm_arg(self, dtype: str) -> int:
+        return self.plan.sgemm_arg if dtype == "float32" else self.plan.dgemm_arg
+
+    def parallel_for(self, task, pointers, rows: int) -> None:
+        """task(argv, 0, rows) on this thread, or shared with the native pool when the
+        call's `threads` is above 1 (argv: the pointers, in a stack array)."""
+        b = self.b
+        if self.pool is None:
+            self.pool = self.module.globals.get(PARALLEL_FOR) or ir.Function(
+                self.module, ir.FunctionType(ir.VoidType(), [POINTER, POINTER, I64, I64]),
+                name=PARALLEL_FOR)
+        with b.goto_entry_block():
+            argv = b.alloca(ir.ArrayType(POINTER, len(pointers)))
+        for i, p in enumerate(pointers):
+            b.store(p, b.gep(argv, [_const(0), _const(i)], inbounds=True))
+        shared = b.icmp_signed(">", self.threads, _const(1))
+        with b.if_else(shared) as (then, otherwise):
+            with then:
+                wanted = b.mul(self.threads, _const(CHUNKS_PER_THREAD))
+                chunks = b.select(b.icmp_signed("<", wanted, _const(rows)), wanted,
+                                  _const(rows))
+                b.call(self.pool, [task, argv, _const(rows), chunks])
+            with otherwise:
+                b.call(task, [argv, _const(0), _const(rows)])
+
+    # -- calls -------------------------------------------------------------------------------
+
+    def emit(self) -> None:
+        for call in self.plan.calls:
+            getattr(self, "_" + type(call).__name__)(call)
+        self.b.ret_void()
+
+    def _KernelCall(self, call: KernelCall) -> None:
+        b = self.b
+        kernel = self.module.get_global(symbol(call.spec.name))
+        pointers = [self.ref(r) for r in call.refs]
+        rows = _const(call.spec.rows)
+        if not call.parallel:
+            b.call(kernel, [*pointers, _const(0), rows])
+            return
+        if self.pool is None:
+            self.pool = self.module.globals.get(PARALLEL_FOR) or ir.Function(
+                self.module, ir.FunctionType(ir.VoidType(), [POINTER, POINTER, I64, I64]),
+                name=PARALLEL_FOR)
+        widest = max(len(c.refs) for c in self.plan.calls
+                     if isinstance(c, KernelCall) and c.parallel)
+        if self.argv_buffer is None:
+            with b.goto_entry_block():
+                self.argv_buffer = b.alloca(ir.ArrayType(POINTER, widest))
+        shared = b.icmp_signed(">", self.threads, _const(1))
+        with b.if_else(shared) as (then, otherwise):
+            with then:
+                for i, p in enumerate(pointers):
+                    b.store(p, b.gep(self.argv_buffer, [_const(0), _const(i)], inbounds=True))
+                wanted = b.mul(self.threads, _const(CHUNKS_PER_THREAD))
+                chunks = b.select(b.icmp_signed("<", wanted, rows), wanted, rows)
+                b.call(self.pool, [self.module.get_global(task_symbol(call.spec.name)),
+                                   self.argv_buffer, rows, chunks])
+            with otherwise:
+                b.call(kernel, [*pointers, _const(0), rows])
+
+    def _gemm(self, dtype: str, m, n, k, a, lda, b_ptr, ldb, trans_b: bool, c, ldc) -> None:
+        real = STORAGE[dtype]
+        index = self.blas_int
+        enum = I32
+        fnty = ir.FunctionType(ir.VoidType(), [enum, enum, enum, index, index, index, real,
+                                               POINTER, index, POINTER, index, real, POINTER,
+                                               index])
+        fn = _Callee(self._base(self.gemm_arg(dtype)), fnty)
+
+        def size(v):
+            return ir.Constant(index, v)
+
+        self.b.call(fn, [ir.Constant(enum, ROW_MAJOR), ir.Constant(enum, NO_TRANS),
+                         ir.Constant(enum, TRANS if trans_b else NO_TRANS), size(m), size(n),
+                         size(k), ir.Constant(real, 1.0), a, size(lda), b_ptr, size(ldb),
+                         ir.Constant(real, 0.0), c, size(ldc)])
+
+    def _GemmCall(self, call: GemmCall) -> None:
+        a, bm, c = self.ref(call.a), self.ref(call.b), self.ref(call.c)
+
+        def one(i):
+            def at(p, stride):
+                if not stride:
+                    return p
+                return self.element(p, self.b.mul(i, _const(stride)), call.dtype)
+
+            self._gemm(call.dtype, call.m, call.n, call.k, at(a, call.stride_a), call.lda,
+                       at(bm, call.stride_b), call.ldb, call.trans_b, at(c, call.stride_c),
+                       call.ldc)
+
+        if call.batch == 1:
+            one(_const(0))
+        else:
+            self.loop(0, call.batch, one)
+
+    def _BiasCall(self, call: BiasCall) -> None:
+        b = self.b
+        out, bias = self.ref(call.out), self.ref(call.bias)
+        t = STORAGE[call.dtype]
+
+        def row(r):
+            base = b.mul(r, _const(call.cols))
+
+            def column(j):
+                p = self.element(out, b.add(base, j), call.dtype)
+                value = b.fadd(b.load(p, typ=t),
+                               b.load(self.element(bias, j, call.dtype), typ=t))
+                b.store(value, p)
+
+            self.loop(0, call.cols, column)
+
+        self.loop(0, call.rows, row)
+
+    def _ConvCall(self, call: ConvCall) -> None:
+        if shares_images(call):
+            # images shared with the pool, each chunk's columns on its own stack
+            task = _ConvTask(self, call).fn
+            arg = self.gemm_arg(call.dtype)
+            self.parallel_for(task, [self.ref(call.x), self.ref(call.weight),
+                                     self.ref(call.out), self._base(arg)], call.n)
+            return
+        self._conv_images(call, _const(0), _const(call.n))
+
+    def _conv_images(self, call: ConvCall, first, last) -> None:
+        b = self.b
+        (kh, kw), (oh, ow) = call.kernel, call.out_hw
+        depth = call.c * kh * kw
+        plane = oh * ow
+        x, weight, out = self.ref(call.x), self.ref(call.weight), self.ref(call.out)
+        cols = self.columns(call)
+
+        def image(n):
+            source = self.element(x, b.mul(n, _const(call.c * call.h * call.w)), call.dtype)
+            if cols is None:
+                columns = source
+            else:
+                self._im2col(call, source, cols)
+                columns = cols
+            target = self.element(out, b.mul(n, _const(call.o * plane)), call.dtype)
+            self._gemm(call.dtype, call.o, plane, depth, weight, depth, columns, plane, False,
+                       target, plane)
+
+        self.loop(first, last, image)
+
+    def columns(self, call: ConvCall):
+        return self.ref(call.cols) if call.cols is not None else None
+
+    def _im2col(self, call: ConvCall, x, cols) -> None:
+        """cols[(ci*kh + i)*kw + j, oy*ow + ox] = x[ci, oy*sh - ph + i*dh, ox*sw - pw + j*dw],
+        0 outside x. Each tap's range of output rows and columns inside x is computed here
+        into a constant table, so the copy loop of a row has no bounds checks."""
+        b = self.b
+        (kh, kw), (oh, ow) = call.kernel, call.out_hw
+        (sh, sw), (ph, pw), (dh, dw) = call.stride, call.padding, call.dilation
+        t = STORAGE[call.dtype]
+        zero = ir.Constant(t, 0.0)
+
+        def valid(size, out_size, stride, pad, offset):
+            # the outputs o with 0 <= o*stride - pad + offset < size: [lo, hi)
+            lo = max(0, -(-(pad - offset) // stride))
+            last = size - 1 + pad - offset
+            hi = min(out_size, last // stride + 1) if last >= 0 else 0
+            return lo, max(lo, hi)
+
+        # per tap: y_lo, y_hi, x_lo, x_hi, and the tap's input offset i*dh - ph, j*dw - pw
+        rows = []
+        for i in range(kh):
+            for j in range(kw):
+                rows.append([*valid(call.h, oh, sh, ph, i * dh), *valid(call.w, ow, sw, pw, j * dw),
+                             i * dh - ph, j * dw - pw])
+        table_type = ir.ArrayType(ir.ArrayType(I64, 6), len(rows))
+        table = ir.GlobalVariable(self.module, table_type,
+                                  name=f"{symbol(self.plan.name)}_taps{len(self.module.globals)}")
+        table.global_constant = True
+        table.linkage = "internal"
+        table.initializer = ir.Constant(table_type, [ir.Constant(ir.ArrayType(I64, 6),
+                                                                 [_const(v) for v in r])
+                                                     for r in rows])
+        taps = kh * kw
+
+        def column_row(r):
+            ci = b.udiv(r, _const(taps))
+            tap = b.urem(r, _const(taps))
+            field = [b.load(b.gep(table, [_const(0), tap, _const(f)], inbounds=True), typ=I64)
+                     for f in range(6)]
+            y_lo, y_hi, x_lo, x_hi, y_off, x_off = field
+            plane_in = b.mul(ci, _const(call.h * call.w))
+            row = b.mul(r, _const(oh * ow))
+
+            def out_row(oy):
+                start = b.add(row, b.mul(oy, _const(ow)))
+                inside = b.and_(b.icmp_signed(">=", oy, y_lo), b.icmp_signed("<", oy, y_hi))
+
+                def zero_at(ox):
+                    b.store(zero, self.element(cols, b.add(start, ox), call.dtype))
+
+                with b.if_else(inside) as (then, otherwise):
+                    with then:
+                        iy = b.add(b.mul(oy, _const(sh)), y_off)
+                        src = b.add(b.add(plane_in, b.mul(iy, _const(call.w))), x_off)
+
+                        def copy(ox):
+                            at = b.add(src, b.mul(ox, _const(sw)) if sw != 1 else ox)
+                            v = b.load(self.element(x, at, call.dtype), typ=t)
+                            b.store(v, self.element(cols, b.add(start, ox), call.dtype))
+
+                        self.loop(_const(0), x_lo, zero_at)
+                        self.loop(x_lo, x_hi, copy)
+                        self.loop(x_hi, _const(ow), zero_at)
+                    with otherwise:
+                        self.loop(0, ow, zero_at)
+
+            self.loop(0, oh, out_row)
+
+        self.loop(0, call.c * taps, column_row)
+
+    def _PoolCall(self, call: PoolCall) -> None:
+        b = self.b
+        (kh, kw), (oh, ow) = call.kernel, call.out_hw
+        (sh, sw), (ph, pw), (dh, dw) = call.stride, call.padding, call.dilation
+        t = STORAGE[call.dtype]
+        x, out = self.ref(call.x), self.ref(call.out)
+        is_max = call.kind == "max"
+        pad_value = ir.Constant(t, float("-inf") if is_max else 0.0)
+        divisors = None
+        if call.divisors is not None:
+            table = ir.Constant(ir.ArrayType(t, len(call.divisors)),
+                                [ir.Constant(t, d) for d in call.divisors])
+            divisors = ir.GlobalVariable(self.module, table.type,
+                                         name=f"{symbol(self.plan.name)}_div{id(call)}")
+            divisors.global_constant = True
+            divisors.linkage = "internal"
+            divisors.initializer = table
+
+        def plane(r):
+            src = b.mul(r, _const(call.h * call.w))
+            dst = b.mul(r, _const(oh * ow))
+
+            def out_row(oy):
+                def out_col(ox):
+                    acc = None
+                    for i in range(kh):
+                        iy = b.add(b.mul(oy, _const(sh)), _const(i * dh - ph))
+                        y_ok = b.and_(b.icmp_signed(">=", iy, _const(0)),
+                                      b.icmp_signed("<", iy, _const(call.h)))
+                        cy = b.select(y_ok, iy, _const(0))
+                        for j in range(kw):
+                            ix = b.add(b.mul(ox, _const(sw)), _const(j * dw - pw))
+                            ok = b.and_(y_ok, b.and_(b.icmp_signed(">=", ix, _const(0)),
+                                                     b.icmp_signed("<", ix, _const(call.w))))
+                            cx = b.select(ok, ix, _const(0))
+                            at = b.add(src, b.add(b.mul(cy, _const(call.w)), cx))
+                            v = b.select(ok, b.load(self.element(x, at, call.dtype), typ=t),
+                                         pad_value)
+                            if acc is None:
+                                acc = (b.select(b.fcmp_ordered(">=", pad_value, v), pad_value, v)
+                                       if is_max else v)
+                            elif is_max:  # numpy's maximum: (a >= b or isnan(a)) ? a : b
+                                keep = b.or_(b.fcmp_ordered(">=", acc, v),
+                                             b.fcmp_unordered("uno", acc, acc))
+                                acc = b.select(keep, acc, v)
+                            else:
+                                acc = b.fadd(acc, v)
+                    position = b.add(b.mul(oy, _const(ow)), ox)
+                    if divisors is not None:
+                        d = b.load(b.gep(divisors, [_const(0), position], inbounds=True), typ=t)
+                        acc = b.fdiv(acc, d)
+                    elif call.divisor is not None:
+                        acc = b.fdiv(acc, ir.Constant(t, call.divisor))
+                    b.store(acc, self.element(out, b.add(dst, position), call.dtype))
+
+                self.loop(0, ow, out_col)
+
+            self.loop(0, oh, out_row)
+
+        self.loop(0, call.rows, plane)
+
+
+def shares_images(call: ConvCall) -> bool:
+    """Whether a convolution's images are shared with the pool (see STACK_COLUMNS_MAX)."""
+    depth = call.c * call.kernel[0] * call.kernel[1]
+    size = 4 if call.dtype == "float32" else 8
+    return call.n > 1 and depth * call.out_hw[0] * call.out_hw[1] * size <= STACK_COLUMNS_MAX
+
+
+class _ConvTask(_EntryEmitter):
+    """`task(argv, start, end)`: a convolution's images [start, end), argv = x, weight, out,
+    the GEMM; its columns on the stack of the thread that runs the chunk."""
+
+    def __init__(self, parent: _EntryEmitter, call: ConvCall):
+        module = parent.module
+        self.plan = parent.plan
+        self.module = module
+        name = f"{symbol(parent.plan.name)}_conv{len(module.globals)}"
+        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [POINTER, I64, I64]), name=name)
+        fn.attributes.add("nounwind")
+        fn.linkage = "internal"
+        self.fn = fn
+        self.argv, start, end = fn.args
+        self.threads = None
+        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
+        self.bases = {}
+        self.blas_int = parent.blas_int
+        self.pool = None
+        self.argv_buffer = None
+        self._no_unroll = None
+        depth = call.c * call.kernel[0] * call.kernel[1]
+        self.stack = None
+        if call.cols is not None:
+            stack = self.b.alloca(ir.ArrayType(STORAGE[call.dtype],
+                                               depth * call.out_hw[0] * call.out_hw[1]))
+            self.stack = self.b.gep(stack, [_const(0), _const(0)], inbounds=True)
+        local = dataclasses.replace(call, x=Ref(0), weight=Ref(1), out=Ref(2))
+        self._conv_images(local, start, end)
+        self.b.ret_void()
+
+    def gemm_arg(self, dtype: str) -> int:
+        return 3
+
+    def columns(self, call: ConvCall):
+        return self.stack
+
+
+def emit_entry_module(plan: EntryPlan) -> str:
+    """The LLVM IR of the plan's kernels and its entry function (named plan.name)."""
+    module = ir.Module(name=symbol(plan.name) + "_module")
+    seen = set()
+    for call in plan.calls:
+        if isinstance(call, KernelCall) and call.spec.name not in seen:
+            seen.add(call.spec.name)
+            emit_kernel(module, call.spec)
+    _EntryEmitter(plan, module).emit()
+    return str(module)

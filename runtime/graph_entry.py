@@ -1,0 +1,420 @@
+"""NativeGraph: a graph with static sizes run as ONE native call.
+
+CompiledProgram (compiled.py) runs a graph as a Python loop: fused kernels through ctypes one
+by one, matmul, conv and pooling in numpy, arrays allocated per step. When every step of a
+graph is a fused kernel or an extern op native code can run (linear and matmul as BLAS GEMMs,
+conv2d as im2col and a GEMM per image, max and average pooling, views of contiguous values),
+NativeGraph plans it instead as one function (codegen/entry.py, emitted by
+codegen/llvm/entry.py): every intermediate at a fixed offset of one arena (values whose
+lifetimes do not overlap share bytes), GEMMs through numpy's own BLAS (runtime/blas.py). A
+call checks its inputs, allocates the outputs and makes one ctypes call, which drops the GIL.
+
+Each thread has its own arena, so many threads may call one NativeGraph at once.
+`build_entry_program` picks it where it applies and otherwise builds what build_program
+builds, saying which on the "kernels" log channel (EMBER_LOG=kernels); EMBER_NATIVE_ENTRY=0
+switches it off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import time
+import warnings
+
+import numpy as np
+
+from .._log import log
+from ..codegen.entry import BiasCall, ConvCall, EntryPlan, GemmCall, KernelCall, PoolCall, Ref
+from ..codegen.llvm.cache import default_cache
+from ..codegen.llvm.emit import symbol
+from ..errors import EmberError
+from ..ir.graph import Graph
+from . import blas
+from .compiled import CompiledProgram, _safe, build_program, native_enabled
+from .kernels.pool import _divisor, _geometry
+from .native import _pool as native_pool
+from .native import data_pointer, load_pool
+from .threads import before_blas, blas_single_threaded
+
+ALIGN = 64  # bytes: every arena value starts on a cache line
+# views whose result, of a contiguous source, is the source's own bytes
+CONTIGUOUS_VIEWS = frozenset({"reshape", "view", "squeeze", "unsqueeze"})
+FLOATS = ("float32", "float64")
+
+
+class Unsupported(Exception):
+    """The graph has a step the native entry cannot run (the reason says which)."""
+
+
+def entry_enabled() -> bool:
+    """EMBER_NATIVE_ENTRY=0 (or off) runs graphs step by step (CompiledProgram)."""
+    return os.environ.get("EMBER_NATIVE_ENTRY", "1").strip().lower() not in (
+        "0", "off", "false", "no")
+
+
+class NativeGraph(CompiledProgram):
+    """A graph as one native function over one arena (see the module docstring)."""
+
+    execution = "native entry"
+
+    def _check_supported(self, build) -> None:
+        """Refuse (Unsupported) what the entry cannot run, before anything is planned."""
+        if self.backend != "llvm":
+            raise Unsupported("the native entry runs on the CPU only")
+        for value in [*self.graph.inputs, *self.graph.constants,
+                      *(v for n in self.graph.nodes for v in n.outputs)]:
+            if not all(isinstance(d, int) for d in value.type.shape):
+                raise Unsupported(f"%{value.name} has symbolic sizes {value.type.shape}")
+        for kind, step, node in self.steps:
+            if kind != "eager":
+                continue
+            op = node.op
+            if op not in EXTERN and not (op in CONTIGUOUS_VIEWS and node.schema.view):
+                raise Unsupported(f"no native form of {op}")
+            if any(arg.slot is not None and arg.extra is not None for arg in step.args):
+                raise Unsupported(f"{op} casts its inputs")
+            types = [x.type for x in node.inputs if hasattr(x, "type")]
+            types += [v.type for v in node.outputs]
+            if op not in CONTIGUOUS_VIEWS:
+                dtypes = {t.dtype.name for t in types}
+                if len(dtypes) != 1 or not dtypes <= set(FLOATS):
+                    raise Unsupported(f"{op} on {sorted(dtypes)} (float32 or float64 only)")
+            if any(math.prod(t.shape) == 0 for t in types):
+                raise Unsupported(f"{op} on an empty tensor")
+        self.gemm = blas.gemm()
+        if self.gemm is None and any(k == "eager" and n.op in GEMM_OPS
+                                     for k, _, n in self.steps):
+            raise Unsupported("no BLAS GEMM found in this process (runtime/blas.py)")
+
+    def _plan_arena(self, build) -> None:
+        """Place every value: inputs, outputs and constants at their own argv pointers,
+        views at their source's bytes, each intermediate (and each step's scratch) at an
+        arena offset shared with values whose lifetimes do not overlap."""
+        graph = self.graph
+        slots = build.slots
+        self.n_buffers = 0
+        types = {slots[v]: v.type for v in [*graph.inputs, *graph.constants]}
+        for kind, step, node in self.steps:
+            outs = step.outputs if kind == "native" else step.outs
+            values = ([o.value for o in outs] if kind == "native" else node.outputs)
+            for out, value in zip(outs, values):
+                types[out.slot] = value.type
+        self.types = types
+        alias = {}
+        for kind, step, node in self.steps:
+            if kind == "eager" and node.op in CONTIGUOUS_VIEWS:
+                alias[step.outs[0].slot] = step.args[0].slot
+
+        def root(slot):
+            while slot in alias:
+                slot = alias[slot]
+            return slot
+
+        self.root = root
+        n_in, n_out, n_const = len(graph.inputs), len(graph.outputs), len(graph.constants)
+        where: dict[int, Ref] = {}
+        for i in range(n_in):
+            where[i] = Ref(i)
+        for k in range(n_const):
+            where[n_in + k] = Ref(n_in + n_out + k)
+        output_roots = [root(s) for s in self.outputs]
+        if len(set(output_roots)) != len(output_roots):
+            raise Unsupported("two outputs share their data")
+        for j, r in enumerate(output_roots):
+            if r in where:
+                raise Unsupported("an output is an input or a constant")
+            where[r] = Ref(n_in + j)
+        self.arena_arg = n_in + n_out + n_const
+        # lifetimes of the arena's values, in step positions
+        born, dies, sizes = {}, {}, {}
+        for position, (kind, step, node) in enumerate(self.steps):
+            reads = step.inputs if kind == "native" else [a.slot for a in step.args
+                                                          if a.slot is not None]
+            for s in reads:
+                dies[root(s)] = position
+            outs = step.outputs if kind == "native" else step.outs
+            for out in outs:
+                r = root(out.slot)
+                if r not in where and r not in born:
+                    born[r] = position
+                    dies.setdefault(r, position)
+                    t = types[r]
+                    sizes[r] = math.prod(t.shape) * np.dtype(t.dtype.np).itemsize
+            scratch = self._scratch_bytes(kind, step, node)
+            if scratch:
+                key = ("scratch", position)
+                born[key], dies[key], sizes[key] = position, position, scratch
+        offsets, total = _place(born, dies, sizes)
+        for key, offset in offsets.items():
+            if not isinstance(key, tuple):
+                where[key] = Ref(self.arena_arg, offset)
+        self.scratch = {key[1]: Ref(self.arena_arg, off) for key, off in offsets.items()
+                        if isinstance(key, tuple)}
+        self.where = where
+        self.arena_bytes = max(total, ALIGN)
+        self.specs = [step.spec for kind, step, _ in self.steps if kind == "native"]
+
+    def _scratch_bytes(self, kind, step, node) -> int:
+        if kind != "eager" or node.op != "conv2d":
+            return 0
+        x, w = (a.type for a in node.inputs[:2])
+        out = node.outputs[0].type
+        if _pointwise_conv(node):
+            return 0
+        depth = x.shape[1] * w.shape[2] * w.shape[3]
+        return depth * out.shape[2] * out.shape[3] * np.dtype(x.dtype.np).itemsize
+
+    def _emit_entry(self, build) -> None:
+        """The plan's calls, and its module's LLVM IR."""
+        from ..codegen.llvm.entry import emit_entry_module, shares_images
+
+        calls = []
+        for position, (kind, step, node) in enumerate(self.steps):
+            if kind == "native":
+                refs = [self._ref(s) for s in step.inputs]
+                refs += [self._ref(o.slot) for o in step.outputs]
+                calls.append(KernelCall(step.spec, step.parallel, tuple(refs)))
+            elif node.op not in CONTIGUOUS_VIEWS:
+                calls += EXTERN[node.op](self, position, step, node)
+        n_args = self.arena_arg + 1
+        gemm = getattr(self, "gemm", None)
+        self.plan = EntryPlan(
+            name=f"{_safe(self.name)}_entry", calls=tuple(calls), n_args=n_args,
+            sgemm_arg=n_args, dgemm_arg=n_args + 1,
+            blas_int_bits=gemm.int_bits if gemm is not None else 64)
+        self.uses_blas = any(isinstance(c, (GemmCall, ConvCall)) for c in calls)
+        # convolutions whose images the pool shares run one small GEMM per image on each
+        # thread: OpenBLAS itself then stays on one thread
+        self.shared_convs = any(isinstance(c, ConvCall) and shares_images(c) for c in calls)
+        self.parallel = self.shared_convs or any(isinstance(c, KernelCall) and c.parallel
+                                                 for c in calls)
+        self.llvm_ir = emit_entry_module(self.plan)
+
+    def _ref(self, slot: int) -> Ref:
+        return self.where[self.root(slot)]
+
+    def _link_entry(self, build) -> None:
+        started = time.perf_counter()
+        if self.parallel:
+            load_pool()
+        library = default_cache().load(self.llvm_ir)
+        self._library = library  # the code lives as long as the program
+        self._entry = library.function(symbol(self.plan.name),
+                                       ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64))
+        self.schedule = []
+        graph = self.graph
+        self.input_specs = [(tuple(v.type.shape), v.type.dtype.np) for v in graph.inputs]
+        self.output_specs = [(tuple(v.type.shape), v.type.dtype.np) for v in graph.outputs]
+        self.constants = [np.ascontiguousarray(c) for c in self.constants]
+        self.argv_type = ctypes.c_void_p * (self.plan.n_args + 2)
+        log("kernels", f"{self.name}: one native entry ({len(self.plan.calls)} calls, "
+                       f"{len(self.specs)} kernel(s), arena {self.arena_bytes} bytes) ready in "
+                       f"{(time.perf_counter() - started) * 1e3:.1f} ms")
+
+    PIPELINE = (CompiledProgram._rewrite, CompiledProgram._fuse, CompiledProgram._lower,
+                CompiledProgram._order_and_prune, CompiledProgram._number_slots,
+                _check_supported, _plan_arena, _emit_entry, _link_entry)
+
+    # -- running -----------------------------------------------------------------------------
+
+    def _thread_state(self):
+        """This thread's argv array (constants, arena and BLAS pointers filled in once) and
+        arena."""
+        state = getattr(self._local, "state", None)
+        if state is None:
+            argv = self.argv_type()
+            n_in, n_out = len(self.input_specs), len(self.output_specs)
+            for k, c in enumerate(self.constants):
+                argv[n_in + n_out + k] = data_pointer(c) if c.size else None
+            arena = np.empty(self.arena_bytes, np.uint8)
+            argv[self.arena_arg] = data_pointer(arena)
+            gemm = getattr(self, "gemm", None)
+            if gemm is not None:
+                argv[self.plan.sgemm_arg] = gemm.sgemm
+                argv[self.plan.dgemm_arg] = gemm.dgemm
+            state = self._local.state = (argv, arena)
+        return state
+
+    def __call__(self, xp, arrays):
+        if xp is not np:
+            return self.fallback(xp, arrays)
+        argv, _ = self._thread_state()
+        if len(arrays) != len(self.input_specs):
+            raise EmberError(f"{self.name}: expected {len(self.input_specs)} inputs, "
+                             f"got {len(arrays)}")
+        held = []
+        for i, (a, (shape, dtype)) in enumerate(zip(arrays, self.input_specs)):
+            if a.__class__ is not np.ndarray or a.shape != shape or a.dtype != dtype:
+                a = np.asarray(a)
+                if a.shape != shape or a.dtype != dtype:
+                    raise EmberError(
+                        f"{self.name}: input {i} must be {np.dtype(dtype).name}{list(shape)}, "
+                        f"got {a.dtype.name}{list(a.shape)}")
+            if not a.flags.c_contiguous:
+                a = np.ascontiguousarray(a)
+            held.append(a)
+            argv[i] = data_pointer(a)
+        n_in = len(held)
+        outputs = [np.empty(shape, dtype) for shape, dtype in self.output_specs]
+        for j, out in enumerate(outputs):
+            argv[n_in + j] = data_pointer(out)
+        if self.shared_convs:
+            blas_single_threaded()
+        elif self.uses_blas:
+            before_blas()
+        self._entry(argv, native_pool.threads() if self.parallel else 1)
+        return outputs
+
+    def describe(self) -> str:
+        lines = [f"{self.name}: one native entry, {len(self.specs)} kernel(s), arena "
+                 f"{self.arena_bytes} bytes"]
+        for call in self.plan.calls:
+            if isinstance(call, KernelCall):
+                lines.append("  " + call.spec.dump().replace("\n", "\n  "))
+            else:
+                lines.append(f"  {type(call).__name__} {_brief(call)}")
+        return "\n".join(lines)
+
+
+def _brief(call) -> str:
+    if isinstance(call, GemmCall):
+        return f"{call.dtype} {call.batch}x({call.m}x{call.k} @ {call.k}x{call.n})"
+    if isinstance(call, ConvCall):
+        return (f"{call.dtype} n{call.n} {call.c}->{call.o} {call.h}x{call.w} "
+                f"k{call.kernel} s{call.stride} p{call.padding}")
+    if isinstance(call, PoolCall):
+        return f"{call.kind} {call.dtype} {call.rows}x{call.h}x{call.w} -> {call.out_hw}"
+    return f"{call.dtype} {call.rows}x{call.cols}"
+
+
+def _place(born: dict, dies: dict, sizes: dict) -> tuple[dict, int]:
+    """Arena offsets: the largest values first, each at the lowest aligned offset where it
+    overlaps no placed value that is alive at the same time. Returns (offsets, total bytes)."""
+    placed = []  # (offset, end, born, dies)
+    offsets = {}
+    total = 0
+    for key in sorted(sizes, key=lambda k: (-sizes[k], born[k], str(k))):
+        size = -(-sizes[key] // ALIGN) * ALIGN
+        lo, hi = born[key], dies[key]
+        clashes = sorted((o, e) for o, e, b, d in placed if b <= hi and lo <= d)
+        offset = 0
+        for o, e in clashes:
+            if offset + size <= o:
+                break
+            offset = max(offset, e)
+        placed.append((offset, offset + size, lo, hi))
+        offsets[key] = offset
+        total = max(total, offset + size)
+    return offsets, total
+
+
+def _pointwise_conv(node) -> bool:
+    w = node.inputs[1].type
+    a = node.attrs
+    return (w.shape[2:] == (1, 1) and tuple(a["stride"]) == (1, 1)
+            and tuple(a["padding"]) == (0, 0))
+
+
+# -- the extern ops: each gives the calls that run its node ------------------------------------
+
+
+def _linear(program: NativeGraph, position, step, node):
+    x, w = node.inputs[0].type, node.inputs[1].type
+    if w.ndim != 2 or x.ndim < 1 or len(node.inputs) > 3:
+        raise Unsupported(f"linear of {x} and {w}")
+    refs = [program._ref(a.slot) for a in step.args]
+    out = program._ref(step.outs[0].slot)
+    n, k = w.shape
+    m = math.prod(x.shape[:-1])
+    dtype = x.dtype.name
+    calls = [GemmCall(dtype, m, n, k, refs[0], k, refs[1], k, True, out, n)]
+    if len(refs) == 3:
+        if node.inputs[2].type.shape != (n,):
+            raise Unsupported(f"linear's bias {node.inputs[2].type}")
+        calls.append(BiasCall(dtype, m, n, out, refs[2]))
+    return calls
+
+
+def _matmul(program: NativeGraph, position, step, node):
+    a, b = node.inputs[0].type, node.inputs[1].type
+    refs = [program._ref(arg.slot) for arg in step.args]
+    out = program._ref(step.outs[0].slot)
+    dtype = a.dtype.name
+    if a.ndim >= 2 and b.ndim == 2:
+        k, n = b.shape
+        m = math.prod(a.shape[:-1])
+        return [GemmCall(dtype, m, n, k, refs[0], k, refs[1], n, False, out, n)]
+    if a.ndim >= 3 and a.ndim == b.ndim and a.shape[:-2] == b.shape[:-2]:
+        m, k = a.shape[-2:]
+        n = b.shape[-1]
+        return [GemmCall(dtype, m, n, k, refs[0], k, refs[1], n, False, out, n,
+                         batch=math.prod(a.shape[:-2]), stride_a=m * k, stride_b=k * n,
+                         stride_c=m * n)]
+    raise Unsupported(f"matmul of {a} and {b}")
+
+
+def _conv2d(program: NativeGraph, position, step, node):
+    x, w = node.inputs[0].type, node.inputs[1].type
+    attrs = node.attrs
+    if attrs["groups"] != 1 or x.ndim != 4 or w.ndim != 4:
+        raise Unsupported(f"conv2d of {x} with {w}, groups {attrs['groups']}")
+    out = node.outputs[0].type
+    x_ref, w_ref = (program._ref(a.slot) for a in step.args[:2])
+    return [ConvCall(
+        x.dtype.name, x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0],
+        tuple(w.shape[2:]), tuple(attrs["stride"]), tuple(attrs["padding"]),
+        tuple(attrs["dilation"]), tuple(out.shape[2:]), x_ref, w_ref,
+        program._ref(step.outs[0].slot),
+        None if _pointwise_conv(node) else program.scratch[position])]
+
+
+def _pool(kind):
+    def calls(program: NativeGraph, position, step, node):
+        x = node.inputs[0].type
+        a = node.attrs
+        if x.ndim < 3:
+            raise Unsupported(f"{node.op} of {x}")
+        kernel, stride, padding = tuple(a["kernel_size"]), tuple(a["stride"]), tuple(a["padding"])
+        dilation = tuple(a.get("dilation", (1, 1)))
+        out_hw, extra = _geometry(x.shape, kernel, stride, padding, dilation, a["ceil_mode"])
+        if tuple(node.outputs[0].type.shape[-2:]) != out_hw:
+            raise Unsupported(f"{node.op}: output {node.outputs[0].type} is not {out_hw}")
+        divisors = divisor = None
+        if kind == "avg":
+            if a.get("divisor_override"):
+                divisor = float(a["divisor_override"])
+            else:
+                table = _divisor(np, x.shape[-2:], kernel, stride, padding, extra, out_hw,
+                                 a.get("count_include_pad", True), x.dtype.np)
+                divisors = tuple(float(d) for d in table.ravel())
+        return [PoolCall(kind, x.dtype.name, math.prod(x.shape[:-2]), x.shape[-2], x.shape[-1],
+                         out_hw, kernel, stride, padding, dilation,
+                         program._ref(step.args[0].slot), program._ref(step.outs[0].slot),
+                         divisors, divisor)]
+
+    return calls
+
+
+EXTERN = {"linear": _linear, "matmul": _matmul, "conv2d": _conv2d,
+          "max_pool2d": _pool("max"), "avg_pool2d": _pool("avg")}
+GEMM_OPS = frozenset({"linear", "matmul", "conv2d"})
+
+
+def build_entry_program(graph: Graph, name: str = "graph", device=None,
+                        donate: dict | None = None):
+    """A NativeGraph where the graph allows one (CPU, static sizes, every step supported),
+    else what build_program builds; EMBER_LOG=kernels says which, and why."""
+    cpu = device is None or str(getattr(device, "type", device)) == "cpu"
+    if cpu and not donate and native_enabled() and entry_enabled():
+        try:
+            return NativeGraph(graph, name)
+        except Unsupported as why:
+            log("kernels", f"{name}: runs step by step, not as one native entry: {why}")
+        except Exception as exc:  # noqa: BLE001  (the step-by-step path still runs it)
+            log("kernels", f"{name}: the native entry failed, running step by step: "
+                           f"{type(exc).__name__}: {exc}")
+            warnings.warn(f"ember: the native entry of {name} failed ({type(exc).__name__}: "
+                          f"{exc}); it runs step by step", RuntimeWarning, stacklevel=2)
+    return build_program(graph, name, device=device, donate=donate)
