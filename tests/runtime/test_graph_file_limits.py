@@ -270,7 +270,7 @@ def test_many_batch_sizes_in_a_steady_mix_build_each_program_once(
     # a build compiles the specialized graph (native) or resolves each step with symbolic
     # attrs to the sizes (eager kernels)
     built = []
-    counted = "build_program" if compile_native == "1" else "resolve"
+    counted = "build_entry_program" if compile_native == "1" else "resolve"
     original = getattr(loaded, counted)
     monkeypatch.setattr(loaded, counted, lambda *a, **k: built.append(a) or original(*a, **k))
     per_build = 1 if compile_native == "1" else len(program._symbolic)
