@@ -162,6 +162,25 @@ def _make_plan(op, schema, inputs, attrs, args, out_type, result) -> None:
     _PLANNABLE[op] = by_shape
 
 
+_VIEW_TYPES: dict = {}  # (view op, dtype, shape, attrs) -> its type rule's answer
+
+
+def _view_type(op, schema, inputs, attrs):
+    """A view's type rule answers from its input's dtype and shape and its attrs alone: the
+    answer is kept per those (views are most of a model's small ops)."""
+    x = inputs[0]
+    try:
+        key = (op, x._dtype, x._data.shape, tuple(attrs.items()))
+        return _VIEW_TYPES[key]
+    except KeyError:
+        out_type = schema.infer(inputs, attrs)
+        if len(_VIEW_TYPES) < _MAX_PLANS:
+            _VIEW_TYPES[key] = out_type
+        return out_type
+    except (TypeError, AttributeError):  # an attr that is a list; not a tensor
+        return schema.infer(inputs, attrs)
+
+
 def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = None):
     """Run primitive `op` on `inputs` (tensors and Python numbers) with `attrs`.
 
@@ -202,6 +221,8 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = 
         # a trace with symbolic sizes: it records their expressions (and autograd keeps them
         # for the derivatives); the type rule and the kernel see this call's plain numbers
         out_types, kattrs = trace.infer_concrete(schema.infer, inputs, attrs)
+    elif schema.view and hooks.active_trace is None and len(inputs) == 1:
+        out_types = _view_type(op, schema, inputs, attrs)
     else:
         out_types = schema.infer(inputs, attrs)
 
