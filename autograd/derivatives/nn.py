@@ -1,9 +1,11 @@
-"""Derivatives of matmul, conv2d and pooling (the backward ops are primitives too)."""
+"""Derivatives of matmul, conv2d, pooling and attention (the backward ops are primitives too)."""
 
 from __future__ import annotations
 
 from ..._tensor import dispatch
 from ..._tensor import ops as E
+from ..._tensor.factories import zeros_like
+from ...errors import runtime_error
 from .registry import derivative, save_other
 
 
@@ -125,3 +127,24 @@ def _linear(node, g):
         return gx, gw
     # the bias's gradient: summed over every leading dim (the engine's sum_to does it)
     return gx, gw, (g if need_b else None)
+
+
+@derivative("attention", save_outputs=True)
+def _attention(node, g_out, g_lse):
+    """One attention_backward op recomputes each key block's probabilities from the saved
+    logsumexp (FlashAttention-2), so no (L, S) array is kept between forward and backward."""
+    q, k, v, *masks = node.inputs
+    out, lse = node.outputs
+    if node.attrs["mask"] and node.needs_input_grad[3]:
+        raise runtime_error(
+            "attention: the fused op does not differentiate a float attn_mask; "
+            "F.scaled_dot_product_attention takes the composite path for a mask that requires "
+            "grad"
+        )
+    if g_out is None:
+        g_out = zeros_like(out)
+    if g_lse is None:
+        g_lse = zeros_like(lse)
+    dq, dk, dv = dispatch("attention_backward", (q, k, v, out, lse, g_out, g_lse, *masks),
+                          node.attrs)
+    return (dq, dk, dv, *(None for _ in masks))
