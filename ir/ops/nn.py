@@ -3,7 +3,7 @@ fused attention."""
 
 from __future__ import annotations
 
-from ...errors import IRError, runtime_error, type_error
+from ...errors import EmberError, IRError, runtime_error, type_error
 from ..dtypes import FLOAT, as_dtype, bool_, float32, float64
 from ..schema import (
     SHAPE,
@@ -322,7 +322,10 @@ def _attention_types(op, inputs, attrs, first_mask):
                 f"scaled_dot_product_attention: expected {name} dtype to be bool or float, "
                 f"got {m.dtype.name}"
             )
-        full = broadcast_shapes(tuple(m.shape), batch + (length, source))
+        try:
+            full = broadcast_shapes(tuple(m.shape), batch + (length, source))
+        except EmberError:
+            full = ()
         if tuple(full[-2:]) != (length, source):
             raise runtime_error(
                 f"scaled_dot_product_attention: {name} {fmt_shape(m.shape)} does not broadcast "

@@ -131,6 +131,7 @@ def _attention(xp, q, k, v, *rest, scale, causal, mask, dropout_p):
         rows *= rescale[..., None]
         rows += xp.matmul(_kept(xp, p, keep, r0, j0, j1, dropout_p, ct), v[..., j0:j1, :])
         row_max[..., r0:] = new_max
+        del s, p  # before the next block's scores: one block at a time
     attended = row_sum > 0
     # rows that attend no key: zeros (acc is 0 there), and logsumexp -inf
     acc /= xp.where(attended, row_sum, ct(1))[..., None]
@@ -189,6 +190,7 @@ def _attention_backward(xp, q, k, v, out, lse, grad_out, grad_lse, *rest, scale,
         ds = xp.multiply(p, dp, out=dp)
         dqs[..., r0:, :] += xp.matmul(ds, k[..., j0:j1, :])
         dk[..., j0:j1, :] = xp.matmul(ds.swapaxes(-1, -2), qs)
+        del s, p, dropped, dp, ds  # before the next block's scores
     dqs *= ct(blocks.scale)
     return tuple(_sum_to(g, shape).astype(dtype, copy=False)
                  for g, shape, dtype in zip((dqs, dk, dv), shapes, dtypes))
