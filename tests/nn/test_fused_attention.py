@@ -265,3 +265,39 @@ def test_the_kernel_never_holds_the_full_scores():
     # of their gradients: a few blocks at most, never the whole
     assert forward_peak < full_scores / 6, forward_peak
     assert backward_peak < full_scores / 3, backward_peak
+
+
+def test_one_graph_serves_every_sequence_length():
+    def fn(q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    scripted = ember.script(fn, dynamic=True)
+    for t in (5, 140, 9):
+        q, k, v = (ember.tensor(a) for a in _inputs(((2, 3, t, 8),) * 3, "float32", seed=t))
+        np.testing.assert_allclose(scripted(q, k, v).numpy(), fn(q, k, v).numpy(),
+                                   rtol=1e-5, atol=1e-6)
+    assert len(scripted.specializations) == 1 and not scripted.recompiles, scripted.explain()
+    assert "attention" in str(scripted.graph)
+
+
+def test_an_exported_graph_file_runs_the_kernel(tmp_path):
+    from ember import runtime
+
+    def fn(q, k, v, mask):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+    arrays = _inputs(((2, 6, 8), (2, 9, 8), (2, 9, 4)), "float32")
+    mask = np.random.default_rng(0).random((6, 9)) < 0.6
+    mask[3] = False
+    path = tmp_path / "attention.ember"
+    ember.export(fn, (*(ember.tensor(a) for a in arrays), ember.tensor(mask)), path,
+                 dynamic_dims={0: {1: "t"}, 3: {0: "t"}})
+    program = runtime.load(path)
+    assert "attention" in {n.op for n in program.graph.nodes}
+    for t in (6, 200):
+        q = np.random.default_rng(t).standard_normal((2, t, 8)).astype("float32")
+        m = np.random.default_rng(t).random((t, 9)) < 0.6
+        want = fn(ember.tensor(q), ember.tensor(arrays[1]), ember.tensor(arrays[2]),
+                  ember.tensor(m)).numpy()
+        got = program(q, arrays[1], arrays[2], m)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
