@@ -301,3 +301,15 @@ def test_an_exported_graph_file_runs_the_kernel(tmp_path):
                   ember.tensor(m)).numpy()
         got = program(q, arrays[1], arrays[2], m)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_no_keys_give_zeros_as_in_torch(causal):
+    q = ember.randn(2, 3, 4, requires_grad=True)
+    k, v = ember.randn(2, 0, 4), ember.randn(2, 0, 5)
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    want = torch.nn.functional.scaled_dot_product_attention(
+        torch.randn(2, 3, 4), torch.randn(2, 0, 4), torch.randn(2, 0, 5), is_causal=causal)
+    np.testing.assert_array_equal(out.detach().numpy(), want.numpy())
+    out.sum().backward()
+    np.testing.assert_array_equal(q.grad.numpy(), np.zeros((2, 3, 4), np.float32))
