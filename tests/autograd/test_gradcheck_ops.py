@@ -596,12 +596,14 @@ case(
     lambda q, k, v: dispatch("attention", (q, k, v, mask([[1, 0, 1, 1], [1, 1, 0, 0],
                                                            [0, 1, 1, 1]])), _ATTENTION),
     lambda r: (normal(r, 2, 3, 2), normal(r, 2, 4, 2), normal(r, 1, 4, 3)),
+    gradgrad=True,  # create_graph: the backward in Tensor ops
 )
 case(
     "attention_causal_longer_keys",
     lambda q, k, v: dispatch("attention", (q, k, v), dict(_ATTENTION, causal=True, mask=False,
                                                           scale=None)),
     lambda r: (normal(r, 3, 2), normal(r, 5, 2), normal(r, 5, 2)),
+    gradgrad=True,
 )
 
 # composites spanning several primitives

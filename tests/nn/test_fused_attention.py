@@ -313,3 +313,26 @@ def test_no_keys_give_zeros_as_in_torch(causal):
     np.testing.assert_array_equal(out.detach().numpy(), want.numpy())
     out.sum().backward()
     np.testing.assert_array_equal(q.grad.numpy(), np.zeros((2, 3, 4), np.float32))
+
+
+def test_double_backward_through_masks_and_dropout():
+    from ember.autograd import gradgradcheck
+
+    rng = np.random.default_rng(6)
+    inputs = tuple(ember.tensor(a, requires_grad=True)
+                   for a in _inputs(((2, 4, 3), (2, 5, 3), (2, 5, 2)), "float64"))
+    keep = ember.tensor(rng.random((4, 5)) < 0.7)
+    keep[1] = False  # a query that attends no key
+    additive = ember.tensor(np.where(rng.random((4, 5)) < 0.3, -np.inf, rng.random((4, 5))))
+
+    def fn(q, k, v):
+        ember.manual_seed(0)  # the same dropout draws at every evaluation
+        return (F.scaled_dot_product_attention(q, k, v, attn_mask=keep),
+                F.scaled_dot_product_attention(q, k, v, attn_mask=additive, scale=0.4),
+                F.scaled_dot_product_attention(q, k, v, dropout_p=0.3))
+
+    outputs = fn(*inputs)
+    assert all(o.grad_fn.name() == "AttentionBackward0" for o in outputs)
+    grad_outputs = tuple(ember.tensor(rng.standard_normal(tuple(o.shape)), requires_grad=True)
+                         for o in outputs)
+    assert gradgradcheck(fn, inputs, grad_outputs)
