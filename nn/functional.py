@@ -17,9 +17,10 @@ from .._tensor import Tensor, autocast, composites, dispatch
 from .._tensor import ops as E
 from .._tensor.factories import full, ones, tensor, zeros
 from .._tensor.ops.distance import cosine_similarity, pairwise_distance  # noqa: F401
-from ..autograd.grad_mode import no_grad
+from ..autograd.grad_mode import is_grad_enabled, no_grad
 from ..errors import EmberNotImplementedError, runtime_error, type_error, value_error
 from ..ir.dtypes import bool_
+from ..ir.schema import broadcast_shapes
 from ._activations import (  # noqa: F401  (re-exported)
     _maybe_inplace,
     celu,
@@ -650,7 +651,69 @@ def scaled_dot_product_attention(
     A boolean attn_mask marks with True the keys each query may attend to; a float one is
     added to the scores. is_causal lets query i attend to keys 0..i. A query that may attend
     to no key gets zeros, as in PyTorch. dropout_p applies to the attention weights.
+
+    It runs as one fused op ("attention": blocked over the keys with an online softmax, its
+    backward recomputing the probabilities), except where `_fused_attention_applies` says
+    otherwise: then as the composite, scaled_dot_product_attention_composite.
     """
+    if query.ndim < 2 or key.ndim < 2 or value.ndim < 2:
+        raise runtime_error("scaled_dot_product_attention: query, key and value must be >= 2-D")
+    if not 0.0 <= dropout_p <= 1.0:
+        raise value_error(f"dropout probability has to be between 0 and 1, but got {dropout_p}")
+    if not _fused_attention_applies(query, attn_mask, dropout_p):
+        return scaled_dot_product_attention_composite(
+            query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+    if enable_gqa and query.ndim >= 3:
+        key = _repeat_heads(key, query.shape[-3])
+        value = _repeat_heads(value, query.shape[-3])
+    if is_causal and attn_mask is not None:
+        raise runtime_error(
+            "_scaled_dot_product_attention: Explicit attn_mask should not be set when "
+            "is_causal=True"
+        )
+    inputs = [query, key, value]
+    if attn_mask is not None:
+        inputs.append(attn_mask)
+    if dropout_p > 0.0:
+        # the keep mask F.dropout would draw over the weights: the same draws, in the same
+        # order, from the same stream, so the composite, eager and compiled runs agree
+        weights = broadcast_shapes(
+            tuple(query.shape[:-2]), tuple(key.shape[:-2]),
+            *([tuple(attn_mask.shape[:-2])] if attn_mask is not None else []),
+        ) + (query.shape[-2], key.shape[-2])
+        probs = full(weights, 1 - dropout_p, dtype=query.dtype, device=query.device)
+        inputs.append(dispatch("bernoulli", (probs,)))
+    attrs = {"scale": None if scale is None else float(scale), "causal": bool(is_causal),
+             "mask": attn_mask is not None, "dropout_p": float(dropout_p)}
+    return dispatch("attention", tuple(inputs), attrs)[0]
+
+
+def _fused_attention_applies(query, attn_mask, dropout_p) -> bool:
+    """Whether the fused attention op computes this call. Not for a float mask that needs a
+    gradient (the op does not give one: PyTorch's fused kernels do not either), a float
+    mask of another dtype than the query (the composite promotes the scores to it), an
+    integer mask (the composite adds it), or dropout_p = 1 (no draw: every weight is 0)."""
+    if dropout_p >= 1.0:
+        return False
+    if attn_mask is None or attn_mask.dtype is bool_:
+        return True
+    return (attn_mask.dtype is query.dtype
+            and not (attn_mask.requires_grad and is_grad_enabled()))
+
+
+def scaled_dot_product_attention_composite(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> Tensor:
+    """scaled_dot_product_attention as a composite of primitives (matmul, the mask, softmax,
+    dropout, matmul), materializing the (..., L, S) scores: the fallback of the fused op,
+    and its reference in tests and benchmarks."""
     if query.ndim < 2 or key.ndim < 2 or value.ndim < 2:
         raise runtime_error("scaled_dot_product_attention: query, key and value must be >= 2-D")
     length, source = query.shape[-2], key.shape[-2]

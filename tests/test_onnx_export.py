@@ -215,10 +215,23 @@ def _tiles_scatters_and_sorts(x, y):
     )
 
 
+def _attention(x, y):
+    # L = S = 4 queries and keys of 6 features over a batch of 5; masks with dead rows
+    keep = (x[..., :4] > -0.3) & (y[..., :1] > -0.5)  # rows with y[..., 0] <= -0.5 attend none
+    additive = (y[..., :4] * 2).masked_fill(x[..., :4] > 1.0, float("-inf"))
+    return (
+        F.scaled_dot_product_attention(x, y, y * 2),
+        F.scaled_dot_product_attention(x, y, x, is_causal=True),
+        F.scaled_dot_product_attention(x, y, x, attn_mask=keep, scale=0.3),
+        F.scaled_dot_product_attention(x, y, y, attn_mask=additive),
+        F.scaled_dot_product_attention(x[:, :3], y, y, is_causal=True),  # L != S
+    )
+
+
 @pytest.mark.parametrize(
     "fn",
     [_elementwise, _more_elementwise, _reductions, _shapes, _indexing, _indexing_on_inner_dims,
-     _pooling, _transposed_conv, _rounding_divisions, _tiles_scatters_and_sorts],
+     _pooling, _transposed_conv, _rounding_divisions, _tiles_scatters_and_sorts, _attention],
 )
 def test_translated_ops_match_eager_on_random_inputs(tmp_path, fn):
     rng = np.random.default_rng(abs(hash(fn.__name__)) % 2**32)
@@ -227,6 +240,21 @@ def test_translated_ops_match_eager_on_random_inputs(tmp_path, fn):
     path = tmp_path / "fn.onnx"
     ember.onnx.export(fn, (ember.tensor(x), ember.tensor(y)), path)
     _assert_matches_eager(fn, path, x, y)
+
+
+def test_causal_attention_exports_with_a_symbolic_sequence_length(tmp_path):
+    def fn(q, k):
+        return F.scaled_dot_product_attention(q, k, k * 0.5, is_causal=True)
+
+    rng = np.random.default_rng(3)
+    path = tmp_path / "attention.onnx"
+    arrays = [rng.standard_normal((2, 3, 7, 4)).astype(np.float32) for _ in range(2)]
+    ember.onnx.export(fn, tuple(ember.tensor(a) for a in arrays), path,
+                      dynamic_dims={0: {2: "t"}, 1: {2: "t"}})
+    assert "Softmax" in {n.op_type for n in onnx.load(str(path)).graph.node}
+    for t in (7, 12):
+        q, k = (rng.standard_normal((2, 3, t, 4)).astype(np.float32) for _ in range(2))
+        _assert_matches_eager(fn, path, q, k)
 
 
 def test_symbolic_sizes_in_attrs_are_computed_from_the_input_shape(tmp_path):

@@ -565,6 +565,54 @@ def _sort(b, node, out):
            largest=int(bool(node.attrs["descending"])), sorted=1)
 
 
+def _attention(b, node, out):
+    """The fused attention op as the composite it fuses: MatMul, the mask, Softmax, MatMul;
+    the row logsumexp (a ReduceLogSumExp of the masked scores) only where something reads
+    it."""
+    q, k, v, *masks = node.inputs
+    attrs = node.attrs
+    if attrs["dropout_p"] > 0:
+        raise Unsupported("dropout (an exported graph is an inference graph)")
+    dtype = q.type.dtype
+    rank = len(k.type.shape)
+    scale = attrs["scale"]
+    if scale is None:
+        head = q.type.shape[-1]
+        if isinstance(head, SymInt):
+            raise Unsupported("the default scale of a symbolic head size")
+        scale = 1.0 / math.sqrt(head) if head else 1.0
+    queries = b.node("Mul", [q.name, b.scalar(scale, dtype)])
+    keys = b.node("Transpose", [k.name], perm=[*range(rank - 2), rank - 1, rank - 2])
+    scores = b.node("MatMul", [queries, keys])
+    dead = None
+    if attrs["causal"]:
+        # -inf above the diagonal (query i attends keys 0..i), 0 elsewhere, as the composite
+        size = b.ints([q.type.shape[-2], k.type.shape[-2]])
+        fill = _onnx().helper.make_tensor("value", _onnx_type(dtype), [1], [-math.inf])
+        above = b.node("Trilu", [b.node("ConstantOfShape", [size], value=fill),
+                                 b.constant(np.array(1, np.int64), "diagonal")], upper=1)
+        scores = b.node("Add", [scores, above])
+    elif attrs["mask"]:
+        mask = masks[0]
+        if mask.type.dtype.name == "bool":
+            scores = b.node("Where", [mask.name, scores, b.scalar(-math.inf, dtype)])
+        else:
+            scores = b.node("Add", [scores, _operand(b, mask, dtype)])
+        # a row that attends no key gives zeros, not Softmax's NaN
+        top = _reduce_node(b, "ReduceMax", scores, [-1], True)
+        dead = b.node("Equal", [top, b.scalar(-math.inf, dtype)])
+    lse = node.outputs[1]
+    if lse.users or lse in lse.graph.outputs:
+        _reduce_node(b, "ReduceLogSumExp", scores, [-1], False, lse.name)
+    zero = b.scalar(0.0, dtype)
+    if dead is not None:
+        scores = b.node("Where", [dead, zero, scores])
+    weights = b.node("Softmax", [scores], axis=-1)
+    if dead is not None:
+        weights = b.node("Where", [dead, zero, weights])
+    b.node("MatMul", [weights, v.name], [out])
+
+
 def _identity(b, node, out):
     b.node("Identity", [node.inputs[0].name], [out])
 
@@ -661,6 +709,7 @@ TRANSLATIONS = {
     "scatter": _scatter("none"),
     "scatter_add": _scatter("add"),
     "sort": _sort,
+    "attention": _attention,
 }
 
 _BACKWARD = "a gradient op: an exported graph is an inference graph"
@@ -673,6 +722,7 @@ NOT_EXPORTABLE = {
     "conv2d_backward_weight": _BACKWARD,
     "max_pool2d_backward": _BACKWARD,
     "slice_backward": _BACKWARD,
+    "attention_backward": _BACKWARD,
     "view_scatter": "an in-place write through a view, which ONNX graphs cannot express",
     "dist_all_gather": _COLLECTIVE,
     "dist_all_reduce": _COLLECTIVE,

@@ -1,9 +1,15 @@
-"""Derivatives of matmul, conv2d and pooling (the backward ops are primitives too)."""
+"""Derivatives of matmul, conv2d, pooling and attention (the backward ops are primitives too)."""
 
 from __future__ import annotations
 
+import math
+
 from ..._tensor import dispatch
 from ..._tensor import ops as E
+from ..._tensor.factories import full, zeros_like
+from ...errors import runtime_error
+from ...ir.dtypes import bool_
+from ..grad_mode import is_grad_enabled
 from .registry import derivative, save_other
 
 
@@ -125,3 +131,63 @@ def _linear(node, g):
         return gx, gw
     # the bias's gradient: summed over every leading dim (the engine's sum_to does it)
     return gx, gw, (g if need_b else None)
+
+
+@derivative("attention", save_outputs=True)
+def _attention(node, g_out, g_lse):
+    """One attention_backward op recomputes each key block's probabilities from the saved
+    logsumexp (FlashAttention-2), so no (L, S) array is kept between forward and backward."""
+    q, k, v, *masks = node.inputs
+    out, lse = node.outputs
+    if node.attrs["mask"] and node.needs_input_grad[3]:
+        raise runtime_error(
+            "attention: the fused op does not differentiate a float attn_mask; "
+            "F.scaled_dot_product_attention takes the composite path for a mask that requires "
+            "grad"
+        )
+    if g_out is None:
+        g_out = zeros_like(out)
+    if g_lse is None:
+        g_lse = zeros_like(lse)
+    if is_grad_enabled():
+        # create_graph: a backward that is itself differentiable (attention_backward is not)
+        grads = _attention_backward_in_tensor_ops(node, q, k, v, masks, out, lse, g_out, g_lse)
+    else:
+        grads = dispatch("attention_backward", (q, k, v, out, lse, g_out, g_lse, *masks),
+                         node.attrs)
+    return (*grads, *(None for _ in masks))
+
+
+def _attention_backward_in_tensor_ops(node, q, k, v, masks, out, lse, g_out, g_lse):
+    """attention_backward's formulas in Tensor ops, over the whole (..., L, S) scores: for
+    double backward only."""
+    attrs = node.attrs
+    scale = attrs["scale"]
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0
+    queries = E.mul(q, scale)
+    scores = E.matmul(queries, E.mT(k))
+    masks = list(masks)
+    if attrs["causal"]:
+        above = full((q.shape[-2], k.shape[-2]), -math.inf, dtype=scores.dtype, device=q.device)
+        scores = E.add(scores, E.triu(above, 1))
+    elif attrs["mask"]:
+        mask = masks.pop(0)
+        if mask.dtype is bool_:
+            scores = E.masked_fill(scores, E.logical_not(mask), -math.inf)
+        else:
+            scores = E.add(scores, mask)
+    # rows that attend no key (lse -inf): P = exp(s - inf) = 0
+    lse = E.where(E.eq(lse, -math.inf), math.inf, lse.to(scores.dtype))
+    probs = E.exp(E.sub(scores, E.unsqueeze(lse, -1)))
+    weights = probs
+    if attrs["dropout_p"] > 0:
+        kept = E.mul(masks.pop(0).to(probs.dtype), 1.0 / (1 - attrs["dropout_p"]))
+        weights = E.mul(probs, kept)
+    dv = E.matmul(E.mT(weights), g_out)
+    dp = E.matmul(g_out, E.mT(v))
+    if attrs["dropout_p"] > 0:
+        dp = E.mul(dp, kept)
+    delta = E.sub(E.sum(E.mul(g_out, out), -1), g_lse.to(out.dtype))
+    ds = E.mul(probs, E.sub(dp, E.unsqueeze(delta, -1)))
+    return E.mul(E.matmul(ds, k), scale), E.matmul(E.mT(ds), queries), dv

@@ -1,9 +1,10 @@
-"""Type rules of the extern ops: matmul, conv2d and pooling (with their backward ops), random."""
+"""Type rules of the extern ops: matmul, conv2d and pooling (with their backward ops), random,
+fused attention."""
 
 from __future__ import annotations
 
-from ...errors import IRError, runtime_error, type_error
-from ..dtypes import FLOAT, as_dtype
+from ...errors import EmberError, IRError, runtime_error, type_error
+from ..dtypes import FLOAT, as_dtype, bool_, float32, float64
 from ..schema import (
     SHAPE,
     bool_attr,
@@ -294,3 +295,95 @@ def _multinomial(inputs, attrs):
         raise runtime_error(f"cannot sample n_sample > prob_dist.size(-1) samples without "
                             f"replacement (n_sample = {n}, categories = {count})")
     return TensorType((*probs.shape[:-1], n), as_dtype("int64"))
+
+
+# -- fused attention: softmax(q @ k^T * scale + mask) @ v in one op, forward and backward -----
+# Inputs q (..., L, E), k (..., S, E), v (..., S, Ev), then the attn mask where `mask` (bool:
+# True = attend, or float, added to the scores; broadcastable to (..., L, S)), then the
+# dropout keep mask where dropout_p > 0 (bernoulli draws, 0 or 1, over (..., L, S), drawn by
+# the caller from the stream as F.dropout draws them). scale None: 1 / sqrt(E).
+ATTENTION = {"scale": number_attr(nullable=True), "causal": bool_attr(), "mask": bool_attr(),
+             "dropout_p": number_attr()}
+
+
+def _attention_types(op, inputs, attrs, first_mask):
+    """(batch, q, k, v) of an attention op's inputs: checked, the batch dims broadcast."""
+    q, k, v = inputs[:3]
+    extra = inputs[first_mask:]
+    wanted = int(attrs["mask"]) + int(attrs["dropout_p"] > 0)
+    if len(extra) != wanted:
+        raise runtime_error(
+            f"{op}: expected {first_mask + wanted} inputs for mask={attrs['mask']} and "
+            f"dropout_p={attrs['dropout_p']}, got {len(inputs)}"
+        )
+    if not 0 <= attrs["dropout_p"] < 1:
+        raise runtime_error(f"{op}: dropout_p must be in [0, 1), got {attrs['dropout_p']}")
+    if attrs["causal"] and attrs["mask"]:
+        raise runtime_error(
+            "_scaled_dot_product_attention: Explicit attn_mask should not be set when "
+            "is_causal=True"
+        )
+    for name, t in (("query", q), ("key", k), ("value", v)):
+        if len(t.shape) < 2:
+            raise runtime_error(
+                f"scaled_dot_product_attention: {name} must be at least 2-D, got "
+                f"{fmt_shape(t.shape)}"
+            )
+    if q.dtype is not k.dtype or q.dtype is not v.dtype:
+        raise runtime_error(
+            f"scaled_dot_product_attention: expected query, key and value to have the same "
+            f"dtype, but got query {q.dtype.name}, key {k.dtype.name}, value {v.dtype.name}"
+        )
+    if q.dtype.category != FLOAT:
+        raise type_error(
+            f"scaled_dot_product_attention: expected floating-point inputs, got {q.dtype.name}"
+        )
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise runtime_error(
+            f"scaled_dot_product_attention: query {fmt_shape(q.shape)}, key {fmt_shape(k.shape)} "
+            f"and value {fmt_shape(v.shape)} do not fit (query and key need the same last dim, "
+            "key and value the same number of positions)"
+        )
+    length, source = q.shape[-2], k.shape[-2]
+    batch = broadcast_shapes(tuple(q.shape[:-2]), tuple(k.shape[:-2]), tuple(v.shape[:-2]))
+    for name, m in zip(("attn_mask", "dropout mask")[1 - int(attrs["mask"]):], extra):
+        if m.dtype is not bool_ and m.dtype.category != FLOAT:
+            raise runtime_error(
+                f"scaled_dot_product_attention: expected {name} dtype to be bool or float, "
+                f"got {m.dtype.name}"
+            )
+        try:
+            full = broadcast_shapes(tuple(m.shape), batch + (length, source))
+        except EmberError:
+            full = ()
+        if tuple(full[-2:]) != (length, source):
+            raise runtime_error(
+                f"scaled_dot_product_attention: {name} {fmt_shape(m.shape)} does not broadcast "
+                f"to the scores' shape {fmt_shape(batch + (length, source))}"
+            )
+        batch = tuple(full[:-2])
+    return batch, q, k, v
+
+
+def lse_dtype(dtype):
+    """The dtype of attention's row logsumexp: float64 for float64 inputs, else float32."""
+    return dtype if dtype is float64 else float32
+
+
+@register("attention", kind="extern", num_inputs=(3, 5), num_outputs=2, attrs=ATTENTION)
+def _attention(inputs, attrs):
+    """out (..., L, Ev) and the rows' logsumexp (..., L) of the scores (-inf for a row that
+    attends no key; its out is zeros), which the backward reuses."""
+    batch, q, _k, v = _attention_types("attention", inputs, attrs, 3)
+    length = q.shape[-2]
+    return (TensorType(batch + (length, v.shape[-1]), q.dtype),
+            TensorType(batch + (length,), lse_dtype(q.dtype)))
+
+
+@register("attention_backward", kind="extern", differentiable=False, num_inputs=(7, 9),
+          num_outputs=3, attrs=ATTENTION)
+def _attention_backward(inputs, attrs):
+    """(q, k, v, out, lse, grad_out, grad_lse[, mask][, keep]) -> dq, dk, dv, each of its
+    input's shape (broadcast batch dims summed)."""
+    _batch, q, k, v = _attention_types("attention_backward", inputs, attrs, 7)
+    return tuple(TensorType(tuple(t.shape), t.dtype) for t in (q, k, v))

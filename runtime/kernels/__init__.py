@@ -7,7 +7,17 @@ op's attributes. Kernels are written once against the numpy API so numpy and cup
 
 import warnings
 
-from . import collectives, conv, elementwise, index, nn, pool, reduce, shape  # noqa: F401,E402
+from . import (  # noqa: F401,E402
+    attention,
+    collectives,
+    conv,
+    elementwise,
+    index,
+    nn,
+    pool,
+    reduce,
+    shape,
+)
 from .registry import KERNELS, kernel  # noqa: F401
 
 # inf - inf, 0 * inf, x / 0 give nan and inf silently, as in PyTorch: numpy's floating-point

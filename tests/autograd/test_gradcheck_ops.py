@@ -590,6 +590,22 @@ case(
     lambda r: (normal(r, 1, 1, 4, 4), normal(r, 1, 1, 3, 3)),
 )
 
+_ATTENTION = {"scale": 0.6, "causal": False, "mask": True, "dropout_p": 0.0}
+case(
+    "attention",  # both outputs: the logsumexp's gradient goes into the same backward op
+    lambda q, k, v: dispatch("attention", (q, k, v, mask([[1, 0, 1, 1], [1, 1, 0, 0],
+                                                           [0, 1, 1, 1]])), _ATTENTION),
+    lambda r: (normal(r, 2, 3, 2), normal(r, 2, 4, 2), normal(r, 1, 4, 3)),
+    gradgrad=True,  # create_graph: the backward in Tensor ops
+)
+case(
+    "attention_causal_longer_keys",
+    lambda q, k, v: dispatch("attention", (q, k, v), dict(_ATTENTION, causal=True, mask=False,
+                                                          scale=None)),
+    lambda r: (normal(r, 3, 2), normal(r, 5, 2), normal(r, 5, 2)),
+    gradgrad=True,
+)
+
 # composites spanning several primitives
 case(
     "softmax_like",

@@ -131,6 +131,12 @@ def _cases():
             ),
             [normal(r, 2, 2), normal(r, 3, 2), normal(r, 3, 2)],
         ),
+        "scaled_dot_product_attention_composite": (  # the fused op's fallback
+            lambda q, k, v: F.scaled_dot_product_attention_composite(
+                q, k, v, attn_mask=const([[True, False, True], [False, False, False]])
+            ),
+            [normal(r, 2, 2), normal(r, 3, 2), normal(r, 3, 2)],
+        ),
         "cross_entropy": (
             lambda x: F.cross_entropy(
                 x, const([1, -100, 2]), const([0.5, 1.0, 2.0]), label_smoothing=0.2
