@@ -165,6 +165,9 @@ def compile_library(path: str, output: str, *, sizes: list | None = None,
         raise LibraryError(f"prefix must be a C identifier of at most 32 characters, "
                            f"got {prefix!r}")
     path, output = str(path), str(output)
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise LibraryError(f"cannot write {output}: the folder {folder} does not exist")
     program = load(path)
     if program.signature.seeded:
         raise LibraryError(f"{path} draws random numbers (exported with seed_input=True); "
