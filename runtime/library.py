@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import __version__
 from ..errors import EmberError
 from .graph_entry import NativeGraph, Unsupported
 from .library_source import HEADER, SOURCE
@@ -245,7 +244,7 @@ def compile_library(path: str, output: str, *, sizes: list | None = None,
             blas_declarations += f"\nextern void {setter}(int64_t);"
             single = f"        {setter}(1);"
     fields = dict(
-        prefix=prefix, PREFIX=prefix.upper(), version=__version__,
+        prefix=prefix, PREFIX=prefix.upper(), version=program.ember_version[:32],
         source=os.path.basename(path), library=os.path.basename(output),
         link_name=re.sub(r"^lib|\.so.*$", "", os.path.basename(output)),
         n_inputs=len(inputs), n_outputs=len(outputs), n_entries=len(planned),
