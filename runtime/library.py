@@ -233,16 +233,18 @@ def compile_library(path: str, output: str, *, sizes: list | None = None,
     dtypes_out = [v.type.dtype.name for v in outputs]
     blas_declarations = ""
     sgemm = dgemm = "NULL"
-    single = ""
+    blas_threads = "(void)threads;"
     if gemm is not None:
         s_name, d_name = gemm.symbols
         blas_declarations = f"extern void {s_name}(void);\nextern void {d_name}(void);"
         sgemm, dgemm = f"(void *)&{s_name}", f"(void *)&{d_name}"
         setter = _blas_thread_setter(gemm.path)
-        if setter and any(p.shared_convs for p in planned):
-            # each pool thread then runs its images' small GEMMs itself (graph_entry.py)
+        if setter:
             blas_declarations += f"\nextern void {setter}(int64_t);"
-            single = f"        {setter}(1);"
+            # a convolution whose images the pool shares runs one small GEMM per image on
+            # each thread: OpenBLAS then stays on one thread (as in graph_entry.py)
+            shared = any(p.shared_convs for p in planned)
+            blas_threads = f"{setter}({'1' if shared else 'threads'});"
     fields = dict(
         prefix=prefix, PREFIX=prefix.upper(), version=program.ember_version[:32],
         source=os.path.basename(path), library=os.path.basename(output),
@@ -258,7 +260,7 @@ def compile_library(path: str, output: str, *, sizes: list | None = None,
         has_pool=int(has_pool),
         entry_declarations="\n".join(f"void {n}(void **argv, int64_t threads);"
                                      for n in entry_names),
-        blas_declarations=blas_declarations, blas_single_thread=single,
+        blas_declarations=blas_declarations, blas_threads=blas_threads,
         sgemm=sgemm, dgemm=dgemm,
         input_names=_c_strings(names_in), output_names=_c_strings(names_out),
         input_dtypes=_c_strings(dtypes_in), output_dtypes=_c_strings(dtypes_out),

@@ -61,8 +61,10 @@ int ${prefix}_run_entry(${prefix}_t *model, int entry, const void *const *inputs
 /* This thread's last error message ("" when none). */
 const char *${prefix}_last_error(void);
 
-/* Threads an entry's parallel loops use (default 1); returns the number in use, which is 1
- * where the graph has no parallel loop. Its worker threads stop when the program exits. */
+/* Threads an entry's parallel loops and its GEMMs (OpenBLAS) use: 1 by default (the first
+ * open sets OpenBLAS to one thread unless this was called before), so that many callers
+ * each get a core. Returns the threads the parallel loops use: 1 where the graph has none.
+ * The worker threads stop when the program exits. */
 int ${prefix}_set_threads(int threads);
 
 int ${prefix}_input_count(void);
@@ -171,6 +173,7 @@ struct ${prefix}_model {
 };
 
 static __thread char last_error[1024];
+static void default_threads(void);
 
 static int fail(int code, const char *format, ...) {
     va_list args;
@@ -278,6 +281,8 @@ int ${prefix}_open(const char *path, ${prefix}_t **model) {
     m->map_bytes = FILE_BYTES;
     m->data = m->map + 8 + HEADER_BYTES;
     pthread_mutex_init(&m->lock, NULL);
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, default_threads);
     *model = m;
     return ${PREFIX}_OK;
 }
@@ -322,26 +327,37 @@ static void give_arena(${prefix}_t *m, void *arena) {
 /* -- threads --------------------------------------------------------------------------------- */
 
 static int pool_threads = 1;
+static int threads_set = 0;
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* OpenBLAS on the library's threads: one unless set_threads says more (its default, every
+ * core, makes each small product of a batch-1 call wake threads that other callers need) */
+static void set_blas_threads(int64_t threads) { ${blas_threads} }
+
+static void default_threads(void) {
+    pthread_mutex_lock(&pool_lock);
+    if (!threads_set) set_blas_threads(1);
+    threads_set = 1;
+    pthread_mutex_unlock(&pool_lock);
+}
 
 int ${prefix}_set_threads(int threads) {
     if (threads < 1)
         return fail(${PREFIX}_ERR_ARGUMENT, "${prefix}_set_threads: threads must be >= 1, got %d",
                     threads), -1;
-#if HAS_POOL
     pthread_mutex_lock(&pool_lock);
+    threads_set = 1;
+#if HAS_POOL
     static int64_t workers = -1;
-    if (workers < 0 && threads > 1) {
-        workers = ember_pool_start(threads - 1);
-${blas_single_thread}
-    }
+    if (workers < 0 && threads > 1) workers = ember_pool_start(threads - 1);
     int most = workers < 0 ? 1 : (int)workers + 1;
     pool_threads = threads < most ? threads : most;
-    int result = pool_threads;
+#endif
+    set_blas_threads(threads);
     pthread_mutex_unlock(&pool_lock);
-    return result;
+#if HAS_POOL
+    return pool_threads;
 #else
-    (void)pool_lock;
     return 1;
 #endif
 }
