@@ -1,7 +1,7 @@
 /* Run a graph file through the C library ember compiled from it, without Python.
  *
  *   python -m ember.runtime compile digits.ember -o libmodel.so --sizes batch=1
- *   cc -O2 -I. -o run_model examples/c/run_model.c -L. -lmodel -Wl,-rpath,'$ORIGIN'
+ *   cc -O2 -I. -o run_model examples/c/run_model.c -L. -lmodel -lm -Wl,-rpath,'$ORIGIN'
  *   ./run_model digits.ember [input0.bin ...] [--entry E] [--threads T] [--bench N]
  *
  * Each input is read from a raw file of its dtype and shape (numpy's `x.tofile(path)`), or,
