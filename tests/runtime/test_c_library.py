@@ -285,3 +285,8 @@ def test_unsupported_graph_is_refused_by_name(tmp_path):
     ember.export(lambda x: ember.sort(x, dim=1)[0], ember.randn(2, 5), path)
     with pytest.raises(LibraryError, match="cannot be compiled to a library: no native form"):
         compile_library(path, str(tmp_path / "libsort.so"))
+
+
+def test_export_native_takes_a_bool_or_a_path(tmp_path):
+    with pytest.raises(ValueError, match="native must be True, False or the library's path"):
+        ember.export(_cnn(0), ember.randn(1, 1, 8, 8), str(tmp_path / "m.ember"), native=3)
