@@ -7,8 +7,10 @@ onnxruntime on the digits CNN (examples/models.py).
 make the first call at batch 1 (target: load + first call under 0.5 s). (2) The median latency
 of one call at batch 1 and the throughput at batch 256 of the loaded Program, of PyTorch eager
 (same weights, copied through numpy; torch.no_grad, eval mode) and of onnxruntime on the same
-model exported by ember.onnx (when onnx and onnxruntime are installed). Target: ember's batch-1
-latency below PyTorch eager's.
+model exported by ember.onnx (when onnx and onnxruntime are installed), and of the .ember
+compiled to a C library (python -m ember.runtime compile, runtime/library.py) called from C by
+examples/c/run_model.c (where a C compiler exists). Target: ember's batch-1 latency below
+PyTorch eager's.
 
 Each framework is timed in a process of its own, started by this one: loaded together, torch's
 OpenMP threads and numpy's OpenBLAS threads slow each other down (see benchmarks/train.py).
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -134,6 +137,35 @@ def _child(framework: str, folder: str, repeats: int):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _c_library(folder: str, repeats: int):
+    """The .ember compiled to a C library (one entry per batch size), timed from C by
+    examples/c/run_model.c --bench: {"version", "times"} as a child gives, or None without a
+    C compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    path = os.path.join(folder, "digits.ember")
+    library = os.path.join(folder, "libmodel.so")
+    sizes = [arg for b in BATCHES for arg in ("--sizes", f"batch={b}")]
+    subprocess.run([sys.executable, "-m", "ember.runtime", "compile", path, "-o", library,
+                    *sizes], check=True, capture_output=True)
+    program = os.path.join(folder, "run_model")
+    subprocess.run([cc, "-O2", f"-I{folder}", "-o", program,
+                    os.path.join(HERE, "..", "examples", "c", "run_model.c"), library, "-lm",
+                    f"-Wl,-rpath,{folder}"], check=True, capture_output=True)
+    times, outputs = {}, {}
+    for entry, batch in enumerate(BATCHES):
+        x = os.path.join(folder, f"x{batch}.bin")
+        _inputs(batch).tofile(x)
+        count = repeats if batch == 1 else max(repeats // 20, 5)
+        lines = subprocess.run([program, path, x, "--entry", str(entry), "--bench", str(count)],
+                               check=True, capture_output=True, text=True).stdout.splitlines()
+        outputs[str(batch)] = np.array(lines[1].split(), np.float32).reshape(batch, -1)
+        times[str(batch)] = float(lines[2].split("median ")[1].split()[0]) * 1e-6
+    np.savez(os.path.join(folder, "out-C library.npz"), **outputs)
+    return {"version": "examples/c/run_model.c", "times": times}
+
+
 def _export(folder: str) -> bool:
     """The trained-size digits CNN (random weights) as .ember, .onnx and weights.npz; whether
     the .onnx was written."""
@@ -184,6 +216,7 @@ def main() -> None:
         results = {"ember": _child("ember", folder, repeats)}
         results["torch"] = _child("torch", folder, repeats)
         results["onnxruntime"] = _child("onnxruntime", folder, repeats) if has_onnx else None
+        results["C library"] = _c_library(folder, repeats)
         reference = np.load(os.path.join(folder, "out-ember.npz"))
         differences = {}
         for name, result in results.items():
@@ -208,7 +241,7 @@ def main() -> None:
     print(f"{'':14s} {'batch 1 latency':>16s} {'batch 256 throughput':>22s} {'max |diff|':>12s}")
     for name, result in results.items():
         if result is None:
-            print(f"{name:14s} {'not installed':>16s}")
+            print(f"{name:14s} {'not installed' if name != 'C library' else 'no C compiler':>16s}")
             continue
         latency, big = result["times"]["1"], result["times"]["256"]
         print(

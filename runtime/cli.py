@@ -1,7 +1,9 @@
-"""The command line of the runtime: `python -m ember.runtime info|run FILE ...` (and ember-run).
+"""The command line of the runtime: `python -m ember.runtime info|run|compile FILE ...` (and
+ember-run).
 
 info prints a graph file's signature, ops, sizes and versions; run loads the inputs from .npy
-files, runs the file and saves the outputs to an .npz file (or prints their shapes).
+files, runs the file and saves the outputs to an .npz file (or prints their shapes); compile
+writes a shared library with a C ABI and its header (runtime/library.py).
 """
 
 from __future__ import annotations
@@ -104,10 +106,29 @@ def main(argv: list | None = None) -> int:
     run_parser.add_argument("--output", metavar="OUT.npz")
     run_parser.add_argument("--seed", type=int, help="the seed of a graph that draws random "
                             "numbers (exported with seed_input=True)")
+    compile_parser = commands.add_parser(
+        "compile", help="compile a graph file to a shared library with a C ABI (and header)")
+    compile_parser.add_argument("file")
+    compile_parser.add_argument("-o", "--output", required=True, metavar="LIBMODEL.so")
+    compile_parser.add_argument("--sizes", action="append", default=[],
+                                metavar="SYMBOL=N[,SYMBOL=N]",
+                                help="the sizes of one entry (repeat for more), for a graph "
+                                "with symbolic sizes")
+    compile_parser.add_argument("--prefix", default="model",
+                                help="prefix of the C functions and header (default: model)")
+    compile_parser.add_argument("--header", metavar="PATH.h",
+                                help="where the header goes (default: PREFIX.h beside the "
+                                "library)")
     options = parser.parse_args(argv)
     try:
         if options.command == "info":
             print(info(options.file))
+        elif options.command == "compile":
+            from .library import compile_library, describe, parse_sizes
+
+            print(describe(compile_library(options.file, options.output,
+                                           sizes=parse_sizes(options.sizes),
+                                           prefix=options.prefix, header=options.header)))
         else:
             print(run(options.file, options.input, options.output, options.seed))
     except (EmberError, OSError, ValueError) as exc:

@@ -63,6 +63,8 @@ class ExportResult:
     ops: list
     max_difference: float | None
     size: int
+    # with native=: what ember.runtime.library.compile_library wrote (runtime/library.py)
+    library: object = None
 
 
 class _ExportTrace(Trace):
@@ -453,6 +455,8 @@ def export(
     training: bool = False,
     seed_input: bool = False,
     source_paths: str = "relative",
+    native: bool | str = False,
+    native_sizes: list | None = None,
 ) -> ExportResult:
     """Export fn_or_module, as called on example_inputs (a tensor or a tuple of arguments), to
     the graph file `path`. A module runs in eval mode unless training=True (its mode is
@@ -464,7 +468,15 @@ def export(
     the numbers eager draws after ember.manual_seed(seed).
 
     source_paths: how the file names the user's source files ("relative", the default,
-    "absolute" or "strip"; see the module's docstring)."""
+    "absolute" or "strip"; see the module's docstring).
+
+    native: also compile the file to a shared library with a C ABI and its header
+    (runtime/library.py): True writes lib<name>.so beside the file, a str names the library.
+    A graph with symbolic sizes gets one entry per {symbol: size} of native_sizes (default:
+    the example's sizes). The library reads its weights from the file."""
+    if not isinstance(native, (bool, str, os.PathLike)):
+        raise value_error(f"export: native must be True, False or the library's path, "
+                          f"got {native!r}")
     if source_paths not in SOURCE_PATHS:
         raise value_error(
             f"export: source_paths must be one of {', '.join(map(repr, SOURCE_PATHS))}, "
@@ -526,7 +538,27 @@ def export(
                 expected = None  # the function itself does not take the other size
             if expected is not None:
                 difference = max(difference, _compare(program, grown, expected))
-    return ExportResult(path, signature, ops, difference, os.path.getsize(path))
+    library = None
+    if native:
+        from ..runtime.library import compile_library
+
+        stem = os.path.splitext(os.path.basename(path))[0]
+        target = (os.path.join(os.path.dirname(path), f"lib{stem}.so") if native is True
+                  else native)
+        if native_sizes is None and symbols:
+            native_sizes = [_example_sizes(signature, args)]
+        library = compile_library(path, str(target), sizes=native_sizes)
+    return ExportResult(path, signature, ops, difference, os.path.getsize(path), library)
+
+
+def _example_sizes(signature: dict, args) -> dict:
+    """{symbol: size} as the example inputs give them."""
+    sizes = {}
+    for spec, leaf in zip(signature["inputs"], flatten(args)[0]):
+        for dim, size in zip(spec["shape"], leaf.shape):
+            if isinstance(dim, str):
+                sizes.setdefault(dim, int(size))
+    return sizes
 
 
 def _signature(graph, input_structure, out_spec) -> dict:

@@ -123,3 +123,31 @@ class ObjectLibrary:
         if fn is None:
             fn = self._functions[key] = signature(self.address(name))
         return fn
+
+
+@functools.cache
+def _shared_target_machine():
+    """A target machine for position-independent object code (a shared library's), for the
+    host CPU as the JIT's is."""
+    binding = llvm()
+    target = binding.Target.from_triple(binding.get_process_triple())
+    return target.create_target_machine(
+        cpu=binding.get_host_cpu_name(),
+        features=binding.get_host_cpu_features().flatten(),
+        opt=3,
+        reloc="pic",
+        codemodel="default",
+    )
+
+
+def emit_shared_object(module_ir: str, keep: tuple = ()) -> bytes:
+    """Optimized position-independent object code for the host CPU, for a shared library:
+    every function and global the module defines, except those named in `keep`, made internal
+    first, so that the objects of several modules link together without clashes."""
+    binding = llvm()
+    module = binding.parse_assembly(module_ir)
+    for item in [*module.functions, *module.global_variables]:
+        if not item.is_declaration and item.name not in keep:
+            item.linkage = "internal"
+    with _lock:
+        return _shared_target_machine().emit_object(optimize(str(module)))
