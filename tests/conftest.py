@@ -25,9 +25,28 @@ def pytest_configure(config):
     compiled.CompiledProgram.__init__ = recording_init
 
 
+_TORCH_MODULES: dict = {}  # test file -> whether it compares against PyTorch
+
+
+def _compares_with_torch(path) -> bool:
+    """Whether a test file skips without PyTorch (importorskip("torch")): its tests are
+    oracle tests, which CI runs again once torch is installed (`pytest -m oracle`)."""
+    known = _TORCH_MODULES.get(path)
+    if known is None:
+        try:
+            text = open(path, encoding="utf-8").read()
+        except OSError:
+            text = ""
+        known = _TORCH_MODULES[path] = 'importorskip("torch")' in text
+    return known
+
+
 def pytest_collection_modifyitems(config, items):
     import ember
 
+    for item in items:
+        if "oracle" not in item.keywords and _compares_with_torch(str(item.path)):
+            item.add_marker(pytest.mark.oracle)
     if ember.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="no CUDA device (cupy missing or no GPU)")
