@@ -50,16 +50,18 @@ def _py_number(x):
     return x.item() if isinstance(x, np.generic) else x
 
 
-# Elementwise and reduction calls on CPU tensors (and Python numbers) whose type rule, casts
-# and kernel were once seen to need nothing but the kernel: (op, each input's dtype or number
-# class, the shapes (for elementwise ops, only where they differ), the attrs) -> (output
-# dtype, the dtype numbers are cast to or None, differentiable). A type rule answers from
-# those alone (pow's, which reads a number's value, is declared reads_numbers and never
-# planned), so its answer is reused; every other call takes the general way.
+# Elementwise, reduction and extern (matmul, linear, conv, pooling) calls on CPU tensors (and
+# Python numbers) whose type rule, casts and kernel were once seen to need nothing but the
+# kernel: (op, each input's dtype or number class, the shapes (for elementwise ops, only
+# where they differ), the attrs) -> (output dtype, the dtype numbers are cast to or None,
+# differentiable). A type rule answers from those alone (pow's, which reads a number's value,
+# is declared reads_numbers and never planned), so its answer is reused; every other call
+# takes the general way.
 _PLANS: dict = {}
 _MAX_PLANS = 8192
 _PYTHON_NUMBERS = (float, int, bool)
-_PLANNED_KINDS = {"elementwise": False, "reduction": True}  # kind -> shapes always keyed
+# kind -> whether its plans are keyed by the shapes always
+_PLANNED_KINDS = {"elementwise": False, "reduction": True, "extern": True}
 _PLANNABLE = {}  # op -> whether its key holds the shapes always (filled as plans are made)
 
 

@@ -135,3 +135,31 @@ def test_planned_reductions_equal_the_general_way(name, monkeypatch):
                     np.testing.assert_array_equal(again[2], first[2])
                 else:
                     assert again[2] == first[2]
+
+
+def test_planned_extern_calls_equal_the_general_way(monkeypatch):
+    """matmul, linear, conv2d and pooling are planned per shapes and attrs: a planned call
+    gives the general way's values and gradients, and shapes that do not fit still fail."""
+    F = ember.nn.functional
+    monkeypatch.setattr(dispatch_module, "_PLANS", {})
+    rng = np.random.default_rng(3)
+
+    def t(*shape, grad=False):
+        return ember.tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=grad)
+
+    x, w, b = t(4, 5, grad=True), t(3, 5, grad=True), t(3)
+    image, kernel = t(2, 3, 8, 8, grad=True), t(4, 3, 3, 3)
+    calls = [lambda: x @ w.t(), lambda: F.linear(x, w, b), lambda: F.conv2d(image, kernel),
+             lambda: F.max_pool2d(image, 2), lambda: F.avg_pool2d(image, 2, 1)]
+    for call in calls:
+        results = []
+        for _ in range(2):
+            out = call()
+            (grad,) = ember.autograd.grad(out.sum(), [image if out.ndim == 4 else x])
+            results.append((out.detach().numpy(), grad.numpy()))
+        (a, ga), (b2, gb) = results
+        np.testing.assert_array_equal(a, b2)
+        np.testing.assert_array_equal(ga, gb)
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="cannot be multiplied|shapes"):
+            x @ w
