@@ -112,6 +112,82 @@ def _onnxruntime_call(folder: str):
 
 _CHILDREN = {"ember": _ember_call, "torch": _torch_call, "onnxruntime": _onnxruntime_call}
 
+# the GPT forward: 4 layers, 128 wide, 4 heads, sequence 64, batch 1 (examples/models.py gpt)
+GPT_SIZES = dict(vocab_size=512, context=64, d_model=128, heads=4, layers=4)
+
+
+def _tokens() -> np.ndarray:
+    return np.random.default_rng(64).integers(0, GPT_SIZES["vocab_size"], (1, 64))
+
+
+def _export_gpt(folder: str) -> bool:
+    """The GPT (random weights) as gpt.ember and gpt.onnx; whether the .onnx was written."""
+    import ember
+    from models import gpt
+
+    ember.manual_seed(0)
+    model = gpt(ember, **GPT_SIZES).eval()
+    example = ember.tensor(_tokens())
+    ember.export(model, example, os.path.join(folder, "gpt.ember"))
+    try:
+        ember.onnx.export(model, example, os.path.join(folder, "gpt.onnx"))
+    except ember.EmberError as exc:
+        if "needs the onnx package" not in str(exc):
+            raise
+        return False
+    return True
+
+
+def _measure_gpt(framework: str, folder: str, repeats: int) -> None:
+    """In a child process: the median latency of the GPT forward at batch 1, as JSON."""
+    x = _tokens()
+    if framework == "ember":
+        import ember.runtime
+        from ember.runtime.graph_entry import NativeGraph
+
+        program = ember.runtime.load(os.path.join(folder, "gpt.ember"))
+        call, version = program, ember.__version__
+        native = isinstance(getattr(program, "_program", None), NativeGraph)
+        execution = "one native entry" if native else "step by step"
+    else:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(os.path.join(folder, "gpt.onnx"),
+                                               providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        call, version = (lambda t: session.run(None, {name: t})[0]), onnxruntime.__version__
+        execution = ""
+    out = np.asarray(call(x))
+    for _ in range(10):
+        call(x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call(x)
+        times.append(time.perf_counter() - start)
+    np.save(os.path.join(folder, f"gpt-{framework}.npy"), out)
+    print(json.dumps({"version": version, "median": statistics.median(times),
+                      "execution": execution}))
+
+
+def _gpt_rows(folder: str, repeats: int) -> list:
+    """[(framework, median seconds, max |diff| from ember)] of the GPT forward."""
+    has_onnx = _export_gpt(folder)
+    rows = []
+    for framework in ("ember", "onnxruntime") if has_onnx else ("ember",):
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child-gpt",
+                               framework, folder, str(repeats)], capture_output=True, text=True,
+                              check=False)
+        if proc.returncode != 0:
+            if "No module named" in proc.stderr and framework != "ember":
+                continue
+            raise SystemExit(f"gpt {framework} run failed:\n{proc.stderr}")
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        out = np.load(os.path.join(folder, f"gpt-{framework}.npy"))
+        reference = np.load(os.path.join(folder, "gpt-ember.npy"))
+        rows.append((framework, result, float(np.abs(out - reference).max())))
+    return rows
+
 
 def _measure(framework: str, folder: str, repeats: int) -> None:
     """In a child process: time one framework, save its outputs, print JSON."""
@@ -204,10 +280,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer timed calls")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--child-gpt", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         framework, folder, repeats = args.child
         _measure(framework, folder, int(repeats))
+        return
+    if args.child_gpt:
+        framework, folder, repeats = args.child_gpt
+        _measure_gpt(framework, folder, int(repeats))
         return
     repeats = 100 if args.quick else 500
     with tempfile.TemporaryDirectory() as folder:
@@ -217,6 +298,7 @@ def main() -> None:
         results["torch"] = _child("torch", folder, repeats)
         results["onnxruntime"] = _child("onnxruntime", folder, repeats) if has_onnx else None
         results["C library"] = _c_library(folder, repeats)
+        gpt_rows = _gpt_rows(folder, max(repeats // 5, 20))
         reference = np.load(os.path.join(folder, "out-ember.npz"))
         differences = {}
         for name, result in results.items():
@@ -254,6 +336,16 @@ def main() -> None:
             f"\nbatch-1 latency: ember {ours * 1e6:.1f} us vs PyTorch eager {theirs * 1e6:.1f} us "
             f"(target: below PyTorch's: {verdict})"
         )
+    sizes = ", ".join(f"{k} {v}" for k, v in GPT_SIZES.items())
+    print(f"\ngpt_forward (examples/models.py gpt: {sizes}; batch 1, sequence 64)")
+    for name, result, difference in gpt_rows:
+        how = f" ({result['execution']})" if result["execution"] else ""
+        print(f"{name:14s} {result['median'] * 1e6:13.1f} us {difference:12.2e}{how}")
+    if len(gpt_rows) == 2:
+        ours, theirs = gpt_rows[0][1]["median"], gpt_rows[1][1]["median"]
+        verdict = "ok" if ours <= theirs else "MISSES"
+        print(f"gpt_forward: ember {ours * 1e6:.1f} us vs onnxruntime {theirs * 1e6:.1f} us "
+              f"(target: at most onnxruntime's: {verdict})")
 
 
 if __name__ == "__main__":

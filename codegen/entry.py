@@ -1,12 +1,12 @@
 """The plan of a whole graph as one native function: every step, in order, over pointers.
 
 A graph whose steps are all fused kernels or extern ops that native code can run (GEMMs,
-convolutions, pooling; views of contiguous values are no work at all) becomes one function
-`entry(argv, threads)`. `argv` holds pointers: the graph's inputs, its outputs, its constants,
-the arena that holds every intermediate, then the BLAS functions. A `Ref` is a byte offset from
-one of those pointers; the runtime decides them (runtime/graph_entry.py), a backend emits the
-calls (codegen/llvm/entry.py). Sizes are all static: a graph with symbolic sizes is planned
-once per set of sizes.
+convolutions, pooling, attention, row gathers; views are read in place or copied once) becomes
+one function `status = entry(argv, threads)`. `argv` holds pointers: the graph's inputs, its
+outputs, its constants, the arena that holds every intermediate, then the BLAS functions. A
+`Ref` is a byte offset from one of those pointers; the runtime decides them
+(runtime/graph_entry.py), a backend emits the calls (codegen/llvm/entry.py). Sizes are all
+static: a graph with symbolic sizes is planned once per set of sizes.
 """
 
 from __future__ import annotations
@@ -115,8 +115,76 @@ class PoolCall:
 
 
 @dataclass(frozen=True)
+class CopyCall:
+    """dst (contiguous, row-major over `shape`) = the strided elements of src: element
+    (i0, i1, ...) at src + sum(i_d * strides[d]) elements (strides may be 0 or negative).
+    Materializes a view that a step needs contiguous."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    src: Ref
+    dst: Ref
+
+
+@dataclass(frozen=True)
+class GatherCall:
+    """index_select: out[o, i, :] = table[o, index[i], :] over a table viewed as
+    (outer, rows, inner) elements of `itemsize` bytes, `count` indices of `index_dtype`. An
+    index outside [0, rows) stops the entry: it stores the index at the plan's error word and
+    returns `error` (1 + the position of the call's message in EntryPlan.errors)."""
+
+    itemsize: int
+    outer: int
+    rows: int
+    inner: int
+    count: int
+    index_dtype: str  # "int64" | "int32"
+    table: Ref
+    index: Ref
+    out: Ref
+    error: int
+
+
+@dataclass(frozen=True)
+class Strided:
+    """An operand read in place: batch index b (row-major over `batch`) at ref +
+    sum(b_d * batch_strides[d]) elements, its (rows, cols) matrix with row stride `ld` and
+    contiguous columns."""
+
+    ref: Ref
+    batch_strides: tuple[int, ...]
+    ld: int
+
+
+@dataclass(frozen=True)
+class AttentionCall:
+    """out[b] = softmax(q[b] @ k[b]^T * scale (causal: key j > query i masked)) @ v[b], and
+    lse[b] = each query row's logsumexp, for b over `batch`: per b, one GEMM of scores into
+    an (l, s) scratch, a softmax per row, one GEMM into out. q (l, e), k (s, e), v (s, ev)
+    are read in place (Strided); out (batch, l, ev) and lse (batch, l) are contiguous.
+    `scratch` None: the batch is shared with the pool, each chunk's scores on its stack."""
+
+    dtype: str
+    batch: tuple[int, ...]
+    l: int  # noqa: E741
+    s: int
+    e: int
+    ev: int
+    scale: float
+    causal: bool
+    q: Strided
+    k: Strided
+    v: Strided
+    out: Ref
+    lse: Ref | None
+    scratch: Ref | None
+
+
+@dataclass(frozen=True)
 class EntryPlan:
-    """What the entry runs, in order, and where argv's parts start."""
+    """What the entry runs, in order, and where argv's parts start. The entry returns 0, or
+    k + 1 when the call of errors[k] stopped it (the offending value at `error_word`)."""
 
     name: str
     calls: tuple
@@ -124,3 +192,5 @@ class EntryPlan:
     sgemm_arg: int
     dgemm_arg: int
     blas_int_bits: int
+    errors: tuple = ()  # messages, each with an {index} to fill in
+    error_word: Ref | None = None

@@ -76,3 +76,56 @@ def char_transformer(
             return self.head(self.norm(h))
 
     return CharTransformer()
+
+
+def gpt(fw, vocab_size: int = 512, context: int = 64, d_model: int = 128, heads: int = 4,
+        layers: int = 4):
+    """nanoGPT's forward (benchmarks/training_steps.py's gpt, without the loss): token and
+    position embeddings, pre-norm blocks of causal attention (one fused QKV projection) and a
+    GELU MLP, a final norm and the head; the logits of every position."""
+    nn = fw.nn
+    F = nn.functional
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.qkv = nn.Linear(d_model, 3 * d_model)
+            self.proj = nn.Linear(d_model, d_model)
+
+        def forward(self, x):
+            b, t, c = x.shape
+            q, k, v = self.qkv(x).split(d_model, dim=2)
+            q, k, v = (z.view(b, t, heads, c // heads).transpose(1, 2) for z in (q, k, v))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.proj(y.transpose(1, 2).reshape(b, t, c))
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1 = nn.LayerNorm(d_model)
+            self.attn = Attention()
+            self.ln_2 = nn.LayerNorm(d_model)
+            self.fc = nn.Linear(d_model, 4 * d_model)
+            self.out = nn.Linear(4 * d_model, d_model)
+
+        def forward(self, x):
+            x = x + self.attn(self.ln_1(x))
+            return x + self.out(F.gelu(self.fc(self.ln_2(x))))
+
+    class GPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.token = nn.Embedding(vocab_size, d_model)
+            self.position = nn.Embedding(context, d_model)
+            self.blocks = nn.ModuleList([Block() for _ in range(layers)])
+            self.ln_f = nn.LayerNorm(d_model)
+            self.head = nn.Linear(d_model, vocab_size, bias=False)
+
+        def forward(self, idx):
+            positions = fw.arange(idx.shape[1], device=idx.device)
+            x = self.token(idx) + self.position(positions)
+            for block in self.blocks:
+                x = block(x)
+            return self.head(self.ln_f(x))
+
+    return GPT()

@@ -22,14 +22,28 @@ import math
 import os
 import time
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
 from .._log import log
-from ..codegen.entry import BiasCall, ConvCall, EntryPlan, GemmCall, KernelCall, PoolCall, Ref
+from ..codegen.entry import (
+    AttentionCall,
+    BiasCall,
+    ConvCall,
+    CopyCall,
+    EntryPlan,
+    GatherCall,
+    GemmCall,
+    KernelCall,
+    PoolCall,
+    Ref,
+    Strided,
+)
 from ..codegen.llvm.cache import default_cache
 from ..codegen.llvm.emit import symbol
-from ..errors import EmberError
+from ..codegen.llvm.entry import SHARED_ITEMS_MIN, STACK_COLUMNS_MAX, shares_items
+from ..errors import EmberError, index_error
 from ..ir.graph import Graph
 from . import blas
 from .compiled import CompiledProgram, _safe, build_program, native_enabled
@@ -39,9 +53,49 @@ from .native import data_pointer, load_pool
 from .threads import before_blas, blas_single_threaded
 
 ALIGN = 64  # bytes: every arena value starts on a cache line
-# views whose result, of a contiguous source, is the source's own bytes
-CONTIGUOUS_VIEWS = frozenset({"reshape", "view", "squeeze", "unsqueeze"})
+# views: each value is its root's bytes at an offset with strides (a _Layout), read in place
+# by the calls that take strides and copied once (CopyCall) for the others
+VIEWS = frozenset({"reshape", "view", "squeeze", "unsqueeze", "permute", "expand", "slice"})
 FLOATS = ("float32", "float64")
+# ops whose values need no float type: they move bytes
+BYTE_OPS = frozenset({"index_select"})
+
+
+class _Layout(NamedTuple):
+    """A view's elements: at root's bytes + offset elements, element i at sum(i_d * strides[d])
+    further (strides in elements; 0 for a broadcast dim)."""
+
+    root: int
+    offset: int
+    shape: tuple
+    strides: tuple
+
+    @property
+    def contiguous(self) -> bool:
+        return all(n == 1 or s == c for n, s, c in
+                   zip(self.shape, self.strides, _contiguous_strides(self.shape)))
+
+
+def _contiguous_strides(shape) -> tuple:
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
+
+
+def _collapse(shape, strides) -> tuple[tuple, tuple]:
+    """The same elements in the same order over fewer dims: size-1 dims dropped, a dim merged
+    into the one before it where that one's stride is its stride times its size."""
+    dims = [(n, s) for n, s in zip(shape, strides) if n != 1] or [(1, 1)]
+    merged = [dims[0]]
+    for n, st in dims[1:]:
+        pn, ps = merged[-1]
+        if ps == st * n:
+            merged[-1] = (pn * n, st)
+        else:
+            merged.append((n, st))
+    return tuple(n for n, _ in merged), tuple(s for _, s in merged)
 
 
 class Unsupported(Exception):
@@ -71,13 +125,16 @@ class NativeGraph(CompiledProgram):
             if kind != "eager":
                 continue
             op = node.op
-            if op not in EXTERN and not (op in CONTIGUOUS_VIEWS and node.schema.view):
+            if op not in EXTERN and not (op in VIEWS and node.schema.view):
                 raise Unsupported(f"no native form of {op}")
             if any(arg.slot is not None and arg.extra is not None for arg in step.args):
                 raise Unsupported(f"{op} casts its inputs")
             types = [x.type for x in node.inputs if hasattr(x, "type")]
             types += [v.type for v in node.outputs]
-            if op not in CONTIGUOUS_VIEWS:
+            if op in VIEWS:
+                if node.outputs[0].type.dtype != node.inputs[0].type.dtype:
+                    raise Unsupported(f"{op} changes the dtype")
+            elif op not in BYTE_OPS:
                 dtypes = {t.dtype.name for t in types}
                 if len(dtypes) != 1 or not dtypes <= set(FLOATS):
                     raise Unsupported(f"{op} on {sorted(dtypes)} (float32 or float64 only)")
@@ -88,10 +145,47 @@ class NativeGraph(CompiledProgram):
                                      for k, _, n in self.steps):
             raise Unsupported("no BLAS GEMM found in this process (runtime/blas.py)")
 
+    def _plan_layouts(self) -> None:
+        """Each view's _Layout over its root (a value that is no view), found by running the
+        view's own eager kernel on a numpy array with the root's strides over a probe buffer:
+        a result inside the buffer is a view (self.views), one outside it was a copy (the view
+        becomes a root that a CopyCall fills: self.copies)."""
+        self.views: dict[int, _Layout] = {}
+        self.copies: dict[int, _Layout] = {}
+        probes: dict[int, np.ndarray] = {}
+        for kind, step, node in self.steps:
+            if kind != "eager" or node.op not in VIEWS:
+                continue
+            source = step.args[0].slot
+            if source is None or any(a.slot is not None for a in step.args[1:]):
+                raise Unsupported(f"{node.op} of a tensor argument")
+            t = self.types[source]
+            layout = self.views.get(source) or _Layout(source, 0, tuple(t.shape),
+                                                       _contiguous_strides(t.shape))
+            root_type = self.types[layout.root]
+            dtype = np.dtype(root_type.dtype.np)
+            buffer = probes.get(layout.root)
+            if buffer is None:
+                buffer = probes[layout.root] = np.empty(max(math.prod(root_type.shape), 1),
+                                                        dtype)
+            probe = np.lib.stride_tricks.as_strided(
+                buffer[layout.offset:], layout.shape, [s * dtype.itemsize for s in layout.strides])
+            result = step.kernel(np, probe, *(a.extra for a in step.args[1:]), **step.attrs)
+            out = step.outs[0].slot
+            shape = tuple(node.outputs[0].type.shape)
+            if isinstance(result, np.ndarray) and result.shape == shape and _inside(result,
+                                                                                    buffer):
+                start = result.__array_interface__["data"][0] - buffer.ctypes.data
+                self.views[out] = _Layout(layout.root, start // dtype.itemsize, shape,
+                                          tuple(s // dtype.itemsize for s in result.strides))
+            else:
+                self.copies[out] = layout  # a reshape numpy copies: the source's elements
+
     def _plan_arena(self, build) -> None:
         """Place every value: inputs, outputs and constants at their own argv pointers,
-        views at their source's bytes, each intermediate (and each step's scratch) at an
-        arena offset shared with values whose lifetimes do not overlap."""
+        views at their root's bytes (or copied where a step needs them contiguous), each
+        intermediate (and each step's scratch) at an arena offset shared with values whose
+        lifetimes do not overlap."""
         graph = self.graph
         slots = build.slots
         self.n_buffers = 0
@@ -102,23 +196,40 @@ class NativeGraph(CompiledProgram):
             for out, value in zip(outs, values):
                 types[out.slot] = value.type
         self.types = types
-        alias = {}
-        for kind, step, node in self.steps:
-            if kind == "eager" and node.op in CONTIGUOUS_VIEWS:
-                alias[step.outs[0].slot] = step.args[0].slot
-
-        def root(slot):
-            while slot in alias:
-                slot = alias[slot]
-            return slot
-
-        self.root = root
+        self._plan_layouts()
+        views = self.views
         n_in, n_out, n_const = len(graph.inputs), len(graph.outputs), len(graph.constants)
         where: dict[int, Ref] = {}
         for i in range(n_in):
             where[i] = Ref(i)
         for k in range(n_const):
             where[n_in + k] = Ref(n_in + n_out + k)
+        # views a step reads in place where it takes strides, else copied at the view's step
+        for kind, step, node in self.steps:
+            reads = step.inputs if kind == "native" else [a.slot for a in step.args]
+            strided = STRIDED_READS.get(node.op, ()) if kind == "eager" else ()
+            for position, slot in enumerate(reads):
+                layout = views.get(slot)
+                if layout is None or (kind == "eager" and node.op in VIEWS):
+                    continue
+                if not (layout.contiguous or (position in strided and _matrix_ld(layout))):
+                    self.copies[slot] = views.pop(slot)
+        for j, slot in enumerate(self.outputs):
+            layout = views.get(slot)
+            if layout is None:
+                continue
+            whole = (layout.offset == 0 and layout.contiguous
+                     and math.prod(layout.shape) == math.prod(types[layout.root].shape))
+            if (not whole or layout.root in where
+                    or sum(views.get(s, _Layout(s, 0, (), ())).root == layout.root
+                           for s in self.outputs) > 1 or layout.root in self.outputs):
+                self.copies[slot] = views.pop(slot)
+
+        def root(slot):
+            layout = views.get(slot)
+            return slot if layout is None else layout.root
+
+        self.root = root
         output_roots = [root(s) for s in self.outputs]
         if len(set(output_roots)) != len(output_roots):
             raise Unsupported("two outputs share their data")
@@ -130,8 +241,14 @@ class NativeGraph(CompiledProgram):
         # lifetimes of the arena's values, in step positions
         born, dies, sizes = {}, {}, {}
         for position, (kind, step, node) in enumerate(self.steps):
-            reads = step.inputs if kind == "native" else [a.slot for a in step.args
-                                                          if a.slot is not None]
+            if kind == "eager" and node.op in VIEWS:
+                out = step.outs[0].slot
+                if out in views:
+                    continue  # no work: its readers keep its root alive
+                reads = [self.copies[out].root]
+            else:
+                reads = step.inputs if kind == "native" else [a.slot for a in step.args
+                                                              if a.slot is not None]
             for s in reads:
                 dies[root(s)] = position
             outs = step.outputs if kind == "native" else step.outs
@@ -153,10 +270,19 @@ class NativeGraph(CompiledProgram):
         self.scratch = {key[1]: Ref(self.arena_arg, off) for key, off in offsets.items()
                         if isinstance(key, tuple)}
         self.where = where
-        self.arena_bytes = max(total, ALIGN)
+        # the word where a failed index check leaves the index, after everything else
+        self.error_word = Ref(self.arena_arg, -(-total // ALIGN) * ALIGN)
+        self.arena_bytes = self.error_word.offset + ALIGN
+        self.errors: list[str] = []
         self.specs = [step.spec for kind, step, _ in self.steps if kind == "native"]
 
     def _scratch_bytes(self, kind, step, node) -> int:
+        if kind == "eager" and node.op == "attention":
+            batch, l, s = _attention_sizes(node)
+            size = np.dtype(node.outputs[0].type.dtype.np).itemsize
+            if math.prod(batch) >= SHARED_ITEMS_MIN and l * s * size <= STACK_COLUMNS_MAX:
+                return 0  # shared with the pool, the scores on each thread's stack
+            return l * s * size
         if kind != "eager" or node.op != "conv2d":
             return 0
         x, w = (a.type for a in node.inputs[:2])
@@ -176,24 +302,58 @@ class NativeGraph(CompiledProgram):
                 refs = [self._ref(s) for s in step.inputs]
                 refs += [self._ref(o.slot) for o in step.outputs]
                 calls.append(KernelCall(step.spec, step.parallel, tuple(refs)))
-            elif node.op not in CONTIGUOUS_VIEWS:
+            elif node.op in VIEWS:
+                out = step.outs[0].slot
+                if out in self.copies:
+                    calls.append(self._copy(self.copies[out], self.where[out]))
+            else:
                 calls += EXTERN[node.op](self, position, step, node)
         n_args = self.arena_arg + 1
         gemm = getattr(self, "gemm", None)
         self.plan = EntryPlan(
             name=f"{_safe(self.name)}_entry", calls=tuple(calls), n_args=n_args,
             sgemm_arg=n_args, dgemm_arg=n_args + 1,
-            blas_int_bits=gemm.int_bits if gemm is not None else 64)
-        self.uses_blas = any(isinstance(c, (GemmCall, ConvCall)) for c in calls)
-        # convolutions whose images the pool shares run one small GEMM per image on each
-        # thread: OpenBLAS itself then stays on one thread
-        self.shared_convs = any(isinstance(c, ConvCall) and shares_images(c) for c in calls)
+            blas_int_bits=gemm.int_bits if gemm is not None else 64,
+            errors=tuple(self.errors), error_word=self.error_word)
+        self.uses_blas = any(isinstance(c, (GemmCall, ConvCall, AttentionCall)) for c in calls)
+        # convolutions (attentions) whose images (heads) the pool shares run one small GEMM
+        # per image on each thread: OpenBLAS itself then stays on one thread
+        self.shared_convs = any((isinstance(c, ConvCall) and shares_images(c))
+                                or (isinstance(c, AttentionCall) and c.scratch is None)
+                                for c in calls)
         self.parallel = self.shared_convs or any(isinstance(c, KernelCall) and c.parallel
                                                  for c in calls)
         self.llvm_ir = emit_entry_module(self.plan)
 
     def _ref(self, slot: int) -> Ref:
-        return self.where[self.root(slot)]
+        """Where a contiguous value starts."""
+        layout = self.views.get(slot)
+        if layout is None:
+            return self.where[slot]
+        assert layout.contiguous, f"%{slot} is read in place but is not contiguous"
+        return self._at(layout)
+
+    def _at(self, layout: _Layout) -> Ref:
+        base = self.where[layout.root]
+        itemsize = np.dtype(self.types[layout.root].dtype.np).itemsize
+        return Ref(base.arg, base.offset + layout.offset * itemsize)
+
+    def _layout(self, slot: int) -> _Layout:
+        layout = self.views.get(slot)
+        if layout is None:
+            shape = tuple(self.types[slot].shape)
+            return _Layout(slot, 0, shape, _contiguous_strides(shape))
+        return layout
+
+    def _copy(self, layout: _Layout, target: Ref) -> CopyCall:
+        shape, strides = _collapse(layout.shape, layout.strides)
+        return CopyCall(self.types[layout.root].dtype.name, shape, strides, self._at(layout),
+                        target)
+
+    def error(self, message: str) -> int:
+        """The number the entry returns when the check with this message fails."""
+        self.errors.append(message)
+        return len(self.errors)
 
     def _link_entry(self, build) -> None:
         started = time.perf_counter()
@@ -202,7 +362,8 @@ class NativeGraph(CompiledProgram):
         library = default_cache().load(self.llvm_ir)
         self._library = library  # the code lives as long as the program
         self._entry = library.function(symbol(self.plan.name),
-                                       ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64))
+                                       ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p,
+                                                        ctypes.c_int64))
         self.schedule = []
         graph = self.graph
         self.input_specs = [(tuple(v.type.shape), v.type.dtype.np) for v in graph.inputs]
@@ -264,8 +425,16 @@ class NativeGraph(CompiledProgram):
             blas_single_threaded()
         elif self.uses_blas:
             before_blas()
-        self._entry(argv, native_pool.threads() if self.parallel else 1)
+        status = self._entry(argv, native_pool.threads() if self.parallel else 1)
+        if status:
+            self._raise(status)
         return outputs
+
+    def _raise(self, status: int):
+        _, arena = self._thread_state()
+        offset = self.error_word.offset
+        value = int(arena[offset:offset + 8].view(np.int64)[0])
+        raise index_error(self.plan.errors[status - 1].format(index=value))
 
     def describe(self) -> str:
         lines = [f"{self.name}: one native entry, {len(self.specs)} kernel(s), arena "
@@ -279,6 +448,13 @@ class NativeGraph(CompiledProgram):
 
 
 def _brief(call) -> str:
+    if isinstance(call, AttentionCall):
+        return (f"{call.dtype} {list(call.batch)} x ({call.l}x{call.e} @ {call.e}x{call.s}) "
+                f"{'causal ' if call.causal else ''}@ {call.s}x{call.ev}")
+    if isinstance(call, CopyCall):
+        return f"{call.dtype} {list(call.shape)} strides {list(call.strides)}"
+    if isinstance(call, GatherCall):
+        return f"{call.count} of {call.outer}x{call.rows} rows of {call.inner}"
     if isinstance(call, GemmCall):
         return f"{call.dtype} {call.batch}x({call.m}x{call.k} @ {call.k}x{call.n})"
     if isinstance(call, ConvCall):
@@ -308,6 +484,32 @@ def _place(born: dict, dies: dict, sizes: dict) -> tuple[dict, int]:
         offsets[key] = offset
         total = max(total, offset + size)
     return offsets, total
+
+
+def _inside(result: np.ndarray, buffer: np.ndarray) -> bool:
+    """Whether every element of result lies in buffer's bytes (so it is a view of it)."""
+    start = result.__array_interface__["data"][0]
+    low = start + sum(min(0, (n - 1) * s) for n, s in zip(result.shape, result.strides))
+    high = start + sum(max(0, (n - 1) * s) for n, s in zip(result.shape, result.strides))
+    base = buffer.ctypes.data
+    return base <= low and high + result.itemsize <= base + buffer.nbytes
+
+
+def _matrix_ld(layout: _Layout) -> int | None:
+    """The leading dimension of the last two dims read as a row-major matrix in place
+    (columns contiguous, rows at least a row apart), None where BLAS cannot read them."""
+    rows, cols = layout.shape[-2:]
+    row_stride, col_stride = layout.strides[-2:]
+    if cols > 1 and col_stride != 1:
+        return None
+    if rows == 1:
+        return max(cols, 1)
+    return row_stride if row_stride >= max(cols, 1) else None
+
+
+def _attention_sizes(node) -> tuple[tuple, int, int]:
+    out = node.outputs[0].type
+    return tuple(out.shape[:-2]), out.shape[-2], node.inputs[1].type.shape[-2]
 
 
 def _pointwise_conv(node) -> bool:
@@ -397,9 +599,56 @@ def _pool(kind):
     return calls
 
 
+def _index_select(program: NativeGraph, position, step, node):
+    x, index = node.inputs[0].type, node.inputs[1].type
+    dim = node.attrs["dim"]
+    if x.ndim == 0 or index.dtype.name not in ("int64", "int32"):
+        raise Unsupported(f"index_select of {x} by {index}")
+    dim = dim % x.ndim
+    if node.outputs[0].type.dtype != x.dtype:
+        raise Unsupported(f"index_select of {x} to {node.outputs[0].type}")
+    size = x.shape[dim]
+    error = program.error(f"index_select(): index {{index}} is out of range for dimension "
+                          f"{node.attrs['dim']} with size {size}")
+    return [GatherCall(np.dtype(x.dtype.np).itemsize, math.prod(x.shape[:dim]), size,
+                       math.prod(x.shape[dim + 1:]), math.prod(index.shape), index.dtype.name,
+                       program._ref(step.args[0].slot), program._ref(step.args[1].slot),
+                       program._ref(step.outs[0].slot), error)]
+
+
+def _attention(program: NativeGraph, position, step, node):
+    a = node.attrs
+    if a["mask"] or a["dropout_p"] or len(node.inputs) != 3:
+        raise Unsupported("attention with a mask or dropout")
+    q, k, v = (x.type for x in node.inputs)
+    batch, l, s = _attention_sizes(node)
+    e, ev = q.shape[-1], v.shape[-1]
+
+    def operand(arg) -> Strided:
+        layout = program._layout(arg.slot)
+        # the batch dims aligned to the output's, broadcast dims read with stride 0
+        strides = [0] * len(batch)
+        own = layout.shape[:-2]
+        for d in range(1, len(own) + 1):
+            if own[-d] != 1:
+                strides[-d] = layout.strides[-d - 2]
+        return Strided(program._at(layout), tuple(strides), _matrix_ld(layout))
+
+    scale = a["scale"] if a["scale"] is not None else (1.0 / math.sqrt(e) if e else 1.0)
+    call = AttentionCall(q.dtype.name, batch, l, s, e, ev, float(scale), bool(a["causal"]),
+                         *(operand(arg) for arg in step.args),
+                         program._ref(step.outs[0].slot), program._ref(step.outs[1].slot),
+                         program.scratch.get(position))
+    assert (call.scratch is None) == shares_items(call)
+    return [call]
+
+
 EXTERN = {"linear": _linear, "matmul": _matmul, "conv2d": _conv2d,
-          "max_pool2d": _pool("max"), "avg_pool2d": _pool("avg")}
-GEMM_OPS = frozenset({"linear", "matmul", "conv2d"})
+          "max_pool2d": _pool("max"), "avg_pool2d": _pool("avg"),
+          "index_select": _index_select, "attention": _attention}
+# the inputs (positions) an op reads in place as strided matrices (_matrix_ld)
+STRIDED_READS = {"attention": (0, 1, 2)}
+GEMM_OPS = frozenset({"linear", "matmul", "conv2d", "attention"})
 
 
 def build_entry_program(graph: Graph, name: str = "graph", device=None,

@@ -218,15 +218,18 @@ def compile_library(path: str, output: str, *, sizes: list | None = None,
         return "{" + _c_ints(shape) + "}"
 
     inputs, outputs = graph.inputs, graph.outputs
-    entries_c = []
-    for plan, entry in zip(planned, entry_sizes):
+    entries_c, error_tables = [], []
+    for i, (plan, entry) in enumerate(zip(planned, entry_sizes)):
+        formats = [m.replace("%", "%%").replace("{index}", "%lld") for m in plan.plan.errors]
+        error_tables.append(f"static const char *const entry{i}_errors[] = "
+                            f"{{{_c_strings(formats)}}};")
         offsets = _constant_offsets(plan, graph, tensors)
         in_dims = ", ".join(dims(v.type.shape) for v in plan.graph.inputs) or "{0}"
         out_dims = ", ".join(dims(v.type.shape) for v in plan.graph.outputs) or "{0}"
         entries_c.append(
             f"    {{{symbol(plan.plan.name)}, {int(plan.parallel)}, {len(offsets)}, "
             f"{{{_c_ints(entry[s] for s in symbols)}}}, {{{in_dims}}}, {{{out_dims}}}, "
-            f"{{{_c_ints(offsets)}}}}},")
+            f"{{{_c_ints(offsets)}}}, {plan.error_word.offset}, entry{i}_errors}},")
     names_in = [name for name, _, _ in program.signature.inputs]
     names_out = [name for name, _, _ in program.signature.outputs]
     dtypes_in = [v.type.dtype.name for v in inputs]
@@ -258,8 +261,9 @@ def compile_library(path: str, output: str, *, sizes: list | None = None,
         file_bytes=file_bytes, header_bytes=header_bytes,
         header_hash=f"{_fnv1a(header_text):016x}", data_crc32=f"{data_crc:08x}",
         has_pool=int(has_pool),
-        entry_declarations="\n".join(f"void {n}(void **argv, int64_t threads);"
+        entry_declarations="\n".join(f"int64_t {n}(void **argv, int64_t threads);"
                                      for n in entry_names),
+        error_tables="\n".join(error_tables),
         blas_declarations=blas_declarations, blas_threads=blas_threads,
         sgemm=sgemm, dgemm=dgemm,
         input_names=_c_strings(names_in), output_names=_c_strings(names_out),

@@ -1,20 +1,37 @@
 """Emit an EntryPlan (codegen/entry.py) as one LLVM module: the graph's kernels and its entry.
 
-`void <name>(ptr argv, i64 threads)` runs every call of the plan in order. Kernels are called
-directly, or through the native pool (ember_parallel_for, resolved when the object code loads)
-when they are parallel and `threads` > 1. GEMMs call the cblas sgemm/dgemm whose addresses
-argv holds (runtime/blas.py found them and checked their ABI). im2col and pooling are plain
-loops with every size a constant: a tap's valid output range is computed here, so the copy
-loops have no bounds checks and vectorize.
+`i64 <name>(ptr argv, i64 threads)` runs every call of the plan in order and returns 0, or the
+error number of the call that stopped it (an index out of range: EntryPlan.errors). Kernels are
+called directly, or through the native pool (ember_parallel_for, resolved when the object code
+loads) when they are parallel and `threads` > 1. GEMMs call the cblas sgemm/dgemm whose
+addresses argv holds (runtime/blas.py found them and checked their ABI). im2col and pooling are
+plain loops with every size a constant: a tap's valid output range is computed here, so the
+copy loops have no bounds checks and vectorize. Attention is, per (batch, head), a GEMM of
+scores, a softmax per row (the inline exp of mathlib.py) and a GEMM into the output; views read
+in place where a call takes strides, copied where it needs contiguous values (CopyCall).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
+import numpy as np
 from llvmlite import ir
 
-from ..entry import BiasCall, ConvCall, EntryPlan, GemmCall, KernelCall, PoolCall, Ref
+from ..entry import (
+    AttentionCall,
+    BiasCall,
+    ConvCall,
+    CopyCall,
+    EntryPlan,
+    GatherCall,
+    GemmCall,
+    KernelCall,
+    PoolCall,
+    Ref,
+)
+from . import mathlib
 from .emit import (
     CHUNKS_PER_THREAD,
     I32,
@@ -23,6 +40,7 @@ from .emit import (
     POINTER,
     STORAGE,
     emit_kernel,
+    intrinsic,
     symbol,
     task_symbol,
 )
@@ -32,6 +50,9 @@ ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 # a convolution whose columns of one image take at most this many bytes shares its images
 # with the pool, each chunk's columns on its thread's stack (threads have 8 MiB stacks)
 STACK_COLUMNS_MAX = 1 << 19
+# an attention with fewer (batch, head) items runs them on the calling thread, its GEMMs free
+# to use OpenBLAS's threads (a GPT at batch 1 has 4 heads of 64 x 64 scores)
+SHARED_ITEMS_MIN = 16
 
 
 class _Callee:
@@ -55,8 +76,7 @@ class _EntryEmitter:
     def __init__(self, plan: EntryPlan, module: ir.Module):
         self.plan = plan
         self.module = module
-        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [POINTER, I64]),
-                         name=symbol(plan.name))
+        fn = ir.Function(module, ir.FunctionType(I64, [POINTER, I64]), name=symbol(plan.name))
         fn.attributes.add("nounwind")
         self.fn = fn
         self.argv, self.threads = fn.args
@@ -149,7 +169,158 @@ class _EntryEmitter:
     def emit(self) -> None:
         for call in self.plan.calls:
             getattr(self, "_" + type(call).__name__)(call)
-        self.b.ret_void()
+        self.b.ret(_const(0))
+
+    def local(self, t, initial):
+        """A stack slot of type t (mem2reg makes it a register), set to initial here."""
+        with self.b.goto_entry_block():
+            slot = self.b.alloca(t)
+        self.b.store(initial, slot)
+        return slot
+
+    def memcpy(self, dst, src, nbytes) -> None:
+        fn = self.module.globals.get("llvm.memcpy.p0.p0.i64") or ir.Function(
+            self.module, ir.FunctionType(ir.VoidType(), [POINTER, POINTER, I64, ir.IntType(1)]),
+            name="llvm.memcpy.p0.p0.i64")
+        self.b.call(fn, [dst, src, nbytes, ir.Constant(ir.IntType(1), 0)])
+
+    def _CopyCall(self, call: CopyCall) -> None:
+        """dst[i] (row-major) = src[sum(i_d * strides[d])], one loop per dim; a last dim of
+        stride 1 copies whole rows."""
+        b = self.b
+        src, dst = self.ref(call.src), self.ref(call.dst)
+        t = STORAGE[call.dtype]
+        shape, strides = call.shape, call.strides
+        size = np.dtype(call.dtype).itemsize
+        dense = strides[-1] == 1
+        inner = [1]
+        for d in reversed(shape[1:]):
+            inner.insert(0, inner[0] * d)
+
+        def level(d, at_src, at_dst):
+            if dense and d == len(shape) - 1:
+                self.memcpy(self.element(dst, at_dst, call.dtype),
+                            self.element(src, at_src, call.dtype), _const(shape[d] * size))
+                return
+
+            def body(i):
+                s_at = b.add(at_src, b.mul(i, _const(strides[d])))
+                d_at = b.add(at_dst, b.mul(i, _const(inner[d])))
+                if d == len(shape) - 1:
+                    v = b.load(self.element(src, s_at, call.dtype), typ=t)
+                    b.store(v, self.element(dst, d_at, call.dtype))
+                else:
+                    level(d + 1, s_at, d_at)
+
+            self.loop(0, shape[d], body)
+
+        level(0, _const(0), _const(0))
+
+    def _GatherCall(self, call: GatherCall) -> None:
+        """out[o, i, :] = table[o, index[i], :]; an index outside [0, rows) returns."""
+        b = self.b
+        table, index, out = self.ref(call.table), self.ref(call.index), self.ref(call.out)
+        row_bytes = call.inner * call.itemsize
+        it = STORAGE[call.index_dtype]
+
+        def outer(o):
+            def one(i):
+                k = b.load(self.element(index, i, call.index_dtype), typ=it)
+                if it.width < 64:
+                    k = b.sext(k, I64)
+                bad = b.icmp_unsigned(">=", k, _const(call.rows))  # negative: huge unsigned
+                fail = b.append_basic_block("index_out_of_range")
+                ok = b.append_basic_block("index_ok")
+                b.cbranch(bad, fail, ok)
+                b.position_at_end(fail)
+                word = self.ref(self.plan.error_word)
+                b.store(k, word)
+                b.ret(_const(call.error))
+                b.position_at_end(ok)
+                source = b.mul(b.add(b.mul(o, _const(call.rows)), k), _const(row_bytes))
+                target = b.mul(b.add(b.mul(o, _const(call.count)), i), _const(row_bytes))
+                self.memcpy(b.gep(out, [target], inbounds=True, source_etype=I8),
+                            b.gep(table, [source], inbounds=True, source_etype=I8),
+                            _const(row_bytes))
+
+            self.loop(0, call.count, one)
+
+        self.loop(0, call.outer, outer)
+
+    def _AttentionCall(self, call: AttentionCall) -> None:
+        pointers = [self.ref(call.q.ref), self.ref(call.k.ref), self.ref(call.v.ref),
+                    self.ref(call.out), self.ref(call.lse)]
+        items = math.prod(call.batch)
+        if call.scratch is None:
+            task = _AttentionTask(self, call).fn
+            self.parallel_for(task, [*pointers, self._base(self.gemm_arg(call.dtype))], items)
+            return
+        self._attention_items(call, pointers, self.ref(call.scratch), _const(0), _const(items))
+
+    def _attention_items(self, call: AttentionCall, pointers, scores, first, last) -> None:
+        """Batch items [first, last) of an attention, scores in the (l, s) scratch."""
+        b = self.b
+        q, k, v, out, lse = pointers
+        t = STORAGE[call.dtype]
+        dtype = call.dtype
+        inner = [1]
+        for d in reversed(call.batch[1:]):
+            inner.insert(0, inner[0] * d)
+
+        def at(p, operand, item):
+            offset = _const(0)
+            for d, stride in enumerate(operand.batch_strides):
+                if stride and call.batch[d] > 1:
+                    index = b.urem(b.udiv(item, _const(inner[d])), _const(call.batch[d]))
+                    offset = b.add(offset, b.mul(index, _const(stride)))
+            return self.element(p, offset, dtype)
+
+        zero, one = ir.Constant(t, 0.0), ir.Constant(t, 1.0)
+        maximum = intrinsic(self.module, "llvm.maximum", t, 2)  # NaN wins, as in numpy
+
+        def item(i):
+            # the scale goes into the GEMM's alpha
+            self._gemm(dtype, call.l, call.s, call.e, at(q, call.q, i), call.q.ld,
+                       at(k, call.k, i), call.k.ld, True, scores, call.s, alpha=call.scale)
+
+            def row(r):
+                base = b.mul(r, _const(call.s))
+                if call.causal:
+                    n = b.add(r, _const(1))
+                    n = b.select(b.icmp_signed("<", n, _const(call.s)), n, _const(call.s))
+                else:
+                    n = _const(call.s)
+
+                def score(j):
+                    return self.element(scores, b.add(base, j), dtype)
+
+                top = self.local(t, ir.Constant(t, float("-inf")))
+                self.loop(0, n, lambda j: b.store(
+                    b.call(maximum, [b.load(top, typ=t), b.load(score(j), typ=t)]), top))
+                peak = b.load(top, typ=t)
+                total = self.local(t, zero)
+
+                def exponentiate(j):
+                    p = mathlib.emit("exp", b, b.fsub(b.load(score(j), typ=t), peak))
+                    b.store(p, score(j))
+                    b.store(b.fadd(b.load(total, typ=t), p, flags=("reassoc",)), total)
+
+                self.loop(0, n, exponentiate)
+                self.loop(n, call.s, lambda j: b.store(zero, score(j)))
+                sum_ = b.load(total, typ=t)
+                inverse = b.fdiv(one, sum_)
+                self.loop(0, n, lambda j: b.store(b.fmul(b.load(score(j), typ=t), inverse),
+                                                  score(j)))
+                log_sum = mathlib.emit("log", b, sum_)
+                row_index = b.add(b.mul(i, _const(call.l)), r)
+                b.store(b.fadd(peak, log_sum), self.element(lse, row_index, dtype))
+
+            self.loop(0, call.l, row)
+            target = self.element(out, b.mul(i, _const(call.l * call.ev)), dtype)
+            self._gemm(dtype, call.l, call.ev, call.s, scores, call.s, at(v, call.v, i),
+                       call.v.ld, False, target, call.ev)
+
+        self.loop(first, last, item)
 
     def _KernelCall(self, call: KernelCall) -> None:
         b = self.b
@@ -180,7 +351,8 @@ class _EntryEmitter:
             with otherwise:
                 b.call(kernel, [*pointers, _const(0), rows])
 
-    def _gemm(self, dtype: str, m, n, k, a, lda, b_ptr, ldb, trans_b: bool, c, ldc) -> None:
+    def _gemm(self, dtype: str, m, n, k, a, lda, b_ptr, ldb, trans_b: bool, c, ldc,
+              alpha: float = 1.0) -> None:
         real = STORAGE[dtype]
         index = self.blas_int
         enum = I32
@@ -194,7 +366,7 @@ class _EntryEmitter:
 
         self.b.call(fn, [ir.Constant(enum, ROW_MAJOR), ir.Constant(enum, NO_TRANS),
                          ir.Constant(enum, TRANS if trans_b else NO_TRANS), size(m), size(n),
-                         size(k), ir.Constant(real, 1.0), a, size(lda), b_ptr, size(ldb),
+                         size(k), ir.Constant(real, alpha), a, size(lda), b_ptr, size(ldb),
                          ir.Constant(real, 0.0), c, size(ldc)])
 
     def _GemmCall(self, call: GemmCall) -> None:
@@ -398,6 +570,13 @@ class _EntryEmitter:
         self.loop(0, call.rows, plane)
 
 
+def shares_items(call: AttentionCall) -> bool:
+    """Whether an attention's (batch, head) items are shared with the pool, each chunk's
+    scores on its thread's stack."""
+    size = 4 if call.dtype == "float32" else 8
+    return math.prod(call.batch) >= SHARED_ITEMS_MIN and call.l * call.s * size <= STACK_COLUMNS_MAX
+
+
 def shares_images(call: ConvCall) -> bool:
     """Whether a convolution's images are shared with the pool (see STACK_COLUMNS_MAX)."""
     depth = call.c * call.kernel[0] * call.kernel[1]
@@ -441,6 +620,37 @@ class _ConvTask(_EntryEmitter):
 
     def columns(self, call: ConvCall):
         return self.stack
+
+
+class _AttentionTask(_EntryEmitter):
+    """`task(argv, start, end)`: an attention's batch items [start, end), argv = q, k, v,
+    out, lse, the GEMM; the scores on the stack of the thread that runs the chunk."""
+
+    def __init__(self, parent: _EntryEmitter, call: AttentionCall):
+        module = parent.module
+        self.plan = parent.plan
+        self.module = module
+        name = f"{symbol(parent.plan.name)}_attention{len(module.globals)}"
+        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [POINTER, I64, I64]), name=name)
+        fn.attributes.add("nounwind")
+        fn.linkage = "internal"
+        self.fn = fn
+        self.argv, start, end = fn.args
+        self.threads = None
+        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
+        self.bases = {}
+        self.blas_int = parent.blas_int
+        self.pool = None
+        self.argv_buffer = None
+        self._no_unroll = None
+        stack = self.b.alloca(ir.ArrayType(STORAGE[call.dtype], call.l * call.s))
+        scores = self.b.gep(stack, [_const(0), _const(0)], inbounds=True)
+        pointers = [self._base(i) for i in range(5)]
+        self._attention_items(call, pointers, scores, start, end)
+        self.b.ret_void()
+
+    def gemm_arg(self, dtype: str) -> int:
+        return 5
 
 
 def emit_entry_module(plan: EntryPlan) -> str:

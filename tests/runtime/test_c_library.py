@@ -290,3 +290,32 @@ def test_unsupported_graph_is_refused_by_name(tmp_path):
 def test_export_native_takes_a_bool_or_a_path(tmp_path):
     with pytest.raises(ValueError, match="native must be True, False or the library's path"):
         ember.export(_cnn(0), ember.randn(1, 1, 8, 8), str(tmp_path / "m.ember"), native=3)
+
+
+def test_a_gpt_runs_from_c_and_an_index_out_of_range_is_an_error_code(tmp_path):
+    """Token gathers, attention and views in the library's entry; a token id past the vocabulary
+    is refused with MODEL_ERR_INDEX (6) and eager's message, and the next call still runs."""
+    sys.path.insert(0, os.path.join(HERE, "..", "..", "examples"))
+    from models import gpt
+
+    ember.manual_seed(20)
+    model = gpt(ember, vocab_size=40, context=12, d_model=16, heads=2, layers=2).eval()
+    idx = np.random.default_rng(20).integers(0, 40, (1, 12))
+    path = str(tmp_path / "gpt.ember")
+    lib = ember.export(model, ember.tensor(idx), path, native=True).library
+    exe = _program(str(tmp_path), lib.library, os.path.dirname(lib.header))
+    idx.tofile(tmp_path / "idx.bin")
+    done = _run(exe, path, tmp_path / "idx.bin")
+    assert done.returncode == 0, done.stderr
+    (got,) = _outputs(done.stdout)
+    np.testing.assert_allclose(got, _eager(model, idx), rtol=1e-4, atol=1e-5)
+    api = _Api(lib.library)
+    handle = api.open(path)
+    out = np.zeros((1, 12, 40), np.float32)
+    bad = idx.copy()
+    bad[0, 5] = 40
+    assert api.run(handle, [bad], [out]) == 6
+    assert api.error() == "index_select(): index 40 is out of range for dimension 0 with size 40"
+    assert api.run(handle, [idx], [out]) == 0
+    np.testing.assert_allclose(out, _eager(model, idx), rtol=1e-4, atol=1e-5)
+    api.lib.model_close(handle)

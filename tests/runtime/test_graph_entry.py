@@ -10,14 +10,15 @@ import ember
 import numpy as np
 import pytest
 from ember import nn
+from ember.codegen.entry import AttentionCall, CopyCall, GatherCall
 from ember.ir.specialize import specialize
 from ember.runtime import blas
 from ember.runtime.compiled import CompiledProgram
-from ember.runtime.graph_entry import NativeGraph, _place, build_entry_program
+from ember.runtime.graph_entry import NativeGraph, _collapse, _place, build_entry_program
 from ember.runtime.program import Program
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "examples"))
-from models import digits_cnn, mlp  # noqa: E402
+from models import digits_cnn, gpt, mlp  # noqa: E402
 
 
 def _export(model, example, path, dynamic=True):
@@ -174,3 +175,172 @@ def test_arena_values_alive_at_once_never_share_bytes():
                 if born[a] <= dies[b] and born[b] <= dies[a]:
                     assert (offsets[a] + sizes[a] <= offsets[b]
                             or offsets[b] + sizes[b] <= offsets[a])
+
+
+def _calls(program, kind):
+    return [c for c in program.plan.calls if isinstance(c, kind)]
+
+
+def _same(native, eager, inputs, rtol=1e-5, atol=1e-5):
+    got, want = native(np, inputs), eager(np, inputs)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol)
+
+
+def test_a_gpt_runs_as_one_native_entry(tmp_path, capfd, monkeypatch):
+    """Embeddings (row gathers), layer norms and GELU (fused kernels), the QKV split and the
+    heads (views read in place by the attention), causal attention, GEMMs: one entry."""
+    ember.manual_seed(10)
+    model = gpt(ember, vocab_size=50, context=16, d_model=32, heads=4, layers=2)
+    idx = np.random.default_rng(10).integers(0, 50, (2, 16))
+    loaded = _export(model, idx, tmp_path / "gpt.ember")
+    monkeypatch.setenv("EMBER_LOG", "kernels")
+    for batch in (1, 3):
+        native, eager = _programs(loaded, batch)
+        assert isinstance(native, NativeGraph), native.describe()
+        assert "one native entry" in capfd.readouterr().err
+        # the token rows gathered (the positions' rows are a constant of the specialized graph)
+        assert len(_calls(native, AttentionCall)) == 2 and _calls(native, GatherCall)
+        assert not _calls(native, CopyCall)  # q, k, v read in place from the QKV product
+        x = np.random.default_rng(batch).integers(0, 50, (batch, 16))
+        _same(native, eager, [x])
+        with ember.no_grad():
+            want = model(ember.tensor(x)).numpy()
+        np.testing.assert_allclose(loaded(x), want, rtol=1e-4, atol=1e-5)
+
+
+class _Attend(nn.Module):
+    def __init__(self, causal, scale=None, transpose_k=False, expand=False):
+        super().__init__()
+        self.causal, self.scale, self.transpose_k, self.expand = causal, scale, transpose_k, expand
+
+    def forward(self, q, k, v):
+        if self.transpose_k:  # k given as (..., e, s): its columns are strided
+            k = k.transpose(-1, -2)
+        if self.expand:  # one k and v for every head
+            k = k.expand(q.shape[0], q.shape[1], k.shape[2], k.shape[3])
+            v = v.expand(q.shape[0], q.shape[1], v.shape[2], v.shape[3])
+        return ember.nn.functional.scaled_dot_product_attention(
+            q, k, v, is_causal=self.causal, scale=self.scale)
+
+
+@pytest.mark.parametrize("case", [
+    dict(batch=(1, 4), l=64, s=64, causal=True),
+    dict(batch=(2, 3), l=5, s=9, causal=True),  # more keys than queries: top-left causal
+    dict(batch=(2, 3), l=9, s=5, causal=True),  # rows past the keys attend every key
+    dict(batch=(4, 5), l=7, s=11, causal=False, scale=0.3),  # 20 items: shared with the pool
+    dict(batch=(3, 2), l=6, s=8, causal=False, transpose_k=True),  # k copied contiguous
+    dict(batch=(2, 8), l=6, s=8, causal=True, expand=True),  # broadcast k, v: stride 0
+    dict(batch=(2, 2), l=4, s=6, causal=True, dtype=np.float64),
+], ids=["gpt-heads", "short-queries", "short-keys", "pool-scaled", "strided-k", "broadcast",
+        "float64"])
+def test_attention_equals_the_eager_kernel(tmp_path, case):
+    dtype = case.get("dtype", np.float32)
+    rng = np.random.default_rng(11)
+    b, l, s, e, ev = case["batch"], case["l"], case["s"], 8, 5
+    kb = (1, 1) if case.get("expand") else b
+    q = rng.standard_normal((*b, l, e)).astype(dtype)
+    k = rng.standard_normal((*kb, e, s) if case.get("transpose_k") else (*kb, s, e))
+    v = rng.standard_normal((*kb, s, ev))
+    k, v = k.astype(dtype), v.astype(dtype)
+    model = _Attend(case["causal"], case.get("scale"), case.get("transpose_k", False),
+                    case.get("expand", False))
+    path = tmp_path / "a.ember"
+    ember.export(model.eval(), tuple(ember.tensor(a) for a in (q, k, v)), path)
+    loaded = ember.runtime.load(str(path))
+    native, eager = build_entry_program(loaded.graph, "a"), Program(loaded.graph)
+    assert isinstance(native, NativeGraph), native.describe()
+    (call,) = _calls(native, AttentionCall)
+    assert (call.scratch is None) == (np.prod(b) >= 16)
+    assert bool(_calls(native, CopyCall)) == case.get("transpose_k", False)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    _same(native, eager, [q, k, v], rtol=tol, atol=tol)
+    got = native(np, [q, k, v])[0]
+    # and the formula itself (float64 reference)
+    scores = q.astype(np.float64) @ np.swapaxes(
+        np.broadcast_to(k if not case.get("transpose_k") else np.swapaxes(k, -1, -2),
+                        (*b, s, e)), -1, -2)
+    scores *= case.get("scale") or 1 / np.sqrt(e)
+    if case["causal"]:
+        scores[..., np.triu(np.ones((l, s), bool), 1)] = -np.inf
+    p = np.exp(scores - scores.max(-1, keepdims=True))
+    want = (p / p.sum(-1, keepdims=True)) @ np.broadcast_to(v, (*b, s, ev))
+    np.testing.assert_allclose(got, want, rtol=tol * 10, atol=tol * 10)
+
+
+def test_nan_in_a_query_gives_nan_rows_as_in_eager(tmp_path):
+    rng = np.random.default_rng(12)
+    q, k, v = (rng.standard_normal((1, 2, 6, 4)).astype(np.float32) for _ in range(3))
+    path = tmp_path / "a.ember"
+    ember.export(_Attend(True).eval(), tuple(ember.tensor(a) for a in (q, k, v)), path)
+    graph = ember.runtime.load(str(path)).graph
+    native, eager = build_entry_program(graph, "a"), Program(graph)
+    q[0, 1, 3, 2] = np.nan
+    got, want = native(np, [q, k, v])[0], eager(np, [q, k, v])[0]
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert np.isnan(got[0, 1, 3]).all() and not np.isnan(got[0, 0]).any()
+    np.testing.assert_allclose(got[~np.isnan(got)], want[~np.isnan(want)], rtol=1e-5, atol=1e-6)
+
+
+class _Gathers(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.table = nn.Parameter(ember.randn(7, 3, 5))
+
+    def forward(self, idx, x):
+        rows = ember.index_select(self.table, 0, idx)  # (n, 3, 5)
+        cols = ember.index_select(x, 1, idx)  # a gather along an inner dim
+        return rows * 2.0, cols
+
+
+@pytest.mark.parametrize("index_dtype", [np.int64, np.int32])
+def test_index_select_gathers_rows_and_refuses_an_index_out_of_range(tmp_path, index_dtype):
+    ember.manual_seed(13)
+    idx = np.array([3, 0, 6, 6, 1], index_dtype)
+    x = np.random.default_rng(13).standard_normal((2, 7, 4)).astype(np.float32)
+    path = tmp_path / "g.ember"
+    ember.export(_Gathers().eval(), (ember.tensor(idx), ember.tensor(x)), path)
+    graph = ember.runtime.load(str(path)).graph
+    native, eager = build_entry_program(graph, "g"), Program(graph)
+    assert isinstance(native, NativeGraph) and len(_calls(native, GatherCall)) == 2
+    _same(native, eager, [idx, x])
+    for bad in (7, -1):
+        wrong = idx.copy()
+        wrong[2] = bad
+        message = rf"index_select\(\): index {bad} is out of range for dimension 0 with size 7"
+        with pytest.raises(IndexError, match=message):
+            eager(np, [wrong, x])
+        with pytest.raises(IndexError, match=message):  # an ember.EmberError too
+            native(np, [wrong, x])
+    _same(native, eager, [idx, x])  # a good call after a refused one
+
+
+class _Views(nn.Module):
+    def forward(self, x):
+        t = x.transpose(1, 2)  # read by a linear-free kernel and returned: copied
+        s = x[:, 1:3]  # a slice returned as an output: copied into it
+        e = x[:, :1].expand(x.shape[0], 4, x.shape[2]) * 2.0  # broadcast read by a kernel
+        flat = x.reshape(x.shape[0], -1)  # contiguous: read in place
+        return t, s, e, flat @ flat.transpose(0, 1)
+
+
+def test_views_are_read_in_place_or_copied_where_a_step_needs_them(tmp_path):
+    x = np.random.default_rng(14).standard_normal((3, 4, 5)).astype(np.float32)
+    path = tmp_path / "v.ember"
+    ember.export(_Views().eval(), (ember.tensor(x),), path)
+    graph = ember.runtime.load(str(path)).graph
+    native, eager = build_entry_program(graph, "v"), Program(graph)
+    assert isinstance(native, NativeGraph), native.describe()
+    _same(native, eager, [x])
+    got = native(np, [x])
+    np.testing.assert_array_equal(got[0], x.transpose(0, 2, 1))
+    np.testing.assert_array_equal(got[1], x[:, 1:3])
+
+
+def test_collapse_merges_dims_that_step_as_one():
+    assert _collapse((2, 3, 4), (12, 4, 1)) == ((24,), (1,))
+    assert _collapse((2, 1, 3, 4), (24, 99, 8, 1)) == ((6, 4), (8, 1))
+    assert _collapse((4, 3), (1, 4)) == ((4, 3), (1, 4))
+    assert _collapse((1, 1), (5, 7)) == ((1,), (1,))
