@@ -13,7 +13,7 @@ from ember._tensor.ops import nn as ops
 from ember.nn import _activations
 from ember.nn import functional as NF
 
-ROWS, COLS = 64, 1024  # 64K elements: past _composites.MIN_ELEMENTS
+ROWS, COLS = 64, 1024  # 64K elements: past _composites.MIN_ELEMENTS and parallel
 
 
 def _op_by_op(monkeypatch):
@@ -192,3 +192,24 @@ def test_class_index_cross_entropy_runs_compiled_at_any_size(dtype, reduction, m
     x = ember.tensor(np.zeros((16, 7)), dtype=dtype)
     with pytest.raises(ember.EmberError, match="out of bounds"):
         F.cross_entropy(x, ember.tensor(np.full(16, 7)))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_composite_whose_script_runs_eagerly_goes_op_by_op(name, monkeypatch):
+    """A composite's script that gave up (its specializations spent) or falls back runs the
+    op's own code eagerly; that code must then go op by op, not back into the script (it
+    recursed without end)."""
+    fn, composite = CASES[name]
+    monkeypatch.setattr(composite, "_script", None)
+    monkeypatch.setattr(composite, "_seen", 0)
+    x, w, b = _inputs("float32")
+    for _ in range(_composites.WARMUP_CALLS + 1):
+        fn(x, w, b)
+    assert composite._script is not None
+    expected = fn(x, w, b).detach().numpy()
+    monkeypatch.setattr(composite._script, "gave_up", "specializations spent (test)")
+    np.testing.assert_allclose(fn(x, w, b).detach().numpy(), expected, rtol=1e-5, atol=1e-6)
+    monkeypatch.setattr(composite._script, "gave_up", None)
+    monkeypatch.setattr(composite._script, "specializations", [])
+    monkeypatch.setattr(composite._script, "max_specializations", 0)  # every call falls back
+    np.testing.assert_allclose(fn(x, w, b).detach().numpy(), expected, rtol=1e-5, atol=1e-6)
