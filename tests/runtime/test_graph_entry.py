@@ -344,3 +344,25 @@ def test_collapse_merges_dims_that_step_as_one():
     assert _collapse((2, 1, 3, 4), (24, 99, 8, 1)) == ((6, 4), (8, 1))
     assert _collapse((4, 3), (1, 4)) == ((4, 3), (1, 4))
     assert _collapse((1, 1), (5, 7)) == ((1,), (1,))
+
+
+def test_every_batch_size_reads_the_one_copy_of_the_weights(tmp_path):
+    """A dynamic batch runs one entry per size: each reads the loaded file's (mapped) weights
+    themselves, never a copy of them per size."""
+    ember.manual_seed(15)
+    x = np.random.default_rng(15).standard_normal((4, 1, 8, 8)).astype(np.float32)
+    loaded = _export(digits_cnn(ember), x, tmp_path / "cnn.ember")
+    weights = [c.constant for c in loaded.graph.constants]
+    for batch in (1, 5):
+        graph = specialize(loaded.graph, {"batch": batch})
+        assert all(c.constant is w for c, w in zip(graph.constants, weights))
+        loaded(np.random.default_rng(batch).standard_normal((batch, 1, 8, 8)).astype(np.float32))
+    programs = list(loaded._by_sizes.values())
+    assert len(programs) == 2 and all(isinstance(p, NativeGraph) for p in programs)
+    for program in programs:
+        argv, _ = program._thread_state()
+        n = len(program.input_specs) + len(program.output_specs)
+        pointers = {argv[n + k] for k in range(len(program.constants))}
+        # the entry's constant pointers are the file's bytes
+        assert pointers <= {w.__array_interface__["data"][0] for w in weights}
+        assert pointers  # the CNN's weights
