@@ -9,7 +9,9 @@ codegen/llvm/entry.py): every intermediate at a fixed offset of one arena (value
 lifetimes do not overlap share bytes), GEMMs through numpy's own BLAS (runtime/blas.py). A
 call checks its inputs, allocates the outputs and makes one ctypes call, which drops the GIL.
 
-Each thread has its own arena, so many threads may call one NativeGraph at once.
+Each thread has its own arena, so many threads may call one NativeGraph at once; callers
+inside entries at once split the thread budget between them (their GEMMs and pool kernels),
+since OpenBLAS's thread count is one setting of the process.
 `build_entry_program` picks it where it applies and otherwise builds what build_program
 builds, saying which on the "kernels" log channel (EMBER_LOG=kernels); EMBER_NATIVE_ENTRY=0
 switches it off.
@@ -50,7 +52,8 @@ from .compiled import CompiledProgram, _safe, build_program, native_enabled
 from .kernels.pool import _divisor, _geometry
 from .native import _pool as native_pool
 from .native import data_pointer, load_pool
-from .threads import before_blas, blas_single_threaded
+from .threads import before_blas, blas_single_threaded, callers
+from .threads import share as threads_share
 
 ALIGN = 64  # bytes: every arena value starts on a cache line
 # views: each value is its root's bytes at an offset with strides (a _Layout), read in place
@@ -59,6 +62,9 @@ VIEWS = frozenset({"reshape", "view", "squeeze", "unsqueeze", "permute", "expand
 FLOATS = ("float32", "float64")
 # ops whose values need no float type: they move bytes
 BYTE_OPS = frozenset({"index_select"})
+# threads calling entries at once share the thread budget (threads._Callers); False gives
+# every caller the whole budget, as before (benchmarks/entry_threads.py compares the two)
+SHARE_BY_CALLERS = True
 
 
 class _Layout(NamedTuple):
@@ -421,11 +427,19 @@ class NativeGraph(CompiledProgram):
         outputs = [np.empty(shape, dtype) for shape, dtype in self.output_specs]
         for j, out in enumerate(outputs):
             argv[n_in + j] = data_pointer(out)
-        if self.shared_convs:
-            blas_single_threaded()
-        elif self.uses_blas:
-            before_blas()
-        status = self._entry(argv, native_pool.threads() if self.parallel else 1)
+        # each caller inside an entry now takes its share of the threads (threads._Callers)
+        active = callers.enter() if SHARE_BY_CALLERS else 1
+        try:
+            share = threads_share(active)
+            if self.shared_convs:
+                blas_single_threaded()
+            elif self.uses_blas:
+                before_blas(share)
+            status = self._entry(argv, min(native_pool.threads(), share) if self.parallel
+                                 else 1)
+        finally:
+            if SHARE_BY_CALLERS:
+                callers.leave()
         if status:
             self._raise(status)
         return outputs

@@ -315,6 +315,9 @@ def test_index_select_gathers_rows_and_refuses_an_index_out_of_range(tmp_path, i
         with pytest.raises(IndexError, match=message):  # an ember.EmberError too
             native(np, [wrong, x])
     _same(native, eager, [idx, x])  # a good call after a refused one
+    from ember.runtime import threads
+
+    assert threads.callers.active == 0  # the refused calls left the count
 
 
 class _Views(nn.Module):
@@ -366,3 +369,33 @@ def test_every_batch_size_reads_the_one_copy_of_the_weights(tmp_path):
         # the entry's constant pointers are the file's bytes
         assert pointers <= {w.__array_interface__["data"][0] for w in weights}
         assert pointers  # the CNN's weights
+
+
+def test_callers_inside_entries_at_once_split_the_threads(tmp_path, monkeypatch):
+    """OpenBLAS's thread count is one setting of the process: a caller alone gives its GEMMs
+    the whole budget, two callers at once half each (never twice the cores in all)."""
+    from ember.runtime import threads
+
+    ember.manual_seed(16)
+    x = np.random.default_rng(16).standard_normal((1, 1, 8, 8)).astype(np.float32)
+    native, eager = _programs(_export(digits_cnn(ember), x, tmp_path / "cnn.ember"), 1)
+    assert native.uses_blas and not native.shared_convs
+    if threads.blas_threads() is None:
+        pytest.skip("no OpenBLAS thread control in this process")
+    monkeypatch.setattr(threads, "threads", lambda: 2)  # a budget of 2, however busy
+    seen = []
+    entry = native._entry
+
+    def spy(argv, n):
+        seen.append((threads.blas_threads(), threads.callers.active))
+        return entry(argv, n)
+
+    monkeypatch.setattr(native, "_entry", spy)
+    _same(native, eager, [x])  # alone
+    threads.callers.enter()  # another thread inside an entry
+    try:
+        _same(native, eager, [x])
+    finally:
+        threads.callers.leave()
+    _same(native, eager, [x])  # alone again
+    assert seen == [(2, 1), (1, 2), (2, 1)] and threads.callers.active == 0
