@@ -356,12 +356,12 @@ def test_every_batch_size_reads_the_one_copy_of_the_weights(tmp_path):
     x = np.random.default_rng(15).standard_normal((4, 1, 8, 8)).astype(np.float32)
     loaded = _export(digits_cnn(ember), x, tmp_path / "cnn.ember")
     weights = [c.constant for c in loaded.graph.constants]
-    for batch in (1, 5):
+    for batch in (1, 64, 96):
         graph = specialize(loaded.graph, {"batch": batch})
         assert all(c.constant is w for c, w in zip(graph.constants, weights))
         loaded(np.random.default_rng(batch).standard_normal((batch, 1, 8, 8)).astype(np.float32))
     programs = list(loaded._by_sizes.values())
-    assert len(programs) == 2 and all(isinstance(p, NativeGraph) for p in programs)
+    assert len(programs) == 3 and all(isinstance(p, NativeGraph) for p in programs)
     for program in programs:
         argv, _ = program._thread_state()
         n = len(program.input_specs) + len(program.output_specs)
@@ -369,6 +369,10 @@ def test_every_batch_size_reads_the_one_copy_of_the_weights(tmp_path):
         # the entry's constant pointers are the file's bytes
         assert pointers <= {w.__array_interface__["data"][0] for w in weights}
         assert pointers  # the CNN's weights
+    # its linear layers' weights (GEMMs from batch 64: smaller is a reduction), transposed
+    # once for every size
+    _, first, second = programs
+    assert first.packed and all(a is b for a, b in zip(first.packed, second.packed))
 
 
 def test_callers_inside_entries_at_once_split_the_threads(tmp_path, monkeypatch):
