@@ -279,6 +279,15 @@ class Graph:
         self.constants.append(const)
         return const
 
+    def share_constant(self, other: Value) -> Value:
+        """A constant of this graph with other's name and type holding other's array itself
+        (constant arrays are read-only, so graphs may share them: a loaded file's weights)."""
+        const = Value(self._claim_name(other.name, "c"), other.type, self)
+        const.constant = other.constant
+        self._names[const.name] = const
+        self.constants.append(const)
+        return const
+
     def _check_inputs(self, inputs: Iterable, where: str) -> tuple:
         out = []
         for i, x in enumerate(inputs):
@@ -458,15 +467,10 @@ class Graph:
         for v in self.inputs:
             mapping[v] = new.add_input(v.type, v.name)
         for v in self.constants:
-            c = Value(v.name, v.type, new)
-            new._used_names.add(v.name)
-            c.constant = v.constant
+            c = mapping[v] = new.share_constant(v)
             if copy_constants:
                 c.constant = v.constant.copy()
                 c.constant.setflags(write=False)
-            new._names[c.name] = c
-            new.constants.append(c)
-            mapping[v] = c
         for node in self.nodes:
             copied = Node(node.op, _copy_attr(node.attrs), node.source, new)
             copied.inputs = [mapping[x] if isinstance(x, Value) else x for x in node.inputs]

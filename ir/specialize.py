@@ -3,7 +3,9 @@
 A graph file may keep its batch size symbolic (B); the native code generator needs every size.
 `specialize(graph, {"B": 32})` rebuilds the graph with those sizes: inputs get concrete types,
 every attr holding a SymInt (a reshape to B*4) gets its value, and each node's output type is
-inferred again by its type rule, so the result is checked as any new graph is.
+inferred again by its type rule, so the result is checked as any new graph is. The constants
+are shared, not copied: every specialization of a loaded file reads the same (memory-mapped)
+weights.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def specialize(graph: Graph, sizes: dict) -> Graph:
         shape = tuple(resolve(d, sizes) for d in v.shape)
         mapping[v] = new.add_input(TensorType(shape, v.dtype), v.name)
     for c in graph.constants:
-        mapping[c] = new.add_constant(c.constant, c.dtype, c.name)
+        mapping[c] = new.share_constant(c)  # the same array: a file's mapped weight
     for node in graph.nodes:
         inputs = [mapping[x] if isinstance(x, Value) else x for x in node.inputs]
         added = new.add_node(node.op, inputs, resolve(node.attrs, sizes), node.source,

@@ -9,7 +9,9 @@ codegen/llvm/entry.py): every intermediate at a fixed offset of one arena (value
 lifetimes do not overlap share bytes), GEMMs through numpy's own BLAS (runtime/blas.py). A
 call checks its inputs, allocates the outputs and makes one ctypes call, which drops the GIL.
 
-Each thread has its own arena, so many threads may call one NativeGraph at once.
+Each thread has its own arena, so many threads may call one NativeGraph at once; callers
+inside entries at once split the thread budget between them (their GEMMs and pool kernels),
+since OpenBLAS's thread count is one setting of the process.
 `build_entry_program` picks it where it applies and otherwise builds what build_program
 builds, saying which on the "kernels" log channel (EMBER_LOG=kernels); EMBER_NATIVE_ENTRY=0
 switches it off.
@@ -50,7 +52,8 @@ from .compiled import CompiledProgram, _safe, build_program, native_enabled
 from .kernels.pool import _divisor, _geometry
 from .native import _pool as native_pool
 from .native import data_pointer, load_pool
-from .threads import before_blas, blas_single_threaded
+from .threads import before_blas, blas_single_threaded, callers
+from .threads import share as threads_share
 
 ALIGN = 64  # bytes: every arena value starts on a cache line
 # views: each value is its root's bytes at an offset with strides (a _Layout), read in place
@@ -59,6 +62,9 @@ VIEWS = frozenset({"reshape", "view", "squeeze", "unsqueeze", "permute", "expand
 FLOATS = ("float32", "float64")
 # ops whose values need no float type: they move bytes
 BYTE_OPS = frozenset({"index_select"})
+# threads calling entries at once share the thread budget (threads._Callers); False gives
+# every caller the whole budget, as before (benchmarks/entry_threads.py compares the two)
+SHARE_BY_CALLERS = True
 
 
 class _Layout(NamedTuple):
@@ -112,6 +118,16 @@ class NativeGraph(CompiledProgram):
     """A graph as one native function over one arena (see the module docstring)."""
 
     execution = "native entry"
+    # linear layers read their constant weight W (n, k) as W^T (k, n), copied once at build:
+    # OpenBLAS's GEMM packs a B it need not transpose faster (the C library reads every
+    # weight from its file, and keeps W: runtime/library.py)
+    PACK_WEIGHTS = True
+
+    def __init__(self, graph: Graph, name: str = "graph", packed: dict | None = None):
+        # W^T per weight, shared by the programs of one loaded file (one per batch size):
+        # keyed by the weight's address, shape, strides and dtype
+        self._packed_cache = {} if packed is None else packed
+        super().__init__(graph, name)
 
     def _check_supported(self, build) -> None:
         """Refuse (Unsupported) what the entry cannot run, before anything is planned."""
@@ -237,7 +253,8 @@ class NativeGraph(CompiledProgram):
             if r in where:
                 raise Unsupported("an output is an input or a constant")
             where[r] = Ref(n_in + j)
-        self.arena_arg = n_in + n_out + n_const
+        self._plan_packed(n_in, n_out, n_const)
+        self.arena_arg = n_in + n_out + n_const + len(self.packed)
         # lifetimes of the arena's values, in step positions
         born, dies, sizes = {}, {}, {}
         for position, (kind, step, node) in enumerate(self.steps):
@@ -275,6 +292,31 @@ class NativeGraph(CompiledProgram):
         self.arena_bytes = self.error_word.offset + ALIGN
         self.errors: list[str] = []
         self.specs = [step.spec for kind, step, _ in self.steps if kind == "native"]
+
+    def _plan_packed(self, n_in: int, n_out: int, n_const: int) -> None:
+        """W^T of each linear's constant weight (self.packed, in argv after the constants;
+        self.packed_refs: the weight's slot -> its Ref)."""
+        self.packed: list[np.ndarray] = []
+        self.packed_refs: dict[int, Ref] = {}
+        if not self.PACK_WEIGHTS:
+            return
+        for kind, step, node in self.steps:
+            if kind != "eager" or node.op != "linear":
+                continue
+            slot = step.args[1].slot
+            if slot is None or not n_in <= slot < n_in + n_const or slot in self.packed_refs:
+                continue
+            w = self.constants[slot - n_in]
+            if w.ndim != 2 or w.dtype.name not in FLOATS:
+                continue
+            key = (w.__array_interface__["data"][0], w.shape, w.strides, w.dtype.str)
+            packed = self._packed_cache.get(key)
+            if packed is None:
+                packed = np.ascontiguousarray(w.T)
+                packed.setflags(write=False)
+                packed = self._packed_cache.setdefault(key, packed)
+            self.packed_refs[slot] = Ref(n_in + n_out + n_const + len(self.packed))
+            self.packed.append(packed)
 
     def _scratch_bytes(self, kind, step, node) -> int:
         if kind == "eager" and node.op == "attention":
@@ -389,6 +431,8 @@ class NativeGraph(CompiledProgram):
             n_in, n_out = len(self.input_specs), len(self.output_specs)
             for k, c in enumerate(self.constants):
                 argv[n_in + n_out + k] = data_pointer(c) if c.size else None
+            for j, p in enumerate(self.packed):
+                argv[n_in + n_out + len(self.constants) + j] = data_pointer(p)
             arena = np.empty(self.arena_bytes, np.uint8)
             argv[self.arena_arg] = data_pointer(arena)
             gemm = getattr(self, "gemm", None)
@@ -421,11 +465,19 @@ class NativeGraph(CompiledProgram):
         outputs = [np.empty(shape, dtype) for shape, dtype in self.output_specs]
         for j, out in enumerate(outputs):
             argv[n_in + j] = data_pointer(out)
-        if self.shared_convs:
-            blas_single_threaded()
-        elif self.uses_blas:
-            before_blas()
-        status = self._entry(argv, native_pool.threads() if self.parallel else 1)
+        # each caller inside an entry now takes its share of the threads (threads._Callers)
+        active = callers.enter() if SHARE_BY_CALLERS else 1
+        try:
+            share = threads_share(active)
+            if self.shared_convs:
+                blas_single_threaded()
+            elif self.uses_blas:
+                before_blas(share)
+            status = self._entry(argv, min(native_pool.threads(), share) if self.parallel
+                                 else 1)
+        finally:
+            if SHARE_BY_CALLERS:
+                callers.leave()
         if status:
             self._raise(status)
         return outputs
@@ -531,7 +583,11 @@ def _linear(program: NativeGraph, position, step, node):
     n, k = w.shape
     m = math.prod(x.shape[:-1])
     dtype = x.dtype.name
-    calls = [GemmCall(dtype, m, n, k, refs[0], k, refs[1], k, True, out, n)]
+    packed = program.packed_refs.get(step.args[1].slot)
+    if packed is not None:  # W^T (k, n), copied once: no transpose
+        calls = [GemmCall(dtype, m, n, k, refs[0], k, packed, n, False, out, n)]
+    else:
+        calls = [GemmCall(dtype, m, n, k, refs[0], k, refs[1], k, True, out, n)]
     if len(refs) == 3:
         if node.inputs[2].type.shape != (n,):
             raise Unsupported(f"linear's bias {node.inputs[2].type}")
@@ -652,13 +708,14 @@ GEMM_OPS = frozenset({"linear", "matmul", "conv2d", "attention"})
 
 
 def build_entry_program(graph: Graph, name: str = "graph", device=None,
-                        donate: dict | None = None):
+                        donate: dict | None = None, packed: dict | None = None):
     """A NativeGraph where the graph allows one (CPU, static sizes, every step supported),
-    else what build_program builds; EMBER_LOG=kernels says which, and why."""
+    else what build_program builds; EMBER_LOG=kernels says which, and why. `packed`: a dict
+    the programs of one set of weights share their transposed weights in."""
     cpu = device is None or str(getattr(device, "type", device)) == "cpu"
     if cpu and not donate and native_enabled() and entry_enabled():
         try:
-            return NativeGraph(graph, name)
+            return NativeGraph(graph, name, packed)
         except Unsupported as why:
             log("kernels", f"{name}: runs step by step, not as one native entry: {why}")
         except Exception as exc:  # noqa: BLE001  (the step-by-step path still runs it)

@@ -61,6 +61,7 @@ class _Planned(NativeGraph):
     """A NativeGraph planned and emitted but not loaded: its IR goes into the library."""
 
     PIPELINE = NativeGraph.PIPELINE[:-1]
+    PACK_WEIGHTS = False  # every weight the entry reads is the file's own bytes
 
 
 def _compiler() -> str | None:

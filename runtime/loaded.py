@@ -325,10 +325,12 @@ class LoadedProgram:
         # sizes -> the program for them, least recently called first (see _program_for)
         self._by_sizes: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
+        self._packed: dict = {}  # weights transposed once for all sizes' entries (graph_entry)
         self._per_sizes = bool(self._symbolic) or _has_symbolic_shapes(graph)
         if self._compile and not self._per_sizes:
             self._program = build_entry_program(graph, metadata.get("name") or "graph",
-                                          device=device.split(":")[0])
+                                                device=device.split(":")[0],
+                                                packed=self._packed)
 
     @property
     def schema_version(self) -> str:
@@ -393,7 +395,7 @@ class LoadedProgram:
             from ..ir.specialize import specialize
 
             return build_entry_program(specialize(self.graph, sizes), "graph",
-                                 device=self.device.split(":")[0])
+                                       device=self.device.split(":")[0], packed=self._packed)
         if not self._symbolic:
             return self._program
         program = copy.copy(self._program)

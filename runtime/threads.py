@@ -190,10 +190,11 @@ def blas_threads() -> int | None:
     return _blas.get_fn() if _blas.find() else None
 
 
-def before_blas() -> int:
-    """Call just before a BLAS call: OpenBLAS gets the budget's threads, and the pool's idle
-    workers go to sleep rather than spin beside its threads. Returns the threads."""
-    n = threads()
+def before_blas(most: int | None = None) -> int:
+    """Call just before a BLAS call: OpenBLAS gets the budget's threads (at most `most`), and
+    the pool's idle workers go to sleep rather than spin beside its threads. Returns the
+    threads."""
+    n = threads() if most is None else max(1, min(threads(), most))
     _blas.set(n)
     park = _park
     if park is not None:
@@ -205,6 +206,38 @@ def blas_single_threaded() -> None:
     """OpenBLAS on one thread: for GEMMs that each thread of the native pool calls itself
     (runtime/graph_entry.py's convolutions, one small product per image)."""
     _blas.set(1)
+
+
+class _Callers:
+    """How many threads are inside a native entry now (runtime/graph_entry.py). OpenBLAS's
+    thread count is one setting of the whole process: two callers that each gave their GEMMs
+    every core would run twice the threads there are cores, each GEMM waiting for a thread the
+    other's displaced. So each caller takes its share, the budget over the callers: on 2
+    cores, one caller's GEMMs use both, two callers' GEMMs one each. A caller that arrives
+    while another runs lowers the setting for the GEMMs the other has yet to start; the last
+    to leave does not raise it again (its next call does)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.active = 0
+
+    def enter(self) -> int:
+        """Count this caller in; returns the callers inside now, this one included."""
+        with self.lock:
+            self.active += 1
+            return self.active
+
+    def leave(self) -> None:
+        with self.lock:
+            self.active -= 1
+
+
+callers = _Callers()
+
+
+def share(active: int) -> int:
+    """The threads each of `active` callers may use now: the budget over them, at least 1."""
+    return max(1, threads() // max(active, 1))
 
 
 _park = None  # native.py's: tells the pool's idle workers to sleep now

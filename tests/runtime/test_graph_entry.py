@@ -315,6 +315,9 @@ def test_index_select_gathers_rows_and_refuses_an_index_out_of_range(tmp_path, i
         with pytest.raises(IndexError, match=message):  # an ember.EmberError too
             native(np, [wrong, x])
     _same(native, eager, [idx, x])  # a good call after a refused one
+    from ember.runtime import threads
+
+    assert threads.callers.active == 0  # the refused calls left the count
 
 
 class _Views(nn.Module):
@@ -344,3 +347,59 @@ def test_collapse_merges_dims_that_step_as_one():
     assert _collapse((2, 1, 3, 4), (24, 99, 8, 1)) == ((6, 4), (8, 1))
     assert _collapse((4, 3), (1, 4)) == ((4, 3), (1, 4))
     assert _collapse((1, 1), (5, 7)) == ((1,), (1,))
+
+
+def test_every_batch_size_reads_the_one_copy_of_the_weights(tmp_path):
+    """A dynamic batch runs one entry per size: each reads the loaded file's (mapped) weights
+    themselves, never a copy of them per size."""
+    ember.manual_seed(15)
+    x = np.random.default_rng(15).standard_normal((4, 1, 8, 8)).astype(np.float32)
+    loaded = _export(digits_cnn(ember), x, tmp_path / "cnn.ember")
+    weights = [c.constant for c in loaded.graph.constants]
+    for batch in (1, 64, 96):
+        graph = specialize(loaded.graph, {"batch": batch})
+        assert all(c.constant is w for c, w in zip(graph.constants, weights))
+        loaded(np.random.default_rng(batch).standard_normal((batch, 1, 8, 8)).astype(np.float32))
+    programs = list(loaded._by_sizes.values())
+    assert len(programs) == 3 and all(isinstance(p, NativeGraph) for p in programs)
+    for program in programs:
+        argv, _ = program._thread_state()
+        n = len(program.input_specs) + len(program.output_specs)
+        pointers = {argv[n + k] for k in range(len(program.constants))}
+        # the entry's constant pointers are the file's bytes
+        assert pointers <= {w.__array_interface__["data"][0] for w in weights}
+        assert pointers  # the CNN's weights
+    # its linear layers' weights (GEMMs from batch 64: smaller is a reduction), transposed
+    # once for every size
+    _, first, second = programs
+    assert first.packed and all(a is b for a, b in zip(first.packed, second.packed))
+
+
+def test_callers_inside_entries_at_once_split_the_threads(tmp_path, monkeypatch):
+    """OpenBLAS's thread count is one setting of the process: a caller alone gives its GEMMs
+    the whole budget, two callers at once half each (never twice the cores in all)."""
+    from ember.runtime import threads
+
+    ember.manual_seed(16)
+    x = np.random.default_rng(16).standard_normal((1, 1, 8, 8)).astype(np.float32)
+    native, eager = _programs(_export(digits_cnn(ember), x, tmp_path / "cnn.ember"), 1)
+    assert native.uses_blas and not native.shared_convs
+    if threads.blas_threads() is None:
+        pytest.skip("no OpenBLAS thread control in this process")
+    monkeypatch.setattr(threads, "threads", lambda: 2)  # a budget of 2, however busy
+    seen = []
+    entry = native._entry
+
+    def spy(argv, n):
+        seen.append((threads.blas_threads(), threads.callers.active))
+        return entry(argv, n)
+
+    monkeypatch.setattr(native, "_entry", spy)
+    _same(native, eager, [x])  # alone
+    threads.callers.enter()  # another thread inside an entry
+    try:
+        _same(native, eager, [x])
+    finally:
+        threads.callers.leave()
+    _same(native, eager, [x])  # alone again
+    assert seen == [(2, 1), (1, 2), (2, 1)] and threads.callers.active == 0
