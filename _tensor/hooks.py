@@ -56,6 +56,9 @@ class TraceHooks(Protocol):
     def alias(self, source, alias) -> None:
         """alias shares source's storage (detach)."""
 
+    def grad_facts_read(self, tensor) -> None:
+        """The code read tensor's requires_grad, is_leaf or grad_fn."""
+
     def written(self, tensor, result) -> None:
         """tensor was written in place with result's value."""
 

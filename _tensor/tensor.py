@@ -255,6 +255,8 @@ class Tensor:
 
     @property
     def requires_grad(self) -> bool:
+        if hooks.active_trace is not None and (trace := hooks.trace_here()) is not None:
+            trace.grad_facts_read(self)
         return self._requires_grad
 
     @requires_grad.setter
@@ -282,12 +284,16 @@ class Tensor:
 
     @property
     def grad_fn(self):
+        if hooks.active_trace is not None and (trace := hooks.trace_here()) is not None:
+            trace.grad_facts_read(self)
         if self._base is not None and self._grad_fn is not None:
             edge_of(self)  # brings a view's grad_fn up to date with its base's in-place ops
         return self._grad_fn
 
     @property
     def is_leaf(self) -> bool:
+        if hooks.active_trace is not None and (trace := hooks.trace_here()) is not None:
+            trace.grad_facts_read(self)
         return self._grad_fn is None
 
     @property

@@ -31,8 +31,9 @@ which take the compiles (the table's 'late' counts graphs compiled after them). 
 gives the ratio to torch eager and, for the scripted modes, the graphs, specializations and
 fallbacks of the ScriptFunction(s) (explain()'s figures; the reasons for fallbacks and
 retraces are printed below the table), and how many of ember-model's specializations
-autograd runs as a compiled backward rather than an op-by-op replay. A mode that raises shows its exception and traceback's end. On a shared
-machine, --threads 1 keeps torch's OpenMP pool from spinning against other processes.
+autograd runs as a compiled backward rather than an op-by-op replay. A mode that raises
+shows its exception and traceback's end. On a shared machine, --threads 1 keeps torch's
+OpenMP pool from spinning against other processes.
 
 --check builds every model at tiny sizes and runs a few steps ember eager, ember-step and
 ember-model from the same seed: the losses must agree to 1e-5 relative and no scripted
@@ -342,9 +343,9 @@ def _print_table(rounds, models, modes, steps, warmup, threads) -> None:
     print(
         "\ngraphs/specs: captured graphs and specializations (torch-compile: dynamo's "
         "graphs); bwd: ember-model's\nspecializations that autograd runs as a compiled "
-        "backward / all it records (the others replay\nop by op: a state write such as "
-        "BatchNorm's running statistics); step: one self-contained graph\nper step; late: "
-        "graphs compiled during the timed steps (raise --warmup)"
+        "backward / all it records (the others replay\nop by op: a write autograd must "
+        "record, .grad written, an input returned); step: one\nself-contained graph per "
+        "step; late: graphs compiled during the timed steps (raise --warmup)"
     )
     for note in notes:
         print(f"\n{note}")

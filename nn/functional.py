@@ -426,14 +426,15 @@ def batch_norm(
     weight: Tensor | None = None,
     bias: Tensor | None = None,
     training: bool = False,
-    momentum: float = 0.1,
+    momentum: float | Tensor = 0.1,
     eps: float = 1e-5,
 ) -> Tensor:
     """Standardize each channel (dim 1) of (N, C, *) input.
 
     In training, with the batch's mean and biased variance; running_mean and running_var,
     when given, are updated in place (without grad) with the momentum and the batch's
-    unbiased variance, as PyTorch does. Otherwise with the running statistics.
+    unbiased variance, as PyTorch does. Otherwise with the running statistics. momentum may
+    be a 0-dim tensor (BatchNorm's cumulative average, 1 / num_batches_tracked).
     """
     if input.ndim < 2:
         raise runtime_error(
@@ -464,13 +465,14 @@ def batch_norm(
     else:
         out, mean, squares = _batch_norm_train(input, weight, bias, eps, count)
     with no_grad():
+        keep = 1 - momentum
         if running_mean is not None:
             running_mean.copy_(
-                E.add(E.mul(E.reshape(mean, (c,)), momentum), E.mul(running_mean, 1 - momentum))
+                E.add(E.mul(E.reshape(mean, (c,)), momentum), E.mul(running_mean, keep))
             )
         if running_var is not None:
             unbiased = E.div(E.reshape(squares, (c,)), count - 1)
-            running_var.copy_(E.add(E.mul(unbiased, momentum), E.mul(running_var, 1 - momentum)))
+            running_var.copy_(E.add(E.mul(unbiased, momentum), E.mul(running_var, keep)))
     return out
 
 

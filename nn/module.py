@@ -273,13 +273,13 @@ class Module:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.parameters():
+            if set_to_none:
+                p.grad = None  # not read first: see Optimizer.zero_grad
+                continue
             if p.grad is None:
                 continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad = p.grad.detach()
-                p.grad.zero_()
+            p.grad = p.grad.detach()
+            p.grad.zero_()
 
     def apply(self, fn: Callable[[Module], None]) -> Module:
         for module in self.children():

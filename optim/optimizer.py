@@ -272,11 +272,13 @@ class Optimizer:
         """Reset every parameter's .grad: to None (the default), or to zeros."""
         for group in self.param_groups:
             for p in group["params"]:
+                if set_to_none:
+                    # written without reading it first: a scripted step then neither takes
+                    # the .grad it finds as an input nor guards on its being None
+                    p.grad = None
+                    continue
                 grad = p.grad
                 if grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
                     continue
                 if grad.grad_fn is not None:
                     grad.detach_()

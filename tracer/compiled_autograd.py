@@ -11,7 +11,13 @@ runs the backward program and hands each input its gradient.
 Higher-order gradients (backward with create_graph=True) need the forward ops themselves in the
 autograd graph: the node then recomputes the forward eagerly from the inputs it kept (checking
 they were not changed in place since) and differentiates that, as activation checkpointing
-does. Calls that write state (in-place on inputs, .grad) keep the op-by-op replay.
+does.
+
+A call may also write state that carries no gradient (BatchNorm's running statistics and
+num_batches_tracked in training mode, other buffers updated under no_grad): the forward
+program returns the new values among its outputs and the caller writes them back after it,
+as for any scripted call; only the differentiable results go through the node. Calls that
+write .grad, write a tensor that requires grad, or return an input keep the op-by-op replay.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ class SplitGraphs:
     """The forward and backward programs of one specialization, and how they connect."""
 
     def __init__(self, forward, backward, n_outputs, diff_inputs, diff_outputs, has_grad,
-                 replay):
+                 replay, written=(), kept=()):
         self.forward = forward  # returns the recorded outputs, then the saved values
         self.backward = backward  # (output grads..., saved...) -> the present input grads
         self.n_outputs = n_outputs
@@ -40,6 +46,11 @@ class SplitGraphs:
         self.diff_outputs = diff_outputs  # indices of the results autograd flows through
         self.has_grad = has_grad  # per diff input: whether the backward graph returns one
         self.replay = replay  # runs the recorded graph eagerly (for create_graph)
+        # indices of the inputs the call writes (state written back after the forward): the
+        # version check of create_graph's recomputation leaves them out, and those whose old
+        # value the differentiable results depend on (`kept`) are copied before the write
+        self.written = frozenset(written)
+        self.kept = tuple(kept)
 
 
 def _float(t) -> bool:
@@ -48,12 +59,14 @@ def _float(t) -> bool:
 
 def split(sp, recording, inputs: list, results: list, name: str, device):
     """SplitGraphs for a specialization traced with autograd on, or None when the call needs
-    the op-by-op replay (state written, inputs returned as outputs, backward not traceable)."""
+    the op-by-op replay (.grad or a tensor that requires grad written, inputs returned as
+    outputs, backward not traceable)."""
     from .._tensor.factories import tensor as make_tensor
 
-    if sp.mutated or sp.grad_writes or any(k != "tensor" for k, *_ in sp.out_template
-                                           if k != "value"):
+    if sp.grad_writes or any(k != "tensor" for k, *_ in sp.out_template if k != "value"):
         return None
+    if any(t._requires_grad for t in recording.mutated.values()):
+        return None  # a write with a history (or into a parameter): autograd must see it
     diff_inputs = [i for i, t in enumerate(inputs) if t._requires_grad and _float(t)]
     diff_outputs = [j for j, t in enumerate(results)
                     if isinstance(t, _tensor.Tensor) and t._requires_grad and _float(t)]
@@ -80,9 +93,15 @@ def split(sp, recording, inputs: list, results: list, name: str, device):
     saved = []
     for tensor, _ in backward.captured:
         entry = recording.env.get(id(tensor))
-        if entry is None or entry[0] is not tensor:
-            return None
+        if entry is None or entry[0] is not tensor or id(tensor) in recording.mutated:
+            return None  # (a state's value after the write is not what the rule read)
         saved.append(entry[1])
+    written = [i for i, t in enumerate(inputs) if id(t) in recording.mutated]
+    if any(i in diff_inputs for i in written):
+        return None
+    differentiable = {recording.graph.outputs[j] for j in diff_outputs}
+    kept = [i for i in written
+            if not _reached(recording.graph.inputs[i]).isdisjoint(differentiable)]
     mapping: dict = {}
     forward_graph = recording.graph.copy(mapping)
     forward_graph.set_outputs([*forward_graph.outputs, *(mapping[v] for v in saved)])
@@ -93,15 +112,35 @@ def split(sp, recording, inputs: list, results: list, name: str, device):
         build_program(forward_graph, name, device),
         build_program(backward_graph, f"{name}.backward", device),
         len(recording.graph.outputs), diff_inputs, diff_outputs, has_grad, sp._replay,
+        written, kept,
     )
+
+
+def _reached(value) -> set:
+    """The values computed from `value` (itself included)."""
+    seen = {value}
+    stack = [value]
+    while stack:
+        for node in stack.pop().users:
+            for out in node.outputs:
+                if out not in seen:
+                    seen.add(out)
+                    stack.append(out)
+    return seen
 
 
 def run_split(graphs: SplitGraphs, inputs: list, xp, wrap) -> list:
     """Run the forward program and link its results to one CompiledBackward node: the graph's
     outputs, the results autograd flows through as tensors with that node as grad_fn."""
+    if graphs.kept:  # the values create_graph's recomputation reads, before the write-back
+        kept = list(inputs)
+        for i in graphs.kept:
+            kept[i] = wrap(inputs[i]._data.copy())
+    else:
+        kept = inputs
     outs = graphs.forward(xp, [t._data for t in inputs])
     recorded, saved = outs[: graphs.n_outputs], outs[graphs.n_outputs :]
-    node = CompiledBackward(graphs, inputs, saved, xp)
+    node = CompiledBackward(graphs, kept, saved, xp)
     results = [wrap(a) for a in recorded]
     node.out_meta = []
     for k, j in enumerate(graphs.diff_outputs):
@@ -157,8 +196,8 @@ class CompiledBackward(Node):
         """create_graph: the forward again, op by op under autograd, differentiated."""
         from ..autograd.engine import grad as autograd_grad
 
-        for t, v in zip(self.inputs, self.versions):
-            if t._version[0] != v:
+        for i, (t, v) in enumerate(zip(self.inputs, self.versions)):
+            if t._version[0] != v and i not in self.graphs.written:
                 raise runtime_error(
                     "one of the variables needed for gradient computation has been modified "
                     f"by an inplace operation: [ember.{t._dtype.name} {list(t.shape)}], which "

@@ -101,6 +101,11 @@ class Specialization:
         self.reached: list = []  # reach.Guard per value reached beyond the arguments
         self.stores: list = []  # reach.Store per Python store the call made, replayed
         self.draws = False  # the graph draws random numbers and has value guards
+        # argument leaves of a whole training step that it used only through detach() (an
+        # LSTM's carried hidden state): their requires_grad changes nothing the step does, so
+        # keys that differ from `key` only there are this specialization's too (`also`)
+        self.grad_free: frozenset = frozenset()
+        self.also: list = []
 
     # -- checking ----------------------------------------------------------------------------
 
@@ -127,7 +132,39 @@ class Specialization:
         return tuple(leaf_record(t) for t in captured) == self.captured_keys
 
     def matches(self, key: CallKey) -> bool:
-        return self.key is key or self.key == key
+        if self.key is key or self.key == key:
+            return True
+        if not self.grad_free:
+            return False
+        if any(k is key for k in self.also) or key in self.also:
+            return True
+        if not self._grad_free_only(key):
+            return False
+        if len(self.also) < 8:
+            self.also.append(key)
+        return True
+
+    def own_key(self, key: CallKey) -> CallKey:
+        """The key this specialization holds that equals key (its own, or one of `also`),
+        which later calls with the same facts then match by identity."""
+        if self.key is key or not self.also:
+            return self.key
+        return next((k for k in self.also if k is key or k == key), self.key)
+
+    def _grad_free_only(self, key: CallKey) -> bool:
+        """Whether key differs from this specialization's only in the requires_grad of
+        argument leaves in grad_free."""
+        mine = self.key
+        if not mine.same_but_leaves(key):
+            return False
+        for i, (a, b) in enumerate(zip(mine.leaves, key.leaves)):
+            if a is b or a == b:
+                continue
+            if (i not in self.grad_free or not isinstance(a, TensorLeaf)
+                    or not isinstance(b, TensorLeaf)
+                    or (a.shape, a.dtype, a.device) != (b.shape, b.dtype, b.device)):
+                return False
+        return True
 
     def grad_changes(self) -> list[str]:
         """How the .grad of the tensors this graph reads differs from what it was traced
@@ -313,7 +350,7 @@ class ScriptFunction:
                 if change is not None:  # the latest such specialization's, the nearest
                     grad_failure = change
                     continue
-            self._last_key = sp.key
+            self._last_key = sp.own_key(key)
             if sp.grad_guards:
                 changes = sp.grad_changes()
                 if changes:
@@ -536,6 +573,9 @@ class ScriptFunction:
         sp.grad_guards = [(t, GradType.of(g)) for t, g in recording.grad_reads.values()]
         sp.grad_writes = [(t, g is not None) for t, g in recording.grad_writes.values()]
         sp.self_contained = recording.ran_backward
+        if sp.self_contained:
+            sp.grad_free = frozenset(i for i, (t, _) in zip(sp.input_leaves, recording.inputs)
+                                     if id(t) not in recording.used)
         leaf_of = {id(t): i for i, t in enumerate(recording_inputs(recording))}
         for tensor in recording.mutated.values():
             if id(tensor) in leaf_of:

@@ -80,6 +80,10 @@ class Trace:
         self.grad_writes: dict[int, tuple] = {}  # id -> (tensor, final grad tensor or None)
         self.grad_inputs: list = []  # (tensor, Value): tensor.grad at the call's start
         self.ran_backward = False  # the function ran backward(): a whole training step
+        # ids of the tensors the trace saw used other than through detach() (as an op's
+        # input, written, read, returned, their grad or requires_grad read): an argument
+        # outside it had a requires_grad the call never depended on
+        self.used: set[int] = set()
         # symbolic dims (dynamic shapes): symbol -> the size it has in this call; the symbols
         # made exact while tracing; the comparisons of sizes the Python code made (SizeInt)
         self.sizes: dict[str, int] = {}
@@ -118,6 +122,10 @@ class Trace:
         self.env[id(tensor)] = (tensor, value)
 
     def value_of(self, tensor):
+        self.used.add(id(tensor))
+        return self._value(tensor)
+
+    def _value(self, tensor):
         entry = self.env.get(id(tensor))
         if entry is not None and entry[0] is tensor:
             return entry[1]
@@ -173,6 +181,7 @@ class Trace:
         self._written(tensor, self.value_of(result))
 
     def _written(self, tensor, value) -> None:
+        self.used.add(id(tensor))
         if id(tensor) in self.views or tensor._base is not None:
             self._written_through_view(tensor, value)
             return
@@ -414,7 +423,7 @@ class Trace:
         """alias shares source's storage (detach): it stands for the same value."""
         if self.broken:
             return
-        value = self.value_of(source)
+        value = self._value(source)
         if source._requires_grad:
             # the same numbers, but no gradient may flow through them when the graph is
             # replayed under autograd: a copy recorded as a no-grad node stands for them
@@ -430,9 +439,13 @@ class Trace:
         for t in group:
             self.aliased[id(t)] = group
 
+    def grad_facts_read(self, tensor) -> None:
+        self.used.add(id(tensor))
+
     def read_grad(self, tensor):
         """tensor.grad read while tracing: this call's own write if it made one, else the
         value the call found there, which becomes an input (and its None-ness a guard)."""
+        self.used.add(id(tensor))
         written = self.grad_writes.get(id(tensor))
         if written is not None and written[0] is tensor:
             return written[1]

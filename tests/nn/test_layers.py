@@ -118,6 +118,7 @@ def test_conv_attributes_are_tuples_like_torch():
     [
         (nn.BatchNorm1d(3), (2, 3, 4, 5), "expected 2D or 3D input"),
         (nn.BatchNorm2d(3), (2, 3), "expected 4D input"),
+        (nn.BatchNorm3d(3), (2, 3, 4, 5), "expected 5D input"),
     ],
 )
 def test_batchnorm_checks_input_rank(layer, shape, message):

@@ -389,7 +389,8 @@ def test_inplace_activations_match_torch(make):
 @pytest.mark.parametrize("momentum", [0.1, 0.4, None])
 @pytest.mark.parametrize(
     ("layer", "shape"),
-    [("BatchNorm1d", (8, 4)), ("BatchNorm1d", (6, 4, 3)), ("BatchNorm2d", (4, 4, 3, 3))],
+    [("BatchNorm1d", (8, 4)), ("BatchNorm1d", (6, 4, 3)), ("BatchNorm2d", (4, 4, 3, 3)),
+     ("BatchNorm3d", (3, 4, 2, 3, 2))],
 )
 def test_batchnorm_running_statistics_follow_torch_over_steps(layer, shape, momentum):
     def make(fw):

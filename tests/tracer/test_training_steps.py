@@ -211,5 +211,6 @@ def test_a_whole_steps_results_keep_requires_grad_as_eager():
         loss, h, c = scripted(ember.randn(5, 2, 4), ember.randn(5, 2, 1), h.detach(),
                               c.detach())
         assert h.requires_grad and c.requires_grad and loss.requires_grad
-    assert len(scripted.specializations) == 2  # the first step, then the steady state
-    assert scripted.specializations[-1].calls == 3
+    # one graph from the first step on: zero_grad() does not read the .grad it clears
+    assert len(scripted.specializations) == 1
+    assert scripted.specializations[-1].calls == 4
