@@ -584,15 +584,16 @@ def shares_images(call: ConvCall) -> bool:
     return call.n > 1 and depth * call.out_hw[0] * call.out_hw[1] * size <= STACK_COLUMNS_MAX
 
 
-class _ConvTask(_EntryEmitter):
-    """`task(argv, start, end)`: a convolution's images [start, end), argv = x, weight, out,
-    the GEMM; its columns on the stack of the thread that runs the chunk."""
+class _Task(_EntryEmitter):
+    """A pool task of the entry: `task(argv, start, end)`, an internal function of the
+    entry's module whose pointers come from argv (the base of _ConvTask, _AttentionTask)."""
 
-    def __init__(self, parent: _EntryEmitter, call: ConvCall):
+    def _task(self, parent: _EntryEmitter, kind: str):
+        """Make the task's function and builder; its (start, end) arguments."""
         module = parent.module
         self.plan = parent.plan
         self.module = module
-        name = f"{symbol(parent.plan.name)}_conv{len(module.globals)}"
+        name = f"{symbol(parent.plan.name)}_{kind}{len(module.globals)}"
         fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [POINTER, I64, I64]), name=name)
         fn.attributes.add("nounwind")
         fn.linkage = "internal"
@@ -605,6 +606,15 @@ class _ConvTask(_EntryEmitter):
         self.pool = None
         self.argv_buffer = None
         self._no_unroll = None
+        return start, end
+
+
+class _ConvTask(_Task):
+    """`task(argv, start, end)`: a convolution's images [start, end), argv = x, weight, out,
+    the GEMM; its columns on the stack of the thread that runs the chunk."""
+
+    def __init__(self, parent: _EntryEmitter, call: ConvCall):
+        start, end = self._task(parent, "conv")
         depth = call.c * call.kernel[0] * call.kernel[1]
         self.stack = None
         if call.cols is not None:
@@ -622,27 +632,12 @@ class _ConvTask(_EntryEmitter):
         return self.stack
 
 
-class _AttentionTask(_EntryEmitter):
+class _AttentionTask(_Task):
     """`task(argv, start, end)`: an attention's batch items [start, end), argv = q, k, v,
     out, lse, the GEMM; the scores on the stack of the thread that runs the chunk."""
 
     def __init__(self, parent: _EntryEmitter, call: AttentionCall):
-        module = parent.module
-        self.plan = parent.plan
-        self.module = module
-        name = f"{symbol(parent.plan.name)}_attention{len(module.globals)}"
-        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [POINTER, I64, I64]), name=name)
-        fn.attributes.add("nounwind")
-        fn.linkage = "internal"
-        self.fn = fn
-        self.argv, start, end = fn.args
-        self.threads = None
-        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
-        self.bases = {}
-        self.blas_int = parent.blas_int
-        self.pool = None
-        self.argv_buffer = None
-        self._no_unroll = None
+        start, end = self._task(parent, "attention")
         stack = self.b.alloca(ir.ArrayType(STORAGE[call.dtype], call.l * call.s))
         scores = self.b.gep(stack, [_const(0), _const(0)], inbounds=True)
         pointers = [self._base(i) for i in range(5)]
