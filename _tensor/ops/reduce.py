@@ -6,6 +6,7 @@ import builtins
 import functools
 import math
 
+from ...autograd import grad_mode
 from ...errors import not_implemented_error, runtime_error, type_error
 from ...ir.dtypes import get_default_dtype, int64
 from ...ir.schema import normalize_dim, normalize_dims
@@ -250,7 +251,11 @@ def norm(input, p=2, dim=None, keepdim=False):
 
 
 def _root(total, p):
-    """total ** (1 / p), with PyTorch's zero gradient (not inf * 0 = nan) where total is 0."""
+    """total ** (1 / p), with PyTorch's zero gradient (not inf * 0 = nan) where total is 0.
+    Where no gradient is recorded (clip_grad_norm_ takes one norm per parameter under
+    no_grad) the root alone gives the same numbers: 0 ** (1 / p) is 0."""
+    if not (total._requires_grad and grad_mode.state.enabled):
+        return sqrt(total) if p == 2 else pow(total, 1.0 / p)
     zero = eq(total, 0)
     safe = where(zero, 1.0, total)
     return where(zero, 0.0, sqrt(safe) if p == 2 else pow(safe, 1.0 / p))
