@@ -243,45 +243,63 @@ def link_op(op: str, inputs: tuple, attrs: dict, outputs: tuple) -> None:
     rule = _derivatives[op]
     node = _new_node(OpNode)  # every slot is set here (Node.__init__ would set two twice)
     node.pre_hooks = None
-    node.op, node.attrs, node.rule, node.freed = op, attrs, rule, False
-    edges, metas, needs, tensors = [], [], [], []
+    node.op = op
+    node.attrs = attrs
+    node.rule = rule
+    node.freed = False
+    # one pass over the inputs (most calls have one or two, all tensors): the edges, the
+    # metadata the backward checks its gradients against, which inputs need a gradient
+    edges = []
+    metas = []
+    needs = []
+    numbers = False
     for x in inputs:
-        if isinstance(x, Tensor):
+        if x.__class__ is Tensor or isinstance(x, Tensor):
             grad_fn = x._grad_fn
             # edge_of's common case inline: an op's output that is not a view
-            e = (grad_fn, x._output_nr) if grad_fn is not None and x._base is None \
-                else edge_of(x)
+            if grad_fn is not None and x._base is None:
+                edges.append((grad_fn, x._output_nr))
+                needs.append(True)
+            else:
+                e = edge_of(x)
+                edges.append(e)
+                needs.append(e is not None)
             metas.append((x._data.shape, x._dtype, x._device))
-            tensors.append(True)
-            needs.append(e is not None)
         else:
-            e = None
+            numbers = True
+            edges.append(None)
             metas.append(None)
-            tensors.append(False)
             needs.append(False)
-        edges.append(e)
     node.next_functions = tuple(edges)
     node.needs_input_grad = needs = tuple(needs)
     node.input_meta = tuple(metas)
     if _hooks.active_trace is not None:
         _traced_metas(node, inputs)
-    node.out_meta = tuple([(o._data.shape, o._dtype, o._device) for o in outputs])
-    versions = []
+    if len(outputs) == 1:
+        o = outputs[0]
+        node.out_meta = ((o._data.shape, o._dtype, o._device),)
+    else:
+        node.out_meta = tuple([(o._data.shape, o._dtype, o._device) for o in outputs])
     save = rule.save_inputs
     if save is not True and save is not False:
         # the rule saves only the inputs its gradients will read (mul: a only if b needs grad)
         mask = save(needs)
-        kept = []
-        for x, m, t in zip(inputs, mask, tensors):
-            kept.append(x if m or not t else None)
-        inputs = tuple(kept)
-        save = any(mask)
+        inputs = tuple([x if m or meta is None else None
+                        for x, m, meta in zip(inputs, mask, metas)])
+        save = True in mask
+    versions = []
     if save:
         node.inputs = inputs
-        versions.append((inputs, tuple([x._version[0] if t and x is not None else None
-                                        for x, t in zip(inputs, tensors)])))
+        if numbers:
+            versions.append((inputs, tuple([x._version[0] if meta is not None and x is not None
+                                            else None for x, meta in zip(inputs, metas)])))
+        else:
+            versions.append((inputs, tuple([None if x is None else x._version[0]
+                                            for x in inputs])))
+    elif numbers:
+        node.inputs = tuple([None if meta is not None else x for x, meta in zip(inputs, metas)])
     else:
-        node.inputs = tuple([None if t else x for x, t in zip(inputs, tensors)])
+        node.inputs = (None,) * len(inputs)
     if rule.save_outputs:
         node.outputs = outputs
         versions.append((outputs, tuple([o._version[0] for o in outputs])))
