@@ -198,7 +198,57 @@ def _bool_key(key):
     return None
 
 
+# (x's shape, a basic key's signature) -> the view ops _lower chose for it: x[:, :8] and
+# x[..., 0] recur every step of a training loop, and lowering a key costs more than its view
+_BASIC: dict = {}
+_MAX_BASIC = 4096
+_INT_OR_NONE = (int, type(None))
+
+
+def _basic_signature(key):
+    """A hashable form of a key of ints, slices of ints, None and ..., or None for any
+    other key (tensors, lists, bools, numpy numbers take _lower's way every time)."""
+    if key.__class__ is not tuple:
+        key = (key,)
+    out = []
+    for k in key:
+        c = k.__class__
+        if c is slice:
+            if (k.start.__class__ not in _INT_OR_NONE or k.stop.__class__ not in _INT_OR_NONE
+                    or k.step.__class__ not in _INT_OR_NONE):
+                return None
+            out.append((k.start, k.stop, k.step))
+        elif c is int or k is None or k is Ellipsis:
+            out.append(k)
+        else:
+            return None
+    return tuple(out)
+
+
+def _views(x: Tensor, view: Tensor) -> list | None:
+    """The (op, attrs) of each view op from x to view, or None where it is not such a chain."""
+    chain = view._view_chain
+    base = x._view_chain
+    if view._base is None or chain[: len(base)] != base:
+        return None
+    return list(chain[len(base):])
+
+
 def getitem(x: Tensor, key) -> Tensor:
+    signature = _basic_signature(key)
+    if signature is not None and hooks.active_trace is None:
+        memo = (x._data.shape, signature)
+        steps = _BASIC.get(memo)
+        if steps is not None:
+            view = x
+            for op, attrs in steps:
+                view = dispatch(op, (view,), attrs)
+            return view
+        view, advanced, dims = _lower(x, key)
+        steps = _views(x, view)
+        if steps is not None and len(_BASIC) < _MAX_BASIC:
+            _BASIC[memo] = steps
+        return view
     flag = _bool_key(key)
     if flag is not None:
         # x[True] adds a leading dim of size 1; x[False] one of size 0
