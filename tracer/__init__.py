@@ -15,9 +15,16 @@ __all__ = ["ScriptFallback", "ScriptFunction", "ScriptModule", "compile", "expla
            "trace"]
 
 
+def _no_state() -> tuple:
+    return ()
+
+
 def _quiet_script(fn, name: str) -> ScriptFunction:
-    """The tensor layer's composite compiler (hooks.CompositeCompiler)."""
-    return ScriptFunction(fn, name=name, quiet=True)
+    """The tensor layer's composite compiler (hooks.CompositeCompiler). A composite is
+    ember's own primitive code: the globals it reads are ember's functions and constants,
+    never a user's value, so its calls skip reading them for guards (free_values, a few
+    microseconds a call, always () for them)."""
+    return ScriptFunction(fn, name=name, quiet=True, state_key=_no_state)
 
 
 _hooks.set_composite_compiler(_quiet_script)
