@@ -41,10 +41,17 @@ from ..codegen.entry import (
     PoolCall,
     Ref,
     Strided,
+    StridedConvCall,
+    conv_operand,
 )
 from ..codegen.llvm.cache import default_cache
 from ..codegen.llvm.emit import symbol
-from ..codegen.llvm.entry import SHARED_ITEMS_MIN, STACK_COLUMNS_MAX, shares_items
+from ..codegen.llvm.entry import (
+    SHARED_ITEMS_MIN,
+    STACK_COLUMNS_MAX,
+    depthwise_shared,
+    shares_items,
+)
 from ..errors import EmberError, index_error
 from ..ir.graph import Graph
 from . import blas
@@ -151,6 +158,10 @@ class NativeGraph(CompiledProgram):
                 if node.outputs[0].type.dtype != node.inputs[0].type.dtype:
                     raise Unsupported(f"{op} changes the dtype")
             elif op not in BYTE_OPS:
+                if op == "attention" and node.attrs["mask"]:
+                    types.remove(node.inputs[3].type)  # bool, or the scores' dtype
+                    if node.inputs[3].type.dtype.name not in ("bool", *FLOATS):
+                        raise Unsupported(f"attention with a {node.inputs[3].type} mask")
                 dtypes = {t.dtype.name for t in types}
                 if len(dtypes) != 1 or not dtypes <= set(FLOATS):
                     raise Unsupported(f"{op} on {sorted(dtypes)} (float32 or float64 only)")
@@ -228,7 +239,8 @@ class NativeGraph(CompiledProgram):
                 layout = views.get(slot)
                 if layout is None or (kind == "eager" and node.op in VIEWS):
                     continue
-                if not (layout.contiguous or (position in strided and _matrix_ld(layout))):
+                if not (layout.contiguous or (position in strided and _matrix_ld(layout))
+                        or position in ANY_STRIDES.get(node.op if kind == "eager" else "", ())):
                     self.copies[slot] = views.pop(slot)
         for j, slot in enumerate(self.outputs):
             layout = views.get(slot)
@@ -327,6 +339,8 @@ class NativeGraph(CompiledProgram):
             return l * s * size
         if kind != "eager" or node.op != "conv2d":
             return 0
+        if _strided_conv(self, step, node):
+            return _strided_conv_scratch(self, step, node)
         x, w = (a.type for a in node.inputs[:2])
         out = node.outputs[0].type
         if _pointwise_conv(node):
@@ -357,14 +371,18 @@ class NativeGraph(CompiledProgram):
             sgemm_arg=n_args, dgemm_arg=n_args + 1,
             blas_int_bits=gemm.int_bits if gemm is not None else 64,
             errors=tuple(self.errors), error_word=self.error_word)
-        self.uses_blas = any(isinstance(c, (GemmCall, ConvCall, AttentionCall)) for c in calls)
+        self.uses_blas = any(isinstance(c, (GemmCall, ConvCall, AttentionCall))
+                             or (isinstance(c, StridedConvCall) and not c.depthwise)
+                             for c in calls)
         # convolutions (attentions) whose images (heads) the pool shares run one small GEMM
         # per image on each thread: OpenBLAS itself then stays on one thread
         self.shared_convs = any((isinstance(c, ConvCall) and shares_images(c))
                                 or (isinstance(c, AttentionCall) and c.scratch is None)
                                 for c in calls)
-        self.parallel = self.shared_convs or any(isinstance(c, KernelCall) and c.parallel
-                                                 for c in calls)
+        self.parallel = self.shared_convs or any(
+            (isinstance(c, KernelCall) and c.parallel)
+            or (isinstance(c, StridedConvCall) and c.depthwise and depthwise_shared(c))
+            for c in calls)
         self.llvm_ir = emit_entry_module(self.plan)
 
     def _ref(self, slot: int) -> Ref:
@@ -512,6 +530,10 @@ def _brief(call) -> str:
     if isinstance(call, ConvCall):
         return (f"{call.dtype} n{call.n} {call.c}->{call.o} {call.h}x{call.w} "
                 f"k{call.kernel} s{call.stride} p{call.padding}")
+    if isinstance(call, StridedConvCall):
+        return (f"{call.dtype} n{call.n} {call.c}->{call.o} groups {call.groups} "
+                f"{call.h}x{call.w} strides {list(call.x_strides)} k{call.kernel} "
+                f"s{call.stride} p{call.padding}{' depthwise' if call.depthwise else ''}")
     if isinstance(call, PoolCall):
         return f"{call.kind} {call.dtype} {call.rows}x{call.h}x{call.w} -> {call.out_hw}"
     return f"{call.dtype} {call.rows}x{call.cols}"
@@ -613,9 +635,44 @@ def _matmul(program: NativeGraph, position, step, node):
     raise Unsupported(f"matmul of {a} and {b}")
 
 
+def _strided_conv(program: NativeGraph, step, node) -> bool:
+    """Whether a conv2d runs as a StridedConvCall: groups, or an input read through strides
+    (a view, such as an NHWC tensor permuted to NCHW)."""
+    return (node.attrs["groups"] != 1
+            or not program._layout(step.args[0].slot).contiguous)
+
+
+def _strided_conv_call(program: NativeGraph, step, node, x_ref=None, weight=None, out=None,
+                       cols=None) -> StridedConvCall:
+    """The node's StridedConvCall (its geometry alone where the Refs are left out)."""
+    x, w = node.inputs[0].type, node.inputs[1].type
+    attrs = node.attrs
+    return StridedConvCall(
+        x.dtype.name, *x.shape, w.shape[0], attrs["groups"], tuple(w.shape[2:]),
+        tuple(attrs["stride"]), tuple(attrs["padding"]), tuple(attrs["dilation"]),
+        tuple(node.outputs[0].type.shape[2:]), x_ref,
+        tuple(program._layout(step.args[0].slot).strides), weight, out, cols)
+
+
+def _strided_conv_scratch(program: NativeGraph, step, node) -> int:
+    """The bytes of one group's columns (none for a depthwise conv, or where the channels are
+    the GEMM's operand as they lie)."""
+    geometry = _strided_conv_call(program, step, node)
+    if geometry.depthwise or conv_operand(geometry) is not None:
+        return 0
+    w, out = node.inputs[1].type, node.outputs[0].type
+    depth = w.shape[1] * w.shape[2] * w.shape[3]
+    return depth * out.shape[2] * out.shape[3] * np.dtype(w.dtype.np).itemsize
+
+
 def _conv2d(program: NativeGraph, position, step, node):
     x, w = node.inputs[0].type, node.inputs[1].type
     attrs = node.attrs
+    if x.ndim == 4 and w.ndim == 4 and _strided_conv(program, step, node):
+        return [_strided_conv_call(
+            program, step, node, program._at(program._layout(step.args[0].slot)),
+            program._ref(step.args[1].slot), program._ref(step.outs[0].slot),
+            program.scratch.get(position))]
     if attrs["groups"] != 1 or x.ndim != 4 or w.ndim != 4:
         raise Unsupported(f"conv2d of {x} with {w}, groups {attrs['groups']}")
     out = node.outputs[0].type
@@ -704,6 +761,8 @@ EXTERN = {"linear": _linear, "matmul": _matmul, "conv2d": _conv2d,
           "index_select": _index_select, "attention": _attention}
 # the inputs (positions) an op reads in place as strided matrices (_matrix_ld)
 STRIDED_READS = {"attention": (0, 1, 2)}
+# the inputs (positions) an op reads in place through any strides
+ANY_STRIDES = {"conv2d": (0,), "attention": (3,)}
 GEMM_OPS = frozenset({"linear", "matmul", "conv2d", "attention"})
 
 

@@ -1,0 +1,128 @@
+"""What the native entry runs beyond plain convolutions and attention (runtime/graph_entry.py):
+grouped and depthwise convolutions, convolutions reading an NHWC tensor permuted to NCHW in
+place (no copy), attention under a bool or float mask, and batch-1 calls from many threads
+at once; each equal to the eager kernels."""
+
+import threading
+
+import ember
+import numpy as np
+import pytest
+from ember import nn
+from ember.codegen.entry import AttentionCall, ConvCall, CopyCall, StridedConvCall
+from ember.ir.specialize import specialize
+from ember.runtime.graph_entry import NativeGraph, build_entry_program
+from ember.runtime.program import Program
+
+
+def _load(model, examples, path, dynamic=True):
+    dims = {i: {0: "batch"} for i in range(len(examples))} if dynamic else None
+    ember.export(model.eval(), tuple(ember.tensor(a) for a in examples), path, dynamic_dims=dims)
+    return ember.runtime.load(str(path))
+
+
+def _programs(loaded, batch=None):
+    graph = loaded.graph if batch is None else specialize(loaded.graph, {"batch": batch})
+    native = build_entry_program(graph, "t")
+    assert isinstance(native, NativeGraph), native.describe()
+    return native, Program(graph)
+
+
+def _calls(program, kind):
+    return [c for c in program.plan.calls if isinstance(c, kind)]
+
+
+def _same(native, eager, inputs, rtol=1e-5, atol=1e-5):
+    got, want = native(np, inputs), eager(np, inputs)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol)
+    return got
+
+
+# -- grouped and depthwise convolutions ------------------------------------------------------
+
+
+class _MobileBlock(nn.Module):
+    """MobileNet's block: depthwise 3x3 (stride 2, padding 1), pointwise 1x1, then a grouped
+    3x3 and a depthwise conv with a channel multiplier and dilation."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.dw = nn.Conv2d(c, c, 3, stride=2, padding=1, groups=c, bias=False)
+        self.pw = nn.Conv2d(c, 2 * c, 1)
+        self.grouped = nn.Conv2d(2 * c, 3 * c, (3, 2), stride=(1, 2), padding=(2, 1),
+                                 groups=c // 2)
+        self.multiplier = nn.Conv2d(3 * c, 6 * c, 3, padding=2, dilation=2, groups=3 * c)
+
+    def forward(self, x):
+        x = ember.relu(self.pw(ember.relu(self.dw(x))))
+        return self.multiplier(self.grouped(x))
+
+
+@pytest.mark.parametrize("c,hw,dtype", [(8, (13, 11), np.float32), (4, (7, 9), np.float64),
+                                        (32, (16, 16), np.float32)],
+                         ids=["odd-sizes", "float64", "shared-planes"])
+def test_depthwise_and_grouped_convolutions_equal_the_eager_kernels(tmp_path, c, hw, dtype):
+    ember.manual_seed(20)
+    model = _MobileBlock(c)
+    if dtype == np.float64:
+        model = model.double()
+    x = np.random.default_rng(20).standard_normal((2, c, *hw)).astype(dtype)
+    loaded = _load(model, [x], tmp_path / "m.ember")
+    tol = 1e-12 if dtype == np.float64 else 1e-4
+    for batch in (1, 3):
+        native, eager = _programs(loaded, batch)
+        convs = _calls(native, StridedConvCall)
+        assert [c.groups for c in convs] == [c_ for c_ in (c, c // 2, 3 * c)]
+        assert [c.depthwise for c in convs] == [True, False, True]
+        x = np.random.default_rng(batch).standard_normal((batch, c, *hw)).astype(dtype)
+        _same(native, eager, [x], tol, tol)
+        with ember.no_grad():
+            want = model(ember.tensor(x)).numpy()
+        np.testing.assert_allclose(loaded(x), want, rtol=tol, atol=tol)
+
+
+# -- channels last: an NHWC tensor permuted to NCHW ------------------------------------------
+
+
+class _ChannelsLast(nn.Module):
+    """A model over NHWC images, as one converted from a channels-last framework reads:
+    each conv's input permuted to NCHW and its output back."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.a = nn.Conv2d(c, 6, 3, padding=1)
+        self.pointwise = nn.Conv2d(c, 6, 1, bias=False)
+        self.dw = nn.Conv2d(6, 12, 3, stride=2, padding=1, groups=6)
+        self.g = nn.Conv2d(12, 8, 1, groups=2)
+
+    def forward(self, x):
+        nchw = x.permute(0, 3, 1, 2)
+        y = ember.relu(self.a(nchw) + self.pointwise(nchw)).permute(0, 2, 3, 1)
+        y = self.dw(y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return self.g(y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+def test_convolutions_read_an_nhwc_input_in_place(tmp_path):
+    ember.manual_seed(21)
+    model = _ChannelsLast(3)
+    x = np.random.default_rng(21).standard_normal((2, 9, 7, 3)).astype(np.float32)
+    loaded = _load(model, [x], tmp_path / "nhwc.ember")
+    for batch in (1, 4):
+        native, eager = _programs(loaded, batch)
+        # no conv reads a copy: the input's permute is read through its strides, and the
+        # only copy is the NHWC output's
+        (copy,) = _calls(native, CopyCall)
+        assert copy.dst.arg == 1
+        assert not _calls(native, ConvCall)
+        first, pointwise = _calls(native, StridedConvCall)[:2]
+        assert first.x_strides == pointwise.x_strides == (9 * 7 * 3, 1, 7 * 3, 3)
+        assert first.x.arg == pointwise.x.arg == 0
+        assert pointwise.cols is None  # the channels of each position are the GEMM's B
+        x = np.random.default_rng(batch).standard_normal((batch, 9, 7, 3)).astype(np.float32)
+        _same(native, eager, [x], 1e-4, 1e-4)
+        with ember.no_grad():
+            want = model(ember.tensor(x)).numpy()
+        np.testing.assert_allclose(loaded(x), want, rtol=1e-4, atol=1e-4)
