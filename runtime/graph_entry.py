@@ -38,6 +38,7 @@ from ..codegen.entry import (
     GatherCall,
     GemmCall,
     KernelCall,
+    MaskOperand,
     PoolCall,
     Ref,
     Strided,
@@ -731,9 +732,9 @@ def _index_select(program: NativeGraph, position, step, node):
 
 def _attention(program: NativeGraph, position, step, node):
     a = node.attrs
-    if a["mask"] or a["dropout_p"] or len(node.inputs) != 3:
-        raise Unsupported("attention with a mask or dropout")
-    q, k, v = (x.type for x in node.inputs)
+    if a["dropout_p"] or len(node.inputs) != 3 + int(a["mask"]):
+        raise Unsupported("attention with dropout")
+    q, k, v = (x.type for x in node.inputs[:3])
     batch, l, s = _attention_sizes(node)
     e, ev = q.shape[-1], v.shape[-1]
 
@@ -749,11 +750,24 @@ def _attention(program: NativeGraph, position, step, node):
 
     scale = a["scale"] if a["scale"] is not None else (1.0 / math.sqrt(e) if e else 1.0)
     call = AttentionCall(q.dtype.name, batch, l, s, e, ev, float(scale), bool(a["causal"]),
-                         *(operand(arg) for arg in step.args),
+                         *(operand(arg) for arg in step.args[:3]),
                          program._ref(step.outs[0].slot), program._ref(step.outs[1].slot),
-                         program.scratch.get(position))
+                         program.scratch.get(position),
+                         _mask_operand(program, step.args[3], batch) if a["mask"] else None)
     assert (call.scratch is None) == shares_items(call)
     return [call]
+
+
+def _mask_operand(program: NativeGraph, arg, batch: tuple) -> MaskOperand:
+    """An attention mask read in place where it lies: its dims aligned to the scores'
+    (batch..., l, s) from the right, a dim it broadcasts (size 1 or missing) at stride 0."""
+    layout = program._layout(arg.slot)
+    rank = len(batch) + 2
+    shape = (1,) * (rank - len(layout.shape)) + tuple(layout.shape)
+    strides = (0,) * (rank - len(layout.strides)) + tuple(layout.strides)
+    strides = tuple(0 if n == 1 else st for n, st in zip(shape, strides))
+    is_bool = program.types[layout.root].dtype.name == "bool"
+    return MaskOperand(program._at(layout), strides[:-2], strides[-2], strides[-1], is_bool)
 
 
 EXTERN = {"linear": _linear, "matmul": _matmul, "conv2d": _conv2d,

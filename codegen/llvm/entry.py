@@ -254,6 +254,8 @@ class _EntryEmitter:
     def _AttentionCall(self, call: AttentionCall) -> None:
         pointers = [self.ref(call.q.ref), self.ref(call.k.ref), self.ref(call.v.ref),
                     self.ref(call.out), self.ref(call.lse)]
+        if call.mask is not None:
+            pointers.append(self.ref(call.mask.ref))
         items = math.prod(call.batch)
         if call.scratch is None:
             task = _AttentionTask(self, call).fn
@@ -264,20 +266,20 @@ class _EntryEmitter:
     def _attention_items(self, call: AttentionCall, pointers, scores, first, last) -> None:
         """Batch items [first, last) of an attention, scores in the (l, s) scratch."""
         b = self.b
-        q, k, v, out, lse = pointers
+        q, k, v, out, lse = pointers[:5]
         t = STORAGE[call.dtype]
         dtype = call.dtype
         inner = [1]
         for d in reversed(call.batch[1:]):
             inner.insert(0, inner[0] * d)
 
-        def at(p, operand, item):
+        def at(p, operand, item, element_dtype=dtype):
             offset = _const(0)
             for d, stride in enumerate(operand.batch_strides):
                 if stride and call.batch[d] > 1:
                     index = b.urem(b.udiv(item, _const(inner[d])), _const(call.batch[d]))
                     offset = b.add(offset, b.mul(index, _const(stride)))
-            return self.element(p, offset, dtype)
+            return self.element(p, offset, element_dtype)
 
         zero, one = ir.Constant(t, 0.0), ir.Constant(t, 1.0)
         maximum = intrinsic(self.module, "llvm.maximum", t, 2)  # NaN wins, as in numpy
@@ -286,6 +288,9 @@ class _EntryEmitter:
             # the scale goes into the GEMM's alpha
             self._gemm(dtype, call.l, call.s, call.e, at(q, call.q, i), call.q.ld,
                        at(k, call.k, i), call.k.ld, True, scores, call.s, alpha=call.scale)
+
+            if call.mask is not None:
+                mask = at(pointers[5], call.mask, i, "bool" if call.mask.is_bool else dtype)
 
             def row(r):
                 base = b.mul(r, _const(call.s))
@@ -298,10 +303,17 @@ class _EntryEmitter:
                 def score(j):
                     return self.element(scores, b.add(base, j), dtype)
 
+                if call.mask is not None:
+                    self._mask_row(call, mask, r, score)
+
                 top = self.local(t, ir.Constant(t, float("-inf")))
                 self.loop(0, n, lambda j: b.store(
                     b.call(maximum, [b.load(top, typ=t), b.load(score(j), typ=t)]), top))
                 peak = b.load(top, typ=t)
+                if call.mask is not None:
+                    # a row that attends no key keeps -inf as its max: exp against 0 gives 0
+                    peak = b.select(b.fcmp_ordered("==", peak, ir.Constant(t, float("-inf"))),
+                                    zero, peak)
                 total = self.local(t, zero)
 
                 def exponentiate(j):
@@ -313,11 +325,16 @@ class _EntryEmitter:
                 self.loop(n, call.s, lambda j: b.store(zero, score(j)))
                 sum_ = b.load(total, typ=t)
                 inverse = b.fdiv(one, sum_)
+                if call.mask is not None:  # no key attended: weights 0, not 0 / 0
+                    attended = b.fcmp_ordered(">", sum_, zero)
+                    inverse = b.select(attended, inverse, one)
                 self.loop(0, n, lambda j: b.store(b.fmul(b.load(score(j), typ=t), inverse),
                                                   score(j)))
-                log_sum = mathlib.emit("log", b, sum_)
+                log_sum = b.fadd(peak, mathlib.emit("log", b, sum_))
+                if call.mask is not None:  # and a logsumexp of -inf, as the eager kernel
+                    log_sum = b.select(attended, log_sum, ir.Constant(t, float("-inf")))
                 row_index = b.add(b.mul(i, _const(call.l)), r)
-                b.store(b.fadd(peak, log_sum), self.element(lse, row_index, dtype))
+                b.store(log_sum, self.element(lse, row_index, dtype))
 
             self.loop(0, call.l, row)
             target = self.element(out, b.mul(i, _const(call.l * call.ev)), dtype)
@@ -325,6 +342,28 @@ class _EntryEmitter:
                        call.v.ld, False, target, call.ev)
 
         self.loop(first, last, item)
+
+    def _mask_row(self, call: AttentionCall, mask, r, score) -> None:
+        """Row r of an item's scores under its mask: -inf where a bool mask is False, the
+        mask added where it is float."""
+        b = self.b
+        m = call.mask
+        t = STORAGE[call.dtype]
+        kind = "bool" if m.is_bool else call.dtype
+        row = self.element(mask, b.mul(r, _const(m.row_stride)), kind)
+
+        def apply(j):
+            value = b.load(self.element(row, b.mul(j, _const(m.col_stride)), kind),
+                           typ=STORAGE[kind])
+            current = b.load(score(j), typ=t)
+            if m.is_bool:
+                keep = b.icmp_unsigned("!=", value, ir.Constant(STORAGE[kind], 0))
+                current = b.select(keep, current, ir.Constant(t, float("-inf")))
+            else:
+                current = b.fadd(current, value)
+            b.store(current, score(j))
+
+        self.loop(0, call.s, apply)
 
     def _KernelCall(self, call: KernelCall) -> None:
         b = self.b
@@ -819,18 +858,19 @@ class _DepthwiseTask(_Task):
 
 class _AttentionTask(_Task):
     """`task(argv, start, end)`: an attention's batch items [start, end), argv = q, k, v,
-    out, lse, the GEMM; the scores on the stack of the thread that runs the chunk."""
+    out, lse[, mask], the GEMM; the scores on the stack of the thread that runs the chunk."""
 
     def __init__(self, parent: _EntryEmitter, call: AttentionCall):
         start, end = self._task(parent, "attention")
         stack = self.b.alloca(ir.ArrayType(STORAGE[call.dtype], call.l * call.s))
         scores = self.b.gep(stack, [_const(0), _const(0)], inbounds=True)
-        pointers = [self._base(i) for i in range(5)]
+        self.operands = 5 if call.mask is None else 6
+        pointers = [self._base(i) for i in range(self.operands)]
         self._attention_items(call, pointers, scores, start, end)
         self.b.ret_void()
 
     def gemm_arg(self, dtype: str) -> int:
-        return 5
+        return self.operands
 
 
 def emit_entry_module(plan: EntryPlan) -> str:

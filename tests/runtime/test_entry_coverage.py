@@ -126,3 +126,65 @@ def test_convolutions_read_an_nhwc_input_in_place(tmp_path):
         with ember.no_grad():
             want = model(ember.tensor(x)).numpy()
         np.testing.assert_allclose(loaded(x), want, rtol=1e-4, atol=1e-4)
+
+
+# -- attention under a mask -------------------------------------------------------------------
+
+
+class _Masked(nn.Module):
+    def __init__(self, transpose_mask=False, scale=None):
+        super().__init__()
+        self.transpose_mask, self.scale = transpose_mask, scale
+
+    def forward(self, q, k, v, mask):
+        if self.transpose_mask:  # given as (..., s, l): read in place through its strides
+            mask = mask.transpose(-1, -2)
+        return ember.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                                                 scale=self.scale)
+
+
+@pytest.mark.parametrize("case", [
+    dict(batch=(2, 3), mask=(5, 9), kind="bool"),
+    dict(batch=(2, 3), mask=(2, 1, 5, 9), kind="float"),
+    dict(batch=(2, 3), mask=(2, 3, 5, 1), kind="float"),  # one value per query row
+    dict(batch=(3,), mask=(2, 3, 5, 9), kind="bool"),  # the mask adds a batch dim
+    dict(batch=(4, 5), mask=(4, 1, 5, 9), kind="bool", scale=0.5),  # shared with the pool
+    dict(batch=(2, 2), mask=(2, 2, 9, 5), kind="float", transpose=True),
+    dict(batch=(2, 2), mask=(5, 9), kind="float", dtype=np.float64),
+], ids=["bool-LS", "float-B1LS", "float-row", "mask-batch", "pool-bool", "strided-float",
+        "float64"])
+def test_masked_attention_equals_the_eager_kernel(tmp_path, case):
+    dtype = case.get("dtype", np.float32)
+    rng = np.random.default_rng(22)
+    b, l, s, e, ev = case["batch"], 5, 9, 8, 4
+    q = rng.standard_normal((*b, l, e)).astype(dtype)
+    k = rng.standard_normal((*b, s, e)).astype(dtype)
+    v = rng.standard_normal((*b, s, ev)).astype(dtype)
+    shape = case["mask"]
+    if case["kind"] == "bool":
+        mask = rng.random(shape) > 0.4
+        mask[..., 1, :] = False  # a query that attends no key: zeros, as in eager
+    else:
+        mask = rng.standard_normal(shape).astype(dtype)
+        mask[..., -1] = -np.inf
+        mask[..., 0, :] = -np.inf  # every key of the first query masked
+    model = _Masked(case.get("transpose", False), case.get("scale"))
+    loaded = _load(model, [q, k, v, mask], tmp_path / "a.ember", dynamic=False)
+    native, eager = _programs(loaded)
+    (call,) = _calls(native, AttentionCall)
+    assert call.mask is not None and call.mask.is_bool == (case["kind"] == "bool")
+    assert (call.scratch is None) == (np.prod(call.batch) >= 16)
+    assert not _calls(native, CopyCall)  # the mask, transposed or not, read where it lies
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    (got,) = _same(native, eager, [q, k, v, mask], tol, tol)
+    # the formula itself (float64): masked keys weigh 0; a row with none left gives zeros
+    scores = (q.astype(np.float64) @ np.swapaxes(k, -1, -2)) * (case.get("scale") or e ** -0.5)
+    full = np.swapaxes(mask, -1, -2) if case.get("transpose") else mask
+    scores = np.where(full, scores, -np.inf) if full.dtype == bool else scores + full
+    top = scores.max(-1, keepdims=True)
+    p = np.exp(scores - np.where(np.isneginf(top), 0, top))
+    total = p.sum(-1, keepdims=True)
+    want = (p / np.where(total > 0, total, 1)) @ v
+    np.testing.assert_allclose(got, want, rtol=tol * 10, atol=tol * 10)
+    if case["kind"] == "bool":
+        assert (got[..., 1, :] == 0).all()
