@@ -128,6 +128,44 @@ def test_convolutions_read_an_nhwc_input_in_place(tmp_path):
         np.testing.assert_allclose(loaded(x), want, rtol=1e-4, atol=1e-4)
 
 
+# -- batch-1 calls from many threads at once ------------------------------------------------
+
+
+@pytest.mark.parametrize("budget", [1, 2], ids=["budget-1", "budget-2"])
+def test_batch_1_calls_from_many_threads_at_once_each_get_their_own_results(tmp_path,
+                                                                           monkeypatch, budget):
+    """Callers share one loaded Program (their own arenas; with a budget of 2 the depthwise
+    convs' planes go to the native pool from several callers at once)."""
+    from ember.runtime import threads as budgets
+
+    monkeypatch.setattr(budgets, "threads", lambda: budget)
+    ember.manual_seed(23)
+    model = _MobileBlock(32)
+    x = np.random.default_rng(23).standard_normal((2, 32, 16, 16)).astype(np.float32)
+    loaded = _load(model, [x], tmp_path / "m.ember")
+    inputs = [np.random.default_rng(k).standard_normal((1, 32, 16, 16)).astype(np.float32)
+              for k in range(6)]
+    with ember.no_grad():
+        wanted = [model(ember.tensor(x)).numpy() for x in inputs]
+    native, _ = _programs(loaded, 1)
+    assert any(c.depthwise for c in _calls(native, StridedConvCall)) and native.parallel
+    failures = []
+    start = threading.Barrier(len(inputs))
+
+    def work(k):
+        start.wait()
+        for _ in range(40):
+            if not np.allclose(loaded(inputs[k]), wanted[k], rtol=1e-4, atol=1e-4):
+                failures.append(k)
+
+    workers = [threading.Thread(target=work, args=(k,)) for k in range(len(inputs))]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    assert not failures
+
+
 # -- attention under a mask -------------------------------------------------------------------
 
 
