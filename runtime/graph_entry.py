@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import math
 import os
+import threading
 import time
 import warnings
 from typing import NamedTuple
@@ -135,7 +136,11 @@ class NativeGraph(CompiledProgram):
         # W^T per weight, shared by the programs of one loaded file (one per batch size):
         # keyed by the weight's address, shape, strides and dtype
         self._packed_cache = {} if packed is None else packed
+        self._source = graph
         super().__init__(graph, name)
+        # the inputs given channels last (NHWC strides) -> the program that reads them so
+        self._channels_last: dict[frozenset, CompiledProgram] = {}
+        self._channels_last_lock = threading.Lock()
 
     def _check_supported(self, build) -> None:
         """Refuse (Unsupported) what the entry cannot run, before anything is planned."""
@@ -468,6 +473,11 @@ class NativeGraph(CompiledProgram):
         if len(arrays) != len(self.input_specs):
             raise EmberError(f"{self.name}: expected {len(self.input_specs)} inputs, "
                              f"got {len(arrays)}")
+        nhwc = frozenset(i for i, (a, (shape, dtype)) in enumerate(zip(arrays, self.input_specs))
+                         if _channels_last(a) and a.shape == shape and a.dtype == dtype)
+        if nhwc:
+            return self._nhwc_program(nhwc)(xp, [
+                a.transpose(0, 2, 3, 1) if i in nhwc else a for i, a in enumerate(arrays)])
         held = []
         for i, (a, (shape, dtype)) in enumerate(zip(arrays, self.input_specs)):
             if a.__class__ is not np.ndarray or a.shape != shape or a.dtype != dtype:
@@ -500,6 +510,25 @@ class NativeGraph(CompiledProgram):
         if status:
             self._raise(status)
         return outputs
+
+    def _nhwc_program(self, inputs: frozenset):
+        """The program of this graph whose `inputs` are given NHWC (a channels-last array's
+        bytes as they lie) and permuted to NCHW inside, where a conv reads them in place
+        (StridedConvCall); built on the first such call, then kept."""
+        program = self._channels_last.get(inputs)
+        if program is None:
+            with self._channels_last_lock:
+                program = self._channels_last.get(inputs)
+                if program is None:
+                    graph = _nhwc_inputs(self._source, inputs)
+                    name = f"{self.name}_channels_last"
+                    try:
+                        program = NativeGraph(graph, name, self._packed_cache)
+                    except Unsupported as why:
+                        log("kernels", f"{name}: runs step by step: {why}")
+                        program = build_program(graph, name)
+                    self._channels_last[inputs] = program
+        return program
 
     def _raise(self, status: int):
         _, arena = self._thread_state()
@@ -559,6 +588,34 @@ def _place(born: dict, dies: dict, sizes: dict) -> tuple[dict, int]:
         offsets[key] = offset
         total = max(total, offset + size)
     return offsets, total
+
+
+def _channels_last(a) -> bool:
+    """Whether a is a 4-D numpy array whose bytes lie NHWC (torch's channels_last: shape
+    NCHW, channels the fastest dim), not also NCHW contiguous."""
+    if a.__class__ is not np.ndarray or a.ndim != 4 or a.flags.c_contiguous:
+        return False
+    return a.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def _nhwc_inputs(graph: Graph, inputs: frozenset) -> Graph:
+    """A copy of graph whose inputs at the positions `inputs` are (n, h, w, c), each
+    permuted to the (n, c, h, w) the graph computes on before its first node."""
+    graph = graph.copy()
+    first = graph.nodes[0] if graph.nodes else None
+    for i in sorted(inputs):
+        old = graph.inputs[i]
+        n, c, h, w = old.type.shape
+        new = graph.add_input(type(old.type)((n, h, w, c), old.type.dtype))
+        graph.inputs.pop()
+        graph.inputs[i] = new
+        if first is None:
+            permuted = graph.add_node("permute", [new], {"dims": [0, 3, 1, 2]}).outputs[0]
+        else:
+            with graph.inserting_before(first):
+                permuted = graph.add_node("permute", [new], {"dims": [0, 3, 1, 2]}).outputs[0]
+        graph.replace_all_uses(old, permuted)
+    return graph
 
 
 def _inside(result: np.ndarray, buffer: np.ndarray) -> bool:

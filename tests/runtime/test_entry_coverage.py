@@ -128,6 +128,27 @@ def test_convolutions_read_an_nhwc_input_in_place(tmp_path):
         np.testing.assert_allclose(loaded(x), want, rtol=1e-4, atol=1e-4)
 
 
+def test_a_channels_last_array_is_read_in_place_by_the_first_conv(tmp_path):
+    """An NCHW-shaped array whose bytes lie NHWC (what a channels_last torch tensor's .numpy()
+    gives) runs through a program that reads those bytes where they lie, not a copy."""
+    ember.manual_seed(24)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(8, 8, 3, groups=8))
+    x = np.random.default_rng(24).standard_normal((2, 3, 9, 7)).astype(np.float32)
+    loaded = _load(model, [x], tmp_path / "cl.ember")
+    native, eager = _programs(loaded, 3)
+    x = np.random.default_rng(25).standard_normal((3, 3, 9, 7)).astype(np.float32)
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    assert not nhwc.flags.c_contiguous
+    (got,) = native(np, [nhwc])
+    np.testing.assert_allclose(got, eager(np, [x])[0], rtol=1e-5, atol=1e-5)
+    (variant,) = native._channels_last.values()
+    assert isinstance(variant, NativeGraph) and not _calls(variant, CopyCall)
+    first = _calls(variant, StridedConvCall)[0]
+    assert first.x.arg == 0 and first.x_strides == (9 * 7 * 3, 1, 7 * 3, 3)
+    np.testing.assert_allclose(loaded(nhwc), loaded(x), rtol=1e-5, atol=1e-5)
+
+
 # -- batch-1 calls from many threads at once ------------------------------------------------
 
 
