@@ -10,7 +10,10 @@ of one call at batch 1 and the throughput at batch 256 of the loaded Program, of
 model exported by ember.onnx (when onnx and onnxruntime are installed), and of the .ember
 compiled to a C library (python -m ember.runtime compile, runtime/library.py) called from C by
 examples/c/run_model.c (where a C compiler exists). Target: ember's batch-1 latency below
-PyTorch eager's.
+PyTorch eager's. (3) Threads: batch-1 calls per second on one loaded Program from 1 thread and
+from 2 threads at once (each checking its outputs), 1 and 2 alternating over rounds so they
+see the same load; the median round, and the thread budget (runtime/threads.py: the cores
+other processes left idle) seen meanwhile.
 
 Each framework is timed in a process of its own, started by this one: loaded together, torch's
 OpenMP threads and numpy's OpenBLAS threads slow each other down (see benchmarks/train.py).
@@ -189,6 +192,56 @@ def _gpt_rows(folder: str, repeats: int) -> list:
     return rows
 
 
+THREAD_ROUNDS = 5
+
+
+def _calls_per_second(program, x, want, n_threads: int, seconds: float) -> float:
+    """Batch-1 calls per second of `program` from n_threads threads at once."""
+    import threading
+
+    counts = [0] * n_threads
+    wrong = []
+    start = threading.Barrier(n_threads + 1)
+    stop = threading.Event()
+
+    def work(k):
+        start.wait()
+        while not stop.is_set():
+            if not np.array_equal(program(x), want):
+                wrong.append(k)
+            counts[k] += 1
+
+    workers = [threading.Thread(target=work, args=(k,)) for k in range(n_threads)]
+    for t in workers:
+        t.start()
+    start.wait()
+    began = time.perf_counter()
+    time.sleep(seconds)
+    stop.set()
+    for t in workers:
+        t.join()
+    if wrong:
+        raise SystemExit(f"threads {sorted(set(wrong))} got other outputs than one call's")
+    return sum(counts) / (time.perf_counter() - began)
+
+
+def _measure_threads(folder: str, seconds: float) -> None:
+    """In a child process: batch-1 calls/s of the loaded digits CNN from 1 and 2 threads."""
+    import ember.runtime
+    from ember.runtime.threads import threads
+
+    program = ember.runtime.load(os.path.join(folder, "digits.ember"))
+    x = _inputs(1)
+    want = program(x)
+    rates, budgets = {1: [], 2: []}, []
+    for _ in range(THREAD_ROUNDS):
+        for n in (1, 2):
+            rates[n].append(_calls_per_second(program, x, want, n, seconds))
+            budgets.append(threads())
+    print(json.dumps({n: statistics.median(r) for n, r in rates.items()} | {
+        "budget": [min(budgets), max(budgets)]}))
+
+
 def _measure(framework: str, folder: str, repeats: int) -> None:
     """In a child process: time one framework, save its outputs, print JSON."""
     call, version = _CHILDREN[framework](folder)
@@ -281,10 +334,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer timed calls")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--child-gpt", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--child-threads", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         framework, folder, repeats = args.child
         _measure(framework, folder, int(repeats))
+        return
+    if args.child_threads:
+        folder, seconds = args.child_threads
+        _measure_threads(folder, float(seconds))
         return
     if args.child_gpt:
         framework, folder, repeats = args.child_gpt
@@ -299,6 +357,10 @@ def main() -> None:
         results["onnxruntime"] = _child("onnxruntime", folder, repeats) if has_onnx else None
         results["C library"] = _c_library(folder, repeats)
         gpt_rows = _gpt_rows(folder, max(repeats // 5, 20))
+        threads = json.loads(subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--child-threads", folder,
+             "0.3" if args.quick else "1"], capture_output=True, text=True, check=True,
+        ).stdout.strip().splitlines()[-1])
         reference = np.load(os.path.join(folder, "out-ember.npz"))
         differences = {}
         for name, result in results.items():
@@ -346,6 +408,12 @@ def main() -> None:
         verdict = "ok" if ours <= theirs else "MISSES"
         print(f"gpt_forward: ember {ours * 1e6:.1f} us vs onnxruntime {theirs * 1e6:.1f} us "
               f"(target: at most onnxruntime's: {verdict})")
+
+    one, two = threads["1"], threads["2"]
+    low, high = threads["budget"]
+    print(f"\nbatch-1 calls on one loaded Program (digits CNN), median of {THREAD_ROUNDS} "
+          f"rounds: 1 thread {one:.0f}/s, 2 threads at once {two:.0f}/s ({two / one:.2f}x; "
+          f"thread budget {low}..{high} of {os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":

@@ -93,6 +93,60 @@ class ConvCall:
 
 
 @dataclass(frozen=True)
+class StridedConvCall:
+    """conv2d of x (n, c, h, w) read in place through its element strides `x_strides` (NCHW,
+    or an NHWC tensor permuted to NCHW: no copy), weight (o, c / groups, kh, kw) contiguous,
+    in `groups` groups (output channels g*o/groups.. read input channels g*c/groups..). A
+    depthwise conv (one input channel per group) is a direct loop per output plane; any other
+    is, per image and group, the group's columns (c/groups*kh*kw, oh*ow) written to `cols`
+    then one GEMM into the group's rows of the output. `cols` is None where the group's
+    channels can be the GEMM's operand as they are (a 1x1 kernel, stride 1, no padding, each
+    channel's plane or each position's channels contiguous)."""
+
+    dtype: str
+    n: int
+    c: int
+    h: int
+    w: int
+    o: int
+    groups: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    out_hw: tuple[int, int]
+    x: Ref
+    x_strides: tuple[int, int, int, int]
+    weight: Ref
+    out: Ref
+    cols: Ref | None
+
+    @property
+    def depthwise(self) -> bool:
+        return self.c == self.groups
+
+
+def conv_operand(call) -> tuple[int, bool] | None:
+    """(ldb, trans_b) where a StridedConvCall's group of channels is the GEMM's B as it lies,
+    no columns written: a 1x1 kernel, stride 1, no padding, over a (c/groups, h*w) matrix
+    whose positions are contiguous (NCHW) or whose channels are (NHWC: B transposed). None
+    otherwise (call: anything with the StridedConvCall's geometry fields)."""
+    if (tuple(call.kernel) != (1, 1) or tuple(call.stride) != (1, 1)
+            or tuple(call.padding) != (0, 0)):
+        return None
+    _, sc, sh, sw = call.x_strides
+    cg, plane = call.c // call.groups, call.h * call.w
+    if (call.w == 1 or sw == 1) and (call.h == 1 or sh == call.w):  # each plane contiguous
+        if cg == 1 or sc >= plane:
+            return (sc if cg > 1 else plane), False
+    step = sw if call.w > 1 else sh // call.w if call.h > 1 else max(cg, 1)
+    if ((cg == 1 or sc == 1) and step >= cg and (call.w == 1 or sw == step)
+            and (call.h == 1 or sh == call.w * step)):  # each position's channels contiguous
+        return step, True
+    return None
+
+
+@dataclass(frozen=True)
 class PoolCall:
     """Max or average pooling of (rows, h, w) planes into (rows, oh, ow): each window's
     taps in order, taps outside the input counted as -inf (max) or 0 (average); the average
@@ -158,12 +212,27 @@ class Strided:
 
 
 @dataclass(frozen=True)
+class MaskOperand:
+    """An attention mask read in place: batch index b at ref + sum(b_d * batch_strides[d])
+    elements, its (l, s) element (i, j) row_stride * i + col_stride * j further (0 for a dim
+    it broadcasts). bool (True: attend) or of the scores' dtype (added to them)."""
+
+    ref: Ref
+    batch_strides: tuple[int, ...]
+    row_stride: int
+    col_stride: int
+    is_bool: bool
+
+
+@dataclass(frozen=True)
 class AttentionCall:
-    """out[b] = softmax(q[b] @ k[b]^T * scale (causal: key j > query i masked)) @ v[b], and
+    """out[b] = softmax(q[b] @ k[b]^T * scale (causal: key j > query i masked; `mask`: the
+    keys a bool mask holds False for masked, a float mask added)) @ v[b], and
     lse[b] = each query row's logsumexp, for b over `batch`: per b, one GEMM of scores into
     an (l, s) scratch, a softmax per row, one GEMM into out. q (l, e), k (s, e), v (s, ev)
     are read in place (Strided); out (batch, l, ev) and lse (batch, l) are contiguous.
-    `scratch` None: the batch is shared with the pool, each chunk's scores on its stack."""
+    `scratch` None: the batch is shared with the pool, each chunk's scores on its stack. A
+    row that attends no key gets zeros and a logsumexp of -inf, as the eager kernel."""
 
     dtype: str
     batch: tuple[int, ...]
@@ -179,6 +248,7 @@ class AttentionCall:
     out: Ref
     lse: Ref | None
     scratch: Ref | None
+    mask: MaskOperand | None = None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import math
 import os
+import threading
 import time
 import warnings
 from typing import NamedTuple
@@ -38,13 +39,21 @@ from ..codegen.entry import (
     GatherCall,
     GemmCall,
     KernelCall,
+    MaskOperand,
     PoolCall,
     Ref,
     Strided,
+    StridedConvCall,
+    conv_operand,
 )
 from ..codegen.llvm.cache import default_cache
 from ..codegen.llvm.emit import symbol
-from ..codegen.llvm.entry import SHARED_ITEMS_MIN, STACK_COLUMNS_MAX, shares_items
+from ..codegen.llvm.entry import (
+    SHARED_ITEMS_MIN,
+    STACK_COLUMNS_MAX,
+    depthwise_shared,
+    shares_items,
+)
 from ..errors import EmberError, index_error
 from ..ir.graph import Graph
 from . import blas
@@ -127,7 +136,11 @@ class NativeGraph(CompiledProgram):
         # W^T per weight, shared by the programs of one loaded file (one per batch size):
         # keyed by the weight's address, shape, strides and dtype
         self._packed_cache = {} if packed is None else packed
+        self._source = graph
         super().__init__(graph, name)
+        # the inputs given channels last (NHWC strides) -> the program that reads them so
+        self._channels_last: dict[frozenset, CompiledProgram] = {}
+        self._channels_last_lock = threading.Lock()
 
     def _check_supported(self, build) -> None:
         """Refuse (Unsupported) what the entry cannot run, before anything is planned."""
@@ -151,6 +164,10 @@ class NativeGraph(CompiledProgram):
                 if node.outputs[0].type.dtype != node.inputs[0].type.dtype:
                     raise Unsupported(f"{op} changes the dtype")
             elif op not in BYTE_OPS:
+                if op == "attention" and node.attrs["mask"]:
+                    types.remove(node.inputs[3].type)  # bool, or the scores' dtype
+                    if node.inputs[3].type.dtype.name not in ("bool", *FLOATS):
+                        raise Unsupported(f"attention with a {node.inputs[3].type} mask")
                 dtypes = {t.dtype.name for t in types}
                 if len(dtypes) != 1 or not dtypes <= set(FLOATS):
                     raise Unsupported(f"{op} on {sorted(dtypes)} (float32 or float64 only)")
@@ -228,7 +245,8 @@ class NativeGraph(CompiledProgram):
                 layout = views.get(slot)
                 if layout is None or (kind == "eager" and node.op in VIEWS):
                     continue
-                if not (layout.contiguous or (position in strided and _matrix_ld(layout))):
+                if not (layout.contiguous or (position in strided and _matrix_ld(layout))
+                        or position in ANY_STRIDES.get(node.op if kind == "eager" else "", ())):
                     self.copies[slot] = views.pop(slot)
         for j, slot in enumerate(self.outputs):
             layout = views.get(slot)
@@ -327,6 +345,8 @@ class NativeGraph(CompiledProgram):
             return l * s * size
         if kind != "eager" or node.op != "conv2d":
             return 0
+        if _strided_conv(self, step, node):
+            return _strided_conv_scratch(self, step, node)
         x, w = (a.type for a in node.inputs[:2])
         out = node.outputs[0].type
         if _pointwise_conv(node):
@@ -357,14 +377,18 @@ class NativeGraph(CompiledProgram):
             sgemm_arg=n_args, dgemm_arg=n_args + 1,
             blas_int_bits=gemm.int_bits if gemm is not None else 64,
             errors=tuple(self.errors), error_word=self.error_word)
-        self.uses_blas = any(isinstance(c, (GemmCall, ConvCall, AttentionCall)) for c in calls)
+        self.uses_blas = any(isinstance(c, (GemmCall, ConvCall, AttentionCall))
+                             or (isinstance(c, StridedConvCall) and not c.depthwise)
+                             for c in calls)
         # convolutions (attentions) whose images (heads) the pool shares run one small GEMM
         # per image on each thread: OpenBLAS itself then stays on one thread
         self.shared_convs = any((isinstance(c, ConvCall) and shares_images(c))
                                 or (isinstance(c, AttentionCall) and c.scratch is None)
                                 for c in calls)
-        self.parallel = self.shared_convs or any(isinstance(c, KernelCall) and c.parallel
-                                                 for c in calls)
+        self.parallel = self.shared_convs or any(
+            (isinstance(c, KernelCall) and c.parallel)
+            or (isinstance(c, StridedConvCall) and c.depthwise and depthwise_shared(c))
+            for c in calls)
         self.llvm_ir = emit_entry_module(self.plan)
 
     def _ref(self, slot: int) -> Ref:
@@ -449,6 +473,11 @@ class NativeGraph(CompiledProgram):
         if len(arrays) != len(self.input_specs):
             raise EmberError(f"{self.name}: expected {len(self.input_specs)} inputs, "
                              f"got {len(arrays)}")
+        nhwc = frozenset(i for i, (a, (shape, dtype)) in enumerate(zip(arrays, self.input_specs))
+                         if _channels_last(a) and a.shape == shape and a.dtype == dtype)
+        if nhwc:
+            return self._nhwc_program(nhwc)(xp, [
+                a.transpose(0, 2, 3, 1) if i in nhwc else a for i, a in enumerate(arrays)])
         held = []
         for i, (a, (shape, dtype)) in enumerate(zip(arrays, self.input_specs)):
             if a.__class__ is not np.ndarray or a.shape != shape or a.dtype != dtype:
@@ -482,6 +511,25 @@ class NativeGraph(CompiledProgram):
             self._raise(status)
         return outputs
 
+    def _nhwc_program(self, inputs: frozenset):
+        """The program of this graph whose `inputs` are given NHWC (a channels-last array's
+        bytes as they lie) and permuted to NCHW inside, where a conv reads them in place
+        (StridedConvCall); built on the first such call, then kept."""
+        program = self._channels_last.get(inputs)
+        if program is None:
+            with self._channels_last_lock:
+                program = self._channels_last.get(inputs)
+                if program is None:
+                    graph = _nhwc_inputs(self._source, inputs)
+                    name = f"{self.name}_channels_last"
+                    try:
+                        program = NativeGraph(graph, name, self._packed_cache)
+                    except Unsupported as why:
+                        log("kernels", f"{name}: runs step by step: {why}")
+                        program = build_program(graph, name)
+                    self._channels_last[inputs] = program
+        return program
+
     def _raise(self, status: int):
         _, arena = self._thread_state()
         offset = self.error_word.offset
@@ -512,6 +560,10 @@ def _brief(call) -> str:
     if isinstance(call, ConvCall):
         return (f"{call.dtype} n{call.n} {call.c}->{call.o} {call.h}x{call.w} "
                 f"k{call.kernel} s{call.stride} p{call.padding}")
+    if isinstance(call, StridedConvCall):
+        return (f"{call.dtype} n{call.n} {call.c}->{call.o} groups {call.groups} "
+                f"{call.h}x{call.w} strides {list(call.x_strides)} k{call.kernel} "
+                f"s{call.stride} p{call.padding}{' depthwise' if call.depthwise else ''}")
     if isinstance(call, PoolCall):
         return f"{call.kind} {call.dtype} {call.rows}x{call.h}x{call.w} -> {call.out_hw}"
     return f"{call.dtype} {call.rows}x{call.cols}"
@@ -536,6 +588,34 @@ def _place(born: dict, dies: dict, sizes: dict) -> tuple[dict, int]:
         offsets[key] = offset
         total = max(total, offset + size)
     return offsets, total
+
+
+def _channels_last(a) -> bool:
+    """Whether a is a 4-D numpy array whose bytes lie NHWC (torch's channels_last: shape
+    NCHW, channels the fastest dim), not also NCHW contiguous."""
+    if a.__class__ is not np.ndarray or a.ndim != 4 or a.flags.c_contiguous:
+        return False
+    return a.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def _nhwc_inputs(graph: Graph, inputs: frozenset) -> Graph:
+    """A copy of graph whose inputs at the positions `inputs` are (n, h, w, c), each
+    permuted to the (n, c, h, w) the graph computes on before its first node."""
+    graph = graph.copy()
+    first = graph.nodes[0] if graph.nodes else None
+    for i in sorted(inputs):
+        old = graph.inputs[i]
+        n, c, h, w = old.type.shape
+        new = graph.add_input(type(old.type)((n, h, w, c), old.type.dtype))
+        graph.inputs.pop()
+        graph.inputs[i] = new
+        if first is None:
+            permuted = graph.add_node("permute", [new], {"dims": [0, 3, 1, 2]}).outputs[0]
+        else:
+            with graph.inserting_before(first):
+                permuted = graph.add_node("permute", [new], {"dims": [0, 3, 1, 2]}).outputs[0]
+        graph.replace_all_uses(old, permuted)
+    return graph
 
 
 def _inside(result: np.ndarray, buffer: np.ndarray) -> bool:
@@ -613,9 +693,44 @@ def _matmul(program: NativeGraph, position, step, node):
     raise Unsupported(f"matmul of {a} and {b}")
 
 
+def _strided_conv(program: NativeGraph, step, node) -> bool:
+    """Whether a conv2d runs as a StridedConvCall: groups, or an input read through strides
+    (a view, such as an NHWC tensor permuted to NCHW)."""
+    return (node.attrs["groups"] != 1
+            or not program._layout(step.args[0].slot).contiguous)
+
+
+def _strided_conv_call(program: NativeGraph, step, node, x_ref=None, weight=None, out=None,
+                       cols=None) -> StridedConvCall:
+    """The node's StridedConvCall (its geometry alone where the Refs are left out)."""
+    x, w = node.inputs[0].type, node.inputs[1].type
+    attrs = node.attrs
+    return StridedConvCall(
+        x.dtype.name, *x.shape, w.shape[0], attrs["groups"], tuple(w.shape[2:]),
+        tuple(attrs["stride"]), tuple(attrs["padding"]), tuple(attrs["dilation"]),
+        tuple(node.outputs[0].type.shape[2:]), x_ref,
+        tuple(program._layout(step.args[0].slot).strides), weight, out, cols)
+
+
+def _strided_conv_scratch(program: NativeGraph, step, node) -> int:
+    """The bytes of one group's columns (none for a depthwise conv, or where the channels are
+    the GEMM's operand as they lie)."""
+    geometry = _strided_conv_call(program, step, node)
+    if geometry.depthwise or conv_operand(geometry) is not None:
+        return 0
+    w, out = node.inputs[1].type, node.outputs[0].type
+    depth = w.shape[1] * w.shape[2] * w.shape[3]
+    return depth * out.shape[2] * out.shape[3] * np.dtype(w.dtype.np).itemsize
+
+
 def _conv2d(program: NativeGraph, position, step, node):
     x, w = node.inputs[0].type, node.inputs[1].type
     attrs = node.attrs
+    if x.ndim == 4 and w.ndim == 4 and _strided_conv(program, step, node):
+        return [_strided_conv_call(
+            program, step, node, program._at(program._layout(step.args[0].slot)),
+            program._ref(step.args[1].slot), program._ref(step.outs[0].slot),
+            program.scratch.get(position))]
     if attrs["groups"] != 1 or x.ndim != 4 or w.ndim != 4:
         raise Unsupported(f"conv2d of {x} with {w}, groups {attrs['groups']}")
     out = node.outputs[0].type
@@ -674,9 +789,9 @@ def _index_select(program: NativeGraph, position, step, node):
 
 def _attention(program: NativeGraph, position, step, node):
     a = node.attrs
-    if a["mask"] or a["dropout_p"] or len(node.inputs) != 3:
-        raise Unsupported("attention with a mask or dropout")
-    q, k, v = (x.type for x in node.inputs)
+    if a["dropout_p"] or len(node.inputs) != 3 + int(a["mask"]):
+        raise Unsupported("attention with dropout")
+    q, k, v = (x.type for x in node.inputs[:3])
     batch, l, s = _attention_sizes(node)
     e, ev = q.shape[-1], v.shape[-1]
 
@@ -692,11 +807,24 @@ def _attention(program: NativeGraph, position, step, node):
 
     scale = a["scale"] if a["scale"] is not None else (1.0 / math.sqrt(e) if e else 1.0)
     call = AttentionCall(q.dtype.name, batch, l, s, e, ev, float(scale), bool(a["causal"]),
-                         *(operand(arg) for arg in step.args),
+                         *(operand(arg) for arg in step.args[:3]),
                          program._ref(step.outs[0].slot), program._ref(step.outs[1].slot),
-                         program.scratch.get(position))
+                         program.scratch.get(position),
+                         _mask_operand(program, step.args[3], batch) if a["mask"] else None)
     assert (call.scratch is None) == shares_items(call)
     return [call]
+
+
+def _mask_operand(program: NativeGraph, arg, batch: tuple) -> MaskOperand:
+    """An attention mask read in place where it lies: its dims aligned to the scores'
+    (batch..., l, s) from the right, a dim it broadcasts (size 1 or missing) at stride 0."""
+    layout = program._layout(arg.slot)
+    rank = len(batch) + 2
+    shape = (1,) * (rank - len(layout.shape)) + tuple(layout.shape)
+    strides = (0,) * (rank - len(layout.strides)) + tuple(layout.strides)
+    strides = tuple(0 if n == 1 else st for n, st in zip(shape, strides))
+    is_bool = program.types[layout.root].dtype.name == "bool"
+    return MaskOperand(program._at(layout), strides[:-2], strides[-2], strides[-1], is_bool)
 
 
 EXTERN = {"linear": _linear, "matmul": _matmul, "conv2d": _conv2d,
@@ -704,6 +832,8 @@ EXTERN = {"linear": _linear, "matmul": _matmul, "conv2d": _conv2d,
           "index_select": _index_select, "attention": _attention}
 # the inputs (positions) an op reads in place as strided matrices (_matrix_ld)
 STRIDED_READS = {"attention": (0, 1, 2)}
+# the inputs (positions) an op reads in place through any strides
+ANY_STRIDES = {"conv2d": (0,), "attention": (3,)}
 GEMM_OPS = frozenset({"linear", "matmul", "conv2d", "attention"})
 
 

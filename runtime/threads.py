@@ -126,6 +126,10 @@ class _Blas:
         self.looked = False
         self.set_fn = self.get_fn = None
         self.current = None
+        # callers inside entries at once set the count (threads._Callers): without the lock,
+        # one could skip its setting as already made while another's is still being made,
+        # and OpenBLAS would keep the count the earlier caller asked for
+        self.lock = threading.Lock()
 
     def find(self) -> bool:
         if not self.looked:
@@ -147,9 +151,11 @@ class _Blas:
         return self.set_fn is not None
 
     def set(self, n: int) -> None:
-        if n != self.current and self.find():
-            self.set_fn(n)
-            self.current = n
+        """OpenBLAS's thread count made n (the last caller's wish stands)."""
+        with self.lock:
+            if n != self.current and self.find():
+                self.set_fn(n)
+                self.current = n
 
 
 def _symbol(library, names):

@@ -30,6 +30,8 @@ from ..entry import (
     KernelCall,
     PoolCall,
     Ref,
+    StridedConvCall,
+    conv_operand,
 )
 from . import mathlib
 from .emit import (
@@ -53,6 +55,8 @@ STACK_COLUMNS_MAX = 1 << 19
 # an attention with fewer (batch, head) items runs them on the calling thread, its GEMMs free
 # to use OpenBLAS's threads (a GPT at batch 1 has 4 heads of 64 x 64 scores)
 SHARED_ITEMS_MIN = 16
+# a depthwise conv with at least this many multiply-adds shares its planes with the pool
+DEPTHWISE_SHARED_MIN = 1 << 16
 
 
 class _Callee:
@@ -250,6 +254,8 @@ class _EntryEmitter:
     def _AttentionCall(self, call: AttentionCall) -> None:
         pointers = [self.ref(call.q.ref), self.ref(call.k.ref), self.ref(call.v.ref),
                     self.ref(call.out), self.ref(call.lse)]
+        if call.mask is not None:
+            pointers.append(self.ref(call.mask.ref))
         items = math.prod(call.batch)
         if call.scratch is None:
             task = _AttentionTask(self, call).fn
@@ -260,20 +266,20 @@ class _EntryEmitter:
     def _attention_items(self, call: AttentionCall, pointers, scores, first, last) -> None:
         """Batch items [first, last) of an attention, scores in the (l, s) scratch."""
         b = self.b
-        q, k, v, out, lse = pointers
+        q, k, v, out, lse = pointers[:5]
         t = STORAGE[call.dtype]
         dtype = call.dtype
         inner = [1]
         for d in reversed(call.batch[1:]):
             inner.insert(0, inner[0] * d)
 
-        def at(p, operand, item):
+        def at(p, operand, item, element_dtype=dtype):
             offset = _const(0)
             for d, stride in enumerate(operand.batch_strides):
                 if stride and call.batch[d] > 1:
                     index = b.urem(b.udiv(item, _const(inner[d])), _const(call.batch[d]))
                     offset = b.add(offset, b.mul(index, _const(stride)))
-            return self.element(p, offset, dtype)
+            return self.element(p, offset, element_dtype)
 
         zero, one = ir.Constant(t, 0.0), ir.Constant(t, 1.0)
         maximum = intrinsic(self.module, "llvm.maximum", t, 2)  # NaN wins, as in numpy
@@ -282,6 +288,9 @@ class _EntryEmitter:
             # the scale goes into the GEMM's alpha
             self._gemm(dtype, call.l, call.s, call.e, at(q, call.q, i), call.q.ld,
                        at(k, call.k, i), call.k.ld, True, scores, call.s, alpha=call.scale)
+
+            if call.mask is not None:
+                mask = at(pointers[5], call.mask, i, "bool" if call.mask.is_bool else dtype)
 
             def row(r):
                 base = b.mul(r, _const(call.s))
@@ -294,10 +303,17 @@ class _EntryEmitter:
                 def score(j):
                     return self.element(scores, b.add(base, j), dtype)
 
+                if call.mask is not None:
+                    self._mask_row(call, mask, r, score)
+
                 top = self.local(t, ir.Constant(t, float("-inf")))
                 self.loop(0, n, lambda j: b.store(
                     b.call(maximum, [b.load(top, typ=t), b.load(score(j), typ=t)]), top))
                 peak = b.load(top, typ=t)
+                if call.mask is not None:
+                    # a row that attends no key keeps -inf as its max: exp against 0 gives 0
+                    peak = b.select(b.fcmp_ordered("==", peak, ir.Constant(t, float("-inf"))),
+                                    zero, peak)
                 total = self.local(t, zero)
 
                 def exponentiate(j):
@@ -309,11 +325,16 @@ class _EntryEmitter:
                 self.loop(n, call.s, lambda j: b.store(zero, score(j)))
                 sum_ = b.load(total, typ=t)
                 inverse = b.fdiv(one, sum_)
+                if call.mask is not None:  # no key attended: weights 0, not 0 / 0
+                    attended = b.fcmp_ordered(">", sum_, zero)
+                    inverse = b.select(attended, inverse, one)
                 self.loop(0, n, lambda j: b.store(b.fmul(b.load(score(j), typ=t), inverse),
                                                   score(j)))
-                log_sum = mathlib.emit("log", b, sum_)
+                log_sum = b.fadd(peak, mathlib.emit("log", b, sum_))
+                if call.mask is not None:  # and a logsumexp of -inf, as the eager kernel
+                    log_sum = b.select(attended, log_sum, ir.Constant(t, float("-inf")))
                 row_index = b.add(b.mul(i, _const(call.l)), r)
-                b.store(b.fadd(peak, log_sum), self.element(lse, row_index, dtype))
+                b.store(log_sum, self.element(lse, row_index, dtype))
 
             self.loop(0, call.l, row)
             target = self.element(out, b.mul(i, _const(call.l * call.ev)), dtype)
@@ -321,6 +342,28 @@ class _EntryEmitter:
                        call.v.ld, False, target, call.ev)
 
         self.loop(first, last, item)
+
+    def _mask_row(self, call: AttentionCall, mask, r, score) -> None:
+        """Row r of an item's scores under its mask: -inf where a bool mask is False, the
+        mask added where it is float."""
+        b = self.b
+        m = call.mask
+        t = STORAGE[call.dtype]
+        kind = "bool" if m.is_bool else call.dtype
+        row = self.element(mask, b.mul(r, _const(m.row_stride)), kind)
+
+        def apply(j):
+            value = b.load(self.element(row, b.mul(j, _const(m.col_stride)), kind),
+                           typ=STORAGE[kind])
+            current = b.load(score(j), typ=t)
+            if m.is_bool:
+                keep = b.icmp_unsigned("!=", value, ir.Constant(STORAGE[kind], 0))
+                current = b.select(keep, current, ir.Constant(t, float("-inf")))
+            else:
+                current = b.fadd(current, value)
+            b.store(current, score(j))
+
+        self.loop(0, call.s, apply)
 
     def _KernelCall(self, call: KernelCall) -> None:
         b = self.b
@@ -508,6 +551,171 @@ class _EntryEmitter:
 
         self.loop(0, call.c * taps, column_row)
 
+    def _StridedConvCall(self, call: StridedConvCall) -> None:
+        if call.depthwise:
+            planes = call.n * call.o
+            if depthwise_shared(call):
+                task = _DepthwiseTask(self, call).fn
+                self.parallel_for(task, [self.ref(call.x), self.ref(call.weight),
+                                         self.ref(call.out)], planes)
+                return
+            self._depthwise_planes(call, self.ref(call.x), self.ref(call.weight),
+                                   self.ref(call.out), _const(0), _const(planes))
+            return
+        b = self.b
+        (kh, kw), (oh, ow) = call.kernel, call.out_hw
+        sn, sc, _, _ = call.x_strides
+        cg, og = call.c // call.groups, call.o // call.groups
+        depth, plane = cg * kh * kw, oh * ow
+        x, weight, out = self.ref(call.x), self.ref(call.weight), self.ref(call.out)
+        cols = None if call.cols is None else self.ref(call.cols)
+        direct = conv_operand(call)
+
+        def image(n):
+            source = self.element(x, b.mul(n, _const(sn)), call.dtype)
+
+            def group(g):
+                channels = self.element(source, b.mul(g, _const(cg * sc)), call.dtype)
+                if cols is None:
+                    operand, ld, trans = channels, *direct
+                else:
+                    self._strided_im2col(call, channels, cg, cols)
+                    operand, ld, trans = cols, plane, False
+                rows = b.add(b.mul(n, _const(call.o)), b.mul(g, _const(og)))
+                target = self.element(out, b.mul(rows, _const(plane)), call.dtype)
+                w = self.element(weight, b.mul(g, _const(og * depth)), call.dtype)
+                self._gemm(call.dtype, og, plane, depth, w, depth, operand, ld, trans, target,
+                           plane)
+
+            self.loop(0, call.groups, group)
+
+        self.loop(0, call.n, image)
+
+    def _tap_table(self, call):
+        """A constant table, per tap (i, j) of the kernel: the output rows [y_lo, y_hi) and
+        columns [x_lo, x_hi) whose tap falls inside the input, and the tap's input offsets
+        i*dh - ph, j*dw - pw."""
+        (kh, kw), (oh, ow) = call.kernel, call.out_hw
+        (sh, sw), (ph, pw), (dh, dw) = call.stride, call.padding, call.dilation
+
+        def valid(size, out_size, stride, pad, offset):
+            lo = max(0, -(-(pad - offset) // stride))
+            last = size - 1 + pad - offset
+            hi = min(out_size, last // stride + 1) if last >= 0 else 0
+            return lo, max(lo, hi)
+
+        rows = [[*valid(call.h, oh, sh, ph, i * dh), *valid(call.w, ow, sw, pw, j * dw),
+                 i * dh - ph, j * dw - pw] for i in range(kh) for j in range(kw)]
+        table_type = ir.ArrayType(ir.ArrayType(I64, 6), len(rows))
+        table = ir.GlobalVariable(self.module, table_type,
+                                  name=f"{symbol(self.plan.name)}_taps{len(self.module.globals)}")
+        table.global_constant = True
+        table.linkage = "internal"
+        table.initializer = ir.Constant(table_type, [
+            ir.Constant(ir.ArrayType(I64, 6), [_const(v) for v in r]) for r in rows])
+
+        def fields(tap):
+            return [self.b.load(self.b.gep(table, [_const(0), tap, _const(f)], inbounds=True),
+                                typ=I64) for f in range(6)]
+
+        return fields
+
+    def _strided_im2col(self, call: StridedConvCall, x, channels: int, cols) -> None:
+        """cols[(ci*kh + i)*kw + j, oy*ow + ox] = x[ci, oy*sh - ph + i*dh, ox*sw - pw + j*dw]
+        for the `channels` channels at x, read through call.x_strides; 0 outside x."""
+        b = self.b
+        (kh, kw), (oh, ow) = call.kernel, call.out_hw
+        sh, sw = call.stride
+        _, xc, xh, xw = call.x_strides
+        t = STORAGE[call.dtype]
+        zero = ir.Constant(t, 0.0)
+        taps = self._tap_table(call)
+        count = kh * kw
+
+        def column_row(r):
+            y_lo, y_hi, x_lo, x_hi, y_off, x_off = taps(b.urem(r, _const(count)))
+            channel = b.mul(b.udiv(r, _const(count)), _const(xc))
+            row = b.mul(r, _const(oh * ow))
+
+            def out_row(oy):
+                start = b.add(row, b.mul(oy, _const(ow)))
+                inside = b.and_(b.icmp_signed(">=", oy, y_lo), b.icmp_signed("<", oy, y_hi))
+
+                def zero_at(ox):
+                    b.store(zero, self.element(cols, b.add(start, ox), call.dtype))
+
+                with b.if_else(inside) as (then, otherwise):
+                    with then:
+                        iy = b.add(b.mul(oy, _const(sh)), y_off)
+                        src = b.add(b.add(channel, b.mul(iy, _const(xh))),
+                                    b.mul(x_off, _const(xw)))
+
+                        def copy(ox):
+                            at = b.add(src, b.mul(ox, _const(sw * xw)))
+                            v = b.load(self.element(x, at, call.dtype), typ=t)
+                            b.store(v, self.element(cols, b.add(start, ox), call.dtype))
+
+                        self.loop(_const(0), x_lo, zero_at)
+                        self.loop(x_lo, x_hi, copy)
+                        self.loop(x_hi, _const(ow), zero_at)
+                    with otherwise:
+                        self.loop(0, ow, zero_at)
+
+            self.loop(0, oh, out_row)
+
+        self.loop(0, channels * count, column_row)
+
+    def _depthwise_planes(self, call: StridedConvCall, x, weight, out, first, last) -> None:
+        """Output planes [first, last) (image * o + channel) of a depthwise conv: each plane
+        zeroed, then per tap, weight * the tap's shifted input added over the outputs it
+        falls inside for (no bounds checks in the loop over a row)."""
+        b = self.b
+        (kh, kw), (oh, ow) = call.kernel, call.out_hw
+        sh, sw = call.stride
+        sn, sc, xh, xw = call.x_strides
+        t = STORAGE[call.dtype]
+        size = np.dtype(call.dtype).itemsize
+        taps = self._tap_table(call)
+        count = kh * kw
+        per_group = call.o // call.groups
+        memset = self.module.globals.get("llvm.memset.p0.i64") or ir.Function(
+            self.module, ir.FunctionType(ir.VoidType(), [POINTER, I8, I64, ir.IntType(1)]),
+            name="llvm.memset.p0.i64")
+
+        def plane(p):
+            n, oc = b.udiv(p, _const(call.o)), b.urem(p, _const(call.o))
+            channel = b.udiv(oc, _const(per_group))
+            src = self.element(x, b.add(b.mul(n, _const(sn)), b.mul(channel, _const(sc))),
+                               call.dtype)
+            dst = self.element(out, b.mul(p, _const(oh * ow)), call.dtype)
+            b.call(memset, [dst, ir.Constant(I8, 0), _const(oh * ow * size),
+                            ir.Constant(ir.IntType(1), 0)])
+
+            def tap(k):
+                y_lo, y_hi, x_lo, x_hi, y_off, x_off = taps(k)
+                wt = b.load(self.element(weight, b.add(b.mul(oc, _const(count)), k),
+                                         call.dtype), typ=t)
+
+                def out_row(oy):
+                    iy = b.add(b.mul(oy, _const(sh)), y_off)
+                    row_in = self.element(src, b.add(b.mul(iy, _const(xh)),
+                                                     b.mul(x_off, _const(xw))), call.dtype)
+                    row_out = self.element(dst, b.mul(oy, _const(ow)), call.dtype)
+
+                    def add(ox):
+                        v = b.load(self.element(row_in, b.mul(ox, _const(sw * xw)), call.dtype),
+                                   typ=t)
+                        at = self.element(row_out, ox, call.dtype)
+                        b.store(b.fadd(b.load(at, typ=t), b.fmul(wt, v)), at)
+
+                    self.loop(x_lo, x_hi, add)
+
+                self.loop(y_lo, y_hi, out_row)
+
+            self.loop(0, count, tap)
+
+        self.loop(first, last, plane)
+
     def _PoolCall(self, call: PoolCall) -> None:
         b = self.b
         (kh, kw), (oh, ow) = call.kernel, call.out_hw
@@ -577,6 +785,12 @@ def shares_items(call: AttentionCall) -> bool:
     return math.prod(call.batch) >= SHARED_ITEMS_MIN and call.l * call.s * size <= STACK_COLUMNS_MAX
 
 
+def depthwise_shared(call: StridedConvCall) -> bool:
+    """Whether a depthwise conv's output planes are shared with the pool."""
+    work = call.n * call.o * call.out_hw[0] * call.out_hw[1] * call.kernel[0] * call.kernel[1]
+    return call.n * call.o >= 2 and work >= DEPTHWISE_SHARED_MIN
+
+
 def shares_images(call: ConvCall) -> bool:
     """Whether a convolution's images are shared with the pool (see STACK_COLUMNS_MAX)."""
     depth = call.c * call.kernel[0] * call.kernel[1]
@@ -632,20 +846,31 @@ class _ConvTask(_Task):
         return self.stack
 
 
+class _DepthwiseTask(_Task):
+    """`task(argv, start, end)`: a depthwise conv's output planes [start, end), argv = x,
+    weight, out."""
+
+    def __init__(self, parent: _EntryEmitter, call: StridedConvCall):
+        start, end = self._task(parent, "depthwise")
+        self._depthwise_planes(call, *(self._base(i) for i in range(3)), start, end)
+        self.b.ret_void()
+
+
 class _AttentionTask(_Task):
     """`task(argv, start, end)`: an attention's batch items [start, end), argv = q, k, v,
-    out, lse, the GEMM; the scores on the stack of the thread that runs the chunk."""
+    out, lse[, mask], the GEMM; the scores on the stack of the thread that runs the chunk."""
 
     def __init__(self, parent: _EntryEmitter, call: AttentionCall):
         start, end = self._task(parent, "attention")
         stack = self.b.alloca(ir.ArrayType(STORAGE[call.dtype], call.l * call.s))
         scores = self.b.gep(stack, [_const(0), _const(0)], inbounds=True)
-        pointers = [self._base(i) for i in range(5)]
+        self.operands = 5 if call.mask is None else 6
+        pointers = [self._base(i) for i in range(self.operands)]
         self._attention_items(call, pointers, scores, start, end)
         self.b.ret_void()
 
     def gemm_arg(self, dtype: str) -> int:
-        return 5
+        return self.operands
 
 
 def emit_entry_module(plan: EntryPlan) -> str:

@@ -136,3 +136,30 @@ def test_a_blas_call_sends_the_pools_idle_workers_to_sleep(monkeypatch):
     assert parked
     # the workers wake for the next job, and it stays right
     np.testing.assert_array_equal(fn(x).numpy(), np.full((512, 1), 3.0, np.float32))
+
+
+def test_concurrent_settings_of_blas_threads_leave_the_last_callers(monkeypatch):
+    """Two callers set OpenBLAS's thread count at once: the one that comes second while the
+    first's setting is being made must not skip its own as already made."""
+    import threading
+
+    blas = threads._Blas()
+    made, first_inside, second_done = [], threading.Event(), threading.Event()
+
+    def set_fn(n):
+        if n == 2:  # the first caller's setting: slow, the second caller arrives meanwhile
+            first_inside.set()
+            second_done.wait(0.5)
+        made.append(n)
+
+    blas.looked, blas.set_fn, blas.get_fn, blas.current = True, set_fn, lambda: made[-1], 1
+    first = threading.Thread(target=blas.set, args=(2,))
+    first.start()
+    first_inside.wait(5)
+    second = threading.Thread(target=blas.set, args=(1,))
+    second.start()
+    second.join(0.2)  # with the lock it waits for the first; without, it returns at once
+    second_done.set()
+    first.join(5)
+    second.join(5)
+    assert made[-1] == 1 and blas.current == 1
