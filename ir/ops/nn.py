@@ -3,7 +3,7 @@ fused attention."""
 
 from __future__ import annotations
 
-from ...errors import EmberError, IRError, runtime_error, type_error
+from ...errors import EmberError, IRError, index_error, runtime_error, type_error
 from ..dtypes import FLOAT, as_dtype, bool_, float32, float64
 from ..schema import (
     SHAPE,
@@ -351,6 +351,12 @@ def _attention_types(op, inputs, attrs, first_mask):
             raise runtime_error(
                 f"scaled_dot_product_attention: expected {name} dtype to be bool or float, "
                 f"got {m.dtype.name}"
+            )
+        if len(m.shape) < 2:  # PyTorch reads the mask's dim -2 and raises IndexError
+            raise index_error(
+                f"scaled_dot_product_attention: {name} {fmt_shape(m.shape)} needs at least 2 "
+                f"dims (L, S): Dimension out of range (expected to be in range of "
+                f"[-{max(len(m.shape), 1)}, {max(len(m.shape), 1) - 1}], but got -2)"
             )
         try:
             full = broadcast_shapes(tuple(m.shape), batch + (length, source))

@@ -241,6 +241,10 @@ def test_a_mask_of_the_wrong_shape_or_dtype_is_named():
     q, k, v = (ember.randn(2, 4, 3) for _ in range(3))
     with pytest.raises(ember.EmberError, match=r"attn_mask \[3, 4\]"):
         F.scaled_dot_product_attention(q, k, v, attn_mask=ember.ones(3, 4, dtype=ember.bool))
+    # a 1-D mask: PyTorch reads its dim -2 and raises IndexError
+    with pytest.raises(IndexError, match=r"attn_mask \[4\] needs at least 2 dims") as info:
+        F.scaled_dot_product_attention(q, k, v, attn_mask=ember.ones(4, dtype=ember.bool))
+    assert isinstance(info.value, ember.EmberError)
     with pytest.raises(ember.EmberError, match="bool or float"):
         dispatch("attention", (q, k, v, ember.ones(4, 4, dtype=ember.int64)),
                  {"scale": None, "causal": False, "mask": True, "dropout_p": 0.0})
