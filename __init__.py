@@ -40,6 +40,12 @@ _EXPORTS = {
     "iinfo": "ir.dtype_info",
     # devices
     "device": "runtime.device",
+    # memory formats
+    **{
+        name: "_tensor.memory_format"
+        for name in ("memory_format", "contiguous_format", "channels_last", "channels_last_3d",
+                     "preserve_format")
+    },
     # mixed precision
     "autocast": "amp",
     "is_autocast_enabled": "amp",

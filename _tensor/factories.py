@@ -250,10 +250,12 @@ def ones(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
                    value=1)
 
 
-def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+def empty(*size, dtype=None, device=None, requires_grad=False,
+          memory_format=None) -> Tensor:
     # (under a trace with a symbolic size, zeros: a graph has no uninitialized memory)
-    return _filled(lambda xp, s, d: xp.empty(s, d), size, dtype, device, requires_grad,
-                   value=0)
+    return _relaid(memory_format, None,
+                   _filled(lambda xp, s, d: xp.empty(s, d), size, dtype, device, requires_grad,
+                           value=0))
 
 
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -283,16 +285,26 @@ def _like(fn, input, dtype, device, requires_grad, *args):
     )
 
 
-def zeros_like(input, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _like(zeros, input, dtype, device, requires_grad)
+def zeros_like(input, *, dtype=None, device=None, requires_grad=False,
+               memory_format=None) -> Tensor:
+    return _relaid(memory_format, input, _like(zeros, input, dtype, device, requires_grad))
 
 
-def ones_like(input, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _like(ones, input, dtype, device, requires_grad)
+def ones_like(input, *, dtype=None, device=None, requires_grad=False,
+              memory_format=None) -> Tensor:
+    return _relaid(memory_format, input, _like(ones, input, dtype, device, requires_grad))
 
 
-def empty_like(input, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _like(empty, input, dtype, device, requires_grad)
+def empty_like(input, *, dtype=None, device=None, requires_grad=False,
+               memory_format=None) -> Tensor:
+    return _relaid(memory_format, input, _like(empty, input, dtype, device, requires_grad))
+
+
+def _relaid(fmt, like, t):
+    from .memory_format import relaid  # deferred: a small module most programs never load
+
+    return t if fmt is None and (like is None or like._data.flags.c_contiguous) \
+        else relaid(t, fmt, like)
 
 
 def _check_like(name: str, input) -> None:
@@ -301,15 +313,16 @@ def _check_like(name: str, input) -> None:
                          f"{type(input).__name__}")
 
 
-def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
+def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False,
+              memory_format=None) -> Tensor:
     _check_like("full", input)
-    return full(
+    return _relaid(memory_format, input, full(
         tuple(input.shape),
         fill_value,
         dtype=dtype or input.dtype,
         device=device if device is not None else input.device,
         requires_grad=requires_grad,
-    )
+    ))
 
 
 @_exact_sizes
@@ -486,12 +499,14 @@ def randperm(n: int, *, dtype=None, device=None, requires_grad=False, generator=
     )
 
 
-def rand_like(input, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _like(rand, input, dtype, device, requires_grad)
+def rand_like(input, *, dtype=None, device=None, requires_grad=False,
+              memory_format=None) -> Tensor:
+    return _relaid(memory_format, input, _like(rand, input, dtype, device, requires_grad))
 
 
-def randn_like(input, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _like(randn, input, dtype, device, requires_grad)
+def randn_like(input, *, dtype=None, device=None, requires_grad=False,
+               memory_format=None) -> Tensor:
+    return _relaid(memory_format, input, _like(randn, input, dtype, device, requires_grad))
 
 
 def randint_like(input, low=0, high=None, *, dtype=None, device=None) -> Tensor:

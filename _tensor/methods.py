@@ -125,7 +125,7 @@ for _name in _SAME_NAME:
     if _name == "where":
         Tensor.where = lambda self, condition, other: E.where(condition, self, other)
     elif _name == "contiguous":
-        Tensor.contiguous = lambda self, memory_format=None: E.contiguous(self)
+        Tensor.contiguous = E.contiguous
     else:
         setattr(Tensor, _name, getattr(E, _name))
 

@@ -187,9 +187,13 @@ class Tensor:
         strides = tuple(s // self._dtype.itemsize for s in self._data.strides)
         return strides if dim is None else strides[dim]
 
-    def is_contiguous(self) -> bool:
+    def is_contiguous(self, memory_format=None) -> bool:
         if hooks.active_trace is not None:
             _layout_read()
+        if memory_format is not None:
+            from .memory_format import is_contiguous_as  # deferred: seldom needed
+
+            return is_contiguous_as(self, memory_format)
         return bool(self._data.flags.c_contiguous)
 
     def is_floating_point(self) -> bool:
@@ -426,6 +430,7 @@ class Tensor:
         """to(device), to(dtype), to(device, dtype), to(other): a copy only when needed."""
         dev, dt = kwargs.pop("device", None), kwargs.pop("dtype", None)
         copy = kwargs.pop("copy", False)
+        fmt = kwargs.pop("memory_format", None)
         kwargs.pop("non_blocking", None)
         if kwargs:
             raise type_error(f"to() got unexpected keyword arguments {sorted(kwargs)}")
@@ -447,6 +452,10 @@ class Tensor:
                 from .ops import to_device_op  # deferred: ops/ imports this module
 
                 out = to_device_op(out, dev)
+        if fmt is not None:
+            from .memory_format import in_format  # deferred: seldom needed
+
+            return in_format(out, fmt, "to()", copy=copy and out is self)
         if copy and out is self:
             out = self.clone()
         return out

@@ -54,6 +54,7 @@ def _numerical(fn, inputs, wrt, eps):
 
 def _analytical(fn, inputs, wrt):
     from .._tensor.factories import zeros_like
+    from .._tensor.memory_format import contiguous_format
 
     outs = _outputs(fn, inputs)
     jac = [[np.zeros((o.numel(), inputs[i].numel())) for i in wrt] for o in outs]
@@ -62,7 +63,9 @@ def _analytical(fn, inputs, wrt):
         if not out.requires_grad:
             continue
         for k in range(out.numel()):
-            g = zeros_like(out)
+            # contiguous, so that writing through reshape(-1) reaches it (zeros_like keeps
+            # a channels-last output's layout)
+            g = zeros_like(out, memory_format=contiguous_format)
             g._data.reshape(-1)[k] = 1
             grads = grad([out], targets, [g], retain_graph=True, allow_unused=True)
             for col, gi in enumerate(grads):

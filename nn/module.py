@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .._tensor import Tensor
+from .._tensor.memory_format import module_format
 from ..autograd.grad_mode import no_grad
 from ..errors import key_error, runtime_error, type_error, value_error
 from ..utils.hooks import RemovableHandle
@@ -304,8 +305,12 @@ class Module:
         return self
 
     def to(self, *args, **kwargs) -> Module:
+        fmt = kwargs.pop("memory_format", None)
+
         def convert(t: Tensor) -> Tensor:
             out = t.to(*args, **kwargs)
+            if fmt is not None:  # only the 4-D and 5-D tensors, as in PyTorch
+                out = module_format(out, fmt)
             # a module's dtype change only touches floating-point tensors, as in PyTorch
             if not t.is_floating_point() and out.dtype is not t.dtype:
                 out = out.to(t.dtype)

@@ -316,11 +316,19 @@ def triu(input, diagonal: int = 0) -> Tensor:
     return dispatch("triu", (input,), {"diagonal": diagonal})
 
 
-def clone(input) -> Tensor:
+def clone(input, *, memory_format=None) -> Tensor:
+    if memory_format is not None:
+        from ..memory_format import in_format  # deferred: most programs never load it
+
+        return in_format(input, memory_format, "clone()", copy=True)
     return dispatch("clone", (input,))
 
 
-def contiguous(input) -> Tensor:
+def contiguous(input, memory_format=None) -> Tensor:
+    if memory_format is not None:
+        from ..memory_format import in_format
+
+        return in_format(input, memory_format, "contiguous()")
     return input if input.is_contiguous() else clone(input)
 
 
