@@ -319,3 +319,41 @@ def test_a_gpt_runs_from_c_and_an_index_out_of_range_is_an_error_code(tmp_path):
     assert api.run(handle, [idx], [out]) == 0
     np.testing.assert_allclose(out, _eager(model, idx), rtol=1e-4, atol=1e-5)
     api.lib.model_close(handle)
+
+
+class _MaskedBlock(nn.Module):
+    """A MobileNet-style stem (depthwise 3x3 stride 2, grouped 1x1, pointwise) then attention
+    over the positions under a fixed bool mask: the native entry's grouped convs and masked
+    attention, compiled into the library."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.depthwise = nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8)
+        self.grouped = nn.Conv2d(8, 8, 1, groups=2)
+        self.pointwise = nn.Conv2d(8, 12, 1)
+        self.register_buffer("mask", ember.tensor(
+            np.random.default_rng(3).random((16, 16)) < 0.7) | ember.eye(16, dtype=ember.bool))
+
+    def forward(self, x):
+        x = nn.functional.relu(self.stem(x))
+        x = nn.functional.relu(self.grouped(self.depthwise(x)))
+        x = self.pointwise(x)  # (B, 12, 4, 4)
+        tokens = x.flatten(2).transpose(1, 2).reshape(x.shape[0], 16, 3, 4).transpose(1, 2)
+        y = nn.functional.scaled_dot_product_attention(tokens, tokens, tokens,
+                                                       attn_mask=self.mask)
+        return y.transpose(1, 2).reshape(x.shape[0], 16, 12)
+
+
+def test_grouped_convs_and_masked_attention_run_from_c(tmp_path):
+    ember.manual_seed(5)
+    model = _MaskedBlock().eval()
+    x = np.random.default_rng(5).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    path = str(tmp_path / "block.ember")
+    lib = ember.export(model, ember.tensor(x), path, native=True).library
+    exe = _program(str(tmp_path), lib.library, os.path.dirname(lib.header))
+    x.tofile(tmp_path / "x.bin")
+    done = _run(exe, path, tmp_path / "x.bin")
+    assert done.returncode == 0, done.stderr
+    (got,) = _outputs(done.stdout)
+    np.testing.assert_allclose(got, _eager(model, x), rtol=1e-4, atol=1e-5)
