@@ -30,15 +30,19 @@ WARMUP_CALLS = 2  # eligible calls that run op by op first: a one-off call compi
 _FLOATS = (float32, float64)
 
 
+_native_enabled = None  # runtime.compiled.native_enabled, imported on the first call
+
+
 def eligible(x, min_elements: int = MIN_ELEMENTS) -> bool:
     """Whether an eager call on x takes the compiled path."""
+    global _native_enabled
     if (x._data.size < min_elements or hooks.active_trace is not None
             or x._device is not CPU or x._dtype not in _FLOATS
             or hooks.composite_compiler() is None):
         return False
-    from ..runtime.compiled import native_enabled
-
-    return native_enabled()
+    if _native_enabled is None:
+        from ..runtime.compiled import native_enabled as _native_enabled
+    return _native_enabled()
 
 
 class Composite:

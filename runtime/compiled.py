@@ -596,8 +596,8 @@ def _group_outputs(group: Group, graph: Graph) -> list[Value]:
 
 def native_enabled() -> bool:
     """EMBER_COMPILE=0 (or off, eager) runs graphs on the eager kernels only."""
-    return os.environ.get("EMBER_COMPILE", "1").strip().lower() not in ("0", "off", "eager",
-                                                                         "false", "no")
+    value = os.environ.get("EMBER_COMPILE")  # read each call: a test or a user may set it
+    return value is None or value.strip().lower() not in ("0", "off", "eager", "false", "no")
 
 
 def build_program(graph: Graph, name: str = "graph", device=None, donate: dict | None = None):
