@@ -171,26 +171,32 @@ def _execute(
                     if key in capture and grads[i] is not None:
                         captured[key] = grads[i]
             run = needed is None or node in needed
-            if isinstance(node, AccumulateGrad) and not accumulate:
+            if not accumulate and isinstance(node, AccumulateGrad):
                 run = False
-            if not run or not any(g is not None for g in grads):
-                results = [None] * len(node.next_functions)
+            edges = node.next_functions
+            if not run or (grads[0] is None if len(grads) == 1
+                           else all(g is None for g in grads)):
+                results = [None] * len(edges)
             else:
                 results = node.apply(grads)
                 if not retain_graph:
                     node.release()
-            handed_out = set()
-            for edge, g in zip(node.next_functions, results):
+            # one tensor object per edge: a leaf may keep what it receives as .grad
+            handed_out = set() if len(edges) > 1 else None
+            for edge, g in zip(edges, results):
                 if edge is None:
                     continue
                 child, nr = edge
                 if g is not None:
-                    # one tensor object per edge: a leaf may keep what it receives as .grad
-                    if id(g) in handed_out:
-                        g = g.clone()
-                    handed_out.add(id(g))
-                    slots = buffers.setdefault(child, {})
-                    slots[nr] = g if nr not in slots else slots[nr] + g
+                    if handed_out is not None:
+                        if id(g) in handed_out:
+                            g = g.clone()
+                        handed_out.add(id(g))
+                    slots = buffers.get(child)
+                    if slots is None:
+                        buffers[child] = {nr: g}
+                    else:
+                        slots[nr] = g if nr not in slots else slots[nr] + g
                 left = dependencies[child] - 1
                 dependencies[child] = left
                 if left == 0:
