@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import operator
+import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -350,6 +351,91 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     if not training or p == 0:
         return input
     return _maybe_inplace(input, lambda x: E.dropout(x, p, True), inplace)
+
+
+def _feature_dropout(input: Tensor, p: float, training: bool, inplace: bool) -> Tensor:
+    """Zero whole channels: one keep draw per (sample, channel) of (N, C, *) input."""
+    if not 0.0 <= p <= 1.0:
+        raise value_error(f"dropout probability has to be between 0 and 1, but got {p}")
+    if input.ndim < 2:
+        raise runtime_error(
+            f"Feature dropout requires at least 2 dimensions in the input, got shape "
+            f"{list(input.shape)}"
+        )
+    if not training or p == 0:
+        return input
+    mask_shape = tuple(input.shape[:2]) + (1,) * (input.ndim - 2)
+    if p == 1:
+        mask = zeros(mask_shape, dtype=input.dtype, device=input.device)
+    else:
+        keep = full(mask_shape, 1 - p, dtype=input.dtype, device=input.device)
+        mask = E.mul(E.bernoulli(keep), 1.0 / (1 - p))
+    return _maybe_inplace(input, lambda x: E.mul(x, mask), inplace)
+
+
+def _unbatched_feature_dropout(input, p, training, inplace, batched: bool) -> Tensor:
+    if batched:
+        return _feature_dropout(input, p, training, inplace)
+    def drop(x):
+        return E.squeeze(_feature_dropout(E.unsqueeze(x, 0), p, training, False), 0)
+
+    return _maybe_inplace(input, drop, inplace and training and p > 0)
+
+
+def dropout1d(
+    input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
+) -> Tensor:
+    """Zero whole channels of (N, C, L) or unbatched (C, L) input, scaling the rest by
+    1 / (1 - p) (training)."""
+    if input.ndim not in (2, 3):
+        raise runtime_error(
+            f"dropout1d: Expected 2D or 3D input, but received a {input.ndim}D input "
+            f"(shape {list(input.shape)}). Note that dropout1d exists to provide channel-wise "
+            "dropout on inputs with 1 spatial dimension, a channel dimension, and an optional "
+            "batch dimension (i.e. 2D or 3D inputs)."
+        )
+    return _unbatched_feature_dropout(input, p, training, inplace, input.ndim == 3)
+
+
+def dropout2d(
+    input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
+) -> Tensor:
+    """Zero whole channels of (N, C, H, W) input. As PyTorch does, a 3-D input is read as
+    (N, C, L) and any other rank as (N, C, *), with a warning."""
+    if input.ndim not in (3, 4):
+        warnings.warn(
+            f"dropout2d: Received a {input.ndim}-D input to dropout2d, which is deprecated and "
+            "will result in an error in a future release. To retain the behavior and silence "
+            "this warning, please use dropout instead. Note that dropout2d exists to provide "
+            "channel-wise dropout on inputs with 2 spatial dimensions, a channel dimension, and "
+            "an optional batch dimension (i.e. 3D or 4D inputs).",
+            stacklevel=2,
+        )
+    elif input.ndim == 3:
+        warnings.warn(
+            "dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D "
+            "dropout behavior is desired - input is interpreted as shape (N, C, L), where C is "
+            "the channel dim. To maintain the 1D channel-wise dropout behavior, please switch to "
+            "using dropout1d instead.",
+            stacklevel=2,
+        )
+    return _feature_dropout(input, p, training, inplace)
+
+
+def dropout3d(
+    input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
+) -> Tensor:
+    """Zero whole channels of (N, C, D, H, W) or unbatched (C, D, H, W) input."""
+    if input.ndim not in (4, 5):
+        warnings.warn(
+            f"dropout3d: Received a {input.ndim}-D input to dropout3d, which is deprecated and "
+            "will result in an error in a future release. To retain the behavior and silence "
+            "this warning, please use dropout instead. Note that dropout3d exists to provide "
+            "channel-wise dropout on inputs with 3 spatial dimensions, a channel dimension, and "
+            "an optional batch dimension (i.e. 4D or 5D inputs).",
+            stacklevel=2,
+        )
+    return _unbatched_feature_dropout(input, p, training, inplace, input.ndim != 4)
 
 
 # -- normalization ---------------------------------------------------------------------------
