@@ -577,6 +577,61 @@ def _batch_norm_train(input, weight, bias, eps: float, count: int):
 _BATCH_NORM = composites.Composite("batch_norm", _batch_norm_train)
 
 
+def instance_norm(
+    input: Tensor,
+    running_mean: Tensor | None = None,
+    running_var: Tensor | None = None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    use_input_stats: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Standardize each channel of each sample of (N, C, *) input over its spatial dims.
+
+    With use_input_stats, running_mean and running_var, when given, are updated in place
+    (without grad) with the batch average of the instances' mean and unbiased variance, as
+    PyTorch does; otherwise the running statistics standardize the input.
+    """
+    if input.ndim < 3:
+        raise value_error(
+            f"instance_norm: expected an input of at least 3 dims (N, C, *), got "
+            f"{list(input.shape)}"
+        )
+    c = input.shape[1]
+    shape = (1, c) + (1,) * (input.ndim - 2)
+    if not use_input_stats:
+        if running_mean is None or running_var is None:
+            raise runtime_error(
+                "Expected running_mean and running_var to be defined when use_input_stats is "
+                "false"
+            )
+        centered = E.sub(input, E.reshape(running_mean, shape))
+        out = E.mul(centered, E.rsqrt(E.add(E.reshape(running_var, shape), eps)))
+        return _affine(out, weight, bias, shape)
+    count = math.prod(input.shape[2:])
+    if count <= 1:
+        raise value_error(
+            f"Expected more than 1 spatial element when training, got input size "
+            f"{list(input.shape)}"
+        )
+    dims = tuple(range(2, input.ndim))
+    mean = E.mean(input, dims, keepdim=True)
+    centered = E.sub(input, mean)
+    squares = E.sum(E.mul(centered, centered), dims, keepdim=True)
+    out = E.mul(centered, E.rsqrt(E.add(E.div(squares, count), eps)))
+    with no_grad():
+        keep = 1 - momentum
+        n = input.shape[0]
+        if running_mean is not None:
+            batch_mean = E.mean(E.reshape(mean, (n, c)), 0)
+            running_mean.copy_(E.add(E.mul(batch_mean, momentum), E.mul(running_mean, keep)))
+        if running_var is not None:
+            unbiased = E.mean(E.reshape(E.div(squares, count - 1), (n, c)), 0)
+            running_var.copy_(E.add(E.mul(unbiased, momentum), E.mul(running_var, keep)))
+    return _affine(out, weight, bias, shape)
+
+
 def _vector_norm(input: Tensor, p: float, dim, keepdim: bool) -> Tensor:
     """The p-norm along dim, with a zero (not NaN) gradient where the norm is 0."""
     if p == math.inf:
