@@ -189,7 +189,8 @@ _SUBMODULES = {
 # ember an absolute `import onnx` always finds the real onnx package); ember.ops, the op
 # functions, is the tensor layer's
 _RENAMED_SUBMODULES = {"onnx": "tracer.onnx_export", "ops": "_tensor.ops",
-                       "accelerator": "runtime.accelerator", "sparse": "_tensor.sparse"}
+                       "accelerator": "runtime.accelerator", "sparse": "_tensor.sparse",
+                       "multiprocessing": "_tensor.sharing"}
 # the layers that run tensor code: loading one also loads the tracer, which plugs its
 # compiler into the tensor layer (_tensor/hooks.py), since that layer never imports it
 _TENSOR_CODE = ("_tensor", "nn", "optim", "autograd", "utils", "distributed")

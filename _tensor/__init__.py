@@ -14,5 +14,6 @@ from . import factories  # noqa: F401  (before the ops, which make tensors)
 from . import ops
 from . import methods  # noqa: F401  (binds the op functions to Tensor)
 from . import sparse  # noqa: F401  (the sparse COO layout; binds Tensor.to_sparse)
+from . import sharing  # noqa: F401  (shared memory; binds Tensor.share_memory_)
 
 __all__ = ["Size", "Tensor", "dispatch", "is_tensor", "ops"]

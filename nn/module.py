@@ -140,6 +140,12 @@ class Module:
             object.__setattr__(self, name, value)
             Module._changed()  # a plain attribute: scripted modules guard these by value
 
+    def share_memory(self) -> Module:
+        """Move every parameter and buffer into shared memory (ember.multiprocessing)."""
+        for t in (*self.parameters(), *self.buffers()):
+            t.share_memory_()
+        return self
+
     def _forget(self, name: str, keep: str) -> None:
         """Drop name from every table but `keep`, whose entry is about to be overwritten in
         place: reassigning a child keeps its position, as children()/state_dict() order
