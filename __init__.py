@@ -46,6 +46,11 @@ _EXPORTS = {
         for name in ("memory_format", "contiguous_format", "channels_last", "channels_last_3d",
                      "preserve_format")
     },
+    # layouts: dense and sparse COO
+    **{
+        name: "_tensor.sparse"
+        for name in ("layout", "strided", "sparse_coo", "sparse_coo_tensor", "spmm")
+    },
     # mixed precision
     "autocast": "amp",
     "is_autocast_enabled": "amp",
@@ -184,7 +189,8 @@ _SUBMODULES = {
 # ember an absolute `import onnx` always finds the real onnx package); ember.ops, the op
 # functions, is the tensor layer's
 _RENAMED_SUBMODULES = {"onnx": "tracer.onnx_export", "ops": "_tensor.ops",
-                       "accelerator": "runtime.accelerator"}
+                       "accelerator": "runtime.accelerator", "sparse": "_tensor.sparse",
+                       "multiprocessing": "_tensor.sharing"}
 # the layers that run tensor code: loading one also loads the tracer, which plugs its
 # compiler into the tensor layer (_tensor/hooks.py), since that layer never imports it
 _TENSOR_CODE = ("_tensor", "nn", "optim", "autograd", "utils", "distributed")

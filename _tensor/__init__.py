@@ -1,5 +1,5 @@
 """The eager tensor layer: Tensor, dispatch (the one door of every op), the op functions,
-factories, methods, indexing, in-place ops, composites and printing.
+factories, methods, indexing, the sparse COO layout, in-place ops, composites and printing.
 
 Named _tensor so that ember.tensor stays the factory function, as torch._tensor does. The load
 order is here and only here: the Tensor class, then dispatch, then the op functions (by kind),
@@ -13,5 +13,7 @@ from .dispatch import dispatch, is_tensor
 from . import factories  # noqa: F401  (before the ops, which make tensors)
 from . import ops
 from . import methods  # noqa: F401  (binds the op functions to Tensor)
+from . import sparse  # noqa: F401  (the sparse COO layout; binds Tensor.to_sparse)
+from . import sharing  # noqa: F401  (shared memory; binds Tensor.share_memory_)
 
 __all__ = ["Size", "Tensor", "dispatch", "is_tensor", "ops"]

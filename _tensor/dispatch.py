@@ -213,6 +213,9 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = 
             if isinstance(x, np.generic) and x.dtype.kind in "biuf":
                 # numpy scalars (np.float32(2)) act as the Python numbers they hold
                 return dispatch(op, tuple(_py_number(v) for v in inputs), attrs)
+            other_layout = getattr(type(x), "__ember_dispatch__", None)
+            if other_layout is not None:  # a sparse tensor (sparse.py) runs its own form
+                return other_layout(op, inputs, attrs)
             raise type_error(f"{op}(): expected Tensor or number arguments, got {type(x).__name__}")
     if dev is None:
         dev = CPU

@@ -58,6 +58,15 @@ def _finish(array, dtype, dev, requires_grad) -> Tensor:
     return t
 
 
+def _size_or_keyword(name: str, size_args: tuple, size) -> tuple:
+    """The size of zeros(2, 3), zeros((2, 3)) or zeros(size=(2, 3)), as PyTorch takes it."""
+    if size is None:
+        return size_args
+    if size_args:
+        raise type_error(f"{name}() got multiple values for argument 'size'")
+    return (size,)
+
+
 def _size(size) -> tuple:
     if (
         len(size) == 1
@@ -240,18 +249,21 @@ def _filled(fill, size, dtype, dev, requires_grad, default=None, value=None):
     return t
 
 
-def zeros(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+def zeros(*size_args, size=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    size = _size_or_keyword("zeros", size_args, size)
     return _filled(lambda xp, s, d: xp.zeros(s, d), size, dtype, device, requires_grad,
                    value=0)
 
 
-def ones(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
+def ones(*size_args, size=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    size = _size_or_keyword("ones", size_args, size)
     return _filled(lambda xp, s, d: xp.ones(s, d), size, dtype, device, requires_grad,
                    value=1)
 
 
-def empty(*size, dtype=None, device=None, requires_grad=False,
+def empty(*size_args, size=None, dtype=None, device=None, requires_grad=False,
           memory_format=None) -> Tensor:
+    size = _size_or_keyword("empty", size_args, size)
     # (under a trace with a symbolic size, zeros: a graph has no uninitialized memory)
     return _relaid(memory_format, None,
                    _filled(lambda xp, s, d: xp.empty(s, d), size, dtype, device, requires_grad,
@@ -420,7 +432,10 @@ class Generator(random.Generator):
         return from_numpy(super().get_state())
 
 
-def rand(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
+def rand(
+    *size_args, size=None, dtype=None, device=None, requires_grad=False, generator=None
+) -> Tensor:
+    size = _size_or_keyword("rand", size_args, size)
     _float_only("rand", dtype)
     made = _random("uniform", "rand", size, dtype, device, requires_grad, generator)
     if made is not None:
@@ -430,7 +445,10 @@ def rand(*size, dtype=None, device=None, requires_grad=False, generator=None) ->
     )
 
 
-def randn(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
+def randn(
+    *size_args, size=None, dtype=None, device=None, requires_grad=False, generator=None
+) -> Tensor:
+    size = _size_or_keyword("randn", size_args, size)
     _float_only("randn", dtype)
     made = _random("normal", "randn", size, dtype, device, requires_grad, generator)
     if made is not None:

@@ -64,7 +64,7 @@ def _expand_key(x: Tensor, key) -> list:
             entries.append(("slice", k))
         elif cls is int:
             entries.append(("int", k))
-        elif isinstance(k, (list, np.ndarray, Tensor)):
+        elif isinstance(k, (list, tuple, range, np.ndarray, Tensor)):  # sequences, as torch
             k = _as_index_tensor(k, x.device)
             if k._dtype is bool_:
                 entries.append(("mask", k))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import operator
+import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -352,6 +353,91 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     return _maybe_inplace(input, lambda x: E.dropout(x, p, True), inplace)
 
 
+def _feature_dropout(input: Tensor, p: float, training: bool, inplace: bool) -> Tensor:
+    """Zero whole channels: one keep draw per (sample, channel) of (N, C, *) input."""
+    if not 0.0 <= p <= 1.0:
+        raise value_error(f"dropout probability has to be between 0 and 1, but got {p}")
+    if input.ndim < 2:
+        raise runtime_error(
+            f"Feature dropout requires at least 2 dimensions in the input, got shape "
+            f"{list(input.shape)}"
+        )
+    if not training or p == 0:
+        return input
+    mask_shape = tuple(input.shape[:2]) + (1,) * (input.ndim - 2)
+    if p == 1:
+        mask = zeros(mask_shape, dtype=input.dtype, device=input.device)
+    else:
+        keep = full(mask_shape, 1 - p, dtype=input.dtype, device=input.device)
+        mask = E.mul(E.bernoulli(keep), 1.0 / (1 - p))
+    return _maybe_inplace(input, lambda x: E.mul(x, mask), inplace)
+
+
+def _unbatched_feature_dropout(input, p, training, inplace, batched: bool) -> Tensor:
+    if batched:
+        return _feature_dropout(input, p, training, inplace)
+    def drop(x):
+        return E.squeeze(_feature_dropout(E.unsqueeze(x, 0), p, training, False), 0)
+
+    return _maybe_inplace(input, drop, inplace and training and p > 0)
+
+
+def dropout1d(
+    input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
+) -> Tensor:
+    """Zero whole channels of (N, C, L) or unbatched (C, L) input, scaling the rest by
+    1 / (1 - p) (training)."""
+    if input.ndim not in (2, 3):
+        raise runtime_error(
+            f"dropout1d: Expected 2D or 3D input, but received a {input.ndim}D input "
+            f"(shape {list(input.shape)}). Note that dropout1d exists to provide channel-wise "
+            "dropout on inputs with 1 spatial dimension, a channel dimension, and an optional "
+            "batch dimension (i.e. 2D or 3D inputs)."
+        )
+    return _unbatched_feature_dropout(input, p, training, inplace, input.ndim == 3)
+
+
+def dropout2d(
+    input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
+) -> Tensor:
+    """Zero whole channels of (N, C, H, W) input. As PyTorch does, a 3-D input is read as
+    (N, C, L) and any other rank as (N, C, *), with a warning."""
+    if input.ndim not in (3, 4):
+        warnings.warn(
+            f"dropout2d: Received a {input.ndim}-D input to dropout2d, which is deprecated and "
+            "will result in an error in a future release. To retain the behavior and silence "
+            "this warning, please use dropout instead. Note that dropout2d exists to provide "
+            "channel-wise dropout on inputs with 2 spatial dimensions, a channel dimension, and "
+            "an optional batch dimension (i.e. 3D or 4D inputs).",
+            stacklevel=2,
+        )
+    elif input.ndim == 3:
+        warnings.warn(
+            "dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D "
+            "dropout behavior is desired - input is interpreted as shape (N, C, L), where C is "
+            "the channel dim. To maintain the 1D channel-wise dropout behavior, please switch to "
+            "using dropout1d instead.",
+            stacklevel=2,
+        )
+    return _feature_dropout(input, p, training, inplace)
+
+
+def dropout3d(
+    input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
+) -> Tensor:
+    """Zero whole channels of (N, C, D, H, W) or unbatched (C, D, H, W) input."""
+    if input.ndim not in (4, 5):
+        warnings.warn(
+            f"dropout3d: Received a {input.ndim}-D input to dropout3d, which is deprecated and "
+            "will result in an error in a future release. To retain the behavior and silence "
+            "this warning, please use dropout instead. Note that dropout3d exists to provide "
+            "channel-wise dropout on inputs with 3 spatial dimensions, a channel dimension, and "
+            "an optional batch dimension (i.e. 4D or 5D inputs).",
+            stacklevel=2,
+        )
+    return _unbatched_feature_dropout(input, p, training, inplace, input.ndim != 4)
+
+
 # -- normalization ---------------------------------------------------------------------------
 
 
@@ -489,6 +575,61 @@ def _batch_norm_train(input, weight, bias, eps: float, count: int):
 
 
 _BATCH_NORM = composites.Composite("batch_norm", _batch_norm_train)
+
+
+def instance_norm(
+    input: Tensor,
+    running_mean: Tensor | None = None,
+    running_var: Tensor | None = None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    use_input_stats: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Standardize each channel of each sample of (N, C, *) input over its spatial dims.
+
+    With use_input_stats, running_mean and running_var, when given, are updated in place
+    (without grad) with the batch average of the instances' mean and unbiased variance, as
+    PyTorch does; otherwise the running statistics standardize the input.
+    """
+    if input.ndim < 3:
+        raise value_error(
+            f"instance_norm: expected an input of at least 3 dims (N, C, *), got "
+            f"{list(input.shape)}"
+        )
+    c = input.shape[1]
+    shape = (1, c) + (1,) * (input.ndim - 2)
+    if not use_input_stats:
+        if running_mean is None or running_var is None:
+            raise runtime_error(
+                "Expected running_mean and running_var to be defined when use_input_stats is "
+                "false"
+            )
+        centered = E.sub(input, E.reshape(running_mean, shape))
+        out = E.mul(centered, E.rsqrt(E.add(E.reshape(running_var, shape), eps)))
+        return _affine(out, weight, bias, shape)
+    count = math.prod(input.shape[2:])
+    if count <= 1:
+        raise value_error(
+            f"Expected more than 1 spatial element when training, got input size "
+            f"{list(input.shape)}"
+        )
+    dims = tuple(range(2, input.ndim))
+    mean = E.mean(input, dims, keepdim=True)
+    centered = E.sub(input, mean)
+    squares = E.sum(E.mul(centered, centered), dims, keepdim=True)
+    out = E.mul(centered, E.rsqrt(E.add(E.div(squares, count), eps)))
+    with no_grad():
+        keep = 1 - momentum
+        n = input.shape[0]
+        if running_mean is not None:
+            batch_mean = E.mean(E.reshape(mean, (n, c)), 0)
+            running_mean.copy_(E.add(E.mul(batch_mean, momentum), E.mul(running_mean, keep)))
+        if running_var is not None:
+            unbiased = E.mean(E.reshape(E.div(squares, count - 1), (n, c)), 0)
+            running_var.copy_(E.add(E.mul(unbiased, momentum), E.mul(running_var, keep)))
+    return _affine(out, weight, bias, shape)
 
 
 def _vector_norm(input: Tensor, p: float, dim, keepdim: bool) -> Tensor:

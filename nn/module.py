@@ -103,7 +103,7 @@ class Module:
         if isinstance(value, Parameter):
             if params is None:
                 raise AttributeError("cannot assign parameters before Module.__init__() call")
-            self._forget(name)
+            self._forget(name, keep="_parameters")
             self.register_parameter(name, value)
         elif params is not None and name in params:
             if value is not None:
@@ -116,7 +116,7 @@ class Module:
         elif isinstance(value, Module):
             if params is None:
                 raise AttributeError("cannot assign module before Module.__init__() call")
-            self._forget(name)
+            self._forget(name, keep="_modules")
             self._modules[name] = value
             Module._changed()
         elif d.get("_modules") is not None and name in d["_modules"]:
@@ -125,7 +125,7 @@ class Module:
             d["_modules"][name] = None
             Module._changed()
         elif isinstance(value, Buffer):
-            self._forget(name)
+            self._forget(name, keep="_buffers")
             self.register_buffer(
                 name,
                 Tensor._make(value._data, value._dtype, value._device, value._version),
@@ -140,10 +140,20 @@ class Module:
             object.__setattr__(self, name, value)
             Module._changed()  # a plain attribute: scripted modules guard these by value
 
-    def _forget(self, name: str) -> None:
+    def share_memory(self) -> Module:
+        """Move every parameter and buffer into shared memory (ember.multiprocessing)."""
+        for t in (*self.parameters(), *self.buffers()):
+            t.share_memory_()
+        return self
+
+    def _forget(self, name: str, keep: str) -> None:
+        """Drop name from every table but `keep`, whose entry is about to be overwritten in
+        place: reassigning a child keeps its position, as children()/state_dict() order
+        matters (PyTorch's `Sequential(*list(net.children())[:-1])` idiom)."""
         self.__dict__.pop(name, None)
         for table in ("_parameters", "_buffers", "_modules"):
-            self.__dict__[table].pop(name, None)
+            if table != keep:
+                self.__dict__[table].pop(name, None)
         self._non_persistent_buffers_set.discard(name)
 
     def __getattr__(self, name: str) -> Any:

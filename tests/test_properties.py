@@ -745,6 +745,24 @@ def test_integers_index_before_advanced_indices_as_in_pytorch():
         np.testing.assert_array_equal(t[0, :, [1, 2]].numpy(), x[0, :, [1, 2]].numpy())
 
 
+def test_range_and_tuple_entries_index_like_lists_as_in_pytorch():
+    # mnist_forward_forward: x_[range(x.shape[0]), y] = x.max()
+    a = np.arange(12.0).reshape(3, 4)
+    x = ember.tensor(a)
+    np.testing.assert_array_equal(x[range(3), [0, 1, 2]].numpy(), a[[0, 1, 2], [0, 1, 2]])
+    np.testing.assert_array_equal(x[range(1, 3)].numpy(), a[1:3])
+    np.testing.assert_array_equal(x[(0, 2), ].numpy(), a[[0, 2]])
+    assert tuple(x[range(0)].shape) == (0, 4)
+    x[range(3), ember.tensor([3, 2, 1])] = 5.0
+    expected = a.copy()
+    expected[[0, 1, 2], [3, 2, 1]] = 5.0
+    np.testing.assert_array_equal(x.numpy(), expected)
+    if torch is not None:
+        t = torch.tensor(a)
+        t[range(3), torch.tensor([3, 2, 1])] = 5.0
+        np.testing.assert_array_equal(t.numpy(), x.numpy())
+
+
 @pytest.mark.parametrize("flag", (True, False))
 def test_a_bool_key_adds_a_dim_as_in_numpy(flag):
     a = np.arange(6).reshape(2, 3)

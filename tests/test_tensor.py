@@ -39,6 +39,15 @@ class TestFactories:
         data[0][0] = 100.0
         assert t[0, 0].item() == 1.5
 
+    @pytest.mark.parametrize("name", ["zeros", "ones", "empty", "rand", "randn"])
+    def test_size_may_be_given_by_keyword(self, name):
+        # gat/main.py: torch.empty(size=(in_features, n_hidden * n_heads))
+        factory = getattr(ember, name)
+        assert factory(size=(2, 3)).shape == (2, 3)
+        assert factory(size=[4], dtype=ember.float64).dtype == ember.float64
+        with pytest.raises(TypeError, match="multiple values for argument 'size'"):
+            factory(2, size=(2, 3))
+
     def test_tensor_copies_a_numpy_array(self):
         a = np.arange(4.0)
         t = ember.tensor(a)

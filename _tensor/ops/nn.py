@@ -22,7 +22,8 @@ from .shape import pad, squeeze, unsqueeze
 
 
 def matmul(input, other) -> Tensor:
-    if not isinstance(other, Tensor) or not isinstance(input, Tensor):
+    if not isinstance(other, Tensor) and not hasattr(other, "__ember_dispatch__") or (
+            not isinstance(input, Tensor) and not hasattr(input, "__ember_dispatch__")):
         raise type_error(f"matmul(): argument 'other' must be Tensor, not {type(other).__name__}")
     return dispatch("matmul", (input, other))
 

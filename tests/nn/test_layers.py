@@ -1,6 +1,7 @@
 """Layer behaviour that needs no oracle: dropout statistics, argument checks, shapes, helpers."""
 
 import math
+import warnings
 
 import ember
 import numpy as np
@@ -61,6 +62,64 @@ def test_dropout_inplace_writes_into_its_input():
     x = ember.ones(100)
     out = nn.Dropout(0.5, inplace=True)(x)
     assert out is x and (_numpy(x) == 0).any()
+
+
+@pytest.mark.parametrize(
+    "layer, shape, channel_axes",
+    [
+        (nn.Dropout1d, (8, 50, 7), 2),
+        (nn.Dropout1d, (50, 7), 1),  # unbatched (C, L)
+        (nn.Dropout2d, (8, 50, 3, 4), 2),
+        (nn.Dropout2d, (8, 50, 7), 2),  # read as (N, C, L), as PyTorch does
+        (nn.Dropout3d, (4, 50, 2, 3, 2), 2),
+        (nn.Dropout3d, (50, 2, 3, 2), 1),  # unbatched (C, D, H, W)
+    ],
+)
+def test_channel_dropout_zeroes_whole_channels(layer, shape, channel_axes):
+    ember.manual_seed(0)
+    p = 0.4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = _numpy(layer(p)(ember.ones(*shape, dtype="float64")))
+    assert out.shape == shape
+    per_channel = out.reshape(shape[:channel_axes] + (-1,))
+    # every channel is all zeros or all 1 / (1 - p), and both occur
+    assert np.all(per_channel.min(-1) == per_channel.max(-1))
+    np.testing.assert_allclose(np.unique(per_channel), [0.0, 1 / (1 - p)])
+    n = per_channel[..., 0].size
+    assert abs(np.count_nonzero(per_channel[..., 0] == 0) - n * p) < 6 * math.sqrt(n * p * (1 - p))
+
+
+def test_channel_dropout_gradient_is_the_channel_mask():
+    ember.manual_seed(1)
+    x = ember.randn(4, 6, 3, 3, dtype="float64", requires_grad=True)
+    out = nn.functional.dropout2d(x, 0.5)
+    out.sum().backward()
+    mask = _numpy(out) / _numpy(x)
+    np.testing.assert_allclose(_numpy(x.grad), mask)
+
+
+def test_channel_dropout_eval_edge_probabilities_and_inplace():
+    x = ember.ones(2, 3, 4)
+    assert nn.Dropout1d(0.7).eval()(x) is x
+    np.testing.assert_array_equal(_numpy(nn.Dropout1d(1.0)(x)), np.zeros((2, 3, 4)))
+    ember.manual_seed(2)
+    y = ember.ones(3, 40)
+    out = nn.Dropout1d(0.5, inplace=True)(y)
+    assert out is y and (_numpy(y) == 0).any() and (_numpy(y) == 2).any()
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        nn.Dropout2d(1.5)
+
+
+def test_channel_dropout_rank_checks_match_pytorch():
+    with pytest.raises(RuntimeError, match=r"Expected 2D or 3D input.*\[2, 3, 4, 5\]") as e:
+        nn.Dropout1d()(ember.ones(2, 3, 4, 5))
+    assert isinstance(e.value, ember.EmberError)
+    # a 2-D input to dropout2d warns and drops per (N, C) entry, as PyTorch does
+    with pytest.warns(UserWarning, match="Received a 2-D input to dropout2d"):
+        nn.Dropout2d(0.5)(ember.ones(4, 6))
+    with pytest.raises(RuntimeError, match="at least 2 dimensions"), pytest.warns(UserWarning):
+        nn.functional.dropout2d(ember.ones(5))
 
 
 # -- construction ------------------------------------------------------------------------------

@@ -313,6 +313,30 @@ NORM_CASES = [
     Case("groupnorm-one-group", lambda fw: fw.nn.GroupNorm(1, 4, affine=False), [randn(3, 4, 5)]),
     Case("groupnorm-instance", lambda fw: fw.nn.GroupNorm(4, 4, eps=1e-3), [randn(2, 4, 6)]),
     Case("groupnorm-2d-input", lambda fw: fw.nn.GroupNorm(2, 6, bias=False), [randn(3, 6)]),
+    Case("instancenorm1d", lambda fw: fw.nn.InstanceNorm1d(4), [randn(3, 4, 6)], modes=BOTH),
+    Case(
+        "instancenorm2d-affine",
+        lambda fw: fw.nn.InstanceNorm2d(3, affine=True),
+        [randn(2, 3, 4, 5)],
+        modes=BOTH,
+    ),
+    Case(
+        "instancenorm2d-unbatched",
+        lambda fw: fw.nn.InstanceNorm2d(3, affine=True, eps=1e-3),
+        [randn(3, 4, 4)],
+    ),
+    Case(
+        "instancenorm2d-tracked",
+        lambda fw: fw.nn.InstanceNorm2d(3, track_running_stats=True),
+        [randn(2, 3, 4, 4) * 3 + 1],
+        modes=BOTH,
+    ),
+    Case(
+        "instancenorm3d-affine-tracked",
+        lambda fw: fw.nn.InstanceNorm3d(2, affine=True, track_running_stats=True),
+        [randn(2, 2, 3, 2, 3)],
+        modes=BOTH,
+    ),
 ]
 
 EMBEDDING_CASES = [
@@ -411,6 +435,50 @@ def test_batchnorm_running_statistics_follow_torch_over_steps(layer, shape, mome
     x = randn(*shape, seed=9)
     assert_close(ours(ember.tensor(x)), torch_bn(torch.tensor(x)), "float64", "eval output")
     assert ours.num_batches_tracked.item() == 4  # eval leaves the statistics alone
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize(
+    ("layer", "shape"),
+    [
+        ("InstanceNorm1d", (3, 4, 5)),
+        ("InstanceNorm2d", (2, 4, 3, 3)),
+        ("InstanceNorm2d", (4, 3, 3)),  # unbatched
+    ],
+)
+def test_instancenorm_running_statistics_follow_torch_over_steps(layer, shape, momentum):
+    def make(fw):
+        return getattr(fw.nn, layer)(4, momentum=momentum, track_running_stats=True, affine=True)
+
+    torch_norm = make(torch).double()
+    ours = make(ember).double()
+    for step in range(3):
+        x = randn(*shape, seed=step) * (step + 1) + step
+        assert_close(ours(ember.tensor(x)), torch_norm(torch.tensor(x)), "float64", f"step {step}")
+    for name in ("running_mean", "running_var"):
+        assert_close(getattr(ours, name), getattr(torch_norm, name), "float64", name)
+    torch_norm.eval()
+    ours.eval()
+    x = randn(*shape, seed=9)
+    assert_close(ours(ember.tensor(x)), torch_norm(torch.tensor(x)), "float64", "eval output")
+
+
+def test_instancenorm_bad_inputs_raise_as_torch():
+    cases = [
+        (lambda fw: fw.nn.InstanceNorm2d(3), (2, 3)),  # rank
+        (lambda fw: fw.nn.InstanceNorm2d(3, affine=True), (2, 4, 5, 5)),  # channels
+        (lambda fw: fw.nn.InstanceNorm1d(3), (2, 3, 1)),  # one spatial element in training
+    ]
+    for make, shape in cases:
+        x = np.ones(shape)
+        with pytest.raises(ValueError) as theirs:
+            make(torch)(torch.tensor(x))
+        with pytest.raises(ValueError) as ours:
+            make(ember)(ember.tensor(x))
+        assert isinstance(ours.value, ember.EmberError)
+        assert str(theirs.value).split(" (")[0][:30] == str(ours.value).split(" (")[0][:30]
+    with pytest.warns(UserWarning, match="does not match num_features"):
+        ember.nn.InstanceNorm1d(3)(ember.ones(2, 5, 4))
 
 
 @pytest.mark.parametrize("norm_type", [2.0, 1.0])

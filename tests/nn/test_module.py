@@ -55,6 +55,20 @@ def test_assignment_registers_parameters_buffers_and_modules():
     assert net.first is net._modules["first"]
 
 
+def test_reassigning_a_child_parameter_or_buffer_keeps_its_position():
+    # torchvision users replace resnet.conv1 and then drop the last child: the order matters
+    net = Net()
+    net.first = nn.Linear(3, 3)
+    assert list(net._modules) == ["first", "body", "norm", "head", "drop"]
+    assert [type(m) for m in list(net.children())[:-1]][0] is nn.Linear
+    m = Affine()
+    m.scale = nn.Parameter(ember.full((3,), 2.0))
+    m.calls = nn.Buffer(ember.ones((), dtype="int64"))
+    assert list(m._parameters) == ["scale", "shift"]
+    assert list(m._buffers) == ["calls", "cache"]
+    assert list(m.state_dict()) == ["scale", "shift", "calls"]
+
+
 def test_buffer_wrapper_and_persistence():
     m = nn.Module()
     m.kept = nn.Buffer(ember.ones(2))
