@@ -31,6 +31,7 @@ from ..errors import runtime_error
 from ..ir.passes import run_pipeline
 from ..runtime.compiled import build_program
 from ..runtime.program import evaluate_with_kernels
+from .remat import rematerialize
 from .tracer import Trace, tracing
 
 
@@ -102,11 +103,16 @@ def split(sp, recording, inputs: list, results: list, name: str, device):
     differentiable = {recording.graph.outputs[j] for j in diff_outputs}
     kept = [i for i in written
             if not _reached(recording.graph.inputs[i]).isdisjoint(differentiable)]
+    # the saved values an elementwise chain gives back from cheaper ones are recomputed
+    backward_graph = backward.graph
+    if [v for _, v in backward.captured] == backward_graph.inputs[len(grad_outputs):]:
+        saved, backward_graph = rematerialize(
+            recording.graph, saved, backward_graph, len(grad_outputs),
+            {recording.graph.inputs[i] for i in written})
     mapping: dict = {}
     forward_graph = recording.graph.copy(mapping)
     forward_graph.set_outputs([*forward_graph.outputs, *(mapping[v] for v in saved)])
     run_pipeline(forward_graph, evaluate=evaluate_with_kernels)
-    backward_graph = backward.graph
     run_pipeline(backward_graph, evaluate=evaluate_with_kernels)
     return SplitGraphs(
         build_program(forward_graph, name, device),
