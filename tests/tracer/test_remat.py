@@ -26,7 +26,7 @@ def _op_by_op(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [ember.float32, ember.float64])
-def test_gelu_saves_only_its_input_and_matches_op_by_op(dtype, monkeypatch):
+def test_gelu_saves_its_input_and_erf_term_and_matches_op_by_op(dtype, monkeypatch):
     rng = np.random.default_rng(0)
     data = rng.standard_normal((4, 16, 64))
     grad = ember.tensor(rng.standard_normal((4, 16, 64)), dtype=dtype)
@@ -34,8 +34,10 @@ def test_gelu_saves_only_its_input_and_matches_op_by_op(dtype, monkeypatch):
     for _ in range(4):
         y = F.gelu(x)
     assert y.grad_fn.name() == "CompiledFunctionBackward"
-    (saved,) = _saved(_activations._GELU, [x._data])
-    assert saved is x._data  # the input itself: no intermediate is written
+    saved = _saved(_activations._GELU, [x._data])
+    # the input itself and the erf term (costlier to recompute than to read); x / 2 and
+    # x / sqrt(2) are recomputed from the input
+    assert len(saved) == 2 and any(a is x._data for a in saved)
     (gx,) = ember.autograd.grad(y, x, grad)
     _op_by_op(monkeypatch)
     x2 = ember.tensor(data, dtype=dtype, requires_grad=True)
@@ -69,7 +71,7 @@ def test_layer_norm_saves_row_statistics_not_the_normalized_input(monkeypatch):
 
 def test_a_scripted_chain_recomputes_and_matches_eager():
     def f(x, w):
-        h = (x * w).tanh() * 0.5 + x.sigmoid()
+        h = (x * w) * 0.5 + x * x - w / 3  # arithmetic: recomputed
         return (h * h).sum(-1).exp().mean()
 
     script = ember.script(f)
