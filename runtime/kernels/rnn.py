@@ -1,0 +1,177 @@
+"""The LSTM layer over a whole sequence, forward and backward, as PyTorch's CPU kernel runs it.
+
+The forward projects the input of every step with one GEMM ((T*B, I) @ W_ih^T, both biases
+added once), then per step adds h_{t-1} @ W_hh^T (one GEMM) and applies the gates in
+PyTorch's order (input, forget, cell, output): c = f * c_prev + i * g, h = o * tanh(c). It keeps
+the activated gates and every step's c for the backward, which walks the steps in reverse
+(one GEMM per step for dh_{t-1}) and then takes dx, dW_ih and dW_hh with one GEMM each over
+all steps.
+
+On the CPU, for float32 and float64, each pass over the steps is one native call
+(codegen/llvm/recurrent.py: the GEMMs through numpy's OpenBLAS, the gates in inline
+polynomials); elsewhere (cupy, no llvmlite, no usable BLAS symbol, an empty size) the same
+recurrence runs in whole-array numpy-API calls per step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import windows
+from ..native import data_pointer
+from ..threads import before_blas
+from .registry import kernel
+
+
+def _native_gemm(xp, *arrays):
+    """numpy's cblas GEMM (runtime/blas.py) when the native pass can take these arrays."""
+    if xp is not np or not windows.available(*arrays) or any(a.size == 0 for a in arrays):
+        return None
+    from ..blas import gemm
+
+    return gemm()
+
+
+def _order(steps: int, reverse: bool):
+    return range(steps - 1, -1, -1) if reverse else range(steps)
+
+
+def _sigmoid(xp, x):
+    """x <- sigmoid(x), in place: PyTorch's 1 / (1 + exp(-x)) (see kernels/elementwise.py)."""
+    xp.negative(x, out=x)
+    xp.exp(x, out=x)
+    x += 1
+    xp.reciprocal(x, out=x)
+
+
+def _forward_steps(xp, gates, output, cells, h0, c0, w_hh, reverse):
+    """The recurrence in numpy-API calls: gates (T, B, 4H) holds the input projections."""
+    hidden = w_hh.shape[1]
+    w_hh_t = w_hh.T
+    h, c = h0, c0
+    recurrent = xp.empty(gates.shape[1:], gates.dtype)
+    for t in _order(gates.shape[0], reverse):
+        g = gates[t]
+        g += xp.matmul(h, w_hh_t, out=recurrent)
+        _sigmoid(xp, g[:, : 2 * hidden])
+        _sigmoid(xp, g[:, 3 * hidden:])
+        cell_gate = g[:, 2 * hidden: 3 * hidden]
+        xp.tanh(cell_gate, out=cell_gate)
+        c_new, h_new = cells[t], output[t]
+        xp.multiply(g[:, hidden: 2 * hidden], c, out=c_new)
+        c_new += g[:, :hidden] * cell_gate
+        xp.tanh(c_new, out=h_new)
+        h_new *= g[:, 3 * hidden:]
+        h, c = h_new, c_new
+
+
+@kernel("lstm_layer")
+def _lstm_layer(xp, x, h0, c0, w_ih, w_hh, *biases, reverse):
+    steps, batch, features = x.shape
+    hidden = w_hh.shape[1]
+    if xp is np:
+        before_blas()
+    x, h0, c0, w_hh = (xp.ascontiguousarray(a) for a in (x, h0, c0, w_hh))
+    gates = xp.matmul(x.reshape(steps * batch, features), w_ih.T)
+    if biases:
+        gates += biases[0] + biases[1]
+    gates = gates.reshape(steps, batch, 4 * hidden)
+    output = xp.empty((steps, batch, hidden), x.dtype)
+    cells = xp.empty((steps, batch, hidden), x.dtype)
+    found = _native_gemm(xp, gates, h0, c0, w_hh)
+    if found is None:
+        _forward_steps(xp, gates, output, cells, h0, c0, w_hh, reverse)
+    else:
+        from ...codegen.llvm.recurrent import lstm_forward_ir, lstm_name
+
+        dtype = x.dtype.name
+        address = found.sgemm if dtype == "float32" else found.dgemm
+        windows.run_task(
+            lstm_name("forward", dtype, found.int_bits),
+            lambda: lstm_forward_ir(dtype, found.int_bits),
+            [data_pointer(gates), data_pointer(output), data_pointer(cells), data_pointer(h0),
+             data_pointer(c0), data_pointer(w_hh), address, steps, batch, hidden, int(reverse)],
+            1, 0)
+    if steps:
+        last = 0 if reverse else steps - 1
+        h_n, c_n = output[last].copy(), cells[last].copy()
+    else:
+        h_n, c_n = h0.copy(), c0.copy()
+    return output, h_n, c_n, gates, cells
+
+
+def _backward_steps(xp, gates, cells, c0, w_hh, grad_output, dc, dh, grad_gates, reverse):
+    """The reverse recurrence in numpy-API calls (see codegen/llvm/recurrent.py)."""
+    hidden = w_hh.shape[1]
+    steps = gates.shape[0]
+    squashed = xp.empty_like(dc)
+    for t in _order(steps, not reverse):
+        forward_index = steps - 1 - t if reverse else t
+        c_prev = c0 if forward_index == 0 else cells[t + 1 if reverse else t - 1]
+        g = gates[t]
+        i_gate, f_gate = g[:, :hidden], g[:, hidden: 2 * hidden]
+        g_gate, o_gate = g[:, 2 * hidden: 3 * hidden], g[:, 3 * hidden:]
+        d = grad_gates[t]
+        dh += grad_output[t]
+        xp.tanh(cells[t], out=squashed)
+        # d_o = dh * tanh(c) * o * (1 - o)
+        d_o = xp.multiply(dh, squashed, out=d[:, 3 * hidden:])
+        d_o *= o_gate * (1 - o_gate)
+        # dc += dh * o * (1 - tanh(c)^2)
+        squashed *= squashed
+        xp.subtract(1, squashed, out=squashed)
+        squashed *= o_gate
+        squashed *= dh
+        dc += squashed
+        xp.multiply(dc, g_gate * (i_gate * (1 - i_gate)), out=d[:, :hidden])
+        xp.multiply(dc, c_prev * (f_gate * (1 - f_gate)), out=d[:, hidden: 2 * hidden])
+        xp.multiply(dc, i_gate * (1 - g_gate * g_gate), out=d[:, 2 * hidden: 3 * hidden])
+        dc *= f_gate
+        xp.matmul(d, w_hh, out=dh)
+
+
+@kernel("lstm_layer_backward")
+def _lstm_layer_backward(xp, x, h0, c0, w_ih, w_hh, output, gates, cells, grad_output,
+                         grad_h_n, grad_c_n, *, reverse):
+    steps, batch, features = x.shape
+    hidden = w_hh.shape[1]
+    if xp is np:
+        before_blas()
+    gates, cells, c0, w_hh = (xp.ascontiguousarray(a) for a in (gates, cells, c0, w_hh))
+    # each step's dh from above: the output's gradient, the last step's plus h_n's
+    grad_output = xp.array(xp.broadcast_to(grad_output, output.shape), copy=True, order="C")
+    if steps:
+        grad_output[0 if reverse else steps - 1] += grad_h_n
+    dc = xp.array(xp.broadcast_to(grad_c_n, c0.shape), copy=True, order="C")
+    dh = xp.zeros(c0.shape, x.dtype)
+    grad_gates = xp.empty(gates.shape, x.dtype)
+    found = _native_gemm(xp, gates, cells, c0, w_hh, grad_output, dc, dh, grad_gates)
+    if found is None:
+        _backward_steps(xp, gates, cells, c0, w_hh, grad_output, dc, dh, grad_gates, reverse)
+    else:
+        from ...codegen.llvm.recurrent import lstm_backward_ir, lstm_name
+
+        dtype = x.dtype.name
+        address = found.sgemm if dtype == "float32" else found.dgemm
+        windows.run_task(
+            lstm_name("backward", dtype, found.int_bits),
+            lambda: lstm_backward_ir(dtype, found.int_bits),
+            [data_pointer(gates), data_pointer(cells), data_pointer(c0), data_pointer(w_hh),
+             data_pointer(grad_output), data_pointer(dc), data_pointer(dh),
+             data_pointer(grad_gates), address, steps, batch, hidden, int(reverse)],
+            1, 0)
+    flat = grad_gates.reshape(steps * batch, 4 * hidden)
+    grad_x = xp.matmul(flat, w_ih).reshape(steps, batch, features)
+    grad_w_ih = xp.matmul(flat.T, x.reshape(steps * batch, features))
+    # h_{t-1} of every step: the output shifted by one step, h0 before the first
+    if steps:
+        first, rest, before = ((steps - 1, slice(0, steps - 1), slice(1, steps)) if reverse
+                               else (0, slice(1, steps), slice(0, steps - 1)))
+        grad_w_hh = xp.matmul(grad_gates[first].T, h0)
+        if steps > 1:
+            grad_w_hh += xp.matmul(grad_gates[rest].reshape(-1, 4 * hidden).T,
+                                   output[before].reshape(-1, hidden))
+    else:
+        grad_w_hh = xp.zeros(w_hh.shape, x.dtype)
+    grad_bias = flat.sum(0)
+    return grad_x, dh, dc, grad_w_ih, grad_w_hh, grad_bias
