@@ -194,7 +194,7 @@ def _attention_backward_in_tensor_ops(node, q, k, v, masks, out, lse, g_out, g_l
     return E.mul(E.matmul(ds, k), scale), E.matmul(E.mT(ds), queries), dv
 
 
-@derivative("lstm_layer", save_outputs=True)
+@derivative("lstm_layer", save_outputs=True, optional_grads=(3, 4))
 def _lstm_layer(node, g_out, g_h_n, g_c_n, g_gates, g_cells):
     """One lstm_layer_backward op walks the steps in reverse (a GEMM per step for dh) and
     takes the weights' gradients with one GEMM each over all steps. The saved gates and
