@@ -18,9 +18,13 @@ from __future__ import annotations
 import numpy as np
 
 from .. import windows
-from ..native import data_pointer
-from ..threads import before_blas
+from ..native import _pool, data_pointer, load_pool
+from ..threads import before_blas, blas_single_threaded
 from .registry import kernel
+
+# a step shares its hidden units over the native pool when its GEMM has at least this many
+# multiply-adds (B * H * 4H): below, waking the pool costs more than a second core saves
+PARALLEL_MIN_STEP_WORK = 1 << 18
 
 
 def _native_gemm(xp, *arrays):
@@ -30,6 +34,23 @@ def _native_gemm(xp, *arrays):
     from ..blas import gemm
 
     return gemm()
+
+
+def _native_pass(kind: str, found, dtype: str, words: list, batch: int, hidden: int) -> None:
+    """Run the native forward or backward pass (codegen/llvm/recurrent.py) over the steps,
+    each step's hidden units shared by the pool's threads when the step is large enough.
+    OpenBLAS runs on one thread inside (each thread calls its own GEMMs)."""
+    from ...codegen.llvm.recurrent import lstm_backward_ir, lstm_forward_ir, lstm_name
+
+    make = lstm_forward_ir if kind == "forward" else lstm_backward_ir
+    load_pool()  # the pass calls its ember_parallel_for
+    threads = _pool.threads() if _pool.parallel_for() is not None else 1
+    if batch * hidden * hidden * 4 < PARALLEL_MIN_STEP_WORK:
+        threads = 1
+    blas_single_threaded()
+    windows.run_task(lstm_name(kind, dtype, found.int_bits),
+                     lambda: make(dtype, found.int_bits), [*words, threads], 1, 0)
+    before_blas()
 
 
 def _order(steps: int, reverse: bool):
@@ -82,17 +103,11 @@ def _lstm_layer(xp, x, h0, c0, w_ih, w_hh, *biases, reverse):
     if found is None:
         _forward_steps(xp, gates, output, cells, h0, c0, w_hh_t, reverse)
     else:
-        from ...codegen.llvm.recurrent import lstm_forward_ir, lstm_name
-
-        dtype = x.dtype.name
-        address = found.sgemm if dtype == "float32" else found.dgemm
-        windows.run_task(
-            lstm_name("forward", dtype, found.int_bits),
-            lambda: lstm_forward_ir(dtype, found.int_bits),
-            [data_pointer(gates), data_pointer(output), data_pointer(cells), data_pointer(h0),
-             data_pointer(c0), data_pointer(w_hh_t), address, steps, batch, hidden,
-             int(reverse)],
-            1, 0)
+        address = found.sgemm if x.dtype.name == "float32" else found.dgemm
+        _native_pass("forward", found, x.dtype.name,
+                     [data_pointer(gates), data_pointer(output), data_pointer(cells),
+                      data_pointer(h0), data_pointer(c0), data_pointer(w_hh_t), address, steps,
+                      batch, hidden, int(reverse)], batch, hidden)
     if steps:
         last = 0 if reverse else steps - 1
         h_n, c_n = output[last].copy(), cells[last].copy()
@@ -150,17 +165,14 @@ def _lstm_layer_backward(xp, x, h0, c0, w_ih, w_hh, output, gates, cells, grad_o
     if found is None:
         _backward_steps(xp, gates, cells, c0, w_hh, grad_output, dc, dh, grad_gates, reverse)
     else:
-        from ...codegen.llvm.recurrent import lstm_backward_ir, lstm_name
-
-        dtype = x.dtype.name
-        address = found.sgemm if dtype == "float32" else found.dgemm
-        windows.run_task(
-            lstm_name("backward", dtype, found.int_bits),
-            lambda: lstm_backward_ir(dtype, found.int_bits),
-            [data_pointer(gates), data_pointer(cells), data_pointer(c0), data_pointer(w_hh),
-             data_pointer(grad_output), data_pointer(dc), data_pointer(dh),
-             data_pointer(grad_gates), address, steps, batch, hidden, int(reverse)],
-            1, 0)
+        address = found.sgemm if x.dtype.name == "float32" else found.dgemm
+        _native_pass("backward", found, x.dtype.name,
+                     [data_pointer(gates), data_pointer(cells), data_pointer(c0),
+                      data_pointer(w_hh), data_pointer(grad_output), data_pointer(dc),
+                      data_pointer(dh), data_pointer(grad_gates), address, steps, batch, hidden,
+                      int(reverse)], batch, hidden)
+        # dh0: the gradient of the forward's first step's h_prev
+        dh = xp.matmul(grad_gates[steps - 1 if reverse else 0], w_hh)
     flat = grad_gates.reshape(steps * batch, 4 * hidden)
     grad_x = xp.matmul(flat, w_ih).reshape(steps, batch, features)
     grad_w_ih = xp.matmul(flat.T, x.reshape(steps * batch, features))

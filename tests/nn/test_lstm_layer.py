@@ -66,6 +66,22 @@ def test_native_pass_equals_the_numpy_pass(monkeypatch, dtype, options):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
 
 
+@pytest.mark.parametrize("chunks", [2, 3])
+@pytest.mark.parametrize("options", [{}, {"bidirectional": True}], ids=str)
+def test_steps_shared_over_threads_equal_the_numpy_pass(monkeypatch, chunks, options):
+    # every step's hidden units cut into chunks (40 units: blocks of 16, 16 and 8), whatever
+    # the machine's thread budget now; the pool's caller runs the chunks no worker claims
+    model, x, states, weigh = _case("float32", options, hidden=40)
+    monkeypatch.setattr(rnn_kernels, "PARALLEL_MIN_STEP_WORK", 0)
+    monkeypatch.setattr(rnn_kernels._pool, "parallel_for", lambda: True)
+    monkeypatch.setattr(rnn_kernels._pool, "threads", lambda: chunks)
+    shared = _run(model, x, states, weigh)
+    monkeypatch.setattr(rnn_kernels, "_native_gemm", lambda *arrays: None)
+    stepped = _run(model, x, states, weigh)
+    for a, b in zip(shared, stepped):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
 def test_native_pass_is_taken_for_float_arrays_on_the_cpu():
     arrays = [np.zeros((2, 3), np.float32)]
     assert rnn_kernels._native_gemm(np, *arrays) is not None
