@@ -24,7 +24,7 @@ from .registry import kernel
 
 # a step shares its hidden units over the native pool when its GEMM has at least this many
 # multiply-adds (B * H * 4H): below, waking the pool costs more than a second core saves
-PARALLEL_MIN_STEP_WORK = 1 << 18
+PARALLEL_MIN_STEP_WORK = 1 << 20
 
 
 def _native_gemm(xp, *arrays):
