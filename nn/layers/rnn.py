@@ -282,6 +282,8 @@ class RNNBase(Module):
         output and the final states, each kind stacked over layers and directions."""
         if self.batch_first:
             input = ops.transpose(input, 0, 1)
+        if input.shape[0] == 0:
+            raise runtime_error("Expected sequence length to be larger than 0 in RNN")
         per_kind = [ops.unbind(h, 0) for h in hx]
         states = [tuple(kind[k] for kind in per_kind) for k in range(len(per_kind[0]))]
         output, finals = self._run(input, states, layer)

@@ -258,6 +258,14 @@ def test_the_modules_own_errors_are_kept():
         model(ember.randn(3, 2, 4), (ember.zeros(1, 2, 5), ember.zeros(1, 3, 5)))
 
 
+@pytest.mark.parametrize("name", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_an_empty_sequence_raises_torchs_error(name, batch_first):
+    model = getattr(nn, name)(3, 4, batch_first=batch_first)
+    with pytest.raises(RuntimeError, match="Expected sequence length to be larger than 0"):
+        model(ember.randn(2, 0, 3) if batch_first else ember.randn(0, 2, 3))
+
+
 # -- ONNX ----------------------------------------------------------------------------------------
 
 
