@@ -155,7 +155,7 @@ def _execute(
             n_out = node.num_outputs()
             if slots and len(slots) < n_out:
                 for i in range(n_out):
-                    if i not in slots:
+                    if i not in slots and node.zero_fills(i):
                         slots[i] = _zeros_for(node, i)
             grads = [slots.get(i) for i in range(n_out)]
             if node.pre_hooks:

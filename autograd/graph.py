@@ -53,6 +53,10 @@ class Node:
     def output_meta(self, i):
         raise NotImplementedError
 
+    def zero_fills(self, i: int) -> bool:
+        """Whether output i's gradient is zeros (else None) when no gradient reached it."""
+        return True
+
     def __repr__(self) -> str:
         return f"<{self.name()} object at {hex(id(self))}>"
 
@@ -169,6 +173,9 @@ class OpNode(Node):
 
     def output_meta(self, i):
         return self.out_meta[i]
+
+    def zero_fills(self, i: int) -> bool:
+        return i not in self.rule.optional_grads
 
 
 def edge_of(tensor):

@@ -613,6 +613,42 @@ def _attention(b, node, out):
     b.node("MatMul", [weights, v.name], [out])
 
 
+def _lstm_layer(b, node, out):
+    """One LSTM layer as ONNX's LSTM (one direction, `reverse` as direction="reverse"), its
+    weights' gate blocks reordered from PyTorch's (input, forget, cell, output) to ONNX's
+    (input, output, forget, cell), and both biases in its one B input."""
+    x, h0, c0, w_ih, w_hh, *biases = node.inputs
+    output, h_n, c_n, gates, cells = node.outputs
+    for saved in (gates, cells):
+        if saved.users or saved in saved.graph.outputs:
+            raise Unsupported("the gates and cell states an LSTM layer keeps for its backward")
+    hidden = w_hh.type.shape[1]
+    blocks = b.ints([hidden] * 4)
+
+    def onnx_order(weight: str) -> str:
+        names = [b.fresh("gate") for _ in range(4)]
+        b.node("Split", [weight, blocks], names, axis=0)
+        i_gate, f_gate, g_gate, o_gate = names
+        return b.node("Concat", [i_gate, o_gate, f_gate, g_gate], axis=0)
+
+    def one_direction(name: str) -> str:
+        return b.node("Unsqueeze", [name, b.ints([0])])
+
+    inputs = [x.name, one_direction(onnx_order(w_ih.name)), one_direction(onnx_order(w_hh.name))]
+    if biases:
+        both = b.node("Concat", [onnx_order(bias.name) for bias in biases], axis=0)
+        inputs.append(one_direction(both))
+    else:
+        inputs.append("")
+    inputs += ["", one_direction(h0.name), one_direction(c0.name)]
+    y, y_h, y_c = (b.fresh(n) for n in ("lstm_y", "lstm_y_h", "lstm_y_c"))
+    b.node("LSTM", inputs, [y, y_h, y_c], hidden_size=int(hidden),
+           direction="reverse" if node.attrs["reverse"] else "forward")
+    b.node("Squeeze", [y_h, b.ints([0])], [h_n.name])
+    b.node("Squeeze", [y_c, b.ints([0])], [c_n.name])
+    b.node("Squeeze", [y, b.ints([1])], [out])
+
+
 def _identity(b, node, out):
     b.node("Identity", [node.inputs[0].name], [out])
 
@@ -710,6 +746,7 @@ TRANSLATIONS = {
     "scatter_add": _scatter("add"),
     "sort": _sort,
     "attention": _attention,
+    "lstm_layer": _lstm_layer,
 }
 
 _BACKWARD = "a gradient op: an exported graph is an inference graph"
@@ -723,6 +760,7 @@ NOT_EXPORTABLE = {
     "max_pool2d_backward": _BACKWARD,
     "slice_backward": _BACKWARD,
     "attention_backward": _BACKWARD,
+    "lstm_layer_backward": _BACKWARD,
     "view_scatter": "an in-place write through a view, which ONNX graphs cannot express",
     "dist_all_gather": _COLLECTIVE,
     "dist_all_reduce": _COLLECTIVE,

@@ -1,4 +1,5 @@
-"""Derivatives of matmul, conv2d, pooling and attention (the backward ops are primitives too)."""
+"""Derivatives of matmul, conv2d, pooling, attention and the LSTM layer (the backward ops are
+primitives too)."""
 
 from __future__ import annotations
 
@@ -191,3 +192,61 @@ def _attention_backward_in_tensor_ops(node, q, k, v, masks, out, lse, g_out, g_l
     delta = E.sub(E.sum(E.mul(g_out, out), -1), g_lse.to(out.dtype))
     ds = E.mul(probs, E.sub(dp, E.unsqueeze(delta, -1)))
     return E.mul(E.matmul(ds, k), scale), E.matmul(E.mT(ds), queries), dv
+
+
+@derivative("lstm_layer", save_outputs=True, optional_grads=(3, 4))
+def _lstm_layer(node, g_out, g_h_n, g_c_n, g_gates, g_cells):
+    """One lstm_layer_backward op walks the steps in reverse (a GEMM per step for dh) and
+    takes the weights' gradients with one GEMM each over all steps. The saved gates and
+    cells are outputs only the backward reads: a gradient reaches them only in double
+    backward, which, like create_graph, runs the same formulas in Tensor ops."""
+    x, h0, c0, w_ih, w_hh, *biases = node.inputs
+    out, _h_n, _c_n, gates, cells = node.outputs
+    if is_grad_enabled() or g_gates is not None or g_cells is not None:
+        grads = _lstm_backward_in_tensor_ops(node, g_out, g_h_n, g_c_n, g_gates, g_cells)
+    else:
+        g_out = zeros_like(out) if g_out is None else g_out
+        g_h_n = zeros_like(h0) if g_h_n is None else g_h_n
+        g_c_n = zeros_like(c0) if g_c_n is None else g_c_n
+        grads = dispatch("lstm_layer_backward",
+                         (x, h0, c0, w_ih, w_hh, out, gates, cells, g_out, g_h_n, g_c_n),
+                         node.attrs)
+    *grads, g_bias = grads
+    return (*grads, *(g_bias for _ in biases))
+
+
+def _lstm_backward_in_tensor_ops(node, g_out, g_h_n, g_c_n, g_gates, g_cells):
+    """lstm_layer_backward's formulas in Tensor ops, step by step, with the gradients of the
+    saved gates and cells added where they were made: for double backward."""
+    x, h0, c0, w_ih, w_hh, *_ = node.inputs
+    out, _h_n, _c_n, gates, cells = node.outputs
+    steps, hidden = x.shape[0], w_hh.shape[1]
+    visited = list(range(steps - 1, -1, -1) if node.attrs["reverse"] else range(steps))
+    dh = zeros_like(h0) if g_h_n is None else g_h_n
+    dc = zeros_like(c0) if g_c_n is None else g_c_n
+    d_pre = [None] * steps
+    for k in range(steps - 1, -1, -1):
+        t = visited[k]
+        c_prev = c0 if k == 0 else cells[visited[k - 1]]
+        i_gate, f_gate, g_gate, o_gate = E.chunk(gates[t], 4, -1)
+        if g_out is not None:
+            dh = dh + g_out[t]
+        squashed = E.tanh(cells[t])
+        dc = dc + dh * o_gate * (1 - squashed * squashed)
+        if g_cells is not None:
+            dc = dc + g_cells[t]
+        # the gradients of the activated gates, then through each activation
+        d_act = [dc * g_gate, dc * c_prev, dc * i_gate, dh * squashed]
+        if g_gates is not None:
+            d_act = [d + g for d, g in zip(d_act, E.chunk(g_gates[t], 4, -1))]
+        d_i, d_f, d_g, d_o = d_act
+        d_pre[t] = E.cat([d_i * i_gate * (1 - i_gate), d_f * f_gate * (1 - f_gate),
+                          d_g * (1 - g_gate * g_gate), d_o * o_gate * (1 - o_gate)], -1)
+        dc = dc * f_gate
+        dh = E.matmul(d_pre[t], w_hh)
+    flat = E.reshape(E.stack(d_pre, 0), -1, 4 * hidden)
+    h_prev = [h0 if k == 0 else out[visited[k - 1]] for k in range(steps)]
+    h_prev = E.stack([h_prev[visited.index(t)] for t in range(steps)], 0)
+    return (E.reshape(E.matmul(flat, w_ih), *x.shape), dh, dc,
+            E.matmul(E.mT(flat), E.reshape(x, -1, x.shape[-1])),
+            E.matmul(E.mT(flat), E.reshape(h_prev, -1, hidden)), E.sum(flat, 0))

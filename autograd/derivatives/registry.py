@@ -15,6 +15,9 @@ class Rule(NamedTuple):
     fn: Callable
     save_inputs: SaveInputs
     save_outputs: bool
+    # outputs whose missing gradient reaches the rule as None rather than zeros: outputs kept
+    # for the backward only (lstm_layer's gates), which a loss rarely reads
+    optional_grads: tuple = ()
 
 
 def save_other(needs: tuple) -> tuple:
@@ -40,17 +43,19 @@ def save_first(needs: tuple) -> tuple:
 DERIVATIVES: dict[str, Rule] = {}
 
 
-def derivative(*names: str, save_inputs: SaveInputs = True, save_outputs: bool = False) -> Callable:
+def derivative(*names: str, save_inputs: SaveInputs = True, save_outputs: bool = False,
+               optional_grads: tuple = ()) -> Callable:
     """Decorator: register fn as the derivative rule of each op in names.
 
-    save_inputs / save_outputs say what backward needs kept alive (and version-checked).
+    save_inputs / save_outputs say what backward needs kept alive (and version-checked);
+    optional_grads lists the outputs whose gradient is None, not zeros, when none reached them.
     """
 
     def wrap(fn: Callable) -> Callable:
         for name in names:
             if name in DERIVATIVES:
                 raise ValueError(f"a derivative for {name!r} is already registered")
-            DERIVATIVES[name] = Rule(fn, save_inputs, save_outputs)
+            DERIVATIVES[name] = Rule(fn, save_inputs, save_outputs, tuple(optional_grads))
         return fn
 
     return wrap

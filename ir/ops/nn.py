@@ -1,5 +1,5 @@
 """Type rules of the extern ops: matmul, conv2d and pooling (with their backward ops), random,
-fused attention."""
+fused attention, the LSTM layer."""
 
 from __future__ import annotations
 
@@ -393,3 +393,75 @@ def _attention_backward(inputs, attrs):
     input's shape (broadcast batch dims summed)."""
     _batch, q, k, v = _attention_types("attention_backward", inputs, attrs, 7)
     return tuple(TensorType(tuple(t.shape), t.dtype) for t in (q, k, v))
+
+
+# -- one LSTM layer over a whole sequence, forward and backward ------------------------------
+# Inputs x (T, B, I), h0 (B, H), c0 (B, H), w_ih (4H, I), w_hh (4H, H), then b_ih and b_hh
+# (4H,) when the layer has biases; gates in PyTorch's order (input, forget, cell, output).
+# reverse: the steps run from T - 1 down to 0 (a bidirectional LSTM's backward direction).
+LSTM_LAYER = {"reverse": bool_attr()}
+
+
+def _lstm_layer_types(op, inputs):
+    """(x, h0, c0, w_ih, w_hh) of an lstm op's inputs, checked; returns (T, B, I, H)."""
+    x, h0, c0, w_ih, w_hh, *biases = inputs
+    named = (("input", x), ("h0", h0), ("c0", c0), ("weight_ih", w_ih), ("weight_hh", w_hh),
+             *zip(("bias_ih", "bias_hh"), biases))
+    for name, t in named:
+        if t.dtype is not x.dtype:
+            raise runtime_error(
+                f"{op}: expected {name} to have the input's dtype {x.dtype.name}, got "
+                f"{t.dtype.name}"
+            )
+    if x.dtype not in (float32, float64):
+        raise type_error(f"{op}: expected a float32 or float64 input, got {x.dtype.name}")
+    if len(x.shape) != 3 or len(w_hh.shape) != 2 or len(w_ih.shape) != 2:
+        raise runtime_error(
+            f"{op}: expected a 3-D input (seq, batch, input_size) and 2-D weights, got input "
+            f"{fmt_shape(x.shape)}, weight_ih {fmt_shape(w_ih.shape)}, weight_hh "
+            f"{fmt_shape(w_hh.shape)}"
+        )
+    steps, batch, features = x.shape
+    hidden = w_hh.shape[1]
+    gates = w_hh.shape[0]
+    expected = {"weight_ih": (gates, features), "h0": (batch, hidden), "c0": (batch, hidden),
+                "bias_ih": (gates,), "bias_hh": (gates,)}
+    for name, t in named[1:]:
+        want = expected.get(name, (gates, hidden))
+        if tuple(t.shape) != want or gates != 4 * hidden:
+            raise runtime_error(
+                f"{op}: {name} {fmt_shape(t.shape)} does not fit input {fmt_shape(x.shape)} "
+                f"and weight_hh {fmt_shape(w_hh.shape)} (expected {fmt_shape(want)}, the "
+                f"weights with 4 * hidden_size rows)"
+            )
+    return steps, batch, features, hidden
+
+
+@register("lstm_layer", kind="extern", num_inputs=(5, 7), num_outputs=5, attrs=LSTM_LAYER)
+def _lstm_layer(inputs, attrs):
+    """output (T, B, H), h_n (B, H), c_n (B, H), and what the backward reads: the gates after
+    their activations (T, B, 4H) and the cell state of every step (T, B, H)."""
+    steps, batch, _features, hidden = _lstm_layer_types("lstm_layer", inputs)
+    dtype = inputs[0].dtype
+    return (TensorType((steps, batch, hidden), dtype), TensorType((batch, hidden), dtype),
+            TensorType((batch, hidden), dtype), TensorType((steps, batch, 4 * hidden), dtype),
+            TensorType((steps, batch, hidden), dtype))
+
+
+@register("lstm_layer_backward", kind="extern", differentiable=False, num_inputs=11,
+          num_outputs=6, attrs=LSTM_LAYER)
+def _lstm_layer_backward(inputs, attrs):
+    """(x, h0, c0, w_ih, w_hh, output, gates, cells, grad_output, grad_h_n, grad_c_n) -> the
+    gradients of x, h0, c0, w_ih, w_hh and of the biases (both get the same one, (4H,))."""
+    x, h0, c0, w_ih, w_hh, output, gates, cells, *grads = inputs
+    _lstm_layer_types("lstm_layer_backward", (x, h0, c0, w_ih, w_hh))
+    for name, t in (("output", output), ("gates", gates), ("cells", cells),
+                    ("grad_output", grads[0]), ("grad_h_n", grads[1]), ("grad_c_n", grads[2])):
+        if t.dtype is not x.dtype:
+            raise runtime_error(
+                f"lstm_layer_backward: {name} has dtype {t.dtype.name}, expected "
+                f"{x.dtype.name}"
+            )
+    dtype = x.dtype
+    return (*(TensorType(tuple(t.shape), dtype) for t in (x, h0, c0, w_ih, w_hh)),
+            TensorType((w_hh.shape[0],), dtype))

@@ -1,8 +1,11 @@
 """Recurrent layers: RNN, LSTM, GRU and their one-step cells, with PyTorch's parameter names.
 
-Built from ember ops only (linear, sigmoid, tanh, chunk, stack), so autograd and ember.script
-need no recurrent primitive. As PyTorch's CPU path does, each layer projects the input of all
-time steps in one matmul, then runs the recurrence step by step in Python.
+An LSTM layer (one direction of one layer, without proj_size) is one op over the whole
+sequence, "lstm_layer" (ir/ops/nn.py; its kernel runs the recurrence natively, as PyTorch's CPU
+kernel does, and its backward is one op too), so eager mode dispatches one op per layer and
+ember.script records one node. RNN, GRU, the cells and an LSTM with proj_size are built from
+ember ops (linear, sigmoid, tanh, chunk, stack): each layer projects the input of all time
+steps in one matmul, then runs the recurrence step by step in Python.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import numbers
 import warnings
 from collections.abc import Callable
 
-from ..._tensor import Tensor, ops
+from ..._tensor import Tensor, dispatch, ops
 from ..._tensor.factories import empty, zeros
 from ...errors import runtime_error, type_error, value_error
+from ...ir.dtypes import float32, float64
 from .. import functional as F
 from .. import init
 from ..module import Module
@@ -51,6 +55,32 @@ def _gru_step(x_proj: Tensor, h: Tensor, w_hh: Tensor, b_hh) -> Tensor:
     update = ops.sigmoid(x_z + h_z)
     new = ops.tanh(x_n + reset * h_n)
     return new + update * (h - new)
+
+
+def _stepped(step: Callable) -> Callable:
+    """One direction of one layer as a Python loop of step(x_proj, state, weights): the input
+    of all steps projected by one matmul first, as PyTorch's CPU path does."""
+
+    def layer(layer_input: Tensor, state: tuple, weights: dict, reverse: bool):
+        x_proj = F.linear(layer_input, weights["weight_ih"], weights.get("bias_ih"))
+        steps = ops.unbind(x_proj, 0)
+        order = range(len(steps) - 1, -1, -1) if reverse else range(len(steps))
+        hs = [None] * len(steps)
+        for t in order:
+            state = step(steps[t], state, weights)
+            hs[t] = state[0]
+        return ops.stack(hs, 0), state
+
+    return layer
+
+
+def _lstm_layer(layer_input: Tensor, state: tuple, weights: dict, reverse: bool):
+    """One direction of one LSTM layer (no projection) as one lstm_layer op."""
+    inputs = (layer_input, state[0], state[1], weights["weight_ih"], weights["weight_hh"])
+    if "bias_ih" in weights:
+        inputs += (weights["bias_ih"], weights["bias_hh"])
+    output, h_n, c_n, _gates, _cells = dispatch("lstm_layer", inputs, {"reverse": reverse})
+    return output, (h_n, c_n)
 
 
 def _check_positive_int(name: str, value) -> None:
@@ -221,45 +251,42 @@ class RNNBase(Module):
 
     # -- the recurrence ------------------------------------------------------------------------
 
-    def _run(self, input: Tensor, states: list[tuple[Tensor, ...]], step: Callable):
+    def _run(self, input: Tensor, states: list[tuple[Tensor, ...]], layer: Callable):
         """All layers and directions over input (L, N, H_in), batch_first already undone.
 
         states[k] is the initial state of layer k // directions, direction k % directions;
-        step(x_proj, state, weights) -> new state, whose first entry is the output h.
+        layer(input, state, weights, reverse) -> (output (L, N, H_out), final state) runs one
+        direction of one layer (_stepped(step) or _lstm_layer).
         Returns the last layer's output (L, N, directions * H_out) and the final states.
         """
         num_directions = 2 if self.bidirectional else 1
         finals = []
         layer_input = input
-        for layer in range(self.num_layers):
+        for index in range(self.num_layers):
             outputs = []
             for direction in range(num_directions):
-                names = self._all_weights[layer * num_directions + direction]
+                names = self._all_weights[index * num_directions + direction]
                 weights = dict(zip((n.rsplit("_l", 1)[0] for n in names),
                                    (getattr(self, n) for n in names)))
-                x_proj = F.linear(layer_input, weights["weight_ih"], weights.get("bias_ih"))
-                steps = ops.unbind(x_proj, 0)
-                order = range(len(steps) - 1, -1, -1) if direction else range(len(steps))
-                state = states[layer * num_directions + direction]
-                hs = [None] * len(steps)
-                for t in order:
-                    state = step(steps[t], state, weights)
-                    hs[t] = state[0]
-                outputs.append(ops.stack(hs, 0))
+                state = states[index * num_directions + direction]
+                output, state = layer(layer_input, state, weights, direction == 1)
+                outputs.append(output)
                 finals.append(state)
             layer_input = outputs[0] if num_directions == 1 else ops.cat(outputs, 2)
-            if self.dropout and self.training and layer < self.num_layers - 1:
+            if self.dropout and self.training and index < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, True)
         return layer_input, finals
 
-    def _forward(self, input: Tensor, hx: tuple[Tensor, ...], step: Callable):
+    def _forward(self, input: Tensor, hx: tuple[Tensor, ...], layer: Callable):
         """input (L, N, H_in), or (N, L, H_in) with batch_first, and hx batched; returns the
         output and the final states, each kind stacked over layers and directions."""
         if self.batch_first:
             input = ops.transpose(input, 0, 1)
+        if input.shape[0] == 0:
+            raise runtime_error("Expected sequence length to be larger than 0 in RNN")
         per_kind = [ops.unbind(h, 0) for h in hx]
         states = [tuple(kind[k] for kind in per_kind) for k in range(len(per_kind[0]))]
-        output, finals = self._run(input, states, step)
+        output, finals = self._run(input, states, layer)
         if self.batch_first:
             output = ops.transpose(output, 0, 1)
         stacked = tuple(ops.stack([s[i] for s in finals], 0) for i in range(len(hx)))
@@ -287,7 +314,7 @@ class RNNBase(Module):
         if hx is None:
             hx = zeros(expected, dtype=input.dtype, device=input.device)
         self._check_hidden_size(hx, expected)
-        output, (h_n,) = self._forward(input, (hx,), step)
+        output, (h_n,) = self._forward(input, (hx,), _stepped(step))
         if not batched:
             output = ops.squeeze(output, 0 if self.batch_first else 1)
             h_n = ops.squeeze(h_n, 1)
@@ -363,11 +390,15 @@ class LSTM(RNNBase):
         self._check_hidden_size(hx[0], expected_h, "hidden[0]")
         self._check_hidden_size(hx[1], expected_c, "hidden[1]")
 
-        def step(x_proj, state, w):
-            return _lstm_step(x_proj, state[0], state[1], w["weight_hh"], w.get("bias_hh"),
-                              w.get("weight_hr"))
+        if self.proj_size == 0 and input.dtype in (float32, float64):
+            layer = _lstm_layer
+        else:
+            def step(x_proj, state, w):
+                return _lstm_step(x_proj, state[0], state[1], w["weight_hh"],
+                                  w.get("bias_hh"), w.get("weight_hr"))
 
-        output, (h_n, c_n) = self._forward(input, tuple(hx), step)
+            layer = _stepped(step)
+        output, (h_n, c_n) = self._forward(input, tuple(hx), layer)
         if not batched:
             output = ops.squeeze(output, 0 if self.batch_first else 1)
             h_n, c_n = ops.squeeze(h_n, 1), ops.squeeze(c_n, 1)

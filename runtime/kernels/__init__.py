@@ -16,6 +16,7 @@ from . import (  # noqa: F401,E402
     nn,
     pool,
     reduce,
+    rnn,
     shape,
 )
 from .registry import KERNELS, kernel  # noqa: F401

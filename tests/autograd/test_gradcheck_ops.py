@@ -606,6 +606,25 @@ case(
     gradgrad=True,
 )
 
+# one LSTM layer over a sequence (T=4, B=2, I=3, H=2): output, h_n and c_n; double backward
+# runs the backward's formulas in Tensor ops, through the saved gates and cells
+case(
+    "lstm_layer",
+    lambda x, h, c, w_ih, w_hh, b_ih, b_hh: dispatch(
+        "lstm_layer", (x, h, c, w_ih, w_hh, b_ih, b_hh), {"reverse": False})[:3],
+    lambda r: (normal(r, 4, 2, 3), normal(r, 2, 2), normal(r, 2, 2), normal(r, 8, 3),
+               normal(r, 8, 2), normal(r, 8), normal(r, 8)),
+    gradgrad=True,
+)
+case(
+    "lstm_layer_reverse_no_bias",
+    lambda x, h, c, w_ih, w_hh: dispatch(
+        "lstm_layer", (x, h, c, w_ih, w_hh), {"reverse": True})[:3],
+    lambda r: (normal(r, 3, 1, 2), normal(r, 1, 3), normal(r, 1, 3), normal(r, 12, 2),
+               normal(r, 12, 3)),
+    gradgrad=True,
+)
+
 # composites spanning several primitives
 case(
     "softmax_like",

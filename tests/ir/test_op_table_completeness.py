@@ -176,9 +176,11 @@ def test_an_elementwise_op_is_spelled_in_few_source_files():
                 with open(os.path.join(dirpath, name), encoding="utf-8") as f:
                     if re.search(r"\btanh\b", f.read()):  # not atanh, arctanh
                         found.append(os.path.join(rel, name))
-    # 8 where tables were, plus nn/layers/rnn.py, which calls it (the gates) and takes it as
-    # RNN's nonlinearity option: a user of the op, not a table of it
-    assert len(found) <= 9, sorted(found)
+    # 8 where tables were, plus the users of the function, not tables of it: nn/layers/rnn.py
+    # (the gates, and RNN's nonlinearity option) and the LSTM layer op's kernel
+    # (runtime/kernels/rnn.py), its native pass (codegen/llvm/recurrent.py) and its double
+    # backward in Tensor ops (autograd/derivatives/nn.py)
+    assert len(found) <= 12, sorted(found)
 
 
 @pytest.mark.parametrize("op", sorted(SCHEMAS))

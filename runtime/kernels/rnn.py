@@ -1,0 +1,190 @@
+"""The LSTM layer over a whole sequence, forward and backward, as PyTorch's CPU kernel runs it.
+
+The forward projects the input of every step with one GEMM ((T*B, I) @ W_ih^T, both biases
+added once), then per step adds h_{t-1} @ W_hh^T (one GEMM) and applies the gates in
+PyTorch's order (input, forget, cell, output): c = f * c_prev + i * g, h = o * tanh(c). It keeps
+the activated gates and every step's c for the backward, which walks the steps in reverse
+(one GEMM per step for dh_{t-1}) and then takes dx, dW_ih and dW_hh with one GEMM each over
+all steps.
+
+On the CPU, for float32 and float64, each pass over the steps is one native call
+(codegen/llvm/recurrent.py: the GEMMs through numpy's OpenBLAS, the gates in inline
+polynomials); elsewhere (cupy, no llvmlite, no usable BLAS symbol, an empty size) the same
+recurrence runs in whole-array numpy-API calls per step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import windows
+from ..native import _pool, data_pointer, load_pool
+from ..threads import before_blas, blas_single_threaded
+from .registry import kernel
+
+# a step shares its hidden units over the native pool when its GEMM has at least this many
+# multiply-adds (B * H * 4H): below, waking the pool costs more than a second core saves
+PARALLEL_MIN_STEP_WORK = 1 << 20
+
+
+def _native_gemm(xp, *arrays):
+    """numpy's cblas GEMM (runtime/blas.py) when the native pass can take these arrays."""
+    if xp is not np or not windows.available(*arrays) or any(a.size == 0 for a in arrays):
+        return None
+    from ..blas import gemm
+
+    return gemm()
+
+
+def _native_pass(kind: str, found, dtype: str, words: list, batch: int, hidden: int) -> None:
+    """Run the native forward or backward pass (codegen/llvm/recurrent.py) over the steps,
+    each step's hidden units shared by the pool's threads when the step is large enough.
+    OpenBLAS runs on one thread inside (each thread calls its own GEMMs)."""
+    from ...codegen.llvm.recurrent import lstm_backward_ir, lstm_forward_ir, lstm_name
+
+    make = lstm_forward_ir if kind == "forward" else lstm_backward_ir
+    load_pool()  # the pass calls its ember_parallel_for
+    threads = _pool.threads() if _pool.parallel_for() is not None else 1
+    if batch * hidden * hidden * 4 < PARALLEL_MIN_STEP_WORK:
+        threads = 1
+    blas_single_threaded()
+    windows.run_task(lstm_name(kind, dtype, found.int_bits),
+                     lambda: make(dtype, found.int_bits), [*words, threads], 1, 0)
+    before_blas()
+
+
+def _order(steps: int, reverse: bool):
+    return range(steps - 1, -1, -1) if reverse else range(steps)
+
+
+def _sigmoid(xp, x):
+    """x <- sigmoid(x), in place: PyTorch's 1 / (1 + exp(-x)) (see kernels/elementwise.py)."""
+    xp.negative(x, out=x)
+    xp.exp(x, out=x)
+    x += 1
+    xp.reciprocal(x, out=x)
+
+
+def _forward_steps(xp, gates, output, cells, h0, c0, w_hh_t, reverse):
+    """The recurrence in numpy-API calls: gates (T, B, 4H) holds the input projections."""
+    hidden = w_hh_t.shape[0]
+    h, c = h0, c0
+    recurrent = xp.empty(gates.shape[1:], gates.dtype)
+    for t in _order(gates.shape[0], reverse):
+        g = gates[t]
+        g += xp.matmul(h, w_hh_t, out=recurrent)
+        _sigmoid(xp, g[:, : 2 * hidden])
+        _sigmoid(xp, g[:, 3 * hidden:])
+        cell_gate = g[:, 2 * hidden: 3 * hidden]
+        xp.tanh(cell_gate, out=cell_gate)
+        c_new, h_new = cells[t], output[t]
+        xp.multiply(g[:, hidden: 2 * hidden], c, out=c_new)
+        c_new += g[:, :hidden] * cell_gate
+        xp.tanh(c_new, out=h_new)
+        h_new *= g[:, 3 * hidden:]
+        h, c = h_new, c_new
+
+
+@kernel("lstm_layer")
+def _lstm_layer(xp, x, h0, c0, w_ih, w_hh, *biases, reverse):
+    steps, batch, features = x.shape
+    hidden = w_hh.shape[1]
+    if xp is np:
+        before_blas()
+    # W_hh^T contiguous: the per-step GEMMs of B rows run faster on it than on W_hh transposed
+    x, h0, c0, w_hh_t = (xp.ascontiguousarray(a) for a in (x, h0, c0, w_hh.T))
+    gates = xp.matmul(x.reshape(steps * batch, features), w_ih.T)
+    if biases:
+        gates += biases[0] + biases[1]
+    gates = gates.reshape(steps, batch, 4 * hidden)
+    output = xp.empty((steps, batch, hidden), x.dtype)
+    cells = xp.empty((steps, batch, hidden), x.dtype)
+    found = _native_gemm(xp, gates, h0, c0, w_hh_t)
+    if found is None:
+        _forward_steps(xp, gates, output, cells, h0, c0, w_hh_t, reverse)
+    else:
+        address = found.sgemm if x.dtype.name == "float32" else found.dgemm
+        _native_pass("forward", found, x.dtype.name,
+                     [data_pointer(gates), data_pointer(output), data_pointer(cells),
+                      data_pointer(h0), data_pointer(c0), data_pointer(w_hh_t), address, steps,
+                      batch, hidden, int(reverse)], batch, hidden)
+    if steps:
+        last = 0 if reverse else steps - 1
+        h_n, c_n = output[last].copy(), cells[last].copy()
+    else:
+        h_n, c_n = h0.copy(), c0.copy()
+    return output, h_n, c_n, gates, cells
+
+
+def _backward_steps(xp, gates, cells, c0, w_hh, grad_output, dc, dh, grad_gates, reverse):
+    """The reverse recurrence in numpy-API calls (see codegen/llvm/recurrent.py)."""
+    hidden = w_hh.shape[1]
+    steps = gates.shape[0]
+    squashed = xp.empty_like(dc)
+    for t in _order(steps, not reverse):
+        forward_index = steps - 1 - t if reverse else t
+        c_prev = c0 if forward_index == 0 else cells[t + 1 if reverse else t - 1]
+        g = gates[t]
+        i_gate, f_gate = g[:, :hidden], g[:, hidden: 2 * hidden]
+        g_gate, o_gate = g[:, 2 * hidden: 3 * hidden], g[:, 3 * hidden:]
+        d = grad_gates[t]
+        dh += grad_output[t]
+        xp.tanh(cells[t], out=squashed)
+        # d_o = dh * tanh(c) * o * (1 - o)
+        d_o = xp.multiply(dh, squashed, out=d[:, 3 * hidden:])
+        d_o *= o_gate * (1 - o_gate)
+        # dc += dh * o * (1 - tanh(c)^2)
+        squashed *= squashed
+        xp.subtract(1, squashed, out=squashed)
+        squashed *= o_gate
+        squashed *= dh
+        dc += squashed
+        xp.multiply(dc, g_gate * (i_gate * (1 - i_gate)), out=d[:, :hidden])
+        xp.multiply(dc, c_prev * (f_gate * (1 - f_gate)), out=d[:, hidden: 2 * hidden])
+        xp.multiply(dc, i_gate * (1 - g_gate * g_gate), out=d[:, 2 * hidden: 3 * hidden])
+        dc *= f_gate
+        xp.matmul(d, w_hh, out=dh)
+
+
+@kernel("lstm_layer_backward")
+def _lstm_layer_backward(xp, x, h0, c0, w_ih, w_hh, output, gates, cells, grad_output,
+                         grad_h_n, grad_c_n, *, reverse):
+    steps, batch, features = x.shape
+    hidden = w_hh.shape[1]
+    if xp is np:
+        before_blas()
+    gates, cells, c0, w_hh = (xp.ascontiguousarray(a) for a in (gates, cells, c0, w_hh))
+    # each step's dh from above: the output's gradient, the last step's plus h_n's
+    grad_output = xp.array(xp.broadcast_to(grad_output, output.shape), copy=True, order="C")
+    if steps:
+        grad_output[0 if reverse else steps - 1] += grad_h_n
+    dc = xp.array(xp.broadcast_to(grad_c_n, c0.shape), copy=True, order="C")
+    dh = xp.zeros(c0.shape, x.dtype)
+    grad_gates = xp.empty(gates.shape, x.dtype)
+    found = _native_gemm(xp, gates, cells, c0, w_hh, grad_output, dc, dh, grad_gates)
+    if found is None:
+        _backward_steps(xp, gates, cells, c0, w_hh, grad_output, dc, dh, grad_gates, reverse)
+    else:
+        address = found.sgemm if x.dtype.name == "float32" else found.dgemm
+        _native_pass("backward", found, x.dtype.name,
+                     [data_pointer(gates), data_pointer(cells), data_pointer(c0),
+                      data_pointer(w_hh), data_pointer(grad_output), data_pointer(dc),
+                      data_pointer(dh), data_pointer(grad_gates), address, steps, batch, hidden,
+                      int(reverse)], batch, hidden)
+        # dh0: the gradient of the forward's first step's h_prev
+        dh = xp.matmul(grad_gates[steps - 1 if reverse else 0], w_hh)
+    flat = grad_gates.reshape(steps * batch, 4 * hidden)
+    grad_x = xp.matmul(flat, w_ih).reshape(steps, batch, features)
+    grad_w_ih = xp.matmul(flat.T, x.reshape(steps * batch, features))
+    # h_{t-1} of every step: the output shifted by one step, h0 before the first
+    if steps:
+        first, rest, before = ((steps - 1, slice(0, steps - 1), slice(1, steps)) if reverse
+                               else (0, slice(1, steps), slice(0, steps - 1)))
+        grad_w_hh = xp.matmul(grad_gates[first].T, h0)
+        if steps > 1:
+            grad_w_hh += xp.matmul(grad_gates[rest].reshape(-1, 4 * hidden).T,
+                                   output[before].reshape(-1, hidden))
+    else:
+        grad_w_hh = xp.zeros(w_hh.shape, x.dtype)
+    grad_bias = flat.sum(0)
+    return grad_x, dh, dc, grad_w_ih, grad_w_hh, grad_bias
