@@ -45,6 +45,7 @@ from ..codegen.entry import (
 from ..codegen.llvm.cache import default_cache
 from ..codegen.llvm.emit import symbol
 from ..codegen.llvm.entry import SHARED_ITEMS_MIN, STACK_COLUMNS_MAX, shares_items
+from ..codegen.llvm.tiles import columns_ld
 from ..errors import EmberError, index_error
 from ..ir.graph import Graph
 from . import blas
@@ -332,7 +333,8 @@ class NativeGraph(CompiledProgram):
         if _pointwise_conv(node):
             return 0
         depth = x.shape[1] * w.shape[2] * w.shape[3]
-        return depth * out.shape[2] * out.shape[3] * np.dtype(x.dtype.np).itemsize
+        ld = columns_ld(out.shape[2] * out.shape[3], x.dtype.name)
+        return depth * ld * np.dtype(x.dtype.np).itemsize
 
     def _emit_entry(self, build) -> None:
         """The plan's calls, and its module's LLVM IR."""

@@ -44,12 +44,16 @@ from .emit import (
     symbol,
     task_symbol,
 )
+from .tiles import columns_ld, emit_tiled_gemm
 
 I8 = ir.IntType(8)
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 # a convolution whose columns of one image take at most this many bytes shares its images
 # with the pool, each chunk's columns on its thread's stack (threads have 8 MiB stacks)
 STACK_COLUMNS_MAX = 1 << 19
+# a convolution whose weight takes at most this many bytes multiplies it by its columns in
+# register tiles (tiles.py) rather than through BLAS; larger ones are BLAS's strength
+TILED_WEIGHT_MAX = 1 << 20
 # an attention with fewer (batch, head) items runs them on the calling thread, its GEMMs free
 # to use OpenBLAS's threads (a GPT at batch 1 has 4 heads of 64 x 64 scores)
 SHARED_ITEMS_MIN = 16
@@ -422,91 +426,97 @@ class _EntryEmitter:
         plane = oh * ow
         x, weight, out = self.ref(call.x), self.ref(call.weight), self.ref(call.out)
         cols = self.columns(call)
+        ld = plane if cols is None else columns_ld(plane, call.dtype)
+        tiled = tiles_conv(call)
 
         def image(n):
             source = self.element(x, b.mul(n, _const(call.c * call.h * call.w)), call.dtype)
             if cols is None:
                 columns = source
             else:
-                self._im2col(call, source, cols)
+                self._im2col(call, source, cols, ld)
                 columns = cols
             target = self.element(out, b.mul(n, _const(call.o * plane)), call.dtype)
-            self._gemm(call.dtype, call.o, plane, depth, weight, depth, columns, plane, False,
-                       target, plane)
+            if tiled:
+                emit_tiled_gemm(self, call.dtype, call.o, plane, depth, weight, columns, ld,
+                                target)
+            else:
+                self._gemm(call.dtype, call.o, plane, depth, weight, depth, columns, ld, False,
+                           target, plane)
 
         self.loop(first, last, image)
 
     def columns(self, call: ConvCall):
         return self.ref(call.cols) if call.cols is not None else None
 
-    def _im2col(self, call: ConvCall, x, cols) -> None:
+    def _im2col(self, call: ConvCall, x, cols, ld: int) -> None:
         """cols[(ci*kh + i)*kw + j, oy*ow + ox] = x[ci, oy*sh - ph + i*dh, ox*sw - pw + j*dw],
-        0 outside x. Each tap's range of output rows and columns inside x is computed here
-        into a constant table, so the copy loop of a row has no bounds checks."""
+        0 outside x, the rows of cols `ld` elements apart. Each tap's ranges of output rows
+        and columns inside x are computed here, so per channel and tap the rows of zeros and
+        the copies have constant lengths (a stride-1 copy is a memcpy LLVM expands inline)
+        and no bounds checks."""
         b = self.b
         (kh, kw), (oh, ow) = call.kernel, call.out_hw
         (sh, sw), (ph, pw), (dh, dw) = call.stride, call.padding, call.dilation
         t = STORAGE[call.dtype]
-        zero = ir.Constant(t, 0.0)
+        size = np.dtype(call.dtype).itemsize
 
-        def valid(size, out_size, stride, pad, offset):
-            # the outputs o with 0 <= o*stride - pad + offset < size: [lo, hi)
+        def valid(extent, out_size, stride, pad, offset):
+            # the outputs o with 0 <= o*stride - pad + offset < extent: [lo, hi)
             lo = max(0, -(-(pad - offset) // stride))
-            last = size - 1 + pad - offset
+            last = extent - 1 + pad - offset
             hi = min(out_size, last // stride + 1) if last >= 0 else 0
-            return lo, max(lo, hi)
+            return min(lo, out_size), max(min(lo, out_size), hi)
 
-        # per tap: y_lo, y_hi, x_lo, x_hi, and the tap's input offset i*dh - ph, j*dw - pw
-        rows = []
-        for i in range(kh):
-            for j in range(kw):
-                rows.append([*valid(call.h, oh, sh, ph, i * dh), *valid(call.w, ow, sw, pw, j * dw),
-                             i * dh - ph, j * dw - pw])
-        table_type = ir.ArrayType(ir.ArrayType(I64, 6), len(rows))
-        table = ir.GlobalVariable(self.module, table_type,
-                                  name=f"{symbol(self.plan.name)}_taps{len(self.module.globals)}")
-        table.global_constant = True
-        table.linkage = "internal"
-        table.initializer = ir.Constant(table_type, [ir.Constant(ir.ArrayType(I64, 6),
-                                                                 [_const(v) for v in r])
-                                                     for r in rows])
-        taps = kh * kw
+        def zeros(at, count):
+            if count:
+                self.memset(self.element(cols, at, call.dtype), count * size)
 
-        def column_row(r):
-            ci = b.udiv(r, _const(taps))
-            tap = b.urem(r, _const(taps))
-            field = [b.load(b.gep(table, [_const(0), tap, _const(f)], inbounds=True), typ=I64)
-                     for f in range(6)]
-            y_lo, y_hi, x_lo, x_hi, y_off, x_off = field
+        def channel(ci):
             plane_in = b.mul(ci, _const(call.h * call.w))
-            row = b.mul(r, _const(oh * ow))
+            for i in range(kh):
+                y_lo, y_hi = valid(call.h, oh, sh, ph, i * dh)
+                for j in range(kw):
+                    x_lo, x_hi = valid(call.w, ow, sw, pw, j * dw)
+                    row = b.mul(b.add(b.mul(ci, _const(kh * kw)), _const(i * kw + j)),
+                                _const(ld))
+                    zeros(row, y_lo * ow)
+                    zeros(b.add(row, _const(y_hi * ow)), (oh - y_hi) * ow)
+                    if y_lo == y_hi:
+                        continue
 
-            def out_row(oy):
-                start = b.add(row, b.mul(oy, _const(ow)))
-                inside = b.and_(b.icmp_signed(">=", oy, y_lo), b.icmp_signed("<", oy, y_hi))
+                    def out_row(oy, row=row, i=i, j=j, x_lo=x_lo, x_hi=x_hi):
+                        start = b.add(row, b.mul(oy, _const(ow)))
+                        zeros(start, x_lo)
+                        zeros(b.add(start, _const(x_hi)), ow - x_hi)
+                        if x_lo == x_hi:
+                            return
+                        iy = b.add(b.mul(oy, _const(sh)), _const(i * dh - ph))
+                        src = b.add(b.add(plane_in, b.mul(iy, _const(call.w))),
+                                    _const(x_lo * sw + j * dw - pw))
+                        dst = b.add(start, _const(x_lo))
+                        if sw == 1:
+                            self.memcpy(self.element(cols, dst, call.dtype),
+                                        self.element(x, src, call.dtype),
+                                        _const((x_hi - x_lo) * size))
+                            return
 
-                def zero_at(ox):
-                    b.store(zero, self.element(cols, b.add(start, ox), call.dtype))
+                        def copy(k):
+                            v = b.load(self.element(x, b.add(src, b.mul(k, _const(sw))),
+                                                    call.dtype), typ=t)
+                            b.store(v, self.element(cols, b.add(dst, k), call.dtype))
 
-                with b.if_else(inside) as (then, otherwise):
-                    with then:
-                        iy = b.add(b.mul(oy, _const(sh)), y_off)
-                        src = b.add(b.add(plane_in, b.mul(iy, _const(call.w))), x_off)
+                        self.loop(0, x_hi - x_lo, copy)
 
-                        def copy(ox):
-                            at = b.add(src, b.mul(ox, _const(sw)) if sw != 1 else ox)
-                            v = b.load(self.element(x, at, call.dtype), typ=t)
-                            b.store(v, self.element(cols, b.add(start, ox), call.dtype))
+                    self.loop(y_lo, y_hi, out_row)
 
-                        self.loop(_const(0), x_lo, zero_at)
-                        self.loop(x_lo, x_hi, copy)
-                        self.loop(x_hi, _const(ow), zero_at)
-                    with otherwise:
-                        self.loop(0, ow, zero_at)
+        self.loop(0, call.c, channel)
 
-            self.loop(0, oh, out_row)
-
-        self.loop(0, call.c * taps, column_row)
+    def memset(self, dst, nbytes: int) -> None:
+        fn = self.module.globals.get("llvm.memset.p0.i64") or ir.Function(
+            self.module, ir.FunctionType(ir.VoidType(), [POINTER, I8, I64, ir.IntType(1)]),
+            name="llvm.memset.p0.i64")
+        self.b.call(fn, [dst, ir.Constant(I8, 0), _const(nbytes), ir.Constant(ir.IntType(1), 0)])
 
     def _PoolCall(self, call: PoolCall) -> None:
         b = self.b
@@ -577,11 +587,27 @@ def shares_items(call: AttentionCall) -> bool:
     return math.prod(call.batch) >= SHARED_ITEMS_MIN and call.l * call.s * size <= STACK_COLUMNS_MAX
 
 
+def tiles_conv(call: ConvCall) -> bool:
+    """Whether a convolution multiplies in register tiles (tiles.py) rather than by BLAS:
+    float weights of at most TILED_WEIGHT_MAX bytes, and columns the tiles may read whole
+    vectors of (a pointwise convolution reads its image, unpadded, as its columns)."""
+    depth = call.c * call.kernel[0] * call.kernel[1]
+    size = np.dtype(call.dtype).itemsize
+    plane = call.out_hw[0] * call.out_hw[1]
+    return (call.o * depth * size <= TILED_WEIGHT_MAX
+            and (call.cols is not None or columns_ld(plane, call.dtype) == plane))
+
+
+def column_bytes(call: ConvCall) -> int:
+    """The bytes of one image's columns (their rows columns_ld apart)."""
+    depth = call.c * call.kernel[0] * call.kernel[1]
+    plane = call.out_hw[0] * call.out_hw[1]
+    return depth * columns_ld(plane, call.dtype) * np.dtype(call.dtype).itemsize
+
+
 def shares_images(call: ConvCall) -> bool:
     """Whether a convolution's images are shared with the pool (see STACK_COLUMNS_MAX)."""
-    depth = call.c * call.kernel[0] * call.kernel[1]
-    size = 4 if call.dtype == "float32" else 8
-    return call.n > 1 and depth * call.out_hw[0] * call.out_hw[1] * size <= STACK_COLUMNS_MAX
+    return call.n > 1 and column_bytes(call) <= STACK_COLUMNS_MAX
 
 
 class _Task(_EntryEmitter):
@@ -615,11 +641,11 @@ class _ConvTask(_Task):
 
     def __init__(self, parent: _EntryEmitter, call: ConvCall):
         start, end = self._task(parent, "conv")
-        depth = call.c * call.kernel[0] * call.kernel[1]
         self.stack = None
         if call.cols is not None:
-            stack = self.b.alloca(ir.ArrayType(STORAGE[call.dtype],
-                                               depth * call.out_hw[0] * call.out_hw[1]))
+            count = column_bytes(call) // np.dtype(call.dtype).itemsize
+            stack = self.b.alloca(ir.ArrayType(STORAGE[call.dtype], count))
+            stack.align = 64
             self.stack = self.b.gep(stack, [_const(0), _const(0)], inbounds=True)
         local = dataclasses.replace(call, x=Ref(0), weight=Ref(1), out=Ref(2))
         self._conv_images(local, start, end)

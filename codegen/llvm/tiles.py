@@ -1,0 +1,136 @@
+"""A convolution's small GEMM, out = weight @ columns, as register tiles of LLVM vectors.
+
+Per image a convolution multiplies its weight (o, depth) by its columns (depth, positions):
+64 x 288 by 288 x 64 in the digits CNN. OpenBLAS packs both operands on every such call and
+reached ~100 GFLOP/s of a core's ~190 there; these tiles read both in place. A tile is `rows`
+weight rows by up to TILE_VECTORS vectors of positions (64 bytes each: 16 float32): its
+accumulators stay in registers over the whole depth, each step one vector load per column
+block, one broadcast per weight row and rows x vectors fused multiply-adds. The columns' rows
+are `ld` elements apart, `ld` a whole number of vectors (columns_ld), so a tile's loads never
+leave them; the last vector of a row that ends inside it is stored element by element.
+
+An epilogue may finish each output row while it is still in registers: `bias` (one value per
+weight row) added, then `relu`, as eager computes them (max(x, 0) keeps NaN).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+
+from .emit import I32, I64, STORAGE
+
+VECTOR_BYTES = 64  # one AVX-512 register; LLVM splits it where the CPU has narrower ones
+TILE_VECTORS = 4  # vectors of positions per tile
+ACCUMULATORS = 24  # of the 32 vector registers: the rest hold the column loads
+
+
+def lanes(dtype: str) -> int:
+    return VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
+def columns_ld(positions: int, dtype: str) -> int:
+    """The row stride of columns the tiles read: positions rounded up to whole vectors."""
+    n = lanes(dtype)
+    return -(-positions // n) * n
+
+
+def _const(v: int) -> ir.Constant:
+    return ir.Constant(I64, v)
+
+
+def _blocks(total: int, size: int) -> list[tuple[int, int, int]]:
+    """[(first, count, width)]: `count` blocks of `width` from `first` on, covering
+    range(total) with blocks of `size`, the last one narrower where size does not divide."""
+    full, rest = divmod(total, size)
+    blocks = [(0, full, size)] if full else []
+    if rest:
+        blocks.append((full * size, 1, rest))
+    return blocks
+
+
+def emit_tiled_gemm(e, dtype: str, m: int, n: int, k: int, weight, columns, ld: int, out,
+                    bias=None, relu: bool = False) -> None:
+    """out[i, j] = sum_d weight[i, d] * columns[d, j] (+ bias[i], relu) for i < m, j < n:
+    weight (m, k) row-major, columns (k, n) with row stride ld (columns_ld), out (m, n)
+    row-major. `e` is the entry emitter whose builder and loops it uses."""
+    width = lanes(dtype)
+    vectors = -(-n // width)
+    per_tile = min(TILE_VECTORS, vectors)
+    rows = max(1, min(m, ACCUMULATORS // per_tile))
+    for v_first, v_count, v_width in _blocks(vectors, per_tile):
+        for r_first, r_count, r_width in _blocks(m, rows):
+            def tile(v_block, r_block, v_first=v_first, v_width=v_width, r_first=r_first,
+                     r_width=r_width):
+                first_vector = e.b.add(_const(v_first), e.b.mul(v_block, _const(v_width)))
+                first_row = e.b.add(_const(r_first), e.b.mul(r_block, _const(r_width)))
+                # the tile's last vector ends past n only in the last block
+                ragged = n % width and v_first + v_width * v_count == vectors
+                _tile(e, dtype, first_row, r_width, first_vector, v_width,
+                      n if ragged else None, k, weight, columns, ld, out, n, bias, relu)
+
+            def each_row_block(v_block, tile=tile, r_count=r_count):
+                _loop(e, r_count, lambda r_block: tile(v_block, r_block))
+
+            _loop(e, v_count, each_row_block)
+
+
+def _loop(e, count: int, body) -> None:
+    if count == 1:
+        body(_const(0))
+    else:
+        e.loop(0, count, body)
+
+
+def _tile(e, dtype, first_row, rows, first_vector, vectors, ragged_n, k, weight, columns, ld,
+          out, n, bias, relu) -> None:
+    b = e.b
+    t = STORAGE[dtype]
+    width = lanes(dtype)
+    vec = ir.VectorType(t, width)
+    zero = ir.Constant(vec, [ir.Constant(t, 0.0)] * width)
+    name = f"llvm.fma.v{width}f{np.dtype(dtype).itemsize * 8}"
+    fma = e.module.globals.get(name) or ir.Function(e.module, ir.FunctionType(vec, [vec] * 3),
+                                                    name=name)
+    align = np.dtype(dtype).itemsize
+    first_column = b.mul(first_vector, _const(width))
+    slots = [[e.local(vec, zero) for _ in range(vectors)] for _ in range(rows)]
+    splat_mask = ir.Constant(ir.VectorType(I32, width), [ir.Constant(I32, 0)] * width)
+    row_starts = [b.mul(b.add(first_row, _const(i)), _const(k)) for i in range(rows)]
+
+    def step(d):
+        at = b.add(b.mul(d, _const(ld)), first_column)
+        loaded = [b.load(e.element(columns, b.add(at, _const(j * width)), dtype), typ=vec,
+                         align=align) for j in range(vectors)]
+        for i in range(rows):
+            w = b.load(e.element(weight, b.add(row_starts[i], d), dtype), typ=t)
+            splat = b.shuffle_vector(b.insert_element(ir.Constant(vec, ir.Undefined), w,
+                                                      ir.Constant(I32, 0)),
+                                     ir.Constant(vec, ir.Undefined), splat_mask)
+            for j in range(vectors):
+                slot = slots[i][j]
+                b.store(b.call(fma, [splat, loaded[j], b.load(slot, typ=vec)]), slot)
+
+    e.loop(0, k, step)
+    for i in range(rows):
+        row = b.add(first_row, _const(i))
+        addend = None
+        if bias is not None:
+            value = b.load(e.element(bias, row, dtype), typ=t)
+            addend = b.shuffle_vector(b.insert_element(ir.Constant(vec, ir.Undefined), value,
+                                                       ir.Constant(I32, 0)),
+                                      ir.Constant(vec, ir.Undefined), splat_mask)
+        base = b.add(b.mul(row, _const(n)), first_column)
+        for j in range(vectors):
+            acc = b.load(slots[i][j], typ=vec)
+            if addend is not None:
+                acc = b.fadd(acc, addend)
+            if relu:  # NaN < 0 is false: NaN kept, as numpy's maximum keeps it
+                acc = b.select(b.fcmp_ordered("<", acc, zero), zero, acc)
+            at = b.add(base, _const(j * width))
+            if ragged_n is not None and j == vectors - 1:
+                for lane in range(n % width):
+                    b.store(b.extract_element(acc, ir.Constant(I32, lane)),
+                            e.element(out, b.add(at, _const(lane)), dtype))
+            else:
+                b.store(acc, e.element(out, at, dtype), align=align)
