@@ -20,6 +20,7 @@ switches it off.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import math
 import os
 import time
@@ -35,6 +36,7 @@ from ..codegen.entry import (
     ConvCall,
     CopyCall,
     EntryPlan,
+    Epilogue,
     GatherCall,
     GemmCall,
     KernelCall,
@@ -44,8 +46,13 @@ from ..codegen.entry import (
 )
 from ..codegen.llvm.cache import default_cache
 from ..codegen.llvm.emit import symbol
-from ..codegen.llvm.entry import SHARED_ITEMS_MIN, STACK_COLUMNS_MAX, shares_items
-from ..codegen.llvm.tiles import columns_ld
+from ..codegen.llvm.entry import (
+    SHARED_ITEMS_MIN,
+    STACK_COLUMNS_MAX,
+    shares_items,
+    tiled_weight,
+)
+from ..codegen.llvm.tiles import columns_ld, epilogue_channel
 from ..errors import EmberError, index_error
 from ..ir.graph import Graph
 from . import blas
@@ -256,7 +263,10 @@ class NativeGraph(CompiledProgram):
             where[r] = Ref(n_in + j)
         self._plan_packed(n_in, n_out, n_const)
         self.arena_arg = n_in + n_out + n_const + len(self.packed)
-        # lifetimes of the arena's values, in step positions
+        self.epilogues = self._plan_epilogues()
+        fused = {after for after, _ in self.epilogues.values()}
+        # lifetimes of the arena's values, in step positions (an epilogue's outputs are
+        # written by its convolution: born a step early)
         born, dies, sizes = {}, {}, {}
         for position, (kind, step, node) in enumerate(self.steps):
             if kind == "eager" and node.op in VIEWS:
@@ -273,7 +283,7 @@ class NativeGraph(CompiledProgram):
             for out in outs:
                 r = root(out.slot)
                 if r not in where and r not in born:
-                    born[r] = position
+                    born[r] = position - 1 if position in fused else position
                     dies.setdefault(r, position)
                     t = types[r]
                     sizes[r] = math.prod(t.shape) * np.dtype(t.dtype.np).itemsize
@@ -341,7 +351,10 @@ class NativeGraph(CompiledProgram):
         from ..codegen.llvm.entry import emit_entry_module, shares_images
 
         calls = []
+        fused = {after for after, _ in self.epilogues.values()}
         for position, (kind, step, node) in enumerate(self.steps):
+            if position in fused:
+                continue  # runs as its convolution's epilogue
             if kind == "native":
                 refs = [self._ref(s) for s in step.inputs]
                 refs += [self._ref(o.slot) for o in step.outputs]
@@ -368,6 +381,39 @@ class NativeGraph(CompiledProgram):
         self.parallel = self.shared_convs or any(isinstance(c, KernelCall) and c.parallel
                                                  for c in calls)
         self.llvm_ir = emit_entry_module(self.plan)
+
+    def _plan_epilogues(self) -> dict[int, tuple]:
+        """{position of a convolution: (position of the fused kernel that finishes its product
+        in registers, the kernel's channel dim)}: the kernel comes right after it, is the only
+        reader of its output, and is elementwise over it with per-channel operands
+        (tiles.epilogue_channel); the convolution multiplies in tiles (tiled_weight)."""
+        readers: dict[int, list] = {}
+        for position, (kind, step, node) in enumerate(self.steps):
+            reads = (step.inputs if kind == "native"
+                     else [a.slot for a in step.args if a.slot is not None])
+            for slot in reads:
+                readers.setdefault(slot, []).append(position)
+        found = {}
+        for position, (kind, step, node) in enumerate(self.steps[:-1]):
+            if kind != "eager" or node.op != "conv2d" or _pointwise_conv(node):
+                continue
+            out = step.outs[0].slot
+            after_kind, after, _ = self.steps[position + 1]
+            if (after_kind != "native" or readers.get(out) != [position + 1]
+                    or out in self.outputs or out in self.views or out in self.copies
+                    or list(after.inputs).count(out) != 1 or len(after.outputs) != 1):
+                continue
+            if after.outputs[0].slot in self.views:
+                continue
+            n, o, *hw = node.outputs[0].type.shape
+            w = node.inputs[1].type
+            if not tiled_weight(o, math.prod(w.shape[1:]), w.dtype.name):
+                continue  # BLAS writes the product to memory: the kernel runs after it
+            channel = epilogue_channel(after.spec, list(after.inputs).index(out), n, o,
+                                       math.prod(hw))
+            if channel is not None:
+                found[position] = (position + 1, channel)
+        return found
 
     def _ref(self, slot: int) -> Ref:
         """Where a contiguous value starts."""
@@ -512,8 +558,9 @@ def _brief(call) -> str:
     if isinstance(call, GemmCall):
         return f"{call.dtype} {call.batch}x({call.m}x{call.k} @ {call.k}x{call.n})"
     if isinstance(call, ConvCall):
+        finish = f" then {call.epilogue.spec.name} in registers" if call.epilogue else ""
         return (f"{call.dtype} n{call.n} {call.c}->{call.o} {call.h}x{call.w} "
-                f"k{call.kernel} s{call.stride} p{call.padding}")
+                f"k{call.kernel} s{call.stride} p{call.padding}{finish}")
     if isinstance(call, PoolCall):
         return f"{call.kind} {call.dtype} {call.rows}x{call.h}x{call.w} -> {call.out_hw}"
     return f"{call.dtype} {call.rows}x{call.cols}"
@@ -622,12 +669,21 @@ def _conv2d(program: NativeGraph, position, step, node):
         raise Unsupported(f"conv2d of {x} with {w}, groups {attrs['groups']}")
     out = node.outputs[0].type
     x_ref, w_ref = (program._ref(a.slot) for a in step.args[:2])
-    return [ConvCall(
+    call = ConvCall(
         x.dtype.name, x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0],
         tuple(w.shape[2:]), tuple(attrs["stride"]), tuple(attrs["padding"]),
         tuple(attrs["dilation"]), tuple(out.shape[2:]), x_ref, w_ref,
         program._ref(step.outs[0].slot),
-        None if _pointwise_conv(node) else program.scratch[position])]
+        None if _pointwise_conv(node) else program.scratch[position])
+    if position in program.epilogues:
+        after, channel = program.epilogues[position]
+        _, kernel, _ = program.steps[after]
+        refs = tuple(program._ref(s) for s in kernel.inputs)
+        target = program._ref(kernel.outputs[0].slot)
+        epilogue = Epilogue(kernel.spec, (*refs, target),
+                            list(kernel.inputs).index(step.outs[0].slot), channel)
+        call = dataclasses.replace(call, out=target, epilogue=epilogue)
+    return [call]
 
 
 def _pool(kind):

@@ -414,8 +414,9 @@ class _EntryEmitter:
             # images shared with the pool, each chunk's columns on its own stack
             task = _ConvTask(self, call).fn
             arg = self.gemm_arg(call.dtype)
+            extra = [self.ref(r) for r in call.epilogue.refs] if call.epilogue else []
             self.parallel_for(task, [self.ref(call.x), self.ref(call.weight),
-                                     self.ref(call.out), self._base(arg)], call.n)
+                                     self.ref(call.out), self._base(arg), *extra], call.n)
             return
         self._conv_images(call, _const(0), _const(call.n))
 
@@ -428,6 +429,11 @@ class _EntryEmitter:
         cols = self.columns(call)
         ld = plane if cols is None else columns_ld(plane, call.dtype)
         tiled = tiles_conv(call)
+        epilogue = None
+        if call.epilogue is not None:
+            assert tiled, "an epilogue needs the register tiles"
+            epilogue = (call.epilogue.spec, [self.ref(r) for r in call.epilogue.refs],
+                        call.epilogue.source, call.epilogue.channel)
 
         def image(n):
             source = self.element(x, b.mul(n, _const(call.c * call.h * call.w)), call.dtype)
@@ -439,7 +445,7 @@ class _EntryEmitter:
             target = self.element(out, b.mul(n, _const(call.o * plane)), call.dtype)
             if tiled:
                 emit_tiled_gemm(self, call.dtype, call.o, plane, depth, weight, columns, ld,
-                                target)
+                                target, epilogue)
             else:
                 self._gemm(call.dtype, call.o, plane, depth, weight, depth, columns, ld, False,
                            target, plane)
@@ -591,11 +597,14 @@ def tiles_conv(call: ConvCall) -> bool:
     """Whether a convolution multiplies in register tiles (tiles.py) rather than by BLAS:
     float weights of at most TILED_WEIGHT_MAX bytes, and columns the tiles may read whole
     vectors of (a pointwise convolution reads its image, unpadded, as its columns)."""
-    depth = call.c * call.kernel[0] * call.kernel[1]
-    size = np.dtype(call.dtype).itemsize
     plane = call.out_hw[0] * call.out_hw[1]
-    return (call.o * depth * size <= TILED_WEIGHT_MAX
+    return (tiled_weight(call.o, call.c * call.kernel[0] * call.kernel[1], call.dtype)
             and (call.cols is not None or columns_ld(plane, call.dtype) == plane))
+
+
+def tiled_weight(o: int, depth: int, dtype: str) -> bool:
+    """Whether an (o, depth) weight is small enough for the register tiles."""
+    return o * depth * np.dtype(dtype).itemsize <= TILED_WEIGHT_MAX
 
 
 def column_bytes(call: ConvCall) -> int:
@@ -637,7 +646,8 @@ class _Task(_EntryEmitter):
 
 class _ConvTask(_Task):
     """`task(argv, start, end)`: a convolution's images [start, end), argv = x, weight, out,
-    the GEMM; its columns on the stack of the thread that runs the chunk."""
+    the GEMM, the epilogue's pointers; its columns on the stack of the thread that runs the
+    chunk."""
 
     def __init__(self, parent: _EntryEmitter, call: ConvCall):
         start, end = self._task(parent, "conv")
@@ -647,7 +657,12 @@ class _ConvTask(_Task):
             stack = self.b.alloca(ir.ArrayType(STORAGE[call.dtype], count))
             stack.align = 64
             self.stack = self.b.gep(stack, [_const(0), _const(0)], inbounds=True)
-        local = dataclasses.replace(call, x=Ref(0), weight=Ref(1), out=Ref(2))
+        epilogue = call.epilogue
+        if epilogue is not None:  # its pointers follow the GEMM's in argv
+            epilogue = dataclasses.replace(
+                epilogue, refs=tuple(Ref(4 + i) for i in range(len(epilogue.refs))))
+        local = dataclasses.replace(call, x=Ref(0), weight=Ref(1), out=Ref(2),
+                                    epilogue=epilogue)
         self._conv_images(local, start, end)
         self.b.ret_void()
 

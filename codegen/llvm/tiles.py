@@ -9,11 +9,15 @@ block, one broadcast per weight row and rows x vectors fused multiply-adds. The 
 are `ld` elements apart, `ld` a whole number of vectors (columns_ld), so a tile's loads never
 leave them; the last vector of a row that ends inside it is stored element by element.
 
-An epilogue may finish each output row while it is still in registers: `bias` (one value per
-weight row) added, then `relu`, as eager computes them (max(x, 0) keeps NaN).
+An epilogue (codegen/entry.py Epilogue: a fused elementwise kernel over the product) may
+finish each tile while it is in registers: its expressions are computed on the vectors, each
+operand one value per output row (channel) or one for all, with the semantics of the scalar
+templates (scalar.py): one rounding per op, maximum and relu keeping NaN.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from llvmlite import ir
@@ -49,11 +53,79 @@ def _blocks(total: int, size: int) -> list[tuple[int, int, int]]:
     return blocks
 
 
+def _isnan(b, x):
+    return b.fcmp_unordered("uno", x, x)
+
+
+def _maximum(b, x, y):  # numpy's: x wins when greater or NaN, y on a tie
+    return b.select(b.or_(b.fcmp_ordered(">", x, y), _isnan(b, x)), x, y)
+
+
+def _minimum(b, x, y):
+    return b.select(b.or_(b.fcmp_ordered("<", x, y), _isnan(b, x)), x, y)
+
+
+# the ops an epilogue may compute, on vectors
+VECTOR_OPS = {
+    "add": lambda b, x, y: b.fadd(x, y),
+    "sub": lambda b, x, y: b.fsub(x, y),
+    "mul": lambda b, x, y: b.fmul(x, y),
+    "div": lambda b, x, y: b.fdiv(x, y),
+    "neg": lambda b, x: b.fneg(x),
+    "maximum": _maximum,
+    "minimum": _minimum,
+    "relu": lambda b, x: _maximum(b, x, ir.Constant(x.type, [ir.Constant(x.type.element, 0.0)]
+                                                    * x.type.count)),
+}
+
+
+def epilogue_channel(spec, source: int, n: int, o: int, positions: int) -> int | None:
+    """Which loop dim of a fused kernel indexes the output channel when it can run as the
+    epilogue of a product (n, o, positions) that it reads as argument `source` (-1: none,
+    o == 1), else None. It can when it computes elementwise ops of VECTOR_OPS in the
+    product's dtype, reads the source and stores its one output contiguously over its loop
+    dims (the product's shape, size-1 dims dropped and neighbours merged as the fuser leaves
+    them), and reads every other operand once per channel or once for all."""
+    if math.prod(spec.shape) != n * o * positions or len(spec.stores) != 1:
+        return None
+    contiguous, step = [], 1
+    for size in reversed(spec.shape):
+        contiguous.insert(0, step)
+        step *= size
+    channel = -1
+    for d, (size, stride) in enumerate(zip(spec.shape, contiguous)):
+        if size == 1 or stride >= o * positions or stride * size <= positions:
+            continue  # images, or positions in an image
+        if stride != positions or size != o:
+            return None  # the channel merged with its neighbours
+        channel = d
+    dtype = spec.args[source]
+    store = spec.stores[0].access
+    if store.arg < spec.n_inputs or spec.args[store.arg] != dtype:
+        return None
+    if tuple(store.strides) != tuple(contiguous) or store.offset:
+        return None
+    for e in spec.exprs:
+        if e.dtype != dtype:
+            return None
+        if e.op == "load":
+            a = e.attr
+            if a.arg == source:
+                if tuple(a.strides) != tuple(contiguous) or a.offset:
+                    return None
+            elif any(st for d, st in enumerate(a.strides) if d != channel):
+                return None
+        elif e.op != "const" and e.op not in VECTOR_OPS:
+            return None
+    return channel
+
+
 def emit_tiled_gemm(e, dtype: str, m: int, n: int, k: int, weight, columns, ld: int, out,
-                    bias=None, relu: bool = False) -> None:
-    """out[i, j] = sum_d weight[i, d] * columns[d, j] (+ bias[i], relu) for i < m, j < n:
-    weight (m, k) row-major, columns (k, n) with row stride ld (columns_ld), out (m, n)
-    row-major. `e` is the entry emitter whose builder and loops it uses."""
+                    epilogue=None) -> None:
+    """out[i, j] = sum_d weight[i, d] * columns[d, j] for i < m, j < n: weight (m, k)
+    row-major, columns (k, n) with row stride ld (columns_ld), out (m, n) row-major; with
+    `epilogue` (spec, pointers, source, channel dim: epilogue_channel), out[i, j] = the spec's
+    value of that element. `e` is the entry emitter whose builder and loops it uses."""
     width = lanes(dtype)
     vectors = -(-n // width)
     per_tile = min(TILE_VECTORS, vectors)
@@ -67,7 +139,7 @@ def emit_tiled_gemm(e, dtype: str, m: int, n: int, k: int, weight, columns, ld: 
                 # the tile's last vector ends past n only in the last block
                 ragged = n % width and v_first + v_width * v_count == vectors
                 _tile(e, dtype, first_row, r_width, first_vector, v_width,
-                      n if ragged else None, k, weight, columns, ld, out, n, bias, relu)
+                      n if ragged else None, k, weight, columns, ld, out, n, epilogue)
 
             def each_row_block(v_block, tile=tile, r_count=r_count):
                 _loop(e, r_count, lambda r_block: tile(v_block, r_block))
@@ -82,8 +154,43 @@ def _loop(e, count: int, body) -> None:
         e.loop(0, count, body)
 
 
+def _splat(b, value, vec):
+    mask = ir.Constant(ir.VectorType(I32, vec.count), [ir.Constant(I32, 0)] * vec.count)
+    return b.shuffle_vector(b.insert_element(ir.Constant(vec, ir.Undefined), value,
+                                             ir.Constant(I32, 0)),
+                            ir.Constant(vec, ir.Undefined), mask)
+
+
+def _finish(e, epilogue, row, acc, dtype, cache: dict):
+    """The epilogue's stored value for the vector acc of output row `row`; row-level
+    operands (splats of per-channel loads and constants) are made once per row (cache)."""
+    spec, pointers, source, channel = epilogue
+    b = e.b
+    vec = acc.type
+    values = []
+    for i, x in enumerate(spec.exprs):
+        if x.op == "load" and x.attr.arg == source:
+            values.append(acc)
+        elif x.op in ("load", "const"):
+            if i not in cache:
+                if x.op == "const":
+                    cache[i] = ir.Constant(vec, [ir.Constant(vec.element, float(x.attr))]
+                                           * vec.count)
+                else:
+                    a = x.attr
+                    at = _const(a.offset)
+                    if channel >= 0 and a.strides[channel]:
+                        at = b.add(at, b.mul(row, _const(a.strides[channel])))
+                    scalar = b.load(e.element(pointers[a.arg], at, dtype), typ=vec.element)
+                    cache[i] = _splat(b, scalar, vec)
+            values.append(cache[i])
+        else:
+            values.append(VECTOR_OPS[x.op](b, *(values[a] for a in x.args)))
+    return values[spec.stores[0].expr]
+
+
 def _tile(e, dtype, first_row, rows, first_vector, vectors, ragged_n, k, weight, columns, ld,
-          out, n, bias, relu) -> None:
+          out, n, epilogue) -> None:
     b = e.b
     t = STORAGE[dtype]
     width = lanes(dtype)
@@ -95,7 +202,6 @@ def _tile(e, dtype, first_row, rows, first_vector, vectors, ragged_n, k, weight,
     align = np.dtype(dtype).itemsize
     first_column = b.mul(first_vector, _const(width))
     slots = [[e.local(vec, zero) for _ in range(vectors)] for _ in range(rows)]
-    splat_mask = ir.Constant(ir.VectorType(I32, width), [ir.Constant(I32, 0)] * width)
     row_starts = [b.mul(b.add(first_row, _const(i)), _const(k)) for i in range(rows)]
 
     def step(d):
@@ -104,9 +210,7 @@ def _tile(e, dtype, first_row, rows, first_vector, vectors, ragged_n, k, weight,
                          align=align) for j in range(vectors)]
         for i in range(rows):
             w = b.load(e.element(weight, b.add(row_starts[i], d), dtype), typ=t)
-            splat = b.shuffle_vector(b.insert_element(ir.Constant(vec, ir.Undefined), w,
-                                                      ir.Constant(I32, 0)),
-                                     ir.Constant(vec, ir.Undefined), splat_mask)
+            splat = _splat(b, w, vec)
             for j in range(vectors):
                 slot = slots[i][j]
                 b.store(b.call(fma, [splat, loaded[j], b.load(slot, typ=vec)]), slot)
@@ -114,19 +218,12 @@ def _tile(e, dtype, first_row, rows, first_vector, vectors, ragged_n, k, weight,
     e.loop(0, k, step)
     for i in range(rows):
         row = b.add(first_row, _const(i))
-        addend = None
-        if bias is not None:
-            value = b.load(e.element(bias, row, dtype), typ=t)
-            addend = b.shuffle_vector(b.insert_element(ir.Constant(vec, ir.Undefined), value,
-                                                       ir.Constant(I32, 0)),
-                                      ir.Constant(vec, ir.Undefined), splat_mask)
+        cache: dict = {}
         base = b.add(b.mul(row, _const(n)), first_column)
         for j in range(vectors):
             acc = b.load(slots[i][j], typ=vec)
-            if addend is not None:
-                acc = b.fadd(acc, addend)
-            if relu:  # NaN < 0 is false: NaN kept, as numpy's maximum keeps it
-                acc = b.select(b.fcmp_ordered("<", acc, zero), zero, acc)
+            if epilogue is not None:
+                acc = _finish(e, epilogue, row, acc, dtype, cache)
             at = b.add(base, _const(j * width))
             if ragged_n is not None and j == vectors - 1:
                 for lane in range(n % width):

@@ -1,0 +1,118 @@
+"""Convolutions in the native entry multiply in LLVM register tiles (codegen/llvm/tiles.py),
+and the elementwise kernel after one (bias, batch norm, ReLU) runs on the tiles while they are
+in registers: equal to the eager kernels for every geometry (tile remainders in channels and
+positions, stride, padding, dilation, batch sizes), NaN kept as eager keeps it, and a kernel
+that cannot be an epilogue still runs after the convolution."""
+
+import ember
+import numpy as np
+import pytest
+from ember import nn
+from ember.codegen.entry import ConvCall
+from ember.ir.specialize import specialize
+from ember.runtime.graph_entry import NativeGraph, build_entry_program
+from ember.runtime.program import Program
+
+
+def _load(model, example, path):
+    ember.export(model.eval(), (ember.tensor(example),), path, dynamic_dims={0: {0: "batch"}})
+    return ember.runtime.load(str(path))
+
+
+def _run(loaded, x):
+    graph = specialize(loaded.graph, {"batch": x.shape[0]})
+    native = build_entry_program(graph, "t")
+    assert isinstance(native, NativeGraph), native.describe()
+    (got,) = native(np, [x])
+    (want,) = Program(graph)(np, [x])
+    return native, got, want
+
+
+def _convs(native):
+    return [c for c in native.plan.calls if isinstance(c, ConvCall)]
+
+
+class _Chain(nn.Module):
+    """conv -> batch norm -> relu -> conv -> relu: the second convolution reads the first's
+    epilogue output from the arena."""
+
+    def __init__(self, c, o, kernel, stride, padding, dilation):
+        super().__init__()
+        self.a = nn.Conv2d(c, o, kernel, stride=stride, padding=padding, dilation=dilation)
+        self.norm = nn.BatchNorm2d(o)
+        self.b = nn.Conv2d(o, 5, 3, padding=1)
+
+    def forward(self, x):
+        return ember.relu(self.b(ember.relu(self.norm(self.a(x)))))
+
+
+GEOMETRIES = {
+    # c, o, (h, w), kernel, stride, padding, dilation
+    "digits-conv1": (1, 32, (8, 8), 3, 1, 1, 1),
+    "tail-rows-and-ragged-positions": (3, 7, (5, 7), 3, 1, 1, 1),
+    "many-channels": (33, 37, (9, 6), (2, 3), 1, (0, 1), 1),
+    "strided-dilated": (2, 9, (13, 11), 3, 2, 2, 2),
+    "more-than-one-tile-of-positions": (2, 6, (12, 12), 3, 1, 1, 1),
+}
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES.values(), ids=GEOMETRIES.keys())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tiled_convolutions_with_their_epilogues_equal_the_eager_kernels(tmp_path, geometry,
+                                                                         dtype):
+    c, o, (h, w), kernel, stride, padding, dilation = geometry
+    ember.manual_seed(0)
+    model = _Chain(c, o, kernel, stride, padding, dilation)
+    # statistics away from 0 and 1, so the epilogue's scale and shift matter
+    model.norm.running_mean.data = ember.tensor(np.linspace(-0.5, 0.5, o).astype(np.float32))
+    model.norm.running_var.data = ember.tensor(np.linspace(0.5, 2.0, o).astype(np.float32))
+    if dtype == np.float64:
+        model = model.double()
+    rng = np.random.default_rng(c * o)
+    loaded = _load(model, rng.standard_normal((2, c, h, w)).astype(dtype), tmp_path / "c.ember")
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    for batch in (1, 3, 17):  # 17: images shared with the pool, not a multiple of its chunks
+        x = rng.standard_normal((batch, c, h, w)).astype(dtype)
+        native, got, want = _run(loaded, x)
+        convs = _convs(native)
+        assert len(convs) == 2 and all(call.epilogue is not None for call in convs), \
+            native.describe()
+        np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance)
+
+
+def test_nan_and_inf_pass_through_a_relu_epilogue_as_in_eager(tmp_path):
+    ember.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU())
+    x = np.random.default_rng(1).standard_normal((2, 2, 6, 6)).astype(np.float32)
+    loaded = _load(model, x, tmp_path / "n.ember")
+    x[0, 1, 2, 3] = np.nan
+    x[1, 0, 4, 4] = np.inf
+    native, got, want = _run(loaded, x)
+    assert _convs(native)[0].epilogue is not None
+    assert np.isnan(want).any() and np.isinf(want).any()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+class _Both(nn.Module):
+    """The convolution's output is an output too: the ReLU cannot take its place."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y, ember.relu(y) * 2.0
+
+
+def test_a_kernel_that_is_not_the_only_reader_of_the_product_runs_after_it(tmp_path):
+    ember.manual_seed(2)
+    x = np.random.default_rng(2).standard_normal((3, 2, 7, 7)).astype(np.float32)
+    loaded = _load(_Both(), x, tmp_path / "b.ember")
+    graph = specialize(loaded.graph, {"batch": 3})
+    native = build_entry_program(graph, "t")
+    assert isinstance(native, NativeGraph)
+    assert _convs(native)[0].epilogue is None
+    for got, want in zip(native(np, [x]), Program(graph)(np, [x])):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
