@@ -40,7 +40,7 @@ class _Chain(nn.Module):
         super().__init__()
         self.a = nn.Conv2d(c, o, kernel, stride=stride, padding=padding, dilation=dilation)
         self.norm = nn.BatchNorm2d(o)
-        self.b = nn.Conv2d(o, 5, 3, padding=1)
+        self.b = nn.Conv2d(o, o + 3, 3, padding=1)  # wider: placed first in the arena
 
     def forward(self, x):
         return ember.relu(self.b(ember.relu(self.norm(self.a(x)))))
