@@ -348,7 +348,7 @@ class NativeGraph(CompiledProgram):
 
     def _emit_entry(self, build) -> None:
         """The plan's calls, and its module's LLVM IR."""
-        from ..codegen.llvm.entry import emit_entry_module, shares_images
+        from ..codegen.llvm.entry import emit_entry_module, shares_images, tiles_conv
 
         calls = []
         fused = {after for after, _ in self.epilogues.values()}
@@ -372,14 +372,18 @@ class NativeGraph(CompiledProgram):
             sgemm_arg=n_args, dgemm_arg=n_args + 1,
             blas_int_bits=gemm.int_bits if gemm is not None else 64,
             errors=tuple(self.errors), error_word=self.error_word)
-        self.uses_blas = any(isinstance(c, (GemmCall, ConvCall, AttentionCall)) for c in calls)
+        # convolutions in register tiles (tiles.py) call no BLAS
+        self.uses_blas = any(isinstance(c, (GemmCall, AttentionCall))
+                             or (isinstance(c, ConvCall) and not tiles_conv(c)) for c in calls)
         # convolutions (attentions) whose images (heads) the pool shares run one small GEMM
         # per image on each thread: OpenBLAS itself then stays on one thread
-        self.shared_convs = any((isinstance(c, ConvCall) and shares_images(c))
+        self.shared_convs = any((isinstance(c, ConvCall) and shares_images(c)
+                                 and not tiles_conv(c))
                                 or (isinstance(c, AttentionCall) and c.scratch is None)
                                 for c in calls)
-        self.parallel = self.shared_convs or any(isinstance(c, KernelCall) and c.parallel
-                                                 for c in calls)
+        self.parallel = any((isinstance(c, ConvCall) and shares_images(c))
+                            or (isinstance(c, AttentionCall) and c.scratch is None)
+                            or (isinstance(c, KernelCall) and c.parallel) for c in calls)
         self.llvm_ir = emit_entry_module(self.plan)
 
     def _plan_epilogues(self) -> dict[int, tuple]:
