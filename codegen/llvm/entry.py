@@ -524,7 +524,53 @@ class _EntryEmitter:
             name="llvm.memset.p0.i64")
         self.b.call(fn, [dst, ir.Constant(I8, 0), _const(nbytes), ir.Constant(ir.IntType(1), 0)])
 
+    def _pool_rows(self, call: PoolCall) -> None:
+        """whole_row_pool: per output row, its kh input rows loaded as vectors of w, and per
+        tap (i, j) the lanes j, j + kw, ... of row i picked by a shuffle; the taps combined in
+        the scalar loop's order with numpy's maximum (NaN wins, the later one on a tie)."""
+        b = self.b
+        (kh, kw), (oh, ow) = call.kernel, call.out_hw
+        t = STORAGE[call.dtype]
+        row = ir.VectorType(t, call.w)
+        x, out = self.ref(call.x), self.ref(call.out)
+        align = np.dtype(call.dtype).itemsize
+        undefined = ir.Constant(row, ir.Undefined)
+
+        def output_row(first_in, at_out):
+            """Output row at element at_out from the kh input rows from row first_in."""
+            src = b.mul(first_in, _const(call.w))
+            loaded = [b.load(self.element(x, b.add(src, _const(i * call.w)), call.dtype),
+                             typ=row, align=align) for i in range(kh)]
+            acc = None
+            for i in range(kh):
+                for j in range(kw):
+                    mask = ir.Constant(ir.VectorType(I32, ow),
+                                       [ir.Constant(I32, j + kw * k) for k in range(ow)])
+                    v = b.shuffle_vector(loaded[i], undefined, mask)
+                    if acc is None:
+                        acc = v
+                    else:
+                        keep = b.or_(b.fcmp_ordered(">=", acc, v),
+                                     b.fcmp_unordered("uno", acc, acc))
+                        acc = b.select(keep, acc, v)
+            b.store(acc, self.element(out, at_out, call.dtype), align=align)
+
+        if call.h == oh * kh:  # the planes' rows in one loop: output row r reads from r*kh
+            self.loop(0, call.rows * oh,
+                      lambda r: output_row(b.mul(r, _const(kh)), b.mul(r, _const(ow))))
+            return
+
+        def plane(p):
+            self.loop(0, oh, lambda y: output_row(
+                b.add(b.mul(p, _const(call.h)), b.mul(y, _const(kh))),
+                b.mul(b.add(b.mul(p, _const(oh)), y), _const(ow))))
+
+        self.loop(0, call.rows, plane)
+
     def _PoolCall(self, call: PoolCall) -> None:
+        if whole_row_pool(call):
+            self._pool_rows(call)
+            return
         b = self.b
         (kh, kw), (oh, ow) = call.kernel, call.out_hw
         (sh, sw), (ph, pw), (dh, dw) = call.stride, call.padding, call.dilation
@@ -584,6 +630,15 @@ class _EntryEmitter:
             self.loop(0, oh, out_row)
 
         self.loop(0, call.rows, plane)
+
+
+def whole_row_pool(call: PoolCall) -> bool:
+    """Max pooling whose windows tile the plane without padding, dilation or overlap, rows
+    of at most 64 elements: each output row is computed from its input rows as vectors."""
+    return (call.kind == "max" and call.stride == call.kernel and call.dilation == (1, 1)
+            and call.padding == (0, 0) and call.w <= 64
+            and call.out_hw[1] * call.kernel[1] <= call.w
+            and call.out_hw[0] * call.kernel[0] <= call.h)
 
 
 def shares_items(call: AttentionCall) -> bool:

@@ -2,13 +2,15 @@
 and the elementwise kernel after one (bias, batch norm, ReLU) runs on the tiles while they are
 in registers: equal to the eager kernels for every geometry (tile remainders in channels and
 positions, stride, padding, dilation, batch sizes), NaN kept as eager keeps it, and a kernel
-that cannot be an epilogue still runs after the convolution."""
+that cannot be an epilogue still runs after the convolution. Max pooling whose windows tile
+the plane runs on whole rows as vectors, equal to eager to the sign of zero."""
 
 import ember
 import numpy as np
 import pytest
 from ember import nn
-from ember.codegen.entry import ConvCall
+from ember.codegen.entry import ConvCall, PoolCall
+from ember.codegen.llvm.entry import whole_row_pool
 from ember.ir.specialize import specialize
 from ember.runtime.graph_entry import NativeGraph, build_entry_program
 from ember.runtime.program import Program
@@ -116,3 +118,28 @@ def test_a_kernel_that_is_not_the_only_reader_of_the_product_runs_after_it(tmp_p
     assert _convs(native)[0].epilogue is None
     for got, want in zip(native(np, [x]), Program(graph)(np, [x])):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,kernel", [
+    ((3, 8, 8), 2),  # the digits CNN's: every plane's rows in one loop
+    ((2, 9, 7), 2),  # a last row and column outside every window: plane by plane
+    ((4, 12, 40), (3, 2)),  # wide rows, an uneven window
+    ((1, 5, 5), 5),  # one window per plane
+], ids=["digits", "ragged", "wide", "whole-plane"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pooling_by_whole_rows_equals_eager_with_nan_inf_and_signed_zeros(tmp_path, shape,
+                                                                             kernel, dtype):
+    model = nn.Sequential(nn.MaxPool2d(kernel))
+    if dtype == np.float64:
+        model = model.double()
+    rng = np.random.default_rng(sum(shape))
+    loaded = _load(model, rng.standard_normal((2, *shape)).astype(dtype), tmp_path / "p.ember")
+    x = rng.standard_normal((3, *shape)).astype(dtype)
+    x[0, 0, 0, 0], x[1, -1, 1, 1], x[2, 0, -1, -1] = np.nan, np.inf, -np.inf
+    x[2, -1, :2, :2] = [[0.0, -0.0], [-0.0, 0.0]]
+    x[0, -1] = -np.inf  # a plane of -inf
+    native, got, want = _run(loaded, x)
+    (pool,) = [c for c in native.plan.calls if isinstance(c, PoolCall)]
+    assert whole_row_pool(pool)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
