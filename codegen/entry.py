@@ -131,6 +131,19 @@ class PoolCall:
 
 
 @dataclass(frozen=True)
+class ImageChain:
+    """Calls that each work image by image (convolutions in register tiles with their
+    epilogues, poolings of the images' planes) run one image at a time through all of them,
+    so an image's values stay in cache from one call to the next, the images shared with the
+    pool. Every call has `n` images (a pooling, rows = n x its planes per image), and reads
+    what an earlier call of the chain wrote only as that call wrote it (the same pointer)."""
+
+    n: int
+    calls: tuple
+    first: int = 0  # the position of its first step in the plan's graph (for the planner)
+
+
+@dataclass(frozen=True)
 class CopyCall:
     """dst (contiguous, row-major over `shape`) = the strided elements of src: element
     (i0, i1, ...) at src + sum(i_d * strides[d]) elements (strides may be 0 or negative).

@@ -39,6 +39,7 @@ from ..codegen.entry import (
     Epilogue,
     GatherCall,
     GemmCall,
+    ImageChain,
     KernelCall,
     PoolCall,
     Ref,
@@ -73,6 +74,9 @@ BYTE_OPS = frozenset({"index_select"})
 # threads calling entries at once share the thread budget (threads._Callers); False gives
 # every caller the whole budget, as before (benchmarks/entry_threads.py compares the two)
 SHARE_BY_CALLERS = True
+# runs of convolutions and poolings go image by image (ImageChain); False runs each call over
+# every image in turn, as before (for comparisons)
+IMAGE_CHAINS = True
 
 
 class _Layout(NamedTuple):
@@ -265,6 +269,7 @@ class NativeGraph(CompiledProgram):
         self.arena_arg = n_in + n_out + n_const + len(self.packed)
         self.epilogues = self._plan_epilogues()
         fused = {after for after, _ in self.epilogues.values()}
+        self.chains = self._plan_chains()
         # lifetimes of the arena's values, in step positions (an epilogue's outputs are
         # written by its convolution: born a step early)
         born, dies, sizes = {}, {}, {}
@@ -291,6 +296,16 @@ class NativeGraph(CompiledProgram):
             if scratch:
                 key = ("scratch", position)
                 born[key], dies[key], sizes[key] = position, position, scratch
+        # a chain runs its steps image by image: what they touch lives through all of them
+        for first, last, _ in self.chains:
+            for kind, step, node in self.steps[first:last + 1]:
+                slots = (list(step.inputs) + [o.slot for o in step.outputs] if kind == "native"
+                         else [a.slot for a in step.args if a.slot is not None]
+                         + [o.slot for o in step.outs])
+                for slot in slots:
+                    r = root(slot)
+                    if r in born:
+                        born[r], dies[r] = min(born[r], first), max(dies[r], last)
         offsets, total = _place(born, dies, sizes)
         for key, offset in offsets.items():
             if not isinstance(key, tuple):
@@ -350,7 +365,7 @@ class NativeGraph(CompiledProgram):
         """The plan's calls, and its module's LLVM IR."""
         from ..codegen.llvm.entry import emit_entry_module, shares_images, tiles_conv
 
-        calls = []
+        placed = []  # (position of the step, call)
         fused = {after for after, _ in self.epilogues.values()}
         for position, (kind, step, node) in enumerate(self.steps):
             if position in fused:
@@ -358,13 +373,15 @@ class NativeGraph(CompiledProgram):
             if kind == "native":
                 refs = [self._ref(s) for s in step.inputs]
                 refs += [self._ref(o.slot) for o in step.outputs]
-                calls.append(KernelCall(step.spec, step.parallel, tuple(refs)))
+                made = [KernelCall(step.spec, step.parallel, tuple(refs))]
             elif node.op in VIEWS:
                 out = step.outs[0].slot
-                if out in self.copies:
-                    calls.append(self._copy(self.copies[out], self.where[out]))
+                made = [self._copy(self.copies[out], self.where[out])] \
+                    if out in self.copies else []
             else:
-                calls += EXTERN[node.op](self, position, step, node)
+                made = EXTERN[node.op](self, position, step, node)
+            placed += [(position, call) for call in made]
+        calls = self._chain_calls(placed)
         n_args = self.arena_arg + 1
         gemm = getattr(self, "gemm", None)
         self.plan = EntryPlan(
@@ -381,7 +398,8 @@ class NativeGraph(CompiledProgram):
                                  and not tiles_conv(c))
                                 or (isinstance(c, AttentionCall) and c.scratch is None)
                                 for c in calls)
-        self.parallel = any((isinstance(c, ConvCall) and shares_images(c))
+        self.parallel = any(isinstance(c, ImageChain)
+                            or (isinstance(c, ConvCall) and shares_images(c))
                             or (isinstance(c, AttentionCall) and c.scratch is None)
                             or (isinstance(c, KernelCall) and c.parallel) for c in calls)
         self.llvm_ir = emit_entry_module(self.plan)
@@ -418,6 +436,89 @@ class NativeGraph(CompiledProgram):
             if channel is not None:
                 found[position] = (position + 1, channel)
         return found
+
+    def _chain_calls(self, placed: list) -> list:
+        """The calls, each chain's made one ImageChain; `placed`: (step position, call)."""
+        calls, chains = [], list(self.chains)
+        for position, call in placed:
+            if chains and position > chains[0][1]:
+                chains.pop(0)
+            if chains and chains[0][0] <= position:
+                if not isinstance(call, (ConvCall, PoolCall)):
+                    raise AssertionError(f"{type(call).__name__} in an image chain")
+                if calls and isinstance(calls[-1], ImageChain) and \
+                        calls[-1].first == chains[0][0]:
+                    calls[-1] = dataclasses.replace(calls[-1], calls=(*calls[-1].calls, call))
+                else:
+                    calls.append(ImageChain(chains[0][2], (call,), chains[0][0]))
+            else:
+                calls.append(call)
+        return calls
+
+    def _plan_chains(self) -> list[tuple[int, int, int]]:
+        """[(first position, last position, images)]: runs of steps that work image by image
+        (ImageChain): convolutions in register tiles whose columns fit a thread's stack,
+        their epilogues, max and average poolings of 4-d values; the same number of images,
+        at least two such steps, each reading what another wrote only as it was written
+        (no view between them)."""
+        if not IMAGE_CHAINS:
+            return []
+        epilogue_of = {after: conv for conv, (after, _) in self.epilogues.items()}
+        chains, current = [], None
+
+        def close():
+            if current is not None and current["work"] >= 2:
+                chains.append((current["first"], current["last"], current["n"]))
+
+        for position, (kind, step, node) in enumerate(self.steps):
+            images, reads, writes = self._chain_step(position, kind, step, node, epilogue_of)
+            joins = (images is not None and current is not None
+                     and current["last"] == position - 1 and images in (0, current["n"])
+                     and not any(self.root(s) in current["written"] and s in self.views
+                                 for s in reads))
+            if position in epilogue_of and joins:
+                current["written"] |= {self.root(s) for s in writes}
+                current["last"] = position
+                continue
+            if not joins:
+                close()
+                current = None
+                if not images:
+                    continue
+                current = {"first": position, "n": images, "work": 0, "written": set()}
+            if any(self.root(s) in current["written"] for s in reads[1:]):
+                close()  # a weight or an operand written by the chain: start again here
+                current = {"first": position, "n": images, "work": 0, "written": set()}
+            current["written"] |= {self.root(s) for s in writes}
+            current["last"] = position
+            current["work"] += 1
+        close()
+        return chains
+
+    def _chain_step(self, position, kind, step, node, epilogue_of):
+        """(images or None, slots read (the image operand first), slots written) of a step
+        an ImageChain can take: 0 images for an epilogue (it takes its convolution's)."""
+        if position in epilogue_of:
+            return 0, list(step.inputs), [o.slot for o in step.outputs]
+        if kind != "eager" or node.op not in ("conv2d", "max_pool2d", "avg_pool2d"):
+            return None, [], []
+        x = node.inputs[0].type
+        if x.ndim != 4 or x.shape[0] < 2:
+            return None, [], []
+        reads = [a.slot for a in step.args if a.slot is not None]
+        writes = [step.outs[0].slot]
+        if node.op == "conv2d":
+            w = node.inputs[1].type
+            if _pointwise_conv(node) or node.attrs["groups"] != 1:
+                return None, [], []
+            if not tiled_weight(w.shape[0], math.prod(w.shape[1:]), w.dtype.name):
+                return None, [], []
+            if self._scratch_bytes(kind, step, node) > STACK_COLUMNS_MAX:
+                return None, [], []
+            if position in self.epilogues:
+                after = self.epilogues[position][0]
+                writes = [o.slot for o in self.steps[after][1].outputs]
+        return x.shape[0], reads, writes
 
     def _ref(self, slot: int) -> Ref:
         """Where a contiguous value starts."""
@@ -552,6 +653,9 @@ class NativeGraph(CompiledProgram):
 
 
 def _brief(call) -> str:
+    if isinstance(call, ImageChain):
+        return f"{call.n} images, each through: " + "; ".join(
+            f"{type(c).__name__} {_brief(c)}" for c in call.calls)
     if isinstance(call, AttentionCall):
         return (f"{call.dtype} {list(call.batch)} x ({call.l}x{call.e} @ {call.e}x{call.s}) "
                 f"{'causal ' if call.causal else ''}@ {call.s}x{call.ev}")

@@ -27,6 +27,7 @@ from ..entry import (
     EntryPlan,
     GatherCall,
     GemmCall,
+    ImageChain,
     KernelCall,
     PoolCall,
     Ref,
@@ -355,6 +356,11 @@ class _EntryEmitter:
             with otherwise:
                 b.call(kernel, [*pointers, _const(0), rows])
 
+    def _ImageChain(self, call: ImageChain) -> None:
+        refs = chain_refs(call)
+        task = _ChainTask(self, call, refs).fn
+        self.parallel_for(task, [self.ref(r) for r in refs], call.n)
+
     def _gemm(self, dtype: str, m, n, k, a, lda, b_ptr, ldb, trans_b: bool, c, ldc,
               alpha: float = 1.0) -> None:
         real = STORAGE[dtype]
@@ -524,7 +530,7 @@ class _EntryEmitter:
             name="llvm.memset.p0.i64")
         self.b.call(fn, [dst, ir.Constant(I8, 0), _const(nbytes), ir.Constant(ir.IntType(1), 0)])
 
-    def _pool_rows(self, call: PoolCall) -> None:
+    def _pool_rows(self, call: PoolCall, first, last) -> None:
         """whole_row_pool: per output row, its kh input rows loaded as vectors of w, and per
         tap (i, j) the lanes j, j + kw, ... of row i picked by a shuffle; the taps combined in
         the scalar loop's order with numpy's maximum (NaN wins, the later one on a tie)."""
@@ -556,7 +562,7 @@ class _EntryEmitter:
             b.store(acc, self.element(out, at_out, call.dtype), align=align)
 
         if call.h == oh * kh:  # the planes' rows in one loop: output row r reads from r*kh
-            self.loop(0, call.rows * oh,
+            self.loop(b.mul(first, _const(oh)), b.mul(last, _const(oh)),
                       lambda r: output_row(b.mul(r, _const(kh)), b.mul(r, _const(ow))))
             return
 
@@ -565,11 +571,15 @@ class _EntryEmitter:
                 b.add(b.mul(p, _const(call.h)), b.mul(y, _const(kh))),
                 b.mul(b.add(b.mul(p, _const(oh)), y), _const(ow))))
 
-        self.loop(0, call.rows, plane)
+        self.loop(first, last, plane)
 
     def _PoolCall(self, call: PoolCall) -> None:
+        self._pool_planes(call, _const(0), _const(call.rows))
+
+    def _pool_planes(self, call: PoolCall, first, last) -> None:
+        """Planes [first, last) of a pooling."""
         if whole_row_pool(call):
-            self._pool_rows(call)
+            self._pool_rows(call, first, last)
             return
         b = self.b
         (kh, kw), (oh, ow) = call.kernel, call.out_hw
@@ -629,7 +639,7 @@ class _EntryEmitter:
 
             self.loop(0, oh, out_row)
 
-        self.loop(0, call.rows, plane)
+        self.loop(first, last, plane)
 
 
 def whole_row_pool(call: PoolCall) -> bool:
@@ -726,6 +736,63 @@ class _ConvTask(_Task):
 
     def columns(self, call: ConvCall):
         return self.stack
+
+
+def chain_refs(call: ImageChain) -> list:
+    """The distinct pointers an image chain's calls use, in order (its task's argv)."""
+    refs = []
+    for c in call.calls:
+        found = [c.x, c.out]
+        if isinstance(c, ConvCall):
+            found.append(c.weight)
+            if c.epilogue is not None:
+                found += list(c.epilogue.refs)
+        for r in found:
+            if r not in refs:
+                refs.append(r)
+    return refs
+
+
+class _ChainTask(_Task):
+    """`task(argv, start, end)`: images [start, end) of an ImageChain, each through all its
+    calls in turn; argv = chain_refs; the convolutions' columns on the stack of the thread
+    that runs the chunk (one buffer, the largest they need)."""
+
+    def __init__(self, parent: _EntryEmitter, call: ImageChain, refs: list):
+        start, end = self._task(parent, "chain")
+        local = {r: Ref(i) for i, r in enumerate(refs)}
+        convs = [c for c in call.calls if isinstance(c, ConvCall) and c.cols is not None]
+        self.stack = None
+        if convs:
+            count = max(column_bytes(c) // np.dtype(c.dtype).itemsize for c in convs)
+            stack = self.b.alloca(ir.ArrayType(STORAGE[convs[0].dtype], count))
+            stack.align = 64
+            self.stack = self.b.gep(stack, [_const(0), _const(0)], inbounds=True)
+        calls = []
+        for c in call.calls:
+            moved = dict(x=local[c.x], out=local[c.out])
+            if isinstance(c, ConvCall):
+                moved["weight"] = local[c.weight]
+                if c.epilogue is not None:
+                    moved["epilogue"] = dataclasses.replace(
+                        c.epilogue, refs=tuple(local[r] for r in c.epilogue.refs))
+            calls.append(dataclasses.replace(c, **moved))
+        b = self.b
+
+        def image(n):
+            for c in calls:
+                if isinstance(c, ConvCall):
+                    self._conv_images(c, n, b.add(n, _const(1)))
+                else:
+                    planes = c.rows // call.n
+                    first = b.mul(n, _const(planes))
+                    self._pool_planes(c, first, b.add(first, _const(planes)))
+
+        self.loop(start, end, image)
+        self.b.ret_void()
+
+    def columns(self, call: ConvCall):
+        return self.stack if call.cols is not None else None
 
 
 class _AttentionTask(_Task):

@@ -130,14 +130,18 @@ def emit_tiled_gemm(e, dtype: str, m: int, n: int, k: int, weight, columns, ld: 
     vectors = -(-n // width)
     per_tile = min(TILE_VECTORS, vectors)
     rows = max(1, min(m, ACCUMULATORS // per_tile))
-    for v_first, v_count, v_width in _blocks(vectors, per_tile):
+    column_blocks = _blocks(vectors, per_tile)
+    first, count, size = column_blocks[-1]
+    if n % width and count > 1:  # the block whose last vector ends past n on its own
+        column_blocks[-1:] = [(first, count - 1, size), (first + (count - 1) * size, 1, size)]
+    for v_first, v_count, v_width in column_blocks:
+        # only the last block's last vector ends past n: it is stored element by element
+        ragged = bool(n % width) and v_first + v_width * v_count == vectors
         for r_first, r_count, r_width in _blocks(m, rows):
             def tile(v_block, r_block, v_first=v_first, v_width=v_width, r_first=r_first,
-                     r_width=r_width):
+                     r_width=r_width, ragged=ragged):
                 first_vector = e.b.add(_const(v_first), e.b.mul(v_block, _const(v_width)))
                 first_row = e.b.add(_const(r_first), e.b.mul(r_block, _const(r_width)))
-                # the tile's last vector ends past n only in the last block
-                ragged = n % width and v_first + v_width * v_count == vectors
                 _tile(e, dtype, first_row, r_width, first_vector, v_width,
                       n if ragged else None, k, weight, columns, ld, out, n, epilogue)
 

@@ -9,7 +9,7 @@ import ember
 import numpy as np
 import pytest
 from ember import nn
-from ember.codegen.entry import ConvCall, PoolCall
+from ember.codegen.entry import ConvCall, ImageChain, PoolCall
 from ember.codegen.llvm.entry import whole_row_pool
 from ember.ir.specialize import specialize
 from ember.runtime.graph_entry import NativeGraph, build_entry_program
@@ -30,8 +30,17 @@ def _run(loaded, x):
     return native, got, want
 
 
+def _calls(native, kind):
+    """The plan's calls of a kind, those inside image chains too."""
+    found = []
+    for call in native.plan.calls:
+        inside = call.calls if isinstance(call, ImageChain) else (call,)
+        found += [c for c in inside if isinstance(c, kind)]
+    return found
+
+
 def _convs(native):
-    return [c for c in native.plan.calls if isinstance(c, ConvCall)]
+    return _calls(native, ConvCall)
 
 
 class _Chain(nn.Module):
@@ -55,6 +64,7 @@ GEOMETRIES = {
     "many-channels": (33, 37, (9, 6), (2, 3), 1, (0, 1), 1),
     "strided-dilated": (2, 9, (13, 11), 3, 2, 2, 2),
     "more-than-one-tile-of-positions": (2, 6, (12, 12), 3, 1, 1, 1),
+    "tiles-of-positions-ending-ragged": (3, 8, (12, 10), 3, 1, 1, 1),  # 120: 7.5 vectors
 }
 
 
@@ -139,7 +149,41 @@ def test_max_pooling_by_whole_rows_equals_eager_with_nan_inf_and_signed_zeros(tm
     x[2, -1, :2, :2] = [[0.0, -0.0], [-0.0, 0.0]]
     x[0, -1] = -np.inf  # a plane of -inf
     native, got, want = _run(loaded, x)
-    (pool,) = [c for c in native.plan.calls if isinstance(c, PoolCall)]
+    (pool,) = _calls(native, PoolCall)
     assert whole_row_pool(pool)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+class _Stages(nn.Module):
+    """Two stages of conv, ReLU and pooling, then a reshape between two more convolutions."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, padding=1)
+        self.b = nn.Conv2d(8, 6, 3, padding=1)
+        self.c = nn.Conv2d(6 * 7, 4, 3, padding=1)
+
+    def forward(self, x):
+        x = nn.functional.max_pool2d(ember.relu(self.a(x)), 2)
+        x = nn.functional.avg_pool2d(ember.relu(self.b(x)), 2, stride=1, padding=1)
+        n, c, h, w = x.shape
+        return self.c(x.reshape(n, c * h, 1, w))
+
+
+def test_image_chains_run_convolutions_and_poolings_image_by_image_as_eager(tmp_path):
+    ember.manual_seed(4)
+    rng = np.random.default_rng(4)
+    loaded = _load(_Stages(), rng.standard_normal((2, 3, 12, 10)).astype(np.float32),
+                   tmp_path / "s.ember")
+    for batch in (2, 5, 17):
+        x = rng.standard_normal((batch, 3, 12, 10)).astype(np.float32)
+        native, got, want = _run(loaded, x)
+        chains = [c for c in native.plan.calls if isinstance(c, ImageChain)]
+        # conv, pool, conv, pool in one chain; the reshape ends it
+        assert [[type(c).__name__ for c in chain.calls] for chain in chains] == \
+            [["ConvCall", "PoolCall", "ConvCall", "PoolCall"]], native.describe()
+        assert chains[0].n == batch
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    one = build_entry_program(specialize(loaded.graph, {"batch": 1}), "t")
+    assert not [c for c in one.plan.calls if isinstance(c, ImageChain)]  # nothing to share
