@@ -363,7 +363,12 @@ class NativeGraph(CompiledProgram):
 
     def _emit_entry(self, build) -> None:
         """The plan's calls, and its module's LLVM IR."""
-        from ..codegen.llvm.entry import emit_entry_module, shares_images, tiles_conv
+        from ..codegen.llvm.entry import (
+            emit_entry_module,
+            shares_images,
+            shares_rows,
+            tiles_conv,
+        )
 
         placed = []  # (position of the step, call)
         fused = {after for after, _ in self.epilogues.values()}
@@ -399,7 +404,7 @@ class NativeGraph(CompiledProgram):
                                 or (isinstance(c, AttentionCall) and c.scratch is None)
                                 for c in calls)
         self.parallel = any(isinstance(c, ImageChain)
-                            or (isinstance(c, ConvCall) and shares_images(c))
+                            or (isinstance(c, ConvCall) and (shares_images(c) or shares_rows(c)))
                             or (isinstance(c, AttentionCall) and c.scratch is None)
                             or (isinstance(c, KernelCall) and c.parallel) for c in calls)
         self.llvm_ir = emit_entry_module(self.plan)

@@ -327,9 +327,9 @@ class LoadedProgram:
         self._lock = threading.Lock()
         self._packed: dict = {}  # weights transposed once for all sizes' entries (graph_entry)
         self._per_sizes = bool(self._symbolic) or _has_symbolic_shapes(graph)
-        # (shapes and dtypes, program) of the last call whose arguments were numpy arrays in
-        # a flat tuple (_run's fast path)
-        self._last = None
+        # {shapes and dtypes: program} of the last call whose arguments were numpy arrays in a
+        # flat tuple (_run's fast path)
+        self._last: dict = {}
         structure = signature.input_structure
         self._flat_arrays = (isinstance(structure, dict) and "tuple" in structure
                              and all(c == "*" for c in structure["tuple"]))
@@ -364,13 +364,14 @@ class LoadedProgram:
     def _run(self, args):
         # the fast path: the arguments are numpy arrays of the shapes and dtypes of the last
         # call's, in the flat tuple the signature has (runtime/graph_entry.py checks again)
-        last = self._last
-        if last is not None and len(args) == len(last[0]):
-            for a, (shape, dtype) in zip(args, last[0]):
+        for like, program in list(self._last.items()):
+            if len(args) != len(like):
+                break
+            for a, (shape, dtype) in zip(args, like):
                 if a.__class__ is not np.ndarray or a.shape != shape or a.dtype != dtype:
                     break
             else:
-                outputs = [np.asarray(o) for o in last[1](np, list(args))]
+                outputs = [np.asarray(o) for o in program(np, list(args))]
                 return unflatten_as(iter(outputs), self.signature.output_structure)
         leaves: list = []
         flatten_as(args, self.signature.input_structure, "inputs", leaves)
@@ -380,7 +381,10 @@ class LoadedProgram:
             arrays = [xp.asarray(a) for a in arrays]
         program = self._program_for(sizes) if self._per_sizes else self._program
         if self._flat_arrays and xp is np and all(a.__class__ is np.ndarray for a in args):
-            self._last = (tuple((a.shape, a.dtype) for a in args), program)
+            like = tuple((a.shape, a.dtype) for a in args)
+            if like not in self._last:
+                self._last.clear()  # the last call's only: a size no longer called goes
+                self._last[like] = program
         outputs = program(xp, arrays)
         outputs = [np.asarray(o) if xp is np else xp.asnumpy(o) for o in outputs]
         return unflatten_as(iter(outputs), self.signature.output_structure)

@@ -45,7 +45,7 @@ from .emit import (
     symbol,
     task_symbol,
 )
-from .tiles import columns_ld, emit_tiled_gemm
+from .tiles import columns_ld, emit_tiled_gemm, row_blocks
 
 I8 = ir.IntType(8)
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
@@ -55,6 +55,9 @@ STACK_COLUMNS_MAX = 1 << 19
 # a convolution whose weight takes at most this many bytes multiplies it by its columns in
 # register tiles (tiles.py) rather than through BLAS; larger ones are BLAS's strength
 TILED_WEIGHT_MAX = 1 << 20
+# a convolution of one image with at least this many multiply-adds shares its weight rows
+# with the pool (the digits CNN's second: 64 x 288 x 64)
+SHARED_ROWS_MIN = 1 << 19
 # an attention with fewer (batch, head) items runs them on the calling thread, its GEMMs free
 # to use OpenBLAS's threads (a GPT at batch 1 has 4 heads of 64 x 64 scores)
 SHARED_ITEMS_MIN = 16
@@ -424,6 +427,18 @@ class _EntryEmitter:
             self.parallel_for(task, [self.ref(call.x), self.ref(call.weight),
                                      self.ref(call.out), self._base(arg), *extra], call.n)
             return
+        if shares_rows(call):
+            # one image: its columns here, then its blocks of weight rows shared with the pool
+            x = self.ref(call.x)
+            columns = x
+            if call.cols is not None:
+                columns = self.ref(call.cols)
+                self._im2col(call, x, columns, columns_ld(plane_of(call), call.dtype))
+            extra = [self.ref(r) for r in call.epilogue.refs] if call.epilogue else []
+            task = _ConvRowsTask(self, call).fn
+            self.parallel_for(task, [columns, self.ref(call.weight), self.ref(call.out),
+                                     *extra], row_blocks(call.o, plane_of(call), call.dtype))
+            return
         self._conv_images(call, _const(0), _const(call.n))
 
     def _conv_images(self, call: ConvCall, first, last) -> None:
@@ -679,6 +694,19 @@ def column_bytes(call: ConvCall) -> int:
     return depth * columns_ld(plane, call.dtype) * np.dtype(call.dtype).itemsize
 
 
+def plane_of(call: ConvCall) -> int:
+    return call.out_hw[0] * call.out_hw[1]
+
+
+def shares_rows(call: ConvCall) -> bool:
+    """Whether a convolution of one image shares its blocks of weight rows with the pool:
+    in register tiles, and at least SHARED_ROWS_MIN multiply-adds (a smaller one ends before
+    the workers would start)."""
+    depth = call.c * call.kernel[0] * call.kernel[1]
+    return (call.n == 1 and tiles_conv(call) and call.o * depth * plane_of(call) >= SHARED_ROWS_MIN
+            and row_blocks(call.o, plane_of(call), call.dtype) > 1)
+
+
 def shares_images(call: ConvCall) -> bool:
     """Whether a convolution's images are shared with the pool (see STACK_COLUMNS_MAX)."""
     return call.n > 1 and column_bytes(call) <= STACK_COLUMNS_MAX
@@ -793,6 +821,26 @@ class _ChainTask(_Task):
 
     def columns(self, call: ConvCall):
         return self.stack if call.cols is not None else None
+
+
+class _ConvRowsTask(_Task):
+    """`task(argv, start, end)`: blocks [start, end) of weight rows (tiles.row_blocks) of a
+    one-image convolution whose columns are made; argv = columns, weight, out, the
+    epilogue's pointers."""
+
+    def __init__(self, parent: _EntryEmitter, call: ConvCall):
+        start, end = self._task(parent, "conv_rows")
+        plane = plane_of(call)
+        ld = plane if call.cols is None else columns_ld(plane, call.dtype)
+        epilogue = None
+        if call.epilogue is not None:
+            epilogue = (call.epilogue.spec,
+                        [self._base(3 + i) for i in range(len(call.epilogue.refs))],
+                        call.epilogue.source, call.epilogue.channel)
+        emit_tiled_gemm(self, call.dtype, call.o, plane,
+                        call.c * call.kernel[0] * call.kernel[1], self._base(1), self._base(0),
+                        ld, self._base(2), epilogue, blocks=(start, end))
+        self.b.ret_void()
 
 
 class _AttentionTask(_Task):

@@ -120,35 +120,69 @@ def epilogue_channel(spec, source: int, n: int, o: int, positions: int) -> int |
     return channel
 
 
+def row_blocks(m: int, n: int, dtype: str) -> int:
+    """How many blocks of weight rows emit_tiled_gemm cuts an (m, n) product into (the last
+    one narrower where the tile's rows do not divide m)."""
+    return -(-m // _tile_rows(m, n, dtype))
+
+
+def _tile_rows(m: int, n: int, dtype: str) -> int:
+    per_tile = min(TILE_VECTORS, -(-n // lanes(dtype)))
+    return max(1, min(m, ACCUMULATORS // per_tile))
+
+
 def emit_tiled_gemm(e, dtype: str, m: int, n: int, k: int, weight, columns, ld: int, out,
-                    epilogue=None) -> None:
+                    epilogue=None, blocks=None) -> None:
     """out[i, j] = sum_d weight[i, d] * columns[d, j] for i < m, j < n: weight (m, k)
     row-major, columns (k, n) with row stride ld (columns_ld), out (m, n) row-major; with
     `epilogue` (spec, pointers, source, channel dim: epilogue_channel), out[i, j] = the spec's
-    value of that element. `e` is the entry emitter whose builder and loops it uses."""
+    value of that element. `blocks`: (start, end) values, only those blocks of rows
+    (row_blocks), so threads may share one product. `e` is the entry emitter whose builder
+    and loops it uses."""
+    b = e.b
     width = lanes(dtype)
     vectors = -(-n // width)
     per_tile = min(TILE_VECTORS, vectors)
-    rows = max(1, min(m, ACCUMULATORS // per_tile))
+    rows = _tile_rows(m, n, dtype)
     column_blocks = _blocks(vectors, per_tile)
     first, count, size = column_blocks[-1]
     if n % width and count > 1:  # the block whose last vector ends past n on its own
         column_blocks[-1:] = [(first, count - 1, size), (first + (count - 1) * size, 1, size)]
-    for v_first, v_count, v_width in column_blocks:
-        # only the last block's last vector ends past n: it is stored element by element
-        ragged = bool(n % width) and v_first + v_width * v_count == vectors
-        for r_first, r_count, r_width in _blocks(m, rows):
-            def tile(v_block, r_block, v_first=v_first, v_width=v_width, r_first=r_first,
-                     r_width=r_width, ragged=ragged):
-                first_vector = e.b.add(_const(v_first), e.b.mul(v_block, _const(v_width)))
-                first_row = e.b.add(_const(r_first), e.b.mul(r_block, _const(r_width)))
+
+    def row_block(first_row, r_width: int) -> None:
+        """Every tile of the rows [first_row, first_row + r_width)."""
+        for v_first, v_count, v_width in column_blocks:
+            # only the last block's last vector ends past n: it is stored element by element
+            ragged = bool(n % width) and v_first + v_width * v_count == vectors
+
+            def tile(v_block, v_first=v_first, v_width=v_width, ragged=ragged):
+                first_vector = b.add(_const(v_first), b.mul(v_block, _const(v_width)))
                 _tile(e, dtype, first_row, r_width, first_vector, v_width,
                       n if ragged else None, k, weight, columns, ld, out, n, epilogue)
 
-            def each_row_block(v_block, tile=tile, r_count=r_count):
-                _loop(e, r_count, lambda r_block: tile(v_block, r_block))
+            _loop(e, v_count, tile)
 
-            _loop(e, v_count, each_row_block)
+    full, rest = divmod(m, rows)
+
+    def one(r):
+        if not rest:
+            row_block(b.mul(r, _const(rows)), rows)
+            return
+        if not full:
+            row_block(_const(0), rest)
+            return
+        with b.if_else(b.icmp_signed("<", r, _const(full))) as (then, otherwise):
+            with then:
+                row_block(b.mul(r, _const(rows)), rows)
+            with otherwise:
+                row_block(_const(full * rows), rest)
+
+    if blocks is not None:
+        e.loop(blocks[0], blocks[1], one)
+        return
+    for r_first, r_count, r_width in _blocks(m, rows):
+        _loop(e, r_count, lambda r, r_first=r_first, r_width=r_width: row_block(
+            b.add(_const(r_first), b.mul(r, _const(r_width))), r_width))
 
 
 def _loop(e, count: int, body) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from ember import nn
 from ember.codegen.entry import ConvCall, ImageChain, PoolCall
-from ember.codegen.llvm.entry import whole_row_pool
+from ember.codegen.llvm.entry import shares_rows, whole_row_pool
 from ember.ir.specialize import specialize
 from ember.runtime.graph_entry import NativeGraph, build_entry_program
 from ember.runtime.program import Program
@@ -187,3 +187,24 @@ def test_image_chains_run_convolutions_and_poolings_image_by_image_as_eager(tmp_
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     one = build_entry_program(specialize(loaded.graph, {"batch": 1}), "t")
     assert not [c for c in one.plan.calls if isinstance(c, ImageChain)]  # nothing to share
+
+
+@pytest.mark.parametrize("c,o,hw", [(32, 64, (8, 8)), (32, 37, (9, 7))],
+                         ids=["digits-conv2", "tail-rows-ragged-positions"])
+def test_one_image_shares_its_blocks_of_weight_rows_with_the_pool(tmp_path, monkeypatch, c, o,
+                                                                  hw):
+    from ember.runtime import threads
+
+    monkeypatch.setattr(threads, "threads", lambda: 2)  # a budget of 2, however busy
+    ember.manual_seed(5)
+    model = nn.Sequential(nn.Conv2d(c, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU())
+    rng = np.random.default_rng(5)
+    loaded = _load(model, rng.standard_normal((2, c, *hw)).astype(np.float32),
+                   tmp_path / "r.ember")
+    x = rng.standard_normal((1, c, *hw)).astype(np.float32)
+    native, got, want = _run(loaded, x)
+    (conv,) = _convs(native)
+    assert shares_rows(conv) and conv.epilogue is not None and native.parallel
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    for _ in range(20):  # chunks claimed by the workers and the caller alike
+        np.testing.assert_allclose(native(np, [x])[0], want, rtol=1e-5, atol=1e-5)
