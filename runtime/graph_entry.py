@@ -3,11 +3,16 @@
 CompiledProgram (compiled.py) runs a graph as a Python loop: fused kernels through ctypes one
 by one, matmul, conv and pooling in numpy, arrays allocated per step. When every step of a
 graph is a fused kernel or an extern op native code can run (linear and matmul as BLAS GEMMs,
-conv2d as im2col and a GEMM per image, max and average pooling, views of contiguous values),
+conv2d as im2col and a product per image, max and average pooling, views of contiguous values),
 NativeGraph plans it instead as one function (codegen/entry.py, emitted by
 codegen/llvm/entry.py): every intermediate at a fixed offset of one arena (values whose
 lifetimes do not overlap share bytes), GEMMs through numpy's own BLAS (runtime/blas.py). A
 call checks its inputs, allocates the outputs and makes one ctypes call, which drops the GIL.
+
+Convolutions with small weights multiply in LLVM register tiles (codegen/llvm/tiles.py); the
+elementwise kernel after one (bias, batch norm, ReLU) then runs on the tiles while they are in
+registers (Epilogue); runs of such convolutions and poolings go image by image (ImageChain),
+the images shared with the native pool; one image's product shares its blocks of weight rows.
 
 Each thread has its own arena, so many threads may call one NativeGraph at once; callers
 inside entries at once split the thread budget between them (their GEMMs and pool kernels),

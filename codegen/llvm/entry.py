@@ -4,9 +4,11 @@
 error number of the call that stopped it (an index out of range: EntryPlan.errors). Kernels are
 called directly, or through the native pool (ember_parallel_for, resolved when the object code
 loads) when they are parallel and `threads` > 1. GEMMs call the cblas sgemm/dgemm whose
-addresses argv holds (runtime/blas.py found them and checked their ABI). im2col and pooling are
-plain loops with every size a constant: a tap's valid output range is computed here, so the
-copy loops have no bounds checks and vectorize. Attention is, per (batch, head), a GEMM of
+addresses argv holds (runtime/blas.py found them and checked their ABI); a convolution with a
+small weight multiplies in register tiles instead (tiles.py), its epilogue on the tiles. im2col
+and pooling are plain loops with every size a constant: a tap's valid output range is computed
+here, so the copies have no bounds checks (a stride-1 row is a memcpy); max pooling whose
+windows tile the plane works on whole rows as vectors. Attention is, per (batch, head), a GEMM of
 scores, a softmax per row (the inline exp of mathlib.py) and a GEMM into the output; views read
 in place where a call takes strides, copied where it needs contiguous values (CopyCall).
 """
