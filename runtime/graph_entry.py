@@ -571,8 +571,11 @@ class NativeGraph(CompiledProgram):
                                                         ctypes.c_int64))
         self.schedule = []
         graph = self.graph
-        self.input_specs = [(tuple(v.type.shape), v.type.dtype.np) for v in graph.inputs]
-        self.output_specs = [(tuple(v.type.shape), v.type.dtype.np) for v in graph.outputs]
+        # dtype objects: a call compares them with its arrays' (a numpy type converts each time)
+        self.input_specs = [(tuple(v.type.shape), np.dtype(v.type.dtype.np))
+                            for v in graph.inputs]
+        self.output_specs = [(tuple(v.type.shape), np.dtype(v.type.dtype.np))
+                             for v in graph.outputs]
         self.constants = [np.ascontiguousarray(c) for c in self.constants]
         self.argv_type = ctypes.c_void_p * (self.plan.n_args + 2)
         log("kernels", f"{self.name}: one native entry ({len(self.plan.calls)} calls, "

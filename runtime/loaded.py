@@ -333,6 +333,7 @@ class LoadedProgram:
         structure = signature.input_structure
         self._flat_arrays = (isinstance(structure, dict) and "tuple" in structure
                              and all(c == "*" for c in structure["tuple"]))
+        self._one_output = signature.output_structure == "*"
         if self._compile and not self._per_sizes:
             self._program = build_entry_program(graph, metadata.get("name") or "graph",
                                                 device=device.split(":")[0],
@@ -371,7 +372,10 @@ class LoadedProgram:
                 if a.__class__ is not np.ndarray or a.shape != shape or a.dtype != dtype:
                     break
             else:
-                outputs = [np.asarray(o) for o in program(np, list(args))]
+                outputs = program(np, list(args))
+                if self._one_output and outputs[0].__class__ is np.ndarray:
+                    return outputs[0]
+                outputs = [np.asarray(o) for o in outputs]
                 return unflatten_as(iter(outputs), self.signature.output_structure)
         leaves: list = []
         flatten_as(args, self.signature.input_structure, "inputs", leaves)
