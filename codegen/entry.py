@@ -69,11 +69,26 @@ class BiasCall:
 
 
 @dataclass(frozen=True)
+class Epilogue:
+    """An elementwise fused kernel over a convolution's output, run on each part of the
+    product while it is still in registers: `spec` loops over (n, o, positions...), reads the
+    convolution's output as its argument `source` (never from memory), every other load one
+    value per output channel or one for all, and stores one value per element to `out`, which
+    the convolution then writes instead of its own output. `refs`: the spec's pointers (the
+    source's unused); `channel`: the loop dim of the output channel (-1: none)."""
+
+    spec: KernelSpec
+    refs: tuple[Ref, ...]
+    source: int
+    channel: int
+
+
+@dataclass(frozen=True)
 class ConvCall:
     """conv2d of NCHW x (n, c, h, w) with weight (o, c, kh, kw), groups 1: per image, the
     columns (c*kh*kw, oh*ow) written to `cols` (im2col), then weight @ columns into that
     image's (o, oh*ow) output. `cols` is None for a 1x1 kernel with stride 1 and no padding,
-    whose image is its own columns."""
+    whose image is its own columns. With an `epilogue`, `out` holds the epilogue's result."""
 
     dtype: str
     n: int
@@ -90,6 +105,7 @@ class ConvCall:
     weight: Ref
     out: Ref
     cols: Ref | None
+    epilogue: Epilogue | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +182,19 @@ class PoolCall:
     out: Ref
     divisors: tuple[float, ...] | None = None
     divisor: float | None = None
+
+
+@dataclass(frozen=True)
+class ImageChain:
+    """Calls that each work image by image (convolutions in register tiles with their
+    epilogues, poolings of the images' planes) run one image at a time through all of them,
+    so an image's values stay in cache from one call to the next, the images shared with the
+    pool. Every call has `n` images (a pooling, rows = n x its planes per image), and reads
+    what an earlier call of the chain wrote only as that call wrote it (the same pointer)."""
+
+    n: int
+    calls: tuple
+    first: int = 0  # the position of its first step in the plan's graph (for the planner)
 
 
 @dataclass(frozen=True)

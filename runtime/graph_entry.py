@@ -3,11 +3,16 @@
 CompiledProgram (compiled.py) runs a graph as a Python loop: fused kernels through ctypes one
 by one, matmul, conv and pooling in numpy, arrays allocated per step. When every step of a
 graph is a fused kernel or an extern op native code can run (linear and matmul as BLAS GEMMs,
-conv2d as im2col and a GEMM per image, max and average pooling, views of contiguous values),
+conv2d as im2col and a product per image, max and average pooling, views of contiguous values),
 NativeGraph plans it instead as one function (codegen/entry.py, emitted by
 codegen/llvm/entry.py): every intermediate at a fixed offset of one arena (values whose
 lifetimes do not overlap share bytes), GEMMs through numpy's own BLAS (runtime/blas.py). A
 call checks its inputs, allocates the outputs and makes one ctypes call, which drops the GIL.
+
+Convolutions with small weights multiply in LLVM register tiles (codegen/llvm/tiles.py); the
+elementwise kernel after one (bias, batch norm, ReLU) then runs on the tiles while they are in
+registers (Epilogue); runs of such convolutions and poolings go image by image (ImageChain),
+the images shared with the native pool; one image's product shares its blocks of weight rows.
 
 Each thread has its own arena, so many threads may call one NativeGraph at once; callers
 inside entries at once split the thread budget between them (their GEMMs and pool kernels),
@@ -20,6 +25,7 @@ switches it off.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import math
 import os
 import threading
@@ -36,8 +42,10 @@ from ..codegen.entry import (
     ConvCall,
     CopyCall,
     EntryPlan,
+    Epilogue,
     GatherCall,
     GemmCall,
+    ImageChain,
     KernelCall,
     MaskOperand,
     PoolCall,
@@ -53,7 +61,9 @@ from ..codegen.llvm.entry import (
     STACK_COLUMNS_MAX,
     depthwise_shared,
     shares_items,
+    tiled_weight,
 )
+from ..codegen.llvm.tiles import columns_ld, epilogue_channel
 from ..errors import EmberError, index_error
 from ..ir.graph import Graph
 from . import blas
@@ -74,6 +84,9 @@ BYTE_OPS = frozenset({"index_select"})
 # threads calling entries at once share the thread budget (threads._Callers); False gives
 # every caller the whole budget, as before (benchmarks/entry_threads.py compares the two)
 SHARE_BY_CALLERS = True
+# runs of convolutions and poolings go image by image (ImageChain); False runs each call over
+# every image in turn, as before (for comparisons)
+IMAGE_CHAINS = True
 
 
 class _Layout(NamedTuple):
@@ -273,7 +286,11 @@ class NativeGraph(CompiledProgram):
             where[r] = Ref(n_in + j)
         self._plan_packed(n_in, n_out, n_const)
         self.arena_arg = n_in + n_out + n_const + len(self.packed)
-        # lifetimes of the arena's values, in step positions
+        self.epilogues = self._plan_epilogues()
+        fused = {after for after, _ in self.epilogues.values()}
+        self.chains = self._plan_chains()
+        # lifetimes of the arena's values, in step positions (an epilogue's outputs are
+        # written by its convolution: born a step early)
         born, dies, sizes = {}, {}, {}
         for position, (kind, step, node) in enumerate(self.steps):
             if kind == "eager" and node.op in VIEWS:
@@ -290,7 +307,7 @@ class NativeGraph(CompiledProgram):
             for out in outs:
                 r = root(out.slot)
                 if r not in where and r not in born:
-                    born[r] = position
+                    born[r] = position - 1 if position in fused else position
                     dies.setdefault(r, position)
                     t = types[r]
                     sizes[r] = math.prod(t.shape) * np.dtype(t.dtype.np).itemsize
@@ -298,6 +315,16 @@ class NativeGraph(CompiledProgram):
             if scratch:
                 key = ("scratch", position)
                 born[key], dies[key], sizes[key] = position, position, scratch
+        # a chain runs its steps image by image: what they touch lives through all of them
+        for first, last, _ in self.chains:
+            for kind, step, node in self.steps[first:last + 1]:
+                slots = (list(step.inputs) + [o.slot for o in step.outputs] if kind == "native"
+                         else [a.slot for a in step.args if a.slot is not None]
+                         + [o.slot for o in step.outs])
+                for slot in slots:
+                    r = root(slot)
+                    if r in born:
+                        born[r], dies[r] = min(born[r], first), max(dies[r], last)
         offsets, total = _place(born, dies, sizes)
         for key, offset in offsets.items():
             if not isinstance(key, tuple):
@@ -352,24 +379,35 @@ class NativeGraph(CompiledProgram):
         if _pointwise_conv(node):
             return 0
         depth = x.shape[1] * w.shape[2] * w.shape[3]
-        return depth * out.shape[2] * out.shape[3] * np.dtype(x.dtype.np).itemsize
+        ld = columns_ld(out.shape[2] * out.shape[3], x.dtype.name)
+        return depth * ld * np.dtype(x.dtype.np).itemsize
 
     def _emit_entry(self, build) -> None:
         """The plan's calls, and its module's LLVM IR."""
-        from ..codegen.llvm.entry import emit_entry_module, shares_images
+        from ..codegen.llvm.entry import (
+            emit_entry_module,
+            shares_images,
+            shares_rows,
+            tiles_conv,
+        )
 
-        calls = []
+        placed = []  # (position of the step, call)
+        fused = {after for after, _ in self.epilogues.values()}
         for position, (kind, step, node) in enumerate(self.steps):
+            if position in fused:
+                continue  # runs as its convolution's epilogue
             if kind == "native":
                 refs = [self._ref(s) for s in step.inputs]
                 refs += [self._ref(o.slot) for o in step.outputs]
-                calls.append(KernelCall(step.spec, step.parallel, tuple(refs)))
+                made = [KernelCall(step.spec, step.parallel, tuple(refs))]
             elif node.op in VIEWS:
                 out = step.outs[0].slot
-                if out in self.copies:
-                    calls.append(self._copy(self.copies[out], self.where[out]))
+                made = [self._copy(self.copies[out], self.where[out])] \
+                    if out in self.copies else []
             else:
-                calls += EXTERN[node.op](self, position, step, node)
+                made = EXTERN[node.op](self, position, step, node)
+            placed += [(position, call) for call in made]
+        calls = self._chain_calls(placed)
         n_args = self.arena_arg + 1
         gemm = getattr(self, "gemm", None)
         self.plan = EntryPlan(
@@ -377,19 +415,142 @@ class NativeGraph(CompiledProgram):
             sgemm_arg=n_args, dgemm_arg=n_args + 1,
             blas_int_bits=gemm.int_bits if gemm is not None else 64,
             errors=tuple(self.errors), error_word=self.error_word)
-        self.uses_blas = any(isinstance(c, (GemmCall, ConvCall, AttentionCall))
+        # convolutions in register tiles (tiles.py) call no BLAS
+        self.uses_blas = any(isinstance(c, (GemmCall, AttentionCall))
+                             or (isinstance(c, ConvCall) and not tiles_conv(c))
                              or (isinstance(c, StridedConvCall) and not c.depthwise)
                              for c in calls)
         # convolutions (attentions) whose images (heads) the pool shares run one small GEMM
         # per image on each thread: OpenBLAS itself then stays on one thread
-        self.shared_convs = any((isinstance(c, ConvCall) and shares_images(c))
+        self.shared_convs = any((isinstance(c, ConvCall) and shares_images(c)
+                                 and not tiles_conv(c))
                                 or (isinstance(c, AttentionCall) and c.scratch is None)
                                 for c in calls)
-        self.parallel = self.shared_convs or any(
-            (isinstance(c, KernelCall) and c.parallel)
-            or (isinstance(c, StridedConvCall) and c.depthwise and depthwise_shared(c))
-            for c in calls)
+        self.parallel = any(isinstance(c, ImageChain)
+                            or (isinstance(c, ConvCall) and (shares_images(c) or shares_rows(c)))
+                            or (isinstance(c, AttentionCall) and c.scratch is None)
+                            or (isinstance(c, KernelCall) and c.parallel)
+                            or (isinstance(c, StridedConvCall) and c.depthwise
+                                and depthwise_shared(c))
+                            for c in calls)
         self.llvm_ir = emit_entry_module(self.plan)
+
+    def _plan_epilogues(self) -> dict[int, tuple]:
+        """{position of a convolution: (position of the fused kernel that finishes its product
+        in registers, the kernel's channel dim)}: the kernel comes right after it, is the only
+        reader of its output, and is elementwise over it with per-channel operands
+        (tiles.epilogue_channel); the convolution multiplies in tiles (tiled_weight)."""
+        readers: dict[int, list] = {}
+        for position, (kind, step, node) in enumerate(self.steps):
+            reads = (step.inputs if kind == "native"
+                     else [a.slot for a in step.args if a.slot is not None])
+            for slot in reads:
+                readers.setdefault(slot, []).append(position)
+        found = {}
+        for position, (kind, step, node) in enumerate(self.steps[:-1]):
+            if (kind != "eager" or node.op != "conv2d" or _pointwise_conv(node)
+                    or _strided_conv(self, step, node)):  # (a StridedConvCall: no epilogue)
+                continue
+            out = step.outs[0].slot
+            after_kind, after, _ = self.steps[position + 1]
+            if (after_kind != "native" or readers.get(out) != [position + 1]
+                    or out in self.outputs or out in self.views or out in self.copies
+                    or list(after.inputs).count(out) != 1 or len(after.outputs) != 1):
+                continue
+            if after.outputs[0].slot in self.views:
+                continue
+            n, o, *hw = node.outputs[0].type.shape
+            w = node.inputs[1].type
+            if not tiled_weight(o, math.prod(w.shape[1:]), w.dtype.name):
+                continue  # BLAS writes the product to memory: the kernel runs after it
+            channel = epilogue_channel(after.spec, list(after.inputs).index(out), n, o,
+                                       math.prod(hw))
+            if channel is not None:
+                found[position] = (position + 1, channel)
+        return found
+
+    def _chain_calls(self, placed: list) -> list:
+        """The calls, each chain's made one ImageChain; `placed`: (step position, call)."""
+        calls, chains = [], list(self.chains)
+        for position, call in placed:
+            if chains and position > chains[0][1]:
+                chains.pop(0)
+            if chains and chains[0][0] <= position:
+                if not isinstance(call, (ConvCall, PoolCall)):
+                    raise AssertionError(f"{type(call).__name__} in an image chain")
+                if calls and isinstance(calls[-1], ImageChain) and \
+                        calls[-1].first == chains[0][0]:
+                    calls[-1] = dataclasses.replace(calls[-1], calls=(*calls[-1].calls, call))
+                else:
+                    calls.append(ImageChain(chains[0][2], (call,), chains[0][0]))
+            else:
+                calls.append(call)
+        return calls
+
+    def _plan_chains(self) -> list[tuple[int, int, int]]:
+        """[(first position, last position, images)]: runs of steps that work image by image
+        (ImageChain): convolutions in register tiles whose columns fit a thread's stack,
+        their epilogues, max and average poolings of 4-d values; the same number of images,
+        at least two such steps, each reading what another wrote only as it was written
+        (no view between them)."""
+        if not IMAGE_CHAINS:
+            return []
+        epilogue_of = {after: conv for conv, (after, _) in self.epilogues.items()}
+        chains, current = [], None
+
+        def close():
+            if current is not None and current["work"] >= 2:
+                chains.append((current["first"], current["last"], current["n"]))
+
+        for position, (kind, step, node) in enumerate(self.steps):
+            images, reads, writes = self._chain_step(position, kind, step, node, epilogue_of)
+            joins = (images is not None and current is not None
+                     and current["last"] == position - 1 and images in (0, current["n"])
+                     and not any(self.root(s) in current["written"] and s in self.views
+                                 for s in reads))
+            if position in epilogue_of and joins:
+                current["written"] |= {self.root(s) for s in writes}
+                current["last"] = position
+                continue
+            if not joins:
+                close()
+                current = None
+                if not images:
+                    continue
+                current = {"first": position, "n": images, "work": 0, "written": set()}
+            if any(self.root(s) in current["written"] for s in reads[1:]):
+                close()  # a weight or an operand written by the chain: start again here
+                current = {"first": position, "n": images, "work": 0, "written": set()}
+            current["written"] |= {self.root(s) for s in writes}
+            current["last"] = position
+            current["work"] += 1
+        close()
+        return chains
+
+    def _chain_step(self, position, kind, step, node, epilogue_of):
+        """(images or None, slots read (the image operand first), slots written) of a step
+        an ImageChain can take: 0 images for an epilogue (it takes its convolution's)."""
+        if position in epilogue_of:
+            return 0, list(step.inputs), [o.slot for o in step.outputs]
+        if kind != "eager" or node.op not in ("conv2d", "max_pool2d", "avg_pool2d"):
+            return None, [], []
+        x = node.inputs[0].type
+        if x.ndim != 4 or x.shape[0] < 2:
+            return None, [], []
+        reads = [a.slot for a in step.args if a.slot is not None]
+        writes = [step.outs[0].slot]
+        if node.op == "conv2d":
+            w = node.inputs[1].type
+            if _pointwise_conv(node) or _strided_conv(self, step, node):
+                return None, [], []
+            if not tiled_weight(w.shape[0], math.prod(w.shape[1:]), w.dtype.name):
+                return None, [], []
+            if self._scratch_bytes(kind, step, node) > STACK_COLUMNS_MAX:
+                return None, [], []
+            if position in self.epilogues:
+                after = self.epilogues[position][0]
+                writes = [o.slot for o in self.steps[after][1].outputs]
+        return x.shape[0], reads, writes
 
     def _ref(self, slot: int) -> Ref:
         """Where a contiguous value starts."""
@@ -432,8 +593,11 @@ class NativeGraph(CompiledProgram):
                                                         ctypes.c_int64))
         self.schedule = []
         graph = self.graph
-        self.input_specs = [(tuple(v.type.shape), v.type.dtype.np) for v in graph.inputs]
-        self.output_specs = [(tuple(v.type.shape), v.type.dtype.np) for v in graph.outputs]
+        # dtype objects: a call compares them with its arrays' (a numpy type converts each time)
+        self.input_specs = [(tuple(v.type.shape), np.dtype(v.type.dtype.np))
+                            for v in graph.inputs]
+        self.output_specs = [(tuple(v.type.shape), np.dtype(v.type.dtype.np))
+                             for v in graph.outputs]
         self.constants = [np.ascontiguousarray(c) for c in self.constants]
         self.argv_type = ctypes.c_void_p * (self.plan.n_args + 2)
         log("kernels", f"{self.name}: one native entry ({len(self.plan.calls)} calls, "
@@ -548,6 +712,9 @@ class NativeGraph(CompiledProgram):
 
 
 def _brief(call) -> str:
+    if isinstance(call, ImageChain):
+        return f"{call.n} images, each through: " + "; ".join(
+            f"{type(c).__name__} {_brief(c)}" for c in call.calls)
     if isinstance(call, AttentionCall):
         return (f"{call.dtype} {list(call.batch)} x ({call.l}x{call.e} @ {call.e}x{call.s}) "
                 f"{'causal ' if call.causal else ''}@ {call.s}x{call.ev}")
@@ -558,8 +725,9 @@ def _brief(call) -> str:
     if isinstance(call, GemmCall):
         return f"{call.dtype} {call.batch}x({call.m}x{call.k} @ {call.k}x{call.n})"
     if isinstance(call, ConvCall):
+        finish = f" then {call.epilogue.spec.name} in registers" if call.epilogue else ""
         return (f"{call.dtype} n{call.n} {call.c}->{call.o} {call.h}x{call.w} "
-                f"k{call.kernel} s{call.stride} p{call.padding}")
+                f"k{call.kernel} s{call.stride} p{call.padding}{finish}")
     if isinstance(call, StridedConvCall):
         return (f"{call.dtype} n{call.n} {call.c}->{call.o} groups {call.groups} "
                 f"{call.h}x{call.w} strides {list(call.x_strides)} k{call.kernel} "
@@ -735,12 +903,21 @@ def _conv2d(program: NativeGraph, position, step, node):
         raise Unsupported(f"conv2d of {x} with {w}, groups {attrs['groups']}")
     out = node.outputs[0].type
     x_ref, w_ref = (program._ref(a.slot) for a in step.args[:2])
-    return [ConvCall(
+    call = ConvCall(
         x.dtype.name, x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0],
         tuple(w.shape[2:]), tuple(attrs["stride"]), tuple(attrs["padding"]),
         tuple(attrs["dilation"]), tuple(out.shape[2:]), x_ref, w_ref,
         program._ref(step.outs[0].slot),
-        None if _pointwise_conv(node) else program.scratch[position])]
+        None if _pointwise_conv(node) else program.scratch[position])
+    if position in program.epilogues:
+        after, channel = program.epilogues[position]
+        _, kernel, _ = program.steps[after]
+        refs = tuple(program._ref(s) for s in kernel.inputs)
+        target = program._ref(kernel.outputs[0].slot)
+        epilogue = Epilogue(kernel.spec, (*refs, target),
+                            list(kernel.inputs).index(step.outs[0].slot), channel)
+        call = dataclasses.replace(call, out=target, epilogue=epilogue)
+    return [call]
 
 
 def _pool(kind):

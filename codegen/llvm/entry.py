@@ -4,9 +4,11 @@
 error number of the call that stopped it (an index out of range: EntryPlan.errors). Kernels are
 called directly, or through the native pool (ember_parallel_for, resolved when the object code
 loads) when they are parallel and `threads` > 1. GEMMs call the cblas sgemm/dgemm whose
-addresses argv holds (runtime/blas.py found them and checked their ABI). im2col and pooling are
-plain loops with every size a constant: a tap's valid output range is computed here, so the
-copy loops have no bounds checks and vectorize. Attention is, per (batch, head), a GEMM of
+addresses argv holds (runtime/blas.py found them and checked their ABI); a convolution with a
+small weight multiplies in register tiles instead (tiles.py), its epilogue on the tiles. im2col
+and pooling are plain loops with every size a constant: a tap's valid output range is computed
+here, so the copies have no bounds checks (a stride-1 row is a memcpy); max pooling whose
+windows tile the plane works on whole rows as vectors. Attention is, per (batch, head), a GEMM of
 scores, a softmax per row (the inline exp of mathlib.py) and a GEMM into the output; views read
 in place where a call takes strides, copied where it needs contiguous values (CopyCall).
 """
@@ -27,6 +29,7 @@ from ..entry import (
     EntryPlan,
     GatherCall,
     GemmCall,
+    ImageChain,
     KernelCall,
     PoolCall,
     Ref,
@@ -46,12 +49,19 @@ from .emit import (
     symbol,
     task_symbol,
 )
+from .tiles import columns_ld, emit_tiled_gemm, row_blocks
 
 I8 = ir.IntType(8)
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 # a convolution whose columns of one image take at most this many bytes shares its images
 # with the pool, each chunk's columns on its thread's stack (threads have 8 MiB stacks)
 STACK_COLUMNS_MAX = 1 << 19
+# a convolution whose weight takes at most this many bytes multiplies it by its columns in
+# register tiles (tiles.py) rather than through BLAS; larger ones are BLAS's strength
+TILED_WEIGHT_MAX = 1 << 20
+# a convolution of one image with at least this many multiply-adds shares its weight rows
+# with the pool (the digits CNN's second: 64 x 288 x 64)
+SHARED_ROWS_MIN = 1 << 19
 # an attention with fewer (batch, head) items runs them on the calling thread, its GEMMs free
 # to use OpenBLAS's threads (a GPT at batch 1 has 4 heads of 64 x 64 scores)
 SHARED_ITEMS_MIN = 16
@@ -394,6 +404,11 @@ class _EntryEmitter:
             with otherwise:
                 b.call(kernel, [*pointers, _const(0), rows])
 
+    def _ImageChain(self, call: ImageChain) -> None:
+        refs = chain_refs(call)
+        task = _ChainTask(self, call, refs).fn
+        self.parallel_for(task, [self.ref(r) for r in refs], call.n)
+
     def _gemm(self, dtype: str, m, n, k, a, lda, b_ptr, ldb, trans_b: bool, c, ldc,
               alpha: float = 1.0) -> None:
         real = STORAGE[dtype]
@@ -453,8 +468,21 @@ class _EntryEmitter:
             # images shared with the pool, each chunk's columns on its own stack
             task = _ConvTask(self, call).fn
             arg = self.gemm_arg(call.dtype)
+            extra = [self.ref(r) for r in call.epilogue.refs] if call.epilogue else []
             self.parallel_for(task, [self.ref(call.x), self.ref(call.weight),
-                                     self.ref(call.out), self._base(arg)], call.n)
+                                     self.ref(call.out), self._base(arg), *extra], call.n)
+            return
+        if shares_rows(call):
+            # one image: its columns here, then its blocks of weight rows shared with the pool
+            x = self.ref(call.x)
+            columns = x
+            if call.cols is not None:
+                columns = self.ref(call.cols)
+                self._im2col(call, x, columns, columns_ld(plane_of(call), call.dtype))
+            extra = [self.ref(r) for r in call.epilogue.refs] if call.epilogue else []
+            task = _ConvRowsTask(self, call).fn
+            self.parallel_for(task, [columns, self.ref(call.weight), self.ref(call.out),
+                                     *extra], row_blocks(call.o, plane_of(call), call.dtype))
             return
         self._conv_images(call, _const(0), _const(call.n))
 
@@ -465,91 +493,145 @@ class _EntryEmitter:
         plane = oh * ow
         x, weight, out = self.ref(call.x), self.ref(call.weight), self.ref(call.out)
         cols = self.columns(call)
+        ld = plane if cols is None else columns_ld(plane, call.dtype)
+        tiled = tiles_conv(call)
+        epilogue = None
+        if call.epilogue is not None:
+            assert tiled, "an epilogue needs the register tiles"
+            epilogue = (call.epilogue.spec, [self.ref(r) for r in call.epilogue.refs],
+                        call.epilogue.source, call.epilogue.channel)
 
         def image(n):
             source = self.element(x, b.mul(n, _const(call.c * call.h * call.w)), call.dtype)
             if cols is None:
                 columns = source
             else:
-                self._im2col(call, source, cols)
+                self._im2col(call, source, cols, ld)
                 columns = cols
             target = self.element(out, b.mul(n, _const(call.o * plane)), call.dtype)
-            self._gemm(call.dtype, call.o, plane, depth, weight, depth, columns, plane, False,
-                       target, plane)
+            if tiled:
+                emit_tiled_gemm(self, call.dtype, call.o, plane, depth, weight, columns, ld,
+                                target, epilogue)
+            else:
+                self._gemm(call.dtype, call.o, plane, depth, weight, depth, columns, ld, False,
+                           target, plane)
 
         self.loop(first, last, image)
 
     def columns(self, call: ConvCall):
         return self.ref(call.cols) if call.cols is not None else None
 
-    def _im2col(self, call: ConvCall, x, cols) -> None:
+    def _im2col(self, call: ConvCall, x, cols, ld: int) -> None:
         """cols[(ci*kh + i)*kw + j, oy*ow + ox] = x[ci, oy*sh - ph + i*dh, ox*sw - pw + j*dw],
-        0 outside x. Each tap's range of output rows and columns inside x is computed here
-        into a constant table, so the copy loop of a row has no bounds checks."""
+        0 outside x, the rows of cols `ld` elements apart. Each tap's ranges of output rows
+        and columns inside x are computed here, so per channel and tap the rows of zeros and
+        the copies have constant lengths (a stride-1 copy is a memcpy LLVM expands inline)
+        and no bounds checks."""
         b = self.b
         (kh, kw), (oh, ow) = call.kernel, call.out_hw
         (sh, sw), (ph, pw), (dh, dw) = call.stride, call.padding, call.dilation
         t = STORAGE[call.dtype]
-        zero = ir.Constant(t, 0.0)
+        size = np.dtype(call.dtype).itemsize
 
-        def valid(size, out_size, stride, pad, offset):
-            # the outputs o with 0 <= o*stride - pad + offset < size: [lo, hi)
+        def valid(extent, out_size, stride, pad, offset):
+            # the outputs o with 0 <= o*stride - pad + offset < extent: [lo, hi)
             lo = max(0, -(-(pad - offset) // stride))
-            last = size - 1 + pad - offset
+            last = extent - 1 + pad - offset
             hi = min(out_size, last // stride + 1) if last >= 0 else 0
-            return lo, max(lo, hi)
+            return min(lo, out_size), max(min(lo, out_size), hi)
 
-        # per tap: y_lo, y_hi, x_lo, x_hi, and the tap's input offset i*dh - ph, j*dw - pw
-        rows = []
-        for i in range(kh):
-            for j in range(kw):
-                rows.append([*valid(call.h, oh, sh, ph, i * dh), *valid(call.w, ow, sw, pw, j * dw),
-                             i * dh - ph, j * dw - pw])
-        table_type = ir.ArrayType(ir.ArrayType(I64, 6), len(rows))
-        table = ir.GlobalVariable(self.module, table_type,
-                                  name=f"{symbol(self.plan.name)}_taps{len(self.module.globals)}")
-        table.global_constant = True
-        table.linkage = "internal"
-        table.initializer = ir.Constant(table_type, [ir.Constant(ir.ArrayType(I64, 6),
-                                                                 [_const(v) for v in r])
-                                                     for r in rows])
-        taps = kh * kw
+        def zeros(at, count):
+            if count:
+                self.memset(self.element(cols, at, call.dtype), count * size)
 
-        def column_row(r):
-            ci = b.udiv(r, _const(taps))
-            tap = b.urem(r, _const(taps))
-            field = [b.load(b.gep(table, [_const(0), tap, _const(f)], inbounds=True), typ=I64)
-                     for f in range(6)]
-            y_lo, y_hi, x_lo, x_hi, y_off, x_off = field
+        def channel(ci):
             plane_in = b.mul(ci, _const(call.h * call.w))
-            row = b.mul(r, _const(oh * ow))
+            for i in range(kh):
+                y_lo, y_hi = valid(call.h, oh, sh, ph, i * dh)
+                for j in range(kw):
+                    x_lo, x_hi = valid(call.w, ow, sw, pw, j * dw)
+                    row = b.mul(b.add(b.mul(ci, _const(kh * kw)), _const(i * kw + j)),
+                                _const(ld))
+                    zeros(row, y_lo * ow)
+                    zeros(b.add(row, _const(y_hi * ow)), (oh - y_hi) * ow)
+                    if y_lo == y_hi:
+                        continue
 
-            def out_row(oy):
-                start = b.add(row, b.mul(oy, _const(ow)))
-                inside = b.and_(b.icmp_signed(">=", oy, y_lo), b.icmp_signed("<", oy, y_hi))
+                    def out_row(oy, row=row, i=i, j=j, x_lo=x_lo, x_hi=x_hi):
+                        start = b.add(row, b.mul(oy, _const(ow)))
+                        zeros(start, x_lo)
+                        zeros(b.add(start, _const(x_hi)), ow - x_hi)
+                        if x_lo == x_hi:
+                            return
+                        iy = b.add(b.mul(oy, _const(sh)), _const(i * dh - ph))
+                        src = b.add(b.add(plane_in, b.mul(iy, _const(call.w))),
+                                    _const(x_lo * sw + j * dw - pw))
+                        dst = b.add(start, _const(x_lo))
+                        if sw == 1:
+                            self.memcpy(self.element(cols, dst, call.dtype),
+                                        self.element(x, src, call.dtype),
+                                        _const((x_hi - x_lo) * size))
+                            return
 
-                def zero_at(ox):
-                    b.store(zero, self.element(cols, b.add(start, ox), call.dtype))
+                        def copy(k):
+                            v = b.load(self.element(x, b.add(src, b.mul(k, _const(sw))),
+                                                    call.dtype), typ=t)
+                            b.store(v, self.element(cols, b.add(dst, k), call.dtype))
 
-                with b.if_else(inside) as (then, otherwise):
-                    with then:
-                        iy = b.add(b.mul(oy, _const(sh)), y_off)
-                        src = b.add(b.add(plane_in, b.mul(iy, _const(call.w))), x_off)
+                        self.loop(0, x_hi - x_lo, copy)
 
-                        def copy(ox):
-                            at = b.add(src, b.mul(ox, _const(sw)) if sw != 1 else ox)
-                            v = b.load(self.element(x, at, call.dtype), typ=t)
-                            b.store(v, self.element(cols, b.add(start, ox), call.dtype))
+                    self.loop(y_lo, y_hi, out_row)
 
-                        self.loop(_const(0), x_lo, zero_at)
-                        self.loop(x_lo, x_hi, copy)
-                        self.loop(x_hi, _const(ow), zero_at)
-                    with otherwise:
-                        self.loop(0, ow, zero_at)
+        self.loop(0, call.c, channel)
 
-            self.loop(0, oh, out_row)
+    def memset(self, dst, nbytes: int) -> None:
+        fn = self.module.globals.get("llvm.memset.p0.i64") or ir.Function(
+            self.module, ir.FunctionType(ir.VoidType(), [POINTER, I8, I64, ir.IntType(1)]),
+            name="llvm.memset.p0.i64")
+        self.b.call(fn, [dst, ir.Constant(I8, 0), _const(nbytes), ir.Constant(ir.IntType(1), 0)])
 
-        self.loop(0, call.c * taps, column_row)
+    def _pool_rows(self, call: PoolCall, first, last) -> None:
+        """whole_row_pool: per output row, its kh input rows loaded as vectors of w, and per
+        tap (i, j) the lanes j, j + kw, ... of row i picked by a shuffle; the taps combined in
+        the scalar loop's order with numpy's maximum (NaN wins, the later one on a tie)."""
+        b = self.b
+        (kh, kw), (oh, ow) = call.kernel, call.out_hw
+        t = STORAGE[call.dtype]
+        row = ir.VectorType(t, call.w)
+        x, out = self.ref(call.x), self.ref(call.out)
+        align = np.dtype(call.dtype).itemsize
+        undefined = ir.Constant(row, ir.Undefined)
+
+        def output_row(first_in, at_out):
+            """Output row at element at_out from the kh input rows from row first_in."""
+            src = b.mul(first_in, _const(call.w))
+            loaded = [b.load(self.element(x, b.add(src, _const(i * call.w)), call.dtype),
+                             typ=row, align=align) for i in range(kh)]
+            acc = None
+            for i in range(kh):
+                for j in range(kw):
+                    mask = ir.Constant(ir.VectorType(I32, ow),
+                                       [ir.Constant(I32, j + kw * k) for k in range(ow)])
+                    v = b.shuffle_vector(loaded[i], undefined, mask)
+                    if acc is None:
+                        acc = v
+                    else:
+                        keep = b.or_(b.fcmp_ordered(">=", acc, v),
+                                     b.fcmp_unordered("uno", acc, acc))
+                        acc = b.select(keep, acc, v)
+            b.store(acc, self.element(out, at_out, call.dtype), align=align)
+
+        if call.h == oh * kh:  # the planes' rows in one loop: output row r reads from r*kh
+            self.loop(b.mul(first, _const(oh)), b.mul(last, _const(oh)),
+                      lambda r: output_row(b.mul(r, _const(kh)), b.mul(r, _const(ow))))
+            return
+
+        def plane(p):
+            self.loop(0, oh, lambda y: output_row(
+                b.add(b.mul(p, _const(call.h)), b.mul(y, _const(kh))),
+                b.mul(b.add(b.mul(p, _const(oh)), y), _const(ow))))
+
+        self.loop(first, last, plane)
 
     def _StridedConvCall(self, call: StridedConvCall) -> None:
         if call.depthwise:
@@ -717,6 +799,13 @@ class _EntryEmitter:
         self.loop(first, last, plane)
 
     def _PoolCall(self, call: PoolCall) -> None:
+        self._pool_planes(call, _const(0), _const(call.rows))
+
+    def _pool_planes(self, call: PoolCall, first, last) -> None:
+        """Planes [first, last) of a pooling."""
+        if whole_row_pool(call):
+            self._pool_rows(call, first, last)
+            return
         b = self.b
         (kh, kw), (oh, ow) = call.kernel, call.out_hw
         (sh, sw), (ph, pw), (dh, dw) = call.stride, call.padding, call.dilation
@@ -775,7 +864,16 @@ class _EntryEmitter:
 
             self.loop(0, oh, out_row)
 
-        self.loop(0, call.rows, plane)
+        self.loop(first, last, plane)
+
+
+def whole_row_pool(call: PoolCall) -> bool:
+    """Max pooling whose windows tile the plane without padding, dilation or overlap, rows
+    of at most 64 elements: each output row is computed from its input rows as vectors."""
+    return (call.kind == "max" and call.stride == call.kernel and call.dilation == (1, 1)
+            and call.padding == (0, 0) and call.w <= 64
+            and call.out_hw[1] * call.kernel[1] <= call.w
+            and call.out_hw[0] * call.kernel[0] <= call.h)
 
 
 def shares_items(call: AttentionCall) -> bool:
@@ -791,11 +889,43 @@ def depthwise_shared(call: StridedConvCall) -> bool:
     return call.n * call.o >= 2 and work >= DEPTHWISE_SHARED_MIN
 
 
+def tiles_conv(call: ConvCall) -> bool:
+    """Whether a convolution multiplies in register tiles (tiles.py) rather than by BLAS:
+    float weights of at most TILED_WEIGHT_MAX bytes, and columns the tiles may read whole
+    vectors of (a pointwise convolution reads its image, unpadded, as its columns)."""
+    plane = call.out_hw[0] * call.out_hw[1]
+    return (tiled_weight(call.o, call.c * call.kernel[0] * call.kernel[1], call.dtype)
+            and (call.cols is not None or columns_ld(plane, call.dtype) == plane))
+
+
+def tiled_weight(o: int, depth: int, dtype: str) -> bool:
+    """Whether an (o, depth) weight is small enough for the register tiles."""
+    return o * depth * np.dtype(dtype).itemsize <= TILED_WEIGHT_MAX
+
+
+def column_bytes(call: ConvCall) -> int:
+    """The bytes of one image's columns (their rows columns_ld apart)."""
+    depth = call.c * call.kernel[0] * call.kernel[1]
+    plane = call.out_hw[0] * call.out_hw[1]
+    return depth * columns_ld(plane, call.dtype) * np.dtype(call.dtype).itemsize
+
+
+def plane_of(call: ConvCall) -> int:
+    return call.out_hw[0] * call.out_hw[1]
+
+
+def shares_rows(call: ConvCall) -> bool:
+    """Whether a convolution of one image shares its blocks of weight rows with the pool:
+    in register tiles, and at least SHARED_ROWS_MIN multiply-adds (a smaller one ends before
+    the workers would start)."""
+    depth = call.c * call.kernel[0] * call.kernel[1]
+    return (call.n == 1 and tiles_conv(call) and call.o * depth * plane_of(call) >= SHARED_ROWS_MIN
+            and row_blocks(call.o, plane_of(call), call.dtype) > 1)
+
+
 def shares_images(call: ConvCall) -> bool:
     """Whether a convolution's images are shared with the pool (see STACK_COLUMNS_MAX)."""
-    depth = call.c * call.kernel[0] * call.kernel[1]
-    size = 4 if call.dtype == "float32" else 8
-    return call.n > 1 and depth * call.out_hw[0] * call.out_hw[1] * size <= STACK_COLUMNS_MAX
+    return call.n > 1 and column_bytes(call) <= STACK_COLUMNS_MAX
 
 
 class _Task(_EntryEmitter):
@@ -825,17 +955,23 @@ class _Task(_EntryEmitter):
 
 class _ConvTask(_Task):
     """`task(argv, start, end)`: a convolution's images [start, end), argv = x, weight, out,
-    the GEMM; its columns on the stack of the thread that runs the chunk."""
+    the GEMM, the epilogue's pointers; its columns on the stack of the thread that runs the
+    chunk."""
 
     def __init__(self, parent: _EntryEmitter, call: ConvCall):
         start, end = self._task(parent, "conv")
-        depth = call.c * call.kernel[0] * call.kernel[1]
         self.stack = None
         if call.cols is not None:
-            stack = self.b.alloca(ir.ArrayType(STORAGE[call.dtype],
-                                               depth * call.out_hw[0] * call.out_hw[1]))
+            count = column_bytes(call) // np.dtype(call.dtype).itemsize
+            stack = self.b.alloca(ir.ArrayType(STORAGE[call.dtype], count))
+            stack.align = 64
             self.stack = self.b.gep(stack, [_const(0), _const(0)], inbounds=True)
-        local = dataclasses.replace(call, x=Ref(0), weight=Ref(1), out=Ref(2))
+        epilogue = call.epilogue
+        if epilogue is not None:  # its pointers follow the GEMM's in argv
+            epilogue = dataclasses.replace(
+                epilogue, refs=tuple(Ref(4 + i) for i in range(len(epilogue.refs))))
+        local = dataclasses.replace(call, x=Ref(0), weight=Ref(1), out=Ref(2),
+                                    epilogue=epilogue)
         self._conv_images(local, start, end)
         self.b.ret_void()
 
@@ -853,6 +989,83 @@ class _DepthwiseTask(_Task):
     def __init__(self, parent: _EntryEmitter, call: StridedConvCall):
         start, end = self._task(parent, "depthwise")
         self._depthwise_planes(call, *(self._base(i) for i in range(3)), start, end)
+        self.b.ret_void()
+
+
+def chain_refs(call: ImageChain) -> list:
+    """The distinct pointers an image chain's calls use, in order (its task's argv)."""
+    refs = []
+    for c in call.calls:
+        found = [c.x, c.out]
+        if isinstance(c, ConvCall):
+            found.append(c.weight)
+            if c.epilogue is not None:
+                found += list(c.epilogue.refs)
+        for r in found:
+            if r not in refs:
+                refs.append(r)
+    return refs
+
+
+class _ChainTask(_Task):
+    """`task(argv, start, end)`: images [start, end) of an ImageChain, each through all its
+    calls in turn; argv = chain_refs; the convolutions' columns on the stack of the thread
+    that runs the chunk (one buffer, the largest they need)."""
+
+    def __init__(self, parent: _EntryEmitter, call: ImageChain, refs: list):
+        start, end = self._task(parent, "chain")
+        local = {r: Ref(i) for i, r in enumerate(refs)}
+        convs = [c for c in call.calls if isinstance(c, ConvCall) and c.cols is not None]
+        self.stack = None
+        if convs:
+            count = max(column_bytes(c) // np.dtype(c.dtype).itemsize for c in convs)
+            stack = self.b.alloca(ir.ArrayType(STORAGE[convs[0].dtype], count))
+            stack.align = 64
+            self.stack = self.b.gep(stack, [_const(0), _const(0)], inbounds=True)
+        calls = []
+        for c in call.calls:
+            moved = dict(x=local[c.x], out=local[c.out])
+            if isinstance(c, ConvCall):
+                moved["weight"] = local[c.weight]
+                if c.epilogue is not None:
+                    moved["epilogue"] = dataclasses.replace(
+                        c.epilogue, refs=tuple(local[r] for r in c.epilogue.refs))
+            calls.append(dataclasses.replace(c, **moved))
+        b = self.b
+
+        def image(n):
+            for c in calls:
+                if isinstance(c, ConvCall):
+                    self._conv_images(c, n, b.add(n, _const(1)))
+                else:
+                    planes = c.rows // call.n
+                    first = b.mul(n, _const(planes))
+                    self._pool_planes(c, first, b.add(first, _const(planes)))
+
+        self.loop(start, end, image)
+        self.b.ret_void()
+
+    def columns(self, call: ConvCall):
+        return self.stack if call.cols is not None else None
+
+
+class _ConvRowsTask(_Task):
+    """`task(argv, start, end)`: blocks [start, end) of weight rows (tiles.row_blocks) of a
+    one-image convolution whose columns are made; argv = columns, weight, out, the
+    epilogue's pointers."""
+
+    def __init__(self, parent: _EntryEmitter, call: ConvCall):
+        start, end = self._task(parent, "conv_rows")
+        plane = plane_of(call)
+        ld = plane if call.cols is None else columns_ld(plane, call.dtype)
+        epilogue = None
+        if call.epilogue is not None:
+            epilogue = (call.epilogue.spec,
+                        [self._base(3 + i) for i in range(len(call.epilogue.refs))],
+                        call.epilogue.source, call.epilogue.channel)
+        emit_tiled_gemm(self, call.dtype, call.o, plane,
+                        call.c * call.kernel[0] * call.kernel[1], self._base(1), self._base(0),
+                        ld, self._base(2), epilogue, blocks=(start, end))
         self.b.ret_void()
 
 

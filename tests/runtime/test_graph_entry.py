@@ -161,6 +161,45 @@ def test_wrong_inputs_are_refused_with_their_shapes(tmp_path):
                                native(np, [np.ascontiguousarray(wide[:, ::2])])[0])
 
 
+def test_a_call_like_the_last_skips_the_signature_checks_and_others_still_get_them(
+        tmp_path, monkeypatch):
+    ember.manual_seed(7)
+    x = np.random.default_rng(7).standard_normal((2, 784)).astype(np.float32)
+    loaded = _export(mlp(ember), x, tmp_path / "m.ember")
+    checks = []
+    check_inputs = loaded.signature.check_inputs
+    monkeypatch.setattr(loaded.signature, "check_inputs",
+                        lambda leaves: checks.append(1) or check_inputs(leaves))
+    eager = {b: Program(specialize(loaded.graph, {"batch": b})) for b in (2, 3)}
+    rng = np.random.default_rng(8)
+    for b in (2, 2, 2, 3, 3, 2):
+        x = rng.standard_normal((b, 784)).astype(np.float32)
+        np.testing.assert_allclose(loaded(x), eager[b](np, [x])[0], rtol=1e-5, atol=1e-5)
+    assert len(checks) == 3  # the first call at each new size, and the return to 2
+    # arguments unlike the last call's take the checked path and its errors
+    with pytest.raises(ember.EmberError, match="expected dtype float32, got float64"):
+        loaded(x.astype(np.float64))
+    with pytest.raises(ember.EmberError, match="expected a tuple of 1 items, got 2 items"):
+        loaded(x, x)
+    strided = rng.standard_normal((2, 1568)).astype(np.float32)[:, ::2]
+    np.testing.assert_allclose(loaded(strided), eager[2](np, [np.ascontiguousarray(strided)])[0],
+                               rtol=1e-5, atol=1e-5)
+    tensor = ember.tensor(strided.copy())
+    np.testing.assert_allclose(loaded(tensor), loaded(strided), rtol=1e-6, atol=1e-6)
+
+
+def test_tiled_convolutions_leave_the_threads_of_openblas_to_the_linear_layers(tmp_path):
+    ember.manual_seed(6)
+    x = np.random.default_rng(6).standard_normal((4, 1, 8, 8)).astype(np.float32)
+    loaded = _export(digits_cnn(ember), x, tmp_path / "cnn.ember")
+    native, _ = _programs(loaded, 64)
+    # the pool shares the convolutions' images, and their tiles call no BLAS: OpenBLAS keeps
+    # the budget's threads for the linear layers' GEMMs
+    assert native.parallel and native.uses_blas and not native.shared_convs
+    one, _ = _programs(loaded, 1)
+    assert not one.uses_blas  # batch 1: tiles and kernels only
+
+
 def test_arena_values_alive_at_once_never_share_bytes():
     rng = np.random.default_rng(9)
     for _ in range(50):
@@ -381,8 +420,10 @@ def test_callers_inside_entries_at_once_split_the_threads(tmp_path, monkeypatch)
     from ember.runtime import threads
 
     ember.manual_seed(16)
-    x = np.random.default_rng(16).standard_normal((1, 1, 8, 8)).astype(np.float32)
-    native, eager = _programs(_export(digits_cnn(ember), x, tmp_path / "cnn.ember"), 1)
+    x = np.random.default_rng(16).standard_normal((8, 1, 8, 8)).astype(np.float32)
+    # batch 8: the linear layers are GEMMs (at batch 1 they are kernels, the convolutions
+    # register tiles: no BLAS)
+    native, eager = _programs(_export(digits_cnn(ember), x, tmp_path / "cnn.ember"), 8)
     assert native.uses_blas and not native.shared_convs
     if threads.blas_threads() is None:
         pytest.skip("no OpenBLAS thread control in this process")
