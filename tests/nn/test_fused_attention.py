@@ -134,6 +134,37 @@ def test_gradcheck_over_several_key_blocks(small_blocks, kind):
     assert gradcheck(fn, inputs)
 
 
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("shapes", [((2, 3, 6, 3), (2, 3, 6, 3), (2, 3, 6, 2)),
+                                    ((2, 7, 3), (2, 5, 3), (2, 5, 4)),
+                                    ((2, 2, 5, 3), (2, 1, 5, 3), (2, 1, 5, 2))])
+def test_keys_in_one_block_take_the_single_block_path_and_pass_gradcheck(
+        monkeypatch, causal, shapes):
+    calls = []
+    for name in ("_attention_one_block", "_attention_backward_one_block"):
+        original = getattr(attention_kernels, name)
+
+        def spy(*args, _original=original, _name=name):
+            calls.append(_name)
+            return _original(*args)
+
+        monkeypatch.setattr(attention_kernels, name, spy)
+    inputs = tuple(ember.tensor(a, requires_grad=True) for a in _inputs(shapes, "float64", 5))
+    attrs = {"scale": 0.7, "causal": causal, "mask": False, "dropout_p": 0.0}
+
+    def fn(q, k, v):
+        out, lse = dispatch("attention", (q, k, v), attrs)
+        return out, lse
+
+    assert gradcheck(fn, inputs)
+    assert {"_attention_one_block", "_attention_backward_one_block"} <= set(calls)
+    out = F.scaled_dot_product_attention(*inputs, is_causal=causal, scale=0.7)
+    t = [torch.tensor(a.detach().numpy(), requires_grad=True) for a in inputs]
+    want = torch.nn.functional.scaled_dot_product_attention(*t, is_causal=causal, scale=0.7)
+    np.testing.assert_allclose(out.detach().numpy(), want.detach().numpy(), rtol=1e-10,
+                               atol=1e-12)
+
+
 def test_dropout_draws_what_the_composite_draws_and_scripted_agrees():
     arrays = _inputs(((2, 2, 20, 8), (2, 2, 24, 8), (2, 2, 24, 8)), "float64")
 
