@@ -152,3 +152,18 @@ def test_the_scripted_step_updates_each_parameter_in_its_own_memory():
     np.testing.assert_array_equal(view.detach().numpy(), model[0].weight[0].detach().numpy())
     program = scripted.specializations[-1].program
     assert sum(1 for spec in program.specs if spec.aliased) >= 2, program.describe()
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+def test_a_scripted_adam_step_computes_its_bias_corrections_in_fused_kernels(name):
+    """The bias corrections 1 - beta**t of every parameter fuse with its update: no eager step
+    in the compiled optimizer part (a pow of a tensor exponent ran eagerly, two per
+    parameter)."""
+    model = _model(5)
+    opt = getattr(ember.optim, name)(model.parameters(), lr=0.01)
+    scripted = ember.script(_make_step(model, opt))
+    for call in range(3):
+        scripted(*_data(call))
+    program = scripted.specializations[-1].program
+    eager_ops = [node.op for kind, _, node in program.steps if kind == "eager"]
+    assert "pow" not in eager_ops, program.describe()
