@@ -13,9 +13,12 @@ are skipped, and only the block on the diagonal needs its triangle masked.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .. import threads
 from ..threads import before_blas
 from .registry import kernel
 
@@ -127,7 +130,8 @@ def _attention(xp, q, k, v, *rest, scale, causal, mask, dropout_p):
     q = xp.broadcast_to(q, batch + q.shape[-2:])
     blocks = _Blocks(xp, q, k, attn_mask, causal, scale, ct)
     if _one_block(blocks, attn_mask, keep):
-        out, lse = _attention_one_block(xp, blocks, v)
+        out, lse = _by_halves(xp, lambda qs, k, v: _attention_one_block(xp, blocks, qs, k, v),
+                              (blocks.qs, k, v), batch, blocks)
         return out.astype(dtype, copy=False), lse
     acc = xp.zeros(batch + (length, v.shape[-1]), dtype=ct)
     row_max = xp.full(batch + (length,), -np.inf, dtype=ct)
@@ -195,7 +199,9 @@ def _attention_backward(xp, q, k, v, out, lse, grad_out, grad_lse, *rest, scale,
     # off D (a dot product per row: einsum, ~4x numpy's sum over rows of 32 to 128)
     delta = xp.einsum("...i,...i->...", grad_out, out) - grad_lse.astype(ct, copy=False)
     if _one_block(blocks, attn_mask, keep):
-        grads = _attention_backward_one_block(xp, blocks, v, grad_out, lse, delta)
+        grads = _by_halves(
+            xp, lambda *arrays: _attention_backward_one_block(xp, blocks, *arrays),
+            (blocks.qs, k, v, grad_out, lse, delta), batch, blocks)
         return tuple(_sum_to(g, shape).astype(dtype, copy=False)
                      for g, shape, dtype in zip(grads, shapes, dtypes))
     # a row that attends no key (lse -inf) has P = exp(s - inf) = 0, never nan
@@ -228,6 +234,10 @@ def _attention_backward(xp, q, k, v, out, lse, grad_out, grad_lse, *rest, scale,
 
 # -- one block of keys: no running max, no rescaling, no accumulators --------------------------
 
+# scores per call from which the two halves of the batch run on two threads (numpy drops the
+# GIL in its products and ufuncs); below it the second thread's start costs more than it saves
+SPLIT_MIN_SCORES = 1 << 16
+
 
 def _one_block(blocks: _Blocks, attn_mask, keep) -> bool:
     """Whether the keys fit one block and nothing is masked beyond causality: then the scores
@@ -237,9 +247,17 @@ def _one_block(blocks: _Blocks, attn_mask, keep) -> bool:
             and blocks.length > 0)
 
 
-def _attention_one_block(xp, blocks: _Blocks, v):
+def _one_block_scores(xp, blocks: _Blocks, qs, k):
+    s = xp.matmul(qs, k.swapaxes(-1, -2))
+    if blocks.causal:
+        diagonal = min(blocks.source, blocks.length)
+        s[..., :diagonal, :] += blocks.triangle()[:diagonal, : blocks.source]
+    return s
+
+
+def _attention_one_block(xp, blocks: _Blocks, qs, k, v):
     """(softmax(scores) @ v, logsumexp of each row) of a single block of keys."""
-    s = blocks.scores(blocks.qs, 0, 0, blocks.source)
+    s = _one_block_scores(xp, blocks, qs, k)
     # every row attends key 0 (causal or not): its max is finite
     row_max = _row_max(xp, s)
     s -= row_max[..., None]
@@ -251,19 +269,46 @@ def _attention_one_block(xp, blocks: _Blocks, v):
     return out, row_max + xp.log(row_sum)
 
 
-def _attention_backward_one_block(xp, blocks: _Blocks, v, grad_out, lse, delta):
+def _attention_backward_one_block(xp, blocks: _Blocks, qs, k, v, grad_out, lse, delta):
     """(dq, dk, dv) of a single block of keys, over the broadcast batch (summed by the
     caller): P recomputed from the logsumexp, dS = P * (dP - D)."""
     ct = blocks.ct
-    qs = blocks.qs
-    s = blocks.scores(qs, 0, 0, blocks.source)
+    s = _one_block_scores(xp, blocks, qs, k)
     s -= lse.astype(ct, copy=False)[..., None]
     p = xp.exp(s, out=s)
     dv = xp.matmul(p.swapaxes(-1, -2), grad_out)
     dp = xp.matmul(grad_out, v.swapaxes(-1, -2))
     dp -= delta[..., None]
     ds = xp.multiply(p, dp, out=dp)
-    dq = xp.matmul(ds, blocks.k)
+    dq = xp.matmul(ds, k)
     dq *= ct(blocks.scale)
     dk = xp.matmul(ds.swapaxes(-1, -2), qs)
     return dq, dk, dv
+
+
+def _by_halves(xp, fn, arrays, batch: tuple, blocks: _Blocks):
+    """fn(*arrays), or, when two threads are free (runtime/threads.py) and the work is large
+    enough, fn over each half of the leading batch dim, one half on a pool thread: the
+    results joined. Every array must span the whole batch (no broadcast leading dim)."""
+    scores = math.prod(batch) * blocks.length * blocks.source
+    if (xp is not np or not batch or batch[0] < 2 or scores < SPLIT_MIN_SCORES
+            or any(a.shape[: len(batch)] != batch for a in arrays) or threads.threads() < 2):
+        return fn(*arrays)
+    half = batch[0] // 2
+    future = _helper().submit(fn, *(a[:half] for a in arrays))
+    try:
+        second = fn(*(a[half:] for a in arrays))
+    finally:
+        first = future.result()
+    return tuple(xp.concatenate([a, b]) for a, b in zip(first, second))
+
+
+_helpers: dict = {}  # pid -> the one helper thread (a forked child starts its own)
+
+
+def _helper() -> ThreadPoolExecutor:
+    pid = os.getpid()
+    executor = _helpers.get(pid)
+    if executor is None:
+        executor = _helpers[pid] = ThreadPoolExecutor(1, thread_name_prefix="ember-attention")
+    return executor

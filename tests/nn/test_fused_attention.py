@@ -165,6 +165,38 @@ def test_keys_in_one_block_take_the_single_block_path_and_pass_gradcheck(
                                atol=1e-12)
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_two_free_threads_split_the_batch_and_give_the_one_thread_values(monkeypatch, causal):
+    from ember.runtime import threads
+
+    arrays = _inputs(((6, 2, 64, 8), (6, 2, 64, 8), (6, 2, 64, 4)), "float32", 9)
+    attrs = {"scale": None, "causal": causal, "mask": False, "dropout_p": 0.0}
+    rng = np.random.default_rng(4)
+
+    def run():
+        out, lse = KERNELS["attention"](np, *arrays, **attrs)
+        grad_out = rng.standard_normal(out.shape).astype(np.float32)
+        grad_lse = rng.standard_normal(lse.shape).astype(np.float32)
+        grads = KERNELS["attention_backward"](np, *arrays, out, lse, grad_out, grad_lse,
+                                              **attrs)
+        return [out, lse, *grads]
+
+    monkeypatch.setattr(attention_kernels, "SPLIT_MIN_SCORES", 1)
+    monkeypatch.setattr(threads, "threads", lambda: 1)
+    alone = run()
+    rng = np.random.default_rng(4)
+    monkeypatch.setattr(threads, "threads", lambda: 2)
+    submitted = []
+    helper = attention_kernels._helper()
+    monkeypatch.setattr(helper, "submit",
+                        lambda *a, _submit=helper.submit: submitted.append(a) or _submit(*a))
+    split = run()
+    assert len(submitted) == 2  # the forward's and the backward's first halves
+    for a, b in zip(split, alone):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+
+
 def test_dropout_draws_what_the_composite_draws_and_scripted_agrees():
     arrays = _inputs(((2, 2, 20, 8), (2, 2, 24, 8), (2, 2, 24, 8)), "float64")
 
