@@ -42,9 +42,12 @@ def get_total_norm(
     if not tensors:
         return make_tensor(0.0)
     with no_grad():
-        norms = [_vector_norm(t, norm_type) for t in tensors]
-        dtype = norms[0].dtype
-        total = _vector_norm(ops.stack([ops.cast(n, dtype) for n in norms]), norm_type)
+        if norm_type == 2.0 and hooks.active_trace is not None and hooks.trace_here() is not None:
+            total = _captured_two_norm(tensors)
+        else:
+            norms = [_vector_norm(t, norm_type) for t in tensors]
+            dtype = norms[0].dtype
+            total = _vector_norm(ops.stack([ops.cast(n, dtype) for n in norms]), norm_type)
     if error_if_nonfinite and not bool(ops.isfinite(total)):
         raise runtime_error(
             f"The total norm of order {norm_type} for gradients from `parameters` is "
@@ -52,6 +55,19 @@ def get_total_norm(
             "by the non-finite norm anyway, set `error_if_nonfinite=False`"
         )
     return total
+
+
+def _captured_two_norm(tensors: list[Tensor]) -> Tensor:
+    """sqrt of the sum of every tensor's sum of squares: the norm of the norms without taking
+    each root and squaring it again, and without the stack, which a captured graph runs as an
+    unsqueeze per tensor and a cat (GPT's step: 53 eager steps); the per-tensor sums and the
+    scalar sum chain all fuse."""
+    squares = [ops.sum(t * t) for t in tensors]
+    dtype = squares[0].dtype
+    total = squares[0]
+    for square in squares[1:]:
+        total = total + ops.cast(square, dtype)
+    return ops.sqrt(total)
 
 
 def clip_grads_with_norm_(
