@@ -247,8 +247,15 @@ def _one_block(blocks: _Blocks, attn_mask, keep) -> bool:
             and blocks.length > 0)
 
 
+def _transposed(xp, a):
+    """a's last two dims swapped, contiguous: numpy's batched product with a contiguous right
+    operand ran 61 us against 82 us through the transposed view, the copy included
+    ((32, 64, 32) @ (32, 32, 64) float32)."""
+    return xp.ascontiguousarray(a.swapaxes(-1, -2))
+
+
 def _one_block_scores(xp, blocks: _Blocks, qs, k):
-    s = xp.matmul(qs, k.swapaxes(-1, -2))
+    s = xp.matmul(qs, _transposed(xp, k))
     if blocks.causal:
         diagonal = min(blocks.source, blocks.length)
         s[..., :diagonal, :] += blocks.triangle()[:diagonal, : blocks.source]
@@ -277,7 +284,7 @@ def _attention_backward_one_block(xp, blocks: _Blocks, qs, k, v, grad_out, lse, 
     s -= lse.astype(ct, copy=False)[..., None]
     p = xp.exp(s, out=s)
     dv = xp.matmul(p.swapaxes(-1, -2), grad_out)
-    dp = xp.matmul(grad_out, v.swapaxes(-1, -2))
+    dp = xp.matmul(grad_out, _transposed(xp, v))
     dp -= delta[..., None]
     ds = xp.multiply(p, dp, out=dp)
     dq = xp.matmul(ds, k)
