@@ -1,6 +1,7 @@
 """Graph rewrites that give the fusion pass more to fuse on the CPU: a linear's bias moves into
 the elementwise epilogue after it, and a linear on a few rows becomes a dot-product reduction
-that fuses with its bias and activation. Run on the compiled program's copy of a graph."""
+that fuses with its bias and activation; and one that saves passes: the gradients of slices
+that tile a tensor are joined by one cat. Run on the compiled program's copy of a graph."""
 
 from __future__ import annotations
 
@@ -66,3 +67,93 @@ def small_linear_as_reduction(graph: Graph) -> int:
         graph.erase_node(node)
         count += 1
     return count
+
+
+def slice_gradients_as_cat(graph: Graph) -> int:
+    """Rewrite a sum of slice_backward(g_i) whose slices tile one dim of the same shape
+    (the gradient of q, k, v = x.split(n, dim)) as cat(g_i, dim): one copy where each term
+    was a zero tensor of the full shape written once more, and the sum a pass over all of
+    them; the number rewritten."""
+    count = 0
+    for node in list(graph.nodes):
+        if node.op != "add" or node.graph is not graph:
+            continue
+        out = node.outputs[0]
+        terms = _sum_terms(node)
+        if terms is None or len(terms) < 2:
+            continue
+        tiling = _tiling(terms, out)
+        if tiling is None:
+            continue
+        dim, grads = tiling
+        with graph.inserting_before(node):
+            joined = graph.add_node("cat", grads, {"dim": dim}, node.source).outputs[0]
+        if joined.type != out.type:
+            graph.erase_node(joined.node)
+            continue
+        graph.replace_all_uses(out, joined)
+        _erase_tree(graph, node)
+        count += 1
+    return count
+
+
+def _sole_use(value: Value, user) -> bool:
+    return len(value.users) == 1 and value.users[0] is user and value not in value.graph.outputs
+
+
+def _sum_terms(node) -> list | None:
+    """The leaves of the tree of adds rooted at node (its inner adds used only inside it),
+    or None where an add has a number operand."""
+    terms = []
+    for x in node.inputs:
+        if not isinstance(x, Value):
+            return None
+        inner = x.node
+        if inner is not None and inner.op == "add" and _sole_use(x, node):
+            below = _sum_terms(inner)
+            if below is None:
+                return None
+            terms += below
+        else:
+            terms.append(x)
+    return terms
+
+
+def _tiling(terms: list, out: Value) -> tuple | None:
+    """(dim, gradients in order) where every term is a slice_backward used only by the sum,
+    of out's shape and dtype, with unit steps, that differ only in one dim and cover it
+    exactly once; else None."""
+    slices = []
+    for t in terms:
+        n = t.node
+        if (n is None or n.op != "slice_backward" or len(t.users) != 1 or t in t.graph.outputs
+                or t.type != out.type or any(s != 1 for s in n.attrs["steps"])):
+            return None
+        slices.append((n.attrs["starts"], n.attrs["stops"], n.inputs[0]))
+    shape = tuple(out.shape)
+    if not static_shape(shape):
+        return None
+    varying = {d for d in range(len(shape))
+               for starts, stops, _ in slices
+               if (starts[d], stops[d]) != (0, shape[d])}
+    if len(varying) != 1:
+        return None
+    (dim,) = varying
+    ordered = sorted(slices, key=lambda s: s[0][dim])
+    position = 0
+    for starts, stops, _ in ordered:
+        if starts[dim] != position or stops[dim] <= position:
+            return None
+        position = stops[dim]
+    if position != shape[dim]:
+        return None
+    return dim, [g for _, _, g in ordered]
+
+
+def _erase_tree(graph: Graph, node) -> None:
+    """Erase the add tree rooted at node and the slice_backwards it summed (all now unused)."""
+    inputs = [x for x in node.inputs if isinstance(x, Value)]
+    graph.erase_node(node)
+    for x in inputs:
+        if x.node is not None and not x.users and x not in graph.outputs:
+            _erase_tree(graph, x.node) if x.node.op == "add" else graph.erase_node(x.node)

@@ -9,6 +9,7 @@ from .._tensor.factories import zeros_like
 from ..errors import value_error
 from ..ir.dtypes import bfloat16, float32, float64
 from ..runtime import updates
+from ._scalars import power
 from .optimizer import Optimizer, addcdiv_, addcmul_, new_step_counter, on_arrays
 
 
@@ -92,10 +93,12 @@ class Adam(Optimizer):
                 # in double, as eager's Python floats (a float32 counter would round
                 # 1 - beta2**t), then in the parameter's dtype, as eager's scalar operands
                 # (bfloat16 ops keep such scalars in float32: runtime/kernels/casting.py)
+                # beta**t as exp(t * log(beta)): a pow with a tensor exponent runs eagerly,
+                # two per parameter, where exp fuses with the rest of the scalars
                 step = step.to(float64)
                 scalar_dtype = float32 if p.dtype is bfloat16 else p.dtype
-                step_size = (lr / (1 - beta1**step)).to(scalar_dtype)
-                bias_correction2_sqrt = ((1 - beta2**step) ** 0.5).to(scalar_dtype)
+                step_size = (lr / (1 - power(beta1, step))).to(scalar_dtype)
+                bias_correction2_sqrt = ((1 - power(beta2, step)) ** 0.5).to(scalar_dtype)
             else:
                 step_size = lr / (1 - beta1**step)
                 bias_correction2_sqrt = (1 - beta2**step) ** 0.5

@@ -134,6 +134,69 @@ def test_gradcheck_over_several_key_blocks(small_blocks, kind):
     assert gradcheck(fn, inputs)
 
 
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("shapes", [((2, 3, 6, 3), (2, 3, 6, 3), (2, 3, 6, 2)),
+                                    ((2, 7, 3), (2, 5, 3), (2, 5, 4)),
+                                    ((2, 2, 5, 3), (2, 1, 5, 3), (2, 1, 5, 2))])
+def test_keys_in_one_block_take_the_single_block_path_and_pass_gradcheck(
+        monkeypatch, causal, shapes):
+    calls = []
+    for name in ("_attention_one_block", "_attention_backward_one_block"):
+        original = getattr(attention_kernels, name)
+
+        def spy(*args, _original=original, _name=name):
+            calls.append(_name)
+            return _original(*args)
+
+        monkeypatch.setattr(attention_kernels, name, spy)
+    inputs = tuple(ember.tensor(a, requires_grad=True) for a in _inputs(shapes, "float64", 5))
+    attrs = {"scale": 0.7, "causal": causal, "mask": False, "dropout_p": 0.0}
+
+    def fn(q, k, v):
+        out, lse = dispatch("attention", (q, k, v), attrs)
+        return out, lse
+
+    assert gradcheck(fn, inputs)
+    assert {"_attention_one_block", "_attention_backward_one_block"} <= set(calls)
+    out = F.scaled_dot_product_attention(*inputs, is_causal=causal, scale=0.7)
+    t = [torch.tensor(a.detach().numpy(), requires_grad=True) for a in inputs]
+    want = torch.nn.functional.scaled_dot_product_attention(*t, is_causal=causal, scale=0.7)
+    np.testing.assert_allclose(out.detach().numpy(), want.detach().numpy(), rtol=1e-10,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_two_free_threads_split_the_batch_and_give_the_one_thread_values(monkeypatch, causal):
+    from ember.runtime import threads
+
+    arrays = _inputs(((6, 2, 64, 8), (6, 2, 64, 8), (6, 2, 64, 4)), "float32", 9)
+    attrs = {"scale": None, "causal": causal, "mask": False, "dropout_p": 0.0}
+    rng = np.random.default_rng(4)
+
+    def run():
+        out, lse = KERNELS["attention"](np, *arrays, **attrs)
+        grad_out = rng.standard_normal(out.shape).astype(np.float32)
+        grad_lse = rng.standard_normal(lse.shape).astype(np.float32)
+        grads = KERNELS["attention_backward"](np, *arrays, out, lse, grad_out, grad_lse,
+                                              **attrs)
+        return [out, lse, *grads]
+
+    monkeypatch.setattr(attention_kernels, "SPLIT_MIN_SCORES", 1)
+    monkeypatch.setattr(threads, "threads", lambda: 1)
+    alone = run()
+    rng = np.random.default_rng(4)
+    monkeypatch.setattr(threads, "threads", lambda: 2)
+    submitted = []
+    helper = attention_kernels._helper()
+    monkeypatch.setattr(helper, "submit",
+                        lambda *a, _submit=helper.submit: submitted.append(a) or _submit(*a))
+    split = run()
+    assert len(submitted) == 2  # the forward's and the backward's first halves
+    for a, b in zip(split, alone):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+
+
 def test_dropout_draws_what_the_composite_draws_and_scripted_agrees():
     arrays = _inputs(((2, 2, 20, 8), (2, 2, 24, 8), (2, 2, 24, 8)), "float64")
 

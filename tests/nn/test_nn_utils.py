@@ -80,6 +80,31 @@ def test_clip_grad_norm_nonfinite():
     assert math.isnan(total.item())
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_eager_two_norm_clipping_runs_on_the_arrays_without_a_dispatch_per_gradient(
+        monkeypatch, dtype):
+    import ember.nn.utils.clip_grad as clip_module
+
+    def tensor_path(*args, **kwargs):
+        raise AssertionError("the eager 2-norm clip went op by op")
+
+    monkeypatch.setattr(clip_module, "get_total_norm", tensor_path)
+    params = _params_with_grads(seed=6, scale=4.0, dtype=dtype)
+    # a transposed (non-contiguous) gradient is read through its strides
+    params[0].grad = ember.tensor(np.random.default_rng(7).standard_normal((4, 3)) * 4.0,
+                                  dtype=dtype).t()
+    before = _grads(params)
+    versions = [p.grad._version[0] for p in params]
+    total = clip_grad_norm_(params, 0.75)
+    expected = _norm(before, 2)
+    assert total.dtype == params[0].dtype and total.shape == ()
+    rtol = 1e-5 if dtype == "float32" else 1e-12
+    assert total.item() == pytest.approx(expected, rel=rtol)
+    for a, b in zip(_grads(params), before):
+        np.testing.assert_allclose(a, b * (0.75 / (expected + 1e-6)), rtol=rtol)
+    assert [p.grad._version[0] for p in params] == [v + 1 for v in versions]
+
+
 def test_get_total_norm_matches_numpy():
     grads = [p.grad for p in _params_with_grads(seed=4)]
     arrays = [g.numpy() for g in grads]

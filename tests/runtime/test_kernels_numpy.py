@@ -961,3 +961,29 @@ def test_scatter_reduce_kernel_matches_a_loop_over_the_index(reduce, include_sel
         expected[i, j] = total
     assert out.dtype == x.dtype
     np.testing.assert_allclose(out, expected)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dims, keepdim", [((0, 1), False), ((1, 0), True), ((0,), False)])
+def test_sums_over_leading_dims_run_as_one_gemv_and_match_numpy(monkeypatch, dtype, dims,
+                                                                 keepdim):
+    from ember.runtime.kernels import reduce as reduce_kernels
+
+    calls = []
+    original = reduce_kernels._leading_by_gemv
+    monkeypatch.setattr(reduce_kernels, "_leading_by_gemv",
+                        lambda *a: calls.append(a) or original(*a))
+    x = np.random.default_rng(2).standard_normal((64, 8, 24)).astype(dtype)
+    clean = x.copy()
+    x[3, 5, 7], x[1, 2, 3] = np.inf, np.nan
+    got = KERNELS["sum"](np, x, dims, keepdim)
+    want = x.sum(dims, keepdims=keepdim)
+    assert calls and got.shape == want.shape and got.dtype == want.dtype
+    # rounding of sums of 64 to 512 terms, some cancelling to near 0
+    tol = {"rtol": 1e-5, "atol": 1e-4} if dtype == "float32" else {"rtol": 1e-12, "atol": 1e-12}
+    np.testing.assert_allclose(got, want, **tol)
+    # few rows, integers and trailing dims keep numpy's reduction
+    for small in (x[:4, :8], clean.astype(np.int64), x):
+        calls.clear()
+        KERNELS["sum"](np, small, (2,) if small is x else (0, 1), False)
+        assert not calls

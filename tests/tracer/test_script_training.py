@@ -152,3 +152,49 @@ def test_the_scripted_step_updates_each_parameter_in_its_own_memory():
     np.testing.assert_array_equal(view.detach().numpy(), model[0].weight[0].detach().numpy())
     program = scripted.specializations[-1].program
     assert sum(1 for spec in program.specs if spec.aliased) >= 2, program.describe()
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+def test_a_scripted_adam_step_computes_its_bias_corrections_in_fused_kernels(name):
+    """The bias corrections 1 - beta**t of every parameter fuse with its update: no eager step
+    in the compiled optimizer part (a pow of a tensor exponent ran eagerly, two per
+    parameter)."""
+    model = _model(5)
+    opt = getattr(ember.optim, name)(model.parameters(), lr=0.01)
+    scripted = ember.script(_make_step(model, opt))
+    for call in range(3):
+        scripted(*_data(call))
+    program = scripted.specializations[-1].program
+    eager_ops = [node.op for kind, _, node in program.steps if kind == "eager"]
+    assert "pow" not in eager_ops, program.describe()
+
+
+def test_a_captured_clip_grad_norm_fuses_without_stacking_the_norms():
+    """Under capture the total 2-norm is the root of the summed squares: no unsqueeze per
+    gradient and no cat run eagerly, and the clipped step matches eager's."""
+    eager_model, script_model = _model(6), _model(6)
+
+    def make(model):
+        opt = ember.optim.SGD(model.parameters(), lr=0.1)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y) * 50.0
+            loss.backward()
+            total = nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+            opt.step()
+            return loss, total
+
+        return step
+
+    eager_step, scripted = make(eager_model), ember.script(make(script_model))
+    for call in range(3):
+        x, y = _data(call)
+        (_, want), (_, got) = eager_step(x, y), scripted(x, y)
+        assert float(got) == pytest.approx(float(want), rel=1e-5)
+    for p, q in zip(script_model.parameters(), eager_model.parameters()):
+        np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=1e-5, atol=1e-6)
+    program = scripted.specializations[-1].program
+    stacking = [node.op for kind, _, node in program.steps if kind == "eager"
+                and (node.op == "cat" or node.op == "unsqueeze" and node.inputs[0].shape == ())]
+    assert stacking == [], program.describe()
