@@ -97,8 +97,9 @@ def _columns_task(kind, make_ir, x_shape, cols, kernel_hw, stride, padding, dila
     sn, sk = (c * kh * kw * plane, plane) if per_image else (plane, n * plane)
     geometry = (c, h, w, kh, kw, oh, ow, *stride, *padding, *dilation)
     dtype = x.dtype.name
-    run_task(kernel_name(kind, dtype, geometry), lambda: make_ir(dtype, geometry),
-             [data_pointer(x), data_pointer(cols), sn, sk], n * c, work)
+    run_task(kernel_name(kind, dtype, geometry, per_image),
+             lambda: make_ir(dtype, geometry, per_image),
+             [data_pointer(x), data_pointer(cols), sn, sk, n], n * c, work)
 
 
 def im2col(x: np.ndarray, kernel_hw, stride, padding, dilation, out_hw,

@@ -32,24 +32,32 @@ def _const(n: int) -> ir.Constant:
     return ir.Constant(_I64, n)
 
 
-def kernel_name(kind: str, dtype: str, geometry: tuple) -> str:
-    """The task's name: its kind (im2col, col2im), dtype and geometry (GEOMETRY's values)."""
-    return f"ember_{kind}_nchw_{dtype}_" + "_".join(map(str, geometry))
+def kernel_name(kind: str, dtype: str, geometry: tuple, per_image: bool) -> str:
+    """The task's name: its kind (im2col, col2im), dtype, geometry (GEOMETRY's values) and
+    row order (per_image: r = n*C + c; else r = c*N + n)."""
+    order = "nc" if per_image else "cn"
+    return f"ember_{kind}_nchw_{dtype}_{order}_" + "_".join(map(str, geometry))
 
 
 class _Task:
-    """A pool task `name(argv, start, end)` under construction, argv = x, cols, SN, SK: it
+    """A pool task `name(argv, start, end)` under construction, argv = x, cols, SN, SK, N: it
     calls an inlined body whose x and cols are noalias (they never overlap, so LLVM need not
-    check before it vectorizes), where `words` holds x, cols, SN, SK and the geometry as
-    constants, and a counted-loop helper."""
+    check before it vectorizes), where `words` holds x, cols, SN, SK, N and the geometry as
+    constants, and a counted-loop helper.
 
-    def __init__(self, kind: str, dtype: str, geometry: tuple):
-        name = kernel_name(kind, dtype, geometry)
+    Rows are planes (n, c), in the order the columns are written: per image, r = n*C + c
+    (each image's block is one stretch of memory); for the batch's single matrix, r = c*N + n,
+    so that neighbouring rows write neighbouring stretches of each column row (image n's
+    OH*OW values of row k sit right after image n-1's)."""
+
+    def __init__(self, kind: str, dtype: str, geometry: tuple, per_image: bool):
+        name = kernel_name(kind, dtype, geometry, per_image)
+        self.per_image = per_image
         self.module = ir.Module(name=name)
         self.ty = _TYPES[dtype]
         task = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [_PTR, _I64, _I64]), name)
         body = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [_PTR, _PTR, _I64, _I64,
-                                                                         _I64, _I64]),
+                                                                         _I64, _I64, _I64]),
                            name + ".body")
         body.linkage = "internal"
         body.attributes.add("alwaysinline")
@@ -58,13 +66,13 @@ class _Task:
         b = ir.IRBuilder(task.append_basic_block("entry"))
         argv = task.args[0]
         loaded = [b.load(b.gep(argv, [_const(k)], source_etype=_I64), typ=_PTR if k < 2 else _I64)
-                  for k in range(4)]
+                  for k in range(5)]
         b.call(body, [*loaded, task.args[1], task.args[2]])
         b.ret_void()
         self.fn = body
         self.b = ir.IRBuilder(body.append_basic_block("entry"))
-        x, cols, sn, sk, self.start, self.end = body.args
-        self.words = {"x": x, "cols": cols, "SN": sn, "SK": sk,
+        x, cols, sn, sk, n, self.start, self.end = body.args
+        self.words = {"x": x, "cols": cols, "SN": sn, "SK": sk, "N": n,
                       **{k: _const(v) for k, v in zip(GEOMETRY, geometry)}}
 
     def loop(self, lo, hi, body) -> None:
@@ -89,6 +97,17 @@ class _Task:
     def at(self, pointer, index):
         return self.b.gep(pointer, [index], inbounds=True, source_etype=self.ty)
 
+    def plane(self, r):
+        """(n, c, the element offset of x's plane (n, c)) of row r."""
+        b, w = self.b, self.words
+        if self.per_image:
+            n, c = b.sdiv(r, w["C"]), b.srem(r, w["C"])
+            index = r
+        else:
+            c, n = b.sdiv(r, w["N"]), b.srem(r, w["N"])
+            index = b.add(b.mul(n, w["C"]), c)
+        return n, c, b.mul(index, b.mul(w["H"], w["W"]))
+
     def taps(self, body) -> None:
         """For every row r in [start, end) and tap (i, j) of its plane: body(plane, row,
         i, j) with plane = x's plane r (as an element offset) and row = the offset of the
@@ -96,9 +115,7 @@ class _Task:
         b, w = self.b, self.words
 
         def plane_row(r):
-            n = b.sdiv(r, w["C"])
-            c = b.srem(r, w["C"])
-            plane = b.mul(r, b.mul(w["H"], w["W"]))
+            n, c, plane = self.plane(r)
             first_tap = b.mul(c, b.mul(w["KH"], w["KW"]))
             image = b.mul(n, w["SN"])
 
@@ -144,10 +161,10 @@ def _inside_columns(task: _Task, j):
     return first, lo, hi
 
 
-def im2col_ir(dtype: str, geometry: tuple) -> str:
+def im2col_ir(dtype: str, geometry: tuple, per_image: bool) -> str:
     """cols[n, (c*KH + i)*KW + j, oh*OW + ow] = x[n, c, oh*SH - PH + i*DH, ow*SW - PW + j*DW],
-    0 where that falls in the padding. argv: x, cols, SN, SK. Rows: N*C."""
-    task = _Task("im2col", dtype, geometry)
+    0 where that falls in the padding. argv: x, cols, SN, SK, N. Rows: N*C."""
+    task = _Task("im2col", dtype, geometry, per_image)
     b, w = task.b, task.words
     zero = ir.Constant(task.ty, 0.0)
 
@@ -180,17 +197,17 @@ def im2col_ir(dtype: str, geometry: tuple) -> str:
     return task.finish()
 
 
-def col2im_ir(dtype: str, geometry: tuple) -> str:
+def col2im_ir(dtype: str, geometry: tuple, per_image: bool) -> str:
     """The sum back into x (N, C, H, W) of every column value where im2col read it (the
     values it wrote as padding are dropped); each plane is zeroed first, so x's contents on
-    entry do not matter. argv: x, cols, SN, SK. Rows: N*C."""
-    task = _Task("col2im", dtype, geometry)
+    entry do not matter. argv: x, cols, SN, SK, N. Rows: N*C."""
+    task = _Task("col2im", dtype, geometry, per_image)
     b, w = task.b, task.words
     zero = ir.Constant(task.ty, 0.0)
     x, cols = w["x"], w["cols"]
 
     def zero_plane(r):
-        plane = b.mul(r, b.mul(w["H"], w["W"]))
+        plane = task.plane(r)[2]
         task.loop(0, b.mul(w["H"], w["W"]), lambda e: b.store(zero, task.at(x, b.add(plane, e))))
 
     task.loop(task.start, task.end, zero_plane)
