@@ -34,7 +34,7 @@ from ..codegen.fusion import Group, fusion_groups
 from ..codegen.llvm.cache import default_cache
 from ..codegen.llvm.emit import emit_module, run_symbol, symbol
 from ..codegen.lower import lower
-from ..codegen.rewrites import small_linear_as_reduction, split_linear_bias
+from ..codegen.rewrites import reduced_dims_last, small_linear_as_reduction, split_linear_bias
 from ..ir.graph import Graph, Node, Value
 from .native import NativeKernel, NativeRun, data_pointer, load_pool
 from .program import Program, Slots, constant_arrays, eager_step, run_eager_step
@@ -117,9 +117,10 @@ class CompiledProgram:
 
     def _rewrite(self, build: _Build) -> None:
         """Rewrite the graph for the CPU kernels: a small linear as a reduction, a linear's
-        bias as its own add (which then fuses)."""
+        bias as its own add (which then fuses), a reduction's dims moved last."""
         small_linear_as_reduction(self.graph)
         split_linear_bias(self.graph)
+        reduced_dims_last(self.graph)
 
     def _fuse(self, build: _Build) -> None:
         """Group the nodes for fusion (codegen/fusion.py), and set the groups on the shown
