@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import windows
-from ..threads import before_blas
+from ..threads import before_blas, threads
 from .registry import kernel
 
 
@@ -115,17 +115,34 @@ def _batch_rows(xp, g, groups):
     return xp.ascontiguousarray(rows).reshape(groups, o // groups, n * plane)
 
 
+def _per_image(xp) -> bool:
+    """Whether conv2d and its input gradient take one GEMM per image (no copy of the output or
+    the gradient: each image's product is its block of the NCHW array) or one over the whole
+    batch. On one thread the per-image products run as fast or faster (measured on the dcgan
+    and digits-CNN shapes); several BLAS threads split one large product, but leave a small
+    per-image one to a single thread, so with a budget of more than one the batch's GEMM
+    pays for the transposed copy it needs."""
+    return xp is not np or threads() == 1
+
+
 @kernel("conv2d")
 def _conv2d(xp, x, w, stride, padding, dilation, groups):
     n = x.shape[0]
     o, cg, kh, kw = w.shape
     depth = cg * kh * kw
-    cols, (oh, ow) = _columns(xp, x, (kh, kw), stride, padding, dilation, per_image=True)
+    per_image = _per_image(xp)
+    cols, (oh, ow) = _columns(xp, x, (kh, kw), stride, padding, dilation, per_image)
+    plane = oh * ow
+    weight = w.reshape(groups, o // groups, depth)
+    if not per_image:  # (O/G, depth) @ (depth, N*P) per group, then to (N, O, P)
+        out = _matmul(xp, weight[0] if groups == 1 else weight,
+                      cols if groups == 1 else cols.reshape(groups, depth, n * plane))
+        out = out.reshape(o, n, plane).transpose(1, 0, 2)
+        return xp.ascontiguousarray(out).reshape(n, o, oh, ow)
     if groups == 1:  # (O, depth) @ (N, depth, P): each image's block of the NCHW result
-        out = _matmul(xp, w.reshape(o, depth), cols)
+        out = _matmul(xp, weight[0], cols)
     else:
-        cols = cols.reshape(n, groups, depth, oh * ow)
-        out = _matmul(xp, w.reshape(groups, o // groups, depth), cols)  # (N, G, O/G, P)
+        out = _matmul(xp, weight, cols.reshape(n, groups, depth, plane))  # (N, G, O/G, P)
     return out.reshape(n, o, oh, ow)
 
 
@@ -134,12 +151,20 @@ def _conv2d_backward_input(xp, g, w, input_shape, stride, padding, dilation, gro
     n, _, oh, ow = g.shape
     o, cg, kh, kw = w.shape
     depth = cg * kh * kw
+    plane = oh * ow
     # (depth, O/G) per group: the weight's transpose, read in place
     wt = w.reshape(groups, o // groups, depth).transpose(0, 2, 1)
-    rows = g.reshape(n, groups, o // groups, oh * ow)
-    cols = _matmul(xp, wt[0], rows[:, 0]) if groups == 1 else _matmul(xp, wt, rows)
-    return _col2im(xp, cols.reshape(n, groups * depth, oh * ow), tuple(input_shape), (kh, kw),
-                   stride, padding, dilation, (oh, ow), per_image=True)
+    per_image = _per_image(xp)
+    if per_image:
+        rows = g.reshape(n, groups, o // groups, plane)
+        cols = _matmul(xp, wt[0], rows[:, 0]) if groups == 1 else _matmul(xp, wt, rows)
+        cols = cols.reshape(n, groups * depth, plane)
+    else:  # (depth, O/G) @ (O/G, N*P) per group: the batch's single column matrix
+        rows = _batch_rows(xp, g, groups)
+        cols = _matmul(xp, wt[0], rows[0]) if groups == 1 else _matmul(xp, wt, rows)
+        cols = cols.reshape(groups * depth, n * plane)
+    return _col2im(xp, cols, tuple(input_shape), (kh, kw), stride, padding, dilation, (oh, ow),
+                   per_image)
 
 
 @kernel("conv2d_backward_weight")

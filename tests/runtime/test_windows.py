@@ -148,10 +148,15 @@ def test_col2im_matches_the_tap_by_tap_sum(dtype, kernel, stride, padding, dilat
     np.testing.assert_allclose(native, plain, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("per_image", [True, False])
 @pytest.mark.parametrize("groups,stride,padding,dilation", [(1, (1, 1), (1, 1), (1, 1)),
                                                             (2, (2, 1), (0, 2), (1, 2)),
-                                                            (4, (1, 2), (2, 1), (2, 1))])
-def test_conv_kernels_match_their_numpy_paths(groups, stride, padding, dilation, monkeypatch):
+                                                            (4, (1, 2), (2, 1), (2, 1)),
+                                                            (1, (1, 1), (0, 0), (1, 1))])
+def test_conv_kernels_match_their_numpy_paths(groups, stride, padding, dilation, per_image,
+                                              monkeypatch):
+    # per image or over the whole batch (the GEMMs' layout follows the thread budget)
+    monkeypatch.setattr(conv, "_per_image", lambda xp: per_image)
     rng = np.random.default_rng(3)
     x_shape = (3, 8, 9, 10)
     w = rng.standard_normal((12, 8 // groups, 3, 3)).astype(np.float32)
@@ -167,6 +172,51 @@ def test_conv_kernels_match_their_numpy_paths(groups, stride, padding, dilation,
              conv._conv2d_backward_weight(np, x, g, w.shape, *args))
     for a, b in zip(native, plain):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out, _reference_conv(x, w, *args), rtol=1e-4, atol=1e-4)
+    # the two gradients are the convolution's adjoints: <conv(x, w), g> is linear in each
+    product = np.vdot(out.astype(np.float64), g)
+    np.testing.assert_allclose(np.vdot(x.astype(np.float64), native[1]), product, rtol=1e-4)
+    np.testing.assert_allclose(np.vdot(w.astype(np.float64), native[2]), product, rtol=1e-4)
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("kernel,groups", [((1, 1), 1), ((1, 1), 2), ((6, 5), 1), ((6, 5), 2)])
+def test_convs_whose_images_are_their_own_columns_match_the_definition(kernel, groups,
+                                                                       per_image, monkeypatch):
+    # a 1x1 kernel at stride 1, or one covering the whole unpadded image: no im2col copy
+    monkeypatch.setattr(conv, "_per_image", lambda xp: per_image)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((3, 4, 6, 5)).astype(np.float64)
+    w = rng.standard_normal((6, 4 // groups, *kernel))
+    args = ((1, 1), (0, 0), (1, 1), groups)
+    out = conv._conv2d(np, x, w, *args)
+    np.testing.assert_allclose(out, _reference_conv(x, w, *args), rtol=1e-12)
+    g = rng.standard_normal(out.shape)
+    product = np.vdot(out, g)
+    dx = conv._conv2d_backward_input(np, g, w, x.shape, *args)
+    dw = conv._conv2d_backward_weight(np, x, g, w.shape, *args)
+    np.testing.assert_allclose([np.vdot(x, dx), np.vdot(w, dw)], [product, product], rtol=1e-12)
+    dx[...] = 7.0  # a fresh array, not a view of g: writing it leaves g alone
+    assert not (g == 7.0).any()
+
+
+def _reference_conv(x, w, stride, padding, dilation, groups):
+    """conv2d by its definition: every output is a sum over its window, group by group."""
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    padded = np.pad(x.astype(np.float64), [(0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2])
+    oh, ow = conv._out_hw((h, wd), (kh, kw), stride, padding, dilation)
+    out = np.zeros((n, o, oh, ow))
+    og = o // groups
+    for y in range(oh):
+        for xx in range(ow):
+            rows = slice(y * stride[0], y * stride[0] + dilation[0] * (kh - 1) + 1, dilation[0])
+            cols = slice(xx * stride[1], xx * stride[1] + dilation[1] * (kw - 1) + 1, dilation[1])
+            for k in range(groups):
+                window = padded[:, k * cg:(k + 1) * cg, rows, cols]
+                out[:, k * og:(k + 1) * og, y, xx] = np.einsum(
+                    "ncij,ocij->no", window, w[k * og:(k + 1) * og].astype(np.float64))
+    return out
 
 
 @pytest.mark.parametrize("x_shape,w_shape", [((0, 3, 6, 6), (4, 3, 3, 3)),
