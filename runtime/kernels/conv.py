@@ -5,8 +5,9 @@ The columns of an image are its (C*KH*KW, OH*OW) matrix, rows in the order of a 
 one block: no operand is transposed by a copy (BLAS takes the transposed ones as they lie).
 The columns are laid out per image, (N, C*KH*KW, OH*OW), where the output is wanted channels
 first (each image's GEMM writes its (O, OH*OW) block of the NCHW result), or as one
-(C*KH*KW, N*OH*OW) matrix where one GEMM over the whole batch pays (the weight's gradient,
-whose sum over the batch is then the GEMM's own). On the CPU, im2col and col2im are native
+(C*KH*KW, N*OH*OW) matrix where one GEMM over the whole batch pays: the weight's gradient,
+whose sum over the batch is then the GEMM's own, and conv2d and its input gradient when BLAS
+has several threads to split that GEMM (_per_image). On the CPU, im2col and col2im are native
 kernels (runtime/windows.py, codegen/llvm/columns.py); elsewhere numpy or cupy take a strided
 window view and a loop over the kernel's taps.
 """
