@@ -156,7 +156,7 @@ def test_col2im_matches_the_tap_by_tap_sum(dtype, kernel, stride, padding, dilat
 def test_conv_kernels_match_their_numpy_paths(groups, stride, padding, dilation, per_image,
                                               monkeypatch):
     # per image or over the whole batch (the GEMMs' layout follows the thread budget)
-    monkeypatch.setattr(conv, "_per_image", lambda xp: per_image)
+    monkeypatch.setattr(conv, "_per_image", lambda xp, channels, plane: per_image)
     rng = np.random.default_rng(3)
     x_shape = (3, 8, 9, 10)
     w = rng.standard_normal((12, 8 // groups, 3, 3)).astype(np.float32)
@@ -184,7 +184,7 @@ def test_conv_kernels_match_their_numpy_paths(groups, stride, padding, dilation,
 def test_convs_whose_images_are_their_own_columns_match_the_definition(kernel, groups,
                                                                        per_image, monkeypatch):
     # a 1x1 kernel at stride 1, or one covering the whole unpadded image: no im2col copy
-    monkeypatch.setattr(conv, "_per_image", lambda xp: per_image)
+    monkeypatch.setattr(conv, "_per_image", lambda xp, channels, plane: per_image)
     rng = np.random.default_rng(9)
     x = rng.standard_normal((3, 4, 6, 5)).astype(np.float64)
     w = rng.standard_normal((6, 4 // groups, *kernel))
