@@ -1,10 +1,11 @@
 """conv2d and its two backward ops, by im2col over the channels-first input.
 
 The columns of an image are its (C*KH*KW, OH*OW) matrix, rows in the order of a flattened
-(O, C, KH, KW) weight, so every GEMM reads the weight as it is stored, and a group's rows are
-one block: no operand is transposed by a copy (BLAS takes the transposed ones as they lie).
+(O, C, KH, KW) weight, so every GEMM reads the weight as it is stored (BLAS takes its
+transpose as it lies), and a group's rows are one block.
 The columns are laid out per image, (N, C*KH*KW, OH*OW), where the output is wanted channels
-first (each image's GEMM writes its (O, OH*OW) block of the NCHW result), or as one
+first (each image's GEMM writes its (O, OH*OW) block of the NCHW result: no copy of the
+input, the output or the gradient), or as one
 (C*KH*KW, N*OH*OW) matrix where one GEMM over the whole batch pays: the weight's gradient,
 whose sum over the batch is then the GEMM's own, and conv2d and its input gradient when BLAS
 has several threads to split that GEMM, or where it runs faster (_per_image). On the CPU,
