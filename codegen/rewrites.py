@@ -1,14 +1,17 @@
 """Graph rewrites that give the fusion pass more to fuse on the CPU: a linear's bias moves into
-the elementwise epilogue after it, and a linear on a few rows becomes a dot-product reduction
-that fuses with its bias and activation; and one that saves passes: the gradients of slices
-that tile a tensor are joined by one cat. Run on the compiled program's copy of a graph."""
+the elementwise epilogue after it, a linear on a few rows becomes a dot-product reduction
+that fuses with its bias and activation, and a reduction over leading dims (a batch norm's
+statistics and gradients, over N, H and W) reads its input through a permute that puts the
+reduced dims last, so that it fuses as a trailing-dims reduction; and one that saves passes:
+the gradients of slices that tile a tensor are joined by one cat. Run on the compiled
+program's copy of a graph."""
 
 from __future__ import annotations
 
 import math
 
 from ..ir.graph import Graph, Value
-from .fusion import pointwise, static_shape
+from .fusion import REDUCTIONS, pointwise, reduction, static_shape
 
 
 def split_linear_bias(graph: Graph) -> int:
@@ -157,3 +160,45 @@ def _erase_tree(graph: Graph, node) -> None:
     for x in inputs:
         if x.node is not None and not x.users and x not in graph.outputs:
             _erase_tree(graph, x.node) if x.node.op == "add" else graph.erase_node(x.node)
+
+
+def reduced_dims_last(graph: Graph) -> int:
+    """Rewrite a reduction over the last dim and others not next to it (a batch norm's
+    (0, 2, 3)), reduce(x, dims), as reduce(permute(x, kept + dims), trailing dims), reshaped
+    to keepdim's shape where it keeps them: the fused reduction kernels take trailing dims
+    only, and a permute is a view their index arithmetic reads through, so the reduction, and
+    the elementwise work before it, become one kernel instead of an eager pass over a
+    materialized input. The number rewritten."""
+    count = 0
+    for node in list(graph.nodes):
+        if node.op not in REDUCTIONS or len(node.outputs) != 1 or len(node.inputs) != 1:
+            continue
+        x = node.inputs[0]
+        dims = node.attrs.get("dims")
+        if (not isinstance(x, Value) or dims is None or not static_shape(x.shape)
+                or reduction(node) is not None or x.dtype.np.kind != "f"):
+            continue
+        ndim = len(x.shape)
+        dims = tuple(sorted(dims))
+        kept = tuple(d for d in range(ndim) if d not in dims)
+        # the last dim reduced: the permuted read still walks runs of contiguous values (a
+        # sum over dim 0 alone would stride across rows, where numpy's row adds do better)
+        if not dims or not kept or dims[-1] != ndim - 1:
+            continue
+        out = node.outputs[0]
+        attrs = {k: v for k, v in node.attrs.items() if k not in ("dims", "keepdim")}
+        with graph.inserting_before(node):
+            moved = graph.add_node("permute", [x], {"dims": kept + dims}, node.source).outputs[0]
+            reduced = graph.add_node(node.op, [moved],
+                                     {**attrs, "dims": tuple(range(len(kept), ndim)),
+                                      "keepdim": False}, node.source)
+            value = reduced.outputs[0]
+            if node.attrs.get("keepdim"):
+                value = graph.add_node("reshape", [value], {"shape": tuple(out.shape)},
+                                       node.source).outputs[0]
+        if value.type != out.type or reduction(reduced) is None:
+            continue  # left for dead-code elimination; the reduction stays
+        graph.replace_all_uses(out, value)
+        graph.erase_node(node)
+        count += 1
+    return count

@@ -12,9 +12,10 @@ import warnings
 
 from .._tensor import Tensor, composites
 from .._tensor import ops as E
+from .._tensor.factories import full
 from .._tensor.inplace import apply_inplace
 from ..errors import runtime_error, value_error
-from ..ir.dtypes import bool_
+from ..ir.dtypes import FLOAT, bool_, get_default_dtype
 from ..ir.dtypes import dtype as DType
 
 
@@ -50,9 +51,19 @@ def relu6(input: Tensor, inplace: bool = False) -> Tensor:
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     """x where x > 0, else negative_slope * x."""
-    return _maybe_inplace(
-        input, lambda x: E.where(E.gt(x, 0), x, E.mul(x, negative_slope)), inplace
-    )
+
+    def fn(x):
+        # x times a 1-or-slope scale (x * 1 is x, so the values are where(x > 0, x, slope * x)
+        # exactly): its backward is one product with the saved scale, PyTorch's rule (g where
+        # x > 0, else slope * g), where a where() of x would take two wheres, a product and a sum
+        positive = E.gt(x, 0)
+        if x.dtype.category == FLOAT and x.dtype is not get_default_dtype():
+            # the scale in x's dtype, the slope not rounded through the default dtype
+            one = full((), 1.0, dtype=x.dtype, device=x.device)
+            return E.mul(x, E.where(positive, one, negative_slope))
+        return E.mul(x, E.where(positive, 1.0, negative_slope))
+
+    return _maybe_inplace(input, fn, inplace)
 
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:

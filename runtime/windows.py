@@ -1,10 +1,11 @@
-"""The native window kernels (codegen/llvm/windows.py), and the one-function passes of
-codegen/llvm/unary.py, as functions on numpy arrays.
+"""The native window kernels (codegen/llvm/windows.py, codegen/llvm/columns.py), and the
+one-function passes of codegen/llvm/unary.py, as functions on numpy arrays.
 
-Each kernel is compiled once per dtype and kernel size (through the kernel cache, so later
-processes load it from disk) and runs its rows on the native pool when the work is large
-enough to share. Callers ask `available(...)` first and keep their numpy path for every other
-case: another device, dtype, layout, or llvmlite missing.
+Each kernel is compiled once per dtype and kernel size (im2col and col2im: per dtype and
+geometry) through the kernel cache, so later processes load it from disk, and runs its rows
+on the native pool when the work is large enough to share. Callers ask `available(...)`
+first and keep their numpy path for every other case: another device, dtype, layout, or
+llvmlite missing.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .native import CHUNKS_PER_THREAD, PARALLEL_MIN_ELEMENTS, _pool, data_pointe
 
 _SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 _kernels: dict = {}
-_ARGV = [ctypes.c_int64 * n for n in range(16)]  # argv array types by length
+_ARGV = [ctypes.c_int64 * n for n in range(24)]  # argv array types by length
 _lock = threading.Lock()
 _broken = None  # True: no llvmlite here, numpy paths only (None: not looked yet)
 
@@ -86,37 +87,45 @@ def max_pool_tiled(x: np.ndarray, kh: int, kw: int, g: np.ndarray | None = None)
     return out
 
 
-def col2im(cols: np.ndarray, padded_shape: tuple, stride, dilation) -> np.ndarray:
-    """cols (N, OH, OW, KH, KW, C) added back where each tap read it, into a zeroed
-    (N, HP, WP, C) array (channels last; the caller crops the padding)."""
-    from ..codegen.llvm.windows import col2im_ir, col2im_name
+def _columns_task(kind, make_ir, x_shape, cols, kernel_hw, stride, padding, dilation,
+                  out_hw, per_image, x, work):
+    from ..codegen.llvm.columns import kernel_name
 
-    n, oh, ow, kh, kw, c = cols.shape
-    out = np.zeros(padded_shape, dtype=cols.dtype)
-    dtype = cols.dtype.name
-    name = col2im_name(dtype, kh, kw)
-    run_task(name, lambda: col2im_ir(dtype, kh, kw),
-         [data_pointer(cols), data_pointer(out), oh, ow, padded_shape[1], padded_shape[2], c,
-          stride[0], stride[1], dilation[0], dilation[1]],
-         n, cols.size)
-    return out
+    n, c, h, w = x_shape
+    (kh, kw), (oh, ow) = kernel_hw, out_hw
+    plane = oh * ow
+    sn, sk = (c * kh * kw * plane, plane) if per_image else (plane, n * plane)
+    geometry = (c, h, w, kh, kw, oh, ow, *stride, *padding, *dilation)
+    dtype = x.dtype.name
+    run_task(kernel_name(kind, dtype, geometry, per_image),
+             lambda: make_ir(dtype, geometry, per_image),
+             [data_pointer(x), data_pointer(cols), sn, sk, n], n * c, work)
 
 
-def im2col(x_nhwc: np.ndarray, kernel_hw, stride, padding, dilation, out_hw) -> np.ndarray:
-    """The columns (N, OH, OW, KH, KW, C) of a channels-last input: every tap's C values, or
-    zeros where the tap falls in the padding."""
-    from ..codegen.llvm.windows import im2col_ir, im2col_name
+def im2col(x: np.ndarray, kernel_hw, stride, padding, dilation, out_hw,
+           per_image: bool) -> np.ndarray:
+    """The columns of a channels-first x (N, C, H, W): (N, C*KH*KW, OH*OW) per_image, else
+    (C*KH*KW, N*OH*OW) (codegen/llvm/columns.py); zeros where a tap falls in the padding."""
+    from ..codegen.llvm.columns import im2col_ir
 
-    n, h, w, c = x_nhwc.shape
-    kh, kw = kernel_hw
-    oh, ow = out_hw
-    out = np.empty((n, oh, ow, kh, kw, c), dtype=x_nhwc.dtype)
-    dtype = x_nhwc.dtype.name
-    run_task(im2col_name(dtype, kh, kw), lambda: im2col_ir(dtype, kh, kw),
-             [data_pointer(x_nhwc), data_pointer(out), h, w, oh, ow, c, stride[0], stride[1],
-              padding[0], padding[1], dilation[0], dilation[1]],
-             n, out.size)
-    return out
+    n, c = x.shape[:2]
+    depth = c * kernel_hw[0] * kernel_hw[1]
+    plane = out_hw[0] * out_hw[1]
+    cols = np.empty((n, depth, plane) if per_image else (depth, n * plane), dtype=x.dtype)
+    _columns_task("im2col", im2col_ir, x.shape, cols, kernel_hw, stride, padding, dilation,
+                  out_hw, per_image, x, cols.size)
+    return cols
+
+
+def col2im(cols: np.ndarray, x_shape: tuple, kernel_hw, stride, padding, dilation, out_hw,
+           per_image: bool) -> np.ndarray:
+    """x (N, C, H, W): the sum of the columns (im2col's layout) where im2col read them."""
+    from ..codegen.llvm.columns import col2im_ir
+
+    x = np.empty(x_shape, dtype=cols.dtype)
+    _columns_task("col2im", col2im_ir, x_shape, cols, kernel_hw, stride, padding, dilation,
+                  out_hw, per_image, x, cols.size)
+    return x
 
 
 def unary_math(op: str, x: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""LLVM IR for the window kernels numpy runs slowly: tiled max pooling, col2im and im2col.
+"""LLVM IR for the window kernels numpy runs slowly: tiled max pooling (the convolutions'
+im2col and col2im are in columns.py).
 
 numpy does these as one strided pass per kernel tap, and when the windows are small (2x2 max
 pooling, a 3x3 convolution over 8x8 images) its inner loops run 4 or 8 elements between
@@ -9,9 +10,9 @@ Every function is a task of the native pool (codegen/llvm/pool.py),
 
     void task(i64 *argv, i64 start, i64 end)
 
-over rows [start, end): window rows (N*C*OH) for pooling, images (N) for col2im, so that no
-two rows write the same memory. argv holds pointers and sizes as 64-bit words. The kernel
-size is a compile-time constant (its taps are unrolled); everything else is read from argv.
+over rows [start, end): window rows (N*C*OH), so that no two rows write the same memory.
+argv holds pointers and sizes as 64-bit words. The kernel size is a compile-time constant
+(its taps are unrolled); everything else is read from argv.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def max_pool_name(mode: str, dtype: str, kh: int, kw: int) -> str:
 def max_pool_ir(mode: str, dtype: str, kh: int, kw: int) -> str:
     """Max pooling over windows that tile the input (stride == kernel, no padding): `fwd`
     writes each window's maximum, `bwd` stores each output gradient at its window's winning
-    element of `out`, which starts zeroed. The winner is the first maximum, or the first NaN (which is
-    also the forward's value, as NaN propagates): PyTorch's rule.
+    element of `out`, which starts zeroed. The winner is the first maximum, or the first NaN
+    (which is also the forward's value, as NaN propagates): PyTorch's rule.
 
     argv: x, out, g (bwd), W (input width), OW (output width). Rows: N*C*OH."""
     ty = IR_TYPES[dtype]
@@ -113,173 +114,4 @@ def max_pool_ir(mode: str, dtype: str, kh: int, kw: int) -> str:
         "  ret void",
         "}",
     ]
-    return "\n".join(lines) + "\n"
-
-
-def col2im_name(dtype: str, kh: int, kw: int) -> str:
-    return f"ember_col2im_{dtype}_{kh}x{kw}"
-
-
-def col2im_ir(dtype: str, kh: int, kw: int) -> str:
-    """col2im, channels last: every tap's row of C values in cols (N, OH, OW, KH, KW, C) is
-    added where that tap read it, into padded (N, HP, WP, C), which starts zeroed.
-
-    argv: cols, padded, OH, OW, HP, WP, C, stride h, stride w, dilation h, dilation w.
-    Rows: N (one image's taps never write another image)."""
-    ty = IR_TYPES[dtype]
-    lines = task_header(col2im_name(dtype, kh, kw),
-                    [("cols", "ptr"), ("out", "ptr"), ("OH", "i64"), ("OW", "i64"),
-                     ("HP", "i64"), ("WP", "i64"), ("C", "i64"), ("SH", "i64"), ("SW", "i64"),
-                     ("DH", "i64"), ("DW", "i64")])
-
-    def tap(t, i, j, previous):
-        return [
-            f"  %src{t}.0 = add i64 %pixel, {t}",
-            f"  %src{t} = mul i64 %src{t}.0, %C",
-            f"  %di{t} = mul i64 %DH, {i}",
-            f"  %dj{t} = mul i64 %DW, {j}",
-            f"  %r{t} = add i64 %prow, %di{t}",
-            f"  %rw{t} = mul i64 %r{t}, %WP",
-            f"  %cc{t} = add i64 %ows, %dj{t}",
-            f"  %pix{t} = add i64 %rw{t}, %cc{t}",
-            f"  %dst{t} = mul i64 %pix{t}, %C",
-            f"  br label %chan{t}",
-            f"chan{t}:",
-            f"  %c{t} = phi i64 [ 0, %{previous} ], [ %c{t}.1, %chan{t} ]",
-            f"  %si{t} = add i64 %src{t}, %c{t}",
-            f"  %di{t}.x = add i64 %dst{t}, %c{t}",
-            f"  %ps{t} = getelementptr {ty}, ptr %cols, i64 %si{t}",
-            f"  %pd{t} = getelementptr {ty}, ptr %out, i64 %di{t}.x",
-            f"  %vs{t} = load {ty}, ptr %ps{t}",
-            f"  %vd{t} = load {ty}, ptr %pd{t}",
-            f"  %sum{t} = fadd {ty} %vd{t}, %vs{t}",
-            f"  store {ty} %sum{t}, ptr %pd{t}",
-            f"  %c{t}.1 = add i64 %c{t}, 1",
-            f"  %cm{t} = icmp slt i64 %c{t}.1, %C",
-            f"  br i1 %cm{t}, label %chan{t}, label %tap{t}.end",
-        ]
-
-    _pixel_loops(lines, kh, kw, image=["  %np = mul i64 %n, %HP"],
-                 row=["  %prow = add i64 %np, %ohs"], pixel=[], tap=tap)
-    return "\n".join(lines) + "\n"
-
-
-def _pixel_loops(lines: list, kh: int, kw: int, image: list, row: list, pixel: list,
-                 tap) -> None:
-    """The loop nest col2im and im2col share, appended to lines: images [start, end), then
-    output rows and columns, then every tap. image, row, pixel: extra lines at each level;
-    tap(t, i, j, previous): tap t's lines, entered from block `previous` and ending with a
-    branch to tap{t}.end. Defined for them: %n, %oh, %ow, %ohs (oh * SH), %ows (ow * SW)
-    and %pixel, the output pixel's first tap in (N, OH, OW, KH*KW) order."""
-    lines += [
-        "  %none = icmp sge i64 %start, %end",
-        "  %empty = icmp sle i64 %C, 0",
-        "  %noh = icmp sle i64 %OH, 0",
-        "  %now = icmp sle i64 %OW, 0",
-        "  %s1 = or i1 %none, %empty",
-        "  %s2 = or i1 %s1, %noh",
-        "  %skip = or i1 %s2, %now",
-        "  br i1 %skip, label %exit, label %image",
-        "image:",
-        "  %n = phi i64 [ %start, %entry ], [ %n1, %imageend ]",
-        "  %nh = mul i64 %n, %OH",
-        *image,
-        "  br label %orow",
-        "orow:",
-        "  %oh = phi i64 [ 0, %image ], [ %oh1, %orowend ]",
-        "  %rowindex = add i64 %nh, %oh",
-        "  %ohs = mul i64 %oh, %SH",
-        *row,
-        "  br label %ocol",
-        "ocol:",
-        "  %ow = phi i64 [ 0, %orow ], [ %ow1, %ocolend ]",
-        "  %pixel.0 = mul i64 %rowindex, %OW",
-        "  %pixel.1 = add i64 %pixel.0, %ow",
-        f"  %pixel = mul i64 %pixel.1, {kh * kw}",
-        "  %ows = mul i64 %ow, %SW",
-        *pixel,
-    ]
-    previous = "ocol"
-    for t, (i, j) in enumerate((i, j) for i in range(kh) for j in range(kw)):
-        lines += tap(t, i, j, previous)
-        lines.append(f"tap{t}.end:")
-        previous = f"tap{t}.end"
-    lines += [
-        "  br label %ocolend",
-        "ocolend:",
-        "  %ow1 = add i64 %ow, 1",
-        "  %owm = icmp slt i64 %ow1, %OW",
-        "  br i1 %owm, label %ocol, label %orowend",
-        "orowend:",
-        "  %oh1 = add i64 %oh, 1",
-        "  %ohm = icmp slt i64 %oh1, %OH",
-        "  br i1 %ohm, label %orow, label %imageend",
-        "imageend:",
-        "  %n1 = add i64 %n, 1",
-        "  %nm = icmp slt i64 %n1, %end",
-        "  br i1 %nm, label %image, label %exit",
-        "exit:",
-        "  ret void",
-        "}",
-    ]
-
-
-def im2col_name(dtype: str, kh: int, kw: int) -> str:
-    return f"ember_im2col_{dtype}_{kh}x{kw}"
-
-
-def im2col_ir(dtype: str, kh: int, kw: int) -> str:
-    """im2col, channels last: cols (N, OH, OW, KH, KW, C) gets, for every output pixel and
-    tap, the C values the tap reads from x (N, H, W, C), or zeros where it falls in the
-    padding (so no padded copy of x is made).
-
-    argv: x, cols, H, W, OH, OW, C, stride h, stride w, padding h, padding w, dilation h,
-    dilation w. Rows: N."""
-    ty = IR_TYPES[dtype]
-    lines = task_header(im2col_name(dtype, kh, kw),
-                    [("x", "ptr"), ("out", "ptr"), ("H", "i64"), ("W", "i64"), ("OH", "i64"),
-                     ("OW", "i64"), ("C", "i64"), ("SH", "i64"), ("SW", "i64"), ("PH", "i64"),
-                     ("PW", "i64"), ("DH", "i64"), ("DW", "i64")])
-
-    def tap(t, i, j, previous):
-        return [
-            f"  %dst{t}.0 = add i64 %pixel, {t}",
-            f"  %dst{t} = mul i64 %dst{t}.0, %C",
-            f"  %di{t} = mul i64 %DH, {i}",
-            f"  %dj{t} = mul i64 %DW, {j}",
-            f"  %h{t} = add i64 %hbase, %di{t}",
-            f"  %w{t} = add i64 %wbase, %dj{t}",
-            # unsigned compares: a negative row or column is out of range too
-            f"  %hin{t} = icmp ult i64 %h{t}, %H",
-            f"  %win{t} = icmp ult i64 %w{t}, %W",
-            f"  %in{t} = and i1 %hin{t}, %win{t}",
-            f"  %hr{t} = add i64 %nH, %h{t}",
-            f"  %hw{t} = mul i64 %hr{t}, %W",
-            f"  %pix{t} = add i64 %hw{t}, %w{t}",
-            f"  %src{t} = mul i64 %pix{t}, %C",
-            f"  br i1 %in{t}, label %copy{t}, label %zero{t}",
-            f"copy{t}:",
-            f"  %c{t} = phi i64 [ 0, %{previous} ], [ %c{t}.1, %copy{t} ]",
-            f"  %si{t} = add i64 %src{t}, %c{t}",
-            f"  %di{t}.x = add i64 %dst{t}, %c{t}",
-            f"  %ps{t} = getelementptr {ty}, ptr %x, i64 %si{t}",
-            f"  %pd{t} = getelementptr {ty}, ptr %out, i64 %di{t}.x",
-            f"  %v{t} = load {ty}, ptr %ps{t}",
-            f"  store {ty} %v{t}, ptr %pd{t}",
-            f"  %c{t}.1 = add i64 %c{t}, 1",
-            f"  %cm{t} = icmp slt i64 %c{t}.1, %C",
-            f"  br i1 %cm{t}, label %copy{t}, label %tap{t}.end",
-            f"zero{t}:",
-            f"  %z{t} = phi i64 [ 0, %{previous} ], [ %z{t}.1, %zero{t} ]",
-            f"  %zi{t} = add i64 %dst{t}, %z{t}",
-            f"  %pz{t} = getelementptr {ty}, ptr %out, i64 %zi{t}",
-            f"  store {ty} 0.0, ptr %pz{t}",
-            f"  %z{t}.1 = add i64 %z{t}, 1",
-            f"  %zm{t} = icmp slt i64 %z{t}.1, %C",
-            f"  br i1 %zm{t}, label %zero{t}, label %tap{t}.end",
-        ]
-
-    _pixel_loops(lines, kh, kw, image=["  %nH = mul i64 %n, %H"],
-                 row=["  %hbase = sub i64 %ohs, %PH"], pixel=["  %wbase = sub i64 %ows, %PW"],
-                 tap=tap)
     return "\n".join(lines) + "\n"

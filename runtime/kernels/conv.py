@@ -1,8 +1,16 @@
-"""conv2d and its two backward ops, by im2col over a channels-last copy of the input.
+"""conv2d and its two backward ops, by im2col over the channels-first input.
 
-Channels-last makes every column copy move runs of C contiguous values (the im2col of a
-channels-first input gathers single elements), and the weight is reordered to match, which
-costs little: weights are small.
+The columns of an image are its (C*KH*KW, OH*OW) matrix, rows in the order of a flattened
+(O, C, KH, KW) weight, so every GEMM reads the weight as it is stored (BLAS takes its
+transpose as it lies), and a group's rows are one block.
+The columns are laid out per image, (N, C*KH*KW, OH*OW), where the output is wanted channels
+first (each image's GEMM writes its (O, OH*OW) block of the NCHW result: no copy of the
+input, the output or the gradient), or as one
+(C*KH*KW, N*OH*OW) matrix where one GEMM over the whole batch pays: the weight's gradient,
+whose sum over the batch is then the GEMM's own, and conv2d and its input gradient when BLAS
+has several threads to split that GEMM, or where it runs faster (_per_image). On the CPU,
+im2col and col2im are native kernels (runtime/windows.py, codegen/llvm/columns.py); elsewhere
+numpy or cupy take a strided window view and a loop over the kernel's taps.
 """
 
 from __future__ import annotations
@@ -10,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import windows
-from ..threads import before_blas
+from ..threads import before_blas, threads
 from .registry import kernel
 
 
@@ -28,108 +36,157 @@ def _out_hw(hw, kernel_hw, stride, padding, dilation):
     )
 
 
-def _channels_last_padded(xp, x, padding):
-    nhwc = x.transpose(0, 2, 3, 1)
+def _reads_as_is(x_shape, kernel_hw, stride, padding, dilation) -> bool:
+    """Whether each image is its own (C*KH*KW, OH*OW) columns: a 1x1 kernel at stride 1, or a
+    kernel that covers the whole unpadded image once."""
+    if tuple(padding) != (0, 0):
+        return False
+    if tuple(kernel_hw) == (1, 1):
+        return tuple(stride) == (1, 1)
+    return tuple(kernel_hw) == tuple(x_shape[2:]) and tuple(dilation) == (1, 1)
+
+
+def _native(xp, *arrays) -> bool:
+    return xp is np and windows.available(*arrays)
+
+
+def _columns(xp, x, kernel_hw, stride, padding, dilation, per_image):
+    """im2col of x (N, C, H, W): (N, C*KH*KW, OH*OW) per_image, else (C*KH*KW, N*OH*OW); and
+    the output's (OH, OW)."""
+    n, c, h, w = x.shape
+    kh, kw = kernel_hw
+    oh, ow = _out_hw((h, w), kernel_hw, stride, padding, dilation)
+    depth, plane = c * kh * kw, oh * ow
+    if per_image and _reads_as_is(x.shape, kernel_hw, stride, padding, dilation):
+        return x.reshape(n, depth, plane), (oh, ow)
+    if xp is np:
+        x = np.ascontiguousarray(x)
+    if _native(xp, x):
+        cols = windows.im2col(x, kernel_hw, stride, padding, dilation, (oh, ow), per_image)
+        return cols, (oh, ow)
     ph, pw = padding
-    if not (ph or pw):
-        return xp.ascontiguousarray(nhwc)
-    # zeros and one slice assignment: far cheaper than xp.pad on small inputs
-    n, h, w, c = nhwc.shape
-    padded = xp.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
-    padded[:, ph : ph + h, pw : pw + w] = nhwc
-    return padded
-
-
-def _columns(xp, x, kernel_hw, stride, padding, dilation):
-    """im2col: (N*OH*OW, KH, KW, C) rows, channels innermost, and the output's (OH, OW)."""
-    n, c = x.shape[:2]
-    oh, ow = _out_hw(x.shape[2:], kernel_hw, stride, padding, dilation)
-    if x.__class__ is np.ndarray and c >= 4 and windows.available(x):
-        # (with fewer channels the per-tap loops cost more than numpy's window copy)
-        nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-        cols = windows.im2col(nhwc, kernel_hw, stride, padding, dilation, (oh, ow))
-        return cols.reshape(n * oh * ow, kernel_hw[0], kernel_hw[1], c), (oh, ow)
-    padded = _channels_last_padded(xp, x, padding)
+    if ph or pw:
+        padded = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+        padded[:, :, ph : ph + h, pw : pw + w] = x
+    else:
+        padded = xp.ascontiguousarray(x)
     s0, s1, s2, s3 = padded.strides
     taps = xp.lib.stride_tricks.as_strided(
         padded,
-        shape=(n, oh, ow, kernel_hw[0], kernel_hw[1], c),
-        strides=(s0, s1 * stride[0], s2 * stride[1], s1 * dilation[0], s2 * dilation[1], s3),
+        shape=(n, c, kh, kw, oh, ow),
+        strides=(s0, s1, s2 * dilation[0], s3 * dilation[1], s2 * stride[0], s3 * stride[1]),
     )
-    return xp.ascontiguousarray(taps).reshape(n * oh * ow, kernel_hw[0], kernel_hw[1], c), (oh, ow)
+    if per_image:
+        return xp.ascontiguousarray(taps).reshape(n, depth, plane), (oh, ow)
+    cols = xp.ascontiguousarray(taps.transpose(1, 2, 3, 0, 4, 5))
+    return cols.reshape(depth, n * plane), (oh, ow)
 
 
-def _grouped_columns(cols, groups):
-    """(N*OH*OW, KH, KW, C) -> (G, N*OH*OW, KH*KW*C/G)."""
-    m, kh, kw, c = cols.shape
-    if groups == 1:
-        return cols.reshape(1, m, kh * kw * c)
-    split = cols.reshape(m, kh * kw, groups, c // groups).transpose(2, 0, 1, 3)
-    return split.reshape(groups, m, kh * kw * (c // groups))
-
-
-def _grouped_weight(w, groups):
-    """(O, C/G, KH, KW) -> (G, KH*KW*C/G, O/G), rows ordered as the columns are."""
-    o, cg, kh, kw = w.shape
-    og = o // groups
-    reordered = w.reshape(groups, og, cg, kh, kw).transpose(0, 3, 4, 2, 1)
-    return reordered.reshape(groups, kh * kw * cg, og)
-
-
-def _grouped_grad_output(g, groups):
-    """(N, O, OH, OW) -> (G, N*OH*OW, O/G)."""
-    n, o, oh, ow = g.shape
-    rows = g.transpose(0, 2, 3, 1).reshape(n * oh * ow, groups, o // groups)
-    return rows.transpose(1, 0, 2)
-
-
-@kernel("conv2d")
-def _conv2d(xp, x, w, stride, padding, dilation, groups):
-    n, o = x.shape[0], w.shape[0]
-    cols, (oh, ow) = _columns(xp, x, w.shape[2:], stride, padding, dilation)
-    if groups == 1:  # one plain 2-d product: BLAS's fastest path
-        out = _matmul(xp, _grouped_columns(cols, 1)[0], _grouped_weight(w, 1)[0])
+def _col2im(xp, cols, x_shape, kernel_hw, stride, padding, dilation, out_hw, per_image):
+    """x (N, C, H, W): the sum of im2col's columns where they were read."""
+    n, c, h, w = x_shape
+    kh, kw = kernel_hw
+    oh, ow = out_hw
+    if per_image and _reads_as_is(x_shape, kernel_hw, stride, padding, dilation):
+        return cols.reshape(x_shape)
+    if xp is np:
+        cols = np.ascontiguousarray(cols)
+    if _native(xp, cols):
+        return windows.col2im(cols, tuple(x_shape), kernel_hw, stride, padding, dilation,
+                              out_hw, per_image)
+    if per_image:
+        taps = cols.reshape(n, c, kh, kw, oh, ow)
     else:
-        out = _matmul(xp, _grouped_columns(cols, groups), _grouped_weight(w, groups))  # (G, M, Og)
-        out = out.transpose(1, 0, 2)
-    out = out.reshape(n, oh, ow, o)
-    return xp.ascontiguousarray(out.transpose(0, 3, 1, 2))
-
-
-@kernel("conv2d_backward_input")
-def _conv2d_backward_input(xp, g, w, input_shape, stride, padding, dilation, groups):
-    n, c, h, wd = input_shape
-    _, cg, kh, kw = w.shape
-    oh, ow = g.shape[2:]
-    wt = _grouped_weight(w, groups)  # (G, KK*Cg, Og)
-    cols = _matmul(xp, _grouped_grad_output(g, groups), wt.transpose(0, 2, 1))  # (G, M, KK*Cg)
-    cols = cols.reshape(groups, n, oh, ow, kh, kw, cg).transpose(1, 2, 3, 4, 5, 0, 6)
-    cols = cols.reshape(n, oh, ow, kh, kw, c)
-    # col2im: each kernel tap adds its rows back where it read them, channels last
+        taps = cols.reshape(c, kh, kw, n, oh, ow).transpose(3, 0, 1, 2, 4, 5)
     ph, pw = padding
-    padded_shape = (n, h + 2 * ph, wd + 2 * pw, c)
-    if cols.__class__ is np.ndarray:
-        cols = np.ascontiguousarray(cols)  # already, unless the groups reordered it
-    if windows.available(cols):
-        padded = windows.col2im(cols, padded_shape, stride, dilation)
-        inside = padded[:, ph : ph + h, pw : pw + wd]
-        return xp.ascontiguousarray(inside.transpose(0, 3, 1, 2))
-    padded = xp.zeros(padded_shape, dtype=g.dtype)
+    padded = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
     for i in range(kh):
         r0 = i * dilation[0]
         rows = slice(r0, r0 + stride[0] * (oh - 1) + 1, stride[0])
         for j in range(kw):
             c0 = j * dilation[1]
-            padded[:, rows, c0 : c0 + stride[1] * (ow - 1) + 1 : stride[1]] += cols[:, :, :, i, j]
-    inside = padded[:, ph : ph + h, pw : pw + wd]
-    return xp.ascontiguousarray(inside.transpose(0, 3, 1, 2))
+            padded[:, :, rows, c0 : c0 + stride[1] * (ow - 1) + 1 : stride[1]] += taps[:, :, i, j]
+    return xp.ascontiguousarray(padded[:, :, ph : ph + h, pw : pw + w])
+
+
+def _batch_rows(xp, g, groups):
+    """g (N, O, OH, OW) as (G, O/G, N*OH*OW): each output channel's values over the batch."""
+    n, o = g.shape[:2]
+    plane = g.shape[2] * g.shape[3]
+    rows = g.reshape(n, groups, o // groups, plane).transpose(1, 2, 0, 3)
+    return xp.ascontiguousarray(rows).reshape(groups, o // groups, n * plane)
+
+
+# on one thread, one GEMM per image runs faster while the output channels are few and the
+# planes not small; otherwise the batch's single GEMM does (measured on the dcgan and
+# digits-CNN convolutions: the CNN's 64-channel 8x8 layer 1.75 ms batched against 2.18 ms
+# per image, dcgan's 32-channel 8x8 layer 0.21 ms per image against 0.26 ms batched)
+PER_IMAGE_MAX_CHANNELS = 63
+PER_IMAGE_MIN_PLANE = 16
+
+
+def _per_image(xp, channels: int, plane: int) -> bool:
+    """Whether conv2d and its input gradient take one GEMM per image (no copy of the output or
+    the gradient: each image's product is its block of the NCHW array) or one over the whole
+    batch, for `channels` output channels of `plane` values each. Several BLAS threads split
+    one large product but leave a small per-image one to a single thread, so with a thread
+    budget of more than one the batch's GEMM is taken."""
+    if xp is not np:
+        return True
+    return (threads() == 1 and channels <= PER_IMAGE_MAX_CHANNELS
+            and plane >= PER_IMAGE_MIN_PLANE)
+
+
+@kernel("conv2d")
+def _conv2d(xp, x, w, stride, padding, dilation, groups):
+    n = x.shape[0]
+    o, cg, kh, kw = w.shape
+    depth = cg * kh * kw
+    oh, ow = _out_hw(x.shape[2:], (kh, kw), stride, padding, dilation)
+    plane = oh * ow
+    per_image = _per_image(xp, o, plane)
+    cols, _ = _columns(xp, x, (kh, kw), stride, padding, dilation, per_image)
+    weight = w.reshape(groups, o // groups, depth)
+    if not per_image:  # (O/G, depth) @ (depth, N*P) per group, then to (N, O, P)
+        out = _matmul(xp, weight[0] if groups == 1 else weight,
+                      cols if groups == 1 else cols.reshape(groups, depth, n * plane))
+        out = out.reshape(o, n, plane).transpose(1, 0, 2)
+        return xp.ascontiguousarray(out).reshape(n, o, oh, ow)
+    if groups == 1:  # (O, depth) @ (N, depth, P): each image's block of the NCHW result
+        out = _matmul(xp, weight[0], cols)
+    else:
+        out = _matmul(xp, weight, cols.reshape(n, groups, depth, plane))  # (N, G, O/G, P)
+    return out.reshape(n, o, oh, ow)
+
+
+@kernel("conv2d_backward_input")
+def _conv2d_backward_input(xp, g, w, input_shape, stride, padding, dilation, groups):
+    n, _, oh, ow = g.shape
+    o, cg, kh, kw = w.shape
+    depth = cg * kh * kw
+    plane = oh * ow
+    # (depth, O/G) per group: the weight's transpose, read in place
+    wt = w.reshape(groups, o // groups, depth).transpose(0, 2, 1)
+    per_image = _per_image(xp, o, plane)
+    if per_image:
+        rows = g.reshape(n, groups, o // groups, plane)
+        cols = _matmul(xp, wt[0], rows[:, 0]) if groups == 1 else _matmul(xp, wt, rows)
+        cols = cols.reshape(n, groups * depth, plane)
+    else:  # (depth, O/G) @ (O/G, N*P) per group: the batch's single column matrix
+        rows = _batch_rows(xp, g, groups)
+        cols = _matmul(xp, wt[0], rows[0]) if groups == 1 else _matmul(xp, wt, rows)
+        cols = cols.reshape(groups * depth, n * plane)
+    return _col2im(xp, cols, tuple(input_shape), (kh, kw), stride, padding, dilation, (oh, ow),
+                   per_image)
 
 
 @kernel("conv2d_backward_weight")
 def _conv2d_backward_weight(xp, x, g, weight_shape, stride, padding, dilation, groups):
     o, cg, kh, kw = weight_shape
-    cols, _ = _columns(xp, x, (kh, kw), stride, padding, dilation)
-    gw = _matmul(xp, _grouped_grad_output(g, groups).transpose(0, 2, 1),
-                   _grouped_columns(cols, groups))  # (G, Og, KK*Cg)
-    gw = gw.reshape(groups, o // groups, kh, kw, cg).transpose(0, 1, 4, 2, 3)
-    return xp.ascontiguousarray(gw).reshape(weight_shape)
+    cols, (oh, ow) = _columns(xp, x, (kh, kw), stride, padding, dilation, per_image=False)
+    cols = cols.reshape(groups, cg * kh * kw, x.shape[0] * oh * ow)
+    # one GEMM per group over the whole batch, (depth, N*P) @ (N*P, O/G): the gradient's
+    # transpose, which BLAS computes ~1.5x faster than (O/G, N*P) @ (N*P, depth) at these
+    # shapes (a long inner dimension, few rows); the transpose back copies only the weight
+    gw = _matmul(xp, cols, _batch_rows(xp, g, groups).transpose(0, 2, 1))  # (G, depth, O/G)
+    return xp.ascontiguousarray(gw.transpose(0, 2, 1)).reshape(weight_shape)

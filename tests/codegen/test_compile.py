@@ -882,6 +882,31 @@ def test_matmul_and_leading_dim_reductions_stay_eager_and_their_epilogue_fuses(
     assert_close(got[0], want[0], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
+def test_reductions_over_n_h_w_fuse_with_the_work_before_them_and_match_eager(dtype):
+    """A batch norm's statistics and gradient sums, over (0, 2, 3) of (N, C, H, W) with and
+    without keepdim (and amax over (0, 3)), read their input through a permute that puts the
+    reduced dims last: fused kernels (the keepdim reshapes of their outputs are views), no
+    eager reduction, eager's shapes, values within rounding."""
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((4, 3, 5, 6)).astype(dtype)
+    g = rng.standard_normal((4, 3, 5, 6)).astype(dtype)
+
+    def fn(x, g):
+        mean = x.mean((0, 2, 3), keepdim=True)
+        centered = x - mean
+        squares = (centered * centered).sum((0, 2, 3), keepdim=True)
+        return mean, squares, (g * centered).sum((0, 2, 3)), x.amax((0, 3)) + 1
+
+    compiled, eager = executors(fn, x, g)
+    assert set(_eager_ops(compiled)) <= {"reshape"}, compiled.describe()
+    got, want = run_both(compiled, eager, [x, g])
+    assert [w.shape for w in want] == [(1, 3, 1, 1), (1, 3, 1, 1), (3,), (3, 5)]
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    for gv, w in zip(got, want):
+        assert_close(gv, w, rtol=rtol, atol=rtol)
+
+
 # -- 6. threads ---------------------------------------------------------------------------------
 
 

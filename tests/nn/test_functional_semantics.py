@@ -179,6 +179,22 @@ def test_inplace_relu_on_an_intermediate_keeps_gradients_right():
     np.testing.assert_array_equal(x.grad.numpy(), [0.0, 2.0, 2.0])
 
 
+def test_leaky_relu_backward_is_one_product_with_the_saved_scale(monkeypatch):
+    # PyTorch's rule, g where x > 0 else slope * g, as one kernel call: a where() of x and
+    # slope * x would backpropagate through two wheres, a product and a sum
+    from ember.runtime.kernels import KERNELS
+
+    x = leaf([-2.0, -0.0, 0.0, 0.5, 3.0])
+    out = F.leaky_relu(x, 0.2)
+    calls = []
+    for op, fn in list(KERNELS.items()):
+        monkeypatch.setitem(KERNELS, op, lambda *a, _op=op, _fn=fn, **k: calls.append(_op)
+                            or _fn(*a, **k))
+    out.backward(ember.tensor([1.0, 2.0, 3.0, np.inf, 5.0], dtype=ember.float64))
+    assert calls.count("mul") == 1 and not {"where", "add"} & set(calls), calls
+    np.testing.assert_array_equal(x.grad.numpy(), [1.0 * 0.2, 2.0 * 0.2, 3.0 * 0.2, np.inf, 5.0])
+
+
 # -- pooling, attention, one_hot -------------------------------------------------------------
 
 

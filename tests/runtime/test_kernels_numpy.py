@@ -331,6 +331,27 @@ def test_where_keeps_every_bit_of_the_chosen_value(dtype):
         np.testing.assert_array_equal(got.view(ints), want.view(ints))
 
 
+def test_where_blend_allocates_only_its_mask_and_result():
+    # each fresh array this size is a fresh mapping whose pages fault in: the blend works in
+    # place in its mask and result, so a where costs two arrays, not four
+    import tracemalloc
+
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((16, 16, 16, 16)).astype(np.float32)
+    cond = x > 0
+    for a, b in [(x, np.float32(0.2)), (np.float32(1.0), np.float32(0.2))]:
+        tracemalloc.start()
+        got = KERNELS["where"](np, cond, a, b)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        np.testing.assert_array_equal(got, np.where(cond, a, b))
+        assert peak < 2.5 * x.nbytes, peak / x.nbytes
+    # a branch wider than the mask: the blend cannot be in place there, and is still right
+    wide = rng.standard_normal((3, 16)).astype(np.float32)
+    np.testing.assert_array_equal(KERNELS["where"](np, cond[0, 0, 0], np.float32(2.0), wide),
+                                  np.where(cond[0, 0, 0], np.float32(2.0), wide))
+
+
 @pytest.mark.parametrize("dtype", FLOATS + INTS)
 def test_clamp_kernel_matches_numpy(dtype):
     x = random_array(np.random.default_rng(5), (5, 6), dtype, 0, 50)

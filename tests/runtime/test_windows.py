@@ -1,5 +1,5 @@
-"""The native window kernels (tiled max pooling, col2im) against plain numpy references, and
-the pooling and convolution kernels that use them against their numpy paths."""
+"""The native window kernels (tiled max pooling, im2col, col2im) against plain numpy
+references, and the pooling and convolution kernels that use them against their numpy paths."""
 
 import numpy as np
 import pytest
@@ -81,65 +81,155 @@ def test_max_pool_keeps_negative_zero_and_numpy_paths_serve_the_rest():
                                   _windows(np.ascontiguousarray(view), 2, 2).max(-1))
 
 
-def _col2im_reference(cols, padded_shape, stride, dilation):
-    _, oh, ow, kh, kw, _ = cols.shape
-    out = np.zeros(padded_shape, cols.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            r0, c0 = i * dilation[0], j * dilation[1]
-            out[:, r0: r0 + stride[0] * (oh - 1) + 1: stride[0],
-                c0: c0 + stride[1] * (ow - 1) + 1: stride[1]] += cols[:, :, :, i, j]
-    return out
+_GEOMETRIES = [((3, 3), (1, 1), (1, 1), (1, 1)),
+               ((3, 3), (2, 2), (0, 0), (1, 1)),
+               ((2, 3), (2, 1), (3, 0), (1, 2)),
+               ((1, 1), (1, 1), (2, 2), (1, 1)),
+               ((3, 2), (1, 3), (1, 2), (2, 1)),
+               ((4, 4), (2, 2), (1, 1), (1, 1))]
 
 
+@pytest.mark.parametrize("per_image", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("kernel,stride,dilation", [((3, 3), (1, 1), (1, 1)),
-                                                    ((3, 3), (2, 2), (1, 1)),
-                                                    ((2, 3), (2, 1), (1, 2)),
-                                                    ((1, 1), (1, 1), (1, 1)),
-                                                    ((3, 2), (1, 3), (2, 1))])
-def test_col2im_matches_the_tap_by_tap_sum(dtype, kernel, stride, dilation):
+@pytest.mark.parametrize("kernel,stride,padding,dilation", _GEOMETRIES)
+def test_im2col_matches_the_padded_window_copy(dtype, kernel, stride, padding, dilation,
+                                               per_image, monkeypatch):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 5, 7, 9)).astype(dtype)
+    native, hw = conv._columns(np, x, kernel, stride, padding, dilation, per_image)
+    monkeypatch.setattr(windows, "_broken", True)  # numpy: a padded copy and a window view
+    plain, plain_hw = conv._columns(np, x, kernel, stride, padding, dilation, per_image)
+    assert hw == plain_hw
+    np.testing.assert_array_equal(native, plain)
+    # row (c, i, j) of image n holds x[n, c] read at tap (i, j): one row checked by hand
+    n, c, i, j = 1, 3, kernel[0] - 1, kernel[1] - 1
+    padded = np.pad(x[n, c], [(padding[0],) * 2, (padding[1],) * 2])
+    r0, c0 = i * dilation[0], j * dilation[1]
+    want = padded[r0::stride[0]][: hw[0], c0::stride[1]][:, : hw[1]].reshape(-1)
+    row = (c * kernel[0] + i) * kernel[1] + j
+    plane = hw[0] * hw[1]
+    got = native[n, row] if per_image else native[row, n * plane : (n + 1) * plane]
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel,stride,padding,dilation", _GEOMETRIES)
+def test_col2im_is_the_adjoint_of_im2col(dtype, kernel, stride, padding, dilation, per_image):
+    # <im2col(x), cols> == <x, col2im(cols)> for all x and cols: col2im adds every column
+    # value back exactly where im2col read it, and drops the padding's
     rng = np.random.default_rng(7)
-    n, c, oh, ow = 3, 5, 4, 6
+    x = rng.standard_normal((3, 4, 7, 9)).astype(dtype)
+    cols, out_hw = conv._columns(np, x, kernel, stride, padding, dilation, per_image)
+    other = rng.standard_normal(cols.shape).astype(dtype)
+    back = windows.col2im(other, x.shape, kernel, stride, padding, dilation, out_hw, per_image)
+    assert back.shape == x.shape
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(np.vdot(cols, other), np.vdot(x, back), rtol=tol)
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel,stride,padding,dilation", _GEOMETRIES)
+def test_col2im_matches_the_tap_by_tap_sum(dtype, kernel, stride, padding, dilation, per_image,
+                                           monkeypatch):
+    rng = np.random.default_rng(5)
+    x_shape = (2, 3, 8, 7)
     kh, kw = kernel
-    hp = stride[0] * (oh - 1) + dilation[0] * (kh - 1) + 1 + 1
-    wp = stride[1] * (ow - 1) + dilation[1] * (kw - 1) + 1
-    cols = rng.standard_normal((n, oh, ow, kh, kw, c)).astype(dtype)
-    got = windows.col2im(cols, (n, hp, wp, c), stride, dilation)
+    out_hw = conv._out_hw(x_shape[2:], kernel, stride, padding, dilation)
+    depth, plane = 3 * kh * kw, out_hw[0] * out_hw[1]
+    shape = (2, depth, plane) if per_image else (depth, 2 * plane)
+    cols = rng.standard_normal(shape).astype(dtype)
+    args = (cols, x_shape, kernel, stride, padding, dilation, out_hw, per_image)
+    native = windows.col2im(*args)
+    monkeypatch.setattr(windows, "_broken", True)  # numpy: a padded sum, tap by tap
+    plain = conv._col2im(np, *args)
     tol = 1e-6 if dtype == np.float32 else 1e-13
-    np.testing.assert_allclose(got, _col2im_reference(cols, (n, hp, wp, c), stride, dilation),
-                               rtol=tol, atol=tol)
+    np.testing.assert_allclose(native, plain, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("per_image", [True, False])
 @pytest.mark.parametrize("groups,stride,padding,dilation", [(1, (1, 1), (1, 1), (1, 1)),
                                                             (2, (2, 1), (0, 2), (1, 2)),
-                                                            (4, (1, 2), (2, 1), (2, 1))])
-def test_conv_backward_input_matches_its_numpy_col2im(groups, stride, padding, dilation,
-                                                      monkeypatch):
+                                                            (4, (1, 2), (2, 1), (2, 1)),
+                                                            (1, (1, 1), (0, 0), (1, 1))])
+def test_conv_kernels_match_their_numpy_paths(groups, stride, padding, dilation, per_image,
+                                              monkeypatch):
+    # per image or over the whole batch (the GEMMs' layout follows the thread budget)
+    monkeypatch.setattr(conv, "_per_image", lambda xp, channels, plane: per_image)
     rng = np.random.default_rng(3)
     x_shape = (3, 8, 9, 10)
     w = rng.standard_normal((12, 8 // groups, 3, 3)).astype(np.float32)
     x = rng.standard_normal(x_shape).astype(np.float32)
-    out = conv._conv2d(np, x, w, stride, padding, dilation, groups)
+    args = (stride, padding, dilation, groups)
+    out = conv._conv2d(np, x, w, *args)
     g = rng.standard_normal(out.shape).astype(np.float32)
-    native = conv._conv2d_backward_input(np, g, w, x_shape, stride, padding, dilation, groups)
-    monkeypatch.setattr(windows, "_broken", True)  # the numpy path
-    plain = conv._conv2d_backward_input(np, g, w, x_shape, stride, padding, dilation, groups)
-    np.testing.assert_allclose(native, plain, rtol=1e-5, atol=1e-5)
+    native = (out, conv._conv2d_backward_input(np, g, w, x_shape, *args),
+              conv._conv2d_backward_weight(np, x, g, w.shape, *args))
+    monkeypatch.setattr(windows, "_broken", True)  # the numpy paths
+    plain = (conv._conv2d(np, x, w, *args),
+             conv._conv2d_backward_input(np, g, w, x_shape, *args),
+             conv._conv2d_backward_weight(np, x, g, w.shape, *args))
+    for a, b in zip(native, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out, _reference_conv(x, w, *args), rtol=1e-4, atol=1e-4)
+    # the two gradients are the convolution's adjoints: <conv(x, w), g> is linear in each
+    product = np.vdot(out.astype(np.float64), g)
+    np.testing.assert_allclose(np.vdot(x.astype(np.float64), native[1]), product, rtol=1e-4)
+    np.testing.assert_allclose(np.vdot(w.astype(np.float64), native[2]), product, rtol=1e-4)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("kernel,stride,padding,dilation", [((3, 3), (1, 1), (1, 1), (1, 1)),
-                                                            ((3, 3), (2, 2), (0, 0), (1, 1)),
-                                                            ((2, 3), (2, 1), (3, 0), (1, 2)),
-                                                            ((1, 1), (1, 1), (2, 2), (1, 1)),
-                                                            ((3, 2), (1, 3), (1, 2), (2, 1))])
-def test_im2col_matches_the_padded_window_copy(dtype, kernel, stride, padding, dilation,
-                                               monkeypatch):
-    rng = np.random.default_rng(11)
-    x = rng.standard_normal((2, 5, 7, 9)).astype(dtype)
-    native, hw = conv._columns(np, x, kernel, stride, padding, dilation)
-    monkeypatch.setattr(windows, "_broken", True)  # numpy: a padded copy and a window view
-    plain, plain_hw = conv._columns(np, x, kernel, stride, padding, dilation)
-    assert hw == plain_hw
-    np.testing.assert_array_equal(native, plain)
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("kernel,groups", [((1, 1), 1), ((1, 1), 2), ((6, 5), 1), ((6, 5), 2)])
+def test_convs_whose_images_are_their_own_columns_match_the_definition(kernel, groups,
+                                                                       per_image, monkeypatch):
+    # a 1x1 kernel at stride 1, or one covering the whole unpadded image: no im2col copy
+    monkeypatch.setattr(conv, "_per_image", lambda xp, channels, plane: per_image)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((3, 4, 6, 5)).astype(np.float64)
+    w = rng.standard_normal((6, 4 // groups, *kernel))
+    args = ((1, 1), (0, 0), (1, 1), groups)
+    out = conv._conv2d(np, x, w, *args)
+    np.testing.assert_allclose(out, _reference_conv(x, w, *args), rtol=1e-12)
+    g = rng.standard_normal(out.shape)
+    product = np.vdot(out, g)
+    dx = conv._conv2d_backward_input(np, g, w, x.shape, *args)
+    dw = conv._conv2d_backward_weight(np, x, g, w.shape, *args)
+    np.testing.assert_allclose([np.vdot(x, dx), np.vdot(w, dw)], [product, product], rtol=1e-12)
+    dx[...] = 7.0  # a fresh array, not a view of g: writing it leaves g alone
+    assert not (g == 7.0).any()
+
+
+def _reference_conv(x, w, stride, padding, dilation, groups):
+    """conv2d by its definition: every output is a sum over its window, group by group."""
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    padded = np.pad(x.astype(np.float64), [(0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2])
+    oh, ow = conv._out_hw((h, wd), (kh, kw), stride, padding, dilation)
+    out = np.zeros((n, o, oh, ow))
+    og = o // groups
+    for y in range(oh):
+        for xx in range(ow):
+            rows = slice(y * stride[0], y * stride[0] + dilation[0] * (kh - 1) + 1, dilation[0])
+            cols = slice(xx * stride[1], xx * stride[1] + dilation[1] * (kw - 1) + 1, dilation[1])
+            for k in range(groups):
+                window = padded[:, k * cg:(k + 1) * cg, rows, cols]
+                out[:, k * og:(k + 1) * og, y, xx] = np.einsum(
+                    "ncij,ocij->no", window, w[k * og:(k + 1) * og].astype(np.float64))
+    return out
+
+
+@pytest.mark.parametrize("x_shape,w_shape", [((0, 3, 6, 6), (4, 3, 3, 3)),
+                                             ((2, 0, 6, 6), (4, 0, 3, 3)),
+                                             ((2, 3, 6, 6), (0, 3, 3, 3))])
+def test_conv_kernels_take_empty_batches_and_channels(x_shape, w_shape):
+    x = np.ones(x_shape, np.float32)
+    w = np.ones(w_shape, np.float32)
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    out = conv._conv2d(np, x, w, *args)
+    assert out.shape == (x_shape[0], w_shape[0], 6, 6) and not out.any()
+    g = np.ones(out.shape, np.float32)
+    dx = conv._conv2d_backward_input(np, g, w, x_shape, *args)
+    dw = conv._conv2d_backward_weight(np, x, g, w_shape, *args)
+    assert dx.shape == x_shape and not dx.any()
+    assert dw.shape == w_shape and not dw.any()

@@ -1,0 +1,233 @@
+"""LLVM IR for im2col and col2im over channels-first (NCHW) images, the column layout a
+convolution's GEMMs read and write without any transposed copy.
+
+The columns of image n are rows k = (c*KH + i)*KW + j (channel, kernel row, kernel column: the
+order of a (O, C, KH, KW) weight's flattened rows) of OH*OW values each, at
+cols + n*SN + k*SK: SN, SK = C*KH*KW*OH*OW, OH*OW lays the images one after another
+(N, C*KH*KW, OH*OW); SN, SK = OH*OW, N*OH*OW lays every image's row k side by side
+(C*KH*KW, N*OH*OW), one matrix for a GEMM over the whole batch.
+
+Both are tasks of the native pool (windows.task_header's convention: argv words, then rows
+[start, end)) over rows r = n*C + c, one input plane each: im2col reads plane r alone and
+col2im writes plane r alone, so the pool may split the rows anywhere. The geometry (channels,
+image, kernel, output sizes, stride, padding, dilation) is compiled in: the rows of these
+small images are a few values long, and with constant trip counts and strides LLVM turns
+each row's copy into a handful of vector moves instead of a loop with runtime checks. A
+model has a few geometries; each is compiled once per machine (the kernel cache). The batch
+size is not compiled in, so every batch size shares a kernel.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+
+_TYPES = {"float32": ir.FloatType(), "float64": ir.DoubleType()}
+_I64 = ir.IntType(64)
+_PTR = ir.PointerType()
+# the geometry, compile-time constants of each kernel; SN and SK, the layout, come from argv
+GEOMETRY = ("C", "H", "W", "KH", "KW", "OH", "OW", "SH", "SW", "PH", "PW", "DH", "DW")
+
+
+def _const(n: int) -> ir.Constant:
+    return ir.Constant(_I64, n)
+
+
+def kernel_name(kind: str, dtype: str, geometry: tuple, per_image: bool) -> str:
+    """The task's name: its kind (im2col, col2im), dtype, geometry (GEOMETRY's values) and
+    row order (per_image: r = n*C + c; else r = c*N + n)."""
+    order = "nc" if per_image else "cn"
+    return f"ember_{kind}_nchw_{dtype}_{order}_" + "_".join(map(str, geometry))
+
+
+class _Task:
+    """A pool task `name(argv, start, end)` under construction, argv = x, cols, SN, SK, N: it
+    calls an inlined body whose x and cols are noalias (they never overlap, so LLVM need not
+    check before it vectorizes), where `words` holds x, cols, SN, SK, N and the geometry as
+    constants, and a counted-loop helper.
+
+    Rows are planes (n, c), in the order the columns are written: per image, r = n*C + c
+    (each image's block is one stretch of memory); for the batch's single matrix, r = c*N + n,
+    so that neighbouring rows write neighbouring stretches of each column row (image n's
+    OH*OW values of row k sit right after image n-1's)."""
+
+    def __init__(self, kind: str, dtype: str, geometry: tuple, per_image: bool):
+        name = kernel_name(kind, dtype, geometry, per_image)
+        self.per_image = per_image
+        self.module = ir.Module(name=name)
+        self.ty = _TYPES[dtype]
+        task = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [_PTR, _I64, _I64]), name)
+        body = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [_PTR, _PTR, _I64, _I64,
+                                                                         _I64, _I64, _I64]),
+                           name + ".body")
+        body.linkage = "internal"
+        body.attributes.add("alwaysinline")
+        for arg in body.args[:2]:
+            arg.add_attribute("noalias")
+        b = ir.IRBuilder(task.append_basic_block("entry"))
+        argv = task.args[0]
+        loaded = [b.load(b.gep(argv, [_const(k)], source_etype=_I64), typ=_PTR if k < 2 else _I64)
+                  for k in range(5)]
+        b.call(body, [*loaded, task.args[1], task.args[2]])
+        b.ret_void()
+        self.fn = body
+        self.b = ir.IRBuilder(body.append_basic_block("entry"))
+        x, cols, sn, sk, n, self.start, self.end = body.args
+        self.words = {"x": x, "cols": cols, "SN": sn, "SK": sk, "N": n,
+                      **{k: _const(v) for k, v in zip(GEOMETRY, geometry)}}
+
+    def loop(self, lo, hi, body) -> None:
+        """for i in [lo, hi): body(i)."""
+        b = self.b
+        lo = _const(lo) if isinstance(lo, int) else lo
+        pre = b.block
+        header = b.append_basic_block("loop")
+        inner = b.append_basic_block("body")
+        done = b.append_basic_block("done")
+        b.branch(header)
+        b.position_at_end(header)
+        i = b.phi(_I64)
+        i.add_incoming(lo, pre)
+        b.cbranch(b.icmp_signed("<", i, hi), inner, done)
+        b.position_at_end(inner)
+        body(i)
+        i.add_incoming(b.add(i, _const(1), flags=("nsw",)), b.block)
+        b.branch(header)
+        b.position_at_end(done)
+
+    def at(self, pointer, index):
+        return self.b.gep(pointer, [index], inbounds=True, source_etype=self.ty)
+
+    def plane(self, r):
+        """(n, c, the element offset of x's plane (n, c)) of row r."""
+        b, w = self.b, self.words
+        if self.per_image:
+            n, c = b.sdiv(r, w["C"]), b.srem(r, w["C"])
+            index = r
+        else:
+            c, n = b.sdiv(r, w["N"]), b.srem(r, w["N"])
+            index = b.add(b.mul(n, w["C"]), c)
+        return n, c, b.mul(index, b.mul(w["H"], w["W"]))
+
+    def taps(self, body) -> None:
+        """For every row r in [start, end) and tap (i, j) of its plane: body(plane, row,
+        i, j) with plane = x's plane r (as an element offset) and row = the offset of the
+        tap's column row of OH*OW values."""
+        b, w = self.b, self.words
+
+        def plane_row(r):
+            n, c, plane = self.plane(r)
+            first_tap = b.mul(c, b.mul(w["KH"], w["KW"]))
+            image = b.mul(n, w["SN"])
+
+            def kernel_row(i):
+                def kernel_column(j):
+                    k = b.add(first_tap, b.add(b.mul(i, w["KW"]), j))
+                    body(plane, b.add(image, b.mul(k, w["SK"])), i, j)
+
+                self.loop(0, w["KW"], kernel_column)
+
+            self.loop(0, w["KH"], kernel_row)
+
+        self.loop(self.start, self.end, plane_row)
+
+    def finish(self) -> str:
+        self.b.ret_void()
+        return str(self.module)
+
+
+def _input_row(task: _Task, oh, i):
+    """(whether output row oh of tap row i reads inside x, the input row it reads)."""
+    b, w = task.b, task.words
+    h = b.add(b.sub(b.mul(oh, w["SH"]), w["PH"]), b.mul(i, w["DH"]))
+    return b.icmp_unsigned("<", h, w["H"]), h  # unsigned: a negative row is outside too
+
+
+def _inside_columns(task: _Task, j):
+    """(the input column output column 0 of tap column j reads, and [lo, hi): the output
+    columns whose input column ow*SW + that lies inside [0, W))."""
+    b, w = task.b, task.words
+    first = b.sub(b.mul(j, w["DW"]), w["PW"])
+    sw = w["SW"]
+    # lo = ceil(-first / SW) where first < 0, else 0
+    lo = b.sdiv(b.add(b.neg(first), b.sub(sw, _const(1))), sw)
+    lo = b.select(b.icmp_signed("<", first, _const(0)), lo, _const(0))
+    lo = b.select(b.icmp_signed("<", lo, w["OW"]), lo, w["OW"])
+    # hi = floor((W - 1 - first) / SW) + 1 where that is >= 0, else 0; at most OW, at least lo
+    room = b.sub(b.sub(w["W"], _const(1)), first)
+    hi = b.add(b.sdiv(room, sw), _const(1))
+    hi = b.select(b.icmp_signed("<", room, _const(0)), _const(0), hi)
+    hi = b.select(b.icmp_signed("<", hi, w["OW"]), hi, w["OW"])
+    hi = b.select(b.icmp_signed("<", hi, lo), lo, hi)
+    return first, lo, hi
+
+
+def im2col_ir(dtype: str, geometry: tuple, per_image: bool) -> str:
+    """cols[n, (c*KH + i)*KW + j, oh*OW + ow] = x[n, c, oh*SH - PH + i*DH, ow*SW - PW + j*DW],
+    0 where that falls in the padding. argv: x, cols, SN, SK, N. Rows: N*C."""
+    task = _Task("im2col", dtype, geometry, per_image)
+    b, w = task.b, task.words
+    zero = ir.Constant(task.ty, 0.0)
+
+    def tap(plane, row, i, j):
+        first, lo, hi = _inside_columns(task, j)
+
+        def zeros(dst, start, stop):
+            task.loop(start, stop, lambda ow: b.store(zero, task.at(w["cols"], b.add(dst, ow))))
+
+        def out_row(oh):
+            inside, h = _input_row(task, oh, i)
+            dst = b.add(row, b.mul(oh, w["OW"]))
+            source = b.add(plane, b.add(b.mul(h, w["W"]), first))
+            with b.if_else(inside) as (then, otherwise):
+                with then:
+                    def copy(ow):
+                        read = b.add(source, b.mul(ow, w["SW"]))
+                        value = b.load(task.at(w["x"], read), typ=task.ty)
+                        b.store(value, task.at(w["cols"], b.add(dst, ow)))
+
+                    zeros(dst, 0, lo)
+                    task.loop(lo, hi, copy)
+                    zeros(dst, hi, w["OW"])
+                with otherwise:
+                    zeros(dst, 0, w["OW"])
+
+        task.loop(0, w["OH"], out_row)
+
+    task.taps(tap)
+    return task.finish()
+
+
+def col2im_ir(dtype: str, geometry: tuple, per_image: bool) -> str:
+    """The sum back into x (N, C, H, W) of every column value where im2col read it (the
+    values it wrote as padding are dropped); each plane is zeroed first, so x's contents on
+    entry do not matter. argv: x, cols, SN, SK, N. Rows: N*C."""
+    task = _Task("col2im", dtype, geometry, per_image)
+    b, w = task.b, task.words
+    zero = ir.Constant(task.ty, 0.0)
+    x, cols = w["x"], w["cols"]
+
+    def zero_plane(r):
+        plane = task.plane(r)[2]
+        task.loop(0, b.mul(w["H"], w["W"]), lambda e: b.store(zero, task.at(x, b.add(plane, e))))
+
+    task.loop(task.start, task.end, zero_plane)
+
+    def tap(plane, row, i, j):
+        first, lo, hi = _inside_columns(task, j)
+
+        def out_row(oh):
+            inside, h = _input_row(task, oh, i)
+            src = b.add(row, b.mul(oh, w["OW"]))
+            target = b.add(plane, b.add(b.mul(h, w["W"]), first))
+            with b.if_then(inside):
+                def add(ow):
+                    p = task.at(x, b.add(target, b.mul(ow, w["SW"])))
+                    value = b.load(task.at(cols, b.add(src, ow)), typ=task.ty)
+                    b.store(b.fadd(b.load(p, typ=task.ty), value), p)
+
+                task.loop(lo, hi, add)
+
+        task.loop(0, w["OH"], out_row)
+
+    task.taps(tap)
+    return task.finish()
