@@ -109,6 +109,14 @@ def _cases():
             [normal(r, 1, 2, 5, 4)],
         ),
         "dropout": (seeded(lambda x: F.dropout(x, 0.4)), [normal(r, 3, 4)]),
+        # whole channels dropped: (N, C, L), (N, C, H, W), (N, C, D, H, W)
+        "dropout1d": (seeded(lambda x: F.dropout1d(x, 0.4)), [normal(r, 2, 3, 4)]),
+        "dropout2d": (seeded(lambda x: F.dropout2d(x, 0.4)), [normal(r, 2, 3, 2, 2)]),
+        "dropout3d": (seeded(lambda x: F.dropout3d(x, 0.4)), [normal(r, 2, 3, 2, 1, 2)]),
+        "instance_norm": (
+            lambda x, w, b: F.instance_norm(x, weight=w, bias=b),
+            [normal(r, 2, 3, 4), normal(r, 3), normal(r, 3)],
+        ),
         "layer_norm": (
             lambda x, w, b: F.layer_norm(x, [3], w, b),
             [normal(r, 2, 3), normal(r, 3), normal(r, 3)],
