@@ -137,6 +137,7 @@ _EXPORTS = {
             "dropout",
             "embedding",
             "group_norm",
+            "instance_norm",
             "kl_div",
             "layer_norm",
             "max_pool1d",

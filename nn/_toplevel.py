@@ -2,9 +2,9 @@
 torch.celu, torch.batch_norm, ...), which the public API exports as ember.conv3d, ...
 
 Where torch's top-level form takes the arguments of nn.functional's, it is the same callable.
-Six take ATen's arguments instead, and get an adapter here: batch_norm (weight and bias
-before the running statistics, all positional), layer_norm and group_norm (a trailing
-cudnn flag), kl_div and binary_cross_entropy_with_logits (the reduction as ATen's enum,
+Seven take ATen's arguments instead, and get an adapter here: batch_norm and instance_norm
+(weight and bias before the running statistics, all positional), layer_norm and group_norm
+(a trailing cudnn flag), kl_div and binary_cross_entropy_with_logits (the reduction as ATen's enum,
 1 mean, 2 sum, others none; left out, torch's binding passes 0, so they do not reduce), and
 adaptive_max_pool1d (always the values and the indices). Two replace the tensor layer's
 op functions at the top level: embedding takes the weight first, and dropout names its flag
@@ -86,6 +86,22 @@ def group_norm(
 ) -> Tensor:
     """Group normalization over num_groups channel groups (torch.group_norm)."""
     return F.group_norm(input, num_groups, weight, bias, eps)
+
+
+def instance_norm(
+    input: Tensor,
+    weight: Tensor | None,
+    bias: Tensor | None,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    use_input_stats: bool,
+    momentum: float,
+    eps: float,
+    cudnn_enabled: bool,
+) -> Tensor:
+    """Instance normalization in ATen's argument order (torch.instance_norm)."""
+    return F.instance_norm(input, running_mean, running_var, weight, bias, use_input_stats,
+                           momentum, eps)
 
 
 def kl_div(input: Tensor, target: Tensor, reduction: int = 0, *, log_target: bool = False

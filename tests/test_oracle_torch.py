@@ -936,6 +936,10 @@ case(
     lambda r, d: (rn(r, d, *_X3),),
 )
 case("t", lambda m, x, v: (x.t(), m.t(x), v.t(), x.T), lambda r, d: (rn(r, d, 2, 3), rn(r, d, 3)))
+# a sparse COO round trip (of a matrix with zeros): to_sparse, to_sparse_coo, to_dense
+case("to_sparse", lambda m, x: (x.to_sparse().to_dense(), (x * 2).to_sparse_coo().to_dense(),
+                                x.to_dense()),
+     lambda r, d: (rn(r, d, 3, 4) * rb(r, 3, 4),))
 case(
     "squeeze_unsqueeze",
     lambda m, x: (
@@ -2341,6 +2345,9 @@ _INFRASTRUCTURE = {
     "ndim",
     "is_cuda",
     "type",
+    "layout",
+    "is_shared",
+    "share_memory_",
 }
 
 
