@@ -60,8 +60,9 @@ def _models(folder: str) -> dict:
 budgets: list = []  # the thread budget (runtime/threads.py) after each timing
 
 
-def _calls_per_second(program, x, n_threads: int, seconds: float) -> float:
-    want = program(x)
+def calls_per_second(program, x, want, n_threads: int, seconds: float) -> float:
+    """Batch-1 calls per second of `program` from n_threads threads at once, each checking its
+    outputs against `want` (benchmarks/runtime.py times its thread scaling with it too)."""
     counts = [0] * n_threads
     wrong = []
     start = threading.Barrier(n_threads + 1)
@@ -74,20 +75,18 @@ def _calls_per_second(program, x, n_threads: int, seconds: float) -> float:
                 wrong.append(k)
             counts[k] += 1
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(n_threads)]
-    for t in threads:
+    workers = [threading.Thread(target=work, args=(k,)) for k in range(n_threads)]
+    for t in workers:
         t.start()
     start.wait()
     began = time.perf_counter()
     time.sleep(seconds)
     stop.set()
-    for t in threads:
+    for t in workers:
         t.join()
-    elapsed = time.perf_counter() - began
-    budgets.append(budget())
     if wrong:
-        raise SystemExit(f"threads {sorted(set(wrong))} got other outputs")
-    return sum(counts) / elapsed
+        raise SystemExit(f"threads {sorted(set(wrong))} got other outputs than one call's")
+    return sum(counts) / (time.perf_counter() - began)
 
 
 def main() -> None:
@@ -115,8 +114,9 @@ def main() -> None:
                 for mode, flag in modes.items():
                     graph_entry.SHARE_BY_CALLERS = flag
                     for n in (1, 2):
-                        rate = _calls_per_second(program, x, n, args.seconds)
+                        rate = calls_per_second(program, x, program(x), n, args.seconds)
                         rates.setdefault((name, mode, n), []).append(rate)
+                        budgets.append(budget())
         graph_entry.SHARE_BY_CALLERS = True
     print(f"{_cpu()}, {os.cpu_count()} cores; median of {args.rounds} rounds of "
           f"{args.seconds:g} s; thread budget (cores others left idle) "

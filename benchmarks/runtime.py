@@ -195,40 +195,11 @@ def _gpt_rows(folder: str, repeats: int) -> list:
 THREAD_ROUNDS = 5
 
 
-def _calls_per_second(program, x, want, n_threads: int, seconds: float) -> float:
-    """Batch-1 calls per second of `program` from n_threads threads at once."""
-    import threading
-
-    counts = [0] * n_threads
-    wrong = []
-    start = threading.Barrier(n_threads + 1)
-    stop = threading.Event()
-
-    def work(k):
-        start.wait()
-        while not stop.is_set():
-            if not np.array_equal(program(x), want):
-                wrong.append(k)
-            counts[k] += 1
-
-    workers = [threading.Thread(target=work, args=(k,)) for k in range(n_threads)]
-    for t in workers:
-        t.start()
-    start.wait()
-    began = time.perf_counter()
-    time.sleep(seconds)
-    stop.set()
-    for t in workers:
-        t.join()
-    if wrong:
-        raise SystemExit(f"threads {sorted(set(wrong))} got other outputs than one call's")
-    return sum(counts) / (time.perf_counter() - began)
-
-
 def _measure_threads(folder: str, seconds: float) -> None:
     """In a child process: batch-1 calls/s of the loaded digits CNN from 1 and 2 threads."""
     import ember.runtime
     from ember.runtime.threads import threads
+    from entry_threads import calls_per_second
 
     program = ember.runtime.load(os.path.join(folder, "digits.ember"))
     x = _inputs(1)
@@ -236,7 +207,7 @@ def _measure_threads(folder: str, seconds: float) -> None:
     rates, budgets = {1: [], 2: []}, []
     for _ in range(THREAD_ROUNDS):
         for n in (1, 2):
-            rates[n].append(_calls_per_second(program, x, want, n, seconds))
+            rates[n].append(calls_per_second(program, x, want, n, seconds))
             budgets.append(threads())
     print(json.dumps({n: statistics.median(r) for n, r in rates.items()} | {
         "budget": [min(budgets), max(budgets)]}))
