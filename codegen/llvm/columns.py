@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from llvmlite import ir
 
+from .emit import counted_loop
+
 _TYPES = {"float32": ir.FloatType(), "float64": ir.DoubleType()}
 _I64 = ir.IntType(64)
 _PTR = ir.PointerType()
@@ -77,22 +79,7 @@ class _Task:
 
     def loop(self, lo, hi, body) -> None:
         """for i in [lo, hi): body(i)."""
-        b = self.b
-        lo = _const(lo) if isinstance(lo, int) else lo
-        pre = b.block
-        header = b.append_basic_block("loop")
-        inner = b.append_basic_block("body")
-        done = b.append_basic_block("done")
-        b.branch(header)
-        b.position_at_end(header)
-        i = b.phi(_I64)
-        i.add_incoming(lo, pre)
-        b.cbranch(b.icmp_signed("<", i, hi), inner, done)
-        b.position_at_end(inner)
-        body(i)
-        i.add_incoming(b.add(i, _const(1), flags=("nsw",)), b.block)
-        b.branch(header)
-        b.position_at_end(done)
+        counted_loop(self.b, lo, hi, body)
 
     def at(self, pointer, index):
         return self.b.gep(pointer, [index], inbounds=True, source_etype=self.ty)

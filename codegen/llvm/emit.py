@@ -77,6 +77,43 @@ class _Context:
         return KIND[self.spec.exprs[expr.args[0]].dtype] == "i"
 
 
+class Callee:
+    """A function pointer loaded as an opaque `ptr`, callable with llvmlite's builder (which
+    reads the callee's function type from it): the BLAS functions argv hands a native entry
+    or pass."""
+
+    def __init__(self, value, function_type):
+        self.value = value
+        self.function_type = function_type
+        self.type = value.type
+
+    def get_reference(self):
+        return self.value.get_reference()
+
+
+def counted_loop(b: ir.IRBuilder, lo, hi, body, loop_id=None) -> None:
+    """for i in [lo, hi): body(i), lo and hi ints or i64 values; `loop_id` (metadata) goes on
+    the back edge."""
+    lo = ir.Constant(I64, lo) if isinstance(lo, int) else lo
+    hi = ir.Constant(I64, hi) if isinstance(hi, int) else hi
+    pre = b.block
+    header = b.append_basic_block("loop")
+    inner = b.append_basic_block("body")
+    done = b.append_basic_block("done")
+    b.branch(header)
+    b.position_at_end(header)
+    i = b.phi(I64)
+    i.add_incoming(lo, pre)
+    b.cbranch(b.icmp_signed("<", i, hi), inner, done)
+    b.position_at_end(inner)
+    body(i)
+    i.add_incoming(b.add(i, ir.Constant(I64, 1), flags=("nsw",)), b.block)
+    back = b.branch(header)
+    if loop_id is not None:
+        back.set_metadata("llvm.loop", loop_id)
+    b.position_at_end(done)
+
+
 def intrinsic(module: ir.Module, name: str, t: ir.Type, arity: int) -> ir.Function:
     """The overloaded LLVM intrinsic `name` on type t with `arity` operands of that type."""
     fnty = ir.FunctionType(t, [t] * arity)

@@ -44,6 +44,8 @@ from .emit import (
     PARALLEL_FOR,
     POINTER,
     STORAGE,
+    Callee,
+    counted_loop,
     emit_kernel,
     intrinsic,
     symbol,
@@ -67,19 +69,6 @@ SHARED_ROWS_MIN = 1 << 19
 SHARED_ITEMS_MIN = 16
 # a depthwise conv with at least this many multiply-adds shares its planes with the pool
 DEPTHWISE_SHARED_MIN = 1 << 16
-
-
-class _Callee:
-    """A function pointer loaded as an opaque `ptr`, callable with llvmlite's builder (which
-    reads the callee's function type from it)."""
-
-    def __init__(self, value, function_type):
-        self.value = value
-        self.function_type = function_type
-        self.type = value.type
-
-    def get_reference(self):
-        return self.value.get_reference()
 
 
 def _const(n: int) -> ir.Constant:
@@ -123,23 +112,7 @@ class _EntryEmitter:
 
     def loop(self, lo, hi, body) -> None:
         """for i in [lo, hi): body(i), lo and hi ints or i64 values."""
-        b = self.b
-        lo = _const(lo) if isinstance(lo, int) else lo
-        hi = _const(hi) if isinstance(hi, int) else hi
-        pre = b.block
-        header = b.append_basic_block("loop")
-        inner = b.append_basic_block("body")
-        done = b.append_basic_block("done")
-        b.branch(header)
-        b.position_at_end(header)
-        i = b.phi(I64)
-        i.add_incoming(lo, pre)
-        b.cbranch(b.icmp_signed("<", i, hi), inner, done)
-        b.position_at_end(inner)
-        body(i)
-        i.add_incoming(b.add(i, _const(1), flags=("nsw",)), b.block)
-        b.branch(header).set_metadata("llvm.loop", self._rolled())
-        b.position_at_end(done)
+        counted_loop(self.b, lo, hi, body, self._rolled())
 
     def _rolled(self):
         """A fresh loop ID asking the unroller to leave the loop alone: fully unrolled, the
@@ -417,7 +390,7 @@ class _EntryEmitter:
         fnty = ir.FunctionType(ir.VoidType(), [enum, enum, enum, index, index, index, real,
                                                POINTER, index, POINTER, index, real, POINTER,
                                                index])
-        fn = _Callee(self._base(self.gemm_arg(dtype)), fnty)
+        fn = Callee(self._base(self.gemm_arg(dtype)), fnty)
 
         def size(v):
             return ir.Constant(index, v)

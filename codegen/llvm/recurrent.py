@@ -30,7 +30,7 @@ from __future__ import annotations
 from llvmlite import ir
 
 from . import mathlib
-from .emit import I32, I64, PARALLEL_FOR, POINTER, STORAGE
+from .emit import I32, I64, PARALLEL_FOR, POINTER, STORAGE, Callee, counted_loop
 
 ROW_MAJOR, NO_TRANS = 101, 111
 
@@ -53,18 +53,6 @@ _GATES = ("i", "f", "g", "o")
 def lstm_name(direction: str, dtype: str, int_bits: int) -> str:
     """The symbol of the forward ("forward") or backward ("backward") function."""
     return f"ember_lstm_{direction}_{dtype}_i{int_bits}"
-
-
-class _Callee:
-    """A function pointer loaded as an opaque `ptr`, callable with llvmlite's builder."""
-
-    def __init__(self, value, function_type):
-        self.value = value
-        self.function_type = function_type
-        self.type = value.type
-
-    def get_reference(self):
-        return self.value.get_reference()
 
 
 def _const(n: int) -> ir.Constant:
@@ -97,21 +85,7 @@ class _Function:
 
     def loop(self, hi, body) -> None:
         """for i in [0, hi): body(i), hi an i64 value."""
-        b = self.b
-        pre = b.block
-        header = b.append_basic_block("loop")
-        inner = b.append_basic_block("body")
-        done = b.append_basic_block("done")
-        b.branch(header)
-        b.position_at_end(header)
-        i = b.phi(I64)
-        i.add_incoming(_const(0), pre)
-        b.cbranch(b.icmp_signed("<", i, hi), inner, done)
-        b.position_at_end(inner)
-        body(i)
-        i.add_incoming(b.add(i, _const(1), flags=("nsw",)), b.block)
-        b.branch(header)
-        b.position_at_end(done)
+        counted_loop(self.b, 0, hi, body)
 
     def gemm(self, m, n, k, a, lda, b_ptr, ldb, beta: float, c, ldc) -> None:
         """c = a @ b_ptr + beta * c, row-major, sizes i64 values."""
@@ -124,7 +98,7 @@ class _Function:
         def size(v):
             return v if index.width == 64 else b.trunc(v, index)
 
-        b.call(_Callee(self.args["gemm"], fnty),
+        b.call(Callee(self.args["gemm"], fnty),
                [ir.Constant(enum, ROW_MAJOR), ir.Constant(enum, NO_TRANS),
                 ir.Constant(enum, NO_TRANS), size(m), size(n), size(k), self.real(1.0), a,
                 size(lda), b_ptr, size(ldb), self.real(beta), c, size(ldc)])
