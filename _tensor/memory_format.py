@@ -58,6 +58,15 @@ def is_contiguous_as(x, fmt) -> bool:
     return data.ndim == rank and bool(data.transpose(order).flags.c_contiguous)
 
 
+def _order(x, fmt) -> tuple:
+    """The permutation whose contiguous array a channels-last x is, x's rank checked."""
+    rank, order = _LAST[fmt]
+    if x.ndim != rank:
+        raise runtime_error(f"required rank {rank} tensor to use {fmt.name} format "
+                            f"(got a tensor of shape {list(x.shape)})")
+    return order
+
+
 def _permuted_back(order) -> tuple:
     back = [0] * len(order)
     for i, d in enumerate(order):
@@ -77,10 +86,7 @@ def in_format(x, fmt, what: str, *, copy: bool = False):
         if copy or not x._data.flags.c_contiguous:
             return E.clone(x)
         return x
-    rank, order = _LAST[fmt]
-    if x.ndim != rank:
-        raise runtime_error(f"required rank {rank} tensor to use {fmt.name} format "
-                            f"(got a tensor of shape {list(x.shape)})")
+    order = _order(x, fmt)
     if not copy and hooks.active_trace is None and is_contiguous_as(x, fmt):
         return x
     return E.permute(E.clone(E.permute(x, order)), _permuted_back(order))
@@ -107,10 +113,6 @@ def relaid(t, fmt, like=None):
                     and not like._data.flags.c_contiguous), contiguous_format)
     if fmt is contiguous_format or hooks.active_trace is not None:
         return t
-    rank, order = _LAST[fmt]
-    if t.ndim != rank:
-        raise runtime_error(f"required rank {rank} tensor to use {fmt.name} format "
-                            f"(got a tensor of shape {list(t.shape)})")
-    xp_data = t._data
-    t._data = xp_data.transpose(order).copy().transpose(_permuted_back(order))
+    order = _order(t, fmt)
+    t._data = t._data.transpose(order).copy().transpose(_permuted_back(order))
     return t
