@@ -423,6 +423,17 @@ class Graph:
             del self._names[value.name]
             value.graph = None
 
+    def erase_input(self, value: Value) -> None:
+        """Remove the graph input `value`; refused while it is used or is a graph output."""
+        if value.graph is not self or value not in self.inputs:
+            raise IRError(f"erase_input: %{value.name} is not an input of this graph")
+        uses = self._uses_text(value)
+        if uses:
+            raise IRError(f"erase_input: %{value.name} is still used by {uses}")
+        self.inputs.remove(value)
+        del self._names[value.name]
+        value.graph = None
+
     def erase_constant(self, value: Value) -> None:
         """Remove the constant `value`; refused while it is used or is a graph output."""
         if value.graph is not self or not value.is_constant:

@@ -116,10 +116,11 @@ def rematerialize(forward: Graph, saved: list, backward: Graph, n_grads: int,
 
 
 def _rebuild(forward, saved, backward, n_grads, keep, chains):
+    """A copy of backward reading the values in `keep` (in `saved`'s order, then the new ones
+    in the forward's), each chain's nodes copied in before its first node."""
     mapping: dict = {}
     graph = backward.copy(mapping)
-    old_placeholders = [mapping[p] for p in backward.inputs[n_grads:]]
-    placeholder = dict(zip(saved, old_placeholders))
+    placeholder = {v: mapping[p] for v, p in zip(saved, backward.inputs[n_grads:])}
     new_saved = [v for v in saved if v in keep]
     for value in forward.values():  # the new reads, in the forward's order
         if value in keep and value not in placeholder and not value.is_constant:
@@ -156,10 +157,7 @@ def _rebuild(forward, saved, backward, n_grads, keep, chains):
     for value in chains:
         old = placeholder.pop(value)
         graph.replace_all_uses(old, copied[value])
+        graph.erase_input(old)
     graph.inputs = graph.inputs[:n_grads] + [placeholder[v] for v in new_saved]
-    for p in old_placeholders:
-        if p not in graph.inputs:
-            del graph._names[p.name]
-            p.graph = None
     graph.check_topological()
     return new_saved, graph

@@ -194,6 +194,20 @@ def test_constants_hold_read_only_typed_arrays():
     assert g.constants == [half]
 
 
+def test_an_unused_input_may_be_erased():
+    g = Graph()
+    x, spare = g.add_input(f32(2)), g.add_input(f32(2), "spare")
+    g.set_outputs([g.add_node("neg", [x]).output])
+    with pytest.raises(IRError, match="still used"):
+        g.erase_input(x)
+    g.erase_input(spare)
+    assert g.inputs == [x] and spare.graph is None
+    with pytest.raises(IRError, match="no value %spare"):
+        g.value("spare")
+    with pytest.raises(IRError, match="not an input"):
+        g.erase_input(g.outputs[0])
+
+
 def test_inserting_before_places_new_nodes(mlp):
     matmul, relu = mlp.nodes
     with mlp.inserting_before(relu):
