@@ -637,24 +637,13 @@ class NativeGraph(CompiledProgram):
         if len(arrays) != len(self.input_specs):
             raise EmberError(f"{self.name}: expected {len(self.input_specs)} inputs, "
                              f"got {len(arrays)}")
+        nhwc = frozenset(i for i, (a, (shape, dtype)) in enumerate(zip(arrays, self.input_specs))
+                         if _channels_last(a) and a.shape == shape and a.dtype == dtype)
+        if nhwc:
+            return self._nhwc_program(nhwc)(xp, [
+                a.transpose(0, 2, 3, 1) if i in nhwc else a for i, a in enumerate(arrays)])
         held = []
-        looked = False  # for channels-last inputs, once an input is not the usual kind
         for i, (a, (shape, dtype)) in enumerate(zip(arrays, self.input_specs)):
-            # the usual call first: a C-contiguous array of the planned shape and dtype
-            if (a.__class__ is np.ndarray and a.shape == shape and a.dtype == dtype
-                    and a.flags.c_contiguous):
-                held.append(a)
-                argv[i] = data_pointer(a)
-                continue
-            if not looked:
-                looked = True
-                nhwc = frozenset(
-                    k for k, (b, (bshape, bdtype)) in enumerate(zip(arrays, self.input_specs))
-                    if _channels_last(b) and b.shape == bshape and b.dtype == bdtype)
-                if nhwc:
-                    return self._nhwc_program(nhwc)(xp, [
-                        b.transpose(0, 2, 3, 1) if k in nhwc else b
-                        for k, b in enumerate(arrays)])
             if a.__class__ is not np.ndarray or a.shape != shape or a.dtype != dtype:
                 a = np.asarray(a)
                 if a.shape != shape or a.dtype != dtype:
