@@ -20,19 +20,9 @@ import sys
 import time
 
 import numpy as np
+from entry_threads import cpu_name
 
 B, H, D = 8, 4, 32
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def _ember_variants(T, arrays):
@@ -116,7 +106,7 @@ def main() -> None:
         print(json.dumps(_worker(args.worker, args.lengths, args.rounds)))
         return
     threads = os.cpu_count() or 1
-    print(f"CPU: {_cpu_model()}, {threads} cores; B={B} H={H} D={D}, causal, float32, "
+    print(f"CPU: {cpu_name()}, {threads} cores; B={B} H={H} D={D}, causal, float32, "
           f"forward + backward; best of {args.rounds} rounds (4x at T=64), ms")
     results = {}
     for framework in ("ember", "torch"):

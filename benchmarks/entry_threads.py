@@ -31,7 +31,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 GPT_SIZES = dict(vocab_size=512, context=64, d_model=128, heads=4, layers=4)
 
 
-def _cpu() -> str:
+def cpu_name() -> str:
+    """The CPU's model name, which every benchmark prints beside its figures."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -118,7 +119,7 @@ def main() -> None:
                         rates.setdefault((name, mode, n), []).append(rate)
                         budgets.append(budget())
         graph_entry.SHARE_BY_CALLERS = True
-    print(f"{_cpu()}, {os.cpu_count()} cores; median of {args.rounds} rounds of "
+    print(f"{cpu_name()}, {os.cpu_count()} cores; median of {args.rounds} rounds of "
           f"{args.seconds:g} s; thread budget (cores others left idle) "
           f"{min(budgets)}..{max(budgets)}, median {statistics.median(budgets)}")
     print(f"{'model':<12} {'mode':<36} {'1 thread':>10} {'2 threads':>10} {'2 vs 1':>7}")

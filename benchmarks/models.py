@@ -53,6 +53,7 @@ import traceback
 import warnings
 
 import numpy as np
+from entry_threads import cpu_name
 from training_steps import BUILDERS, TINY
 
 MODES = ("torch", "torch-compile", "ember", "ember-step", "ember-model")
@@ -268,17 +269,6 @@ def _best(rounds: list, mode: str, name: str):
     return entries[0] if entries else None
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(
-                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
-                "unknown CPU",
-            )
-    except OSError:
-        return "unknown CPU"
-
-
 def _columns(mode: str, entry: dict) -> str:
     """graphs, specializations, compiled backward, compiled during timing, fallbacks."""
     if mode == "torch-compile":
@@ -299,7 +289,7 @@ def _columns(mode: str, entry: dict) -> str:
 def _print_table(rounds, models, modes, steps, warmup, threads) -> None:
     versions = {m: next((r[m]["version"] for r in rounds if r[m]), "not installed") for m in modes}
     print(
-        f"{_cpu_model()}, {os.cpu_count()} CPUs, {threads or os.cpu_count()} thread(s); "
+        f"{cpu_name()}, {os.cpu_count()} CPUs, {threads or os.cpu_count()} thread(s); "
         f"numpy {np.__version__}, "
         f"torch {versions.get('torch', versions.get('torch-compile', '-'))}, "
         f"ember {versions.get('ember', versions.get('ember-step', '-'))}"

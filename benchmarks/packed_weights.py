@@ -20,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 
-from entry_threads import GPT_SIZES, _cpu  # noqa: E402
+from entry_threads import GPT_SIZES, cpu_name  # noqa: E402
 
 
 def _median_call(program, x, calls: int) -> float:
@@ -69,7 +69,7 @@ def main() -> None:
                 for _ in range(10):
                     program(x)
                 times.setdefault(key, []).append(_median_call(program, x, args.calls))
-    print(f"{_cpu()}, {os.cpu_count()} cores; median over {args.rounds} rounds of the median "
+    print(f"{cpu_name()}, {os.cpu_count()} cores; median over {args.rounds} rounds of the median "
           f"of {args.calls} calls")
     for name in ("GPT forward, batch 1", "digits CNN, batch 256"):
         w, wt = (statistics.median(times[(name, p)]) * 1e6 for p in (False, True))
