@@ -49,12 +49,16 @@ def get_total_norm(
             dtype = norms[0].dtype
             total = _vector_norm(ops.stack([ops.cast(n, dtype) for n in norms]), norm_type)
     if error_if_nonfinite and not bool(ops.isfinite(total)):
-        raise runtime_error(
-            f"The total norm of order {norm_type} for gradients from `parameters` is "
-            "non-finite, so it cannot be clipped. To disable this error and scale the gradients "
-            "by the non-finite norm anyway, set `error_if_nonfinite=False`"
-        )
+        raise _nonfinite(norm_type)
     return total
+
+
+def _nonfinite(norm_type: float):
+    return runtime_error(
+        f"The total norm of order {norm_type} for gradients from `parameters` is "
+        "non-finite, so it cannot be clipped. To disable this error and scale the gradients "
+        "by the non-finite norm anyway, set `error_if_nonfinite=False`"
+    )
 
 
 def _captured_two_norm(tensors: list[Tensor]) -> Tensor:
@@ -141,11 +145,7 @@ def _clip_arrays(grads: list[Tensor], max_norm: float, error_if_nonfinite: bool)
         norms[i] = np.sqrt(np.dot(flat, flat))
     total = np.sqrt(np.dot(norms, norms))
     if error_if_nonfinite and not np.isfinite(total):
-        raise runtime_error(
-            "The total norm of order 2.0 for gradients from `parameters` is "
-            "non-finite, so it cannot be clipped. To disable this error and scale the gradients "
-            "by the non-finite norm anyway, set `error_if_nonfinite=False`"
-        )
+        raise _nonfinite(2.0)
     coef = min(dtype(max_norm) / (total + dtype(1e-6)), dtype(1.0))
     for g in grads:
         g._data *= coef
