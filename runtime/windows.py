@@ -138,3 +138,18 @@ def unary_math(op: str, x: np.ndarray) -> np.ndarray:
     run_task(unary_name(op, dtype), lambda: unary_ir(op, dtype),
              [data_pointer(x), data_pointer(out)], x.size, x.size)
     return out
+
+
+def index_add_rows(out: np.ndarray, index: np.ndarray, src: np.ndarray) -> None:
+    """out[index[i]] += src[i] in place, rows in order, for out (rows, ...) and src (n, ...)
+    of one float dtype, both contiguous (ask available(out, src) first); index holds n
+    in-range row numbers (codegen/llvm/scatter.py)."""
+    from ..codegen.llvm.scatter import index_add_rows_ir, index_add_rows_name
+
+    n = index.size
+    width = src.size // n if n else 0
+    index = np.ascontiguousarray(index, dtype=np.int64)
+    dtype = out.dtype.name
+    run_task(index_add_rows_name(dtype), lambda: index_add_rows_ir(dtype),
+             [data_pointer(out), data_pointer(src), data_pointer(index), n, width], width,
+             src.size)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import windows
 from .registry import kernel
 
 
@@ -169,6 +170,9 @@ def _index_add(xp, x, index, src, dim):
     out = x.copy()
     index = index.reshape(-1)
     src = src.astype(x.dtype, copy=False)
+    if xp is np and dim == 0 and src.ndim and windows.available(out, src):
+        windows.index_add_rows(out, index, src)
+        return out
     if xp is np and src.ndim > 1 and index.size >= 64:
         _add_rows(np.moveaxis(out, dim, 0), index, np.moveaxis(src, dim, 0))
         return out

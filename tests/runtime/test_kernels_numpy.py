@@ -755,8 +755,9 @@ def test_a_stack_times_a_matrix_is_numpys_matmul(shape, transposed):
 @pytest.mark.parametrize("shape,dim,n", [((48, 64), 0, 1024), ((5, 40, 7), 1, 300),
                                          ((3, 4, 30), 2, 200), ((10, 3), 0, 5)])
 def test_index_add_sums_repeated_rows_like_add_at(dtype, shape, dim, n):
-    """index_add sorts the rows by index and reduces them per index (np.add.at goes element
-    by element): the same sums, to rounding, with every index repeated many times."""
+    """index_add adds the rows natively (dim 0) or sorted and reduced per index (np.add.at
+    goes element by element): the same sums, to rounding, with every index repeated many
+    times."""
     from ember.runtime.kernels.index import _index_add
 
     rng = np.random.default_rng(n)

@@ -233,3 +233,38 @@ def test_conv_kernels_take_empty_batches_and_channels(x_shape, w_shape):
     dw = conv._conv2d_backward_weight(np, x, g, w_shape, *args)
     assert dx.shape == x_shape and not dx.any()
     assert dw.shape == w_shape and not dw.any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,n", [((512, 128), 512), ((7, 3, 5), 40), ((10,), 30),
+                                     ((3, 1000), 200), ((4, 2), 0)])
+def test_index_add_rows_adds_in_index_order_bit_for_bit(dtype, shape, n):
+    """out[index[i]] += src[i], each row in turn (PyTorch's CPU order): bit for bit what a
+    Python loop over the rows gives, repeated indices and a nonzero out included, on the pool
+    (512 x 128) and on the calling thread alike."""
+    rng = np.random.default_rng(n)
+    out = rng.standard_normal(shape).astype(dtype)
+    index = rng.integers(0, shape[0], n)
+    src = rng.standard_normal((n, *shape[1:])).astype(dtype)
+    want = out.copy()
+    for i in range(n):
+        want[index[i]] += src[i]
+    assert windows.available(out, src)
+    windows.index_add_rows(out, index, src)
+    assert np.array_equal(out, want)
+
+
+def test_eager_index_add_along_dim_0_is_the_native_row_add():
+    """index_add along dim 0 (an embedding's backward) takes the native row add: its rounding
+    is the row-by-row order's, where the sorted reduction would round the group sums."""
+    import ember
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((16, 32)).astype(np.float32)
+    index = rng.integers(0, 4, 300)
+    src = rng.standard_normal((300, 32)).astype(np.float32)
+    want = x.copy()
+    for i in range(300):
+        want[index[i]] += src[i]
+    got = ember.tensor(x).index_add(0, ember.tensor(index), ember.tensor(src))
+    assert np.array_equal(got.numpy(), want)
