@@ -183,6 +183,38 @@ def _view_type(op, schema, inputs, attrs):
         return schema.infer(inputs, attrs)
 
 
+_VIEW_SCHEMAS = {name: schema for name, schema in SCHEMAS.items() if schema.view}
+
+
+def _planned_view(op: str, inputs: tuple, attrs: dict):
+    """A view of one CPU tensor whose type rule answered for its dtype, shape and attrs
+    before (_view_type): the kernel's view wrapped, and linked, without the general way's
+    checks (views are most of a model's small ops). None for any other call."""
+    if len(inputs) != 1:
+        return None
+    x = inputs[0]
+    if not isinstance(x, Tensor) or x._device is not CPU:
+        return None
+    data = x._data
+    try:
+        out_type = _VIEW_TYPES[(op, x._dtype, data.shape, tuple(attrs.items()))]
+    except (KeyError, TypeError):  # not seen yet; an attr that is a list
+        return None
+    result = KERNELS[op](np, data, **attrs)
+    if result.__class__ is not _ndarray or result.dtype is not data.dtype:
+        return None
+    out = Tensor._make(result, out_type.dtype, CPU, x._version)
+    base = x._base
+    out._base = base if base is not None else x
+    out._view_chain = x._view_chain + ((op, attrs),)
+    out._view_version = x._version[0]
+    if x._requires_grad and _grad_state.enabled and _VIEW_SCHEMAS[op].differentiable:
+        link_op(op, inputs, attrs, (out,))
+    if hooks.tracer_hook is not None:
+        hooks.tracer_hook(op, inputs, attrs, out)
+    return out
+
+
 def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = None):
     """Run primitive `op` on `inputs` (tensors and Python numbers) with `attrs`.
 
@@ -192,7 +224,10 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = 
     way, which reports any error).
     """
     if out is None and hooks.active_trace is None and not autocast.enabled:
-        done = _planned(op, inputs, attrs)
+        if op in _VIEW_SCHEMAS:
+            done = _planned_view(op, inputs, attrs)
+        else:
+            done = _planned(op, inputs, attrs)
         if done is not None:
             return done
     schema = SCHEMAS.get(op)
