@@ -163,3 +163,39 @@ def test_planned_extern_calls_equal_the_general_way(monkeypatch):
     for _ in range(2):
         with pytest.raises(RuntimeError, match="cannot be multiplied|shapes"):
             x @ w
+
+
+@pytest.mark.parametrize("make", [lambda t: t.view(4, 6), lambda t: t.transpose(0, 1),
+                                  lambda t: t[:, 1:3], lambda t: t.T, lambda t: t.unsqueeze(1),
+                                  lambda t: t.reshape(2, 12)])
+def test_a_repeated_view_is_a_view_as_the_first(make, monkeypatch):
+    """The second call of a view takes the view plan (_planned_view): it shares storage and
+    the version counter with its base, writes through it reach the base, autograd flows back
+    through it; the same as the first call, which took the general way."""
+    taken = []
+    planned = dispatch_module._planned_view
+
+    def spy(op, inputs, attrs):
+        out = planned(op, inputs, attrs)
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(dispatch_module, "_planned_view", spy)
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        x = ember.tensor(rng.standard_normal((4, 6))).requires_grad_()
+        v = make(x)
+        assert v._base is x and v._version is x._version
+        weights = ember.tensor(rng.standard_normal(tuple(v.shape)))
+        (v * weights).sum().backward()
+        want = ember.zeros(4, 6, dtype=ember.float64)
+        make(want)[...] = weights  # where the view reads x, its gradient lands
+        np.testing.assert_array_equal(x.grad.numpy(), want.numpy())
+        base = ember.tensor(rng.standard_normal((4, 6)))
+        before = base.numpy().copy()
+        make(base).mul_(2)
+        doubled = ember.tensor(before)
+        make(doubled).mul_(2)
+        assert base._version[0] == 1
+        np.testing.assert_array_equal(base.numpy(), doubled.numpy())
+    assert taken[-1] is True  # the later calls took the plan
