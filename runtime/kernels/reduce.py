@@ -23,7 +23,8 @@ def _acc_dtype(x):
 def _sum(xp, x, dims, keepdim):
     axis = _axis(dims)
     if xp is np:
-        if axis is not None and x.flags.c_contiguous:
+        # a sum over every dim (loss.sum()) is numpy's single pass: no split to look for
+        if axis is not None and len(axis) < x.ndim and x.flags.c_contiguous:
             if _leading_product(x, axis):
                 return _leading_by_gemv(x, axis, keepdim)
             split = _leading_then_rest(x, axis, keepdim) if len(axis) > 1 else None
