@@ -309,7 +309,10 @@ def link_op(op: str, inputs: tuple, attrs: dict, outputs: tuple) -> None:
         node.inputs = (None,) * len(inputs)
     if rule.save_outputs:
         node.outputs = outputs
-        versions.append((outputs, tuple([o._version[0] for o in outputs])))
+        if len(outputs) == 1:  # relu, exp, sigmoid, tanh: one output, saved
+            versions.append((outputs, (outputs[0]._version[0],)))
+        else:
+            versions.append((outputs, tuple([o._version[0] for o in outputs])))
     else:
         node.outputs = None
     node.saved_versions = versions
