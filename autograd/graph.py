@@ -309,7 +309,7 @@ def link_op(op: str, inputs: tuple, attrs: dict, outputs: tuple) -> None:
         node.inputs = (None,) * len(inputs)
     if rule.save_outputs:
         node.outputs = outputs
-        if len(outputs) == 1:  # relu, exp, sigmoid, tanh: one output, saved
+        if len(outputs) == 1:  # the common case: one output, saved (relu, exp, sigmoid)
             versions.append((outputs, (outputs[0]._version[0],)))
         else:
             versions.append((outputs, tuple([o._version[0] for o in outputs])))
