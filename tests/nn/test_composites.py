@@ -222,6 +222,44 @@ def test_class_index_cross_entropy_runs_compiled_at_any_size(dtype, reduction, m
         F.cross_entropy(x, ember.tensor(np.full(16, 7)))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_binary_cross_entropy_runs_compiled_at_any_size(dtype, reduction, monkeypatch):
+    """binary_cross_entropy (DCGAN's loss, 16 probabilities, some at the clamped 0 and 1) is
+    one compiled program at any size: the same loss, gradients and double-backward gradient
+    as op by op, and a probability outside [0, 1] or NaN is still a clear error."""
+    from ember.nn import _losses
+
+    dtype = getattr(ember, dtype)
+    results = []
+    for compiled in (True, False):
+        if not compiled:
+            monkeypatch.setattr(_losses._BINARY_CROSS_ENTROPY, "wants", lambda x: False)
+        for call in range(5):
+            rng = np.random.default_rng(call)
+            p = rng.uniform(0, 1, 16)
+            p[:2] = (0.0, 1.0)
+            x = ember.tensor(p, dtype=dtype, requires_grad=True)
+            t = ember.tensor(rng.uniform(0, 1, 16), dtype=dtype, requires_grad=True)
+            loss = F.binary_cross_entropy(x, t, reduction=reduction)
+            gx, gt = ember.autograd.grad(loss, (x, t), create_graph=True)
+            (gg,) = ember.autograd.grad((gt * gt).sum(), x)
+            if compiled and call == 4:
+                assert loss.grad_fn.name() == "CompiledFunctionBackward"
+            results.append((loss.item(), gx.detach().numpy(), gt.detach().numpy(), gg.numpy()))
+    tol = 2e-5 if dtype is ember.float32 else 1e-12
+    for got, want in zip(results[:5], results[5:]):
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    monkeypatch.undo()
+    ones = ember.ones(16, dtype=dtype)
+    for bad in (1.5, -0.25, float("nan")):
+        with pytest.raises(ember.EmberError, match="between 0 and 1"):
+            F.binary_cross_entropy(ember.full((16,), bad, dtype=dtype), ones)
+        with pytest.raises(ember.EmberError, match="between 0 and 1"):
+            F.binary_cross_entropy(ones, ember.full((16,), bad, dtype=dtype))
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_a_composite_whose_script_runs_eagerly_goes_op_by_op(name, monkeypatch):
     """A composite's script that gave up (its specializations spent) or falls back runs the
