@@ -1,6 +1,7 @@
 """Large eager calls of a few composite ops run as one compiled program.
 
-softmax, log_softmax, layer_norm, training batch_norm and cross_entropy are written from
+softmax, log_softmax, layer_norm, training batch_norm (without an affine weight or running
+statistics; with them it is one op, ir/ops/norm.py) and cross_entropy are written from
 primitives (so a trace records the primitives and fusion makes one kernel of them). Run op by
 op in eager mode they cost five to nine dispatches and as many autograd nodes, and numpy
 passes over the data that many times. On large CPU inputs an eager call instead goes through

@@ -308,10 +308,16 @@ def link_op(op: str, inputs: tuple, attrs: dict, outputs: tuple) -> None:
     else:
         node.inputs = (None,) * len(inputs)
     if rule.save_outputs:
-        node.outputs = outputs
-        if len(outputs) == 1:  # the common case: one output, saved (relu, exp, sigmoid)
+        if rule.save_outputs is not True:
+            outputs_kept = tuple([o if m else None for o, m in zip(outputs, rule.save_outputs)])
+            node.outputs = outputs_kept
+            versions.append((outputs_kept, tuple([None if o is None else o._version[0]
+                                                  for o in outputs_kept])))
+        elif len(outputs) == 1:  # the common case: one output, saved (relu, exp, sigmoid)
+            node.outputs = outputs
             versions.append((outputs, (outputs[0]._version[0],)))
         else:
+            node.outputs = outputs
             versions.append((outputs, tuple([o._version[0] for o in outputs])))
     else:
         node.outputs = None

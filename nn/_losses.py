@@ -278,9 +278,10 @@ def _check_probabilities(t: Tensor, name: str) -> None:
     """PyTorch's eager check that every element of t is in [0, 1] (NaN is not)."""
     if _tracing():
         return
-    with no_grad():
-        inside = E.all(E.logical_and(E.ge(t, 0), E.le(t, 1)))
-    if not bool(inside):
+    # a check of the values, not an op whose result anyone keeps: one pass on the array
+    # (numpy's or cupy's) where four dispatches took ~15 us, a tenth of a small BCE's call
+    data = t._data
+    if not bool(((data >= 0) & (data <= 1)).all()):
         raise runtime_error(f"all elements of {name} should be between 0 and 1")
 
 
@@ -303,12 +304,26 @@ def binary_cross_entropy(
         )
     _check_probabilities(input, "input")
     _check_probabilities(target, "target")
-    loss = E.sub(
-        E.mul(E.sub(target, 1), _clamped_log(E.sub(1, input))), E.mul(target, _clamped_log(input))
-    )
+    if weight is None and reduction != "none" and _BINARY_CROSS_ENTROPY.wants(input):
+        # a dozen small ops forward and as many backward: one compiled program and node
+        return _BINARY_CROSS_ENTROPY(input, target, reduction)
+    loss = _binary_cross_entropy_terms(input, target)
     if weight is not None:
         loss = E.mul(loss, weight)
     return _reduce(loss, reduction)
+
+
+def _binary_cross_entropy_terms(input: Tensor, target: Tensor) -> Tensor:
+    return E.sub(
+        E.mul(E.sub(target, 1), _clamped_log(E.sub(1, input))), E.mul(target, _clamped_log(input))
+    )
+
+
+_BINARY_CROSS_ENTROPY = composites.Composite(
+    "binary_cross_entropy",
+    lambda input, target, reduction: _reduce(_binary_cross_entropy_terms(input, target),
+                                             reduction),
+    min_elements=0)
 
 
 @float32_inputs

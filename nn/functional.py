@@ -14,13 +14,13 @@ import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 
-from .._tensor import Tensor, autocast, composites, dispatch
+from .._tensor import Tensor, autocast, composites, dispatch, hooks
 from .._tensor import ops as E
 from .._tensor.factories import full, ones, tensor, zeros
 from .._tensor.ops.distance import cosine_similarity, pairwise_distance  # noqa: F401
 from ..autograd.grad_mode import is_grad_enabled, no_grad
 from ..errors import EmberNotImplementedError, runtime_error, type_error, value_error
-from ..ir.dtypes import bool_
+from ..ir.dtypes import bool_, float32, float64
 from ..ir.schema import broadcast_shapes
 from ._activations import (  # noqa: F401  (re-exported)
     _maybe_inplace,
@@ -546,6 +546,15 @@ def batch_norm(
         )
     if eps <= 0:
         raise value_error(f"batch_norm eps must be positive during training, but got {eps}")
+    if _one_op_batch_norm(input, (weight, bias, running_mean, running_var), momentum):
+        # the eager call as one op: statistics, output and running-stat update in one kernel
+        out, _mean, _invstd, new_mean, new_var = dispatch(
+            "batch_norm_train", (input, weight, bias, running_mean, running_var),
+            {"eps": eps, "momentum": momentum})
+        with no_grad():
+            running_mean.copy_(new_mean)
+            running_var.copy_(new_var)
+        return out
     if _BATCH_NORM.wants(input):  # one compiled program and autograd node (_composites.py)
         out, mean, squares = _BATCH_NORM(input, weight, bias, eps, count)
     else:
@@ -560,6 +569,18 @@ def batch_norm(
             unbiased = E.div(E.reshape(squares, (c,)), count - 1)
             running_var.copy_(E.add(E.mul(unbiased, momentum), E.mul(running_var, keep)))
     return out
+
+
+def _one_op_batch_norm(input, per_channel: tuple, momentum) -> bool:
+    """Whether an eager training call runs as the batch_norm_train op (ir/ops/norm.py): not
+    under a trace (which records the primitives, for fusion), with an affine weight and bias
+    and running statistics of the input's float dtype and device, and a number momentum."""
+    if hooks.active_trace is not None or isinstance(momentum, Tensor):
+        return False
+    dtype, device, channels = input.dtype, input.device, (input.shape[1],)
+    return dtype in (float32, float64) and all(
+        isinstance(t, Tensor) and t.dtype is dtype and t.device == device
+        and tuple(t.shape) == channels for t in per_channel)
 
 
 def _batch_norm_train(input, weight, bias, eps: float, count: int):

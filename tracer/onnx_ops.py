@@ -761,6 +761,10 @@ NOT_EXPORTABLE = {
     "slice_backward": _BACKWARD,
     "attention_backward": _BACKWARD,
     "lstm_layer_backward": _BACKWARD,
+    "batch_norm_train_backward": _BACKWARD,
+    "batch_norm_train": "training batch norm's eager form (batch statistics, running-stat "
+    "update): a trace records batch_norm's primitives, and an exported graph is an inference "
+    "graph",
     "view_scatter": "an in-place write through a view, which ONNX graphs cannot express",
     "dist_all_gather": _COLLECTIVE,
     "dist_all_reduce": _COLLECTIVE,

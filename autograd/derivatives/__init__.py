@@ -6,5 +6,5 @@ node.outputs hold what the rule saved, node.attrs the op's attributes, node.inpu
 input's (shape, dtype, device). The engine sums broadcast gradients back to input shapes.
 """
 
-from . import elementwise, index, nn, reduce, shape  # noqa: F401
+from . import elementwise, index, nn, norm, reduce, shape  # noqa: F401
 from .registry import DERIVATIVES, Rule, derivative  # noqa: F401

@@ -14,7 +14,9 @@ SaveInputs = bool | Callable[[tuple], tuple]
 class Rule(NamedTuple):
     fn: Callable
     save_inputs: SaveInputs
-    save_outputs: bool
+    # all outputs (True), none (False), or one bool per output: an output that is not saved
+    # may be written in place before the backward (batch_norm_train's, by an in-place ReLU)
+    save_outputs: bool | tuple
     # outputs whose missing gradient reaches the rule as None rather than zeros: outputs kept
     # for the backward only (lstm_layer's gates), which a loss rarely reads
     optional_grads: tuple = ()
@@ -43,7 +45,7 @@ def save_first(needs: tuple) -> tuple:
 DERIVATIVES: dict[str, Rule] = {}
 
 
-def derivative(*names: str, save_inputs: SaveInputs = True, save_outputs: bool = False,
+def derivative(*names: str, save_inputs: SaveInputs = True, save_outputs: bool | tuple = False,
                optional_grads: tuple = ()) -> Callable:
     """Decorator: register fn as the derivative rule of each op in names.
 

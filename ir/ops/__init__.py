@@ -1,3 +1,3 @@
 """The type rules of every primitive, one module per family; importing registers them."""
 
-from . import collectives, elementwise, index, nn, reduce, shape  # noqa: F401
+from . import collectives, elementwise, index, nn, norm, reduce, shape  # noqa: F401

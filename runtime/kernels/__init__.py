@@ -14,6 +14,7 @@ from . import (  # noqa: F401,E402
     elementwise,
     index,
     nn,
+    norm,
     pool,
     reduce,
     rnn,

@@ -117,11 +117,11 @@ def _batch_rows(xp, g, groups):
     return xp.ascontiguousarray(rows).reshape(groups, o // groups, n * plane)
 
 
-# on one thread, one GEMM per image runs faster while the output channels are few and the
-# planes not small; otherwise the batch's single GEMM does (measured on the dcgan and
-# digits-CNN convolutions: the CNN's 64-channel 8x8 layer 1.75 ms batched against 2.18 ms
-# per image, dcgan's 32-channel 8x8 layer 0.21 ms per image against 0.26 ms batched)
-PER_IMAGE_MAX_CHANNELS = 63
+# on one thread, one GEMM per image runs faster unless the planes are small; otherwise the
+# batch's single GEMM does. Measured (04:10 UTC, one thread, median us, per image against
+# batched, forward and input gradient): dcgan's 64-channel 4x4-plane layers 237/263 against
+# 270/303, its 32-channel 8x8 274/373 against 411/493, the digits CNN's 64-channel 8x8 layer
+# 1807/1892 against 2304/2425 (an earlier bound of 63 channels had it batched)
 PER_IMAGE_MIN_PLANE = 16
 
 
@@ -133,8 +133,7 @@ def _per_image(xp, channels: int, plane: int) -> bool:
     budget of more than one the batch's GEMM is taken."""
     if xp is not np:
         return True
-    return (threads() == 1 and channels <= PER_IMAGE_MAX_CHANNELS
-            and plane >= PER_IMAGE_MIN_PLANE)
+    return threads() == 1 and plane >= PER_IMAGE_MIN_PLANE
 
 
 @kernel("conv2d")

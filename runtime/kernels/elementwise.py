@@ -156,6 +156,11 @@ def select(xp, cond, a, b):
             or not isinstance(cond, np.ndarray) or cond.dtype != np.bool_ or cond.ndim == 0):
         return np.where(cond, a, b)
     mask = np.negative(cond, dtype=ints, casting="unsafe")  # True -> -1: every bit set
+    if a.ndim == 0 and b.ndim == 0:
+        # two numbers (leaky_relu's scale): ((a ^ b) & mask) ^ b, in the mask's own array,
+        # two passes after it where the general blend takes four and a second array
+        np.bitwise_and(mask, _bits(a, ints) ^ _bits(b, ints), out=mask)
+        return np.bitwise_xor(mask, _bits(b, ints), out=mask).view(dtype)
     out = np.bitwise_and(mask, _bits(a, ints))
     if b.ndim or b or np.signbit(b):  # else b is the scalar +0.0: its bits are all zero
         # in place where the shapes allow: a fresh array of this size is a fresh mapping

@@ -625,6 +625,25 @@ case(
     gradgrad=True,
 )
 
+# training batch norm as one op (x (3, 2, 2, 2), per-channel weight, bias, running stats):
+# the output alone goes through batch_norm_train_backward; with the statistics and the
+# updated running ones differentiated too, and in double backward, the Tensor-ops formulas
+_BATCH_NORM_TRAIN = {"eps": 1e-3, "momentum": 0.3}
+case(
+    "batch_norm_train",
+    lambda x, w, b, rm, rv: dispatch("batch_norm_train", (x, w, b, rm, rv),
+                                     _BATCH_NORM_TRAIN)[0],
+    lambda r: (normal(r, 3, 2, 2, 2), normal(r, 2), normal(r, 2), normal(r, 2),
+               positive(r, 2)),
+    gradgrad=True,
+)
+case(
+    "batch_norm_train_statistics",
+    lambda x, w, b, rm, rv: dispatch("batch_norm_train", (x, w, b, rm, rv), _BATCH_NORM_TRAIN),
+    lambda r: (normal(r, 4, 3, 2), normal(r, 3), normal(r, 3), normal(r, 3), positive(r, 3)),
+    gradgrad=True,
+)
+
 # composites spanning several primitives
 case(
     "softmax_like",

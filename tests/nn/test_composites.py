@@ -134,15 +134,17 @@ def test_grad_with_respect_to_a_non_leaf_does_not_run_what_made_it():
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("affine", [True, False])
-def test_training_batch_norm_takes_the_compiled_path_with_op_by_op_values_grads_and_stats(
+def test_training_batch_norm_eager_paths_match_op_by_op_values_grads_and_stats(
         dtype, affine, monkeypatch):
     """BatchNorm2d in training, 5 calls: outputs, input and parameter gradients and the
-    running statistics match the op-by-op path, and the later calls ran compiled."""
+    running statistics match the op-by-op path. With a weight and bias, every call is the
+    batch_norm_train op (ir/ops/norm.py); without, the later calls ran compiled."""
     dtype = getattr(ember, dtype)
     results = []
-    for compiled in (True, False):
-        if not compiled:
+    for fused in (True, False):
+        if not fused:
             _op_by_op(monkeypatch)
+            monkeypatch.setattr(NF, "_one_op_batch_norm", lambda *args: False)
         ember.manual_seed(0)
         bn = ember.nn.BatchNorm2d(16, affine=affine).to(dtype)
         for call in range(5):
@@ -151,8 +153,11 @@ def test_training_batch_norm_takes_the_compiled_path_with_op_by_op_values_grads_
                              requires_grad=True)
             out = bn(x)
             out.backward(ember.tensor(rng.standard_normal(out.shape), dtype=dtype))
-            if compiled and call == 4:
-                assert out.grad_fn.name() == "CompiledFunctionBackward"
+            if fused:
+                expected = "BatchNormTrainBackward0" if affine else (
+                    "CompiledFunctionBackward" if call == 4 else None)
+                if expected is not None:
+                    assert out.grad_fn.name() == expected
             grads = [x.grad.numpy()] + [p.grad.numpy().copy() for p in bn.parameters()]
             results.append([out.detach().numpy()] + grads
                            + [bn.running_mean.numpy().copy(), bn.running_var.numpy().copy()])
@@ -161,7 +166,26 @@ def test_training_batch_norm_takes_the_compiled_path_with_op_by_op_values_grads_
     for got, want in zip(results[:5], results[5:]):
         for a, b in zip(got, want):
             np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
-    assert not NF._BATCH_NORM._script.fallbacks
+    if not affine:
+        assert not NF._BATCH_NORM._script.fallbacks
+
+
+def test_training_batch_norm_op_output_may_be_written_in_place():
+    """The one-op batch norm keeps its statistics for the backward, not its output: an
+    in-place ReLU after it (DCGAN's generator) leaves the backward valid, with the
+    gradients of the out-of-place ReLU."""
+    rng = np.random.default_rng(3)
+    x = ember.tensor(rng.standard_normal((6, 4, 3, 3)), dtype=ember.float32, requires_grad=True)
+    grads = []
+    for inplace in (True, False):
+        ember.manual_seed(0)
+        bn = ember.nn.BatchNorm2d(4)
+        out = F.relu(bn(x), inplace=inplace)
+        out.sum().backward()
+        grads.append([x.grad.numpy().copy(), bn.weight.grad.numpy().copy()])
+        x.grad = None
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -196,6 +220,44 @@ def test_class_index_cross_entropy_runs_compiled_at_any_size(dtype, reduction, m
     x = ember.tensor(np.zeros((16, 7)), dtype=dtype)
     with pytest.raises(ember.EmberError, match="out of bounds"):
         F.cross_entropy(x, ember.tensor(np.full(16, 7)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_binary_cross_entropy_runs_compiled_at_any_size(dtype, reduction, monkeypatch):
+    """binary_cross_entropy (DCGAN's loss, 16 probabilities, some at the clamped 0 and 1) is
+    one compiled program at any size: the same loss, gradients and double-backward gradient
+    as op by op, and a probability outside [0, 1] or NaN is still a clear error."""
+    from ember.nn import _losses
+
+    dtype = getattr(ember, dtype)
+    results = []
+    for compiled in (True, False):
+        if not compiled:
+            monkeypatch.setattr(_losses._BINARY_CROSS_ENTROPY, "wants", lambda x: False)
+        for call in range(5):
+            rng = np.random.default_rng(call)
+            p = rng.uniform(0, 1, 16)
+            p[:2] = (0.0, 1.0)
+            x = ember.tensor(p, dtype=dtype, requires_grad=True)
+            t = ember.tensor(rng.uniform(0, 1, 16), dtype=dtype, requires_grad=True)
+            loss = F.binary_cross_entropy(x, t, reduction=reduction)
+            gx, gt = ember.autograd.grad(loss, (x, t), create_graph=True)
+            (gg,) = ember.autograd.grad((gt * gt).sum(), x)
+            if compiled and call == 4:
+                assert loss.grad_fn.name() == "CompiledFunctionBackward"
+            results.append((loss.item(), gx.detach().numpy(), gt.detach().numpy(), gg.numpy()))
+    tol = 2e-5 if dtype is ember.float32 else 1e-12
+    for got, want in zip(results[:5], results[5:]):
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    monkeypatch.undo()
+    ones = ember.ones(16, dtype=dtype)
+    for bad in (1.5, -0.25, float("nan")):
+        with pytest.raises(ember.EmberError, match="between 0 and 1"):
+            F.binary_cross_entropy(ember.full((16,), bad, dtype=dtype), ones)
+        with pytest.raises(ember.EmberError, match="between 0 and 1"):
+            F.binary_cross_entropy(ones, ember.full((16,), bad, dtype=dtype))
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -331,6 +331,29 @@ def test_where_keeps_every_bit_of_the_chosen_value(dtype):
         np.testing.assert_array_equal(got.view(ints), want.view(ints))
 
 
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_where_of_two_numbers_keeps_their_bits_in_one_array(dtype):
+    """Both branches numbers (leaky_relu's 1-or-slope scale): every bit of the chosen one,
+    for any pair of specials, blended in the mask's own array (no second one)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(7)
+    cond = rng.random((256, 256)) < 0.5
+    special = [-0.0, 0.0, np.inf, -np.inf, np.nan, 1e-45, -3.5, 0.2, 1.0]
+    ints = {2: np.uint16, 4: np.uint32, 8: np.uint64}[np.dtype(dtype).itemsize]
+    for x in special:
+        for y in special:
+            x_, y_ = np.asarray(dtype(x)), np.asarray(dtype(y))
+            tracemalloc.start()
+            got = KERNELS["where"](np, cond, x_, y_)
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            want = np.where(cond, x_, y_)
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got.view(ints), want.view(ints))
+            assert peak < 1.5 * want.nbytes, peak / want.nbytes
+
+
 def test_where_blend_allocates_only_its_mask_and_result():
     # each fresh array this size is a fresh mapping whose pages fault in: the blend works in
     # place in its mask and result, so a where costs two arrays, not four
