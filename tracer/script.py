@@ -29,6 +29,7 @@ from ..ir.passes import run_pipeline
 from ..runtime import random
 from ..runtime.compiled import build_program
 from ..runtime.device import CPU, array_module, device_of_array
+from ..runtime.graph_entry import build_entry_program
 from ..runtime.program import evaluate_with_kernels
 from .dynamic import dims_to_trace, make_dynamic
 from .guards import (
@@ -613,12 +614,19 @@ class ScriptFunction:
                              and src[0] == "captured"]
                 if positions:
                     donate[sp.n_results + m] = len(sp.input_leaves) + positions[0]
-        sp.program = build_program(sp.graph, self.name, device, donate=donate)
         traced = [t for t, _ in recording.inputs]
         grads_read = {id(t): g for t, g in recording.grad_reads.values()}
         traced += [t if kind == "captured" else grads_read[id(t)] for kind, t in sp.sources]
-        if (grad_mode.state.enabled and not sp.self_contained
-                and any(t._requires_grad for t in traced)):
+        records = (grad_mode.state.enabled and not sp.self_contained
+                   and any(t._requires_grad for t in traced))
+        # a call autograd does not record runs the graph as one native entry where every
+        # step has a native form (runtime/graph_entry.py), as a loaded graph does
+        if records:
+            sp.program = build_program(sp.graph, self.name, device, donate=donate)
+        else:
+            sp.program = build_entry_program(sp.graph, self.name, device, donate=donate,
+                                             alias_inputs=True)
+        if records:
             from .compiled_autograd import split
 
             results = [x for x in out_leaves if isinstance(x, _tensor.Tensor)]
