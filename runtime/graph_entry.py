@@ -707,6 +707,10 @@ class NativeGraph(CompiledProgram):
         """The native call with this caller's share of the thread budget: its pool kernels
         over that many threads (the pool started on the first such call in a process), its
         GEMMs with OpenBLAS set to as many."""
+        if not self.uses_blas:
+            # pool kernels only: a second caller while a job runs runs its own rows itself
+            # (codegen/llvm/pool.py), so the callers need not split the threads
+            return self._entry(argv, native_pool.started_threads())
         # each caller inside an entry now takes its share of the threads (threads._Callers)
         active = callers.enter() if SHARE_BY_CALLERS else 1
         try:
@@ -715,9 +719,8 @@ class NativeGraph(CompiledProgram):
                 blas_single_threaded()
             elif self.uses_blas:
                 before_blas(share)
-            if self.parallel and native_pool.parallel_for() is not None:
-                return self._entry(argv, min(native_pool.threads(), share))
-            return self._entry(argv, 1)
+            threads = native_pool.started_threads() if self.parallel else 1
+            return self._entry(argv, min(threads, share))
         finally:
             if SHARE_BY_CALLERS:
                 callers.leave()

@@ -89,6 +89,7 @@ class Specialization:
         self.n_results = 0
         self.calls = 0
         self._plain = None  # see _is_plain, decided on the first run
+        self._direct = None  # see _direct_call, decided on the first plain run
         self._constants = None
         self.no_grad_nodes: set = set()  # nodes replay runs under no_grad, as the trace did
         # graph inputs after the arguments: ("captured", tensor) or ("grad", tensor) (the
@@ -183,6 +184,13 @@ class Specialization:
     # -- running ------------------------------------------------------------------------------
 
     def run(self, leaves):
+        direct = self._direct
+        if direct:  # see _direct_call
+            sources, make = direct
+            arrays = [leaves[i]._data for i in self.input_leaves]
+            arrays += [t._data for t in sources]
+            self.calls += 1
+            return make(self.program(np, arrays))
         inputs = [leaves[i] for i in self.input_leaves]
         inputs += [t if kind == "captured" else t._grad for kind, t in self.sources]
         records = (grad_mode.state.enabled and not self.self_contained
@@ -200,6 +208,8 @@ class Specialization:
         if plain is None:
             plain = self._plain = self._is_plain()
         if plain:  # results only, each a fresh tensor: nothing to check or write back
+            if direct is None:
+                self._direct = () if records else self._direct_call(inputs, outs)
             self.calls += 1
             if self.out_spec.kind == "leaf":
                 value = outs[0]
@@ -252,6 +262,26 @@ class Specialization:
             # eager (an LSTM's hidden state, its graph spent by the backward) still says so
             filled[k]._requires_grad = True
         return unflatten(filled, self.out_spec)
+
+    def _direct_call(self, inputs, outs) -> tuple:
+        """(tensors from outside, results from the program's arrays) for later calls of a
+        plain specialization that autograd does not record, on the CPU, fed by arguments
+        and tensors from outside only: such a call hands the program their arrays and wraps
+        what it returns, nothing more; () where that does not hold. Whether autograd records
+        stays as this call found it: grad mode and every input's requires_grad are guarded
+        (the arguments by the call key, the outside tensors by captured_hold)."""
+        if (any(kind != "captured" for kind, _ in self.sources)
+                or any(t._device is not CPU for t in inputs)
+                or any(o.__class__ is not np.ndarray for o in outs)):
+            return ()
+        sources = [t for _, t in self.sources]
+        spec = self.out_spec
+        if spec.kind == "leaf":
+            dtype, make_tensor = _BY_NP.get(outs[0].dtype), _tensor.Tensor._make
+            if dtype is None:
+                return ()
+            return sources, lambda arrays: make_tensor(arrays[0], dtype, CPU)
+        return sources, lambda arrays: unflatten([_wrap(a) for a in arrays], spec)
 
     def _is_plain(self) -> bool:
         """Whether a call only returns graph outputs: no state written back, no grads, no
