@@ -52,10 +52,8 @@ def thread_count() -> int:
 
 
 _pid = [os.getpid()]  # this process's id, kept by a fork hook (os.getpid() costs ~0.2 us)
-if hasattr(os, "register_at_fork"):
+if hasattr(os, "register_at_fork"):  # (where there is none, there is no fork either)
     os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
-else:  # no fork hook: read it every time
-    _pid = type("_Pid", (), {"__getitem__": lambda self, i: os.getpid()})()
 
 
 class _Pool:
