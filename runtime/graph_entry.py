@@ -662,8 +662,10 @@ class NativeGraph(CompiledProgram):
     def _call_new(self, argv, held, arrays):
         """A call with an input array other than the last call's: every input checked, its
         pointer put in argv."""
-        nhwc = frozenset(i for i, (a, (shape, dtype)) in enumerate(zip(arrays, self.input_specs))
-                         if _channels_last(a) and a.shape == shape and a.dtype == dtype)
+        nhwc = frozenset(i for i, (a, last, (shape, dtype))
+                         in enumerate(zip(arrays, held, self.input_specs))
+                         if a is not last and _channels_last(a) and a.shape == shape
+                         and a.dtype == dtype)
         if nhwc:
             return self._nhwc_program(nhwc)(np, [
                 a.transpose(0, 2, 3, 1) if i in nhwc else a for i, a in enumerate(arrays)])
@@ -695,29 +697,28 @@ class NativeGraph(CompiledProgram):
         outputs = [np.empty(shape, dtype) for shape, dtype in self.output_specs]
         for j, out in enumerate(outputs):
             argv[n_in + j] = data_pointer(out)
-        if self.parallel or self.uses_blas:
-            status = self._shared_entry(argv)
-        else:  # one thread, no BLAS: nothing to share
-            status = self._entry(argv, 1)
+        if self.uses_blas:
+            status = self._blas_entry(argv)
+        else:
+            # pool kernels only (the pool started on the first such call in a process): a
+            # second caller while a job runs runs its own rows itself (codegen/llvm/pool.py),
+            # so callers need not split the threads
+            status = self._entry(argv, native_pool.started_threads() if self.parallel else 1)
         if status:
             self._raise(status)
         return outputs
 
-    def _shared_entry(self, argv) -> int:
-        """The native call with this caller's share of the thread budget: its pool kernels
-        over that many threads (the pool started on the first such call in a process), its
-        GEMMs with OpenBLAS set to as many."""
-        if not self.uses_blas:
-            # pool kernels only: a second caller while a job runs runs its own rows itself
-            # (codegen/llvm/pool.py), so the callers need not split the threads
-            return self._entry(argv, native_pool.started_threads())
+    def _blas_entry(self, argv) -> int:
+        """The native call of an entry that calls BLAS, with this caller's share of the
+        thread budget: its GEMMs with OpenBLAS set to that many threads, its pool kernels
+        over as many."""
         # each caller inside an entry now takes its share of the threads (threads._Callers)
         active = callers.enter() if SHARE_BY_CALLERS else 1
         try:
             share = threads_share(active)
             if self.shared_convs:
                 blas_single_threaded()
-            elif self.uses_blas:
+            else:
                 before_blas(share)
             threads = native_pool.started_threads() if self.parallel else 1
             return self._entry(argv, min(threads, share))

@@ -344,7 +344,7 @@ class ScriptFunction:
 
     def __init__(self, fn, *, strict: bool = False, max_specializations: int = 8,
                  state_key=None, name: str | None = None, signature_of=None,
-                 dynamic: bool | None = None, quiet: bool = False):
+                 dynamic: bool | None = None, quiet: bool = False, state_covers=None):
         functools.update_wrapper(self, fn)
         self.quiet = quiet  # fallbacks are logged, not warned (ember's own compiled paths)
         self.fn = fn
@@ -358,6 +358,9 @@ class ScriptFunction:
         self.gave_up: str | None = None
         self._last_key: CallKey | None = None  # of the specialization the last call ran
         self._state_key = state_key or functools.partial(free_values, fn)
+        # the module whose whole module_state() state_key holds (a ScriptModule's): the guard
+        # Reach would add on it as the bound `self` checks the same facts again
+        self._state_covers = state_covers
         try:
             self._params = list(inspect.signature(signature_of or fn).parameters)
         except (TypeError, ValueError):
@@ -551,8 +554,11 @@ class ScriptFunction:
         combined = result
         if recording.broken is None:
             reach.finish(self.fn)
-            sp.reached = reach.guards()
-            sp.stores, refused = reach.stores(sp.reached)
+            guards, covered = reach.guards(), self._state_covers
+            sp.reached = [g for g in guards if not (
+                covered is not None and g.kind == "module" and g.label == "self"
+                and g.expected is covered)]
+            sp.stores, refused = reach.stores(guards)
             if refused is not None:  # every later call would store again: stay eager
                 recording.broken = refused
                 self.gave_up = refused
