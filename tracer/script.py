@@ -357,6 +357,7 @@ class ScriptFunction:
         self.fallbacks: list[str] = []
         self.gave_up: str | None = None
         self._last_key: CallKey | None = None  # of the specialization the last call ran
+        self._fast = None  # (specialization, its key): see __call__
         self._state_key = state_key or functools.partial(free_values, fn)
         # the module whose whole module_state() state_key holds (a ScriptModule's): the guard
         # Reach would add on it as the bound `self` checks the same facts again
@@ -371,6 +372,22 @@ class ScriptFunction:
     def __call__(self, *args, **kwargs):
         if hooks.active_trace is not None and hooks.trace_here() is not None:
             return self.fn(*args, **kwargs)  # called while tracing another function: inline it
+        fast = self._fast
+        if fast is not None and not kwargs:
+            # the specialization the last call ran, when it only hands arrays to its program
+            # (Specialization._direct_call): the same guards as below, checked in a line
+            sp, key = fast
+            records = tensor_leaves(args)
+            if (records is not None and records == key.leaves
+                    and grad_mode.state.enabled is key.grad_enabled and not autocast.enabled
+                    and self._state_key() == key.state and sp.captured_hold()
+                    and (not sp.reached or _first_change(sp.reached) is None)):
+                sources, make = sp._direct
+                arrays = [x._data for x in args]
+                arrays += [t._data for t in sources]
+                sp.calls += 1
+                return make(sp.program(np, arrays))
+        self._fast = None
         leaves, spec, key = self.guard_key(args, kwargs)
         if self.gave_up is not None:
             return self.fn(*args, **kwargs)
@@ -404,6 +421,11 @@ class ScriptFunction:
                 out, values = out
                 for store, value in zip(sp.stores, values):
                     store.apply(value)
+            elif (sp._direct and not sp.grad_guards and not sp.draws and not kwargs
+                  and key.structure is _TENSOR_ARGS.get(len(args))
+                  and sp.input_leaves == list(range(len(args)))
+                  and isinstance(key.grad_enabled, bool)):
+                self._fast = (sp, self._last_key)
             return out
         if failure is None:
             failure = grad_failure or self._why_new(key)

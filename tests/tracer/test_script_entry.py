@@ -170,3 +170,39 @@ def test_random_small_mlps_match_eager_through_the_entry(dtype):
                                            rtol=1e-4 if dtype == np.float32 else 1e-10,
                                            atol=1e-5 if dtype == np.float32 else 1e-12)
         assert isinstance(scripted.specializations[-1].program, NativeGraph), trial
+
+
+SCALE = 2.0
+OFFSET = ember.ones(4)
+
+
+def _scaled(x):
+    return (x * SCALE + OFFSET).relu()
+
+
+def test_calls_after_the_first_still_check_globals_captured_tensors_and_requires_grad():
+    """Repeated calls take the shortest path to the program, past every guard: a changed
+    global, a captured tensor of another shape, an argument that requires grad, and a
+    second argument each still give eager's numbers."""
+    global SCALE, OFFSET
+    fn = ember.script(_scaled)
+    x = ember.randn(4)
+    try:
+        with ember.no_grad():
+            for _ in range(3):
+                np.testing.assert_allclose(fn(x).numpy(), _scaled(x).numpy(), rtol=1e-6)
+            SCALE = -3.0
+            np.testing.assert_allclose(fn(x).numpy(), _scaled(x).numpy(), rtol=1e-6)
+            OFFSET = ember.ones(1) * 0.5  # broadcast: another shape
+            np.testing.assert_allclose(fn(x).numpy(), _scaled(x).numpy(), rtol=1e-6)
+            np.testing.assert_allclose(fn(x).numpy(), _scaled(x).numpy(), rtol=1e-6)
+        y = ember.randn(4, requires_grad=True)
+        out = fn(y)
+        assert out.requires_grad
+        out.sum().backward()
+        assert y.grad is not None
+        with pytest.raises(TypeError):
+            fn(x, x)
+    finally:
+        SCALE, OFFSET = 2.0, ember.ones(4)
+    assert len(fn.specializations) >= 4
