@@ -68,6 +68,7 @@ from ..errors import EmberError, index_error
 from ..ir.graph import Graph
 from . import blas
 from .compiled import (
+    RECYCLE_MIN_BYTES,
     REMEMBER_MAX_BYTES,
     CompiledProgram,
     _safe,
@@ -611,6 +612,10 @@ class NativeGraph(CompiledProgram):
                             for v in graph.inputs]
         self.output_specs = [(tuple(v.type.shape), np.dtype(v.type.dtype.np))
                              for v in graph.outputs]
+        # outputs large enough that a fresh array's page faults cost more than its values:
+        # the caller's dropped array from the last call is reused (CompiledProgram._fresh)
+        self.recycled = any(math.prod(shape) * dtype.itemsize >= RECYCLE_MIN_BYTES
+                            for shape, dtype in self.output_specs)
         self.constants = [np.ascontiguousarray(c) for c in self.constants]
         self.argv_type = ctypes.c_void_p * (self.plan.n_args + 2)
         log("kernels", f"{self.name}: one native entry ({len(self.plan.calls)} calls, "
@@ -694,7 +699,11 @@ class NativeGraph(CompiledProgram):
         """Fresh outputs, then the one native call, with this caller's share of the
         threads."""
         n_in = len(self.input_specs)
-        outputs = [np.empty(shape, dtype) for shape, dtype in self.output_specs]
+        if self.recycled:
+            outputs = [self._fresh(j, shape, dtype)
+                       for j, (shape, dtype) in enumerate(self.output_specs)]
+        else:
+            outputs = [np.empty(shape, dtype) for shape, dtype in self.output_specs]
         for j, out in enumerate(outputs):
             argv[n_in + j] = data_pointer(out)
         if self.uses_blas:

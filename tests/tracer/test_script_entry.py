@@ -206,3 +206,27 @@ def test_calls_after_the_first_still_check_globals_captured_tensors_and_requires
     finally:
         SCALE, OFFSET = 2.0, ember.ones(4)
     assert len(fn.specializations) >= 4
+
+
+def test_a_large_output_the_caller_dropped_is_reused_and_one_it_holds_is_never():
+    """A fresh 2 MB array per call would page-fault every call: the entry hands back the
+    caller's dropped array of the last call instead, and never one the caller still holds."""
+    fn = ember.script(lambda x: x * 2 + 1)
+    x = ember.randn(1 << 19)
+
+    def address(t):
+        return t.numpy().__array_interface__["data"][0]
+
+    with ember.no_grad():
+        fn(x)
+        a = fn(x)
+        where = address(a)
+        del a
+        gap = np.ones(1 << 19, np.float32)  # would take the bytes of a freed `a`
+        b = fn(x)
+        assert address(b) == where and address(b) != gap.__array_interface__["data"][0]
+        assert isinstance(fn.specializations[-1].program, NativeGraph)
+        c = fn(x + 1)
+        assert address(c) != address(b)
+        np.testing.assert_allclose(b.numpy(), x.numpy() * 2 + 1, rtol=1e-6)
+        np.testing.assert_allclose(c.numpy(), (x.numpy() + 1) * 2 + 1, rtol=1e-6)
