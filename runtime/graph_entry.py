@@ -762,7 +762,7 @@ class NativeGraph(CompiledProgram):
         raise index_error(self.plan.errors[status - 1].format(index=value))
 
     def describe(self) -> str:
-        lines = [f"{self.name}: one native entry, {len(self.specs)} kernel(s), arena "
+        lines = [f"{self.name}: one native entry, {len(self.specs)} native kernel(s), arena "
                  f"{self.arena_bytes} bytes"]
         for call in self.plan.calls:
             if isinstance(call, KernelCall):
