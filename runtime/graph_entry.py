@@ -67,7 +67,14 @@ from ..codegen.llvm.tiles import columns_ld, epilogue_channel
 from ..errors import EmberError, index_error
 from ..ir.graph import Graph
 from . import blas
-from .compiled import CompiledProgram, _safe, build_program, native_enabled
+from .compiled import (
+    RECYCLE_MIN_BYTES,
+    REMEMBER_MAX_BYTES,
+    CompiledProgram,
+    _safe,
+    build_program,
+    native_enabled,
+)
 from .kernels.pool import _divisor, _geometry
 from .native import _pool as native_pool
 from .native import data_pointer, load_pool
@@ -145,10 +152,15 @@ class NativeGraph(CompiledProgram):
     # weight from its file, and keeps W: runtime/library.py)
     PACK_WEIGHTS = True
 
-    def __init__(self, graph: Graph, name: str = "graph", packed: dict | None = None):
+    def __init__(self, graph: Graph, name: str = "graph", packed: dict | None = None,
+                 alias_inputs: bool = False):
         # W^T per weight, shared by the programs of one loaded file (one per batch size):
         # keyed by the weight's address, shape, strides and dtype
         self._packed_cache = {} if packed is None else packed
+        # an output that is a view of an input must be that view, as eager's is (ember.script:
+        # writing to it writes the input), so such a graph is refused; a loaded graph's
+        # outputs are copies
+        self.alias_inputs = alias_inputs
         self._source = graph
         super().__init__(graph, name)
         # the inputs given channels last (NHWC strides) -> the program that reads them so
@@ -265,6 +277,8 @@ class NativeGraph(CompiledProgram):
             layout = views.get(slot)
             if layout is None:
                 continue
+            if self.alias_inputs and layout.root < n_in:
+                raise Unsupported("an output is a view of an input")
             whole = (layout.offset == 0 and layout.contiguous
                      and math.prod(layout.shape) == math.prod(types[layout.root].shape))
             if (not whole or layout.root in where
@@ -598,6 +612,10 @@ class NativeGraph(CompiledProgram):
                             for v in graph.inputs]
         self.output_specs = [(tuple(v.type.shape), np.dtype(v.type.dtype.np))
                              for v in graph.outputs]
+        # outputs large enough that a fresh array's page faults cost more than its values:
+        # the caller's dropped array from the last call is reused (CompiledProgram._fresh)
+        self.recycled = any(math.prod(shape) * dtype.itemsize >= RECYCLE_MIN_BYTES
+                            for shape, dtype in self.output_specs)
         self.constants = [np.ascontiguousarray(c) for c in self.constants]
         self.argv_type = ctypes.c_void_p * (self.plan.n_args + 2)
         log("kernels", f"{self.name}: one native entry ({len(self.plan.calls)} calls, "
@@ -611,8 +629,8 @@ class NativeGraph(CompiledProgram):
     # -- running -----------------------------------------------------------------------------
 
     def _thread_state(self):
-        """This thread's argv array (constants, arena and BLAS pointers filled in once) and
-        arena."""
+        """This thread's argv array (constants, arena and BLAS pointers filled in once), its
+        arena, and per input the array whose pointer argv holds (see __call__)."""
         state = getattr(self._local, "state", None)
         if state is None:
             argv = self.argv_type()
@@ -627,23 +645,40 @@ class NativeGraph(CompiledProgram):
             if gemm is not None:
                 argv[self.plan.sgemm_arg] = gemm.sgemm
                 argv[self.plan.dgemm_arg] = gemm.dgemm
-            state = self._local.state = (argv, arena)
+            state = self._local.state = (argv, arena, [None] * n_in)
         return state
 
     def __call__(self, xp, arrays):
         if xp is not np:
             return self.fallback(xp, arrays)
-        argv, _ = self._thread_state()
-        if len(arrays) != len(self.input_specs):
+        argv, _, held = self._thread_state()
+        if len(arrays) != len(held):
             raise EmberError(f"{self.name}: expected {len(self.input_specs)} inputs, "
                              f"got {len(arrays)}")
-        nhwc = frozenset(i for i, (a, (shape, dtype)) in enumerate(zip(arrays, self.input_specs))
-                         if _channels_last(a) and a.shape == shape and a.dtype == dtype)
+        # an input that is the very array this thread's last call took (a model's weights,
+        # call after call) was checked then, and argv still holds its pointer: a numpy
+        # array's data never moves, and `held` keeps it alive. (Its shape is the callers' to
+        # check: ember.script's guards and LoadedProgram do, every call.)
+        for a, last in zip(arrays, held):
+            if a is not last:
+                return self._call_new(argv, held, arrays)
+        return self._run_entry(argv)
+
+    def _call_new(self, argv, held, arrays):
+        """A call with an input array other than the last call's: every input checked, its
+        pointer put in argv."""
+        nhwc = frozenset(i for i, (a, last, (shape, dtype))
+                         in enumerate(zip(arrays, held, self.input_specs))
+                         if a is not last and _channels_last(a) and a.shape == shape
+                         and a.dtype == dtype)
         if nhwc:
-            return self._nhwc_program(nhwc)(xp, [
+            return self._nhwc_program(nhwc)(np, [
                 a.transpose(0, 2, 3, 1) if i in nhwc else a for i, a in enumerate(arrays)])
-        held = []
+        copies = []  # arrays made for this call: alive until it returns
         for i, (a, (shape, dtype)) in enumerate(zip(arrays, self.input_specs)):
+            if a is held[i]:
+                continue
+            given = a
             if a.__class__ is not np.ndarray or a.shape != shape or a.dtype != dtype:
                 a = np.asarray(a)
                 if a.shape != shape or a.dtype != dtype:
@@ -652,28 +687,53 @@ class NativeGraph(CompiledProgram):
                         f"got {a.dtype.name}{list(a.shape)}")
             if not a.flags.c_contiguous:
                 a = np.ascontiguousarray(a)
-            held.append(a)
             argv[i] = data_pointer(a)
-        n_in = len(held)
-        outputs = [np.empty(shape, dtype) for shape, dtype in self.output_specs]
+            if a is given and a.nbytes <= REMEMBER_MAX_BYTES:
+                held[i] = a
+            else:  # a copy: the next call copies again (the original may change meanwhile)
+                held[i] = None
+                copies.append(a)
+        return self._run_entry(argv)
+
+    def _run_entry(self, argv):
+        """Fresh outputs, then the one native call, with this caller's share of the
+        threads."""
+        n_in = len(self.input_specs)
+        if self.recycled:
+            outputs = [self._fresh(j, shape, dtype)
+                       for j, (shape, dtype) in enumerate(self.output_specs)]
+        else:
+            outputs = [np.empty(shape, dtype) for shape, dtype in self.output_specs]
         for j, out in enumerate(outputs):
             argv[n_in + j] = data_pointer(out)
+        if self.uses_blas:
+            status = self._blas_entry(argv)
+        else:
+            # pool kernels only (the pool started on the first such call in a process): a
+            # second caller while a job runs runs its own rows itself (codegen/llvm/pool.py),
+            # so callers need not split the threads
+            status = self._entry(argv, native_pool.started_threads() if self.parallel else 1)
+        if status:
+            self._raise(status)
+        return outputs
+
+    def _blas_entry(self, argv) -> int:
+        """The native call of an entry that calls BLAS, with this caller's share of the
+        thread budget: its GEMMs with OpenBLAS set to that many threads, its pool kernels
+        over as many."""
         # each caller inside an entry now takes its share of the threads (threads._Callers)
         active = callers.enter() if SHARE_BY_CALLERS else 1
         try:
             share = threads_share(active)
             if self.shared_convs:
                 blas_single_threaded()
-            elif self.uses_blas:
+            else:
                 before_blas(share)
-            status = self._entry(argv, min(native_pool.threads(), share) if self.parallel
-                                 else 1)
+            threads = native_pool.started_threads() if self.parallel else 1
+            return self._entry(argv, min(threads, share))
         finally:
             if SHARE_BY_CALLERS:
                 callers.leave()
-        if status:
-            self._raise(status)
-        return outputs
 
     def _nhwc_program(self, inputs: frozenset):
         """The program of this graph whose `inputs` are given NHWC (a channels-last array's
@@ -687,7 +747,8 @@ class NativeGraph(CompiledProgram):
                     graph = _nhwc_inputs(self._source, inputs)
                     name = f"{self.name}_channels_last"
                     try:
-                        program = NativeGraph(graph, name, self._packed_cache)
+                        program = NativeGraph(graph, name, self._packed_cache,
+                                              self.alias_inputs)
                     except Unsupported as why:
                         log("kernels", f"{name}: runs step by step: {why}")
                         program = build_program(graph, name)
@@ -695,13 +756,13 @@ class NativeGraph(CompiledProgram):
         return program
 
     def _raise(self, status: int):
-        _, arena = self._thread_state()
+        _, arena, _ = self._thread_state()
         offset = self.error_word.offset
         value = int(arena[offset:offset + 8].view(np.int64)[0])
         raise index_error(self.plan.errors[status - 1].format(index=value))
 
     def describe(self) -> str:
-        lines = [f"{self.name}: one native entry, {len(self.specs)} kernel(s), arena "
+        lines = [f"{self.name}: one native entry, {len(self.specs)} native kernel(s), arena "
                  f"{self.arena_bytes} bytes"]
         for call in self.plan.calls:
             if isinstance(call, KernelCall):
@@ -1015,14 +1076,16 @@ GEMM_OPS = frozenset({"linear", "matmul", "conv2d", "attention"})
 
 
 def build_entry_program(graph: Graph, name: str = "graph", device=None,
-                        donate: dict | None = None, packed: dict | None = None):
+                        donate: dict | None = None, packed: dict | None = None,
+                        alias_inputs: bool = False):
     """A NativeGraph where the graph allows one (CPU, static sizes, every step supported),
     else what build_program builds; EMBER_LOG=kernels says which, and why. `packed`: a dict
-    the programs of one set of weights share their transposed weights in."""
+    the programs of one set of weights share their transposed weights in; `alias_inputs`:
+    outputs that view an input must stay views (ember.script), which the entry refuses."""
     cpu = device is None or str(getattr(device, "type", device)) == "cpu"
     if cpu and not donate and native_enabled() and entry_enabled():
         try:
-            return NativeGraph(graph, name, packed)
+            return NativeGraph(graph, name, packed, alias_inputs)
         except Unsupported as why:
             log("kernels", f"{name}: runs step by step, not as one native entry: {why}")
         except Exception as exc:  # noqa: BLE001  (the step-by-step path still runs it)

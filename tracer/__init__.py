@@ -74,7 +74,7 @@ class ScriptModule:
 
         function = ScriptFunction(module.__call__, state_key=state_key,
                                   name=f"{type(module).__name__}.forward",
-                                  signature_of=module.forward, **options)
+                                  signature_of=module.forward, state_covers=module, **options)
         object.__setattr__(self, "_function", function)
 
     def __call__(self, *args, **kwargs):

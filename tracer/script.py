@@ -29,6 +29,7 @@ from ..ir.passes import run_pipeline
 from ..runtime import random
 from ..runtime.compiled import build_program
 from ..runtime.device import CPU, array_module, device_of_array
+from ..runtime.graph_entry import build_entry_program
 from ..runtime.program import evaluate_with_kernels
 from .dynamic import dims_to_trace, make_dynamic
 from .guards import (
@@ -88,6 +89,7 @@ class Specialization:
         self.n_results = 0
         self.calls = 0
         self._plain = None  # see _is_plain, decided on the first run
+        self._direct = None  # see _direct_call, decided on the first plain run
         self._constants = None
         self.no_grad_nodes: set = set()  # nodes replay runs under no_grad, as the trace did
         # graph inputs after the arguments: ("captured", tensor) or ("grad", tensor) (the
@@ -182,6 +184,13 @@ class Specialization:
     # -- running ------------------------------------------------------------------------------
 
     def run(self, leaves):
+        direct = self._direct
+        if direct:  # see _direct_call
+            sources, make = direct
+            arrays = [leaves[i]._data for i in self.input_leaves]
+            arrays += [t._data for t in sources]
+            self.calls += 1
+            return make(self.program(np, arrays))
         inputs = [leaves[i] for i in self.input_leaves]
         inputs += [t if kind == "captured" else t._grad for kind, t in self.sources]
         records = (grad_mode.state.enabled and not self.self_contained
@@ -199,6 +208,8 @@ class Specialization:
         if plain is None:
             plain = self._plain = self._is_plain()
         if plain:  # results only, each a fresh tensor: nothing to check or write back
+            if direct is None:
+                self._direct = () if records else self._direct_call(inputs, outs)
             self.calls += 1
             if self.out_spec.kind == "leaf":
                 value = outs[0]
@@ -251,6 +262,26 @@ class Specialization:
             # eager (an LSTM's hidden state, its graph spent by the backward) still says so
             filled[k]._requires_grad = True
         return unflatten(filled, self.out_spec)
+
+    def _direct_call(self, inputs, outs) -> tuple:
+        """(tensors from outside, results from the program's arrays) for later calls of a
+        plain specialization that autograd does not record, on the CPU, fed by arguments
+        and tensors from outside only: such a call hands the program their arrays and wraps
+        what it returns, nothing more; () where that does not hold. Whether autograd records
+        stays as this call found it: grad mode and every input's requires_grad are guarded
+        (the arguments by the call key, the outside tensors by captured_hold)."""
+        if (any(kind != "captured" for kind, _ in self.sources)
+                or any(t._device is not CPU for t in inputs)
+                or any(o.__class__ is not np.ndarray for o in outs)):
+            return ()
+        sources = [t for _, t in self.sources]
+        spec = self.out_spec
+        if spec.kind == "leaf":
+            dtype, make_tensor = _BY_NP.get(outs[0].dtype), _tensor.Tensor._make
+            if dtype is None:
+                return ()
+            return sources, lambda arrays: make_tensor(arrays[0], dtype, CPU)
+        return sources, lambda arrays: unflatten([_wrap(a) for a in arrays], spec)
 
     def _is_plain(self) -> bool:
         """Whether a call only returns graph outputs: no state written back, no grads, no
@@ -313,7 +344,7 @@ class ScriptFunction:
 
     def __init__(self, fn, *, strict: bool = False, max_specializations: int = 8,
                  state_key=None, name: str | None = None, signature_of=None,
-                 dynamic: bool | None = None, quiet: bool = False):
+                 dynamic: bool | None = None, quiet: bool = False, state_covers=None):
         functools.update_wrapper(self, fn)
         self.quiet = quiet  # fallbacks are logged, not warned (ember's own compiled paths)
         self.fn = fn
@@ -326,7 +357,11 @@ class ScriptFunction:
         self.fallbacks: list[str] = []
         self.gave_up: str | None = None
         self._last_key: CallKey | None = None  # of the specialization the last call ran
+        self._fast = None  # (specialization, its key): see __call__
         self._state_key = state_key or functools.partial(free_values, fn)
+        # the module whose whole module_state() state_key holds (a ScriptModule's): the guard
+        # Reach would add on it as the bound `self` checks the same facts again
+        self._state_covers = state_covers
         try:
             self._params = list(inspect.signature(signature_of or fn).parameters)
         except (TypeError, ValueError):
@@ -337,6 +372,22 @@ class ScriptFunction:
     def __call__(self, *args, **kwargs):
         if hooks.active_trace is not None and hooks.trace_here() is not None:
             return self.fn(*args, **kwargs)  # called while tracing another function: inline it
+        fast = self._fast
+        if fast is not None and not kwargs:
+            # the specialization the last call ran, when it only hands arrays to its program
+            # (Specialization._direct_call): the same guards as below, checked in a line
+            sp, key = fast
+            records = tensor_leaves(args)
+            if (records is not None and records == key.leaves
+                    and grad_mode.state.enabled is key.grad_enabled and not autocast.enabled
+                    and self._state_key() == key.state and sp.captured_hold()
+                    and (not sp.reached or _first_change(sp.reached) is None)):
+                sources, make = sp._direct
+                arrays = [x._data for x in args]
+                arrays += [t._data for t in sources]
+                sp.calls += 1
+                return make(sp.program(np, arrays))
+        self._fast = None
         leaves, spec, key = self.guard_key(args, kwargs)
         if self.gave_up is not None:
             return self.fn(*args, **kwargs)
@@ -370,6 +421,11 @@ class ScriptFunction:
                 out, values = out
                 for store, value in zip(sp.stores, values):
                     store.apply(value)
+            elif (sp._direct and not sp.grad_guards and not sp.draws and not kwargs
+                  and key.structure is _TENSOR_ARGS.get(len(args))
+                  and sp.input_leaves == list(range(len(args)))
+                  and isinstance(key.grad_enabled, bool)):
+                self._fast = (sp, self._last_key)
             return out
         if failure is None:
             failure = grad_failure or self._why_new(key)
@@ -520,8 +576,11 @@ class ScriptFunction:
         combined = result
         if recording.broken is None:
             reach.finish(self.fn)
-            sp.reached = reach.guards()
-            sp.stores, refused = reach.stores(sp.reached)
+            guards, covered = reach.guards(), self._state_covers
+            sp.reached = [g for g in guards if not (
+                covered is not None and g.kind == "module" and g.label == "self"
+                and g.expected is covered)]
+            sp.stores, refused = reach.stores(guards)
             if refused is not None:  # every later call would store again: stay eager
                 recording.broken = refused
                 self.gave_up = refused
@@ -613,12 +672,19 @@ class ScriptFunction:
                              and src[0] == "captured"]
                 if positions:
                     donate[sp.n_results + m] = len(sp.input_leaves) + positions[0]
-        sp.program = build_program(sp.graph, self.name, device, donate=donate)
         traced = [t for t, _ in recording.inputs]
         grads_read = {id(t): g for t, g in recording.grad_reads.values()}
         traced += [t if kind == "captured" else grads_read[id(t)] for kind, t in sp.sources]
-        if (grad_mode.state.enabled and not sp.self_contained
-                and any(t._requires_grad for t in traced)):
+        records = (grad_mode.state.enabled and not sp.self_contained
+                   and any(t._requires_grad for t in traced))
+        # a call autograd does not record runs the graph as one native entry where every
+        # step has a native form (runtime/graph_entry.py), as a loaded graph does
+        if records:
+            sp.program = build_program(sp.graph, self.name, device, donate=donate)
+        else:
+            sp.program = build_entry_program(sp.graph, self.name, device, donate=donate,
+                                             alias_inputs=True)
+        if records:
             from .compiled_autograd import split
 
             results = [x for x in out_leaves if isinstance(x, _tensor.Tensor)]

@@ -7,7 +7,8 @@ so the loop vectorizer needs no runtime alias checks. Addresses are computed wit
 
 Per row: the row-level expressions are computed once, each reduction is a loop nest over the
 inner dims accumulating into a phi (sums carry `reassoc` so the vectorizer may keep several
-accumulators), then one loop nest stores the inner-level outputs. Fast-math flags are
+accumulators), then one loop nest stores the inner-level outputs. Rows that share an operand
+(a batch-1 linear's x) run in blocks of rows instead (blocked.py). Fast-math flags are
 `contract` only (fused multiply-add), which keeps NaN, Inf and signed zeros as eager has them.
 """
 
@@ -211,7 +212,13 @@ class _Emitter:
         from .mathlib import REDUCED
 
         if not any(e.op in REDUCED for e in spec.exprs):
-            self._loop(b, start, end, self._row)
+            from .blocked import RowBlocks, row_block
+
+            block = 1 if self.rolled_inner or self.cached else row_block(spec, self.level)
+            if block > 1:
+                RowBlocks(self, block).loop(b, start, end)
+            else:
+                self._loop(b, start, end, self._row)
             b.ret_void()
             return
         # sin and cos: straight-line code for the arguments its reduction holds for; a flag
@@ -351,26 +358,7 @@ class _Emitter:
 
     def _row(self, r, _carried):
         spec, b = self.spec, self.ctx.b
-        # the index of each outer dim, from the flattened row number
-        index, rest = [None] * spec.outer, r
-        for dim in range(spec.outer - 1, -1, -1):
-            size = ir.Constant(I64, spec.shape[dim])
-            if dim == 0:
-                index[dim] = rest
-            else:
-                index[dim] = b.urem(rest, size)
-                rest = b.udiv(rest, size)
-        bases = {}
-        for access in spec.accesses():
-            key = (access.strides, access.offset)
-            if key in bases:
-                continue
-            offset = ir.Constant(I64, access.offset)
-            for dim in range(spec.outer):
-                offset = self._advance(b, offset, index[dim], access.strides[dim])
-            bases[key] = offset
-        if self.cached:
-            bases[self.flat_key] = ir.Constant(I64, 0)
+        bases = self.row_bases(r)
         self._prefetch_next_row(b, bases)
         self.row_values: dict[int, ir.Value] = {}
         inner_dims = list(range(spec.outer, len(spec.shape)))
@@ -396,6 +384,31 @@ class _Emitter:
 
             self._nest(b, inner_dims, bases, body)
         return ()
+
+    def row_bases(self, r) -> dict:
+        """Each access's element offset at the start of row r, keyed by (strides, offset)."""
+        spec, b = self.spec, self.ctx.b
+        # the index of each outer dim, from the flattened row number
+        index, rest = [None] * spec.outer, r
+        for dim in range(spec.outer - 1, -1, -1):
+            size = ir.Constant(I64, spec.shape[dim])
+            if dim == 0:
+                index[dim] = rest
+            else:
+                index[dim] = b.urem(rest, size)
+                rest = b.udiv(rest, size)
+        bases = {}
+        for access in spec.accesses():
+            key = (access.strides, access.offset)
+            if key in bases:
+                continue
+            offset = ir.Constant(I64, access.offset)
+            for dim in range(spec.outer):
+                offset = self._advance(b, offset, index[dim], access.strides[dim])
+            bases[key] = offset
+        if self.cached:
+            bases[self.flat_key] = ir.Constant(I64, 0)
+        return bases
 
     def _prefetch_next_row(self, b, bases) -> None:
         """A row kernel that passes over its row several times (the reductions, then the

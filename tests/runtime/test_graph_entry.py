@@ -402,7 +402,7 @@ def test_every_batch_size_reads_the_one_copy_of_the_weights(tmp_path):
     programs = list(loaded._by_sizes.values())
     assert len(programs) == 3 and all(isinstance(p, NativeGraph) for p in programs)
     for program in programs:
-        argv, _ = program._thread_state()
+        argv, *_ = program._thread_state()
         n = len(program.input_specs) + len(program.output_specs)
         pointers = {argv[n + k] for k in range(len(program.constants))}
         # the entry's constant pointers are the file's bytes

@@ -114,17 +114,28 @@ def _two_expected(a):
     return e / e.sum(-1, keepdims=True), (a.reshape(1024, 512) * 2).max(-1)
 
 
-def test_a_run_of_large_kernels_shares_each_through_the_pool():
+def test_a_run_of_large_kernels_shares_each_through_the_pool(monkeypatch):
+    """Step by step (EMBER_NATIVE_ENTRY=0), the kernels are one run; as one native entry
+    (the default for a call autograd does not record), each is a parallel call of it."""
+    from ember.codegen.entry import KernelCall
+
     a = np.random.default_rng(3).standard_normal((512, 1024)).astype(np.float32)
-    fn = ember.script(_two_large_kernels)
-    for _ in range(3):
-        soft, peak = fn(ember.tensor(a))
-        want_soft, want_peak = _two_expected(a)
-        np.testing.assert_allclose(soft.numpy(), want_soft, rtol=1e-5, atol=1e-7)
-        np.testing.assert_array_equal(peak.numpy(), want_peak)
-    schedule = fn.specializations[-1].program.schedule
-    assert [kind for kind, *_ in schedule] == ["run"]
-    assert all(k.parallel for k in schedule[0][1].kernels)
+    for entry in ("0", "1"):
+        monkeypatch.setenv("EMBER_NATIVE_ENTRY", entry)
+        fn = ember.script(_two_large_kernels)
+        for _ in range(3):
+            soft, peak = fn(ember.tensor(a))
+            want_soft, want_peak = _two_expected(a)
+            np.testing.assert_allclose(soft.numpy(), want_soft, rtol=1e-5, atol=1e-7)
+            np.testing.assert_array_equal(peak.numpy(), want_peak)
+        program = fn.specializations[-1].program
+        if entry == "0":
+            assert [kind for kind, *_ in program.schedule] == ["run"]
+            assert all(k.parallel for k in program.schedule[0][1].kernels)
+        else:
+            calls = program.plan.calls
+            assert len(calls) == 2 and all(isinstance(c, KernelCall) and c.parallel
+                                           for c in calls)
 
 
 def test_with_one_thread_a_run_calls_its_kernels_serially(tmp_path):
