@@ -695,8 +695,12 @@ class NativeGraph(CompiledProgram):
                 blas_single_threaded()
             elif self.uses_blas:
                 before_blas(share)
-            status = self._entry(argv, min(native_pool.threads(), share) if self.parallel
-                                 else 1)
+            threads = 1
+            # parallel_for() starts the pool's workers on the first call (in this process:
+            # again after a fork); without it the entry ran on the calling thread alone
+            if self.parallel and native_pool.parallel_for() is not None:
+                threads = min(native_pool.threads(), share)
+            status = self._entry(argv, threads)
         finally:
             if SHARE_BY_CALLERS:
                 callers.leave()
