@@ -663,13 +663,25 @@ class NativeGraph(CompiledProgram):
         if xp is not np:
             return self.fallback(xp, arrays)
         argv, _ = self._thread_state()
-        if len(arrays) != len(self.input_specs):
-            raise EmberError(f"{self.name}: expected {len(self.input_specs)} inputs, "
-                             f"got {len(arrays)}")
+        specs = self.input_specs
+        if len(arrays) != len(specs):
+            raise EmberError(f"{self.name}: expected {len(specs)} inputs, got {len(arrays)}")
+        for i, a in enumerate(arrays):
+            shape, dtype = specs[i]
+            # the common case, checked first: C-contiguous arrays as planned (never NHWC)
+            if (a.__class__ is not np.ndarray or a.shape != shape or a.dtype != dtype
+                    or not a.flags.c_contiguous):
+                return self._convert_inputs(argv, arrays)
+            argv[i] = data_pointer(a)
+        return self._run(argv, len(arrays))
+
+    def _convert_inputs(self, argv, arrays):
+        """A call whose inputs are NHWC (run by the channels-last program), not numpy arrays
+        of the planned dtype and shape (converted or refused) or not contiguous (copied)."""
         nhwc = frozenset(i for i, (a, (shape, dtype)) in enumerate(zip(arrays, self.input_specs))
                          if _channels_last(a) and a.shape == shape and a.dtype == dtype)
         if nhwc:
-            return self._nhwc_program(nhwc)(xp, [
+            return self._nhwc_program(nhwc)(np, [
                 a.transpose(0, 2, 3, 1) if i in nhwc else a for i, a in enumerate(arrays)])
         held = []
         for i, (a, (shape, dtype)) in enumerate(zip(arrays, self.input_specs)):
@@ -683,7 +695,11 @@ class NativeGraph(CompiledProgram):
                 a = np.ascontiguousarray(a)
             held.append(a)
             argv[i] = data_pointer(a)
-        n_in = len(held)
+        return self._run(argv, len(held), held)
+
+    def _run(self, argv, n_in: int, held=None):
+        """Allocate the outputs and make the one native call; argv holds the inputs (`held`
+        keeps converted ones alive until it returns)."""
         outputs = [np.empty(shape, dtype) for shape, dtype in self.output_specs]
         for j, out in enumerate(outputs):
             argv[n_in + j] = data_pointer(out)
@@ -695,12 +711,8 @@ class NativeGraph(CompiledProgram):
                 blas_single_threaded()
             elif self.uses_blas:
                 before_blas(share)
-            threads = 1
-            # parallel_for() starts the pool's workers on the first call (in this process:
-            # again after a fork); without it the entry ran on the calling thread alone
-            if self.parallel and native_pool.parallel_for() is not None:
-                threads = min(native_pool.threads(), share)
-            status = self._entry(argv, threads)
+            # (the pool's workers start on the first parallel call; in a forked child again)
+            status = self._entry(argv, native_pool.share(share) if self.parallel else 1)
         finally:
             if SHARE_BY_CALLERS:
                 callers.leave()

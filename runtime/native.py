@@ -72,6 +72,15 @@ class _Pool:
                     self._start()
         return self.run if self.workers and threads.threads() > 1 else None
 
+    def share(self, most: int) -> int:
+        """The threads a parallel job may use, at most `most` (the caller's share of the
+        budget): the workers started first (in this process: again after a fork)."""
+        if self.pid != os.getpid():
+            with self.lock:
+                if self.pid != os.getpid():
+                    self._start()
+        return min(self.workers + 1, most) if self.workers else 1
+
     def threads(self) -> int:
         """The threads a run's parallel kernels are shared by: 1 runs them serially."""
         return min(self.workers + 1, threads.threads()) if self.workers else 1
