@@ -124,6 +124,14 @@ def _bt(b, d):
     return [b.fsub(d[0], d[2]), b.fadd(d[1], d[2]), b.fsub(d[2], d[1]), b.fsub(d[1], d[3])]
 
 
+def _lanes(b, vector, picked: list):
+    """The vector of `vector`'s lanes `picked` (one value where one lane is picked)."""
+    if len(picked) == 1:
+        return b.extract_element(vector, ir.Constant(I32, picked[0]))
+    mask = ir.Constant(ir.VectorType(I32, len(picked)), [ir.Constant(I32, i) for i in picked])
+    return b.shuffle_vector(vector, ir.Constant(vector.type, ir.Undefined), mask)
+
+
 def emit_input_transform(e, call, x, scratch) -> None:
     """V[p, ci, t] = (B^T d B)[p] of the 4x4 patch d of tile t of channel ci of the image at
     x (c, h, w), into the scratch."""
@@ -156,24 +164,21 @@ def emit_input_transform(e, call, x, scratch) -> None:
                 start = b.add(row_of_v, _const(p * channels * ld + th * tw))
                 e.memset(e.element(v, start, call.dtype), (ld - th * tw) * size)
 
-        def tile_row(ty):
-            top = b.mul(ty, _const(2 * pw))
-
-            def tile(tx):
-                at = b.add(top, b.mul(tx, _const(2)))
-                d = [[b.load(e.element(plane, b.add(at, _const(u * pw + s)), call.dtype),
-                             typ=t) for s in range(4)] for u in range(4)]
-                columns = [_bt(b, [d[u][s] for u in range(4)]) for s in range(4)]
-                index = b.add(row_of_v, b.add(b.mul(ty, _const(tw)), tx))
+        # B over each padded row, on vectors of the tiles across it: x[2tx + s] for s < 4
+        # are lanes 2tx + s of the row, taken apart by four shuffles
+        rows = []
+        for r in range(ph):
+            row = b.load(e.element(plane, _const(r * pw), call.dtype),
+                         typ=ir.VectorType(t, pw), align=size)
+            d = [_lanes(b, row, [2 * tx + s for tx in range(tw)]) for s in range(4)]
+            rows.append(_bt(b, d))
+        # then B^T down each tile row's 4 padded rows; V's lanes of a tile row are contiguous
+        for ty in range(th):
+            for s in range(4):
+                column = _bt(b, [rows[2 * ty + u][s] for u in range(4)])
                 for u in range(4):
-                    row = _bt(b, [columns[s][u] for s in range(4)])
-                    for s in range(4):
-                        at_v = b.add(_const((4 * u + s) * channels * ld), index)
-                        b.store(row[s], e.element(v, at_v, call.dtype))
-
-            e.loop(0, tw, tile)
-
-        e.loop(0, th, tile_row)
+                    at_v = b.add(row_of_v, _const((4 * u + s) * channels * ld + ty * tw))
+                    b.store(column[u], e.element(v, at_v, call.dtype), align=size)
 
     e.loop(0, channels, channel)
 
@@ -233,14 +238,33 @@ def _outputs(e, call, m, channel, out, epilogue) -> None:
         if epilogue is not None:
             y = [[epilogue_vector(e, epilogue, channel, value, call.dtype, cache)
                   for value in pair] for pair in y]
-        for lane in range(width):
-            tile = j * width + lane
-            if tile >= tiles:
-                break
-            ty, tx = divmod(tile, tw)
-            for i in range(2):
-                for k in range(2):
-                    oy, ox = 2 * ty + i, 2 * tx + k
-                    if oy < oh and ox < ow:
-                        value = b.extract_element(y[i][k], ir.Constant(I32, lane))
-                        b.store(value, e.element(target, _const(oy * ow + ox), call.dtype))
+        for i in range(2):
+            # lanes 2l + k: output (2ty + i, 2tx + k) of tile j * width + l; runs of them
+            # that lie side by side in a row are stored as one vector
+            pair = b.shuffle_vector(y[i][0], y[i][1], ir.Constant(
+                ir.VectorType(I32, 2 * width),
+                [ir.Constant(I32, q // 2 + (q % 2) * width) for q in range(2 * width)]))
+            run: list[int] = []
+            start = None
+            for q in range(2 * width):
+                tile = j * width + q // 2
+                ty, tx = divmod(tile, tw)
+                oy, ox = 2 * ty + i, 2 * tx + q % 2
+                if tile >= tiles or oy >= oh or ox >= ow:
+                    continue
+                at = oy * ow + ox
+                if run and at != start + len(run):
+                    _store_run(e, call, pair, run, target, start)
+                    run = []
+                if not run:
+                    start = at
+                run.append(q)
+            if run:
+                _store_run(e, call, pair, run, target, start)
+
+
+def _store_run(e, call, vector, lanes_of_run: list, target, at: int) -> None:
+    """Store the lanes of `vector` listed at target[at], target[at + 1], ..."""
+    value = _lanes(e.b, vector, lanes_of_run)
+    e.b.store(value, e.element(target, _const(at), call.dtype),
+              align=np.dtype(call.dtype).itemsize)
