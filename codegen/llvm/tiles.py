@@ -133,18 +133,18 @@ def tile_rows(m: int, n: int, dtype: str) -> int:
 
 
 def emit_tiled_gemm(e, dtype: str, m: int, n: int, k: int, weight, columns, ld: int, out,
-                    epilogue=None, blocks=None) -> None:
+                    epilogue=None, blocks=None, rows: int | None = None) -> None:
     """out[i, j] = sum_d weight[i, d] * columns[d, j] for i < m, j < n: weight (m, k)
     row-major, columns (k, n) with row stride ld (columns_ld), out (m, n) row-major; with
     `epilogue` (spec, pointers, source, channel dim: epilogue_channel), out[i, j] = the spec's
     value of that element. `blocks`: (start, end) values, only those blocks of rows
-    (row_blocks), so threads may share one product. `e` is the entry emitter whose builder
-    and loops it uses."""
+    (row_blocks, or of `rows` rows where given, at most tile_rows), so threads may share one
+    product. `e` is the entry emitter whose builder and loops it uses."""
     b = e.b
     width = lanes(dtype)
     vectors = -(-n // width)
     per_tile = min(TILE_VECTORS, vectors)
-    rows = tile_rows(m, n, dtype)
+    rows = tile_rows(m, n, dtype) if rows is None else rows
     column_blocks = _blocks(vectors, per_tile)
     first, count, size = column_blocks[-1]
     if n % width and count > 1:  # the block whose last vector ends past n on its own

@@ -82,11 +82,19 @@ def scratch_elements(call) -> int:
     return m_start + POSITIONS * call.o * ld
 
 
-def row_blocks(call) -> int:
-    """How many blocks of output channels emit_products may be given (tiles.row_blocks of
-    each product)."""
+def _rows(call) -> int:
+    """The output channels of one block of the products when threads share them:
+    tiles.tile_rows, or fewer where that leaves an odd number of blocks, so that two threads
+    get as many each (the digits CNN's 64 channels: 4 blocks of 16, not 24, 24 and 16)."""
     ld = _parts(call)[0]
-    return -(-call.o // tile_rows(call.o, ld, call.dtype))
+    rows = tile_rows(call.o, ld, call.dtype)
+    blocks = -(-call.o // rows)
+    return -(-call.o // (blocks + 1)) if blocks > 1 and blocks % 2 else rows
+
+
+def row_blocks(call) -> int:
+    """How many blocks of output channels emit_products may be given."""
+    return -(-call.o // _rows(call))
 
 
 def _g_rows(b, v0, v1, v2, half):
@@ -193,18 +201,18 @@ def emit_products(e, call, u, scratch, out, epilogue=None, blocks=None) -> None:
     v = e.element(scratch, _const(v_start), call.dtype)
     m = e.element(scratch, _const(m_start), call.dtype)
     o, c = call.o, call.c
+    rows = None if blocks is None else _rows(call)  # one tile of rows per block
 
     def product(p):
         e_u = e.element(u, b.mul(p, _const(o * c)), call.dtype)
         e_v = e.element(v, b.mul(p, _const(c * ld)), call.dtype)
         e_m = e.element(m, b.mul(p, _const(o * ld)), call.dtype)
-        emit_tiled_gemm(e, call.dtype, o, ld, c, e_u, e_v, ld, e_m, blocks=blocks)
+        emit_tiled_gemm(e, call.dtype, o, ld, c, e_u, e_v, ld, e_m, blocks=blocks, rows=rows)
 
     e.loop(0, POSITIONS, product)
     if blocks is None:
         first, last = _const(0), _const(o)
     else:
-        rows = tile_rows(o, ld, call.dtype)
         first = b.mul(blocks[0], _const(rows))
         end = b.mul(blocks[1], _const(rows))
         last = b.select(b.icmp_signed("<", end, _const(o)), end, _const(o))

@@ -128,6 +128,7 @@ def test_one_image_shares_its_output_channels_with_the_pool(tmp_path, monkeypatc
     native = _native(loaded, 1)
     (conv,) = _convs(native)
     assert conv.winograd and shares_rows(conv) and native.parallel
+    assert winograd.row_blocks(conv) == 4  # 16 channels each: two threads get two each
     want = Program(native.graph)(np, [x])[0]
     for _ in range(20):  # chunks claimed by the workers and the caller alike
         np.testing.assert_allclose(native(np, [x])[0], want, rtol=1e-5, atol=1e-5)
