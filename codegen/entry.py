@@ -88,7 +88,10 @@ class ConvCall:
     """conv2d of NCHW x (n, c, h, w) with weight (o, c, kh, kw), groups 1: per image, the
     columns (c*kh*kw, oh*ow) written to `cols` (im2col), then weight @ columns into that
     image's (o, oh*ow) output. `cols` is None for a 1x1 kernel with stride 1 and no padding,
-    whose image is its own columns. With an `epilogue`, `out` holds the epilogue's result."""
+    whose image is its own columns. With an `epilogue`, `out` holds the epilogue's result.
+    `winograd`: a 3x3 stride-1 convolution computed as Winograd F(2x2, 3x3) products
+    (codegen/llvm/winograd.py): `weight` is then the weight's transform (16, o, c) that a
+    WinogradWeightCall prepared, and `cols` that method's scratch."""
 
     dtype: str
     n: int
@@ -106,6 +109,21 @@ class ConvCall:
     out: Ref
     cols: Ref | None
     epilogue: Epilogue | None = None
+    winograd: bool = False
+
+
+@dataclass(frozen=True)
+class WinogradWeightCall:
+    """out (16, o, c) = the Winograd F(2x2, 3x3) transform G g G^T of each 3x3 filter g of
+    the constant weight (o, c, 3, 3). It runs once per arena, not once per call: the entry
+    runs its WinogradWeightCalls only when the arena's tag word (EntryPlan.tag_word) does not
+    hold the plan's tag, and then writes it."""
+
+    dtype: str
+    o: int
+    c: int
+    weight: Ref
+    out: Ref
 
 
 @dataclass(frozen=True)
@@ -293,3 +311,8 @@ class EntryPlan:
     blas_int_bits: int
     errors: tuple = ()  # messages, each with an {index} to fill in
     error_word: Ref | None = None
+    # the arena's first word: the tag of the plan whose prepared values (WinogradWeightCall)
+    # the arena holds. Every entry writes it (0 when it prepares nothing), so entries that
+    # share arenas (a C library's, one per batch size) never read another's as their own
+    tag_word: Ref | None = None
+    tag: int = 0

@@ -31,6 +31,7 @@ import os
 import threading
 import time
 import warnings
+import zlib
 from typing import NamedTuple
 
 import numpy as np
@@ -52,8 +53,10 @@ from ..codegen.entry import (
     Ref,
     Strided,
     StridedConvCall,
+    WinogradWeightCall,
     conv_operand,
 )
+from ..codegen.llvm import winograd
 from ..codegen.llvm.cache import default_cache
 from ..codegen.llvm.emit import symbol
 from ..codegen.llvm.entry import (
@@ -94,6 +97,9 @@ SHARE_BY_CALLERS = True
 # runs of convolutions and poolings go image by image (ImageChain); False runs each call over
 # every image in turn, as before (for comparisons)
 IMAGE_CHAINS = True
+# 3x3 stride-1 convolutions with a constant weight run as Winograd F(2x2, 3x3) products where
+# codegen/llvm/winograd.py says they gain; False multiplies their im2col columns, as before
+WINOGRAD = True
 
 
 class _Layout(NamedTuple):
@@ -340,6 +346,21 @@ class NativeGraph(CompiledProgram):
                     if r in born:
                         born[r], dies[r] = min(born[r], first), max(dies[r], last)
         offsets, total = _place(born, dies, sizes)
+        # the tag word first (EntryPlan.tag_word), then the values, then what the entry
+        # prepares once per arena: the Winograd transforms of constant weights
+        offsets = {key: offset + ALIGN for key, offset in offsets.items()}
+        total += ALIGN
+        self.prepared: dict[int, tuple[Ref, WinogradWeightCall]] = {}
+        for position, (kind, step, node) in enumerate(self.steps):
+            slot = step.args[1].slot if kind == "eager" and node.op == "conv2d" else None
+            if slot is None or slot in self.prepared or not _winograd(self, step, node):
+                continue
+            w = node.inputs[1].type
+            o, c = w.shape[:2]
+            out = Ref(self.arena_arg, total)
+            self.prepared[slot] = (out, WinogradWeightCall(w.dtype.name, o, c, where[slot], out))
+            size = winograd.weight_elements(o, c) * np.dtype(w.dtype.np).itemsize
+            total += -(-size // ALIGN) * ALIGN
         for key, offset in offsets.items():
             if not isinstance(key, tuple):
                 where[key] = Ref(self.arena_arg, offset)
@@ -392,6 +413,8 @@ class NativeGraph(CompiledProgram):
         out = node.outputs[0].type
         if _pointwise_conv(node):
             return 0
+        if _winograd(self, step, node):
+            return winograd.scratch_elements(_conv_geometry(node)) * np.dtype(x.dtype.np).itemsize
         depth = x.shape[1] * w.shape[2] * w.shape[3]
         ld = columns_ld(out.shape[2] * out.shape[3], x.dtype.name)
         return depth * ld * np.dtype(x.dtype.np).itemsize
@@ -422,13 +445,18 @@ class NativeGraph(CompiledProgram):
                 made = EXTERN[node.op](self, position, step, node)
             placed += [(position, call) for call in made]
         calls = self._chain_calls(placed)
+        calls = [call for _, call in self.prepared.values()] + calls
         n_args = self.arena_arg + 1
         gemm = getattr(self, "gemm", None)
+        name = f"{_safe(self.name)}_entry"
+        # the tag: this plan's, from what it prepares and where (nonzero: 0 is "none")
+        tag = zlib.crc32(repr((name, [call for _, call in self.prepared.values()])).encode())
         self.plan = EntryPlan(
-            name=f"{_safe(self.name)}_entry", calls=tuple(calls), n_args=n_args,
+            name=name, calls=tuple(calls), n_args=n_args,
             sgemm_arg=n_args, dgemm_arg=n_args + 1,
             blas_int_bits=gemm.int_bits if gemm is not None else 64,
-            errors=tuple(self.errors), error_word=self.error_word)
+            errors=tuple(self.errors), error_word=self.error_word,
+            tag_word=Ref(self.arena_arg, 0), tag=tag << 1 | 1)
         # convolutions in register tiles (tiles.py) call no BLAS
         self.uses_blas = any(isinstance(c, (GemmCall, AttentionCall))
                              or (isinstance(c, ConvCall) and not tiles_conv(c))
@@ -640,6 +668,7 @@ class NativeGraph(CompiledProgram):
             for j, p in enumerate(self.packed):
                 argv[n_in + n_out + len(self.constants) + j] = data_pointer(p)
             arena = np.empty(self.arena_bytes, np.uint8)
+            arena[:8] = 0  # the tag word: nothing prepared yet
             argv[self.arena_arg] = data_pointer(arena)
             gemm = getattr(self, "gemm", None)
             if gemm is not None:
@@ -787,8 +816,11 @@ def _brief(call) -> str:
         return f"{call.dtype} {call.batch}x({call.m}x{call.k} @ {call.k}x{call.n})"
     if isinstance(call, ConvCall):
         finish = f" then {call.epilogue.spec.name} in registers" if call.epilogue else ""
+        method = " as Winograd F(2x2, 3x3) products" if call.winograd else ""
         return (f"{call.dtype} n{call.n} {call.c}->{call.o} {call.h}x{call.w} "
-                f"k{call.kernel} s{call.stride} p{call.padding}{finish}")
+                f"k{call.kernel} s{call.stride} p{call.padding}{method}{finish}")
+    if isinstance(call, WinogradWeightCall):
+        return f"{call.dtype} ({call.o}, {call.c}, 3, 3) -> (16, {call.o}, {call.c}), once"
     if isinstance(call, StridedConvCall):
         return (f"{call.dtype} n{call.n} {call.c}->{call.o} groups {call.groups} "
                 f"{call.h}x{call.w} strides {list(call.x_strides)} k{call.kernel} "
@@ -952,6 +984,32 @@ def _strided_conv_scratch(program: NativeGraph, step, node) -> int:
     return depth * out.shape[2] * out.shape[3] * np.dtype(w.dtype.np).itemsize
 
 
+def _conv_geometry(node, x_ref=None, w_ref=None, out_ref=None, cols=None,
+                   winograd_weight: bool = False) -> ConvCall:
+    """The groups-1 conv2d node's ConvCall (its geometry alone where the Refs are left
+    out)."""
+    x, w = node.inputs[0].type, node.inputs[1].type
+    attrs = node.attrs
+    return ConvCall(
+        x.dtype.name, x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0],
+        tuple(w.shape[2:]), tuple(attrs["stride"]), tuple(attrs["padding"]),
+        tuple(attrs["dilation"]), tuple(node.outputs[0].type.shape[2:]), x_ref, w_ref,
+        out_ref, cols, winograd=winograd_weight)
+
+
+def _winograd(program: NativeGraph, step, node) -> bool:
+    """Whether a conv2d runs as Winograd products (codegen/llvm/winograd.py): groups 1, a
+    contiguous 4-d input, a constant weight (its transform is made once per arena)."""
+    x, w = node.inputs[0].type, node.inputs[1].type
+    slot = step.args[1].slot
+    n_in = len(program.graph.inputs)
+    if (not WINOGRAD or x.ndim != 4 or w.ndim != 4 or _strided_conv(program, step, node)
+            or slot is None or not n_in <= slot < n_in + len(program.graph.constants)):
+        return False
+    c = _conv_geometry(node)
+    return winograd.applies(c.dtype, c.c, c.o, c.kernel, c.stride, c.dilation, c.out_hw)
+
+
 def _conv2d(program: NativeGraph, position, step, node):
     x, w = node.inputs[0].type, node.inputs[1].type
     attrs = node.attrs
@@ -962,14 +1020,14 @@ def _conv2d(program: NativeGraph, position, step, node):
             program.scratch.get(position))]
     if attrs["groups"] != 1 or x.ndim != 4 or w.ndim != 4:
         raise Unsupported(f"conv2d of {x} with {w}, groups {attrs['groups']}")
-    out = node.outputs[0].type
     x_ref, w_ref = (program._ref(a.slot) for a in step.args[:2])
-    call = ConvCall(
-        x.dtype.name, x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0],
-        tuple(w.shape[2:]), tuple(attrs["stride"]), tuple(attrs["padding"]),
-        tuple(attrs["dilation"]), tuple(out.shape[2:]), x_ref, w_ref,
-        program._ref(step.outs[0].slot),
-        None if _pointwise_conv(node) else program.scratch[position])
+    prepared = program.prepared.get(step.args[1].slot) if _winograd(program, step, node) \
+        else None
+    if prepared is not None:  # the weight's Winograd transform, in the arena
+        w_ref = prepared[0]
+    call = _conv_geometry(node, x_ref, w_ref, program._ref(step.outs[0].slot),
+                          None if _pointwise_conv(node) else program.scratch[position],
+                          prepared is not None)
     if position in program.epilogues:
         after, channel = program.epilogues[position]
         _, kernel, _ = program.steps[after]

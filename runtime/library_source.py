@@ -307,7 +307,11 @@ static void *take_arena(${prefix}_t *m) {
     pthread_mutex_lock(&m->lock);
     if (m->n_arenas) arena = m->arenas[--m->n_arenas];
     pthread_mutex_unlock(&m->lock);
-    if (!arena && posix_memalign(&arena, 64, ARENA_BYTES) != 0) arena = NULL;
+    if (!arena) {
+        if (posix_memalign(&arena, 64, ARENA_BYTES) != 0) return NULL;
+        /* the tag word: nothing prepared in this arena yet (codegen/entry.py EntryPlan) */
+        memset(arena, 0, 8);
+    }
     return arena;
 }
 

@@ -5,7 +5,9 @@ error number of the call that stopped it (an index out of range: EntryPlan.error
 called directly, or through the native pool (ember_parallel_for, resolved when the object code
 loads) when they are parallel and `threads` > 1. GEMMs call the cblas sgemm/dgemm whose
 addresses argv holds (runtime/blas.py found them and checked their ABI); a convolution with a
-small weight multiplies in register tiles instead (tiles.py), its epilogue on the tiles. im2col
+small weight multiplies in register tiles instead (tiles.py), its epilogue on the tiles, and a
+3x3 stride-1 one as Winograd products (winograd.py), its weight's transform made on the first
+call on each arena (the arena's tag word says whose prepared values it holds). im2col
 and pooling are plain loops with every size a constant: a tap's valid output range is computed
 here, so the copies have no bounds checks (a stride-1 row is a memcpy); max pooling whose
 windows tile the plane works on whole rows as vectors. Attention is, per (batch, head), a GEMM of
@@ -34,9 +36,10 @@ from ..entry import (
     PoolCall,
     Ref,
     StridedConvCall,
+    WinogradWeightCall,
     conv_operand,
 )
-from . import mathlib
+from . import mathlib, winograd
 from .emit import (
     CHUNKS_PER_THREAD,
     I32,
@@ -154,8 +157,22 @@ class _EntryEmitter:
     # -- calls -------------------------------------------------------------------------------
 
     def emit(self) -> None:
-        for call in self.plan.calls:
-            getattr(self, "_" + type(call).__name__)(call)
+        plan = self.plan
+        prepare = [c for c in plan.calls if isinstance(c, WinogradWeightCall)]
+        if plan.tag_word is not None:
+            b = self.b
+            word = self.ref(plan.tag_word)
+            tag = _const(plan.tag if prepare else 0)
+            if prepare:
+                # the arena holds another plan's values, or none yet: prepare ours
+                with b.if_then(b.icmp_unsigned("!=", b.load(word, typ=I64), tag)):
+                    for call in prepare:
+                        winograd.emit_weight_transform(self, call, self.ref(call.weight),
+                                                       self.ref(call.out))
+            b.store(tag, word)
+        for call in plan.calls:
+            if not isinstance(call, WinogradWeightCall):
+                getattr(self, "_" + type(call).__name__)(call)
         self.b.ret(_const(0))
 
     def local(self, t, initial):
@@ -449,13 +466,16 @@ class _EntryEmitter:
             # one image: its columns here, then its blocks of weight rows shared with the pool
             x = self.ref(call.x)
             columns = x
-            if call.cols is not None:
+            if call.winograd:
+                columns = self.ref(call.cols)
+                winograd.emit_input_transform(self, call, x, columns)
+            elif call.cols is not None:
                 columns = self.ref(call.cols)
                 self._im2col(call, x, columns, columns_ld(plane_of(call), call.dtype))
             extra = [self.ref(r) for r in call.epilogue.refs] if call.epilogue else []
             task = _ConvRowsTask(self, call).fn
             self.parallel_for(task, [columns, self.ref(call.weight), self.ref(call.out),
-                                     *extra], row_blocks(call.o, plane_of(call), call.dtype))
+                                     *extra], conv_row_blocks(call))
             return
         self._conv_images(call, _const(0), _const(call.n))
 
@@ -476,12 +496,16 @@ class _EntryEmitter:
 
         def image(n):
             source = self.element(x, b.mul(n, _const(call.c * call.h * call.w)), call.dtype)
+            target = self.element(out, b.mul(n, _const(call.o * plane)), call.dtype)
+            if call.winograd:
+                winograd.emit_input_transform(self, call, source, cols)
+                winograd.emit_products(self, call, weight, cols, target, epilogue)
+                return
             if cols is None:
                 columns = source
             else:
                 self._im2col(call, source, cols, ld)
                 columns = cols
-            target = self.element(out, b.mul(n, _const(call.o * plane)), call.dtype)
             if tiled:
                 emit_tiled_gemm(self, call.dtype, call.o, plane, depth, weight, columns, ld,
                                 target, epilogue)
@@ -877,10 +901,20 @@ def tiled_weight(o: int, depth: int, dtype: str) -> bool:
 
 
 def column_bytes(call: ConvCall) -> int:
-    """The bytes of one image's columns (their rows columns_ld apart)."""
+    """The bytes of one image's columns (their rows columns_ld apart), or of its Winograd
+    scratch."""
+    if call.winograd:
+        return winograd.scratch_elements(call) * np.dtype(call.dtype).itemsize
     depth = call.c * call.kernel[0] * call.kernel[1]
     plane = call.out_hw[0] * call.out_hw[1]
     return depth * columns_ld(plane, call.dtype) * np.dtype(call.dtype).itemsize
+
+
+def conv_row_blocks(call: ConvCall) -> int:
+    """The blocks of output channels a one-image convolution's pool task shares."""
+    if call.winograd:
+        return winograd.row_blocks(call)
+    return row_blocks(call.o, plane_of(call), call.dtype)
 
 
 def plane_of(call: ConvCall) -> int:
@@ -893,7 +927,7 @@ def shares_rows(call: ConvCall) -> bool:
     the workers would start)."""
     depth = call.c * call.kernel[0] * call.kernel[1]
     return (call.n == 1 and tiles_conv(call) and call.o * depth * plane_of(call) >= SHARED_ROWS_MIN
-            and row_blocks(call.o, plane_of(call), call.dtype) > 1)
+            and conv_row_blocks(call) > 1)
 
 
 def shares_images(call: ConvCall) -> bool:
@@ -926,6 +960,18 @@ class _Task(_EntryEmitter):
         return start, end
 
 
+    def stack_buffer(self, nbytes: int, dtype: str):
+        """An untyped pointer to nbytes of this task's stack, 64-byte aligned (untyped, so
+        vectors as well as elements are stored through it)."""
+        b = self.b
+        stack = b.alloca(ir.ArrayType(STORAGE[dtype], nbytes // np.dtype(dtype).itemsize))
+        stack.align = 64
+        # llvmlite keeps the array's pointer type through a bitcast; a load makes it `ptr`
+        slot = b.alloca(POINTER)
+        b.store(stack, slot)
+        return b.load(slot, typ=POINTER)
+
+
 class _ConvTask(_Task):
     """`task(argv, start, end)`: a convolution's images [start, end), argv = x, weight, out,
     the GEMM, the epilogue's pointers; its columns on the stack of the thread that runs the
@@ -935,10 +981,7 @@ class _ConvTask(_Task):
         start, end = self._task(parent, "conv")
         self.stack = None
         if call.cols is not None:
-            count = column_bytes(call) // np.dtype(call.dtype).itemsize
-            stack = self.b.alloca(ir.ArrayType(STORAGE[call.dtype], count))
-            stack.align = 64
-            self.stack = self.b.gep(stack, [_const(0), _const(0)], inbounds=True)
+            self.stack = self.stack_buffer(column_bytes(call), call.dtype)
         epilogue = call.epilogue
         if epilogue is not None:  # its pointers follow the GEMM's in argv
             epilogue = dataclasses.replace(
@@ -991,10 +1034,8 @@ class _ChainTask(_Task):
         convs = [c for c in call.calls if isinstance(c, ConvCall) and c.cols is not None]
         self.stack = None
         if convs:
-            count = max(column_bytes(c) // np.dtype(c.dtype).itemsize for c in convs)
-            stack = self.b.alloca(ir.ArrayType(STORAGE[convs[0].dtype], count))
-            stack.align = 64
-            self.stack = self.b.gep(stack, [_const(0), _const(0)], inbounds=True)
+            self.stack = self.stack_buffer(max(column_bytes(c) for c in convs),
+                                           convs[0].dtype)
         calls = []
         for c in call.calls:
             moved = dict(x=local[c.x], out=local[c.out])
@@ -1029,16 +1070,20 @@ class _ConvRowsTask(_Task):
 
     def __init__(self, parent: _EntryEmitter, call: ConvCall):
         start, end = self._task(parent, "conv_rows")
-        plane = plane_of(call)
-        ld = plane if call.cols is None else columns_ld(plane, call.dtype)
         epilogue = None
         if call.epilogue is not None:
             epilogue = (call.epilogue.spec,
                         [self._base(3 + i) for i in range(len(call.epilogue.refs))],
                         call.epilogue.source, call.epilogue.channel)
-        emit_tiled_gemm(self, call.dtype, call.o, plane,
-                        call.c * call.kernel[0] * call.kernel[1], self._base(1), self._base(0),
-                        ld, self._base(2), epilogue, blocks=(start, end))
+        if call.winograd:  # argv's columns: the Winograd scratch, its V made
+            winograd.emit_products(self, call, self._base(1), self._base(0), self._base(2),
+                                   epilogue, blocks=(start, end))
+        else:
+            plane = plane_of(call)
+            ld = plane if call.cols is None else columns_ld(plane, call.dtype)
+            emit_tiled_gemm(self, call.dtype, call.o, plane,
+                            call.c * call.kernel[0] * call.kernel[1], self._base(1),
+                            self._base(0), ld, self._base(2), epilogue, blocks=(start, end))
         self.b.ret_void()
 
 

@@ -123,27 +123,28 @@ def epilogue_channel(spec, source: int, n: int, o: int, positions: int) -> int |
 def row_blocks(m: int, n: int, dtype: str) -> int:
     """How many blocks of weight rows emit_tiled_gemm cuts an (m, n) product into (the last
     one narrower where the tile's rows do not divide m)."""
-    return -(-m // _tile_rows(m, n, dtype))
+    return -(-m // tile_rows(m, n, dtype))
 
 
-def _tile_rows(m: int, n: int, dtype: str) -> int:
+def tile_rows(m: int, n: int, dtype: str) -> int:
+    """The weight rows of one tile of an (m, n) product (a block of rows_blocks)."""
     per_tile = min(TILE_VECTORS, -(-n // lanes(dtype)))
     return max(1, min(m, ACCUMULATORS // per_tile))
 
 
 def emit_tiled_gemm(e, dtype: str, m: int, n: int, k: int, weight, columns, ld: int, out,
-                    epilogue=None, blocks=None) -> None:
+                    epilogue=None, blocks=None, rows: int | None = None) -> None:
     """out[i, j] = sum_d weight[i, d] * columns[d, j] for i < m, j < n: weight (m, k)
     row-major, columns (k, n) with row stride ld (columns_ld), out (m, n) row-major; with
     `epilogue` (spec, pointers, source, channel dim: epilogue_channel), out[i, j] = the spec's
     value of that element. `blocks`: (start, end) values, only those blocks of rows
-    (row_blocks), so threads may share one product. `e` is the entry emitter whose builder
-    and loops it uses."""
+    (row_blocks, or of `rows` rows where given, at most tile_rows), so threads may share one
+    product. `e` is the entry emitter whose builder and loops it uses."""
     b = e.b
     width = lanes(dtype)
     vectors = -(-n // width)
     per_tile = min(TILE_VECTORS, vectors)
-    rows = _tile_rows(m, n, dtype)
+    rows = tile_rows(m, n, dtype) if rows is None else rows
     column_blocks = _blocks(vectors, per_tile)
     first, count, size = column_blocks[-1]
     if n % width and count > 1:  # the block whose last vector ends past n on its own
@@ -199,7 +200,7 @@ def _splat(b, value, vec):
                             ir.Constant(vec, ir.Undefined), mask)
 
 
-def _finish(e, epilogue, row, acc, dtype, cache: dict):
+def epilogue_vector(e, epilogue, row, acc, dtype, cache: dict):
     """The epilogue's stored value for the vector acc of output row `row`; row-level
     operands (splats of per-channel loads and constants) are made once per row (cache)."""
     spec, pointers, source, channel = epilogue
@@ -261,7 +262,7 @@ def _tile(e, dtype, first_row, rows, first_vector, vectors, ragged_n, k, weight,
         for j in range(vectors):
             acc = b.load(slots[i][j], typ=vec)
             if epilogue is not None:
-                acc = _finish(e, epilogue, row, acc, dtype, cache)
+                acc = epilogue_vector(e, epilogue, row, acc, dtype, cache)
             at = b.add(base, _const(j * width))
             if ragged_n is not None and j == vectors - 1:
                 for lane in range(n % width):

@@ -686,10 +686,12 @@ def test_softmax_row_loops_stay_rolled_and_keep_several_accumulators():
     assert_close(got[0], want[0], rtol=1e-5, atol=1e-7)
 
 
-def test_layer_norm_prefetches_the_next_row_and_softmax_does_not():
-    """A memory-bound row kernel prefetches the next row (one prefetch per 64-byte line of
-    its 4 KB rows); softmax, busy with exp, leaves it to the hardware. Values stay eager's,
-    the last row included (its prefetch points past the array, which never faults)."""
+def test_layer_norm_prefetches_the_next_row_and_softmax_and_a_row_sum_do_not():
+    """A memory-bound row kernel that passes over its rows twice prefetches the next row (one
+    prefetch per 64-byte line of its 4 KB rows); softmax, busy with exp, and a kernel that
+    passes over each row once (a row sum, a matrix-vector product) leave it to the hardware.
+    Values stay eager's, the last row included (its prefetch points past the array, which
+    never faults)."""
     x = np.random.default_rng(1).standard_normal((33, 1024)).astype(np.float32)
     w = np.random.default_rng(2).standard_normal(1024).astype(np.float32)
     compiled, eager = executors(lambda m, w: F.layer_norm(m, (1024,), w), x, w)
@@ -699,6 +701,10 @@ def test_layer_norm_prefetches_the_next_row_and_softmax_does_not():
     assert_close(got[0], want[0], rtol=1e-5, atol=1e-5)
     compiled, _ = executors(lambda m: F.softmax(m, -1), x)
     assert "llvm.prefetch" not in compiled.llvm_ir
+    compiled, eager = executors(lambda m, w: ember.relu((m * w).sum(-1) + 1.0), x, w)
+    assert "llvm.prefetch" not in compiled.llvm_ir
+    got, want = run_both(compiled, eager, [x, w])
+    assert_close(got[0], want[0], rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp", "amax", "sum"])

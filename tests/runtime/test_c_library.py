@@ -13,7 +13,9 @@ import ember
 import numpy as np
 import pytest
 from ember import nn
+from ember.ir.specialize import specialize
 from ember.runtime import library as library_module
+from ember.runtime.graph_entry import build_entry_program
 from ember.runtime.graph_file import read_container, write_container
 from ember.runtime.library import LibraryError, compile_library
 
@@ -265,6 +267,33 @@ def test_dynamic_batch_compiles_one_entry_per_size(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "name the sizes to compile" in done.stderr
+
+
+def test_entries_sharing_arenas_each_use_their_own_winograd_weights(tmp_path):
+    """The entries of one library take their arenas from one free list: each remakes its
+    Winograd weight transform when the arena's tag word names another entry, whose values
+    may have overwritten it (codegen/entry.py EntryPlan.tag_word)."""
+    ember.manual_seed(7)
+    model = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(32, 16, 3, padding=1), nn.Flatten(),
+                          nn.Linear(16 * 6 * 6, 10)).eval()
+    rng = np.random.default_rng(7)
+    path = str(tmp_path / "w.ember")
+    ember.export(model, ember.tensor(rng.standard_normal((2, 16, 6, 6)).astype(np.float32)),
+                 path, dynamic_dims={0: {0: "batch"}})
+    lib = str(tmp_path / "libw.so")
+    compile_library(path, lib, sizes=[{"batch": 1}, {"batch": 4}])
+    # the library plans as the runtime does: both convolutions as Winograd products
+    graph = specialize(ember.runtime.load(path).graph, {"batch": 4})
+    assert build_entry_program(graph, "w").describe().count("Winograd F(2x2, 3x3)") == 2
+    api = _Api(lib)
+    handle = api.open(path)
+    for entry, batch in [(0, 1), (1, 4), (0, 1), (1, 4), (0, 1)]:
+        x = rng.standard_normal((batch, 16, 6, 6)).astype(np.float32)
+        out = np.zeros((batch, 10), np.float32)
+        assert api.run(handle, [x], [out], entry=entry) == 0, api.error()
+        np.testing.assert_allclose(out, _eager(model, x), rtol=1e-4, atol=1e-4)
+    api.lib.model_close(handle)
 
 
 def test_without_a_c_compiler_the_object_and_source_are_kept(built, tmp_path, monkeypatch):
