@@ -145,7 +145,7 @@ def test_the_weight_transform_is_made_once_per_arena_under_its_tag(tmp_path):
     x = rng.standard_normal((1, 16, 6, 6)).astype(np.float32)
     want = Program(native.graph)(np, [x])[0]
     np.testing.assert_allclose(native(np, [x])[0], want, rtol=1e-5, atol=1e-5)
-    _, arena = native._thread_state()
+    _, arena, _ = native._thread_state()
     tag = native.plan.tag_word.offset
     assert int(arena[tag:tag + 8].view(np.int64)[0]) == native.plan.tag != 0
     (prepared,) = [c.out for c in native.plan.calls if isinstance(c, WinogradWeightCall)]
