@@ -46,6 +46,14 @@ def _wrap(array, out_type, dev, version=None) -> Tensor:
     return Tensor._make(array, out_type.dtype, dev, version)
 
 
+def _as_view(out: Tensor, x: Tensor, op: str, attrs: dict) -> Tensor:
+    """out (sharing x's version counter) made a view of x's base, by op after x's own views."""
+    out._base = x._base if x._base is not None else x
+    out._view_chain = x._view_chain + ((op, attrs),)
+    out._view_version = x._version[0]
+    return out
+
+
 def _py_number(x):
     return x.item() if isinstance(x, np.generic) else x
 
@@ -203,11 +211,7 @@ def _planned_view(op: str, inputs: tuple, attrs: dict):
     result = KERNELS[op](np, data, **attrs)
     if result.__class__ is not _ndarray or result.dtype is not data.dtype:
         return None
-    out = Tensor._make(result, out_type.dtype, CPU, x._version)
-    base = x._base
-    out._base = base if base is not None else x
-    out._view_chain = x._view_chain + ((op, attrs),)
-    out._view_version = x._version[0]
+    out = _as_view(Tensor._make(result, out_type.dtype, CPU, x._version), x, op, attrs)
     if x._requires_grad and _grad_state.enabled and _VIEW_SCHEMAS[op].differentiable:
         link_op(op, inputs, attrs, (out,))
     if hooks.tracer_hook is not None:
@@ -289,11 +293,8 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = 
 
     if schema.num_outputs == 1:
         if schema.view:
-            base = inputs[0]
-            out = _wrap(result, out_types, dev, base._version)
-            out._base = base._base if base._base is not None else base
-            out._view_chain = base._view_chain + ((op, attrs),)
-            out._view_version = base._version[0]
+            out = _as_view(_wrap(result, out_types, dev, inputs[0]._version), inputs[0], op,
+                           attrs)
         else:
             out = _wrap(result, out_types, dev)
         outputs = (out,)

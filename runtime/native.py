@@ -68,13 +68,17 @@ class _Pool:
         self.run = None  # ember_parallel_for as a ctypes function
         self.workers = 0
 
-    def parallel_for(self):
-        """ember_parallel_for (a ctypes function), with the workers running, or None when
-        there is one thread, or the thread budget is one thread now (threads.py)."""
+    def _started(self) -> None:
+        """The workers running in this process (started again in a forked child)."""
         if self.pid != _pid[0]:
             with self.lock:
                 if self.pid != os.getpid():
                     self._start()
+
+    def parallel_for(self):
+        """ember_parallel_for (a ctypes function), with the workers running, or None when
+        there is one thread, or the thread budget is one thread now (threads.py)."""
+        self._started()
         return self.run if self.workers and threads.threads() > 1 else None
 
     def threads(self) -> int:
@@ -84,11 +88,8 @@ class _Pool:
     def started_threads(self) -> int:
         """threads(), with the workers started on the first call in this process (a native
         entry's kernels call ember_parallel_for themselves)."""
-        if self.pid != _pid[0]:
-            with self.lock:
-                if self.pid != os.getpid():
-                    self._start()
-        return min(self.workers + 1, threads.threads()) if self.workers else 1
+        self._started()
+        return self.threads()
 
     def load(self) -> None:
         """The pool's object code, loaded once; its ember_parallel_for is made a symbol the
