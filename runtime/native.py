@@ -114,6 +114,7 @@ class _Pool:
         self.workers = start(thread_count() - 1) if thread_count() > 1 else 0
         if self.workers:
             threads.set_park(self.library.function("ember_pool_park", ctypes.CFUNCTYPE(None)))
+            threads.run_blas_jobs_on(self.library.address("ember_blas_jobs"))
         self.run = self.library.function(
             "ember_parallel_for",
             ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
@@ -122,6 +123,9 @@ class _Pool:
 
     def stop(self) -> None:
         if self.library is not None and self.pid == os.getpid() and self.workers:
+            # OpenBLAS back on its own threads first: a GEMM after the JIT code is freed
+            # must not call into it
+            threads.run_blas_jobs_on(None)
             self.library.function("ember_pool_stop", ctypes.CFUNCTYPE(None))()
             self.workers = 0
 

@@ -13,8 +13,10 @@ the cores others left idle over the last ~50 ms (/proc/stat's busy time less thi
 own), at least 1 and at most the limit. The pool runs a kernel on the calling thread alone
 when it is 1, and `before_blas()`, called by the kernels just before a BLAS call, gives
 OpenBLAS the same number (through its own API, found in the process by ctypes; threadpoolctl
-only finds it where that fails) and lets the pool's idle workers sleep at once instead of
-spinning beside the BLAS threads.
+only finds it where that fails). Where OpenBLAS takes a threads callback (0.3.27 and later, as
+numpy's wheels ship), its jobs run on the pool's workers (run_blas_jobs_on), so one set of
+threads serves both; with an older one the pool's idle workers sleep at once before a BLAS
+call instead of spinning beside its threads.
 
 Where /proc/stat is missing (not Linux), the budget is the limit.
 """
@@ -121,11 +123,17 @@ class _Blas:
             "openblas_set_num_threads64_", "scipy_openblas_set_num_threads")
     _GET = ("openblas_get_num_threads", "scipy_openblas_get_num_threads64_",
             "openblas_get_num_threads64_", "scipy_openblas_get_num_threads")
+    # OpenBLAS >= 0.3.27: its jobs go to a function of the caller's instead of its own threads
+    _CALLBACK = ("openblas_set_threads_callback_function",
+                 "scipy_openblas_set_threads_callback_function64_",
+                 "openblas_set_threads_callback_function64_",
+                 "scipy_openblas_set_threads_callback_function")
 
     def __init__(self):
         self.looked = False
-        self.set_fn = self.get_fn = None
+        self.set_fn = self.get_fn = self.callback_fn = None
         self.current = None
+        self.callback = None  # the address OpenBLAS runs its jobs through, when it is ours
         # callers inside entries at once set the count (threads._Callers): without the lock,
         # one could skip its setting as already made while another's is still being made,
         # and OpenBLAS would keep the count the earlier caller asked for
@@ -147,6 +155,10 @@ class _Blas:
                     set_fn.argtypes, set_fn.restype = [ctypes.c_int], None
                     get_fn.argtypes, get_fn.restype = [], ctypes.c_int
                     self.set_fn, self.get_fn = set_fn, get_fn
+                    callback_fn = _symbol(library, self._CALLBACK)
+                    if callback_fn is not None:
+                        callback_fn.argtypes, callback_fn.restype = [ctypes.c_void_p], None
+                        self.callback_fn = callback_fn
                     break
         return self.set_fn is not None
 
@@ -191,6 +203,29 @@ def _openblas_paths() -> list[str]:
 _blas = _Blas()
 
 
+def run_blas_jobs_on(address: int | None) -> bool:
+    """OpenBLAS's threaded jobs run through the native function at `address` (the pool's
+    ember_blas_jobs: on the pool's workers), or on OpenBLAS's own threads again for None.
+    Returns whether OpenBLAS takes such a function (0.3.27 and later).
+
+    OpenBLAS's own workers spin for ~2^28 cycles after each job (a nop loop on x86-64, not a
+    yield), so in a training step, where GEMMs come every millisecond, one of them kept a core
+    busy all along: the pool's worker shared that core with it, and a GELU after a GEMM took as
+    long on two threads as on one (303 against 263 us; 146 with no GEMM before it). With its
+    jobs on the pool, one set of threads serves both."""
+    if not _blas.find() or _blas.callback_fn is None:
+        return False
+    with _blas.lock:
+        _blas.callback_fn(address)
+        _blas.callback = address
+    return True
+
+
+def blas_on_pool() -> bool:
+    """Whether OpenBLAS's jobs run on the native pool now (run_blas_jobs_on)."""
+    return _blas.callback is not None
+
+
 def blas_threads() -> int | None:
     """The threads the loaded OpenBLAS uses now (its own get function), or None without one."""
     return _blas.get_fn() if _blas.find() else None
@@ -198,12 +233,12 @@ def blas_threads() -> int | None:
 
 def before_blas(most: int | None = None) -> int:
     """Call just before a BLAS call: OpenBLAS gets the budget's threads (at most `most`), and
-    the pool's idle workers go to sleep rather than spin beside its threads. Returns the
-    threads."""
+    the pool's idle workers go to sleep rather than spin beside its threads (unless its jobs
+    run on them: run_blas_jobs_on). Returns the threads."""
     n = threads() if most is None else max(1, min(threads(), most))
     _blas.set(n)
     park = _park
-    if park is not None:
+    if park is not None and _blas.callback is None:
         park()
     return n
 

@@ -25,6 +25,11 @@ fields (the generation makes every opened word new).
     ember_pool_park()         idle workers sleep at once instead of spinning, until the next
                               job (called before a BLAS call, whose threads need the cores:
                               runtime/threads.py)
+    ember_blas_jobs(...)      OpenBLAS's threads callback (openblas_set_threads_callback_function):
+                              its jobs of one call run on the caller and the workers, all at
+                              once, since they wait for each other; where the pool is taken
+                              (another caller's job) or short of workers (a forked child),
+                              on threads made for the call
 
 Linux and glibc (pthread_mutex_t and pthread_cond_t fit the 128 bytes reserved for each).
 """
@@ -64,6 +69,8 @@ _IR = r"""
 @park = internal global i32 0, align 4              ; idle workers skip the spin and sleep
 @mutex = internal global [16 x i64] zeroinitializer, align 16
 @cond = internal global [16 x i64] zeroinitializer, align 16
+@blas_mutex = internal global [16 x i64] zeroinitializer, align 16  ; one BLAS job set at a time
+@owner = internal global i32 0, align 4             ; the process whose workers these are
 
 declare i32 @pthread_create(ptr, ptr, ptr, ptr)
 declare i32 @pthread_detach(i64)
@@ -74,6 +81,8 @@ declare i32 @pthread_mutex_unlock(ptr)
 declare i32 @pthread_cond_wait(ptr, ptr)
 declare i32 @pthread_cond_broadcast(ptr)
 declare i32 @sched_yield()
+declare i32 @pthread_join(i64, ptr)
+declare i32 @getpid()
 {declare_pause}
 
 ; claim chunks of generation %gen and run them until none is left
@@ -171,15 +180,9 @@ exit:
   ret ptr null
 }}
 
-define void @ember_parallel_for(ptr %t, ptr %a, i64 %rows, i64 %n) nounwind {{
+; run a job on the caller and the workers; the caller owns @busy and gives it back
+define internal void @run_job(ptr %t, ptr %a, i64 %rows, i64 %n) nounwind {{
 entry:
-  %few = icmp ult i64 %n, 2
-  br i1 %few, label %serial, label %own
-own:
-  %pair = cmpxchg ptr @busy, i32 0, i32 1 acquire monotonic
-  %mine = extractvalue {{ i32, i1 }} %pair, 1
-  br i1 %mine, label %publish, label %serial
-publish:
   %c = load atomic i64, ptr @claim monotonic, align 8
   %g.old = lshr i64 %c, 32
   %g.next = add i64 %g.old, 1
@@ -215,8 +218,157 @@ close:
   store atomic i64 %closed, ptr @claim release, align 8
   store atomic i32 0, ptr @busy release, align 4
   ret void
+}}
+
+define void @ember_parallel_for(ptr %t, ptr %a, i64 %rows, i64 %n) nounwind {{
+entry:
+  %few = icmp ult i64 %n, 2
+  br i1 %few, label %serial, label %own
+own:
+  %pair = cmpxchg ptr @busy, i32 0, i32 1 acquire monotonic
+  %mine = extractvalue {{ i32, i1 }} %pair, 1
+  br i1 %mine, label %job, label %serial
+job:
+  call void @run_job(ptr %t, ptr %a, i64 %rows, i64 %n)
+  ret void
 serial:
   call void %t(ptr %a, i64 0, i64 %rows)
+  ret void
+}}
+
+; -- OpenBLAS's jobs on this pool (openblas_set_threads_callback_function) ------------------
+; A BLAS job set is {{ dojob, data, elsize, arg }}: dojob(i, data + i * elsize, arg) for each
+; job i. OpenBLAS's jobs of one GEMM wait for each other, so they must all run at once: on the
+; caller and the workers when the pool is free and has enough of them, else on threads made
+; for this call. The job index is OpenBLAS's thread number, which picks its per-thread buffer,
+; so one job set runs at a time (@blas_mutex).
+
+define internal void @blas_task(ptr %set, i64 %start, i64 %end) nounwind {{
+entry:
+  %fn.p = getelementptr inbounds {{ ptr, ptr, i64, i32 }}, ptr %set, i32 0, i32 0
+  %data.p = getelementptr inbounds {{ ptr, ptr, i64, i32 }}, ptr %set, i32 0, i32 1
+  %size.p = getelementptr inbounds {{ ptr, ptr, i64, i32 }}, ptr %set, i32 0, i32 2
+  %arg.p = getelementptr inbounds {{ ptr, ptr, i64, i32 }}, ptr %set, i32 0, i32 3
+  %fn = load ptr, ptr %fn.p, align 8
+  %data = load ptr, ptr %data.p, align 8
+  %size = load i64, ptr %size.p, align 8
+  %arg = load i32, ptr %arg.p, align 4
+  br label %loop
+loop:
+  %i = phi i64 [ %start, %entry ], [ %i1, %body ]
+  %more = icmp ult i64 %i, %end
+  br i1 %more, label %body, label %out
+body:
+  %offset = mul i64 %i, %size
+  %item = getelementptr inbounds i8, ptr %data, i64 %offset
+  %i32 = trunc i64 %i to i32
+  call void %fn(i32 %i32, ptr %item, i32 %arg)
+  %i1 = add i64 %i, 1
+  br label %loop
+out:
+  ret void
+}}
+
+; one job on a thread of its own: %job is {{ set, index }}
+define internal ptr @blas_thread(ptr %job) nounwind {{
+entry:
+  %set = load ptr, ptr %job, align 8
+  %i.p = getelementptr inbounds {{ ptr, i64 }}, ptr %job, i32 0, i32 1
+  %i = load i64, ptr %i.p, align 8
+  %i1 = add i64 %i, 1
+  call void @blas_task(ptr %set, i64 %i, i64 %i1)
+  ret ptr null
+}}
+
+define void @ember_blas_jobs(i32 %sync, ptr %dojob, i32 %numjobs, i64 %elsize, ptr %data,
+                             i32 %arg) nounwind {{
+entry:
+  %set = alloca {{ ptr, ptr, i64, i32 }}, align 8
+  %fn.p = getelementptr inbounds {{ ptr, ptr, i64, i32 }}, ptr %set, i32 0, i32 0
+  store ptr %dojob, ptr %fn.p, align 8
+  %data.p = getelementptr inbounds {{ ptr, ptr, i64, i32 }}, ptr %set, i32 0, i32 1
+  store ptr %data, ptr %data.p, align 8
+  %size.p = getelementptr inbounds {{ ptr, ptr, i64, i32 }}, ptr %set, i32 0, i32 2
+  store i64 %elsize, ptr %size.p, align 8
+  %arg.p = getelementptr inbounds {{ ptr, ptr, i64, i32 }}, ptr %set, i32 0, i32 3
+  store i32 %arg, ptr %arg.p, align 4
+  %n = sext i32 %numjobs to i64
+  %lk = call i32 @pthread_mutex_lock(ptr @blas_mutex)
+  %one = icmp slt i64 %n, 2
+  br i1 %one, label %alone, label %ours
+alone:
+  call void @blas_task(ptr %set, i64 0, i64 %n)
+  br label %out
+ours:
+  ; a forked child has none of the workers its parent's counts speak of
+  %pid = call i32 @getpid()
+  %owner = load atomic i32, ptr @owner monotonic, align 4
+  %here = icmp eq i32 %pid, %owner
+  %alive = load atomic i32, ptr @alive acquire, align 4
+  %alive64 = sext i32 %alive to i64
+  %others = sub i64 %n, 1
+  %enough = icmp uge i64 %alive64, %others
+  %usable = and i1 %here, %enough
+  br i1 %usable, label %own, label %spawn
+own:
+  %pair = cmpxchg ptr @busy, i32 0, i32 1 acquire monotonic
+  %mine = extractvalue {{ i32, i1 }} %pair, 1
+  br i1 %mine, label %pooled, label %spawn
+pooled:
+  call void @run_job(ptr @blas_task, ptr %set, i64 %n, i64 %n)
+  br label %out
+spawn:
+  %jobs = alloca {{ ptr, i64 }}, i64 %n, align 8
+  %tids = alloca i64, i64 %n, align 8
+  %made = alloca i8, i64 %n, align 1
+  br label %create
+create:
+  %i = phi i64 [ 1, %spawn ], [ %i1, %created ]
+  %more = icmp ult i64 %i, %n
+  br i1 %more, label %make, label %mine.run
+make:
+  %job = getelementptr inbounds {{ ptr, i64 }}, ptr %jobs, i64 %i
+  store ptr %set, ptr %job, align 8
+  %ji = getelementptr inbounds {{ ptr, i64 }}, ptr %job, i32 0, i32 1
+  store i64 %i, ptr %ji, align 8
+  %tid = getelementptr inbounds i64, ptr %tids, i64 %i
+  %rc = call i32 @pthread_create(ptr %tid, ptr null, ptr @blas_thread, ptr %job)
+  %ok = icmp eq i32 %rc, 0
+  %flag = zext i1 %ok to i8
+  %mp = getelementptr inbounds i8, ptr %made, i64 %i
+  store i8 %flag, ptr %mp, align 1
+  br label %created
+created:
+  %i1 = add i64 %i, 1
+  br label %create
+mine.run:
+  call void @blas_task(ptr %set, i64 0, i64 1)
+  br label %reap
+reap:
+  ; a job whose thread could not be made runs here, after the others: OpenBLAS's own pool
+  ; would have had no thread for it either
+  %k = phi i64 [ 1, %mine.run ], [ %k1, %reaped ]
+  %left = icmp ult i64 %k, %n
+  br i1 %left, label %join.one, label %out
+join.one:
+  %mk = getelementptr inbounds i8, ptr %made, i64 %k
+  %m = load i8, ptr %mk, align 1
+  %was = icmp ne i8 %m, 0
+  br i1 %was, label %joined, label %inline
+joined:
+  %tk = getelementptr inbounds i64, ptr %tids, i64 %k
+  %tv = load i64, ptr %tk, align 8
+  %jr = call i32 @pthread_join(i64 %tv, ptr null)
+  br label %reaped
+inline:
+  %k1i = add i64 %k, 1
+  call void @blas_task(ptr %set, i64 %k, i64 %k1i)
+  br label %reaped
+reaped:
+  %k1 = add i64 %k, 1
+  br label %reap
+out:
+  %ul = call i32 @pthread_mutex_unlock(ptr @blas_mutex)
   ret void
 }}
 
@@ -225,6 +377,9 @@ entry:
   %tid = alloca i64, align 8
   %mi = call i32 @pthread_mutex_init(ptr @mutex, ptr null)
   %ci = call i32 @pthread_cond_init(ptr @cond, ptr null)
+  %bi = call i32 @pthread_mutex_init(ptr @blas_mutex, ptr null)
+  %me = call i32 @getpid()
+  store atomic i32 %me, ptr @owner seq_cst, align 4
   store atomic i32 0, ptr @stop seq_cst, align 4
   store atomic i32 0, ptr @busy seq_cst, align 4
   store atomic i32 0, ptr @sleepers seq_cst, align 4

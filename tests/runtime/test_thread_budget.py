@@ -1,6 +1,6 @@
 """One thread budget (runtime/threads.py): EMBER_NUM_THREADS caps ember's native pool and
 OpenBLAS alike, both take fewer threads while other processes keep the cores busy, and the
-pool's idle workers sleep rather than spin while BLAS runs."""
+pool's idle workers sleep rather than spin while BLAS runs on threads of its own."""
 
 import json
 import os
@@ -123,7 +123,8 @@ def test_blas_and_the_pool_follow_the_budget_while_cores_are_busy(monkeypatch):
 
 
 @pytest.mark.skipif(native.thread_count() < 2, reason="one core: no pool")
-def test_a_blas_call_sends_the_pools_idle_workers_to_sleep(monkeypatch):
+def test_a_blas_call_sends_the_pools_idle_workers_to_sleep_unless_they_run_its_jobs(
+        monkeypatch):
     fn = ember.script(lambda x: (x * 2 + 1).amax(-1, keepdim=True))
     x = ember.ones(512, 1024)
     fn(x), fn(x)  # the second call runs the kernel on the pool
@@ -132,6 +133,11 @@ def test_a_blas_call_sends_the_pools_idle_workers_to_sleep(monkeypatch):
     real_park = threads._park
     monkeypatch.setattr(threads, "_park", lambda: parked.append(1) or real_park())
     a = ember.tensor(np.eye(8, dtype=np.float32))
+    np.testing.assert_array_equal((a @ a).numpy(), np.eye(8, dtype=np.float32))
+    # OpenBLAS's jobs on the pool (tests/runtime/test_blas_on_pool.py) need its workers
+    # awake; on OpenBLAS's own threads, the pool's would spin beside them
+    assert bool(parked) == (not threads.blas_on_pool())
+    monkeypatch.setattr(threads._blas, "callback", None)  # as with an OpenBLAS without it
     np.testing.assert_array_equal((a @ a).numpy(), np.eye(8, dtype=np.float32))
     assert parked
     # the workers wake for the next job, and it stays right
