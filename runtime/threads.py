@@ -134,6 +134,7 @@ class _Blas:
         self.set_fn = self.get_fn = self.callback_fn = None
         self.current = None
         self.callback = None  # the address OpenBLAS runs its jobs through, when it is ours
+        self.first_free = 0  # the thread number the jobs run on it start at
         # callers inside entries at once set the count (threads._Callers): without the lock,
         # one could skip its setting as already made while another's is still being made,
         # and OpenBLAS would keep the count the earlier caller asked for
@@ -159,6 +160,7 @@ class _Blas:
                     if callback_fn is not None:
                         callback_fn.argtypes, callback_fn.restype = [ctypes.c_void_p], None
                         self.callback_fn = callback_fn
+                        self.first_free = _first_free_thread_number(library)
                     break
         return self.set_fn is not None
 
@@ -203,6 +205,22 @@ def _openblas_paths() -> list[str]:
 _blas = _Blas()
 
 
+def _first_free_thread_number(library) -> int:
+    """The first of OpenBLAS's thread numbers none of its own workers uses (they use 0 up to
+    its thread count less one), where the jobs' numbers up to the core count still fit its
+    MAX_THREADS (read from its config string); else 0."""
+    try:
+        workers = ctypes.c_int.in_dll(library, "blas_num_threads").value - 1
+        config = _symbol(library, ("openblas_get_config", "scipy_openblas_get_config64_",
+                                   "openblas_get_config64_", "scipy_openblas_get_config"))
+        config.restype = ctypes.c_char_p
+        words = config().decode(errors="replace").split()
+        most = next(int(w.split("=")[1]) for w in words if w.startswith("MAX_THREADS="))
+    except (ValueError, AttributeError, StopIteration, TypeError, IndexError):
+        return 0
+    return workers if 0 <= workers and workers + _cores() <= most else 0
+
+
 def run_blas_jobs_on(address: int | None) -> bool:
     """OpenBLAS's threaded jobs run through the native function at `address` (the pool's
     ember_blas_jobs: on the pool's workers), or on OpenBLAS's own threads again for None.
@@ -219,6 +237,14 @@ def run_blas_jobs_on(address: int | None) -> bool:
         _blas.callback_fn(address)
         _blas.callback = address
     return True
+
+
+def blas_jobs_first_thread() -> int | None:
+    """The OpenBLAS thread number a jobs function gives its first job (past its own
+    workers'), or None where OpenBLAS takes no jobs function."""
+    if not _blas.find() or _blas.callback_fn is None:
+        return None
+    return _blas.first_free
 
 
 def blas_on_pool() -> bool:

@@ -71,6 +71,7 @@ _IR = r"""
 @cond = internal global [16 x i64] zeroinitializer, align 16
 @blas_mutex = internal global [16 x i64] zeroinitializer, align 16  ; one BLAS job set at a time
 @owner = internal global i32 0, align 4             ; the process whose workers these are
+@blas_first = internal global i32 0, align 4        ; OpenBLAS's thread number of job 0
 
 declare i32 @pthread_create(ptr, ptr, ptr, ptr)
 declare i32 @pthread_detach(i64)
@@ -240,8 +241,10 @@ serial:
 ; A BLAS job set is {{ dojob, data, elsize, arg }}: dojob(i, data + i * elsize, arg) for each
 ; job i. OpenBLAS's jobs of one GEMM wait for each other, so they must all run at once: on the
 ; caller and the workers when the pool is free and has enough of them, else on threads made
-; for this call. The job index is OpenBLAS's thread number, which picks its per-thread buffer,
-; so one job set runs at a time (@blas_mutex).
+; for this call. Job i runs as OpenBLAS's thread number @blas_first + i, which picks its
+; per-thread state and buffer, so one job set runs at a time (@blas_mutex); the numbers start
+; past OpenBLAS's own workers', whose state they would otherwise mark busy: a worker that sees
+; its state busy when its spin times out spins on instead of sleeping.
 
 define internal void @blas_task(ptr %set, i64 %start, i64 %end) nounwind {{
 entry:
@@ -262,7 +265,9 @@ body:
   %offset = mul i64 %i, %size
   %item = getelementptr inbounds i8, ptr %data, i64 %offset
   %i32 = trunc i64 %i to i32
-  call void %fn(i32 %i32, ptr %item, i32 %arg)
+  %first = load atomic i32, ptr @blas_first monotonic, align 4
+  %number = add i32 %first, %i32
+  call void %fn(i32 %number, ptr %item, i32 %arg)
   %i1 = add i64 %i, 1
   br label %loop
 out:
@@ -411,6 +416,12 @@ next:
   br label %loop
 out:
   ret i64 %started
+}}
+
+define void @ember_blas_first_thread(i32 %first) nounwind {{
+entry:
+  store atomic i32 %first, ptr @blas_first monotonic, align 4
+  ret void
 }}
 
 define void @ember_pool_park() nounwind {{
