@@ -157,11 +157,11 @@ def _make_plan(op, schema, inputs, attrs, args, out_type, result) -> None:
         hash(keyed[0])
     except TypeError:  # an attr that is a list
         return
-    for x, arg in zip(inputs, args):
+    for i, (x, arg) in enumerate(zip(inputs, args)):
         if isinstance(x, Tensor) and arg is not x._data:
             return  # cast to the compute dtype
-        if not isinstance(x, Tensor) and schema.reads_numbers:
-            return
+        if not isinstance(x, Tensor) and (schema.reads_numbers or i < schema.cast_start):
+            return  # a number the plan would cast (where's condition is a tensor)
     if (not isinstance(result, (_ndarray, np.generic)) or result.dtype != out_type.dtype.np
             or result.shape != tuple(out_type.shape)):
         return
@@ -286,7 +286,7 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = 
     except MemoryError as exc:  # numpy's and cupy's out-of-memory errors alike
         types = (out_types,) if schema.num_outputs == 1 else out_types
         raise _out_of_memory(op, types, exc) from None
-    if (schema.kind in _PLANNED_KINDS and schema.cast_start == 0 and dev is CPU
+    if (schema.kind in _PLANNED_KINDS and dev is CPU
             and hooks.active_trace is None and not autocast.enabled
             and schema.num_outputs == 1 and not schema.view):
         _make_plan(op, schema, inputs, attrs, args, out_types, result)

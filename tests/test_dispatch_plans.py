@@ -54,6 +54,37 @@ def test_planned_calls_equal_the_general_way(op, monkeypatch):
             assert again[2] == first[2]
 
 
+def test_planned_where_calls_equal_the_general_way(monkeypatch):
+    """where casts from its second input on (its condition keeps bool): its plans cast the
+    numbers among them as the general way does, and a number as the condition stays an
+    error."""
+    rng = np.random.default_rng(1)
+    cond = ember.tensor(rng.integers(0, 2, (3, 4)).astype(bool))
+    kinds = [ember.float32, ember.float64, ember.int64, ember.float16, 2, 0.5, True]
+    for left, right in itertools.product(kinds, kinds):
+        a, b = _operand(left, rng), _operand(right, rng)
+        monkeypatch.setattr(dispatch_module, "_PLANS", {})
+        outcomes = []
+        for _ in range(2):  # the general way, then the plan where one was made
+            try:
+                out = ember.where(cond, a, b)
+                outcomes.append(("value", out.dtype, out.numpy()))
+            except ember.EmberError as exc:
+                outcomes.append(("error", type(exc), str(exc).split(" (at ")[0]))
+        first, again = outcomes
+        assert again[:2] == first[:2], (left, right)
+        if first[0] == "value":
+            assert again[2].dtype == first[2].dtype
+            np.testing.assert_array_equal(again[2], first[2], err_msg=f"{left} {right}")
+        tensors = [k for k in (left, right) if isinstance(k, ember.dtype)]
+        if first[0] == "value" and tensors and all(k is first[1] for k in tensors):
+            # nothing cast but numbers: the call was planned
+            assert any(key[0] == "where" for key in dispatch_module._PLANS), (left, right)
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="where expected condition to be a boolean"):
+            ember.where(True, ember.ones(2), 0.0)
+
+
 def test_a_plan_never_skips_a_rule_that_reads_a_numbers_value():
     x = ember.tensor([2, 3])
     assert (x ** 2).tolist() == [4, 9]
