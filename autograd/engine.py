@@ -151,13 +151,20 @@ def _execute(
     try:
         while ready:
             node = ready.pop()
-            slots = buffers.pop(node, {})
+            slots = buffers.pop(node, None)
             n_out = node.num_outputs()
-            if slots and len(slots) < n_out:
-                for i in range(n_out):
-                    if i not in slots and node.zero_fills(i):
-                        slots[i] = _zeros_for(node, i)
-            grads = [slots.get(i) for i in range(n_out)]
+            if slots is None:
+                grads = [None] * n_out
+            elif n_out == 1:
+                grads = [slots.get(0)]
+                if grads[0] is None and node.zero_fills(0):
+                    grads[0] = _zeros_for(node, 0)
+            else:
+                if len(slots) < n_out:
+                    for i in range(n_out):
+                        if i not in slots and node.zero_fills(i):
+                            slots[i] = _zeros_for(node, i)
+                grads = [slots.get(i) for i in range(n_out)]
             if node.pre_hooks:
                 for i, hooks in node.pre_hooks.items():
                     for hook in hooks:
@@ -171,27 +178,31 @@ def _execute(
                     if key in capture and grads[i] is not None:
                         captured[key] = grads[i]
             run = needed is None or node in needed
-            if not accumulate and isinstance(node, AccumulateGrad):
+            if not accumulate and node.__class__ is AccumulateGrad:
                 run = False
             edges = node.next_functions
-            if not run or (grads[0] is None if len(grads) == 1
+            if not run or (grads[0] is None if n_out == 1
                            else all(g is None for g in grads)):
                 results = [None] * len(edges)
             else:
                 results = node.apply(grads)
                 if not retain_graph:
                     node.release()
-            # one tensor object per edge: a leaf may keep what it receives as .grad
-            handed_out = set() if len(edges) > 1 else None
+            # a tensor handed to several edges (add's backward gives g to both inputs) is
+            # shared among ops' backwards, which only read it, as PyTorch's engine shares it;
+            # a leaf may keep what it receives as .grad, so an edge to one gets its own
+            handed_out = {} if len(edges) > 1 else None
             for edge, g in zip(edges, results):
                 if edge is None:
                     continue
                 child, nr = edge
                 if g is not None:
                     if handed_out is not None:
-                        if id(g) in handed_out:
+                        leaf = child.__class__ is AccumulateGrad
+                        first_leaf = handed_out.get(id(g))
+                        if first_leaf is not None and (leaf or first_leaf):
                             g = g.clone()
-                        handed_out.add(id(g))
+                        handed_out[id(g)] = leaf or bool(first_leaf)
                     slots = buffers.get(child)
                     if slots is None:
                         buffers[child] = {nr: g}

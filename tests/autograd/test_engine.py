@@ -735,3 +735,37 @@ class TestInplaceAutograd:
         h[1:].mul_(2)
         with pytest.raises(ember.EmberError, match="modified by an inplace operation"):
             y.sum().backward()
+
+
+class TestSharedGradients:
+    """A backward that hands one tensor to several edges (add's gives g to both inputs):
+    ops' backwards share it, as PyTorch's engine does; a leaf gets a tensor of its own, since
+    it keeps what it receives as .grad and hooks may change that in place."""
+
+    def test_two_leaves_of_one_add_get_gradients_of_their_own(self):
+        a = ember.ones(3, requires_grad=True)
+        b = ember.ones(3, requires_grad=True)
+        (a + b).sum().backward()
+        a.grad.mul_(5)
+        np.testing.assert_array_equal(b.grad.numpy(), np.ones(3, np.float32))
+
+    def test_ops_backwards_of_one_add_share_its_gradient(self):
+        x = ember.ones(3, requires_grad=True)
+        u, v = x * 2, x * 3
+        seen = []
+        u.register_hook(seen.append)
+        v.register_hook(seen.append)
+        (u + v).sum().backward()
+        assert len(seen) == 2 and seen[0] is seen[1]
+        np.testing.assert_array_equal(x.grad.numpy(), np.full(3, 5, np.float32))
+
+    @pytest.mark.parametrize("leaf_first", [True, False])
+    def test_a_leafs_in_place_hook_leaves_the_shared_gradient_of_an_op_alone(self, leaf_first):
+        w = ember.ones(3, requires_grad=True)
+        u = ember.ones(3, requires_grad=True)
+        h = u * 2
+        w.register_post_accumulate_grad_hook(lambda p: p.grad.mul_(0))
+        out = (w + h) if leaf_first else (h + w)
+        (out * ember.tensor([1.0, 2.0, 3.0])).sum().backward()
+        np.testing.assert_array_equal(w.grad.numpy(), np.zeros(3, np.float32))
+        np.testing.assert_array_equal(u.grad.numpy(), np.array([2, 4, 6], np.float32))
