@@ -93,8 +93,8 @@ class _Pool:
 
     def threads_of(self, share: int) -> int:
         """The threads a run's parallel kernels are shared by when this caller's share of
-        the budget is `share` (threads.share), with the workers started on the first call in
-        this process: at most the workers and the caller."""
+        the budget is `share` (threads._Callers.share): at most the workers and the caller,
+        the workers started on the first call in this process."""
         if self.pid != _pid[0]:
             self._started()
         return min(self.workers + 1, share)

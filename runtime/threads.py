@@ -272,11 +272,6 @@ class _Callers:
 callers = _Callers()
 
 
-def share(active: int) -> int:
-    """The threads each of `active` callers may use now: the budget over them, at least 1."""
-    return max(1, threads() // max(active, 1))
-
-
 _park = None  # native.py's: tells the pool's idle workers to sleep now
 
 
