@@ -81,8 +81,7 @@ from .compiled import (
 from .kernels.pool import _divisor, _geometry
 from .native import _pool as native_pool
 from .native import data_pointer, load_pool
-from .threads import before_blas, blas_single_threaded, callers
-from .threads import share as threads_share
+from .threads import before_blas, blas_single_threaded, callers, threads
 
 ALIGN = 64  # bytes: every arena value starts on a cache line
 # views: each value is its root's bytes at an offset with strides (a _Layout), read in place
@@ -646,6 +645,7 @@ class NativeGraph(CompiledProgram):
                             for shape, dtype in self.output_specs)
         self.constants = [np.ascontiguousarray(c) for c in self.constants]
         self.argv_type = ctypes.c_void_p * (self.plan.n_args + 2)
+        self.first_output_arg = len(self.input_specs)
         log("kernels", f"{self.name}: one native entry ({len(self.plan.calls)} calls, "
                        f"{len(self.specs)} kernel(s), arena {self.arena_bytes} bytes) ready in "
                        f"{(time.perf_counter() - started) * 1e3:.1f} ms")
@@ -680,7 +680,8 @@ class NativeGraph(CompiledProgram):
     def __call__(self, xp, arrays):
         if xp is not np:
             return self.fallback(xp, arrays)
-        argv, _, held = self._thread_state()
+        state = getattr(self._local, "state", None)
+        argv, _, held = state if state is not None else self._thread_state()
         if len(arrays) != len(held):
             raise EmberError(f"{self.name}: expected {len(self.input_specs)} inputs, "
                              f"got {len(arrays)}")
@@ -725,44 +726,45 @@ class NativeGraph(CompiledProgram):
         return self._run_entry(argv)
 
     def _run_entry(self, argv):
-        """Fresh outputs, then the one native call, with this caller's share of the
-        threads."""
-        n_in = len(self.input_specs)
+        """Fresh outputs (the caller's to keep: no later call writes them), then the one
+        native call, with this caller's share of the threads."""
         if self.recycled:
             outputs = [self._fresh(j, shape, dtype)
                        for j, (shape, dtype) in enumerate(self.output_specs)]
         else:
             outputs = [np.empty(shape, dtype) for shape, dtype in self.output_specs]
-        for j, out in enumerate(outputs):
-            argv[n_in + j] = data_pointer(out)
-        if self.uses_blas:
-            status = self._blas_entry(argv)
-        else:
-            # pool kernels only (the pool started on the first such call in a process): a
-            # second caller while a job runs runs its own rows itself (codegen/llvm/pool.py),
-            # so callers need not split the threads
-            status = self._entry(argv, native_pool.started_threads() if self.parallel else 1)
+        j = self.first_output_arg
+        for out in outputs:
+            argv[j] = data_pointer(out)
+            j += 1
+        # every caller inside an entry now counts: each takes its share of the threads
+        # (threads._Callers), its GEMMs' and its pool kernels'
+        inside = callers.enter() if SHARE_BY_CALLERS else 1
+        try:
+            if self.uses_blas:
+                status = self._blas_entry(argv, inside)
+            elif self.parallel:
+                status = self._entry(argv, native_pool.threads_of(
+                    callers.share(inside) if SHARE_BY_CALLERS else threads()))
+            else:
+                status = self._entry(argv, 1)
+        finally:
+            if SHARE_BY_CALLERS:
+                callers.leave()
         if status:
             self._raise(status)
         return outputs
 
-    def _blas_entry(self, argv) -> int:
+    def _blas_entry(self, argv, inside: int) -> int:
         """The native call of an entry that calls BLAS, with this caller's share of the
         thread budget: its GEMMs with OpenBLAS set to that many threads, its pool kernels
         over as many."""
-        # each caller inside an entry now takes its share of the threads (threads._Callers)
-        active = callers.enter() if SHARE_BY_CALLERS else 1
-        try:
-            share = threads_share(active)
-            if self.shared_convs:
-                blas_single_threaded()
-            else:
-                before_blas(share)
-            threads = native_pool.started_threads() if self.parallel else 1
-            return self._entry(argv, min(threads, share))
-        finally:
-            if SHARE_BY_CALLERS:
-                callers.leave()
+        share = callers.share(inside) if SHARE_BY_CALLERS else threads()
+        if self.shared_convs:
+            blas_single_threaded()
+        else:
+            before_blas(share)
+        return self._entry(argv, native_pool.threads_of(share) if self.parallel else 1)
 
     def _nhwc_program(self, inputs: frozenset):
         """The program of this graph whose `inputs` are given NHWC (a channels-last array's

@@ -327,9 +327,10 @@ class LoadedProgram:
         self._lock = threading.Lock()
         self._packed: dict = {}  # weights transposed once for all sizes' entries (graph_entry)
         self._per_sizes = bool(self._symbolic) or _has_symbolic_shapes(graph)
-        # {shapes and dtypes: program} of the last call whose arguments were numpy arrays in a
-        # flat tuple (_run's fast path)
-        self._last: dict = {}
+        # [(shapes and dtypes, program)] of the last call whose arguments were numpy arrays in
+        # a flat tuple (_run's fast path), or [None]: the pair replaced whole, so a reader
+        # sees one, in a list made once (the program's attributes stay as loaded)
+        self._last: list = [None]
         structure = signature.input_structure
         self._flat_arrays = (isinstance(structure, dict) and "tuple" in structure
                              and all(c == "*" for c in structure["tuple"]))
@@ -350,6 +351,8 @@ class LoadedProgram:
     def __call__(self, *args, seed: int | None = None):
         """Run the graph on args; a graph exported with seed_input=True draws its random
         numbers from `seed` (the numbers eager draws after manual_seed(seed))."""
+        if seed is None and not self.signature.seeded:
+            return self._run(args)
         if self.signature.seeded:
             if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
                 raise EmberError(
@@ -357,22 +360,19 @@ class LoadedProgram:
                     f"seed=<int> (got {seed!r})")
             with random.seeded(int(seed)):
                 return self._run(args)
-        if seed is not None:
-            raise EmberError(f"{os.path.basename(self.path)} draws no random numbers; it takes "
-                             f"no seed (exported without seed_input=True)")
-        return self._run(args)
+        raise EmberError(f"{os.path.basename(self.path)} draws no random numbers; it takes "
+                         f"no seed (exported without seed_input=True)")
 
     def _run(self, args):
         # the fast path: the arguments are numpy arrays of the shapes and dtypes of the last
         # call's, in the flat tuple the signature has (runtime/graph_entry.py checks again)
-        for like, program in list(self._last.items()):
-            if len(args) != len(like):
-                break
-            for a, (shape, dtype) in zip(args, like):
+        last = self._last[0]
+        if last is not None and len(args) == len(last[0]):
+            for a, (shape, dtype) in zip(args, last[0]):
                 if a.__class__ is not np.ndarray or a.shape != shape or a.dtype != dtype:
                     break
             else:
-                outputs = program(np, list(args))
+                outputs = last[1](np, args)
                 if self._one_output and outputs[0].__class__ is np.ndarray:
                     return outputs[0]
                 outputs = [np.asarray(o) for o in outputs]
@@ -385,10 +385,8 @@ class LoadedProgram:
             arrays = [xp.asarray(a) for a in arrays]
         program = self._program_for(sizes) if self._per_sizes else self._program
         if self._flat_arrays and xp is np and all(a.__class__ is np.ndarray for a in args):
-            like = tuple((a.shape, a.dtype) for a in args)
-            if like not in self._last:
-                self._last.clear()  # the last call's only: a size no longer called goes
-                self._last[like] = program
+            # the last call's only: a size no longer called goes
+            self._last[0] = (tuple((a.shape, a.dtype) for a in args), program)
         outputs = program(xp, arrays)
         outputs = [np.asarray(o) if xp is np else xp.asnumpy(o) for o in outputs]
         return unflatten_as(iter(outputs), self.signature.output_structure)

@@ -91,6 +91,14 @@ class _Pool:
         self._started()
         return self.threads()
 
+    def threads_of(self, share: int) -> int:
+        """The threads a run's parallel kernels are shared by when this caller's share of
+        the budget is `share` (threads._Callers.share): at most the workers and the caller,
+        the workers started on the first call in this process."""
+        if self.pid != _pid[0]:
+            self._started()
+        return min(self.workers + 1, share)
+
     def load(self) -> None:
         """The pool's object code, loaded once; its ember_parallel_for is made a symbol the
         object code of later modules links against (their runs call it)."""

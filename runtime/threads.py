@@ -75,6 +75,7 @@ class _Budget:
             if self.threads is None or current - self.checked >= INTERVAL_S:
                 self.checked = current
                 self.threads = self._measure(current)
+                callers.next_interval()
         return self.threads
 
     def _measure(self, wall: float) -> int:
@@ -277,34 +278,59 @@ def blas_single_threaded() -> None:
 
 class _Callers:
     """How many threads are inside a native entry now (runtime/graph_entry.py). OpenBLAS's
-    thread count is one setting of the whole process: two callers that each gave their GEMMs
-    every core would run twice the threads there are cores, each GEMM waiting for a thread the
-    other's displaced. So each caller takes its share, the budget over the callers: on 2
-    cores, one caller's GEMMs use both, two callers' GEMMs one each. A caller that arrives
-    while another runs lowers the setting for the GEMMs the other has yet to start; the last
-    to leave does not raise it again (its next call does)."""
+    thread count is one setting of the whole process, and the pool's workers are shared: two
+    callers that each gave their GEMMs (or pool kernels) every core would run twice the
+    threads there are cores, each job waiting for a thread the other's displaced. So each
+    caller takes its share, the budget over the callers (`crowd`): on 2 cores, one caller's
+    jobs use both, two callers' one each.
+
+    Callers that call again and again are inside an entry most of the time, but not always:
+    counted at each instant, a caller would find itself alone between the other's calls and
+    start a job on every core just as the other comes back. So the crowd is the most callers
+    seen inside at once over the last one or two budget intervals (INTERVAL_S); a caller left
+    alone has the whole budget again an interval or two later. Counting is a list's append
+    and pop (each one step under the GIL, no lock: every call of every entry does it); the
+    peaks are plain counts that racing callers may each write, all of them small."""
 
     def __init__(self):
-        self.lock = threading.Lock()
-        self.active = 0
+        self._inside: list = []
+        self._peak = 0  # the most callers inside at once in this interval
+        self._last_peak = 0  # in the one before
+
+    @property
+    def active(self) -> int:
+        """The callers inside an entry now."""
+        return len(self._inside)
 
     def enter(self) -> int:
         """Count this caller in; returns the callers inside now, this one included."""
-        with self.lock:
-            self.active += 1
-            return self.active
+        inside = self._inside
+        inside.append(None)
+        n = len(inside)
+        if n > self._peak:
+            self._peak = n
+        return n
 
     def leave(self) -> None:
-        with self.lock:
-            self.active -= 1
+        self._inside.pop()
+
+    def next_interval(self) -> None:
+        """Start counting a new interval's crowd (the budget calls it as it looks at the
+        machine again, once per INTERVAL_S)."""
+        self._last_peak, self._peak = self._peak, len(self._inside)
+
+    def crowd(self, inside: int) -> int:
+        """The callers to share the threads between: the most inside at once over this
+        interval and the one before, and at least `inside` (the count enter gave this
+        caller)."""
+        return max(inside, self._peak, self._last_peak)
+
+    def share(self, inside: int) -> int:
+        """The threads this caller may use now: the budget over the crowd, at least 1."""
+        return threads() // max(inside, self._peak, self._last_peak) or 1
 
 
 callers = _Callers()
-
-
-def share(active: int) -> int:
-    """The threads each of `active` callers may use now: the budget over them, at least 1."""
-    return max(1, threads() // max(active, 1))
 
 
 _park = None  # native.py's: tells the pool's idle workers to sleep now

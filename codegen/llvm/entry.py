@@ -65,8 +65,11 @@ STACK_COLUMNS_MAX = 1 << 19
 # register tiles (tiles.py) rather than through BLAS; larger ones are BLAS's strength
 TILED_WEIGHT_MAX = 1 << 20
 # a convolution of one image with at least this many multiply-adds shares its weight rows
-# with the pool (the digits CNN's second: 64 x 288 x 64)
-SHARED_ROWS_MIN = 1 << 19
+# with the pool. The digits CNN's second (64 x 288 x 64, 1.2M) gained on an AMD Zen 4 at 512K;
+# on an Intel Xeon (AVX-512, KVM) its batch-1 entry took 26 us shared against 15 us on one
+# thread (the worker reads the caller's columns, the caller the worker's rows, each a
+# core-to-core copy there), so only products four times its size are shared
+SHARED_ROWS_MIN = 1 << 22
 # an attention with fewer (batch, head) items runs them on the calling thread, its GEMMs free
 # to use OpenBLAS's threads (a GPT at batch 1 has 4 heads of 64 x 64 scores)
 SHARED_ITEMS_MIN = 16

@@ -686,6 +686,29 @@ def test_softmax_row_loops_stay_rolled_and_keep_several_accumulators():
     assert_close(got[0], want[0], rtol=1e-5, atol=1e-7)
 
 
+def test_avx512_hosts_vectorize_on_whole_512_bit_registers():
+    """On an x86 CPU with AVX-512 the target machine is told not to prefer 256-bit vectors
+    (LLVM's tuning for most Intel ones, under which a matrix-vector row kernel ran on ymm
+    registers); elsewhere the host's features are passed on as they are."""
+    from ember.codegen.llvm import target
+
+    flat = "+64bit,+avx2,+avx512f,+fma"
+    assert target.tuned_features(flat, "x86_64-unknown-linux-gnu") == flat + ",-prefer-256-bit"
+    for flat, triple in [("+64bit,+avx2,-avx512f", "x86_64-unknown-linux-gnu"),
+                         ("+neon,+avx512f", "aarch64-unknown-linux-gnu")]:
+        assert target.tuned_features(flat, triple) == flat
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 1024)).astype(np.float32)
+    w = rng.standard_normal((128, 1024)).astype(np.float32)
+    compiled, eager = executors(lambda x, w: (x * w).sum(-1), x, w)
+    got, want = run_both(compiled, eager, [x, w])
+    assert_close(got[0], want[0], rtol=1e-5, atol=1e-5)
+    if target.llvm().get_host_cpu_features().get("avx512f"):
+        assert target.features().endswith(",-prefer-256-bit")
+        fmas = re.findall(r"vfmadd\w+\s+[^\n]*%([xyz])mm", target.assembly(compiled.llvm_ir))
+        assert fmas and set(fmas) == {"z"}
+
+
 def test_layer_norm_prefetches_the_next_row_and_softmax_and_a_row_sum_do_not():
     """A memory-bound row kernel that passes over its rows twice prefetches the next row (one
     prefetch per 64-byte line of its 4 KB rows); softmax, busy with exp, and a kernel that

@@ -416,7 +416,9 @@ def test_every_batch_size_reads_the_one_copy_of_the_weights(tmp_path):
 
 def test_callers_inside_entries_at_once_split_the_threads(tmp_path, monkeypatch):
     """OpenBLAS's thread count is one setting of the process: a caller alone gives its GEMMs
-    the whole budget, two callers at once half each (never twice the cores in all)."""
+    the whole budget, two callers at once half each (never twice the cores in all), and a
+    caller keeps to its half until no other has been inside for a budget interval or two
+    (callers calling again and again are not inside at every instant)."""
     from ember.runtime import threads
 
     ember.manual_seed(16)
@@ -436,11 +438,69 @@ def test_callers_inside_entries_at_once_split_the_threads(tmp_path, monkeypatch)
         return entry(argv, n)
 
     monkeypatch.setattr(native, "_entry", spy)
+    for _ in range(2):  # two budget intervals without another caller
+        threads.callers.next_interval()
     _same(native, eager, [x])  # alone
     threads.callers.enter()  # another thread inside an entry
     try:
         _same(native, eager, [x])
     finally:
         threads.callers.leave()
+    _same(native, eager, [x])  # the other one may come back: still half
+    for _ in range(2):
+        threads.callers.next_interval()
     _same(native, eager, [x])  # alone again
-    assert seen == [(2, 1), (1, 2), (2, 1)] and threads.callers.active == 0
+    assert seen == [(2, 1), (1, 2), (1, 1), (2, 1)] and threads.callers.active == 0
+
+
+def test_pool_entries_split_the_threads_between_callers_too(tmp_path, monkeypatch):
+    """The batch-1 CNN's entry calls no BLAS but shares kernels with the native pool: alone,
+    a caller gives the pool the whole budget; with another caller inside an entry, one thread
+    (its job would wait for a worker whose core the other caller needs)."""
+    from ember.runtime import threads
+    from ember.runtime.native import _pool
+
+    ember.manual_seed(17)
+    x = np.random.default_rng(17).standard_normal((4, 1, 8, 8)).astype(np.float32)
+    native, eager = _programs(_export(digits_cnn(ember), x, tmp_path / "cnn.ember"), 1)
+    assert native.parallel and not native.uses_blas
+    monkeypatch.setattr(threads, "threads", lambda: 2)  # a budget of 2, however busy
+    seen = []
+    entry = native._entry
+    monkeypatch.setattr(native, "_entry", lambda argv, n: seen.append(n) or entry(argv, n))
+    for _ in range(2):  # two budget intervals without another caller
+        threads.callers.next_interval()
+    one = x[:1].copy()
+    _same(native, eager, [one])  # alone
+    threads.callers.enter()  # another thread inside an entry
+    try:
+        _same(native, eager, [one])
+    finally:
+        threads.callers.leave()
+    assert seen == [min(2, _pool.workers + 1), 1] and threads.callers.active == 0
+
+
+def test_outputs_a_caller_holds_are_never_written_by_later_calls(tmp_path):
+    """Each call returns arrays of its own: ones the caller keeps (small, or large enough
+    that a dropped one is reused: compiled.RECYCLE_MIN_BYTES) hold their values through
+    later calls on other inputs, from this thread and others."""
+    from ember.runtime.compiled import RECYCLE_MIN_BYTES
+
+    ember.manual_seed(18)
+    model = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU())
+    x = np.random.default_rng(18).standard_normal((8, 1, 32, 32)).astype(np.float32)
+    loaded = _export(model, x, tmp_path / "big.ember")
+    for batch in (1, 8):  # 128 KiB and 1 MiB of output: the second is recycled when dropped
+        native, eager = _programs(loaded, batch)
+        assert native.recycled == (batch * 32 * 32 * 32 * 4 >= RECYCLE_MIN_BYTES)
+        inputs = [np.random.default_rng(k).standard_normal((batch, 1, 32, 32))
+                  .astype(np.float32) for k in range(4)]
+        kept = [(native(np, [a])[0], eager(np, [a])[0]) for a in inputs]
+        for _ in range(3):
+            native(np, [inputs[0]])  # dropped at once: a recycled one is reused
+        worker = threading.Thread(target=lambda: [native(np, [a]) for a in inputs])
+        worker.start()
+        worker.join()
+        for got, want in kept:
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        assert len({id(got) for got, _ in kept}) == len(kept)
