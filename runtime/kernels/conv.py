@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import windows
+from .. import conv_entry, windows
 from ..threads import before_blas, threads
 from .registry import kernel
 
@@ -140,6 +140,11 @@ def _per_image(xp, channels: int, plane: int) -> bool:
 def _conv2d(xp, x, w, stride, padding, dilation, groups):
     n = x.shape[0]
     o, cg, kh, kw = w.shape
+    if (xp is np and groups == 1
+            and not _reads_as_is(x.shape, (kh, kw), stride, padding, dilation)):
+        out = conv_entry.conv2d(x, w, stride, padding, dilation)
+        if out is not None:
+            return out
     depth = cg * kh * kw
     oh, ow = _out_hw(x.shape[2:], (kh, kw), stride, padding, dilation)
     plane = oh * ow
@@ -158,10 +163,34 @@ def _conv2d(xp, x, w, stride, padding, dilation, groups):
     return out.reshape(n, o, oh, ow)
 
 
+def _flipped_conv(g, w, input_shape, stride, padding, dilation, groups):
+    """The input gradient of a stride-1 convolution as the convolution of g with the weight
+    flipped in both taps and its channels swapped, padded by dilation*(k-1) - padding (the
+    native entry's: runtime/conv_entry.py), or None where that does not apply."""
+    o, _, kh, kw = w.shape
+    n, _, oh, ow = g.shape
+    if tuple(stride) != (1, 1) or groups != 1 or oh * ow < kh * kw or w.shape[1] < 8:
+        # a plane smaller than the kernel (mostly padding), or too few channels to fill the
+        # entry's register tiles: the GEMM and col2im win
+        return None
+    pads = tuple(d * (k - 1) - p for d, k, p in zip(dilation, (kh, kw), padding))
+    if min(pads) < 0:
+        return None
+    flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    out = conv_entry.conv2d(g, flipped, (1, 1), pads, tuple(dilation))
+    if out is not None and out.shape != tuple(input_shape):
+        return None
+    return out
+
+
 @kernel("conv2d_backward_input")
 def _conv2d_backward_input(xp, g, w, input_shape, stride, padding, dilation, groups):
     n, _, oh, ow = g.shape
     o, cg, kh, kw = w.shape
+    if xp is np and not _reads_as_is(input_shape, (kh, kw), stride, padding, dilation):
+        out = _flipped_conv(g, w, input_shape, stride, padding, dilation, groups)
+        if out is not None:
+            return out
     depth = cg * kh * kw
     plane = oh * ow
     # (depth, O/G) per group: the weight's transpose, read in place
@@ -182,6 +211,11 @@ def _conv2d_backward_input(xp, g, w, input_shape, stride, padding, dilation, gro
 @kernel("conv2d_backward_weight")
 def _conv2d_backward_weight(xp, x, g, weight_shape, stride, padding, dilation, groups):
     o, cg, kh, kw = weight_shape
+    if xp is np and groups == 1:
+        gw = conv_entry.conv2d_weight_gradient(x, g, tuple(weight_shape), stride, padding,
+                                               dilation)
+        if gw is not None:
+            return gw
     cols, (oh, ow) = _columns(xp, x, (kh, kw), stride, padding, dilation, per_image=False)
     cols = cols.reshape(groups, cg * kh * kw, x.shape[0] * oh * ow)
     # one GEMM per group over the whole batch, (depth, N*P) @ (N*P, O/G): the gradient's
