@@ -11,6 +11,11 @@ whose sum over the batch is then the GEMM's own, and conv2d and its input gradie
 has several threads to split that GEMM, or where it runs faster (_per_image). On the CPU,
 im2col and col2im are native kernels (runtime/windows.py, codegen/llvm/columns.py); elsewhere
 numpy or cupy take a strided window view and a loop over the kernel's taps.
+
+On the CPU, conv2d with groups 1, its stride-1 input gradient (the convolution of the
+gradient with the flipped weight) and its weight gradient where the kernel's taps fill whole
+vectors (a convolution of the images by the gradient's planes) run first as convolutions in
+the native entry's register tiles (runtime/conv_entry.py), which beat these GEMMs there.
 """
 
 from __future__ import annotations
@@ -140,7 +145,7 @@ def _per_image(xp, channels: int, plane: int) -> bool:
 def _conv2d(xp, x, w, stride, padding, dilation, groups):
     n = x.shape[0]
     o, cg, kh, kw = w.shape
-    if (xp is np and groups == 1
+    if (xp is np and groups == 1 and windows.available()
             and not _reads_as_is(x.shape, (kh, kw), stride, padding, dilation)):
         out = conv_entry.conv2d(x, w, stride, padding, dilation)
         if out is not None:
@@ -187,7 +192,8 @@ def _flipped_conv(g, w, input_shape, stride, padding, dilation, groups):
 def _conv2d_backward_input(xp, g, w, input_shape, stride, padding, dilation, groups):
     n, _, oh, ow = g.shape
     o, cg, kh, kw = w.shape
-    if xp is np and not _reads_as_is(input_shape, (kh, kw), stride, padding, dilation):
+    if (xp is np and windows.available()
+            and not _reads_as_is(input_shape, (kh, kw), stride, padding, dilation)):
         out = _flipped_conv(g, w, input_shape, stride, padding, dilation, groups)
         if out is not None:
             return out
@@ -211,7 +217,7 @@ def _conv2d_backward_input(xp, g, w, input_shape, stride, padding, dilation, gro
 @kernel("conv2d_backward_weight")
 def _conv2d_backward_weight(xp, x, g, weight_shape, stride, padding, dilation, groups):
     o, cg, kh, kw = weight_shape
-    if xp is np and groups == 1:
+    if xp is np and groups == 1 and windows.available():
         gw = conv_entry.conv2d_weight_gradient(x, g, tuple(weight_shape), stride, padding,
                                                dilation)
         if gw is not None:
