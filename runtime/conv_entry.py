@@ -118,3 +118,17 @@ def conv2d_weight_gradient(x: np.ndarray, g: np.ndarray, weight_shape: tuple, st
     if out is None:
         return None
     return np.ascontiguousarray(out[:, :, :kh, :kw].transpose(1, 0, 2, 3))
+
+
+def gradient_columns(g: np.ndarray, w: np.ndarray) -> np.ndarray | None:
+    """The per-image columns (N, C*KH*KW, OH*OW) of the input gradient of conv2d(x, w) with
+    groups 1, given the output's gradient g (N, O, OH, OW): w (O, C, KH, KW) transposed times
+    each image of g, as a pointwise convolution the entry reads g's images in place for; None
+    where there is no entry (col2im then sums the columns into the gradient)."""
+    if w.__class__ is not np.ndarray or w.ndim != 4 or g.ndim != 4:
+        return None
+    o = w.shape[0]
+    depth = w.size // o if o else 0
+    weight = np.ascontiguousarray(w.reshape(o, depth).T).reshape(depth, o, 1, 1)
+    cols = conv2d(g, weight, (1, 1), (0, 0), (1, 1))
+    return None if cols is None else cols.reshape(g.shape[0], depth, -1)

@@ -13,9 +13,13 @@ im2col and col2im are native kernels (runtime/windows.py, codegen/llvm/columns.p
 numpy or cupy take a strided window view and a loop over the kernel's taps.
 
 On the CPU, conv2d with groups 1, its stride-1 input gradient (the convolution of the
-gradient with the flipped weight) and its weight gradient where the kernel's taps fill whole
-vectors (a convolution of the images by the gradient's planes) run first as convolutions in
-the native entry's register tiles (runtime/conv_entry.py), which beat these GEMMs there.
+gradient with the flipped weight), with several threads the columns of its other input
+gradients (a pointwise convolution of the gradient by the weight's transpose, before col2im),
+and its weight gradient where
+the kernel's taps fill whole vectors (a convolution of the images by the gradient's planes)
+run first as convolutions in the native entry's register tiles (runtime/conv_entry.py),
+which match or beat these GEMMs on one thread and share the images with the native pool on
+more.
 """
 
 from __future__ import annotations
@@ -199,6 +203,18 @@ def _conv2d_backward_input(xp, g, w, input_shape, stride, padding, dilation, gro
             return out
     depth = cg * kh * kw
     plane = oh * ow
+    if (xp is np and groups == 1 and plane >= PER_IMAGE_MIN_PLANE and threads() > 1
+            and windows.available()
+            and not _reads_as_is(input_shape, (kh, kw), stride, padding, dilation)):
+        # with more than one thread: the entry shares the images with the pool, where the
+        # batch's GEMM below copies the gradient and waits for OpenBLAS's threads (measured
+        # under load, 5th percentile, us, entry against GEMM: a DCGAN's 16x16x16x16 layer
+        # 245/323, its first 95/178, its 32x8x8 219/194; on one thread the GEMM is 5-8%
+        # faster, so it stays there)
+        cols = conv_entry.gradient_columns(g, w)
+        if cols is not None:
+            return _col2im(xp, cols, tuple(input_shape), (kh, kw), stride, padding, dilation,
+                           (oh, ow), True)
     # (depth, O/G) per group: the weight's transpose, read in place
     wt = w.reshape(groups, o // groups, depth).transpose(0, 2, 1)
     per_image = _per_image(xp, o, plane)

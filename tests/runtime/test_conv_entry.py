@@ -238,3 +238,40 @@ def test_gradcheck_through_the_entries(case, monkeypatch):
     assert "conv2d" in taken
     if w_shape[-2] * w_shape[-1] in (8, 16):  # whole float64 vectors of taps
         assert "conv2d_weight_gradient" in taken
+
+
+STRIDED = {
+    "dcgan-4x4-stride-2": ((3, 16, 16, 16), (32, 16, 4, 4), (2, 2), (1, 1), (1, 1)),
+    "dilated-stride-3": ((2, 5, 17, 14), (7, 5, 3, 2), (3, 2), (1, 0), (2, 1)),
+}
+
+
+@pytest.mark.parametrize("geometry", STRIDED.values(), ids=STRIDED.keys())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_strided_input_gradient_columns_through_the_entry_on_two_threads(geometry, dtype,
+                                                                        monkeypatch):
+    """With a budget of two threads the other input gradients take their columns from a
+    pointwise convolution in the entry, then col2im: equal to the numpy paths, and to the
+    one-thread GEMM's to the rounding of the sums."""
+    x_shape, w_shape, stride, padding, dilation = geometry
+    rng = np.random.default_rng(9)
+    x, w = _arrays(rng, x_shape, w_shape, dtype)
+    args = (stride, padding, dilation, 1)
+    out = _reference_conv(x, w, *args)
+    g = rng.standard_normal(out.shape).astype(dtype)
+    taken = []
+    original = conv_entry.gradient_columns
+    monkeypatch.setattr(conv_entry, "gradient_columns",
+                        lambda *a: taken.append(1) or original(*a))
+    monkeypatch.setattr(threads._budget, "now", lambda: 2)
+    dx = conv._conv2d_backward_input(np, g, w, x_shape, *args)
+    assert taken and dx.shape == x_shape and dx.dtype == dtype
+    monkeypatch.setattr(threads._budget, "now", lambda: 1)
+    again = conv._conv2d_backward_input(np, g, w, x_shape, *args)
+    assert len(taken) == 1  # one thread: the GEMM
+    tol = _tolerance(dtype)
+    np.testing.assert_allclose(dx, again, rtol=tol, atol=tol)
+    plain = _numpy_paths(monkeypatch,
+                         lambda: conv._conv2d_backward_input(np, g, w, x_shape, *args))
+    np.testing.assert_allclose(dx, plain, rtol=tol, atol=tol)
+    np.testing.assert_allclose(np.vdot(x.astype(np.float64), dx), np.vdot(out, g), rtol=1e-4)
