@@ -82,6 +82,9 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride: tuple, padding: tuple,
     if program is None:
         return None
     (out,) = program(np, [x, w])
+    # an eager call's arrays are the caller's: kept by the entry, every geometry would hold
+    # its last input alive (up to 4 MiB each)
+    program.release_inputs()
     return out
 
 

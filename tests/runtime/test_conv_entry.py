@@ -275,3 +275,19 @@ def test_strided_input_gradient_columns_through_the_entry_on_two_threads(geometr
                          lambda: conv._conv2d_backward_input(np, g, w, x_shape, *args))
     np.testing.assert_allclose(dx, plain, rtol=tol, atol=tol)
     np.testing.assert_allclose(np.vdot(x.astype(np.float64), dx), np.vdot(out, g), rtol=1e-4)
+
+
+def test_an_eager_call_leaves_no_reference_to_its_arrays():
+    """The entry keeps nothing of the caller's: the input is freed with the caller's last
+    reference to it (a geometry's entry would otherwise hold its last input alive)."""
+    import gc
+    import weakref
+
+    rng = np.random.default_rng(10)
+    x, w = _arrays(rng, (2, 8, 8, 8), (16, 8, 3, 3), np.float32)
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    conv._conv2d(np, x, w, *args)
+    gone = weakref.ref(x)
+    del x
+    gc.collect()
+    assert gone() is None
