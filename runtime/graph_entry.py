@@ -694,6 +694,16 @@ class NativeGraph(CompiledProgram):
                 return self._call_new(argv, held, arrays)
         return self._run_entry(argv)
 
+    def release_inputs(self) -> None:
+        """Drop this thread's references to the last call's inputs, for a caller whose inputs
+        are fresh arrays call after call (runtime/conv_entry.py's eager convolutions): they
+        are freed with the caller's tensors, and the next call checks its inputs anew."""
+        state = getattr(self._local, "state", None)
+        if state is not None:
+            held = state[2]
+            for i in range(len(held)):
+                held[i] = None
+
     def _call_new(self, argv, held, arrays):
         """A call with an input array other than the last call's: every input checked, its
         pointer put in argv."""

@@ -1,5 +1,6 @@
-"""The native window kernels (codegen/llvm/windows.py, codegen/llvm/columns.py), and the
-one-function passes of codegen/llvm/unary.py, as functions on numpy arrays.
+"""The native window kernels (codegen/llvm/windows.py, codegen/llvm/columns.py), the
+one-function passes of codegen/llvm/unary.py, and training batch norm's per-channel kernels
+(codegen/llvm/norm.py), as functions on numpy arrays.
 
 Each kernel is compiled once per dtype and kernel size (im2col and col2im: per dtype and
 geometry) through the kernel cache, so later processes load it from disk, and runs its rows
@@ -155,3 +156,39 @@ def index_add_rows(out: np.ndarray, index: np.ndarray, src: np.ndarray) -> None:
     run_task(index_add_rows_name(dtype), lambda: index_add_rows_ir(dtype),
              [data_pointer(out), data_pointer(src), data_pointer(index), n, width], width,
              src.size)
+
+
+def batch_norm_train(x: np.ndarray, weight, bias, eps: float):
+    """Training batch norm of a contiguous x (N, C, *) with (C,) weight and bias of its dtype
+    (ask available(...) first): (out, mean, invstd, squares), squares the per-channel sums of
+    squared deviations (codegen/llvm/norm.py)."""
+    from ..codegen.llvm.norm import batch_norm_ir, batch_norm_name
+
+    n, c = x.shape[:2]
+    plane = x.size // (n * c)
+    out = np.empty_like(x)
+    mean, invstd, squares = (np.empty(c, x.dtype) for _ in range(3))
+    dtype = x.dtype.name
+    eps_bits = int(np.array(eps, np.float64).view(np.int64))
+    run_task(batch_norm_name("forward", dtype), lambda: batch_norm_ir("forward", dtype),
+             [data_pointer(x), data_pointer(out), data_pointer(weight), data_pointer(bias),
+              data_pointer(mean), data_pointer(invstd), data_pointer(squares), n, c, plane,
+              eps_bits], c, x.size)
+    return out, mean, invstd, squares
+
+
+def batch_norm_train_backward(g: np.ndarray, x: np.ndarray, weight, mean, invstd):
+    """The gradients (of x, weight, bias) of training batch norm, all arrays contiguous and
+    of one float dtype (ask available(...) first; codegen/llvm/norm.py)."""
+    from ..codegen.llvm.norm import batch_norm_ir, batch_norm_name
+
+    n, c = x.shape[:2]
+    plane = x.size // (n * c)
+    gx = np.empty_like(x)
+    g_weight, g_bias = np.empty(c, x.dtype), np.empty(c, x.dtype)
+    dtype = x.dtype.name
+    run_task(batch_norm_name("backward", dtype), lambda: batch_norm_ir("backward", dtype),
+             [data_pointer(g), data_pointer(x), data_pointer(weight), data_pointer(mean),
+              data_pointer(invstd), data_pointer(gx), data_pointer(g_weight),
+              data_pointer(g_bias), n, c, plane], c, x.size)
+    return gx, g_weight, g_bias

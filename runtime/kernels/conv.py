@@ -11,13 +11,22 @@ whose sum over the batch is then the GEMM's own, and conv2d and its input gradie
 has several threads to split that GEMM, or where it runs faster (_per_image). On the CPU,
 im2col and col2im are native kernels (runtime/windows.py, codegen/llvm/columns.py); elsewhere
 numpy or cupy take a strided window view and a loop over the kernel's taps.
+
+On the CPU, conv2d with groups 1, its stride-1 input gradient (the convolution of the
+gradient with the flipped weight), with several threads the columns of its other input
+gradients (a pointwise convolution of the gradient by the weight's transpose, before col2im),
+and its weight gradient where
+the kernel's taps fill whole vectors (a convolution of the images by the gradient's planes)
+run first as convolutions in the native entry's register tiles (runtime/conv_entry.py),
+which match or beat these GEMMs on one thread and share the images with the native pool on
+more.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import windows
+from .. import conv_entry, windows
 from ..threads import before_blas, threads
 from .registry import kernel
 
@@ -140,6 +149,11 @@ def _per_image(xp, channels: int, plane: int) -> bool:
 def _conv2d(xp, x, w, stride, padding, dilation, groups):
     n = x.shape[0]
     o, cg, kh, kw = w.shape
+    if (xp is np and groups == 1 and windows.available()
+            and not _reads_as_is(x.shape, (kh, kw), stride, padding, dilation)):
+        out = conv_entry.conv2d(x, w, stride, padding, dilation)
+        if out is not None:
+            return out
     depth = cg * kh * kw
     oh, ow = _out_hw(x.shape[2:], (kh, kw), stride, padding, dilation)
     plane = oh * ow
@@ -158,12 +172,49 @@ def _conv2d(xp, x, w, stride, padding, dilation, groups):
     return out.reshape(n, o, oh, ow)
 
 
+def _flipped_conv(g, w, input_shape, stride, padding, dilation, groups):
+    """The input gradient of a stride-1 convolution as the convolution of g with the weight
+    flipped in both taps and its channels swapped, padded by dilation*(k-1) - padding (the
+    native entry's: runtime/conv_entry.py), or None where that does not apply."""
+    o, _, kh, kw = w.shape
+    n, _, oh, ow = g.shape
+    if tuple(stride) != (1, 1) or groups != 1 or oh * ow < kh * kw or w.shape[1] < 8:
+        # a plane smaller than the kernel (mostly padding), or too few channels to fill the
+        # entry's register tiles: the GEMM and col2im win
+        return None
+    pads = tuple(d * (k - 1) - p for d, k, p in zip(dilation, (kh, kw), padding))
+    if min(pads) < 0:
+        return None
+    flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    out = conv_entry.conv2d(g, flipped, (1, 1), pads, tuple(dilation))
+    if out is not None and out.shape != tuple(input_shape):
+        return None
+    return out
+
+
 @kernel("conv2d_backward_input")
 def _conv2d_backward_input(xp, g, w, input_shape, stride, padding, dilation, groups):
     n, _, oh, ow = g.shape
     o, cg, kh, kw = w.shape
+    if (xp is np and windows.available()
+            and not _reads_as_is(input_shape, (kh, kw), stride, padding, dilation)):
+        out = _flipped_conv(g, w, input_shape, stride, padding, dilation, groups)
+        if out is not None:
+            return out
     depth = cg * kh * kw
     plane = oh * ow
+    if (xp is np and groups == 1 and plane >= PER_IMAGE_MIN_PLANE and threads() > 1
+            and windows.available()
+            and not _reads_as_is(input_shape, (kh, kw), stride, padding, dilation)):
+        # with more than one thread: the entry shares the images with the pool, where the
+        # batch's GEMM below copies the gradient and waits for OpenBLAS's threads (measured
+        # under load, 5th percentile, us, entry against GEMM: a DCGAN's 16x16x16x16 layer
+        # 245/323, its first 95/178, its 32x8x8 219/194; on one thread the GEMM is 5-8%
+        # faster, so it stays there)
+        cols = conv_entry.gradient_columns(g, w)
+        if cols is not None:
+            return _col2im(xp, cols, tuple(input_shape), (kh, kw), stride, padding, dilation,
+                           (oh, ow), True)
     # (depth, O/G) per group: the weight's transpose, read in place
     wt = w.reshape(groups, o // groups, depth).transpose(0, 2, 1)
     per_image = _per_image(xp, o, plane)
@@ -182,6 +233,11 @@ def _conv2d_backward_input(xp, g, w, input_shape, stride, padding, dilation, gro
 @kernel("conv2d_backward_weight")
 def _conv2d_backward_weight(xp, x, g, weight_shape, stride, padding, dilation, groups):
     o, cg, kh, kw = weight_shape
+    if xp is np and groups == 1 and windows.available():
+        gw = conv_entry.conv2d_weight_gradient(x, g, tuple(weight_shape), stride, padding,
+                                               dilation)
+        if gw is not None:
+            return gw
     cols, (oh, ow) = _columns(xp, x, (kh, kw), stride, padding, dilation, per_image=False)
     cols = cols.reshape(groups, cg * kh * kw, x.shape[0] * oh * ow)
     # one GEMM per group over the whole batch, (depth, N*P) @ (N*P, O/G): the gradient's
