@@ -121,13 +121,14 @@ out:
   ret void
 }}
 
+; a worker starts from generation 0, the one ember_pool_start leaves: had it read @claim when
+; its thread began running, a job published in between (the first GEMM right after the start)
+; would have looked seen to it, and OpenBLAS's jobs, which wait for each other, would hang
 define internal ptr @worker(ptr %unused) nounwind {{
 entry:
-  %c0 = load atomic i64, ptr @claim acquire, align 8
-  %seen0 = lshr i64 %c0, 32
   br label %wait
 wait:
-  %seen = phi i64 [ %seen0, %entry ], [ %g, %run ], [ %seen, %paused ], [ %seen, %yielded ], [ %seen, %woke ]
+  %seen = phi i64 [ 0, %entry ], [ %g, %run ], [ %seen, %paused ], [ %seen, %yielded ], [ %seen, %woke ]
   %spins = phi i64 [ 0, %entry ], [ 0, %run ], [ %spins1, %paused ], [ %spins1, %yielded ], [ 0, %woke ]
   %c = load atomic i64, ptr @claim acquire, align 8
   %g = lshr i64 %c, 32

@@ -162,3 +162,27 @@ def test_gemms_after_the_pool_stopped_at_exit_run_on_openblas_threads():
         check_gemms(7, SHAPES)
     """)
     assert out.strip() == "late ok"
+
+
+def test_a_gemm_right_after_the_pool_starts_finds_its_workers():
+    """A worker counts the jobs from the generation the pool's start leaves, not from what
+    it reads once its thread runs: the first GEMM, published before that, was missed, and
+    OpenBLAS's jobs, which wait for each other, hung (a loaded graph file's first call)."""
+    script = textwrap.dedent("""
+        import numpy as np
+        from ember.runtime import native, threads
+        threads._budget.now = lambda: 2
+        a = np.random.default_rng(0).standard_normal((512, 512)).astype(np.float32)
+        native._pool._started()
+        assert threads.blas_on_pool()
+        threads.before_blas()
+        got = a @ a
+        assert np.abs(got - a.astype(np.float64) @ a.astype(np.float64)).max() < 1e-2
+        print("ok")
+    """)
+    env = dict(os.environ, EMBER_NUM_THREADS="2")
+    for _ in range(5):  # fresh processes: the race is at each start
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                env=env, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.strip() == "ok"
