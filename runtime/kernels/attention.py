@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import threads
 from ..threads import before_blas
+from . import native_attention
 from .registry import kernel
 
 BLOCK = 128  # keys per block: a (B*H, L, 128) float32 block of scores at L=1024, B*H=32 is 16 MB
@@ -119,6 +120,10 @@ def _row_max(xp, s):
 @kernel("attention")
 def _attention(xp, q, k, v, *rest, scale, causal, mask, dropout_p):
     attn_mask, keep = _masks(rest, mask, dropout_p)
+    if xp is np:
+        found = native_attention.forward(q, k, v, attn_mask, keep, scale, causal, dropout_p)
+        if found is not None:
+            return found
     dtype, ct = q.dtype, _compute_dtype(q.dtype)
     if xp is np:
         before_blas()
@@ -184,6 +189,12 @@ def _attention_backward(xp, q, k, v, out, lse, grad_out, grad_lse, *rest, scale,
     attn_mask, keep = _masks(rest, mask, dropout_p)
     dtypes = (q.dtype, k.dtype, v.dtype)
     shapes = (q.shape, k.shape, v.shape)
+    if xp is np:
+        found = native_attention.backward(q, k, v, out, lse, grad_out, grad_lse, attn_mask,
+                                          keep, scale, causal, dropout_p)
+        if found is not None:
+            return tuple(_sum_to(g, shape).astype(dtype, copy=False)
+                         for g, shape, dtype in zip(found, shapes, dtypes))
     ct = _compute_dtype(q.dtype)
     if xp is np:
         before_blas()
