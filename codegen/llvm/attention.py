@@ -36,6 +36,9 @@ from .emit import I32, I64, POINTER, STORAGE, Callee, counted_loop, intrinsic
 I8 = ir.IntType(8)
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
+# the scores' rows start on this boundary (a cache line, AVX-512's vector)
+VECTOR_BYTES = 64
+
 # argv words of each task, in order; pointers, int64 sizes and float64 bit patterns (`f`)
 FORWARD_WORDS = (
     ("q", "p"), ("k", "p"), ("v", "p"), ("out", "p"), ("lse", "p"), ("mask", "p"),
@@ -59,13 +62,28 @@ def kernel_name(direction: str, dtype: str, causal: bool, mask: str | None, drop
     return "ember_attention_" + "_".join(parts)
 
 
+def exp_weight(b: ir.IRBuilder, x, masked: bool):
+    """exp(x). masked: x may be -inf (a masked score), which gives 0 without computing
+    exp(-inf): its range reduction's last scaling would make a denormal, and the CPU's assist
+    per lane cost more than the rest of the row (a causal row's -inf tail ran its forward
+    1.5x slower). Without a mask the two selects are left out: they cost ~13%."""
+    if not masked:
+        return mathlib.emit("exp", b, x)
+    t = x.type
+    dropped = b.fcmp_ordered("==", x, ir.Constant(t, float("-inf")))
+    y = mathlib.emit("exp", b, b.select(dropped, ir.Constant(t, 0.0), x))
+    return b.select(dropped, ir.Constant(t, 0.0), y)
+
+
 def softmax_row(em, t: ir.Type, score, n, width, masked: bool):
     """Row softmax in place over scores score(0..n-1), zeros in n..width-1; returns the row's
     logsumexp. masked: the row may attend no key (its max -inf): then weights 0, logsumexp
     -inf, as the eager kernel has them. em: an emitter with b, module, loop, local."""
     b = em.b
     zero, one = ir.Constant(t, 0.0), ir.Constant(t, 1.0)
-    maximum = intrinsic(em.module, "llvm.maximum", t, 2)  # NaN wins, as in numpy
+    # maxnum (a NaN score is passed over) vectorizes as a reduction where llvm.maximum does
+    # not; a NaN still reaches the row through its exp and the sum, as numpy has it
+    maximum = intrinsic(em.module, "llvm.maxnum", t, 2)
     top = em.local(t, ir.Constant(t, float("-inf")))
     em.loop(0, n, lambda j: b.store(
         b.call(maximum, [b.load(top, typ=t), b.load(score(j), typ=t)]), top))
@@ -76,7 +94,7 @@ def softmax_row(em, t: ir.Type, score, n, width, masked: bool):
     total = em.local(t, zero)
 
     def exponentiate(j):
-        p = mathlib.emit("exp", b, b.fsub(b.load(score(j), typ=t), peak))
+        p = exp_weight(b, b.fsub(b.load(score(j), typ=t), peak), masked)
         b.store(p, score(j))
         b.store(b.fadd(b.load(total, typ=t), p, flags=("reassoc",)), total)
 
@@ -178,10 +196,17 @@ class _Task:
                     size(k), alpha, a, size(lda), b_ptr, size(ldb), ir.Constant(self.t, beta),
                     c, size(ldc)])
 
-    def scratch(self, count: int):
-        """count buffers of block * S elements on the stack, allocated once per task."""
+    def padded(self, n):
+        """n rounded up to whole VECTOR_BYTES: the scores' leading dim."""
         b = self.b
-        elements = b.mul(self.w["block"], self.w["S"])
+        lanes = ir.Constant(I64, VECTOR_BYTES // (4 if self.dtype == "float32" else 8))
+        return b.mul(b.udiv(b.add(n, b.sub(lanes, ir.Constant(I64, 1))), lanes), lanes)
+
+    def scratch(self, count: int):
+        """count buffers of block rows of padded(S) elements on the stack, allocated once per
+        task."""
+        b = self.b
+        elements = b.mul(self.w["block"], self.padded(self.w["S"]))
         buffers = []
         for _ in range(count):
             buffer = b.alloca(self.t, size=elements)
@@ -198,7 +223,10 @@ class _Task:
         return r0, b.sub(r1, r0), keys
 
     def attended(self, row, keys):
-        """The keys row `row` (of the item) attends: keys, or under causal masking row + 1."""
+        """The keys row `row` (of the item) attends: keys, or under causal masking row + 1.
+        (Rounding it up to whole vectors, the scores past it -inf, ran slower: exp(-inf) takes
+        a denormal assist per lane, and the selects that skip it cost more than the scalar
+        remainder they save.)"""
         if not self.causal:
             return keys
         return self.min(self.b.add(row, ir.Constant(I64, 1)), keys)
@@ -247,18 +275,19 @@ def forward_ir(dtype: str, causal: bool, mask: str | None, dropout: bool, int_bi
         item = b.udiv(u, w["blocks"])
         r0, rows, keys = task.block_span(item, b.urem(u, w["blocks"]))
         q = task.element(task.at("q", item), b.mul(r0, w["ldq"]))
+        ld = task.padded(keys)
         task.gemm(False, True, rows, keys, w["E"], w["scale"], q, w["ldq"], task.at("k", item),
-                  w["ldk"], 0.0, scores, keys)
+                  w["ldk"], 0.0, scores, ld)
 
         def row(r):
             at = b.add(r0, r)
-            n = task.attended(at, keys)
-            base = b.mul(r, keys)
+            base = b.mul(r, ld)
 
             def score(j):
                 return task.element(scores, b.add(base, j))
 
-            task.mask_row(item, at, n, score)
+            task.mask_row(item, at, keys, score)
+            n = task.attended(at, keys)
             lse = softmax_row(task, t, score, n, keys, mask is not None)
             b.store(lse, task.element(w["lse"], b.add(b.mul(item, w["L"]), at)))
             if dropout:
@@ -268,7 +297,7 @@ def forward_ir(dtype: str, causal: bool, mask: str | None, dropout: bool, int_bi
 
         task.loop(0, rows, row)
         out = task.element(w["out"], b.mul(b.add(b.mul(item, w["L"]), r0), w["Ev"]))
-        task.gemm(False, False, rows, w["Ev"], keys, ir.Constant(t, 1.0), scores, keys,
+        task.gemm(False, False, rows, w["Ev"], keys, ir.Constant(t, 1.0), scores, ld,
                   task.at("v", item), w["ldv"], 0.0, out, w["Ev"])
 
     task.loop(task.start, task.end, unit)
@@ -303,15 +332,15 @@ def backward_ir(dtype: str, causal: bool, mask: str | None, dropout: bool, int_b
             r0, rows, keys = task.block_span(item, blk)
             q = task.element(q_item, b.mul(r0, w["ldq"]))
             g = task.element(g_item, b.mul(r0, w["ldg"]))
+            ld = task.padded(keys)
             task.gemm(False, True, rows, keys, w["E"], w["scale"], q, w["ldq"], k, w["ldk"],
-                      0.0, probs, keys)
+                      0.0, probs, ld)
             task.gemm(False, True, rows, keys, w["Ev"], one, g, w["ldg"], v, w["ldv"], 0.0,
-                      grads, keys)
+                      grads, ld)
 
             def row(r):
                 at = b.add(r0, r)
-                n = task.attended(at, keys)
-                base = b.mul(r, keys)
+                base = b.mul(r, ld)
 
                 def p_at(j):
                     return task.element(probs, b.add(base, j))
@@ -319,7 +348,8 @@ def backward_ir(dtype: str, causal: bool, mask: str | None, dropout: bool, int_b
                 def g_at(j):
                     return task.element(grads, b.add(base, j))
 
-                task.mask_row(item, at, n, p_at)
+                task.mask_row(item, at, keys, p_at)
+                n = task.attended(at, keys)
                 g_row = task.element(g_item, b.mul(at, w["ldg"]))
                 o_row = task.element(o_item, b.mul(at, w["ldo"]))
                 total = task.local(t, zero)
@@ -337,7 +367,7 @@ def backward_ir(dtype: str, causal: bool, mask: str | None, dropout: bool, int_b
                 factor = task.kept(item, at) if dropout else None
 
                 def gradient(j):
-                    p = mathlib.emit("exp", b, b.fsub(b.load(p_at(j), typ=t), lse))
+                    p = exp_weight(b, b.fsub(b.load(p_at(j), typ=t), lse), mask is not None)
                     dp = b.load(g_at(j), typ=t)
                     weight = p
                     if factor is not None:
@@ -351,12 +381,12 @@ def backward_ir(dtype: str, causal: bool, mask: str | None, dropout: bool, int_b
                 task.loop(n, keys, lambda j: (b.store(zero, p_at(j)), b.store(zero, g_at(j))))
 
             task.loop(0, rows, row)
-            task.gemm(True, False, keys, w["Ev"], rows, one, probs, keys, g, w["ldg"], 1.0,
+            task.gemm(True, False, keys, w["Ev"], rows, one, probs, ld, g, w["ldg"], 1.0,
                       dv, w["Ev"])
             dq = task.element(w["dq"], b.mul(b.add(b.mul(item, w["L"]), r0), w["E"]))
-            task.gemm(False, False, rows, w["E"], keys, w["scale"], grads, keys, k, w["ldk"],
+            task.gemm(False, False, rows, w["E"], keys, w["scale"], grads, ld, k, w["ldk"],
                       0.0, dq, w["E"])
-            task.gemm(True, False, keys, w["E"], rows, w["scale"], grads, keys, q, w["ldq"],
+            task.gemm(True, False, keys, w["E"], rows, w["scale"], grads, ld, q, w["ldq"],
                       1.0, dk, w["E"])
 
         task.loop(0, w["blocks"], block)

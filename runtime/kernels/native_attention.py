@@ -110,8 +110,13 @@ def _plan(q, k, v, masks, buffers: int):
                                 *(m.shape[:-2] for m in masks))
     items = math.prod(batch)
     length, source, e, ev = q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1]
-    block = min(length, MAX_BLOCK, SCRATCH_BYTES // max(buffers * source * q.itemsize, 1))
-    if 0 in (items, length, source, e, ev) or block < 1:
+    if 0 in (items, length, source, e, ev):
+        return None
+    from ...codegen.llvm.attention import VECTOR_BYTES
+
+    padded = -(-source * q.itemsize // VECTOR_BYTES) * VECTOR_BYTES  # a row of scores, in bytes
+    block = min(length, MAX_BLOCK, SCRATCH_BYTES // (buffers * padded))
+    if block < 1:
         return None
     return dtype, batch, items, length, source, e, ev, block, -(-length // block)
 
