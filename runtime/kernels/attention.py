@@ -23,6 +23,9 @@ from ..threads import before_blas
 from . import native_attention
 from .registry import kernel
 
+# float32/float64 numpy arrays run on the native kernels (native_attention.py) where they
+# apply; this module's numpy code is their reference, and tests turn this off to check it
+NATIVE = True
 BLOCK = 128  # keys per block: a (B*H, L, 128) float32 block of scores at L=1024, B*H=32 is 16 MB
 
 
@@ -120,7 +123,7 @@ def _row_max(xp, s):
 @kernel("attention")
 def _attention(xp, q, k, v, *rest, scale, causal, mask, dropout_p):
     attn_mask, keep = _masks(rest, mask, dropout_p)
-    if xp is np:
+    if xp is np and NATIVE:
         found = native_attention.forward(q, k, v, attn_mask, keep, scale, causal, dropout_p)
         if found is not None:
             return found
@@ -189,7 +192,7 @@ def _attention_backward(xp, q, k, v, out, lse, grad_out, grad_lse, *rest, scale,
     attn_mask, keep = _masks(rest, mask, dropout_p)
     dtypes = (q.dtype, k.dtype, v.dtype)
     shapes = (q.shape, k.shape, v.shape)
-    if xp is np:
+    if xp is np and NATIVE:
         found = native_attention.backward(q, k, v, out, lse, grad_out, grad_lse, attn_mask,
                                           keep, scale, causal, dropout_p)
         if found is not None:
