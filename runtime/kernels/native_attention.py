@@ -212,8 +212,8 @@ def backward(q, k, v, out, lse, grad_out, grad_lse, attn_mask, keep, scale, caus
     dk = np.empty(batch + (source, e), dtype=ct)
     dv = np.empty(batch + (source, ev), dtype=ct)
     words[3], words[4] = data_pointer(out), data_pointer(lse)
-    words += [data_pointer(grad_out), data_pointer(grad_at), ldg, data_pointer(out_at), ldo, data_pointer(grad_lse), data_pointer(dq),
-              data_pointer(dk), data_pointer(dv)]
+    words += [data_pointer(grad_out), data_pointer(grad_at), ldg, data_pointer(out_at), ldo,
+              data_pointer(grad_lse), data_pointer(dq), data_pointer(dk), data_pointer(dv)]
     dtype, mask, dropout, bits = _kinds(plan, attn_mask, keep)
     _run(kernel_name("backward", dtype, causal, mask, dropout, bits),
          lambda: backward_ir(dtype, causal, mask, dropout, bits), words, items,

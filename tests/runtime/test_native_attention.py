@@ -11,9 +11,8 @@ import pytest
 from ember import dispatch
 from ember.autograd import gradcheck
 from ember.runtime import native, threads
-from ember.runtime.kernels import KERNELS
+from ember.runtime.kernels import KERNELS, native_attention
 from ember.runtime.kernels import attention as attention_kernels
-from ember.runtime.kernels import native_attention
 
 TOL = {"float32": {"rtol": 2e-5, "atol": 2e-6}, "float64": {"rtol": 1e-12, "atol": 1e-13}}
 
