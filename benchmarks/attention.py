@@ -139,21 +139,40 @@ def gpt_step(steps: int) -> None:
     """Thread CPU time of eager GPT training steps (benchmarks/models.py's GPT)."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import ember
+    from ember.runtime.kernels import KERNELS
     from training_steps import BUILDERS
 
+    inside = [0.0]  # thread time inside the attention kernels
+
+    def timed(kernel):
+        def run(*args, **kwargs):
+            start = time.thread_time()
+            try:
+                return kernel(*args, **kwargs)
+            finally:
+                inside[0] += time.thread_time() - start
+
+        return run
+
+    for op in ("attention", "attention_backward"):
+        KERNELS[op] = timed(KERNELS[op])
     ember.manual_seed(0)
     workload = BUILDERS["gpt"](ember)
     step = workload.make_step(lambda module: module)
-    times = []
+    times, attention = [], []
     for i in range(steps + 5):
         args = workload.batches[i % len(workload.batches)]
+        inside[0] = 0.0
         start = time.thread_time()
         step(*args)
         if i >= 5:
             times.append(time.thread_time() - start)
+            attention.append(inside[0])
     print(f"{workload.label}: thread time per eager step over {steps} steps: "
           f"min {min(times) * 1e3:.2f} ms, median {statistics.median(times) * 1e3:.2f} ms, "
-          f"max {max(times) * 1e3:.2f} ms (EMBER_NUM_THREADS="
+          f"max {max(times) * 1e3:.2f} ms; in the attention kernels: min "
+          f"{min(attention) * 1e3:.2f} ms, median {statistics.median(attention) * 1e3:.2f} ms "
+          f"(EMBER_NUM_THREADS="
           f"{os.environ.get('EMBER_NUM_THREADS', 'unset')}, ember at {ember.__file__})")
 
 
