@@ -8,6 +8,11 @@ The leading (batch, head) dims go to the array module's batched matmul in one ca
 no Python loop over them. Under causal masking query i attends keys 0..i (top-left aligned,
 as PyTorch), so a key block starting at j0 meets only the rows from j0 on: the rows above it
 are skipped, and only the block on the diagonal needs its triangle masked.
+
+On numpy, float32 and float64 operands run on the native kernels instead
+(native_attention.py: codegen/llvm/attention.py's tasks on the native pool, masks and
+dropout included); the numpy code here serves the other cases (cupy, half precision, empty
+dims, rows of keys past the native kernels' stack scratch) and is their reference in tests.
 """
 
 from __future__ import annotations
