@@ -262,3 +262,23 @@ def test_a_query_that_attends_no_key_gives_zeros_and_finite_gradients(calls):
                       {"scale": None, "causal": False, "mask": True, "dropout_p": 0.0})
     assert np.all(lse.detach().numpy()[:, 2] == -np.inf)
     assert calls.forward == 2 and calls.backward == 1
+
+
+def test_masks_of_other_dtypes_and_layouts_are_converted_first(monkeypatch, calls):
+    """A float64 mask on float32 inputs, a transposed (strided) bool mask and a bool keep
+    mask: read converted or in place, the numpy kernels' values."""
+    rng = np.random.default_rng(11)
+    q, k, v = (rng.standard_normal((2, 3, 20, 8)).astype(np.float32) for _ in range(3))
+    wide = rng.standard_normal((20, 20))
+    transposed = (rng.random((20, 20)) < 0.8).T
+    keep = rng.random((2, 3, 20, 20)) >= 0.25
+    for mask, dropout in ((wide, 0.0), (transposed, 0.0), (transposed, 0.25)):
+        rest = (mask, keep) if dropout else (mask,)
+        attrs = {"scale": None, "causal": False, "mask": True, "dropout_p": dropout}
+        got, want = _both(monkeypatch, "attention", q, k, v, *rest, **attrs)
+        _assert_close(got, want, "float32")
+        g = rng.standard_normal(got[0].shape).astype(np.float32)
+        grads, want = _both(monkeypatch, "attention_backward", q, k, v, *got, g,
+                            np.zeros_like(got[1]), *rest, **attrs)
+        _assert_close(grads, want, "float32")
+    assert (calls.forward, calls.backward) == (3, 3)
