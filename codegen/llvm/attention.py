@@ -75,15 +75,20 @@ def exp_weight(b: ir.IRBuilder, x, masked: bool):
     return b.select(dropped, ir.Constant(t, 0.0), y)
 
 
-def softmax_row(em, t: ir.Type, score, n, width, masked: bool):
+def softmax_row(em, t: ir.Type, score, n, width, masked: bool, row_max: str = "llvm.maxnum"):
     """Row softmax in place over scores score(0..n-1), zeros in n..width-1; returns the row's
     logsumexp. masked: the row may attend no key (its max -inf): then weights 0, logsumexp
-    -inf, as the eager kernel has them. em: an emitter with b, module, loop, local."""
+    -inf, as the eager kernel has them. em: an emitter with b, module, loop, local.
+
+    row_max: the intrinsic of the row's max. llvm.maxnum (a NaN score is passed over)
+    vectorizes as a reduction where llvm.maximum does not; a NaN still reaches the row
+    through its exp and the sum, as numpy has it. The inference entry keeps llvm.maximum: on
+    one of its float64 loops (a masked MultiheadAttention of test_symbolic_leaks.py)
+    llvmlite's LLVM 22 failed an assertion of the loop vectorizer's cost models with maxnum
+    (codegen/llvm/attention.py's own loops compile with it: test_native_attention.py)."""
     b = em.b
     zero, one = ir.Constant(t, 0.0), ir.Constant(t, 1.0)
-    # maxnum (a NaN score is passed over) vectorizes as a reduction where llvm.maximum does
-    # not; a NaN still reaches the row through its exp and the sum, as numpy has it
-    maximum = intrinsic(em.module, "llvm.maxnum", t, 2)
+    maximum = intrinsic(em.module, row_max, t, 2)
     top = em.local(t, ir.Constant(t, float("-inf")))
     em.loop(0, n, lambda j: b.store(
         b.call(maximum, [b.load(top, typ=t), b.load(score(j), typ=t)]), top))

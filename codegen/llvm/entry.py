@@ -305,7 +305,7 @@ class _EntryEmitter:
                     self._mask_row(call, mask, r, score)
 
                 log_sum = softmax_row(self, t, score, n, _const(call.s),
-                                      call.mask is not None)
+                                      call.mask is not None, row_max="llvm.maximum")
                 row_index = b.add(b.mul(i, _const(call.l)), r)
                 b.store(log_sum, self.element(lse, row_index, dtype))
 

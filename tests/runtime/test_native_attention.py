@@ -282,3 +282,21 @@ def test_masks_of_other_dtypes_and_layouts_are_converted_first(monkeypatch, call
                             np.zeros_like(got[1]), *rest, **attrs)
         _assert_close(grads, want, "float32")
     assert (calls.forward, calls.backward) == (3, 3)
+
+
+def test_every_kernel_variant_compiles():
+    """Each (direction, dtype, causal, mask kind, dropout) kernel goes through LLVM's full
+    pipeline (the assertion-enabled LLVM of llvmlite aborts the process on a vectorizer bug,
+    as it did on an inference entry's maxnum loop: codegen/llvm/attention.py softmax_row)."""
+    from ember.codegen.llvm import attention, target
+
+    built = 0
+    for direction, make in (("forward", attention.forward_ir),
+                            ("backward", attention.backward_ir)):
+        for dtype in ("float32", "float64"):
+            for causal, mask in ((False, None), (True, None), (False, "bool"),
+                                 (False, "float")):
+                for dropout in (False, True):
+                    assert target.emit_object(make(dtype, causal, mask, dropout, 64))
+                    built += 1
+    assert built == 32
