@@ -26,8 +26,8 @@ _broken = None  # True: no llvmlite here, numpy paths only (None: not looked yet
 _FLOAT_CHARS = (np.dtype(np.float32).char, np.dtype(np.float64).char)
 
 
-def available(*arrays) -> bool:
-    """Whether the native kernels can take these arrays: CPU, float32/float64, contiguous."""
+def llvmlite_present() -> bool:
+    """Whether llvmlite is installed (native kernels can be built here)."""
     global _broken
     if _broken is None:
         try:
@@ -36,14 +36,20 @@ def available(*arrays) -> bool:
             _broken = True
         else:
             _broken = False
+    return not _broken
+
+
+def available(*arrays) -> bool:
+    """Whether the native kernels can take these arrays: CPU, float32/float64, contiguous."""
     # dtype.char, not dtype.name: numpy computes the name in Python (~1 us a call)
-    return not _broken and all(
+    return llvmlite_present() and all(
         a.__class__ is np.ndarray and a.dtype.char in _FLOAT_CHARS
         and a.flags.c_contiguous for a in arrays)
 
 
-def _kernel(name: str, make_ir):
-    """(the task as a ctypes function, its address, its library) for the kernel `name`."""
+def load_task(name: str, make_ir):
+    """(the task as a ctypes function, its address, its library) for the kernel `name`,
+    compiled from make_ir() on first use (through the kernel cache)."""
     entry = _kernels.get(name)
     if entry is None:
         with _lock:
@@ -63,7 +69,7 @@ def run_task(name: str, make_ir, words: list, rows: int, work: int) -> None:
     """Run the pool task `name` (compiled from make_ir() once) over rows [0, rows), on the
     native pool when `work` (elements) is worth sharing. words: argv's 64-bit words."""
     entry = _kernels.get(name)
-    function, address, _ = entry if entry is not None else _kernel(name, make_ir)
+    function, address, _ = entry if entry is not None else load_task(name, make_ir)
     argv = _ARGV[len(words)](*words)
     run = _pool.parallel_for() if work >= PARALLEL_MIN_ELEMENTS and rows >= 2 else None
     if run is None:

@@ -11,8 +11,9 @@ call on each arena (the arena's tag word says whose prepared values it holds). i
 and pooling are plain loops with every size a constant: a tap's valid output range is computed
 here, so the copies have no bounds checks (a stride-1 row is a memcpy); max pooling whose
 windows tile the plane works on whole rows as vectors. Attention is, per (batch, head), a GEMM of
-scores, a softmax per row (the inline exp of mathlib.py) and a GEMM into the output; views read
-in place where a call takes strides, copied where it needs contiguous values (CopyCall).
+scores, a softmax per row (attention.softmax_row, shared with the eager kernels' native
+attention) and a GEMM into the output; views read in place where a call takes strides, copied
+where it needs contiguous values (CopyCall).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from ..entry import (
     WinogradWeightCall,
     conv_operand,
 )
-from . import mathlib, winograd
+from . import winograd
+from .attention import softmax_row
 from .emit import (
     CHUNKS_PER_THREAD,
     I32,
@@ -50,7 +52,6 @@ from .emit import (
     Callee,
     counted_loop,
     emit_kernel,
-    intrinsic,
     symbol,
     task_symbol,
 )
@@ -284,9 +285,6 @@ class _EntryEmitter:
                     offset = b.add(offset, b.mul(index, _const(stride)))
             return self.element(p, offset, element_dtype)
 
-        zero, one = ir.Constant(t, 0.0), ir.Constant(t, 1.0)
-        maximum = intrinsic(self.module, "llvm.maximum", t, 2)  # NaN wins, as in numpy
-
         def item(i):
             # the scale goes into the GEMM's alpha
             self._gemm(dtype, call.l, call.s, call.e, at(q, call.q, i), call.q.ld,
@@ -309,33 +307,8 @@ class _EntryEmitter:
                 if call.mask is not None:
                     self._mask_row(call, mask, r, score)
 
-                top = self.local(t, ir.Constant(t, float("-inf")))
-                self.loop(0, n, lambda j: b.store(
-                    b.call(maximum, [b.load(top, typ=t), b.load(score(j), typ=t)]), top))
-                peak = b.load(top, typ=t)
-                if call.mask is not None:
-                    # a row that attends no key keeps -inf as its max: exp against 0 gives 0
-                    peak = b.select(b.fcmp_ordered("==", peak, ir.Constant(t, float("-inf"))),
-                                    zero, peak)
-                total = self.local(t, zero)
-
-                def exponentiate(j):
-                    p = mathlib.emit("exp", b, b.fsub(b.load(score(j), typ=t), peak))
-                    b.store(p, score(j))
-                    b.store(b.fadd(b.load(total, typ=t), p, flags=("reassoc",)), total)
-
-                self.loop(0, n, exponentiate)
-                self.loop(n, call.s, lambda j: b.store(zero, score(j)))
-                sum_ = b.load(total, typ=t)
-                inverse = b.fdiv(one, sum_)
-                if call.mask is not None:  # no key attended: weights 0, not 0 / 0
-                    attended = b.fcmp_ordered(">", sum_, zero)
-                    inverse = b.select(attended, inverse, one)
-                self.loop(0, n, lambda j: b.store(b.fmul(b.load(score(j), typ=t), inverse),
-                                                  score(j)))
-                log_sum = b.fadd(peak, mathlib.emit("log", b, sum_))
-                if call.mask is not None:  # and a logsumexp of -inf, as the eager kernel
-                    log_sum = b.select(attended, log_sum, ir.Constant(t, float("-inf")))
+                log_sum = softmax_row(self, t, score, n, _const(call.s),
+                                      call.mask is not None, row_max="llvm.maximum")
                 row_index = b.add(b.mul(i, _const(call.l)), r)
                 b.store(log_sum, self.element(lse, row_index, dtype))
 

@@ -8,6 +8,11 @@ The leading (batch, head) dims go to the array module's batched matmul in one ca
 no Python loop over them. Under causal masking query i attends keys 0..i (top-left aligned,
 as PyTorch), so a key block starting at j0 meets only the rows from j0 on: the rows above it
 are skipped, and only the block on the diagonal needs its triangle masked.
+
+On numpy, float32 and float64 operands run on the native kernels instead
+(native_attention.py: codegen/llvm/attention.py's tasks on the native pool, masks and
+dropout included); the numpy code here serves the other cases (cupy, half precision, empty
+dims, rows of keys past the native kernels' stack scratch) and is their reference in tests.
 """
 
 from __future__ import annotations
@@ -20,8 +25,12 @@ import numpy as np
 
 from .. import threads
 from ..threads import before_blas
+from . import native_attention
 from .registry import kernel
 
+# float32/float64 numpy arrays run on the native kernels (native_attention.py) where they
+# apply; this module's numpy code is their reference, and tests turn this off to check it
+NATIVE = True
 BLOCK = 128  # keys per block: a (B*H, L, 128) float32 block of scores at L=1024, B*H=32 is 16 MB
 
 
@@ -119,6 +128,10 @@ def _row_max(xp, s):
 @kernel("attention")
 def _attention(xp, q, k, v, *rest, scale, causal, mask, dropout_p):
     attn_mask, keep = _masks(rest, mask, dropout_p)
+    if xp is np and NATIVE:
+        found = native_attention.forward(q, k, v, attn_mask, keep, scale, causal, dropout_p)
+        if found is not None:
+            return found
     dtype, ct = q.dtype, _compute_dtype(q.dtype)
     if xp is np:
         before_blas()
@@ -184,6 +197,12 @@ def _attention_backward(xp, q, k, v, out, lse, grad_out, grad_lse, *rest, scale,
     attn_mask, keep = _masks(rest, mask, dropout_p)
     dtypes = (q.dtype, k.dtype, v.dtype)
     shapes = (q.shape, k.shape, v.shape)
+    if xp is np and NATIVE:
+        found = native_attention.backward(q, k, v, out, lse, grad_out, grad_lse, attn_mask,
+                                          keep, scale, causal, dropout_p)
+        if found is not None:
+            return tuple(_sum_to(g, shape).astype(dtype, copy=False)
+                         for g, shape, dtype in zip(found, shapes, dtypes))
     ct = _compute_dtype(q.dtype)
     if xp is np:
         before_blas()

@@ -109,7 +109,13 @@ def test_half_precision_keeps_a_float32_logsumexp():
 
 
 @pytest.fixture
-def small_blocks(monkeypatch):
+def numpy_kernels(monkeypatch):
+    """The numpy kernels, not the native ones they are the reference of."""
+    monkeypatch.setattr(attention_kernels, "NATIVE", False)
+
+
+@pytest.fixture
+def small_blocks(monkeypatch, numpy_kernels):
     """Blocks of 4 keys: the sizes a float64 gradcheck can afford still span several."""
     monkeypatch.setattr(attention_kernels, "BLOCK", 4)
 
@@ -139,7 +145,7 @@ def test_gradcheck_over_several_key_blocks(small_blocks, kind):
                                     ((2, 7, 3), (2, 5, 3), (2, 5, 4)),
                                     ((2, 2, 5, 3), (2, 1, 5, 3), (2, 1, 5, 2))])
 def test_keys_in_one_block_take_the_single_block_path_and_pass_gradcheck(
-        monkeypatch, causal, shapes):
+        monkeypatch, numpy_kernels, causal, shapes):
     calls = []
     for name in ("_attention_one_block", "_attention_backward_one_block"):
         original = getattr(attention_kernels, name)
@@ -166,7 +172,8 @@ def test_keys_in_one_block_take_the_single_block_path_and_pass_gradcheck(
 
 
 @pytest.mark.parametrize("causal", [False, True])
-def test_two_free_threads_split_the_batch_and_give_the_one_thread_values(monkeypatch, causal):
+def test_two_free_threads_split_the_batch_and_give_the_one_thread_values(monkeypatch,
+                                                                        numpy_kernels, causal):
     from ember.runtime import threads
 
     arrays = _inputs(((6, 2, 64, 8), (6, 2, 64, 8), (6, 2, 64, 4)), "float32", 9)
