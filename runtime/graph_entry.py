@@ -747,15 +747,15 @@ class NativeGraph(CompiledProgram):
         for out in outputs:
             argv[j] = data_pointer(out)
             j += 1
-        # every caller inside an entry now counts: each takes its share of the threads
-        # (threads._Callers), its GEMMs' and its pool kernels'
+        # every caller inside an entry counts (threads._Callers): one whose entry calls BLAS
+        # takes its share of the threads for its GEMMs; a pool-only entry offers the pool the
+        # whole budget, since a job another caller holds just makes it run its own rows
         inside = callers.enter() if SHARE_BY_CALLERS else 1
         try:
             if self.uses_blas:
                 status = self._blas_entry(argv, inside)
             elif self.parallel:
-                status = self._entry(argv, native_pool.threads_of(
-                    callers.share(inside) if SHARE_BY_CALLERS else threads()))
+                status = self._entry(argv, native_pool.threads_of(threads()))
             else:
                 status = self._entry(argv, 1)
         finally:
