@@ -122,11 +122,10 @@ class _Pool:
         self.workers = start(thread_count() - 1) if thread_count() > 1 else 0
         if self.workers:
             threads.set_park(self.library.function("ember_pool_park", ctypes.CFUNCTYPE(None)))
-            first = threads.blas_jobs_first_thread()
-            if first is not None:
+            threads.run_blas_jobs_on(
+                self.library.address("ember_blas_jobs"),
                 self.library.function("ember_blas_first_thread",
-                                      ctypes.CFUNCTYPE(None, ctypes.c_int32))(first)
-                threads.run_blas_jobs_on(self.library.address("ember_blas_jobs"))
+                                      ctypes.CFUNCTYPE(None, ctypes.c_int32)))
         self.run = self.library.function(
             "ember_parallel_for",
             ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,

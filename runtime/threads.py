@@ -222,10 +222,12 @@ def _first_free_thread_number(library) -> int:
     return workers if 0 <= workers and workers + _cores() <= most else 0
 
 
-def run_blas_jobs_on(address: int | None) -> bool:
+def run_blas_jobs_on(address: int | None, set_first_thread=None) -> bool:
     """OpenBLAS's threaded jobs run through the native function at `address` (the pool's
-    ember_blas_jobs: on the pool's workers), or on OpenBLAS's own threads again for None.
-    Returns whether OpenBLAS takes such a function (0.3.27 and later).
+    ember_blas_jobs: on the pool's workers), or on OpenBLAS's own threads again for None;
+    set_first_thread(n), called first, tells that function the OpenBLAS thread number of its
+    first job (past OpenBLAS's own workers'). Returns whether OpenBLAS takes such a function
+    (0.3.27 and later).
 
     OpenBLAS's own workers spin for ~2^28 cycles after each job (a nop loop on x86-64, not a
     yield), so in a training step, where GEMMs come every millisecond, one of them kept a core
@@ -235,17 +237,11 @@ def run_blas_jobs_on(address: int | None) -> bool:
     if not _blas.find() or _blas.callback_fn is None:
         return False
     with _blas.lock:
+        if set_first_thread is not None:
+            set_first_thread(_blas.first_free)
         _blas.callback_fn(address)
         _blas.callback = address
     return True
-
-
-def blas_jobs_first_thread() -> int | None:
-    """The OpenBLAS thread number a jobs function gives its first job (past its own
-    workers'), or None where OpenBLAS takes no jobs function."""
-    if not _blas.find() or _blas.callback_fn is None:
-        return None
-    return _blas.first_free
 
 
 def blas_on_pool() -> bool:

@@ -222,13 +222,20 @@ close:
   ret void
 }}
 
+; the job slot taken for this caller, or false while another caller's job holds it
+define internal i1 @take_slot() nounwind {{
+entry:
+  %pair = cmpxchg ptr @busy, i32 0, i32 1 acquire monotonic
+  %mine = extractvalue {{ i32, i1 }} %pair, 1
+  ret i1 %mine
+}}
+
 define void @ember_parallel_for(ptr %t, ptr %a, i64 %rows, i64 %n) nounwind {{
 entry:
   %few = icmp ult i64 %n, 2
   br i1 %few, label %serial, label %own
 own:
-  %pair = cmpxchg ptr @busy, i32 0, i32 1 acquire monotonic
-  %mine = extractvalue {{ i32, i1 }} %pair, 1
+  %mine = call i1 @take_slot()
   br i1 %mine, label %job, label %serial
 job:
   call void @run_job(ptr %t, ptr %a, i64 %rows, i64 %n)
@@ -317,8 +324,7 @@ ours:
   %usable = and i1 %here, %enough
   br i1 %usable, label %own, label %spawn
 own:
-  %pair = cmpxchg ptr @busy, i32 0, i32 1 acquire monotonic
-  %mine = extractvalue {{ i32, i1 }} %pair, 1
+  %mine = call i1 @take_slot()
   br i1 %mine, label %pooled, label %spawn
 pooled:
   call void @run_job(ptr @blas_task, ptr %set, i64 %n, i64 %n)
