@@ -97,10 +97,11 @@ def _collect(roots):
     return dependencies, seen
 
 
-def _needed(nodes, targets):
+def _needed(nodes, targets, local=False):
     """The nodes from which a target can be reached through an edge: only these need to run.
     A target itself runs only when another target lies behind it (grad() w.r.t. a non-leaf
-    stops at its grad_fn, as PyTorch's does: what produced the input is not run)."""
+    stops at its grad_fn, as PyTorch's does: what produced the input is not run). local: a
+    target never runs, so a gradient reaches a target only on paths through no other one."""
     parents: dict = {}
     for node in nodes:
         for edge in node.next_functions:
@@ -111,7 +112,7 @@ def _needed(nodes, targets):
     while stack:
         node = stack.pop()
         for parent in parents.get(node, ()):
-            if parent not in needed:
+            if parent not in needed and not (local and parent in targets):
                 needed.add(parent)
                 stack.append(parent)
     return needed
@@ -129,14 +130,16 @@ def _zeros_for(node, i):
 
 
 def _execute(
-    roots, root_grads, retain_graph, create_graph, capture=None, accumulate=True, on_done=None
+    roots, root_grads, retain_graph, create_graph, capture=None, accumulate=True, on_done=None,
+    local=False,
 ):
     """Run backward from the root edges. capture maps (node, output_nr) -> slot index;
-    on_done(captured) runs once every node has, before the queued callbacks."""
+    on_done(captured) runs once every node has, before the queued callbacks; local: see
+    _needed."""
     dependencies, nodes = _collect(roots)
     needed = None
     if capture is not None:
-        needed = _needed(nodes, {node for node, _ in capture})
+        needed = _needed(nodes, {node for node, _ in capture}, local)
     captured = {}
     buffers: dict = {}
     for (node, nr), g in zip(roots, root_grads):
@@ -267,6 +270,21 @@ def grad(
     materialize_grads=False,
 ):
     """The gradients of outputs w.r.t. inputs, as a tuple; .grad is left untouched."""
+    return _grad(outputs, inputs, grad_outputs, retain_graph, create_graph, allow_unused,
+                 materialize_grads)
+
+
+def partial_grad(outputs, inputs, grad_outputs, create_graph=False, retain_graph=True):
+    """grad() with every input held fixed: a path from an output to one input through
+    another is left out, so each gradient is the partial derivative in that input alone (a
+    compiled call's backward: autograd adds what flows through the inputs). Unused inputs
+    give None."""
+    return _grad(outputs, inputs, grad_outputs, retain_graph, create_graph, True, False,
+                 local=True)
+
+
+def _grad(outputs, inputs, grad_outputs, retain_graph, create_graph, allow_unused,
+          materialize_grads, local=False):
     outputs, inputs = _as_list(outputs), _as_list(inputs)
     if not inputs:
         raise runtime_error("`inputs` argument to `grad()` cannot be empty.")
@@ -282,9 +300,8 @@ def grad(
             )
         edges.append(e)
     capture = {e: i for i, e in enumerate(edges)}
-    captured = _execute(
-        [edge_of(t) for t in outputs], grads, retain_graph, create_graph, capture, accumulate=False
-    )
+    captured = _execute([edge_of(t) for t in outputs], grads, retain_graph, create_graph,
+                        capture, accumulate=False, local=local)
     result = []
     for i, (x, e) in enumerate(zip(inputs, edges)):
         g = captured.get(e)

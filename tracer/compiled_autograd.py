@@ -78,12 +78,15 @@ def split(sp, recording, inputs: list, results: list, name: str, device):
     backward = Trace(f"{name}.backward")
     for k, g in enumerate(grad_outputs):
         backward.add_input(g, f"grad_output{k}")
-    from ..autograd.engine import grad as autograd_grad
+    from ..autograd.engine import partial_grad
+    from ..autograd.graph import edge_of
 
+    if len({edge_of(inputs[i]) for i in diff_inputs}) < len(diff_inputs):
+        return None  # one tensor in two places: autograd tells its two gradients apart only
+        # as the op-by-op replay records them
     with tracing(backward):
-        grads = autograd_grad([results[j] for j in diff_outputs],
-                              [inputs[i] for i in diff_inputs], grad_outputs=grad_outputs,
-                              retain_graph=True, allow_unused=True)
+        grads = partial_grad([results[j] for j in diff_outputs],
+                             [inputs[i] for i in diff_inputs], grad_outputs)
     if backward.broken is not None or backward.value_guards or backward.mutated:
         return None
     has_grad = [g is not None for g in grads]
@@ -200,7 +203,7 @@ class CompiledBackward(Node):
 
     def _recompute(self, grads: list) -> list:
         """create_graph: the forward again, op by op under autograd, differentiated."""
-        from ..autograd.engine import grad as autograd_grad
+        from ..autograd.engine import partial_grad
 
         for i, (t, v) in enumerate(zip(self.inputs, self.versions)):
             if t._version[0] != v and i not in self.graphs.written:
@@ -213,5 +216,4 @@ class CompiledBackward(Node):
         results = self.graphs.replay(self.inputs)
         outputs = [results[j] for j in self.graphs.diff_outputs]
         wanted = [self.inputs[i] for i in self.graphs.diff_inputs]
-        return list(autograd_grad(outputs, wanted, grad_outputs=grads, create_graph=True,
-                                  allow_unused=True))
+        return list(partial_grad(outputs, wanted, grads, create_graph=True))
