@@ -279,3 +279,44 @@ def test_a_composite_whose_script_runs_eagerly_goes_op_by_op(name, monkeypatch):
     monkeypatch.setattr(composite._script, "specializations", [])
     monkeypatch.setattr(composite._script, "max_specializations", 0)  # every call falls back
     np.testing.assert_allclose(fn(x, w, b).detach().numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_repeated_calls_run_their_specialization_by_the_arguments_facts(monkeypatch):
+    """A composite call whose arguments have the facts of an earlier call (shapes, dtypes,
+    requires_grad, the other arguments' values, grad mode) runs that call's specialization
+    without the general guard walk; calls that differ in any fact each get their own, and
+    every one equals the op-by-op path."""
+    from ember.tracer.script import ScriptFunction
+
+    walks = []
+    general = ScriptFunction.guard_key
+    monkeypatch.setattr(ScriptFunction, "guard_key",
+                        lambda self, *a: walks.append(self.name) or general(self, *a))
+    rng = np.random.default_rng(0)
+    kinds = [(np.float32, (8, 16), True, True), (np.float32, (8, 16), False, True),
+             (np.float64, (8, 16), True, True), (np.float32, (4, 16), True, True),
+             (np.float32, (8, 16), True, False)]
+    for call in range(4):
+        for dtype, shape, grad_input, grad_mode in kinds:
+            x = rng.standard_normal(shape).astype(dtype)
+            w, b = (rng.standard_normal(16).astype(dtype) for _ in range(2))
+            results = []
+            for composite in (True, False):
+                xt = ember.tensor(x, requires_grad=grad_input)
+                wt, bt = (ember.tensor(a, requires_grad=True) for a in (w, b))
+                with ember.set_grad_enabled(grad_mode):
+                    y = (F.layer_norm(xt, (16,), wt, bt, 1e-4) if composite
+                         else NF._affine(NF._standardize(xt, (-1,), 1e-4), wt, bt))
+                if not grad_mode:
+                    assert y.grad_fn is None
+                    results.append([y.numpy()])
+                    continue
+                leaves = [t for t in (xt, wt, bt) if t.requires_grad]
+                grads = ember.autograd.grad((y * y.cos()).sum(), leaves)
+                results.append([y.detach().numpy()] + [g.numpy() for g in grads])
+            tol = 1e-4 if dtype == np.float32 else 1e-10
+            for got, want in zip(*results):
+                np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+        if call == 2:
+            walks.clear()  # every kind has compiled by now
+    assert "layer_norm" not in walks
