@@ -5,14 +5,26 @@ and, as JSON, the nested structure: every container, every plain value and, per 
 the tensor's key, dtype, shape, device and flags. Loading never unpickles and never evals:
 the file is read as data, and every field is checked, so a broken or hostile file fails with a
 CheckpointError saying what is wrong.
+
+Whole objects (torch.save(model, f), an argparse.Namespace in a checkpoint) are saved as their
+class's name and their attributes; a function or class they hold (a layer's activation) as its
+name; a tensor or object met twice as a reference to the first, so tied weights stay tied.
+Such a file is version 2. Loading rebuilds an object only of a class the caller allowed, as
+PyTorch's weights_only loader does (ember.serialization.add_safe_globals, or the
+safe_globals(...) block): it looks the name up among the allowed classes and functions, never
+imports what a file names, creates the object without calling its __init__ and sets its
+attributes. weights_only=False also accepts classes and functions of modules the program has
+already imported (still importing nothing).
 """
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import os
 import sys
+import types
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, BinaryIO
@@ -34,7 +46,8 @@ from .runtime.safetensors_file import (
 )
 
 FORMAT = "ember.checkpoint"
-VERSION = 1
+VERSION = 1  # a file of data alone; 2: with objects, names and references (see above)
+OBJECTS_VERSION = 2
 # MAX_HEADER_BYTES (100 MB, safetensors' own limit): ember refuses larger headers before
 # reading them, and refuses to write them
 MAX_DEPTH = 64
@@ -64,7 +77,14 @@ _FIELDS = {
     "ordered_dict": {"items"},
     "tensor": {"key", "dtype", "shape", "device", "requires_grad", "parameter"},
     "ndarray": {"key", "dtype", "shape"},
+    # version 2 only
+    "set": {"items"},
+    "frozenset": {"items"},
+    "object": {"class", "state"},
+    "global": {"name"},
+    "ref": {"id"},
 }
+_OBJECT_KINDS = {"set", "frozenset", "object", "global", "ref"}
 _KEY_KINDS = {"none", "bool", "int", "float", "str", "bytes", "dtype", "device", "size", "tuple"}
 
 
@@ -84,6 +104,19 @@ class _Encoder:
         self.arrays: dict[str, np.ndarray] = {}
         self.parameter = _parameter_type()
         self._on_path: set[int] = set()
+        # tensors and objects met so far: id -> (its index, the value, kept alive so no other
+        # value takes its id while this save runs)
+        self._seen: dict[int, tuple[int, Any]] = {}
+        self.version = VERSION
+
+    def _remembered(self, obj) -> dict | None:
+        """A reference to obj when it was met before; else obj is remembered (None)."""
+        seen = self._seen.get(id(obj))
+        if seen is not None:
+            self.version = OBJECTS_VERSION
+            return {"kind": "ref", "id": seen[0]}
+        self._seen[id(obj)] = (len(self._seen), obj)
+        return None
 
     def _name(self, path: list) -> str:
         base = ".".join(map(str, path)) or "tensor"
@@ -147,7 +180,16 @@ class _Encoder:
                 self._on_path.discard(id(obj))
             name = "ordered_dict" if kind is OrderedDict else kind.__name__
             return {"kind": name, "items": items}
+        if kind in (set, frozenset) and not as_key:
+            items = [self.encode(v, path + [i], depth + 1, as_key=True)
+                     for i, v in enumerate(obj)]
+            items.sort(key=lambda item: json.dumps(item, sort_keys=True))  # the same bytes
+            self.version = OBJECTS_VERSION
+            return {"kind": kind.__name__, "items": items}
         if not as_key and isinstance(obj, Tensor):
+            ref = self._remembered(obj)
+            if ref is not None:
+                return ref
             array = to_device(obj.detach()._data, CPU)
             leaf = self._array_leaf(array, path, where)
             is_parameter = self.parameter is not None and isinstance(obj, self.parameter)
@@ -160,22 +202,88 @@ class _Encoder:
             }
         if not as_key and kind is np.ndarray:
             return {"kind": "ndarray", **self._array_leaf(obj, path, where)}
+        if not as_key and isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)):
+            self.version = OBJECTS_VERSION
+            return {"kind": "global", "name": _named(obj, where)}
+        if not as_key and _plain_object(obj):
+            ref = self._remembered(obj)
+            if ref is not None:
+                return ref
+            self.version = OBJECTS_VERSION
+            name = _named(type(obj), where)
+            state = obj.__getstate__()
+            if state is None:  # object.__getstate__ of an instance with no attributes
+                state = {}
+            if type(state) is not dict or not all(type(k) is str for k in state):
+                raise type_error(f"ember.save: {where} ({name}) gives a state that is not a "
+                                 "dict of attribute names (its __getstate__)")
+            if id(obj) in self._on_path:
+                raise type_error(f"ember.save: {where} contains itself (a reference cycle)")
+            self._on_path.add(id(obj))
+            try:
+                attributes = [[{"kind": "str", "value": k},
+                               self.encode(v, path + [k], depth + 1)] for k, v in state.items()]
+            except EmberError as exc:
+                if not callable(getattr(obj, "state_dict", None)):
+                    raise
+                # an optimizer (its state is keyed by parameters): its state_dict saves
+                noun = "model" if hasattr(obj, "parameters") else "optimizer"
+                raise type_error(
+                    f"{exc} {where} ({name}) cannot be saved whole: save its state with "
+                    f"torch.save({noun}.state_dict(), path), and restore it into a {noun} "
+                    f"built in code with {noun}.load_state_dict(torch.load(path))"
+                ) from None
+            finally:
+                self._on_path.discard(id(obj))
+            return {"kind": "object", "class": name,
+                    "state": {"kind": "dict", "items": attributes}}
         what = "a dict key" if as_key else "a checkpoint value"
         hint = " (use .item() for numpy scalars)" if isinstance(obj, np.generic) else ""
-        if hasattr(obj, "state_dict") and callable(obj.state_dict):
-            # a whole module or optimizer would need pickling, which ember never does
-            name = "model" if hasattr(obj, "parameters") else "optimizer"
-            hint = (
-                f" (ember never pickles objects: save its state with "
-                f"torch.save({name}.state_dict(), path), and restore it into a {name} built "
-                f"in code with {name}.load_state_dict(torch.load(path)))"
-            )
         raise type_error(
             f"ember.save: {where} is a {kind.__module__}.{kind.__qualname__}, which cannot be "
             f"{what}{hint}. Checkpoints hold tensors, numpy arrays, None, bool, int, float, "
-            f"str, bytes, dtypes, devices, Size, and lists, tuples, dicts and OrderedDicts of "
-            f"them (dict keys: plain values and tuples)."
+            f"str, bytes, dtypes, devices, Size, lists, tuples, sets, dicts and OrderedDicts "
+            f"of them (dict keys: plain values and tuples), functions and classes found by "
+            f"their names, and objects of plain classes (a module) made of these."
         )
+
+
+def _plain_object(obj) -> bool:
+    """Whether obj is saved as its class's name and attributes: an instance of a Python
+    class with a __dict__, pickled by default (no __reduce__ or __slots__ of its own)."""
+    cls = type(obj)
+    return (isinstance(getattr(obj, "__dict__", None), dict)
+            and not isinstance(obj, (type, types.ModuleType, np.generic))
+            and cls.__reduce_ex__ is object.__reduce_ex__
+            and cls.__reduce__ is object.__reduce__
+            and not any("__slots__" in vars(k) for k in cls.__mro__[:-1]))
+
+
+def _named(value, where: str) -> str:
+    """'module:qualname' of a class or function, which must be found again by that name."""
+    module, qualname = getattr(value, "__module__", None), getattr(value, "__qualname__", "")
+    if _by_name(module, qualname) is not value:
+        raise type_error(
+            f"ember.save: {where} is {value!r}, which cannot be found by its name "
+            f"{module}.{qualname} (a lambda, a nested function or class): a checkpoint names "
+            f"the functions and classes it holds"
+        )
+    return f"{module}:{qualname}"
+
+
+def _by_name(module: str | None, qualname: str):
+    """The value module.qualname names in a module already imported, or None (nothing is
+    imported, and only plain attributes are read)."""
+    found = sys.modules.get(module) if isinstance(module, str) else None
+    if found is None or not qualname or "<" in qualname:
+        return None
+    for part in qualname.split("."):
+        found = inspect.getattr_static(found, part, None)
+        if isinstance(found, (staticmethod, classmethod)):
+            found = found.__func__
+        if found is None:
+            return None
+    return found
 
 
 def save(obj: Any, f: str | os.PathLike | BinaryIO) -> None:
@@ -189,7 +297,7 @@ def save(obj: Any, f: str | os.PathLike | BinaryIO) -> None:
         structure = json.dumps({"root": root}, separators=(",", ":"), allow_nan=False)
     except ValueError as exc:  # an int too long for JSON
         raise type_error(f"ember.save: {exc}") from None
-    metadata = {"format": FORMAT, "version": str(VERSION), "structure": structure}
+    metadata = {"format": FORMAT, "version": str(encoder.version), "structure": structure}
     prepared = safetensors_writer.prepare(encoder.arrays, metadata)
     if prepared.header_size > MAX_HEADER_BYTES:
         raise type_error(
@@ -277,10 +385,12 @@ class _Reader:
                 f"format is {metadata.get('format')!r}, expected {FORMAT!r}"
             )
         version = metadata.get("version")
-        if version != str(VERSION):
+        if version not in (str(VERSION), str(OBJECTS_VERSION)):
             raise self.fail(
-                f"checkpoint version {version!r} is not one this ember reads ({VERSION!r})"
+                f"checkpoint version {version!r} is not one this ember reads "
+                f"({VERSION!r} or {OBJECTS_VERSION!r})"
             )
+        self.version = int(version)
         structure = metadata.get("structure")
         if not isinstance(structure, str):
             raise self.fail("the metadata has no 'structure' string")
@@ -306,12 +416,15 @@ class _Reader:
 class _Decoder:
     """Rebuilds the object from the structure, checking every node against the file."""
 
-    def __init__(self, reader: _Reader, entries: dict, map_location):
+    def __init__(self, reader: _Reader, entries: dict, map_location, weights_only=None):
         self.reader = reader
         self.entries = entries
         self.map_location = map_location
         self.used: set[str] = set()
         self.leaves: list[tuple[dict, Callable]] = []
+        self.remembered: list = []  # the tensors and objects a "ref" node may name, in order
+        self.allowed = _allowed()
+        self.imported_too = weights_only is False
 
     def fail(self, where: str, problem: str) -> CheckpointError:
         return self.reader.fail(f"{where}: {problem}")
@@ -326,6 +439,8 @@ class _Decoder:
             raise self.fail(where, f"unknown kind {kind!r}")
         if as_key and kind not in _KEY_KINDS:
             raise self.fail(where, f"a {kind} cannot be a dict key")
+        if kind in _OBJECT_KINDS and self.reader.version < OBJECTS_VERSION:
+            raise self.fail(where, f"a {kind} node in a version {self.reader.version} file")
         fields = set(node) - {"kind"}
         if fields != _FIELDS[kind]:
             raise self.fail(
@@ -441,6 +556,65 @@ class _Decoder:
         key, dtype, shape = self._leaf(node, where)
         return _Pending(key, dtype, shape, where, lambda array: array)
 
+    def _set(self, node, value, where, depth, as_key, factory=set):
+        items = self._items(node, where, depth, as_key=True)
+        out = factory(items)
+        if len(out) != len(items):
+            raise self.fail(where, "a set holds one value twice")
+        return out
+
+    def _frozenset(self, node, value, where, depth, as_key):
+        return self._set(node, value, where, depth, as_key, factory=frozenset)
+
+    def _ref(self, node, value, where, depth, as_key):
+        n = node["id"]
+        if type(n) is not int or not 0 <= n < len(self.remembered):
+            raise self.fail(where, f"a reference to {n!r}, which no earlier tensor or object is")
+        return self.remembered[n]
+
+    def _global(self, node, value, where, depth, as_key):
+        found = self._find(node["name"], where)
+        if not isinstance(found, (type, types.FunctionType, types.BuiltinFunctionType)):
+            raise self.fail(where, f"{node['name']!r} names a {type(found).__name__}, not a "
+                                   "function or class")
+        return found
+
+    def _object(self, node, value, where, depth, as_key):
+        cls = self._find(node["class"], where)
+        if not isinstance(cls, type) or cls.__new__ is not object.__new__:
+            raise self.fail(where, f"{node['class']!r} is not a class ember can rebuild "
+                                   "(a Python class without a __new__ of its own)")
+        pending = _PendingObject(cls, where)
+        self.remembered.append(pending)
+        state = node["state"]
+        if not isinstance(state, dict) or state.get("kind") != "dict":
+            raise self.fail(where, "an object's state must be a dict node")
+        pending.state = self.decode(state, f"{where}.<state>", depth + 1)
+        if not all(type(k) is str for k in pending.state):
+            raise self.fail(where, "an object's state must have attribute names as keys")
+        return pending
+
+    def _find(self, name, where: str):
+        """The class or function a file names: one the caller allowed (add_safe_globals,
+        safe_globals), or with weights_only=False one of a module already imported."""
+        if type(name) is not str or name.count(":") != 1:
+            raise self.fail(where, f"{name!r} is not a 'module:qualname' name")
+        found = self.allowed.get(name)
+        if found is None and self.imported_too:
+            found = _by_name(*name.split(":"))
+        if found is None:
+            dotted = name.replace(":", ".")
+            short = name.split(":")[1].split(".")[-1]
+            raise self.fail(
+                where,
+                f"the checkpoint holds {dotted}, which is not an allowed class or function. "
+                f"Allow what you trust: ember.serialization.add_safe_globals([{short}]), or load "
+                f"inside `with ember.serialization.safe_globals([{short}]):` (weights_only=False "
+                f"allows every class and function of the modules already imported; ember never "
+                f"imports what a file names)",
+            )
+        return found
+
     def _tensor(self, node, value, where, depth, as_key):
         key, dtype, shape = self._leaf(node, where)
         requires_grad = self._expect(node["requires_grad"], (bool,), "a bool requires_grad")
@@ -457,7 +631,9 @@ class _Decoder:
                 return Parameter(t, requires_grad)
             return t.requires_grad_(True) if requires_grad else t
 
-        return _Pending(key, dtype, shape, where, build)
+        pending = _Pending(key, dtype, shape, where, build)
+        self.remembered.append(pending)
+        return pending
 
     def _place(self, t: Tensor, saved_on: str, where: str) -> Tensor:
         """The tensor on the device map_location chooses (by default, the one it was saved
@@ -494,7 +670,7 @@ class _Decoder:
                 f"the file holds tensors the structure does not name: {unused[:5]}"
             )
         arrays = self.reader.arrays() if self.entries else {}
-        return _fill(obj, arrays, self.reader)
+        return _fill(obj, arrays, self.reader, {})
 
 
 class _Pending:
@@ -506,22 +682,52 @@ class _Pending:
         self.key, self.dtype, self.shape, self.where, self.build = key, dtype, shape, where, build
 
 
-def _fill(obj, arrays: dict, reader: _Reader):
+class _PendingObject:
+    """An object decoded from the structure, rebuilt once its tensors are read."""
+
+    __slots__ = ("cls", "state", "where")
+
+    def __init__(self, cls, where):
+        self.cls, self.where, self.state = cls, where, None
+
+
+def _fill(obj, arrays: dict, reader: _Reader, built: dict):
+    """obj with its pending leaves and objects built; `built` maps each pending one to what
+    it became, so a value referenced twice is one value."""
     # Only containers this module built (never user types) are walked here.
-    if type(obj) is _Pending:
+    kind = type(obj)
+    if kind is _Pending or kind is _PendingObject:
+        done = built.get(id(obj))
+        if done is not None:
+            return done[1]
+    if kind is _Pending:
         array = arrays.get(obj.key)
         if array is None or array.dtype != obj.dtype.np or list(array.shape) != obj.shape:
             raise reader.fail(f"{obj.where}: tensor {obj.key!r} as read does not match the header")
         # copied: the reader's buffers are read-only views of the file
-        return obj.build(np.array(array, copy=True, order="C"))
-    if type(obj) is list:
-        return [_fill(v, arrays, reader) for v in obj]
-    if type(obj) is tuple:
-        return tuple(_fill(v, arrays, reader) for v in obj)
-    if type(obj) in (dict, OrderedDict):
-        out = type(obj)()
+        value = obj.build(np.array(array, copy=True, order="C"))
+        built[id(obj)] = (obj, value)
+        return value
+    if kind is _PendingObject:
+        # made before its attributes, so an attribute may refer back to it; __init__ is not
+        # called: the attributes are the object's state, as unpickling sets them
+        value = object.__new__(obj.cls)
+        built[id(obj)] = (obj, value)
+        state = _fill(obj.state, arrays, reader, built)
+        setstate = getattr(obj.cls, "__setstate__", None)
+        if setstate is not None:
+            setstate(value, state)
+        else:
+            value.__dict__.update(state)
+        return value
+    if kind is list:
+        return [_fill(v, arrays, reader, built) for v in obj]
+    if kind is tuple:
+        return tuple(_fill(v, arrays, reader, built) for v in obj)
+    if kind in (dict, OrderedDict):
+        out = kind()
         for k, v in obj.items():
-            out[k] = _fill(v, arrays, reader)
+            out[k] = _fill(v, arrays, reader, built)
         return out
     return obj
 
@@ -539,8 +745,10 @@ def load(
 
     map_location places the tensors: None (where they were saved), a device or its name, a
     dict from saved device names to devices, or a callable(tensor_on_cpu, saved_device_name)
-    returning a Tensor (or None for the default). An ember checkpoint holds data only, so
-    weights_only=True and False load it alike; nothing in the file is ever executed.
+    returning a Tensor (or None for the default). Nothing in the file is ever executed. A
+    saved object is rebuilt only when its class is allowed (add_safe_globals, safe_globals),
+    or with weights_only=False when its class's module is already imported; nothing is ever
+    imported.
     pickle_module and pickle_load_args (encoding=...) are accepted and unused, as there is
     nothing to unpickle; mmap is accepted: the file is read as a memory map where it can be,
     and the tensors are always copies.
@@ -550,21 +758,32 @@ def load(
     """
     reader = _Reader(f)
     structure = reader.metadata()
-    decoder = _Decoder(reader, reader.entries(), map_location)
+    decoder = _Decoder(reader, reader.entries(), map_location, weights_only)
     obj = decoder.decode(structure["root"], "root", 0)
     return decoder.finish(obj)
 
 
-# -- torch.serialization's allow-list, for scripts that call it ------------------------------
-# PyTorch's weights_only loader unpickles, and these name the classes it may rebuild. ember's
-# loader unpickles nothing (the structure is JSON metadata), so there is nothing to allow: the
-# list is kept so that scripts which register classes, and read them back, run unchanged.
+# -- torch.serialization's allow-list ----------------------------------------------------------
+# The classes and functions ember.load may rebuild objects of, or hand back, when a checkpoint
+# names them (a whole saved model): PyTorch's weights_only loader takes the same list.
 _SAFE_GLOBALS: list = []
 
 
+def _allowed() -> dict:
+    """'module:qualname' -> each allowed class or function."""
+    allowed = {}
+    for entry in _SAFE_GLOBALS:
+        value = entry[0] if isinstance(entry, tuple) else entry
+        module, qualname = getattr(value, "__module__", None), getattr(value, "__qualname__", None)
+        if isinstance(module, str) and isinstance(qualname, str):
+            allowed[f"{module}:{qualname}"] = value
+    return allowed
+
+
 def add_safe_globals(safe_globals: list) -> None:
-    """Record classes (or (class, name) pairs) as torch.serialization does; ember.load never
-    unpickles, so they change nothing it loads."""
+    """Allow ember.load to rebuild objects of these classes, and hand back these functions,
+    where a checkpoint names them (classes, functions, or (value, name) pairs as
+    torch.serialization takes)."""
     if not isinstance(safe_globals, (list, tuple)):
         raise type_error(f"add_safe_globals expects a list, got {type(safe_globals).__name__}")
     _SAFE_GLOBALS.extend(safe_globals)
