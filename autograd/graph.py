@@ -130,18 +130,24 @@ class OpNode(Node):
     def apply(self, grads: list) -> list:
         if self.freed:
             raise runtime_error(_FREED_MESSAGE)
-        self._check_versions()
+        if self.saved_versions:
+            self._check_versions()
         result = self.rule.fn(self, *grads)
         if not isinstance(result, (tuple, list)):
             result = (result,)
+        # a gradient's sizes as the input's metadata holds them: the array's own, or under
+        # a trace the symbolic ones the trace reads (Tensor.shape)
+        traced = _hooks.active_trace is not None
         out = []
+        n = len(result)
+        metas = self.input_meta
         for i, edge in enumerate(self.next_functions):
-            g = result[i] if i < len(result) else None
+            g = result[i] if i < n else None
             if edge is None or g is None:
                 out.append(None)
                 continue
-            shape, dtype, _ = self.input_meta[i]
-            found = tuple(g.shape)
+            shape, dtype, _ = metas[i]
+            found = g._data.shape if g.__class__ is _Tensor and not traced else tuple(g.shape)
             if len(found) != len(shape) or found != shape:  # ranks first: no size compared
                 g = sum_to(g, shape)
             if g._dtype is not dtype:
