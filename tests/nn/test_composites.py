@@ -8,6 +8,7 @@ import ember
 import ember.nn.functional as F
 import numpy as np
 import pytest
+from ember import nn
 from ember._tensor import composites as _composites
 from ember._tensor.ops import nn as ops
 from ember.nn import _activations
@@ -320,3 +321,26 @@ def test_repeated_calls_run_their_specialization_by_the_arguments_facts(monkeypa
         if call == 2:
             walks.clear()  # every kind has compiled by now
     assert "layer_norm" not in walks
+
+
+def test_a_layer_norm_module_applied_twice_gets_its_weight_gradient_once(monkeypatch):
+    """A norm layer shared across positions (weight sharing, a block applied in a loop): its
+    second call's input depends on its own weight. The compiled call's backward holds the
+    partial derivatives, so the weight's gradient equals the op-by-op one (it counted the
+    path through the input twice before)."""
+    def grads(compiled):
+        ember.manual_seed(0)
+        norm, mix = nn.LayerNorm(32), nn.Linear(32, 32)
+        x = ember.randn(8, 32)
+        for _ in range(4):  # past the composite's warm-up calls
+            norm.zero_grad()
+            mix.zero_grad()
+            y = norm(mix(norm(x)).relu())
+            (y * y.sin()).sum().backward()
+        return [p.grad.numpy() for p in (*norm.parameters(), *mix.parameters())]
+
+    compiled = grads(True)
+    assert NF._LAYER_NORM._script.specializations[-1].split is not None
+    _op_by_op(monkeypatch)
+    for got, want in zip(compiled, grads(False)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
