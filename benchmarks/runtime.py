@@ -13,7 +13,8 @@ examples/c/run_model.c (where a C compiler exists). Target: ember's batch-1 late
 PyTorch eager's. (3) Threads: batch-1 calls per second on one loaded Program from 1 thread and
 from 2 threads at once (each checking its outputs), 1 and 2 alternating over rounds so they
 see the same load; the median round, and the thread budget (runtime/threads.py: the cores
-other processes left idle) seen meanwhile.
+other processes left idle) seen meanwhile; and the same from 1 and 2 threads of C calling the
+C library at once (run_model.c --callers: no Python, no GIL).
 
 Each framework is timed in a process of its own, started by this one: loaded together, torch's
 OpenMP threads and numpy's OpenBLAS threads slow each other down (see benchmarks/train.py).
@@ -252,7 +253,7 @@ def _c_library(folder: str, repeats: int):
     program = os.path.join(folder, "run_model")
     subprocess.run([cc, "-O2", f"-I{folder}", "-o", program,
                     os.path.join(HERE, "..", "examples", "c", "run_model.c"), library, "-lm",
-                    f"-Wl,-rpath,{folder}"], check=True, capture_output=True)
+                    "-lpthread", f"-Wl,-rpath,{folder}"], check=True, capture_output=True)
     times, outputs = {}, {}
     for entry, batch in enumerate(BATCHES):
         x = os.path.join(folder, f"x{batch}.bin")
@@ -263,7 +264,17 @@ def _c_library(folder: str, repeats: int):
         outputs[str(batch)] = np.array(lines[1].split(), np.float32).reshape(batch, -1)
         times[str(batch)] = float(lines[2].split("median ")[1].split()[0]) * 1e-6
     np.savez(os.path.join(folder, "out-C library.npz"), **outputs)
-    return {"version": "examples/c/run_model.c", "times": times}
+    # batch-1 calls from 1 and from 2 threads of C at once (no Python, no GIL), alternating
+    x = os.path.join(folder, "x1.bin")
+    rates: dict = {1: [], 2: []}
+    for _ in range(THREAD_ROUNDS):
+        for callers in (1, 2):
+            last = subprocess.run([program, path, x, "--entry", "0", "--bench", str(repeats * 10),
+                                   "--callers", str(callers)], check=True, capture_output=True,
+                                  text=True).stdout.splitlines()[-1]
+            rates[callers].append(float(last.split()[2]))
+    callers = {str(k): statistics.median(v) for k, v in rates.items()}
+    return {"version": "examples/c/run_model.c", "times": times, "callers": callers}
 
 
 def _export(folder: str) -> bool:
@@ -385,6 +396,10 @@ def main() -> None:
     print(f"\nbatch-1 calls on one loaded Program (digits CNN), median of {THREAD_ROUNDS} "
           f"rounds: 1 thread {one:.0f}/s, 2 threads at once {two:.0f}/s ({two / one:.2f}x; "
           f"thread budget {low}..{high} of {os.cpu_count()} cores)")
+    if results["C library"] is not None:
+        one, two = results["C library"]["callers"]["1"], results["C library"]["callers"]["2"]
+        print(f"the same from C (examples/c/run_model.c --callers), median of {THREAD_ROUNDS} "
+              f"rounds: 1 thread {one:.0f}/s, 2 threads at once {two:.0f}/s ({two / one:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -3,12 +3,17 @@
  *   python -m ember.runtime compile digits.ember -o libmodel.so --sizes batch=1
  *   cc -O2 -I. -o run_model examples/c/run_model.c -L. -lmodel -lm -Wl,-rpath,'$ORIGIN'
  *   ./run_model digits.ember [input0.bin ...] [--entry E] [--threads T] [--bench N]
+ *               [--callers C]
  *
  * Each input is read from a raw file of its dtype and shape (numpy's `x.tofile(path)`), or,
  * when none is given, filled with sin(0.1 * i). The outputs are printed, one line of values
  * each. --bench N times N calls after a warm-up and prints the best and the median call.
+ * --callers C (with --bench) then has C threads call the model at once, N calls each, every
+ * call into its own output buffers checked against the first call's outputs, and prints the
+ * calls per second of all of them together (the library is thread-safe).
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,13 +59,72 @@ static void fill(const char *dtype, void *data, int64_t n) {
     }
 }
 
+/* One caller of --callers: its own output buffers, the shared inputs and model. */
+typedef struct {
+    model_t *model;
+    int entry, n_in, n_out;
+    void **inputs, **outputs, **expected;
+    size_t *out_bytes;
+    long calls;
+    int failed;
+} caller_t;
+
+static void *call_repeatedly(void *arg) {
+    caller_t *c = arg;
+    for (long r = 0; r < c->calls && !c->failed; r++) {
+        if (model_run_entry(c->model, c->entry, (const void *const *)c->inputs, c->n_in,
+                            c->outputs, c->n_out) != MODEL_OK)
+            c->failed = 1;
+        for (int i = 0; i < c->n_out && !c->failed; i++)
+            if (memcmp(c->outputs[i], c->expected[i], c->out_bytes[i])) c->failed = 2;
+    }
+    return NULL;
+}
+
+/* Calls per second of `callers` threads calling at once, `calls` calls each; -1 on a failed
+ * or wrong call. */
+static double run_callers(model_t *model, int entry, void **inputs, int n_in, void **expected,
+                          int n_out, int callers, long calls) {
+    int64_t dims[32];
+    caller_t *all = calloc(callers, sizeof *all);
+    pthread_t *threads = calloc(callers, sizeof *threads);
+    size_t *out_bytes = calloc(n_out + 1, sizeof *out_bytes);
+    for (int i = 0; i < n_out; i++) {
+        int ndim = model_output_shape(entry, i, dims);
+        out_bytes[i] = (size_t)count_of(dims, ndim) * model_output_itemsize(i);
+    }
+    for (int k = 0; k < callers; k++) {
+        caller_t *c = &all[k];
+        c->model = model, c->entry = entry, c->n_in = n_in, c->n_out = n_out;
+        c->inputs = inputs, c->expected = expected, c->out_bytes = out_bytes;
+        c->outputs = calloc(n_out + 1, sizeof *c->outputs);
+        for (int i = 0; i < n_out; i++) c->outputs[i] = aligned_alloc(64, out_bytes[i] + 64);
+        c->calls = calls / 10 + 10;  /* the warm-up */
+        call_repeatedly(c);
+        c->calls = calls;
+    }
+    double start = now_us();
+    for (int k = 0; k < callers; k++) pthread_create(&threads[k], NULL, call_repeatedly, &all[k]);
+    for (int k = 0; k < callers; k++) pthread_join(threads[k], NULL);
+    double seconds = (now_us() - start) * 1e-6;
+    int failed = 0;
+    for (int k = 0; k < callers; k++) {
+        failed |= all[k].failed;
+        for (int i = 0; i < n_out; i++) free(all[k].outputs[i]);
+        free(all[k].outputs);
+    }
+    free(all), free(threads), free(out_bytes);
+    return failed ? -1.0 : (double)callers * calls / seconds;
+}
+
 int main(int argc, char **argv) {
     const char *path = NULL;
     const char *files[64];
-    int n_files = 0, entry = 0, threads = 1;
+    int n_files = 0, entry = 0, threads = 1, callers = 0;
     long bench = 0;
     for (int a = 1; a < argc; a++) {
         if (!strcmp(argv[a], "--bench") && a + 1 < argc) bench = atol(argv[++a]);
+        else if (!strcmp(argv[a], "--callers") && a + 1 < argc) callers = atoi(argv[++a]);
         else if (!strcmp(argv[a], "--entry") && a + 1 < argc) entry = atoi(argv[++a]);
         else if (!strcmp(argv[a], "--threads") && a + 1 < argc) threads = atoi(argv[++a]);
         else if (!path) path = argv[a];
@@ -68,7 +132,7 @@ int main(int argc, char **argv) {
     }
     if (!path) {
         fprintf(stderr, "usage: %s MODEL.ember [INPUT.bin ...] [--entry E] [--threads T] "
-                        "[--bench N]\n", argv[0]);
+                        "[--bench N] [--callers C]\n", argv[0]);
         return 2;
     }
     model_t *model;
@@ -140,6 +204,14 @@ int main(int argc, char **argv) {
         printf("bench %ld calls: best %.2f us, median %.2f us\n", bench, times[0],
                times[bench / 2]);
         free(times);
+        if (callers > 0) {
+            double rate = run_callers(model, entry, inputs, n_in, outputs, n_out, callers, bench);
+            if (rate < 0) {
+                fprintf(stderr, "a caller's call failed or gave other outputs\n");
+                return 1;
+            }
+            printf("callers %d: %.0f calls/s\n", callers, rate);
+        }
     }
     for (int i = 0; i < n_in; i++) free(inputs[i]);
     for (int i = 0; i < n_out; i++) free(outputs[i]);

@@ -37,7 +37,7 @@ def _cnn(seed: int):
 def _program(folder, library, header_dir):
     exe = os.path.join(folder, "run_model")
     subprocess.run([CC, "-O2", "-Wall", "-Werror", f"-I{header_dir}", "-o", exe, EXAMPLE,
-                    library, "-lm", f"-Wl,-rpath,{os.path.dirname(library)}"],
+                    library, "-lm", "-lpthread", f"-Wl,-rpath,{os.path.dirname(library)}"],
                    check=True, capture_output=True, text=True)
     return exe
 
@@ -203,6 +203,20 @@ def test_bad_calls_return_codes_with_messages(built):
     assert api.lib.model_input_shape(0, 0, dims) == 4 and list(dims) == [2, 1, 8, 8]
     assert api.lib.model_input_dtype(0) == b"float32"
     api.lib.model_close(handle)
+
+
+def test_the_c_program_calls_from_several_threads_at_once(built):
+    """run_model --callers: threads of C calling one model at once, every call's outputs the
+    single call's (the program checks them and fails otherwise)."""
+    folder, model, path, _, exe = built
+    x = np.random.default_rng(4).standard_normal((2, 1, 8, 8)).astype(np.float32)
+    x.tofile(os.path.join(folder, "x4.bin"))
+    proc = _run(exe, path, os.path.join(folder, "x4.bin"), "--bench", 200, "--callers", 3)
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_allclose(_outputs("\n".join(proc.stdout.splitlines()[:2]))[0],
+                               _eager(model, x), rtol=1e-5, atol=1e-5)
+    rate = proc.stdout.splitlines()[-1]
+    assert rate.startswith("callers 3: ") and float(rate.split()[2]) > 0
 
 
 def test_many_threads_run_one_model(built):
