@@ -149,6 +149,21 @@ def unary_math(op: str, x: np.ndarray) -> np.ndarray:
     return out
 
 
+def select(cond: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """where(cond, a, b) in one pass (codegen/llvm/select.py), for a contiguous bool cond and
+    sides of one float dtype that are each a contiguous array of cond's shape or a 0-d array
+    (ask available(...) of the arrays first)."""
+    from ..codegen.llvm.select import select_ir, select_name
+
+    dtype = a.dtype.name
+    a_one, b_one = a.ndim == 0, b.ndim == 0
+    out = np.empty(cond.shape, a.dtype)
+    run_task(select_name(dtype, a_one, b_one), lambda: select_ir(dtype, a_one, b_one),
+             [data_pointer(cond), data_pointer(a), data_pointer(b), data_pointer(out)],
+             cond.size, cond.size)
+    return out
+
+
 def index_add_rows(out: np.ndarray, index: np.ndarray, src: np.ndarray) -> None:
     """out[index[i]] += src[i] in place, rows in order, for out (rows, ...) and src (n, ...)
     of one float dtype, both contiguous (ask available(out, src) first); index holds n

@@ -295,3 +295,55 @@ def test_eager_index_add_along_dim_0_is_the_native_row_add():
         want[index[i]] += src[i]
     got = ember.tensor(x).index_add(0, ember.tensor(index), ember.tensor(src))
     assert np.array_equal(got.numpy(), want)
+
+
+def _bits_of(a):
+    return a.view(np.int32 if a.dtype == np.float32 else np.int64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sides", ["aa", "as", "sa", "ss"])
+@pytest.mark.parametrize("shape", [(64, 64, 8, 8), (5, 1031), (4096,)])
+def test_native_select_copies_the_chosen_bits(dtype, sides, shape):
+    rng = np.random.default_rng(len(shape))
+    cond = rng.random(shape) < 0.5
+
+    def side(kind):
+        if kind == "s":
+            return np.asarray(dtype(rng.standard_normal()))
+        x = rng.standard_normal(shape).astype(dtype)
+        flat = x.reshape(-1)
+        flat[rng.integers(0, flat.size, 7)] = np.nan
+        flat[rng.integers(0, flat.size, 7)] = -0.0
+        flat[rng.integers(0, flat.size, 3)] = -np.inf
+        return x
+
+    a, b = side(sides[0]), side(sides[1])
+    if sides == "ss":
+        b = np.asarray(dtype(-0.0))
+    out = windows.select(cond, a, b)
+    assert out.dtype == dtype and out.shape == shape
+    want = np.where(cond, a, b)
+    np.testing.assert_array_equal(_bits_of(out), _bits_of(want))
+
+
+def test_where_kernel_takes_the_native_pass_only_where_it_applies(monkeypatch):
+    from ember.runtime.kernels import elementwise
+
+    calls = []
+    native = windows.select
+    monkeypatch.setattr(windows, "select", lambda *a: calls.append(a) or native(*a))
+    rng = np.random.default_rng(3)
+    cond = rng.random((64, 128)) < 0.3
+    g = rng.standard_normal((64, 128)).astype(np.float32)
+    zero = np.float32(0.0)
+    out = elementwise.select(np, cond, g, zero)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(out, np.where(cond, g, zero))
+    # broadcast sides, a small array, a strided condition, mixed dtypes: the numpy blend
+    elementwise.select(np, cond, g[:1], zero)
+    elementwise.select(np, cond[:4, :4], g[:4, :4], zero)
+    elementwise.select(np, cond.T, g.T.copy(), zero)
+    np.testing.assert_array_equal(elementwise.select(np, cond, g, np.float64(1.5)),
+                                  np.where(cond, g, np.float32(1.5)))
+    assert len(calls) == 1
