@@ -107,13 +107,16 @@ def _write(self: Tensor, result: Tensor) -> None:
     self._version[0] += 1
 
 
-def apply_inplace(self: Tensor, compute) -> Tensor:
-    """Run compute(source) out of place and write its result into self."""
+def apply_inplace(self: Tensor, compute, saves_source: bool = True) -> Tensor:
+    """Run compute(source) out of place and write its result into self. saves_source=False
+    says that compute's backward never reads its input (relu keeps its output, leaky_relu its
+    1-or-slope scale): self is then its source, without a copy."""
     recording = grad_mode.state.enabled
     if recording:
         _check_leaf(self)
         # backward may need self's old value, which the write destroys: compute on a copy
-        source = dispatch("clone", (self,)) if self._requires_grad else self
+        copy = saves_source and self._requires_grad
+        source = dispatch("clone", (self,)) if copy else self
     else:
         source = self
     result = compute(source)

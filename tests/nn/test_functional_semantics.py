@@ -179,6 +179,34 @@ def test_inplace_relu_on_an_intermediate_keeps_gradients_right():
     np.testing.assert_array_equal(x.grad.numpy(), [0.0, 2.0, 2.0])
 
 
+@pytest.mark.parametrize("name", ["relu", "leaky_relu"])
+def test_inplace_relu_and_leaky_relu_write_without_a_copy_and_keep_gradients(name,
+                                                                            monkeypatch):
+    # their backward reads their output or their scale, never the input the write destroys:
+    # no clone of it first
+    from ember.runtime.kernels import KERNELS
+
+    x = leaf([-1.5, -0.0, 0.0, 2.0, 3.0])
+    y = x * 2
+    calls = []
+    clone = KERNELS["clone"]
+    monkeypatch.setitem(KERNELS, "clone", lambda *a, **k: calls.append(1) or clone(*a, **k))
+    out = getattr(F, name)(y, inplace=True)
+    assert out is y and not calls
+    slope = 0.0 if name == "relu" else 0.01
+    np.testing.assert_array_equal(y.detach().numpy(), [-3.0 * slope, -0.0, 0.0, 4.0, 6.0])
+    (y * ember.tensor([1.0, 2.0, 3.0, 4.0, 5.0])).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2 * slope, 4 * slope, 6 * slope, 8.0, 10.0])
+
+
+def test_inplace_relu_after_an_op_that_saved_its_output_fails_as_in_pytorch():
+    x = leaf([-1.0, 2.0])
+    y = x.sigmoid()  # its backward reads y, which relu_ overwrites
+    F.relu(y, inplace=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+
+
 def test_leaky_relu_backward_is_one_product_with_the_saved_scale(monkeypatch):
     # PyTorch's rule, g where x > 0 else slope * g, as one kernel call: a where() of x and
     # slope * x would backpropagate through two wheres, a product and a sum
