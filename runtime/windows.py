@@ -129,10 +129,14 @@ def im2col(x: np.ndarray, kernel_hw, stride, padding, dilation, out_hw,
 def col2im(cols: np.ndarray, x_shape: tuple, kernel_hw, stride, padding, dilation, out_hw,
            per_image: bool) -> np.ndarray:
     """x (N, C, H, W): the sum of the columns (im2col's layout) where im2col read them."""
-    from ..codegen.llvm.columns import col2im_ir
+    from ..codegen.llvm.columns import col2im_ir, col2im_rows_ir, rows_fit
 
     x = np.empty(x_shape, dtype=cols.dtype)
-    _columns_task("col2im", col2im_ir, x_shape, cols, kernel_hw, stride, padding, dilation,
+    geometry = (*x_shape[1:], *kernel_hw, *out_hw, *stride, *padding, *dilation)
+    # small planes: each x row summed in registers and stored once (columns.py)
+    kind, make_ir = (("col2im_rows", col2im_rows_ir) if rows_fit(geometry)
+                     else ("col2im", col2im_ir))
+    _columns_task(kind, make_ir, x_shape, cols, kernel_hw, stride, padding, dilation,
                   out_hw, per_image, x, cols.size)
     return x
 

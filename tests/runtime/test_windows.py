@@ -347,3 +347,60 @@ def test_where_kernel_takes_the_native_pass_only_where_it_applies(monkeypatch):
     np.testing.assert_array_equal(elementwise.select(np, cond, g, np.float64(1.5)),
                                   np.where(cond, g, np.float32(1.5)))
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape,kernel,stride,padding,dilation", [
+    ((2, 3, 8, 7), *geometry) for geometry in _GEOMETRIES] + [
+    ((3, 16, 16, 16), (4, 4), (2, 2), (1, 1), (1, 1)),  # a DCGAN's transposed convolutions
+    ((2, 3, 32, 32), (4, 4), (2, 2), (1, 1), (1, 1)),
+    ((2, 4, 4, 4), (4, 4), (1, 1), (0, 0), (1, 1)),
+    ((2, 2, 5, 3), (5, 5), (1, 1), (3, 3), (1, 1)),  # padding wider than the rows
+])
+def test_col2im_by_rows_matches_the_tap_by_tap_kernel_bit_for_bit(x_shape, kernel, stride,
+                                                                   padding, dilation, dtype,
+                                                                   per_image):
+    from ember.codegen.llvm import columns
+
+    rng = np.random.default_rng(17)
+    out_hw = conv._out_hw(x_shape[2:], kernel, stride, padding, dilation)
+    n, c = x_shape[:2]
+    depth, plane = c * kernel[0] * kernel[1], out_hw[0] * out_hw[1]
+    cols = rng.standard_normal((n, depth, plane) if per_image else (depth, n * plane))
+    cols = cols.astype(dtype)
+    cols.reshape(-1)[rng.integers(0, cols.size, 9)] = -0.0
+    geometry = (*x_shape[1:], *kernel, *out_hw, *stride, *padding, *dilation)
+    assert columns.rows_fit(geometry)
+    results = []
+    for kind, make_ir in (("col2im_rows", columns.col2im_rows_ir),
+                          ("col2im", columns.col2im_ir)):
+        x = np.full(x_shape, np.nan, dtype)  # every value written
+        windows._columns_task(kind, make_ir, x_shape, cols, kernel, stride, padding, dilation,
+                              out_hw, per_image, x, cols.size)
+        results.append(x)
+    rows, taps = results
+    assert not np.isnan(rows).any()
+    np.testing.assert_array_equal(rows.view(np.uint8), taps.view(np.uint8))
+
+
+def test_col2im_of_large_planes_keeps_the_tap_by_tap_kernel(monkeypatch):
+    from ember.codegen.llvm import columns
+
+    assert not columns.rows_fit((3, 96, 96, 3, 3, 96, 96, 1, 1, 1, 1, 1, 1))
+    assert not columns.rows_fit((3, 48, 48, 5, 5, 48, 48, 1, 1, 2, 2, 1, 1))  # 1200 sums
+    kinds = []
+    task = windows._columns_task
+    monkeypatch.setattr(windows, "_columns_task", lambda kind, *a: kinds.append(kind)
+                        or task(kind, *a))
+    rng = np.random.default_rng(2)
+    for hw in (8, 72):
+        cols = rng.standard_normal((1, 9, hw * hw)).astype(np.float32)
+        back = windows.col2im(cols, (1, 1, hw, hw), (3, 3), (1, 1), (1, 1), (1, 1), (hw, hw),
+                              True)
+        monkeypatch.setattr(windows, "_broken", True)
+        np.testing.assert_allclose(back, conv._col2im(np, cols, (1, 1, hw, hw), (3, 3),
+                                                      (1, 1), (1, 1), (1, 1), (hw, hw), True),
+                                   rtol=1e-6, atol=1e-6)
+        monkeypatch.setattr(windows, "_broken", False)
+    assert kinds == ["col2im_rows", "col2im"]
