@@ -505,6 +505,7 @@ class _EntryEmitter:
         (sh, sw), (ph, pw), (dh, dw) = call.stride, call.padding, call.dilation
         t = STORAGE[call.dtype]
         size = np.dtype(call.dtype).itemsize
+        rows = sw > 1 and strided_rows_fit(call)
 
         def valid(extent, out_size, stride, pad, offset):
             # the outputs o with 0 <= o*stride - pad + offset < extent: [lo, hi)
@@ -519,6 +520,16 @@ class _EntryEmitter:
 
         def channel(ci):
             plane_in = b.mul(ci, _const(call.h * call.w))
+            if rows:
+                for i in range(kh):
+                    y_lo, y_hi = valid(call.h, oh, sh, ph, i * dh)
+                    for j in range(kw):
+                        row = b.mul(b.add(b.mul(ci, _const(kh * kw)), _const(i * kw + j)),
+                                    _const(ld))
+                        zeros(row, y_lo * ow)
+                        zeros(b.add(row, _const(y_hi * ow)), (oh - y_hi) * ow)
+                self._im2col_rows(call, x, cols, ld, ci, plane_in)
+                return
             for i in range(kh):
                 y_lo, y_hi = valid(call.h, oh, sh, ph, i * dh)
                 for j in range(kw):
@@ -556,6 +567,42 @@ class _EntryEmitter:
                     self.loop(y_lo, y_hi, out_row)
 
         self.loop(0, call.c, channel)
+
+    def _im2col_rows(self, call: ConvCall, x, cols, ld: int, ci, plane_in) -> None:
+        """_im2col's copies for channel ci of a strided convolution (strided_rows_fit): each
+        row of x loaded once as a vector, and every output row that reads it (tap (i, j),
+        output row oy with oy*sh - ph + i*dh = y) picked from it by a shuffle, its lanes in
+        the padding zeros, and stored whole. The copy one value at a time that a stride
+        above 1 otherwise takes cost ~0.5 ns a value (a DCGAN's stride-2 4x4 convolutions:
+        most of the columns' time)."""
+        b = self.b
+        (kh, kw), (oh, ow) = call.kernel, call.out_hw
+        (sh, sw), (ph, pw), (dh, dw) = call.stride, call.padding, call.dilation
+        t = STORAGE[call.dtype]
+        align = np.dtype(call.dtype).itemsize
+        row_type = ir.VectorType(t, call.w)
+        zero_row = ir.Constant(row_type, [0.0] * call.w)
+        lanes = []
+        for j in range(kw):
+            picked = [ox * sw - pw + j * dw for ox in range(ow)]
+            lanes.append(ir.Constant(ir.VectorType(I32, ow), [
+                ir.Constant(I32, v if 0 <= v < call.w else call.w) for v in picked]))
+        first_row = b.mul(ci, _const(kh * kw))
+        for y in range(call.h):
+            loaded = None
+            for i in range(kh):
+                offset = y + ph - i * dh
+                if offset < 0 or offset % sh or offset // sh >= oh:
+                    continue
+                oy = offset // sh
+                if loaded is None:
+                    loaded = b.load(self.element(x, b.add(plane_in, _const(y * call.w)),
+                                                 call.dtype), typ=row_type, align=align)
+                for j in range(kw):
+                    at = b.add(b.mul(b.add(first_row, _const(i * kw + j)), _const(ld)),
+                               _const(oy * ow))
+                    b.store(b.shuffle_vector(loaded, zero_row, lanes[j]),
+                            self.element(cols, at, call.dtype), align=align)
 
     def memset(self, dst, nbytes: int) -> None:
         fn = self.module.globals.get("llvm.memset.p0.i64") or ir.Function(
@@ -904,6 +951,18 @@ def shares_rows(call: ConvCall) -> bool:
     depth = call.c * call.kernel[0] * call.kernel[1]
     return (call.n == 1 and tiles_conv(call) and call.o * depth * plane_of(call) >= SHARED_ROWS_MIN
             and conv_row_blocks(call) > 1)
+
+
+# _im2col_rows unrolls a channel's rows and taps: at most this many row copies, from rows of
+# at most STRIDED_ROWS_MAX_WIDTH values
+STRIDED_ROWS_MAX_COPIES = 1024
+STRIDED_ROWS_MAX_WIDTH = 64
+
+
+def strided_rows_fit(call: ConvCall) -> bool:
+    """Whether a convolution's im2col copies its channels row by row (_im2col_rows)."""
+    return (call.w <= STRIDED_ROWS_MAX_WIDTH and call.out_hw[1] <= STRIDED_ROWS_MAX_WIDTH
+            and call.h * call.kernel[0] * call.kernel[1] <= STRIDED_ROWS_MAX_COPIES)
 
 
 def shares_images(call: ConvCall) -> bool:

@@ -35,6 +35,12 @@ FORWARD = {
     "digits-3x3": ((4, 32, 8, 8), (64, 32, 3, 3), (1, 1), (1, 1), (1, 1)),
     "ragged-rows-and-positions": ((2, 5, 9, 7), (7, 5, 3, 2), (1, 2), (2, 0), (1, 1)),
     "dilated": ((2, 3, 11, 13), (9, 3, 3, 3), (2, 1), (2, 2), (2, 2)),
+    # strided columns copied row by row (codegen/llvm/entry.py _im2col_rows), and rows too
+    # wide for it (value by value)
+    "first-layer-32x32": ((2, 3, 32, 32), (16, 3, 4, 4), (2, 2), (1, 1), (1, 1)),
+    "stride-3-dilated-columns": ((2, 4, 10, 17), (5, 4, 3, 3), (2, 3), (1, 2), (1, 2)),
+    "padding-past-the-taps": ((2, 2, 5, 6), (3, 2, 2, 3), (3, 2), (3, 4), (1, 1)),
+    "rows-too-wide-for-vectors": ((2, 3, 9, 70), (4, 3, 3, 3), (1, 2), (1, 1), (1, 1)),
 }
 # stride-1 geometries whose input gradient is the flipped convolution (8 or more channels in)
 FLIPPED = {
@@ -81,6 +87,20 @@ def test_conv2d_runs_as_an_entry_equal_to_the_definition(geometry, dtype, monkey
     plain = _numpy_paths(monkeypatch, lambda: conv._conv2d(np, x, w, stride, padding,
                                                            dilation, 1))
     np.testing.assert_allclose(out, plain, rtol=tol, atol=tol)
+
+
+def test_strided_columns_go_row_by_row_where_the_rows_fit_vectors():
+    from ember.codegen.entry import ConvCall
+    from ember.codegen.llvm.entry import strided_rows_fit
+
+    def call(x_shape, w_shape, stride, padding, dilation):
+        out_hw = conv._out_hw(x_shape[2:], w_shape[2:], stride, padding, dilation)
+        return ConvCall("float32", *x_shape, w_shape[0], tuple(w_shape[2:]), stride, padding,
+                        dilation, out_hw, None, None, None, None)
+
+    for name in ("dcgan-discriminator", "first-layer-32x32", "stride-3-dilated-columns"):
+        assert strided_rows_fit(call(*FORWARD[name])), name
+    assert not strided_rows_fit(call(*FORWARD["rows-too-wide-for-vectors"]))
 
 
 @pytest.mark.parametrize("geometry", FLIPPED.values(), ids=FLIPPED.keys())
