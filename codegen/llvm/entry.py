@@ -65,6 +65,14 @@ STACK_COLUMNS_MAX = 1 << 19
 # a convolution whose weight takes at most this many bytes multiplies it by its columns in
 # register tiles (tiles.py) rather than through BLAS; larger ones are BLAS's strength
 TILED_WEIGHT_MAX = 1 << 20
+# ... and so does any weight whose planes are whole vectors of at most this many positions:
+# the tiles read a plane's vectors for every weight row where BLAS packs the weight, which
+# costs it most when the planes are short. Measured on the Xeon, one thread, float32, tiles
+# against BLAS: a (288, 4096) weight by a 64-position plane 0.89 against 1.36 ms (the digits
+# CNN's weight gradient as a product), (1024, 1024) by 4x4 planes 0.79 / 1.03, a 256-channel
+# 3x3 convolution of 8x8 images 4.1 / 5.4; 128 positions were even (2.1 / 2.1 ms), and 7x7
+# planes (49 positions in 64-lane rows) twice as slow tiled, so they stay with BLAS
+TILED_PLANE_MAX = 64
 # a convolution of one image with at least this many multiply-adds shares its weight rows
 # with the pool. The digits CNN's second (64 x 288 x 64, 1.2M) gained on an AMD Zen 4 at 512K;
 # on an Intel Xeon (AVX-512, KVM) its batch-1 entry took 26 us shared against 15 us on one
@@ -911,11 +919,14 @@ def depthwise_shared(call: StridedConvCall) -> bool:
 
 def tiles_conv(call: ConvCall) -> bool:
     """Whether a convolution multiplies in register tiles (tiles.py) rather than by BLAS:
-    float weights of at most TILED_WEIGHT_MAX bytes, and columns the tiles may read whole
-    vectors of (a pointwise convolution reads its image, unpadded, as its columns)."""
+    float weights of at most TILED_WEIGHT_MAX bytes, or planes of whole vectors of at most
+    TILED_PLANE_MAX positions, and columns the tiles may read whole vectors of (a pointwise
+    convolution reads its image, unpadded, as its columns)."""
     plane = call.out_hw[0] * call.out_hw[1]
-    return (tiled_weight(call.o, call.c * call.kernel[0] * call.kernel[1], call.dtype)
-            and (call.cols is not None or columns_ld(plane, call.dtype) == plane))
+    whole = columns_ld(plane, call.dtype) == plane
+    return ((tiled_weight(call.o, call.c * call.kernel[0] * call.kernel[1], call.dtype)
+             or (whole and plane <= TILED_PLANE_MAX))
+            and (call.cols is not None or whole))
 
 
 def tiled_weight(o: int, depth: int, dtype: str) -> bool:
