@@ -18,6 +18,7 @@ import threading
 import numpy as np
 
 from .._log import log
+from . import windows
 
 # geometries kept at once; past it, the oldest is dropped (rebuilt from the disk cache)
 MAX_PROGRAMS = 256
@@ -27,11 +28,17 @@ _lock = threading.Lock()
 _UNSET = object()
 
 
-def _enabled() -> bool:
-    from .compiled import native_enabled
-    from .graph_entry import entry_enabled
+_switches = None  # (native_enabled, entry_enabled), imported on the first call
 
-    return native_enabled() and entry_enabled()
+
+def _enabled() -> bool:
+    global _switches
+    if _switches is None:  # deferred: graph_entry imports the code generators
+        from .compiled import native_enabled
+        from .graph_entry import entry_enabled
+
+        _switches = (native_enabled, entry_enabled)
+    return _switches[0]() and _switches[1]()
 
 
 def _build(key):
@@ -111,7 +118,7 @@ def conv2d_weight_gradient(x: np.ndarray, g: np.ndarray, weight_shape: tuple, st
     taps = tuple((size + 2 * p - s * (out - 1) - 1) // d + 1
                  for size, p, s, out, d in zip((h, w), padding, stride, (oh, ow), dilation))
     plane = taps[0] * taps[1]
-    dtype = x.dtype.name
+    dtype = windows.dtype_name(x)
     if dtype not in ("float32", "float64"):
         return None
     if columns_ld(plane, dtype) != plane or not tiled_weight(o, n * oh * ow, dtype):
@@ -134,7 +141,6 @@ def _weight_gradient_by_columns(x, g, weight_shape, stride, padding, dilation):
     channels do not fit (the caller's GEMM then)."""
     from ..codegen.llvm.entry import TILED_PLANE_MAX
     from ..codegen.llvm.tiles import columns_ld
-    from . import windows
 
     n, c, h, w = x.shape
     o, _, kh, kw = weight_shape
