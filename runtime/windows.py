@@ -122,13 +122,17 @@ def im2col(x: np.ndarray, kernel_hw, stride, padding, dilation, out_hw,
            per_image: bool) -> np.ndarray:
     """The columns of a channels-first x (N, C, H, W): (N, C*KH*KW, OH*OW) per_image, else
     (C*KH*KW, N*OH*OW) (codegen/llvm/columns.py); zeros where a tap falls in the padding."""
-    from ..codegen.llvm.columns import im2col_ir
+    from ..codegen.llvm.columns import im2col_ir, im2col_rows_fit, im2col_rows_ir
 
     n, c = x.shape[:2]
     depth = c * kernel_hw[0] * kernel_hw[1]
     plane = out_hw[0] * out_hw[1]
     cols = np.empty((n, depth, plane) if per_image else (depth, n * plane), dtype=x.dtype)
-    _columns_task("im2col", im2col_ir, x.shape, cols, kernel_hw, stride, padding, dilation,
+    geometry = (*x.shape[1:], *kernel_hw, *out_hw, *stride, *padding, *dilation)
+    # small planes: each column row shuffled out of one x row and stored whole (columns.py)
+    kind, make_ir = (("im2col_rows", im2col_rows_ir) if im2col_rows_fit(geometry)
+                     else ("im2col", im2col_ir))
+    _columns_task(kind, make_ir, x.shape, cols, kernel_hw, stride, padding, dilation,
                   out_hw, per_image, x, cols.size)
     return cols
 

@@ -358,9 +358,8 @@ def test_where_kernel_takes_the_native_pass_only_where_it_applies(monkeypatch):
     ((2, 4, 4, 4), (4, 4), (1, 1), (0, 0), (1, 1)),
     ((2, 2, 5, 3), (5, 5), (1, 1), (3, 3), (1, 1)),  # padding wider than the rows
 ])
-def test_col2im_by_rows_matches_the_tap_by_tap_kernel_bit_for_bit(x_shape, kernel, stride,
-                                                                   padding, dilation, dtype,
-                                                                   per_image):
+def test_col2im_and_im2col_by_rows_match_the_tap_by_tap_kernels_bit_for_bit(
+        x_shape, kernel, stride, padding, dilation, dtype, per_image):
     from ember.codegen.llvm import columns
 
     rng = np.random.default_rng(17)
@@ -382,6 +381,19 @@ def test_col2im_by_rows_matches_the_tap_by_tap_kernel_bit_for_bit(x_shape, kerne
     rows, taps = results
     assert not np.isnan(rows).any()
     np.testing.assert_array_equal(rows.view(np.uint8), taps.view(np.uint8))
+    # and im2col's row by row copies are the tap by tap kernel's, zeros of the padding too
+    x = rng.standard_normal(x_shape).astype(dtype)
+    x.reshape(-1)[rng.integers(0, x.size, 5)] = -0.0
+    x.reshape(-1)[rng.integers(0, x.size, 3)] = np.nan
+    assert columns.im2col_rows_fit(geometry)
+    copies = []
+    for kind, make_ir in (("im2col_rows", columns.im2col_rows_ir),
+                          ("im2col", columns.im2col_ir)):
+        out = np.full(cols.shape, 7.0, dtype)
+        windows._columns_task(kind, make_ir, x_shape, out, kernel, stride, padding, dilation,
+                              out_hw, per_image, x, out.size)
+        copies.append(out)
+    np.testing.assert_array_equal(copies[0].view(np.uint8), copies[1].view(np.uint8))
 
 
 def test_col2im_of_large_planes_keeps_the_tap_by_tap_kernel(monkeypatch):
