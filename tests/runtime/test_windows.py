@@ -416,3 +416,29 @@ def test_col2im_of_large_planes_keeps_the_tap_by_tap_kernel(monkeypatch):
                                    rtol=1e-6, atol=1e-6)
         monkeypatch.setattr(windows, "_broken", False)
     assert kinds == ["col2im_rows", "col2im"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_kernels_and_select_give_the_same_bits_on_one_thread_and_two(dtype, monkeypatch):
+    """Each pool row (a plane, a stretch of elements) is one thread's work in one order."""
+    from ember.runtime import native, threads
+
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((16, 16, 16, 16)).astype(dtype)
+    geometry = ((4, 4), (2, 2), (1, 1), (1, 1))
+    cond = x > 0.3
+    g = rng.standard_normal(x.shape).astype(dtype)
+
+    def run():
+        cols, hw = conv._columns(np, x, *geometry, True)
+        back = windows.col2im(cols * 0.5, x.shape, *geometry, hw, True)
+        return cols, back, windows.select(cond, g, np.asarray(dtype(0.0)))
+
+    monkeypatch.setattr(threads._budget, "now", lambda: 1)
+    alone = run()
+    monkeypatch.setattr(threads._budget, "now", lambda: 2)
+    shared = run()
+    if native._pool.started_threads() > 1:
+        assert native._pool.threads() == 2  # the pool had a second thread to share with
+    for a, b in zip(alone, shared):
+        np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))
