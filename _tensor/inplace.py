@@ -107,13 +107,27 @@ def _write(self: Tensor, result: Tensor) -> None:
     self._version[0] += 1
 
 
-def apply_inplace(self: Tensor, compute) -> Tensor:
-    """Run compute(source) out of place and write its result into self."""
+def overwrite(self: Tensor, value: Tensor) -> Tensor:
+    """self's values replaced by value's (its shape and dtype, on its device), recorded by
+    no autograd graph: copy_ under no_grad, without the dispatches of its cast and expand
+    (batch norm's running statistics, twice a call)."""
+    if value._device != self._device or value._dtype is not self._dtype:
+        raise runtime_error(f"overwrite: expected a {self._dtype.name} tensor on "
+                            f"{self._device}, got {value._dtype.name} on {value._device}")
+    _write(self, value)
+    return self
+
+
+def apply_inplace(self: Tensor, compute, saves_source: bool = True) -> Tensor:
+    """Run compute(source) out of place and write its result into self. saves_source=False
+    says that compute's backward never reads its input (relu keeps its output, leaky_relu its
+    1-or-slope scale): self is then its source, without a copy."""
     recording = grad_mode.state.enabled
     if recording:
         _check_leaf(self)
         # backward may need self's old value, which the write destroys: compute on a copy
-        source = dispatch("clone", (self,)) if self._requires_grad else self
+        copy = saves_source and self._requires_grad
+        source = dispatch("clone", (self,)) if copy else self
     else:
         source = self
     result = compute(source)

@@ -19,15 +19,17 @@ from ..ir.dtypes import FLOAT, bool_, get_default_dtype
 from ..ir.dtypes import dtype as DType
 
 
-def _maybe_inplace(input: Tensor, fn, inplace: bool) -> Tensor:
-    return apply_inplace(input, fn) if inplace else fn(input)
+def _maybe_inplace(input: Tensor, fn, inplace: bool, saves_input: bool = True) -> Tensor:
+    """fn(input), written into input when inplace. saves_input=False: fn's backward never
+    reads input (apply_inplace then skips its copy)."""
+    return apply_inplace(input, fn, saves_input) if inplace else fn(input)
 
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     """max(x, 0) elementwise; the gradient at 0 is 0."""
     if isinstance(input, Tensor) and input.dtype is bool_:
         raise runtime_error("Boolean inputs not supported for relu")
-    return _maybe_inplace(input, E.relu, inplace)
+    return _maybe_inplace(input, E.relu, inplace, saves_input=False)  # relu keeps its output
 
 
 def hardtanh(
@@ -63,7 +65,8 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
             return E.mul(x, E.where(positive, one, negative_slope))
         return E.mul(x, E.where(positive, 1.0, negative_slope))
 
-    return _maybe_inplace(input, fn, inplace)
+    # the product's backward reads the scale alone (x is the factor that needs a gradient)
+    return _maybe_inplace(input, fn, inplace, saves_input=False)
 
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:

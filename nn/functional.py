@@ -17,6 +17,7 @@ from functools import lru_cache
 from .._tensor import Tensor, autocast, composites, dispatch, hooks
 from .._tensor import ops as E
 from .._tensor.factories import full, ones, tensor, zeros
+from .._tensor.inplace import overwrite
 from .._tensor.ops.distance import cosine_similarity, pairwise_distance  # noqa: F401
 from ..autograd.grad_mode import is_grad_enabled, no_grad
 from ..errors import EmberNotImplementedError, runtime_error, type_error, value_error
@@ -551,9 +552,8 @@ def batch_norm(
         out, _mean, _invstd, new_mean, new_var = dispatch(
             "batch_norm_train", (input, weight, bias, running_mean, running_var),
             {"eps": eps, "momentum": momentum})
-        with no_grad():
-            running_mean.copy_(new_mean)
-            running_var.copy_(new_var)
+        overwrite(running_mean, new_mean)  # copy_ under no_grad, without its dispatches
+        overwrite(running_var, new_var)
         return out
     if _BATCH_NORM.wants(input):  # one compiled program and autograd node (_composites.py)
         out, mean, squares = _BATCH_NORM(input, weight, bias, eps, count)

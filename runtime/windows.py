@@ -24,6 +24,7 @@ _ARGV = [ctypes.c_int64 * n for n in range(24)]  # argv array types by length
 _lock = threading.Lock()
 _broken = None  # True: no llvmlite here, numpy paths only (None: not looked yet)
 _FLOAT_CHARS = (np.dtype(np.float32).char, np.dtype(np.float64).char)
+_FLOAT_NAMES = {np.dtype(np.float32).char: "float32", np.dtype(np.float64).char: "float64"}
 
 
 def llvmlite_present() -> bool:
@@ -45,6 +46,12 @@ def available(*arrays) -> bool:
     return llvmlite_present() and all(
         a.__class__ is np.ndarray and a.dtype.char in _FLOAT_CHARS
         and a.flags.c_contiguous for a in arrays)
+
+
+def dtype_name(a: np.ndarray) -> str:
+    """a.dtype.name, looked up by its char for the float dtypes (numpy computes the name in
+    Python, ~1 us a call)."""
+    return _FLOAT_NAMES.get(a.dtype.char) or a.dtype.name
 
 
 def load_task(name: str, make_ir):
@@ -87,7 +94,7 @@ def max_pool_tiled(x: np.ndarray, kh: int, kw: int, g: np.ndarray | None = None)
     oh, ow = h // kh, w // kw
     rows = int(np.prod(lead, dtype=np.int64)) * oh
     mode = "fwd" if g is None else "bwd"
-    dtype = x.dtype.name
+    dtype = dtype_name(x)
     out = np.empty((*lead, oh, ow), x.dtype) if g is None else np.zeros(x.shape, x.dtype)
     name = max_pool_name(mode, dtype, kh, kw)
     run_task(name, lambda: max_pool_ir(mode, dtype, kh, kw),
@@ -105,7 +112,7 @@ def _columns_task(kind, make_ir, x_shape, cols, kernel_hw, stride, padding, dila
     plane = oh * ow
     sn, sk = (c * kh * kw * plane, plane) if per_image else (plane, n * plane)
     geometry = (c, h, w, kh, kw, oh, ow, *stride, *padding, *dilation)
-    dtype = x.dtype.name
+    dtype = dtype_name(x)
     run_task(kernel_name(kind, dtype, geometry, per_image),
              lambda: make_ir(dtype, geometry, per_image),
              [data_pointer(x), data_pointer(cols), sn, sk, n], n * c, work)
@@ -115,13 +122,17 @@ def im2col(x: np.ndarray, kernel_hw, stride, padding, dilation, out_hw,
            per_image: bool) -> np.ndarray:
     """The columns of a channels-first x (N, C, H, W): (N, C*KH*KW, OH*OW) per_image, else
     (C*KH*KW, N*OH*OW) (codegen/llvm/columns.py); zeros where a tap falls in the padding."""
-    from ..codegen.llvm.columns import im2col_ir
+    from ..codegen.llvm.columns import im2col_ir, im2col_rows_fit, im2col_rows_ir
 
     n, c = x.shape[:2]
     depth = c * kernel_hw[0] * kernel_hw[1]
     plane = out_hw[0] * out_hw[1]
     cols = np.empty((n, depth, plane) if per_image else (depth, n * plane), dtype=x.dtype)
-    _columns_task("im2col", im2col_ir, x.shape, cols, kernel_hw, stride, padding, dilation,
+    geometry = (*x.shape[1:], *kernel_hw, *out_hw, *stride, *padding, *dilation)
+    # small planes: each column row shuffled out of one x row and stored whole (columns.py)
+    kind, make_ir = (("im2col_rows", im2col_rows_ir) if im2col_rows_fit(geometry)
+                     else ("im2col", im2col_ir))
+    _columns_task(kind, make_ir, x.shape, cols, kernel_hw, stride, padding, dilation,
                   out_hw, per_image, x, cols.size)
     return cols
 
@@ -129,10 +140,14 @@ def im2col(x: np.ndarray, kernel_hw, stride, padding, dilation, out_hw,
 def col2im(cols: np.ndarray, x_shape: tuple, kernel_hw, stride, padding, dilation, out_hw,
            per_image: bool) -> np.ndarray:
     """x (N, C, H, W): the sum of the columns (im2col's layout) where im2col read them."""
-    from ..codegen.llvm.columns import col2im_ir
+    from ..codegen.llvm.columns import col2im_ir, col2im_rows_ir, rows_fit
 
     x = np.empty(x_shape, dtype=cols.dtype)
-    _columns_task("col2im", col2im_ir, x_shape, cols, kernel_hw, stride, padding, dilation,
+    geometry = (*x_shape[1:], *kernel_hw, *out_hw, *stride, *padding, *dilation)
+    # small planes: each x row summed in registers and stored once (columns.py)
+    kind, make_ir = (("col2im_rows", col2im_rows_ir) if rows_fit(geometry)
+                     else ("col2im", col2im_ir))
+    _columns_task(kind, make_ir, x_shape, cols, kernel_hw, stride, padding, dilation,
                   out_hw, per_image, x, cols.size)
     return x
 
@@ -143,9 +158,24 @@ def unary_math(op: str, x: np.ndarray) -> np.ndarray:
     from ..codegen.llvm.unary import unary_ir, unary_name
 
     out = np.empty_like(x)
-    dtype = x.dtype.name
+    dtype = dtype_name(x)
     run_task(unary_name(op, dtype), lambda: unary_ir(op, dtype),
              [data_pointer(x), data_pointer(out)], x.size, x.size)
+    return out
+
+
+def select(cond: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """where(cond, a, b) in one pass (codegen/llvm/select.py), for a contiguous bool cond and
+    sides of one float dtype that are each a contiguous array of cond's shape or a 0-d array
+    (ask available(...) of the arrays first)."""
+    from ..codegen.llvm.select import select_ir, select_name
+
+    dtype = dtype_name(a)
+    a_one, b_one = a.ndim == 0, b.ndim == 0
+    out = np.empty(cond.shape, a.dtype)
+    run_task(select_name(dtype, a_one, b_one), lambda: select_ir(dtype, a_one, b_one),
+             [data_pointer(cond), data_pointer(a), data_pointer(b), data_pointer(out)],
+             cond.size, cond.size)
     return out
 
 
@@ -158,7 +188,7 @@ def index_add_rows(out: np.ndarray, index: np.ndarray, src: np.ndarray) -> None:
     n = index.size
     width = src.size // n if n else 0
     index = np.ascontiguousarray(index, dtype=np.int64)
-    dtype = out.dtype.name
+    dtype = dtype_name(out)
     run_task(index_add_rows_name(dtype), lambda: index_add_rows_ir(dtype),
              [data_pointer(out), data_pointer(src), data_pointer(index), n, width], width,
              src.size)
@@ -174,7 +204,7 @@ def batch_norm_train(x: np.ndarray, weight, bias, eps: float):
     plane = x.size // (n * c)
     out = np.empty_like(x)
     mean, invstd, squares = (np.empty(c, x.dtype) for _ in range(3))
-    dtype = x.dtype.name
+    dtype = dtype_name(x)
     eps_bits = int(np.array(eps, np.float64).view(np.int64))
     run_task(batch_norm_name("forward", dtype), lambda: batch_norm_ir("forward", dtype),
              [data_pointer(x), data_pointer(out), data_pointer(weight), data_pointer(bias),
@@ -192,7 +222,7 @@ def batch_norm_train_backward(g: np.ndarray, x: np.ndarray, weight, mean, invstd
     plane = x.size // (n * c)
     gx = np.empty_like(x)
     g_weight, g_bias = np.empty(c, x.dtype), np.empty(c, x.dtype)
-    dtype = x.dtype.name
+    dtype = dtype_name(x)
     run_task(batch_norm_name("backward", dtype), lambda: batch_norm_ir("backward", dtype),
              [data_pointer(g), data_pointer(x), data_pointer(weight), data_pointer(mean),
               data_pointer(invstd), data_pointer(gx), data_pointer(g_weight),

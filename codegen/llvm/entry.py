@@ -65,6 +65,14 @@ STACK_COLUMNS_MAX = 1 << 19
 # a convolution whose weight takes at most this many bytes multiplies it by its columns in
 # register tiles (tiles.py) rather than through BLAS; larger ones are BLAS's strength
 TILED_WEIGHT_MAX = 1 << 20
+# ... and so does any weight whose planes are whole vectors of at most this many positions:
+# the tiles read a plane's vectors for every weight row where BLAS packs the weight, which
+# costs it most when the planes are short. Measured on the Xeon, one thread, float32, tiles
+# against BLAS: a (288, 4096) weight by a 64-position plane 0.89 against 1.36 ms (the digits
+# CNN's weight gradient as a product), (1024, 1024) by 4x4 planes 0.79 / 1.03, a 256-channel
+# 3x3 convolution of 8x8 images 4.1 / 5.4; 128 positions were even (2.1 / 2.1 ms), and 7x7
+# planes (49 positions in 64-lane rows) twice as slow tiled, so they stay with BLAS
+TILED_PLANE_MAX = 64
 # a convolution of one image with at least this many multiply-adds shares its weight rows
 # with the pool. The digits CNN's second (64 x 288 x 64, 1.2M) gained on an AMD Zen 4 at 512K;
 # on an Intel Xeon (AVX-512, KVM) its batch-1 entry took 26 us shared against 15 us on one
@@ -505,6 +513,7 @@ class _EntryEmitter:
         (sh, sw), (ph, pw), (dh, dw) = call.stride, call.padding, call.dilation
         t = STORAGE[call.dtype]
         size = np.dtype(call.dtype).itemsize
+        rows = sw > 1 and strided_rows_fit(call)
 
         def valid(extent, out_size, stride, pad, offset):
             # the outputs o with 0 <= o*stride - pad + offset < extent: [lo, hi)
@@ -519,6 +528,16 @@ class _EntryEmitter:
 
         def channel(ci):
             plane_in = b.mul(ci, _const(call.h * call.w))
+            if rows:
+                for i in range(kh):
+                    y_lo, y_hi = valid(call.h, oh, sh, ph, i * dh)
+                    for j in range(kw):
+                        row = b.mul(b.add(b.mul(ci, _const(kh * kw)), _const(i * kw + j)),
+                                    _const(ld))
+                        zeros(row, y_lo * ow)
+                        zeros(b.add(row, _const(y_hi * ow)), (oh - y_hi) * ow)
+                self._im2col_rows(call, x, cols, ld, ci, plane_in)
+                return
             for i in range(kh):
                 y_lo, y_hi = valid(call.h, oh, sh, ph, i * dh)
                 for j in range(kw):
@@ -556,6 +575,42 @@ class _EntryEmitter:
                     self.loop(y_lo, y_hi, out_row)
 
         self.loop(0, call.c, channel)
+
+    def _im2col_rows(self, call: ConvCall, x, cols, ld: int, ci, plane_in) -> None:
+        """_im2col's copies for channel ci of a strided convolution (strided_rows_fit): each
+        row of x loaded once as a vector, and every output row that reads it (tap (i, j),
+        output row oy with oy*sh - ph + i*dh = y) picked from it by a shuffle, its lanes in
+        the padding zeros, and stored whole. The copy one value at a time that a stride
+        above 1 otherwise takes cost ~0.5 ns a value (a DCGAN's stride-2 4x4 convolutions:
+        most of the columns' time)."""
+        b = self.b
+        (kh, kw), (oh, ow) = call.kernel, call.out_hw
+        (sh, sw), (ph, pw), (dh, dw) = call.stride, call.padding, call.dilation
+        t = STORAGE[call.dtype]
+        align = np.dtype(call.dtype).itemsize
+        row_type = ir.VectorType(t, call.w)
+        zero_row = ir.Constant(row_type, [0.0] * call.w)
+        lanes = []
+        for j in range(kw):
+            picked = [ox * sw - pw + j * dw for ox in range(ow)]
+            lanes.append(ir.Constant(ir.VectorType(I32, ow), [
+                ir.Constant(I32, v if 0 <= v < call.w else call.w) for v in picked]))
+        first_row = b.mul(ci, _const(kh * kw))
+        for y in range(call.h):
+            loaded = None
+            for i in range(kh):
+                offset = y + ph - i * dh
+                if offset < 0 or offset % sh or offset // sh >= oh:
+                    continue
+                oy = offset // sh
+                if loaded is None:
+                    loaded = b.load(self.element(x, b.add(plane_in, _const(y * call.w)),
+                                                 call.dtype), typ=row_type, align=align)
+                for j in range(kw):
+                    at = b.add(b.mul(b.add(first_row, _const(i * kw + j)), _const(ld)),
+                               _const(oy * ow))
+                    b.store(b.shuffle_vector(loaded, zero_row, lanes[j]),
+                            self.element(cols, at, call.dtype), align=align)
 
     def memset(self, dst, nbytes: int) -> None:
         fn = self.module.globals.get("llvm.memset.p0.i64") or ir.Function(
@@ -864,11 +919,14 @@ def depthwise_shared(call: StridedConvCall) -> bool:
 
 def tiles_conv(call: ConvCall) -> bool:
     """Whether a convolution multiplies in register tiles (tiles.py) rather than by BLAS:
-    float weights of at most TILED_WEIGHT_MAX bytes, and columns the tiles may read whole
-    vectors of (a pointwise convolution reads its image, unpadded, as its columns)."""
+    float weights of at most TILED_WEIGHT_MAX bytes, or planes of whole vectors of at most
+    TILED_PLANE_MAX positions, and columns the tiles may read whole vectors of (a pointwise
+    convolution reads its image, unpadded, as its columns)."""
     plane = call.out_hw[0] * call.out_hw[1]
-    return (tiled_weight(call.o, call.c * call.kernel[0] * call.kernel[1], call.dtype)
-            and (call.cols is not None or columns_ld(plane, call.dtype) == plane))
+    whole = columns_ld(plane, call.dtype) == plane
+    return ((tiled_weight(call.o, call.c * call.kernel[0] * call.kernel[1], call.dtype)
+             or (whole and plane <= TILED_PLANE_MAX))
+            and (call.cols is not None or whole))
 
 
 def tiled_weight(o: int, depth: int, dtype: str) -> bool:
@@ -904,6 +962,18 @@ def shares_rows(call: ConvCall) -> bool:
     depth = call.c * call.kernel[0] * call.kernel[1]
     return (call.n == 1 and tiles_conv(call) and call.o * depth * plane_of(call) >= SHARED_ROWS_MIN
             and conv_row_blocks(call) > 1)
+
+
+# _im2col_rows unrolls a channel's rows and taps: at most this many row copies, from rows of
+# at most STRIDED_ROWS_MAX_WIDTH values
+STRIDED_ROWS_MAX_COPIES = 1024
+STRIDED_ROWS_MAX_WIDTH = 64
+
+
+def strided_rows_fit(call: ConvCall) -> bool:
+    """Whether a convolution's im2col copies its channels row by row (_im2col_rows)."""
+    return (call.w <= STRIDED_ROWS_MAX_WIDTH and call.out_hw[1] <= STRIDED_ROWS_MAX_WIDTH
+            and call.h * call.kernel[0] * call.kernel[1] <= STRIDED_ROWS_MAX_COPIES)
 
 
 def shares_images(call: ConvCall) -> bool:

@@ -147,6 +147,8 @@ def _trunc_divide(xp, a, b):
 
 
 _SAME_WIDTH_INT = {2: np.int16, 4: np.int32, 8: np.int64}
+# from about this many elements where's native pass beats the numpy blend
+_NATIVE_SELECT_MIN = 4096
 
 
 def select(xp, cond, a, b):
@@ -163,6 +165,10 @@ def select(xp, cond, a, b):
     if (dtype.kind != "f" or b.dtype != dtype or ints is None
             or not isinstance(cond, np.ndarray) or cond.dtype != np.bool_ or cond.ndim == 0):
         return np.where(cond, a, b)
+    if (cond.size >= _NATIVE_SELECT_MIN and a.shape in (cond.shape, ()) and b.shape in
+            (cond.shape, ()) and cond.flags.c_contiguous and windows.available(a, b)):
+        # one native pass: the blend below takes two to four and a mask array
+        return windows.select(cond, a, b)
     mask = np.negative(cond, dtype=ints, casting="unsafe")  # True -> -1: every bit set
     if a.ndim == 0 and b.ndim == 0:
         # two numbers (leaky_relu's scale): ((a ^ b) & mask) ^ b, in the mask's own array,

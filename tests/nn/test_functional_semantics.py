@@ -179,6 +179,34 @@ def test_inplace_relu_on_an_intermediate_keeps_gradients_right():
     np.testing.assert_array_equal(x.grad.numpy(), [0.0, 2.0, 2.0])
 
 
+@pytest.mark.parametrize("name", ["relu", "leaky_relu"])
+def test_inplace_relu_and_leaky_relu_write_without_a_copy_and_keep_gradients(name,
+                                                                            monkeypatch):
+    # their backward reads their output or their scale, never the input the write destroys:
+    # no clone of it first
+    from ember.runtime.kernels import KERNELS
+
+    x = leaf([-1.5, -0.0, 0.0, 2.0, 3.0])
+    y = x * 2
+    calls = []
+    clone = KERNELS["clone"]
+    monkeypatch.setitem(KERNELS, "clone", lambda *a, **k: calls.append(1) or clone(*a, **k))
+    out = getattr(F, name)(y, inplace=True)
+    assert out is y and not calls
+    slope = 0.0 if name == "relu" else 0.01
+    np.testing.assert_array_equal(y.detach().numpy(), [-3.0 * slope, -0.0, 0.0, 4.0, 6.0])
+    (y * ember.tensor([1.0, 2.0, 3.0, 4.0, 5.0])).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2 * slope, 4 * slope, 6 * slope, 8.0, 10.0])
+
+
+def test_inplace_relu_after_an_op_that_saved_its_output_fails_as_in_pytorch():
+    x = leaf([-1.0, 2.0])
+    y = x.sigmoid()  # its backward reads y, which relu_ overwrites
+    F.relu(y, inplace=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+
+
 def test_leaky_relu_backward_is_one_product_with_the_saved_scale(monkeypatch):
     # PyTorch's rule, g where x > 0 else slope * g, as one kernel call: a where() of x and
     # slope * x would backpropagate through two wheres, a product and a sum
@@ -290,3 +318,35 @@ def test_shape_errors_name_the_shapes():
         F.conv1d(ember.ones(1, 1, 1, 3), ember.ones(1, 1, 2))
     with pytest.raises(RuntimeError, match="approximate"):  # PyTorch's class for it
         F.gelu(ember.ones(2), approximate="fast")
+
+
+def test_training_batch_norm_updates_running_stats_in_place_without_more_kernels(monkeypatch):
+    from ember.runtime.kernels import KERNELS
+
+    bn = ember.nn.BatchNorm2d(3)
+    mean, var = bn.running_mean, bn.running_var
+    versions = (mean._version[0], var._version[0])
+    x = ember.tensor(np.arange(48.0, dtype=np.float32).reshape(2, 3, 2, 4))
+    calls = []
+    for op, fn in list(KERNELS.items()):
+        monkeypatch.setitem(KERNELS, op, lambda *a, _op=op, _fn=fn, **k: calls.append(_op)
+                            or _fn(*a, **k))
+    bn(x)
+    assert sorted(calls) == ["add", "batch_norm_train"], calls  # add: num_batches_tracked
+    assert bn.running_mean is mean and bn.running_var is var
+    assert (mean._version[0], var._version[0]) == (versions[0] + 1, versions[1] + 1)
+    values = x.numpy().transpose(1, 0, 2, 3).reshape(3, -1)
+    np.testing.assert_allclose(mean.numpy(), 0.1 * values.mean(1), rtol=1e-6)
+    np.testing.assert_allclose(var.numpy(), 0.9 + 0.1 * values.var(1, ddof=1), rtol=1e-6)
+
+
+def test_overwrite_refuses_another_dtype_or_shape():
+    from ember._tensor.inplace import overwrite
+
+    target = ember.zeros(3)
+    with pytest.raises(ember.EmberError, match="float32"):
+        overwrite(target, ember.zeros(3, dtype=ember.float64))
+    with pytest.raises(ember.EmberError, match="shape"):
+        overwrite(target, ember.zeros(4))
+    overwrite(target, ember.ones(3))
+    np.testing.assert_array_equal(target.numpy(), [1.0, 1.0, 1.0])

@@ -35,6 +35,12 @@ FORWARD = {
     "digits-3x3": ((4, 32, 8, 8), (64, 32, 3, 3), (1, 1), (1, 1), (1, 1)),
     "ragged-rows-and-positions": ((2, 5, 9, 7), (7, 5, 3, 2), (1, 2), (2, 0), (1, 1)),
     "dilated": ((2, 3, 11, 13), (9, 3, 3, 3), (2, 1), (2, 2), (2, 2)),
+    # strided columns copied row by row (codegen/llvm/entry.py _im2col_rows), and rows too
+    # wide for it (value by value)
+    "first-layer-32x32": ((2, 3, 32, 32), (16, 3, 4, 4), (2, 2), (1, 1), (1, 1)),
+    "stride-3-dilated-columns": ((2, 4, 10, 17), (5, 4, 3, 3), (2, 3), (1, 2), (1, 2)),
+    "padding-past-the-taps": ((2, 2, 5, 6), (3, 2, 2, 3), (3, 2), (3, 4), (1, 1)),
+    "rows-too-wide-for-vectors": ((2, 3, 9, 70), (4, 3, 3, 3), (1, 2), (1, 1), (1, 1)),
 }
 # stride-1 geometries whose input gradient is the flipped convolution (8 or more channels in)
 FLIPPED = {
@@ -83,6 +89,20 @@ def test_conv2d_runs_as_an_entry_equal_to_the_definition(geometry, dtype, monkey
     np.testing.assert_allclose(out, plain, rtol=tol, atol=tol)
 
 
+def test_strided_columns_go_row_by_row_where_the_rows_fit_vectors():
+    from ember.codegen.entry import ConvCall
+    from ember.codegen.llvm.entry import strided_rows_fit
+
+    def call(x_shape, w_shape, stride, padding, dilation):
+        out_hw = conv._out_hw(x_shape[2:], w_shape[2:], stride, padding, dilation)
+        return ConvCall("float32", *x_shape, w_shape[0], tuple(w_shape[2:]), stride, padding,
+                        dilation, out_hw, None, None, None, None)
+
+    for name in ("dcgan-discriminator", "first-layer-32x32", "stride-3-dilated-columns"):
+        assert strided_rows_fit(call(*FORWARD[name])), name
+    assert not strided_rows_fit(call(*FORWARD["rows-too-wide-for-vectors"]))
+
+
 @pytest.mark.parametrize("geometry", FLIPPED.values(), ids=FLIPPED.keys())
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_stride_one_input_gradient_is_the_flipped_convolution(geometry, dtype, monkeypatch):
@@ -120,6 +140,38 @@ def test_weight_gradient_by_convolution_where_taps_fill_vectors(geometry, dtype,
     plain = _numpy_paths(monkeypatch,
                          lambda: conv._conv2d_backward_weight(np, x, g, w_shape, *args))
     np.testing.assert_allclose(dw, plain, rtol=tol, atol=tol * 10)
+    np.testing.assert_allclose(np.vdot(w.astype(np.float64), dw), np.vdot(out, g), rtol=1e-4)
+
+
+# weight-gradient geometries whose output channels fill whole vectors (16 float32 lanes,
+# 8 float64): one product in register tiles by the batch's columns
+BY_COLUMNS = {
+    "digits-3x3": ((8, 32, 8, 8), (64, 32, 3, 3), (1, 1), (1, 1), (1, 1)),
+    "digits-first-layer": ((8, 1, 8, 8), (32, 1, 3, 3), (1, 1), (1, 1), (1, 1)),
+    "strided-dilated": ((3, 6, 11, 10), (16, 6, 3, 2), (2, 1), (1, 2), (2, 1)),
+}
+
+
+@pytest.mark.parametrize("geometry", BY_COLUMNS.values(), ids=BY_COLUMNS.keys())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weight_gradient_by_columns_where_channels_fill_vectors(geometry, dtype, monkeypatch):
+    x_shape, w_shape, stride, padding, dilation = geometry
+    rng = np.random.default_rng(5)
+    x, w = _arrays(rng, x_shape, w_shape, dtype)
+    args = (stride, padding, dilation, 1)
+    out = _reference_conv(x, w, *args)
+    g = rng.standard_normal(out.shape).astype(dtype)
+    taken = []
+    original = conv_entry._weight_gradient_by_columns
+    monkeypatch.setattr(conv_entry, "_weight_gradient_by_columns",
+                        lambda *a: taken.append(1) or original(*a))
+    dw = conv._conv2d_backward_weight(np, x, g, w_shape, *args)
+    assert taken and dw.shape == w_shape and dw.dtype == dtype and dw.flags.c_contiguous
+    tol = _tolerance(dtype)
+    plain = _numpy_paths(monkeypatch,
+                         lambda: conv._conv2d_backward_weight(np, x, g, w_shape, *args))
+    np.testing.assert_allclose(dw, plain, rtol=tol, atol=tol * 10)
+    # <w, dw> is <conv(x, w), g> for every w: the gradient's definition
     np.testing.assert_allclose(np.vdot(w.astype(np.float64), dw), np.vdot(out, g), rtol=1e-4)
 
 
@@ -185,9 +237,13 @@ def _all_three(dtype, seed=7):
     x1, w1 = _arrays(rng, (6, 8, 9, 9), (12, 8, 3, 3), dtype)
     g1 = rng.standard_normal((6, 12, 9, 9)).astype(dtype)
     one = ((1, 1), (1, 1), (1, 1), 1)
+    # the weight gradient as one product by columns, its weight rows shared with the pool
+    x2 = rng.standard_normal((16, 32, 8, 8)).astype(dtype)
+    g2 = rng.standard_normal((16, 16, 8, 8)).astype(dtype)
     return (conv._conv2d(np, x, w, *args),
             conv._conv2d_backward_weight(np, x, g, w.shape, *args),
-            conv._conv2d_backward_input(np, g1, w1, x1.shape, *one))
+            conv._conv2d_backward_input(np, g1, w1, x1.shape, *one),
+            conv._conv2d_backward_weight(np, x2, g2, (16, 32, 3, 3), *one))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -214,6 +270,8 @@ CASES = {
                            (2, 8, 6, 7), (3, 8, 2, 4)),
     "conv_transpose2d-stride-1": (lambda x, w: F.conv_transpose2d(x, w, padding=1),
                                   (2, 8, 5, 5), (8, 3, 4, 4)),
+    "conv2d-3x3-8-channels-out": (lambda x, w: F.conv2d(x, w, padding=1), (2, 3, 5, 5),
+                                  (8, 3, 3, 3)),
 }
 
 
@@ -236,7 +294,7 @@ def test_gradcheck_through_the_entries(case, monkeypatch):
     w = ember.tensor(rng.standard_normal(w_shape) * 0.5, requires_grad=True)
     assert gradcheck(fn, (x, w), eps=1e-6, atol=1e-6, rtol=1e-5)
     assert "conv2d" in taken
-    if w_shape[-2] * w_shape[-1] in (8, 16):  # whole float64 vectors of taps
+    if w_shape[-2] * w_shape[-1] in (8, 16) or w_shape[0] == 8:  # whole float64 vectors
         assert "conv2d_weight_gradient" in taken
 
 

@@ -295,3 +295,150 @@ def test_eager_index_add_along_dim_0_is_the_native_row_add():
         want[index[i]] += src[i]
     got = ember.tensor(x).index_add(0, ember.tensor(index), ember.tensor(src))
     assert np.array_equal(got.numpy(), want)
+
+
+def _bits_of(a):
+    return a.view(np.int32 if a.dtype == np.float32 else np.int64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sides", ["aa", "as", "sa", "ss"])
+@pytest.mark.parametrize("shape", [(64, 64, 8, 8), (5, 1031), (4096,)])
+def test_native_select_copies_the_chosen_bits(dtype, sides, shape):
+    rng = np.random.default_rng(len(shape))
+    cond = rng.random(shape) < 0.5
+
+    def side(kind):
+        if kind == "s":
+            return np.asarray(dtype(rng.standard_normal()))
+        x = rng.standard_normal(shape).astype(dtype)
+        flat = x.reshape(-1)
+        flat[rng.integers(0, flat.size, 7)] = np.nan
+        flat[rng.integers(0, flat.size, 7)] = -0.0
+        flat[rng.integers(0, flat.size, 3)] = -np.inf
+        return x
+
+    a, b = side(sides[0]), side(sides[1])
+    if sides == "ss":
+        b = np.asarray(dtype(-0.0))
+    out = windows.select(cond, a, b)
+    assert out.dtype == dtype and out.shape == shape
+    want = np.where(cond, a, b)
+    np.testing.assert_array_equal(_bits_of(out), _bits_of(want))
+
+
+def test_where_kernel_takes_the_native_pass_only_where_it_applies(monkeypatch):
+    from ember.runtime.kernels import elementwise
+
+    calls = []
+    native = windows.select
+    monkeypatch.setattr(windows, "select", lambda *a: calls.append(a) or native(*a))
+    rng = np.random.default_rng(3)
+    cond = rng.random((64, 128)) < 0.3
+    g = rng.standard_normal((64, 128)).astype(np.float32)
+    zero = np.float32(0.0)
+    out = elementwise.select(np, cond, g, zero)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(out, np.where(cond, g, zero))
+    # broadcast sides, a small array, a strided condition, mixed dtypes: the numpy blend
+    elementwise.select(np, cond, g[:1], zero)
+    elementwise.select(np, cond[:4, :4], g[:4, :4], zero)
+    elementwise.select(np, cond.T, g.T.copy(), zero)
+    np.testing.assert_array_equal(elementwise.select(np, cond, g, np.float64(1.5)),
+                                  np.where(cond, g, np.float32(1.5)))
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape,kernel,stride,padding,dilation", [
+    ((2, 3, 8, 7), *geometry) for geometry in _GEOMETRIES] + [
+    ((3, 16, 16, 16), (4, 4), (2, 2), (1, 1), (1, 1)),  # a DCGAN's transposed convolutions
+    ((2, 3, 32, 32), (4, 4), (2, 2), (1, 1), (1, 1)),
+    ((2, 4, 4, 4), (4, 4), (1, 1), (0, 0), (1, 1)),
+    ((2, 2, 5, 3), (5, 5), (1, 1), (3, 3), (1, 1)),  # padding wider than the rows
+])
+def test_col2im_and_im2col_by_rows_match_the_tap_by_tap_kernels_bit_for_bit(
+        x_shape, kernel, stride, padding, dilation, dtype, per_image):
+    from ember.codegen.llvm import columns
+
+    rng = np.random.default_rng(17)
+    out_hw = conv._out_hw(x_shape[2:], kernel, stride, padding, dilation)
+    n, c = x_shape[:2]
+    depth, plane = c * kernel[0] * kernel[1], out_hw[0] * out_hw[1]
+    cols = rng.standard_normal((n, depth, plane) if per_image else (depth, n * plane))
+    cols = cols.astype(dtype)
+    cols.reshape(-1)[rng.integers(0, cols.size, 9)] = -0.0
+    geometry = (*x_shape[1:], *kernel, *out_hw, *stride, *padding, *dilation)
+    assert columns.rows_fit(geometry)
+    results = []
+    for kind, make_ir in (("col2im_rows", columns.col2im_rows_ir),
+                          ("col2im", columns.col2im_ir)):
+        x = np.full(x_shape, np.nan, dtype)  # every value written
+        windows._columns_task(kind, make_ir, x_shape, cols, kernel, stride, padding, dilation,
+                              out_hw, per_image, x, cols.size)
+        results.append(x)
+    rows, taps = results
+    assert not np.isnan(rows).any()
+    np.testing.assert_array_equal(rows.view(np.uint8), taps.view(np.uint8))
+    # and im2col's row by row copies are the tap by tap kernel's, zeros of the padding too
+    x = rng.standard_normal(x_shape).astype(dtype)
+    x.reshape(-1)[rng.integers(0, x.size, 5)] = -0.0
+    x.reshape(-1)[rng.integers(0, x.size, 3)] = np.nan
+    assert columns.im2col_rows_fit(geometry)
+    copies = []
+    for kind, make_ir in (("im2col_rows", columns.im2col_rows_ir),
+                          ("im2col", columns.im2col_ir)):
+        out = np.full(cols.shape, 7.0, dtype)
+        windows._columns_task(kind, make_ir, x_shape, out, kernel, stride, padding, dilation,
+                              out_hw, per_image, x, out.size)
+        copies.append(out)
+    np.testing.assert_array_equal(copies[0].view(np.uint8), copies[1].view(np.uint8))
+
+
+def test_col2im_of_large_planes_keeps_the_tap_by_tap_kernel(monkeypatch):
+    from ember.codegen.llvm import columns
+
+    assert not columns.rows_fit((3, 96, 96, 3, 3, 96, 96, 1, 1, 1, 1, 1, 1))
+    assert not columns.rows_fit((3, 48, 48, 5, 5, 48, 48, 1, 1, 2, 2, 1, 1))  # 1200 sums
+    kinds = []
+    task = windows._columns_task
+    monkeypatch.setattr(windows, "_columns_task", lambda kind, *a: kinds.append(kind)
+                        or task(kind, *a))
+    rng = np.random.default_rng(2)
+    for hw in (8, 72):
+        cols = rng.standard_normal((1, 9, hw * hw)).astype(np.float32)
+        back = windows.col2im(cols, (1, 1, hw, hw), (3, 3), (1, 1), (1, 1), (1, 1), (hw, hw),
+                              True)
+        monkeypatch.setattr(windows, "_broken", True)
+        np.testing.assert_allclose(back, conv._col2im(np, cols, (1, 1, hw, hw), (3, 3),
+                                                      (1, 1), (1, 1), (1, 1), (hw, hw), True),
+                                   rtol=1e-6, atol=1e-6)
+        monkeypatch.setattr(windows, "_broken", False)
+    assert kinds == ["col2im_rows", "col2im"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_kernels_and_select_give_the_same_bits_on_one_thread_and_two(dtype, monkeypatch):
+    """Each pool row (a plane, a stretch of elements) is one thread's work in one order."""
+    from ember.runtime import native, threads
+
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((16, 16, 16, 16)).astype(dtype)
+    geometry = ((4, 4), (2, 2), (1, 1), (1, 1))
+    cond = x > 0.3
+    g = rng.standard_normal(x.shape).astype(dtype)
+
+    def run():
+        cols, hw = conv._columns(np, x, *geometry, True)
+        back = windows.col2im(cols * 0.5, x.shape, *geometry, hw, True)
+        return cols, back, windows.select(cond, g, np.asarray(dtype(0.0)))
+
+    monkeypatch.setattr(threads._budget, "now", lambda: 1)
+    alone = run()
+    monkeypatch.setattr(threads._budget, "now", lambda: 2)
+    shared = run()
+    if native._pool.started_threads() > 1:
+        assert native._pool.threads() == 2  # the pool had a second thread to share with
+    for a, b in zip(alone, shared):
+        np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))
