@@ -196,7 +196,7 @@ def test_one_image_shares_its_blocks_of_weight_rows_with_the_pool(tmp_path, monk
                                                                   hw):
     from ember.runtime import threads
 
-    monkeypatch.setattr(threads, "threads", lambda: 2)  # a budget of 2, however busy
+    monkeypatch.setattr(threads._budget, "now", lambda: 2)  # a budget of 2, however busy
     # the sharing this checks, at the size it was first measured to gain (entry.py)
     monkeypatch.setattr(entry, "SHARED_ROWS_MIN", 1 << 19)
     ember.manual_seed(5)

@@ -199,10 +199,10 @@ def test_one_and_two_threads_give_the_same_numbers(monkeypatch):
                                               np.zeros_like(lse), **attrs)
         return [out, lse, *grads]
 
-    monkeypatch.setattr(threads, "threads", lambda: 1)
+    monkeypatch.setattr(threads._budget, "now", lambda: 1)
     alone = run()
     assert shared == []
-    monkeypatch.setattr(threads, "threads", lambda: 2)
+    monkeypatch.setattr(threads._budget, "now", lambda: 2)
     monkeypatch.setattr(native_attention, "PARALLEL_MIN_SCORES", 1)
     pooled = run()
     assert shared == [15 * 5, 15]  # the forward's units, the backward's items

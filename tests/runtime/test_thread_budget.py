@@ -115,7 +115,7 @@ def test_the_budget_never_exceeds_ember_num_threads(machine, monkeypatch):
 def test_blas_and_the_pool_follow_the_budget_while_cores_are_busy(monkeypatch):
     if threads.blas_threads() is None:
         pytest.skip("numpy's BLAS is not OpenBLAS")
-    monkeypatch.setattr(threads, "threads", lambda: 1)
+    monkeypatch.setattr(threads._budget, "now", lambda: 1)
     a = ember.ones(64, 64)
     (a @ a).sum()
     assert threads.blas_threads() == 1

@@ -77,7 +77,7 @@ def test_winograd_convolutions_with_epilogues_equal_eager(tmp_path, monkeypatch,
                                                          dtype):
     from ember.runtime import threads
 
-    monkeypatch.setattr(threads, "threads", lambda: 2)  # the pool's workers take chunks too
+    monkeypatch.setattr(threads._budget, "now", lambda: 2)  # the pool's workers take chunks too
     c, o, (h, w), padding = geometry
     ember.manual_seed(c + o)
     model = _ConvNormRelu(c, o, padding)
@@ -118,7 +118,7 @@ def test_without_an_epilogue_and_as_an_output_equals_eager(tmp_path):
 def test_one_image_shares_its_output_channels_with_the_pool(tmp_path, monkeypatch):
     from ember.runtime import threads
 
-    monkeypatch.setattr(threads, "threads", lambda: 2)
+    monkeypatch.setattr(threads._budget, "now", lambda: 2)
     # the sharing this checks, at the size it was first measured to gain (entry.py)
     monkeypatch.setattr(entry, "SHARED_ROWS_MIN", 1 << 19)
     ember.manual_seed(4)
