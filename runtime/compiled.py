@@ -325,6 +325,7 @@ class CompiledProgram:
             if kind == "native":
                 for j, out in enumerate(step.outputs):
                     producer[out.slot] = (position, step, j)
+        donated = set()
         for out_pos, in_pos in self.donate.items():
             value, source = graph.outputs[out_pos], graph.inputs[in_pos]
             found = producer.get(slots[value])
@@ -337,22 +338,37 @@ class CompiledProgram:
                 continue
             store = next(s for s in spec.stores if s.access.arg == spec.n_inputs + j)
             args = [k for k, i in enumerate(step.inputs) if i == in_pos]
-            if not self._reads_only_under(spec, args, store):
+            if in_pos in donated or not self._read_where_written(spec, args, store):
                 continue
+            donated.add(in_pos)
             step.outputs[j].buffer = ("input", in_pos)
             aliased = set(spec.aliased) | set(args) | {spec.n_inputs + j}
             step.spec = dataclasses.replace(spec, aliased=tuple(sorted(aliased)))
 
+    @classmethod
+    def _read_where_written(cls, spec, args, store) -> bool:
+        """Whether the kernel loads arguments `args` only at the store's own element, for
+        values stored in the same loop as the store: the emitter computes all of a loop's
+        values before its first store (codegen/llvm/emit.py), so an optimizer's update of m,
+        v and the parameter from m and v may write m over m. A row-level store is written
+        before the inner loop, which must then not read what it overwrote."""
+        levels = spec.inner_level()
+        inner = spec.inner_store(store, levels)
+        others = [s for s in spec.stores
+                  if s is not store and spec.inner_store(s, levels) != inner]
+        return cls._reads_only_under(spec, args, store, others)
+
     @staticmethod
-    def _reads_only_under(spec, args, store) -> bool:
+    def _reads_only_under(spec, args, store, others=None) -> bool:
         """Whether the kernel loads arguments `args` only at the store's own element and only
-        for that store's value (no other store's value depends on them)."""
+        for that store's value (no other store's value, of `others` where given, depends on
+        them)."""
         loads = {k for k, e in enumerate(spec.exprs) if e.op == "load" and e.attr.arg in args}
         for k in loads:
             a = spec.exprs[k].attr
             if a.strides != store.access.strides or a.offset != store.access.offset:
                 return False
-        for other in spec.stores:
+        for other in spec.stores if others is None else others:
             if other is store:
                 continue
             stack, seen = [other.expr], set()
