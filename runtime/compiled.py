@@ -41,12 +41,16 @@ from ..codegen.rewrites import (
     split_linear_bias,
 )
 from ..ir.graph import Graph, Node, Value
+from .cats import write_cats_in_place
 from .native import NativeKernel, NativeRun, data_pointer, load_pool
 from .program import Program, Slots, constant_arrays, eager_step, run_eager_step
 
 # outputs of at least this size are recycled once the caller has dropped them (below it,
 # malloc's own free lists already avoid fresh pages)
 RECYCLE_MIN_BYTES = 1 << 20
+# a cat of fused kernels' outputs is written by those kernels (runtime/cats.py); False keeps
+# the eager cat, as before (for comparisons)
+CATS_IN_PLACE = True
 
 
 class Step(NamedTuple):
@@ -196,7 +200,12 @@ class CompiledProgram:
 
     def _plan_memory(self, build: _Build) -> None:
         """Give the kernels' outputs their buffers (_plan, _donate); the specs as planned (an
-        output written over an input marks the spec's aliased arguments)."""
+        output written over an input marks the spec's aliased arguments). On the CPU, a cat
+        of kernels' outputs is first written by those kernels in place (runtime/cats.py)."""
+        self.cat_slots = set()
+        if self.backend == "llvm" and CATS_IN_PLACE:
+            graph_outputs = {build.slots[v] for v in self.graph.outputs}
+            self.steps, self.cat_slots = write_cats_in_place(self.steps, graph_outputs)
         self.n_buffers = self._plan(build.slots)
         self.specs = [step.run.spec for step in self.steps if step.kind == "native"]
 
@@ -279,6 +288,9 @@ class CompiledProgram:
                     r = root(out.slot)
                     last_use[r] = max(last_use.get(r, position), position)
         self._donate(slots, last_use, escaping_roots)
+        # a cat's array that its parts' kernels write (write_cats_in_place): one buffer,
+        # never one of a kernel's dead inputs, which the kernel reads at other elements
+        cat_slots = self.cat_slots
         free: dict[tuple, list[int]] = {}
         n_buffers = 0
         releases: dict[int, list] = {}
@@ -291,8 +303,12 @@ class CompiledProgram:
                 for j, out in enumerate(step.outputs):
                     if out.slot in escaping_roots or out.buffer is not None:
                         continue
+                    if out.slot in buffer_of:  # a later part of a cat written in place
+                        out.buffer = buffer_of[out.slot]
+                        continue
                     key = (out.shape, np.dtype(out.dtype).str)
-                    arg = self._in_place(step, j, key, reusable, releases.get(position, []))
+                    arg = (None if out.slot in cat_slots else
+                           self._in_place(step, j, key, reusable, releases.get(position, [])))
                     if arg is not None:
                         # written over a dead input that it reads only where it writes
                         buffer = buffer_of[step.inputs[arg]]
