@@ -349,8 +349,8 @@ class CompiledProgram:
                 continue
             position, step, j = found
             spec = step.spec
-            if (last_use.get(in_pos, -1) > position or step.outputs[j].buffer is not None
-                    or any(e.op == "reduce" for e in spec.exprs)):
+            # (a reduction reads its row before the row's stores: it may read the input)
+            if last_use.get(in_pos, -1) > position or step.outputs[j].buffer is not None:
                 continue
             store = next(s for s in spec.stores if s.access.arg == spec.n_inputs + j)
             args = [k for k, i in enumerate(step.inputs) if i == in_pos]

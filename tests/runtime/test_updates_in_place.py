@@ -40,6 +40,13 @@ def _parameter_and_moment(m, p, g):
     return p_new, m_new
 
 
+def _normalized_update(m, p, g):
+    # a row reduction in the same kernel as the updates, reading the state too
+    scale = (g * g + m * m).sum(-1, keepdim=True) + 1.0
+    m_new = m * 0.9 + g / scale
+    return m_new, p - m * 0.5 - m_new * 0.25
+
+
 def _arrays(shapes, seed, dtype=np.float32):
     rng = np.random.default_rng(seed)
     return [rng.standard_normal(s).astype(dtype) for s in shapes]
@@ -119,3 +126,15 @@ def test_a_scripted_adamw_step_writes_parameters_and_moments_in_place_as_eager_u
                    if kind == "native" for out in step.outputs)
     # each parameter, its exp_avg and its exp_avg_sq written over their own arrays
     assert in_place >= 3 * len(list(model.parameters()))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_kernel_with_a_row_reduction_writes_its_updates_in_place(dtype):
+    arrays = _arrays([(9, 40)] * 3, 2, dtype)
+    program, _ = _programs(_normalized_update, arrays, {0: 0, 1: 1})
+    assert any(e.op == "reduce" for kind, step, _ in program.steps if kind == "native"
+               for e in step.spec.exprs), "the reduction is not in the updates' kernel"
+    got, want, inputs, _ = _run(_normalized_update, arrays, {0: 0, 1: 1})
+    assert got[0] is inputs[0] and got[1] is inputs[1]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
