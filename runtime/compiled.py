@@ -568,16 +568,9 @@ class CompiledProgram:
         return "\n".join(lines)
 
 
-# eager ops that run as soon as what they read is written, while it is still in cache: a
-# linear's bias gradient (a sum over rows) read right after the kernel that wrote the
-# gradient, not after the two GEMMs the graph lists first
-EARLY_OPS = frozenset({"sum"})
-
-
 def _ordered(units: list) -> list:
     """The units in an order where each runs after the units that write what it reads (the
-    values a kernel loads, the inputs an eager node takes); ties keep the graph's order, but
-    for EARLY_OPS, which run right after their last writer."""
+    values a kernel loads, the inputs an eager node takes); ties keep the graph's order."""
     import networkx as nx
 
     writer = {}
@@ -591,13 +584,7 @@ def _ordered(units: list) -> list:
         for v in reads:
             if v in writer and writer[v] != i:
                 order.add_edge(writer[v], i)
-    keys = {}
-    for i in nx.topological_sort(order):
-        unit, spec, _, _ = units[i]
-        writers = [keys[w] for w in order.predecessors(i)]
-        early = spec is None and unit.op in EARLY_OPS and writers
-        keys[i] = (max(writers)[0], i) if early else (i, i)
-    return [units[i] for i in nx.lexicographical_topological_sort(order, key=keys.get)]
+    return [units[i] for i in nx.lexicographical_topological_sort(order, key=lambda i: i)]
 
 
 REMEMBER_MAX_BYTES = 1 << 22  # inputs whose pointer a program remembers (see _pointers)
