@@ -41,12 +41,16 @@ from ..codegen.rewrites import (
     split_linear_bias,
 )
 from ..ir.graph import Graph, Node, Value
+from .cats import write_cats_in_place
 from .native import NativeKernel, NativeRun, data_pointer, load_pool
 from .program import Program, Slots, constant_arrays, eager_step, run_eager_step
 
 # outputs of at least this size are recycled once the caller has dropped them (below it,
 # malloc's own free lists already avoid fresh pages)
 RECYCLE_MIN_BYTES = 1 << 20
+# a cat of fused kernels' outputs is written by those kernels (runtime/cats.py); False keeps
+# the eager cat, as before (for comparisons)
+CATS_IN_PLACE = True
 
 
 class Step(NamedTuple):
@@ -196,7 +200,12 @@ class CompiledProgram:
 
     def _plan_memory(self, build: _Build) -> None:
         """Give the kernels' outputs their buffers (_plan, _donate); the specs as planned (an
-        output written over an input marks the spec's aliased arguments)."""
+        output written over an input marks the spec's aliased arguments). On the CPU, a cat
+        of kernels' outputs is first written by those kernels in place (runtime/cats.py)."""
+        self.cat_slots = set()
+        if self.backend == "llvm" and CATS_IN_PLACE:
+            graph_outputs = {build.slots[v] for v in self.graph.outputs}
+            self.steps, self.cat_slots = write_cats_in_place(self.steps, graph_outputs)
         self.n_buffers = self._plan(build.slots)
         self.specs = [step.run.spec for step in self.steps if step.kind == "native"]
 
@@ -279,6 +288,9 @@ class CompiledProgram:
                     r = root(out.slot)
                     last_use[r] = max(last_use.get(r, position), position)
         self._donate(slots, last_use, escaping_roots)
+        # a cat's array that its parts' kernels write (write_cats_in_place): one buffer,
+        # never one of a kernel's dead inputs, which the kernel reads at other elements
+        cat_slots = self.cat_slots
         free: dict[tuple, list[int]] = {}
         n_buffers = 0
         releases: dict[int, list] = {}
@@ -291,8 +303,12 @@ class CompiledProgram:
                 for j, out in enumerate(step.outputs):
                     if out.slot in escaping_roots or out.buffer is not None:
                         continue
+                    if out.slot in buffer_of:  # a later part of a cat written in place
+                        out.buffer = buffer_of[out.slot]
+                        continue
                     key = (out.shape, np.dtype(out.dtype).str)
-                    arg = self._in_place(step, j, key, reusable, releases.get(position, []))
+                    arg = (None if out.slot in cat_slots else
+                           self._in_place(step, j, key, reusable, releases.get(position, [])))
                     if arg is not None:
                         # written over a dead input that it reads only where it writes
                         buffer = buffer_of[step.inputs[arg]]
@@ -325,6 +341,7 @@ class CompiledProgram:
             if kind == "native":
                 for j, out in enumerate(step.outputs):
                     producer[out.slot] = (position, step, j)
+        donated = set()
         for out_pos, in_pos in self.donate.items():
             value, source = graph.outputs[out_pos], graph.inputs[in_pos]
             found = producer.get(slots[value])
@@ -332,27 +349,42 @@ class CompiledProgram:
                 continue
             position, step, j = found
             spec = step.spec
-            if (last_use.get(in_pos, -1) > position or step.outputs[j].buffer is not None
-                    or any(e.op == "reduce" for e in spec.exprs)):
+            # (a reduction reads its row before the row's stores: it may read the input)
+            if last_use.get(in_pos, -1) > position or step.outputs[j].buffer is not None:
                 continue
             store = next(s for s in spec.stores if s.access.arg == spec.n_inputs + j)
             args = [k for k, i in enumerate(step.inputs) if i == in_pos]
-            if not self._reads_only_under(spec, args, store):
+            if in_pos in donated or not self._read_where_written(spec, args, store):
                 continue
+            donated.add(in_pos)
             step.outputs[j].buffer = ("input", in_pos)
             aliased = set(spec.aliased) | set(args) | {spec.n_inputs + j}
             step.spec = dataclasses.replace(spec, aliased=tuple(sorted(aliased)))
 
+    @classmethod
+    def _read_where_written(cls, spec, args, store) -> bool:
+        """Whether the kernel loads arguments `args` only at the store's own element, for
+        values stored in the same loop as the store: the emitter computes all of a loop's
+        values before its first store (codegen/llvm/emit.py), so an optimizer's update of m,
+        v and the parameter from m and v may write m over m. A row-level store is written
+        before the inner loop, which must then not read what it overwrote."""
+        levels = spec.inner_level()
+        inner = spec.inner_store(store, levels)
+        others = [s for s in spec.stores
+                  if s is not store and spec.inner_store(s, levels) != inner]
+        return cls._reads_only_under(spec, args, store, others)
+
     @staticmethod
-    def _reads_only_under(spec, args, store) -> bool:
+    def _reads_only_under(spec, args, store, others=None) -> bool:
         """Whether the kernel loads arguments `args` only at the store's own element and only
-        for that store's value (no other store's value depends on them)."""
+        for that store's value (no other store's value, of `others` where given, depends on
+        them)."""
         loads = {k for k, e in enumerate(spec.exprs) if e.op == "load" and e.attr.arg in args}
         for k in loads:
             a = spec.exprs[k].attr
             if a.strides != store.access.strides or a.offset != store.access.offset:
                 return False
-        for other in spec.stores:
+        for other in spec.stores if others is None else others:
             if other is store:
                 continue
             stack, seen = [other.expr], set()

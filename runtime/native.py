@@ -159,6 +159,13 @@ class NativeKernel:
         # shared by the pool's threads: below this, waking them costs more than they save
         self.parallel = self.work >= PARALLEL_MIN_ELEMENTS and self.rows >= 2
 
+    def respec(self, spec) -> None:
+        """Take `spec`, the same work over another loop shape or into other places
+        (runtime/cats.py), before the kernel is emitted."""
+        self.spec = spec
+        self.rows = spec.rows
+        self.parallel = self.work >= PARALLEL_MIN_ELEMENTS and self.rows >= 2
+
     def bind(self, library) -> None:
         n = len(self.spec.args)
         signature = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * n), ctypes.c_int64,

@@ -367,10 +367,15 @@ class _Emitter:
                 self._prepare(e.args[0], bases)
                 self.row_values[k] = self._reduce(k, inner_dims, bases)
         inner_stores = [s for s in spec.stores if self._inner_store(s)]
-        for s in spec.stores:
-            if not self._inner_store(s):
-                self._prepare(s.expr, bases)
-                self._store(s, self._value(s.expr, {}, bases), bases)
+        # every value of a level is computed before the first of its stores: an output written
+        # over an input it was computed from (runtime/compiled.py's _donate) must not be read
+        # back by another output's value at the same element
+        row_stores = [s for s in spec.stores if not self._inner_store(s)]
+        for s in row_stores:
+            self._prepare(s.expr, bases)
+        row_values = [self._value(s.expr, {}, bases) for s in row_stores]
+        for s, value in zip(row_stores, row_values):
+            self._store(s, value, bases)
         if inner_stores:
             for s in inner_stores:
                 self._prepare(s.expr, bases)
@@ -378,8 +383,9 @@ class _Emitter:
 
             def body(offsets, carried):
                 scope = {}
-                for s in inner_stores:
-                    self._store(s, self._value(s.expr, scope, offsets), offsets)
+                values = [self._value(s.expr, scope, offsets) for s in inner_stores]
+                for s, value in zip(inner_stores, values):
+                    self._store(s, value, offsets)
                 return carried
 
             self._nest(b, inner_dims, bases, body)
