@@ -185,6 +185,10 @@ def cat(tensors, dim: int = 0) -> Tensor:
     for i, x in enumerate(tensors):
         if not isinstance(x, Tensor):
             raise type_error(f"cat(): expected Tensor as element {i}, but got {type(x).__name__}")
+        if x.ndim == 0:
+            raise runtime_error(
+                f"zero-dimensional tensor (at position {i}) cannot be concatenated"
+            )
     # PyTorch skips legacy empty 1-d tensors
     kept = [x for x in tensors if not (x.ndim == 1 and x.shape[0] == 0)] or tensors[:1]
     dim = normalize_dim(dim, kept[0].ndim)
