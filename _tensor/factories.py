@@ -22,7 +22,6 @@ from ..runtime.device import CPU, array_module, as_device, device, device_of_arr
 from . import hooks
 from .tensor import Size, Tensor
 
-
 _default_device: device | None = None  # set_default_device's; None is the CPU
 
 

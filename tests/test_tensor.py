@@ -561,3 +561,30 @@ class TestViewsShareStorage:
         a[:, 1] *= 10
         a[a > 20] = -1.0
         np.testing.assert_array_equal(a, expected)
+
+
+class TestDefaultDevice:
+    def test_set_default_device_is_used_by_factories_given_no_device(self):
+        try:
+            ember.set_default_device("cpu")
+            assert ember.get_default_device() == ember.device("cpu")
+            assert ember.zeros(2).device == ember.device("cpu")
+            assert ember.tensor([1.0]).device == ember.device("cpu")
+        finally:
+            ember.set_default_device(None)
+        assert ember.get_default_device() == ember.device("cpu")
+
+    def test_an_unknown_default_device_is_refused(self):
+        with pytest.raises(ember.EmberError, match="device type"):
+            ember.set_default_device("tpu")
+        assert ember.get_default_device() == ember.device("cpu")
+
+    @pytest.mark.skipif(ember.cuda.is_available(), reason="checks the error without a GPU")
+    def test_a_cuda_default_without_a_gpu_fails_at_the_factory(self):
+        try:
+            ember.set_default_device("cuda")
+            with pytest.raises(ember.EmberError, match="CUDA"):
+                ember.ones(2)
+        finally:
+            ember.set_default_device(None)
+        assert ember.ones(2).device == ember.device("cpu")
