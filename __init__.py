@@ -254,9 +254,6 @@ def __getattr__(name: str):
         if name.startswith("_") or not hasattr(ops, name):
             raise AttributeError(f"module 'ember' has no attribute {name!r}")
         value = getattr(ops, name)
-        out_arg = _load("_tensor.out_arg")
-        if out_arg.takes_out(name):
-            value = out_arg.with_out(value, name)
     globals()[name] = value
     return value
 

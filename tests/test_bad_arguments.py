@@ -468,6 +468,7 @@ PROBES = [
     ("cat_not_tensors", lambda L: L.t.cat([1, 2])),
     ("cat_zero_dimensional", lambda L: L.t.cat([L.t.tensor(1.0), L.t.tensor(2.0)])),
     ("cat_one_zero_dimensional", lambda L: L.t.cat([L.t.tensor(1.0)])),
+    ("index_of_a_zero_dimensional_tensor", lambda L: L.t.tensor(1.0)[0]),
     ("stack_empty_list", lambda L: L.t.stack([])),
     ("stack_shape_mismatch", lambda L: L.t.stack([_x(L, 2), _x(L, 3)])),
     ("index_select_float_index", lambda L: _x(L, 3).index_select(0, L.t.tensor([0.0]))),

@@ -588,3 +588,10 @@ class TestDefaultDevice:
         finally:
             ember.set_default_device(None)
         assert ember.ones(2).device == ember.device("cpu")
+
+
+def test_an_integer_index_of_a_zero_dimensional_tensor_says_use_item():
+    loss = ember.tensor(2.5)
+    with pytest.raises(IndexError, match=r"tensor\.item\(\)"):
+        loss.data[0]
+    assert loss.item() == 2.5
