@@ -313,6 +313,17 @@ class TestRepr:
         assert repr(ember.tensor([1, 2], dtype=ember.int32)) == "tensor([1, 2], dtype=ember.int32)"
         assert repr(ember.tensor([1.0], dtype=ember.float64)) == "tensor([1.], dtype=ember.float64)"
 
+    def test_rows_hold_as_many_numbers_as_80_columns_allow(self):
+        text = repr(ember.full((12,), -0.5))
+        assert text.splitlines()[0] == "tensor([" + ", ".join(["-0.5000"] * 8) + ","
+
+    def test_a_suffix_that_does_not_fit_goes_on_its_own_line(self):
+        x = ember.full((1, 8), -0.5, requires_grad=True) * 1
+        assert repr(x).splitlines()[-1] == "       grad_fn=<MulBackward0>)"
+        assert repr(ember.ones(2, requires_grad=True) * 1) == (
+            "tensor([1., 1.], grad_fn=<MulBackward0>)"
+        )
+
     def test_scalar_and_matrix(self):
         assert repr(ember.tensor(3.0)) == "tensor(3.)"
         assert repr(ember.eye(2)) == "tensor([[1., 0.],\n        [0., 1.]])"
