@@ -75,6 +75,8 @@ _EXPORTS = {
             "logspace",
             "eye",
             "manual_seed",
+            "set_default_device",
+            "get_default_device",
             "seed",
             "initial_seed",
             "rand",

@@ -22,9 +22,22 @@ from ..runtime.device import CPU, array_module, as_device, device, device_of_arr
 from . import hooks
 from .tensor import Size, Tensor
 
+_default_device: device | None = None  # set_default_device's; None is the CPU
+
+
+def set_default_device(dev) -> None:
+    """The device factories use when given none (torch.set_default_device); None resets it
+    to the CPU."""
+    global _default_device
+    _default_device = None if dev is None else _device(dev)
+
+
+def get_default_device() -> device:
+    return _default_device or CPU
+
 
 def _device(dev) -> device:
-    dev = as_device(dev)
+    dev = as_device(dev if dev is not None else _default_device)
     if dev.type == "cuda" and dev.index is None:
         dev = device("cuda", 0)
     return dev
@@ -170,7 +183,7 @@ def _infer_dtype(data):
 @_exact_sizes
 def tensor(data, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of data (nested lists, numbers, arrays or tensors)."""
-    dev = _device(device) if device is not None else None
+    dev = _device(device) if device is not None or _default_device is not None else None
     if isinstance(data, Tensor):
         src = data.detach()
         out = src.to(dtype=dtype) if dtype is not None else src

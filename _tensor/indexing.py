@@ -101,6 +101,12 @@ def _expand_key(x: Tensor, key) -> list:
     if ellipses > 1:
         raise index_error("an index can only have a single ellipsis ('...')")
     if consumed > x.ndim:
+        if x.ndim == 0 and len(entries) == 1 and entries[0][0] == "int":
+            # a pre-0.4 habit: loss.data[0] where loss is now 0-d
+            raise index_error(
+                "invalid index of a 0-dim tensor. Use `tensor.item()` to convert a 0-dim "
+                "tensor to a number"
+            )
         raise index_error(f"too many indices for tensor of dimension {x.ndim} (got {consumed})")
     if not ellipses:
         return entries

@@ -65,7 +65,7 @@ def tensor_repr(t) -> str:
         formatter=formatter,
         threshold=_SUMMARIZE,
         edgeitems=_EDGE,
-        max_line_width=80,
+        max_line_width=81,
         prefix="tensor(",
     )
     suffix = []
@@ -83,4 +83,19 @@ def tensor_repr(t) -> str:
         suffix.append(f"grad_fn=<{t._grad_fn.name()}>")
     elif t._requires_grad:
         suffix.append("requires_grad=True")
-    return "tensor(" + body + "".join(", " + s for s in suffix) + ")"
+    return _with_suffixes("tensor(" + body, suffix)
+
+
+def _with_suffixes(text: str, suffixes: list, indent: int = len("tensor(")) -> str:
+    """PyTorch's layout of dtype=, grad_fn=, ...: on the last line while it stays within 80
+    columns, else each on a line of its own."""
+    parts = [text]
+    last_line = len(text) - text.rfind("\n") + 1
+    for suffix in suffixes:
+        if last_line + len(suffix) + 2 > 80:
+            parts.append(",\n" + " " * indent + suffix)
+            last_line = indent + len(suffix)
+        else:
+            parts.append(", " + suffix)
+            last_line += len(suffix) + 2
+    return "".join(parts) + ")"

@@ -18,6 +18,7 @@ _EXPORTS = {
     "GradcheckError": "gradcheck",
     "gradcheck": "gradcheck",
     "gradgradcheck": "gradcheck",
+    "Variable": "variable",
 }
 
 __all__ = list(_EXPORTS)

@@ -28,6 +28,8 @@ class Parameter(Tensor):
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
 
+    __str__ = __repr__  # print(param) shows it, as in PyTorch
+
     def __reduce_ex__(self, protocol):
         return (Parameter, (self.detach(), self._requires_grad))
 

@@ -313,6 +313,17 @@ class TestRepr:
         assert repr(ember.tensor([1, 2], dtype=ember.int32)) == "tensor([1, 2], dtype=ember.int32)"
         assert repr(ember.tensor([1.0], dtype=ember.float64)) == "tensor([1.], dtype=ember.float64)"
 
+    def test_rows_hold_as_many_numbers_as_80_columns_allow(self):
+        text = repr(ember.full((12,), -0.5))
+        assert text.splitlines()[0] == "tensor([" + ", ".join(["-0.5000"] * 8) + ","
+
+    def test_a_suffix_that_does_not_fit_goes_on_its_own_line(self):
+        x = ember.full((1, 8), -0.5, requires_grad=True) * 1
+        assert repr(x).splitlines()[-1] == "       grad_fn=<MulBackward0>)"
+        assert repr(ember.ones(2, requires_grad=True) * 1) == (
+            "tensor([1., 1.], grad_fn=<MulBackward0>)"
+        )
+
     def test_scalar_and_matrix(self):
         assert repr(ember.tensor(3.0)) == "tensor(3.)"
         assert repr(ember.eye(2)) == "tensor([[1., 0.],\n        [0., 1.]])"
@@ -561,3 +572,37 @@ class TestViewsShareStorage:
         a[:, 1] *= 10
         a[a > 20] = -1.0
         np.testing.assert_array_equal(a, expected)
+
+
+class TestDefaultDevice:
+    def test_set_default_device_is_used_by_factories_given_no_device(self):
+        try:
+            ember.set_default_device("cpu")
+            assert ember.get_default_device() == ember.device("cpu")
+            assert ember.zeros(2).device == ember.device("cpu")
+            assert ember.tensor([1.0]).device == ember.device("cpu")
+        finally:
+            ember.set_default_device(None)
+        assert ember.get_default_device() == ember.device("cpu")
+
+    def test_an_unknown_default_device_is_refused(self):
+        with pytest.raises(ember.EmberError, match="device type"):
+            ember.set_default_device("tpu")
+        assert ember.get_default_device() == ember.device("cpu")
+
+    @pytest.mark.skipif(ember.cuda.is_available(), reason="checks the error without a GPU")
+    def test_a_cuda_default_without_a_gpu_fails_at_the_factory(self):
+        try:
+            ember.set_default_device("cuda")
+            with pytest.raises(ember.EmberError, match="CUDA"):
+                ember.ones(2)
+        finally:
+            ember.set_default_device(None)
+        assert ember.ones(2).device == ember.device("cpu")
+
+
+def test_an_integer_index_of_a_zero_dimensional_tensor_says_use_item():
+    loss = ember.tensor(2.5)
+    with pytest.raises(IndexError, match=r"tensor\.item\(\)"):
+        loss.data[0]
+    assert loss.item() == 2.5

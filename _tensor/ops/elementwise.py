@@ -13,6 +13,7 @@ from ...ir.dtypes import as_dtype, get_default_dtype
 from ...ir.schema import NUMBER, OpSchema, declared
 from ..dispatch import dispatch
 from ..factories import check_number
+from ..out_arg import write_out
 from ..tensor import Tensor
 
 
@@ -20,13 +21,17 @@ def _plain(schema: OpSchema):
     """The public function of a plain op (ir/ops: arity=): dispatch over exactly its inputs."""
     name = schema.name
     if schema.arity == 1:
-        def fn(input: Tensor) -> Tensor:
-            return dispatch(name, (input,))
+        def fn(input: Tensor, *, out=None) -> Tensor:
+            if out is None:
+                return dispatch(name, (input,))
+            return write_out(name, dispatch(name, (input,)), out)
 
         fn.__doc__ = f"Elementwise {name}."
     else:
-        def fn(input, other) -> Tensor:
-            return dispatch(name, (input, other))
+        def fn(input, other, *, out=None) -> Tensor:
+            if out is None:
+                return dispatch(name, (input, other))
+            return write_out(name, dispatch(name, (input, other)), out)
 
         fn.__doc__ = f"Elementwise {name} with broadcasting and type promotion."
     fn.__name__ = fn.__qualname__ = name
@@ -56,21 +61,27 @@ def _check_operand(op, x):
         )
 
 
-def add(input, other, *, alpha=1) -> Tensor:
+def add(input, other, *, alpha=1, out=None) -> Tensor:
     if alpha != 1:
         other = mul(other, alpha)
-    return dispatch("add", (input, other))
+    if out is None:
+        return dispatch("add", (input, other))
+    return write_out("add", dispatch("add", (input, other)), out)
 
 
-def sub(input, other, *, alpha=1) -> Tensor:
+def sub(input, other, *, alpha=1, out=None) -> Tensor:
     if alpha != 1:
         other = mul(other, alpha)
     _check_operand("sub", other)
-    return dispatch("sub", (input, other))
+    if out is None:
+        return dispatch("sub", (input, other))
+    return write_out("sub", dispatch("sub", (input, other)), out)
 
 
 
-def div(input, other, *, rounding_mode: str | None = None) -> Tensor:
+def div(input, other, *, rounding_mode: str | None = None, out=None) -> Tensor:
+    if out is not None:
+        return write_out("div", div(input, other, rounding_mode=rounding_mode), out)
     _check_operand("div", other)
     if rounding_mode is None:
         return dispatch("div", (input, other))
@@ -85,9 +96,11 @@ def div(input, other, *, rounding_mode: str | None = None) -> Tensor:
 
 
 
-def pow(input, exponent) -> Tensor:
+def pow(input, exponent, *, out=None) -> Tensor:
     _check_operand("pow", exponent)
-    return dispatch("pow", (input, exponent))
+    if out is None:
+        return dispatch("pow", (input, exponent))
+    return write_out("pow", dispatch("pow", (input, exponent)), out)
 
 
 def where(condition: Tensor, input=None, other=None) -> Tensor:

@@ -12,6 +12,7 @@ from ...ir.dtypes import result_type as rt
 from .. import autocast, composites, hooks
 from ..dispatch import dispatch
 from ..factories import full_like
+from ..out_arg import write_out
 from ..tensor import Tensor
 from .elementwise import cast, div, exp, sub
 from .index import index_select
@@ -21,23 +22,25 @@ from .shape import pad, squeeze, unsqueeze
 # -- linear algebra and nn primitives --------------------------------------------------------
 
 
-def matmul(input, other) -> Tensor:
+def matmul(input, other, *, out=None) -> Tensor:
     if not isinstance(other, Tensor) and not hasattr(other, "__ember_dispatch__") or (
             not isinstance(input, Tensor) and not hasattr(input, "__ember_dispatch__")):
         raise type_error(f"matmul(): argument 'other' must be Tensor, not {type(other).__name__}")
-    return dispatch("matmul", (input, other))
+    if out is None:
+        return dispatch("matmul", (input, other))
+    return write_out("matmul", dispatch("matmul", (input, other)), out)
 
 
-def mm(input, mat2):
+def mm(input, mat2, *, out=None):
     if input.ndim != 2 or mat2.ndim != 2:
         raise runtime_error(f"mm: expected 2-D tensors, got {input.ndim}-D and {mat2.ndim}-D")
-    return matmul(input, mat2)
+    return matmul(input, mat2, out=out)
 
 
-def bmm(input, mat2):
+def bmm(input, mat2, *, out=None):
     if input.ndim != 3 or mat2.ndim != 3:
         raise runtime_error(f"bmm: expected 3-D tensors, got {input.ndim}-D and {mat2.ndim}-D")
-    return matmul(input, mat2)
+    return matmul(input, mat2, out=out)
 
 
 def mv(input, vec):

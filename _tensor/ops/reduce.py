@@ -12,6 +12,7 @@ from ...ir.dtypes import get_default_dtype, int64
 from ...ir.schema import normalize_dim, normalize_dims
 from ..dispatch import dispatch
 from ..factories import zeros
+from ..out_arg import write_out
 from ..tensor import Tensor
 from .elementwise import abs, cast, eq, ne, pow, sqrt, where
 
@@ -51,10 +52,11 @@ def _sum_dims(input, dim):
 
 
 @_numpy_keywords
-def sum(input, dim=None, keepdim=False, *, dtype=None) -> Tensor:
+def sum(input, dim=None, keepdim=False, *, dtype=None, out=None) -> Tensor:
     if dtype is not None:
         input = cast(input, dtype)
-    return dispatch("sum", (input,), {"dims": _sum_dims(input, dim), "keepdim": keepdim})
+    result = dispatch("sum", (input,), {"dims": _sum_dims(input, dim), "keepdim": keepdim})
+    return result if out is None else write_out("sum", result, out)
 
 
 @_numpy_keywords
@@ -65,10 +67,11 @@ def prod(input, dim=None, keepdim=False, *, dtype=None) -> Tensor:
 
 
 @_numpy_keywords
-def mean(input, dim=None, keepdim=False, *, dtype=None) -> Tensor:
+def mean(input, dim=None, keepdim=False, *, dtype=None, out=None) -> Tensor:
     if dtype is not None:
         input = cast(input, dtype)
-    return dispatch("mean", (input,), {"dims": _sum_dims(input, dim), "keepdim": keepdim})
+    result = dispatch("mean", (input,), {"dims": _sum_dims(input, dim), "keepdim": keepdim})
+    return result if out is None else write_out("mean", result, out)
 
 
 @_numpy_keywords

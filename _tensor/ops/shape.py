@@ -10,6 +10,7 @@ from ...errors import index_error, runtime_error, type_error, value_error
 from ...ir.dtypes import as_dtype
 from ...ir.schema import broadcast_shapes, normalize_dim
 from ..dispatch import dispatch
+from ..out_arg import write_out
 from ..tensor import Tensor
 from .reduce import _dims
 
@@ -178,13 +179,19 @@ def repeat(input, *repeats) -> Tensor:
     return dispatch("repeat", (input,), {"repeats": _shape_arg(repeats)})
 
 
-def cat(tensors, dim: int = 0) -> Tensor:
+def cat(tensors, dim: int = 0, *, out=None) -> Tensor:
+    if out is not None:
+        return write_out("cat", cat(tensors, dim), out)
     tensors = list(tensors)
     if not tensors:
         raise value_error("torch.cat(): expected a non-empty list of Tensors")
     for i, x in enumerate(tensors):
         if not isinstance(x, Tensor):
             raise type_error(f"cat(): expected Tensor as element {i}, but got {type(x).__name__}")
+        if x.ndim == 0:
+            raise runtime_error(
+                f"zero-dimensional tensor (at position {i}) cannot be concatenated"
+            )
     # PyTorch skips legacy empty 1-d tensors
     kept = [x for x in tensors if not (x.ndim == 1 and x.shape[0] == 0)] or tensors[:1]
     dim = normalize_dim(dim, kept[0].ndim)
@@ -196,7 +203,9 @@ def cat(tensors, dim: int = 0) -> Tensor:
 concat = concatenate = cat
 
 
-def stack(tensors, dim: int = 0) -> Tensor:
+def stack(tensors, dim: int = 0, *, out=None) -> Tensor:
+    if out is not None:
+        return write_out("stack", stack(tensors, dim), out)
     tensors = list(tensors)
     if not tensors:
         raise runtime_error("stack expects a non-empty TensorList")

@@ -271,6 +271,11 @@ def _cat(inputs, attrs):
     if not inputs:
         raise value_error("torch.cat(): expected a non-empty list of Tensors")
     first = inputs[0]
+    for i, x in enumerate(inputs):
+        if not x.shape:
+            raise runtime_error(
+                f"zero-dimensional tensor (at position {i}) cannot be concatenated"
+            )
     dim = normalize_dim(attrs["dim"], len(first.shape))
     dtype = first.dtype
     size = 0

@@ -499,3 +499,8 @@ def test_repr_of_leaf_and_empty_modules():
         "track_running_stats=False)"
     )
     assert repr(nn.CrossEntropyLoss()) == "CrossEntropyLoss()"
+
+
+def test_print_of_a_parameter_says_parameter_containing():
+    p = nn.Parameter(ember.tensor([1.0, 2.0]))
+    assert str(p) == repr(p) == "Parameter containing:\ntensor([1., 2.], requires_grad=True)"
