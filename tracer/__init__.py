@@ -51,9 +51,10 @@ class _CompositeScript(ScriptFunction):
                     return sp.run(list(args))
                 except GuardFailed:  # a value guard: the general way retraces
                     del self._by_facts[facts]
-        self.last_ran = None
+        ran = self._ran  # per thread: another thread's call may run meanwhile
+        ran.sp = None
         out = super().__call__(*args)
-        sp = self.last_ran
+        sp = ran.sp
         if facts is not None and sp is not None and _runs_from_arguments(sp, args):
             if len(self._by_facts) >= 64:
                 self._by_facts.clear()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import inspect
 import operator
+import threading
 import warnings
 
 import numpy as np
@@ -358,7 +359,7 @@ class ScriptFunction:
         self.gave_up: str | None = None
         self._last_key: CallKey | None = None  # of the specialization the last call ran
         self._fast = None  # (specialization, its key): see __call__
-        self.last_ran: Specialization | None = None  # the specialization a call last ran
+        self._ran = threading.local()  # .sp: the specialization this thread's call last ran
         self._state_key = state_key or functools.partial(free_values, fn)
         # the module whose whole module_state() state_key holds (a ScriptModule's): the guard
         # Reach would add on it as the bound `self` checks the same facts again
@@ -411,7 +412,7 @@ class ScriptFunction:
             if sp.eager_reason is not None:
                 return self.fn(*args, **kwargs)
             drawn = sp.draws and random.stream_state()
-            self.last_ran = sp
+            self._ran.sp = sp
             try:
                 out = sp.run(leaves)
             except GuardFailed as exc:

@@ -352,3 +352,32 @@ def test_a_layer_norm_module_applied_twice_gets_its_weight_gradient_once(monkeyp
     _op_by_op(monkeypatch)
     for got, want in zip(compiled, grads(False)):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_threads_calling_one_composite_with_different_shapes_get_their_own_results():
+    """Calls from several threads at once (each releases the GIL in its native kernels):
+    each call's specialization is recorded per thread, so no thread's facts are paired with
+    another thread's program (which gave outputs of another thread's shape)."""
+    import threading
+
+    shapes = [(8 + i, 16) for i in range(6)]
+    failures = []
+
+    def work(shape):
+        rng = np.random.default_rng(shape[0])
+        x = ember.tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=True)
+        w = ember.tensor(rng.standard_normal(16).astype(np.float32), requires_grad=True)
+        b = ember.tensor(rng.standard_normal(16).astype(np.float32), requires_grad=True)
+        want = NF._affine(NF._standardize(x, (-1,), 1e-5), w, b).detach().numpy()
+        for _ in range(200):
+            y = F.layer_norm(x, (16,), w, b)
+            if tuple(y.shape) != shape or not np.allclose(y.detach().numpy(), want, atol=1e-4):
+                failures.append((shape, tuple(y.shape)))
+                return
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in shapes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
