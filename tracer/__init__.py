@@ -50,7 +50,7 @@ class _CompositeScript(ScriptFunction):
                 try:
                     return sp.run(list(args))
                 except GuardFailed:  # a value guard: the general way retraces
-                    del self._by_facts[facts]
+                    self._by_facts.pop(facts, None)
         ran = self._ran  # per thread: another thread's call may run meanwhile
         ran.sp = None
         out = super().__call__(*args)
