@@ -217,9 +217,7 @@ class _Encoder:
             if type(state) is not dict or not all(type(k) is str for k in state):
                 raise type_error(f"ember.save: {where} ({name}) gives a state that is not a "
                                  "dict of attribute names (its __getstate__)")
-            if id(obj) in self._on_path:
-                raise type_error(f"ember.save: {where} contains itself (a reference cycle)")
-            self._on_path.add(id(obj))
+            # (a reference back to obj from its attributes is a "ref": it was remembered)
             try:
                 attributes = [[{"kind": "str", "value": k},
                                self.encode(v, path + [k], depth + 1)] for k, v in state.items()]
@@ -233,8 +231,6 @@ class _Encoder:
                     f"torch.save({noun}.state_dict(), path), and restore it into a {noun} "
                     f"built in code with {noun}.load_state_dict(torch.load(path))"
                 ) from None
-            finally:
-                self._on_path.discard(id(obj))
             return {"kind": "object", "class": name,
                     "state": {"kind": "dict", "items": attributes}}
         what = "a dict key" if as_key else "a checkpoint value"

@@ -113,6 +113,13 @@ def _eager_and_scripted_grads(fn, make_inputs, calls=4, create_graph=False):
     return scripted, results
 
 
+def _assert_same_grads(got, want):
+    """Every call's gradients equal, float64 tolerances."""
+    for a, b in zip(got, want):
+        for u, v in zip(a, b):
+            np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-12)
+
+
 def test_an_input_computed_from_another_input_gets_its_gradient_once():
     # lm_head-style weight tying: the scripted call's input comes from a tensor it also reads;
     # the compiled backward must not add the path through that input (autograd adds it)
@@ -126,9 +133,7 @@ def test_an_input_computed_from_another_input_gets_its_gradient_once():
 
     scripted, (eager, compiled) = _eager_and_scripted_grads(fn, make_inputs)
     assert scripted.specializations[-1].split is not None
-    for a, b in zip(eager, compiled):
-        for u, v in zip(a, b):
-            np.testing.assert_allclose(v, u, rtol=1e-10, atol=1e-12)
+    _assert_same_grads(compiled, eager)
 
 
 def test_higher_order_gradients_of_dependent_inputs_equal_eager():
@@ -142,9 +147,7 @@ def test_higher_order_gradients_of_dependent_inputs_equal_eager():
 
     scripted, (eager, compiled) = _eager_and_scripted_grads(fn, make_inputs, create_graph=True)
     assert scripted.specializations[-1].split is not None
-    for a, b in zip(eager, compiled):
-        for u, v in zip(a, b):
-            np.testing.assert_allclose(v, u, rtol=1e-10, atol=1e-12)
+    _assert_same_grads(compiled, eager)
 
 
 def test_one_tensor_passed_twice_gets_both_gradients():
@@ -156,8 +159,7 @@ def test_one_tensor_passed_twice_gets_both_gradients():
         return (w,), lambda w: (w, w)
 
     _, (eager, compiled) = _eager_and_scripted_grads(fn, make_inputs)
-    for a, b in zip(eager, compiled):
-        np.testing.assert_allclose(b[0], a[0], rtol=1e-10, atol=1e-12)
+    _assert_same_grads(compiled, eager)
 
 
 def test_eager_layer_norm_whose_input_reads_its_weight_compiles_and_matches_op_by_op():
