@@ -769,3 +769,27 @@ class TestSharedGradients:
         (out * ember.tensor([1.0, 2.0, 3.0])).sum().backward()
         np.testing.assert_array_equal(w.grad.numpy(), np.zeros(3, np.float32))
         np.testing.assert_array_equal(u.grad.numpy(), np.array([2, 4, 6], np.float32))
+
+
+def test_gradcheck_stays_callable_after_its_module_is_imported_first():
+    """`import ember.autograd.gradcheck` before the attribute is read sets the package's
+    attribute to the module (the import system does): it is callable as the function, as
+    torch.autograd.gradcheck is."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import ember.autograd.gradcheck\n"
+        "import ember\n"
+        "from ember.autograd.gradcheck import gradcheck\n"
+        "x = ember.randn(3, dtype=ember.float64, requires_grad=True)\n"
+        "assert ember.autograd.gradcheck(lambda t: (t * t).sum(), (x,))\n"
+        "assert gradcheck(lambda t: t.exp().sum(), (x,))\n"
+        "print('ok')\n"
+    )
+    root = os.path.dirname(os.path.dirname(ember.__file__))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
