@@ -1082,3 +1082,29 @@ def test_linear_keeps_numpys_path_where_one_gemm_does_not_apply():
     xi, wi, bi = np.arange(8).reshape(2, 4), np.arange(12).reshape(3, 4), np.arange(3)
     assert nn_kernels._linear_with_bias(xi, wi, bi) is None
     np.testing.assert_array_equal(KERNELS["linear"](np, xi, wi, bi), xi @ wi.T + bi)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.bool_])
+def test_slice_backward_places_the_gradient_in_zeros_for_every_kind_of_slice(dtype):
+    """slice_backward is zeros of the input's shape with g in the sliced region: a run along
+    one dim (a split's piece, written once), steps, several dims, empty and whole slices."""
+    rng = np.random.default_rng(5)
+    shape = (4, 6, 9)
+    cases = [((0, 0, 3), (4, 6, 6), (1, 1, 1)), ((0, 0, 0), (4, 6, 3), (1, 1, 1)),
+             ((0, 0, 6), (4, 6, 9), (1, 1, 1)), ((1, 0, 0), (3, 6, 9), (1, 1, 1)),
+             ((0, 0, 0), (4, 6, 9), (1, 1, 1)), ((0, 0, 4), (4, 6, 4), (1, 1, 1)),
+             ((0, 1, 0), (4, 6, 9), (1, 2, 1)), ((1, 2, 3), (3, 5, 9), (1, 1, 2))]
+    for starts, stops, steps in cases:
+        region = tuple(slice(a, b, c) for a, b, c in zip(starts, stops, steps))
+        want = np.zeros(shape, dtype)
+        g = rng.standard_normal(want[region].shape)
+        g = (g > 0) if dtype == np.bool_ else (g * 10).astype(dtype)
+        # garbage where the output may land, so zeros that were not written show
+        del want
+        np.full(shape, 7, dtype)
+        want = np.zeros(shape, dtype)
+        want[region] = g
+        got = KERNELS["slice_backward"](np, g, shape=shape, starts=starts, stops=stops,
+                                        steps=steps)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
