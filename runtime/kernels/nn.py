@@ -42,6 +42,9 @@ def _blas_layout(a):
     return None
 
 
+_BLAS_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
+
+
 def _linear_with_bias(x, w, b):
     """x @ w.T + b as one BLAS call: the output is filled with the broadcast bias and the GEMM
     adds onto it (beta = 1). numpy's matmul makes OpenBLAS zero a fresh output first (beta = 0)
@@ -50,7 +53,8 @@ def _linear_with_bias(x, w, b):
     if (x.ndim < 2 or x.dtype != w.dtype or x.dtype != b.dtype or b.ndim != 1 or not x.size
             or not w.size):
         return None
-    gemm = blas.cblas_gemm(x.dtype.name)
+    name = _BLAS_DTYPES.get(x.dtype)
+    gemm = None if name is None else blas.cblas_gemm(name)
     if gemm is None:
         return None
     rows = x.reshape(-1, x.shape[-1])
