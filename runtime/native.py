@@ -171,6 +171,9 @@ class NativeKernel:
         signature = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * n), ctypes.c_int64,
                                      ctypes.c_int64)
         self.function = library.function(symbol(self.spec.name), signature)
+        # the library is kept with its functions: its code lives as long as it does (a kernel
+        # cache that is replaced, as a changed EMBER_CACHE_DIR replaces it, drops its own)
+        self.library = library
         self.task = library.address(task_symbol(self.spec.name))
         self.argv_type = ctypes.c_void_p * n
 
@@ -193,6 +196,7 @@ class NativeRun:
 
     def __init__(self, kernels, library, symbol_name: str):
         self.kernels = kernels
+        self.library = library  # kept with its function, as NativeKernel.bind keeps it
         self.entry = library.function(symbol_name,
                                       ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64))
         self.array_type = ctypes.c_void_p * sum(len(k.spec.args) for k in kernels)

@@ -510,6 +510,53 @@ def test_default_cache_is_shared_until_ember_cache_dir_changes(tmp_path, monkeyp
     assert disk_entries(tmp_path / "b") == [cache.cache_key(IR) + cache.SUFFIX]
 
 
+PROGRAMS_OUTLIVE_CACHE = """
+import gc, os, sys
+import numpy as np
+import ember
+import ember.nn.functional as F
+from ember.codegen.llvm import cache
+
+@ember.script
+def f(x, w, b):
+    return F.layer_norm(x * 2.0 + 1.0, (16,), w, b).exp().sum(-1)
+
+x = ember.randn(8, 16, requires_grad=True)
+w, b = ember.randn(16, requires_grad=True), ember.randn(16, requires_grad=True)
+first = f(x, w, b)
+first.sum().backward()
+grad = x.grad.numpy().copy()
+with ember.no_grad():
+    inference = f(x, w, b).numpy().copy()
+os.environ["EMBER_CACHE_DIR"] = sys.argv[1]
+cache.default_cache()  # a fresh cache: the old one, and its hold on its libraries, goes
+gc.collect()
+for _ in range(2):
+    x.grad = None
+    out = f(x, w, b)
+    out.sum().backward()
+    assert np.allclose(out.detach().numpy(), first.detach().numpy(), rtol=1e-6)
+    assert np.allclose(x.grad.numpy(), grad, rtol=1e-5)
+    with ember.no_grad():
+        assert np.allclose(f(x, w, b).numpy(), inference, rtol=1e-6)
+print("ok")
+"""
+
+
+def test_compiled_programs_keep_their_code_when_the_cache_is_replaced(tmp_path):
+    """A changed EMBER_CACHE_DIR replaces the process's kernel cache, which held every library
+    it loaded; a program compiled before (its forward and backward kernels, its runs of
+    kernels, the one native entry of a no_grad call) keeps its own library, so its code is
+    still there. Before, its next call ran freed code: a segfault or an illegal instruction.
+    In a child process, so such a crash is a failure here, not the end of the run."""
+    env = dict(os.environ, EMBER_CACHE_DIR=str(tmp_path / "before"))
+    env.pop("EMBER_LOG", None)
+    result = subprocess.run([sys.executable, "-c", PROGRAMS_OUTLIVE_CACHE, str(tmp_path / "after")],
+                            capture_output=True, text=True, cwd=os.path.dirname(PACKAGE_DIR),
+                            env=env, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
+
+
 # -- entries that must not reach LLVM, and files that are not entries ----------------------------
 
 TAMPER_CHILD = """
