@@ -36,7 +36,10 @@ class _CompositeScript(ScriptFunction):
     the general guard walk (~10 us of a small layer_norm's ~25)."""
 
     def __init__(self, fn, name: str):
-        super().__init__(fn, name=name, quiet=True, state_key=_no_state)
+        # every model of a process shares the one script of an op: more combinations of
+        # dtypes, reductions, grad modes and sizes than one function of a user's would see
+        super().__init__(fn, name=name, quiet=True, state_key=_no_state,
+                         max_specializations=MAX_COMPOSITE_SPECIALIZATIONS)
         self._by_facts: dict = {}
 
     def __call__(self, *args):
@@ -59,6 +62,7 @@ class _CompositeScript(ScriptFunction):
         return out
 
 
+MAX_COMPOSITE_SPECIALIZATIONS = 32
 _FACT_TYPES = frozenset({int, float, bool, type(None)})
 
 
