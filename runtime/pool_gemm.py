@@ -38,6 +38,25 @@ def _layout(x: np.ndarray) -> tuple[int, int] | None:
     return None
 
 
+_tasks: dict = {}  # dtype char -> (cblas GEMM address, the pool task's address)
+
+
+def _task(char: str) -> tuple[int, int] | None:
+    """The cblas GEMM and the pool task for a dtype, compiled on first use; None where the
+    loaded BLAS has no cblas GEMM (another BLAS than OpenBLAS, or none found)."""
+    dtype = dtype_name(np.empty(0, char))
+    gemm = threads.blas_gemm(dtype)
+    if gemm is None:
+        return None
+    address, int_bits = gemm
+    from ..codegen.llvm.pool_gemm import gemm_task_ir, gemm_task_name
+
+    _, task, _ = load_task(gemm_task_name(dtype, int_bits),
+                           lambda: gemm_task_ir(dtype, int_bits))
+    _tasks[char] = (address, task)
+    return _tasks[char]
+
+
 def product(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     """a @ b on the pool's threads, each a single-threaded GEMM of its block of C; None where
     this does not apply (then OpenBLAS's own threading, or one thread, does it)."""
@@ -55,20 +74,17 @@ def product(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     run = _pool.parallel_for()
     if run is None:
         return None
-    dtype = dtype_name(a)
-    gemm = threads.blas_gemm(dtype)
-    if gemm is None:
-        return None
-    address, int_bits = gemm
     axis = 1 if n > m else 0
     units = -(-(n if axis else m) // UNIT)
     workers = min(units, _pool.threads())
     if workers < 2:
         return None
-    from ..codegen.llvm.pool_gemm import gemm_task_ir, gemm_task_name
-
-    name = gemm_task_name(dtype, int_bits)
-    _, task, _ = load_task(name, lambda: gemm_task_ir(dtype, int_bits))
+    found = _tasks.get(a.dtype.char)
+    if found is None:
+        found = _task(a.dtype.char)
+        if found is None:
+            return None
+    address, task = found
     out = np.empty((m, n), a.dtype)
     argv = _ARGV(address, layout_a[0], layout_b[0], axis, m, n, k,
                  data_pointer(a), layout_a[1], data_pointer(b), layout_b[1],
