@@ -8,7 +8,10 @@ chosen inputs and touches no .grad.
 
 from __future__ import annotations
 
+import sys
 import threading
+
+import numpy as np
 
 from .._tensor import hooks
 from ..errors import runtime_error
@@ -129,6 +132,26 @@ def _zeros_for(node, i):
     return zeros(shape, dtype=dtype, device=dev)
 
 
+def _accumulate(slots: dict, nr: int, g):
+    """slots[nr] + g, added in place where nothing but this slot refers to slots[nr] or its
+    array (a fresh gradient an op's backward made: a split's pieces, a tensor read by two
+    ops) and no graph or trace records the sum: the out-of-place add allocated and wrote a
+    fresh output, most of the backward's `add` time."""
+    held = slots[nr]
+    data = held._data
+    # references: the slot's (or the tensor's), the local name's, getrefcount's argument
+    if (sys.getrefcount(held) == 3 and data.__class__ is np.ndarray
+            and sys.getrefcount(data) == 3 and data.base is None and data.flags.owndata
+            and data.flags.writeable
+            and not grad_mode.state.enabled and hooks.active_trace is None
+            and g.__class__ is held.__class__ and g._data.__class__ is np.ndarray
+            and g._data.shape == data.shape and g._data.dtype == data.dtype
+            and not held._requires_grad):
+        held.add_(g)
+        return held
+    return held + g
+
+
 def _execute(
     roots, root_grads, retain_graph, create_graph, capture=None, accumulate=True, on_done=None,
     local=False,
@@ -210,7 +233,7 @@ def _execute(
                     if slots is None:
                         buffers[child] = {nr: g}
                     else:
-                        slots[nr] = g if nr not in slots else slots[nr] + g
+                        slots[nr] = g if nr not in slots else _accumulate(slots, nr, g)
                 left = dependencies[child] - 1
                 dependencies[child] = left
                 if left == 0:

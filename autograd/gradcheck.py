@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
 import numpy as np
 
 from ..errors import EmberRuntimeError
@@ -156,3 +159,16 @@ def gradgradcheck(
         rtol=rtol,
         raise_exception=raise_exception,
     )
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as gradcheck: `import ember.autograd.gradcheck` run before
+    `ember.autograd.gradcheck` is first read makes the import system set the package's
+    attribute to the module, so a later `ember.autograd.gradcheck(fn, inputs)` (a function in
+    PyTorch, whatever was imported) would otherwise fail with "module is not callable"."""
+
+    def __call__(self, *args, **kwargs):
+        return gradcheck(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -93,3 +93,16 @@ def gemm() -> Gemm | None:
             if _probe(s_address, bits, np.float32) and _probe(d_address, bits, np.float64):
                 return Gemm(s_address, d_address, bits, path, (s_name, d_name))
     return None
+
+
+@functools.cache
+def cblas_gemm(dtype_name: str):
+    """numpy's cblas sgemm ("float32") or dgemm ("float64") as a ctypes function of the
+    signature above, for eager kernels that need what np.matmul does not offer (beta = 1 onto
+    an output they filled); None where there is no checked GEMM."""
+    found = gemm()
+    if found is None or dtype_name not in ("float32", "float64"):
+        return None
+    real, address = ((ctypes.c_float, found.sgemm) if dtype_name == "float32"
+                     else (ctypes.c_double, found.dgemm))
+    return _signature(real, found.int_bits)(address)

@@ -32,6 +32,7 @@ import threading
 import time
 import warnings
 import zlib
+from time import perf_counter
 from typing import NamedTuple
 
 import numpy as np
@@ -90,6 +91,19 @@ VIEWS = frozenset({"reshape", "view", "squeeze", "unsqueeze", "permute", "expand
 FLOATS = ("float32", "float64")
 # ops whose values need no float type: they move bytes
 BYTE_OPS = frozenset({"index_select"})
+# the native entry's type: ctypes gives the GIL away for the call (other Python threads run
+# meanwhile), or, for the second, keeps it
+ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64)
+ENTRY_TYPE_HOLDING_GIL = ctypes.PYFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64)
+# a call whose native part takes less keeps the GIL. Giving the GIL away and taking it back
+# wakes a waiting thread each way, and on this 2-core KVM machine those wake-ups cost more
+# than a short call gains from running beside another caller's Python: the digits CNN's
+# batch-1 call (19 us native, 8 us Python) from two Python threads made 0.62x the calls of
+# one thread when it gave the GIL away. Measured with a C function spinning for a set time
+# behind 12 us of Python, two threads against one: 13 us 0.68x, 20 us 0.71x, 30 us 1.52x,
+# 40 us 1.81x (keeping the GIL: 0.96-1.00x at each).
+HOLD_GIL_BELOW_S = 25e-6
+TIMED_CALLS = 16  # a call's native time is the least of this many (NativeGraph._timed)
 # threads calling entries at once share the thread budget (threads._Callers); False gives
 # every caller the whole budget, as before (benchmarks/entry_threads.py compares the two)
 SHARE_BY_CALLERS = True
@@ -629,9 +643,12 @@ class NativeGraph(CompiledProgram):
             load_pool()
         library = default_cache().load(self.llvm_ir)
         self._library = library  # the code lives as long as the program
-        self._entry = library.function(symbol(self.plan.name),
-                                       ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p,
-                                                        ctypes.c_int64))
+        self._entry = library.function(symbol(self.plan.name), ENTRY_TYPE)
+        # the same function called with the GIL held, for calls too short to give it away
+        self._entry_holding_gil = library.function(symbol(self.plan.name),
+                                                   ENTRY_TYPE_HOLDING_GIL)
+        # the native time of a call (_timed): none known yet, so the first calls keep the GIL
+        self._native_s, self._least_s, self._counted = 0.0, math.inf, 0
         self.schedule = []
         graph = self.graph
         # dtype objects: a call compares them with its arrays' (a numpy type converts each time)
@@ -751,21 +768,36 @@ class NativeGraph(CompiledProgram):
         # takes its share of the threads for its GEMMs; a pool-only entry offers the pool the
         # whole budget, since a job another caller holds just makes it run its own rows
         inside = callers.enter() if SHARE_BY_CALLERS else 1
+        # a call shorter than HOLD_GIL_BELOW_S keeps the GIL (_timed)
+        entry = self._entry_holding_gil if self._native_s < HOLD_GIL_BELOW_S else self._entry
+        started = perf_counter()
         try:
             if self.uses_blas:
-                status = self._blas_entry(argv, inside)
+                status = self._blas_entry(entry, argv, inside)
             elif self.parallel:
-                status = self._entry(argv, native_pool.threads_of(threads()))
+                status = entry(argv, native_pool.threads_of(threads()))
             else:
-                status = self._entry(argv, 1)
+                status = entry(argv, 1)
         finally:
             if SHARE_BY_CALLERS:
                 callers.leave()
+        self._timed(perf_counter() - started)
         if status:
             self._raise(status)
         return outputs
 
-    def _blas_entry(self, argv, inside: int) -> int:
+    def _timed(self, seconds: float) -> None:
+        """Count one call's time. The native time is the least of TIMED_CALLS calls: a
+        call's time also holds the waits for the GIL (given away, or taken by another thread
+        at a bytecode boundary), and some call of a run of them has none. (Racing callers
+        may each write the counts: they only pick when to look again.)"""
+        least = self._least_s
+        self._least_s = seconds if seconds < least else least
+        self._counted += 1
+        if self._counted >= TIMED_CALLS:
+            self._native_s, self._least_s, self._counted = self._least_s, math.inf, 0
+
+    def _blas_entry(self, entry, argv, inside: int) -> int:
         """The native call of an entry that calls BLAS, with this caller's share of the
         thread budget: its GEMMs with OpenBLAS set to that many threads, its pool kernels
         over as many."""
@@ -774,7 +806,7 @@ class NativeGraph(CompiledProgram):
             blas_single_threaded()
         else:
             before_blas(share)
-        return self._entry(argv, native_pool.threads_of(share) if self.parallel else 1)
+        return entry(argv, native_pool.threads_of(share) if self.parallel else 1)
 
     def _nhwc_program(self, inputs: frozenset):
         """The program of this graph whose `inputs` are given NHWC (a channels-last array's

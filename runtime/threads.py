@@ -18,7 +18,7 @@ numpy's wheels ship), its jobs run on the pool's workers (run_blas_jobs_on), so 
 threads serves both; with an older one the pool's idle workers sleep at once before a BLAS
 call instead of spinning beside its threads. The eager matmul and linear kernels' GEMMs go
 around OpenBLAS's threading altogether: runtime/pool_gemm.py gives each pool thread a block of
-the product as one single-threaded cblas call (blas_gemm finds the function).
+the product as one single-threaded cblas call (runtime/blas.py finds the function).
 
 Where /proc/stat is missing (not Linux), the budget is the limit.
 """
@@ -132,17 +132,9 @@ class _Blas:
                  "openblas_set_threads_callback_function64_",
                  "scipy_openblas_set_threads_callback_function")
 
-    # cblas's GEMMs (runtime/pool_gemm.py calls them from the pool's threads)
-    _GEMM = {"float32": ("scipy_cblas_sgemm64_", "cblas_sgemm64_", "scipy_cblas_sgemm",
-                         "cblas_sgemm"),
-             "float64": ("scipy_cblas_dgemm64_", "cblas_dgemm64_", "scipy_cblas_dgemm",
-                         "cblas_dgemm")}
-
     def __init__(self):
         self.looked = False
         self.set_fn = self.get_fn = self.callback_fn = None
-        self.gemms = {}  # dtype name -> the address of its cblas GEMM
-        self.int_bits = 32  # the width of cblas's integers (64: an ILP64 build)
         self.current = None
         self.callback = None  # the address OpenBLAS runs its jobs through, when it is ours
         self.first_free = 0  # the thread number the jobs run on it start at
@@ -167,7 +159,6 @@ class _Blas:
                     set_fn.argtypes, set_fn.restype = [ctypes.c_int], None
                     get_fn.argtypes, get_fn.restype = [], ctypes.c_int
                     self.set_fn, self.get_fn = set_fn, get_fn
-                    self._find_gemms(library)
                     callback_fn = _symbol(library, self._CALLBACK)
                     if callback_fn is not None:
                         callback_fn.argtypes, callback_fn.restype = [ctypes.c_void_p], None
@@ -175,18 +166,6 @@ class _Blas:
                         self.first_free = _first_free_thread_number(library)
                     break
         return self.set_fn is not None
-
-    def _find_gemms(self, library) -> None:
-        config = _symbol(library, ("openblas_get_config", "scipy_openblas_get_config64_",
-                                   "openblas_get_config64_", "scipy_openblas_get_config"))
-        if config is None:
-            return
-        config.restype = ctypes.c_char_p
-        self.int_bits = 64 if b"USE64BITINT" in (config() or b"").split() else 32
-        for dtype, names in self._GEMM.items():
-            fn = _symbol(library, names)
-            if fn is not None:
-                self.gemms[dtype] = ctypes.cast(fn, ctypes.c_void_p).value
 
     def set(self, n: int) -> None:
         """OpenBLAS's thread count made n (the last caller's wish stands)."""
@@ -287,14 +266,6 @@ def before_blas(most: int | None = None) -> int:
     if park is not None and _blas.callback is None:
         park()
     return n
-
-
-def blas_gemm(dtype: str) -> tuple[int, int] | None:
-    """(the address of the loaded OpenBLAS's cblas GEMM for dtype, the width of its
-    integers), or None where there is none."""
-    if not _blas.find() or dtype not in _blas.gemms:
-        return None
-    return _blas.gemms[dtype], _blas.int_bits
 
 
 def blas_single_threaded() -> None:

@@ -39,7 +39,7 @@ def adam(p, g, m, v, peak, decay: str, decay_value: float, beta1: float, beta2: 
     """One Adam step in place on p, m, v (and peak, the running maximum of v, with amsgrad)."""
     from ..codegen.llvm.updates import adam_ir, adam_name
 
-    dtype, amsgrad = p.dtype.name, peak is not None
+    dtype, amsgrad = windows.dtype_name(p), peak is not None
     arrays = [p, g, m, v] + ([peak] if amsgrad else [])
     scalars = [decay_value, 1 - beta1, beta2, 1 - beta2, bias_correction2_sqrt, eps,
                -step_size]
@@ -52,7 +52,7 @@ def sgd(p, g, b, weight_decay: float, momentum: float, dampening: float, nestero
     """One SGD step in place on p, and on its momentum buffer b (None without momentum)."""
     from ..codegen.llvm.updates import sgd_ir, sgd_name
 
-    dtype, decay, dampened, has_buffer = p.dtype.name, weight_decay != 0, dampening != 0, \
+    dtype, decay, dampened, has_buffer = windows.dtype_name(p), weight_decay != 0, dampening != 0, \
         b is not None
     if has_buffer:
         words = [data_pointer(p), data_pointer(g), data_pointer(b)] + _bits(

@@ -10,7 +10,8 @@ calls cblas_?gemm on its own block: nothing is shared but the read-only operands
 
 over units [start, end) of `unit` rows (columns) of C. argv: the cblas function, transA,
 transB (0 or 1), axis (0: rows of C, 1: its columns), M, N, K, A, lda, B, ldb, C, ldc, unit,
-all row-major (CblasRowMajor), C = op(A) @ op(B).
+accumulate (0 or 1), all row-major (CblasRowMajor): C = op(A) @ op(B), or C += op(A) @ op(B)
+(beta = 1) where accumulate is 1.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def gemm_task_ir(dtype: str, int_bits: int) -> str:
     name = gemm_task_name(dtype, int_bits)
     words = [("fn", "ptr"), ("ta", "i64"), ("tb", "i64"), ("axis", "i64"), ("m", "i64"),
              ("n", "i64"), ("k", "i64"), ("A", "ptr"), ("lda", "i64"), ("B", "ptr"),
-             ("ldb", "i64"), ("C", "ptr"), ("ldc", "i64"), ("unit", "i64")]
+             ("ldb", "i64"), ("C", "ptr"), ("ldc", "i64"), ("unit", "i64"),
+             ("accumulate", "i64")]
     lines = task_header(name, words)
 
     def narrow(value: str) -> str:
@@ -73,12 +75,14 @@ def gemm_task_ir(dtype: str, int_bits: int) -> str:
         "  %nn = select i1 %cols, i64 %count, i64 %n",
         f"  %ta.flag = select i1 %ta.on, i32 {TRANS}, i32 {NO_TRANS}",
         f"  %tb.flag = select i1 %tb.on, i32 {TRANS}, i32 {NO_TRANS}",
+        "  %adds = icmp ne i64 %accumulate, 0",
+        f"  %beta = select i1 %adds, {ty} 1.0, {ty} 0.0",
     ]
     m, n, k = narrow("mm"), narrow("nn"), narrow("k")
     lda, ldb, ldc = narrow("lda"), narrow("ldb"), narrow("ldc")
     lines += [
         f"  call void %fn(i32 {ROW_MAJOR}, i32 %ta.flag, i32 %tb.flag, {m}, {n}, {k}, "
-        f"{ty} 1.0, ptr %a.p, {lda}, ptr %b.p, {ldb}, {ty} 0.0, ptr %c.p, {ldc})",
+        f"{ty} 1.0, ptr %a.p, {lda}, ptr %b.p, {ldb}, {ty} %beta, ptr %c.p, {ldc})",
         "  br label %exit",
         "exit:",
         "  ret void",

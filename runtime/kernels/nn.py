@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import pool_gemm
+from .. import blas, pool_gemm
+from ..native import data_pointer
 from ..threads import before_blas
 from . import random_ops  # noqa: F401  (registers bernoulli)
 from .registry import kernel
@@ -30,8 +31,63 @@ def _matmul(xp, a, b):
     return _product(xp, a, b)
 
 
+def _blas_layout(a):
+    """(transpose flag, leading dimension) under which cblas reads the 2-D array a in place,
+    or None when its strides fit neither row- nor column-major storage."""
+    item = a.itemsize
+    rows, cols = a.shape
+    row_step = a.strides[0] if rows > 1 else cols * item
+    col_step = a.strides[1] if cols > 1 else item
+    if col_step == item and row_step % item == 0 and row_step >= cols * item:
+        return blas.NO_TRANS, row_step // item
+    if row_step == item and col_step % item == 0 and col_step >= rows * item:
+        return blas.TRANS, col_step // item
+    return None
+
+
+_BLAS_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
+
+
+def _linear_with_bias(x, w, b):
+    """x @ w.T + b as one BLAS call: the output is filled with the broadcast bias and the GEMM
+    adds onto it (beta = 1). numpy's matmul makes OpenBLAS zero a fresh output first (beta = 0)
+    and `out += b` reads and writes it once more: two passes over an output that, inside a
+    training step, is rarely in cache. None where the direct call does not apply."""
+    if (x.ndim < 2 or x.dtype != w.dtype or x.dtype != b.dtype or b.ndim != 1 or not x.size
+            or not w.size):
+        return None
+    name = _BLAS_DTYPES.get(x.dtype)
+    gemm = None if name is None else blas.cblas_gemm(name)
+    if gemm is None:
+        return None
+    rows = x.reshape(-1, x.shape[-1])
+    (m, k), n = rows.shape, w.shape[0]
+    if max(m, n, k) >= 2 ** (blas.gemm().int_bits - 1):
+        return None
+    x_layout = _blas_layout(rows)
+    if x_layout is None:
+        rows = np.ascontiguousarray(rows)
+        x_layout = (blas.NO_TRANS, k)
+    w_layout = _blas_layout(w.T)
+    if w_layout is None:
+        w = np.ascontiguousarray(w)
+        w_layout = _blas_layout(w.T)
+    out = np.empty((m, n), x.dtype)
+    out[...] = b
+    if pool_gemm.product(rows, w.T, onto=out) is not None:  # one BLAS call per pool thread
+        return out.reshape(*x.shape[:-1], n)
+    before_blas()
+    gemm(blas.ROW_MAJOR, x_layout[0], w_layout[0], m, n, k, 1.0, data_pointer(rows),
+         x_layout[1], data_pointer(w), w_layout[1], 1.0, data_pointer(out), n)
+    return out.reshape(*x.shape[:-1], n)
+
+
 @kernel("linear")
 def _linear(xp, x, w, b=None):
+    if b is not None and xp is np:
+        out = _linear_with_bias(x, w, b)
+        if out is not None:
+            return out
     # BLAS takes the transposed weight as a flag: no copy of w.T is made
     out = _product(xp, x, w.T)
     if b is not None:

@@ -769,3 +769,116 @@ class TestSharedGradients:
         (out * ember.tensor([1.0, 2.0, 3.0])).sum().backward()
         np.testing.assert_array_equal(w.grad.numpy(), np.zeros(3, np.float32))
         np.testing.assert_array_equal(u.grad.numpy(), np.array([2, 4, 6], np.float32))
+
+
+def test_gradcheck_stays_callable_after_its_module_is_imported_first():
+    """`import ember.autograd.gradcheck` before the attribute is read sets the package's
+    attribute to the module (the import system does): it is callable as the function, as
+    torch.autograd.gradcheck is."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import ember.autograd.gradcheck\n"
+        "import ember\n"
+        "from ember.autograd.gradcheck import gradcheck\n"
+        "x = ember.randn(3, dtype=ember.float64, requires_grad=True)\n"
+        "assert ember.autograd.gradcheck(lambda t: (t * t).sum(), (x,))\n"
+        "assert gradcheck(lambda t: t.exp().sum(), (x,))\n"
+        "print('ok')\n"
+    )
+    root = os.path.dirname(os.path.dirname(ember.__file__))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def _count_in_place_sums(monkeypatch):
+    """The engine's in-place gradient sums (held.add_(g)) counted."""
+    calls = []
+    original = ember.Tensor.add_
+
+    def add_(self, *args, **kwargs):
+        calls.append(tuple(self.shape))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ember.Tensor, "add_", add_)
+    return calls
+
+
+def test_gradients_of_a_split_sum_in_place_into_one_buffer_with_the_same_values(monkeypatch):
+    """A tensor read by several ops (a split's pieces, a residual) gets the sum of their
+    gradients; the engine adds them in place into a fresh gradient only it holds."""
+    calls = _count_in_place_sums(monkeypatch)
+    rng = np.random.default_rng(0)
+    xv, wv = rng.standard_normal((4, 6)), rng.standard_normal((6, 9))
+    x, w = leaf(xv), leaf(wv)
+    h = x @ w
+    q, k, v = h.split(3, dim=1)
+    loss = (q * k).sum() + v.sin().sum() + h.cos().sum()
+    loss.backward()
+    hv = xv @ wv
+    qv, kv, vv = hv[:, :3], hv[:, 3:6], hv[:, 6:]
+    dh = -np.sin(hv)
+    dh[:, :3] += kv
+    dh[:, 3:6] += qv
+    dh[:, 6:] += np.cos(vv)
+    close(w.grad, xv.T @ dh)
+    close(x.grad, dh @ wv.T)
+    assert (4, 9) in calls
+
+
+def test_a_gradient_someone_else_holds_is_never_summed_into(monkeypatch):
+    """A gradient something else refers to (another slot: add's backward hands one g to
+    both inputs; a name; a view of its array; a detached alias), a root gradient the caller
+    passed and one a hook kept are summed out of place: what they hold keeps its values."""
+    from ember.autograd.engine import _accumulate
+
+    calls = _count_in_place_sums(monkeypatch)
+
+    def gradient():
+        return ember.tensor([1.0, 2.0], dtype=ember.float64) * 1.0
+
+    with ember.no_grad():  # as backward runs the rules
+        # a fresh gradient only the slot holds: summed into
+        slots = {0: gradient()}
+        total = _accumulate(slots, 0, gradient())
+        assert calls == [(2,)] and total is slots[0]
+        close(total, [2.0, 4.0])
+        # held by another slot, by a name, or through its array by a view: left as it is
+        shared = gradient()
+        for others in ({1: shared}, [shared], [shared._data[:1]], [shared.detach()]):
+            slots = {0: shared}
+            total = _accumulate(slots, 0, gradient())
+            assert total is not shared and calls == [(2,)]
+            close(shared, [1.0, 2.0])
+            close(total, [2.0, 4.0])
+            del others
+    # an in-place sum under grad mode would go unrecorded: not then
+    slots = {0: gradient()}
+    with ember.enable_grad():
+        assert _accumulate(slots, 0, gradient()) is not slots[0]
+
+    x = leaf([1.0, 2.0])
+    y = x.exp()
+    g = ember.tensor([1.0, 1.0], dtype=ember.float64)
+    kept = []
+    y.register_hook(lambda grad: kept.append(grad))
+    (y + y * 2.0).backward(g)
+    close(g, [1.0, 1.0])
+    close(kept[0], [3.0, 3.0])
+    close(x.grad, 3.0 * np.exp([1.0, 2.0]))
+
+
+def test_second_order_gradients_still_sum_out_of_place(monkeypatch):
+    """Under create_graph the sum of two gradients is itself differentiated: no in-place."""
+    calls = _count_in_place_sums(monkeypatch)
+    x = leaf([0.5, -1.0])
+    y = x.sin() + x.cos()
+    (g,) = autograd.grad(y.sum(), x, create_graph=True)
+    assert not calls
+    (gg,) = autograd.grad(g.sum(), x)
+    close(g, np.cos([0.5, -1.0]) - np.sin([0.5, -1.0]))
+    close(gg, -np.sin([0.5, -1.0]) - np.cos([0.5, -1.0]))

@@ -414,6 +414,54 @@ def test_every_batch_size_reads_the_one_copy_of_the_weights(tmp_path):
     assert first.packed and all(a is b for a, b in zip(first.packed, second.packed))
 
 
+def _spy_entries(native, monkeypatch, spy, used=None):
+    """spy(argv, threads) sees every native call of `native` before it runs, through either
+    entry (the one giving the GIL away and the one keeping it); `used`, a list, gets which."""
+    for name in ("_entry", "_entry_holding_gil"):
+        def patched(argv, n, entry=getattr(native, name), name=name):
+            spy(argv, n)
+            if used is not None:
+                used.append(name)
+            return entry(argv, n)
+
+        monkeypatch.setattr(native, name, patched)
+
+
+def test_short_calls_keep_the_gil_and_long_ones_give_it_away(tmp_path, monkeypatch):
+    """A call's native time is the least of TIMED_CALLS calls' (a GIL wait lengthens some);
+    calls shorter than HOLD_GIL_BELOW_S keep the GIL (giving it away and back costs two
+    thread wake-ups, more than such a call gains beside another caller), longer ones give it
+    away. The first calls, of no known time, keep it."""
+    from ember.runtime import graph_entry
+
+    ember.manual_seed(18)
+    rng = np.random.default_rng(18)
+    loaded = _export(digits_cnn(ember), rng.standard_normal((4, 1, 8, 8)).astype(np.float32),
+                     tmp_path / "cnn.ember")
+    short, _ = _programs(loaded, 1)
+    used = []
+    _spy_entries(short, monkeypatch, lambda argv, n: None, used)
+    one = rng.standard_normal((1, 1, 8, 8)).astype(np.float32)
+    for _ in range(graph_entry.TIMED_CALLS + 1):
+        short(np, [one])
+    assert used == ["_entry_holding_gil"] * (graph_entry.TIMED_CALLS + 1)
+    # the spies' Python is in the timed calls: what counts is the least
+    assert 0 < short._native_s < graph_entry.HOLD_GIL_BELOW_S
+
+    times = [3e-5, 2e-6, 9e-4] + [1e-3] * (graph_entry.TIMED_CALLS - 3)
+    for t in times:  # one quick call among slow ones: the wait-free time
+        short._timed(t)
+    assert short._native_s == 2e-6
+
+    long, eager = _programs(loaded, 256)
+    used.clear()
+    _spy_entries(long, monkeypatch, lambda argv, n: None, used)
+    many = rng.standard_normal((256, 1, 8, 8)).astype(np.float32)
+    for _ in range(graph_entry.TIMED_CALLS + 1):  # 256 images: a millisecond or two
+        _same(long, eager, [many])
+    assert used == ["_entry_holding_gil"] * graph_entry.TIMED_CALLS + ["_entry"]
+
+
 def test_callers_inside_entries_at_once_split_the_threads(tmp_path, monkeypatch):
     """OpenBLAS's thread count is one setting of the process: a caller alone gives its GEMMs
     the whole budget, two callers at once half each (never twice the cores in all), and a
@@ -431,13 +479,8 @@ def test_callers_inside_entries_at_once_split_the_threads(tmp_path, monkeypatch)
         pytest.skip("no OpenBLAS thread control in this process")
     monkeypatch.setattr(threads._budget, "now", lambda: 2)  # a budget of 2, however busy
     seen = []
-    entry = native._entry
-
-    def spy(argv, n):
-        seen.append((threads.blas_threads(), threads.callers.active))
-        return entry(argv, n)
-
-    monkeypatch.setattr(native, "_entry", spy)
+    _spy_entries(native, monkeypatch,
+                 lambda argv, n: seen.append((threads.blas_threads(), threads.callers.active)))
     for _ in range(2):  # two budget intervals without another caller
         threads.callers.next_interval()
     _same(native, eager, [x])  # alone
@@ -470,8 +513,7 @@ def test_pool_entries_offer_the_whole_budget_beside_other_callers(tmp_path, monk
     # for threads() goes through it)
     monkeypatch.setattr(threads._budget, "now", lambda: 2)
     seen = []
-    entry = native._entry
-    monkeypatch.setattr(native, "_entry", lambda argv, n: seen.append(n) or entry(argv, n))
+    _spy_entries(native, monkeypatch, lambda argv, n: seen.append(n))
     one = x[:1].copy()
     _same(native, eager, [one])  # alone
     threads.callers.enter()  # another thread inside an entry

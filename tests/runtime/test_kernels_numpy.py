@@ -1034,3 +1034,77 @@ def test_sums_over_leading_dims_run_as_one_gemv_and_match_numpy(monkeypatch, dty
         calls.clear()
         KERNELS["sum"](np, small, (2,) if small is x else (0, 1), False)
         assert not calls
+
+
+def _layouts(a):
+    """a in C order, Fortran order, as a strided view, and reversed in its last dim."""
+    wide = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+    wide[..., ::2] = a
+    return [a, np.asfortranarray(a), wide[..., ::2], a[..., ::-1]]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(7, 5), (2, 3, 5), (1, 5), (4, 1, 5)])
+def test_linear_with_a_bias_is_one_gemm_onto_the_bias_in_any_layout(dtype, shape):
+    """linear's bias is the GEMM's starting output (beta = 1): the result is numpy's
+    x @ w.T + b for inputs and weights in C or Fortran order, strided and reversed."""
+    from ember.runtime.kernels import nn as nn_kernels
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((6, shape[-1])).astype(dtype)
+    b = rng.standard_normal(6).astype(dtype)
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    for xs in _layouts(x):
+        for ws in _layouts(w) + [w.T.copy().T, w[::2]]:
+            bias = b[: ws.shape[0]]
+            want = np.matmul(xs, ws.T) + bias
+            assert nn_kernels._linear_with_bias(xs, ws, bias) is not None
+            got = KERNELS["linear"](np, xs, ws, bias)
+            assert got.shape == want.shape and got.dtype == want.dtype
+            np.testing.assert_allclose(got, want, **tol)
+    # a zero input gives the bias itself, bit for bit; inf and nan in the bias stay
+    b[1], b[2] = np.inf, np.nan
+    got = KERNELS["linear"](np, np.zeros_like(x), w, b)
+    np.testing.assert_array_equal(got, np.broadcast_to(b, got.shape))
+
+
+def test_linear_keeps_numpys_path_where_one_gemm_does_not_apply():
+    """Empty inputs, a 1-D input and integer dtypes take the product-then-add path."""
+    from ember.runtime.kernels import nn as nn_kernels
+
+    rng = np.random.default_rng(4)
+    w, b = rng.standard_normal((3, 4)), rng.standard_normal(3)
+    for x in (np.zeros((0, 4)), rng.standard_normal(4), rng.standard_normal((2, 0))[:, :0]):
+        ws = w[:, : x.shape[-1]]
+        assert x.ndim < 2 or nn_kernels._linear_with_bias(x, ws, b) is None
+        np.testing.assert_allclose(KERNELS["linear"](np, x, ws, b), np.matmul(x, ws.T) + b)
+    xi, wi, bi = np.arange(8).reshape(2, 4), np.arange(12).reshape(3, 4), np.arange(3)
+    assert nn_kernels._linear_with_bias(xi, wi, bi) is None
+    np.testing.assert_array_equal(KERNELS["linear"](np, xi, wi, bi), xi @ wi.T + bi)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.bool_])
+def test_slice_backward_places_the_gradient_in_zeros_for_every_kind_of_slice(dtype):
+    """slice_backward is zeros of the input's shape with g in the sliced region: a run along
+    one dim (a split's piece, written once), steps, several dims, empty and whole slices."""
+    rng = np.random.default_rng(5)
+    shape = (4, 6, 9)
+    cases = [((0, 0, 3), (4, 6, 6), (1, 1, 1)), ((0, 0, 0), (4, 6, 3), (1, 1, 1)),
+             ((0, 0, 6), (4, 6, 9), (1, 1, 1)), ((1, 0, 0), (3, 6, 9), (1, 1, 1)),
+             ((0, 0, 0), (4, 6, 9), (1, 1, 1)), ((0, 0, 4), (4, 6, 4), (1, 1, 1)),
+             ((0, 1, 0), (4, 6, 9), (1, 2, 1)), ((1, 2, 3), (3, 5, 9), (1, 1, 2))]
+    for starts, stops, steps in cases:
+        region = tuple(slice(a, b, c) for a, b, c in zip(starts, stops, steps))
+        want = np.zeros(shape, dtype)
+        g = rng.standard_normal(want[region].shape)
+        g = (g > 0) if dtype == np.bool_ else (g * 10).astype(dtype)
+        # garbage where the output may land, so zeros that were not written show
+        del want
+        np.full(shape, 7, dtype)
+        want = np.zeros(shape, dtype)
+        want[region] = g
+        got = KERNELS["slice_backward"](np, g, shape=shape, starts=starts, stops=stops,
+                                        steps=steps)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)

@@ -9,7 +9,7 @@ import threading
 import ember
 import numpy as np
 import pytest
-from ember.runtime import native, pool_gemm, threads
+from ember.runtime import blas, native, pool_gemm, threads
 
 pytestmark = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: no pool")
 
@@ -19,7 +19,7 @@ def two_threads(monkeypatch):
     """The budget at two threads whatever the machine's load, the pool started."""
     monkeypatch.setattr(threads._budget, "now", lambda: 2)
     native._pool._started()
-    if native._pool.threads() < 2 or threads.blas_gemm("float32") is None:
+    if native._pool.threads() < 2 or blas.gemm() is None:
         pytest.skip("no pool workers or no cblas GEMM in this process")
 
 
@@ -52,6 +52,19 @@ def test_every_layout_blas_reads_in_place_gives_the_product(two_threads, dtype, 
     _close(got, a, b)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_product_onto_an_array_is_added_to_it(two_threads, dtype):
+    rng = np.random.default_rng(3)
+    a = _operand(rng, 300, 200, False, dtype)
+    b = _operand(rng, 200, 250, True, dtype)
+    start = rng.standard_normal((300, 250)).astype(dtype)
+    onto = start.copy()
+    assert pool_gemm.product(a, b, onto=onto) is onto
+    _close(onto - start, a, b)
+    assert pool_gemm.product(a, b, onto=onto.T.copy().T) is None  # not C-contiguous
+    assert pool_gemm.product(a, b, onto=onto[:100]) is None  # not the product's shape
+
+
 def test_products_blas_cannot_read_in_place_or_too_small_are_left_to_numpy(two_threads):
     rng = np.random.default_rng(0)
     a = rng.standard_normal((512, 256)).astype(np.float32)
@@ -74,8 +87,8 @@ def test_matmul_and_linear_forward_and_backward_take_the_pool_path(two_threads, 
     shared = []
     original = pool_gemm.product
 
-    def spy(a, b):
-        out = original(a, b)
+    def spy(a, b, onto=None):
+        out = original(a, b, onto)
         shared.append(out is not None)
         return out
 
@@ -95,7 +108,7 @@ def test_matmul_and_linear_forward_and_backward_take_the_pool_path(two_threads, 
     np.testing.assert_allclose(tw.grad.numpy(), flat_g.T @ flat_x, rtol=1e-10, atol=1e-10)
     z = ember.tensor(x[0]) @ ember.tensor(w.T)
     np.testing.assert_allclose(z.numpy(), x[0] @ w.T, rtol=1e-10, atol=1e-10)
-    assert shared.count(True) >= 3, shared
+    assert shared.count(True) >= 4, shared  # linear, its two gradients, matmul
 
 
 def test_products_from_several_threads_at_once_stay_right(two_threads):
