@@ -16,7 +16,9 @@ OpenBLAS the same number (through its own API, found in the process by ctypes; t
 only finds it where that fails). Where OpenBLAS takes a threads callback (0.3.27 and later, as
 numpy's wheels ship), its jobs run on the pool's workers (run_blas_jobs_on), so one set of
 threads serves both; with an older one the pool's idle workers sleep at once before a BLAS
-call instead of spinning beside its threads.
+call instead of spinning beside its threads. The eager matmul and linear kernels' GEMMs go
+around OpenBLAS's threading altogether: runtime/pool_gemm.py gives each pool thread a block of
+the product as one single-threaded cblas call (runtime/blas.py finds the function).
 
 Where /proc/stat is missing (not Linux), the budget is the limit.
 """

@@ -5,6 +5,13 @@ GIL twice), as much as a layer_norm's second core saves. Here the workers are na
 that spin for a while after each job, so back-to-back kernels start on every core within a
 fraction of a microsecond; an idle worker yields, then sleeps on a condition variable.
 
+How long a worker stays awake is measured in time (the x86 time-stamp counter), not in spins:
+a pause takes ~10 cycles on some cores and ~140 on others, and the 2000 pauses once counted
+here lasted ~20 us on this project's machines, while an eager training step runs ember's
+Python for ~50-500 us between two parallel kernels or GEMMs. Each job found its worker asleep,
+and waking it (a futex, on a virtual machine an interrupt to a halted vCPU) came to ~40 us,
+as much as a layer_norm's second core saves. PyTorch's OpenMP workers spin ~300,000 rounds.
+
     ember_parallel_for(task, argv, rows, chunks)
 
 runs `task(argv, start, end)` over [0, rows) cut into `chunks` equal ranges. The chunks are
@@ -36,21 +43,33 @@ Linux and glibc (pthread_mutex_t and pthread_cond_t fit the 128 bytes reserved f
 
 from __future__ import annotations
 
-# spins of the idle loop with a pause, then with sched_yield, before a worker sleeps: about
-# 20 us and 300 us on the machines measured (a training step's BLAS calls fall between kernels;
-# the yields leave the core to their threads)
-SPIN_PAUSES = 2000
-SPIN_YIELDS = 300
+# how long an idle worker spins with a pause, then with sched_yield (which leaves the core to
+# any other thread that wants it), before it sleeps: time-stamp counter ticks (~2.6 GHz on the
+# machines measured: ~1 ms and ~3 ms), or, without one (not x86), spins of the idle loop
+SPIN_TICKS = 2_500_000
+YIELD_TICKS = 8_000_000
+SPIN_PAUSES = 20_000  # without a time-stamp counter
+SPIN_YIELDS = 3_000
 
 CLOSED = 0xFFFFFFFF
 
 
 def module_ir(triple: str) -> str:
-    pause = "call void @llvm.x86.sse2.pause()" if triple.startswith(("x86_64", "i686", "i386")) \
-        else ""
-    declare_pause = "declare void @llvm.x86.sse2.pause()" if pause else ""
+    x86 = triple.startswith(("x86_64", "i686", "i386"))
+    pause = "call void @llvm.x86.sse2.pause()" if x86 else ""
+    declare_pause = "declare void @llvm.x86.sse2.pause()" if x86 else ""
+    if x86:
+        # the worker's clock: the time-stamp counter (rdtsc; LLVM's readcyclecounter is a
+        # privileged counter on some other targets)
+        clock = "%now = call i64 @llvm.readcyclecounter()"
+        declare_clock = "declare i64 @llvm.readcyclecounter()"
+        spin, yields = SPIN_TICKS, YIELD_TICKS
+    else:
+        clock = "%now = add i64 %since, %spins"  # spins stand in for time
+        declare_clock = ""
+        spin, yields = SPIN_PAUSES, SPIN_PAUSES + SPIN_YIELDS
     return _IR.format(pause=pause, declare_pause=declare_pause, closed=CLOSED,
-                      spin=SPIN_PAUSES, yields=SPIN_PAUSES + SPIN_YIELDS)
+                      clock=clock, declare_clock=declare_clock, spin=spin, yields=yields)
 
 
 _IR = r"""
@@ -85,6 +104,7 @@ declare i32 @sched_yield()
 declare i32 @pthread_join(i64, ptr)
 declare i32 @getpid()
 {declare_pause}
+{declare_clock}
 
 ; claim chunks of generation %gen and run them until none is left
 define internal void @run_chunks(i64 %gen) nounwind {{
@@ -124,12 +144,18 @@ out:
 ; a worker starts from generation 0, the one ember_pool_start leaves: had it read @claim when
 ; its thread began running, a job published in between (the first GEMM right after the start)
 ; would have looked seen to it, and OpenBLAS's jobs, which wait for each other, would hang
+; %since is the clock when the worker last became idle (0: not yet read; the first idle
+; round reads it), %spins the idle rounds since then
 define internal ptr @worker(ptr %unused) nounwind {{
 entry:
   br label %wait
 wait:
-  %seen = phi i64 [ 0, %entry ], [ %g, %run ], [ %seen, %paused ], [ %seen, %yielded ], [ %seen, %woke ]
-  %spins = phi i64 [ 0, %entry ], [ 0, %run ], [ %spins1, %paused ], [ %spins1, %yielded ], [ 0, %woke ]
+  %seen = phi i64 [ 0, %entry ], [ %g, %run ],
+      [ %seen, %paused ], [ %seen, %yielded ], [ %seen, %woke ]
+  %spins = phi i64 [ 0, %entry ], [ 0, %run ],
+      [ %spins1, %paused ], [ %spins1, %yielded ], [ 0, %woke ]
+  %since = phi i64 [ 0, %entry ], [ 0, %run ],
+      [ %since1, %paused ], [ %since1, %yielded ], [ 0, %woke ]
   %c = load atomic i64, ptr @claim acquire, align 8
   %g = lshr i64 %c, 32
   %new = icmp ne i64 %g, %seen
@@ -147,13 +173,17 @@ parked:
   br i1 %parking, label %sleep, label %spin
 spin:
   %spins1 = add i64 %spins, 1
-  %short = icmp ult i64 %spins, {spin}
+  {clock}
+  %first = icmp eq i64 %spins, 0
+  %since1 = select i1 %first, i64 %now, i64 %since
+  %elapsed = sub i64 %now, %since1
+  %short = icmp ult i64 %elapsed, {spin}
   br i1 %short, label %paused, label %long
 paused:
   {pause}
   br label %wait
 long:
-  %medium = icmp ult i64 %spins, {yields}
+  %medium = icmp ult i64 %elapsed, {yields}
   br i1 %medium, label %yielded, label %sleep
 yielded:
   %y = call i32 @sched_yield()

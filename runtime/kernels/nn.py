@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import blas
+from .. import blas, pool_gemm
 from ..native import data_pointer
 from ..threads import before_blas
 from . import random_ops  # noqa: F401  (registers bernoulli)
@@ -15,11 +15,14 @@ def _product(xp, a, b):
     """a @ b; a stack of matrices times one matrix is one GEMM over the stacked rows. numpy
     runs (..., m, k) @ (k, n) as one small GEMM per matrix of the stack: a linear layer on
     (16, 64, 64) took 264 us that way and 62 us as (1024, 64) @ (64, 192)."""
-    if xp is np:
-        before_blas()  # BLAS's threads from the one budget (runtime/threads.py)
     if a.ndim > 2 and b.ndim == 2 and a.shape[-1] and a.size:
         lead = a.shape[:-1]
-        return xp.matmul(a.reshape(-1, a.shape[-1]), b).reshape(*lead, b.shape[-1])
+        return _product(xp, a.reshape(-1, a.shape[-1]), b).reshape(*lead, b.shape[-1])
+    if xp is np:
+        out = pool_gemm.product(a, b)  # one BLAS call per pool thread, None: not shared
+        if out is not None:
+            return out
+        before_blas()  # BLAS's threads from the one budget (runtime/threads.py)
     return xp.matmul(a, b)
 
 
@@ -71,6 +74,8 @@ def _linear_with_bias(x, w, b):
         w_layout = _blas_layout(w.T)
     out = np.empty((m, n), x.dtype)
     out[...] = b
+    if pool_gemm.product(rows, w.T, onto=out) is not None:  # one BLAS call per pool thread
+        return out.reshape(*x.shape[:-1], n)
     before_blas()
     gemm(blas.ROW_MAJOR, x_layout[0], w_layout[0], m, n, k, 1.0, data_pointer(rows),
          x_layout[1], data_pointer(w), w_layout[1], 1.0, data_pointer(out), n)

@@ -39,13 +39,25 @@ def test_every_row_is_computed_once_whatever_the_row_count(rows):
 
 
 def test_the_pool_serves_again_after_its_workers_fell_asleep():
-    """Past the spin (tens of microseconds) and the yields (under a millisecond) a worker
-    sleeps on a condition variable; the next job wakes it and the results stay right."""
+    """Past the spin (~1 ms) and the yields (~3 ms) a worker sleeps on a condition variable;
+    the next job wakes it and the results stay right."""
     a = np.random.default_rng(0).standard_normal((512, 1024)).astype(np.float32)
     fn = _row_kernel()
     for _ in range(3):
         np.testing.assert_array_equal(fn(ember.tensor(a)).numpy(), _expected(a))
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("triple", ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"])
+def test_the_pools_module_is_valid_ir_with_or_without_a_time_stamp_counter(triple):
+    """x86 workers time their idle spin by the time-stamp counter; elsewhere (where LLVM's
+    cycle counter may be a privileged register) they count spins instead."""
+    llvm = pytest.importorskip("llvmlite.binding")
+    from ember.codegen.llvm import pool
+
+    module = llvm.parse_assembly(pool.module_ir(triple))
+    module.verify()
+    assert ("llvm.readcyclecounter" in str(module)) == triple.startswith("x86_64")
 
 
 def test_python_threads_calling_large_kernels_at_once_each_get_their_own_rows():
