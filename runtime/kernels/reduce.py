@@ -64,7 +64,10 @@ def _leading_by_gemv(x, axis, keepdim):
     rest = x.shape[lead:]
     rows = math.prod(x.shape[:lead])
     out = np.ones(rows, dtype=x.dtype) @ x.reshape(rows, math.prod(rest))
-    return out.reshape((1,) * lead + rest if keepdim else rest)
+    shape = (1,) * lead + rest if keepdim else rest
+    # the product itself where it has the shape already: a reshape would be a view, and a
+    # leaf's AccumulateGrad copies a gradient that is a view rather than keep it
+    return out if out.shape == shape else out.reshape(shape)
 
 
 def _leading_then_rest(x, axis, keepdim):

@@ -1036,6 +1036,29 @@ def test_sums_over_leading_dims_run_as_one_gemv_and_match_numpy(monkeypatch, dty
         assert not calls
 
 
+def test_a_bias_gradient_from_the_leading_sum_is_kept_without_a_copy(monkeypatch):
+    """The leading-dims sum (a linear layer's bias gradient) is the GEMV's own array, not a
+    reshaped view of it, so the bias's AccumulateGrad keeps it as .grad instead of cloning
+    it: no copy of it in a linear layer's backward, and the values are the sum's."""
+    import ember
+
+    ember.manual_seed(3)
+    layer = ember.nn.Linear(24, 16)
+    x = ember.randn(8, 64, 24)
+    assert KERNELS["sum"](np, x.numpy(), (0, 1), False).base is None
+    clones = []
+    original = KERNELS["clone"]
+    monkeypatch.setitem(KERNELS, "clone", lambda xp, *a, **k: clones.append(a) or original(
+        xp, *a, **k))
+    out = layer(x)
+    g = ember.randn(*out.shape)
+    out.backward(g)
+    assert not [a for a in clones if a[0].shape == (16,)]  # (the root gradient may be copied)
+    assert layer.bias.grad.numpy().base is None
+    np.testing.assert_allclose(layer.bias.grad.numpy(), g.numpy().sum((0, 1)), rtol=1e-5,
+                               atol=1e-5)
+
+
 def _layouts(a):
     """a in C order, Fortran order, as a strided view, and reversed in its last dim."""
     wide = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
