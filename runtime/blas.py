@@ -95,6 +95,21 @@ def gemm() -> Gemm | None:
     return None
 
 
+def layout(a: np.ndarray) -> tuple[int, int] | None:
+    """(NO_TRANS or TRANS, leading dimension): how a row-major cblas GEMM reads the 2-D array
+    a in place, or None when its strides fit neither row- nor column-major storage (a dim of
+    one takes any stride)."""
+    item = a.itemsize
+    rows, cols = a.shape
+    row_step = a.strides[0] if rows > 1 else cols * item
+    col_step = a.strides[1] if cols > 1 else item
+    if col_step == item and row_step % item == 0 and row_step >= cols * item:
+        return NO_TRANS, row_step // item
+    if row_step == item and col_step % item == 0 and col_step >= rows * item:
+        return TRANS, col_step // item
+    return None
+
+
 @functools.cache
 def cblas_gemm(dtype_name: str):
     """numpy's cblas sgemm ("float32") or dgemm ("float64") as a ctypes function of the

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import blas, threads
 from .native import _pool, data_pointer
-from .windows import dtype_name, load_task
+from .windows import load_task
 
 # below this many multiply-adds (~30 us on one core) a second thread gains less than its
 # start costs; a step's smallest GEMM, (512, 128) @ (128, 128), is 8.4M
@@ -25,18 +25,6 @@ MIN_WORK = 1 << 21
 # on 16 rows at a time, so an odd cut leaves a thread a partial block
 UNIT = 16
 _ARGV = ctypes.c_int64 * 15
-
-
-def _layout(x: np.ndarray) -> tuple[int, int] | None:
-    """(transposed, leading dimension) of a 2-D operand BLAS can read in place, else None."""
-    size = x.itemsize
-    rows, cols = x.shape
-    s0, s1 = x.strides
-    if s1 == size and s0 % size == 0 and s0 >= cols * size:
-        return 0, s0 // size
-    if s0 == size and s1 % size == 0 and s1 >= rows * size:
-        return 1, s1 // size
-    return None
 
 
 # dtype char -> (cblas GEMM address, the pool task's address, the bound of cblas's ints)
@@ -49,7 +37,7 @@ def _task(char: str) -> tuple[int, int, int] | None:
     found = blas.gemm()
     if found is None:
         return None
-    dtype = dtype_name(np.empty(0, char))
+    dtype = np.dtype(char).name
     address = found.sgemm if dtype == "float32" else found.dgemm
     from ..codegen.llvm.pool_gemm import gemm_task_ir, gemm_task_name
 
@@ -75,7 +63,7 @@ def product(a: np.ndarray, b: np.ndarray, onto: np.ndarray | None = None) -> np.
     if onto is not None and (onto.shape != (m, n) or onto.dtype != a.dtype
                              or not onto.flags.c_contiguous or not onto.flags.aligned):
         return None
-    layout_a, layout_b = _layout(a), _layout(b)
+    layout_a, layout_b = blas.layout(a), blas.layout(b)
     if layout_a is None or layout_b is None:
         return None
     run = _pool.parallel_for()
@@ -95,7 +83,8 @@ def product(a: np.ndarray, b: np.ndarray, onto: np.ndarray | None = None) -> np.
     if max(m, n, k, layout_a[1], layout_b[1]) >= bound:
         return None
     out = np.empty((m, n), a.dtype) if onto is None else onto
-    argv = _ARGV(address, layout_a[0], layout_b[0], axis, m, n, k,
+    transposed_a, transposed_b = layout_a[0] == blas.TRANS, layout_b[0] == blas.TRANS
+    argv = _ARGV(address, transposed_a, transposed_b, axis, m, n, k,
                  data_pointer(a), layout_a[1], data_pointer(b), layout_b[1],
                  data_pointer(out), n, UNIT, onto is not None)
     threads.blas_single_threaded()

@@ -31,20 +31,6 @@ def _matmul(xp, a, b):
     return _product(xp, a, b)
 
 
-def _blas_layout(a):
-    """(transpose flag, leading dimension) under which cblas reads the 2-D array a in place,
-    or None when its strides fit neither row- nor column-major storage."""
-    item = a.itemsize
-    rows, cols = a.shape
-    row_step = a.strides[0] if rows > 1 else cols * item
-    col_step = a.strides[1] if cols > 1 else item
-    if col_step == item and row_step % item == 0 and row_step >= cols * item:
-        return blas.NO_TRANS, row_step // item
-    if row_step == item and col_step % item == 0 and col_step >= rows * item:
-        return blas.TRANS, col_step // item
-    return None
-
-
 _BLAS_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
 
 
@@ -64,14 +50,14 @@ def _linear_with_bias(x, w, b):
     (m, k), n = rows.shape, w.shape[0]
     if max(m, n, k) >= 2 ** (blas.gemm().int_bits - 1):
         return None
-    x_layout = _blas_layout(rows)
+    x_layout = blas.layout(rows)
     if x_layout is None:
         rows = np.ascontiguousarray(rows)
         x_layout = (blas.NO_TRANS, k)
-    w_layout = _blas_layout(w.T)
+    w_layout = blas.layout(w.T)
     if w_layout is None:
         w = np.ascontiguousarray(w)
-        w_layout = _blas_layout(w.T)
+        w_layout = blas.layout(w.T)
     out = np.empty((m, n), x.dtype)
     out[...] = b
     if pool_gemm.product(rows, w.T, onto=out) is not None:  # one BLAS call per pool thread

@@ -63,6 +63,14 @@ def _arrays(rng, x_shape, w_shape, dtype):
             rng.standard_normal(w_shape).astype(dtype))
 
 
+def _gradient_case(seed, x_shape, w_shape, dtype, args):
+    """x, w, their convolution by args and an output gradient g, drawn from one seed."""
+    rng = np.random.default_rng(seed)
+    x, w = _arrays(rng, x_shape, w_shape, dtype)
+    out = _reference_conv(x, w, *args)
+    return x, w, out, rng.standard_normal(out.shape).astype(dtype)
+
+
 def _tolerance(dtype):
     return 2e-5 if dtype == np.float32 else 1e-12
 
@@ -107,11 +115,8 @@ def test_strided_columns_go_row_by_row_where_the_rows_fit_vectors():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_stride_one_input_gradient_is_the_flipped_convolution(geometry, dtype, monkeypatch):
     x_shape, w_shape, padding, dilation = geometry
-    rng = np.random.default_rng(2)
-    x, w = _arrays(rng, x_shape, w_shape, dtype)
     args = ((1, 1), padding, dilation, 1)
-    out = _reference_conv(x, w, *args)
-    g = rng.standard_normal(out.shape).astype(dtype)
+    x, w, out, g = _gradient_case(2, x_shape, w_shape, dtype, args)
     assert conv._flipped_conv(g, w, x_shape, *args) is not None
     dx = conv._conv2d_backward_input(np, g, w, x_shape, *args)
     assert dx.shape == x_shape and dx.dtype == dtype
@@ -127,11 +132,8 @@ def test_stride_one_input_gradient_is_the_flipped_convolution(geometry, dtype, m
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_weight_gradient_by_convolution_where_taps_fill_vectors(geometry, dtype, monkeypatch):
     x_shape, w_shape, stride, padding, dilation = geometry
-    rng = np.random.default_rng(3)
-    x, w = _arrays(rng, x_shape, w_shape, dtype)
     args = (stride, padding, dilation, 1)
-    out = _reference_conv(x, w, *args)
-    g = rng.standard_normal(out.shape).astype(dtype)
+    x, w, out, g = _gradient_case(3, x_shape, w_shape, dtype, args)
     assert conv_entry.conv2d_weight_gradient(x, g, w_shape, stride, padding,
                                              dilation) is not None
     dw = conv._conv2d_backward_weight(np, x, g, w_shape, *args)
@@ -156,11 +158,8 @@ BY_COLUMNS = {
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_weight_gradient_by_columns_where_channels_fill_vectors(geometry, dtype, monkeypatch):
     x_shape, w_shape, stride, padding, dilation = geometry
-    rng = np.random.default_rng(5)
-    x, w = _arrays(rng, x_shape, w_shape, dtype)
     args = (stride, padding, dilation, 1)
-    out = _reference_conv(x, w, *args)
-    g = rng.standard_normal(out.shape).astype(dtype)
+    x, w, out, g = _gradient_case(5, x_shape, w_shape, dtype, args)
     taken = []
     original = conv_entry._weight_gradient_by_columns
     monkeypatch.setattr(conv_entry, "_weight_gradient_by_columns",
@@ -312,11 +311,8 @@ def test_strided_input_gradient_columns_through_the_entry_on_two_threads(geometr
     pointwise convolution in the entry, then col2im: equal to the numpy paths, and to the
     one-thread GEMM's to the rounding of the sums."""
     x_shape, w_shape, stride, padding, dilation = geometry
-    rng = np.random.default_rng(9)
-    x, w = _arrays(rng, x_shape, w_shape, dtype)
     args = (stride, padding, dilation, 1)
-    out = _reference_conv(x, w, *args)
-    g = rng.standard_normal(out.shape).astype(dtype)
+    x, w, out, g = _gradient_case(9, x_shape, w_shape, dtype, args)
     taken = []
     original = conv_entry.gradient_columns
     monkeypatch.setattr(conv_entry, "gradient_columns",
