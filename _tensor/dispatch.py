@@ -110,14 +110,51 @@ def _plan_key(op: str, inputs: tuple, attrs: dict, by_shape: bool):
     return tuple(key), arrays, needs_grad
 
 
+def _tensor_key(op: str, inputs: tuple, attrs: dict, by_shape: bool):
+    """_plan_key for one or two CPU tensors (most calls), without its general loop: the same
+    key, with the arrays as a list, or None where the general key must be made."""
+    if len(inputs) == 1:
+        x = inputs[0]
+        if not isinstance(x, Tensor) or x._device is not CPU:
+            return None
+        data = x._data
+        if data.__class__ is not _ndarray:
+            return None
+        key = (op, x._dtype, (data.shape,)) if by_shape else (op, x._dtype)
+        arrays = [data]
+        needs_grad = x._requires_grad
+    else:
+        a, b = inputs
+        if (not isinstance(a, Tensor) or not isinstance(b, Tensor) or a._device is not CPU
+                or b._device is not CPU):
+            return None
+        da, db = a._data, b._data
+        if da.__class__ is not _ndarray or db.__class__ is not _ndarray:
+            return None
+        sa, sb = da.shape, db.shape
+        if by_shape or sa != sb:
+            key = (op, a._dtype, b._dtype, (sa, sb))
+        else:
+            key = (op, a._dtype, b._dtype)
+        arrays = [da, db]
+        needs_grad = a._requires_grad or b._requires_grad
+    if attrs:
+        key = (*key, tuple(attrs.items()))
+    return key, arrays, needs_grad
+
+
 def _planned(op: str, inputs: tuple, attrs: dict):
     """The call run by its plan (see _PLANS), or None where it has none."""
     by_shape = _PLANNABLE.get(op)
     if by_shape is None:
         return None
-    keyed = _plan_key(op, inputs, attrs, by_shape)
+    keyed = None
+    if len(inputs) <= 2 and inputs:
+        keyed = _tensor_key(op, inputs, attrs, by_shape)
     if keyed is None:
-        return None
+        keyed = _plan_key(op, inputs, attrs, by_shape)
+        if keyed is None:
+            return None
     key, arrays, needs_grad = keyed
     try:
         plan = _PLANS.get(key)
@@ -125,7 +162,7 @@ def _planned(op: str, inputs: tuple, attrs: dict):
         return None
     if plan is None:
         return None
-    out_dtype, numbers_as, differentiable = plan
+    out_dtype, numbers_as, differentiable, direct, planned_kernel = plan
     if numbers_as is not None:
         for i, x in enumerate(arrays):
             if x.__class__ is not _ndarray:
@@ -134,7 +171,11 @@ def _planned(op: str, inputs: tuple, attrs: dict):
                 except OverflowError:  # the general way wraps it around
                     return None
     try:
-        result = KERNELS[op](np, *arrays, **attrs)
+        kernel = KERNELS[op]
+        if direct is not None and kernel is planned_kernel:
+            result = direct(*arrays)  # the kernel's own function of the arrays (a numpy ufunc)
+        else:
+            result = kernel(np, *arrays, **attrs)
     except MemoryError:
         return None  # the general way says what could not be allocated
     if result.__class__ is not _ndarray:  # a numpy scalar, from a 0-d result
@@ -168,7 +209,12 @@ def _make_plan(op, schema, inputs, attrs, args, out_type, result) -> None:
     numbers_as = None
     if schema.compute_dtype is not None:
         numbers_as = schema.compute_dtype_of(inputs, out_type.dtype).np.type
-    _PLANS[keyed[0]] = (out_type.dtype, numbers_as, schema.differentiable)
+    # a kernel may give the function of the arrays it calls (direct_for: numpy's ufunc),
+    # which the plan then calls itself while that kernel is the op's (a test may swap it)
+    kernel = KERNELS[op]
+    direct_for = None if attrs else getattr(kernel, "direct_for", None)
+    direct = None if direct_for is None else direct_for(args)
+    _PLANS[keyed[0]] = (out_type.dtype, numbers_as, schema.differentiable, direct, kernel)
     _PLANNABLE[op] = by_shape
 
 

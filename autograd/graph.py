@@ -260,6 +260,20 @@ def link_op(op: str, inputs: tuple, attrs: dict, outputs: tuple) -> None:
     node.attrs = attrs
     node.rule = rule
     node.freed = False
+    if len(outputs) == 1 and _hooks.active_trace is None:
+        n = len(inputs)
+        if n == 1:
+            _link_one(node, rule, inputs, outputs[0])
+            return
+        if n == 2 and isinstance(inputs[0], Tensor) and isinstance(inputs[1], Tensor):
+            _link_two(node, rule, inputs, outputs[0])
+            return
+    _link_general(node, rule, inputs, outputs)
+
+
+def _link_general(node, rule, inputs: tuple, outputs: tuple) -> None:
+    """link_op for any call: inputs may hold numbers, several outputs, a trace may run."""
+    Tensor = _Tensor
     # one pass over the inputs (most calls have one or two, all tensors): the edges, the
     # metadata the backward checks its gradients against, which inputs need a gradient
     edges = []
@@ -334,6 +348,85 @@ def link_op(op: str, inputs: tuple, attrs: dict, outputs: tuple) -> None:
             o._grad_fn = node
             if i:
                 o._output_nr = i
+
+
+def _edge(x):
+    """edge_of's common case inline: an op's output that is not a view."""
+    grad_fn = x._grad_fn
+    if grad_fn is not None and x._base is None:
+        return (grad_fn, x._output_nr)
+    return edge_of(x)
+
+
+def _link_output(node, rule, o) -> None:
+    """The one output's part of link_op (see it): its metadata, whether the node keeps it,
+    and its history."""
+    dtype = o._dtype
+    node.out_meta = ((o._data.shape, dtype, o._device),)
+    save = rule.save_outputs
+    if not save:
+        node.outputs = None
+    elif save is True or save[0]:
+        outputs = (o,)
+        node.outputs = outputs
+        node.saved_versions.append((outputs, (o._version[0],)))
+    else:
+        node.outputs = (None,)
+        node.saved_versions.append(((None,), (None,)))
+    if dtype.is_floating_point:
+        o._requires_grad = True
+        o._grad_fn = node
+
+
+def _link_one(node, rule, inputs, out) -> None:
+    """link_op for one tensor input (which requires grad: else no node is made) and one
+    output, outside a trace: the same node, built without the general loops."""
+    x = inputs[0]
+    grad_fn = x._grad_fn
+    if grad_fn is not None and x._base is None:  # (_edge inline)
+        node.next_functions = ((grad_fn, x._output_nr),)
+    else:
+        node.next_functions = (edge_of(x),)
+    node.needs_input_grad = (True,)
+    node.input_meta = ((x._data.shape, x._dtype, x._device),)
+    save = rule.save_inputs
+    if save is not True and save is not False:
+        save = save((True,))[0]
+    if save:
+        node.inputs = inputs
+        node.saved_versions = [(inputs, (x._version[0],))]
+    else:
+        node.inputs = (None,)
+        node.saved_versions = []
+    _link_output(node, rule, out)
+
+
+def _link_two(node, rule, inputs, out) -> None:
+    """link_op for two tensor inputs and one output, outside a trace (see _link_one)."""
+    a, b = inputs
+    ea = _edge(a) if a._requires_grad else None
+    eb = _edge(b) if b._requires_grad else None
+    node.next_functions = (ea, eb)
+    node.needs_input_grad = needs = (ea is not None, eb is not None)
+    node.input_meta = ((a._data.shape, a._dtype, a._device), (b._data.shape, b._dtype, b._device))
+    save = rule.save_inputs
+    if save is True:
+        node.inputs = inputs
+        node.saved_versions = [(inputs, (a._version[0], b._version[0]))]
+    elif save is False:
+        node.inputs = (None, None)
+        node.saved_versions = []
+    else:
+        keep_a, keep_b = save(needs)
+        if keep_a or keep_b:
+            kept = (a if keep_a else None, b if keep_b else None)
+            node.inputs = kept
+            node.saved_versions = [(kept, (a._version[0] if keep_a else None,
+                                           b._version[0] if keep_b else None))]
+        else:
+            node.inputs = (None, None)
+            node.saved_versions = []
+    _link_output(node, rule, out)
 
 
 def sum_to(g, shape: tuple):

@@ -333,6 +333,11 @@ def _as_dim(dim) -> int:
 
 def normalize_dim(dim: int, ndim: int) -> int:
     """A dim in [-ndim, ndim) made non-negative; IndexError as PyTorch words it otherwise."""
+    if dim.__class__ is int and ndim.__class__ is int:  # the common call, answered at once
+        if 0 <= dim < ndim:
+            return dim
+        if -ndim <= dim < 0:
+            return dim + ndim
     bound = max(ndim, 1)
     dim = _as_dim(dim)
     if dim < -bound or dim >= bound:

@@ -75,6 +75,7 @@ class KernelOutput:
     dtype: np.dtype
     buffer: object
     value: Value
+    recycle: bool = False  # a fresh output large enough for _fresh's reuse (set by _link)
 
     def __iter__(self):  # unpacks as (slot, shape, dtype, buffer, value)
         return iter((self.slot, self.shape, self.dtype, self.buffer, self.value))
@@ -233,6 +234,11 @@ class CompiledProgram:
         make the schedule a call walks: (kind, run) pairs of the steps, plain tuples for
         the hot loop, with each run of kernels in place of its kernels."""
         self.schedule = [(step.kind, step.run) for step in self.steps]
+        for step in self.steps:  # the shapes are final here (cats.py changes some)
+            if step.kind == "native":
+                for output in step.run.outputs:
+                    nbytes = math.prod(output.shape) * np.dtype(output.dtype).itemsize
+                    output.recycle = nbytes >= RECYCLE_MIN_BYTES
         if not (self.specs and self.backend == "llvm"):
             return
         started = time.perf_counter()
@@ -413,12 +419,10 @@ class CompiledProgram:
         return None
 
     def _fresh(self, index: int, shape: tuple, dtype) -> np.ndarray:
-        """An output array for the caller. A large one is the array this thread returned from
-        the same slot last call when nothing else holds it any more (the caller dropped it):
-        reusing it skips the page faults of fresh memory, as a caching allocator does."""
-        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
-        if nbytes < RECYCLE_MIN_BYTES:
-            return np.empty(shape, dtype)
+        """An output array for the caller, of RECYCLE_MIN_BYTES or more: the array this thread
+        returned from the same slot last call when nothing else holds it any more (the caller
+        dropped it): reusing it skips the page faults of fresh memory, as a caching allocator
+        does."""
         returned = getattr(self._local, "returned", None)
         if returned is None:
             returned = self._local.returned = {}
@@ -495,7 +499,7 @@ class CompiledProgram:
             dtype = output.dtype
             buffer = output.buffer
             if buffer is None:
-                out = self._fresh(index, shape, dtype)
+                out = self._fresh(index, shape, dtype) if output.recycle else np.empty(shape, dtype)
             elif buffer.__class__ is tuple:  # donated: over the input's own array
                 out = values[buffer[1]]
                 if not (out.flags.c_contiguous and out.flags.writeable):
@@ -634,9 +638,33 @@ def _group_outputs(group: Group, graph: Graph) -> list[Value]:
     return outs
 
 
+def _environ_reader(name: str):
+    """A reader of os.environ[name] or None, read at each call (a test or a user may set it).
+    os.environ keeps its values in `_data` under encoded keys: a lookup there skips the
+    encoding of the key (~0.4 us of an eager composite call's ~10); os.environ.get where
+    that dict is missing."""
+    data = getattr(os.environ, "_data", None)
+    try:
+        key = os.environ.encodekey(name)
+        decode = os.environ.decodevalue
+    except AttributeError:
+        data = None
+    if not isinstance(data, dict):
+        return lambda: os.environ.get(name)
+
+    def read():
+        raw = data.get(key)
+        return None if raw is None else decode(raw)
+
+    return read
+
+
+_compile_setting = _environ_reader("EMBER_COMPILE")
+
+
 def native_enabled() -> bool:
     """EMBER_COMPILE=0 (or off, eager) runs graphs on the eager kernels only."""
-    value = os.environ.get("EMBER_COMPILE")  # read each call: a test or a user may set it
+    value = _compile_setting()
     return value is None or value.strip().lower() not in ("0", "off", "eager", "false", "no")
 
 

@@ -163,14 +163,16 @@ def run_split(graphs: SplitGraphs, inputs: list, xp, wrap) -> list:
 class CompiledBackward(Node):
     """The backward of a scripted call: the compiled backward graph over the saved values."""
 
+    __slots__ = ("graphs", "inputs", "out_meta", "saved", "versions", "xp")
+
     def __init__(self, graphs: SplitGraphs, inputs: list, saved: list, xp):
-        super().__init__()
+        self.pre_hooks = None
         self.graphs = graphs
         self.inputs = inputs  # kept for create_graph's recomputation
         self.versions = [t._version[0] for t in inputs]
         self.saved = saved
         self.xp = xp
-        self.next_functions = tuple(edge_of(inputs[i]) for i in graphs.diff_inputs)
+        self.next_functions = tuple([edge_of(inputs[i]) for i in graphs.diff_inputs])
         self.out_meta: list = []
 
     def name(self) -> str:

@@ -32,6 +32,7 @@ from ..runtime.compiled import build_program
 from ..runtime.device import CPU, array_module, device_of_array
 from ..runtime.graph_entry import build_entry_program
 from ..runtime.program import evaluate_with_kernels
+from .compiled_autograd import run_split
 from .dynamic import dims_to_trace, make_dynamic
 from .guards import (
     _UNGUARDED,
@@ -193,14 +194,17 @@ class Specialization:
             self.calls += 1
             return make(self.program(np, arrays))
         inputs = [leaves[i] for i in self.input_leaves]
-        inputs += [t if kind == "captured" else t._grad for kind, t in self.sources]
-        records = (grad_mode.state.enabled and not self.self_contained
-                   and any(t._requires_grad for t in inputs))
+        if self.sources:
+            inputs += [t if kind == "captured" else t._grad for kind, t in self.sources]
+        records = False
+        if grad_mode.state.enabled and not self.self_contained:
+            for t in inputs:
+                if t._requires_grad:
+                    records = True
+                    break
         if not records:
             outs = self._execute(inputs)
         elif self.split is not None:
-            from .compiled_autograd import run_split
-
             dev = inputs[0]._device if inputs else CPU
             outs = run_split(self.split, inputs, np if dev is CPU else array_module(dev), _wrap)
         else:

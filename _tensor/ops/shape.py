@@ -31,8 +31,12 @@ def _shape_arg(shape) -> tuple:
 
 
 def _infer_shape(input, shape) -> tuple:
-    if shape and shape[0].__class__ is int and all(d.__class__ is int and d >= 0 for d in shape):
-        return shape  # view(4, 32): plain sizes, nothing to infer (the type rule checks them)
+    if shape and shape[0].__class__ is int:
+        for d in shape:
+            if d.__class__ is not int or d < 0:
+                break
+        else:
+            return shape  # view(4, 32): plain sizes, nothing to infer (the type rule checks them)
     shape = _shape_arg(shape)
     if shape.count(-1) > 1:
         raise runtime_error("only one dimension can be inferred")
