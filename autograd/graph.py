@@ -171,6 +171,9 @@ class OpNode(Node):
     def release(self) -> None:
         if self.saved_versions:
             self.freed = True
+            # its records hold the saved tensors too: an output saved by its own node (exp's,
+            # attention's) would otherwise keep a cycle, freed only by the garbage collector
+            self.saved_versions = ()
         self.inputs = None
         self.outputs = None
 

@@ -200,7 +200,11 @@ class _Layout:
         return held
 
     def run(self, words: list) -> None:
-        argv = (ctypes.c_int64 * len(words))(*words)
+        n = len(words)
+        argv_type = _ARGV_TYPES.get(n)
+        if argv_type is None:  # made once per length: a ctypes array type per call is slow
+            argv_type = _ARGV_TYPES[n] = ctypes.c_int64 * n  # and left to the collector
+        argv = argv_type(*words)
         units = self.units
         run = _pool.parallel_for() if self.scores >= PARALLEL_MIN_SCORES and units >= 2 else None
         if run is None:
@@ -213,6 +217,7 @@ class _Layout:
 
 
 _LAYOUTS: dict = {}  # key of a call's operands -> its _Layout
+_ARGV_TYPES: dict = {}  # argv length -> its ctypes array type
 _LAYOUTS_MAX = 256
 
 
