@@ -16,7 +16,7 @@ import numpy as np
 from .._tensor import hooks
 from ..errors import runtime_error
 from . import grad_mode
-from .graph import AccumulateGrad, edge_of, run_post_accumulate_grad_hooks
+from .graph import AccumulateGrad, OpNode, edge_of, run_post_accumulate_grad_hooks
 
 
 class _Callbacks(threading.local):
@@ -132,11 +132,11 @@ def _zeros_for(node, i):
     return zeros(shape, dtype=dtype, device=dev)
 
 
-def _accumulate(slots: dict, nr: int, g):
-    """slots[nr] + g, added in place where nothing but this slot refers to slots[nr] or its
+def _own(slots: dict, nr: int):
+    """slots[nr] when it may be added to in place: nothing but this slot refers to it or its
     array (a fresh gradient an op's backward made: a split's pieces, a tensor read by two
-    ops) and no graph or trace records the sum: the out-of-place add allocated and wrote a
-    fresh output, most of the backward's `add` time."""
+    ops), the array is writable numpy memory of its own, and no graph or trace records the
+    sum. None otherwise."""
     held = slots[nr]
     data = held._data
     # references: the slot's (or the tensor's), the local name's, getrefcount's argument
@@ -144,12 +144,36 @@ def _accumulate(slots: dict, nr: int, g):
             and sys.getrefcount(data) == 3 and data.base is None and data.flags.owndata
             and data.flags.writeable
             and not grad_mode.state.enabled and hooks.active_trace is None
-            and g.__class__ is held.__class__ and g._data.__class__ is np.ndarray
-            and g._data.shape == data.shape and g._data.dtype == data.dtype
             and not held._requires_grad):
+        return held
+    return None
+
+
+def _accumulate(slots: dict, nr: int, g):
+    """slots[nr] + g, added in place where the slot's tensor is its own (_own): the
+    out-of-place add allocated and wrote a fresh output, most of the backward's `add` time."""
+    held = _own(slots, nr)
+    if (held is not None and g.__class__ is held.__class__
+            and g._data.__class__ is np.ndarray and g._data.shape == held._data.shape
+            and g._data.dtype == held._data.dtype):
         held.add_(g)
         return held
-    return held + g
+    return slots[nr] + g
+
+
+def _accumulated_in_place(node, grads, edges, buffers) -> bool:
+    """Whether node's rule added its one input's gradient into that input's gradient so far,
+    in place (Rule.accumulate: a slice adds into its region instead of making a zero tensor
+    of the input's size that the engine then adds)."""
+    edge = edges[0]
+    if edge is None or grads[0] is None:
+        return False
+    child, nr = edge
+    slots = buffers.get(child)
+    if slots is None or nr not in slots:
+        return False
+    held = _own(slots, nr)
+    return held is not None and node.rule.accumulate(node, held, grads[0])
 
 
 def _execute(
@@ -210,6 +234,11 @@ def _execute(
             if not run or (grads[0] is None if n_out == 1
                            else all(g is None for g in grads)):
                 results = [None] * len(edges)
+            elif (node.__class__ is OpNode and node.rule.accumulate is not None
+                  and len(edges) == 1 and _accumulated_in_place(node, grads, edges, buffers)):
+                results = [None]  # its gradient is in its input's slot already
+                if not retain_graph:
+                    node.release()
             else:
                 results = node.apply(grads)
                 if not retain_graph:

@@ -20,6 +20,11 @@ class Rule(NamedTuple):
     # outputs whose missing gradient reaches the rule as None rather than zeros: outputs kept
     # for the backward only (lstm_layer's gates), which a loss rarely reads
     optional_grads: tuple = ()
+    # accumulate(node, held, g): add the one input's gradient for the output gradient g into
+    # `held`, that input's gradient so far, in place (the engine calls it only where `held`
+    # is its own and nothing records), returning whether it did; the rule runs otherwise.
+    # A slice adds g into its region, where its rule would make a whole zero tensor to sum.
+    accumulate: Callable | None = None
 
 
 def save_other(needs: tuple) -> tuple:
@@ -46,7 +51,7 @@ DERIVATIVES: dict[str, Rule] = {}
 
 
 def derivative(*names: str, save_inputs: SaveInputs = True, save_outputs: bool | tuple = False,
-               optional_grads: tuple = ()) -> Callable:
+               optional_grads: tuple = (), accumulate: Callable | None = None) -> Callable:
     """Decorator: register fn as the derivative rule of each op in names.
 
     save_inputs / save_outputs say what backward needs kept alive (and version-checked);
@@ -57,7 +62,8 @@ def derivative(*names: str, save_inputs: SaveInputs = True, save_outputs: bool |
         for name in names:
             if name in DERIVATIVES:
                 raise ValueError(f"a derivative for {name!r} is already registered")
-            DERIVATIVES[name] = Rule(fn, save_inputs, save_outputs, tuple(optional_grads))
+            DERIVATIVES[name] = Rule(fn, save_inputs, save_outputs, tuple(optional_grads),
+                                     accumulate)
         return fn
 
     return wrap

@@ -28,7 +28,23 @@ def _expand(node, g):
     return (g,)  # the engine sums it back to the input's shape
 
 
-@derivative("slice", save_inputs=False)
+def _slice_into(node, held, g) -> bool:
+    """A slice's gradient added into the region it read of the input's gradient so far."""
+    data, grad = held._data, g._data
+    if grad.dtype != data.dtype or grad.__class__ is not data.__class__:
+        return False
+    attrs = node.attrs
+    region = tuple(slice(a, b, c) for a, b, c in zip(attrs["starts"], attrs["stops"],
+                                                      attrs["steps"]))
+    target = data[region]
+    if target.shape != grad.shape:
+        return False
+    target += grad
+    held._version[0] += 1
+    return True
+
+
+@derivative("slice", save_inputs=False, accumulate=_slice_into)
 def _slice(node, g):
     attrs = dict(node.attrs, shape=node.input_meta[0][0])
     return (dispatch("slice_backward", (g,), attrs),)
