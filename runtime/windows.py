@@ -164,6 +164,24 @@ def unary_math(op: str, x: np.ndarray) -> np.ndarray:
     return out
 
 
+def binary(op: str, x: np.ndarray, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """x op y (op: numpy's add, subtract or multiply) for same-shape contiguous arrays of one
+    float dtype (ask available(x, y) first), on the native pool when large
+    (codegen/llvm/binary.py). out None: a fresh array; out x: in place into x, which must not
+    share memory with y (the task reads y[i] after writing x[j] for j < i)."""
+    from ..codegen.llvm.binary import binary_ir, binary_name
+
+    dtype = dtype_name(x)
+    in_place = out is x
+    words = [data_pointer(x), data_pointer(y)]
+    if not in_place:
+        out = np.empty_like(x)
+        words.append(data_pointer(out))
+    run_task(binary_name(op, dtype, in_place), lambda: binary_ir(op, dtype, in_place), words,
+             x.size, x.size)
+    return out
+
+
 def select(cond: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """where(cond, a, b) in one pass (codegen/llvm/select.py), for a contiguous bool cond and
     sides of one float dtype that are each a contiguous array of cond's shape or a 0-d array

@@ -1,0 +1,105 @@
+"""Large same-shape add, subtract and multiply of float arrays run as native pool tasks
+(codegen/llvm/binary.py through windows.binary): the results equal numpy's bit for bit, fresh
+and in place, and every call the task cannot take (broadcasting, mixed dtypes, strided or
+overlapping memory, small arrays) keeps numpy's way."""
+
+import ember
+import numpy as np
+import pytest
+from ember.runtime import windows
+from ember.runtime.kernels import KERNELS
+from ember.runtime.kernels import elementwise as ew
+
+# numpy itself warns on inf - inf (the references); the task, like PyTorch, does not
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+N = ew.POOLED_MIN_ELEMENTS
+OPS = {"add": np.add, "subtract": np.subtract, "multiply": np.multiply}
+KERNEL_OF = {"add": "add", "subtract": "sub", "multiply": "mul"}
+
+
+def _arrays(dtype, n=N + 37, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal(n).astype(dtype)
+    b = rng.standard_normal(n).astype(dtype)
+    a[:5] = [np.inf, -np.inf, np.nan, 0.0, -0.0]
+    b[:5] = [np.inf, np.inf, 1.0, -0.0, -0.0]
+    return a, b
+
+
+@pytest.fixture
+def task_runs(monkeypatch):
+    ran = []
+    original = windows.binary
+
+    def spy(op, x, y, out=None):
+        ran.append((op, out is x))
+        return original(op, x, y, out)
+
+    monkeypatch.setattr(windows, "binary", spy)
+    return ran
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("op", OPS)
+def test_the_task_equals_numpy_fresh_and_in_place(op, dtype, task_runs):
+    a, b = _arrays(dtype)
+    kernel = KERNELS[KERNEL_OF[op]]
+    got = kernel(np, a, b)
+    np.testing.assert_array_equal(got, OPS[op](a, b))
+    assert got.dtype == dtype and got.flags.c_contiguous
+    into = a.copy()
+    assert kernel(np, into, b, out=into) is into
+    np.testing.assert_array_equal(into, OPS[op](a, b))
+    assert task_runs == [(op, False), (op, True)]
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_tensors_take_the_task_through_dispatch(op, task_runs):
+    a, b = _arrays(np.float32, seed=1)
+    x, y = ember.tensor(a.reshape(-1)), ember.tensor(b.reshape(-1))
+    fn = {"add": lambda: x + y, "subtract": lambda: x - y, "multiply": lambda: x * y}[op]
+    for _ in range(3):  # the general way, then the planned one
+        np.testing.assert_array_equal(fn().numpy(), OPS[op](a, b))
+    assert len(task_runs) == 3
+
+
+def test_an_in_place_sum_of_gradients_takes_the_task(task_runs):
+    a, b = _arrays(np.float32, seed=2)
+    x = ember.tensor(a.copy())
+    x.add_(ember.tensor(b))
+    np.testing.assert_array_equal(x.numpy(), a + b)
+    assert task_runs == [("add", True)]
+
+
+def test_calls_the_task_cannot_take_keep_numpys_way(task_runs):
+    a, b = _arrays(np.float32)
+    kernel = KERNELS["add"]
+    cases = [
+        (a[: N // 2], b[: N // 2]),  # small
+        (a.reshape(1, -1), b),  # broadcasting shapes
+        (a, b.astype(np.float64)),  # mixed dtypes
+        (a[::2], b[::2]),  # strided
+        (a.astype(np.int32), b.astype(np.int32)),  # not float
+    ]
+    for x, y in cases:
+        np.testing.assert_array_equal(kernel(np, x, y), np.add(x, y))
+    # in place over memory the other operand reads: numpy's buffered way gives a[i-1] + a[i]
+    buf = np.arange(N + 2, dtype=np.float32)
+    x, y = buf[1:], buf[:-1]
+    expected = x + y
+    kernel(np, x, y, out=x)
+    np.testing.assert_array_equal(x, expected)
+    # out= another array
+    out = np.empty_like(a)
+    kernel(np, a, b, out=out)
+    np.testing.assert_array_equal(out, a + b)
+    assert task_runs == []
+
+
+def test_the_task_runs_on_one_thread_too(monkeypatch):
+    from ember.runtime import threads
+
+    monkeypatch.setattr(threads._budget, "now", lambda: 1)
+    a, b = _arrays(np.float64, seed=3)
+    np.testing.assert_array_equal(windows.binary("multiply", a, b), a * b)
