@@ -63,16 +63,31 @@ def reshape(input, *shape) -> Tensor:
     return dispatch("reshape", (input,), {"shape": shape})
 
 
+_VIEWABLE: dict = {}  # (shape, strides, new shape) -> _viewable's answer
+
+
 def _viewable(input, shape) -> bool:
     """Whether input's storage can be read in `shape` without a copy."""
-    if input._data.flags.c_contiguous:
+    data = input._data
+    if data.flags.c_contiguous:
         return True
-    probe = input._data.view()
+    key = (data.shape, data.strides, shape)
+    try:
+        return _VIEWABLE[key]
+    except KeyError:
+        pass
+    except TypeError:  # a shape of symbolic sizes
+        key = None
+    # numpy answers by trying (~11 us when it cannot, through its exception): kept per key
+    probe = data.view()
     try:
         probe.shape = shape
+        answer = True
     except AttributeError:
-        return False
-    return True
+        answer = False
+    if key is not None and len(_VIEWABLE) < 4096:
+        _VIEWABLE[key] = answer
+    return answer
 
 
 def view(input, *shape) -> Tensor:

@@ -148,7 +148,8 @@ def _clip_arrays(grads: list[Tensor], max_norm: float, error_if_nonfinite: bool)
         raise _nonfinite(2.0)
     coef = min(dtype(max_norm) / (total + dtype(1e-6)), dtype(1.0))
     for g in grads:
-        g._data *= coef
+        if coef != 1:  # a norm within max_norm: x * 1 is x, the pass over memory is skipped
+            g._data *= coef
         g._version[0] += 1
     return make_tensor(total)
 

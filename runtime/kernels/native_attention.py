@@ -262,9 +262,12 @@ def backward(q, k, v, out, lse, grad_out, grad_lse, attn_mask, keep, scale, caus
     held = layout.pointers(words, q, k, v, attn_mask, keep)
     ct, batch, length = layout.ct, layout.batch, layout.length
     out = layout.out(out)
-    grad_out = layout.grad_out(np.broadcast_to(grad_out, out.shape))
+    if grad_out.shape != out.shape:
+        grad_out = np.broadcast_to(grad_out, out.shape)
+    grad_out = layout.grad_out(grad_out)
     rows = batch + (length,)
-    lse, grad_lse = (np.ascontiguousarray(np.broadcast_to(a, rows), dtype=ct)
+    lse, grad_lse = (np.ascontiguousarray(a if a.shape == rows else np.broadcast_to(a, rows),
+                                          dtype=ct)
                      for a in (lse, grad_lse))
     dq = np.empty(batch + (length, layout.e), dtype=ct)
     dk = np.empty(batch + (layout.source, layout.e), dtype=ct)

@@ -55,6 +55,20 @@ def _leading_product(x, axis) -> bool:
 _BLAS_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+_ONES: dict = {}  # (rows, dtype) -> a read-only vector of ones, made once
+
+
+def _ones(rows: int, dtype) -> np.ndarray:
+    key = (rows, dtype)
+    ones = _ONES.get(key)
+    if ones is None:
+        ones = np.ones(rows, dtype=dtype)
+        ones.flags.writeable = False
+        if len(_ONES) < 64:
+            _ONES[key] = ones
+    return ones
+
+
 def _leading_by_gemv(x, axis, keepdim):
     """The sum over the leading dims as ones @ x (rows, rest): a linear layer's bias gradient
     and layer norm's weight and bias gradients, about 3x numpy's add.reduce over the rows
@@ -63,7 +77,7 @@ def _leading_by_gemv(x, axis, keepdim):
     lead = len(axis)
     rest = x.shape[lead:]
     rows = math.prod(x.shape[:lead])
-    out = np.ones(rows, dtype=x.dtype) @ x.reshape(rows, math.prod(rest))
+    out = _ones(rows, x.dtype) @ x.reshape(rows, math.prod(rest))
     shape = (1,) * lead + rest if keepdim else rest
     # the product itself where it has the shape already: a reshape would be a view, and a
     # leaf's AccumulateGrad copies a gradient that is a view rather than keep it
