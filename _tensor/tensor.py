@@ -554,6 +554,7 @@ class Tensor:
                 self._hooks = []
             self._hooks.append(hook)
             hooks = self._hooks
+            self._hold_by_accumulator()
 
         class _Handle:
             def remove(self_inner):
@@ -575,12 +576,20 @@ class Tensor:
             hooks = self._post_accumulate_grad_hooks = {}
         key = object()
         hooks[key] = hook
+        self._hold_by_accumulator()
 
         class _Handle:
             def remove(self_inner):
                 hooks.pop(key, None)
 
         return _Handle()
+
+    def _hold_by_accumulator(self) -> None:
+        """A hooked leaf's accumulator holds it strongly (AccumulateGrad): its hooks run in a
+        backward that outlives the caller's reference."""
+        acc = self._grad_accumulator
+        if acc is not None:
+            acc._held = self
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         from ..autograd.engine import backward  # deferred: the engine imports this layer

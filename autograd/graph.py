@@ -62,18 +62,32 @@ class Node:
 
 
 class AccumulateGrad(Node):
-    """The sink of a leaf tensor: adds the incoming gradient to leaf.grad."""
+    """The sink of a leaf tensor: adds the incoming gradient to leaf.grad.
 
-    __slots__ = ("variable",)
+    The leaf holds its accumulator (edge_of makes one per leaf, once) and the accumulator
+    holds the leaf weakly, so neither keeps the other in a cycle; a leaf that is gone when
+    backward reaches its accumulator gets nothing (nothing could read its .grad). A leaf with
+    hooks is held strongly (`_held`), so its hooks run as PyTorch's would even after the
+    caller dropped it."""
+
+    __slots__ = ("_held", "_meta", "_variable")
 
     def __init__(self, variable):
         super().__init__()
-        self.variable = variable
+        self._variable = weakref.ref(variable)
+        self._meta = (tuple(variable._data.shape), variable._dtype, variable._device)
+        hooked = variable._hooks or variable._post_accumulate_grad_hooks
+        self._held = variable if hooked else None
+
+    @property
+    def variable(self):
+        """The leaf tensor (None once it is gone)."""
+        return self._variable()
 
     def apply(self, grads: list) -> list:
         (g,) = grads
-        var = self.variable
-        if g is None:
+        var = self._variable()
+        if g is None or var is None:
             return []
         if var._hooks:
             for hook in var._hooks:
@@ -95,7 +109,9 @@ class AccumulateGrad(Node):
         return []
 
     def output_meta(self, i):
-        v = self.variable
+        v = self._variable()
+        if v is None:
+            return self._meta
         return tuple(v.shape), v._dtype, v._device
 
 
@@ -196,10 +212,8 @@ def edge_of(tensor):
     if not tensor._requires_grad:
         return None
     acc = tensor._grad_accumulator
-    acc = acc() if acc is not None else None
     if acc is None:
-        acc = AccumulateGrad(tensor)
-        tensor._grad_accumulator = weakref.ref(acc)
+        acc = tensor._grad_accumulator = AccumulateGrad(tensor)
     return (acc, 0)
 
 

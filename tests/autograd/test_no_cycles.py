@@ -77,3 +77,63 @@ def test_retain_graph_still_allows_a_second_backward():
     y.backward(retain_graph=True)
     y.backward()
     np.testing.assert_allclose(x.grad.numpy(), 2 * np.exp(x.detach().numpy()), rtol=1e-6)
+
+
+def test_a_leaf_and_its_accumulator_make_no_cycle():
+    import weakref
+
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        w = ember.randn(4, requires_grad=True)
+        (w * 2).sum().backward()
+        acc = w._grad_accumulator
+        assert acc.variable is w and acc._held is None
+        gone = weakref.ref(w)
+        del w
+        assert gone() is None  # freed by reference counting alone
+        assert acc.variable is None
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def test_one_accumulator_per_leaf_across_steps():
+    w = ember.randn(3, requires_grad=True)
+    y1 = (w * 2).sum()
+    first = y1.grad_fn.next_functions[0][0].next_functions[0][0]
+    y1.backward()
+    y2 = (w * 3).sum()
+    second = y2.grad_fn.next_functions[0][0].next_functions[0][0]
+    y2.backward()
+    assert first is second and first.variable is w
+    np.testing.assert_allclose(w.grad.numpy(), np.full(3, 5.0))
+
+
+def test_a_dropped_leaf_gets_no_gradient_and_the_rest_still_do():
+    keep = ember.randn(3, requires_grad=True)
+    loss = (ember.randn(3, requires_grad=True) * keep).sum()  # the first leaf is dropped
+    loss.backward()
+    assert keep.grad is not None
+
+
+def test_a_dropped_leaf_with_hooks_still_runs_them():
+    seen, after = [], []
+
+    def make_loss():
+        w = ember.ones(3, requires_grad=True)
+        w.register_hook(lambda g: seen.append(g.numpy().copy()))
+        w.register_post_accumulate_grad_hook(lambda t: after.append(t.grad.numpy().copy()))
+        return (w * 2.0).sum()
+
+    make_loss().backward()
+    np.testing.assert_array_equal(seen[0], np.full(3, 2.0))
+    np.testing.assert_array_equal(after[0], np.full(3, 2.0))
+    # hooks registered after the accumulator exists hold the leaf too
+    v = ember.ones(2, requires_grad=True)
+    y = (v * 3.0).sum()
+    v.register_hook(lambda g: seen.append(g.numpy().copy()))
+    del v
+    y.backward()
+    np.testing.assert_array_equal(seen[-1], np.full(2, 3.0))
