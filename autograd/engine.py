@@ -199,9 +199,16 @@ def _execute(
     callbacks: list = []
     _callbacks.stack.append(callbacks)
     try:
+        plain = capture is None and accumulate  # (a leaf's accumulator just accumulates)
         while ready:
             node = ready.pop()
             slots = buffers.pop(node, None)
+            if plain and node.__class__ is AccumulateGrad and not node.pre_hooks:
+                # a leaf's sink: no outputs to hand on, nothing to release
+                g = None if slots is None else slots.get(0)
+                if g is not None:
+                    node.apply([g])
+                continue
             n_out = node.num_outputs()
             if slots is None:
                 grads = [None] * n_out

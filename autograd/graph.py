@@ -94,6 +94,17 @@ class AccumulateGrad(Node):
                 new = hook(g)
                 if new is not None:
                     g = new
+        elif (g.__class__ is _Tensor and var._grad is None and g._grad_fn is None
+              and not g._requires_grad and g._base is None and g._data.base is None
+              and _hooks.active_trace is None and g._dtype is var._dtype
+              and g._device is var._device and g._data.shape == var._data.shape):
+            # the common first gradient: a fresh array of the leaf's own dtype, device and
+            # shape, outside a trace (which records .grad writes): kept as .grad, as below,
+            # without the setter's checks
+            var._grad = g
+            if var._post_accumulate_grad_hooks:
+                run_post_accumulate_grad_hooks(var)
+            return []
         if var.grad is None:
             if g._grad_fn is not None:
                 var.grad = g.clone()  # create_graph: keep the gradient's own history

@@ -137,3 +137,16 @@ def test_a_dropped_leaf_with_hooks_still_runs_them():
     del v
     y.backward()
     np.testing.assert_array_equal(seen[-1], np.full(2, 3.0))
+
+
+def test_a_first_gradient_is_kept_as_grad_and_later_ones_add():
+    w = ember.ones(2, 3, requires_grad=True)
+    (w * 2.0).sum().backward()
+    first = w.grad
+    assert first.shape == (2, 3) and first.grad_fn is None and not first.requires_grad
+    (w * 3.0).sum().backward()
+    np.testing.assert_array_equal(w.grad.numpy(), np.full((2, 3), 5.0))
+    # a gradient that is a view of something else's array is copied, not kept
+    v = ember.ones(4, requires_grad=True)
+    v.backward(ember.arange(8.0)[::2])
+    assert v.grad._data.base is None and v.grad.tolist() == [0.0, 2.0, 4.0, 6.0]
