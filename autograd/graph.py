@@ -5,6 +5,7 @@ from __future__ import annotations
 import weakref
 
 from ..errors import runtime_error
+from .grad_mode import state as _grad_state
 
 _FREED_MESSAGE = (
     "Trying to backward through the graph a second time (or directly access saved tensors "
@@ -159,7 +160,17 @@ class OpNode(Node):
             raise runtime_error(_FREED_MESSAGE)
         if self.saved_versions:
             self._check_versions()
-        result = self.rule.fn(self, *grads)
+        saved = self.outputs
+        if saved is not None and _grad_state.enabled:
+            # create_graph: the rule reads the saved outputs with their history (this node),
+            # so the gradient it builds differentiates through them again
+            self.outputs = tuple([_with_history(t, self, i) for i, t in enumerate(saved)])
+            try:
+                result = self.rule.fn(self, *grads)
+            finally:
+                self.outputs = saved
+        else:
+            result = self.rule.fn(self, *grads)
         if not isinstance(result, (tuple, list)):
             result = (result,)
         # a gradient's sizes as the input's metadata holds them: the array's own, or under
@@ -212,6 +223,29 @@ class OpNode(Node):
 
     def zero_fills(self, i: int) -> bool:
         return i not in self.rule.optional_grads
+
+
+def _saved_output(o):
+    """What a node keeps of its own output o for its rule: outside a trace, an alias of o's
+    array and version counter without o's history. Keeping o itself would make a cycle (o's
+    grad_fn is the node), which only the garbage collector frees: a forward that is never
+    backpropagated (an evaluation with grad on) would hold its activations until it runs, as
+    PyTorch's SavedVariable does not. A trace keeps o: it knows tensors by identity."""
+    if _hooks.active_trace is not None:
+        return o
+    return _Tensor._make(o._data, o._dtype, o._device, o._version)
+
+
+def _with_history(t, node, i):
+    """A saved output alias given its history back (node's output i), for create_graph."""
+    if t is None or t._grad_fn is not None or not t._dtype.is_floating_point:
+        return t
+    out = _Tensor._make(t._data, t._dtype, t._device, t._version)
+    out._requires_grad = True
+    out._grad_fn = node
+    if i:
+        out._output_nr = i
+    return out
 
 
 def edge_of(tensor):
@@ -357,16 +391,15 @@ def _link_general(node, rule, inputs: tuple, outputs: tuple) -> None:
         node.inputs = (None,) * len(inputs)
     if rule.save_outputs:
         if rule.save_outputs is not True:
-            outputs_kept = tuple([o if m else None for o, m in zip(outputs, rule.save_outputs)])
+            outputs_kept = tuple([_saved_output(o) if m else None
+                                  for o, m in zip(outputs, rule.save_outputs)])
             node.outputs = outputs_kept
             versions.append((outputs_kept, tuple([None if o is None else o._version[0]
                                                   for o in outputs_kept])))
-        elif len(outputs) == 1:  # the common case: one output, saved (relu, exp, sigmoid)
-            node.outputs = outputs
-            versions.append((outputs, (outputs[0]._version[0],)))
         else:
-            node.outputs = outputs
-            versions.append((outputs, tuple([o._version[0] for o in outputs])))
+            kept = tuple([_saved_output(o) for o in outputs])
+            node.outputs = kept
+            versions.append((kept, tuple([o._version[0] for o in kept])))
     else:
         node.outputs = None
     node.saved_versions = versions
@@ -395,7 +428,8 @@ def _link_output(node, rule, o) -> None:
     if not save:
         node.outputs = None
     elif save is True or save[0]:
-        outputs = (o,)
+        # an alias without o's history (_saved_output; no trace runs on this path)
+        outputs = (_Tensor._make(o._data, dtype, o._device, o._version),)
         node.outputs = outputs
         node.saved_versions.append((outputs, (o._version[0],)))
     else:

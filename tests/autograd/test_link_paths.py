@@ -29,8 +29,9 @@ def _fields(result):
     def name(t):
         if t is None:
             return None
-        if t is result:
-            return "result"
+        if t is result or (isinstance(t, ember.Tensor) and t._data is result._data
+                           and t._version is result._version):
+            return "result"  # the result, or the alias of it a node keeps (_saved_output)
         if not isinstance(t, ember.Tensor):
             return t  # a number the node keeps
         # an input the case made (b.t()) is a new tensor in each run: named by its history
