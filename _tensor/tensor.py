@@ -585,11 +585,15 @@ class Tensor:
         return _Handle()
 
     def _hold_by_accumulator(self) -> None:
-        """A hooked leaf's accumulator holds it strongly (AccumulateGrad): its hooks run in a
-        backward that outlives the caller's reference."""
+        """A hooked leaf's accumulator holds it strongly and the leaf holds the accumulator
+        weakly (AccumulateGrad): its hooks run in a backward that outlives the caller's
+        reference, and the pair makes no cycle."""
         acc = self._grad_accumulator
+        if acc.__class__ is weakref.ref:
+            return
         if acc is not None:
             acc._held = self
+            self._grad_accumulator = weakref.ref(acc)
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         from ..autograd.engine import backward  # deferred: the engine imports this layer

@@ -205,9 +205,14 @@ def _execute(
             slots = buffers.pop(node, None)
             if plain and node.__class__ is AccumulateGrad and not node.pre_hooks:
                 # a leaf's sink: no outputs to hand on, nothing to release
-                g = None if slots is None else slots.get(0)
+                g = None if slots is None else slots.pop(0, None)
                 if g is not None:
-                    node.apply([g])
+                    # references: the name g's and getrefcount's argument (the producer's
+                    # results were dropped below): a gradient nothing else holds
+                    data = g._data
+                    owned = sys.getrefcount(g) == 2 and sys.getrefcount(data) == 3
+                    del data
+                    node.accumulate(g, owned)
                 continue
             n_out = node.num_outputs()
             if slots is None:
@@ -274,6 +279,7 @@ def _execute(
                 dependencies[child] = left
                 if left == 0:
                     ready.append(child)
+            results = g = None  # so a leaf's accumulator sees its gradient's true references
         if on_done is not None:
             on_done(captured)
         # a callback may queue another: it runs too, after the ones before it

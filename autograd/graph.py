@@ -65,11 +65,12 @@ class Node:
 class AccumulateGrad(Node):
     """The sink of a leaf tensor: adds the incoming gradient to leaf.grad.
 
-    The leaf holds its accumulator (edge_of makes one per leaf, once) and the accumulator
-    holds the leaf weakly, so neither keeps the other in a cycle; a leaf that is gone when
-    backward reaches its accumulator gets nothing (nothing could read its .grad). A leaf with
-    hooks is held strongly (`_held`), so its hooks run as PyTorch's would even after the
-    caller dropped it."""
+    A leaf holds its accumulator (edge_of makes one per leaf, once) and the accumulator holds
+    the leaf weakly, so neither keeps the other in a cycle; a leaf that is gone when backward
+    reaches its accumulator gets nothing (nothing could read its .grad), and `variable` is
+    None then. A leaf with hooks is the other way round: its accumulator holds it (`_held`),
+    so its hooks run as PyTorch's would after the caller dropped it, and the leaf holds the
+    accumulator weakly (edge_of), so the graph's lifetime is the pair's."""
 
     __slots__ = ("_held", "_meta", "_variable")
 
@@ -87,32 +88,39 @@ class AccumulateGrad(Node):
 
     def apply(self, grads: list) -> list:
         (g,) = grads
+        return self.accumulate(g, False)
+
+    def accumulate(self, g, owned: bool) -> list:
+        """Add g to the leaf's .grad. owned: nothing but this call refers to g or its array
+        (the engine checked the reference counts), so a first gradient may be kept as .grad
+        itself, as PyTorch steals an unshared gradient; otherwise .grad gets a copy, never a
+        tensor or array something else holds (a clone's backward hands its gradient on
+        unchanged, a hook may return the caller's own tensor)."""
         var = self._variable()
         if g is None or var is None:
             return []
         if var._hooks:
             for hook in var._hooks:
                 new = hook(g)
-                if new is not None:
-                    g = new
-        elif (g.__class__ is _Tensor and var._grad is None and g._grad_fn is None
-              and not g._requires_grad and g._base is None and g._data.base is None
-              and _hooks.active_trace is None and g._dtype is var._dtype
-              and g._device is var._device and g._data.shape == var._data.shape):
-            # the common first gradient: a fresh array of the leaf's own dtype, device and
-            # shape, outside a trace (which records .grad writes): kept as .grad, as below,
-            # without the setter's checks
-            var._grad = g
-            if var._post_accumulate_grad_hooks:
+                if new is not None and new is not g:
+                    g, owned = new, False
+        if owned and g._base is None and g._data.base is None and g._grad_fn is None:
+            if (g.__class__ is _Tensor and var._grad is None and not g._requires_grad
+                    and _hooks.active_trace is None and g._dtype is var._dtype
+                    and g._device is var._device and g._data.shape == var._data.shape):
+                # the common first gradient, outside a trace (which records .grad writes):
+                # kept as .grad without the setter's checks
+                var._grad = g
+                if var._post_accumulate_grad_hooks:
+                    run_post_accumulate_grad_hooks(var)
+                return []
+            if var.grad is None:
+                var.grad = g.detach()
                 run_post_accumulate_grad_hooks(var)
-            return []
+                return []
         if var.grad is None:
             if g._grad_fn is not None:
                 var.grad = g.clone()  # create_graph: keep the gradient's own history
-            elif g._base is None and g._data.base is None:
-                # a fresh array that only this edge received (the engine hands each edge its
-                # own tensor object): keep it, as PyTorch steals an unshared gradient
-                var.grad = g.detach()
             else:
                 var.grad = g.detach().clone()
         else:
@@ -257,8 +265,11 @@ def edge_of(tensor):
     if not tensor._requires_grad:
         return None
     acc = tensor._grad_accumulator
+    if acc.__class__ is weakref.ref:  # a hooked leaf's (AccumulateGrad)
+        acc = acc()
     if acc is None:
-        acc = tensor._grad_accumulator = AccumulateGrad(tensor)
+        acc = AccumulateGrad(tensor)
+        tensor._grad_accumulator = acc if acc._held is None else weakref.ref(acc)
     return (acc, 0)
 
 

@@ -41,10 +41,11 @@ def llvmlite_present() -> bool:
 
 
 def available(*arrays) -> bool:
-    """Whether the native kernels can take these arrays: CPU, float32/float64, contiguous."""
+    """Whether the native kernels can take these arrays: CPU, float32/float64 in the
+    machine's byte order, contiguous."""
     # dtype.char, not dtype.name: numpy computes the name in Python (~1 us a call)
     return llvmlite_present() and all(
-        a.__class__ is np.ndarray and a.dtype.char in _FLOAT_CHARS
+        a.__class__ is np.ndarray and a.dtype.char in _FLOAT_CHARS and a.dtype.isnative
         and a.flags.c_contiguous for a in arrays)
 
 

@@ -187,3 +187,43 @@ def test_an_in_place_write_to_a_saved_output_is_still_caught():
         y.add_(1.0)  # the node's alias shares y's version counter
     with np.testing.assert_raises(RuntimeError):
         y.sum().backward()
+
+
+def test_a_hooked_leaf_and_its_accumulator_make_no_cycle_either():
+    import weakref
+
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        w = ember.ones(3, requires_grad=True)
+        handle = w.register_hook(lambda g: None)
+        (w * 2).sum().backward()
+        handle.remove()
+        gone = weakref.ref(w)
+        del w
+        assert gone() is None
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def test_a_gradient_two_leaves_receive_is_never_shared_between_their_grads():
+    # a clone's backward hands its gradient on unchanged: one tensor reaches both leaves
+    a, b = ember.ones(3, requires_grad=True), ember.ones(3, requires_grad=True)
+    ((a.clone() + b.clone()) * ember.full((3,), 2.0)).sum().backward()
+    assert a.grad is not b.grad
+    assert not np.shares_memory(a.grad.numpy(), b.grad.numpy())
+    a.grad.zero_()
+    assert b.grad.tolist() == [2.0, 2.0, 2.0]
+
+
+def test_a_hooks_own_tensor_is_copied_into_grad():
+    x = ember.ones(3, requires_grad=True)
+    mine = ember.full((3,), 7.0)
+    y = x.clone()
+    y.register_hook(lambda g: mine)
+    y.sum().backward()
+    assert x.grad is not mine and not np.shares_memory(x.grad.numpy(), mine.numpy())
+    x.grad.zero_()
+    assert mine.tolist() == [7.0, 7.0, 7.0]

@@ -103,3 +103,10 @@ def test_the_task_runs_on_one_thread_too(monkeypatch):
     monkeypatch.setattr(threads._budget, "now", lambda: 1)
     a, b = _arrays(np.float64, seed=3)
     np.testing.assert_array_equal(windows.binary("multiply", a, b), a * b)
+
+
+def test_arrays_in_the_other_byte_order_keep_numpys_way(task_runs):
+    a, b = _arrays(np.float32)
+    big_a, big_b = a.astype(">f4"), b.astype(">f4")
+    np.testing.assert_array_equal(KERNELS["add"](np, big_a, big_b), a + b)
+    assert task_runs == [] and not windows.available(big_a)
