@@ -204,6 +204,11 @@ def glu(input: Tensor, dim: int = -1) -> Tensor:
     return E.mul(a, E.sigmoid(b))
 
 
+# the tensor ops themselves, without their numpy-keyword wrappers (F.softmax takes dim=)
+_softmax = E.softmax.__wrapped__
+_log_softmax = E.log_softmax.__wrapped__
+
+
 def _softmax_dim(name: str, ndim: int, stacklevel: int) -> int:
     warnings.warn(
         f"Implicit dimension choice for {name} has been deprecated. Change the call to include "
@@ -219,7 +224,7 @@ def softmax(
     """exp(x) / sum(exp(x)) along dim, with the max subtracted first."""
     if dim is None:
         dim = _softmax_dim("softmax", input.ndim, _stacklevel)
-    return E.softmax(input, dim, dtype)
+    return _softmax(input, dim, dtype)
 
 
 def softmin(
@@ -239,4 +244,4 @@ def log_softmax(
     """x - logsumexp(x) along dim: (x - max) - log(sum(exp(x - max))), finite for finite x."""
     if dim is None:
         dim = _softmax_dim("log_softmax", input.ndim, _stacklevel)
-    return E.log_softmax(input, dim, dtype)
+    return _log_softmax(input, dim, dtype)

@@ -455,10 +455,10 @@ class CompiledProgram:
         values = [None] * self.size
         values[: self.n_inputs] = arrays
         values[self.n_inputs : self.n_inputs + len(self.constants)] = self.constants
-        buffers = self._buffers()
-        seen = getattr(self._local, "seen", None)
-        if seen is None:
-            seen = self._local.seen = {}
+        state = getattr(self._local, "state", None)  # this thread's (buffers, seen)
+        if state is None:
+            state = self._local.state = (self._buffers(), {})
+        buffers, seen = state
         pointers = self._pointers
         for kind, step in self.schedule:
             if kind == "eager":

@@ -42,7 +42,10 @@ class _CompositeScript(ScriptFunction):
                          max_specializations=MAX_COMPOSITE_SPECIALIZATIONS)
         self._by_facts: dict = {}
 
-    def __call__(self, *args):
+    def known(self, args: tuple):
+        """The call run by the specialization its facts picked before, or None where there
+        is none yet (the caller takes the general way). Such a run calls no Python op code
+        back, so it needs no guard against re-entering the op (Composite.__call__)."""
         facts = _composite_facts(args)
         if facts is not None:
             sp = self._by_facts.get(facts)
@@ -51,6 +54,13 @@ class _CompositeScript(ScriptFunction):
                     return sp.run(list(args))
                 except GuardFailed:  # a value guard: the general way retraces
                     self._by_facts.pop(facts, None)
+        return None
+
+    def __call__(self, *args):
+        done = self.known(args)
+        if done is not None:
+            return done
+        facts = _composite_facts(args)
         ran = self._ran  # per thread: another thread's call may run meanwhile
         ran.sp = None
         out = super().__call__(*args)

@@ -148,15 +148,17 @@ def run_split(graphs: SplitGraphs, inputs: list, xp, wrap) -> list:
     else:
         kept = inputs
     outs = graphs.forward(xp, [t._data for t in inputs])
-    recorded, saved = outs[: graphs.n_outputs], outs[graphs.n_outputs :]
-    node = CompiledBackward(graphs, kept, saved, xp)
-    results = [wrap(a) for a in recorded]
-    node.out_meta = []
+    n = graphs.n_outputs
+    node = CompiledBackward(graphs, kept, outs[n:], xp)
+    results = [wrap(outs[0])] if n == 1 else [wrap(a) for a in outs[:n]]
+    out_meta = node.out_meta
     for k, j in enumerate(graphs.diff_outputs):
         t = results[j]
         t._requires_grad = True
-        t._grad_fn, t._output_nr = node, k
-        node.out_meta.append((t._data.shape, t._dtype, t._device))
+        t._grad_fn = node
+        if k:
+            t._output_nr = k
+        out_meta.append((t._data.shape, t._dtype, t._device))
     return results
 
 
@@ -172,7 +174,9 @@ class CompiledBackward(Node):
         self.versions = [t._version[0] for t in inputs]
         self.saved = saved
         self.xp = xp
-        self.next_functions = tuple([edge_of(inputs[i]) for i in graphs.diff_inputs])
+        diff = graphs.diff_inputs
+        self.next_functions = ((edge_of(inputs[diff[0]]),) if len(diff) == 1 else
+                               tuple([edge_of(inputs[i]) for i in diff]))
         self.out_meta: list = []
 
     def name(self) -> str:

@@ -207,7 +207,8 @@ def softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     """exp(x) / sum(exp(x)) along dim, the max subtracted first (torch.softmax)."""
     if dtype is not None:
         input = cast(input, dtype)
-    _floating_only("softmax", input)
+    if not input._dtype.is_floating_point:
+        _floating_only("softmax", input)
     if _last_dim(input, dim) and _SOFTMAX.wants(input):
         return _SOFTMAX(input)  # one compiled kernel (_composites.py)
     e = exp(_shifted(input, dim))
@@ -219,7 +220,8 @@ def log_softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     """x - logsumexp(x) along dim, finite for finite x (torch.log_softmax)."""
     if dtype is not None:
         input = cast(input, dtype)
-    _floating_only("log_softmax", input)
+    if not input._dtype.is_floating_point:
+        _floating_only("log_softmax", input)
     if _last_dim(input, dim) and _LOG_SOFTMAX.wants(input):
         return _LOG_SOFTMAX(input)
     shifted = _shifted(input, dim)

@@ -24,7 +24,9 @@ def _numpy_keywords(fn):
 
     @functools.wraps(fn)
     def reduction(*args, **kwargs):
-        if kwargs and ("axis" in kwargs or "keepdims" in kwargs):
+        if not kwargs:
+            return fn(*args)
+        if "axis" in kwargs or "keepdims" in kwargs:
             for alias, name in (("axis", "dim"), ("keepdims", "keepdim")):
                 if alias in kwargs:
                     if name in kwargs:
