@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import weakref
 
 from ..errors import runtime_error
@@ -104,27 +105,8 @@ class AccumulateGrad(Node):
                 new = hook(g)
                 if new is not None and new is not g:
                     g, owned = new, False
-        if owned and g._base is None and g._data.base is None and g._grad_fn is None:
-            if (g.__class__ is _Tensor and var._grad is None and not g._requires_grad
-                    and _hooks.active_trace is None and g._dtype is var._dtype
-                    and g._device is var._device and g._data.shape == var._data.shape):
-                # the common first gradient, outside a trace (which records .grad writes):
-                # kept as .grad without the setter's checks
-                var._grad = g
-                if var._post_accumulate_grad_hooks:
-                    run_post_accumulate_grad_hooks(var)
-                return []
-            if var.grad is None:
-                var.grad = g.detach()
-                run_post_accumulate_grad_hooks(var)
-                return []
-        if var.grad is None:
-            if g._grad_fn is not None:
-                var.grad = g.clone()  # create_graph: keep the gradient's own history
-            else:
-                var.grad = g.detach().clone()
-        else:
-            var.grad = var.grad + g
+        with _ACCUMULATING:  # threads running backward into one leaf add, none is lost
+            _store(var, g, owned)
         run_post_accumulate_grad_hooks(var)
         return []
 
@@ -133,6 +115,34 @@ class AccumulateGrad(Node):
         if v is None:
             return self._meta
         return tuple(v.shape), v._dtype, v._device
+
+
+# held while a gradient is added to a leaf's .grad (PyTorch locks each accumulator): a
+# re-entrant lock, as the add dispatches an op
+_ACCUMULATING = threading.RLock()
+
+
+def _store(var, g, owned: bool) -> None:
+    """var.grad += g, or var.grad = g (owned: kept as it is, see AccumulateGrad.accumulate)
+    when var has none yet."""
+    if owned and g._base is None and g._data.base is None and g._grad_fn is None:
+        if (g.__class__ is _Tensor and var._grad is None and not g._requires_grad
+                and _hooks.active_trace is None and g._dtype is var._dtype
+                and g._device is var._device and g._data.shape == var._data.shape):
+            # the common first gradient, outside a trace (which records .grad writes): kept
+            # as .grad without the setter's checks
+            var._grad = g
+            return
+        if var.grad is None:
+            var.grad = g.detach()
+            return
+    if var.grad is None:
+        if g._grad_fn is not None:
+            var.grad = g.clone()  # create_graph: keep the gradient's own history
+        else:
+            var.grad = g.detach().clone()
+    else:
+        var.grad = var.grad + g
 
 
 def run_post_accumulate_grad_hooks(var) -> None:

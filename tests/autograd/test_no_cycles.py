@@ -227,3 +227,26 @@ def test_a_hooks_own_tensor_is_copied_into_grad():
     assert x.grad is not mine and not np.shares_memory(x.grad.numpy(), mine.numpy())
     x.grad.zero_()
     assert mine.tolist() == [7.0, 7.0, 7.0]
+
+
+def test_threads_running_backward_into_one_leaf_lose_no_gradient():
+    import sys
+    import threading
+
+    w = ember.zeros(64, requires_grad=True)
+    calls, threads = 150, 4
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        def run():
+            for _ in range(calls):
+                (w * 1.0).sum().backward()
+
+        workers = [threading.Thread(target=run) for _ in range(threads)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+    finally:
+        sys.setswitchinterval(previous)
+    np.testing.assert_array_equal(w.grad.numpy(), np.full(64, float(calls * threads)))
