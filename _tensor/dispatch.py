@@ -73,9 +73,46 @@ _PLANNED_KINDS = {"elementwise": False, "reduction": True, "extern": True}
 _PLANNABLE = {}  # op -> whether its key holds the shapes always (filled as plans are made)
 
 
+def _tensor_key(op: str, inputs: tuple, attrs: dict, by_shape: bool):
+    """_plan_key's answer for one or two CPU tensors (most calls), without its general loop,
+    or None where the general loop must make the key."""
+    if len(inputs) == 1:
+        x = inputs[0]
+        if not isinstance(x, Tensor) or x._device is not CPU:
+            return None
+        data = x._data
+        if data.__class__ is not _ndarray:
+            return None
+        key = (op, x._dtype, (data.shape,)) if by_shape else (op, x._dtype)
+        arrays = [data]
+        needs_grad = x._requires_grad
+    else:
+        a, b = inputs
+        if (not isinstance(a, Tensor) or not isinstance(b, Tensor) or a._device is not CPU
+                or b._device is not CPU):
+            return None
+        da, db = a._data, b._data
+        if da.__class__ is not _ndarray or db.__class__ is not _ndarray:
+            return None
+        sa, sb = da.shape, db.shape
+        if by_shape or sa != sb:
+            key = (op, a._dtype, b._dtype, (sa, sb))
+        else:
+            key = (op, a._dtype, b._dtype)
+        arrays = [da, db]
+        needs_grad = a._requires_grad or b._requires_grad
+    if attrs:
+        key = (*key, tuple(attrs.items()))
+    return key, arrays, needs_grad
+
+
 def _plan_key(op: str, inputs: tuple, attrs: dict, by_shape: bool):
     """(the key of the call's plan, the kernel's operands, whether an input requires grad),
     or None for a call no plan may take."""
+    if 0 < len(inputs) <= 2:
+        keyed = _tensor_key(op, inputs, attrs, by_shape)
+        if keyed is not None:
+            return keyed
     key = [op]
     shapes = []
     arrays = []
@@ -110,51 +147,14 @@ def _plan_key(op: str, inputs: tuple, attrs: dict, by_shape: bool):
     return tuple(key), arrays, needs_grad
 
 
-def _tensor_key(op: str, inputs: tuple, attrs: dict, by_shape: bool):
-    """_plan_key for one or two CPU tensors (most calls), without its general loop: the same
-    key, with the arrays as a list, or None where the general key must be made."""
-    if len(inputs) == 1:
-        x = inputs[0]
-        if not isinstance(x, Tensor) or x._device is not CPU:
-            return None
-        data = x._data
-        if data.__class__ is not _ndarray:
-            return None
-        key = (op, x._dtype, (data.shape,)) if by_shape else (op, x._dtype)
-        arrays = [data]
-        needs_grad = x._requires_grad
-    else:
-        a, b = inputs
-        if (not isinstance(a, Tensor) or not isinstance(b, Tensor) or a._device is not CPU
-                or b._device is not CPU):
-            return None
-        da, db = a._data, b._data
-        if da.__class__ is not _ndarray or db.__class__ is not _ndarray:
-            return None
-        sa, sb = da.shape, db.shape
-        if by_shape or sa != sb:
-            key = (op, a._dtype, b._dtype, (sa, sb))
-        else:
-            key = (op, a._dtype, b._dtype)
-        arrays = [da, db]
-        needs_grad = a._requires_grad or b._requires_grad
-    if attrs:
-        key = (*key, tuple(attrs.items()))
-    return key, arrays, needs_grad
-
-
 def _planned(op: str, inputs: tuple, attrs: dict):
     """The call run by its plan (see _PLANS), or None where it has none."""
     by_shape = _PLANNABLE.get(op)
     if by_shape is None:
         return None
-    keyed = None
-    if len(inputs) <= 2 and inputs:
-        keyed = _tensor_key(op, inputs, attrs, by_shape)
+    keyed = _plan_key(op, inputs, attrs, by_shape)
     if keyed is None:
-        keyed = _plan_key(op, inputs, attrs, by_shape)
-        if keyed is None:
-            return None
+        return None
     key, arrays, needs_grad = keyed
     try:
         plan = _PLANS.get(key)

@@ -72,7 +72,8 @@ class TraceHooks(Protocol):
 class CompositeCompiler(Protocol):
     def __call__(self, fn: Callable, name: str) -> Callable:
         """fn (primitive code) compiled as a quiet script: a call it cannot capture runs
-        eagerly without a warning."""
+        eagerly without a warning. The script may offer known(args): the call's result from
+        a specialization made before, or None (composites.py tries it first)."""
 
 
 tracer_hook: Callable | None = None

@@ -251,14 +251,19 @@ def _saved_output(o):
     PyTorch's SavedVariable does not. A trace keeps o: it knows tensors by identity."""
     if _hooks.active_trace is not None:
         return o
-    return _Tensor._make(o._data, o._dtype, o._device, o._version)
+    return _alias(o)
+
+
+def _alias(t):
+    """A tensor of t's array and version counter, without t's history."""
+    return _Tensor._make(t._data, t._dtype, t._device, t._version)
 
 
 def _with_history(t, node, i):
     """A saved output alias given its history back (node's output i), for create_graph."""
     if t is None or t._grad_fn is not None or not t._dtype.is_floating_point:
         return t
-    out = _Tensor._make(t._data, t._dtype, t._device, t._version)
+    out = _alias(t)
     out._requires_grad = True
     out._grad_fn = node
     if i:
@@ -365,15 +370,9 @@ def _link_general(node, rule, inputs: tuple, outputs: tuple) -> None:
     numbers = False
     for x in inputs:
         if x.__class__ is Tensor or isinstance(x, Tensor):
-            grad_fn = x._grad_fn
-            # edge_of's common case inline: an op's output that is not a view
-            if grad_fn is not None and x._base is None:
-                edges.append((grad_fn, x._output_nr))
-                needs.append(True)
-            else:
-                e = edge_of(x)
-                edges.append(e)
-                needs.append(e is not None)
+            e = _edge(x)
+            edges.append(e)
+            needs.append(e is not None)
             metas.append((x._data.shape, x._dtype, x._device))
         else:
             numbers = True
@@ -449,8 +448,7 @@ def _link_output(node, rule, o) -> None:
     if not save:
         node.outputs = None
     elif save is True or save[0]:
-        # an alias without o's history (_saved_output; no trace runs on this path)
-        outputs = (_Tensor._make(o._data, dtype, o._device, o._version),)
+        outputs = (_alias(o),)  # as _saved_output keeps it (no trace runs on this path)
         node.outputs = outputs
         node.saved_versions.append((outputs, (o._version[0],)))
     else:
@@ -465,11 +463,7 @@ def _link_one(node, rule, inputs, out) -> None:
     """link_op for one tensor input (which requires grad: else no node is made) and one
     output, outside a trace: the same node, built without the general loops."""
     x = inputs[0]
-    grad_fn = x._grad_fn
-    if grad_fn is not None and x._base is None:  # (_edge inline)
-        node.next_functions = ((grad_fn, x._output_nr),)
-    else:
-        node.next_functions = (edge_of(x),)
+    node.next_functions = (_edge(x),)
     node.needs_input_grad = (True,)
     node.input_meta = ((x._data.shape, x._dtype, x._device),)
     save = rule.save_inputs

@@ -20,7 +20,7 @@ from .native import CHUNKS_PER_THREAD, PARALLEL_MIN_ELEMENTS, _pool, data_pointe
 
 _SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 _kernels: dict = {}
-_ARGV = [ctypes.c_int64 * n for n in range(24)]  # argv array types by length
+_ARGV: dict = {}  # argv length -> its ctypes array type (argv_type)
 _lock = threading.Lock()
 _broken = None  # True: no llvmlite here, numpy paths only (None: not looked yet)
 _FLOAT_CHARS = (np.dtype(np.float32).char, np.dtype(np.float64).char)
@@ -73,12 +73,21 @@ def load_task(name: str, make_ir):
     return entry
 
 
+def argv_type(n: int):
+    """The ctypes array type of n int64 argv words, made once per length: a ctypes type per
+    call is slow, and garbage only the collector frees."""
+    made = _ARGV.get(n)
+    if made is None:
+        made = _ARGV[n] = ctypes.c_int64 * n
+    return made
+
+
 def run_task(name: str, make_ir, words: list, rows: int, work: int) -> None:
     """Run the pool task `name` (compiled from make_ir() once) over rows [0, rows), on the
     native pool when `work` (elements) is worth sharing. words: argv's 64-bit words."""
     entry = _kernels.get(name)
     function, address, _ = entry if entry is not None else load_task(name, make_ir)
-    argv = _ARGV[len(words)](*words)
+    argv = argv_type(len(words))(*words)
     run = _pool.parallel_for() if work >= PARALLEL_MIN_ELEMENTS and rows >= 2 else None
     if run is None:
         function(argv, 0, rows)

@@ -150,7 +150,7 @@ def run_split(graphs: SplitGraphs, inputs: list, xp, wrap) -> list:
     outs = graphs.forward(xp, [t._data for t in inputs])
     n = graphs.n_outputs
     node = CompiledBackward(graphs, kept, outs[n:], xp)
-    results = [wrap(outs[0])] if n == 1 else [wrap(a) for a in outs[:n]]
+    results = [wrap(a) for a in outs[:n]]
     out_meta = node.out_meta
     for k, j in enumerate(graphs.diff_outputs):
         t = results[j]
@@ -174,9 +174,7 @@ class CompiledBackward(Node):
         self.versions = [t._version[0] for t in inputs]
         self.saved = saved
         self.xp = xp
-        diff = graphs.diff_inputs
-        self.next_functions = ((edge_of(inputs[diff[0]]),) if len(diff) == 1 else
-                               tuple([edge_of(inputs[i]) for i in diff]))
+        self.next_functions = tuple([edge_of(inputs[i]) for i in graphs.diff_inputs])
         self.out_meta: list = []
 
     def name(self) -> str:

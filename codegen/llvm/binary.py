@@ -11,10 +11,8 @@ operations are IEEE's own (no contraction, no fast-math), so every result equals
 
 from __future__ import annotations
 
-from llvmlite import ir
+from .unary import FLOAT_TYPES, map_task
 
-_TYPES = {"float32": ir.FloatType(), "float64": ir.DoubleType()}
-_I64 = ir.IntType(64)
 OPS = {"add": "fadd", "subtract": "fsub", "multiply": "fmul"}  # numpy's names -> LLVM's
 
 
@@ -25,31 +23,13 @@ def binary_name(op: str, dtype: str, in_place: bool) -> str:
 def binary_ir(op: str, dtype: str, in_place: bool) -> str:
     """The task out[i] = x[i] op y[i] for i in [start, end). argv: x, y, out (in place: x, y;
     out is x)."""
-    ty = _TYPES[dtype]
-    name = binary_name(op, dtype, in_place)
-    module = ir.Module(name=name)
-    ptr = ir.PointerType()
-    task = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr, _I64, _I64]), name)
-    argv, start, end = task.args
-    entry, loop, done = (task.append_basic_block(n) for n in ("entry", "loop", "exit"))
-    b = ir.IRBuilder(entry)
+    ty = FLOAT_TYPES[dtype]
 
-    def word(k):
-        return b.load(b.gep(argv, [ir.Constant(_I64, k)], source_etype=_I64), typ=ptr)
+    def element(b, pointers, i):
+        x, y = pointers[:2]
+        out = x if in_place else pointers[2]
+        a = b.load(b.gep(x, [i], inbounds=True, source_etype=ty), typ=ty)
+        c = b.load(b.gep(y, [i], inbounds=True, source_etype=ty), typ=ty)
+        b.store(getattr(b, OPS[op])(a, c), b.gep(out, [i], inbounds=True, source_etype=ty))
 
-    x, y = word(0), word(1)
-    out = x if in_place else word(2)
-    b.cbranch(b.icmp_signed("<", start, end), loop, done)
-    b.position_at_end(loop)
-    i = b.phi(_I64)
-    i.add_incoming(start, entry)
-    a = b.load(b.gep(x, [i], inbounds=True, source_etype=ty), typ=ty)
-    c = b.load(b.gep(y, [i], inbounds=True, source_etype=ty), typ=ty)
-    value = getattr(b, OPS[op])(a, c)
-    b.store(value, b.gep(out, [i], inbounds=True, source_etype=ty))
-    after = b.add(i, ir.Constant(_I64, 1))
-    i.add_incoming(after, b.block)
-    b.cbranch(b.icmp_signed("<", after, end), loop, done)
-    b.position_at_end(done)
-    b.ret_void()
-    return str(module)
+    return map_task(binary_name(op, dtype, in_place), 2 if in_place else 3, element)

@@ -11,8 +11,9 @@ from __future__ import annotations
 from llvmlite import ir
 
 from . import mathlib
+from .emit import counted_loop
 
-_TYPES = {"float32": ir.FloatType(), "float64": ir.DoubleType()}
+FLOAT_TYPES = {"float32": ir.FloatType(), "float64": ir.DoubleType()}
 _I64 = ir.IntType(64)
 
 
@@ -20,27 +21,29 @@ def unary_name(op: str, dtype: str) -> str:
     return f"ember_unary_{op}_{dtype}"
 
 
-def unary_ir(op: str, dtype: str) -> str:
-    """The task out[i] = op(x[i]) for i in [start, end). argv: x, out."""
-    ty = _TYPES[dtype]
-    module = ir.Module(name=unary_name(op, dtype))
+def map_task(name: str, words: int, element) -> str:
+    """The module of a pool task `name` (argv, start, end) that reads `words` pointers from
+    argv and calls element(b, pointers, i) for i in [start, end): a loop without calls, which
+    LLVM vectorizes. unary_ir's and binary.py's tasks."""
+    module = ir.Module(name=name)
     ptr = ir.PointerType()
-    task = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr, _I64, _I64]),
-                       unary_name(op, dtype))
+    task = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr, _I64, _I64]), name)
     argv, start, end = task.args
-    entry, loop, done = (task.append_basic_block(n) for n in ("entry", "loop", "exit"))
-    b = ir.IRBuilder(entry)
-    x = b.load(b.gep(argv, [ir.Constant(_I64, 0)], source_etype=_I64), typ=ptr)
-    out = b.load(b.gep(argv, [ir.Constant(_I64, 1)], source_etype=_I64), typ=ptr)
-    b.cbranch(b.icmp_signed("<", start, end), loop, done)
-    b.position_at_end(loop)
-    i = b.phi(_I64)
-    i.add_incoming(start, entry)
-    value = b.load(b.gep(x, [i], inbounds=True, source_etype=ty), typ=ty)
-    b.store(mathlib.emit(op, b, value), b.gep(out, [i], inbounds=True, source_etype=ty))
-    after = b.add(i, ir.Constant(_I64, 1))
-    i.add_incoming(after, b.block)
-    b.cbranch(b.icmp_signed("<", after, end), loop, done)
-    b.position_at_end(done)
+    b = ir.IRBuilder(task.append_basic_block("entry"))
+    pointers = [b.load(b.gep(argv, [ir.Constant(_I64, k)], source_etype=_I64), typ=ptr)
+                for k in range(words)]
+    counted_loop(b, start, end, lambda i: element(b, pointers, i))
     b.ret_void()
     return str(module)
+
+
+def unary_ir(op: str, dtype: str) -> str:
+    """The task out[i] = op(x[i]) for i in [start, end). argv: x, out."""
+    ty = FLOAT_TYPES[dtype]
+
+    def element(b, pointers, i):
+        x, out = pointers
+        value = b.load(b.gep(x, [i], inbounds=True, source_etype=ty), typ=ty)
+        b.store(mathlib.emit(op, b, value), b.gep(out, [i], inbounds=True, source_etype=ty))
+
+    return map_task(unary_name(op, dtype), 2, element)

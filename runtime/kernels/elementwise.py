@@ -69,7 +69,14 @@ def _pooled(name: str, a, b, out):
 def _ufunc_kernel(name: str, quiet_errors: bool):
     # out= lets in-place ops write straight into the tensor's array (see dispatch's out)
     function = getattr(np, name)
-    if name in _POOLED and not quiet_errors:
+    if quiet_errors:
+        def run(xp, *args, out=None):
+            with np.errstate(all="ignore"):
+                return getattr(xp, name)(*args, out=out)
+
+        def direct(*arrays):
+            return quiet(function, *arrays)
+    elif name in _POOLED:
         def run(xp, *args, out=None):
             if xp is np and len(args) == 2:
                 done = _pooled(name, args[0], args[1], out)
@@ -78,24 +85,11 @@ def _ufunc_kernel(name: str, quiet_errors: bool):
             return getattr(xp, name)(*args, out=out)
 
         def direct(a, b):
-            if a.__class__ is np.ndarray and a.size >= POOLED_MIN_ELEMENTS:
+            if a.__class__ is np.ndarray and a.size >= POOLED_MIN_ELEMENTS:  # (small: at once)
                 done = _pooled(name, a, b, None)
                 if done is not None:
                     return done
             return function(a, b)
-
-        run.__name__ = f"kernel_{name}"
-        run.writes_out = True
-        run.ufunc = name
-        run.direct_for = lambda arrays: direct
-        return run
-    if quiet_errors:
-        def run(xp, *args, out=None):
-            with np.errstate(all="ignore"):
-                return getattr(xp, name)(*args, out=out)
-
-        def direct(*arrays):
-            return quiet(function, *arrays)
     else:
         def run(xp, *args, out=None):
             return getattr(xp, name)(*args, out=out)

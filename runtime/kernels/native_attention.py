@@ -16,7 +16,6 @@ GEMMs on BLAS's threads (threads.py's budget).
 
 from __future__ import annotations
 
-import ctypes
 import math
 import struct
 
@@ -25,7 +24,7 @@ import numpy as np
 from .. import blas
 from ..native import CHUNKS_PER_THREAD, _pool, data_pointer, thread_count
 from ..threads import before_blas, blas_single_threaded
-from ..windows import llvmlite_present, load_task
+from ..windows import argv_type, llvmlite_present, load_task
 
 # bytes of stack scratch per task (one or two buffers of block x S scores): the inference
 # entry's attention keeps its scores on the stack within the same bound (STACK_COLUMNS_MAX)
@@ -200,11 +199,7 @@ class _Layout:
         return held
 
     def run(self, words: list) -> None:
-        n = len(words)
-        argv_type = _ARGV_TYPES.get(n)
-        if argv_type is None:  # made once per length: a ctypes array type per call is slow
-            argv_type = _ARGV_TYPES[n] = ctypes.c_int64 * n  # and left to the collector
-        argv = argv_type(*words)
+        argv = argv_type(len(words))(*words)
         units = self.units
         run = _pool.parallel_for() if self.scores >= PARALLEL_MIN_SCORES and units >= 2 else None
         if run is None:
@@ -217,7 +212,6 @@ class _Layout:
 
 
 _LAYOUTS: dict = {}  # key of a call's operands -> its _Layout
-_ARGV_TYPES: dict = {}  # argv length -> its ctypes array type
 _LAYOUTS_MAX = 256
 
 

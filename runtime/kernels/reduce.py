@@ -32,8 +32,7 @@ def _sum(xp, x, dims, keepdim):
                 return split
         # the ufunc called from this module: an overflow warning is this module's, which the
         # kernels' warning filter silences (np.sum would warn from numpy's own module)
-        return np.add.reduce(x, axis=axis, dtype=np.int64 if x.dtype.kind in "biu" else None,
-                             keepdims=keepdim)
+        return np.add.reduce(x, axis=axis, dtype=_acc_dtype(x), keepdims=keepdim)
     with np.errstate(all="ignore"):
         return xp.sum(x, axis=axis, keepdims=keepdim, dtype=_acc_dtype(x))
 

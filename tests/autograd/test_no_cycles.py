@@ -2,6 +2,7 @@
 retain_graph), every tensor and node of the step is freed by reference counting, as in
 PyTorch, instead of waiting for the garbage collector with the activations it holds."""
 
+import contextlib
 import gc
 
 import ember
@@ -29,16 +30,24 @@ class _Block(nn.Module):
         return x + h[..., :c].exp() * F.softmax(h[..., c:], dim=-1)
 
 
-def _garbage_after(step) -> int:
+@contextlib.contextmanager
+def _collector_off():
+    """The garbage collector off (after one collection): what is freed meanwhile, reference
+    counting freed."""
     gc.collect()
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        step()
-        return gc.collect()
+        yield
     finally:
         if was_enabled:
             gc.enable()
+
+
+def _garbage_after(step) -> int:
+    with _collector_off():
+        step()
+        return gc.collect()
 
 
 def test_a_training_step_leaves_no_cycles():
@@ -82,10 +91,7 @@ def test_retain_graph_still_allows_a_second_backward():
 def test_a_leaf_and_its_accumulator_make_no_cycle():
     import weakref
 
-    gc.collect()
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _collector_off():
         w = ember.randn(4, requires_grad=True)
         (w * 2).sum().backward()
         acc = w._grad_accumulator
@@ -94,9 +100,6 @@ def test_a_leaf_and_its_accumulator_make_no_cycle():
         del w
         assert gone() is None  # freed by reference counting alone
         assert acc.variable is None
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def test_one_accumulator_per_leaf_across_steps():
@@ -192,10 +195,7 @@ def test_an_in_place_write_to_a_saved_output_is_still_caught():
 def test_a_hooked_leaf_and_its_accumulator_make_no_cycle_either():
     import weakref
 
-    gc.collect()
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _collector_off():
         w = ember.ones(3, requires_grad=True)
         handle = w.register_hook(lambda g: None)
         (w * 2).sum().backward()
@@ -203,9 +203,6 @@ def test_a_hooked_leaf_and_its_accumulator_make_no_cycle_either():
         gone = weakref.ref(w)
         del w
         assert gone() is None
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def test_a_gradient_two_leaves_receive_is_never_shared_between_their_grads():
