@@ -196,7 +196,7 @@ def _child(mode: str, models: list[str], steps: int, warmup: int) -> None:
 def _run_child(mode: str, models, steps: int, warmup: int, threads: int | None):
     env = dict(os.environ)
     if threads is not None:  # torch's OpenMP pool and numpy's OpenBLAS pool alike
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "EMBER_NUM_THREADS"):
             env[var] = str(threads)
     proc = subprocess.run(
         [

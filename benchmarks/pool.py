@@ -1,6 +1,8 @@
 """The native pool's second core: a kernel's time after a stretch of Python (how awake the
-pool's workers are, codegen/llvm/pool.py), and the GPT step's GEMMs on the pool
-(runtime/pool_gemm.py) against OpenBLAS's own threads and PyTorch, in one process.
+pool's workers are, codegen/llvm/pool.py), and the GPT step's GEMMs as ember runs them
+(runtime/packed_gemm.py, ember's own GEMM), on the pool as one BLAS call per thread
+(runtime/pool_gemm.py, the path for what the packed GEMM does not take), on OpenBLAS's own
+threads and in PyTorch, in one process.
 
     python benchmarks/pool.py [--threads 2] [--rounds 5]
 
@@ -15,9 +17,11 @@ import argparse
 import os
 import time
 
-# a GPT 4x128 step's products at batch 8x64 (benchmarks/models.py): (m, k, n, A transposed)
-GEMMS = [(512, 128, 384, False), (512, 128, 512, False), (512, 512, 128, False),
-         (128, 512, 512, True), (512, 128, 128, False), (128, 512, 128, True)]
+# a GPT 4x128 step's products at batch 8x64 (benchmarks/models.py): (m, k, n, A transposed,
+# B transposed: a linear layer's weight)
+GEMMS = [(512, 128, 384, False, True), (512, 128, 512, False, True),
+         (512, 512, 128, False, False), (128, 512, 512, True, False),
+         (512, 128, 128, False, False), (128, 512, 128, True, False)]
 GAPS_US = (0, 300, 1500)  # Python busy-waiting before each call
 
 
@@ -58,7 +62,7 @@ def main() -> None:
 
     import ember
     import numpy as np
-    from ember.runtime import pool_gemm, threads
+    from ember.runtime import packed_gemm, pool_gemm, threads
 
     threads._budget.now = lambda: args.threads
     rng = np.random.default_rng(0)
@@ -84,11 +88,15 @@ def main() -> None:
     else:
         torch.set_num_threads(args.threads)
     print(f"\nGPT step GEMMs, {args.threads} thread(s), back to back (us)")
-    print(f"  {'m x k x n':22} {'pool':>8} {'OpenBLAS':>9} {'torch':>8}")
-    for m, k, n, transposed in GEMMS:
+    print(f"  {'m x k x n':26} {'packed':>8} {'pool':>8} {'OpenBLAS':>9} {'torch':>8}")
+    for m, k, n, transposed, weight in GEMMS:
         left = rng.standard_normal((k, m) if transposed else (m, k), dtype=np.float32)
         left = left.T if transposed else left
-        right = rng.standard_normal((k, n), dtype=np.float32)
+        right = rng.standard_normal((n, k) if weight else (k, n), dtype=np.float32)
+        right = right.T if weight else right
+        packed = _best(lambda: packed_gemm.product(left, right), args.rounds, 100)
+        if packed_gemm.product(left, right) is None:
+            packed = float("nan")  # not taken
         pooled = _best(lambda: pool_gemm.product(left, right), args.rounds, 100)
         if pool_gemm.product(left, right) is None:
             pooled = float("nan")  # not shared (one thread, or no cblas GEMM)
@@ -102,10 +110,11 @@ def main() -> None:
         if torch is not None:
             tl = (torch.from_numpy(np.ascontiguousarray(left.T)).t() if transposed
                   else torch.from_numpy(left))
-            tr = torch.from_numpy(right)
+            tr = (torch.from_numpy(np.ascontiguousarray(right.T)).t() if weight
+                  else torch.from_numpy(right))
             other = _best(lambda: tl @ tr, args.rounds, 100)
-        label = f"{m}x{k}x{n}" + (" (A^T)" if transposed else "")
-        print(f"  {label:22} {pooled:8.1f} {own:9.1f} {other:8.1f}")
+        label = f"{m}x{k}x{n}" + (" (A^T)" if transposed else "") + (" (W^T)" if weight else "")
+        print(f"  {label:26} {packed:8.1f} {pooled:8.1f} {own:9.1f} {other:8.1f}")
 
 
 if __name__ == "__main__":

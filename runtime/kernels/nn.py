@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import blas, pool_gemm
+from .. import blas, packed_gemm, pool_gemm
 from ..native import data_pointer
 from ..threads import before_blas
 from . import random_ops  # noqa: F401  (registers bernoulli)
@@ -19,6 +19,9 @@ def _product(xp, a, b):
         lead = a.shape[:-1]
         return _product(xp, a.reshape(-1, a.shape[-1]), b).reshape(*lead, b.shape[-1])
     if xp is np:
+        out = packed_gemm.product(a, b)  # ember's own GEMM, None: BLAS does as well
+        if out is not None:
+            return out
         out = pool_gemm.product(a, b)  # one BLAS call per pool thread, None: not shared
         if out is not None:
             return out
@@ -47,6 +50,9 @@ def _linear_with_bias(x, w, b):
     if gemm is None:
         return None
     rows = x.reshape(-1, x.shape[-1])
+    out = packed_gemm.product(rows, w.T, bias=b)  # the bias added as each tile is stored
+    if out is not None:
+        return out.reshape(*x.shape[:-1], w.shape[0])
     (m, k), n = rows.shape, w.shape[0]
     if max(m, n, k) >= 2 ** (blas.gemm().int_bits - 1):
         return None

@@ -20,6 +20,7 @@ import numpy as np
 from .. import windows
 from ..native import _pool, data_pointer, load_pool
 from ..threads import before_blas, blas_single_threaded
+from .nn import _product
 from .registry import kernel
 
 # a step shares its hidden units over the native pool when its GEMM has at least this many
@@ -93,7 +94,7 @@ def _lstm_layer(xp, x, h0, c0, w_ih, w_hh, *biases, reverse):
         before_blas()
     # W_hh^T contiguous: the per-step GEMMs of B rows run faster on it than on W_hh transposed
     x, h0, c0, w_hh_t = (xp.ascontiguousarray(a) for a in (x, h0, c0, w_hh.T))
-    gates = xp.matmul(x.reshape(steps * batch, features), w_ih.T)
+    gates = _product(xp, x.reshape(steps * batch, features), w_ih.T)
     if biases:
         gates += biases[0] + biases[1]
     gates = gates.reshape(steps, batch, 4 * hidden)
@@ -174,16 +175,16 @@ def _lstm_layer_backward(xp, x, h0, c0, w_ih, w_hh, output, gates, cells, grad_o
         # dh0: the gradient of the forward's first step's h_prev
         dh = xp.matmul(grad_gates[steps - 1 if reverse else 0], w_hh)
     flat = grad_gates.reshape(steps * batch, 4 * hidden)
-    grad_x = xp.matmul(flat, w_ih).reshape(steps, batch, features)
-    grad_w_ih = xp.matmul(flat.T, x.reshape(steps * batch, features))
+    grad_x = _product(xp, flat, w_ih).reshape(steps, batch, features)
+    grad_w_ih = _product(xp, flat.T, x.reshape(steps * batch, features))
     # h_{t-1} of every step: the output shifted by one step, h0 before the first
     if steps:
         first, rest, before = ((steps - 1, slice(0, steps - 1), slice(1, steps)) if reverse
                                else (0, slice(1, steps), slice(0, steps - 1)))
         grad_w_hh = xp.matmul(grad_gates[first].T, h0)
         if steps > 1:
-            grad_w_hh += xp.matmul(grad_gates[rest].reshape(-1, 4 * hidden).T,
-                                   output[before].reshape(-1, hidden))
+            grad_w_hh += _product(xp, grad_gates[rest].reshape(-1, 4 * hidden).T,
+                                  output[before].reshape(-1, hidden))
     else:
         grad_w_hh = xp.zeros(w_hh.shape, x.dtype)
     grad_bias = flat.sum(0)

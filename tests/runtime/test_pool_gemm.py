@@ -9,7 +9,7 @@ import threading
 import ember
 import numpy as np
 import pytest
-from ember.runtime import blas, native, pool_gemm, threads
+from ember.runtime import blas, native, packed_gemm, pool_gemm, threads
 
 pytestmark = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: no pool")
 
@@ -84,6 +84,7 @@ def test_a_budget_of_one_thread_leaves_products_to_one_blas_thread(monkeypatch):
 
 
 def test_matmul_and_linear_forward_and_backward_take_the_pool_path(two_threads, monkeypatch):
+    monkeypatch.setattr(packed_gemm, "ENABLED", False)  # BLAS's path, as for larger products
     shared = []
     original = pool_gemm.product
 

@@ -1,0 +1,373 @@
+"""LLVM IR of ember's own GEMM: C = A @ B (+ a bias row), packed and tiled, as a pool task.
+
+The eager GEMMs of a training step are small and many: (512, 128) @ (128, 512) and the like,
+51 a GPT step, each operand in either layout. OpenBLAS's SkylakeX sgemm ran them 15-25%
+behind PyTorch's MKL, shape by shape, on one core and on two. A register-tile kernel that
+read both operands in place matched MKL in isolation only with B 64-byte aligned, and lost
+inside the step (the ninth session's note). This one packs, as BLAS libraries do:
+
+- B (K, N), whatever its strides, is copied into panels of NR columns, each (K, NR)
+  contiguous and 64-byte aligned, the columns past N zero: a vector load per depth where B's
+  columns are contiguous, else a gather (a weight read transposed, W^T).
+- For each block of MR rows of C and each KC-deep slice of the depth, the rows' slice of A is
+  copied into a buffer on the stack, [MR][KC] from a row-major A (a row copy each), [KC][MR]
+  from a column-major one (a short copy per depth), so the tile reads A at constant offsets
+  from one pointer and the buffer stays in L1 over the panels. Rows past M are zero there
+  and never stored.
+- A tile is MR x NR accumulators (24 of the 32 AVX-512 registers): per depth, one broadcast
+  of A per row, one aligned load of the panel per vector of columns, MR * NR / lanes fused
+  multiply-adds. It is stored with masks past N: C = acc (+ bias) on the first slice, C += acc
+  on the others.
+
+The task, `void task(i64 *argv, i64 start, i64 end)`, runs units [start, end):
+
+    argv = A, its strides along m and k (elements), B, its strides along k and n, packed,
+           C, ldc, M, N, K, bias (0: none), group, parts, sub, region
+
+Unit u packs the panels of group u // parts (`group` panels from (u // parts) * group on)
+into its own region of `packed` (`region` elements from u * region), then runs them, `sub`
+panels at a time (their packed slice stays in L2), over its part u % parts of the blocks of
+rows. So a thread reads only panels it packed itself: runtime/packed_gemm.py gives each
+thread a group of C's columns, or, for a C taller than wide, a part of its rows (B then
+packed by each).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+
+from .emit import I1, I32, I64, POINTER, STORAGE
+
+VECTOR_BYTES = 64
+MR = 12  # rows of C per tile (broadcasts of A per depth step)
+NR_VECTORS = 2  # vectors of C's columns per tile (aligned loads of the panel per depth step)
+KC = 256  # depth per slice: the A buffer, MR x KC, stays in L1 over every panel
+WORDS = 17
+
+
+def lanes(dtype: str) -> int:
+    return VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
+def panel_width(dtype: str) -> int:
+    """NR: the columns of one packed panel of B."""
+    return NR_VECTORS * lanes(dtype)
+
+
+def task_name(dtype: str) -> str:
+    return f"ember_gemm_{dtype}"
+
+
+def gemm_ir(dtype: str) -> str:
+    """The task for float32 or float64."""
+    module = ir.Module(name=task_name(dtype))
+    _emit_task(module, task_name(dtype), dtype)
+    return str(module)
+
+
+def _c(v: int) -> ir.Constant:
+    return ir.Constant(I64, v)
+
+
+class _Task:
+    """A task function's builder, its argv words and small helpers."""
+
+    def __init__(self, module: ir.Module, name: str, dtype: str, words: int):
+        self.module = module
+        self.t = STORAGE[dtype]
+        self.width = lanes(dtype)
+        self.vec = ir.VectorType(self.t, self.width)
+        self.mask_type = ir.VectorType(I1, self.width)
+        self.size = np.dtype(dtype).itemsize
+        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [POINTER, I64, I64]), name=name)
+        argv, self.start, self.end = fn.args
+        self.fn = fn
+        self.b = b = ir.IRBuilder(fn.append_basic_block("entry"))
+        self.words = [b.load(b.gep(argv, [_c(i)], source_etype=I64), typ=I64)
+                      for i in range(words)]
+        self.zero = ir.Constant(self.vec, [ir.Constant(self.t, 0.0)] * self.width)
+        self.iota = ir.Constant(ir.VectorType(I64, self.width),
+                                [ir.Constant(I64, i) for i in range(self.width)])
+
+    def pointer(self, word):
+        return self.b.inttoptr(word, POINTER)
+
+    def at(self, base, index):
+        return self.b.gep(base, [index], inbounds=True, source_etype=self.t)
+
+    def intrinsic(self, name: str, ret, args) -> ir.Function:
+        found = self.module.globals.get(name)
+        return found or ir.Function(self.module, ir.FunctionType(ret, args), name=name)
+
+    def splat_i64(self, value):
+        b = self.b
+        vt = ir.VectorType(I64, self.width)
+        one = b.insert_element(ir.Constant(vt, ir.Undefined), value, ir.Constant(I32, 0))
+        return b.shuffle_vector(one, ir.Constant(vt, ir.Undefined),
+                                ir.Constant(ir.VectorType(I32, self.width),
+                                            [ir.Constant(I32, 0)] * self.width))
+
+    def splat(self, value):
+        b = self.b
+        one = b.insert_element(ir.Constant(self.vec, ir.Undefined), value, ir.Constant(I32, 0))
+        return b.shuffle_vector(one, ir.Constant(self.vec, ir.Undefined),
+                                ir.Constant(ir.VectorType(I32, self.width),
+                                            [ir.Constant(I32, 0)] * self.width))
+
+    def lanes_below(self, first, bound):
+        """The mask of lanes first + i < bound (i64 values)."""
+        b = self.b
+        return b.icmp_signed("<", b.add(self.splat_i64(first), self.iota), self.splat_i64(bound))
+
+    def suffix(self) -> str:
+        return f"v{self.width}f{self.size * 8}"
+
+    def masked_load(self, pointer, mask):
+        f = self.intrinsic(f"llvm.masked.load.{self.suffix()}.p0", self.vec,
+                           [POINTER, I32, self.mask_type, self.vec])
+        return self.b.call(f, [pointer, ir.Constant(I32, self.size), mask, self.zero])
+
+    def masked_store(self, value, pointer, mask):
+        f = self.intrinsic(f"llvm.masked.store.{self.suffix()}.p0", ir.VoidType(),
+                           [self.vec, POINTER, I32, self.mask_type])
+        self.b.call(f, [value, pointer, ir.Constant(I32, self.size), mask])
+
+    def fma(self, x, y, z):
+        f = self.intrinsic(f"llvm.fma.{self.suffix()}", self.vec, [self.vec] * 3)
+        return self.b.call(f, [x, y, z])
+
+    def loop(self, lo, hi, body, carried=()):
+        """for i in [lo, hi): carried = body(i, carried); returns the carried values after."""
+        b = self.b
+        lo = _c(lo) if isinstance(lo, int) else lo
+        hi = _c(hi) if isinstance(hi, int) else hi
+        pre = b.block
+        header = b.append_basic_block("loop")
+        inner = b.append_basic_block("body")
+        done = b.append_basic_block("done")
+        b.branch(header)
+        b.position_at_end(header)
+        i = b.phi(I64)
+        i.add_incoming(lo, pre)
+        phis = []
+        for value in carried:
+            phi = b.phi(value.type)
+            phi.add_incoming(value, pre)
+            phis.append(phi)
+        b.cbranch(b.icmp_signed("<", i, hi), inner, done)
+        b.position_at_end(inner)
+        out = body(i, phis)
+        latch = b.block
+        i.add_incoming(b.add(i, _c(1), flags=("nsw",)), latch)
+        for phi, value in zip(phis, out or ()):
+            phi.add_incoming(value, latch)
+        b.branch(header)
+        b.position_at_end(done)
+        return phis
+
+
+def _pack_panel(e: "_Task", source, sk, sn, k, n, p, out) -> None:
+    """Panel p of B (columns p * NR ...) into out: depth d, column j at d * NR + j; the
+    columns past n zero. A vector load per row where B's columns are contiguous, else a
+    gather (B a weight read transposed)."""
+    b = e.b
+    nr = NR_VECTORS * e.width
+    pointer_vector = ir.VectorType(POINTER, e.width)
+    gather = e.intrinsic(f"llvm.masked.gather.{e.suffix()}.v{e.width}p0", e.vec,
+                         [pointer_vector, I32, e.mask_type, e.vec])
+    first = b.mul(p, _c(nr))
+    masks = [e.lanes_below(b.add(first, _c(v * e.width)), n) for v in range(NR_VECTORS)]
+    with b.if_else(b.icmp_signed("==", sn, _c(1))) as (contiguous, strided):
+        with contiguous:
+            def row(d, _):
+                src = e.at(source, b.add(b.mul(d, sk), first))
+                dst = e.at(out, b.mul(d, _c(nr)))
+                for v in range(NR_VECTORS):
+                    value = e.masked_load(e.at(src, _c(v * e.width)), masks[v])
+                    b.store(value, e.at(dst, _c(v * e.width)), align=VECTOR_BYTES)
+            e.loop(0, k, row)
+        with strided:
+            # a gather's lane offsets along n: (first + v * lanes + i) * sn
+            offsets = [b.mul(b.add(e.splat_i64(b.add(first, _c(v * e.width))), e.iota),
+                             e.splat_i64(sn)) for v in range(NR_VECTORS)]
+
+            def row_gathered(d, _):
+                base = e.at(source, b.mul(d, sk))
+                dst = e.at(out, b.mul(d, _c(nr)))
+                for v in range(NR_VECTORS):
+                    pointers = b.gep(base, [offsets[v]], inbounds=True, source_etype=e.t)
+                    pointers.type = pointer_vector  # llvmlite types a GEP as scalar
+                    value = b.call(gather, [pointers, ir.Constant(I32, e.size), masks[v],
+                                            e.zero])
+                    b.store(value, e.at(dst, _c(v * e.width)), align=VECTOR_BYTES)
+            e.loop(0, k, row_gathered)
+
+
+def _emit_task(module: ir.Module, name: str, dtype: str) -> None:
+    e = _Task(module, name, dtype, WORDS)
+    b = e.b
+    (a_w, sam, sak, b_w, sbk, sbn, packed_w, c_w, ldc, m, n, k, bias_w, group, parts, sub,
+     region) = e.words
+    a, source, packed, c, bias = (e.pointer(w) for w in (a_w, b_w, packed_w, c_w, bias_w))
+    nr = panel_width(dtype)
+    width = e.width
+    # the A buffer: MR x KC elements and one vector of slack (a column-major copy stores a
+    # whole vector per depth step), on a cache line
+    copies = -(-MR // width)  # vectors per depth step of a column-major copy
+    buffer_type = ir.ArrayType(e.t, MR * KC + copies * width)
+    with b.goto_entry_block():
+        buffer = b.alloca(buffer_type)
+        buffer.align = VECTOR_BYTES
+    buffer.type = POINTER  # untyped, as every other pointer here (llvmlite types allocas)
+    row_major = b.icmp_signed("==", sak, _c(1))
+    has_bias = b.icmp_signed("!=", bias_w, _c(0))
+    panels = b.sdiv(b.add(n, _c(nr - 1)), _c(nr))
+    slices = b.sdiv(b.add(k, _c(KC - 1)), _c(KC))
+    blocks = b.sdiv(b.add(m, _c(MR - 1)), _c(MR))
+    memcpy = e.intrinsic("llvm.memcpy.p0.p0.i64", ir.VoidType(), [POINTER, POINTER, I64, I1])
+    memset = e.intrinsic("llvm.memset.p0.i64", ir.VoidType(), [POINTER, ir.IntType(8), I64, I1])
+
+    def unit(u, _):
+        # unit u: the group of panels u // parts, packed into its own region, times the
+        # part u % parts of the blocks of rows
+        g = b.sdiv(u, parts)
+        part = b.srem(u, parts)
+        q0 = b.mul(g, group)
+        q_end = b.add(q0, group)
+        q1 = b.select(b.icmp_signed("<", q_end, panels), q_end, panels)
+        mine = e.at(packed, b.mul(u, region))
+        e.loop(q0, q1, lambda p, _: _pack_panel(
+            e, source, sbk, sbn, k, n, p, e.at(mine, b.mul(b.sub(p, q0), b.mul(k, _c(nr))))))
+        r0 = b.sdiv(b.mul(part, blocks), parts)
+        r1 = b.sdiv(b.mul(b.add(part, _c(1)), blocks), parts)
+
+        def panels_of(s0, _):  # sub panels at a time: their packed slice stays in L2
+            p0 = b.add(q0, b.mul(s0, sub))
+            p_end = b.add(p0, sub)
+            p1 = b.select(b.icmp_signed("<", p_end, q1), p_end, q1)
+            e.loop(r0, r1, lambda r, _: block(r, p0, p1, q0, mine))
+
+        subs = b.sdiv(b.add(b.sub(q1, q0), b.sub(sub, _c(1))), sub)
+        e.loop(0, subs, panels_of)
+
+    def block(r, p0, p1, q0, mine):
+        row0 = b.mul(r, _c(MR))
+        left = b.sub(m, row0)
+        valid = b.select(b.icmp_signed("<", left, _c(MR)), left, _c(MR))
+        # the lanes (rows) of a column-major copy's vectors
+        row_masks = [e.lanes_below(_c(j * width), valid) for j in range(copies)]
+
+        def depth_slice(s, _):
+            d0 = b.mul(s, _c(KC))
+            rest = b.sub(k, d0)
+            kc = b.select(b.icmp_signed("<", rest, _c(KC)), rest, _c(KC))
+            first_slice = b.icmp_signed("==", s, _c(0))
+            add_c = b.icmp_signed("!=", s, _c(0))
+            add_bias = b.and_(first_slice, has_bias)
+            with b.if_else(row_major) as (rows_layout, columns_layout):
+                with rows_layout:  # buffer[i][d]: row i's slice, a row copy each
+                    for i in range(MR):
+                        dst = e.at(buffer, _c(i * KC))
+                        if i == 0:
+                            inside = ir.Constant(I1, 1)
+                        else:
+                            inside = b.icmp_signed("<", _c(i), valid)
+                        with b.if_else(inside) as (copy, clear):
+                            with copy:
+                                src = e.at(a, b.add(b.mul(b.add(row0, _c(i)), sam), d0))
+                                b.call(memcpy, [dst, src, b.mul(kc, _c(e.size)),
+                                                ir.Constant(I1, 0)])
+                            with clear:
+                                b.call(memset, [dst, ir.Constant(ir.IntType(8), 0),
+                                                _c(KC * e.size), ir.Constant(I1, 0)])
+                    _panels(e, p0, p1, q0, mine, k, d0, kc, buffer, c, ldc, n, row0, valid,
+                            add_c, add_bias, bias, rows_layout=True)
+                with columns_layout:  # buffer[d][i]: depth d's MR rows, one vector copy
+                    def copy_depth(d, _):
+                        src = e.at(a, b.add(b.mul(b.add(d0, d), sak), b.mul(row0, sam)))
+                        dst = e.at(buffer, b.mul(d, _c(MR)))
+                        for j in range(copies):
+                            value = e.masked_load(e.at(src, _c(j * width)), row_masks[j])
+                            b.store(value, e.at(dst, _c(j * width)), align=e.size)
+                    e.loop(0, kc, copy_depth)
+                    _panels(e, p0, p1, q0, mine, k, d0, kc, buffer, c, ldc, n, row0, valid,
+                            add_c, add_bias, bias, rows_layout=False)
+
+        e.loop(0, slices, depth_slice)
+
+    e.loop(e.start, e.end, unit)
+    b.ret_void()
+
+
+def _panels(e: _Task, p0, p1, q0, packed, k, d0, kc, buffer, c, ldc, n, row0, valid, add_c,
+            add_bias, bias, rows_layout: bool) -> None:
+    """The tiles of panels [p0, p1) for one block of rows and one depth slice; panel p is
+    packed at packed + (p - q0) * K * NR."""
+    b = e.b
+    width = e.width
+    nr = NR_VECTORS * width
+
+    def panel(p, _):
+        col0 = b.mul(p, _c(nr))
+        tile = e.at(packed, b.add(b.mul(b.sub(p, q0), b.mul(k, _c(nr))), b.mul(d0, _c(nr))))
+
+        def step(d, acc):
+            loaded = [b.load(e.at(tile, b.add(b.mul(d, _c(nr)), _c(v * width))), typ=e.vec,
+                             align=VECTOR_BYTES) for v in range(NR_VECTORS)]
+            out = []
+            for i in range(MR):
+                at = (b.add(d, _c(i * KC)) if rows_layout
+                      else b.add(b.mul(d, _c(MR)), _c(i)))
+                x = e.splat(b.load(e.at(buffer, at), typ=e.t))
+                for v in range(NR_VECTORS):
+                    out.append(e.fma(x, loaded[v], acc[i * NR_VECTORS + v]))
+            return out
+
+        acc = e.loop(0, kc, step, carried=[e.zero] * (MR * NR_VECTORS))
+        _store_tile(e, acc, c, ldc, n, row0, valid, col0, add_c, add_bias, bias)
+
+    e.loop(p0, p1, panel)
+
+
+def _store_tile(e: _Task, acc, c, ldc, n, row0, valid, col0, add_c, add_bias, bias) -> None:
+    """C's tile from the accumulators: rows below `valid`, columns below n; onto C where
+    add_c, plus the bias where add_bias."""
+    b = e.b
+    width = e.width
+    masks = [e.lanes_below(b.add(col0, _c(v * width)), n) for v in range(NR_VECTORS)]
+    with b.if_else(add_bias) as (with_bias, without):
+        with with_bias:
+            loaded = [e.masked_load(e.at(bias, b.add(col0, _c(v * width))), masks[v])
+                      for v in range(NR_VECTORS)]
+            bias_block = b.block
+        with without:
+            without_block = b.block
+    offsets = []
+    for v in range(NR_VECTORS):
+        phi = b.phi(e.vec)
+        phi.add_incoming(loaded[v], bias_block)
+        phi.add_incoming(e.zero, without_block)
+        offsets.append(phi)
+    with b.if_else(add_c) as (onto, fresh):
+        with onto:
+            _store_rows(e, acc, c, ldc, row0, valid, col0, masks, None)
+        with fresh:
+            _store_rows(e, acc, c, ldc, row0, valid, col0, masks, offsets)
+
+
+def _store_rows(e: _Task, acc, c, ldc, row0, valid, col0, masks, offsets) -> None:
+    """Each valid row's vectors: C = acc + offsets, or C += acc for offsets None."""
+    b = e.b
+    for i in range(MR):
+        inside = ir.Constant(I1, 1) if i == 0 else b.icmp_signed("<", _c(i), valid)
+        with b.if_then(inside):
+            row = e.at(c, b.add(b.mul(b.add(row0, _c(i)), ldc), col0))
+            for v in range(NR_VECTORS):
+                at = e.at(row, _c(v * e.width))
+                value = acc[i * NR_VECTORS + v]
+                if offsets is None:
+                    value = b.fadd(value, e.masked_load(at, masks[v]))
+                else:
+                    value = b.fadd(value, offsets[v])
+                e.masked_store(value, at, masks[v])

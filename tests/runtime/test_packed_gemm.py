@@ -1,0 +1,190 @@
+"""ember's own packed GEMM (runtime/packed_gemm.py, codegen/llvm/gemm.py): every layout and
+edge it takes gives the float64 product (plus the bias), on one thread and on two; what it
+does not take is left to BLAS; the matmul and linear kernels take it, forward and backward;
+callers on several threads at once each get their own product."""
+
+import os
+import threading
+
+import ember
+import numpy as np
+import pytest
+from ember.codegen.llvm.gemm import KC, MR, panel_width
+from ember.runtime import native, packed_gemm, threads
+
+
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def budget(request, monkeypatch):
+    """The thread budget at one thread, or at two with the pool started."""
+    monkeypatch.setattr(threads._budget, "now", lambda: request.param)
+    if request.param == 2:
+        if (os.cpu_count() or 1) < 2:
+            pytest.skip("one core: no pool")
+        native._pool._started()
+        if native._pool.threads() < 2:
+            pytest.skip("no pool workers in this process")
+    return request.param
+
+
+@pytest.fixture
+def any_size(monkeypatch):
+    """Every size the kernel can take, not only those it is used for."""
+    for name, value in (("MIN_WORK", 1), ("MIN_ROWS", 1), ("MIN_COLUMNS", 1),
+                        ("MAX_DEPTH", 1 << 20), ("PACKED_MAX_BYTES", 1 << 30)):
+        monkeypatch.setattr(packed_gemm, name, value)
+
+
+def _operand(rng, rows, cols, layout, dtype):
+    """A (rows, cols) operand: row-major, column-major (a transposed array), row-major with
+    a wider row (a slice), or strided both ways (b only)."""
+    if layout == "rows":
+        return rng.standard_normal((rows, cols)).astype(dtype)
+    if layout == "columns":
+        return rng.standard_normal((cols, rows)).astype(dtype).T
+    if layout == "padded":
+        return rng.standard_normal((rows, cols + 5)).astype(dtype)[:, 2:cols + 2]
+    return rng.standard_normal((rows * 2, cols * 3)).astype(dtype)[::2, ::3]
+
+
+def _check(got, a, b, bias=None):
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    if bias is not None:
+        want = want + bias
+    assert got is not None, "the packed GEMM refused a product it takes"
+    assert got.shape == want.shape and got.dtype == a.dtype and got.flags.c_contiguous
+    tol = 2e-6 if got.dtype == np.float32 else 1e-14
+    scale = np.sqrt(a.shape[1]) * max(1.0, np.abs(want).max())
+    assert np.abs(got - want).max() <= tol * scale
+
+
+# sizes around the tile (MR rows, a panel of NR columns) and the depth slice (KC)
+NR = panel_width("float32")
+SHAPES = [(1, 1, 1), (MR, KC, NR), (MR + 1, KC + 1, NR + 1), (MR - 1, 3, NR - 1),
+          (5 * MR + 7, 2 * KC + 9, 3 * NR + 5), (100, 64, 300), (300, 200, 40)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout_a", ["rows", "columns", "padded"])
+@pytest.mark.parametrize("layout_b", ["rows", "columns", "strided"])
+@pytest.mark.parametrize("m,k,n", SHAPES)
+def test_every_layout_and_edge_gives_the_product(budget, any_size, dtype, layout_a, layout_b,
+                                                 m, k, n):
+    rng = np.random.default_rng(m * 1000 + k * 10 + n)
+    a = _operand(rng, m, k, layout_a, dtype)
+    b = _operand(rng, k, n, layout_b, dtype)
+    _check(packed_gemm.product(a, b), a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,k,n", [(MR + 1, KC + 1, NR + 1), (512, 128, 384), (40, 700, 260)])
+def test_the_bias_is_added_once_to_every_row(budget, any_size, dtype, m, k, n):
+    rng = np.random.default_rng(7)
+    a = _operand(rng, m, k, "rows", dtype)
+    b = _operand(rng, k, n, "columns", dtype)  # a weight read transposed, as linear has it
+    bias = rng.standard_normal(n).astype(dtype)
+    _check(packed_gemm.product(a, b, bias=bias), a, b, bias)
+
+
+def test_tall_and_wide_products_share_rows_or_columns_between_threads(budget):
+    """Both ways of sharing the work, at the sizes the kernel is used for: C wider than tall
+    (each thread a group of panels) and taller than wide (each thread a part of the rows)."""
+    rng = np.random.default_rng(3)
+    for m, k, n in [(128, 512, 512), (512, 512, 128), (512, 128, 512), (600, 300, 70)]:
+        a = _operand(rng, m, k, "rows", np.float32)
+        b = _operand(rng, k, n, "rows", np.float32)
+        _check(packed_gemm.product(a, b), a, b)
+
+
+def test_inf_and_nan_propagate_as_in_blas(budget, any_size):
+    a = np.ones((40, 64), np.float32)
+    b = np.ones((64, 70), np.float32)
+    a[3, 5] = np.inf
+    a[7, 9] = np.nan
+    b[2, 60] = -np.inf
+    got = packed_gemm.product(a, b)
+    with np.errstate(invalid="ignore"):
+        want = a.astype(np.float64) @ b.astype(np.float64)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-6)
+
+
+def test_what_the_kernel_does_not_take_is_left_to_blas():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((512, 256)).astype(np.float32)
+    b = rng.standard_normal((256, 256)).astype(np.float32)
+    assert packed_gemm.product(a, b) is not None  # the kernel's own size
+    assert packed_gemm.product(a[:, ::2], b[:128]) is None  # no unit stride in a
+    assert packed_gemm.product(a[::-1], b) is None  # a negative stride
+    assert packed_gemm.product(a, b.astype(np.float64)) is None  # mixed dtypes
+    assert packed_gemm.product(a.astype(np.int32), b.astype(np.int32)) is None
+    assert packed_gemm.product(a.astype(">f4"), b.astype(">f4")) is None  # other byte order
+    assert packed_gemm.product(a[:8], b) is None  # too few rows: b packed for 8 of them
+    assert packed_gemm.product(a, b[:, :32]) is None  # too few columns
+    assert packed_gemm.product(a[:64, :64], b[:64, :64]) is None  # too little work
+    big = rng.standard_normal((1024, 1024)).astype(np.float32)
+    assert packed_gemm.product(big[:, :1024], big) is None  # deeper than MAX_DEPTH
+    assert packed_gemm.product(a, b[:100]) is None  # shapes that do not match
+    assert packed_gemm.product(a[None], b) is None  # not 2-D
+    assert packed_gemm.product(a, b, bias=np.ones(255, np.float32)) is None  # bias shape
+    assert packed_gemm.product(a, b, bias=np.ones(256)) is None  # bias dtype
+
+
+def test_matmul_and_linear_forward_and_backward_take_the_packed_path(budget, monkeypatch):
+    taken = []
+    original = packed_gemm.product
+
+    def spy(a, b, bias=None):
+        out = original(a, b, bias)
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(packed_gemm, "product", spy)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((8, 64, 128))
+    w = rng.standard_normal((256, 128))
+    bias = rng.standard_normal(256)
+    g = rng.standard_normal((8, 64, 256))
+    tx, tw, tb = (ember.tensor(v, requires_grad=True) for v in (x, w, bias))
+    y = ember.nn.functional.linear(tx, tw, tb)
+    (y * ember.tensor(g)).sum().backward()
+    np.testing.assert_allclose(y.detach().numpy(), x @ w.T + bias, rtol=1e-10, atol=1e-10)
+    flat_x, flat_g = x.reshape(-1, 128), g.reshape(-1, 256)
+    np.testing.assert_allclose(tx.grad.numpy(), (flat_g @ w).reshape(x.shape), rtol=1e-10,
+                               atol=1e-10)
+    np.testing.assert_allclose(tw.grad.numpy(), flat_g.T @ flat_x, rtol=1e-10, atol=1e-10)
+    z = ember.tensor(x[0]) @ ember.tensor(w.T)
+    np.testing.assert_allclose(z.numpy(), x[0] @ w.T, rtol=1e-10, atol=1e-10)
+    assert taken.count(True) >= 4, taken  # linear, its two gradients, matmul
+
+
+def test_disabled_leaves_every_product_to_blas(monkeypatch):
+    monkeypatch.setattr(packed_gemm, "ENABLED", False)
+    a = np.ones((512, 256), np.float32)
+    assert packed_gemm.product(a, a.T) is None
+
+
+def test_products_from_several_threads_at_once_stay_right(monkeypatch):
+    """Each caller packs into its own buffer; one holds the pool and the others run their
+    units themselves, and every result is right."""
+    monkeypatch.setattr(threads._budget, "now", lambda: min(2, os.cpu_count() or 1))
+    errors = []
+
+    def work(seed):
+        try:
+            rng = np.random.default_rng(seed)
+            for i in range(15):
+                m, n = (300, 200) if (seed + i) % 2 else (150, 400)
+                a = rng.standard_normal((m, 256)).astype(np.float32)
+                b = rng.standard_normal((256, n)).astype(np.float32)
+                _check(packed_gemm.product(a, b), a, b)
+        except Exception as error:  # reported below, on the test's thread
+            errors.append(error)
+
+    workers = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    assert not errors, errors
