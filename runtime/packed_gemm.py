@@ -10,9 +10,11 @@ BLAS path, for every other case and for the shapes where BLAS does as well or be
   whose small-matrix kernels pack nothing; from (128, 128) @ (128, 128) on this is faster;
 - fewer than MIN_ROWS rows or MIN_COLUMNS columns: a (1, 512) @ (512, 512) packed all of b
   for one row of C (103 us against 13), and a 16-wide C wastes half of every panel;
-- a depth past MAX_DEPTH or a packed b past PACKED_MAX_BYTES: the tiles reread a's rows for
-  every few panels whose packed slice stays in L2, and BLAS's blocking of large products
-  wins there.
+- a packed b past PACKED_MAX_BYTES, or a depth past MAX_DEPTH (past MAX_DEPTH_WIDE where C
+  is at least as wide as tall): the tiles copy a's rows again for every few panels whose
+  packed slice stays in L2 (SUB_BYTES), and a C taller than wide has each thread pack all of
+  b; BLAS's blocking wins there ((700, 800) @ (800, 200): 1.09x BLAS's time; (128, 784) @
+  (784, 256): 0.84x).
 
 The step's GEMMs (GPT: (512, 128) @ (128, 512) and the like, both layouts of each operand)
 ran 8-20% faster than OpenBLAS on one core, and at two threads as fast as PyTorch's MKL or
@@ -33,8 +35,9 @@ MIN_WORK = 1 << 21
 MIN_ROWS = 16
 MIN_COLUMNS = 64
 MAX_DEPTH = 512
+MAX_DEPTH_WIDE = 1024
 PACKED_MAX_BYTES = 1 << 20
-SUB_BYTES = 1 << 18  # a unit's panels go this many packed bytes at a time (in L2)
+SUB_BYTES = 1 << 19  # a unit's panels go this many packed bytes at a time (in L2)
 _local = threading.local()  # each calling thread's buffer for the packed b
 _found: dict = {}  # dtype char -> _task(its name)
 
@@ -74,8 +77,8 @@ def product(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.
         return None
     m, k = a.shape
     n = b.shape[1]
-    if (k != b.shape[0] or m < MIN_ROWS or n < MIN_COLUMNS or k > MAX_DEPTH
-            or m * n * k < MIN_WORK):
+    if (k != b.shape[0] or m < MIN_ROWS or n < MIN_COLUMNS or m * n * k < MIN_WORK
+            or k > (MAX_DEPTH_WIDE if n >= m else MAX_DEPTH)):
         return None
     found = _found.get(a.dtype.char)
     if found is None:

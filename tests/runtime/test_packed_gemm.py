@@ -30,7 +30,8 @@ def budget(request, monkeypatch):
 def any_size(monkeypatch):
     """Every size the kernel can take, not only those it is used for."""
     for name, value in (("MIN_WORK", 1), ("MIN_ROWS", 1), ("MIN_COLUMNS", 1),
-                        ("MAX_DEPTH", 1 << 20), ("PACKED_MAX_BYTES", 1 << 30)):
+                        ("MAX_DEPTH", 1 << 20), ("MAX_DEPTH_WIDE", 1 << 20),
+                        ("PACKED_MAX_BYTES", 1 << 30)):
         monkeypatch.setattr(packed_gemm, name, value)
 
 
@@ -123,8 +124,10 @@ def test_what_the_kernel_does_not_take_is_left_to_blas():
     assert packed_gemm.product(a[:8], b) is None  # too few rows: b packed for 8 of them
     assert packed_gemm.product(a, b[:, :32]) is None  # too few columns
     assert packed_gemm.product(a[:64, :64], b[:64, :64]) is None  # too little work
-    big = rng.standard_normal((1024, 1024)).astype(np.float32)
-    assert packed_gemm.product(big[:, :1024], big) is None  # deeper than MAX_DEPTH
+    deep = rng.standard_normal((1100, 1100)).astype(np.float32)
+    assert packed_gemm.product(deep[:700, :800], deep[:800, :200]) is None  # deep, C tall
+    assert packed_gemm.product(deep[:128, :784], deep[:784, :256]) is not None  # C wide
+    assert packed_gemm.product(deep[:64, :1100], deep[:, :64]) is None  # deeper still
     assert packed_gemm.product(a, b[:100]) is None  # shapes that do not match
     assert packed_gemm.product(a[None], b) is None  # not 2-D
     assert packed_gemm.product(a, b, bias=np.ones(255, np.float32)) is None  # bias shape
