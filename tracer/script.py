@@ -100,6 +100,9 @@ class Specialization:
         self.grad_guards: list = []  # (tensor, GradType of its .grad at start, or None)
         self.grad_writes: list = []  # (tensor, wrote a tensor?) in graph-output order
         self.self_contained = False  # ran backward() inside: runs without autograd recording
+        # nothing the call returns or writes carries autograd history (its ops ran under
+        # no_grad, as an optimizer's step does): runs without autograd recording too
+        self.no_history = False
         self.grad_results: list = []  # results that required grad (in a self-contained step)
         self.split = None  # compiled forward + backward for calls autograd records
         self.reached: list = []  # reach.Guard per value reached beyond the arguments
@@ -197,7 +200,7 @@ class Specialization:
         if self.sources:
             inputs += [t if kind == "captured" else t._grad for kind, t in self.sources]
         records = False
-        if grad_mode.state.enabled and not self.self_contained:
+        if grad_mode.state.enabled and not self.self_contained and not self.no_history:
             for t in inputs:
                 if t._requires_grad:
                     records = True
@@ -639,6 +642,12 @@ class ScriptFunction:
         sp.grad_guards = [(t, GradType.of(g)) for t, g in recording.grad_reads.values()]
         sp.grad_writes = [(t, g is not None) for t, g in recording.grad_writes.values()]
         sp.self_contained = recording.ran_backward
+        # eager would leave no history on anything it returns or writes, so there is nothing
+        # for autograd to record: a scripted optimizer step ran op by op through dispatch
+        # (replay) because its parameters require grad, 17 ms against eager's 1.1 for a GPT's
+        sp.no_history = (
+            not any(isinstance(x, _tensor.Tensor) and x._grad_fn is not None for x in out_leaves)
+            and not any(t._grad_fn is not None for t in recording.mutated.values()))
         if sp.self_contained:
             sp.grad_free = frozenset(i for i, (t, _) in zip(sp.input_leaves, recording.inputs)
                                      if id(t) not in recording.used)
@@ -682,7 +691,7 @@ class ScriptFunction:
         traced = [t for t, _ in recording.inputs]
         grads_read = {id(t): g for t, g in recording.grad_reads.values()}
         traced += [t if kind == "captured" else grads_read[id(t)] for kind, t in sp.sources]
-        records = (grad_mode.state.enabled and not sp.self_contained
+        records = (grad_mode.state.enabled and not sp.self_contained and not sp.no_history
                    and any(t._requires_grad for t in traced))
         # a call autograd does not record runs the graph as one native entry where every
         # step has a native form (runtime/graph_entry.py), as a loaded graph does
