@@ -245,7 +245,7 @@ def collapse(spec: KernelSpec, pointwise: bool) -> KernelSpec:
     if outer == 0 and not pointwise and len(new_shape) == 0:
         outer = 0
     return KernelSpec(spec.name, new_shape, outer, spec.args, spec.n_inputs, exprs, stores,
-                      spec.aliased)
+                      spec.aliased, spec.written_over)
 
 
 def lower(group: Group, outputs: list[Value], name: str) -> tuple[KernelSpec, list, list]:

@@ -305,7 +305,7 @@ class CompiledProgram:
             if kind == "native":
                 reusable = {buffer_of[i]: k for k, i in enumerate(step.inputs)
                             if i in buffer_of and last_use.get(i) == position}
-                aliased = []
+                aliased, pairs = [], []
                 for j, out in enumerate(step.outputs):
                     if out.slot in escaping_roots or out.buffer is not None:
                         continue
@@ -321,6 +321,7 @@ class CompiledProgram:
                         del reusable[buffer]
                         releases[position].remove((key, buffer))
                         aliased += [arg, len(step.inputs) + j]
+                        pairs.append((arg, len(step.inputs) + j))
                     else:
                         ids = free.get(key)
                         buffer = ids.pop() if ids else n_buffers
@@ -331,7 +332,9 @@ class CompiledProgram:
                     end = last_use.get(out.slot, position)
                     releases.setdefault(end, []).append((key, buffer))
                 if aliased:
-                    step.spec = dataclasses.replace(step.spec, aliased=tuple(sorted(aliased)))
+                    step.spec = dataclasses.replace(
+                        step.spec, aliased=tuple(sorted(aliased)),
+                        written_over=tuple(sorted(step.spec.written_over + tuple(pairs))))
             for key, buffer in releases.pop(position, []):
                 free.setdefault(key, []).append(buffer)
         return n_buffers
@@ -365,7 +368,9 @@ class CompiledProgram:
             donated.add(in_pos)
             step.outputs[j].buffer = ("input", in_pos)
             aliased = set(spec.aliased) | set(args) | {spec.n_inputs + j}
-            step.spec = dataclasses.replace(spec, aliased=tuple(sorted(aliased)))
+            pairs = spec.written_over + tuple((a, spec.n_inputs + j) for a in args)
+            step.spec = dataclasses.replace(spec, aliased=tuple(sorted(aliased)),
+                                            written_over=tuple(sorted(pairs)))
 
     @classmethod
     def _read_where_written(cls, spec, args, store) -> bool:

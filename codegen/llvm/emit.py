@@ -199,11 +199,16 @@ class _Emitter:
         spec = self.spec
         fnty = ir.FunctionType(ir.VoidType(), [POINTER] * len(spec.args) + [I64, I64])
         fn = ir.Function(self.module, fnty, name=symbol(spec.name))
+        # an input an output is written over is read through the output's pointer
+        # (KernelSpec.written_over): then every pointer that is dereferenced is the only way
+        # to its memory, and noalias holds for each
+        over = dict(spec.written_over)
+        paired = set(over) | set(over.values())
         for i, arg in enumerate(fn.args[: len(spec.args)]):
-            if i not in spec.aliased:
+            if i not in spec.aliased or i in paired:
                 arg.add_attribute("noalias")
         fn.attributes.add("nounwind")
-        self.pointers = fn.args[: len(spec.args)]
+        self.pointers = [fn.args[over.get(i, i)] for i in range(len(spec.args))]
         start, end = fn.args[len(spec.args) :]
         entry = fn.append_basic_block("entry")
         b = ir.IRBuilder(entry)

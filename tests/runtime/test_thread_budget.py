@@ -20,7 +20,7 @@ _REPORT = textwrap.dedent("""
     import ember
     from ember.runtime import native, threads
 
-    a = ember.tensor(np.random.default_rng(0).standard_normal((256, 1024)).astype(np.float32))
+    a = ember.tensor(np.random.default_rng(0).standard_normal((256, 2048)).astype(np.float32))
     (a @ a.T).sum()  # a BLAS call (deeper than ember's packed GEMM takes)
     fn = ember.script(lambda x: (x * 2 + 1).amax(-1, keepdim=True))
     fn(ember.ones(512, 1024)), fn(ember.ones(512, 1024))  # the second runs the kernel

@@ -41,8 +41,8 @@ def _replays(monkeypatch):
 ], ids=["adamw", "adam", "sgd-momentum"])
 def test_a_scripted_optimizer_step_runs_compiled_and_leaves_what_eager_leaves(monkeypatch,
                                                                               make):
-    replays = _replays(monkeypatch)
     eager_model, scripted_model = _params(0), _params(0)
+    replays = _replays(monkeypatch)  # from here on: the optimizer's steps only
     eager_opt = make(list(eager_model.parameters()))
     scripted_opt = make(list(scripted_model.parameters()))
     step = ember.script(scripted_opt.step)
