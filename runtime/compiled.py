@@ -508,7 +508,9 @@ class CompiledProgram:
             elif buffer.__class__ is tuple:  # donated: over the input's own array
                 out = values[buffer[1]]
                 if not (out.flags.c_contiguous and out.flags.writeable):
-                    out = np.empty(shape, dtype)
+                    # a copy of it: the kernel reads the input through this output's pointer
+                    # (KernelSpec.written_over), so the output must start as the input
+                    out = np.array(out, dtype, order="C")
             else:
                 out = buffers[buffer]
                 if out is None or out.shape != shape or out.dtype != dtype:

@@ -39,14 +39,18 @@ MAX_DEPTH_WIDE = 1024
 PACKED_MAX_BYTES = 1 << 20
 SUB_BYTES = 1 << 19  # a unit's panels go this many packed bytes at a time (in L2)
 _local = threading.local()  # each calling thread's buffer for the packed b
-_found: dict = {}  # dtype char -> _task(its name)
+_found: dict = {}  # dtype char -> _task(its name), None: not on this CPU
 
 
 def _task(dtype: str):
     """(the task's function, its address, rows per tile, columns per panel), compiled on
-    first use."""
+    first use; None on a CPU without AVX-512: the tiles are sized for its 32 registers of 64
+    bytes, and with half as many LLVM would spill them."""
     from ..codegen.llvm.gemm import MR, gemm_ir, panel_width, task_name
+    from ..codegen.llvm.target import features
 
+    if "+avx512f" not in features().split(","):
+        return None
     function, address, _ = load_task(task_name(dtype), lambda: gemm_ir(dtype))
     return function, address, MR, panel_width(dtype)
 
@@ -80,9 +84,11 @@ def product(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.
     if (k != b.shape[0] or m < MIN_ROWS or n < MIN_COLUMNS or m * n * k < MIN_WORK
             or k > (MAX_DEPTH_WIDE if n >= m else MAX_DEPTH)):
         return None
-    found = _found.get(a.dtype.char)
-    if found is None:
+    found = _found.get(a.dtype.char, _found)
+    if found is _found:
         found = _found[a.dtype.char] = _task(a.dtype.name)
+    if found is None:
+        return None
     function, task, rows, nr = found
     panels = -(-n // nr)
     if panels * nr * k * a.itemsize > PACKED_MAX_BYTES:

@@ -340,19 +340,26 @@ def _tensor_differences(name: str, old: dict, new: dict) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class GradType:
-    """The shape and dtype of the .grad a graph found on a tensor at the call's start."""
+    """The shape and dtype of the .grad a graph found on a tensor at the call's start, and
+    whether it required grad (a gradient made under create_graph=True carries history: the
+    graph's results then carry it too, and a specialization traced without it records none)."""
 
     shape: tuple
     dtype: object
+    requires_grad: bool = False
 
     @staticmethod
     def of(grad) -> GradType | None:
-        return None if grad is None else GradType(tuple(grad.shape), grad._dtype)
+        return (None if grad is None
+                else GradType(tuple(grad.shape), grad._dtype, grad._requires_grad))
 
     def holds(self, grad) -> bool:
         return (grad is not None and tuple(grad.shape) == self.shape
-                and grad._dtype == self.dtype)
+                and grad._dtype == self.dtype and grad._requires_grad == self.requires_grad)
 
 
 def _grad_text(meta: GradType | None) -> str:
-    return "None" if meta is None else f"a gradient of shape {list(meta.shape)}"
+    if meta is None:
+        return "None"
+    history = " that requires grad" if meta.requires_grad else ""
+    return f"a gradient of shape {list(meta.shape)}{history}"

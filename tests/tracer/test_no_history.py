@@ -97,3 +97,23 @@ def test_an_in_place_write_with_history_still_records_it():
     assert out.grad_fn is not None
     out.sum().backward()
     np.testing.assert_allclose(w.grad.numpy(), np.full(4, 2.0))
+
+
+def test_a_grad_that_carries_history_retraces_and_records_it():
+    """A call traced on a plain .grad has nothing to record; the same call on a .grad made
+    under create_graph=True (a gradient penalty's) must record, as eager does: the .grad's
+    requires_grad is part of its guard."""
+    p = ember.randn(4, requires_grad=True)
+
+    def f(p):
+        return p.grad * 2
+
+    scripted = ember.script(f)
+    (p * p).sum().backward()
+    assert scripted(p).grad_fn is None and scripted.specializations[0].no_history
+    p.grad = None
+    (p * p * p).sum().backward(create_graph=True)
+    out = scripted(p)
+    assert len(scripted.specializations) == 2 and out.grad_fn is not None
+    second = ember.autograd.grad(out.sum(), p)[0]  # d/dp sum(2 * 3p^2) = 12p
+    np.testing.assert_allclose(second.numpy(), 12 * p.detach().numpy(), rtol=1e-5)
