@@ -76,13 +76,15 @@ def _element_strides(x: np.ndarray) -> tuple[int, int] | None:
 def product(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray | None:
     """a @ b (+ bias, a row added to every row of the product) as a fresh C-contiguous
     array, with ember's packed GEMM; None where it does not apply."""
-    if (not ENABLED or a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype
-            or a.dtype.char not in "fd" or not a.dtype.isnative):
+    # the sizes first: they refuse a small product (an eager script's many) soonest
+    if not ENABLED or a.ndim != 2 or b.ndim != 2:
         return None
     m, k = a.shape
     n = b.shape[1]
-    if (k != b.shape[0] or m < MIN_ROWS or n < MIN_COLUMNS or m * n * k < MIN_WORK
+    if (m < MIN_ROWS or n < MIN_COLUMNS or m * n * k < MIN_WORK or k != b.shape[0]
             or k > (MAX_DEPTH_WIDE if n >= m else MAX_DEPTH)):
+        return None
+    if a.dtype != b.dtype or a.dtype.char not in "fd" or not a.dtype.isnative:
         return None
     found = _found.get(a.dtype.char, _found)
     if found is _found:
