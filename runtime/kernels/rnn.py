@@ -20,7 +20,8 @@ import numpy as np
 from .. import windows
 from ..native import _pool, data_pointer, load_pool
 from ..threads import before_blas, blas_single_threaded
-from .nn import _product
+from .nn import _linear, _product
+from .reduce import _leading_by_gemv, _leading_product
 from .registry import kernel
 
 # a step shares its hidden units over the native pool when its GEMM has at least this many
@@ -94,9 +95,9 @@ def _lstm_layer(xp, x, h0, c0, w_ih, w_hh, *biases, reverse):
         before_blas()
     # W_hh^T contiguous: the per-step GEMMs of B rows run faster on it than on W_hh transposed
     x, h0, c0, w_hh_t = (xp.ascontiguousarray(a) for a in (x, h0, c0, w_hh.T))
-    gates = _product(xp, x.reshape(steps * batch, features), w_ih.T)
-    if biases:
-        gates += biases[0] + biases[1]
+    # both biases added as the product is stored (nn.py's linear), not in a pass of their own
+    gates = _linear(xp, x.reshape(steps * batch, features), w_ih,
+                    biases[0] + biases[1] if biases else None)
     gates = gates.reshape(steps, batch, 4 * hidden)
     output = xp.empty((steps, batch, hidden), x.dtype)
     cells = xp.empty((steps, batch, hidden), x.dtype)
@@ -187,5 +188,8 @@ def _lstm_layer_backward(xp, x, h0, c0, w_ih, w_hh, output, gates, cells, grad_o
                                   output[before].reshape(-1, hidden))
     else:
         grad_w_hh = xp.zeros(w_hh.shape, x.dtype)
-    grad_bias = flat.sum(0)
+    # as a linear layer's bias gradient: ones @ flat (reduce.py), 22 us against numpy's 68
+    # for the word-language model's (700, 800)
+    grad_bias = (_leading_by_gemv(flat, (0,), False)
+                 if xp is np and _leading_product(flat, (0,)) else flat.sum(0))
     return grad_x, dh, dc, grad_w_ih, grad_w_hh, grad_bias
