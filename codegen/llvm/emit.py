@@ -92,9 +92,10 @@ class Callee:
         return self.value.get_reference()
 
 
-def counted_loop(b: ir.IRBuilder, lo, hi, body, loop_id=None) -> None:
+def counted_loop(b: ir.IRBuilder, lo, hi, body, loop_id=None, carried=None):
     """for i in [lo, hi): body(i), lo and hi ints or i64 values; `loop_id` (metadata) goes on
-    the back edge."""
+    the back edge. With `carried` (the values a loop starts with), body(i, values) returns the
+    next iteration's values and the loop returns them as they leave it (its phis)."""
     lo = ir.Constant(I64, lo) if isinstance(lo, int) else lo
     hi = ir.Constant(I64, hi) if isinstance(hi, int) else hi
     pre = b.block
@@ -105,14 +106,24 @@ def counted_loop(b: ir.IRBuilder, lo, hi, body, loop_id=None) -> None:
     b.position_at_end(header)
     i = b.phi(I64)
     i.add_incoming(lo, pre)
+    phis = []
+    for value in carried or ():
+        phi = b.phi(value.type)
+        phi.add_incoming(value, pre)
+        phis.append(phi)
     b.cbranch(b.icmp_signed("<", i, hi), inner, done)
     b.position_at_end(inner)
-    body(i)
+    if carried is None:
+        body(i)
+    else:
+        for phi, value in zip(phis, body(i, phis) or ()):
+            phi.add_incoming(value, b.block)
     i.add_incoming(b.add(i, ir.Constant(I64, 1), flags=("nsw",)), b.block)
     back = b.branch(header)
     if loop_id is not None:
         back.set_metadata("llvm.loop", loop_id)
     b.position_at_end(done)
+    return phis
 
 
 def intrinsic(module: ir.Module, name: str, t: ir.Type, arity: int) -> ir.Function:
@@ -292,32 +303,8 @@ class _Emitter:
     def _loop(self, b: ir.IRBuilder, lo, hi, body, carried=(), rolled=False):
         """for i in [lo, hi): carried = body(i, carried); returns the final carried values.
         `rolled` forbids the unroller to unroll it (llvm.loop.unroll.disable)."""
-        pre = b.block
-        header = b.append_basic_block("loop")
-        inner = b.append_basic_block("body")
-        done = b.append_basic_block("done")
-        b.branch(header)
-        b.position_at_end(header)
-        i = b.phi(I64, "i")
-        i.add_incoming(lo, pre)
-        phis = []
-        for value in carried:
-            phi = b.phi(value.type)
-            phi.add_incoming(value, pre)
-            phis.append(phi)
-        b.cbranch(b.icmp_signed("<", i, hi), inner, done)
-        b.position_at_end(inner)
-        new = body(i, phis)
-        latch = b.block
-        nxt = b.add(i, ir.Constant(I64, 1), flags=("nsw",))
-        back = b.branch(header)
-        if rolled:
-            back.set_metadata("llvm.loop", self._unroll_disable())
-        i.add_incoming(nxt, latch)
-        for phi, value in zip(phis, new or ()):
-            phi.add_incoming(value, latch)
-        b.position_at_end(done)
-        return phis
+        return counted_loop(b, lo, hi, body, self._unroll_disable() if rolled else None,
+                            carried=tuple(carried))
 
     def _nest(self, b, dims, bases, body, carried=()):
         """Loops over the inner dims `dims`, each access's offset advanced by its stride;

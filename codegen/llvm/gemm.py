@@ -37,17 +37,13 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 
-from .emit import I1, I32, I64, POINTER, STORAGE
+from .emit import I1, I32, I64, POINTER, STORAGE, counted_loop
+from .tiles import VECTOR_BYTES, lanes, splat
 
-VECTOR_BYTES = 64
 MR = 12  # rows of C per tile (broadcasts of A per depth step)
 NR_VECTORS = 2  # vectors of C's columns per tile (aligned loads of the panel per depth step)
 KC = 256  # depth per slice: the A buffer, MR x KC, stays in L1 over every panel
 WORDS = 17
-
-
-def lanes(dtype: str) -> int:
-    return VECTOR_BYTES // np.dtype(dtype).itemsize
 
 
 def panel_width(dtype: str) -> int:
@@ -101,19 +97,10 @@ class _Task:
         return found or ir.Function(self.module, ir.FunctionType(ret, args), name=name)
 
     def splat_i64(self, value):
-        b = self.b
-        vt = ir.VectorType(I64, self.width)
-        one = b.insert_element(ir.Constant(vt, ir.Undefined), value, ir.Constant(I32, 0))
-        return b.shuffle_vector(one, ir.Constant(vt, ir.Undefined),
-                                ir.Constant(ir.VectorType(I32, self.width),
-                                            [ir.Constant(I32, 0)] * self.width))
+        return splat(self.b, value, ir.VectorType(I64, self.width))
 
     def splat(self, value):
-        b = self.b
-        one = b.insert_element(ir.Constant(self.vec, ir.Undefined), value, ir.Constant(I32, 0))
-        return b.shuffle_vector(one, ir.Constant(self.vec, ir.Undefined),
-                                ir.Constant(ir.VectorType(I32, self.width),
-                                            [ir.Constant(I32, 0)] * self.width))
+        return splat(self.b, value, self.vec)
 
     def lanes_below(self, first, bound):
         """The mask of lanes first + i < bound (i64 values)."""
@@ -139,32 +126,7 @@ class _Task:
 
     def loop(self, lo, hi, body, carried=()):
         """for i in [lo, hi): carried = body(i, carried); returns the carried values after."""
-        b = self.b
-        lo = _c(lo) if isinstance(lo, int) else lo
-        hi = _c(hi) if isinstance(hi, int) else hi
-        pre = b.block
-        header = b.append_basic_block("loop")
-        inner = b.append_basic_block("body")
-        done = b.append_basic_block("done")
-        b.branch(header)
-        b.position_at_end(header)
-        i = b.phi(I64)
-        i.add_incoming(lo, pre)
-        phis = []
-        for value in carried:
-            phi = b.phi(value.type)
-            phi.add_incoming(value, pre)
-            phis.append(phi)
-        b.cbranch(b.icmp_signed("<", i, hi), inner, done)
-        b.position_at_end(inner)
-        out = body(i, phis)
-        latch = b.block
-        i.add_incoming(b.add(i, _c(1), flags=("nsw",)), latch)
-        for phi, value in zip(phis, out or ()):
-            phi.add_incoming(value, latch)
-        b.branch(header)
-        b.position_at_end(done)
-        return phis
+        return counted_loop(self.b, lo, hi, body, carried=tuple(carried))
 
 
 def _pack_panel(e: "_Task", source, sk, sn, k, n, p, out) -> None:

@@ -193,7 +193,8 @@ def _loop(e, count: int, body) -> None:
         e.loop(0, count, body)
 
 
-def _splat(b, value, vec):
+def splat(b, value, vec):
+    """value in every lane of a vector of type vec."""
     mask = ir.Constant(ir.VectorType(I32, vec.count), [ir.Constant(I32, 0)] * vec.count)
     return b.shuffle_vector(b.insert_element(ir.Constant(vec, ir.Undefined), value,
                                              ir.Constant(I32, 0)),
@@ -221,7 +222,7 @@ def epilogue_vector(e, epilogue, row, acc, dtype, cache: dict):
                     if channel >= 0 and a.strides[channel]:
                         at = b.add(at, b.mul(row, _const(a.strides[channel])))
                     scalar = b.load(e.element(pointers[a.arg], at, dtype), typ=vec.element)
-                    cache[i] = _splat(b, scalar, vec)
+                    cache[i] = splat(b, scalar, vec)
             values.append(cache[i])
         else:
             values.append(VECTOR_OPS[x.op](b, *(values[a] for a in x.args)))
@@ -249,10 +250,10 @@ def _tile(e, dtype, first_row, rows, first_vector, vectors, ragged_n, k, weight,
                          align=align) for j in range(vectors)]
         for i in range(rows):
             w = b.load(e.element(weight, b.add(row_starts[i], d), dtype), typ=t)
-            splat = _splat(b, w, vec)
+            broadcast = splat(b, w, vec)
             for j in range(vectors):
                 slot = slots[i][j]
-                b.store(b.call(fma, [splat, loaded[j], b.load(slot, typ=vec)]), slot)
+                b.store(b.call(fma, [broadcast, loaded[j], b.load(slot, typ=vec)]), slot)
 
     e.loop(0, k, step)
     for i in range(rows):

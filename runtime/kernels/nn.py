@@ -38,10 +38,12 @@ _BLAS_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"
 
 
 def _linear_with_bias(x, w, b):
-    """x @ w.T + b as one BLAS call: the output is filled with the broadcast bias and the GEMM
-    adds onto it (beta = 1). numpy's matmul makes OpenBLAS zero a fresh output first (beta = 0)
-    and `out += b` reads and writes it once more: two passes over an output that, inside a
-    training step, is rarely in cache. None where the direct call does not apply."""
+    """x @ w.T + b without a pass of its own for the bias: ember's packed GEMM adds it as it
+    stores its tiles; where that does not apply, one BLAS call adds the product onto the
+    output filled with the broadcast bias (beta = 1). numpy's matmul makes OpenBLAS zero a
+    fresh output first (beta = 0) and `out += b` reads and writes it once more: two passes
+    over an output that, inside a training step, is rarely in cache. None where neither
+    applies."""
     if (x.ndim < 2 or x.dtype != w.dtype or x.dtype != b.dtype or b.ndim != 1 or not x.size
             or not w.size):
         return None

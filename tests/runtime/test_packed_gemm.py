@@ -4,7 +4,6 @@ does not take is left to BLAS; the matmul and linear kernels take it, forward an
 callers on several threads at once each get their own product."""
 
 import os
-import threading
 
 import ember
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 from ember.codegen.llvm import target
 from ember.codegen.llvm.gemm import KC, MR, panel_width
 from ember.runtime import native, packed_gemm, threads
+from gemm_paths import at_once, linear_and_matmul_match_numpy
 
 # the tiles are sized for AVX-512's registers; elsewhere every product goes to BLAS (tested
 # below on a CPU made to look so)
@@ -156,21 +156,7 @@ def test_matmul_and_linear_forward_and_backward_take_the_packed_path(budget, mon
         return out
 
     monkeypatch.setattr(packed_gemm, "product", spy)
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((8, 64, 128))
-    w = rng.standard_normal((256, 128))
-    bias = rng.standard_normal(256)
-    g = rng.standard_normal((8, 64, 256))
-    tx, tw, tb = (ember.tensor(v, requires_grad=True) for v in (x, w, bias))
-    y = ember.nn.functional.linear(tx, tw, tb)
-    (y * ember.tensor(g)).sum().backward()
-    np.testing.assert_allclose(y.detach().numpy(), x @ w.T + bias, rtol=1e-10, atol=1e-10)
-    flat_x, flat_g = x.reshape(-1, 128), g.reshape(-1, 256)
-    np.testing.assert_allclose(tx.grad.numpy(), (flat_g @ w).reshape(x.shape), rtol=1e-10,
-                               atol=1e-10)
-    np.testing.assert_allclose(tw.grad.numpy(), flat_g.T @ flat_x, rtol=1e-10, atol=1e-10)
-    z = ember.tensor(x[0]) @ ember.tensor(w.T)
-    np.testing.assert_allclose(z.numpy(), x[0] @ w.T, rtol=1e-10, atol=1e-10)
+    linear_and_matmul_match_numpy()
     assert taken.count(True) >= 4, taken  # linear, its two gradients, matmul
 
 
@@ -185,25 +171,16 @@ def test_products_from_several_threads_at_once_stay_right(monkeypatch):
     """Each caller packs into its own buffer; one holds the pool and the others run their
     units themselves, and every result is right."""
     monkeypatch.setattr(threads._budget, "now", lambda: min(2, os.cpu_count() or 1))
-    errors = []
 
     def work(seed):
-        try:
-            rng = np.random.default_rng(seed)
-            for i in range(15):
-                m, n = (300, 200) if (seed + i) % 2 else (150, 400)
-                a = rng.standard_normal((m, 256)).astype(np.float32)
-                b = rng.standard_normal((256, n)).astype(np.float32)
-                _check(packed_gemm.product(a, b), a, b)
-        except Exception as error:  # reported below, on the test's thread
-            errors.append(error)
+        rng = np.random.default_rng(seed)
+        for i in range(15):
+            m, n = (300, 200) if (seed + i) % 2 else (150, 400)
+            a = rng.standard_normal((m, 256)).astype(np.float32)
+            b = rng.standard_normal((256, n)).astype(np.float32)
+            _check(packed_gemm.product(a, b), a, b)
 
-    workers = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join()
-    assert not errors, errors
+    at_once(work)
 
 
 def test_a_cpu_without_avx512_leaves_every_product_to_blas(monkeypatch):

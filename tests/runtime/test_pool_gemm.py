@@ -4,12 +4,11 @@ the float64 product, everything else is left to numpy, and the matmul and linear
 (forward and backward) take the path."""
 
 import os
-import threading
 
-import ember
 import numpy as np
 import pytest
 from ember.runtime import blas, native, packed_gemm, pool_gemm, threads
+from gemm_paths import at_once, linear_and_matmul_match_numpy
 
 pytestmark = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: no pool")
 
@@ -94,42 +93,19 @@ def test_matmul_and_linear_forward_and_backward_take_the_pool_path(two_threads, 
         return out
 
     monkeypatch.setattr(pool_gemm, "product", spy)
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((8, 64, 128))
-    w = rng.standard_normal((256, 128))
-    bias = rng.standard_normal(256)
-    g = rng.standard_normal((8, 64, 256))
-    tx, tw, tb = (ember.tensor(v, requires_grad=True) for v in (x, w, bias))
-    y = ember.nn.functional.linear(tx, tw, tb)
-    (y * ember.tensor(g)).sum().backward()
-    np.testing.assert_allclose(y.detach().numpy(), x @ w.T + bias, rtol=1e-10, atol=1e-10)
-    flat_x, flat_g = x.reshape(-1, 128), g.reshape(-1, 256)
-    np.testing.assert_allclose(tx.grad.numpy(), (flat_g @ w).reshape(x.shape), rtol=1e-10,
-                               atol=1e-10)
-    np.testing.assert_allclose(tw.grad.numpy(), flat_g.T @ flat_x, rtol=1e-10, atol=1e-10)
-    z = ember.tensor(x[0]) @ ember.tensor(w.T)
-    np.testing.assert_allclose(z.numpy(), x[0] @ w.T, rtol=1e-10, atol=1e-10)
+    linear_and_matmul_match_numpy()
     assert shared.count(True) >= 4, shared  # linear, its two gradients, matmul
 
 
 def test_products_from_several_threads_at_once_stay_right(two_threads):
     """One caller's product holds the pool; the others run theirs whole on their own thread
     (one BLAS call each), and every result is right."""
-    errors = []
 
     def work(seed):
-        try:
-            rng = np.random.default_rng(seed)
-            for _ in range(20):
-                a = rng.standard_normal((300, 200)).astype(np.float32)
-                b = rng.standard_normal((200, 250)).astype(np.float32)
-                _close(pool_gemm.product(a, b), a, b)
-        except Exception as error:  # reported below, on the test's thread
-            errors.append(error)
+        rng = np.random.default_rng(seed)
+        for _ in range(20):
+            a = rng.standard_normal((300, 200)).astype(np.float32)
+            b = rng.standard_normal((200, 250)).astype(np.float32)
+            _close(pool_gemm.product(a, b), a, b)
 
-    workers = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join()
-    assert not errors, errors
+    at_once(work)
