@@ -257,8 +257,59 @@ class CompiledProgram:
         log("kernels", f"{self.name}: {len(self.specs)} kernel(s) ready in "
                        f"{(time.perf_counter() - started) * 1e3:.1f} ms")
 
+    def _shortcut(self, build: _Build) -> None:
+        """A program of one native kernel over fresh outputs (a composite's forward, softmax
+        say: most of a small eager call's cost was this walk) gets a call of its own
+        (`single`): the pointers of its inputs, its fresh outputs, one native call."""
+        self.single = None
+        if self.backend != "llvm" or len(self.schedule) != 1 or self.schedule[0][0] != "native":
+            return
+        kernel = self.schedule[0][1]
+        if any(o.buffer is not None or o.recycle for o in kernel.outputs):
+            return
+        n_inputs, constants = self.n_inputs, self.constants
+        sources = []  # per kernel input: (argument position, None) or (None, constant pointer)
+        for index in kernel.inputs:
+            if index < n_inputs:
+                sources.append((index, None))
+                continue
+            constant = (constants[index - n_inputs]
+                        if index < n_inputs + len(constants) else None)
+            if not (isinstance(constant, np.ndarray) and constant.flags.c_contiguous):
+                return
+            sources.append((None, data_pointer(constant)))
+        made = {o.slot: k for k, o in enumerate(kernel.outputs)}
+        picks = []  # per program output: ("out", k), ("in", i) or ("constant", array)
+        for i in self.outputs:
+            if i in made:
+                picks.append((True, made[i]))
+            elif i < n_inputs:
+                picks.append((False, i))
+            else:
+                return
+        layouts = [(o.shape, o.dtype) for o in kernel.outputs]
+        pointer_of, empty, contiguous = data_pointer, np.empty, np.ascontiguousarray
+
+        def single(arrays):
+            pointers = []
+            held = []  # contiguous copies, alive until the kernel has run
+            for position, pointer in sources:
+                if position is not None:
+                    a = arrays[position]
+                    if not a.flags.c_contiguous:
+                        a = contiguous(a)
+                        held.append(a)
+                    pointer = pointer_of(a)
+                pointers.append(pointer)
+            outs = [empty(shape, dtype) for shape, dtype in layouts]
+            pointers += [pointer_of(o) for o in outs]
+            kernel(pointers)
+            return [outs[k] if mine else arrays[k] for mine, k in picks]
+
+        self.single = single
+
     PIPELINE = (_rewrite, _fuse, _lower, _order_and_prune, _number_slots, _plan_memory, _emit,
-                _link)
+                _link, _shortcut)
 
     # -- memory planning ---------------------------------------------------------------------
 
@@ -457,6 +508,8 @@ class CompiledProgram:
             return self._call_cuda(xp, arrays)
         if xp is not np:
             return self.fallback(xp, arrays)
+        if self.single is not None:
+            return self.single(arrays)
         values = [None] * self.size
         values[: self.n_inputs] = arrays
         values[self.n_inputs : self.n_inputs + len(self.constants)] = self.constants

@@ -55,6 +55,22 @@ def _task(dtype: str):
     return function, address, MR, panel_width(dtype)
 
 
+def small_gemm(dtype: np.dtype) -> int | None:
+    """The address of the small GEMM beside the task (codegen/llvm/gemm.py's _emit_small:
+    cblas's row-major ?gemm with int64 sizes) for float32 or float64, or None where the task
+    is not built (no AVX-512, or ENABLED off): the attention kernels' products."""
+    if not ENABLED:
+        return None
+    found = _found.get(dtype.char, _found)
+    if found is _found:
+        found = _found[dtype.char] = _task(dtype.name)
+    if found is None:
+        return None
+    from ..codegen.llvm.gemm import small_name, task_name
+
+    return load_task(task_name(dtype.name), None)[2].address(small_name(dtype.name))
+
+
 def _packed_buffer(nbytes: int) -> int:
     """The address of this thread's buffer of at least nbytes, on a cache line (64 bytes);
     the pool's workers write their units' panels into the caller's buffer."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import _tensor
 
@@ -73,6 +73,10 @@ class CallKey:
     leaves: tuple  # TensorLeaf, ValueLeaf or ObjectLeaf per argument leaf
     grad_enabled: bool
     state: tuple  # free_values(fn), or a module's module_state()
+    # which argument tensors share memory (alias_pattern): None when none do. Not compared
+    # with the other facts: only a graph that depends on it (Specialization.alias_sensitive)
+    # checks it, so two detached views of one zero state still share a step's graph
+    aliases: tuple | None = field(default=None, compare=False)
 
     def same_but_leaves(self, other: CallKey) -> bool:
         """Whether other has these facts, except perhaps the argument leaves' own."""
@@ -119,6 +123,57 @@ def tensor_leaves(values) -> tuple | None:
         leaf = get((x._data.shape, x._dtype, id(x._device), x._requires_grad))
         leaves.append(leaf if leaf is not None else tensor_leaf(x))
     return tuple(leaves)
+
+
+def alias_pattern(values) -> tuple | None:
+    """Which of values (a call's argument leaves) are tensors sharing memory: None when no two
+    do (the usual call, found by the arrays' owners alone), else a sorted tuple of
+    (i, j, same) per pair i < j that may overlap, same when they are one tensor object. A
+    graph traced with f(x, y) reads and writes two arrays; f(x, x) must not run it, since
+    eager's write through one argument is seen by the other."""
+    owners: dict = {}
+    shared = False
+    for i, x in enumerate(values):
+        if isinstance(x, _tensor.Tensor):
+            data = x._data
+            base = data.base
+            key = id(data if base is None else base)
+            if key in owners:
+                owners[key].append(i)
+                shared = True
+            else:
+                owners[key] = [i]
+    if not shared:
+        return None
+    pairs = []
+    for members in owners.values():
+        for n, i in enumerate(members):
+            for j in members[n + 1:]:
+                a, b = values[i], values[j]
+                if a is b:
+                    pairs.append((i, j, True))
+                elif _may_overlap(a._data, b._data):
+                    pairs.append((i, j, False))
+    return tuple(pairs) or None
+
+
+def _may_overlap(a, b) -> bool:
+    """Whether two arrays of one owner may share bytes (their bounds overlap): slices of one
+    buffer side by side do not."""
+    import numpy as np
+
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return bool(np.may_share_memory(a, b))
+    return True  # another array library's: taken to overlap
+
+
+def aliases_in_words(aliases, names) -> str:
+    """aliases (alias_pattern's) as a sentence naming the arguments."""
+    if not aliases:
+        return "no arguments share memory"
+    return "; ".join(f"{names[i]} and {names[j]} are "
+                     f"{'the same tensor' if same else 'views of the same memory'}"
+                     for i, j, same in aliases)
 
 
 def leaf_record(x):

@@ -45,6 +45,8 @@ from .guards import (
     _grad_text,
     _outside_names,
     _tensor_differences,
+    alias_pattern,
+    aliases_in_words,
     free_values,
     leaf_record,
     tensor_leaves,
@@ -113,6 +115,9 @@ class Specialization:
         # keys that differ from `key` only there are this specialization's too (`also`)
         self.grad_free: frozenset = frozenset()
         self.also: list = []
+        # the graph holds for this key's argument aliasing only (alias_pattern): it was traced
+        # with one tensor passed twice (one value for both), or it writes into an argument
+        self.alias_sensitive = False
 
     # -- checking ----------------------------------------------------------------------------
 
@@ -325,6 +330,20 @@ class Specialization:
         return [env[v] for v in graph.outputs]
 
 
+def _refuse_writes_to_overlaps(recording, leaves, aliases, names) -> None:
+    """Stop a recording that wrote in place into an argument sharing memory with another
+    argument object (a tensor and its view, two views of one tensor): the graph holds them as
+    two values, so eager's write through one would not reach the other. (One object passed
+    twice is one traced value, which the trace follows.)"""
+    written = {id(t) for t in recording.mutated.values()}
+    for i, j, same in aliases:
+        if not same and (id(leaves[i]) in written or id(leaves[j]) in written):
+            recording.stop(f"an in-place write to {names[i]} or {names[j]}, which share "
+                           f"memory (as a tensor and its view): the graph would hold them as "
+                           f"two values")
+            return
+
+
 def _first_change(guards) -> str | None:
     for guard in guards:
         change = guard.change()
@@ -388,6 +407,7 @@ class ScriptFunction:
             sp, key = fast
             records = tensor_leaves(args)
             if (records is not None and records == key.leaves
+                    and (len(args) < 2 or alias_pattern(args) is None)
                     and grad_mode.state.enabled is key.grad_enabled and not autocast.enabled
                     and self._state_key() == key.state and sp.captured_hold()
                     and (not sp.reached or _first_change(sp.reached) is None)):
@@ -404,6 +424,8 @@ class ScriptFunction:
         grad_failure = None
         for sp in self.specializations:
             if not sp.matches(key) or not sp.captured_hold():
+                continue
+            if sp.alias_sensitive and sp.key.aliases != key.aliases:
                 continue
             if sp.reached:
                 change = _first_change(sp.reached)
@@ -434,7 +456,7 @@ class ScriptFunction:
             elif (sp._direct and not sp.grad_guards and not sp.draws and not kwargs
                   and key.structure is _TENSOR_ARGS.get(len(args))
                   and sp.input_leaves == list(range(len(args)))
-                  and isinstance(key.grad_enabled, bool)):
+                  and isinstance(key.grad_enabled, bool) and key.aliases is None):
                 self._fast = (sp, self._last_key)
             return out
         if failure is None:
@@ -457,13 +479,14 @@ class ScriptFunction:
         mode = grad_mode.state.enabled
         if autocast.enabled:  # a graph holds the casts autocast made: a guard on its state
             mode = (mode, tuple(sorted((k, d.name) for k, d in autocast.enabled.items())))
-        facts = (spec, records, mode, self._state_key())
+        aliases = alias_pattern(leaves) if len(leaves) > 1 else None
+        facts = (spec, records, mode, self._state_key(), aliases)
         last = self._last_key
         # a call with the facts of the last one that ran a graph (the usual case) takes that
         # specialization's own key, which it then matches by identity (the tuples compare
         # item by item, by identity first: equal leaves are one record, see guards._shared)
         if last is not None and facts == (last.structure, last.leaves, last.grad_enabled,
-                                          last.state):
+                                          last.state, last.aliases):
             return leaves, spec, last
         return leaves, spec, CallKey(*facts)
 
@@ -512,6 +535,9 @@ class ScriptFunction:
             out.append(f"grad mode: {old.grad_enabled} -> {new.grad_enabled}")
         if old.state != new.state:
             out.append(self._describe_state(old.state, new.state))
+        if old.aliases != new.aliases:
+            out.append(f"{aliases_in_words(old.aliases, names)} -> "
+                       f"{aliases_in_words(new.aliases, names)}")
         return out
 
     @staticmethod
@@ -596,6 +622,8 @@ class ScriptFunction:
                 self.gave_up = refused
             elif sp.stores:
                 combined = (result, tuple(s.value for s in sp.stores))
+        if recording.broken is None and key.aliases:
+            _refuse_writes_to_overlaps(recording, leaves, key.aliases, sp.names)
         if recording.broken is None:
             out_leaves, sp.out_spec = flatten(combined)
             try:
@@ -657,6 +685,8 @@ class ScriptFunction:
                 sp.mutated.append(("leaf", sp.input_leaves[leaf_of[id(tensor)]]))
             else:
                 sp.mutated.append(("captured", tensor))
+        sp.alias_sensitive = (any(kind == "leaf" for kind, _ in sp.mutated)
+                              or any(same for _, _, same in sp.key.aliases or ()))
         sp.value_guards = list(recording.value_guards)
         sp.draws = bool(sp.value_guards) and any(n.schema.kind == "random"
                                                  for n in recording.graph.nodes)

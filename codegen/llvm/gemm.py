@@ -55,10 +55,15 @@ def task_name(dtype: str) -> str:
     return f"ember_gemm_{dtype}"
 
 
+def small_name(dtype: str) -> str:
+    return f"ember_small_gemm_{dtype}"
+
+
 def gemm_ir(dtype: str) -> str:
-    """The task for float32 or float64."""
+    """The task for float32 or float64, and the small GEMM (_emit_small) beside it."""
     module = ir.Module(name=task_name(dtype))
     _emit_task(module, task_name(dtype), dtype)
+    _emit_small(module, small_name(dtype), dtype)
     return str(module)
 
 
@@ -67,21 +72,26 @@ def _c(v: int) -> ir.Constant:
 
 
 class _Task:
-    """A task function's builder, its argv words and small helpers."""
+    """A function's builder and small helpers: a task's (argv words read) by default, or one
+    of the given type."""
 
-    def __init__(self, module: ir.Module, name: str, dtype: str, words: int):
+    def __init__(self, module: ir.Module, name: str, dtype: str, words: int = 0,
+                 fn_type: ir.FunctionType | None = None):
         self.module = module
         self.t = STORAGE[dtype]
         self.width = lanes(dtype)
         self.vec = ir.VectorType(self.t, self.width)
         self.mask_type = ir.VectorType(I1, self.width)
         self.size = np.dtype(dtype).itemsize
-        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [POINTER, I64, I64]), name=name)
-        argv, self.start, self.end = fn.args
+        task = fn_type is None
+        fn_type = fn_type or ir.FunctionType(ir.VoidType(), [POINTER, I64, I64])
+        fn = ir.Function(module, fn_type, name=name)
         self.fn = fn
         self.b = b = ir.IRBuilder(fn.append_basic_block("entry"))
-        self.words = [b.load(b.gep(argv, [_c(i)], source_etype=I64), typ=I64)
-                      for i in range(words)]
+        if task:
+            argv, self.start, self.end = fn.args
+            self.words = [b.load(b.gep(argv, [_c(i)], source_etype=I64), typ=I64)
+                          for i in range(words)]
         self.zero = ir.Constant(self.vec, [ir.Constant(self.t, 0.0)] * self.width)
         self.iota = ir.Constant(ir.VectorType(I64, self.width),
                                 [ir.Constant(I64, i) for i in range(self.width)])
@@ -333,3 +343,114 @@ def _store_rows(e: _Task, acc, c, ldc, row0, valid, col0, masks, offsets) -> Non
                 else:
                     value = b.fadd(value, offsets[v])
                 e.masked_store(value, at, masks[v])
+
+
+NO_TRANS = 111  # cblas's CblasNoTrans (CblasTrans is 112)
+
+
+def _emit_small(module: ir.Module, name: str, dtype: str) -> None:
+    """cblas's row-major ?gemm with int64 sizes, for the small products of the attention
+    kernels (codegen/llvm/attention.py calls it through the same pointer as BLAS's):
+
+        void f(i32 order, i32 trans_a, i32 trans_b, i64 M, i64 N, i64 K, T alpha, T *A,
+               i64 lda, T *B, i64 ldb, T beta, T *C, i64 ldc)
+
+    C = alpha op(A) op(B) + beta C (order must be row-major: nothing else calls it). A GPT's
+    attention runs hundreds of (64, 32) @ (32, 64)-sized products a step, on one thread each;
+    OpenBLAS's interface and packing took most of their time. Here, on the calling thread:
+    for each panel of NR columns of op(B) and each KC-deep slice, the slice is packed into a
+    stack buffer (_pack_panel: vector loads, or a gather for a transposed B), and each block
+    of MR rows is one register tile that reads op(A) in place, one broadcast load per row and
+    depth (rows past M read row M - 1 and are never stored). beta is applied on the first
+    slice (C is not read where beta is 0, so an uninitialised C is fine, as BLAS's), the later
+    slices add onto C."""
+    t = STORAGE[dtype]
+    fn_type = ir.FunctionType(ir.VoidType(), [I32, I32, I32, I64, I64, I64, t, POINTER, I64,
+                                              POINTER, I64, t, POINTER, I64])
+    e = _Task(module, name, dtype, fn_type=fn_type)
+    b = e.b
+    _, trans_a, trans_b, m, n, k, alpha, a, lda, source, ldb, beta, c, ldc = e.fn.args
+    nr = panel_width(dtype)
+    width = e.width
+    with b.goto_entry_block():
+        buffer = b.alloca(ir.ArrayType(e.t, KC * nr))
+        buffer.align = VECTOR_BYTES
+    buffer.type = POINTER
+    plain_a = b.icmp_signed("==", trans_a, ir.Constant(I32, NO_TRANS))
+    plain_b = b.icmp_signed("==", trans_b, ir.Constant(I32, NO_TRANS))
+    one = _c(1)
+    sam, sak = b.select(plain_a, lda, one), b.select(plain_a, one, lda)
+    sbk, sbn = b.select(plain_b, ldb, one), b.select(plain_b, one, ldb)
+    panels = b.sdiv(b.add(n, _c(nr - 1)), _c(nr))
+    # at least one slice: K = 0 still stores beta C
+    slices = b.sdiv(b.add(k, _c(KC - 1)), _c(KC))
+    slices = b.select(b.icmp_signed("<", slices, one), one, slices)
+    blocks = b.sdiv(b.add(m, _c(MR - 1)), _c(MR))
+    last_row = b.sub(m, one)
+    alphas = e.splat(alpha)
+    zero = ir.Constant(e.t, 0.0)
+
+    def panel(p, _):
+        col0 = b.mul(p, _c(nr))
+        masks = [e.lanes_below(b.add(col0, _c(v * width)), n) for v in range(NR_VECTORS)]
+
+        def depth_slice(s, _):
+            d0 = b.mul(s, _c(KC))
+            rest = b.sub(k, d0)
+            kc = b.select(b.icmp_signed("<", rest, _c(KC)), rest, _c(KC))
+            _pack_panel(e, e.at(source, b.mul(d0, sbk)), sbk, sbn, kc, n, p, buffer)
+            # C's factor: beta on the first slice, 1 (add onto C) on the others
+            factor = b.select(b.icmp_signed("==", s, _c(0)), beta, ir.Constant(e.t, 1.0))
+            reads_c = b.fcmp_unordered("!=", factor, zero)
+            factors = e.splat(factor)
+
+            def block(r, _):
+                row0 = b.mul(r, _c(MR))
+                left = b.sub(m, row0)
+                valid = b.select(b.icmp_signed("<", left, _c(MR)), left, _c(MR))
+                rows = []
+                for i in range(MR):
+                    row = b.add(row0, _c(i))
+                    row = b.select(b.icmp_signed("<", row, m), row, last_row)
+                    rows.append(e.at(a, b.add(b.mul(row, sam), b.mul(d0, sak))))
+
+                def step(d, acc):
+                    loaded = [b.load(e.at(buffer, b.add(b.mul(d, _c(nr)), _c(v * width))),
+                                     typ=e.vec, align=VECTOR_BYTES)
+                              for v in range(NR_VECTORS)]
+                    at = b.mul(d, sak)
+                    out = []
+                    for i in range(MR):
+                        x = e.splat(b.load(e.at(rows[i], at), typ=e.t))
+                        for v in range(NR_VECTORS):
+                            out.append(e.fma(x, loaded[v], acc[i * NR_VECTORS + v]))
+                    return out
+
+                acc = e.loop(0, kc, step, carried=[e.zero] * (MR * NR_VECTORS))
+                acc = [b.fmul(x, alphas) for x in acc]
+
+                def store(onto_c: bool):
+                    for i in range(MR):
+                        inside = (ir.Constant(I1, 1) if i == 0
+                                  else b.icmp_signed("<", _c(i), valid))
+                        with b.if_then(inside):
+                            row = e.at(c, b.add(b.mul(b.add(row0, _c(i)), ldc), col0))
+                            for v in range(NR_VECTORS):
+                                at = e.at(row, _c(v * width))
+                                value = acc[i * NR_VECTORS + v]
+                                if onto_c:
+                                    value = e.fma(e.masked_load(at, masks[v]), factors, value)
+                                e.masked_store(value, at, masks[v])
+
+                with b.if_else(reads_c) as (onto, fresh):
+                    with onto:
+                        store(True)
+                    with fresh:
+                        store(False)
+
+            e.loop(0, blocks, block)
+
+        e.loop(0, slices, depth_slice)
+
+    e.loop(0, panels, panel)
+    b.ret_void()

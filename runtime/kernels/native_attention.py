@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import blas
 from ..native import CHUNKS_PER_THREAD, _pool, data_pointer, thread_count
+from ..packed_gemm import small_gemm
 from ..threads import before_blas, blas_single_threaded
 from ..windows import argv_type, llvmlite_present, load_task
 
@@ -123,8 +124,16 @@ class _Layout:
         if (dtype is None or any(a.__class__ is not np.ndarray for a in arrays)
                 or any(a.dtype != q.dtype for a in (k, v) + (() if out is None else
                                                             (out, grad_out)))
-                or blas.gemm() is None or not llvmlite_present()):
+                or not llvmlite_present()):
             return
+        # the products: ember's small GEMM (packed_gemm.small_gemm), else BLAS's
+        gemm_address, bits = small_gemm(q.dtype), 64
+        if gemm_address is None:
+            gemm = blas.gemm()
+            if gemm is None:
+                return
+            gemm_address = gemm.sgemm if dtype == "float32" else gemm.dgemm
+            bits = gemm.int_bits
         batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2],
                                     *(m.shape[:-2] for m in masks))
         items = math.prod(batch)
@@ -150,12 +159,10 @@ class _Layout:
             "bool" if attn_mask.dtype == np.bool_ else "float")
         if scale is None:
             scale = 1.0 / math.sqrt(e)
-        gemm = blas.gemm()
-        bits = gemm.int_bits
         dropout = keep is not None
         none = np.zeros(1, np.int64)  # the offsets table of an absent mask (never read)
         self.words = [
-            0, 0, 0, 0, 0, 0, 0, gemm.sgemm if dtype == "float32" else gemm.dgemm,
+            0, 0, 0, 0, 0, 0, 0, gemm_address,
             data_pointer(self.q.offsets), data_pointer(self.k.offsets),
             data_pointer(self.v.offsets),
             data_pointer(none if self.mask is None else self.mask.offsets),

@@ -190,3 +190,66 @@ def test_a_cpu_without_avx512_leaves_every_product_to_blas(monkeypatch):
     assert packed_gemm.product(a, a.T) is None
     x = ember.tensor(np.arange(512 * 256, dtype=np.float32).reshape(512, 256) / 1e5)
     np.testing.assert_allclose((x @ x.T).numpy(), x.numpy() @ x.numpy().T, rtol=1e-5)
+
+
+def _small_gemm(dtype):
+    """The small GEMM (cblas row-major ?gemm, int64 sizes) as a ctypes function."""
+    import ctypes
+
+    real = ctypes.c_float if dtype == np.float32 else ctypes.c_double
+    size, enum, pointer = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
+    address = packed_gemm.small_gemm(np.dtype(dtype))
+    assert address
+    return ctypes.CFUNCTYPE(None, enum, enum, enum, size, size, size, real, pointer, size,
+                            pointer, size, real, pointer, size)(address)
+
+
+@needs_avx512
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (64, 64, 32), (MR + 1, NR + 1, 7),
+                                   (5, 70, KC + 44), (40, 3, 2 * KC + 1), (0, 5, 5),
+                                   (5, 5, 0)])
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (0.5, 1.0), (2.0, -0.5)])
+def test_the_small_gemm_is_blas_gemm(dtype, trans_a, trans_b, m, n, k, alpha, beta):
+    """C = alpha op(A) op(B) + beta C for both layouts of each operand, leading dims wider
+    than the rows, columns past N untouched, and C not read where beta is 0 (NaN there)."""
+    rng = np.random.default_rng(m * 1000 + n * 10 + k)
+    a = rng.standard_normal((k, m + 2) if trans_a else (m, k + 2)).astype(dtype)
+    b = rng.standard_normal((n, k + 3) if trans_b else (k, n + 3)).astype(dtype)
+    op_a = a[:, :m].T if trans_a else a[:, :k]
+    op_b = b[:, :k].T if trans_b else b[:, :n]
+    c0 = rng.standard_normal((m, n + 4)).astype(dtype)
+    c = c0.copy()
+    if beta == 0.0:
+        c[:, :n] = np.nan
+    _small_gemm(dtype)(101, 112 if trans_a else 111, 112 if trans_b else 111, m, n, k, alpha,
+                       a.ctypes.data, a.shape[1], b.ctypes.data, b.shape[1], beta,
+                       c.ctypes.data, n + 4)
+    want = alpha * (op_a.astype(np.float64) @ op_b.astype(np.float64))
+    if beta:
+        want = want + beta * c0[:, :n]
+    tol = 2e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(c[:, :n], want, rtol=tol, atol=tol * np.sqrt(max(k, 1)) * 4)
+    np.testing.assert_array_equal(c[:, n:], c0[:, n:])
+
+
+@needs_avx512
+def test_attention_takes_the_small_gemm_and_blas_gives_the_same(monkeypatch):
+    from ember.runtime.kernels import native_attention
+
+    rng = np.random.default_rng(3)
+    q, k, v = (rng.standard_normal((2, 3, 70, 16)).astype(np.float32) for _ in range(3))
+    results = []
+    for enabled in (True, False):
+        monkeypatch.setattr(packed_gemm, "ENABLED", enabled)
+        monkeypatch.setattr(native_attention, "_LAYOUTS", {})
+        out, lse = native_attention.forward(q, k, v, None, None, None, True, 0.0)
+        layout = next(iter(native_attention._LAYOUTS.values()))
+        assert (layout.words[7] == packed_gemm.small_gemm(np.dtype(np.float32))) is enabled
+        grads = native_attention.backward(q, k, v, out, lse, np.ones_like(out),
+                                          np.zeros_like(lse), None, None, None, True, 0.0)
+        results.append((out, *grads))
+    for mine, blas in zip(*results):
+        np.testing.assert_allclose(mine, blas, rtol=1e-5, atol=1e-6)
