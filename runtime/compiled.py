@@ -41,9 +41,18 @@ from ..codegen.rewrites import (
     split_linear_bias,
 )
 from ..ir.graph import Graph, Node, Value
+from . import packed_gemm
 from .cats import write_cats_in_place
 from .native import NativeKernel, NativeRun, data_pointer, load_pool
-from .program import Program, Slots, constant_arrays, eager_step, run_eager_step
+from .program import (
+    EagerStep,
+    Output,
+    Program,
+    Slots,
+    constant_arrays,
+    eager_step,
+    run_eager_step,
+)
 
 # outputs of at least this size are recycled once the caller has dropped them (below it,
 # malloc's own free lists already avoid fresh pages)
@@ -199,6 +208,47 @@ class CompiledProgram:
         self.size = len(slots)
         self.n_inputs = len(graph.inputs)
 
+    # a step's (A @ dY) and dY's sum over its leading dims run as one GEMM (below); the native
+    # entry (graph_entry.py), which plans each node as itself, leaves them apart
+    PAIRS_COLUMN_SUMS = True
+
+    def _pair_column_sums(self, build: _Build) -> None:
+        """Run each sum of a float tensor v over its leading dims (a linear layer's bias
+        gradient) in the step of a matmul whose right operand is v as a matrix (the weight's
+        gradient, A @ dY): the packed GEMM adds B's columns up as it packs them
+        (matmul_with_column_sum), so a training step reads dY once for both. The pair runs
+        where the matmul runs, so the sum's readers must all come after it."""
+        if not (self.PAIRS_COLUMN_SUMS and self.backend == "llvm"):
+            return
+        slots = build.slots
+        position = {id(step.node): k for k, step in enumerate(self.steps)
+                    if step.kind == "eager"}
+        reads: dict = {}  # slot -> positions of the steps that read it
+        for k, step in enumerate(self.steps):
+            ins = (step.run.inputs if step.kind == "native"
+                   else [arg.slot for arg in step.run.args if arg.slot is not None])
+            for slot in ins:
+                reads.setdefault(slot, []).append(k)
+        paired = {}  # matmul position -> (its new step, the sum's position)
+        for k, step in enumerate(self.steps):
+            found = _column_sum_pair(step, position) if step.kind == "eager" else None
+            if found is None:
+                continue
+            m, kernel = found
+            total = step.node.outputs[0]
+            if m in paired or any(r <= m for r in reads.get(slots[total], ())):
+                continue
+            mm = self.steps[m]
+            outs = mm.run.outs + (Output(slots[total], total.type.dtype.np),)
+            pair = EagerStep(kernel, mm.run.args, {}, outs)
+            paired[m] = (Step("eager", pair, mm.node), k)
+        if not paired:
+            return
+        gone = {k for _, k in paired.values()}
+        self.steps = [paired[k][0] if k in paired else step
+                      for k, step in enumerate(self.steps) if k not in gone]
+        log("fusion", f"{self.name}: {len(paired)} column sum(s) run in their GEMM")
+
     def _plan_memory(self, build: _Build) -> None:
         """Give the kernels' outputs their buffers (_plan, _donate); the specs as planned (an
         output written over an input marks the spec's aliased arguments). On the CPU, a cat
@@ -308,8 +358,8 @@ class CompiledProgram:
 
         self.single = single
 
-    PIPELINE = (_rewrite, _fuse, _lower, _order_and_prune, _number_slots, _plan_memory, _emit,
-                _link, _shortcut)
+    PIPELINE = (_rewrite, _fuse, _lower, _order_and_prune, _number_slots, _pair_column_sums,
+                _plan_memory, _emit, _link, _shortcut)
 
     # -- memory planning ---------------------------------------------------------------------
 
@@ -649,6 +699,73 @@ def _ordered(units: list) -> list:
             if v in writer and writer[v] != i:
                 order.add_edge(writer[v], i)
     return [units[i] for i in nx.lexicographical_topological_sort(order, key=lambda i: i)]
+
+
+_SUMMED_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _column_sum_pair(step: Step, position: dict):
+    """(the position of the eager matmul step that may compute this eager step's sum of v over
+    its leading dims, its kernel): v as a matrix (v itself, or v reshaped to (rows, columns))
+    is the matmul's right operand (X^T @ dY: its column sums), or, transposed, its left one
+    (dY^T @ X: its row sums); None where there is none."""
+    node = step.node
+    if node.op != "sum" or node.attrs.get("keepdim"):
+        return None
+    v = node.inputs[0]
+    dims = node.attrs.get("dims")
+    shape = v.type.shape
+    if (dims is None or v.type.dtype.np not in _SUMMED_FLOATS or len(shape) < 2
+            or sorted(dims) != list(range(len(dims))) or len(dims) != len(shape) - 1
+            or not all(isinstance(d, int) for d in shape)):
+        return None
+    matrix = (math.prod(shape[:-1]), shape[-1])
+    operands = [v] if len(shape) == 2 else []
+    operands += [u.outputs[0] for u in v.users if u.op == "reshape" and u.outputs
+                 and tuple(u.outputs[0].type.shape) == matrix]
+    for b in operands:
+        for user in b.users:
+            if (user.op == "matmul" and len(user.inputs) == 2 and user.inputs[1] is b
+                    and user.inputs[0] is not b and len(user.inputs[0].type.shape) == 2
+                    and id(user) in position):
+                return position[id(user)], matmul_with_column_sum
+            if user.op == "permute" and tuple(user.attrs.get("dims", ())) == (1, 0):
+                t = user.outputs[0]
+                for reader in t.users:
+                    if (reader.op == "matmul" and len(reader.inputs) == 2
+                            and reader.inputs[0] is t and reader.inputs[1] is not t
+                            and len(reader.inputs[1].type.shape) == 2
+                            and id(reader) in position):
+                        return position[id(reader)], matmul_with_row_sum
+    return None
+
+
+def matmul_with_column_sum(xp, a, b):
+    """(a @ b, b.sum(0)) for matrices: one packed GEMM that sums B's columns as it packs
+    them, where it takes the product; else the two kernels."""
+    if xp is np and b.dtype in _SUMMED_FLOATS and a.dtype == b.dtype:
+        total = np.empty(b.shape[1], b.dtype)
+        product = packed_gemm.product(a, b, colsum=total)
+        if product is not None:
+            return product, total
+    return _apart(xp, a, b, b, 0)
+
+
+def matmul_with_row_sum(xp, a, b):
+    """(a @ b, a.sum(1)) for matrices, a transposed (dY^T): one packed GEMM that sums A's
+    rows as it copies them, where it takes the product; else the two kernels."""
+    if xp is np and a.dtype in _SUMMED_FLOATS and a.dtype == b.dtype:
+        total = np.empty(a.shape[0], a.dtype)
+        product = packed_gemm.product(a, b, rowsum=total)
+        if product is not None:
+            return product, total
+    return _apart(xp, a, b, a, 1)
+
+
+def _apart(xp, a, b, summed, dim):
+    from .kernels import KERNELS
+
+    return KERNELS["matmul"](xp, a, b), KERNELS["sum"](xp, summed, (dim,), False)
 
 
 REMEMBER_MAX_BYTES = 1 << 22  # inputs whose pointer a program remembers (see _pointers)

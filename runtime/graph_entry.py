@@ -165,6 +165,8 @@ def entry_enabled() -> bool:
 class NativeGraph(CompiledProgram):
     """A graph as one native function over one arena (see the module docstring)."""
 
+    PAIRS_COLUMN_SUMS = False  # its steps are planned node by node
+
     execution = "native entry"
     # linear layers read their constant weight W (n, k) as W^T (k, n), copied once at build:
     # OpenBLAS's GEMM packs a B it need not transpose faster (the C library reads every

@@ -81,6 +81,13 @@ def _packed_buffer(nbytes: int) -> int:
     return address + (-address) % 64
 
 
+def _sums_into(out: np.ndarray | None, size: int, dtype) -> bool:
+    """Whether out is None or an array the kernel may store `size` sums of `dtype` into."""
+    return out is None or (out.shape == (size,) and out.dtype == dtype
+                           and out.flags.c_contiguous and out.flags.aligned
+                           and out.flags.writeable)
+
+
 def _element_strides(x: np.ndarray) -> tuple[int, int] | None:
     item = x.itemsize
     s0, s1 = x.strides
@@ -89,9 +96,14 @@ def _element_strides(x: np.ndarray) -> tuple[int, int] | None:
     return s0 // item, s1 // item
 
 
-def product(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray | None:
+def product(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None,
+            colsum: np.ndarray | None = None,
+            rowsum: np.ndarray | None = None) -> np.ndarray | None:
     """a @ b (+ bias, a row added to every row of the product) as a fresh C-contiguous
-    array, with ember's packed GEMM; None where it does not apply."""
+    array, with ember's packed GEMM; None where it does not apply. With colsum (a contiguous
+    array of b's dtype and b.shape[1] numbers), b.sum(0) is stored there too; with rowsum
+    (a.shape[0] numbers, for an `a` whose columns are contiguous: a transposed matrix),
+    a.sum(1)."""
     # the sizes first: they refuse a small product (an eager script's many) soonest
     if not ENABLED or a.ndim != 2 or b.ndim != 2:
         return None
@@ -122,6 +134,10 @@ def product(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.
     if bias is not None and (bias.shape != (n,) or bias.dtype != a.dtype
                              or not bias.flags.c_contiguous or not bias.flags.aligned):
         return None
+    if not (_sums_into(colsum, n, a.dtype) and _sums_into(rowsum, m, a.dtype)):
+        return None
+    if rowsum is not None and sak == 1:
+        return None  # the row-major copy of A's slices adds nothing up
     out = np.empty((m, n), a.dtype)
     run = _pool.parallel_for()
     threads = 1 if run is None else _pool.threads()
@@ -139,9 +155,11 @@ def product(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.
     region = k * group * nr  # elements of one unit's panels
     packed = _packed_buffer(units * region * a.itemsize)
     sub = max(1, min(group, SUB_BYTES // (k * nr * a.itemsize)))
-    argv = argv_type(17)(data_pointer(a), sam, sak, data_pointer(b), sbk, sbn, packed,
+    argv = argv_type(19)(data_pointer(a), sam, sak, data_pointer(b), sbk, sbn, packed,
                          data_pointer(out), n, m, n, k,
-                         0 if bias is None else data_pointer(bias), group, parts, sub, region)
+                         0 if bias is None else data_pointer(bias), group, parts, sub, region,
+                         0 if colsum is None else data_pointer(colsum),
+                         0 if rowsum is None else data_pointer(rowsum))
     if run is None or units < 2:
         function(argv, 0, units)
     else:

@@ -177,6 +177,8 @@ class DynamicSpecialization:
                                        donate=getattr(base.program, "donate", None))
             sp.split = None  # under autograd a new size replays op by op
             sp._constants = None
+            # the base's shortcuts hold its own programs: this size decides its own
+            sp._direct = sp._one_result = sp._plain = None
             if len(self._by_size) >= MAX_SIZES:
                 self._by_size.clear()
             self._by_size[sizes] = sp

@@ -32,7 +32,7 @@ from ..runtime.compiled import build_program
 from ..runtime.device import CPU, array_module, device_of_array
 from ..runtime.graph_entry import build_entry_program
 from ..runtime.program import evaluate_with_kernels
-from .compiled_autograd import run_split
+from .compiled_autograd import one_result_call, run_split
 from .dynamic import dims_to_trace, make_dynamic
 from .guards import (
     _UNGUARDED,
@@ -94,6 +94,7 @@ class Specialization:
         self.calls = 0
         self._plain = None  # see _is_plain, decided on the first run
         self._direct = None  # see _direct_call, decided on the first plain run
+        self._one_result = None  # see _one_result_call, decided on the first plain run
         self._constants = None
         self.no_grad_nodes: set = set()  # nodes replay runs under no_grad, as the trace did
         # graph inputs after the arguments: ("captured", tensor) or ("grad", tensor) (the
@@ -194,6 +195,10 @@ class Specialization:
     # -- running ------------------------------------------------------------------------------
 
     def run(self, leaves):
+        one = self._one_result
+        if one:  # see _one_result_call
+            self.calls += 1
+            return one(leaves)
         direct = self._direct
         if direct:  # see _direct_call
             sources, make = direct
@@ -223,6 +228,9 @@ class Specialization:
         if plain:  # results only, each a fresh tensor: nothing to check or write back
             if direct is None:
                 self._direct = () if records else self._direct_call(inputs, outs)
+            if self._one_result is None:
+                self._one_result = (self._one_result_call(inputs, outs)
+                                    if records and self.split is not None else False)
             self.calls += 1
             if self.out_spec.kind == "leaf":
                 value = outs[0]
@@ -296,6 +304,24 @@ class Specialization:
             return sources, lambda arrays: make_tensor(arrays[0], dtype, CPU)
         return sources, lambda arrays: unflatten([_wrap(a) for a in arrays], spec)
 
+    def _one_result_call(self, inputs, outs):
+        """For later calls of a plain specialization that autograd records through its split,
+        on the CPU, fed by its arguments alone (as they are) and returning one tensor: the
+        split's forward and its backward node, without run()'s general steps
+        (compiled_autograd.one_result_call); False where that does not hold. Autograd records
+        every later call as it did this one: grad mode and the arguments' requires_grad are
+        in the call key."""
+        if (self.sources or self.out_spec.kind != "leaf" or len(outs) != 1
+                or self.input_leaves != list(range(len(self.names)))
+                or any(t._device is not CPU for t in inputs)
+                or outs[0].__class__ is not _tensor.Tensor
+                or outs[0]._data.__class__ is not np.ndarray):
+            return False
+        dtype = _BY_NP.get(outs[0]._data.dtype)
+        if dtype is None:
+            return False
+        return one_result_call(self.split, _tensor.Tensor._make, dtype, CPU, np) or False
+
     def _is_plain(self) -> bool:
         """Whether a call only returns graph outputs: no state written back, no grads, no
         value guards, every result a tensor the graph computed."""
@@ -328,6 +354,28 @@ class Specialization:
             outs = out if isinstance(out, tuple) else (out,)
             env.update(zip(node.outputs, outs))
         return [env[v] for v in graph.outputs]
+
+
+def _object_defaults(signature) -> tuple:
+    """(position or None, name, default) of each parameter whose default is an object, not a
+    simple value (None, a number, a string, a tuple of them), that a call may pass by name."""
+    if signature is None:
+        return ()
+    found = []
+    for position, (name, param) in enumerate(signature.parameters.items()):
+        if param.default is inspect.Parameter.empty or _simple(param.default):
+            continue
+        if param.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            found.append((position, name, param.default))
+        elif param.kind is inspect.Parameter.KEYWORD_ONLY:
+            found.append((None, name, param.default))
+    return tuple(found)
+
+
+def _simple(value) -> bool:
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        return True
+    return isinstance(value, (tuple, frozenset)) and all(_simple(v) for v in value)
 
 
 def _refuse_writes_to_overlaps(recording, leaves, aliases, names) -> None:
@@ -391,15 +439,19 @@ class ScriptFunction:
         # Reach would add on it as the bound `self` checks the same facts again
         self._state_covers = state_covers
         try:
-            self._params = list(inspect.signature(signature_of or fn).parameters)
+            signature = inspect.signature(signature_of or fn)
         except (TypeError, ValueError):
-            self._params = []
+            signature = None
+        self._params = [] if signature is None else list(signature.parameters)
+        self._object_defaults = _object_defaults(signature)
 
     # -- the call ------------------------------------------------------------------------------
 
     def __call__(self, *args, **kwargs):
         if hooks.active_trace is not None and hooks.trace_here() is not None:
             return self.fn(*args, **kwargs)  # called while tracing another function: inline it
+        if self._object_defaults:
+            kwargs = self._with_defaults(args, kwargs)
         fast = self._fast
         if fast is not None and not kwargs:
             # the specialization the last call ran, when it only hands arrays to its program
@@ -462,6 +514,21 @@ class ScriptFunction:
         if failure is None:
             failure = grad_failure or self._why_new(key)
         return self._retrace(args, kwargs, leaves, spec, key, failure)
+
+    def _with_defaults(self, args, kwargs) -> dict:
+        """kwargs with every object default the call leaves out (a `model=model` or
+        `opt=opt` of the function's signature) passed by name: the graph reads such a default
+        as it reads an argument, so it is guarded as one (an optimizer's state, a module's
+        parameters), where a default read unguarded ran a graph traced on the optimizer's
+        first step with the step count of that step baked in."""
+        added = None
+        for position, name, value in self._object_defaults:
+            if (position is not None and position < len(args)) or name in kwargs:
+                continue
+            if added is None:
+                added = dict(kwargs)
+            added[name] = value
+        return kwargs if added is None else added
 
     def guard_key(self, args, kwargs):
         """(argument leaves, their structure, the CallKey every guard but value reads

@@ -22,7 +22,14 @@ inside the step (the ninth session's note). This one packs, as BLAS libraries do
 The task, `void task(i64 *argv, i64 start, i64 end)`, runs units [start, end):
 
     argv = A, its strides along m and k (elements), B, its strides along k and n, packed,
-           C, ldc, M, N, K, bias (0: none), group, parts, sub, region
+           C, ldc, M, N, K, bias (0: none), group, parts, sub, region, colsum (0: none),
+           rowsum (0: none)
+
+Where colsum is given, the sums of B's columns (B.sum(0), N numbers) are stored there too,
+added up as the panels are packed; part 0 of each group stores its panels' sums. Where
+rowsum is given (A column-major only), the sums of A's rows (A.sum(1), M numbers), added up
+as A's slices are copied; the units of group 0 store them. Either is a linear layer's bias
+gradient beside its weight's (dY^T @ X or X^T @ dY): the step reads dY once for both.
 
 Unit u packs the panels of group u // parts (`group` panels from (u // parts) * group on)
 into its own region of `packed` (`region` elements from u * region), then runs them, `sub`
@@ -43,7 +50,7 @@ from .tiles import VECTOR_BYTES, lanes, splat
 MR = 12  # rows of C per tile (broadcasts of A per depth step)
 NR_VECTORS = 2  # vectors of C's columns per tile (aligned loads of the panel per depth step)
 KC = 256  # depth per slice: the A buffer, MR x KC, stays in L1 over every panel
-WORDS = 17
+WORDS = 19
 
 
 def panel_width(dtype: str) -> int:
@@ -139,49 +146,77 @@ class _Task:
         return counted_loop(self.b, lo, hi, body, carried=tuple(carried))
 
 
-def _pack_panel(e: "_Task", source, sk, sn, k, n, p, out) -> None:
+def _pack_panel(e: "_Task", source, sk, sn, k, n, p, out, colsum=None, store_sum=None) -> None:
     """Panel p of B (columns p * NR ...) into out: depth d, column j at d * NR + j; the
     columns past n zero. A vector load per row where B's columns are contiguous, else a
-    gather (B a weight read transposed)."""
+    gather (B a weight read transposed). With `colsum` (a pointer, null for none), the
+    panel's column sums are stored there where `store_sum` (an i1) holds."""
     b = e.b
+    summing = colsum is not None
     nr = NR_VECTORS * e.width
     pointer_vector = ir.VectorType(POINTER, e.width)
     gather = e.intrinsic(f"llvm.masked.gather.{e.suffix()}.v{e.width}p0", e.vec,
                          [pointer_vector, I32, e.mask_type, e.vec])
     first = b.mul(p, _c(nr))
     masks = [e.lanes_below(b.add(first, _c(v * e.width)), n) for v in range(NR_VECTORS)]
+    sums = []  # per layout: (its block, its column sums as they leave the loop)
     with b.if_else(b.icmp_signed("==", sn, _c(1))) as (contiguous, strided):
         with contiguous:
-            def row(d, _):
+            def row(d, acc):
                 src = e.at(source, b.add(b.mul(d, sk), first))
                 dst = e.at(out, b.mul(d, _c(nr)))
+                out_acc = []
                 for v in range(NR_VECTORS):
                     value = e.masked_load(e.at(src, _c(v * e.width)), masks[v])
                     b.store(value, e.at(dst, _c(v * e.width)), align=VECTOR_BYTES)
-            e.loop(0, k, row)
+                    if summing:
+                        out_acc.append(b.fadd(acc[v], value))
+                return out_acc
+            found = e.loop(0, k, row, carried=[e.zero] * NR_VECTORS if summing else ())
+            sums.append((b.block, found))
         with strided:
             # a gather's lane offsets along n: (first + v * lanes + i) * sn
             offsets = [b.mul(b.add(e.splat_i64(b.add(first, _c(v * e.width))), e.iota),
                              e.splat_i64(sn)) for v in range(NR_VECTORS)]
 
-            def row_gathered(d, _):
+            def row_gathered(d, acc):
                 base = e.at(source, b.mul(d, sk))
                 dst = e.at(out, b.mul(d, _c(nr)))
+                out_acc = []
                 for v in range(NR_VECTORS):
                     pointers = b.gep(base, [offsets[v]], inbounds=True, source_etype=e.t)
                     pointers.type = pointer_vector  # llvmlite types a GEP as scalar
                     value = b.call(gather, [pointers, ir.Constant(I32, e.size), masks[v],
                                             e.zero])
                     b.store(value, e.at(dst, _c(v * e.width)), align=VECTOR_BYTES)
-            e.loop(0, k, row_gathered)
+                    if summing:
+                        out_acc.append(b.fadd(acc[v], value))
+                return out_acc
+            found = e.loop(0, k, row_gathered,
+                           carried=[e.zero] * NR_VECTORS if summing else ())
+            sums.append((b.block, found))
+    if not summing:
+        return
+    totals = []
+    for v in range(NR_VECTORS):
+        phi = b.phi(e.vec)
+        for block, found in sums:
+            phi.add_incoming(found[v], block)
+        totals.append(phi)
+    with b.if_then(store_sum):
+        for v in range(NR_VECTORS):
+            e.masked_store(totals[v], e.at(colsum, b.add(first, _c(v * e.width))), masks[v])
 
 
 def _emit_task(module: ir.Module, name: str, dtype: str) -> None:
     e = _Task(module, name, dtype, WORDS)
     b = e.b
     (a_w, sam, sak, b_w, sbk, sbn, packed_w, c_w, ldc, m, n, k, bias_w, group, parts, sub,
-     region) = e.words
-    a, source, packed, c, bias = (e.pointer(w) for w in (a_w, b_w, packed_w, c_w, bias_w))
+     region, colsum_w, rowsum_w) = e.words
+    a, source, packed, c, bias, colsum, rowsum = (
+        e.pointer(w) for w in (a_w, b_w, packed_w, c_w, bias_w, colsum_w, rowsum_w))
+    has_colsum = b.icmp_signed("!=", colsum_w, _c(0))
+    has_rowsum = b.icmp_signed("!=", rowsum_w, _c(0))
     nr = panel_width(dtype)
     width = e.width
     # the A buffer: MR x KC elements and one vector of slack (a column-major copy stores a
@@ -209,8 +244,10 @@ def _emit_task(module: ir.Module, name: str, dtype: str) -> None:
         q_end = b.add(q0, group)
         q1 = b.select(b.icmp_signed("<", q_end, panels), q_end, panels)
         mine = e.at(packed, b.mul(u, region))
+        store_sum = b.and_(has_colsum, b.icmp_signed("==", part, _c(0)))
         e.loop(q0, q1, lambda p, _: _pack_panel(
-            e, source, sbk, sbn, k, n, p, e.at(mine, b.mul(b.sub(p, q0), b.mul(k, _c(nr))))))
+            e, source, sbk, sbn, k, n, p, e.at(mine, b.mul(b.sub(p, q0), b.mul(k, _c(nr)))),
+            colsum, store_sum))
         r0 = b.sdiv(b.mul(part, blocks), parts)
         r1 = b.sdiv(b.mul(b.add(part, _c(1)), blocks), parts)
 
@@ -218,12 +255,15 @@ def _emit_task(module: ir.Module, name: str, dtype: str) -> None:
             p0 = b.add(q0, b.mul(s0, sub))
             p_end = b.add(p0, sub)
             p1 = b.select(b.icmp_signed("<", p_end, q1), p_end, q1)
-            e.loop(r0, r1, lambda r, _: block(r, p0, p1, q0, mine))
+            # A's row sums: from the first copies of its blocks by group 0's units
+            sum_rows = b.and_(has_rowsum, b.and_(b.icmp_signed("==", g, _c(0)),
+                                                 b.icmp_signed("==", s0, _c(0))))
+            e.loop(r0, r1, lambda r, _: block(r, p0, p1, q0, mine, sum_rows))
 
         subs = b.sdiv(b.add(b.sub(q1, q0), b.sub(sub, _c(1))), sub)
         e.loop(0, subs, panels_of)
 
-    def block(r, p0, p1, q0, mine):
+    def block(r, p0, p1, q0, mine, sum_rows):
         row0 = b.mul(r, _c(MR))
         left = b.sub(m, row0)
         valid = b.select(b.icmp_signed("<", left, _c(MR)), left, _c(MR))
@@ -256,13 +296,25 @@ def _emit_task(module: ir.Module, name: str, dtype: str) -> None:
                     _panels(e, p0, p1, q0, mine, k, d0, kc, buffer, c, ldc, n, row0, valid,
                             add_c, add_bias, bias, rows_layout=True)
                 with columns_layout:  # buffer[d][i]: depth d's MR rows, one vector copy
-                    def copy_depth(d, _):
+                    def copy_depth(d, acc):
                         src = e.at(a, b.add(b.mul(b.add(d0, d), sak), b.mul(row0, sam)))
                         dst = e.at(buffer, b.mul(d, _c(MR)))
+                        out = []
                         for j in range(copies):
                             value = e.masked_load(e.at(src, _c(j * width)), row_masks[j])
                             b.store(value, e.at(dst, _c(j * width)), align=e.size)
-                    e.loop(0, kc, copy_depth)
+                            out.append(b.fadd(acc[j], value))
+                        return out
+                    sums = e.loop(0, kc, copy_depth, carried=[e.zero] * copies)
+                    with b.if_then(sum_rows):  # this slice's part of the rows' sums
+                        for j in range(copies):
+                            at = e.at(rowsum, b.add(row0, _c(j * width)))
+                            with b.if_else(first_slice) as (first, later):
+                                with first:
+                                    e.masked_store(sums[j], at, row_masks[j])
+                                with later:
+                                    e.masked_store(b.fadd(e.masked_load(at, row_masks[j]),
+                                                          sums[j]), at, row_masks[j])
                     _panels(e, p0, p1, q0, mine, k, d0, kc, buffer, c, ldc, n, row0, valid,
                             add_c, add_bias, bias, rows_layout=False)
 
