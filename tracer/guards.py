@@ -133,28 +133,44 @@ def alias_pattern(values) -> tuple | None:
     eager's write through one argument is seen by the other."""
     owners: dict = {}
     shared = False
+    borrowed = []  # tensors over memory no array owns (shared memory, a bytes buffer)
     for i, x in enumerate(values):
         if isinstance(x, _tensor.Tensor):
             data = x._data
             base = data.base
+            if base is not None:
+                # a view's base is the array that owns its memory, or one over a buffer
+                # (share_memory_(), frombuffer), whose own base is that buffer
+                while base.__class__ is data.__class__ and base.base is not None:
+                    base = base.base
+                if base.__class__ is not data.__class__:
+                    borrowed.append(i)
             key = id(data if base is None else base)
             if key in owners:
                 owners[key].append(i)
                 shared = True
             else:
                 owners[key] = [i]
-    if not shared:
+    if not shared and not borrowed:
         return None
-    pairs = []
+    pairs = set()
     for members in owners.values():
         for n, i in enumerate(members):
             for j in members[n + 1:]:
                 a, b = values[i], values[j]
                 if a is b:
-                    pairs.append((i, j, True))
+                    pairs.add((i, j, True))
                 elif _may_overlap(a._data, b._data):
-                    pairs.append((i, j, False))
-    return tuple(pairs) or None
+                    pairs.add((i, j, False))
+    # two buffers may still be one memory (two frombuffer arrays of one bytes object): their
+    # tensors are compared with every other tensor by bounds
+    tensors = [i for i, x in enumerate(values) if isinstance(x, _tensor.Tensor)]
+    for i in borrowed:
+        for j in tensors:
+            if j != i and not any((min(i, j), max(i, j)) == p[:2] for p in pairs) \
+                    and _may_overlap(values[i]._data, values[j]._data):
+                pairs.add((min(i, j), max(i, j), values[i] is values[j]))
+    return tuple(sorted(pairs)) or None
 
 
 def _may_overlap(a, b) -> bool:

@@ -15,6 +15,7 @@ import functools
 import inspect
 import operator
 import threading
+import types
 import warnings
 
 import numpy as np
@@ -26,10 +27,12 @@ from .._tensor.tensor import META_EPOCH
 from ..autograd import grad_mode
 from ..errors import EmberError, EmberRuntimeError, user_frame
 from ..ir.dtypes import _BY_NP, from_numpy
+from ..ir.dtypes import dtype as DType
 from ..ir.passes import run_pipeline
 from ..runtime import random
 from ..runtime.compiled import build_program
 from ..runtime.device import CPU, array_module, device_of_array
+from ..runtime.device import device as Device
 from ..runtime.graph_entry import build_entry_program
 from ..runtime.program import evaluate_with_kernels
 from .compiled_autograd import one_result_call, run_split
@@ -373,7 +376,11 @@ def _object_defaults(signature) -> tuple:
 
 
 def _simple(value) -> bool:
-    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+    """Whether a default holds no state a graph could bake in: a plain value, a dtype or
+    device, a function or class (a module or optimizer is neither)."""
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes, DType,
+                                           Device, type, types.FunctionType,
+                                           types.BuiltinFunctionType, np.ufunc)):
         return True
     return isinstance(value, (tuple, frozenset)) and all(_simple(v) for v in value)
 
@@ -451,7 +458,7 @@ class ScriptFunction:
         if hooks.active_trace is not None and hooks.trace_here() is not None:
             return self.fn(*args, **kwargs)  # called while tracing another function: inline it
         if self._object_defaults:
-            kwargs = self._with_defaults(args, kwargs)
+            args, kwargs = self._with_defaults(args, kwargs)
         fast = self._fast
         if fast is not None and not kwargs:
             # the specialization the last call ran, when it only hands arrays to its program
@@ -515,20 +522,24 @@ class ScriptFunction:
             failure = grad_failure or self._why_new(key)
         return self._retrace(args, kwargs, leaves, spec, key, failure)
 
-    def _with_defaults(self, args, kwargs) -> dict:
-        """kwargs with every object default the call leaves out (a `model=model` or
-        `opt=opt` of the function's signature) passed by name: the graph reads such a default
-        as it reads an argument, so it is guarded as one (an optimizer's state, a module's
-        parameters), where a default read unguarded ran a graph traced on the optimizer's
-        first step with the step count of that step baked in."""
+    def _with_defaults(self, args, kwargs) -> tuple:
+        """(args, kwargs) with every object default the call leaves out (a `model=model` or
+        `opt=opt` of the function's signature) passed explicitly, after the arguments where
+        it comes next, else by name: the graph reads such a default as it reads an argument,
+        so it is guarded as one (an optimizer's state, a module's parameters), where a
+        default read unguarded ran a graph traced on the optimizer's first step with the step
+        count of that step baked in."""
         added = None
         for position, name, value in self._object_defaults:
             if (position is not None and position < len(args)) or name in kwargs:
                 continue
+            if position is not None and position == len(args) and added is None:
+                args = (*args, value)
+                continue
             if added is None:
                 added = dict(kwargs)
             added[name] = value
-        return kwargs if added is None else added
+        return args, kwargs if added is None else added
 
     def guard_key(self, args, kwargs):
         """(argument leaves, their structure, the CallKey every guard but value reads
@@ -701,6 +712,9 @@ class ScriptFunction:
                 symbolic = recording.finish_symbolic(out_leaves)
         if recording.broken is not None:
             sp.eager_reason = recording.broken
+            # a call traced with arguments sharing memory may have stopped for that: calls
+            # with distinct arguments trace their own graph
+            sp.alias_sensitive = key.aliases is not None
             self.specializations.append(sp)
             self.fallbacks.append(recording.broken)
             log("breaks", f"{name}: runs eagerly: {recording.broken}")

@@ -173,3 +173,45 @@ def test_a_graph_traced_on_one_tensor_twice_does_not_serve_distinct_ones():
     x, y = ember.ones(3), ember.full((3,), 5.0)
     np.testing.assert_array_equal(scripted(x, y).numpy(), np.full(3, 7.0))
     assert len(scripted.specializations) == 2
+
+
+def test_distinct_arguments_after_an_overlapping_call_get_a_graph():
+    def fn(a, row):
+        a.add_(1.0)
+        return row * 2.0
+
+    scripted = ember.script(fn)
+    x = ember.zeros(2, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted(x, x[0])  # runs eagerly: the write goes through overlapping arguments
+    x, y = ember.zeros(2, 3), ember.zeros(2, 3)
+    scripted(x, y[0])
+    assert scripted.specializations[-1].eager_reason is None
+    np.testing.assert_array_equal(x.numpy(), np.ones((2, 3)))
+
+
+def test_tensors_over_a_buffer_no_array_owns_are_compared_by_bounds():
+    from ember.tracer.guards import alias_pattern
+
+    buffer = bytearray(np.zeros(6, np.float32).tobytes())
+    x = ember.from_numpy(np.frombuffer(buffer, np.float32))
+    assert alias_pattern([x, x[2:]]) == ((0, 1, False),)
+    other = ember.from_numpy(np.frombuffer(buffer, np.float32)[3:])  # a second array, same bytes
+    assert alias_pattern([x, other]) == ((0, 1, False),)
+    assert alias_pattern([x[:3], other]) is None
+    assert alias_pattern([x, ember.zeros(6)]) is None
+
+    def fn(a, b):
+        a.add_(1.0)
+        b.mul_(2.0)
+        return a + 0.0
+
+    scripted = ember.script(fn)
+    for _ in range(3):
+        scripted(ember.zeros(6), ember.zeros(4))
+    buffer[:] = np.zeros(6, np.float32).tobytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted(x, x[2:])
+    np.testing.assert_array_equal(x.numpy(), [1, 1, 2, 2, 2, 2])

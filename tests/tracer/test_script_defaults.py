@@ -84,3 +84,27 @@ def test_a_module_default_switched_to_eval_retraces():
     scripted(x)
     net.eval()
     np.testing.assert_allclose(scripted(x).detach().numpy(), net(x).detach().numpy())
+
+
+def test_a_trailing_object_default_is_passed_positionally_and_plain_defaults_not_at_all():
+    scale = ember.full((3,), 2.0)
+
+    def next_to_the_arguments(x, scale=scale):
+        return x * scale
+
+    def after_plain_defaults(x, dtype=ember.float32, act=np.tanh, scale=scale):
+        return x * scale
+
+    first = ember.script(next_to_the_arguments)
+    args, kwargs = first._with_defaults((ember.ones(3),), {})
+    assert len(args) == 2 and args[1] is scale and not kwargs  # the call keeps its fast path
+    later = ember.script(after_plain_defaults)
+    assert [name for _, name, _ in later._object_defaults] == ["scale"]
+    args, kwargs = later._with_defaults((ember.ones(3),), {})
+    assert len(args) == 1 and kwargs == {"scale": scale}
+    for scripted in (first, later):
+        scale.fill_(2.0)
+        for _ in range(3):
+            np.testing.assert_allclose(scripted(ember.ones(3)).numpy(), np.full(3, 2.0))
+        scale.fill_(3.0)
+        np.testing.assert_allclose(scripted(ember.ones(3)).numpy(), np.full(3, 3.0))
