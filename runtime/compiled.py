@@ -329,7 +329,7 @@ class CompiledProgram:
                 return
             sources.append((None, data_pointer(constant)))
         made = {o.slot: k for k, o in enumerate(kernel.outputs)}
-        picks = []  # per program output: ("out", k), ("in", i) or ("constant", array)
+        picks = []  # per program output: (True, k) the kernel's output k, (False, i) input i
         for i in self.outputs:
             if i in made:
                 picks.append((True, made[i]))

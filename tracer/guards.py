@@ -164,12 +164,14 @@ def alias_pattern(values) -> tuple | None:
                     pairs.add((i, j, False))
     # two buffers may still be one memory (two frombuffer arrays of one bytes object): their
     # tensors are compared with every other tensor by bounds
+    found = {(i, j) for i, j, _ in pairs}
     tensors = [i for i, x in enumerate(values) if isinstance(x, _tensor.Tensor)]
     for i in borrowed:
         for j in tensors:
-            if j != i and not any((min(i, j), max(i, j)) == p[:2] for p in pairs) \
-                    and _may_overlap(values[i]._data, values[j]._data):
-                pairs.add((min(i, j), max(i, j), values[i] is values[j]))
+            pair = (min(i, j), max(i, j))
+            if j != i and pair not in found and _may_overlap(values[i]._data, values[j]._data):
+                found.add(pair)
+                pairs.add((*pair, values[i] is values[j]))
     return tuple(sorted(pairs)) or None
 
 

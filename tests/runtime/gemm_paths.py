@@ -1,11 +1,34 @@
-"""What the tests of ember's two eager GEMM paths share (test_pool_gemm.py, BLAS calls on the
-pool's threads; test_packed_gemm.py, ember's packed GEMM): a linear layer and a matmul run
+"""What the tests of ember's eager GEMM paths share (test_pool_gemm.py, BLAS calls on the
+pool's threads; test_packed_gemm.py and test_column_sums.py, ember's packed GEMM): the packed
+GEMM's CPU condition, a spy on which path a product took, a linear layer and a matmul run
 through the kernels against numpy, and callers on several Python threads at once."""
 
 import threading
 
 import ember
 import numpy as np
+import pytest
+from ember.codegen.llvm import target
+
+# the packed GEMM's tiles are sized for AVX-512's registers; elsewhere every product goes to
+# BLAS (test_packed_gemm.py tests that on a CPU made to look so)
+AVX512 = "+avx512f" in target.features().split(",")
+needs_avx512 = pytest.mark.skipif(not AVX512, reason="no AVX-512: BLAS runs every product")
+
+
+def products_taken(monkeypatch, path) -> list:
+    """A list that gets, per call of path.product from now on, whether it took the
+    product (returned an array rather than None)."""
+    taken = []
+    original = path.product
+
+    def spy(*args, **kwargs):
+        out = original(*args, **kwargs)
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(path, "product", spy)
+    return taken
 
 
 def linear_and_matmul_match_numpy() -> None:

@@ -4,28 +4,13 @@ runs a sum over dY's leading dims in the matmul step that reads dY (runtime/comp
 _pair_column_sums)."""
 
 import copy
-import os
 
 import ember
 import numpy as np
 import pytest
 from ember import nn
-from ember.codegen.llvm import target
-from ember.runtime import compiled, native, packed_gemm, threads
-
-AVX512 = "+avx512f" in target.features().split(",")
-needs_avx512 = pytest.mark.skipif(not AVX512, reason="no AVX-512: BLAS runs every product")
-
-
-@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
-def budget(request, monkeypatch):
-    monkeypatch.setattr(threads._budget, "now", lambda: request.param)
-    if request.param == 2:
-        if (os.cpu_count() or 1) < 2:
-            pytest.skip("one core: no pool")
-        native._pool._started()
-    return request.param
-
+from ember.runtime import compiled, packed_gemm
+from gemm_paths import needs_avx512
 
 SHAPES = [(512, 128, 512), (128, 512, 512), (512, 512, 128), (70, 300, 600), (200, 600, 64)]
 

@@ -10,26 +10,8 @@ import numpy as np
 import pytest
 from ember.codegen.llvm import target
 from ember.codegen.llvm.gemm import KC, MR, panel_width
-from ember.runtime import native, packed_gemm, threads
-from gemm_paths import at_once, linear_and_matmul_match_numpy
-
-# the tiles are sized for AVX-512's registers; elsewhere every product goes to BLAS (tested
-# below on a CPU made to look so)
-AVX512 = "+avx512f" in target.features().split(",")
-needs_avx512 = pytest.mark.skipif(not AVX512, reason="no AVX-512: BLAS runs every product")
-
-
-@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
-def budget(request, monkeypatch):
-    """The thread budget at one thread, or at two with the pool started."""
-    monkeypatch.setattr(threads._budget, "now", lambda: request.param)
-    if request.param == 2:
-        if (os.cpu_count() or 1) < 2:
-            pytest.skip("one core: no pool")
-        native._pool._started()
-        if native._pool.threads() < 2:
-            pytest.skip("no pool workers in this process")
-    return request.param
+from ember.runtime import packed_gemm, threads
+from gemm_paths import at_once, linear_and_matmul_match_numpy, needs_avx512, products_taken
 
 
 @pytest.fixture
@@ -147,15 +129,7 @@ def test_what_the_kernel_does_not_take_is_left_to_blas():
 
 @needs_avx512
 def test_matmul_and_linear_forward_and_backward_take_the_packed_path(budget, monkeypatch):
-    taken = []
-    original = packed_gemm.product
-
-    def spy(a, b, bias=None):
-        out = original(a, b, bias)
-        taken.append(out is not None)
-        return out
-
-    monkeypatch.setattr(packed_gemm, "product", spy)
+    taken = products_taken(monkeypatch, packed_gemm)
     linear_and_matmul_match_numpy()
     assert taken.count(True) >= 4, taken  # linear, its two gradients, matmul
 

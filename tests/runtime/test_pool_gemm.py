@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 from ember.runtime import blas, native, packed_gemm, pool_gemm, threads
-from gemm_paths import at_once, linear_and_matmul_match_numpy
+from gemm_paths import at_once, linear_and_matmul_match_numpy, products_taken
 
 pytestmark = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: no pool")
 
@@ -84,15 +84,7 @@ def test_a_budget_of_one_thread_leaves_products_to_one_blas_thread(monkeypatch):
 
 def test_matmul_and_linear_forward_and_backward_take_the_pool_path(two_threads, monkeypatch):
     monkeypatch.setattr(packed_gemm, "ENABLED", False)  # BLAS's path, as for larger products
-    shared = []
-    original = pool_gemm.product
-
-    def spy(a, b, onto=None):
-        out = original(a, b, onto)
-        shared.append(out is not None)
-        return out
-
-    monkeypatch.setattr(pool_gemm, "product", spy)
+    shared = products_taken(monkeypatch, pool_gemm)
     linear_and_matmul_match_numpy()
     assert shared.count(True) >= 4, shared  # linear, its two gradients, matmul
 

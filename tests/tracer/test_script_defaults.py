@@ -24,24 +24,24 @@ def _losses(make_step, scripted: bool, opt_name: str):
     return losses, [p.detach().numpy().copy() for p in model.parameters()]
 
 
+def _train(x, y, model, opt):
+    loss = ((model(x) - y) ** 2).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss
+
+
 def _positional_defaults(model, opt):
     def step(x, y, model=model, opt=opt):
-        loss = ((model(x) - y) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss
+        return _train(x, y, model, opt)
 
     return step
 
 
 def _keyword_only_defaults(model, opt):
     def step(x, y, *, model=model, opt=opt):
-        loss = ((model(x) - y) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss
+        return _train(x, y, model, opt)
 
     return step
 
