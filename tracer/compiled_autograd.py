@@ -39,7 +39,7 @@ class SplitGraphs:
     """The forward and backward programs of one specialization, and how they connect."""
 
     def __init__(self, forward, backward, n_outputs, diff_inputs, diff_outputs, has_grad,
-                 replay, written=(), kept=()):
+                 replay, written=(), kept=(), saved_results=()):
         self.forward = forward  # returns the recorded outputs, then the saved values
         self.backward = backward  # (output grads..., saved...) -> the present input grads
         self.n_outputs = n_outputs
@@ -52,6 +52,9 @@ class SplitGraphs:
         # value the differentiable results depend on (`kept`) are copied before the write
         self.written = frozenset(written)
         self.kept = tuple(kept)
+        # indices of the results the backward reads (a saved value is the result or a view of
+        # it): changed in place before backward, they fail it, as in eager autograd
+        self.saved_results = tuple(saved_results)
 
 
 def _float(t) -> bool:
@@ -117,12 +120,23 @@ def split(sp, recording, inputs: list, results: list, name: str, device):
     forward_graph.set_outputs([*forward_graph.outputs, *(mapping[v] for v in saved)])
     run_pipeline(forward_graph, evaluate=evaluate_with_kernels)
     run_pipeline(backward_graph, evaluate=evaluate_with_kernels)
+    n = len(recording.graph.outputs)
+    saved_roots = {_view_root(v) for v in forward_graph.outputs[n:]}
+    saved_results = [j for j, v in enumerate(forward_graph.outputs[:n])
+                     if _view_root(v) in saved_roots]
     return SplitGraphs(
         build_program(forward_graph, name, device),
         build_program(backward_graph, f"{name}.backward", device),
         len(recording.graph.outputs), diff_inputs, diff_outputs, has_grad, sp._replay,
-        written, kept,
+        written, kept, saved_results,
     )
+
+
+def _view_root(value):
+    """The value whose memory `value` is (through view ops)."""
+    while value.node is not None and value.node.schema.view:
+        value = value.node.inputs[0]
+    return value
 
 
 def _reached(value) -> set:
@@ -151,6 +165,7 @@ def run_split(graphs: SplitGraphs, inputs: list, xp, wrap) -> list:
     n = graphs.n_outputs
     node = CompiledBackward(graphs, kept, outs[n:], xp)
     results = [wrap(a) for a in outs[:n]]
+    node.result_versions = [(j, results[j]._version, 0) for j in graphs.saved_results]
     out_meta = node.out_meta
     for k, j in enumerate(graphs.diff_outputs):
         t = results[j]
@@ -170,6 +185,7 @@ def one_result_call(graphs: SplitGraphs, make_tensor, dtype, device, xp):
     if graphs.kept or graphs.n_outputs != 1 or tuple(graphs.diff_outputs) != (0,):
         return None
     forward = graphs.forward
+    saved_result = 0 in graphs.saved_results
 
     def call(inputs):
         outs = forward(xp, [t._data for t in inputs])
@@ -177,16 +193,28 @@ def one_result_call(graphs: SplitGraphs, make_tensor, dtype, device, xp):
         result = make_tensor(outs[0], dtype, device)
         result._requires_grad = True
         result._grad_fn = node
+        if saved_result:
+            node.result_versions = ((0, result._version, 0),)
         node.out_meta.append((outs[0].shape, dtype, device))
         return result
 
     return call
 
 
+def _modified(what: str, expected: int, tensor=None, now=None):
+    now = tensor._version[0] if tensor is not None else now
+    return runtime_error(
+        "one of the variables needed for gradient computation has been modified by an "
+        f"inplace operation: {what} of a scripted call, is at version {now}; expected "
+        f"version {expected} instead. Clone it before changing it in place, or change it "
+        "after backward()."
+    )
+
+
 class CompiledBackward(Node):
     """The backward of a scripted call: the compiled backward graph over the saved values."""
 
-    __slots__ = ("graphs", "inputs", "out_meta", "saved", "versions", "xp")
+    __slots__ = ("graphs", "inputs", "out_meta", "result_versions", "saved", "versions", "xp")
 
     def __init__(self, graphs: SplitGraphs, inputs: list, saved: list, xp):
         self.pre_hooks = None
@@ -197,6 +225,7 @@ class CompiledBackward(Node):
         self.xp = xp
         self.next_functions = tuple([edge_of(inputs[i]) for i in graphs.diff_inputs])
         self.out_meta: list = []
+        self.result_versions = ()  # (index, version cell, version) of the saved results
 
     def name(self) -> str:
         return "CompiledFunctionBackward"
@@ -219,6 +248,7 @@ class CompiledBackward(Node):
             return self._recompute(grads)
         if self.saved is None:
             raise runtime_error(_FREED_MESSAGE)
+        self._check_saved()
         arrays = [g._data if g._dtype is meta[1] else g.to(meta[1])._data
                   for g, meta in zip(grads, self.out_meta)]
         outs = iter(self.graphs.backward(self.xp, arrays + list(self.saved)))
@@ -226,18 +256,29 @@ class CompiledBackward(Node):
 
         return [_wrap(next(outs)) if present else None for present in self.graphs.has_grad]
 
+    def _check_saved(self) -> None:
+        """Raise where an input or a result the backward reads (saved as it is, or a view of
+        it) changed in place since the call: eager autograd raises there, and the compiled
+        backward would read the new values."""
+        written = self.graphs.written
+        for i, (t, v) in enumerate(zip(self.inputs, self.versions)):
+            if t._version[0] != v and i not in written and self._reads(t._data):
+                raise _modified(f"[ember.{t._dtype.name} {list(t.shape)}], an input", v, t)
+        for j, cell, v in self.result_versions:
+            if cell[0] != v:
+                raise _modified(f"result {j}", v, None, cell[0])
+
+    def _reads(self, array) -> bool:
+        may_share = self.xp.may_share_memory
+        return any(may_share(array, s) for s in self.saved)
+
     def _recompute(self, grads: list) -> list:
         """create_graph: the forward again, op by op under autograd, differentiated."""
         from ..autograd.engine import partial_grad
 
         for i, (t, v) in enumerate(zip(self.inputs, self.versions)):
             if t._version[0] != v and i not in self.graphs.written:
-                raise runtime_error(
-                    "one of the variables needed for gradient computation has been modified "
-                    f"by an inplace operation: [ember.{t._dtype.name} {list(t.shape)}], which "
-                    f"is an input of a scripted call, is at version {t._version[0]}; expected "
-                    f"version {v} instead."
-                )
+                raise _modified(f"[ember.{t._dtype.name} {list(t.shape)}], an input", v, t)
         results = self.graphs.replay(self.inputs)
         outputs = [results[j] for j in self.graphs.diff_outputs]
         wanted = [self.inputs[i] for i in self.graphs.diff_inputs]

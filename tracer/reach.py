@@ -360,6 +360,12 @@ class Reach:
                 out.append(Guard(label, get, "same", value))
         return out
 
+    def tensors(self) -> list:
+        """(label, tensor) per tensor reached along names the code read."""
+        return [(label, value) for value, label, _, steps, _ in self.nodes
+                if steps and isinstance(value, _tensor.Tensor)
+                and all(self._readable(k, key) for k, key in steps)]
+
     def _readable(self, kind, key) -> bool:
         if kind == "cell" or isinstance(key, int):
             return True

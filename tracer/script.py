@@ -52,6 +52,8 @@ from .guards import (
     aliases_in_words,
     free_values,
     leaf_record,
+    overlapping,
+    overlaps_any,
     tensor_leaves,
 )
 from .pytree import flatten, unflatten
@@ -122,6 +124,12 @@ class Specialization:
         # the graph holds for this key's argument aliasing only (alias_pattern): it was traced
         # with one tensor passed twice (one value for both), or it writes into an argument
         self.alias_sensitive = False
+        # (argument leaf, tensor from outside) pairs that were one memory as traced: the trace
+        # took them for one value, so the (eager) specialization serves only such calls
+        self.outside_aliases: list = []
+        # the tensors from outside the graph reads or writes, where it writes anything: a call
+        # passing one of them (or a view) as an argument must not run it
+        self.outside_written: list = []
 
     # -- checking ----------------------------------------------------------------------------
 
@@ -399,6 +407,21 @@ def _refuse_writes_to_overlaps(recording, leaves, aliases, names) -> None:
             return
 
 
+def _refuse_outside_aliases(sp, recording, leaves, outside) -> None:
+    """Stop a recording whose arguments share memory with a tensor the function reads from
+    outside (`f(w)` where f also reads the global w, `model(model.weight)`): the trace took
+    them for one value, and a graph of that would compute with the argument where a later
+    call's function reads the outside tensor. The specialization left runs eagerly and serves
+    only calls aliased as this one (Specialization.outside_aliases)."""
+    pairs = [(i, label, t) for label, t in outside for i, x in enumerate(leaves)
+             if isinstance(x, _tensor.Tensor) and overlapping(x, t)]
+    if pairs:
+        sp.outside_aliases = [(i, t) for i, _, t in pairs]
+        i, label, _ = pairs[0]
+        recording.stop(f"{sp.names[i]} shares memory with {label}, which the function also "
+                       f"reads: the graph would take them for one value")
+
+
 def _first_change(guards) -> str | None:
     for guard in guards:
         change = guard.change()
@@ -485,6 +508,11 @@ class ScriptFunction:
             if not sp.matches(key) or not sp.captured_hold():
                 continue
             if sp.alias_sensitive and sp.key.aliases != key.aliases:
+                continue
+            if sp.outside_aliases:
+                if not all(overlapping(leaves[i], t) for i, t in sp.outside_aliases):
+                    continue
+            elif sp.outside_written and overlaps_any(leaves, sp.outside_written):
                 continue
             if sp.reached:
                 change = _first_change(sp.reached)
@@ -703,6 +731,8 @@ class ScriptFunction:
         if recording.broken is None and key.aliases:
             _refuse_writes_to_overlaps(recording, leaves, key.aliases, sp.names)
         if recording.broken is None:
+            _refuse_outside_aliases(sp, recording, leaves, reach.tensors())
+        if recording.broken is None:
             out_leaves, sp.out_spec = flatten(combined)
             try:
                 recording.outputs(out_leaves)
@@ -768,6 +798,9 @@ class ScriptFunction:
                 sp.mutated.append(("captured", tensor))
         sp.alias_sensitive = (any(kind == "leaf" for kind, _ in sp.mutated)
                               or any(same for _, _, same in sp.key.aliases or ()))
+        if sp.mutated:
+            sp.outside_written = [*sp.captured,
+                                  *(t for kind, t in sp.mutated if kind == "captured")]
         sp.value_guards = list(recording.value_guards)
         sp.draws = bool(sp.value_guards) and any(n.schema.kind == "random"
                                                  for n in recording.graph.nodes)
