@@ -23,7 +23,7 @@ REDUCTIONS = frozenset({"sum", "max", "min", "prod"})
 # pow is fused only with a constant exponent numpy itself computes without powf (x*x, sqrt,
 # 1/x), so compiled and eager round alike; float16 power always goes through powf, which only
 # x*x and 1/x match exactly
-POW_EXPONENTS = frozenset({0.5, 1.0, 2.0, -1.0})
+POW_EXPONENTS = frozenset({0.5, 1.0, 2.0, 3.0, -1.0})
 POW_EXPONENTS_FLOAT16 = frozenset({1.0, 2.0, -1.0})
 
 

@@ -219,6 +219,8 @@ def _pow(x: Operands) -> str:
         return a
     if exponent == 2.0:
         return f"({a} * {a})"
+    if exponent == 3.0:
+        return f"(({a} * {a}) * {a})"
     if exponent == 0.5:
         return f"{x.math('sqrt')}({a})"
     return f"({literal(1, x.dtype)} / {a})"

@@ -162,7 +162,7 @@ for _name, _intrinsic in (("floor", "llvm.floor"), ("ceil", "llvm.ceil"),
 @template("pow")
 def _pow(ctx, a, expr):
     # only the exponents of codegen.scalar.POW_EXPONENTS reach here: numpy computes them as
-    # x*x, sqrt(x) and 1/x too
+    # x*x, sqrt(x) and 1/x too, and the eager kernel x ** 3 as (x*x)*x (PyTorch's)
     e = float(expr.attr["exponent"])
     b = ctx.b
     if e == 1.0:
@@ -171,7 +171,11 @@ def _pow(ctx, a, expr):
         return ctx.call("llvm.sqrt", a)
     if e == -1.0:
         return b.fdiv(_const(a, 1), a) if _is_float(a) else b.sdiv(_const(a, 1), a)
-    return b.fmul(a, a, flags=ctx.fmf) if _is_float(a) else b.mul(a, a)
+    if not _is_float(a):
+        square = b.mul(a, a)
+        return b.mul(square, a) if e == 3.0 else square
+    square = b.fmul(a, a, flags=ctx.fmf)
+    return b.fmul(square, a, flags=ctx.fmf) if e == 3.0 else square
 
 
 @template("sqrt")

@@ -109,6 +109,39 @@ for _schema in SCHEMAS.values():
         KERNELS[_schema.name] = _ufunc_kernel(_schema.ufunc, _schema.name in _QUIET)
 
 
+def _integral_power(numpy_power):
+    """pow's kernel: numpy's power, except a float array to a whole-number power (x ** 3 in
+    GELU's tanh form, polynomial features): numpy's float power of a negative base took ~45
+    ns an element here (x ** 3.0 on 131072 floats: 6.2 ms, against 0.14 for |x| ** 3.0). x ** 3
+    is x * x * x, as PyTorch computes it (equal bit for bit); other whole powers are |x| ** n
+    with x's sign put back for odd n (as accurate as numpy's: within an ulp)."""
+
+    def run(xp, x, exponent, out=None):
+        if (xp is np and x.__class__ is np.ndarray and x.dtype.kind == "f"
+                and isinstance(exponent, (int, float, np.number)) and exponent != 2
+                and float(exponent).is_integer()):
+            with np.errstate(all="ignore"):
+                if exponent == 3:
+                    square = np.multiply(x, x)
+                    return np.multiply(square, x, out=out)
+                magnitude = np.power(np.abs(x), x.dtype.type(exponent))
+                if exponent % 2:
+                    return np.copysign(magnitude, x, out=out)
+                if out is None:
+                    return magnitude
+                out[...] = magnitude
+                return out
+        return numpy_power(xp, x, exponent, out=out)
+
+    run.__name__ = "kernel_pow"
+    run.writes_out = True
+    run.ufunc = "power"
+    return run
+
+
+KERNELS["pow"] = _integral_power(KERNELS["pow"])
+
+
 @kernel("rsqrt")
 def _rsqrt(xp, x):
     with np.errstate(all="ignore"):
