@@ -132,6 +132,20 @@ def intrinsic(module: ir.Module, name: str, t: ir.Type, arity: int) -> ir.Functi
     return module.declare_intrinsic(name, [t], fnty)
 
 
+def infinity(module: ir.Module, b: ir.IRBuilder, t: ir.Type, value: float) -> ir.Value:
+    """+-inf as a load from a global the optimizer cannot see through (a loop hoists it).
+    Seen as a constant, -inf is llvm.maximum's identity, and a row max over
+    masked_fill(x, mask, -inf) (a causal softmax) became select(mask, max, maximum(max, x)),
+    which LLVM's vectorizer leaves scalar: 104 us against 25 for (128, 16, 16) scores."""
+    name = f"ember.{'neg' if value < 0 else 'pos'}inf.{t}"
+    g = module.globals.get(name)
+    if g is None:
+        g = ir.GlobalVariable(module, t, name)
+        g.initializer = ir.Constant(t, value)
+        g.linkage = "linkonce_odr"
+    return b.load(g, typ=t)
+
+
 def cast(b: ir.IRBuilder, v: ir.Value, source: str, target: str) -> ir.Value:
     """numpy's astype between register values (float to int truncates toward zero)."""
     src_t, dst_t = register_type(source), register_type(target)
@@ -535,6 +549,8 @@ class _Emitter:
             t = register_type(e.dtype)
             if e.dtype == "bool":
                 value = ir.Constant(I1, int(bool(e.attr)))
+            elif KIND[e.dtype] == "f" and math.isinf(float(e.attr)):
+                value = infinity(self.module, b, t, float(e.attr))
             elif e.dtype == "float16":  # the float16 number eager computes with
                 value = ir.Constant(t, float(np.float16(e.attr)))
             elif KIND[e.dtype] == "f":

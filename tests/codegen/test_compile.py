@@ -687,6 +687,31 @@ def test_softmax_row_loops_stay_rolled_and_keep_several_accumulators():
     assert_close(got[0], want[0], rtol=1e-5, atol=1e-7)
 
 
+def test_causal_softmax_row_max_vectorizes_with_an_infinite_fill():
+    """softmax(masked_fill(x, mask, -inf)): -inf is llvm.maximum's identity, and seen as a
+    constant it let LLVM turn the row max into a select per element that stayed scalar
+    (283 us against 113 for (128, 4, 16, 16) scores). Infinities are emitted as loads the
+    optimizer cannot fold: the kernel has the vector maxima a finite fill's has, and values
+    equal eager's, a row of -inf scores and the masked lanes included."""
+    from ember.codegen.llvm import target
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((8, 4, 16, 16)).astype(np.float32)
+    x[0, 0, 3] = -np.inf  # a row whose unmasked scores are -inf too
+    mask = np.triu(np.ones((16, 16), bool), 1)
+    vector_maxima = []
+    for fill in (float("-inf"), -1e9):
+        compiled, eager = executors(lambda s, m: F.softmax(s.masked_fill(m, fill), -1), x,
+                                    mask)
+        assert compiled.kernel_count == 1
+        got, want = run_both(compiled, eager, [x, mask])
+        np.testing.assert_array_equal(np.isnan(got[0]), np.isnan(want[0]))
+        assert_close(got[0], want[0], rtol=1e-6, atol=1e-7)
+        vector_maxima.append(target.assembly(compiled.llvm_ir).count("vmaxps"))
+    if target.llvm().get_host_cpu_features().get("avx2"):
+        assert vector_maxima[0] == vector_maxima[1] > 0
+
+
 def test_avx512_hosts_vectorize_on_whole_512_bit_registers():
     """On an x86 CPU with AVX-512 the target machine is told not to prefer 256-bit vectors
     (LLVM's tuning for most Intel ones, under which a matrix-vector row kernel ran on ymm
