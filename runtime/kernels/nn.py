@@ -18,6 +18,10 @@ def _product(xp, a, b):
     if a.ndim > 2 and b.ndim == 2 and a.shape[-1] and a.size:
         lead = a.shape[:-1]
         return _product(xp, a.reshape(-1, a.shape[-1]), b).reshape(*lead, b.shape[-1])
+    if xp is np and (a.ndim > 2 or b.ndim > 2):
+        out = packed_gemm.batched(a, b)  # a stack of small products, None: numpy's matmul
+        if out is not None:
+            return out
     if xp is np:
         out = packed_gemm.product(a, b)  # ember's own GEMM, None: BLAS does as well
         if out is not None:

@@ -51,6 +51,17 @@ def test_cube_is_pytorchs_product():
 
 
 @pytest.mark.parametrize("exponent", [3.0, -3.0, 4.0, 5])
+def test_every_float16_is_numpys(exponent):
+    # float16 powers round once from float32, as numpy's (and PyTorch's) do: (x*x)*x in
+    # float16 rounds twice and differed on 5176 of the 63488 finite values
+    bits = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    x = bits[np.isfinite(bits)]
+    with np.errstate(all="ignore"):
+        expected = np.power(x, np.float16(exponent))
+    np.testing.assert_array_equal((ember.from_numpy(x) ** exponent).numpy(), expected)
+
+
+@pytest.mark.parametrize("exponent", [3.0, -3.0, 4.0, 5])
 def test_in_place(exponent):
     x = np.random.default_rng(6).standard_normal((8, 9)).astype(np.float32)
     t = ember.tensor(x)
