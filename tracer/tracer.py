@@ -185,6 +185,11 @@ class Trace:
         if id(tensor) in self.views or tensor._base is not None:
             self._written_through_view(tensor, value)
             return
+        entry = self.env.get(id(tensor))
+        if entry is None or entry[0] is not tensor:
+            # a tensor from outside written before the trace read it (W.copy_(x), W.zero_()):
+            # a state like any other, so the call writes it back (its old value an input)
+            self._value(tensor)
         self._bind(tensor, value)
         if id(tensor) in self.states:
             self.mutated[id(tensor)] = tensor

@@ -112,3 +112,68 @@ def test_distinct_tensors_keep_the_graph_and_reach_no_eager_path():
     assert len(scripted.specializations) == 1
     assert scripted.specializations[0].eager_reason is None
     assert scripted.specializations[0].outside_written  # the writing graph checks its calls
+
+
+@pytest.mark.parametrize("write", ["copy_", "fill_", "zero_", "copy_ returned"])
+def test_a_write_to_an_outside_tensor_it_never_reads_is_kept_on_every_call(write):
+    # the trace bound the written value but recorded no state: the first (traced) call wrote
+    # W, later calls of the graph did not
+    def f(a):
+        if write == "copy_":
+            W.copy_(a + 1.0)
+        elif write == "fill_":
+            W.fill_(7.0)
+        elif write == "zero_":
+            W.zero_()
+        else:
+            return W.copy_(a + 1.0)
+        return a * 2.0
+
+    scripted = ember.script(f)
+    for _ in range(4):
+        W.fill_(3.0)
+        got = scripted(ember.full((3,), 5.0))
+        after = W.numpy().copy()
+        W.fill_(3.0)
+        expected = f(ember.full((3,), 5.0))
+        np.testing.assert_array_equal(after, W.numpy())
+        np.testing.assert_array_equal(got.numpy(), expected.numpy())
+    W.fill_(3.0)  # and the graph that writes W does not run on W itself
+    got = scripted(W).numpy().copy()
+    W.fill_(3.0)
+    np.testing.assert_array_equal(got, f(W).numpy())
+
+
+def test_a_module_buffer_written_without_a_read():
+    class Keep(ember.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("last", ember.zeros(3))
+
+        def forward(self, x):
+            self.last.copy_(x + 1.0)
+            return x * 2.0
+
+    module = Keep()
+    scripted = ember.script(module)
+    for step in range(4):
+        scripted(ember.full((3,), float(step)))
+        np.testing.assert_array_equal(module.last.numpy(), np.full(3, step + 1.0))
+
+
+def test_every_argument_over_one_array_is_checked():
+    flat = ember.zeros(20)
+    first = flat[0:10]
+
+    def g(a, b):
+        a.add_(1.0)
+        b.add_(1.0)
+        return a * first
+
+    scripted = ember.script(g)
+    for _ in range(3):
+        scripted(ember.zeros(10), ember.zeros(10))
+    flat.zero_()
+    result = scripted(flat[0:10], flat[10:20])  # the first argument is `first`
+    np.testing.assert_array_equal(result.numpy(), np.ones(10))
+    np.testing.assert_array_equal(flat.numpy(), np.ones(20))
