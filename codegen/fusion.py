@@ -8,7 +8,7 @@ divide, in one kernel). Views are never members: a member reading a view reads t
 (codegen/indexing.py), and a view that something outside needs runs as itself.
 
 Legality is reachability on the graph of units (groups and ungrouped nodes, views read
-through), contracted as groups grow (networkx): a merge is refused when a path leaves the
+through), contracted as groups grow (ir/digraph.py): a merge is refused when a path leaves the
 merged set and comes back into it, which would make a cycle between kernels.
 Matmul, conv and the other extern ops, indexing, and reductions over leading dims stay single
 nodes that run their eager kernels (BLAS through numpy); the pointwise epilogues after them
@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..ir.digraph import DiGraph
 from ..ir.graph import Graph, Node, Value
 from ..ir.symbolic import SymInt
 from .indexing import AffineMap, broadcast_map, view_map
@@ -122,10 +123,8 @@ def through_views(value) -> tuple:
 
 class _Fusion:
     def __init__(self, graph: Graph):
-        import networkx as nx  # here, not at import: loading networkx costs ~80 ms
-
         self.graph = graph
-        self.dag = nx.DiGraph()
+        self.dag = DiGraph()
         for node in graph.nodes:
             self.dag.add_node(node)
             for x in node.inputs:
@@ -166,11 +165,9 @@ class _Fusion:
     # -- the graph of units (groups and ungrouped nodes), kept contracted as groups grow --------
 
     def _build_units(self) -> None:
-        import networkx as nx
-
         # views are read through, so they are not units: a node that reads a view depends on
         # the node the view's chain starts from
-        self.units = nx.DiGraph()
+        self.units = DiGraph()
         self.units.add_nodes_from(id(n) for n in self.graph.nodes if not n.schema.view)
         for a, b in self.dag.edges:
             if b.schema.view:

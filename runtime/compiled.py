@@ -40,6 +40,7 @@ from ..codegen.rewrites import (
     small_linear_as_reduction,
     split_linear_bias,
 )
+from ..ir.digraph import DiGraph, lexicographical_topological_sort
 from ..ir.graph import Graph, Node, Value
 from . import packed_gemm
 from .cats import write_cats_in_place
@@ -685,20 +686,18 @@ class CompiledProgram:
 def _ordered(units: list) -> list:
     """The units in an order where each runs after the units that write what it reads (the
     values a kernel loads, the inputs an eager node takes); ties keep the graph's order."""
-    import networkx as nx
-
     writer = {}
     for i, (unit, spec, ins, outs) in enumerate(units):
         for v in (outs if spec is not None else unit.outputs):
             writer[v] = i
-    order = nx.DiGraph()
+    order = DiGraph()
     order.add_nodes_from(range(len(units)))
     for i, (unit, spec, ins, outs) in enumerate(units):
         reads = ins if spec is not None else [x for x in unit.inputs if isinstance(x, Value)]
         for v in reads:
             if v in writer and writer[v] != i:
                 order.add_edge(writer[v], i)
-    return [units[i] for i in nx.lexicographical_topological_sort(order, key=lambda i: i)]
+    return [units[i] for i in lexicographical_topological_sort(order)]
 
 
 _SUMMED_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
