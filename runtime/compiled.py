@@ -742,26 +742,22 @@ def _column_sum_pair(step: Step, position: dict):
 def matmul_with_column_sum(xp, a, b):
     """(a @ b, b.sum(0)) for matrices: one packed GEMM that sums B's columns as it packs
     them, where it takes the product; else the two kernels."""
-    if xp is np and b.dtype in _SUMMED_FLOATS and a.dtype == b.dtype:
-        total = np.empty(b.shape[1], b.dtype)
-        product = packed_gemm.product(a, b, colsum=total)
-        if product is not None:
-            return product, total
-    return _apart(xp, a, b, b, 0)
+    return _with_sum(xp, a, b, b, 0)
 
 
 def matmul_with_row_sum(xp, a, b):
     """(a @ b, a.sum(1)) for matrices, a transposed (dY^T): one packed GEMM that sums A's
     rows as it copies them, where it takes the product; else the two kernels."""
+    return _with_sum(xp, a, b, a, 1)
+
+
+def _with_sum(xp, a, b, summed, dim):
     if xp is np and a.dtype in _SUMMED_FLOATS and a.dtype == b.dtype:
-        total = np.empty(a.shape[0], a.dtype)
-        product = packed_gemm.product(a, b, rowsum=total)
+        total = np.empty(summed.shape[1 - dim], a.dtype)
+        sums = {"colsum": total} if dim == 0 else {"rowsum": total}
+        product = packed_gemm.product(a, b, **sums)
         if product is not None:
             return product, total
-    return _apart(xp, a, b, a, 1)
-
-
-def _apart(xp, a, b, summed, dim):
     from .kernels import KERNELS
 
     return KERNELS["matmul"](xp, a, b), KERNELS["sum"](xp, summed, (dim,), False)

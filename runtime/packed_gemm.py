@@ -27,6 +27,7 @@ import threading
 
 import numpy as np
 
+from .blas import NO_TRANS, TRANS
 from .native import _pool, data_pointer
 from .windows import argv_type, load_task
 
@@ -168,7 +169,6 @@ def product(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None,
 
 
 BATCHED_POOL_WORK = 1 << 16  # multiply-adds of the whole stack from which the pool shares it
-_NO_TRANS, _TRANS = 111, 112  # cblas's flags
 
 
 def _stack_strides(x: np.ndarray, batch: tuple, inner: int) -> tuple[int, int] | None:
@@ -206,9 +206,9 @@ def _matrix_layout(x: np.ndarray) -> tuple[int, int] | None:
     if s_row < 0 or s_col < 0 or s_row % item or s_col % item:
         return None
     if s_col == item or cols == 1:
-        return _NO_TRANS, s_row // item if rows > 1 else 0
+        return NO_TRANS, s_row // item if rows > 1 else 0
     if s_row == item or rows == 1:
-        return _TRANS, s_col // item if cols > 1 else 0
+        return TRANS, s_col // item if cols > 1 else 0
     return None
 
 
@@ -280,7 +280,7 @@ def _bmm_plan(a: np.ndarray, b: np.ndarray):
     layout_a, layout_b = _matrix_layout(a), _matrix_layout(b)
     if stride_a is None or stride_b is None or layout_a is None or layout_b is None:
         return None
-    trans_a, trans_b = layout_a[0] == _TRANS, layout_b[0] == _TRANS
+    trans_a, trans_b = layout_a[0] == TRANS, layout_b[0] == TRANS
     name = bmm_name(dtype, m, n, k, trans_a, trans_b)
     function, address, _ = load_task(name, lambda: bmm_ir(dtype, m, n, k, trans_a, trans_b))
     words = (*stride_a, layout_a[1], *stride_b, layout_b[1], m * n, n, inner)

@@ -201,8 +201,7 @@ def one_result_call(graphs: SplitGraphs, make_tensor, dtype, device, xp):
     return call
 
 
-def _modified(what: str, expected: int, tensor=None, now=None):
-    now = tensor._version[0] if tensor is not None else now
+def _modified(what: str, now: int, expected: int):
     return runtime_error(
         "one of the variables needed for gradient computation has been modified by an "
         f"inplace operation: {what} of a scripted call, is at version {now}; expected "
@@ -248,7 +247,10 @@ class CompiledBackward(Node):
             return self._recompute(grads)
         if self.saved is None:
             raise runtime_error(_FREED_MESSAGE)
-        self._check_saved()
+        self._check_inputs(saved_only=True)
+        for j, cell, v in self.result_versions:
+            if cell[0] != v:
+                raise _modified(f"result {j}", cell[0], v)
         arrays = [g._data if g._dtype is meta[1] else g.to(meta[1])._data
                   for g, meta in zip(grads, self.out_meta)]
         outs = iter(self.graphs.backward(self.xp, arrays + list(self.saved)))
@@ -256,17 +258,17 @@ class CompiledBackward(Node):
 
         return [_wrap(next(outs)) if present else None for present in self.graphs.has_grad]
 
-    def _check_saved(self) -> None:
-        """Raise where an input or a result the backward reads (saved as it is, or a view of
-        it) changed in place since the call: eager autograd raises there, and the compiled
-        backward would read the new values."""
+    def _check_inputs(self, saved_only: bool) -> None:
+        """Raise where an input changed in place since the call (saved_only: an input whose
+        memory a saved value shares): eager autograd raises there, and the backward would
+        read the new values. The inputs the call itself wrote are left out. The compiled
+        backward also checks the results it saved (result_versions)."""
         written = self.graphs.written
         for i, (t, v) in enumerate(zip(self.inputs, self.versions)):
-            if t._version[0] != v and i not in written and self._reads(t._data):
-                raise _modified(f"[ember.{t._dtype.name} {list(t.shape)}], an input", v, t)
-        for j, cell, v in self.result_versions:
-            if cell[0] != v:
-                raise _modified(f"result {j}", v, None, cell[0])
+            if (t._version[0] != v and i not in written
+                    and (not saved_only or self._reads(t._data))):
+                raise _modified(f"[ember.{t._dtype.name} {list(t.shape)}], an input",
+                                t._version[0], v)
 
     def _reads(self, array) -> bool:
         may_share = self.xp.may_share_memory
@@ -276,9 +278,7 @@ class CompiledBackward(Node):
         """create_graph: the forward again, op by op under autograd, differentiated."""
         from ..autograd.engine import partial_grad
 
-        for i, (t, v) in enumerate(zip(self.inputs, self.versions)):
-            if t._version[0] != v and i not in self.graphs.written:
-                raise _modified(f"[ember.{t._dtype.name} {list(t.shape)}], an input", v, t)
+        self._check_inputs(saved_only=False)
         results = self.graphs.replay(self.inputs)
         outputs = [results[j] for j in self.graphs.diff_outputs]
         wanted = [self.inputs[i] for i in self.graphs.diff_inputs]

@@ -136,16 +136,10 @@ def alias_pattern(values) -> tuple | None:
     borrowed = []  # tensors over memory no array owns (shared memory, a bytes buffer)
     for i, x in enumerate(values):
         if isinstance(x, _tensor.Tensor):
-            data = x._data
-            base = data.base
-            if base is not None:
-                # a view's base is the array that owns its memory, or one over a buffer
-                # (share_memory_(), frombuffer), whose own base is that buffer
-                while base.__class__ is data.__class__ and base.base is not None:
-                    base = base.base
-                if base.__class__ is not data.__class__:
-                    borrowed.append(i)
-            key = id(data if base is None else base)
+            owner, borrowing = _owner(x._data)
+            if borrowing:
+                borrowed.append(i)
+            key = id(owner)
             if key in owners:
                 owners[key].append(i)
                 shared = True
@@ -177,7 +171,8 @@ def alias_pattern(values) -> tuple | None:
 
 def _owner(data):
     """(the array owning data's memory, whether that memory is borrowed: an array over a
-    buffer no array owns, share_memory_() or frombuffer)."""
+    buffer no array owns, share_memory_() or frombuffer; then the buffer). A view's base is
+    the array that owns its memory, or one over a buffer, whose own base is that buffer."""
     base = data.base
     if base is None:
         return data, False
