@@ -8,8 +8,8 @@ the activated gates and every step's c for the backward, which walks the steps i
 all steps.
 
 On the CPU, for float32 and float64, each pass over the steps is one native call
-(codegen/llvm/recurrent.py: the GEMMs through numpy's OpenBLAS, the gates in inline
-polynomials); elsewhere (cupy, no llvmlite, no usable BLAS symbol, an empty size) the same
+(codegen/llvm/recurrent.py: the per-step products in register tiles, the gates in inline
+polynomials); elsewhere (cupy, no llvmlite, an empty size) the same
 recurrence runs in whole-array numpy-API calls per step.
 """
 
@@ -17,42 +17,52 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import windows
+from .. import packed_gemm, windows
 from ..native import _pool, data_pointer, load_pool
-from ..threads import before_blas, blas_single_threaded
+from ..threads import before_blas
 from .nn import _linear, _product
 from .reduce import _leading_by_gemv, _leading_product
 from .registry import kernel
 
-# a step shares its hidden units over the native pool when its GEMM has at least this many
-# multiply-adds (B * H * 4H): below, waking the pool costs more than a second core saves
+# a pass shares its work over the native pool when it has at least this many multiply-adds
+# in its steps' products (B * H * 4H a step): below, waking the pool costs more than a second
+# core saves. The batch's rows are shared for the whole pass, a row's recurrence being its
+# own; a batch of one row shares each step's hidden units instead, which costs a barrier a
+# step, so there a step's product must reach it alone.
 PARALLEL_MIN_STEP_WORK = 1 << 20
 
 
-def _native_gemm(xp, *arrays):
-    """numpy's cblas GEMM (runtime/blas.py) when the native pass can take these arrays."""
-    if xp is not np or not windows.available(*arrays) or any(a.size == 0 for a in arrays):
-        return None
-    from ..blas import gemm
-
-    return gemm()
+def _native(xp, *arrays) -> bool:
+    """Whether the native passes can take these arrays."""
+    return xp is np and windows.available(*arrays) and all(a.size for a in arrays)
 
 
-def _native_pass(kind: str, found, dtype: str, words: list, batch: int, hidden: int) -> None:
-    """Run the native forward or backward pass (codegen/llvm/recurrent.py) over the steps,
-    each step's hidden units shared by the pool's threads when the step is large enough.
-    OpenBLAS runs on one thread inside (each thread calls its own GEMMs)."""
+def _panels(w_hh: np.ndarray) -> int:
+    """The address of the buffer the pass packs W_hh into (codegen/llvm/recurrent.py), either
+    way: 4H * H weights, H padded to whole vectors (the calling thread's buffer, the packed
+    GEMM's: nothing else runs on it during the pass)."""
+    from ...codegen.llvm.tiles import lanes
+
+    hidden = w_hh.shape[1]
+    width = lanes(w_hh.dtype.name)
+    return packed_gemm._packed_buffer(4 * hidden * -(-hidden // width) * width * w_hh.itemsize)
+
+
+def _native_pass(kind: str, dtype: str, words: list, steps: int, batch: int,
+                 hidden: int) -> None:
+    """Run the native forward or backward pass (codegen/llvm/recurrent.py) over the steps:
+    the batch's rows shared by the pool's threads, or, for a batch of one row, each step's
+    hidden units, when the work is large enough."""
     from ...codegen.llvm.recurrent import lstm_backward_ir, lstm_forward_ir, lstm_name
 
     make = lstm_forward_ir if kind == "forward" else lstm_backward_ir
     load_pool()  # the pass calls its ember_parallel_for
     threads = _pool.threads() if _pool.parallel_for() is not None else 1
-    if batch * hidden * hidden * 4 < PARALLEL_MIN_STEP_WORK:
+    by_rows = batch > 1
+    if batch * hidden * hidden * 4 * (steps if by_rows else 1) < PARALLEL_MIN_STEP_WORK:
         threads = 1
-    blas_single_threaded()
-    windows.run_task(lstm_name(kind, dtype, found.int_bits),
-                     lambda: make(dtype, found.int_bits), [*words, threads], 1, 0)
-    before_blas()
+    windows.run_task(lstm_name(kind, dtype), lambda: make(dtype),
+                     [*words, threads, int(by_rows)], 1, 0)
 
 
 def _order(steps: int, reverse: bool):
@@ -93,23 +103,21 @@ def _lstm_layer(xp, x, h0, c0, w_ih, w_hh, *biases, reverse):
     hidden = w_hh.shape[1]
     if xp is np:
         before_blas()
-    # W_hh^T contiguous: the per-step GEMMs of B rows run faster on it than on W_hh transposed
-    x, h0, c0, w_hh_t = (xp.ascontiguousarray(a) for a in (x, h0, c0, w_hh.T))
+    x, h0, c0, w_hh = (xp.ascontiguousarray(a) for a in (x, h0, c0, w_hh))
     # both biases added as the product is stored (nn.py's linear), not in a pass of their own
     gates = _linear(xp, x.reshape(steps * batch, features), w_ih,
                     biases[0] + biases[1] if biases else None)
     gates = gates.reshape(steps, batch, 4 * hidden)
     output = xp.empty((steps, batch, hidden), x.dtype)
     cells = xp.empty((steps, batch, hidden), x.dtype)
-    found = _native_gemm(xp, gates, h0, c0, w_hh_t)
-    if found is None:
-        _forward_steps(xp, gates, output, cells, h0, c0, w_hh_t, reverse)
+    if not _native(xp, gates, h0, c0, w_hh):
+        _forward_steps(xp, gates, output, cells, h0, c0, w_hh.T, reverse)
     else:
-        address = found.sgemm if x.dtype.name == "float32" else found.dgemm
-        _native_pass("forward", found, x.dtype.name,
+        _native_pass("forward", x.dtype.name,
                      [data_pointer(gates), data_pointer(output), data_pointer(cells),
-                      data_pointer(h0), data_pointer(c0), data_pointer(w_hh_t), address, steps,
-                      batch, hidden, int(reverse)], batch, hidden)
+                      data_pointer(h0), data_pointer(c0), data_pointer(w_hh),
+                      _panels(w_hh), steps, batch,
+                      hidden, int(reverse)], steps, batch, hidden)
     if steps:
         last = 0 if reverse else steps - 1
         h_n, c_n = output[last].copy(), cells[last].copy()
@@ -163,16 +171,14 @@ def _lstm_layer_backward(xp, x, h0, c0, w_ih, w_hh, output, gates, cells, grad_o
     dc = xp.array(xp.broadcast_to(grad_c_n, c0.shape), copy=True, order="C")
     dh = xp.zeros(c0.shape, x.dtype)
     grad_gates = xp.empty(gates.shape, x.dtype)
-    found = _native_gemm(xp, gates, cells, c0, w_hh, grad_output, dc, dh, grad_gates)
-    if found is None:
+    if not _native(xp, gates, cells, c0, w_hh, grad_output, dc, dh, grad_gates):
         _backward_steps(xp, gates, cells, c0, w_hh, grad_output, dc, dh, grad_gates, reverse)
     else:
-        address = found.sgemm if x.dtype.name == "float32" else found.dgemm
-        _native_pass("backward", found, x.dtype.name,
+        _native_pass("backward", x.dtype.name,
                      [data_pointer(gates), data_pointer(cells), data_pointer(c0),
-                      data_pointer(w_hh), data_pointer(grad_output), data_pointer(dc),
-                      data_pointer(dh), data_pointer(grad_gates), address, steps, batch, hidden,
-                      int(reverse)], batch, hidden)
+                      data_pointer(w_hh), _panels(w_hh), data_pointer(grad_output),
+                      data_pointer(dc), data_pointer(dh), data_pointer(grad_gates), steps,
+                      batch, hidden, int(reverse)], steps, batch, hidden)
         # dh0: the gradient of the forward's first step's h_prev
         dh = xp.matmul(grad_gates[steps - 1 if reverse else 0], w_hh)
     flat = grad_gates.reshape(steps * batch, 4 * hidden)

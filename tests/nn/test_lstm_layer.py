@@ -56,10 +56,14 @@ def _case(dtype, options, steps=7, batch=4, input_size=6, hidden=9):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("options", CONFIGS, ids=str)
-def test_native_pass_equals_the_numpy_pass(monkeypatch, dtype, options):
-    model, x, states, weigh = _case(dtype, options)
+@pytest.mark.parametrize("sizes", [(7, 4, 9), (5, 25, 40)], ids=str)
+def test_native_pass_equals_the_numpy_pass(monkeypatch, dtype, options, sizes):
+    # (5, 25, 40): whole register tiles of rows (6 forward, 12 backward) and the rows left,
+    # unit blocks in pairs and one alone (40 units: 16, 16, 8 in float32; five of 8 in float64)
+    steps, batch, hidden = sizes
+    model, x, states, weigh = _case(dtype, options, steps, batch, hidden=hidden)
     native = _run(model, x, states, weigh)
-    monkeypatch.setattr(rnn_kernels, "_native_gemm", lambda *arrays: None)
+    monkeypatch.setattr(rnn_kernels, "_native", lambda *arrays: False)
     stepped = _run(model, x, states, weigh)
     rtol, atol = TOLERANCE[dtype]
     for a, b in zip(native, stepped):
@@ -68,24 +72,29 @@ def test_native_pass_equals_the_numpy_pass(monkeypatch, dtype, options):
 
 @pytest.mark.parametrize("chunks", [2, 3])
 @pytest.mark.parametrize("options", [{}, {"bidirectional": True}], ids=str)
-def test_steps_shared_over_threads_equal_the_numpy_pass(monkeypatch, chunks, options):
-    # every step's hidden units cut into chunks (40 units: blocks of 16, 16 and 8), whatever
-    # the machine's thread budget now; the pool's caller runs the chunks no worker claims
-    model, x, states, weigh = _case("float32", options, hidden=40)
+@pytest.mark.parametrize("batch", [1, 4, 25])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_steps_shared_over_threads_equal_the_numpy_pass(monkeypatch, chunks, options, batch,
+                                                        dtype):
+    # whatever the machine's thread budget now, the batch's rows cut into `chunks` parts for
+    # the whole pass, or, for a batch of one row, every step's hidden units (40 units: blocks
+    # of 16, 16 and 8 in float32); the pool's caller runs the parts no worker claims
+    model, x, states, weigh = _case(dtype, options, batch=batch, hidden=40)
     monkeypatch.setattr(rnn_kernels, "PARALLEL_MIN_STEP_WORK", 0)
     monkeypatch.setattr(rnn_kernels._pool, "parallel_for", lambda: True)
     monkeypatch.setattr(rnn_kernels._pool, "threads", lambda: chunks)
     shared = _run(model, x, states, weigh)
-    monkeypatch.setattr(rnn_kernels, "_native_gemm", lambda *arrays: None)
+    monkeypatch.setattr(rnn_kernels, "_native", lambda *arrays: False)
     stepped = _run(model, x, states, weigh)
+    rtol, atol = TOLERANCE[dtype]
     for a, b in zip(shared, stepped):
-        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
 
 
 def test_native_pass_is_taken_for_float_arrays_on_the_cpu():
     arrays = [np.zeros((2, 3), np.float32)]
-    assert rnn_kernels._native_gemm(np, *arrays) is not None
-    assert rnn_kernels._native_gemm(np, np.zeros((0, 3), np.float32)) is None
+    assert rnn_kernels._native(np, *arrays)
+    assert not rnn_kernels._native(np, np.zeros((0, 3), np.float32))
 
 
 @pytest.mark.oracle
