@@ -487,16 +487,24 @@ class _Watch:
     def __enter__(self):
         codes = self.reach.codes
         previous = self.previous = sys.getprofile()
+        # a profile function in Python is called on; a profiler in C (cProfile's, whose
+        # object sys.getprofile returns and which cannot be called) pauses for the trace
+        chained = previous if callable(previous) else None
 
         def profile(frame, event, arg):
             if event == "call":
                 codes.add(frame.f_code)
-            if previous is not None:
-                previous(frame, event, arg)
+            if chained is not None:
+                chained(frame, event, arg)
 
         sys.setprofile(profile)
         return self
 
     def __exit__(self, *exc):
-        sys.setprofile(self.previous)
+        previous = self.previous
+        if previous is None or callable(previous):
+            sys.setprofile(previous)
+        else:
+            sys.setprofile(None)
+            previous.enable()  # the C profiler on again, as `python -m cProfile` left it
         return False

@@ -300,3 +300,47 @@ def test_names_read_off_the_bytecode_equal_what_dis_gives():
     reads, lines = reach._names_by_bytes_311(scope["f"].__code__)
     assert reads >= {"g0", "g299", "attr"} and lines["g299"] == 2
     assert (reads, lines) == reach._names_by_dis(scope["f"].__code__)
+
+
+def _traced_under(profiler_on, profiler_off):
+    """A scripted function traced while a profiler runs: its result, eager's."""
+    w = ember.tensor(np.arange(6, dtype=np.float32).reshape(2, 3))
+    fn = ember.script(lambda x: (x * w).sum(-1))
+    x = ember.tensor(np.ones((2, 3), np.float32))
+    profiler_on()
+    try:
+        got = [fn(x).numpy() for _ in range(3)]
+    finally:
+        profiler_off()
+    return got, (x * w).sum(-1).numpy()
+
+
+def test_a_trace_under_cprofile_runs_and_the_profiler_records_on():
+    # `python -m cProfile train.py`: sys.getprofile() is cProfile's C profiler, which
+    # cannot be called; the trace pauses it and turns it on again after
+    import cProfile
+    import pstats
+    import sys
+
+    profiler = cProfile.Profile()
+    got, want = _traced_under(profiler.enable, profiler.disable)
+    for value in got:
+        np.testing.assert_array_equal(value, want)
+    assert sys.getprofile() is None
+    # the calls after the trace (the cached ones) are in the profile
+    calls = {name for (_, _, name) in pstats.Stats(profiler).stats}
+    assert "__call__" in calls
+
+
+def test_a_python_profile_function_is_called_on_through_a_trace():
+    import sys
+
+    seen = []
+
+    def mine(frame, event, arg):
+        seen.append(event)
+
+    got, want = _traced_under(lambda: sys.setprofile(mine), lambda: sys.setprofile(None))
+    for value in got:
+        np.testing.assert_array_equal(value, want)
+    assert "call" in seen and "return" in seen
