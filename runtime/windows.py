@@ -65,7 +65,7 @@ def load_task(name: str, make_ir):
             if entry is None:
                 from ..codegen.llvm.cache import default_cache
 
-                library = default_cache().load(make_ir())
+                library = default_cache().load_generated(name, make_ir)
                 # the library is kept with its functions: its code lives as long as it does
                 # (a kernel cache that is replaced would otherwise free code still called)
                 entry = _kernels[name] = (library.function(name, _SIGNATURE),

@@ -2,8 +2,13 @@
 processes, so that a kernel is optimized and emitted once per machine, not once per run.
 
 A key (`cache_key`) hashes the module's LLVM IR with everything else the object code depends
-on: the host target (`target.target_key()`), CODEGEN_VERSION and ember's version. A disk entry
-is `<directory>/<key>.ko`:
+on: the host target (`target.target_key()`), CODEGEN_VERSION and ember's version. A generated
+task (runtime/windows.py's load_task: the packed GEMM, the LSTM passes, the pool tasks) is
+keyed by its name instead (`generated_key`), which names everything its generator takes (the
+process's tasks are found by name already), with the sources of ember's generators and of the
+runtime that calls them: its IR is made only when the key misses. The packed GEMM's IR took
+~70 ms to make, a fifth of the time from script() to a small MLP step's first results with
+every kernel on disk. A disk entry is `<directory>/<key>.ko`:
 
     MAGIC (8 bytes) | key (64 ASCII hex) | payload length (8, little-endian) |
     HMAC-SHA256 of the three fields before it and the payload (32) | payload (the object code)
@@ -78,7 +83,6 @@ _CREATE_FLAGS = (
     | getattr(os, "O_BINARY", 0)
 )
 _OFF = {"off", "0", "false", "no", "none"}
-_FALLBACK_VERSION = "0.1.0"  # when ember runs from a folder without installed metadata
 # Windows has no getuid and its st_mode bits are synthesized, so neither check means anything
 # there; everywhere else both apply.
 _POSIX = hasattr(os, "getuid")
@@ -101,24 +105,54 @@ class CacheStats:
 
 @functools.cache
 def _ember_version() -> str:
-    import importlib.metadata
+    """ember's version, the package's own (pyproject.toml's, tests/test_version.py checks):
+    importlib.metadata's lookup imported the email package and scanned every distribution on
+    sys.path, ~40 ms of a process's first scripted call."""
+    from ... import __version__
 
-    try:
-        return importlib.metadata.version("ember")
-    except importlib.metadata.PackageNotFoundError:
-        return _FALLBACK_VERSION
+    return __version__
 
 
 def cache_key(module_ir: str) -> str:
     """sha256 hex of the IR, the host target, CODEGEN_VERSION and ember's version. Each part is
     length-prefixed so that no two different tuples of parts hash the same bytes, and nothing
     depends on Python's hash() or repr, so every process on the machine agrees."""
+    return _digest("ember-kernel", module_ir)
+
+
+def generated_key(name: str) -> str:
+    """The key of the generated task `name`, without its IR: the name, the sources of the
+    generators and of the runtime (_sources_digest), and what cache_key adds."""
+    return _digest("ember-generated", name, _sources_digest())
+
+
+@functools.cache
+def _sources_digest() -> str:
+    """sha256 hex of the Python sources under codegen/, ir/ and runtime/, in path order: an
+    edit to a generator, or to a caller's arguments for one, changes every generated key.
+    About 1 MB, read once a process (~2 ms)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    digest = hashlib.sha256()
+    for top in ("codegen", "ir", "runtime"):
+        for folder, folders, files in os.walk(os.path.join(root, top)):
+            folders[:] = sorted(f for f in folders if f != "__pycache__")
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    path = os.path.join(folder, name)
+                    digest.update(os.path.relpath(path, root).encode("utf-8") + b"\0")
+                    with open(path, "rb") as source:
+                        data = source.read()
+                    digest.update(len(data).to_bytes(8, "little") + data)
+    return digest.hexdigest()
+
+
+def _digest(kind: str, *rest: str) -> str:
     parts = [
-        "ember-kernel",
+        kind,
         CODEGEN_VERSION,
         _ember_version(),
         *(str(part) for part in target.target_key()),
-        module_ir,
+        *rest,
     ]
     digest = hashlib.sha256(len(parts).to_bytes(8, "little"))
     for part in parts:
@@ -199,7 +233,15 @@ class KernelCache:
 
     def load(self, module_ir: str) -> target.ObjectLibrary:
         """The object code of `module_ir`, loaded; the same library for the same IR."""
-        key = cache_key(module_ir)
+        return self.load_keyed(cache_key(module_ir), lambda: module_ir)
+
+    def load_generated(self, name: str, make_ir) -> target.ObjectLibrary:
+        """The object code of the generated task `name` (generated_key), loaded; make_ir()
+        gives its IR, called only when neither memory nor disk holds it."""
+        return self.load_keyed(generated_key(name), make_ir)
+
+    def load_keyed(self, key: str, make_ir) -> target.ObjectLibrary:
+        """The object code under `key`, loaded, or built from make_ir() and stored there."""
         with self._lock:
             library = self._libraries.get(key)
             if library is not None:
@@ -214,7 +256,7 @@ class KernelCache:
                     self.stats.hits_memory += 1
                     return library
             try:
-                library = self._build(key, module_ir)
+                library = self._build(key, make_ir)
                 with self._lock:
                     self._libraries[key] = library
             finally:
@@ -228,7 +270,7 @@ class KernelCache:
         with self._lock:
             setattr(self.stats, name, getattr(self.stats, name) + 1)
 
-    def _build(self, key: str, module_ir: str) -> target.ObjectLibrary:
+    def _build(self, key: str, make_ir) -> target.ObjectLibrary:
         if self._disk_readable():
             path = self.entry_path(key)
             try:
@@ -245,7 +287,7 @@ class KernelCache:
                 self._count("rebuilt_corrupt")
                 log("kernels", f"kernel {key[:12]}: cache entry {path} rebuilt: {error}")
         start = time.perf_counter()
-        objects = target.emit_object(module_ir)
+        objects = target.emit_object(make_ir())
         self._count("compiles")
         elapsed = (time.perf_counter() - start) * 1000
         log("kernels", f"kernel {key[:12]} compiled in {elapsed:.1f} ms")

@@ -326,6 +326,66 @@ def test_the_key_changes_with_ir_codegen_version_and_target(monkeypatch):
     monkeypatch.undo()
 
 
+def test_a_generated_task_is_made_only_when_its_key_misses(tmp_path):
+    made = []
+
+    def make_ir():
+        made.append(1)
+        return IR
+
+    kernels = cache.KernelCache(str(tmp_path))
+    run_kernel(kernels.load_generated("ember_test_scale2", make_ir))
+    assert kernels.load_generated("ember_test_scale2", make_ir) is not None
+    assert len(made) == 1 and kernels.stats.compiles == 1
+    # another process's cache on the directory: from disk, the IR never made
+    fresh = cache.KernelCache(str(tmp_path))
+    run_kernel(fresh.load_generated("ember_test_scale2", make_ir))
+    assert len(made) == 1 and fresh.stats.hits_disk == 1 and fresh.stats.compiles == 0
+    key = cache.generated_key("ember_test_scale2")
+    assert disk_entries(tmp_path) == [key + cache.SUFFIX]
+    assert_valid_entry(fresh.entry_path(key), key)
+
+
+def test_a_generated_key_changes_with_the_name_the_sources_and_the_target(monkeypatch):
+    key = cache.generated_key("ember_test_scale2")
+    assert len(key) == 64 and cache.generated_key("ember_test_scale2") == key
+    assert cache.generated_key("ember_test_scale3") != key
+    assert key != cache.cache_key(IR) and key != cache.cache_key("ember_test_scale2")
+    # an edit to a generator (or the runtime calling one) changes every generated key
+    assert cache._sources_digest() == cache._sources_digest.__wrapped__()
+    monkeypatch.setattr(cache, "_sources_digest", lambda: "0" * 64)
+    assert cache.generated_key("ember_test_scale2") != key
+    monkeypatch.undo()
+    monkeypatch.setattr(cache, "CODEGEN_VERSION", cache.CODEGEN_VERSION + ".next")
+    assert cache.generated_key("ember_test_scale2") != key
+    monkeypatch.undo()
+    triple, cpu, features, llvmlite_version = target.target_key()
+    monkeypatch.setattr(target, "target_key", lambda: (triple, cpu, features + ",-avx2",
+                                                       llvmlite_version))
+    assert cache.generated_key("ember_test_scale2") != key
+
+
+def test_the_sources_digest_covers_the_generators_and_the_runtime(tmp_path, monkeypatch):
+    # the digest of a copy of the three folders equals the package's; one byte changed in a
+    # generator, or in the runtime, changes it
+    import shutil
+
+    root = tmp_path / "pkg"
+    for top in ("codegen", "ir", "runtime"):
+        shutil.copytree(os.path.join(PACKAGE_DIR, top), root / top,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    fake = root / "codegen" / "llvm" / "cache.py"
+    digest = cache._sources_digest.__wrapped__
+    monkeypatch.setattr(cache, "__file__", str(fake))
+    assert digest() == cache._sources_digest()
+    for edited in (root / "codegen" / "llvm" / "gemm.py", root / "runtime" / "windows.py"):
+        original = edited.read_bytes()
+        edited.write_bytes(original + b"\n")
+        assert digest() != cache._sources_digest()
+        edited.write_bytes(original)
+    assert digest() == cache._sources_digest()
+
+
 def test_an_entry_built_for_another_codegen_version_is_not_loaded(tmp_path, monkeypatch):
     cache.KernelCache(str(tmp_path)).load(IR)
     monkeypatch.setattr(cache, "CODEGEN_VERSION", cache.CODEGEN_VERSION + ".next")
