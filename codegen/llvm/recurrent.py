@@ -300,10 +300,10 @@ def _outer(module, name, dtype, words, step_words, task, fill) -> None:
     each, fill(f, s, t, first, t_prev) gives the step's words at row 0 (`batch` the whole
     batch's), moved here to the rows' first and `batch` set to their count; they go to `task`
     over the unit blocks, on the pool when split = 0 and threads > 1. With split = 1 the
-    exported function runs the rows of the batch on the pool instead, `threads` parts: a row's
-    recurrence reads only that row of h, c and the gates, so the parts never wait for each
-    other, where sharing a step's units costs a barrier per step and the transfer of h_t (or
-    dgates_t) between the cores."""
+    exported function runs the rows of the batch on the pool instead, min(threads, B) parts: a
+    row's recurrence reads only that row of h, c and the gates, so the parts never wait for
+    each other, where sharing a step's units costs a barrier per step and the transfer of h_t
+    (or dgates_t) between the cores."""
     f = _Function(module, name + "_rows", dtype, words)
     f.fn.linkage = "internal"
     b, a = f.b, f.args

@@ -90,6 +90,17 @@ def _ufunc_kernel(name: str, quiet_errors: bool):
                 if done is not None:
                     return done
             return function(a, b)
+    elif name == "negative":
+        def run(xp, x, out=None):
+            if xp is np and out is not None and not out.flags.c_contiguous:
+                # numpy 2.4's negative writes wrong elements into an out of some strides (a
+                # float32 column of a 4-wide matrix: 16 bytes; float64's 64): in place on such
+                # a view, x[:, 3:].neg_() gave [-4, -5] for [-4, -8]. Negated apart, then copied
+                out[...] = np.negative(x)
+                return out
+            return getattr(xp, name)(x, out=out)
+
+        direct = function
     else:
         def run(xp, *args, out=None):
             return getattr(xp, name)(*args, out=out)

@@ -37,15 +37,25 @@ def _native(xp, *arrays) -> bool:
     return xp is np and windows.available(*arrays) and all(a.size for a in arrays)
 
 
-def _panels(w_hh: np.ndarray) -> int:
-    """The address of the buffer the pass packs W_hh into (codegen/llvm/recurrent.py), either
-    way: 4H * H weights, H padded to whole vectors (the calling thread's buffer, the packed
-    GEMM's: nothing else runs on it during the pass)."""
+# panels up to this size go into the calling thread's buffer (packed_gemm's), which is kept
+# for its next GEMM or pass; larger ones (H past 1024 in float32) into an array of the call's
+RETAINED_PANEL_BYTES = 1 << 24
+
+
+def _panels(w_hh: np.ndarray) -> tuple[int, np.ndarray | None]:
+    """(the address of the buffer the pass packs W_hh into (codegen/llvm/recurrent.py), the
+    array to keep alive through the pass or None): either way 4H * H weights, H padded to
+    whole vectors, on a cache line. Nothing else runs on the thread's buffer during the pass."""
     from ...codegen.llvm.tiles import lanes
 
     hidden = w_hh.shape[1]
     width = lanes(w_hh.dtype.name)
-    return packed_gemm._packed_buffer(4 * hidden * -(-hidden // width) * width * w_hh.itemsize)
+    nbytes = 4 * hidden * -(-hidden // width) * width * w_hh.itemsize
+    if nbytes <= RETAINED_PANEL_BYTES:
+        return packed_gemm._packed_buffer(nbytes), None
+    own = np.empty(nbytes + 64, np.uint8)
+    address = data_pointer(own)
+    return address + (-address) % 64, own
 
 
 def _native_pass(kind: str, dtype: str, words: list, steps: int, batch: int,
@@ -70,8 +80,10 @@ def _order(steps: int, reverse: bool):
 
 
 def _sigmoid(xp, x):
-    """x <- sigmoid(x), in place: PyTorch's 1 / (1 + exp(-x)) (see kernels/elementwise.py)."""
-    xp.negative(x, out=x)
+    """x <- sigmoid(x), in place: PyTorch's 1 / (1 + exp(-x)) (see kernels/elementwise.py).
+    x is a strided view: numpy 2.4's negative writes it wrong at some strides (elementwise.py's
+    negative kernel), multiply does not."""
+    xp.multiply(x, -1, out=x)
     xp.exp(x, out=x)
     x += 1
     xp.reciprocal(x, out=x)
@@ -113,10 +125,11 @@ def _lstm_layer(xp, x, h0, c0, w_ih, w_hh, *biases, reverse):
     if not _native(xp, gates, h0, c0, w_hh):
         _forward_steps(xp, gates, output, cells, h0, c0, w_hh.T, reverse)
     else:
+        panels, _kept = _panels(w_hh)
         _native_pass("forward", x.dtype.name,
                      [data_pointer(gates), data_pointer(output), data_pointer(cells),
-                      data_pointer(h0), data_pointer(c0), data_pointer(w_hh),
-                      _panels(w_hh), steps, batch,
+                      data_pointer(h0), data_pointer(c0), data_pointer(w_hh), panels, steps,
+                      batch,
                       hidden, int(reverse)], steps, batch, hidden)
     if steps:
         last = 0 if reverse else steps - 1
@@ -174,9 +187,10 @@ def _lstm_layer_backward(xp, x, h0, c0, w_ih, w_hh, output, gates, cells, grad_o
     if not _native(xp, gates, cells, c0, w_hh, grad_output, dc, dh, grad_gates):
         _backward_steps(xp, gates, cells, c0, w_hh, grad_output, dc, dh, grad_gates, reverse)
     else:
+        panels, _kept = _panels(w_hh)
         _native_pass("backward", x.dtype.name,
                      [data_pointer(gates), data_pointer(cells), data_pointer(c0),
-                      data_pointer(w_hh), _panels(w_hh), data_pointer(grad_output),
+                      data_pointer(w_hh), panels, data_pointer(grad_output),
                       data_pointer(dc), data_pointer(dh), data_pointer(grad_gates), steps,
                       batch, hidden, int(reverse)], steps, batch, hidden)
         # dh0: the gradient of the forward's first step's h_prev

@@ -56,10 +56,12 @@ def _case(dtype, options, steps=7, batch=4, input_size=6, hidden=9):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("options", CONFIGS, ids=str)
-@pytest.mark.parametrize("sizes", [(7, 4, 9), (5, 25, 40)], ids=str)
+@pytest.mark.parametrize("sizes", [(7, 4, 9), (5, 25, 40), (3, 5, 1), (3, 3, 2)], ids=str)
 def test_native_pass_equals_the_numpy_pass(monkeypatch, dtype, options, sizes):
     # (5, 25, 40): whole register tiles of rows (6 forward, 12 backward) and the rows left,
-    # unit blocks in pairs and one alone (40 units: 16, 16, 8 in float32; five of 8 in float64)
+    # unit blocks in pairs and one alone (40 units: 16, 16, 8 in float32; five of 8 in float64);
+    # (3, 5, 1) and (3, 3, 2): the numpy pass's gate views have strides numpy 2.4's in-place
+    # negative wrote wrong
     steps, batch, hidden = sizes
     model, x, states, weigh = _case(dtype, options, steps, batch, hidden=hidden)
     native = _run(model, x, states, weigh)
@@ -310,3 +312,17 @@ def test_onnx_export_runs_in_onnxruntime(tmp_path, options):
             want = fn(*(ember.tensor(a) for a in arrays))
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_large_panels_are_the_calls_own_and_small_ones_the_threads_buffer(monkeypatch):
+    # W_hh's panels past RETAINED_PANEL_BYTES go into an array freed after the pass, so a
+    # large LSTM leaves no buffer of its size behind in the thread; the results are the same
+    model, x, states, weigh = _case("float32", {}, hidden=40)
+    kept = _run(model, x, states, weigh)
+    small, own = rnn_kernels._panels(np.zeros((160, 40), np.float32))
+    assert own is None and small % 64 == 0
+    monkeypatch.setattr(rnn_kernels, "RETAINED_PANEL_BYTES", 0)
+    large, own = rnn_kernels._panels(np.zeros((160, 40), np.float32))
+    assert own is not None and large % 64 == 0 and own.nbytes >= 4 * 40 * 48 * 4
+    for a, b in zip(_run(model, x, states, weigh), kept):
+        np.testing.assert_array_equal(a, b)

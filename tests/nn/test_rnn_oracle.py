@@ -162,6 +162,7 @@ def test_cell_matches_torch_over_a_few_steps(case, with_state, batched, dtype):
 def test_parameter_names_shapes_and_init_range_match_torch(name):
     options = {"num_layers": 2, "bidirectional": True} if name in ("RNN", "LSTM", "GRU") else {}
     theirs = getattr(torch.nn, name)(3, 16, **options)
+    ember.manual_seed(0)  # a cell's 16-value bias, drawn unseeded, fell below std 0.1 at times
     ours = getattr(nn, name)(3, 16, **options)
     assert [(k, tuple(v.shape)) for k, v in ours.state_dict().items()] == [
         (k, tuple(v.shape)) for k, v in theirs.state_dict().items()
