@@ -105,10 +105,10 @@ class CacheStats:
 
 @functools.cache
 def _ember_version() -> str:
-    """ember's version, the package's own (pyproject.toml's, tests/test_version.py checks):
-    importlib.metadata's lookup imported the email package and scanned every distribution on
-    sys.path, ~40 ms of a process's first scripted call."""
-    from ... import __version__
+    """ember's version, the package's own (_version.py): importlib.metadata's lookup imported
+    the email package and scanned every distribution on sys.path, ~40 ms of a process's first
+    scripted call."""
+    from ..._version import __version__
 
     return __version__
 
