@@ -10,11 +10,20 @@ from ..threads import before_blas
 from . import random_ops  # noqa: F401  (registers bernoulli)
 from .registry import kernel
 
+# up to this many multiply-adds OpenBLAS runs a GEMM on the calling thread alone (its
+# SMP_THRESHOLD_MIN x GEMM_MULTITHREAD_THRESHOLD, 65536 x 4), and ember's GEMMs refuse it (their
+# MIN_WORK is 8x this): such a product goes straight to numpy, without the thread budget's
+# setting (an (8, 16) @ (16, 16) with autograd took 6.4 us, 0.8 of them in those checks)
+ONE_THREAD_WORK = 1 << 18
+
 
 def _product(xp, a, b):
     """a @ b; a stack of matrices times one matrix is one GEMM over the stacked rows. numpy
     runs (..., m, k) @ (k, n) as one small GEMM per matrix of the stack: a linear layer on
     (16, 64, 64) took 264 us that way and 62 us as (1024, 64) @ (64, 192)."""
+    if (xp is np and a.ndim == 2 and b.ndim == 2
+            and a.shape[0] * a.shape[1] * b.shape[1] <= ONE_THREAD_WORK):
+        return np.matmul(a, b)
     if a.ndim > 2 and b.ndim == 2 and a.shape[-1] and a.size:
         lead = a.shape[:-1]
         return _product(xp, a.reshape(-1, a.shape[-1]), b).reshape(*lead, b.shape[-1])

@@ -116,7 +116,7 @@ def test_blas_and_the_pool_follow_the_budget_while_cores_are_busy(monkeypatch):
     if threads.blas_threads() is None:
         pytest.skip("numpy's BLAS is not OpenBLAS")
     monkeypatch.setattr(threads._budget, "now", lambda: 1)
-    a = ember.ones(64, 64)
+    a = ember.ones(80, 80)  # past the products OpenBLAS runs on one thread anyway (nn.py)
     (a @ a).sum()
     assert threads.blas_threads() == 1
     assert native._pool.threads() == 1 and native._pool.parallel_for() is None
@@ -132,13 +132,14 @@ def test_a_blas_call_sends_the_pools_idle_workers_to_sleep_unless_they_run_its_j
     parked = []
     real_park = threads._park
     monkeypatch.setattr(threads, "_park", lambda: parked.append(1) or real_park())
-    a = ember.tensor(np.eye(8, dtype=np.float32))
-    np.testing.assert_array_equal((a @ a).numpy(), np.eye(8, dtype=np.float32))
+    # past the products OpenBLAS runs on one thread anyway, short of ember's own GEMMs
+    a = ember.tensor(np.eye(80, dtype=np.float32))
+    np.testing.assert_array_equal((a @ a).numpy(), np.eye(80, dtype=np.float32))
     # OpenBLAS's jobs on the pool (tests/runtime/test_blas_on_pool.py) need its workers
     # awake; on OpenBLAS's own threads, the pool's would spin beside them
     assert bool(parked) == (not threads.blas_on_pool())
     monkeypatch.setattr(threads._blas, "callback", None)  # as with an OpenBLAS without it
-    np.testing.assert_array_equal((a @ a).numpy(), np.eye(8, dtype=np.float32))
+    np.testing.assert_array_equal((a @ a).numpy(), np.eye(80, dtype=np.float32))
     assert parked
     # the workers wake for the next job, and it stays right
     np.testing.assert_array_equal(fn(x).numpy(), np.full((512, 1), 3.0, np.float32))
