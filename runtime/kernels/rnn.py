@@ -9,8 +9,8 @@ all steps.
 
 On the CPU, for float32 and float64, each pass over the steps is one native call
 (codegen/llvm/recurrent.py: the per-step products in register tiles, the gates in inline
-polynomials); elsewhere (cupy, no llvmlite, an empty size) the same
-recurrence runs in whole-array numpy-API calls per step.
+polynomials); elsewhere (cupy, no llvmlite, an empty size) the same recurrence runs in
+whole-array numpy-API calls per step.
 """
 
 from __future__ import annotations
@@ -129,8 +129,7 @@ def _lstm_layer(xp, x, h0, c0, w_ih, w_hh, *biases, reverse):
         _native_pass("forward", x.dtype.name,
                      [data_pointer(gates), data_pointer(output), data_pointer(cells),
                       data_pointer(h0), data_pointer(c0), data_pointer(w_hh), panels, steps,
-                      batch,
-                      hidden, int(reverse)], steps, batch, hidden)
+                      batch, hidden, int(reverse)], steps, batch, hidden)
     if steps:
         last = 0 if reverse else steps - 1
         h_n, c_n = output[last].copy(), cells[last].copy()
