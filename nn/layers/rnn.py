@@ -541,8 +541,17 @@ class LSTMCell(RNNCellBase):
         given = [] if hx is None else [(f"hx[{i}]", h) for i, h in enumerate(hx)]
         batched = self._check_dims(input, given)
         input, (h, c) = self._states(input, batched, hx, 2)
-        x_proj = F.linear(input, self.weight_ih, self.bias_ih)
-        h, c = _lstm_step(x_proj, h, c, self.weight_hh, self.bias_hh, None)
+        if input.dtype in (float32, float64):
+            # one lstm_layer op of one step (and one backward op) for the cell's ~15 ops:
+            # scripts step cells in Python loops (pytorch/examples time_sequence_prediction:
+            # two cells a step, 999 steps a sequence), where each op's dispatch dominates
+            weights = {"weight_ih": self.weight_ih, "weight_hh": self.weight_hh}
+            if self.bias:
+                weights.update(bias_ih=self.bias_ih, bias_hh=self.bias_hh)
+            _, (h, c) = _lstm_layer(ops.unsqueeze(input, 0), (h, c), weights, False)
+        else:
+            x_proj = F.linear(input, self.weight_ih, self.bias_ih)
+            h, c = _lstm_step(x_proj, h, c, self.weight_hh, self.bias_hh, None)
         return (h, c) if batched else (ops.squeeze(h, 0), ops.squeeze(c, 0))
 
 

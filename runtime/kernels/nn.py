@@ -91,7 +91,9 @@ def _linear_with_bias(x, w, b):
 
 @kernel("linear")
 def _linear(xp, x, w, b=None):
-    if b is not None and xp is np:
+    # (a product OpenBLAS runs on one thread is numpy's, with its bias added after: the one
+    # BLAS call of _linear_with_bias costs more than it saves there)
+    if b is not None and xp is np and x.size * w.shape[0] > ONE_THREAD_WORK:
         out = _linear_with_bias(x, w, b)
         if out is not None:
             return out

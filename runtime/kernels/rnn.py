@@ -49,7 +49,7 @@ def _panels(w_hh: np.ndarray) -> tuple[int, np.ndarray | None]:
     from ...codegen.llvm.tiles import lanes
 
     hidden = w_hh.shape[1]
-    width = lanes(w_hh.dtype.name)
+    width = lanes(windows.dtype_name(w_hh))
     nbytes = 4 * hidden * -(-hidden // width) * width * w_hh.itemsize
     if nbytes <= RETAINED_PANEL_BYTES:
         return packed_gemm._packed_buffer(nbytes), None
@@ -126,7 +126,7 @@ def _lstm_layer(xp, x, h0, c0, w_ih, w_hh, *biases, reverse):
         _forward_steps(xp, gates, output, cells, h0, c0, w_hh.T, reverse)
     else:
         panels, _kept = _panels(w_hh)
-        _native_pass("forward", x.dtype.name,
+        _native_pass("forward", windows.dtype_name(x),
                      [data_pointer(gates), data_pointer(output), data_pointer(cells),
                       data_pointer(h0), data_pointer(c0), data_pointer(w_hh), panels, steps,
                       batch, hidden, int(reverse)], steps, batch, hidden)
@@ -187,7 +187,7 @@ def _lstm_layer_backward(xp, x, h0, c0, w_ih, w_hh, output, gates, cells, grad_o
         _backward_steps(xp, gates, cells, c0, w_hh, grad_output, dc, dh, grad_gates, reverse)
     else:
         panels, _kept = _panels(w_hh)
-        _native_pass("backward", x.dtype.name,
+        _native_pass("backward", windows.dtype_name(x),
                      [data_pointer(gates), data_pointer(cells), data_pointer(c0),
                       data_pointer(w_hh), panels, data_pointer(grad_output),
                       data_pointer(dc), data_pointer(dh), data_pointer(grad_gates), steps,

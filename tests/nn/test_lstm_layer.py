@@ -326,3 +326,47 @@ def test_large_panels_are_the_calls_own_and_small_ones_the_threads_buffer(monkey
     assert own is not None and large % 64 == 0 and own.nbytes >= 4 * 40 * 48 * 4
     for a, b in zip(_run(model, x, states, weigh), kept):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("batched", [True, False])
+def test_an_lstm_cell_is_one_op_of_one_step_and_equals_the_stepped_cell(dtype, bias, batched):
+    # scripts step LSTMCell in Python loops: one lstm_layer op (and one backward op) a call
+    # instead of its ~15 ops; the same values and gradients as those ops (rnn._lstm_step)
+    from ember.nn.layers import rnn as rnn_layers
+
+    ember.manual_seed(2)
+    cell = nn.LSTMCell(5, 7, bias=bias).to(getattr(ember, dtype))
+    shape = (3, 5) if batched else (5,)
+    x = ember.tensor(_inputs(shape, dtype), requires_grad=True)
+    h0 = ember.tensor(_inputs(shape[:-1] + (7,), dtype, 1), requires_grad=True)
+    c0 = ember.tensor(_inputs(shape[:-1] + (7,), dtype, 2), requires_grad=True)
+
+    def run(step):
+        for t in (x, h0, c0, *cell.parameters()):
+            t.grad = None
+        h, c = step()
+        ((h * 2).sum() + (c * c).sum()).backward()
+        return [t.detach().numpy().copy() for t in (h, c, x.grad, h0.grad, c0.grad,
+                                                      *(p.grad for p in cell.parameters()))]
+
+    seen = _dispatched_ops(lambda: run(lambda: cell(x, (h0, c0))))
+    assert seen.count("lstm_layer") == 1 and seen.count("lstm_layer_backward") == 1
+    assert "sigmoid" not in seen
+    got = run(lambda: cell(x, (h0, c0)))
+
+    def stepped():
+        xs, hs, cs = (t if batched else t.unsqueeze(0) for t in (x, h0, c0))
+        x_proj = ember.nn.functional.linear(xs, cell.weight_ih, cell.bias_ih)
+        h, c = rnn_layers._lstm_step(x_proj, hs, cs, cell.weight_hh, cell.bias_hh, None)
+        return (h, c) if batched else (h.squeeze(0), c.squeeze(0))
+
+    rtol, atol = TOLERANCE[dtype]
+    for a, b in zip(got, run(stepped)):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+    # no state given: zeros, as PyTorch
+    h, c = cell(x)
+    want_h, want_c = cell(x, (ember.zeros(shape[:-1] + (7,), dtype=getattr(ember, dtype)),) * 2)
+    np.testing.assert_array_equal(h.detach().numpy(), want_h.detach().numpy())
+    np.testing.assert_array_equal(c.detach().numpy(), want_c.detach().numpy())
