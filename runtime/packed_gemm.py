@@ -78,6 +78,11 @@ def _packed_buffer(nbytes: int) -> int:
     buffer = getattr(_local, "buffer", None)
     if buffer is None or buffer.nbytes < nbytes + 64:
         buffer = _local.buffer = np.empty(max(nbytes + 64, 1 << 16), np.uint8)
+    return line_address(buffer)
+
+
+def line_address(buffer: np.ndarray) -> int:
+    """The first address on a cache line (64 bytes) in buffer, which has 64 bytes to spare."""
     address = data_pointer(buffer)
     return address + (-address) % 64
 

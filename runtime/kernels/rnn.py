@@ -54,8 +54,7 @@ def _panels(w_hh: np.ndarray) -> tuple[int, np.ndarray | None]:
     if nbytes <= RETAINED_PANEL_BYTES:
         return packed_gemm._packed_buffer(nbytes), None
     own = np.empty(nbytes + 64, np.uint8)
-    address = data_pointer(own)
-    return address + (-address) % 64, own
+    return packed_gemm.line_address(own), own
 
 
 def _native_pass(kind: str, dtype: str, words: list, steps: int, batch: int,
