@@ -85,33 +85,9 @@ def _const(n: int) -> ir.Constant:
     return ir.Constant(I64, n)
 
 
-class _Function:
-    """One function `void name(ptr argv, i64 start, i64 end)` with its argv words loaded."""
-
-    def __init__(self, module: ir.Module, name: str, dtype: str, words: tuple):
-        self.module = module
-        self.t = STORAGE[dtype]
-        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [POINTER, I64, I64]),
-                         name=name)
-        fn.attributes.add("nounwind")
-        self.fn = fn
-        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
-        argv, self.start, self.end = fn.args
-        self.args = {}
-        for i, word in enumerate(words):
-            slot = self.b.gep(argv, [_const(i)], inbounds=True, source_etype=I64)
-            self.args[word] = self.b.load(slot, typ=I64 if word in _SIZES else POINTER)
-
-    def at(self, pointer, index):
-        return self.b.gep(pointer, [index], inbounds=True, source_etype=self.t)
-
-    def loop(self, hi, body) -> None:
-        """for i in [0, hi): body(i), hi an i64 value."""
-        counted_loop(self.b, 0, hi, body)
-
-
 class _Step(_Task):
-    """A step's task over unit blocks [start, end), its words by name (pointers as pointers)."""
+    """A task `void name(ptr argv, i64 start, i64 end)`, its argv words by name (pointers as
+    pointers): a step's over unit blocks [start, end), the packing's, the passes'."""
 
     def __init__(self, module: ir.Module, name: str, dtype: str, words: tuple):
         super().__init__(module, name, dtype, len(words))
@@ -304,7 +280,7 @@ def _outer(module, name, dtype, words, step_words, task, fill) -> None:
     row's recurrence reads only that row of h, c and the gates, so the parts never wait for
     each other, where sharing a step's units costs a barrier per step and the transfer of h_t
     (or dgates_t) between the cores."""
-    f = _Function(module, name + "_rows", dtype, words)
+    f = _Step(module, name + "_rows", dtype, words)
     f.fn.linkage = "internal"
     b, a = f.b, f.args
     pool = ir.Function(module, ir.FunctionType(ir.VoidType(), [POINTER, POINTER, I64, I64]),
@@ -343,10 +319,10 @@ def _outer(module, name, dtype, words, step_words, task, fill) -> None:
             with otherwise:
                 b.call(task, [step_argv, _const(0), blocks])
 
-    f.loop(steps, one)
+    f.each(_const(0), steps, one)
     b.ret_void()
 
-    outer = _Function(module, name, dtype, words)
+    outer = _Step(module, name, dtype, words)
     b, a = outer.b, outer.args
     argv = outer.fn.args[0]
     # W_hh into its panels first, the panels shared out (a pool job of its own: every step

@@ -90,17 +90,6 @@ def _ufunc_kernel(name: str, quiet_errors: bool):
                 if done is not None:
                     return done
             return function(a, b)
-    elif name == "negative":
-        def run(xp, x, out=None):
-            if xp is np and out is not None and not out.flags.c_contiguous:
-                # numpy 2.4's negative writes wrong elements into an out of some strides (a
-                # float32 column of a 4-wide matrix: 16 bytes; float64's 64): in place on such
-                # a view, x[:, 3:].neg_() gave [-4, -5] for [-4, -8]. Negated apart, then copied
-                out[...] = np.negative(x)
-                return out
-            return getattr(xp, name)(x, out=out)
-
-        direct = function
     else:
         def run(xp, *args, out=None):
             return getattr(xp, name)(*args, out=out)
@@ -152,6 +141,28 @@ def _integral_power(numpy_power):
 
 
 KERNELS["pow"] = _integral_power(KERNELS["pow"])
+
+
+def _negative_into_strided(numpy_negative):
+    """neg's kernel: numpy's negative, except into a strided out. numpy 2.4's negative writes
+    wrong elements into an out of some strides (a float32 column of a 4-wide matrix: 16
+    bytes; float64's 64): in place on such a view, x[:, 3:].neg_() gave [-4, -5] for [-4, -8].
+    There it negates apart, then copies."""
+
+    def run(xp, x, out=None):
+        if xp is np and out is not None and not out.flags.c_contiguous:
+            out[...] = np.negative(x)
+            return out
+        return numpy_negative(xp, x, out=out)
+
+    run.direct_for = numpy_negative.direct_for  # (a planned call has no out)
+    run.__name__ = "kernel_negative"  # the declared ufunc's kernel, refined
+    run.writes_out = True
+    run.ufunc = "negative"
+    return run
+
+
+KERNELS["neg"] = _negative_into_strided(KERNELS["neg"])
 
 
 @kernel("rsqrt")
