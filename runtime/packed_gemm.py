@@ -110,9 +110,55 @@ def product(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None,
     array of b's dtype and b.shape[1] numbers), b.sum(0) is stored there too; with rowsum
     (a.shape[0] numbers, for an `a` whose columns are contiguous: a transposed matrix),
     a.sum(1)."""
-    # the sizes first: they refuse a small product (an eager script's many) soonest
     if not ENABLED or a.ndim != 2 or b.ndim != 2:
         return None
+    run = _pool.parallel_for()
+    threads = 1 if run is None else _pool.threads()
+    # a step's ~50 GEMMs come in a few layouts: the plan of each is made once. Its checks
+    # and arithmetic in Python took ~15 us of each call inside a GPT step (the interpreter's
+    # code and data no longer in cache after the GEMM before), ~1.4 ms of the step
+    # (the limits below are in the key: tests set them, and a plan made under others stays)
+    key = (a.shape, a.strides, b.shape, b.strides, a.dtype, b.dtype, bias is None,
+           colsum is None, rowsum is None, threads, MIN_WORK, MIN_ROWS, MIN_COLUMNS,
+           MAX_DEPTH, MAX_DEPTH_WIDE, PACKED_MAX_BYTES, SUB_BYTES, id(_found))
+    plan = _plans.get(key, _plans)
+    if plan is _plans:
+        plan = _plan(a, b, bias is not None, colsum is not None, rowsum is not None, threads)
+        if len(_plans) >= PLANS_MAX:
+            _plans.clear()
+        _plans[key] = plan
+    if plan is None or not (a.flags.aligned and b.flags.aligned):
+        return None
+    (function, task, units, packed_bytes, m, n, k, sam, sak, sbk, sbn, group, parts, sub,
+     region) = plan
+    if bias is not None and (bias.shape != (n,) or bias.dtype != a.dtype
+                             or not bias.flags.c_contiguous or not bias.flags.aligned):
+        return None
+    if not (_sums_into(colsum, n, a.dtype) and _sums_into(rowsum, m, a.dtype)):
+        return None
+    out = np.empty((m, n), a.dtype)
+    argv = argv_type(19)(data_pointer(a), sam, sak, data_pointer(b), sbk, sbn,
+                         _packed_buffer(packed_bytes), data_pointer(out), n, m, n, k,
+                         0 if bias is None else data_pointer(bias), group, parts, sub, region,
+                         0 if colsum is None else data_pointer(colsum),
+                         0 if rowsum is None else data_pointer(rowsum))
+    if run is None or units < 2:
+        function(argv, 0, units)
+    else:
+        run(task, argv, units, units)
+    return out
+
+
+_plans: dict = {}  # product's key -> its plan, or None: refused
+PLANS_MAX = 512  # plans kept (the table starts again past this many)
+
+
+def _plan(a: np.ndarray, b: np.ndarray, bias: bool, colsum: bool, rowsum: bool,
+          threads: int) -> tuple | None:
+    """How product runs a @ b of these shapes, strides and dtypes on `threads` threads: (the
+    task's function, its address, units, the packed buffer's bytes, m, n, k, a's and b's
+    element strides, and the task's group, parts, sub and region words); None where the
+    packed GEMM does not apply."""
     m, k = a.shape
     n = b.shape[1]
     if (m < MIN_ROWS or n < MIN_COLUMNS or m * n * k < MIN_WORK or k != b.shape[0]
@@ -130,23 +176,13 @@ def product(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None,
     if panels * nr * k * a.itemsize > PACKED_MAX_BYTES:
         return None
     strides_a, strides_b = _element_strides(a), _element_strides(b)
-    if strides_a is None or strides_b is None or not (a.flags.aligned and b.flags.aligned):
+    if strides_a is None or strides_b is None:
         return None
     sam, sak = strides_a
-    if sak != 1:
-        if sam != 1:
-            return None  # neither a's rows nor its columns are contiguous
-    sbk, sbn = strides_b
-    if bias is not None and (bias.shape != (n,) or bias.dtype != a.dtype
-                             or not bias.flags.c_contiguous or not bias.flags.aligned):
-        return None
-    if not (_sums_into(colsum, n, a.dtype) and _sums_into(rowsum, m, a.dtype)):
-        return None
-    if rowsum is not None and sak == 1:
+    if sak != 1 and sam != 1:
+        return None  # neither a's rows nor its columns are contiguous
+    if rowsum and sak == 1:
         return None  # the row-major copy of A's slices adds nothing up
-    out = np.empty((m, n), a.dtype)
-    run = _pool.parallel_for()
-    threads = 1 if run is None else _pool.threads()
     # each unit packs its panels itself, so a thread reads only panels it packed, from its
     # own cache (panels another core had just written came across at ~100 us a GEMM). The
     # threads share C's columns (a group of panels each, a's rows copied by each) where C is
@@ -159,18 +195,10 @@ def product(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None,
         group, groups, parts = panels, 1, threads
     units = groups * parts
     region = k * group * nr  # elements of one unit's panels
-    packed = _packed_buffer(units * region * a.itemsize)
     sub = max(1, min(group, SUB_BYTES // (k * nr * a.itemsize)))
-    argv = argv_type(19)(data_pointer(a), sam, sak, data_pointer(b), sbk, sbn, packed,
-                         data_pointer(out), n, m, n, k,
-                         0 if bias is None else data_pointer(bias), group, parts, sub, region,
-                         0 if colsum is None else data_pointer(colsum),
-                         0 if rowsum is None else data_pointer(rowsum))
-    if run is None or units < 2:
-        function(argv, 0, units)
-    else:
-        run(task, argv, units, units)
-    return out
+    sbk, sbn = strides_b
+    return (function, task, units, units * region * a.itemsize, m, n, k, sam, sak, sbk, sbn,
+            group, parts, sub, region)
 
 
 BATCHED_POOL_WORK = 1 << 16  # multiply-adds of the whole stack from which the pool shares it

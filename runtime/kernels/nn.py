@@ -64,14 +64,14 @@ def _linear_with_bias(x, w, b):
     if (x.ndim < 2 or x.dtype != w.dtype or x.dtype != b.dtype or b.ndim != 1 or not x.size
             or not w.size):
         return None
-    name = _BLAS_DTYPES.get(x.dtype)
-    gemm = None if name is None else blas.cblas_gemm(name)
-    if gemm is None:
-        return None
     rows = x.reshape(-1, x.shape[-1])
     out = packed_gemm.product(rows, w.T, bias=b)  # the bias added as each tile is stored
     if out is not None:
         return out.reshape(*x.shape[:-1], w.shape[0])
+    name = _BLAS_DTYPES.get(x.dtype)
+    gemm = None if name is None else blas.cblas_gemm(name)
+    if gemm is None:
+        return None
     (m, k), n = rows.shape, w.shape[0]
     if max(m, n, k) >= 2 ** (blas.gemm().int_bits - 1):
         return None

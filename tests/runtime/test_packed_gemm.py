@@ -134,6 +134,39 @@ def test_matmul_and_linear_forward_and_backward_take_the_packed_path(budget, mon
     assert taken.count(True) >= 4, taken  # linear, its two gradients, matmul
 
 
+@needs_avx512
+def test_a_layout_is_planned_once_per_thread_count_and_limits(monkeypatch):
+    """The plan of a layout is made on its first product and reused; another thread count,
+    another layout or changed limits make a new one, and a refusal is remembered too."""
+    made = []
+    plan = packed_gemm._plan
+    monkeypatch.setattr(packed_gemm, "_plan", lambda *args: made.append(args[2:]) or plan(*args))
+    monkeypatch.setattr(packed_gemm, "_plans", {})
+    threads_now = [2]
+    monkeypatch.setattr(threads._budget, "now", lambda: threads_now[0])
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((300, 256)).astype(np.float32)
+    b = rng.standard_normal((256, 200)).astype(np.float32)
+    for _ in range(3):
+        _check(packed_gemm.product(a, b), a, b)
+    assert len(made) == 1
+    bias = rng.standard_normal(200).astype(np.float32)
+    _check(packed_gemm.product(a, b, bias=bias), a, b, bias)  # with a bias: its own plan
+    _check(packed_gemm.product(a.T.copy().T, b), a, b)  # column-major a: its own plan
+    assert len(made) == 3
+    threads_now[0] = 1
+    _check(packed_gemm.product(a, b), a, b)
+    assert len(made) == 4
+    small = np.ones((4, 4), np.float32)
+    assert packed_gemm.product(small, small) is None
+    assert packed_gemm.product(small, small) is None
+    assert len(made) == 5  # the refusal planned once
+    monkeypatch.setattr(packed_gemm, "MIN_WORK", 1)
+    monkeypatch.setattr(packed_gemm, "MIN_ROWS", 1)
+    monkeypatch.setattr(packed_gemm, "MIN_COLUMNS", 1)
+    _check(packed_gemm.product(small, small), small, small)  # new limits: planned again
+
+
 def test_disabled_leaves_every_product_to_blas(monkeypatch):
     monkeypatch.setattr(packed_gemm, "ENABLED", False)
     a = np.ones((512, 256), np.float32)
