@@ -649,6 +649,40 @@ def _lstm_layer(b, node, out):
     b.node("Squeeze", [y, b.ints([1])], [out])
 
 
+def _gru_layer(b, node, out):
+    """One GRU layer as ONNX's GRU with linear_before_reset (PyTorch's r * (W_hn h + b_hn)),
+    one direction, its weights' gate blocks reordered from PyTorch's (reset, update, new) to
+    ONNX's (update, reset, hidden), both biases in its one B input."""
+    x, h0, w_ih, w_hh, *biases = node.inputs
+    output, h_n, saved = node.outputs
+    if saved.users or saved in saved.graph.outputs:
+        raise Unsupported("the gates a GRU layer keeps for its backward")
+    hidden = w_hh.type.shape[1]
+    blocks = b.ints([hidden] * 3)
+
+    def onnx_order(weight: str) -> str:
+        names = [b.fresh("gate") for _ in range(3)]
+        b.node("Split", [weight, blocks], names, axis=0)
+        reset, update, new = names
+        return b.node("Concat", [update, reset, new], axis=0)
+
+    def one_direction(name: str) -> str:
+        return b.node("Unsqueeze", [name, b.ints([0])])
+
+    inputs = [x.name, one_direction(onnx_order(w_ih.name)), one_direction(onnx_order(w_hh.name))]
+    if biases:
+        both = b.node("Concat", [onnx_order(bias.name) for bias in biases], axis=0)
+        inputs.append(one_direction(both))
+    else:
+        inputs.append("")
+    inputs += ["", one_direction(h0.name)]
+    y, y_h = b.fresh("gru_y"), b.fresh("gru_y_h")
+    b.node("GRU", inputs, [y, y_h], hidden_size=int(hidden), linear_before_reset=1,
+           direction="reverse" if node.attrs["reverse"] else "forward")
+    b.node("Squeeze", [y_h, b.ints([0])], [h_n.name])
+    b.node("Squeeze", [y, b.ints([1])], [out])
+
+
 def _identity(b, node, out):
     b.node("Identity", [node.inputs[0].name], [out])
 
@@ -747,6 +781,7 @@ TRANSLATIONS = {
     "sort": _sort,
     "attention": _attention,
     "lstm_layer": _lstm_layer,
+    "gru_layer": _gru_layer,
 }
 
 _BACKWARD = "a gradient op: an exported graph is an inference graph"
@@ -761,6 +796,7 @@ NOT_EXPORTABLE = {
     "slice_backward": _BACKWARD,
     "attention_backward": _BACKWARD,
     "lstm_layer_backward": _BACKWARD,
+    "gru_layer_backward": _BACKWARD,
     "batch_norm_train_backward": _BACKWARD,
     "batch_norm_train": "training batch norm's eager form (batch statistics, running-stat "
     "update): a trace records batch_norm's primitives, and an exported graph is an inference "

@@ -250,3 +250,63 @@ def _lstm_backward_in_tensor_ops(node, g_out, g_h_n, g_c_n, g_gates, g_cells):
     return (E.reshape(E.matmul(flat, w_ih), *x.shape), dh, dc,
             E.matmul(E.mT(flat), E.reshape(x, -1, x.shape[-1])),
             E.matmul(E.mT(flat), E.reshape(h_prev, -1, hidden)), E.sum(flat, 0))
+
+
+@derivative("gru_layer", save_outputs=True, optional_grads=(2,))
+def _gru_layer(node, g_out, g_h_n, g_saved):
+    """One gru_layer_backward op walks the steps in reverse (a GEMM per step for dh) and takes
+    the weights' gradients with one GEMM each; with create_graph, or a gradient reaching the
+    saved gates (double backward), the same formulas in Tensor ops."""
+    x, h0, w_ih, w_hh, *biases = node.inputs
+    out, _h_n, saved = node.outputs
+    if is_grad_enabled() or g_saved is not None:
+        grads = _gru_backward_in_tensor_ops(node, g_out, g_h_n, g_saved)
+    else:
+        g_out = zeros_like(out) if g_out is None else g_out
+        g_h_n = zeros_like(h0) if g_h_n is None else g_h_n
+        grads = dispatch("gru_layer_backward", (x, h0, w_ih, w_hh, out, saved, g_out, g_h_n),
+                         node.attrs)
+    *grads, g_biases = grads
+    return (*grads, *(E.unbind(g_biases, 0) if biases else ()))
+
+
+def _gru_backward_in_tensor_ops(node, g_out, g_h_n, g_saved):
+    """gru_layer_backward's formulas in Tensor ops, step by step, with the gradients of the
+    saved gates added where they were made: for double backward."""
+    x, h0, w_ih, w_hh, *_ = node.inputs
+    out, _h_n, saved = node.outputs
+    steps, hidden = x.shape[0], w_hh.shape[1]
+    visited = list(range(steps - 1, -1, -1) if node.attrs["reverse"] else range(steps))
+    dh = zeros_like(h0) if g_h_n is None else g_h_n
+    d_in, d_hid = [None] * steps, [None] * steps
+    for k in range(steps - 1, -1, -1):
+        t = visited[k]
+        h_prev = h0 if k == 0 else out[visited[k - 1]]
+        reset, update, new, h_new_gate = E.chunk(saved[t], 4, -1)
+        if g_out is not None:
+            dh = dh + g_out[t]
+        # the gradients of the activated gates (plus the saved gates' own), then through
+        # each activation
+        d_update = dh * (h_prev - new)
+        d_new = dh * (1 - update)
+        if g_saved is not None:
+            g_reset, g_update, g_new, g_h_new_gate = E.chunk(g_saved[t], 4, -1)
+            d_update, d_new = d_update + g_update, d_new + g_new
+        d_new = d_new * (1 - new * new)
+        d_reset = d_new * h_new_gate
+        d_h_new_gate = d_new * reset
+        if g_saved is not None:
+            d_reset, d_h_new_gate = d_reset + g_reset, d_h_new_gate + g_h_new_gate
+        d_reset = d_reset * reset * (1 - reset)
+        d_update = d_update * update * (1 - update)
+        d_in[t] = E.cat([d_reset, d_update, d_new], -1)
+        d_hid[t] = E.cat([d_reset, d_update, d_h_new_gate], -1)
+        dh = dh * update + E.matmul(d_hid[t], w_hh)
+    flat_in = E.reshape(E.stack(d_in, 0), -1, 3 * hidden)
+    flat_hid = E.reshape(E.stack(d_hid, 0), -1, 3 * hidden)
+    h_prev = [h0 if k == 0 else out[visited[k - 1]] for k in range(steps)]
+    h_prev = E.stack([h_prev[visited.index(t)] for t in range(steps)], 0)
+    return (E.reshape(E.matmul(flat_in, w_ih), *x.shape), dh,
+            E.matmul(E.mT(flat_in), E.reshape(x, -1, x.shape[-1])),
+            E.matmul(E.mT(flat_hid), E.reshape(h_prev, -1, hidden)),
+            E.stack([E.sum(flat_in, 0), E.sum(flat_hid, 0)], 0))

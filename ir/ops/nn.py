@@ -405,7 +405,13 @@ LSTM_LAYER = {"reverse": bool_attr()}
 def _lstm_layer_types(op, inputs):
     """(x, h0, c0, w_ih, w_hh) of an lstm op's inputs, checked; returns (T, B, I, H)."""
     x, h0, c0, w_ih, w_hh, *biases = inputs
-    named = (("input", x), ("h0", h0), ("c0", c0), ("weight_ih", w_ih), ("weight_hh", w_hh),
+    return _layer_types(op, x, (("h0", h0), ("c0", c0)), w_ih, w_hh, biases, 4)
+
+
+def _layer_types(op, x, states, w_ih, w_hh, biases, gates_per_unit: int):
+    """Check a recurrent layer op's inputs: x, its states (name, type), the weights and the
+    biases, whose rows are gates_per_unit * hidden; returns (T, B, I, H)."""
+    named = (("input", x), *states, ("weight_ih", w_ih), ("weight_hh", w_hh),
              *zip(("bias_ih", "bias_hh"), biases))
     for name, t in named:
         if t.dtype is not x.dtype:
@@ -428,11 +434,11 @@ def _lstm_layer_types(op, inputs):
                 "bias_ih": (gates,), "bias_hh": (gates,)}
     for name, t in named[1:]:
         want = expected.get(name, (gates, hidden))
-        if tuple(t.shape) != want or gates != 4 * hidden:
+        if tuple(t.shape) != want or gates != gates_per_unit * hidden:
             raise runtime_error(
                 f"{op}: {name} {fmt_shape(t.shape)} does not fit input {fmt_shape(x.shape)} "
                 f"and weight_hh {fmt_shape(w_hh.shape)} (expected {fmt_shape(want)}, the "
-                f"weights with 4 * hidden_size rows)"
+                f"weights with {gates_per_unit} * hidden_size rows)"
             )
     return steps, batch, features, hidden
 
@@ -465,3 +471,39 @@ def _lstm_layer_backward(inputs, attrs):
     dtype = x.dtype
     return (*(TensorType(tuple(t.shape), dtype) for t in (x, h0, c0, w_ih, w_hh)),
             TensorType((w_hh.shape[0],), dtype))
+
+
+# -- one GRU layer over a whole sequence, forward and backward -------------------------------
+# Inputs x (T, B, I), h0 (B, H), w_ih (3H, I), w_hh (3H, H), then b_ih and b_hh (3H,) when the
+# layer has biases; gates in PyTorch's order (reset, update, new); reverse as the LSTM's.
+
+
+@register("gru_layer", kind="extern", num_inputs=(4, 6), num_outputs=3, attrs=LSTM_LAYER)
+def _gru_layer(inputs, attrs):
+    """output (T, B, H), h_n (B, H), and what the backward reads: each step's reset, update
+    and new gates after their activations and the hidden projection of the new gate,
+    (T, B, 4H)."""
+    x, h0, w_ih, w_hh, *biases = inputs
+    steps, batch, _features, hidden = _layer_types("gru_layer", x, (("h0", h0),), w_ih, w_hh,
+                                                   biases, 3)
+    dtype = x.dtype
+    return (TensorType((steps, batch, hidden), dtype), TensorType((batch, hidden), dtype),
+            TensorType((steps, batch, 4 * hidden), dtype))
+
+
+@register("gru_layer_backward", kind="extern", differentiable=False, num_inputs=8,
+          num_outputs=5, attrs=LSTM_LAYER)
+def _gru_layer_backward(inputs, attrs):
+    """(x, h0, w_ih, w_hh, output, saved, grad_output, grad_h_n) -> the gradients of x, h0,
+    w_ih, w_hh, and of b_ih and b_hh stacked (2, 3H): they differ in the new gate's block."""
+    x, h0, w_ih, w_hh, output, saved, *grads = inputs
+    _layer_types("gru_layer_backward", x, (("h0", h0),), w_ih, w_hh, (), 3)
+    for name, t in (("output", output), ("saved", saved), ("grad_output", grads[0]),
+                    ("grad_h_n", grads[1])):
+        if t.dtype is not x.dtype:
+            raise runtime_error(
+                f"gru_layer_backward: {name} has dtype {t.dtype.name}, expected {x.dtype.name}"
+            )
+    dtype = x.dtype
+    return (*(TensorType(tuple(t.shape), dtype) for t in (x, h0, w_ih, w_hh)),
+            TensorType((2, w_hh.shape[0]), dtype))

@@ -3,9 +3,11 @@
 An LSTM layer (one direction of one layer, without proj_size) is one op over the whole
 sequence, "lstm_layer" (ir/ops/nn.py; its kernel runs the recurrence natively, as PyTorch's CPU
 kernel does, and its backward is one op too), so eager mode dispatches one op per layer and
-ember.script records one node. RNN, GRU, the cells and an LSTM with proj_size are built from
-ember ops (linear, sigmoid, tanh, chunk, stack): each layer projects the input of all time
-steps in one matmul, then runs the recurrence step by step in Python.
+ember.script records one node; a GRU layer in float32 or float64 is one "gru_layer" op the same
+way (its kernel's steps are whole-array numpy calls). RNN, the cells other than LSTMCell and an
+LSTM with proj_size are built from ember ops (linear, sigmoid, tanh, chunk, stack): each layer
+projects the input of all time steps in one matmul, then runs the recurrence step by step in
+Python.
 """
 
 from __future__ import annotations
@@ -81,6 +83,15 @@ def _lstm_layer(layer_input: Tensor, state: tuple, weights: dict, reverse: bool)
         inputs += (weights["bias_ih"], weights["bias_hh"])
     output, h_n, c_n, _gates, _cells = dispatch("lstm_layer", inputs, {"reverse": reverse})
     return output, (h_n, c_n)
+
+
+def _gru_layer(layer_input: Tensor, state: tuple, weights: dict, reverse: bool):
+    """One direction of one GRU layer as one gru_layer op."""
+    inputs = (layer_input, state[0], weights["weight_ih"], weights["weight_hh"])
+    if "bias_ih" in weights:
+        inputs += (weights["bias_ih"], weights["bias_hh"])
+    output, h_n, _saved = dispatch("gru_layer", inputs, {"reverse": reverse})
+    return output, (h_n,)
 
 
 def _check_positive_int(name: str, value) -> None:
@@ -256,7 +267,7 @@ class RNNBase(Module):
 
         states[k] is the initial state of layer k // directions, direction k % directions;
         layer(input, state, weights, reverse) -> (output (L, N, H_out), final state) runs one
-        direction of one layer (_stepped(step) or _lstm_layer).
+        direction of one layer (_stepped(step), _lstm_layer or _gru_layer).
         Returns the last layer's output (L, N, directions * H_out) and the final states.
         """
         num_directions = 2 if self.bidirectional else 1
@@ -293,8 +304,8 @@ class RNNBase(Module):
         return output, stacked
 
 
-    def _forward_one_state(self, input: Tensor, hx: Tensor | None, step: Callable):
-        """RNN's and GRU's forward: one state tensor h, batched or not."""
+    def _forward_one_state(self, input: Tensor, hx: Tensor | None, layer: Callable):
+        """RNN's and GRU's forward: one state tensor h, batched or not; layer as _run's."""
         batched = self._batch_input(input)
         if not batched:
             input = ops.unsqueeze(input, 0 if self.batch_first else 1)
@@ -314,7 +325,7 @@ class RNNBase(Module):
         if hx is None:
             hx = zeros(expected, dtype=input.dtype, device=input.device)
         self._check_hidden_size(hx, expected)
-        output, (h_n,) = self._forward(input, (hx,), _stepped(step))
+        output, (h_n,) = self._forward(input, (hx,), layer)
         if not batched:
             output = ops.squeeze(output, 0 if self.batch_first else 1)
             h_n = ops.squeeze(h_n, 1)
@@ -353,7 +364,7 @@ class RNN(RNNBase):
         def step(x_proj, state, w):
             return (_rnn_step(x_proj, state[0], w["weight_hh"], w.get("bias_hh"), act),)
 
-        return self._forward_one_state(input, hx, step)
+        return self._forward_one_state(input, hx, _stepped(step))
 
 
 class LSTM(RNNBase):
@@ -418,10 +429,13 @@ class GRU(RNNBase):
         super().__init__("GRU", *args, **kwargs)
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if input.dtype in (float32, float64):
+            return self._forward_one_state(input, hx, _gru_layer)
+
         def step(x_proj, state, w):
             return (_gru_step(x_proj, state[0], w["weight_hh"], w.get("bias_hh")),)
 
-        return self._forward_one_state(input, hx, step)
+        return self._forward_one_state(input, hx, _stepped(step))
 
 
 # -- cells -------------------------------------------------------------------------------------
@@ -566,6 +580,13 @@ class GRUCell(RNNCellBase):
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
         batched = self._check_dims(input, [("hidden", hx)])
         input, (h,) = self._states(input, batched, None if hx is None else [hx], 1)
-        x_proj = F.linear(input, self.weight_ih, self.bias_ih)
-        out = _gru_step(x_proj, h, self.weight_hh, self.bias_hh)
+        if input.dtype in (float32, float64):
+            # one gru_layer op of one step, as LSTMCell's
+            weights = {"weight_ih": self.weight_ih, "weight_hh": self.weight_hh}
+            if self.bias:
+                weights.update(bias_ih=self.bias_ih, bias_hh=self.bias_hh)
+            _, (out,) = _gru_layer(ops.unsqueeze(input, 0), (h,), weights, False)
+        else:
+            x_proj = F.linear(input, self.weight_ih, self.bias_ih)
+            out = _gru_step(x_proj, h, self.weight_hh, self.bias_hh)
         return out if batched else ops.squeeze(out, 0)

@@ -211,3 +211,117 @@ def _lstm_layer_backward(xp, x, h0, c0, w_ih, w_hh, output, gates, cells, grad_o
     grad_bias = (_leading_by_gemv(flat, (0,), False)
                  if xp is np and _leading_product(flat, (0,)) else flat.sum(0))
     return grad_x, dh, dc, grad_w_ih, grad_w_hh, grad_bias
+
+
+# -- the GRU layer ------------------------------------------------------------------------------
+# As PyTorch's CPU cell: r = sigmoid(x_r + h_r), z = sigmoid(x_z + h_z),
+# n = tanh(x_n + r * h_n), h' = n + z * (h - n), where x_* are the input's projections (one
+# GEMM over all steps, b_ih added) and h_* the hidden state's (a GEMM a step, b_hh added): the
+# stepped layer's operations in its order, so both give the same numbers. The forward keeps r,
+# z, n and h_n of every step, (T, B, 4H), for the backward.
+
+
+def _gru_forward_steps(xp, projected, output, saved, h0, w_hh, b_hh, reverse):
+    hidden = w_hh.shape[1]
+    w_hh_t = w_hh.T
+    recurrent = xp.empty(projected.shape[1:], projected.dtype)
+    h = h0
+    for t in _order(projected.shape[0], reverse):
+        x_proj, s = projected[t], saved[t]
+        xp.matmul(h, w_hh_t, out=recurrent)
+        if b_hh is not None:
+            recurrent += b_hh
+        reset, update = s[:, :hidden], s[:, hidden: 2 * hidden]
+        new, h_new_gate = s[:, 2 * hidden: 3 * hidden], s[:, 3 * hidden:]
+        xp.add(x_proj[:, :hidden], recurrent[:, :hidden], out=reset)
+        _sigmoid(xp, reset)
+        xp.add(x_proj[:, hidden: 2 * hidden], recurrent[:, hidden: 2 * hidden], out=update)
+        _sigmoid(xp, update)
+        h_new_gate[...] = recurrent[:, 2 * hidden:]
+        xp.multiply(reset, h_new_gate, out=new)
+        xp.add(x_proj[:, 2 * hidden:], new, out=new)
+        xp.tanh(new, out=new)
+        h_next = output[t]
+        xp.subtract(h, new, out=h_next)
+        xp.multiply(update, h_next, out=h_next)
+        h_next += new
+        h = h_next
+
+
+@kernel("gru_layer")
+def _gru_layer(xp, x, h0, w_ih, w_hh, *biases, reverse):
+    steps, batch, features = x.shape
+    hidden = w_hh.shape[1]
+    if xp is np:
+        before_blas()
+    x, h0 = (xp.ascontiguousarray(a) for a in (x, h0))
+    projected = _linear(xp, x.reshape(steps * batch, features), w_ih,
+                        biases[0] if biases else None).reshape(steps, batch, 3 * hidden)
+    output = xp.empty((steps, batch, hidden), x.dtype)
+    saved = xp.empty((steps, batch, 4 * hidden), x.dtype)
+    _gru_forward_steps(xp, projected, output, saved, h0, w_hh, biases[1] if biases else None,
+                       reverse)
+    h_n = output[0 if reverse else steps - 1].copy() if steps else h0.copy()
+    return output, h_n, saved
+
+
+@kernel("gru_layer_backward")
+def _gru_layer_backward(xp, x, h0, w_ih, w_hh, output, saved, grad_output, grad_h_n, *,
+                        reverse):
+    steps, batch, features = x.shape
+    hidden = w_hh.shape[1]
+    if xp is np:
+        before_blas()
+    w_hh = xp.ascontiguousarray(w_hh)
+    # each step's gradient from above: the output's, the last step's plus h_n's
+    grad_output = xp.array(xp.broadcast_to(grad_output, output.shape), copy=True, order="C")
+    if steps:
+        grad_output[0 if reverse else steps - 1] += grad_h_n
+    dh = xp.zeros(h0.shape, x.dtype)
+    # the gradients of the input's and the hidden state's projections, (T, B, 3H) each: they
+    # share the reset and update blocks and differ in the new gate's
+    grad_input_proj = xp.empty((steps, batch, 3 * hidden), x.dtype)
+    grad_hidden_proj = xp.empty((steps, batch, 3 * hidden), x.dtype)
+    visited = list(_order(steps, reverse))
+    for k in range(steps - 1, -1, -1):
+        t = visited[k]
+        h_prev = h0 if k == 0 else output[visited[k - 1]]
+        s = saved[t]
+        reset, update = s[:, :hidden], s[:, hidden: 2 * hidden]
+        new, h_new_gate = s[:, 2 * hidden: 3 * hidden], s[:, 3 * hidden:]
+        dh += grad_output[t]
+        d_in, d_hid = grad_input_proj[t], grad_hidden_proj[t]
+        d_update = xp.subtract(h_prev, new, out=d_in[:, hidden: 2 * hidden])
+        d_update *= dh
+        d_update *= update * (1 - update)
+        d_new = xp.multiply(dh, 1 - update, out=d_in[:, 2 * hidden:])
+        d_new *= 1 - new * new
+        d_reset = xp.multiply(d_new, h_new_gate, out=d_in[:, :hidden])
+        d_reset *= reset * (1 - reset)
+        d_hid[:, : 2 * hidden] = d_in[:, : 2 * hidden]
+        xp.multiply(d_new, reset, out=d_hid[:, 2 * hidden:])
+        dh *= update
+        dh += xp.matmul(d_hid, w_hh)
+    flat_in = grad_input_proj.reshape(steps * batch, 3 * hidden)
+    flat_hid = grad_hidden_proj.reshape(steps * batch, 3 * hidden)
+    grad_x = _product(xp, flat_in, w_ih).reshape(steps, batch, features)
+    grad_w_ih = _product(xp, flat_in.T, x.reshape(steps * batch, features))
+    # h_{t-1} of every step: the output shifted by one step, h0 before the first
+    if steps:
+        h_prev = xp.empty_like(output)
+        if reverse:
+            h_prev[steps - 1], h_prev[: steps - 1] = h0, output[1:]
+        else:
+            h_prev[0], h_prev[1:] = h0, output[: steps - 1]
+        grad_w_hh = _product(xp, flat_hid.T, h_prev.reshape(steps * batch, hidden))
+    else:
+        grad_w_hh = xp.zeros(w_hh.shape, x.dtype)
+    grad_biases = xp.stack([_bias_gradient(xp, flat_in), _bias_gradient(xp, flat_hid)])
+    return grad_x, dh, grad_w_ih, grad_w_hh, grad_biases
+
+
+def _bias_gradient(xp, flat):
+    """flat.sum(0), as a linear layer's bias gradient (reduce.py's gemv on the CPU)."""
+    if xp is np and _leading_product(flat, (0,)):
+        return _leading_by_gemv(flat, (0,), False)
+    return flat.sum(0)

@@ -625,6 +625,23 @@ case(
     gradgrad=True,
 )
 
+# one GRU layer over a sequence (T=4, B=2, I=3, H=2): output and h_n; double backward runs the
+# backward's formulas in Tensor ops, through the saved gates
+case(
+    "gru_layer",
+    lambda x, h, w_ih, w_hh, b_ih, b_hh: dispatch(
+        "gru_layer", (x, h, w_ih, w_hh, b_ih, b_hh), {"reverse": False})[:2],
+    lambda r: (normal(r, 4, 2, 3), normal(r, 2, 2), normal(r, 6, 3), normal(r, 6, 2),
+               normal(r, 6), normal(r, 6)),
+    gradgrad=True,
+)
+case(
+    "gru_layer_reverse_no_bias",
+    lambda x, h, w_ih, w_hh: dispatch("gru_layer", (x, h, w_ih, w_hh), {"reverse": True})[:2],
+    lambda r: (normal(r, 3, 1, 2), normal(r, 1, 3), normal(r, 9, 2), normal(r, 9, 3)),
+    gradgrad=True,
+)
+
 # training batch norm as one op (x (3, 2, 2, 2), per-channel weight, bias, running stats):
 # the output alone goes through batch_norm_train_backward; with the statistics and the
 # updated running ones differentiated too, and in double backward, the Tensor-ops formulas
