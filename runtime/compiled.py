@@ -35,6 +35,7 @@ from ..codegen.llvm.cache import default_cache
 from ..codegen.llvm.emit import emit_module, run_symbol, symbol
 from ..codegen.lower import lower
 from ..codegen.rewrites import (
+    gather_gradient_as_select,
     reduced_dims_last,
     slice_gradients_as_cat,
     small_linear_as_reduction,
@@ -138,11 +139,12 @@ class CompiledProgram:
     def _rewrite(self, build: _Build) -> None:
         """Rewrite the graph for the CPU kernels: a small linear as a reduction, a linear's
         bias as its own add (which then fuses), the summed gradients of tiling slices as a
-        cat, a reduction's dims moved last."""
+        cat, a reduction's dims moved last, a gather's one-per-line gradient as a select."""
         small_linear_as_reduction(self.graph)
         split_linear_bias(self.graph)
         slice_gradients_as_cat(self.graph)
         reduced_dims_last(self.graph)
+        gather_gradient_as_select(self.graph)
 
     def _fuse(self, build: _Build) -> None:
         """Group the nodes for fusion (codegen/fusion.py), and set the groups on the shown

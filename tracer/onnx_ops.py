@@ -794,6 +794,7 @@ NOT_EXPORTABLE = {
     "conv2d_backward_weight": _BACKWARD,
     "max_pool2d_backward": _BACKWARD,
     "slice_backward": _BACKWARD,
+    "gather_backward": _BACKWARD,
     "attention_backward": _BACKWARD,
     "lstm_layer_backward": _BACKWARD,
     "gru_layer_backward": _BACKWARD,

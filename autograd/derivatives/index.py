@@ -60,8 +60,14 @@ def _fit_to(node, i, g):
 @derivative("gather", save_inputs=save_second)
 def _gather(node, g):
     _, index = node.inputs
-    dim = node.attrs["dim"]
-    return E.scatter_add(_zeros_of_input(node), dim, index, g), None
+    attrs = {"dim": node.attrs["dim"], "shape": tuple(node.input_meta[0][0])}
+    return dispatch("gather_backward", (g, index), attrs), None
+
+
+@derivative("gather_backward", save_inputs=save_second)
+def _gather_backward(node, g):
+    _, index = node.inputs
+    return E.gather(g, node.attrs["dim"], index), None
 
 
 @derivative("scatter", save_inputs=save_second)

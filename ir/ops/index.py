@@ -105,6 +105,25 @@ def _gather(inputs, attrs):
     return TensorType(tuple(index.shape), x.dtype)
 
 
+@register("gather_backward", kind="index", num_inputs=2,
+          attrs={"dim": DIM, "shape": ints_attr(0, symbolic=True)})
+def _gather_backward(inputs, attrs):
+    """gather's gradient: zeros of the gathered tensor's `shape` with g (index's shape) added
+    at the gathered places, as scatter_add does. Only gather's derivative makes it, after the
+    forward gather checked the index: the compiled CPU program may then turn it into a select
+    that fuses with what reads it (codegen/rewrites.py)."""
+    g, index = inputs
+    _check_index_dtype("gather_backward", index)
+    shape = tuple(attrs["shape"])
+    normalize_dim(attrs["dim"], len(shape))
+    if tuple(g.shape) != tuple(index.shape) or len(shape) != len(index.shape):
+        raise runtime_error(
+            f"gather_backward: the gradient {fmt_shape(g.shape)} and index "
+            f"{fmt_shape(index.shape)} do not fit a gather from {fmt_shape(shape)}"
+        )
+    return TensorType(shape, g.dtype)
+
+
 def _scatter(op):
     def rule(inputs, attrs):
         x, index, src = inputs

@@ -85,6 +85,18 @@ def _gather(xp, x, index, dim):
     return x[_along_axis_key(xp, index, dim)]
 
 
+@kernel("gather_backward")
+def _gather_backward(xp, g, index, dim, shape):
+    _check_range(index, shape[dim], "gather_backward", dim)
+    out = xp.zeros(shape, g.dtype)
+    key = _along_axis_key(xp, index, dim)
+    if index.shape[dim] == 1:
+        out[key] = g  # one index per line along dim: nothing to add up (scatter_add's case)
+    else:
+        add_at(xp, out, key, g)
+    return out
+
+
 @kernel("scatter")
 def _scatter(xp, x, index, src, dim):
     _check_range(index, x.shape[dim], "scatter", dim)

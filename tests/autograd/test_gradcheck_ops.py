@@ -376,6 +376,16 @@ case("narrow", lambda x: x.narrow(1, 1, 2), lambda r: normal(r, *_X3))
 case("split_chunk", lambda x: (*x.split([1, 3], 2), *x.chunk(2, 0)), lambda r: normal(r, *_X3))
 case("unbind_select", lambda x: x.unbind(1)[2] * x.select(0, -1)[1], lambda r: normal(r, 2, 3, 4))
 case(
+    "gather_backward",
+    first_grads(lambda x: E.gather(x, 1, ember.tensor([[2, 0], [1, 1], [0, 2]]))),
+    lambda r: (normal(r, 3, 3), normal(r, 3, 2)),
+)
+case(
+    "gather_backward_one_per_row",
+    first_grads(lambda x: E.gather(x, 0, ember.tensor([[1, 0, 2]]))),
+    lambda r: (normal(r, 3, 3), normal(r, 1, 3)),
+)
+case(
     "slice_backward",
     first_grads(lambda x: x[1:, ::2]),
     lambda r: (normal(r, 3, 5), normal(r, 2, 3)),

@@ -3,7 +3,8 @@ against eager."""
 
 import ember
 import numpy as np
-from ember.codegen.rewrites import slice_gradients_as_cat
+import pytest
+from ember.codegen.rewrites import gather_gradient_as_select, slice_gradients_as_cat
 from ember.ir.parser import parse_graph
 from ember.runtime.compiled import CompiledProgram
 from ember.runtime.program import Program
@@ -64,3 +65,52 @@ def test_the_gradient_of_a_split_runs_as_a_cat_and_matches_eager():
     assert isinstance(program, CompiledProgram)
     eager = [node.op for kind, _, node in program.steps if kind == "eager"]
     assert "cat" in eager and "slice_backward" not in eager, program.describe()
+
+
+GATHER_GRADIENT = """graph(%g: f32[5, 1], %i: i64[5, 1]):
+  %1: f32[5, 7] = gather_backward(%g, %i, dim=1, shape=(5, 7))
+  return (%1)
+"""
+
+
+def test_a_gather_gradient_of_one_position_per_row_becomes_a_select():
+    graph = parse_graph(GATHER_GRADIENT)
+    g = np.random.default_rng(0).standard_normal((5, 1)).astype(np.float32)
+    index = np.array([[3], [0], [6], [3], [1]])
+    want = Program(parse_graph(GATHER_GRADIENT))(np, [g, index])[0]
+    assert gather_gradient_as_select(graph) == 1
+    assert _ops(graph) == ["eq", "where"]
+    np.testing.assert_array_equal(Program(graph)(np, [g, index])[0], want)
+    assert want.shape == (5, 7) and np.count_nonzero(want) == 5
+
+
+def test_gather_gradients_that_add_up_or_do_not_cover_the_rows_stay():
+    several = GATHER_GRADIENT.replace("f32[5, 1]", "f32[5, 2]").replace("i64[5, 1]",
+                                                                      "i64[5, 2]")
+    fewer_rows = GATHER_GRADIENT.replace("f32[5, 1]", "f32[4, 1]").replace("i64[5, 1]",
+                                                                         "i64[4, 1]")
+    for text in (several, fewer_rows):
+        graph = parse_graph(text)
+        assert gather_gradient_as_select(graph) == 0, text
+        assert _ops(graph) == ["gather_backward"]
+
+
+def test_a_scripted_cross_entropy_step_fuses_its_target_picks_and_matches_eager():
+    def f(logits, target):
+        loss = ember.nn.functional.cross_entropy(logits, target)
+        (g,) = ember.autograd.grad(loss, [logits])
+        return loss, g
+
+    rng = np.random.default_rng(1)
+    logits = ember.tensor(rng.standard_normal((16, 10)).astype(np.float32), requires_grad=True)
+    target = ember.tensor(rng.integers(0, 10, 16))
+    scripted = ember.script(f)
+    for got, want in zip(scripted(logits, target), f(logits, target)):
+        np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-6,
+                                   atol=1e-7)
+    program = scripted.specializations[0].program
+    eager = [node.op for kind, _, node in program.steps if kind == "eager"]
+    assert "gather_backward" not in eager and "scatter_add" not in eager, program.describe()
+    bad = ember.tensor(np.full(16, 10))
+    with pytest.raises(ember.EmberError, match="index 10 is out of bounds"):
+        scripted(logits, bad)  # the forward's gather checks the targets

@@ -215,10 +215,15 @@ def _grads(outputs, inputs, create_graph=False):
 
 
 def _assert_grads_equal(got, want):
+    # float64 to 1e-9 of the largest gradient: a chain such as unsqueeze_mul, mean_all and
+    # matmul_self cancels terms of ~1e4 in one input's gradient down to zero, and the
+    # compiled kernels' other order of additions leaves ~1e-9 there instead of eager's 0
+    scale = max([1.0] + [float(np.abs(e.detach().numpy()).max(initial=0.0))
+                         for e in want if e is not None])
     for g, e in zip(got, want):
         assert (g is None) == (e is None)
         if g is not None:
-            assert_close(g, e, rtol=1e-9, atol=1e-9)
+            assert_close(g, e, rtol=1e-9, atol=1e-9 * scale)
 
 
 @settings(max_examples=150, deadline=None)
