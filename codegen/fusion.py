@@ -10,9 +10,16 @@ divide, in one kernel). Views are never members: a member reading a view reads t
 Legality is reachability on the graph of units (groups and ungrouped nodes, views read
 through), contracted as groups grow (ir/digraph.py): a merge is refused when a path leaves the
 merged set and comes back into it, which would make a cycle between kernels.
-Matmul, conv and the other extern ops, indexing, and reductions over leading dims stay single
-nodes that run their eager kernels (BLAS through numpy); the pointwise epilogues after them
-fuse among themselves.
+Matmul, conv and the other extern ops, and indexing stay single nodes that run their eager
+kernels (BLAS through numpy); the pointwise epilogues after them fuse among themselves.
+
+A sum over leading dims (a bias's or a layer norm weight's gradient, over the batch's rows)
+joins a group whose rows are those dims, on the CPU (`columns`): the kernel adds each row onto
+the sums as it goes (a column sum, Store.accumulate), so it runs its rows in one call, in order.
+That costs the group its second core, and saves an eager pass over a materialized input, whose
+Python alone, inside a training step, took ~30 us (a GPT step has 19 such sums). Such a group
+is kept to COLUMN_SUM_MAX_ELEMENTS; a member never reads a column sum of its own group, which
+is complete only when the kernel ends.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from .scalar import POW_EXPONENTS, POW_EXPONENTS_FLOAT16, supports
 
 # reductions a kernel can fuse, over trailing dims
 REDUCTIONS = frozenset({"sum", "mean", "amax", "amin", "prod", "logsumexp", "var"})
+# the most elements a group with column sums loops over (its one thread's share of the work)
+COLUMN_SUM_MAX_ELEMENTS = 1 << 19
 
 
 @dataclass
@@ -38,13 +47,21 @@ class Group:
     shape: tuple = ()
     outer: int = 0  # leading dims of shape that are rows; the rest are reduced (if reducing)
     reduces: bool = False
+    columns: bool = False  # holds column sums (sums over the `outer` row dims): runs serially
     # pointwise nodes computed from the graph's inputs alone, which a kernel recomputes from
     # those inputs instead of loading their result (shared by every group of one graph)
     inline: frozenset = frozenset()
 
     def __repr__(self) -> str:
         ops = ", ".join(n.op for n in self.nodes)
-        return f"<Group {'reduce' if self.reduces else 'pointwise'} {list(self.shape)}: {ops}>"
+        kind = "reduce" if self.reduces else "columns" if self.columns else "pointwise"
+        return f"<Group {kind} {list(self.shape)}: {ops}>"
+
+    @property
+    def rowwise(self) -> bool:
+        """Whether the kernel's rows are `outer` dims of its own (a reduction's, or column
+        sums'), rather than every dim but the last."""
+        return self.reduces or self.columns
 
 
 def static_shape(shape) -> bool:
@@ -108,6 +125,62 @@ def reduction(node: Node) -> int | None:
     return ndim - len(dims) if kind == "f" else None
 
 
+def summing_gemm(node: Node) -> tuple | None:
+    """(matmul node, "column" or "row") for a sum of v over all its dims but the last that a
+    matmul reading v computes as it multiplies (runtime/compiled.py pairs them): v as a
+    matrix (v itself, or v reshaped to (rows, columns)) is the matmul's right operand
+    (X^T @ dY: its column sums), or, transposed, its left one (dY^T @ X: its row sums), as a
+    linear layer's weight and bias gradients are; None where there is none."""
+    if node.op != "sum" or node.attrs.get("keepdim"):
+        return None
+    v = node.inputs[0]
+    dims = node.attrs.get("dims")
+    shape = v.type.shape
+    if (dims is None or v.type.dtype.name not in ("float32", "float64") or len(shape) < 2
+            or sorted(dims) != list(range(len(dims))) or len(dims) != len(shape) - 1
+            or not static_shape(shape)):
+        return None
+    matrix = (math.prod(shape[:-1]), shape[-1])
+    operands = [v] if len(shape) == 2 else []
+    operands += [u.outputs[0] for u in v.users if u.op == "reshape" and u.outputs
+                 and tuple(u.outputs[0].type.shape) == matrix]
+    for b in operands:
+        for user in b.users:
+            if (user.op == "matmul" and len(user.inputs) == 2 and user.inputs[1] is b
+                    and user.inputs[0] is not b and len(user.inputs[0].type.shape) == 2):
+                return user, "column"
+            if user.op == "permute" and tuple(user.attrs.get("dims", ())) == (1, 0):
+                t = user.outputs[0]
+                for reader in t.users:
+                    if (reader.op == "matmul" and len(reader.inputs) == 2
+                            and reader.inputs[0] is t and reader.inputs[1] is not t
+                            and len(reader.inputs[1].type.shape) == 2):
+                        return reader, "row"
+    return None
+
+
+def column_sum(node: Node) -> int | None:
+    """For a sum over leading dims that a kernel can hold as column sums, the number of
+    leading dims it sums; else None (also where a matmul adds it up: summing_gemm)."""
+    if node.op != "sum" or len(node.outputs) != 1 or len(node.inputs) != 1:
+        return None
+    if summing_gemm(node) is not None:
+        return None
+    x = node.inputs[0]
+    if (not isinstance(x, Value) or not static_shape(x.shape) or not x.shape
+            or math.prod(x.shape) == 0 or math.prod(x.shape) > COLUMN_SUM_MAX_ELEMENTS
+            or x.dtype.name not in ("float32", "float64")
+            or node.outputs[0].type.dtype != x.dtype):
+        return None
+    dims = node.attrs.get("dims")
+    if dims is None:
+        return None
+    dims = tuple(sorted(dims))
+    if not dims or dims != tuple(range(len(dims))) or len(dims) >= len(x.shape):
+        return None
+    return len(dims)
+
+
 def through_views(value) -> tuple:
     """(base, affine): the value a chain of views starts from, and whether every view in the
     chain has an index map (so a computed base can be read through it)."""
@@ -122,8 +195,9 @@ def through_views(value) -> tuple:
 
 
 class _Fusion:
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, columns: bool = False):
         self.graph = graph
+        self.columns = columns  # whether column sums may join groups (the CPU backend)
         self.dag = DiGraph()
         for node in graph.nodes:
             self.dag.add_node(node)
@@ -155,10 +229,16 @@ class _Fusion:
                     out.append((base.node, affine))
         return out
 
+    def column_lead(self, node: Node) -> int | None:
+        """column_sum(node), where this graph's groups may hold column sums."""
+        return column_sum(node) if self.columns else None
+
     def legal(self, node: Node, group: Group) -> bool:
-        """Whether node may join group: no reshape without an index map between them, and
-        no path from the group to the node through another unit (a cycle once merged)."""
-        if _reads_through_reshape([node], set(group.nodes)):
+        """Whether node may join group: no reshape without an index map between them, no
+        column sum of the group read, and no path from the group to the node through another
+        unit (a cycle once merged)."""
+        members = set(group.nodes)
+        if _reads_through_reshape([node], members) or _reads_column_sum([node], members):
             return False
         return self.acyclic([group, node])
 
@@ -211,10 +291,18 @@ class _Fusion:
 
     def fits(self, node: Node, group: Group) -> tuple | None:
         """The group's (shape, outer, reduces) once `node` joins it, or None."""
+        lead = self.column_lead(node)
+        if lead is not None:
+            x_shape = tuple(node.inputs[0].shape)
+            if x_shape != group.shape:
+                return None
+            if group.rowwise:
+                return (group.shape, group.outer, group.reduces) if lead == group.outer else None
+            return x_shape, lead, False
         keep = reduction(node)
         if keep is not None:
             x_shape = tuple(node.inputs[0].shape)
-            if group.reduces:
+            if group.rowwise:
                 if x_shape == group.shape and keep == group.outer:
                     return group.shape, group.outer, True
                 return None
@@ -235,18 +323,21 @@ class _Fusion:
         """The loop space of a and b as one group, or None when they do not share one."""
         if a.shape != b.shape:
             return None
-        if a.reduces and b.reduces:
-            return (a.shape, a.outer, True) if a.outer == b.outer else None
-        if a.reduces or b.reduces:
-            return (a.shape, a.outer if a.reduces else b.outer, True)
+        reduces = a.reduces or b.reduces
+        if a.rowwise and b.rowwise:
+            return (a.shape, a.outer, reduces) if a.outer == b.outer else None
+        if a.rowwise or b.rowwise:
+            return (a.shape, a.outer if a.rowwise else b.outer, reduces)
         return a.shape, a.outer, False
 
     def legal_union(self, a: Group, b: Group) -> bool:
         """Whether groups a and b can run as one kernel: no member reads the other group
-        through a reshape without an index map, and no path between them through another
-        unit."""
+        through a reshape without an index map, nor a column sum of the union, and no path
+        between them through another unit."""
         members = set(a.nodes) | set(b.nodes)
-        if _reads_through_reshape(members, members):
+        if _reads_through_reshape(members, members) or _reads_column_sum(members, members):
+            return False
+        if (a.columns or b.columns) and math.prod(a.shape) > COLUMN_SUM_MAX_ELEMENTS:
             return False
         return self.acyclic([a, b])
 
@@ -259,17 +350,18 @@ class _Fusion:
             if node not in members:
                 continue
             depends = reduction(node) is not None
+            # a reduction and a column sum read their input over the whole loop space
+            whole = depends or column_sum(node) is not None
+            read_at = tuple(node.inputs[0].shape) if whole else tuple(node.outputs[0].shape)
             for x in node.inputs:
                 if not isinstance(x, Value):
                     continue
-                source, index = _resolve(x, tuple(node.inputs[0].shape) if reduction(node)
-                                         is not None else tuple(node.outputs[0].shape))
+                source, index = _resolve(x, read_at)
                 if source is None or source.node not in members:
                     continue
                 if source.node in after_reduce:
                     depends = True
-                    loop = _native(tuple(node.outputs[0].shape) if reduction(node) is None
-                                   else shape, shape, outer)
+                    loop = _native(shape if whole else read_at, shape, outer)
                     if loop is None or loop.then(index) != _native(tuple(source.shape),
                                                                     shape, outer):
                         return False
@@ -283,7 +375,8 @@ class _Fusion:
         self._build_units()
         for node in self.graph.nodes:
             keep = reduction(node)
-            if keep is None and not pointwise(node):
+            lead = self.column_lead(node)
+            if keep is None and lead is None and not pointwise(node):
                 continue
             candidates = []
             for producer, affine in self.producers(node):
@@ -298,10 +391,13 @@ class _Fusion:
                 if (fit is not None and self.legal(node, group)
                         and self.rows_consistent(set(group.nodes) | {node}, fit[0], fit[1])):
                     group.shape, group.outer, group.reduces = fit
+                    group.columns = group.columns or lead is not None
                     joined = group
                     break
             if joined is None:
-                if keep is not None:
+                if lead is not None:
+                    joined = Group(shape=tuple(node.inputs[0].shape), outer=lead, columns=True)
+                elif keep is not None:
                     joined = Group(shape=tuple(node.inputs[0].shape), outer=keep, reduces=True)
                 else:
                     shape = tuple(node.outputs[0].shape)
@@ -323,6 +419,7 @@ class _Fusion:
                         or not self.rows_consistent(union, space[0], space[1])):
                     continue
                 joined.shape, joined.outer, joined.reduces = space
+                joined.columns = joined.columns or other.columns
                 joined.nodes += other.nodes
                 for n in other.nodes:
                     self.group_of[n] = joined
@@ -337,20 +434,26 @@ class _Fusion:
 
     def merge_siblings(self, groups: list[Group]) -> None:
         """Merge groups that share a loop space (or one runs over the other's rows) and do not
-        depend on each other: one pass over the data instead of two, one kernel call."""
-        if len(groups) > 64:
-            return
+        depend on each other: one pass over the data instead of two, one kernel call. Past 64
+        groups only a group of column sums looks for a sibling (each look costs a walk of
+        the graph): its sums then ride on a pass over the same rows, where alone they would
+        cost a kernel call and a pass of their own."""
+        every = len(groups) <= 64
         i = 0
         while i < len(groups):
             a = groups[i]
             j = i + 1
             while j < len(groups):
                 b = groups[j]
+                if not (every or a.columns or b.columns):
+                    j += 1
+                    continue
                 space = self.merged_space(a, b) or self.row_space(a, b) or self.row_space(b, a)
                 union = set(a.nodes) | set(b.nodes)
                 if (space is not None and self.legal_union(a, b)
                         and self.rows_consistent(union, space[0], space[1])):
                     a.shape, a.outer, a.reduces = space
+                    a.columns = a.columns or b.columns
                     a.nodes += b.nodes
                     for n in b.nodes:
                         self.group_of[n] = a
@@ -363,7 +466,7 @@ class _Fusion:
     @staticmethod
     def row_space(a: Group, b: Group) -> tuple | None:
         """a's loop space, when b is pointwise over a's rows."""
-        if not a.reduces or b.reduces:
+        if not a.reduces or b.rowwise:
             return None
         rows = a.shape[: a.outer]
         if b.shape in (rows, rows + (1,) * (len(a.shape) - a.outer)) and a.outer:
@@ -380,6 +483,18 @@ class _Fusion:
                 placed.add(id(unit))
                 out.append(unit)
         return out
+
+
+def _reads_column_sum(readers, members: set) -> bool:
+    """Whether a reader reads (through views) a column sum among members: its sums are
+    complete only when the kernel that adds them up ends."""
+    for node in readers:
+        for x in node.inputs:
+            if isinstance(x, Value) and x.node is not None:
+                base, _ = through_views(x)
+                if base.node in members and column_sum(base.node) is not None:
+                    return True
+    return False
 
 
 def _reads_through_reshape(readers, members: set) -> bool:
@@ -426,6 +541,7 @@ def _native(shape: tuple, loop: tuple, outer: int):
     return AffineMap(n, tuple(out))
 
 
-def fusion_groups(graph: Graph) -> list:
-    """The graph's nodes as Groups (fused kernels) and single Nodes, in graph order."""
-    return _Fusion(graph).run()
+def fusion_groups(graph: Graph, columns: bool = False) -> list:
+    """The graph's nodes as Groups (fused kernels) and single Nodes, in graph order; with
+    `columns`, sums over leading dims join groups as column sums (see the module's text)."""
+    return _Fusion(graph, columns).run()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 
 from ..ir.graph import Value
-from .fusion import Group, compute_dtype
+from .fusion import Group, column_sum, compute_dtype
 from .indexing import AffineMap, StridedView, broadcast_map, view_map
 from .spec import Access, Expr, KernelSpec, Store
 
@@ -117,6 +117,9 @@ class _Lowering:
 
     def compute(self, node, index: AffineMap) -> int:
         out = node.outputs[0]
+        if self.group.columns and column_sum(node) == self.group.outer:
+            # a column sum: its input at the loop's index, which the store adds up
+            return self.value(node.inputs[0], index, out.dtype.name)
         if node.op in ("sum", "mean", "amax", "amin", "prod", "logsumexp", "var"):
             return self.reduce(node, index)
         shape = tuple(out.shape)
@@ -193,12 +196,24 @@ class _Lowering:
     def lower(self, outputs: list[Value]) -> KernelSpec:
         stores = []
         for value in outputs:
-            k = self.compute(value.node, self.native(value))
-            stores.append((value, k))
+            columns = self.group.columns and column_sum(value.node) == self.group.outer
+            index = AffineMap.identity(self.n) if columns else self.native(value)
+            stores.append((value, self.compute(value.node, index), columns))
         n_in = len(self.inputs)
         arg_dtypes = [v.dtype.name for v in self.inputs]
         store_list = []
-        for j, (value, k) in enumerate(stores):
+        for j, (value, k, columns) in enumerate(stores):
+            if columns:
+                # the sums (the inner dims' values, keepdim's leading 1s aside) at the loop's
+                # inner index, the same place for every row
+                strides = [0] * self.n
+                step = 1
+                for d in range(self.n - 1, self.group.outer - 1, -1):
+                    strides[d] = step
+                    step *= self.shape[d]
+                store_list.append(Store(k, Access(n_in + j, tuple(strides), 0), True))
+                arg_dtypes.append(value.dtype.name)
+                continue
             contiguous = StridedView.contiguous(tuple(value.shape) or (1,))
             if not value.shape:
                 contiguous = StridedView((1,), (0,), 0)
@@ -207,10 +222,10 @@ class _Lowering:
             store_list.append(Store(k, Access(n_in + j, strides, offset)))
             arg_dtypes.append(value.dtype.name)
         self.outputs = list(outputs)
-        outer = self.group.outer if self.group.reduces else self.n
+        outer = self.group.outer if self.group.rowwise else self.n
         spec = KernelSpec(self.name, self.shape, outer, tuple(arg_dtypes), n_in,
                           tuple(self.exprs), tuple(store_list))
-        return collapse(spec, pointwise=not self.group.reduces)
+        return collapse(spec, pointwise=not self.group.rowwise)
 
 
 def collapse(spec: KernelSpec, pointwise: bool) -> KernelSpec:
@@ -239,7 +254,7 @@ def collapse(spec: KernelSpec, pointwise: bool) -> KernelSpec:
 
     exprs = tuple(Expr(e.op, e.args, e.dtype, fix(e.attr)) if e.op == "load" else e
                   for e in spec.exprs)
-    stores = tuple(Store(s.expr, fix(s.access)) for s in spec.stores)
+    stores = tuple(Store(s.expr, fix(s.access), s.accumulate) for s in spec.stores)
     if pointwise:
         outer = max(1, len(new_shape) - 1)
     if outer == 0 and not pointwise and len(new_shape) == 0:

@@ -44,8 +44,14 @@ class Expr:
 
 @dataclass(frozen=True)
 class Store:
+    """expr stored at access; with `accumulate`, added onto what is there instead: a column
+    sum (a sum over the row dims, its access 0 along them) that the kernel zeroes when it
+    starts at row 0 and adds each row onto, in row order, so such a kernel runs all its rows
+    in one call (KernelSpec.serial)."""
+
     expr: int
     access: Access
+    accumulate: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,11 @@ class KernelSpec:
     @property
     def rows(self) -> int:
         return math.prod(self.shape[: self.outer])
+
+    @property
+    def serial(self) -> bool:
+        """Whether the kernel must run its rows in one call, in order (its column sums)."""
+        return any(s.accumulate for s in self.stores)
 
     @property
     def inner(self) -> tuple[int, ...]:
@@ -147,7 +158,8 @@ class KernelSpec:
                 text = f"{e.op}({args}){extra}"
             lines.append(f"  {where} e{i}: {e.dtype} = {text}")
         for s in self.stores:
-            lines.append(f"  store a{s.access.arg}[{_index(s.access)}] = e{s.expr}")
+            sign = "+=" if s.accumulate else "="
+            lines.append(f"  store a{s.access.arg}[{_index(s.access)}] {sign} e{s.expr}")
         return "\n".join(lines)
 
 

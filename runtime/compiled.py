@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._log import log
-from ..codegen.fusion import Group, fusion_groups
+from ..codegen.fusion import Group, fusion_groups, summing_gemm
 from ..codegen.llvm.cache import default_cache
 from ..codegen.llvm.emit import emit_module, run_symbol, symbol
 from ..codegen.lower import lower
@@ -150,7 +150,7 @@ class CompiledProgram:
         """Group the nodes for fusion (codegen/fusion.py), and set the groups on the shown
         graph, on its nodes where they exist, for graph.render() to draw."""
         graph = self.graph
-        build.units = fusion_groups(graph)
+        build.units = fusion_groups(graph, columns=self.backend == "llvm")
         groups = [u for u in build.units if isinstance(u, Group)]
         by_position = {id(n): k for k, n in enumerate(graph.nodes)}
         shown_nodes = {n.outputs[0].name: n for n in build.shown.nodes if n.outputs}
@@ -707,38 +707,14 @@ _SUMMED_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 def _column_sum_pair(step: Step, position: dict):
     """(the position of the eager matmul step that may compute this eager step's sum of v over
-    its leading dims, its kernel): v as a matrix (v itself, or v reshaped to (rows, columns))
-    is the matmul's right operand (X^T @ dY: its column sums), or, transposed, its left one
-    (dY^T @ X: its row sums); None where there is none."""
-    node = step.node
-    if node.op != "sum" or node.attrs.get("keepdim"):
+    its leading dims, its kernel; codegen/fusion.py's summing_gemm); None where there is
+    none."""
+    found = summing_gemm(step.node)
+    if found is None or id(found[0]) not in position:
         return None
-    v = node.inputs[0]
-    dims = node.attrs.get("dims")
-    shape = v.type.shape
-    if (dims is None or v.type.dtype.np not in _SUMMED_FLOATS or len(shape) < 2
-            or sorted(dims) != list(range(len(dims))) or len(dims) != len(shape) - 1
-            or not all(isinstance(d, int) for d in shape)):
-        return None
-    matrix = (math.prod(shape[:-1]), shape[-1])
-    operands = [v] if len(shape) == 2 else []
-    operands += [u.outputs[0] for u in v.users if u.op == "reshape" and u.outputs
-                 and tuple(u.outputs[0].type.shape) == matrix]
-    for b in operands:
-        for user in b.users:
-            if (user.op == "matmul" and len(user.inputs) == 2 and user.inputs[1] is b
-                    and user.inputs[0] is not b and len(user.inputs[0].type.shape) == 2
-                    and id(user) in position):
-                return position[id(user)], matmul_with_column_sum
-            if user.op == "permute" and tuple(user.attrs.get("dims", ())) == (1, 0):
-                t = user.outputs[0]
-                for reader in t.users:
-                    if (reader.op == "matmul" and len(reader.inputs) == 2
-                            and reader.inputs[0] is t and reader.inputs[1] is not t
-                            and len(reader.inputs[1].type.shape) == 2
-                            and id(reader) in position):
-                        return position[id(reader)], matmul_with_row_sum
-    return None
+    matmul, kind = found
+    return position[id(matmul)], (matmul_with_column_sum if kind == "column"
+                                  else matmul_with_row_sum)
 
 
 def matmul_with_column_sum(xp, a, b):

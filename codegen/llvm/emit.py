@@ -241,6 +241,17 @@ class _Emitter:
         self._plan_row_cache(b)
         from .mathlib import REDUCED
 
+        if spec.serial:
+            # column sums: zeroed by the call that starts at row 0 (the one call: runtime
+            # runs such a kernel serially), then each row added on in order; rows run once
+            # (no blocks of rows, no second pass for sin and cos: libm's from the start)
+            self._zero_sums(b, start)
+            if any(e.op in REDUCED for e in spec.exprs):
+                self.ctx.trig_flag = b.alloca(ir.IntType(1))
+                self.ctx.exact_trig = True
+            self._loop(b, start, end, self._row)
+            b.ret_void()
+            return
         if not any(e.op in REDUCED for e in spec.exprs):
             from .blocked import RowBlocks, row_block
 
@@ -268,6 +279,20 @@ class _Emitter:
         b.branch(done)
         b.position_at_end(done)
         b.ret_void()
+
+    def _zero_sums(self, b, start) -> None:
+        """Zero each column sum's output (the inner dims' values) when the call starts at
+        row 0."""
+        spec = self.spec
+        size = math.prod(spec.inner) if spec.inner else 1
+        memset = self.module.globals.get("llvm.memset.p0.i64") or ir.Function(
+            self.module, ir.FunctionType(ir.VoidType(), [POINTER, I8, I64, I1]),
+            name="llvm.memset.p0.i64")
+        with b.if_then(b.icmp_signed("==", start, ir.Constant(I64, 0))):
+            for arg in sorted({s.access.arg for s in spec.stores if s.accumulate}):
+                nbytes = size * np.dtype(spec.args[arg]).itemsize
+                b.call(memset, [self.pointers[arg], ir.Constant(I8, 0), ir.Constant(I64, nbytes),
+                                ir.Constant(I1, 0)])
 
     # -- per-row scratch for expensive values several inner loops need -----------------------
 
@@ -594,6 +619,8 @@ class _Emitter:
             value = cast(b, value, "float32" if source == "float16" else source, stored)
         ptr = b.gep(self.pointers[a.arg], [offsets[(a.strides, a.offset)]], inbounds=True,
                     source_etype=STORAGE[stored])
+        if s.accumulate:  # a column sum (float32 or float64): this row's value added on
+            value = b.fadd(b.load(ptr, typ=STORAGE[stored]), value)
         b.store(value, ptr)
 
 
