@@ -211,8 +211,10 @@ def gather_gradient_as_select(graph: Graph) -> int:
     and covers every other dim (a cross-entropy's target picks: g (N, 1) into (N, C)) as
     where(index == arange(C), g, 0): a select that fuses into the kernel reading it, where
     the scatter into zeros wrote and read back a whole (N, C) array (~0.2 ms of a GPT step
-    at N = C = 512, most of it the fill of the zeros). The forward gather checked the index,
-    so no position is out of range; the number rewritten."""
+    at N = C = 512, most of it the fill of the zeros). The select cannot tell an index out
+    of range (it would pick nothing): only an index something else checks is rewritten, by a
+    gather of this graph along the same dim of the same size (a whole training step's), or
+    by the forward of a backward graph (Graph's checked_gathers); the number rewritten."""
     count = 0
     for node in list(graph.nodes):
         if node.op != "gather_backward":
@@ -224,6 +226,8 @@ def gather_gradient_as_select(graph: Graph) -> int:
                 or g.dtype.np.kind != "f"):
             continue
         dim = node.attrs["dim"] % len(shape)
+        if out.name not in graph.checked_gathers and not _gathered(index, dim, shape[dim]):
+            continue
         if index.shape[dim] != 1 or any(index.shape[d] != shape[d]
                                         for d in range(len(shape)) if d != dim):
             continue
@@ -239,3 +243,14 @@ def gather_gradient_as_select(graph: Graph) -> int:
         graph.erase_node(node)
         count += 1
     return count
+
+
+def _gathered(index: Value, dim: int, size: int) -> bool:
+    """Whether a gather reads index along dim of a tensor of that size (and so checks it)."""
+    for user in index.users:
+        if user.op != "gather" or user.inputs[1] is not index:
+            continue
+        x = user.inputs[0]
+        if user.attrs["dim"] % len(x.shape) == dim and x.shape[dim] == size:
+            return True
+    return False

@@ -219,6 +219,9 @@ class Graph:
         self._used_names: set[str] = set()  # every name ever given: fresh names skip them
         self._counters: dict[str, int] = {}
         self._insert_before: Node | None = None
+        # names of gather_backward results whose index a gather already checked against
+        # its dim's size (in a backward graph: the forward's gather, which always runs first)
+        self.checked_gathers: frozenset = frozenset()
 
     # -- names -----------------------------------------------------------------------------
 
@@ -496,6 +499,7 @@ class Graph:
         new.outputs = [mapping[v] for v in self.outputs]
         new._counters = dict(self._counters)
         new._used_names = set(self._used_names)
+        new.checked_gathers = self.checked_gathers
         return new
 
     def render(self, path: str) -> str:

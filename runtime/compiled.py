@@ -493,7 +493,10 @@ class CompiledProgram:
     def _reads_only_under(spec, args, store, others=None) -> bool:
         """Whether the kernel loads arguments `args` only at the store's own element and only
         for that store's value (no other store's value, of `others` where given, depends on
-        them)."""
+        them). Never for a column sum's store: the kernel zeroes its output first and reads
+        it back at every row."""
+        if store.accumulate:
+            return False
         loads = {k for k, e in enumerate(spec.exprs) if e.op == "load" and e.attr.arg in args}
         for k in loads:
             a = spec.exprs[k].attr

@@ -121,6 +121,8 @@ def split(sp, recording, inputs: list, results: list, name: str, device):
     run_pipeline(forward_graph, evaluate=evaluate_with_kernels)
     run_pipeline(backward_graph, evaluate=evaluate_with_kernels)
     n = len(recording.graph.outputs)
+    backward_graph.checked_gathers = _checked_gathers(forward_graph, n, backward_graph,
+                                                      len(grad_outputs))
     saved_roots = {_view_root(v) for v in forward_graph.outputs[n:]}
     saved_results = [j for j, v in enumerate(forward_graph.outputs[:n])
                      if _view_root(v) in saved_roots]
@@ -130,6 +132,74 @@ def split(sp, recording, inputs: list, results: list, name: str, device):
         len(recording.graph.outputs), diff_inputs, diff_outputs, has_grad, sp._replay,
         written, kept, saved_results,
     )
+
+
+def _checked_gathers(forward_graph, n: int, backward_graph, first: int) -> frozenset:
+    """Names of the backward's gather_backward results whose index the forward's gathers
+    checked along the same dim of the same size: the index computed the same way from the
+    same values (codegen/rewrites.py may then select instead of scattering). Forward output
+    n + k is backward input first + k; values compare by how they are computed from the
+    forward's inputs (the backward recomputes an index from the saved targets)."""
+    gathers = [node for node in forward_graph.nodes if node.op == "gather"]
+    wanted = [node for node in backward_graph.nodes if node.op == "gather_backward"]
+    if not gathers or not wanted:
+        return frozenset()
+    prints = _Fingerprints()
+    forward = {id(v): ("input", k) for k, v in enumerate(forward_graph.inputs)}
+    saved = {id(v): forward_graph.outputs[n + k - first]
+             for k, v in enumerate(backward_graph.inputs) if k >= first}
+    checked = set()
+    for node in gathers:
+        x, index = node.inputs
+        dim = node.attrs["dim"] % len(x.shape)
+        checked.add((prints(index, forward, {}), dim, x.shape[dim]))
+    found = set()
+    backward: dict = {}
+    for node in wanted:
+        shape = node.attrs["shape"]
+        dim = node.attrs["dim"] % len(shape)
+        try:
+            index = prints(node.inputs[1], backward, saved, forward)
+        except RecursionError:
+            continue
+        if (index, dim, shape[dim]) in checked:
+            found.add(node.outputs[0].name)
+    return frozenset(found)
+
+
+class _Fingerprints:
+    """A value's computation as a number: equal numbers, equal computations (ops, attrs and
+    operands down to the forward's inputs; constants by their bytes)."""
+
+    def __init__(self):
+        self.table: dict = {}  # (what, ...) -> its number
+
+    def number(self, key) -> int:
+        return self.table.setdefault(key, len(self.table))
+
+    def __call__(self, value, known: dict, saved: dict, forward: dict | None = None) -> int:
+        """value's number; known: its graph's values numbered so far (the forward's inputs
+        given); saved: the graph's inputs that are forward values, numbered in `forward`."""
+        if not hasattr(value, "type"):
+            return self.number(("number", repr(value)))
+        found = known.get(id(value))
+        if isinstance(found, tuple):
+            found = known[id(value)] = self.number(found)
+        if found is not None:
+            return found
+        if id(value) in saved:
+            found = self(saved[id(value)], forward, {})
+        elif value.node is None and value.is_constant:
+            array = value.constant
+            found = self.number(("constant", str(array.dtype), array.shape, array.tobytes()))
+        elif value.node is None:
+            found = self.number(("unknown input", id(value)))
+        else:
+            node = value.node
+            found = self.number((node.op, repr(sorted(node.attrs.items())), value.index,
+                                 tuple(self(x, known, saved, forward) for x in node.inputs)))
+        known[id(value)] = found
+        return found
 
 
 def _view_root(value):

@@ -149,3 +149,35 @@ def test_a_scripted_layer_norm_step_takes_its_weight_and_bias_gradients_in_its_k
     backward = scripted.specializations[0].split.backward
     assert "sum" not in _eager_ops(backward), backward.describe()
     assert _serial_kernels(backward), backward.describe()
+
+
+def test_a_column_sum_is_never_written_over_what_it_reads():
+    # the kernel zeroes its sums and reads them back at every row: neither a planned buffer
+    # it reads (b, dead after it) nor a donated input (p, copied into) may hold them
+    rng = np.random.default_rng(6)
+    x = ember.tensor(rng.standard_normal((64, 16)).astype(np.float32))
+    y = ember.tensor(rng.standard_normal((16, 8)).astype(np.float32))
+
+    def planned(x, y):
+        b = y.cumsum(1)[:, -1].exp()  # an eager step: the program runs step by step
+        return ((x + b) * 2).sum(0) * 0.5 + 1.0
+
+    scripted = ember.script(planned)
+    want = planned(x, y).numpy()
+    for _ in range(3):
+        np.testing.assert_allclose(scripted(x, y).numpy(), want, rtol=1e-5)
+
+    def donated(x, p):
+        with ember.no_grad():
+            p.copy_(((x + p) * 0.5).sum(0))
+        return p
+
+    p0 = rng.standard_normal(16).astype(np.float32)
+    p = ember.tensor(p0.copy())
+    donated(x, p)
+    want = p.numpy().copy()
+    scripted = ember.script(donated)
+    for _ in range(3):
+        p = ember.tensor(p0.copy())
+        scripted(x, p)
+        np.testing.assert_allclose(p.numpy(), want, rtol=1e-5, atol=1e-5)
