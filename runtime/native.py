@@ -154,18 +154,16 @@ class NativeKernel:
         # array, a planned buffer id, or ("input", slot) for an input's own array
         self.outputs = outputs
         self.function = None
-        self.rows = spec.rows
         self.work = math.prod(spec.shape)
-        # shared by the pool's threads: below this, waking them costs more than they save;
-        # a kernel with column sums runs its rows in one call (KernelSpec.serial)
-        self.parallel = (self.work >= PARALLEL_MIN_ELEMENTS and self.rows >= 2
-                         and not spec.serial)
+        self.respec(spec)
 
     def respec(self, spec) -> None:
         """Take `spec`, the same work over another loop shape or into other places
         (runtime/cats.py), before the kernel is emitted."""
         self.spec = spec
         self.rows = spec.rows
+        # shared by the pool's threads: below this, waking them costs more than they save;
+        # a kernel with column sums runs its rows in one call (KernelSpec.serial)
         self.parallel = (self.work >= PARALLEL_MIN_ELEMENTS and self.rows >= 2
                          and not spec.serial)
 

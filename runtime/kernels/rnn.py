@@ -206,11 +206,7 @@ def _lstm_layer_backward(xp, x, h0, c0, w_ih, w_hh, output, gates, cells, grad_o
                                   output[before].reshape(-1, hidden))
     else:
         grad_w_hh = xp.zeros(w_hh.shape, x.dtype)
-    # as a linear layer's bias gradient: ones @ flat (reduce.py), 22 us against numpy's 68
-    # for the word-language model's (700, 800)
-    grad_bias = (_leading_by_gemv(flat, (0,), False)
-                 if xp is np and _leading_product(flat, (0,)) else flat.sum(0))
-    return grad_x, dh, dc, grad_w_ih, grad_w_hh, grad_bias
+    return grad_x, dh, dc, grad_w_ih, grad_w_hh, _bias_gradient(xp, flat)
 
 
 # -- the GRU layer ------------------------------------------------------------------------------
@@ -321,7 +317,8 @@ def _gru_layer_backward(xp, x, h0, w_ih, w_hh, output, saved, grad_output, grad_
 
 
 def _bias_gradient(xp, flat):
-    """flat.sum(0), as a linear layer's bias gradient (reduce.py's gemv on the CPU)."""
+    """flat.sum(0), as a linear layer's bias gradient: ones @ flat on the CPU (reduce.py),
+    22 us against numpy's 68 for the word-language model's (700, 800)."""
     if xp is np and _leading_product(flat, (0,)):
         return _leading_by_gemv(flat, (0,), False)
     return flat.sum(0)
