@@ -613,23 +613,18 @@ def _attention(b, node, out):
     b.node("MatMul", [weights, v.name], [out])
 
 
-def _lstm_layer(b, node, out):
-    """One LSTM layer as ONNX's LSTM (one direction, `reverse` as direction="reverse"), its
-    weights' gate blocks reordered from PyTorch's (input, forget, cell, output) to ONNX's
-    (input, output, forget, cell), and both biases in its one B input."""
-    x, h0, c0, w_ih, w_hh, *biases = node.inputs
-    output, h_n, c_n, gates, cells = node.outputs
-    for saved in (gates, cells):
-        if saved.users or saved in saved.graph.outputs:
-            raise Unsupported("the gates and cell states an LSTM layer keeps for its backward")
-    hidden = w_hh.type.shape[1]
-    blocks = b.ints([hidden] * 4)
+def _recurrent_inputs(b, node, order: tuple, states) -> list:
+    """ONNX's LSTM or GRU inputs for a one-direction layer op: X, W, R, B (both biases, or
+    none) and the initial states (names), each weight's gate blocks taken in `order` (the
+    positions of PyTorch's blocks in ONNX's order), a direction axis of 1 added."""
+    x, w_ih, w_hh = node.inputs[0], node.inputs[len(states) + 1], node.inputs[len(states) + 2]
+    biases = node.inputs[len(states) + 3:]
+    blocks = b.ints([w_hh.type.shape[1]] * len(order))
 
     def onnx_order(weight: str) -> str:
-        names = [b.fresh("gate") for _ in range(4)]
+        names = [b.fresh("gate") for _ in order]
         b.node("Split", [weight, blocks], names, axis=0)
-        i_gate, f_gate, g_gate, o_gate = names
-        return b.node("Concat", [i_gate, o_gate, f_gate, g_gate], axis=0)
+        return b.node("Concat", [names[k] for k in order], axis=0)
 
     def one_direction(name: str) -> str:
         return b.node("Unsqueeze", [name, b.ints([0])])
@@ -640,9 +635,21 @@ def _lstm_layer(b, node, out):
         inputs.append(one_direction(both))
     else:
         inputs.append("")
-    inputs += ["", one_direction(h0.name), one_direction(c0.name)]
+    return inputs + [""] + [one_direction(state) for state in states]
+
+
+def _lstm_layer(b, node, out):
+    """One LSTM layer as ONNX's LSTM (one direction, `reverse` as direction="reverse"), its
+    weights' gate blocks reordered from PyTorch's (input, forget, cell, output) to ONNX's
+    (input, output, forget, cell), and both biases in its one B input."""
+    _x, h0, c0, _w_ih, w_hh, *_biases = node.inputs
+    output, h_n, c_n, gates, cells = node.outputs
+    for saved in (gates, cells):
+        if saved.users or saved in saved.graph.outputs:
+            raise Unsupported("the gates and cell states an LSTM layer keeps for its backward")
+    inputs = _recurrent_inputs(b, node, (0, 3, 1, 2), (h0.name, c0.name))
     y, y_h, y_c = (b.fresh(n) for n in ("lstm_y", "lstm_y_h", "lstm_y_c"))
-    b.node("LSTM", inputs, [y, y_h, y_c], hidden_size=int(hidden),
+    b.node("LSTM", inputs, [y, y_h, y_c], hidden_size=int(w_hh.type.shape[1]),
            direction="reverse" if node.attrs["reverse"] else "forward")
     b.node("Squeeze", [y_h, b.ints([0])], [h_n.name])
     b.node("Squeeze", [y_c, b.ints([0])], [c_n.name])
@@ -653,31 +660,13 @@ def _gru_layer(b, node, out):
     """One GRU layer as ONNX's GRU with linear_before_reset (PyTorch's r * (W_hn h + b_hn)),
     one direction, its weights' gate blocks reordered from PyTorch's (reset, update, new) to
     ONNX's (update, reset, hidden), both biases in its one B input."""
-    x, h0, w_ih, w_hh, *biases = node.inputs
+    _x, h0, _w_ih, w_hh, *_biases = node.inputs
     output, h_n, saved = node.outputs
     if saved.users or saved in saved.graph.outputs:
         raise Unsupported("the gates a GRU layer keeps for its backward")
-    hidden = w_hh.type.shape[1]
-    blocks = b.ints([hidden] * 3)
-
-    def onnx_order(weight: str) -> str:
-        names = [b.fresh("gate") for _ in range(3)]
-        b.node("Split", [weight, blocks], names, axis=0)
-        reset, update, new = names
-        return b.node("Concat", [update, reset, new], axis=0)
-
-    def one_direction(name: str) -> str:
-        return b.node("Unsqueeze", [name, b.ints([0])])
-
-    inputs = [x.name, one_direction(onnx_order(w_ih.name)), one_direction(onnx_order(w_hh.name))]
-    if biases:
-        both = b.node("Concat", [onnx_order(bias.name) for bias in biases], axis=0)
-        inputs.append(one_direction(both))
-    else:
-        inputs.append("")
-    inputs += ["", one_direction(h0.name)]
+    inputs = _recurrent_inputs(b, node, (1, 0, 2), (h0.name,))
     y, y_h = b.fresh("gru_y"), b.fresh("gru_y_h")
-    b.node("GRU", inputs, [y, y_h], hidden_size=int(hidden), linear_before_reset=1,
+    b.node("GRU", inputs, [y, y_h], hidden_size=int(w_hh.type.shape[1]), linear_before_reset=1,
            direction="reverse" if node.attrs["reverse"] else "forward")
     b.node("Squeeze", [y_h, b.ints([0])], [h_n.name])
     b.node("Squeeze", [y, b.ints([1])], [out])

@@ -245,11 +245,17 @@ def _lstm_backward_in_tensor_ops(node, g_out, g_h_n, g_c_n, g_gates, g_cells):
         dc = dc * f_gate
         dh = E.matmul(d_pre[t], w_hh)
     flat = E.reshape(E.stack(d_pre, 0), -1, 4 * hidden)
-    h_prev = [h0 if k == 0 else out[visited[k - 1]] for k in range(steps)]
-    h_prev = E.stack([h_prev[visited.index(t)] for t in range(steps)], 0)
+    h_prev = _previous_states(h0, out, visited)
     return (E.reshape(E.matmul(flat, w_ih), *x.shape), dh, dc,
             E.matmul(E.mT(flat), E.reshape(x, -1, x.shape[-1])),
             E.matmul(E.mT(flat), E.reshape(h_prev, -1, hidden)), E.sum(flat, 0))
+
+
+def _previous_states(h0, out, visited: list):
+    """Each step's h_{t-1}, in the steps' order, stacked: h0 before the first step visited,
+    else the output of the step visited before it."""
+    before = {t: h0 if k == 0 else out[visited[k - 1]] for k, t in enumerate(visited)}
+    return E.stack([before[t] for t in range(len(visited))], 0)
 
 
 @derivative("gru_layer", save_outputs=True, optional_grads=(2,))
@@ -304,8 +310,7 @@ def _gru_backward_in_tensor_ops(node, g_out, g_h_n, g_saved):
         dh = dh * update + E.matmul(d_hid[t], w_hh)
     flat_in = E.reshape(E.stack(d_in, 0), -1, 3 * hidden)
     flat_hid = E.reshape(E.stack(d_hid, 0), -1, 3 * hidden)
-    h_prev = [h0 if k == 0 else out[visited[k - 1]] for k in range(steps)]
-    h_prev = E.stack([h_prev[visited.index(t)] for t in range(steps)], 0)
+    h_prev = _previous_states(h0, out, visited)
     return (E.reshape(E.matmul(flat_in, w_ih), *x.shape), dh,
             E.matmul(E.mT(flat_in), E.reshape(x, -1, x.shape[-1])),
             E.matmul(E.mT(flat_hid), E.reshape(h_prev, -1, hidden)),
