@@ -175,20 +175,29 @@ def unary_math(op: str, x: np.ndarray) -> np.ndarray:
 
 
 def binary(op: str, x: np.ndarray, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """x op y (op: numpy's add, subtract or multiply) for same-shape contiguous arrays of one
+    """x op y (op: numpy's add, subtract, multiply or true_divide) for contiguous arrays of one
     float dtype (ask available(x, y) first), on the native pool when large
-    (codegen/llvm/binary.py). out None: a fresh array; out x: in place into x, which must not
-    share memory with y (the task reads y[i] after writing x[j] for j < i)."""
+    (codegen/llvm/binary.py): two arrays of one shape, or an array and a 0-d array (the
+    scalar every element reads, on either side). out None: a fresh array; out x: in place
+    into x (an array), which must not share memory with y (the task reads y[i] after writing
+    x[j] for j < i)."""
     from ..codegen.llvm.binary import binary_ir, binary_name
 
     dtype = dtype_name(x)
-    in_place = out is x
+    if x.ndim and not y.ndim:
+        form, array = "right", x
+    elif y.ndim and not x.ndim:
+        form, array = "left", y
+    else:
+        form, array = "arrays", x
     words = [data_pointer(x), data_pointer(y)]
-    if not in_place:
-        out = np.empty_like(x)
+    if out is x:
+        form = "into" if form == "arrays" else "right_into"
+    else:
+        out = np.empty_like(array)
         words.append(data_pointer(out))
-    run_task(binary_name(op, dtype, in_place), lambda: binary_ir(op, dtype, in_place), words,
-             x.size, x.size)
+    run_task(binary_name(op, dtype, form), lambda: binary_ir(op, dtype, form), words,
+             array.size, array.size)
     return out
 
 

@@ -21,10 +21,11 @@ def unary_name(op: str, dtype: str) -> str:
     return f"ember_unary_{op}_{dtype}"
 
 
-def map_task(name: str, words: int, element) -> str:
+def map_task(name: str, words: int, element, before=None) -> str:
     """The module of a pool task `name` (argv, start, end) that reads `words` pointers from
     argv and calls element(b, pointers, i) for i in [start, end): a loop without calls, which
-    LLVM vectorizes. unary_ir's and binary.py's tasks."""
+    LLVM vectorizes. before(b, pointers), given, runs once ahead of the loop (what every
+    element reads: a scalar operand). unary_ir's and binary.py's tasks."""
     module = ir.Module(name=name)
     ptr = ir.PointerType()
     task = ir.Function(module, ir.FunctionType(ir.VoidType(), [ptr, _I64, _I64]), name)
@@ -32,6 +33,8 @@ def map_task(name: str, words: int, element) -> str:
     b = ir.IRBuilder(task.append_basic_block("entry"))
     pointers = [b.load(b.gep(argv, [ir.Constant(_I64, k)], source_etype=_I64), typ=ptr)
                 for k in range(words)]
+    if before is not None:
+        before(b, pointers)
     counted_loop(b, start, end, lambda i: element(b, pointers, i))
     b.ret_void()
     return str(module)

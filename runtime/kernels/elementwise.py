@@ -46,55 +46,80 @@ def _quiet_caller():
 quiet = _quiet_caller()
 
 
-# from this many elements a same-shape add, subtract or multiply of float arrays runs as a
-# native pool task (windows.binary): a memory-bound pass that a second core's bandwidth halves
-POOLED_MIN_ELEMENTS = 1 << 18  # below it, in cache, numpy alone was faster (65536: 5.8 us vs 13.5)
-_POOLED = frozenset({"add", "subtract", "multiply"})  # codegen/llvm/binary.py's OPS
+# from this many elements an add, subtract, multiply or divide of float arrays (of one shape,
+# or an array and a scalar) runs as a native pool task (windows.binary). Inside a training step
+# these are memory-bound passes into fresh arrays while earlier results stay alive: there, on
+# 131072 floats, numpy took 38-42 us a multiply and the pool 16-19 (makemore's eager GPT step:
+# 18.3 ms to 17.1). Hot in cache, numpy alone is faster below it (65536: 5.8 us against 13.5),
+# and makemore's step gained nothing more from 65536.
+POOLED_MIN_ELEMENTS = 1 << 17
+# codegen/llvm/binary.py's OPS
+_POOLED = frozenset({"add", "subtract", "multiply", "true_divide"})
+
+
+def _scalar_like(x, dtype):
+    """x as a 0-d array when it is a scalar of `dtype` (a numpy scalar or a 0-d array), else
+    None."""
+    if x.__class__ is np.ndarray:
+        return x if x.ndim == 0 and x.dtype == dtype else None
+    if x.__class__ is dtype.type:
+        return np.asarray(x)
+    return None
 
 
 def _pooled(name: str, a, b, out):
     """a name b on the pool (windows.binary), or None where numpy's ufunc runs it: other
-    shapes (broadcasting), dtypes or layouts, small arrays, an out= other than a itself, or
-    an in-place write into memory b reads."""
-    if (a.__class__ is not np.ndarray or b.__class__ is not np.ndarray
-            or a.size < POOLED_MIN_ELEMENTS or a.shape != b.shape or a.dtype != b.dtype
-            or not windows.available(a, b)):
-        return None
-    if out is not None and (out is not a or not a.flags.writeable
-                            or np.may_share_memory(a, b)):
-        return None
-    return windows.binary(name, a, b, out)
+    shapes (broadcasting but for a scalar side), dtypes or layouts, small arrays, an out=
+    other than a itself, or an in-place write into memory b reads."""
+    if a.__class__ is np.ndarray and a.size >= POOLED_MIN_ELEMENTS and a.ndim:
+        if b.__class__ is np.ndarray and b.shape == a.shape:
+            if b.dtype != a.dtype or not windows.available(a, b):
+                return None
+        else:
+            b = _scalar_like(b, a.dtype)
+            if b is None or not windows.available(a):
+                return None
+        if out is not None and (out is not a or not a.flags.writeable
+                                or (b.ndim and np.may_share_memory(a, b))):
+            return None
+        return windows.binary(name, a, b, out)
+    if (out is None and b.__class__ is np.ndarray and b.size >= POOLED_MIN_ELEMENTS
+            and b.ndim):
+        a = _scalar_like(a, b.dtype)
+        if a is None or not windows.available(b):
+            return None
+        return windows.binary(name, a, b)
+    return None
 
 
 def _ufunc_kernel(name: str, quiet_errors: bool):
     # out= lets in-place ops write straight into the tensor's array (see dispatch's out)
     function = getattr(np, name)
     if quiet_errors:
-        def run(xp, *args, out=None):
+        def numpy_run(xp, *args, out=None):
             with np.errstate(all="ignore"):
                 return getattr(xp, name)(*args, out=out)
 
-        def direct(*arrays):
+        def numpy_direct(*arrays):
             return quiet(function, *arrays)
-    elif name in _POOLED:
+    else:
+        def numpy_run(xp, *args, out=None):
+            return getattr(xp, name)(*args, out=out)
+
+        numpy_direct = function
+    if name in _POOLED:  # (the pool's float operations raise no numpy warnings)
         def run(xp, *args, out=None):
             if xp is np and len(args) == 2:
                 done = _pooled(name, args[0], args[1], out)
                 if done is not None:
                     return done
-            return getattr(xp, name)(*args, out=out)
+            return numpy_run(xp, *args, out=out)
 
         def direct(a, b):
-            if a.__class__ is np.ndarray and a.size >= POOLED_MIN_ELEMENTS:  # (small: at once)
-                done = _pooled(name, a, b, None)
-                if done is not None:
-                    return done
-            return function(a, b)
+            done = _pooled(name, a, b, None)
+            return numpy_direct(a, b) if done is None else done
     else:
-        def run(xp, *args, out=None):
-            return getattr(xp, name)(*args, out=out)
-
-        direct = function
+        run, direct = numpy_run, numpy_direct
     # dispatch's planned calls (CPU arrays of the plan's dtypes, no out) call this instead
     run.direct_for = lambda arrays: direct
     run.__name__ = f"kernel_{name}"
@@ -109,22 +134,32 @@ for _schema in SCHEMAS.values():
         KERNELS[_schema.name] = _ufunc_kernel(_schema.ufunc, _schema.name in _QUIET)
 
 
+def _multiply(a, b, out=None):
+    """np.multiply(a, b, out=out), on the pool where it is large (_pooled)."""
+    done = _pooled("multiply", a, b, out)
+    return np.multiply(a, b, out=out) if done is None else done
+
+
 def _integral_power(numpy_power):
     """pow's kernel: numpy's power, except a float array to a whole-number power (x ** 3 in
     GELU's approximate form, polynomial features): numpy's float power of a negative base took ~45
-    ns an element here (x ** 3.0 on 131072 floats: 6.2 ms, against 0.14 for |x| ** 3.0). x ** 3
-    is x * x * x in float32 and float64, as PyTorch computes it (equal bit for bit); other
-    whole powers, and float16's, are |x| ** n with x's sign put back for odd n (as accurate
-    as numpy's: within an ulp; float16's rounded once from float32, numpy's own)."""
+    ns an element here (x ** 3.0 on 131072 floats: 6.2 ms, against 0.14 for |x| ** 3.0). x ** 2
+    and x ** 3 are x * x and x * x * x in float32 and float64, as PyTorch computes them (equal
+    bit for bit; numpy's power(x, 2.0) took 40 us on 131072 floats, x * x 10); other whole
+    powers, and float16's, are |x| ** n with x's sign put back for odd n (as accurate as
+    numpy's: within an ulp; float16's rounded once from float32, numpy's own)."""
 
     def run(xp, x, exponent, out=None):
         if (xp is np and x.__class__ is np.ndarray and x.dtype.kind == "f"
-                and isinstance(exponent, (int, float, np.number)) and exponent != 2
+                and isinstance(exponent, (int, float, np.number))
                 and float(exponent).is_integer()):
             with np.errstate(all="ignore"):
-                if exponent == 3 and x.itemsize >= 4:  # (float16 rounds once, as numpy)
-                    square = np.multiply(x, x)
-                    return np.multiply(square, x, out=out)
+                if exponent in (2, 3) and x.itemsize >= 4:  # (float16 rounds once, as numpy)
+                    if exponent == 2:
+                        return _multiply(x, x, out=out)
+                    return _multiply(_multiply(x, x), x, out=out)
+                if exponent == 2:
+                    return numpy_power(xp, x, exponent, out=out)
                 magnitude = np.power(np.abs(x), x.dtype.type(exponent))
                 if exponent % 2:
                     return np.copysign(magnitude, x, out=out)
