@@ -164,8 +164,9 @@ class CompiledProgram:
         """Lower every group to a kernel spec of the values it reads and the values someone
         outside it reads (codegen/lower.py)."""
         prefix = _safe(self.name)
-        outputs_of = {id(u): _group_outputs(u, self.graph)
-                      for u in build.units if isinstance(u, Group)}
+        groups = [u for u in build.units if isinstance(u, Group)]
+        grouped = {n for g in groups for n in g.nodes}
+        outputs_of = {id(g): _group_outputs(g, self.graph, grouped) for g in groups}
         build.lowered = []
         for i, unit in enumerate(build.units):
             if isinstance(unit, Group):
@@ -764,11 +765,16 @@ def _safe(name: str) -> str:
     return symbol(name)[:40] or "graph"
 
 
-def _group_outputs(group: Group, graph: Graph) -> list[Value]:
+def _group_outputs(group: Group, graph: Graph, grouped: set) -> list[Value]:
     """The member values something outside the group reads (directly, or through views that
-    lead outside), and the graph's outputs."""
+    lead outside), and the graph's outputs. A kernel that reads a recomputable member
+    (Group.inline: computed from the graph's inputs alone) directly computes it again
+    (codegen/lower.py), so that read needs no store: a backward's factors of the saved values
+    alone (GELU's exp(-x^2 / 2), layer norm's rstd^3) were merged into the first kernel of
+    their loop space and stored there, 4.7 MB a nanoGPT step that nothing loaded."""
     members = set(group.nodes)
     graph_outputs = set(graph.outputs)
+    inline = group.inline
 
     def read_outside(value: Value) -> bool:
         if value in graph_outputs:
@@ -780,6 +786,8 @@ def _group_outputs(group: Group, graph: Graph) -> list[Value]:
                 if any(read_outside(v) for v in user.outputs):
                     return True
                 continue
+            if user in grouped and value.node in inline:
+                continue  # that kernel computes the value itself
             return True
         return False
 

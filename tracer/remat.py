@@ -11,9 +11,12 @@ values it is computed from: the call's inputs, its constants, and values made by
 (reductions, products, and the math functions such as exp and erf, which cost more to
 recompute than to read). When those cost fewer bytes to keep than the value itself (inputs
 and results cost nothing: they are kept anyway), the backward graph gets a copy of that
-chain, computed from them, and the forward stops returning the value. This is the
-rematerialization of AOTAutograd's min-cut partitioner, with a greedy, per-value rule; GELU
-now keeps its input and the erf term, layer_norm its input and row statistics.
+chain, computed from them, and the forward stops returning the value. Values that one new
+read gives back together are recomputed together (_share_frontiers: x / 2 and x / sqrt(2)
+from x). A value the forward stores anyway, for a step that is no fused kernel (a linear's
+input), stays saved (_stored_anyway). This is the rematerialization of AOTAutograd's min-cut
+partitioner, with greedy rules; GELU keeps its input and the erf term, layer_norm its input
+and row statistics.
 """
 
 from __future__ import annotations
@@ -46,6 +49,22 @@ def _cheap(schema) -> bool:
     if schema.side_effects or schema.kind not in _RECOMPUTED_KINDS:
         return False
     return schema.kind == "view" or not (schema.mathlib or schema.name == "pow")
+
+
+def _stored_anyway(value: Value) -> bool:
+    """Whether the forward stores value whether it is saved or not: a step that is no fused
+    kernel reads it (a linear's input, an attention's query), directly or through views.
+    Saving it then costs no pass, while recomputing it would cost the backward one (its
+    reader there is a GEMM too: a layer norm's output, read by the next linear's weight
+    gradient)."""
+    for user in value.users:
+        kind = user.schema.kind
+        if kind == "view":
+            if any(_stored_anyway(v) for v in user.outputs):
+                return True
+        elif kind not in ("elementwise", "reduction"):
+            return True
+    return False
 
 
 def _chain(value: Value, free: set):
@@ -91,15 +110,15 @@ def rematerialize(forward: Graph, saved: list, backward: Graph, n_grads: int,
     free = {v for v in forward.inputs if v not in written} | results
     keep = set(saved)
     chains = {}
+    found_chains = {}  # saved value -> (its chain's nodes, its frontier), the candidates
     for value in sorted(saved, key=_nbytes, reverse=True):
-        if value in results or value.node is None or not _static(value):
+        if (value in results or value.node is None or not _static(value)
+                or _stored_anyway(value)):
             continue
         found = _chain(value, free)
-        if found is None:
+        if found is None or any(f in written for f in found[1]):
             continue
-        nodes, frontier = found
-        if any(f in written for f in frontier):
-            continue
+        nodes, frontier = found_chains[value] = found
         extra = sum(_nbytes(f) for f in frontier
                     if f not in keep and f not in free and not f.is_constant)
         if extra >= _nbytes(value):
@@ -107,12 +126,43 @@ def rematerialize(forward: Graph, saved: list, backward: Graph, n_grads: int,
         keep.discard(value)
         keep.update(f for f in frontier if not f.is_constant)
         chains[value] = nodes
+    _share_frontiers(found_chains, chains, keep, free)
     if not chains:
         return saved, backward
     try:
         return _rebuild(forward, saved, backward, n_grads, keep, chains)
     except EmberError:  # a chain the backward graph would type differently: keep the reads
         return saved, backward
+
+
+def _share_frontiers(found_chains: dict, chains: dict, keep: set, free: set) -> None:
+    """Recompute the saved values that one new read gives back together: exact GELU saved
+    x / 2 and x / sqrt(2), each as large as x, the product before it, so neither alone was
+    worth reading x for, while both are (its forward kernel stored two arrays fewer). Only
+    one read: a chain that needs several (a layer norm's input, the residual stream, is the
+    sum of every layer's outputs before it) would have the backward read them all where it
+    read one. Updates chains and keep in place, the largest saving first."""
+    while True:
+        by_read: dict = {}  # the one value to read -> the saved values it gives back
+        for value, (_, frontier) in found_chains.items():
+            if value in chains:
+                continue
+            missing = [f for f in frontier
+                       if f not in keep and f not in free and not f.is_constant]
+            if len(missing) == 1:
+                by_read.setdefault(missing[0], []).append(value)
+        best, gain = None, 0
+        for read, values in by_read.items():
+            saving = sum(_nbytes(v) for v in values) - _nbytes(read)
+            if saving > gain:
+                best, gain = read, saving
+        if best is None:
+            return
+        for value in by_read[best]:
+            nodes, frontier = found_chains[value]
+            keep.discard(value)
+            keep.update(f for f in frontier if not f.is_constant)  # best among them
+            chains[value] = nodes
 
 
 def _rebuild(forward, saved, backward, n_grads, keep, chains):

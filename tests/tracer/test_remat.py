@@ -142,3 +142,57 @@ def test_an_input_written_by_the_call_is_not_read_again():
         (want,) = ember.autograd.grad(eager(x2).sum(), x2)
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-12)
         np.testing.assert_array_equal(scripted.scale.numpy(), eager.scale.numpy())
+
+
+def _mlp_split(hidden=64):
+    ember.manual_seed(0)
+    model = ember.nn.Sequential(ember.nn.Linear(16, hidden), ember.nn.GELU(),
+                                ember.nn.Linear(hidden, 16))
+    scripted = ember.script(model)
+    x = ember.randn(8, 16)
+    for _ in range(3):
+        scripted(x).square().sum().backward()
+    return model, scripted, x
+
+
+def test_gelu_after_a_linear_saves_the_linear_output_not_its_halves():
+    """x / 2 and x / sqrt(2) both come back from x, the linear's output, which the forward
+    stores anyway: the forward saves x, the erf term and GELU's output (the next linear's
+    input), and no longer x / 2 and x / sqrt(2)."""
+    model, scripted, x = _mlp_split()
+    split = scripted.specializations[-1].split
+    params = [p._data for p in model.parameters()]
+    saved = _saved(scripted, [x._data, *params])
+    hidden = [a for a in saved if a.shape == (8, 64)]
+    assert len(hidden) == 3, [a.shape for a in saved]
+    first = model[0]
+    linear_out = x._data @ first.weight._data.T + first.bias._data
+    assert any(np.allclose(a, linear_out, rtol=1e-5, atol=1e-6) for a in hidden)
+    assert split is not None
+    got = [p.grad.numpy().copy() for p in model.parameters()]
+    model.zero_grad()
+    model(x).square().sum().backward()
+    for a, p in zip(got, model.parameters()):
+        np.testing.assert_allclose(a, 3 * p.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_a_value_a_linear_reads_is_saved_not_recomputed():
+    """x * 2 is the linear's input: the forward stores it for its GEMM whatever the backward
+    reads, and the weight's gradient is a GEMM of it again, so the backward reads it rather
+    than computing it once more from x."""
+    def f(x, w):
+        return ember.nn.functional.linear(x * 2.0, w).sin().sum()
+
+    script = ember.script(f)
+    rng = np.random.default_rng(5)
+    xd, wd = rng.standard_normal((8, 12)), rng.standard_normal((6, 12))
+    for _ in range(3):
+        x, w = (ember.tensor(a, requires_grad=True) for a in (xd, wd))
+        got = ember.autograd.grad(script(x, w), (x, w))
+    saved = _saved(script, [xd, wd])
+    assert any(a.shape == (8, 12) and np.allclose(a, xd * 2.0) for a in saved), \
+        [a.shape for a in saved]
+    x2, w2 = (ember.tensor(a, requires_grad=True) for a in (xd, wd))
+    want = ember.autograd.grad(f(x2, w2), (x2, w2))
+    for a, c in zip(got, want):
+        np.testing.assert_allclose(a.numpy(), c.numpy(), rtol=1e-12, atol=1e-12)
