@@ -606,3 +606,41 @@ def test_an_integer_index_of_a_zero_dimensional_tensor_says_use_item():
     with pytest.raises(IndexError, match=r"tensor\.item\(\)"):
         loss.data[0]
     assert loss.item() == 2.5
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ember.arange(12),
+    lambda: ember.arange(24.0).reshape(4, 6),
+    lambda: ember.arange(24.0).reshape(4, 6).t(),  # rows of a transposed view
+    lambda: ember.arange(60).reshape(3, 4, 5)[1:],
+])
+def test_iterating_gives_the_views_indexing_gives(make):
+    x = make()
+    rows = list(x)
+    assert len(rows) == len(x)
+    for i, row in enumerate(rows):
+        want = x[i]
+        assert row.shape == want.shape and row.dtype == want.dtype
+        np.testing.assert_array_equal(row.numpy(), want.numpy())
+        assert row._base is want._base and row._view_chain == want._view_chain
+    # a row is a view: writing it writes the tensor and bumps the shared version
+    before = x._version[0]
+    rows[-1].fill_(7)
+    assert (x[-1] == 7).all().item() and x._version[0] == before + 1
+
+
+def test_iterating_a_tensor_that_requires_grad_records_each_row():
+    x = ember.arange(6.0).reshape(3, 2).requires_grad_()
+    total = sum((row * (i + 1)).sum() for i, row in enumerate(x))
+    total.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[1, 1], [2, 2], [3, 3]])
+
+
+def test_iterating_inside_a_script_matches_eager():
+    def f(x):
+        return ember.stack([row * 2 for row in x]).sum(0)
+
+    scripted = ember.script(f)
+    for n in (3, 3, 5):
+        x = ember.randn(n, 4)
+        np.testing.assert_allclose(scripted(x).numpy(), f(x).numpy(), rtol=1e-6)
