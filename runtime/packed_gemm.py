@@ -14,7 +14,11 @@ BLAS path, for every other case and for the shapes where BLAS does as well or be
   is at least as wide as tall): the tiles copy a's rows again for every few panels whose
   packed slice stays in L2 (SUB_BYTES), and a C taller than wide has each thread pack all of
   b; BLAS's blocking wins there ((700, 800) @ (800, 200): 1.09x BLAS's time; (128, 784) @
-  (784, 256): 0.84x).
+  (784, 256): 0.84x). Up to 1.5 MiB of packed b this one was as fast or faster, two
+  threads, hot and after a flush of the caches ((128, 768) @ (768, 512): 0.85-0.96x BLAS's
+  time, either layout; (512, 512) @ (512, 768): 0.88-0.92x; a weight gradient
+  (128, 768)^T @ (768, 512), nanoGPT's at batch 12: 0.93-0.96x); at 2 MiB it was slower
+  ((512, 1024)^T @ (1024, 512): 1.3x).
 
 The step's GEMMs (GPT: (512, 128) @ (128, 512) and the like, both layouts of each operand)
 ran 8-20% faster than OpenBLAS on one core, and at two threads as fast as PyTorch's MKL or
@@ -37,7 +41,7 @@ MIN_ROWS = 16
 MIN_COLUMNS = 64
 MAX_DEPTH = 512
 MAX_DEPTH_WIDE = 1024
-PACKED_MAX_BYTES = 1 << 20
+PACKED_MAX_BYTES = 3 << 19  # 1.5 MiB
 SUB_BYTES = 1 << 19  # a unit's panels go this many packed bytes at a time (in L2)
 _local = threading.local()  # each calling thread's buffer for the packed b
 _found: dict = {}  # dtype char -> _task(its name), None: not on this CPU
