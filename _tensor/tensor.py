@@ -416,12 +416,14 @@ class Tensor:
         rest = data.shape[1:]
         zeros, ones = (0,) * len(rest), (1,) * (len(rest) + 1)
         squeeze = ("squeeze", {"dims": (0,)})
-        for i in range(data.shape[0]):
+        n = data.shape[0]
+        for i in range(n):
             row = Tensor._make(data[i, ...], dtype, device, version)
             row._base = base
-            row._view_chain = chain + (
+            # (indexing leaves out the slice of a whole dim of size 1)
+            row._view_chain = chain + ((squeeze,) if n == 1 else (
                 ("slice", {"starts": (i, *zeros), "stops": (i + 1, *rest), "steps": ones}),
-                squeeze)
+                squeeze))
             row._view_version = version[0]
             yield row
 

@@ -613,6 +613,7 @@ def test_an_integer_index_of_a_zero_dimensional_tensor_says_use_item():
     lambda: ember.arange(24.0).reshape(4, 6),
     lambda: ember.arange(24.0).reshape(4, 6).t(),  # rows of a transposed view
     lambda: ember.arange(60).reshape(3, 4, 5)[1:],
+    lambda: ember.arange(5.0).reshape(1, 5),  # one row: indexing records no slice
 ])
 def test_iterating_gives_the_views_indexing_gives(make):
     x = make()

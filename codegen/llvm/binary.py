@@ -12,9 +12,10 @@ out[i] = x[i] op y[i], where one side may be a scalar that every element reads (
     "right_into"  in place: x op= y, y a scalar
 
 The in-place forms read and write x itself, so the loop reads through one pointer what it
-writes and LLVM's vectorizer checks only x against y. A scalar is loaded once, ahead of the
-loop. The float operations are IEEE's own (no contraction, no fast-math), so every result
-equals numpy's.
+writes and LLVM's vectorizer checks only x against y. A scalar is loaded ahead of the loop,
+once per chunk of rows the pool runs: so it must not be memory the call writes (the caller
+copies one that is). The float operations are IEEE's own (no contraction, no fast-math), so
+every result equals numpy's.
 """
 
 from __future__ import annotations

@@ -79,9 +79,15 @@ def _pooled(name: str, a, b, out):
             b = _scalar_like(b, a.dtype)
             if b is None or not windows.available(a):
                 return None
-        if out is not None and (out is not a or not a.flags.writeable
-                                or (b.ndim and np.may_share_memory(a, b))):
-            return None
+        if out is not None:
+            if out is not a or not a.flags.writeable:
+                return None
+            if np.may_share_memory(a, b):
+                if b.ndim:
+                    return None
+                # x.mul_(x[0]): every chunk of the task loads the scalar, some after
+                # another chunk wrote it; numpy reads a copy, as here
+                b = b.copy()
         return windows.binary(name, a, b, out)
     if (out is None and b.__class__ is np.ndarray and b.size >= POOLED_MIN_ELEMENTS
             and b.ndim):

@@ -181,3 +181,18 @@ def test_squares_and_cubes_are_products_on_the_task(dtype, task_runs):
     y.backward(ember.ones_like(y))
     np.testing.assert_allclose(x.grad.numpy(), 3 * a.astype(np.float64) ** 2, rtol=1e-6)
     assert ("multiply", False) in task_runs and len(task_runs) >= 5
+
+
+@pytest.mark.parametrize("op", ["mul_", "add_", "sub_", "div_"])
+@pytest.mark.parametrize("at", [0, -1, 300])
+def test_in_place_by_an_element_of_itself_reads_the_element_before_the_write(op, at):
+    """x.mul_(x[0]): the scalar is a 0-d view into x. Each pool chunk loads the scalar when it
+    starts, so one starting after the chunk that wrote it read the new value (3/4 of x came
+    out multiplied twice); numpy reads a copy, and so does the task now."""
+    rng = np.random.default_rng(8)
+    data = rng.uniform(1.0, 2.0, N + 37).astype(np.float32)
+    x = ember.tensor(data.copy())
+    getattr(x, op)(x[at])
+    ref = {"mul_": np.multiply, "add_": np.add, "sub_": np.subtract,
+           "div_": np.true_divide}[op](data, data[at])
+    np.testing.assert_array_equal(x.numpy(), ref)
