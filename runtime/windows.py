@@ -201,18 +201,28 @@ def binary(op: str, x: np.ndarray, y: np.ndarray, out: np.ndarray | None = None)
     return out
 
 
-def select(cond: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def select(cond: np.ndarray, a: np.ndarray, b: np.ndarray,
+           shape: tuple | None = None) -> np.ndarray:
     """where(cond, a, b) in one pass (codegen/llvm/select.py), for a contiguous bool cond and
-    sides of one float dtype that are each a contiguous array of cond's shape or a 0-d array
-    (ask available(...) of the arrays first)."""
+    sides of one float dtype that are each a contiguous array of the output's shape or a 0-d
+    array (ask available(...) of the arrays first). The output's shape is cond's, or `shape`,
+    over whose trailing dims cond repeats: cond's shape, leading 1s aside, is shape's
+    trailing dims (an attention's causal mask over the scores)."""
     from ..codegen.llvm.select import select_ir, select_name
 
     dtype = dtype_name(a)
     a_one, b_one = a.ndim == 0, b.ndim == 0
-    out = np.empty(cond.shape, a.dtype)
-    run_task(select_name(dtype, a_one, b_one), lambda: select_ir(dtype, a_one, b_one),
-             [data_pointer(cond), data_pointer(a), data_pointer(b), data_pointer(out)],
-             cond.size, cond.size)
+    shape = cond.shape if shape is None else shape
+    out = np.empty(shape, a.dtype)
+    words = [data_pointer(cond), data_pointer(a), data_pointer(b), data_pointer(out)]
+    repeated = out.size != cond.size
+    if repeated:
+        words.append(cond.size)
+        rows = out.size // cond.size if cond.size else 0
+    else:
+        rows = cond.size
+    run_task(select_name(dtype, a_one, b_one, repeated),
+             lambda: select_ir(dtype, a_one, b_one, repeated), words, rows, out.size)
     return out
 
 

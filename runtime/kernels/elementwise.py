@@ -347,6 +347,11 @@ def select(xp, cond, a, b):
             (cond.shape, ()) and cond.flags.c_contiguous and windows.available(a, b)):
         # one native pass: the blend below takes two to four and a mask array
         return windows.select(cond, a, b)
+    shape = _repeats(cond, a, b)
+    if shape is not None and windows.available(a, b):
+        # a mask over the trailing dims (masked_fill of scores by a causal mask), read again
+        # for each leading index: the blend made a full-size mask and wrote twice
+        return windows.select(cond, a, b, shape)
     mask = np.negative(cond, dtype=ints, casting="unsafe")  # True -> -1: every bit set
     if a.ndim == 0 and b.ndim == 0:
         # two numbers (leaky_relu's scale): ((a ^ b) & mask) ^ b, in the mask's own array,
@@ -361,6 +366,23 @@ def select(xp, cond, a, b):
         other = np.bitwise_and(mask, _bits(b, ints), out=_into(mask, b))
         out = np.bitwise_or(out, other, out=_into(out, other))
     return out.view(dtype)
+
+
+def _repeats(cond, a, b):
+    """The output's shape where one side has it and the other is 0-d, and a contiguous cond
+    repeats along its leading dims (cond's shape, leading 1s aside, is the output's trailing
+    dims); else None."""
+    full = a if a.ndim else b
+    other = b if a.ndim else a
+    shape = full.shape
+    if other.ndim or full.size < _NATIVE_SELECT_MIN or not cond.flags.c_contiguous:
+        return None
+    dims = cond.shape
+    while dims and dims[0] == 1:
+        dims = dims[1:]
+    if len(cond.shape) > len(shape) or not dims or shape[len(shape) - len(dims):] != dims:
+        return None
+    return shape
 
 
 def _into(target, operand):

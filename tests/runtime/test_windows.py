@@ -1,6 +1,7 @@
 """The native window kernels (tiled max pooling, im2col, col2im) against plain numpy
 references, and the pooling and convolution kernels that use them against their numpy paths."""
 
+import ember
 import numpy as np
 import pytest
 from ember.runtime import windows
@@ -442,3 +443,65 @@ def test_row_kernels_and_select_give_the_same_bits_on_one_thread_and_two(dtype, 
         assert native._pool.threads() == 2  # the pool had a second thread to share with
     for a, b in zip(alone, shared):
         np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sides", ["as", "sa"])
+@pytest.mark.parametrize("shape, cond_shape", [
+    ((32, 4, 16, 16), (1, 1, 16, 16)),  # makemore's causal mask over its scores
+    ((6, 3, 128, 128), (128, 128)),
+    ((7, 5, 33), (1, 5, 33)),
+    ((3, 4099), (4099,)),
+])
+def test_native_select_reads_a_repeating_condition_again_for_each_row(dtype, sides, shape,
+                                                                       cond_shape):
+    rng = np.random.default_rng(len(shape))
+    cond = rng.random(cond_shape) < 0.5
+    x = rng.standard_normal(shape).astype(dtype)
+    flat = x.reshape(-1)
+    flat[rng.integers(0, flat.size, 7)] = np.nan
+    flat[rng.integers(0, flat.size, 7)] = -0.0
+    one = np.asarray(dtype(-np.inf))
+    a, b = (x, one) if sides == "as" else (one, x)
+    out = windows.select(cond, a, b, shape)
+    want = np.where(cond, a, b)
+    assert out.dtype == dtype and out.shape == shape
+    np.testing.assert_array_equal(_bits_of(out), _bits_of(want))
+
+
+def test_masked_fill_by_a_causal_mask_takes_the_repeating_pass(monkeypatch):
+    calls = []
+    native = windows.select
+    monkeypatch.setattr(windows, "select",
+                        lambda *a: calls.append(len(a) == 4) or native(*a))
+    rng = np.random.default_rng(4)
+    scores = rng.standard_normal((8, 4, 16, 16))
+    mask = np.tril(np.ones((16, 16))).reshape(1, 1, 16, 16) == 0
+    x = ember.tensor(scores, requires_grad=True)
+    y = x.masked_fill(ember.tensor(mask), float("-inf")).softmax(-1)
+    g = rng.standard_normal(y.shape)
+    y.backward(ember.tensor(g))
+    want = np.where(mask, -np.inf, scores)
+    want = np.exp(want - want.max(-1, keepdims=True))
+    want /= want.sum(-1, keepdims=True)
+    np.testing.assert_allclose(y.detach().numpy(), want, rtol=1e-12)
+    dy = (g - (g * want).sum(-1, keepdims=True)) * want
+    np.testing.assert_allclose(x.grad.numpy(), np.where(mask, 0.0, dy), rtol=1e-10,
+                               atol=1e-12)
+    assert calls.count(True) == 2, calls  # the forward's fill and the gradient's
+
+
+def test_conditions_that_do_not_repeat_whole_keep_numpys_way(monkeypatch):
+    from ember.runtime.kernels import elementwise
+
+    calls = []
+    monkeypatch.setattr(windows, "select", lambda *a: calls.append(a))
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((8, 4, 16, 16)).astype(np.float32)
+    inf = np.asarray(np.float32(-np.inf))
+    for cond in (rng.random((8, 1, 16, 16)) < 0.5,  # repeats along a middle dim
+                 rng.random((1, 4, 1, 16)) < 0.5,
+                 (rng.random((16, 16)) < 0.5).T):  # not contiguous
+        np.testing.assert_array_equal(elementwise.select(np, cond, inf, x),
+                                      np.where(cond, inf, x))
+    assert calls == []
