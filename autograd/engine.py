@@ -65,7 +65,8 @@ def _root_grads(outputs, grad_outputs):
                     f"Mismatch in shape: grad_output[{i}] has a shape of {g.shape} and "
                     f"output[{i}] has a shape of {out.shape}."
                 )
-            g = g.clone()  # the caller keeps its tensor; a leaf root must not alias it
+            if out._grad_fn is None:
+                g = g.clone()  # the caller keeps its tensor; a leaf root must not alias it
         else:
             from .._tensor.factories import full_like
 

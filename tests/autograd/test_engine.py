@@ -892,3 +892,19 @@ def test_second_order_gradients_still_sum_out_of_place(monkeypatch):
     (gg,) = autograd.grad(g.sum(), x)
     close(g, np.cos([0.5, -1.0]) - np.sin([0.5, -1.0]))
     close(gg, -np.sin([0.5, -1.0]) - np.cos([0.5, -1.0]))
+
+
+def test_a_root_gradient_the_caller_passes_never_becomes_a_grad_it_shares():
+    """backward(g) hands g itself to a non-leaf root's rule (no copy: a rule only reads it);
+    a leaf root's .grad, or a .grad reached through views of g, is the leaf's own memory."""
+    g = ember.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype=ember.float64)
+    x = leaf([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    x.view(2, 3).backward(g)  # the view's backward gives back a view of g
+    z = leaf([[0.0] * 3] * 2)
+    z.backward(g)  # a leaf root
+    w = leaf([1.0, 1.0, 1.0])
+    (w * 2.0).backward(g[0])
+    g.mul_(10.0)
+    close(x.grad, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    close(z.grad, [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    close(w.grad, [2.0, 4.0, 6.0])
