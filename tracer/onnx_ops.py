@@ -787,6 +787,7 @@ NOT_EXPORTABLE = {
     "attention_backward": _BACKWARD,
     "lstm_layer_backward": _BACKWARD,
     "gru_layer_backward": _BACKWARD,
+    "linear_backward_weight": _BACKWARD,
     "batch_norm_train_backward": _BACKWARD,
     "batch_norm_train": "training batch norm's eager form (batch statistics, running-stat "
     "update): a trace records batch_norm's primitives, and an exported graph is an inference "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from ..._tensor import dispatch
+from ..._tensor import hooks as _hooks
 from ..._tensor import ops as E
 from ..._tensor.factories import full, zeros_like
 from ...errors import runtime_error
@@ -126,6 +127,10 @@ def _linear(node, g):
         out_features, in_features = node.input_meta[1][0]
         g2 = g if g.ndim == 2 else E.reshape(g, -1, out_features)
         x2 = x if x.ndim == 2 else E.reshape(x, -1, in_features)
+        if need_b and not is_grad_enabled() and _hooks.active_trace is None:
+            # eager: both gradients from one GEMM (a trace keeps the product and the sum,
+            # which the compiled program pairs itself, runtime/compiled.py)
+            return (gx, *dispatch("linear_backward_weight", (g2, x2)))
         # the weight's gradient comes out in the weight's own (out, in) layout, contiguous
         gw = E.matmul(E.mT(g2), x2)
     if len(node.input_meta) == 2:

@@ -247,6 +247,23 @@ def _linear(inputs, attrs):
     return TensorType(tuple(x.shape[:-1]) + (w.shape[0],), x.dtype)
 
 
+
+@register("linear_backward_weight", kind="extern", differentiable=False, num_inputs=2,
+          num_outputs=2, attrs={})
+def _linear_backward_weight(inputs, attrs):
+    """(g, x) -> (g^T @ x, g.sum(0)) for a linear layer's output gradient g (N, out) and
+    input x (N, in): its weight's and bias's gradients. The eager backward of a linear with
+    a bias makes it (autograd/derivatives/nn.py): one GEMM that adds g's columns up as it
+    copies them, where the bias's gradient was an eager sum that read g once more."""
+    g, x = inputs
+    _same_dtype("linear_backward_weight", g, x)
+    if len(g.shape) != 2 or len(x.shape) != 2 or g.shape[0] != x.shape[0]:
+        raise runtime_error(
+            f"linear_backward_weight: the gradient {fmt_shape(g.shape)} and input "
+            f"{fmt_shape(x.shape)} must be matrices of the same number of rows"
+        )
+    return (TensorType((g.shape[1], x.shape[1]), g.dtype), TensorType((g.shape[1],), g.dtype))
+
 # -- factories under capture: a tensor of a shape (symbolic or not), filled or drawn ---------
 # Outside a trace the factories fill arrays directly; a trace records them as these ops, so a
 # size taken from an input (zeros_like(x), x.new_zeros(x.shape)) stays symbolic and random

@@ -51,6 +51,18 @@ def _matmul(xp, a, b):
     return _product(xp, a, b)
 
 
+@kernel("linear_backward_weight")
+def _linear_backward_weight(xp, g, x):
+    """(g^T @ x, g.sum(0)): ember's packed GEMM sums the rows of A = g^T (g's columns) as it
+    copies them, where it takes the product; else the product and the sum apart."""
+    if xp is np and g.dtype in _BLAS_DTYPES and g.dtype == x.dtype:
+        total = np.empty(g.shape[1], g.dtype)
+        product = packed_gemm.product(g.T, x, rowsum=total)
+        if product is not None:
+            return product, total
+    return _product(xp, g.T, x), g.sum(0)
+
+
 _BLAS_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
 
 
