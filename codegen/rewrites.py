@@ -53,7 +53,6 @@ def small_linear_as_reduction(graph: Graph) -> int:
         if node.op != "linear":
             continue
         x, w = node.inputs[0], node.inputs[1]
-        out = node.outputs[0]
         if (not static_shape(x.shape) or len(x.shape) < 1 or x.dtype.np.kind != "f"
                 or math.prod(x.shape[:-1]) > SMALL_LINEAR_ROWS):
             continue
@@ -66,11 +65,7 @@ def small_linear_as_reduction(graph: Graph) -> int:
             if len(node.inputs) == 3 and isinstance(node.inputs[2], Value):
                 value = graph.add_node("add", [value, node.inputs[2]], {},
                                        node.source).outputs[0]
-        if value.type != out.type:
-            continue  # left for dead-code elimination; the linear stays
-        graph.replace_all_uses(out, value)
-        graph.erase_node(node)
-        count += 1
+        count += _replaced(graph, node, value)  # (else the linear stays)
     return count
 
 
@@ -198,11 +193,8 @@ def reduced_dims_last(graph: Graph) -> int:
             if node.attrs.get("keepdim"):
                 value = graph.add_node("reshape", [value], {"shape": tuple(out.shape)},
                                        node.source).outputs[0]
-        if value.type != out.type or reduction(reduced) is None:
-            continue  # left for dead-code elimination; the reduction stays
-        graph.replace_all_uses(out, value)
-        graph.erase_node(node)
-        count += 1
+        if reduction(reduced) is not None:
+            count += _replaced(graph, node, value)  # (else the reduction stays)
     return count
 
 
@@ -237,11 +229,7 @@ def gather_gradient_as_select(graph: Graph) -> int:
             iota = graph.add_constant(positions)
             hit = graph.add_node("eq", [index, iota], {}, node.source).outputs[0]
             value = graph.add_node("where", [hit, g, 0.0], {}, node.source).outputs[0]
-        if value.type != out.type:
-            continue  # left for dead-code elimination; the gather_backward stays
-        graph.replace_all_uses(out, value)
-        graph.erase_node(node)
-        count += 1
+        count += _replaced(graph, node, value)  # (else the gather_backward stays)
     return count
 
 
@@ -254,3 +242,15 @@ def _gathered(index: Value, dim: int, size: int) -> bool:
         if user.attrs["dim"] % len(x.shape) == dim and x.shape[dim] == size:
             return True
     return False
+
+
+def _replaced(graph: Graph, node, value: Value) -> bool:
+    """Whether node's output was replaced by value, built in its place, and node erased: not
+    where value's type differs (node stays; what was built is left for dead-code
+    elimination)."""
+    out = node.outputs[0]
+    if value.type != out.type:
+        return False
+    graph.replace_all_uses(out, value)
+    graph.erase_node(node)
+    return True

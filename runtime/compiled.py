@@ -43,8 +43,8 @@ from ..codegen.rewrites import (
 )
 from ..ir.digraph import DiGraph, lexicographical_topological_sort
 from ..ir.graph import Graph, Node, Value
-from . import packed_gemm
 from .cats import write_cats_in_place
+from .kernels.nn import matmul_with_column_sum, matmul_with_row_sum
 from .native import NativeKernel, NativeRun, data_pointer, load_pool
 from .program import (
     EagerStep,
@@ -706,9 +706,6 @@ def _ordered(units: list) -> list:
     return [units[i] for i in lexicographical_topological_sort(order)]
 
 
-_SUMMED_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-
-
 def _column_sum_pair(step: Step, position: dict):
     """(the position of the eager matmul step that may compute this eager step's sum of v over
     its leading dims, its kernel; codegen/fusion.py's summing_gemm); None where there is
@@ -719,30 +716,6 @@ def _column_sum_pair(step: Step, position: dict):
     matmul, kind = found
     return position[id(matmul)], (matmul_with_column_sum if kind == "column"
                                   else matmul_with_row_sum)
-
-
-def matmul_with_column_sum(xp, a, b):
-    """(a @ b, b.sum(0)) for matrices: one packed GEMM that sums B's columns as it packs
-    them, where it takes the product; else the two kernels."""
-    return _with_sum(xp, a, b, b, 0)
-
-
-def matmul_with_row_sum(xp, a, b):
-    """(a @ b, a.sum(1)) for matrices, a transposed (dY^T): one packed GEMM that sums A's
-    rows as it copies them, where it takes the product; else the two kernels."""
-    return _with_sum(xp, a, b, a, 1)
-
-
-def _with_sum(xp, a, b, summed, dim):
-    if xp is np and a.dtype in _SUMMED_FLOATS and a.dtype == b.dtype:
-        total = np.empty(summed.shape[1 - dim], a.dtype)
-        sums = {"colsum": total} if dim == 0 else {"rowsum": total}
-        product = packed_gemm.product(a, b, **sums)
-        if product is not None:
-            return product, total
-    from .kernels import KERNELS
-
-    return KERNELS["matmul"](xp, a, b), KERNELS["sum"](xp, summed, (dim,), False)
 
 
 REMEMBER_MAX_BYTES = 1 << 22  # inputs whose pointer a program remembers (see _pointers)

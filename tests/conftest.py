@@ -25,6 +25,24 @@ def pytest_configure(config):
     compiled.CompiledProgram.__init__ = recording_init
 
 
+@pytest.fixture
+def dispatched_ops():
+    """seen(fn): the ops fn dispatches, in order (through the tracer hook dispatch calls)."""
+    from ember._tensor import hooks
+
+    def seen(fn):
+        ops = []
+        previous = hooks.tracer_hook
+        hooks.tracer_hook = lambda op, *rest: ops.append(op)
+        try:
+            fn()
+        finally:
+            hooks.tracer_hook = previous
+        return ops
+
+    return seen
+
+
 _TORCH_MODULES: dict = {}  # test file -> whether it compares against PyTorch
 
 

@@ -122,8 +122,13 @@ def _ufunc_kernel(name: str, quiet_errors: bool):
             return numpy_run(xp, *args, out=out)
 
         def direct(a, b):
-            done = _pooled(name, a, b, None)
-            return numpy_direct(a, b) if done is None else done
+            # (small operands, most calls, go straight to numpy)
+            if ((a.__class__ is np.ndarray and a.size >= POOLED_MIN_ELEMENTS)
+                    or (b.__class__ is np.ndarray and b.size >= POOLED_MIN_ELEMENTS)):
+                done = _pooled(name, a, b, None)
+                if done is not None:
+                    return done
+            return numpy_direct(a, b)
     else:
         run, direct = numpy_run, numpy_direct
     # dispatch's planned calls (CPU arrays of the plan's dtypes, no out) call this instead

@@ -8,7 +8,7 @@ from .. import blas, packed_gemm, pool_gemm
 from ..native import data_pointer
 from ..threads import before_blas
 from . import random_ops  # noqa: F401  (registers bernoulli)
-from .registry import kernel
+from .registry import KERNELS, kernel
 
 # up to this many multiply-adds OpenBLAS runs a GEMM on the calling thread alone (its
 # SMP_THRESHOLD_MIN x GEMM_MULTITHREAD_THRESHOLD, 65536 x 4), and ember's GEMMs refuse it (their
@@ -51,16 +51,32 @@ def _matmul(xp, a, b):
     return _product(xp, a, b)
 
 
-@kernel("linear_backward_weight")
-def _linear_backward_weight(xp, g, x):
-    """(g^T @ x, g.sum(0)): ember's packed GEMM sums the rows of A = g^T (g's columns) as it
-    copies them, where it takes the product; else the product and the sum apart."""
-    if xp is np and g.dtype in _BLAS_DTYPES and g.dtype == x.dtype:
-        total = np.empty(g.shape[1], g.dtype)
-        product = packed_gemm.product(g.T, x, rowsum=total)
+def matmul_with_column_sum(xp, a, b):
+    """(a @ b, b.sum(0)) for matrices: one packed GEMM that sums B's columns as it packs
+    them, where it takes the product; else the two kernels."""
+    return _with_sum(xp, a, b, b, 0)
+
+
+def matmul_with_row_sum(xp, a, b):
+    """(a @ b, a.sum(1)) for matrices, a transposed (dY^T): one packed GEMM that sums A's
+    rows as it copies them, where it takes the product; else the two kernels."""
+    return _with_sum(xp, a, b, a, 1)
+
+
+def _with_sum(xp, a, b, summed, dim):
+    if xp is np and a.dtype in _BLAS_DTYPES and a.dtype == b.dtype:
+        total = np.empty(summed.shape[1 - dim], a.dtype)
+        sums = {"colsum": total} if dim == 0 else {"rowsum": total}
+        product = packed_gemm.product(a, b, **sums)
         if product is not None:
             return product, total
-    return _product(xp, g.T, x), g.sum(0)
+    return KERNELS["matmul"](xp, a, b), KERNELS["sum"](xp, summed, (dim,), False)
+
+
+@kernel("linear_backward_weight")
+def _linear_backward_weight(xp, g, x):
+    """(g^T @ x, g.sum(0)): the rows of A = g^T are g's columns (matmul_with_row_sum)."""
+    return matmul_with_row_sum(xp, g.T, x)
 
 
 _BLAS_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}

@@ -6,7 +6,6 @@ ONNX export (against onnxruntime)."""
 import copy
 
 import ember
-import ember._tensor.hooks as tensor_hooks
 import numpy as np
 import pytest
 from ember import nn
@@ -100,38 +99,28 @@ def test_values_and_gradients_match_torch(dtype, options, sizes):
         np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=name)
 
 
-def _dispatched_ops(fn):
-    seen = []
-    previous = tensor_hooks.tracer_hook
-    tensor_hooks.tracer_hook = lambda op, *rest: seen.append(op)
-    try:
-        fn()
-    finally:
-        tensor_hooks.tracer_hook = previous
-    return seen
-
-
-def test_a_gru_dispatches_one_op_per_layer_and_direction():
+def test_a_gru_dispatches_one_op_per_layer_and_direction(dispatched_ops):
     options = {"num_layers": 2, "bidirectional": True}
     model, x, h0, weigh = _case("float32", options)
-    seen = _dispatched_ops(lambda: _run(model, x, h0, weigh))
+    seen = dispatched_ops(lambda: _run(model, x, h0, weigh))
     assert seen.count("gru_layer") == 4 and seen.count("gru_layer_backward") == 4
     assert "sigmoid" not in seen and "tanh" not in seen
     # no op per time step: twice the steps dispatch the same ops
     model, x, h0, weigh = _case("float32", options, steps=14)
-    assert _dispatched_ops(lambda: _run(model, x, h0, weigh)) == seen
+    assert dispatched_ops(lambda: _run(model, x, h0, weigh)) == seen
 
 
-def test_float16_keeps_the_stepped_layer():
+def test_float16_keeps_the_stepped_layer(dispatched_ops):
     model = nn.GRU(4, 5).to(ember.float16)
-    seen = _dispatched_ops(lambda: model(ember.randn(3, 2, 4).to(ember.float16)))
+    seen = dispatched_ops(lambda: model(ember.randn(3, 2, 4).to(ember.float16)))
     assert "gru_layer" not in seen and "sigmoid" in seen
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("batched", [True, False])
-def test_a_cell_is_one_op_equal_to_its_stepped_ops(monkeypatch, dtype, bias, batched):
+def test_a_cell_is_one_op_equal_to_its_stepped_ops(monkeypatch, dtype, bias, batched,
+                                                   dispatched_ops):
     ember.manual_seed(2)
     cell = nn.GRUCell(5, 7, bias=bias).to(getattr(ember, dtype))
     x = _inputs((3, 5) if batched else (5,), dtype)
@@ -145,13 +134,13 @@ def test_a_cell_is_one_op_equal_to_its_stepped_ops(monkeypatch, dtype, bias, bat
         return [t.detach().numpy().copy() for t in (out, xt.grad, ht.grad,
                                                      *(p.grad for p in cell.parameters()))]
 
-    seen = _dispatched_ops(run)
+    seen = dispatched_ops(run)
     assert seen.count("gru_layer") == 1 and "sigmoid" not in seen
     one_op = run()
     _stepped(monkeypatch)
     monkeypatch.setattr(rnn_layers, "float32", None)  # the cell's dtype test then fails
     monkeypatch.setattr(rnn_layers, "float64", None)
-    assert "gru_layer" not in _dispatched_ops(run)
+    assert "gru_layer" not in dispatched_ops(run)
     rtol, atol = TOLERANCE[dtype]
     for a, b in zip(one_op, run()):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)

@@ -5,7 +5,6 @@ node per layer; the op's errors, graph files and ONNX export (against onnxruntim
 import copy
 
 import ember
-import ember._tensor.hooks as tensor_hooks
 import numpy as np
 import pytest
 from ember import nn
@@ -124,35 +123,24 @@ def test_values_and_gradients_match_torch(dtype, options, sizes):
         np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=name)
 
 
-def _dispatched_ops(fn):
-    seen = []
-    previous = tensor_hooks.tracer_hook
-    tensor_hooks.tracer_hook = lambda op, *rest: seen.append(op)
-    try:
-        fn()
-    finally:
-        tensor_hooks.tracer_hook = previous
-    return seen
-
-
-def test_an_lstm_dispatches_one_op_per_layer_and_direction():
+def test_an_lstm_dispatches_one_op_per_layer_and_direction(dispatched_ops):
     options = {"num_layers": 2, "bidirectional": True}
     model, x, states, weigh = _case("float32", options)
-    seen = _dispatched_ops(lambda: _run(model, x, states, weigh))
+    seen = dispatched_ops(lambda: _run(model, x, states, weigh))
     assert seen.count("lstm_layer") == 4 and seen.count("lstm_layer_backward") == 4
     assert "sigmoid" not in seen and "tanh" not in seen
     # no op per time step: twice the steps dispatch the same ops
     model, x, states, weigh = _case("float32", options, steps=14)
-    assert _dispatched_ops(lambda: _run(model, x, states, weigh)) == seen
+    assert dispatched_ops(lambda: _run(model, x, states, weigh)) == seen
 
 
 @pytest.mark.parametrize("options", [{"proj_size": 3}, {}], ids=["proj_size", "float16"])
-def test_projections_and_other_dtypes_keep_the_stepped_layer(options):
+def test_projections_and_other_dtypes_keep_the_stepped_layer(options, dispatched_ops):
     model = nn.LSTM(4, 5, **options)
     x = ember.randn(3, 2, 4)
     if not options:
         model, x = model.to(ember.float16), x.to(ember.float16)
-    seen = _dispatched_ops(lambda: model(x))
+    seen = dispatched_ops(lambda: model(x))
     assert "lstm_layer" not in seen and "sigmoid" in seen
 
 
@@ -331,7 +319,8 @@ def test_large_panels_are_the_calls_own_and_small_ones_the_threads_buffer(monkey
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("batched", [True, False])
-def test_an_lstm_cell_is_one_op_of_one_step_and_equals_the_stepped_cell(dtype, bias, batched):
+def test_an_lstm_cell_is_one_op_of_one_step_and_equals_the_stepped_cell(dtype, bias, batched,
+                                                                         dispatched_ops):
     # scripts step LSTMCell in Python loops: one lstm_layer op (and one backward op) a call
     # instead of its ~15 ops; the same values and gradients as those ops (rnn._lstm_step)
     from ember.nn.layers import rnn as rnn_layers
@@ -351,7 +340,7 @@ def test_an_lstm_cell_is_one_op_of_one_step_and_equals_the_stepped_cell(dtype, b
         return [t.detach().numpy().copy() for t in (h, c, x.grad, h0.grad, c0.grad,
                                                       *(p.grad for p in cell.parameters()))]
 
-    seen = _dispatched_ops(lambda: run(lambda: cell(x, (h0, c0))))
+    seen = dispatched_ops(lambda: run(lambda: cell(x, (h0, c0))))
     assert seen.count("lstm_layer") == 1 and seen.count("lstm_layer_backward") == 1
     assert "sigmoid" not in seen
     got = run(lambda: cell(x, (h0, c0)))
