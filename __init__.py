@@ -38,6 +38,9 @@ _EXPORTS = {
     "iinfo": "ir.dtype_info",
     # devices
     "device": "runtime.device",
+    # threads: one budget for the native pool and BLAS (runtime/threads.py)
+    "set_num_threads": "runtime.threads",
+    "get_num_threads": "runtime.threads",
     # memory formats
     **{
         name: "_tensor.memory_format"

@@ -438,9 +438,11 @@ class Tensor:
     __str__ = __repr__
 
     def __format__(self, spec: str) -> str:
-        if self._data.ndim == 0 and spec:
+        # as PyTorch's: a 0-d tensor formats as its number, spec or not (f"{loss}" prints
+        # 2.5, not tensor(2.5)); others as object's, which takes only the empty spec
+        if self._data.ndim == 0:
             return format(self.item(), spec)
-        return repr(self)
+        return object.__format__(self, spec)
 
     def __reduce_ex__(self, protocol):
         from .factories import _rebuild  # deferred: factories.py imports this module

@@ -52,6 +52,25 @@ def limit() -> int:
     return _limit
 
 
+def set_num_threads(n: int) -> None:
+    """torch.set_num_threads: the limit (EMBER_NUM_THREADS's role) made n for this process,
+    for the native pool and BLAS both. The pool starts limit() - 1 workers on its first large
+    kernel; a limit raised after that is held to the workers already running."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        from ..errors import value_error
+
+        raise value_error(f"set_num_threads expects a positive integer, got {n!r}")
+    global _limit
+    _limit = n
+    with _budget.lock:
+        _budget.threads = None  # the next job measures the machine again under the new limit
+
+
+def get_num_threads() -> int:
+    """torch.get_num_threads: the most threads a parallel job uses (limit())."""
+    return limit()
+
+
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0)) or 1

@@ -645,3 +645,12 @@ def test_iterating_inside_a_script_matches_eager():
     for n in (3, 3, 5):
         x = ember.randn(n, 4)
         np.testing.assert_allclose(scripted(x).numpy(), f(x).numpy(), rtol=1e-6)
+
+
+def test_a_0d_tensor_formats_as_its_number():
+    acc = ember.tensor(3) * 100 / 7
+    assert "{}".format(acc) == format(acc.item()) and f"{acc:.1f}" == "42.9"
+    assert f"{ember.tensor(5)}" == "5" and f"{ember.tensor(1.5, requires_grad=True) * 2}" == "3.0"
+    assert f"{ember.ones(2)}" == repr(ember.ones(2))
+    with pytest.raises(TypeError):
+        f"{ember.ones(2):.2f}"

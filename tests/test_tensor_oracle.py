@@ -30,3 +30,19 @@ def test_repr_wraps_lines_and_suffixes_as_torch_does(shape, scale):
     e = ember.tensor(a, requires_grad=True) * 2
     t = torch.tensor(a, requires_grad=True) * 2
     assert repr(e) == repr(t)
+
+
+@pytest.mark.parametrize("spec", ["", ".2f", "8.3e", ">12", "g"])
+def test_format_reads_as_torchs(spec):
+    # a 0-d tensor formats as its number with or without a spec ('{}'.format(acc) prints
+    # 42.857..., not tensor(42.8571)); a 1-d one takes only the empty spec
+    for make in (lambda fw: fw.tensor(3) * 100 / 7, lambda fw: fw.tensor(2.5, dtype=fw.float64),
+                 lambda fw: fw.tensor(7), lambda fw: fw.tensor(True)):
+        e, t = make(ember), make(torch)
+        if spec and isinstance(t.item(), bool) and spec not in (">12",):
+            continue  # bool's own formatting refuses float specs in both
+        assert format(e, spec) == format(t, spec)
+    assert format(ember.ones(2), "") == format(torch.ones(2), "")
+    if spec:
+        with pytest.raises(TypeError):
+            format(ember.ones(2), spec)

@@ -31,9 +31,15 @@ _REPORT = textwrap.dedent("""
 """)
 
 
-def _report(env_threads: str) -> dict:
-    env = dict(os.environ, EMBER_NUM_THREADS=env_threads)
-    out = subprocess.run([sys.executable, "-c", _REPORT], env=env, capture_output=True,
+def _report(env_threads: str | None, first: str = "") -> dict:
+    """_REPORT's figures in a fresh process, with EMBER_NUM_THREADS (None: unset) and the
+    statement `first` run after the imports."""
+    env = dict(os.environ)
+    env.pop("EMBER_NUM_THREADS", None)
+    if env_threads is not None:
+        env["EMBER_NUM_THREADS"] = env_threads
+    script = _REPORT.replace("\na = ", f"\n{first}\na = ", 1)
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -55,6 +61,26 @@ def test_ember_num_threads_caps_blas_at_the_pools_size():
     assert report["workers"] == 1
     # the budget of its call: 2 on an idle machine, 1 while another process keeps a core busy
     assert 1 <= report["blas_get"] <= 2 and report["blas_threadpoolctl"] == [report["blas_get"]]
+
+
+def test_set_num_threads_1_makes_the_pool_and_blas_single_threaded():
+    # torch.set_num_threads, as scripts call it before their work: it takes EMBER_NUM_THREADS's
+    # place for both the pool and BLAS
+    pytest.importorskip("threadpoolctl")
+    report = _report(None, "ember.set_num_threads(1)\nassert ember.get_num_threads() == 1")
+    assert report["workers"] == 0 and report["budget"] == 1
+    assert report["blas_get"] == 1 and report["blas_threadpoolctl"] == [1]
+
+
+def test_get_num_threads_is_the_limit_and_set_num_threads_checks_its_argument(monkeypatch):
+    monkeypatch.setattr(threads, "_limit", 3)
+    assert ember.get_num_threads() == 3
+    ember.set_num_threads(2)
+    assert ember.get_num_threads() == threads.limit() == 2
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(ember.EmberError, match="set_num_threads expects a positive integer"):
+            ember.set_num_threads(bad)
+    assert ember.get_num_threads() == 2
 
 
 def test_a_bad_ember_num_threads_is_a_clear_error(monkeypatch):

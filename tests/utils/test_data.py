@@ -587,3 +587,15 @@ def test_iterable_worker_errors_and_timeouts_reach_the_caller():
 
     with pytest.raises(RuntimeError, match="timed out"):
         list(DataLoader(Slow(2), num_workers=1, timeout=0.05))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_loaders_iterator_has_the_loaders_length(workers):
+    # scripts size progress bars by len(iter(loader)); next() on it takes one batch
+    loader = DataLoader(TensorDataset(ember.arange(10.0)), batch_size=3, num_workers=workers)
+    it = iter(loader)
+    assert len(it) == len(loader) == 4 and iter(it) is it
+    assert next(it)[0].tolist() == [0.0, 1.0, 2.0]
+    assert [b[0].tolist() for b in it] == [[3.0, 4.0, 5.0], [6.0, 7.0, 8.0], [9.0]]
+    with pytest.raises(StopIteration):
+        next(it)

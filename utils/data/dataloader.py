@@ -197,11 +197,14 @@ class DataLoader:
         base_seed = int(gen.integers(0, 2**63 - 1, dtype=np.int64))
         if self.num_workers == 0:
             if self._is_iterable:
-                return self._iterable_batches()
-            return map(self._fetch, self._index_sampler)
-        if self._is_iterable:
-            return self._threaded_iterable(base_seed)
-        return self._threaded_map(base_seed)
+                batches = self._iterable_batches()
+            else:
+                batches = map(self._fetch, self._index_sampler)
+        elif self._is_iterable:
+            batches = self._threaded_iterable(base_seed)
+        else:
+            batches = self._threaded_map(base_seed)
+        return _LoaderIterator(self, batches)
 
     def _enter_worker(self, worker_id: int, base_seed: int) -> None:
         _worker.info = WorkerInfo(worker_id, self.num_workers, base_seed + worker_id, self.dataset)
@@ -297,3 +300,23 @@ class DataLoader:
         if self.drop_last:
             return n // self.batch_size
         return (n + self.batch_size - 1) // self.batch_size
+
+
+class _LoaderIterator:
+    """What iter(loader) gives, as PyTorch's: the batches one pass yields, with len() (the
+    loader's: scripts size progress bars and schedules by len(iter(loader)))."""
+
+    __slots__ = ("_loader", "_batches")
+
+    def __init__(self, loader: DataLoader, batches: Iterator):
+        self._loader = loader
+        self._batches = batches
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._batches)
+
+    def __len__(self) -> int:
+        return len(self._loader)
