@@ -192,7 +192,7 @@ _SUBMODULES = {
 # public submodules that live elsewhere: ember.onnx is tracer/onnx_export.py (so that inside
 # ember an absolute `import onnx` always finds the real onnx package); ember.ops, the op
 # functions, is the tensor layer's
-_RENAMED_SUBMODULES = {"onnx": "tracer.onnx_export", "ops": "_tensor.ops",
+_RENAMED_SUBMODULES = {"onnx": "tracer.onnx_export", "ops": "_tensor.ops", "jit": "tracer.jit",
                        "accelerator": "runtime.accelerator", "sparse": "_tensor.sparse",
                        "multiprocessing": "_tensor.sharing"}
 # the layers that run tensor code: loading one also loads the tracer, which plugs its
