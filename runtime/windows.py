@@ -113,6 +113,30 @@ def max_pool_tiled(x: np.ndarray, kh: int, kw: int, g: np.ndarray | None = None)
     return out
 
 
+# the widest output row max_pool_backward_planes takes: the kernel keeps a row's winners on
+# the stack (8 bytes each; a pool worker's stack is the C default)
+MAX_POOL_ROW = 4096
+
+
+def max_pool_backward_planes(padded: np.ndarray, g: np.ndarray, geometry: tuple) -> np.ndarray:
+    """The gradient of max pooling (any windows: geometry = kh, kw, stride_h, stride_w,
+    dilation_h, dilation_w) with respect to `padded` (..., HP, WP), the input padded with
+    -inf: each of g's (..., OH, OW) values added at its window's winner. OW is at most
+    MAX_POOL_ROW."""
+    from ..codegen.llvm.windows import max_pool_planes_ir, max_pool_planes_name
+
+    *lead, hp, wp = padded.shape
+    oh, ow = g.shape[-2:]
+    planes = int(np.prod(lead, dtype=np.int64))
+    dtype = dtype_name(padded)
+    out = np.zeros(padded.shape, padded.dtype)
+    kh, kw = geometry[:2]
+    run_task(max_pool_planes_name(dtype, geometry), lambda: max_pool_planes_ir(dtype, geometry),
+             [data_pointer(padded), data_pointer(out), data_pointer(g), hp, wp, oh, ow],
+             planes, g.size * kh * kw)
+    return out
+
+
 def _columns_task(kind, make_ir, x_shape, cols, kernel_hw, stride, padding, dilation,
                   out_hw, per_image, x, work):
     from ..codegen.llvm.columns import kernel_name

@@ -46,6 +46,31 @@ def task_header(name: str, words: list[tuple[str, str]]) -> list[str]:
 UNPREDICTABLE = ", !unpredictable !0"
 
 
+def _winner(ty: str, taps: int) -> list[str]:
+    """The lines that read each tap t at %base + %off{t} of %x and leave the window's value
+    in %best{last} and its winner's index in %win{last}: the first maximum, or the first NaN
+    (which is also the forward's value, as NaN propagates): PyTorch's rule."""
+    lines = []
+    for t in range(taps):
+        lines.append(f"  %idx{t} = add i64 %base, %off{t}")
+        lines.append(f"  %p{t} = getelementptr {ty}, ptr %x, i64 %idx{t}")
+        lines.append(f"  %v{t} = load {ty}, ptr %p{t}")
+        if t == 0:  # the first tap as read (v0 + 0.0 would turn -0.0 into 0.0)
+            lines.append(f"  %best0 = select i1 true, {ty} %v0, {ty} %v0")
+            lines.append("  %win0 = add i64 %idx0, 0")
+            continue
+        lines += [
+            f"  %gt{t} = fcmp ogt {ty} %v{t}, %best{t - 1}",
+            f"  %nan{t} = fcmp uno {ty} %v{t}, 0.0",
+            f"  %num{t} = fcmp ord {ty} %best{t - 1}, 0.0",
+            f"  %firstnan{t} = and i1 %nan{t}, %num{t}",
+            f"  %take{t} = or i1 %gt{t}, %firstnan{t}",
+            f"  %best{t} = select i1 %take{t}, {ty} %v{t}, {ty} %best{t - 1}{UNPREDICTABLE}",
+            f"  %win{t} = select i1 %take{t}, i64 %idx{t}, i64 %win{t - 1}{UNPREDICTABLE}",
+        ]
+    return lines
+
+
 def max_pool_name(mode: str, dtype: str, kh: int, kw: int) -> str:
     return f"ember_max_pool_{mode}_{dtype}_{kh}x{kw}"
 
@@ -81,23 +106,7 @@ def max_pool_ir(mode: str, dtype: str, kh: int, kw: int) -> str:
         f"  %ok = mul i64 %o, {kw}",
         "  %base = add i64 %rb, %ok",
     ]
-    for t in range(len(taps)):
-        lines.append(f"  %idx{t} = add i64 %base, %off{t}")
-        lines.append(f"  %p{t} = getelementptr {ty}, ptr %x, i64 %idx{t}")
-        lines.append(f"  %v{t} = load {ty}, ptr %p{t}")
-        if t == 0:  # the first tap as read (v0 + 0.0 would turn -0.0 into 0.0)
-            lines.append(f"  %best0 = select i1 true, {ty} %v0, {ty} %v0")
-            lines.append("  %win0 = add i64 %idx0, 0")
-            continue
-        lines += [
-            f"  %gt{t} = fcmp ogt {ty} %v{t}, %best{t - 1}",
-            f"  %nan{t} = fcmp uno {ty} %v{t}, 0.0",
-            f"  %num{t} = fcmp ord {ty} %best{t - 1}, 0.0",
-            f"  %firstnan{t} = and i1 %nan{t}, %num{t}",
-            f"  %take{t} = or i1 %gt{t}, %firstnan{t}",
-            f"  %best{t} = select i1 %take{t}, {ty} %v{t}, {ty} %best{t - 1}{UNPREDICTABLE}",
-            f"  %win{t} = select i1 %take{t}, i64 %idx{t}, i64 %win{t - 1}{UNPREDICTABLE}",
-        ]
+    lines += _winner(ty, len(taps))
     last = len(taps) - 1
     lines.append("  %gi = add i64 %gb, %o")
     if mode == "fwd":
@@ -117,6 +126,97 @@ def max_pool_ir(mode: str, dtype: str, kh: int, kw: int) -> str:
         "  %r1 = add i64 %r, 1",
         "  %rmore = icmp slt i64 %r1, %end",
         "  br i1 %rmore, label %row, label %exit",
+        "exit:",
+        "  ret void",
+        "}",
+        "!0 = !{}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def max_pool_planes_name(dtype: str, geometry: tuple) -> str:
+    return f"ember_max_pool_planes_bwd_{dtype}_" + "_".join(map(str, geometry))
+
+
+def max_pool_planes_ir(dtype: str, geometry: tuple) -> str:
+    """Max pooling's backward for any windows (overlapping, strided, dilated) over a padded
+    input: each output gradient is added at its window's winner (the tiled kernel's rule,
+    _winner). Windows that overlap may share a winner, so a task takes whole planes and adds
+    in order; `out` (the padded input's gradient) starts zeroed. A row of windows finds its
+    winners first (into a scratch row) and adds after: with the add in the same loop, each
+    window's load of `out` waited for the last window's whole compare chain (the store's
+    address), 14 ns a 3x3 window against ~3.
+
+    geometry (compile-time): kh, kw, stride_h, stride_w, dilation_h, dilation_w.
+    argv: x (padded, N*C planes of HP x WP), out (as x), g (N*C planes of OH x OW), HP, WP,
+    OH, OW. Rows: N*C planes."""
+    kh, kw, sh, sw, dh, dw = geometry
+    ty = IR_TYPES[dtype]
+    name = max_pool_planes_name(dtype, geometry)
+    lines = task_header(name, [("x", "ptr"), ("out", "ptr"), ("g", "ptr"), ("HP", "i64"),
+                               ("WP", "i64"), ("OH", "i64"), ("OW", "i64")])
+    taps = [(i, j) for i in range(kh) for j in range(kw)]
+    lines.append("  %plane = mul i64 %HP, %WP")
+    lines.append("  %gplane = mul i64 %OH, %OW")
+    lines.append(f"  %rowstep = mul i64 %WP, {sh}")
+    for t, (i, j) in enumerate(taps):
+        lines.append(f"  %iw{t} = mul i64 %WP, {i * dh}")
+        lines.append(f"  %off{t} = add i64 %iw{t}, {j * dw}")
+    lines += [
+        "  %scratch = alloca i64, i64 %OW",
+        "  %none = icmp sge i64 %start, %end",
+        "  %norows = icmp sle i64 %OH, 0",
+        "  %nocols = icmp sle i64 %OW, 0",
+        "  %empty = or i1 %norows, %nocols",
+        "  %skip = or i1 %none, %empty",
+        "  br i1 %skip, label %exit, label %plane_top",
+        "plane_top:",
+        "  %r = phi i64 [ %start, %entry ], [ %r1, %plane_end ]",
+        "  %xb = mul i64 %r, %plane",
+        "  %gb = mul i64 %r, %gplane",
+        "  br label %row",
+        "row:",
+        "  %oh = phi i64 [ 0, %plane_top ], [ %oh1, %row_end ]",
+        "  %rowoff = mul i64 %oh, %rowstep",
+        "  %rb = add i64 %xb, %rowoff",
+        "  %gr0 = mul i64 %oh, %OW",
+        "  %gr = add i64 %gb, %gr0",
+        "  br label %col",
+        "col:",
+        "  %o = phi i64 [ 0, %row ], [ %o1, %col ]",
+        f"  %ok = mul i64 %o, {sw}",
+        "  %base = add i64 %rb, %ok",
+    ]
+    lines += _winner(ty, len(taps))
+    last = len(taps) - 1
+    lines += [
+        "  %ps = getelementptr i64, ptr %scratch, i64 %o",
+        f"  store i64 %win{last}, ptr %ps",
+        "  %o1 = add i64 %o, 1",
+        "  %more = icmp slt i64 %o1, %OW",
+        "  br i1 %more, label %col, label %add",
+        "add:",
+        "  %a = phi i64 [ 0, %col ], [ %a1, %add ]",
+        "  %pw = getelementptr i64, ptr %scratch, i64 %a",
+        "  %w = load i64, ptr %pw",
+        "  %gi = add i64 %gr, %a",
+        f"  %pg = getelementptr {ty}, ptr %g, i64 %gi",
+        f"  %gv = load {ty}, ptr %pg",
+        f"  %q = getelementptr {ty}, ptr %out, i64 %w",
+        f"  %had = load {ty}, ptr %q",
+        f"  %sum = fadd {ty} %had, %gv",
+        f"  store {ty} %sum, ptr %q",
+        "  %a1 = add i64 %a, 1",
+        "  %amore = icmp slt i64 %a1, %OW",
+        "  br i1 %amore, label %add, label %row_end",
+        "row_end:",
+        "  %oh1 = add i64 %oh, 1",
+        "  %hmore = icmp slt i64 %oh1, %OH",
+        "  br i1 %hmore, label %row, label %plane_end",
+        "plane_end:",
+        "  %r1 = add i64 %r, 1",
+        "  %rmore = icmp slt i64 %r1, %end",
+        "  br i1 %rmore, label %plane_top, label %exit",
         "exit:",
         "  ret void",
         "}",

@@ -110,12 +110,21 @@ def _tiled_max_backward(xp, g, x, kernel_size, out_hw):
 @kernel("max_pool2d_backward")
 def _max_pool2d_backward(xp, g, x, kernel_size, stride, padding, ceil_mode, dilation=(1, 1)):
     out_hw, extra = _geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
-    if _native_tiles(x, kernel_size, stride, padding, dilation, extra) and g.__class__ is np.ndarray:
+    if (_native_tiles(x, kernel_size, stride, padding, dilation, extra)
+            and g.__class__ is np.ndarray):
         return windows.max_pool_tiled(x, *kernel_size, g=np.ascontiguousarray(g, dtype=x.dtype))
     if (tuple(stride) == tuple(kernel_size) and not any(padding) and not any(extra)
             and tuple(dilation) == (1, 1) and x.ndim >= 3):
         return _tiled_max_backward(xp, g, x, tuple(kernel_size), out_hw)
     padded = _pad(xp, x, padding, extra, _lowest(x.dtype))
+    h, w = x.shape[-2:]
+    if (g.__class__ is np.ndarray and x.ndim >= 3 and x.size and windows.available(padded)
+            and out_hw[1] <= windows.MAX_POOL_ROW):
+        # overlapping or padded windows: one native pass adds each gradient at its winner
+        geometry = (*kernel_size, *stride, *dilation)
+        grad = windows.max_pool_backward_planes(
+            np.ascontiguousarray(padded), np.ascontiguousarray(g, dtype=x.dtype), geometry)
+        return grad[..., padding[0] : padding[0] + h, padding[1] : padding[1] + w]
     taps = list(_tap_slices(kernel_size, stride, dilation, out_hw))
     # the winning tap of each window: the first maximum, or a NaN (PyTorch's rule)
     best, winner = None, None
@@ -133,7 +142,6 @@ def _max_pool2d_backward(xp, g, x, kernel_size, stride, padding, ceil_mode, dila
     zero = g.dtype.type(0)
     for t, rows, cols in taps:
         grad[..., rows, cols] += select(xp, winner == t, g, zero)
-    h, w = x.shape[-2:]
     return grad[..., padding[0] : padding[0] + h, padding[1] : padding[1] + w]
 
 

@@ -49,9 +49,15 @@ def _leaf(lib, array, dtype):
 
 
 def _close(ours, theirs, dtype, what):
+    # a gradient summed over steps and layers is judged against its own scale: an element
+    # that cancels to near zero carries the rounding of its largest terms (float32's sums
+    # differ between BLAS kernels: AVX-512 on AMD put one of 75 at 1.6e-6 off 0.044, where
+    # the largest element is 1.84)
     rtol, atol = TOLERANCE[dtype]
-    np.testing.assert_allclose(ours.detach().numpy(), theirs.detach().numpy(), rtol=rtol,
-                               atol=atol, err_msg=what)
+    expected = theirs.detach().numpy()
+    scale = float(np.abs(expected).max()) if expected.size else 0.0
+    np.testing.assert_allclose(ours.detach().numpy(), expected, rtol=rtol,
+                               atol=max(atol, rtol * scale), err_msg=what)
 
 
 def _initial_states(name, options, layers_dirs, batch, hidden, rng):

@@ -799,6 +799,45 @@ def test_index_add_sums_repeated_rows_like_add_at(dtype, shape, dim, n):
     assert got.dtype == x.dtype and not np.shares_memory(got, x)
 
 
+@pytest.mark.parametrize("dim", [1, 2])
+@pytest.mark.parametrize("index", [
+    [1, 0, 1, 2, 3, 4, 5, 4],  # a reflection pad's gradient: three runs
+    [0, 0, 0, 1, 2, 3, 3, 3],  # a replicate pad's
+    [4, 5, 0, 1, 2, 3, 4, 5, 0, 1],  # a circular pad's
+    [5, 4, 3, 2, 1, 0],
+    [2, 2, 2],
+    [3, 1, 4, 1, 5, 0, 2, 5, 3, 0, 1, 4],  # more runs than are sliced: add.at's path
+    list(range(6)) * 8,  # 48 entries in 8 runs
+])
+def test_index_add_by_runs_of_indices_sums_as_add_at(dim, index):
+    """Few indices that step by +1 or -1 are added run by run, one slice each: repeated
+    indices across runs accumulate as np.add.at's do."""
+    from ember.runtime.kernels.index import _index_add, _index_runs
+
+    rng = np.random.default_rng(len(index))
+    shape = [3, 6, 6]
+    x = rng.standard_normal(shape)
+    src_shape = list(shape)
+    src_shape[dim] = len(index)
+    src = rng.standard_normal(src_shape)
+    index = np.array(index)
+    want = x.copy()
+    np.add.at(want, (slice(None),) * dim + (index,), src)
+    np.testing.assert_allclose(_index_add(np, x, index, src, dim), want, rtol=1e-14, atol=1e-14)
+    runs = _index_runs(index)
+    if runs is not None:
+        assert sum(end - first for first, end, _, _ in runs) == len(index)
+
+
+def test_reflection_pad_gradient_equals_the_dense_jacobians():
+    import ember
+
+    x = ember.randn(2, 3, 5, 6, dtype=ember.float64, requires_grad=True)
+    for mode in ("reflect", "replicate", "circular"):
+        assert ember.autograd.gradcheck(
+            lambda t: ember.nn.functional.pad(t, (2, 1, 1, 3), mode=mode), (x,))
+
+
 @pytest.mark.parametrize("indices", [10, 64])
 def test_index_add_refuses_a_source_that_does_not_match_the_indices(indices):
     """PyTorch requires source.size(dim) == index.numel() and the input's other sizes: a

@@ -90,6 +90,30 @@ _GEOMETRIES = [((3, 3), (1, 1), (1, 1), (1, 1)),
                ((4, 4), (2, 2), (1, 1), (1, 1))]
 
 
+@pytest.mark.parametrize("ceil_mode", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel,stride,padding,dilation", _GEOMETRIES)
+def test_max_pool_backward_over_any_windows_equals_the_tap_by_tap_rule(
+        dtype, kernel, stride, padding, dilation, ceil_mode, monkeypatch):
+    # overlapping, padded, dilated windows: the native pass adds each gradient at its
+    # window's winner (first maximum, else first NaN); integer gradients make the sums exact
+    # whatever order the two paths add in
+    rng = np.random.default_rng(sum(kernel) + sum(stride))
+    x = _input(rng, (2, 3, 9, 11), dtype)
+    args = (kernel, stride, padding, ceil_mode, dilation)
+    out = pool._max_pool2d(np, x, *args)
+    g = rng.integers(-4, 5, out.shape).astype(dtype)
+    native = pool._max_pool2d_backward(np, g, x, *args)
+    monkeypatch.setattr(windows, "_broken", True)
+    np.testing.assert_array_equal(native, pool._max_pool2d_backward(np, g, x, *args))
+    assert native.shape == x.shape
+    if all(p <= k // 2 for p, k in zip(padding, kernel)):  # PyTorch's bound on padding
+        # every window then holds input elements: with finite inputs, no gradient is lost
+        monkeypatch.setattr(windows, "_broken", False)
+        finite = rng.standard_normal(x.shape).astype(dtype)
+        assert pool._max_pool2d_backward(np, g, finite, *args).sum() == g.sum()
+
+
 @pytest.mark.parametrize("per_image", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kernel,stride,padding,dilation", _GEOMETRIES)
