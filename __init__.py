@@ -188,6 +188,7 @@ _SUBMODULES = {
     "backends",
     "amp",
     "cpu",
+    "distributions",
 }
 # public submodules that live elsewhere: ember.onnx is tracer/onnx_export.py (so that inside
 # ember an absolute `import onnx` always finds the real onnx package); ember.ops, the op
@@ -197,7 +198,7 @@ _RENAMED_SUBMODULES = {"onnx": "tracer.onnx_export", "ops": "_tensor.ops", "jit"
                        "multiprocessing": "_tensor.sharing"}
 # the layers that run tensor code: loading one also loads the tracer, which plugs its
 # compiler into the tensor layer (_tensor/hooks.py), since that layer never imports it
-_TENSOR_CODE = ("_tensor", "nn", "optim", "autograd", "utils", "distributed")
+_TENSOR_CODE = ("_tensor", "nn", "optim", "autograd", "utils", "distributed", "distributions")
 
 
 class _RenamedSubmodules:

@@ -8,6 +8,13 @@ way (its kernel's steps are whole-array numpy calls). RNN, the cells other than 
 LSTM with proj_size are built from ember ops (linear, sigmoid, tanh, chunk, stack): each layer
 projects the input of all time steps in one matmul, then runs the recurrence step by step in
 Python.
+
+A PackedSequence input (nn/utils/rnn.py) runs the same layer functions over runs of steps: its
+sequences are sorted longest first, so the batch only shrinks as they end; each run of steps
+with one batch size is one call over (steps, batch), and between runs the states of the
+sequences that ended are set aside (or, in the reverse direction, the initial states of the
+sequences that start are joined). So each sequence's final state is the one at its own last
+step, and the reverse direction starts at it.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from .. import functional as F
 from .. import init
 from ..module import Module
 from ..parameter import Parameter
+from ..utils.rnn import PackedSequence
 
 __all__ = ["GRU", "GRUCell", "LSTM", "LSTMCell", "RNN", "RNNBase", "RNNCell", "RNNCellBase"]
 
@@ -92,6 +100,52 @@ def _gru_layer(layer_input: Tensor, state: tuple, weights: dict, reverse: bool):
         inputs += (weights["bias_ih"], weights["bias_hh"])
     output, h_n, _saved = dispatch("gru_layer", inputs, {"reverse": reverse})
     return output, (h_n,)
+
+
+def _segments(batch_sizes: list[int]) -> list[tuple[int, int, int]]:
+    """(first row, steps, batch) of each run of steps of a PackedSequence with one batch size."""
+    segments, row, t = [], 0, 0
+    while t < len(batch_sizes):
+        batch, steps = batch_sizes[t], 1
+        while t + steps < len(batch_sizes) and batch_sizes[t + steps] == batch:
+            steps += 1
+        segments.append((row, steps, batch))
+        row, t = row + steps * batch, t + steps
+    return segments
+
+
+def _packed_direction(layer: Callable, data: Tensor, segments: list, state: tuple,
+                      weights: dict, reverse: bool):
+    """One direction of one layer over packed data (rows, H_in): layer (as _run's) called once
+    per run of steps with one batch size. Returns the packed output (rows, H_out) and each
+    sequence's state after its own last step (forward) or its first step (reverse)."""
+    features = data.shape[1]
+    pieces = [None] * len(segments)
+    if not reverse:
+        ended = []  # the final states of the sequences that ended, earliest first
+        for i, (row, steps, batch) in enumerate(segments):
+            if batch < state[0].shape[0]:
+                ended.append(tuple(s[batch:] for s in state))
+                state = tuple(s[:batch] for s in state)
+            x = ops.reshape(data[row:row + steps * batch], (steps, batch, features))
+            output, state = layer(x, state, weights, False)
+            pieces[i] = ops.reshape(output, (steps * batch, output.shape[2]))
+        if ended:  # the batch is sorted longest first: the latest to end come first
+            state = tuple(ops.cat([s] + [e[k] for e in reversed(ended)], 0)
+                          for k, s in enumerate(state))
+    else:
+        initial = state
+        state = tuple(s[:segments[-1][2]] for s in initial)
+        for i in range(len(segments) - 1, -1, -1):
+            row, steps, batch = segments[i]
+            running = state[0].shape[0]
+            if batch > running:
+                state = tuple(ops.cat([s, s0[running:batch]], 0)
+                              for s, s0 in zip(state, initial))
+            x = ops.reshape(data[row:row + steps * batch], (steps, batch, features))
+            output, state = layer(x, state, weights, True)
+            pieces[i] = ops.reshape(output, (steps * batch, output.shape[2]))
+    return (pieces[0] if len(pieces) == 1 else ops.cat(pieces, 0)), state
 
 
 def _check_positive_int(name: str, value) -> None:
@@ -283,7 +337,7 @@ class RNNBase(Module):
                 output, state = layer(layer_input, state, weights, direction == 1)
                 outputs.append(output)
                 finals.append(state)
-            layer_input = outputs[0] if num_directions == 1 else ops.cat(outputs, 2)
+            layer_input = outputs[0] if num_directions == 1 else ops.cat(outputs, -1)
             if self.dropout and self.training and index < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, True)
         return layer_input, finals
@@ -303,6 +357,40 @@ class RNNBase(Module):
         stacked = tuple(ops.stack([s[i] for s in finals], 0) for i in range(len(hx)))
         return output, stacked
 
+    def _forward_packed(self, packed: PackedSequence, hx: tuple[Tensor, ...] | None,
+                        state_sizes: tuple[int, ...], what: tuple[str, ...], layer: Callable):
+        """The forward of a PackedSequence: hx (each (layers * directions, N, size), in the
+        batch's original order) or zeros; layer as _run's. Returns the packed output and the
+        final states, each stacked over layers and directions, in the original order."""
+        data, batch_sizes, sorted_indices, unsorted_indices = packed
+        if data.dim() != 2:
+            raise runtime_error(
+                f"input must have 2 dimensions, got {data.dim()} (the data of a PackedSequence, "
+                f"of shape {tuple(data.shape)})"
+            )
+        self._check_input(data)
+        sizes = [int(n) for n in batch_sizes.tolist()]
+        num_states = self.num_layers * (2 if self.bidirectional else 1)
+        expected = [(num_states, sizes[0], size) for size in state_sizes]
+        if hx is None:
+            hx = tuple(zeros(shape, dtype=data.dtype, device=data.device) for shape in expected)
+        else:
+            for h, shape, name in zip(hx, expected, what):
+                self._check_hidden_size(h, shape, name)
+            if sorted_indices is not None:
+                hx = tuple(ops.index_select(h, 1, sorted_indices) for h in hx)
+        per_kind = [ops.unbind(h, 0) for h in hx]
+        states = [tuple(kind[k] for kind in per_kind) for k in range(num_states)]
+        segments = _segments(sizes)
+
+        def packed_layer(layer_input, state, weights, reverse):
+            return _packed_direction(layer, layer_input, segments, state, weights, reverse)
+
+        output, finals = self._run(data, states, packed_layer)
+        stacked = tuple(ops.stack([s[i] for s in finals], 0) for i in range(len(hx)))
+        if unsorted_indices is not None:
+            stacked = tuple(ops.index_select(h, 1, unsorted_indices) for h in stacked)
+        return PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices), stacked
 
     def _forward_one_state(self, input: Tensor, hx: Tensor | None, layer: Callable):
         """RNN's and GRU's forward: one state tensor h, batched or not; layer as _run's."""
@@ -364,6 +452,11 @@ class RNN(RNNBase):
         def step(x_proj, state, w):
             return (_rnn_step(x_proj, state[0], w["weight_hh"], w.get("bias_hh"), act),)
 
+        if isinstance(input, PackedSequence):
+            output, (h_n,) = self._forward_packed(input, None if hx is None else (hx,),
+                                                  (self.hidden_size,), ("hidden",),
+                                                  _stepped(step))
+            return output, h_n
         return self._forward_one_state(input, hx, _stepped(step))
 
 
@@ -377,11 +470,33 @@ class LSTM(RNNBase):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__("LSTM", *args, **kwargs)
 
-    def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None):
+    def _layer(self, dtype) -> Callable:
+        """The function running one direction of one layer (as _run's) for inputs of dtype."""
+        if self.proj_size == 0 and dtype in (float32, float64):
+            return _lstm_layer
+
+        def step(x_proj, state, w):
+            return _lstm_step(x_proj, state[0], state[1], w["weight_hh"], w.get("bias_hh"),
+                              w.get("weight_hr"))
+
+        return _stepped(step)
+
+    def forward(self, input: Tensor | PackedSequence,
+                hx: tuple[Tensor, Tensor] | None = None):
+        real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
+        if isinstance(input, PackedSequence):
+            if hx is not None and (hx[0].dim() != 3 or hx[1].dim() != 3):
+                raise runtime_error(
+                    "For batched 3-D input, hx and cx should also be 3-D but got "
+                    f"({hx[0].dim()}-D, {hx[1].dim()}-D) tensors"
+                )
+            output, (h_n, c_n) = self._forward_packed(
+                input, None if hx is None else tuple(hx), (real_hidden, self.hidden_size),
+                ("hidden[0]", "hidden[1]"), self._layer(input.data.dtype))
+            return output, (h_n, c_n)
         batched = self._batch_input(input)
         if not batched:
             input = ops.unsqueeze(input, 0 if self.batch_first else 1)
-        real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
         self._check_input(input)
         expected_h = self._expected_hidden_size(input, real_hidden)
         expected_c = self._expected_hidden_size(input, self.hidden_size)
@@ -401,15 +516,7 @@ class LSTM(RNNBase):
         self._check_hidden_size(hx[0], expected_h, "hidden[0]")
         self._check_hidden_size(hx[1], expected_c, "hidden[1]")
 
-        if self.proj_size == 0 and input.dtype in (float32, float64):
-            layer = _lstm_layer
-        else:
-            def step(x_proj, state, w):
-                return _lstm_step(x_proj, state[0], state[1], w["weight_hh"],
-                                  w.get("bias_hh"), w.get("weight_hr"))
-
-            layer = _stepped(step)
-        output, (h_n, c_n) = self._forward(input, tuple(hx), layer)
+        output, (h_n, c_n) = self._forward(input, tuple(hx), self._layer(input.dtype))
         if not batched:
             output = ops.squeeze(output, 0 if self.batch_first else 1)
             h_n, c_n = ops.squeeze(h_n, 1), ops.squeeze(c_n, 1)
@@ -428,14 +535,20 @@ class GRU(RNNBase):
             raise value_error("proj_size argument is only supported for LSTM, not RNN or GRU")
         super().__init__("GRU", *args, **kwargs)
 
-    def forward(self, input: Tensor, hx: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        if input.dtype in (float32, float64):
-            return self._forward_one_state(input, hx, _gru_layer)
+    def forward(self, input: Tensor | PackedSequence, hx: Tensor | None = None):
+        packed = isinstance(input, PackedSequence)
+        if (input.data if packed else input).dtype in (float32, float64):
+            layer = _gru_layer
+        else:
+            def step(x_proj, state, w):
+                return (_gru_step(x_proj, state[0], w["weight_hh"], w.get("bias_hh")),)
 
-        def step(x_proj, state, w):
-            return (_gru_step(x_proj, state[0], w["weight_hh"], w.get("bias_hh")),)
-
-        return self._forward_one_state(input, hx, _stepped(step))
+            layer = _stepped(step)
+        if packed:
+            output, (h_n,) = self._forward_packed(input, None if hx is None else (hx,),
+                                                  (self.hidden_size,), ("hidden",), layer)
+            return output, h_n
+        return self._forward_one_state(input, hx, layer)
 
 
 # -- cells -------------------------------------------------------------------------------------

@@ -328,13 +328,3 @@ def test_pad_sequence_matches_torch():
     want = torch.nn.utils.rnn.pad_sequence([torch.tensor(a) for a in arrays], padding_value=7.0)
     got = nn.utils.rnn.pad_sequence([ember.tensor(a) for a in arrays], padding_value=7.0)
     np.testing.assert_array_equal(got.numpy(), want.numpy())
-
-
-def test_packing_sequences_is_a_clear_error():
-    from ember.errors import EmberNotImplementedError
-
-    x = ember.randn(4, 2, 3)
-    with pytest.raises(EmberNotImplementedError, match="does not support packed sequences"):
-        nn.utils.rnn.pack_padded_sequence(x, [4, 2])
-    with pytest.raises(NotImplementedError, match="pad_sequence"):
-        nn.utils.rnn.pack_sequence([x[:, 0]])
