@@ -137,6 +137,41 @@ def max_pool_backward_planes(padded: np.ndarray, g: np.ndarray, geometry: tuple)
     return out
 
 
+def depthwise_forward(padded: np.ndarray, w: np.ndarray, out_hw: tuple,
+                      geometry: tuple) -> np.ndarray:
+    """Depthwise convolution (codegen/llvm/depthwise.py) of `padded` (N, C, HP, WP), the input
+    padded with zeros, by w (C, kh*kw, contiguous, of its dtype): (N, C, OH, OW). geometry:
+    kh, kw, stride_h, stride_w, dilation_h, dilation_w."""
+    from ..codegen.llvm.depthwise import depthwise_forward_ir, depthwise_name
+
+    n, c, hp, wp = padded.shape
+    oh, ow = out_hw
+    out = np.empty((n, c, oh, ow), padded.dtype)
+    dtype = dtype_name(padded)
+    run_task(depthwise_name("fwd", dtype, geometry),
+             lambda: depthwise_forward_ir(dtype, geometry),
+             [data_pointer(padded), data_pointer(w), data_pointer(out), c, hp, wp, oh, ow],
+             n * c, out.size * geometry[0] * geometry[1])
+    return out
+
+
+def depthwise_weight_grad(padded: np.ndarray, g: np.ndarray, geometry: tuple) -> np.ndarray:
+    """The filter's gradient (C, kh*kw) of a depthwise convolution of `padded` (N, C, HP, WP)
+    whose output's gradient is g (N, C, OH, OW, contiguous, of its dtype; N, OH, OW > 0)."""
+    from ..codegen.llvm.depthwise import depthwise_name, depthwise_weight_grad_ir
+
+    n, c, hp, wp = padded.shape
+    oh, ow = g.shape[-2:]
+    taps = geometry[0] * geometry[1]
+    gw = np.empty((c, taps), padded.dtype)
+    dtype = dtype_name(padded)
+    run_task(depthwise_name("wgrad", dtype, geometry),
+             lambda: depthwise_weight_grad_ir(dtype, geometry),
+             [data_pointer(padded), data_pointer(g), data_pointer(gw), c, n, hp, wp, oh, ow],
+             c, g.size * taps)
+    return gw
+
+
 def _columns_task(kind, make_ir, x_shape, cols, kernel_hw, stride, padding, dilation,
                   out_hw, per_image, x, work):
     from ..codegen.llvm.columns import kernel_name

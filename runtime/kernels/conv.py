@@ -19,7 +19,9 @@ and its weight gradient where
 the kernel's taps fill whole vectors (a convolution of the images by the gradient's planes)
 run first as convolutions in the native entry's register tiles (runtime/conv_entry.py),
 which match or beat these GEMMs on one thread and share the images with the native pool on
-more.
+more. A depthwise convolution (groups == channels, one filter each) runs its forward, its
+stride-1 input gradient and its weight gradient on the native depthwise kernels
+(codegen/llvm/depthwise.py) instead: its grouped GEMMs have one row each.
 """
 
 from __future__ import annotations
@@ -145,10 +147,41 @@ def _per_image(xp, channels: int, plane: int) -> bool:
     return threads() == 1 and plane >= PER_IMAGE_MIN_PLANE
 
 
+def _depthwise(xp, x, w_shape, groups) -> bool:
+    """Whether a conv2d is depthwise (one filter per channel: groups == C == O) on arrays the
+    native depthwise kernels take (codegen/llvm/depthwise.py)."""
+    return (xp is np and groups > 1 and x.ndim == 4 and x.shape[1] == groups == w_shape[0]
+            and w_shape[1] == 1 and x.size > 0 and x.dtype.char in "fd" and x.dtype.isnative
+            and windows.available())  # (any strides: the kernels read a padded copy)
+
+
+def _zero_padded(x, padding):
+    """x (N, C, H, W) with padding rows and columns of zeros on both sides, contiguous."""
+    ph, pw = padding
+    if not (ph or pw):
+        return np.ascontiguousarray(x)
+    n, c, h, w = x.shape
+    out = np.zeros((n, c, h + 2 * ph, w + 2 * pw), x.dtype)
+    out[:, :, ph : ph + h, pw : pw + w] = x
+    return out
+
+
+def _depthwise_conv(x, w, stride, padding, dilation):
+    """The depthwise convolution of x by w (C, 1, KH, KW) on the native kernel."""
+    kh, kw = w.shape[2:]
+    out_hw = _out_hw(x.shape[2:], (kh, kw), stride, padding, dilation)
+    filters = np.ascontiguousarray(w.reshape(w.shape[0], kh * kw), dtype=x.dtype)
+    return windows.depthwise_forward(_zero_padded(x, padding), filters, out_hw,
+                                     (kh, kw, *stride, *dilation))
+
+
 @kernel("conv2d")
 def _conv2d(xp, x, w, stride, padding, dilation, groups):
     n = x.shape[0]
     o, cg, kh, kw = w.shape
+    if _depthwise(xp, x, w.shape, groups) and min(_out_hw(x.shape[2:], (kh, kw), stride,
+                                                          padding, dilation)) > 0:
+        return _depthwise_conv(x, w, stride, padding, dilation)
     if (xp is np and groups == 1 and windows.available()
             and not _reads_as_is(x.shape, (kh, kw), stride, padding, dilation)):
         out = conv_entry.conv2d(x, w, stride, padding, dilation)
@@ -196,6 +229,12 @@ def _flipped_conv(g, w, input_shape, stride, padding, dilation, groups):
 def _conv2d_backward_input(xp, g, w, input_shape, stride, padding, dilation, groups):
     n, _, oh, ow = g.shape
     o, cg, kh, kw = w.shape
+    reach = tuple(d * (k - 1) - p for d, k, p in zip(dilation, (kh, kw), padding))
+    if (tuple(stride) == (1, 1) and min(reach) >= 0 and _depthwise(xp, g, w.shape, groups)
+            and g.size):
+        # stride 1: the convolution of g, padded by the kernel's reach, with the flipped
+        # filter (codegen/llvm/depthwise.py)
+        return _depthwise_conv(g, w[:, :, ::-1, ::-1], (1, 1), reach, tuple(dilation))
     if (xp is np and windows.available()
             and not _reads_as_is(input_shape, (kh, kw), stride, padding, dilation)):
         out = _flipped_conv(g, w, input_shape, stride, padding, dilation, groups)
@@ -233,6 +272,11 @@ def _conv2d_backward_input(xp, g, w, input_shape, stride, padding, dilation, gro
 @kernel("conv2d_backward_weight")
 def _conv2d_backward_weight(xp, x, g, weight_shape, stride, padding, dilation, groups):
     o, cg, kh, kw = weight_shape
+    if _depthwise(xp, x, weight_shape, groups) and g.size:
+        gw = windows.depthwise_weight_grad(_zero_padded(x, padding),
+                                           np.ascontiguousarray(g, dtype=x.dtype),
+                                           (kh, kw, *stride, *dilation))
+        return gw.reshape(weight_shape)
     if xp is np and groups == 1 and windows.available():
         gw = conv_entry.conv2d_weight_gradient(x, g, tuple(weight_shape), stride, padding,
                                                dilation)
