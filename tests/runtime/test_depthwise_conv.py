@@ -1,6 +1,7 @@
 """Depthwise conv2d (groups == channels, one filter each) on its native kernels
 (codegen/llvm/depthwise.py): forward, input and weight gradients against a tap-by-tap numpy
-reference and against the grouped GEMM path they replace."""
+reference and against the grouped GEMM path they replace; and the two layouts of the
+weight gradient's GEMM."""
 
 from __future__ import annotations
 
@@ -83,3 +84,28 @@ def test_a_depthwise_layer_takes_the_native_kernels_and_others_do_not(monkeypatc
     ember.nn.Conv2d(8, 8, 3, padding=1, groups=8).double()(
         ember.randn(2, 8, 6, 6, dtype=ember.float64))
     assert len(calls) == 1  # only the last
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_weight_gradient_direct_and_transposed_products_agree(groups, monkeypatch):
+    # the weight gradient's GEMM writes the weight's layout directly for a short inner
+    # dimension (conv.DIRECT_WEIGHT_GRADIENT_MAX), else the transposed product and a copy
+    rng = np.random.default_rng(groups)
+    x = rng.standard_normal((2, 4, 6, 5))
+    g = rng.standard_normal((2, 6, 6, 5))
+    results = []
+    for limit in (10**9, 0):
+        monkeypatch.setattr(conv, "DIRECT_WEIGHT_GRADIENT_MAX", limit)
+        results.append(conv._conv2d_backward_weight(np, x, g, (6, 4 // groups, 3, 3), (1, 1),
+                                                    (1, 1), (1, 1), groups))
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-12, atol=1e-12)
+    want = np.zeros((6, 4 // groups, 3, 3))
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    per = 6 // groups
+    for o in range(6):
+        for c in range(4 // groups):
+            ci = (o // per) * (4 // groups) + c
+            for i in range(3):
+                for j in range(3):
+                    want[o, c, i, j] = (g[:, o] * xp[:, ci, i:i + 6, j:j + 5]).sum()
+    np.testing.assert_allclose(results[0], want, rtol=1e-12, atol=1e-12)
