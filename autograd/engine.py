@@ -349,6 +349,19 @@ def partial_grad(outputs, inputs, grad_outputs, create_graph=False, retain_graph
                  local=True)
 
 
+def grads_at_edges(outputs, edges, grad_outputs, create_graph=False, retain_graph=True):
+    """partial_grad at graph edges (node, output number) instead of tensors: the gradient that
+    reaches each edge from the outputs on paths through no other edge, None where none does
+    (a checkpointed segment's backward hands these on to the nodes before it)."""
+    outputs = _as_list(outputs)
+    grads = _root_grads(outputs, _as_list(grad_outputs))
+    capture = {e: i for i, e in enumerate(edges)}
+    captured = _execute([edge_of(t) for t in outputs], grads, retain_graph, create_graph,
+                        capture, accumulate=False, local=True)
+    return [captured.get(e) if create_graph or captured.get(e) is None
+            else captured[e].detach() for e in edges]
+
+
 def _grad(outputs, inputs, grad_outputs, retain_graph, create_graph, allow_unused,
           materialize_grads, local=False):
     outputs, inputs = _as_list(outputs), _as_list(inputs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import weakref
 
@@ -17,6 +18,11 @@ _FREED_MESSAGE = (
 )
 
 
+# a number for each node made, in order (PyTorch's sequence_nr): a node numbered below a value
+# taken before some code ran existed before it (utils/checkpoint.py finds its segment's nodes)
+next_sequence_nr = itertools.count().__next__
+
+
 class Node:
     """A backward function: turns the gradients of its outputs into those of its inputs.
 
@@ -24,11 +30,12 @@ class Node:
     None when that input needs no gradient.
     """
 
-    __slots__ = ("__dict__", "__weakref__", "next_functions", "pre_hooks")
+    __slots__ = ("__dict__", "__weakref__", "next_functions", "pre_hooks", "sequence_nr")
 
     def __init__(self):
         self.next_functions: tuple = ()
         self.pre_hooks: dict | None = None
+        self.sequence_nr = next_sequence_nr()
 
     def name(self) -> str:
         return type(self).__name__
@@ -343,6 +350,7 @@ def link_op(op: str, inputs: tuple, attrs: dict, outputs: tuple) -> None:
     Tensor = _Tensor
     rule = _derivatives[op]
     node = _new_node(OpNode)  # every slot is set here (Node.__init__ would set two twice)
+    node.sequence_nr = next_sequence_nr()
     node.pre_hooks = None
     node.op = op
     node.attrs = attrs

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import _tensor
 from ..autograd import grad_mode
-from ..autograd.graph import _FREED_MESSAGE, Node, edge_of
+from ..autograd.graph import _FREED_MESSAGE, Node, edge_of, next_sequence_nr
 from ..errors import runtime_error
 from ..ir.passes import run_pipeline
 from ..runtime.compiled import build_program
@@ -287,6 +287,7 @@ class CompiledBackward(Node):
 
     def __init__(self, graphs: SplitGraphs, inputs: list, saved: list, xp):
         self.pre_hooks = None
+        self.sequence_nr = next_sequence_nr()
         self.graphs = graphs
         self.inputs = inputs  # kept for create_graph's recomputation
         self.versions = [t._version[0] for t in inputs]

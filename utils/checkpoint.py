@@ -18,8 +18,8 @@ compute the same graph when run again (the same modes, no changed inputs), as in
 from __future__ import annotations
 
 from ..autograd import grad_mode
-from ..autograd.engine import partial_grad
-from ..autograd.graph import AccumulateGrad, Node, edge_of
+from ..autograd.engine import grads_at_edges
+from ..autograd.graph import AccumulateGrad, Node, edge_of, next_sequence_nr
 from ..errors import type_error, value_error
 from ..runtime import random
 from ..tracer.pytree import flatten, unflatten
@@ -42,6 +42,7 @@ def checkpoint(function, *args, use_reentrant=None, context_fn=None, determinism
         # backward decides what it saves and what it computes again (tracer/remat.py)
         return function(*args, **kwargs)
     streams = random.stream_state() if preserve_rng_state else None
+    first = next_sequence_nr()  # the segment's nodes are numbered after this
     out = function(*args, **kwargs)
     out_leaves, out_spec = flatten(out)
     differentiable = [i for i, o in enumerate(out_leaves)
@@ -49,7 +50,7 @@ def checkpoint(function, *args, use_reentrant=None, context_fn=None, determinism
     if not differentiable:
         return out
     arg_leaves, arg_spec = flatten((args, kwargs))
-    sources = _sources([out_leaves[i] for i in differentiable], arg_leaves)
+    sources = _sources([out_leaves[i] for i in differentiable], arg_leaves, first)
     if not sources:
         return out
     node = _CheckpointNode(function, arg_leaves, arg_spec, streams, sources,
@@ -61,21 +62,21 @@ def checkpoint(function, *args, use_reentrant=None, context_fn=None, determinism
     return unflatten(out_leaves, out_spec)
 
 
-def _sources(outputs: list, arg_leaves: list) -> list:
-    """(index, tensor) of what the outputs' gradient reaches: index into arg_leaves for an
-    argument, None for a leaf the segment reads (a parameter). The walk stops at the
-    arguments' own nodes."""
+def _sources(outputs: list, arg_leaves: list, first: int) -> list:
+    """(argument index or None, tensor or None, edge) of what the outputs' gradient reaches:
+    an argument's edge (its index, itself); a leaf the segment reads, a parameter (None,
+    itself); or a node made before the segment ran, numbered below `first`, that the segment
+    reads through a tensor from outside (None, None): the walk stops at these three."""
     from .._tensor import Tensor
 
-    stops, sources, seen = {}, [], set()
+    stops, sources, seen = set(), [], set()
     for i, a in enumerate(arg_leaves):
         if isinstance(a, Tensor) and a.requires_grad:
             edge = edge_of(a)
             if edge not in stops:
-                stops[edge] = i
-                sources.append((i, a))
+                stops.add(edge)
+                sources.append((i, a, edge))
     stack = [o._grad_fn for o in outputs if o._grad_fn is not None]
-    taken = {id(a) for _, a in sources}
     while stack:
         node = stack.pop()
         if id(node) in seen:
@@ -85,11 +86,10 @@ def _sources(outputs: list, arg_leaves: list) -> list:
             if edge is None or edge in stops:
                 continue
             nxt = edge[0]
-            if isinstance(nxt, AccumulateGrad):
-                leaf = nxt.variable
-                if leaf is not None and id(leaf) not in taken:
-                    taken.add(id(leaf))
-                    sources.append((None, leaf))
+            if isinstance(nxt, AccumulateGrad) or nxt.sequence_nr < first:
+                stops.add(edge)
+                leaf = nxt.variable if isinstance(nxt, AccumulateGrad) else None
+                sources.append((None, leaf, edge))
             elif id(nxt) not in seen:
                 stack.append(nxt)
     return sources
@@ -107,8 +107,8 @@ class _CheckpointNode(Node):
         self.streams = streams
         self.sources = sources
         self.meta = [(tuple(o.shape), o._dtype, o._device) for o in outputs]
-        self.next_functions = tuple(edge_of(t) for _, t in sources)
-        self.versions = [(a, a._version[0]) for i, a in sources if i is not None]
+        self.next_functions = tuple(edge for _, _, edge in sources)
+        self.versions = [(a, a._version[0]) for i, a, _ in sources if i is not None]
 
     def name(self) -> str:
         return "CheckpointFunctionBackward"
@@ -133,7 +133,7 @@ class _CheckpointNode(Node):
                     f"checkpoint: an input of the checkpointed segment was modified in place "
                     f"after the forward (version {a._version[0]}, expected {version}); the "
                     f"recomputed forward would differ")
-        # the arguments themselves: the gradients are taken at their edges (partial_grad
+        # the arguments themselves: the gradients are taken at their edges (grads_at_edges
         # runs nothing behind them), and a double backward reaches them through this graph
         args, kwargs = unflatten(list(self.arg_leaves), self.arg_spec)
         create_graph = grad_mode.state.enabled  # the engine's create_graph
@@ -154,11 +154,10 @@ class _CheckpointNode(Node):
         pairs = [(o, g) for o, g in zip(outs, grads) if g is not None]
         if not pairs:
             return [None] * len(self.sources)
-        targets = [t for _, t in self.sources]
         with grad_mode.set_grad_enabled(create_graph):
-            found = partial_grad([o for o, _ in pairs], targets, [g for _, g in pairs],
-                                 create_graph=create_graph, retain_graph=create_graph)
-        return list(found)
+            return grads_at_edges([o for o, _ in pairs], list(self.next_functions),
+                                  [g for _, g in pairs], create_graph=create_graph,
+                                  retain_graph=True)
 
     def release(self) -> None:
         self.function = self.arg_leaves = self.sources = None

@@ -156,3 +156,45 @@ def test_a_scripted_step_with_checkpoints_equals_eager():
     compiled = [scripted(x).item() for x in data]
     np.testing.assert_allclose(compiled, eager, rtol=1e-5)
     assert not scripted.fallbacks
+
+
+def test_a_segment_reading_a_tensor_with_its_own_graph_hands_its_gradient_on():
+    # y comes from before the segment and the loss reads it too: the segment's node sends y's
+    # share to y's own node (made earlier, so the walk stops there), which runs once with
+    # both shares; walking through it to `a` ran it twice, the second time freed
+    results = []
+    for use_checkpoint in (False, True):
+        a = ember.tensor([0.1, 0.2, 0.3], requires_grad=True)
+        y = a.exp()
+        x = ember.tensor([1.0, 2.0, 3.0], requires_grad=True)
+
+        def segment(t):
+            return (t * y).sin()
+
+        o = checkpoint(segment, x, use_reentrant=False) if use_checkpoint else segment(x)
+        if use_checkpoint:
+            assert len(o.grad_fn.next_functions) == 2  # x's and y's node, not a's
+        (o.sum() + y.sum()).backward()
+        results.append((a.grad.numpy(), x.grad.numpy()))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-6)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-6)
+    np.testing.assert_allclose(results[0][0], [1.6013725, -0.6488653, -1.1419916], rtol=1e-5)
+
+
+def test_checkpoints_over_a_recurrence_equal_the_plain_gradients():
+    # an RNN-style loop: each segment reads the state made by the one before
+    ember.manual_seed(4)
+    cell = nn.Linear(6, 6)
+    xs = ember.randn(5, 3, 6)
+    results = []
+    for use_checkpoint in (False, True):
+        cell.zero_grad()
+        h = ember.zeros(3, 6)
+        for t in range(5):
+            step = lambda x, h: (cell(x) + h).tanh()  # noqa: E731
+            h = checkpoint(step, xs[t], h, use_reentrant=False) if use_checkpoint else step(
+                xs[t], h)
+        h.pow(2).sum().backward()
+        results.append([p.grad.numpy().copy() for p in cell.parameters()])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
