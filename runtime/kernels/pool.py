@@ -124,7 +124,9 @@ def _max_pool2d_backward(xp, g, x, kernel_size, stride, padding, ceil_mode, dila
         geometry = (*kernel_size, *stride, *dilation)
         grad = windows.max_pool_backward_planes(
             np.ascontiguousarray(padded), np.ascontiguousarray(g, dtype=x.dtype), geometry)
-        return grad[..., padding[0] : padding[0] + h, padding[1] : padding[1] + w]
+        grad = grad[..., padding[0] : padding[0] + h, padding[1] : padding[1] + w]
+        return _lost_to_padding(xp, grad, g, x, kernel_size, stride, padding, ceil_mode,
+                                dilation, out_hw)
     taps = list(_tap_slices(kernel_size, stride, dilation, out_hw))
     # the winning tap of each window: the first maximum, or a NaN (PyTorch's rule)
     best, winner = None, None
@@ -142,7 +144,47 @@ def _max_pool2d_backward(xp, g, x, kernel_size, stride, padding, ceil_mode, dila
     zero = g.dtype.type(0)
     for t, rows, cols in taps:
         grad[..., rows, cols] += select(xp, winner == t, g, zero)
-    return grad[..., padding[0] : padding[0] + h, padding[1] : padding[1] + w]
+    grad = grad[..., padding[0] : padding[0] + h, padding[1] : padding[1] + w]
+    return _lost_to_padding(xp, grad, g, x, kernel_size, stride, padding, ceil_mode, dilation,
+                            out_hw)
+
+
+def _first_inside(start, step: int):
+    """The first of start, start + step, ... that is >= 0, for int arrays start."""
+    behind = -np.minimum(start, 0)
+    return start + -(-behind // step) * step
+
+
+def _lost_to_padding(xp, grad, g, x, kernel_size, stride, padding, ceil_mode, dilation,
+                     out_hw):
+    """grad with the gradient of every window whose inputs are all -inf given to its first
+    input element, as PyTorch gives it: ties go to a window's first tap, and for a window
+    that starts in the top or left padding (itself -inf) that tap is padding, cropped away."""
+    if not any(padding) or x.dtype.kind != "f" or not bool(xp.isneginf(x).any()):
+        return grad
+    pooled = _max_pool2d(xp, x, kernel_size, stride, padding, ceil_mode, dilation)
+    oh, ow = out_hw
+    row0 = np.arange(oh) * stride[0] - padding[0]
+    col0 = np.arange(ow) * stride[1] - padding[1]
+    rows = _first_inside(row0, dilation[0])
+    cols = _first_inside(col0, dilation[1])
+    starts_outside = (row0 < 0)[:, None] | (col0 < 0)[None, :]
+    inside = ((rows < x.shape[-2]) & (rows <= row0 + dilation[0] * (kernel_size[0] - 1)))[
+        :, None] & ((cols < x.shape[-1]) & (cols <= col0 + dilation[1] * (kernel_size[1] - 1)))
+    lost = xp.isneginf(pooled) & xp.asarray(starts_outside & inside)
+    if not bool(lost.any()):
+        return grad
+    grad = grad.copy() if not grad.flags.writeable or grad.base is not None else grad
+    flat_grad = grad.reshape(-1, *grad.shape[-2:])
+    plane, r, c = xp.nonzero(lost.reshape(-1, oh, ow))
+    values = g.reshape(-1, oh, ow)[plane, r, c].astype(grad.dtype, copy=False)
+    if xp is np:
+        np.add.at(flat_grad, (plane, xp.asarray(rows)[r], xp.asarray(cols)[c]), values)
+    else:
+        import cupyx
+
+        cupyx.scatter_add(flat_grad, (plane, xp.asarray(rows)[r], xp.asarray(cols)[c]), values)
+    return grad
 
 
 def _divisor(xp, hw, kernel_size, stride, padding, extra, out_hw, count_include_pad, dtype):

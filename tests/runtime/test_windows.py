@@ -114,6 +114,24 @@ def test_max_pool_backward_over_any_windows_equals_the_tap_by_tap_rule(
         assert pool._max_pool2d_backward(np, g, finite, *args).sum() == g.sum()
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_a_window_of_only_minus_inf_gives_its_gradient_to_its_first_input(native,
+                                                                          monkeypatch):
+    # ties go to a window's first tap; where that tap is the (-inf) padding PyTorch gives
+    # the gradient to the window's first input element instead (torch 2.13's values)
+    if not native:
+        monkeypatch.setattr(windows, "_broken", True)
+    x = np.full((1, 1, 4, 4), -np.inf, np.float32)
+    g = np.ones((1, 1, 4, 4), np.float32)
+    grad = pool._max_pool2d_backward(np, g, x, (3, 3), (1, 1), (1, 1), False)
+    np.testing.assert_array_equal(grad[0, 0], [[4, 2, 2, 0], [2, 1, 1, 0], [2, 1, 1, 0],
+                                               [0, 0, 0, 0]])
+    x[0, 0, 2, 3] = 5.0  # the windows that hold it take it; the rest as before
+    grad = pool._max_pool2d_backward(np, g, x, (3, 3), (1, 1), (1, 1), False)
+    np.testing.assert_array_equal(grad[0, 0], [[4, 1, 1, 0], [2, 0, 0, 0], [2, 0, 0, 6],
+                                               [0, 0, 0, 0]])
+
+
 @pytest.mark.parametrize("per_image", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kernel,stride,padding,dilation", _GEOMETRIES)
