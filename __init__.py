@@ -111,6 +111,7 @@ _EXPORTS = {
     },
     # random streams
     "Generator": "_tensor.factories",
+    "default_generator": "_tensor.factories",
     # checkpoints
     "save": "serialization",
     "load": "serialization",

@@ -422,9 +422,10 @@ def eye(n: int, m: int | None = None, *, dtype=None, device=None, requires_grad=
 
 
 def manual_seed(seed: int):
-    """Seed every device's generator; the same seed gives the same numbers."""
+    """Seed every device's generator; the same seed gives the same numbers. Returns the
+    global CPU stream's Generator (ember.default_generator), as PyTorch does."""
     random.manual_seed(seed)
-    return seed
+    return default_generator
 
 
 def seed() -> int:
@@ -443,6 +444,37 @@ class Generator(random.Generator):
     def get_state(self) -> Tensor:
         """The stream's position as a uint8 tensor: set_state() of it resumes from here."""
         return from_numpy(super().get_state())
+
+
+class _DefaultGenerator(Generator):
+    """The global CPU stream as a Generator, as torch.default_generator: manual_seed()
+    returns it, and passed as generator= it draws from the global stream itself."""
+
+    def __init__(self):
+        self.device = CPU
+
+    @property
+    def _np(self) -> np.random.Generator:
+        return random.generator(np)
+
+    @property
+    def _seed(self) -> int:
+        return random.initial_seed()
+
+    def manual_seed(self, seed: int) -> Generator:
+        random.manual_seed(seed)
+        return self
+
+    def seed(self) -> int:
+        seed = int(np.random.SeedSequence().entropy % 2**63)
+        random.manual_seed(seed)
+        return seed
+
+    def __repr__(self) -> str:
+        return f"<ember.Generator(device='cpu', default, initial_seed={self._seed})>"
+
+
+default_generator = _DefaultGenerator()
 
 
 def rand(

@@ -654,3 +654,19 @@ def test_a_0d_tensor_formats_as_its_number():
     assert f"{ember.ones(2)}" == repr(ember.ones(2))
     with pytest.raises(TypeError):
         f"{ember.ones(2):.2f}"
+
+
+def test_manual_seed_returns_the_global_streams_generator():
+    # as torch.manual_seed: the default generator, which as generator= draws from the
+    # global stream itself, with get_state/set_state on that stream
+    g = ember.manual_seed(3)
+    assert g is ember.default_generator and isinstance(g, ember.Generator)
+    assert g.initial_seed() == 3 == ember.initial_seed()
+    a = ember.randn(4)
+    ember.manual_seed(3)
+    np.testing.assert_array_equal(ember.randn(4, generator=g).numpy(), a.numpy())
+    state = g.get_state()
+    first = ember.rand(3)
+    g.set_state(state)
+    np.testing.assert_array_equal(ember.rand(3).numpy(), first.numpy())
+    assert g.manual_seed(7) is g and ember.initial_seed() == 7
