@@ -75,6 +75,20 @@ def _with_location(message: str) -> str:
     return f"{message} (at {where})" if where else message
 
 
+def type_name(value) -> str:
+    """type(value).__name__, qualified by its package where that is not ember or Python
+    itself: a PyTorch tensor handed to ember reads "torch.Tensor" (the bare names read
+    "expected Tensor, got Tensor"), with a word on converting it."""
+    cls = type(value)
+    package = (cls.__module__ or "").split(".")[0]
+    if package in ("builtins", "ember", ""):
+        return cls.__name__
+    if package == "torch" and cls.__name__ in ("Tensor", "Parameter"):
+        return (f"torch.{cls.__name__} (a PyTorch tensor: ember takes its own; convert with "
+                f"ember.from_dlpack(t) or ember.tensor(t.numpy()))")
+    return f"{package}.{cls.__name__}"
+
+
 def runtime_error(message: str) -> EmberRuntimeError:
     return EmberRuntimeError(_with_location(message))
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..autograd import grad_mode
 from ..autograd.graph import link_op
-from ..errors import out_of_memory_error, runtime_error, type_error
+from ..errors import out_of_memory_error, runtime_error, type_error, type_name
 from ..ir import ops as _ir_ops  # noqa: F401  (registers the schemas)
 from ..ir.schema import NUMBER, SCHEMAS
 from ..runtime.device import CPU, array_module, device
@@ -301,7 +301,7 @@ def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = 
             other_layout = getattr(type(x), "__ember_dispatch__", None)
             if other_layout is not None:  # a sparse tensor (sparse.py) runs its own form
                 return other_layout(op, inputs, attrs)
-            raise type_error(f"{op}(): expected Tensor or number arguments, got {type(x).__name__}")
+            raise type_error(f"{op}(): expected Tensor or number arguments, got {type_name(x)}")
     if dev is None:
         dev = CPU
     if autocast.enabled and op in autocast.LOWER_PRECISION_OPS and dev.type in autocast.enabled:

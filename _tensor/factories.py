@@ -13,6 +13,7 @@ from ..errors import (
     out_of_memory_error,
     runtime_error,
     type_error,
+    type_name,
     value_error,
 )
 from ..ir.dtypes import as_dtype, bool_, get_default_dtype, int64, promote_types
@@ -234,6 +235,27 @@ def from_numpy(array: np.ndarray) -> Tensor:
     return Tensor._make(array, dtype_from_numpy(array.dtype), CPU)
 
 
+def from_dlpack(ext_tensor) -> Tensor:
+    """A tensor sharing the memory of any object with __dlpack__ (a PyTorch or cupy tensor,
+    a numpy array), as torch.from_dlpack: CPU memory becomes a CPU tensor, CUDA memory a
+    CUDA one (cupy)."""
+    if isinstance(ext_tensor, Tensor):
+        return ext_tensor
+    if not hasattr(ext_tensor, "__dlpack__"):
+        raise type_error(f"from_dlpack() expected an object with __dlpack__, got "
+                         f"{type_name(ext_tensor)}")
+    device_type = ext_tensor.__dlpack_device__()[0] if hasattr(
+        ext_tensor, "__dlpack_device__") else 1
+    hooks.stop_trace("a tensor sharing another library's memory (from_dlpack)")
+    if device_type == 1:  # kDLCPU
+        array = np.from_dlpack(ext_tensor)
+        return Tensor._make(array, dtype_from_numpy(array.dtype), CPU)
+    import cupy
+
+    array = cupy.from_dlpack(ext_tensor)
+    return Tensor._make(array, dtype_from_numpy(array.dtype), device_of_array(array))
+
+
 def _filled(fill, size, dtype, dev, requires_grad, default=None, value=None):
     dev = _device(dev)
     d = as_dtype(dtype) if dtype is not None else (default or get_default_dtype())
@@ -335,7 +357,7 @@ def _relaid(fmt, like, t):
 def _check_like(name: str, input) -> None:
     if not isinstance(input, Tensor):
         raise type_error(f"{name}_like(): argument 'input' must be Tensor, not "
-                         f"{type(input).__name__}")
+                         f"{type_name(input)}")
 
 
 def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False,

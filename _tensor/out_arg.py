@@ -7,7 +7,7 @@ from __future__ import annotations
 import warnings
 
 from ..autograd.grad_mode import is_grad_enabled, no_grad
-from ..errors import runtime_error, type_error
+from ..errors import runtime_error, type_error, type_name
 from .tensor import Tensor
 
 
@@ -16,7 +16,7 @@ def write_out(name: str, result: Tensor, out) -> Tensor:
     from .ops.nn import can_cast
 
     if not isinstance(out, Tensor):
-        raise type_error(f"{name}(): argument 'out' must be Tensor, not {type(out).__name__}")
+        raise type_error(f"{name}(): argument 'out' must be Tensor, not {type_name(out)}")
     if is_grad_enabled() and (result.requires_grad or out.requires_grad):
         raise runtime_error(
             f"{name}(): functions with out=... arguments don't support automatic "

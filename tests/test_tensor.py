@@ -670,3 +670,13 @@ def test_manual_seed_returns_the_global_streams_generator():
     g.set_state(state)
     np.testing.assert_array_equal(ember.rand(3).numpy(), first.numpy())
     assert g.manual_seed(7) is g and ember.initial_seed() == 7
+
+
+def test_from_dlpack_takes_any_dlpack_object_and_refuses_others():
+    a = np.arange(3, dtype=np.int64)
+    e = ember.from_dlpack(a)
+    a[0] = 9
+    assert e.dtype == ember.int64 and e.tolist() == [9, 1, 2]
+    assert ember.from_dlpack(e) is e
+    with pytest.raises(ember.EmberError, match="expected an object with __dlpack__, got list"):
+        ember.from_dlpack([1, 2])

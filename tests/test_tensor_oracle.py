@@ -46,3 +46,22 @@ def test_format_reads_as_torchs(spec):
     if spec:
         with pytest.raises(TypeError):
             format(ember.ones(2), spec)
+
+
+def test_ember_from_dlpack_shares_a_torch_tensors_memory():
+    t = torch.arange(4.0)
+    e = ember.from_dlpack(t)
+    assert e.dtype == ember.float32 and e.tolist() == [0.0, 1.0, 2.0, 3.0]
+    t[1] = -5.0
+    assert e[1].item() == -5.0
+
+
+def test_a_torch_tensor_handed_to_ember_is_named_with_the_way_to_convert_it():
+    # the bare type names read "expected Tensor ..., got Tensor"
+    for call in (lambda: ember.ones(2) + torch.ones(2),
+                 lambda: ember.nn.Linear(2, 2)(torch.ones(2)),
+                 lambda: ember.cat([ember.ones(2), torch.ones(2)]),
+                 lambda: ember.ones(2) @ torch.ones(2)):
+        with pytest.raises(ember.EmberError, match=r"torch\.Tensor \(a PyTorch tensor.*"
+                                                   r"from_dlpack"):
+            call()

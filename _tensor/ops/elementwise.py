@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ...errors import runtime_error, type_error, value_error
+from ...errors import runtime_error, type_error, type_name, value_error
 from ...ir.dtypes import as_dtype, get_default_dtype
 from ...ir.schema import NUMBER, OpSchema, declared
 from ..dispatch import dispatch
@@ -57,7 +57,7 @@ def round(input: Tensor, decimals: int = 0) -> Tensor:
 def _check_operand(op, x):
     if not isinstance(x, (Tensor, *NUMBER)):
         raise type_error(
-            f"{op}(): argument 'other' must be Tensor or Number, not {type(x).__name__}"
+            f"{op}(): argument 'other' must be Tensor or Number, not {type_name(x)}"
         )
 
 

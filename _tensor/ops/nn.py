@@ -6,7 +6,7 @@ import builtins
 import operator
 
 from ...autograd.graph import to_device
-from ...errors import not_implemented_error, runtime_error, type_error, value_error
+from ...errors import not_implemented_error, runtime_error, type_error, type_name, value_error
 from ...ir.dtypes import as_dtype, promote_types
 from ...ir.dtypes import result_type as rt
 from .. import autocast, composites, hooks
@@ -25,7 +25,7 @@ from .shape import pad, squeeze, unsqueeze
 def matmul(input, other, *, out=None) -> Tensor:
     if not isinstance(other, Tensor) and not hasattr(other, "__ember_dispatch__") or (
             not isinstance(input, Tensor) and not hasattr(input, "__ember_dispatch__")):
-        raise type_error(f"matmul(): argument 'other' must be Tensor, not {type(other).__name__}")
+        raise type_error(f"matmul(): argument 'other' must be Tensor, not {type_name(other)}")
     if out is None:
         return dispatch("matmul", (input, other))
     return write_out("matmul", dispatch("matmul", (input, other)), out)

@@ -6,7 +6,7 @@ import builtins
 import math
 from collections.abc import Sequence
 
-from ...errors import index_error, runtime_error, type_error, value_error
+from ...errors import index_error, runtime_error, type_error, type_name, value_error
 from ...ir.dtypes import as_dtype
 from ...ir.schema import broadcast_shapes, normalize_dim
 from ..dispatch import dispatch
@@ -206,7 +206,7 @@ def cat(tensors, dim: int = 0, *, out=None) -> Tensor:
         raise value_error("torch.cat(): expected a non-empty list of Tensors")
     for i, x in enumerate(tensors):
         if not isinstance(x, Tensor):
-            raise type_error(f"cat(): expected Tensor as element {i}, but got {type(x).__name__}")
+            raise type_error(f"cat(): expected Tensor as element {i}, but got {type_name(x)}")
         if x.ndim == 0:
             raise runtime_error(
                 f"zero-dimensional tensor (at position {i}) cannot be concatenated"
