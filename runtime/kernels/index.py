@@ -205,9 +205,6 @@ def _index_add(xp, x, index, src, dim):
     if xp is np and dim == 0 and src.ndim and windows.available(out, src):
         windows.index_add_rows(out, index, src)
         return out
-    if xp is np and src.ndim > 1 and index.size >= _FEW_INDICES:
-        _add_rows(np.moveaxis(out, dim, 0), index, np.moveaxis(src, dim, 0))
-        return out
     runs = _index_runs(index) if xp is np and src.ndim else None
     if runs is not None:
         lead = (slice(None),) * dim
@@ -216,24 +213,30 @@ def _index_add(xp, x, index, src, dim):
             target = slice(start, stop if stop >= 0 else None, step)
             out[lead + (target,)] += src[lead + (slice(first, end),)]
         return out
+    if xp is np and src.ndim > 1 and index.size >= _FEW_INDICES:
+        _add_rows(np.moveaxis(out, dim, 0), index, np.moveaxis(src, dim, 0))
+        return out
     key = (slice(None),) * dim + (index,)
     add_at(xp, out, key, src)
     return out
 
 
-# index_add's indices up to this many are looked at in Python (_index_runs); from here on,
-# sorted and summed per index (_add_rows)
+# index_add's indices from this many are sorted and summed per index (_add_rows) where they
+# do not fall into a few runs (_index_runs looks at up to _RUN_INDICES of them, in Python, and
+# stops at the ninth run: random indices cost it a few entries)
 _FEW_INDICES = 64
+_RUN_INDICES = 4096
 _MOST_RUNS = 8
 
 
 def _index_runs(index) -> list | None:
     """index cut into at most _MOST_RUNS runs that step by +1 or -1 (first, end, start, step):
     entries first..end-1 are start, start + step, ...; None where there are more (or more
-    than _FEW_INDICES entries). No run repeats an index, so each is one sliced add: a
+    than _RUN_INDICES entries). No run repeats an index, so each is one sliced add: a
     reflection pad's gradient (indices 1, 0, 1, 2, ..., n-1, n-2) is three, where numpy's
-    add.at took 10x longer (2x128x16x18 into 16 columns: 500 us, now ~40)."""
-    if index.size > _FEW_INDICES:
+    add.at took 10x longer (2x128x16x18 into 16 columns: 500 us, now ~40) and the sorted
+    sums 4x (a 9x9 convolution's reflection pad of 64x64 planes: 1.5 ms a call)."""
+    if index.size > _RUN_INDICES:
         return None
     values = index.tolist()
     runs, i, n = [], 0, len(values)

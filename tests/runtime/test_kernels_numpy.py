@@ -829,6 +829,24 @@ def test_index_add_by_runs_of_indices_sums_as_add_at(dim, index):
         assert sum(end - first for first, end, _, _ in runs) == len(index)
 
 
+def test_index_add_by_runs_takes_long_runs_too():
+    # a 9x9 convolution's reflection pad of 64-wide planes: 72 indices in three runs, past
+    # the sorted sums' threshold; 200 random indices fall back to them
+    from ember.runtime.kernels.index import _index_add, _index_runs
+    from ember.runtime.kernels.shape import pad_source_index
+
+    rng = np.random.default_rng(3)
+    for index in (pad_source_index(64, 4, 4, "reflect"), rng.integers(0, 64, 200)):
+        src = rng.standard_normal((2, 3, index.size))
+        x = rng.standard_normal((2, 3, 64))
+        want = x.copy()
+        np.add.at(want, (slice(None), slice(None), index), src)
+        np.testing.assert_allclose(_index_add(np, x, index, src, 2), want, rtol=1e-13,
+                                   atol=1e-13)
+    assert len(_index_runs(pad_source_index(64, 4, 4, "reflect"))) == 3
+    assert _index_runs(rng.integers(0, 64, 200)) is None
+
+
 def test_reflection_pad_gradient_equals_the_dense_jacobians():
     import ember
 
