@@ -2,13 +2,13 @@
 torch.celu, torch.batch_norm, ...), which the public API exports as ember.conv3d, ...
 
 Where torch's top-level form takes the arguments of nn.functional's, it is the same callable.
-Seven take ATen's arguments instead, and get an adapter here: batch_norm and instance_norm
+Eight take ATen's arguments instead, and get an adapter here: batch_norm and instance_norm
 (weight and bias before the running statistics, all positional), layer_norm and group_norm
 (a trailing cudnn flag), kl_div and binary_cross_entropy_with_logits (the reduction as ATen's enum,
-1 mean, 2 sum, others none; left out, torch's binding passes 0, so they do not reduce), and
-adaptive_max_pool1d (always the values and the indices). Two replace the tensor layer's
-op functions at the top level: embedding takes the weight first, and dropout names its flag
-train.
+1 mean, 2 sum, others none; left out, torch's binding passes 0, so they do not reduce),
+adaptive_max_pool1d (always the values and the indices) and embedding_bag (ATen's order and
+mode enum, four outputs). Two replace the tensor layer's op functions at the top level:
+embedding takes the weight first, and dropout names its flag train.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from collections.abc import Sequence
 
 from .._tensor import Tensor
 from .._tensor import ops as E
-from ..errors import type_error
+from .._tensor.factories import full, zeros
+from ..autograd.grad_mode import no_grad
+from ..errors import type_error, value_error
+from ..ir.dtypes import float32
 from . import functional as F
 from .functional import (  # noqa: F401  (re-exported: the same callables as torch's)
     adaptive_avg_pool1d,
@@ -146,6 +149,62 @@ def embedding(
     padding_idx is none, as ATen reads it (nn.functional's normalizes its own)."""
     return F.embedding(indices, weight, padding_idx if padding_idx >= 0 else None,
                        scale_grad_by_freq=scale_grad_by_freq, sparse=sparse)
+
+
+_BAG_MODES = {0: "sum", 1: "mean", 2: "max"}
+
+
+def embedding_bag(
+    weight: Tensor,
+    indices: Tensor,
+    offsets: Tensor,
+    scale_grad_by_freq: bool = False,
+    mode: int = 0,
+    sparse: bool = False,
+    per_sample_weights: Tensor | None = None,
+    include_last_offset: bool = False,
+    padding_idx: int | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Bags of weight's rows in ATen's argument order, mode as its enum (0 sum, 1 mean, 2 max)
+    and a negative padding_idx as none (torch.embedding_bag). Returns ATen's (output,
+    offset2bag, bag_size, max_indices) as its CPU kernel fills them: for mode sum, offset2bag
+    is empty (float32 weight and no padding_idx: its fast path) and the others zeros of
+    offsets' length; for mean, max_indices is bag_size; for max, the row giving each maximum."""
+    if mode not in _BAG_MODES:
+        raise value_error(f"embedding_bag(): mode must be 0 (sum), 1 (mean) or 2 (max), got {mode}")
+    name = _BAG_MODES[mode]
+    if padding_idx is not None and padding_idx < 0:
+        padding_idx = None
+    out, flat, target, sizes = F._embedding_bag(
+        indices, weight, offsets, None, 2.0, scale_grad_by_freq, name, sparse,
+        per_sample_weights, include_last_offset, padding_idx,
+    )
+    bags, dim = out.shape
+    index_dtype, device = indices.dtype, indices.device
+    with no_grad():
+        _, bag_of, _ = F._bag_index(indices, offsets, include_last_offset)
+        offset2bag = E.cast(E.clamp(bag_of, max=max(bags - 1, 0)), index_dtype)
+        if name == "sum":
+            if padding_idx is None and weight.dtype is float32:
+                offset2bag = zeros(0, dtype=index_dtype, device=device)
+            unused = zeros(offsets.shape[0], dtype=index_dtype, device=device)
+            return out, offset2bag, unused, unused.clone()
+        bag_size = E.cast(sizes, index_dtype)
+        if name == "mean":
+            return out, offset2bag, bag_size, bag_size.clone()
+        # the row of each maximum: the smallest row index among the bag's rows equal to it
+        maxima = E.index_select(E.cat([out.detach(), zeros(1, dim, dtype=out.dtype,
+                                                           device=device)]), 0, target)
+        rows = E.embedding(flat, weight.detach())
+        hit = E.logical_and(E.eq(rows, maxima), E.unsqueeze(E.lt(target, bags), 1))
+        no_row = weight.shape[0]
+        candidates = E.where(hit, E.unsqueeze(flat, 1), no_row)
+        first = E.scatter_reduce(
+            full((bags + 1, dim), no_row, dtype=flat.dtype, device=device), 0,
+            E.expand(E.unsqueeze(target, 1), flat.shape[0], dim), candidates, "amin",
+        )[:bags]
+        max_indices = E.cast(E.where(E.eq(first, no_row), 0, first), index_dtype)
+        return out, offset2bag, bag_size, max_indices
 
 
 def dropout(input: Tensor, p: float, train: bool) -> Tensor:

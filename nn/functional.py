@@ -16,11 +16,11 @@ from functools import lru_cache
 
 from .._tensor import Tensor, autocast, composites, dispatch, hooks
 from .._tensor import ops as E
-from .._tensor.factories import full, ones, tensor, zeros
+from .._tensor.factories import arange, full, ones, tensor, zeros
 from .._tensor.inplace import overwrite
 from .._tensor.ops.distance import cosine_similarity, pairwise_distance  # noqa: F401
 from ..autograd.grad_mode import is_grad_enabled, no_grad
-from ..errors import EmberNotImplementedError, runtime_error, type_error, value_error
+from ..errors import EmberNotImplementedError, runtime_error, type_error, type_name, value_error
 from ..ir.dtypes import bool_, float32, float64
 from ..ir.schema import broadcast_shapes
 from ._activations import (  # noqa: F401  (re-exported)
@@ -104,7 +104,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     for name, value in (("input", input), ("weight", weight)):
         if not isinstance(value, Tensor):
             raise type_error(f"linear(): argument '{name}' must be Tensor, not "
-                             f"{type(value).__name__}")
+                             f"{type_name(value)}")
     if weight.ndim == 2 and (bias is None or bias.shape == weight.shape[:1]):
         return dispatch("linear", (input, weight) if bias is None else (input, weight, bias))
     if autocast.enabled:
@@ -746,6 +746,192 @@ def embedding(
         scale = E.where(E.unsqueeze(E.ne(input, padding_idx), -1), scale, 0.0)
     # the value is exactly `out` (out - frozen is 0); the gradient is scaled
     return E.add(frozen, E.mul(E.sub(out, frozen), scale))
+
+
+_BAG_MODES = ("sum", "mean", "max")
+
+
+def _bag_index(input: Tensor, offsets: Tensor | None, include_last_offset: bool):
+    """(flat indices, the bag of each, the number of bags) for embedding_bag's two input
+    forms; an index past the last bag (after include_last_offset's end) gets bag `bags`."""
+    if input.ndim == 2:
+        if offsets is not None:
+            raise value_error(
+                "if input is 2D, then offsets has to be None, as input is treated is a "
+                "mini-batch of fixed length sequences. However, found offsets of shape "
+                f"{list(offsets.shape)}"
+            )
+        bags, length = input.shape
+        bag_of = E.reshape(
+            E.expand(E.unsqueeze(arange(bags, device=input.device), 1), bags, length), (-1,)
+        )
+        return E.reshape(input, (-1,)), bag_of, bags
+    if input.ndim != 1:
+        raise value_error(
+            f"input has to be 1D or 2D Tensor, but got Tensor of dimension {input.ndim} "
+            f"(shape {list(input.shape)})"
+        )
+    if offsets is None:
+        raise value_error("offsets has to be a 1D Tensor but got None")
+    if offsets.ndim != 1:
+        raise value_error(
+            f"offsets has to be a 1D Tensor, but got Tensor of dimension {offsets.ndim}"
+        )
+    if offsets.dtype.is_floating_point or offsets.dtype is bool_:
+        raise runtime_error(
+            f"embedding_bag(): offsets must be int64 or int32, got {offsets.dtype.name}"
+        )
+    count = input.shape[0]
+    bags = offsets.shape[0] - 1 if include_last_offset else offsets.shape[0]
+    if bags < 0:
+        raise value_error("embedding_bag(): include_last_offset needs at least one offset")
+    if offsets.shape[0]:
+        first, last = int(offsets[0]), int(E.amax(offsets))
+        if first != 0:
+            raise runtime_error(
+                "offsets[0] has to be 0, i.e., the first sequence in the mini-batch has to "
+                f"start from position 0. However, got {first}"
+            )
+        if last > count:
+            raise runtime_error(
+                f"offsets[-1] can not be greater than input's length {count} but got "
+                f"offsets[-1] of {last}"
+            )
+        if offsets.shape[0] > 1 and bool(E.any(E.lt(offsets[1:], offsets[:-1]))):
+            raise runtime_error(
+                f"embedding_bag(): offsets must be non-decreasing, got {offsets.tolist()}"
+            )
+    # a 1 where each bag starts; its running sum numbers the bag of every index
+    starts = E.index_add(
+        zeros(count + 1, dtype=offsets.dtype, device=input.device),
+        0,
+        offsets,
+        ones(offsets.shape[0], dtype=offsets.dtype, device=input.device),
+    )
+    bag_of = E.sub(E.cumsum(starts, 0)[:count], 1)
+    return input, E.where(E.lt(bag_of, 0), bags, bag_of), bags
+
+
+def _embedding_bag(
+    input: Tensor,
+    weight: Tensor,
+    offsets: Tensor | None,
+    max_norm: float | None,
+    norm_type: float,
+    scale_grad_by_freq: bool,
+    mode: str,
+    sparse: bool,
+    per_sample_weights: Tensor | None,
+    include_last_offset: bool,
+    padding_idx: int | None,
+):
+    """embedding_bag's output, with the flat indices, the bag each index was summed into
+    (`bags` for one left out) and the number of indices each bag holds."""
+    if weight.ndim != 2:
+        raise value_error(
+            f"weight has to be a 2D Tensor, but got Tensor of dimension {weight.ndim} "
+            f"(shape {list(weight.shape)})"
+        )
+    if input.dtype.is_floating_point or input.dtype is bool_:
+        raise runtime_error(
+            "embedding_bag(): input must hold indices of dtype int64 or int32, got "
+            f"{input.dtype.name}"
+        )
+    if mode not in _BAG_MODES:
+        raise value_error(f"mode has to be one of sum, mean or max, got {mode!r}")
+    if sparse:
+        raise EmberNotImplementedError(
+            "embedding_bag(sparse=True): ember has no sparse gradients; use sparse=False"
+        )
+    if per_sample_weights is not None:
+        if mode != "sum":
+            raise EmberNotImplementedError(
+                "embedding_bag: per_sample_weights was not None. per_sample_weights is only "
+                f"supported for mode='sum' (got mode='{mode}')"
+            )
+        if tuple(per_sample_weights.shape) != tuple(input.shape):
+            raise value_error(
+                f"embedding_bag: If per_sample_weights ({list(per_sample_weights.shape)}) is "
+                f"not None, then it must have the same shape as the input "
+                f"({list(input.shape)})"
+            )
+    rows = weight.shape[0]
+    if padding_idx is not None:
+        if not -rows <= padding_idx < rows:
+            raise value_error(
+                f"padding_idx must be within num_embeddings ({rows}), got {padding_idx}"
+            )
+        padding_idx %= rows
+    flat, bag_of, bags = _bag_index(input, offsets, include_last_offset)
+    if max_norm is not None:
+        _embedding_renorm_(weight, flat, max_norm, norm_type)
+    looked_up = embedding(flat, weight, scale_grad_by_freq=scale_grad_by_freq)
+    # indices left out (padding, past the last bag) go to an extra bag that is dropped
+    kept = E.lt(bag_of, bags)
+    if padding_idx is not None:
+        kept = E.logical_and(kept, E.ne(flat, padding_idx))
+    target = E.where(kept, bag_of, bags)
+    dim = weight.shape[1]
+    sizes = E.index_add(
+        zeros(bags + 1, dtype=weight.dtype, device=weight.device),
+        0,
+        target,
+        ones(flat.shape[0], dtype=weight.dtype, device=weight.device),
+    )[:bags]
+    if mode == "max":
+        out = E.scatter_reduce(
+            zeros(bags + 1, dim, dtype=weight.dtype, device=weight.device),
+            0,
+            E.expand(E.unsqueeze(target, 1), flat.shape[0], dim),
+            looked_up,
+            "amax",
+            include_self=False,
+        )[:bags]
+        return out, flat, target, sizes
+    if per_sample_weights is not None:
+        looked_up = E.mul(looked_up, E.unsqueeze(E.reshape(per_sample_weights, (-1,)), 1))
+    out = E.index_add(
+        zeros(bags + 1, dim, dtype=weight.dtype, device=weight.device), 0, target, looked_up
+    )[:bags]
+    if mode == "mean":
+        out = E.div(out, E.unsqueeze(E.clamp(sizes, min=1), 1))
+    return out, flat, target, sizes
+
+
+def embedding_bag(
+    input: Tensor,
+    weight: Tensor,
+    offsets: Tensor | None = None,
+    max_norm: float | None = None,
+    norm_type: float = 2,
+    scale_grad_by_freq: bool = False,
+    mode: str = "mean",
+    sparse: bool = False,
+    per_sample_weights: Tensor | None = None,
+    include_last_offset: bool = False,
+    padding_idx: int | None = None,
+) -> Tensor:
+    """The sum, mean or max of each bag of weight's rows: (bags, embedding_dim).
+
+    A 2-D input (B, N) is B bags of N indices; a 1-D input is cut into bags where offsets
+    start them (with include_last_offset, offsets' last entry ends the last bag). padding_idx
+    entries are left out of their bag; an empty bag gives zeros. per_sample_weights (input's
+    shape, mode='sum' only) scale each row before the sum.
+    """
+    out, _, _, _ = _embedding_bag(
+        input,
+        weight,
+        offsets,
+        max_norm,
+        norm_type,
+        scale_grad_by_freq,
+        mode,
+        sparse,
+        per_sample_weights,
+        include_last_offset,
+        padding_idx,
+    )
+    return out
 
 
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:

@@ -1,3 +1,3 @@
 """torch.nn.modules.sparse's path to ember's layers (scripts import them from here)."""
 
-from ..layers.embedding import Embedding  # noqa: F401
+from ..layers.embedding import Embedding, EmbeddingBag  # noqa: F401

@@ -132,6 +132,11 @@ def _cases():
         "normalize": (lambda x: F.normalize(x, dim=0), [normal(r, 3, 2)]),
         # padding_idx and scale_grad_by_freq change the gradient on purpose: not checked here
         "embedding": (lambda w: F.embedding(const([[0, 2], [3, 0]]), w), [normal(r, 4, 2)]),
+        "embedding_bag": (
+            lambda w, p: F.embedding_bag(const([1, 2, 0, 3, 3]), w, const([0, 2, 2]),
+                                         mode="sum", per_sample_weights=p),
+            [normal(r, 4, 2), normal(r, 5)],
+        ),
         "pad": (lambda x: F.pad(x, (1, 2, 2, 0), mode="reflect"), [normal(r, 1, 3, 3)]),
         "scaled_dot_product_attention": (
             lambda q, k, v: F.scaled_dot_product_attention(

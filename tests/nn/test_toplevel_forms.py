@@ -56,6 +56,13 @@ CALLS = {
     "embedding": (lambda m, w: m.embedding(w, m.tensor([[1, 0], [3, 1]])), [randn(4, 3)]),
     "embedding_padding_idx": (
         lambda m, w: m.embedding(w, m.tensor([[1, 0], [3, 1]]), 1, True), [randn(4, 3)]),
+    "embedding_bag": (
+        lambda m, w: m.embedding_bag(w, m.tensor([1, 0, 3, 3, 2]), m.tensor([0, 2, 2]), False, 1),
+        [randn(4, 3)]),
+    "embedding_bag_max": (
+        lambda m, w: m.embedding_bag(w, m.tensor([1, 0, 3, 2, 0]), m.tensor([0, 3]), False, 2,
+                                     False, None, False, 0),
+        [randn(4, 3)]),
     "group_norm": (lambda m, x, w, b: m.group_norm(x, 2, w, b, 1e-3, True),
                    [randn(3, 4, 5), randn(4, seed=1), randn(4, seed=2)]),
     "instance_norm": (lambda m, x, w, b: m.instance_norm(x, w, b, None, None, True, 0.1, 1e-3,
