@@ -8,9 +8,11 @@ with torch.multiprocessing expects. Other tensors are pickled by value as usual.
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing as _mp
+import os
 from multiprocessing import *  # noqa: F403  (the standard API: Process, Queue, Pool, ...)
-from multiprocessing import resource_tracker, shared_memory
+from multiprocessing import shared_memory
 from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
@@ -32,6 +34,7 @@ def share_memory_(self: Tensor) -> Tensor:
     _register(type(self))
     data = np.ascontiguousarray(self._data)
     block = shared_memory.SharedMemory(create=True, size=max(data.nbytes, 1))
+    _CREATED[block.name] = os.getpid()
     shared = np.ndarray(data.shape, data.dtype, buffer=block.buf)
     shared[...] = data
     self._data = shared
@@ -50,6 +53,25 @@ def is_shared(self: Tensor) -> bool:
 
 # id(array) -> (its SharedMemory block, the array): keeps both alive while the tensor lives
 _BLOCKS: dict = {}
+# block name -> the process that made it, which removes its name at exit (_unlink_own)
+_CREATED: dict = {}
+
+
+def _unlink_own() -> None:
+    """At exit, the blocks this process made lose their names (the memory goes with the last
+    process that maps it). Without it Python's resource tracker removed them itself and
+    warned "leaked shared_memory objects" after every Hogwild run. A forked child, which
+    inherits the table, leaves its parent's blocks alone."""
+    pid = os.getpid()
+    for block, _ in list(_BLOCKS.values()):
+        if _CREATED.get(block.name) == pid:
+            try:
+                block.unlink()
+            except FileNotFoundError:
+                pass
+
+
+atexit.register(_unlink_own)
 
 Tensor.share_memory_ = share_memory_
 Tensor.is_shared = is_shared
@@ -57,9 +79,11 @@ Tensor._shared_block = _shared_block
 
 
 def _rebuild_shared(cls, name: str, shape, dtype, requires_grad: bool):
+    # the creating process owns the block's lifetime (_unlink_own). Attaching registers the
+    # name with the resource tracker again, which this process shares with its parent: a
+    # no-op there, where unregistering here dropped the parent's own registration (the block
+    # then outlived every process, and the parent's unlink made the tracker raise)
     block = shared_memory.SharedMemory(name=name)
-    # the creating process owns the block's lifetime: this one only attaches
-    resource_tracker.unregister(block._name, "shared_memory")
     data = np.ndarray(shape, dtype, buffer=block.buf)
     _BLOCKS[id(data)] = (block, data)
     out = Tensor._make(data)
