@@ -139,6 +139,7 @@ _EXPORTS = {
             "conv_transpose1d",
             "conv_transpose2d",
             "conv_transpose3d",
+            "ctc_loss",
             "dropout",
             "embedding",
             "embedding_bag",

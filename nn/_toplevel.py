@@ -2,12 +2,12 @@
 torch.celu, torch.batch_norm, ...), which the public API exports as ember.conv3d, ...
 
 Where torch's top-level form takes the arguments of nn.functional's, it is the same callable.
-Eight take ATen's arguments instead, and get an adapter here: batch_norm and instance_norm
+Nine take ATen's arguments instead, and get an adapter here: batch_norm and instance_norm
 (weight and bias before the running statistics, all positional), layer_norm and group_norm
-(a trailing cudnn flag), kl_div and binary_cross_entropy_with_logits (the reduction as ATen's enum,
-1 mean, 2 sum, others none; left out, torch's binding passes 0, so they do not reduce),
-adaptive_max_pool1d (always the values and the indices) and embedding_bag (ATen's order and
-mode enum, four outputs). Two replace the tensor layer's op functions at the top level:
+(a trailing cudnn flag), kl_div, binary_cross_entropy_with_logits and ctc_loss (the reduction
+as ATen's enum, 1 mean, 2 sum, others none; left out, torch's binding passes 0, so they do not
+reduce), adaptive_max_pool1d (always the values and the indices) and embedding_bag (ATen's
+order and mode enum, four outputs). Two replace the tensor layer's op functions at the top level:
 embedding takes the weight first, and dropout names its flag train.
 """
 
@@ -130,6 +130,21 @@ def binary_cross_entropy_with_logits(
         input, target, weight, reduction=_reduction(reduction, "binary_cross_entropy_with_logits"),
         pos_weight=pos_weight,
     )
+
+
+def ctc_loss(
+    log_probs: Tensor,
+    targets: Tensor,
+    input_lengths: Tensor | Sequence[int],
+    target_lengths: Tensor | Sequence[int],
+    blank: int = 0,
+    reduction: int = 0,
+    zero_infinity: bool = False,
+) -> Tensor:
+    """CTC loss with the reduction as ATen's enum (torch.ctc_loss); left out, torch's binding
+    passes 0, so it does not reduce."""
+    return F.ctc_loss(log_probs, targets, input_lengths, target_lengths, blank,
+                      _reduction(reduction, "ctc_loss"), zero_infinity)
 
 
 def adaptive_max_pool1d(input: Tensor, output_size: int | Sequence[int]

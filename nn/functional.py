@@ -3,7 +3,8 @@
 Nothing here calls numpy or adds an op: every function is written in ember ops, so it is
 differentiable, traceable and fusable for free, and runs on every device the primitives run
 on. The activations and the softmax family live in nn/_activations.py, the losses in
-nn/_losses.py; both are re-exported here, as torch.nn.functional spells them.
+nn/_losses.py and nn/_ctc_loss.py; all are re-exported here, as torch.nn.functional
+spells them.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from ._conv import (  # noqa: F401  (re-exported)
     conv_transpose2d,
     conv_transpose3d,
 )
+from ._ctc_loss import ctc_loss  # noqa: F401  (re-exported)
 from ._grid_sample import affine_grid, grid_sample  # noqa: F401  (re-exported)
 from ._interpolate import (  # noqa: F401  (re-exported)
     interpolate,

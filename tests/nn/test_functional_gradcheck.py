@@ -160,6 +160,12 @@ def _cases():
             lambda x: F.nll_loss(x, const([[0, 2], [1, 1]]), const([1.0, 0.5, 2.0])),
             [normal(r, 2, 3, 2)],
         ),
+        # through log_softmax: torch's (and so ember's) log_probs gradient is the logits' one
+        "ctc_loss": (
+            lambda x: F.ctc_loss(F.log_softmax(x, 2), const([[1, 1, 2], [2, 0, 0]]), [5, 3],
+                                 [3, 1], reduction="sum"),
+            [normal(np.random.default_rng(7), 5, 2, 3)],
+        ),
         "mse_loss": (F.mse_loss, [normal(r, 2, 3), normal(r, 2, 3)]),
         "l1_loss": (F.l1_loss, [normal(r, 2, 3), normal(r, 2, 3)]),
         "smooth_l1_loss": (

@@ -51,6 +51,14 @@ CALLS = {
                          [randn(1, 2, 4, 3), randn(2, 3, 3, 2, seed=1), randn(3, seed=2)]),
     "conv_transpose3d": (lambda m, x, w: m.conv_transpose3d(x, w, None, (2, 1, 1)),
                          [randn(1, 2, 2, 3, 2), randn(2, 3, 2, 2, 2, seed=1)]),
+    "ctc_loss": (
+        lambda m, x: m.ctc_loss(x.log_softmax(2), m.tensor([[1, 2, 2], [3, 1, 0]]), [6, 4],
+                                [3, 2], 0, 2, False),
+        [randn(6, 2, 4)]),
+    "ctc_loss_default": (
+        lambda m, x: m.ctc_loss(x.log_softmax(2), m.tensor([2, 2, 1, 0]), m.tensor([5, 3]),
+                                m.tensor([3, 1]), 3),
+        [randn(5, 2, 4)]),
     "dropout_eval": (lambda m, x: m.dropout(x, 0.5, False), [randn(3, 4)]),
     "dropout_all": (lambda m, x: m.dropout(x, 1.0, train=True), [randn(3, 4)]),
     "embedding": (lambda m, w: m.embedding(w, m.tensor([[1, 0], [3, 1]])), [randn(4, 3)]),
