@@ -19,79 +19,35 @@ weight gradient's sums are `reassoc`, so they vectorize too (their order is not 
 
 from __future__ import annotations
 
-from .windows import IR_TYPES, task_header
+from .windows import IR_TYPES, plane_loops, plane_loops_end, tap_load, tap_offsets, task_header
 
 
 def depthwise_name(kind: str, dtype: str, geometry: tuple) -> str:
     return f"ember_depthwise_{kind}_{dtype}_" + "_".join(map(str, geometry))
 
 
-def _offsets(geometry: tuple) -> list[str]:
-    """%off{t} = i*dh*WP + j*dw for each tap t = (i, j), in row-major order."""
-    kh, kw, _, _, dh, dw = geometry
-    lines = []
-    for i in range(kh):
-        for j in range(kw):
-            t = i * kw + j
-            lines.append(f"  %iw{t} = mul i64 %WP, {i * dh}")
-            lines.append(f"  %off{t} = add i64 %iw{t}, {j * dw}")
-    return lines
-
-
 def depthwise_forward_ir(dtype: str, geometry: tuple) -> str:
     """geometry: kh, kw, stride_h, stride_w, dilation_h, dilation_w.
     argv: x (padded: N*C planes of HP x WP), w (C, kh*kw), out (N*C planes of OH x OW), C,
     HP, WP, OH, OW. Rows: N*C planes."""
-    kh, kw, sh, sw, _, _ = geometry
+    kh, kw, sh, sw, dh, dw = geometry
     taps = kh * kw
     ty = IR_TYPES[dtype]
+    fma = f"@llvm.fma.{_suffix(ty)}"
     name = depthwise_name("fwd", dtype, geometry)
     lines = task_header(name, [("x", "ptr"), ("w", "ptr"), ("out", "ptr"), ("C", "i64"),
                                ("HP", "i64"), ("WP", "i64"), ("OH", "i64"), ("OW", "i64")])
-    lines += ["  %plane = mul i64 %HP, %WP", "  %oplane = mul i64 %OH, %OW",
-              f"  %rowstep = mul i64 %WP, {sh}"]
-    lines += _offsets(geometry)
-    lines += [
-        "  %none = icmp sge i64 %start, %end",
-        "  %norows = icmp sle i64 %OH, 0",
-        "  %nocols = icmp sle i64 %OW, 0",
-        "  %empty = or i1 %norows, %nocols",
-        "  %skip = or i1 %none, %empty",
-        "  br i1 %skip, label %exit, label %plane_top",
-        "plane_top:",
-        "  %r = phi i64 [ %start, %entry ], [ %r1, %plane_end ]",
-        "  %c = urem i64 %r, %C",
-        f"  %wb = mul i64 %c, {taps}",
-    ]
+    lines += tap_offsets("WP", kh, kw, dh, dw)
+    filters = ["  %c = urem i64 %r, %C", f"  %wb = mul i64 %c, {taps}"]
+    for t in range(taps):  # the plane's filter, loaded once
+        filters += [f"  %wi{t} = add i64 %wb, {t}",
+                    f"  %wp{t} = getelementptr {ty}, ptr %w, i64 %wi{t}",
+                    f"  %w{t} = load {ty}, ptr %wp{t}"]
+    lines += plane_loops(sh, sw, filters)
     for t in range(taps):
-        lines.append(f"  %wi{t} = add i64 %wb, {t}")
-        lines.append(f"  %wp{t} = getelementptr {ty}, ptr %w, i64 %wi{t}")
-        lines.append(f"  %w{t} = load {ty}, ptr %wp{t}")
-    lines += [
-        "  %xb = mul i64 %r, %plane",
-        "  %ob = mul i64 %r, %oplane",
-        "  br label %row",
-        "row:",
-        "  %oh = phi i64 [ 0, %plane_top ], [ %oh1, %row_end ]",
-        "  %rowoff = mul i64 %oh, %rowstep",
-        "  %rb = add i64 %xb, %rowoff",
-        "  %or0 = mul i64 %oh, %OW",
-        "  %orow = add i64 %ob, %or0",
-        "  br label %col",
-        "col:",
-        "  %o = phi i64 [ 0, %row ], [ %o1, %col ]",
-        f"  %ok = mul i64 %o, {sw}",
-        "  %base = add i64 %rb, %ok",
-    ]
-    for t in range(taps):
-        lines.append(f"  %idx{t} = add i64 %base, %off{t}")
-        lines.append(f"  %p{t} = getelementptr {ty}, ptr %x, i64 %idx{t}")
-        lines.append(f"  %v{t} = load {ty}, ptr %p{t}")
-        if t == 0:
-            lines.append(f"  %acc0 = fmul {ty} %w0, %v0")
-        else:
-            lines.append(f"  %acc{t} = call {ty} @llvm.fma.{_suffix(ty)}({ty} %w{t}, "
-                         f"{ty} %v{t}, {ty} %acc{t - 1})")
+        lines += tap_load(ty, t)
+        lines.append(f"  %acc0 = fmul {ty} %w0, %v0" if t == 0 else
+                     f"  %acc{t} = call {ty} {fma}({ty} %w{t}, {ty} %v{t}, {ty} %acc{t - 1})")
     lines += [
         "  %oi = add i64 %orow, %o",
         f"  %po = getelementptr {ty}, ptr %out, i64 %oi",
@@ -99,18 +55,8 @@ def depthwise_forward_ir(dtype: str, geometry: tuple) -> str:
         "  %o1 = add i64 %o, 1",
         "  %more = icmp slt i64 %o1, %OW",
         "  br i1 %more, label %col, label %row_end",
-        "row_end:",
-        "  %oh1 = add i64 %oh, 1",
-        "  %hmore = icmp slt i64 %oh1, %OH",
-        "  br i1 %hmore, label %row, label %plane_end",
-        "plane_end:",
-        "  %r1 = add i64 %r, 1",
-        "  %rmore = icmp slt i64 %r1, %end",
-        "  br i1 %rmore, label %plane_top, label %exit",
-        "exit:",
-        "  ret void",
-        "}",
-        f"declare {ty} @llvm.fma.{_suffix(ty)}({ty}, {ty}, {ty})",
+        *plane_loops_end(),
+        f"declare {ty} {fma}({ty}, {ty}, {ty})",
     ]
     return "\n".join(lines) + "\n"
 

@@ -1,5 +1,6 @@
-"""LLVM IR for the window kernels numpy runs slowly: tiled max pooling (the convolutions'
-im2col and col2im are in columns.py).
+"""LLVM IR for the window kernels numpy runs slowly: tiled max pooling and the backward of any
+max pooling, with the pieces other window kernels share (task_header, tap_offsets, tap_load,
+plane_loops; depthwise.py's convolutions use them; im2col and col2im are in columns.py).
 
 numpy does these as one strided pass per kernel tap, and when the windows are small (2x2 max
 pooling, a 3x3 convolution over 8x8 images) its inner loops run 4 or 8 elements between
@@ -10,7 +11,8 @@ Every function is a task of the native pool (codegen/llvm/pool.py),
 
     void task(i64 *argv, i64 start, i64 end)
 
-over rows [start, end): window rows (N*C*OH), so that no two rows write the same memory.
+over rows [start, end): window rows (N*C*OH), or whole planes (N*C) where windows overlap,
+so that no two rows write the same memory.
 argv holds pointers and sizes as 64-bit words. The kernel size is a compile-time constant
 (its taps are unrolled); everything else is read from argv.
 """
@@ -46,15 +48,86 @@ def task_header(name: str, words: list[tuple[str, str]]) -> list[str]:
 UNPREDICTABLE = ", !unpredictable !0"
 
 
+def tap_offsets(width: str, kh: int, kw: int, dh: int = 1, dw: int = 1) -> list[str]:
+    """%off{t}: tap t = (i, j)'s offset from its window's first element, i*dh rows of %{width}
+    elements plus j*dw, taps in row-major order."""
+    lines = []
+    for i in range(kh):
+        for j in range(kw):
+            t = i * kw + j
+            lines.append(f"  %iw{t} = mul i64 %{width}, {i * dh}")
+            lines.append(f"  %off{t} = add i64 %iw{t}, {j * dw}")
+    return lines
+
+
+def tap_load(ty: str, t: int) -> list[str]:
+    """%v{t}: tap t of the window at %base in %x (its index %idx{t})."""
+    return [f"  %idx{t} = add i64 %base, %off{t}",
+            f"  %p{t} = getelementptr {ty}, ptr %x, i64 %idx{t}",
+            f"  %v{t} = load {ty}, ptr %p{t}"]
+
+
+def plane_loops(sh: int, sw: int, per_plane: list[str] = ()) -> list[str]:
+    """The opening of a task over whole planes (rows [start, end) are planes of HP x WP in,
+    OH x OW out, windows sh rows and sw columns apart): nothing runs for an empty range or
+    output. Defines %r (the plane; per_plane's lines run once for it), %xb and %ob (its first
+    input and output element), %oh, %rb and %orow (an output row's), %o and %base (an output
+    element and its window's first input element); the caller's column loop branches back to
+    `col` and on to `row_end` (plane_loops_end)."""
+    return [
+        "  %plane = mul i64 %HP, %WP",
+        "  %oplane = mul i64 %OH, %OW",
+        f"  %rowstep = mul i64 %WP, {sh}",
+        "  %none = icmp sge i64 %start, %end",
+        "  %norows = icmp sle i64 %OH, 0",
+        "  %nocols = icmp sle i64 %OW, 0",
+        "  %empty = or i1 %norows, %nocols",
+        "  %skip = or i1 %none, %empty",
+        "  br i1 %skip, label %exit, label %plane_top",
+        "plane_top:",
+        "  %r = phi i64 [ %start, %entry ], [ %r1, %plane_end ]",
+        *per_plane,
+        "  %xb = mul i64 %r, %plane",
+        "  %ob = mul i64 %r, %oplane",
+        "  br label %row",
+        "row:",
+        "  %oh = phi i64 [ 0, %plane_top ], [ %oh1, %row_end ]",
+        "  %rowoff = mul i64 %oh, %rowstep",
+        "  %rb = add i64 %xb, %rowoff",
+        "  %or0 = mul i64 %oh, %OW",
+        "  %orow = add i64 %ob, %or0",
+        "  br label %col",
+        "col:",
+        "  %o = phi i64 [ 0, %row ], [ %o1, %col ]",
+        f"  %ok = mul i64 %o, {sw}",
+        "  %base = add i64 %rb, %ok",
+    ]
+
+
+def plane_loops_end() -> list[str]:
+    """The close of plane_loops: the next output row, the next plane, and the task's end."""
+    return [
+        "row_end:",
+        "  %oh1 = add i64 %oh, 1",
+        "  %hmore = icmp slt i64 %oh1, %OH",
+        "  br i1 %hmore, label %row, label %plane_end",
+        "plane_end:",
+        "  %r1 = add i64 %r, 1",
+        "  %rmore = icmp slt i64 %r1, %end",
+        "  br i1 %rmore, label %plane_top, label %exit",
+        "exit:",
+        "  ret void",
+        "}",
+    ]
+
+
 def _winner(ty: str, taps: int) -> list[str]:
     """The lines that read each tap t at %base + %off{t} of %x and leave the window's value
     in %best{last} and its winner's index in %win{last}: the first maximum, or the first NaN
     (which is also the forward's value, as NaN propagates): PyTorch's rule."""
     lines = []
     for t in range(taps):
-        lines.append(f"  %idx{t} = add i64 %base, %off{t}")
-        lines.append(f"  %p{t} = getelementptr {ty}, ptr %x, i64 %idx{t}")
-        lines.append(f"  %v{t} = load {ty}, ptr %p{t}")
+        lines += tap_load(ty, t)
         if t == 0:  # the first tap as read (v0 + 0.0 would turn -0.0 into 0.0)
             lines.append(f"  %best0 = select i1 true, {ty} %v0, {ty} %v0")
             lines.append("  %win0 = add i64 %idx0, 0")
@@ -86,11 +159,9 @@ def max_pool_ir(mode: str, dtype: str, kh: int, kw: int) -> str:
     name = max_pool_name(mode, dtype, kh, kw)
     lines = task_header(name, [("x", "ptr"), ("out", "ptr"), ("g", "ptr"), ("W", "i64"),
                            ("OW", "i64")])
-    taps = [(i, j) for i in range(kh) for j in range(kw)]
+    taps = kh * kw
     lines.append(f"  %rowstride = mul i64 %W, {kh}")
-    for t, (i, j) in enumerate(taps):
-        lines.append(f"  %iw{t} = mul i64 %W, {i}")
-        lines.append(f"  %off{t} = add i64 %iw{t}, {j}")
+    lines += tap_offsets("W", kh, kw)
     lines += [
         "  %none = icmp sge i64 %start, %end",
         "  %nocols = icmp sle i64 %OW, 0",
@@ -106,8 +177,8 @@ def max_pool_ir(mode: str, dtype: str, kh: int, kw: int) -> str:
         f"  %ok = mul i64 %o, {kw}",
         "  %base = add i64 %rb, %ok",
     ]
-    lines += _winner(ty, len(taps))
-    last = len(taps) - 1
+    lines += _winner(ty, taps)
+    last = taps - 1
     lines.append("  %gi = add i64 %gb, %o")
     if mode == "fwd":
         lines.append(f"  %po = getelementptr {ty}, ptr %out, i64 %gi")
@@ -155,43 +226,14 @@ def max_pool_planes_ir(dtype: str, geometry: tuple) -> str:
     name = max_pool_planes_name(dtype, geometry)
     lines = task_header(name, [("x", "ptr"), ("out", "ptr"), ("g", "ptr"), ("HP", "i64"),
                                ("WP", "i64"), ("OH", "i64"), ("OW", "i64")])
-    taps = [(i, j) for i in range(kh) for j in range(kw)]
-    lines.append("  %plane = mul i64 %HP, %WP")
-    lines.append("  %gplane = mul i64 %OH, %OW")
-    lines.append(f"  %rowstep = mul i64 %WP, {sh}")
-    for t, (i, j) in enumerate(taps):
-        lines.append(f"  %iw{t} = mul i64 %WP, {i * dh}")
-        lines.append(f"  %off{t} = add i64 %iw{t}, {j * dw}")
-    lines += [
-        "  %scratch = alloca i64, i64 %OW",
-        "  %none = icmp sge i64 %start, %end",
-        "  %norows = icmp sle i64 %OH, 0",
-        "  %nocols = icmp sle i64 %OW, 0",
-        "  %empty = or i1 %norows, %nocols",
-        "  %skip = or i1 %none, %empty",
-        "  br i1 %skip, label %exit, label %plane_top",
-        "plane_top:",
-        "  %r = phi i64 [ %start, %entry ], [ %r1, %plane_end ]",
-        "  %xb = mul i64 %r, %plane",
-        "  %gb = mul i64 %r, %gplane",
-        "  br label %row",
-        "row:",
-        "  %oh = phi i64 [ 0, %plane_top ], [ %oh1, %row_end ]",
-        "  %rowoff = mul i64 %oh, %rowstep",
-        "  %rb = add i64 %xb, %rowoff",
-        "  %gr0 = mul i64 %oh, %OW",
-        "  %gr = add i64 %gb, %gr0",
-        "  br label %col",
-        "col:",
-        "  %o = phi i64 [ 0, %row ], [ %o1, %col ]",
-        f"  %ok = mul i64 %o, {sw}",
-        "  %base = add i64 %rb, %ok",
-    ]
-    lines += _winner(ty, len(taps))
-    last = len(taps) - 1
+    taps = kh * kw
+    lines += tap_offsets("WP", kh, kw, dh, dw)
+    lines.append("  %scratch = alloca i64, i64 %OW")
+    lines += plane_loops(sh, sw)
+    lines += _winner(ty, taps)
     lines += [
         "  %ps = getelementptr i64, ptr %scratch, i64 %o",
-        f"  store i64 %win{last}, ptr %ps",
+        f"  store i64 %win{taps - 1}, ptr %ps",
         "  %o1 = add i64 %o, 1",
         "  %more = icmp slt i64 %o1, %OW",
         "  br i1 %more, label %col, label %add",
@@ -199,7 +241,7 @@ def max_pool_planes_ir(dtype: str, geometry: tuple) -> str:
         "  %a = phi i64 [ 0, %col ], [ %a1, %add ]",
         "  %pw = getelementptr i64, ptr %scratch, i64 %a",
         "  %w = load i64, ptr %pw",
-        "  %gi = add i64 %gr, %a",
+        "  %gi = add i64 %orow, %a",
         f"  %pg = getelementptr {ty}, ptr %g, i64 %gi",
         f"  %gv = load {ty}, ptr %pg",
         f"  %q = getelementptr {ty}, ptr %out, i64 %w",
@@ -209,17 +251,7 @@ def max_pool_planes_ir(dtype: str, geometry: tuple) -> str:
         "  %a1 = add i64 %a, 1",
         "  %amore = icmp slt i64 %a1, %OW",
         "  br i1 %amore, label %add, label %row_end",
-        "row_end:",
-        "  %oh1 = add i64 %oh, 1",
-        "  %hmore = icmp slt i64 %oh1, %OH",
-        "  br i1 %hmore, label %row, label %plane_end",
-        "plane_end:",
-        "  %r1 = add i64 %r, 1",
-        "  %rmore = icmp slt i64 %r1, %end",
-        "  br i1 %rmore, label %plane_top, label %exit",
-        "exit:",
-        "  ret void",
-        "}",
+        *plane_loops_end(),
         "!0 = !{}",
     ]
     return "\n".join(lines) + "\n"
