@@ -483,14 +483,9 @@ class _DefaultGenerator(Generator):
     def _seed(self) -> int:
         return random.initial_seed()
 
-    def manual_seed(self, seed: int) -> Generator:
+    def manual_seed(self, seed: int) -> Generator:  # (Generator.seed() reseeds through it)
         random.manual_seed(seed)
         return self
-
-    def seed(self) -> int:
-        seed = int(np.random.SeedSequence().entropy % 2**63)
-        random.manual_seed(seed)
-        return seed
 
     def __repr__(self) -> str:
         return f"<ember.Generator(device='cpu', default, initial_seed={self._seed})>"

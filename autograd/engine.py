@@ -355,11 +355,17 @@ def grads_at_edges(outputs, edges, grad_outputs, create_graph=False, retain_grap
     (a checkpointed segment's backward hands these on to the nodes before it)."""
     outputs = _as_list(outputs)
     grads = _root_grads(outputs, _as_list(grad_outputs))
-    capture = {e: i for i, e in enumerate(edges)}
-    captured = _execute([edge_of(t) for t in outputs], grads, retain_graph, create_graph,
-                        capture, accumulate=False, local=True)
-    return [captured.get(e) if create_graph or captured.get(e) is None
-            else captured[e].detach() for e in edges]
+    captured = _captured(outputs, edges, grads, retain_graph, create_graph, True)
+    found = [captured.get(e) for e in edges]
+    return found if create_graph else [None if g is None else g.detach() for g in found]
+
+
+def _captured(outputs: list, edges: list, grads: list, retain_graph, create_graph,
+              local) -> dict:
+    """{edge: the gradient that reached it} for a backward from outputs (their root gradients
+    `grads`) that runs no leaf's accumulator (autograd.grad's and its relatives')."""
+    return _execute([edge_of(t) for t in outputs], grads, retain_graph, create_graph,
+                    {e: i for i, e in enumerate(edges)}, accumulate=False, local=local)
 
 
 def _grad(outputs, inputs, grad_outputs, retain_graph, create_graph, allow_unused,
@@ -378,9 +384,7 @@ def _grad(outputs, inputs, grad_outputs, retain_graph, create_graph, allow_unuse
                 f"One of the differentiated Tensors (input {i}) does not require grad"
             )
         edges.append(e)
-    capture = {e: i for i, e in enumerate(edges)}
-    captured = _execute([edge_of(t) for t in outputs], grads, retain_graph, create_graph,
-                        capture, accumulate=False, local=local)
+    captured = _captured(outputs, edges, grads, retain_graph, create_graph, local)
     result = []
     for i, (x, e) in enumerate(zip(inputs, edges)):
         g = captured.get(e)
