@@ -15,7 +15,50 @@ from ..parameter import Parameter
 __all__ = ["Embedding", "EmbeddingBag"]
 
 
-class Embedding(Module):
+class _Table(Module):
+    """What Embedding and EmbeddingBag share: num_embeddings rows of embedding_dim values,
+    initialised from N(0, 1), the padding_idx row (if any) starting at zero."""
+
+    def _make_table(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None,
+                    weight: Tensor | None, requires_grad: bool, device, dtype) -> None:
+        self.num_embeddings = num_embeddings
+        self.embedding_dim = embedding_dim
+        self.padding_idx = _padding_index(padding_idx, num_embeddings)
+        if weight is None:
+            self.weight = Parameter(
+                empty(num_embeddings, embedding_dim, device=device, dtype=dtype),
+                requires_grad=requires_grad,
+            )
+            self.reset_parameters()
+        else:
+            if tuple(weight.shape) != (num_embeddings, embedding_dim):
+                raise value_error(
+                    f"Shape of weight {list(weight.shape)} does not match num_embeddings "
+                    f"and embedding_dim ({num_embeddings}, {embedding_dim})"
+                )
+            self.weight = Parameter(weight, requires_grad=requires_grad)
+
+    def reset_parameters(self) -> None:
+        init.normal_(self.weight)
+        self._fill_padding_idx_with_zero()
+
+    def _fill_padding_idx_with_zero(self) -> None:
+        if self.padding_idx is not None:
+            with no_grad():
+                self.weight[self.padding_idx] = 0
+
+
+def _padding_index(padding_idx: int | None, num_embeddings: int) -> int | None:
+    if padding_idx is None:
+        return None
+    if not -num_embeddings <= padding_idx < num_embeddings:
+        raise value_error(
+            f"Padding_idx must be within num_embeddings ({num_embeddings}), got {padding_idx}"
+        )
+    return padding_idx % num_embeddings
+
+
+class Embedding(_Table):
     """Looks up rows of weight (initialised from N(0, 1)); the padding_idx row starts at zero
     and gets no gradient."""
 
@@ -34,40 +77,12 @@ class Embedding(Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        self.num_embeddings = num_embeddings
-        self.embedding_dim = embedding_dim
-        if padding_idx is not None:
-            if padding_idx > 0:
-                if padding_idx >= num_embeddings:
-                    raise value_error("Padding_idx must be within num_embeddings")
-            elif padding_idx < 0:
-                if padding_idx < -num_embeddings:
-                    raise value_error("Padding_idx must be within num_embeddings")
-                padding_idx = num_embeddings + padding_idx
-        self.padding_idx = padding_idx
         self.max_norm = max_norm
         self.norm_type = norm_type
         self.scale_grad_by_freq = scale_grad_by_freq
         self.sparse = sparse
-        if _weight is None:
-            self.weight = Parameter(
-                empty(num_embeddings, embedding_dim, device=device, dtype=dtype),
-                requires_grad=not _freeze,
-            )
-            self.reset_parameters()
-        else:
-            if tuple(_weight.shape) != (num_embeddings, embedding_dim):
-                raise value_error("Shape of weight does not match num_embeddings and embedding_dim")
-            self.weight = Parameter(_weight, requires_grad=not _freeze)
-
-    def reset_parameters(self) -> None:
-        init.normal_(self.weight)
-        self._fill_padding_idx_with_zero()
-
-    def _fill_padding_idx_with_zero(self) -> None:
-        if self.padding_idx is not None:
-            with no_grad():
-                self.weight[self.padding_idx] = 0
+        self._make_table(num_embeddings, embedding_dim, padding_idx, _weight, not _freeze,
+                         device, dtype)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.embedding(
@@ -122,17 +137,7 @@ class Embedding(Module):
         )
 
 
-def _padding_index(padding_idx: int | None, num_embeddings: int) -> int | None:
-    if padding_idx is None:
-        return None
-    if not -num_embeddings <= padding_idx < num_embeddings:
-        raise value_error(
-            f"padding_idx must be within num_embeddings ({num_embeddings}), got {padding_idx}"
-        )
-    return padding_idx % num_embeddings
-
-
-class EmbeddingBag(Module):
+class EmbeddingBag(_Table):
     """Sums, means or maxima of bags of rows of weight (initialised from N(0, 1)) without
     building the per-index embeddings' batch; the padding_idx row starts at zero and is left
     out of every bag."""
@@ -153,33 +158,14 @@ class EmbeddingBag(Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        self.num_embeddings = num_embeddings
-        self.embedding_dim = embedding_dim
         self.max_norm = max_norm
         self.norm_type = norm_type
         self.scale_grad_by_freq = scale_grad_by_freq
-        self.padding_idx = _padding_index(padding_idx, num_embeddings)
-        if _weight is None:
-            self.weight = Parameter(
-                empty(num_embeddings, embedding_dim, device=device, dtype=dtype)
-            )
-            self.reset_parameters()
-        else:
-            if tuple(_weight.shape) != (num_embeddings, embedding_dim):
-                raise value_error(
-                    f"Shape of weight {list(_weight.shape)} does not match num_embeddings "
-                    f"and embedding_dim ({num_embeddings}, {embedding_dim})"
-                )
-            self.weight = Parameter(_weight)
         self.mode = mode
         self.sparse = sparse
         self.include_last_offset = include_last_offset
-
-    def reset_parameters(self) -> None:
-        init.normal_(self.weight)
-        if self.padding_idx is not None:
-            with no_grad():
-                self.weight[self.padding_idx] = 0
+        self._make_table(num_embeddings, embedding_dim, padding_idx, _weight, True, device,
+                         dtype)
 
     def forward(
         self,

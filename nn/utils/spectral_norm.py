@@ -8,11 +8,12 @@ from typing import TypeVar
 from ..._tensor import Tensor
 from ..._tensor import ops as E
 from ...autograd.grad_mode import no_grad
-from ...errors import runtime_error, value_error
+from ...errors import value_error
 from .. import functional as F
 from ..layers.conv import ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from ..module import Module
 from ..parameter import Parameter
+from ._norm_hooks import parameter_to_take, remove_hook
 
 __all__ = ["SpectralNorm", "remove_spectral_norm", "spectral_norm"]
 
@@ -75,17 +76,7 @@ class SpectralNorm:
     def apply(
         module: Module, name: str, n_power_iterations: int, dim: int, eps: float
     ) -> SpectralNorm:
-        for hook in module._forward_pre_hooks.values():
-            if isinstance(hook, SpectralNorm) and hook.name == name:
-                raise runtime_error(
-                    f"Cannot register two spectral_norm hooks on the same parameter {name}"
-                )
-        weight = module._parameters.get(name)
-        if weight is None:
-            raise value_error(
-                f"spectral_norm: {type(module).__name__} has no parameter '{name}' to "
-                f"normalize (its parameters: {list(module._parameters)})"
-            )
+        weight = parameter_to_take(module, SpectralNorm, name, "spectral_norm")
         if not -weight.ndim <= dim < max(weight.ndim, 1):
             raise value_error(
                 f"spectral_norm: dim {dim} is out of range for a weight of shape "
@@ -126,9 +117,4 @@ def spectral_norm(
 def remove_spectral_norm(module: T_module, name: str = "weight") -> T_module:
     """Fold spectral_norm back into one parameter `name` (the current u and v's estimate).
     Returns module."""
-    for key, hook in module._forward_pre_hooks.items():
-        if isinstance(hook, SpectralNorm) and hook.name == name:
-            hook.remove(module)
-            del module._forward_pre_hooks[key]
-            return module
-    raise value_error(f"spectral_norm of '{name}' not found in {type(module)}")
+    return remove_hook(module, SpectralNorm, name, "spectral_norm")

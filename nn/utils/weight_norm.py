@@ -7,9 +7,10 @@ from typing import TypeVar
 
 from ..._tensor import Tensor
 from ..._tensor import ops as E
-from ...errors import runtime_error, value_error
+from ...errors import value_error
 from ..module import Module
 from ..parameter import Parameter
+from ._norm_hooks import parameter_to_take, remove_hook
 
 __all__ = ["WeightNorm", "norm_except_dim", "remove_weight_norm", "weight_norm"]
 
@@ -44,17 +45,7 @@ class WeightNorm:
 
     @staticmethod
     def apply(module: Module, name: str, dim: int | None) -> WeightNorm:
-        for hook in module._forward_pre_hooks.values():
-            if isinstance(hook, WeightNorm) and hook.name == name:
-                raise runtime_error(
-                    f"Cannot register two weight_norm hooks on the same parameter {name}"
-                )
-        weight = module._parameters.get(name)
-        if weight is None:
-            raise value_error(
-                f"weight_norm: {type(module).__name__} has no parameter '{name}' to normalize "
-                f"(its parameters: {list(module._parameters)})"
-            )
+        weight = parameter_to_take(module, WeightNorm, name, "weight_norm")
         fn = WeightNorm(name, dim)
         del module._parameters[name]
         module.register_parameter(
@@ -86,9 +77,4 @@ def weight_norm(module: T_module, name: str = "weight", dim: int | None = 0) -> 
 
 def remove_weight_norm(module: T_module, name: str = "weight") -> T_module:
     """Fold weight_norm's g and v back into one parameter `name`. Returns module."""
-    for key, hook in module._forward_pre_hooks.items():
-        if isinstance(hook, WeightNorm) and hook.name == name:
-            hook.remove(module)
-            del module._forward_pre_hooks[key]
-            return module
-    raise value_error(f"weight_norm of '{name}' not found in {type(module).__name__}")
+    return remove_hook(module, WeightNorm, name, "weight_norm")
