@@ -30,6 +30,7 @@ import numpy as np
 
 from .. import conv_entry, windows
 from ..threads import before_blas, threads
+from .pool import pad_planes
 from .registry import kernel
 
 
@@ -157,13 +158,7 @@ def _depthwise(xp, x, w_shape, groups) -> bool:
 
 def _zero_padded(x, padding):
     """x (N, C, H, W) with padding rows and columns of zeros on both sides, contiguous."""
-    ph, pw = padding
-    if not (ph or pw):
-        return np.ascontiguousarray(x)
-    n, c, h, w = x.shape
-    out = np.zeros((n, c, h + 2 * ph, w + 2 * pw), x.dtype)
-    out[:, :, ph : ph + h, pw : pw + w] = x
-    return out
+    return np.ascontiguousarray(pad_planes(np, x, padding, (0, 0), 0))
 
 
 def _depthwise_conv(x, w, stride, padding, dilation):

@@ -28,7 +28,9 @@ def _geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
     return tuple(out), tuple(extra)
 
 
-def _pad(xp, x, padding, extra, value):
+def pad_planes(xp, x, padding, extra, value):
+    """x (..., H, W) with `value` in padding rows and columns on both sides, and `extra` more
+    below and to the right; x itself where there is none."""
     (ph, pw), (eh, ew) = padding, extra
     if not (ph or pw or eh or ew):
         return x
@@ -67,7 +69,7 @@ def _max_pool2d(xp, x, kernel_size, stride, padding, ceil_mode, dilation=(1, 1))
     out_hw, extra = _geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     if _native_tiles(x, kernel_size, stride, padding, dilation, extra):
         return windows.max_pool_tiled(x, *kernel_size)
-    padded = _pad(xp, x, padding, extra, _lowest(x.dtype))
+    padded = pad_planes(xp, x, padding, extra, _lowest(x.dtype))
     out = None
     for _, rows, cols in _tap_slices(kernel_size, stride, dilation, out_hw):
         tap = padded[..., rows, cols]
@@ -116,7 +118,7 @@ def _max_pool2d_backward(xp, g, x, kernel_size, stride, padding, ceil_mode, dila
     if (tuple(stride) == tuple(kernel_size) and not any(padding) and not any(extra)
             and tuple(dilation) == (1, 1) and x.ndim >= 3):
         return _tiled_max_backward(xp, g, x, tuple(kernel_size), out_hw)
-    padded = _pad(xp, x, padding, extra, _lowest(x.dtype))
+    padded = pad_planes(xp, x, padding, extra, _lowest(x.dtype))
     h, w = x.shape[-2:]
     if (g.__class__ is np.ndarray and x.ndim >= 3 and x.size and windows.available(padded)
             and out_hw[1] <= windows.MAX_POOL_ROW):
@@ -205,7 +207,7 @@ def _divisor(xp, hw, kernel_size, stride, padding, extra, out_hw, count_include_
 def _avg_pool2d(xp, x, kernel_size, stride, padding, ceil_mode, count_include_pad=True,
                 divisor_override=None):
     out_hw, extra = _geometry(x.shape, kernel_size, stride, padding, (1, 1), ceil_mode)
-    padded = _pad(xp, x, padding, extra, 0)
+    padded = pad_planes(xp, x, padding, extra, 0)
     total = None
     for _, rows, cols in _tap_slices(kernel_size, stride, (1, 1), out_hw):
         tap = padded[..., rows, cols]
