@@ -91,7 +91,10 @@ class ConvCall:
     whose image is its own columns. With an `epilogue`, `out` holds the epilogue's result.
     `winograd`: a 3x3 stride-1 convolution computed as Winograd F(2x2, 3x3) products
     (codegen/llvm/winograd.py): `weight` is then the weight's transform (16, o, c) that a
-    WinogradWeightCall prepared, and `cols` that method's scratch."""
+    WinogradWeightCall prepared, and `cols` that method's scratch. `slots` > 1: `cols` holds
+    that many images' columns (or scratch) one after another, and the images are shared with
+    the pool in as many parts, each part's columns in its own slot (columns too large for a
+    thread's stack); 0: one image's."""
 
     dtype: str
     n: int
@@ -110,6 +113,23 @@ class ConvCall:
     cols: Ref | None
     epilogue: Epilogue | None = None
     winograd: bool = False
+    slots: int = 0
+
+
+@dataclass(frozen=True)
+class ConvWeightCall:
+    """The weight gradient of a groups-1 conv2d, out (o, c*kh*kw) = the sum over the images
+    of g_n (o, oh*ow) @ columns_n^T: `conv` is the forward convolution's geometry (its x the
+    images, its cols the scratch, its weight and out unused), `g` the output's gradient
+    (n, o, oh, ow). Per image, im2col writes the columns, then one GEMM adds the image's
+    product, transposed, to a partial sum. `conv.slots` > 1: the images are shared with the
+    pool in that many parts, each with a slot of the scratch (one image's columns, then a
+    (c*kh*kw, o) partial sum); after them `out` is the sum of the slots' partial sums
+    transposed."""
+
+    conv: ConvCall
+    g: Ref
+    out: Ref
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from ..codegen.entry import (
     AttentionCall,
     BiasCall,
     ConvCall,
+    ConvWeightCall,
     CopyCall,
     EntryPlan,
     Epilogue,
@@ -82,7 +83,7 @@ from .compiled import (
 from .kernels.pool import _divisor, _geometry
 from .native import _pool as native_pool
 from .native import data_pointer, load_pool
-from .threads import before_blas, blas_single_threaded, callers, threads
+from .threads import before_blas, blas_single_threaded, callers, limit, threads
 
 ALIGN = 64  # bytes: every arena value starts on a cache line
 # views: each value is its root's bytes at an offset with strides (a _Layout), read in place
@@ -420,19 +421,37 @@ class NativeGraph(CompiledProgram):
             if math.prod(batch) >= SHARED_ITEMS_MIN and l * s * size <= STACK_COLUMNS_MAX:
                 return 0  # shared with the pool, the scores on each thread's stack
             return l * s * size
+        if kind == "eager" and node.op == "conv2d_backward_weight":
+            from ..codegen.llvm.entry import weight_gradient_slot
+
+            conv = _weight_geometry(node)
+            return (weight_gradient_slot(conv) * max(1, conv.slots)
+                    * np.dtype(node.outputs[0].type.dtype.np).itemsize)
         if kind != "eager" or node.op != "conv2d":
             return 0
         if _strided_conv(self, step, node):
             return _strided_conv_scratch(self, step, node)
-        x, w = (a.type for a in node.inputs[:2])
-        out = node.outputs[0].type
         if _pointwise_conv(node):
             return 0
+        return self._image_columns(step, node) * max(1, self._column_slots(step, node))
+
+    def _image_columns(self, step, node) -> int:
+        """The bytes of one image's columns (or Winograd scratch) of a groups-1 conv2d."""
+        x, w = (a.type for a in node.inputs[:2])
+        out = node.outputs[0].type
         if _winograd(self, step, node):
             return winograd.scratch_elements(_conv_geometry(node)) * np.dtype(x.dtype.np).itemsize
         depth = x.shape[1] * w.shape[2] * w.shape[3]
         ld = columns_ld(out.shape[2] * out.shape[3], x.dtype.name)
         return depth * ld * np.dtype(x.dtype.np).itemsize
+
+    def _column_slots(self, step, node) -> int:
+        """ConvCall.slots of a groups-1 conv2d: its images shared with the pool, each part's
+        columns in a slot of the arena, where they are too large for a thread's stack."""
+        from ..codegen.llvm.entry import column_slots
+
+        return column_slots(node.inputs[0].type.shape[0], self._image_columns(step, node),
+                            limit())
 
     def _emit_entry(self, build) -> None:
         """The plan's calls, and its module's LLVM IR."""
@@ -473,7 +492,7 @@ class NativeGraph(CompiledProgram):
             errors=tuple(self.errors), error_word=self.error_word,
             tag_word=Ref(self.arena_arg, 0), tag=tag << 1 | 1)
         # convolutions in register tiles (tiles.py) call no BLAS
-        self.uses_blas = any(isinstance(c, (GemmCall, AttentionCall))
+        self.uses_blas = any(isinstance(c, (GemmCall, AttentionCall, ConvWeightCall))
                              or (isinstance(c, ConvCall) and not tiles_conv(c))
                              or (isinstance(c, StridedConvCall) and not c.depthwise)
                              for c in calls)
@@ -481,10 +500,12 @@ class NativeGraph(CompiledProgram):
         # per image on each thread: OpenBLAS itself then stays on one thread
         self.shared_convs = any((isinstance(c, ConvCall) and shares_images(c)
                                  and not tiles_conv(c))
+                                or (isinstance(c, ConvWeightCall) and c.conv.slots > 1)
                                 or (isinstance(c, AttentionCall) and c.scratch is None)
                                 for c in calls)
         self.parallel = any(isinstance(c, ImageChain)
                             or (isinstance(c, ConvCall) and (shares_images(c) or shares_rows(c)))
+                            or (isinstance(c, ConvWeightCall) and c.conv.slots > 1)
                             or (isinstance(c, AttentionCall) and c.scratch is None)
                             or (isinstance(c, KernelCall) and c.parallel)
                             or (isinstance(c, StridedConvCall) and c.depthwise
@@ -865,6 +886,11 @@ def _brief(call) -> str:
         method = " as Winograd F(2x2, 3x3) products" if call.winograd else ""
         return (f"{call.dtype} n{call.n} {call.c}->{call.o} {call.h}x{call.w} "
                 f"k{call.kernel} s{call.stride} p{call.padding}{method}{finish}")
+    if isinstance(call, ConvWeightCall):
+        c = call.conv
+        parts = f", {c.slots} parts" if c.slots > 1 else ""
+        return (f"{c.dtype} n{c.n} gradient of ({c.o}, {c.c}, {c.kernel[0]}, {c.kernel[1]}) "
+                f"over {c.h}x{c.w} s{c.stride} p{c.padding}{parts}")
     if isinstance(call, WinogradWeightCall):
         return f"{call.dtype} ({call.o}, {call.c}, 3, 3) -> (16, {call.o}, {call.c}), once"
     if isinstance(call, StridedConvCall):
@@ -1071,9 +1097,12 @@ def _conv2d(program: NativeGraph, position, step, node):
         else None
     if prepared is not None:  # the weight's Winograd transform, in the arena
         w_ref = prepared[0]
+    pointwise = _pointwise_conv(node)
     call = _conv_geometry(node, x_ref, w_ref, program._ref(step.outs[0].slot),
-                          None if _pointwise_conv(node) else program.scratch[position],
+                          None if pointwise else program.scratch[position],
                           prepared is not None)
+    if not pointwise:
+        call = dataclasses.replace(call, slots=program._column_slots(step, node))
     if position in program.epilogues:
         after, channel = program.epilogues[position]
         _, kernel, _ = program.steps[after]
@@ -1083,6 +1112,39 @@ def _conv2d(program: NativeGraph, position, step, node):
                             list(kernel.inputs).index(step.outs[0].slot), channel)
         call = dataclasses.replace(call, out=target, epilogue=epilogue)
     return [call]
+
+
+# a weight gradient runs in the entry (ConvWeightCall: one GEMM per image) with at least this
+# many output positions per image; with fewer, the batch's single GEMM (the eager kernel) has
+# the longer products
+WEIGHT_BY_IMAGES_MIN_PLANE = 256
+
+
+def _weight_geometry(node) -> ConvCall:
+    """The forward geometry of a conv2d_backward_weight node, its slots chosen: each thread
+    sums its part of the images (ConvWeightCall)."""
+    x, g = node.inputs[0].type, node.inputs[1].type
+    a = node.attrs
+    o, c, kh, kw = a["weight_shape"]
+    threads_limit = limit()
+    slots = min(x.shape[0], threads_limit) if x.shape[0] > 1 and threads_limit > 1 else 0
+    return ConvCall(x.dtype.name, x.shape[0], x.shape[1], x.shape[2], x.shape[3], o, (kh, kw),
+                    tuple(a["stride"]), tuple(a["padding"]), tuple(a["dilation"]),
+                    tuple(g.shape[2:]), None, None, None, None, slots=slots)
+
+
+def _conv_weight(program: NativeGraph, position, step, node):
+    x, g = node.inputs[0].type, node.inputs[1].type
+    if node.attrs["groups"] != 1 or x.ndim != 4 or g.ndim != 4:
+        raise Unsupported(f"conv2d_backward_weight of {x} and {g}, "
+                          f"groups {node.attrs['groups']}")
+    if g.shape[2] * g.shape[3] < WEIGHT_BY_IMAGES_MIN_PLANE:
+        raise Unsupported(f"conv2d_backward_weight over planes of {g.shape[2:]} (the batch's "
+                          f"GEMM)")
+    conv = dataclasses.replace(_weight_geometry(node), x=program._ref(step.args[0].slot),
+                               cols=program.scratch[position])
+    return [ConvWeightCall(conv, program._ref(step.args[1].slot),
+                           program._ref(step.outs[0].slot))]
 
 
 def _pool(kind):
@@ -1170,13 +1232,14 @@ def _mask_operand(program: NativeGraph, arg, batch: tuple) -> MaskOperand:
 
 
 EXTERN = {"linear": _linear, "matmul": _matmul, "conv2d": _conv2d,
+          "conv2d_backward_weight": _conv_weight,
           "max_pool2d": _pool("max"), "avg_pool2d": _pool("avg"),
           "index_select": _index_select, "attention": _attention}
 # the inputs (positions) an op reads in place as strided matrices (_matrix_ld)
 STRIDED_READS = {"attention": (0, 1, 2)}
 # the inputs (positions) an op reads in place through any strides
 ANY_STRIDES = {"conv2d": (0,), "attention": (3,)}
-GEMM_OPS = frozenset({"linear", "matmul", "conv2d", "attention"})
+GEMM_OPS = frozenset({"linear", "matmul", "conv2d", "conv2d_backward_weight", "attention"})
 
 
 def build_entry_program(graph: Graph, name: str = "graph", device=None,
