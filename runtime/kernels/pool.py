@@ -203,10 +203,28 @@ def _divisor(xp, hw, kernel_size, stride, padding, extra, out_hw, count_include_
     return total
 
 
+def _tiled(kernel_size, stride, padding, extra) -> bool:
+    """Whether pooling windows tile the plane: stride == kernel, no padding and no ceil_mode
+    overhang (global pooling, F.avg_pool2d(x, x.size(2)), among them). Each window is then
+    a block of a reshape, and its sum one reduction, where the taps' loop runs kh*kw numpy
+    calls (SENet18's 32x32 global pools at batch 16: 1.6 ms forward, 3.9 backward)."""
+    return tuple(stride) == tuple(kernel_size) and not any(padding) and not any(extra)
+
+
+def _blocks(x, kernel_size, out_hw):
+    """x (..., H, W) cut to the windows' rows and columns, as (..., OH, KH, OW, KW)."""
+    (kh, kw), (oh, ow) = kernel_size, out_hw
+    return x[..., : oh * kh, : ow * kw].reshape(*x.shape[:-2], oh, kh, ow, kw)
+
+
 @kernel("avg_pool2d")
 def _avg_pool2d(xp, x, kernel_size, stride, padding, ceil_mode, count_include_pad=True,
                 divisor_override=None):
     out_hw, extra = _geometry(x.shape, kernel_size, stride, padding, (1, 1), ceil_mode)
+    if _tiled(kernel_size, stride, padding, extra):
+        total = _blocks(x, kernel_size, out_hw).sum(axis=(-3, -1), dtype=x.dtype)
+        divisor = divisor_override or kernel_size[0] * kernel_size[1]
+        return total / x.dtype.type(divisor)
     padded = pad_planes(xp, x, padding, extra, 0)
     total = None
     for _, rows, cols in _tap_slices(kernel_size, stride, (1, 1), out_hw):
@@ -222,6 +240,15 @@ def _avg_pool2d(xp, x, kernel_size, stride, padding, ceil_mode, count_include_pa
 def _avg_pool2d_backward(xp, g, input_shape, kernel_size, stride, padding, ceil_mode,
                          count_include_pad=True, divisor_override=None):
     out_hw, extra = _geometry(input_shape, kernel_size, stride, padding, (1, 1), ceil_mode)
+    if _tiled(kernel_size, stride, padding, extra):
+        (kh, kw), (oh, ow) = kernel_size, out_hw
+        scaled = g / g.dtype.type(divisor_override or kh * kw)
+        spread = xp.broadcast_to(scaled[..., :, None, :, None], (*g.shape[:-2], oh, kh, ow, kw))
+        if (oh * kh, ow * kw) == tuple(input_shape[-2:]):
+            return xp.ascontiguousarray(spread).reshape(input_shape)
+        grad = xp.zeros(input_shape, dtype=g.dtype)  # rows and columns past the windows: 0
+        grad[..., : oh * kh, : ow * kw] = spread.reshape(*g.shape[:-2], oh * kh, ow * kw)
+        return grad
     if divisor_override:
         scaled = g / g.dtype.type(divisor_override)
     else:
