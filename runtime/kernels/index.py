@@ -205,6 +205,19 @@ def _index_add(xp, x, index, src, dim):
     if xp is np and dim == 0 and src.ndim and windows.available(out, src):
         windows.index_add_rows(out, index, src)
         return out
+    repeats = _repeats(xp, index) if src.ndim else None
+    if repeats is not None:  # each of m consecutive indices k times in a row: block sums
+        start, m, k = repeats
+        blocks = src.reshape(src.shape[:dim] + (m, k) + src.shape[dim + 1:])
+        target = out[(slice(None),) * dim + (slice(start, start + m),)]
+        if k > _SLICED_REPEATS:
+            target += blocks.sum(axis=dim + 1)
+            return out
+        # k strided slices added in turn: numpy's sum over a short inner axis of 2 took 40x
+        # longer (2.7 ms for 2x64x64x64 float32, 0.07 this way)
+        for j in range(k):
+            target += blocks[(slice(None),) * (dim + 1) + (j,)]
+        return out
     runs = _index_runs(index) if xp is np and src.ndim else None
     if runs is not None:
         lead = (slice(None),) * dim
@@ -227,6 +240,27 @@ def _index_add(xp, x, index, src, dim):
 _FEW_INDICES = 64
 _RUN_INDICES = 4096
 _MOST_RUNS = 8
+
+
+_SLICED_REPEATS = 16  # _repeats' blocks of at most this many are summed slice by slice
+
+
+def _repeats(xp, index) -> tuple[int, int, int] | None:
+    """(start, m, k) where index is start, start, ... (k times), start + 1 (k times), ...,
+    start + m - 1 (k times), k >= 2: the gradient of nearest upsampling by an integer factor
+    (F.interpolate, nn.Upsample), whose index_add is then one block sum. fast_neural_style's
+    upsampling by 2 of (2, 64, 32, 32) took 2.9 ms a dim through the sorted sums."""
+    n = index.size
+    if n < 2 or int(index[0]) != int(index[1]):
+        return None
+    k = int((index != index[0]).argmax()) or n
+    if n % k:
+        return None
+    start, m = int(index[0]), n // k
+    grid = index.reshape(m, k)
+    if bool((grid != grid[:, :1]).any()) or bool((grid[:, 0] - start != xp.arange(m)).any()):
+        return None
+    return start, m, k
 
 
 def _index_runs(index) -> list | None:
