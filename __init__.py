@@ -193,6 +193,8 @@ _SUBMODULES = {
     "amp",
     "cpu",
     "distributions",
+    "special",
+    "testing",
 }
 # public submodules that live elsewhere: ember.onnx is tracer/onnx_export.py (so that inside
 # ember an absolute `import onnx` always finds the real onnx package); ember.ops, the op
@@ -202,7 +204,8 @@ _RENAMED_SUBMODULES = {"onnx": "tracer.onnx_export", "ops": "_tensor.ops", "jit"
                        "multiprocessing": "_tensor.sharing"}
 # the layers that run tensor code: loading one also loads the tracer, which plugs its
 # compiler into the tensor layer (_tensor/hooks.py), since that layer never imports it
-_TENSOR_CODE = ("_tensor", "nn", "optim", "autograd", "utils", "distributed", "distributions")
+_TENSOR_CODE = ("_tensor", "nn", "optim", "autograd", "utils", "distributed", "distributions",
+                "special", "testing")
 
 
 class _RenamedSubmodules:

@@ -18,6 +18,10 @@ from .tensor import Tensor
 # methods that are the op function with self first: the declared ops' (ir/ops: variants),
 # then these, which are written from primitives or take other arguments
 _SAME_NAME = [
+    "nan_to_num",
+    "logit",
+    "sinc",
+    "mvlgamma",
     "clamp_min",
     "clamp_max",
     "square",
@@ -132,6 +136,8 @@ for _name in _SAME_NAME:
 Tensor.type_as = lambda self, other: E.cast(self, other.dtype)
 Tensor.moveaxis = E.movedim
 Tensor.frac_ = lambda self: self.sub_(E.trunc(self))
+Tensor.polygamma = lambda self, n: E.polygamma(n, self)
+Tensor.polygamma_ = lambda self, n: apply_inplace(self, lambda src: E.polygamma(n, src))
 Tensor.mT = property(E.mT)
 Tensor.T = property(lambda self: E.permute(self, *reversed(range(self.ndim))))
 Tensor.__getitem__ = getitem
@@ -207,6 +213,10 @@ Tensor.__rrshift__ = _shift(E.bitwise_right_shift, reflected=True)
 # -- in-place forms: the declared ops' (ir/ops: variants), then these ------------------------
 
 _INPLACE = [
+    "nan_to_num",
+    "logit",
+    "sinc",
+    "mvlgamma",
     "cumsum",
     "cumprod",
     "clamp_min",

@@ -148,10 +148,24 @@ _UNARY = {
     "log2": rp,
     "log10": rp,
     "exp2": rn,
+    "tan": lambda r, d, *s: r.uniform(-1.2, 1.2, s).astype(d),
+    "erfc": rn,
+    "erfinv": lambda r, d, *s: r.uniform(-0.9, 0.9, s).astype(d),
+    "lgamma": lambda r, d, *s: r.uniform(0.2, 6.0, s).astype(d),
+    "digamma": lambda r, d, *s: r.uniform(0.2, 6.0, s).astype(d),
+    "sinc": rn,
+    "logit": lambda r, d, *s: r.uniform(0.05, 0.95, s).astype(d),
+    "nan_to_num": rn,
 }
+# PyTorch's trigamma (digamma's derivative) is within ~5e-10 of mpmath, over this file's
+# float64 tolerance (ember's within 6 ulp): digamma's gradients and trigamma are compared in
+# tests/runtime/test_special_functions_oracle.py instead
+_TRIGAMMA_GRAD = {"digamma"}
 for _op, _gen in _UNARY.items():
-    case(f"{_op}", lambda m, x, op=_op: getattr(m, op)(x), lambda r, d, g=_gen: (g(r, d, 3, 4),))
-    case(f"{_op}_method", lambda m, x, op=_op: getattr(x, op)(), lambda r, d, g=_gen: (g(r, d, 5),))
+    case(f"{_op}", lambda m, x, op=_op: getattr(m, op)(x), lambda r, d, g=_gen: (g(r, d, 3, 4),),
+         grad=_op not in _TRIGAMMA_GRAD)
+    case(f"{_op}_method", lambda m, x, op=_op: getattr(x, op)(), lambda r, d, g=_gen: (g(r, d, 5),),
+         grad=_op not in _TRIGAMMA_GRAD)
 _INPLACE_UNARY = [op for op in _UNARY if hasattr(ember.Tensor, op + "_")]
 # torch has no derivative for these in place (ember's is the out-of-place one): values only
 _NO_TORCH_INPLACE_GRAD = {"asinh", "arcsinh", "acosh", "arccosh", "atanh", "arctanh"}
@@ -160,9 +174,21 @@ for _op in _INPLACE_UNARY:
         f"{_op}_",
         lambda m, x, op=_op: getattr(x * 1, op + "_")(),
         lambda r, d, g=_UNARY[_op]: (g(r, d, 2, 3),),
-        grad=_op not in _NO_TORCH_INPLACE_GRAD,
+        grad=_op not in _NO_TORCH_INPLACE_GRAD | _TRIGAMMA_GRAD,
     )
 case("round_decimals", lambda m, x: m.round(x * 10, decimals=1), lambda r, d: (rd(r, d, 4),))
+for _n in (0, 3):
+    case(f"polygamma{_n}", lambda m, x, n=_n: (m.polygamma(n, x), x.polygamma(n),
+                                              (x * 1).polygamma_(n)),
+         lambda r, d: (r.uniform(0.3, 5.0, (3, 4)).astype(d),), grad=_n != 0)
+case("mvlgamma", lambda m, x: (m.mvlgamma(x, 3), x.mvlgamma(2), (x * 1).mvlgamma_(4)),
+     lambda r, d: (r.uniform(2.0, 6.0, (3, 4)).astype(d),))
+case("logit_eps", lambda m, x: (m.logit(x, eps=0.1), x.logit(1e-3)),
+     lambda r, d: (r.uniform(0.0, 1.0, (8,)).astype(d),))
+case("nan_to_num_values",
+     lambda m, x: (m.nan_to_num(x), x.nan_to_num(nan=1.0, posinf=2.0, neginf=-2.0),
+                   (x * 1).nan_to_num_(nan=3.0)),
+     lambda r, d: (NoGrad(np.array([np.nan, np.inf, -np.inf, 0.5, -1.0], d)),), grad=False)
 case(
     "sigmoid_tails",
     lambda m, x: m.sigmoid(x),

@@ -54,6 +54,15 @@ def round(input: Tensor, decimals: int = 0) -> Tensor:
     return dispatch("round", (input,))
 
 
+def polygamma(n: int, input: Tensor, *, out=None) -> Tensor:
+    """The n-th derivative of digamma (n = 0: digamma itself), elementwise."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise runtime_error(f"polygamma(n, x) does not support negative n (or a non-int n): "
+                            f"got {n!r}")
+    result = dispatch("polygamma", (input,), {"n": n})
+    return result if out is None else write_out("polygamma", result, out)
+
+
 def _check_operand(op, x):
     if not isinstance(x, (Tensor, *NUMBER)):
         raise type_error(
@@ -162,6 +171,59 @@ def isfinite(input):
 
 def zeros_like_bool(input):
     return ne(input, input) if input.dtype.is_floating_point else dispatch("ne", (input, input))
+
+
+def nan_to_num(input: Tensor, nan: float = 0.0, posinf: float | None = None,
+               neginf: float | None = None, *, out=None) -> Tensor:
+    """NaN, +inf and -inf replaced by nan, posinf and neginf (by default the dtype's largest
+    and lowest finite values); integer and bool tensors come back as they are."""
+    if not isinstance(input, Tensor):
+        raise type_error(f"nan_to_num(): argument 'input' must be Tensor, not {type_name(input)}")
+    if not input.dtype.is_floating_point:
+        result = dispatch("clone", (input,))
+    else:
+        info = np.finfo(input.dtype.np if input.dtype.name != "bfloat16" else np.float32)
+        if input.dtype.name == "bfloat16":
+            info_max = 3.3895313892515355e38
+        else:
+            info_max = float(info.max)
+        high = info_max if posinf is None else float(posinf)
+        low = -info_max if neginf is None else float(neginf)
+        result = where(isnan(input), float(nan), input)
+        result = where(eq(result, math.inf), high, result)
+        result = where(eq(result, -math.inf), low, result)
+    return result if out is None else write_out("nan_to_num", result, out)
+
+
+def logit(input: Tensor, eps: float | None = None, *, out=None) -> Tensor:
+    """log(p / (1 - p)), p = input clamped to [eps, 1 - eps] where eps is given."""
+    p = input if eps is None else clamp(input, float(eps), 1.0 - float(eps))
+    result = dispatch("log", (div(p, sub(1.0, p)),))
+    return result if out is None else write_out("logit", result, out)
+
+
+def sinc(input: Tensor, *, out=None) -> Tensor:
+    """sin(pi x) / (pi x), 1 at 0 (the normalized sinc)."""
+    scaled = mul(input, math.pi)
+    zero = eq(input, 0)
+    safe = where(zero, 1.0, scaled)
+    result = where(zero, 1.0, div(dispatch("sin", (safe,)), safe))
+    return result if out is None else write_out("sinc", result, out)
+
+
+def mvlgamma(input: Tensor, p: int, *, out=None) -> Tensor:
+    """The log of the multivariate gamma function of dimension p: p(p-1)/4 log(pi) +
+    sum over j < p of lgamma(x - j/2), which needs every x > (p - 1) / 2."""
+    if isinstance(p, bool) or not isinstance(p, int) or p < 1:
+        raise runtime_error(f"mvlgamma: p has to be greater than or equal to 1, got {p!r}")
+    if bool(le(input, (p - 1) / 2).any()):
+        raise runtime_error(f"All elements must be greater than (p-1)/2 = {(p - 1) / 2}")
+    total = None
+    for j in range(p):
+        term = dispatch("lgamma", (sub(input, j / 2),))
+        total = term if total is None else add(total, term)
+    result = add(total, p * (p - 1) / 4 * math.log(math.pi))
+    return result if out is None else write_out("mvlgamma", result, out)
 
 
 def lerp(input, end, weight):

@@ -118,6 +118,33 @@ def _erf(node, g):
     return (E.mul(g, E.mul(E.exp(E.neg(E.mul(x, x))), _TWO_OVER_SQRT_PI)),)
 
 
+@derivative("erfc")
+def _erfc(node, g):
+    x = node.inputs[0]
+    return (E.mul(g, E.mul(E.exp(E.neg(E.mul(x, x))), -_TWO_OVER_SQRT_PI)),)
+
+
+@derivative("erfinv", save_inputs=False, save_outputs=True)
+def _erfinv(node, g):
+    y = node.outputs[0]
+    return (E.mul(g, E.mul(E.exp(E.mul(y, y)), math.sqrt(math.pi) / 2)),)
+
+
+@derivative("lgamma")
+def _lgamma(node, g):
+    return (E.mul(g, E.digamma(node.inputs[0])),)
+
+
+@derivative("digamma")
+def _digamma(node, g):
+    return (E.mul(g, E.polygamma(1, node.inputs[0])),)
+
+
+@derivative("polygamma")
+def _polygamma(node, g):
+    return (E.mul(g, E.polygamma(node.attrs["n"] + 1, node.inputs[0])),)
+
+
 @derivative("mul", save_inputs=save_other)
 def _mul(node, g):
     a, b = node.inputs
@@ -235,6 +262,12 @@ def _asin(node, g):
 def _acos(node, g):
     x = node.inputs[0]
     return (E.mul(g, E.neg(E.rsqrt(E.add(E.neg(E.mul(x, x)), 1)))),)
+
+
+@derivative("tan", save_inputs=False, save_outputs=True)
+def _tan(node, g):
+    out = node.outputs[0]
+    return (E.mul(g, E.add(E.mul(out, out), 1)),)
 
 
 @derivative("atan")

@@ -22,6 +22,11 @@ against mpmath; against math.erf the 20M stay within 1.00):
     float32  0.98  1.44   0.84  0.84   2.42  2.40     1.00  1.73  1.82
     float64  0.98  1.83   0.79  0.81   2.52  2.12     1.09  1.63  1.68
 
+The special functions (erfc, erfinv, lgamma, digamma and trigamma, polygamma(1, x)) compute in
+double precision for either width and round once; against mpmath at 40 digits, float64:
+erfc 17 ulp, erfinv 2.3, lgamma 6e-15 relative (absolute near its zeros at 1 and 2), digamma
+60 ulp where |digamma| > 0.1 (4e-16 absolute near its zeros), trigamma 6 ulp.
+
 sin and cos hold that for |x| <= 1e5 (float32) and |x| <= 1e9 (float64), the ranges tested.
 Past them the three-part Cody-Waite reduction by pi loses bits (float32 is off by ~1e3 ulp at
 1e7, and past 2**23 * pi the quadrant is lost) and the result is only guaranteed to lie in
@@ -48,6 +53,7 @@ from ..coefficients import ERF_FAR_P as _ERF_FAR_P
 from ..coefficients import ERF_FAR_T0 as _ERF_FAR_T0
 from ..coefficients import ERF_NEAR as _ERF_NEAR
 from ..coefficients import ERF_SATURATE as _ERF_SATURATE
+from ..coefficients import SPECIAL as _special
 
 # Tables below are keyed by the float width in bits (32 or 64).
 
@@ -438,6 +444,162 @@ def _cos(m: _Emitter, x):
     return _finite_or_nan(m, x, m.flip_sign(m.neg(y), m.sign_bit_if_odd(h)))
 
 
+# special functions: computed in double precision for either width (a float32 argument is
+# widened, its result rounded once), by the algorithms and constants of the whole-array numpy
+# forms in runtime/kernels/special.py, which states their accuracy (checked against mpmath in
+# tests/runtime/test_special_functions.py)
+
+
+def _in_double(rule: Callable) -> Callable:
+    """rule(m, x) for a double emitter, applied to x of either width."""
+
+    def widened(m: _Emitter, x):
+        if m.width == 64:
+            return rule(m, x)
+        d = _Emitter(m.b, ir.DoubleType())
+        return m.b.fptrunc(rule(d, m.b.fpext(x, d.ty)), m.ty)
+
+    widened.__name__ = rule.__name__
+    return widened
+
+
+def _finite(m: _Emitter, x, stand_in: float):
+    """x where it is finite, stand_in where it is +-inf or NaN (so nothing downstream makes
+    poison or traps; callers put the special values back)."""
+    return m.select(m.lt(m.abs(x), math.inf), x, stand_in)
+
+
+def _exp_of_minus_square(m: _Emitter, a):
+    """exp(-a^2) with a^2 = hi + lo exactly: exp(-hi) * (1 - lo)."""
+    hi = m.mul(a, a)
+    lo = m.fma(a, a, m.neg(hi))
+    return m.mul(_exp(m, m.neg(hi)), m.sub(1.0, lo))
+
+
+def _erfc_d(m: _Emitter, x):
+    a = m.abs(x)
+    near = m.sub(1.0, m.copysign(m.fma(a, m.poly(m.mul(a, a), _ERF_NEAR[64]), a), x))
+    # 1 <= a <= 1.5: exp(-a^2) times erf's far polynomial
+    c = m.clamp(a, 1.0, _special.ERFC_MID_FROM)
+    hi = m.mul(c, c)
+    lo = m.fma(c, c, m.neg(hi))
+    t = m.div(1.0, m.fma(c, _ERF_FAR_P, 1.0))
+    g = m.poly(m.sub(t, _ERF_FAR_T0), _ERF_FAR[64])
+    low = m.mul(_exp(m, m.neg(hi)), m.fma(m.neg(g), lo, g))
+    # 1.5 <= a <= 3: exp(-a^2) times the fit of exp(a^2) erfc(a)
+    b = m.clamp(a, _special.ERFC_MID_FROM, _special.ERFC_FRACTION_FROM)
+    mid = m.mul(_exp_of_minus_square(m, b),
+                m.poly(m.sub(b, _special.ERFC_MID_CENTER), _special.ERFC_MID))
+    # past 3: the continued fraction K(d) = d + (1/2) / (d + 1 / (d + ...)) by its forward
+    # recurrence (numerators and denominators, multiply-adds only, one division at the end)
+    d = m.clamp(a, _special.ERFC_FRACTION_FROM, 30.0)
+    num_prev, num = m.const(1.0), d
+    den_prev, den = m.const(0.0), m.const(1.0)
+    for n in range(1, _special.ERFC_TERMS + 1):
+        num_prev, num = num, m.fma(d, num, m.mul(0.5 * n, num_prev))
+        den_prev, den = den, m.fma(d, den, m.mul(0.5 * n, den_prev))
+    far = m.div(m.mul(_exp_of_minus_square(m, d), den), m.mul(num, _special.SQRT_PI))
+    value = m.select(m.lt(a, _special.ERFC_MID_FROM), low,
+                     m.select(m.lt(a, _special.ERFC_FRACTION_FROM), mid, far))
+    value = m.select(m.lt(x, 0.0), m.sub(2.0, value), value)
+    y = m.select(m.lt(a, 1.0), near, value)
+    return m.select(m.isnan(x), x, y)
+
+
+def _erfinv_d(m: _Emitter, y):
+    # Giles' polynomials, then one Halley step on erf(x) = a (erfc(x) = 1 - a past a = 1/2);
+    # lanes with w >= 16 (|y| > 1 - 5.6e-8, float64 inputs only) are recomputed by the
+    # caller (runtime/kernels/elementwise.py), as the numpy form does them
+    a = m.abs(y)
+    inside = m.lt(a, 1.0)
+    a_in = m.select(inside, a, 0.5)
+    w = m.neg(_log(m, m.mul(m.sub(1.0, a_in), m.add(1.0, a_in))))
+    central = m.poly(m.sub(w, 2.5), _special.ERFINV_CENTRAL)
+    root = m.intrinsic("sqrt", w)
+    tail = m.poly(m.sub(root, 3.0), _special.ERFINV_TAIL)
+    x = m.mul(m.select(m.lt(w, 5.0), central, tail), a_in)
+    residual = m.select(m.gt(a_in, 0.5), m.sub(m.sub(1.0, a_in), _erfc_d(m, x)),
+                        m.sub(_erf(m, x), a_in))
+    step = m.div(residual, m.mul(_exp(m, m.neg(m.mul(x, x))), _special.TWO_OVER_SQRT_PI))
+    x = m.sub(x, m.div(step, m.fma(x, step, 1.0)))
+    x = m.select(inside, x, m.select(m.eq(a, 1.0), math.inf, math.nan))
+    return m.select(m.isnan(y), y, m.copysign(x, y))
+
+
+def _sin_pi_of_offset(m: _Emitter, x):
+    """(r, sin(pi r)) for r = x - rint(x) in [-1/2, 1/2]: exact, so the reflections keep
+    their bits at large |x|."""
+    r = m.sub(x, m.rint(x))
+    return r, _sin(m, m.mul(r, math.pi))
+
+
+def _lgamma_d(m: _Emitter, x):
+    reflected = m.lt(x, 0.5)
+    z = _finite(m, m.select(reflected, m.sub(1.0, x), x), 1.0)
+    s = m.sub(z, 1.0)
+    total = m.const(_special.LANCZOS[0])
+    for i, c in enumerate(_special.LANCZOS[1:], start=1):
+        total = m.add(total, m.div(c, m.add(s, float(i))))
+    t = m.add(s, _special.LANCZOS_G + 0.5)
+    direct = m.add(m.sub(m.fma(m.add(s, 0.5), _log(m, t), _special.HALF_LOG_2PI), t),
+                   _log(m, total))
+    _, sine = _sin_pi_of_offset(m, _finite(m, x, 0.5))
+    mirrored = m.sub(m.sub(_special.LOG_PI, _log(m, m.abs(sine))), direct)
+    y = m.select(reflected, mirrored, direct)
+    y = m.select(m.eq(m.abs(x), math.inf), math.inf, y)
+    return m.select(m.isnan(x), x, y)
+
+
+def _shifted(m: _Emitter, z, start: float, steps: int, term):
+    """(z raised by 1 while below start, at most steps times; the sum of term(z_k) over the
+    values passed)."""
+    total = m.const(0.0)
+    for _ in range(steps):
+        low = m.lt(z, start)
+        total = m.add(total, m.select(low, term(z), 0.0))
+        z = m.add(z, m.select(low, 1.0, 0.0))
+    return z, total
+
+
+def _digamma_d(m: _Emitter, x):
+    reflected = m.lt(x, 0.5)
+    z = _finite(m, m.select(reflected, m.sub(1.0, x), x), 1.0)
+    shift = _special.SHIFT_TO
+    z, behind = _shifted(m, z, shift, int(shift), lambda v: m.div(1.0, v))
+    inv2 = m.div(1.0, m.mul(z, z))
+    series = m.mul(m.poly(inv2, _special.DIGAMMA_SERIES), inv2)
+    direct = m.sub(m.sub(m.sub(_log(m, z), m.div(0.5, z)), series), behind)
+    r, sine = _sin_pi_of_offset(m, _finite(m, x, 0.5))
+    cosine = _cos(m, m.mul(r, math.pi))
+    y = m.select(reflected, m.sub(direct, m.div(m.mul(cosine, math.pi), sine)), direct)
+    pole = m.b.and_(m.eq(r, 0.0), m.b.not_(m.gt(x, 0.0)))
+    y = m.select(pole, math.nan, y)
+    y = m.select(m.eq(x, 0.0), m.copysign(math.inf, m.neg(x)), y)  # -0: +inf, +0: -inf
+    y = m.select(m.eq(x, math.inf), math.inf, y)
+    y = m.select(m.eq(x, -math.inf), math.nan, y)
+    return m.select(m.isnan(x), x, y)
+
+
+def _trigamma_d(m: _Emitter, x):
+    reflected = m.lt(x, 0.5)
+    z = _finite(m, m.select(reflected, m.sub(1.0, x), x), 1.0)
+    start = _special.SHIFT_TO + 2
+    z, head = _shifted(m, z, start, int(start), lambda v: m.div(1.0, m.mul(v, v)))
+    # zeta(2, z) ~ 1/z + 1/(2 z^2) + sum_j B_2j / z^(2j + 1)
+    inv = m.div(1.0, z)
+    inv2 = m.mul(inv, inv)
+    tail = m.mul(m.mul(m.poly(inv2, _special.BERNOULLI), inv2), inv)
+    direct = m.add(m.add(m.fma(inv2, 0.5, inv), tail), head)
+    r, sine = _sin_pi_of_offset(m, _finite(m, x, 0.5))
+    mirrored = m.sub(m.div(math.pi * math.pi, m.mul(sine, sine)), direct)
+    y = m.select(reflected, mirrored, direct)
+    pole = m.b.and_(m.eq(r, 0.0), m.b.not_(m.gt(x, 0.0)))
+    y = m.select(pole, math.inf, y)
+    y = m.select(m.eq(x, math.inf), 0.0, y)
+    y = m.select(m.eq(x, -math.inf), math.nan, y)
+    return m.select(m.isnan(x), x, y)
+
+
 def _unary(rule: Callable) -> Callable[[ir.IRBuilder, ir.Value], ir.Value]:
     def emit_one(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
         return rule(_Emitter(builder, x.type), x)
@@ -464,13 +626,23 @@ FUNCTIONS: dict[str, Callable[[ir.IRBuilder, ir.Value], ir.Value]] = {
     "sin": _unary(_sin),
     "cos": _unary(_cos),
 }
+# inline forms that only eager kernels map over arrays (windows.unary_math), never fused: the
+# special functions, and polygamma(1, x) as trigamma
+EAGER_ONLY: dict[str, Callable[[ir.IRBuilder, ir.Value], ir.Value]] = {
+    "erfc": _unary(_in_double(_erfc_d)),
+    "erfinv": _unary(_in_double(_erfinv_d)),
+    "lgamma": _unary(_in_double(_lgamma_d)),
+    "digamma": _unary(_in_double(_digamma_d)),
+    "trigamma": _unary(_in_double(_trigamma_d)),
+}
 
 
 def emit(name: str, builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """Emit name(x) at builder's position for a float or double x; the result has x's type."""
-    rule = FUNCTIONS.get(name)
+    rule = FUNCTIONS.get(name) or EAGER_ONLY.get(name)
     if rule is None:
         raise ValueError(
-            f"no inline math function {name!r}; expected one of {', '.join(FUNCTIONS)}"
+            f"no inline math function {name!r}; expected one of "
+            f"{', '.join([*FUNCTIONS, *EAGER_ONLY])}"
         )
     return rule(builder, x)

@@ -9,6 +9,7 @@ from ..schema import (
     NUMBER,
     broadcast_inputs,
     dtype_attr,
+    int_attr,
     number_attr,
     promoted,
     promoted_float,
@@ -75,6 +76,7 @@ for _name, _ufunc, _onnx, _alias in (
     ("asin",  "arcsin",  "Asin",  "arcsin"),
     ("acos",  "arccos",  "Acos",  "arccos"),
     ("atan",  "arctan",  "Atan",  "arctan"),
+    ("tan",   "tan",     "Tan",   None),
     ("sinh",  "sinh",    "Sinh",  None),
     ("cosh",  "cosh",    "Cosh",  None),
     ("asinh", "arcsinh", "Asinh", "arcsinh"),
@@ -85,6 +87,14 @@ for _name, _ufunc, _onnx, _alias in (
     ("exp2",  "exp2",    None,    None),
 ):
     _declare(_name, _float, "", _ufunc, onnx=_onnx, aliases=(_alias,) if _alias else ())
+
+# Special functions on floats (torch.special's): eager kernels only, mapping inline IR in
+# double precision over the array (llvm/mathlib.py EAGER_ONLY), whole-array numpy without it
+# (runtime/kernels/special.py). polygamma(n, x) is written by hand (n comes first).
+for _name in ("erfc", "erfinv", "lgamma", "digamma"):
+    _declare(_name, _float, "", None)
+register("polygamma", kind="elementwise", compute_dtype="output", num_inputs=1, variants=(),
+         fuse="", attrs={"n": int_attr(low=0)})(_float)
 
 # Unary ops that keep their input's dtype (round is ember.round(x, decimals=0), by hand).
 for _name, _ufunc, _libm, _onnx, _extra in (

@@ -283,6 +283,63 @@ def _erf(xp, x):
     return windows.unary_math("erf", wide).astype(x.dtype, copy=False)
 
 
+def _special(xp, x, name: str, numpy_form, cupy_name: str, *cupy_args):
+    """The special function `name` of x: cupyx.scipy.special's on CUDA, the inline IR mapped
+    natively over the array (llvm/mathlib.py: double precision, rounded once), or its
+    whole-array numpy form where there is no native code."""
+    if xp is not np:
+        from cupyx.scipy import special as cupy_special
+
+        return getattr(cupy_special, cupy_name)(*cupy_args, x).astype(x.dtype, copy=False)
+    if x.size == 0:
+        return x.copy()
+    if not windows.available():
+        return numpy_form(x)
+    wide = x if x.dtype.name in ("float32", "float64") else x.astype(np.float64)
+    if not wide.flags.c_contiguous:
+        wide = np.ascontiguousarray(wide)
+    return windows.unary_math(name, wide).astype(x.dtype, copy=False)
+
+
+@kernel("erfc")
+def _erfc(xp, x):
+    return _special(xp, x, "erfc", special.erfc, "erfc")
+
+
+@kernel("erfinv")
+def _erfinv(xp, x):
+    out = _special(xp, x, "erfinv", special.erfinv, "erfinv")
+    if xp is np and x.dtype == np.float64 and windows.available() and x.size:
+        # the inline form's one Halley step holds up to w = -log(1 - x^2) = 16: the few
+        # float64 values closer to +-1 take the numpy form's Newton steps on log erfc
+        far = np.nonzero((np.abs(x) > 1.0 - 5.6e-8).reshape(-1))[0]
+        if far.size:
+            out = np.array(out)
+            out.reshape(-1)[far] = special.erfinv(x.reshape(-1)[far])
+    return out
+
+
+@kernel("lgamma")
+def _lgamma(xp, x):
+    return _special(xp, x, "lgamma", special.lgamma, "gammaln")
+
+
+@kernel("digamma")
+def _digamma(xp, x):
+    return _special(xp, x, "digamma", special.digamma, "digamma")
+
+
+@kernel("polygamma")
+def _polygamma(xp, x, n):
+    if n == 0:
+        return _digamma(xp, x)
+    if n == 1 and xp is np:
+        return _special(xp, x, "trigamma", lambda v: special.polygamma(1, v), "polygamma", 1)
+    if xp is not np:
+        return _special(xp, x, "polygamma", None, "polygamma", n)
+    return special.polygamma(n, x) if x.size else x.copy()
+
+
 def _check_integer_divisor(xp, b) -> None:
     # PyTorch raises on an integer division by zero, where numpy gives 0 with a warning
     kind = b.dtype.kind if hasattr(b, "dtype") else np.asarray(b).dtype.kind

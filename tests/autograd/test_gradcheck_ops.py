@@ -148,6 +148,11 @@ for _name, _make in [
     ("log2", positive),
     ("log10", positive),
     ("exp2", normal),
+    ("tan", inside_unit),
+    ("erfc", normal),
+    ("erfinv", inside_unit),
+    ("lgamma", positive),
+    ("digamma", positive),
 ]:
     case(_name, getattr(ember, _name), lambda r, m=_make: m(r, 2, 3), gradgrad=True)
 for _name, _make in [
@@ -162,6 +167,9 @@ for _name, _make in [
     case(_name, getattr(ember, _name), _make, gradgrad=True)
 case("xlogy_scalar_other", lambda x: ember.xlogy(x, 1.5), lambda r: normal(r, 2, 3))
 case("atan2_scalar_first", lambda x: ember.atan2(x, 0.7), lambda r: normal(r, 4))
+for _n in (1, 2):
+    case(f"polygamma{_n}", lambda x, n=_n: ember.polygamma(n, x), lambda r: positive(r, 2, 3),
+         gradgrad=True)
 
 case("sort", lambda x: ember.sort(x, dim=1, descending=True).values, lambda r: distinct(r, 3, 4),
      gradgrad=True)

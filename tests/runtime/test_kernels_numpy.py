@@ -102,6 +102,9 @@ _FLOAT_UNARY = {
     "log2": (_quiet(np.log2), (-1, 100)),
     "log10": (_quiet(np.log10), (-1, 100)),
     "exp2": (_quiet(np.exp2), (-30, 30)),
+    "tan": (np.tan, (-1.5, 1.5)),
+    "erfc": (_in64(np.vectorize(math.erfc, otypes=[np.float64])), (-6, 6)),
+    "lgamma": (_in64(np.vectorize(math.lgamma, otypes=[np.float64])), (0.05, 30)),
 }
 _ANY_UNARY = {
     "abs": np.abs,
@@ -182,7 +185,8 @@ _BITWISE = {
     "bitwise_left_shift": np.left_shift,
     "bitwise_right_shift": np.right_shift,
 }
-_SPECIAL = {"where", "clamp", "cast", "masked_fill", "bitwise_not"}
+_SPECIAL = {"where", "clamp", "cast", "masked_fill", "bitwise_not", "erfinv", "digamma",
+            "polygamma"}
 _REDUCTIONS = {
     "sum",
     "prod",
@@ -1188,3 +1192,26 @@ def test_slice_backward_places_the_gradient_in_zeros_for_every_kind_of_slice(dty
                                         steps=steps)
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_erfinv_digamma_and_polygamma_kernels_match_their_definitions(dtype):
+    """erfinv against math.erf (erf of the result), digamma against lgamma's central
+    difference, trigamma against its series; tests/runtime/test_special_functions.py checks
+    them over their whole ranges."""
+    rng = np.random.default_rng(7)
+    y = random_array(rng, (64,), dtype, -0.9, 0.9)
+    x = KERNELS["erfinv"](np, y)
+    assert x.dtype == dtype
+    back = np.vectorize(math.erf, otypes=[np.float64])(x.astype(np.float64))
+    np.testing.assert_allclose(back, y, rtol=4 * np.finfo(dtype).eps, atol=np.finfo(dtype).eps)
+    z = random_array(rng, (64,), np.float64, 0.5, 20)
+    h = 1e-5
+    lg = np.vectorize(math.lgamma, otypes=[np.float64])
+    slope = (lg(z + h) - lg(z - h)) / (2 * h)
+    np.testing.assert_allclose(KERNELS["digamma"](np, z.astype(dtype)), slope.astype(dtype),
+                               rtol=max(1e-6, 8 * np.finfo(dtype).eps))
+    k = np.arange(200000.0)
+    series = np.array([(1.0 / (v + k) ** 2).sum() + 1.0 / (v + k[-1] + 0.5) for v in z])
+    np.testing.assert_allclose(KERNELS["polygamma"](np, z.astype(dtype), n=1),
+                               series.astype(dtype), rtol=max(1e-9, 8 * np.finfo(dtype).eps))
