@@ -194,6 +194,7 @@ _SUBMODULES = {
     "cpu",
     "distributions",
     "special",
+    "fx",
     "testing",
 }
 # public submodules that live elsewhere: ember.onnx is tracer/onnx_export.py (so that inside
