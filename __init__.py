@@ -195,18 +195,18 @@ _SUBMODULES = {
     "distributions",
     "special",
     "fx",
-    "testing",
 }
 # public submodules that live elsewhere: ember.onnx is tracer/onnx_export.py (so that inside
 # ember an absolute `import onnx` always finds the real onnx package); ember.ops, the op
 # functions, is the tensor layer's
 _RENAMED_SUBMODULES = {"onnx": "tracer.onnx_export", "ops": "_tensor.ops", "jit": "tracer.jit",
                        "accelerator": "runtime.accelerator", "sparse": "_tensor.sparse",
-                       "multiprocessing": "_tensor.sharing"}
+                       "multiprocessing": "_tensor.sharing", "testing": "utils.testing",
+                       "profiler": "utils.profiler"}
 # the layers that run tensor code: loading one also loads the tracer, which plugs its
 # compiler into the tensor layer (_tensor/hooks.py), since that layer never imports it
 _TENSOR_CODE = ("_tensor", "nn", "optim", "autograd", "utils", "distributed", "distributions",
-                "special", "testing")
+                "special")
 
 
 class _RenamedSubmodules:

@@ -265,14 +265,18 @@ def _planned_view(op: str, inputs: tuple, attrs: dict):
     return out
 
 
-def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = None):
+def dispatch(op: str, inputs: tuple, attrs: dict = _EMPTY, out: Tensor | None = None,
+             _timed: bool = False):
     """Run primitive `op` on `inputs` (tensors and Python numbers) with `attrs`.
 
     Returns a Tensor, or a tuple of Tensors for ops with several outputs. With `out` (used by
     in-place ops when no gradient is recorded), an elementwise kernel writes into out's array
     and out is returned; None means out cannot take the result (the caller goes the general
-    way, which reports any error).
+    way, which reports any error). While a profile is on (hooks.op_profiler) the call is
+    timed through it (_timed: the profiler's own call).
     """
+    if hooks.op_profiler is not None and not _timed:
+        return hooks.op_profiler.time_op(dispatch, op, inputs, attrs, out)
     if out is None and hooks.active_trace is None and not autocast.enabled:
         if op in _VIEW_SCHEMAS:
             done = _planned_view(op, inputs, attrs)

@@ -76,6 +76,9 @@ class CompositeCompiler(Protocol):
         a specialization made before, or None (composites.py tries it first)."""
 
 
+# the running profile (autograd/profiler.py), whose time_op each dispatch goes through; None
+# when no profile is on (the one check dispatch makes)
+op_profiler: Any = None
 tracer_hook: Callable | None = None
 active_trace: int | None = None
 _tracing = threading.local()

@@ -24,7 +24,13 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
+# submodules reached as attributes (torch.autograd.profiler.profile)
+_SUBMODULES = {"profiler", "graph", "engine", "function", "grad_mode", "gradcheck"}
+
+
 def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'ember.autograd' has no attribute {name!r}")

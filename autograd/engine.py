@@ -14,6 +14,7 @@ import threading
 import numpy as np
 
 from .._tensor import hooks
+from .._tensor import hooks as _tensor_hooks  # (_execute has a local `hooks`)
 from ..errors import runtime_error
 from . import grad_mode
 from .graph import AccumulateGrad, OpNode, edge_of, run_post_accumulate_grad_hooks
@@ -252,8 +253,14 @@ def _execute(
                 results = [None]  # its gradient is in its input's slot already
                 if not retain_graph:
                     node.release()
-            else:
+            elif _tensor_hooks.op_profiler is None:
                 results = node.apply(grads)
+                if not retain_graph:
+                    node.release()
+            else:
+                with _tensor_hooks.op_profiler.range(
+                        f"autograd::engine::evaluate_function: {node.name()}"):
+                    results = node.apply(grads)
                 if not retain_graph:
                     node.release()
             # a tensor handed to several edges (add's backward gives g to both inputs) is

@@ -86,16 +86,16 @@ def _is_public_function(value: Any) -> bool:
             and not value.__name__.startswith("_"))
 
 
-def _wrap_namespace(module, names, prefix: str) -> None:
+def _wrap_namespace(module, names, prefix: str, private: bool = False) -> None:
     for name in sorted(names):
-        if name.startswith("_"):
+        if name.startswith("_") and not private:
             continue
         try:
             value = getattr(module, name)
         except AttributeError:
             continue
         original = getattr(value, "__ember_fx_original__", value)
-        if not _is_public_function(original):
+        if not (private or _is_public_function(original)):
             continue
         spelling = f"{prefix}.{name}"
         wrapper = _WRAPPERS.get(spelling)
@@ -125,6 +125,9 @@ def install() -> None:
     op_names |= {name for name, source in ember._EXPORTS.items() if source in _OP_SOURCES}
     _wrap_namespace(ember, op_names, "ember")
     _wrap_namespace(functional, set(dir(functional)), "ember.nn.functional")
+    # torch.ops.profiler's range functions, which a tracer records around profiled code
+    _wrap_namespace(ops.profiler, {"_record_function_enter", "_record_function_exit"},
+                    "ember.ops.profiler", private=True)
     _installed = True
 
 

@@ -25,3 +25,17 @@ from .sort import *  # noqa: F403
 for _schema in declared("function"):
     for _alias in _schema.aliases:
         globals()[_alias] = globals()[_schema.name]
+
+
+def __getattr__(name: str):
+    # torch.ops.profiler._record_function_enter / _record_function_exit (autograd/profiler.py)
+    if name == "profiler":
+        import types
+
+        from ...autograd import profiler
+
+        space = types.SimpleNamespace(_record_function_enter=profiler._record_function_enter,
+                                      _record_function_exit=profiler._record_function_exit)
+        globals()["profiler"] = space  # one object, so ember.fx may wrap its functions
+        return space
+    raise AttributeError(f"module 'ember.ops' has no attribute {name!r}")

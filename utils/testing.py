@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ._tensor.factories import rand, randint
-from ._tensor.tensor import Tensor
-from .errors import type_error, type_name, value_error
+from .._tensor.factories import rand, randint
+from .._tensor.tensor import Tensor
+from ..errors import type_error, type_name, value_error
 
 # dtype name -> (rtol, atol): PyTorch's defaults for assert_close
 _TOLERANCES = {
