@@ -18,8 +18,10 @@ __all__ = [
     "is_dependent",
     "less_than",
     "nonnegative",
+    "nonnegative_integer",
     "one_hot",
     "positive",
+    "positive_integer",
     "real",
     "real_vector",
     "simplex",
@@ -148,6 +150,20 @@ class _IntegerInterval(Constraint):
         return f"IntegerInterval(lower_bound={self.lower_bound}, upper_bound={self.upper_bound})"
 
 
+class _IntegerGreaterThan(Constraint):
+    is_discrete = True
+
+    def __init__(self, lower_bound):
+        self.lower_bound = lower_bound
+        super().__init__()
+
+    def check(self, value):
+        return (value % 1 == 0) & (value >= self.lower_bound)
+
+    def __repr__(self) -> str:
+        return f"IntegerGreaterThan(lower_bound={self.lower_bound})"
+
+
 class _Real(Constraint):
     def check(self, value):
         return value == value  # False for NaN
@@ -212,6 +228,8 @@ real = _Real()
 real_vector = independent(real, 1)
 positive = _GreaterThan(0.0)
 nonnegative = _GreaterThanEq(0.0)
+nonnegative_integer = _IntegerGreaterThan(0)
+positive_integer = _IntegerGreaterThan(1)
 greater_than = _GreaterThan
 greater_than_eq = _GreaterThanEq
 less_than = _LessThan
