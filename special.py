@@ -75,17 +75,29 @@ def ndtri(input: Tensor, *, out=None) -> Tensor:
     for _ in range(_NDTRI_NEWTON_STEPS):
         density = E.mul(E.exp(E.mul(E.mul(x, x), -0.5)), 1 / math.sqrt(2 * math.pi))
         x = E.sub(x, E.div(E.sub(ndtr(x), q), density))
-    return _out("ndtri", E.where(tail, x, central), out)
+    value = E.where(tail, x, central)
+    outside = E.logical_or(E.lt(p, 0), E.gt(p, 1))  # (2p - 1 may round to -1 just below 0)
+    return _out("ndtri", E.where(outside, math.nan, value), out)
 
 
 def log_ndtr(input: Tensor, *, out=None) -> Tensor:
-    """log(ndtr(x)) without the underflow: below -30 (float64; -12 float32) the series
+    """log(ndtr(x)) without the underflow or the rounding: log1p(-ndtr(-x)) above 0, below
+    -30 (float64; -12 float32) the series
     -x^2/2 - log(-x) - log(2 pi)/2 + log(1 - 1/x^2 + 3/x^4 - 15/x^6 + 105/x^8 - 945/x^10)."""
     x = _tensor_arg("log_ndtr", input)
     below = _LOG_NDTR_SERIES_BELOW.get(x.dtype.name, _LOG_NDTR_HALF_BELOW)
     far = E.lt(x, below)
     near_x = E.where(far, 0.0, x)
-    near = E.log(E.mul(E.erfc(E.mul(near_x, -_SQRT_HALF)), 0.5))
+    # above 0 ndtr(x) nears 1: log1p of minus its upper tail, erfc(x / sqrt(2)) / 2, keeps
+    # the digits that log(ndtr(x)) rounds away (log_ndtr(10) = -7.6e-24)
+    # (each branch is given values it is finite at, so that the other's gradient is 0, not
+    # 0 * inf)
+    positive = E.gt(near_x, 0)
+    upper_x = E.where(positive, near_x, 1.0)
+    lower_x = E.where(positive, 0.0, near_x)
+    upper = E.log1p(E.neg(E.mul(E.erfc(E.mul(upper_x, _SQRT_HALF)), 0.5)))
+    lower = E.log(E.mul(E.erfc(E.mul(lower_x, -_SQRT_HALF)), 0.5))
+    near = E.where(positive, upper, lower)
     far_x = E.where(far, x, below)
     inv2 = E.reciprocal(E.mul(far_x, far_x))
     series = E.add(E.mul(inv2, -945.0), 105.0)

@@ -176,7 +176,6 @@ class profile:
         self._thread = None
         self._stack: list[FunctionEvent] = []
         self._origin = 0.0
-        self._previous = None
         self._running = False
         self._dispatching = False
 
@@ -189,8 +188,7 @@ class profile:
             raise runtime_error("profiler: this profile is already running")
         self._thread = threading.get_ident()
         self._origin = time.perf_counter()
-        self._previous = hooks.op_profiler
-        hooks.op_profiler = self
+        _ROUTER.add(self)
         self._running = True
         return self
 
@@ -198,8 +196,7 @@ class profile:
         if not self._running:
             return
         self._running = False
-        hooks.op_profiler = self._previous
-        self._previous = None
+        _ROUTER.remove(self)
         while self._stack:  # ranges left open by an exception
             self._close(self._stack[-1])
 
@@ -229,7 +226,7 @@ class profile:
     def time_op(self, dispatch, op, inputs, attrs, out):
         """Run dispatch(op, ...) as one timed event (ops it dispatches inside are its own
         time, not events of their own). Another thread's ops run untimed."""
-        if self._dispatching or threading.get_ident() != self._thread:
+        if self._dispatching:
             return dispatch(op, inputs, attrs, out, _timed=True)
         shapes = None
         if self.record_shapes:
@@ -245,7 +242,7 @@ class profile:
     @contextlib.contextmanager
     def range(self, name: str):
         """A named range (what record_function and the autograd engine open)."""
-        if threading.get_ident() != self._thread or self._dispatching:
+        if self._dispatching:
             yield
             return
         event = self._open(name, annotation=True)
@@ -291,6 +288,45 @@ class profile:
 
     def __str__(self) -> str:
         return self.table()
+
+
+class _Router:
+    """What dispatch and the autograd engine reach through hooks.op_profiler while any
+    profile runs: each thread's ops and ranges go to the profile running on that thread
+    (one at a time: a second one there raises, as PyTorch's does), and hooks.op_profiler is
+    None again once the last profile stops, in whatever order they stop."""
+
+    def __init__(self):
+        self._by_thread: dict[int, profile] = {}
+        self._lock = threading.Lock()
+
+    def add(self, prof: profile) -> None:
+        with self._lock:
+            if prof._thread in self._by_thread:
+                raise runtime_error("profiler: a profile is already running on this thread "
+                                    "(stop it before starting another)")
+            self._by_thread[prof._thread] = prof
+            hooks.op_profiler = self
+
+    def remove(self, prof: profile) -> None:
+        with self._lock:
+            if self._by_thread.get(prof._thread) is prof:
+                del self._by_thread[prof._thread]
+            if not self._by_thread:
+                hooks.op_profiler = None
+
+    def time_op(self, dispatch, op, inputs, attrs, out):
+        prof = self._by_thread.get(threading.get_ident())
+        if prof is None:
+            return dispatch(op, inputs, attrs, out, _timed=True)
+        return prof.time_op(dispatch, op, inputs, attrs, out)
+
+    def range(self, name: str):
+        prof = self._by_thread.get(threading.get_ident())
+        return prof.range(name) if prof is not None else contextlib.nullcontext()
+
+
+_ROUTER = _Router()
 
 
 class record_function(contextlib.ContextDecorator):

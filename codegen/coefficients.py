@@ -103,6 +103,8 @@ class SPECIAL:
                    -0.00367342844, 0.00134934322, 0.000100950558, -0.000200214257)
     ERFINV_FAR_W = 16.0
     # lgamma: Lanczos' approximation, g = 7, 9 terms (Godfrey's coefficients), for z >= 1/2
+    # below this |x| lgamma(x) is -log|x| to double precision (Gamma(x) = 1/x - euler + ...)
+    LGAMMA_TINY = 2.0 ** -60
     LANCZOS_G = 7.0
     LANCZOS = (0.99999999999980993, 676.5203681218851, -1259.1392167224028,
                771.32342877765313, -176.61502916214059, 12.507343278686905,

@@ -203,11 +203,16 @@ def logit(input: Tensor, eps: float | None = None, *, out=None) -> Tensor:
 
 
 def sinc(input: Tensor, *, out=None) -> Tensor:
-    """sin(pi x) / (pi x), 1 at 0 (the normalized sinc)."""
-    scaled = mul(input, math.pi)
-    zero = eq(input, 0)
+    """sin(pi x) / (pi x), 1 at 0 (the normalized sinc); half-precision inputs compute in
+    float32 and round once, as PyTorch's (pi x in float16 misses the zeros of sin)."""
+    narrow = isinstance(input, Tensor) and input.dtype.name in ("float16", "bfloat16")
+    x = dispatch("cast", (input,), {"dtype": "float32"}) if narrow else input
+    scaled = mul(x, math.pi)
+    zero = eq(x, 0)
     safe = where(zero, 1.0, scaled)
     result = where(zero, 1.0, div(dispatch("sin", (safe,)), safe))
+    if narrow:
+        result = dispatch("cast", (result,), {"dtype": input.dtype.name})
     return result if out is None else write_out("sinc", result, out)
 
 

@@ -546,6 +546,8 @@ def _lgamma_d(m: _Emitter, x):
     _, sine = _sin_pi_of_offset(m, _finite(m, x, 0.5))
     mirrored = m.sub(m.sub(_special.LOG_PI, _log(m, m.abs(sine))), direct)
     y = m.select(reflected, mirrored, direct)
+    tiny = m.lt(m.abs(x), _special.LGAMMA_TINY)  # -log|x|: sin(pi x) of a subnormal is coarse
+    y = m.select(tiny, m.neg(_log(m, m.abs(x))), y)
     y = m.select(m.eq(m.abs(x), math.inf), math.inf, y)
     return m.select(m.isnan(x), x, y)
 

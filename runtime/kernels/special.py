@@ -32,6 +32,7 @@ _SHIFT_TO, _DIGAMMA_SERIES, _BERNOULLI = (SPECIAL.SHIFT_TO, SPECIAL.DIGAMMA_SERI
 # many as this
 _ERFINV_FAR_W = SPECIAL.ERFINV_FAR_W
 _LOG_NEWTON_STEPS = 4
+_LGAMMA_TINY = SPECIAL.LGAMMA_TINY
 
 # Veltkamp's splitter for float64: a = hi + lo with 26-bit halves, whose products are exact
 _SPLIT = float(2**27 + 1)
@@ -236,6 +237,11 @@ def _lgamma_block(x: np.ndarray) -> np.ndarray:
         v = x[mirror]
         sine = np.abs(np.sin(np.pi * (v - np.round(v))))
         out[mirror] = _LOG_PI - np.log(sine) - out[mirror]
+    # below 2^-60 lgamma(x) = -log|x| to double precision (the reflection's sin(pi x) of a
+    # subnormal x has lost its digits)
+    tiny = np.nonzero(np.abs(x) < _LGAMMA_TINY)[0]
+    if tiny.size:
+        out[tiny] = -np.log(np.abs(x[tiny]))
     out[np.isinf(x)] = np.inf
     return out
 

@@ -150,3 +150,29 @@ def test_torch_ops_profiler_handles():
         ember.ops.profiler._record_function_exit(handle)
     events = {e.name: e for e in prof.events()}
     assert events["manual"].cpu_time_total >= events["add"].cpu_time_total
+
+
+def test_profiles_stopped_in_any_order_leave_nothing_running():
+    first, second = profile(), profile()
+    first.__enter__()
+    with pytest.raises(ember.EmberError, match="already running on this thread"):
+        second.__enter__()
+    worker_events = []
+
+    def work():
+        with profile() as inner:
+            ember.exp(ember.ones(3))
+        worker_events.extend(e.name for e in inner.events())
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    ember.sin(ember.ones(3))
+    first.__exit__(None, None, None)
+    assert hooks.op_profiler is None
+    assert worker_events == ["exp"]  # the worker's own profile, not the main thread's
+    names = [e.name for e in first.events()]
+    assert "sin" in names and "exp" not in names
+    count = len(first.events())
+    ember.ones(2) + 1
+    assert len(first.events()) == count

@@ -233,3 +233,28 @@ def test_scripted_special_functions_equal_eager():
         (g_got,) = ember.autograd.grad(got.sum(), x)
         np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-6)
         np.testing.assert_allclose(g_got.numpy(), g_want.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_ndtr_keeps_its_digits_above_zero(dtype):
+    """log(ndtr(x)) for x > 0 is log1p of minus the upper tail: -7.6e-24 at 10, not 0."""
+    x = np.array([0.5, 2.0, 4.0, 6.0, 8.0, 10.0], dtype=dtype)
+    want = np.array([math.log1p(-0.5 * math.erfc(float(v) / math.sqrt(2))) for v in x])
+    got = special.log_ndtr(ember.tensor(x)).numpy()
+    np.testing.assert_allclose(got, want.astype(dtype), rtol=2e-6 if dtype == np.float32
+                               else 1e-13)
+
+
+def test_edges_of_ndtri_lgamma_and_sinc():
+    got = special.ndtri(ember.tensor([-1e-20, 1.5, 0.0, 1.0, 0.5], dtype=ember.float64)).numpy()
+    assert np.isnan(got[:2]).all() and got[2] == -np.inf and got[3] == np.inf and got[4] == 0
+    tiny = np.array([5e-324, -5e-324, 1e-310, 2.0 ** -70])
+    for path_broken in (False, True):
+        if path_broken:
+            np.testing.assert_allclose(numpy_forms.lgamma(tiny), -np.log(np.abs(tiny)))
+        else:
+            np.testing.assert_allclose(KERNELS["lgamma"](np, tiny), -np.log(np.abs(tiny)))
+    half = ember.sinc(ember.tensor([1.0, 2.0, 3.0, 0.5], dtype=ember.float16)).numpy()
+    assert half.dtype == np.float16
+    np.testing.assert_allclose(half[:3], 0.0, atol=1e-6)
+    np.testing.assert_allclose(half[3], 2 / math.pi, rtol=1e-3)
