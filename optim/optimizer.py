@@ -97,7 +97,12 @@ def _with_step_hooks(step):
                             f"new_kwargs), but {hook!r} returned {result!r}"
                         )
                     args, kwargs = result
-            out = step(self, *args, **kwargs)
+            if hooks.op_profiler is None:
+                out = step(self, *args, **kwargs)
+            else:  # PyTorch's range name for a profiled optimizer step
+                name = type(self).__name__
+                with hooks.op_profiler.range(f"Optimizer.step#{name}.step"):
+                    out = step(self, *args, **kwargs)
             self._opt_called = True
             for hook in list(self._step_post_hooks.values()):
                 hook(self, args, kwargs)

@@ -454,6 +454,7 @@ class ScriptFunction:
         self.quiet = quiet  # fallbacks are logged, not warned (ember's own compiled paths)
         self.fn = fn
         self.name = name or getattr(fn, "__qualname__", "fn")
+        self._profiled = False  # inside its own profiler range (__call__)
         self.strict = strict
         self.max_specializations = max_specializations
         self.dynamic = dynamic  # None: sizes become dynamic after a size-only retrace
@@ -480,6 +481,14 @@ class ScriptFunction:
     def __call__(self, *args, **kwargs):
         if hooks.active_trace is not None and hooks.trace_here() is not None:
             return self.fn(*args, **kwargs)  # called while tracing another function: inline it
+        if hooks.op_profiler is not None and not self._profiled:
+            # a profile sees the compiled program as one range (its ops run natively)
+            self._profiled = True
+            try:
+                with hooks.op_profiler.range(f"ember.script: {self.name}"):
+                    return self(*args, **kwargs)
+            finally:
+                self._profiled = False
         if self._object_defaults:
             args, kwargs = self._with_defaults(args, kwargs)
         fast = self._fast

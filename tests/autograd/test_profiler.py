@@ -176,3 +176,20 @@ def test_profiles_stopped_in_any_order_leave_nothing_running():
     count = len(first.events())
     ember.ones(2) + 1
     assert len(first.events()) == count
+
+
+def test_scripted_calls_and_optimizer_steps_are_ranges():
+    model = nn.Linear(4, 2)
+    scripted = ember.script(model)
+    opt = ember.optim.SGD(model.parameters(), lr=0.1)
+    x = ember.randn(3, 4)
+    for _ in range(2):
+        scripted(x).sum().backward()
+    with profile() as prof:
+        opt.zero_grad()
+        scripted(x).sum().backward()
+        opt.step()
+    names = {e.name for e in prof.events()}
+    assert "ember.script: Linear.forward" in names  # one range: its ops run natively
+    assert "autograd::engine::evaluate_function: CompiledFunctionBackward" in names
+    assert "Optimizer.step#SGD.step" in names
