@@ -4,6 +4,7 @@ through log_prob and rsample."""
 
 from . import constraints, kl  # noqa: F401  (torch.distributions.<module> paths)
 from .bernoulli import Bernoulli
+from .binomial import Binomial
 from .categorical import Categorical
 from .dirichlet import Beta, Dirichlet
 from .distribution import Distribution
@@ -23,6 +24,7 @@ from .uniform import Uniform
 __all__ = [
     "Bernoulli",
     "Beta",
+    "Binomial",
     "Categorical",
     "Chi2",
     "Dirichlet",

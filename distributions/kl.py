@@ -10,6 +10,7 @@ from .._tensor import Tensor, ops
 from ..errors import not_implemented_error, type_error
 from ..nn.functional import softplus
 from .bernoulli import Bernoulli
+from .binomial import Binomial
 from .categorical import Categorical
 from .dirichlet import Beta, Dirichlet
 from .distribution import Distribution
@@ -125,6 +126,18 @@ def _kl_bernoulli_bernoulli(p: Bernoulli, q: Bernoulli) -> Tensor:
     t2 = (1 - p.probs) * (softplus(q.logits) - softplus(p.logits))
     t2 = ops.where(p.probs == 1, 0.0, ops.where(q.probs == 1, float("inf"), t2))
     return t1 + t2
+
+
+@register_kl(Binomial, Binomial)
+def _kl_binomial_binomial(p: Binomial, q: Binomial) -> Tensor:
+    if bool((p.total_count < q.total_count).any()):
+        raise not_implemented_error(
+            "KL between Binomials where q.total_count > p.total_count is not implemented"
+        )
+    kl = p.total_count * (p.probs * (p.logits - q.logits) + ops.log1p(-p.probs)
+                          - ops.log1p(-q.probs))
+    # p puts mass on counts q cannot reach
+    return ops.where(p.total_count > q.total_count, float("inf"), kl)
 
 
 @register_kl(Uniform, Uniform)
