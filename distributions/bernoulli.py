@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from numbers import Number
-
 from .._tensor import Tensor, ops
 from .._tensor.factories import arange
 from ..autograd.grad_mode import no_grad
-from ..errors import value_error
 from ..nn.functional import softplus
 from . import constraints
 from .distribution import Distribution
-from .utils import broadcast_all, lazy_property, logits_to_probs, probs_to_logits
+from .utils import (
+    BinaryProbs,
+    broadcast_all,
+    check_probs_or_logits,
+)
 
 __all__ = ["Bernoulli"]
 
 
-class Bernoulli(Distribution):
+class Bernoulli(BinaryProbs, Distribution):
     """Takes 1 with probability probs (or sigmoid(logits)) and 0 otherwise."""
 
     arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
@@ -24,30 +25,15 @@ class Bernoulli(Distribution):
     has_enumerate_support = True
 
     def __init__(self, probs=None, logits=None, validate_args: bool | None = None):
-        if (probs is None) == (logits is None):
-            raise value_error("Either `probs` or `logits` must be specified, but not both.")
+        check_probs_or_logits(probs, logits)
         if probs is not None:
-            is_scalar = isinstance(probs, Number)
             (self.probs,) = broadcast_all(probs)
             self._param = self.probs
         else:
-            is_scalar = isinstance(logits, Number)
             (self.logits,) = broadcast_all(logits)
             self._param = self.logits
-        batch_shape = () if is_scalar else self._param.size()
-        super().__init__(batch_shape, validate_args=validate_args)
-
-    @lazy_property
-    def logits(self) -> Tensor:
-        return probs_to_logits(self.probs, is_binary=True)
-
-    @lazy_property
-    def probs(self) -> Tensor:
-        return logits_to_probs(self.logits, is_binary=True)
-
-    @property
-    def param_shape(self):
-        return self._param.size()
+        # () when the parameter is a number
+        super().__init__(self._param.size(), validate_args=validate_args)
 
     @property
     def mean(self) -> Tensor:

@@ -5,12 +5,16 @@ from __future__ import annotations
 from .._tensor import Tensor, ops
 from .._tensor.factories import arange, rand
 from ..autograd.grad_mode import no_grad
-from ..errors import not_implemented_error, value_error
+from ..errors import not_implemented_error
 from ..ir.dtypes import float64
 from . import constraints
 from .distribution import Distribution
 from .gamma_functions import standard_gamma
-from .utils import broadcast_all, lazy_property, logits_to_probs, probs_to_logits
+from .utils import (
+    BinaryProbs,
+    broadcast_all,
+    check_probs_or_logits,
+)
 
 __all__ = ["Binomial"]
 
@@ -22,7 +26,7 @@ def _clamp_by_zero(x: Tensor) -> Tensor:
     return (x.clamp(min=0) + x - x.clamp(max=0)) / 2
 
 
-class Binomial(Distribution):
+class Binomial(BinaryProbs, Distribution):
     """P(k) = C(n, k) p^k (1 - p)^(n - k) on k = 0, ..., n, n = total_count and
     p = probs (or sigmoid(logits)); total_count broadcasts with the probability parameter."""
 
@@ -35,8 +39,7 @@ class Binomial(Distribution):
 
     def __init__(self, total_count=1, probs=None, logits=None,
                  validate_args: bool | None = None):
-        if (probs is None) == (logits is None):
-            raise value_error("Either `probs` or `logits` must be specified, but not both.")
+        check_probs_or_logits(probs, logits)
         if probs is not None:
             self.total_count, self.probs = broadcast_all(total_count, probs)
             self._param = self.probs
@@ -49,18 +52,6 @@ class Binomial(Distribution):
     @constraints.dependent_property(is_discrete=True, event_dim=0)
     def support(self):
         return constraints.integer_interval(0, self.total_count)
-
-    @lazy_property
-    def logits(self) -> Tensor:
-        return probs_to_logits(self.probs, is_binary=True)
-
-    @lazy_property
-    def probs(self) -> Tensor:
-        return logits_to_probs(self.logits, is_binary=True)
-
-    @property
-    def param_shape(self):
-        return self._param.size()
 
     @property
     def mean(self) -> Tensor:

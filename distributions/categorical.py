@@ -9,7 +9,7 @@ from ..ir.dtype_info import finfo
 from ..ir.dtypes import int64
 from . import constraints
 from .distribution import Distribution
-from .utils import as_size, lazy_property, logits_to_probs, probs_to_logits
+from .utils import as_size, check_probs_or_logits, lazy_property, logits_to_probs, probs_to_logits
 
 __all__ = ["Categorical"]
 
@@ -32,8 +32,7 @@ class Categorical(Distribution):
     has_enumerate_support = True
 
     def __init__(self, probs=None, logits=None, validate_args: bool | None = None):
-        if (probs is None) == (logits is None):
-            raise value_error("Either `probs` or `logits` must be specified, but not both.")
+        check_probs_or_logits(probs, logits)
         if probs is not None:
             _at_least_1d(probs, "probs")
             self.probs = probs / probs.sum(-1, keepdim=True)

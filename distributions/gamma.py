@@ -3,8 +3,6 @@ sampler (exact in rate, implicit in concentration; see gamma_functions)."""
 
 from __future__ import annotations
 
-from numbers import Number
-
 from .._tensor import Tensor, ops
 from .._tensor.factories import tensor
 from ..ir.dtype_info import finfo
@@ -25,10 +23,7 @@ class Gamma(Distribution):
 
     def __init__(self, concentration, rate, validate_args: bool | None = None):
         self.concentration, self.rate = broadcast_all(concentration, rate)
-        if isinstance(concentration, Number) and isinstance(rate, Number):
-            batch_shape = ()
-        else:
-            batch_shape = self.concentration.size()
+        batch_shape = self.concentration.size()  # () when every parameter is a number
         super().__init__(batch_shape, validate_args=validate_args)
 
     @property

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from numbers import Number
-
 from .._tensor import Tensor, ops
 from .._tensor.factories import rand
 from ..autograd.grad_mode import no_grad
@@ -12,28 +10,31 @@ from ..ir.dtype_info import finfo
 from ..nn.functional import softplus
 from . import constraints
 from .distribution import Distribution
-from .utils import broadcast_all, lazy_property, logits_to_probs, probs_to_logits
+from .utils import (
+    BinaryProbs,
+    broadcast_all,
+    check_probs_or_logits,
+)
 
 __all__ = ["Geometric"]
 
 
-class Geometric(Distribution):
+class Geometric(BinaryProbs, Distribution):
     """P(k) = (1 - p)^k p on k = 0, 1, ..., p = probs (or sigmoid(logits)) in (0, 1]."""
 
     arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
     support = constraints.nonnegative_integer
 
     def __init__(self, probs=None, logits=None, validate_args: bool | None = None):
-        if (probs is None) == (logits is None):
-            raise value_error("Either `probs` or `logits` must be specified, but not both.")
+        check_probs_or_logits(probs, logits)
         if probs is not None:
             (self.probs,) = broadcast_all(probs)
-            param, given = self.probs, probs
+            self._param = self.probs
         else:
             (self.logits,) = broadcast_all(logits)
-            param, given = self.logits, logits
-        batch_shape = () if isinstance(given, Number) else param.size()
-        super().__init__(batch_shape, validate_args=validate_args)
+            self._param = self.logits
+        # () when the parameter is a number
+        super().__init__(self._param.size(), validate_args=validate_args)
         if self._validate_args and probs is not None:
             valid = self.probs > 0
             if not bool(valid.all()):
@@ -42,14 +43,6 @@ class Geometric(Distribution):
                     f"{tuple(self.probs.shape)}) of distribution {self!r} to be positive but "
                     f"found invalid values:\n{self.probs[~valid]}"
                 )
-
-    @lazy_property
-    def logits(self) -> Tensor:
-        return probs_to_logits(self.probs, is_binary=True)
-
-    @lazy_property
-    def probs(self) -> Tensor:
-        return logits_to_probs(self.logits, is_binary=True)
 
     @property
     def mean(self) -> Tensor:

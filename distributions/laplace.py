@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from numbers import Number
-
 from .._tensor import Tensor, ops
 from .._tensor.factories import rand
 from ..ir.dtype_info import finfo
@@ -23,10 +21,7 @@ class Laplace(Distribution):
 
     def __init__(self, loc, scale, validate_args: bool | None = None):
         self.loc, self.scale = broadcast_all(loc, scale)
-        if isinstance(loc, Number) and isinstance(scale, Number):
-            batch_shape = ()
-        else:
-            batch_shape = self.loc.size()
+        batch_shape = self.loc.size()  # () when every parameter is a number
         super().__init__(batch_shape, validate_args=validate_args)
 
     @property

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from numbers import Number
 
 from .._tensor import Tensor, ops
 from . import constraints
@@ -24,10 +23,7 @@ class Normal(Distribution):
 
     def __init__(self, loc, scale, validate_args: bool | None = None):
         self.loc, self.scale = broadcast_all(loc, scale)
-        if isinstance(loc, Number) and isinstance(scale, Number):
-            batch_shape = ()
-        else:
-            batch_shape = self.loc.size()
+        batch_shape = self.loc.size()  # () when every parameter is a number
         super().__init__(batch_shape, validate_args=validate_args)
 
     @property

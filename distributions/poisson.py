@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from numbers import Number
-
 from .._tensor import Tensor, ops
 from .._tensor.factories import arange, rand
 from ..autograd.grad_mode import no_grad
@@ -26,7 +24,7 @@ class Poisson(Distribution):
 
     def __init__(self, rate, validate_args: bool | None = None):
         (self.rate,) = broadcast_all(rate)
-        batch_shape = () if isinstance(rate, Number) else self.rate.size()
+        batch_shape = self.rate.size()  # () when the parameter is a number
         super().__init__(batch_shape, validate_args=validate_args)
 
     @property

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from numbers import Number
-
 from .._tensor import Tensor, ops
 from .._tensor.factories import rand
 from . import constraints
@@ -20,10 +18,7 @@ class Uniform(Distribution):
 
     def __init__(self, low, high, validate_args: bool | None = None):
         self.low, self.high = broadcast_all(low, high)
-        if isinstance(low, Number) and isinstance(high, Number):
-            batch_shape = ()
-        else:
-            batch_shape = self.low.size()
+        batch_shape = self.low.size()  # () when every parameter is a number
         super().__init__(batch_shape, validate_args=validate_args)
 
     @property

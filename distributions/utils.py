@@ -10,7 +10,7 @@ from .._tensor import Tensor, ops
 from .._tensor.factories import randn, tensor
 from .._tensor.tensor import Size
 from ..autograd.grad_mode import enable_grad, no_grad
-from ..errors import type_error
+from ..errors import type_error, value_error
 from ..ir.dtype_info import finfo
 from ..ir.dtypes import float64, get_default_dtype
 from ..nn import functional as F
@@ -135,3 +135,26 @@ def erfinv(y: Tensor) -> Tensor:
         slope = ops.where(finite, _TWO_OVER_SQRT_PI * ops.exp(-x * x), 1.0).to(y.dtype)
     residual = ops.where(finite, ops.erf(x0) - y, 0.0)
     return x0 - residual / slope
+
+
+def check_probs_or_logits(probs, logits) -> None:
+    """Exactly one of probs and logits is given, as torch's distributions require."""
+    if (probs is None) == (logits is None):
+        raise value_error("Either `probs` or `logits` must be specified, but not both.")
+
+
+class BinaryProbs:
+    """The parameter of a distribution over one two-outcome event (Bernoulli, Binomial,
+    Geometric): probs or logits as given (_param), the other made from it on first use."""
+
+    @lazy_property
+    def logits(self) -> Tensor:
+        return probs_to_logits(self.probs, is_binary=True)
+
+    @lazy_property
+    def probs(self) -> Tensor:
+        return logits_to_probs(self.logits, is_binary=True)
+
+    @property
+    def param_shape(self):
+        return self._param.size()
