@@ -14,7 +14,6 @@ import threading
 import numpy as np
 
 from .._tensor import hooks
-from .._tensor import hooks as _tensor_hooks  # (_execute has a local `hooks`)
 from ..errors import runtime_error
 from . import grad_mode
 from .graph import AccumulateGrad, OpNode, edge_of, run_post_accumulate_grad_hooks
@@ -230,8 +229,8 @@ def _execute(
                             slots[i] = _zeros_for(node, i)
                 grads = [slots.get(i) for i in range(n_out)]
             if node.pre_hooks:
-                for i, hooks in node.pre_hooks.items():
-                    for hook in hooks:
+                for i, pre_hooks in node.pre_hooks.items():
+                    for hook in pre_hooks:
                         if grads[i] is not None:
                             new = hook(grads[i])
                             if new is not None:
@@ -253,14 +252,13 @@ def _execute(
                 results = [None]  # its gradient is in its input's slot already
                 if not retain_graph:
                     node.release()
-            elif _tensor_hooks.op_profiler is None:
-                results = node.apply(grads)
-                if not retain_graph:
-                    node.release()
             else:
-                with _tensor_hooks.op_profiler.range(
-                        f"autograd::engine::evaluate_function: {node.name()}"):
+                if hooks.op_profiler is None:
                     results = node.apply(grads)
+                else:
+                    with hooks.op_profiler.range(
+                            f"autograd::engine::evaluate_function: {node.name()}"):
+                        results = node.apply(grads)
                 if not retain_graph:
                     node.release()
             # a tensor handed to several edges (add's backward gives g to both inputs) is

@@ -1109,6 +1109,13 @@ class _Task(_EntryEmitter):
         b.store(stack, slot)
         return b.load(slot, typ=POINTER)
 
+    def slot_images(self, s, call: ConvCall):
+        """(first, last): the images [s*n // slots, (s+1)*n // slots) of slot s (i64)."""
+        b = self.b
+        first = b.udiv(b.mul(s, _const(call.n)), _const(call.slots))
+        last = b.udiv(b.mul(b.add(s, _const(1)), _const(call.n)), _const(call.slots))
+        return first, last
+
 
 class _ConvTask(_Task):
     """`task(argv, start, end)`: a convolution's images [start, end), argv = x, weight, out,
@@ -1139,9 +1146,7 @@ class _ConvTask(_Task):
         def part(s):
             self.stack = b.gep(cols, [b.mul(s, _const(column_bytes(call)))], inbounds=True,
                                source_etype=I8)
-            first = b.udiv(b.mul(s, _const(call.n)), _const(call.slots))
-            last = b.udiv(b.mul(b.add(s, _const(1)), _const(call.n)), _const(call.slots))
-            self._conv_images(local, first, last)
+            self._conv_images(local, *self.slot_images(s, call))
 
         self.loop(start, end, part)
         self.b.ret_void()
@@ -1169,9 +1174,7 @@ class _ConvWeightTask(_Task):
             at = b.mul(s, _const(weight_gradient_slot(conv)))
             columns = self.element(cols, at, conv.dtype)
             partial = self.element(cols, b.add(at, _const(depth * ld)), conv.dtype)
-            first = b.udiv(b.mul(s, _const(conv.n)), _const(conv.slots))
-            last = b.udiv(b.mul(b.add(s, _const(1)), _const(conv.n)), _const(conv.slots))
-            self._weight_images(call, x, g, partial, columns, first, last)
+            self._weight_images(call, x, g, partial, columns, *self.slot_images(s, conv))
 
         self.loop(start, end, part)
         b.ret_void()

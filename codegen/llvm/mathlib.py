@@ -388,9 +388,15 @@ def _erf(m: _Emitter, x):
     near = m.fma(magnitude, m.poly(m.mul(magnitude, magnitude), m.table(_ERF_NEAR)), magnitude)
 
     limit = m.table(_ERF_SATURATE)
-    a = m.select(m.gt(magnitude, limit), limit, magnitude)
-    # exp(-a^2) with a^2 = hi + lo exactly: exp(-hi) * (1 - lo); exp(-hi) alone would be off
-    # by up to a^2 * eps relative
+    far = m.sub(1.0, _erfc_far(m, m.select(m.gt(magnitude, limit), limit, magnitude)))
+    y = m.copysign(m.select(m.lt(magnitude, 1.0), near, far), x)
+    return m.select(m.isnan(x), x, y)
+
+
+def _erfc_far(m: _Emitter, a):
+    """erfc(a) for 1 <= a <= ERF_SATURATE by erf's far polynomial g: exp(-a^2) g(a), with
+    a^2 = hi + lo exactly: exp(-hi) * (1 - lo) (exp(-hi) alone would be off by up to a^2 * eps
+    relative)."""
     hi = m.mul(a, a)
     lo = m.fma(a, a, m.neg(hi))
     if m.width == 32:
@@ -398,11 +404,7 @@ def _erf(m: _Emitter, x):
     else:
         t = m.div(1.0, m.fma(a, _ERF_FAR_P, 1.0))
         g = m.poly(m.sub(t, _ERF_FAR_T0), m.table(_ERF_FAR))
-    erfc = m.mul(_exp(m, m.neg(hi)), m.fma(m.neg(g), lo, g))
-    far = m.sub(1.0, erfc)
-
-    y = m.copysign(m.select(m.lt(magnitude, 1.0), near, far), x)
-    return m.select(m.isnan(x), x, y)
+    return m.mul(_exp(m, m.neg(hi)), m.fma(m.neg(g), lo, g))
 
 
 # sin and cos
@@ -479,13 +481,7 @@ def _exp_of_minus_square(m: _Emitter, a):
 def _erfc_d(m: _Emitter, x):
     a = m.abs(x)
     near = m.sub(1.0, m.copysign(m.fma(a, m.poly(m.mul(a, a), _ERF_NEAR[64]), a), x))
-    # 1 <= a <= 1.5: exp(-a^2) times erf's far polynomial
-    c = m.clamp(a, 1.0, _special.ERFC_MID_FROM)
-    hi = m.mul(c, c)
-    lo = m.fma(c, c, m.neg(hi))
-    t = m.div(1.0, m.fma(c, _ERF_FAR_P, 1.0))
-    g = m.poly(m.sub(t, _ERF_FAR_T0), _ERF_FAR[64])
-    low = m.mul(_exp(m, m.neg(hi)), m.fma(m.neg(g), lo, g))
+    low = _erfc_far(m, m.clamp(a, 1.0, _special.ERFC_MID_FROM))  # 1 <= a <= 1.5
     # 1.5 <= a <= 3: exp(-a^2) times the fit of exp(a^2) erfc(a)
     b = m.clamp(a, _special.ERFC_MID_FROM, _special.ERFC_FRACTION_FROM)
     mid = m.mul(_exp_of_minus_square(m, b),

@@ -265,28 +265,10 @@ def _sign(xp, x):
     return xp.sign(x)
 
 
-@kernel("erf")
-def _erf(xp, x):
-    if xp is not np:
-        from cupyx.scipy.special import erf
-
-        return erf(x)
-    if x.size == 0:
-        return x.copy()
-    if not windows.available():  # no llvmlite: the same polynomials in numpy
-        return special.erf(x)
-    # the compiled kernels' own erf (within 1.1 ulp), vectorized: numpy has no erf. Other
-    # float widths go through float64, rounded once at the end
-    wide = x if x.dtype.name in ("float32", "float64") else x.astype(np.float64)
-    if not wide.flags.c_contiguous:
-        wide = np.ascontiguousarray(wide)
-    return windows.unary_math("erf", wide).astype(x.dtype, copy=False)
-
-
 def _special(xp, x, name: str, numpy_form, cupy_name: str, *cupy_args):
     """The special function `name` of x: cupyx.scipy.special's on CUDA, the inline IR mapped
-    natively over the array (llvm/mathlib.py: double precision, rounded once), or its
-    whole-array numpy form where there is no native code."""
+    natively over the array (llvm/mathlib.py; float widths other than 32 and 64 go through
+    float64, rounded once), or its whole-array numpy form where there is no native code."""
     if xp is not np:
         from cupyx.scipy import special as cupy_special
 
@@ -299,6 +281,12 @@ def _special(xp, x, name: str, numpy_form, cupy_name: str, *cupy_args):
     if not wide.flags.c_contiguous:
         wide = np.ascontiguousarray(wide)
     return windows.unary_math(name, wide).astype(x.dtype, copy=False)
+
+
+@kernel("erf")
+def _erf(xp, x):
+    # the compiled kernels' own erf (within 1.1 ulp), vectorized: numpy has none
+    return _special(xp, x, "erf", special.erf, "erf")
 
 
 @kernel("erfc")

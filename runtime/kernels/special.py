@@ -78,9 +78,25 @@ def _erf_block(x: np.ndarray, width: int) -> np.ndarray:
     """mathlib's erf on float64 values: a + a*F(a^2) below 1; above, 1 - exp(-a^2) * g(a)
     with g a polynomial in a - 2.5 (float32's) or in 1 / (1 + a*5/16) (float64's)."""
     a = np.abs(x)
+    near = _erf_near(a, width)
+    # NaN stays NaN; +inf saturates to erf = 1
+    far = _erfc_far(np.minimum(a, ERF_SATURATE[width]), width)
+    np.subtract(1.0, far, out=far)
+    out = np.where(a < 1.0, near, far)
+    np.copysign(out, x, out=out)
+    return np.where(np.isnan(x), x, out)
+
+
+def _erf_near(a: np.ndarray, width: int = 64) -> np.ndarray:
+    """erf(a) for 0 <= a < 1: a + a*F(a^2)."""
     near = a * _horner(a * a, ERF_NEAR[width])
     near += a
-    c = np.minimum(a, ERF_SATURATE[width])  # NaN stays NaN; +inf saturates to erf = 1
+    return near
+
+
+def _erfc_far(c: np.ndarray, width: int = 64) -> np.ndarray:
+    """erfc(c) for 1 <= c <= ERF_SATURATE: exp(-c^2) * g(c), g erf's far polynomial in
+    c - 2.5 (float32's) or in 1 / (1 + c*5/16) (float64's)."""
     square = c * c
     if width == 32:
         g = _horner(c - 2.5, ERF_FAR[32])  # c is a float32: c*c is exact in float64
@@ -94,10 +110,7 @@ def _erf_block(x: np.ndarray, width: int) -> np.ndarray:
     np.negative(square, out=square)
     far = np.exp(square)
     far *= g
-    np.subtract(1.0, far, out=far)
-    out = np.where(a < 1.0, near, far)
-    np.copysign(out, x, out=out)
-    return np.where(np.isnan(x), x, out)
+    return far
 
 
 def _blocked(fn, x: np.ndarray, *args) -> np.ndarray:
@@ -137,18 +150,9 @@ def _erfc_fraction(a: np.ndarray) -> np.ndarray:
 
 def _erfc_block(x: np.ndarray) -> np.ndarray:
     a = np.abs(x)
-    near = a * _horner(a * a, ERF_NEAR[64])
-    near += a
-    near = 1.0 - np.copysign(near, x)  # |x| < 1: erfc in (0.157, 1.843), no cancellation
-    c = np.clip(a, 1.0, SPECIAL.ERFC_MID_FROM)
-    square = c * c
-    t = c * ERF_FAR_P
-    t += 1.0
-    np.reciprocal(t, out=t)
-    t -= ERF_FAR_T0
-    g = _horner(t, ERF_FAR[64])
-    g -= g * _square_error(c, square)
-    low = np.exp(-square) * g
+    # |x| < 1: erfc in (0.157, 1.843), no cancellation
+    near = 1.0 - np.copysign(_erf_near(a), x)
+    low = _erfc_far(np.clip(a, 1.0, SPECIAL.ERFC_MID_FROM))
     m = np.clip(a, SPECIAL.ERFC_MID_FROM, SPECIAL.ERFC_FRACTION_FROM)
     mid = _exp_of_minus_square(m) * _horner(m - SPECIAL.ERFC_MID_CENTER, SPECIAL.ERFC_MID)
     value = np.where(a < SPECIAL.ERFC_MID_FROM, low, mid)
@@ -203,8 +207,7 @@ def _halley(x: np.ndarray, a: np.ndarray) -> np.ndarray:
     central = a <= 0.5
     inner, outer = np.nonzero(central)[0], np.nonzero(~central)[0]
     if inner.size:  # each side's function on its own values only
-        near = x[inner]
-        residual[inner] = near + near * _horner(near * near, ERF_NEAR[64]) - a[inner]
+        residual[inner] = _erf_near(x[inner]) - a[inner]
     if outer.size:
         residual[outer] = (1.0 - a[outer]) - _erfc_block(x[outer])
     step = residual / (_TWO_OVER_SQRT_PI * np.exp(-x * x))
