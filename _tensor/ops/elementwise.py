@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from ...errors import runtime_error, type_error, type_name, value_error
+from ...ir.dtype_info import finfo
 from ...ir.dtypes import as_dtype, get_default_dtype
 from ...ir.schema import NUMBER, OpSchema, declared
 from ..dispatch import dispatch
@@ -182,11 +183,7 @@ def nan_to_num(input: Tensor, nan: float = 0.0, posinf: float | None = None,
     if not input.dtype.is_floating_point:
         result = dispatch("clone", (input,))
     else:
-        info = np.finfo(input.dtype.np if input.dtype.name != "bfloat16" else np.float32)
-        if input.dtype.name == "bfloat16":
-            info_max = 3.3895313892515355e38
-        else:
-            info_max = float(info.max)
+        info_max = finfo(input.dtype).max
         high = info_max if posinf is None else float(posinf)
         low = -info_max if neginf is None else float(neginf)
         result = where(isnan(input), float(nan), input)
